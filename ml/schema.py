@@ -1,0 +1,80 @@
+"""The canonical transaction schema and the two header variants that map onto it.
+
+Raw exports come with either the coded customer-segment columns (`seg_1`, `seg_2`,
+values such as AZ or CZ) or the original dunnhumby names (`CUST_PRICE_SENSITIVITY`,
+`CUST_LIFESTAGE`, values such as LA or OA). Both are mapped to the canonical names
+and decoded values below, so everything after ingestion sees one schema.
+"""
+
+from __future__ import annotations
+
+SCHEMA_VERSION = "1.0"
+
+# Column order of the coded `transaction.csv` export (the project's target file).
+CODED_COLUMNS: tuple[str, ...] = (
+    "SHOP_WEEK", "SHOP_DATE", "SHOP_WEEKDAY", "SHOP_HOUR", "QUANTITY", "SPEND",
+    "PROD_CODE", "PROD_CODE_10", "PROD_CODE_20", "PROD_CODE_30", "PROD_CODE_40",
+    "CUST_CODE", "seg_1", "seg_2", "BASKET_ID", "BASKET_SIZE",
+    "BASKET_PRICE_SENSITIVITY", "BASKET_TYPE", "BASKET_DOMINANT_MISSION",
+    "STORE_CODE", "STORE_FORMAT", "STORE_REGION",
+)
+# The original weekly files use these names in the same two positions.
+ORIGINAL_SEGMENT_NAMES = {"seg_1": "CUST_PRICE_SENSITIVITY", "seg_2": "CUST_LIFESTAGE"}
+ORIGINAL_COLUMNS: tuple[str, ...] = tuple(ORIGINAL_SEGMENT_NAMES.get(c, c) for c in CODED_COLUMNS)
+# Canonical names are the original ones, with decoded values.
+CANONICAL_COLUMNS = ORIGINAL_COLUMNS
+
+SEG_1_DECODE = {"AZ": "LA", "BG": "UM", "CT": "MM", "DY": "XX"}
+SEG_2_DECODE = {"AT": "YA", "BU": "OT", "CZ": "OA", "DI": "YF", "EQ": "OF", "FN": "PE"}
+SEG_1_ENCODE = {v: k for k, v in SEG_1_DECODE.items()}
+SEG_2_ENCODE = {v: k for k, v in SEG_2_DECODE.items()}
+
+LABEL = "BASKET_PRICE_SENSITIVITY"
+LABELS = ("LA", "MM", "UM", "XX")
+TRAINABLE_LABELS = ("LA", "MM", "UM")
+UNCLASSIFIED = "XX"
+
+# Closed code domains, by canonical column.
+DOMAINS: dict[str, tuple[str, ...]] = {
+    "CUST_PRICE_SENSITIVITY": tuple(SEG_1_DECODE.values()),
+    "CUST_LIFESTAGE": tuple(SEG_2_DECODE.values()),
+    "BASKET_SIZE": ("S", "M", "L"),
+    LABEL: LABELS,
+    "BASKET_TYPE": ("Small Shop", "Top Up", "Full Shop", "XX"),
+    "BASKET_DOMINANT_MISSION": ("Fresh", "Grocery", "Mixed", "Nonfood", "XX"),
+    "STORE_FORMAT": ("LS", "MS", "SS", "XLS"),
+    "STORE_REGION": tuple(f"{side}0{i}" for side in "ENSW" for i in (1, 2, 3)),
+}
+
+# Open code domains: a prefix and a number of digits.
+CODE_PATTERNS: dict[str, str] = {
+    "PROD_CODE": r"^PRD09\d{5}$",
+    "PROD_CODE_10": r"^CL\d{5}$",
+    "PROD_CODE_20": r"^DEP\d{5}$",
+    "PROD_CODE_30": r"^G\d{5}$",
+    "PROD_CODE_40": r"^D\d{5}$",
+    "CUST_CODE": r"^CUST\d{10}$",
+    "STORE_CODE": r"^STORE\d{5}$",
+}
+
+INTEGER_COLUMNS = ("SHOP_WEEK", "SHOP_DATE", "SHOP_WEEKDAY", "SHOP_HOUR", "QUANTITY")
+FLOAT_COLUMNS = ("SPEND",)
+
+# Blank allowed: no loyalty card, or no life stage on file.
+OPTIONAL_COLUMNS = ("CUST_CODE", "CUST_PRICE_SENSITIVITY", "CUST_LIFESTAGE")
+REQUIRED_COLUMNS = tuple(c for c in CANONICAL_COLUMNS if c not in OPTIONAL_COLUMNS)
+
+# Columns that describe the basket, not the line: constant within a basket.
+BASKET_COLUMNS = (
+    "SHOP_WEEK", "SHOP_DATE", "SHOP_WEEKDAY", "SHOP_HOUR", "CUST_CODE",
+    "CUST_PRICE_SENSITIVITY", "CUST_LIFESTAGE", "BASKET_SIZE", LABEL, "BASKET_TYPE",
+    "BASKET_DOMINANT_MISSION", "STORE_CODE", "STORE_FORMAT", "STORE_REGION",
+)
+LINE_COLUMNS = (
+    "QUANTITY", "SPEND", "PROD_CODE", "PROD_CODE_10", "PROD_CODE_20", "PROD_CODE_30",
+    "PROD_CODE_40",
+)
+HIERARCHY = ("PROD_CODE", "PROD_CODE_10", "PROD_CODE_20", "PROD_CODE_30", "PROD_CODE_40")
+
+# Added by ingestion: the basket key (BASKET_ID, or rebuilt when the id is damaged).
+BASKET_KEY = "BASKET_KEY"
