@@ -1,0 +1,264 @@
+"""Row and basket validation with a quarantine, and the typed (silver) lines.
+
+Rules are named Polars expressions, checked in the order below; a row that fails
+goes to the quarantine with the first rule it failed, the column and the value.
+Then every basket-level column must be constant within a basket: the rows of a
+basket that is not are quarantined together (which row is wrong cannot be told).
+Nothing is dropped: `rows_in == rows_accepted + rows_quarantined`, and the per-rule
+counts add up to `rows_quarantined`.
+
+Polars expressions are used instead of a schema library because each rule must
+name itself in the quarantine and run over millions of rows in a second or two;
+the rule table below is the schema.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from ml.calendar import week_code_expr, weekday_expr
+from ml.ingest import SOURCE_FILE, SOURCE_LINE
+from ml.schema import (
+    BASKET_COLUMNS,
+    BASKET_KEY,
+    CANONICAL_COLUMNS,
+    CODE_PATTERNS,
+    DOMAINS,
+    FLOAT_COLUMNS,
+    INTEGER_COLUMNS,
+    LABEL,
+    REQUIRED_COLUMNS,
+    UNCLASSIFIED,
+)
+
+INTEGER_TEXT = r"^\d+$"
+# What a spreadsheet makes of a long id: 9.94E+14, 9.94100100398294e14, 994100100398294.0
+DAMAGED_ID_TEXT = r"^\d+(\.\d*)?([eE]\+?\d+)?$"
+MAX_QUANTITY = 100_000
+MAX_SPEND = 100_000.0
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A named check on one column: `fails` is true for a row that breaks it."""
+
+    name: str
+    column: str
+    fails: pl.Expr
+
+
+@dataclass
+class ValidationReport:
+    rows_in: int
+    rows_accepted: int
+    rows_quarantined: int
+    quarantined_by_rule: dict[str, int]
+    baskets_accepted: int
+    unclassified_baskets: int
+    unclassified_rows: int
+    rebuilt_basket_ids: int = 0
+    rows_with_damaged_id: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def counts_add_up(self) -> bool:
+        return (
+            self.rows_in == self.rows_accepted + self.rows_quarantined
+            and sum(self.quarantined_by_rule.values()) == self.rows_quarantined
+        )
+
+
+@dataclass
+class ValidationResult:
+    lines: pl.DataFrame  # typed, validated rows with BASKET_KEY
+    quarantine: pl.DataFrame  # raw text of failed rows with rule, column, value, source
+    report: ValidationReport
+
+
+def _text(column: str) -> pl.Expr:
+    """A raw column as received (values are compared untrimmed: " 8" is not an hour)."""
+    return pl.col(column)
+
+
+def _typed_columns() -> list[pl.Expr]:
+    ints = [_text(c).cast(pl.Int64, strict=False).alias(f"_{c}") for c in INTEGER_COLUMNS]
+    floats = [_text(c).cast(pl.Float64, strict=False).alias(f"_{c}") for c in FLOAT_COLUMNS]
+    date = _text("SHOP_DATE").str.strptime(pl.Date, "%Y%m%d", strict=False).alias("_DATE")
+    return [*ints, *floats, date]
+
+
+def _present(column: str) -> pl.Expr:
+    return pl.col(column).is_not_null() & (_text(column) != "")
+
+
+def row_rules() -> list[Rule]:
+    """The row rules, in the order they are checked."""
+    rules = [Rule("missing_value", c, ~_present(c)) for c in REQUIRED_COLUMNS]
+    rules += [
+        Rule("bad_type", c, _present(c) & pl.col(f"_{c}").is_null())
+        for c in (*INTEGER_COLUMNS, *FLOAT_COLUMNS)
+    ]
+    rules.append(
+        Rule(
+            "bad_type",
+            "BASKET_ID",
+            _present("BASKET_ID") & ~_text("BASKET_ID").str.contains(DAMAGED_ID_TEXT),
+        )
+    )
+    rules += [
+        Rule("bad_code", c, _present(c) & ~_text(c).str.contains(pattern))
+        for c, pattern in CODE_PATTERNS.items()
+    ]
+    rules += [
+        Rule("bad_code", c, _present(c) & ~_text(c).is_in(list(values)))
+        for c, values in DOMAINS.items()
+    ]
+    rules += [
+        Rule("out_of_range", "QUANTITY", ~pl.col("_QUANTITY").is_between(1, MAX_QUANTITY)),
+        Rule("out_of_range", "SPEND", ~pl.col("_SPEND").is_between(0, MAX_SPEND)),
+        Rule("out_of_range", "SHOP_HOUR", ~pl.col("_SHOP_HOUR").is_between(0, 23)),
+        Rule("out_of_range", "SHOP_WEEKDAY", ~pl.col("_SHOP_WEEKDAY").is_between(1, 7)),
+        Rule("out_of_range", "SHOP_WEEK", ~(pl.col("_SHOP_WEEK") % 100).is_between(1, 53)),
+        Rule("invalid_date", "SHOP_DATE", pl.col("_DATE").is_null()),
+        Rule("date_week_mismatch", "SHOP_WEEK", week_code_expr(pl.col("_DATE")) != pl.col("_SHOP_WEEK")),
+        Rule(
+            "date_weekday_mismatch",
+            "SHOP_WEEKDAY",
+            weekday_expr(pl.col("_DATE")) != pl.col("_SHOP_WEEKDAY"),
+        ),
+        Rule(
+            "segment_without_customer",
+            "CUST_PRICE_SENSITIVITY",
+            ~_present("CUST_CODE") & (_present("CUST_PRICE_SENSITIVITY") | _present("CUST_LIFESTAGE")),
+        ),
+    ]
+    return rules
+
+
+def _flag_failures(frame: pl.DataFrame, rules: list[Rule]) -> pl.DataFrame:
+    """Adds a boolean column per rule and `_failed` (any rule failed)."""
+    # A rule over a null typed value yields null: only a true `fails` counts.
+    flags = [rule.fails.fill_null(False).alias(f"_rule{i}") for i, rule in enumerate(rules)]
+    frame = frame.with_columns(flags)
+    return frame.with_columns(pl.any_horizontal(pl.col(r"^_rule\d+$")).alias("_failed"))
+
+
+def _first_failure(rules: list[Rule]) -> list[pl.Expr]:
+    """The first failing rule's name and column, from the flags of `_flag_failures`."""
+    def first(attribute: str) -> pl.Expr:
+        return pl.coalesce(
+            [pl.when(pl.col(f"_rule{i}")).then(pl.lit(getattr(r, attribute))) for i, r in enumerate(rules)]
+        )
+
+    return [first("name").alias("rule"), first("column").alias("column")]
+
+
+def _failed_value() -> pl.Expr:
+    """The raw text of the column named by `column`, for the quarantine."""
+    value = pl.lit(None, dtype=pl.String)
+    for c in CANONICAL_COLUMNS:
+        value = pl.when(pl.col("column") == c).then(pl.col(c)).otherwise(value)
+    return value.alias("value")
+
+
+def _basket_key() -> pl.Expr:
+    """BASKET_ID when it is intact; otherwise a key rebuilt from the basket-level columns."""
+    damaged = ~_text("BASKET_ID").str.contains(INTEGER_TEXT)
+    rebuilt = pl.concat_str(
+        [_text("BASKET_ID"), *[pl.col(c).fill_null("") for c in BASKET_COLUMNS]], separator="|"
+    ).hash(seed=0)
+    return pl.when(damaged).then(pl.lit("R") + rebuilt.cast(pl.String)).otherwise(_text("BASKET_ID"))
+
+
+def _silver(frame: pl.DataFrame) -> pl.DataFrame:
+    """Typed canonical columns of rows that passed every rule."""
+    typed = {
+        "SHOP_WEEK": pl.col("_SHOP_WEEK").cast(pl.Int32),
+        "SHOP_DATE": pl.col("_DATE"),
+        "SHOP_WEEKDAY": pl.col("_SHOP_WEEKDAY").cast(pl.Int8),
+        "SHOP_HOUR": pl.col("_SHOP_HOUR").cast(pl.Int8),
+        "QUANTITY": pl.col("_QUANTITY").cast(pl.Int32),
+        "SPEND": pl.col("_SPEND"),
+    }
+    columns = [typed.get(c, _text(c)).alias(c) for c in CANONICAL_COLUMNS]
+    return frame.select(*columns, pl.col(BASKET_KEY))
+
+
+def validate(raw: pl.DataFrame) -> ValidationResult:
+    """Split raw text rows into typed accepted lines and a quarantine with reasons."""
+    rows_in = raw.height
+    rules = row_rules()
+    checked = _flag_failures(raw.with_columns(_typed_columns()), rules)
+    row_failures = checked.filter(pl.col("_failed")).with_columns(_first_failure(rules))
+    passed = checked.filter(~pl.col("_failed")).with_columns(
+        _basket_key().alias(BASKET_KEY), pl.lit(None, dtype=pl.String).alias("rule")
+    )
+    del checked
+    inconsistent = _inconsistent_baskets(passed)
+    passed = passed.join(inconsistent, on=BASKET_KEY, how="left").with_columns(
+        pl.when(pl.col("_inconsistent_column").is_not_null()).then(pl.lit("basket_inconsistent")).alias("rule"),
+        pl.col("_inconsistent_column").alias("column"),
+    )
+    failed = pl.concat(
+        [row_failures, passed.filter(pl.col("rule").is_not_null())],
+        how="diagonal",
+    )
+    accepted = passed.filter(pl.col("rule").is_null())
+    quarantine = failed.with_columns(_failed_value()).select(
+        *CANONICAL_COLUMNS, SOURCE_FILE, SOURCE_LINE, "rule", "column", "value"
+    ).sort(SOURCE_FILE, SOURCE_LINE)
+    lines = _silver(accepted)
+    report = _report(rows_in, lines, quarantine, accepted)
+    return ValidationResult(lines=lines, quarantine=quarantine, report=report)
+
+
+def _inconsistent_baskets(rows: pl.DataFrame) -> pl.DataFrame:
+    """Baskets whose basket-level columns vary, with the first such column."""
+    # One hash of all basket-level columns per row finds the few varying baskets fast;
+    # only those are examined column by column.
+    fingerprint = pl.struct(list(BASKET_COLUMNS)).hash(seed=0)
+    varying = (
+        rows.select(BASKET_KEY, fingerprint.alias("_fingerprint"))
+        .group_by(BASKET_KEY)
+        .agg(pl.col("_fingerprint").n_unique().alias("_versions"))
+        .filter(pl.col("_versions") > 1)
+    )
+    counts = rows.join(varying.select(BASKET_KEY), on=BASKET_KEY, how="semi").group_by(BASKET_KEY).agg(
+        [pl.col(c).n_unique().alias(c) for c in BASKET_COLUMNS]
+    )
+    first = pl.lit(None, dtype=pl.String)
+    for c in reversed(BASKET_COLUMNS):
+        first = pl.when(pl.col(c) > 1).then(pl.lit(c)).otherwise(first)
+    return counts.select(BASKET_KEY, first.alias("_inconsistent_column"))
+
+
+def _report(
+    rows_in: int, lines: pl.DataFrame, quarantine: pl.DataFrame, accepted: pl.DataFrame
+) -> ValidationReport:
+    by_rule = (
+        quarantine.group_by("rule", "column").len().sort("rule", "column")
+        .select(pl.concat_str("rule", pl.lit(":"), "column").alias("key"), "len")
+    )
+    baskets = lines.group_by(BASKET_KEY).agg(pl.first(LABEL), pl.len().alias("rows"))
+    unclassified = baskets.filter(pl.col(LABEL) == UNCLASSIFIED)
+    damaged = accepted.filter(pl.col(BASKET_KEY).str.starts_with("R"))
+    report = ValidationReport(
+        rows_in=rows_in,
+        rows_accepted=lines.height,
+        rows_quarantined=quarantine.height,
+        quarantined_by_rule=dict(zip(by_rule["key"].to_list(), by_rule["len"].to_list(), strict=True)),
+        baskets_accepted=baskets.height,
+        unclassified_baskets=unclassified.height,
+        unclassified_rows=int(unclassified["rows"].sum()),
+        rebuilt_basket_ids=damaged[BASKET_KEY].n_unique(),
+        rows_with_damaged_id=damaged.height,
+    )
+    if damaged.height:
+        ids = damaged["BASKET_ID"].unique().head(3).to_list()
+        report.warnings.append(
+            f"{damaged.height} rows carry a damaged BASKET_ID (e.g. {', '.join(ids)}): "
+            f"{report.rebuilt_basket_ids} basket keys were rebuilt from the basket-level columns"
+        )
+    return report
