@@ -1,0 +1,297 @@
+"""Basket-level features: one fitted transformer for training and serving.
+
+`BasketFeaturizer` follows the scikit-learn contract: `fit` learns from training lines
+only, `transform` turns lines (of any number of baskets, one line per product) into
+one feature row per basket, and fitted state lives in attributes ending in `_`. It is
+saved as JSON and Parquet (no pickle), so loading it executes no code.
+
+What it learns from training lines:
+* tier evidence: for every product, and every level of its hierarchy, how the labels
+  of the baskets it appears in are distributed, smoothed towards the parent level,
+  so an unseen product falls back to its class, department, group, division;
+* unit-price levels: the median unit price of each category (PROD_CODE_30) and of each
+  product, giving a price index of a line against its category;
+* vocabularies of the basket's categorical columns and of product divisions.
+
+`fit_transform` builds training features with out-of-fold tier evidence (each basket's
+evidence is learned from the other folds' baskets), so the model never sees evidence
+that was computed from its own label, as scikit-learn's TargetEncoder does.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from ml.schema import BASKET_KEY, HIERARCHY, LABEL, LABELS
+
+FORMAT_VERSION = 1
+# Hierarchy from the coarsest level to the product itself: evidence is smoothed downwards.
+LEVELS = tuple(reversed(HIERARCHY))
+CATEGORY = "PROD_CODE_30"
+DIVISION = "PROD_CODE_40"
+HEADER_CATEGORICALS = (
+    "BASKET_SIZE",
+    "BASKET_TYPE",
+    "BASKET_DOMINANT_MISSION",
+    "STORE_FORMAT",
+    "STORE_REGION",
+    "CUST_PRICE_SENSITIVITY",
+    "CUST_LIFESTAGE",
+)
+HEADER_NUMERICS = ("SHOP_HOUR", "SHOP_WEEKDAY")
+CHEAP_INDEX = 0.9  # a line priced below 90% of its category's median counts as cheap
+# Carried through to the basket table (for the split and the lake partitions), not features.
+PASSTHROUGH = ("SHOP_WEEK", "STORE_REGION", "BASKET_TYPE")
+
+
+def _p(label: str) -> str:
+    return f"p_{label}"
+
+
+@dataclass
+class TierEvidence:
+    """Smoothed label distribution per code, for each hierarchy level."""
+
+    prior: dict[str, float]
+    tables: dict[str, pl.DataFrame]  # level -> [code, p_LA, p_MM, p_UM, p_XX]
+
+    @classmethod
+    def fit(cls, lines: pl.DataFrame, smoothing: float) -> TierEvidence:
+        """Learn from labelled lines: each line counts its basket's label for its product."""
+        onehot = lines.select(
+            *LEVELS, *[(pl.col(LABEL) == c).cast(pl.Float64).alias(_p(c)) for c in LABELS]
+        )
+        baskets = lines.group_by(BASKET_KEY).agg(pl.first(LABEL))
+        prior = {c: float((baskets[LABEL] == c).mean()) for c in LABELS}
+        tables: dict[str, pl.DataFrame] = {}
+        parent: str | None = None
+        for level in LEVELS:
+            keys = [level] if parent is None else [level, parent]
+            counts = onehot.group_by(keys).agg(
+                pl.len().alias("n"), *[pl.col(_p(c)).sum() for c in LABELS]
+            )
+            if parent is None:
+                base = [pl.lit(prior[c]) for c in LABELS]
+            else:
+                counts = counts.join(
+                    tables[parent].rename({_p(c): f"_parent_{c}" for c in LABELS}), on=parent, how="left"
+                )
+                base = [pl.col(f"_parent_{c}") for c in LABELS]
+            smoothed = [
+                ((pl.col(_p(c)) + smoothing * b) / (pl.col("n") + smoothing)).alias(_p(c))
+                for c, b in zip(LABELS, base, strict=True)
+            ]
+            # A code seen under several parents keeps the evidence of its commonest chain.
+            table = counts.sort("n", descending=True).unique(level, keep="first")
+            tables[level] = table.select(level, *smoothed)
+            parent = level
+        return cls(prior=prior, tables=tables)
+
+    def __post_init__(self) -> None:
+        # Built once: request-sized inputs make expression building a visible cost.
+        self._lookups = [
+            self.tables[level].rename({_p(c): f"{level}:{c}" for c in LABELS}).lazy() for level in LEVELS
+        ]
+        deepest = list(reversed(LEVELS))
+        self._resolve = [
+            *[
+                pl.coalesce([*[pl.col(f"{lv}:{c}") for lv in deepest], pl.lit(self.prior[c])]).alias(_p(c))
+                for c in LABELS
+            ],
+            pl.col(f"PROD_CODE:{LABELS[0]}").is_null().cast(pl.Float64).alias("unseen_product"),
+        ]
+        self._lift = [
+            (pl.coalesce([*[pl.col(f"{lv}:{c}") for lv in deepest], pl.lit(self.prior[c])]) / self.prior[c])
+            .alias(f"lift_{c}")
+            for c in LABELS
+        ]
+        self._dropped = [f"{lv}:{c}" for lv in LEVELS for c in LABELS]
+
+    def line_probabilities(self, lines: pl.LazyFrame) -> pl.LazyFrame:
+        """Adds p_<label> and lift_<label> per line from the deepest known level, and
+        `unseen_product`."""
+        frame = lines
+        for level, lookup in zip(LEVELS, self._lookups, strict=True):
+            frame = frame.join(lookup, on=level, how="left")
+        return frame.with_columns(*self._resolve, *self._lift).drop(self._dropped)
+
+
+class BasketFeaturizer:
+    """Lines in, one feature row per basket out; see the module docstring."""
+
+    def __init__(self, smoothing: float = 20.0, folds: int = 5, seed: int = 0):
+        self.smoothing = smoothing
+        self.folds = folds
+        self.seed = seed
+
+    # ---- fitting -------------------------------------------------------------------
+    def fit(self, lines: pl.DataFrame) -> BasketFeaturizer:
+        """Learn evidence, price levels and vocabularies from training lines only."""
+        self.evidence_ = TierEvidence.fit(lines, self.smoothing)
+        unit = lines.select(CATEGORY, "PROD_CODE", (pl.col("SPEND") / pl.col("QUANTITY")).alias("unit"))
+        self.global_unit_price_ = float(unit["unit"].median())
+        self.category_price_ = unit.group_by(CATEGORY).agg(pl.col("unit").median().alias("category_price"))
+        product = unit.group_by("PROD_CODE", CATEGORY).agg(pl.col("unit").median().alias("product_price"))
+        self.product_price_index_ = (
+            product.join(self.category_price_, on=CATEGORY)
+            .select("PROD_CODE", (pl.col("product_price") / pl.col("category_price")).alias("product_index"))
+            .unique("PROD_CODE", keep="first")
+        )
+        self.vocabularies_ = {
+            c: sorted(v for v in lines[c].unique().to_list() if v is not None) for c in HEADER_CATEGORICALS
+        }
+        self.divisions_ = sorted(lines[DIVISION].unique().to_list())
+        self.fitted_rows_ = lines.height
+        self.fitted_weeks_ = (int(lines["SHOP_WEEK"].min()), int(lines["SHOP_WEEK"].max()))
+        self.feature_names_ = []
+        self._compile()
+        probe = self._plan(lines.head(1).lazy(), self.evidence_, kept=[]).collect()
+        self.feature_names_ = [c for c in probe.columns if c != BASKET_KEY]
+        self._compile()
+        return self
+
+    def fit_transform(self, lines: pl.DataFrame) -> pl.DataFrame:
+        """Fit on the lines, and return their features with out-of-fold tier evidence."""
+        self.fit(lines)
+        fold = (pl.col(BASKET_KEY).hash(seed=self.seed) % self.folds).alias("_fold")
+        folded = lines.with_columns(fold)
+        kept = self._kept(lines)
+        plans = []
+        for k in range(self.folds):
+            evidence = TierEvidence.fit(folded.filter(pl.col("_fold") != k), self.smoothing)
+            held = folded.lazy().filter(pl.col("_fold") == k).drop("_fold")
+            plans.append(self._plan(held, evidence, kept))
+        return pl.concat(pl.collect_all(plans))
+
+    # ---- applying ------------------------------------------------------------------
+    def transform(self, lines: pl.DataFrame) -> pl.DataFrame:
+        """One row per basket: BASKET_KEY, pass-through columns, then `feature_names_`."""
+        return self._plan(lines.lazy(), self.evidence_, self._kept(lines)).collect()
+
+    def matrix(self, features: pl.DataFrame) -> np.ndarray:
+        """The model input for `transform`'s output, columns in `feature_names_` order."""
+        return features.select(self.feature_names_).to_numpy().astype(np.float32, copy=False)
+
+    @staticmethod
+    def _kept(lines: pl.DataFrame) -> list[str]:
+        return [c for c in (*PASSTHROUGH, LABEL) if c in lines.columns]
+
+    def _plan(self, lines: pl.LazyFrame, evidence: TierEvidence, kept: list[str]) -> pl.LazyFrame:
+        """The whole transform as one lazy query, so Polars runs it in one go."""
+        line_index = (pl.col("SPEND") / pl.col("QUANTITY")) / pl.col("category_price").fill_null(
+            self.global_unit_price_
+        )
+        frame = (
+            evidence.line_probabilities(lines)
+            .join(self._category_price, on=CATEGORY, how="left")
+            .join(self._product_index, on="PROD_CODE", how="left")
+            .with_columns(
+                line_index.clip(1e-3, 1e3).alias("price_index"),
+                pl.col("product_index").fill_null(line_index).clip(1e-3, 1e3).alias("product_index"),
+            )
+            .with_columns(self._top_lift)
+        )
+        header = [pl.first(c) for c in kept if c not in self._header_columns]
+        baskets = frame.group_by(BASKET_KEY, maintain_order=True).agg(*self._aggregations, *header)
+        return baskets.with_columns(self._onehots).select(BASKET_KEY, *kept, *self._finish)
+
+    def _compile(self) -> None:
+        """Build the expressions of `_plan` once per fitted state."""
+        self._category_price = self.category_price_.lazy()
+        self._product_index = self.product_price_index_.lazy()
+        self._top_lift = pl.concat_list([pl.col(f"lift_{c}") for c in LABELS]).list.arg_max().alias("top_lift")
+        self._header_columns = (*HEADER_CATEGORICALS, *HEADER_NUMERICS)
+        evidence = []
+        for i, c in enumerate(LABELS):
+            p = pl.col(_p(c))
+            evidence += [
+                p.mean().alias(f"mean_p_{c}"),
+                p.max().alias(f"max_p_{c}"),
+                p.min().alias(f"min_p_{c}"),
+                pl.col(f"lift_{c}").log().mean().alias(f"mean_log_lift_{c}"),
+                (pl.col("top_lift") == i).mean().alias(f"share_top_{c}"),
+            ]
+        price = [
+            pl.col("price_index").log().mean().alias("mean_log_price_index"),
+            pl.col("price_index").log().min().alias("min_log_price_index"),
+            pl.col("price_index").log().max().alias("max_log_price_index"),
+            (pl.col("price_index") < CHEAP_INDEX).mean().alias("share_cheap_lines"),
+            pl.col("product_index").log().mean().alias("mean_log_product_index"),
+        ]
+        composition = [
+            pl.len().cast(pl.Float64).alias("n_lines"),
+            pl.col("QUANTITY").sum().cast(pl.Float64).alias("total_quantity"),
+            pl.col("SPEND").sum().log1p().alias("log_total_spend"),
+            pl.col("SPEND").mean().alias("mean_line_spend"),
+            pl.col("unseen_product").mean().alias("share_unseen_products"),
+            pl.col(DIVISION).n_unique().cast(pl.Float64).alias("n_divisions"),
+            *[(pl.col(DIVISION) == d).mean().alias(f"share_{d}") for d in self.divisions_],
+        ]
+        self._aggregations = [*[pl.first(c) for c in self._header_columns], *evidence, *price, *composition]
+        self._onehots = [
+            *[
+                pl.col(c).eq_missing(v).cast(pl.Float64).alias(f"{c}={v}")
+                for c in HEADER_CATEGORICALS
+                for v in self.vocabularies_[c]
+            ],
+            pl.col("CUST_PRICE_SENSITIVITY").is_null().cast(pl.Float64).alias("no_card"),
+        ]
+        if self.feature_names_:
+            self._finish = [pl.col(c).cast(pl.Float64) for c in self.feature_names_]
+        else:  # while fitting: every computed column except the raw categoricals, in order
+            self._finish = [pl.exclude(BASKET_KEY, *HEADER_CATEGORICALS).cast(pl.Float64)]
+
+    # ---- persistence ---------------------------------------------------------------
+    def save(self, folder: Path) -> list[Path]:
+        """Write the fitted state as JSON plus Parquet tables; returns the files written."""
+        folder.mkdir(parents=True, exist_ok=True)
+        tables = {
+            **{f"evidence_{level}": t for level, t in self.evidence_.tables.items()},
+            "category_price": self.category_price_,
+            "product_price_index": self.product_price_index_,
+        }
+        written = []
+        for name, table in tables.items():
+            path = folder / f"{name}.parquet"
+            table.write_parquet(path)
+            written.append(path)
+        state = {
+            "format_version": FORMAT_VERSION,
+            "params": {"smoothing": self.smoothing, "folds": self.folds, "seed": self.seed},
+            "prior": self.evidence_.prior,
+            "global_unit_price": self.global_unit_price_,
+            "vocabularies": self.vocabularies_,
+            "divisions": self.divisions_,
+            "feature_names": self.feature_names_,
+            "fitted_rows": self.fitted_rows_,
+            "fitted_weeks": list(self.fitted_weeks_),
+        }
+        state_path = folder / "featurizer.json"
+        state_path.write_text(json.dumps(state, indent=2))
+        return [state_path, *written]
+
+    @classmethod
+    def load(cls, folder: Path) -> BasketFeaturizer:
+        state = json.loads((folder / "featurizer.json").read_text())
+        if state["format_version"] != FORMAT_VERSION:
+            raise ValueError(f"{folder}: featurizer format {state['format_version']}, expected {FORMAT_VERSION}")
+        self = cls(**state["params"])
+        self.evidence_ = TierEvidence(
+            prior=state["prior"],
+            tables={level: pl.read_parquet(folder / f"evidence_{level}.parquet") for level in LEVELS},
+        )
+        self.category_price_ = pl.read_parquet(folder / "category_price.parquet")
+        self.product_price_index_ = pl.read_parquet(folder / "product_price_index.parquet")
+        self.global_unit_price_ = state["global_unit_price"]
+        self.vocabularies_ = state["vocabularies"]
+        self.divisions_ = state["divisions"]
+        self.feature_names_ = state["feature_names"]
+        self.fitted_rows_ = state["fitted_rows"]
+        self.fitted_weeks_ = tuple(state["fitted_weeks"])
+        self._compile()
+        return self

@@ -1,0 +1,164 @@
+"""The data lake: raw, silver and gold zones under one root, local or on S3.
+
+The root is a local folder (`./lake`) or an `s3://bucket/prefix` URI; both go through
+Arrow's filesystem layer, so the same code writes to either. For an S3-compatible
+endpoint other than AWS, Arrow reads `AWS_ENDPOINT_URL` from the environment.
+
+Layout under the root:
+  raw/<content-hash>/<file>             the input exactly as received (deduplicated)
+  silver/<run>/lines.parquet            typed, validated lines
+  silver/<run>/quarantine.parquet       rejected rows with the rule they failed
+  gold/<run>/baskets/                   basket feature table, hive-partitioned by
+                                        STORE_REGION and BASKET_TYPE
+  gold/<run>/featurizer/                the fitted feature transformer
+  manifests/<run>.json                  lineage and counts of the run
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+CHUNK = 8 * 1024 * 1024
+ZONES = ("raw", "silver", "gold", "manifests", "reports")
+
+
+def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
+    """Arrow filesystem and path for a local path or an s3:// URI."""
+    if "://" not in uri:
+        path = Path(uri).expanduser().resolve()
+        return pafs.LocalFileSystem(), path.as_posix()
+    fs, path = pafs.FileSystem.from_uri(uri)
+    return fs, path
+
+
+def join(*parts: str) -> str:
+    return "/".join(p.strip("/") if i else p.rstrip("/") for i, p in enumerate(parts) if p)
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """The raw zone entry of one input: its content hash and where the files are."""
+
+    sha256: str
+    bytes: int
+    location: str
+    files: tuple[str, ...]
+
+
+class Lake:
+    """Reads and writes the zones of one lake root."""
+
+    def __init__(self, root: str):
+        self.root = root
+        self.fs, self.base = filesystem(root)
+
+    def uri(self, *parts: str) -> str:
+        """A location inside the lake, as a URI (or local path) a user can open."""
+        inner = join(*parts)
+        return join(self.root, inner) if "://" in self.root else join(self.base, inner)
+
+    def _path(self, *parts: str) -> str:
+        return join(self.base, *parts)
+
+    def _ensure_dir(self, path: str) -> None:
+        parent = path.rsplit("/", 1)[0]
+        self.fs.create_dir(parent, recursive=True)
+
+    def put_raw(self, files: tuple[Path, ...]) -> RawRecord:
+        """Copy the input files into raw/<hash>/ unless that content is already there."""
+        digests = {f.name: _sha256(f) for f in files}
+        combined = hashlib.sha256(
+            "".join(f"{name}:{digest}\n" for name, digest in sorted(digests.items())).encode()
+        ).hexdigest()
+        folder = join("raw", combined[:16])
+        for f in files:
+            target = self._path(folder, f.name)
+            info = self.fs.get_file_info(target)
+            if info.type == pafs.FileType.NotFound or info.size != f.stat().st_size:
+                self._ensure_dir(target)
+                with f.open("rb") as source, self.fs.open_output_stream(target) as sink:
+                    while chunk := source.read(CHUNK):
+                        sink.write(chunk)
+        self.write_json(join(folder, "_source.json"), {"sha256": combined, "files": digests})
+        return RawRecord(
+            sha256=combined,
+            bytes=sum(f.stat().st_size for f in files),
+            location=self.uri(folder),
+            files=tuple(sorted(digests)),
+        )
+
+    def write_parquet(self, frame: pl.DataFrame, *parts: str) -> str:
+        path = self._path(*parts)
+        self._ensure_dir(path)
+        pq.write_table(frame.to_arrow(), path, filesystem=self.fs, compression="zstd")
+        return self.uri(*parts)
+
+    def read_parquet(self, *parts: str) -> pl.DataFrame:
+        return pl.from_arrow(pq.read_table(self._path(*parts), filesystem=self.fs))
+
+    def write_partitioned(self, frame: pl.DataFrame, partition_by: list[str], *parts: str) -> str:
+        path = self._path(*parts)
+        self.fs.create_dir(path, recursive=True)
+        ds.write_dataset(
+            frame.to_arrow(),
+            path,
+            filesystem=self.fs,
+            format="parquet",
+            partitioning=partition_by,
+            partitioning_flavor="hive",
+            existing_data_behavior="delete_matching",
+        )
+        return self.uri(*parts)
+
+    def read_partitioned(self, *parts: str) -> pl.DataFrame:
+        dataset = ds.dataset(self._path(*parts), filesystem=self.fs, format="parquet", partitioning="hive")
+        return pl.from_arrow(dataset.to_table())
+
+    def write_json(self, relative: str, payload: dict) -> str:
+        path = self._path(relative)
+        self._ensure_dir(path)
+        with self.fs.open_output_stream(path) as sink:
+            sink.write(json.dumps(payload, indent=2, default=str).encode())
+        return self.uri(relative)
+
+    def read_json(self, relative: str) -> dict:
+        with self.fs.open_input_stream(self._path(relative)) as source:
+            return json.loads(source.read())
+
+    def put_folder(self, local: Path, *parts: str) -> str:
+        """Copy a local folder (e.g. a fitted transformer) into the lake."""
+        for file in sorted(p for p in local.rglob("*") if p.is_file()):
+            target = self._path(*parts, file.relative_to(local).as_posix())
+            self._ensure_dir(target)
+            with file.open("rb") as source, self.fs.open_output_stream(target) as sink:
+                sink.write(source.read())
+        return self.uri(*parts)
+
+    def get_folder(self, local: Path, *parts: str) -> Path:
+        """Copy a lake folder to a local one (what SageMaker does for a channel)."""
+        base = self._path(*parts)
+        selector = pafs.FileSelector(base, recursive=True)
+        for info in self.fs.get_file_info(selector):
+            if info.type != pafs.FileType.File:
+                continue
+            target = local / info.path[len(base):].lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with self.fs.open_input_stream(info.path) as source:
+                target.write_bytes(source.read())
+        return local
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
