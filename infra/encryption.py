@@ -1,0 +1,137 @@
+"""Customer-managed KMS keys: one for data, one for logs, one for Kubernetes secrets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.iam import Statement, policy_document
+
+
+@dataclass
+class EncryptionArgs:
+    account_id: pulumi.Input[str]
+    region: str
+    deletion_window_days: int = 30
+
+
+class Encryption(pulumi.ComponentResource):
+    """Three symmetric keys with yearly rotation, each with an alias.
+
+    - data: S3 lake and artifact buckets, ECR images, SageMaker artifacts.
+    - logs: CloudWatch log groups, CloudTrail, the alerts SNS topic (the key policy lets
+      those services use it, scoped to this account).
+    - cluster: envelope encryption of Kubernetes secrets in EKS.
+    """
+
+    data_key_arn: pulumi.Output[str]
+    logs_key_arn: pulumi.Output[str]
+    cluster_key_arn: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: EncryptionArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("retail:infra:Encryption", name, None, opts)
+        self._args = args
+        root = pulumi.Output.concat("arn:aws:iam::", args.account_id, ":root")
+        account_admin: Statement = {
+            "Sid": "AccountAdministersKey",
+            "Effect": "Allow",
+            "Principal": {"AWS": root},
+            "Action": "kms:*",
+            "Resource": "*",
+        }
+        self.data_key = self._key(name, "data", "S3, ECR and SageMaker data", [account_admin])
+        self.logs_key = self._key(
+            name,
+            "logs",
+            "CloudWatch Logs, CloudTrail and SNS",
+            [account_admin, *self._log_services()],
+        )
+        self.cluster_key = self._key(name, "cluster", "EKS secrets", [account_admin])
+        self.data_key_arn = self.data_key.arn
+        self.logs_key_arn = self.logs_key.arn
+        self.cluster_key_arn = self.cluster_key.arn
+        self.register_outputs(
+            {
+                "data_key_arn": self.data_key_arn,
+                "logs_key_arn": self.logs_key_arn,
+                "cluster_key_arn": self.cluster_key_arn,
+            }
+        )
+
+    def _key(
+        self, name: str, purpose: str, description: str, statements: list[Statement]
+    ) -> aws.kms.Key:
+        key = aws.kms.Key(
+            f"{name}-{purpose}-key",
+            description=f"{name}: {description}",
+            enable_key_rotation=True,
+            rotation_period_in_days=365,
+            deletion_window_in_days=self._args.deletion_window_days,
+            policy=policy_document(statements),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        aws.kms.Alias(
+            f"{name}-{purpose}-alias",
+            name=f"alias/{name}-{purpose}",
+            target_key_id=key.key_id,
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return key
+
+    def _log_services(self) -> list[Statement]:
+        account, region = self._args.account_id, self._args.region
+        use = [
+            "kms:Encrypt*",
+            "kms:Decrypt*",
+            "kms:ReEncrypt*",
+            "kms:GenerateDataKey*",
+            "kms:Describe*",
+        ]
+        return [
+            {
+                "Sid": "CloudWatchLogsUseKey",
+                "Effect": "Allow",
+                "Principal": {"Service": f"logs.{region}.amazonaws.com"},
+                "Action": use,
+                "Resource": "*",
+                "Condition": {
+                    "ArnLike": {
+                        "kms:EncryptionContext:aws:logs:arn": pulumi.Output.concat(
+                            "arn:aws:logs:", region, ":", account, ":*"
+                        )
+                    }
+                },
+            },
+            {
+                "Sid": "CloudTrailEncryptsLogs",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudtrail.amazonaws.com"},
+                "Action": ["kms:GenerateDataKey*", "kms:DescribeKey"],
+                "Resource": "*",
+                "Condition": {
+                    "StringLike": {
+                        "kms:EncryptionContext:aws:cloudtrail:arn": pulumi.Output.concat(
+                            "arn:aws:cloudtrail:*:", account, ":trail/*"
+                        )
+                    }
+                },
+            },
+            {
+                "Sid": "AlertPublishersUseKey",
+                "Effect": "Allow",
+                "Principal": {
+                    "Service": [
+                        "cloudwatch.amazonaws.com",
+                        "events.amazonaws.com",
+                        "budgets.amazonaws.com",
+                    ]
+                },
+                "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+            },
+        ]

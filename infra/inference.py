@@ -1,0 +1,377 @@
+"""The inference API on EKS: IRSA role, Secret, Deployment, Service, HPA, PDB, ALB Ingress."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+from pulumi_kubernetes.apps.v1 import DeploymentSpecArgs, RollingUpdateDeploymentArgs
+from pulumi_kubernetes.core.v1 import (
+    ContainerArgs,
+    HTTPGetActionArgs,
+    ProbeArgs,
+    SecurityContextArgs,
+)
+from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
+
+from infra.cluster import SERVICE_WORKLOAD, WORKLOAD_LABEL
+from infra.iam import irsa_trust_policy, policy_document
+
+APP = "retail-inference"
+PORT = 8000
+LIVE_PATH = "/health/live"
+READY_PATH = "/health/ready"
+PUBLIC_PATH = "/v1"
+"""Only the API is routed from the load balancer; /metrics and /health stay in-cluster."""
+API_KEYS_DIR = "/var/run/secrets/retail"
+API_KEYS_FILE = f"{API_KEYS_DIR}/api-keys"
+RUN_AS = 10001
+
+
+@dataclass
+class InferenceServiceArgs:
+    environment: str
+    region: str
+    image: pulumi.Input[str]
+    artifacts_bucket_name: pulumi.Input[str]
+    artifacts_bucket_arn: pulumi.Input[str]
+    data_kms_key_arn: pulumi.Input[str]
+    oidc_provider_arn: pulumi.Input[str]
+    oidc_issuer: pulumi.Input[str]
+    api_keys: pulumi.Input[str]
+    """Written verbatim to the mounted key file the API reads (RETAIL_API_KEYS_FILE)."""
+    namespace: str = "retail-inference"
+    model_prefix: str = "models/price-sensitivity/champion"
+    min_replicas: int = 2
+    max_replicas: int = 6
+    cpu_request: str = "500m"
+    cpu_limit: str = "1"
+    memory_request: str = "512Mi"
+    memory_limit: str = "1Gi"
+    target_cpu_percent: int = 70
+    target_memory_percent: int = 80
+    hostname: str = ""
+    certificate_arn: str = ""
+
+
+class InferenceService(pulumi.ComponentResource):
+    """The API as a hardened Deployment behind an internet-facing HTTPS ALB.
+
+    The namespace enforces the `restricted` Pod Security Standard. Pods run as a
+    non-root user with a read-only root filesystem (writable /tmp is an emptyDir), no
+    capabilities and no service-account token; they assume, through IRSA, a role that
+    can only read objects under `model_prefix` in the artifacts bucket. API keys come
+    from a Secret mounted as a file. The HPA (CPU and memory) owns the replica count,
+    the rollout never removes a ready pod before its replacement is ready, and the PDB
+    keeps node drains to one pod at a time.
+    """
+
+    namespace: pulumi.Output[str]
+    role_arn: pulumi.Output[str]
+    model_uri: pulumi.Output[str]
+    ingress_hostname: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: InferenceServiceArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("retail:infra:InferenceService", name, None, opts)
+        self._name, self._args = name, args
+        self.model_uri = pulumi.Output.format(
+            "s3://{0}/{1}/", args.artifacts_bucket_name, args.model_prefix
+        )
+        self.role = self._model_reader_role()
+        ns = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            metadata=ObjectMetaArgs(
+                name=args.namespace,
+                labels={
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                },
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        in_ns = pulumi.ResourceOptions(parent=self, depends_on=[ns])
+        account = k8s.core.v1.ServiceAccount(
+            f"{name}-service-account",
+            metadata=self._meta(annotations={"eks.amazonaws.com/role-arn": self.role.arn}),
+            automount_service_account_token=False,
+            opts=in_ns,
+        )
+        secret = k8s.core.v1.Secret(
+            f"{name}-api-keys",
+            metadata=self._meta(name=f"{APP}-api-keys"),
+            type="Opaque",
+            string_data={"api-keys": pulumi.Output.secret(args.api_keys)},
+            opts=in_ns,
+        )
+        deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            metadata=self._meta(),
+            spec=self._deployment_spec(account, secret),
+            opts=in_ns,
+        )
+        service = k8s.core.v1.Service(
+            f"{name}-service",
+            metadata=self._meta(),
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="ClusterIP",
+                selector={"app": APP},
+                ports=[k8s.core.v1.ServicePortArgs(name="http", port=80, target_port="http")],
+            ),
+            opts=in_ns,
+        )
+        self._autoscaling(deployment, in_ns)
+        ingress = self._ingress(service, in_ns)
+        self.namespace = ns.metadata.name
+        self.role_arn = self.role.arn
+        self.ingress_hostname = ingress.status.apply(_load_balancer_hostname)
+        self.register_outputs(
+            {
+                "namespace": self.namespace,
+                "role_arn": self.role_arn,
+                "model_uri": self.model_uri,
+                "ingress_hostname": self.ingress_hostname,
+            }
+        )
+
+    def _meta(self, name: str = APP, annotations: dict | None = None) -> ObjectMetaArgs:
+        return ObjectMetaArgs(
+            name=name,
+            namespace=self._args.namespace,
+            labels={"app": APP, "environment": self._args.environment},
+            annotations=annotations,
+        )
+
+    def _model_reader_role(self) -> aws.iam.Role:
+        args = self._args
+        role = aws.iam.Role(
+            f"{self._name}-model-reader",
+            description="Inference pods: read model artifacts, nothing else",
+            assume_role_policy=irsa_trust_policy(
+                args.oidc_provider_arn, args.oidc_issuer, args.namespace, APP
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        aws.iam.RolePolicy(
+            f"{self._name}-model-read",
+            role=role.id,
+            policy=policy_document(
+                [
+                    {
+                        "Sid": "ListModelPrefix",
+                        "Effect": "Allow",
+                        "Action": "s3:ListBucket",
+                        "Resource": args.artifacts_bucket_arn,
+                        "Condition": {"StringLike": {"s3:prefix": f"{args.model_prefix}/*"}},
+                    },
+                    {
+                        "Sid": "ReadModelObjects",
+                        "Effect": "Allow",
+                        "Action": "s3:GetObject",
+                        "Resource": pulumi.Output.format(
+                            "{0}/{1}/*", args.artifacts_bucket_arn, args.model_prefix
+                        ),
+                    },
+                    {
+                        "Sid": "DecryptThroughS3",
+                        "Effect": "Allow",
+                        "Action": "kms:Decrypt",
+                        "Resource": args.data_kms_key_arn,
+                        "Condition": {
+                            "StringEquals": {"kms:ViaService": f"s3.{args.region}.amazonaws.com"}
+                        },
+                    },
+                ]
+            ),
+            opts=pulumi.ResourceOptions(parent=self),
+        )
+        return role
+
+    def _deployment_spec(
+        self, account: k8s.core.v1.ServiceAccount, secret: k8s.core.v1.Secret
+    ) -> DeploymentSpecArgs:
+        labels = {"app": APP, "environment": self._args.environment}
+        return DeploymentSpecArgs(
+            selector=LabelSelectorArgs(match_labels={"app": APP}),
+            strategy=k8s.apps.v1.DeploymentStrategyArgs(
+                type="RollingUpdate",
+                rolling_update=RollingUpdateDeploymentArgs(max_unavailable=0, max_surge=1),
+            ),
+            template=k8s.core.v1.PodTemplateSpecArgs(
+                metadata=ObjectMetaArgs(labels=labels),
+                spec=k8s.core.v1.PodSpecArgs(
+                    service_account_name=account.metadata.name,
+                    automount_service_account_token=False,
+                    node_selector={WORKLOAD_LABEL: SERVICE_WORKLOAD},
+                    security_context=k8s.core.v1.PodSecurityContextArgs(
+                        run_as_non_root=True,
+                        run_as_user=RUN_AS,
+                        run_as_group=RUN_AS,
+                        fs_group=RUN_AS,
+                        seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+                    ),
+                    topology_spread_constraints=[
+                        k8s.core.v1.TopologySpreadConstraintArgs(
+                            max_skew=1,
+                            topology_key="topology.kubernetes.io/zone",
+                            when_unsatisfiable="ScheduleAnyway",
+                            label_selector=LabelSelectorArgs(match_labels={"app": APP}),
+                        )
+                    ],
+                    containers=[self._container()],
+                    volumes=[
+                        k8s.core.v1.VolumeArgs(
+                            name="tmp",
+                            empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(size_limit="256Mi"),
+                        ),
+                        k8s.core.v1.VolumeArgs(
+                            name="api-keys",
+                            secret=k8s.core.v1.SecretVolumeSourceArgs(
+                                secret_name=secret.metadata.name, default_mode=0o440
+                            ),
+                        ),
+                    ],
+                ),
+            ),
+        )
+
+    def _container(self) -> ContainerArgs:
+        args = self._args
+        env = {
+            "RETAIL_MODEL_URI": self.model_uri,
+            "RETAIL_API_KEYS_FILE": API_KEYS_FILE,
+            "RETAIL_ENVIRONMENT": args.environment,
+            "AWS_REGION": args.region,
+        }
+        return ContainerArgs(
+            name="api",
+            image=args.image,
+            ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT)],
+            env=[k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env.items()],
+            resources=k8s.core.v1.ResourceRequirementsArgs(
+                requests={"cpu": args.cpu_request, "memory": args.memory_request},
+                limits={"cpu": args.cpu_limit, "memory": args.memory_limit},
+            ),
+            startup_probe=_http_probe(LIVE_PATH, period=2, failures=30),
+            liveness_probe=_http_probe(LIVE_PATH, period=10, failures=3),
+            readiness_probe=_http_probe(READY_PATH, period=5, failures=2),
+            security_context=SecurityContextArgs(
+                run_as_non_root=True,
+                allow_privilege_escalation=False,
+                read_only_root_filesystem=True,
+                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+            ),
+            volume_mounts=[
+                k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
+                k8s.core.v1.VolumeMountArgs(
+                    name="api-keys", mount_path=API_KEYS_DIR, read_only=True
+                ),
+            ],
+        )
+
+    def _autoscaling(
+        self, deployment: k8s.apps.v1.Deployment, opts: pulumi.ResourceOptions
+    ) -> None:
+        args = self._args
+        k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{self._name}-hpa",
+            metadata=self._meta(),
+            spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
+                scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
+                    api_version="apps/v1", kind="Deployment", name=deployment.metadata.name
+                ),
+                min_replicas=args.min_replicas,
+                max_replicas=args.max_replicas,
+                metrics=[
+                    _utilisation("cpu", args.target_cpu_percent),
+                    _utilisation("memory", args.target_memory_percent),
+                ],
+            ),
+            opts=opts,
+        )
+        k8s.policy.v1.PodDisruptionBudget(
+            f"{self._name}-pdb",
+            metadata=self._meta(),
+            spec=k8s.policy.v1.PodDisruptionBudgetSpecArgs(
+                max_unavailable=1,
+                selector=LabelSelectorArgs(match_labels={"app": APP}),
+            ),
+            opts=opts,
+        )
+
+    def _ingress(
+        self, service: k8s.core.v1.Service, opts: pulumi.ResourceOptions
+    ) -> k8s.networking.v1.Ingress:
+        args = self._args
+        annotations = {
+            "alb.ingress.kubernetes.io/scheme": "internet-facing",
+            "alb.ingress.kubernetes.io/target-type": "ip",
+            "alb.ingress.kubernetes.io/listen-ports": json.dumps([{"HTTPS": 443}]),
+            "alb.ingress.kubernetes.io/ssl-policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
+            "alb.ingress.kubernetes.io/healthcheck-path": READY_PATH,
+            "alb.ingress.kubernetes.io/success-codes": "200",
+            "alb.ingress.kubernetes.io/load-balancer-attributes": (
+                "routing.http.drop_invalid_header_fields.enabled=true"
+            ),
+        }
+        if args.certificate_arn:
+            annotations["alb.ingress.kubernetes.io/certificate-arn"] = args.certificate_arn
+        backend = k8s.networking.v1.IngressBackendArgs(
+            service=k8s.networking.v1.IngressServiceBackendArgs(
+                name=service.metadata.name,
+                port=k8s.networking.v1.ServiceBackendPortArgs(name="http"),
+            )
+        )
+        rule = k8s.networking.v1.IngressRuleArgs(
+            host=args.hostname or None,
+            http=k8s.networking.v1.HTTPIngressRuleValueArgs(
+                paths=[
+                    k8s.networking.v1.HTTPIngressPathArgs(
+                        path=PUBLIC_PATH, path_type="Prefix", backend=backend
+                    )
+                ]
+            ),
+        )
+        return k8s.networking.v1.Ingress(
+            f"{self._name}-ingress",
+            metadata=self._meta(annotations=annotations),
+            spec=k8s.networking.v1.IngressSpecArgs(
+                ingress_class_name="alb",
+                tls=[k8s.networking.v1.IngressTLSArgs(hosts=[args.hostname])]
+                if args.hostname
+                else None,
+                rules=[rule],
+            ),
+            opts=opts,
+        )
+
+
+def _load_balancer_hostname(status: k8s.networking.v1.outputs.IngressStatus | None) -> str:
+    """The ALB's DNS name once the controller has written it, else an empty string."""
+    entries = (status and status.load_balancer and status.load_balancer.ingress) or []
+    return (entries[0].hostname or "") if entries else ""
+
+
+def _http_probe(path: str, *, period: int, failures: int) -> ProbeArgs:
+    return ProbeArgs(
+        http_get=HTTPGetActionArgs(path=path, port="http"),
+        period_seconds=period,
+        failure_threshold=failures,
+        timeout_seconds=2,
+    )
+
+
+def _utilisation(resource: str, percent: int) -> k8s.autoscaling.v2.MetricSpecArgs:
+    return k8s.autoscaling.v2.MetricSpecArgs(
+        type="Resource",
+        resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
+            name=resource,
+            target=k8s.autoscaling.v2.MetricTargetArgs(
+                type="Utilization", average_utilization=percent
+            ),
+        ),
+    )

@@ -1,0 +1,27 @@
+"""CloudWatch metric contract between the inference API (publisher) and the alarms.
+
+Plain constants only, so the API can import this module without pulling in Pulumi.
+The API publishes one datapoint per request (e.g. as CloudWatch Embedded Metric Format
+log lines) in `NAMESPACE` with the single dimension `DIMENSION_ENVIRONMENT`; CloudWatch
+derives the p95 itself from the raw latencies, so no pre-aggregated percentile is sent.
+
+| Metric                   | Unit         | Value per datapoint                                  |
+|--------------------------|--------------|------------------------------------------------------|
+| `REQUEST_LATENCY_MS`     | Milliseconds | wall time of one POST /v1/predict                    |
+| `REQUEST_COUNT`          | Count        | 1 per request to /v1/predict                         |
+| `SERVER_ERROR_COUNT`     | Count        | 1 per response with status >= 500, else 0            |
+| `INPUT_DRIFT_SCORE`      | None         | largest per-feature PSI over the recent window       |
+| `PREDICTION_COUNT`       | Count        | rows scored by one request                           |
+"""
+
+NAMESPACE = "RetailMlops/Inference"
+DIMENSION_ENVIRONMENT = "Environment"
+
+REQUEST_LATENCY_MS = "RequestLatencyMs"
+REQUEST_COUNT = "RequestCount"
+SERVER_ERROR_COUNT = "ServerErrorCount"
+INPUT_DRIFT_SCORE = "InputDriftScore"
+PREDICTION_COUNT = "PredictionCount"
+
+LATENCY_PERCENTILE = "p95"
+"""Extended statistic the latency alarm and dashboard read from `REQUEST_LATENCY_MS`."""

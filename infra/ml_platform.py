@@ -1,0 +1,136 @@
+"""SageMaker: the training execution role and the model package group (model registry)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.iam import Statement, policy_document, service_trust_policy
+
+READ_ZONES = ("raw", "silver", "gold")
+"""Lake zones training may read; it writes only to the artifacts bucket."""
+
+
+@dataclass
+class MlPlatformArgs:
+    account_id: pulumi.Input[str]
+    region: str
+    bucket_arns: Mapping[str, pulumi.Input[str]]
+    """Lake bucket ARNs by zone: `raw`, `silver`, `gold` and `artifacts`."""
+    data_kms_key_arn: pulumi.Input[str]
+    training_repository_arn: pulumi.Input[str]
+    model_package_group_name: str
+
+
+class MlPlatform(pulumi.ComponentResource):
+    """What SageMaker training jobs run as, and where their model versions are registered.
+
+    The execution role is assumable only by SageMaker for this account and may: read the
+    raw/silver/gold buckets, read and write the artifacts bucket, use the data key only
+    through S3, pull the training image, and write its own logs and metrics.
+    """
+
+    execution_role_arn: pulumi.Output[str]
+    model_package_group_name: pulumi.Output[str]
+    model_package_group_arn: pulumi.Output[str]
+
+    def __init__(
+        self, name: str, args: MlPlatformArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("retail:infra:MlPlatform", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.execution_role = aws.iam.Role(
+            f"{name}-sagemaker-execution",
+            description="SageMaker training and processing jobs",
+            assume_role_policy=service_trust_policy("sagemaker.amazonaws.com", args.account_id),
+            opts=child,
+        )
+        aws.iam.RolePolicy(
+            f"{name}-sagemaker-access",
+            role=self.execution_role.id,
+            policy=policy_document(_execution_statements(args)),
+            opts=child,
+        )
+        self.model_package_group = aws.sagemaker.ModelPackageGroup(
+            f"{name}-models",
+            model_package_group_name=args.model_package_group_name,
+            model_package_group_description="Basket price-sensitivity classifier versions",
+            opts=child,
+        )
+        self.execution_role_arn = self.execution_role.arn
+        self.model_package_group_name = self.model_package_group.model_package_group_name
+        self.model_package_group_arn = self.model_package_group.arn
+        self.register_outputs(
+            {
+                "execution_role_arn": self.execution_role_arn,
+                "model_package_group_name": self.model_package_group_name,
+                "model_package_group_arn": self.model_package_group_arn,
+            }
+        )
+
+
+def _objects(arn: pulumi.Input[str]) -> pulumi.Output[str]:
+    return pulumi.Output.concat(arn, "/*")
+
+
+def _execution_statements(args: MlPlatformArgs) -> list[Statement]:
+    read_buckets = [args.bucket_arns[zone] for zone in READ_ZONES]
+    artifacts = args.bucket_arns["artifacts"]
+    log_groups = pulumi.Output.concat(
+        "arn:aws:logs:", args.region, ":", args.account_id, ":log-group:/aws/sagemaker/*"
+    )
+    return [
+        {
+            "Sid": "ListLakeBuckets",
+            "Effect": "Allow",
+            "Action": "s3:ListBucket",
+            "Resource": [*read_buckets, artifacts],
+        },
+        {
+            "Sid": "ReadLakeZones",
+            "Effect": "Allow",
+            "Action": "s3:GetObject",
+            "Resource": [_objects(arn) for arn in read_buckets],
+        },
+        {
+            "Sid": "ReadWriteArtifacts",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:PutObject"],
+            "Resource": _objects(artifacts),
+        },
+        {
+            "Sid": "UseDataKeyThroughS3",
+            "Effect": "Allow",
+            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
+            "Resource": args.data_kms_key_arn,
+            "Condition": {"StringEquals": {"kms:ViaService": f"s3.{args.region}.amazonaws.com"}},
+        },
+        {
+            "Sid": "PullTrainingImage",
+            "Effect": "Allow",
+            "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            "Resource": args.training_repository_arn,
+        },
+        {
+            "Sid": "EcrLogin",
+            "Effect": "Allow",
+            "Action": "ecr:GetAuthorizationToken",
+            "Resource": "*",
+        },
+        {
+            "Sid": "WriteJobLogs",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": [log_groups, pulumi.Output.concat(log_groups, ":*")],
+        },
+        {
+            "Sid": "WriteJobMetrics",
+            "Effect": "Allow",
+            "Action": "cloudwatch:PutMetricData",
+            "Resource": "*",
+            "Condition": {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+        },
+    ]

@@ -1,0 +1,162 @@
+"""What AWS, pulumi-eks and Kubernetes would compute, for Pulumi's mock runtime.
+
+The one place the offline preview and the tests get their fake provider results from.
+Mocks echo a resource's inputs back as its outputs; `PlatformMocks` adds what the real
+provider computes: ids, ARNs, auto-generated names, URLs, the caller's account, the
+region's availability zones, the EKS cluster's kubeconfig and OIDC issuer, and the
+`metadata.name` and load balancer status of Kubernetes objects.
+
+Outputs that are references to other resources (e.g. pulumi-eks `Cluster.eksCluster`
+or `ManagedNodeGroup.nodeGroup`) are not filled: the program does not read them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import pulumi
+
+ACCOUNT_ID = "123456789012"
+DEFAULT_REGION = "ap-southeast-1"
+OIDC_ID = "EXAMPLED539D4633E53DE1B71EXAMPLE"
+
+
+def _suffix(name: str) -> str:
+    return hashlib.sha1(name.encode()).hexdigest()[:7]
+
+
+def _service(token: str) -> str:
+    """`aws:s3/bucket:Bucket` -> `s3`."""
+    return token.split(":")[1].split("/")[0]
+
+
+class PlatformMocks(pulumi.runtime.Mocks):
+    """Mocks for the AWS, EKS and Kubernetes providers this project uses."""
+
+    def __init__(self) -> None:
+        self.region = DEFAULT_REGION
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
+        outputs = dict(args.inputs)
+        if args.typ == "pulumi:providers:aws":
+            self.region = args.inputs.get("region", self.region)
+            return f"{args.name}-provider-id", outputs
+        if args.typ.startswith("kubernetes:"):
+            return self._kubernetes(args, outputs)
+        if args.typ.startswith("eks:"):
+            outputs.update(self._eks(args))
+            return f"{args.name}-id", outputs
+        if args.typ.startswith("aws:"):
+            return self._aws(args, outputs)
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
+        if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
+            return {
+                "accountId": ACCOUNT_ID,
+                "arn": f"arn:aws:iam::{ACCOUNT_ID}:user/offline-preview",
+                "userId": "AIDAOFFLINEPREVIEW",
+                "id": ACCOUNT_ID,
+            }
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            return {
+                "id": self.region,
+                "names": [f"{self.region}{letter}" for letter in "abc"],
+                "zoneIds": [f"{self.region}-az{i}" for i in (1, 2, 3)],
+            }
+        raise NotImplementedError(
+            f"PlatformMocks has no result for invoke {args.token}; add it in infra/mocks.py"
+        )
+
+    def _arn(self, token: str, resource: str, *, regional: bool = True) -> str:
+        region = self.region if regional else ""
+        return f"arn:aws:{_service(token)}:{region}:{ACCOUNT_ID}:{resource}"
+
+    def _aws(self, args: pulumi.runtime.MockResourceArgs, outputs: dict) -> tuple[str, dict]:
+        name, token, inputs = args.name, args.typ, args.inputs
+        physical = f"{name}-{_suffix(name)}"
+        if token == "aws:s3/bucket:Bucket":
+            bucket = inputs.get("bucket") or physical
+            outputs.update(bucket=bucket, arn=f"arn:aws:s3:::{bucket}", region=self.region)
+            return bucket, outputs
+        if token == "aws:kms/key:Key":
+            key_id = f"mrk-{hashlib.sha1(name.encode()).hexdigest()[:24]}"
+            outputs.update(keyId=key_id, arn=self._arn(token, f"key/{key_id}"))
+            return key_id, outputs
+        if token == "aws:iam/role:Role":
+            role = inputs.get("name") or physical
+            outputs.update(name=role, arn=f"arn:aws:iam::{ACCOUNT_ID}:role/{role}")
+            return role, outputs
+        if token == "aws:ecr/repository:Repository":
+            repo = inputs.get("name") or physical
+            outputs.update(
+                name=repo,
+                arn=self._arn(token, f"repository/{repo}"),
+                repositoryUrl=f"{ACCOUNT_ID}.dkr.ecr.{self.region}.amazonaws.com/{repo}",
+            )
+            return repo, outputs
+        if token == "aws:cloudwatch/logGroup:LogGroup":
+            group = inputs.get("name") or physical
+            outputs.update(name=group, arn=self._arn("aws:logs", f"log-group:{group}"))
+            return group, outputs
+        if token == "aws:sns/topic:Topic":
+            topic = inputs.get("name") or physical
+            arn = self._arn(token, topic)
+            outputs.update(name=topic, arn=arn)
+            return arn, outputs
+        if token == "aws:cloudwatch/eventRule:EventRule":
+            rule = inputs.get("name") or physical
+            outputs.update(name=rule, arn=self._arn("aws:events", f"rule/{rule}"))
+            return rule, outputs
+        if token == "aws:cloudwatch/metricAlarm:MetricAlarm":
+            outputs["arn"] = self._arn(token, f"alarm:{inputs['name']}")
+            return inputs["name"], outputs
+        if token == "aws:cloudtrail/trail:Trail":
+            outputs["arn"] = self._arn(token, f"trail/{inputs['name']}")
+            return inputs["name"], outputs
+        if token == "aws:sagemaker/modelPackageGroup:ModelPackageGroup":
+            group = inputs["modelPackageGroupName"]
+            outputs["arn"] = self._arn(token, f"model-package-group/{group}")
+            return group, outputs
+        resource_id = f"{name}-{_suffix(token + name)}"
+        outputs.setdefault("arn", self._arn(token, resource_id))
+        return resource_id, outputs
+
+    def _eks(self, args: pulumi.runtime.MockResourceArgs) -> dict[str, Any]:
+        if args.typ != "eks:index:Cluster":
+            return {}
+        cluster = args.inputs.get("name") or args.name
+        issuer = f"oidc.eks.{self.region}.amazonaws.com/id/{OIDC_ID}"
+        endpoint = f"https://{OIDC_ID}.gr7.{self.region}.eks.amazonaws.com"
+        kubeconfig = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": cluster, "cluster": {"server": endpoint}}],
+            "contexts": [{"name": cluster, "context": {"cluster": cluster, "user": "aws"}}],
+            "current-context": cluster,
+            "users": [{"name": "aws", "user": {}}],
+        }
+        return {
+            "kubeconfig": kubeconfig,
+            "kubeconfigJson": json.dumps(kubeconfig),
+            "oidcIssuer": issuer,
+            "oidcProviderUrl": f"https://{issuer}",
+            "oidcProviderArn": f"arn:aws:iam::{ACCOUNT_ID}:oidc-provider/{issuer}",
+            "clusterSecurityGroupId": f"sg-{_suffix(cluster + 'cluster')}",
+            "nodeSecurityGroupId": f"sg-{_suffix(cluster + 'node')}",
+        }
+
+    def _kubernetes(self, args: pulumi.runtime.MockResourceArgs, outputs: dict) -> tuple[str, dict]:
+        metadata = dict(outputs.get("metadata") or {})
+        metadata.setdefault("name", f"{args.name}-{_suffix(args.name)}")
+        outputs["metadata"] = metadata
+        if args.typ == "kubernetes:networking.k8s.io/v1:Ingress":
+            hostname = (
+                f"k8s-{metadata['name']}-{_suffix(args.name)}.{self.region}.elb.amazonaws.com"
+            )
+            outputs["status"] = {"loadBalancer": {"ingress": [{"hostname": hostname}]}}
+        namespace = metadata.get("namespace")
+        resource_id = f"{namespace}/{metadata['name']}" if namespace else metadata["name"]
+        return resource_id, outputs

@@ -1,0 +1,327 @@
+"""Logs, alerts, dashboard and budget for one environment."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from infra import metric_names as m
+from infra.iam import policy_document
+
+
+@dataclass
+class ObservabilityArgs:
+    environment: str
+    region: str
+    account_id: pulumi.Input[str]
+    logs_kms_key_arn: pulumi.Input[str]
+    log_retention_days: int = 30
+    latency_p95_threshold_ms: int = 200
+    error_rate_threshold_percent: float = 1.0
+    drift_threshold: float = 0.2
+    monthly_budget_usd: int = 500
+    budget_alert_percents: Sequence[int] = (80, 100)
+    alert_emails: Sequence[str] = ()
+
+
+class Observability(pulumi.ComponentResource):
+    """Where the platform's signals go and who hears about them.
+
+    - The inference log group (`/retail/<env>/inference`), KMS-encrypted, with retention.
+    - An SNS topic, KMS-encrypted, that only CloudWatch, EventBridge and Budgets in this
+      account may publish to; each `alert_emails` address is subscribed.
+    - Alarms on the API's metrics (`infra.metric_names`): p95 latency over the
+      threshold in 3 of 5 minutes, 5xx rate over the threshold in 3 of 5 minutes,
+      hourly input drift over the threshold; and on failed SageMaker training jobs,
+      which an EventBridge rule catches and also forwards to the topic.
+    - A dashboard of those signals, and a monthly cost budget for resources tagged
+      `environment=<env>`, alerting on actual spend at each `budget_alert_percents`
+      and on forecast spend over 100%.
+    """
+
+    log_group_name: pulumi.Output[str]
+    alert_topic_arn: pulumi.Output[str]
+    dashboard_name: pulumi.Output[str]
+    alarm_names: list[pulumi.Output[str]]
+
+    def __init__(
+        self, name: str, args: ObservabilityArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("retail:infra:Observability", name, None, opts)
+        self._name, self._args = name, args
+        child = pulumi.ResourceOptions(parent=self)
+        self._dimensions = {m.DIMENSION_ENVIRONMENT: args.environment}
+        self.log_group = aws.cloudwatch.LogGroup(
+            f"{name}-inference-logs",
+            name=f"/retail/{args.environment}/inference",
+            retention_in_days=args.log_retention_days,
+            kms_key_id=args.logs_kms_key_arn,
+            opts=child,
+        )
+        self.topic = self._alert_topic()
+        self.training_rule = self._training_failure_rule()
+        alarms = [
+            self._latency_alarm(),
+            self._error_rate_alarm(),
+            self._drift_alarm(),
+            self._training_failure_alarm(),
+        ]
+        self.dashboard = aws.cloudwatch.Dashboard(
+            f"{name}-dashboard",
+            dashboard_name=f"{name}-platform",
+            dashboard_body=self._dashboard_body(),
+            opts=child,
+        )
+        self._budget()
+        self.log_group_name = self.log_group.name
+        self.alert_topic_arn = self.topic.arn
+        self.dashboard_name = self.dashboard.dashboard_name
+        self.alarm_names = [a.name for a in alarms]
+        self.register_outputs(
+            {
+                "log_group_name": self.log_group_name,
+                "alert_topic_arn": self.alert_topic_arn,
+                "dashboard_name": self.dashboard_name,
+                "alarm_names": self.alarm_names,
+            }
+        )
+
+    def _alert_topic(self) -> aws.sns.Topic:
+        child = pulumi.ResourceOptions(parent=self)
+        topic = aws.sns.Topic(
+            f"{self._name}-alerts", kms_master_key_id=self._args.logs_kms_key_arn, opts=child
+        )
+        aws.sns.TopicPolicy(
+            f"{self._name}-alerts-policy",
+            arn=topic.arn,
+            policy=policy_document(
+                [
+                    {
+                        "Sid": "AlertPublishers",
+                        "Effect": "Allow",
+                        "Principal": {
+                            "Service": [
+                                "cloudwatch.amazonaws.com",
+                                "events.amazonaws.com",
+                                "budgets.amazonaws.com",
+                            ]
+                        },
+                        "Action": "sns:Publish",
+                        "Resource": topic.arn,
+                        "Condition": {"StringEquals": {"aws:SourceAccount": self._args.account_id}},
+                    }
+                ]
+            ),
+            opts=child,
+        )
+        for i, email in enumerate(self._args.alert_emails):
+            aws.sns.TopicSubscription(
+                f"{self._name}-alerts-email-{i}",
+                topic=topic.arn,
+                protocol="email",
+                endpoint=email,
+                opts=child,
+            )
+        return topic
+
+    def _alarm(self, suffix: str, description: str, **settings) -> aws.cloudwatch.MetricAlarm:
+        return aws.cloudwatch.MetricAlarm(
+            f"{self._name}-{suffix}",
+            name=f"{self._name}-{suffix}",
+            alarm_description=description,
+            alarm_actions=[self.topic.arn],
+            ok_actions=[self.topic.arn],
+            treat_missing_data="notBreaching",
+            opts=pulumi.ResourceOptions(parent=self),
+            **settings,
+        )
+
+    def _latency_alarm(self) -> aws.cloudwatch.MetricAlarm:
+        threshold = self._args.latency_p95_threshold_ms
+        return self._alarm(
+            "api-latency-p95",
+            f"Inference API p95 latency above {threshold} ms in 3 of the last 5 minutes",
+            namespace=m.NAMESPACE,
+            metric_name=m.REQUEST_LATENCY_MS,
+            dimensions=self._dimensions,
+            extended_statistic=m.LATENCY_PERCENTILE,
+            period=60,
+            evaluation_periods=5,
+            datapoints_to_alarm=3,
+            comparison_operator="GreaterThanThreshold",
+            threshold=threshold,
+        )
+
+    def _error_rate_alarm(self) -> aws.cloudwatch.MetricAlarm:
+        threshold = self._args.error_rate_threshold_percent
+
+        def total(query_id: str, metric_name: str) -> dict:
+            return {
+                "id": query_id,
+                "return_data": False,
+                "metric": {
+                    "namespace": m.NAMESPACE,
+                    "metric_name": metric_name,
+                    "dimensions": self._dimensions,
+                    "period": 60,
+                    "stat": "Sum",
+                },
+            }
+
+        return self._alarm(
+            "api-5xx-rate",
+            f"Inference API 5xx responses above {threshold}% in 3 of the last 5 minutes",
+            metric_queries=[
+                total("requests", m.REQUEST_COUNT),
+                total("errors", m.SERVER_ERROR_COUNT),
+                {
+                    "id": "error_rate",
+                    "expression": "IF(requests > 0, 100 * errors / requests, 0)",
+                    "label": "5xx rate (%)",
+                    "return_data": True,
+                },
+            ],
+            evaluation_periods=5,
+            datapoints_to_alarm=3,
+            comparison_operator="GreaterThanThreshold",
+            threshold=threshold,
+        )
+
+    def _drift_alarm(self) -> aws.cloudwatch.MetricAlarm:
+        threshold = self._args.drift_threshold
+        return self._alarm(
+            "input-drift",
+            f"Largest feature PSI of live inputs above {threshold} over the last hour",
+            namespace=m.NAMESPACE,
+            metric_name=m.INPUT_DRIFT_SCORE,
+            dimensions=self._dimensions,
+            statistic="Maximum",
+            period=3600,
+            evaluation_periods=1,
+            comparison_operator="GreaterThanThreshold",
+            threshold=threshold,
+        )
+
+    def _training_failure_rule(self) -> aws.cloudwatch.EventRule:
+        child = pulumi.ResourceOptions(parent=self)
+        rule = aws.cloudwatch.EventRule(
+            f"{self._name}-training-failed",
+            description="A SageMaker training job failed",
+            event_pattern=json.dumps(
+                {
+                    "source": ["aws.sagemaker"],
+                    "detail-type": ["SageMaker Training Job State Change"],
+                    "detail": {"TrainingJobStatus": ["Failed"]},
+                }
+            ),
+            opts=child,
+        )
+        aws.cloudwatch.EventTarget(
+            f"{self._name}-training-failed-to-sns", rule=rule.name, arn=self.topic.arn, opts=child
+        )
+        return rule
+
+    def _training_failure_alarm(self) -> aws.cloudwatch.MetricAlarm:
+        return self._alarm(
+            "training-job-failed",
+            "At least one SageMaker training job failed in the last 5 minutes",
+            namespace="AWS/Events",
+            metric_name="TriggeredRules",
+            dimensions={"RuleName": self.training_rule.name},
+            statistic="Sum",
+            period=300,
+            evaluation_periods=1,
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=1,
+        )
+
+    def _dashboard_body(self) -> pulumi.Output[str]:
+        region, env = self._args.region, self._args.environment
+
+        def widget(title: str, metrics: list, y: int, x: int = 0, **props) -> dict:
+            return {
+                "type": "metric",
+                "x": x,
+                "y": y,
+                "width": 12,
+                "height": 6,
+                "properties": {"title": title, "region": region, "metrics": metrics, **props},
+            }
+
+        api = [m.NAMESPACE]
+        dim = [m.DIMENSION_ENVIRONMENT, env]
+        latency = [
+            [*api, m.REQUEST_LATENCY_MS, *dim, {"stat": stat, "label": stat}]
+            for stat in ("p50", m.LATENCY_PERCENTILE, "p99")
+        ]
+        widgets = [
+            widget(
+                "API latency (ms)",
+                latency,
+                0,
+                period=60,
+                annotations={"horizontal": [{"value": self._args.latency_p95_threshold_ms}]},
+            ),
+            widget(
+                "Requests and 5xx",
+                [
+                    [*api, m.REQUEST_COUNT, *dim, {"stat": "Sum"}],
+                    [*api, m.SERVER_ERROR_COUNT, *dim, {"stat": "Sum"}],
+                ],
+                0,
+                x=12,
+                period=60,
+            ),
+            widget(
+                "Input drift (max PSI)",
+                [[*api, m.INPUT_DRIFT_SCORE, *dim, {"stat": "Maximum"}]],
+                6,
+                period=3600,
+                annotations={"horizontal": [{"value": self._args.drift_threshold}]},
+            ),
+            widget(
+                "Failed training jobs",
+                [["AWS/Events", "TriggeredRules", "RuleName", self.training_rule.name]],
+                6,
+                x=12,
+                stat="Sum",
+                period=300,
+            ),
+        ]
+        return pulumi.Output.json_dumps({"widgets": widgets})
+
+    def _budget(self) -> None:
+        args = self._args
+        actual = [
+            {
+                "comparison_operator": "GREATER_THAN",
+                "notification_type": "ACTUAL",
+                "threshold": percent,
+                "threshold_type": "PERCENTAGE",
+                "subscriber_sns_topic_arns": [self.topic.arn],
+            }
+            for percent in args.budget_alert_percents
+        ]
+        forecast = {
+            "comparison_operator": "GREATER_THAN",
+            "notification_type": "FORECASTED",
+            "threshold": 100,
+            "threshold_type": "PERCENTAGE",
+            "subscriber_sns_topic_arns": [self.topic.arn],
+        }
+        aws.budgets.Budget(
+            f"{self._name}-monthly-budget",
+            budget_type="COST",
+            time_unit="MONTHLY",
+            limit_amount=str(args.monthly_budget_usd),
+            limit_unit="USD",
+            cost_filters=[
+                {"name": "TagKeyValue", "values": [f"user:environment${args.environment}"]}
+            ],
+            notifications=[*actual, forecast],
+            opts=pulumi.ResourceOptions(parent=self),
+        )

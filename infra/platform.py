@@ -1,0 +1,208 @@
+"""The whole platform from one typed config: what `__main__.py` and the offline preview run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.audit import AuditTrail, AuditTrailArgs
+from infra.cluster import Cluster, ClusterArgs
+from infra.config import StackConfig
+from infra.data_lake import DataLake, DataLakeArgs
+from infra.encryption import Encryption, EncryptionArgs
+from infra.inference import InferenceService, InferenceServiceArgs
+from infra.ml_platform import MlPlatform, MlPlatformArgs
+from infra.network import Network, NetworkArgs
+from infra.observability import Observability, ObservabilityArgs
+from infra.registry import ContainerRegistry, ContainerRegistryArgs
+
+
+@dataclass
+class Platform:
+    """The composed components, for stack outputs and for tests."""
+
+    encryption: Encryption
+    network: Network
+    audit: AuditTrail
+    data_lake: DataLake
+    registry: ContainerRegistry
+    observability: Observability
+    cluster: Cluster
+    ml: MlPlatform
+    inference: InferenceService
+
+    def outputs(self) -> dict[str, pulumi.Input]:
+        """What the stack exports: what operators and CI need to find the platform."""
+        return {
+            "vpcId": self.network.vpc_id,
+            "privateSubnetIds": self.network.private_subnet_ids,
+            "clusterName": self.cluster.cluster_name,
+            "kubeconfig": self.cluster.kubeconfig,
+            "lakeBuckets": self.data_lake.bucket_names,
+            "repositoryUrls": self.registry.repository_urls,
+            "sagemakerExecutionRoleArn": self.ml.execution_role_arn,
+            "modelPackageGroupName": self.ml.model_package_group_name,
+            "modelUri": self.inference.model_uri,
+            "inferenceHostname": self.inference.ingress_hostname,
+            "alertTopicArn": self.observability.alert_topic_arn,
+            "dashboardName": self.observability.dashboard_name,
+            "auditTrailArn": self.audit.trail_arn,
+        }
+
+
+def aws_provider(cfg: StackConfig) -> aws.Provider:
+    """The region's provider; every AWS resource it creates carries the stack's tags."""
+    return aws.Provider("aws", region=cfg.region, default_tags={"tags": cfg.default_tags})
+
+
+def build_platform(cfg: StackConfig) -> Platform:
+    """Create every component for `cfg`; the caller exports `Platform.outputs()`."""
+    prefix = cfg.name_prefix
+    provider = aws_provider(cfg)
+    opts = pulumi.ResourceOptions(providers={"aws": provider})
+    account_id = aws.get_caller_identity_output(
+        opts=pulumi.InvokeOutputOptions(provider=provider)
+    ).account_id
+    encryption = Encryption(
+        prefix,
+        EncryptionArgs(account_id, cfg.region, cfg.encryption.key_deletion_window_days),
+        opts,
+    )
+    retention = cfg.observability.log_retention_days
+    network = Network(
+        prefix,
+        NetworkArgs(
+            account_id=account_id,
+            region=cfg.region,
+            logs_kms_key_arn=encryption.logs_key_arn,
+            cidr=cfg.network.cidr,
+            az_count=cfg.network.az_count,
+            nat_per_az=cfg.network.nat_per_az,
+            flow_log_retention_days=retention,
+        ),
+        opts,
+    )
+    audit = AuditTrail(
+        f"{prefix}-audit",
+        AuditTrailArgs(
+            account_id=account_id,
+            region=cfg.region,
+            kms_key_arn=encryption.logs_key_arn,
+            retention_days=cfg.audit.retention_days,
+            object_lock_days=cfg.audit.object_lock_days,
+        ),
+        opts,
+    )
+    lake = DataLake(
+        f"{prefix}-lake",
+        DataLakeArgs(
+            kms_key_arn=encryption.data_key_arn,
+            intelligent_tiering_after_days=cfg.data_lake.intelligent_tiering_after_days,
+            noncurrent_version_expiry_days=cfg.data_lake.noncurrent_version_expiry_days,
+            force_destroy=cfg.data_lake.force_destroy,
+        ),
+        opts,
+    )
+    registry = ContainerRegistry(
+        prefix,
+        ContainerRegistryArgs(
+            kms_key_arn=encryption.data_key_arn,
+            repositories=cfg.registry.repositories,
+            keep_tagged_images=cfg.registry.keep_tagged_images,
+            untagged_expiry_days=cfg.registry.untagged_expiry_days,
+        ),
+        opts,
+    )
+    obs = cfg.observability
+    observability = Observability(
+        f"{prefix}-obs",
+        ObservabilityArgs(
+            environment=cfg.environment,
+            region=cfg.region,
+            account_id=account_id,
+            logs_kms_key_arn=encryption.logs_key_arn,
+            log_retention_days=retention,
+            latency_p95_threshold_ms=obs.latency_p95_threshold_ms,
+            error_rate_threshold_percent=obs.error_rate_threshold_percent,
+            drift_threshold=obs.drift_threshold,
+            monthly_budget_usd=obs.monthly_budget_usd,
+            budget_alert_percents=obs.budget_alert_percents,
+            alert_emails=obs.alert_emails,
+        ),
+        opts,
+    )
+    cluster = Cluster(
+        prefix,
+        ClusterArgs(
+            cluster_name=cfg.cluster_name,
+            vpc_id=network.vpc_id,
+            private_subnet_ids=network.private_subnet_ids,
+            public_subnet_ids=network.public_subnet_ids,
+            secrets_kms_key_arn=encryption.cluster_key_arn,
+            logs_kms_key_arn=encryption.logs_key_arn,
+            log_retention_days=retention,
+            version=cfg.cluster.version,
+            public_access_cidrs=cfg.cluster.public_access_cidrs,
+            service_nodes=cfg.cluster.service_nodes,
+            batch_nodes=cfg.cluster.batch_nodes,
+        ),
+        opts,
+    )
+    ml = MlPlatform(
+        f"{prefix}-ml",
+        MlPlatformArgs(
+            account_id=account_id,
+            region=cfg.region,
+            bucket_arns=lake.bucket_arns,
+            data_kms_key_arn=encryption.data_key_arn,
+            training_repository_arn=registry.repository_arns["training"],
+            model_package_group_name=f"{prefix}-price-sensitivity",
+        ),
+        opts,
+    )
+    k8s_opts = pulumi.ResourceOptions(providers={"aws": provider, "kubernetes": cluster.provider})
+    inference = _inference(cfg, encryption, lake, registry, cluster, k8s_opts)
+    return Platform(
+        encryption, network, audit, lake, registry, observability, cluster, ml, inference
+    )
+
+
+def _inference(
+    cfg: StackConfig,
+    encryption: Encryption,
+    lake: DataLake,
+    registry: ContainerRegistry,
+    cluster: Cluster,
+    opts: pulumi.ResourceOptions,
+) -> InferenceService:
+    svc = cfg.inference
+    image = pulumi.Output.concat(registry.repository_urls["inference"], ":", svc.image_tag)
+    return InferenceService(
+        f"{cfg.name_prefix}-inference",
+        InferenceServiceArgs(
+            environment=cfg.environment,
+            region=cfg.region,
+            image=image,
+            artifacts_bucket_name=lake.bucket_names["artifacts"],
+            artifacts_bucket_arn=lake.bucket_arns["artifacts"],
+            data_kms_key_arn=encryption.data_key_arn,
+            oidc_provider_arn=cluster.oidc_provider_arn,
+            oidc_issuer=cluster.oidc_issuer,
+            api_keys=cfg.api_keys,
+            namespace=svc.namespace,
+            model_prefix=svc.model_prefix,
+            min_replicas=svc.min_replicas,
+            max_replicas=svc.max_replicas,
+            cpu_request=svc.cpu_request,
+            cpu_limit=svc.cpu_limit,
+            memory_request=svc.memory_request,
+            memory_limit=svc.memory_limit,
+            target_cpu_percent=svc.target_cpu_percent,
+            target_memory_percent=svc.target_memory_percent,
+            hostname=svc.hostname,
+            certificate_arn=svc.certificate_arn,
+        ),
+        opts,
+    )
