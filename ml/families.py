@@ -1,0 +1,110 @@
+"""The four model families of the brief, their hyperparameters and their file formats.
+
+XGBoost models are saved in XGBoost's own UBJSON format and scikit-learn models in
+skops' format; neither executes code when loaded (skops refuses any type that is not
+on its trusted list or on `TRUSTED_PREFIXES`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import skops.io as sio
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier
+from xgboost import XGBClassifier
+
+TRUSTED_PREFIXES = ("sklearn.", "numpy.")
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    build: Callable[[dict[str, Any], int], Any]
+    defaults: dict[str, Any]
+    file_name: str
+
+
+def _logistic(params: dict[str, Any], seed: int):
+    # Multinomial (softmax) logistic regression: lbfgs on 3+ classes is multinomial.
+    return make_pipeline(StandardScaler(), LogisticRegression(C=params["C"], max_iter=params["max_iter"]))
+
+
+def _tree(params: dict[str, Any], seed: int):
+    return DecisionTreeClassifier(
+        max_depth=params["max_depth"], min_samples_leaf=params["min_samples_leaf"], random_state=seed
+    )
+
+
+def _forest(params: dict[str, Any], seed: int):
+    return RandomForestClassifier(
+        n_estimators=params["n_estimators"],
+        max_depth=params["max_depth"],
+        min_samples_leaf=params["min_samples_leaf"],
+        max_samples=params["max_samples"],
+        n_jobs=-1,
+        random_state=seed,
+    )
+
+
+def _xgboost(params: dict[str, Any], seed: int):
+    return XGBClassifier(
+        tree_method="hist",
+        objective="multi:softprob",
+        n_jobs=-1,
+        random_state=seed,
+        **params,
+    )
+
+
+FAMILIES: dict[str, Family] = {
+    "logistic_regression": Family(
+        "logistic_regression", _logistic, {"C": 1.0, "max_iter": 300}, "model.skops"
+    ),
+    "decision_tree": Family(
+        "decision_tree", _tree, {"max_depth": 10, "min_samples_leaf": 20}, "model.skops"
+    ),
+    "random_forest": Family(
+        "random_forest",
+        _forest,
+        {"n_estimators": 40, "max_depth": 14, "min_samples_leaf": 5, "max_samples": 0.25},
+        "model.skops",
+    ),
+    "xgboost": Family(
+        "xgboost",
+        _xgboost,
+        {"n_estimators": 120, "max_depth": 6, "learning_rate": 0.2, "subsample": 0.8,
+         "colsample_bytree": 0.8, "min_child_weight": 1.0},
+        "model.ubj",
+    ),
+}
+
+
+def save_model(family: str, model: Any, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / FAMILIES[family].file_name
+    if family == "xgboost":
+        model.save_model(path)
+    else:
+        sio.dump(model, path)
+    return path
+
+
+def load_model(family: str, path: Path) -> Any:
+    """Load without executing code: XGBoost's format, or skops with a type allow-list."""
+    if family == "xgboost":
+        model = XGBClassifier()
+        model.load_model(path)
+        return model
+    untrusted = sio.get_untrusted_types(file=path)
+    refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    if refused:
+        raise ValueError(f"{path}: refusing to load types outside scikit-learn/NumPy: {refused}")
+    return sio.load(path, trusted=untrusted)
+

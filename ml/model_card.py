@@ -1,0 +1,98 @@
+"""The model card: what was trained, on which data, how well, and whether it may ship."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import markdown
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
+    return lines
+
+
+def render_markdown(summary: dict[str, Any], leaderboard: list[dict[str, Any]]) -> str:
+    metrics = summary["metrics"]
+    lineage = summary["lineage"]
+    data = summary["data"]
+    gate = summary["gate"]
+    lines = [
+        f"# Model card: basket price sensitivity ({summary['winner']})",
+        "",
+        "Predicts the price sensitivity of a shopping basket (LA less affluent, MM mid market,",
+        "UM up market) from its products, prices, size, store and time. Baskets labelled XX",
+        "(unclassified) are kept in the lake but not used for training or evaluation.",
+        "",
+        "## Evaluation (held-out latest weeks)",
+        "",
+        f"Accuracy **{metrics['accuracy']:.4f}**, macro-F1 **{metrics['macro_f1']:.4f}** on "
+        f"{data['holdout_baskets']} baskets of weeks {data['holdout_weeks'][0]}-{data['holdout_weeks'][1]}; "
+        f"trained on {data['train_baskets']} baskets of weeks {data['train_weeks'][0]}-{data['train_weeks'][1]}.",
+        "",
+        *_table(
+            ["class", "precision", "recall", "F1", "support"],
+            [
+                [c, f"{v['precision']:.4f}", f"{v['recall']:.4f}", f"{v['f1']:.4f}", v["support"]]
+                for c, v in metrics["per_class"].items()
+            ],
+        ),
+        "",
+        f"![confusion matrix](confusion_{summary['winner']}.png)",
+        "",
+        "## Leaderboard",
+        "",
+        *_table(
+            ["rank", "family", "accuracy", "macro-F1", "fit seconds"],
+            [
+                [i + 1, r["family"], f"{r['metrics']['accuracy']:.4f}", f"{r['metrics']['macro_f1']:.4f}",
+                 r["fit_seconds"]]
+                for i, r in enumerate(leaderboard)
+            ],
+        ),
+        "",
+        f"## Promotion gate: {'PASSED' if gate['passed'] else 'FAILED'}",
+        "",
+        *_table(
+            ["check", "value", "threshold", "result"],
+            [[c["name"], f"{c['value']:.4f}", c["threshold"], "pass" if c["passed"] else "FAIL"]
+             for c in gate["checks"]],
+        ),
+        "",
+        "## Data lineage",
+        "",
+        *_table(["item", "value"], [[k, v] for k, v in lineage.items()]),
+        "",
+        f"{data['unclassified_baskets_excluded']} XX baskets were excluded from training and evaluation.",
+        "",
+        "## Hyperparameters",
+        "",
+        *_table(["parameter", "value"], [[k, v] for k, v in summary["params"].items()]),
+        "",
+        "## Intended use and limits",
+        "",
+        "- Scores one basket at a time or in batches, from the basket's lines (products with their",
+        "  hierarchy, quantity and spend) and its header (size, type, mission, store, time).",
+        "- Product-tier evidence is learned from training weeks only; products never seen fall back",
+        "  to their class, department, group and division. A large share of unseen products lowers",
+        "  accuracy: watch the input-drift metrics of the service.",
+        "- The customer segment is a weak signal; the basket, not the customer, is the unit scored.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def write_model_card(summary: dict[str, Any], leaderboard: list[dict[str, Any]], folder: Path) -> Path:
+    text = render_markdown(summary, leaderboard)
+    (folder / "model_card.md").write_text(text)
+    body = markdown.markdown(text, extensions=["tables"])
+    html = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>Model card</title>"
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25em .6em}</style>"
+        f"</head><body>{body}</body></html>\n"
+    )
+    path = folder / "model_card.html"
+    path.write_text(html)
+    return path

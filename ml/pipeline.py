@@ -1,0 +1,183 @@
+"""The local pipeline: input file to registered champion, stage by stage.
+
+ingest (raw zone) -> validate (silver zone, quarantine) -> features (gold zone) ->
+train (the SageMaker entry point, run locally) -> register (MLflow) -> manifest.
+Every stage is timed; the manifest records counts per zone, the input's content hash,
+the schema version and the git commit, so a model can be traced back to its data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ml import ingest
+from ml.features import BasketFeaturizer
+from ml.lake import Lake, join
+from ml.lineage import git_commit
+from ml.progress import StageTimer
+from ml.schema import LABEL, SCHEMA_VERSION, TRAINABLE_LABELS
+from ml.settings import GateSettings, Settings
+from ml.split import split_lines
+from ml.validate import ValidationReport, validate
+
+PARTITIONS = ["STORE_REGION", "BASKET_TYPE"]
+
+
+@dataclass
+class PipelineResult:
+    run_id: str
+    manifest_uri: str
+    report_dir: Path
+    validation: ValidationReport
+    training: dict[str, Any]
+    registration: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def _run_id(sha256: str) -> str:
+    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{sha256[:8]}"
+
+
+@dataclass
+class Gold:
+    baskets: pl.DataFrame  # one feature row per basket, with its `split` side
+    featurizer: BasketFeaturizer  # fitted on the training side only
+    holdout_lines: pl.DataFrame  # kept to score the current champion on the same baskets
+    facts: dict[str, Any]
+
+
+def build_gold(lines: pl.DataFrame, holdout_weeks: int, seed: int) -> Gold:
+    """Basket features with their split side; the featurizer is fitted on training lines only."""
+    split = split_lines(lines, holdout_weeks)
+    featurizer = BasketFeaturizer(seed=seed)
+    train = featurizer.fit_transform(split.train).with_columns(pl.lit("train").alias("split"))
+    holdout = featurizer.transform(split.holdout).with_columns(pl.lit("holdout").alias("split"))
+    facts = {
+        "holdout_weeks": holdout_weeks,
+        "last_train_week": split.last_train_week,
+        "first_holdout_week": split.first_holdout_week,
+        "train_lines": split.train.height,
+        "holdout_lines": split.holdout.height,
+    }
+    return Gold(pl.concat([train, holdout]), featurizer, split.holdout, facts)
+
+
+def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None = None) -> PipelineResult:
+    timer = timer or StageTimer()
+    lake = Lake(settings.lake_root)
+
+    with timer.stage("ingest", f"Reading {input_path} into the raw zone"):
+        raw_input, raw = ingest.read(input_path)
+        record = lake.put_raw(raw_input.files)
+    run_id = _run_id(record.sha256)
+
+    with timer.stage("validate", f"Validating {raw.height:,} rows"):
+        result = validate(raw)
+        del raw
+        silver_lines = lake.write_parquet(result.lines, "silver", run_id, "lines.parquet")
+        quarantine_uri = lake.write_parquet(result.quarantine, "silver", run_id, "quarantine.parquet")
+    report = result.report
+    if not report.counts_add_up:  # a bug, never bad input: fail loudly rather than lose rows
+        raise RuntimeError(f"row counts do not add up: {report}")
+    if report.baskets_accepted == 0:
+        raise ingest.InputError(f"{input_path}: no row passed validation; see {quarantine_uri}")
+
+    with timer.stage("features", "Building basket features (fitted on training weeks only)"):
+        built = build_gold(result.lines, settings.holdout_weeks, settings.seed)
+        gold, split_facts = built.baskets, built.facts
+        lines_in_silver = result.lines.height
+        del result
+        gold_uri = lake.write_partitioned(gold, PARTITIONS, "gold", run_id, "baskets")
+        channel = settings.work_dir / run_id / "train"
+        shutil.rmtree(channel, ignore_errors=True)
+        built.featurizer.save(channel / "featurizer")
+        built.holdout_lines.write_parquet(channel / "holdout_lines.parquet")
+        lake.put_folder(channel / "featurizer", "gold", run_id, "featurizer")
+        lineage = {
+            "run_id": run_id,
+            "input_sha256": record.sha256,
+            "raw_location": record.location,
+            "silver_lines": silver_lines,
+            "gold_baskets": gold_uri,
+            "schema_version": SCHEMA_VERSION,
+            "git_commit": git_commit(),
+            **split_facts,
+        }
+        lake.write_json(join("gold", run_id, "lineage.json"), lineage)
+        # The training channel, laid out as SageMaker would download it.
+        Lake(str(channel)).write_partitioned(gold, PARTITIONS, "baskets")
+        (channel / "lineage.json").write_text(json.dumps(lineage, indent=2))
+        gold_counts = {
+            "baskets": gold.height,
+            "train_baskets": int((gold["split"] == "train").sum()),
+            "holdout_baskets": int((gold["split"] == "holdout").sum()),
+            "trainable_baskets": int(gold[LABEL].is_in(list(TRAINABLE_LABELS)).sum()),
+        }
+        del gold, built
+
+    report_dir = settings.work_dir / run_id / "output"
+    model_dir = settings.work_dir / run_id / "model"
+    with timer.stage("train", "Training four model families and the XGBoost search"):
+        from ml import train as train_entry
+
+        training = train_entry.main(
+            [
+                "--train", str(channel),
+                "--model-dir", str(model_dir),
+                "--output-data-dir", str(report_dir),
+                "--validation-weeks", str(settings.validation_weeks),
+                "--xgb-trials", str(settings.xgb_trials),
+                "--seed", str(settings.seed),
+                *_gate_flags(GateSettings()),
+            ]
+        )
+
+    with timer.stage("register", "Registering the winner in MLflow and applying the gate"):
+        from ml.registry import Registry
+
+        registration = Registry(settings).register_run(model_dir, report_dir, training, channel)
+
+    manifest = {
+        "run_id": run_id,
+        "created": dt.datetime.now(dt.UTC).isoformat(),
+        "input": {"path": str(input_path), "files": list(record.files), "variant": raw_input.variant,
+                  "sha256": record.sha256, "bytes": record.bytes},
+        "schema_version": SCHEMA_VERSION,
+        "git_commit": lineage["git_commit"],
+        "zones": {
+            "raw": {"location": record.location, "rows": report.rows_in},
+            "silver": {"lines": silver_lines, "rows": lines_in_silver,
+                       "quarantine": quarantine_uri, "quarantined_rows": report.rows_quarantined},
+            "gold": {"baskets": gold_uri, **gold_counts},
+        },
+        "validation": asdict(report),
+        "split": split_facts,
+        "model": {"winner": training["winner"], "gate_passed": training["gate"]["passed"], **registration},
+        "seconds": timer.seconds,
+    }
+    manifest_uri = lake.write_json(join("manifests", f"{run_id}.json"), manifest)
+    lake.put_folder(report_dir, "reports", run_id)
+    return PipelineResult(
+        run_id=run_id,
+        manifest_uri=manifest_uri,
+        report_dir=report_dir,
+        validation=report,
+        training=training,
+        registration=registration,
+        seconds=dict(timer.seconds),
+    )
+
+
+def _gate_flags(gate: GateSettings) -> list[str]:
+    return [
+        "--gate-min-accuracy", str(gate.min_accuracy),
+        "--gate-min-macro-f1", str(gate.min_macro_f1),
+        "--gate-min-class-precision", str(gate.min_class_precision),
+    ]

@@ -1,0 +1,217 @@
+"""The model registry: MLflow with an embedded SQLite store and a local artifact folder.
+
+Every pipeline run is logged (a parent run with the winner's metrics and the reports,
+one child run per family). The winner is registered as a new version of one model;
+the `champion` alias moves to it only when the gate passed and the version is not
+worse (macro-F1 on the same held-out baskets) than the current champion. Each version
+is an MLflow pyfunc model whose data is the bundle (`ml.bundle`), loaded by
+`ml.pyfunc_loader`, so no pickled code is stored or executed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ml.bundle import bundle_digest, load_bundle, verify_bundle
+from ml.evaluate import compute_metrics
+from ml.schema import LABEL, TRAINABLE_LABELS
+from ml.settings import GateSettings, Settings
+
+CHAMPION = "champion"
+HISTORY_TAG = "champion_history"
+EXPERIMENT = "basket-price-sensitivity"
+SERVING_REQUIREMENTS = ("polars", "pyarrow", "numpy", "scikit-learn", "skops", "xgboost-cpu")
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+
+
+def decide(
+    gate_passed: bool, new_macro_f1: float, champion_macro_f1: float | None, gate: GateSettings
+) -> Decision:
+    """Whether a new version becomes champion."""
+    if not gate_passed:
+        return Decision(False, "the promotion gate failed")
+    if champion_macro_f1 is None:
+        return Decision(True, "gate passed and there was no champion")
+    if new_macro_f1 + gate.max_regression < champion_macro_f1:
+        return Decision(
+            False,
+            f"worse than the champion on the same holdout (macro-F1 {new_macro_f1:.4f} < {champion_macro_f1:.4f})",
+        )
+    return Decision(
+        True, f"gate passed and macro-F1 {new_macro_f1:.4f} >= champion's {champion_macro_f1:.4f} on the same holdout"
+    )
+
+
+class Registry:
+    def __init__(self, settings: Settings):
+        import mlflow
+        from mlflow import MlflowClient
+
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        self.settings = settings
+        self.name = settings.model_name
+        if settings.registry_uri.startswith("sqlite:///"):
+            Path(settings.registry_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(settings.registry_uri)
+        mlflow.set_registry_uri(settings.registry_uri)
+        self.mlflow = mlflow
+        self.client = MlflowClient(tracking_uri=settings.registry_uri, registry_uri=settings.registry_uri)
+
+    def _experiment_id(self) -> str:
+        experiment = self.client.get_experiment_by_name(EXPERIMENT)
+        if experiment is not None:
+            return experiment.experiment_id
+        artifacts = self.settings.artifact_root.resolve()
+        artifacts.mkdir(parents=True, exist_ok=True)
+        return self.client.create_experiment(EXPERIMENT, artifact_location=artifacts.as_uri())
+
+    # ---- registering -----------------------------------------------------------------
+    def register_run(self, model_dir: Path, report_dir: Path, training: dict, channel: Path) -> dict[str, Any]:
+        """Log the run, register the winner and move the champion alias if it earned it."""
+        mlflow = self.mlflow
+        lineage = training["lineage"]
+        experiment_id = self._experiment_id()
+        with mlflow.start_run(experiment_id=experiment_id, run_name=f"pipeline-{lineage['run_id']}") as run:
+            mlflow.set_tags({f"lineage.{k}": str(v) for k, v in lineage.items()})
+            mlflow.log_params({f"{training['winner']}.{k}": v for k, v in training["params"].items()})
+            mlflow.log_metrics(_flat_metrics(training["metrics"]))
+            mlflow.log_metric("gate_passed", float(training["gate"]["passed"]))
+            mlflow.log_artifacts(str(report_dir), artifact_path="reports")
+            for entry in json.loads((report_dir / "leaderboard.json").read_text()):
+                with mlflow.start_run(experiment_id=experiment_id, run_name=entry["family"], nested=True):
+                    mlflow.log_params(entry["params"])
+                    mlflow.log_metrics(_flat_metrics(entry["metrics"]) | {"fit_seconds": entry["fit_seconds"]})
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                loader_module="ml.pyfunc_loader",
+                data_path=str(model_dir),
+                registered_model_name=self.name,
+                pip_requirements=[f"{p}=={metadata.version(p)}" for p in SERVING_REQUIREMENTS],
+            )
+        version = str(info.registered_model_version)
+        tags = {
+            "family": training["winner"],
+            "gate_passed": str(training["gate"]["passed"]).lower(),
+            "accuracy": f"{training['metrics']['accuracy']:.6f}",
+            "macro_f1": f"{training['metrics']['macro_f1']:.6f}",
+            "bundle_sha256": bundle_digest(model_dir),
+            "input_sha256": lineage["input_sha256"],
+            "git_commit": lineage["git_commit"],
+            "pipeline_run": lineage["run_id"],
+            "mlflow_run_id": run.info.run_id,
+        }
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.name, version, key, value)
+
+        champion = self.champion_version()
+        champion_f1 = None
+        if champion is not None:
+            champion_f1 = self._macro_f1_on(champion, channel / "holdout_lines.parquet")
+        decision = decide(training["gate"]["passed"], training["metrics"]["macro_f1"], champion_f1, GateSettings())
+        if decision.promote:
+            self._move_champion(version)
+        return {
+            "model_name": self.name,
+            "version": version,
+            "promoted": decision.promote,
+            "reason": decision.reason,
+            "previous_champion": champion,
+            "champion_version": self.champion_version(),
+            "registry_uri": self.settings.registry_uri,
+        }
+
+    def _macro_f1_on(self, version: str, holdout_lines: Path) -> float:
+        """The champion's macro-F1 on the new run's held-out baskets."""
+        bundle = load_bundle(self.download(version))
+        lines = pl.read_parquet(holdout_lines).filter(pl.col(LABEL).is_in(list(TRAINABLE_LABELS)))
+        features, probabilities = bundle.predict_proba(lines)
+        classes = bundle.classes
+        truth = features[LABEL].replace_strict({c: i for i, c in enumerate(classes)}, return_dtype=pl.Int32)
+        return compute_metrics(truth.to_numpy(), probabilities.argmax(axis=1), classes).macro_f1
+
+    # ---- aliases -----------------------------------------------------------------
+    def champion_version(self) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self.client.get_model_version_by_alias(self.name, CHAMPION).version)
+        except MlflowException:
+            return None
+
+    def _history(self) -> list[str]:
+        model = self.client.get_registered_model(self.name)
+        return json.loads(model.tags.get(HISTORY_TAG, "[]"))
+
+    def _move_champion(self, version: str) -> None:
+        history = self._history()
+        self.client.set_registered_model_alias(self.name, CHAMPION, version)
+        self.client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps([*history, version]))
+
+    def promote(self, version: str, force: bool = False) -> str:
+        """Make a version champion by hand; it must have passed the gate unless forced."""
+        mv = self.client.get_model_version(self.name, version)
+        if mv.tags.get("gate_passed") != "true" and not force:
+            raise ValueError(f"version {version} did not pass the promotion gate; use --force to override")
+        self._move_champion(version)
+        return version
+
+    def rollback(self) -> str:
+        """Move the champion back to the version that held it before the current one."""
+        history = self._history()
+        current = self.champion_version()
+        if current is None or len(history) < 2:
+            raise ValueError("no earlier champion to roll back to")
+        previous = history[-2]
+        self.client.set_registered_model_alias(self.name, CHAMPION, previous)
+        self.client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps(history[:-1]))
+        return previous
+
+    # ---- reading -----------------------------------------------------------------
+    def versions(self) -> list[dict[str, Any]]:
+        found = self.client.search_model_versions(f"name='{self.name}'")
+        rows = []
+        for mv in sorted(found, key=lambda v: int(v.version)):
+            rows.append(
+                {
+                    "version": str(mv.version),
+                    "aliases": list(mv.aliases),
+                    "created": mv.creation_timestamp,
+                    **{k: mv.tags.get(k, "") for k in ("family", "accuracy", "macro_f1", "gate_passed", "pipeline_run")},
+                }
+            )
+        return rows
+
+    def download(self, version: str | None = None) -> Path:
+        """The bundle folder of a version (the champion by default), checksums verified."""
+        version = version or self.champion_version()
+        if version is None:
+            raise LookupError(f"model {self.name} has no champion yet")
+        local = Path(self.mlflow.artifacts.download_artifacts(f"models:/{self.name}/{version}"))
+        bundle = next(p.parent for p in local.rglob("bundle.json"))
+        expected = self.client.get_model_version(self.name, version).tags.get("bundle_sha256")
+        verify_bundle(bundle)
+        if expected and bundle_digest(bundle) != expected:
+            raise ValueError(f"version {version}: bundle checksum differs from the registry's record")
+        return bundle
+
+
+def _flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    flat = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
+    for cls, values in metrics["per_class"].items():
+        for name in ("precision", "recall", "f1"):
+            flat[f"{name}_{cls}"] = values[name]
+    return flat

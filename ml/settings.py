@@ -1,0 +1,36 @@
+"""Settings of the local ML lifecycle, from the environment (prefix RETAIL_) or defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class GateSettings(BaseSettings):
+    """The promotion gate: the brief's KPIs by default (RETAIL_GATE_MIN_ACCURACY, ...)."""
+
+    model_config = SettingsConfigDict(env_prefix="RETAIL_GATE_")
+
+    min_accuracy: float = Field(0.75, ge=0, le=1)
+    min_macro_f1: float = Field(0.70, ge=0, le=1)
+    min_class_precision: float = Field(0.65, ge=0, le=1)
+    # A new version must not be worse than the champion by more than this (macro-F1).
+    max_regression: float = Field(0.0, ge=0, le=1)
+
+
+class Settings(BaseSettings):
+    """Where the lake and the registry live and how a pipeline run behaves."""
+
+    model_config = SettingsConfigDict(env_prefix="RETAIL_")
+
+    lake_root: str = "lake"  # a local folder or s3://bucket/prefix
+    registry_uri: str = "sqlite:///registry/mlflow.db"
+    artifact_root: Path = Path("registry/artifacts")
+    model_name: str = "basket-price-sensitivity"
+    work_dir: Path = Path("work")  # scratch space for training channels and outputs
+    holdout_weeks: int = Field(27, ge=1)
+    validation_weeks: int = Field(8, ge=1)
+    seed: int = 7
+    xgb_trials: int = Field(4, ge=1, le=20)

@@ -1,0 +1,188 @@
+"""Training entry point, in SageMaker script mode.
+
+SageMaker runs `python train.py --hyperparameter value ...` with the data channel in
+`SM_CHANNEL_TRAIN`, and collects `SM_MODEL_DIR` (the model) and `SM_OUTPUT_DATA_DIR`
+(reports). Locally the same flags are given on the command line, and the local
+pipeline calls `main()` with them, so both paths run this very code.
+
+The train channel is a gold folder of the lake: `baskets/` (one feature row per basket,
+with its `split` side), `featurizer/` (the transformer fitted on the training side)
+and `lineage.json`. The four families are trained on the training side and scored
+on the held-out weeks; the best (macro-F1, then accuracy) is written as a bundle.
+Each metric is also printed as `name=value;` for SageMaker's metric definitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import pyarrow.dataset as ds
+
+from ml.bundle import save_bundle
+from ml.calendar import week_index_expr
+from ml.evaluate import apply_gate, compute_metrics, plot_confusion
+from ml.families import FAMILIES
+from ml.features import BasketFeaturizer
+from ml.model_card import write_model_card
+from ml.reference import reference_bins
+from ml.schema import LABEL, TRAINABLE_LABELS
+from ml.settings import GateSettings
+from ml.xgb_search import search_xgboost
+
+CLASSES = list(TRAINABLE_LABELS)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    gate = GateSettings()
+    env = os.environ.get
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", default=env("SM_CHANNEL_TRAIN"), help="gold folder (SM_CHANNEL_TRAIN)")
+    parser.add_argument("--model-dir", default=env("SM_MODEL_DIR"), help="bundle output (SM_MODEL_DIR)")
+    parser.add_argument(
+        "--output-data-dir", default=env("SM_OUTPUT_DATA_DIR"), help="reports (SM_OUTPUT_DATA_DIR)"
+    )
+    parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated families to train")
+    parser.add_argument("--validation-weeks", type=int, default=8, help="last training weeks used by the search")
+    parser.add_argument("--xgb-trials", type=int, default=4, help="bound of the XGBoost search")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--gate-min-accuracy", type=float, default=gate.min_accuracy)
+    parser.add_argument("--gate-min-macro-f1", type=float, default=gate.min_macro_f1)
+    parser.add_argument("--gate-min-class-precision", type=float, default=gate.min_class_precision)
+    for family in FAMILIES.values():
+        for name, value in family.defaults.items():
+            flag = f"--{family.name.replace('_', '-')}-{name.replace('_', '-')}"
+            parser.add_argument(flag, type=type(value), default=value, dest=f"{family.name}__{name}")
+    args = parser.parse_args(argv)
+    for required in ("train", "model_dir", "output_data_dir"):
+        if not getattr(args, required):
+            parser.error(f"--{required.replace('_', '-')} is required (or set its SM_ variable)")
+    return args
+
+
+def family_params(args: argparse.Namespace, family: str) -> dict[str, Any]:
+    prefix = f"{family}__"
+    return {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}
+
+
+def load_channel(train_dir: Path) -> tuple[pl.DataFrame, BasketFeaturizer, dict]:
+    dataset = ds.dataset(train_dir / "baskets", format="parquet", partitioning="hive")
+    baskets = pl.from_arrow(dataset.to_table())
+    featurizer = BasketFeaturizer.load(train_dir / "featurizer")
+    lineage = json.loads((train_dir / "lineage.json").read_text())
+    return baskets, featurizer, lineage
+
+
+def _xy(frame: pl.DataFrame, featurizer: BasketFeaturizer) -> tuple[np.ndarray, np.ndarray]:
+    y = frame[LABEL].replace_strict({c: i for i, c in enumerate(CLASSES)}, return_dtype=pl.Int32)
+    return featurizer.matrix(frame), y.to_numpy()
+
+
+def _report_metric(name: str, value: float) -> None:
+    print(f"{name}={value:.6f};", flush=True)
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    """Train, evaluate and write the winning bundle; returns the run's summary."""
+    started = time.perf_counter()
+    baskets, featurizer, lineage = load_channel(Path(args.train))
+    trainable = baskets.filter(pl.col(LABEL).is_in(CLASSES))
+    train_side = trainable.filter(pl.col("split") == "train")
+    holdout = trainable.filter(pl.col("split") == "holdout")
+    x_train, y_train = _xy(train_side, featurizer)
+    x_holdout, y_holdout = _xy(holdout, featurizer)
+    output = Path(args.output_data_dir)
+    output.mkdir(parents=True, exist_ok=True)
+
+    families = [f.strip() for f in args.families.split(",") if f.strip()]
+    unknown = sorted(set(families) - set(FAMILIES))
+    if unknown:
+        raise SystemExit(f"unknown families: {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
+    params = {f: family_params(args, f) for f in families}
+    search = None
+    if "xgboost" in families:
+        week_index = train_side.select(week_index_expr(pl.col("SHOP_WEEK"))).to_series().to_numpy()
+        validation = week_index > week_index.max() - args.validation_weeks
+        search = search_xgboost(
+            x_train, y_train, validation, base=params["xgboost"], trials=args.xgb_trials, seed=args.seed
+        )
+        params["xgboost"] = search["best_params"]
+        (output / "xgboost_search.json").write_text(json.dumps(search, indent=2))
+
+    results: dict[str, dict[str, Any]] = {}
+    models: dict[str, Any] = {}
+    holdout_metrics = {}
+    for family in families:
+        t0 = time.perf_counter()
+        model = FAMILIES[family].build(params[family], args.seed)
+        model.fit(x_train, y_train)
+        fit_seconds = time.perf_counter() - t0
+        metrics = compute_metrics(y_holdout, model.predict_proba(x_holdout).argmax(axis=1), CLASSES)
+        plot_confusion(metrics, f"{family} (holdout)", output / f"confusion_{family}.png")
+        models[family] = model
+        holdout_metrics[family] = metrics
+        results[family] = {
+            "family": family,
+            "params": params[family],
+            "fit_seconds": round(fit_seconds, 2),
+            "metrics": metrics.to_dict(),
+        }
+        _report_metric(f"{family}_holdout_accuracy", metrics.accuracy)
+        _report_metric(f"{family}_holdout_macro_f1", metrics.macro_f1)
+
+    leaderboard = sorted(
+        results.values(), key=lambda r: (r["metrics"]["macro_f1"], r["metrics"]["accuracy"]), reverse=True
+    )
+    winner = leaderboard[0]
+    gate = apply_gate(
+        holdout_metrics[winner["family"]],
+        GateSettings(
+            min_accuracy=args.gate_min_accuracy,
+            min_macro_f1=args.gate_min_macro_f1,
+            min_class_precision=args.gate_min_class_precision,
+        ),
+    )
+    data = {
+        "train_baskets": train_side.height,
+        "holdout_baskets": holdout.height,
+        "unclassified_baskets_excluded": baskets.height - trainable.height,
+        "train_weeks": [int(train_side["SHOP_WEEK"].min()), int(train_side["SHOP_WEEK"].max())],
+        "holdout_weeks": [int(holdout["SHOP_WEEK"].min()), int(holdout["SHOP_WEEK"].max())],
+    }
+    summary = {
+        "winner": winner["family"],
+        "classes": CLASSES,
+        "metrics": winner["metrics"],
+        "params": winner["params"],
+        "gate": gate.to_dict(),
+        "leaderboard": [
+            {k: r[k] for k in ("family", "fit_seconds")}
+            | {"accuracy": r["metrics"]["accuracy"], "macro_f1": r["metrics"]["macro_f1"]}
+            for r in leaderboard
+        ],
+        "data": data,
+        "lineage": lineage,
+        "drift_reference": reference_bins(train_side),
+        "xgboost_search": None if search is None else {k: search[k] for k in ("trials", "best_params")},
+        "train_seconds": round(time.perf_counter() - started, 2),
+    }
+    save_bundle(Path(args.model_dir), featurizer, winner["family"], models[winner["family"]], summary)
+    (output / "leaderboard.json").write_text(json.dumps(leaderboard, indent=2))
+    (output / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_model_card(summary, leaderboard, output)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    return train(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
