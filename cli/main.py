@@ -2,7 +2,11 @@
 
 import typer
 
+from cli import data as data_cli
 from cli import infra as infra_cli
+from cli import models as models_cli
+from cli import pipeline as pipeline_cli
+from cli.demo import demo
 
 app = typer.Typer(
     name="retail",
@@ -11,6 +15,10 @@ app = typer.Typer(
     add_completion=False,
 )
 
+app.add_typer(data_cli.app, name="data", help="Synthetic transactions in the dunnhumby format.")
+app.add_typer(pipeline_cli.app, name="pipeline", help="The local ML lifecycle: lake, features, training, registry.")
+app.add_typer(models_cli.app, name="models", help="Registered model versions and the champion alias.")
+app.command(help="Synthesise a full-size file, run the pipeline, print the summary.")(demo)
 app.add_typer(infra_cli.app, name="infra", help="AWS platform (Pulumi): offline stack preview.")
 
 

@@ -28,6 +28,7 @@ from ml.settings import GateSettings, Settings
 CHAMPION = "champion"
 HISTORY_TAG = "champion_history"
 EXPERIMENT = "basket-price-sensitivity"
+VERSION_COLUMNS = ("family", "accuracy", "macro_f1", "gate_passed", "pipeline_run")
 SERVING_REQUIREMENTS = ("polars", "pyarrow", "numpy", "scikit-learn", "skops", "xgboost-cpu")
 
 
@@ -163,7 +164,12 @@ class Registry:
 
     def promote(self, version: str, force: bool = False) -> str:
         """Make a version champion by hand; it must have passed the gate unless forced."""
-        mv = self.client.get_model_version(self.name, version)
+        from mlflow.exceptions import MlflowException
+
+        try:
+            mv = self.client.get_model_version(self.name, version)
+        except MlflowException as exc:
+            raise ValueError(f"model {self.name} has no version {version!r}") from exc
         if mv.tags.get("gate_passed") != "true" and not force:
             raise ValueError(f"version {version} did not pass the promotion gate; use --force to override")
         self._move_champion(version)
@@ -190,7 +196,7 @@ class Registry:
                     "version": str(mv.version),
                     "aliases": list(mv.aliases),
                     "created": mv.creation_timestamp,
-                    **{k: mv.tags.get(k, "") for k in ("family", "accuracy", "macro_f1", "gate_passed", "pipeline_run")},
+                    **{k: mv.tags.get(k, "") for k in VERSION_COLUMNS},
                 }
             )
         return rows

@@ -374,13 +374,13 @@ def write_csv(table: pa.Table, path: Path, crlf: bool = False) -> None:
             pacsv.write_csv(table, stream, options)
 
 
-def write_weekly(table: pa.Table, folder: Path) -> list[Path]:
+def write_weekly(table: pa.Table, folder: Path, crlf: bool = False) -> list[Path]:
     """One `transactions_YYYYWW.csv` per shop week, as the original distribution."""
     folder.mkdir(parents=True, exist_ok=True)
     weeks = table["SHOP_WEEK"].to_numpy()
     written = []
     for week in np.unique(weeks):
         path = folder / f"transactions_{week}.csv"
-        write_csv(table.filter(pa.array(weeks == week)), path)
+        write_csv(table.filter(pa.array(weeks == week)), path, crlf=crlf)
         written.append(path)
     return written

@@ -1,0 +1,48 @@
+"""`retail data`: synthetic transactions in the dunnhumby format."""
+
+from __future__ import annotations
+
+import time
+from enum import Enum
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from ml.progress import StageTimer
+from ml.synth import SynthConfig, generate, with_original_header, write_csv, write_weekly
+
+app = typer.Typer(no_args_is_help=True)
+console = Console(stderr=True)
+
+
+class Header(str, Enum):
+    coded = "coded"
+    original = "original"
+
+
+@app.command()
+def synth(
+    output: Path = typer.Option(Path("data/transaction.csv"), "--output", "-o",
+                                help="CSV file (.csv or .csv.gz), or a folder with --weekly"),
+    rows: int = typer.Option(SynthConfig.rows, min=100, help="number of rows (about 6.4 per basket)"),
+    seed: int = typer.Option(SynthConfig.seed, help="same seed, same file"),
+    header: Header = typer.Option(Header.coded, help="coded: seg_1/seg_2; original: CUST_PRICE_SENSITIVITY/CUST_LIFESTAGE"),
+    weekly: bool = typer.Option(False, help="write one transactions_YYYYWW.csv per week into OUTPUT (a folder)"),
+    crlf: bool = typer.Option(False, help="Windows line endings, as some copies of the data have"),
+) -> None:
+    """Write synthetic transactions with the structure of the real file (see FACTS.md)."""
+    started = time.perf_counter()
+    timer = StageTimer(console)
+    with timer.stage("generate", f"Generating {rows:,} rows (seed {seed})"):
+        table = generate(SynthConfig(rows=rows, seed=seed))
+        if header is Header.original:
+            table = with_original_header(table)
+    with timer.stage("write", f"Writing {output}"):
+        if weekly:
+            files = write_weekly(table, output, crlf=crlf)
+            where = f"{len(files)} weekly files in {output}"
+        else:
+            write_csv(table, output, crlf=crlf)
+            where = str(output)
+    console.print(f"{table.num_rows:,} rows -> {where} in {time.perf_counter() - started:.1f} s")

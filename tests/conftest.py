@@ -1,0 +1,52 @@
+"""Shared fixtures: a small synthetic data set and a pipeline run on it.
+
+The run is real (nothing mocked): synthetic CSV -> lake -> features -> four families
+-> MLflow registry in a temporary folder. Session-scoped, so it is paid for once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from ml.pipeline import PipelineResult, run_pipeline
+from ml.progress import StageTimer
+from ml.settings import Settings
+from ml.synth import SynthConfig, generate, write_csv
+
+SMALL_ROWS = 40_000
+
+
+@dataclass
+class SmallRun:
+    settings: Settings
+    result: PipelineResult
+    data: Path
+
+
+def settings_under(root: Path, **overrides) -> Settings:
+    """Settings that keep the lake, registry and scratch space inside `root`."""
+    return Settings(
+        lake_root=str(root / "lake"),
+        registry_uri=f"sqlite:///{root / 'registry' / 'mlflow.db'}",
+        artifact_root=root / "registry" / "artifacts",
+        work_dir=root / "work",
+        xgb_trials=2,
+        **overrides,
+    )
+
+
+@pytest.fixture(scope="session")
+def small_csv(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("data") / "transaction.csv"
+    write_csv(generate(SynthConfig(rows=SMALL_ROWS, seed=3)), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory, small_csv) -> SmallRun:
+    settings = settings_under(tmp_path_factory.mktemp("small-run"))
+    result = run_pipeline(small_csv, settings, StageTimer(quiet=True))
+    return SmallRun(settings=settings, result=result, data=small_csv)
