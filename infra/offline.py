@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pulumi
+from google.protobuf import json_format, struct_pb2
+from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
+from pulumi.runtime.proto import resource_pb2
 
 from infra.config import NAMESPACE, SECRET_KEYS, read_stack_file
 from infra.mocks import PlatformMocks
@@ -30,6 +33,8 @@ class RegisteredResource:
     """One resource as the program registered it (inputs) and the mocks answered (outputs)."""
 
     urn: str
+    id: str
+    """Physical id the mocks assigned; empty for components."""
     type: str
     name: str
     parent: str
@@ -37,6 +42,7 @@ class RegisteredResource:
     custom: bool
     remote: bool
     inputs: dict[str, Any]
+    """As the program sent them, with secrets unwrapped (offline, they are placeholders)."""
     outputs: dict[str, Any]
 
     @property
@@ -65,47 +71,67 @@ class OfflineRun:
         return [r for r in self.resources if r.parent == parent_urn]
 
 
-class _InputCapturingMocks(pulumi.runtime.Mocks):
-    """Delegates to the real mocks and remembers, per thread, the last inputs it saw."""
-
-    def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
-        self.mocks = mocks
-        self.last = threading.local()
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str | None, dict]:
-        self.last.inputs = args.inputs
-        return self.mocks.new_resource(args)
-
-    def call(self, args: pulumi.runtime.MockCallArgs) -> Any:
-        return self.mocks.call(args)
-
-
 class RecordingMonitor(MockMonitor):
-    """A mock resource monitor that also keeps each registration's parent and inputs."""
+    """A mock resource monitor that also keeps each registration's parent and inputs.
+
+    Inputs are decoded as plain data: secrets unwrapped and references to other
+    resources replaced by their URN. (The stock mock monitor rehydrates references into
+    resource objects on a worker thread's event loop, which breaks inputs such as the
+    pulumi-eks node group's `cluster`.)
+    """
 
     def __init__(self, mocks: pulumi.runtime.Mocks) -> None:
-        self._capture = _InputCapturingMocks(mocks)
-        super().__init__(self._capture)
+        super().__init__(mocks)
         self.records: list[RegisteredResource] = []
         self._lock = threading.Lock()
 
     def RegisterResource(self, request):  # noqa: N802 (gRPC method name)
-        response = super().RegisterResource(request)
+        urn = self.make_urn(request.parent, request.type, request.name)
         if request.type == "pulumi:pulumi:Stack":
-            return response
+            return resource_pb2.RegisterResourceResponse(urn=urn)
+        inputs = _plain(json_format.MessageToDict(request.object))
+        resource_id, state = self.mocks.new_resource(
+            pulumi.runtime.MockResourceArgs(
+                typ=request.type,
+                name=request.name,
+                inputs=inputs,
+                provider=request.provider,
+                resource_id=request.importId,
+                custom=request.custom or False,
+            )
+        )
+        resource_id = resource_id or ""
+        state_proto = struct_pb2.Struct()
+        state_proto.update(state)
         record = RegisteredResource(
-            urn=response.urn,
+            urn=urn,
+            id=resource_id,
             type=request.type,
             name=request.name,
             parent=request.parent,
             custom=request.custom,
             remote=request.remote,
-            inputs=self._capture.last.inputs,
-            outputs=self.resources[response.urn].state,
+            inputs=inputs,
+            outputs=state,
         )
         with self._lock:
+            self.resources[urn] = MockMonitor.ResourceRegistration(urn, resource_id, state)
             self.records.append(record)
-        return response
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=resource_id, object=state_proto)
+
+
+def _plain(value: Any) -> Any:
+    """Wire-format property values as plain data: secrets unwrapped, resource refs as URNs."""
+    if isinstance(value, dict):
+        signature = value.get(rpc._special_sig_key)
+        if signature == rpc._special_secret_sig:
+            return _plain(value["value"])
+        if signature == rpc._special_resource_sig:
+            return value["urn"]
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def run_offline(

@@ -1,0 +1,144 @@
+"""Cluster: private EKS with encrypted secrets, logs, IRSA and spot-aware node groups."""
+
+import pytest
+
+from infra.cluster import CONTROL_PLANE_LOG_TYPES, WORKLOAD_LABEL, Cluster, ClusterArgs
+from infra.config import NodeGroupConfig
+
+from .helpers import build
+
+CLUSTER_KEY = "arn:aws:kms:ap-southeast-1:123456789012:key/cluster"
+LOGS_KEY = "arn:aws:kms:ap-southeast-1:123456789012:key/logs"
+PRIVATE = ["subnet-private-a", "subnet-private-b"]
+PUBLIC = ["subnet-public-a", "subnet-public-b"]
+
+
+def cluster(public_access_cidrs=(), service_spot=False):
+    args = ClusterArgs(
+        cluster_name="retail-test-eks",
+        vpc_id="vpc-1",
+        private_subnet_ids=PRIVATE,
+        public_subnet_ids=PUBLIC,
+        secrets_kms_key_arn=CLUSTER_KEY,
+        logs_kms_key_arn=LOGS_KEY,
+        log_retention_days=30,
+        version="1.33",
+        public_access_cidrs=public_access_cidrs,
+        service_nodes=NodeGroupConfig(min_size=2, desired_size=2, max_size=5, spot=service_spot),
+        batch_nodes=NodeGroupConfig(min_size=0, desired_size=0, max_size=3, spot=True),
+    )
+    return build(lambda: Cluster("c", args))
+
+
+@pytest.fixture(scope="module")
+def private():
+    return cluster()
+
+
+@pytest.fixture(scope="module")
+def office_access():
+    return cluster(public_access_cidrs=("203.0.113.0/24",), service_spot=True)
+
+
+def eks_inputs(run):
+    (eks,) = run.of_type("eks:index:Cluster")
+    return eks.inputs
+
+
+def node_groups(run):
+    return {g.name: g.inputs for g in run.of_type("eks:index:ManagedNodeGroup")}
+
+
+def test_api_endpoint_is_private_when_no_cidrs_are_configured(private):
+    inputs = eks_inputs(private)
+    assert inputs["endpointPrivateAccess"] is True
+    assert inputs["endpointPublicAccess"] is False
+    assert "publicAccessCidrs" not in inputs
+
+
+def test_public_endpoint_admits_only_the_configured_cidrs(office_access):
+    inputs = eks_inputs(office_access)
+    assert inputs["endpointPublicAccess"] is True
+    assert inputs["publicAccessCidrs"] == ["203.0.113.0/24"]
+
+
+def test_kubernetes_secrets_are_encrypted_with_the_cluster_key(private):
+    assert eks_inputs(private)["encryptionConfigKeyArn"] == CLUSTER_KEY
+
+
+def test_all_control_plane_log_types_are_enabled(private):
+    assert eks_inputs(private)["enabledClusterLogTypes"] == list(CONTROL_PLANE_LOG_TYPES)
+
+
+def test_control_plane_logs_go_to_an_encrypted_log_group_with_retention(private):
+    (group,) = private.of_type("aws:cloudwatch/logGroup:LogGroup")
+    assert group.inputs["name"] == "/aws/eks/retail-test-eks/cluster"
+    assert group.inputs["kmsKeyId"] == LOGS_KEY
+    assert group.inputs["retentionInDays"] == 30
+
+
+def test_an_oidc_provider_is_created_for_irsa(private):
+    assert eks_inputs(private)["createOidcProvider"] is True
+
+
+def test_no_default_node_group_and_access_by_eks_api(private):
+    inputs = eks_inputs(private)
+    assert inputs["skipDefaultNodeGroup"] is True
+    assert inputs["authenticationMode"] == "API"
+
+
+def test_node_groups_run_in_private_subnets_without_public_ips(private):
+    assert eks_inputs(private)["nodeAssociatePublicIpAddress"] is False
+    assert all(g["subnetIds"] == PRIVATE for g in node_groups(private).values())
+
+
+def test_service_nodes_are_on_demand_and_batch_nodes_spot_by_default(private):
+    groups = node_groups(private)
+    assert groups["c-inference-nodes"]["capacityType"] == "ON_DEMAND"
+    assert groups["c-batch-nodes"]["capacityType"] == "SPOT"
+
+
+def test_service_nodes_use_spot_when_configured(office_access):
+    assert node_groups(office_access)["c-inference-nodes"]["capacityType"] == "SPOT"
+
+
+def test_node_groups_scale_within_the_configured_bounds(private):
+    groups = node_groups(private)
+    assert groups["c-inference-nodes"]["scalingConfig"] == {
+        "minSize": 2,
+        "desiredSize": 2,
+        "maxSize": 5,
+    }
+    assert groups["c-batch-nodes"]["scalingConfig"]["minSize"] == 0
+    assert all(g["ignoreScalingChanges"] is True for g in groups.values())
+
+
+def test_batch_nodes_are_tainted_so_only_batch_pods_land_there(private):
+    groups = node_groups(private)
+    assert groups["c-batch-nodes"]["taints"] == [
+        {"key": WORKLOAD_LABEL, "value": "batch", "effect": "NO_SCHEDULE"}
+    ]
+    assert "taints" not in groups["c-inference-nodes"]
+
+
+def test_nodes_require_imdsv2(private):
+    assert all(g["enableIMDSv2"] is True for g in node_groups(private).values())
+
+
+def test_node_roles_get_only_the_worker_cni_and_image_pull_policies(private):
+    attached = {a.inputs["policyArn"] for a in private.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
+    assert attached == {
+        "arn:aws:iam::aws:policy/AmazonEKSWorkerNodePolicy",
+        "arn:aws:iam::aws:policy/AmazonEKS_CNI_Policy",
+        "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly",
+    }
+
+
+def test_metrics_server_addon_feeds_the_autoscaler(private):
+    (addon,) = private.of_type("aws:eks/addon:Addon")
+    assert addon.inputs["addonName"] == "metrics-server"
+
+
+def test_workloads_deploy_through_a_provider_built_from_the_cluster_kubeconfig(private):
+    (provider,) = private.of_type("pulumi:providers:kubernetes")
+    assert '"current-context": "retail-test-eks"' in provider.inputs["kubeconfig"]
