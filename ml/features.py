@@ -117,7 +117,7 @@ class TierEvidence:
         `unseen_product`."""
         frame = lines
         for level, lookup in zip(LEVELS, self._lookups, strict=True):
-            frame = frame.join(lookup, on=level, how="left")
+            frame = frame.join(lookup, on=level, how="left", maintain_order="left")
         return frame.with_columns(*self._resolve, *self._lift).drop(self._dropped)
 
 
@@ -188,8 +188,8 @@ class BasketFeaturizer:
         )
         frame = (
             evidence.line_probabilities(lines)
-            .join(self._category_price, on=CATEGORY, how="left")
-            .join(self._product_index, on="PROD_CODE", how="left")
+            .join(self._category_price, on=CATEGORY, how="left", maintain_order="left")
+            .join(self._product_index, on="PROD_CODE", how="left", maintain_order="left")
             .with_columns(
                 line_index.clip(1e-3, 1e3).alias("price_index"),
                 pl.col("product_index").fill_null(line_index).clip(1e-3, 1e3).alias("product_index"),

@@ -79,28 +79,31 @@ def header_variant(path: Path) -> str:
 
 def _read_file(path: Path, variant: str) -> pl.DataFrame:
     try:
-        frame = pl.read_csv(path, infer_schema=False, missing_utf8_is_empty_string=False)
+        frame = pl.read_csv(path, infer_schema=False)
     except (pl.exceptions.ComputeError, OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: unreadable as CSV ({exc})") from exc
     if frame.height == 0:
         raise InputError(f"{path}: empty file (a header but no rows)")
-    expected = CODED_COLUMNS if variant == "coded" else ORIGINAL_COLUMNS
-    frame = frame.select(expected)
-    if variant == "coded":
-        frame = frame.rename(ORIGINAL_SEGMENT_NAMES).with_columns(
-            _decode("CUST_PRICE_SENSITIVITY", SEG_1_DECODE),
-            _decode("CUST_LIFESTAGE", SEG_2_DECODE),
-        )
     # Header is line 1, so the first row is line 2.
-    return frame.with_columns(
+    return to_canonical(frame, variant).with_columns(
         pl.lit(str(path)).alias(SOURCE_FILE),
         (pl.int_range(pl.len(), dtype=pl.Int64) + 2).alias(SOURCE_LINE),
     )
 
 
+def to_canonical(frame: pl.DataFrame, variant: str) -> pl.DataFrame:
+    """The canonical columns, in order, from a frame of either header variant."""
+    if variant == "coded":
+        return frame.select(CODED_COLUMNS).rename(ORIGINAL_SEGMENT_NAMES).with_columns(
+            _decode("CUST_PRICE_SENSITIVITY", SEG_1_DECODE),
+            _decode("CUST_LIFESTAGE", SEG_2_DECODE),
+        )
+    return frame.select(ORIGINAL_COLUMNS)
+
+
 def _decode(column: str, mapping: dict[str, str]) -> pl.Expr:
     """Coded segment values to their meaning; unknown codes pass through for validation."""
-    return pl.col(column).str.strip_chars().replace(mapping).alias(column)
+    return pl.col(column).replace(mapping).alias(column)
 
 
 def read(path: Path) -> tuple[RawInput, pl.DataFrame]:

@@ -1,0 +1,29 @@
+"""Small builders shared by tests: raw text frames and CSV files in the export's layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+from ml.ingest import SOURCE_FILE, SOURCE_LINE, to_canonical
+from ml.synth import SynthConfig, generate
+
+
+def synthetic_text(rows: int = 3_000, seed: int = 11) -> pl.DataFrame:
+    """A synthetic export as it would be read: every column text, coded header."""
+    frame = pl.from_arrow(generate(SynthConfig(rows=rows, seed=seed)))
+    return frame.select(pl.all().cast(pl.String))
+
+
+def canonical_text(rows: int = 3_000, seed: int = 11) -> pl.DataFrame:
+    """The same, mapped to the canonical columns with source columns, as `ingest.read` returns."""
+    return to_canonical(synthetic_text(rows, seed), "coded").with_columns(
+        pl.lit("synthetic").alias(SOURCE_FILE), (pl.int_range(pl.len(), dtype=pl.Int64) + 2).alias(SOURCE_LINE)
+    )
+
+
+def write_text_csv(frame: pl.DataFrame, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.write_csv(path, null_value="")
+    return path
