@@ -31,9 +31,7 @@ class AuditTrail(pulumi.ComponentResource):
     trail_arn: pulumi.Output[str]
     bucket_name: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: AuditTrailArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: AuditTrailArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("retail:infra:AuditTrail", name, None, opts)
         trail_name = f"{name}-trail"
         trail_arn = pulumi.Output.concat(
@@ -46,9 +44,7 @@ class AuditTrail(pulumi.ComponentResource):
                 noncurrent_version_expiry_days=args.retention_days,
                 expiration_days=args.retention_days,
                 object_lock_days=args.object_lock_days,
-                extra_policy_statements=lambda arn: _cloudtrail_writes(
-                    arn, trail_arn, args.account_id
-                ),
+                extra_policy_statements=lambda arn: _cloudtrail_writes(arn, trail_arn, args.account_id),
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )

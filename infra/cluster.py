@@ -37,9 +37,7 @@ class ClusterArgs:
     version: str = "1.33"
     public_access_cidrs: Sequence[str] = ()
     service_nodes: NodeGroupConfig = field(default_factory=NodeGroupConfig)
-    batch_nodes: NodeGroupConfig = field(
-        default_factory=lambda: NodeGroupConfig(min_size=0, desired_size=0, spot=True)
-    )
+    batch_nodes: NodeGroupConfig = field(default_factory=lambda: NodeGroupConfig(min_size=0, desired_size=0, spot=True))
 
 
 class Cluster(pulumi.ComponentResource):
@@ -59,9 +57,7 @@ class Cluster(pulumi.ComponentResource):
     oidc_issuer: pulumi.Output[str]
     provider: k8s.Provider
 
-    def __init__(
-        self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("retail:infra:Cluster", name, None, opts)
         self._name = name
         log_group = aws.cloudwatch.LogGroup(
@@ -135,11 +131,7 @@ class Cluster(pulumi.ComponentResource):
                 "max_size": nodes.max_size,
             },
             labels={WORKLOAD_LABEL: workload},
-            taints=(
-                [{"key": WORKLOAD_LABEL, "value": workload, "effect": "NO_SCHEDULE"}]
-                if taint
-                else None
-            ),
+            taints=([{"key": WORKLOAD_LABEL, "value": workload, "effect": "NO_SCHEDULE"}] if taint else None),
             enable_imd_sv2=True,
             ignore_scaling_changes=True,
             opts=pulumi.ResourceOptions(parent=self.eks_cluster),

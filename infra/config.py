@@ -77,9 +77,7 @@ class ClusterConfig:
     public_access_cidrs: tuple[str, ...] = ()
     """Empty: the API endpoint is private only (reach it through the VPC)."""
     service_nodes: NodeGroupConfig = field(default_factory=NodeGroupConfig)
-    batch_nodes: NodeGroupConfig = field(
-        default_factory=lambda: NodeGroupConfig(min_size=0, desired_size=0, spot=True)
-    )
+    batch_nodes: NodeGroupConfig = field(default_factory=lambda: NodeGroupConfig(min_size=0, desired_size=0, spot=True))
 
 
 @dataclass(frozen=True)

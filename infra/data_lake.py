@@ -29,9 +29,7 @@ class DataLake(pulumi.ComponentResource):
     bucket_names: dict[str, pulumi.Output[str]]
     bucket_arns: dict[str, pulumi.Output[str]]
 
-    def __init__(
-        self, name: str, args: DataLakeArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: DataLakeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("retail:infra:DataLake", name, None, opts)
         self.buckets = {
             zone: SecureBucket(

@@ -30,9 +30,7 @@ class Encryption(pulumi.ComponentResource):
     logs_key_arn: pulumi.Output[str]
     cluster_key_arn: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: EncryptionArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: EncryptionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("retail:infra:Encryption", name, None, opts)
         self._args = args
         root = pulumi.Output.concat("arn:aws:iam::", args.account_id, ":root")
@@ -62,9 +60,7 @@ class Encryption(pulumi.ComponentResource):
             }
         )
 
-    def _key(
-        self, name: str, purpose: str, description: str, statements: list[Statement]
-    ) -> aws.kms.Key:
+    def _key(self, name: str, purpose: str, description: str, statements: list[Statement]) -> aws.kms.Key:
         key = aws.kms.Key(
             f"{name}-{purpose}-key",
             description=f"{name}: {description}",

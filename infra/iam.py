@@ -54,9 +54,7 @@ def irsa_trust_policy(
     """
     subject = f"system:serviceaccount:{namespace}:{service_account}"
     condition = pulumi.Output.from_input(oidc_issuer).apply(
-        lambda issuer: {
-            "StringEquals": {f"{issuer}:sub": subject, f"{issuer}:aud": "sts.amazonaws.com"}
-        }
+        lambda issuer: {"StringEquals": {f"{issuer}:sub": subject, f"{issuer}:aud": "sts.amazonaws.com"}}
     )
     return policy_document(
         [

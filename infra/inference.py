@@ -74,14 +74,10 @@ class InferenceService(pulumi.ComponentResource):
     model_uri: pulumi.Output[str]
     ingress_hostname: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: InferenceServiceArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: InferenceServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("retail:infra:InferenceService", name, None, opts)
         self._name, self._args = name, args
-        self.model_uri = pulumi.Output.format(
-            "s3://{0}/{1}/", args.artifacts_bucket_name, args.model_prefix
-        )
+        self.model_uri = pulumi.Output.format("s3://{0}/{1}/", args.artifacts_bucket_name, args.model_prefix)
         self.role = self._model_reader_role()
         ns = k8s.core.v1.Namespace(
             f"{name}-namespace",
@@ -151,9 +147,7 @@ class InferenceService(pulumi.ComponentResource):
         role = aws.iam.Role(
             f"{self._name}-model-reader",
             description="Inference pods: read model artifacts, nothing else",
-            assume_role_policy=irsa_trust_policy(
-                args.oidc_provider_arn, args.oidc_issuer, args.namespace, APP
-            ),
+            assume_role_policy=irsa_trust_policy(args.oidc_provider_arn, args.oidc_issuer, args.namespace, APP),
             opts=pulumi.ResourceOptions(parent=self),
         )
         aws.iam.RolePolicy(
@@ -172,18 +166,14 @@ class InferenceService(pulumi.ComponentResource):
                         "Sid": "ReadModelObjects",
                         "Effect": "Allow",
                         "Action": "s3:GetObject",
-                        "Resource": pulumi.Output.format(
-                            "{0}/{1}/*", args.artifacts_bucket_arn, args.model_prefix
-                        ),
+                        "Resource": pulumi.Output.format("{0}/{1}/*", args.artifacts_bucket_arn, args.model_prefix),
                     },
                     {
                         "Sid": "DecryptThroughS3",
                         "Effect": "Allow",
                         "Action": "kms:Decrypt",
                         "Resource": args.data_kms_key_arn,
-                        "Condition": {
-                            "StringEquals": {"kms:ViaService": f"s3.{args.region}.amazonaws.com"}
-                        },
+                        "Condition": {"StringEquals": {"kms:ViaService": f"s3.{args.region}.amazonaws.com"}},
                     },
                 ]
             ),
@@ -191,9 +181,7 @@ class InferenceService(pulumi.ComponentResource):
         )
         return role
 
-    def _deployment_spec(
-        self, account: k8s.core.v1.ServiceAccount, secret: k8s.core.v1.Secret
-    ) -> DeploymentSpecArgs:
+    def _deployment_spec(self, account: k8s.core.v1.ServiceAccount, secret: k8s.core.v1.Secret) -> DeploymentSpecArgs:
         labels = {"app": APP, "environment": self._args.environment}
         return DeploymentSpecArgs(
             selector=LabelSelectorArgs(match_labels={"app": APP}),
@@ -267,15 +255,11 @@ class InferenceService(pulumi.ComponentResource):
             ),
             volume_mounts=[
                 k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
-                k8s.core.v1.VolumeMountArgs(
-                    name="api-keys", mount_path=API_KEYS_DIR, read_only=True
-                ),
+                k8s.core.v1.VolumeMountArgs(name="api-keys", mount_path=API_KEYS_DIR, read_only=True),
             ],
         )
 
-    def _autoscaling(
-        self, deployment: k8s.apps.v1.Deployment, opts: pulumi.ResourceOptions
-    ) -> None:
+    def _autoscaling(self, deployment: k8s.apps.v1.Deployment, opts: pulumi.ResourceOptions) -> None:
         args = self._args
         k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{self._name}-hpa",
@@ -303,9 +287,7 @@ class InferenceService(pulumi.ComponentResource):
             opts=opts,
         )
 
-    def _ingress(
-        self, service: k8s.core.v1.Service, opts: pulumi.ResourceOptions
-    ) -> k8s.networking.v1.Ingress:
+    def _ingress(self, service: k8s.core.v1.Service, opts: pulumi.ResourceOptions) -> k8s.networking.v1.Ingress:
         args = self._args
         annotations = {
             "alb.ingress.kubernetes.io/scheme": "internet-facing",
@@ -329,11 +311,7 @@ class InferenceService(pulumi.ComponentResource):
         rule = k8s.networking.v1.IngressRuleArgs(
             host=args.hostname or None,
             http=k8s.networking.v1.HTTPIngressRuleValueArgs(
-                paths=[
-                    k8s.networking.v1.HTTPIngressPathArgs(
-                        path=PUBLIC_PATH, path_type="Prefix", backend=backend
-                    )
-                ]
+                paths=[k8s.networking.v1.HTTPIngressPathArgs(path=PUBLIC_PATH, path_type="Prefix", backend=backend)]
             ),
         )
         return k8s.networking.v1.Ingress(
@@ -341,9 +319,7 @@ class InferenceService(pulumi.ComponentResource):
             metadata=self._meta(annotations=annotations),
             spec=k8s.networking.v1.IngressSpecArgs(
                 ingress_class_name="alb",
-                tls=[k8s.networking.v1.IngressTLSArgs(hosts=[args.hostname])]
-                if args.hostname
-                else None,
+                tls=[k8s.networking.v1.IngressTLSArgs(hosts=[args.hostname])] if args.hostname else None,
                 rules=[rule],
             ),
             opts=opts,
@@ -370,8 +346,6 @@ def _utilisation(resource: str, percent: int) -> k8s.autoscaling.v2.MetricSpecAr
         type="Resource",
         resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
             name=resource,
-            target=k8s.autoscaling.v2.MetricTargetArgs(
-                type="Utilization", average_utilization=percent
-            ),
+            target=k8s.autoscaling.v2.MetricTargetArgs(type="Utilization", average_utilization=percent),
         ),
     )

@@ -37,9 +37,7 @@ class MlPlatform(pulumi.ComponentResource):
     model_package_group_name: pulumi.Output[str]
     model_package_group_arn: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: MlPlatformArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: MlPlatformArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("retail:infra:MlPlatform", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         self.execution_role = aws.iam.Role(
@@ -79,9 +77,7 @@ def _objects(arn: pulumi.Input[str]) -> pulumi.Output[str]:
 def _execution_statements(args: MlPlatformArgs) -> list[Statement]:
     read_buckets = [args.bucket_arns[zone] for zone in READ_ZONES]
     artifacts = args.bucket_arns["artifacts"]
-    log_groups = pulumi.Output.concat(
-        "arn:aws:logs:", args.region, ":", args.account_id, ":log-group:/aws/sagemaker/*"
-    )
+    log_groups = pulumi.Output.concat("arn:aws:logs:", args.region, ":", args.account_id, ":log-group:/aws/sagemaker/*")
     return [
         {
             "Sid": "ListLakeBuckets",

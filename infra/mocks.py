@@ -66,9 +66,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
                 "names": [f"{self.region}{letter}" for letter in "abc"],
                 "zoneIds": [f"{self.region}-az{i}" for i in (1, 2, 3)],
             }
-        raise NotImplementedError(
-            f"PlatformMocks has no result for invoke {args.token}; add it in infra/mocks.py"
-        )
+        raise NotImplementedError(f"PlatformMocks has no result for invoke {args.token}; add it in infra/mocks.py")
 
     def _arn(self, token: str, resource: str, *, regional: bool = True) -> str:
         region = self.region if regional else ""
@@ -153,9 +151,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
         metadata.setdefault("name", f"{args.name}-{_suffix(args.name)}")
         outputs["metadata"] = metadata
         if args.typ == "kubernetes:networking.k8s.io/v1:Ingress":
-            hostname = (
-                f"k8s-{metadata['name']}-{_suffix(args.name)}.{self.region}.elb.amazonaws.com"
-            )
+            hostname = f"k8s-{metadata['name']}-{_suffix(args.name)}.{self.region}.elb.amazonaws.com"
             outputs["status"] = {"loadBalancer": {"ingress": [{"hostname": hostname}]}}
         namespace = metadata.get("namespace")
         resource_id = f"{namespace}/{metadata['name']}" if namespace else metadata["name"]

@@ -48,17 +48,13 @@ class Network(pulumi.ComponentResource):
     public_subnet_ids: list[pulumi.Output[str]]
     private_subnet_ids: list[pulumi.Output[str]]
 
-    def __init__(
-        self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("retail:infra:Network", name, None, opts)
         if not 2 <= args.az_count <= 3:
             raise ValueError(f"{name}: az_count must be 2 or 3, got {args.az_count}")
         self._name, self._args = name, args
         child = pulumi.ResourceOptions(parent=self)
-        zones = aws.get_availability_zones_output(
-            state="available", opts=pulumi.InvokeOutputOptions(parent=self)
-        ).names
+        zones = aws.get_availability_zones_output(state="available", opts=pulumi.InvokeOutputOptions(parent=self)).names
         self.vpc = aws.ec2.Vpc(
             f"{name}-vpc",
             cidr_block=args.cidr,
@@ -67,9 +63,7 @@ class Network(pulumi.ComponentResource):
             tags={"Name": f"{name}-vpc"},
             opts=child,
         )
-        aws.ec2.DefaultSecurityGroup(
-            f"{name}-default-sg", vpc_id=self.vpc.id, ingress=[], egress=[], opts=child
-        )
+        aws.ec2.DefaultSecurityGroup(f"{name}-default-sg", vpc_id=self.vpc.id, ingress=[], egress=[], opts=child)
         private_cidrs, public_cidrs = subnet_cidrs(args.cidr, args.az_count)
         self.public_subnets = [
             self._subnet("public", i, cidr, zones[i], {"kubernetes.io/role/elb": "1"})
@@ -128,9 +122,7 @@ class Network(pulumi.ComponentResource):
         count = self._args.az_count if self._args.nat_per_az else 1
         gateways = []
         for i in range(count):
-            eip = aws.ec2.Eip(
-                f"{self._name}-nat-eip-{i}", domain="vpc", opts=pulumi.ResourceOptions(parent=self)
-            )
+            eip = aws.ec2.Eip(f"{self._name}-nat-eip-{i}", domain="vpc", opts=pulumi.ResourceOptions(parent=self))
             gateways.append(
                 aws.ec2.NatGateway(
                     f"{self._name}-nat-{i}",
@@ -210,9 +202,7 @@ class Network(pulumi.ComponentResource):
         )
         role = aws.iam.Role(
             f"{self._name}-flow-logs-role",
-            assume_role_policy=service_trust_policy(
-                "vpc-flow-logs.amazonaws.com", self._args.account_id
-            ),
+            assume_role_policy=service_trust_policy("vpc-flow-logs.amazonaws.com", self._args.account_id),
             opts=child,
         )
         aws.iam.RolePolicy(

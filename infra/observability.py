@@ -48,9 +48,7 @@ class Observability(pulumi.ComponentResource):
     dashboard_name: pulumi.Output[str]
     alarm_names: list[pulumi.Output[str]]
 
-    def __init__(
-        self, name: str, args: ObservabilityArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: ObservabilityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("retail:infra:Observability", name, None, opts)
         self._name, self._args = name, args
         child = pulumi.ResourceOptions(parent=self)
@@ -92,9 +90,7 @@ class Observability(pulumi.ComponentResource):
 
     def _alert_topic(self) -> aws.sns.Topic:
         child = pulumi.ResourceOptions(parent=self)
-        topic = aws.sns.Topic(
-            f"{self._name}-alerts", kms_master_key_id=self._args.logs_kms_key_arn, opts=child
-        )
+        topic = aws.sns.Topic(f"{self._name}-alerts", kms_master_key_id=self._args.logs_kms_key_arn, opts=child)
         aws.sns.TopicPolicy(
             f"{self._name}-alerts-policy",
             arn=topic.arn,
@@ -319,9 +315,7 @@ class Observability(pulumi.ComponentResource):
             time_unit="MONTHLY",
             limit_amount=str(args.monthly_budget_usd),
             limit_unit="USD",
-            cost_filters=[
-                {"name": "TagKeyValue", "values": [f"user:environment${args.environment}"]}
-            ],
+            cost_filters=[{"name": "TagKeyValue", "values": [f"user:environment${args.environment}"]}],
             notifications=[*actual, forecast],
             opts=pulumi.ResourceOptions(parent=self),
         )

@@ -149,9 +149,7 @@ def run_offline(
     pulumi.runtime.reset_options(project=project, stack=stack)
     pulumi.runtime.set_all_config(dict(config or {}), list(secret_keys))
     monitor = RecordingMonitor(PlatformMocks())
-    pulumi.runtime.set_mocks(
-        monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor
-    )
+    pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
     resolved: dict[str, Any] = {}
 
     def run() -> pulumi.Output:
@@ -169,9 +167,7 @@ def find_project_dir(start: Path | None = None) -> Path:
     for candidate in (here, *here.parents):
         if (candidate / "Pulumi.yaml").is_file():
             return candidate
-    raise FileNotFoundError(
-        f"no Pulumi.yaml in {here} or its parents; run from the project or pass its path"
-    )
+    raise FileNotFoundError(f"no Pulumi.yaml in {here} or its parents; run from the project or pass its path")
 
 
 def preview_stack(stack: str, project_dir: Path | None = None) -> OfflineRun:

@@ -62,17 +62,15 @@ def build_platform(cfg: StackConfig) -> Platform:
     prefix = cfg.name_prefix
     provider = aws_provider(cfg)
     opts = pulumi.ResourceOptions(providers={"aws": provider})
-    account_id = aws.get_caller_identity_output(
-        opts=pulumi.InvokeOutputOptions(provider=provider)
-    ).account_id
+    account_id = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(provider=provider)).account_id
     encryption = Encryption(
-        prefix,
+        f"{prefix}-kms",
         EncryptionArgs(account_id, cfg.region, cfg.encryption.key_deletion_window_days),
         opts,
     )
     retention = cfg.observability.log_retention_days
     network = Network(
-        prefix,
+        f"{prefix}-net",
         NetworkArgs(
             account_id=account_id,
             region=cfg.region,
@@ -106,7 +104,7 @@ def build_platform(cfg: StackConfig) -> Platform:
         opts,
     )
     registry = ContainerRegistry(
-        prefix,
+        f"{prefix}-registry",
         ContainerRegistryArgs(
             kms_key_arn=encryption.data_key_arn,
             repositories=cfg.registry.repositories,
@@ -134,7 +132,7 @@ def build_platform(cfg: StackConfig) -> Platform:
         opts,
     )
     cluster = Cluster(
-        prefix,
+        f"{prefix}-cluster",
         ClusterArgs(
             cluster_name=cfg.cluster_name,
             vpc_id=network.vpc_id,
@@ -164,9 +162,7 @@ def build_platform(cfg: StackConfig) -> Platform:
     )
     k8s_opts = pulumi.ResourceOptions(providers={"aws": provider, "kubernetes": cluster.provider})
     inference = _inference(cfg, encryption, lake, registry, cluster, k8s_opts)
-    return Platform(
-        encryption, network, audit, lake, registry, observability, cluster, ml, inference
-    )
+    return Platform(encryption, network, audit, lake, registry, observability, cluster, ml, inference)
 
 
 def _inference(

@@ -29,18 +29,12 @@ class ContainerRegistry(pulumi.ComponentResource):
     repository_urls: dict[str, pulumi.Output[str]]
     repository_arns: dict[str, pulumi.Output[str]]
 
-    def __init__(
-        self, name: str, args: ContainerRegistryArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: ContainerRegistryArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("retail:infra:ContainerRegistry", name, None, opts)
-        self.repositories = {
-            image: self._repository(name, image, args) for image in args.repositories
-        }
+        self.repositories = {image: self._repository(name, image, args) for image in args.repositories}
         self.repository_urls = {i: r.repository_url for i, r in self.repositories.items()}
         self.repository_arns = {i: r.arn for i, r in self.repositories.items()}
-        self.register_outputs(
-            {"repository_urls": self.repository_urls, "repository_arns": self.repository_arns}
-        )
+        self.register_outputs({"repository_urls": self.repository_urls, "repository_arns": self.repository_arns})
 
     def _repository(self, name: str, image: str, args: ContainerRegistryArgs) -> aws.ecr.Repository:
         repo = aws.ecr.Repository(

@@ -40,14 +40,12 @@ class SecureBucket(pulumi.ComponentResource):
     bucket_name: pulumi.Output[str]
     arn: pulumi.Output[str]
 
-    def __init__(
-        self, name: str, args: SecureBucketArgs, opts: pulumi.ResourceOptions | None = None
-    ) -> None:
+    def __init__(self, name: str, args: SecureBucketArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("retail:infra:SecureBucket", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         locked = args.object_lock_days is not None
         self.bucket = aws.s3.Bucket(
-            name, object_lock_enabled=locked, force_destroy=args.force_destroy, opts=child
+            f"{name}-bucket", object_lock_enabled=locked, force_destroy=args.force_destroy, opts=child
         )
         self.bucket_name = self.bucket.bucket
         self.arn = self.bucket.arn
@@ -114,9 +112,7 @@ class SecureBucket(pulumi.ComponentResource):
             "id": "platform-defaults",
             "status": "Enabled",
             "filter": {},
-            "noncurrent_version_expiration": {
-                "noncurrent_days": args.noncurrent_version_expiry_days
-            },
+            "noncurrent_version_expiration": {"noncurrent_days": args.noncurrent_version_expiry_days},
             "abort_incomplete_multipart_upload": {"days_after_initiation": 7},
         }
         if args.intelligent_tiering_after_days is not None:

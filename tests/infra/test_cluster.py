@@ -115,9 +115,7 @@ def test_node_groups_scale_within_the_configured_bounds(private):
 
 def test_batch_nodes_are_tainted_so_only_batch_pods_land_there(private):
     groups = node_groups(private)
-    assert groups["c-batch-nodes"]["taints"] == [
-        {"key": WORKLOAD_LABEL, "value": "batch", "effect": "NO_SCHEDULE"}
-    ]
+    assert groups["c-batch-nodes"]["taints"] == [{"key": WORKLOAD_LABEL, "value": "batch", "effect": "NO_SCHEDULE"}]
     assert "taints" not in groups["c-inference-nodes"]
 
 

@@ -12,9 +12,7 @@ S3 = "aws:s3/"
 
 @pytest.fixture(scope="module")
 def run():
-    args = DataLakeArgs(
-        kms_key_arn=DATA_KEY, intelligent_tiering_after_days=0, noncurrent_version_expiry_days=30
-    )
+    args = DataLakeArgs(kms_key_arn=DATA_KEY, intelligent_tiering_after_days=0, noncurrent_version_expiry_days=30)
     return build(lambda: DataLake("lake", args))
 
 
@@ -28,7 +26,7 @@ def bucket_names(run):
 
 def test_one_bucket_per_zone_raw_silver_gold_and_artifacts(run):
     names = sorted(b.name for b in run.of_type("aws:s3/bucket:Bucket"))
-    assert names == sorted(f"lake-{zone}" for zone in ZONES)
+    assert names == sorted(f"lake-{zone}-bucket" for zone in ZONES)
 
 
 def test_every_bucket_is_versioned(run):
@@ -38,9 +36,7 @@ def test_every_bucket_is_versioned(run):
 
 
 def test_every_bucket_defaults_to_sse_kms_with_the_data_key(run):
-    sse = per_bucket(
-        run, "bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration"
-    )
+    sse = per_bucket(run, "bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration")
     assert set(sse) == bucket_names(run)
     for config in sse.values():
         (rule,) = config.inputs["rules"]
@@ -59,9 +55,7 @@ def test_every_bucket_blocks_all_public_access(run):
 def test_acls_are_disabled_by_owner_enforced_ownership(run):
     ownership = per_bucket(run, "bucketOwnershipControls:BucketOwnershipControls")
     assert set(ownership) == bucket_names(run)
-    assert all(
-        o.inputs["rule"]["objectOwnership"] == "BucketOwnerEnforced" for o in ownership.values()
-    )
+    assert all(o.inputs["rule"]["objectOwnership"] == "BucketOwnerEnforced" for o in ownership.values())
 
 
 def test_every_bucket_policy_denies_requests_without_tls(run):

@@ -48,9 +48,7 @@ def test_only_the_logs_key_admits_aws_services(run):
 
 def test_cloudwatch_logs_may_use_the_logs_key_only_for_this_account(run):
     logs = next(
-        s
-        for s in statements(run.named("t-logs-key"))
-        if s["Principal"] == {"Service": f"logs.{REGION}.amazonaws.com"}
+        s for s in statements(run.named("t-logs-key")) if s["Principal"] == {"Service": f"logs.{REGION}.amazonaws.com"}
     )
     assert logs["Condition"]["ArnLike"]["kms:EncryptionContext:aws:logs:arn"] == (
         f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:*"

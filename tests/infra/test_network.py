@@ -53,9 +53,7 @@ def test_subnets_are_disjoint_and_inside_the_vpc():
 
 
 def test_no_subnet_gives_instances_public_ips(shared_nat):
-    assert all(
-        s.inputs["mapPublicIpOnLaunch"] is False for s in shared_nat.of_type("aws:ec2/subnet:Subnet")
-    )
+    assert all(s.inputs["mapPublicIpOnLaunch"] is False for s in shared_nat.of_type("aws:ec2/subnet:Subnet"))
 
 
 def test_one_nat_gateway_when_not_per_az(shared_nat):
@@ -75,9 +73,7 @@ def test_nat_gateways_sit_in_public_subnets(nat_per_az):
 
 
 def test_private_route_tables_send_internet_traffic_through_nat(nat_per_az):
-    private_tables = [
-        t for t in nat_per_az.of_type("aws:ec2/routeTable:RouteTable") if "-private-rt-" in t.name
-    ]
+    private_tables = [t for t in nat_per_az.of_type("aws:ec2/routeTable:RouteTable") if "-private-rt-" in t.name]
     assert len(private_tables) == 3
     for table in private_tables:
         (route,) = table.inputs["routes"]

@@ -34,9 +34,7 @@ def test_every_push_is_scanned(run):
 
 def test_images_are_encrypted_with_the_data_key(run):
     for repo in run.of_type("aws:ecr/repository:Repository"):
-        assert repo.inputs["encryptionConfigurations"] == [
-            {"encryptionType": "KMS", "kmsKey": DATA_KEY}
-        ]
+        assert repo.inputs["encryptionConfigurations"] == [{"encryptionType": "KMS", "kmsKey": DATA_KEY}]
 
 
 def test_lifecycle_expires_untagged_images_then_caps_the_image_count(run):

@@ -1,0 +1,166 @@
+"""InferenceService: hardened pods, IRSA read-only model access, autoscaling, HTTPS ALB."""
+
+import json
+
+import pytest
+
+from infra.inference import API_KEYS_FILE, PORT, InferenceService, InferenceServiceArgs
+
+from .helpers import build, policy_of, statements
+
+ISSUER = "oidc.eks.ap-southeast-1.amazonaws.com/id/EXAMPLE"
+ARTIFACTS = "arn:aws:s3:::lake-artifacts"
+DATA_KEY = "arn:aws:kms:ap-southeast-1:123456789012:key/data"
+
+
+@pytest.fixture(scope="module")
+def run():
+    args = InferenceServiceArgs(
+        environment="test",
+        region="ap-southeast-1",
+        image="123456789012.dkr.ecr.ap-southeast-1.amazonaws.com/reg/inference:1.2.3",
+        artifacts_bucket_name="lake-artifacts",
+        artifacts_bucket_arn=ARTIFACTS,
+        data_kms_key_arn=DATA_KEY,
+        oidc_provider_arn=f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}",
+        oidc_issuer=ISSUER,
+        api_keys="key-one,key-two",
+        namespace="serving",
+        model_prefix="models/champion",
+        min_replicas=2,
+        max_replicas=5,
+        hostname="api.example.com",
+    )
+    return build(lambda: InferenceService("svc", args))
+
+
+def spec_of(run, kind):
+    (obj,) = [r for r in run.resources if r.type.endswith(f":{kind}")]
+    return obj.inputs
+
+
+@pytest.fixture(scope="module")
+def pod(run):
+    return spec_of(run, "Deployment")["spec"]["template"]["spec"]
+
+
+@pytest.fixture(scope="module")
+def container(pod):
+    (only,) = pod["containers"]
+    return only
+
+
+def test_namespace_enforces_the_restricted_pod_security_standard(run):
+    labels = spec_of(run, "Namespace")["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_service_account_is_bound_to_the_model_reader_role(run):
+    (role,) = run.of_type("aws:iam/role:Role")
+    annotations = spec_of(run, "ServiceAccount")["metadata"]["annotations"]
+    assert annotations == {"eks.amazonaws.com/role-arn": role.outputs["arn"]}
+
+
+def test_only_that_service_account_can_assume_the_role(run):
+    (role,) = run.of_type("aws:iam/role:Role")
+    (trust,) = policy_of(role, "assumeRolePolicy")["Statement"]
+    assert trust["Action"] == "sts:AssumeRoleWithWebIdentity"
+    assert trust["Condition"]["StringEquals"] == {
+        f"{ISSUER}:sub": "system:serviceaccount:serving:retail-inference",
+        f"{ISSUER}:aud": "sts.amazonaws.com",
+    }
+
+
+def test_the_role_can_only_read_model_artifacts(run):
+    (policy,) = run.of_type("aws:iam/rolePolicy:RolePolicy")
+    actions = {s["Sid"]: s["Action"] for s in statements(policy)}
+    resources = {s["Sid"]: s["Resource"] for s in statements(policy)}
+    assert actions == {
+        "ListModelPrefix": "s3:ListBucket",
+        "ReadModelObjects": "s3:GetObject",
+        "DecryptThroughS3": "kms:Decrypt",
+    }
+    assert resources["ReadModelObjects"] == f"{ARTIFACTS}/models/champion/*"
+
+
+def test_pods_run_as_non_root_without_a_service_account_token(pod):
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+
+
+def test_container_has_a_read_only_root_and_no_capabilities(container):
+    context = container["securityContext"]
+    assert context["readOnlyRootFilesystem"] is True
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_tmp_is_a_writable_empty_dir(pod, container):
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+
+
+def test_container_has_requests_and_limits(container):
+    resources = container["resources"]
+    assert set(resources["requests"]) == {"cpu", "memory"}
+    assert set(resources["limits"]) == {"cpu", "memory"}
+
+
+def test_probes_use_the_api_health_routes_on_its_port(container):
+    assert container["ports"] == [{"name": "http", "containerPort": PORT}]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": "http"}
+
+
+def test_model_location_is_passed_as_an_s3_uri(container):
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["RETAIL_MODEL_URI"] == "s3://lake-artifacts/models/champion/"
+
+
+def test_api_keys_come_from_a_secret_mounted_as_the_file_the_api_reads(run, pod, container):
+    secret = spec_of(run, "Secret")
+    env = {e["name"]: e["value"] for e in container["env"]}
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "api-keys")
+    assert secret["stringData"] == {"api-keys": "key-one,key-two"}
+    assert volumes["api-keys"]["secret"]["secretName"] == secret["metadata"]["name"]
+    assert env["RETAIL_API_KEYS_FILE"] == API_KEYS_FILE == f"{mount['mountPath']}/api-keys"
+    assert mount["readOnly"] is True
+    assert "RETAIL_API_KEYS" not in env
+
+
+def test_rolling_update_never_removes_a_pod_before_its_replacement_is_ready(run):
+    strategy = spec_of(run, "Deployment")["spec"]["strategy"]
+    assert strategy["type"] == "RollingUpdate"
+    assert strategy["rollingUpdate"]["maxUnavailable"] == 0
+
+
+def test_the_autoscaler_not_the_deployment_owns_the_replica_count(run):
+    assert "replicas" not in spec_of(run, "Deployment")["spec"]
+    hpa = spec_of(run, "HorizontalPodAutoscaler")["spec"]
+    assert (hpa["minReplicas"], hpa["maxReplicas"]) == (2, 5)
+
+
+def test_the_autoscaler_follows_cpu_and_memory(run):
+    metrics = spec_of(run, "HorizontalPodAutoscaler")["spec"]["metrics"]
+    assert {m["resource"]["name"] for m in metrics} == {"cpu", "memory"}
+
+
+def test_disruptions_take_at_most_one_pod_at_a_time(run):
+    assert spec_of(run, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+
+
+def test_ingress_is_an_https_only_alb_checking_readiness(run):
+    ingress = spec_of(run, "Ingress")
+    annotations = ingress["metadata"]["annotations"]
+    assert ingress["spec"]["ingressClassName"] == "alb"
+    assert json.loads(annotations["alb.ingress.kubernetes.io/listen-ports"]) == [{"HTTPS": 443}]
+    assert annotations["alb.ingress.kubernetes.io/healthcheck-path"] == "/health/ready"
+    assert ingress["spec"]["tls"] == [{"hosts": ["api.example.com"]}]
+
+
+def test_ingress_routes_only_the_prediction_api(run):
+    (rule,) = spec_of(run, "Ingress")["spec"]["rules"]
+    assert [p["path"] for p in rule["http"]["paths"]] == ["/v1"]
