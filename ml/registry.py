@@ -158,6 +158,8 @@ class Registry:
         return json.loads(model.tags.get(HISTORY_TAG, "[]"))
 
     def _move_champion(self, version: str) -> None:
+        if version == self.champion_version():
+            return
         history = self._history()
         self.client.set_registered_model_alias(self.name, CHAMPION, version)
         self.client.set_registered_model_tag(self.name, HISTORY_TAG, json.dumps([*history, version]))

@@ -1,0 +1,103 @@
+"""Model bundles load only when intact and code-free; the champion alias moves only when earned."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import skops.io as sio
+from sklearn.preprocessing import FunctionTransformer
+
+from ml.bundle import BundleIntegrityError, load_bundle
+from ml.families import load_model
+from ml.pipeline import run_pipeline
+from ml.progress import StageTimer
+from ml.registry import Registry, decide
+from ml.settings import GateSettings
+from ml.synth import SynthConfig, generate, write_csv
+from tests.conftest import settings_under
+
+
+@pytest.fixture(scope="module")
+def champion_bundle(small_run, tmp_path_factory) -> Path:
+    copy = tmp_path_factory.mktemp("bundle") / "bundle"
+    shutil.copytree(Registry(small_run.settings).download(), copy)
+    return copy
+
+
+def test_champion_bundle_predicts_the_holdout_it_was_scored_on(small_run, champion_bundle):
+    bundle = load_bundle(champion_bundle)
+    holdout = pl.read_parquet(small_run.settings.work_dir / small_run.result.run_id / "train" / "holdout_lines.parquet")
+    holdout = holdout.filter(pl.col("BASKET_PRICE_SENSITIVITY") != "XX")
+    features, probabilities = bundle.predict_proba(holdout)
+    predicted = np.array(bundle.classes)[probabilities.argmax(axis=1)]
+    accuracy = (predicted == features["BASKET_PRICE_SENSITIVITY"].to_numpy()).mean()
+    assert accuracy == pytest.approx(bundle.meta["metrics"]["accuracy"], abs=1e-9)
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+
+
+def test_a_changed_artifact_is_refused(champion_bundle, tmp_path):
+    tampered = tmp_path / "tampered"
+    shutil.copytree(champion_bundle, tampered)
+    model_file = next((tampered / "model").iterdir())
+    model_file.write_bytes(model_file.read_bytes() + b"\0")
+    with pytest.raises(BundleIntegrityError, match="checksum mismatch"):
+        load_bundle(tampered)
+
+
+def test_a_missing_artifact_is_refused(champion_bundle, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(champion_bundle, broken)
+    (broken / "featurizer" / "category_price.parquet").unlink()
+    with pytest.raises(BundleIntegrityError, match="missing"):
+        load_bundle(broken)
+
+
+def test_skops_models_with_foreign_types_are_not_loaded(tmp_path):
+    path = tmp_path / "model.skops"
+    sio.dump(FunctionTransformer(func=os.system), path)  # a model that would run a shell command
+    with pytest.raises(ValueError, match="refusing to load"):
+        load_model("decision_tree", path)
+
+
+@pytest.mark.parametrize(
+    ("gate_passed", "new", "champion", "promote"),
+    [
+        (False, 0.99, None, False),
+        (True, 0.90, None, True),
+        (True, 0.90, 0.95, False),
+        (True, 0.95, 0.95, True),
+        (True, 0.97, 0.95, True),
+    ],
+)
+def test_champion_moves_only_when_the_gate_passes_and_it_is_not_worse(gate_passed, new, champion, promote):
+    assert decide(gate_passed, new, champion, GateSettings()).promote is promote
+
+
+def test_gate_failure_registers_but_does_not_promote(small_csv, tmp_path, monkeypatch):
+    monkeypatch.setenv("RETAIL_GATE_MIN_ACCURACY", "0.9999")
+    settings = settings_under(tmp_path, holdout_weeks=20)
+    result = run_pipeline(small_csv, settings, StageTimer(quiet=True))
+    assert result.training["gate"]["passed"] is False
+    assert result.registration["promoted"] is False
+    assert Registry(settings).champion_version() is None
+    assert [v["gate_passed"] for v in Registry(settings).versions()] == ["false"]
+
+
+def test_promote_and_rollback_move_the_alias(small_run, tmp_path):
+    data = tmp_path / "second.csv"
+    write_csv(generate(SynthConfig(rows=30_000, seed=8)), data)
+    registry = Registry(small_run.settings)
+    first = registry.champion_version()
+    second = run_pipeline(data, small_run.settings, StageTimer(quiet=True)).registration
+    assert second["previous_champion"] == first
+    registry.promote(second["version"])
+    assert registry.champion_version() == second["version"]
+    assert registry.rollback() == first
+    assert registry.champion_version() == first
+    with pytest.raises(ValueError, match="no version"):
+        registry.promote("999")
