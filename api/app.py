@@ -1,0 +1,79 @@
+"""The FastAPI application: settings, model store, scoring queue and routes wired together.
+
+`create_app` builds everything but loads nothing; the lifespan loads the model (a
+failure leaves the service live but not ready, and polling keeps trying), starts the
+scoring task and the poller that picks up a new champion.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.batcher import Batcher
+from api.emf import EmfPublisher
+from api.middleware import RequestPlumbing
+from api.model_source import BundleLocationSource, ModelSource, RegistrySource
+from api.model_store import ModelStore
+from api.routes import health, model, predict
+from api.security import load_api_keys
+from api.settings import ApiSettings
+from ml.settings import Settings
+
+log = logging.getLogger("retail.api")
+
+
+def model_source(settings: ApiSettings) -> ModelSource:
+    """A bundle location when RETAIL_MODEL_URI is set, else the registry's champion."""
+    if settings.model_uri:
+        return BundleLocationSource(settings.model_uri, settings.model_cache_dir, settings.model_sha256)
+    return RegistrySource(Settings())
+
+
+async def _poll(models: ModelStore, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        await asyncio.to_thread(models.try_refresh)
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: ApiSettings = app.state.settings
+    models: ModelStore = app.state.store
+    await asyncio.to_thread(models.try_refresh)
+    app.state.batcher = Batcher(settings.max_coalesced_baskets)
+    app.state.batcher.start()
+    interval = settings.reload_interval_seconds
+    poller = asyncio.create_task(_poll(models, interval)) if interval else None
+    try:
+        yield
+    finally:
+        if poller is not None:
+            poller.cancel()
+            await asyncio.gather(poller, return_exceptions=True)
+        await app.state.batcher.stop()
+
+
+def create_app(settings: ApiSettings | None = None, source: ModelSource | None = None) -> FastAPI:
+    settings = settings or ApiSettings()
+    app = FastAPI(
+        title="retail-mlops inference API",
+        summary="Basket price sensitivity (LA / MM / UM) from a basket and its product lines.",
+        version="1",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.api_keys = load_api_keys(settings)
+    app.state.store = ModelStore(source or model_source(settings), settings.drift_window_baskets,
+                                 settings.drift_min_baskets)
+    app.include_router(predict.router)
+    app.include_router(model.router)
+    app.include_router(health.router)
+    emf = EmfPublisher(settings.environment) if settings.emf_enabled else None
+    app.add_middleware(RequestPlumbing, max_body_bytes=settings.max_body_bytes, emf=emf,
+                       drift_score=lambda: app.state.batcher.drift_score)
+    return app

@@ -1,0 +1,105 @@
+"""Scoring with request coalescing: concurrent requests share one featurizer call.
+
+Building the featurizer's query costs about the same for one basket as for a hundred,
+so under load scoring each request on its own wastes most of the CPU. Requests are
+queued; one task takes everything waiting (up to `max_baskets`, and only requests
+holding the same model), scores it in one call on a dedicated thread, and hands each
+request its rows. Nothing waits for a batch to fill: an idle service scores a
+request at once, and batches grow only while the previous call is running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from api.frames import lines_frame
+from api.metrics import INPUT_DRIFT, PREDICTIONS, SCORING_BATCH
+from api.model_store import LoadedModel
+from api.schemas import Basket
+
+
+@dataclass
+class _Job:
+    model: LoadedModel
+    baskets: Sequence[Basket]
+    future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+
+
+class Batcher:
+    def __init__(self, max_baskets: int):
+        self.max_baskets = max_baskets
+        self.drift_score: float | None = None  # the largest per-feature PSI of the last scoring call
+        self._queue: deque[_Job] = deque()
+        self._wakeup = asyncio.Event()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="scoring")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._thread.shutdown(wait=True)
+
+    async def predict(self, model: LoadedModel, baskets: Sequence[Basket]) -> np.ndarray:
+        """Class probabilities of the baskets (rows in their order), scored by `model`."""
+        job = _Job(model, baskets)
+        self._queue.append(job)
+        self._wakeup.set()
+        return await job.future
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._queue:
+                jobs = self._take()
+                try:
+                    probabilities = await loop.run_in_executor(self._thread, self._score, jobs)
+                except Exception as exc:  # every waiting request gets the error, the loop goes on
+                    for job in jobs:
+                        if not job.future.done():
+                            job.future.set_exception(exc)
+                    continue
+                start = 0
+                for job in jobs:
+                    if not job.future.done():  # a client that went away cancelled its future
+                        job.future.set_result(probabilities[start : start + len(job.baskets)])
+                    start += len(job.baskets)
+
+    def _take(self) -> list[_Job]:
+        jobs = [self._queue.popleft()]
+        total = len(jobs[0].baskets)
+        while self._queue and self._queue[0].model is jobs[0].model:
+            if total + len(self._queue[0].baskets) > self.max_baskets:
+                break
+            jobs.append(self._queue.popleft())
+            total += len(jobs[-1].baskets)
+        return jobs
+
+    def _score(self, jobs: list[_Job]) -> np.ndarray:
+        model = jobs[0].model
+        baskets = [basket for job in jobs for basket in job.baskets]
+        features, probabilities = model.bundle.predict_proba(lines_frame(baskets))
+        if len(probabilities) != len(baskets):
+            raise RuntimeError(f"the featurizer returned {len(probabilities)} rows for {len(baskets)} baskets")
+        SCORING_BATCH.observe(len(baskets))
+        counts = np.bincount(probabilities.argmax(axis=1), minlength=len(model.bundle.classes))
+        for name, count in zip(model.bundle.classes, counts.tolist(), strict=True):
+            if count:
+                PREDICTIONS.labels(name).inc(count)
+        psi = model.drift.observe(features)
+        if psi is not None:
+            for name, value in psi.items():
+                INPUT_DRIFT.labels(name).set(value)
+            self.drift_score = max(psi.values())
+        return probabilities

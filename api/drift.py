@@ -1,0 +1,43 @@
+"""Input drift: recent baskets against the training reference, per key feature.
+
+The reference (`bundle.meta["drift_reference"]`, from `ml.reference`) holds decile
+edges and the share of training baskets per bin. The monitor keeps the bin of each
+key feature for the last `window` scored baskets in a ring buffer and reports the
+population stability index once it has seen `min_baskets`. It is fed by the single
+scoring thread, so it needs no lock.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+
+from ml.reference import KEY_FEATURES, population_stability_index
+
+
+class DriftMonitor:
+    def __init__(self, reference: dict[str, dict[str, list[float]]], window: int, min_baskets: int):
+        self.features = [name for name in KEY_FEATURES if name in reference]
+        self._edges = [np.asarray(reference[name]["edges"], dtype=float) for name in self.features]
+        self._shares = [np.asarray(reference[name]["shares"], dtype=float) for name in self.features]
+        self._bins = np.zeros((len(self.features), window), dtype=np.int16)
+        self._window = window
+        self._min_baskets = min(min_baskets, window)
+        self._seen = 0
+
+    def observe(self, features: pl.DataFrame) -> dict[str, float] | None:
+        """Add scored baskets to the window; PSI per feature once the window holds enough baskets."""
+        values = features.select(self.features).to_numpy()[-self._window :]
+        slots = (self._seen + np.arange(len(values))) % self._window
+        for i, edges in enumerate(self._edges):
+            self._bins[i, slots] = np.searchsorted(edges, values[:, i], side="right")
+        self._seen += len(values)
+        filled = min(self._seen, self._window)
+        if filled < self._min_baskets:
+            return None
+        return {
+            name: population_stability_index(
+                self._shares[i], np.bincount(self._bins[i, :filled], minlength=len(self._shares[i])) / filled
+            )
+            for i, name in enumerate(self.features)
+        }

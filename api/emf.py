@@ -1,0 +1,48 @@
+"""CloudWatch embedded metric format (EMF): one JSON line per prediction request on stdout.
+
+On EKS the container's stdout goes to CloudWatch Logs, which turns these lines into
+metrics in the namespace and with the names the alarms use (`infra.metric_names`).
+Raw latencies are sent, so CloudWatch computes the p95 itself.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+import orjson
+
+from infra import metric_names as names
+
+
+class EmfPublisher:
+    def __init__(self, environment: str, stream: TextIO | None = None):
+        self.environment = environment
+        self.stream = stream or sys.stdout
+
+    def publish(self, latency_ms: float, status: int, predictions: int, drift_score: float | None) -> None:
+        metrics = [
+            (names.REQUEST_LATENCY_MS, "Milliseconds", latency_ms),
+            (names.REQUEST_COUNT, "Count", 1),
+            (names.SERVER_ERROR_COUNT, "Count", int(status >= 500)),
+            (names.PREDICTION_COUNT, "Count", predictions),
+        ]
+        if drift_score is not None:
+            metrics.append((names.INPUT_DRIFT_SCORE, "None", drift_score))
+        record = {
+            "_aws": {
+                "Timestamp": int(time.time() * 1000),
+                "CloudWatchMetrics": [
+                    {
+                        "Namespace": names.NAMESPACE,
+                        "Dimensions": [[names.DIMENSION_ENVIRONMENT]],
+                        "Metrics": [{"Name": name, "Unit": unit} for name, unit, _ in metrics],
+                    }
+                ],
+            },
+            names.DIMENSION_ENVIRONMENT: self.environment,
+            **{name: value for name, _, value in metrics},
+        }
+        self.stream.write(orjson.dumps(record).decode() + "\n")
+        self.stream.flush()

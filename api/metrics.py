@@ -1,0 +1,51 @@
+"""Prometheus metrics of the service.
+
+With several worker processes (`PROMETHEUS_MULTIPROC_DIR` set, as `retail serve
+--workers N` does), each process writes its values to that folder and `/metrics`
+aggregates them; gauges then report the largest value of the live processes.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0)
+
+REQUEST_LATENCY = Histogram(
+    "retail_http_request_duration_seconds", "Wall time of a request, by route.", ["method", "route"],
+    buckets=LATENCY_BUCKETS,
+)
+REQUESTS = Counter("retail_http_requests", "Requests by route and status.", ["method", "route", "status"])
+PREDICTIONS = Counter("retail_predictions", "Baskets scored, by predicted class.", ["predicted_class"])
+SCORING_BATCH = Histogram(
+    "retail_scoring_batch_baskets", "Baskets per featurizer call (concurrent requests are scored together).",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048),
+)
+MODEL_INFO = Gauge(
+    "retail_model_info", "1 for the loaded model version, 0 for versions served before.",
+    ["version", "family", "source"], multiprocess_mode="livemax",
+)
+MODEL_RELOADS = Counter("retail_model_reloads", "Attempts to load a new model, by outcome.", ["outcome"])
+INPUT_DRIFT = Gauge(
+    "retail_input_drift_psi", "Population stability index of a key feature: recent baskets against training.",
+    ["feature"], multiprocess_mode="livemax",
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The metrics text and its content type, aggregated over worker processes if there are several."""
+    if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,0 +1,66 @@
+"""POST /v1/predict (one basket) and POST /v1/predict/batch (many)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Depends, Request
+from fastapi.exceptions import RequestValidationError
+
+from api.batcher import Batcher
+from api.dependencies import batcher, current_model, settings
+from api.middleware import BASKETS_SCORED
+from api.model_store import LoadedModel
+from api.schemas import Basket, BatchRequest, BatchResponse, PredictResponse
+from api.security import require_api_key
+from api.settings import ApiSettings
+
+router = APIRouter(prefix="/v1", tags=["predictions"], dependencies=[Depends(require_api_key)])
+AUTH_RESPONSES = {401: {"description": "missing or invalid API key"}, 503: {"description": "no model loaded yet"}}
+SIZE_RESPONSES = {413: {"description": "request body over RETAIL_MAX_BODY_BYTES"}}
+
+
+def _predictions(model: LoadedModel, baskets: list[Basket], probabilities: np.ndarray) -> list[dict]:
+    classes = model.bundle.classes
+    best = probabilities.argmax(axis=1).tolist()
+    return [
+        {"basket_id": basket.BASKET_ID, "prediction": classes[i], "probabilities": dict(zip(classes, row, strict=True))}
+        for basket, i, row in zip(baskets, best, probabilities.tolist(), strict=True)
+    ]
+
+
+@router.post("/predict", response_model=PredictResponse, responses={**AUTH_RESPONSES, **SIZE_RESPONSES})
+async def predict(
+    basket: Basket,
+    request: Request,
+    model: Annotated[LoadedModel, Depends(current_model)],
+    scoring: Annotated[Batcher, Depends(batcher)],
+) -> dict:
+    """The price sensitivity of one basket (header fields and its product lines)."""
+    probabilities = await scoring.predict(model, [basket])
+    setattr(request.state, BASKETS_SCORED, 1)
+    return {**_predictions(model, [basket], probabilities)[0], "model_version": model.version}
+
+
+@router.post("/predict/batch", response_model=BatchResponse, responses={**AUTH_RESPONSES, **SIZE_RESPONSES})
+async def predict_batch(
+    batch: BatchRequest,
+    request: Request,
+    model: Annotated[LoadedModel, Depends(current_model)],
+    scoring: Annotated[Batcher, Depends(batcher)],
+    config: Annotated[ApiSettings, Depends(settings)],
+) -> dict:
+    """The price sensitivity of many baskets, in request order, all scored by one model version."""
+    if len(batch.baskets) > config.max_batch_baskets:
+        raise RequestValidationError([{
+            "type": "too_long",
+            "loc": ("body", "baskets"),
+            "msg": f"{len(batch.baskets)} baskets in one batch; the limit is {config.max_batch_baskets} "
+                   "(RETAIL_MAX_BATCH_BASKETS): split the batch",
+            "input": None,
+        }])
+    probabilities = await scoring.predict(model, batch.baskets)
+    setattr(request.state, BASKETS_SCORED, len(batch.baskets))
+    return {"model_version": model.version, "predictions": _predictions(model, batch.baskets, probabilities)}
+

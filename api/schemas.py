@@ -1,0 +1,163 @@
+"""Request and response bodies: the OpenAPI document of the service is built from these.
+
+Field names and codes are the data set's own (see `ml.schema`): a basket header with
+its product lines. Customer segments are accepted decoded (`CUST_PRICE_SENSITIVITY`,
+`CUST_LIFESTAGE`, as in the original weekly files) or coded (`seg_1`, `seg_2`, as in
+`transaction.csv`). Closed domains are enums and open codes are patterns, so a
+malformed value is a 422 that names its field; a well-formed product code the model
+has never seen is fine (its evidence falls back to the product hierarchy).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+
+from ml.schema import CODE_PATTERNS, DOMAINS, SEG_1_DECODE, SEG_2_DECODE
+from ml.validate import MAX_QUANTITY, MAX_SPEND
+
+MAX_BASKET_LINES = 500
+EXAMPLE_BASKET = {
+    "BASKET_ID": "994110500123456",
+    "SHOP_DATE": "20080412",
+    "SHOP_HOUR": 14,
+    "CUST_CODE": "CUST0000123456",
+    "seg_1": "CT",
+    "seg_2": "CZ",
+    "BASKET_SIZE": "M",
+    "BASKET_TYPE": "Top Up",
+    "BASKET_DOMINANT_MISSION": "Fresh",
+    "STORE_CODE": "STORE00001",
+    "STORE_FORMAT": "LS",
+    "STORE_REGION": "E02",
+    "lines": [
+        {"QUANTITY": 2, "SPEND": 1.58, "PROD_CODE": "PRD0900001", "PROD_CODE_10": "CL00001",
+         "PROD_CODE_20": "DEP00001", "PROD_CODE_30": "G00001", "PROD_CODE_40": "D00001"},
+        {"QUANTITY": 1, "SPEND": 3.20, "PROD_CODE": "PRD0900002", "PROD_CODE_10": "CL00002",
+         "PROD_CODE_20": "DEP00001", "PROD_CODE_30": "G00001", "PROD_CODE_40": "D00001"},
+    ],
+}
+
+
+def _code(column: str) -> Any:
+    return Annotated[str, StringConstraints(pattern=CODE_PATTERNS[column])]
+
+
+def _date(value: Any) -> Any:
+    """The data set writes dates as YYYYMMDD (a number or text); ISO dates are accepted too."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if isinstance(text, str) and len(text) == 8 and text.isdigit():
+        return f"{text[:4]}-{text[4:6]}-{text[6:]}"
+    return value
+
+
+ShopDate = Annotated[dt.date, BeforeValidator(_date)]
+
+
+class BasketLine(BaseModel):
+    """One product in the basket."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    QUANTITY: int = Field(ge=1, le=MAX_QUANTITY, examples=[1])
+    SPEND: float = Field(ge=0, le=MAX_SPEND, allow_inf_nan=False, examples=[1.23])
+    PROD_CODE: _code("PROD_CODE") = Field(examples=["PRD0900001"])
+    PROD_CODE_10: _code("PROD_CODE_10") = Field(examples=["CL00001"])
+    PROD_CODE_20: _code("PROD_CODE_20") = Field(examples=["DEP00001"])
+    PROD_CODE_30: _code("PROD_CODE_30") = Field(examples=["G00001"])
+    PROD_CODE_40: _code("PROD_CODE_40") = Field(examples=["D00001"])
+
+
+class Basket(BaseModel):
+    """A basket header (constant within a basket in the data set) and its lines."""
+
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True,
+                              json_schema_extra={"examples": [EXAMPLE_BASKET]})
+
+    BASKET_ID: str | None = Field(None, max_length=64, description="echoed back; not a feature")
+    SHOP_WEEK: int | None = Field(None, ge=190001, le=299953, description="fiscal week YYYYWW; not a feature")
+    SHOP_DATE: ShopDate = Field(description="YYYYMMDD as in the data set, or an ISO date", examples=["20080412"])
+    SHOP_WEEKDAY: int | None = Field(None, ge=1, le=7, description="1 = Sunday .. 7; from SHOP_DATE if left out")
+    SHOP_HOUR: int = Field(ge=0, le=23, examples=[14])
+    CUST_CODE: _code("CUST_CODE") | None = None
+    CUST_PRICE_SENSITIVITY: Literal[DOMAINS["CUST_PRICE_SENSITIVITY"]] | None = None
+    seg_1: Literal[tuple(SEG_1_DECODE)] | None = Field(None, description="coded CUST_PRICE_SENSITIVITY")
+    CUST_LIFESTAGE: Literal[DOMAINS["CUST_LIFESTAGE"]] | None = None
+    seg_2: Literal[tuple(SEG_2_DECODE)] | None = Field(None, description="coded CUST_LIFESTAGE")
+    BASKET_SIZE: Literal[DOMAINS["BASKET_SIZE"]]
+    BASKET_TYPE: Literal[DOMAINS["BASKET_TYPE"]]
+    BASKET_DOMINANT_MISSION: Literal[DOMAINS["BASKET_DOMINANT_MISSION"]]
+    STORE_CODE: _code("STORE_CODE") = Field(examples=["STORE00001"])
+    STORE_FORMAT: Literal[DOMAINS["STORE_FORMAT"]]
+    STORE_REGION: Literal[DOMAINS["STORE_REGION"]]
+    lines: list[BasketLine] = Field(min_length=1, max_length=MAX_BASKET_LINES)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Basket:
+        """Decode the coded segments and check that the header agrees with itself."""
+        self.CUST_PRICE_SENSITIVITY = _merge("CUST_PRICE_SENSITIVITY", self.CUST_PRICE_SENSITIVITY,
+                                             "seg_1", self.seg_1, SEG_1_DECODE)
+        self.CUST_LIFESTAGE = _merge("CUST_LIFESTAGE", self.CUST_LIFESTAGE, "seg_2", self.seg_2, SEG_2_DECODE)
+        weekday = (self.SHOP_DATE.isoweekday() % 7) + 1
+        if self.SHOP_WEEKDAY is None:
+            self.SHOP_WEEKDAY = weekday
+        elif self.SHOP_WEEKDAY != weekday:
+            raise ValueError(f"SHOP_WEEKDAY {self.SHOP_WEEKDAY} disagrees with SHOP_DATE {self.SHOP_DATE} "
+                             f"(weekday {weekday}, 1 = Sunday); send the right one or leave it out")
+        return self
+
+
+def _merge(name: str, decoded: str | None, coded_name: str, coded: str | None, decode: dict[str, str]) -> str | None:
+    if coded is None:
+        return decoded
+    if decoded is not None and decode[coded] != decoded:
+        raise ValueError(f"{coded_name}={coded} means {decode[coded]} but {name}={decoded}; send one of them")
+    return decode[coded]
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    baskets: list[Basket] = Field(min_length=1, description="at most RETAIL_MAX_BATCH_BASKETS (1000 by default)")
+
+
+class BasketPrediction(BaseModel):
+    basket_id: str | None = Field(description="the request's BASKET_ID")
+    prediction: str = Field(description="the most likely basket price sensitivity", examples=["MM"])
+    probabilities: dict[str, float] = Field(description="per class, summing to 1")
+
+
+class PredictResponse(BasketPrediction):
+    model_version: str
+
+
+class BatchResponse(BaseModel):
+    model_version: str
+    predictions: list[BasketPrediction] = Field(description="in request order")
+
+
+class ModelDescription(BaseModel):
+    version: str = Field(description="registry version, or sha256:<prefix> of a bundle loaded from a URI")
+    source: str
+    family: str
+    classes: list[str]
+    bundle_sha256: str
+    loaded_at: dt.datetime
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+    gate: dict[str, Any]
+    data: dict[str, Any]
+    lineage: dict[str, Any]
+
+
+class Status(BaseModel):
+    status: Literal["ok", "ready", "not ready"]
+    model_version: str | None = None
+
+
+class ReloadResponse(BaseModel):
+    reloaded: bool = Field(description="false when the source still holds the loaded model")
+    previous_version: str | None
+    model_version: str
