@@ -28,14 +28,14 @@ class SmallRun:
 
 def settings_under(root: Path, **overrides) -> Settings:
     """Settings that keep the lake, registry and scratch space inside `root`."""
-    return Settings(
-        lake_root=str(root / "lake"),
-        registry_uri=f"sqlite:///{root / 'registry' / 'mlflow.db'}",
-        artifact_root=root / "registry" / "artifacts",
-        work_dir=root / "work",
-        xgb_trials=2,
-        **overrides,
-    )
+    values = {
+        "lake_root": str(root / "lake"),
+        "registry_uri": f"sqlite:///{root / 'registry' / 'mlflow.db'}",
+        "artifact_root": root / "registry" / "artifacts",
+        "work_dir": root / "work",
+        "xgb_trials": 2,
+    }
+    return Settings(**(values | overrides))
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +50,29 @@ def small_run(tmp_path_factory, small_csv) -> SmallRun:
     settings = settings_under(tmp_path_factory.mktemp("small-run"))
     result = run_pipeline(small_csv, settings, StageTimer(quiet=True))
     return SmallRun(settings=settings, result=result, data=small_csv)
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint():
+    """A moto server on 127.0.0.1 (a real HTTP endpoint), with fake credentials in the env.
+
+    Yields the endpoint URL; AWS SDKs and Arrow's S3 filesystem reach it through
+    AWS_ENDPOINT_URL, which is set only while the fixture is alive.
+    """
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    patch = pytest.MonkeyPatch()
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "ap-southeast-1",
+        "AWS_ENDPOINT_URL": endpoint,
+    }.items():
+        patch.setenv(name, value)
+    yield endpoint
+    patch.undo()
+    server.stop()
