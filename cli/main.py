@@ -7,6 +7,7 @@ from cli import infra as infra_cli
 from cli import models as models_cli
 from cli import pipeline as pipeline_cli
 from cli.demo import demo
+from cli.serve import serve
 
 app = typer.Typer(
     name="retail",
@@ -20,6 +21,7 @@ app.add_typer(pipeline_cli.app, name="pipeline", help="The local ML lifecycle: l
 app.add_typer(models_cli.app, name="models", help="Registered model versions and the champion alias.")
 app.command(help="Synthesise a full-size file, run the pipeline, print the summary.")(demo)
 app.add_typer(infra_cli.app, name="infra", help="AWS platform (Pulumi): offline stack preview.")
+app.command(help="Serve the champion model over HTTP (the inference API).")(serve)
 
 
 if __name__ == "__main__":

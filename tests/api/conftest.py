@@ -1,0 +1,129 @@
+"""Fixtures of the API tests: apps on the small pipeline run's registry, live servers, requests.
+
+One app (and one model load) serves most tests; tests that need another source or
+other settings build their own. A second registered version, for swap tests, is
+trained once into a copy of the small run's registry, so the shared registry is
+left as it was.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import polars as pl
+import pytest
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.model_source import RegistrySource
+from api.schemas import EXAMPLE_BASKET
+from api.settings import ApiSettings
+from ml.pipeline import run_pipeline
+from ml.progress import StageTimer
+from ml.registry import Registry
+from ml.schema import BASKET_KEY, HIERARCHY
+from ml.settings import Settings
+from ml.synth import SynthConfig, generate, write_csv
+from tests.conftest import settings_under
+
+API_KEY = "test-key-0123456789abcdef"
+AUTH = {"X-API-Key": API_KEY}
+
+
+def api_settings(**overrides) -> ApiSettings:
+    defaults = {"api_keys": API_KEY, "reload_interval_seconds": 0, "drift_min_baskets": 10}
+    return ApiSettings(**{**defaults, **overrides})
+
+
+def basket(**changes) -> dict:
+    """The example basket with header fields changed."""
+    return {**EXAMPLE_BASKET, **changes}
+
+
+def basket_with_line(**changes) -> dict:
+    """The example basket with fields of its first line changed."""
+    lines = [{**EXAMPLE_BASKET["lines"][0], **changes}, *EXAMPLE_BASKET["lines"][1:]]
+    return {**EXAMPLE_BASKET, "lines": lines}
+
+
+@pytest.fixture(scope="session")
+def client(small_run) -> Iterator[TestClient]:
+    """The service on the small run's champion, started once."""
+    app = create_app(api_settings(), source=RegistrySource(small_run.settings))
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def holdout_baskets(small_run) -> tuple[pl.DataFrame, list[dict]]:
+    """Held-out lines of the small run and the same baskets as request bodies."""
+    path = small_run.settings.work_dir / small_run.result.run_id / "train" / "holdout_lines.parquet"
+    lines = pl.read_parquet(path)
+    keys = lines[BASKET_KEY].unique(maintain_order=True).head(40)
+    lines = lines.filter(pl.col(BASKET_KEY).is_in(keys.implode()))
+    header = ("SHOP_WEEKDAY", "SHOP_HOUR", "CUST_CODE", "CUST_PRICE_SENSITIVITY", "CUST_LIFESTAGE", "BASKET_SIZE",
+              "BASKET_TYPE", "BASKET_DOMINANT_MISSION", "STORE_CODE", "STORE_FORMAT", "STORE_REGION")
+    bodies = []
+    for (key,), group in lines.group_by(BASKET_KEY, maintain_order=True):
+        first = group.row(0, named=True)
+        bodies.append({
+            "BASKET_ID": key,
+            "SHOP_DATE": first["SHOP_DATE"].isoformat(),
+            **{c: first[c] for c in header},
+            "lines": group.select("QUANTITY", "SPEND", *HIERARCHY).to_dicts(),
+        })
+    return lines, bodies
+
+
+@pytest.fixture(scope="session")
+def two_versions(small_run, tmp_path_factory) -> tuple[Settings, str, str]:
+    """A registry holding the small run's version and a second one trained on other data."""
+    root = tmp_path_factory.mktemp("two-versions")
+    source_root = Path(small_run.settings.registry_uri.removeprefix("sqlite:///")).parent
+    shutil.copytree(source_root, root / "registry")
+    settings = settings_under(root)
+    first = Registry(settings).champion_version()
+    data = root / "other.csv"
+    write_csv(generate(SynthConfig(rows=40_000, seed=11)), data)
+    second = run_pipeline(data, settings, StageTimer(quiet=True)).registration["version"]
+    return settings, first, second
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def live_server(app: FastAPI) -> Iterator[str]:
+    """The app under uvicorn on 127.0.0.1 in a background thread; yields its base URL once ready."""
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health/ready").status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    else:
+        raise RuntimeError("the test server did not become ready in 60 s")
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
