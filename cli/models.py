@@ -8,6 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli.console import print_error
 from ml.settings import Settings
 
 app = typer.Typer(no_args_is_help=True)
@@ -44,7 +45,7 @@ def promote(
     try:
         _registry().promote(version, force=force)
     except ValueError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        print_error(exc)
         raise typer.Exit(1) from exc
     console.print(f"champion -> version {version}")
 
@@ -55,6 +56,6 @@ def rollback() -> None:
     try:
         version = _registry().rollback()
     except ValueError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        print_error(exc)
         raise typer.Exit(1) from exc
     console.print(f"champion -> version {version} (rolled back)")

@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cli.console import print_error
 from cli.report import print_summary
 from ml.ingest import InputError
 from ml.pipeline import run_pipeline
@@ -28,6 +29,6 @@ def run(
     try:
         result = run_pipeline(input, settings)
     except InputError as exc:
-        console.print(f"[red]error:[/] {exc}")
+        print_error(exc)
         raise typer.Exit(2) from exc
     print_summary(result, console)

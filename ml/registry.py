@@ -190,13 +190,19 @@ class Registry:
 
     # ---- reading -----------------------------------------------------------------
     def versions(self) -> list[dict[str, Any]]:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            aliases = self.client.get_registered_model(self.name).aliases
+        except MlflowException:
+            return []
         found = self.client.search_model_versions(f"name='{self.name}'")
         rows = []
         for mv in sorted(found, key=lambda v: int(v.version)):
             rows.append(
                 {
                     "version": str(mv.version),
-                    "aliases": list(mv.aliases),
+                    "aliases": sorted(a for a, v in aliases.items() if str(v) == str(mv.version)),
                     "created": mv.creation_timestamp,
                     **{k: mv.tags.get(k, "") for k in VERSION_COLUMNS},
                 }
