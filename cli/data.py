@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -16,7 +16,7 @@ app = typer.Typer(no_args_is_help=True)
 console = Console(stderr=True)
 
 
-class Header(str, Enum):
+class Header(StrEnum):
     coded = "coded"
     original = "original"
 
@@ -27,7 +27,9 @@ def synth(
                                 help="CSV file (.csv or .csv.gz), or a folder with --weekly"),
     rows: int = typer.Option(SynthConfig.rows, min=100, help="number of rows (about 6.4 per basket)"),
     seed: int = typer.Option(SynthConfig.seed, help="same seed, same file"),
-    header: Header = typer.Option(Header.coded, help="coded: seg_1/seg_2; original: CUST_PRICE_SENSITIVITY/CUST_LIFESTAGE"),
+    header: Header = typer.Option(
+        Header.coded, help="coded: seg_1/seg_2; original: CUST_PRICE_SENSITIVITY/CUST_LIFESTAGE"
+    ),
     weekly: bool = typer.Option(False, help="write one transactions_YYYYWW.csv per week into OUTPUT (a folder)"),
     crlf: bool = typer.Option(False, help="Windows line endings, as some copies of the data have"),
 ) -> None:

@@ -75,7 +75,7 @@ def validated(damaged_file):
 def test_every_bad_line_is_quarantined_with_its_rule_and_column(damaged_file, validated):
     _, expected, _, _ = damaged_file
     q = validated.quarantine
-    for basket, (rule, column) in expected.items():
+    for rule, column in expected.values():
         rows = q.filter((pl.col("rule") == rule) & (pl.col("column") == column))
         assert rows.height == 1, f"expected one quarantined row for {rule}:{column}, found {rows.height}"
     row_level = q.filter(pl.col("rule") != "basket_inconsistent")
