@@ -62,7 +62,7 @@ class Registry:
         from mlflow import MlflowClient
 
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        logging.getLogger("mlflow").setLevel(logging.ERROR)
         self.settings = settings
         self.name = settings.model_name
         if settings.registry_uri.startswith("sqlite:///"):
