@@ -1,4 +1,9 @@
-"""`retail infra ...`: the AWS platform's commands that need no cloud account."""
+"""`retail infra ...`: the AWS platform's commands.
+
+`preview` and `check` run offline under Pulumi's mock runtime (no cloud account, no
+Pulumi CLI); `preview --live`, `up`, `destroy` and `ephemeral` drive the Pulumi CLI
+through the Automation API (`infra/automation.py`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,11 @@ from typing import Annotated
 import typer
 
 from infra.offline import OfflineRun, RegisteredResource, find_project_dir, preview_stack
+from policies.catalog import RULES
+from policies.enforcement import config_path
+from policies.evaluate import mandatory
+from policies.model import Enforcement, Violation
+from policies.offline import check_run
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
@@ -90,4 +100,48 @@ def totals_lines(run: OfflineRun) -> list[str]:
     ]
     for type_, count in sorted(Counter(r.type for r in resources).items()):
         lines.append(f"  {count:4}  {type_}")
+    return lines
+
+
+@app.command()
+def check(
+    stack: Annotated[Stack, typer.Option(help="Which Pulumi.<stack>.yaml to use.")],
+    project_dir: Annotated[
+        Path | None,
+        typer.Option(help="Directory holding Pulumi.yaml (default: found from the cwd upwards)."),
+    ] = None,
+) -> None:
+    """Check the stack against the policy pack offline; exit 1 on a mandatory violation.
+
+    Runs the program under the mock runtime (as `preview` does), applies every rule of
+    policies/ to every resource and the stack rules to the whole set, with the
+    enforcement levels of policies/config/<stack>.json. Needs no credentials or Pulumi CLI.
+    """
+    run = preview_stack(stack.value, project_dir or find_project_dir())
+    violations = check_run(run)
+    typer.echo(
+        f"Policy check of {run.project}/{run.stack} under Pulumi's mock runtime: "
+        f"{len(RULES)} rules, {len(run.resources)} resources, levels from policies/config/{config_path(run.stack).name}"
+    )
+    for line in violation_lines(violations):
+        typer.echo(line)
+    blocking = mandatory(violations)
+    typer.echo(
+        f"Summary: {len(blocking)} mandatory, {len(violations) - len(blocking)} advisory violation(s) "
+        f"({len(RULES)} rules on {len(run.resources)} resources)"
+    )
+    if blocking:
+        typer.echo(f"FAILED: {run.stack} breaks mandatory rule(s): {', '.join(sorted({v.rule for v in blocking}))}")
+        raise typer.Exit(1)
+    typer.echo(f"PASSED: {run.stack} has no mandatory violation")
+
+
+def violation_lines(violations: list[Violation]) -> list[str]:
+    """Mandatory first, then advisory; each with the resource, what is wrong and the fix."""
+    order = {Enforcement.mandatory: 0, Enforcement.advisory: 1}
+    lines = []
+    for v in sorted(violations, key=lambda v: (order.get(v.enforcement, 2), v.rule, v.resource)):
+        subject = f"{v.resource} ({v.resource_type})" if v.resource else "stack"
+        lines.append(f"[{v.enforcement.value}] {v.rule}: {subject} {v.message}")
+        lines.append(f"    fix: {v.fix}")
     return lines

@@ -44,6 +44,10 @@ class RegisteredResource:
     inputs: dict[str, Any]
     """As the program sent them, with secrets unwrapped (offline, they are placeholders)."""
     outputs: dict[str, Any]
+    provider: str = ""
+    """The provider reference (`urn::id`) the resource was registered with; empty if none."""
+    property_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    """Input name -> URNs of the resources that input's value came from."""
 
     @property
     def is_component(self) -> bool:
@@ -113,6 +117,8 @@ class RecordingMonitor(MockMonitor):
             remote=request.remote,
             inputs=inputs,
             outputs=state,
+            provider=request.provider,
+            property_dependencies={key: tuple(deps.urns) for key, deps in request.propertyDependencies.items()},
         )
         with self._lock:
             self.resources[urn] = MockMonitor.ResourceRegistration(urn, resource_id, state)

@@ -1,0 +1,1 @@
+"""Pulumi dynamic providers that start SageMaker training jobs and register model versions."""

@@ -1,0 +1,1 @@
+"""The retail-mlops policy pack: rules as plain functions, wired into pulumi-policy in `__main__.py`."""

@@ -1,0 +1,17 @@
+"""Every rule of the pack, in the order reports list them."""
+
+from __future__ import annotations
+
+from policies.model import Rule
+from policies.rules import access, containers, encryption, kubernetes, operations, s3, tags
+
+RULES: list[Rule] = [
+    *s3.RULES,
+    *encryption.RULES,
+    *containers.RULES,
+    *access.RULES,
+    *operations.RULES,
+    *kubernetes.RULES,
+    *tags.RULES,
+]
+BY_NAME = {rule.name: rule for rule in RULES}

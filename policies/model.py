@@ -1,0 +1,111 @@
+"""The plain data every rule works on, so the policy pack and the offline check share them.
+
+A rule never sees pulumi-policy's argument objects or the offline recorder's records:
+each side has a thin adapter (`policies/pack.py`, `policies/offline.py`) that turns its
+own view of a resource into a `Resource`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class Enforcement(StrEnum):
+    """pulumi-policy's enforcement levels, by the names its policy config files use."""
+
+    advisory = "advisory"
+    mandatory = "mandatory"
+    disabled = "disabled"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One resource as a rule sees it."""
+
+    type: str
+    name: str
+    props: Mapping[str, Any]
+    """The resource's inputs (pulumi-policy's `props`)."""
+    urn: str = ""
+    provider_props: Mapping[str, Any] = field(default_factory=dict)
+    """Inputs of the provider the resource is created with (e.g. the AWS provider's default tags)."""
+    dependencies: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    """Input name -> URNs of the resources that input's value came from."""
+
+    def get(self, *path: str, default: Any = None) -> Any:
+        """The prop at `path` (`get("vpcConfig", "endpointPublicAccess")`), or `default`."""
+        value: Any = self.props
+        for key in path:
+            if not isinstance(value, Mapping) or key not in value:
+                return default
+            value = value[key]
+        return default if value is None else value
+
+    def depends_on(self, prop: str, target: Resource) -> bool:
+        """True if input `prop` was computed from `target`, or names it by its physical name."""
+        if target.urn and target.urn in self.dependencies.get(prop, ()):
+            return True
+        value = self.props.get(prop)
+        return bool(value) and value in {target.props.get("bucket"), target.name}
+
+
+ResourceCheck = Callable[[Resource], list[str]]
+"""Returns one message per problem found; an empty list means compliant."""
+StackCheck = Callable[[Sequence[Resource]], list[tuple[str, str]]]
+"""Returns (resource name, message) per problem; the name is empty for whole-stack problems."""
+
+
+@dataclass(frozen=True)
+class ResourceRule:
+    name: str
+    description: str
+    """One line: what a user should change."""
+    types: frozenset[str]
+    check: ResourceCheck
+    enforcement: Enforcement = Enforcement.mandatory
+
+    def applies_to(self, resource: Resource) -> bool:
+        return resource.type in self.types
+
+
+@dataclass(frozen=True)
+class StackRule:
+    name: str
+    description: str
+    check: StackCheck
+    enforcement: Enforcement = Enforcement.mandatory
+
+
+Rule = ResourceRule | StackRule
+
+
+@dataclass(frozen=True)
+class Violation:
+    rule: str
+    enforcement: Enforcement
+    resource: str
+    """The resource's name; empty for a problem of the whole stack."""
+    resource_type: str
+    message: str
+    fix: str
+
+
+def as_json(value: Any) -> Any:
+    """A policy document or provider setting that may arrive as a JSON string or as data."""
+    if isinstance(value, str):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
+def as_list(value: Any) -> list[Any]:
+    """IAM-style fields are a scalar or a list; always give a list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, list | tuple) else [value]
