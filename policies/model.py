@@ -50,7 +50,7 @@ class Resource:
         if target.urn and target.urn in self.dependencies.get(prop, ()):
             return True
         value = self.props.get(prop)
-        return bool(value) and value in {target.props.get("bucket"), target.name}
+        return isinstance(value, str) and value in {target.props.get("bucket"), target.name}
 
 
 ResourceCheck = Callable[[Resource], list[str]]
@@ -108,4 +108,6 @@ def as_list(value: Any) -> list[Any]:
     """IAM-style fields are a scalar or a list; always give a list."""
     if value is None:
         return []
-    return list(value) if isinstance(value, list | tuple) else [value]
+    if isinstance(value, Sequence) and not isinstance(value, str):
+        return list(value)  # also pulumi-policy's read-only list proxies
+    return [value]

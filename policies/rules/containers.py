@@ -64,7 +64,7 @@ def ecr_kms(resource: Resource) -> list[str]:
 RULES = [
     ResourceRule(
         "eks-endpoint-not-public",
-        "Keep the EKS API endpoint private, or list trusted CIDRs in retail:cluster.publicAccessCidrs (never 0.0.0.0/0).",
+        "Keep the EKS API endpoint private or list trusted CIDRs in retail:cluster.publicAccessCidrs, never 0.0.0.0/0.",
         EKS_TYPES,
         endpoint_not_open_to_world,
     ),

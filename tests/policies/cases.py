@@ -1,0 +1,189 @@
+"""One compliant and one non-compliant example for every rule of the pack.
+
+`CASES[rule] = (compliant, non_compliant)`: a `Resource` for resource rules, a list of
+resources (a small stack) for stack rules. The non-compliant example breaks exactly the
+setting the rule is about.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from infra.providers.kinds import DYNAMIC_TYPE, MODEL_VERSION, TRAINING_JOB
+from policies.model import Resource
+
+KEY = "arn:aws:kms:ap-southeast-1:123456789012:key/mrk-1"
+TAGS = {"project": "retail-mlops", "environment": "dev", "owner": "team", "cost-center": "cc"}
+
+
+def res(type_: str, name: str = "subject", urn: str = "", deps: dict | None = None, **props: Any) -> Resource:
+    return Resource(type=type_, name=name, props=props, urn=urn, dependencies=deps or {})
+
+
+def changed(resource: Resource, *path: str, value: Any) -> Resource:
+    """A copy of `resource` with the prop at `path` set to `value` (or removed when `value` is None)."""
+    props = copy.deepcopy(dict(resource.props))
+    target = props
+    for key in path[:-1]:
+        target = target[key] if isinstance(target, dict) else target[int(key)]
+    if value is None:
+        target.pop(path[-1], None)
+    else:
+        target[path[-1]] = value
+    return Resource(resource.type, resource.name, props, resource.urn, resource.provider_props, resource.dependencies)
+
+
+# --- S3 ---------------------------------------------------------------------------------------------------------
+BUCKET = res("aws:s3/bucket:Bucket", "lake-raw", urn="urn:bucket")
+ON_BUCKET = {"bucket": ["urn:bucket"]}
+SSE = res(
+    "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+    "lake-raw-sse",
+    deps=ON_BUCKET,
+    rules=[{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": KEY}}],
+)
+SSE_AES = changed(SSE, "rules", "0", "applyServerSideEncryptionByDefault", "sseAlgorithm", value="AES256")
+PAB = res(
+    "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock",
+    "lake-raw-pab",
+    deps=ON_BUCKET,
+    blockPublicAcls=True,
+    blockPublicPolicy=True,
+    ignorePublicAcls=True,
+    restrictPublicBuckets=True,
+)
+VERSIONING = res(
+    "aws:s3/bucketVersioning:BucketVersioning",
+    "lake-raw-versioning",
+    deps=ON_BUCKET,
+    versioningConfiguration={"status": "Enabled"},
+)
+TLS_STATEMENT = {
+    "Effect": "Deny",
+    "Principal": "*",
+    "Action": "s3:*",
+    "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+}
+BUCKET_POLICY = res(
+    "aws:s3/bucketPolicy:BucketPolicy",
+    "lake-raw-policy",
+    deps=ON_BUCKET,
+    policy=json.dumps({"Version": "2012-10-17", "Statement": [TLS_STATEMENT]}),
+)
+
+# --- KMS, CloudTrail --------------------------------------------------------------------------------------------
+KMS_KEY = res("aws:kms/key:Key", enableKeyRotation=True)
+TRAIL = res("aws:cloudtrail/trail:Trail", isMultiRegionTrail=True, enableLogFileValidation=True, kmsKeyId=KEY)
+
+# --- EKS, ECR ---------------------------------------------------------------------------------------------------
+EKS = res(
+    "eks:index:Cluster",
+    endpointPublicAccess=True,
+    publicAccessCidrs=["203.0.113.0/24"],
+    encryptionConfigKeyArn=KEY,
+    enabledClusterLogTypes=["api", "audit", "authenticator", "controllerManager", "scheduler"],
+)
+ECR = res(
+    "aws:ecr/repository:Repository",
+    imageScanningConfiguration={"scanOnPush": True},
+    imageTagMutability="IMMUTABLE",
+    encryptionConfigurations=[{"encryptionType": "KMS", "kmsKey": KEY}],
+)
+
+# --- Security groups, IAM ---------------------------------------------------------------------------------------
+SG = res(
+    "aws:ec2/securityGroup:SecurityGroup",
+    ingress=[{"protocol": "tcp", "fromPort": 443, "toPort": 443, "cidrBlocks": ["10.40.0.0/16"]}],
+)
+SG_WORLD_SSH = changed(
+    SG, "ingress", value=[{"protocol": "tcp", "fromPort": 22, "toPort": 22, "cidrBlocks": ["0.0.0.0/0"]}]
+)
+ROLE_POLICY = res(
+    "aws:iam/rolePolicy:RolePolicy",
+    policy=json.dumps({"Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}),
+)
+ROLE_POLICY_ADMIN = changed(
+    ROLE_POLICY, "policy", value=json.dumps({"Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]})
+)
+
+# --- Logs, SageMaker training, stack -----------------------------------------------------------------------------
+LOG_GROUP = res("aws:cloudwatch/logGroup:LogGroup", retentionInDays=14, kmsKeyId=KEY)
+TRAINING = res(
+    DYNAMIC_TYPE,
+    "train",
+    kind=TRAINING_JOB,
+    use_spot=True,
+    checkpoint_uri="s3://artifacts/checkpoints/",
+    volume_kms_key_id=KEY,
+    output_kms_key_id=KEY,
+    subnet_ids=["subnet-1"],
+    security_group_ids=["sg-1"],
+    enable_network_isolation=False,
+)
+BUDGET = res("aws:budgets/budget:Budget", "budget", notifications=[{"threshold": 80}])
+ALARM = res("aws:cloudwatch/metricAlarm:MetricAlarm", "alarm", alarmActions=["arn:aws:sns:topic"])
+
+# --- Kubernetes -------------------------------------------------------------------------------------------------
+CONTAINER = {
+    "name": "api",
+    "image": "123456789012.dkr.ecr.ap-southeast-1.amazonaws.com/inference:0.1.0",
+    "resources": {"limits": {"cpu": "1", "memory": "1Gi"}},
+    "securityContext": {"runAsNonRoot": True, "readOnlyRootFilesystem": True},
+    "readinessProbe": {"httpGet": {"path": "/health/ready", "port": "http"}},
+    "livenessProbe": {"httpGet": {"path": "/health/live", "port": "http"}},
+}
+DEPLOYMENT = res("kubernetes:apps/v1:Deployment", spec={"template": {"spec": {"containers": [CONTAINER]}}})
+IN_CONTAINER = ("spec", "template", "spec", "containers", "0")
+
+# --- Tags -------------------------------------------------------------------------------------------------------
+TAGGED_BY_PROVIDER = Resource(
+    "aws:s3/bucket:Bucket", "lake-raw", {}, provider_props={"defaultTags": json.dumps({"tags": TAGS})}
+)
+
+CASES: dict[str, tuple[Any, Any]] = {
+    "s3-sse-kms": (SSE, SSE_AES),
+    "s3-public-access-block-complete": (PAB, changed(PAB, "restrictPublicBuckets", value=False)),
+    "s3-bucket-encrypted": ([BUCKET, SSE], [BUCKET, SSE_AES]),
+    "s3-bucket-public-access-blocked": ([BUCKET, PAB], [BUCKET]),
+    "s3-bucket-versioning": (
+        [BUCKET, VERSIONING],
+        [BUCKET, changed(VERSIONING, "versioningConfiguration", value={"status": "Suspended"})],
+    ),
+    "s3-tls-only": (
+        [BUCKET, BUCKET_POLICY],
+        [BUCKET, changed(BUCKET_POLICY, "policy", value=json.dumps({"Statement": []}))],
+    ),
+    "kms-key-rotation": (KMS_KEY, changed(KMS_KEY, "enableKeyRotation", value=False)),
+    "cloudtrail-multi-region": (TRAIL, changed(TRAIL, "isMultiRegionTrail", value=False)),
+    "cloudtrail-log-validation": (TRAIL, changed(TRAIL, "enableLogFileValidation", value=None)),
+    "cloudtrail-kms": (TRAIL, changed(TRAIL, "kmsKeyId", value=None)),
+    "eks-endpoint-not-public": (EKS, changed(EKS, "publicAccessCidrs", value=["0.0.0.0/0"])),
+    "eks-secrets-encryption": (EKS, changed(EKS, "encryptionConfigKeyArn", value=None)),
+    "eks-control-plane-logs": (EKS, changed(EKS, "enabledClusterLogTypes", value=["api"])),
+    "ecr-scan-on-push": (ECR, changed(ECR, "imageScanningConfiguration", "scanOnPush", value=False)),
+    "ecr-immutable-tags": (ECR, changed(ECR, "imageTagMutability", value="MUTABLE")),
+    "ecr-kms-encryption": (ECR, changed(ECR, "encryptionConfigurations", value=[{"encryptionType": "AES256"}])),
+    "sg-no-world-ingress": (SG, SG_WORLD_SSH),
+    "iam-no-wildcard-admin": (ROLE_POLICY, ROLE_POLICY_ADMIN),
+    "log-group-retention": (LOG_GROUP, changed(LOG_GROUP, "retentionInDays", value=None)),
+    "log-group-kms": (LOG_GROUP, changed(LOG_GROUP, "kmsKeyId", value=None)),
+    "sagemaker-training-spot": (TRAINING, changed(TRAINING, "use_spot", value=False)),
+    "sagemaker-training-kms": (TRAINING, changed(TRAINING, "volume_kms_key_id", value=None)),
+    "sagemaker-training-network": (TRAINING, changed(TRAINING, "subnet_ids", value=[])),
+    "stack-has-budget": ([BUDGET, ALARM], [ALARM]),
+    "stack-has-alarms": ([BUDGET, ALARM], [BUDGET, changed(ALARM, "alarmActions", value=[])]),
+    "k8s-resource-limits": (DEPLOYMENT, changed(DEPLOYMENT, *IN_CONTAINER, "resources", value={})),
+    "k8s-non-root": (DEPLOYMENT, changed(DEPLOYMENT, *IN_CONTAINER, "securityContext", "runAsNonRoot", value=False)),
+    "k8s-read-only-root-filesystem": (
+        DEPLOYMENT,
+        changed(DEPLOYMENT, *IN_CONTAINER, "securityContext", "readOnlyRootFilesystem", value=None),
+    ),
+    "k8s-probes": (DEPLOYMENT, changed(DEPLOYMENT, *IN_CONTAINER, "livenessProbe", value=None)),
+    "k8s-no-latest-image": (DEPLOYMENT, changed(DEPLOYMENT, *IN_CONTAINER, "image", value="inference:latest")),
+    "aws-required-tags": (TAGGED_BY_PROVIDER, Resource("aws:s3/bucket:Bucket", "lake-raw", {}, provider_props={})),
+}
+"""Rule name -> (compliant, non-compliant)."""
+
+MODEL_VERSION_RESOURCE = res(DYNAMIC_TYPE, "version", kind=MODEL_VERSION)

@@ -1,0 +1,142 @@
+"""Every rule passes its compliant example and fails its non-compliant one, naming the rule."""
+
+from __future__ import annotations
+
+import pytest
+
+from policies.catalog import BY_NAME, RULES
+from policies.evaluate import evaluate
+from policies.model import Resource, ResourceRule
+from tests.policies.cases import CASES, DEPLOYMENT, EKS, MODEL_VERSION_RESOURCE, SG, TRAINING, changed, res
+
+
+def run(rule_name: str, subject) -> list:
+    rule = BY_NAME[rule_name]
+    resources = subject if isinstance(subject, list) else [subject]
+    return evaluate([rule], resources, {})
+
+
+def test_the_pack_has_at_least_twenty_rules_with_unique_names():
+    assert len(RULES) >= 20
+    assert len(BY_NAME) == len(RULES)
+
+
+def test_every_rule_has_a_compliant_and_a_non_compliant_example():
+    assert set(CASES) == set(BY_NAME)
+
+
+@pytest.mark.parametrize("rule_name", sorted(BY_NAME))
+def test_every_rule_describes_its_fix_in_one_line(rule_name):
+    description = BY_NAME[rule_name].description
+    assert "\n" not in description and description.endswith(".")
+
+
+@pytest.mark.parametrize("rule_name", sorted(CASES))
+def test_compliant_example_passes(rule_name):
+    compliant, _ = CASES[rule_name]
+    assert run(rule_name, compliant) == []
+
+
+@pytest.mark.parametrize("rule_name", sorted(CASES))
+def test_non_compliant_example_fails_with_the_rule_name_and_its_fix(rule_name):
+    _, non_compliant = CASES[rule_name]
+    violations = run(rule_name, non_compliant)
+    assert violations, f"{rule_name} let its non-compliant example through"
+    assert {v.rule for v in violations} == {rule_name}
+    assert all(v.fix == BY_NAME[rule_name].description for v in violations)
+
+
+def test_resource_rules_name_the_offending_resource():
+    _, non_compliant = CASES["ecr-immutable-tags"]
+    (violation,) = run("ecr-immutable-tags", non_compliant)
+    assert (violation.resource, violation.resource_type) == ("subject", "aws:ecr/repository:Repository")
+
+
+def test_a_load_balancer_group_may_take_https_from_anywhere():
+    lb = res(
+        "aws:ec2/securityGroup:SecurityGroup",
+        tags={"retail.io/load-balancer": "true"},
+        ingress=[{"fromPort": 443, "toPort": 443, "cidrBlocks": ["0.0.0.0/0"]}],
+    )
+    assert run("sg-no-world-ingress", lb) == []
+
+
+def test_a_load_balancer_group_may_not_take_other_ports_from_anywhere():
+    lb = res(
+        "aws:ec2/securityGroup:SecurityGroup",
+        tags={"retail.io/load-balancer": "true"},
+        ingress=[{"fromPort": 0, "toPort": 65535, "cidrBlocks": ["0.0.0.0/0"]}],
+    )
+    assert run("sg-no-world-ingress", lb)
+
+
+def test_standalone_ingress_rules_from_anywhere_are_caught():
+    rule = res(
+        "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule", fromPort=22, toPort=22, cidrIpv4="0.0.0.0/0"
+    )
+    assert run("sg-no-world-ingress", rule)
+
+
+def test_a_private_group_passes_the_ingress_rule():
+    assert run("sg-no-world-ingress", SG) == []
+
+
+def test_eks_rules_also_read_the_clusters_the_pulumi_eks_plugin_creates():
+    cluster = res(
+        "aws:eks/cluster:Cluster",
+        vpcConfig={"endpointPublicAccess": True},
+        encryptionConfig={"resources": ["secrets"], "provider": {"keyArn": "arn:key"}},
+        enabledClusterLogTypes=["api", "audit", "authenticator"],
+    )
+    assert run("eks-endpoint-not-public", cluster), "no CIDR list means the endpoint is open to 0.0.0.0/0"
+    assert run("eks-secrets-encryption", cluster) == []
+    assert run("eks-control-plane-logs", cluster) == []
+
+
+def test_a_private_only_eks_endpoint_passes():
+    assert run("eks-endpoint-not-public", changed(EKS, "endpointPublicAccess", value=False)) == []
+
+
+def test_training_rules_ignore_other_dynamic_resources():
+    assert run("sagemaker-training-spot", MODEL_VERSION_RESOURCE) == []
+
+
+def test_spot_training_without_checkpoints_fails():
+    violations = run("sagemaker-training-spot", changed(TRAINING, "checkpoint_uri", value=None))
+    assert "checkpoint" in violations[0].message
+
+
+def test_network_isolation_satisfies_the_training_network_rule():
+    isolated = changed(changed(TRAINING, "subnet_ids", value=[]), "enable_network_isolation", value=True)
+    assert run("sagemaker-training-network", isolated) == []
+
+
+def test_an_untagged_image_counts_as_latest():
+    untagged = changed(DEPLOYMENT, "spec", "template", "spec", "containers", "0", "image", value="registry/inference")
+    assert run("k8s-no-latest-image", untagged)
+
+
+def test_a_digest_pinned_image_passes():
+    pinned = changed(
+        DEPLOYMENT, "spec", "template", "spec", "containers", "0", "image", value="registry/inference@sha256:abc"
+    )
+    assert run("k8s-no-latest-image", pinned) == []
+
+
+def test_a_policy_document_unknown_before_deploy_is_not_judged():
+    unknown = res("aws:iam/rolePolicy:RolePolicy", policy=None)
+    assert run("iam-no-wildcard-admin", unknown) == []
+
+
+def test_a_bucket_setting_is_matched_by_physical_name_when_no_dependency_is_known():
+    bucket = res("aws:s3/bucket:Bucket", "raw", bucket="retail-raw")
+    versioning = res(
+        "aws:s3/bucketVersioning:BucketVersioning", bucket="retail-raw", versioningConfiguration={"status": "Enabled"}
+    )
+    assert run("s3-bucket-versioning", [bucket, versioning]) == []
+
+
+def test_resource_rules_only_look_at_their_types():
+    untagged_topic = Resource("aws:sns/topic:Topic", "topic", {})
+    violations = evaluate([r for r in RULES if isinstance(r, ResourceRule)], [untagged_topic], {})
+    assert {v.rule for v in violations} == {"aws-required-tags"}
