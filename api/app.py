@@ -8,6 +8,7 @@ scoring task and the poller that picks up a new champion.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -44,6 +45,10 @@ async def _poll(models: ModelStore, interval: float) -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: ApiSettings = app.state.settings
     models: ModelStore = app.state.store
+    # Everything imported so far lives as long as the process: keep it out of the garbage
+    # collector's full passes, which otherwise pause a 1,000-basket request by ~100 ms.
+    gc.collect()
+    gc.freeze()
     await asyncio.to_thread(models.try_refresh)
     app.state.batcher = Batcher(settings.max_coalesced_baskets)
     app.state.batcher.start()

@@ -27,7 +27,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        request_id = REQUEST_ID.get()
+        request_id = getattr(record, "request_id", None) or REQUEST_ID.get()
         if request_id is not None:
             payload["request_id"] = request_id
         payload.update({k: v for k, v in record.__dict__.items() if k not in _RESERVED})

@@ -65,7 +65,7 @@ class RequestPlumbing:
             else:
                 await self.app(scope, self._limited(receive), send_with_id)
         finally:
-            self._record(scope, status, time.perf_counter() - started)
+            self._record(scope, request_id, status, time.perf_counter() - started)
             REQUEST_ID.reset(token)
 
     def _limited(self, receive: Receive) -> Receive:
@@ -92,14 +92,14 @@ class RequestPlumbing:
                     "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
-    def _record(self, scope: Scope, status: int, seconds: float) -> None:
+    def _record(self, scope: Scope, request_id: str, status: int, seconds: float) -> None:
         route = scope.get("route")
         template = route.path if route is not None and hasattr(route, "path") else "unmatched"
         method = scope["method"]
         REQUEST_LATENCY.labels(method, template).observe(seconds)
         REQUESTS.labels(method, template, str(status)).inc()
-        access_log.info("request", extra={"method": method, "route": template, "status": status,
-                                          "duration_ms": round(seconds * 1000, 3)})
+        access_log.info("request", extra={"request_id": request_id, "method": method, "route": template,
+                                          "status": status, "duration_ms": round(seconds * 1000, 3)})
         if self.emf is not None and template.startswith(PREDICTION_ROUTE_PREFIX):
             scored = scope.get("state", {}).get(BASKETS_SCORED, 0)
             self.emf.publish(seconds * 1000, status, scored, self.drift_score())
