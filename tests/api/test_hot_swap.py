@@ -73,3 +73,18 @@ def test_the_admin_call_loads_a_moved_champion_at_once(two_versions):
         assert reload.json() == {"reloaded": True, "previous_version": first, "model_version": second}
         assert http.post("/v1/predict", json=basket()).json()["model_version"] == second
         assert http.get("/v1/model").json()["version"] == second
+
+
+def test_the_version_gauge_follows_a_swap(two_versions):
+    settings, first, second = two_versions
+    registry = Registry(settings)
+    registry.promote(first, force=True)
+    app = create_app(api_settings(), source=RegistrySource(settings))
+    with live_server(app) as url, httpx.Client(base_url=url, headers=AUTH) as http:
+        registry.promote(second, force=True)
+        http.post("/v1/admin/reload")
+        metrics = http.get("/metrics").text
+    family = registry.versions()[int(second) - 1]["family"]
+    source = "models:/basket-price-sensitivity@champion"
+    assert f'retail_model_info{{family="{family}",source="{source}",version="{second}"}} 1.0' in metrics
+    assert f'version="{first}"}} 0.0' in metrics
