@@ -1,0 +1,135 @@
+"""`ModelVersion`: a trained artifact registered in the SageMaker model package group.
+
+The version carries its metrics and lineage (data hash, code version, training job) as
+customer metadata and its approval status from the promotion gate. Approval and its
+description are updated in place; anything else describes a different model and replaces
+the version. Updates resend the metadata, so changing the approval never drops it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
+
+from infra.providers import clients
+from infra.providers.kinds import MODEL_VERSION
+
+APPROVAL_STATUSES = ("Approved", "Rejected", "PendingManualApproval")
+UPDATABLE = ("approval_status", "approval_description")
+OUTPUTS = ("model_package_arn", "version")
+
+
+def metadata(props: dict[str, Any]) -> dict[str, str]:
+    """Metrics and lineage as SageMaker customer metadata (string values, at most 50 keys)."""
+    values = {f"metric:{name}": f"{value:.6g}" for name, value in (props.get("metrics") or {}).items()}
+    values |= {f"lineage:{name}": str(value) for name, value in (props.get("lineage") or {}).items()}
+    return values
+
+
+def _approval(props: dict[str, Any]) -> str:
+    status = props["approval_status"]
+    if status not in APPROVAL_STATUSES:
+        raise ValueError(f"approval_status {status!r} is not one of {', '.join(APPROVAL_STATUSES)}")
+    return status
+
+
+class ModelVersionProvider(ResourceProvider):
+    """Registers, updates and deregisters model package versions; holds no client (it is pickled)."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        client = clients.sagemaker(props["region"])
+        lineage = props.get("lineage") or {}
+        response = client.create_model_package(
+            ModelPackageGroupName=props["group_name"],
+            ModelPackageDescription=props.get("description", ""),
+            InferenceSpecification={
+                "Containers": [{"Image": props["image_uri"], "ModelDataUrl": props["model_artifact_uri"]}],
+                "SupportedContentTypes": ["application/json"],
+                "SupportedResponseMIMETypes": ["application/json"],
+            },
+            ModelApprovalStatus=_approval(props),
+            MetadataProperties={
+                "CommitId": str(lineage.get("code_version", "")),
+                "GeneratedBy": str(lineage.get("training_job_arn", "")),
+            },
+            CustomerMetadataProperties=metadata(props),
+        )
+        arn = response["ModelPackageArn"]
+        return CreateResult(arn, {**props, **self._outputs(client, arn)})
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        inputs = (set(news) | set(olds)) - set(OUTPUTS) - {"__provider"}
+        changes = sorted(k for k in inputs if olds.get(k) != news.get(k))
+        replaces = [k for k in changes if k not in UPDATABLE]
+        return DiffResult(changes=bool(changes), replaces=replaces, stables=["group_name"], delete_before_replace=False)
+
+    def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        client = clients.sagemaker(news["region"])
+        client.update_model_package(
+            ModelPackageArn=id_,
+            ModelApprovalStatus=_approval(news),
+            ApprovalDescription=news.get("approval_description", ""),
+            CustomerMetadataProperties=metadata(news),
+        )
+        return UpdateResult({**news, **self._outputs(client, id_)})
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        clients.sagemaker(props["region"]).delete_model_package(ModelPackageName=id_)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        client = clients.sagemaker(props["region"])
+        description = client.describe_model_package(ModelPackageName=id_)
+        return ReadResult(
+            id_,
+            {
+                **props,
+                **self._outputs(client, id_),
+                "approval_status": description["ModelApprovalStatus"],
+                "approval_description": description.get("ApprovalDescription", ""),
+            },
+        )
+
+    @staticmethod
+    def _outputs(client: Any, arn: str) -> dict[str, Any]:
+        description = client.describe_model_package(ModelPackageName=arn)
+        return {"model_package_arn": arn, "version": description.get("ModelPackageVersion", 0)}
+
+
+class ModelVersion(pulumi.dynamic.Resource):
+    """A model package version with metrics, lineage and the gate's approval status."""
+
+    model_package_arn: pulumi.Output[str]
+    version: pulumi.Output[int]
+    approval_status: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        region: pulumi.Input[str],
+        group_name: pulumi.Input[str],
+        model_artifact_uri: pulumi.Input[str],
+        image_uri: pulumi.Input[str],
+        metrics: pulumi.Input[dict],
+        lineage: pulumi.Input[dict],
+        approval_status: pulumi.Input[str],
+        approval_description: pulumi.Input[str] = "",
+        description: str = "",
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            "kind": MODEL_VERSION,
+            "region": region,
+            "group_name": group_name,
+            "model_artifact_uri": model_artifact_uri,
+            "image_uri": image_uri,
+            "metrics": metrics,
+            "lineage": lineage,
+            "approval_status": approval_status,
+            "approval_description": approval_description,
+            "description": description,
+            **{key: None for key in OUTPUTS},
+        }
+        super().__init__(ModelVersionProvider(), name, props, opts)

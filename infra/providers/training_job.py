@@ -1,0 +1,238 @@
+"""`TrainingJob`: a SageMaker training job running the project's training entry point, as a Pulumi resource.
+
+The job is created and waited for in `create`; its outputs are the model artifact URI and
+the final metric values. A job is immutable, so a change of what it learns from (data
+hash, code version, hyperparameters, image, training channel) replaces the resource with
+a new job; other changes (instance type, spot, tags, ...) are recorded without retraining
+and apply to the next job. Deleting the resource stops a job still running; finished jobs
+stay in SageMaker's history (SageMaker has no delete for them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
+
+from infra.providers import clients
+from infra.providers.kinds import TRAINING_JOB
+
+REPLACE_ON = ("data_hash", "code_version", "hyperparameters", "image_uri", "train_uri", "role_arn")
+"""Inputs that change what the job learns or how: a change retrains (replaces the resource)."""
+OUTPUTS = ("job_name", "job_arn", "model_artifact_uri", "metrics", "status", "billable_seconds")
+FINISHED = {"Completed", "Failed", "Stopped"}
+MAX_NAME = 63
+
+
+class TrainingJobFailed(Exception):
+    """The job ended Failed or Stopped; the message carries SageMaker's failure reason."""
+
+
+def fingerprint(props: dict[str, Any]) -> str:
+    """Short hash of the inputs that decide what is learnt; part of the job's name."""
+    payload = json.dumps({key: props.get(key) for key in REPLACE_ON}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:10]
+
+
+def job_name(props: dict[str, Any], now: float) -> str:
+    suffix = f"-{fingerprint(props)}-{int(now)}"
+    return props["name_prefix"][: MAX_NAME - len(suffix)].rstrip("-") + suffix
+
+
+def create_request(name: str, props: dict[str, Any]) -> dict[str, Any]:
+    """The CreateTrainingJob request: script mode, spot with checkpoints, KMS, VPC."""
+    hyperparameters = {key: json.dumps(value) for key, value in (props.get("hyperparameters") or {}).items()}
+    hyperparameters |= {
+        "sagemaker_program": json.dumps(props["entry_point"]),
+        "sagemaker_submit_directory": json.dumps(props["code_uri"]),
+        "sagemaker_region": json.dumps(props["region"]),
+    }
+    stopping = {"MaxRuntimeInSeconds": int(props["max_runtime_seconds"])}
+    request: dict[str, Any] = {
+        "TrainingJobName": name,
+        "RoleArn": props["role_arn"],
+        "AlgorithmSpecification": {
+            "TrainingImage": props["image_uri"],
+            "TrainingInputMode": "File",
+            "MetricDefinitions": [
+                {"Name": n, "Regex": rx} for n, rx in (props.get("metric_definitions") or {}).items()
+            ],
+        },
+        "HyperParameters": hyperparameters,
+        "InputDataConfig": [
+            {
+                "ChannelName": "train",
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": props["train_uri"],
+                        "S3DataDistributionType": "FullyReplicated",
+                    }
+                },
+            }
+        ],
+        "OutputDataConfig": {"S3OutputPath": props["output_uri"], "KmsKeyId": props["output_kms_key_id"]},
+        "ResourceConfig": {
+            "InstanceType": props["instance_type"],
+            "InstanceCount": int(props.get("instance_count", 1)),
+            "VolumeSizeInGB": int(props.get("volume_size_gb", 30)),
+            "VolumeKmsKeyId": props["volume_kms_key_id"],
+        },
+        "EnableNetworkIsolation": bool(props.get("enable_network_isolation", False)),
+        "EnableManagedSpotTraining": bool(props.get("use_spot", True)),
+        "Tags": [{"Key": k, "Value": str(v)} for k, v in (props.get("tags") or {}).items()]
+        + [{"Key": "data-hash", "Value": props["data_hash"]}, {"Key": "code-version", "Value": props["code_version"]}],
+    }
+    if request["EnableManagedSpotTraining"]:
+        stopping["MaxWaitTimeInSeconds"] = int(props["max_wait_seconds"])
+        request["CheckpointConfig"] = {"S3Uri": props["checkpoint_uri"]}
+    request["StoppingCondition"] = stopping
+    if props.get("subnet_ids"):
+        request["VpcConfig"] = {
+            "Subnets": list(props["subnet_ids"]),
+            "SecurityGroupIds": list(props["security_group_ids"]),
+        }
+    return request
+
+
+def outputs_of(description: dict[str, Any]) -> dict[str, Any]:
+    """What the resource exposes from a DescribeTrainingJob response."""
+    return {
+        "job_name": description["TrainingJobName"],
+        "job_arn": description["TrainingJobArn"],
+        "model_artifact_uri": (description.get("ModelArtifacts") or {}).get("S3ModelArtifacts", ""),
+        "metrics": {m["MetricName"]: m["Value"] for m in description.get("FinalMetricDataList") or []},
+        "status": description["TrainingJobStatus"],
+        "billable_seconds": description.get("BillableTimeInSeconds", 0),
+    }
+
+
+def wait_for(client: Any, name: str, poll_seconds: float, timeout_seconds: float) -> dict[str, Any]:
+    """Poll DescribeTrainingJob until the job finishes; raise with SageMaker's reason unless it completed."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        description = client.describe_training_job(TrainingJobName=name)
+        status = description["TrainingJobStatus"]
+        if status in FINISHED:
+            break
+        if time.monotonic() > deadline:
+            raise TimeoutError(
+                f"SageMaker training job {name} is still {status} after {timeout_seconds:.0f} s; "
+                "it keeps running: watch it in the SageMaker console, then run `pulumi refresh`"
+            )
+        time.sleep(poll_seconds)
+    if status != "Completed":
+        reason = description.get("FailureReason") or description.get("SecondaryStatus") or "no reason given"
+        raise TrainingJobFailed(
+            f"SageMaker training job {name} ended {status}: {reason}. "
+            f"Its logs are in CloudWatch under /aws/sagemaker/TrainingJobs/{name}"
+        )
+    return description
+
+
+class TrainingJobProvider(ResourceProvider):
+    """Creates, waits for and reads SageMaker training jobs; holds no client (it is pickled)."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        client = clients.sagemaker(props["region"])
+        name = job_name(props, time.time())
+        client.create_training_job(**create_request(name, props))
+        description = wait_for(client, name, float(props["poll_seconds"]), float(props["timeout_seconds"]))
+        return CreateResult(name, {**props, **outputs_of(description)})
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        inputs = (set(news) | set(olds)) - set(OUTPUTS) - {"__provider"}
+        changes = sorted(k for k in inputs if olds.get(k) != news.get(k))
+        replaces = [k for k in changes if k in REPLACE_ON]
+        return DiffResult(changes=bool(changes), replaces=replaces, stables=[], delete_before_replace=False)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """Only inputs that do not need a new job changed: keep the job's outputs, record the new inputs."""
+        return UpdateResult({**news, **{key: olds[key] for key in OUTPUTS}})
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        client = clients.sagemaker(props["region"])
+        status = client.describe_training_job(TrainingJobName=id_)["TrainingJobStatus"]
+        if status == "InProgress":
+            client.stop_training_job(TrainingJobName=id_)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        client = clients.sagemaker(props["region"])
+        return ReadResult(id_, {**props, **outputs_of(client.describe_training_job(TrainingJobName=id_))})
+
+
+class TrainingJob(pulumi.dynamic.Resource):
+    """A SageMaker training job of the project's entry point; see `create_request` for the inputs it uses."""
+
+    job_name: pulumi.Output[str]
+    job_arn: pulumi.Output[str]
+    model_artifact_uri: pulumi.Output[str]
+    metrics: pulumi.Output[dict]
+    status: pulumi.Output[str]
+    billable_seconds: pulumi.Output[int]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        region: pulumi.Input[str],
+        role_arn: pulumi.Input[str],
+        image_uri: pulumi.Input[str],
+        train_uri: pulumi.Input[str],
+        output_uri: pulumi.Input[str],
+        checkpoint_uri: pulumi.Input[str],
+        code_uri: pulumi.Input[str],
+        entry_point: str,
+        data_hash: pulumi.Input[str],
+        code_version: pulumi.Input[str],
+        hyperparameters: pulumi.Input[dict],
+        kms_key_id: pulumi.Input[str],
+        subnet_ids: pulumi.Input[list],
+        security_group_ids: pulumi.Input[list],
+        metric_definitions: dict[str, str],
+        instance_type: str = "ml.m5.xlarge",
+        volume_size_gb: int = 30,
+        use_spot: bool = True,
+        max_runtime_seconds: int = 3600,
+        max_wait_seconds: int = 7200,
+        tags: dict[str, str] | None = None,
+        poll_seconds: float = 30,
+        timeout_seconds: float = 4 * 3600,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            "kind": TRAINING_JOB,
+            "name_prefix": name,
+            "region": region,
+            "role_arn": role_arn,
+            "image_uri": image_uri,
+            "train_uri": train_uri,
+            "output_uri": output_uri,
+            "checkpoint_uri": checkpoint_uri,
+            "code_uri": code_uri,
+            "entry_point": entry_point,
+            "data_hash": data_hash,
+            "code_version": code_version,
+            "hyperparameters": hyperparameters,
+            "volume_kms_key_id": kms_key_id,
+            "output_kms_key_id": kms_key_id,
+            "subnet_ids": subnet_ids,
+            "security_group_ids": security_group_ids,
+            "enable_network_isolation": False,
+            "metric_definitions": metric_definitions,
+            "instance_type": instance_type,
+            "instance_count": 1,
+            "volume_size_gb": volume_size_gb,
+            "use_spot": use_spot,
+            "max_runtime_seconds": max_runtime_seconds,
+            "max_wait_seconds": max_wait_seconds,
+            "tags": tags or {},
+            "poll_seconds": poll_seconds,
+            "timeout_seconds": timeout_seconds,
+            **{key: None for key in OUTPUTS},
+        }
+        super().__init__(TrainingJobProvider(), name, props, opts)

@@ -1,0 +1,88 @@
+"""The moto server as SageMaker for the provider tests, with the job outcomes a test asks for.
+
+moto 5.2 completes every training job at once and lacks StopTrainingJob and
+DeleteModelPackage. The providers still talk HTTP to the server; these fixtures shape
+the server's state (in this process, where ThreadedMotoServer runs) so a test can have
+a job that runs for a few polls, fails with a reason, or reports metrics, and they add
+the two missing calls with AWS's documented behaviour (stop: status Stopped; delete: the
+version is gone).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import boto3
+import pytest
+from moto.sagemaker.models import SageMakerModelBackend
+from moto.sagemaker.responses import SageMakerResponse
+
+REGION = "ap-southeast-1"
+
+
+@dataclass
+class JobOutcomes:
+    """What the next training jobs do on the server."""
+
+    status: str = "Completed"
+    failure_reason: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    polls_in_progress: int = 0
+    """How many DescribeTrainingJob calls report InProgress before the final status."""
+    describe_calls: int = 0
+    _left: dict[str, int] = field(default_factory=dict)
+
+
+@pytest.fixture
+def jobs(moto_endpoint, monkeypatch) -> JobOutcomes:
+    outcomes = JobOutcomes()
+    create, describe = SageMakerModelBackend.create_training_job, SageMakerModelBackend.describe_training_job
+
+    def create_training_job(self, training_job_name, *args, **kwargs):
+        job = create(self, training_job_name, *args, **kwargs)
+        job.training_job_status = job.secondary_status = outcomes.status
+        job.final_metric_data_list = [
+            {"MetricName": name, "Value": value, "Timestamp": job.creation_time}
+            for name, value in outcomes.metrics.items()
+        ]
+        if outcomes.failure_reason:
+            job.failure_reason = outcomes.failure_reason
+        outcomes._left[training_job_name] = outcomes.polls_in_progress
+        return job
+
+    def describe_training_job(self, training_job_name):
+        outcomes.describe_calls += 1
+        response = dict(describe(self, training_job_name))
+        if outcomes._left.get(training_job_name, 0) > 0:
+            outcomes._left[training_job_name] -= 1
+            response["TrainingJobStatus"] = "InProgress"
+        return response
+
+    def stop_training_job(self):
+        job = self.sagemaker_backend.training_jobs[self._get_param("TrainingJobName")]
+        job.training_job_status = "Stopped"
+        outcomes._left.pop(job.training_job_name, None)
+        return "{}"
+
+    monkeypatch.setattr(SageMakerModelBackend, "create_training_job", create_training_job)
+    monkeypatch.setattr(SageMakerModelBackend, "describe_training_job", describe_training_job)
+    monkeypatch.setattr(SageMakerResponse, "stop_training_job", stop_training_job, raising=False)
+    return outcomes
+
+
+@pytest.fixture
+def model_group(moto_endpoint, monkeypatch, request) -> str:
+    """A fresh model package group on the server (DeleteModelPackage added, see the module docstring)."""
+
+    def delete_model_package(self):
+        backend = self.sagemaker_backend
+        name = self._get_param("ModelPackageName")
+        arn = backend.model_package_name_mapping.pop(name, name)
+        package = backend.model_packages.pop(arn)
+        backend.model_package_name_mapping.pop(package.model_package_name, None)
+        return "{}"
+
+    monkeypatch.setattr(SageMakerResponse, "delete_model_package", delete_model_package, raising=False)
+    name = f"group-{request.node.name.replace('_', '-')[-50:]}".strip("-")
+    boto3.client("sagemaker", region_name=REGION).create_model_package_group(ModelPackageGroupName=name)
+    return name

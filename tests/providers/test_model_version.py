@@ -1,0 +1,99 @@
+"""ModelVersionProvider against the SageMaker model registry served by moto on 127.0.0.1."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from pulumi.dynamic.dynamic import serialize_provider
+
+from infra.providers.kinds import MODEL_VERSION
+from infra.providers.model_version import ModelVersionProvider
+from tests.providers.conftest import REGION
+
+LINEAGE = {"data_hash": "data-1", "code_version": "code-1", "training_job_arn": "arn:aws:sagemaker:job/train-1"}
+
+
+def props(group: str, **overrides) -> dict:
+    return {
+        "kind": MODEL_VERSION,
+        "region": REGION,
+        "group_name": group,
+        "model_artifact_uri": "s3://artifacts/training/train-1/output/model.tar.gz",
+        "image_uri": "123456789012.dkr.ecr.ap-southeast-1.amazonaws.com/retail-dev-registry/inference:0.1.0",
+        "metrics": {"accuracy": 0.81, "macro_f1": 0.77},
+        "lineage": LINEAGE,
+        "approval_status": "PendingManualApproval",
+        "approval_description": "",
+        "description": "xgboost on data-1",
+    } | overrides
+
+
+def describe(arn: str) -> dict:
+    return boto3.client("sagemaker", region_name=REGION).describe_model_package(ModelPackageName=arn)
+
+
+def test_create_registers_a_version_with_metrics_lineage_and_approval(model_group):
+    result = ModelVersionProvider().create(props(model_group, approval_status="Approved"))
+    package = describe(result.id)
+    assert package["ModelPackageGroupName"] == model_group
+    assert package["ModelApprovalStatus"] == "Approved"
+    assert package["CustomerMetadataProperties"] == {
+        "metric:accuracy": "0.81",
+        "metric:macro_f1": "0.77",
+        "lineage:data_hash": "data-1",
+        "lineage:code_version": "code-1",
+        "lineage:training_job_arn": "arn:aws:sagemaker:job/train-1",
+    }
+    assert package["MetadataProperties"]["CommitId"] == "code-1"
+    container = package["InferenceSpecification"]["Containers"][0]
+    assert container["ModelDataUrl"] == "s3://artifacts/training/train-1/output/model.tar.gz"
+    assert result.outs["version"] == 1 and result.outs["model_package_arn"] == result.id
+
+
+def test_updating_the_approval_keeps_metrics_lineage_and_description(model_group):
+    provider = ModelVersionProvider()
+    created = provider.create(props(model_group))
+    news = props(model_group, approval_status="Approved", approval_description="gate passed")
+    provider.update(created.id, created.outs, news)
+    package = describe(created.id)
+    assert (package["ModelApprovalStatus"], package["ApprovalDescription"]) == ("Approved", "gate passed")
+    assert package["CustomerMetadataProperties"]["lineage:data_hash"] == "data-1"
+    assert package["CustomerMetadataProperties"]["metric:macro_f1"] == "0.77"
+    assert package["ModelPackageDescription"] == "xgboost on data-1"
+
+
+def test_an_approval_change_is_an_update_and_an_artifact_change_a_replacement(model_group):
+    olds = props(model_group) | {"model_package_arn": "arn", "version": 1}
+    approval = ModelVersionProvider().diff("arn", olds, props(model_group, approval_status="Rejected"))
+    artifact = ModelVersionProvider().diff("arn", olds, props(model_group, model_artifact_uri="s3://b/other.tar.gz"))
+    assert approval.changes and approval.replaces == []
+    assert artifact.changes and artifact.replaces == ["model_artifact_uri"]
+
+
+def test_read_sees_an_approval_changed_outside_pulumi(model_group):
+    created = ModelVersionProvider().create(props(model_group))
+    boto3.client("sagemaker", region_name=REGION).update_model_package(
+        ModelPackageArn=created.id, ModelApprovalStatus="Rejected", CustomerMetadataProperties={"k": "v"}
+    )
+    read = ModelVersionProvider().read(created.id, created.outs)
+    assert read.outs["approval_status"] == "Rejected"
+
+
+def test_delete_removes_the_version(model_group):
+    created = ModelVersionProvider().create(props(model_group))
+    ModelVersionProvider().delete(created.id, created.outs)
+    with pytest.raises(ClientError, match="not found"):
+        describe(created.id)
+
+
+def test_an_unknown_approval_status_is_refused_before_calling_sagemaker(model_group):
+    with pytest.raises(ValueError, match="approval_status 'Approve' is not one of Approved, Rejected"):
+        ModelVersionProvider().create(props(model_group, approval_status="Approve"))
+
+
+def test_the_provider_pickles_as_pulumi_does_and_holds_no_client(model_group):
+    provider = ModelVersionProvider()
+    provider.create(props(model_group))
+    assert vars(provider) == {}
+    assert serialize_provider(provider)

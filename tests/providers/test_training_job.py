@@ -1,0 +1,150 @@
+"""TrainingJobProvider against SageMaker served by moto on 127.0.0.1."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from pulumi.dynamic.dynamic import serialize_provider
+
+from infra.providers.kinds import TRAINING_JOB
+from infra.providers.training_job import OUTPUTS, TrainingJobFailed, TrainingJobProvider, job_name
+from tests.providers.conftest import REGION
+
+KEY = "arn:aws:kms:ap-southeast-1:123456789012:key/data"
+PROPS = {
+    "kind": TRAINING_JOB,
+    "name_prefix": "retail-dev-train",
+    "region": REGION,
+    "role_arn": "arn:aws:iam::123456789012:role/sagemaker",
+    "image_uri": "123456789012.dkr.ecr.ap-southeast-1.amazonaws.com/retail-dev-registry/training:0.1.0",
+    "train_uri": "s3://lake-gold/gold/",
+    "output_uri": "s3://artifacts/training/",
+    "checkpoint_uri": "s3://artifacts/checkpoints/",
+    "code_uri": "s3://artifacts/code/sourcedir-abc.tar.gz",
+    "entry_point": "retail_train.py",
+    "data_hash": "data-1",
+    "code_version": "code-1",
+    "hyperparameters": {"families": "xgboost", "xgb-trials": 4},
+    "volume_kms_key_id": KEY,
+    "output_kms_key_id": KEY,
+    "subnet_ids": ["subnet-a", "subnet-b"],
+    "security_group_ids": ["sg-1"],
+    "enable_network_isolation": False,
+    "metric_definitions": {"xgboost_holdout_macro_f1": "xgboost_holdout_macro_f1=([0-9.]+);"},
+    "instance_type": "ml.m5.xlarge",
+    "instance_count": 1,
+    "volume_size_gb": 30,
+    "use_spot": True,
+    "max_runtime_seconds": 3600,
+    "max_wait_seconds": 7200,
+    "tags": {"project": "retail-mlops"},
+    "poll_seconds": 0.01,
+    "timeout_seconds": 30,
+}
+
+
+def describe(name: str) -> dict:
+    return boto3.client("sagemaker", region_name=REGION).describe_training_job(TrainingJobName=name)
+
+
+def test_create_starts_a_spot_job_in_the_vpc_with_kms_and_the_projects_entry_point(jobs):
+    result = TrainingJobProvider().create(dict(PROPS))
+    job = describe(result.id)
+    assert job["EnableManagedSpotTraining"] is True
+    assert job["CheckpointConfig"] == {"S3Uri": "s3://artifacts/checkpoints/"}
+    assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
+    assert job["ResourceConfig"]["VolumeKmsKeyId"] == KEY and job["OutputDataConfig"]["KmsKeyId"] == KEY
+    assert job["VpcConfig"] == {"Subnets": ["subnet-a", "subnet-b"], "SecurityGroupIds": ["sg-1"]}
+    assert job["HyperParameters"]["sagemaker_program"] == '"retail_train.py"'
+    assert job["HyperParameters"]["sagemaker_submit_directory"] == '"s3://artifacts/code/sourcedir-abc.tar.gz"'
+    assert job["HyperParameters"]["xgb-trials"] == "4"
+    assert job["InputDataConfig"][0]["ChannelName"] == "train"
+
+
+def test_create_outputs_the_model_artifact_and_the_final_metrics(jobs):
+    jobs.metrics = {"xgboost_holdout_macro_f1": 0.91}
+    result = TrainingJobProvider().create(dict(PROPS))
+    assert result.outs["model_artifact_uri"] == f"s3://artifacts/training/{result.id}/output/model.tar.gz"
+    assert result.outs["metrics"] == {"xgboost_holdout_macro_f1": 0.91}
+    assert result.outs["status"] == "Completed"
+
+
+def test_create_waits_while_the_job_is_in_progress(jobs):
+    jobs.polls_in_progress = 3
+    result = TrainingJobProvider().create(dict(PROPS))
+    assert result.outs["status"] == "Completed"
+    assert jobs.describe_calls == 4
+
+
+def test_a_failed_job_is_an_error_with_sagemakers_failure_reason(jobs):
+    jobs.status, jobs.failure_reason = "Failed", "AlgorithmError: unknown families: lightgbm"
+    with pytest.raises(TrainingJobFailed, match=r"ended Failed: AlgorithmError: unknown families: lightgbm"):
+        TrainingJobProvider().create(dict(PROPS))
+
+
+def test_a_job_that_outlives_the_timeout_is_an_error_saying_it_still_runs(jobs):
+    jobs.polls_in_progress = 1000
+    with pytest.raises(TimeoutError, match="still InProgress"):
+        TrainingJobProvider().create(dict(PROPS) | {"timeout_seconds": 0.05})
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("data_hash", "data-2"), ("code_version", "code-2"), ("hyperparameters", {"families": "xgboost,logistic"})],
+)
+def test_a_change_of_data_code_or_hyperparameters_replaces_the_job(key, value):
+    diff = TrainingJobProvider().diff("job", dict(PROPS), dict(PROPS) | {key: value})
+    assert diff.changes and diff.replaces == [key]
+
+
+def test_a_change_of_instance_type_updates_without_retraining():
+    diff = TrainingJobProvider().diff("job", dict(PROPS), dict(PROPS) | {"instance_type": "ml.m5.2xlarge"})
+    assert diff.changes and diff.replaces == []
+
+
+def test_unchanged_inputs_are_no_change_even_with_outputs_recorded():
+    olds = dict(PROPS) | {"job_name": "j", "metrics": {"m": 1.0}, "status": "Completed"}
+    assert TrainingJobProvider().diff("job", olds, dict(PROPS)).changes is False
+
+
+def test_update_keeps_the_jobs_outputs_and_records_the_new_inputs(jobs):
+    created = TrainingJobProvider().create(dict(PROPS))
+    news = dict(PROPS) | {"instance_type": "ml.m5.2xlarge"}
+    updated = TrainingJobProvider().update(created.id, created.outs, news)
+    assert updated.outs["instance_type"] == "ml.m5.2xlarge"
+    assert {k: updated.outs[k] for k in OUTPUTS} == {k: created.outs[k] for k in OUTPUTS}
+
+
+def test_read_returns_the_jobs_state_from_sagemaker(jobs):
+    jobs.metrics = {"xgboost_holdout_macro_f1": 0.8}
+    created = TrainingJobProvider().create(dict(PROPS))
+    read = TrainingJobProvider().read(created.id, dict(PROPS))
+    assert read.id == created.id
+    assert read.outs["job_arn"] == describe(created.id)["TrainingJobArn"]
+    assert read.outs["metrics"] == {"xgboost_holdout_macro_f1": 0.8}
+
+
+def test_delete_leaves_a_finished_job_in_sagemakers_history(jobs):
+    created = TrainingJobProvider().create(dict(PROPS))
+    TrainingJobProvider().delete(created.id, created.outs)
+    assert describe(created.id)["TrainingJobStatus"] == "Completed"
+
+
+def test_delete_stops_a_job_still_running(jobs):
+    created = TrainingJobProvider().create(dict(PROPS))
+    jobs._left[created.id] = 5
+    TrainingJobProvider().delete(created.id, created.outs)
+    assert describe(created.id)["TrainingJobStatus"] == "Stopped"
+
+
+def test_job_names_are_unique_per_start_short_enough_and_carry_the_fingerprint():
+    first, second = job_name(PROPS, 1_700_000_000), job_name(PROPS, 1_700_000_001)
+    assert first != second and len(job_name(PROPS | {"name_prefix": "x" * 80}, 1)) <= 63
+    assert first.rsplit("-", 2)[1] != job_name(PROPS | {"data_hash": "d2"}, 1_700_000_000).rsplit("-", 2)[1]
+
+
+def test_the_provider_pickles_as_pulumi_does_and_holds_no_client(jobs):
+    provider = TrainingJobProvider()
+    provider.create(dict(PROPS))
+    assert vars(provider) == {}
+    assert serialize_provider(provider)
