@@ -1,0 +1,1 @@
+"""The CI/CD pipeline: workflows, Jenkinsfile, and the commands they call."""

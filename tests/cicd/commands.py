@@ -1,0 +1,110 @@
+"""Find the `retail` and `make` commands that the CI definitions run, and resolve them against the real CLI.
+
+A workflow's commands are the `run:` scripts of its steps; a Jenkinsfile's are the
+strings given to `sh`. Each script is split into shell words; every word `retail`
+starts a command whose sub-command names follow it (so `retail infra ephemeral ...
+-- uv run retail smoke ...` yields both commands), and every `make` is followed by
+its targets.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer.main
+import yaml
+
+from cli.main import app
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+JENKINSFILE = ROOT / "Jenkinsfile"
+PUNCTUATION = re.compile(r"[();|&`]+")
+WORD = re.compile(r"[();|&`]+|[^\s();|&`]+")
+GROOVY_SH = re.compile(r"""\bsh\s*\(?\s*(?:script:\s*)?('''.*?'''|\"\"\".*?\"\"\"|'[^'\n]*'|"[^"\n]*")""", re.S)
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One command found in a CI definition: the file, the program and the words after it."""
+
+    source: str
+    program: str
+    words: tuple[str, ...]
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.program} {' '.join(self.words)}".strip()
+
+
+def workflow_scripts(path: Path) -> list[str]:
+    """The `run:` scripts of every step of every job of a GitHub Actions workflow."""
+    workflow = yaml.safe_load(path.read_text())
+    return [step["run"] for job in workflow["jobs"].values() for step in job.get("steps", []) if "run" in step]
+
+
+def jenkins_scripts(path: Path) -> list[str]:
+    """The strings handed to `sh` in a Jenkinsfile (single, double or triple quoted)."""
+    return [match.strip("'\"") for match in GROOVY_SH.findall(path.read_text())]
+
+
+def shell_words(line: str) -> list[str]:
+    """A command line's words, quotes dropped, with `;`, `&&`, `|`, `(`, `)` and backticks as words of their own.
+
+    Dropping quotes keeps a command substitution inside a quoted string, such as
+    `echo "retrain=$(uv run retail changed --since "$BEFORE")"`, visible as words.
+    """
+    return WORD.findall(line.replace('"', " ").replace("'", " "))
+
+
+def invocations(source: str, script: str) -> list[Invocation]:
+    """Every `retail ...` and `make ...` command in a script, with the words up to the end of its command."""
+    found = []
+    for line in script.replace("\\\n", " ").splitlines():
+        words = shell_words(line)
+        for start, word in enumerate(words):
+            if word in ("retail", "make"):
+                rest = itertools.takewhile(lambda w: not PUNCTUATION.fullmatch(w), words[start + 1:])
+                found.append(Invocation(source, word, tuple(rest)))
+    return found
+
+
+def ci_invocations() -> list[Invocation]:
+    """Every command of every workflow and of the Jenkinsfile."""
+    found = [inv for path in WORKFLOWS for script in workflow_scripts(path) for inv in invocations(path.name, script)]
+    if JENKINSFILE.exists():
+        found += [inv for script in jenkins_scripts(JENKINSFILE) for inv in invocations(JENKINSFILE.name, script)]
+    return found
+
+
+def resolve(words: tuple[str, ...]) -> tuple[list[str], Any]:
+    """The sub-command path of `retail WORDS` and its command; ValueError naming what does not exist.
+
+    The options given before a bare `--` must be options of that command.
+    """
+    command = typer.main.get_command(app)
+    path: list[str] = []
+    remaining = list(words)
+    while hasattr(command, "commands"):  # a group
+        if not remaining or remaining[0].startswith("-"):
+            raise ValueError(f"`retail {' '.join(path)}` needs a sub-command")
+        name = remaining.pop(0)
+        sub = command.commands.get(name)
+        if sub is None:
+            raise ValueError(f"`retail {' '.join([*path, name])}`: no such command")
+        command, path = sub, [*path, name]
+    known = {opt for param in command.params for opt in param.opts + param.secondary_opts}
+    for word in remaining[: remaining.index("--") if "--" in remaining else len(remaining)]:
+        option = word.split("=", 1)[0]
+        if option.startswith("--") and option not in known:
+            raise ValueError(f"`retail {' '.join(path)}` has no option {option}")
+    return path, command
+
+
+def make_targets() -> set[str]:
+    """Targets defined in the Makefile."""
+    text = (ROOT / "Makefile").read_text()
+    return set(re.findall(r"^([A-Za-z0-9_.-]+):", text, re.M))
