@@ -14,6 +14,8 @@ from typing import Annotated
 
 import typer
 
+from infra import automation
+from infra.automation import AutomationRunner, PulumiCliMissing, require_cli
 from infra.offline import OfflineRun, RegisteredResource, find_project_dir, preview_stack
 from policies.catalog import RULES
 from policies.enforcement import config_path
@@ -32,19 +34,40 @@ class Stack(StrEnum):
     prod = "prod"
 
 
+ProjectDir = Annotated[
+    Path | None,
+    typer.Option(help="Directory holding Pulumi.yaml (default: found from the cwd upwards)."),
+]
+
+
+def cli_runner(command: str, project_dir: Path | None) -> AutomationRunner:
+    """The Automation API runner for `command`, or exit 2 saying how to install the Pulumi CLI."""
+    try:
+        require_cli(command)
+    except PulumiCliMissing as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
+    return AutomationRunner(project_dir or find_project_dir(), echo=typer.echo)
+
+
 @app.command()
 def preview(
     stack: Annotated[Stack, typer.Option(help="Which Pulumi.<stack>.yaml to use.")],
-    project_dir: Annotated[
-        Path | None,
-        typer.Option(help="Directory holding Pulumi.yaml (default: found from the cwd upwards)."),
-    ] = None,
+    project_dir: ProjectDir = None,
+    live: Annotated[
+        bool,
+        typer.Option("--live", help="Run the real `pulumi preview` with the policy pack (needs the Pulumi CLI, AWS)."),
+    ] = False,
 ) -> None:
     """Run the Pulumi program offline under Pulumi's mock runtime and print its resources.
 
     Needs neither AWS credentials nor the Pulumi CLI: provider results (ids, ARNs, zones,
-    account) come from infra/mocks.py and secrets are placeholders.
+    account) come from infra/mocks.py and secrets are placeholders. With --live, runs
+    `pulumi preview --policy-pack policies` through the Automation API instead.
     """
+    if live:
+        automation.preview(cli_runner("retail infra preview --live", project_dir), stack.value)
+        return
     directory = project_dir or find_project_dir()
     run = preview_stack(stack.value, directory)
     typer.echo(
@@ -59,6 +82,42 @@ def preview(
         typer.echo(line)
 
 
+@app.command()
+def up(stack: Annotated[Stack, typer.Option(help="The stack to deploy.")], project_dir: ProjectDir = None) -> None:
+    """Deploy the stack with `pulumi up`, the policy pack enforcing policies/config/<stack>.json."""
+    outputs = automation.up(cli_runner("retail infra up", project_dir), stack.value)
+    typer.echo(f"Stack {stack.value} is up; outputs: {', '.join(sorted(outputs))}")
+
+
+@app.command()
+def destroy(
+    stack: Annotated[Stack, typer.Option(help="The stack to destroy.")],
+    project_dir: ProjectDir = None,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Destroy every resource of the stack with `pulumi destroy` (the stack itself is kept)."""
+    runner = cli_runner("retail infra destroy", project_dir)
+    if not yes:
+        typer.confirm(f"Destroy every resource of stack {stack.value}?", abort=True)
+    automation.destroy(runner, stack.value)
+
+
+@app.command()
+def ephemeral(
+    name: Annotated[str, typer.Option(help="Name of the environment, e.g. the branch: the stack is ephemeral-<name>.")],
+    command: Annotated[list[str], typer.Argument(help="The command to run against the stack, after `--`.")],
+    project_dir: ProjectDir = None,
+) -> None:
+    """Create a stack from the dev config, deploy it, run COMMAND, then destroy and remove it whatever happened.
+
+    The command sees the stack's outputs as PULUMI_OUTPUT_<NAME> variables and all of them
+    as JSON in PULUMI_OUTPUTS_JSON; its exit code becomes this command's.
+    """
+    runner = cli_runner("retail infra ephemeral", project_dir)
+    code = automation.ephemeral(runner, name, command, project_dir or find_project_dir())
+    raise typer.Exit(code)
+
+
 def tree_lines(run: OfflineRun) -> list[str]:
     """One line per resource (type, then name), children indented under their parent."""
     by_parent: dict[str, list[RegisteredResource]] = {}
@@ -68,11 +127,7 @@ def tree_lines(run: OfflineRun) -> list[str]:
 
     def walk(parent_urn: str, depth: int) -> None:
         for resource in by_parent.get(parent_urn, []):
-            note = (
-                "  [remote component: its children are made by its plugin]"
-                if resource.remote
-                else ""
-            )
+            note = "  [remote component: its children are made by its plugin]" if resource.remote else ""
             rows.append(("  " * depth + resource.type, resource.name + note))
             walk(resource.urn, depth + 1)
 
