@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import polars as pl
 
 from api.schemas import Basket
@@ -28,18 +29,15 @@ LINE_SCHEMA: dict[str, pl.DataType] = {
     "SPEND": pl.Float64,
     **{c: pl.String for c in LINE_COLUMNS if c.startswith("PROD_CODE")},
 }
-SCHEMA = {BASKET_KEY: pl.String, **HEADER_SCHEMA, **LINE_SCHEMA}
 
 
 def lines_frame(baskets: Sequence[Basket]) -> pl.DataFrame:
     """All lines of the baskets; BASKET_KEY is the basket's position, so keys never collide."""
-    columns: dict[str, list] = {name: [] for name in SCHEMA}
-    for position, basket in enumerate(baskets):
-        count = len(basket.lines)
-        columns[BASKET_KEY].extend([str(position)] * count)
-        for name in HEADER_SCHEMA:
-            columns[name].extend([getattr(basket, name)] * count)
-        for line in basket.lines:
-            for name in LINE_SCHEMA:
-                columns[name].append(getattr(line, name))
-    return pl.DataFrame(columns, schema=SCHEMA)
+    header = pl.DataFrame({name: [getattr(b, name) for b in baskets] for name in HEADER_SCHEMA}, schema=HEADER_SCHEMA)
+    position = np.repeat(np.arange(len(baskets)), [len(b.lines) for b in baskets])
+    lines = [line for basket in baskets for line in basket.lines]
+    return header[position].select(
+        pl.Series(BASKET_KEY, position).cast(pl.String),
+        pl.all(),
+        *[pl.Series(name, [getattr(line, name) for line in lines], dtype=dtype) for name, dtype in LINE_SCHEMA.items()],
+    )
