@@ -1,13 +1,16 @@
-"""`retail demo`: the whole local lifecycle on a full-size synthetic file."""
+"""`retail demo`: the whole local lifecycle on a full-size synthetic file, then the API."""
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 import typer
 from rich.console import Console
 
 from cli.report import print_summary
+from cli.serve import curl_example, serve
 from ml.pipeline import run_pipeline
 from ml.progress import StageTimer
 from ml.settings import Settings
@@ -16,14 +19,48 @@ from ml.synth import SynthConfig, generate, write_csv
 console = Console(stderr=True)
 
 
+def demo_api_key_file(work_dir: Path) -> Path:
+    """A local API key for the demo server, created once, readable by this user only.
+
+    The key is never printed: the curl example reads it from this file.
+    """
+    path = work_dir / "demo-api-key"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32) + "\n")
+    return path
+
+
 def demo(
     rows: int = typer.Option(SynthConfig.rows, min=1000, help="synthetic rows (default: the real file's size)"),
     data: Path = typer.Option(Path("data/transaction.csv"), help="where the synthetic file is written"),
     seed: int = typer.Option(SynthConfig.seed),
+    serve_after: bool = typer.Option(True, "--serve/--no-serve", help="serve the champion when done"),
+    port: int = typer.Option(8000, min=1, max=65535, help="port of the API when serving"),
 ) -> None:
-    """Synthesise transactions, run the pipeline and print the summary."""
+    """Synthesise transactions, run the pipeline, print the summary, then serve the champion."""
     timer = StageTimer(console)
     with timer.stage("synth", f"Synthesising {rows:,} transactions into {data}"):
         write_csv(generate(SynthConfig(rows=rows, seed=seed)), data)
-    result = run_pipeline(data, Settings(), timer)
+    settings = Settings()
+    result = run_pipeline(data, settings, timer)
     print_summary(result, console)
+    if not serve_after:
+        return
+    if result.registration["champion_version"] is None:
+        console.print("No champion to serve: the gate did not pass (see the report above).", style="red")
+        raise typer.Exit(1)
+    if not (os.environ.get("RETAIL_API_KEYS") or os.environ.get("RETAIL_API_KEYS_FILE")):
+        key_file = demo_api_key_file(settings.work_dir)
+        os.environ["RETAIL_API_KEYS_FILE"] = str(key_file.resolve())
+        key_hint = f"export RETAIL_API_KEYS=$(cat {key_file})"
+    else:
+        key_hint = "# RETAIL_API_KEYS holds your key"
+    console.print(
+        f"\nServing champion version {result.registration['champion_version']} on http://127.0.0.1:{port} "
+        "(Ctrl-C to stop). Try, from another shell in this folder:\n",
+        soft_wrap=True,
+    )
+    console.print(f"{key_hint}\n{curl_example('127.0.0.1', port)}\n", markup=False, highlight=False, soft_wrap=True)
+    serve(host="127.0.0.1", port=port, workers=1, log_level="INFO")
