@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from api.server import run
+from api.settings import ApiSettings
 
 
 def main() -> None:
@@ -12,7 +13,7 @@ def main() -> None:
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", default=ApiSettings().log_level, help="default: RETAIL_LOG_LEVEL or INFO")
     args = parser.parse_args()
     run(args.host, args.port, args.workers, args.log_level)
 
