@@ -21,7 +21,7 @@ from api.middleware import RequestPlumbing
 from api.model_source import BundleLocationSource, ModelSource, RegistrySource
 from api.model_store import ModelStore
 from api.routes import health, model, predict
-from api.security import load_api_keys
+from api.security import load_api_keys, reread_api_keys
 from api.settings import ApiSettings
 from ml.settings import Settings
 
@@ -35,10 +35,12 @@ def model_source(settings: ApiSettings) -> ModelSource:
     return RegistrySource(Settings())
 
 
-async def _poll(models: ModelStore, interval: float) -> None:
+async def _poll(app: FastAPI, interval: float) -> None:
+    """Pick up a moved champion (or changed bundle) and rotated API keys."""
     while True:
         await asyncio.sleep(interval)
-        await asyncio.to_thread(models.try_refresh)
+        await asyncio.to_thread(app.state.store.try_refresh)
+        app.state.api_keys = await asyncio.to_thread(reread_api_keys, app.state.settings, app.state.api_keys)
 
 
 @asynccontextmanager
@@ -53,7 +55,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.batcher = Batcher(settings.max_coalesced_baskets)
     app.state.batcher.start()
     interval = settings.reload_interval_seconds
-    poller = asyncio.create_task(_poll(models, interval)) if interval else None
+    poller = asyncio.create_task(_poll(app, interval)) if interval else None
     try:
         yield
     finally:

@@ -4,7 +4,9 @@ Keys come from RETAIL_API_KEYS (comma-separated) and/or RETAIL_API_KEYS_FILE (a
 mounted secret, one key per line; blank lines and lines starting with # are
 skipped). Every configured key is compared in constant time, so timing tells an
 attacker nothing about how close a guess was. Turning authentication off takes
-RETAIL_API_AUTH_DISABLED=true and is logged as a warning at start-up.
+RETAIL_API_AUTH_DISABLED=true and is logged as a warning at start-up. The key file is
+read again at every poll (RETAIL_RELOAD_INTERVAL_SECONDS), so a rotated secret takes
+effect without a restart.
 """
 
 from __future__ import annotations
@@ -59,6 +61,17 @@ def load_api_keys(settings: ApiSettings) -> ApiKeys | None:
     if short:
         raise RuntimeError(f"{short} API key(s) shorter than {MIN_KEY_LENGTH} characters; use long random keys")
     return ApiKeys(keys)
+
+
+def reread_api_keys(settings: ApiSettings, current: ApiKeys | None) -> ApiKeys | None:
+    """The keys again when they come from a file (a rotated secret); the current ones if that fails."""
+    if settings.api_auth_disabled or settings.api_keys_file is None:
+        return current
+    try:
+        return load_api_keys(settings)
+    except RuntimeError as exc:
+        log.warning("API keys not re-read, the previous keys stay valid", extra={"error": str(exc)})
+        return current
 
 
 def require_api_key(request: Request, presented: str | None = Security(api_key_header)) -> None:

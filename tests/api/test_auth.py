@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -55,6 +56,17 @@ def test_keys_are_read_from_a_mounted_secret_file(tmp_path):
     app = unloaded_app(tmp_path, api_keys=None, api_keys_file=keys_file)
     assert app.state.api_keys.accepts("second-key-0123456789abcdef")
     assert not app.state.api_keys.accepts("# rotated 2024-05")
+
+
+def test_a_rotated_key_file_takes_effect_without_a_restart(tmp_path):
+    keys_file = tmp_path / "api-keys"
+    keys_file.write_text("old-key-0123456789abcdef\n")
+    app = unloaded_app(tmp_path, api_keys=None, api_keys_file=keys_file, reload_interval_seconds=0.1)
+    with TestClient(app) as client:
+        keys_file.write_text("new-key-0123456789abcdef\n")
+        time.sleep(0.5)
+        assert client.get("/v1/model", headers={"X-API-Key": "old-key-0123456789abcdef"}).status_code == 401
+        assert client.get("/v1/model", headers={"X-API-Key": "new-key-0123456789abcdef"}).status_code == 503
 
 
 def test_any_of_several_configured_keys_is_accepted():
