@@ -136,6 +136,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         }
         _report_metric(f"{family}_holdout_accuracy", metrics.accuracy)
         _report_metric(f"{family}_holdout_macro_f1", metrics.macro_f1)
+        for cls, values in metrics.per_class.items():
+            _report_metric(f"{family}_holdout_precision_{cls}", values["precision"])
 
     leaderboard = sorted(
         results.values(), key=lambda r: (r["metrics"]["macro_f1"], r["metrics"]["accuracy"]), reverse=True

@@ -12,6 +12,7 @@ from infra.providers.model_version import ModelVersion
 from infra.providers.sourcedir import ENTRY_POINT
 from infra.providers.training_job import TrainingJob
 from ml.evaluate import Metrics, apply_gate
+from ml.schema import TRAINABLE_LABELS
 from ml.settings import GateSettings
 
 METRIC_PATTERN = r"{name}=([-+0-9.eE]+);"
@@ -42,26 +43,30 @@ class TrainingInputs:
     instance_type: str = "ml.m5.xlarge"
 
 
+GATE_METRICS = ("accuracy", "macro_f1", *(f"precision_{c}" for c in TRAINABLE_LABELS))
+
+
 def metric_definitions(families: tuple[str, ...]) -> dict[str, str]:
-    names = [f"{family}_holdout_{metric}" for family in families for metric in ("accuracy", "macro_f1")]
+    names = [f"{family}_holdout_{metric}" for family in families for metric in GATE_METRICS]
     return {name: METRIC_PATTERN.format(name=name) for name in names}
 
 
 def gate_approval(metrics: Mapping[str, float], families: tuple[str, ...], gate: GateSettings) -> tuple[str, str]:
     """Approved or Rejected, and why, for the best family by holdout macro-F1.
 
-    The job's metric lines carry accuracy and macro-F1 per family; per-class precision is
-    in the bundle's summary (`gate` in summary.json), not among the job's metrics.
+    The job's metric lines carry, per family, every KPI the gate checks: accuracy,
+    macro-F1 and each class's precision. A family missing any of them is not scored.
     """
-    scored = [f for f in families if f"{f}_holdout_macro_f1" in metrics and f"{f}_holdout_accuracy" in metrics]
+    scored = [f for f in families if all(f"{f}_holdout_{m}" in metrics for m in GATE_METRICS)]
     if not scored:
-        return "Rejected", f"the job reported no holdout metrics for {', '.join(families)}"
+        return "Rejected", f"the job reported no complete holdout metrics for {', '.join(families)}"
     best = max(scored, key=lambda f: metrics[f"{f}_holdout_macro_f1"])
+    per_class = {c: {"precision": metrics[f"{best}_holdout_precision_{c}"]} for c in TRAINABLE_LABELS}
     result = apply_gate(
-        Metrics(metrics[f"{best}_holdout_accuracy"], metrics[f"{best}_holdout_macro_f1"], {}, [], []), gate
+        Metrics(metrics[f"{best}_holdout_accuracy"], metrics[f"{best}_holdout_macro_f1"], per_class, [], []), gate
     )
     if result.passed:
-        return "Approved", f"{best}: gate passed (accuracy and macro-F1)"
+        return "Approved", f"{best}: gate passed (accuracy, macro-F1, per-class precision)"
     return "Rejected", f"{best}: " + "; ".join(result.failures)
 
 

@@ -70,24 +70,36 @@ def test_metric_definitions_match_the_lines_the_entry_point_prints():
     assert match and float(match.group(1)) == 0.998
 
 
-def test_the_gate_approves_the_best_family_when_it_meets_the_thresholds():
-    metrics = {
-        "xgboost_holdout_accuracy": 0.9,
-        "xgboost_holdout_macro_f1": 0.85,
-        "logistic_holdout_accuracy": 0.7,
-        "logistic_holdout_macro_f1": 0.6,
+def _family_metrics(family: str, accuracy: float, macro_f1: float, precision: float) -> dict[str, float]:
+    return {
+        f"{family}_holdout_accuracy": accuracy,
+        f"{family}_holdout_macro_f1": macro_f1,
+        **{f"{family}_holdout_precision_{c}": precision for c in ("LA", "MM", "UM")},
     }
+
+
+def test_the_gate_approves_the_best_family_when_it_meets_the_thresholds():
+    metrics = _family_metrics("xgboost", 0.9, 0.85, 0.8) | _family_metrics("logistic", 0.7, 0.6, 0.6)
     assert gate_approval(metrics, FAMILIES, GateSettings()) == (
         "Approved",
-        "xgboost: gate passed (accuracy and macro-F1)",
+        "xgboost: gate passed (accuracy, macro-F1, per-class precision)",
     )
 
 
 def test_the_gate_rejects_with_the_failed_thresholds():
-    status, reason = gate_approval(
-        {"xgboost_holdout_accuracy": 0.5, "xgboost_holdout_macro_f1": 0.4}, FAMILIES, GateSettings()
-    )
+    status, reason = gate_approval(_family_metrics("xgboost", 0.5, 0.4, 0.9), FAMILIES, GateSettings())
     assert status == "Rejected" and "accuracy 0.5000 < 0.75" in reason
+
+
+def test_the_gate_rejects_a_family_below_the_class_precision_threshold():
+    metrics = _family_metrics("xgboost", 0.9, 0.85, 0.8) | {"xgboost_holdout_precision_UM": 0.5}
+    status, reason = gate_approval(metrics, FAMILIES, GateSettings())
+    assert status == "Rejected" and "precision_UM 0.5000 < 0.65" in reason
+
+
+def test_the_gate_does_not_score_a_family_with_missing_precision():
+    metrics = {"xgboost_holdout_accuracy": 0.9, "xgboost_holdout_macro_f1": 0.85}
+    assert gate_approval(metrics, FAMILIES, GateSettings())[0] == "Rejected"
 
 
 def test_the_gate_rejects_a_job_without_metrics():
