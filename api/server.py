@@ -22,18 +22,21 @@ from api.logs import logging_config
 def run(host: str, port: int, workers: int = 1, log_level: str = "INFO") -> None:
     os.environ.setdefault("POLARS_MAX_THREADS", "1")
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    metrics_dir = None
     if workers > 1:
-        metrics_dir = Path(tempfile.gettempdir()) / f"retail-api-metrics-{port}"
-        shutil.rmtree(metrics_dir, ignore_errors=True)
-        metrics_dir.mkdir(parents=True)
+        metrics_dir = Path(tempfile.mkdtemp(prefix=f"retail-api-metrics-{port}-"))
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    uvicorn.run(
-        "api.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_config=logging_config(log_level),
-        access_log=False,  # the service writes its own access log (api.middleware)
-        server_header=False,
-    )
+    try:
+        uvicorn.run(
+            "api.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_config=logging_config(log_level),
+            access_log=False,  # the service writes its own access log (api.middleware)
+            server_header=False,
+        )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
