@@ -172,7 +172,7 @@ def _basket_key() -> pl.Expr:
     return pl.when(damaged).then(pl.lit("R") + rebuilt.cast(pl.String)).otherwise(_text("BASKET_ID"))
 
 
-def _silver(frame: pl.DataFrame) -> pl.DataFrame:
+def _silver(frame: pl.LazyFrame) -> pl.LazyFrame:
     """Typed canonical columns of rows that passed every rule."""
     typed = {
         "SHOP_WEEK": pl.col("_SHOP_WEEK").cast(pl.Int32),
@@ -190,31 +190,32 @@ def validate(raw: pl.DataFrame) -> ValidationResult:
     """Split raw text rows into typed accepted lines and a quarantine with reasons."""
     rows_in = raw.height
     rules = row_rules()
-    checked = _flag_failures(raw.with_columns(_typed_columns()), rules)
+    checked = _flag_failures(raw.with_columns(_typed_columns()), rules).with_columns(
+        pl.when(~pl.col("_failed")).then(_basket_key()).alias(BASKET_KEY)
+    )
+    # Only the few failing rows and the basket-level columns are copied; the accepted
+    # lines are projected straight to their typed columns in one lazy pass.
+    inconsistent = _inconsistent_baskets(checked.lazy().filter(~pl.col("_failed")))
+    in_bad_basket = pl.col(BASKET_KEY).is_in(inconsistent[BASKET_KEY].implode()).fill_null(False)
     row_failures = checked.filter(pl.col("_failed")).with_columns(_first_failure(rules))
-    passed = checked.filter(~pl.col("_failed")).with_columns(
-        _basket_key().alias(BASKET_KEY), pl.lit(None, dtype=pl.String).alias("rule")
+    basket_failures = (
+        checked.filter(~pl.col("_failed") & in_bad_basket)
+        .join(inconsistent, on=BASKET_KEY, how="left")
+        .with_columns(pl.lit("basket_inconsistent").alias("rule"), pl.col("_inconsistent_column").alias("column"))
     )
+    quarantine = (
+        pl.concat([row_failures, basket_failures], how="diagonal")
+        .with_columns(_failed_value())
+        .select(*CANONICAL_COLUMNS, SOURCE_FILE, SOURCE_LINE, "rule", "column", "value")
+        .sort(SOURCE_FILE, SOURCE_LINE)
+    )
+    lines = _silver(checked.lazy().filter(~pl.col("_failed") & ~in_bad_basket)).collect()
     del checked
-    inconsistent = _inconsistent_baskets(passed)
-    passed = passed.join(inconsistent, on=BASKET_KEY, how="left").with_columns(
-        pl.when(pl.col("_inconsistent_column").is_not_null()).then(pl.lit("basket_inconsistent")).alias("rule"),
-        pl.col("_inconsistent_column").alias("column"),
-    )
-    failed = pl.concat(
-        [row_failures, passed.filter(pl.col("rule").is_not_null())],
-        how="diagonal",
-    )
-    accepted = passed.filter(pl.col("rule").is_null())
-    quarantine = failed.with_columns(_failed_value()).select(
-        *CANONICAL_COLUMNS, SOURCE_FILE, SOURCE_LINE, "rule", "column", "value"
-    ).sort(SOURCE_FILE, SOURCE_LINE)
-    lines = _silver(accepted)
-    report = _report(rows_in, lines, quarantine, accepted)
+    report = _report(rows_in, lines, quarantine)
     return ValidationResult(lines=lines, quarantine=quarantine, report=report)
 
 
-def _inconsistent_baskets(rows: pl.DataFrame) -> pl.DataFrame:
+def _inconsistent_baskets(rows: pl.LazyFrame) -> pl.DataFrame:
     """Baskets whose basket-level columns vary, with the first such column."""
     # One hash of all basket-level columns per row finds the few varying baskets fast;
     # only those are examined column by column.
@@ -224,26 +225,27 @@ def _inconsistent_baskets(rows: pl.DataFrame) -> pl.DataFrame:
         .group_by(BASKET_KEY)
         .agg(pl.col("_fingerprint").n_unique().alias("_versions"))
         .filter(pl.col("_versions") > 1)
+        .select(BASKET_KEY)
     )
-    counts = rows.join(varying.select(BASKET_KEY), on=BASKET_KEY, how="semi").group_by(BASKET_KEY).agg(
-        [pl.col(c).n_unique().alias(c) for c in BASKET_COLUMNS]
+    counts = (
+        rows.join(varying, on=BASKET_KEY, how="semi")
+        .group_by(BASKET_KEY)
+        .agg([pl.col(c).n_unique().alias(c) for c in BASKET_COLUMNS])
     )
     first = pl.lit(None, dtype=pl.String)
     for c in reversed(BASKET_COLUMNS):
         first = pl.when(pl.col(c) > 1).then(pl.lit(c)).otherwise(first)
-    return counts.select(BASKET_KEY, first.alias("_inconsistent_column"))
+    return counts.select(BASKET_KEY, first.alias("_inconsistent_column")).collect()
 
 
-def _report(
-    rows_in: int, lines: pl.DataFrame, quarantine: pl.DataFrame, accepted: pl.DataFrame
-) -> ValidationReport:
+def _report(rows_in: int, lines: pl.DataFrame, quarantine: pl.DataFrame) -> ValidationReport:
     by_rule = (
         quarantine.group_by("rule", "column").len().sort("rule", "column")
         .select(pl.concat_str("rule", pl.lit(":"), "column").alias("key"), "len")
     )
     baskets = lines.group_by(BASKET_KEY).agg(pl.first(LABEL), pl.len().alias("rows"))
     unclassified = baskets.filter(pl.col(LABEL) == UNCLASSIFIED)
-    damaged = accepted.filter(pl.col(BASKET_KEY).str.starts_with("R"))
+    damaged = lines.filter(pl.col(BASKET_KEY).str.starts_with("R"))
     report = ValidationReport(
         rows_in=rows_in,
         rows_accepted=lines.height,
