@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
@@ -18,6 +18,7 @@ from pulumi_kubernetes.core.v1 import (
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from infra.cluster import SERVICE_WORKLOAD, WORKLOAD_LABEL
+from infra.config import InferenceConfig
 from infra.iam import irsa_trust_policy, policy_document
 
 APP = "retail-inference"
@@ -43,18 +44,8 @@ class InferenceServiceArgs:
     oidc_issuer: pulumi.Input[str]
     api_keys: pulumi.Input[str]
     """Written verbatim to the mounted key file the API reads (RETAIL_API_KEYS_FILE)."""
-    namespace: str = "retail-inference"
-    model_prefix: str = "models/price-sensitivity/champion"
-    min_replicas: int = 2
-    max_replicas: int = 6
-    cpu_request: str = "500m"
-    cpu_limit: str = "1"
-    memory_request: str = "512Mi"
-    memory_limit: str = "1Gi"
-    target_cpu_percent: int = 70
-    target_memory_percent: int = 80
-    hostname: str = ""
-    certificate_arn: str = ""
+    sizing: InferenceConfig = field(default_factory=InferenceConfig)
+    """Namespace, replicas, resources, hostname: the stack's `retail:inference` config."""
 
 
 class InferenceService(pulumi.ComponentResource):
@@ -77,12 +68,12 @@ class InferenceService(pulumi.ComponentResource):
     def __init__(self, name: str, args: InferenceServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("retail:infra:InferenceService", name, None, opts)
         self._name, self._args = name, args
-        self.model_uri = pulumi.Output.format("s3://{0}/{1}/", args.artifacts_bucket_name, args.model_prefix)
+        self.model_uri = pulumi.Output.format("s3://{0}/{1}/", args.artifacts_bucket_name, args.sizing.model_prefix)
         self.role = self._model_reader_role()
         ns = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata=ObjectMetaArgs(
-                name=args.namespace,
+                name=args.sizing.namespace,
                 labels={
                     "pod-security.kubernetes.io/enforce": "restricted",
                     "pod-security.kubernetes.io/enforce-version": "latest",
@@ -137,7 +128,7 @@ class InferenceService(pulumi.ComponentResource):
     def _meta(self, name: str = APP, annotations: dict | None = None) -> ObjectMetaArgs:
         return ObjectMetaArgs(
             name=name,
-            namespace=self._args.namespace,
+            namespace=self._args.sizing.namespace,
             labels={"app": APP, "environment": self._args.environment},
             annotations=annotations,
         )
@@ -147,7 +138,7 @@ class InferenceService(pulumi.ComponentResource):
         role = aws.iam.Role(
             f"{self._name}-model-reader",
             description="Inference pods: read model artifacts, nothing else",
-            assume_role_policy=irsa_trust_policy(args.oidc_provider_arn, args.oidc_issuer, args.namespace, APP),
+            assume_role_policy=irsa_trust_policy(args.oidc_provider_arn, args.oidc_issuer, args.sizing.namespace, APP),
             opts=pulumi.ResourceOptions(parent=self),
         )
         aws.iam.RolePolicy(
@@ -160,13 +151,15 @@ class InferenceService(pulumi.ComponentResource):
                         "Effect": "Allow",
                         "Action": "s3:ListBucket",
                         "Resource": args.artifacts_bucket_arn,
-                        "Condition": {"StringLike": {"s3:prefix": f"{args.model_prefix}/*"}},
+                        "Condition": {"StringLike": {"s3:prefix": f"{args.sizing.model_prefix}/*"}},
                     },
                     {
                         "Sid": "ReadModelObjects",
                         "Effect": "Allow",
                         "Action": "s3:GetObject",
-                        "Resource": pulumi.Output.format("{0}/{1}/*", args.artifacts_bucket_arn, args.model_prefix),
+                        "Resource": pulumi.Output.format(
+                            "{0}/{1}/*", args.artifacts_bucket_arn, args.sizing.model_prefix
+                        ),
                     },
                     {
                         "Sid": "DecryptThroughS3",
@@ -241,8 +234,8 @@ class InferenceService(pulumi.ComponentResource):
             ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT)],
             env=[k8s.core.v1.EnvVarArgs(name=k, value=v) for k, v in env.items()],
             resources=k8s.core.v1.ResourceRequirementsArgs(
-                requests={"cpu": args.cpu_request, "memory": args.memory_request},
-                limits={"cpu": args.cpu_limit, "memory": args.memory_limit},
+                requests={"cpu": args.sizing.cpu_request, "memory": args.sizing.memory_request},
+                limits={"cpu": args.sizing.cpu_limit, "memory": args.sizing.memory_limit},
             ),
             startup_probe=_http_probe(LIVE_PATH, period=2, failures=30),
             liveness_probe=_http_probe(LIVE_PATH, period=10, failures=3),
@@ -268,11 +261,11 @@ class InferenceService(pulumi.ComponentResource):
                 scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
                     api_version="apps/v1", kind="Deployment", name=deployment.metadata.name
                 ),
-                min_replicas=args.min_replicas,
-                max_replicas=args.max_replicas,
+                min_replicas=args.sizing.min_replicas,
+                max_replicas=args.sizing.max_replicas,
                 metrics=[
-                    _utilisation("cpu", args.target_cpu_percent),
-                    _utilisation("memory", args.target_memory_percent),
+                    _utilisation("cpu", args.sizing.target_cpu_percent),
+                    _utilisation("memory", args.sizing.target_memory_percent),
                 ],
             ),
             opts=opts,
@@ -300,8 +293,8 @@ class InferenceService(pulumi.ComponentResource):
                 "routing.http.drop_invalid_header_fields.enabled=true"
             ),
         }
-        if args.certificate_arn:
-            annotations["alb.ingress.kubernetes.io/certificate-arn"] = args.certificate_arn
+        if args.sizing.certificate_arn:
+            annotations["alb.ingress.kubernetes.io/certificate-arn"] = args.sizing.certificate_arn
         backend = k8s.networking.v1.IngressBackendArgs(
             service=k8s.networking.v1.IngressServiceBackendArgs(
                 name=service.metadata.name,
@@ -309,7 +302,7 @@ class InferenceService(pulumi.ComponentResource):
             )
         )
         rule = k8s.networking.v1.IngressRuleArgs(
-            host=args.hostname or None,
+            host=args.sizing.hostname or None,
             http=k8s.networking.v1.HTTPIngressRuleValueArgs(
                 paths=[k8s.networking.v1.HTTPIngressPathArgs(path=PUBLIC_PATH, path_type="Prefix", backend=backend)]
             ),
@@ -319,7 +312,7 @@ class InferenceService(pulumi.ComponentResource):
             metadata=self._meta(annotations=annotations),
             spec=k8s.networking.v1.IngressSpecArgs(
                 ingress_class_name="alb",
-                tls=[k8s.networking.v1.IngressTLSArgs(hosts=[args.hostname])] if args.hostname else None,
+                tls=[k8s.networking.v1.IngressTLSArgs(hosts=[args.sizing.hostname])] if args.sizing.hostname else None,
                 rules=[rule],
             ),
             opts=opts,

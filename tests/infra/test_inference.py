@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from infra.config import InferenceConfig
 from infra.inference import API_KEYS_FILE, PORT, InferenceService, InferenceServiceArgs
 
 from .helpers import build, policy_of, statements
@@ -25,11 +26,10 @@ def run():
         oidc_provider_arn=f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}",
         oidc_issuer=ISSUER,
         api_keys="key-one,key-two",
-        namespace="serving",
-        model_prefix="models/champion",
-        min_replicas=2,
-        max_replicas=5,
-        hostname="api.example.com",
+        sizing=InferenceConfig(
+            namespace="serving", model_prefix="models/champion", min_replicas=2, max_replicas=5,
+            hostname="api.example.com",
+        ),
     )
     return build(lambda: InferenceService("svc", args))
 
