@@ -12,7 +12,6 @@ truncated artifact is refused, and it loads only non-executable formats.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from ml.checksums import sha256_file
 from ml.families import FAMILIES, load_model, save_model
 from ml.features import BasketFeaturizer
 
@@ -29,14 +29,6 @@ MANIFEST = "bundle.json"
 
 class BundleIntegrityError(Exception):
     """A bundle file is missing or its checksum does not match the manifest."""
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 @dataclass

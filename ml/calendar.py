@@ -22,13 +22,6 @@ def week_code_of(day: dt.date) -> int:
     return (FISCAL_EPOCH_YEAR + weeks // WEEKS_PER_YEAR) * 100 + weeks % WEEKS_PER_YEAR + 1
 
 
-def week_start(week_code: int) -> dt.date:
-    """First day (a Monday) of a fiscal week code."""
-    year, week = divmod(week_code, 100)
-    weeks = (year - FISCAL_EPOCH_YEAR) * WEEKS_PER_YEAR + week - 1
-    return FISCAL_EPOCH + dt.timedelta(weeks=weeks)
-
-
 def dunnhumby_weekday(day: dt.date) -> int:
     """1 = Sunday .. 7 = Saturday."""
     return (day.weekday() + 1) % 7 + 1

@@ -26,8 +26,9 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-CHUNK = 8 * 1024 * 1024
-ZONES = ("raw", "silver", "gold", "manifests", "reports")
+from ml.checksums import sha256_file
+
+CHUNK = 8 * 1024 * 1024  # bytes copied at a time into the raw zone
 
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
@@ -74,7 +75,7 @@ class Lake:
 
     def put_raw(self, files: tuple[Path, ...]) -> RawRecord:
         """Copy the input files into raw/<hash>/ unless that content is already there."""
-        digests = {f.name: _sha256(f) for f in files}
+        digests = {f.name: sha256_file(f) for f in files}
         combined = hashlib.sha256(
             "".join(f"{name}:{digest}\n" for name, digest in sorted(digests.items())).encode()
         ).hexdigest()
@@ -129,10 +130,6 @@ class Lake:
             sink.write(json.dumps(payload, indent=2, default=str).encode())
         return self.uri(relative)
 
-    def read_json(self, relative: str) -> dict:
-        with self.fs.open_input_stream(self._path(relative)) as source:
-            return json.loads(source.read())
-
     def put_folder(self, local: Path, *parts: str) -> str:
         """Copy a local folder (e.g. a fitted transformer) into the lake."""
         for file in sorted(p for p in local.rglob("*") if p.is_file()):
@@ -142,23 +139,3 @@ class Lake:
                 sink.write(source.read())
         return self.uri(*parts)
 
-    def get_folder(self, local: Path, *parts: str) -> Path:
-        """Copy a lake folder to a local one (what SageMaker does for a channel)."""
-        base = self._path(*parts)
-        selector = pafs.FileSelector(base, recursive=True)
-        for info in self.fs.get_file_info(selector):
-            if info.type != pafs.FileType.File:
-                continue
-            target = local / info.path[len(base):].lstrip("/")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with self.fs.open_input_stream(info.path) as source:
-                target.write_bytes(source.read())
-        return local
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
