@@ -59,3 +59,31 @@ def rollback() -> None:
         print_error(exc)
         raise typer.Exit(1) from exc
     console.print(f"champion -> version {version} (rolled back)")
+
+
+@app.command()
+def publish(
+    to: str = typer.Option(..., "--to", help="where the service reads its model: a folder or s3://bucket/prefix"),
+    version: str = typer.Option(None, help="registered version to publish [default: the champion]"),
+    model_data: str = typer.Option(
+        None, help="publish this instead: a bundle folder, or SageMaker's model.tar.gz (local or s3://)"
+    ),
+) -> None:
+    """Copy a verified model bundle to RETAIL_MODEL_URI's location; the service reloads it."""
+    import tempfile
+    from pathlib import Path
+
+    from ml.bundle import BundleIntegrityError
+    from ml.publish import fetch_model_data, publish_bundle
+
+    if version and model_data:
+        print_error("give --version or --model-data, not both")
+        raise typer.Exit(2)
+    with tempfile.TemporaryDirectory(prefix="retail-publish-") as scratch:
+        try:
+            bundle = fetch_model_data(model_data, Path(scratch)) if model_data else _registry().download(version)
+            digest = publish_bundle(bundle, to)
+        except (BundleIntegrityError, FileNotFoundError, LookupError, ValueError) as exc:
+            print_error(exc)
+            raise typer.Exit(1) from exc
+    console.print(f"published bundle sha256:{digest[:12]} to {to}")

@@ -84,10 +84,7 @@ class Lake:
             target = self._path(folder, f.name)
             info = self.fs.get_file_info(target)
             if info.type == pafs.FileType.NotFound or info.size != f.stat().st_size:
-                self._ensure_dir(target)
-                with f.open("rb") as source, self.fs.open_output_stream(target) as sink:
-                    while chunk := source.read(CHUNK):
-                        sink.write(chunk)
+                self.put_file(f, folder, f.name)
         self.write_json(join(folder, "_source.json"), {"sha256": combined, "files": digests})
         return RawRecord(
             sha256=combined,
@@ -130,12 +127,17 @@ class Lake:
             sink.write(json.dumps(payload, indent=2, default=str).encode())
         return self.uri(relative)
 
+    def put_file(self, local: Path, *parts: str) -> str:
+        target = self._path(*parts)
+        self._ensure_dir(target)
+        with local.open("rb") as source, self.fs.open_output_stream(target) as sink:
+            while chunk := source.read(CHUNK):
+                sink.write(chunk)
+        return self.uri(*parts)
+
     def put_folder(self, local: Path, *parts: str) -> str:
         """Copy a local folder (e.g. a fitted transformer) into the lake."""
         for file in sorted(p for p in local.rglob("*") if p.is_file()):
-            target = self._path(*parts, file.relative_to(local).as_posix())
-            self._ensure_dir(target)
-            with file.open("rb") as source, self.fs.open_output_stream(target) as sink:
-                sink.write(source.read())
+            self.put_file(file, *parts, file.relative_to(local).as_posix())
         return self.uri(*parts)
 
