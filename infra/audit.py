@@ -25,7 +25,11 @@ class AuditTrail(pulumi.ComponentResource):
 
     Log files are SSE-KMS encrypted with the logs key and land in a SecureBucket with
     object lock (GOVERNANCE, `object_lock_days`) whose policy admits only this trail's
-    writes; files expire after `retention_days`.
+    writes; files expire after `retention_days`. The trail waits for the bucket policy
+    (CloudTrail checks it on creation). A destroy stops the trail but keeps the bucket
+    (`retain_on_delete`): audit logs outlive the stack, and a locked, non-empty bucket
+    could not be deleted anyway. Stacks that must leave nothing behind (ephemeral ones)
+    have no trail of their own (`retail:audit.trail: false`).
     """
 
     trail_arn: pulumi.Output[str]
@@ -45,6 +49,7 @@ class AuditTrail(pulumi.ComponentResource):
                 expiration_days=args.retention_days,
                 object_lock_days=args.object_lock_days,
                 extra_policy_statements=lambda arn: _cloudtrail_writes(arn, trail_arn, args.account_id),
+                retain_on_delete=True,
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )

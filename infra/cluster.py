@@ -1,4 +1,4 @@
-"""The EKS cluster (pulumi-eks), its managed node groups and its Kubernetes provider."""
+"""The EKS cluster (pulumi-eks), its managed node groups, API access and admins."""
 
 from __future__ import annotations
 
@@ -8,17 +8,20 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 import pulumi_eks as eks
-import pulumi_kubernetes as k8s
 
 from infra.config import NodeGroupConfig
 from infra.iam import ec2_trust_policy
 
+ADMIN_POLICY = "arn:aws:eks::aws:cluster-access-policy/AmazonEKSClusterAdminPolicy"
 CONTROL_PLANE_LOG_TYPES = ("api", "audit", "authenticator", "controllerManager", "scheduler")
 NODE_POLICIES = (
     "AmazonEKSWorkerNodePolicy",
     "AmazonEKS_CNI_Policy",
     "AmazonEC2ContainerRegistryPullOnly",
 )
+NODE_ADDONS = ("coredns", "metrics-server")
+"""EKS add-ons whose pods need nodes, so they are created after the node groups. pulumi-eks installs
+vpc-cni and kube-proxy itself, but not coredns when there is no default node group."""
 SERVICE_WORKLOAD = "inference"
 BATCH_WORKLOAD = "batch"
 WORKLOAD_LABEL = "retail.io/workload"
@@ -36,26 +39,32 @@ class ClusterArgs:
     log_retention_days: int
     version: str = "1.33"
     public_access_cidrs: Sequence[str] = ()
+    private_access_cidrs: Sequence[str] = ()
+    admin_principal_arns: Sequence[str] = ()
     service_nodes: NodeGroupConfig = field(default_factory=NodeGroupConfig)
     batch_nodes: NodeGroupConfig = field(default_factory=lambda: NodeGroupConfig(min_size=0, desired_size=0, spot=True))
 
 
 class Cluster(pulumi.ComponentResource):
-    """An EKS cluster reachable privately, and publicly only from `public_access_cidrs`.
+    """An EKS cluster reachable privately (from `private_access_cidrs`), and publicly only from `public_access_cidrs`.
 
-    Kubernetes secrets are envelope-encrypted with the cluster key; all five control
+    `admin_principal_arns` (e.g. the CI deploy role) get cluster-admin through EKS access
+    entries, beside the creator. The VPC CNI enforces Kubernetes NetworkPolicies. Kubernetes secrets are envelope-encrypted with the cluster key; all five control
     plane log types go to a pre-created, KMS-encrypted log group with retention; an IAM
     OIDC provider enables IRSA. No default node group: a managed group for the service
     (label `retail.io/workload=inference`) and a tainted one for batch jobs, both in
     private subnets with IMDSv2, and spot capacity where the node group config says so.
-    The metrics-server add-on feeds the HorizontalPodAutoscaler.
+    Node groups wait for their role's policy attachments, so a destroy removes the
+    policies only after the nodes. CoreDNS and metrics-server (which feeds the
+    HorizontalPodAutoscaler) are EKS add-ons created once there are nodes to run them.
     """
 
     cluster_name: str
     kubeconfig: pulumi.Output[str]
     oidc_provider_arn: pulumi.Output[str]
     oidc_issuer: pulumi.Output[str]
-    provider: k8s.Provider
+    service_node_labels: dict[str, str]
+    """Labels of the nodes the inference service is scheduled on."""
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("retail:infra:Cluster", name, None, opts)
@@ -82,6 +91,7 @@ class Cluster(pulumi.ComponentResource):
             enabled_cluster_log_types=list(CONTROL_PLANE_LOG_TYPES),
             create_oidc_provider=True,
             authentication_mode=eks.AuthenticationMode.API,
+            vpc_cni_options=eks.VpcCniOptionsArgs(enable_network_policy=True),
             skip_default_node_group=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
         )
@@ -89,34 +99,66 @@ class Cluster(pulumi.ComponentResource):
             self._node_group(SERVICE_WORKLOAD, args.service_nodes, args, taint=False),
             self._node_group(BATCH_WORKLOAD, args.batch_nodes, args, taint=True),
         ]
-        aws.eks.Addon(
-            f"{name}-metrics-server",
-            cluster_name=args.cluster_name,
-            addon_name="metrics-server",
-            opts=pulumi.ResourceOptions(parent=self, depends_on=node_groups),
-        )
+        for addon in NODE_ADDONS:
+            aws.eks.Addon(
+                f"{name}-{addon}",
+                cluster_name=args.cluster_name,
+                addon_name=addon,
+                opts=pulumi.ResourceOptions(parent=self, depends_on=node_groups),
+            )
+        self._private_access(args)
+        self._admins(args)
         self.cluster_name = args.cluster_name
         self.kubeconfig = pulumi.Output.secret(self.eks_cluster.kubeconfig_json)
         self.oidc_provider_arn = self.eks_cluster.oidc_provider_arn
         self.oidc_issuer = self.eks_cluster.oidc_issuer
-        self.provider = k8s.Provider(
-            f"{name}-k8s",
-            kubeconfig=self.kubeconfig,
-            opts=pulumi.ResourceOptions(parent=self),
-        )
+        self.service_node_labels = {WORKLOAD_LABEL: SERVICE_WORKLOAD}
         self.register_outputs(
             {
                 "cluster_name": self.cluster_name,
                 "kubeconfig": self.kubeconfig,
                 "oidc_provider_arn": self.oidc_provider_arn,
                 "oidc_issuer": self.oidc_issuer,
+                "service_node_labels": self.service_node_labels,
             }
         )
+
+    def _private_access(self, args: ClusterArgs) -> None:
+        """HTTPS to the private API endpoint from each of `private_access_cidrs` (nodes are admitted by EKS)."""
+        for i, cidr in enumerate(args.private_access_cidrs):
+            aws.vpc.SecurityGroupIngressRule(
+                f"{self._name}-api-from-{i}",
+                security_group_id=self.eks_cluster.cluster_security_group_id,
+                cidr_ipv4=cidr,
+                ip_protocol="tcp",
+                from_port=443,
+                to_port=443,
+                description=f"Kubernetes API from deployer network {cidr}",
+                opts=pulumi.ResourceOptions(parent=self),
+            )
+
+    def _admins(self, args: ClusterArgs) -> None:
+        for i, principal in enumerate(args.admin_principal_arns):
+            entry = aws.eks.AccessEntry(
+                f"{self._name}-admin-{i}",
+                cluster_name=args.cluster_name,
+                principal_arn=principal,
+                type="STANDARD",
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.eks_cluster]),
+            )
+            aws.eks.AccessPolicyAssociation(
+                f"{self._name}-admin-{i}-policy",
+                cluster_name=args.cluster_name,
+                principal_arn=entry.principal_arn,
+                policy_arn=ADMIN_POLICY,
+                access_scope={"type": "cluster"},
+                opts=pulumi.ResourceOptions(parent=self),
+            )
 
     def _node_group(
         self, workload: str, nodes: NodeGroupConfig, args: ClusterArgs, *, taint: bool
     ) -> eks.ManagedNodeGroup:
-        role = self._node_role(workload)
+        role, attachments = self._node_role(workload)
         return eks.ManagedNodeGroup(
             f"{self._name}-{workload}-nodes",
             cluster=self.eks_cluster,
@@ -134,20 +176,22 @@ class Cluster(pulumi.ComponentResource):
             taints=([{"key": WORKLOAD_LABEL, "value": workload, "effect": "NO_SCHEDULE"}] if taint else None),
             enable_imd_sv2=True,
             ignore_scaling_changes=True,
-            opts=pulumi.ResourceOptions(parent=self.eks_cluster),
+            opts=pulumi.ResourceOptions(parent=self.eks_cluster, depends_on=attachments),
         )
 
-    def _node_role(self, workload: str) -> aws.iam.Role:
+    def _node_role(self, workload: str) -> tuple[aws.iam.Role, list[aws.iam.RolePolicyAttachment]]:
         role = aws.iam.Role(
             f"{self._name}-{workload}-node-role",
             assume_role_policy=ec2_trust_policy(),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        for policy in NODE_POLICIES:
+        attachments = [
             aws.iam.RolePolicyAttachment(
                 f"{self._name}-{workload}-{policy}",
                 role=role.name,
                 policy_arn=f"arn:aws:iam::aws:policy/{policy}",
                 opts=pulumi.ResourceOptions(parent=self),
             )
-        return role
+            for policy in NODE_POLICIES
+        ]
+        return role, attachments

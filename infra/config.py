@@ -1,132 +1,212 @@
-"""The stack's configuration as one typed object, and the only place config is read.
+"""The stacks' configuration as typed objects, and the only place config is read.
 
-`load_config()` reads the running stack's config through `pulumi.Config`, so the same
-code serves `pulumi up` and the offline preview. `read_stack_file()` turns a
-`Pulumi.<stack>.yaml` file into the flat `namespace:key -> string` map the Pulumi CLI
-hands a program, so an offline run can install it with `pulumi.runtime.set_all_config`.
+Two Pulumi projects read config here:
 
-Structured values (`retail:network`, `retail:cluster`, ...) use camelCase keys in YAML;
-every field has a secure, cost-aware default, so a stack only states what differs.
+- the platform (`Pulumi.yaml` at the repository root, `Pulumi.<stack>.yaml`): network,
+  keys, audit, lake, registries, observability, the EKS cluster and SageMaker;
+- the service (`service/Pulumi.yaml`, `service/Pulumi.<stack>.yaml`): what runs on the
+  cluster (load balancer controller, log shipping, the inference API), joined to the
+  platform through a StackReference.
+
+`load_platform_config()` and `load_service_config()` read the running stack's config
+through `pulumi.Config`, so the same code serves `pulumi up` and the offline preview.
+Structured values (`retail:network`, `retail:cluster`, ...) use camelCase keys in YAML
+and are validated by pydantic models: an unknown key, a value of the wrong type or a
+combination that cannot deploy is an error naming the key. Every field has a secure,
+cost-aware default, so a stack only states what differs.
+
+`read_stack_file()` turns a `Pulumi.<stack>.yaml` file into the flat
+`namespace:key -> string` map the Pulumi CLI hands a program, so an offline run can
+install it with `pulumi.runtime.set_all_config`.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import ipaddress
 import json
 import re
-import typing
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pulumi
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.alias_generators import to_camel
 
 NAMESPACE = "retail"
-SECRET_KEYS = ("apiKeys",)
-"""Config keys that must be set with `pulumi config set --secret` before a deploy."""
+PLATFORM_PROJECT = "retail-mlops"
+SERVICE_PROJECT = "retail-mlops-service"
+SERVICE_DIR = "service"
+"""The service project's folder, relative to the platform project's."""
+
+IMAGE_DIGEST = re.compile(r"^[a-z0-9][a-z0-9.\-]*(:[0-9]+)?(/[a-z0-9._\-]+)+@sha256:[0-9a-f]{64}$")
+MODEL_PACKAGE_ARN = re.compile(r"^arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]+:\d{12}:model-package/[A-Za-z0-9\-]+/\d+$")
+DEPLOY_TIME_KEYS = {
+    f"{NAMESPACE}:image": "the inference image as <repository>@sha256:<digest>, the digest CI (or `retail infra up`) pushed",
+    f"{NAMESPACE}:modelPackageArn": "the approved SageMaker model package version the service serves",
+}
+"""Service config set at deploy time, not in the stack file: `retail infra up` and CI pass them."""
 
 
-@dataclass(frozen=True)
-class NetworkConfig:
+class Section(BaseModel):
+    """A config section: camelCase keys in YAML, unknown keys refused, immutable once read."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+
+class NetworkConfig(Section):
     cidr: str = "10.40.0.0/16"
-    az_count: int = 2
+    az_count: int = Field(2, ge=2, le=3)
     nat_per_az: bool = False
     """False: one NAT gateway shared by all AZs (cheap); True: one per AZ (survives an AZ loss)."""
 
+    @field_validator("cidr")
+    @classmethod
+    def _is_network(cls, value: str) -> str:
+        ipaddress.ip_network(value)
+        return value
 
-@dataclass(frozen=True)
-class EncryptionConfig:
-    key_deletion_window_days: int = 30
+
+class EncryptionConfig(Section):
+    key_deletion_window_days: int = Field(30, ge=7, le=30)
 
 
-@dataclass(frozen=True)
-class DataLakeConfig:
-    intelligent_tiering_after_days: int = 0
-    noncurrent_version_expiry_days: int = 90
+class DataLakeConfig(Section):
+    intelligent_tiering_after_days: int = Field(0, ge=0)
+    noncurrent_version_expiry_days: int = Field(90, ge=1)
     force_destroy: bool = False
     """True lets `pulumi destroy` empty the buckets; keep False wherever data matters."""
 
 
-@dataclass(frozen=True)
-class AuditConfig:
-    retention_days: int = 365
-    object_lock_days: int = 90
+class AuditConfig(Section):
+    trail: bool = True
+    """False: the stack relies on an existing multi-region trail of the account (ephemeral stacks)."""
+    retention_days: int = Field(365, ge=1)
+    object_lock_days: int | None = Field(90, ge=1)
+    """Days each log file is write-once (GOVERNANCE); None: no object lock."""
 
 
-@dataclass(frozen=True)
-class RegistryConfig:
+class RegistryConfig(Section):
     repositories: tuple[str, ...] = ("inference", "training")
-    keep_tagged_images: int = 30
-    untagged_expiry_days: int = 7
+    keep_tagged_images: int = Field(30, ge=1)
+    untagged_expiry_days: int = Field(7, ge=1)
+    force_delete: bool = False
+    """True lets `pulumi destroy` delete repositories that still hold images."""
 
 
-@dataclass(frozen=True)
-class NodeGroupConfig:
+class NodeGroupConfig(Section):
     instance_types: tuple[str, ...] = ("m6i.large",)
-    min_size: int = 1
-    desired_size: int = 2
-    max_size: int = 4
+    min_size: int = Field(1, ge=0)
+    desired_size: int = Field(2, ge=0)
+    max_size: int = Field(4, ge=1)
     spot: bool = False
-    disk_size_gb: int = 50
+    disk_size_gb: int = Field(50, ge=20)
+
+    @model_validator(mode="after")
+    def _sizes_are_ordered(self) -> NodeGroupConfig:
+        if not self.min_size <= self.desired_size <= self.max_size:
+            raise ValueError(f"need minSize <= desiredSize <= maxSize, got {self.min_size}, "
+                             f"{self.desired_size}, {self.max_size}")
+        return self
 
 
-@dataclass(frozen=True)
-class ClusterConfig:
+class ClusterConfig(Section):
     version: str = "1.33"
     public_access_cidrs: tuple[str, ...] = ()
-    """Empty: the API endpoint is private only (reach it through the VPC)."""
-    service_nodes: NodeGroupConfig = field(default_factory=NodeGroupConfig)
-    batch_nodes: NodeGroupConfig = field(default_factory=lambda: NodeGroupConfig(min_size=0, desired_size=0, spot=True))
+    """Where the public API endpoint answers from; empty: no public endpoint."""
+    private_access_cidrs: tuple[str, ...] = ()
+    """Networks (inside the VPC or connected to it) from which deployers reach the private endpoint."""
+    admin_principal_arns: tuple[str, ...] = ()
+    """IAM roles/users (e.g. the CI deploy role) given cluster-admin through EKS access entries."""
+    service_nodes: NodeGroupConfig = NodeGroupConfig()
+    batch_nodes: NodeGroupConfig = NodeGroupConfig(min_size=0, desired_size=0, spot=True)
+
+    @field_validator("public_access_cidrs", "private_access_cidrs")
+    @classmethod
+    def _are_networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for cidr in value:
+            ipaddress.ip_network(cidr)
+        return value
+
+    @model_validator(mode="after")
+    def _api_is_reachable(self) -> ClusterConfig:
+        if not self.public_access_cidrs and not self.private_access_cidrs:
+            raise ValueError(
+                "the Kubernetes API would be reachable from nowhere the deploy runs: list the deployer's "
+                "networks in publicAccessCidrs (public endpoint) or privateAccessCidrs (private endpoint)"
+            )
+        return self
 
 
-@dataclass(frozen=True)
-class InferenceConfig:
-    image_tag: str = "latest"
-    namespace: str = "retail-inference"
-    min_replicas: int = 2
-    max_replicas: int = 6
-    cpu_request: str = "500m"
-    cpu_limit: str = "1"
-    memory_request: str = "512Mi"
-    memory_limit: str = "1Gi"
-    target_cpu_percent: int = 70
-    target_memory_percent: int = 80
-    hostname: str = ""
-    certificate_arn: str = ""
-    """Empty: the load balancer controller discovers the ACM certificate from `hostname`."""
-    model_prefix: str = "models/price-sensitivity/champion"
-
-
-@dataclass(frozen=True)
-class ObservabilityConfig:
-    log_retention_days: int = 30
-    latency_p95_threshold_ms: int = 200
-    error_rate_threshold_percent: float = 1.0
-    drift_threshold: float = 0.2
-    monthly_budget_usd: int = 500
+class ObservabilityConfig(Section):
+    log_retention_days: int = Field(30, ge=1)
+    latency_p95_threshold_ms: int = Field(200, ge=1)
+    error_rate_threshold_percent: float = Field(1.0, gt=0)
+    drift_threshold: float = Field(0.2, gt=0)
+    heartbeat_missing_breaches: bool = True
+    """True: the heartbeat alarm fires when the service sends nothing (a dead service is not green)."""
+    monthly_budget_usd: int = Field(500, ge=1)
     budget_alert_percents: tuple[int, ...] = (80, 100)
     alert_emails: tuple[str, ...] = ()
 
 
-@dataclass(frozen=True)
-class StackConfig:
-    """Everything a stack decides; components receive slices of it through their Args."""
+class InferenceConfig(Section):
+    """How the inference API runs on the cluster: the service stack's `retail:inference`."""
+
+    namespace: str = "retail-inference"
+    min_replicas: int = Field(2, ge=1)
+    max_replicas: int = Field(6, ge=1)
+    cpu_request: str = "500m"
+    cpu_limit: str = "1"
+    memory_request: str = "512Mi"
+    memory_limit: str = "1Gi"
+    target_cpu_percent: int = Field(70, ge=1, le=100)
+    target_memory_percent: int = Field(80, ge=1, le=100)
+    hostname: str = ""
+    """Custom domain of the API; empty: the load balancer's own DNS name over HTTP (dev, ephemeral)."""
+    certificate_arn: str = ""
+    """ACM certificate for `hostname`, when the domain's DNS is managed elsewhere."""
+    hosted_zone_id: str = ""
+    """Route 53 zone of `hostname`: the stack creates and validates the certificate and the alias record."""
+    allowed_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
+    """Who may reach the load balancer (its security group's inbound CIDRs)."""
+
+    @model_validator(mode="after")
+    def _tls_needs_a_certificate(self) -> InferenceConfig:
+        if self.hostname and not (self.certificate_arn or self.hosted_zone_id):
+            raise ValueError(f"hostname {self.hostname!r} needs a certificate: set certificateArn (ACM) or "
+                             "hostedZoneId (the stack then issues one), or leave hostname empty")
+        if not self.min_replicas <= self.max_replicas:
+            raise ValueError(f"minReplicas {self.min_replicas} exceeds maxReplicas {self.max_replicas}")
+        return self
+
+
+class AddonsConfig(Section):
+    """Cluster add-ons the service stack installs with Helm (versions pinned; see infra/addons.py)."""
+
+    load_balancer_controller_chart: str = "1.14.0"
+    fluent_bit_chart: str = "0.1.35"
+
+
+class PlatformConfig(BaseModel):
+    """Everything the platform stack decides; components receive slices of it through their Args."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
     project: str
     environment: str
     region: str
     owner: str
     cost_center: str
-    api_keys: pulumi.Input[str]
-    network: NetworkConfig = field(default_factory=NetworkConfig)
-    encryption: EncryptionConfig = field(default_factory=EncryptionConfig)
-    data_lake: DataLakeConfig = field(default_factory=DataLakeConfig)
-    audit: AuditConfig = field(default_factory=AuditConfig)
-    registry: RegistryConfig = field(default_factory=RegistryConfig)
-    cluster: ClusterConfig = field(default_factory=ClusterConfig)
-    inference: InferenceConfig = field(default_factory=InferenceConfig)
-    observability: ObservabilityConfig = field(default_factory=ObservabilityConfig)
+    network: NetworkConfig = NetworkConfig()
+    encryption: EncryptionConfig = EncryptionConfig()
+    data_lake: DataLakeConfig = DataLakeConfig()
+    audit: AuditConfig = AuditConfig()
+    registry: RegistryConfig = RegistryConfig()
+    cluster: ClusterConfig
+    """No default: every stack decides from where its Kubernetes API is reached."""
+    observability: ObservabilityConfig = ObservabilityConfig()
 
     @property
     def name_prefix(self) -> str:
@@ -139,64 +219,145 @@ class StackConfig:
 
     @property
     def default_tags(self) -> dict[str, str]:
-        return {
-            "project": self.project,
-            "environment": self.environment,
-            "owner": self.owner,
-            "cost-center": self.cost_center,
-            "managed-by": "pulumi",
-        }
+        return _tags(self.project, self.environment, self.owner, self.cost_center)
 
 
-_SECTIONS = {
+class ServiceConfig(BaseModel):
+    """Everything the service stack decides, plus the release it deploys (image digest, model package)."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    project: str
+    environment: str
+    region: str
+    owner: str
+    cost_center: str
+    platform_stack: str
+    """The platform stack's fully qualified name, `<organization>/retail-mlops/<stack>`."""
+    image: str
+    model_package_arn: str
+    api_keys: Any = None
+    """Extra client keys (a secret Output, comma-separated), beside the stack's generated deploy key."""
+    inference: InferenceConfig = InferenceConfig()
+    addons: AddonsConfig = AddonsConfig()
+
+    @field_validator("image")
+    @classmethod
+    def _image_is_a_digest(cls, value: str) -> str:
+        if not IMAGE_DIGEST.match(value):
+            raise ValueError(f"retail:image must be <repository>@sha256:<64 hex digits> (the digest CI pushed), "
+                             f"got {value!r}")
+        return value
+
+    @field_validator("model_package_arn")
+    @classmethod
+    def _package_is_an_arn(cls, value: str) -> str:
+        if not MODEL_PACKAGE_ARN.match(value):
+            raise ValueError("retail:modelPackageArn must be a versioned SageMaker model package ARN "
+                             f"(arn:aws:sagemaker:<region>:<account>:model-package/<group>/<version>), got {value!r}")
+        return value
+
+    @property
+    def name_prefix(self) -> str:
+        return f"retail-{self.environment}"
+
+    @property
+    def default_tags(self) -> dict[str, str]:
+        return _tags(self.project, self.environment, self.owner, self.cost_center)
+
+
+def _tags(project: str, environment: str, owner: str, cost_center: str) -> dict[str, str]:
+    return {
+        "project": project,
+        "environment": environment,
+        "owner": owner,
+        "cost-center": cost_center,
+        "managed-by": "pulumi",
+    }
+
+
+_PLATFORM_SECTIONS: dict[str, type[Section]] = {
     "network": NetworkConfig,
     "encryption": EncryptionConfig,
     "dataLake": DataLakeConfig,
     "audit": AuditConfig,
     "registry": RegistryConfig,
     "cluster": ClusterConfig,
-    "inference": InferenceConfig,
     "observability": ObservabilityConfig,
 }
+_SERVICE_SECTIONS: dict[str, type[Section]] = {"inference": InferenceConfig, "addons": AddonsConfig}
 
 
-def load_config() -> StackConfig:
-    """Read the running stack's config (real engine or mock runtime) into a StackConfig."""
+def load_platform_config() -> PlatformConfig:
+    """Read the running platform stack's config (real engine or mock runtime)."""
     retail = pulumi.Config(NAMESPACE)
-    sections = {
-        _snake(key): parse_section(cls, retail.get_object(key) or {}, f"{NAMESPACE}:{key}")
-        for key, cls in _SECTIONS.items()
-    }
-    return StackConfig(
+    return PlatformConfig(
         project=pulumi.get_project(),
         environment=pulumi.get_stack(),
         region=pulumi.Config("aws").require("region"),
         owner=retail.require("owner"),
         cost_center=retail.require("costCenter"),
-        api_keys=retail.require_secret("apiKeys"),
-        **sections,
+        **_sections(retail, _PLATFORM_SECTIONS),
     )
 
 
-def parse_section(cls: type, raw: dict[str, Any], where: str) -> Any:
-    """Build config dataclass `cls` from a camelCase mapping, rejecting unknown keys."""
+def load_service_config() -> ServiceConfig:
+    """Read the running service stack's config; the platform stack defaults to the same stack name."""
+    retail = pulumi.Config(NAMESPACE)
+    stack = pulumi.get_stack()
+    platform_stack = retail.get("platformStack") or f"{pulumi.get_organization()}/{PLATFORM_PROJECT}/{stack}"
+    try:
+        return ServiceConfig(
+            project=pulumi.get_project(),
+            environment=stack,
+            region=pulumi.Config("aws").require("region"),
+            owner=retail.require("owner"),
+            cost_center=retail.require("costCenter"),
+            platform_stack=platform_stack,
+            image=_deploy_time(retail, "image"),
+            model_package_arn=_deploy_time(retail, "modelPackageArn"),
+            api_keys=retail.get_secret("apiKeys"),
+            **_sections(retail, _SERVICE_SECTIONS),
+        )
+    except ValidationError as error:
+        raise ValueError(_describe(error, NAMESPACE)) from None
+
+
+def _deploy_time(retail: pulumi.Config, key: str) -> str:
+    value = retail.get(key)
+    if not value:
+        raise ValueError(
+            f"{NAMESPACE}:{key} is not set: {DEPLOY_TIME_KEYS[f'{NAMESPACE}:{key}']}. "
+            f"`retail infra up --stack {pulumi.get_stack()}` sets it, or `pulumi config set {NAMESPACE}:{key} ...`"
+        )
+    return value
+
+
+def _sections(config: pulumi.Config, sections: dict[str, type[Section]]) -> dict[str, Section]:
+    return {
+        _snake(key): parse_section(cls, config.get_object(key) or {}, f"{NAMESPACE}:{key}")
+        for key, cls in sections.items()
+    }
+
+
+def parse_section(cls: type[Section], raw: Any, where: str) -> Any:
+    """Build `cls` from a camelCase mapping; a bad key, type or value is a ValueError naming it."""
     if not isinstance(raw, dict):
         raise ValueError(f"{where} must be a mapping, got {type(raw).__name__}: {raw!r}")
-    hints = typing.get_type_hints(cls)
-    known = {_camel(f.name): f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(known)}")
-    values = {}
-    for camel, value in raw.items():
-        name = known[camel]
-        hint = hints[name]
-        if dataclasses.is_dataclass(hint):
-            value = parse_section(hint, value, f"{where}.{camel}")
-        elif typing.get_origin(hint) is tuple:
-            value = tuple(value)
-        values[name] = value
-    return cls(**values)
+    try:
+        return cls.model_validate(raw)
+    except ValidationError as error:
+        raise ValueError(_describe(error, where)) from None
+
+
+def _describe(error: ValidationError, where: str) -> str:
+    problems = []
+    for item in error.errors():
+        path = ".".join(str(part) for part in item["loc"])
+        location = f"{where}.{path}" if path else where
+        value = f" (got {item['input']!r})" if item["type"] not in {"missing", "value_error"} else ""
+        problems.append(f"{location}: {item['msg']}{value}")
+    return "; ".join(problems)
 
 
 @dataclass(frozen=True)
@@ -214,7 +375,7 @@ def read_stack_file(project_dir: Path, stack: str) -> StackFile:
 
     Keys without a namespace get the project's, structured values become JSON strings
     and scalars strings, as the CLI does. Encrypted (`secure:`) values cannot be read
-    offline and are left out; `SECRET_KEYS` lists what a deploy must set.
+    offline and are left out (listed in `secret_keys`).
     """
     project_file = project_dir / "Pulumi.yaml"
     stack_file = project_dir / f"Pulumi.{stack}.yaml"
@@ -244,10 +405,6 @@ def _config_string(value: Any) -> str:
     return json.dumps(value)
 
 
-def _camel(snake: str) -> str:
-    head, *rest = snake.split("_")
-    return head + "".join(part.title() for part in rest)
-
-
 def _snake(camel: str) -> str:
     return re.sub(r"(?<!^)([A-Z])", r"_\1", camel).lower()
+

@@ -15,6 +15,8 @@ class EncryptionArgs:
     account_id: pulumi.Input[str]
     region: str
     deletion_window_days: int = 30
+    trail_name: str | None = None
+    """The stack's CloudTrail trail, whose writes the logs key admits; None: the stack has no trail."""
 
 
 class Encryption(pulumi.ComponentResource):
@@ -79,20 +81,21 @@ class Encryption(pulumi.ComponentResource):
         return key
 
     def _log_services(self) -> list[Statement]:
+        """Key policy statements for the services that encrypt with the logs key, as their docs state them.
+
+        CloudWatch Logs: https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html
+        CloudTrail: https://docs.aws.amazon.com/awscloudtrail/latest/userguide/create-kms-key-policy-for-cloudtrail.html
+        SNS topics that CloudWatch alarms, EventBridge and Budgets publish to:
+        https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html (EventBridge supports no source
+        condition on this statement) and the Budgets guide's budgets-sns-policy page.
+        """
         account, region = self._args.account_id, self._args.region
-        use = [
-            "kms:Encrypt*",
-            "kms:Decrypt*",
-            "kms:ReEncrypt*",
-            "kms:GenerateDataKey*",
-            "kms:Describe*",
-        ]
-        return [
+        statements: list[Statement] = [
             {
                 "Sid": "CloudWatchLogsUseKey",
                 "Effect": "Allow",
                 "Principal": {"Service": f"logs.{region}.amazonaws.com"},
-                "Action": use,
+                "Action": ["kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*"],
                 "Resource": "*",
                 "Condition": {
                     "ArnLike": {
@@ -103,31 +106,59 @@ class Encryption(pulumi.ComponentResource):
                 },
             },
             {
+                "Sid": "AlarmsAndBudgetsPublishToEncryptedTopic",
+                "Effect": "Allow",
+                "Principal": {"Service": ["cloudwatch.amazonaws.com", "budgets.amazonaws.com"]},
+                "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
+                "Resource": "*",
+                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+            },
+            {
+                "Sid": "EventBridgePublishesToEncryptedTopic",
+                "Effect": "Allow",
+                "Principal": {"Service": "events.amazonaws.com"},
+                "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
+                "Resource": "*",
+            },
+        ]
+        if self._args.trail_name:
+            statements += self._cloudtrail(self._args.trail_name)
+        return statements
+
+    def _cloudtrail(self, trail_name: str) -> list[Statement]:
+        account, region = self._args.account_id, self._args.region
+        trail_arn = pulumi.Output.concat("arn:aws:cloudtrail:", region, ":", account, ":trail/", trail_name)
+        this_trail = {"aws:SourceArn": trail_arn}
+        return [
+            {
                 "Sid": "CloudTrailEncryptsLogs",
                 "Effect": "Allow",
                 "Principal": {"Service": "cloudtrail.amazonaws.com"},
-                "Action": ["kms:GenerateDataKey*", "kms:DescribeKey"],
+                "Action": "kms:GenerateDataKey*",
                 "Resource": "*",
                 "Condition": {
                     "StringLike": {
                         "kms:EncryptionContext:aws:cloudtrail:arn": pulumi.Output.concat(
                             "arn:aws:cloudtrail:*:", account, ":trail/*"
                         )
-                    }
+                    },
+                    "StringEquals": this_trail,
                 },
             },
             {
-                "Sid": "AlertPublishersUseKey",
+                "Sid": "CloudTrailDescribesKey",
                 "Effect": "Allow",
-                "Principal": {
-                    "Service": [
-                        "cloudwatch.amazonaws.com",
-                        "events.amazonaws.com",
-                        "budgets.amazonaws.com",
-                    ]
-                },
-                "Action": ["kms:GenerateDataKey*", "kms:Decrypt"],
+                "Principal": {"Service": "cloudtrail.amazonaws.com"},
+                "Action": "kms:DescribeKey",
                 "Resource": "*",
-                "Condition": {"StringEquals": {"aws:SourceAccount": account}},
+                "Condition": {"StringEquals": this_trail},
+            },
+            {
+                "Sid": "CloudTrailDecryptsWithBucketKey",
+                "Effect": "Allow",
+                "Principal": {"Service": "cloudtrail.amazonaws.com"},
+                "Action": "kms:Decrypt",
+                "Resource": "*",
+                "Condition": {"StringEquals": this_trail},
             },
         ]

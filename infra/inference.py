@@ -1,8 +1,9 @@
-"""The inference API on EKS: IRSA role, Secret, Deployment, Service, HPA, PDB, ALB Ingress."""
+"""The inference API on EKS: IRSA role, Secret, Deployment, Service, HPA, PDB, ALB Ingress, NetworkPolicy."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -17,7 +18,6 @@ from pulumi_kubernetes.core.v1 import (
 )
 from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
-from infra.cluster import SERVICE_WORKLOAD, WORKLOAD_LABEL
 from infra.config import InferenceConfig
 from infra.iam import irsa_trust_policy, policy_document
 
@@ -25,50 +25,76 @@ APP = "retail-inference"
 PORT = 8000
 LIVE_PATH = "/health/live"
 READY_PATH = "/health/ready"
-PUBLIC_PATH = "/v1"
-"""Only the API is routed from the load balancer; /metrics and /health stay in-cluster."""
+PUBLIC_PATHS = (("/v1", "Prefix"), (READY_PATH, "Exact"))
+"""What the load balancer routes: the API and its readiness (for smoke tests); /metrics stays in-cluster."""
 API_KEYS_DIR = "/var/run/secrets/retail"
 API_KEYS_FILE = f"{API_KEYS_DIR}/api-keys"
 RUN_AS = 10001
+DNS_PORT = 53
+HTTPS_PORT = 443
 
 
 @dataclass
 class InferenceServiceArgs:
     environment: str
     region: str
-    image: pulumi.Input[str]
-    artifacts_bucket_name: pulumi.Input[str]
-    artifacts_bucket_arn: pulumi.Input[str]
+    image: str
+    """`<repository>@sha256:<digest>`: the exact image CI pushed."""
+    model_uri: pulumi.Input[str]
+    """Serving prefix (`s3://bucket/prefix/`) the model bundle is published to."""
+    model_sha256: pulumi.Input[str]
+    """SHA-256 of the published bundle's manifest; the pods serve only that bundle."""
+    model_bucket_arn: pulumi.Input[str]
+    model_prefix: str
     data_kms_key_arn: pulumi.Input[str]
     oidc_provider_arn: pulumi.Input[str]
     oidc_issuer: pulumi.Input[str]
-    api_keys: pulumi.Input[str]
-    """Written verbatim to the mounted key file the API reads (RETAIL_API_KEYS_FILE)."""
+    node_labels: pulumi.Input[dict]
+    """Labels of the node group the pods run on."""
+    api_keys_file: pulumi.Input[str]
+    """Written verbatim to the mounted key file the API reads (RETAIL_API_KEYS_FILE), one key per line."""
+    ingress_class: pulumi.Input[str]
+    """IngressClass of the load balancer controller that turns the Ingress into an ALB."""
+    load_balancer_cidrs: pulumi.Input[Sequence[str]]
+    """Subnets the internet-facing ALB's nodes live in: the only sources the pods accept traffic from."""
+    vpc_cidr: pulumi.Input[str]
+    """Where the VPC's interface endpoints (STS, KMS, ...) answer."""
+    s3_cidrs: pulumi.Input[Sequence[str]]
+    """The region's S3 address ranges (the S3 gateway endpoint's prefix list)."""
+    controller: pulumi.Resource | None = None
+    """The load balancer controller's release: the Ingress is created after it and deleted before it."""
+    certificate_arn: pulumi.Input[str] = ""
+    """ACM certificate for `sizing.hostname`; empty: plain HTTP on the ALB's own DNS name."""
     sizing: InferenceConfig = field(default_factory=InferenceConfig)
-    """Namespace, replicas, resources, hostname: the stack's `retail:inference` config."""
+    """Namespace, replicas, resources, hostname: the service stack's `retail:inference` config."""
 
 
 class InferenceService(pulumi.ComponentResource):
-    """The API as a hardened Deployment behind an internet-facing HTTPS ALB.
+    """The API as a hardened Deployment behind an internet-facing ALB.
 
     The namespace enforces the `restricted` Pod Security Standard. Pods run as a
     non-root user with a read-only root filesystem (writable /tmp is an emptyDir), no
     capabilities and no service-account token; they assume, through IRSA, a role that
-    can only read objects under `model_prefix` in the artifacts bucket. API keys come
-    from a Secret mounted as a file. The HPA (CPU and memory) owns the replica count,
-    the rollout never removes a ready pod before its replacement is ready, and the PDB
-    keeps node drains to one pod at a time.
+    can only read objects under the model prefix in the artifacts bucket, and they serve
+    only the bundle whose manifest hash is `model_sha256`. API keys come from a Secret
+    mounted as a file. The HPA (CPU and memory) owns the replica count, the rollout never
+    removes a ready pod before its replacement is ready, and the PDB keeps node drains to
+    one pod at a time. Every request and a heartbeat become CloudWatch metrics through
+    EMF lines on stdout. A NetworkPolicy admits traffic only from the load balancer's
+    subnets and lets the pods reach only DNS, S3 and the VPC's interface endpoints.
+
+    With a hostname the ALB listens on HTTPS with `certificate_arn` (HTTP redirects to
+    it); without one it listens on HTTP and `endpoint` is its own DNS name.
     """
 
     namespace: pulumi.Output[str]
     role_arn: pulumi.Output[str]
-    model_uri: pulumi.Output[str]
-    ingress_hostname: pulumi.Output[str]
+    load_balancer_hostname: pulumi.Output[str]
+    endpoint: pulumi.Output[str]
 
     def __init__(self, name: str, args: InferenceServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("retail:infra:InferenceService", name, None, opts)
         self._name, self._args = name, args
-        self.model_uri = pulumi.Output.format("s3://{0}/{1}/", args.artifacts_bucket_name, args.sizing.model_prefix)
         self.role = self._model_reader_role()
         ns = k8s.core.v1.Namespace(
             f"{name}-namespace",
@@ -92,14 +118,15 @@ class InferenceService(pulumi.ComponentResource):
             f"{name}-api-keys",
             metadata=self._meta(name=f"{APP}-api-keys"),
             type="Opaque",
-            string_data={"api-keys": pulumi.Output.secret(args.api_keys)},
+            string_data={"api-keys": pulumi.Output.secret(args.api_keys_file)},
             opts=in_ns,
         )
+        policy = self._network_policy(in_ns)
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=self._meta(),
             spec=self._deployment_spec(account, secret),
-            opts=in_ns,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, policy]),
         )
         service = k8s.core.v1.Service(
             f"{name}-service",
@@ -109,19 +136,26 @@ class InferenceService(pulumi.ComponentResource):
                 selector={"app": APP},
                 ports=[k8s.core.v1.ServicePortArgs(name="http", port=80, target_port="http")],
             ),
-            opts=in_ns,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, deployment]),
         )
         self._autoscaling(deployment, in_ns)
-        ingress = self._ingress(service, in_ns)
+        controller = [args.controller] if args.controller else []
+        ingress = self._ingress(service, pulumi.ResourceOptions(parent=self, depends_on=[ns, *controller]))
         self.namespace = ns.metadata.name
         self.role_arn = self.role.arn
-        self.ingress_hostname = ingress.status.apply(_load_balancer_hostname)
+        self.load_balancer_hostname = ingress.status.apply(_load_balancer_hostname)
+        hostname = args.sizing.hostname
+        self.endpoint = (
+            pulumi.Output.from_input(f"https://{hostname}")
+            if hostname
+            else self.load_balancer_hostname.apply(lambda host: f"http://{host}" if host else "")
+        )
         self.register_outputs(
             {
                 "namespace": self.namespace,
                 "role_arn": self.role_arn,
-                "model_uri": self.model_uri,
-                "ingress_hostname": self.ingress_hostname,
+                "load_balancer_hostname": self.load_balancer_hostname,
+                "endpoint": self.endpoint,
             }
         )
 
@@ -150,16 +184,14 @@ class InferenceService(pulumi.ComponentResource):
                         "Sid": "ListModelPrefix",
                         "Effect": "Allow",
                         "Action": "s3:ListBucket",
-                        "Resource": args.artifacts_bucket_arn,
-                        "Condition": {"StringLike": {"s3:prefix": f"{args.sizing.model_prefix}/*"}},
+                        "Resource": args.model_bucket_arn,
+                        "Condition": {"StringLike": {"s3:prefix": f"{args.model_prefix}/*"}},
                     },
                     {
                         "Sid": "ReadModelObjects",
                         "Effect": "Allow",
                         "Action": "s3:GetObject",
-                        "Resource": pulumi.Output.format(
-                            "{0}/{1}/*", args.artifacts_bucket_arn, args.sizing.model_prefix
-                        ),
+                        "Resource": pulumi.Output.format("{0}/{1}/*", args.model_bucket_arn, args.model_prefix),
                     },
                     {
                         "Sid": "DecryptThroughS3",
@@ -187,7 +219,7 @@ class InferenceService(pulumi.ComponentResource):
                 spec=k8s.core.v1.PodSpecArgs(
                     service_account_name=account.metadata.name,
                     automount_service_account_token=False,
-                    node_selector={WORKLOAD_LABEL: SERVICE_WORKLOAD},
+                    node_selector=self._args.node_labels,
                     security_context=k8s.core.v1.PodSecurityContextArgs(
                         run_as_non_root=True,
                         run_as_user=RUN_AS,
@@ -223,10 +255,13 @@ class InferenceService(pulumi.ComponentResource):
     def _container(self) -> ContainerArgs:
         args = self._args
         env = {
-            "RETAIL_MODEL_URI": self.model_uri,
+            "RETAIL_MODEL_URI": args.model_uri,
+            "RETAIL_MODEL_SHA256": args.model_sha256,
             "RETAIL_API_KEYS_FILE": API_KEYS_FILE,
             "RETAIL_ENVIRONMENT": args.environment,
+            "RETAIL_EMF_ENABLED": "true",
             "AWS_REGION": args.region,
+            "AWS_STS_REGIONAL_ENDPOINTS": "regional",
         }
         return ContainerArgs(
             name="api",
@@ -250,6 +285,56 @@ class InferenceService(pulumi.ComponentResource):
                 k8s.core.v1.VolumeMountArgs(name="tmp", mount_path="/tmp"),
                 k8s.core.v1.VolumeMountArgs(name="api-keys", mount_path=API_KEYS_DIR, read_only=True),
             ],
+        )
+
+    def _network_policy(self, opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
+        """Ingress from the ALB's subnets on the API port; egress to DNS, S3 and the VPC's endpoints."""
+        args = self._args
+        tcp = "TCP"
+        from_load_balancer = pulumi.Output.from_input(args.load_balancer_cidrs).apply(
+            lambda cidrs: [{"ipBlock": {"cidr": cidr}} for cidr in cidrs]
+        )
+        to_s3 = pulumi.Output.from_input(args.s3_cidrs).apply(
+            lambda cidrs: [{"ipBlock": {"cidr": cidr}} for cidr in cidrs]
+        )
+        return k8s.networking.v1.NetworkPolicy(
+            f"{self._name}-network-policy",
+            metadata=self._meta(),
+            spec=k8s.networking.v1.NetworkPolicySpecArgs(
+                pod_selector=LabelSelectorArgs(match_labels={"app": APP}),
+                policy_types=["Ingress", "Egress"],
+                ingress=[
+                    k8s.networking.v1.NetworkPolicyIngressRuleArgs(
+                        from_=from_load_balancer,
+                        ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol=tcp, port=PORT)],
+                    )
+                ],
+                egress=[
+                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                        to=[
+                            k8s.networking.v1.NetworkPolicyPeerArgs(
+                                namespace_selector=LabelSelectorArgs(
+                                    match_labels={"kubernetes.io/metadata.name": "kube-system"}
+                                ),
+                                pod_selector=LabelSelectorArgs(match_labels={"k8s-app": "kube-dns"}),
+                            )
+                        ],
+                        ports=[
+                            k8s.networking.v1.NetworkPolicyPortArgs(protocol=protocol, port=DNS_PORT)
+                            for protocol in ("UDP", "TCP")
+                        ],
+                    ),
+                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                        to=[k8s.networking.v1.NetworkPolicyPeerArgs(ip_block={"cidr": args.vpc_cidr})],
+                        ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol=tcp, port=HTTPS_PORT)],
+                    ),
+                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(
+                        to=to_s3,
+                        ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol=tcp, port=HTTPS_PORT)],
+                    ),
+                ],
+            ),
+            opts=opts,
         )
 
     def _autoscaling(self, deployment: k8s.apps.v1.Deployment, opts: pulumi.ResourceOptions) -> None:
@@ -282,19 +367,11 @@ class InferenceService(pulumi.ComponentResource):
 
     def _ingress(self, service: k8s.core.v1.Service, opts: pulumi.ResourceOptions) -> k8s.networking.v1.Ingress:
         args = self._args
-        annotations = {
-            "alb.ingress.kubernetes.io/scheme": "internet-facing",
-            "alb.ingress.kubernetes.io/target-type": "ip",
-            "alb.ingress.kubernetes.io/listen-ports": json.dumps([{"HTTPS": 443}]),
-            "alb.ingress.kubernetes.io/ssl-policy": "ELBSecurityPolicy-TLS13-1-2-2021-06",
-            "alb.ingress.kubernetes.io/healthcheck-path": READY_PATH,
-            "alb.ingress.kubernetes.io/success-codes": "200",
-            "alb.ingress.kubernetes.io/load-balancer-attributes": (
-                "routing.http.drop_invalid_header_fields.enabled=true"
-            ),
-        }
-        if args.sizing.certificate_arn:
-            annotations["alb.ingress.kubernetes.io/certificate-arn"] = args.sizing.certificate_arn
+        hostname = args.sizing.hostname
+        listen = [{"HTTP": 80}, {"HTTPS": 443}] if hostname else [{"HTTP": 80}]
+        annotations = pulumi.Output.from_input(args.certificate_arn).apply(
+            lambda certificate: _alb_annotations(listen, args.sizing.allowed_cidrs, certificate if hostname else "")
+        )
         backend = k8s.networking.v1.IngressBackendArgs(
             service=k8s.networking.v1.IngressServiceBackendArgs(
                 name=service.metadata.name,
@@ -302,21 +379,47 @@ class InferenceService(pulumi.ComponentResource):
             )
         )
         rule = k8s.networking.v1.IngressRuleArgs(
-            host=args.sizing.hostname or None,
+            host=hostname or None,
             http=k8s.networking.v1.HTTPIngressRuleValueArgs(
-                paths=[k8s.networking.v1.HTTPIngressPathArgs(path=PUBLIC_PATH, path_type="Prefix", backend=backend)]
+                paths=[
+                    k8s.networking.v1.HTTPIngressPathArgs(path=path, path_type=kind, backend=backend)
+                    for path, kind in PUBLIC_PATHS
+                ]
             ),
         )
         return k8s.networking.v1.Ingress(
             f"{self._name}-ingress",
-            metadata=self._meta(annotations=annotations),
+            metadata=ObjectMetaArgs(
+                name=APP,
+                namespace=args.sizing.namespace,
+                labels={"app": APP, "environment": args.environment},
+                annotations=annotations,
+            ),
             spec=k8s.networking.v1.IngressSpecArgs(
-                ingress_class_name="alb",
-                tls=[k8s.networking.v1.IngressTLSArgs(hosts=[args.sizing.hostname])] if args.sizing.hostname else None,
+                ingress_class_name=args.ingress_class,
+                tls=[k8s.networking.v1.IngressTLSArgs(hosts=[hostname])] if hostname else None,
                 rules=[rule],
             ),
             opts=opts,
         )
+
+
+def _alb_annotations(listen: list[dict], allowed_cidrs: Sequence[str], certificate_arn: str) -> dict[str, str]:
+    """The AWS Load Balancer Controller's annotations for an internet-facing ALB in front of pod IPs."""
+    annotations = {
+        "alb.ingress.kubernetes.io/scheme": "internet-facing",
+        "alb.ingress.kubernetes.io/target-type": "ip",
+        "alb.ingress.kubernetes.io/listen-ports": json.dumps(listen),
+        "alb.ingress.kubernetes.io/inbound-cidrs": ",".join(allowed_cidrs),
+        "alb.ingress.kubernetes.io/healthcheck-path": READY_PATH,
+        "alb.ingress.kubernetes.io/success-codes": "200",
+        "alb.ingress.kubernetes.io/load-balancer-attributes": "routing.http.drop_invalid_header_fields.enabled=true",
+    }
+    if certificate_arn:
+        annotations["alb.ingress.kubernetes.io/certificate-arn"] = certificate_arn
+        annotations["alb.ingress.kubernetes.io/ssl-policy"] = "ELBSecurityPolicy-TLS13-1-2-2021-06"
+        annotations["alb.ingress.kubernetes.io/ssl-redirect"] = "443"
+    return annotations
 
 
 def _load_balancer_hostname(status: k8s.networking.v1.outputs.IngressStatus | None) -> str:

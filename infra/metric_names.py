@@ -12,6 +12,11 @@ derives the p95 itself from the raw latencies, so no pre-aggregated percentile i
 | `SERVER_ERROR_COUNT`     | Count        | 1 per response with status >= 500, else 0            |
 | `INPUT_DRIFT_SCORE`      | None         | largest per-feature PSI over the recent window       |
 | `PREDICTION_COUNT`       | Count        | rows scored by one request                           |
+| `HEARTBEAT`              | Count        | 1 per `HEARTBEAT_SECONDS` per serving process        |
+
+The heartbeat is sent whether or not requests arrive, so "no data" means "no service":
+its alarm treats missing data as breaching, while the request alarms treat it as
+"no traffic".
 """
 
 NAMESPACE = "RetailMlops/Inference"
@@ -22,6 +27,8 @@ REQUEST_COUNT = "RequestCount"
 SERVER_ERROR_COUNT = "ServerErrorCount"
 INPUT_DRIFT_SCORE = "InputDriftScore"
 PREDICTION_COUNT = "PredictionCount"
+HEARTBEAT = "Heartbeat"
+HEARTBEAT_SECONDS = 60
 
 LATENCY_PERCENTILE = "p95"
 """Extended statistic the latency alarm and dashboard read from `REQUEST_LATENCY_MS`."""

@@ -4,8 +4,12 @@ The one place the offline preview and the tests get their fake provider results 
 Mocks echo a resource's inputs back as its outputs; `PlatformMocks` adds what the real
 provider computes: ids, ARNs, auto-generated names, URLs, the caller's account, the
 region's availability zones, the EKS cluster's kubeconfig and OIDC issuer, and the
-`metadata.name` and load balancer status of Kubernetes objects.
+`metadata.name` of Kubernetes objects, the generated value of a random password, what
+the served-model provider publishes, and the outputs of the stacks a StackReference
+names (given to `PlatformMocks(stack_outputs=...)`, e.g. the platform's offline run).
 
+Nothing a controller in the cluster would write is invented: an Ingress has no load
+balancer status here, so nothing the program derives from it can pass unnoticed.
 Outputs that are references to other resources (e.g. pulumi-eks `Cluster.eksCluster`
 or `ManagedNodeGroup.nodeGroup`) are not filled: the program does not read them.
 """
@@ -17,6 +21,8 @@ import json
 from typing import Any
 
 import pulumi
+
+from infra.providers.kinds import DYNAMIC_TYPE, SERVED_MODEL
 
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "ap-southeast-1"
@@ -35,14 +41,25 @@ def _service(token: str) -> str:
 class PlatformMocks(pulumi.runtime.Mocks):
     """Mocks for the AWS, EKS and Kubernetes providers this project uses."""
 
-    def __init__(self) -> None:
+    def __init__(self, stack_outputs: dict[str, dict[str, Any]] | None = None) -> None:
         self.region = DEFAULT_REGION
+        self.stack_outputs = dict(stack_outputs or {})
+        """Outputs of each stack a StackReference may name, by fully qualified stack name."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict]:
         outputs = dict(args.inputs)
         if args.typ == "pulumi:providers:aws":
             self.region = args.inputs.get("region", self.region)
             return f"{args.name}-provider-id", outputs
+        if args.typ == "pulumi:pulumi:StackReference":
+            return self._stack_reference(args.inputs["name"])
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            outputs["result"] = f"offline-{hashlib.sha256(args.name.encode()).hexdigest()[:32]}"
+            return f"{args.name}-id", outputs
+        if args.typ == DYNAMIC_TYPE and args.inputs.get("kind") == SERVED_MODEL:
+            published = hashlib.sha256(str(args.inputs.get("model_package_arn")).encode()).hexdigest()
+            outputs.update(manifest_sha256=published, package_version=1, model_data_url="s3://offline/model.tar.gz")
+            return str(args.inputs.get("target_uri")), outputs
         if args.typ.startswith("kubernetes:"):
             return self._kubernetes(args, outputs)
         if args.typ.startswith("eks:"):
@@ -51,6 +68,13 @@ class PlatformMocks(pulumi.runtime.Mocks):
         if args.typ.startswith("aws:"):
             return self._aws(args, outputs)
         return f"{args.name}-id", outputs
+
+    def _stack_reference(self, name: str) -> tuple[str, dict]:
+        if name not in self.stack_outputs:
+            known = ", ".join(sorted(self.stack_outputs)) or "none"
+            raise KeyError(f"StackReference to {name!r}: no outputs given to PlatformMocks (known: {known})")
+        outputs = self.stack_outputs[name]
+        return name, {"name": name, "outputs": outputs, "secretOutputNames": ["kubeconfig"]}
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict:
         if args.token == "aws:index/getCallerIdentity:getCallerIdentity":
@@ -66,6 +90,10 @@ class PlatformMocks(pulumi.runtime.Mocks):
                 "names": [f"{self.region}{letter}" for letter in "abc"],
                 "zoneIds": [f"{self.region}-az{i}" for i in (1, 2, 3)],
             }
+        if args.token == "aws:ec2/getPrefixList:getPrefixList":
+            return {"id": "pl-6fa54006", "name": args.args.get("name"), "cidrBlocks": ["52.219.0.0/20", "3.5.144.0/22"]}
+        if args.token == "aws:lb/getHostedZoneId:getHostedZoneId":
+            return {"id": "Z1LMS91P8CMLE5"}
         raise NotImplementedError(f"PlatformMocks has no result for invoke {args.token}; add it in infra/mocks.py")
 
     def _arn(self, token: str, resource: str, *, regional: bool = True) -> str:
@@ -150,9 +178,6 @@ class PlatformMocks(pulumi.runtime.Mocks):
         metadata = dict(outputs.get("metadata") or {})
         metadata.setdefault("name", f"{args.name}-{_suffix(args.name)}")
         outputs["metadata"] = metadata
-        if args.typ == "kubernetes:networking.k8s.io/v1:Ingress":
-            hostname = f"k8s-{metadata['name']}-{_suffix(args.name)}.{self.region}.elb.amazonaws.com"
-            outputs["status"] = {"loadBalancer": {"ingress": [{"hostname": hostname}]}}
         namespace = metadata.get("namespace")
         resource_id = f"{namespace}/{metadata['name']}" if namespace else metadata["name"]
         return resource_id, outputs

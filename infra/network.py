@@ -10,8 +10,8 @@ import pulumi_aws as aws
 
 from infra.iam import policy_document, service_trust_policy
 
-INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "logs", "sts")
-"""Services reached over PrivateLink so images, logs and IRSA tokens skip the NAT."""
+INTERFACE_ENDPOINTS = ("ecr.api", "ecr.dkr", "logs", "sts", "kms")
+"""Services reached over PrivateLink so images, logs, IRSA tokens and key calls skip the NAT."""
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Network(pulumi.ComponentResource):
 
     One NAT gateway serves every AZ unless `nat_per_az`; private route tables are per AZ
     either way. S3 is a gateway endpoint on the private route tables; ECR (api, dkr),
-    CloudWatch Logs and STS are interface endpoints admitting HTTPS from the VPC. The
+    CloudWatch Logs, STS and KMS are interface endpoints admitting HTTPS from the VPC. The
     default security group is emptied and all traffic is recorded in flow logs.
     Public subnets are tagged for internet-facing load balancers, private ones for
     internal ones, as the AWS Load Balancer Controller expects.
@@ -46,6 +46,8 @@ class Network(pulumi.ComponentResource):
 
     vpc_id: pulumi.Output[str]
     public_subnet_ids: list[pulumi.Output[str]]
+    public_subnet_cidrs: list[str]
+    """Where an internet-facing load balancer's nodes (and so its source addresses) live."""
     private_subnet_ids: list[pulumi.Output[str]]
 
     def __init__(self, name: str, args: NetworkArgs, opts: pulumi.ResourceOptions | None = None) -> None:
@@ -73,17 +75,19 @@ class Network(pulumi.ComponentResource):
             self._subnet("private", i, cidr, zones[i], {"kubernetes.io/role/internal-elb": "1"})
             for i, cidr in enumerate(private_cidrs)
         ]
-        self._public_routes()
-        private_route_tables = self._private_routes(self._nat_gateways())
+        gateway = self._public_routes()
+        private_route_tables = self._private_routes(self._nat_gateways(gateway))
         self._endpoints(private_route_tables)
         self._flow_logs()
         self.vpc_id = self.vpc.id
         self.public_subnet_ids = [s.id for s in self.public_subnets]
+        self.public_subnet_cidrs = public_cidrs
         self.private_subnet_ids = [s.id for s in self.private_subnets]
         self.register_outputs(
             {
                 "vpc_id": self.vpc_id,
                 "public_subnet_ids": self.public_subnet_ids,
+                "public_subnet_cidrs": self.public_subnet_cidrs,
                 "private_subnet_ids": self.private_subnet_ids,
             }
         )
@@ -101,7 +105,7 @@ class Network(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
 
-    def _public_routes(self) -> None:
+    def _public_routes(self) -> aws.ec2.InternetGateway:
         child = pulumi.ResourceOptions(parent=self)
         gateway = aws.ec2.InternetGateway(f"{self._name}-igw", vpc_id=self.vpc.id, opts=child)
         table = aws.ec2.RouteTable(
@@ -117,8 +121,10 @@ class Network(pulumi.ComponentResource):
                 route_table_id=table.id,
                 opts=child,
             )
+        return gateway
 
-    def _nat_gateways(self) -> list[aws.ec2.NatGateway]:
+    def _nat_gateways(self, gateway: aws.ec2.InternetGateway) -> list[aws.ec2.NatGateway]:
+        """NAT gateways in the public subnets; each waits for the internet gateway, as AWS requires of public NAT."""
         count = self._args.az_count if self._args.nat_per_az else 1
         gateways = []
         for i in range(count):
@@ -129,7 +135,7 @@ class Network(pulumi.ComponentResource):
                     allocation_id=eip.id,
                     subnet_id=self.public_subnets[i].id,
                     tags={"Name": f"{self._name}-nat-{i}"},
-                    opts=pulumi.ResourceOptions(parent=self),
+                    opts=pulumi.ResourceOptions(parent=self, depends_on=[gateway]),
                 )
             )
         return gateways

@@ -23,6 +23,7 @@ class ObservabilityArgs:
     latency_p95_threshold_ms: int = 200
     error_rate_threshold_percent: float = 1.0
     drift_threshold: float = 0.2
+    heartbeat_missing_breaches: bool = True
     monthly_budget_usd: int = 500
     budget_alert_percents: Sequence[int] = (80, 100)
     alert_emails: Sequence[str] = ()
@@ -36,8 +37,11 @@ class Observability(pulumi.ComponentResource):
       account may publish to; each `alert_emails` address is subscribed.
     - Alarms on the API's metrics (`infra.metric_names`): p95 latency over the
       threshold in 3 of 5 minutes, 5xx rate over the threshold in 3 of 5 minutes,
-      hourly input drift over the threshold; and on failed SageMaker training jobs,
-      which an EventBridge rule catches and also forwards to the topic.
+      hourly input drift over the threshold, and a heartbeat alarm when the service
+      sends no heartbeat for 5 minutes (missing data breaches unless
+      `heartbeat_missing_breaches` is off, e.g. for a dev stack scaled to zero); and on
+      failed SageMaker training jobs, which an EventBridge rule catches and also forwards
+      to the topic. The request alarms treat missing data as "no traffic".
     - A dashboard of those signals, and a monthly cost budget for resources tagged
       `environment=<env>`, alerting on actual spend at each `budget_alert_percents`
       and on forecast spend over 100%.
@@ -66,6 +70,7 @@ class Observability(pulumi.ComponentResource):
             self._latency_alarm(),
             self._error_rate_alarm(),
             self._drift_alarm(),
+            self._heartbeat_alarm(),
             self._training_failure_alarm(),
         ]
         self.dashboard = aws.cloudwatch.Dashboard(
@@ -124,14 +129,16 @@ class Observability(pulumi.ComponentResource):
             )
         return topic
 
-    def _alarm(self, suffix: str, description: str, **settings) -> aws.cloudwatch.MetricAlarm:
+    def _alarm(
+        self, suffix: str, description: str, missing: str = "notBreaching", **settings
+    ) -> aws.cloudwatch.MetricAlarm:
         return aws.cloudwatch.MetricAlarm(
             f"{self._name}-{suffix}",
             name=f"{self._name}-{suffix}",
             alarm_description=description,
             alarm_actions=[self.topic.arn],
             ok_actions=[self.topic.arn],
-            treat_missing_data="notBreaching",
+            treat_missing_data=missing,
             opts=pulumi.ResourceOptions(parent=self),
             **settings,
         )
@@ -200,6 +207,22 @@ class Observability(pulumi.ComponentResource):
             evaluation_periods=1,
             comparison_operator="GreaterThanThreshold",
             threshold=threshold,
+        )
+
+    def _heartbeat_alarm(self) -> aws.cloudwatch.MetricAlarm:
+        return self._alarm(
+            "api-heartbeat",
+            "The inference API sent no heartbeat for 5 minutes: no serving process is alive",
+            missing="breaching" if self._args.heartbeat_missing_breaches else "notBreaching",
+            namespace=m.NAMESPACE,
+            metric_name=m.HEARTBEAT,
+            dimensions=self._dimensions,
+            statistic="SampleCount",
+            period=60,
+            evaluation_periods=5,
+            datapoints_to_alarm=5,
+            comparison_operator="LessThanThreshold",
+            threshold=1,
         )
 
     def _training_failure_rule(self) -> aws.cloudwatch.EventRule:

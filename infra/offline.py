@@ -21,11 +21,14 @@ from pulumi.runtime import rpc
 from pulumi.runtime.mocks import MockMonitor
 from pulumi.runtime.proto import resource_pb2
 
-from infra.config import NAMESPACE, SECRET_KEYS, read_stack_file
-from infra.mocks import PlatformMocks
+from infra.config import DEPLOY_TIME_KEYS, NAMESPACE, PLATFORM_PROJECT, SERVICE_DIR, read_stack_file
+from infra.mocks import ACCOUNT_ID, PlatformMocks
 
 OFFLINE_SECRET = "offline-preview-placeholder"
 """Stands in for encrypted config, which cannot be decrypted without the Pulumi CLI."""
+OFFLINE_ORGANIZATION = "organization"
+"""The organization offline runs report (Pulumi's default for self-managed backends)."""
+OFFLINE_DIGEST = "0" * 64
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,8 @@ class RegisteredResource:
     """The provider reference (`urn::id`) the resource was registered with; empty if none."""
     property_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Input name -> URNs of the resources that input's value came from."""
+    dependencies: tuple[str, ...] = ()
+    """URNs the resource waits for: explicit `depends_on` (components expanded to their children) and inputs."""
 
     @property
     def is_component(self) -> bool:
@@ -119,6 +124,7 @@ class RecordingMonitor(MockMonitor):
             outputs=state,
             provider=request.provider,
             property_dependencies={key: tuple(deps.urns) for key, deps in request.propertyDependencies.items()},
+            dependencies=tuple(request.dependencies),
         )
         with self._lock:
             self.resources[urn] = MockMonitor.ResourceRegistration(urn, resource_id, state)
@@ -147,15 +153,19 @@ def run_offline(
     stack: str,
     config: Mapping[str, str] | None = None,
     secret_keys: Sequence[str] = (),
+    stack_outputs: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> OfflineRun:
     """Run `program` under PlatformMocks with `config` installed as the stack's config.
 
-    `program` may return a mapping of outputs to resolve (e.g. the stack's exports).
+    `program` may return a mapping of outputs to resolve (e.g. the stack's exports);
+    `stack_outputs` answers the StackReferences the program makes, by stack name.
     """
     pulumi.runtime.reset_options(project=project, stack=stack)
     pulumi.runtime.set_all_config(dict(config or {}), list(secret_keys))
-    monitor = RecordingMonitor(PlatformMocks())
-    pulumi.runtime.set_mocks(monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor)
+    monitor = RecordingMonitor(PlatformMocks({k: dict(v) for k, v in (stack_outputs or {}).items()}))
+    pulumi.runtime.set_mocks(
+        monitor.mocks, project=project, stack=stack, preview=False, monitor=monitor, organization=OFFLINE_ORGANIZATION
+    )
     resolved: dict[str, Any] = {}
 
     def run() -> pulumi.Output:
@@ -168,35 +178,72 @@ def run_offline(
 
 
 def find_project_dir(start: Path | None = None) -> Path:
-    """The nearest directory at or above `start` (default: cwd) holding `Pulumi.yaml`."""
+    """The nearest directory at or above `start` (default: cwd) holding the platform's `Pulumi.yaml`."""
     here = (start or Path.cwd()).resolve()
     for candidate in (here, *here.parents):
-        if (candidate / "Pulumi.yaml").is_file():
+        if (candidate / "Pulumi.yaml").is_file() and (candidate / SERVICE_DIR / "Pulumi.yaml").is_file():
             return candidate
-    raise FileNotFoundError(f"no Pulumi.yaml in {here} or its parents; run from the project or pass its path")
+    raise FileNotFoundError(f"no retail-mlops Pulumi project in {here} or its parents; run from the repository")
 
 
-def preview_stack(stack: str, project_dir: Path | None = None) -> OfflineRun:
-    """Run the project's `__main__.py` with `Pulumi.<stack>.yaml`, under the mocks.
-
-    Encrypted config values and unset required secrets (`SECRET_KEYS`) are replaced
-    by `OFFLINE_SECRET`.
-    """
-    project_dir = project_dir or find_project_dir()
-    stack_file = read_stack_file(project_dir, stack)
+def _run_program(
+    directory: Path, stack: str, extra_config: Mapping[str, str] | None = None, **kwargs: Any
+) -> OfflineRun:
+    stack_file = read_stack_file(directory, stack)
     config = dict(stack_file.config)
-    secrets = {*stack_file.secret_keys, *(f"{NAMESPACE}:{key}" for key in SECRET_KEYS)}
-    for key in secrets:
+    for key in stack_file.secret_keys:
         config.setdefault(key, OFFLINE_SECRET)
+    config.update(extra_config or {})
 
     def program() -> Mapping[str, Any]:
-        runpy.run_path(str(project_dir / "__main__.py"), run_name="__pulumi_program__")
+        runpy.run_path(str(directory / "__main__.py"), run_name="__pulumi_program__")
         return dict(pulumi.runtime.get_root_resource().outputs)
 
     return run_offline(
-        program,
-        project=stack_file.project,
-        stack=stack,
-        config=config,
-        secret_keys=sorted(secrets),
+        program, project=stack_file.project, stack=stack, config=config, secret_keys=sorted(stack_file.secret_keys),
+        **kwargs,
+    )
+
+
+def preview_stack(stack: str, project_dir: Path | None = None) -> OfflineRun:
+    """Run the platform's `__main__.py` with `Pulumi.<stack>.yaml`, under the mocks.
+
+    Encrypted config values are replaced by `OFFLINE_SECRET`.
+    """
+    return _run_program(project_dir or find_project_dir(), stack)
+
+
+def platform_stack_name(stack: str, organization: str = OFFLINE_ORGANIZATION) -> str:
+    """The fully qualified name the service stack's StackReference uses by default."""
+    return f"{organization}/{PLATFORM_PROJECT}/{stack}"
+
+
+def deploy_time_placeholders(platform: OfflineRun) -> dict[str, str]:
+    """Offline stand-ins for the release a deploy passes: an image digest and a model package version."""
+    outputs = platform.stack_outputs
+    region = outputs["region"]
+    placeholders = {
+        f"{NAMESPACE}:image": f"{outputs['repositoryUrls']['inference']}@sha256:{OFFLINE_DIGEST}",
+        f"{NAMESPACE}:modelPackageArn": (
+            f"arn:aws:sagemaker:{region}:{ACCOUNT_ID}:model-package/{outputs['modelPackageGroupName']}/1"
+        ),
+    }
+    assert set(placeholders) == set(DEPLOY_TIME_KEYS)
+    return placeholders
+
+
+def preview_service(stack: str, project_dir: Path | None = None, platform: OfflineRun | None = None) -> OfflineRun:
+    """Run the service's `__main__.py` with `service/Pulumi.<stack>.yaml`, under the mocks.
+
+    Its StackReference is answered with the platform stack's offline outputs (run here
+    unless given), and the release keys a deploy sets (`DEPLOY_TIME_KEYS`) get
+    placeholders derived from them.
+    """
+    project_dir = project_dir or find_project_dir()
+    platform = platform or preview_stack(stack, project_dir)
+    return _run_program(
+        project_dir / SERVICE_DIR,
+        stack,
+        extra_config=deploy_time_placeholders(platform),
+        stack_outputs={platform_stack_name(stack): platform.stack_outputs},
     )

@@ -1,4 +1,11 @@
-"""The whole platform from one typed config: what `__main__.py` and the offline preview run."""
+"""The platform stack from one typed config: what `__main__.py` and the offline preview run.
+
+The platform holds everything created through AWS's APIs alone (network, keys, audit,
+lake, registries, observability, the EKS cluster, SageMaker). It creates no Kubernetes
+objects, so it can be deployed from anywhere that reaches AWS, including before any
+network can reach a private Kubernetes API; what runs on the cluster is the service
+stack's (`infra/service.py`), which reads these outputs through a StackReference.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +16,9 @@ import pulumi_aws as aws
 
 from infra.audit import AuditTrail, AuditTrailArgs
 from infra.cluster import Cluster, ClusterArgs
-from infra.config import StackConfig
+from infra.config import PlatformConfig
 from infra.data_lake import DataLake, DataLakeArgs
 from infra.encryption import Encryption, EncryptionArgs
-from infra.inference import InferenceService, InferenceServiceArgs
 from infra.ml_platform import MlPlatform, MlPlatformArgs
 from infra.network import Network, NetworkArgs
 from infra.observability import Observability, ObservabilityArgs
@@ -23,49 +29,64 @@ from infra.registry import ContainerRegistry, ContainerRegistryArgs
 class Platform:
     """The composed components, for stack outputs and for tests."""
 
+    config: PlatformConfig
     encryption: Encryption
     network: Network
-    audit: AuditTrail
+    audit: AuditTrail | None
     data_lake: DataLake
     registry: ContainerRegistry
     observability: Observability
     cluster: Cluster
     ml: MlPlatform
-    inference: InferenceService
 
     def outputs(self) -> dict[str, pulumi.Input]:
-        """What the stack exports: what operators and CI need to find the platform."""
+        """What the stack exports: what operators, CI, training and the service stack read."""
         return {
+            "environment": self.config.environment,
+            "region": self.config.region,
             "vpcId": self.network.vpc_id,
+            "vpcCidr": self.config.network.cidr,
             "privateSubnetIds": self.network.private_subnet_ids,
+            "publicSubnetIds": self.network.public_subnet_ids,
+            "publicSubnetCidrs": self.network.public_subnet_cidrs,
             "clusterName": self.cluster.cluster_name,
             "kubeconfig": self.cluster.kubeconfig,
+            "oidcProviderArn": self.cluster.oidc_provider_arn,
+            "oidcIssuer": self.cluster.oidc_issuer,
+            "serviceNodeLabels": self.cluster.service_node_labels,
             "lakeBuckets": self.data_lake.bucket_names,
+            "lakeBucketArns": self.data_lake.bucket_arns,
+            "dataKeyArn": self.encryption.data_key_arn,
+            "logsKeyArn": self.encryption.logs_key_arn,
             "repositoryUrls": self.registry.repository_urls,
             "sagemakerExecutionRoleArn": self.ml.execution_role_arn,
             "modelPackageGroupName": self.ml.model_package_group_name,
-            "modelUri": self.inference.model_uri,
-            "inferenceHostname": self.inference.ingress_hostname,
+            "inferenceLogGroupName": self.observability.log_group_name,
             "alertTopicArn": self.observability.alert_topic_arn,
             "dashboardName": self.observability.dashboard_name,
-            "auditTrailArn": self.audit.trail_arn,
+            "auditTrailArn": self.audit.trail_arn if self.audit else "",
         }
 
 
-def aws_provider(cfg: StackConfig) -> aws.Provider:
+def aws_provider(name: str, region: str, tags: dict[str, str]) -> aws.Provider:
     """The region's provider; every AWS resource it creates carries the stack's tags."""
-    return aws.Provider("aws", region=cfg.region, default_tags={"tags": cfg.default_tags})
+    return aws.Provider(name, region=region, default_tags={"tags": tags})
 
 
-def build_platform(cfg: StackConfig) -> Platform:
+def build_platform(cfg: PlatformConfig) -> Platform:
     """Create every component for `cfg`; the caller exports `Platform.outputs()`."""
     prefix = cfg.name_prefix
-    provider = aws_provider(cfg)
+    provider = aws_provider("aws", cfg.region, cfg.default_tags)
     opts = pulumi.ResourceOptions(providers={"aws": provider})
     account_id = aws.get_caller_identity_output(opts=pulumi.InvokeOutputOptions(provider=provider)).account_id
     encryption = Encryption(
         f"{prefix}-kms",
-        EncryptionArgs(account_id, cfg.region, cfg.encryption.key_deletion_window_days),
+        EncryptionArgs(
+            account_id,
+            cfg.region,
+            cfg.encryption.key_deletion_window_days,
+            trail_name=f"{prefix}-audit-trail" if cfg.audit.trail else None,
+        ),
         opts,
     )
     retention = cfg.observability.log_retention_days
@@ -82,17 +103,19 @@ def build_platform(cfg: StackConfig) -> Platform:
         ),
         opts,
     )
-    audit = AuditTrail(
-        f"{prefix}-audit",
-        AuditTrailArgs(
-            account_id=account_id,
-            region=cfg.region,
-            kms_key_arn=encryption.logs_key_arn,
-            retention_days=cfg.audit.retention_days,
-            object_lock_days=cfg.audit.object_lock_days,
-        ),
-        opts,
-    )
+    audit = None
+    if cfg.audit.trail:
+        audit = AuditTrail(
+            f"{prefix}-audit",
+            AuditTrailArgs(
+                account_id=account_id,
+                region=cfg.region,
+                kms_key_arn=encryption.logs_key_arn,
+                retention_days=cfg.audit.retention_days,
+                object_lock_days=cfg.audit.object_lock_days,
+            ),
+            opts,
+        )
     lake = DataLake(
         f"{prefix}-lake",
         DataLakeArgs(
@@ -110,6 +133,7 @@ def build_platform(cfg: StackConfig) -> Platform:
             repositories=cfg.registry.repositories,
             keep_tagged_images=cfg.registry.keep_tagged_images,
             untagged_expiry_days=cfg.registry.untagged_expiry_days,
+            force_delete=cfg.registry.force_delete,
         ),
         opts,
     )
@@ -125,6 +149,7 @@ def build_platform(cfg: StackConfig) -> Platform:
             latency_p95_threshold_ms=obs.latency_p95_threshold_ms,
             error_rate_threshold_percent=obs.error_rate_threshold_percent,
             drift_threshold=obs.drift_threshold,
+            heartbeat_missing_breaches=obs.heartbeat_missing_breaches,
             monthly_budget_usd=obs.monthly_budget_usd,
             budget_alert_percents=obs.budget_alert_percents,
             alert_emails=obs.alert_emails,
@@ -143,6 +168,8 @@ def build_platform(cfg: StackConfig) -> Platform:
             log_retention_days=retention,
             version=cfg.cluster.version,
             public_access_cidrs=cfg.cluster.public_access_cidrs,
+            private_access_cidrs=cfg.cluster.private_access_cidrs,
+            admin_principal_arns=cfg.cluster.admin_principal_arns,
             service_nodes=cfg.cluster.service_nodes,
             batch_nodes=cfg.cluster.batch_nodes,
         ),
@@ -160,34 +187,4 @@ def build_platform(cfg: StackConfig) -> Platform:
         ),
         opts,
     )
-    k8s_opts = pulumi.ResourceOptions(providers={"aws": provider, "kubernetes": cluster.provider})
-    inference = _inference(cfg, encryption, lake, registry, cluster, k8s_opts)
-    return Platform(encryption, network, audit, lake, registry, observability, cluster, ml, inference)
-
-
-def _inference(
-    cfg: StackConfig,
-    encryption: Encryption,
-    lake: DataLake,
-    registry: ContainerRegistry,
-    cluster: Cluster,
-    opts: pulumi.ResourceOptions,
-) -> InferenceService:
-    svc = cfg.inference
-    image = pulumi.Output.concat(registry.repository_urls["inference"], ":", svc.image_tag)
-    return InferenceService(
-        f"{cfg.name_prefix}-inference",
-        InferenceServiceArgs(
-            environment=cfg.environment,
-            region=cfg.region,
-            image=image,
-            artifacts_bucket_name=lake.bucket_names["artifacts"],
-            artifacts_bucket_arn=lake.bucket_arns["artifacts"],
-            data_kms_key_arn=encryption.data_key_arn,
-            oidc_provider_arn=cluster.oidc_provider_arn,
-            oidc_issuer=cluster.oidc_issuer,
-            api_keys=cfg.api_keys,
-            sizing=svc,
-        ),
-        opts,
-    )
+    return Platform(cfg, encryption, network, audit, lake, registry, observability, cluster, ml)

@@ -16,6 +16,8 @@ class ContainerRegistryArgs:
     repositories: Sequence[str] = ("inference", "training")
     keep_tagged_images: int = 30
     untagged_expiry_days: int = 7
+    force_delete: bool = False
+    """True: `pulumi destroy` deletes a repository that still holds images (ephemeral stacks)."""
 
 
 class ContainerRegistry(pulumi.ComponentResource):
@@ -41,6 +43,7 @@ class ContainerRegistry(pulumi.ComponentResource):
             f"{name}-{image}",
             name=f"{name}/{image}",
             image_tag_mutability="IMMUTABLE",
+            force_delete=args.force_delete,
             image_scanning_configuration={"scan_on_push": True},
             encryption_configurations=[{"encryption_type": "KMS", "kms_key": args.kms_key_arn}],
             opts=pulumi.ResourceOptions(parent=self),

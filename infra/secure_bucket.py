@@ -26,6 +26,8 @@ class SecureBucketArgs:
     """Days each object version is write-once (GOVERNANCE mode); None: no object lock."""
     extra_policy_statements: ExtraStatements | None = None
     force_destroy: bool = False
+    retain_on_delete: bool = False
+    """True: `pulumi destroy` leaves the bucket and its settings in the account (audit logs)."""
 
 
 class SecureBucket(pulumi.ComponentResource):
@@ -42,7 +44,7 @@ class SecureBucket(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: SecureBucketArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("retail:infra:SecureBucket", name, None, opts)
-        child = pulumi.ResourceOptions(parent=self)
+        child = pulumi.ResourceOptions(parent=self, retain_on_delete=args.retain_on_delete)
         locked = args.object_lock_days is not None
         self.bucket = aws.s3.Bucket(
             f"{name}-bucket", object_lock_enabled=locked, force_destroy=args.force_destroy, opts=child
@@ -88,21 +90,21 @@ class SecureBucket(pulumi.ComponentResource):
             f"{name}-lifecycle",
             bucket=self.bucket.id,
             rules=[self._lifecycle_rule(args)],
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]),
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[versioning])),
         )
         extra = args.extra_policy_statements(self.arn) if args.extra_policy_statements else []
         aws.s3.BucketPolicy(
             f"{name}-policy",
             bucket=self.bucket.id,
             policy=policy_document([self._deny_insecure_transport(), *extra]),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[access_block]),
+            opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[access_block])),
         )
         if locked:
             aws.s3.BucketObjectLockConfiguration(
                 f"{name}-object-lock",
                 bucket=self.bucket.id,
                 rule={"default_retention": {"mode": "GOVERNANCE", "days": args.object_lock_days}},
-                opts=pulumi.ResourceOptions(parent=self, depends_on=[versioning]),
+                opts=pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[versioning])),
             )
         self.register_outputs({"bucket_name": self.bucket_name, "arn": self.arn})
 

@@ -7,3 +7,4 @@ input says which provider made it. Kept free of boto3 so the policy pack can imp
 DYNAMIC_TYPE = "pulumi-python:dynamic:Resource"
 TRAINING_JOB = "retail:sagemaker:TrainingJob"
 MODEL_VERSION = "retail:sagemaker:ModelVersion"
+SERVED_MODEL = "retail:sagemaker:ServedModel"

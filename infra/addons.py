@@ -1,0 +1,219 @@
+"""Cluster add-ons the service needs, installed with Helm from AWS's eks-charts repository.
+
+- `LoadBalancerController`: the AWS Load Balancer Controller, which turns the inference
+  Ingress into an ALB. Chosen over EKS Auto Mode because Auto Mode charges a management
+  fee on every node's EC2 price and replaces the managed node groups this platform sizes
+  itself; the controller runs in the cluster for the cost of its two small pods.
+- `LogShipping`: Fluent Bit (aws-for-fluent-bit), which sends the inference containers'
+  stdout to the platform's log group, each line as it was written (`log_key log`) with
+  the `json/emf` format, so CloudWatch turns the API's EMF lines into the metrics the
+  alarms watch. Chosen over the `amazon-cloudwatch-observability` add-on because that
+  add-on wraps every line in Kubernetes metadata (EMF needs `_aws` at the root of the
+  event) and bills Container Insights metrics this platform does not use.
+
+Each component owns its IRSA role (trusting only its service account) and its release;
+the releases wait for their pods (Helm's own wait), so what depends on them starts
+after the controller or shipper is running.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+import pulumi_kubernetes as k8s
+
+from infra.iam import irsa_trust_policy, policy_document
+
+EKS_CHARTS = "https://aws.github.io/eks-charts"
+SYSTEM_NAMESPACE = "kube-system"
+INGRESS_CLASS = "alb"
+CONTROLLER_POLICY = Path(__file__).parent / "data" / "aws-load-balancer-controller-iam-policy.json"
+CONTROLLER_ACCOUNT = "aws-load-balancer-controller"
+SHIPPER_ACCOUNT = "aws-for-fluent-bit"
+HELM_TIMEOUT_SECONDS = 600
+
+
+@dataclass
+class LoadBalancerControllerArgs:
+    cluster_name: pulumi.Input[str]
+    region: str
+    vpc_id: pulumi.Input[str]
+    oidc_provider_arn: pulumi.Input[str]
+    oidc_issuer: pulumi.Input[str]
+    node_labels: pulumi.Input[dict]
+    chart_version: str
+
+
+class LoadBalancerController(pulumi.ComponentResource):
+    """The AWS Load Balancer Controller with the IAM policy its installation guide documents.
+
+    `ingress_class` is the IngressClass the chart creates (`alb`); an Ingress that names it
+    gets an ALB. `release` is what Ingresses must depend on: they are then created after
+    the controller (and its webhooks) answer, and deleted before it, so the controller
+    removes the ALB it made instead of leaving it behind.
+    """
+
+    role_arn: pulumi.Output[str]
+    ingress_class: pulumi.Output[str]
+    release: k8s.helm.v3.Release
+
+    def __init__(
+        self, name: str, args: LoadBalancerControllerArgs, opts: pulumi.ResourceOptions | None = None
+    ) -> None:
+        super().__init__("retail:infra:LoadBalancerController", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        role = aws.iam.Role(
+            f"{name}-role",
+            description="AWS Load Balancer Controller (IRSA)",
+            assume_role_policy=irsa_trust_policy(
+                args.oidc_provider_arn, args.oidc_issuer, SYSTEM_NAMESPACE, CONTROLLER_ACCOUNT
+            ),
+            opts=child,
+        )
+        policy = aws.iam.Policy(
+            f"{name}-policy",
+            description="The AWS Load Balancer Controller's documented IAM policy",
+            policy=controller_policy_document(),
+            opts=child,
+        )
+        attachment = aws.iam.RolePolicyAttachment(
+            f"{name}-policy-attachment", role=role.name, policy_arn=policy.arn, opts=child
+        )
+        self.release = k8s.helm.v3.Release(
+            f"{name}-release",
+            name=CONTROLLER_ACCOUNT,
+            chart="aws-load-balancer-controller",
+            version=args.chart_version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=EKS_CHARTS),
+            namespace=SYSTEM_NAMESPACE,
+            timeout=HELM_TIMEOUT_SECONDS,
+            values={
+                "clusterName": args.cluster_name,
+                "region": args.region,
+                "vpcId": args.vpc_id,
+                "serviceAccount": {
+                    "create": True,
+                    "name": CONTROLLER_ACCOUNT,
+                    "annotations": {"eks.amazonaws.com/role-arn": role.arn},
+                },
+                "createIngressClassResource": True,
+                "ingressClass": INGRESS_CLASS,
+                "nodeSelector": args.node_labels,
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[attachment]),
+        )
+        self.role_arn = role.arn
+        self.ingress_class = self.release.status.apply(lambda _: INGRESS_CLASS)
+        self.register_outputs({"role_arn": self.role_arn, "ingress_class": self.ingress_class})
+
+
+def controller_policy_document() -> str:
+    """The controller's IAM policy as its installation guide publishes it (infra/data/README.md)."""
+    return json.dumps(json.loads(CONTROLLER_POLICY.read_text()))
+
+
+@dataclass
+class LogShippingArgs:
+    region: str
+    oidc_provider_arn: pulumi.Input[str]
+    oidc_issuer: pulumi.Input[str]
+    log_group_name: pulumi.Input[str]
+    logs_kms_key_arn: pulumi.Input[str]
+    account_id: pulumi.Input[str]
+    namespace: str
+    """Only this namespace's containers are shipped."""
+    chart_version: str
+
+
+class LogShipping(pulumi.ComponentResource):
+    """Fluent Bit as a DaemonSet tailing one namespace's containers into one CloudWatch log group.
+
+    Each container line is sent unchanged (`logKey: log`) with `logFormat: json/emf`, so
+    CloudWatch extracts metrics from EMF lines and stores the other lines as log events.
+    The role may only write streams of that log group (and use the logs key through
+    CloudWatch Logs, which the encrypted group needs).
+    """
+
+    role_arn: pulumi.Output[str]
+    release: k8s.helm.v3.Release
+
+    def __init__(self, name: str, args: LogShippingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("retail:infra:LogShipping", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        role = aws.iam.Role(
+            f"{name}-role",
+            description="Fluent Bit: ship the inference containers' logs (IRSA)",
+            assume_role_policy=irsa_trust_policy(
+                args.oidc_provider_arn, args.oidc_issuer, SYSTEM_NAMESPACE, SHIPPER_ACCOUNT
+            ),
+            opts=child,
+        )
+        group_arn = pulumi.Output.concat(
+            "arn:aws:logs:", args.region, ":", args.account_id, ":log-group:", args.log_group_name
+        )
+        policy = aws.iam.RolePolicy(
+            f"{name}-write-logs",
+            role=role.id,
+            policy=policy_document(
+                [
+                    {
+                        "Sid": "WriteInferenceLogStreams",
+                        "Effect": "Allow",
+                        "Action": ["logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
+                        "Resource": [group_arn, pulumi.Output.concat(group_arn, ":*")],
+                    },
+                    {
+                        "Sid": "UseLogsKeyThroughCloudWatchLogs",
+                        "Effect": "Allow",
+                        "Action": ["kms:Encrypt", "kms:GenerateDataKey*", "kms:DescribeKey"],
+                        "Resource": args.logs_kms_key_arn,
+                        "Condition": {"StringEquals": {"kms:ViaService": f"logs.{args.region}.amazonaws.com"}},
+                    },
+                ]
+            ),
+            opts=child,
+        )
+        self.release = k8s.helm.v3.Release(
+            f"{name}-release",
+            name=SHIPPER_ACCOUNT,
+            chart="aws-for-fluent-bit",
+            version=args.chart_version,
+            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=EKS_CHARTS),
+            namespace=SYSTEM_NAMESPACE,
+            timeout=HELM_TIMEOUT_SECONDS,
+            values=shipper_values(args, role.arn),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+        )
+        self.role_arn = role.arn
+        self.register_outputs({"role_arn": self.role_arn})
+
+
+def shipper_values(args: LogShippingArgs, role_arn: pulumi.Input[str]) -> dict:
+    """aws-for-fluent-bit values: tail one namespace, send raw lines as EMF-capable events, nothing else."""
+    return {
+        "serviceAccount": {
+            "create": True,
+            "name": SHIPPER_ACCOUNT,
+            "annotations": {"eks.amazonaws.com/role-arn": role_arn},
+        },
+        "input": {"path": f"/var/log/containers/*_{args.namespace}_*.log", "tag": "kube.*"},
+        "filter": {"enabled": False},
+        "cloudWatchLogs": {
+            "enabled": True,
+            "match": "kube.*",
+            "region": args.region,
+            "logGroupName": args.log_group_name,
+            "logStreamPrefix": f"{args.namespace}-",
+            "logKey": "log",
+            "logFormat": "json/emf",
+            "autoCreateGroup": False,
+        },
+        "cloudWatch": {"enabled": False},
+        "firehose": {"enabled": False},
+        "kinesis": {"enabled": False},
+        "elasticsearch": {"enabled": False},
+    }

@@ -1,0 +1,105 @@
+"""`ServedModel`: an approved SageMaker model package version, published where the service reads its model.
+
+This resource is the service stack's model: creating or updating it copies the package's
+`model.tar.gz` (the training job's SM_MODEL_DIR) to `target_uri`, verified and manifest
+last (`ml.publish`), and its output `manifest_sha256` pins the Deployment to exactly that
+bundle. So the pods are awaited only after their model exists, a new package rolls the
+pods, and a rollback is the previous package's ARN in `retail:modelPackageArn`.
+
+Only packages whose approval status is `Approved` are published (the promotion gate
+approves or rejects each trained version). Deleting the resource leaves the published
+files where they are: the artifacts bucket's lifecycle and versioning own them.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
+
+from infra.providers import clients
+from infra.providers.kinds import SERVED_MODEL
+
+OUTPUTS = ("manifest_sha256", "package_version", "model_data_url")
+REPUBLISH_ON = ("model_package_arn", "target_uri")
+
+
+class ModelNotApproved(Exception):
+    """The package is not approved (or has no model data), so it must not be served."""
+
+
+def approved_model_data(client: Any, package_arn: str) -> tuple[str, int]:
+    """The package's model data URL and version, or ModelNotApproved saying why."""
+    description = client.describe_model_package(ModelPackageName=package_arn)
+    status = description.get("ModelApprovalStatus", "PendingManualApproval")
+    if status != "Approved":
+        raise ModelNotApproved(
+            f"model package {package_arn} is {status}: only approved versions are served "
+            "(pick an approved version with `retail models history`, or approve this one)"
+        )
+    containers = (description.get("InferenceSpecification") or {}).get("Containers") or []
+    url = next((c.get("ModelDataUrl") for c in containers if c.get("ModelDataUrl")), "")
+    if not url:
+        raise ModelNotApproved(f"model package {package_arn} names no ModelDataUrl to serve")
+    return url, int(description.get("ModelPackageVersion", 0))
+
+
+def publish_package(props: dict[str, Any]) -> dict[str, Any]:
+    """Copy the approved package's bundle to `target_uri`; the outputs this resource exposes."""
+    from ml.publish import fetch_model_data, publish_bundle
+
+    url, version = approved_model_data(clients.sagemaker(props["region"]), props["model_package_arn"])
+    with tempfile.TemporaryDirectory(prefix="retail-served-model-") as scratch:
+        digest = publish_bundle(fetch_model_data(url, Path(scratch)), props["target_uri"])
+    return {"manifest_sha256": digest, "package_version": version, "model_data_url": url}
+
+
+class ServedModelProvider(ResourceProvider):
+    """Publishes approved model packages; holds no client (it is pickled)."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        return CreateResult(props["target_uri"], {**props, **publish_package(props)})
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        changes = [key for key in REPUBLISH_ON + ("region",) if olds.get(key) != news.get(key)]
+        replaces = ["target_uri"] if "target_uri" in changes else []
+        return DiffResult(changes=bool(changes), replaces=replaces, stables=[], delete_before_replace=False)
+
+    def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        return UpdateResult({**news, **publish_package(news)})
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        return ReadResult(id_, props)
+
+    def delete(self, _id: str, _props: dict[str, Any]) -> None:
+        """Leave the published bundle: the bucket's versioning and lifecycle own it."""
+
+
+class ServedModel(pulumi.dynamic.Resource):
+    """The approved model package version the service serves, published at `target_uri`."""
+
+    target_uri: pulumi.Output[str]
+    manifest_sha256: pulumi.Output[str]
+    package_version: pulumi.Output[int]
+    model_data_url: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        region: pulumi.Input[str],
+        model_package_arn: pulumi.Input[str],
+        target_uri: pulumi.Input[str],
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            "kind": SERVED_MODEL,
+            "region": region,
+            "model_package_arn": model_package_arn,
+            "target_uri": target_uri,
+            **{key: None for key in OUTPUTS},
+        }
+        super().__init__(ServedModelProvider(), name, props, opts)
