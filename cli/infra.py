@@ -1,32 +1,25 @@
 """`retail infra ...`: the AWS platform's commands.
 
-`preview` and `check` run offline under Pulumi's mock runtime (no cloud account, no
-Pulumi CLI); `preview --live`, `up`, `destroy` and `ephemeral` drive the Pulumi CLI
-through the Automation API (`infra/automation.py`).
+`preview` and `check` run both Pulumi projects offline under Pulumi's mock runtime (no
+cloud account, no Pulumi CLI); `preview --live`, `up`, `destroy` and `ephemeral` drive
+the Pulumi CLI through the Automation API (`infra/automation.py`).
 """
 
 from __future__ import annotations
 
+import tempfile
 from collections import Counter
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from infra import automation
-from infra.automation import AutomationRunner, PulumiCliMissing, require_cli
-from infra.offline import OfflineRun, RegisteredResource, find_project_dir, preview_stack
-from policies.catalog import RULES
-from policies.enforcement import config_path
-from policies.evaluate import mandatory
-from policies.model import Enforcement, Violation
-from policies.offline import check_run
+from infra.automation import PulumiCliMissing, Release, Runners, TeardownFailed, require_cli
+from infra.offline import OfflineRun, RegisteredResource, find_project_dir, preview_service, preview_stack
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
-
-
-REMOTE_NOTE = "  [remote component: its plugin creates its children]"
 
 
 class Stack(StrEnum):
@@ -34,87 +27,222 @@ class Stack(StrEnum):
     prod = "prod"
 
 
+class CheckedStack(StrEnum):
+    dev = "dev"
+    prod = "prod"
+    ephemeral = "ephemeral"
+
+
 ProjectDir = Annotated[
     Path | None,
-    typer.Option(help="Directory holding Pulumi.yaml (default: found from the cwd upwards)."),
+    typer.Option(help="Directory holding the platform's Pulumi.yaml (default: found from the cwd upwards)."),
+]
+ImageOption = Annotated[
+    str | None,
+    typer.Option("--image", help="Inference image <repository>@sha256:<digest> (default: build and push this commit)."),
+]
+ModelOption = Annotated[
+    str | None,
+    typer.Option("--model-package", help="Model package version ARN to serve (default: newest approved)."),
+]
+ModelGroupOption = Annotated[
+    str | None,
+    typer.Option(help="Model package group to take the newest approved version from (default: the stack's)."),
 ]
 
 
-def cli_runner(command: str, project_dir: Path | None) -> AutomationRunner:
-    """The Automation API runner for `command`, or exit 2 saying how to install the Pulumi CLI."""
+def _require(command: str) -> None:
     try:
         require_cli(command)
     except PulumiCliMissing as error:
         typer.echo(str(error), err=True)
         raise typer.Exit(2) from None
-    return AutomationRunner(project_dir or find_project_dir(), echo=typer.echo)
+
+
+def release_resolver(
+    project_dir: Path, image: str | None, model_package: str | None, model_group: str | None
+) -> automation.ReleaseResolver:
+    """Resolves the release against a platform stack's outputs with the real AWS clients, Docker and local registry."""
+    from infra.release import ReleaseRequest, resolve_release
+
+    request = ReleaseRequest(image=image, model_package_arn=model_package, model_group=model_group)
+
+    def resolve(platform: dict[str, Any]) -> Release:
+        import boto3
+
+        from infra.images import ensure_image
+
+        region = platform["region"]
+
+        def build(repository: str, tag: str) -> str:
+            return ensure_image(repository, tag, project_dir / "Dockerfile", project_dir, region)
+
+        return resolve_release(
+            platform,
+            request,
+            project_dir=project_dir,
+            sagemaker=boto3.client("sagemaker", region_name=region),
+            s3=boto3.client("s3", region_name=region),
+            build_image=build,
+            champion=local_champion,
+            echo=typer.echo,
+        )
+
+    return resolve
+
+
+def local_champion() -> Path | None:
+    """The local registry's champion bundle (after `make demo` or `retail pipeline run`), if there is one."""
+    from ml.registry import Registry
+    from ml.settings import Settings
+
+    try:
+        return Registry(Settings()).download()
+    except LookupError:
+        return None
 
 
 @app.command()
 def preview(
-    stack: Annotated[Stack, typer.Option(help="Which Pulumi.<stack>.yaml to use.")],
+    stack: Annotated[CheckedStack, typer.Option(help="Which Pulumi.<stack>.yaml (both projects) to use.")],
     project_dir: ProjectDir = None,
     live: Annotated[
         bool,
         typer.Option("--live", help="Run the real `pulumi preview` with the policy pack (needs the Pulumi CLI, AWS)."),
     ] = False,
 ) -> None:
-    """Run the Pulumi program offline under Pulumi's mock runtime and print its resources.
+    """Run both Pulumi programs offline under Pulumi's mock runtime and print their resources.
 
     Needs neither AWS credentials nor the Pulumi CLI: provider results (ids, ARNs, zones,
-    account) come from infra/mocks.py and secrets are placeholders. With --live, runs
-    `pulumi preview --policy-pack policies` through the Automation API instead.
+    account) come from infra/mocks.py, secrets and the deploy-time release are
+    placeholders. With --live, runs `pulumi preview --policy-pack policies` for the
+    platform, and for the service with the release it runs now.
     """
-    if live:
-        automation.preview(cli_runner("retail infra preview --live", project_dir), stack.value)
-        return
     directory = project_dir or find_project_dir()
-    run = preview_stack(stack.value, directory)
+    if live:
+        _require("retail infra preview --live")
+        runners = automation.project_runners(directory, echo=typer.echo)
+        release = automation.current_release(runners.service, stack.value)
+        if release is None:
+            typer.echo(f"service stack {stack.value} has no release yet: previewing the platform only")
+        automation.preview(runners, stack.value, directory, release)
+        return
+    platform = preview_stack(stack.value, directory)
+    service = preview_service(stack.value, directory, platform)
     typer.echo(
-        f"Offline preview of {run.project}/{run.stack} under Pulumi's mock runtime "
-        f"(no cloud calls; provider results are mocked)\n"
+        f"Offline preview of {platform.project}/{stack.value} and {service.project}/{stack.value} under Pulumi's "
+        "mock runtime (no cloud calls; provider results are mocked; the release is a placeholder)\n"
     )
-    typer.echo("Resources (type, name; children indented under their parent):")
-    for line in tree_lines(run):
-        typer.echo(line)
-    typer.echo("")
-    for line in totals_lines(run):
-        typer.echo(line)
+    for run in (platform, service):
+        typer.echo(f"{run.project} (type, name; children indented under their parent):")
+        for line in tree_lines(run):
+            typer.echo(line)
+        typer.echo("")
+        for line in totals_lines(run):
+            typer.echo(line)
+        typer.echo("")
 
 
 @app.command()
-def up(stack: Annotated[Stack, typer.Option(help="The stack to deploy.")], project_dir: ProjectDir = None) -> None:
-    """Deploy the stack with `pulumi up`, the policy pack enforcing policies/config/<stack>.json."""
-    outputs = automation.up(cli_runner("retail infra up", project_dir), stack.value)
-    typer.echo(f"Stack {stack.value} is up; outputs: {', '.join(sorted(outputs))}")
+def up(
+    stack: Annotated[Stack, typer.Option(help="The stack to deploy (platform and service).")],
+    project_dir: ProjectDir = None,
+    image: ImageOption = None,
+    model_package: ModelOption = None,
+    model_group: ModelGroupOption = None,
+    smoke: Annotated[bool, typer.Option(help="Smoke-test the deployed API through its public endpoint.")] = True,
+) -> None:
+    """Deploy the platform, then the service with the image and model to serve, then smoke-test it.
+
+    The image is --image or this commit built and pushed (needs Docker); the model is
+    --model-package, else the newest approved version, else the local champion
+    registered in the stack's model registry. Both stacks run with the policy pack at
+    policies/config/<stack>.json.
+    """
+    _require("retail infra up")
+    directory = project_dir or find_project_dir()
+    runners = automation.project_runners(directory, echo=typer.echo)
+    resolver = release_resolver(directory, image, model_package, model_group)
+    platform, service = automation.deploy(runners, stack.value, directory, resolver)
+    typer.echo(f"Stacks {stack.value} are up: the API answers at {service.get('endpoint') or '(no endpoint yet)'}")
+    if smoke:
+        _smoke(service)
+
+
+def _smoke(service: dict[str, Any]) -> None:
+    from cli.smoke import SmokeFailure, run_smoke
+
+    try:
+        for line in run_smoke(service["endpoint"], service[automation.API_KEY_OUTPUT], 600, 10, None):
+            typer.echo(f"ok  {line}")
+    except SmokeFailure as error:
+        typer.echo(f"smoke test of {service['endpoint']} failed: {error}", err=True)
+        raise typer.Exit(1) from error
 
 
 @app.command()
 def destroy(
-    stack: Annotated[Stack, typer.Option(help="The stack to destroy.")],
+    stack: Annotated[Stack, typer.Option(help="The stack to destroy (service, then platform).")],
     project_dir: ProjectDir = None,
     yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Destroy every resource of the stack with `pulumi destroy` (the stack itself is kept)."""
-    runner = cli_runner("retail infra destroy", project_dir)
+    """Destroy the service stack, then the platform stack (the stacks themselves are kept).
+
+    A failed destroy is retried after emptying the platform's buckets and a refresh. The
+    audit bucket is kept by design (retain_on_delete); see docs/deploy.md.
+    """
+    _require("retail infra destroy")
+    directory = project_dir or find_project_dir()
     if not yes:
-        typer.confirm(f"Destroy every resource of stack {stack.value}?", abort=True)
-    automation.destroy(runner, stack.value)
+        typer.confirm(f"Destroy every resource of stack {stack.value} (service and platform)?", abort=True)
+    runners = automation.project_runners(directory, echo=typer.echo)
+    try:
+        automation.destroy(runners, stack.value, empty_buckets=automation.BucketEmptier(_region(directory)),
+                           echo=typer.echo)
+    except TeardownFailed as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(1) from error
+
+
+def _region(directory: Path) -> str:
+    from infra.config import read_stack_file
+
+    return read_stack_file(directory, automation.EPHEMERAL_CONFIG).config["aws:region"]
 
 
 @app.command()
 def ephemeral(
-    name: Annotated[str, typer.Option(help="Name of the environment, e.g. the branch: the stack is ephemeral-<name>.")],
-    command: Annotated[list[str], typer.Argument(help="The command to run against the stack, after `--`.")],
+    name: Annotated[str, typer.Option(help="Name of the environment, e.g. the branch: the stacks are ephemeral-<name>.")],
+    command: Annotated[list[str], typer.Argument(help="The command to run against the stacks, after `--`.")],
     project_dir: ProjectDir = None,
+    image: ImageOption = None,
+    model_package: ModelOption = None,
+    model_group: Annotated[
+        str, typer.Option(help="Group whose newest approved version is served (the ephemeral registry starts empty).")
+    ] = "retail-dev-price-sensitivity",
 ) -> None:
-    """Create a stack from the dev config, deploy it, run COMMAND, then destroy and remove it whatever happened.
+    """Create platform and service stacks from Pulumi.ephemeral.yaml, deploy them, run COMMAND, then destroy and
+    remove both whatever happened.
 
-    The command sees the stack's outputs as PULUMI_OUTPUT_<NAME> variables and all of them
-    as JSON in PULUMI_OUTPUTS_JSON; its exit code becomes this command's.
+    The command sees the stacks' non-secret outputs as PULUMI_OUTPUT_<NAME> (e.g.
+    PULUMI_OUTPUT_ENDPOINT) and all of them as JSON in PULUMI_OUTPUTS_JSON, and the
+    service's API key in RETAIL_API_KEY (never printed). Its exit code becomes this
+    command's. The programs run inline in a temporary folder: nothing in the
+    repository changes.
     """
-    runner = cli_runner("retail infra ephemeral", project_dir)
-    code = automation.ephemeral(runner, name, command, project_dir or find_project_dir())
+    _require("retail infra ephemeral")
+    directory = project_dir or find_project_dir()
+    resolver = release_resolver(directory, image, model_package, model_group)
+    with tempfile.TemporaryDirectory(prefix="retail-ephemeral-") as scratch:
+        runners: Runners = automation.inline_runners(Path(scratch), echo=typer.echo)
+        try:
+            code = automation.ephemeral(
+                runners, name, command, directory, resolver,
+                empty_buckets=automation.BucketEmptier(_region(directory)), echo=typer.echo,
+            )
+        except TeardownFailed as error:
+            typer.echo(str(error), err=True)
+            raise typer.Exit(1) from error
     raise typer.Exit(code)
 
 
@@ -160,43 +288,21 @@ def totals_lines(run: OfflineRun) -> list[str]:
 
 @app.command()
 def check(
-    stack: Annotated[Stack, typer.Option(help="Which Pulumi.<stack>.yaml to use.")],
-    project_dir: Annotated[
-        Path | None,
-        typer.Option(help="Directory holding Pulumi.yaml (default: found from the cwd upwards)."),
-    ] = None,
+    stack: Annotated[CheckedStack, typer.Option(help="Which Pulumi.<stack>.yaml (both projects) to use.")],
+    project_dir: ProjectDir = None,
 ) -> None:
-    """Check the stack against the policy pack offline; exit 1 on a mandatory violation.
+    """Check the stack's projects against the policy pack and the deploy checks offline; exit 1 on a failure.
 
-    Runs the program under the mock runtime (as `preview` does), applies every rule of
-    policies/ to every resource and the stack rules to the whole set, with the
-    enforcement levels of policies/config/<stack>.json. Needs no credentials or Pulumi CLI.
+    Runs the platform, the service and the training programs under the mock runtime (as
+    `preview` does), applies every rule of policies/ to each project's resources with the
+    enforcement levels of policies/config/<stack>.json, then the checks across the
+    projects: the deploy graph (what must exist before what) and the contracts with AWS
+    (documented policy statements, request shapes). Needs no credentials or Pulumi CLI.
     """
-    run = preview_stack(stack.value, project_dir or find_project_dir())
-    violations = check_run(run)
-    typer.echo(
-        f"Policy check of {run.project}/{run.stack} under Pulumi's mock runtime: "
-        f"{len(RULES)} rules, {len(run.resources)} resources, levels from policies/config/{config_path(run.stack).name}"
-    )
-    for line in violation_lines(violations):
+    from policies.report import check_deployment, report_lines
+
+    report = check_deployment(stack.value, project_dir or find_project_dir())
+    for line in report_lines(report):
         typer.echo(line)
-    blocking = mandatory(violations)
-    typer.echo(
-        f"Summary: {len(blocking)} mandatory, {len(violations) - len(blocking)} advisory violation(s) "
-        f"({len(RULES)} rules on {len(run.resources)} resources)"
-    )
-    if blocking:
-        typer.echo(f"FAILED: {run.stack} breaks mandatory rule(s): {', '.join(sorted({v.rule for v in blocking}))}")
+    if not report.passed:
         raise typer.Exit(1)
-    typer.echo(f"PASSED: {run.stack} has no mandatory violation")
-
-
-def violation_lines(violations: list[Violation]) -> list[str]:
-    """Mandatory first, then advisory; each with the resource, what is wrong and the fix."""
-    order = {Enforcement.mandatory: 0, Enforcement.advisory: 1}
-    lines = []
-    for v in sorted(violations, key=lambda v: (order.get(v.enforcement, 2), v.rule, v.resource)):
-        subject = f"{v.resource} ({v.resource_type})" if v.resource else "stack"
-        lines.append(f"[{v.enforcement.value}] {v.rule}: {subject} {v.message}")
-        lines.append(f"    fix: {v.fix}")
-    return lines

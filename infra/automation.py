@@ -1,31 +1,52 @@
 """The Pulumi Automation API behind `retail infra up|preview --live|destroy|ephemeral` and `retail train --cloud`.
 
-Every operation goes through a `StackRunner`, a small seam over `pulumi.automation`:
-`AutomationRunner` drives the real Pulumi CLI; tests use a recording runner and assert
-the exact sequence of operations. The Pulumi CLI is found with `shutil.which("pulumi")`;
-without it `require_cli` stops with how to install it.
+Every operation goes through a `StackRunner`, a small seam over `pulumi.automation`
+for one Pulumi project: `AutomationRunner` drives the real Pulumi CLI; tests use a
+recording runner and assert the exact sequence of operations. The Pulumi CLI is found
+with `shutil.which("pulumi")`; without it `require_cli` stops with how to install it.
+
+Two projects make a deployment: the platform (repository root) and the service
+(`service/`), joined by a StackReference. `deploy` brings up the platform, resolves the
+release (image digest, approved model package) against it, then brings up the service
+with that release in a temporary config file, so nothing in the repository changes.
+`teardown` destroys the service before the platform (the load balancer controller
+removes the ALB it made while it still runs), retries a failed destroy after emptying
+the stack's buckets, and removes a stack only once it is empty. `ephemeral` runs both
+projects as inline programs in temporary work directories.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import secrets
 import shutil
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from infra.config import NAMESPACE, read_stack_file
+import yaml
+
+from infra.config import NAMESPACE, PLATFORM_PROJECT, SERVICE_DIR, SERVICE_PROJECT, read_stack_file
 
 POLICY_PACK_DIR = Path(__file__).resolve().parent.parent / "policies"
 INSTALL_HINT = "install it with `curl -fsSL https://get.pulumi.com | sh` (or see https://www.pulumi.com/docs/install/)"
+EPHEMERAL_CONFIG = "ephemeral"
+"""`Pulumi.ephemeral.yaml` (both projects): the config every `ephemeral-<name>` stack is built from."""
+DESTROY_ATTEMPTS = 3
+API_KEY_ENV = "RETAIL_API_KEY"
+API_KEY_OUTPUT = "deployApiKey"
 
 
 class PulumiCliMissing(RuntimeError):
     """The Pulumi CLI is not on PATH; the message says which command needed it and how to install it."""
+
+
+class TeardownFailed(RuntimeError):
+    """A stack could not be destroyed after every attempt; it is kept so a later run can finish the job."""
 
 
 def require_cli(command: str) -> str:
@@ -37,16 +58,18 @@ def require_cli(command: str) -> str:
 
 
 class StackRunner(Protocol):
-    """The Pulumi operations this module needs, one stack at a time."""
+    """The Pulumi operations this module needs, for one project, one stack at a time."""
 
     def select_stack(self, stack: str) -> None: ...
     def create_stack(self, stack: str) -> None: ...
     def set_config(self, stack: str, values: Mapping[str, str], secret: Mapping[str, str]) -> None: ...
-    def preview(self, stack: str, policy_config: Path | None) -> None: ...
-    def up(self, stack: str, policy_config: Path | None) -> dict[str, Any]: ...
+    def preview(self, stack: str, policy_config: Path | None, config_file: Path | None = None) -> None: ...
+    def up(self, stack: str, policy_config: Path | None, config_file: Path | None = None) -> dict[str, Any]: ...
     def outputs(self, stack: str) -> dict[str, Any]: ...
-    def destroy(self, stack: str) -> None: ...
-    def remove_stack(self, stack: str) -> None: ...
+    def secret_output_names(self, stack: str) -> set[str]: ...
+    def refresh(self, stack: str) -> None: ...
+    def destroy(self, stack: str, config_file: Path | None = None) -> None: ...
+    def remove_stack(self, stack: str, force: bool = False) -> None: ...
     def run_command(self, argv: Sequence[str], env: Mapping[str, str]) -> int: ...
 
 
@@ -63,7 +86,7 @@ class AutomationRunner:
         from pulumi import automation as auto
 
         if self.program is None:
-            factory = auto.create_stack if create else auto.select_stack
+            factory = auto.create_or_select_stack if create else auto.select_stack
             return factory(stack, work_dir=str(self.work_dir))
         factory = auto.create_or_select_stack if create else auto.select_stack
         return factory(
@@ -73,10 +96,14 @@ class AutomationRunner:
             opts=auto.LocalWorkspaceOptions(work_dir=str(self.work_dir)),
         )
 
-    def _policy(self, policy_config: Path | None) -> dict[str, list[str]]:
-        if policy_config is None:
-            return {}
-        return {"policy_packs": [str(POLICY_PACK_DIR)], "policy_pack_configs": [str(policy_config)]}
+    @staticmethod
+    def _options(policy_config: Path | None, config_file: Path | None) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if policy_config is not None:
+            options |= {"policy_packs": [str(POLICY_PACK_DIR)], "policy_pack_configs": [str(policy_config)]}
+        if config_file is not None:
+            options["config_file"] = str(config_file)
+        return options
 
     def select_stack(self, stack: str) -> None:
         self._stack(stack)
@@ -91,52 +118,188 @@ class AutomationRunner:
         config |= {k: auto.ConfigValue(v, secret=True) for k, v in secret.items()}
         self._stack(stack).set_all_config(config)
 
-    def preview(self, stack: str, policy_config: Path | None) -> None:
-        self._stack(stack).preview(on_output=self.echo, **self._policy(policy_config))
+    def preview(self, stack: str, policy_config: Path | None, config_file: Path | None = None) -> None:
+        self._stack(stack).preview(on_output=self.echo, **self._options(policy_config, config_file))
 
-    def up(self, stack: str, policy_config: Path | None) -> dict[str, Any]:
-        result = self._stack(stack).up(on_output=self.echo, **self._policy(policy_config))
+    def up(self, stack: str, policy_config: Path | None, config_file: Path | None = None) -> dict[str, Any]:
+        result = self._stack(stack).up(on_output=self.echo, **self._options(policy_config, config_file))
         return {key: output.value for key, output in result.outputs.items()}
 
     def outputs(self, stack: str) -> dict[str, Any]:
         return {key: output.value for key, output in self._stack(stack).outputs().items()}
 
-    def destroy(self, stack: str) -> None:
-        self._stack(stack).destroy(on_output=self.echo)
+    def secret_output_names(self, stack: str) -> set[str]:
+        return {key for key, output in self._stack(stack).outputs().items() if output.secret}
 
-    def remove_stack(self, stack: str) -> None:
-        self._stack(stack).workspace.remove_stack(stack)
+    def refresh(self, stack: str) -> None:
+        self._stack(stack).refresh(on_output=self.echo)
+
+    def destroy(self, stack: str, config_file: Path | None = None) -> None:
+        self._stack(stack).destroy(on_output=self.echo, **self._options(None, config_file))
+
+    def remove_stack(self, stack: str, force: bool = False) -> None:
+        self._stack(stack).workspace.remove_stack(stack, force=force)
 
     def run_command(self, argv: Sequence[str], env: Mapping[str, str]) -> int:
         return subprocess.run(list(argv), env={**os.environ, **env}, check=False).returncode
 
 
+@dataclass(frozen=True)
+class Runners:
+    """One runner per project of a deployment."""
+
+    platform: StackRunner
+    service: StackRunner
+
+
+@dataclass(frozen=True)
+class Release:
+    """What the service stack deploys: the image digest CI pushed and the approved model package."""
+
+    image: str
+    model_package_arn: str
+
+    def config(self) -> dict[str, str]:
+        return {f"{NAMESPACE}:image": self.image, f"{NAMESPACE}:modelPackageArn": self.model_package_arn}
+
+
+ReleaseResolver = Callable[[Mapping[str, Any]], Release]
+"""Given the platform stack's outputs, the release to deploy (may build and push the image, register a model)."""
+
+
 def policy_config_for(stack: str) -> Path:
-    """The enforcement levels a stack's deploys run the pack with (dev's for stacks without a file)."""
-    path = POLICY_PACK_DIR / "config" / f"{stack}.json"
+    """The enforcement levels a stack's deploys run the pack with (ephemeral's for ephemeral-*, dev's otherwise)."""
+    name = EPHEMERAL_CONFIG if stack.startswith(f"{EPHEMERAL_CONFIG}-") else stack
+    path = POLICY_PACK_DIR / "config" / f"{name}.json"
     return path if path.is_file() else POLICY_PACK_DIR / "config" / "dev.json"
 
 
-def preview(runner: StackRunner, stack: str) -> None:
-    runner.select_stack(stack)
-    runner.preview(stack, policy_config_for(stack))
+@contextlib.contextmanager
+def service_config_file(service_dir: Path, stack: str, release: Release | None) -> Iterator[Path | None]:
+    """A temporary copy of `service/Pulumi.<stack>.yaml` with the release added; None when there is no release.
+
+    Passed to `pulumi up --config-file`, so the release never lands in the repository's
+    stack file. Encrypted values and the stack's secrets-provider settings are copied as
+    they are, so they still decrypt.
+    """
+    if release is None:
+        yield None
+        return
+    source = service_dir / f"Pulumi.{stack}.yaml"
+    settings = yaml.safe_load(source.read_text()) if source.is_file() else {}
+    settings = settings or {}
+    settings["config"] = {**(settings.get("config") or {}), **release.config()}
+    with tempfile.TemporaryDirectory(prefix="retail-service-config-") as scratch:
+        path = Path(scratch) / f"Pulumi.{stack}.yaml"
+        path.write_text(yaml.safe_dump(settings, sort_keys=False))
+        yield path
 
 
-def up(runner: StackRunner, stack: str) -> dict[str, Any]:
-    runner.select_stack(stack)
-    return runner.up(stack, policy_config_for(stack))
+def preview(runners: Runners, stack: str, project_dir: Path, release: Release | None) -> None:
+    """`pulumi preview` of the platform, then of the service when a release to preview is known."""
+    runners.platform.select_stack(stack)
+    runners.platform.preview(stack, policy_config_for(stack))
+    if release is None:
+        return
+    runners.service.select_stack(stack)
+    with service_config_file(project_dir / SERVICE_DIR, stack, release) as config_file:
+        runners.service.preview(stack, policy_config_for(stack), config_file)
 
 
-def destroy(runner: StackRunner, stack: str) -> None:
-    runner.select_stack(stack)
-    runner.destroy(stack)
+def deploy(
+    runners: Runners, stack: str, project_dir: Path, resolve_release: ReleaseResolver
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Platform up, release resolved against it, service up with that release: both stacks' outputs."""
+    runners.platform.create_stack(stack)
+    platform = runners.platform.up(stack, policy_config_for(stack))
+    release = resolve_release(platform)
+    runners.service.create_stack(stack)
+    with service_config_file(project_dir / SERVICE_DIR, stack, release) as config_file:
+        service = runners.service.up(stack, policy_config_for(stack), config_file)
+    return platform, service
 
 
-def output_env(outputs: Mapping[str, Any]) -> dict[str, str]:
-    """Stack outputs for a command: `PULUMI_OUTPUT_<NAME>` (strings as-is, the rest as JSON) and all in one JSON."""
-    env = {"PULUMI_OUTPUTS_JSON": json.dumps(outputs, sort_keys=True, default=str)}
-    for key, value in outputs.items():
+def current_release(runner: StackRunner, stack: str) -> Release | None:
+    """The release the service stack runs now (its outputs), or None if it has none yet."""
+    try:
+        runner.select_stack(stack)
+        outputs = runner.outputs(stack)
+    except Exception:  # noqa: BLE001 (no such stack yet: the Automation API raises its own error types)
+        return None
+    if not outputs.get("image") or not outputs.get("modelPackageArn"):
+        return None
+    return Release(outputs["image"], outputs["modelPackageArn"])
+
+
+EmptyBuckets = Callable[[Sequence[str]], None]
+"""Empties the named buckets (every version, past object lock governance), so a destroy can delete them."""
+
+
+def teardown(
+    runner: StackRunner,
+    stack: str,
+    *,
+    buckets: Sequence[str] = (),
+    empty_buckets: EmptyBuckets | None = None,
+    echo: Callable[[str], None] = print,
+    remove: bool = True,
+) -> None:
+    """Destroy `stack`, retrying after emptying `buckets` and a refresh; then remove it once it is empty.
+
+    TeardownFailed if every attempt fails: the stack is then kept (with its state) so
+    `pulumi destroy` can finish later; removing it would orphan whatever is left.
+    """
+    for attempt in range(1, DESTROY_ATTEMPTS + 1):
+        try:
+            runner.destroy(stack)
+            break
+        except Exception as error:  # noqa: BLE001 (the Automation API's errors carry the CLI's stderr)
+            echo(f"destroy of {stack} failed (attempt {attempt}/{DESTROY_ATTEMPTS}): {_first_line(error)}")
+            if attempt == DESTROY_ATTEMPTS:
+                raise TeardownFailed(
+                    f"{stack} could not be destroyed after {DESTROY_ATTEMPTS} attempts and is kept with its state; "
+                    f"finish with `pulumi destroy --stack {stack}` once the cause is fixed: {_first_line(error)}"
+                ) from error
+            if buckets and empty_buckets is not None:
+                empty_buckets(buckets)
+            runner.refresh(stack)
+    if remove:
+        runner.remove_stack(stack, force=True)
+
+
+def destroy(runners: Runners, stack: str, *, empty_buckets: EmptyBuckets | None = None, echo=print) -> None:
+    """Service first (its Ingress goes while the controller can still delete the ALB), then the platform."""
+    runners.service.select_stack(stack)
+    teardown(runners.service, stack, echo=echo, remove=False)
+    runners.platform.select_stack(stack)
+    buckets = _bucket_names(runners.platform, stack)
+    teardown(runners.platform, stack, buckets=buckets, empty_buckets=empty_buckets, echo=echo, remove=False)
+
+
+def _bucket_names(runner: StackRunner, stack: str) -> list[str]:
+    try:
+        return sorted((runner.outputs(stack).get("lakeBuckets") or {}).values())
+    except Exception:  # noqa: BLE001 (a stack that never came up has no outputs)
+        return []
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[-1] if text else type(error).__name__
+
+
+def command_env(outputs: Mapping[str, Any], secret_names: set[str]) -> dict[str, str]:
+    """Stack outputs for a command: `PULUMI_OUTPUT_<NAME>` and all in `PULUMI_OUTPUTS_JSON`, secrets left out.
+
+    The one secret a command needs, the service's deploy API key, goes to `RETAIL_API_KEY`
+    (read it with `retail smoke --api-key-env RETAIL_API_KEY`); it is never printed.
+    """
+    public = {key: value for key, value in outputs.items() if key not in secret_names and key != API_KEY_OUTPUT}
+    env = {"PULUMI_OUTPUTS_JSON": json.dumps(public, sort_keys=True, default=str)}
+    for key, value in public.items():
         env[f"PULUMI_OUTPUT_{key.upper()}"] = value if isinstance(value, str) else json.dumps(value, default=str)
+    if outputs.get(API_KEY_OUTPUT):
+        env[API_KEY_ENV] = str(outputs[API_KEY_OUTPUT])
     return env
 
 
@@ -144,26 +307,123 @@ def ephemeral_stack_name(name: str) -> str:
     cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in name.lower()).strip("-")
     if not cleaned:
         raise ValueError(f"--name {name!r} has no letters or digits; use e.g. the branch name")
-    return f"ephemeral-{cleaned}"
+    return f"{EPHEMERAL_CONFIG}-{cleaned}"
 
 
-def ephemeral(runner: StackRunner, name: str, command: Sequence[str], project_dir: Path) -> int:
-    """New stack from the dev config, up, run `command` against its outputs; always destroy and remove it.
+def ephemeral_config(project_dir: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """The platform's and the service's config for an ephemeral stack (their `Pulumi.ephemeral.yaml`)."""
+    platform = read_stack_file(project_dir, EPHEMERAL_CONFIG)
+    service = read_stack_file(project_dir / SERVICE_DIR, EPHEMERAL_CONFIG)
+    for stack_file in (platform, service):
+        if stack_file.secret_keys:
+            raise ValueError(f"{stack_file.project}: Pulumi.ephemeral.yaml must hold no encrypted values "
+                             f"(found {', '.join(stack_file.secret_keys)}): an ephemeral stack cannot decrypt them")
+    return platform.config, service.config
 
-    Returns the command's exit code. The stack is destroyed and removed whatever happened
-    (a failed up, a failed command, Ctrl-C); a failure there is raised after the attempt.
+
+def ephemeral(
+    runners: Runners,
+    name: str,
+    command: Sequence[str],
+    project_dir: Path,
+    resolve_release: ReleaseResolver,
+    *,
+    empty_buckets: EmptyBuckets | None = None,
+    echo: Callable[[str], None] = print,
+) -> int:
+    """New platform and service stacks from `Pulumi.ephemeral.yaml`, up, run `command`; always tear both down.
+
+    The command sees both stacks' non-secret outputs (`command_env`) and the deploy API
+    key in RETAIL_API_KEY; its exit code is returned. Both stacks are destroyed and
+    removed whatever happened (a failed up, a failed command, Ctrl-C); a teardown that
+    fails raises TeardownFailed after trying everything.
     """
     if not command:
         raise ValueError("give the command to run after `--`, e.g. retail infra ephemeral --name pr-42 -- pytest")
     stack = ephemeral_stack_name(name)
-    dev = read_stack_file(project_dir, "dev")
-    runner.create_stack(stack)
+    platform_config, service_config = ephemeral_config(project_dir)
+    platform_outputs: dict[str, Any] = {}
     try:
-        runner.set_config(stack, dev.config, {f"{NAMESPACE}:apiKeys": secrets.token_urlsafe(24)})
-        outputs = runner.up(stack, policy_config_for("dev"))
-        return runner.run_command(command, output_env(outputs))
+        runners.platform.create_stack(stack)
+        runners.platform.set_config(stack, platform_config, {})
+        platform_outputs = runners.platform.up(stack, policy_config_for(stack))
+        release = resolve_release(platform_outputs)
+        runners.service.create_stack(stack)
+        runners.service.set_config(stack, {**service_config, **release.config()}, {})
+        service_outputs = runners.service.up(stack, policy_config_for(stack))
+        secret = runners.service.secret_output_names(stack) | runners.platform.secret_output_names(stack)
+        return runners.service.run_command(command, command_env({**platform_outputs, **service_outputs}, secret))
     finally:
+        buckets = sorted((platform_outputs.get("lakeBuckets") or {}).values())
         try:
-            runner.destroy(stack)
+            teardown(runners.service, stack, echo=echo)
         finally:
-            runner.remove_stack(stack)
+            teardown(runners.platform, stack, buckets=buckets, empty_buckets=empty_buckets, echo=echo)
+
+
+def inline_runners(work_root: Path, echo: Callable[[str], None] = print) -> Runners:
+    """Runners for both projects as inline programs, each in its own folder under `work_root` (not the repository)."""
+    return Runners(
+        platform=AutomationRunner(
+            work_root / "platform", project_name=PLATFORM_PROJECT, program=platform_program, echo=echo
+        ),
+        service=AutomationRunner(work_root / "service", project_name=SERVICE_PROJECT, program=service_program, echo=echo),
+    )
+
+
+def project_runners(project_dir: Path, echo: Callable[[str], None] = print) -> Runners:
+    """Runners for the repository's two project folders (`pulumi up` there would do the same)."""
+    return Runners(
+        platform=AutomationRunner(project_dir, echo=echo),
+        service=AutomationRunner(project_dir / SERVICE_DIR, echo=echo),
+    )
+
+
+def platform_program() -> None:
+    """The platform's `__main__.py`, as an inline program."""
+    import pulumi
+
+    from infra.config import load_platform_config
+    from infra.platform import build_platform
+
+    for key, value in build_platform(load_platform_config()).outputs().items():
+        pulumi.export(key, value)
+
+
+def service_program() -> None:
+    """The service's `__main__.py`, as an inline program."""
+    import pulumi
+
+    from infra.config import load_service_config
+    from infra.service import build_service
+
+    for key, value in build_service(load_service_config()).outputs().items():
+        pulumi.export(key, value)
+
+
+@dataclass
+class BucketEmptier:
+    """Deletes every object version and delete marker of the given buckets, bypassing GOVERNANCE retention."""
+
+    region: str
+    deleted: dict[str, int] = field(default_factory=dict)
+
+    def __call__(self, buckets: Sequence[str]) -> None:
+        import boto3
+
+        s3 = boto3.client("s3", region_name=self.region)
+        for bucket in buckets:
+            count = 0
+            paginator = s3.get_paginator("list_object_versions")
+            try:
+                pages = list(paginator.paginate(Bucket=bucket))
+            except s3.exceptions.NoSuchBucket:
+                continue
+            for page in pages:
+                versions = [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
+                for start in range(0, len(versions), 1000):
+                    batch = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions[start : start + 1000]]
+                    s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True},
+                                      BypassGovernanceRetention=True)
+                    count += len(batch)
+            self.deleted[bucket] = self.deleted.get(bucket, 0) + count

@@ -247,3 +247,11 @@ def preview_service(stack: str, project_dir: Path | None = None, platform: Offli
         extra_config=deploy_time_placeholders(platform),
         stack_outputs={platform_stack_name(stack): platform.stack_outputs},
     )
+
+
+def preview_deployment(stack: str, project_dir: Path | None = None) -> list[OfflineRun]:
+    """Every project a deployment of `stack` runs, offline: the platform, the service and the training stack."""
+    project_dir = project_dir or find_project_dir()
+    platform = preview_stack(stack, project_dir)
+    service = preview_service(stack, project_dir, platform)
+    return [platform, service]

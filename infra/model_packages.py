@@ -1,0 +1,96 @@
+"""The stack's SageMaker model registry seen from the deploy: the approved versions, and a local bundle registered there.
+
+The service serves only approved model package versions (`ServedModel`). CI registers
+them through `retail train --cloud` (the gate approves or rejects each version); a first
+deploy from a laptop registers the local registry's champion with `register_bundle`,
+so every served model, wherever it was trained, has a registry version with its metrics
+and lineage, and a rollback is always "serve the previous approved version".
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from ml.bundle import MANIFEST, bundle_digest, verify_bundle
+
+LOCAL_PREFIX = "registry/local"
+"""Where in the artifacts bucket locally trained bundles are uploaded as `model.tar.gz`."""
+METADATA_LIMIT = 50
+"""SageMaker's CustomerMetadataProperties holds at most 50 entries."""
+
+
+def approved_versions(client: Any, group: str) -> list[str]:
+    """ARNs of the group's approved versions, newest first."""
+    arns: list[str] = []
+    paginator = client.get_paginator("list_model_packages")
+    for page in paginator.paginate(
+        ModelPackageGroupName=group, ModelApprovalStatus="Approved", SortBy="CreationTime", SortOrder="Descending"
+    ):
+        arns += [summary["ModelPackageArn"] for summary in page["ModelPackageSummaryList"]]
+    return arns
+
+
+def previous_approved(client: Any, group: str, current_arn: str) -> str | None:
+    """The approved version registered before `current_arn`: what a rollback serves."""
+    versions = approved_versions(client, group)
+    if current_arn not in versions:
+        return versions[0] if versions else None
+    older = versions[versions.index(current_arn) + 1 :]
+    return older[0] if older else None
+
+
+def pack_bundle(bundle: Path) -> bytes:
+    """A verified bundle as SageMaker packs SM_MODEL_DIR: a gzip'd tar with the bundle's files at its root."""
+    meta = verify_bundle(bundle)
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode="w:gz") as tar:
+        for relative in [*sorted(meta["files"]), MANIFEST]:
+            tar.add(bundle / relative, arcname=relative)
+    return packed.getvalue()
+
+
+def register_bundle(
+    sagemaker: Any, s3: Any, bundle: Path, *, group: str, artifacts_bucket: str, image: str, source: str
+) -> str:
+    """Upload `bundle` to the artifacts bucket and register it in `group`; the new version's ARN.
+
+    Approved when the bundle passed the promotion gate at training time, Rejected (and so
+    never served) otherwise. Its metrics and lineage become the version's customer
+    metadata, `source` says where it was trained.
+    """
+    meta = verify_bundle(bundle)
+    digest = bundle_digest(bundle)
+    key = f"{LOCAL_PREFIX}/{digest[:16]}/model.tar.gz"
+    s3.put_object(Bucket=artifacts_bucket, Key=key, Body=pack_bundle(bundle))
+    passed = bool((meta.get("gate") or {}).get("passed"))
+    response = sagemaker.create_model_package(
+        ModelPackageGroupName=group,
+        ModelPackageDescription=f"{meta.get('family', 'model')} trained by {source}, bundle sha256:{digest[:12]}",
+        InferenceSpecification={
+            "Containers": [{"Image": image, "ModelDataUrl": f"s3://{artifacts_bucket}/{key}"}],
+            "SupportedContentTypes": ["application/json"],
+            "SupportedResponseMIMETypes": ["application/json"],
+        },
+        ModelApprovalStatus="Approved" if passed else "Rejected",
+        CustomerMetadataProperties=customer_metadata(meta, digest, source),
+    )
+    return response["ModelPackageArn"]
+
+
+def customer_metadata(meta: dict[str, Any], digest: str, source: str) -> dict[str, str]:
+    """Family, gate, holdout metrics and lineage of a bundle, as SageMaker's string metadata."""
+    values = {
+        "family": str(meta.get("family", "")),
+        "gate_passed": json.dumps(bool((meta.get("gate") or {}).get("passed"))),
+        "bundle_sha256": digest,
+        "source": source,
+    }
+    metrics = meta.get("metrics") or {}
+    values |= {f"metric:holdout_{name}": f"{value:.6g}" for name, value in metrics.items() if isinstance(value, float)}
+    lineage = meta.get("lineage") or {}
+    values |= {f"lineage:{name}": str(value)[:256] for name, value in lineage.items() if isinstance(value, str | int)}
+    return dict(list(values.items())[:METADATA_LIMIT])
