@@ -43,6 +43,14 @@ async def _poll(app: FastAPI, interval: float) -> None:
         app.state.api_keys = await asyncio.to_thread(reread_api_keys, app.state.settings, app.state.api_keys)
 
 
+async def _heartbeat(app: FastAPI, emf: EmfPublisher, interval: float) -> None:
+    """A heartbeat metric while a model is loaded, so "no data" means "not serving" to the heartbeat alarm."""
+    while True:
+        if app.state.store.current is not None:
+            emf.heartbeat()
+        await asyncio.sleep(interval)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: ApiSettings = app.state.settings
@@ -56,13 +64,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.batcher = Batcher(settings.max_coalesced_baskets)
     app.state.batcher.start()
     interval = settings.reload_interval_seconds
-    poller = asyncio.create_task(_poll(app, interval)) if interval else None
+    tasks = [asyncio.create_task(_poll(app, interval))] if interval else []
+    if app.state.emf is not None:
+        tasks.append(asyncio.create_task(_heartbeat(app, app.state.emf, settings.heartbeat_seconds)))
     try:
         yield
     finally:
-        if poller is not None:
-            poller.cancel()
-            await asyncio.gather(poller, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         await app.state.batcher.stop()
 
 
@@ -82,6 +92,7 @@ def create_app(settings: ApiSettings | None = None, source: ModelSource | None =
     app.include_router(model.router)
     app.include_router(health.router)
     emf = EmfPublisher(settings.environment) if settings.emf_enabled else None
+    app.state.emf = emf
     app.add_middleware(RequestPlumbing, max_body_bytes=settings.max_body_bytes, emf=emf,
                        drift_score=lambda: app.state.batcher.drift_score)
     return app

@@ -1,8 +1,10 @@
-"""CloudWatch embedded metric format (EMF): one JSON line per prediction request on stdout.
+"""CloudWatch embedded metric format (EMF): one JSON line per prediction request, and a heartbeat, on stdout.
 
-On EKS the container's stdout goes to CloudWatch Logs, which turns these lines into
-metrics in the namespace and with the names the alarms use (`infra.metric_names`).
-Raw latencies are sent, so CloudWatch computes the p95 itself.
+On EKS, Fluent Bit ships the container's stdout lines unchanged to CloudWatch Logs,
+which turns these lines into metrics in the namespace and with the names the alarms use
+(`infra.metric_names`). Raw latencies are sent, so CloudWatch computes the p95 itself.
+The heartbeat (every `HEARTBEAT_SECONDS` while a model is loaded) is what tells a
+quiet service from a dead one: its alarm treats no data as an incident.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ class EmfPublisher:
         self.environment = environment
         self.stream = stream or sys.stdout
 
+    def heartbeat(self) -> None:
+        """One heartbeat datapoint: this process is serving a model."""
+        self._write([(names.HEARTBEAT, "Count", 1)])
+
     def publish(self, latency_ms: float, status: int, predictions: int, drift_score: float | None) -> None:
         metrics = [
             (names.REQUEST_LATENCY_MS, "Milliseconds", latency_ms),
@@ -30,6 +36,9 @@ class EmfPublisher:
         ]
         if drift_score is not None:
             metrics.append((names.INPUT_DRIFT_SCORE, "None", drift_score))
+        self._write(metrics)
+
+    def _write(self, metrics: list[tuple[str, str, float]]) -> None:
         record = {
             "_aws": {
                 "Timestamp": int(time.time() * 1000),

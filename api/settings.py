@@ -12,6 +12,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from infra.metric_names import HEARTBEAT_SECONDS
+
 
 class ApiSettings(BaseSettings):
     """Where the model comes from, who may call, and how much a request may carry."""
@@ -43,4 +45,6 @@ class ApiSettings(BaseSettings):
 
     environment: str = "local"
     emf_enabled: bool = False  # also write CloudWatch embedded-metric-format lines to stdout
+    # Seconds between heartbeat metrics while a model is loaded (with emf_enabled).
+    heartbeat_seconds: float = Field(HEARTBEAT_SECONDS, gt=0)
     log_level: str = "INFO"

@@ -69,7 +69,6 @@ def release_resolver(
 
     def resolve(platform: dict[str, Any]) -> Release:
         import boto3
-
         from infra.images import ensure_image
 
         region = platform["region"]
@@ -212,7 +211,7 @@ def _region(directory: Path) -> str:
 
 @app.command()
 def ephemeral(
-    name: Annotated[str, typer.Option(help="Name of the environment, e.g. the branch: the stacks are ephemeral-<name>.")],
+    name: Annotated[str, typer.Option(help="Name of the environment, e.g. the branch: stacks ephemeral-<name>.")],
     command: Annotated[list[str], typer.Argument(help="The command to run against the stacks, after `--`.")],
     project_dir: ProjectDir = None,
     image: ImageOption = None,

@@ -343,12 +343,15 @@ def ephemeral(
     stack = ephemeral_stack_name(name)
     platform_config, service_config = ephemeral_config(project_dir)
     platform_outputs: dict[str, Any] = {}
+    created: set[str] = set()
     try:
         runners.platform.create_stack(stack)
+        created.add("platform")
         runners.platform.set_config(stack, platform_config, {})
         platform_outputs = runners.platform.up(stack, policy_config_for(stack))
         release = resolve_release(platform_outputs)
         runners.service.create_stack(stack)
+        created.add("service")
         runners.service.set_config(stack, {**service_config, **release.config()}, {})
         service_outputs = runners.service.up(stack, policy_config_for(stack))
         secret = runners.service.secret_output_names(stack) | runners.platform.secret_output_names(stack)
@@ -356,9 +359,11 @@ def ephemeral(
     finally:
         buckets = sorted((platform_outputs.get("lakeBuckets") or {}).values())
         try:
-            teardown(runners.service, stack, echo=echo)
+            if "service" in created:
+                teardown(runners.service, stack, echo=echo)
         finally:
-            teardown(runners.platform, stack, buckets=buckets, empty_buckets=empty_buckets, echo=echo)
+            if "platform" in created:
+                teardown(runners.platform, stack, buckets=buckets, empty_buckets=empty_buckets, echo=echo)
 
 
 def inline_runners(work_root: Path, echo: Callable[[str], None] = print) -> Runners:
@@ -367,7 +372,9 @@ def inline_runners(work_root: Path, echo: Callable[[str], None] = print) -> Runn
         platform=AutomationRunner(
             work_root / "platform", project_name=PLATFORM_PROJECT, program=platform_program, echo=echo
         ),
-        service=AutomationRunner(work_root / "service", project_name=SERVICE_PROJECT, program=service_program, echo=echo),
+        service=AutomationRunner(
+            work_root / "service", project_name=SERVICE_PROJECT, program=service_program, echo=echo
+        ),
     )
 
 

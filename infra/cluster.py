@@ -46,10 +46,11 @@ class ClusterArgs:
 
 
 class Cluster(pulumi.ComponentResource):
-    """An EKS cluster reachable privately (from `private_access_cidrs`), and publicly only from `public_access_cidrs`.
+    """An EKS cluster reachable privately (from `private_access_cidrs`) and publicly from `public_access_cidrs`.
 
     `admin_principal_arns` (e.g. the CI deploy role) get cluster-admin through EKS access
-    entries, beside the creator. The VPC CNI enforces Kubernetes NetworkPolicies. Kubernetes secrets are envelope-encrypted with the cluster key; all five control
+    entries, beside the creator. The VPC CNI enforces Kubernetes NetworkPolicies.
+    Kubernetes secrets are envelope-encrypted with the cluster key; all five control
     plane log types go to a pre-created, KMS-encrypted log group with retention; an IAM
     OIDC provider enables IRSA. No default node group: a managed group for the service
     (label `retail.io/workload=inference`) and a tainted one for batch jobs, both in

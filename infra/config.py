@@ -43,7 +43,7 @@ SERVICE_DIR = "service"
 IMAGE_DIGEST = re.compile(r"^[a-z0-9][a-z0-9.\-]*(:[0-9]+)?(/[a-z0-9._\-]+)+@sha256:[0-9a-f]{64}$")
 MODEL_PACKAGE_ARN = re.compile(r"^arn:aws[a-z\-]*:sagemaker:[a-z0-9\-]+:\d{12}:model-package/[A-Za-z0-9\-]+/\d+$")
 DEPLOY_TIME_KEYS = {
-    f"{NAMESPACE}:image": "the inference image as <repository>@sha256:<digest>, the digest CI (or `retail infra up`) pushed",
+    f"{NAMESPACE}:image": "the inference image as <repository>@sha256:<digest>, as CI (or `retail infra up`) pushed it",
     f"{NAMESPACE}:modelPackageArn": "the approved SageMaker model package version the service serves",
 }
 """Service config set at deploy time, not in the stack file: `retail infra up` and CI pass them."""

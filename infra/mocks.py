@@ -142,6 +142,21 @@ class PlatformMocks(pulumi.runtime.Mocks):
         if token == "aws:cloudtrail/trail:Trail":
             outputs["arn"] = self._arn(token, f"trail/{inputs['name']}")
             return inputs["name"], outputs
+        if token == "aws:acm/certificate:Certificate":
+            domain = inputs["domainName"]
+            outputs["arn"] = self._arn(token, f"certificate/{_suffix(domain)}")
+            outputs["domainValidationOptions"] = [
+                {
+                    "domainName": domain,
+                    "resourceRecordName": f"_{_suffix(domain + 'name')}.{domain}.",
+                    "resourceRecordType": "CNAME",
+                    "resourceRecordValue": f"_{_suffix(domain + 'value')}.acm-validations.aws.",
+                }
+            ]
+            return outputs["arn"], outputs
+        if token == "aws:route53/record:Record":
+            outputs["fqdn"] = inputs["name"].rstrip(".")
+            return f"{inputs['zoneId']}_{inputs['name']}_{inputs['type']}", outputs
         if token == "aws:sagemaker/modelPackageGroup:ModelPackageGroup":
             group = inputs["modelPackageGroupName"]
             outputs["arn"] = self._arn(token, f"model-package-group/{group}")

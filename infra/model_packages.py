@@ -1,4 +1,4 @@
-"""The stack's SageMaker model registry seen from the deploy: the approved versions, and a local bundle registered there.
+"""The stack's SageMaker model registry seen from a deploy: approved versions, and local bundles registered there.
 
 The service serves only approved model package versions (`ServedModel`). CI registers
 them through `retail train --cloud` (the gate approves or rejects each version); a first

@@ -51,6 +51,8 @@ class RegisteredResource:
     """The provider reference (`urn::id`) the resource was registered with; empty if none."""
     property_dependencies: dict[str, tuple[str, ...]] = field(default_factory=dict)
     """Input name -> URNs of the resources that input's value came from."""
+    retain_on_delete: bool = False
+    """`pulumi destroy` leaves it in the account."""
     dependencies: tuple[str, ...] = ()
     """URNs the resource waits for: explicit `depends_on` (components expanded to their children) and inputs."""
 
@@ -125,11 +127,32 @@ class RecordingMonitor(MockMonitor):
             provider=request.provider,
             property_dependencies={key: tuple(deps.urns) for key, deps in request.propertyDependencies.items()},
             dependencies=tuple(request.dependencies),
+            retain_on_delete=bool(request.retainOnDelete),
         )
         with self._lock:
             self.resources[urn] = MockMonitor.ResourceRegistration(urn, resource_id, state)
             self.records.append(record)
         return resource_pb2.RegisterResourceResponse(urn=urn, id=resource_id, object=state_proto)
+
+
+    def ReadResource(self, request):  # noqa: N802 (gRPC method name)
+        """A read of an existing resource (e.g. a StackReference): recorded like a registration, with no inputs."""
+        response = super().ReadResource(request)
+        record = RegisteredResource(
+            urn=response.urn,
+            id=request.id,
+            type=request.type,
+            name=request.name,
+            parent=request.parent,
+            custom=True,
+            remote=False,
+            inputs=_plain(json_format.MessageToDict(request.properties)),
+            outputs=dict(self.resources[response.urn].state),
+            provider=request.provider,
+        )
+        with self._lock:
+            self.records.append(record)
+        return response
 
 
 def _plain(value: Any) -> Any:

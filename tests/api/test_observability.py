@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 
 import numpy as np
 import polars as pl
@@ -83,9 +84,36 @@ def test_the_service_writes_an_emf_line_per_prediction_request_when_asked(small_
         client.post("/v1/predict/batch", json={"baskets": [basket()] * 3}, headers=AUTH)
         client.get("/health/live")
         lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    lines = [line for line in lines if metric_names.REQUEST_COUNT in line]
     assert len(lines) == 1
     assert lines[0][metric_names.PREDICTION_COUNT] == 3
     assert lines[0][metric_names.SERVER_ERROR_COUNT] == 0
+
+
+def _heartbeats(output: str) -> list[dict]:
+    records = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    return [r for r in records if metric_names.HEARTBEAT in r]
+
+
+def test_a_serving_process_sends_heartbeats_without_any_request(small_run, capsys):
+    settings = api_settings(emf_enabled=True, environment="test", heartbeat_seconds=0.05)
+    with TestClient(create_app(settings, source=RegistrySource(small_run.settings))):
+        deadline = time.monotonic() + 10
+        beats: list[dict] = []
+        while len(beats) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            beats += _heartbeats(capsys.readouterr().out)
+    assert len(beats) >= 2
+    assert beats[0][metric_names.HEARTBEAT] == 1 and beats[0][metric_names.DIMENSION_ENVIRONMENT] == "test"
+    assert beats[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"] == [{"Name": metric_names.HEARTBEAT, "Unit": "Count"}]
+
+
+def test_a_process_without_a_model_sends_no_heartbeat(tmp_path, capsys):
+    settings = api_settings(emf_enabled=True, heartbeat_seconds=0.05, model_uri=str(tmp_path / "no-bundle"))
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/health/ready").status_code == 503
+        time.sleep(0.3)
+    assert _heartbeats(capsys.readouterr().out) == []
 
 
 def test_the_caller_request_id_is_echoed_and_a_new_one_made_otherwise(client):

@@ -1,97 +1,235 @@
-"""The Automation API's sequence of Pulumi operations, checked with a recording runner."""
+"""The Automation API's sequence of Pulumi operations across both projects, checked with recording runners."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
+import boto3
 import pytest
+import yaml
 
 from infra import automation
-from infra.automation import PulumiCliMissing, ephemeral, ephemeral_stack_name, output_env, require_cli
-from tests.automation.recording import PulumiFailed, RecordingRunner
+from infra.automation import (
+    BucketEmptier,
+    PulumiCliMissing,
+    Release,
+    Runners,
+    TeardownFailed,
+    command_env,
+    ephemeral,
+    ephemeral_stack_name,
+    require_cli,
+)
+from tests.automation.recording import Journal, PulumiFailed, RecordingRunner
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 STACK = "ephemeral-pr-42"
-EPHEMERAL_TEARDOWN = [("destroy", STACK), ("remove_stack", STACK)]
+IMAGE = "123456789012.dkr.ecr.ap-southeast-1.amazonaws.com/retail/inference@sha256:" + "d" * 64
+PACKAGE = "arn:aws:sagemaker:ap-southeast-1:123456789012:model-package/retail-dev-price-sensitivity/7"
+RELEASE = Release(IMAGE, PACKAGE)
+PLATFORM_OUTPUTS = {"clusterName": "eks", "kubeconfig": "{secret}", "lakeBuckets": {"raw": "lake-raw"}}
+SERVICE_OUTPUTS = {"endpoint": "http://k8s-alb.elb.amazonaws.com", "deployApiKey": "k" * 40}
 
 
-def run_ephemeral(runner: RecordingRunner, command=("pytest", "-q")) -> int:
-    return ephemeral(runner, "pr-42", list(command), PROJECT_DIR)
+def runners(**platform_kwargs) -> Runners:
+    journal = Journal()
+    platform = RecordingRunner(
+        "platform", journal, outputs_by_stack={STACK: PLATFORM_OUTPUTS, "dev": PLATFORM_OUTPUTS},
+        secret_outputs={"kubeconfig"}, **platform_kwargs,
+    )
+    service = RecordingRunner(
+        "service", journal, outputs_by_stack={STACK: SERVICE_OUTPUTS, "dev": SERVICE_OUTPUTS},
+        secret_outputs={"deployApiKey"},
+    )
+    return Runners(platform, service)
 
 
-def test_up_selects_the_stack_and_deploys_it_with_the_stacks_policy_levels():
-    runner = RecordingRunner(outputs_by_stack={"prod": {"clusterName": "retail-prod-eks"}})
-    assert automation.up(runner, "prod") == {"clusterName": "retail-prod-eks"}
-    assert runner.calls == [("select_stack", "prod"), ("up", "prod", "prod.json")]
+def run_ephemeral(pair: Runners, command=("pytest", "-q"), **kwargs) -> int:
+    return ephemeral(pair, "pr-42", list(command), PROJECT_DIR, lambda outputs: RELEASE, echo=lambda _: None, **kwargs)
 
 
-def test_preview_selects_the_stack_and_previews_it_with_the_policy_pack():
-    runner = RecordingRunner()
-    automation.preview(runner, "dev")
-    assert runner.calls == [("select_stack", "dev"), ("preview", "dev", "dev.json")]
-
-
-def test_destroy_selects_the_stack_and_destroys_it():
-    runner = RecordingRunner()
-    automation.destroy(runner, "dev")
-    assert runner.calls == [("select_stack", "dev"), ("destroy", "dev")]
-
-
-def test_ephemeral_creates_configures_deploys_runs_then_destroys_and_removes():
-    runner = RecordingRunner(outputs_by_stack={STACK: {"clusterName": "eks"}})
-    assert run_ephemeral(runner) == 0
-    assert runner.calls == [
-        ("create_stack", STACK),
-        ("set_config", STACK),
-        ("up", STACK, "dev.json"),
-        ("run_command", "pytest -q"),
-        *EPHEMERAL_TEARDOWN,
+def test_ephemeral_deploys_platform_then_service_runs_then_tears_down_service_first():
+    pair = runners()
+    assert run_ephemeral(pair) == 0
+    assert pair.platform.journal.calls == [
+        ("platform", "create_stack", STACK),
+        ("platform", "set_config", STACK),
+        ("platform", "up", STACK, "ephemeral.json"),
+        ("service", "create_stack", STACK),
+        ("service", "set_config", STACK),
+        ("service", "up", STACK, "ephemeral.json"),
+        ("service", "run_command", "pytest -q"),
+        ("service", "destroy", STACK),
+        ("service", "remove_stack", STACK, "force"),
+        ("platform", "destroy", STACK),
+        ("platform", "remove_stack", STACK, "force"),
     ]
 
 
-def test_ephemeral_stack_gets_the_dev_config_and_a_generated_api_key():
-    runner = RecordingRunner()
-    run_ephemeral(runner)
-    values, secret = runner.config[STACK]
-    assert values["aws:region"] == "ap-southeast-1"
-    assert json.loads(values["retail:network"])["cidr"] == "10.40.0.0/16"
-    assert set(secret) == {"retail:apiKeys"} and len(secret["retail:apiKeys"]) >= 24
+def test_ephemeral_stacks_get_the_ephemeral_config_and_the_release():
+    pair = runners()
+    run_ephemeral(pair)
+    platform_values, platform_secret = pair.platform.config[STACK]
+    service_values, _ = pair.service.config[STACK]
+    assert json.loads(platform_values["retail:audit"]) == {"trail": False}
+    assert json.loads(platform_values["retail:dataLake"])["forceDestroy"] is True
+    assert platform_secret == {}
+    assert service_values["retail:image"] == IMAGE and service_values["retail:modelPackageArn"] == PACKAGE
 
 
-def test_ephemeral_command_sees_the_stack_outputs():
-    runner = RecordingRunner(outputs_by_stack={STACK: {"clusterName": "eks", "lakeBuckets": {"raw": "b"}}})
-    run_ephemeral(runner)
-    assert runner.command_env["PULUMI_OUTPUT_CLUSTERNAME"] == "eks"
-    assert json.loads(runner.command_env["PULUMI_OUTPUT_LAKEBUCKETS"]) == {"raw": "b"}
+def test_the_command_sees_public_outputs_and_the_api_key_but_no_other_secret():
+    pair = runners()
+    run_ephemeral(pair)
+    env = pair.service.command_env
+    assert env["PULUMI_OUTPUT_ENDPOINT"] == SERVICE_OUTPUTS["endpoint"]
+    assert env["PULUMI_OUTPUT_CLUSTERNAME"] == "eks"
+    assert env["RETAIL_API_KEY"] == SERVICE_OUTPUTS["deployApiKey"]
+    assert "PULUMI_OUTPUT_KUBECONFIG" not in env and "PULUMI_OUTPUT_DEPLOYAPIKEY" not in env
+    assert "{secret}" not in env["PULUMI_OUTPUTS_JSON"] and "k" * 40 not in env["PULUMI_OUTPUTS_JSON"]
 
 
-def test_a_failing_command_still_destroys_and_removes_the_stack_and_its_exit_code_is_returned():
-    runner = RecordingRunner(command_exit_code=3)
-    assert run_ephemeral(runner) == 3
-    assert runner.calls[-3:] == [("run_command", "pytest -q"), *EPHEMERAL_TEARDOWN]
+def test_a_failing_command_still_tears_both_stacks_down_and_its_exit_code_is_returned():
+    pair = runners()
+    pair.service.command_exit_code = 3
+    assert run_ephemeral(pair) == 3
+    assert [c[:2] for c in pair.platform.journal.calls[-4:]] == [
+        ("service", "destroy"), ("service", "remove_stack"), ("platform", "destroy"), ("platform", "remove_stack"),
+    ]
 
 
-def test_a_failed_up_still_destroys_and_removes_the_stack_and_raises():
-    runner = RecordingRunner(fail_on={"up"})
+def test_a_failed_platform_up_tears_the_platform_down_and_never_touches_the_service():
+    pair = runners(fail_on={"up": 1})
     with pytest.raises(PulumiFailed, match="pulumi up failed"):
-        run_ephemeral(runner)
-    assert runner.calls[-3:] == [("up", STACK, "dev.json"), *EPHEMERAL_TEARDOWN]
-    assert ("run_command", "pytest -q") not in runner.calls
+        run_ephemeral(pair)
+    assert pair.service.calls == []
+    assert pair.platform.calls[-2:] == [("destroy", STACK), ("remove_stack", STACK, "force")]
 
 
-def test_a_failed_destroy_still_removes_the_stack_and_raises():
-    runner = RecordingRunner(fail_on={"destroy"})
-    with pytest.raises(PulumiFailed, match="pulumi destroy failed"):
-        run_ephemeral(runner)
-    assert runner.calls[-2:] == EPHEMERAL_TEARDOWN
+def test_a_destroy_that_fails_is_retried_after_emptying_the_buckets_and_refreshing():
+    emptied: list[list[str]] = []
+    pair = runners(fail_on={"destroy": 1})
+    run_ephemeral(pair, empty_buckets=emptied.append)
+    assert emptied == [["lake-raw"]]
+    assert pair.platform.calls[-4:] == [
+        ("destroy", STACK), ("refresh", STACK), ("destroy", STACK), ("remove_stack", STACK, "force"),
+    ]
+
+
+def test_a_stack_that_cannot_be_destroyed_is_kept_not_removed_and_the_error_says_how_to_finish():
+    pair = runners(fail_on={"destroy": 99})
+    with pytest.raises(TeardownFailed, match=f"finish with `pulumi destroy --stack {STACK}`"):
+        run_ephemeral(pair)
+    assert ("remove_stack", STACK, "force") not in pair.platform.calls
+    assert [c for c in pair.platform.calls if c[0] == "destroy"] == [("destroy", STACK)] * automation.DESTROY_ATTEMPTS
 
 
 def test_ephemeral_without_a_command_is_refused_before_creating_anything():
-    runner = RecordingRunner()
+    pair = runners()
     with pytest.raises(ValueError, match="give the command to run after `--`"):
-        run_ephemeral(runner, command=())
-    assert runner.calls == []
+        run_ephemeral(pair, command=())
+    assert pair.platform.journal.calls == []
+
+
+def _bucket_with_locked_logs(s3, name: str) -> None:
+    s3.create_bucket(
+        Bucket=name, CreateBucketConfiguration={"LocationConstraint": "ap-southeast-1"}, ObjectLockEnabledForBucket=True
+    )
+    s3.put_object_lock_configuration(
+        Bucket=name,
+        ObjectLockConfiguration={
+            "ObjectLockEnabled": "Enabled",
+            "Rule": {"DefaultRetention": {"Mode": "GOVERNANCE", "Days": 7}},
+        },
+    )
+    for i in range(3):
+        s3.put_object(Bucket=name, Key=f"AWSLogs/123456789012/log-{i}.json.gz", Body=b"{}")
+        s3.put_object(Bucket=name, Key=f"AWSLogs/123456789012/log-{i}.json.gz", Body=b"{} ")
+
+
+def test_nothing_is_left_behind_when_the_first_destroy_meets_a_non_empty_locked_bucket(moto_endpoint):
+    """`pulumi destroy` is modelled as deleting the stack's buckets in moto, failing like S3 while one holds objects."""
+    s3 = boto3.client("s3", region_name="ap-southeast-1")
+    buckets = ["eph-lake-raw", "eph-lake-artifacts"]
+    for name in buckets:
+        _bucket_with_locked_logs(s3, name)
+
+    def destroy_buckets(_stack: str) -> None:
+        for name in buckets:
+            if s3.list_object_versions(Bucket=name).get("Versions"):
+                raise PulumiFailed(f"deleting S3 Bucket ({name}): BucketNotEmpty")
+        for name in buckets:
+            s3.delete_bucket(Bucket=name)
+
+    pair = runners(on_destroy=destroy_buckets)
+    pair.platform.outputs_by_stack[STACK] = {**PLATFORM_OUTPUTS, "lakeBuckets": {"raw": buckets[0], "a": buckets[1]}}
+    emptier = BucketEmptier("ap-southeast-1")
+    assert run_ephemeral(pair, empty_buckets=emptier) == 0
+    assert s3.list_buckets()["Buckets"] == [] or not {b["Name"] for b in s3.list_buckets()["Buckets"]} & set(buckets)
+    assert emptier.deleted == {"eph-lake-artifacts": 6, "eph-lake-raw": 6}
+    assert pair.platform.calls[-1] == ("remove_stack", STACK, "force")
+
+
+def test_deploy_brings_up_the_platform_resolves_the_release_against_it_then_the_service():
+    pair = runners()
+    seen: list[dict] = []
+
+    def resolve(platform_outputs):
+        seen.append(platform_outputs)
+        return RELEASE
+
+    platform, service = automation.deploy(pair, "dev", PROJECT_DIR, resolve)
+    assert seen == [PLATFORM_OUTPUTS] and service == SERVICE_OUTPUTS
+    assert pair.platform.journal.calls == [
+        ("platform", "create_stack", "dev"),
+        ("platform", "up", "dev", "dev.json"),
+        ("service", "create_stack", "dev"),
+        ("service", "up", "dev", "dev.json"),
+    ]
+
+
+def test_the_release_reaches_the_service_through_a_temporary_config_file_not_the_repository():
+    pair = runners()
+    before = (PROJECT_DIR / "service" / "Pulumi.dev.yaml").read_text()
+    automation.deploy(pair, "dev", PROJECT_DIR, lambda _: RELEASE)
+    used = yaml.safe_load(pair.service.config_files["dev"])["config"]
+    assert used["retail:image"] == IMAGE and used["retail:modelPackageArn"] == PACKAGE
+    assert used["retail:inference"]["minReplicas"] == 1, "the stack file's own settings come along"
+    assert (PROJECT_DIR / "service" / "Pulumi.dev.yaml").read_text() == before
+    status = subprocess.run(["git", "-C", str(PROJECT_DIR), "status", "--porcelain", "service/"],
+                            capture_output=True, text=True, check=True)
+    assert status.stdout == ""
+
+
+def test_destroy_takes_the_service_down_before_the_platform_and_keeps_the_stacks():
+    pair = runners()
+    automation.destroy(pair, "dev", empty_buckets=lambda _: None, echo=lambda _: None)
+    assert [c[:2] for c in pair.platform.journal.calls if c[1] in {"destroy", "remove_stack"}] == [
+        ("service", "destroy"), ("platform", "destroy"),
+    ]
+
+
+def test_a_live_preview_covers_the_service_only_when_a_release_is_known():
+    pair = runners()
+    automation.preview(pair, "prod", PROJECT_DIR, None)
+    assert pair.service.calls == []
+    automation.preview(pair, "prod", PROJECT_DIR, RELEASE)
+    assert pair.service.calls == [("select_stack", "prod"), ("preview", "prod", "prod.json")]
+
+
+def test_the_current_release_is_read_from_the_service_outputs():
+    pair = runners()
+    pair.service.outputs_by_stack["dev"] = {"image": IMAGE, "modelPackageArn": PACKAGE}
+    assert automation.current_release(pair.service, "dev") == RELEASE
+    assert automation.current_release(pair.service, "nope") is None
+
+
+@pytest.mark.parametrize(
+    ("stack", "levels"), [("dev", "dev.json"), ("prod", "prod.json"), (STACK, "ephemeral.json"), ("qa", "dev.json")]
+)
+def test_each_stack_runs_the_pack_with_its_levels(stack, levels):
+    assert automation.policy_config_for(stack).name == levels
 
 
 @pytest.mark.parametrize(
@@ -101,8 +239,8 @@ def test_ephemeral_stack_names_are_valid_pulumi_stack_names(name, stack):
     assert ephemeral_stack_name(name) == stack
 
 
-def test_output_env_gives_strings_as_is_and_everything_else_as_json():
-    env = output_env({"name": "x", "ids": ["a", "b"]})
+def test_command_env_gives_strings_as_is_and_everything_else_as_json():
+    env = command_env({"name": "x", "ids": ["a", "b"]}, set())
     assert env["PULUMI_OUTPUT_NAME"] == "x" and env["PULUMI_OUTPUT_IDS"] == '["a", "b"]'
     assert json.loads(env["PULUMI_OUTPUTS_JSON"]) == {"ids": ["a", "b"], "name": "x"}
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pulumi
 import pytest
 
-from infra.offline import OfflineRun, preview_stack
+from infra.offline import OfflineRun, preview_service, preview_stack
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 
@@ -38,3 +38,33 @@ def prod() -> OfflineRun:
     run = preview_stack("prod", PROJECT_DIR)
     pulumi.runtime.reset_options()
     return run
+
+
+@pytest.fixture(scope="session")
+def ephemeral() -> OfflineRun:
+    """The ephemeral platform, from Pulumi.ephemeral.yaml (what every ephemeral-<name> stack is built from)."""
+    run = preview_stack("ephemeral", PROJECT_DIR)
+    pulumi.runtime.reset_options()
+    return run
+
+
+def _service(platform: OfflineRun) -> OfflineRun:
+    run = preview_service(platform.stack, PROJECT_DIR, platform)
+    pulumi.runtime.reset_options()
+    return run
+
+
+@pytest.fixture(scope="session")
+def dev_service(dev) -> OfflineRun:
+    """The dev service stack, its StackReference answered by the dev platform's offline outputs."""
+    return _service(dev)
+
+
+@pytest.fixture(scope="session")
+def prod_service(prod) -> OfflineRun:
+    return _service(prod)
+
+
+@pytest.fixture(scope="session")
+def ephemeral_service(ephemeral) -> OfflineRun:
+    return _service(ephemeral)

@@ -59,3 +59,11 @@ def test_only_this_trail_may_write_to_the_bucket(run):
     writes = [s for s in statements(policy) if s["Effect"] == "Allow"]
     assert {s["Principal"]["Service"] for s in writes} == {"cloudtrail.amazonaws.com"}
     assert all(s["Condition"]["StringEquals"]["aws:SourceArn"] == trail_arn for s in writes)
+
+
+def test_the_log_bucket_outlives_a_destroy_and_the_trail_waits_for_its_policy(run):
+    (bucket,) = run.of_type("aws:s3/bucket:Bucket")
+    (policy,) = run.of_type("aws:s3/bucketPolicy:BucketPolicy")
+    (trail,) = run.of_type("aws:cloudtrail/trail:Trail")
+    assert bucket.retain_on_delete
+    assert policy.urn in trail.dependencies

@@ -13,7 +13,7 @@ PRIVATE = ["subnet-private-a", "subnet-private-b"]
 PUBLIC = ["subnet-public-a", "subnet-public-b"]
 
 
-def cluster(public_access_cidrs=(), service_spot=False):
+def cluster(public_access_cidrs=(), service_spot=False, private_access_cidrs=(), admin_principal_arns=()):
     args = ClusterArgs(
         cluster_name="retail-test-eks",
         vpc_id="vpc-1",
@@ -24,6 +24,8 @@ def cluster(public_access_cidrs=(), service_spot=False):
         log_retention_days=30,
         version="1.33",
         public_access_cidrs=public_access_cidrs,
+        private_access_cidrs=private_access_cidrs,
+        admin_principal_arns=admin_principal_arns,
         service_nodes=NodeGroupConfig(min_size=2, desired_size=2, max_size=5, spot=service_spot),
         batch_nodes=NodeGroupConfig(min_size=0, desired_size=0, max_size=3, spot=True),
     )
@@ -43,6 +45,11 @@ def office_access():
 def eks_inputs(run):
     (eks,) = run.of_type("eks:index:Cluster")
     return eks.inputs
+
+
+def eks_outputs(run):
+    (eks,) = run.of_type("eks:index:Cluster")
+    return eks.outputs
 
 
 def node_groups(run):
@@ -132,11 +139,37 @@ def test_node_roles_get_only_the_worker_cni_and_image_pull_policies(private):
     }
 
 
-def test_metrics_server_addon_feeds_the_autoscaler(private):
-    (addon,) = private.of_type("aws:eks/addon:Addon")
-    assert addon.inputs["addonName"] == "metrics-server"
+def test_coredns_and_metrics_server_are_added_once_there_are_nodes(private):
+    addons = {a.inputs["addonName"]: a for a in private.of_type("aws:eks/addon:Addon")}
+    groups = {g.urn for g in private.of_type("eks:index:ManagedNodeGroup")}
+    assert set(addons) == {"coredns", "metrics-server"}
+    assert all(groups <= set(addon.dependencies) for addon in addons.values())
 
 
-def test_workloads_deploy_through_a_provider_built_from_the_cluster_kubeconfig(private):
-    (provider,) = private.of_type("pulumi:providers:kubernetes")
-    assert '"current-context": "retail-test-eks"' in provider.inputs["kubeconfig"]
+def test_the_vpc_cni_enforces_network_policies(private):
+    assert eks_inputs(private)["vpcCniOptions"]["enableNetworkPolicy"] is True
+
+
+def test_node_groups_wait_for_their_role_policies_so_destroy_removes_them_last(private):
+    attachments = {a.name: a.urn for a in private.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")}
+    for group in private.of_type("eks:index:ManagedNodeGroup"):
+        workload = group.name.removeprefix("c-").removesuffix("-nodes")
+        own = {urn for name, urn in attachments.items() if name.startswith(f"c-{workload}-")}
+        assert len(own) == 3 and own <= set(group.dependencies)
+
+
+def test_deployer_networks_reach_the_private_endpoint_on_443():
+    run = cluster(private_access_cidrs=("10.50.0.0/16",))
+    (rule,) = run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    assert (rule.inputs["cidrIpv4"], rule.inputs["fromPort"], rule.inputs["toPort"]) == ("10.50.0.0/16", 443, 443)
+    assert rule.inputs["securityGroupId"] == eks_outputs(run)["clusterSecurityGroupId"]
+
+
+def test_admin_principals_get_cluster_admin_through_access_entries():
+    role = "arn:aws:iam::123456789012:role/github-deploy"
+    run = cluster(admin_principal_arns=(role,))
+    (entry,) = run.of_type("aws:eks/accessEntry:AccessEntry")
+    (association,) = run.of_type("aws:eks/accessPolicyAssociation:AccessPolicyAssociation")
+    assert entry.inputs["principalArn"] == role
+    assert association.inputs["policyArn"].endswith("/AmazonEKSClusterAdminPolicy")
+    assert association.inputs["accessScope"] == {"type": "cluster"}

@@ -1,12 +1,32 @@
-"""Stack config files are read as the Pulumi CLI passes them, into one typed object."""
+"""Stack config files are read as the Pulumi CLI passes them, into typed objects that refuse what cannot deploy."""
 
 import json
 
 import pytest
 
-from infra.config import ClusterConfig, NetworkConfig, StackConfig, parse_section, read_stack_file
+from infra.config import (
+    ClusterConfig,
+    InferenceConfig,
+    NetworkConfig,
+    NodeGroupConfig,
+    ObservabilityConfig,
+    ServiceConfig,
+    parse_section,
+    read_stack_file,
+)
 
 from .conftest import PROJECT_DIR
+
+DIGEST_IMAGE = "123456789012.dkr.ecr.ap-southeast-1.amazonaws.com/retail-dev-registry/inference@sha256:" + "a" * 64
+PACKAGE = "arn:aws:sagemaker:ap-southeast-1:123456789012:model-package/retail-dev-price-sensitivity/3"
+
+
+def service(**overrides) -> ServiceConfig:
+    values = dict(
+        project="retail-mlops-service", environment="dev", region="ap-southeast-1", owner="o", cost_center="c",
+        platform_stack="organization/retail-mlops/dev", image=DIGEST_IMAGE, model_package_arn=PACKAGE,
+    )
+    return ServiceConfig(**{**values, **overrides})
 
 
 def test_keys_keep_their_namespace_and_structured_values_become_json():
@@ -14,6 +34,12 @@ def test_keys_keep_their_namespace_and_structured_values_become_json():
     assert stack.project == "retail-mlops"
     assert stack.config["aws:region"] == "ap-southeast-1"
     assert json.loads(stack.config["retail:network"])["azCount"] == 2
+
+
+def test_the_service_project_has_its_own_stack_files():
+    stack = read_stack_file(PROJECT_DIR / "service", "dev")
+    assert stack.project == "retail-mlops-service"
+    assert "retail:image" not in stack.config, "the image digest is set at deploy time, not committed"
 
 
 def test_keys_without_a_namespace_get_the_projects(tmp_path):
@@ -46,15 +72,45 @@ def test_sections_read_camel_case_keys_into_typed_fields():
 
 
 def test_unknown_keys_are_rejected_with_their_location():
-    with pytest.raises(ValueError, match=r"retail:network: unknown key\(s\) \['natPerZone'\]"):
+    with pytest.raises(ValueError, match=r"retail:network\.natPerZone: Extra inputs are not permitted"):
         parse_section(NetworkConfig, {"natPerZone": True}, "retail:network")
 
 
+def test_a_value_of_the_wrong_type_is_rejected_naming_the_key_and_the_value():
+    with pytest.raises(ValueError, match=r"retail:network\.azCount: .*integer.*'two'"):
+        parse_section(NetworkConfig, {"azCount": "two"}, "retail:network")
+
+
+def test_a_cluster_reachable_from_nowhere_is_refused():
+    with pytest.raises(ValueError, match="reachable from nowhere"):
+        parse_section(ClusterConfig, {"publicAccessCidrs": []}, "retail:cluster")
+    assert parse_section(ClusterConfig, {"privateAccessCidrs": ["10.50.0.0/16"]}, "c").private_access_cidrs
+
+
+def test_node_group_sizes_must_be_ordered():
+    with pytest.raises(ValueError, match="minSize <= desiredSize <= maxSize"):
+        parse_section(NodeGroupConfig, {"minSize": 3, "desiredSize": 1}, "retail:cluster.serviceNodes")
+
+
+def test_a_hostname_without_a_certificate_source_is_refused():
+    with pytest.raises(ValueError, match="needs a certificate"):
+        parse_section(InferenceConfig, {"hostname": "api.example.org"}, "retail:inference")
+    assert parse_section(InferenceConfig, {"hostname": "api.example.org", "hostedZoneId": "Z1"}, "i").hostname
+
+
+def test_the_release_must_be_a_digest_and_a_versioned_package():
+    assert service().image == DIGEST_IMAGE
+    with pytest.raises(ValueError, match="sha256"):
+        service(image="123456789012.dkr.ecr.ap-southeast-1.amazonaws.com/inference:0.1.0")
+    with pytest.raises(ValueError, match="versioned SageMaker model package ARN"):
+        service(model_package_arn="arn:aws:sagemaker:ap-southeast-1:123456789012:model-package-group/g")
+
+
 def test_defaults_are_secure_and_cost_aware():
-    cfg = StackConfig("p", "e", "ap-southeast-1", "o", "c", api_keys="k")
-    assert cfg.cluster.public_access_cidrs == ()
-    assert cfg.cluster.batch_nodes.spot is True
-    assert cfg.network.nat_per_az is False
-    assert cfg.data_lake.force_destroy is False
-    assert cfg.observability.latency_p95_threshold_ms == 200
-    assert cfg.observability.monthly_budget_usd == 500
+    cluster = parse_section(ClusterConfig, {"privateAccessCidrs": ["10.0.0.0/16"]}, "c")
+    assert cluster.public_access_cidrs == ()
+    assert cluster.batch_nodes.spot is True
+    assert parse_section(NetworkConfig, {}, "n").nat_per_az is False
+    observability = ObservabilityConfig()
+    assert observability.latency_p95_threshold_ms == 200 and observability.heartbeat_missing_breaches is True
+    assert observability.monthly_budget_usd == 500

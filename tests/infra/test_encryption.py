@@ -10,9 +10,16 @@ from .helpers import build, statements
 REGION = "ap-southeast-1"
 
 
+TRAIL_ARN = f"arn:aws:cloudtrail:{REGION}:{ACCOUNT_ID}:trail/t-audit-trail"
+
+
 @pytest.fixture(scope="module")
 def run():
-    return build(lambda: Encryption("t", EncryptionArgs(ACCOUNT_ID, REGION, 7)))
+    return build(lambda: Encryption("t", EncryptionArgs(ACCOUNT_ID, REGION, 7, trail_name="t-audit-trail")))
+
+
+def by_sid(run) -> dict[str, dict]:
+    return {s["Sid"]: s for s in statements(run.named("t-logs-key"))}
 
 
 def test_creates_a_data_a_logs_and_a_cluster_key_each_with_an_alias(run):
@@ -43,7 +50,31 @@ def test_only_the_logs_key_admits_aws_services(run):
 
     assert services(run.named("t-data-key")) == []
     assert services(run.named("t-cluster-key")) == []
-    assert len(services(run.named("t-logs-key"))) == 3
+    assert len(services(run.named("t-logs-key"))) == 6
+
+
+def test_cloudtrail_encrypts_describes_and_decrypts_only_for_this_trail(run):
+    statements_ = by_sid(run)
+    encrypt = statements_["CloudTrailEncryptsLogs"]
+    assert encrypt["Action"] == "kms:GenerateDataKey*"
+    assert encrypt["Condition"]["StringEquals"] == {"aws:SourceArn": TRAIL_ARN}
+    assert "kms:EncryptionContext:aws:cloudtrail:arn" in encrypt["Condition"]["StringLike"]
+    describe = statements_["CloudTrailDescribesKey"]
+    assert describe["Action"] == "kms:DescribeKey"
+    assert describe["Condition"] == {"StringEquals": {"aws:SourceArn": TRAIL_ARN}}, "DescribeKey has no context"
+    assert statements_["CloudTrailDecryptsWithBucketKey"]["Action"] == "kms:Decrypt"
+
+
+def test_a_stack_without_a_trail_grants_cloudtrail_nothing():
+    quiet = build(lambda: Encryption("t", EncryptionArgs(ACCOUNT_ID, REGION, 7)))
+    assert not [sid for sid in by_sid(quiet) if sid.startswith("CloudTrail")]
+
+
+def test_eventbridge_may_publish_to_the_encrypted_topic_without_a_source_condition_it_cannot_carry(run):
+    events = by_sid(run)["EventBridgePublishesToEncryptedTopic"]
+    assert events["Principal"] == {"Service": "events.amazonaws.com"} and "Condition" not in events
+    alarms = by_sid(run)["AlarmsAndBudgetsPublishToEncryptedTopic"]
+    assert alarms["Condition"] == {"StringEquals": {"aws:SourceAccount": ACCOUNT_ID}}
 
 
 def test_cloudwatch_logs_may_use_the_logs_key_only_for_this_account(run):

@@ -88,13 +88,13 @@ def test_s3_is_a_gateway_endpoint_on_the_private_route_tables(shared_nat):
     assert len(s3.inputs["routeTableIds"]) == 2
 
 
-def test_ecr_logs_and_sts_are_private_interface_endpoints(shared_nat):
+def test_ecr_logs_sts_and_kms_are_private_interface_endpoints(shared_nat):
     services = {
         e.inputs["serviceName"].removeprefix("com.amazonaws.ap-southeast-1.")
         for e in shared_nat.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
         if e.inputs["vpcEndpointType"] == "Interface"
     }
-    assert services == {"ecr.api", "ecr.dkr", "logs", "sts"}
+    assert services == {"ecr.api", "ecr.dkr", "logs", "sts", "kms"}
     for endpoint in shared_nat.of_type("aws:ec2/vpcEndpoint:VpcEndpoint"):
         if endpoint.inputs["vpcEndpointType"] == "Interface":
             assert endpoint.inputs["privateDnsEnabled"] is True
@@ -123,3 +123,8 @@ def test_flow_logs_record_all_traffic_into_an_encrypted_log_group_with_retention
 def test_more_than_three_zones_is_refused():
     with pytest.raises(ValueError, match="az_count must be 2 or 3"):
         network(az_count=4, nat_per_az=False)
+
+
+def test_nat_gateways_wait_for_the_internet_gateway(shared_nat):
+    (gateway,) = shared_nat.of_type("aws:ec2/internetGateway:InternetGateway")
+    assert all(gateway.urn in nat.dependencies for nat in shared_nat.of_type("aws:ec2/natGateway:NatGateway"))

@@ -77,6 +77,23 @@ def test_drift_alarm_watches_the_input_drift_score(run):
     assert drift["threshold"] == 0.2
 
 
+def test_a_service_that_stops_sending_heartbeats_breaches_while_request_alarms_read_silence_as_no_traffic(run):
+    heartbeat = alarm(run, "api-heartbeat")
+    assert (heartbeat["namespace"], heartbeat["metricName"]) == (m.NAMESPACE, m.HEARTBEAT)
+    assert (heartbeat["comparisonOperator"], heartbeat["threshold"]) == ("LessThanThreshold", 1)
+    assert heartbeat["treatMissingData"] == "breaching"
+    assert alarm(run, "api-latency-p95")["treatMissingData"] == "notBreaching"
+
+
+def test_the_heartbeat_alarm_can_be_told_that_silence_is_expected():
+    args = ObservabilityArgs(
+        environment="dev", region="ap-southeast-1", account_id=ACCOUNT_ID, logs_kms_key_arn=LOGS_KEY,
+        heartbeat_missing_breaches=False,
+    )
+    quiet = build(lambda: Observability("obs", args))
+    assert quiet.named("obs-api-heartbeat").inputs["treatMissingData"] == "notBreaching"
+
+
 def test_failed_training_jobs_raise_an_alarm_and_a_notification(run):
     (rule,) = run.of_type("aws:cloudwatch/eventRule:EventRule")
     (target,) = run.of_type("aws:cloudwatch/eventTarget:EventTarget")
@@ -91,7 +108,7 @@ def test_failed_training_jobs_raise_an_alarm_and_a_notification(run):
 def test_every_alarm_notifies_the_alert_topic(run):
     (topic,) = run.of_type("aws:sns/topic:Topic")
     alarms = run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
-    assert len(alarms) == 4
+    assert len(alarms) == 5
     assert all(a.inputs["alarmActions"] == [topic.id] for a in alarms)
 
 

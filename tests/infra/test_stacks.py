@@ -1,4 +1,4 @@
-"""The composed dev and prod stacks, built from their Pulumi.<stack>.yaml through __main__.py."""
+"""The composed platform and service stacks (dev, prod, ephemeral), built from their stack files through __main__.py."""
 
 import json
 
@@ -7,12 +7,17 @@ import pytest
 from infra.cluster import WORKLOAD_LABEL
 from infra.offline import OfflineRun
 
-STACKS = ["dev", "prod"]
+STACKS = ["dev", "prod", "ephemeral"]
 
 
 @pytest.fixture(params=STACKS)
 def stack(request) -> OfflineRun:
     return request.getfixturevalue(request.param)
+
+
+@pytest.fixture(params=STACKS)
+def service(request) -> OfflineRun:
+    return request.getfixturevalue(f"{request.param}_service")
 
 
 def of(run: OfflineRun, type_: str):
@@ -23,22 +28,46 @@ def inputs_by_bucket(run: OfflineRun, type_: str) -> dict:
     return {r.inputs["bucket"]: r.inputs for r in run.of_type(type_)}
 
 
-def test_every_component_is_a_retail_component_resource(stack):
+def test_every_platform_component_is_a_retail_component_resource(dev, prod):
     expected = {
         "Encryption", "Network", "AuditTrail", "DataLake", "SecureBucket", "ContainerRegistry",
-        "Cluster", "MlPlatform", "InferenceService", "Observability",
+        "Cluster", "MlPlatform", "Observability",
     }  # fmt: skip
-    components = {r.type for r in stack.resources if not r.custom and not r.remote}
-    assert components == {f"retail:infra:{name}" for name in expected}
+    for stack in (dev, prod):
+        components = {r.type for r in stack.resources if not r.custom and not r.remote}
+        assert components == {f"retail:infra:{name}" for name in expected}
 
 
-def test_every_resource_except_providers_belongs_to_a_component(stack):
+def test_the_ephemeral_platform_has_no_trail_of_its_own(ephemeral):
+    assert not of(ephemeral, "aws:cloudtrail/trail:Trail")
+    assert not [r for r in ephemeral.resources if r.type == "retail:infra:AuditTrail"]
+
+
+def test_the_service_holds_the_add_ons_and_the_api(service):
+    components = {r.type for r in service.resources if not r.custom}
+    assert components == {
+        f"retail:infra:{name}" for name in ("LoadBalancerController", "LogShipping", "InferenceService")
+    }
+
+
+def test_the_platform_creates_no_kubernetes_object(stack):
+    """So it deploys from anywhere AWS answers, before any network reaches a private Kubernetes API."""
+    kubernetes = [r for r in stack.resources if r.type.startswith(("kubernetes:", "pulumi:providers:kubernetes"))]
+    assert kubernetes == []
+
+
+def test_every_platform_resource_except_providers_belongs_to_a_component(stack):
     top_level = [r for r in stack.children(stack.stack_urn) if r.custom]
     assert {r.type for r in top_level} == {"pulumi:providers:aws"}
 
 
 def test_logical_names_are_unique(stack):
     names = [r.name for r in stack.resources]
+    assert len(names) == len(set(names))
+
+
+def test_service_logical_names_are_unique(service):
+    names = [r.name for r in service.resources]
     assert len(names) == len(set(names))
 
 
@@ -124,34 +153,44 @@ def test_prod_serves_on_demand_and_batches_on_spot(prod):
     assert capacity(prod) == {"inference": "ON_DEMAND", "batch": "SPOT"}
 
 
-def test_prod_cluster_api_is_private_only_and_dev_open_to_one_cidr(dev, prod):
+def test_prod_cluster_api_is_private_and_admits_its_deploy_network_while_dev_is_iam_gated(dev, prod):
     (dev_cluster,) = of(dev, "eks:index:Cluster")
     (prod_cluster,) = of(prod, "eks:index:Cluster")
     assert prod_cluster.inputs["endpointPublicAccess"] is False
-    assert dev_cluster.inputs["publicAccessCidrs"] == ["203.0.113.0/24"]
+    (rule,) = of(prod, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+    assert (rule.inputs["cidrIpv4"], rule.inputs["fromPort"]) == ("10.50.0.0/16", 443)
+    assert dev_cluster.inputs["publicAccessCidrs"] == ["0.0.0.0/0"]
 
 
-def test_prod_keeps_more_replicas_than_dev(dev, prod):
+def test_prod_keeps_more_replicas_than_dev(dev_service, prod_service):
     def bounds(run):
         (hpa,) = of(run, "kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
         return hpa.inputs["spec"]["minReplicas"], hpa.inputs["spec"]["maxReplicas"]
 
-    assert bounds(dev) == (1, 3)
-    assert bounds(prod) == (3, 10)
+    assert bounds(dev_service) == (1, 3)
+    assert bounds(prod_service) == (3, 10)
 
 
-def test_prod_budget_is_the_briefs_500_usd_and_dev_stays_below(dev, prod):
+def test_prod_budget_is_the_briefs_500_usd_and_dev_stays_below(dev, prod, ephemeral):
     def limit(run):
         (budget,) = of(run, "aws:budgets/budget:Budget")
         return int(budget.inputs["limitAmount"])
 
     assert limit(prod) == 500
-    assert limit(dev) < 500
+    assert limit(dev) < 500 and limit(ephemeral) < limit(dev)
 
 
-def test_latency_alarm_uses_the_briefs_200_ms_in_both_stacks(stack):
+def test_latency_alarm_uses_the_briefs_200_ms_in_every_stack(stack):
     (latency,) = [a for a in of(stack, "aws:cloudwatch/metricAlarm:MetricAlarm") if a.name.endswith("latency-p95")]
     assert latency.inputs["threshold"] == 200
+
+
+def test_only_prod_treats_a_silent_service_as_an_incident(dev, prod, ephemeral):
+    def missing(run):
+        (heartbeat,) = [a for a in of(run, "aws:cloudwatch/metricAlarm:MetricAlarm") if a.name.endswith("heartbeat")]
+        return heartbeat.inputs["treatMissingData"]
+
+    assert (missing(prod), missing(dev), missing(ephemeral)) == ("breaching", "notBreaching", "notBreaching")
 
 
 def test_prod_data_survives_destroy_and_dev_data_does_not(dev, prod):
@@ -160,22 +199,42 @@ def test_prod_data_survives_destroy_and_dev_data_does_not(dev, prod):
     assert all(b.inputs["forceDestroy"] is True for b in lake)
 
 
+def test_an_ephemeral_stack_can_be_destroyed_with_data_and_images_in_it(ephemeral):
+    assert all(b.inputs["forceDestroy"] is True for b in of(ephemeral, "aws:s3/bucket:Bucket"))
+    assert not of(ephemeral, "aws:s3/bucketObjectLockConfiguration:BucketObjectLockConfiguration")
+    assert all(r.inputs["forceDelete"] is True for r in of(ephemeral, "aws:ecr/repository:Repository"))
+    assert not of(ephemeral, "aws:sns/topicSubscription:TopicSubscription")
+
+
 def test_audit_trail_stays_on_even_in_dev(dev):
     (trail,) = of(dev, "aws:cloudtrail/trail:Trail")
     assert trail.inputs["isMultiRegionTrail"] and trail.inputs["enableLogFileValidation"]
 
 
-def test_inference_image_comes_from_the_stacks_registry(stack):
-    (deployment,) = of(stack, "kubernetes:apps/v1:Deployment")
-    (repo,) = [r for r in of(stack, "aws:ecr/repository:Repository") if r.name.endswith("-inference")]
+@pytest.mark.parametrize("name", STACKS)
+def test_the_service_runs_the_released_image_digest_from_the_stacks_registry(name, request):
+    stack, service = request.getfixturevalue(name), request.getfixturevalue(f"{name}_service")
+    (deployment,) = of(service, "kubernetes:apps/v1:Deployment")
     image = deployment.inputs["spec"]["template"]["spec"]["containers"][0]["image"]
-    assert image == f"{repo.outputs['repositoryUrl']}:0.1.0"
+    assert image.startswith(f"{stack.stack_outputs['repositoryUrls']['inference']}@sha256:")
 
 
-def test_stacks_declare_the_same_kinds_of_resources(dev, prod):
-    assert {r.type for r in dev.resources} == {r.type for r in prod.resources}
+def test_platform_stacks_declare_the_same_kinds_of_resources_apart_from_the_deploy_network_rule(dev, prod):
+    assert {r.type for r in dev.resources} | {"aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"} == {
+        r.type for r in prod.resources
+    }
 
 
-def test_stack_exports_what_operators_need(stack):
-    assert {"clusterName", "kubeconfig", "lakeBuckets", "repositoryUrls", "modelUri"} <= set(stack.stack_outputs)
+def test_the_platform_exports_what_operators_training_and_the_service_read(stack):
+    assert {
+        "clusterName", "kubeconfig", "oidcProviderArn", "oidcIssuer", "lakeBuckets", "lakeBucketArns",
+        "repositoryUrls", "dataKeyArn", "logsKeyArn", "sagemakerExecutionRoleArn", "modelPackageGroupName",
+        "inferenceLogGroupName", "publicSubnetCidrs", "vpcCidr", "serviceNodeLabels", "region",
+    } <= set(stack.stack_outputs)  # fmt: skip
     assert stack.stack_outputs["clusterName"] == f"retail-{stack.stack}-eks"
+
+
+def test_the_service_exports_its_endpoint_key_and_release(service):
+    assert {"endpoint", "deployApiKey", "image", "modelPackageArn", "modelManifestSha256"} <= set(
+        service.stack_outputs
+    )
