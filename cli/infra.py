@@ -150,6 +150,9 @@ def up(
     model_package: ModelOption = None,
     model_group: ModelGroupOption = None,
     smoke: Annotated[bool, typer.Option(help="Smoke-test the deployed API through its public endpoint.")] = True,
+    service_only: Annotated[
+        bool, typer.Option("--service-only", help="Leave the platform as it is; deploy the release only.")
+    ] = False,
 ) -> None:
     """Deploy the platform, then the service with the image and model to serve, then smoke-test it.
 
@@ -162,8 +165,48 @@ def up(
     directory = project_dir or find_project_dir()
     runners = automation.project_runners(directory, echo=typer.echo)
     resolver = release_resolver(directory, image, model_package, model_group)
-    platform, service = automation.deploy(runners, stack.value, directory, resolver)
+    deploy = automation.deploy_service if service_only else automation.deploy
+    platform, service = deploy(runners, stack.value, directory, resolver)
     typer.echo(f"Stacks {stack.value} are up: the API answers at {service.get('endpoint') or '(no endpoint yet)'}")
+    if smoke:
+        _smoke(service)
+
+
+@app.command()
+def rollback(
+    stack: Annotated[Stack, typer.Option(help="The stack whose service goes back to the previous release.")],
+    image: Annotated[
+        str | None, typer.Option("--image", help="Image digest to run (default: the one running now).")
+    ] = None,
+    project_dir: ProjectDir = None,
+    smoke: Annotated[bool, typer.Option(help="Smoke-test the service after the rollback.")] = True,
+) -> None:
+    """Serve the approved model version registered before the one served now (and --image, if given).
+
+    The previous version is the one before the current in the stack's model package
+    group, newest first; the served bundle is republished from it and the pods roll.
+    """
+    _require("retail infra rollback")
+    directory = project_dir or find_project_dir()
+    runners = automation.project_runners(directory, echo=typer.echo)
+    current = automation.current_release(runners.service, stack.value)
+    if current is None:
+        typer.echo(f"service stack {stack.value} has no release to roll back from", err=True)
+        raise typer.Exit(1)
+
+    def previous(platform: dict[str, Any]) -> Release:
+        import boto3
+
+        from infra.model_packages import previous_approved
+
+        client = boto3.client("sagemaker", region_name=platform["region"])
+        package = previous_approved(client, platform["modelPackageGroupName"], current.model_package_arn)
+        if package is None:
+            raise typer.BadParameter(f"no approved version before {current.model_package_arn} to roll back to")
+        typer.echo(f"rollback: {current.model_package_arn} -> {package}")
+        return Release(image or current.image, package)
+
+    _, service = automation.deploy_service(runners, stack.value, directory, previous)
     if smoke:
         _smoke(service)
 

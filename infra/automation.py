@@ -219,6 +219,19 @@ def deploy(
     return platform, service
 
 
+def deploy_service(
+    runners: Runners, stack: str, project_dir: Path, resolve_release: ReleaseResolver
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The service alone (a new release, a rollback), on the platform stack as it is."""
+    runners.platform.select_stack(stack)
+    platform = runners.platform.outputs(stack)
+    release = resolve_release(platform)
+    runners.service.select_stack(stack)
+    with service_config_file(project_dir / SERVICE_DIR, stack, release) as config_file:
+        service = runners.service.up(stack, policy_config_for(stack), config_file)
+    return platform, service
+
+
 def current_release(runner: StackRunner, stack: str) -> Release | None:
     """The release the service stack runs now (its outputs), or None if it has none yet."""
     try:

@@ -1,0 +1,179 @@
+"""The model's road from the registry to the pods: register, resolve, publish, roll back (moto on 127.0.0.1)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import boto3
+import pytest
+from pulumi.dynamic.dynamic import serialize_provider
+
+from infra.model_packages import approved_versions, pack_bundle, previous_approved, register_bundle
+from infra.providers.kinds import SERVED_MODEL
+from infra.providers.served_model import ModelNotApproved, ServedModelProvider
+from infra.release import ReleaseRequest, ReleaseUnavailable, resolve_release
+from ml.bundle import bundle_digest, load_bundle
+from ml.registry import Registry
+from tests.providers.conftest import REGION
+
+REPO = Path(__file__).resolve().parents[2]
+IMAGE = "123456789012.dkr.ecr.ap-southeast-1.amazonaws.com/retail-dev-registry/inference@sha256:" + "e" * 64
+ARTIFACTS = "served-model-artifacts"
+
+
+@pytest.fixture(scope="module")
+def champion(small_run) -> Path:
+    return Registry(small_run.settings).download()
+
+
+@pytest.fixture
+def aws(moto_endpoint):
+    s3 = boto3.client("s3", region_name=REGION)
+    if ARTIFACTS not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+        s3.create_bucket(Bucket=ARTIFACTS, CreateBucketConfiguration={"LocationConstraint": REGION})
+    return boto3.client("sagemaker", region_name=REGION), s3
+
+
+def register(aws, group: str, bundle: Path) -> str:
+    sagemaker, s3 = aws
+    return register_bundle(sagemaker, s3, bundle, group=group, artifacts_bucket=ARTIFACTS, image=IMAGE, source="test")
+
+
+def props(arn: str, target: str) -> dict:
+    return {"kind": SERVED_MODEL, "region": REGION, "model_package_arn": arn, "target_uri": target}
+
+
+def test_a_registered_champion_is_an_approved_version_with_its_metrics_and_bundle_hash(aws, model_group, champion):
+    sagemaker, _ = aws
+    arn = register(aws, model_group, champion)
+    package = sagemaker.describe_model_package(ModelPackageName=arn)
+    metadata = package["CustomerMetadataProperties"]
+    assert package["ModelApprovalStatus"] == "Approved"
+    assert metadata["bundle_sha256"] == bundle_digest(champion)
+    trained = load_bundle(champion).meta["metrics"]["macro_f1"]
+    assert float(metadata["metric:holdout_macro_f1"]) == pytest.approx(trained, rel=1e-5)
+    assert package["InferenceSpecification"]["Containers"][0]["Image"] == IMAGE
+    assert approved_versions(sagemaker, model_group) == [arn]
+
+
+def test_serving_a_package_publishes_its_bundle_and_pins_its_manifest(aws, model_group, champion, tmp_path):
+    arn = register(aws, model_group, champion)
+    target = f"s3://{ARTIFACTS}/models/price-sensitivity/serving/test/"
+    result = ServedModelProvider().create(props(arn, target))
+    assert result.id == target
+    assert result.outs["manifest_sha256"] == bundle_digest(champion)
+    _, s3 = aws
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=ARTIFACTS, Prefix="models/")["Contents"]}
+    assert "models/price-sensitivity/serving/test/bundle.json" in keys
+
+
+def test_a_package_the_gate_rejected_is_never_served(aws, model_group, champion):
+    sagemaker, _ = aws
+    arn = register(aws, model_group, champion)
+    sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Rejected")
+    with pytest.raises(ModelNotApproved, match="is Rejected: only approved versions are served"):
+        ServedModelProvider().create(props(arn, f"s3://{ARTIFACTS}/serving/rejected/"))
+
+
+def test_a_new_package_is_republished_in_place_and_a_new_target_replaces(aws, model_group, champion):
+    provider = ServedModelProvider()
+    old = props("arn:old", "s3://a/")
+    assert provider.diff("s3://a/", old, {**old, "model_package_arn": "arn:new"}).replaces == []
+    assert provider.diff("s3://a/", old, {**old, "target_uri": "s3://b/"}).replaces == ["target_uri"]
+    assert provider.diff("s3://a/", old, dict(old)).changes is False
+
+
+def test_rollback_serves_the_approved_version_registered_before_the_current_one(aws, model_group, champion):
+    sagemaker, _ = aws
+    first = register(aws, model_group, champion)
+    second = register(aws, model_group, champion)
+    assert approved_versions(sagemaker, model_group) == [second, first]
+    assert previous_approved(sagemaker, model_group, second) == first
+    assert previous_approved(sagemaker, model_group, first) is None
+
+
+def test_the_packed_bundle_has_the_files_at_its_root_like_sagemakers_model_tar_gz(champion, tmp_path):
+    import io
+    import tarfile
+
+    with tarfile.open(fileobj=io.BytesIO(pack_bundle(champion))) as tar:
+        names = set(tar.getnames())
+    assert "bundle.json" in names and all(not n.startswith("/") for n in names)
+
+
+def test_the_release_takes_the_newest_approved_version_before_registering_anything(aws, model_group, champion):
+    sagemaker, s3 = aws
+    arn = register(aws, model_group, champion)
+    platform = {"repositoryUrls": {"inference": IMAGE.split("@")[0]}, "modelPackageGroupName": model_group,
+                "lakeBuckets": {"artifacts": ARTIFACTS}}
+    release = resolve_release(
+        platform, ReleaseRequest(image=IMAGE), project_dir=REPO, sagemaker=sagemaker, s3=s3,
+        build_image=_no_build, champion=_no_champion, echo=lambda _: None,
+    )
+    assert (release.image, release.model_package_arn) == (IMAGE, arn)
+
+
+def test_an_empty_registry_gets_the_local_champion_registered(aws, model_group, champion):
+    sagemaker, s3 = aws
+    platform = {"repositoryUrls": {"inference": IMAGE.split("@")[0]}, "modelPackageGroupName": model_group,
+                "lakeBuckets": {"artifacts": ARTIFACTS}}
+    release = resolve_release(
+        platform, ReleaseRequest(image=IMAGE), project_dir=REPO, sagemaker=sagemaker, s3=s3,
+        build_image=_no_build, champion=lambda: champion, echo=lambda _: None,
+    )
+    assert approved_versions(sagemaker, model_group) == [release.model_package_arn]
+
+
+def test_with_no_model_anywhere_the_deploy_stops_and_says_how_to_get_one(aws, model_group):
+    sagemaker, s3 = aws
+    platform = {"repositoryUrls": {"inference": "r"}, "modelPackageGroupName": model_group,
+                "lakeBuckets": {"artifacts": ARTIFACTS}}
+    with pytest.raises(ReleaseUnavailable, match="make demo"):
+        resolve_release(
+            platform, ReleaseRequest(image=IMAGE), project_dir=REPO, sagemaker=sagemaker, s3=s3,
+            build_image=_no_build, champion=_no_champion, echo=lambda _: None,
+        )
+
+
+def test_an_image_given_by_tag_instead_of_digest_is_refused():
+    with pytest.raises(ReleaseUnavailable, match="sha256"):
+        resolve_release(
+            {}, ReleaseRequest(image="repo/inference:0.1.0"), project_dir=REPO, sagemaker=None, s3=None,
+            build_image=_no_build, champion=_no_champion,
+        )
+
+
+def test_the_provider_runs_from_the_engines_serialization_in_a_fresh_interpreter(
+    aws, model_group, champion, moto_endpoint
+):
+    """What the engine stores in `__provider` is enough for a new Python process to publish a package."""
+    arn = register(aws, model_group, champion)
+    pickled = serialize_provider(ServedModelProvider())
+    target = f"s3://{ARTIFACTS}/serving/fresh-interpreter/"
+    script = (
+        "import base64, dill, json, sys\n"
+        "provider = dill.loads(base64.b64decode(sys.argv[1]))  # what pulumi.dynamic.__main__.get_provider does\n"
+        "result = provider.create(json.loads(sys.argv[2]))\n"
+        "print(json.dumps(result.outs['manifest_sha256']))\n"
+    )
+    env = {**os.environ, "AWS_ENDPOINT_URL": moto_endpoint}
+    done = subprocess.run(
+        [sys.executable, "-c", script, pickled, json.dumps(props(arn, target))],
+        capture_output=True, text=True, env=env, cwd="/", timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == bundle_digest(champion)
+    assert base64.b64decode(pickled)
+
+
+def _no_build(repository: str, tag: str) -> str:
+    raise AssertionError("no image build was expected")
+
+
+def _no_champion() -> Path | None:
+    return None
