@@ -230,17 +230,21 @@ def destroy(
 ) -> None:
     """Destroy the service stack, then the platform stack (the stacks themselves are kept).
 
-    A failed destroy is retried after emptying the platform's buckets and a refresh. The
-    audit bucket is kept by design (retain_on_delete); see docs/deploy.md.
+    A failed destroy is retried after emptying the platform's buckets and deleting the
+    versions of its model package group (AWS deletes neither while they hold something),
+    then a refresh. The audit bucket is kept by design (retain_on_delete); see docs/deploy.md.
     """
     _require("retail infra destroy")
     directory = project_dir or find_project_dir()
     if not yes:
-        typer.confirm(f"Destroy every resource of stack {stack.value} (service and platform)?", abort=True)
+        typer.confirm(
+            f"Destroy every resource of stack {stack.value} (service and platform), including its lake data "
+            "and registered model versions?",
+            abort=True,
+        )
     runners = automation.project_runners(directory, echo=typer.echo)
     try:
-        automation.destroy(runners, stack.value, empty_buckets=automation.BucketEmptier(_region(directory)),
-                           echo=typer.echo)
+        automation.destroy(runners, stack.value, empty=automation.StackEmptier(_region(directory)), echo=typer.echo)
     except TeardownFailed as error:
         typer.echo(str(error), err=True)
         raise typer.Exit(1) from error
@@ -280,7 +284,7 @@ def ephemeral(
         try:
             code = automation.ephemeral(
                 runners, name, command, directory, resolver,
-                empty_buckets=automation.BucketEmptier(_region(directory)), echo=typer.echo,
+                empty=automation.StackEmptier(_region(directory)), echo=typer.echo,
             )
         except TeardownFailed as error:
             typer.echo(str(error), err=True)

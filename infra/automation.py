@@ -11,7 +11,8 @@ release (image digest, approved model package) against it, then brings up the se
 with that release in a temporary config file, so nothing in the repository changes.
 `teardown` destroys the service before the platform (the load balancer controller
 removes the ALB it made while it still runs), retries a failed destroy after emptying
-the stack's buckets, and removes a stack only once it is empty. `ephemeral` runs both
+what AWS refuses to delete while it holds something (the stack's buckets, its model
+package group), and removes a stack only once it is empty. `ephemeral` runs both
 projects as inline programs in temporary work directories.
 """
 
@@ -244,20 +245,20 @@ def current_release(runner: StackRunner, stack: str) -> Release | None:
     return Release(outputs["image"], outputs["modelPackageArn"])
 
 
-EmptyBuckets = Callable[[Sequence[str]], None]
-"""Empties the named buckets (every version, past object lock governance), so a destroy can delete them."""
+EmptyStack = Callable[[Mapping[str, Any]], None]
+"""Given a platform stack's outputs, empties what a destroy cannot delete while it holds something."""
 
 
 def teardown(
     runner: StackRunner,
     stack: str,
     *,
-    buckets: Sequence[str] = (),
-    empty_buckets: EmptyBuckets | None = None,
+    outputs: Mapping[str, Any] | None = None,
+    empty: EmptyStack | None = None,
     echo: Callable[[str], None] = print,
     remove: bool = True,
 ) -> None:
-    """Destroy `stack`, retrying after emptying `buckets` and a refresh; then remove it once it is empty.
+    """Destroy `stack`, retrying after `empty(outputs)` and a refresh; then remove it once it is empty.
 
     TeardownFailed if every attempt fails: the stack is then kept (with its state) so
     `pulumi destroy` can finish later; removing it would orphan whatever is left.
@@ -273,27 +274,26 @@ def teardown(
                     f"{stack} could not be destroyed after {DESTROY_ATTEMPTS} attempts and is kept with its state; "
                     f"finish with `pulumi destroy --stack {stack}` once the cause is fixed: {_first_line(error)}"
                 ) from error
-            if buckets and empty_buckets is not None:
-                empty_buckets(buckets)
+            if outputs and empty is not None:
+                empty(outputs)
             runner.refresh(stack)
     if remove:
         runner.remove_stack(stack, force=True)
 
 
-def destroy(runners: Runners, stack: str, *, empty_buckets: EmptyBuckets | None = None, echo=print) -> None:
+def destroy(runners: Runners, stack: str, *, empty: EmptyStack | None = None, echo=print) -> None:
     """Service first (its Ingress goes while the controller can still delete the ALB), then the platform."""
     runners.service.select_stack(stack)
     teardown(runners.service, stack, echo=echo, remove=False)
     runners.platform.select_stack(stack)
-    buckets = _bucket_names(runners.platform, stack)
-    teardown(runners.platform, stack, buckets=buckets, empty_buckets=empty_buckets, echo=echo, remove=False)
+    teardown(runners.platform, stack, outputs=_outputs(runners.platform, stack), empty=empty, echo=echo, remove=False)
 
 
-def _bucket_names(runner: StackRunner, stack: str) -> list[str]:
+def _outputs(runner: StackRunner, stack: str) -> dict[str, Any]:
     try:
-        return sorted((runner.outputs(stack).get("lakeBuckets") or {}).values())
+        return runner.outputs(stack)
     except Exception:  # noqa: BLE001 (a stack that never came up has no outputs)
-        return []
+        return {}
 
 
 def _first_line(error: BaseException) -> str:
@@ -341,7 +341,7 @@ def ephemeral(
     project_dir: Path,
     resolve_release: ReleaseResolver,
     *,
-    empty_buckets: EmptyBuckets | None = None,
+    empty: EmptyStack | None = None,
     echo: Callable[[str], None] = print,
 ) -> int:
     """New platform and service stacks from `Pulumi.ephemeral.yaml`, up, run `command`; always tear both down.
@@ -370,13 +370,12 @@ def ephemeral(
         secret = runners.service.secret_output_names(stack) | runners.platform.secret_output_names(stack)
         return runners.service.run_command(command, command_env({**platform_outputs, **service_outputs}, secret))
     finally:
-        buckets = sorted((platform_outputs.get("lakeBuckets") or {}).values())
         try:
             if "service" in created:
                 teardown(runners.service, stack, echo=echo)
         finally:
             if "platform" in created:
-                teardown(runners.platform, stack, buckets=buckets, empty_buckets=empty_buckets, echo=echo)
+                teardown(runners.platform, stack, outputs=platform_outputs, empty=empty, echo=echo)
 
 
 def inline_runners(work_root: Path, echo: Callable[[str], None] = print) -> Runners:
@@ -422,28 +421,40 @@ def service_program() -> None:
 
 
 @dataclass
-class BucketEmptier:
-    """Deletes every object version and delete marker of the given buckets, bypassing GOVERNANCE retention."""
+class StackEmptier:
+    """Empties a platform stack so `pulumi destroy` can delete it: every bucket's object versions and
+    delete markers (bypassing GOVERNANCE retention) and every version in its model package group."""
 
     region: str
     deleted: dict[str, int] = field(default_factory=dict)
+    """Per bucket or group, how many object versions or model versions were deleted."""
 
-    def __call__(self, buckets: Sequence[str]) -> None:
+    def __call__(self, outputs: Mapping[str, Any]) -> None:
         import boto3
 
-        s3 = boto3.client("s3", region_name=self.region)
-        for bucket in buckets:
-            count = 0
-            paginator = s3.get_paginator("list_object_versions")
-            try:
-                pages = list(paginator.paginate(Bucket=bucket))
-            except s3.exceptions.NoSuchBucket:
-                continue
-            for page in pages:
-                versions = [*page.get("Versions", []), *page.get("DeleteMarkers", [])]
-                for start in range(0, len(versions), 1000):
-                    batch = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions[start : start + 1000]]
-                    s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True},
-                                      BypassGovernanceRetention=True)
-                    count += len(batch)
-            self.deleted[bucket] = self.deleted.get(bucket, 0) + count
+        for bucket in sorted((outputs.get("lakeBuckets") or {}).values()):
+            self._empty_bucket(boto3.client("s3", region_name=self.region), bucket)
+        if outputs.get("modelPackageGroupName"):
+            self._empty_group(boto3.client("sagemaker", region_name=self.region), outputs["modelPackageGroupName"])
+
+    def _empty_bucket(self, s3: Any, bucket: str) -> None:
+        try:
+            pages = list(s3.get_paginator("list_object_versions").paginate(Bucket=bucket))
+        except s3.exceptions.NoSuchBucket:
+            return
+        versions = [v for page in pages for v in (*page.get("Versions", []), *page.get("DeleteMarkers", []))]
+        for start in range(0, len(versions), 1000):
+            batch = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions[start : start + 1000]]
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True}, BypassGovernanceRetention=True)
+        self.deleted[bucket] = self.deleted.get(bucket, 0) + len(versions)
+
+    def _empty_group(self, sagemaker: Any, group: str) -> None:
+        paginator = sagemaker.get_paginator("list_model_packages")
+        try:
+            arns = [p["ModelPackageArn"] for page in paginator.paginate(ModelPackageGroupName=group)
+                    for p in page["ModelPackageSummaryList"]]
+        except sagemaker.exceptions.ClientError:
+            return
+        for arn in arns:
+            sagemaker.delete_model_package(ModelPackageName=arn)
+        self.deleted[group] = self.deleted.get(group, 0) + len(arns)

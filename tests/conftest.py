@@ -76,3 +76,19 @@ def moto_endpoint():
     yield endpoint
     patch.undo()
     server.stop()
+
+
+@pytest.fixture
+def moto_deletes_model_packages(moto_endpoint, monkeypatch):
+    """moto 5.2 lacks DeleteModelPackage: add it to the server with AWS's behaviour (the version is gone)."""
+    from moto.sagemaker.responses import SageMakerResponse
+
+    def delete_model_package(self):
+        backend = self.sagemaker_backend
+        name = self._get_param("ModelPackageName")
+        arn = backend.model_package_name_mapping.pop(name, name)
+        package = backend.model_packages.pop(arn)
+        backend.model_package_name_mapping.pop(package.model_package_name, None)
+        return "{}"
+
+    monkeypatch.setattr(SageMakerResponse, "delete_model_package", delete_model_package, raising=False)

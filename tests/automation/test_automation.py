@@ -12,10 +12,10 @@ import yaml
 
 from infra import automation
 from infra.automation import (
-    BucketEmptier,
     PulumiCliMissing,
     Release,
     Runners,
+    StackEmptier,
     TeardownFailed,
     command_env,
     ephemeral,
@@ -107,11 +107,11 @@ def test_a_failed_platform_up_tears_the_platform_down_and_never_touches_the_serv
     assert pair.platform.calls[-2:] == [("destroy", STACK), ("remove_stack", STACK, "force")]
 
 
-def test_a_destroy_that_fails_is_retried_after_emptying_the_buckets_and_refreshing():
-    emptied: list[list[str]] = []
+def test_a_destroy_that_fails_is_retried_after_emptying_the_stack_and_refreshing():
+    emptied: list[dict] = []
     pair = runners(fail_on={"destroy": 1})
-    run_ephemeral(pair, empty_buckets=emptied.append)
-    assert emptied == [["lake-raw"]]
+    run_ephemeral(pair, empty=emptied.append)
+    assert emptied == [PLATFORM_OUTPUTS]
     assert pair.platform.calls[-4:] == [
         ("destroy", STACK), ("refresh", STACK), ("destroy", STACK), ("remove_stack", STACK, "force"),
     ]
@@ -148,12 +148,22 @@ def _bucket_with_locked_logs(s3, name: str) -> None:
         s3.put_object(Bucket=name, Key=f"AWSLogs/123456789012/log-{i}.json.gz", Body=b"{} ")
 
 
-def test_nothing_is_left_behind_when_the_first_destroy_meets_a_non_empty_locked_bucket(moto_endpoint):
-    """`pulumi destroy` is modelled as deleting the stack's buckets in moto, failing like S3 while one holds objects."""
+def test_nothing_is_left_behind_when_the_first_destroy_meets_a_non_empty_locked_bucket(moto_deletes_model_packages):
+    """`pulumi destroy` is modelled as deleting the stack's buckets and model group in moto, failing as AWS does
+    while a bucket holds objects."""
     s3 = boto3.client("s3", region_name="ap-southeast-1")
     buckets = ["eph-lake-raw", "eph-lake-artifacts"]
     for name in buckets:
         _bucket_with_locked_logs(s3, name)
+
+    sagemaker = boto3.client("sagemaker", region_name="ap-southeast-1")
+    sagemaker.create_model_package_group(ModelPackageGroupName="eph-models")
+    sagemaker.create_model_package(
+        ModelPackageGroupName="eph-models", ModelApprovalStatus="Approved",
+        InferenceSpecification={"Containers": [{"Image": IMAGE, "ModelDataUrl": "s3://eph-lake-artifacts/m.tar.gz"}],
+                                "SupportedContentTypes": ["application/json"],
+                                "SupportedResponseMIMETypes": ["application/json"]},
+    )
 
     def destroy_buckets(_stack: str) -> None:
         for name in buckets:
@@ -163,11 +173,14 @@ def test_nothing_is_left_behind_when_the_first_destroy_meets_a_non_empty_locked_
             s3.delete_bucket(Bucket=name)
 
     pair = runners(on_destroy=destroy_buckets)
-    pair.platform.outputs_by_stack[STACK] = {**PLATFORM_OUTPUTS, "lakeBuckets": {"raw": buckets[0], "a": buckets[1]}}
-    emptier = BucketEmptier("ap-southeast-1")
-    assert run_ephemeral(pair, empty_buckets=emptier) == 0
-    assert s3.list_buckets()["Buckets"] == [] or not {b["Name"] for b in s3.list_buckets()["Buckets"]} & set(buckets)
-    assert emptier.deleted == {"eph-lake-artifacts": 6, "eph-lake-raw": 6}
+    pair.platform.outputs_by_stack[STACK] = {
+        **PLATFORM_OUTPUTS, "lakeBuckets": {"raw": buckets[0], "a": buckets[1]}, "modelPackageGroupName": "eph-models",
+    }
+    emptier = StackEmptier("ap-southeast-1")
+    assert run_ephemeral(pair, empty=emptier) == 0
+    assert not {b["Name"] for b in s3.list_buckets()["Buckets"]} & set(buckets)
+    assert sagemaker.list_model_packages(ModelPackageGroupName="eph-models")["ModelPackageSummaryList"] == []
+    assert emptier.deleted == {"eph-lake-artifacts": 6, "eph-lake-raw": 6, "eph-models": 1}
     assert pair.platform.calls[-1] == ("remove_stack", STACK, "force")
 
 
@@ -204,7 +217,7 @@ def test_the_release_reaches_the_service_through_a_temporary_config_file_not_the
 
 def test_destroy_takes_the_service_down_before_the_platform_and_keeps_the_stacks():
     pair = runners()
-    automation.destroy(pair, "dev", empty_buckets=lambda _: None, echo=lambda _: None)
+    automation.destroy(pair, "dev", empty=lambda _: None, echo=lambda _: None)
     assert [c[:2] for c in pair.platform.journal.calls if c[1] in {"destroy", "remove_stack"}] == [
         ("service", "destroy"), ("platform", "destroy"),
     ]
