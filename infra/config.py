@@ -185,8 +185,8 @@ class InferenceConfig(Section):
 class AddonsConfig(Section):
     """Cluster add-ons the service stack installs with Helm (versions pinned; see infra/addons.py)."""
 
-    load_balancer_controller_chart: str = "1.14.0"
-    fluent_bit_chart: str = "0.1.35"
+    load_balancer_controller_chart: str = "3.5.0"
+    fluent_bit_chart: str = "0.2.0"
 
 
 class PlatformConfig(BaseModel):
