@@ -19,6 +19,7 @@ projects as inline programs in temporary work directories.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -316,10 +317,19 @@ def command_env(outputs: Mapping[str, Any], secret_names: set[str]) -> dict[str,
     return env
 
 
+EPHEMERAL_NAME_LENGTH = 16
+"""Longest name part: resource names built from the stack name stay within AWS's limits (S3: 63 characters)."""
+
+
 def ephemeral_stack_name(name: str) -> str:
-    cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in name.lower()).strip("-")
+    """`ephemeral-<name>`, lower-case, with anything but letters, digits and `-` replaced; a long name is
+    shortened and given a hash of the whole, so two long branch names do not collide."""
+    cleaned = "".join(c if c.isalnum() or c == "-" else "-" for c in name.lower()).strip("-")
     if not cleaned:
         raise ValueError(f"--name {name!r} has no letters or digits; use e.g. the branch name")
+    if len(cleaned) > EPHEMERAL_NAME_LENGTH:
+        digest = hashlib.sha256(cleaned.encode()).hexdigest()[:6]
+        cleaned = f"{cleaned[: EPHEMERAL_NAME_LENGTH - 7].rstrip('-')}-{digest}"
     return f"{EPHEMERAL_CONFIG}-{cleaned}"
 
 
@@ -380,6 +390,8 @@ def ephemeral(
 
 def inline_runners(work_root: Path, echo: Callable[[str], None] = print) -> Runners:
     """Runners for both projects as inline programs, each in its own folder under `work_root` (not the repository)."""
+    for project in ("platform", "service"):
+        (work_root / project).mkdir(parents=True, exist_ok=True)
     return Runners(
         platform=AutomationRunner(
             work_root / "platform", project_name=PLATFORM_PROJECT, program=platform_program, echo=echo

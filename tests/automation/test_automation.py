@@ -252,6 +252,20 @@ def test_ephemeral_stack_names_are_valid_pulumi_stack_names(name, stack):
     assert ephemeral_stack_name(name) == stack
 
 
+def test_long_branch_names_are_shortened_so_bucket_names_fit_and_stay_distinct():
+    one = ephemeral_stack_name("feature/a-very-long-branch-name-about-the-lake")
+    two = ephemeral_stack_name("feature/a-very-long-branch-name-about-the-api")
+    assert one != two
+    longest_bucket = f"retail-{one}-lake-artifacts-bucket-1234567"
+    assert len(longest_bucket) <= 63, longest_bucket
+
+
+def test_inline_runners_work_outside_the_repository(tmp_path):
+    pair = automation.inline_runners(tmp_path / "work")
+    assert pair.platform.work_dir.is_dir() and pair.service.work_dir.is_dir()
+    assert pair.platform.project_name == "retail-mlops" and pair.service.project_name == "retail-mlops-service"
+
+
 def test_command_env_gives_strings_as_is_and_everything_else_as_json():
     env = command_env({"name": "x", "ids": ["a", "b"]}, set())
     assert env["PULUMI_OUTPUT_NAME"] == "x" and env["PULUMI_OUTPUT_IDS"] == '["a", "b"]'
