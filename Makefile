@@ -11,6 +11,7 @@ setup:
 
 setup-test: setup
 	npm ci --prefix tools/lint --no-audit --no-fund --loglevel=error
+	$(UV) sync --frozen --project tools/checkov
 
 demo: setup
 	$(UV) run retail demo

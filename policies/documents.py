@@ -1,0 +1,921 @@
+"""The policy documents a deployment renders, linted by parliament and checked against AWS's documentation.
+
+`document_findings(runs)` collects every IAM and resource policy document the offline
+runs (`infra.offline.preview_deployment`) registered: role trust policies, inline role
+policies, managed policies, KMS key policies, S3 bucket policies, SNS topic policies
+(and the other resource-policy types in `DOCUMENT_INPUTS`). Under the mock runtime the
+documents arrive as JSON strings with every Output already resolved (the mocks run
+with `preview=False`), so ARNs of other resources are the mocks' ARNs; a document that
+still holds Pulumi's unknown-value marker is reported rather than guessed at.
+
+Two checks run on them:
+
+- parliament (1.6.4), an independent IAM linter. It has no policy-type parameter
+  (https://github.com/duo-labs/parliament/issues/14): it lints every document as an
+  identity policy that may carry a Principal. A role trust policy has no Resource
+  element, which parliament reports as MALFORMED and then stops
+  (https://github.com/duo-labs/parliament/issues/229); AWS calls the trust policy the
+  role's resource-based policy
+  (https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_policies_elements_principal.html),
+  so each trust statement is linted with the role's own ARN as its Resource. Resource
+  "*" in a KMS key policy means "this key"; parliament cannot know that, and those
+  findings are waived in policies/waivers.yaml with the KMS page that says so. The
+  community auditors stay off: they flag the actions these documents exist to grant
+  (sts:AssumeRole* in every trust policy, kms:* for the account's administrators),
+  so every one of their findings would be a waiver and none a defect.
+- documented permissions: `REQUIREMENTS`, one row per service requirement with the
+  page that states it, checked against the documents with `allows()`, a small IAM
+  evaluator (wildcards in actions and resources, principals, condition operators
+  against the request context the service sends, explicit denies).
+
+Findings carry their check id as the first word of the message (`RESOURCE_STAR: ...`,
+`cloudtrail-encrypt: ...`); policies/waivers.yaml accepts a finding by tool, check id
+and subject (a glob), with a reason. `load_waivers()` reads it strictly and
+`stale_waivers()` lists entries no finding needs any more.
+
+Not rendered offline: documents inside pulumi-eks's remote components (its cluster and
+node roles are created by the provider plugin, not registered under the mocks) and
+AWS-managed policies attached by ARN.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import warnings
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import yaml
+from pulumi.runtime import rpc
+
+import infra
+from infra.config import PLATFORM_PROJECT
+from infra.offline import OfflineRun, RegisteredResource
+from policies.findings import Finding
+
+WAIVERS_FILE = Path(__file__).parent / "waivers.yaml"
+PARLIAMENT = "parliament"
+DOCUMENTED = "documented-permissions"
+CHECKOV = "checkov"
+TOOLS = (PARLIAMENT, CHECKOV, DOCUMENTED)
+CONTROLLER_POLICY_FILE = Path(infra.__file__).parent / "data" / "aws-load-balancer-controller-iam-policy.json"
+ROLE_ARN_ANNOTATION = "eks.amazonaws.com/role-arn"
+
+DOCUMENT_INPUTS: Mapping[str, tuple[str, str]] = {
+    "aws:iam/role:Role": ("assumeRolePolicy", "trust"),
+    "aws:iam/rolePolicy:RolePolicy": ("policy", "identity"),
+    "aws:iam/policy:Policy": ("policy", "identity"),
+    "aws:iam/userPolicy:UserPolicy": ("policy", "identity"),
+    "aws:iam/groupPolicy:GroupPolicy": ("policy", "identity"),
+    "aws:kms/key:Key": ("policy", "key"),
+    "aws:kms/keyPolicy:KeyPolicy": ("policy", "key"),
+    "aws:s3/bucketPolicy:BucketPolicy": ("policy", "resource"),
+    "aws:sns/topic:Topic": ("policy", "resource"),
+    "aws:sns/topicPolicy:TopicPolicy": ("policy", "resource"),
+    "aws:sqs/queuePolicy:QueuePolicy": ("policy", "resource"),
+    "aws:ecr/repositoryPolicy:RepositoryPolicy": ("policy", "resource"),
+}
+"""Resource type -> (input holding a policy document, kind of document)."""
+
+
+# --------------------------------------------------------------------------- findings and waivers
+
+
+def finding(tool: str, check_id: str, subject: str, text: str, fix: str) -> Finding:
+    """A Finding whose message starts with its check id, which is what waivers match on."""
+    return Finding(check=tool, subject=subject, message=f"{check_id}: {text}", fix=fix)
+
+
+def check_id(found: Finding) -> str:
+    return found.message.split(":", 1)[0]
+
+
+@dataclass(frozen=True)
+class Waiver:
+    tool: str
+    check: str
+    subject: str
+    """Glob (`*`, `?`) over the finding's subject."""
+    reason: str
+    doc: str = ""
+    """The page that makes the finding correct (required for parliament and documented-permissions)."""
+    message: str = ""
+    """Optional glob over the finding's message, to accept one variant of a check only."""
+
+    def matches(self, found: Finding) -> bool:
+        return (
+            found.check == self.tool
+            and check_id(found) == self.check
+            and glob_match(self.subject, found.subject)
+            and (not self.message or glob_match(self.message, found.message))
+        )
+
+
+_WAIVER_KEYS = {"tool", "check", "subject", "reason", "doc", "message"}
+_REQUIRED_WAIVER_KEYS = {"tool", "check", "subject", "reason"}
+
+
+def load_waivers(path: Path = WAIVERS_FILE) -> list[Waiver]:
+    """Read the waivers file strictly: known keys only, every required key, known tools, no duplicates."""
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict) or set(data) != {"waivers"} or not isinstance(data["waivers"], list):
+        raise ValueError(f"{path}: expected one top-level key `waivers` holding a list")
+    waivers = []
+    for index, entry in enumerate(data["waivers"], 1):
+        where = f"{path}: waiver {index}"
+        if not isinstance(entry, dict):
+            raise ValueError(f"{where}: expected a mapping, got {entry!r}")
+        if unknown := set(entry) - _WAIVER_KEYS:
+            raise ValueError(f"{where}: unknown keys {sorted(unknown)}; allowed: {sorted(_WAIVER_KEYS)}")
+        if missing := _REQUIRED_WAIVER_KEYS - {k for k, v in entry.items() if str(v or "").strip()}:
+            raise ValueError(f"{where}: missing {sorted(missing)}")
+        if entry["tool"] not in TOOLS:
+            raise ValueError(f"{where}: tool {entry['tool']!r} is none of {list(TOOLS)}")
+        if entry["tool"] != CHECKOV and not str(entry.get("doc") or "").startswith("https://"):
+            raise ValueError(f"{where}: a {entry['tool']} waiver needs `doc`, the https:// page that makes it correct")
+        waiver = Waiver(**{k: str(v).strip() for k, v in entry.items()})
+        if waiver in waivers:
+            raise ValueError(f"{where}: duplicates an earlier waiver")
+        waivers.append(waiver)
+    return waivers
+
+
+def apply_waivers(findings: Iterable[Finding], waivers: Sequence[Waiver]) -> list[Finding]:
+    """The findings, each accepted (`waived` = the reason) by the first waiver that matches it."""
+    result = []
+    for found in findings:
+        waiver = next((w for w in waivers if w.matches(found)), None)
+        result.append(_waived(found, waiver.reason) if waiver else found)
+    return result
+
+
+def _waived(found: Finding, reason: str) -> Finding:
+    return Finding(found.check, found.subject, found.message, found.fix, waived=reason)
+
+
+def stale_waivers(waivers: Sequence[Waiver], findings: Iterable[Finding]) -> list[Waiver]:
+    """Waivers that match none of `findings` (pass the findings of every stack the waivers cover)."""
+    findings = list(findings)
+    return [w for w in waivers if not any(w.matches(f) for f in findings)]
+
+
+def glob_match(pattern: str, value: str, ignore_case: bool = False) -> bool:
+    """IAM-style wildcards: `*` any run of characters, `?` one character, everything else literal."""
+    return _glob_regex(pattern, ignore_case).fullmatch(value) is not None
+
+
+@cache
+def _glob_regex(pattern: str, ignore_case: bool) -> re.Pattern[str]:
+    parts = (".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.compile("".join(parts), re.DOTALL | (re.IGNORECASE if ignore_case else 0))
+
+
+# --------------------------------------------------------------------------- rendered documents
+
+
+@dataclass(frozen=True)
+class PolicyDocument:
+    resource: RegisteredResource
+    kind: str
+    """`trust`, `identity`, `key` or `resource`."""
+    text: str
+
+    @property
+    def statements(self) -> list[dict[str, Any]]:
+        statements = json.loads(self.text).get("Statement", [])
+        return statements if isinstance(statements, list) else [statements]
+
+
+def rendered_documents(runs: Sequence[OfflineRun]) -> list[PolicyDocument]:
+    """Every policy document the runs registered, in registration order."""
+    documents = []
+    for run in runs:
+        for resource in run.resources:
+            input_name, kind = DOCUMENT_INPUTS.get(resource.type, ("", ""))
+            value = resource.inputs.get(input_name) if input_name else None
+            if value:
+                documents.append(PolicyDocument(resource, kind, value if isinstance(value, str) else json.dumps(value)))
+            if resource.type == "aws:iam/role:Role":
+                for inline in resource.inputs.get("inlinePolicies") or []:
+                    if inline.get("policy"):
+                        documents.append(PolicyDocument(resource, "identity", inline["policy"]))
+    return documents
+
+
+def _unrendered(document: PolicyDocument) -> Finding | None:
+    """A finding when the document cannot be checked: not JSON, or holding a value unknown offline."""
+    problem = "holds a value unknown offline" if rpc.UNKNOWN in document.text else ""
+    try:
+        json.loads(document.text)
+    except json.JSONDecodeError as error:
+        problem = f"is not JSON ({error})"
+    if not problem:
+        return None
+    return finding(
+        PARLIAMENT,
+        "UNRENDERED",
+        document.resource.name,
+        f"the {document.kind} policy document {problem}",
+        "Build the document from resolved values (pulumi.Output.json_dumps) so it can be checked before deploy",
+    )
+
+
+# --------------------------------------------------------------------------- parliament
+
+
+def parliament_findings(document: PolicyDocument) -> list[Finding]:
+    """parliament's findings on one document; subject = `<resource>#<Sid>` (or `#statement-<n>`)."""
+    analyze = _parliament().analyze_policy_string
+    parsed = json.loads(document.text)
+    if document.kind == "trust":
+        parsed = _with_role_as_resource(parsed, document.resource.outputs.get("arn", "*"))
+    policy = analyze(json.dumps(parsed), ignore_private_auditors=True, include_community_auditors=False)
+    findings = []
+    statement_findings = set()
+    for index, statement in enumerate(policy.statements, 1):
+        subject = f"{document.resource.name}#{statement.sid or f'statement-{index}'}"
+        for issue in statement.findings:
+            statement_findings.add(id(issue))
+            findings.append(_parliament_finding(issue, subject))
+    for issue in policy.findings:
+        if id(issue) not in statement_findings:
+            findings.append(_parliament_finding(issue, document.resource.name))
+    return list(dict.fromkeys(findings))  # parliament repeats a finding once per expanded action
+
+
+def _with_role_as_resource(parsed: dict[str, Any], role_arn: str) -> dict[str, Any]:
+    parsed = copy.deepcopy(parsed)
+    statements = parsed.get("Statement", [])
+    for statement in statements if isinstance(statements, list) else [statements]:
+        if "Resource" not in statement and "NotResource" not in statement:
+            statement["Resource"] = role_arn
+    return parsed
+
+
+def _parliament_finding(issue: Any, subject: str) -> Finding:
+    issue = _parliament().enhance_finding(issue)
+    detail = issue.detail if isinstance(issue.detail, str) else json.dumps(issue.detail, default=str)
+    text = f"{issue.title}" + (f" ({detail})" if detail else "")
+    fix = (issue.description or issue.title).strip() + (
+        ". Correct the statement; if AWS documents it as written, waive it in policies/waivers.yaml citing that page"
+    )
+    return finding(PARLIAMENT, issue.issue, subject, text, fix)
+
+
+@cache
+def _parliament() -> ModuleType:
+    """parliament, imported once with its import-time warnings (pkg_resources, regex escapes) silenced."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import parliament
+        import parliament.policy
+        import parliament.statement  # noqa: F401  (compiled here, so its warnings are silenced too)
+    return parliament
+
+
+# --------------------------------------------------------------------------- the IAM evaluator
+
+
+@dataclass(frozen=True)
+class Need:
+    """Requests a service's documentation says a policy must allow: every action on every resource.
+
+    `actions` are the documented action names or patterns, expanded to the service's
+    actions (parliament's IAM data) so a statement must allow each of them. `context`
+    holds the request's condition keys and values as the service sends them; a statement
+    condition on a key absent from it does not hold (unless `...IfExists`, `Null`, or a
+    negated operator such as `StringNotEquals`).
+    `constrained_by` names condition keys the allowing statement must test (the
+    documented confused-deputy or scoping conditions), each with the operators allowed
+    for it (empty: any).
+    """
+
+    actions: tuple[str, ...]
+    principal: tuple[str, str] | None = None
+    """(`Service`/`AWS`/`Federated`, value) for resource policies; None for identity policies."""
+    resources: tuple[str, ...] = ("*",)
+    context: Mapping[str, str] = field(default_factory=dict)
+    constrained_by: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def allows(statements: Sequence[Mapping[str, Any]], need: Need) -> list[str]:
+    """The requests of `need` the statements do not allow (empty: all allowed), as `action on resource`."""
+    missing = []
+    for action in expand_actions(need.actions):
+        for resource in need.resources:
+            applicable = [s for s in statements if _applies(s, need, action, resource)]
+            denied = any(s.get("Effect") == "Deny" for s in applicable)
+            allowed = any(s.get("Effect") == "Allow" and _constrains(s, need.constrained_by) for s in applicable)
+            if denied or not allowed:
+                missing.append(f"{action} on {resource}")
+    return missing
+
+
+def expand_actions(patterns: Iterable[str]) -> list[str]:
+    """Documented action names and patterns as the concrete actions parliament's IAM data knows."""
+    parliament = _parliament()
+    actions: list[str] = []
+    for pattern in patterns:
+        try:
+            expanded = [f"{a['service']}:{a['action']}" for a in parliament.expand_action(pattern)]
+        except (parliament.UnknownActionException, parliament.UnknownPrefixException):
+            expanded = []
+        actions += [a for a in expanded or [pattern] if a not in actions]
+    return actions
+
+
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [] if value is None else [value]
+
+
+def _applies(statement: Mapping[str, Any], need: Need, action: str, resource: str) -> bool:
+    return (
+        _principal_matches(statement, need.principal)
+        and _element_matches(statement, "Action", action, ignore_case=True)
+        and _element_matches(statement, "Resource", resource, ignore_case=False)
+        and all(
+            _condition_holds(operator, key, values, need.context)
+            for operator, block in (statement.get("Condition") or {}).items()
+            for key, values in block.items()
+        )
+    )
+
+
+def _principal_matches(statement: Mapping[str, Any], principal: tuple[str, str] | None) -> bool:
+    if "NotPrincipal" in statement:
+        return False  # not evaluated: never used here, and too easy to get wrong
+    if principal is None:
+        return "Principal" not in statement
+    named = statement.get("Principal")
+    if named == "*":
+        return True
+    kind, value = principal
+    return isinstance(named, dict) and any(v in ("*", value) for v in _listed(named.get(kind)))
+
+
+def _element_matches(statement: Mapping[str, Any], element: str, value: str, ignore_case: bool) -> bool:
+    """Action/NotAction, Resource/NotResource; a trust policy's absent Resource is the role itself."""
+    if element in statement:
+        return any(glob_match(p, value, ignore_case) for p in _listed(statement[element]))
+    if f"Not{element}" in statement:
+        return not any(glob_match(p, value, ignore_case) for p in _listed(statement[f"Not{element}"]))
+    return element == "Resource"
+
+
+def _condition_holds(operator: str, key: str, values: Any, context: Mapping[str, str]) -> bool:
+    if_exists = operator.endswith("IfExists")
+    base = operator.removesuffix("IfExists")
+    actual = next((v for k, v in context.items() if k.lower() == key.lower()), None)
+    wanted = [str(v).lower() if isinstance(v, bool) else str(v) for v in _listed(values)]
+    if base == "Null":
+        return str(actual is None).lower() in [w.lower() for w in wanted]
+    if actual is None:  # IAM: an absent key matches no value, so only negated and ...IfExists operators hold
+        return if_exists or "Not" in base
+    compare = _OPERATORS.get(base)
+    return compare is not None and compare(str(actual), wanted)
+
+
+def _arn_like(value: str, pattern: str) -> bool:
+    """ArnLike/ArnEquals: each of the six colon-separated ARN parts matched on its own, with wildcards."""
+    value_parts, pattern_parts = value.split(":", 5), pattern.split(":", 5)
+    return len(value_parts) == len(pattern_parts) == 6 and all(
+        glob_match(p, v) for p, v in zip(pattern_parts, value_parts, strict=True)
+    )
+
+
+_OPERATORS: Mapping[str, Callable[[str, list[str]], bool]] = {
+    "StringEquals": lambda actual, wanted: actual in wanted,
+    "StringNotEquals": lambda actual, wanted: actual not in wanted,
+    "StringEqualsIgnoreCase": lambda actual, wanted: actual.lower() in [w.lower() for w in wanted],
+    "StringNotEqualsIgnoreCase": lambda actual, wanted: actual.lower() not in [w.lower() for w in wanted],
+    "StringLike": lambda actual, wanted: any(glob_match(w, actual) for w in wanted),
+    "StringNotLike": lambda actual, wanted: not any(glob_match(w, actual) for w in wanted),
+    "ArnEquals": lambda actual, wanted: any(_arn_like(actual, w) for w in wanted),
+    "ArnLike": lambda actual, wanted: any(_arn_like(actual, w) for w in wanted),
+    "ArnNotEquals": lambda actual, wanted: not any(_arn_like(actual, w) for w in wanted),
+    "ArnNotLike": lambda actual, wanted: not any(_arn_like(actual, w) for w in wanted),
+    "Bool": lambda actual, wanted: actual.lower() in [w.lower() for w in wanted],
+}
+"""Condition operators evaluated; any other (ForAnyValue:..., numeric, date) does not hold."""
+
+
+def _constrains(statement: Mapping[str, Any], constrained_by: Mapping[str, tuple[str, ...]]) -> bool:
+    tested = {
+        (key.lower(), operator.removesuffix("IfExists"))
+        for operator, block in (statement.get("Condition") or {}).items()
+        for key in block
+    }
+    return all(
+        any(k == key.lower() and (not operators or op in operators) for k, op in tested)
+        for key, operators in constrained_by.items()
+    )
+
+
+# --------------------------------------------------------------------------- the deployment, indexed
+
+
+class Deployment:
+    """The resources of all runs of one deployment, with the look-ups the requirements need."""
+
+    def __init__(self, runs: Sequence[OfflineRun]) -> None:
+        self.resources = [r for run in runs for r in run.resources]
+        platform = [run for run in runs if run.project == PLATFORM_PROJECT]
+        self.platform_outputs: Mapping[str, Any] = platform[0].stack_outputs if platform else {}
+        self.documents = rendered_documents(runs)
+
+    def of_type(self, type_: str) -> list[RegisteredResource]:
+        return [r for r in self.resources if r.type == type_]
+
+    def by_arn(self, type_: str, arn: str) -> RegisteredResource | None:
+        return next((r for r in self.of_type(type_) if arn and r.outputs.get("arn") == arn), None)
+
+    def key(self, reference: str) -> RegisteredResource | None:
+        """The KMS key a `kmsKeyId`-style input names, by ARN or key id."""
+        return next(
+            (
+                k
+                for k in self.of_type("aws:kms/key:Key")
+                if reference in (k.outputs.get("arn"), k.outputs.get("keyId"), k.id)
+            ),
+            None,
+        )
+
+    def key_statements(self, key: RegisteredResource) -> list[dict[str, Any]]:
+        """The key's policy: its own `policy`, or a separate aws.kms.KeyPolicy naming it."""
+        names = {key.id, key.outputs.get("arn"), key.outputs.get("keyId")} - {None, ""}
+        attached = [p for p in self.of_type("aws:kms/keyPolicy:KeyPolicy") if p.inputs.get("keyId") in names]
+        return self.statements(key, "key") + [s for p in attached for s in self.statements(p)]
+
+    def statements(self, resource: RegisteredResource, kind: str | None = None) -> list[dict[str, Any]]:
+        return [s for d in self.documents if d.resource is resource and kind in (None, d.kind) for s in d.statements]
+
+    def role_policies(self, role: RegisteredResource) -> list[dict[str, Any]]:
+        """The identity statements of a role: inline ones and attached customer-managed policies."""
+        names = {role.id, role.outputs.get("name"), role.outputs.get("arn")} - {None, ""}
+        statements = self.statements(role, "identity")
+        for inline in self.of_type("aws:iam/rolePolicy:RolePolicy"):
+            if inline.inputs.get("role") in names:
+                statements += self.statements(inline)
+        for policy in self.attached_policies(role):
+            statements += self.statements(policy)
+        return statements
+
+    def attached_policies(self, role: RegisteredResource) -> list[RegisteredResource]:
+        names = {role.id, role.outputs.get("name")} - {None, ""}
+        arns = [
+            a.inputs.get("policyArn")
+            for a in self.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+            if a.inputs.get("role") in names
+        ]
+        return [p for arn in arns if (p := self.by_arn("aws:iam/policy:Policy", arn))]
+
+    def service_accounts(self) -> list[ServiceAccount]:
+        """Service accounts annotated with an IAM role: Kubernetes objects and the ones Helm releases create."""
+        accounts = []
+        for account in self.of_type("kubernetes:core/v1:ServiceAccount"):
+            metadata = {**account.outputs.get("metadata", {}), **account.inputs.get("metadata", {})}
+            role = (metadata.get("annotations") or {}).get(ROLE_ARN_ANNOTATION)
+            if role:
+                accounts.append(ServiceAccount(metadata.get("namespace") or "default", metadata["name"], role, account))
+        for release in self.of_type("kubernetes:helm.sh/v3:Release"):
+            values = (release.inputs.get("values") or {}).get("serviceAccount") or {}
+            role = (values.get("annotations") or {}).get(ROLE_ARN_ANNOTATION)
+            if role and values.get("create", True):
+                name = values.get("name") or release.inputs.get("name") or release.name
+                accounts.append(ServiceAccount(release.inputs.get("namespace") or "default", name, role, release))
+        return accounts
+
+    def chart(self, chart: str) -> list[RegisteredResource]:
+        return [r for r in self.of_type("kubernetes:helm.sh/v3:Release") if r.inputs.get("chart") == chart]
+
+    def role_of(self, source: RegisteredResource) -> RegisteredResource | None:
+        """The IAM role of the service account a ServiceAccount object or Helm release creates."""
+        account = next((a for a in self.service_accounts() if a.source is source), None)
+        return self.by_arn("aws:iam/role:Role", account.role_arn) if account else None
+
+
+@dataclass(frozen=True)
+class ServiceAccount:
+    namespace: str
+    name: str
+    role_arn: str
+    source: RegisteredResource
+
+    @property
+    def subject(self) -> str:
+        return f"system:serviceaccount:{self.namespace}:{self.name}"
+
+
+# --------------------------------------------------------------------------- documented requirements
+
+
+@dataclass(frozen=True)
+class Requirement:
+    id: str
+    summary: str
+    doc: str
+    check: Callable[[Deployment], Iterator[tuple[str, str]]]
+    """Yields (subject, what is missing) for each place the deployment falls short."""
+
+    def findings(self, deployment: Deployment) -> list[Finding]:
+        fix = f"{self.summary}, as {self.doc} documents"
+        return [finding(DOCUMENTED, self.id, subject, problem, fix) for subject, problem in self.check(deployment)]
+
+
+def _unmet(subject: str, need: Need, statements: Sequence[Mapping[str, Any]], what: str) -> Iterator[tuple[str, str]]:
+    """(subject, problem) when `statements` do not allow all of `need`; `what` names the document in the message."""
+    missing = allows(statements, need)
+    if missing:
+        yield subject, f"{what} does not allow {', '.join(missing)}"
+
+
+def _account(arn: str) -> str:
+    return arn.split(":")[4] if arn.count(":") >= 5 else ""
+
+
+def _region(arn: str) -> str:
+    return arn.split(":")[3] if arn.count(":") >= 5 else ""
+
+
+def _keys_of(
+    deployment: Deployment, type_: str, key_input: str
+) -> Iterator[tuple[RegisteredResource, RegisteredResource | None]]:
+    for resource in deployment.of_type(type_):
+        if reference := resource.inputs.get(key_input):
+            yield resource, deployment.key(reference)
+
+
+def _cloudtrail_needs(deployment: Deployment, build: Callable[[str], Need]) -> Iterator[tuple[str, str]]:
+    for trail, key in _keys_of(deployment, "aws:cloudtrail/trail:Trail", "kmsKeyId"):
+        if key is None:
+            yield trail.name, f"encrypts with {trail.inputs['kmsKeyId']}, a key this deployment does not create"
+            continue
+        need = build(trail.outputs.get("arn", ""))
+        yield from _unmet(key.name, need, deployment.key_statements(key), f"for trail {trail.name}, the key policy")
+
+
+CLOUDTRAIL_DOC = "https://docs.aws.amazon.com/awscloudtrail/latest/userguide/create-kms-key-policy-for-cloudtrail.html"
+CLOUDTRAIL = ("Service", "cloudtrail.amazonaws.com")
+
+
+def _trail_context(trail_arn: str, **extra: str) -> dict[str, str]:
+    return {"aws:SourceArn": trail_arn, "aws:SourceAccount": _account(trail_arn), **extra}
+
+
+def _cloudtrail_encrypt(deployment: Deployment) -> Iterator[tuple[str, str]]:
+    return _cloudtrail_needs(
+        deployment,
+        lambda trail: Need(
+            ("kms:GenerateDataKey*",),
+            CLOUDTRAIL,
+            context=_trail_context(trail, **{"kms:EncryptionContext:aws:cloudtrail:arn": trail}),
+            constrained_by={"kms:EncryptionContext:aws:cloudtrail:arn": (), "aws:SourceArn": ()},
+        ),
+    )
+
+
+def _cloudtrail_describe_key(deployment: Deployment) -> Iterator[tuple[str, str]]:
+    # DescribeKey carries no encryption context: a statement that requires one never allows it.
+    return _cloudtrail_needs(
+        deployment,
+        lambda trail: Need(
+            ("kms:DescribeKey",), CLOUDTRAIL, context=_trail_context(trail), constrained_by={"aws:SourceArn": ()}
+        ),
+    )
+
+
+def _cloudtrail_decrypt(deployment: Deployment) -> Iterator[tuple[str, str]]:
+    return _cloudtrail_needs(
+        deployment, lambda trail: Need(("kms:Decrypt",), CLOUDTRAIL, context=_trail_context(trail))
+    )
+
+
+LOGS_ACTIONS = ("kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*", "kms:Describe*")
+LOGS_CONTEXT_KEY = "kms:EncryptionContext:aws:logs:arn"
+
+
+def _cloudwatch_logs_key(deployment: Deployment) -> Iterator[tuple[str, str]]:
+    for group, key in _keys_of(deployment, "aws:cloudwatch/logGroup:LogGroup", "kmsKeyId"):
+        arn = group.outputs.get("arn", "")
+        if key is None:
+            yield group.name, f"is encrypted with {group.inputs['kmsKeyId']}, a key this deployment does not create"
+            continue
+        need = Need(
+            LOGS_ACTIONS,
+            ("Service", f"logs.{_region(arn)}.amazonaws.com"),
+            context={LOGS_CONTEXT_KEY: arn},
+            constrained_by={LOGS_CONTEXT_KEY: ("ArnLike", "ArnEquals")},
+        )
+        yield from _unmet(key.name, need, deployment.key_statements(key), f"for log group {arn}, the key policy")
+
+
+SNS_DOC = "https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html#compatibility-with-aws-services"
+SNS_KEY_ACTIONS = ("kms:GenerateDataKey*", "kms:Decrypt")
+
+
+def _topic_keys(deployment: Deployment) -> Iterator[tuple[str, RegisteredResource, RegisteredResource | None]]:
+    for topic, key in _keys_of(deployment, "aws:sns/topic:Topic", "kmsMasterKeyId"):
+        yield topic.outputs.get("arn", ""), topic, key
+
+
+def _publishers(deployment: Deployment, topic_arn: str, service: str) -> list[tuple[str, dict[str, str]]]:
+    """(publisher, request context) for each resource of `service` wired to publish to the topic."""
+    account = _account(topic_arn)
+    source = {"aws:SourceAccount": account}
+    if service == "cloudwatch":
+        return [
+            (a.name, {**source, "aws:SourceArn": a.outputs.get("arn", "")})
+            for a in deployment.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+            if topic_arn in [*_listed(a.inputs.get("alarmActions")), *_listed(a.inputs.get("okActions"))]
+        ]
+    if service == "events":  # EventBridge supports no source condition on this statement (SNS_DOC)
+        return [
+            (t.name, {})
+            for t in deployment.of_type("aws:cloudwatch/eventTarget:EventTarget")
+            if t.inputs.get("arn") == topic_arn
+        ]
+    return [
+        (b.name, {**source, "aws:SourceArn": f"arn:aws:budgets::{account}:budget/{b.inputs.get('name') or b.id}"})
+        for b in deployment.of_type("aws:budgets/budget:Budget")
+        if any(topic_arn in _listed(n.get("subscriberSnsTopicArns")) for n in b.inputs.get("notifications") or [])
+    ]
+
+
+def _sns_publisher(service: str) -> Callable[[Deployment], Iterator[tuple[str, str]]]:
+    def check(deployment: Deployment) -> Iterator[tuple[str, str]]:
+        for topic_arn, topic, key in _topic_keys(deployment):
+            publishers = _publishers(deployment, topic_arn, service)
+            if publishers and key is None:
+                yield (
+                    topic.name,
+                    f"is encrypted with {topic.inputs['kmsMasterKeyId']}, a key this deployment does not create",
+                )
+            for publisher, context in publishers if key else []:
+                need = Need(SNS_KEY_ACTIONS, ("Service", f"{service}.amazonaws.com"), context=context)
+                what = f"for {publisher} publishing to {topic.name}, the key policy"
+                yield from _unmet(key.name, need, deployment.key_statements(key), what)
+
+    return check
+
+
+SAGEMAKER_DOC = (
+    "https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html#sagemaker-roles-createtrainingjob-perms"
+)
+SAGEMAKER_VPC_ACTIONS = (
+    "ec2:CreateNetworkInterface",
+    "ec2:CreateNetworkInterfacePermission",
+    "ec2:DeleteNetworkInterface",
+    "ec2:DeleteNetworkInterfacePermission",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeVpcs",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+)
+
+
+def _execution_role(deployment: Deployment) -> tuple[RegisteredResource | None, str]:
+    arn = deployment.platform_outputs.get("sagemakerExecutionRoleArn", "")
+    return deployment.by_arn("aws:iam/role:Role", arn), arn
+
+
+def _sagemaker(needs: Callable[[Deployment], Iterable[Need]]) -> Callable[[Deployment], Iterator[tuple[str, str]]]:
+    def check(deployment: Deployment) -> Iterator[tuple[str, str]]:
+        role, arn = _execution_role(deployment)
+        if not arn:
+            return
+        if role is None:
+            yield arn, "the platform exports this SageMaker execution role, but the deployment does not create it"
+            return
+        statements = deployment.role_policies(role)
+        for need in needs(deployment):
+            yield from _unmet(role.name, need, statements, "the execution role")
+
+    return check
+
+
+def _sagemaker_vpc(deployment: Deployment) -> Iterable[Need]:
+    return [Need(SAGEMAKER_VPC_ACTIONS)]
+
+
+def _sagemaker_kms(deployment: Deployment) -> Iterable[Need]:
+    """Volume key: CreateGrant (SageMaker creates the grant for the instance's volume); output key:
+    Encrypt and GenerateDataKey for the S3 server-side encryption of the artifacts; inputs: Decrypt through S3."""
+    key = deployment.platform_outputs.get("dataKeyArn", "")
+    if not key:
+        return []
+    through_s3 = {"kms:ViaService": f"s3.{_region(key)}.amazonaws.com"}
+    return [
+        Need(("kms:CreateGrant",), resources=(key,), context={"kms:GrantIsForAWSResource": "true"}),
+        Need(("kms:Encrypt", "kms:GenerateDataKey"), resources=(key,), context=through_s3),
+        Need(("kms:Decrypt",), resources=(key,), context=through_s3),
+    ]
+
+
+def _sagemaker_ecr(deployment: Deployment) -> Iterable[Need]:
+    url = (deployment.platform_outputs.get("repositoryUrls") or {}).get("training", "")
+    repository = next(
+        (
+            r
+            for r in deployment.of_type("aws:ecr/repository:Repository")
+            if url and r.outputs.get("repositoryUrl") == url
+        ),
+        None,
+    )
+    needs = [Need(("ecr:GetAuthorizationToken",))]
+    if repository is not None:
+        pull = ("ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage")
+        needs.append(Need(pull, resources=(repository.outputs["arn"],)))
+    return needs
+
+
+LBC_DOC = "https://docs.aws.amazon.com/eks/latest/userguide/lbc-helm.html"
+
+
+def _controller_policy(deployment: Deployment) -> Iterator[tuple[str, str]]:
+    documented = json.loads(CONTROLLER_POLICY_FILE.read_text())
+    for release in deployment.chart("aws-load-balancer-controller"):
+        role = deployment.role_of(release)
+        if role is None:
+            yield release.name, "the controller's service account names no IAM role this deployment creates"
+            continue
+        policies = deployment.attached_policies(role)
+        if not any(json.loads(p.inputs.get("policy") or "{}") == documented for p in policies):
+            attached = ", ".join(p.name for p in policies) or "none"
+            yield role.name, f"no attached managed policy equals {CONTROLLER_POLICY_FILE.name} (attached: {attached})"
+
+
+FLUENT_BIT_DOC = "https://docs.fluentbit.io/manual/pipeline/outputs/cloudwatch"
+
+
+def _fluent_bit_writes(deployment: Deployment) -> Iterator[tuple[str, str]]:
+    group_name = deployment.platform_outputs.get("inferenceLogGroupName", "")
+    for release in deployment.chart("aws-for-fluent-bit"):
+        values = (release.inputs.get("values") or {}).get("cloudWatchLogs") or {}
+        if values.get("logGroupName") != group_name:
+            yield release.name, f"ships to {values.get('logGroupName')!r}, not the platform's log group {group_name!r}"
+        group = next(
+            (g for g in deployment.of_type("aws:cloudwatch/logGroup:LogGroup") if g.outputs.get("name") == group_name),
+            None,
+        )
+        role = deployment.role_of(release)
+        if group is None or role is None:
+            yield release.name, f"the log group {group_name!r} or the shipper's IAM role is not in this deployment"
+            continue
+        stream = f"{group.outputs['arn']}:log-stream:{values.get('logStreamPrefix') or ''}example"
+        need = Need(("logs:CreateLogStream", "logs:PutLogEvents"), resources=(stream,))
+        yield from _unmet(role.name, need, deployment.role_policies(role), "the Fluent Bit role")
+
+
+IRSA_DOC = "https://docs.aws.amazon.com/eks/latest/userguide/associate-service-account-role.html"
+
+
+def _irsa_trust(deployment: Deployment) -> Iterator[tuple[str, str]]:
+    """Each annotated service account's role trusts exactly it; each IRSA role is some account's."""
+    provider = deployment.platform_outputs.get("oidcProviderArn", "")
+    issuer = deployment.platform_outputs.get("oidcIssuer") or provider.partition(":oidc-provider/")[2]
+    accounts = deployment.service_accounts()
+    for account in accounts:
+        role = deployment.by_arn("aws:iam/role:Role", account.role_arn)
+        if role is None:
+            yield account.source.name, f"{account.subject} names {account.role_arn}, a role this deployment lacks"
+            continue
+        need = Need(
+            ("sts:AssumeRoleWithWebIdentity",),
+            ("Federated", provider),
+            context={f"{issuer}:sub": account.subject, f"{issuer}:aud": "sts.amazonaws.com"},
+            constrained_by={f"{issuer}:sub": ("StringEquals",)},
+        )
+        yield from _unmet(role.name, need, deployment.statements(role, "trust"), f"for {account.subject}, the trust")
+    used = {a.role_arn for a in accounts}
+    for role in deployment.of_type("aws:iam/role:Role"):
+        if _trusts_oidc(deployment.statements(role, "trust")) and role.outputs.get("arn") not in used:
+            yield role.name, "trusts the cluster's OIDC provider, but no service account is annotated with it"
+
+
+def _trusts_oidc(statements: Sequence[Mapping[str, Any]]) -> bool:
+    principals = [s.get("Principal") for s in statements]
+    return any(
+        ":oidc-provider/" in p
+        for named in principals
+        if isinstance(named, dict)
+        for p in _listed(named.get("Federated"))
+    )
+
+
+REQUIREMENTS: tuple[Requirement, ...] = (
+    Requirement(
+        "cloudtrail-encrypt",
+        "Let cloudtrail.amazonaws.com use kms:GenerateDataKey* under the trail's encryption context and aws:SourceArn",
+        CLOUDTRAIL_DOC,
+        _cloudtrail_encrypt,
+    ),
+    Requirement(
+        "cloudtrail-describe-key",
+        "Let cloudtrail.amazonaws.com use kms:DescribeKey in a statement without an encryption-context condition, "
+        "scoped by aws:SourceArn",
+        CLOUDTRAIL_DOC,
+        _cloudtrail_describe_key,
+    ),
+    Requirement(
+        "cloudtrail-decrypt",
+        "Let cloudtrail.amazonaws.com use kms:Decrypt (a trail writing to a bucket with an S3 Bucket Key)",
+        CLOUDTRAIL_DOC,
+        _cloudtrail_decrypt,
+    ),
+    Requirement(
+        "cloudwatch-logs-key",
+        "Let logs.<region>.amazonaws.com use kms:Encrypt, Decrypt, ReEncrypt*, GenerateDataKey* and Describe* "
+        "under ArnLike/ArnEquals on kms:EncryptionContext:aws:logs:arn",
+        "https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html",
+        _cloudwatch_logs_key,
+    ),
+    Requirement(
+        "sns-cloudwatch-alarms",
+        "Let cloudwatch.amazonaws.com use kms:GenerateDataKey* and kms:Decrypt on the encrypted topic's key",
+        SNS_DOC,
+        _sns_publisher("cloudwatch"),
+    ),
+    Requirement(
+        "sns-eventbridge",
+        "Let events.amazonaws.com use kms:GenerateDataKey* and kms:Decrypt with no aws:Source* condition "
+        "(not supported for EventBridge to encrypted topics)",
+        SNS_DOC,
+        _sns_publisher("events"),
+    ),
+    Requirement(
+        "sns-budgets",
+        "Let budgets.amazonaws.com use kms:GenerateDataKey* and kms:Decrypt on the encrypted topic's key",
+        "https://docs.aws.amazon.com/cost-management/latest/userguide/budgets-sns-policy.html",
+        _sns_publisher("budgets"),
+    ),
+    Requirement(
+        "sagemaker-vpc",
+        "Give the SageMaker execution role the nine EC2 network-interface and describe actions for VPC training jobs",
+        SAGEMAKER_DOC,
+        _sagemaker(_sagemaker_vpc),
+    ),
+    Requirement(
+        "sagemaker-kms",
+        "Give the SageMaker execution role kms:CreateGrant on the volume key, kms:Encrypt/GenerateDataKey on the "
+        "output key and kms:Decrypt on the input key",
+        SAGEMAKER_DOC,
+        _sagemaker(_sagemaker_kms),
+    ),
+    Requirement(
+        "sagemaker-ecr",
+        "Give the SageMaker execution role ecr:GetAuthorizationToken and BatchCheckLayerAvailability, "
+        "GetDownloadUrlForLayer and BatchGetImage on the training repository",
+        SAGEMAKER_DOC,
+        _sagemaker(_sagemaker_ecr),
+    ),
+    Requirement(
+        "lb-controller-policy",
+        f"Attach the controller's published IAM policy unchanged ({CONTROLLER_POLICY_FILE.name}, "
+        "see infra/data/README.md)",
+        LBC_DOC,
+        _controller_policy,
+    ),
+    Requirement(
+        "fluent-bit-log-group",
+        "Let the Fluent Bit role CreateLogStream and PutLogEvents on the platform's inferenceLogGroupName "
+        "(log group ARN with :* for these actions)",
+        FLUENT_BIT_DOC,
+        _fluent_bit_writes,
+    ),
+    Requirement(
+        "irsa-trust",
+        "Trust exactly system:serviceaccount:<namespace>:<name> of the service account annotated with the role "
+        "(StringEquals on <issuer>:sub, aud sts.amazonaws.com)",
+        IRSA_DOC,
+        _irsa_trust,
+    ),
+)
+
+
+def requirement_findings(runs: Sequence[OfflineRun]) -> list[Finding]:
+    deployment = Deployment(runs)
+    return [f for requirement in REQUIREMENTS for f in requirement.findings(deployment)]
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def raw_document_findings(runs: Sequence[OfflineRun]) -> list[Finding]:
+    """parliament's and the documented-permission findings, before waivers."""
+    findings = []
+    for document in rendered_documents(runs):
+        unrendered = _unrendered(document)
+        findings += [unrendered] if unrendered else parliament_findings(document)
+    return findings + requirement_findings(runs)
+
+
+def document_findings(runs: Sequence[OfflineRun], waivers: Sequence[Waiver] | None = None) -> list[Finding]:
+    """Every finding on the runs' policy documents, accepted ones carrying their waiver's reason."""
+    return apply_waivers(raw_document_findings(runs), load_waivers() if waivers is None else waivers)
