@@ -10,7 +10,10 @@ from policies.model import Enforcement, Resource, ResourceRule, Rule, StackRule,
 def evaluate(
     rules: Sequence[Rule], resources: Sequence[Resource], levels: Mapping[str, Enforcement]
 ) -> list[Violation]:
-    """Every violation of every enabled rule: resource rules per resource, stack rules on the whole set."""
+    """Every violation of every enabled rule: resource rules per resource, stack rules on the whole set.
+
+    A stack rule scoped to other projects (`StackRule.projects`) is skipped, as the pack skips it.
+    """
     by_name = {r.name: r for r in resources}
     violations = []
     for rule in rules:
@@ -20,7 +23,7 @@ def evaluate(
         if isinstance(rule, ResourceRule):
             found = [(r.name, message) for r in resources if rule.applies_to(r) for message in rule.check(r)]
         elif isinstance(rule, StackRule):
-            found = rule.check(resources)
+            found = rule.check(resources) if rule.applies_to_stack(resources) else []
         else:
             raise TypeError(f"{rule!r} is neither a ResourceRule nor a StackRule")
         for name, message in found:

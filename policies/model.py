@@ -53,6 +53,17 @@ class Resource:
         return isinstance(value, str) and value in {target.props.get("bucket"), target.name}
 
 
+def project_of(urn: str) -> str | None:
+    """The project in `urn:pulumi:<stack>::<project>::<type>::<name>`, or None if `urn` is not a URN."""
+    parts = urn.split("::")
+    return parts[1] if len(parts) >= 4 and parts[0].startswith("urn:pulumi:") else None
+
+
+def stack_project(resources: Sequence[Resource]) -> str | None:
+    """The project the resources were registered in (from the first resource with a URN)."""
+    return next((p for p in (project_of(r.urn) for r in resources) if p), None)
+
+
 ResourceCheck = Callable[[Resource], list[str]]
 """Returns one message per problem found; an empty list means compliant."""
 StackCheck = Callable[[Sequence[Resource]], list[tuple[str, str]]]
@@ -78,6 +89,19 @@ class StackRule:
     description: str
     check: StackCheck
     enforcement: Enforcement = Enforcement.mandatory
+    projects: frozenset[str] | None = None
+    """The Pulumi projects the rule judges (e.g. only the platform has a budget); None: every project."""
+
+    def applies_to_stack(self, resources: Sequence[Resource]) -> bool:
+        """True unless the resources' URNs name a project outside `projects`.
+
+        A stack whose resources carry no URN (a hand-made example) is judged: a rule is
+        never skipped for want of knowing where it runs.
+        """
+        if self.projects is None:
+            return True
+        project = stack_project(resources)
+        return project is None or project in self.projects
 
 
 Rule = ResourceRule | StackRule

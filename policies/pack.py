@@ -59,6 +59,8 @@ def resource_policy(rule: ResourceRule) -> ResourceValidationPolicy:
 def stack_policy(rule: StackRule) -> StackValidationPolicy:
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
         resources = [from_policy_resource(r) for r in args.resources]
+        if not rule.applies_to_stack(resources):
+            return
         urns = {r.name: r.urn for r in resources}
         for name, message in rule.check(resources):
             subject = f"{name} {message}" if name else message.capitalize()

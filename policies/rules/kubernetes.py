@@ -1,10 +1,11 @@
-"""Kubernetes workloads: resource limits, non-root, read-only root filesystem, probes, pinned images."""
+"""Kubernetes: workloads (resource limits, non-root, read-only root filesystem, probes, pinned images) and
+Ingresses (TLS)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from policies.model import Resource, ResourceRule, as_list
+from policies.model import Enforcement, Resource, ResourceRule, as_json, as_list
 
 LONG_RUNNING = frozenset(
     {
@@ -15,6 +16,10 @@ LONG_RUNNING = frozenset(
     }
 )
 WORKLOADS = LONG_RUNNING | {"kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob"}
+INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
+ALB_PREFIX = "alb.ingress.kubernetes.io/"
+ALB_CERTIFICATE = f"{ALB_PREFIX}certificate-arn"
+ALB_LISTEN_PORTS = f"{ALB_PREFIX}listen-ports"
 
 
 def pod_spec(resource: Resource) -> dict[str, Any]:
@@ -85,6 +90,41 @@ def pinned_image(resource: Resource) -> list[str]:
     return problems
 
 
+def ingress_tls(resource: Resource) -> list[str]:
+    """Whether the Ingress serves HTTPS.
+
+    For the AWS Load Balancer Controller (class `alb` or `alb.ingress.kubernetes.io/*`
+    annotations) an HTTPS listener needs both a listener and a certificate: `listen-ports`
+    defaults to HTTPS:443 only when `certificate-arn` is set, else to HTTP:80, and a
+    certificate comes from that annotation or is discovered from `spec.tls` hosts and rule
+    hosts once an HTTPS listener is asked for
+    (https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/guide/ingress/annotations/#listen-ports,
+    https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/guide/ingress/cert_discovery/).
+    For other controllers, `spec.tls` is the standard way
+    (https://kubernetes.io/docs/concepts/services-networking/ingress/#tls).
+    """
+    annotations = resource.get("metadata", "annotations", default={}) or {}
+    tls = as_list(resource.get("spec", "tls"))
+    alb = resource.get("spec", "ingressClassName") == "alb" or any(k.startswith(ALB_PREFIX) for k in annotations)
+    if not alb:
+        return [] if tls else ["has no TLS section, so it serves plain HTTP"]
+    certificate = annotations.get(ALB_CERTIFICATE)
+    default_ports = '[{"HTTPS": 443}]' if certificate else '[{"HTTP": 80}]'
+    ports = as_json(annotations.get(ALB_LISTEN_PORTS) or default_ports)
+    if not any("HTTPS" in entry for entry in as_list(ports) if isinstance(entry, dict)):
+        return [
+            "listens only on HTTP (no HTTPS entry in alb.ingress.kubernetes.io/listen-ports), so it serves plain HTTP"
+        ]
+    hosts = [h for t in tls for h in as_list(t.get("hosts"))] + [
+        r.get("host") for r in as_list(resource.get("spec", "rules")) if r.get("host")
+    ]
+    if not certificate and not hosts:
+        return [
+            "has an HTTPS listener but no certificate: no certificate-arn annotation and no host to discover one for"
+        ]
+    return []
+
+
 RULES = [
     ResourceRule(
         "k8s-resource-limits",
@@ -115,5 +155,12 @@ RULES = [
         "Pin images to a version tag or digest (retail:inference.imageTag), never ':latest' or no tag.",
         WORKLOADS,
         pinned_image,
+    ),
+    ResourceRule(
+        "ingress-tls",
+        "Serve the Ingress over HTTPS: set retail:inference.hostname with hostedZoneId (or certificateArn).",
+        frozenset({INGRESS}),
+        ingress_tls,
+        Enforcement.advisory,
     ),
 ]

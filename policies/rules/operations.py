@@ -1,9 +1,13 @@
-"""Logs, SageMaker training jobs and the stack as a whole: retention, cost, isolation, budget, alarms."""
+"""Logs, SageMaker training jobs and the stack as a whole: retention, cost, isolation, budget, alarms.
+
+The budget and alarm rules judge only the platform project (`StackRule.projects`).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from infra.config import PLATFORM_PROJECT
 from infra.providers.kinds import DYNAMIC_TYPE, TRAINING_JOB
 from policies.model import Resource, ResourceRule, StackRule
 
@@ -64,6 +68,8 @@ def has_alarms(resources: Sequence[Resource]) -> list[tuple[str, str]]:
 
 
 TRAINING = frozenset({DYNAMIC_TYPE})
+PLATFORM = frozenset({PLATFORM_PROJECT})
+"""The budget and the alarms are the platform's: the service and training projects have neither by design."""
 RULES = [
     ResourceRule(
         "log-group-retention",
@@ -99,10 +105,12 @@ RULES = [
         "stack-has-budget",
         "Create an AWS Budget with notifications for the stack (retail:observability.monthlyBudgetUsd).",
         has_budget,
+        projects=PLATFORM,
     ),
     StackRule(
         "stack-has-alarms",
         "Create CloudWatch alarms that notify the alert topic (infra.observability).",
         has_alarms,
+        projects=PLATFORM,
     ),
 ]

@@ -1,4 +1,7 @@
-"""Required tags on every taggable AWS resource, from its own tags or the provider's default tags."""
+"""Required tags on every taggable AWS resource, from its own tags or the provider's default tags.
+
+Buckets of both generations pulumi-aws 7 ships (`Bucket` and the older `BucketV2`) are taggable.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ REQUIRED_TAGS = ("project", "environment", "owner", "cost-center")
 TAGGABLE = frozenset(
     {
         "aws:s3/bucket:Bucket",
+        "aws:s3/bucketV2:BucketV2",
         "aws:kms/key:Key",
         "aws:ec2/vpc:Vpc",
         "aws:ec2/subnet:Subnet",

@@ -2,7 +2,9 @@
 
 `CASES[rule] = (compliant, non_compliant)`: a `Resource` for resource rules, a list of
 resources (a small stack) for stack rules. The non-compliant example breaks exactly the
-setting the rule is about.
+setting the rule is about. `GENERATION_CASES` adds, for every S3 rule and the tag rule,
+examples with the previous generation of S3 types pulumi-aws 7 still ships (`BucketV2`,
+`...V2` settings) and with the two generations mixed.
 """
 
 from __future__ import annotations
@@ -73,6 +75,23 @@ BUCKET_POLICY = res(
     policy=json.dumps({"Version": "2012-10-17", "Statement": [TLS_STATEMENT]}),
 )
 
+# --- S3, previous generation (aws:s3/bucketV2:BucketV2 and the V2 settings) --------------------------------------
+BUCKET_V2 = res("aws:s3/bucketV2:BucketV2", "lake-raw-v2", urn="urn:bucket-v2")
+ON_BUCKET_V2 = {"bucket": ["urn:bucket-v2"]}
+
+
+def on(resource: Resource, type_: str | None = None, deps: dict | None = None) -> Resource:
+    """`resource` as another type and/or pointing at another bucket."""
+    return Resource(
+        type_ or resource.type, resource.name, resource.props, resource.urn, {}, deps or resource.dependencies
+    )
+
+
+SSE_V2 = on(SSE, "aws:s3/bucketServerSideEncryptionConfigurationV2:BucketServerSideEncryptionConfigurationV2")
+SSE_V2_AES = on(SSE_AES, SSE_V2.type)
+VERSIONING_V2 = on(VERSIONING, "aws:s3/bucketVersioningV2:BucketVersioningV2")
+VERSIONING_V2_SUSPENDED = changed(VERSIONING_V2, "versioningConfiguration", value={"status": "Suspended"})
+
 # --- KMS, CloudTrail --------------------------------------------------------------------------------------------
 KMS_KEY = res("aws:kms/key:Key", enableKeyRotation=True)
 TRAIL = res("aws:cloudtrail/trail:Trail", isMultiRegionTrail=True, enableLogFileValidation=True, kmsKeyId=KEY)
@@ -137,6 +156,14 @@ CONTAINER = {
 DEPLOYMENT = res("kubernetes:apps/v1:Deployment", spec={"template": {"spec": {"containers": [CONTAINER]}}})
 IN_CONTAINER = ("spec", "template", "spec", "containers", "0")
 
+INGRESS = res(
+    "kubernetes:networking.k8s.io/v1:Ingress",
+    metadata={
+        "annotations": {"alb.ingress.kubernetes.io/certificate-arn": "arn:aws:acm:ap-southeast-1:1:certificate/x"}
+    },
+    spec={"ingressClassName": "alb", "rules": [{"host": "api.example.com"}]},
+)
+
 # --- Tags -------------------------------------------------------------------------------------------------------
 TAGGED_BY_PROVIDER = Resource(
     "aws:s3/bucket:Bucket", "lake-raw", {}, provider_props={"defaultTags": json.dumps({"tags": TAGS})}
@@ -183,7 +210,46 @@ CASES: dict[str, tuple[Any, Any]] = {
     "k8s-probes": (DEPLOYMENT, changed(DEPLOYMENT, *IN_CONTAINER, "livenessProbe", value=None)),
     "k8s-no-latest-image": (DEPLOYMENT, changed(DEPLOYMENT, *IN_CONTAINER, "image", value="inference:latest")),
     "aws-required-tags": (TAGGED_BY_PROVIDER, Resource("aws:s3/bucket:Bucket", "lake-raw", {}, provider_props={})),
+    "ingress-tls": (INGRESS, changed(INGRESS, "metadata", "annotations", value={})),
 }
 """Rule name -> (compliant, non-compliant)."""
+
+GENERATION_CASES: dict[str, list[tuple[str, Any, Any]]] = {
+    "s3-sse-kms": [("V2 setting", SSE_V2, SSE_V2_AES)],
+    "s3-public-access-block-complete": [
+        (
+            "on a BucketV2",
+            on(PAB, deps=ON_BUCKET_V2),
+            on(changed(PAB, "blockPublicAcls", value=False), deps=ON_BUCKET_V2),
+        )
+    ],
+    "s3-bucket-encrypted": [
+        ("BucketV2 with a V2 setting", [BUCKET_V2, on(SSE_V2, deps=ON_BUCKET_V2)], [BUCKET_V2]),
+        ("Bucket with a V2 setting", [BUCKET, SSE_V2], [BUCKET, SSE_V2_AES]),
+        (
+            "BucketV2 with a current setting",
+            [BUCKET_V2, on(SSE, deps=ON_BUCKET_V2)],
+            [BUCKET_V2, on(SSE_AES, deps=ON_BUCKET_V2)],
+        ),
+    ],
+    "s3-bucket-public-access-blocked": [("BucketV2", [BUCKET_V2, on(PAB, deps=ON_BUCKET_V2)], [BUCKET_V2, PAB])],
+    "s3-bucket-versioning": [
+        (
+            "BucketV2 with a V2 setting",
+            [BUCKET_V2, on(VERSIONING_V2, deps=ON_BUCKET_V2)],
+            [BUCKET_V2, on(VERSIONING_V2_SUSPENDED, deps=ON_BUCKET_V2)],
+        ),
+        ("Bucket with a V2 setting", [BUCKET, VERSIONING_V2], [BUCKET, VERSIONING_V2_SUSPENDED]),
+    ],
+    "s3-tls-only": [("BucketV2", [BUCKET_V2, on(BUCKET_POLICY, deps=ON_BUCKET_V2)], [BUCKET_V2, BUCKET_POLICY])],
+    "aws-required-tags": [
+        (
+            "BucketV2",
+            Resource(BUCKET_V2.type, "lake-raw-v2", {}, provider_props=TAGGED_BY_PROVIDER.provider_props),
+            Resource(BUCKET_V2.type, "lake-raw-v2", {}, provider_props={}),
+        )
+    ],
+}
+"""Rule name -> [(what differs, compliant, non-compliant)] for the S3 types of both generations."""
 
 MODEL_VERSION_RESOURCE = res(DYNAMIC_TYPE, "version", kind=MODEL_VERSION)

@@ -48,15 +48,27 @@ def test_invalid_json_names_the_file(tmp_path):
         load_levels(RULES, "dev", tmp_path)
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
+@pytest.mark.parametrize("stack", ["dev", "prod", "ephemeral"])
 def test_the_shipped_stack_configs_are_valid(stack):
     levels = load_levels(RULES, stack, CONFIG_DIR)
     assert set(levels) == set(BY_NAME)
 
 
-def test_prod_makes_every_rule_mandatory():
-    assert json.loads((CONFIG_DIR / "prod.json").read_text()) == {"all": "mandatory"}
-    assert set(load_levels(RULES, "prod").values()) == {Enforcement.mandatory}
+def test_prod_makes_every_rule_mandatory_but_tls_until_it_has_a_domain():
+    levels = load_levels(RULES, "prod")
+    assert {name for name, level in levels.items() if level is not Enforcement.mandatory} == {"ingress-tls"}
+    assert levels["eks-endpoint-not-public"] is Enforcement.mandatory
+
+
+@pytest.mark.parametrize("stack", ["dev", "ephemeral"])
+def test_stacks_deployed_from_hosted_runners_accept_a_public_endpoint_as_advisory(stack):
+    levels = load_levels(RULES, stack)
+    assert levels["eks-endpoint-not-public"] is Enforcement.advisory
+    assert levels["ingress-tls"] is Enforcement.advisory
+
+
+def test_ephemeral_stacks_are_checked_like_dev():
+    assert json.loads((CONFIG_DIR / "ephemeral.json").read_text()) == json.loads((CONFIG_DIR / "dev.json").read_text())
 
 
 def test_an_advisory_violation_is_reported_but_does_not_block():

@@ -49,7 +49,9 @@ def test_every_rule_becomes_a_policy_with_its_name_description_and_level():
     policies = [to_policy(rule) for rule in RULES]
     assert [p.name for p in policies] == [r.name for r in RULES]
     assert all(p.description == r.description for p, r in zip(policies, RULES, strict=True))
-    assert {p.enforcement_level for p in policies} == {EnforcementLevel.MANDATORY}
+    assert [p.enforcement_level for p in policies] == [
+        EnforcementLevel.ADVISORY if r.enforcement.value == "advisory" else EnforcementLevel.MANDATORY for r in RULES
+    ]
 
 
 def test_resource_policy_reports_the_resource_the_problem_and_the_fix():
@@ -100,3 +102,23 @@ def test_the_pack_entry_point_only_wires_rules_into_one_policy_pack():
 def test_the_pack_declares_a_python_runtime_in_the_projects_virtualenv():
     text = (PACK_DIR / "PulumiPolicy.yaml").read_text()
     assert "name: python" in text and "virtualenv: ../.venv" in text
+
+
+def test_stack_policy_skips_a_stack_of_another_project():
+    policy = to_policy(BY_NAME["stack-has-budget"])
+    service = PolicyResource(
+        "kubernetes:core/v1:Namespace",
+        {},
+        "urn:pulumi:dev::retail-mlops-service::kubernetes:core/v1:Namespace::ns",
+        "ns",
+        OPTS,
+        None,
+        None,
+        [],
+        {},
+    )
+    platform = PolicyResource(
+        "aws:kms/key:Key", {}, "urn:pulumi:dev::retail-mlops::aws:kms/key:Key::key", "key", OPTS, None, None, [], {}
+    )
+    assert report(policy, StackValidationArgs([service], {})) == []
+    assert len(report(policy, StackValidationArgs([platform], {}))) == 1

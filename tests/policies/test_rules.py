@@ -7,7 +7,20 @@ import pytest
 from policies.catalog import BY_NAME, RULES
 from policies.evaluate import evaluate
 from policies.model import Resource, ResourceRule
-from tests.policies.cases import CASES, DEPLOYMENT, EKS, MODEL_VERSION_RESOURCE, SG, TRAINING, changed, res
+from tests.policies.cases import (
+    BUCKET_V2,
+    BUDGET,
+    CASES,
+    DEPLOYMENT,
+    EKS,
+    GENERATION_CASES,
+    INGRESS,
+    MODEL_VERSION_RESOURCE,
+    SG,
+    TRAINING,
+    changed,
+    res,
+)
 
 
 def run(rule_name: str, subject) -> list:
@@ -140,3 +153,79 @@ def test_resource_rules_only_look_at_their_types():
     untagged_topic = Resource("aws:sns/topic:Topic", "topic", {})
     violations = evaluate([r for r in RULES if isinstance(r, ResourceRule)], [untagged_topic], {})
     assert {v.rule for v in violations} == {"aws-required-tags"}
+
+
+S3_RULES = sorted(name for name in BY_NAME if name.startswith("s3-"))
+GENERATIONS = [(rule, what, good, bad) for rule, cases in GENERATION_CASES.items() for what, good, bad in cases]
+
+
+def test_every_s3_rule_and_the_tag_rule_have_examples_of_both_generations():
+    assert set(GENERATION_CASES) == {*S3_RULES, "aws-required-tags"}
+
+
+@pytest.mark.parametrize(("rule_name", "what", "compliant", "_"), GENERATIONS, ids=lambda v: str(v)[:40])
+def test_compliant_example_of_either_generation_passes(rule_name, what, compliant, _):
+    assert run(rule_name, compliant) == [], what
+
+
+@pytest.mark.parametrize(("rule_name", "what", "_", "non_compliant"), GENERATIONS, ids=lambda v: str(v)[:40])
+def test_non_compliant_example_of_either_generation_fails(rule_name, what, _, non_compliant):
+    assert {v.rule for v in run(rule_name, non_compliant)} == {rule_name}, what
+
+
+def test_a_bare_bucket_v2_breaks_every_bucket_rule_and_the_tag_rule():
+    broken = {v.rule for v in evaluate(RULES, [BUCKET_V2], {})}
+    bucket_rules = {r.name for r in RULES if r.name.startswith("s3-bucket") or r.name == "s3-tls-only"}
+    assert bucket_rules | {"aws-required-tags"} <= broken
+
+
+def urn(project: str, name: str) -> str:
+    return f"urn:pulumi:dev::{project}::aws:cloudwatch/metricAlarm:MetricAlarm::{name}"
+
+
+@pytest.mark.parametrize("rule_name", ["stack-has-budget", "stack-has-alarms"])
+def test_platform_stack_rules_do_not_judge_the_service_project(rule_name):
+    service_stack = [res("kubernetes:core/v1:Namespace", "ns", urn=urn("retail-mlops-service", "ns"))]
+    assert run(rule_name, service_stack) == []
+
+
+@pytest.mark.parametrize("rule_name", ["stack-has-budget", "stack-has-alarms"])
+def test_platform_stack_rules_judge_the_platform_project(rule_name):
+    platform_stack = [res("aws:kms/key:Key", "key", urn=urn("retail-mlops", "key"))]
+    assert {v.rule for v in run(rule_name, platform_stack)} == {rule_name}
+
+
+def test_a_stack_without_urns_is_judged_by_every_stack_rule():
+    assert run("stack-has-alarms", [BUDGET])
+
+
+def test_an_alb_ingress_discovering_its_certificate_from_tls_hosts_passes():
+    discovering = changed(
+        changed(
+            INGRESS, "metadata", "annotations", value={"alb.ingress.kubernetes.io/listen-ports": '[{"HTTPS": 443}]'}
+        ),
+        "spec",
+        "tls",
+        value=[{"hosts": ["api.example.com"]}],
+    )
+    assert run("ingress-tls", discovering) == []
+
+
+def test_an_alb_ingress_with_a_tls_section_but_only_an_http_listener_fails():
+    http_only = changed(
+        changed(INGRESS, "metadata", "annotations", value={"alb.ingress.kubernetes.io/listen-ports": '[{"HTTP": 80}]'}),
+        "spec",
+        "tls",
+        value=[{"hosts": ["api.example.com"]}],
+    )
+    assert "listens only on HTTP" in run("ingress-tls", http_only)[0].message
+
+
+def test_an_ingress_of_another_controller_needs_a_tls_section():
+    nginx = changed(changed(INGRESS, "metadata", "annotations", value={}), "spec", "ingressClassName", value="nginx")
+    assert run("ingress-tls", nginx)
+    assert run("ingress-tls", changed(nginx, "spec", "tls", value=[{"hosts": ["a"], "secretName": "tls"}])) == []
+
+
+def test_ingress_tls_is_advisory_by_default():
+    assert BY_NAME["ingress-tls"].enforcement.value == "advisory"
