@@ -1,14 +1,17 @@
-"""The offline check: the stack's resources as the mock runtime recorded them, judged by the pack's rules."""
+"""The offline check of one project: its resources as the mock runtime recorded them, judged by the pack's rules.
+
+`policies.report.check_deployment` does this for every project of a stack, each on its
+own, as CrossGuard judges each stack during its `pulumi preview`.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Mapping
 
-from infra.offline import OfflineRun, RegisteredResource, preview_stack
+from infra.offline import OfflineRun, RegisteredResource
 from policies.catalog import RULES
-from policies.enforcement import CONFIG_DIR, load_levels
 from policies.evaluate import evaluate
-from policies.model import Resource, Violation
+from policies.model import Enforcement, Resource, Violation
 
 
 def resources_of(run: OfflineRun) -> list[Resource]:
@@ -30,10 +33,6 @@ def _resource(record: RegisteredResource, providers: dict[str, RegisteredResourc
     )
 
 
-def check_run(run: OfflineRun, config_dir: Path = CONFIG_DIR) -> list[Violation]:
-    return evaluate(RULES, resources_of(run), load_levels(RULES, run.stack, config_dir))
-
-
-def check_stack(stack: str, project_dir: Path | None = None, config_dir: Path = CONFIG_DIR) -> list[Violation]:
-    """Run the stack's program under the mocks and check every rule against what it registered."""
-    return check_run(preview_stack(stack, project_dir), config_dir)
+def check_run(run: OfflineRun, levels: Mapping[str, Enforcement]) -> list[Violation]:
+    """Every violation of the pack's rules in one run (one project), at the given levels."""
+    return evaluate(RULES, resources_of(run), levels)

@@ -1,36 +1,54 @@
-"""`retail infra check`: the dev and prod stacks pass; a stack with a broken setting fails with that rule."""
+"""`retail infra check`: each project passes the pack; a stack with a broken setting fails with that rule.
+
+The deploy checks other modules provide (policies/documents.py, policies/manifests.py)
+are left out here (`OPTIONAL_CHECKS`), so these tests judge the rules, the deploy graph
+and the alarm producers; test_report.py covers how the others are reported.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pulumi
 import pulumi_aws
 import pytest
 from typer.testing import CliRunner
 
+import policies.report
 from cli.infra import app
-
-PROJECT_DIR = Path(__file__).resolve().parents[2]
+from tests.policies.conftest import PROJECT_DIR
+from tests.policies.test_producers import KNOWN_UNPUBLISHED
 
 
 @pytest.fixture(autouse=True)
-def _neutral_pulumi_runtime():
-    yield
-    pulumi.runtime.reset_options()
-    pulumi.runtime.set_all_config({})
+def _only_this_modules_checks(monkeypatch):
+    monkeypatch.setattr(policies.report, "OPTIONAL_CHECKS", ())
 
 
 def check(stack: str):
     return CliRunner().invoke(app, ["check", "--stack", stack, "--project-dir", str(PROJECT_DIR)])
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_the_stack_has_no_mandatory_violation(stack):
+@pytest.mark.parametrize("stack", ["dev", "prod", "ephemeral"])
+def test_every_project_of_the_stack_has_no_mandatory_violation_and_no_graph_finding(stack):
     result = check(stack)
-    assert result.exit_code == 0, result.output
-    assert "Summary: 0 mandatory" in result.output
-    assert f"PASSED: {stack} has no mandatory violation" in result.output
+    assert "Summary: 0 mandatory" in result.output, result.output
+    assert f"retail-mlops/{stack} (" in result.output and f"retail-mlops-service/{stack} (" in result.output
+    assert "graph: 0 finding(s)" in result.output
+    findings = [line for line in result.output.splitlines() if line.startswith("[finding]")]
+    assert all(
+        line.startswith("[finding] alarm-producers:") and any(f"'{metric}'" in line for metric in KNOWN_UNPUBLISHED)
+        for line in findings
+    ), findings
+    if findings:
+        assert result.exit_code == 1
+        assert f"FAILED: {stack} has {len(findings)} unwaived deploy finding(s) (producers)" in result.output
+    else:
+        assert result.exit_code == 0
+        assert f"PASSED: {stack} has no mandatory violation" in result.output
+
+
+def test_the_service_project_is_not_asked_for_a_budget_or_alarms():
+    output = check("dev").output
+    assert "stack-has-budget" not in output and "stack-has-alarms" not in output
+    assert "retail-mlops-service/dev" in output and "[advisory] ingress-tls: retail-dev-inference-ingress" in output
 
 
 def test_turning_off_bucket_encryption_fails_the_check_with_the_rule_and_the_buckets(monkeypatch):

@@ -1,0 +1,269 @@
+"""Alarm producers: every CloudWatch alarm watches a metric something in the deployment produces.
+
+An alarm on a metric nobody sends never fires (or, treating missing data as breaching,
+always fires), and nothing in a preview says so. The alarms live in the platform project;
+what produces their metrics lives in the service project. So this is a deployment-wide
+check over every run, reported like a policy rule:
+
+- `RetailMlops/Inference` (`infra.metric_names`): the API writes one EMF line per request
+  to stdout (api/emf.py), and CloudWatch turns those lines into metrics only once they
+  reach CloudWatch Logs as raw JSON with the `json/emf` format
+  (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html,
+  https://docs.fluentbit.io/manual/pipeline/outputs/cloudwatch). A producer is therefore
+  all of: the metric name is in the contract (infra/metric_names.py) and among what
+  api/emf.py publishes; the alarm's dimensions are exactly `Environment` (the only
+  dimension set the API publishes: CloudWatch matches dimension sets exactly); a
+  Deployment whose container sets `RETAIL_EMF_ENABLED=true` and `RETAIL_ENVIRONMENT` to the
+  alarm's Environment; and an aws-for-fluent-bit Helm release that tails that Deployment's
+  namespace and sends each line unchanged (`cloudWatchLogs.logKey: log`,
+  `logFormat: json/emf`) to the log group the platform exports as `inferenceLogGroupName`,
+  which the deployment creates.
+- `AWS/Events` `TriggeredRules`: EventBridge counts matches per rule; the producer is the
+  enabled EventRule its `RuleName` dimension names
+  (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-monitoring.html).
+- Any other namespace: no producer is known here, which is itself a finding, so a new
+  alarm comes with a producer rule in this module.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from infra import metric_names as m
+from infra.offline import OfflineRun
+from policies.deployment import DeploymentView, Node
+from policies.findings import Finding
+from policies.graph import DEPLOYMENT, HELM_RELEASE, env_of
+from policies.rules.kubernetes import containers
+
+CHECK = "alarm-producers"
+ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+EVENT_RULE = "aws:cloudwatch/eventRule:EventRule"
+LOG_GROUP = "aws:cloudwatch/logGroup:LogGroup"
+SHIPPER_CHART = "aws-for-fluent-bit"
+LOG_GROUP_OUTPUT = "inferenceLogGroupName"
+EMF_ENABLED_ENV = "RETAIL_EMF_ENABLED"
+ENVIRONMENT_ENV = "RETAIL_ENVIRONMENT"
+CONTRACT_METRICS = frozenset(
+    {m.REQUEST_LATENCY_MS, m.REQUEST_COUNT, m.SERVER_ERROR_COUNT, m.INPUT_DRIFT_SCORE, m.PREDICTION_COUNT, m.HEARTBEAT}
+)
+"""The metric names infra/metric_names.py defines for the API."""
+SHIPPER_DEFAULTS = {"path": "/var/log/containers/*.log", "logGroupName": "/aws/eks/fluentbit-cloudwatch/logs"}
+"""aws/eks-charts stable/aws-for-fluent-bit values.yaml defaults for what the values leave out (chart 0.2.0)."""
+
+
+def published_metrics() -> frozenset[str] | None:
+    """The metric names api/emf.py publishes, or None when it cannot be imported here.
+
+    Its `PUBLISHED_METRICS` if it declares one; else the names in the line `EmfPublisher.publish`
+    writes for a failed request with a drift score (every metric it can send). A metric sent
+    by another function is only seen through `PUBLISHED_METRICS`.
+    """
+    try:
+        from api import emf
+    except ImportError:
+        return None
+    declared = getattr(emf, "PUBLISHED_METRICS", None)
+    if declared is not None:
+        return frozenset(declared)
+    stream = io.StringIO()
+    emf.EmfPublisher("producer-check", stream).publish(latency_ms=1.0, status=500, predictions=1, drift_score=0.0)
+    names = set()
+    for line in stream.getvalue().splitlines():
+        for directive in json.loads(line)["_aws"]["CloudWatchMetrics"]:
+            if directive["Namespace"] == m.NAMESPACE:
+                names.update(metric["Name"] for metric in directive["Metrics"])
+    return frozenset(names)
+
+
+@dataclass(frozen=True)
+class WatchedMetric:
+    namespace: str
+    name: str
+    dimensions: Mapping[str, Any]
+
+    def __str__(self) -> str:
+        dimensions = ", ".join(f"{k}={v}" for k, v in sorted(self.dimensions.items()))
+        return f"{self.namespace}/{self.name} ({dimensions or 'no dimensions'})"
+
+
+def watched_metrics(alarm: Node) -> list[WatchedMetric]:
+    """The metrics an alarm reads: its single metric, or each metric of its metric queries (not expressions)."""
+    if alarm.get("metricName"):
+        return [_metric(alarm.inputs)]
+    return [_metric(q["metric"]) for q in alarm.get("metricQueries", default=[]) if q.get("metric")]
+
+
+def _metric(spec: Mapping[str, Any]) -> WatchedMetric:
+    namespace, name = str(spec.get("namespace") or ""), str(spec.get("metricName") or "")
+    return WatchedMetric(namespace, name, spec.get("dimensions") or {})
+
+
+@dataclass(frozen=True)
+class Problem:
+    message: str
+    fix: str
+
+
+def producer_findings(runs: Sequence[OfflineRun], published: frozenset[str] | None = None) -> list[Finding]:
+    """One finding per metric of an alarm that nothing in `runs` produces (`published`: default api/emf.py's)."""
+    view = DeploymentView(runs)
+    published = published_metrics() if published is None else published
+    findings = []
+    for alarm in view.of_type(ALARM):
+        metrics = watched_metrics(alarm)
+        if not metrics:
+            findings.append(Finding(CHECK, alarm.name, f"{ALARM} names no metric", "Give the alarm a metric."))
+        for metric in metrics:
+            for problem in _problems(view, alarm, metric, published):
+                message = f"{ALARM} watches {metric}, which nothing in the deployment produces: {problem.message}"
+                findings.append(Finding(CHECK, alarm.name, message, problem.fix))
+    return findings
+
+
+def _problems(
+    view: DeploymentView, alarm: Node, metric: WatchedMetric, published: frozenset[str] | None
+) -> list[Problem]:
+    if metric.namespace == m.NAMESPACE:
+        return _inference_problems(view, alarm, metric, published)
+    if (metric.namespace, metric.name) == ("AWS/Events", "TriggeredRules"):
+        return _event_rule_problems(view, metric)
+    return [
+        Problem(
+            f"policies/producers.py knows no producer for namespace {metric.namespace!r}",
+            "Add the metric's producer rule to policies/producers.py, or remove the alarm.",
+        )
+    ]
+
+
+def _event_rule_problems(view: DeploymentView, metric: WatchedMetric) -> list[Problem]:
+    name = metric.dimensions.get("RuleName")
+    rules = [r for r in view.of_type(EVENT_RULE) if name in r.identities()]
+    if not rules:
+        return [
+            Problem(
+                f"no EventRule in the deployment is named {name!r}",
+                "Take the RuleName dimension from the EventRule's name output.",
+            )
+        ]
+    if all(r.get("state") == "DISABLED" or r.get("isEnabled") is False for r in rules):
+        return [Problem(f"the EventRule {name!r} is disabled", "Enable the rule (state ENABLED).")]
+    return []
+
+
+def _inference_problems(
+    view: DeploymentView, alarm: Node, metric: WatchedMetric, published: frozenset[str] | None
+) -> list[Problem]:
+    problems = []
+    if metric.name not in CONTRACT_METRICS:
+        problems.append(
+            Problem(
+                f"{metric.name!r} is not a metric of infra/metric_names.py",
+                "Use a metric name from infra.metric_names.",
+            )
+        )
+    elif published is not None and metric.name not in published:
+        problems.append(
+            Problem(
+                f"api/emf.py does not publish {metric.name!r} (it publishes {', '.join(sorted(published))})",
+                f"Publish {metric.name} from the API (api/emf.py, listed in PUBLISHED_METRICS) or drop the alarm.",
+            )
+        )
+    if set(metric.dimensions) != {m.DIMENSION_ENVIRONMENT}:
+        problems.append(
+            Problem(
+                f"the API publishes with the one dimension {m.DIMENSION_ENVIRONMENT}, and CloudWatch matches dimension "
+                "sets exactly",
+                f"Give the alarm exactly the dimension {m.DIMENSION_ENVIRONMENT}.",
+            )
+        )
+    environment = metric.dimensions.get(m.DIMENSION_ENVIRONMENT)
+    workloads = [d for d in view.of_type(DEPLOYMENT) if _emits_emf(d, environment)]
+    if not workloads:
+        problems.append(
+            Problem(
+                f"no Deployment runs a container with {EMF_ENABLED_ENV}=true and {ENVIRONMENT_ENV}={environment}",
+                f"Deploy the API with {EMF_ENABLED_ENV}=true and {ENVIRONMENT_ENV} equal to the alarm's Environment "
+                "(infra/inference.py).",
+            )
+        )
+    group = _exported_log_group(view, alarm)
+    if group is None:
+        problems.append(
+            Problem(
+                f"no project exports {LOG_GROUP_OUTPUT}, the log group the API's lines must reach",
+                f"Export {LOG_GROUP_OUTPUT} from the platform (infra/platform.py).",
+            )
+        )
+    elif not any(group in g.identities() for g in view.of_type(LOG_GROUP)):
+        problems.append(
+            Problem(
+                f"the exported log group {group!r} is created by no project",
+                "Create the log group in the platform (infra/observability.py).",
+            )
+        )
+    elif workloads:
+        problems.extend(_shipping_problems(view, workloads, group))
+    return problems
+
+
+def _emits_emf(deployment: Node, environment: Any) -> bool:
+    return any(
+        str(env_of(c).get(EMF_ENABLED_ENV, "")).lower() == "true" and env_of(c).get(ENVIRONMENT_ENV) == environment
+        for c in containers(deployment.resource)
+    )
+
+
+def _exported_log_group(view: DeploymentView, alarm: Node) -> str | None:
+    """The log group the alarm's own project exports, else the one any project exports."""
+    for run in (alarm.run, *view.runs):
+        if run.stack_outputs.get(LOG_GROUP_OUTPUT):
+            return str(run.stack_outputs[LOG_GROUP_OUTPUT])
+    return None
+
+
+def shipper_gaps(release: Node, group: str) -> list[str]:
+    """Why an aws-for-fluent-bit release does not turn the API's lines into metrics in `group` (empty: it does)."""
+    values = release.get("values", default={}) or {}
+    logs = values.get("cloudWatchLogs") or {}
+    gaps = []
+    if logs.get("enabled", True) is False:
+        gaps.append("cloudWatchLogs is disabled")
+    if logs.get("logGroupName", SHIPPER_DEFAULTS["logGroupName"]) != group:
+        gaps.append(f"ships to {logs.get('logGroupName', SHIPPER_DEFAULTS['logGroupName'])!r}, not {group!r}")
+    if logs.get("logKey") != "log":
+        gaps.append(f"sends the whole record (logKey {logs.get('logKey')!r}), so the EMF JSON is nested in a string")
+    if logs.get("logFormat") != "json/emf":
+        gaps.append(f"sets logFormat {logs.get('logFormat')!r}, not 'json/emf'")
+    if (values.get("input") or {}).get("enabled", True) is False:
+        gaps.append("its tail input is disabled")
+    return gaps
+
+
+def tails_namespace(release: Node, namespace: str) -> bool:
+    """The release's tail path covers container logs of `namespace` (`/var/log/containers/<pod>_<ns>_<c>-<id>.log`)."""
+    path = ((release.get("values", default={}) or {}).get("input") or {}).get("path") or SHIPPER_DEFAULTS["path"]
+    return fnmatch.fnmatch(f"/var/log/containers/pod_{namespace}_container-0123456789abcdef.log", path)
+
+
+def _shipping_problems(view: DeploymentView, workloads: list[Node], group: str) -> list[Problem]:
+    shippers = [r for r in view.of_type(HELM_RELEASE) if str(r.get("chart", default="")).endswith(SHIPPER_CHART)]
+    fix = (
+        f"Install {SHIPPER_CHART} tailing the API's namespace with cloudWatchLogs.logKey 'log', logFormat 'json/emf' "
+        f"and logGroupName from the platform's {LOG_GROUP_OUTPUT} (infra/addons.py LogShipping)."
+    )
+    if not shippers:
+        return [Problem(f"no {SHIPPER_CHART} release ships the API's stdout to CloudWatch Logs", fix)]
+    shipping = [s for s in shippers if not shipper_gaps(s, group)]
+    if not shipping:
+        gaps = "; ".join(f"{s.name} {', '.join(shipper_gaps(s, group))}" for s in shippers)
+        return [Problem(gaps, fix)]
+    namespaces = sorted({str(w.get("metadata", "namespace", default="default")) for w in workloads})
+    if not any(tails_namespace(s, ns) for s in shipping for ns in namespaces):
+        return [Problem(f"no log shipper tails namespace {', '.join(namespaces)}", fix)]
+    return []

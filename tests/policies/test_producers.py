@@ -1,0 +1,154 @@
+"""Alarm producers: every alarm's metric has a producer somewhere in the deployment.
+
+The dev deployment has every producer the check looks for (API Deployment, log shipper,
+log group, event rule); the one metric the API does not publish yet is the heartbeat
+(`KNOWN_UNPUBLISHED`). Each test below removes or breaks one producer.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from infra import metric_names as m
+from policies.deployment import DeploymentView
+from policies.producers import CONTRACT_METRICS, producer_findings, published_metrics, watched_metrics
+from tests.policies.programs import edited, without
+
+KNOWN_UNPUBLISHED = {m.HEARTBEAT}
+"""Metrics the platform alarms on that api/emf.py does not publish yet: the producers check reports them.
+Remove an entry once the API publishes it (test_the_known_gaps_are_still_gaps fails then)."""
+
+PUBLISHES_EVERYTHING = CONTRACT_METRICS
+SHIPPER = "retail-dev-log-shipping-release"
+API = "retail-dev-inference-deployment"
+
+
+def subjects(findings) -> set[str]:
+    return {f.subject for f in findings}
+
+
+def test_the_known_gaps_are_still_gaps():
+    published = published_metrics()
+    assert published is not None, "api/emf.py should be importable here"
+    assert KNOWN_UNPUBLISHED.isdisjoint(published)
+    assert {m.REQUEST_COUNT, m.REQUEST_LATENCY_MS, m.SERVER_ERROR_COUNT} <= published
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "ephemeral"])
+def test_the_real_deployment_reports_only_the_metrics_the_api_does_not_publish(deployment, stack):
+    findings = producer_findings(deployment(stack))
+    assert subjects(findings) == {f"retail-{stack}-obs-api-heartbeat"}
+    assert all("api/emf.py does not publish 'Heartbeat'" in f.message for f in findings)
+
+
+def test_with_every_contract_metric_published_every_alarm_has_a_producer(deployment):
+    assert producer_findings(deployment("dev"), published=PUBLISHES_EVERYTHING) == []
+
+
+def test_every_alarm_of_the_platform_is_judged(deployment):
+    view = DeploymentView(deployment("dev"))
+    alarms = view.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    assert len(alarms) == 5
+    assert all(watched_metrics(a) for a in alarms)
+    error_rate = next(a for a in alarms if a.name.endswith("api-5xx-rate"))
+    assert {w.name for w in watched_metrics(error_rate)} == {m.REQUEST_COUNT, m.SERVER_ERROR_COUNT}
+
+
+def test_without_the_service_no_inference_alarm_has_a_producer(deployment):
+    platform, *_ = deployment("dev")
+    findings = producer_findings([platform], published=PUBLISHES_EVERYTHING)
+    inference = {f.subject for f in findings if "RETAIL_EMF_ENABLED=true" in f.message}
+    assert inference == {
+        f"retail-dev-obs-{a}" for a in ("api-latency-p95", "api-5xx-rate", "input-drift", "api-heartbeat")
+    }
+    assert "retail-dev-obs-training-job-failed" not in subjects(findings)
+
+
+def test_without_the_log_shipper_the_api_metrics_never_reach_cloudwatch(deployment):
+    platform, service, *_ = deployment("dev")
+    no_shipper = without(service, lambda r: r.name != SHIPPER)
+    findings = producer_findings([platform, no_shipper], published=PUBLISHES_EVERYTHING)
+    assert len(findings) == 5  # latency, drift, heartbeat, and both metrics of the 5xx rate
+    assert all("no aws-for-fluent-bit release" in f.message for f in findings)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "reported"),
+    [
+        (("values", "cloudWatchLogs", "logKey"), None, "sends the whole record"),
+        (("values", "cloudWatchLogs", "logFormat"), "json", "logFormat 'json'"),
+        (("values", "cloudWatchLogs", "logGroupName"), "/retail/other", "ships to '/retail/other'"),
+        (("values", "cloudWatchLogs", "enabled"), False, "cloudWatchLogs is disabled"),
+        (("values", "input", "path"), "/var/log/containers/*_kube-system_*.log", "no log shipper tails namespace"),
+    ],
+)
+def test_a_log_shipper_that_does_not_ship_emf_lines_unchanged_is_no_producer(deployment, path, value, reported):
+    platform, service, *_ = deployment("dev")
+    findings = producer_findings([platform, edited(service, SHIPPER, path, value)], published=PUBLISHES_EVERYTHING)
+    assert findings and all(reported in f.message for f in findings)
+
+
+def test_an_api_without_emf_is_no_producer(deployment):
+    platform, service, *_ = deployment("dev")
+    container = ("spec", "template", "spec", "containers", 0, "env")
+    env = next(r for r in service.resources if r.name == API).inputs["spec"]["template"]["spec"]["containers"][0]["env"]
+    no_emf = [e for e in env if e["name"] != "RETAIL_EMF_ENABLED"]
+    findings = producer_findings([platform, edited(service, API, container, no_emf)], published=PUBLISHES_EVERYTHING)
+    assert findings and all("RETAIL_EMF_ENABLED=true and RETAIL_ENVIRONMENT=dev" in f.message for f in findings)
+
+
+def test_an_api_of_another_environment_is_no_producer(deployment):
+    platform, service, *_ = deployment("dev")
+    env = next(r for r in service.resources if r.name == API).inputs["spec"]["template"]["spec"]["containers"][0]["env"]
+    prod_env = [{**e, "value": "prod"} if e["name"] == "RETAIL_ENVIRONMENT" else e for e in env]
+    container_env = ("spec", "template", "spec", "containers", 0, "env")
+    findings = producer_findings(
+        [platform, edited(service, API, container_env, prod_env)], published=PUBLISHES_EVERYTHING
+    )
+    assert len(findings) == 5
+
+
+def test_an_alarm_with_a_dimension_the_api_does_not_publish_matches_nothing(deployment):
+    platform, *rest = deployment("dev")
+    alarm = "retail-dev-obs-input-drift"
+    broken = edited(platform, alarm, ("dimensions",), {"Environment": "dev", "Host": "a"})
+    (finding,) = producer_findings([broken, *rest], published=PUBLISHES_EVERYTHING)
+    assert finding.subject == alarm and "matches dimension sets exactly" in finding.message
+
+
+def test_the_training_failure_alarm_needs_its_event_rule(deployment):
+    platform, *rest = deployment("dev")
+    no_rule = without(platform, lambda r: r.type != "aws:cloudwatch/eventRule:EventRule")
+    (finding,) = producer_findings([no_rule, *rest], published=PUBLISHES_EVERYTHING)
+    assert finding.subject == "retail-dev-obs-training-job-failed"
+    assert "no EventRule in the deployment is named" in finding.message
+
+
+def test_a_disabled_event_rule_produces_nothing(deployment):
+    platform, *rest = deployment("dev")
+    disabled = edited(platform, "retail-dev-obs-training-failed", ("state",), "DISABLED")
+    (finding,) = producer_findings([disabled, *rest], published=PUBLISHES_EVERYTHING)
+    assert "is disabled" in finding.message
+
+
+def test_the_log_group_the_platform_exports_must_exist(deployment):
+    platform, *rest = deployment("dev")
+    no_group = without(platform, lambda r: r.name != "retail-dev-obs-inference-logs")
+    findings = producer_findings([no_group, *rest], published=PUBLISHES_EVERYTHING)
+    assert findings and all("'/retail/dev/inference' is created by no project" in f.message for f in findings)
+
+
+def test_an_alarm_in_an_unknown_namespace_has_no_known_producer(deployment):
+    platform, *rest = deployment("dev")
+    alarm = "retail-dev-obs-input-drift"
+    elsewhere = edited(platform, alarm, ("namespace",), "AWS/ApplicationELB")
+    (finding,) = producer_findings([elsewhere, *rest], published=PUBLISHES_EVERYTHING)
+    assert "knows no producer for namespace 'AWS/ApplicationELB'" in finding.message
+
+
+def test_a_metric_outside_the_contract_is_reported(deployment):
+    platform, *rest = deployment("dev")
+    alarm = "retail-dev-obs-input-drift"
+    renamed = edited(platform, alarm, ("metricName",), "InputDrift")
+    (finding,) = producer_findings([renamed, *rest], published=PUBLISHES_EVERYTHING)
+    assert "not a metric of infra/metric_names.py" in finding.message
