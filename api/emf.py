@@ -17,6 +17,18 @@ import orjson
 
 from infra import metric_names as names
 
+PUBLISHED_METRICS = frozenset(
+    {
+        names.REQUEST_LATENCY_MS,
+        names.REQUEST_COUNT,
+        names.SERVER_ERROR_COUNT,
+        names.PREDICTION_COUNT,
+        names.INPUT_DRIFT_SCORE,
+        names.HEARTBEAT,
+    }
+)
+"""Every metric this module writes (the policy check that every alarm has a producer reads it)."""
+
 
 class EmfPublisher:
     def __init__(self, environment: str, stream: TextIO | None = None):

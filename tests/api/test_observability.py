@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.drift import DriftMonitor
-from api.emf import EmfPublisher
+from api.emf import PUBLISHED_METRICS, EmfPublisher
 from api.logs import JsonFormatter
 from api.model_source import RegistrySource
 from infra import metric_names
@@ -75,6 +75,19 @@ def test_an_emf_line_carries_the_alarm_metrics_in_the_infra_namespace():
     }
     assert record[metric_names.REQUEST_LATENCY_MS] == 4.2 and record[metric_names.PREDICTION_COUNT] == 3
     assert record[metric_names.DIMENSION_ENVIRONMENT] == "dev"
+
+
+def test_the_declared_published_metrics_are_exactly_what_the_publisher_writes():
+    stream = io.StringIO()
+    publisher = EmfPublisher("dev", stream)
+    publisher.publish(latency_ms=1.0, status=500, predictions=1, drift_score=0.1)
+    publisher.heartbeat()
+    written = {
+        metric["Name"]
+        for line in stream.getvalue().splitlines()
+        for metric in json.loads(line)["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+    }
+    assert written == PUBLISHED_METRICS
 
 
 def test_the_service_writes_an_emf_line_per_prediction_request_when_asked(small_run, capsys):
