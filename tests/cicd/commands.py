@@ -5,6 +5,12 @@ strings given to `sh`. Each script is split into shell words; every word `retail
 starts a command whose sub-command names follow it (so `retail infra ephemeral ...
 -- uv run retail smoke ...` yields both commands), and every `make` is followed by
 its targets.
+
+`resolve` then parses a `retail` command's words with the CLI's own option parser:
+unknown options, an option without its value, stray arguments, a missing required
+option and a literal value the option does not accept (`--stack ephemeral` for
+`infra up`) are errors. Words holding a shell variable (`"$STACK"`) are values only
+the runner knows, so their conversion is not checked.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import typer.exceptions
 import typer.main
 import yaml
 
@@ -81,10 +88,7 @@ def ci_invocations() -> list[Invocation]:
 
 
 def resolve(words: tuple[str, ...]) -> tuple[list[str], Any]:
-    """The sub-command path of `retail WORDS` and its command; ValueError naming what does not exist.
-
-    The options given before a bare `--` must be options of that command.
-    """
+    """The sub-command path of `retail WORDS` and its command; ValueError saying what the CLI would reject."""
     command = typer.main.get_command(app)
     path: list[str] = []
     remaining = list(words)
@@ -96,12 +100,38 @@ def resolve(words: tuple[str, ...]) -> tuple[list[str], Any]:
         if sub is None:
             raise ValueError(f"`retail {' '.join([*path, name])}`: no such command")
         command, path = sub, [*path, name]
-    known = {opt for param in command.params for opt in param.opts + param.secondary_opts}
-    for word in remaining[: remaining.index("--") if "--" in remaining else len(remaining)]:
-        option = word.split("=", 1)[0]
-        if option.startswith("--") and option not in known:
-            raise ValueError(f"`retail {' '.join(path)}` has no option {option}")
+    check_arguments(command, path, remaining)
     return path, command
+
+
+def check_arguments(command: Any, path: list[str], words: list[str]) -> None:
+    """ValueError when the command's own parser rejects `words` or a literal value does not convert."""
+    where = f"`retail {' '.join(path)}`"
+    context = command.context_class(command, info_name=path[-1])
+    try:
+        values, extra, _ = command.make_parser(context).parse_args(list(words))
+    except typer.exceptions.TyperException as error:
+        raise ValueError(f"{where}: {error.format_message()}") from None
+    if extra:
+        raise ValueError(f"{where} takes no argument {extra[0]!r}")
+    for param in command.params:
+        value = values.get(param.name)
+        if value is None:
+            if param.required:
+                raise ValueError(f"{where} needs {(param.opts or [param.name])[0]}")
+            continue
+        if _from_the_shell(value):
+            continue
+        try:
+            param.process_value(context, value)
+        except typer.exceptions.TyperException as error:
+            raise ValueError(f"{where}: {error.format_message()}") from None
+
+
+def _from_the_shell(value: Any) -> bool:
+    """A value holding a shell variable or substitution, known only when the runner expands it."""
+    values = value if isinstance(value, (list, tuple)) else [value]
+    return any(isinstance(item, str) and "$" in item for item in values)
 
 
 def make_targets() -> set[str]:

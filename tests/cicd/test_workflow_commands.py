@@ -1,6 +1,9 @@
-"""Every command the CI definitions call exists in this project, takes the options given, and its --help works."""
+"""Every command the CI definitions call exists in this project, parses with the options and values given, and its
+--help works."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -29,15 +32,28 @@ def test_the_walker_finds_commands_inside_substitutions_and_after_a_double_dash(
 @pytest.mark.parametrize("words, problem", [
     (("infra", "nosuch"), "no such command"),
     (("models",), "needs a sub-command"),
-    (("smoke", "--no-such-option", "x"), "has no option --no-such-option"),
+    (("smoke", "--url", "$URL", "--no-such-option", "x"), "No such option: --no-such-option"),
+    (("infra", "up", "--stack", "dev", "--image"), "Option '--image' requires an argument"),
+    (("infra", "up", "--stack", "ephemeral"), "'ephemeral' is not one of 'dev', 'prod'"),
+    (("infra", "up", "--image", "$IMAGE"), "needs --stack"),
+    (("changed", "--since", "$BEFORE", "extra"), "takes no argument 'extra'"),
 ])
-def test_the_walker_rejects_a_command_that_does_not_exist(words, problem):
-    with pytest.raises(ValueError, match=problem):
+def test_the_walker_rejects_what_the_cli_would_reject(words, problem):
+    with pytest.raises(ValueError, match=re.escape(problem)):
         resolve(words)
 
 
+@pytest.mark.parametrize("words", [
+    ("infra", "up", "--stack", "$STACK", "--service-only", "--image", "$I", "--model-package", "$P"),
+    ("infra", "ephemeral", "--name", "pr-$N", "--", "sh", "-c", "uv", "run", "retail", "smoke"),
+    ("infra", "preview", "--live", "--stack", "dev"),
+])
+def test_the_walker_accepts_flags_values_from_the_shell_and_a_command_after_a_double_dash(words):
+    assert resolve(words)[0] == list(words[:2])
+
+
 @pytest.mark.parametrize("invocation", RETAIL, ids=str)
-def test_each_retail_command_exists_and_its_help_works(invocation: Invocation):
+def test_each_retail_command_parses_as_written_and_its_help_works(invocation: Invocation):
     path, _ = resolve(invocation.words)
     result = runner.invoke(app, [*path, "--help"])
     assert result.exit_code == 0, result.output

@@ -1,0 +1,108 @@
+"""Rules every CI definition keeps: no file read that the repository does not hold (unless checked first), no
+secret printed, no untrusted value expanded into a script, no local registry alias or stack config edited."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.cicd.commands import JENKINSFILE, ROOT, WORKFLOWS, jenkins_scripts, workflow_scripts
+from tests.cicd.definitions import all_workflows, files_read, jenkinsfile, steps, unguarded_reads
+
+PRINTS = re.compile(r"\b(echo|printf|tee|cat)\b")
+GROOVY_SH_ARGUMENT = re.compile(r"""\bsh\s*\(?\s*(?:script:\s*)?(['"])""")
+
+
+def workflow_steps():
+    return [(name, job_id, s) for name, workflow in all_workflows().items()
+            for job_id, job in workflow["jobs"].items() for s in steps(job)]
+
+
+def all_scripts() -> list[tuple[str, str]]:
+    found = [(path.name, script) for path in WORKFLOWS for script in workflow_scripts(path)]
+    return found + [(JENKINSFILE.name, script) for script in jenkins_scripts(JENKINSFILE)]
+
+
+def test_the_unguarded_read_check_reports_a_missing_file_and_accepts_a_guarded_one():
+    assert unguarded_reads('uv run retail train --manifest "$(cat datasets/no-such-pin.txt)"') == [
+        "datasets/no-such-pin.txt"]
+    assert unguarded_reads('if [ -f datasets/no-such-pin.txt ]; then cat datasets/no-such-pin.txt; fi') == []
+    assert unguarded_reads("npm ci --prefix tools/lint && cat tools/lint/package-lock.json") == []
+
+
+def test_no_step_reads_a_file_that_is_not_in_the_repository_without_checking_first():
+    for workflow, job, s in workflow_steps():
+        assert unguarded_reads(s.get("run", "")) == [], f"{workflow}: {job}: {s.get('name', s.get('run'))}"
+        for value in (s.get("with") or {}).values():
+            assert all((ROOT / path).exists() for path in files_read(str(value))), f"{workflow}: {job}: {value}"
+        if "working-directory" in s:
+            assert (ROOT / s["working-directory"]).is_dir(), f"{workflow}: {job}"
+    for script in jenkins_scripts(JENKINSFILE):
+        assert unguarded_reads(script) == [], script
+
+
+def test_the_jenkinsfile_reads_a_file_only_after_checking_that_it_exists():
+    text = jenkinsfile()
+    for path in re.findall(r"readFile\('([^']+)'\)", text):
+        if not (ROOT / path).exists():
+            assert text.index(f"fileExists('{path}')") < text.index(f"readFile('{path}')"), path
+    for folder in re.findall(r"\bdir\('([^']+)'\)", text):
+        assert (ROOT / folder).is_dir(), folder
+
+
+def test_the_data_pin_is_read_only_where_its_absence_is_handled():
+    readers = [(source, script) for source, script in all_scripts() if "datasets/training-manifest.txt" in script]
+    assert [source for source, _ in readers] == ["main.yml"]
+    assert "fileExists('datasets/training-manifest.txt')" in jenkinsfile()
+
+
+def secret_variables(env: dict | None) -> set[str]:
+    return {name for name, value in (env or {}).items() if "secrets." in str(value)}
+
+
+def test_no_workflow_prints_a_secret_or_the_deploy_key():
+    for name, workflow in all_workflows().items():
+        for job_id, job in workflow["jobs"].items():
+            hidden = secret_variables(workflow.get("env")) | secret_variables(job.get("env")) | {"RETAIL_API_KEY"}
+            for s in steps(job):
+                names = hidden | secret_variables(s.get("env"))
+                for line in s.get("run", "").splitlines():
+                    if PRINTS.search(line):
+                        assert not any(re.search(rf"\${{?{v}\b", line) for v in names), f"{name}: {job_id}: {line}"
+
+
+def test_nothing_asks_pulumi_for_secret_values_or_reads_the_deploy_key_output():
+    for source, script in all_scripts():
+        assert "--show-secrets" not in script and "deployApiKey" not in script, source
+    assert "set -x" not in " ".join(script for _, script in all_scripts())
+
+
+def test_no_workflow_script_expands_an_expression_so_untrusted_values_cannot_become_code():
+    for workflow, job, s in workflow_steps():
+        assert "${{" not in s.get("run", ""), f"{workflow}: {job}: {s.get('name', s['run'])}"
+
+
+def test_jenkins_shell_commands_are_single_quoted_so_credentials_never_pass_through_groovy_strings():
+    quotes = GROOVY_SH_ARGUMENT.findall(jenkinsfile())
+    assert quotes and set(quotes) == {"'"}
+    credentials = set(re.findall(r"(\w+) = credentials\(", jenkinsfile())) | {"RETAIL_API_KEY"}
+    assert credentials >= {"PULUMI_ACCESS_TOKEN"}
+    for script in jenkins_scripts(JENKINSFILE):
+        for line in script.splitlines():
+            if PRINTS.search(line):
+                assert not any(re.search(rf"\${{?{v}\b", line) for v in credentials), line
+
+
+@pytest.mark.parametrize("retired", [
+    "retail models",  # a local MLflow alias the deployed service never reads
+    "inferenceHostname",  # an output the service stack no longer has
+    "INFERENCEHOSTNAME",
+    "RETAIL_SMOKE_API_KEY",  # a key no stack had: the service generates its own
+    "pulumi config set",  # the release goes in a temporary config file, never in the stack's
+    "pulumi up",  # every deploy goes through `retail infra up` (both projects, policy pack, smoke test)
+    "retail:apiKeys",
+])
+def test_no_definition_uses_what_the_split_retired(retired):
+    for source, script in all_scripts():
+        assert retired not in script, f"{source}: {retired}"
