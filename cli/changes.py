@@ -7,7 +7,10 @@ changed. In git those are:
   SHA-256 of the file or manifest it names); new data is announced by committing a pin;
 - hyperparameters: the families' defaults and search space (`ml/families.py`,
   `ml/xgb_search.py`) and the split, search and gate settings (`ml/settings.py`);
-- training code: everything else under `ml/`.
+- training code: everything else under `ml/`, and what the training image is built from
+  (`Dockerfile.training`, the locked dependencies in `uv.lock`).
+
+Documentation (`*.md`, e.g. `datasets/README.md`) never calls for retraining.
 
 The verdict goes to stdout as `true` or `false` (for `$GITHUB_OUTPUT` or a Jenkins
 `returnStdout`), the reasons to stderr. A commit that cannot be compared (the all-zero
@@ -28,8 +31,9 @@ from cli.console import err_console
 RETRAIN_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("data", ("datasets/*",)),
     ("hyperparameters", ("ml/families.py", "ml/xgb_search.py", "ml/settings.py")),
-    ("training code", ("ml/*",)),
+    ("training code", ("ml/*", "Dockerfile.training", "uv.lock")),
 )
+NEVER_RETRAIN = ("*.md",)
 """(reason, path patterns) in order; a path counts for the first rule it matches. `*` spans folders."""
 
 
@@ -37,6 +41,8 @@ def retrain_reasons(paths: list[str]) -> dict[str, list[str]]:
     """The changed paths that call for retraining, grouped by reason (empty: no retraining needed)."""
     reasons: dict[str, list[str]] = {}
     for path in paths:
+        if any(fnmatchcase(path, pattern) for pattern in NEVER_RETRAIN):
+            continue
         for reason, patterns in RETRAIN_RULES:
             if any(fnmatchcase(path, pattern) for pattern in patterns):
                 reasons.setdefault(reason, []).append(path)

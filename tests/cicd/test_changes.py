@@ -19,12 +19,16 @@ runner = CliRunner()
     ("ml/xgb_search.py", "hyperparameters"),
     ("ml/settings.py", "hyperparameters"),
     ("ml/features.py", "training code"),
+    ("Dockerfile.training", "training code"),
+    ("uv.lock", "training code"),
 ])
 def test_a_change_to_data_training_code_or_hyperparameters_calls_for_retraining(path, reason):
     assert retrain_reasons([path]) == {reason: [path]}
 
 
-@pytest.mark.parametrize("path", ["README.md", "api/app.py", "infra/cluster.py", "tests/test_synth.py", "Dockerfile"])
+@pytest.mark.parametrize(
+    "path", ["README.md", "datasets/README.md", "api/app.py", "infra/cluster.py", "tests/test_synth.py", "Dockerfile"]
+)
 def test_other_changes_do_not(path):
     assert retrain_reasons([path]) == {}
 
