@@ -152,7 +152,7 @@ RULES = [
     ),
     ResourceRule(
         "k8s-no-latest-image",
-        "Pin images to a version tag or digest (retail:inference.imageTag), never ':latest' or no tag.",
+        "Pin images to a digest (retail:image) or a version tag, never ':latest' or no tag.",
         WORKLOADS,
         pinned_image,
     ),
