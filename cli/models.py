@@ -1,8 +1,9 @@
-"""`retail models`: the registry's versions and the champion alias."""
+"""`retail models`: the registry's versions and the champion alias; `history` lists SageMaker's registry."""
 
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -87,3 +88,56 @@ def publish(
             print_error(exc)
             raise typer.Exit(1) from exc
     console.print(f"published bundle sha256:{digest[:12]} to {to}")
+
+
+@app.command()
+def history(
+    stack: str = typer.Option(None, help="platform stack whose model package group to list (reads its outputs)"),
+    group: str = typer.Option(None, help="the model package group itself (no Pulumi CLI needed)"),
+    region: str = typer.Option(None, help="AWS region [default: the stack's, else the AWS configuration's]"),
+    project_dir: Path = typer.Option(None, help="directory holding the platform's Pulumi.yaml"),
+) -> None:
+    """Every version `retail train --cloud` registered in SageMaker, newest first: approval, family, holdout
+    accuracy and macro-F1, the data hash it was trained on and when it was registered."""
+    from cli.train import platform_outputs
+    from infra.automation import PulumiCliMissing, require_cli
+    from infra.offline import find_project_dir
+    from infra.providers.model_version import list_versions
+
+    if bool(stack) == bool(group):
+        print_error("give --stack (the platform stack) or --group (a model package group), one of them")
+        raise typer.Exit(2)
+    if stack:
+        try:
+            require_cli("retail models history --stack")
+        except PulumiCliMissing as error:
+            print_error(f"{error}; or pass the group with --group")
+            raise typer.Exit(2) from None
+        outputs = platform_outputs(stack, project_dir or find_project_dir())
+        group = outputs.get("modelPackageGroupName")
+        if not group:
+            print_error(f"the platform stack {stack!r} has no modelPackageGroupName output")
+            raise typer.Exit(2)
+        region = region or outputs.get("region")
+    versions = list_versions(group, region or _default_region())
+    if not versions:
+        typer.echo(f"No versions registered in {group} yet: run `retail train --cloud`.")
+        return
+    typer.echo(f"Model package group {group} ({len(versions)} versions, newest first)")
+    for line in _history_lines(versions):
+        typer.echo(line)
+
+
+def _history_lines(versions) -> list[str]:
+    """Plain aligned columns (nothing is cut in an 80-column CI log, unlike a rich table)."""
+    rows = [("version", "approval", "family", "accuracy", "macro-F1", "data hash", "created (UTC)")]
+    rows += [(str(v.version), v.approval, v.family or "-", v.metric("accuracy") or "-", v.metric("macro_f1") or "-",
+              v.data_hash[:12] or "-", v.created.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M")) for v in versions]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+
+
+def _default_region() -> str:
+    import boto3
+
+    return boto3.session.Session().region_name or "ap-southeast-1"

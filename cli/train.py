@@ -1,56 +1,131 @@
-"""`retail train --cloud`: train on SageMaker and register the version, through an inline Pulumi program."""
+"""`retail train --cloud`: train on SageMaker and register the version, through an inline Pulumi program.
+
+The training image is built from this repository (`Dockerfile.training`, entry point
+`ml/sagemaker_entry.py`) and tagged `train-<code version>` in the platform's `training`
+ECR repository; it is built and pushed only when that tag is missing. The inline program
+runs as project `retail-mlops-training`, stack `train-<stack>`, in a temporary work dir
+outside the repository, so the platform project's `Pulumi.yaml` cannot take it over and
+no stack file is written into the checkout.
+"""
 
 from __future__ import annotations
 
 import json
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import boto3
 import typer
 
-from infra.automation import AutomationRunner, PulumiCliMissing, require_cli
+from infra import images
+from infra.automation import AutomationRunner, PulumiCliMissing, StackRunner, require_cli
 from infra.offline import find_project_dir
-from infra.providers.program import TrainingInputs, training_program
-from infra.providers.sourcedir import build_sourcedir, code_version
+from infra.providers.program import (
+    DEFAULT_FAMILIES,
+    TRAINING_PROJECT,
+    MissingPlatformOutputs,
+    TrainingInputs,
+    platform_tags,
+    require_outputs,
+    training_inputs,
+    training_program,
+)
+from infra.providers.sourcedir import DOCKERFILE, code_version, image_tag
 from ml.lake import filesystem
 from ml.settings import GateSettings
 
-TRAINING_PROJECT = "retail-mlops-training"
+DEFAULT_REGION = "ap-southeast-1"
+
+
+def stack_runner(
+    work_dir: Path, project_name: str | None = None, program: Callable[[], None] | None = None
+) -> StackRunner:
+    """The Automation API runner (a seam: tests replace it with a recording runner)."""
+    return AutomationRunner(work_dir, project_name=project_name, program=program, echo=typer.echo)
+
+
+def docker_runner() -> images.DockerRunner:
+    """The docker CLI that builds the training image (a seam: tests record its commands)."""
+    return images.DockerCli()
+
+
+def parse_families(value: str) -> str:
+    """Typer callback: the comma-separated families, each one of ml.families.FAMILIES (exit 2 naming any other)."""
+    from ml.families import FAMILIES
+
+    families = tuple(dict.fromkeys(f.strip() for f in value.split(",") if f.strip()))
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown or not families:
+        named = f"unknown famil{'y' if len(unknown) == 1 else 'ies'} {', '.join(unknown)}" if unknown else "no family"
+        raise typer.BadParameter(f"{named}; known families: {', '.join(FAMILIES)}")
+    return ",".join(families)
 
 
 def read_manifest(uri: str) -> tuple[str, str]:
     """(data hash, gold channel URI) of a lake manifest written by `retail pipeline run`."""
-    fs, path = filesystem(uri)
-    with fs.open_input_stream(path) as stream:
-        manifest = json.loads(stream.read())
     root = uri.rsplit("/manifests/", 1)[0]
     if root == uri:
         raise typer.BadParameter(f"{uri} is not under a lake's manifests/ folder", param_hint="--manifest")
+    fs, path = filesystem(uri)
+    with fs.open_input_stream(path) as stream:
+        manifest = json.loads(stream.read())
     return manifest["input"]["sha256"], f"{root}/gold/{manifest['run_id']}/"
+
+
+def platform_outputs(stack: str, project_dir: Path) -> dict[str, Any]:
+    """The platform stack's outputs, through the Automation API."""
+    platform = stack_runner(project_dir)
+    platform.select_stack(stack)
+    return platform.outputs(stack)
+
+
+def training_image(outputs: dict[str, Any], repo_root: Path, version: str, region: str) -> str:
+    """The training image by digest: `train-<version>` in the platform's repository, built and pushed if missing."""
+    return images.ensure_image(
+        outputs["repositoryUrls"]["training"],
+        image_tag(version),
+        repo_root / DOCKERFILE,
+        repo_root,
+        region,
+        docker_runner(),
+    )
+
+
+def fail(message: str) -> typer.Exit:
+    typer.echo(message, err=True)
+    return typer.Exit(2)
 
 
 def train(
     cloud: Annotated[bool, typer.Option("--cloud", help="Train on SageMaker through Pulumi (the only mode here).")],
     manifest: Annotated[str, typer.Option(help="Lake manifest of the run whose gold data to train on (s3://...).")],
     stack: Annotated[
-        str, typer.Option(help="Platform stack whose outputs locate the role, lake and registry.")
+        str, typer.Option(help="Platform stack whose outputs locate the role, lake, key, images and registry.")
     ] = "dev",
-    families: Annotated[str, typer.Option(help="Comma-separated model families.")] = "xgboost,logistic",
+    families: Annotated[
+        str, typer.Option(help="Comma-separated model families (see ml/families.py).", callback=parse_families)
+    ] = ",".join(DEFAULT_FAMILIES),
     image_uri: Annotated[
         str | None,
-        typer.Option(help="Training image; default: the platform's ECR `training` repository at --image-tag."),
+        typer.Option(help="Training image to use as is; default: the platform's `training` repository at "
+                          "train-<code version>, built and pushed when missing."),
     ] = None,
-    image_tag: Annotated[str, typer.Option(help="Tag of the project's training and inference images.")] = "0.1.0",
+    image_tag_: Annotated[
+        str, typer.Option("--image-tag", help="Tag of the inference image the registered version names.")
+    ] = "0.1.0",
     on_demand: Annotated[bool, typer.Option("--on-demand", help="Do not use managed spot capacity.")] = False,
-    project_dir: Annotated[Path | None, typer.Option(help="Directory holding Pulumi.yaml.")] = None,
+    project_dir: Annotated[
+        Path | None, typer.Option(help="The repository: holds the platform's Pulumi.yaml and the training sources.")
+    ] = None,
 ) -> None:
     """Start a SageMaker training job and register its model version, approved or rejected by the gate.
 
-    Locates the execution role, lake buckets, model package group, private subnets and
-    images from the platform stack's outputs; the data KMS key by its alias
-    (alias/retail-<stack>-kms-data). Retrains only when the data hash (from the manifest),
-    the code version (hash of the uploaded source directory) or the hyperparameters change.
+    Locates the execution role, lake buckets, data KMS key (dataKeyArn), model package
+    group, private subnets and image repositories from the platform stack's outputs.
+    Retrains only when the data hash (from the manifest), the code version (hash of
+    ml/**/*.py, pyproject.toml, uv.lock and Dockerfile.training) or the hyperparameters change.
     """
     if not cloud:
         typer.echo("Local training runs in the pipeline: use `retail pipeline run`; add --cloud for SageMaker.")
@@ -58,45 +133,49 @@ def train(
     try:
         require_cli("retail train --cloud")
     except PulumiCliMissing as error:
-        typer.echo(str(error), err=True)
-        raise typer.Exit(2) from None
-    directory = project_dir or find_project_dir()
-    platform = AutomationRunner(directory, echo=typer.echo)
-    platform.select_stack(stack)
-    outputs = platform.outputs(stack)
-    region = boto3.session.Session().region_name or "ap-southeast-1"
+        raise fail(str(error)) from None
+    repo_root = project_dir or find_project_dir()
+    outputs = platform_outputs(stack, repo_root)
+    try:
+        require_outputs(stack, outputs)
+    except MissingPlatformOutputs as error:
+        raise fail(f"Cannot train: {error}") from None
+    region = outputs.get("region") or boto3.session.Session().region_name or DEFAULT_REGION
     data_hash, train_uri = read_manifest(manifest)
-    tarball = build_sourcedir(directory)
-    version = code_version(tarball)
-    artifacts = outputs["lakeBuckets"]["artifacts"]
-    key = f"code/sourcedir-{version}.tar.gz"
-    boto3.client("s3", region_name=region).put_object(Bucket=artifacts, Key=key, Body=tarball)
-    repositories = outputs["repositoryUrls"]
-    inputs = TrainingInputs(
-        stack=stack,
-        region=region,
-        vpc_id=outputs["vpcId"],
-        subnet_ids=list(outputs["privateSubnetIds"]),
-        role_arn=outputs["sagemakerExecutionRoleArn"],
-        kms_key_id=f"alias/retail-{stack}-kms-data",
-        group_name=outputs["modelPackageGroupName"],
-        artifacts_bucket=artifacts,
-        image_uri=image_uri or f"{repositories['training']}:{image_tag}",
-        inference_image_uri=f"{repositories['inference']}:{image_tag}",
-        train_uri=train_uri,
-        code_uri=f"s3://{artifacts}/{key}",
-        code_version=version,
+    version = code_version(repo_root)
+    try:
+        image = image_uri or training_image(outputs, repo_root, version, region)
+    except images.DockerMissing as error:
+        raise fail(f"Cannot train: {error} (--image-uri)") from None
+    inputs = training_inputs(
+        stack,
+        outputs,
         data_hash=data_hash,
-        families=tuple(f.strip() for f in families.split(",") if f.strip()),
+        train_uri=train_uri,
+        code_version=version,
+        image_uri=image,
+        inference_image_tag=image_tag_,
+        families=tuple(families.split(",")),
         use_spot=not on_demand,
+        tags=platform_tags(stack, outputs, repo_root),
+        region=region,
     )
-    runner = AutomationRunner(
-        directory, project_name=TRAINING_PROJECT, program=training_program(inputs, GateSettings()), echo=typer.echo
-    )
-    training_stack = f"train-{stack}"
-    runner.create_stack(training_stack)
-    runner.set_config(training_stack, {"aws:region": region}, {})
-    result = runner.up(training_stack, None)
+    result = run_training(inputs)
     typer.echo(
-        f"Model version {result['modelPackageArn']}: {result['approvalStatus']} ({result['approvalDescription']})"
+        f"Model version {result.get('modelPackageArn')}: {result.get('approvalStatus')} "
+        f"({result.get('approvalDescription')})"
     )
+
+
+def run_training(inputs: TrainingInputs) -> dict[str, Any]:
+    """`pulumi up` of stack train-<stack> in project retail-mlops-training, from a temporary work dir.
+
+    The work dir is outside the repository: a Pulumi.yaml there (the platform's) would
+    decide the project, and the stack's config file would be written into the checkout.
+    """
+    training_stack = f"train-{inputs.stack}"
+    with tempfile.TemporaryDirectory(prefix="retail-train-") as work_dir:
+        runner = stack_runner(Path(work_dir), TRAINING_PROJECT, training_program(inputs, GateSettings()))
+        runner.create_stack(training_stack)
+        runner.set_config(training_stack, {"aws:region": inputs.region}, {})
+        return runner.up(training_stack, None)

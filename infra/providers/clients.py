@@ -12,3 +12,7 @@ import boto3
 
 def sagemaker(region: str) -> Any:
     return boto3.client("sagemaker", region_name=region)
+
+
+def ecr(region: str) -> Any:
+    return boto3.client("ecr", region_name=region)

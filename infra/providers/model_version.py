@@ -1,13 +1,24 @@
 """`ModelVersion`: a trained artifact registered in the SageMaker model package group.
 
-The version carries its metrics and lineage (data hash, code version, training job) as
-customer metadata and its approval status from the promotion gate. Approval and its
-description are updated in place; anything else describes a different model and replaces
-the version. Updates resend the metadata, so changing the approval never drops it.
+The version carries its family, metrics and lineage (data hash, code version, training
+job) as customer metadata and its approval status from the promotion gate. Approval and
+its description are updated in place; anything else describes a different model and
+replaces the version. Updates resend the metadata, so changing the approval never drops it.
+`list_versions` reads a group's versions back, for `retail models history`.
+
+Registered versions are permanent: `delete` leaves the package in the group. Each retrain
+replaces this resource (a new artifact), and the replaced version is the registry's
+history, which `retail models history` lists and a rollback needs. The choice sits in the
+provider rather than in `retain_on_delete=True` on the program's resource, so it holds on
+every path that deletes one (replacement, `pulumi destroy` of the training stack, a
+program that stops declaring it) and for any program that uses the resource. To retire a
+version, reject it (approval `Rejected`); deleting one is an operator's act in SageMaker.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 import pulumi
@@ -23,7 +34,8 @@ OUTPUTS = ("model_package_arn", "version")
 
 def metadata(props: dict[str, Any]) -> dict[str, str]:
     """Metrics and lineage as SageMaker customer metadata (string values, at most 50 keys)."""
-    values = {f"metric:{name}": f"{value:.6g}" for name, value in (props.get("metrics") or {}).items()}
+    values = {"family": str(props["family"])} if props.get("family") else {}
+    values |= {f"metric:{name}": f"{value:.6g}" for name, value in (props.get("metrics") or {}).items()}
     values |= {f"lineage:{name}": str(value) for name, value in (props.get("lineage") or {}).items()}
     return values
 
@@ -36,7 +48,7 @@ def _approval(props: dict[str, Any]) -> str:
 
 
 class ModelVersionProvider(ResourceProvider):
-    """Registers, updates and deregisters model package versions; holds no client (it is pickled)."""
+    """Registers and updates model package versions, never deregisters them; holds no client (it is pickled)."""
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         client = clients.sagemaker(props["region"])
@@ -76,7 +88,7 @@ class ModelVersionProvider(ResourceProvider):
         return UpdateResult({**news, **self._outputs(client, id_)})
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        clients.sagemaker(props["region"]).delete_model_package(ModelPackageName=id_)
+        """Forget the version in Pulumi's state only: it stays registered (see the module docstring)."""
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
         client = clients.sagemaker(props["region"])
@@ -98,7 +110,7 @@ class ModelVersionProvider(ResourceProvider):
 
 
 class ModelVersion(pulumi.dynamic.Resource):
-    """A model package version with metrics, lineage and the gate's approval status."""
+    """A model package version with family, metrics, lineage and the gate's approval status; never deregistered."""
 
     model_package_arn: pulumi.Output[str]
     version: pulumi.Output[int]
@@ -115,6 +127,7 @@ class ModelVersion(pulumi.dynamic.Resource):
         metrics: pulumi.Input[dict],
         lineage: pulumi.Input[dict],
         approval_status: pulumi.Input[str],
+        family: pulumi.Input[str] = "",
         approval_description: pulumi.Input[str] = "",
         description: str = "",
         opts: pulumi.ResourceOptions | None = None,
@@ -127,9 +140,56 @@ class ModelVersion(pulumi.dynamic.Resource):
             "image_uri": image_uri,
             "metrics": metrics,
             "lineage": lineage,
+            "family": family,
             "approval_status": approval_status,
             "approval_description": approval_description,
             "description": description,
             **{key: None for key in OUTPUTS},
         }
         super().__init__(ModelVersionProvider(), name, props, opts)
+
+
+@dataclass(frozen=True)
+class RegisteredVersion:
+    """One version of a model package group, as `retail models history` shows it."""
+
+    version: int
+    approval: str
+    family: str
+    metrics: dict[str, str]
+    """Customer metadata `metric:<name>` values, by name."""
+    data_hash: str
+    created: dt.datetime
+    arn: str
+
+    def metric(self, name: str) -> str:
+        """The family's holdout metric `name` (e.g. `accuracy`), or '' when not recorded."""
+        return self.metrics.get(f"{self.family}_holdout_{name}", "") if self.family else ""
+
+
+def list_versions(group_name: str, region: str) -> list[RegisteredVersion]:
+    """Every version of the group, newest first, with the metadata `ModelVersion` recorded."""
+    client = clients.sagemaker(region)
+    summaries = [
+        summary
+        for page in client.get_paginator("list_model_packages").paginate(
+            ModelPackageGroupName=group_name, SortBy="CreationTime", SortOrder="Descending"
+        )
+        for summary in page["ModelPackageSummaryList"]
+    ]
+    versions = []
+    for summary in summaries:
+        package = client.describe_model_package(ModelPackageName=summary["ModelPackageArn"])
+        metadata = package.get("CustomerMetadataProperties") or {}
+        versions.append(
+            RegisteredVersion(
+                version=int(package.get("ModelPackageVersion", 0)),
+                approval=package.get("ModelApprovalStatus", ""),
+                family=metadata.get("family", ""),
+                metrics={k.removeprefix("metric:"): v for k, v in metadata.items() if k.startswith("metric:")},
+                data_hash=metadata.get("lineage:data_hash", ""),
+                created=package["CreationTime"],
+                arn=package["ModelPackageArn"],
+            )
+        )
+    return versions

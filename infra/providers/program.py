@@ -1,46 +1,153 @@
-"""The inline Pulumi program of `retail train --cloud`: a TrainingJob, then a ModelVersion the gate approves."""
+"""The inline Pulumi program of `retail train --cloud`: a TrainingJob, then a ModelVersion the gate approves.
+
+It runs as its own project (`retail-mlops-training`, stack `train-<platform stack>`) and
+reads everything it needs from the platform stack's outputs (`training_inputs`): the VPC
+and private subnets, the SageMaker role, the lake buckets, the data key's ARN, the model
+package group and the image repositories. `training_offline_run` runs the same program
+under the mock runtime, for the offline policy check.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pulumi
 import pulumi_aws as aws
 
+from infra.offline import OfflineRun, run_offline
 from infra.providers.model_version import ModelVersion
-from infra.providers.sourcedir import ENTRY_POINT
+from infra.providers.sourcedir import code_version, image_tag
 from infra.providers.training_job import TrainingJob
 from ml.evaluate import Metrics, apply_gate
 from ml.schema import TRAINABLE_LABELS
 from ml.settings import GateSettings
 
+TRAINING_PROJECT = "retail-mlops-training"
+DEFAULT_FAMILIES = ("xgboost", "logistic_regression")
+"""What `retail train --cloud` trains unless told otherwise (names from ml.families.FAMILIES)."""
+REQUIRED_OUTPUTS = (
+    "vpcId",
+    "privateSubnetIds",
+    "lakeBuckets",
+    "repositoryUrls",
+    "sagemakerExecutionRoleArn",
+    "modelPackageGroupName",
+    "dataKeyArn",
+)
+"""Platform stack outputs the program cannot do without."""
 METRIC_PATTERN = r"{name}=([-+0-9.eE]+);"
 """ml/train.py prints `name=value;` lines, e.g. `xgboost_holdout_macro_f1=0.998;`."""
+REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+
+
+class MissingPlatformOutputs(ValueError):
+    """The platform stack lacks outputs training needs; the message names them."""
 
 
 @dataclass(frozen=True)
 class TrainingInputs:
-    """Everything the program needs; `cli/train.py` gathers it from the platform stack and the lake."""
+    """Everything the program needs; `training_inputs` gathers it from the platform stack and the lake."""
 
     stack: str
     region: str
     vpc_id: str
     subnet_ids: list[str]
     role_arn: str
-    kms_key_id: str
+    data_key_arn: str
+    """The data KMS key's ARN: volume and output encryption (CreateTrainingJob takes no alias there)."""
     group_name: str
     artifacts_bucket: str
     image_uri: str
+    """The training image, `<repository>@sha256:...` (infra.images.ensure_image)."""
     inference_image_uri: str
     train_uri: str
-    code_uri: str
     code_version: str
     data_hash: str
     families: tuple[str, ...]
+    tags: Mapping[str, str] = field(default_factory=dict)
     hyperparameters: Mapping[str, str] = field(default_factory=dict)
     use_spot: bool = True
     instance_type: str = "ml.m5.xlarge"
+
+
+def require_outputs(stack: str, outputs: Mapping[str, Any]) -> None:
+    """MissingPlatformOutputs unless the platform stack has every output training reads."""
+    missing = [key for key in REQUIRED_OUTPUTS if not outputs.get(key)]
+    missing += [f"repositoryUrls.{image}" for image in ("training", "inference")
+                if outputs.get("repositoryUrls") and not outputs["repositoryUrls"].get(image)]
+    if missing:
+        raise MissingPlatformOutputs(
+            f"the platform stack {stack!r} has no output(s) {', '.join(missing)}: "
+            f"deploy the current platform (`retail infra up --stack {stack}`) before training"
+        )
+
+
+def training_inputs(
+    stack: str,
+    outputs: Mapping[str, Any],
+    *,
+    data_hash: str,
+    train_uri: str,
+    code_version: str,
+    image_uri: str,
+    inference_image_tag: str,
+    families: tuple[str, ...] = DEFAULT_FAMILIES,
+    use_spot: bool = True,
+    tags: Mapping[str, str] | None = None,
+    region: str | None = None,
+) -> TrainingInputs:
+    """The program's inputs from the platform stack's outputs; MissingPlatformOutputs names any that are absent."""
+    require_outputs(stack, outputs)
+    repositories = outputs["repositoryUrls"]
+    return TrainingInputs(
+        stack=stack,
+        region=region or outputs.get("region") or "ap-southeast-1",
+        vpc_id=outputs["vpcId"],
+        subnet_ids=list(outputs["privateSubnetIds"]),
+        role_arn=outputs["sagemakerExecutionRoleArn"],
+        data_key_arn=outputs["dataKeyArn"],
+        group_name=outputs["modelPackageGroupName"],
+        artifacts_bucket=outputs["lakeBuckets"]["artifacts"],
+        image_uri=image_uri,
+        inference_image_uri=f"{repositories['inference']}:{inference_image_tag}",
+        train_uri=train_uri,
+        code_version=code_version,
+        data_hash=data_hash,
+        families=tuple(families),
+        tags=dict(tags or {}),
+        use_spot=use_spot,
+    )
+
+
+def platform_tags(stack: str, outputs: Mapping[str, Any], project_dir: Path) -> dict[str, str]:
+    """The platform's cost and ownership tags, for the training stack's resources and the job.
+
+    The platform stack's `defaultTags` output when it has one; else the tags its
+    `Pulumi.<stack>.yaml` gives (project, environment, owner, cost-center), as
+    `infra.config` derives them. Empty values are left out, so the policy check says which
+    tag is missing.
+    """
+    if outputs.get("defaultTags"):
+        return {str(k): str(v) for k, v in dict(outputs["defaultTags"]).items()}
+    from infra.config import NAMESPACE, PLATFORM_PROJECT, read_stack_file
+
+    try:
+        stack_file = read_stack_file(project_dir, stack)
+    except FileNotFoundError:
+        project, config = PLATFORM_PROJECT, {}
+    else:
+        project, config = stack_file.project, stack_file.config
+    tags = {
+        "project": project,
+        "environment": str(outputs.get("environment") or stack),
+        "owner": config.get(f"{NAMESPACE}:owner", ""),
+        "cost-center": config.get(f"{NAMESPACE}:costCenter", ""),
+        "managed-by": "pulumi",
+    }
+    return {k: v for k, v in tags.items() if v}
 
 
 GATE_METRICS = ("accuracy", "macro_f1", *(f"precision_{c}" for c in TRAINABLE_LABELS))
@@ -51,16 +158,23 @@ def metric_definitions(families: tuple[str, ...]) -> dict[str, str]:
     return {name: METRIC_PATTERN.format(name=name) for name in names}
 
 
+def best_family(metrics: Mapping[str, float], families: tuple[str, ...]) -> str | None:
+    """The family ml/train.py bundles: best holdout macro-F1, then accuracy, among those with every gate metric."""
+    scored = [f for f in families if all(f"{f}_holdout_{m}" in metrics for m in GATE_METRICS)]
+    if not scored:
+        return None
+    return max(scored, key=lambda f: (metrics[f"{f}_holdout_macro_f1"], metrics[f"{f}_holdout_accuracy"]))
+
+
 def gate_approval(metrics: Mapping[str, float], families: tuple[str, ...], gate: GateSettings) -> tuple[str, str]:
-    """Approved or Rejected, and why, for the best family by holdout macro-F1.
+    """Approved or Rejected, and why, for the best family (`best_family`).
 
     The job's metric lines carry, per family, every KPI the gate checks: accuracy,
     macro-F1 and each class's precision. A family missing any of them is not scored.
     """
-    scored = [f for f in families if all(f"{f}_holdout_{m}" in metrics for m in GATE_METRICS)]
-    if not scored:
+    best = best_family(metrics, families)
+    if best is None:
         return "Rejected", f"the job reported no complete holdout metrics for {', '.join(families)}"
-    best = max(scored, key=lambda f: metrics[f"{f}_holdout_macro_f1"])
     per_class = {c: {"precision": metrics[f"{best}_holdout_precision_{c}"]} for c in TRAINABLE_LABELS}
     result = apply_gate(
         Metrics(metrics[f"{best}_holdout_accuracy"], metrics[f"{best}_holdout_macro_f1"], per_class, [], []), gate
@@ -72,11 +186,13 @@ def gate_approval(metrics: Mapping[str, float], families: tuple[str, ...], gate:
 
 def training_program(inputs: TrainingInputs, gate: GateSettings) -> Callable[[], None]:
     def program() -> None:
+        provider = aws.Provider("aws", region=inputs.region, default_tags={"tags": dict(inputs.tags)})
         security_group = aws.ec2.SecurityGroup(
             f"retail-{inputs.stack}-training-sg",
             vpc_id=inputs.vpc_id,
             description="SageMaker training: no ingress, HTTPS out to the VPC endpoints and S3",
             egress=[{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": ["0.0.0.0/0"]}],
+            opts=pulumi.ResourceOptions(provider=provider),
         )
         artifacts = f"s3://{inputs.artifacts_bucket}"
         job = TrainingJob(
@@ -87,19 +203,19 @@ def training_program(inputs: TrainingInputs, gate: GateSettings) -> Callable[[],
             train_uri=inputs.train_uri,
             output_uri=f"{artifacts}/training/",
             checkpoint_uri=f"{artifacts}/checkpoints/{inputs.data_hash[:12]}-{inputs.code_version}/",
-            code_uri=inputs.code_uri,
-            entry_point=ENTRY_POINT,
             data_hash=inputs.data_hash,
             code_version=inputs.code_version,
             hyperparameters={"families": ",".join(inputs.families), **inputs.hyperparameters},
-            kms_key_id=inputs.kms_key_id,
+            kms_key_id=inputs.data_key_arn,
             subnet_ids=inputs.subnet_ids,
             security_group_ids=[security_group.id],
             metric_definitions=metric_definitions(inputs.families),
             instance_type=inputs.instance_type,
             use_spot=inputs.use_spot,
+            tags=dict(inputs.tags),
         )
         approval = job.metrics.apply(lambda metrics: gate_approval(metrics or {}, inputs.families, gate))
+        family = job.metrics.apply(lambda metrics: best_family(metrics or {}, inputs.families) or "")
         version = ModelVersion(
             f"retail-{inputs.stack}-model",
             region=inputs.region,
@@ -112,6 +228,7 @@ def training_program(inputs: TrainingInputs, gate: GateSettings) -> Callable[[],
                 "code_version": inputs.code_version,
                 "training_job_arn": job.job_arn,
             },
+            family=family,
             approval_status=approval[0],
             approval_description=approval[1],
             description=f"Trained on {inputs.data_hash[:12]} with code {inputs.code_version}",
@@ -119,8 +236,48 @@ def training_program(inputs: TrainingInputs, gate: GateSettings) -> Callable[[],
         pulumi.export("trainingJobName", job.job_name)
         pulumi.export("modelArtifactUri", job.model_artifact_uri)
         pulumi.export("metrics", job.metrics)
+        pulumi.export("family", family)
         pulumi.export("modelPackageArn", version.model_package_arn)
+        pulumi.export("modelPackageVersion", version.version)
         pulumi.export("approvalStatus", approval[0])
         pulumi.export("approvalDescription", approval[1])
 
     return program
+
+
+OFFLINE_DATA_HASH = "0" * 64
+"""Stands in for a lake manifest's input hash in the offline run (no lake is read)."""
+
+
+def training_offline_run(
+    stack: str,
+    platform_outputs: Mapping[str, Any],
+    *,
+    project_dir: Path = REPOSITORY_ROOT,
+    use_spot: bool = True,
+    gate: GateSettings | None = None,
+) -> OfflineRun:
+    """The training program for `stack` under the mock runtime, as `retail train --cloud` would build it.
+
+    `platform_outputs` are the platform stack's outputs (e.g. an offline preview's); the
+    data hash and run are placeholders, the code version is this checkout's, and the
+    image is named by its tag (no registry is asked for a digest).
+    """
+    version = code_version(project_dir)
+    inputs = training_inputs(
+        stack,
+        platform_outputs,
+        data_hash=OFFLINE_DATA_HASH,
+        train_uri=f"s3://{platform_outputs.get('lakeBuckets', {}).get('gold', 'gold')}/gold/offline/",
+        code_version=version,
+        image_uri=f"{platform_outputs.get('repositoryUrls', {}).get('training', 'training')}:{image_tag(version)}",
+        inference_image_tag="offline",
+        use_spot=use_spot,
+        tags=platform_tags(stack, platform_outputs, project_dir),
+    )
+    return run_offline(
+        training_program(inputs, gate or GateSettings()),
+        project=TRAINING_PROJECT,
+        stack=f"train-{stack}",
+        config={"aws:region": inputs.region},
+    )

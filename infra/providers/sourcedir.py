@@ -1,51 +1,46 @@
-"""The training code as a SageMaker script-mode source directory, and its version.
+"""The training source set and its version: what the training image is built from, hashed.
 
-SageMaker's framework containers (the sagemaker-training toolkit) download the tarball
-named by the `sagemaker_submit_directory` hyperparameter, unpack it in /opt/ml/code,
-pip-install its `requirements.txt`, and run `python <sagemaker_program> --name value ...`
-there. The program is a two-line launcher at the root, not `ml/train.py` itself: Python
-puts the script's own folder on `sys.path`, so running `ml/train.py` directly could not
-`import ml`. The tarball is byte-for-byte reproducible, so its hash is the code version.
+SageMaker runs an image built from this repository (`Dockerfile.training`, see
+`ml/sagemaker_entry.py`), not a script-mode code tarball. Its content is decided by the
+files below: the `ml` package's modules, the dependency lock and project file, and the
+recipe. The code version is a SHA-256 over their paths and bytes, so the same checkout
+always yields the same version, any change to what the image holds yields a new one,
+and the image tag `train-<code version>` in the (immutable) ECR repository always names
+the same image. (The image copies `ml/` through the repository's `.dockerignore`, which
+leaves out caches; a test keeps every file it copies in this set.)
 """
 
 from __future__ import annotations
 
-import gzip
 import hashlib
-import io
-import tarfile
-import tomllib
 from pathlib import Path
 
-ENTRY_POINT = "retail_train.py"
-LAUNCHER = 'import sys\n\nfrom ml.train import main\n\nif __name__ == "__main__":\n    main(sys.argv[1:])\n'
-TRAINING_EXTRAS = ("matplotlib", "markdown")
-"""Packages of the `ml` dependency group the training entry point imports (plots, model card)."""
+TRAINING_SOURCES = ("ml/**/*.py", "pyproject.toml", "uv.lock", "Dockerfile.training")
+"""Glob patterns, relative to the repository root."""
+DOCKERFILE = "Dockerfile.training"
+TAG_PREFIX = "train-"
+VERSION_LENGTH = 16
 
 
-def requirements(pyproject: Path) -> str:
-    """The project's core dependencies plus the training extras, as a requirements.txt."""
-    project = tomllib.loads(pyproject.read_text())
-    ml_group = project.get("dependency-groups", {}).get("ml", [])
-    extras = [spec for spec in ml_group if spec.split(">")[0].split("=")[0].strip() in TRAINING_EXTRAS]
-    return "\n".join([*project["project"]["dependencies"], *extras]) + "\n"
+def training_files(repo_root: Path) -> list[Path]:
+    """Every file of the source set, sorted by its repository path; an error if any pattern matches none."""
+    files: dict[str, Path] = {}
+    for pattern in TRAINING_SOURCES:
+        matched = [p for p in repo_root.glob(pattern) if p.is_file() and "__pycache__" not in p.parts]
+        if not matched:
+            raise FileNotFoundError(f"no {pattern} under {repo_root}; run from the retail-mlops repository")
+        files |= {p.relative_to(repo_root).as_posix(): p for p in matched}
+    return [files[name] for name in sorted(files)]
 
 
-def build_sourcedir(repo_root: Path) -> bytes:
-    """gzip'd tar of `ml/**/*.py`, `requirements.txt` and the launcher, with fixed times and owners."""
-    files = {path.relative_to(repo_root).as_posix(): path.read_bytes() for path in sorted(repo_root.glob("ml/**/*.py"))}
-    if not files:
-        raise FileNotFoundError(f"no ml/**/*.py under {repo_root}; run from the retail-mlops repository")
-    files["requirements.txt"] = requirements(repo_root / "pyproject.toml").encode()
-    files[ENTRY_POINT] = LAUNCHER.encode()
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name in sorted(files):
-            info = tarfile.TarInfo(name)
-            info.size, info.mtime, info.mode = len(files[name]), 0, 0o644
-            tar.addfile(info, io.BytesIO(files[name]))
-    return gzip.compress(raw.getvalue(), mtime=0)
+def code_version(repo_root: Path) -> str:
+    """Hex SHA-256 (first 16 digits) of each source file's path and content hash, in path order."""
+    digest = hashlib.sha256()
+    for path in training_files(repo_root):
+        name = path.relative_to(repo_root).as_posix()
+        digest.update(f"{name}\0{hashlib.sha256(path.read_bytes()).hexdigest()}\n".encode())
+    return digest.hexdigest()[:VERSION_LENGTH]
 
 
-def code_version(tarball: bytes) -> str:
-    return hashlib.sha256(tarball).hexdigest()[:16]
+def image_tag(version: str) -> str:
+    return f"{TAG_PREFIX}{version}"

@@ -1,4 +1,11 @@
-"""`TrainingJob`: a SageMaker training job running the project's training entry point, as a Pulumi resource.
+"""`TrainingJob`: a SageMaker training job running the project's training image, as a Pulumi resource.
+
+The image is built from this repository (`Dockerfile.training`) and named by digest;
+SageMaker runs it as `docker run <image> train` with the hyperparameters as strings in
+/opt/ml/input/config/hyperparameters.json (`ml/sagemaker_entry.py` reads them). There is
+no script mode: no code tarball, no `sagemaker_program`. The volume and the output are
+encrypted with the data KMS key, which CreateTrainingJob needs as a key id or key ARN
+(`VolumeKmsKeyId` takes no alias), so the key is checked before SageMaker is called.
 
 The job is created and waited for in `create`; its outputs are the model artifact URI and
 the final metric values. A job is immutable, so a change of what it learns from (data
@@ -12,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from typing import Any
 
@@ -43,14 +51,23 @@ def job_name(props: dict[str, Any], now: float) -> str:
     return props["name_prefix"][: MAX_NAME - len(suffix)].rstrip("-") + suffix
 
 
+KMS_KEY_ID = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})")
+KMS_KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+")
+
+
+def kms_key(value: str, field: str) -> str:
+    """`value` if it is a KMS key id or key ARN (what VolumeKmsKeyId accepts), else a ValueError saying so."""
+    if KMS_KEY_ID.fullmatch(value) or KMS_KEY_ARN.fullmatch(value):
+        return value
+    raise ValueError(
+        f"{field} {value!r} is not a KMS key id or key ARN (SageMaker refuses aliases there): "
+        "pass the platform stack's dataKeyArn output"
+    )
+
+
 def create_request(name: str, props: dict[str, Any]) -> dict[str, Any]:
-    """The CreateTrainingJob request: script mode, spot with checkpoints, KMS, VPC."""
-    hyperparameters = {key: json.dumps(value) for key, value in (props.get("hyperparameters") or {}).items()}
-    hyperparameters |= {
-        "sagemaker_program": json.dumps(props["entry_point"]),
-        "sagemaker_submit_directory": json.dumps(props["code_uri"]),
-        "sagemaker_region": json.dumps(props["region"]),
-    }
+    """The CreateTrainingJob request: the project's image, spot with checkpoints, KMS, VPC."""
+    hyperparameters = {key: str(value) for key, value in (props.get("hyperparameters") or {}).items()}
     stopping = {"MaxRuntimeInSeconds": int(props["max_runtime_seconds"])}
     request: dict[str, Any] = {
         "TrainingJobName": name,
@@ -75,12 +92,15 @@ def create_request(name: str, props: dict[str, Any]) -> dict[str, Any]:
                 },
             }
         ],
-        "OutputDataConfig": {"S3OutputPath": props["output_uri"], "KmsKeyId": props["output_kms_key_id"]},
+        "OutputDataConfig": {
+            "S3OutputPath": props["output_uri"],
+            "KmsKeyId": kms_key(props["output_kms_key_id"], "output_kms_key_id"),
+        },
         "ResourceConfig": {
             "InstanceType": props["instance_type"],
             "InstanceCount": int(props.get("instance_count", 1)),
             "VolumeSizeInGB": int(props.get("volume_size_gb", 30)),
-            "VolumeKmsKeyId": props["volume_kms_key_id"],
+            "VolumeKmsKeyId": kms_key(props["volume_kms_key_id"], "volume_kms_key_id"),
         },
         "EnableNetworkIsolation": bool(props.get("enable_network_isolation", False)),
         "EnableManagedSpotTraining": bool(props.get("use_spot", True)),
@@ -89,6 +109,11 @@ def create_request(name: str, props: dict[str, Any]) -> dict[str, Any]:
     }
     if request["EnableManagedSpotTraining"]:
         stopping["MaxWaitTimeInSeconds"] = int(props["max_wait_seconds"])
+        if stopping["MaxWaitTimeInSeconds"] < stopping["MaxRuntimeInSeconds"]:
+            raise ValueError(
+                f"max_wait_seconds {stopping['MaxWaitTimeInSeconds']} is below max_runtime_seconds "
+                f"{stopping['MaxRuntimeInSeconds']}: spot training waits at least as long as it may run"
+            )
         request["CheckpointConfig"] = {"S3Uri": props["checkpoint_uri"]}
     request["StoppingCondition"] = stopping
     if props.get("subnet_ids"):
@@ -166,7 +191,11 @@ class TrainingJobProvider(ResourceProvider):
 
 
 class TrainingJob(pulumi.dynamic.Resource):
-    """A SageMaker training job of the project's entry point; see `create_request` for the inputs it uses."""
+    """A SageMaker training job of the project's training image; see `create_request` for the inputs it uses.
+
+    `image_uri` should name the image by digest (`infra.images.ensure_image`); `kms_key_id`
+    is the data key's id or ARN and encrypts both the volume and the output.
+    """
 
     job_name: pulumi.Output[str]
     job_arn: pulumi.Output[str]
@@ -185,8 +214,6 @@ class TrainingJob(pulumi.dynamic.Resource):
         train_uri: pulumi.Input[str],
         output_uri: pulumi.Input[str],
         checkpoint_uri: pulumi.Input[str],
-        code_uri: pulumi.Input[str],
-        entry_point: str,
         data_hash: pulumi.Input[str],
         code_version: pulumi.Input[str],
         hyperparameters: pulumi.Input[dict],
@@ -213,8 +240,6 @@ class TrainingJob(pulumi.dynamic.Resource):
             "train_uri": train_uri,
             "output_uri": output_uri,
             "checkpoint_uri": checkpoint_uri,
-            "code_uri": code_uri,
-            "entry_point": entry_point,
             "data_hash": data_hash,
             "code_version": code_version,
             "hyperparameters": hyperparameters,

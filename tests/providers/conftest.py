@@ -5,7 +5,7 @@ DeleteModelPackage. The providers still talk HTTP to the server; these fixtures 
 the server's state (in this process, where ThreadedMotoServer runs) so a test can have
 a job that runs for a few polls, fails with a reason, or reports metrics, and they add
 the two missing calls with AWS's documented behaviour (stop: status Stopped; delete: the
-version is gone).
+version is gone), so a provider that stopped or deregistered would be seen doing it.
 """
 
 from __future__ import annotations

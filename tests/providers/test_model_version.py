@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 from pulumi.dynamic.dynamic import serialize_provider
 
 from infra.providers.kinds import MODEL_VERSION
-from infra.providers.model_version import ModelVersionProvider
+from infra.providers.model_version import ModelVersionProvider, list_versions
 from tests.providers.conftest import REGION
 
 LINEAGE = {"data_hash": "data-1", "code_version": "code-1", "training_job_arn": "arn:aws:sagemaker:job/train-1"}
@@ -21,8 +20,9 @@ def props(group: str, **overrides) -> dict:
         "group_name": group,
         "model_artifact_uri": "s3://artifacts/training/train-1/output/model.tar.gz",
         "image_uri": "123456789012.dkr.ecr.ap-southeast-1.amazonaws.com/retail-dev-registry/inference:0.1.0",
-        "metrics": {"accuracy": 0.81, "macro_f1": 0.77},
+        "metrics": {"xgboost_holdout_accuracy": 0.81, "xgboost_holdout_macro_f1": 0.77},
         "lineage": LINEAGE,
+        "family": "xgboost",
         "approval_status": "PendingManualApproval",
         "approval_description": "",
         "description": "xgboost on data-1",
@@ -39,8 +39,9 @@ def test_create_registers_a_version_with_metrics_lineage_and_approval(model_grou
     assert package["ModelPackageGroupName"] == model_group
     assert package["ModelApprovalStatus"] == "Approved"
     assert package["CustomerMetadataProperties"] == {
-        "metric:accuracy": "0.81",
-        "metric:macro_f1": "0.77",
+        "family": "xgboost",
+        "metric:xgboost_holdout_accuracy": "0.81",
+        "metric:xgboost_holdout_macro_f1": "0.77",
         "lineage:data_hash": "data-1",
         "lineage:code_version": "code-1",
         "lineage:training_job_arn": "arn:aws:sagemaker:job/train-1",
@@ -59,7 +60,8 @@ def test_updating_the_approval_keeps_metrics_lineage_and_description(model_group
     package = describe(created.id)
     assert (package["ModelApprovalStatus"], package["ApprovalDescription"]) == ("Approved", "gate passed")
     assert package["CustomerMetadataProperties"]["lineage:data_hash"] == "data-1"
-    assert package["CustomerMetadataProperties"]["metric:macro_f1"] == "0.77"
+    assert package["CustomerMetadataProperties"]["metric:xgboost_holdout_macro_f1"] == "0.77"
+    assert package["CustomerMetadataProperties"]["family"] == "xgboost"
     assert package["ModelPackageDescription"] == "xgboost on data-1"
 
 
@@ -80,11 +82,31 @@ def test_read_sees_an_approval_changed_outside_pulumi(model_group):
     assert read.outs["approval_status"] == "Rejected"
 
 
-def test_delete_removes_the_version(model_group):
-    created = ModelVersionProvider().create(props(model_group))
+def test_delete_leaves_the_version_registered(model_group):
+    created = ModelVersionProvider().create(props(model_group, approval_status="Approved"))
     ModelVersionProvider().delete(created.id, created.outs)
-    with pytest.raises(ClientError, match="not found"):
-        describe(created.id)
+    assert describe(created.id)["ModelApprovalStatus"] == "Approved"
+
+
+def test_retraining_replaces_the_resource_and_the_group_keeps_every_version(model_group):
+    """A retrain: new artifact -> diff says replace -> create the new version, then delete the old one."""
+    provider = ModelVersionProvider()
+    first = provider.create(props(model_group, approval_status="Approved"))
+    retrained = props(model_group, model_artifact_uri="s3://artifacts/training/train-2/output/model.tar.gz",
+                      lineage=LINEAGE | {"data_hash": "data-2"})
+    assert provider.diff(first.id, first.outs, retrained).replaces
+    second = provider.create(retrained)
+    provider.delete(first.id, first.outs)
+    versions = list_versions(model_group, REGION)
+    assert [(v.version, v.data_hash) for v in versions] == [(2, "data-2"), (1, "data-1")]
+    assert second.outs["version"] == 2
+
+
+def test_list_versions_reads_family_metrics_and_lineage_back(model_group):
+    ModelVersionProvider().create(props(model_group, approval_status="Rejected"))
+    (version,) = list_versions(model_group, REGION)
+    assert (version.version, version.approval, version.family) == (1, "Rejected", "xgboost")
+    assert (version.metric("accuracy"), version.metric("macro_f1"), version.data_hash) == ("0.81", "0.77", "data-1")
 
 
 def test_an_unknown_approval_status_is_refused_before_calling_sagemaker(model_group):

@@ -7,21 +7,23 @@ import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
 from infra.providers.kinds import TRAINING_JOB
-from infra.providers.training_job import OUTPUTS, TrainingJobFailed, TrainingJobProvider, job_name
+from infra.providers.training_job import OUTPUTS, TrainingJobFailed, TrainingJobProvider, create_request, job_name
 from tests.providers.conftest import REGION
 
-KEY = "arn:aws:kms:ap-southeast-1:123456789012:key/data"
+KEY = "arn:aws:kms:ap-southeast-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+IMAGE = (
+    "123456789012.dkr.ecr.ap-southeast-1.amazonaws.com/retail-dev-registry/training"
+    "@sha256:" + "ab" * 32
+)
 PROPS = {
     "kind": TRAINING_JOB,
     "name_prefix": "retail-dev-train",
     "region": REGION,
     "role_arn": "arn:aws:iam::123456789012:role/sagemaker",
-    "image_uri": "123456789012.dkr.ecr.ap-southeast-1.amazonaws.com/retail-dev-registry/training:0.1.0",
+    "image_uri": IMAGE,
     "train_uri": "s3://lake-gold/gold/",
     "output_uri": "s3://artifacts/training/",
     "checkpoint_uri": "s3://artifacts/checkpoints/",
-    "code_uri": "s3://artifacts/code/sourcedir-abc.tar.gz",
-    "entry_point": "retail_train.py",
     "data_hash": "data-1",
     "code_version": "code-1",
     "hyperparameters": {"families": "xgboost", "xgb-trials": 4},
@@ -47,18 +49,44 @@ def describe(name: str) -> dict:
     return boto3.client("sagemaker", region_name=REGION).describe_training_job(TrainingJobName=name)
 
 
-def test_create_starts_a_spot_job_in_the_vpc_with_kms_and_the_projects_entry_point(jobs):
+def test_create_starts_a_spot_job_of_the_projects_image_in_the_vpc_with_kms(jobs):
     result = TrainingJobProvider().create(dict(PROPS))
     job = describe(result.id)
+    assert job["AlgorithmSpecification"]["TrainingImage"] == IMAGE
     assert job["EnableManagedSpotTraining"] is True
     assert job["CheckpointConfig"] == {"S3Uri": "s3://artifacts/checkpoints/"}
     assert job["StoppingCondition"] == {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}
     assert job["ResourceConfig"]["VolumeKmsKeyId"] == KEY and job["OutputDataConfig"]["KmsKeyId"] == KEY
     assert job["VpcConfig"] == {"Subnets": ["subnet-a", "subnet-b"], "SecurityGroupIds": ["sg-1"]}
-    assert job["HyperParameters"]["sagemaker_program"] == '"retail_train.py"'
-    assert job["HyperParameters"]["sagemaker_submit_directory"] == '"s3://artifacts/code/sourcedir-abc.tar.gz"'
-    assert job["HyperParameters"]["xgb-trials"] == "4"
     assert job["InputDataConfig"][0]["ChannelName"] == "train"
+
+
+def test_hyperparameters_reach_the_image_as_plain_strings_without_script_mode_keys(jobs):
+    job = describe(TrainingJobProvider().create(dict(PROPS)).id)
+    assert job["HyperParameters"] == {"families": "xgboost", "xgb-trials": "4"}
+
+
+@pytest.mark.parametrize("key", ["alias/retail-dev-kms-data", "arn:aws:kms:ap-southeast-1:123456789012:alias/data"])
+def test_a_kms_alias_is_refused_before_calling_sagemaker(jobs, key):
+    before = len(_job_names())
+    with pytest.raises(ValueError, match="is not a KMS key id or key ARN .* dataKeyArn"):
+        TrainingJobProvider().create(dict(PROPS) | {"volume_kms_key_id": key})
+    assert len(_job_names()) == before
+
+
+def _job_names() -> list[str]:
+    pages = boto3.client("sagemaker", region_name=REGION).get_paginator("list_training_jobs").paginate()
+    return [job["TrainingJobName"] for page in pages for job in page["TrainingJobSummaries"]]
+
+
+def test_a_bare_key_id_is_accepted_for_the_volume():
+    request = create_request("job", dict(PROPS) | {"volume_kms_key_id": "1234abcd-12ab-34cd-56ef-1234567890ab"})
+    assert request["ResourceConfig"]["VolumeKmsKeyId"] == "1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def test_a_spot_wait_shorter_than_the_runtime_is_refused():
+    with pytest.raises(ValueError, match="max_wait_seconds 600 is below max_runtime_seconds 3600"):
+        create_request("job", dict(PROPS) | {"max_wait_seconds": 600})
 
 
 def test_create_outputs_the_model_artifact_and_the_final_metrics(jobs):
@@ -90,9 +118,14 @@ def test_a_job_that_outlives_the_timeout_is_an_error_saying_it_still_runs(jobs):
 
 @pytest.mark.parametrize(
     ("key", "value"),
-    [("data_hash", "data-2"), ("code_version", "code-2"), ("hyperparameters", {"families": "xgboost,logistic"})],
+    [
+        ("data_hash", "data-2"),
+        ("code_version", "code-2"),
+        ("hyperparameters", {"families": "xgboost,logistic_regression"}),
+        ("image_uri", IMAGE.replace("ab", "cd")),
+    ],
 )
-def test_a_change_of_data_code_or_hyperparameters_replaces_the_job(key, value):
+def test_a_change_of_data_code_hyperparameters_or_image_replaces_the_job(key, value):
     diff = TrainingJobProvider().diff("job", dict(PROPS), dict(PROPS) | {key: value})
     assert diff.changes and diff.replaces == [key]
 

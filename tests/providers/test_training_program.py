@@ -1,11 +1,9 @@
-"""The pieces of `retail train --cloud`: source directory, metric definitions, gate, and the inline program."""
+"""The pieces of `retail train --cloud`: inputs from the platform's outputs, metric definitions, gate, the program."""
 
 from __future__ import annotations
 
-import io
+import json
 import re
-import tarfile
-from pathlib import Path
 
 import pulumi
 import pytest
@@ -14,32 +12,34 @@ from typer.testing import CliRunner
 from cli.main import app
 from infra import automation
 from infra.offline import run_offline
-from infra.providers.kinds import TRAINING_JOB
-from infra.providers.program import TrainingInputs, gate_approval, metric_definitions, training_program
-from infra.providers.sourcedir import ENTRY_POINT, build_sourcedir, code_version
+from infra.providers.kinds import MODEL_VERSION, TRAINING_JOB
+from infra.providers.program import (
+    DEFAULT_FAMILIES,
+    MissingPlatformOutputs,
+    TrainingInputs,
+    best_family,
+    gate_approval,
+    metric_definitions,
+    training_inputs,
+    training_program,
+)
+from ml.families import FAMILIES
 from ml.settings import GateSettings
 from policies.catalog import RULES
 from policies.evaluate import evaluate
 from policies.offline import resources_of
+from tests.training.fakes import DATA_KEY_ARN, PLATFORM_OUTPUTS
 
-REPO = Path(__file__).resolve().parents[2]
-FAMILIES = ("xgboost", "logistic")
-INPUTS = TrainingInputs(
-    stack="dev",
-    region="ap-southeast-1",
-    vpc_id="vpc-1",
-    subnet_ids=["subnet-a", "subnet-b"],
-    role_arn="arn:aws:iam::123456789012:role/sagemaker",
-    kms_key_id="alias/retail-dev-kms-data",
-    group_name="retail-dev-price-sensitivity",
-    artifacts_bucket="artifacts",
-    image_uri="training:0.1.0",
-    inference_image_uri="inference:0.1.0",
-    train_uri="s3://lake/gold/run/",
-    code_uri="s3://artifacts/code/sourcedir-abc.tar.gz",
-    code_version="abc",
+TAGS = {"project": "retail-mlops", "environment": "dev", "owner": "mlops", "cost-center": "retail"}
+INPUTS = training_inputs(
+    "dev",
+    PLATFORM_OUTPUTS,
     data_hash="d" * 64,
-    families=FAMILIES,
+    train_uri="s3://retail-dev-lake-raw-5e1f2a9/gold/run-1/",
+    code_version="0123456789abcdef",
+    image_uri=f"{PLATFORM_OUTPUTS['repositoryUrls']['training']}@sha256:{'ab' * 32}",
+    inference_image_tag="0.1.0",
+    tags=TAGS,
 )
 
 
@@ -50,18 +50,24 @@ def _neutral_pulumi_runtime():
     pulumi.runtime.set_all_config({})
 
 
-def test_the_source_directory_is_reproducible_so_its_hash_is_the_code_version():
-    assert code_version(build_sourcedir(REPO)) == code_version(build_sourcedir(REPO))
+def test_the_default_families_are_real_families():
+    assert set(DEFAULT_FAMILIES) <= set(FAMILIES)
 
 
-def test_the_source_directory_holds_the_ml_package_requirements_and_a_root_launcher():
-    with tarfile.open(fileobj=io.BytesIO(build_sourcedir(REPO))) as tar:
-        names = set(tar.getnames())
-        launcher = tar.extractfile(ENTRY_POINT).read().decode()
-        requirements = tar.extractfile("requirements.txt").read().decode()
-    assert {"ml/train.py", "ml/__init__.py", ENTRY_POINT} <= names
-    assert "from ml.train import main" in launcher
-    assert "polars" in requirements and "matplotlib" in requirements
+def test_inputs_take_the_data_key_arn_subnets_role_and_group_from_the_platform_outputs():
+    assert isinstance(INPUTS, TrainingInputs)
+    assert INPUTS.data_key_arn == DATA_KEY_ARN
+    assert INPUTS.subnet_ids == PLATFORM_OUTPUTS["privateSubnetIds"]
+    assert INPUTS.role_arn == PLATFORM_OUTPUTS["sagemakerExecutionRoleArn"]
+    assert INPUTS.group_name == "retail-dev-price-sensitivity" and INPUTS.region == "ap-southeast-1"
+    assert INPUTS.inference_image_uri == f"{PLATFORM_OUTPUTS['repositoryUrls']['inference']}:0.1.0"
+
+
+def test_a_platform_without_the_data_key_output_is_refused_naming_it():
+    outputs = {k: v for k, v in PLATFORM_OUTPUTS.items() if k != "dataKeyArn"}
+    with pytest.raises(MissingPlatformOutputs, match="has no output.s. dataKeyArn"):
+        training_inputs("dev", outputs, data_hash="d", train_uri="s3://b/", code_version="c", image_uri="i",
+                        inference_image_tag="t")
 
 
 def test_metric_definitions_match_the_lines_the_entry_point_prints():
@@ -79,42 +85,70 @@ def _family_metrics(family: str, accuracy: float, macro_f1: float, precision: fl
 
 
 def test_the_gate_approves_the_best_family_when_it_meets_the_thresholds():
-    metrics = _family_metrics("xgboost", 0.9, 0.85, 0.8) | _family_metrics("logistic", 0.7, 0.6, 0.6)
-    assert gate_approval(metrics, FAMILIES, GateSettings()) == (
+    metrics = _family_metrics("xgboost", 0.9, 0.85, 0.8) | _family_metrics("logistic_regression", 0.7, 0.6, 0.6)
+    assert gate_approval(metrics, DEFAULT_FAMILIES, GateSettings()) == (
         "Approved",
         "xgboost: gate passed (accuracy, macro-F1, per-class precision)",
     )
 
 
+def test_the_best_family_is_ranked_like_the_entry_points_leaderboard():
+    tied = _family_metrics("xgboost", 0.80, 0.85, 0.8) | _family_metrics("logistic_regression", 0.82, 0.85, 0.8)
+    assert best_family(tied, DEFAULT_FAMILIES) == "logistic_regression"
+    assert best_family({}, DEFAULT_FAMILIES) is None
+
+
 def test_the_gate_rejects_with_the_failed_thresholds():
-    status, reason = gate_approval(_family_metrics("xgboost", 0.5, 0.4, 0.9), FAMILIES, GateSettings())
+    status, reason = gate_approval(_family_metrics("xgboost", 0.5, 0.4, 0.9), DEFAULT_FAMILIES, GateSettings())
     assert status == "Rejected" and "accuracy 0.5000 < 0.75" in reason
 
 
 def test_the_gate_rejects_a_family_below_the_class_precision_threshold():
     metrics = _family_metrics("xgboost", 0.9, 0.85, 0.8) | {"xgboost_holdout_precision_UM": 0.5}
-    status, reason = gate_approval(metrics, FAMILIES, GateSettings())
+    status, reason = gate_approval(metrics, DEFAULT_FAMILIES, GateSettings())
     assert status == "Rejected" and "precision_UM 0.5000 < 0.65" in reason
 
 
 def test_the_gate_does_not_score_a_family_with_missing_precision():
     metrics = {"xgboost_holdout_accuracy": 0.9, "xgboost_holdout_macro_f1": 0.85}
-    assert gate_approval(metrics, FAMILIES, GateSettings())[0] == "Rejected"
+    assert gate_approval(metrics, DEFAULT_FAMILIES, GateSettings())[0] == "Rejected"
 
 
 def test_the_gate_rejects_a_job_without_metrics():
-    assert gate_approval({}, FAMILIES, GateSettings())[0] == "Rejected"
+    assert gate_approval({}, DEFAULT_FAMILIES, GateSettings())[0] == "Rejected"
+
+
+def _offline(inputs: TrainingInputs):
+    return run_offline(lambda: training_program(inputs, GateSettings())(), project="retail-mlops-training",
+                       stack="train-dev")
 
 
 def test_the_training_program_passes_the_policy_packs_sagemaker_rules_offline():
-    run = run_offline(
-        lambda: training_program(INPUTS, GateSettings())(), project="retail-mlops-training", stack="train-dev"
-    )
-    resources = resources_of(run)
+    resources = resources_of(_offline(INPUTS))
     job = next(r for r in resources if r.props.get("kind") == TRAINING_JOB)
-    assert job.props["use_spot"] is True and job.props["checkpoint_uri"].startswith("s3://artifacts/checkpoints/")
+    assert job.props["use_spot"] is True and job.props["checkpoint_uri"].startswith("s3://retail-dev-lake-artifacts")
     sagemaker_rules = [r for r in RULES if r.name.startswith("sagemaker-")]
     assert evaluate(sagemaker_rules, resources, {}) == []
+
+
+def test_the_job_uses_the_data_key_arn_for_volume_and_output_and_the_image_by_digest():
+    job = next(r for r in _offline(INPUTS).resources if r.inputs.get("kind") == TRAINING_JOB)
+    assert job.inputs["volume_kms_key_id"] == job.inputs["output_kms_key_id"] == DATA_KEY_ARN
+    assert "@sha256:" in job.inputs["image_uri"]
+    assert job.inputs["hyperparameters"] == {"families": "xgboost,logistic_regression"}
+    assert job.inputs["tags"] == TAGS
+
+
+def test_the_model_version_records_the_family_and_the_code_version():
+    version = next(r for r in _offline(INPUTS).resources if r.inputs.get("kind") == MODEL_VERSION)
+    assert "family" in version.inputs and version.inputs["lineage"]["code_version"] == "0123456789abcdef"
+
+
+def test_the_security_group_carries_the_platforms_tags_through_its_provider():
+    run = _offline(INPUTS)
+    (group,) = run.of_type("aws:ec2/securityGroup:SecurityGroup")
+    (provider,) = [r for r in run.resources if r.urn == group.provider.rsplit("::", 1)[0]]
+    assert json.loads(provider.inputs["defaultTags"])["tags"] == TAGS and provider.inputs["region"] == "ap-southeast-1"
 
 
 def test_train_cloud_without_the_pulumi_cli_exits_2_saying_how_to_install_it(monkeypatch):

@@ -1,0 +1,160 @@
+"""Entry point of the training image (`Dockerfile.training`): SageMaker runs `docker run <image> train`.
+
+Decision: SageMaker runs an image built from this repository, not a framework container
+in script mode. The image holds `ml/` and the dependencies of uv.lock's core and
+`training` groups; there is no sagemaker-training toolkit, no requirements.txt and no code
+tarball, so the code that trains is exactly the code the image tag (`train-<code version>`)
+names. This module is the image's ENTRYPOINT (`python -m ml.sagemaker_entry`) and speaks
+SageMaker's container contract for custom training images:
+
+- `/opt/ml/input/config/hyperparameters.json`: the job's hyperparameters, every value a
+  string; each `name: value` becomes ml.train's `--name value` (underscores in a name
+  read as dashes), so `families`, `xgb-trials`, `xgboost-max-depth`, ... all work;
+- `/opt/ml/input/data/train/`: the `train` channel (a gold folder of the lake);
+- `/opt/ml/model/`: the bundle; SageMaker tars it into model.tar.gz;
+- `/opt/ml/output/data/`: reports (leaderboard, model card, confusion matrices);
+- `/opt/ml/output/failure`: why the job failed; SageMaker shows it as `FailureReason`;
+- `/opt/ml/checkpoints/`: the local checkpoint folder of spot training (unused: a run takes
+  minutes, so an interrupted job starts again from the data).
+
+Any error writes the failure file and exits non-zero. `--root` moves `/opt/ml` elsewhere,
+for tests and for running the image's command on a laptop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import sys
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_ROOT = Path("/opt/ml")
+CHANNEL = "train"
+PATH_FLAGS = ("train", "model-dir", "output-data-dir")
+"""ml.train flags this entry point fills from SageMaker's folders; a hyperparameter may not set them."""
+MAX_REASON = 1024
+"""SageMaker keeps at most this many characters of the failure file as FailureReason."""
+
+
+class EntryError(Exception):
+    """The job cannot run as configured; the message goes to the failure file."""
+
+
+@dataclass(frozen=True)
+class SageMakerPaths:
+    """Where SageMaker puts inputs and collects outputs, under one root (`/opt/ml` in the job)."""
+
+    root: Path
+
+    @property
+    def hyperparameters(self) -> Path:
+        return self.root / "input" / "config" / "hyperparameters.json"
+
+    @property
+    def channel(self) -> Path:
+        return self.root / "input" / "data" / CHANNEL
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def output_data(self) -> Path:
+        return self.root / "output" / "data"
+
+    @property
+    def failure(self) -> Path:
+        return self.root / "output" / "failure"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+
+def read_hyperparameters(path: Path) -> dict[str, str]:
+    """The job's hyperparameters; a job started without any has no file, which means none."""
+    if not path.is_file():
+        return {}
+    values = json.loads(path.read_text())
+    if not isinstance(values, dict) or not all(isinstance(v, str) for v in values.values()):
+        raise EntryError(f"{path} must map names to strings, as SageMaker writes it; got {values!r}")
+    return values
+
+
+def train_argv(hyperparameters: Mapping[str, str], paths: SageMakerPaths) -> list[str]:
+    """ml.train's command line: SageMaker's folders, then one `--name value` per hyperparameter."""
+    argv = ["--train", str(paths.channel), "--model-dir", str(paths.model), "--output-data-dir", str(paths.output_data)]
+    for name, value in sorted(hyperparameters.items()):
+        flag = name.strip().lstrip("-").replace("_", "-")
+        if flag in PATH_FLAGS:
+            raise EntryError(f"hyperparameter {name!r} would override the folder SageMaker provides; remove it")
+        argv += [f"--{flag}", value]
+    return argv
+
+
+def _parse_train_args(argv: list[str]) -> argparse.Namespace:
+    """ml.train's parser on `argv`; its usage error (it exits 2) becomes an EntryError with argparse's message."""
+    from ml.train import parse_args
+
+    captured = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(captured):
+            return parse_args(argv)
+    except SystemExit as exit_:
+        sys.stderr.write(captured.getvalue())
+        message = captured.getvalue().strip().splitlines()
+        raise EntryError(f"invalid hyperparameters: {message[-1] if message else f'exit {exit_.code}'}") from None
+
+
+def run(paths: SageMakerPaths) -> None:
+    """Train from the channel into the model folder; raises on any problem."""
+    from ml.train import train
+
+    if not paths.channel.is_dir():
+        raise EntryError(f"no '{CHANNEL}' channel at {paths.channel}: give the job an input channel named '{CHANNEL}'")
+    args = _parse_train_args(train_argv(read_hyperparameters(paths.hyperparameters), paths))
+    try:
+        summary = train(args)
+    except SystemExit as exit_:  # ml.train refuses unknown families with SystemExit("unknown families: ...")
+        if exit_.code in (None, 0):
+            return
+        raise EntryError(str(exit_.code)) from None
+    print(f"winner={summary['winner']}; gate_passed={summary['gate']['passed']}", flush=True)
+
+
+def write_failure(paths: SageMakerPaths, reason: str) -> None:
+    """Leave `reason` where SageMaker reads it; never mask the original error if that fails."""
+    try:
+        paths.failure.parent.mkdir(parents=True, exist_ok=True)
+        paths.failure.write_text(reason[:MAX_REASON])
+    except OSError as error:
+        print(f"could not write {paths.failure}: {error}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`train [--root DIR]`: 0 when the model was written, 1 (with the failure file) otherwise."""
+    parser = argparse.ArgumentParser(prog="python -m ml.sagemaker_entry", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["train"], help="what SageMaker asks the image to do")
+    parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="SageMaker's folder (default: /opt/ml)")
+    options = parser.parse_args(argv)
+    paths = SageMakerPaths(options.root)
+    try:
+        run(paths)
+    except EntryError as error:
+        print(f"training failed: {error}", file=sys.stderr)
+        write_failure(paths, str(error))
+        return 1
+    except Exception as error:  # anything else: the job failed; say what, keep the traceback in the log
+        traceback.print_exc()
+        write_failure(paths, f"{type(error).__name__}: {error}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
