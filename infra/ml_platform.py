@@ -12,6 +12,22 @@ from infra.iam import Statement, policy_document, service_trust_policy
 
 READ_ZONES = ("raw", "silver", "gold")
 """Lake zones training may read; it writes only to the artifacts bucket."""
+VPC_DESCRIBE_ACTIONS = (
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeVpcs",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+)
+"""Documented for training in a private VPC; EC2 has no resource-level permissions for them."""
+VPC_INTERFACE_ACTIONS = (
+    "ec2:CreateNetworkInterface",
+    "ec2:CreateNetworkInterfacePermission",
+    "ec2:DeleteNetworkInterface",
+    "ec2:DeleteNetworkInterfacePermission",
+)
+"""Documented for training in a private VPC: the job's elastic network interfaces in our subnets."""
+VPC_RESOURCE_TYPES = ("network-interface", "subnet", "security-group")
 
 
 @dataclass
@@ -29,8 +45,13 @@ class MlPlatform(pulumi.ComponentResource):
     """What SageMaker training jobs run as, and where their model versions are registered.
 
     The execution role is assumable only by SageMaker for this account and may: read the
-    raw/silver/gold buckets, read and write the artifacts bucket, use the data key only
-    through S3, pull the training image, and write its own logs and metrics.
+    raw/silver/gold buckets, read and write the artifacts bucket, use the data key through
+    S3, encrypt job output with it and let SageMaker grant it to the job's encrypted
+    volume, manage the network interfaces of jobs in the VPC, pull the training image,
+    and write its own logs and metrics. The EC2 and KMS actions are the lists of
+    "CreateTrainingJob API: Execution Role Permissions" in SageMaker's developer guide
+    (private VPC; KMS key in the output configuration; volume KMS key), scoped to this
+    account and region, and to the data key.
     """
 
     execution_role_arn: pulumi.Output[str]
@@ -104,10 +125,12 @@ def _execution_statements(args: MlPlatformArgs) -> list[Statement]:
             "Resource": args.data_kms_key_arn,
             "Condition": {"StringEquals": {"kms:ViaService": f"s3.{args.region}.amazonaws.com"}},
         },
+        *_encryption_statements(args),
+        *_vpc_statements(args),
         {
             "Sid": "PullTrainingImage",
             "Effect": "Allow",
-            "Action": ["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+            "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
             "Resource": args.training_repository_arn,
         },
         {
@@ -128,5 +151,47 @@ def _execution_statements(args: MlPlatformArgs) -> list[Statement]:
             "Action": "cloudwatch:PutMetricData",
             "Resource": "*",
             "Condition": {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
+        },
+    ]
+
+
+def _encryption_statements(args: MlPlatformArgs) -> list[Statement]:
+    """The data key for a job's output (kms:Encrypt) and its storage volume (a grant only an AWS service may make)."""
+    return [
+        {
+            "Sid": "EncryptJobOutput",
+            "Effect": "Allow",
+            "Action": "kms:Encrypt",
+            "Resource": args.data_kms_key_arn,
+        },
+        {
+            "Sid": "GrantDataKeyForJobVolume",
+            "Effect": "Allow",
+            "Action": "kms:CreateGrant",
+            "Resource": args.data_kms_key_arn,
+            "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
+        },
+    ]
+
+
+def _vpc_statements(args: MlPlatformArgs) -> list[Statement]:
+    """Network interfaces of jobs in the VPC: describe calls in this region, changes to this account's resources."""
+    arns = [
+        pulumi.Output.concat("arn:aws:ec2:", args.region, ":", args.account_id, f":{kind}/*")
+        for kind in VPC_RESOURCE_TYPES
+    ]
+    return [
+        {
+            "Sid": "DescribeVpcForJobs",
+            "Effect": "Allow",
+            "Action": list(VPC_DESCRIBE_ACTIONS),
+            "Resource": "*",
+            "Condition": {"StringEquals": {"ec2:Region": args.region}},
+        },
+        {
+            "Sid": "ManageJobNetworkInterfaces",
+            "Effect": "Allow",
+            "Action": list(VPC_INTERFACE_ACTIONS),
+            "Resource": arns,
         },
     ]

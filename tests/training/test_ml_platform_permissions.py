@@ -1,0 +1,105 @@
+"""The SageMaker execution role can run a job in the VPC with an encrypted volume and output, and no more.
+
+The lists are those of "CreateTrainingJob API: Execution Role Permissions" in SageMaker's
+developer guide: for a private VPC, the nine EC2 actions below; for a KMS key in the
+output configuration, kms:Encrypt; for a volume KMS key, kms:CreateGrant. EC2's Describe
+actions have no resource-level permissions (Resource "*", limited by ec2:Region); the
+network-interface actions are limited to this account's and region's interfaces, subnets
+and security groups; the key actions to the data key, the grant to AWS services.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pytest
+
+from infra.ml_platform import MlPlatform, MlPlatformArgs
+from infra.offline import run_offline
+from tests.training.fakes import ACCOUNT, DATA_KEY_ARN, REGION
+
+DOCUMENTED_VPC_ACTIONS = {
+    "ec2:CreateNetworkInterface",
+    "ec2:CreateNetworkInterfacePermission",
+    "ec2:DeleteNetworkInterface",
+    "ec2:DeleteNetworkInterfacePermission",
+    "ec2:DescribeNetworkInterfaces",
+    "ec2:DescribeVpcs",
+    "ec2:DescribeDhcpOptions",
+    "ec2:DescribeSubnets",
+    "ec2:DescribeSecurityGroups",
+}
+BUCKETS = {zone: f"arn:aws:s3:::lake-{zone}" for zone in ("raw", "silver", "gold", "artifacts")}
+
+
+@pytest.fixture(scope="module")
+def allowed() -> list[dict]:
+    """The role's inline policy statements, with MlPlatformArgs built as infra/platform.py builds them."""
+    args = MlPlatformArgs(
+        account_id=ACCOUNT,
+        region=REGION,
+        bucket_arns=BUCKETS,
+        data_kms_key_arn=DATA_KEY_ARN,
+        training_repository_arn=f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/reg/training",
+        model_package_group_name="retail-test-price-sensitivity",
+    )
+
+    def program() -> None:
+        MlPlatform("ml", args)
+
+    try:
+        run = run_offline(program, project="retail-mlops", stack="test")
+    finally:
+        pulumi.runtime.reset_options()
+        pulumi.runtime.set_all_config({})
+    (policy,) = run.of_type("aws:iam/rolePolicy:RolePolicy")
+    return json.loads(policy.inputs["policy"])["Statement"]
+
+
+def granting(allowed: list[dict], prefix: str) -> list[dict]:
+    return [s for s in allowed if any(a.startswith(prefix) for a in _list(s["Action"]))]
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
+def test_the_role_has_exactly_the_documented_ec2_actions_for_a_job_in_a_private_vpc(allowed):
+    actions = [a for s in granting(allowed, "ec2:") for a in _list(s["Action"])]
+    assert sorted(actions) == sorted(DOCUMENTED_VPC_ACTIONS)
+
+
+def test_describe_calls_are_limited_to_the_region(allowed):
+    (describe,) = [s for s in granting(allowed, "ec2:") if all(a.startswith("ec2:Describe") for a in s["Action"])]
+    assert describe["Resource"] == "*" and describe["Condition"] == {"StringEquals": {"ec2:Region": REGION}}
+
+
+def test_network_interfaces_are_managed_only_in_this_account_and_region(allowed):
+    (manage,) = [s for s in granting(allowed, "ec2:") if s["Resource"] != "*"]
+    prefix = f"arn:aws:ec2:{REGION}:{ACCOUNT}:"
+    assert manage["Resource"] == [f"{prefix}network-interface/*", f"{prefix}subnet/*", f"{prefix}security-group/*"]
+
+
+def test_the_data_key_may_be_granted_only_to_an_aws_service_for_the_job_volume(allowed):
+    (grant,) = [s for s in allowed if "kms:CreateGrant" in _list(s["Action"])]
+    assert _list(grant["Action"]) == ["kms:CreateGrant"] and grant["Resource"] == DATA_KEY_ARN
+    assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+
+
+def test_job_output_may_be_encrypted_with_the_data_key_only(allowed):
+    (encrypt,) = [s for s in allowed if "kms:Encrypt" in _list(s["Action"])]
+    assert _list(encrypt["Action"]) == ["kms:Encrypt"] and encrypt["Resource"] == DATA_KEY_ARN
+
+
+def test_every_kms_permission_names_the_data_key_and_reading_the_lake_stays_through_s3(allowed):
+    kms = granting(allowed, "kms:")
+    assert {s["Resource"] for s in kms} == {DATA_KEY_ARN}
+    (through_s3,) = [s for s in kms if "kms:Decrypt" in _list(s["Action"])]
+    assert through_s3["Condition"] == {"StringEquals": {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}}
+
+
+def test_the_training_image_is_pulled_with_the_documented_ecr_actions(allowed):
+    pull = next(s for s in allowed if s["Sid"] == "PullTrainingImage")
+    assert sorted(pull["Action"]) == ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage",
+                                      "ecr:GetDownloadUrlForLayer"]
