@@ -69,6 +69,7 @@ def release_resolver(
 
     def resolve(platform: dict[str, Any]) -> Release:
         import boto3
+
         from infra.images import ensure_image
 
         region = platform["region"]

@@ -103,6 +103,10 @@ class LoadBalancerController(pulumi.ComponentResource):
                 "createIngressClassResource": True,
                 "ingressClass": INGRESS_CLASS,
                 "nodeSelector": args.node_labels,
+                # The Service mutator only defaults loadBalancerClass on `type: LoadBalancer` Services, which
+                # this platform never creates; with failurePolicy Fail it would refuse every new Service in
+                # the cluster while the controller's pods are not ready (aws-load-balancer-controller#4140).
+                "enableServiceMutatorWebhook": False,
             },
             opts=pulumi.ResourceOptions(parent=self, depends_on=[attachment]),
         )
@@ -169,7 +173,9 @@ class LogShipping(pulumi.ComponentResource):
                     {
                         "Sid": "UseLogsKeyThroughCloudWatchLogs",
                         "Effect": "Allow",
-                        "Action": ["kms:Encrypt", "kms:GenerateDataKey*", "kms:DescribeKey"],
+                        "Action": [
+                            "kms:Encrypt", "kms:ReEncrypt*", "kms:Decrypt", "kms:GenerateDataKey*", "kms:DescribeKey"
+                        ],
                         "Resource": args.logs_kms_key_arn,
                         "Condition": {"StringEquals": {"kms:ViaService": f"logs.{args.region}.amazonaws.com"}},
                     },

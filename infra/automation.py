@@ -317,8 +317,8 @@ def command_env(outputs: Mapping[str, Any], secret_names: set[str]) -> dict[str,
     return env
 
 
-EPHEMERAL_NAME_LENGTH = 16
-"""Longest name part: resource names built from the stack name stay within AWS's limits (S3: 63 characters)."""
+EPHEMERAL_NAME_LENGTH = 10
+"""Longest name part: names built from the stack name stay within AWS's limits (IAM roles 64, S3 buckets 63)."""
 
 
 def ephemeral_stack_name(name: str) -> str:
@@ -328,8 +328,8 @@ def ephemeral_stack_name(name: str) -> str:
     if not cleaned:
         raise ValueError(f"--name {name!r} has no letters or digits; use e.g. the branch name")
     if len(cleaned) > EPHEMERAL_NAME_LENGTH:
-        digest = hashlib.sha256(cleaned.encode()).hexdigest()[:6]
-        cleaned = f"{cleaned[: EPHEMERAL_NAME_LENGTH - 7].rstrip('-')}-{digest}"
+        digest = hashlib.sha256(cleaned.encode()).hexdigest()[:4]
+        cleaned = f"{cleaned[: EPHEMERAL_NAME_LENGTH - 5].rstrip('-')}-{digest}"
     return f"{EPHEMERAL_CONFIG}-{cleaned}"
 
 
@@ -380,12 +380,13 @@ def ephemeral(
         secret = runners.service.secret_output_names(stack) | runners.platform.secret_output_names(stack)
         return runners.service.run_command(command, command_env({**platform_outputs, **service_outputs}, secret))
     finally:
-        try:
-            if "service" in created:
-                teardown(runners.service, stack, echo=echo)
-        finally:
-            if "platform" in created:
-                teardown(runners.platform, stack, outputs=platform_outputs, empty=empty, echo=echo)
+        # The platform goes only once the service is gone: destroying the cluster under a service whose
+        # Ingress still exists would orphan the ALB the controller made, and leave a service stack that
+        # can never be destroyed. A failed service teardown keeps both stacks for a later `destroy`.
+        if "service" in created:
+            teardown(runners.service, stack, echo=echo)
+        if "platform" in created:
+            teardown(runners.platform, stack, outputs=platform_outputs, empty=empty, echo=echo)
 
 
 def inline_runners(work_root: Path, echo: Callable[[str], None] = print) -> Runners:

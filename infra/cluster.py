@@ -19,6 +19,8 @@ NODE_POLICIES = (
     "AmazonEKS_CNI_Policy",
     "AmazonEC2ContainerRegistryPullOnly",
 )
+AMI_TYPE = "AL2023_x86_64_STANDARD"
+"""Stated, not left to defaults: pulumi-eks documents AL2, EKS picks AL2023 for new node groups since 1.30."""
 NODE_ADDONS = ("coredns", "metrics-server")
 """EKS add-ons whose pods need nodes, so they are created after the node groups. pulumi-eks installs
 vpc-cni and kube-proxy itself, but not coredns when there is no default node group."""
@@ -37,7 +39,7 @@ class ClusterArgs:
     secrets_kms_key_arn: pulumi.Input[str]
     logs_kms_key_arn: pulumi.Input[str]
     log_retention_days: int
-    version: str = "1.33"
+    version: str = "1.35"
     public_access_cidrs: Sequence[str] = ()
     private_access_cidrs: Sequence[str] = ()
     admin_principal_arns: Sequence[str] = ()
@@ -93,6 +95,9 @@ class Cluster(pulumi.ComponentResource):
             create_oidc_provider=True,
             authentication_mode=eks.AuthenticationMode.API,
             vpc_cni_options=eks.VpcCniOptionsArgs(enable_network_policy=True),
+            # STANDARD: past its standard support EKS upgrades the control plane instead of billing extended
+            # support (six times the hourly price; pulumi-eks defaults to EXTENDED).
+            upgrade_policy=aws.eks.ClusterUpgradePolicyArgs(support_type="STANDARD"),
             skip_default_node_group=True,
             opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
         )
@@ -105,6 +110,9 @@ class Cluster(pulumi.ComponentResource):
                 f"{name}-{addon}",
                 cluster_name=args.cluster_name,
                 addon_name=addon,
+                # EKS bootstraps a self-managed CoreDNS; the managed add-on takes it over.
+                resolve_conflicts_on_create="OVERWRITE",
+                resolve_conflicts_on_update="OVERWRITE",
                 opts=pulumi.ResourceOptions(parent=self, depends_on=node_groups),
             )
         self._private_access(args)
@@ -127,11 +135,14 @@ class Cluster(pulumi.ComponentResource):
     def _private_access(self, args: ClusterArgs) -> None:
         """HTTPS to the private API endpoint from each of `private_access_cidrs` (nodes are admitted by EKS)."""
         for i, cidr in enumerate(args.private_access_cidrs):
-            aws.vpc.SecurityGroupIngressRule(
+            # ec2.SecurityGroupRule, the resource pulumi-eks manages this group's other rules with (pulumi-aws
+            # warns against mixing it with vpc.SecurityGroupIngressRule on one group).
+            aws.ec2.SecurityGroupRule(
                 f"{self._name}-api-from-{i}",
+                type="ingress",
                 security_group_id=self.eks_cluster.cluster_security_group_id,
-                cidr_ipv4=cidr,
-                ip_protocol="tcp",
+                cidr_blocks=[cidr],
+                protocol="tcp",
                 from_port=443,
                 to_port=443,
                 description=f"Kubernetes API from deployer network {cidr}",
@@ -176,6 +187,7 @@ class Cluster(pulumi.ComponentResource):
             labels={WORKLOAD_LABEL: workload},
             taints=([{"key": WORKLOAD_LABEL, "value": workload, "effect": "NO_SCHEDULE"}] if taint else None),
             enable_imd_sv2=True,
+            ami_type=AMI_TYPE,
             ignore_scaling_changes=True,
             opts=pulumi.ResourceOptions(parent=self.eks_cluster, depends_on=attachments),
         )

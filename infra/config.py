@@ -112,7 +112,7 @@ class NodeGroupConfig(Section):
 
 
 class ClusterConfig(Section):
-    version: str = "1.33"
+    version: str = "1.35"
     public_access_cidrs: tuple[str, ...] = ()
     """Where the public API endpoint answers from; empty: no public endpoint."""
     private_access_cidrs: tuple[str, ...] = ()

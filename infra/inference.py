@@ -30,6 +30,9 @@ PUBLIC_PATHS = (("/v1", "Prefix"), (READY_PATH, "Exact"))
 API_KEYS_DIR = "/var/run/secrets/retail"
 API_KEYS_FILE = f"{API_KEYS_DIR}/api-keys"
 RUN_AS = 10001
+DRAIN_SECONDS = 15
+"""A stopping pod keeps serving this long, while the ALB deregisters it (no requests cut off mid-rollout)."""
+READINESS_GATE_LABEL = "elbv2.k8s.aws/pod-readiness-gate-inject"
 DNS_PORT = 53
 HTTPS_PORT = 443
 
@@ -103,6 +106,9 @@ class InferenceService(pulumi.ComponentResource):
                 labels={
                     "pod-security.kubernetes.io/enforce": "restricted",
                     "pod-security.kubernetes.io/enforce-version": "latest",
+                    # The controller gates each pod's readiness on its ALB target being healthy, so a
+                    # rolling update never leaves the target group with only initial/draining targets.
+                    READINESS_GATE_LABEL: "enabled",
                 },
             ),
             opts=pulumi.ResourceOptions(parent=self),
@@ -128,18 +134,19 @@ class InferenceService(pulumi.ComponentResource):
             spec=self._deployment_spec(account, secret),
             opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, policy]),
         )
+        controller = [args.controller] if args.controller else []
         service = k8s.core.v1.Service(
             f"{name}-service",
             metadata=self._meta(),
             spec=k8s.core.v1.ServiceSpecArgs(
                 type="ClusterIP",
                 selector={"app": APP},
-                ports=[k8s.core.v1.ServicePortArgs(name="http", port=80, target_port="http")],
+                # The same port as the container's: the VPC CNI's network policies require it.
+                ports=[k8s.core.v1.ServicePortArgs(name="http", port=PORT, target_port="http")],
             ),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, deployment]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, deployment, *controller]),
         )
         self._autoscaling(deployment, in_ns)
-        controller = [args.controller] if args.controller else []
         ingress = self._ingress(service, pulumi.ResourceOptions(parent=self, depends_on=[ns, *controller]))
         self.namespace = ns.metadata.name
         self.role_arn = self.role.arn
@@ -217,6 +224,7 @@ class InferenceService(pulumi.ComponentResource):
             template=k8s.core.v1.PodTemplateSpecArgs(
                 metadata=ObjectMetaArgs(labels=labels),
                 spec=k8s.core.v1.PodSpecArgs(
+                    termination_grace_period_seconds=DRAIN_SECONDS + 30,
                     service_account_name=account.metadata.name,
                     automount_service_account_token=False,
                     node_selector=self._args.node_labels,
@@ -261,6 +269,7 @@ class InferenceService(pulumi.ComponentResource):
             "RETAIL_ENVIRONMENT": args.environment,
             "RETAIL_EMF_ENABLED": "true",
             "AWS_REGION": args.region,
+            "AWS_DEFAULT_REGION": args.region,
             "AWS_STS_REGIONAL_ENDPOINTS": "regional",
         }
         return ContainerArgs(
@@ -275,6 +284,9 @@ class InferenceService(pulumi.ComponentResource):
             startup_probe=_http_probe(LIVE_PATH, period=2, failures=30),
             liveness_probe=_http_probe(LIVE_PATH, period=10, failures=3),
             readiness_probe=_http_probe(READY_PATH, period=5, failures=2),
+            lifecycle=k8s.core.v1.LifecycleArgs(
+                pre_stop=k8s.core.v1.LifecycleHandlerArgs(sleep=k8s.core.v1.SleepActionArgs(seconds=DRAIN_SECONDS))
+            ),
             security_context=SecurityContextArgs(
                 run_as_non_root=True,
                 allow_privilege_escalation=False,

@@ -27,7 +27,6 @@ VPC_INTERFACE_ACTIONS = (
     "ec2:DeleteNetworkInterfacePermission",
 )
 """Documented for training in a private VPC: the job's elastic network interfaces in our subnets."""
-VPC_RESOURCE_TYPES = ("network-interface", "subnet", "security-group")
 
 
 @dataclass
@@ -175,23 +174,18 @@ def _encryption_statements(args: MlPlatformArgs) -> list[Statement]:
 
 
 def _vpc_statements(args: MlPlatformArgs) -> list[Statement]:
-    """Network interfaces of jobs in the VPC: describe calls in this region, changes to this account's resources."""
-    arns = [
-        pulumi.Output.concat("arn:aws:ec2:", args.region, ":", args.account_id, f":{kind}/*")
-        for kind in VPC_RESOURCE_TYPES
-    ]
+    """Network interfaces of jobs in the VPC, exactly as SageMaker documents them: the nine actions on "*".
+
+    https://docs.aws.amazon.com/sagemaker/latest/dg/sagemaker-roles.html#sagemaker-roles-createtrainingjob-perms
+    SageMaker creates the interfaces in our subnets before the job starts; scoping these
+    actions by ARN or condition is not what the page shows (for processing jobs it warns
+    that conditions or resource filters make its validation fail), so it is not done here.
+    """
     return [
         {
-            "Sid": "DescribeVpcForJobs",
+            "Sid": "JobNetworkInterfacesInTheVpc",
             "Effect": "Allow",
-            "Action": list(VPC_DESCRIBE_ACTIONS),
+            "Action": [*VPC_DESCRIBE_ACTIONS, *VPC_INTERFACE_ACTIONS],
             "Resource": "*",
-            "Condition": {"StringEquals": {"ec2:Region": args.region}},
-        },
-        {
-            "Sid": "ManageJobNetworkInterfaces",
-            "Effect": "Allow",
-            "Action": list(VPC_INTERFACE_ACTIONS),
-            "Resource": arns,
-        },
+        }
     ]

@@ -274,7 +274,10 @@ def preview_service(stack: str, project_dir: Path | None = None, platform: Offli
 
 def preview_deployment(stack: str, project_dir: Path | None = None) -> list[OfflineRun]:
     """Every project a deployment of `stack` runs, offline: the platform, the service and the training stack."""
+    from infra.providers.program import training_offline_run
+
     project_dir = project_dir or find_project_dir()
     platform = preview_stack(stack, project_dir)
     service = preview_service(stack, project_dir, platform)
-    return [platform, service]
+    training = training_offline_run(stack, platform.stack_outputs, project_dir=project_dir)
+    return [platform, service, training]

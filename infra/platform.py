@@ -44,6 +44,7 @@ class Platform:
         return {
             "environment": self.config.environment,
             "region": self.config.region,
+            "defaultTags": self.config.default_tags,
             "vpcId": self.network.vpc_id,
             "vpcCidr": self.config.network.cidr,
             "privateSubnetIds": self.network.private_subnet_ids,

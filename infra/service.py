@@ -107,7 +107,7 @@ def build_service(cfg: ServiceConfig) -> Service:
             namespace=cfg.inference.namespace,
             chart_version=cfg.addons.fluent_bit_chart,
         ),
-        k8s_opts,
+        pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[controller.release])),
     )
     artifacts = platform["lakeBuckets"].apply(lambda buckets: buckets["artifacts"])
     model_prefix = f"{MODEL_PREFIX}/{cfg.environment}"

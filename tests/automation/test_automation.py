@@ -125,6 +125,15 @@ def test_a_stack_that_cannot_be_destroyed_is_kept_not_removed_and_the_error_says
     assert [c for c in pair.platform.calls if c[0] == "destroy"] == [("destroy", STACK)] * automation.DESTROY_ATTEMPTS
 
 
+def test_a_service_that_cannot_be_destroyed_keeps_the_platform_so_nothing_is_orphaned():
+    pair = runners()
+    pair.service.fail_on = {"destroy": 99}
+    with pytest.raises(TeardownFailed, match=f"finish with `pulumi destroy --stack {STACK}`"):
+        run_ephemeral(pair)
+    assert ("destroy", STACK) not in pair.platform.calls
+    assert ("remove_stack", STACK, "force") not in pair.service.calls
+
+
 def test_ephemeral_without_a_command_is_refused_before_creating_anything():
     pair = runners()
     with pytest.raises(ValueError, match="give the command to run after `--`"):
@@ -246,18 +255,36 @@ def test_each_stack_runs_the_pack_with_its_levels(stack, levels):
 
 
 @pytest.mark.parametrize(
-    ("name", "stack"), [("PR-42", "ephemeral-pr-42"), ("feature/new lake", "ephemeral-feature-new-lake")]
+    ("name", "stack"), [("PR-42", "ephemeral-pr-42"), ("Lake fix", "ephemeral-lake-fix")]
 )
 def test_ephemeral_stack_names_are_valid_pulumi_stack_names(name, stack):
     assert ephemeral_stack_name(name) == stack
 
 
-def test_long_branch_names_are_shortened_so_bucket_names_fit_and_stay_distinct():
+AUTONAME_SUFFIX = 8
+"""Pulumi's auto-naming adds `-` and seven random characters to a logical name."""
+LIMITS = {"aws:iam/role:Role": 64, "aws:s3/bucket:Bucket": 63}
+
+
+def test_long_branch_names_are_shortened_and_stay_distinct():
     one = ephemeral_stack_name("feature/a-very-long-branch-name-about-the-lake")
     two = ephemeral_stack_name("feature/a-very-long-branch-name-about-the-api")
-    assert one != two
-    longest_bucket = f"retail-{one}-lake-artifacts-bucket-1234567"
-    assert len(longest_bucket) <= 63, longest_bucket
+    assert one != two and len(one) <= len("ephemeral-") + automation.EPHEMERAL_NAME_LENGTH
+
+
+def test_every_auto_named_role_and_bucket_of_the_longest_ephemeral_stack_fits_aws_limits():
+    """The offline ephemeral run is named `ephemeral`; a real one adds `-<name>` to every logical name."""
+    import pulumi
+
+    from infra.offline import preview_deployment
+
+    runs = preview_deployment("ephemeral", PROJECT_DIR)
+    pulumi.runtime.reset_options()
+    extra = len(ephemeral_stack_name("x" * 99)) - len("ephemeral")
+    names = [(r.type, r.name) for run in runs for r in run.resources if r.type in LIMITS and not r.inputs.get("name")]
+    names += [("aws:iam/role:Role", f"{r.name}-eksRole-role") for r in runs[0].of_type("eks:index:Cluster")]
+    too_long = [(t, n) for t, n in names if len(n) + extra + AUTONAME_SUFFIX > LIMITS[t]]
+    assert names and too_long == []
 
 
 def test_inline_runners_work_outside_the_repository(tmp_path):

@@ -21,6 +21,7 @@ runner = CliRunner()
     ("ml/features.py", "training code"),
     ("Dockerfile.training", "training code"),
     ("uv.lock", "training code"),
+    ("pyproject.toml", "training code"),
 ])
 def test_a_change_to_data_training_code_or_hyperparameters_calls_for_retraining(path, reason):
     assert retrain_reasons([path]) == {reason: [path]}

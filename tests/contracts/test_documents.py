@@ -18,7 +18,6 @@ from policies.documents import (
     DOCUMENTED,
     PARLIAMENT,
     REQUIREMENTS,
-    SAGEMAKER_VPC_ACTIONS,
     PolicyDocument,
     check_id,
     document_findings,
@@ -29,11 +28,6 @@ from policies.documents import (
 from tests.contracts.helpers import STACKS, Statements, edit_document, edit_inputs, statement, without
 
 SAGEMAKER_ROWS = {"sagemaker-vpc", "sagemaker-kms", "sagemaker-ecr"}
-SAGEMAKER_DEFECT = (
-    "Defect: the SageMaker execution role (infra/ml_platform.py) lacks the documented VPC (nine ec2 actions), "
-    "KMS (kms:CreateGrant, kms:Encrypt) and ECR (ecr:BatchCheckLayerAvailability) permissions; another engineer "
-    "is adding them. Remove this xfail when they land."
-)
 
 
 def blocking(findings):
@@ -105,19 +99,11 @@ def test_every_parliament_finding_on_the_real_deployment_is_waived(deployments, 
 
 
 @pytest.mark.parametrize("stack", STACKS)
-def test_the_real_deployment_meets_every_documented_requirement_but_sagemakers(deployments, stack):
-    findings = [f for f in document_findings(deployments[stack]) if check_id(f) not in SAGEMAKER_ROWS]
-    assert blocking(findings) == []
-
-
-@pytest.mark.xfail(strict=True, reason=SAGEMAKER_DEFECT)
-@pytest.mark.parametrize("stack", STACKS)
 def test_the_sagemaker_execution_role_meets_its_documented_requirements(deployments, stack):
     findings = [f for f in document_findings(deployments[stack]) if check_id(f) in SAGEMAKER_ROWS]
-    assert blocking(findings) == []
+    assert [f for f in findings if check_id(f) in SAGEMAKER_ROWS] == []
 
 
-@pytest.mark.xfail(strict=True, reason=SAGEMAKER_DEFECT)
 @pytest.mark.parametrize("stack", STACKS)
 def test_the_real_deployment_has_no_unwaived_document_finding(deployments, stack):
     assert blocking(document_findings(deployments[stack])) == []
@@ -162,43 +148,8 @@ def _without_principal(service: str) -> Callable[[Statements], Statements]:
     return edit
 
 
-def _sagemaker_documented(runs: list) -> list:
-    """The dev deployment with the execution role given what its documentation asks for."""
-    platform = next(run for run in runs if run.stack_outputs.get("dataKeyArn"))
-    key = platform.stack_outputs["dataKeyArn"]
-    repository = next(
-        r.outputs["arn"]
-        for r in platform.resources
-        if r.type == "aws:ecr/repository:Repository" and r.outputs["repositoryUrl"].endswith("/training")
-    )
-    documented = [
-        {"Sid": "VpcTraining", "Effect": "Allow", "Action": list(SAGEMAKER_VPC_ACTIONS), "Resource": "*"},
-        {
-            "Sid": "VolumeKey",
-            "Effect": "Allow",
-            "Action": "kms:CreateGrant",
-            "Resource": key,
-            "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
-        },
-        {
-            "Sid": "OutputKey",
-            "Effect": "Allow",
-            "Action": ["kms:Encrypt", "kms:GenerateDataKey", "kms:Decrypt"],
-            "Resource": key,
-            "Condition": {"StringEquals": {"kms:ViaService": "s3.ap-southeast-1.amazonaws.com"}},
-        },
-        {
-            "Sid": "PullTrainingImageAsDocumented",
-            "Effect": "Allow",
-            "Action": ["ecr:BatchCheckLayerAvailability", "ecr:GetDownloadUrlForLayer", "ecr:BatchGetImage"],
-            "Resource": repository,
-        },
-    ]
-    return edit_document(runs, "-ml-sagemaker-access", lambda statements: statements + documented)
-
-
 def _sagemaker_without(*sids: str) -> Edit:
-    return lambda runs: edit_document(_sagemaker_documented(runs), "-ml-sagemaker-access", without(*sids))
+    return lambda runs: edit_document(runs, "-ml-sagemaker-access", without(*sids))
 
 
 def _shipper_writes_elsewhere(statements: Statements) -> Statements:
@@ -295,14 +246,14 @@ FAILING_FIXTURES: dict[str, list[tuple[str, Edit]]] = {
         ),
     ],
     "sns-budgets": [("principal removed", _key_statements(_without_principal("budgets.amazonaws.com")))],
-    "sagemaker-vpc": [("statement removed", _sagemaker_without("VpcTraining"))],
+    "sagemaker-vpc": [("statement removed", _sagemaker_without("JobNetworkInterfacesInTheVpc"))],
     "sagemaker-kms": [
-        ("volume key grant removed", _sagemaker_without("VolumeKey")),
-        ("output key removed", _sagemaker_without("OutputKey")),
+        ("volume key grant removed", _sagemaker_without("GrantDataKeyForJobVolume")),
+        ("output key removed", _sagemaker_without("EncryptJobOutput")),
     ],
     "sagemaker-ecr": [
         ("login removed", _sagemaker_without("EcrLogin")),
-        ("layer checks removed", _sagemaker_without("PullTrainingImageAsDocumented")),
+        ("layer checks removed", _sagemaker_without("PullTrainingImage")),
     ],
     "lb-controller-policy": [
         (
@@ -334,11 +285,6 @@ FAILING_FIXTURES: dict[str, list[tuple[str, Edit]]] = {
 
 def test_every_documented_requirement_has_a_failing_fixture():
     assert set(FAILING_FIXTURES) == {r.id for r in REQUIREMENTS}
-
-
-def test_the_documented_sagemaker_permissions_meet_the_sagemaker_rows(dev):
-    findings = [f for f in requirement_findings(_sagemaker_documented(dev)) if check_id(f) in SAGEMAKER_ROWS]
-    assert findings == []
 
 
 @pytest.mark.parametrize(

@@ -22,7 +22,7 @@ def cluster(public_access_cidrs=(), service_spot=False, private_access_cidrs=(),
         secrets_kms_key_arn=CLUSTER_KEY,
         logs_kms_key_arn=LOGS_KEY,
         log_retention_days=30,
-        version="1.33",
+        version="1.35",
         public_access_cidrs=public_access_cidrs,
         private_access_cidrs=private_access_cidrs,
         admin_principal_arns=admin_principal_arns,
@@ -160,8 +160,9 @@ def test_node_groups_wait_for_their_role_policies_so_destroy_removes_them_last(p
 
 def test_deployer_networks_reach_the_private_endpoint_on_443():
     run = cluster(private_access_cidrs=("10.50.0.0/16",))
-    (rule,) = run.of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
-    assert (rule.inputs["cidrIpv4"], rule.inputs["fromPort"], rule.inputs["toPort"]) == ("10.50.0.0/16", 443, 443)
+    (rule,) = run.of_type("aws:ec2/securityGroupRule:SecurityGroupRule")
+    assert rule.inputs["type"] == "ingress" and rule.inputs["cidrBlocks"] == ["10.50.0.0/16"]
+    assert (rule.inputs["fromPort"], rule.inputs["toPort"]) == (443, 443)
     assert rule.inputs["securityGroupId"] == eks_outputs(run)["clusterSecurityGroupId"]
 
 

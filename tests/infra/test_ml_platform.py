@@ -54,7 +54,7 @@ def test_lake_zones_are_readable(allowed):
 
 
 def test_the_data_key_is_usable_only_through_s3(allowed):
-    (kms,) = [s for s in allowed if any(a.startswith("kms:") for a in as_list(s["Action"]))]
+    kms = next(s for s in allowed if s["Sid"] == "UseDataKeyThroughS3")
     assert kms["Resource"] == DATA_KEY
     assert kms["Condition"] == {"StringEquals": {"kms:ViaService": "s3.ap-southeast-1.amazonaws.com"}}
 
@@ -66,7 +66,7 @@ def test_only_the_training_image_can_be_pulled(allowed):
 
 def test_wildcard_resources_are_limited_to_ecr_login_and_scoped_metrics(allowed):
     wildcard = {s["Sid"] for s in allowed if s["Resource"] == "*"}
-    assert wildcard == {"EcrLogin", "WriteJobMetrics"}
+    assert wildcard == {"EcrLogin", "WriteJobMetrics", "JobNetworkInterfacesInTheVpc"}
 
 
 def test_a_model_package_group_registers_model_versions(run):

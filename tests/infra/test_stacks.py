@@ -157,8 +157,8 @@ def test_prod_cluster_api_is_private_and_admits_its_deploy_network_while_dev_is_
     (dev_cluster,) = of(dev, "eks:index:Cluster")
     (prod_cluster,) = of(prod, "eks:index:Cluster")
     assert prod_cluster.inputs["endpointPublicAccess"] is False
-    (rule,) = of(prod, "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
-    assert (rule.inputs["cidrIpv4"], rule.inputs["fromPort"]) == ("10.50.0.0/16", 443)
+    (rule,) = of(prod, "aws:ec2/securityGroupRule:SecurityGroupRule")
+    assert (rule.inputs["cidrBlocks"], rule.inputs["fromPort"]) == (["10.50.0.0/16"], 443)
     assert dev_cluster.inputs["publicAccessCidrs"] == ["0.0.0.0/0"]
 
 
@@ -220,7 +220,7 @@ def test_the_service_runs_the_released_image_digest_from_the_stacks_registry(nam
 
 
 def test_platform_stacks_declare_the_same_kinds_of_resources_apart_from_the_deploy_network_rule(dev, prod):
-    assert {r.type for r in dev.resources} | {"aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"} == {
+    assert {r.type for r in dev.resources} | {"aws:ec2/securityGroupRule:SecurityGroupRule"} == {
         r.type for r in prod.resources
     }
 
