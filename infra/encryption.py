@@ -16,21 +16,25 @@ class EncryptionArgs:
     region: str
     deletion_window_days: int = 30
     trail_name: str | None = None
-    """The stack's CloudTrail trail, whose writes the logs key admits; None: the stack has no trail."""
+    """The stack's CloudTrail trail, for which an audit key is made; None: the stack has no trail."""
 
 
 class Encryption(pulumi.ComponentResource):
-    """Three symmetric keys with yearly rotation, each with an alias.
+    """Symmetric keys with yearly rotation, each with an alias.
 
     - data: S3 lake and artifact buckets, ECR images, SageMaker artifacts.
-    - logs: CloudWatch log groups, CloudTrail, the alerts SNS topic (the key policy lets
-      those services use it, scoped to this account).
+    - logs: CloudWatch log groups and the alerts SNS topic (the key policy lets those
+      services use it, scoped to this account).
     - cluster: envelope encryption of Kubernetes secrets in EKS.
+    - audit (with a trail): the trail's log files and their bucket. It is kept when the
+      stack is destroyed (`retain_on_delete`), like the audit bucket: logs that outlive
+      the stack must stay readable, and a deleted key makes its data unrecoverable.
     """
 
     data_key_arn: pulumi.Output[str]
     logs_key_arn: pulumi.Output[str]
     cluster_key_arn: pulumi.Output[str]
+    audit_key_arn: pulumi.Output[str] | None
 
     def __init__(self, name: str, args: EncryptionArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("retail:infra:Encryption", name, None, opts)
@@ -45,24 +49,30 @@ class Encryption(pulumi.ComponentResource):
         }
         self.data_key = self._key(name, "data", "S3, ECR and SageMaker data", [account_admin])
         self.logs_key = self._key(
-            name,
-            "logs",
-            "CloudWatch Logs, CloudTrail and SNS",
-            [account_admin, *self._log_services()],
+            name, "logs", "CloudWatch Logs and SNS", [account_admin, *self._log_services()]
         )
         self.cluster_key = self._key(name, "cluster", "EKS secrets", [account_admin])
+        self.audit_key = None
+        if args.trail_name:
+            self.audit_key = self._key(
+                name, "audit", "CloudTrail log files", [account_admin, *self._cloudtrail(args.trail_name)], retain=True
+            )
         self.data_key_arn = self.data_key.arn
         self.logs_key_arn = self.logs_key.arn
         self.cluster_key_arn = self.cluster_key.arn
+        self.audit_key_arn = self.audit_key.arn if self.audit_key else None
         self.register_outputs(
             {
                 "data_key_arn": self.data_key_arn,
                 "logs_key_arn": self.logs_key_arn,
                 "cluster_key_arn": self.cluster_key_arn,
+                "audit_key_arn": self.audit_key_arn,
             }
         )
 
-    def _key(self, name: str, purpose: str, description: str, statements: list[Statement]) -> aws.kms.Key:
+    def _key(
+        self, name: str, purpose: str, description: str, statements: list[Statement], retain: bool = False
+    ) -> aws.kms.Key:
         key = aws.kms.Key(
             f"{name}-{purpose}-key",
             description=f"{name}: {description}",
@@ -70,7 +80,7 @@ class Encryption(pulumi.ComponentResource):
             rotation_period_in_days=365,
             deletion_window_in_days=self._args.deletion_window_days,
             policy=policy_document(statements),
-            opts=pulumi.ResourceOptions(parent=self),
+            opts=pulumi.ResourceOptions(parent=self, retain_on_delete=retain),
         )
         aws.kms.Alias(
             f"{name}-{purpose}-alias",
@@ -84,7 +94,6 @@ class Encryption(pulumi.ComponentResource):
         """Key policy statements for the services that encrypt with the logs key, as their docs state them.
 
         CloudWatch Logs: https://docs.aws.amazon.com/AmazonCloudWatch/latest/logs/encrypt-log-data-kms.html
-        CloudTrail: https://docs.aws.amazon.com/awscloudtrail/latest/userguide/create-kms-key-policy-for-cloudtrail.html
         SNS topics that CloudWatch alarms, EventBridge and Budgets publish to:
         https://docs.aws.amazon.com/sns/latest/dg/sns-key-management.html (EventBridge supports no source
         condition on this statement) and the Budgets guide's budgets-sns-policy page.
@@ -121,11 +130,11 @@ class Encryption(pulumi.ComponentResource):
                 "Resource": "*",
             },
         ]
-        if self._args.trail_name:
-            statements += self._cloudtrail(self._args.trail_name)
         return statements
 
     def _cloudtrail(self, trail_name: str) -> list[Statement]:
+        """The audit key's statements for the trail, as CloudTrail documents them:
+        https://docs.aws.amazon.com/awscloudtrail/latest/userguide/create-kms-key-policy-for-cloudtrail.html"""
         account, region = self._args.account_id, self._args.region
         trail_arn = pulumi.Output.concat("arn:aws:cloudtrail:", region, ":", account, ":trail/", trail_name)
         this_trail = {"aws:SourceArn": trail_arn}

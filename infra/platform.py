@@ -111,7 +111,7 @@ def build_platform(cfg: PlatformConfig) -> Platform:
             AuditTrailArgs(
                 account_id=account_id,
                 region=cfg.region,
-                kms_key_arn=encryption.logs_key_arn,
+                kms_key_arn=encryption.audit_key_arn,
                 retention_days=cfg.audit.retention_days,
                 object_lock_days=cfg.audit.object_lock_days,
             ),

@@ -114,8 +114,12 @@ def test_the_real_deployment_has_no_unwaived_document_finding(deployments, stack
 Edit = Callable[[list], list]
 
 
-def _key_statements(edit: Callable[[Statements], Statements]) -> Edit:
-    return lambda runs: edit_document(runs, "-kms-logs-key", edit)
+def _key_statements(edit: Callable[[Statements], Statements], key: str = "-kms-logs-key") -> Edit:
+    return lambda runs: edit_document(runs, key, edit)
+
+
+def _audit_key_statements(edit: Callable[[Statements], Statements]) -> Edit:
+    return _key_statements(edit, "-kms-audit-key")
 
 
 def _set(sid: str, **elements: Any) -> Callable[[Statements], Statements]:
@@ -175,11 +179,11 @@ def _annotate_other_role(inputs: dict) -> None:
 
 FAILING_FIXTURES: dict[str, list[tuple[str, Edit]]] = {
     "cloudtrail-encrypt": [
-        ("statement removed", _key_statements(without("CloudTrailEncryptsLogs"))),
-        ("another trail's aws:SourceArn", _key_statements(_other_trail)),
+        ("statement removed", _audit_key_statements(without("CloudTrailEncryptsLogs"))),
+        ("another trail's aws:SourceArn", _audit_key_statements(_other_trail)),
         (
             "no aws:SourceArn condition",
-            _key_statements(
+            _audit_key_statements(
                 _set(
                     "CloudTrailEncryptsLogs",
                     Condition={
@@ -192,10 +196,13 @@ FAILING_FIXTURES: dict[str, list[tuple[str, Edit]]] = {
         ),
     ],
     "cloudtrail-describe-key": [
-        ("statement removed", _key_statements(without("CloudTrailDescribesKey"))),
-        ("DescribeKey only under the encryption context", _key_statements(_describe_key_under_encryption_context)),
+        ("statement removed", _audit_key_statements(without("CloudTrailDescribesKey"))),
+        (
+            "DescribeKey only under the encryption context",
+            _audit_key_statements(_describe_key_under_encryption_context),
+        ),
     ],
-    "cloudtrail-decrypt": [("statement removed", _key_statements(without("CloudTrailDecryptsWithBucketKey")))],
+    "cloudtrail-decrypt": [("statement removed", _audit_key_statements(without("CloudTrailDecryptsWithBucketKey")))],
     "cloudwatch-logs-key": [
         ("statement removed", _key_statements(without("CloudWatchLogsUseKey"))),
         (

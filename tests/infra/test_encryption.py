@@ -18,14 +18,19 @@ def run():
     return build(lambda: Encryption("t", EncryptionArgs(ACCOUNT_ID, REGION, 7, trail_name="t-audit-trail")))
 
 
-def by_sid(run) -> dict[str, dict]:
-    return {s["Sid"]: s for s in statements(run.named("t-logs-key"))}
+def by_sid(run, key: str = "t-logs-key") -> dict[str, dict]:
+    return {s["Sid"]: s for s in statements(run.named(key))}
 
 
-def test_creates_a_data_a_logs_and_a_cluster_key_each_with_an_alias(run):
+def test_creates_a_data_a_logs_a_cluster_and_an_audit_key_each_with_an_alias(run):
     aliases = {a.inputs["name"] for a in run.of_type("aws:kms/alias:Alias")}
-    assert len(run.of_type("aws:kms/key:Key")) == 3
-    assert aliases == {"alias/t-data", "alias/t-logs", "alias/t-cluster"}
+    assert len(run.of_type("aws:kms/key:Key")) == 4
+    assert aliases == {"alias/t-data", "alias/t-logs", "alias/t-cluster", "alias/t-audit"}
+
+
+def test_the_audit_key_outlives_a_destroy_so_the_kept_audit_logs_stay_readable(run):
+    assert run.named("t-audit-key").retain_on_delete
+    assert not run.named("t-logs-key").retain_on_delete
 
 
 def test_every_key_rotates_yearly(run):
@@ -50,11 +55,12 @@ def test_only_the_logs_key_admits_aws_services(run):
 
     assert services(run.named("t-data-key")) == []
     assert services(run.named("t-cluster-key")) == []
-    assert len(services(run.named("t-logs-key"))) == 6
+    assert len(services(run.named("t-logs-key"))) == 3
+    assert len(services(run.named("t-audit-key"))) == 3
 
 
 def test_cloudtrail_encrypts_describes_and_decrypts_only_for_this_trail(run):
-    statements_ = by_sid(run)
+    statements_ = by_sid(run, "t-audit-key")
     encrypt = statements_["CloudTrailEncryptsLogs"]
     assert encrypt["Action"] == "kms:GenerateDataKey*"
     assert encrypt["Condition"]["StringEquals"] == {"aws:SourceArn": TRAIL_ARN}
@@ -67,6 +73,7 @@ def test_cloudtrail_encrypts_describes_and_decrypts_only_for_this_trail(run):
 
 def test_a_stack_without_a_trail_grants_cloudtrail_nothing():
     quiet = build(lambda: Encryption("t", EncryptionArgs(ACCOUNT_ID, REGION, 7)))
+    assert len(quiet.of_type("aws:kms/key:Key")) == 3
     assert not [sid for sid in by_sid(quiet) if sid.startswith("CloudTrail")]
 
 
