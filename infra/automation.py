@@ -24,6 +24,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -91,11 +92,18 @@ class AutomationRunner:
             factory = auto.create_or_select_stack if create else auto.select_stack
             return factory(stack, work_dir=str(self.work_dir))
         factory = auto.create_or_select_stack if create else auto.select_stack
+        # The engine starts dynamic providers with the project's Python: this one, whose environment has
+        # `infra` (a generated project would otherwise take whichever `python3` is first on PATH).
+        in_venv = sys.prefix != sys.base_prefix
+        settings = auto.ProjectSettings(
+            name=self.project_name,
+            runtime=auto.ProjectRuntimeInfo(name="python", options={"virtualenv": sys.prefix} if in_venv else None),
+        )
         return factory(
             stack,
             project_name=self.project_name,
             program=self.program,
-            opts=auto.LocalWorkspaceOptions(work_dir=str(self.work_dir)),
+            opts=auto.LocalWorkspaceOptions(work_dir=str(self.work_dir), project_settings=settings),
         )
 
     @staticmethod
@@ -458,14 +466,20 @@ class StackEmptier:
         versions = [v for page in pages for v in (*page.get("Versions", []), *page.get("DeleteMarkers", []))]
         for start in range(0, len(versions), 1000):
             batch = [{"Key": v["Key"], "VersionId": v["VersionId"]} for v in versions[start : start + 1000]]
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True}, BypassGovernanceRetention=True)
+            answer = s3.delete_objects(
+                Bucket=bucket, Delete={"Objects": batch, "Quiet": True}, BypassGovernanceRetention=True
+            )
+            if answer.get("Errors"):
+                first = answer["Errors"][0]
+                raise RuntimeError(f"could not empty s3://{bucket}: {len(answer['Errors'])} object version(s) "
+                                   f"refused, e.g. {first.get('Key')}: {first.get('Code')} {first.get('Message')}")
         self.deleted[bucket] = self.deleted.get(bucket, 0) + len(versions)
 
     def _empty_group(self, sagemaker: Any, group: str) -> None:
         paginator = sagemaker.get_paginator("list_model_packages")
         try:
-            arns = [p["ModelPackageArn"] for page in paginator.paginate(ModelPackageGroupName=group)
-                    for p in page["ModelPackageSummaryList"]]
+            pages = paginator.paginate(ModelPackageGroupName=group, ModelPackageType="Versioned")
+            arns = [p["ModelPackageArn"] for page in pages for p in page["ModelPackageSummaryList"]]
         except sagemaker.exceptions.ClientError:
             return
         for arn in arns:

@@ -139,6 +139,13 @@ class ClusterConfig(Section):
         return self
 
 
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+                      3288, 3653)
+"""The retention periods CloudWatch Logs accepts (PutRetentionPolicy)."""
+MAX_BUDGET_NOTIFICATIONS = 5
+"""AWS Budgets takes at most five notifications per budget; one is the forecast alert."""
+
+
 class ObservabilityConfig(Section):
     log_retention_days: int = Field(30, ge=1)
     latency_p95_threshold_ms: int = Field(200, ge=1)
@@ -149,6 +156,22 @@ class ObservabilityConfig(Section):
     monthly_budget_usd: int = Field(500, ge=1)
     budget_alert_percents: tuple[int, ...] = (80, 100)
     alert_emails: tuple[str, ...] = ()
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention_cloudwatch_accepts(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            raise ValueError(f"CloudWatch Logs keeps logs for one of {', '.join(map(str, LOG_RETENTION_DAYS))} "
+                             f"days, not {value}")
+        return value
+
+    @field_validator("budget_alert_percents")
+    @classmethod
+    def _budget_takes_five_notifications(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if len(value) > MAX_BUDGET_NOTIFICATIONS - 1:
+            raise ValueError(f"at most {MAX_BUDGET_NOTIFICATIONS - 1} alert percents (AWS Budgets takes "
+                             f"{MAX_BUDGET_NOTIFICATIONS} notifications and one is the forecast)")
+        return value
 
 
 class InferenceConfig(Section):

@@ -58,7 +58,10 @@ class PlatformMocks(pulumi.runtime.Mocks):
             return f"{args.name}-id", outputs
         if args.typ == DYNAMIC_TYPE and args.inputs.get("kind") == SERVED_MODEL:
             published = hashlib.sha256(str(args.inputs.get("model_package_arn")).encode()).hexdigest()
-            outputs.update(manifest_sha256=published, package_version=1, model_data_url="s3://offline/model.tar.gz")
+            outputs.update(
+                manifest_sha256=published, found_sha256=published, package_version=1,
+                model_data_url="s3://offline/model.tar.gz",
+            )
             return str(args.inputs.get("target_uri")), outputs
         if args.typ.startswith("kubernetes:"):
             return self._kubernetes(args, outputs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ LOCAL_PREFIX = "registry/local"
 """Where in the artifacts bucket locally trained bundles are uploaded as `model.tar.gz`."""
 METADATA_LIMIT = 50
 """SageMaker's CustomerMetadataProperties holds at most 50 entries."""
+METADATA_VALUE = re.compile(r"[^\w\s.:/=+\-@]")
+r"""Characters SageMaker refuses in a metadata value (its pattern is [\p{L}\p{Z}\p{N}_.:/=+\-@]*, 1-256 long)."""
 
 
 def approved_versions(client: Any, group: str) -> list[str]:
@@ -28,7 +31,11 @@ def approved_versions(client: Any, group: str) -> list[str]:
     arns: list[str] = []
     paginator = client.get_paginator("list_model_packages")
     for page in paginator.paginate(
-        ModelPackageGroupName=group, ModelApprovalStatus="Approved", SortBy="CreationTime", SortOrder="Descending"
+        ModelPackageGroupName=group,
+        ModelApprovalStatus="Approved",
+        ModelPackageType="Versioned",
+        SortBy="CreationTime",
+        SortOrder="Descending",
     ):
         arns += [summary["ModelPackageArn"] for summary in page["ModelPackageSummaryList"]]
     return arns
@@ -93,4 +100,5 @@ def customer_metadata(meta: dict[str, Any], digest: str, source: str) -> dict[st
     values |= {f"metric:holdout_{name}": f"{value:.6g}" for name, value in metrics.items() if isinstance(value, float)}
     lineage = meta.get("lineage") or {}
     values |= {f"lineage:{name}": str(value)[:256] for name, value in lineage.items() if isinstance(value, str | int)}
-    return dict(list(values.items())[:METADATA_LIMIT])
+    cleaned = {key: METADATA_VALUE.sub("_", value)[:256] for key, value in values.items()}
+    return dict(list({k: v for k, v in cleaned.items() if v}.items())[:METADATA_LIMIT])

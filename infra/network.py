@@ -224,7 +224,15 @@ class Network(pulumi.ComponentResource):
                             "logs:DescribeLogStreams",
                         ],
                         "Resource": pulumi.Output.concat(log_group.arn, ":*"),
-                    }
+                    },
+                    {
+                        # CloudWatch Logs' KMS page asks roles that write to an encrypted group for this.
+                        "Effect": "Allow",
+                        "Action": ["kms:Encrypt", "kms:ReEncrypt*", "kms:Decrypt", "kms:GenerateDataKey*",
+                                   "kms:DescribeKey"],
+                        "Resource": self._args.logs_kms_key_arn,
+                        "Condition": {"StringEquals": {"kms:ViaService": f"logs.{self._args.region}.amazonaws.com"}},
+                    },
                 ]
             ),
             opts=child,

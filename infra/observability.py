@@ -96,7 +96,7 @@ class Observability(pulumi.ComponentResource):
     def _alert_topic(self) -> aws.sns.Topic:
         child = pulumi.ResourceOptions(parent=self)
         topic = aws.sns.Topic(f"{self._name}-alerts", kms_master_key_id=self._args.logs_kms_key_arn, opts=child)
-        aws.sns.TopicPolicy(
+        self.topic_policy = aws.sns.TopicPolicy(
             f"{self._name}-alerts-policy",
             arn=topic.arn,
             policy=policy_document(
@@ -340,5 +340,6 @@ class Observability(pulumi.ComponentResource):
             limit_unit="USD",
             cost_filters=[{"name": "TagKeyValue", "values": [f"user:environment${args.environment}"]}],
             notifications=[*actual, forecast],
-            opts=pulumi.ResourceOptions(parent=self),
+            # Budgets may publish only once the topic policy admits it.
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.topic_policy]),
         )

@@ -16,3 +16,7 @@ def sagemaker(region: str) -> Any:
 
 def ecr(region: str) -> Any:
     return boto3.client("ecr", region_name=region)
+
+
+def s3(region: str) -> Any:
+    return boto3.client("s3", region_name=region)

@@ -7,12 +7,15 @@ bundle. So the pods are awaited only after their model exists, a new package rol
 pods, and a rollback is the previous package's ARN in `retail:modelPackageArn`.
 
 Only packages whose approval status is `Approved` are published (the promotion gate
-approves or rejects each trained version). Deleting the resource leaves the published
-files where they are: the artifacts bucket's lifecycle and versioning own them.
+approves or rejects each trained version). `pulumi refresh` reads the manifest that is
+at `target_uri` now: if it is gone or is not the one published, the next `pulumi up`
+publishes the package again. Deleting the resource leaves the published files where
+they are: the artifacts bucket's lifecycle and versioning own them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,8 +26,9 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvide
 from infra.providers import clients
 from infra.providers.kinds import SERVED_MODEL
 
-OUTPUTS = ("manifest_sha256", "package_version", "model_data_url")
+OUTPUTS = ("manifest_sha256", "package_version", "model_data_url", "found_sha256")
 REPUBLISH_ON = ("model_package_arn", "target_uri")
+MANIFEST = "bundle.json"
 
 
 class ModelNotApproved(Exception):
@@ -54,7 +58,18 @@ def publish_package(props: dict[str, Any]) -> dict[str, Any]:
     url, version = approved_model_data(clients.sagemaker(props["region"]), props["model_package_arn"])
     with tempfile.TemporaryDirectory(prefix="retail-served-model-") as scratch:
         digest = publish_bundle(fetch_model_data(url, Path(scratch)), props["target_uri"])
-    return {"manifest_sha256": digest, "package_version": version, "model_data_url": url}
+    return {"manifest_sha256": digest, "package_version": version, "model_data_url": url, "found_sha256": digest}
+
+
+def published_manifest_sha256(region: str, target_uri: str) -> str:
+    """SHA-256 of the manifest at `target_uri` now, or "" when there is none."""
+    bucket, _, prefix = target_uri.removeprefix("s3://").partition("/")
+    s3 = clients.s3(region)
+    try:
+        body = s3.get_object(Bucket=bucket, Key=f"{prefix.rstrip('/')}/{MANIFEST}".lstrip("/"))["Body"].read()
+    except s3.exceptions.NoSuchKey:
+        return ""
+    return hashlib.sha256(body).hexdigest()
 
 
 class ServedModelProvider(ResourceProvider):
@@ -66,13 +81,16 @@ class ServedModelProvider(ResourceProvider):
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         changes = [key for key in REPUBLISH_ON + ("region",) if olds.get(key) != news.get(key)]
         replaces = ["target_uri"] if "target_uri" in changes else []
-        return DiffResult(changes=bool(changes), replaces=replaces, stables=[], delete_before_replace=False)
+        drifted = olds.get("found_sha256") != olds.get("manifest_sha256")
+        return DiffResult(changes=bool(changes) or drifted, replaces=replaces, stables=[], delete_before_replace=False)
 
     def update(self, _id: str, _olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         return UpdateResult({**news, **publish_package(news)})
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        return ReadResult(id_, props)
+        """What is published now; a missing or foreign manifest makes the next `up` publish again."""
+        found = published_manifest_sha256(props["region"], props["target_uri"])
+        return ReadResult(id_, {**props, "found_sha256": found})
 
     def delete(self, _id: str, _props: dict[str, Any]) -> None:
         """Leave the published bundle: the bucket's versioning and lifecycle own it."""

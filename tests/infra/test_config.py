@@ -106,6 +106,16 @@ def test_the_release_must_be_a_digest_and_a_versioned_package():
         service(model_package_arn="arn:aws:sagemaker:ap-southeast-1:123456789012:model-package-group/g")
 
 
+def test_a_retention_cloudwatch_does_not_offer_is_refused():
+    with pytest.raises(ValueError, match="logRetentionDays: .*one of 1, 3, 5, 7, 14, 30.* not 10"):
+        parse_section(ObservabilityConfig, {"logRetentionDays": 10}, "retail:observability")
+
+
+def test_more_budget_alerts_than_aws_budgets_takes_are_refused():
+    with pytest.raises(ValueError, match="at most 4 alert percents"):
+        parse_section(ObservabilityConfig, {"budgetAlertPercents": [20, 40, 60, 80, 100]}, "retail:observability")
+
+
 def test_defaults_are_secure_and_cost_aware():
     cluster = parse_section(ClusterConfig, {"privateAccessCidrs": ["10.0.0.0/16"]}, "c")
     assert cluster.public_access_cidrs == ()

@@ -80,6 +80,21 @@ def test_a_package_the_gate_rejected_is_never_served(aws, model_group, champion)
         ServedModelProvider().create(props(arn, f"s3://{ARTIFACTS}/serving/rejected/"))
 
 
+def test_a_refresh_that_finds_the_bundle_gone_makes_the_next_up_publish_it_again(aws, model_group, champion):
+    _, s3 = aws
+    arn = register(aws, model_group, champion)
+    target = f"s3://{ARTIFACTS}/models/price-sensitivity/serving/refresh/"
+    provider = ServedModelProvider()
+    state = provider.create(props(arn, target)).outs
+    assert provider.read(target, state).outs["found_sha256"] == state["manifest_sha256"]
+    assert provider.diff(target, provider.read(target, state).outs, props(arn, target)).changes is False
+    s3.delete_object(Bucket=ARTIFACTS, Key="models/price-sensitivity/serving/refresh/bundle.json")
+    refreshed = provider.read(target, state).outs
+    assert refreshed["found_sha256"] == ""
+    assert provider.diff(target, refreshed, props(arn, target)).changes is True
+    assert provider.update(target, refreshed, props(arn, target)).outs["found_sha256"] == state["manifest_sha256"]
+
+
 def test_a_new_package_is_republished_in_place_and_a_new_target_replaces(aws, model_group, champion):
     provider = ServedModelProvider()
     old = props("arn:old", "s3://a/")
@@ -95,6 +110,15 @@ def test_rollback_serves_the_approved_version_registered_before_the_current_one(
     assert approved_versions(sagemaker, model_group) == [second, first]
     assert previous_approved(sagemaker, model_group, second) == first
     assert previous_approved(sagemaker, model_group, first) is None
+
+
+def test_metadata_values_sagemaker_would_refuse_are_cleaned_or_left_out():
+    from infra.model_packages import customer_metadata
+
+    meta = {"family": "xgboost", "lineage": {"input": "C:\\data\\weeks (1-3).csv", "empty": ""}, "gate": {}}
+    values = customer_metadata(meta, "f" * 64, "the local pipeline")
+    assert values["lineage:input"] == "C:_data_weeks _1-3_.csv"
+    assert "lineage:empty" not in values and all(0 < len(v) <= 256 for v in values.values())
 
 
 def test_the_packed_bundle_has_the_files_at_its_root_like_sagemakers_model_tar_gz(champion, tmp_path):
