@@ -66,13 +66,9 @@ class LoadBalancerController(pulumi.ComponentResource):
     ) -> None:
         super().__init__("retail:infra:LoadBalancerController", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        role = aws.iam.Role(
-            f"{name}-role",
-            description="AWS Load Balancer Controller (IRSA)",
-            assume_role_policy=irsa_trust_policy(
-                args.oidc_provider_arn, args.oidc_issuer, SYSTEM_NAMESPACE, CONTROLLER_ACCOUNT
-            ),
-            opts=child,
+        role = _irsa_role(
+            name, "AWS Load Balancer Controller (IRSA)", args.oidc_provider_arn, args.oidc_issuer,
+            CONTROLLER_ACCOUNT, self,
         )
         policy = aws.iam.Policy(
             f"{name}-policy",
@@ -83,36 +79,56 @@ class LoadBalancerController(pulumi.ComponentResource):
         attachment = aws.iam.RolePolicyAttachment(
             f"{name}-policy-attachment", role=role.name, policy_arn=policy.arn, opts=child
         )
-        self.release = k8s.helm.v3.Release(
-            f"{name}-release",
-            name=CONTROLLER_ACCOUNT,
-            chart="aws-load-balancer-controller",
-            version=args.chart_version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=EKS_CHARTS),
-            namespace=SYSTEM_NAMESPACE,
-            timeout=HELM_TIMEOUT_SECONDS,
-            values={
-                "clusterName": args.cluster_name,
-                "region": args.region,
-                "vpcId": args.vpc_id,
-                "serviceAccount": {
-                    "create": True,
-                    "name": CONTROLLER_ACCOUNT,
-                    "annotations": {"eks.amazonaws.com/role-arn": role.arn},
-                },
-                "createIngressClassResource": True,
-                "ingressClass": INGRESS_CLASS,
-                "nodeSelector": args.node_labels,
-                # The Service mutator only defaults loadBalancerClass on `type: LoadBalancer` Services, which
-                # this platform never creates; with failurePolicy Fail it would refuse every new Service in
-                # the cluster while the controller's pods are not ready (aws-load-balancer-controller#4140).
-                "enableServiceMutatorWebhook": False,
+        values = {
+            "clusterName": args.cluster_name,
+            "region": args.region,
+            "vpcId": args.vpc_id,
+            "serviceAccount": {
+                "create": True,
+                "name": CONTROLLER_ACCOUNT,
+                "annotations": {"eks.amazonaws.com/role-arn": role.arn},
             },
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[attachment]),
+            "createIngressClassResource": True,
+            "ingressClass": INGRESS_CLASS,
+            "nodeSelector": args.node_labels,
+            # The Service mutator only defaults loadBalancerClass on `type: LoadBalancer` Services, which
+            # this platform never creates; with failurePolicy Fail it would refuse every new Service in
+            # the cluster while the controller's pods are not ready (aws-load-balancer-controller#4140).
+            "enableServiceMutatorWebhook": False,
+        }
+        self.release = _release(
+            name, "aws-load-balancer-controller", args.chart_version, values, self, depends_on=[attachment]
         )
         self.role_arn = role.arn
         self.ingress_class = self.release.status.apply(lambda _: INGRESS_CLASS)
         self.register_outputs({"role_arn": self.role_arn, "ingress_class": self.ingress_class})
+
+
+def _irsa_role(name: str, description: str, oidc_provider_arn, oidc_issuer, account: str, parent) -> aws.iam.Role:
+    """A role only `kube-system/<account>`'s service account may assume, through the cluster's OIDC provider."""
+    return aws.iam.Role(
+        f"{name}-role",
+        description=description,
+        assume_role_policy=irsa_trust_policy(oidc_provider_arn, oidc_issuer, SYSTEM_NAMESPACE, account),
+        opts=pulumi.ResourceOptions(parent=parent),
+    )
+
+
+def _release(
+    name: str, chart: str, version: str, values: dict, parent, depends_on: list[pulumi.Resource]
+) -> k8s.helm.v3.Release:
+    """An eks-charts release in kube-system, named after its chart's service account, waited for by Helm."""
+    return k8s.helm.v3.Release(
+        f"{name}-release",
+        name=values["serviceAccount"]["name"],
+        chart=chart,
+        version=version,
+        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=EKS_CHARTS),
+        namespace=SYSTEM_NAMESPACE,
+        timeout=HELM_TIMEOUT_SECONDS,
+        values=values,
+        opts=pulumi.ResourceOptions(parent=parent, depends_on=depends_on),
+    )
 
 
 def controller_policy_document() -> str:
@@ -148,13 +164,9 @@ class LogShipping(pulumi.ComponentResource):
     def __init__(self, name: str, args: LogShippingArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("retail:infra:LogShipping", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        role = aws.iam.Role(
-            f"{name}-role",
-            description="Fluent Bit: ship the inference containers' logs (IRSA)",
-            assume_role_policy=irsa_trust_policy(
-                args.oidc_provider_arn, args.oidc_issuer, SYSTEM_NAMESPACE, SHIPPER_ACCOUNT
-            ),
-            opts=child,
+        role = _irsa_role(
+            name, "Fluent Bit: ship the inference containers' logs (IRSA)", args.oidc_provider_arn,
+            args.oidc_issuer, SHIPPER_ACCOUNT, self,
         )
         group_arn = pulumi.Output.concat(
             "arn:aws:logs:", args.region, ":", args.account_id, ":log-group:", args.log_group_name
@@ -183,16 +195,8 @@ class LogShipping(pulumi.ComponentResource):
             ),
             opts=child,
         )
-        self.release = k8s.helm.v3.Release(
-            f"{name}-release",
-            name=SHIPPER_ACCOUNT,
-            chart="aws-for-fluent-bit",
-            version=args.chart_version,
-            repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=EKS_CHARTS),
-            namespace=SYSTEM_NAMESPACE,
-            timeout=HELM_TIMEOUT_SECONDS,
-            values=shipper_values(args, role.arn),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[policy]),
+        self.release = _release(
+            name, "aws-for-fluent-bit", args.chart_version, shipper_values(args, role.arn), self, depends_on=[policy]
         )
         self.role_arn = role.arn
         self.register_outputs({"role_arn": self.role_arn})

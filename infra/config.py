@@ -212,8 +212,8 @@ class AddonsConfig(Section):
     fluent_bit_chart: str = "0.2.0"
 
 
-class PlatformConfig(BaseModel):
-    """Everything the platform stack decides; components receive slices of it through their Args."""
+class StackIdentity(BaseModel):
+    """What every stack is: its project and stack name, region and owners (for names and tags)."""
 
     model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
 
@@ -222,6 +222,26 @@ class PlatformConfig(BaseModel):
     region: str
     owner: str
     cost_center: str
+
+    @property
+    def name_prefix(self) -> str:
+        """Short prefix for every logical name, e.g. `retail-dev`."""
+        return f"retail-{self.environment}"
+
+    @property
+    def default_tags(self) -> dict[str, str]:
+        return {
+            "project": self.project,
+            "environment": self.environment,
+            "owner": self.owner,
+            "cost-center": self.cost_center,
+            "managed-by": "pulumi",
+        }
+
+
+class PlatformConfig(StackIdentity):
+    """Everything the platform stack decides; components receive slices of it through their Args."""
+
     network: NetworkConfig = NetworkConfig()
     encryption: EncryptionConfig = EncryptionConfig()
     data_lake: DataLakeConfig = DataLakeConfig()
@@ -232,29 +252,13 @@ class PlatformConfig(BaseModel):
     observability: ObservabilityConfig = ObservabilityConfig()
 
     @property
-    def name_prefix(self) -> str:
-        """Short prefix for every logical name, e.g. `retail-dev`."""
-        return f"retail-{self.environment}"
-
-    @property
     def cluster_name(self) -> str:
         return f"{self.name_prefix}-eks"
 
-    @property
-    def default_tags(self) -> dict[str, str]:
-        return _tags(self.project, self.environment, self.owner, self.cost_center)
 
-
-class ServiceConfig(BaseModel):
+class ServiceConfig(StackIdentity):
     """Everything the service stack decides, plus the release it deploys (image digest, model package)."""
 
-    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
-
-    project: str
-    environment: str
-    region: str
-    owner: str
-    cost_center: str
     platform_stack: str
     """The platform stack's fully qualified name, `<organization>/retail-mlops/<stack>`."""
     image: str
@@ -280,24 +284,6 @@ class ServiceConfig(BaseModel):
                              f"(arn:aws:sagemaker:<region>:<account>:model-package/<group>/<version>), got {value!r}")
         return value
 
-    @property
-    def name_prefix(self) -> str:
-        return f"retail-{self.environment}"
-
-    @property
-    def default_tags(self) -> dict[str, str]:
-        return _tags(self.project, self.environment, self.owner, self.cost_center)
-
-
-def _tags(project: str, environment: str, owner: str, cost_center: str) -> dict[str, str]:
-    return {
-        "project": project,
-        "environment": environment,
-        "owner": owner,
-        "cost-center": cost_center,
-        "managed-by": "pulumi",
-    }
-
 
 _PLATFORM_SECTIONS: dict[str, type[Section]] = {
     "network": NetworkConfig,
@@ -314,14 +300,7 @@ _SERVICE_SECTIONS: dict[str, type[Section]] = {"inference": InferenceConfig, "ad
 def load_platform_config() -> PlatformConfig:
     """Read the running platform stack's config (real engine or mock runtime)."""
     retail = pulumi.Config(NAMESPACE)
-    return PlatformConfig(
-        project=pulumi.get_project(),
-        environment=pulumi.get_stack(),
-        region=pulumi.Config("aws").require("region"),
-        owner=retail.require("owner"),
-        cost_center=retail.require("costCenter"),
-        **_sections(retail, _PLATFORM_SECTIONS),
-    )
+    return PlatformConfig(**_identity(retail), **_sections(retail, _PLATFORM_SECTIONS))
 
 
 def load_service_config() -> ServiceConfig:
@@ -331,11 +310,7 @@ def load_service_config() -> ServiceConfig:
     platform_stack = retail.get("platformStack") or f"{pulumi.get_organization()}/{PLATFORM_PROJECT}/{stack}"
     try:
         return ServiceConfig(
-            project=pulumi.get_project(),
-            environment=stack,
-            region=pulumi.Config("aws").require("region"),
-            owner=retail.require("owner"),
-            cost_center=retail.require("costCenter"),
+            **_identity(retail),
             platform_stack=platform_stack,
             image=_deploy_time(retail, "image"),
             model_package_arn=_deploy_time(retail, "modelPackageArn"),
@@ -344,6 +319,16 @@ def load_service_config() -> ServiceConfig:
         )
     except ValidationError as error:
         raise ValueError(_describe(error, NAMESPACE)) from None
+
+
+def _identity(retail: pulumi.Config) -> dict[str, str]:
+    return {
+        "project": pulumi.get_project(),
+        "environment": pulumi.get_stack(),
+        "region": pulumi.Config("aws").require("region"),
+        "owner": retail.require("owner"),
+        "cost_center": retail.require("costCenter"),
+    }
 
 
 def _deploy_time(retail: pulumi.Config, key: str) -> str:

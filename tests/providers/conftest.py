@@ -71,18 +71,8 @@ def jobs(moto_endpoint, monkeypatch) -> JobOutcomes:
 
 
 @pytest.fixture
-def model_group(moto_endpoint, monkeypatch, request) -> str:
+def model_group(moto_deletes_model_packages, request) -> str:
     """A fresh model package group on the server (DeleteModelPackage added, see the module docstring)."""
-
-    def delete_model_package(self):
-        backend = self.sagemaker_backend
-        name = self._get_param("ModelPackageName")
-        arn = backend.model_package_name_mapping.pop(name, name)
-        package = backend.model_packages.pop(arn)
-        backend.model_package_name_mapping.pop(package.model_package_name, None)
-        return "{}"
-
-    monkeypatch.setattr(SageMakerResponse, "delete_model_package", delete_model_package, raising=False)
     name = f"group-{request.node.name.replace('_', '-')[-50:]}".strip("-")
     boto3.client("sagemaker", region_name=REGION).create_model_package_group(ModelPackageGroupName=name)
     return name

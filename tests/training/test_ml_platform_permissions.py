@@ -17,19 +17,11 @@ import pytest
 
 from infra.ml_platform import MlPlatform, MlPlatformArgs
 from infra.offline import run_offline
+from policies.documents import SAGEMAKER_VPC_ACTIONS
 from tests.training.fakes import ACCOUNT, DATA_KEY_ARN, REGION
 
-DOCUMENTED_VPC_ACTIONS = {
-    "ec2:CreateNetworkInterface",
-    "ec2:CreateNetworkInterfacePermission",
-    "ec2:DeleteNetworkInterface",
-    "ec2:DeleteNetworkInterfacePermission",
-    "ec2:DescribeNetworkInterfaces",
-    "ec2:DescribeVpcs",
-    "ec2:DescribeDhcpOptions",
-    "ec2:DescribeSubnets",
-    "ec2:DescribeSecurityGroups",
-}
+DOCUMENTED_VPC_ACTIONS = set(SAGEMAKER_VPC_ACTIONS)
+"""The nine EC2 actions SageMaker's page lists, as the documented-permissions check holds them."""
 BUCKETS = {zone: f"arn:aws:s3:::lake-{zone}" for zone in ("raw", "silver", "gold", "artifacts")}
 
 
