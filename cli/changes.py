@@ -8,8 +8,8 @@ changed. In git those are:
 - hyperparameters: the families' defaults and search space (`ml/families.py`,
   `ml/xgb_search.py`) and the split, search and gate settings (`ml/settings.py`);
 - training code: everything else under `ml/`, and what the training image is built from
-  (`Dockerfile.training`, `pyproject.toml` and the locked dependencies in `uv.lock`: the
-  training image's code version hashes them).
+  (`Dockerfile.training`, `.dockerignore`, `pyproject.toml` and the locked dependencies in
+  `uv.lock`: the training image's code version hashes them).
 
 Documentation (`*.md`, e.g. `datasets/README.md`) never calls for retraining.
 
@@ -32,7 +32,7 @@ from cli.console import err_console
 RETRAIN_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("data", ("datasets/*",)),
     ("hyperparameters", ("ml/families.py", "ml/xgb_search.py", "ml/settings.py")),
-    ("training code", ("ml/*", "Dockerfile.training", "uv.lock", "pyproject.toml")),
+    ("training code", ("ml/*", "Dockerfile.training", ".dockerignore", "uv.lock", "pyproject.toml")),
 )
 NEVER_RETRAIN = ("*.md",)
 """(reason, path patterns) in order; a path counts for the first rule it matches. `*` spans folders."""

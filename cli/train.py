@@ -99,8 +99,10 @@ def fail(message: str) -> typer.Exit:
 
 
 def train(
-    cloud: Annotated[bool, typer.Option("--cloud", help="Train on SageMaker through Pulumi (the only mode here).")],
     manifest: Annotated[str, typer.Option(help="Lake manifest of the run whose gold data to train on (s3://...).")],
+    cloud: Annotated[
+        bool, typer.Option("--cloud", help="Train on SageMaker through Pulumi (the only mode of this command).")
+    ] = False,
     stack: Annotated[
         str, typer.Option(help="Platform stack whose outputs locate the role, lake, key, images and registry.")
     ] = "dev",
@@ -112,9 +114,6 @@ def train(
         typer.Option(help="Training image to use as is; default: the platform's `training` repository at "
                           "train-<code version>, built and pushed when missing."),
     ] = None,
-    image_tag_: Annotated[
-        str, typer.Option("--image-tag", help="Tag of the inference image the registered version names.")
-    ] = "0.1.0",
     on_demand: Annotated[bool, typer.Option("--on-demand", help="Do not use managed spot capacity.")] = False,
     project_dir: Annotated[
         Path | None, typer.Option(help="The repository: holds the platform's Pulumi.yaml and the training sources.")
@@ -154,7 +153,6 @@ def train(
         train_uri=train_uri,
         code_version=version,
         image_uri=image,
-        inference_image_tag=image_tag_,
         families=tuple(families.split(",")),
         use_spot=not on_demand,
         tags=platform_tags(stack, outputs, repo_root),

@@ -116,7 +116,8 @@ def build_and_push(repository: Repository, tag: str, dockerfile: Path, context_d
                 "--file", str(dockerfile),
                 "--tag", f"{repository.url}:{tag}",
                 "--provenance=false", "--sbom=false",
-                "--push",
+                # Docker (not OCI) media types: SageMaker has refused OCI manifests from a containerd image store.
+                "--output", "type=image,push=true,oci-mediatypes=false",
                 "--metadata-file", str(metadata),
                 str(context_dir),
             ]

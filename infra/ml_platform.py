@@ -141,7 +141,7 @@ def _execution_statements(args: MlPlatformArgs) -> list[Statement]:
         {
             "Sid": "WriteJobLogs",
             "Effect": "Allow",
-            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
+            "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents"],
             "Resource": [log_groups, pulumi.Output.concat(log_groups, ":*")],
         },
         {

@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import io
 import json
+import signal
 import sys
 import traceback
 from collections.abc import Mapping, Sequence
@@ -136,6 +137,15 @@ def write_failure(paths: SageMakerPaths, reason: str) -> None:
         print(f"could not write {paths.failure}: {error}", file=sys.stderr)
 
 
+class JobStopped(EntryError):
+    """SageMaker sent SIGTERM (StopTrainingJob, a spot interruption or the stopping condition)."""
+
+
+def _stopped(signum: int, _frame: object) -> None:
+    """As PID 1 the process gets no default SIGTERM handling: stop now, with a reason, not after SIGKILL."""
+    raise JobStopped(f"stopped by signal {signal.Signals(signum).name} before the model was written")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """`train [--root DIR]`: 0 when the model was written, 1 (with the failure file) otherwise."""
     parser = argparse.ArgumentParser(prog="python -m ml.sagemaker_entry", description=__doc__.splitlines()[0])
@@ -143,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="SageMaker's folder (default: /opt/ml)")
     options = parser.parse_args(argv)
     paths = SageMakerPaths(options.root)
+    signal.signal(signal.SIGTERM, _stopped)
     try:
         run(paths)
     except EntryError as error:

@@ -1,9 +1,10 @@
-"""Training entry point, in SageMaker script mode.
+"""Training: the four families on a gold channel, the gate, the winning bundle.
 
-SageMaker runs `python train.py --hyperparameter value ...` with the data channel in
-`SM_CHANNEL_TRAIN`, and collects `SM_MODEL_DIR` (the model) and `SM_OUTPUT_DATA_DIR`
-(reports). Locally the same flags are given on the command line, and the local
-pipeline calls `main()` with them, so both paths run this very code.
+On SageMaker the training image's entry point (`ml/sagemaker_entry.py`) calls `main()`
+with the channel, model and output folders of /opt/ml and the job's hyperparameters as
+flags; locally the pipeline calls it with the lake's folders (the flags' defaults read
+`SM_CHANNEL_TRAIN`, `SM_MODEL_DIR`, `SM_OUTPUT_DATA_DIR` when set), so both paths run
+this very code.
 
 The train channel is a gold folder of the lake: `baskets/` (one feature row per basket,
 with its `split` side), `featurizer/` (the transformer fitted on the training side)

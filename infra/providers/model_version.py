@@ -69,6 +69,13 @@ class ModelVersionProvider(ResourceProvider):
             CustomerMetadataProperties=metadata(props),
         )
         arn = response["ModelPackageArn"]
+        if props.get("approval_description"):
+            # CreateModelPackage takes no ApprovalDescription: the gate's reason is set right after.
+            client.update_model_package(
+                ModelPackageArn=arn,
+                ModelApprovalStatus=_approval(props),
+                ApprovalDescription=props["approval_description"],
+            )
         return CreateResult(arn, {**props, **self._outputs(client, arn)})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
@@ -173,7 +180,10 @@ def list_versions(group_name: str, region: str) -> list[RegisteredVersion]:
     summaries = [
         summary
         for page in client.get_paginator("list_model_packages").paginate(
-            ModelPackageGroupName=group_name, SortBy="CreationTime", SortOrder="Descending"
+            ModelPackageGroupName=group_name,
+            ModelPackageType="Versioned",
+            SortBy="CreationTime",
+            SortOrder="Descending",
         )
         for summary in page["ModelPackageSummaryList"]
     ]

@@ -93,7 +93,6 @@ def training_inputs(
     train_uri: str,
     code_version: str,
     image_uri: str,
-    inference_image_tag: str,
     families: tuple[str, ...] = DEFAULT_FAMILIES,
     use_spot: bool = True,
     tags: Mapping[str, str] | None = None,
@@ -101,7 +100,6 @@ def training_inputs(
 ) -> TrainingInputs:
     """The program's inputs from the platform stack's outputs; MissingPlatformOutputs names any that are absent."""
     require_outputs(stack, outputs)
-    repositories = outputs["repositoryUrls"]
     return TrainingInputs(
         stack=stack,
         region=region or outputs.get("region") or "ap-southeast-1",
@@ -112,7 +110,9 @@ def training_inputs(
         group_name=outputs["modelPackageGroupName"],
         artifacts_bucket=outputs["lakeBuckets"]["artifacts"],
         image_uri=image_uri,
-        inference_image_uri=f"{repositories['inference']}:{inference_image_tag}",
+        # The registered version names an image that exists and holds the code that made the model:
+        # the training image (this platform serves versions with its own inference image, by digest).
+        inference_image_uri=image_uri,
         train_uri=train_uri,
         code_version=code_version,
         data_hash=data_hash,
@@ -153,8 +153,15 @@ def platform_tags(stack: str, outputs: Mapping[str, Any], project_dir: Path) -> 
 GATE_METRICS = ("accuracy", "macro_f1", *(f"precision_{c}" for c in TRAINABLE_LABELS))
 
 
+MAX_METRIC_DEFINITIONS = 40
+"""CreateTrainingJob takes at most 40 metric definitions (botocore's MetricDefinitionList)."""
+
+
 def metric_definitions(families: tuple[str, ...]) -> dict[str, str]:
     names = [f"{family}_holdout_{metric}" for family in families for metric in GATE_METRICS]
+    if len(names) > MAX_METRIC_DEFINITIONS:
+        raise ValueError(f"{len(families)} families need {len(names)} metric definitions; SageMaker takes at most "
+                         f"{MAX_METRIC_DEFINITIONS}: train fewer families per job")
     return {name: METRIC_PATTERN.format(name=name) for name in names}
 
 
@@ -271,7 +278,6 @@ def training_offline_run(
         train_uri=f"s3://{platform_outputs.get('lakeBuckets', {}).get('gold', 'gold')}/gold/offline/",
         code_version=version,
         image_uri=f"{platform_outputs.get('repositoryUrls', {}).get('training', 'training')}:{image_tag(version)}",
-        inference_image_tag="offline",
         use_spot=use_spot,
         tags=platform_tags(stack, platform_outputs, project_dir),
     )

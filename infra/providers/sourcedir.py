@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-TRAINING_SOURCES = ("ml/**/*.py", "pyproject.toml", "uv.lock", "Dockerfile.training")
+TRAINING_SOURCES = ("ml/**/*.py", "pyproject.toml", "uv.lock", "Dockerfile.training", ".dockerignore")
 """Glob patterns, relative to the repository root."""
 DOCKERFILE = "Dockerfile.training"
 TAG_PREFIX = "train-"

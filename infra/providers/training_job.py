@@ -29,6 +29,8 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvide
 from infra.providers import clients
 from infra.providers.kinds import TRAINING_JOB
 
+MAX_HYPERPARAMETER = 256
+"""CreateTrainingJob's documented limit for each hyperparameter key and value."""
 REPLACE_ON = ("data_hash", "code_version", "hyperparameters", "image_uri", "train_uri", "role_arn")
 """Inputs that change what the job learns or how: a change retrains (replaces the resource)."""
 OUTPUTS = ("job_name", "job_arn", "model_artifact_uri", "metrics", "status", "billable_seconds")
@@ -68,6 +70,10 @@ def kms_key(value: str, field: str) -> str:
 def create_request(name: str, props: dict[str, Any]) -> dict[str, Any]:
     """The CreateTrainingJob request: the project's image, spot with checkpoints, KMS, VPC."""
     hyperparameters = {key: str(value) for key, value in (props.get("hyperparameters") or {}).items()}
+    too_long = sorted(k for k, v in hyperparameters.items() if max(len(k), len(v)) > MAX_HYPERPARAMETER)
+    if too_long:
+        raise ValueError(f"hyperparameter(s) {', '.join(too_long)}: SageMaker limits each key and value to "
+                         f"{MAX_HYPERPARAMETER} characters")
     stopping = {"MaxRuntimeInSeconds": int(props["max_runtime_seconds"])}
     request: dict[str, Any] = {
         "TrainingJobName": name,

@@ -38,7 +38,6 @@ INPUTS = training_inputs(
     train_uri="s3://retail-dev-lake-raw-5e1f2a9/gold/run-1/",
     code_version="0123456789abcdef",
     image_uri=f"{PLATFORM_OUTPUTS['repositoryUrls']['training']}@sha256:{'ab' * 32}",
-    inference_image_tag="0.1.0",
     tags=TAGS,
 )
 
@@ -60,14 +59,13 @@ def test_inputs_take_the_data_key_arn_subnets_role_and_group_from_the_platform_o
     assert INPUTS.subnet_ids == PLATFORM_OUTPUTS["privateSubnetIds"]
     assert INPUTS.role_arn == PLATFORM_OUTPUTS["sagemakerExecutionRoleArn"]
     assert INPUTS.group_name == "retail-dev-price-sensitivity" and INPUTS.region == "ap-southeast-1"
-    assert INPUTS.inference_image_uri == f"{PLATFORM_OUTPUTS['repositoryUrls']['inference']}:0.1.0"
+    assert INPUTS.inference_image_uri == INPUTS.image_uri, "the registered version names an image that exists"
 
 
 def test_a_platform_without_the_data_key_output_is_refused_naming_it():
     outputs = {k: v for k, v in PLATFORM_OUTPUTS.items() if k != "dataKeyArn"}
     with pytest.raises(MissingPlatformOutputs, match="has no output.s. dataKeyArn"):
-        training_inputs("dev", outputs, data_hash="d", train_uri="s3://b/", code_version="c", image_uri="i",
-                        inference_image_tag="t")
+        training_inputs("dev", outputs, data_hash="d", train_uri="s3://b/", code_version="c", image_uri="i")
 
 
 def test_metric_definitions_match_the_lines_the_entry_point_prints():

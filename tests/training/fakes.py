@@ -7,7 +7,7 @@ workspace files and the docker CLI.
   leaves in its work dir (written by LocalWorkspace's own methods): `Pulumi.yaml` for an
   inline program unless the dir already has one (which then decides the project), and
   `Pulumi.<stack>.yaml` when config is set;
-- `RecordingDocker`: a `DockerRunner` that records each command; `buildx build --push`
+- `RecordingDocker`: a `DockerRunner` that records each command; a pushing `buildx build`
   puts a manifest under the tag in the (moto) registry and writes its digest to the
   metadata file, as buildx does.
 """

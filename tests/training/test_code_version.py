@@ -56,4 +56,4 @@ def test_the_image_tag_is_a_valid_ecr_tag_naming_the_version():
 
 
 def test_the_source_set_is_the_documented_one():
-    assert TRAINING_SOURCES == ("ml/**/*.py", "pyproject.toml", "uv.lock", "Dockerfile.training")
+    assert TRAINING_SOURCES == ("ml/**/*.py", "pyproject.toml", "uv.lock", "Dockerfile.training", ".dockerignore")

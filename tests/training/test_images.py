@@ -46,7 +46,8 @@ def test_a_missing_tag_is_built_for_amd64_pushed_and_returned_by_digest(reposito
     assert build[build.index("--platform") + 1] == "linux/amd64"
     assert build[build.index("--file") + 1] == str(DOCKERFILE) and build[-1] == str(CONTEXT)
     assert build[build.index("--tag") + 1] == f"{repository}:train-0123456789abcdef"
-    assert {"--push", "--provenance=false", "--sbom=false", "--metadata-file"} <= set(build)
+    assert {"--provenance=false", "--sbom=false", "--metadata-file"} <= set(build)
+    assert build[build.index("--output") + 1] == "type=image,push=true,oci-mediatypes=false"
     assert reference == f"{repository}@{image_digest(repository, 'train-0123456789abcdef', REGION)}"
 
 

@@ -102,3 +102,25 @@ def test_non_string_hyperparameters_are_refused(gold_channel, tmp_path):
     paths = opt_ml(tmp_path, gold_channel, {"xgb-trials": 2})
     assert main(["train", "--root", str(tmp_path)]) == 1
     assert "must map names to strings" in paths.failure.read_text()
+
+
+def test_a_stop_signal_ends_the_job_at_once_with_the_reason_in_the_failure_file(tmp_path, monkeypatch):
+    """As PID 1 in the container Python gets no default SIGTERM handling; StopTrainingJob would wait 120 s."""
+    import os
+    import signal
+    import time
+
+    import ml.sagemaker_entry as entry
+
+    def interrupted(_paths) -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+        raise AssertionError("the signal did not stop the job")
+
+    monkeypatch.setattr(entry, "run", interrupted)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        assert main(["train", "--root", str(tmp_path)]) == 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert "stopped by signal SIGTERM" in (tmp_path / "output" / "failure").read_text()
