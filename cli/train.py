@@ -20,7 +20,7 @@ import boto3
 import typer
 
 from infra import images
-from infra.automation import AutomationRunner, PulumiCliMissing, StackRunner, require_cli
+from infra.automation import AutomationRunner, PulumiCliMissing, StackRunner, policy_config_for, require_cli
 from infra.offline import find_project_dir
 from infra.providers.program import (
     DEFAULT_FAMILIES,
@@ -176,4 +176,6 @@ def run_training(inputs: TrainingInputs) -> dict[str, Any]:
         runner = stack_runner(Path(work_dir), TRAINING_PROJECT, training_program(inputs, GateSettings()))
         runner.create_stack(training_stack)
         runner.set_config(training_stack, {"aws:region": inputs.region}, {})
-        return runner.up(training_stack, None)
+        # The policy pack judges the training job too (spot with checkpoints, KMS, the VPC), at the
+        # platform stack's levels.
+        return runner.up(training_stack, policy_config_for(inputs.stack))

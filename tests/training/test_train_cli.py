@@ -59,7 +59,9 @@ def test_the_training_stack_runs_in_its_own_project_in_a_temporary_dir_outside_t
     run = train("--image-uri", GIVEN_IMAGE)
     training = run.training
     assert training.project_name == TRAINING_PROJECT and training.project_at_up == TRAINING_PROJECT
-    assert training.calls == [("create_stack", "train-dev"), ("set_config", "train-dev"), ("up", "train-dev", None)]
+    assert training.calls == [
+        ("create_stack", "train-dev"), ("set_config", "train-dev"), ("up", "train-dev", "dev.json")
+    ], "the policy pack runs with the platform stack's levels"
     assert training.config["train-dev"] == ({"aws:region": "ap-southeast-1"}, {})
     assert training.files_at_up == ["Pulumi.train-dev.yaml", "Pulumi.yaml"]
     assert not training.work_dir.is_relative_to(run.repo) and not training.work_dir.exists()
