@@ -6,6 +6,11 @@ one feature row per basket, and fitted state lives in attributes ending in `_`. 
 saved as JSON and Parquet (no pickle), so loading it executes no code.
 
 What it learns from training lines:
+* product tiers (`ml.tiers.ProductTiers`, on unless `tier_inference=False`, the baseline):
+  each product's price tier, exact where it was bought alone, estimated through the
+  label rule otherwise, from its hierarchy when unseen; the basket's features are its
+  line-count tier shares (what decides the label on the real file), how much of it is
+  exact, estimated or unseen, and how sure the estimates are;
 * tier evidence: for every product, and every level of its hierarchy, how the labels
   of the baskets it appears in are distributed, smoothed towards the parent level,
   so an unseen product falls back to its class, department, group, division;
@@ -13,8 +18,8 @@ What it learns from training lines:
   product, giving a price index of a line against its category;
 * vocabularies of the basket's categorical columns and of product divisions.
 
-`fit_transform` builds training features with out-of-fold tier evidence (each basket's
-evidence is learned from the other folds' baskets), so the model never sees evidence
+`fit_transform` builds training features with out-of-fold tiers and tier evidence (each
+basket's are learned from the other folds' baskets), so the model never sees evidence
 that was computed from its own label, as scikit-learn's TargetEncoder does.
 """
 
@@ -28,8 +33,9 @@ import numpy as np
 import polars as pl
 
 from ml.schema import BASKET_KEY, HIERARCHY, LABEL, LABELS
+from ml.tiers import ESTIMATED, EXACT, LA, TIERS, UM, UNSEEN, ProductTiers, tier_column
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 # Hierarchy from the coarsest level to the product itself: evidence is smoothed downwards.
 LEVELS = tuple(reversed(HIERARCHY))
 CATEGORY = "PROD_CODE_30"
@@ -51,6 +57,27 @@ PASSTHROUGH = ("SHOP_WEEK", "STORE_REGION", "BASKET_TYPE")
 
 def _p(label: str) -> str:
     return f"p_{label}"
+
+
+def _tier_aggregations() -> list[pl.Expr]:
+    """A basket's line-count tier shares: expected (every line's tier probabilities), from exact tiers only, and
+    from each line's likeliest tier; the d that decides the label on the real file; and how the tiers are known."""
+    probability = {t: pl.col(tier_column(t)) for t in TIERS}
+    likeliest = pl.concat_list([probability[t] for t in TIERS]).list.arg_max()
+    exact = pl.col("tier_kind") == EXACT
+    features = [probability[t].mean().alias(f"tier_share_{t}") for t in TIERS]
+    features += [(likeliest == i).mean().alias(f"tier_hard_share_{t}") for i, t in enumerate(TIERS)]
+    features += [(exact & (likeliest == i)).mean().alias(f"tier_exact_share_{t}") for i, t in enumerate(TIERS)]
+    features += [
+        (probability["LA"] - probability["UM"]).mean().alias("tier_d"),
+        ((likeliest == LA).cast(pl.Float64) - (likeliest == UM).cast(pl.Float64)).mean().alias("tier_hard_d"),
+        exact.mean().alias("tier_exact_lines"),
+        (pl.col("tier_kind") == ESTIMATED).mean().alias("tier_estimated_lines"),
+        (pl.col("tier_kind") == UNSEEN).mean().alias("tier_unseen_lines"),
+        (1 - pl.max_horizontal([probability[t] for t in TIERS])).mean().alias("tier_uncertainty"),
+        pl.col("tier_confidence").min().alias("tier_min_confidence"),
+    ]
+    return features
 
 
 @dataclass
@@ -124,15 +151,17 @@ class TierEvidence:
 class BasketFeaturizer:
     """Lines in, one feature row per basket out; see the module docstring."""
 
-    def __init__(self, smoothing: float = 20.0, folds: int = 5, seed: int = 0):
+    def __init__(self, smoothing: float = 20.0, folds: int = 5, seed: int = 0, tier_inference: bool = True):
         self.smoothing = smoothing
         self.folds = folds
         self.seed = seed
+        self.tier_inference = tier_inference
 
     # ---- fitting -------------------------------------------------------------------
     def fit(self, lines: pl.DataFrame) -> BasketFeaturizer:
         """Learn evidence, price levels and vocabularies from training lines only."""
         self.evidence_ = TierEvidence.fit(lines, self.smoothing)
+        self.tiers_ = self._fit_tiers(lines)
         unit = lines.select(CATEGORY, "PROD_CODE", (pl.col("SPEND") / pl.col("QUANTITY")).alias("unit"))
         self.global_unit_price_ = float(unit["unit"].median())
         self.category_price_ = unit.group_by(CATEGORY).agg(pl.col("unit").median().alias("category_price"))
@@ -150,7 +179,7 @@ class BasketFeaturizer:
         self.fitted_weeks_ = (int(lines["SHOP_WEEK"].min()), int(lines["SHOP_WEEK"].max()))
         self.feature_names_ = []
         self._compile()
-        probe = self._plan(lines.head(1).lazy(), self.evidence_, kept=[]).collect()
+        probe = self._plan(lines.head(1).lazy(), self.evidence_, self.tiers_, kept=[]).collect()
         self.feature_names_ = [c for c in probe.columns if c != BASKET_KEY]
         self._compile()
         return self
@@ -163,15 +192,23 @@ class BasketFeaturizer:
         kept = self._kept(lines)
         plans = []
         for k in range(self.folds):
-            evidence = TierEvidence.fit(folded.filter(pl.col("_fold") != k), self.smoothing)
+            others = folded.filter(pl.col("_fold") != k)
+            evidence = TierEvidence.fit(others, self.smoothing)
             held = folded.lazy().filter(pl.col("_fold") == k).drop("_fold")
-            plans.append(self._plan(held, evidence, kept))
+            plans.append(self._plan(held, evidence, self._fit_tiers(others), kept))
         return pl.concat(pl.collect_all(plans))
+
+    def _fit_tiers(self, lines: pl.DataFrame) -> ProductTiers | None:
+        if not self.tier_inference:
+            return None
+        tiers = ProductTiers().fit(lines)
+        tiers.compile()
+        return tiers
 
     # ---- applying ------------------------------------------------------------------
     def transform(self, lines: pl.DataFrame) -> pl.DataFrame:
         """One row per basket: BASKET_KEY, pass-through columns, then `feature_names_`."""
-        return self._plan(lines.lazy(), self.evidence_, self._kept(lines)).collect()
+        return self._plan(lines.lazy(), self.evidence_, self.tiers_, self._kept(lines)).collect()
 
     def matrix(self, features: pl.DataFrame) -> np.ndarray:
         """The model input for `transform`'s output, columns in `feature_names_` order."""
@@ -181,8 +218,12 @@ class BasketFeaturizer:
     def _kept(lines: pl.DataFrame) -> list[str]:
         return [c for c in (*PASSTHROUGH, LABEL) if c in lines.columns]
 
-    def _plan(self, lines: pl.LazyFrame, evidence: TierEvidence, kept: list[str]) -> pl.LazyFrame:
+    def _plan(
+        self, lines: pl.LazyFrame, evidence: TierEvidence, tiers: ProductTiers | None, kept: list[str]
+    ) -> pl.LazyFrame:
         """The whole transform as one lazy query, so Polars runs it in one go."""
+        if tiers is not None:
+            lines = tiers.line_tiers(lines)
         line_index = (pl.col("SPEND") / pl.col("QUANTITY")) / pl.col("category_price").fill_null(
             self.global_unit_price_
         )
@@ -197,7 +238,8 @@ class BasketFeaturizer:
             .with_columns(self._top_lift)
         )
         header = [pl.first(c) for c in kept if c not in self._header_columns]
-        baskets = frame.group_by(BASKET_KEY, maintain_order=True).agg(*self._aggregations, *header)
+        tier_features = self._tier_aggregations if tiers is not None else []
+        baskets = frame.group_by(BASKET_KEY, maintain_order=True).agg(*self._aggregations, *tier_features, *header)
         return baskets.with_columns(self._onehots).select(BASKET_KEY, *kept, *self._finish)
 
     def _compile(self) -> None:
@@ -233,6 +275,7 @@ class BasketFeaturizer:
             *[(pl.col(DIVISION) == d).mean().alias(f"share_{d}") for d in self.divisions_],
         ]
         self._aggregations = [*[pl.first(c) for c in self._header_columns], *evidence, *price, *composition]
+        self._tier_aggregations = _tier_aggregations()
         self._onehots = [
             *[
                 pl.col(c).eq_missing(v).cast(pl.Float64).alias(f"{c}={v}")
@@ -254,6 +297,7 @@ class BasketFeaturizer:
             **{f"evidence_{level}": t for level, t in self.evidence_.tables.items()},
             "category_price": self.category_price_,
             "product_price_index": self.product_price_index_,
+            **(self.tiers_.tables() if self.tiers_ is not None else {}),
         }
         written = []
         for name, table in tables.items():
@@ -262,7 +306,11 @@ class BasketFeaturizer:
             written.append(path)
         state = {
             "format_version": FORMAT_VERSION,
-            "params": {"smoothing": self.smoothing, "folds": self.folds, "seed": self.seed},
+            "params": {
+                "smoothing": self.smoothing, "folds": self.folds, "seed": self.seed,
+                "tier_inference": self.tier_inference,
+            },
+            "tiers": self.tiers_.state() if self.tiers_ is not None else None,
             "prior": self.evidence_.prior,
             "global_unit_price": self.global_unit_price_,
             "vocabularies": self.vocabularies_,
@@ -287,6 +335,10 @@ class BasketFeaturizer:
         )
         self.category_price_ = pl.read_parquet(folder / "category_price.parquet")
         self.product_price_index_ = pl.read_parquet(folder / "product_price_index.parquet")
+        self.tiers_ = None
+        if state["tiers"] is not None:
+            tables = {path.stem: pl.read_parquet(path) for path in folder.glob("tiers_*.parquet")}
+            self.tiers_ = ProductTiers.restore(state["tiers"], tables)
         self.global_unit_price_ = state["global_unit_price"]
         self.vocabularies_ = state["vocabularies"]
         self.divisions_ = state["divisions"]

@@ -42,6 +42,7 @@ def render_markdown(summary: dict[str, Any], leaderboard: list[dict[str, Any]]) 
         "",
         f"![confusion matrix](confusion_{summary['winner']}.png)",
         "",
+        *_tier_section(summary.get("tiers")),
         "## Leaderboard",
         "",
         *_table(
@@ -81,6 +82,34 @@ def render_markdown(summary: dict[str, Any], leaderboard: list[dict[str, Any]]) 
         "- The customer segment is a weak signal; the basket, not the customer, is the unit scored.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _tier_section(tiers: dict[str, Any] | None) -> list[str]:
+    """Where the errors are: baskets whose every product's tier training revealed, and the others."""
+    if not tiers:
+        return []
+    rows = []
+    for name, title in (("all_exact", "every product's tier known exactly from training"),
+                        ("some_not_exact", "some lines of estimated or unseen tier")):
+        group = tiers[name]
+        if group["baskets"]:
+            rows.append([title, group["baskets"], f"{group['accuracy']:.4f}", f"{group['macro_f1']:.4f}"])
+        else:
+            rows.append([title, 0, "-", "-"])
+    shares = tiers["holdout_line_shares"]
+    coverage = tiers["training_coverage"]
+    rule = tiers["rule"]
+    return [
+        "### By what training revealed of the products' tiers",
+        "",
+        *_table(["holdout baskets", "baskets", "accuracy", "macro-F1"], rows),
+        "",
+        f"Holdout lines: {shares['exact']:.1%} of exact tier, {shares['estimated']:.1%} estimated, "
+        f"{shares['unseen']:.1%} of products training never saw. Training: {coverage['exact']} of "
+        f"{coverage['products']} products bought alone at least once (exact tier), {coverage['estimated']} "
+        f"estimated through the label rule (LA above d = {rule['la_above']}, UM below {rule['um_below']}).",
+        "",
+    ]
 
 
 def write_model_card(summary: dict[str, Any], leaderboard: list[dict[str, Any]], folder: Path) -> Path:

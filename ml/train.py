@@ -120,12 +120,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, dict[str, Any]] = {}
     models: dict[str, Any] = {}
     holdout_metrics = {}
+    predictions: dict[str, np.ndarray] = {}
     for family in families:
         t0 = time.perf_counter()
         model = FAMILIES[family].build(params[family], args.seed)
         model.fit(x_train, y_train)
         fit_seconds = time.perf_counter() - t0
-        metrics = compute_metrics(y_holdout, model.predict_proba(x_holdout).argmax(axis=1), CLASSES)
+        predictions[family] = model.predict_proba(x_holdout).argmax(axis=1)
+        metrics = compute_metrics(y_holdout, predictions[family], CLASSES)
         plot_confusion(metrics, f"{family} (holdout)", output / f"confusion_{family}.png")
         models[family] = model
         holdout_metrics[family] = metrics
@@ -173,6 +175,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "data": data,
         "lineage": lineage,
         "drift_reference": reference_bins(train_side),
+        "tiers": tier_breakdown(holdout, y_holdout, predictions[winner["family"]], featurizer),
         "xgboost_search": None if search is None else {k: search[k] for k in ("trials", "best_params")},
         "train_seconds": round(time.perf_counter() - started, 2),
     }
@@ -181,6 +184,28 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     write_model_card(summary, leaderboard, output)
     return summary
+
+
+def tier_breakdown(
+    holdout: pl.DataFrame, y_true: np.ndarray, y_pred: np.ndarray, featurizer: BasketFeaturizer
+) -> dict[str, Any] | None:
+    """Holdout metrics of baskets whose every product's tier training revealed exactly vs the others, and
+    how the holdout's lines' tiers were known; None for a featurizer without tier inference."""
+    if featurizer.tiers_ is None or "tier_exact_lines" not in holdout.columns:
+        return None
+    exact = holdout["tier_exact_lines"].to_numpy() >= 1.0
+    groups = {}
+    for name, mask in (("all_exact", exact), ("some_not_exact", ~exact)):
+        groups[name] = {"baskets": int(mask.sum())}
+        if mask.any():
+            groups[name] |= compute_metrics(y_true[mask], y_pred[mask], CLASSES).to_dict()
+    lines = holdout["n_lines"].to_numpy()
+    shares = {
+        kind: float((holdout[f"tier_{kind}_lines"].to_numpy() * lines).sum() / max(lines.sum(), 1))
+        for kind in ("exact", "estimated", "unseen")
+    }
+    return {**groups, "holdout_line_shares": shares, "training_coverage": featurizer.tiers_.coverage_,
+            "rule": featurizer.tiers_.state()["rule"]}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -1,0 +1,287 @@
+"""Product price tiers inferred from training baskets, and the label rule they obey.
+
+On the real file (shared/data/FACTS.md, "What decides the label") every product has a
+stable tier (LA, MM, UM, XX); a basket's label is a function of its LINE COUNTS per tier
+(d = (LA lines - UM lines) / lines: above about 0.2 LA, below about -0.2 UM, nearly only
+XX lines XX, else MM); and in every basket of a single product the label IS that
+product's tier. A product's spread of basket labels is not its tier: an MM product sits
+in LA and UM baskets all the time. So the tiers are inferred, not averaged:
+
+1. exact: a product bought alone in a training basket takes that basket's label
+   (the majority, should single baskets disagree);
+2. the rule's thresholds are fitted on the training baskets whose every product is exact;
+3. estimated: every other product takes the tier that makes the most of its training
+   baskets come out with their own label through the rule, given the other lines'
+   tiers (coordinate ascent over the unknown products, a few rounds, starting from
+   the tier mix of the product's class); its confidence is the share of its baskets
+   that tier explains;
+4. unseen (at transform time): a product the training lines never had takes the tier
+   mix of its class, else department, group, division, else the whole catalogue's.
+
+`ProductTiers` follows the scikit-learn contract (`fit` learns, `line_tiers` applies,
+fitted state in attributes ending in `_`) and is saved as Parquet and JSON by the
+featurizer that holds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from ml.schema import BASKET_KEY, HIERARCHY, LABEL, LABELS
+
+TIERS = LABELS
+"""LA, MM, UM, XX: a product's tier uses the labels' names."""
+LA, MM, UM, XX = range(4)
+EXACT, ESTIMATED, UNSEEN = range(3)
+"""How a line's tier is known (`tier_kind`)."""
+HIGHER_LEVELS = HIERARCHY[1:]
+"""Class, department, group, division: where an unseen product's tier mix comes from."""
+ROUNDS = 4
+GRID = np.round(np.arange(0.0, 1.0001, 0.01), 2)
+
+
+def tier_column(tier: str) -> str:
+    return f"tier_p_{tier}"
+
+
+@dataclass(frozen=True)
+class LabelRule:
+    """The label of a basket from its line counts per tier (columns LA, MM, UM, XX)."""
+
+    la_above: float = 0.2
+    um_below: float = -0.2
+    xx_share: float = 0.8
+
+    def labels(self, counts: np.ndarray) -> np.ndarray:
+        lines = np.maximum(counts.sum(axis=1), 1e-9)
+        d = (counts[:, LA] - counts[:, UM]) / lines
+        label = np.full(len(counts), MM)
+        label[d > self.la_above] = LA
+        label[d < self.um_below] = UM
+        label[counts[:, XX] >= self.xx_share * lines] = XX
+        return label
+
+    @classmethod
+    def fit(cls, counts: np.ndarray, labels: np.ndarray) -> LabelRule:
+        """Thresholds that best reproduce `labels` from `counts` (each searched on a 0.01 grid)."""
+        if len(labels) == 0:
+            return cls()
+        lines = np.maximum(counts.sum(axis=1), 1e-9)
+        d = (counts[:, LA] - counts[:, UM]) / lines
+        xx = counts[:, XX] / lines
+
+        def best(values: np.ndarray, target: np.ndarray, candidates: np.ndarray, above: bool) -> float:
+            hits = [np.mean((values > c) == target if above else (values < c) == target) for c in candidates]
+            return float(candidates[int(np.argmax(hits))])
+
+        classified = labels != XX
+        return cls(
+            la_above=best(d[classified], labels[classified] == LA, GRID[:61], above=True),
+            um_below=best(d[classified], labels[classified] == UM, -GRID[:61], above=False),
+            xx_share=best(xx, labels == XX, GRID[50:], above=True) - 1e-9,
+        )
+
+
+class ProductTiers:
+    """Each product's tier (exact, estimated or from its hierarchy) and the label rule; see the module docstring."""
+
+    def __init__(self, rounds: int = ROUNDS, smoothing: float = 5.0):
+        self.rounds = rounds
+        self.smoothing = smoothing
+
+    # ---- fitting -------------------------------------------------------------------
+    def fit(self, lines: pl.DataFrame) -> ProductTiers:
+        """Learn from labelled training lines (one row per product in a basket)."""
+        pairs = lines.group_by(BASKET_KEY, "PROD_CODE").agg(pl.len().alias("n"))
+        baskets = lines.group_by(BASKET_KEY).agg(
+            pl.first(LABEL).replace_strict({t: i for i, t in enumerate(TIERS)}, default=None).alias("label"),
+            pl.col("PROD_CODE").n_unique().alias("n_products"),
+        )
+        baskets = baskets.filter(pl.col("label").is_not_null()).with_row_index("b")
+        pairs = pairs.join(baskets, on=BASKET_KEY, how="inner")
+        products = pairs.select("PROD_CODE").unique(maintain_order=True).with_row_index("p")
+        pairs = pairs.join(products, on="PROD_CODE")
+        b, p, n = (pairs[c].to_numpy() for c in ("b", "p", "n"))
+        label = baskets["label"].to_numpy()
+        n_products = baskets["n_products"].to_numpy()
+
+        exact, purity = self._exact(b, p, label, n_products, len(products))
+        known = exact >= 0
+        counts = np.zeros((len(baskets), 4))
+        np.add.at(counts, (b[known[p]], exact[p[known[p]]]), n[known[p]])
+        fully_known = np.bincount(b, weights=(~known[p]).astype(float), minlength=len(baskets)) == 0
+        self.rule_ = LabelRule.fit(counts[fully_known], label[fully_known])
+
+        chains = self._chains(lines, products)
+        start = self._class_start(exact, chains)
+        tier, confidence, scores = self._estimate(b, p, n, label, counts, exact, start)
+        self.coverage_ = {
+            "products": int(len(products)),
+            "exact": int(known.sum()),
+            "estimated": int((~known).sum()),
+            "exact_line_share": float(n[known[p]].sum() / max(n.sum(), 1)),
+        }
+        probabilities = self._probabilities(exact, tier, scores, start)
+        self.products_ = pl.DataFrame(
+            {
+                "PROD_CODE": products["PROD_CODE"],
+                **{tier_column(t): probabilities[:, i] for i, t in enumerate(TIERS)},
+                "tier_kind": np.where(known, EXACT, ESTIMATED).astype(np.int8),
+                "tier_confidence": np.where(known, purity, confidence),
+            }
+        )
+        self.levels_ = self._level_mixes(chains, np.where(known, exact, tier))
+        self.prior_ = {t: float(np.mean(np.where(known, exact, tier) == i)) for i, t in enumerate(TIERS)}
+        return self
+
+    @staticmethod
+    def _exact(b, p, label, n_products, n) -> tuple[np.ndarray, np.ndarray]:
+        """Tier (or -1) and purity per product, from the baskets holding that product alone."""
+        alone = n_products[b] == 1
+        votes = np.zeros((n, 4))
+        np.add.at(votes, (p[alone], label[b[alone]]), 1)
+        seen = votes.sum(axis=1)
+        exact = np.where(seen > 0, votes.argmax(axis=1), -1)
+        purity = np.where(seen > 0, votes.max(axis=1) / np.maximum(seen, 1), 0.0)
+        return exact, purity
+
+    @staticmethod
+    def _chains(lines: pl.DataFrame, products: pl.DataFrame) -> pl.DataFrame:
+        """Each product's hierarchy codes (its commonest chain), in `products` order."""
+        chains = lines.group_by(*HIERARCHY).agg(pl.len().alias("n")).sort("n", descending=True)
+        chains = chains.unique("PROD_CODE", keep="first")
+        return products.join(chains.drop("n"), on="PROD_CODE", how="left").sort("p")
+
+    @staticmethod
+    def _class_start(exact: np.ndarray, chains: pl.DataFrame) -> np.ndarray:
+        """Each product's starting tier: its exact tier, else the commonest exact tier of its class (else MM)."""
+        frame = chains.select("p", "PROD_CODE_10").with_columns(pl.Series("tier", exact))
+        known = frame.filter(pl.col("tier") >= 0)
+        commonest = known.group_by("PROD_CODE_10", "tier").len().sort("len", descending=True).unique(
+            "PROD_CODE_10", keep="first"
+        )
+        start = frame.join(commonest.select("PROD_CODE_10", pl.col("tier").alias("class_tier")), on="PROD_CODE_10",
+                           how="left").sort("p")["class_tier"].fill_null(MM).to_numpy()
+        return np.where(exact >= 0, exact, start)
+
+    def _estimate(self, b, p, n, label, known_counts, exact, start):
+        """Coordinate ascent over the products without an exact tier (see the module docstring)."""
+        tier = start.copy()
+        unknown = exact[p] < 0
+        ub, up, un = b[unknown], p[unknown], n[unknown].astype(float)
+        n_products = len(exact)
+        scores = np.zeros((n_products, 4))
+        confidence = np.zeros(n_products)
+        if not len(ub):
+            return tier, confidence, scores
+        for _ in range(self.rounds):
+            totals = known_counts.copy()
+            np.add.at(totals, (ub, tier[up]), un)
+            without = totals[ub].copy()
+            without[np.arange(len(ub)), tier[up]] -= un
+            scores = np.zeros((n_products, 4))
+            for t in range(4):
+                candidate = without.copy()
+                candidate[:, t] += un
+                hits = (self.rule_.labels(candidate) == label[ub]).astype(float)
+                scores[:, t] = np.bincount(up, weights=hits, minlength=n_products)
+            baskets = np.bincount(up, minlength=n_products)
+            updated = np.where(exact < 0, scores.argmax(axis=1), tier)
+            # Ties (or no basket) keep the current tier, so the class start decides what the baskets cannot.
+            tie = scores.max(axis=1) == scores[np.arange(n_products), tier]
+            updated = np.where(tie & (exact < 0), tier, updated)
+            confidence = np.where(baskets > 0, scores.max(axis=1) / np.maximum(baskets, 1), 0.0)
+            if np.array_equal(updated, tier):
+                break
+            tier = updated
+        return tier, confidence, scores
+
+    def _probabilities(self, exact, tier, scores, start) -> np.ndarray:
+        """One-hot for exact tiers; for estimated ones the baskets' votes, smoothed towards the chosen tier."""
+        probabilities = np.zeros((len(exact), 4))
+        known = exact >= 0
+        probabilities[known, exact[known]] = 1.0
+        votes = scores[~known] + self.smoothing * np.eye(4)[tier[~known]] * 0.25
+        probabilities[~known] = votes / np.maximum(votes.sum(axis=1, keepdims=True), 1e-9)
+        return probabilities
+
+    def _level_mixes(self, chains: pl.DataFrame, tier: np.ndarray) -> dict[str, pl.DataFrame]:
+        """Tier mix of the products under each code of each higher level, smoothed towards the parent level."""
+        onehot = chains.with_columns(
+            *[pl.Series(tier_column(t), (tier == i).astype(float)) for i, t in enumerate(TIERS)]
+        )
+        catalogue = {t: float(onehot[tier_column(t)].mean()) for t in TIERS}
+        tables: dict[str, pl.DataFrame] = {}
+        parent: str | None = None
+        for level in reversed(HIGHER_LEVELS):  # division first, down to class
+            keys = [level] if parent is None else [level, parent]
+            counts = onehot.group_by(keys).agg(pl.len().alias("n"), *[pl.col(tier_column(t)).sum() for t in TIERS])
+            if parent is None:
+                base = {t: pl.lit(catalogue[t]) for t in TIERS}
+            else:
+                counts = counts.join(tables[parent].rename({tier_column(t): f"_parent_{t}" for t in TIERS}),
+                                     on=parent, how="left")
+                base = {t: pl.col(f"_parent_{t}") for t in TIERS}
+            smoothed = [
+                ((pl.col(tier_column(t)) + self.smoothing * base[t]) / (pl.col("n") + self.smoothing)).alias(
+                    tier_column(t)
+                )
+                for t in TIERS
+            ]
+            table = counts.sort("n", descending=True).unique(level, keep="first")
+            tables[level] = table.select(level, *smoothed)
+            parent = level
+        return tables
+
+    # ---- applying ------------------------------------------------------------------
+    def compile(self) -> None:
+        """Build the lookups and expressions of `line_tiers` once per fitted state."""
+        self._products = self.products_.lazy()
+        self._levels = [
+            (level, self.levels_[level].rename({tier_column(t): f"{level}:{t}" for t in TIERS}).lazy())
+            for level in HIGHER_LEVELS
+        ]
+        self._resolve = [
+            pl.coalesce(
+                [pl.col(tier_column(t)), *[pl.col(f"{level}:{t}") for level in HIGHER_LEVELS], pl.lit(self.prior_[t])]
+            ).alias(tier_column(t))
+            for t in TIERS
+        ]
+        self._dropped = [f"{level}:{t}" for level in HIGHER_LEVELS for t in TIERS]
+
+    def line_tiers(self, lines: pl.LazyFrame) -> pl.LazyFrame:
+        """Adds `tier_p_<tier>` (probabilities), `tier_kind` (exact/estimated/unseen) and `tier_confidence`."""
+        frame = lines.join(self._products, on="PROD_CODE", how="left", maintain_order="left")
+        for level, lookup in self._levels:
+            frame = frame.join(lookup, on=level, how="left", maintain_order="left")
+        return frame.with_columns(
+            *self._resolve,
+            pl.col("tier_kind").fill_null(UNSEEN),
+            pl.col("tier_confidence").fill_null(0.0),
+        ).drop(self._dropped)
+
+    def tables(self) -> dict[str, pl.DataFrame]:
+        """The fitted tables by file stem, for saving."""
+        return {"tiers_products": self.products_, **{f"tiers_{lv}": t for lv, t in self.levels_.items()}}
+
+    def state(self) -> dict:
+        return {
+            "params": {"rounds": self.rounds, "smoothing": self.smoothing},
+            "rule": {"la_above": self.rule_.la_above, "um_below": self.rule_.um_below, "xx_share": self.rule_.xx_share},
+            "prior": self.prior_,
+            "coverage": self.coverage_,
+        }
+
+    @classmethod
+    def restore(cls, state: dict, tables: dict[str, pl.DataFrame]) -> ProductTiers:
+        self = cls(**state["params"])
+        self.rule_ = LabelRule(**state["rule"])
+        self.prior_ = state["prior"]
+        self.coverage_ = state["coverage"]
+        self.products_ = tables["tiers_products"]
+        self.levels_ = {level: tables[f"tiers_{level}"] for level in HIGHER_LEVELS}
+        self.compile()
+        return self
