@@ -9,7 +9,7 @@ import pytest
 
 from ml.features import BasketFeaturizer
 from ml.schema import BASKET_KEY, LABEL
-from ml.tiers import EXACT, ESTIMATED, LA, MM, UM, UNSEEN, XX, LabelRule, ProductTiers, tier_column
+from ml.tiers import ESTIMATED, EXACT, LA, MM, UM, UNSEEN, XX, LabelRule, ProductTiers, tier_column
 
 TRUE_RULE = LabelRule(la_above=0.2, um_below=-0.2, xx_share=0.8)
 NAMES = ("LA", "MM", "UM", "XX")
