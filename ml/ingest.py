@@ -1,18 +1,49 @@
 """Reading raw transaction exports into one frame of untyped (string) columns.
 
 Accepts a CSV, a gzipped CSV, or a folder of weekly `transactions_YYYYWW.csv` files,
-with either header variant (see `ml.schema`). Every value is read as text so that
-validation, not the CSV parser, decides what is wrong with a value and can quarantine
-the row instead of failing the run. Each row keeps its source file and line number.
+with either header variant (see `ml.schema`) and LF or CRLF line endings. Every value is
+read as text so that validation, not the CSV parser, decides what is wrong with a value
+and can quarantine the row instead of failing the run. Each row keeps its source file
+and line number (the header is line 1).
+
+A line that cannot become a row does not stop the run either: each file's bytes are
+scanned first, and such a line is set aside with its file, line number, rule, what is
+wrong (`value`) and its raw bytes without the line ending (`_RAW_LINE`), for validation
+to quarantine. A line gets the first of these rules that it breaks:
+
+- `invalid_utf8`: the line is not valid UTF-8;
+- `blank_line`: the line is empty;
+- `repeated_header`: the line is a header row again (files joined with `cat`);
+- `unbalanced_quotes`: an odd number of `"`, so a quoted field is not closed (no column
+  of this data holds a line break or a quote, so a row never spans lines);
+- `too_many_fields` / `too_few_fields`: the line splits into more or fewer fields than
+  the header (CSV-aware: a comma inside a quoted field does not separate).
+
+The clean lines, and only those, go to Polars' CSV reader; for every file
+`rows_read == rows parsed + lines set aside`. The header line must be readable (UTF-8,
+the expected columns), or the run stops with `InputError` naming the file.
+
+Why scan before reading instead of using a reader option: Polars' reader fails the whole
+file on one undecodable byte or one line with too many fields, pads a short line with
+nulls without a word, and its `ignore_errors` / `truncate_ragged_lines` do not say which
+line they dropped or changed; pyarrow's `invalid_row_handler` reports ragged rows, but
+with no line number when it reads in parallel, and never undecodable ones. The scan
+finds line ends and counts separators per line with NumPy over the bytes; only lines
+holding a quote are split by Python's `csv` module, and only files holding a non-ASCII
+byte are decoded (by Python's strict UTF-8 codec, with `surrogateescape` marking the
+bytes it rejects), so a clean ASCII export costs two vectorised passes over its bytes.
 """
 
 from __future__ import annotations
 
+import csv
 import gzip
 import re
-from dataclasses import dataclass
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 
 from ml.schema import (
@@ -26,19 +57,38 @@ from ml.schema import (
 
 SOURCE_FILE = "_SOURCE_FILE"
 SOURCE_LINE = "_SOURCE_LINE"
+RAW_LINE = "_RAW_LINE"
 WEEKLY_FILE = re.compile(r"^transactions_(\d{6})\.csv(\.gz)?$")
+
+# Rules for lines that cannot become a row, in the order they are checked.
+LINE_RULES = (
+    "invalid_utf8", "blank_line", "repeated_header", "unbalanced_quotes", "too_many_fields", "too_few_fields",
+)
+REJECTED_SCHEMA = {SOURCE_FILE: pl.String, SOURCE_LINE: pl.Int64, "rule": pl.String, "value": pl.String,
+                   RAW_LINE: pl.Binary}
+
+UTF8_BOM = b"\xef\xbb\xbf"
+NEWLINE, CARRIAGE_RETURN, COMMA, QUOTE = (ord(c) for c in "\n\r,\"")
+SCAN_CHUNK = 1 << 25  # bytes per vectorised step: bounds the scan's temporary arrays
+ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # what `surrogateescape` makes of a byte UTF-8 rejects
 
 
 class InputError(Exception):
     """The input cannot be read at all: the run stops with this message."""
 
 
+def _no_rejected_lines() -> pl.DataFrame:
+    return pl.DataFrame(schema=REJECTED_SCHEMA)
+
+
 @dataclass(frozen=True)
 class RawInput:
-    """The files of one input and the header variant found in them."""
+    """The files of one input, the header variant found in them, and what was read."""
 
     files: tuple[Path, ...]
-    variant: str  # "coded" (seg_1/seg_2) or "original" (CUST_PRICE_SENSITIVITY/CUST_LIFESTAGE)
+    variant: str  # "coded" (seg_1/seg_2), "original" (CUST_PRICE_SENSITIVITY/CUST_LIFESTAGE) or "mixed"
+    rows_read: dict[str, int] = field(default_factory=dict)  # data lines (header excluded), by file
+    rejected: pl.DataFrame = field(default_factory=_no_rejected_lines)  # lines set aside, REJECTED_SCHEMA
 
 
 def discover(path: Path) -> tuple[Path, ...]:
@@ -53,42 +103,219 @@ def discover(path: Path) -> tuple[Path, ...]:
     return tuple(weekly)
 
 
-def _header(path: Path) -> list[str]:
+def _read_bytes(path: Path) -> bytes:
     try:
-        opener = gzip.open if path.name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8", newline="") as handle:
-            line = handle.readline()
-    except (OSError, UnicodeDecodeError, EOFError) as exc:
+        if path.name.endswith(".gz"):
+            with gzip.open(path, "rb") as handle:
+                return handle.read()
+        return path.read_bytes()
+    except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise InputError(f"{path}: unreadable ({exc})") from exc
+
+
+def _parse_fields(line: str) -> list[str]:
+    return next(csv.reader([line]), [])
+
+
+def _header(path: Path, data: bytes) -> tuple[int, int, list[str]]:
+    """Where the header starts (after a byte-order mark), where the data lines start, and its names."""
+    start = len(UTF8_BOM) if data.startswith(UTF8_BOM) else 0
+    end = data.find(b"\n", start)
+    end = len(data) if end == -1 else end
+    try:
+        line = data[start:end].rstrip(b"\r").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{path}: unreadable (the header line is not UTF-8 text: byte 0x{data[start + exc.start]:02X} "
+            f"at position {exc.start + 1}; is the file compressed or binary?)"
+        ) from exc
     if not line.strip():
         raise InputError(f"{path}: empty file (no header row)")
-    return [name.strip().strip('"') for name in line.rstrip("\r\n").split(",")]
+    return start, min(end + 1, len(data)), [name.strip() for name in _parse_fields(line)]
 
 
-def header_variant(path: Path) -> str:
-    """Which header variant a file uses; raises naming the missing columns otherwise."""
-    names = _header(path)
+def _variant_of(names: list[str]) -> str | None:
     for variant, expected in (("coded", CODED_COLUMNS), ("original", ORIGINAL_COLUMNS)):
         if set(expected) <= set(names):
             return variant
+    return None
+
+
+def header_variant(path: Path, names: list[str]) -> str:
+    """Which header variant a file uses; raises naming the missing columns otherwise."""
+    variant = _variant_of(names)
+    if variant:
+        return variant
     coded_missing = [c for c in CODED_COLUMNS if c not in names]
     original_missing = [c for c in ORIGINAL_COLUMNS if c not in names]
     missing = min(coded_missing, original_missing, key=len)
     raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
 
 
-def _read_file(path: Path, variant: str) -> pl.DataFrame:
-    try:
-        frame = pl.read_csv(path, infer_schema=False)
-    except (pl.exceptions.ComputeError, OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"{path}: unreadable as CSV ({exc})") from exc
-    if frame.height == 0:
+@dataclass
+class _Lines:
+    """The data lines of one file's bytes: where each starts and ends (line ending excluded)."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+
+def _find_lines(buffer: np.ndarray, body: int) -> _Lines:
+    chunks = [np.flatnonzero(buffer[i:i + SCAN_CHUNK] == NEWLINE) + i for i in range(body, len(buffer), SCAN_CHUNK)]
+    newlines = np.concatenate(chunks) if chunks else np.empty(0, np.int64)
+    starts = np.concatenate([[body], newlines + 1]).astype(np.int64)
+    ends = np.concatenate([newlines, [len(buffer)]]).astype(np.int64)
+    if starts[-1] == len(buffer):  # the file ends with a line ending: no line after it
+        starts, ends = starts[:-1], ends[:-1]
+    before_end = np.maximum(ends - 1, 0)
+    crlf = (ends > starts) & (buffer[before_end] == CARRIAGE_RETURN)
+    return _Lines(starts, ends - crlf)
+
+
+def _count_per_line(buffer: np.ndarray, lines: _Lines, byte: int) -> np.ndarray:
+    """How often `byte` occurs in each line, a chunk of whole lines at a time."""
+    n = len(lines)
+    counts = np.zeros(n, np.int64)
+    if n == 0:
+        return counts
+    edges = np.unique(np.searchsorted(lines.starts, np.arange(lines.starts[0], len(buffer), SCAN_CHUNK)))
+    for first, stop in zip(edges, [*edges[1:], n], strict=True):
+        low = lines.starts[first]
+        high = lines.starts[stop] if stop < n else len(buffer)
+        hits = buffer[low:high] == byte
+        counts[first:stop] = np.add.reduceat(hits, lines.starts[first:stop] - low, dtype=np.int64)
+    return counts
+
+
+def _undecodable(data: bytes, lines: _Lines) -> dict[int, str]:
+    """Lines that are not valid UTF-8: line index -> the first rejected byte and where it is."""
+    if data.isascii():
+        return {}
+    found: dict[int, str] = {}
+    n = len(lines)
+    edges = np.unique(np.searchsorted(lines.starts, np.arange(lines.starts[0], len(data), SCAN_CHUNK)))
+    for first, stop in zip(edges, [*edges[1:], n], strict=True):
+        low = int(lines.starts[first])
+        high = int(lines.starts[stop]) if stop < n else len(data)
+        # Whole lines decode alone: a line ending is never part of a multi-byte character.
+        text = data[low:high].decode("utf-8", "surrogateescape")
+        line, counted_to = int(first), 0
+        match = ESCAPED_BYTE.search(text)
+        while match:
+            at = match.start()
+            line += text.count("\n", counted_to, at)
+            line_start = text.rfind("\n", 0, at) + 1
+            position = len(text[line_start:at].encode("utf-8", "surrogateescape")) + 1
+            found[line] = f"byte 0x{ord(match.group()) - 0xDC00:02X} at position {position} is not UTF-8"
+            next_line = text.find("\n", at)
+            if next_line == -1:
+                break
+            counted_to = next_line
+            match = ESCAPED_BYTE.search(text, next_line)
+    return found
+
+
+def _repeated_headers(data: bytes, lines: _Lines, header_start: int, first_name: str) -> list[int]:
+    """Lines after the header that are a header row again (of either variant)."""
+    name = first_name.encode()
+    # The first name and what follows it, so that an unnamed first column matches only headers.
+    needles = [b"\n" + bom + named for bom in (b"", UTF8_BOM) for named in (name + b",", b'"' + name + b'"')]
+    found = []
+    for needle in needles:
+        at = data.find(needle, header_start)
+        while at != -1:
+            index = int(np.searchsorted(lines.starts, at + 1))
+            if index < len(lines) and lines.starts[index] == at + 1:
+                text = data[lines.starts[index]:lines.ends[index]].decode("utf-8", "replace").lstrip("\ufeff")
+                if _variant_of([n.strip() for n in _parse_fields(text)]):
+                    found.append(index)
+            at = data.find(needle, at + 1)
+    return found
+
+
+@dataclass
+class _Scan:
+    """One file's data lines: their count, which are set aside and why, and the clean ones."""
+
+    rows_read: int
+    rejected: pl.DataFrame
+    clean: np.ndarray  # one boolean per data line
+
+
+def _scan(path: Path, data: bytes, header_start: int, body: int, names: list[str]) -> tuple[_Scan, _Lines]:
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    lines = _find_lines(buffer, body)
+    fields = _count_per_line(buffer, lines, COMMA) + 1
+    quotes = np.zeros(len(lines), np.int64)
+    if data.find(b'"', body) != -1:
+        quotes = _count_per_line(buffer, lines, QUOTE)
+        for i in np.flatnonzero((quotes > 0) & (quotes % 2 == 0)):
+            fields[i] = len(_parse_fields(data[lines.starts[i]:lines.ends[i]].decode("utf-8", "replace")))
+    del buffer
+    expected = len(names)
+    rule = np.zeros(len(lines), np.int8)  # 0 = clean, else 1 + index in LINE_RULES
+    # Later assignments win: they go from the last rule to the first.
+    rule[fields < expected] = LINE_RULES.index("too_few_fields") + 1
+    rule[fields > expected] = LINE_RULES.index("too_many_fields") + 1
+    rule[quotes % 2 == 1] = LINE_RULES.index("unbalanced_quotes") + 1
+    rule[_repeated_headers(data, lines, header_start, names[0])] = LINE_RULES.index("repeated_header") + 1
+    rule[lines.ends == lines.starts] = LINE_RULES.index("blank_line") + 1
+    undecodable = _undecodable(data, lines)
+    rule[list(undecodable)] = LINE_RULES.index("invalid_utf8") + 1
+
+    records = []
+    for i in np.flatnonzero(rule):
+        name = LINE_RULES[rule[i] - 1]
+        what = {
+            "invalid_utf8": undecodable.get(int(i)),
+            "blank_line": "empty line",
+            "repeated_header": "the header row again",
+            "unbalanced_quotes": f"{quotes[i]} quote characters: a quoted field is not closed",
+        }.get(name, f"{fields[i]} fields, the header has {expected}")
+        records.append((str(path), int(i) + 2, name, what, data[lines.starts[i]:lines.ends[i]]))
+    rejected = pl.DataFrame(records, schema=REJECTED_SCHEMA, orient="row") if records else _no_rejected_lines()
+    return _Scan(rows_read=len(lines), rejected=rejected, clean=rule == 0), lines
+
+
+def _clean_bytes(data: bytes, header_start: int, body: int, lines: _Lines, clean: np.ndarray) -> bytes:
+    """The header and the clean lines, as they are in the file."""
+    if clean.all():
+        return data if header_start == 0 else data[header_start:]
+    view = memoryview(data)
+    pieces = [view[header_start:body]]
+    # Runs of consecutive clean lines are copied in one piece each.
+    change = np.flatnonzero(np.diff(np.concatenate([[False], clean, [False]]).astype(np.int8)))
+    for first, stop in zip(change[::2], change[1::2], strict=True):
+        low = lines.starts[first]
+        high = lines.starts[stop] if stop < len(lines) else len(data)
+        pieces.append(view[low:high])  # each run ends with its last line's ending, if it has one
+    return b"".join(pieces)
+
+
+def _read_file(path: Path) -> tuple[str, pl.DataFrame, _Scan]:
+    data = _read_bytes(path)
+    header_start, body, names = _header(path, data)
+    variant = header_variant(path, names)
+    scan, lines = _scan(path, data, header_start, body, names)
+    if scan.rows_read == 0:
         raise InputError(f"{path}: empty file (a header but no rows)")
-    # Header is line 1, so the first row is line 2.
-    return to_canonical(frame, variant).with_columns(
-        pl.lit(str(path)).alias(SOURCE_FILE),
-        (pl.int_range(pl.len(), dtype=pl.Int64) + 2).alias(SOURCE_LINE),
-    )
+    clean = _clean_bytes(data, header_start, body, lines, scan.clean)
+    del data
+    try:
+        frame = pl.read_csv(clean, infer_schema=False)
+    except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
+        raise InputError(f"{path}: unreadable as CSV ({exc})") from exc
+    del clean
+    expected = int(scan.clean.sum())
+    if frame.height != expected:  # a bug in the scan, never bad input: fail rather than misnumber rows
+        raise RuntimeError(f"{path}: the CSV reader found {frame.height} rows in {expected} clean lines")
+    frame.columns = names
+    line_numbers = pl.Series(SOURCE_LINE, np.flatnonzero(scan.clean) + 2, dtype=pl.Int64)
+    frame = to_canonical(frame, variant).with_columns(pl.lit(str(path)).alias(SOURCE_FILE), line_numbers)
+    return variant, frame, scan
 
 
 def to_canonical(frame: pl.DataFrame, variant: str) -> pl.DataFrame:
@@ -107,11 +334,18 @@ def _decode(column: str, mapping: dict[str, str]) -> pl.Expr:
 
 
 def read(path: Path) -> tuple[RawInput, pl.DataFrame]:
-    """All rows of an input as text columns in canonical order, plus source columns."""
+    """All parsed rows of an input as text columns in canonical order, plus source columns.
+
+    The lines set aside and the rows read per file come with the `RawInput`.
+    """
     files = discover(path)
-    variants = {f: header_variant(f) for f in files}
-    frames = [_read_file(f, variants[f]) for f in files]
+    variants, frames, scans = zip(*(_read_file(f) for f in files), strict=True)
     frame = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
-    kinds = sorted(set(variants.values()))
-    raw = RawInput(files=files, variant=kinds[0] if len(kinds) == 1 else "mixed")
+    kinds = sorted(set(variants))
+    raw = RawInput(
+        files=files,
+        variant=kinds[0] if len(kinds) == 1 else "mixed",
+        rows_read={str(f): scan.rows_read for f, scan in zip(files, scans, strict=True)},
+        rejected=pl.concat([scan.rejected for scan in scans]),
+    )
     return raw, frame.select([*CANONICAL_COLUMNS, SOURCE_FILE, SOURCE_LINE])

@@ -4,6 +4,8 @@ ingest (raw zone) -> validate (silver zone, quarantine) -> features (gold zone) 
 train (the SageMaker entry point, run locally) -> register (MLflow) -> manifest.
 Every stage is timed; the manifest records counts per zone, the input's content hash,
 the schema version and the git commit, so a model can be traced back to its data.
+An input holding fewer weeks than the holdout needs trains with a smaller holdout,
+announced in `notices` and the manifest's `split`, or stops (see `ml.split.plan_holdout`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from ml.lineage import git_commit
 from ml.progress import StageTimer
 from ml.schema import LABEL, SCHEMA_VERSION, TRAINABLE_LABELS
 from ml.settings import GateSettings, Settings
-from ml.split import split_lines
+from ml.split import TooFewWeeks, plan_holdout, split_lines
 from ml.validate import ValidationReport, validate
 
 PARTITIONS = ["STORE_REGION", "BASKET_TYPE"]
@@ -39,6 +41,7 @@ class PipelineResult:
     training: dict[str, Any]
     registration: dict[str, Any]
     seconds: dict[str, float] = field(default_factory=dict)
+    notices: list[str] = field(default_factory=list)  # what the run changed from its settings, and why
 
 
 def _run_id(sha256: str) -> str:
@@ -79,7 +82,7 @@ def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None 
     run_id = _run_id(record.sha256)
 
     with timer.stage("validate", f"Validating {raw.height:,} rows"):
-        result = validate(raw)
+        result = validate(raw, raw_input)
         del raw
         silver_lines = lake.write_parquet(result.lines, "silver", run_id, "lines.parquet")
         quarantine_uri = lake.write_parquet(result.quarantine, "silver", run_id, "quarantine.parquet")
@@ -88,10 +91,15 @@ def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None 
         raise RuntimeError(f"row counts do not add up: {report}")
     if report.baskets_accepted == 0:
         raise ingest.InputError(f"{input_path}: no row passed validation; see {quarantine_uri}")
+    try:
+        plan = plan_holdout(result.lines["SHOP_WEEK"].unique().to_list(), settings.holdout_weeks,
+                            settings.validation_weeks, settings.max_holdout_share, settings.min_train_weeks)
+    except TooFewWeeks as exc:
+        raise ingest.InputError(f"{input_path}: {exc}") from exc
 
     with timer.stage("features", "Building basket features (fitted on training weeks only)"):
-        built = build_gold(result.lines, settings.holdout_weeks, settings.seed)
-        gold, split_facts = built.baskets, built.facts
+        built = build_gold(result.lines, plan.holdout_weeks, settings.seed)
+        gold, split_facts = built.baskets, {**built.facts, **plan.facts()}
         lines_in_silver = result.lines.height
         del result
         gold_uri = lake.write_partitioned(gold, PARTITIONS, "gold", run_id, "baskets")
@@ -132,7 +140,7 @@ def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None 
                 "--train", str(channel),
                 "--model-dir", str(model_dir),
                 "--output-data-dir", str(report_dir),
-                "--validation-weeks", str(settings.validation_weeks),
+                "--validation-weeks", str(plan.validation_weeks),
                 "--xgb-trials", str(settings.xgb_trials),
                 "--seed", str(settings.seed),
                 *_gate_flags(GateSettings()),
@@ -172,6 +180,7 @@ def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None 
         training=training,
         registration=registration,
         seconds=dict(timer.seconds),
+        notices=[plan.notice] if plan.notice else [],
     )
 
 

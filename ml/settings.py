@@ -32,5 +32,8 @@ class Settings(BaseSettings):
     work_dir: Path = Path("work")  # scratch space for training channels and outputs
     holdout_weeks: int = Field(27, ge=1)
     validation_weeks: int = Field(8, ge=1)
+    # A shorter input trains with a smaller holdout, or stops (see ml.split.plan_holdout).
+    max_holdout_share: float = Field(0.25, gt=0, lt=1)
+    min_train_weeks: int = Field(4, ge=2)  # the XGBoost search needs a week before its validation window
     seed: int = 7
     xgb_trials: int = Field(4, ge=1, le=20)

@@ -3,10 +3,21 @@
 A basket's week is constant within the basket (validation enforces it), so splitting
 lines by week keeps every basket whole; `split_lines` still assigns the side per
 basket, from the basket's first line, so that guarantee does not rest on validation.
+
+How many weeks are held out is planned first (`plan_holdout`), from the fiscal weeks
+the accepted lines hold. The holdout is the requested number of weeks, but never more
+than `max_share` of the weeks (a quarter by default), and it must leave at least
+`min_train_weeks` to train on. An input too short for the requested holdout therefore
+trains with a smaller one, which the plan's `notice` announces (the pipeline puts it in
+the manifest's `split` facts and the printed summary); an input too short for even one
+held-out week beside `min_train_weeks` training weeks stops with `TooFewWeeks`, naming
+the weeks found and needed (the CLI exits 2). The XGBoost search's validation window,
+taken from the end of the training weeks, is capped by the same share of those weeks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -23,15 +34,91 @@ class Split:
     first_holdout_week: int
 
 
+def _weeks(n: int) -> str:
+    return f"{n} week" if n == 1 else f"{n} weeks"
+
+
+def _span(weeks: tuple[int, ...]) -> str:
+    return f"{weeks[0]}" if weeks[0] == weeks[-1] else f"{weeks[0]}-{weeks[-1]}"
+
+
+class TooFewWeeks(ValueError):
+    """The input holds too few weeks for a time split: the run stops with this message."""
+
+
+@dataclass(frozen=True)
+class HoldoutPlan:
+    """The weeks found, the holdout and validation window requested, and those used."""
+
+    weeks: tuple[int, ...]  # fiscal week codes (YYYYWW) the accepted lines hold, ascending
+    requested_holdout_weeks: int
+    holdout_weeks: int
+    requested_validation_weeks: int
+    validation_weeks: int
+
+    @property
+    def train_weeks(self) -> int:
+        return len(self.weeks) - self.holdout_weeks
+
+    @property
+    def notice(self) -> str | None:
+        """What was shrunk and why, or None when the requested weeks are used."""
+        if self.holdout_weeks == self.requested_holdout_weeks:
+            return None
+        note = (
+            f"holdout shrunk from {self.requested_holdout_weeks} to {_weeks(self.holdout_weeks)}: the input holds "
+            f"{_weeks(len(self.weeks))} ({_span(self.weeks)}), {self.train_weeks} are left to train on"
+        )
+        if self.validation_weeks != self.requested_validation_weeks:
+            note += (f" (XGBoost validation window {self.validation_weeks} of them, "
+                     f"not {self.requested_validation_weeks})")
+        return note
+
+    def facts(self) -> dict[str, object]:
+        return {
+            "weeks_in_input": len(self.weeks),
+            "holdout_weeks_requested": self.requested_holdout_weeks,
+            "holdout_weeks": self.holdout_weeks,
+            "train_weeks": self.train_weeks,
+            "validation_weeks_requested": self.requested_validation_weeks,
+            "validation_weeks": self.validation_weeks,
+            "holdout_notice": self.notice,
+        }
+
+
+def plan_holdout(
+    weeks: Sequence[int], holdout_weeks: int, validation_weeks: int, max_share: float, min_train_weeks: int
+) -> HoldoutPlan:
+    """The holdout for these fiscal weeks: requested, capped at `max_share` of them (see the module)."""
+    found = tuple(sorted(set(weeks)))
+
+    def held_out(n: int) -> int:
+        return min(holdout_weeks, int(n * max_share))
+
+    held = held_out(len(found))
+    if held < 1 or len(found) - held < min_train_weeks:
+        needed = min_train_weeks + 1
+        while not 1 <= held_out(needed) <= needed - min_train_weeks:
+            needed += 1
+        span = f" ({_span(found)})" if found else ""
+        raise TooFewWeeks(
+            f"the accepted rows hold {_weeks(len(found))}{span}; a time split needs at least {needed}: "
+            f"{min_train_weeks} to train on and at least one held out, the holdout at most {max_share:.0%} of "
+            f"the weeks. Give an input with more weeks."
+        )
+    train = len(found) - held
+    validation = min(validation_weeks, max(1, int(train * max_share)))
+    return HoldoutPlan(found, holdout_weeks, held, validation_weeks, validation)
+
+
 def split_lines(lines: pl.DataFrame, holdout_weeks: int) -> Split:
-    """Lines of baskets in the latest `holdout_weeks` fiscal weeks go to the holdout."""
+    """Lines of baskets in the latest `holdout_weeks` fiscal weeks that hold baskets go to the holdout."""
     week_of_basket = lines.group_by(BASKET_KEY).agg(pl.first("SHOP_WEEK").alias("_basket_week"))
     indexed = week_of_basket.with_columns(week_index_expr(pl.col("_basket_week")).alias("_week_index"))
-    last = int(indexed["_week_index"].max())
-    first_held = last - holdout_weeks + 1
-    if holdout_weeks < 1 or first_held <= int(indexed["_week_index"].min()):
-        weeks = last - int(indexed["_week_index"].min()) + 1
-        raise ValueError(f"holdout_weeks={holdout_weeks} leaves no training weeks (data spans {weeks} weeks)")
+    weeks = indexed["_week_index"].unique().sort()
+    if holdout_weeks < 1 or holdout_weeks >= len(weeks):
+        raise ValueError(f"holdout_weeks={holdout_weeks} leaves no training weeks (data holds {len(weeks)} weeks)")
+    first_held = int(weeks[-holdout_weeks])
     sides = lines.join(indexed.select(BASKET_KEY, "_week_index"), on=BASKET_KEY)
     train = sides.filter(pl.col("_week_index") < first_held).drop("_week_index")
     holdout = sides.filter(pl.col("_week_index") >= first_held).drop("_week_index")

@@ -4,8 +4,12 @@ Rules are named Polars expressions, checked in the order below; a row that fails
 goes to the quarantine with the first rule it failed, the column and the value.
 Then every basket-level column must be constant within a basket: the rows of a
 basket that is not are quarantined together (which row is wrong cannot be told).
-Nothing is dropped: `rows_in == rows_accepted + rows_quarantined`, and the per-rule
-counts add up to `rows_quarantined`.
+Lines that ingestion could not make a row of (`ml.ingest.LINE_RULES`: invalid UTF-8,
+blank, a repeated header, unbalanced quotes, too many or too few fields) join the
+quarantine with their rule, what is wrong in `value`, no column, and their raw bytes
+in `_RAW_LINE` (null for the other rules, whose row is in the canonical columns).
+Nothing is dropped: `rows_in == rows_accepted + rows_quarantined`, in total and for
+every file (`files`), and the per-rule counts add up to `rows_quarantined`.
 
 Polars expressions are used instead of a schema library because each rule must
 name itself in the quarantine and run over millions of rows in a second or two;
@@ -19,7 +23,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from ml.calendar import week_code_expr, weekday_expr
-from ml.ingest import SOURCE_FILE, SOURCE_LINE
+from ml.ingest import RAW_LINE, SOURCE_FILE, SOURCE_LINE, RawInput
 from ml.schema import (
     BASKET_COLUMNS,
     BASKET_KEY,
@@ -61,19 +65,26 @@ class ValidationReport:
     rebuilt_basket_ids: int = 0
     rows_with_damaged_id: int = 0
     warnings: list[str] = field(default_factory=list)
+    # Per source file: {"read": lines after the header, "accepted": ..., "quarantined": ...}
+    files: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def counts_add_up(self) -> bool:
+        files = self.files.values()
         return (
             self.rows_in == self.rows_accepted + self.rows_quarantined
             and sum(self.quarantined_by_rule.values()) == self.rows_quarantined
+            and all(f["read"] == f["accepted"] + f["quarantined"] for f in files)
+            and sum(f["read"] for f in files) == self.rows_in
+            and sum(f["accepted"] for f in files) == self.rows_accepted
+            and sum(f["quarantined"] for f in files) == self.rows_quarantined
         )
 
 
 @dataclass
 class ValidationResult:
     lines: pl.DataFrame  # typed, validated rows with BASKET_KEY
-    quarantine: pl.DataFrame  # raw text of failed rows with rule, column, value, source
+    quarantine: pl.DataFrame  # raw text of failed rows (or raw bytes of failed lines) with rule, column, value, source
     report: ValidationReport
 
 
@@ -186,9 +197,17 @@ def _silver(frame: pl.LazyFrame) -> pl.LazyFrame:
     return frame.select(*columns, pl.col(BASKET_KEY))
 
 
-def validate(raw: pl.DataFrame) -> ValidationResult:
-    """Split raw text rows into typed accepted lines and a quarantine with reasons."""
-    rows_in = raw.height
+def validate(raw: pl.DataFrame, ingested: RawInput | None = None) -> ValidationResult:
+    """Split raw text rows into typed accepted lines and a quarantine with reasons.
+
+    `ingested` (from `ml.ingest.read`) brings the lines that could not become rows, which
+    are quarantined too, and the rows read per file; without it, `raw` is all that was read.
+    """
+    if ingested is None:
+        rows_read = dict(raw.group_by(SOURCE_FILE).len().iter_rows())
+        rejected = RawInput(files=(), variant="").rejected
+    else:
+        rows_read, rejected = ingested.rows_read, ingested.rejected
     rules = row_rules()
     checked = _flag_failures(raw.with_columns(_typed_columns()), rules).with_columns(
         pl.when(~pl.col("_failed")).then(_basket_key()).alias(BASKET_KEY)
@@ -203,16 +222,32 @@ def validate(raw: pl.DataFrame) -> ValidationResult:
         .join(inconsistent, on=BASKET_KEY, how="left")
         .with_columns(pl.lit("basket_inconsistent").alias("rule"), pl.col("_inconsistent_column").alias("column"))
     )
+    failed_rows = pl.concat([row_failures, basket_failures], how="diagonal").with_columns(_failed_value())
     quarantine = (
-        pl.concat([row_failures, basket_failures], how="diagonal")
-        .with_columns(_failed_value())
-        .select(*CANONICAL_COLUMNS, SOURCE_FILE, SOURCE_LINE, "rule", "column", "value")
+        pl.concat([failed_rows, rejected.with_columns(pl.lit(None, dtype=pl.String).alias("column"))],
+                  how="diagonal_relaxed")
+        .select(*CANONICAL_COLUMNS, SOURCE_FILE, SOURCE_LINE, "rule", "column", "value", RAW_LINE)
         .sort(SOURCE_FILE, SOURCE_LINE)
     )
-    lines = _silver(checked.lazy().filter(~pl.col("_failed") & ~in_bad_basket)).collect()
-    del checked
-    report = _report(rows_in, lines, quarantine)
+    accepted = checked.lazy().filter(~pl.col("_failed") & ~in_bad_basket)
+    lines, accepted_by_file = pl.collect_all([_silver(accepted), accepted.group_by(SOURCE_FILE).len()])
+    del checked, accepted
+    report = _report(lines, quarantine, _file_counts(rows_read, accepted_by_file, quarantine))
     return ValidationResult(lines=lines, quarantine=quarantine, report=report)
+
+
+def _file_counts(
+    rows_read: dict[str, int], accepted: pl.DataFrame, quarantine: pl.DataFrame
+) -> dict[str, dict[str, int]]:
+    """Rows read, accepted and quarantined per source file, each counted on its own."""
+    accepted_by_file = dict(accepted.iter_rows())
+    quarantined_by_file = dict(quarantine.group_by(SOURCE_FILE).len().iter_rows())
+    files = sorted({*rows_read, *accepted_by_file, *quarantined_by_file})
+    return {
+        f: {"read": rows_read.get(f, 0), "accepted": accepted_by_file.get(f, 0),
+            "quarantined": quarantined_by_file.get(f, 0)}
+        for f in files
+    }
 
 
 def _inconsistent_baskets(rows: pl.LazyFrame) -> pl.DataFrame:
@@ -238,16 +273,16 @@ def _inconsistent_baskets(rows: pl.LazyFrame) -> pl.DataFrame:
     return counts.select(BASKET_KEY, first.alias("_inconsistent_column")).collect()
 
 
-def _report(rows_in: int, lines: pl.DataFrame, quarantine: pl.DataFrame) -> ValidationReport:
+def _report(lines: pl.DataFrame, quarantine: pl.DataFrame, files: dict[str, dict[str, int]]) -> ValidationReport:
     by_rule = (
-        quarantine.group_by("rule", "column").len().sort("rule", "column")
-        .select(pl.concat_str("rule", pl.lit(":"), "column").alias("key"), "len")
+        quarantine.group_by("rule", "column").len().sort("rule", "column", nulls_last=False)
+        .select(pl.concat_str("rule", pl.lit(":"), "column").fill_null(pl.col("rule")).alias("key"), "len")
     )
     baskets = lines.group_by(BASKET_KEY).agg(pl.first(LABEL), pl.len().alias("rows"))
     unclassified = baskets.filter(pl.col(LABEL) == UNCLASSIFIED)
     damaged = lines.filter(pl.col(BASKET_KEY).str.starts_with("R"))
     report = ValidationReport(
-        rows_in=rows_in,
+        rows_in=sum(f["read"] for f in files.values()),
         rows_accepted=lines.height,
         rows_quarantined=quarantine.height,
         quarantined_by_rule=dict(zip(by_rule["key"].to_list(), by_rule["len"].to_list(), strict=True)),
@@ -256,6 +291,7 @@ def _report(rows_in: int, lines: pl.DataFrame, quarantine: pl.DataFrame) -> Vali
         unclassified_rows=int(unclassified["rows"].sum()),
         rebuilt_basket_ids=damaged[BASKET_KEY].n_unique(),
         rows_with_damaged_id=damaged.height,
+        files=files,
     )
     if damaged.height:
         ids = damaged["BASKET_ID"].unique().head(3).to_list()
