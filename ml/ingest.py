@@ -31,7 +31,8 @@ with no line number when it reads in parallel, and never undecodable ones. The s
 finds line ends and counts separators per line with NumPy over the bytes; only lines
 holding a quote are split by Python's `csv` module, and only files holding a non-ASCII
 byte are decoded (by Python's strict UTF-8 codec, with `surrogateescape` marking the
-bytes it rejects), so a clean ASCII export costs two vectorised passes over its bytes.
+bytes it rejects). A clean ASCII export thus costs two vectorised passes (line ends,
+commas) and three byte searches (a quote, a non-ASCII byte, the header's first name).
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ REJECTED_SCHEMA = {SOURCE_FILE: pl.String, SOURCE_LINE: pl.Int64, "rule": pl.Str
 
 UTF8_BOM = b"\xef\xbb\xbf"
 NEWLINE, CARRIAGE_RETURN, COMMA, QUOTE = (ord(c) for c in "\n\r,\"")
-SCAN_CHUNK = 1 << 25  # bytes per vectorised step: bounds the scan's temporary arrays
+SCAN_CHUNK = 1 << 22  # bytes per vectorised step: bounds the scan's temporary arrays, stays in cache
 ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # what `surrogateescape` makes of a byte UTF-8 rejects
 
 
@@ -175,18 +176,24 @@ def _find_lines(buffer: np.ndarray, body: int) -> _Lines:
     return _Lines(starts, ends - crlf)
 
 
-def _count_per_line(buffer: np.ndarray, lines: _Lines, byte: int) -> np.ndarray:
-    """How often `byte` occurs in each line, a chunk of whole lines at a time."""
+def _chunks(lines: _Lines, size: int) -> list[tuple[int, int, int, int]]:
+    """Runs of whole lines of about SCAN_CHUNK bytes: (first line, stop line, first byte, stop byte)."""
     n = len(lines)
-    counts = np.zeros(n, np.int64)
     if n == 0:
-        return counts
-    edges = np.unique(np.searchsorted(lines.starts, np.arange(lines.starts[0], len(buffer), SCAN_CHUNK)))
-    for first, stop in zip(edges, [*edges[1:], n], strict=True):
-        low = lines.starts[first]
-        high = lines.starts[stop] if stop < n else len(buffer)
-        hits = buffer[low:high] == byte
-        counts[first:stop] = np.add.reduceat(hits, lines.starts[first:stop] - low, dtype=np.int64)
+        return []
+    edges = np.unique(np.searchsorted(lines.starts, np.arange(lines.starts[0], size, SCAN_CHUNK))).tolist()
+    stops = [*edges[1:], n]
+    return [(first, stop, int(lines.starts[first]), int(lines.starts[stop]) if stop < n else size)
+            for first, stop in zip(edges, stops, strict=True)]
+
+
+def _count_per_line(buffer: np.ndarray, lines: _Lines, byte: int) -> np.ndarray:
+    """How often `byte` occurs in each line (its ending included), a chunk of whole lines at a time."""
+    counts = np.zeros(len(lines), np.int64)
+    for first, stop, low, high in _chunks(lines, len(buffer)):
+        hits = np.flatnonzero(buffer[low:high] == byte)
+        bounds = np.append(lines.starts[first:stop] - low, high - low)
+        counts[first:stop] = np.diff(np.searchsorted(hits, bounds))
     return counts
 
 
@@ -195,14 +202,10 @@ def _undecodable(data: bytes, lines: _Lines) -> dict[int, str]:
     if data.isascii():
         return {}
     found: dict[int, str] = {}
-    n = len(lines)
-    edges = np.unique(np.searchsorted(lines.starts, np.arange(lines.starts[0], len(data), SCAN_CHUNK)))
-    for first, stop in zip(edges, [*edges[1:], n], strict=True):
-        low = int(lines.starts[first])
-        high = int(lines.starts[stop]) if stop < n else len(data)
+    for first, _, low, high in _chunks(lines, len(data)):
         # Whole lines decode alone: a line ending is never part of a multi-byte character.
         text = data[low:high].decode("utf-8", "surrogateescape")
-        line, counted_to = int(first), 0
+        line, counted_to = first, 0
         match = ESCAPED_BYTE.search(text)
         while match:
             at = match.start()
@@ -218,21 +221,20 @@ def _undecodable(data: bytes, lines: _Lines) -> dict[int, str]:
     return found
 
 
-def _repeated_headers(data: bytes, lines: _Lines, header_start: int, first_name: str) -> list[int]:
+def _repeated_headers(data: bytes, lines: _Lines, first_name: str) -> list[int]:
     """Lines after the header that are a header row again (of either variant)."""
-    name = first_name.encode()
-    # The first name and what follows it, so that an unnamed first column matches only headers.
-    needles = [b"\n" + bom + named for bom in (b"", UTF8_BOM) for named in (name + b",", b'"' + name + b'"')]
+    # A line that starts with the header's first name (perhaps quoted, perhaps after a
+    # byte-order mark) is parsed; an unnamed first column starts a header with a comma.
+    needle = first_name.encode() or b","
     found = []
-    for needle in needles:
-        at = data.find(needle, header_start)
-        while at != -1:
-            index = int(np.searchsorted(lines.starts, at + 1))
-            if index < len(lines) and lines.starts[index] == at + 1:
-                text = data[lines.starts[index]:lines.ends[index]].decode("utf-8", "replace").lstrip("\ufeff")
-                if _variant_of([n.strip() for n in _parse_fields(text)]):
-                    found.append(index)
-            at = data.find(needle, at + 1)
+    at = data.find(needle, int(lines.starts[0]) if len(lines) else len(data))
+    while at != -1:
+        index = int(np.searchsorted(lines.starts, at, side="right")) - 1
+        if data[lines.starts[index]:at] in (b"", b'"', UTF8_BOM, UTF8_BOM + b'"'):
+            text = data[lines.starts[index]:lines.ends[index]].decode("utf-8", "replace").lstrip("\ufeff")
+            if _variant_of([name.strip() for name in _parse_fields(text)]):
+                found.append(index)
+        at = data.find(needle, at + 1)
     return found
 
 
@@ -245,7 +247,7 @@ class _Scan:
     clean: np.ndarray  # one boolean per data line
 
 
-def _scan(path: Path, data: bytes, header_start: int, body: int, names: list[str]) -> tuple[_Scan, _Lines]:
+def _scan(path: Path, data: bytes, body: int, names: list[str]) -> tuple[_Scan, _Lines]:
     buffer = np.frombuffer(data, dtype=np.uint8)
     lines = _find_lines(buffer, body)
     fields = _count_per_line(buffer, lines, COMMA) + 1
@@ -261,7 +263,7 @@ def _scan(path: Path, data: bytes, header_start: int, body: int, names: list[str
     rule[fields < expected] = LINE_RULES.index("too_few_fields") + 1
     rule[fields > expected] = LINE_RULES.index("too_many_fields") + 1
     rule[quotes % 2 == 1] = LINE_RULES.index("unbalanced_quotes") + 1
-    rule[_repeated_headers(data, lines, header_start, names[0])] = LINE_RULES.index("repeated_header") + 1
+    rule[_repeated_headers(data, lines, names[0])] = LINE_RULES.index("repeated_header") + 1
     rule[lines.ends == lines.starts] = LINE_RULES.index("blank_line") + 1
     undecodable = _undecodable(data, lines)
     rule[list(undecodable)] = LINE_RULES.index("invalid_utf8") + 1
@@ -273,7 +275,7 @@ def _scan(path: Path, data: bytes, header_start: int, body: int, names: list[str
             "invalid_utf8": undecodable.get(int(i)),
             "blank_line": "empty line",
             "repeated_header": "the header row again",
-            "unbalanced_quotes": f"{quotes[i]} quote characters: a quoted field is not closed",
+            "unbalanced_quotes": f"an odd number of quote characters ({quotes[i]}): a quoted field is not closed",
         }.get(name, f"{fields[i]} fields, the header has {expected}")
         records.append((str(path), int(i) + 2, name, what, data[lines.starts[i]:lines.ends[i]]))
     rejected = pl.DataFrame(records, schema=REJECTED_SCHEMA, orient="row") if records else _no_rejected_lines()
@@ -299,16 +301,16 @@ def _read_file(path: Path) -> tuple[str, pl.DataFrame, _Scan]:
     data = _read_bytes(path)
     header_start, body, names = _header(path, data)
     variant = header_variant(path, names)
-    scan, lines = _scan(path, data, header_start, body, names)
+    scan, lines = _scan(path, data, body, names)
     if scan.rows_read == 0:
         raise InputError(f"{path}: empty file (a header but no rows)")
-    clean = _clean_bytes(data, header_start, body, lines, scan.clean)
+    clean_bytes = _clean_bytes(data, header_start, body, lines, scan.clean)
     del data
     try:
-        frame = pl.read_csv(clean, infer_schema=False)
+        frame = pl.read_csv(clean_bytes, infer_schema=False)
     except (pl.exceptions.ComputeError, pl.exceptions.NoDataError) as exc:
         raise InputError(f"{path}: unreadable as CSV ({exc})") from exc
-    del clean
+    del clean_bytes
     expected = int(scan.clean.sum())
     if frame.height != expected:  # a bug in the scan, never bad input: fail rather than misnumber rows
         raise RuntimeError(f"{path}: the CSV reader found {frame.height} rows in {expected} clean lines")

@@ -67,6 +67,14 @@ def test_zero_padded_hours_are_read(tmp_path, table):
     assert frame["SHOP_HOUR"].str.len_chars().min() == 2
 
 
+def test_a_byte_order_mark_before_the_header_is_skipped(tmp_path, table):
+    plain = tmp_path / "t.csv"
+    write_csv(table, plain)
+    marked = tmp_path / "bom.csv"
+    marked.write_bytes(b"\xef\xbb\xbf" + plain.read_bytes())
+    assert _canonical(plain).equals(_canonical(marked))
+
+
 def test_missing_column_stops_with_its_name(tmp_path, table):
     path = tmp_path / "missing.csv"
     pl.from_arrow(table).drop("STORE_REGION").write_csv(path)

@@ -111,6 +111,24 @@ def test_counts_add_up_per_rule(damaged_file, validated):
     assert validated.lines.height == report.rows_accepted
 
 
+def test_counts_add_up_per_source_file(damaged_file, validated):
+    path, expected, _, frame = damaged_file
+    rows_of_inconsistent_basket = validated.quarantine.filter(pl.col("rule") == "basket_inconsistent").height
+    quarantined = len(expected) + rows_of_inconsistent_basket
+    assert validated.report.files == {
+        str(path): {"read": frame.height, "accepted": frame.height - quarantined, "quarantined": quarantined}
+    }
+
+
+def test_without_the_ingested_input_every_row_of_the_frame_counts_as_read():
+    raw = canonical_text(500).with_columns(
+        pl.when(pl.int_range(pl.len()) < 100).then(pl.lit("a.csv")).otherwise(pl.lit("b.csv")).alias("_SOURCE_FILE")
+    )
+    report = validate(raw).report
+    assert {f: c["read"] for f, c in report.files.items()} == {"a.csv": 100, "b.csv": 400}
+    assert report.counts_add_up
+
+
 def test_accepted_lines_are_typed():
     raw = canonical_text(500)
     lines = validate(raw).lines
