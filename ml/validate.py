@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import polars as pl
 
 from ml.calendar import week_code_expr, weekday_expr
-from ml.ingest import RAW_LINE, SOURCE_FILE, SOURCE_LINE, RawInput
+from ml.ingest import RAW_LINE, REJECTED_SCHEMA, SOURCE_FILE, SOURCE_LINE, RawInput
 from ml.schema import (
     BASKET_COLUMNS,
     BASKET_KEY,
@@ -205,7 +205,7 @@ def validate(raw: pl.DataFrame, ingested: RawInput | None = None) -> ValidationR
     """
     if ingested is None:
         rows_read = dict(raw.group_by(SOURCE_FILE).len().iter_rows())
-        rejected = RawInput(files=(), variant="").rejected
+        rejected = pl.DataFrame(schema=REJECTED_SCHEMA)
     else:
         rows_read, rejected = ingested.rows_read, ingested.rejected
     rules = row_rules()
