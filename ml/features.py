@@ -33,7 +33,7 @@ import numpy as np
 import polars as pl
 
 from ml.schema import BASKET_KEY, HIERARCHY, LABEL, LABELS
-from ml.tiers import ESTIMATED, EXACT, LA, TIERS, UM, UNSEEN, ProductTiers, tier_column
+from ml.tiers import ESTIMATED, EXACT, LA, TIERS, UM, UNSEEN, BasketProducts, ProductTiers, tier_column
 
 FORMAT_VERSION = 2
 # Hierarchy from the coarsest level to the product itself: evidence is smoothed downwards.
@@ -63,7 +63,7 @@ def _tier_aggregations() -> list[pl.Expr]:
     """A basket's line-count tier shares: expected (every line's tier probabilities), from exact tiers only, and
     from each line's likeliest tier; the d that decides the label on the real file; and how the tiers are known."""
     probability = {t: pl.col(tier_column(t)) for t in TIERS}
-    likeliest = pl.concat_list([probability[t] for t in TIERS]).list.arg_max()
+    likeliest = pl.col("tier_likeliest")
     exact = pl.col("tier_kind") == EXACT
     features = [probability[t].mean().alias(f"tier_share_{t}") for t in TIERS]
     features += [(likeliest == i).mean().alias(f"tier_hard_share_{t}") for i, t in enumerate(TIERS)]
@@ -74,7 +74,7 @@ def _tier_aggregations() -> list[pl.Expr]:
         exact.mean().alias("tier_exact_lines"),
         (pl.col("tier_kind") == ESTIMATED).mean().alias("tier_estimated_lines"),
         (pl.col("tier_kind") == UNSEEN).mean().alias("tier_unseen_lines"),
-        (1 - pl.max_horizontal([probability[t] for t in TIERS])).mean().alias("tier_uncertainty"),
+        (1 - pl.col("tier_top_probability")).mean().alias("tier_uncertainty"),
         pl.col("tier_confidence").min().alias("tier_min_confidence"),
     ]
     return features
@@ -137,15 +137,16 @@ class TierEvidence:
             .alias(f"lift_{c}")
             for c in LABELS
         ]
-        self._dropped = [f"{lv}:{c}" for lv in LEVELS for c in LABELS]
 
     def line_probabilities(self, lines: pl.LazyFrame) -> pl.LazyFrame:
         """Adds p_<label> and lift_<label> per line from the deepest known level, and
-        `unseen_product`."""
-        frame = lines
+        `unseen_product`. The lookups run on the input's distinct products, then one join
+        brings them to the lines."""
+        frame = lines.select(*LEVELS).unique(subset="PROD_CODE", keep="first")
         for level, lookup in zip(LEVELS, self._lookups, strict=True):
-            frame = frame.join(lookup, on=level, how="left", maintain_order="left")
-        return frame.with_columns(*self._resolve, *self._lift).drop(self._dropped)
+            frame = frame.join(lookup, on=level, how="left")
+        resolved = frame.select("PROD_CODE", *self._resolve, *self._lift)
+        return lines.join(resolved, on="PROD_CODE", how="left", maintain_order="left")
 
 
 class BasketFeaturizer:
@@ -158,10 +159,10 @@ class BasketFeaturizer:
         self.tier_inference = tier_inference
 
     # ---- fitting -------------------------------------------------------------------
-    def fit(self, lines: pl.DataFrame) -> BasketFeaturizer:
-        """Learn evidence, price levels and vocabularies from training lines only."""
+    def fit(self, lines: pl.DataFrame, pairs: BasketProducts | None = None) -> BasketFeaturizer:
+        """Learn tiers, evidence, price levels and vocabularies from training lines only."""
         self.evidence_ = TierEvidence.fit(lines, self.smoothing)
-        self.tiers_ = self._fit_tiers(lines)
+        self.tiers_ = self._fit_tiers(pairs if pairs is not None else lines)
         unit = lines.select(CATEGORY, "PROD_CODE", (pl.col("SPEND") / pl.col("QUANTITY")).alias("unit"))
         self.global_unit_price_ = float(unit["unit"].median())
         self.category_price_ = unit.group_by(CATEGORY).agg(pl.col("unit").median().alias("category_price"))
@@ -186,22 +187,28 @@ class BasketFeaturizer:
 
     def fit_transform(self, lines: pl.DataFrame) -> pl.DataFrame:
         """Fit on the lines, and return their features with out-of-fold tier evidence."""
-        self.fit(lines)
+        pairs = BasketProducts.from_lines(lines) if self.tier_inference else None
+        self.fit(lines, pairs)
         fold = (pl.col(BASKET_KEY).hash(seed=self.seed) % self.folds).alias("_fold")
         folded = lines.with_columns(fold)
         kept = self._kept(lines)
+        basket_folds = None
+        if pairs is not None:  # the fold of each of `pairs`' baskets (numbered by BASKET_KEY's sorted order)
+            keys = lines.filter(pl.col(LABEL).is_in(TIERS)).select(BASKET_KEY).unique().sort(BASKET_KEY)
+            basket_folds = (keys[BASKET_KEY].hash(seed=self.seed) % self.folds).to_numpy()
         plans = []
         for k in range(self.folds):
             others = folded.filter(pl.col("_fold") != k)
             evidence = TierEvidence.fit(others, self.smoothing)
+            tiers = self._fit_tiers(pairs.subset(basket_folds != k)) if pairs is not None else None
             held = folded.lazy().filter(pl.col("_fold") == k).drop("_fold")
-            plans.append(self._plan(held, evidence, self._fit_tiers(others), kept))
+            plans.append(self._plan(held, evidence, tiers, kept))
         return pl.concat(pl.collect_all(plans))
 
-    def _fit_tiers(self, lines: pl.DataFrame) -> ProductTiers | None:
+    def _fit_tiers(self, data: pl.DataFrame | BasketProducts) -> ProductTiers | None:
         if not self.tier_inference:
             return None
-        tiers = ProductTiers().fit(lines)
+        tiers = ProductTiers().fit(data)
         tiers.compile()
         return tiers
 

@@ -25,7 +25,7 @@ featurizer that holds it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
@@ -85,6 +85,55 @@ class LabelRule:
         )
 
 
+@dataclass(frozen=True)
+class BasketProducts:
+    """Training lines reduced to what tier inference needs, as integer arrays: for each (basket, product)
+    pair its line count, each basket's label and number of products, each product's code and hierarchy.
+
+    Built once from the lines; `subset` keeps some baskets (the out-of-fold fits) without another pass
+    over the lines.
+    """
+
+    basket: np.ndarray
+    product: np.ndarray
+    lines: np.ndarray
+    label: np.ndarray
+    """Per basket: index into TIERS."""
+    n_products: np.ndarray
+    chains: pl.DataFrame
+    """Per product (row = product index): PROD_CODE and its higher levels."""
+
+    @classmethod
+    def from_lines(cls, lines: pl.DataFrame) -> BasketProducts:
+        labelled = lines.filter(pl.col(LABEL).is_in(TIERS))
+        chains = labelled.group_by(*HIERARCHY).agg(pl.len().alias("n")).sort("n", descending=True)
+        chains = chains.unique("PROD_CODE", keep="first").drop("n").sort("PROD_CODE").with_row_index("p")
+        keyed = labelled.select(
+            pl.col(BASKET_KEY).rank("dense").cast(pl.Int64).sub(1).alias("b"),
+            "PROD_CODE",
+            pl.col(LABEL).replace_strict({t: i for i, t in enumerate(TIERS)}, return_dtype=pl.Int8).alias("label"),
+        ).join(chains.select("PROD_CODE", "p"), on="PROD_CODE")
+        pairs = keyed.group_by("b", "p").agg(pl.len().alias("n"), pl.first("label"))
+        b, p = pairs["b"].to_numpy(), pairs["p"].to_numpy()
+        n_baskets = int(b.max()) + 1 if len(b) else 0
+        label = np.zeros(n_baskets, dtype=np.int64)
+        label[b] = pairs["label"].to_numpy()
+        return cls(b, p, pairs["n"].to_numpy(), label, np.bincount(b, minlength=n_baskets), chains.drop("p"))
+
+    def subset(self, keep_basket: np.ndarray) -> BasketProducts:
+        """Only the baskets where `keep_basket` is true (renumbered); products keep their indices."""
+        kept = keep_basket[self.basket]
+        renumber = np.cumsum(keep_basket) - 1
+        return replace(
+            self,
+            basket=renumber[self.basket[kept]],
+            product=self.product[kept],
+            lines=self.lines[kept],
+            label=self.label[keep_basket],
+            n_products=self.n_products[keep_basket],
+        )
+
+
 class ProductTiers:
     """Each product's tier (exact, estimated or from its hierarchy) and the label rule; see the module docstring."""
 
@@ -93,29 +142,23 @@ class ProductTiers:
         self.smoothing = smoothing
 
     # ---- fitting -------------------------------------------------------------------
-    def fit(self, lines: pl.DataFrame) -> ProductTiers:
-        """Learn from labelled training lines (one row per product in a basket)."""
-        pairs = lines.group_by(BASKET_KEY, "PROD_CODE").agg(pl.len().alias("n"))
-        baskets = lines.group_by(BASKET_KEY).agg(
-            pl.first(LABEL).replace_strict({t: i for i, t in enumerate(TIERS)}, default=None).alias("label"),
-            pl.col("PROD_CODE").n_unique().alias("n_products"),
-        )
-        baskets = baskets.filter(pl.col("label").is_not_null()).with_row_index("b")
-        pairs = pairs.join(baskets, on=BASKET_KEY, how="inner")
-        products = pairs.select("PROD_CODE").unique(maintain_order=True).with_row_index("p")
-        pairs = pairs.join(products, on="PROD_CODE")
-        b, p, n = (pairs[c].to_numpy() for c in ("b", "p", "n"))
-        label = baskets["label"].to_numpy()
-        n_products = baskets["n_products"].to_numpy()
+    def fit(self, lines: pl.DataFrame | BasketProducts) -> ProductTiers:
+        """Learn from labelled training lines (one row per product in a basket), or their `BasketProducts`."""
+        data = lines if isinstance(lines, BasketProducts) else BasketProducts.from_lines(lines)
+        present = np.bincount(data.product, minlength=data.chains.height) > 0
+        keep = np.cumsum(present) - 1
+        b, p, n = data.basket, keep[data.product], data.lines
+        label, n_products = data.label, data.n_products
+        chains = data.chains.filter(pl.Series(present)).with_row_index("p")
+        products = chains.select("p", "PROD_CODE")
 
         exact, purity = self._exact(b, p, label, n_products, len(products))
         known = exact >= 0
-        counts = np.zeros((len(baskets), 4))
+        counts = np.zeros((len(label), 4))
         np.add.at(counts, (b[known[p]], exact[p[known[p]]]), n[known[p]])
-        fully_known = np.bincount(b, weights=(~known[p]).astype(float), minlength=len(baskets)) == 0
+        fully_known = np.bincount(b, weights=(~known[p]).astype(float), minlength=len(label)) == 0
         self.rule_ = LabelRule.fit(counts[fully_known], label[fully_known])
 
-        chains = self._chains(lines, products)
         start = self._class_start(exact, chains)
         tier, confidence, scores = self._estimate(b, p, n, label, counts, exact, start)
         self.coverage_ = {
@@ -147,13 +190,6 @@ class ProductTiers:
         exact = np.where(seen > 0, votes.argmax(axis=1), -1)
         purity = np.where(seen > 0, votes.max(axis=1) / np.maximum(seen, 1), 0.0)
         return exact, purity
-
-    @staticmethod
-    def _chains(lines: pl.DataFrame, products: pl.DataFrame) -> pl.DataFrame:
-        """Each product's hierarchy codes (its commonest chain), in `products` order."""
-        chains = lines.group_by(*HIERARCHY).agg(pl.len().alias("n")).sort("n", descending=True)
-        chains = chains.unique("PROD_CODE", keep="first")
-        return products.join(chains.drop("n"), on="PROD_CODE", how="left").sort("p")
 
     @staticmethod
     def _class_start(exact: np.ndarray, chains: pl.DataFrame) -> np.ndarray:
@@ -250,18 +286,28 @@ class ProductTiers:
             ).alias(tier_column(t))
             for t in TIERS
         ]
-        self._dropped = [f"{level}:{t}" for level in HIGHER_LEVELS for t in TIERS]
 
     def line_tiers(self, lines: pl.LazyFrame) -> pl.LazyFrame:
-        """Adds `tier_p_<tier>` (probabilities), `tier_kind` (exact/estimated/unseen) and `tier_confidence`."""
-        frame = lines.join(self._products, on="PROD_CODE", how="left", maintain_order="left")
+        """Adds `tier_p_<tier>` (probabilities), `tier_kind` (exact/estimated/unseen), `tier_confidence`,
+        `tier_likeliest` (index into TIERS) and `tier_top_probability`.
+
+        The lookups run on the input's distinct products (thousands), not on its lines (millions);
+        one join then brings the result to every line.
+        """
+        codes = lines.select(*HIERARCHY).unique(subset="PROD_CODE", keep="first")
+        frame = codes.join(self._products, on="PROD_CODE", how="left")
         for level, lookup in self._levels:
-            frame = frame.join(lookup, on=level, how="left", maintain_order="left")
-        return frame.with_columns(
+            frame = frame.join(lookup, on=level, how="left")
+        resolved = frame.select(
+            "PROD_CODE",
             *self._resolve,
             pl.col("tier_kind").fill_null(UNSEEN),
             pl.col("tier_confidence").fill_null(0.0),
-        ).drop(self._dropped)
+        ).with_columns(
+            pl.concat_list([pl.col(tier_column(t)) for t in TIERS]).list.arg_max().alias("tier_likeliest"),
+            pl.max_horizontal([pl.col(tier_column(t)) for t in TIERS]).alias("tier_top_probability"),
+        )
+        return lines.join(resolved, on="PROD_CODE", how="left", maintain_order="left")
 
     def tables(self) -> dict[str, pl.DataFrame]:
         """The fitted tables by file stem, for saving."""
