@@ -1,19 +1,36 @@
 """Synthetic transactions in the exact format of the dunnhumby `transaction.csv`.
 
-The generator reproduces the structure described in shared/data/FACTS.md so that a
-pipeline tuned here works unchanged on the real file:
+The generator reproduces the structure shared/data/FACTS.md measures on the real file
+("How the label behaves", "What decides the label"), so that a pipeline tuned here
+meets the difficulty of the real file rather than an easier one:
 
-* every product has a stable price tier (LA value, MM, UM premium, XX unclassifiable),
-  drawn per product class so that the hierarchy carries tier evidence too;
-* value-tier unit prices sit below their category's median, premium a little above;
-* a basket's label follows from the tiers of its products (mostly value: LA, mostly
-  premium: UM, only unclassifiable: XX, otherwise MM);
-* shoppers lean towards a tier, and their recorded segment (seg_1) is a noisy copy
-  of that lean, so it agrees with the basket label only about half the time;
-* basket type drives the number of lines, and size follows the line count;
-* the mix drifts: value-tier shopping falls and unclassifiable products grow over time.
+* every product has a stable price tier (about 66% MM, 14% LA, 13% UM, 3% XX by
+  product), mixed per product class so the hierarchy carries some tier evidence;
+  value-tier unit prices sit below their category's median, the others a little above;
+* the label is a function of the basket's line counts per tier (`label_of_counts`):
+  with d = (LA lines - UM lines) / lines, d above `LA_ABOVE` gives LA, below
+  `UM_BELOW` gives UM, at least `XX_MIN_SHARE` of XX lines gives XX, anything else
+  MM. Spend and quantity play no part, and every single-product basket (about one
+  in five) carries its product's tier;
+* a basket leans towards value or premium (its shopper's lean plus the trip's), and
+  each line's tier is drawn from a capped mix: value and premium lines rarely share
+  a basket, but an LA basket is mostly MM lines, so MM products sit in LA and UM
+  baskets all the time and many baskets lie near the thresholds;
+* products have audiences: within its tier, a product is bought more in baskets that
+  lean its audience's way, so a product's spread of basket labels does not reveal
+  its tier (single-product baskets do);
+* products launch over the weeks (`SynthConfig.new_product_share`) and popularity
+  has a tail of rarely bought products, so the latest weeks hold products whose tier
+  the earlier weeks do not reveal;
+* seg_1 is a noisy copy of the shopper's lean and agrees with the label about half
+  the time; basket type drives the number of lines and size follows the line count;
+* the mix drifts: value shopping falls and unclassifiable (XX) shopping doubles.
 
-Everything is vectorised with NumPy and written with Arrow's CSV writer.
+The constants below are calibrated with bench/calibration.py, which prints the
+structure and the baseline's holdout macro-F1 next to the real file's numbers.
+Everything is vectorised with NumPy and written with Arrow's CSV writer; the catalogue
+and the transactions are drawn from separate streams of one seed, so `product_truth`
+returns the catalogue behind a generated file without generating it again.
 """
 
 from __future__ import annotations
@@ -27,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from ml.calendar import FISCAL_EPOCH, dunnhumby_weekday, week_code_of
+from ml.calendar import dunnhumby_weekday, week_code_of
 from ml.schema import (
     CODED_COLUMNS,
     DOMAINS,
@@ -39,9 +56,47 @@ from ml.schema import (
 )
 
 TIERS = ("LA", "MM", "UM", "XX")
+LA, MM, UM, XX = range(4)
 FIRST_DAY = dt.date(2006, 4, 10)  # Monday of week 200607
 N_WEEKS = 117
 ROWS_PER_BASKET = 6.4  # the real file's mean lines per basket
+
+# The label rule, on line counts per tier (FACTS: "What decides the label").
+LA_ABOVE = 0.2  # d = (LA lines - UM lines) / lines above this: LA
+UM_BELOW = -0.2  # d below this: UM
+XX_MIN_SHARE = 0.8  # a basket of (nearly) only XX lines: XX
+
+# Product tiers by product (FACTS: about 66% MM, 14% LA, 13% UM, 3% XX).
+PRODUCT_TIER_MIX = np.array([0.14, 0.66, 0.13, 0.03]) / 0.96
+CLASS_TIER_CONCENTRATION = 12.0  # Dirichlet concentration of a class's tier mix
+TIER_PRICE_FACTOR = np.array([0.80, 1.0, 1.08, 1.0])  # unit price against the category's
+
+# A line's tier, by its basket's lean x (> 0 leans to value): LA with probability
+# TIER_CAP * sigmoid(LEAN_SLOPE * (x - LEAN_CENTRE)), UM the same with -x, XX as below,
+# MM the rest. Value and premium lines rarely share a basket (a depth-3 tree on the
+# line-count shares explains 99.4% of labels, as on the real file), and even a strongly
+# value-leaning basket is mostly MM lines, many of them near the thresholds (so
+# spend- or quantity-weighted shares explain only about 0.90 / 0.93).
+TIER_CAP = 0.42
+LEAN_SLOPE = 2.1
+LEAN_CENTRE = 0.7
+SHOPPER_LEAN_SD = 1.35  # spread of shoppers' leans
+TRIP_LEAN_SD = 0.6  # spread of one shopper's baskets around their lean
+LEAN_DRIFT = 0.3  # the lean falls by this over the data set: less value shopping
+XX_START = 0.04  # share of XX lines in ordinary baskets at the start ...
+XX_GROWTH = 3.5  # ... growing by this factor over the data set (XX baskets double)
+XX_TRIP = 0.25  # share of XX lines in baskets of type XX
+# Products: within its tier, a product's weight in a basket of lean x is
+# popularity * exp(AUDIENCE_STRENGTH * audience * x), so products with a value audience
+# (MM ones included) gather LA labels: label spreads blur the tiers, as on the real file.
+AUDIENCE_STRENGTH = 0.9
+AUDIENCE_BINS = np.linspace(-2.25, 2.25, 10)  # basket leans are bucketed for sampling
+POPULARITY_SD = 0.85  # lognormal spread of popularity: a tail of rare products, yet
+# about 95% of products are bought alone at least once at full size (FACTS: 4,722 of 4,997)
+GROUP_PRICE = 1.3  # median unit price of a category (GBP) ...
+GROUP_PRICE_SD = 0.55  # ... varying by category (lognormal)
+PRICE_SD = 0.45  # a product's unit price around its category's and tier's (lognormal)
+SEG_1_NOISE = 0.3  # share of card customers whose seg_1 is drawn at random
 
 
 @dataclass(frozen=True)
@@ -59,34 +114,57 @@ class SynthConfig:
     divisions: int = 9  # PROD_CODE_40
     no_card_share: float = 0.20
     weeks: int = N_WEEKS
+    new_product_share: float = 0.15  # products launched after the first week
 
 
 @dataclass
-class _Catalogue:
-    tier: np.ndarray  # product -> tier index
-    unit_price: np.ndarray  # product -> base unit price
-    parent: dict[str, np.ndarray]  # level -> product index -> parent code index
+class Catalogue:
+    """Products (index = product) and the codes of every hierarchy level."""
+
+    tier: np.ndarray  # index into TIERS
+    unit_price: np.ndarray  # base unit price
+    parent: dict[str, np.ndarray]  # level -> parent code index per product
     popularity: np.ndarray
+    audience: np.ndarray  # > 0: bought more in value-leaning baskets
+    launch_day: np.ndarray  # days since the first day of the data set
+    codes: dict[str, np.ndarray]  # level (PROD_CODE included) -> codes
 
 
 @dataclass
-class _Draw:
-    """What was drawn per basket (index = basket) and per line (index = line)."""
+class _Baskets:
+    """What was drawn per basket (index = basket)."""
 
-    n_baskets: int
-    basket_of_line: np.ndarray
+    n: int
+    basket_type: np.ndarray
+    lines: np.ndarray
+    day: np.ndarray  # days since the first day of the data set
+    customer: np.ndarray  # -1 for no-card baskets
+    store: np.ndarray
+    lean: np.ndarray
+
+
+@dataclass
+class _Shoppers:
+    lean: np.ndarray  # per card customer
+    home_stores: np.ndarray  # per card customer, 3 stores
+    store_format: np.ndarray  # per store
+    store_region: np.ndarray  # per store
+
+
+@dataclass
+class _Lines:
+    """What was drawn per line (index = line)."""
+
+    basket: np.ndarray
     product: np.ndarray
     quantity: np.ndarray
     spend: np.ndarray
-    customer: np.ndarray  # -1 for no-card baskets
-    customer_lean: np.ndarray  # per customer
-    store: np.ndarray
-    store_format: np.ndarray  # per store
-    store_region: np.ndarray  # per store
-    day: np.ndarray  # days since the first day of the data set
-    basket_type: np.ndarray
-    lines: np.ndarray
-    label: np.ndarray
+
+
+def _streams(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
+    """Independent generators for the catalogue and for the transactions."""
+    catalogue_seed, transactions_seed = np.random.SeedSequence(seed).spawn(2)
+    return np.random.default_rng(catalogue_seed), np.random.default_rng(transactions_seed)
 
 
 def _codes(prefix: str, n: int, width: int, rng: np.random.Generator) -> np.ndarray:
@@ -102,32 +180,57 @@ def _assign_parents(n_children: int, n_parents: int, rng: np.random.Generator) -
     return parents
 
 
-def _catalogue(cfg: SynthConfig, rng: np.random.Generator) -> _Catalogue:
+def catalogue(cfg: SynthConfig) -> Catalogue:
+    """The products of the data set drawn with `cfg.seed` (the same for any `cfg.rows`)."""
+    rng, _ = _streams(cfg.seed)
     class_of_product = _assign_parents(cfg.products, cfg.classes, rng)
     dept_of_class = _assign_parents(cfg.classes, cfg.departments, rng)
     group_of_dept = _assign_parents(cfg.departments, cfg.groups, rng)
     division_of_group = _assign_parents(cfg.groups, cfg.divisions, rng)
-    # Tier mix per class around the whole-catalogue mix (66% MM, 14% LA, 13% UM, 3% XX).
-    base_mix = np.array([0.15, 0.67, 0.15, 0.03])
-    class_mix = rng.dirichlet(base_mix * 12, size=cfg.classes)
+    class_mix = rng.dirichlet(PRODUCT_TIER_MIX * CLASS_TIER_CONCENTRATION, size=cfg.classes)
     cumulative = class_mix.cumsum(axis=1)[class_of_product]
     tier = (rng.random(cfg.products)[:, None] > cumulative).sum(axis=1).clip(0, 3)
     group_of_product = group_of_dept[dept_of_class[class_of_product]]
-    group_price = rng.lognormal(np.log(1.35), 0.6, cfg.groups)
-    tier_factor = np.array([0.82, 1.0, 1.12, 1.0])[tier]
-    unit_price = group_price[group_of_product] * tier_factor * rng.lognormal(0, 0.15, cfg.products)
-    popularity = rng.pareto(1.3, cfg.products) + 0.05
-    return _Catalogue(
-        tier=tier,
-        unit_price=unit_price,
-        parent={
-            "PROD_CODE_10": class_of_product,
-            "PROD_CODE_20": dept_of_class[class_of_product],
-            "PROD_CODE_30": group_of_product,
-            "PROD_CODE_40": division_of_group[group_of_product],
-        },
-        popularity=popularity,
-    )
+    group_price = rng.lognormal(np.log(GROUP_PRICE), GROUP_PRICE_SD, cfg.groups)
+    unit_price = group_price[group_of_product] * TIER_PRICE_FACTOR[tier] * rng.lognormal(0, PRICE_SD, cfg.products)
+    popularity = rng.lognormal(0.0, POPULARITY_SD, cfg.products)
+    audience = rng.normal(0.0, 1.0, cfg.products)
+    days = cfg.weeks * 7
+    launched_later = rng.random(cfg.products) < cfg.new_product_share
+    launch_day = np.where(launched_later, rng.integers(1, days, cfg.products), 0)
+    parent = {
+        "PROD_CODE_10": class_of_product,
+        "PROD_CODE_20": dept_of_class[class_of_product],
+        "PROD_CODE_30": group_of_product,
+        "PROD_CODE_40": division_of_group[group_of_product],
+    }
+    codes = {
+        "PROD_CODE": _codes("PRD09", cfg.products, 5, rng),
+        "PROD_CODE_10": _codes("CL", cfg.classes, 5, rng),
+        "PROD_CODE_20": _codes("DEP", cfg.departments, 5, rng),
+        "PROD_CODE_30": _codes("G", cfg.groups, 5, rng),
+        "PROD_CODE_40": _codes("D", cfg.divisions, 5, rng),
+    }
+    return Catalogue(tier, unit_price, parent, popularity, audience, launch_day, codes)
+
+
+def product_truth(cfg: SynthConfig) -> pa.Table:
+    """PROD_CODE, its tier and its launch day: what a generated file does not show."""
+    cat = catalogue(cfg)
+    return pa.table({
+        "PROD_CODE": pa.array(cat.codes["PROD_CODE"], type=pa.string()),
+        "tier": pa.array(np.array(TIERS, dtype=object)[cat.tier], type=pa.string()),
+        "launch_day": pa.array(cat.launch_day),
+    })
+
+
+def label_of_counts(counts: np.ndarray) -> np.ndarray:
+    """The label (index into TIERS) of baskets from their line counts per tier (n x 4)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    lines = counts.sum(axis=1)
+    d = (counts[:, LA] - counts[:, UM]) / np.maximum(lines, 1)
+    label = np.where(d > LA_ABOVE, LA, np.where(d < UM_BELOW, UM, MM))
+    return np.where(counts[:, XX] >= XX_MIN_SHARE * lines, XX, label)
 
 
 def _pick_by_weight(weights: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -137,11 +240,11 @@ def _pick_by_weight(weights: np.ndarray, u: np.ndarray) -> np.ndarray:
 
 
 def _basket_lines(basket_type: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Line count by basket type: Small Shop 1-3, Top Up around 7, Full Shop around 20+."""
+    """Line count by basket type: Small Shop 1-3 (a third single), Top Up ~7, Full Shop ~20+."""
     n = len(basket_type)
-    small = 1 + rng.negative_binomial(2, 0.52, n)
+    small = 1 + rng.negative_binomial(1.2, 0.40, n)
     top_up = 3 + rng.negative_binomial(3, 0.4, n)
-    full = np.rint(rng.lognormal(np.log(18), 0.55, n)).astype(np.int64)
+    full = np.rint(rng.lognormal(np.log(19), 0.55, n)).astype(np.int64)
     lines = np.select([basket_type == 0, basket_type == 1, basket_type == 2], [small, top_up, full], 1)
     return lines.clip(1, 90)
 
@@ -153,36 +256,123 @@ def _basket_size(lines: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.where(upgrade, 1, size)
 
 
-def _tier_preferences(lean: np.ndarray, progress: np.ndarray) -> np.ndarray:
-    """Per-basket probabilities of picking an LA/MM/UM/XX product for each line.
-
-    `lean` is the shopper's tier lean (0 LA, 1 MM, 2 UM); `progress` runs 0..1 over
-    the data set's weeks and drives the drift (less value shopping, more XX).
-    """
-    by_lean = np.array(
-        [
-            [0.60, 0.31, 0.05, 0.04],  # value-leaning shopper
-            [0.10, 0.80, 0.07, 0.03],
-            [0.04, 0.32, 0.60, 0.04],  # premium-leaning shopper
-        ]
+def _shoppers(cfg: SynthConfig, rng: np.random.Generator) -> _Shoppers:
+    store_format = _pick_by_weight(np.array([0.58, 0.25, 0.10, 0.07]), rng.random(cfg.stores))
+    return _Shoppers(
+        lean=rng.normal(0.0, SHOPPER_LEAN_SD, cfg.customers),
+        home_stores=rng.integers(0, cfg.stores, (cfg.customers, 3)),
+        store_format=store_format,
+        store_region=rng.integers(0, 12, cfg.stores),
     )
-    prefs = by_lean[lean].copy()
-    prefs[:, 0] *= 1.0 - 0.35 * progress
-    prefs[:, 3] *= 1.0 + 2.0 * progress
-    return prefs / prefs.sum(axis=1, keepdims=True)
 
 
-def _label(tier_of_line: np.ndarray, basket_of_line: np.ndarray, n_baskets: int) -> np.ndarray:
-    """The basket label from its products' tiers (index into TIERS)."""
-    counts = np.zeros((n_baskets, 4))
-    np.add.at(counts, (basket_of_line, tier_of_line), 1)
-    classified = counts[:, :3].sum(axis=1)
-    share = counts[:, :3] / np.maximum(classified, 1)[:, None]
-    label = np.full(n_baskets, 1)
-    label[(share[:, 0] >= 0.4) & (share[:, 0] > share[:, 2])] = 0
-    label[(share[:, 2] >= 0.4) & (share[:, 2] > share[:, 0])] = 2
-    label[classified == 0] = 3
-    return label
+def _baskets(cfg: SynthConfig, shoppers: _Shoppers, rng: np.random.Generator) -> _Baskets:
+    """Basket types and line counts summing to `cfg.rows`, shoppers, stores, days, leans."""
+    # Draw more baskets than needed, then keep just enough to reach the requested rows.
+    drafted = int(cfg.rows / ROWS_PER_BASKET * 1.3) + 10
+    basket_type = _pick_by_weight(np.array([0.55, 0.33, 0.11, 0.01]), rng.random(drafted))
+    lines = _basket_lines(basket_type, rng)
+    n = min(drafted, max(1, int(np.searchsorted(np.cumsum(lines), cfg.rows, side="left")) + 1))
+    basket_type, lines = basket_type[:n], lines[:n]
+    lines[-1] -= max(0, int(lines.sum()) - cfg.rows)
+
+    # Baskets per card customer: median 39, at most about 900 (FACTS).
+    activity = np.minimum(rng.lognormal(np.log(39), 1.1, cfg.customers), 950)
+    has_card = rng.random(n) >= cfg.no_card_share
+    customer = np.where(has_card, _pick_by_weight(activity, rng.random(n)), -1)
+    store_weight = rng.lognormal(0, 0.6, cfg.stores) * np.array([1.6, 1.0, 0.7, 2.0])[shoppers.store_format]
+    store = np.where(
+        has_card,
+        shoppers.home_stores[np.maximum(customer, 0), rng.integers(0, 3, n)],
+        _pick_by_weight(store_weight, rng.random(n)),
+    )
+    day = np.sort(rng.integers(0, cfg.weeks * 7, n))
+    progress = day / max(cfg.weeks * 7 - 1, 1)
+    shopper_lean = np.where(has_card, shoppers.lean[np.maximum(customer, 0)], rng.normal(0, SHOPPER_LEAN_SD, n))
+    lean = shopper_lean + rng.normal(0, TRIP_LEAN_SD, n) + LEAN_DRIFT * (0.5 - progress)
+    return _Baskets(n, basket_type, lines, day, customer, store, lean)
+
+
+def _tier_preferences(baskets: _Baskets, days: int) -> np.ndarray:
+    """Per-basket probabilities of an LA/MM/UM/XX line (see TIER_CAP)."""
+    progress = baskets.day / max(days - 1, 1)
+    xx = np.where(baskets.basket_type == 3, XX_TRIP, XX_START * XX_GROWTH**progress)
+
+    def side(lean: np.ndarray) -> np.ndarray:
+        return (1 - xx) * TIER_CAP / (1 + np.exp(-LEAN_SLOPE * (lean - LEAN_CENTRE)))
+
+    la, um = side(baskets.lean), side(-baskets.lean)
+    return np.stack([la, 1 - xx - la - um, um, xx], axis=1)
+
+
+def _choose_products(
+    cat: Catalogue, tier: np.ndarray, lean: np.ndarray, day: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """A product of the wanted tier per line, launched by the line's day, favouring
+    products whose audience matches the basket's lean (bucketed, one CDF per bucket)."""
+    bucket = np.digitize(lean, AUDIENCE_BINS)
+    centres = np.concatenate([[AUDIENCE_BINS[0]], (AUDIENCE_BINS[1:] + AUDIENCE_BINS[:-1]) / 2, [AUDIENCE_BINS[-1]]])
+    key = bucket * 4 + tier
+    order = np.argsort(key, kind="stable")
+    bounds = np.searchsorted(key[order], np.arange(len(centres) * 4 + 1))
+    product = np.empty(len(tier), dtype=np.int64)
+    u = rng.random(len(tier))
+    for t in range(4):
+        # Products of the tier in launch order: those on sale by a day are a prefix.
+        members = np.flatnonzero(cat.tier == t)
+        members = members[np.argsort(cat.launch_day[members], kind="stable")]
+        launched = cat.launch_day[members]
+        for b, centre in enumerate(centres):
+            rows = order[bounds[b * 4 + t]:bounds[b * 4 + t + 1]]
+            if len(rows) == 0:
+                continue
+            cdf = np.cumsum(cat.popularity[members] * np.exp(AUDIENCE_STRENGTH * cat.audience[members] * centre))
+            on_sale = np.searchsorted(launched, day[rows], side="right")
+            picked = np.searchsorted(cdf, u[rows] * cdf[np.maximum(on_sale, 1) - 1], side="right")
+            product[rows] = members[np.minimum(picked, np.maximum(on_sale, 1) - 1)]
+    return product
+
+
+def _lines(cfg: SynthConfig, cat: Catalogue, baskets: _Baskets, rng: np.random.Generator) -> _Lines:
+    """A tier per line from its basket's preferences, a product of that tier, quantity, spend."""
+    basket = np.repeat(np.arange(baskets.n), baskets.lines)
+    prefs = _tier_preferences(baskets, cfg.weeks * 7)[basket]
+    tier = (rng.random(len(basket))[:, None] > prefs.cumsum(axis=1)).sum(axis=1).clip(0, 3)
+    product = _choose_products(cat, tier, baskets.lean[basket], baskets.day[basket], rng)
+    n = len(product)
+    quantity = 1 + (rng.random(n) > 0.82) * (1 + rng.negative_binomial(0.5, 0.22, n))
+    # Rare bulk lines: up to ~1,700 units, but no line above ~2,600 GBP (FACTS' outliers).
+    bulk = np.minimum(rng.integers(20, 1700, n), np.maximum(20, 2600 // cat.unit_price[product]).astype(np.int64))
+    quantity = np.where(rng.random(n) < 2e-5, bulk, quantity)
+    promo = rng.choice([1.0, 1.0, 1.0, 0.9, 0.75], n)
+    spend = np.round(quantity * cat.unit_price[product] * promo * rng.lognormal(0, 0.04, n), 2)
+    return _Lines(basket=basket, product=product, quantity=quantity, spend=spend)
+
+
+def generate(cfg: SynthConfig) -> pa.Table:
+    """The synthetic transactions as an Arrow table in the coded column layout."""
+    cat = catalogue(cfg)
+    _, rng = _streams(cfg.seed)
+    shoppers = _shoppers(cfg, rng)
+    baskets = _baskets(cfg, shoppers, rng)
+    lines = _lines(cfg, cat, baskets, rng)
+    counts = np.zeros((baskets.n, 4), dtype=np.int64)
+    np.add.at(counts, (lines.basket, cat.tier[lines.product]), 1)
+    label = label_of_counts(counts)
+    return _to_table(cfg, rng, cat, shoppers, baskets, lines, label)
+
+
+def _segment_codes(cfg: SynthConfig, shopper_lean: np.ndarray, rng: np.random.Generator):
+    """seg_1 (noisy copy of the lean's tercile, some XX) and seg_2 (life stage, 10% blank) per customer."""
+    cut = 0.43 * SHOPPER_LEAN_SD  # terciles of a normal distribution
+    tercile = np.where(shopper_lean > cut, LA, np.where(shopper_lean < -cut, UM, MM))
+    noisy = np.where(rng.random(cfg.customers) < SEG_1_NOISE, rng.integers(0, 3, cfg.customers), tercile)
+    seg1_values = np.array([SEG_1_ENCODE[t] for t in TIERS], dtype=object)
+    seg1 = seg1_values[np.where(rng.random(cfg.customers) < 0.02, XX, noisy)]
+    stages = np.array([SEG_2_ENCODE[s] for s in DOMAINS["CUST_LIFESTAGE"]], dtype=object)
+    seg2 = stages[rng.integers(0, len(stages), cfg.customers)]
+    seg2[rng.random(cfg.customers) < 0.10] = None
+    return seg1, seg2
 
 
 def _hours(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -191,99 +381,30 @@ def _hours(n: int, rng: np.random.Generator) -> np.ndarray:
     return hours[_pick_by_weight(weight, rng.random(n))]
 
 
-def generate(cfg: SynthConfig) -> pa.Table:
-    """The synthetic transactions as an Arrow table in the coded column layout."""
-    rng = np.random.default_rng(cfg.seed)
-    cat = _catalogue(cfg, rng)
-    # Draw basket types and line counts for more baskets than needed, then keep
-    # just enough baskets to reach the requested number of rows.
-    drafted = int(cfg.rows / ROWS_PER_BASKET * 1.3) + 10
-    basket_type = _pick_by_weight(np.array([0.55, 0.33, 0.11, 0.01]), rng.random(drafted))
-    lines = _basket_lines(basket_type, rng)
-    n_baskets = max(1, int(np.searchsorted(np.cumsum(lines), cfg.rows, side="left")) + 1)
-    n_baskets = min(n_baskets, drafted)
-    basket_type, lines = basket_type[:n_baskets], lines[:n_baskets]
-    lines[-1] -= max(0, int(lines.sum()) - cfg.rows)
-
-    # Shoppers: card customers with a stable lean, and no-card baskets with their own.
-    lean_share = np.array([0.29, 0.45, 0.26])
-    customer_lean = _pick_by_weight(lean_share, rng.random(cfg.customers))
-    customer_activity = rng.lognormal(np.log(39), 1.1, cfg.customers)
-    customer_home = rng.integers(0, cfg.stores, (cfg.customers, 3))
-    has_card = rng.random(n_baskets) >= cfg.no_card_share
-    customer = np.where(has_card, _pick_by_weight(customer_activity, rng.random(n_baskets)), -1)
-    lean = np.where(has_card, customer_lean[customer], _pick_by_weight(lean_share, rng.random(n_baskets)))
-
-    store_format = _pick_by_weight(np.array([0.58, 0.25, 0.10, 0.07]), rng.random(cfg.stores))
-    store_region = rng.integers(0, 12, cfg.stores)
-    store_weight = rng.lognormal(0, 0.6, cfg.stores) * np.array([1.6, 1.0, 0.7, 2.0])[store_format]
-    store = np.where(
-        has_card,
-        customer_home[np.maximum(customer, 0), rng.integers(0, 3, n_baskets)],
-        _pick_by_weight(store_weight, rng.random(n_baskets)),
-    )
-
-    day = np.sort(rng.integers(0, cfg.weeks * 7, n_baskets))
-    progress = day / max(cfg.weeks * 7 - 1, 1)
-
-    # Lines: a tier per line from the basket's preferences, then a product of that tier.
-    basket_of_line = np.repeat(np.arange(n_baskets), lines)
-    prefs = _tier_preferences(lean, progress)[basket_of_line]
-    u = rng.random(len(basket_of_line))[:, None]
-    wanted_tier = (u > prefs.cumsum(axis=1)).sum(axis=1).clip(0, 3)
-    product = np.empty(len(basket_of_line), dtype=np.int64)
-    for t in range(4):
-        members = np.flatnonzero(cat.tier == t)
-        rows = np.flatnonzero(wanted_tier == t)
-        product[rows] = members[_pick_by_weight(cat.popularity[members], rng.random(len(rows)))]
-    tier_of_line = cat.tier[product]
-    label = _label(tier_of_line, basket_of_line, n_baskets)
-    label[basket_type == 3] = np.where(rng.random((basket_type == 3).sum()) < 0.5, 3, label[basket_type == 3])
-
-    quantity = 1 + (rng.random(len(product)) > 0.82) * rng.geometric(0.55, len(product))
-    outlier = rng.random(len(product)) < 2e-5
-    quantity = np.where(outlier, rng.integers(20, 1700, len(product)), quantity)
-    promo = rng.choice([1.0, 1.0, 1.0, 0.9, 0.75], len(product))
-    spend = np.round(quantity * cat.unit_price[product] * promo * rng.lognormal(0, 0.04, len(product)), 2)
-
-    draw = _Draw(
-        n_baskets=n_baskets, basket_of_line=basket_of_line, product=product, quantity=quantity,
-        spend=spend, customer=customer, customer_lean=customer_lean, store=store,
-        store_format=store_format, store_region=store_region, day=day, basket_type=basket_type,
-        lines=lines, label=label,
-    )
-    return _to_table(cfg, rng, cat, draw)
-
-
-def _segment_codes(cfg: SynthConfig, customer_lean: np.ndarray, rng: np.random.Generator):
-    """seg_1 (noisy copy of the lean, some XX) and seg_2 (life stage, 10% blank) per customer."""
-    noisy = np.where(rng.random(cfg.customers) < 0.6, rng.integers(0, 3, cfg.customers), customer_lean)
-    seg1_values = np.array([SEG_1_ENCODE[t] for t in ("LA", "MM", "UM")] + [SEG_1_ENCODE["XX"]])
-    seg1 = seg1_values[np.where(rng.random(cfg.customers) < 0.02, 3, noisy)]
-    stages = np.array([SEG_2_ENCODE[s] for s in DOMAINS["CUST_LIFESTAGE"]], dtype=object)
-    seg2 = stages[rng.integers(0, len(stages), cfg.customers)]
-    seg2[rng.random(cfg.customers) < 0.10] = None
-    return seg1.astype(object), seg2
-
-
-def _to_table(cfg: SynthConfig, rng: np.random.Generator, cat: _Catalogue, draw: _Draw) -> pa.Table:
-    b = draw.basket_of_line
-    days = np.array([FISCAL_EPOCH + dt.timedelta(days=(FIRST_DAY - FISCAL_EPOCH).days + d)
-                     for d in range(cfg.weeks * 7)])
+def _to_table(
+    cfg: SynthConfig,
+    rng: np.random.Generator,
+    cat: Catalogue,
+    shoppers: _Shoppers,
+    baskets: _Baskets,
+    lines: _Lines,
+    label: np.ndarray,
+) -> pa.Table:
+    b = lines.basket
+    days = [FIRST_DAY + dt.timedelta(days=d) for d in range(cfg.weeks * 7)]
     day_week = np.array([week_code_of(d) for d in days])
     day_date = np.array([int(d.strftime("%Y%m%d")) for d in days])
     day_weekday = np.array([dunnhumby_weekday(d) for d in days])
 
-    basket_day = draw.day
-    week = day_week[basket_day]
+    week = day_week[baskets.day]
     # BASKET_ID: 15 digits, "99" + week sequence + a running number.
-    basket_id = 99 * 10**13 + (basket_day // 7) * 10**10 + np.arange(draw.n_baskets)
-    hour = _hours(draw.n_baskets, rng)
+    basket_id = 99 * 10**13 + (baskets.day // 7) * 10**10 + np.arange(baskets.n)
+    hour = _hours(baskets.n, rng)
 
-    seg1, seg2 = _segment_codes(cfg, draw.customer_lean, rng)
+    seg1, seg2 = _segment_codes(cfg, shoppers.lean, rng)
     customer_codes = _codes("CUST", cfg.customers, 10, rng)
-    card = draw.customer >= 0
-    cust_idx = np.maximum(draw.customer, 0)
+    card = baskets.customer >= 0
+    cust_idx = np.maximum(baskets.customer, 0)
 
     def basket_strings(values: np.ndarray, mask: np.ndarray | None = None) -> pa.Array:
         per_basket = pa.array(values, type=pa.string(), mask=None if mask is None else ~mask)
@@ -291,41 +412,34 @@ def _to_table(cfg: SynthConfig, rng: np.random.Generator, cat: _Catalogue, draw:
 
     size_names = np.array(DOMAINS["BASKET_SIZE"], dtype=object)
     type_names = np.array(DOMAINS["BASKET_TYPE"], dtype=object)
-    mission = _missions(draw.basket_type, rng)
+    mission = _missions(baskets.basket_type, rng)
     store_codes = _codes("STORE", cfg.stores, 5, rng)
     formats = np.array(DOMAINS["STORE_FORMAT"], dtype=object)
     regions = np.array(DOMAINS["STORE_REGION"], dtype=object)
-    level_codes = {
-        "PROD_CODE": _codes("PRD09", cfg.products, 5, rng),
-        "PROD_CODE_10": _codes("CL", cfg.classes, 5, rng),
-        "PROD_CODE_20": _codes("DEP", cfg.departments, 5, rng),
-        "PROD_CODE_30": _codes("G", cfg.groups, 5, rng),
-        "PROD_CODE_40": _codes("D", cfg.divisions, 5, rng),
-    }
-    product_idx = pa.array(draw.product)
+    product_idx = pa.array(lines.product)
     columns = {
         "SHOP_WEEK": pa.array(week[b]),
-        "SHOP_DATE": pa.array(day_date[basket_day][b]),
-        "SHOP_WEEKDAY": pa.array(day_weekday[basket_day][b]),
+        "SHOP_DATE": pa.array(day_date[baskets.day][b]),
+        "SHOP_WEEKDAY": pa.array(day_weekday[baskets.day][b]),
         "SHOP_HOUR": pa.array(hour[b]),
-        "QUANTITY": pa.array(draw.quantity),
-        "SPEND": pa.array(draw.spend),
-        "PROD_CODE": pa.array(level_codes["PROD_CODE"], type=pa.string()).take(product_idx),
+        "QUANTITY": pa.array(lines.quantity),
+        "SPEND": pa.array(lines.spend),
+        "PROD_CODE": pa.array(cat.codes["PROD_CODE"], type=pa.string()).take(product_idx),
     }
     for level in ("PROD_CODE_10", "PROD_CODE_20", "PROD_CODE_30", "PROD_CODE_40"):
-        columns[level] = pa.array(level_codes[level][cat.parent[level]], type=pa.string()).take(product_idx)
+        columns[level] = pa.array(cat.codes[level][cat.parent[level]], type=pa.string()).take(product_idx)
     columns["CUST_CODE"] = basket_strings(customer_codes[cust_idx], card)
     columns["seg_1"] = basket_strings(seg1[cust_idx], card)
     seg2_basket = seg2[cust_idx]
     columns["seg_2"] = basket_strings(seg2_basket, card & (seg2_basket != None))  # noqa: E711
     columns["BASKET_ID"] = pa.array(basket_id[b])
-    columns["BASKET_SIZE"] = basket_strings(size_names[_basket_size(draw.lines, rng)])
-    columns["BASKET_PRICE_SENSITIVITY"] = basket_strings(np.array(TIERS, dtype=object)[draw.label])
-    columns["BASKET_TYPE"] = basket_strings(type_names[draw.basket_type])
+    columns["BASKET_SIZE"] = basket_strings(size_names[_basket_size(baskets.lines, rng)])
+    columns["BASKET_PRICE_SENSITIVITY"] = basket_strings(np.array(TIERS, dtype=object)[label])
+    columns["BASKET_TYPE"] = basket_strings(type_names[baskets.basket_type])
     columns["BASKET_DOMINANT_MISSION"] = basket_strings(mission)
-    columns["STORE_CODE"] = basket_strings(store_codes[draw.store])
-    columns["STORE_FORMAT"] = basket_strings(formats[draw.store_format[draw.store]])
-    columns["STORE_REGION"] = basket_strings(regions[draw.store_region[draw.store]])
+    columns["STORE_CODE"] = basket_strings(store_codes[baskets.store])
+    columns["STORE_FORMAT"] = basket_strings(formats[shoppers.store_format[baskets.store]])
+    columns["STORE_REGION"] = basket_strings(regions[shoppers.store_region[baskets.store]])
     return pa.table([columns[c] for c in CODED_COLUMNS], names=list(CODED_COLUMNS))
 
 
