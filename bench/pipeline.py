@@ -28,7 +28,7 @@ from ml.progress import StageTimer
 from ml.settings import Settings
 from ml.synth import SynthConfig, generate, write_csv
 
-TARGET_SECONDS = 120
+TARGET_SECONDS = 90
 TARGET_PEAK_GB = 4.0
 
 

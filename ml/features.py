@@ -190,7 +190,9 @@ class BasketFeaturizer:
         pairs = BasketProducts.from_lines(lines) if self.tier_inference else None
         self.fit(lines, pairs)
         fold = (pl.col(BASKET_KEY).hash(seed=self.seed) % self.folds).alias("_fold")
-        folded = lines.with_columns(fold)
+        # The evidence fits read only these columns: copying them per fold, not all the lines, keeps the
+        # peak memory of the pipeline's largest stage down.
+        labelled = lines.select(BASKET_KEY, LABEL, *LEVELS, fold)
         kept = self._kept(lines)
         basket_folds = None
         if pairs is not None:  # the fold of each of `pairs`' baskets (numbered by BASKET_KEY's sorted order)
@@ -198,10 +200,9 @@ class BasketFeaturizer:
             basket_folds = (keys[BASKET_KEY].hash(seed=self.seed) % self.folds).to_numpy()
         plans = []
         for k in range(self.folds):
-            others = folded.filter(pl.col("_fold") != k)
-            evidence = TierEvidence.fit(others, self.smoothing)
+            evidence = TierEvidence.fit(labelled.filter(pl.col("_fold") != k), self.smoothing)
             tiers = self._fit_tiers(pairs.subset(basket_folds != k)) if pairs is not None else None
-            held = folded.lazy().filter(pl.col("_fold") == k).drop("_fold")
+            held = lines.lazy().filter(fold == k)
             plans.append(self._plan(held, evidence, tiers, kept))
         return pl.concat(pl.collect_all(plans))
 
