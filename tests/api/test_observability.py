@@ -23,7 +23,7 @@ from tests.api.conftest import API_KEY, AUTH, api_settings, basket
 REFERENCE = {"n_lines": {"edges": [2.0, 4.0, 8.0], "shares": [0.25, 0.25, 0.25, 0.25]}}
 
 
-def test_metrics_expose_latency_requests_predictions_model_and_drift(client, holdout_baskets):
+def test_metrics_expose_latency_requests_predictions_model_and_drift(client, holdout_baskets, small_run):
     _, bodies = holdout_baskets
     client.post("/v1/predict/batch", json={"baskets": bodies}, headers=AUTH)
     text = client.get("/metrics").text
@@ -31,7 +31,8 @@ def test_metrics_expose_latency_requests_predictions_model_and_drift(client, hol
     assert 'retail_http_requests_total{method="POST",route="/v1/predict/batch",status="200"}' in text
     assert 'retail_predictions_total{predicted_class="MM"}' in text
     source = "models:/basket-price-sensitivity@champion"
-    assert f'retail_model_info{{family="xgboost",source="{source}",version="1"}}' in text
+    family = small_run.result.training["winner"]
+    assert f'retail_model_info{{family="{family}",source="{source}",version="1"}}' in text
     assert 'retail_input_drift_psi{feature="mean_p_LA"}' in text
 
 
