@@ -51,6 +51,8 @@ HEADER_CATEGORICALS = (
 )
 HEADER_NUMERICS = ("SHOP_HOUR", "SHOP_WEEKDAY")
 CHEAP_INDEX = 0.9  # a line priced below 90% of its category's median counts as cheap
+MIN_UNIT_PRICE = 0.001
+"""The smallest median unit price a price level divides by (see `fit`)."""
 # Carried through to the basket table (for the split and the lake partitions), not features.
 PASSTHROUGH = ("SHOP_WEEK", "STORE_REGION", "BASKET_TYPE")
 
@@ -94,7 +96,10 @@ class TierEvidence:
             *LEVELS, *[(pl.col(LABEL) == c).cast(pl.Float64).alias(_p(c)) for c in LABELS]
         )
         baskets = lines.group_by(BASKET_KEY).agg(pl.first(LABEL))
-        prior = {c: float((baskets[LABEL] == c).mean()) for c in LABELS}
+        # Add-one smoothing: a label no training basket has (or no basket at all) still gets a positive prior,
+        # so the lifts (p / prior) and their logs stay finite.
+        counts = {c: int((baskets[LABEL] == c).sum()) for c in LABELS}
+        prior = {c: (counts[c] + 1) / (baskets.height + len(LABELS)) for c in LABELS}
         tables: dict[str, pl.DataFrame] = {}
         parent: str | None = None
         for level in LEVELS:
@@ -113,9 +118,10 @@ class TierEvidence:
                 ((pl.col(_p(c)) + smoothing * b) / (pl.col("n") + smoothing)).alias(_p(c))
                 for c, b in zip(LABELS, base, strict=True)
             ]
-            # A code seen under several parents keeps the evidence of its commonest chain.
-            table = counts.sort("n", descending=True).unique(level, keep="first")
-            tables[level] = table.select(level, *smoothed)
+            # A code seen under several parents keeps the evidence of its commonest chain (equally common: the
+            # smallest parent code, so refits of the same lines agree).
+            table = counts.sort(["n", *keys], descending=[True, *[False] * len(keys)])
+            tables[level] = table.unique(level, keep="first", maintain_order=True).select(level, *smoothed)
             parent = level
         return cls(prior=prior, tables=tables)
 
@@ -164,13 +170,22 @@ class BasketFeaturizer:
         self.evidence_ = TierEvidence.fit(lines, self.smoothing)
         self.tiers_ = self._fit_tiers(pairs if pairs is not None else lines)
         unit = lines.select(CATEGORY, "PROD_CODE", (pl.col("SPEND") / pl.col("QUANTITY")).alias("unit"))
-        self.global_unit_price_ = float(unit["unit"].median())
-        self.category_price_ = unit.group_by(CATEGORY).agg(pl.col("unit").median().alias("category_price"))
+        # Price levels divide by these medians: a zero one (a category given away) would make the price features
+        # infinite or NaN, so such categories fall back to the global median, itself floored at a tenth of a cent.
+        self.global_unit_price_ = max(float(unit["unit"].median() or 0.0), MIN_UNIT_PRICE)
+        self.category_price_ = (
+            unit.group_by(CATEGORY)
+            .agg(pl.col("unit").median().alias("category_price"))
+            .filter(pl.col("category_price") >= MIN_UNIT_PRICE)
+            .sort(CATEGORY)
+        )
         product = unit.group_by("PROD_CODE", CATEGORY).agg(pl.col("unit").median().alias("product_price"))
         self.product_price_index_ = (
             product.join(self.category_price_, on=CATEGORY)
-            .select("PROD_CODE", (pl.col("product_price") / pl.col("category_price")).alias("product_index"))
-            .unique("PROD_CODE", keep="first")
+            .select("PROD_CODE", CATEGORY, (pl.col("product_price") / pl.col("category_price")).alias("product_index"))
+            .sort("PROD_CODE", CATEGORY)
+            .unique("PROD_CODE", keep="first", maintain_order=True)
+            .drop(CATEGORY)
         )
         self.vocabularies_ = {
             c: sorted(v for v in lines[c].unique().to_list() if v is not None) for c in HEADER_CATEGORICALS
@@ -219,8 +234,17 @@ class BasketFeaturizer:
         return self._plan(lines.lazy(), self.evidence_, self.tiers_, self._kept(lines)).collect()
 
     def matrix(self, features: pl.DataFrame) -> np.ndarray:
-        """The model input for `transform`'s output, columns in `feature_names_` order."""
-        return features.select(self.feature_names_).to_numpy().astype(np.float32, copy=False)
+        """The model input for `transform`'s output, columns in `feature_names_` order.
+
+        Raises ValueError naming the columns if any value is NaN or infinite: the featurizer is built to keep
+        every feature finite, and some families (logistic regression) cannot take anything else.
+        """
+        matrix = features.select(self.feature_names_).to_numpy().astype(np.float32, copy=False)
+        finite = np.isfinite(matrix)
+        if not finite.all():
+            columns = [self.feature_names_[i] for i in np.flatnonzero(~finite.all(axis=0))]
+            raise ValueError(f"non-finite feature values in {', '.join(columns)} ({int((~finite).sum())} values)")
+        return matrix
 
     @staticmethod
     def _kept(lines: pl.DataFrame) -> list[str]:

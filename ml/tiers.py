@@ -13,8 +13,8 @@ in LA and UM baskets all the time. So the tiers are inferred, not averaged:
 3. estimated: every other product takes the tier that makes the most of its training
    baskets come out with their own label through the rule, given the other lines'
    tiers (coordinate ascent over the unknown products, a few rounds, starting from
-   the tier mix of the product's class); its confidence is the share of its baskets
-   that tier explains;
+   the tier mix of the product's class); its confidence is the margin by which that
+   tier explains more of its baskets than the next best, as a share of its baskets;
 4. unseen (at transform time): a product the training lines never had takes the tier
    mix of its class, else department, group, division, else the whole catalogue's.
 
@@ -53,7 +53,8 @@ class LabelRule:
 
     la_above: float = 0.2
     um_below: float = -0.2
-    xx_share: float = 0.8
+    xx_share: float = 0.75
+    """A basket is XX when MORE than this share of its lines are XX (fitted and applied with ">")."""
 
     def labels(self, counts: np.ndarray) -> np.ndarray:
         lines = np.maximum(counts.sum(axis=1), 1e-9)
@@ -61,7 +62,7 @@ class LabelRule:
         label = np.full(len(counts), MM)
         label[d > self.la_above] = LA
         label[d < self.um_below] = UM
-        label[counts[:, XX] >= self.xx_share * lines] = XX
+        label[counts[:, XX] / lines > self.xx_share] = XX
         return label
 
     @classmethod
@@ -74,15 +75,29 @@ class LabelRule:
         xx = counts[:, XX] / lines
 
         def best(values: np.ndarray, target: np.ndarray, candidates: np.ndarray, above: bool) -> float:
-            hits = [np.mean((values > c) == target if above else (values < c) == target) for c in candidates]
-            return float(candidates[int(np.argmax(hits))])
+            """The middle of the longest run of candidates that reproduce `target` best, compared as `labels` does."""
+            hits = np.array([np.mean((values > c) == target if above else (values < c) == target) for c in candidates])
+            return float(candidates[_middle_of_longest_run(hits == hits.max())])
 
         classified = labels != XX
         return cls(
             la_above=best(d[classified], labels[classified] == LA, GRID[:61], above=True),
             um_below=best(d[classified], labels[classified] == UM, -GRID[:61], above=False),
-            xx_share=best(xx, labels == XX, GRID[50:], above=True) - 1e-9,
+            xx_share=best(xx, labels == XX, GRID[50:], above=True),
         )
+
+
+def _middle_of_longest_run(flags: np.ndarray) -> int:
+    """Index of the middle of the longest run of True in `flags` (the first such run on a tie).
+
+    Equally good thresholds form a plateau between the data's values; its middle leaves the
+    widest margin on both sides, where the first maximum would sit on a basket's exact value.
+    """
+    padded = np.concatenate(([False], flags, [False])).astype(np.int8)
+    starts = np.flatnonzero(np.diff(padded) == 1)
+    ends = np.flatnonzero(np.diff(padded) == -1)
+    longest = int(np.argmax(ends - starts))
+    return int((starts[longest] + ends[longest] - 1) // 2)
 
 
 @dataclass(frozen=True)
@@ -106,8 +121,11 @@ class BasketProducts:
     @classmethod
     def from_lines(cls, lines: pl.DataFrame) -> BasketProducts:
         labelled = lines.filter(pl.col(LABEL).is_in(TIERS))
-        chains = labelled.group_by(*HIERARCHY).agg(pl.len().alias("n")).sort("n", descending=True)
-        chains = chains.unique("PROD_CODE", keep="first").drop("n").sort("PROD_CODE").with_row_index("p")
+        # A product seen under several parent chains keeps its commonest; equally common ones, the smallest codes.
+        chains = labelled.group_by(*HIERARCHY).agg(pl.len().alias("n"))
+        chains = chains.sort(["n", *HIERARCHY], descending=[True, *[False] * len(HIERARCHY)])
+        chains = chains.unique("PROD_CODE", keep="first", maintain_order=True).drop("n").sort("PROD_CODE")
+        chains = chains.with_row_index("p")
         keyed = labelled.select(
             pl.col(BASKET_KEY).rank("dense").cast(pl.Int64).sub(1).alias("b"),
             "PROD_CODE",
@@ -176,8 +194,8 @@ class ProductTiers:
                 "tier_confidence": np.where(known, purity, confidence),
             }
         )
+        self.prior_ = _catalogue_mix(np.where(known, exact, tier))
         self.levels_ = self._level_mixes(chains, np.where(known, exact, tier))
-        self.prior_ = {t: float(np.mean(np.where(known, exact, tier) == i)) for i, t in enumerate(TIERS)}
         return self
 
     @staticmethod
@@ -196,8 +214,11 @@ class ProductTiers:
         """Each product's starting tier: its exact tier, else the commonest exact tier of its class (else MM)."""
         frame = chains.select("p", "PROD_CODE_10").with_columns(pl.Series("tier", exact))
         known = frame.filter(pl.col("tier") >= 0)
-        commonest = known.group_by("PROD_CODE_10", "tier").len().sort("len", descending=True).unique(
-            "PROD_CODE_10", keep="first"
+        commonest = (
+            known.group_by("PROD_CODE_10", "tier")
+            .len()
+            .sort(["len", "tier"], descending=[True, False])  # equally common tiers: the lower tier index
+            .unique("PROD_CODE_10", keep="first", maintain_order=True)
         )
         start = frame.join(commonest.select("PROD_CODE_10", pl.col("tier").alias("class_tier")), on="PROD_CODE_10",
                            how="left").sort("p")["class_tier"].fill_null(MM).to_numpy()
@@ -229,7 +250,7 @@ class ProductTiers:
             # Ties (or no basket) keep the current tier, so the class start decides what the baskets cannot.
             tie = scores.max(axis=1) == scores[np.arange(n_products), tier]
             updated = np.where(tie & (exact < 0), tier, updated)
-            confidence = np.where(baskets > 0, scores.max(axis=1) / np.maximum(baskets, 1), 0.0)
+            confidence = _margin(scores, baskets)
             if np.array_equal(updated, tier):
                 break
             tier = updated
@@ -249,7 +270,7 @@ class ProductTiers:
         onehot = chains.with_columns(
             *[pl.Series(tier_column(t), (tier == i).astype(float)) for i, t in enumerate(TIERS)]
         )
-        catalogue = {t: float(onehot[tier_column(t)].mean()) for t in TIERS}
+        catalogue = self.prior_
         tables: dict[str, pl.DataFrame] = {}
         parent: str | None = None
         for level in reversed(HIGHER_LEVELS):  # division first, down to class
@@ -267,8 +288,8 @@ class ProductTiers:
                 )
                 for t in TIERS
             ]
-            table = counts.sort("n", descending=True).unique(level, keep="first")
-            tables[level] = table.select(level, *smoothed)
+            table = counts.sort(["n", *keys], descending=[True, *[False] * len(keys)])
+            tables[level] = table.unique(level, keep="first", maintain_order=True).select(level, *smoothed)
             parent = level
         return tables
 
@@ -331,3 +352,16 @@ class ProductTiers:
         self.levels_ = {level: tables[f"tiers_{level}"] for level in HIGHER_LEVELS}
         self.compile()
         return self
+
+
+def _margin(scores: np.ndarray, baskets: np.ndarray) -> np.ndarray:
+    """How decided each product's tier is: (best - second best score) / its baskets; 0 for a product whose
+    baskets every tier explains equally well (a tie the class start settled), or without baskets."""
+    top_two = -np.sort(-scores, axis=1)[:, :2]
+    return np.where(baskets > 0, (top_two[:, 0] - top_two[:, 1]) / np.maximum(baskets, 1), 0.0)
+
+
+def _catalogue_mix(tier: np.ndarray) -> dict[str, float]:
+    """The products' tier mix, add-one smoothed: defined (uniform) even for a fit without any product."""
+    counts = np.bincount(tier, minlength=len(TIERS))
+    return {t: float((counts[i] + 1) / (len(tier) + len(TIERS))) for i, t in enumerate(TIERS)}

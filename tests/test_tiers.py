@@ -6,12 +6,13 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from ml.features import BasketFeaturizer
 from ml.schema import BASKET_KEY, LABEL
 from ml.tiers import ESTIMATED, EXACT, LA, MM, UM, UNSEEN, XX, LabelRule, ProductTiers, tier_column
 
-TRUE_RULE = LabelRule(la_above=0.2, um_below=-0.2, xx_share=0.8)
+TRUE_RULE = LabelRule(la_above=0.2, um_below=-0.2, xx_share=0.75)
 NAMES = ("LA", "MM", "UM", "XX")
 
 
@@ -103,3 +104,77 @@ def test_the_baseline_featurizer_has_no_tier_features(small_lines):
     baseline = BasketFeaturizer(tier_inference=False, folds=2).fit(small_lines)
     assert baseline.tiers_ is None
     assert not [n for n in baseline.feature_names_ if n.startswith("tier_")]
+
+
+def test_the_fitted_xx_threshold_reproduces_its_own_baskets():
+    """3 XX + 1 MM lines (0.75 XX) is MM, 4 XX + 1 MM (0.8) is XX: the threshold must fall between, and be applied
+    with the comparison it was fitted with."""
+    tiers = {"x1": XX, "x2": XX, "x3": XX, "x4": XX, "m": MM}
+    baskets = [[p] for p in tiers] + [["x1", "x2", "x3", "m"]] * 50 + [["x1", "x2", "x3", "x4", "m"]] * 50
+    lines = basket_lines(baskets, tiers)
+    fitted = ProductTiers().fit(lines).rule_
+    assert 0.75 <= fitted.xx_share < 0.8
+    counts = np.array([[0, 1, 0, 3], [0, 1, 0, 4]], dtype=float)
+    assert fitted.labels(counts).tolist() == [MM, XX]
+
+
+def test_equally_good_thresholds_resolve_to_the_middle_of_their_plateau():
+    """Baskets at d = 0 (MM) and d = 0.5 (LA) only: every threshold in [0, 0.5) separates them; the fit takes the
+    middle, not the edge a basket sits on."""
+    tiers = {"l": LA, "m": MM}
+    lines = basket_lines([["l"], ["m"]] + [["l", "m"]] * 20 + [["l", "l", "l", "m"]] * 20, tiers)
+    rule = ProductTiers().fit(lines).rule_
+    assert 0.2 <= rule.la_above <= 0.3
+
+
+def test_a_product_whose_baskets_every_tier_explains_has_no_confidence():
+    """`u` beside four MM products: whatever its tier, d stays within [-0.2, 0.2] and XX stays a minority, so
+    every basket comes out MM and nothing decides `u`'s tier."""
+    tiers = {"m1": MM, "m2": MM, "m3": MM, "m4": MM, "u": LA}
+    baskets = [[p] for p in ("m1", "m2", "m3", "m4")] + [["u", "m1", "m2", "m3", "m4"]] * 10
+    fitted = ProductTiers().fit(basket_lines(baskets, tiers))
+    assert tier_of(fitted, "u")[1] == ESTIMATED
+    assert fitted.products_.filter(pl.col("PROD_CODE") == "u")["tier_confidence"].item() == 0.0
+
+
+def test_refits_of_the_same_lines_in_any_order_agree_exactly(small_lines):
+    first = ProductTiers().fit(small_lines)
+    shuffled = ProductTiers().fit(small_lines.sample(fraction=1.0, shuffle=True, seed=3))
+    assert first.products_.equals(shuffled.products_)
+    assert first.rule_ == shuffled.rule_
+    assert all(first.levels_[level].sort(level).equals(shuffled.levels_[level].sort(level)) for level in first.levels_)
+
+
+def test_out_of_fold_features_do_not_depend_on_the_lines_order(small_lines):
+    lines = small_lines.head(60_000)
+    features = BasketFeaturizer(folds=3).fit_transform(lines).sort(BASKET_KEY)
+    again = BasketFeaturizer(folds=3).fit_transform(lines.sample(fraction=1.0, shuffle=True, seed=5)).sort(BASKET_KEY)
+    # Means over a basket's lines sum in the lines' order: equal up to the last bits, nothing more.
+    assert_frame_equal(features, again, check_exact=False, rel_tol=1e-12, abs_tol=1e-12)
+
+
+def test_features_stay_finite_without_xx_baskets_and_with_a_free_category(small_lines):
+    """No XX basket in training would make the XX prior 0 (lift p / 0); a category whose every line costs 0 would
+    make its median price 0 (price / 0). Both must still give finite features, which logistic regression needs."""
+    lines = small_lines.filter(pl.col(LABEL) != "XX")
+    free = lines["PROD_CODE_30"][0]
+    lines = lines.with_columns(pl.when(pl.col("PROD_CODE_30") == free).then(0.0).otherwise(pl.col("SPEND"))
+                               .alias("SPEND"))
+    featurizer = BasketFeaturizer(folds=2)
+    features = featurizer.fit_transform(lines)
+    assert np.isfinite(featurizer.matrix(features)).all()
+    assert np.isfinite(featurizer.matrix(featurizer.transform(small_lines.head(3_000)))).all()
+
+
+def test_one_training_basket_is_enough_to_fit(small_lines):
+    one = small_lines.filter(pl.col(BASKET_KEY) == small_lines[BASKET_KEY][0])
+    featurizer = BasketFeaturizer(folds=3)
+    features = featurizer.fit_transform(one)
+    assert features.height == 1 and np.isfinite(featurizer.matrix(features)).all()
+
+
+def test_the_model_input_refuses_non_finite_values_naming_the_column(small_lines):
+    featurizer = BasketFeaturizer(folds=2).fit(small_lines)
+    features = featurizer.transform(small_lines.head(2_000)).with_columns(pl.lit(float("nan")).alias("tier_d"))
+    with pytest.raises(ValueError, match="non-finite feature values in tier_d"):
+        featurizer.matrix(features)
