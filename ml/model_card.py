@@ -45,11 +45,14 @@ def render_markdown(summary: dict[str, Any], leaderboard: list[dict[str, Any]]) 
         *_tier_section(summary.get("tiers")),
         "## Leaderboard",
         "",
+        "Ranked on the last training weeks (validation macro-F1, then accuracy); the holdout columns",
+        "only evaluate, so the winner's holdout score is not the best of several draws.",
+        "",
         *_table(
-            ["rank", "family", "accuracy", "macro-F1", "fit seconds"],
+            ["rank", "family", "validation macro-F1", "holdout accuracy", "holdout macro-F1", "fit seconds"],
             [
-                [i + 1, r["family"], f"{r['metrics']['accuracy']:.4f}", f"{r['metrics']['macro_f1']:.4f}",
-                 r["fit_seconds"]]
+                [i + 1, r["family"], f"{r['validation']['macro_f1']:.4f}", f"{r['metrics']['accuracy']:.4f}",
+                 f"{r['metrics']['macro_f1']:.4f}", r["fit_seconds"]]
                 for i, r in enumerate(leaderboard)
             ],
         ),
@@ -104,10 +107,11 @@ def _tier_section(tiers: dict[str, Any] | None) -> list[str]:
         "",
         *_table(["holdout baskets", "baskets", "accuracy", "macro-F1"], rows),
         "",
-        f"Holdout lines: {shares['exact']:.1%} of exact tier, {shares['estimated']:.1%} estimated, "
-        f"{shares['unseen']:.1%} of products training never saw. Training: {coverage['exact']} of "
+        f"Lines of the LA/MM/UM holdout baskets: {shares['exact']:.1%} of exact tier, {shares['estimated']:.1%} "
+        f"estimated, {shares['unseen']:.1%} of products training never saw. Training: {coverage['exact']} of "
         f"{coverage['products']} products bought alone at least once (exact tier), {coverage['estimated']} "
-        f"estimated through the label rule (LA above d = {rule['la_above']}, UM below {rule['um_below']}).",
+        f"estimated through the label rule (LA above d = {rule['la_above']}, UM below {rule['um_below']}, "
+        f"XX above an XX line share of {rule['xx_share']}).",
         "",
     ]
 

@@ -8,8 +8,9 @@ this very code.
 
 The train channel is a gold folder of the lake: `baskets/` (one feature row per basket,
 with its `split` side), `featurizer/` (the transformer fitted on the training side)
-and `lineage.json`. The four families are trained on the training side and scored
-on the held-out weeks; the best (macro-F1, then accuracy) is written as a bundle.
+and `lineage.json`. The four families are ranked on the last training weeks
+(ml/selection.py: macro-F1, then accuracy), trained on the whole training side and
+scored on the held-out weeks; the best-ranked is written as a bundle.
 Each metric is also printed as `name=value;` for SageMaker's metric definitions.
 """
 
@@ -35,6 +36,7 @@ from ml.features import BasketFeaturizer
 from ml.model_card import write_model_card
 from ml.reference import reference_bins
 from ml.schema import LABEL, TRAINABLE_LABELS
+from ml.selection import ranking_key, validation_scores
 from ml.settings import GateSettings
 from ml.xgb_search import search_xgboost
 
@@ -51,7 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--output-data-dir", default=env("SM_OUTPUT_DATA_DIR"), help="reports (SM_OUTPUT_DATA_DIR)"
     )
     parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated families to train")
-    parser.add_argument("--validation-weeks", type=int, default=8, help="last training weeks used by the search")
+    parser.add_argument("--validation-weeks", type=int, default=8,
+                        help="last training weeks the families are ranked on (and the XGBoost search stops on)")
     parser.add_argument("--xgb-trials", type=int, default=4, help="bound of the XGBoost search")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--gate-min-accuracy", type=float, default=gate.min_accuracy)
@@ -107,15 +110,20 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise SystemExit(f"unknown families: {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
     params = {f: family_params(args, f) for f in families}
+    week_index = train_side.select(week_index_expr(pl.col("SHOP_WEEK"))).to_series().to_numpy()
+    validation = week_index > week_index.max() - args.validation_weeks
     search = None
     if "xgboost" in families:
-        week_index = train_side.select(week_index_expr(pl.col("SHOP_WEEK"))).to_series().to_numpy()
-        validation = week_index > week_index.max() - args.validation_weeks
         search = search_xgboost(
             x_train, y_train, validation, base=params["xgboost"], trials=args.xgb_trials, seed=args.seed
         )
         params["xgboost"] = search["best_params"]
         (output / "xgboost_search.json").write_text(json.dumps(search, indent=2))
+
+    chosen_on = validation_scores(x_train, y_train, validation, params, CLASSES, args.seed)
+    for family, metrics in chosen_on.items():
+        _report_metric(f"{family}_validation_accuracy", metrics.accuracy)
+        _report_metric(f"{family}_validation_macro_f1", metrics.macro_f1)
 
     results: dict[str, dict[str, Any]] = {}
     models: dict[str, Any] = {}
@@ -136,15 +144,15 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "params": params[family],
             "fit_seconds": round(fit_seconds, 2),
             "metrics": metrics.to_dict(),
+            "validation": {"accuracy": chosen_on[family].accuracy, "macro_f1": chosen_on[family].macro_f1},
         }
         _report_metric(f"{family}_holdout_accuracy", metrics.accuracy)
         _report_metric(f"{family}_holdout_macro_f1", metrics.macro_f1)
         for cls, values in metrics.per_class.items():
             _report_metric(f"{family}_holdout_precision_{cls}", values["precision"])
 
-    leaderboard = sorted(
-        results.values(), key=lambda r: (r["metrics"]["macro_f1"], r["metrics"]["accuracy"]), reverse=True
-    )
+    # Ranked on the validation weeks, never on the holdout that reports the winner's score (ml/selection.py).
+    leaderboard = sorted(results.values(), key=lambda r: ranking_key(chosen_on[r["family"]]), reverse=True)
     winner = leaderboard[0]
     gate = apply_gate(
         holdout_metrics[winner["family"]],
@@ -169,7 +177,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "gate": gate.to_dict(),
         "leaderboard": [
             {k: r[k] for k in ("family", "fit_seconds")}
-            | {"accuracy": r["metrics"]["accuracy"], "macro_f1": r["metrics"]["macro_f1"]}
+            | {"accuracy": r["metrics"]["accuracy"], "macro_f1": r["metrics"]["macro_f1"],
+               "validation_macro_f1": r["validation"]["macro_f1"]}
             for r in leaderboard
         ],
         "data": data,

@@ -15,6 +15,8 @@ import numpy as np
 from sklearn.metrics import f1_score
 from xgboost import XGBClassifier
 
+from ml.selection import MAX_FIT_ROWS, validation_rows
+
 SPACE: dict[str, tuple[Any, ...]] = {
     "max_depth": (4, 6, 8),
     "learning_rate": (0.1, 0.2, 0.3),
@@ -43,16 +45,11 @@ def search_xgboost(
     base: dict[str, Any],
     trials: int,
     seed: int,
-    max_rows: int = 80_000,
+    max_rows: int = MAX_FIT_ROWS,
 ) -> dict[str, Any]:
     """Returns the trials (params, validation macro-F1, trees, seconds) and `best_params`."""
     rng = np.random.default_rng(seed)
-    fit_rows = np.flatnonzero(~validation)
-    if len(fit_rows) > max_rows:
-        fit_rows = np.sort(rng.choice(fit_rows, max_rows, replace=False))
-    val_rows = np.flatnonzero(validation)
-    if len(val_rows) == 0 or len(fit_rows) == 0:
-        raise ValueError("the XGBoost search needs training weeks before and within the validation window")
+    fit_rows, val_rows = validation_rows(validation, max_rows, rng)
     results = []
     for params in _sample(SPACE, trials, rng):
         started = time.perf_counter()

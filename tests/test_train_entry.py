@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
 import pytest
 
+from infra.providers.program import best_family, metric_definitions
 from ml.bundle import load_bundle
 from ml.train import parse_args
 
@@ -48,11 +50,17 @@ def test_script_mode_run_writes_bundle_reports_and_metric_lines(channel, tmp_pat
          "--decision-tree-max-depth", "6"],
         env=env, capture_output=True, text=True, check=True,
     )
-    assert "decision_tree_holdout_macro_f1=" in completed.stdout
+    printed = dict(re.findall(r"(\w+)=([-+0-9.eE]+);", completed.stdout))
+    families = ("logistic_regression", "decision_tree")
+    assert set(metric_definitions(families)) <= set(printed), "every metric SageMaker is told to read is printed"
     bundle = load_bundle(tmp_path / "model")
-    assert bundle.meta["family"] in {"logistic_regression", "decision_tree"}
     leaderboard = json.loads((tmp_path / "output" / "leaderboard.json").read_text())
     assert len(leaderboard) == 2
+    assert bundle.meta["family"] == leaderboard[0]["family"] == best_family(
+        {k: float(v) for k, v in printed.items()}, families
+    ), "the bundle, the leaderboard and the cloud's reading of the metric lines name the same winner"
+    validation = [r["validation"]["macro_f1"] for r in leaderboard]
+    assert validation == sorted(validation, reverse=True), "ranked on the validation weeks"
     assert next(r for r in leaderboard if r["family"] == "decision_tree")["params"]["max_depth"] == 6
     for report in ("model_card.md", "model_card.html", "confusion_decision_tree.png", "summary.json"):
         assert (tmp_path / "output" / report).is_file()

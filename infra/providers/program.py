@@ -157,8 +157,13 @@ MAX_METRIC_DEFINITIONS = 40
 """CreateTrainingJob takes at most 40 metric definitions (botocore's MetricDefinitionList)."""
 
 
+SELECTION_METRICS = ("macro_f1", "accuracy")
+"""What ml/selection.py ranks the families on, in order, over the validation weeks."""
+
+
 def metric_definitions(families: tuple[str, ...]) -> dict[str, str]:
     names = [f"{family}_holdout_{metric}" for family in families for metric in GATE_METRICS]
+    names += [f"{family}_validation_{metric}" for family in families for metric in SELECTION_METRICS]
     if len(names) > MAX_METRIC_DEFINITIONS:
         raise ValueError(f"{len(families)} families need {len(names)} metric definitions; SageMaker takes at most "
                          f"{MAX_METRIC_DEFINITIONS}: train fewer families per job")
@@ -166,11 +171,13 @@ def metric_definitions(families: tuple[str, ...]) -> dict[str, str]:
 
 
 def best_family(metrics: Mapping[str, float], families: tuple[str, ...]) -> str | None:
-    """The family ml/train.py bundles: best holdout macro-F1, then accuracy, among those with every gate metric."""
-    scored = [f for f in families if all(f"{f}_holdout_{m}" in metrics for m in GATE_METRICS)]
+    """The family ml/train.py bundles: best validation macro-F1, then accuracy (ml/selection.py), among those
+    with every gate and selection metric."""
+    needed = [f"holdout_{m}" for m in GATE_METRICS] + [f"validation_{m}" for m in SELECTION_METRICS]
+    scored = [f for f in families if all(f"{f}_{m}" in metrics for m in needed)]
     if not scored:
         return None
-    return max(scored, key=lambda f: (metrics[f"{f}_holdout_macro_f1"], metrics[f"{f}_holdout_accuracy"]))
+    return max(scored, key=lambda f: tuple(metrics[f"{f}_validation_{m}"] for m in SELECTION_METRICS))
 
 
 def gate_approval(metrics: Mapping[str, float], families: tuple[str, ...], gate: GateSettings) -> tuple[str, str]:

@@ -72,13 +72,21 @@ def test_metric_definitions_match_the_lines_the_entry_point_prints():
     definitions = metric_definitions(("xgboost",))
     match = re.search(definitions["xgboost_holdout_macro_f1"], "xgboost_holdout_macro_f1=0.998000;")
     assert match and float(match.group(1)) == 0.998
+    match = re.search(definitions["xgboost_validation_macro_f1"], "xgboost_validation_macro_f1=0.997000;")
+    assert match and float(match.group(1)) == 0.997
 
 
-def _family_metrics(family: str, accuracy: float, macro_f1: float, precision: float) -> dict[str, float]:
+def _family_metrics(
+    family: str, accuracy: float, macro_f1: float, precision: float, validation: tuple[float, float] | None = None
+) -> dict[str, float]:
+    """The lines ml/train.py prints for a family; `validation` is (macro-F1, accuracy), the holdout's by default."""
+    validation_f1, validation_accuracy = validation or (macro_f1, accuracy)
     return {
         f"{family}_holdout_accuracy": accuracy,
         f"{family}_holdout_macro_f1": macro_f1,
         **{f"{family}_holdout_precision_{c}": precision for c in ("LA", "MM", "UM")},
+        f"{family}_validation_macro_f1": validation_f1,
+        f"{family}_validation_accuracy": validation_accuracy,
     }
 
 
@@ -94,6 +102,15 @@ def test_the_best_family_is_ranked_like_the_entry_points_leaderboard():
     tied = _family_metrics("xgboost", 0.80, 0.85, 0.8) | _family_metrics("logistic_regression", 0.82, 0.85, 0.8)
     assert best_family(tied, DEFAULT_FAMILIES) == "logistic_regression"
     assert best_family({}, DEFAULT_FAMILIES) is None
+
+
+def test_the_best_family_is_chosen_on_the_validation_weeks_not_the_holdout():
+    metrics = _family_metrics("xgboost", 0.95, 0.95, 0.9, validation=(0.90, 0.90)) | _family_metrics(
+        "logistic_regression", 0.90, 0.90, 0.9, validation=(0.92, 0.92)
+    )
+    assert best_family(metrics, DEFAULT_FAMILIES) == "logistic_regression"
+    without_validation = {k: v for k, v in metrics.items() if not k.startswith("logistic_regression_validation")}
+    assert best_family(without_validation, DEFAULT_FAMILIES) == "xgboost"
 
 
 def test_the_gate_rejects_with_the_failed_thresholds():
