@@ -307,10 +307,14 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=SynthConfig.rows)
     parser.add_argument("--seed", type=int, default=SynthConfig.seed)
     parser.add_argument("--xgb-trials", type=int, default=4, help="bound of the XGBoost search (pipeline default)")
+    parser.add_argument("--new-product-share", type=float, default=SynthConfig.new_product_share,
+                        help="products launched after the first week: FACTS has no real figure for it, and it drives "
+                             "most of the tier-inference errors (products training never saw)")
     parser.add_argument("--baseline-only", action="store_true", help="skip the tier-inference featurizer")
     parser.add_argument("--json", type=str, help="also write the numbers to this file")
     args = parser.parse_args()
-    result = calibrate(SynthConfig(rows=args.rows, seed=args.seed), args.xgb_trials, not args.baseline_only)
+    config = SynthConfig(rows=args.rows, seed=args.seed, new_product_share=args.new_product_share)
+    result = calibrate(config, args.xgb_trials, not args.baseline_only)
     print_table(result, Console())
     if args.json:
         with open(args.json, "w") as handle:
