@@ -4,7 +4,9 @@ Accepts a CSV, a gzipped CSV, or a folder of weekly `transactions_YYYYWW.csv` fi
 with either header variant (see `ml.schema`) and LF or CRLF line endings. Every value is
 read as text so that validation, not the CSV parser, decides what is wrong with a value
 and can quarantine the row instead of failing the run. Each row keeps its source file
-and line number (the header is line 1).
+and line number (the header is line 1). In a folder, a weekly file that is empty (no
+bytes, or a header and no line after it) is read as 0 rows and announced in `notices`;
+an empty single file, or a folder of only empty files, stops the run.
 
 A line that cannot become a row does not stop the run either: each file's bytes are
 scanned first, and such a line is set aside with its file, line number, rule, what is
@@ -14,14 +16,21 @@ to quarantine. A line gets the first of these rules that it breaks:
 - `invalid_utf8`: the line is not valid UTF-8;
 - `blank_line`: the line is empty;
 - `repeated_header`: the line is a header row again (files joined with `cat`);
+- `stray_carriage_return`: a carriage return (CR) that is not part of a CRLF line ending:
+  a line break to some readers and not to others (Python's `csv` refuses it outside quotes,
+  Polars reads it as text), so where the row ends is unclear; no column holds one;
 - `unbalanced_quotes`: an odd number of `"`, so a quoted field is not closed (no column
   of this data holds a line break or a quote, so a row never spans lines);
+- `bad_quoting`: the line breaks the strict CSV rules (Python's `csv` with `strict=True`),
+  mostly text after a closing quote (`"ab"c`), which Polars' reader refuses for the whole
+  file while the lenient rules make it one field;
 - `too_many_fields` / `too_few_fields`: the line splits into more or fewer fields than
   the header (CSV-aware: a comma inside a quoted field does not separate).
 
 The clean lines, and only those, go to Polars' CSV reader; for every file
 `rows_read == rows parsed + lines set aside`. The header line must be readable (UTF-8,
-the expected columns), or the run stops with `InputError` naming the file.
+strict CSV without a stray CR, the expected columns, each once), or the run stops
+with `InputError` naming the file; no byte input ends `read` with another exception.
 
 Why scan before reading instead of using a reader option: Polars' reader fails the whole
 file on one undecodable byte or one line with too many fields, pads a short line with
@@ -29,10 +38,12 @@ nulls without a word, and its `ignore_errors` / `truncate_ragged_lines` do not s
 line they dropped or changed; pyarrow's `invalid_row_handler` reports ragged rows, but
 with no line number when it reads in parallel, and never undecodable ones. The scan
 finds line ends and counts separators per line with NumPy over the bytes; only lines
-holding a quote are split by Python's `csv` module, and only files holding a non-ASCII
-byte are decoded (by Python's strict UTF-8 codec, with `surrogateescape` marking the
-bytes it rejects). A clean ASCII export thus costs two vectorised passes (line ends,
-commas) and three byte searches (a quote, a non-ASCII byte, the header's first name).
+holding a quote are split by Python's `csv` module, only files holding a CR that is not
+part of a CRLF have their carriage returns counted per line, and only files holding a
+non-ASCII byte are decoded (by Python's strict UTF-8 codec, with `surrogateescape`
+marking the bytes it rejects). A clean ASCII export thus costs two vectorised passes
+(line ends, commas) and four byte searches (a quote, a carriage return, a non-ASCII
+byte, the header's first name); a CRLF one counts its carriage returns once more.
 """
 
 from __future__ import annotations
@@ -41,6 +52,7 @@ import csv
 import gzip
 import re
 import zlib
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,7 +75,8 @@ WEEKLY_FILE = re.compile(r"^transactions_(\d{6})\.csv(\.gz)?$")
 
 # Rules for lines that cannot become a row, in the order they are checked.
 LINE_RULES = (
-    "invalid_utf8", "blank_line", "repeated_header", "unbalanced_quotes", "too_many_fields", "too_few_fields",
+    "invalid_utf8", "blank_line", "repeated_header", "stray_carriage_return", "unbalanced_quotes", "bad_quoting",
+    "too_many_fields", "too_few_fields",
 )
 REJECTED_SCHEMA = {SOURCE_FILE: pl.String, SOURCE_LINE: pl.Int64, "rule": pl.String, "value": pl.String,
                    RAW_LINE: pl.Binary}
@@ -78,6 +91,10 @@ class InputError(Exception):
     """The input cannot be read at all: the run stops with this message."""
 
 
+class EmptyFile(InputError):
+    """A file holds no data line: fatal for a single file, a notice for one week of a folder."""
+
+
 def _no_rejected_lines() -> pl.DataFrame:
     return pl.DataFrame(schema=REJECTED_SCHEMA)
 
@@ -90,6 +107,7 @@ class RawInput:
     variant: str  # "coded" (seg_1/seg_2), "original" (CUST_PRICE_SENSITIVITY/CUST_LIFESTAGE) or "mixed"
     rows_read: dict[str, int] = field(default_factory=dict)  # data lines (header excluded), by file
     rejected: pl.DataFrame = field(default_factory=_no_rejected_lines)  # lines set aside, REJECTED_SCHEMA
+    notices: tuple[str, ...] = ()  # what was read other than asked and why: an empty weekly file, read as 0 rows
 
 
 def discover(path: Path) -> tuple[Path, ...]:
@@ -115,7 +133,8 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def _parse_fields(line: str) -> list[str]:
-    return next(csv.reader([line]), [])
+    """The fields of one line by the strict CSV rules; raises `csv.Error` on a line that breaks them."""
+    return next(csv.reader([line], strict=True), [])
 
 
 def _header(path: Path, data: bytes) -> tuple[int, int, list[str]]:
@@ -124,15 +143,28 @@ def _header(path: Path, data: bytes) -> tuple[int, int, list[str]]:
     end = data.find(b"\n", start)
     end = len(data) if end == -1 else end
     try:
-        line = data[start:end].rstrip(b"\r").decode("utf-8")
+        line = data[start:end].removesuffix(b"\r").decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InputError(
             f"{path}: unreadable (the header line is not UTF-8 text: byte 0x{data[start + exc.start]:02X} "
             f"at position {exc.start + 1}; is the file compressed or binary?)"
         ) from exc
     if not line.strip():
-        raise InputError(f"{path}: empty file (no header row)")
-    return start, min(end + 1, len(data)), [name.strip() for name in _parse_fields(line)]
+        if data[end:].strip():
+            raise InputError(f"{path}: unreadable (the first line is blank, not a header row)")
+        raise EmptyFile(f"{path}: empty file (no header row)")
+    if "\r" in line:
+        where = ("the file uses CR-only line endings; convert them to LF or CRLF" if end == len(data)
+                 else "the header line holds a carriage return (\\r) that does not end it")
+        raise InputError(f"{path}: unreadable ({where})")
+    try:
+        names = [name.strip() for name in _parse_fields(line)]
+    except csv.Error as exc:
+        raise InputError(f"{path}: unreadable (the header line is not valid CSV: {exc})") from exc
+    repeated = sorted(repr(name) for name, count in Counter(names).items() if count > 1)
+    if repeated:
+        raise InputError(f"{path}: the header names column(s) {', '.join(repeated)} more than once")
+    return start, min(end + 1, len(data)), names
 
 
 def _variant_of(names: list[str]) -> str | None:
@@ -159,6 +191,7 @@ class _Lines:
 
     starts: np.ndarray
     ends: np.ndarray
+    crlf: np.ndarray  # true where the line ends with CRLF (or is the last and ends with CR)
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -173,7 +206,7 @@ def _find_lines(buffer: np.ndarray, body: int) -> _Lines:
         starts, ends = starts[:-1], ends[:-1]
     before_end = np.maximum(ends - 1, 0)
     crlf = (ends > starts) & (buffer[before_end] == CARRIAGE_RETURN)
-    return _Lines(starts, ends - crlf)
+    return _Lines(starts, ends - crlf, crlf)
 
 
 def _chunks(lines: _Lines, size: int) -> list[tuple[int, int, int, int]]:
@@ -195,6 +228,26 @@ def _count_per_line(buffer: np.ndarray, lines: _Lines, byte: int) -> np.ndarray:
         bounds = np.append(lines.starts[first:stop] - low, high - low)
         counts[first:stop] = np.diff(np.searchsorted(hits, bounds))
     return counts
+
+
+def _stray_carriage_returns(data: bytes, buffer: np.ndarray, lines: _Lines, body: int) -> np.ndarray:
+    """Per line, whether it holds a carriage return other than the one of its CRLF ending."""
+    # No pass per line when there is none (a search), or as many as CRLF line endings (a count).
+    if data.find(b"\r", body) == -1 or data.count(b"\r", body) == np.count_nonzero(lines.crlf):
+        return np.zeros(len(lines), bool)
+    return _count_per_line(buffer, lines, CARRIAGE_RETURN) > lines.crlf
+
+
+def _quoting_problems(data: bytes, lines: _Lines, quoted: np.ndarray, fields: np.ndarray) -> dict[int, str]:
+    """Splits the `quoted` lines by the strict CSV rules into `fields`; returns those that break them, and how."""
+    problems = {}
+    for i in quoted:
+        try:
+            fields[i] = len(_parse_fields(data[lines.starts[i]:lines.ends[i]].decode("utf-8", "replace")))
+        except csv.Error as exc:
+            after_quote = "expected after" in str(exc)
+            problems[int(i)] = f"text after a closing quote ({exc})" if after_quote else f"not valid CSV ({exc})"
+    return problems
 
 
 def _undecodable(data: bytes, lines: _Lines) -> dict[int, str]:
@@ -232,7 +285,11 @@ def _repeated_headers(data: bytes, lines: _Lines, first_name: str) -> list[int]:
         index = int(np.searchsorted(lines.starts, at, side="right")) - 1
         if data[lines.starts[index]:at] in (b"", b'"', UTF8_BOM, UTF8_BOM + b'"'):
             text = data[lines.starts[index]:lines.ends[index]].decode("utf-8", "replace").lstrip("\ufeff")
-            if _variant_of([name.strip() for name in _parse_fields(text)]):
+            try:
+                names = [name.strip() for name in _parse_fields(text)]
+            except csv.Error:  # not a header: the rules for data lines will say what it is
+                names = []
+            if _variant_of(names):
                 found.append(index)
         at = data.find(needle, at + 1)
     return found
@@ -252,17 +309,20 @@ def _scan(path: Path, data: bytes, body: int, names: list[str]) -> tuple[_Scan, 
     lines = _find_lines(buffer, body)
     fields = _count_per_line(buffer, lines, COMMA) + 1
     quotes = np.zeros(len(lines), np.int64)
+    bad_quoting = {}
     if data.find(b'"', body) != -1:
         quotes = _count_per_line(buffer, lines, QUOTE)
-        for i in np.flatnonzero((quotes > 0) & (quotes % 2 == 0)):
-            fields[i] = len(_parse_fields(data[lines.starts[i]:lines.ends[i]].decode("utf-8", "replace")))
+        bad_quoting = _quoting_problems(data, lines, np.flatnonzero((quotes > 0) & (quotes % 2 == 0)), fields)
+    stray_carriage_return = _stray_carriage_returns(data, buffer, lines, body)
     del buffer
     expected = len(names)
     rule = np.zeros(len(lines), np.int8)  # 0 = clean, else 1 + index in LINE_RULES
     # Later assignments win: they go from the last rule to the first.
     rule[fields < expected] = LINE_RULES.index("too_few_fields") + 1
     rule[fields > expected] = LINE_RULES.index("too_many_fields") + 1
+    rule[list(bad_quoting)] = LINE_RULES.index("bad_quoting") + 1
     rule[quotes % 2 == 1] = LINE_RULES.index("unbalanced_quotes") + 1
+    rule[stray_carriage_return] = LINE_RULES.index("stray_carriage_return") + 1
     rule[_repeated_headers(data, lines, names[0])] = LINE_RULES.index("repeated_header") + 1
     rule[lines.ends == lines.starts] = LINE_RULES.index("blank_line") + 1
     undecodable = _undecodable(data, lines)
@@ -275,6 +335,8 @@ def _scan(path: Path, data: bytes, body: int, names: list[str]) -> tuple[_Scan, 
             "invalid_utf8": undecodable.get(int(i)),
             "blank_line": "empty line",
             "repeated_header": "the header row again",
+            "stray_carriage_return": "a carriage return (\\r) that does not end the line",
+            "bad_quoting": bad_quoting.get(int(i)),
             "unbalanced_quotes": f"an odd number of quote characters ({quotes[i]}): a quoted field is not closed",
         }.get(name, f"{fields[i]} fields, the header has {expected}")
         records.append((str(path), int(i) + 2, name, what, data[lines.starts[i]:lines.ends[i]]))
@@ -303,7 +365,7 @@ def _read_file(path: Path) -> tuple[str, pl.DataFrame, _Scan]:
     variant = header_variant(path, names)
     scan, lines = _scan(path, data, body, names)
     if scan.rows_read == 0:
-        raise InputError(f"{path}: empty file (a header but no rows)")
+        raise EmptyFile(f"{path}: empty file (a header but no rows)")
     clean_bytes = _clean_bytes(data, header_start, body, lines, scan.clean)
     del data
     try:
@@ -341,13 +403,24 @@ def read(path: Path) -> tuple[RawInput, pl.DataFrame]:
     The lines set aside and the rows read per file come with the `RawInput`.
     """
     files = discover(path)
-    variants, frames, scans = zip(*(_read_file(f) for f in files), strict=True)
+    read_files, notices = {}, []  # file -> what `_read_file` returns
+    for f in files:
+        try:
+            read_files[f] = _read_file(f)
+        except EmptyFile as exc:
+            if not path.is_dir():
+                raise
+            notices.append(f"{exc}: read as 0 rows")
+    if not read_files:
+        raise InputError(f"{path}: every weekly file is empty ({len(files)} found)")
+    variants, frames, scans = zip(*read_files.values(), strict=True)
     frame = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
     kinds = sorted(set(variants))
     raw = RawInput(
         files=files,
         variant=kinds[0] if len(kinds) == 1 else "mixed",
-        rows_read={str(f): scan.rows_read for f, scan in zip(files, scans, strict=True)},
+        rows_read={str(f): 0 for f in files} | {str(f): scan.rows_read for f, (_, _, scan) in read_files.items()},
         rejected=pl.concat([scan.rejected for scan in scans]),
+        notices=tuple(notices),
     )
     return raw, frame.select([*CANONICAL_COLUMNS, SOURCE_FILE, SOURCE_LINE])

@@ -215,6 +215,46 @@ def test_a_folder_counts_every_file_and_quarantines_only_the_damaged_one(weekly,
     assert report.counts_add_up
 
 
+@pytest.mark.parametrize("content", ["no-bytes", "header-only", "gzipped-nothing"])
+def test_an_empty_weekly_file_in_a_folder_is_read_as_0_rows_and_announced(weekly, tmp_path, content):
+    folder = tmp_path / "weekly"
+    folder.mkdir()
+    chosen = sorted(weekly)[:4]
+    for path in chosen:
+        shutil.copy(path, folder / path.name)
+    empty = folder / chosen[1].name
+    if content == "gzipped-nothing":
+        empty.unlink()
+        empty = folder / f"{chosen[1].name}.gz"
+    empty.write_bytes({"no-bytes": b"", "header-only": chosen[1].read_bytes().splitlines(keepends=True)[0],
+                       "gzipped-nothing": gzip.compress(b"")}[content])
+    raw_input, raw = read(folder)
+    [notice] = raw_input.notices
+    assert notice.startswith(f"{empty}: empty file (") and notice.endswith("): read as 0 rows")
+    assert raw_input.rows_read[str(empty)] == 0
+    report = validate(raw, raw_input).report
+    assert report.files[str(empty)] == {"read": 0, "accepted": 0, "quarantined": 0}
+    others = [p for p in chosen if p != chosen[1]]
+    assert raw.height == report.rows_in == sum(len(p.read_bytes().splitlines()) - 1 for p in others)
+    assert report.counts_add_up
+
+
+def test_a_folder_of_only_empty_weekly_files_stops(weekly, tmp_path):
+    header = weekly[0].read_bytes().splitlines(keepends=True)[0]
+    (tmp_path / "transactions_200607.csv").write_bytes(b"")
+    (tmp_path / "transactions_200608.csv").write_bytes(header)
+    with pytest.raises(InputError, match=rf"{tmp_path}: every weekly file is empty \(2 found\)"):
+        read(tmp_path)
+
+
+def test_a_weekly_file_with_rows_after_a_blank_first_line_is_not_taken_for_empty(weekly, tmp_path):
+    shutil.copy(weekly[0], tmp_path / weekly[0].name)
+    shifted = tmp_path / weekly[1].name
+    shifted.write_bytes(b"\n" + weekly[1].read_bytes())
+    with pytest.raises(InputError, match=rf"{shifted.name}: unreadable \(the first line is blank"):
+        read(tmp_path)
+
+
 def test_files_joined_with_cat_quarantine_the_second_header(weekly, tmp_path):
     first, second = weekly[3].read_bytes(), weekly[4].read_bytes()
     joined = tmp_path / "joined.csv"
