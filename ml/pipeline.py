@@ -152,8 +152,10 @@ def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None 
 
         registration = Registry(settings).register_run(model_dir, report_dir, training, channel)
 
+    notices = [*raw_input.notices, *([plan.notice] if plan.notice else [])]
     manifest = {
         "run_id": run_id,
+        "notices": notices,
         "created": dt.datetime.now(dt.UTC).isoformat(),
         "input": {"path": str(input_path), "files": list(record.files), "variant": raw_input.variant,
                   "sha256": record.sha256, "bytes": record.bytes},
@@ -180,7 +182,7 @@ def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None 
         training=training,
         registration=registration,
         seconds=dict(timer.seconds),
-        notices=[plan.notice] if plan.notice else [],
+        notices=notices,
     )
 
 

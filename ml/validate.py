@@ -5,7 +5,8 @@ goes to the quarantine with the first rule it failed, the column and the value.
 Then every basket-level column must be constant within a basket: the rows of a
 basket that is not are quarantined together (which row is wrong cannot be told).
 Lines that ingestion could not make a row of (`ml.ingest.LINE_RULES`: invalid UTF-8,
-blank, a repeated header, unbalanced quotes, too many or too few fields) join the
+blank, a repeated header, unbalanced quotes, text after a closing quote, a stray carriage
+return, too many or too few fields) join the
 quarantine with their rule, what is wrong in `value`, no column, and their raw bytes
 in `_RAW_LINE` (null for the other rules, whose row is in the canonical columns).
 Nothing is dropped: `rows_in == rows_accepted + rows_quarantined`, in total and for
