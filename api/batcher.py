@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from api.frames import lines_frame
+from api.frames import basket_records
 from api.metrics import INPUT_DRIFT, PREDICTIONS, SCORING_BATCH
 from api.model_store import LoadedModel
 from api.schemas import Basket
@@ -89,7 +89,7 @@ class Batcher:
     def _score(self, jobs: list[_Job]) -> np.ndarray:
         model = jobs[0].model
         baskets = [basket for job in jobs for basket in job.baskets]
-        features, probabilities = model.bundle.predict_proba(lines_frame(baskets))
+        matrix, probabilities = model.bundle.score_records(*basket_records(baskets))
         if len(probabilities) != len(baskets):
             raise RuntimeError(f"the featurizer returned {len(probabilities)} rows for {len(baskets)} baskets")
         SCORING_BATCH.observe(len(baskets))
@@ -97,7 +97,7 @@ class Batcher:
         for name, count in zip(model.bundle.classes, counts.tolist(), strict=True):
             if count:
                 PREDICTIONS.labels(name).inc(count)
-        psi = model.drift.observe(features)
+        psi = model.drift.observe(matrix)
         if psi is not None:
             for name, value in psi.items():
                 INPUT_DRIFT.labels(name).set(value)

@@ -9,15 +9,20 @@ scoring thread, so it needs no lock.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
-import polars as pl
 
 from ml.reference import KEY_FEATURES, population_stability_index
 
 
 class DriftMonitor:
-    def __init__(self, reference: dict[str, dict[str, list[float]]], window: int, min_baskets: int):
-        self.features = [name for name in KEY_FEATURES if name in reference]
+    def __init__(
+        self, reference: dict[str, dict[str, list[float]]], feature_names: Sequence[str], window: int, min_baskets: int
+    ):
+        """`feature_names`: the columns of the model input `observe` receives."""
+        self.features = [name for name in KEY_FEATURES if name in reference and name in feature_names]
+        self._columns = [list(feature_names).index(name) for name in self.features]
         self._edges = [np.asarray(reference[name]["edges"], dtype=float) for name in self.features]
         self._shares = [np.asarray(reference[name]["shares"], dtype=float) for name in self.features]
         self._bins = np.zeros((len(self.features), window), dtype=np.int16)
@@ -25,9 +30,9 @@ class DriftMonitor:
         self._min_baskets = min(min_baskets, window)
         self._seen = 0
 
-    def observe(self, features: pl.DataFrame) -> dict[str, float] | None:
-        """Add scored baskets to the window; PSI per feature once the window holds enough baskets."""
-        values = features.select(self.features).to_numpy()[-self._window :]
+    def observe(self, matrix: np.ndarray) -> dict[str, float] | None:
+        """Add scored baskets (model-input rows) to the window; PSI per feature once the window holds enough."""
+        values = matrix[-self._window :, self._columns]
         slots = (self._seen + np.arange(len(values))) % self._window
         for i, edges in enumerate(self._edges):
             self._bins[i, slots] = np.searchsorted(edges, values[:, i], side="right")

@@ -1,4 +1,5 @@
-"""Validated baskets to the lines table the featurizer reads (one row per product line)."""
+"""Validated baskets as the scorer takes them: plain values for the compiled featurizer (`basket_records`, the
+service's path), or the lines table of the data set (`lines_frame`, one row per product line)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import numpy as np
 import polars as pl
 
 from api.schemas import Basket
+from ml.compiled import LineValues
+from ml.features import HEADER_CATEGORICALS, HEADER_NUMERICS
 from ml.schema import BASKET_KEY, LINE_COLUMNS
 
 HEADER_SCHEMA: dict[str, pl.DataType] = {
@@ -41,3 +44,18 @@ def lines_frame(baskets: Sequence[Basket]) -> pl.DataFrame:
         pl.all(),
         *[pl.Series(name, [getattr(line, name) for line in lines], dtype=dtype) for name, dtype in LINE_SCHEMA.items()],
     )
+
+
+FEATURE_HEADER = (*HEADER_CATEGORICALS, *HEADER_NUMERICS)
+"""The header fields the featurizer reads."""
+
+
+def basket_records(baskets: Sequence[Basket]) -> tuple[list[dict], list[list[LineValues]]]:
+    """Each basket's header fields and lines as `ml.bundle.ModelBundle.score_records` takes them; no frame built."""
+    headers = [{name: getattr(b, name) for name in FEATURE_HEADER} for b in baskets]
+    lines = [
+        [(ln.PROD_CODE, ln.PROD_CODE_10, ln.PROD_CODE_20, ln.PROD_CODE_30, ln.PROD_CODE_40, ln.QUANTITY, ln.SPEND)
+         for ln in b.lines]
+        for b in baskets
+    ]
+    return headers, lines

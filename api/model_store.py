@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 
 from api.drift import DriftMonitor
-from api.frames import lines_frame
+from api.frames import basket_records
 from api.metrics import MODEL_INFO, MODEL_RELOADS
 from api.model_source import ModelSource
 from api.schemas import EXAMPLE_BASKET, Basket
@@ -92,7 +92,7 @@ class ModelStore:
         if "n_jobs" in bundle.model.get_params():
             # One scoring thread per worker process: workers, not threads, use the cores.
             bundle.model.set_params(n_jobs=1)
-        bundle.predict_proba(lines_frame([Basket.model_validate(EXAMPLE_BASKET)]))  # warm up before serving
+        bundle.score_records(*basket_records([Basket.model_validate(EXAMPLE_BASKET)]))  # warm up before serving
         return LoadedModel(
             bundle=bundle,
             version=fetched.version,
@@ -100,5 +100,5 @@ class ModelStore:
             source=self.source.description,
             sha256=fetched.sha256,
             loaded_at=dt.datetime.now(dt.UTC),
-            drift=DriftMonitor(bundle.meta.get("drift_reference", {}), *self._drift),
+            drift=DriftMonitor(bundle.meta.get("drift_reference", {}), bundle.featurizer.feature_names_, *self._drift),
         )

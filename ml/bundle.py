@@ -13,14 +13,17 @@ truncated artifact is refused, and it loads only non-executable formats.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
+from xgboost import XGBClassifier
 
 from ml.checksums import sha256_file
+from ml.compiled import CompiledFeaturizer, LineValues
 from ml.families import FAMILIES, load_model, save_model
 from ml.features import BasketFeaturizer
 
@@ -33,18 +36,56 @@ class BundleIntegrityError(Exception):
 
 @dataclass
 class ModelBundle:
+    """A loaded bundle. Scoring goes through the compiled featurizer (`ml.compiled`), which gives the rows the
+    fitted featurizer's `transform` gives, without building a query per call."""
+
     featurizer: BasketFeaturizer
     model: Any
     meta: dict[str, Any]
+    compiled: CompiledFeaturizer = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.compiled = CompiledFeaturizer(self.featurizer)
+        self._probabilities = _probability_function(self.model)
 
     @property
     def classes(self) -> list[str]:
         return self.meta["classes"]
 
     def predict_proba(self, lines: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
-        """Basket keys (with pass-through columns) and class probabilities, one row each."""
-        features = self.featurizer.transform(lines)
-        return features, self.model.predict_proba(self.featurizer.matrix(features))
+        """Per basket (in the order of its first line): BASKET_KEY with the pass-through columns present
+        (`ml.features.PASSTHROUGH` and the label), and the class probabilities in `classes` order."""
+        keys, _, probabilities = self.score_frame(lines)
+        return keys, probabilities
+
+    def score_frame(self, lines: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray, np.ndarray]:
+        """`predict_proba` with the model input too (float32, one row per basket, `feature_names` columns)."""
+        batch, keys = self.compiled.encode_frame(lines)
+        matrix = self.compiled.transform(batch)
+        return keys, matrix, self.probabilities(matrix)
+
+    def score_records(
+        self, headers: Sequence[Mapping[str, Any]], lines: Sequence[Sequence[LineValues]]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Model input and class probabilities of baskets given as plain values (see `encode_records`)."""
+        matrix = self.compiled.transform(self.compiled.encode_records(headers, lines))
+        return matrix, self.probabilities(matrix)
+
+    def probabilities(self, matrix: np.ndarray) -> np.ndarray:
+        """Class probabilities of model-input rows."""
+        if not len(matrix):
+            return np.zeros((0, len(self.classes)))
+        return self._probabilities(matrix)
+
+
+def _probability_function(model: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """XGBoost's `inplace_predict` skips the DMatrix that `predict_proba` builds on every call (the cost that
+    dominates a one-basket prediction); it uses every tree, as the final fit has no early stopping. Other
+    families answer through `predict_proba`."""
+    if isinstance(model, XGBClassifier) and getattr(model, "best_iteration", None) is None:
+        booster = model.get_booster()
+        return lambda matrix: booster.inplace_predict(matrix, validate_features=False)
+    return model.predict_proba
 
 
 def save_bundle(folder: Path, featurizer: BasketFeaturizer, family: str, model: Any, meta: dict) -> Path:

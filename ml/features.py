@@ -51,6 +51,8 @@ HEADER_CATEGORICALS = (
 )
 HEADER_NUMERICS = ("SHOP_HOUR", "SHOP_WEEKDAY")
 CHEAP_INDEX = 0.9  # a line priced below 90% of its category's median counts as cheap
+PRICE_CLIP = (1e-3, 1e3)
+"""Price indices (a line's unit price over its category's) are clipped to these bounds before their logs."""
 MIN_UNIT_PRICE = 0.001
 """The smallest median unit price a price level divides by (see `fit`)."""
 # Carried through to the basket table (for the split and the lake partitions), not features.
@@ -264,8 +266,8 @@ class BasketFeaturizer:
             .join(self._category_price, on=CATEGORY, how="left", maintain_order="left")
             .join(self._product_index, on="PROD_CODE", how="left", maintain_order="left")
             .with_columns(
-                line_index.clip(1e-3, 1e3).alias("price_index"),
-                pl.col("product_index").fill_null(line_index).clip(1e-3, 1e3).alias("product_index"),
+                line_index.clip(*PRICE_CLIP).alias("price_index"),
+                pl.col("product_index").fill_null(line_index).clip(*PRICE_CLIP).alias("product_index"),
             )
             .with_columns(self._top_lift)
         )

@@ -1,0 +1,331 @@
+"""The fitted featurizer as flat arrays, and a NumPy transform that gives the same rows.
+
+`BasketFeaturizer.transform` runs one Polars lazy query: right for millions of lines, but
+planning it costs milliseconds, which is most of a single-basket request. At load time
+`CompiledFeaturizer` turns the fitted state into lookups (a product's evidence, tier and
+price level as rows of matrices; each hierarchy level's fallbacks; category prices;
+vocabularies as code -> index), and its transform is a handful of array operations over
+the lines, with per-basket sums, minima and maxima as `np.*.reduceat` over contiguous
+lines. Both paths share one definition: the same fitted state, the same fallbacks
+(product, then class, department, group, division, then the prior), and the featurizer's
+`feature_names_` decides the column order; tests/test_compiled.py checks that the two
+agree to float32 precision.
+
+Products are resolved once per distinct code in a batch (thousands, not millions), then
+gathered to the lines; a product's hierarchy is taken from its first line in the batch.
+Two front ends make the encoded batch: `encode_frame` for a lines DataFrame (vectorised
+with Polars, for batch scoring) and `encode_records` for plain values (no frame built,
+for the API).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from ml.features import (
+    CATEGORY,
+    CHEAP_INDEX,
+    HEADER_CATEGORICALS,
+    HEADER_NUMERICS,
+    PASSTHROUGH,
+    PRICE_CLIP,
+    BasketFeaturizer,
+)
+from ml.schema import BASKET_KEY, HIERARCHY, LABEL, LABELS
+from ml.tiers import ESTIMATED, EXACT, HIGHER_LEVELS, LA, TIERS, UM, UNSEEN, tier_column
+
+NO_CARD = "CUST_PRICE_SENSITIVITY"
+"""A basket without a loyalty card has no customer segment (`no_card`)."""
+LineValues = tuple[str, str, str, str, str, float, float]
+"""One line for `encode_records`: PROD_CODE, PROD_CODE_10 .. PROD_CODE_40, QUANTITY, SPEND."""
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Codes of one table and its value columns; row `len(codes)` is all NaN (the code is not in the table)."""
+
+    index: dict[str, int]
+    values: np.ndarray
+
+    @classmethod
+    def of(cls, table: pl.DataFrame, key: str, columns: Sequence[str]) -> Lookup:
+        values = table.select(columns).to_numpy().astype(np.float64).reshape(table.height, len(columns))
+        return cls({code: i for i, code in enumerate(table[key].to_list())},
+                   np.vstack([values, np.full((1, len(columns)), np.nan)]))
+
+    def gather(self, codes: Sequence[Any]) -> np.ndarray:
+        missing = len(self.index)
+        return self.values[np.fromiter((self.index.get(c, missing) for c in codes), np.int64, len(codes))]
+
+
+@dataclass(frozen=True)
+class ResolvedProducts:
+    """Per distinct product of a batch: what a line of it contributes, already through the fallbacks."""
+
+    p: np.ndarray  # (n, 4) label evidence, LABELS order
+    log_lift: np.ndarray  # (n, 4) log(p / prior)
+    top_lift: np.ndarray  # (n,) index of the largest lift
+    unseen: np.ndarray  # (n,) 1.0 when the evidence has no row for the product itself
+    tier: np.ndarray  # (n, 4) tier probabilities, TIERS order
+    tier_kind: np.ndarray  # (n,) EXACT / ESTIMATED / UNSEEN
+    tier_confidence: np.ndarray  # (n,)
+    product_index: np.ndarray  # (n,) product price / category price; NaN: the line's own index stands in
+    category_price: np.ndarray  # (n,) the median unit price a line's unit price is divided by
+    division: np.ndarray  # (n,) index into the batch's divisions: the vocabulary's, then unknown ones
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    """Baskets as arrays: basket i's lines are `offsets[i]:offsets[i + 1]` (every basket has a line)."""
+
+    offsets: np.ndarray  # (baskets + 1,) int64
+    line_product: np.ndarray  # (lines,) index into `products`
+    products: ResolvedProducts
+    quantity: np.ndarray  # (lines,) float64
+    spend: np.ndarray  # (lines,) float64
+    numerics: dict[str, np.ndarray]  # HEADER_NUMERICS -> (baskets,) float64
+    categorical: dict[str, np.ndarray]  # HEADER_CATEGORICALS -> (baskets,) vocabulary index; -1 unknown or null
+    no_card: np.ndarray  # (baskets,) float64
+    divisions: int  # how many divisions `products.division` counts (vocabulary + unknown)
+
+    @property
+    def baskets(self) -> int:
+        return len(self.offsets) - 1
+
+
+class CompiledFeaturizer:
+    """`BasketFeaturizer.transform` as array operations; see the module docstring."""
+
+    def __init__(self, featurizer: BasketFeaturizer):
+        self.feature_names = list(featurizer.feature_names_)
+        self.global_unit_price = featurizer.global_unit_price_
+        evidence = featurizer.evidence_
+        self._prior = np.array([evidence.prior[c] for c in LABELS])
+        evidence_columns = [f"p_{c}" for c in LABELS]
+        self._evidence = Lookup.of(evidence.tables["PROD_CODE"], "PROD_CODE", evidence_columns)
+        self._evidence_levels = [Lookup.of(evidence.tables[lv], lv, evidence_columns) for lv in HIGHER_LEVELS]
+        tiers = featurizer.tiers_
+        self.has_tiers = tiers is not None
+        if tiers is not None:
+            tier_columns = [tier_column(t) for t in TIERS]
+            self._tier_prior = np.array([tiers.prior_[t] for t in TIERS])
+            self._tiers = Lookup.of(tiers.products_, "PROD_CODE", [*tier_columns, "tier_kind", "tier_confidence"])
+            self._tier_levels = [Lookup.of(tiers.levels_[lv], lv, tier_columns) for lv in HIGHER_LEVELS]
+        self._product_index = Lookup.of(featurizer.product_price_index_, "PROD_CODE", ["product_index"])
+        prices = featurizer.category_price_
+        self._category_price = dict(zip(prices[CATEGORY].to_list(), prices["category_price"].to_list(), strict=True))
+        self.divisions = list(featurizer.divisions_)
+        self.vocabularies = {c: {v: i for i, v in enumerate(featurizer.vocabularies_[c])} for c in HEADER_CATEGORICALS}
+        probe = self.encode_records([{c: None for c in (*HEADER_CATEGORICALS, *HEADER_NUMERICS)}],
+                                    [[("_", "_", "_", "_", "_", 1.0, 1.0)]])
+        missing = [name for name in self.feature_names if name not in self._columns(probe)]
+        if missing:
+            raise ValueError(f"the compiled featurizer does not compute {', '.join(missing)}")
+
+    # ---- products --------------------------------------------------------------------
+    def resolve(self, codes: Sequence[str], chains: Sequence[Sequence[str]]) -> tuple[ResolvedProducts, int]:
+        """Distinct products `codes`, each with its higher levels (class, department, group, division), through
+        the fallbacks; and how many divisions the batch knows."""
+        n = len(codes)
+        p = self._first_known(self._evidence.gather(codes), chains, self._evidence_levels, self._prior)
+        lift = p / self._prior
+        if self.has_tiers:
+            known = self._tiers.gather(codes)
+            tier = self._first_known(known[:, :4], chains, self._tier_levels, self._tier_prior)
+            kind = np.where(np.isnan(known[:, 4]), UNSEEN, known[:, 4]).astype(np.int64)
+            confidence = np.nan_to_num(known[:, 5], nan=0.0)
+        else:
+            tier, kind, confidence = np.zeros((n, 4)), np.full(n, UNSEEN), np.zeros(n)
+        divisions = {d: i for i, d in enumerate(self.divisions)}
+        division = [divisions.setdefault(chain[-1], len(divisions)) for chain in chains]
+        category = HIGHER_LEVELS.index(CATEGORY)
+        products = ResolvedProducts(
+            p=p,
+            log_lift=np.log(lift),
+            top_lift=lift.argmax(axis=1) if n else np.zeros(0, np.int64),
+            unseen=np.array([code not in self._evidence.index for code in codes], dtype=np.float64),
+            tier=tier,
+            tier_kind=kind,
+            tier_confidence=confidence,
+            product_index=self._product_index.gather(codes)[:, 0],
+            category_price=np.array([self._category_price.get(chain[category], self.global_unit_price)
+                                     for chain in chains], dtype=np.float64).reshape(n),
+            division=np.array(division, dtype=np.int64).reshape(n),
+        )
+        return products, len(divisions)
+
+    @staticmethod
+    def _first_known(values: np.ndarray, chains, levels: list[Lookup], prior: np.ndarray) -> np.ndarray:
+        """Rows missing from the product table (NaN) from the first level, class first, that knows their code;
+        else the prior."""
+        values = values.copy()
+        for depth, level in enumerate(levels):
+            missing = np.flatnonzero(np.isnan(values[:, 0]))
+            if not len(missing):
+                return values
+            values[missing] = level.gather([chains[i][depth] for i in missing])
+        values[np.isnan(values[:, 0])] = prior
+        return values
+
+    # ---- front ends ------------------------------------------------------------------
+    def encode_records(
+        self, headers: Sequence[Mapping[str, Any]], lines: Sequence[Sequence[LineValues]]
+    ) -> EncodedBatch:
+        """Baskets as plain values: a header mapping (HEADER_CATEGORICALS and HEADER_NUMERICS) and the lines of
+        each basket (`LineValues`)."""
+        distinct: dict[str, int] = {}
+        chains: list[tuple[str, ...]] = []
+        line_product, quantity, spend = [], [], []
+        for basket in lines:
+            for code, c10, c20, c30, c40, q, s in basket:
+                index = distinct.get(code)
+                if index is None:
+                    index = distinct[code] = len(chains)
+                    chains.append((c10, c20, c30, c40))
+                line_product.append(index)
+                quantity.append(q)
+                spend.append(s)
+        products, divisions = self.resolve(list(distinct), chains)
+        return EncodedBatch(
+            offsets=np.concatenate([[0], np.cumsum([len(b) for b in lines])]).astype(np.int64),
+            line_product=np.array(line_product, dtype=np.int64),
+            products=products,
+            quantity=np.array(quantity, dtype=np.float64),
+            spend=np.array(spend, dtype=np.float64),
+            numerics={c: np.array([h[c] for h in headers], dtype=np.float64) for c in HEADER_NUMERICS},
+            categorical={c: np.array([self.vocabularies[c].get(h[c], -1) for h in headers], dtype=np.int64)
+                         for c in HEADER_CATEGORICALS},
+            no_card=np.array([h[NO_CARD] is None for h in headers], dtype=np.float64),
+            divisions=divisions,
+        )
+
+    def encode_frame(self, lines: pl.DataFrame) -> tuple[EncodedBatch, pl.DataFrame]:
+        """Lines of any number of baskets (one row per product line), and per basket, in the order of its first
+        line: BASKET_KEY and the pass-through columns present (as `BasketFeaturizer.transform` keeps them)."""
+        lines = _contiguous(lines)
+        key = lines[BASKET_KEY]
+        starts = np.flatnonzero(np.concatenate([[True], (key[1:] != key[:-1]).to_numpy()])) if len(key) else \
+            np.zeros(0, np.int64)
+        offsets = np.concatenate([starts, [lines.height]]).astype(np.int64)
+        distinct = lines.select(HIERARCHY).unique(subset="PROD_CODE", keep="first", maintain_order=True)
+        codes = distinct["PROD_CODE"].to_list()
+        products, divisions = self.resolve(codes, distinct.select(HIGHER_LEVELS).rows())
+        line_product = lines["PROD_CODE"].cast(pl.Enum(codes)).to_physical().to_numpy().astype(np.int64)
+        header = lines[starts]
+        kept = [c for c in (BASKET_KEY, *PASSTHROUGH, LABEL) if c in lines.columns]
+        batch = EncodedBatch(
+            offsets=offsets,
+            line_product=line_product,
+            products=products,
+            quantity=lines["QUANTITY"].cast(pl.Float64).to_numpy(),
+            spend=lines["SPEND"].cast(pl.Float64).to_numpy(),
+            numerics={c: header[c].cast(pl.Float64).to_numpy() for c in HEADER_NUMERICS},
+            categorical={
+                c: header[c].replace_strict(self.vocabularies[c], default=-1, return_dtype=pl.Int64)
+                .fill_null(-1).to_numpy()
+                for c in HEADER_CATEGORICALS
+            },
+            no_card=header[NO_CARD].is_null().cast(pl.Float64).to_numpy(),
+            divisions=divisions,
+        )
+        return batch, header.select(kept)
+
+    # ---- transform -------------------------------------------------------------------
+    def transform(self, batch: EncodedBatch) -> np.ndarray:
+        """The model input: one float32 row per basket, columns in `feature_names` order (as `matrix`)."""
+        columns = self._columns(batch)
+        if not batch.baskets:
+            return np.zeros((0, len(self.feature_names)), dtype=np.float32)
+        return np.column_stack([columns[name] for name in self.feature_names]).astype(np.float32)
+
+    def _columns(self, batch: EncodedBatch) -> dict[str, np.ndarray]:
+        products, line = batch.products, batch.line_product
+        starts, lines = batch.offsets[:-1], np.diff(batch.offsets).astype(np.float64)
+
+        def total(values: np.ndarray) -> np.ndarray:
+            return np.add.reduceat(values, starts, axis=0) if len(starts) else np.zeros((0, *values.shape[1:]))
+
+        def mean(values: np.ndarray) -> np.ndarray:
+            return total(values) / (lines if values.ndim == 1 else lines[:, None])
+
+        def extreme(values: np.ndarray, ufunc: np.ufunc) -> np.ndarray:
+            return ufunc.reduceat(values, starts, axis=0) if len(starts) else np.zeros((0, *values.shape[1:]))
+
+        columns: dict[str, np.ndarray] = {c: batch.numerics[c] for c in HEADER_NUMERICS}
+        p, log_lift, top = products.p[line], products.log_lift[line], products.top_lift[line]
+        top_onehot = (top[:, None] == np.arange(len(LABELS))).astype(np.float64)
+        for stat, values in (("mean_p", mean(p)), ("max_p", extreme(p, np.maximum)), ("min_p", extreme(p, np.minimum)),
+                             ("mean_log_lift", mean(log_lift)), ("share_top", mean(top_onehot))):
+            columns |= {f"{stat}_{c}": values[:, i] for i, c in enumerate(LABELS)}
+
+        line_index = (batch.spend / batch.quantity) / products.category_price[line]
+        price_index = np.clip(line_index, *PRICE_CLIP)
+        known_index = products.product_index[line]
+        product_index = np.clip(np.where(np.isnan(known_index), line_index, known_index), *PRICE_CLIP)
+        log_price = np.log(price_index)
+        columns |= {
+            "mean_log_price_index": mean(log_price),
+            "min_log_price_index": extreme(log_price, np.minimum),
+            "max_log_price_index": extreme(log_price, np.maximum),
+            "share_cheap_lines": mean((price_index < CHEAP_INDEX).astype(np.float64)),
+            "mean_log_product_index": mean(np.log(product_index)),
+            "n_lines": lines,
+            "total_quantity": total(batch.quantity),
+            "log_total_spend": np.log1p(total(batch.spend)),
+            "mean_line_spend": mean(batch.spend),
+            "share_unseen_products": mean(products.unseen[line]),
+        }
+        division = products.division[line]
+        basket = np.repeat(np.arange(batch.baskets), np.diff(batch.offsets))
+        per_division = np.bincount(basket * batch.divisions + division, minlength=batch.baskets * batch.divisions)
+        per_division = per_division.reshape(batch.baskets, batch.divisions)
+        columns["n_divisions"] = (per_division > 0).sum(axis=1).astype(np.float64)
+        columns |= {f"share_{d}": per_division[:, i] / lines for i, d in enumerate(self.divisions)}
+
+        if self.has_tiers:
+            columns |= self._tier_columns(products, line, mean, extreme)
+        for c in HEADER_CATEGORICALS:
+            codes = batch.categorical[c]
+            columns |= {f"{c}={v}": (codes == i).astype(np.float64) for v, i in self.vocabularies[c].items()}
+        columns["no_card"] = batch.no_card
+        return columns
+
+    @staticmethod
+    def _tier_columns(products: ResolvedProducts, line: np.ndarray, mean, extreme) -> dict[str, np.ndarray]:
+        """What `ml.features._tier_aggregations` computes, over the same line values."""
+        tier = products.tier[line]
+        likeliest = tier.argmax(axis=1)
+        kind = products.tier_kind[line]
+        hard = (likeliest[:, None] == np.arange(len(TIERS))).astype(np.float64)
+        exact = (kind == EXACT).astype(np.float64)
+        shares, hard_shares, exact_shares = mean(tier), mean(hard), mean(hard * exact[:, None])
+        columns = {}
+        for i, t in enumerate(TIERS):
+            columns |= {f"tier_share_{t}": shares[:, i], f"tier_hard_share_{t}": hard_shares[:, i],
+                        f"tier_exact_share_{t}": exact_shares[:, i]}
+        return columns | {
+            "tier_d": mean(tier[:, LA] - tier[:, UM]),
+            "tier_hard_d": mean(hard[:, LA] - hard[:, UM]),
+            "tier_exact_lines": mean(exact),
+            "tier_estimated_lines": mean((kind == ESTIMATED).astype(np.float64)),
+            "tier_unseen_lines": mean((kind == UNSEEN).astype(np.float64)),
+            "tier_uncertainty": mean(1.0 - tier.max(axis=1)),
+            "tier_min_confidence": extreme(products.tier_confidence[line], np.minimum),
+        }
+
+
+def _contiguous(lines: pl.DataFrame) -> pl.DataFrame:
+    """The lines with each basket's lines together, baskets in the order of their first line (as a group-by that
+    keeps order returns them). Exports keep a basket's lines together, so this is usually a cheap check."""
+    key = pl.col(BASKET_KEY)
+    runs = lines.select((key != key.shift()).fill_null(True).sum()).item() if lines.height else 0
+    if runs == lines[BASKET_KEY].n_unique():
+        return lines
+    first = lines.with_row_index("_row").group_by(BASKET_KEY).agg(pl.col("_row").min().alias("_first"))
+    return (lines.with_row_index("_row").join(first, on=BASKET_KEY).sort("_first", "_row")
+            .drop("_row", "_first"))

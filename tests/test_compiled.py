@@ -1,0 +1,105 @@
+"""The compiled (NumPy) featurizer gives the Polars featurizer's rows: same baskets, same order, same values to
+float32 precision, on lines that hold unseen products, unknown divisions and categories, and baskets out of order."""
+
+from __future__ import annotations
+
+import numpy as np
+import polars as pl
+import pytest
+
+from ml.compiled import CompiledFeaturizer
+from ml.features import HEADER_CATEGORICALS, HEADER_NUMERICS, BasketFeaturizer
+from ml.ingest import read
+from ml.schema import BASKET_KEY, HIERARCHY
+from ml.split import split_lines
+from ml.synth import SynthConfig, generate, write_csv
+from ml.validate import validate
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    """Training and later lines of a synthetic file large enough for 10,000 later baskets."""
+    path = tmp_path_factory.mktemp("compiled") / "transaction.csv"
+    write_csv(generate(SynthConfig(rows=300_000, seed=11)), path)
+    return split_lines(validate(read(path)[1]).lines, 27)
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["tiers", "baseline"])
+def fitted(request, split) -> BasketFeaturizer:
+    return BasketFeaturizer(folds=2, tier_inference=request.param).fit(split.train)
+
+
+def _later(split, baskets: int) -> pl.DataFrame:
+    keys = split.holdout[BASKET_KEY].unique(maintain_order=True).head(baskets)
+    return split.holdout.filter(pl.col(BASKET_KEY).is_in(keys.implode()))
+
+
+def _assert_same(fitted: BasketFeaturizer, lines: pl.DataFrame) -> None:
+    expected_rows = fitted.transform(lines)
+    batch, keys = CompiledFeaturizer(fitted).encode_frame(lines)
+    compiled = CompiledFeaturizer(fitted).transform(batch)
+    assert keys[BASKET_KEY].to_list() == expected_rows[BASKET_KEY].to_list()
+    expected = fitted.matrix(expected_rows)
+    assert compiled.shape == expected.shape and compiled.dtype == np.float32
+    np.testing.assert_allclose(compiled, expected, rtol=2e-6, atol=1e-6)
+
+
+def test_ten_thousand_later_baskets_give_the_same_matrix(fitted, split):
+    lines = _later(split, 10_000)
+    assert lines[BASKET_KEY].n_unique() == 10_000
+    _assert_same(fitted, lines)
+
+
+def test_lines_out_of_basket_order_give_the_same_rows_in_the_same_order(fitted, split):
+    _assert_same(fitted, _later(split, 500).sample(fraction=1.0, shuffle=True, seed=2))
+
+
+def test_unseen_products_classes_divisions_and_values_fall_back_alike(fitted, split):
+    lines = _later(split, 400).with_row_index("_i").with_columns(
+        pl.when(pl.col("_i") % 7 == 0).then(pl.lit("PRD9999999")).otherwise(pl.col("PROD_CODE")).alias("PROD_CODE"),
+        pl.when(pl.col("_i") % 11 == 0).then(pl.lit("CL99999")).otherwise(pl.col("PROD_CODE_10")).alias("PROD_CODE_10"),
+        pl.when(pl.col("_i") % 13 == 0).then(pl.lit("G99999")).otherwise(pl.col("PROD_CODE_30")).alias("PROD_CODE_30"),
+        pl.when(pl.col("_i") % 17 == 0).then(pl.lit("D99999")).otherwise(pl.col("PROD_CODE_40")).alias("PROD_CODE_40"),
+        pl.when(pl.col("_i") % 19 == 0).then(pl.col("SPEND") * 5_000).when(pl.col("_i") % 23 == 0).then(0.0)
+        .otherwise(pl.col("SPEND")).alias("SPEND"),  # price indices beyond both clip bounds
+        pl.when(pl.col("_i") % 5 == 0).then(None).otherwise(pl.col("CUST_PRICE_SENSITIVITY"))
+        .alias("CUST_PRICE_SENSITIVITY"),
+    ).drop("_i")
+    # A product's hierarchy is its first line's on both paths; make it one per product, as in real data.
+    chains = lines.select(HIERARCHY).unique(subset="PROD_CODE", keep="first", maintain_order=True)
+    lines = lines.drop(HIERARCHY[1:]).join(chains, on="PROD_CODE", maintain_order="left")
+    _assert_same(fitted, lines)
+
+
+def test_records_and_frames_encode_the_same_batch(fitted, split):
+    lines = _later(split, 300)
+    compiled = CompiledFeaturizer(fitted)
+    batch, _ = compiled.encode_frame(lines)
+    headers, baskets = [], []
+    for _, group in lines.group_by(BASKET_KEY, maintain_order=True):
+        headers.append(group.row(0, named=True))
+        baskets.append(group.select(*HIERARCHY, "QUANTITY", "SPEND").rows())
+    assert {*HEADER_CATEGORICALS, *HEADER_NUMERICS} <= set(headers[0])
+    np.testing.assert_array_equal(compiled.transform(compiled.encode_records(headers, baskets)),
+                                  compiled.transform(batch))
+
+
+def test_a_featurizer_whose_features_it_cannot_compute_is_refused(fitted):
+    fitted.feature_names_ = [*fitted.feature_names_, "a_feature_from_elsewhere"]
+    try:
+        with pytest.raises(ValueError, match="does not compute a_feature_from_elsewhere"):
+            CompiledFeaturizer(fitted)
+    finally:
+        fitted.feature_names_ = fitted.feature_names_[:-1]
+
+
+def test_xgboost_inplace_prediction_equals_predict_proba(tmp_path):
+    from ml.bundle import _probability_function
+    from ml.families import FAMILIES, load_model, save_model
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((400, 6)).astype(np.float32), rng.integers(0, 3, 400)
+    model = FAMILIES["xgboost"].build({**FAMILIES["xgboost"].defaults, "n_estimators": 20}, 7).fit(x, y)
+    path = save_model("xgboost", model, tmp_path)
+    loaded = load_model("xgboost", path)
+    np.testing.assert_allclose(_probability_function(loaded)(x), model.predict_proba(x), rtol=1e-6, atol=1e-7)
