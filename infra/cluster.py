@@ -28,6 +28,14 @@ SERVICE_WORKLOAD = "inference"
 BATCH_WORKLOAD = "batch"
 WORKLOAD_LABEL = "retail.io/workload"
 """Node label (and, on batch nodes, taint key) that places pods on a node group."""
+NODE_TEMPLATE_TAG = "k8s.io/cluster-autoscaler/node-template"
+"""Prefix of the Auto Scaling group tags that tell Cluster Autoscaler the labels and taints of a group's nodes
+before it has seen one, so it can scale a group up from zero for pods that select or tolerate them
+(https://github.com/kubernetes/autoscaler/blob/master/cluster-autoscaler/cloudprovider/aws/README.md,
+"Auto-Discovery Setup": `.../node-template/label/<label>: <value>`, `.../node-template/taint/<key>:
+<value>:<effect>`)."""
+TAINT_EFFECTS = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
+"""EKS node group taint effects (API spelling) -> the Kubernetes spelling of tolerations and autoscaler tags."""
 
 
 @dataclass
@@ -68,6 +76,10 @@ class Cluster(pulumi.ComponentResource):
     oidc_issuer: pulumi.Output[str]
     service_node_labels: dict[str, str]
     """Labels of the nodes the inference service is scheduled on."""
+    batch_node_labels: dict[str, str]
+    """Labels of the tainted spot nodes batch jobs are scheduled on (they scale from zero)."""
+    batch_node_taints: list[dict[str, str]]
+    """The batch nodes' taints in Kubernetes spelling (key, value, effect): what batch pods tolerate."""
 
     def __init__(self, name: str, args: ClusterArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("retail:infra:Cluster", name, None, opts)
@@ -102,8 +114,8 @@ class Cluster(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, depends_on=[log_group]),
         )
         node_groups = [
-            self._node_group(SERVICE_WORKLOAD, args.service_nodes, args, taint=False),
-            self._node_group(BATCH_WORKLOAD, args.batch_nodes, args, taint=True),
+            self._node_group(SERVICE_WORKLOAD, args.service_nodes, args),
+            self._node_group(BATCH_WORKLOAD, args.batch_nodes, args),
         ]
         for addon in NODE_ADDONS:
             aws.eks.Addon(
@@ -122,6 +134,11 @@ class Cluster(pulumi.ComponentResource):
         self.oidc_provider_arn = self.eks_cluster.oidc_provider_arn
         self.oidc_issuer = self.eks_cluster.oidc_issuer
         self.service_node_labels = {WORKLOAD_LABEL: SERVICE_WORKLOAD}
+        self.batch_node_labels = {WORKLOAD_LABEL: BATCH_WORKLOAD}
+        self.batch_node_taints = [
+            {"key": t["key"], "value": t["value"], "effect": TAINT_EFFECTS[t["effect"]]}
+            for t in _taints(BATCH_WORKLOAD)
+        ]
         self.register_outputs(
             {
                 "cluster_name": self.cluster_name,
@@ -129,6 +146,8 @@ class Cluster(pulumi.ComponentResource):
                 "oidc_provider_arn": self.oidc_provider_arn,
                 "oidc_issuer": self.oidc_issuer,
                 "service_node_labels": self.service_node_labels,
+                "batch_node_labels": self.batch_node_labels,
+                "batch_node_taints": self.batch_node_taints,
             }
         )
 
@@ -167,13 +186,15 @@ class Cluster(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self),
             )
 
-    def _node_group(
-        self, workload: str, nodes: NodeGroupConfig, args: ClusterArgs, *, taint: bool
-    ) -> eks.ManagedNodeGroup:
+    def _node_group(self, workload: str, nodes: NodeGroupConfig, args: ClusterArgs) -> eks.ManagedNodeGroup:
         role, attachments = self._node_role(workload)
-        return eks.ManagedNodeGroup(
+        labels, taints = {WORKLOAD_LABEL: workload}, _taints(workload)
+        node_group_name = f"{args.cluster_name}-{workload}"
+        group = eks.ManagedNodeGroup(
             f"{self._name}-{workload}-nodes",
             cluster=self.eks_cluster,
+            # Named, so its Auto Scaling group can be looked up below (pulumi-eks would pick a random name).
+            node_group_name=node_group_name,
             node_role=role,
             subnet_ids=list(args.private_subnet_ids),
             instance_types=list(nodes.instance_types),
@@ -184,13 +205,52 @@ class Cluster(pulumi.ComponentResource):
                 "desired_size": nodes.desired_size,
                 "max_size": nodes.max_size,
             },
-            labels={WORKLOAD_LABEL: workload},
-            taints=([{"key": WORKLOAD_LABEL, "value": workload, "effect": "NO_SCHEDULE"}] if taint else None),
+            labels=labels,
+            taints=taints or None,
             enable_imd_sv2=True,
             ami_type=AMI_TYPE,
+            # Cluster Autoscaler (service stack) owns the desired size between min and max.
             ignore_scaling_changes=True,
             opts=pulumi.ResourceOptions(parent=self.eks_cluster, depends_on=attachments),
         )
+        self._node_template_tags(workload, args.cluster_name, node_group_name, group, labels, taints)
+        return group
+
+    def _node_template_tags(
+        self,
+        workload: str,
+        cluster_name: str,
+        node_group_name: str,
+        group: eks.ManagedNodeGroup,
+        labels: dict[str, str],
+        taints: list[dict[str, str]],
+    ) -> None:
+        """Tag the group's Auto Scaling group with its nodes' labels and taints, for Cluster Autoscaler.
+
+        EKS tags a managed node group's Auto Scaling group for the autoscaler's auto-discovery
+        (`k8s.io/cluster-autoscaler/enabled`, `k8s.io/cluster-autoscaler/<cluster>`; "Amazon EKS tags managed
+        node group resources so that they are configured to use the Kubernetes Cluster Autoscaler",
+        https://docs.aws.amazon.com/eks/latest/userguide/managed-node-groups.html), but not with the node
+        labels and taints, which the autoscaler needs to scale a group up from zero nodes. The autoscaler
+        can also read them from EKS's DescribeNodegroup, but only while it has never seen a node of the group
+        and only when that call succeeds (cloudprovider/aws/README.md, "eks:DescribeNodegroup"); these tags
+        do not depend on either. EKS does not copy node group tags to the Auto Scaling group, so they are
+        set on it directly, found by the group's name once it exists.
+        """
+        asg_name = aws.eks.get_node_group_output(
+            cluster_name=cluster_name,
+            node_group_name=node_group_name,
+            opts=pulumi.InvokeOutputOptions(parent=self, depends_on=[group]),
+        ).apply(lambda found: found.resources[0].autoscaling_groups[0].name)
+        tags = {f"{NODE_TEMPLATE_TAG}/label/{key}": value for key, value in labels.items()}
+        tags |= {f"{NODE_TEMPLATE_TAG}/taint/{t['key']}": f"{t['value']}:{TAINT_EFFECTS[t['effect']]}" for t in taints}
+        for i, (key, value) in enumerate(sorted(tags.items())):
+            aws.autoscaling.Tag(
+                f"{self._name}-{workload}-asg-tag-{i}",
+                autoscaling_group_name=asg_name,
+                tag=aws.autoscaling.TagTagArgs(key=key, value=value, propagate_at_launch=False),
+                opts=pulumi.ResourceOptions(parent=self),
+            )
 
     def _node_role(self, workload: str) -> tuple[aws.iam.Role, list[aws.iam.RolePolicyAttachment]]:
         role = aws.iam.Role(
@@ -208,3 +268,8 @@ class Cluster(pulumi.ComponentResource):
             for policy in NODE_POLICIES
         ]
         return role, attachments
+
+
+def _taints(workload: str) -> list[dict[str, str]]:
+    """EKS node group taints (API spelling): batch nodes admit only pods that tolerate the batch workload."""
+    return [{"key": WORKLOAD_LABEL, "value": workload, "effect": "NO_SCHEDULE"}] if workload == BATCH_WORKLOAD else []

@@ -210,6 +210,98 @@ class AddonsConfig(Section):
 
     load_balancer_controller_chart: str = "3.5.0"
     fluent_bit_chart: str = "0.2.0"
+    cluster_autoscaler_chart: str = "9.59.0"
+    """kubernetes/autoscaler's chart; 9.59.0 runs Cluster Autoscaler v1.35.0, the minor version of
+    retail:cluster.version (the autoscaler is released per Kubernetes minor: move both together)."""
+
+
+CRON_FIELDS = 5
+MIN_BATCH_MEMORY_MIB = 2048
+"""`retail score` targets less than 2 GB resident: a smaller memory limit would OOM-kill it."""
+_MEMORY = re.compile(r"^(?P<number>[0-9]+)(?P<unit>Mi|Gi)$")
+
+
+class BatchScoringConfig(Section):
+    """The weekly `retail score` CronJob: the service stack's `retail:batchScoring` (infra/batch_scoring.py)."""
+
+    namespace: str = "retail-batch"
+    schedule: str = "0 3 * * 1"
+    """Cron format (minute hour day-of-month month day-of-week) in `timeZone`: Mondays 03:00, after the
+    week (Monday to Sunday) has landed in the silver zone."""
+    time_zone: str = "Etc/UTC"
+    """An IANA time zone name (CronJob `spec.timeZone`)."""
+    suspend: bool = False
+    """True: the CronJob exists but starts no job (ephemeral stacks; pausing without a destroy)."""
+    lake_zone: str = "raw"
+    """The lake bucket (platform output lakeBuckets) holding the lake root, as datasets/README.md documents."""
+    lake_prefix: str = "lake"
+    """The lake root's prefix in that bucket: RETAIL_LAKE_ROOT = s3://<bucket>/<prefix>."""
+    input_path: str = ""
+    """What `--input` names, relative to `<lake root>/silver/` (empty: the whole silver zone)."""
+    cpu_request: str = "1"
+    cpu_limit: str = "2"
+    memory_request: str = "3Gi"
+    memory_limit: str = "3Gi"
+    scratch_size: str = "2Gi"
+    """Size limit of the writable /tmp (the bundle cache and the command's scratch files)."""
+    active_deadline_seconds: int = Field(7200, ge=600)
+    """A run (node start-up and retries included) is stopped after this long."""
+    backoff_limit: int = Field(2, ge=0, le=6)
+    """Retries after a failed pod (spot interruptions do not count: podFailurePolicy ignores them)."""
+    starting_deadline_seconds: int = Field(21600, ge=60)
+    """A run that could not start this long after its time is skipped (and counted as missed)."""
+    ttl_seconds_after_finished: int = Field(345600, ge=3600)
+    """Finished jobs (and their pods' status) are kept this long for inspection, then deleted."""
+
+    @field_validator("schedule")
+    @classmethod
+    def _is_cron(cls, value: str) -> str:
+        if len(value.split()) != CRON_FIELDS or value.startswith("@") or "TZ" in value:
+            raise ValueError(f"schedule must be five cron fields (minute hour day month weekday), got {value!r}; "
+                             "set the time zone in timeZone, not in the schedule")
+        return value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _is_time_zone(cls, value: str) -> str:
+        from zoneinfo import available_timezones
+
+        if value not in available_timezones():
+            raise ValueError(f"timeZone must be an IANA time zone name such as Etc/UTC or Asia/Singapore, "
+                             f"got {value!r}")
+        return value
+
+    @field_validator("lake_zone")
+    @classmethod
+    def _is_zone(cls, value: str) -> str:
+        zones = ("raw", "silver", "gold", "artifacts")
+        if value not in zones:
+            raise ValueError(f"lakeZone must be one of the platform's lake buckets {', '.join(zones)}, got {value!r}")
+        return value
+
+    @field_validator("lake_prefix", "input_path")
+    @classmethod
+    def _is_relative(cls, value: str) -> str:
+        if value.startswith("/") or "://" in value or ".." in value.split("/"):
+            raise ValueError(f"expected a path relative to the bucket or zone, got {value!r}")
+        return value.strip("/")
+
+    @model_validator(mode="after")
+    def _memory_fits_the_command(self) -> BatchScoringConfig:
+        limit = _mebibytes(self.memory_limit, "memoryLimit")
+        if limit < MIN_BATCH_MEMORY_MIB:
+            raise ValueError(f"memoryLimit {self.memory_limit} is below {MIN_BATCH_MEMORY_MIB}Mi; `retail score` "
+                             "needs up to 2 GB resident")
+        if _mebibytes(self.memory_request, "memoryRequest") > limit:
+            raise ValueError(f"memoryRequest {self.memory_request} exceeds memoryLimit {self.memory_limit}")
+        return self
+
+
+def _mebibytes(quantity: str, key: str) -> int:
+    match = _MEMORY.match(quantity)
+    if not match:
+        raise ValueError(f"{key} must be a whole number of Mi or Gi (e.g. 3Gi), got {quantity!r}")
+    return int(match["number"]) * (1024 if match["unit"] == "Gi" else 1)
 
 
 class StackIdentity(BaseModel):
@@ -267,6 +359,7 @@ class ServiceConfig(StackIdentity):
     """Extra client keys (a secret Output, comma-separated), beside the stack's generated deploy key."""
     inference: InferenceConfig = InferenceConfig()
     addons: AddonsConfig = AddonsConfig()
+    batch_scoring: BatchScoringConfig = BatchScoringConfig()
 
     @field_validator("image")
     @classmethod
@@ -294,7 +387,11 @@ _PLATFORM_SECTIONS: dict[str, type[Section]] = {
     "cluster": ClusterConfig,
     "observability": ObservabilityConfig,
 }
-_SERVICE_SECTIONS: dict[str, type[Section]] = {"inference": InferenceConfig, "addons": AddonsConfig}
+_SERVICE_SECTIONS: dict[str, type[Section]] = {
+    "inference": InferenceConfig,
+    "addons": AddonsConfig,
+    "batchScoring": BatchScoringConfig,
+}
 
 
 def load_platform_config() -> PlatformConfig:

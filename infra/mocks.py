@@ -97,7 +97,21 @@ class PlatformMocks(pulumi.runtime.Mocks):
             return {"id": "pl-6fa54006", "name": args.args.get("name"), "cidrBlocks": ["52.219.0.0/20", "3.5.144.0/22"]}
         if args.token == "aws:lb/getHostedZoneId:getHostedZoneId":
             return {"id": "Z1LMS91P8CMLE5"}
+        if args.token == "aws:eks/getNodeGroup:getNodeGroup":
+            return self._node_group(args.args["clusterName"], args.args["nodeGroupName"])
         raise NotImplementedError(f"PlatformMocks has no result for invoke {args.token}; add it in infra/mocks.py")
+
+    def _node_group(self, cluster: str, node_group: str) -> dict:
+        """DescribeNodegroup's answer: EKS names a managed node group's Auto Scaling group eks-<group>-<uuid>."""
+        uuid = hashlib.sha1(f"{cluster}/{node_group}".encode()).hexdigest()
+        asg = f"eks-{node_group}-{uuid[:8]}-{uuid[8:12]}-{uuid[12:16]}-{uuid[16:20]}-{uuid[20:32]}"
+        return {
+            "id": f"{cluster}:{node_group}",
+            "clusterName": cluster,
+            "nodeGroupName": node_group,
+            "arn": f"arn:aws:eks:{self.region}:{ACCOUNT_ID}:nodegroup/{cluster}/{node_group}/{uuid[:32]}",
+            "resources": [{"autoscalingGroups": [{"name": asg}], "remoteAccessSecurityGroupId": ""}],
+        }
 
     def _arn(self, token: str, resource: str, *, regional: bool = True) -> str:
         region = self.region if regional else ""

@@ -55,6 +55,8 @@ class Platform:
             "oidcProviderArn": self.cluster.oidc_provider_arn,
             "oidcIssuer": self.cluster.oidc_issuer,
             "serviceNodeLabels": self.cluster.service_node_labels,
+            "batchNodeLabels": self.cluster.batch_node_labels,
+            "batchNodeTaints": self.cluster.batch_node_taints,
             "lakeBuckets": self.data_lake.bucket_names,
             "lakeBucketArns": self.data_lake.bucket_arns,
             "dataKeyArn": self.encryption.data_key_arn,

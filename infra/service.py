@@ -1,15 +1,19 @@
 """The service stack: everything that runs on the platform's cluster, from one typed config.
 
 Read from the platform stack through a StackReference: the cluster's kubeconfig and
-OIDC provider, the lake's artifacts bucket and data key, the network's CIDRs, the log
-group the alarms read and the model registry. Created here, in this order:
+OIDC provider, the node groups' labels and taints, the lake's buckets and data key, the
+network's CIDRs, the log group the alarms read and the model registry. Created here, in
+this order:
 
-1. the cluster add-ons: the AWS Load Balancer Controller and Fluent Bit;
+1. the cluster add-ons: the AWS Load Balancer Controller, Fluent Bit and Cluster
+   Autoscaler (which scales the node groups, the batch group up from zero);
 2. the served model: the approved SageMaker package of `retail:modelPackageArn`,
    published to the serving prefix (`ServedModel`);
 3. the inference API, pinned to that bundle and to the image digest `retail:image`,
    behind an ALB Ingress that waits for the controller;
-4. with `retail:inference.hostname` and `hostedZoneId`, a validated ACM certificate and
+4. batch scoring: the weekly `retail score` CronJob on the batch nodes, with the same
+   image and bundle, after the autoscaler (`retail:batchScoring`);
+5. with `retail:inference.hostname` and `hostedZoneId`, a validated ACM certificate and
    the DNS alias of the ALB.
 
 So every Kubernetes object Pulumi waits for has what it waits on inside this stack or
@@ -26,6 +30,8 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 
 from infra.addons import LoadBalancerController, LoadBalancerControllerArgs, LogShipping, LogShippingArgs
+from infra.batch_scoring import BatchScoring, BatchScoringArgs
+from infra.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
 from infra.config import InferenceConfig, ServiceConfig
 from infra.inference import InferenceService, InferenceServiceArgs
 from infra.platform import aws_provider
@@ -43,8 +49,10 @@ class Service:
     config: ServiceConfig
     controller: LoadBalancerController
     log_shipping: LogShipping
+    autoscaler: ClusterAutoscaler
     model: ServedModel
     inference: InferenceService
+    batch_scoring: BatchScoring
     deploy_key: random.RandomPassword
 
     def outputs(self) -> dict[str, pulumi.Input]:
@@ -58,6 +66,9 @@ class Service:
             "modelManifestSha256": self.model.manifest_sha256,
             "modelPackageVersion": self.model.package_version,
             "namespace": self.inference.namespace,
+            "batchScoringNamespace": self.batch_scoring.namespace,
+            "batchScoringSchedule": f"{self.config.batch_scoring.schedule} ({self.config.batch_scoring.time_zone})",
+            "predictionsUri": self.batch_scoring.predictions_uri,
         }
 
 
@@ -109,7 +120,21 @@ def build_service(cfg: ServiceConfig) -> Service:
         ),
         pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[controller.release])),
     )
+    autoscaler = ClusterAutoscaler(
+        f"{prefix}-cluster-autoscaler",
+        ClusterAutoscalerArgs(
+            cluster_name=platform["clusterName"],
+            region=cfg.region,
+            account_id=account_id,
+            oidc_provider_arn=platform["oidcProviderArn"],
+            oidc_issuer=platform["oidcIssuer"],
+            node_labels=platform["serviceNodeLabels"],
+            chart_version=cfg.addons.cluster_autoscaler_chart,
+        ),
+        k8s_opts,
+    )
     artifacts = platform["lakeBuckets"].apply(lambda buckets: buckets["artifacts"])
+    artifacts_arn = platform["lakeBucketArns"].apply(lambda arns: arns["artifacts"])
     model_prefix = f"{MODEL_PREFIX}/{cfg.environment}"
     model = ServedModel(
         f"{prefix}-served-model",
@@ -128,7 +153,7 @@ def build_service(cfg: ServiceConfig) -> Service:
             image=cfg.image,
             model_uri=model.target_uri,
             model_sha256=model.manifest_sha256,
-            model_bucket_arn=platform["lakeBucketArns"].apply(lambda arns: arns["artifacts"]),
+            model_bucket_arn=artifacts_arn,
             model_prefix=model_prefix,
             data_kms_key_arn=platform["dataKeyArn"],
             oidc_provider_arn=platform["oidcProviderArn"],
@@ -145,9 +170,34 @@ def build_service(cfg: ServiceConfig) -> Service:
         ),
         k8s_opts,
     )
+    lake_zone = cfg.batch_scoring.lake_zone
+    batch = BatchScoring(
+        f"{prefix}-batch-scoring",
+        BatchScoringArgs(
+            environment=cfg.environment,
+            region=cfg.region,
+            image=cfg.image,
+            lake_bucket=platform["lakeBuckets"].apply(lambda buckets: buckets[lake_zone]),
+            lake_bucket_arn=platform["lakeBucketArns"].apply(lambda arns: arns[lake_zone]),
+            bundle_bucket=artifacts,
+            bundle_bucket_arn=artifacts_arn,
+            bundle_prefix=model_prefix,
+            bundle_sha256=model.manifest_sha256,
+            data_kms_key_arn=platform["dataKeyArn"],
+            oidc_provider_arn=platform["oidcProviderArn"],
+            oidc_issuer=platform["oidcIssuer"],
+            node_labels=platform["batchNodeLabels"],
+            node_taints=platform["batchNodeTaints"],
+            vpc_cidr=platform["vpcCidr"],
+            s3_cidrs=s3_cidrs,
+            autoscaler=autoscaler.release,
+            sizing=cfg.batch_scoring,
+        ),
+        k8s_opts,
+    )
     if cfg.inference.hosted_zone_id:
         _alias_record(prefix, cfg, inference, invoke, aws_opts)
-    return Service(cfg, controller, shipping, model, inference, deploy_key)
+    return Service(cfg, controller, shipping, autoscaler, model, inference, batch, deploy_key)
 
 
 def _same_region(platform_region: str, service_region: str) -> str:

@@ -66,6 +66,11 @@ CHECKOV = "checkov"
 TOOLS = (PARLIAMENT, CHECKOV, DOCUMENTED)
 CONTROLLER_POLICY_FILE = Path(infra.__file__).parent / "data" / "aws-load-balancer-controller-iam-policy.json"
 ROLE_ARN_ANNOTATION = "eks.amazonaws.com/role-arn"
+SERVICE_ACCOUNT_VALUES: Mapping[str, tuple[str, ...]] = {
+    # kubernetes/autoscaler's chart keeps its service account under rbac.serviceAccount (values.yaml)
+    "cluster-autoscaler": ("rbac",),
+}
+"""Charts whose `serviceAccount` values are not at the top level: the keys leading to them."""
 
 DOCUMENT_INPUTS: Mapping[str, tuple[str, str]] = {
     "aws:iam/role:Role": ("assumeRolePolicy", "trust"),
@@ -484,7 +489,10 @@ class Deployment:
             if role:
                 accounts.append(ServiceAccount(metadata.get("namespace") or "default", metadata["name"], role, account))
         for release in self.of_type("kubernetes:helm.sh/v3:Release"):
-            values = (release.inputs.get("values") or {}).get("serviceAccount") or {}
+            values = release.inputs.get("values") or {}
+            for key in SERVICE_ACCOUNT_VALUES.get(str(release.inputs.get("chart", "")).rsplit("/", 1)[-1], ()):
+                values = values.get(key) or {}
+            values = values.get("serviceAccount") or {}
             role = (values.get("annotations") or {}).get(ROLE_ARN_ANNOTATION)
             if role and values.get("create", True):
                 name = values.get("name") or release.inputs.get("name") or release.name

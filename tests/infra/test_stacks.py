@@ -43,10 +43,11 @@ def test_the_ephemeral_platform_has_no_trail_of_its_own(ephemeral):
     assert not [r for r in ephemeral.resources if r.type == "retail:infra:AuditTrail"]
 
 
-def test_the_service_holds_the_add_ons_and_the_api(service):
+def test_the_service_holds_the_add_ons_the_api_and_batch_scoring(service):
     components = {r.type for r in service.resources if not r.custom}
     assert components == {
-        f"retail:infra:{name}" for name in ("LoadBalancerController", "LogShipping", "InferenceService")
+        f"retail:infra:{name}"
+        for name in ("LoadBalancerController", "LogShipping", "ClusterAutoscaler", "InferenceService", "BatchScoring")
     }
 
 
