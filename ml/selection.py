@@ -17,6 +17,8 @@ import numpy as np
 from ml.evaluate import Metrics, compute_metrics
 from ml.families import FAMILIES
 
+METRIC_DECIMALS = 6
+"""Decimals of the `name=value;` metric lines ml/train.py prints for SageMaker's metric definitions."""
 MAX_FIT_ROWS = 80_000
 """Rows fitted per family (and per XGBoost search trial) before the validation window: a fixed budget."""
 
@@ -56,6 +58,8 @@ def validation_scores(
     return scores
 
 
-def ranking_key(metrics: Metrics) -> tuple[float, float]:
-    """Higher is better: macro-F1, then accuracy."""
-    return metrics.macro_f1, metrics.accuracy
+def ranking_key(macro_f1: float, accuracy: float) -> tuple[float, float]:
+    """Higher is better: macro-F1, then accuracy, each to the `METRIC_DECIMALS` the training job prints, so the
+    cloud side, which reads the printed lines back, ranks exactly as the job did (equal keys: the first family in
+    the requested order wins on both sides)."""
+    return round(macro_f1, METRIC_DECIMALS), round(accuracy, METRIC_DECIMALS)

@@ -74,21 +74,31 @@ class LabelRule:
         d = (counts[:, LA] - counts[:, UM]) / lines
         xx = counts[:, XX] / lines
 
-        def best(values: np.ndarray, target: np.ndarray, candidates: np.ndarray, above: bool) -> float:
-            """The middle of the longest run of candidates that reproduce `target` best, compared as `labels` does."""
+        default = cls()
+
+        def best(values, target, candidates: np.ndarray, above: bool, fallback: float) -> float:
+            """The threshold that reproduces `target` best, compared as `labels` does: `fallback` (the rule's
+            default, "about 0.2" on the real file) when it is among the best or there is nothing to fit, else the
+            middle of the longest run of best candidates."""
+            if not len(values):
+                return fallback
             hits = np.array([np.mean((values > c) == target if above else (values < c) == target) for c in candidates])
-            return float(candidates[_middle_of_longest_run(hits == hits.max())])
+            best_ones = hits == hits.max()
+            at_fallback = np.flatnonzero(np.isclose(candidates, fallback))
+            if len(at_fallback) and best_ones[at_fallback[0]]:
+                return fallback
+            return float(candidates[_middle_of_longest_run(best_ones)])
 
         classified = labels != XX
         return cls(
-            la_above=best(d[classified], labels[classified] == LA, GRID[:61], above=True),
-            um_below=best(d[classified], labels[classified] == UM, -GRID[:61], above=False),
-            xx_share=best(xx, labels == XX, GRID[50:], above=True),
+            la_above=best(d[classified], labels[classified] == LA, GRID[:61], True, default.la_above),
+            um_below=best(d[classified], labels[classified] == UM, -GRID[:61], False, default.um_below),
+            xx_share=best(xx, labels == XX, GRID[50:], True, default.xx_share),
         )
 
 
 def _middle_of_longest_run(flags: np.ndarray) -> int:
-    """Index of the middle of the longest run of True in `flags` (the first such run on a tie).
+    """Index of the middle of the longest run of True in `flags` (the first such run on a tie); `flags` has one.
 
     Equally good thresholds form a plateau between the data's values; its middle leaves the
     widest margin on both sides, where the first maximum would sit on a basket's exact value.
@@ -355,9 +365,14 @@ class ProductTiers:
 
 
 def _margin(scores: np.ndarray, baskets: np.ndarray) -> np.ndarray:
-    """How decided each product's tier is: (best - second best score) / its baskets; 0 for a product whose
-    baskets every tier explains equally well (a tie the class start settled), or without baskets."""
-    top_two = -np.sort(-scores, axis=1)[:, :2]
+    """How decided each product's tier is: (best - second best score) / its baskets, over LA, MM-or-XX and UM;
+    0 for a product whose baskets those explain equally well (a tie the class start settled), or without baskets.
+
+    MM and XX count as one answer: both leave d unchanged, so in a basket of several products they almost always
+    explain it equally, and what the label needs of the product (does it push d up, down, or not) is decided.
+    """
+    grouped = np.column_stack([scores[:, LA], np.maximum(scores[:, MM], scores[:, XX]), scores[:, UM]])
+    top_two = -np.sort(-grouped, axis=1)[:, :2]
     return np.where(baskets > 0, (top_two[:, 0] - top_two[:, 1]) / np.maximum(baskets, 1), 0.0)
 
 

@@ -36,11 +36,12 @@ from ml.features import BasketFeaturizer
 from ml.model_card import write_model_card
 from ml.reference import reference_bins
 from ml.schema import LABEL, TRAINABLE_LABELS
-from ml.selection import ranking_key, validation_scores
+from ml.selection import METRIC_DECIMALS, ranking_key, validation_scores
 from ml.settings import GateSettings
 from ml.xgb_search import search_xgboost
 
 CLASSES = list(TRAINABLE_LABELS)
+DEFAULT_VALIDATION_WEEKS = 8
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,8 +54,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--output-data-dir", default=env("SM_OUTPUT_DATA_DIR"), help="reports (SM_OUTPUT_DATA_DIR)"
     )
     parser.add_argument("--families", default=",".join(FAMILIES), help="comma-separated families to train")
-    parser.add_argument("--validation-weeks", type=int, default=8,
-                        help="last training weeks the families are ranked on (and the XGBoost search stops on)")
+    parser.add_argument("--validation-weeks", type=int, default=None,
+                        help="last training weeks the families are ranked on (and the XGBoost search stops on); "
+                             "default: the window the run's holdout plan chose (the channel's lineage.json), else "
+                             f"{DEFAULT_VALIDATION_WEEKS}")
     parser.add_argument("--xgb-trials", type=int, default=4, help="bound of the XGBoost search")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--gate-min-accuracy", type=float, default=gate.min_accuracy)
@@ -90,7 +93,7 @@ def _xy(frame: pl.DataFrame, featurizer: BasketFeaturizer) -> tuple[np.ndarray, 
 
 
 def _report_metric(name: str, value: float) -> None:
-    print(f"{name}={value:.6f};", flush=True)
+    print(f"{name}={value:.{METRIC_DECIMALS}f};", flush=True)
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
@@ -111,7 +114,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         raise SystemExit(f"unknown families: {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
     params = {f: family_params(args, f) for f in families}
     week_index = train_side.select(week_index_expr(pl.col("SHOP_WEEK"))).to_series().to_numpy()
-    validation = week_index > week_index.max() - args.validation_weeks
+    validation_weeks = args.validation_weeks or lineage.get("validation_weeks", DEFAULT_VALIDATION_WEEKS)
+    validation = week_index > week_index.max() - validation_weeks
     search = None
     if "xgboost" in families:
         search = search_xgboost(
@@ -152,7 +156,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             _report_metric(f"{family}_holdout_precision_{cls}", values["precision"])
 
     # Ranked on the validation weeks, never on the holdout that reports the winner's score (ml/selection.py).
-    leaderboard = sorted(results.values(), key=lambda r: ranking_key(chosen_on[r["family"]]), reverse=True)
+    leaderboard = sorted(
+        results.values(),
+        key=lambda r: ranking_key(chosen_on[r["family"]].macro_f1, chosen_on[r["family"]].accuracy),
+        reverse=True,
+    )
     winner = leaderboard[0]
     gate = apply_gate(
         holdout_metrics[winner["family"]],
@@ -168,6 +176,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "unclassified_baskets_excluded": baskets.height - trainable.height,
         "train_weeks": [int(train_side["SHOP_WEEK"].min()), int(train_side["SHOP_WEEK"].max())],
         "holdout_weeks": [int(holdout["SHOP_WEEK"].min()), int(holdout["SHOP_WEEK"].max())],
+        "validation_weeks": validation_weeks,
     }
     summary = {
         "winner": winner["family"],

@@ -118,13 +118,22 @@ def test_the_fitted_xx_threshold_reproduces_its_own_baskets():
     assert fitted.labels(counts).tolist() == [MM, XX]
 
 
-def test_equally_good_thresholds_resolve_to_the_middle_of_their_plateau():
-    """Baskets at d = 0 (MM) and d = 0.5 (LA) only: every threshold in [0, 0.5) separates them; the fit takes the
-    middle, not the edge a basket sits on."""
-    tiers = {"l": LA, "m": MM}
-    lines = basket_lines([["l"], ["m"]] + [["l", "m"]] * 20 + [["l", "l", "l", "m"]] * 20, tiers)
-    rule = ProductTiers().fit(lines).rule_
-    assert 0.2 <= rule.la_above <= 0.3
+def test_equally_good_thresholds_resolve_to_the_default_or_the_middle_of_their_plateau():
+    """Baskets at d = 0 and d = 0.5: every threshold in [0, 0.5) separates them, the default 0.2 among them. With
+    MM baskets at d = 0.25 the plateau is [0.25, 0.5) and the fit takes its middle, not the edge a basket sits on."""
+    counts = np.array([[0, 2, 0, 0]] * 20 + [[1, 1, 0, 0]] * 20, dtype=float)
+    labels = np.array([MM] * 20 + [LA] * 20)
+    assert LabelRule.fit(counts, labels).la_above == 0.2
+    counts = np.array([[1, 3, 0, 0]] * 20 + [[1, 1, 0, 0]] * 20, dtype=float)
+    assert LabelRule.fit(counts, labels).la_above == pytest.approx(0.37, abs=0.011)
+
+
+def test_baskets_that_are_all_xx_leave_the_default_thresholds():
+    counts = np.array([[0, 0, 0, 1], [0, 0, 0, 3]], dtype=float)
+    rule = LabelRule.fit(counts, np.array([XX, XX]))
+    assert (rule.la_above, rule.um_below) == (LabelRule().la_above, LabelRule().um_below)
+    tiers = ProductTiers().fit(basket_lines([["x"], ["x", "y"]], {"x": XX, "y": XX}))
+    assert tier_of(tiers, "x") == ("XX", EXACT)
 
 
 def test_a_product_whose_baskets_every_tier_explains_has_no_confidence():

@@ -11,7 +11,7 @@ import pytest
 
 from infra.providers.program import best_family, metric_definitions
 from ml.bundle import load_bundle
-from ml.train import parse_args
+from ml.train import main, parse_args
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +73,10 @@ def test_pipeline_trained_all_four_families_and_searched_xgboost(small_run):
     assert len(training["xgboost_search"]["trials"]) == small_run.settings.xgb_trials
     card = (small_run.result.report_dir / "model_card.md").read_text()
     assert small_run.result.training["lineage"]["input_sha256"] in card
+
+
+def test_the_validation_window_defaults_to_the_one_the_holdout_plan_chose(channel, tmp_path):
+    lineage = json.loads((channel / "lineage.json").read_text())
+    summary = main(["--train", str(channel), "--model-dir", str(tmp_path / "model"),
+                    "--output-data-dir", str(tmp_path / "output"), "--families", "decision_tree"])
+    assert summary["data"]["validation_weeks"] == lineage["validation_weeks"]

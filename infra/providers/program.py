@@ -23,6 +23,7 @@ from infra.providers.sourcedir import code_version, image_tag
 from infra.providers.training_job import TrainingJob
 from ml.evaluate import Metrics, apply_gate
 from ml.schema import TRAINABLE_LABELS
+from ml.selection import ranking_key
 from ml.settings import GateSettings
 
 TRAINING_PROJECT = "retail-mlops-training"
@@ -177,7 +178,7 @@ def best_family(metrics: Mapping[str, float], families: tuple[str, ...]) -> str 
     scored = [f for f in families if all(f"{f}_{m}" in metrics for m in needed)]
     if not scored:
         return None
-    return max(scored, key=lambda f: tuple(metrics[f"{f}_validation_{m}"] for m in SELECTION_METRICS))
+    return max(scored, key=lambda f: ranking_key(*(metrics[f"{f}_validation_{m}"] for m in SELECTION_METRICS)))
 
 
 def gate_approval(metrics: Mapping[str, float], families: tuple[str, ...], gate: GateSettings) -> tuple[str, str]:

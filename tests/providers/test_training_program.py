@@ -171,3 +171,12 @@ def test_train_cloud_without_the_pulumi_cli_exits_2_saying_how_to_install_it(mon
     result = CliRunner().invoke(app, ["train", "--cloud", "--manifest", "s3://lake/manifests/run.json"])
     assert result.exit_code == 2
     assert "The Pulumi CLI is required for `retail train --cloud`" in result.output
+
+
+def test_validation_scores_closer_than_the_printed_decimals_rank_as_the_job_ranked_them():
+    """The job ranks on the scores rounded as it prints them; equal there, the first family in order wins."""
+    metrics = _family_metrics("xgboost", 0.9, 0.9, 0.9, validation=(0.9000004, 0.95)) | _family_metrics(
+        "logistic_regression", 0.9, 0.9, 0.9, validation=(0.9000001, 0.95)
+    )
+    first = next(f for f in DEFAULT_FAMILIES if f in ("xgboost", "logistic_regression"))
+    assert best_family(metrics, DEFAULT_FAMILIES) == first
