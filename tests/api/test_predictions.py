@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from api.schemas import BatchResponse, PredictResponse
 from ml.bundle import load_bundle
 from ml.registry import Registry
 from tests.api.conftest import AUTH, basket
@@ -14,6 +15,8 @@ def test_predict_returns_the_class_its_probabilities_and_the_model_version(clien
     response = client.post("/v1/predict", json=basket(), headers=AUTH)
     assert response.status_code == 200
     body = response.json()
+    PredictResponse.model_validate(body)
+    assert response.headers["content-type"] == "application/json"
     assert set(body["probabilities"]) == {"LA", "MM", "UM"}
     assert body["prediction"] == max(body["probabilities"], key=body["probabilities"].get)
     assert sum(body["probabilities"].values()) == pytest.approx(1.0)
@@ -22,9 +25,13 @@ def test_predict_returns_the_class_its_probabilities_and_the_model_version(clien
 
 
 def test_predictions_come_from_the_champion_bundle_on_the_same_lines(client, holdout_baskets, small_run):
+    """The service scores through the compiled featurizer; the reference here is the training path (the Polars
+    featurizer and the model's own predict_proba), so the two featurizers are compared end to end."""
     lines, bodies = holdout_baskets
-    _, expected = load_bundle(Registry(small_run.settings).download()).predict_proba(lines)
+    bundle = load_bundle(Registry(small_run.settings).download())
+    expected = bundle.model.predict_proba(bundle.featurizer.matrix(bundle.featurizer.transform(lines)))
     response = client.post("/v1/predict/batch", json={"baskets": bodies}, headers=AUTH)
+    BatchResponse.model_validate(response.json())
     got = np.array([[p["probabilities"][c] for c in ("LA", "MM", "UM")] for p in response.json()["predictions"]])
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
 
