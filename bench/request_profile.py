@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import io
 import json
 import pstats
@@ -86,6 +87,8 @@ def main() -> None:
     if version is None:
         raise SystemExit(f"no champion in {settings.registry_uri}: run `retail demo` or `retail pipeline run` first")
     bundle = load_bundle(Path(registry.download(version)))
+    gc.collect()
+    gc.freeze()  # as the service does after start-up (api/app.py): no full collections over what start-up made
     baskets = sample_baskets(1000)
     bodies = [json.dumps(b).encode() for b in baskets]
     batch_body = json.dumps({"baskets": baskets}).encode()

@@ -121,11 +121,10 @@ class CompiledFeaturizer:
         self._category_price = dict(zip(prices[CATEGORY].to_list(), prices["category_price"].to_list(), strict=True))
         self.divisions = list(featurizer.divisions_)
         self.vocabularies = {c: {v: i for i, v in enumerate(featurizer.vocabularies_[c])} for c in HEADER_CATEGORICALS}
-        probe = self.encode_records([{c: None for c in (*HEADER_CATEGORICALS, *HEADER_NUMERICS)}],
-                                    [[("_", "_", "_", "_", "_", 1.0, 1.0)]])
-        missing = [name for name in self.feature_names if name not in self._columns(probe)]
-        if missing:
-            raise ValueError(f"the compiled featurizer does not compute {', '.join(missing)}")
+        self._positions: dict[tuple[str, ...], np.ndarray] = {}  # each block's columns in the model input
+        # One probe basket lays out the blocks and refuses a featurizer whose features the blocks do not match.
+        self.transform(self.encode_records([{c: None for c in (*HEADER_CATEGORICALS, *HEADER_NUMERICS)}],
+                                           [[("_", "_", "_", "_", "_", 1.0, 1.0)]]))
 
     # ---- products --------------------------------------------------------------------
     def resolve(self, codes: Sequence[str], chains: Sequence[Sequence[str]]) -> tuple[ResolvedProducts, int]:
@@ -237,86 +236,102 @@ class CompiledFeaturizer:
 
     # ---- transform -------------------------------------------------------------------
     def transform(self, batch: EncodedBatch) -> np.ndarray:
-        """The model input: one float32 row per basket, columns in `feature_names` order (as `matrix`)."""
-        columns = self._columns(batch)
-        if not batch.baskets:
-            return np.zeros((0, len(self.feature_names)), dtype=np.float32)
-        return np.column_stack([columns[name] for name in self.feature_names]).astype(np.float32)
+        """The model input: one float32 row per basket, columns in `feature_names` order (as `matrix`).
 
-    def _columns(self, batch: EncodedBatch) -> dict[str, np.ndarray]:
+        Line values are stacked into one matrix per reduction (means, sums, maxima, minima), so a basket's
+        features take four `reduceat` calls whatever their number; each block lands in its columns at once."""
+        out = np.empty((batch.baskets, len(self.feature_names)), dtype=np.float32)
+        if batch.baskets:
+            for names, block in self._blocks(batch):
+                out[:, self._positions[names]] = block
+        return out
+
+    def _blocks(self, batch: EncodedBatch) -> list[tuple[tuple[str, ...], np.ndarray]]:
         products, line = batch.products, batch.line_product
         starts, lines = batch.offsets[:-1], np.diff(batch.offsets).astype(np.float64)
-
-        def total(values: np.ndarray) -> np.ndarray:
-            return np.add.reduceat(values, starts, axis=0) if len(starts) else np.zeros((0, *values.shape[1:]))
-
-        def mean(values: np.ndarray) -> np.ndarray:
-            return total(values) / (lines if values.ndim == 1 else lines[:, None])
-
-        def extreme(values: np.ndarray, ufunc: np.ufunc) -> np.ndarray:
-            return ufunc.reduceat(values, starts, axis=0) if len(starts) else np.zeros((0, *values.shape[1:]))
-
-        columns: dict[str, np.ndarray] = {c: batch.numerics[c] for c in HEADER_NUMERICS}
-        p, log_lift, top = products.p[line], products.log_lift[line], products.top_lift[line]
-        top_onehot = (top[:, None] == np.arange(len(LABELS))).astype(np.float64)
-        for stat, values in (("mean_p", mean(p)), ("max_p", extreme(p, np.maximum)), ("min_p", extreme(p, np.minimum)),
-                             ("mean_log_lift", mean(log_lift)), ("share_top", mean(top_onehot))):
-            columns |= {f"{stat}_{c}": values[:, i] for i, c in enumerate(LABELS)}
+        labels = np.arange(len(LABELS))
 
         line_index = (batch.spend / batch.quantity) / products.category_price[line]
         price_index = np.clip(line_index, *PRICE_CLIP)
         known_index = products.product_index[line]
-        product_index = np.clip(np.where(np.isnan(known_index), line_index, known_index), *PRICE_CLIP)
         log_price = np.log(price_index)
-        columns |= {
-            "mean_log_price_index": mean(log_price),
-            "min_log_price_index": extreme(log_price, np.minimum),
-            "max_log_price_index": extreme(log_price, np.maximum),
-            "share_cheap_lines": mean((price_index < CHEAP_INDEX).astype(np.float64)),
-            "mean_log_product_index": mean(np.log(product_index)),
-            "n_lines": lines,
-            "total_quantity": total(batch.quantity),
-            "log_total_spend": np.log1p(total(batch.spend)),
-            "mean_line_spend": mean(batch.spend),
-            "share_unseen_products": mean(products.unseen[line]),
-        }
+        p = products.p[line]
+        means = [
+            (p, [f"mean_p_{c}" for c in LABELS]),
+            (products.log_lift[line], [f"mean_log_lift_{c}" for c in LABELS]),
+            (products.top_lift[line][:, None] == labels, [f"share_top_{c}" for c in LABELS]),
+            (log_price, ["mean_log_price_index"]),
+            (price_index < CHEAP_INDEX, ["share_cheap_lines"]),
+            (np.log(np.clip(np.where(np.isnan(known_index), line_index, known_index), *PRICE_CLIP)),
+             ["mean_log_product_index"]),
+            (batch.spend, ["mean_line_spend"]),
+            (products.unseen[line], ["share_unseen_products"]),
+        ]
+        minima = [(p, [f"min_p_{c}" for c in LABELS]), (log_price, ["min_log_price_index"])]
+        if self.has_tiers:
+            means += self._tier_means(products, line)
+            minima.append((products.tier_confidence[line], ["tier_min_confidence"]))
+        maxima = [(p, [f"max_p_{c}" for c in LABELS]), (log_price, ["max_log_price_index"])]
+
+        blocks = []
+        for parts, reduce in ((means, np.add), (maxima, np.maximum), (minima, np.minimum)):
+            stacked = np.column_stack([values.astype(np.float64, copy=False) for values, _ in parts])
+            reduced = reduce.reduceat(stacked, starts, axis=0)
+            if parts is means:
+                reduced /= lines[:, None]
+            blocks.append((tuple(name for _, names in parts for name in names), reduced))
+        totals = np.add.reduceat(np.column_stack([batch.quantity, batch.spend]), starts, axis=0)
+        blocks.append((("total_quantity", "log_total_spend"), np.column_stack([totals[:, 0], np.log1p(totals[:, 1])])))
+
         division = products.division[line]
         basket = np.repeat(np.arange(batch.baskets), np.diff(batch.offsets))
         per_division = np.bincount(basket * batch.divisions + division, minlength=batch.baskets * batch.divisions)
         per_division = per_division.reshape(batch.baskets, batch.divisions)
-        columns["n_divisions"] = (per_division > 0).sum(axis=1).astype(np.float64)
-        columns |= {f"share_{d}": per_division[:, i] / lines for i, d in enumerate(self.divisions)}
-
-        if self.has_tiers:
-            columns |= self._tier_columns(products, line, mean, extreme)
+        blocks += [
+            (("n_lines", "n_divisions", "no_card", *HEADER_NUMERICS),
+             np.column_stack([lines, (per_division > 0).sum(axis=1), batch.no_card,
+                              *[batch.numerics[c] for c in HEADER_NUMERICS]])),
+            (tuple(f"share_{d}" for d in self.divisions), per_division[:, : len(self.divisions)] / lines[:, None]),
+        ]
         for c in HEADER_CATEGORICALS:
-            codes = batch.categorical[c]
-            columns |= {f"{c}={v}": (codes == i).astype(np.float64) for v, i in self.vocabularies[c].items()}
-        columns["no_card"] = batch.no_card
-        return columns
+            vocabulary = self.vocabularies[c]
+            blocks.append((tuple(f"{c}={v}" for v in vocabulary),
+                           batch.categorical[c][:, None] == np.arange(len(vocabulary))))
+        if not self._positions:
+            self._index_blocks([names for names, _ in blocks])
+        return blocks
+
+    def _index_blocks(self, block_names: list[tuple[str, ...]]) -> None:
+        """Where each block's columns go; the blocks must cover `feature_names` exactly."""
+        computed = [name for names in block_names for name in names]
+        missing = sorted(set(self.feature_names) - set(computed))
+        if missing:
+            raise ValueError(f"the compiled featurizer does not compute {', '.join(missing)}")
+        extra = sorted(set(computed) - set(self.feature_names))
+        if extra:
+            raise ValueError(f"the compiled featurizer computes features the model does not take: {', '.join(extra)}")
+        position = {name: i for i, name in enumerate(self.feature_names)}
+        for names in block_names:
+            self._positions[names] = np.array([position[name] for name in names], dtype=np.int64)
 
     @staticmethod
-    def _tier_columns(products: ResolvedProducts, line: np.ndarray, mean, extreme) -> dict[str, np.ndarray]:
-        """What `ml.features._tier_aggregations` computes, over the same line values."""
+    def _tier_means(products: ResolvedProducts, line: np.ndarray) -> list[tuple[np.ndarray, list[str]]]:
+        """The line values whose basket means `ml.features._tier_aggregations` computes."""
         tier = products.tier[line]
-        likeliest = tier.argmax(axis=1)
+        hard = tier.argmax(axis=1)[:, None] == np.arange(len(TIERS))
         kind = products.tier_kind[line]
-        hard = (likeliest[:, None] == np.arange(len(TIERS))).astype(np.float64)
-        exact = (kind == EXACT).astype(np.float64)
-        shares, hard_shares, exact_shares = mean(tier), mean(hard), mean(hard * exact[:, None])
-        columns = {}
-        for i, t in enumerate(TIERS):
-            columns |= {f"tier_share_{t}": shares[:, i], f"tier_hard_share_{t}": hard_shares[:, i],
-                        f"tier_exact_share_{t}": exact_shares[:, i]}
-        return columns | {
-            "tier_d": mean(tier[:, LA] - tier[:, UM]),
-            "tier_hard_d": mean(hard[:, LA] - hard[:, UM]),
-            "tier_exact_lines": mean(exact),
-            "tier_estimated_lines": mean((kind == ESTIMATED).astype(np.float64)),
-            "tier_unseen_lines": mean((kind == UNSEEN).astype(np.float64)),
-            "tier_uncertainty": mean(1.0 - tier.max(axis=1)),
-            "tier_min_confidence": extreme(products.tier_confidence[line], np.minimum),
-        }
+        exact = kind == EXACT
+        return [
+            (tier, [f"tier_share_{t}" for t in TIERS]),
+            (hard, [f"tier_hard_share_{t}" for t in TIERS]),
+            (hard & exact[:, None], [f"tier_exact_share_{t}" for t in TIERS]),
+            (tier[:, LA] - tier[:, UM], ["tier_d"]),
+            (hard[:, LA].astype(np.float64) - hard[:, UM], ["tier_hard_d"]),
+            (exact, ["tier_exact_lines"]),
+            (kind == ESTIMATED, ["tier_estimated_lines"]),
+            (kind == UNSEEN, ["tier_unseen_lines"]),
+            (1.0 - tier.max(axis=1), ["tier_uncertainty"]),
+        ]
 
 
 def _contiguous(lines: pl.DataFrame) -> pl.DataFrame:
