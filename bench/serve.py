@@ -1,20 +1,34 @@
 """Load test: this service against `mlflow models serve` on the same champion, same load, same workers.
 
-    uv run python -m bench.serve [--workers 1] [--connections 16] [--duration 10]
+    uv run python -m bench.serve [--workers 1] [--connections 16] [--duration 10] [--skip-peer] [--json PATH]
 
 Both servers run on 127.0.0.1 with the same number of worker processes and
 POLARS_MAX_THREADS=1, serving the registry's champion (RETAIL_REGISTRY_URI,
 RETAIL_MODEL_NAME). wrk, in its own process, sends the same synthetic baskets to
 both, in each server's input format (this API's JSON basket; MLflow's pandas
-`dataframe_split` of lines), runs one at a time and bounded in time:
+`dataframe_split` of lines), runs one at a time and bounded in time (`--duration`
+seconds each, half that for MLflow's batch, plus 3 s warm-ups):
 
 1. single baskets at fixed concurrency: each server's saturation throughput;
-2. this service paced at the MLflow server's saturation throughput: latency at the
+2. this service alone on one connection, unpaced: the latency of one request at a time;
+3. this service paced at the MLflow server's saturation throughput: latency at the
    load where the peer saturates;
-3. one batch of 1,000 baskets per request, one connection: batch latency.
+4. this service paced at a fixed 500 req/s (issue 11's load);
+5. one batch of 1,000 baskets per request, one connection: batch latency.
 
-It prints throughput and p50/p95/p99 for each run and the throughput ratio. wrk is
-not installed by this script: `apt-get install wrk` (Debian/Ubuntu) or `brew install wrk`.
+wrk has no constant-rate mode (wrk2 has), so the Lua script paces: the connections
+share one schedule of random (Poisson) send times at the target rate, and a
+connection that gets its response waits for the next free time on it (a think time
+of connections / rate - service time on average, without having to know the service
+time). A connection that is late sends at once, so slow responses do not lower the
+offered rate as long as one of the connections is free; when none is, the run falls
+short of the rate. The rate achieved is printed next to the target, with a warning
+when they differ by more than 10%.
+
+It prints throughput and p50/p95/p99 for each run, the throughput ratio, and issue
+11's targets next to the measured values (met / NOT met); `--json PATH` writes all of
+it. `--skip-peer` leaves MLflow out (quick runs: no ratio, no run 3). wrk is not
+installed by this script: `apt-get install wrk` (Debian/Ubuntu) or `brew install wrk`.
 """
 
 from __future__ import annotations
@@ -30,7 +44,7 @@ import sys
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
@@ -44,26 +58,59 @@ from ml.synth import SynthConfig, generate
 
 SINGLE_BASKETS = 200  # distinct single-basket bodies, sent in rotation
 BATCH_BASKETS = 1000
+PACED_RATE = 500.0  # req/s: issue 11's paced load
+RATE_TOLERANCE = 0.10  # achieved rate further than this from the target is reported as off target
+LATE_TOLERANCE = 0.01  # more requests than this waiting for a free connection: the paced latencies are understated
+# Issue 11's targets.
+MIN_RATIO = 12.0  # single-basket saturation throughput, this service / mlflow models serve
+MAX_IDLE_P50_MS = 1.5  # one connection, unpaced
+MAX_PACED_P99_MS = 10.0  # at PACED_RATE (strictly below)
+MAX_BATCH_P95_MS = 30.0  # one 1,000-basket batch per request (strictly below)
 WRK_SCRIPT = """
 local bodies = {}
 for line in io.lines(os.getenv("BENCH_BODIES")) do bodies[#bodies + 1] = line end
 local headers = {["Content-Type"] = "application/json"}
 local key = os.getenv("BENCH_API_KEY")
 if key ~= nil and key ~= "" then headers["X-API-Key"] = key end
-local pause = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
+local rate = tonumber(os.getenv("BENCH_RATE") or "0")
 local i = 0
 request = function()
   i = i % #bodies + 1
   return wrk.format("POST", nil, headers, bodies[i])
 end
--- Exponential think time: connections send independently instead of in step.
-if pause > 0 then delay = function() return -pause * math.log(1 - math.random()) end end
+-- Pacing at `rate` req/s: one schedule of send times for all connections (exponential gaps: Poisson arrivals,
+-- so the connections do not send in step). After a response, wrk asks `delay()` how long to wait before the next
+-- request; the answer is the time left to the next send time on the schedule. Waiting on an absolute schedule
+-- rather than for a fixed think time keeps the rate whatever the service time; `late` counts requests whose time
+-- had passed when their connection became free (all connections were busy: the client was the bottleneck).
+late = 0
+if rate > 0 then
+  local ffi = require("ffi")
+  ffi.cdef("typedef struct { long sec; long nsec; } bench_timespec; int clock_gettime(int, bench_timespec *);")
+  local now, monotonic = ffi.new("bench_timespec"), ffi.os == "OSX" and 6 or 1
+  local function clock_ms()
+    ffi.C.clock_gettime(monotonic, now)
+    return tonumber(now.sec) * 1000 + tonumber(now.nsec) / 1e6
+  end
+  local gap, next_at = 1000 / rate, nil
+  delay = function()
+    local t = clock_ms()
+    next_at = (next_at or t) - gap * math.log(1 - math.random())
+    if next_at < t then late = late + 1 end
+    return math.max(next_at - t, 0)
+  end
+end
+local threads = {}
+setup = function(thread) threads[#threads + 1] = thread end
 done = function(summary, latency, requests)
-  local e = summary.errors
+  local e, behind = summary.errors, 0
+  for _, thread in ipairs(threads) do behind = behind + thread:get("late") end
   io.write(string.format(
-    'BENCH {"requests": %d, "seconds": %f, "failed": %d, "p50_ms": %f, "p95_ms": %f, "p99_ms": %f}\\n',
-    summary.requests, summary.duration / 1e6, e.connect + e.read + e.write + e.timeout + e.status,
-    latency:percentile(50) / 1000, latency:percentile(95) / 1000, latency:percentile(99) / 1000))
+    'BENCH {"requests": %d, "seconds": %f, "failed": %d, "timeouts": %d, "late": %d, "mean_ms": %f, '
+    .. '"p50_ms": %f, "p95_ms": %f, "p99_ms": %f}\\n',
+    summary.requests, summary.duration / 1e6, e.connect + e.read + e.write + e.timeout + e.status, e.timeout,
+    behind, latency.mean / 1000, latency:percentile(50) / 1000, latency:percentile(95) / 1000,
+    latency:percentile(99) / 1000))
 end
 """
 
@@ -73,7 +120,10 @@ class Result:
     name: str
     requests: int
     seconds: float
-    failed: int
+    failed: int  # connect, read, write and status (>= 400) errors and timeouts: wrk counts them in `requests`
+    timeouts: int
+    late: int  # paced runs: requests sent after their scheduled time, no connection being free
+    mean_ms: float
     p50_ms: float
     p95_ms: float
     p99_ms: float
@@ -84,7 +134,110 @@ class Result:
 
     def row(self) -> str:
         return (f"{self.name:<44} {self.throughput:>9.1f} {self.p50_ms:>8.2f} {self.p95_ms:>8.2f} "
-                f"{self.p99_ms:>8.2f} {self.failed:>7d}")
+                f"{self.p99_ms:>8.2f} {self.failed:>7d} {self.timeouts:>8d}")
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "throughput": self.throughput}
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """A paced run's target rate and the rate it achieved: they differ when no connection was free to send."""
+
+    target_rate: float
+    connections: int
+    seconds: float
+    requests: int
+    achieved_rate: float
+    late: int
+
+    @property
+    def gap(self) -> float:
+        """Achieved rate relative to the target: -0.2 is 20% short."""
+        return self.achieved_rate / self.target_rate - 1
+
+    @property
+    def noise(self) -> float:
+        """Relative standard deviation of the rate from the random arrivals alone (Poisson: 1 / sqrt(count))."""
+        return (self.target_rate * self.seconds) ** -0.5
+
+    @property
+    def on_target(self) -> bool:
+        return abs(self.gap) <= RATE_TOLERANCE
+
+    @property
+    def late_share(self) -> float:
+        """Requests that waited for a free connection: wrk times from the send, so their wait is not measured."""
+        return self.late / max(self.requests, 1)
+
+    def as_dict(self) -> dict:
+        return {**asdict(self), "gap": self.gap, "noise": self.noise, "on_target": self.on_target,
+                "late_share": self.late_share}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of issue 11's targets and what was measured; `met` is None when it was not measured."""
+
+    text: str
+    value: float | None
+    unit: str
+    met: bool | None
+    note: str = ""
+
+    def row(self) -> str:
+        measured = "-" if self.value is None else f"{self.value:.2f}{'' if self.unit == 'x' else ' '}{self.unit}"
+        status = {True: "met", False: "NOT met", None: "not measured"}[self.met]
+        return f"{self.text:<52} {measured:>12}  {status}{f' ({self.note})' if self.note else ''}"
+
+
+def failures_note(*results: Result) -> str:
+    """Why a target measured on these runs cannot count as met: failed requests are counted as served by wrk
+    (status errors) or missing from its latencies (timeouts)."""
+    failed = sum(r.failed for r in results)
+    return f"{failed} failed requests" if failed else ""
+
+
+def check_targets(ours: Result, peer: Result | None, idle: Result, paced: Result, pacing: Pacing,
+                  batch: Result, connections: int) -> list[Target]:
+    """Issue 11's targets against the measured runs. A target with failed requests in its runs is not met
+    whatever the latencies say, nor is the paced one at a rate off the target or with more than 1% of its
+    requests waiting for a connection (the latencies leave that wait out)."""
+    text = f"throughput >= {MIN_RATIO:g}x mlflow models serve, c={connections}"
+    if peer is None:
+        targets = [Target(text, None, "x", None, "--skip-peer")]
+    else:
+        ratio, note = ours.throughput / peer.throughput, failures_note(ours, peer)
+        targets = [Target(text, ratio, "x", ratio >= MIN_RATIO and not note, note)]
+    note = failures_note(idle)
+    targets.append(Target(f"one connection p50 <= {MAX_IDLE_P50_MS:g} ms", idle.p50_ms, "ms",
+                          idle.p50_ms <= MAX_IDLE_P50_MS and not note, note))
+    notes = [failures_note(paced)]
+    if not pacing.on_target:
+        notes.append(f"achieved {pacing.achieved_rate:.0f} req/s, not {pacing.target_rate:.0f}")
+    if pacing.late_share > LATE_TOLERANCE:
+        notes.append(f"{pacing.late_share:.0%} of requests waited for a connection")
+    note = "; ".join(n for n in notes if n)
+    targets.append(Target(f"p99 < {MAX_PACED_P99_MS:g} ms at {pacing.target_rate:.0f} req/s", paced.p99_ms, "ms",
+                          paced.p99_ms < MAX_PACED_P99_MS and not note, note))
+    note = failures_note(batch)
+    targets.append(Target(f"{BATCH_BASKETS:,}-basket batch p95 < {MAX_BATCH_P95_MS:g} ms", batch.p95_ms, "ms",
+                          batch.p95_ms < MAX_BATCH_P95_MS and not note, note))
+    return targets
+
+
+def pacing_lines(name: str, pacing: Pacing) -> list[str]:
+    """The paced run's set-up and achieved rate, and a warning when the rate was not the one asked for."""
+    lines = [f"{name}: target {pacing.target_rate:.1f} req/s over {pacing.connections} connections, achieved "
+             f"{pacing.achieved_rate:.1f} req/s ({pacing.gap:+.1%}; random arrivals alone: +/-{pacing.noise:.1%} "
+             f"s.d.); {pacing.late} of {pacing.requests} requests sent late (no connection free at their time)"]
+    if not pacing.on_target:
+        lines.append(f"  WARNING: the achieved rate is more than {RATE_TOLERANCE:.0%} off the target: the latencies "
+                     f"of this run are at {pacing.achieved_rate:.0f} req/s, not {pacing.target_rate:.0f} req/s")
+    if pacing.late_share > LATE_TOLERANCE:
+        lines.append(f"  WARNING: {pacing.late_share:.0%} of requests waited for a free connection (the server "
+                     f"fell behind); wrk times from the send, so the latencies above leave that wait out")
+    return lines
 
 
 def sample_baskets(count: int) -> list[dict]:
@@ -145,19 +298,31 @@ def running(name: str, command: list[str], env: dict[str, str], ready_url: str, 
 
 
 def wrk(name: str, url: str, bodies: Path, script: Path, connections: int, seconds: int,
-        api_key: str = "", delay_ms: float = 0.0) -> Result:
-    env = {**os.environ, "BENCH_BODIES": str(bodies), "BENCH_API_KEY": api_key, "BENCH_DELAY_MS": f"{delay_ms:.3f}"}
+        api_key: str = "", rate: float = 0.0) -> Result:
+    """One wrk run; with `rate`, paced at that many requests per second (see the Lua script), else unpaced."""
+    env = {**os.environ, "BENCH_BODIES": str(bodies), "BENCH_API_KEY": api_key, "BENCH_RATE": f"{rate:.3f}"}
     command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url]
     output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     line = next(x for x in output.splitlines() if x.startswith("BENCH "))
     return Result(name, **json.loads(line.removeprefix("BENCH ")))
 
 
+def paced(name: str, rate: float, url: str, bodies: Path, script: Path, connections: int, seconds: int,
+          api_key: str) -> tuple[Result, Pacing]:
+    """A run paced at `rate` req/s, with the rate it achieved: wrk's pacing can fall short of the target."""
+    result = wrk(name, url, bodies, script, connections, seconds, api_key, rate)
+    return result, Pacing(rate, connections, result.seconds, result.requests, result.throughput, result.late)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=1, help="server worker processes, on both sides")
-    parser.add_argument("--connections", type=int, default=16, help="concurrent connections for single baskets")
+    parser.add_argument("--connections", type=int, default=16,
+                        help="concurrent connections for single baskets, saturated and paced")
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
+    parser.add_argument("--skip-peer", action="store_true",
+                        help="do not run `mlflow models serve` (quicker; no throughput ratio)")
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write every measured number to PATH")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not on PATH: install it (`apt-get install wrk` on Debian/Ubuntu, `brew install wrk` on "
@@ -183,9 +348,11 @@ def main() -> None:
     script = work / "bench.lua"
     script.write_text(WRK_SCRIPT)
     mean_lines = sum(len(b["lines"]) for b in singles) / len(singles)
+    load_start = os.getloadavg()
     print(f"champion version {champion}; {args.workers} worker(s) per server; wrk -t1 -c{args.connections}, "
           f"{args.duration}s runs; {len(singles)} single baskets ({mean_lines:.1f} lines on average); "
-          f"batch of {len(baskets)} baskets; {os.cpu_count()} CPUs", flush=True)
+          f"batch of {len(baskets)} baskets; {os.cpu_count()} CPUs; load average {load_start[0]:.2f} "
+          f"(1 min) at start{'; peer skipped' if args.skip_peer else ''}", flush=True)
 
     common = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1"}
     api_key = secrets.token_urlsafe(24)
@@ -193,42 +360,70 @@ def main() -> None:
     api_env = {**common, "RETAIL_API_KEYS": api_key, "RETAIL_RELOAD_INTERVAL_SECONDS": "0"}
     api_cmd = [sys.executable, "-m", "api", "--host", "127.0.0.1", "--port", str(api_port),
                "--workers", str(args.workers)]
-    mlflow_env = {**common, "MLFLOW_TRACKING_URI": settings.registry_uri, "MLFLOW_REGISTRY_URI": settings.registry_uri}
-    mlflow_cmd = [str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m",
+    # `mlflow models serve` starts `uvicorn` from PATH: this interpreter's scripts first, also without `uv run`.
+    scripts = Path(sys.executable).parent
+    mlflow_env = {**common, "MLFLOW_TRACKING_URI": settings.registry_uri, "MLFLOW_REGISTRY_URI": settings.registry_uri,
+                  "PATH": os.pathsep.join([str(scripts), os.environ.get("PATH", "")])}
+    mlflow_cmd = [str(scripts / "mlflow"), "models", "serve", "-m",
                   f"models:/{settings.model_name}@champion", "--env-manager", "local", "-h", "127.0.0.1",
                   "-p", str(mlflow_port), "-w", str(args.workers)]
     api_url, mlflow_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{mlflow_port}"
-    results: list[Result] = []
+    runs: dict[str, Result] = {}
+    pacings: dict[str, Pacing] = {}
     c, d = args.connections, args.duration
+    peer = None
 
-    with running("mlflow models serve", mlflow_cmd, mlflow_env, f"{mlflow_url}/ping", work / "mlflow.log"):
-        invocations = f"{mlflow_url}/invocations"
-        wrk("warm-up", invocations, work / "mlflow_single.jsonl", script, c, 3)
-        peer = wrk(f"mlflow serve: single, c={c}", invocations, work / "mlflow_single.jsonl", script, c, d)
-        results.append(peer)
-        results.append(wrk("mlflow serve: batch of 1000, c=1", invocations, work / "mlflow_batch.jsonl", script, 1,
-                           max(d // 2, 3)))
+    if not args.skip_peer:
+        with running("mlflow models serve", mlflow_cmd, mlflow_env, f"{mlflow_url}/ping", work / "mlflow.log"):
+            invocations = f"{mlflow_url}/invocations"
+            wrk("warm-up", invocations, work / "mlflow_single.jsonl", script, c, 3)
+            peer = runs["mlflow_single"] = wrk(f"mlflow serve: single, c={c}", invocations,
+                                               work / "mlflow_single.jsonl", script, c, d)
+            runs["mlflow_batch"] = wrk("mlflow serve: batch of 1000, c=1", invocations, work / "mlflow_batch.jsonl",
+                                       script, 1, max(d // 2, 3))
 
     with running("retail API", api_cmd, api_env, f"{api_url}/health/ready", work / "api.log"):
-        predict = f"{api_url}/v1/predict"
-        wrk("warm-up", predict, work / "api_single.jsonl", script, c, 3, api_key)
-        ours = wrk(f"retail API: single, c={c}", predict, work / "api_single.jsonl", script, c, d, api_key)
-        results.append(ours)
-        idle = wrk("retail API: single, c=1", predict, work / "api_single.jsonl", script, 1, 3, api_key)
-        results.append(idle)
-        # Pace each connection (random think time, mean `delay`) so the offered load is the peer's saturation
-        # throughput.
-        delay = max(c * 1000 / peer.throughput - idle.p50_ms, 0.0)
-        results.append(wrk(f"retail API: paced at mlflow's {peer.throughput:.0f} req/s", predict,
-                           work / "api_single.jsonl", script, c, d, api_key, delay))
-        results.append(wrk("retail API: batch of 1000, c=1", f"{api_url}/v1/predict/batch", work / "api_batch.jsonl",
-                           script, 1, max(d // 2, 3), api_key))
+        predict, singles_file = f"{api_url}/v1/predict", work / "api_single.jsonl"
+        wrk("warm-up", predict, singles_file, script, c, 3, api_key)
+        ours = runs["api_single"] = wrk(f"retail API: single, c={c}", predict, singles_file, script, c, d, api_key)
+        idle = runs["api_single_c1"] = wrk("retail API: single, c=1", predict, singles_file, script, 1, d, api_key)
+        if peer is not None:
+            runs["api_paced_peer"], pacings["api_paced_peer"] = paced(
+                f"retail API: paced at mlflow's {peer.throughput:.0f} req/s", peer.throughput, predict,
+                singles_file, script, c, d, api_key)
+        runs["api_paced"], pacings["api_paced"] = paced(
+            f"retail API: paced at {PACED_RATE:.0f} req/s", PACED_RATE, predict, singles_file, script, c, d, api_key)
+        runs["api_batch"] = wrk("retail API: batch of 1000, c=1", f"{api_url}/v1/predict/batch",
+                                work / "api_batch.jsonl", script, 1, d, api_key)
+    load_end = os.getloadavg()
 
-    print(f"\n{'run':<44} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'failed':>7}")
-    for result in results:
+    print(f"\n{'run':<44} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'failed':>7} {'timeouts':>8}")
+    for result in runs.values():
         print(result.row())
-    print(f"\nthroughput ratio, single baskets at c={c}: {ours.throughput / peer.throughput:.1f}x "
-          f"(retail API {ours.throughput:.0f} req/s, mlflow serve {peer.throughput:.0f} req/s)")
+    print()
+    for key, pacing in pacings.items():
+        print("\n".join(pacing_lines(runs[key].name, pacing)))
+    if peer is not None:
+        print(f"\nthroughput ratio, single baskets at c={c}: {ours.throughput / peer.throughput:.1f}x "
+              f"(retail API {ours.throughput:.0f} req/s, mlflow serve {peer.throughput:.0f} req/s)")
+    targets = check_targets(ours, peer, idle, runs["api_paced"], pacings["api_paced"], runs["api_batch"], c)
+    print(f"\n{'issue 11 target':<52} {'measured':>12}  status")
+    for target in targets:
+        print(target.row())
+    print(f"\nload average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in load_start)} at start, "
+          f"{' '.join(f'{x:.2f}' for x in load_end)} at end, on {os.cpu_count()} CPUs")
+    if args.json is not None:
+        args.json.write_text(json.dumps({
+            "config": {"champion_version": str(champion), "workers": args.workers, "connections": c,
+                       "duration_s": d, "cpus": os.cpu_count(), "single_baskets": len(singles),
+                       "mean_lines": mean_lines, "batch_baskets": len(baskets), "skip_peer": args.skip_peer},
+            "load_average": {"start": list(load_start), "end": list(load_end)},
+            "runs": {key: result.as_dict() for key, result in runs.items()},
+            "pacing": {key: pacing.as_dict() for key, pacing in pacings.items()},
+            "throughput_ratio": None if peer is None else ours.throughput / peer.throughput,
+            "targets": [asdict(target) for target in targets],
+        }, indent=2) + "\n")
+        print(f"wrote {args.json}")
     shutil.rmtree(work)
 
 

@@ -1,0 +1,63 @@
+"""bench/serve.py's pure helpers: pacing verdicts and issue 11's target checks (no servers, no wrk)."""
+
+from __future__ import annotations
+
+from bench.serve import PACED_RATE, Pacing, Result, check_targets, pacing_lines
+
+
+def result(name: str = "run", requests: int = 1000, seconds: float = 1.0, failed: int = 0, p50: float = 1.0,
+           p95: float = 2.0, p99: float = 3.0) -> Result:
+    return Result(name, requests, seconds, failed, timeouts=0, late=0, mean_ms=p50, p50_ms=p50, p95_ms=p95,
+                  p99_ms=p99)
+
+
+def targets(peer: Result | None = None, pacing: Pacing | None = None, **changes):
+    """The checks on runs that meet every target, but for `changes`."""
+    runs = {"ours": result(requests=1300), "idle": result(p50=1.2), "paced": result(requests=500, p99=4.0),
+            "batch": result(requests=50, p95=25.0)} | changes
+    pacing = pacing or Pacing(PACED_RATE, 16, 1.0, 500, runs["paced"].throughput, 0)
+    return check_targets(runs["ours"], peer, runs["idle"], runs["paced"], pacing, runs["batch"], 16)
+
+
+def pacing(achieved: float, late: int = 0) -> Pacing:
+    return Pacing(500, 16, 10.0, round(achieved * 10), achieved, late)
+
+
+def test_pacing_within_ten_percent_is_on_target_and_further_is_warned_about():
+    assert pacing(455).on_target and pacing(545).on_target
+    short = pacing(440)
+    assert not short.on_target and round(short.gap, 3) == -0.12
+    assert not any("WARNING" in line for line in pacing_lines("run", pacing(498, late=40)))
+    assert any("WARNING" in line and "440 req/s" in line for line in pacing_lines("run", short))
+    assert round(short.noise, 4) == round(5000**-0.5, 4)  # 500 req/s for 10 s: about 1.4%
+
+
+def test_many_late_sends_are_warned_about_and_fail_the_paced_target():
+    late = pacing(500, late=51)  # just over 1% of 5000
+    assert late.on_target and any("waited for a free connection" in line for line in pacing_lines("run", late))
+    checked = targets(pacing=late)[2]
+    assert checked.met is False and "waited for a connection" in checked.note
+
+
+def test_all_targets_met():
+    checked = targets(peer=result(requests=100))
+    assert [t.met for t in checked] == [True, True, True, True]
+    assert checked[0].value == 13.0
+
+
+def test_each_target_can_fail_on_its_own_number():
+    checked = targets(peer=result(requests=200), idle=result(p50=1.6), paced=result(requests=500, p99=10.0),
+                      batch=result(requests=30, p95=30.0))
+    assert [t.met for t in checked] == [False, False, False, False]  # 6.5x; 1.6 > 1.5; 10 is not < 10; 30 not < 30
+
+
+def test_skip_peer_leaves_the_ratio_unmeasured():
+    ratio = targets()[0]
+    assert ratio.met is None and ratio.value is None and "not measured" in ratio.row()
+
+
+def test_failed_requests_or_an_off_target_rate_mean_not_met():
+    assert targets(batch=result(requests=50, p95=25.0, failed=3))[3].met is False
+    assert targets(peer=result(requests=100, failed=1))[0].met is False
+    off = targets(pacing=Pacing(PACED_RATE, 16, 1.0, 300, 300, 0))[2]
+    assert off.met is False and "achieved 300 req/s" in off.note
