@@ -1,0 +1,184 @@
+"""Benchmark: `retail score` (ml/score.py) on the full-size synthetic file.
+
+Synthesises the full-size file once (kept in the work folder and reused), takes a model
+bundle (`--bundle`, a folder or s3:// prefix; without it, one is trained by the pipeline on
+a small synthetic file, as bench/pipeline.py runs it), scores every week of the file into a
+lake under the work folder, and prints what it measured: load seconds (reading, ingesting
+and spilling the input by week), scoring seconds (validation, features and model,
+writing), baskets per second of the scoring, and the process's peak resident memory,
+sampled every 20 ms. `--json` also writes the measurements to a file.
+
+    uv run python bench/score.py [--rows 2700000] [--bundle PATH] [--workdir work/bench-score] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+from cli.score import choose_model
+from ml.pipeline import run_pipeline
+from ml.progress import StageTimer
+from ml.score import CHUNK_LINES, PIECE_BYTES, ScoringInput, score
+from ml.settings import Settings
+from ml.synth import SynthConfig, generate, write_csv
+
+TARGET_BASKETS_PER_SECOND = 100_000
+TARGET_PEAK_GB = 2.0
+TRAIN_ROWS = 40_000
+
+
+class MemorySampler:
+    """Peak RSS of this process, sampled in a background thread (as in bench/pipeline.py)."""
+
+    def __init__(self, interval: float = 0.02):
+        self.interval = interval
+        self.process = psutil.Process()
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(self.interval)
+
+    def start(self) -> None:
+        self.peak = self.process.memory_info().rss
+        self._thread.start()
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return max(self.peak, self.process.memory_info().rss)
+
+    def take(self) -> int:
+        """The peak since the last `take` (or the start); starts a new window."""
+        peak, self.peak = max(self.peak, self.process.memory_info().rss), self.process.memory_info().rss
+        return peak
+
+
+class MeasuredTimer(StageTimer):
+    """A StageTimer that keeps each stage's peak RSS (the load stage of `ml.score.score`)."""
+
+    def __init__(self, sampler: MemorySampler, console: Console):
+        super().__init__(console)
+        self.sampler = sampler
+        self.peak_bytes: dict[str, int] = {}
+
+    @contextmanager
+    def stage(self, name: str, description: str):
+        self.sampler.take()
+        with super().stage(name, description):
+            yield
+        self.peak_bytes[name] = self.sampler.take()
+
+
+def settings_in(folder: Path) -> Settings:
+    return Settings(
+        lake_root=str(folder / "lake"),
+        registry_uri=f"sqlite:///{folder / 'registry' / 'mlflow.db'}",
+        artifact_root=folder / "registry" / "artifacts",
+        work_dir=folder / "work",
+    )
+
+
+def full_size_file(workdir: Path, rows: int, console: Console) -> Path:
+    """The synthetic file of `rows` rows (default seed), made once and reused."""
+    data, stamp = workdir / f"transaction-{rows}.csv", workdir / f"transaction-{rows}.json"
+    made = {"rows": rows, "bytes": data.stat().st_size} if data.is_file() else None
+    if made and stamp.is_file() and json.loads(stamp.read_text()) == made:
+        console.print(f"Reusing {data}")
+        return data
+    with StageTimer(console).stage("synth", f"Synthesising {rows:,} rows"):
+        write_csv(generate(SynthConfig(rows=rows)), data)
+    stamp.write_text(json.dumps({"rows": rows, "bytes": data.stat().st_size}))
+    return data
+
+
+def trained_bundle(workdir: Path, console: Console) -> str:
+    """A bundle from a pipeline run on a small synthetic file (another seed than the scored file)."""
+    folder = workdir / "train"
+    data = folder / "transaction.csv"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_csv(generate(SynthConfig(rows=TRAIN_ROWS, seed=3)), data)
+    result = run_pipeline(data, settings_in(folder), StageTimer(console))
+    return str(folder / "work" / result.run_id / "model")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=SynthConfig.rows)
+    parser.add_argument("--bundle", help="model bundle folder or s3:// prefix [default: train one on a small file]")
+    parser.add_argument("--workdir", type=Path, default=Path("work/bench-score"))
+    parser.add_argument("--chunk-lines", type=int, default=CHUNK_LINES)
+    parser.add_argument("--piece-bytes", type=int, default=PIECE_BYTES)
+    parser.add_argument("--json", type=Path, help="also write the measurements to this file")
+    args = parser.parse_args()
+
+    console = Console(stderr=True)
+    args.workdir.mkdir(parents=True, exist_ok=True)
+    data = full_size_file(args.workdir, args.rows, console)
+    bundle = args.bundle or trained_bundle(args.workdir, console)
+    settings = settings_in(args.workdir / "score")
+    model = choose_model(settings, bundle=bundle)
+    console.print(f"Model: {bundle} ({model.family}, {model.version})")
+
+    sampler = MemorySampler()
+    baseline = sampler.process.memory_info().rss
+    sampler.start()
+    timer = MeasuredTimer(sampler, console)
+    cpu = time.process_time()
+    result = score(ScoringInput(str(data)), model, settings, timer, chunk_lines=args.chunk_lines,
+                   piece_bytes=args.piece_bytes)
+    cpu = time.process_time() - cpu
+    scoring_peak = sampler.take()
+    peak = max(sampler.stop(), timer.peak_bytes["load"], scoring_peak)
+
+    seconds, counts = result.seconds, result.counts
+    scoring = seconds["total"] - seconds["load"]
+    features_model_write = seconds.get("predict", 0) + seconds.get("write", 0)
+    baskets = counts["baskets_scored"]
+    rate = baskets / scoring
+    table = Table(title=f"Scoring benchmark: {counts['lines_read']:,} lines, {baskets:,} baskets, "
+                        f"{counts['weeks']} weeks, {os.cpu_count()} cores, Python {platform.python_version()}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_row("load s (read, ingest, spill by week)", f"{seconds['load']:.1f}")
+    table.add_row("  validate s", f"{seconds.get('validate', 0):.1f}")
+    table.add_row("  features + model s (predict_proba)", f"{seconds.get('predict', 0):.1f}")
+    table.add_row("  write s", f"{seconds.get('write', 0):.1f}")
+    table.add_row("scoring s (after load: validate, features + model, write)", f"{scoring:.1f}")
+    table.add_row("baskets/s (scoring after load)", f"{rate:,.0f}")
+    table.add_row("baskets/s (features + model + write)", f"{baskets / max(features_model_write, 1e-9):,.0f}")
+    table.add_row("total s (CPU s of this process)", f"{seconds['total']:.1f} ({cpu:.1f})")
+    table.add_row("RSS before scoring (GB)", f"{baseline / 1e9:.2f}")
+    table.add_row("peak RSS while loading (GB)", f"{timer.peak_bytes['load'] / 1e9:.2f}")
+    table.add_row("peak RSS while scoring (GB)", f"{scoring_peak / 1e9:.2f}")
+    table.add_row("peak RSS (GB)", f"{peak / 1e9:.2f}")
+    Console().print(table)
+    met = rate >= TARGET_BASKETS_PER_SECOND and peak / 1e9 < TARGET_PEAK_GB
+    Console().print(f"chunk of {args.chunk_lines:,} lines; target {TARGET_BASKETS_PER_SECOND:,} baskets/s and "
+                    f"< {TARGET_PEAK_GB} GB: {'met' if met else 'NOT met'}; manifest {result.manifest_uri}")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "lines": counts["lines_read"], "baskets": baskets, "weeks": counts["weeks"], "cores": os.cpu_count(),
+            "chunk_lines": args.chunk_lines, "piece_bytes": args.piece_bytes, "model_family": model.family,
+            "seconds": seconds, "cpu_seconds": round(cpu, 2), "baskets_per_second": round(rate),
+            "rss_before_bytes": baseline, "load_peak_rss_bytes": timer.peak_bytes["load"],
+            "scoring_peak_rss_bytes": scoring_peak, "peak_rss_bytes": peak,
+        }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
