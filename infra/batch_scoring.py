@@ -6,8 +6,10 @@ zone) a Job runs, in the inference image the service deploys (the same digest), 
     retail score --input s3://<lake>/<prefix>/silver/<inputPath> --bundle s3://<artifacts>/<serving prefix>/
 
 with RETAIL_LAKE_ROOT=s3://<lake>/<prefix> (ml/settings.py, prefix RETAIL_), so the predictions and
-their manifest land under `<lake root>/predictions/<run id>/`. The bundle is the one the service
-serves (the ServedModel's prefix), and RETAIL_MODEL_SHA256 carries its manifest hash.
+their manifest land under `<lake root>/predictions/<run id>/`. `inputPath` is a silver run folder
+(default `latest`: the week's validated lines, which the weekly ingest must write to
+`<lake root>/silver/latest/lines.parquet`). The bundle is the one the service serves (the
+ServedModel's prefix), and RETAIL_MODEL_SHA256 carries its manifest hash.
 
 Why a CronJob on the cluster (and not a SageMaker batch transform or processing job): the command
 is the project's own CLI reading the silver zone and writing Parquet, not an HTTP model container;
@@ -50,13 +52,16 @@ nothing reach them. Pods run as the image's non-root user with a read-only root 
 size-limited emptyDir at /tmp (bundle cache and scratch), no privilege escalation, no capabilities,
 the RuntimeDefault seccomp profile and CPU/memory requests and limits from `retail:batchScoring`.
 
-The contract with `retail score` that this role implies (see docs/deploy.md, "Batch scoring"): the
-command writes only with s3:PutObject under predictions/. pyarrow's `create_dir` on S3 first calls
-HeadBucket (s3:ListBucket on the whole bucket) and writes an empty marker object for every parent
-"directory" (`<prefix>/`, `<prefix>/predictions/`, ...); neither is granted, so the writer must open
-its output files directly (`pq.write_table(..., filesystem=fs)`,
-`ds.write_dataset(..., create_dir=False, existing_data_behavior="overwrite_or_ignore")`) rather than
-through `ml.lake.Lake.write_partitioned`/`write_json` as they stand.
+The contract with `retail score` (cli/score.py, ml/score.py) this relies on:
+- `--input <folder>` reads `<folder>/lines.parquet` of a silver run; `--bundle` with
+  RETAIL_MODEL_SHA256 (its `--bundle-sha256` envvar) refuses any other bundle; RETAIL_MODEL_CACHE_DIR
+  and RETAIL_WORK_DIR put the bundle copy and the week spill under /tmp;
+- it writes only with s3:PutObject under predictions/: `ml.score.RunOutput` opens each file directly.
+  pyarrow's `create_dir` on S3 (what `ml.lake.Lake.write_parquet`, `write_partitioned` and
+  `write_json` call) first sends HeadBucket, which needs s3:ListBucket on the whole bucket, and writes
+  an empty marker object for every parent "directory" (`lake/`, `lake/predictions/`, ...); this role
+  grants neither, so the job would fail with AccessDenied on HeadBucket;
+- it exits 2 when the input or the bundle cannot be used, which fails the Job without retries.
 """
 
 from __future__ import annotations

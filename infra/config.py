@@ -236,13 +236,15 @@ class BatchScoringConfig(Section):
     """The lake bucket (platform output lakeBuckets) holding the lake root, as datasets/README.md documents."""
     lake_prefix: str = "lake"
     """The lake root's prefix in that bucket: RETAIL_LAKE_ROOT = s3://<bucket>/<prefix>."""
-    input_path: str = ""
-    """What `--input` names, relative to `<lake root>/silver/` (empty: the whole silver zone)."""
+    input_path: str = "latest"
+    """The silver run folder `--input` names, relative to `<lake root>/silver/`: `retail score` reads its
+    lines.parquet. The default is a stable folder the weekly ingest overwrites with the week's lines; set a
+    pipeline run id to score that run."""
     cpu_request: str = "1"
     cpu_limit: str = "2"
     memory_request: str = "3Gi"
     memory_limit: str = "3Gi"
-    scratch_size: str = "2Gi"
+    scratch_size: str = "4Gi"
     """Size limit of the writable /tmp (the bundle cache and the command's scratch files)."""
     active_deadline_seconds: int = Field(7200, ge=600)
     """A run (node start-up and retries included) is stopped after this long."""
@@ -285,6 +287,14 @@ class BatchScoringConfig(Section):
         if value.startswith("/") or "://" in value or ".." in value.split("/"):
             raise ValueError(f"expected a path relative to the bucket or zone, got {value!r}")
         return value.strip("/")
+
+    @field_validator("input_path")
+    @classmethod
+    def _names_a_run(cls, value: str) -> str:
+        if not value:
+            raise ValueError("inputPath must name a silver run folder (e.g. latest, or a pipeline run id): "
+                             "`retail score` reads <folder>/lines.parquet, not the whole silver zone")
+        return value
 
     @model_validator(mode="after")
     def _memory_fits_the_command(self) -> BatchScoringConfig:

@@ -124,6 +124,7 @@ class NodeGroup:
     taints: tuple[tuple[str, str, str], ...]
     """(key, value, effect in Kubernetes spelling)."""
     desired_size: int
+    max_size: int = 0
 
     def admits(self, node_selector: Mapping[str, str], tolerations: Sequence[Mapping[str, Any]]) -> bool:
         """Pods with this nodeSelector and these tolerations can be scheduled on its nodes."""
@@ -191,7 +192,9 @@ class DeploymentView:
                 for t in as_list(node.get("taints"))
             )
             desired = node.get("scalingConfig", "desiredSize", default=0)
-            groups.append(NodeGroup(node, cluster_name, dict(node.get("labels", default={})), taints, int(desired)))
+            maximum = node.get("scalingConfig", "maxSize", default=0)
+            labels = dict(node.get("labels", default={}))
+            groups.append(NodeGroup(node, cluster_name, labels, taints, int(desired), int(maximum)))
         return groups
 
     # --- projects --------------------------------------------------------------------------------------------

@@ -58,6 +58,8 @@ import infra
 from infra.config import PLATFORM_PROJECT
 from infra.offline import OfflineRun, RegisteredResource
 from policies.findings import Finding
+from policies.model import Resource
+from policies.rules.kubernetes import BATCH, containers, pod_spec
 
 WAIVERS_FILE = Path(__file__).parent / "waivers.yaml"
 PARLIAMENT = "parliament"
@@ -499,6 +501,26 @@ class Deployment:
                 accounts.append(ServiceAccount(release.inputs.get("namespace") or "default", name, role, release))
         return accounts
 
+    def pod_role(self, workload: RegisteredResource, spec: Mapping[str, Any]) -> RegisteredResource | None:
+        """The IAM role of the service account a workload's pods run as (same namespace)."""
+        namespace = (workload.inputs.get("metadata") or {}).get("namespace") or "default"
+        name = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+        account = next((a for a in self.service_accounts() if (a.namespace, a.name) == (namespace, name)), None)
+        return self.by_arn("aws:iam/role:Role", account.role_arn) if account else None
+
+    def node_group_names(self, cluster: str) -> list[str]:
+        """Names of the managed node groups of `cluster` (pulumi-eks `nodeGroupName`, set by the platform)."""
+        return sorted(
+            str(g.inputs["nodeGroupName"])
+            for g in self.of_type("eks:index:ManagedNodeGroup")
+            if str(g.inputs.get("nodeGroupName", "")).startswith(f"{cluster}-")
+        )
+
+    def auto_scaling_groups(self, prefix: str) -> list[str]:
+        """Names of the Auto Scaling groups the deployment tags, starting with `prefix`."""
+        names = {str(t.inputs.get("autoscalingGroupName", "")) for t in self.of_type(AUTOSCALING_TAG)}
+        return sorted(n for n in names if n.startswith(prefix))
+
     def chart(self, chart: str) -> list[RegisteredResource]:
         return [r for r in self.of_type("kubernetes:helm.sh/v3:Release") if r.inputs.get("chart") == chart]
 
@@ -817,6 +839,132 @@ def _trusts_oidc(statements: Sequence[Mapping[str, Any]]) -> bool:
     )
 
 
+AUTOSCALER_DOC = "https://github.com/kubernetes/autoscaler/blob/master/cluster-autoscaler/cloudprovider/aws/README.md"
+AUTOSCALER_DESCRIBE = (
+    "autoscaling:DescribeAutoScalingGroups",
+    "autoscaling:DescribeAutoScalingInstances",
+    "autoscaling:DescribeLaunchConfigurations",
+    "autoscaling:DescribeScalingActivities",
+    "ec2:DescribeImages",
+    "ec2:DescribeInstanceTypes",
+    "ec2:DescribeLaunchTemplateVersions",
+    "ec2:GetInstanceTypesFromInstanceRequirements",
+)
+"""The README's "Full Cluster Autoscaler Features Policy", first block (eks:DescribeNodegroup is checked per group)."""
+AUTOSCALER_SCALE = ("autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup")
+AUTOSCALING_TAG = "aws:autoscaling/tag:Tag"
+DISCOVERY_TAG = "k8s.io/cluster-autoscaler"
+
+
+def _autoscaler_permissions(deployment: Deployment) -> Iterator[tuple[str, str]]:
+    """The autoscaler's role may describe, may resize each node group of its cluster, and read each group from EKS.
+
+    A node group's Auto Scaling group is known by the tags the platform puts on it (its name is an input of
+    `aws:autoscaling/tag:Tag`); EKS tags it `k8s.io/cluster-autoscaler/<cluster>: owned` and
+    `k8s.io/cluster-autoscaler/enabled: true` for auto-discovery, which is the request context here.
+    """
+    region = str(deployment.platform_outputs.get("region", ""))
+    for release in deployment.chart("cluster-autoscaler"):
+        role = deployment.role_of(release)
+        if role is None:
+            yield release.name, "the autoscaler's service account names no IAM role this deployment creates"
+            continue
+        cluster = str(((release.inputs.get("values") or {}).get("autoDiscovery") or {}).get("clusterName", ""))
+        account = _account(role.outputs.get("arn", ""))
+        statements = deployment.role_policies(role)
+        yield from _unmet(role.name, Need(AUTOSCALER_DESCRIBE), statements, "the autoscaler role")
+        discovered = {
+            f"aws:ResourceTag/{DISCOVERY_TAG}/{cluster}": "owned",
+            f"aws:ResourceTag/{DISCOVERY_TAG}/enabled": "true",
+        }
+        groups = deployment.node_group_names(cluster)
+        if not groups:
+            yield release.name, f"discovers the node groups of {cluster!r}, which this deployment does not create"
+        for group in groups:
+            arn = f"arn:aws:eks:{region}:{account}:nodegroup/{cluster}/{group}/00000000-0000-0000-0000-000000000000"
+            need = Need(("eks:DescribeNodegroup",), resources=(arn,))
+            yield from _unmet(role.name, need, statements, f"for node group {group}, the autoscaler role")
+        for asg in deployment.auto_scaling_groups(f"eks-{cluster}-"):
+            arn = (
+                f"arn:aws:autoscaling:{region}:{account}:autoScalingGroup:00000000-0000-0000-0000-000000000000:"
+                f"autoScalingGroupName/{asg}"
+            )
+            need = Need(AUTOSCALER_SCALE, resources=(arn,), context=discovered)
+            yield from _unmet(role.name, need, statements, f"for Auto Scaling group {asg}, the autoscaler role")
+
+
+S3_ACTIONS_DOC = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-with-s3-policy-actions.html"
+LAKE_ROOT_ENV = "RETAIL_LAKE_ROOT"
+BATCH_READS = ("--input", "--bundle")
+"""`retail score` arguments naming what the job reads (a folder: objects below it, listed by prefix)."""
+BATCH_WRITES = "predictions"
+"""The folder under RETAIL_LAKE_ROOT a scoring run writes its predictions and manifest to."""
+
+
+def _batch_job_access(deployment: Deployment) -> Iterator[tuple[str, str]]:
+    """A batch job's role allows what its arguments and lake root say it reads and writes, and nothing more of S3.
+
+    Reads: s3:ListBucket with the folder as `s3:prefix`, s3:GetObject below it; writes: s3:PutObject below
+    `<lake root>/predictions/`; S3 with SSE-KMS needs kms:Decrypt and kms:GenerateDataKey on the data key,
+    requested by S3 (`kms:ViaService`). Not allowed: writing anywhere else under the lake root, deleting,
+    or reading the lake's other zones.
+    """
+    key = str(deployment.platform_outputs.get("dataKeyArn", ""))
+    through_s3 = {"kms:ViaService": f"s3.{_region(key)}.amazonaws.com"}
+    for job in [r for r in deployment.resources if r.type in BATCH]:
+        resource = Resource(job.type, job.name, job.inputs, job.urn)
+        for container in containers(resource):
+            env = {e.get("name"): e.get("value") for e in container.get("env") or [] if "value" in e}
+            root = str(env.get(LAKE_ROOT_ENV) or "")
+            if not root.startswith("s3://"):
+                continue
+            role = deployment.pod_role(job, pod_spec(resource))
+            if role is None:
+                yield job.name, "the pods' service account names no IAM role this deployment creates"
+                continue
+            statements = deployment.role_policies(role)
+            arguments = [str(a) for a in container.get("args") or []]
+            reads = [arguments[i + 1] for i, a in enumerate(arguments[:-1]) if a in BATCH_READS]
+            for folder in reads:
+                for need in _read_needs(folder):
+                    yield from _unmet(role.name, need, statements, f"for reading {folder}, the role")
+            predictions = f"{root.rstrip('/')}/{BATCH_WRITES}/run-1"
+            for written in (f"{predictions}/week=1/part-0.parquet", f"{predictions}/manifest.json"):
+                yield from _unmet(role.name, Need(("s3:PutObject",), resources=(_object_arn(written),)), statements,
+                                  f"for writing {written}, the role")
+            if key:
+                need = Need(("kms:Decrypt", "kms:GenerateDataKey"), resources=(key,), context=through_s3)
+                yield from _unmet(role.name, need, statements, "for SSE-KMS objects, the role")
+            for action, uri in _batch_forbidden(root, reads):
+                if not allows(statements, Need((action,), resources=(_object_arn(uri),))):
+                    yield role.name, f"allows {action} on {_object_arn(uri)}, beyond what the job reads and writes"
+
+
+def _read_needs(folder: str) -> list[Need]:
+    bucket, _, key = folder.removeprefix("s3://").partition("/")
+    prefix = key.rstrip("/") + "/" if key.strip("/") else ""
+    return [
+        Need(("s3:ListBucket",), resources=(f"arn:aws:s3:::{bucket}",), context={"s3:prefix": prefix}),
+        Need(("s3:GetObject",), resources=(_object_arn(f"{folder.rstrip('/')}/part-0.parquet"),)),
+    ]
+
+
+def _batch_forbidden(root: str, reads: Sequence[str]) -> list[tuple[str, str]]:
+    root = root.rstrip("/")
+    forbidden = [
+        ("s3:PutObject", f"{root}/silver/run-1/lines.parquet"),
+        ("s3:PutObject", f"{root}/manifests/run-1.json"),
+        ("s3:DeleteObject", f"{root}/{BATCH_WRITES}/run-1/manifest.json"),
+        ("s3:GetObject", f"{root}/raw/0123456789abcdef/transaction.csv"),
+        ("s3:GetObject", f"{root}/gold/run-1/baskets/part-0.parquet"),
+    ]
+    return forbidden + [("s3:PutObject", f"{folder.rstrip('/')}/part-0.parquet") for folder in reads]
+
+
+def _object_arn(uri: str) -> str:
+    return "arn:aws:s3:::" + uri.removeprefix("s3://")
+
+
 REQUIREMENTS: tuple[Requirement, ...] = (
     Requirement(
         "cloudtrail-encrypt",
@@ -896,6 +1044,20 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "(log group ARN with :* for these actions)",
         FLUENT_BIT_DOC,
         _fluent_bit_writes,
+    ),
+    Requirement(
+        "cluster-autoscaler-permissions",
+        "Give the Cluster Autoscaler role the describe actions, eks:DescribeNodegroup on its cluster's node groups "
+        "and SetDesiredCapacity/TerminateInstanceInAutoScalingGroup on their Auto Scaling groups",
+        AUTOSCALER_DOC,
+        _autoscaler_permissions,
+    ),
+    Requirement(
+        "batch-job-s3-access",
+        "Let a batch job's role list and read what its --input and --bundle name, put objects under "
+        "<RETAIL_LAKE_ROOT>/predictions/ and use the data key through S3, and no other S3 write, delete or zone",
+        S3_ACTIONS_DOC,
+        _batch_job_access,
     ),
     Requirement(
         "irsa-trust",

@@ -36,9 +36,19 @@ resource counts as created after another, within a run and across a StackReferen
    v2, PodDisruptionBudget, NetworkPolicy. `pulumi.com/skipAwait` is read by
    `IsAnnotationTrue` (provider/pkg/metadata/overrides.go), so only the string "true" skips.
 
-Node groups count as having nodes when their `desiredSize` is at least 1: no stack runs a
-cluster autoscaler, so a group that starts at zero stays empty and an awaited workload
-that only fits there times out.
+Node groups count as having nodes for an awaited workload when their `desiredSize` is at
+least 1: Pulumi's 10-minute await should not hinge on a scale-up, so a workload that only
+fits a group that starts at zero is reported even where Cluster Autoscaler runs.
+
+3. `scheduled_findings`: CronJobs are not awaited (Pulumi creates them and moves on), so
+   nothing in `pulumi up` notices a CronJob whose pods can never start. Each CronJob's pods
+   must fit a node group that can have nodes (`maxSize` >= 1), its ServiceAccount, Secrets
+   and ConfigMaps must exist in its namespace, and its images must be pinned to a digest;
+   when every group its pods fit starts at zero nodes, the `ORDERS` row on CronJobs asks for
+   the Cluster Autoscaler release that discovers that group's cluster, created before it
+   (a group at zero stays at zero unless something scales it), and one of those groups'
+   Auto Scaling groups must carry the autoscaler's node-template tags for its labels and
+   taints (without a node to look at, that is how the autoscaler knows a new node would fit).
 """
 
 from __future__ import annotations
@@ -75,6 +85,7 @@ STATEFUL_SET = "kubernetes:apps/v1:StatefulSet"
 DAEMON_SET = "kubernetes:apps/v1:DaemonSet"
 POD = "kubernetes:core/v1:Pod"
 JOB = "kubernetes:batch/v1:Job"
+CRON_JOB = "kubernetes:batch/v1:CronJob"
 SERVICE = "kubernetes:core/v1:Service"
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
@@ -105,6 +116,14 @@ INGRESS_CONTROLLER_CHARTS: dict[str, Callable[[Mapping[str, Any]], str | None]] 
     ),
 }
 """Ingress controller charts -> the IngressClass their release creates, from its values."""
+AUTOSCALING_TAG = "aws:autoscaling/tag:Tag"
+NODE_TEMPLATE_TAG = "k8s.io/cluster-autoscaler/node-template"
+CLUSTER_AUTOSCALER_CHART = "cluster-autoscaler"
+"""kubernetes/autoscaler's chart: `autoDiscovery.clusterName` names the cluster whose node groups it scales."""
+CLUSTER_AUTOSCALER_DOCS = (
+    "https://github.com/kubernetes/autoscaler/blob/master/cluster-autoscaler/cloudprovider/aws/README.md; "
+    "https://github.com/kubernetes/autoscaler/blob/master/cluster-autoscaler/FAQ.md"
+)
 
 
 @dataclass(frozen=True)
@@ -227,6 +246,8 @@ def _served_models(view: DeploymentView, workload: Node) -> list[Node]:
 def pod_labels(node: Node) -> Mapping[str, str]:
     if node.type == POD:
         return node.get("metadata", "labels", default={})
+    if node.type == CRON_JOB:
+        return node.get("spec", "jobTemplate", "spec", "template", "metadata", "labels", default={})
     return node.get("spec", "template", "metadata", "labels", default={})
 
 
@@ -253,6 +274,30 @@ def _network_policies(view: DeploymentView, workload: Node) -> list[Node]:
         p
         for p in _same_namespace(view, workload, NETWORK_POLICY)
         if selects(p.get("spec", "podSelector", default={}), labels)
+    ]
+
+
+def _pod_placement(node: Node) -> tuple[Mapping[str, str], list[Mapping[str, Any]]]:
+    spec = pod_spec(node.resource)
+    return spec.get("nodeSelector") or {}, as_list(spec.get("tolerations"))
+
+
+def _autoscalers_for_empty_groups(view: DeploymentView, cron_job: Node) -> list[Node] | None:
+    """The Cluster Autoscaler releases that discover the cluster of the groups a CronJob's pods fit.
+
+    None (the row does not apply) when the pods fit no group (`scheduled_findings` reports that) or
+    fit a group that starts with nodes.
+    """
+    fit, with_nodes = _fitting_groups(view, cron_job, *_pod_placement(cron_job))
+    if not fit or with_nodes:
+        return None
+    clusters = {g.cluster_name for g in fit}
+    releases = view.of_type(HELM_RELEASE, view.visible_runs(cron_job.run))
+    return [
+        r
+        for r in releases
+        if str(r.get("chart", default="")).rsplit("/", 1)[-1] == CLUSTER_AUTOSCALER_CHART
+        and r.get("values", "autoDiscovery", "clusterName") in clusters
     ]
 
 
@@ -369,13 +414,25 @@ ORDERS: list[Order] = [
         required=True,
     ),
     Order(
-        "Deployment, StatefulSet, DaemonSet, Job, Pod",
+        "Deployment, StatefulSet, DaemonSet, Job, CronJob, Pod",
         "the NetworkPolicies of its namespace that select its pods",
         "with the VPC CNI in standard mode a new pod allows all traffic until its policies are applied",
         "https://docs.aws.amazon.com/eks/latest/userguide/cni-network-policy-configure.html; "
         "https://kubernetes.io/docs/concepts/services-networking/network-policies/",
-        lambda n: n.type in POD_WORKLOADS,
+        lambda n: n.type in POD_WORKLOADS | {CRON_JOB},
         _network_policies,
+    ),
+    Order(
+        "kubernetes:batch/v1:CronJob whose pods fit only node groups starting with no nodes",
+        "the Cluster Autoscaler release whose autoDiscovery.clusterName is those groups' cluster",
+        "nothing else adds a node to a group at zero, so every run's pod would stay Pending (a CronJob is "
+        "not awaited: `pulumi up` succeeds and no run ever starts); created first, the autoscaler is also "
+        "removed last",
+        CLUSTER_AUTOSCALER_DOCS,
+        lambda n: n.type == CRON_JOB,
+        _autoscalers_for_empty_groups,
+        required=True,
+        any_of=True,
     ),
     Order(
         "kubernetes:networking.k8s.io/v1:Ingress",
@@ -709,10 +766,71 @@ def _claim_problems(view: DeploymentView, claim: Node) -> list[Problem]:
     ]
 
 
+# --- (c) CronJobs, which Pulumi does not await -------------------------------------------------------------------
+def scheduled_findings(view: DeploymentView) -> list[Finding]:
+    """Each CronJob's pods can be scheduled at all, find their references, and run a pinned image."""
+    findings = []
+    for node in view.of_type(CRON_JOB):
+        problems = [*_cron_node_problems(view, node), *_reference_problems(view, node), *_image_problems(node)]
+        findings.extend(Finding(CHECK, node.name, f"{node.type} {message}", fix) for message, fix in problems)
+    return findings
+
+
+def _cron_node_problems(view: DeploymentView, node: Node) -> list[Problem]:
+    selector, tolerations = _pod_placement(node)
+    fit, _ = _fitting_groups(view, node, selector, tolerations)
+    where = f"nodeSelector {dict(selector)}" if selector else "no nodeSelector"
+    if not fit:
+        return [
+            (
+                f"has pods ({where}) that fit no node group in its project or the projects it references, "
+                "so every run stays Pending",
+                "Point the nodeSelector at the batch node group's labels (the platform's batchNodeLabels output) "
+                "and tolerate its taints (batchNodeTaints)",
+            )
+        ]
+    if all(g.max_size < 1 for g in fit):
+        names = ", ".join(g.node.name for g in fit)
+        return [
+            (
+                f"has pods ({where}) that fit only node groups whose maxSize is 0 ({names}), so every run stays "
+                "Pending",
+                "Give the batch node group maxSize >= 1 (retail:cluster.batchNodes)",
+            )
+        ]
+    if any(g.desired_size >= 1 for g in fit):
+        return []
+    untagged = [(g, missing) for g in fit if (missing := _missing_node_template_tags(view, g))]
+    if len(untagged) < len(fit):
+        return []
+    return [
+        (
+            f"has pods ({where}) that fit only node groups starting at zero whose Auto Scaling groups lack the "
+            f"node-template tags {', '.join(missing)} ({g.node.name}): Cluster Autoscaler cannot tell that a new "
+            "node would fit them",
+            f"Tag the node group's Auto Scaling group with {NODE_TEMPLATE_TAG}/label/<label>: <value> and "
+            f"{NODE_TEMPLATE_TAG}/taint/<key>: <value>:<effect> (infra/cluster.py); see {CLUSTER_AUTOSCALER_DOCS}",
+        )
+        for g, missing in untagged
+    ]
+
+
+def _missing_node_template_tags(view: DeploymentView, group: NodeGroup) -> list[str]:
+    """The node-template tags (label and taint) the group's Auto Scaling group should carry and does not.
+
+    A tag counts as the group's when it was created from the group (its Auto Scaling group name came from it).
+    """
+    wanted = {f"{NODE_TEMPLATE_TAG}/label/{k}": v for k, v in group.labels.items()}
+    wanted |= {f"{NODE_TEMPLATE_TAG}/taint/{key}": f"{value}:{effect}" for key, value, effect in group.taints}
+    tags = [t for t in view.of_type(AUTOSCALING_TAG, [group.node.run]) if group.node.urn in view.before(t)]
+    present = {(t.get("tag", "key"), t.get("tag", "value")) for t in tags}
+    return [f"{k}: {v}" for k, v in sorted(wanted.items()) if (k, v) not in present]
+
+
 def graph_findings(runs: Sequence[OfflineRun]) -> list[Finding]:
-    """The deploy-graph check over every run of a deployment: `ORDERS`, then what awaited objects wait on."""
+    """The deploy-graph check over every run of a deployment: `ORDERS`, what awaited objects wait on, CronJobs."""
     view = DeploymentView(runs)
-    return [*order_findings(view), *awaited_findings(view)]
+    return [*order_findings(view), *awaited_findings(view), *scheduled_findings(view)]
 
 
 def table_lines(orders: Sequence[Order] = ORDERS) -> list[str]:

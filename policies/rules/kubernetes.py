@@ -1,5 +1,5 @@
-"""Kubernetes: workloads (resource limits, non-root, read-only root filesystem, probes, pinned images) and
-Ingresses (TLS)."""
+"""Kubernetes: workloads (resource limits, non-root, read-only root filesystem, probes, pinned images), batch
+workloads (on the batch node group, bounded in time and retries) and Ingresses (TLS)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,13 @@ LONG_RUNNING = frozenset(
         "kubernetes:core/v1:Pod",
     }
 )
-WORKLOADS = LONG_RUNNING | {"kubernetes:batch/v1:Job", "kubernetes:batch/v1:CronJob"}
+JOB = "kubernetes:batch/v1:Job"
+CRON_JOB = "kubernetes:batch/v1:CronJob"
+BATCH = frozenset({JOB, CRON_JOB})
+WORKLOADS = LONG_RUNNING | BATCH
+BATCH_NODE_LABEL = ("retail.io/workload", "batch")
+"""The batch node group's label, also its NoSchedule taint (infra/cluster.py: WORKLOAD_LABEL, BATCH_WORKLOAD)."""
+NO_OVERLAP = frozenset({"Forbid", "Replace"})
 INGRESS = "kubernetes:networking.k8s.io/v1:Ingress"
 ALB_PREFIX = "alb.ingress.kubernetes.io/"
 ALB_CERTIFICATE = f"{ALB_PREFIX}certificate-arn"
@@ -90,6 +96,64 @@ def pinned_image(resource: Resource) -> list[str]:
     return problems
 
 
+def job_spec(resource: Resource) -> dict[str, Any]:
+    """The Job spec of a Job, or of the Jobs a CronJob creates."""
+    if resource.type == CRON_JOB:
+        return resource.get("spec", "jobTemplate", "spec", default={})
+    return resource.get("spec", default={})
+
+
+def on_batch_nodes(resource: Resource) -> list[str]:
+    """Batch pods select the batch node group and tolerate its taint, so they never land on the service nodes.
+
+    The taint keeps other pods off the batch nodes; only the nodeSelector keeps a batch pod off the
+    service nodes, where a memory-hungry run would compete with the API
+    (https://kubernetes.io/docs/concepts/scheduling-eviction/taint-and-toleration/).
+    """
+    key, value = BATCH_NODE_LABEL
+    spec = pod_spec(resource)
+    problems = []
+    if (spec.get("nodeSelector") or {}).get(key) != value:
+        problems.append(f"its pods do not select the batch nodes (nodeSelector {key}={value})")
+    if not any(_tolerates_batch(t) for t in as_list(spec.get("tolerations"))):
+        problems.append(f"its pods do not tolerate the batch nodes' taint {key}={value}:NoSchedule")
+    return problems
+
+
+def _tolerates_batch(toleration: dict[str, Any]) -> bool:
+    key, value = BATCH_NODE_LABEL
+    if toleration.get("key") != key or toleration.get("effect") not in (None, "", "NoSchedule"):
+        return False
+    return toleration.get("operator") == "Exists" or toleration.get("value") == value
+
+
+def bounded(resource: Resource) -> list[str]:
+    """A run ends, is retried a bounded number of times and is cleaned up; a CronJob's runs never pile up.
+
+    Job fields: https://kubernetes.io/docs/concepts/workloads/controllers/job/ (activeDeadlineSeconds,
+    backoffLimit, ttlSecondsAfterFinished); CronJob fields:
+    https://kubernetes.io/docs/concepts/workloads/controllers/cron-jobs/ (concurrencyPolicy defaults to
+    Allow, so a slow run overlaps the next; startingDeadlineSeconds bounds late starts).
+    """
+    spec = job_spec(resource)
+    problems = [
+        f"has no {field} ({why})"
+        for field, why in (
+            ("activeDeadlineSeconds", "a hung run is never stopped"),
+            ("backoffLimit", "retries default to 6"),
+            ("ttlSecondsAfterFinished", "finished Jobs and their pods are never deleted"),
+        )
+        if spec.get(field) is None
+    ]
+    if resource.type == CRON_JOB:
+        policy = resource.get("spec", "concurrencyPolicy", default="Allow")
+        if policy not in NO_OVERLAP:
+            problems.append(f"has concurrencyPolicy {policy!r}, so a slow run overlaps the next")
+        if resource.get("spec", "startingDeadlineSeconds") is None:
+            problems.append("has no startingDeadlineSeconds (missed runs start late and count towards 100 misses)")
+    return problems
+
+
 def ingress_tls(resource: Resource) -> list[str]:
     """Whether the Ingress serves HTTPS.
 
@@ -155,6 +219,20 @@ RULES = [
         "Pin images to a digest (retail:image) or a version tag, never ':latest' or no tag.",
         WORKLOADS,
         pinned_image,
+    ),
+    ResourceRule(
+        "k8s-batch-on-batch-nodes",
+        "Run Jobs and CronJobs on the batch node group: nodeSelector retail.io/workload=batch and a toleration "
+        "of its NoSchedule taint (the platform's batchNodeLabels and batchNodeTaints outputs).",
+        BATCH,
+        on_batch_nodes,
+    ),
+    ResourceRule(
+        "k8s-batch-bounded",
+        "Bound every Job: activeDeadlineSeconds, backoffLimit and ttlSecondsAfterFinished; CronJobs also "
+        "concurrencyPolicy Forbid (or Replace) and startingDeadlineSeconds.",
+        BATCH,
+        bounded,
     ),
     ResourceRule(
         "ingress-tls",

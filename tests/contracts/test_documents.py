@@ -177,6 +177,42 @@ def _annotate_other_role(inputs: dict) -> None:
     inputs["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] = "arn:aws:iam::123456789012:role/not-created"
 
 
+def _autoscaler_without(*sids: str) -> Edit:
+    return lambda runs: edit_document(runs, "-cluster-autoscaler-scale-node-groups", without(*sids))
+
+
+def _resize_other_clusters(statements: Statements) -> Statements:
+    resize = statement(statements, "ResizeThisClustersNodeGroups")
+    resize["Condition"] = {"Null": {"aws:ResourceTag/k8s.io/cluster-autoscaler/another-eks": "false"}}
+    return statements
+
+
+def _scorer_without(*sids: str) -> Edit:
+    return lambda runs: edit_document(runs, "-batch-scoring-scorer-access", without(*sids))
+
+
+def _scorer_edited(edit: Callable[[Statements], Statements]) -> Edit:
+    return lambda runs: edit_document(runs, "-batch-scoring-scorer-access", edit)
+
+
+def _scorer_writes_the_whole_lake(statements: Statements) -> Statements:
+    writes = statement(statements, "WritePredictions")
+    writes["Resource"] = writes["Resource"].replace("/lake/predictions/*", "/*")
+    return statements
+
+
+def _scorer_may_delete(statements: Statements) -> Statements:
+    statement(statements, "WritePredictions")["Action"] = ["s3:PutObject", "s3:DeleteObject"]
+    return statements
+
+
+def _kms_not_through_s3(statements: Statements) -> Statements:
+    statement(statements, "UseDataKeyThroughS3")["Condition"] = {
+        "StringEquals": {"kms:ViaService": "logs.ap-southeast-1.amazonaws.com"}
+    }
+    return statements
+
+
 FAILING_FIXTURES: dict[str, list[tuple[str, Edit]]] = {
     "cloudtrail-encrypt": [
         ("statement removed", _audit_key_statements(without("CloudTrailEncryptsLogs"))),
@@ -275,6 +311,29 @@ FAILING_FIXTURES: dict[str, list[tuple[str, Edit]]] = {
             lambda runs: edit_inputs(
                 runs, "-log-shipping-release", lambda i: i["values"]["cloudWatchLogs"].update(logGroupName="/other")
             ),
+        ),
+    ],
+    "cluster-autoscaler-permissions": [
+        ("resize statement removed", _autoscaler_without("ResizeThisClustersNodeGroups")),
+        ("describe statement removed", _autoscaler_without("DescribeNodeGroupsAndInstanceTypes")),
+        ("DescribeNodegroup removed", _autoscaler_without("ReadManagedNodeGroupLabelsAndTaints")),
+        (
+            "resize scoped to another cluster's tag",
+            lambda runs: edit_document(runs, "-cluster-autoscaler-scale-node-groups", _resize_other_clusters),
+        ),
+    ],
+    "batch-job-s3-access": [
+        ("predictions write removed", _scorer_without("WritePredictions")),
+        ("silver read removed", _scorer_without("ReadSilverZone")),
+        ("silver listing removed", _scorer_without("ListSilverZone")),
+        ("bundle read removed", _scorer_without("ReadServedBundle")),
+        ("data key removed", _scorer_without("UseDataKeyThroughS3")),
+        ("data key through another service", _scorer_edited(_kms_not_through_s3)),
+        ("writes anywhere in the lake", _scorer_edited(_scorer_writes_the_whole_lake)),
+        ("may delete predictions", _scorer_edited(_scorer_may_delete)),
+        (
+            "service account names a role nobody creates",
+            lambda runs: edit_inputs(runs, "-batch-scoring-service-account", _annotate_other_role),
         ),
     ],
     "irsa-trust": [

@@ -13,8 +13,8 @@ PRIVATE = ["subnet-private-a", "subnet-private-b"]
 PUBLIC = ["subnet-public-a", "subnet-public-b"]
 
 
-def cluster(public_access_cidrs=(), service_spot=False, private_access_cidrs=(), admin_principal_arns=()):
-    args = ClusterArgs(
+def _args(public_access_cidrs=(), service_spot=False, private_access_cidrs=(), admin_principal_arns=()):
+    return ClusterArgs(
         cluster_name="retail-test-eks",
         vpc_id="vpc-1",
         private_subnet_ids=PRIVATE,
@@ -29,6 +29,10 @@ def cluster(public_access_cidrs=(), service_spot=False, private_access_cidrs=(),
         service_nodes=NodeGroupConfig(min_size=2, desired_size=2, max_size=5, spot=service_spot),
         batch_nodes=NodeGroupConfig(min_size=0, desired_size=0, max_size=3, spot=True),
     )
+
+
+def cluster(public_access_cidrs=(), service_spot=False, private_access_cidrs=(), admin_principal_arns=()):
+    args = _args(public_access_cidrs, service_spot, private_access_cidrs, admin_principal_arns)
     return build(lambda: Cluster("c", args))
 
 
@@ -124,6 +128,55 @@ def test_batch_nodes_are_tainted_so_only_batch_pods_land_there(private):
     groups = node_groups(private)
     assert groups["c-batch-nodes"]["taints"] == [{"key": WORKLOAD_LABEL, "value": "batch", "effect": "NO_SCHEDULE"}]
     assert "taints" not in groups["c-inference-nodes"]
+
+
+def test_node_groups_are_named_after_the_cluster_so_their_auto_scaling_groups_can_be_found(private):
+    groups = node_groups(private)
+    assert groups["c-inference-nodes"]["nodeGroupName"] == "retail-test-eks-inference"
+    assert groups["c-batch-nodes"]["nodeGroupName"] == "retail-test-eks-batch"
+
+
+def asg_tags(run) -> dict[str, dict[str, str]]:
+    """Auto Scaling group name -> its tags the stack sets."""
+    tags: dict[str, dict[str, str]] = {}
+    for tag in run.of_type("aws:autoscaling/tag:Tag"):
+        assert tag.inputs["tag"]["propagateAtLaunch"] is False
+        tags.setdefault(tag.inputs["autoscalingGroupName"], {})[tag.inputs["tag"]["key"]] = tag.inputs["tag"]["value"]
+    return tags
+
+
+def test_the_autoscaler_learns_each_groups_labels_and_taints_from_its_auto_scaling_group(private):
+    """So it can scale the batch group up from zero for pods that select and tolerate it."""
+    tags = asg_tags(private)
+    (batch,) = [name for name in tags if name.startswith("eks-retail-test-eks-batch-")]
+    (service,) = [name for name in tags if name.startswith("eks-retail-test-eks-inference-")]
+    template = "k8s.io/cluster-autoscaler/node-template"
+    assert tags[batch] == {
+        f"{template}/label/{WORKLOAD_LABEL}": "batch",
+        f"{template}/taint/{WORKLOAD_LABEL}": "batch:NoSchedule",
+    }
+    assert tags[service] == {f"{template}/label/{WORKLOAD_LABEL}": "inference"}
+
+
+def test_the_tags_are_set_once_the_node_group_exists(private):
+    groups = {g.name: g.urn for g in private.of_type("eks:index:ManagedNodeGroup")}
+    for tag in private.of_type("aws:autoscaling/tag:Tag"):
+        workload = "batch" if "-batch-" in tag.name else "inference"
+        assert groups[f"c-{workload}-nodes"] in tag.dependencies
+
+
+def test_batch_pods_learn_the_batch_nodes_labels_and_taints_in_kubernetes_spelling():
+    from infra.cluster import Cluster
+
+    outputs = {}
+
+    def program():
+        cluster = Cluster("c", _args())
+        outputs.update(labels=cluster.batch_node_labels, taints=cluster.batch_node_taints)
+
+    build(program)
+    assert outputs["labels"] == {WORKLOAD_LABEL: "batch"}
+    assert outputs["taints"] == [{"key": WORKLOAD_LABEL, "value": "batch", "effect": "NoSchedule"}]
 
 
 def test_nodes_require_imdsv2(private):

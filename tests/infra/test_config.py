@@ -5,6 +5,7 @@ import json
 import pytest
 
 from infra.config import (
+    BatchScoringConfig,
     ClusterConfig,
     InferenceConfig,
     NetworkConfig,
@@ -124,3 +125,39 @@ def test_defaults_are_secure_and_cost_aware():
     observability = ObservabilityConfig()
     assert observability.latency_p95_threshold_ms == 200 and observability.heartbeat_missing_breaches is True
     assert observability.monthly_budget_usd == 500
+
+
+def test_batch_scoring_reads_camel_case_keys_and_defaults_to_a_weekly_bounded_run():
+    config = parse_section(BatchScoringConfig, {"timeZone": "Asia/Singapore", "inputPath": "run-7/"}, "b")
+    assert (config.time_zone, config.input_path) == ("Asia/Singapore", "run-7")
+    defaults = BatchScoringConfig()
+    assert defaults.schedule == "0 3 * * 1" and defaults.suspend is False
+    assert defaults.active_deadline_seconds and defaults.backoff_limit and defaults.ttl_seconds_after_finished
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"schedule": "@weekly"}, "five cron fields"),
+        ({"schedule": "CRON_TZ=UTC 0 3 * * 1"}, "five cron fields"),
+        ({"timeZone": "Mars/Olympus"}, "IANA time zone"),
+        ({"lakeZone": "predictions"}, "lakeZone must be one of"),
+        ({"inputPath": ""}, "must name a silver run folder"),
+        ({"inputPath": "../raw"}, "relative"),
+        ({"lakePrefix": "s3://bucket/lake"}, "relative"),
+        ({"memoryLimit": "1Gi", "memoryRequest": "1Gi"}, "needs up to 2 GB"),
+        ({"memoryRequest": "4Gi"}, "exceeds memoryLimit"),
+        ({"memoryLimit": "3G"}, "whole number of Mi or Gi"),
+        ({"activeDeadlineSeconds": 0}, "activeDeadlineSeconds"),
+    ],
+)
+def test_batch_scoring_refuses_what_cannot_run(raw, message):
+    with pytest.raises(ValueError, match=message):
+        parse_section(BatchScoringConfig, raw, "retail:batchScoring")
+
+
+def test_every_service_stack_declares_batch_scoring_and_only_ephemeral_suspends_it():
+    for stack in ("dev", "prod", "ephemeral"):
+        raw = json.loads(read_stack_file(PROJECT_DIR / "service", stack).config["retail:batchScoring"])
+        config = parse_section(BatchScoringConfig, raw, f"{stack}: retail:batchScoring")
+        assert config.suspend is (stack == "ephemeral")

@@ -122,3 +122,72 @@ def test_the_offline_preview_answers_the_reference_with_the_platforms_outputs(de
     pulumi.runtime.reset_options()
     (reference,) = run.of_type("pulumi:pulumi:StackReference")
     assert reference.inputs["name"] == platform_stack_name("dev")
+
+
+# --- batch scoring and the autoscaler -----------------------------------------------------------------------------
+def cron_job(run):
+    return one(run, "kubernetes:batch/v1:CronJob")
+
+
+def scoring_container(run):
+    (container,) = cron_job(run).inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    return container
+
+
+def test_batch_scoring_runs_the_image_the_service_runs(dev_service):
+    deployment = one(dev_service, "kubernetes:apps/v1:Deployment")
+    (api,) = deployment.inputs["spec"]["template"]["spec"]["containers"]
+    assert scoring_container(dev_service)["image"] == api["image"] == dev_service.stack_outputs["image"]
+
+
+def test_batch_scoring_scores_with_the_bundle_the_service_serves(dev_service):
+    (served,) = [r for r in dev_service.resources if r.inputs.get("kind") == SERVED_MODEL]
+    container = scoring_container(dev_service)
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert container["args"][container["args"].index("--bundle") + 1] == served.inputs["target_uri"]
+    assert env["RETAIL_MODEL_SHA256"] == served.outputs["manifest_sha256"]
+    assert served.urn in cron_job(dev_service).property_dependencies["spec"]
+
+
+def test_batch_scoring_reads_and_writes_the_lake_the_datasets_readme_documents(dev, dev_service):
+    """RETAIL_LAKE_ROOT=s3://<raw bucket>/lake: every zone of a `retail pipeline run` lives there."""
+    raw = dev.stack_outputs["lakeBuckets"]["raw"]
+    container = scoring_container(dev_service)
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["RETAIL_LAKE_ROOT"] == f"s3://{raw}/lake"
+    assert container["args"][:2] == ["--input", f"s3://{raw}/lake/silver/latest/"]
+    assert dev_service.stack_outputs["predictionsUri"] == f"s3://{raw}/lake/predictions/"
+
+
+def test_batch_pods_are_placed_by_the_platforms_batch_node_labels_and_taints(dev, dev_service):
+    pod = cron_job(dev_service).inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == dev.stack_outputs["batchNodeLabels"]
+    assert [{k: t[k] for k in ("key", "value", "effect")} for t in pod["tolerations"]] == dev.stack_outputs[
+        "batchNodeTaints"
+    ]
+
+
+def test_the_cron_job_waits_for_the_cluster_autoscaler(dev_service):
+    release = named_like(dev_service, "kubernetes:helm.sh/v3:Release", "cluster-autoscaler")
+    assert release.urn in cron_job(dev_service).dependencies
+
+
+def test_the_autoscaler_discovers_the_platforms_cluster_and_runs_on_its_service_nodes(dev, dev_service):
+    values = named_like(dev_service, "kubernetes:helm.sh/v3:Release", "cluster-autoscaler").inputs["values"]
+    assert values["autoDiscovery"]["clusterName"] == dev.stack_outputs["clusterName"]
+    assert values["nodeSelector"] == dev.stack_outputs["serviceNodeLabels"]
+
+
+def test_the_scorer_role_is_scoped_to_the_platforms_buckets_and_data_key(dev, dev_service):
+    policy = json.loads(named_like(dev_service, "aws:iam/rolePolicy:RolePolicy", "batch-scoring").inputs["policy"])
+    resources = {s["Sid"]: s["Resource"] for s in policy["Statement"]}
+    raw, artifacts = (dev.stack_outputs["lakeBucketArns"][zone] for zone in ("raw", "artifacts"))
+    assert resources["WritePredictions"] == f"{raw}/lake/predictions/*"
+    assert resources["ReadServedBundle"] == f"{artifacts}/models/price-sensitivity/serving/dev/*"
+    assert resources["UseDataKeyThroughS3"] == dev.stack_outputs["dataKeyArn"]
+
+
+def test_only_the_ephemeral_service_suspends_batch_scoring(dev_service, prod_service, ephemeral_service):
+    runs = (dev_service, prod_service, ephemeral_service)
+    suspended = {run.stack: cron_job(run).inputs["spec"]["suspend"] for run in runs}
+    assert suspended == {"dev": False, "prod": False, "ephemeral": True}

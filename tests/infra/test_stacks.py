@@ -231,11 +231,12 @@ def test_the_platform_exports_what_operators_training_and_the_service_read(stack
         "clusterName", "kubeconfig", "oidcProviderArn", "oidcIssuer", "lakeBuckets", "lakeBucketArns",
         "repositoryUrls", "dataKeyArn", "logsKeyArn", "sagemakerExecutionRoleArn", "modelPackageGroupName",
         "inferenceLogGroupName", "publicSubnetCidrs", "vpcCidr", "serviceNodeLabels", "region",
+        "batchNodeLabels", "batchNodeTaints",
     } <= set(stack.stack_outputs)  # fmt: skip
     assert stack.stack_outputs["clusterName"] == f"retail-{stack.stack}-eks"
 
 
 def test_the_service_exports_its_endpoint_key_and_release(service):
-    assert {"endpoint", "deployApiKey", "image", "modelPackageArn", "modelManifestSha256"} <= set(
+    assert {"endpoint", "deployApiKey", "image", "modelPackageArn", "modelManifestSha256", "predictionsUri"} <= set(
         service.stack_outputs
     )

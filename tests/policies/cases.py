@@ -156,6 +156,35 @@ CONTAINER = {
 DEPLOYMENT = res("kubernetes:apps/v1:Deployment", spec={"template": {"spec": {"containers": [CONTAINER]}}})
 IN_CONTAINER = ("spec", "template", "spec", "containers", "0")
 
+BATCH_CONTAINER = {k: v for k, v in CONTAINER.items() if not k.endswith("Probe")}
+CRON_JOB = res(
+    "kubernetes:batch/v1:CronJob",
+    spec={
+        "schedule": "0 3 * * 1",
+        "concurrencyPolicy": "Forbid",
+        "startingDeadlineSeconds": 3600,
+        "jobTemplate": {
+            "spec": {
+                "activeDeadlineSeconds": 7200,
+                "backoffLimit": 2,
+                "ttlSecondsAfterFinished": 86400,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "nodeSelector": {"retail.io/workload": "batch"},
+                        "tolerations": [
+                            {"key": "retail.io/workload", "operator": "Equal", "value": "batch", "effect": "NoSchedule"}
+                        ],
+                        "containers": [BATCH_CONTAINER],
+                    }
+                },
+            }
+        },
+    },
+)
+IN_JOB = ("spec", "jobTemplate", "spec")
+IN_JOB_POD = (*IN_JOB, "template", "spec")
+
 INGRESS = res(
     "kubernetes:networking.k8s.io/v1:Ingress",
     metadata={
@@ -211,6 +240,8 @@ CASES: dict[str, tuple[Any, Any]] = {
     "k8s-no-latest-image": (DEPLOYMENT, changed(DEPLOYMENT, *IN_CONTAINER, "image", value="inference:latest")),
     "aws-required-tags": (TAGGED_BY_PROVIDER, Resource("aws:s3/bucket:Bucket", "lake-raw", {}, provider_props={})),
     "ingress-tls": (INGRESS, changed(INGRESS, "metadata", "annotations", value={})),
+    "k8s-batch-on-batch-nodes": (CRON_JOB, changed(CRON_JOB, *IN_JOB_POD, "tolerations", value=[])),
+    "k8s-batch-bounded": (CRON_JOB, changed(CRON_JOB, *IN_JOB, "activeDeadlineSeconds", value=None)),
 }
 """Rule name -> (compliant, non-compliant)."""
 

@@ -20,7 +20,7 @@ from infra.offline import OfflineRun, preview_service, preview_stack, run_offlin
 from policies.deployment import DeploymentView
 from policies.graph import ORDERS, SKIP_AWAIT, SKIP_AWAIT_REASON, graph_findings, table_lines
 from tests.policies.conftest import PROJECT_DIR
-from tests.policies.programs import without, without_depends_on
+from tests.policies.programs import edited, without, without_depends_on
 
 DIGEST = "123456789012.dkr.ecr.ap-southeast-1.amazonaws.com/api@sha256:" + "0" * 64
 
@@ -111,6 +111,8 @@ def test_helm_releases_without_their_irsa_policies(monkeypatch, deployment):
     assert "retail-dev-lb-controller-policy-attachment" in controller
     (shipper,) = messages(findings, "retail-dev-log-shipping-release")
     assert "retail-dev-log-shipping-write-logs" in shipper
+    (autoscaler,) = messages(findings, "retail-dev-cluster-autoscaler-release")
+    assert "retail-dev-cluster-autoscaler-scale-node-groups" in autoscaler
 
 
 def test_lifecycle_configuration_without_versioning(monkeypatch, deployment):
@@ -167,6 +169,72 @@ def test_namespaced_object_without_its_namespace(monkeypatch, deployment):
     without_depends_on(monkeypatch, k8s.policy.v1, "PodDisruptionBudget")
     (message,) = messages(graph_findings(with_service_rerun(deployment)), "retail-dev-inference-pdb")
     assert "not created after retail-dev-inference-namespace" in message
+
+
+# --- CronJobs, which Pulumi does not await -------------------------------------------------------------------------
+CRON_JOB = "retail-dev-batch-scoring-cron-job"
+
+
+def test_a_cron_job_created_before_the_autoscaler_it_needs_is_reported(monkeypatch, deployment):
+    without_depends_on(monkeypatch, k8s.batch.v1, "CronJob", drop=lambda d: isinstance(d, k8s.helm.v3.Release))
+    (message,) = messages(graph_findings(with_service_rerun(deployment)), CRON_JOB)
+    assert "not created after the Cluster Autoscaler release" in message
+    assert "retail-dev-cluster-autoscaler-release" in message
+
+
+def test_a_cron_job_on_an_empty_group_with_no_autoscaler_at_all_is_reported(deployment):
+    platform, service, *rest = deployment("dev")
+    no_autoscaler = without(service, lambda r: r.name != "retail-dev-cluster-autoscaler-release")
+    (message,) = messages(graph_findings([platform, no_autoscaler, *rest]), CRON_JOB)
+    assert "has no prerequisite in the deployment: the Cluster Autoscaler release" in message
+
+
+def test_an_autoscaler_of_another_cluster_does_not_count(deployment):
+    platform, service, *rest = deployment("dev")
+    elsewhere = edited(
+        service, "retail-dev-cluster-autoscaler-release", ("values", "autoDiscovery", "clusterName"), "other-eks"
+    )
+    (message,) = messages(graph_findings([platform, elsewhere, *rest]), CRON_JOB)
+    assert "has no prerequisite in the deployment: the Cluster Autoscaler release" in message
+
+
+def test_a_cron_job_without_its_network_policy_is_reported(monkeypatch, deployment):
+    without_depends_on(
+        monkeypatch, k8s.batch.v1, "CronJob", drop=lambda d: isinstance(d, k8s.networking.v1.NetworkPolicy)
+    )
+    (message,) = messages(graph_findings(with_service_rerun(deployment)), CRON_JOB)
+    assert "not created after retail-dev-batch-scoring-network-policy" in message
+
+
+def test_a_cron_job_whose_pods_fit_no_node_group_is_reported(deployment):
+    platform, service, *rest = deployment("dev")
+    pod = ("spec", "jobTemplate", "spec", "template", "spec")
+    untolerated = edited(service, CRON_JOB, (*pod, "tolerations"), [])
+    (message,) = messages(graph_findings([platform, untolerated, *rest]), CRON_JOB)
+    assert "fit no node group" in message and "every run stays Pending" in message
+
+
+def test_a_cron_job_on_a_group_that_can_never_have_nodes_is_reported(deployment):
+    platform, service, *rest = deployment("dev")
+    capped = edited(platform, "retail-dev-cluster-batch-nodes", ("scalingConfig", "maxSize"), 0)
+    (message,) = messages(graph_findings([capped, service, *rest]), CRON_JOB)
+    assert "whose maxSize is 0" in message
+
+
+def test_a_group_at_zero_without_the_node_template_taint_tag_is_reported(deployment):
+    platform, service, *rest = deployment("dev")
+    untagged = without(platform, lambda r: not (r.type == "aws:autoscaling/tag:Tag" and "-batch-" in r.name))
+    (message,) = messages(graph_findings([untagged, service, *rest]), CRON_JOB)
+    assert "lack the node-template tags" in message
+    assert "k8s.io/cluster-autoscaler/node-template/taint/retail.io/workload: batch:NoSchedule" in message
+
+
+def test_a_cron_job_running_an_unpinned_image_is_reported(deployment):
+    platform, service, *rest = deployment("dev")
+    container = ("spec", "jobTemplate", "spec", "template", "spec", "containers", 0, "image")
+    tagged = edited(service, CRON_JOB, container, "registry/inference:1.0")
+    (message,) = messages(graph_findings([platform, tagged, *rest]), CRON_JOB)
+    assert "not pinned to a digest" in message
 
 
 # --- what awaited objects wait on (small programs) ---------------------------------------------------------------

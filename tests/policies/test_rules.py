@@ -11,9 +11,12 @@ from tests.policies.cases import (
     BUCKET_V2,
     BUDGET,
     CASES,
+    CRON_JOB,
     DEPLOYMENT,
     EKS,
     GENERATION_CASES,
+    IN_JOB,
+    IN_JOB_POD,
     INGRESS,
     MODEL_VERSION_RESOURCE,
     SG,
@@ -229,3 +232,46 @@ def test_an_ingress_of_another_controller_needs_a_tls_section():
 
 def test_ingress_tls_is_advisory_by_default():
     assert BY_NAME["ingress-tls"].enforcement.value == "advisory"
+
+
+def a_job() -> Resource:
+    """The compliant CronJob's job, as a Job of its own."""
+    return res("kubernetes:batch/v1:Job", spec=dict(CRON_JOB.props["spec"]["jobTemplate"]["spec"]))
+
+
+def test_a_job_is_held_to_the_batch_rules_like_a_cron_job():
+    assert run("k8s-batch-on-batch-nodes", a_job()) == []
+    assert run("k8s-batch-bounded", a_job()) == []
+    assert run("k8s-batch-bounded", changed(a_job(), "spec", "ttlSecondsAfterFinished", value=None))
+
+
+def test_batch_pods_without_the_batch_node_selector_would_land_on_the_service_nodes():
+    (violation,) = run("k8s-batch-on-batch-nodes", changed(CRON_JOB, *IN_JOB_POD, "nodeSelector", value={}))
+    assert "nodeSelector retail.io/workload=batch" in violation.message
+
+
+def test_tolerating_the_batch_taint_key_with_exists_is_enough():
+    tolerate = [{"key": "retail.io/workload", "operator": "Exists", "effect": "NoSchedule"}]
+    assert run("k8s-batch-on-batch-nodes", changed(CRON_JOB, *IN_JOB_POD, "tolerations", value=tolerate)) == []
+
+
+def test_a_cron_job_allowed_to_overlap_itself_fails():
+    (violation,) = run("k8s-batch-bounded", changed(CRON_JOB, "spec", "concurrencyPolicy", value=None))
+    assert "concurrencyPolicy 'Allow'" in violation.message
+
+
+def test_a_job_without_a_backoff_limit_fails_because_kubernetes_retries_six_times():
+    (violation,) = run("k8s-batch-bounded", changed(CRON_JOB, *IN_JOB, "backoffLimit", value=None))
+    assert "backoffLimit" in violation.message
+
+
+def test_the_batch_rules_leave_long_running_workloads_alone():
+    assert run("k8s-batch-on-batch-nodes", DEPLOYMENT) == []
+    assert run("k8s-batch-bounded", DEPLOYMENT) == []
+
+
+def test_the_rules_batch_label_is_the_platforms():
+    from infra.cluster import BATCH_WORKLOAD, WORKLOAD_LABEL
+    from policies.rules.kubernetes import BATCH_NODE_LABEL
+
+    assert BATCH_NODE_LABEL == (WORKLOAD_LABEL, BATCH_WORKLOAD)

@@ -1,0 +1,184 @@
+"""The scorer role allows every S3 request `retail score` makes, as the CronJob runs it.
+
+`retail score` runs against moto's S3 (a real HTTP endpoint; moto does not enforce IAM)
+with the CronJob's arguments and environment: the silver lines of the shared small
+pipeline run under `lake/silver/latest/`, its champion bundle under the serving prefix.
+Every request the server receives is turned into the IAM request S3 authorises it as
+(https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-with-s3-policy-actions.html:
+HeadBucket and ListObjectsV2 are s3:ListBucket, HeadObject and GetObject s3:GetObject,
+PutObject and the multipart upload calls s3:PutObject) and evaluated against the policy
+the BatchScoring component renders (policies.documents.allows, the deploy checks'
+evaluator). A request the role does not allow would be AccessDenied on AWS.
+
+KMS is not exercised (moto's buckets here are not SSE-KMS); the role's data-key statement
+is checked by `retail infra check` (batch-job-s3-access).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from urllib.parse import parse_qs, unquote
+
+import pytest
+
+from infra.batch_scoring import COMMAND, BatchScoring, BatchScoringArgs
+from infra.config import BatchScoringConfig
+from policies.documents import Need, allows
+
+from .helpers import build, statements
+
+score_cli = pytest.importorskip("cli.score", reason="retail score (cli/score.py) is not in this tree yet")
+
+LAKE, ARTIFACTS = "lake", "artifacts"
+BUNDLE_PREFIX = "models/price-sensitivity/serving/test"
+REGION = "ap-southeast-1"
+
+
+class RecordingS3:
+    """A moto server that keeps (method, path, query) of every request it serves."""
+
+    def __init__(self) -> None:
+        from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+        self.requests: list[tuple[str, str, str]] = []
+        recorder = self
+
+        class Server(ThreadedMotoServer):
+            def _server_entry(self) -> None:
+                from moto.moto_server.threaded_moto_server import MotoRequestHandler
+                from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+                from werkzeug.serving import make_server
+
+                app = DomainDispatcherApplication(create_backend_app)
+
+                def recording(environ, start_response):
+                    path, query = unquote(environ.get("PATH_INFO", "")), environ.get("QUERY_STRING", "")
+                    recorder.requests.append((environ["REQUEST_METHOD"], path, query))
+                    return app(environ, start_response)
+
+                self._server = make_server(
+                    self._ip_address, self._port, recording, True, request_handler=MotoRequestHandler
+                )
+                self._server_ready_event.set()
+                self._server.serve_forever()
+
+        self.server = Server(ip_address="127.0.0.1", port=0, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def s3():
+    recording = RecordingS3()
+    recording.server.start()
+    host, port = recording.server.get_host_and_port()
+    patch = pytest.MonkeyPatch()
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+    }.items():
+        patch.setenv(name, value)
+    yield recording
+    patch.undo()
+    recording.server.stop()
+
+
+def iam_request(method: str, path: str, query: str) -> tuple[str, str, dict[str, str]]:
+    """(action, resource ARN, condition context) S3 authorises a path-style request as."""
+    bucket, _, key = path.lstrip("/").partition("/")
+    params = parse_qs(query, keep_blank_values=True)
+    if not key:
+        if method == "HEAD":
+            return "s3:ListBucket", f"arn:aws:s3:::{bucket}", {}  # HeadBucket
+        if method == "GET":
+            return "s3:ListBucket", f"arn:aws:s3:::{bucket}", {"s3:prefix": params.get("prefix", [""])[0]}
+        if method == "POST" and "delete" in params:
+            return "s3:DeleteObject", f"arn:aws:s3:::{bucket}/*", {}
+        return f"s3:{method}Bucket", f"arn:aws:s3:::{bucket}", {}
+    arn = f"arn:aws:s3:::{bucket}/{key}"
+    if method in ("GET", "HEAD"):
+        return "s3:GetObject", arn, {}
+    if method == "DELETE":
+        return ("s3:AbortMultipartUpload" if "uploadId" in params else "s3:DeleteObject"), arn, {}
+    return "s3:PutObject", arn, {}  # PutObject, CreateMultipartUpload, UploadPart, CompleteMultipartUpload
+
+
+@pytest.fixture(scope="module")
+def scorer_statements() -> list[dict]:
+    args = BatchScoringArgs(
+        environment="test", region=REGION, image="registry/inference@sha256:" + "0" * 64,
+        lake_bucket=LAKE, lake_bucket_arn=f"arn:aws:s3:::{LAKE}",
+        bundle_bucket=ARTIFACTS, bundle_bucket_arn=f"arn:aws:s3:::{ARTIFACTS}", bundle_prefix=BUNDLE_PREFIX,
+        bundle_sha256="0" * 64, data_kms_key_arn=f"arn:aws:kms:{REGION}:123456789012:key/data",
+        oidc_provider_arn="arn:aws:iam::123456789012:oidc-provider/oidc.eks.example/id/X",
+        oidc_issuer="oidc.eks.example/id/X", node_labels={}, node_taints=[], vpc_cidr="10.0.0.0/16", s3_cidrs=[],
+        sizing=BatchScoringConfig(),
+    )  # fmt: skip
+    run = build(lambda: BatchScoring("batch", args))
+    (cron_job,) = run.of_type("kubernetes:batch/v1:CronJob")
+    (policy,) = run.of_type("aws:iam/rolePolicy:RolePolicy")
+    container = cron_job.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"] == list(COMMAND)
+    return statements(policy)
+
+
+@pytest.fixture(scope="module")
+def scoring_run(s3, small_run, tmp_path_factory):
+    """`retail score` as the CronJob runs it; returns (exit code, output, the requests it made)."""
+    import boto3
+    import typer
+    from typer.testing import CliRunner
+
+    from api.model_source import RegistrySource
+
+    client = boto3.client("s3")
+    for bucket in (LAKE, ARTIFACTS):
+        client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    silver = Path(small_run.settings.lake_root) / "silver" / small_run.result.run_id / "lines.parquet"
+    client.upload_file(str(silver), LAKE, "lake/silver/latest/lines.parquet")
+    source = RegistrySource(small_run.settings)
+    bundle = source.fetch(source.fingerprint())
+    for file in sorted(p for p in bundle.folder.rglob("*") if p.is_file()):
+        client.upload_file(str(file), ARTIFACTS, f"{BUNDLE_PREFIX}/{file.relative_to(bundle.folder).as_posix()}")
+    s3.requests.clear()
+
+    app = typer.Typer()
+    app.command()(score_cli.score)
+    app.command("help")(lambda: None)  # two commands: `score` stays a subcommand, as under `retail`
+    scratch = tmp_path_factory.mktemp("batch-scoring")
+    env = {
+        "RETAIL_LAKE_ROOT": f"s3://{LAKE}/lake",
+        "RETAIL_MODEL_SHA256": bundle.sha256,
+        "RETAIL_MODEL_CACHE_DIR": str(scratch / "retail-models"),
+        "RETAIL_WORK_DIR": str(scratch / "work"),
+    }
+    arguments = ["score", "--input", f"s3://{LAKE}/lake/silver/latest/", "--bundle", f"s3://{ARTIFACTS}/{BUNDLE_PREFIX}/"]
+    result = CliRunner().invoke(app, arguments, env=env)
+    return result.exit_code, result.output, list(s3.requests)
+
+
+def test_the_command_succeeds_as_the_cron_job_runs_it(scoring_run):
+    exit_code, output, _ = scoring_run
+    assert exit_code == 0, output
+
+
+def test_it_reads_silver_and_the_bundle_and_writes_predictions(scoring_run):
+    _, _, requests = scoring_run
+    asked = {(action, arn.split(":::", 1)[1].split("/")[0] + "/" + "/".join(arn.split("/")[1:3]))
+             for action, arn, _ in (iam_request(*r) for r in requests)}  # fmt: skip
+    assert ("s3:GetObject", f"{LAKE}/lake/silver") in asked
+    assert ("s3:GetObject", f"{ARTIFACTS}/models/price-sensitivity") in asked
+    assert ("s3:PutObject", f"{LAKE}/lake/predictions") in asked
+
+
+def test_the_scorer_role_allows_every_request_it_makes(scoring_run, scorer_statements):
+    _, _, requests = scoring_run
+    denied = sorted(
+        {
+            f"{action} on {arn} {json.dumps(context) if context else ''}".strip()
+            for action, arn, context in (iam_request(*r) for r in requests)
+            if allows(scorer_statements, Need((action,), resources=(arn,), context=context))
+        }
+    )
+    assert denied == [], "AccessDenied on AWS:\n" + "\n".join(denied)
