@@ -128,3 +128,7 @@ def score(
     if result.counts["baskets_scored"] == 0:
         print_error(f"{source.location}: no basket passed validation; see {result.quarantine_uri}")
         raise typer.Exit(2)
+
+
+if __name__ == "__main__":  # `python -m cli.score ...`: the command without the rest of `retail` (infra, pulumi)
+    typer.run(score)

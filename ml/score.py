@@ -8,7 +8,7 @@ Inputs, each at a local path or an s3:// URI (read through `ml.lake.filesystem`)
   validated already, scored as they are.
 
 Memory stays bounded by the largest chunk, not by the input:
-1. load: each file is read in pieces of about `PIECE_BYTES` of whole lines; each piece,
+1. load: each file is read in pieces of at most `PIECE_BYTES` of whole lines; each piece,
    with the file's header line in front, goes through `ml.ingest.read` (its rows get
    back their file name and line number), and its rows are spilled to local scratch,
    one folder per SHOP_WEEK value as written. A silver run is read a batch at a time
@@ -62,7 +62,7 @@ from ml.lineage import git_commit
 from ml.progress import StageTimer
 from ml.schema import BASKET_KEY, CANONICAL_COLUMNS, LABEL, UNCLASSIFIED
 from ml.settings import Settings
-from ml.validate import INTEGER_TEXT, validate
+from ml.validate import INTEGER_TEXT, ValidationResult, validate
 
 if TYPE_CHECKING:  # the bundle (and the model libraries it loads) is the caller's
     from ml.bundle import ModelBundle
@@ -347,7 +347,7 @@ def _missing_label() -> pl.Expr:
     return pl.col(LABEL).is_null() | (pl.col(LABEL) == "")
 
 
-def validate_unlabelled(raw: pl.DataFrame):
+def validate_unlabelled(raw: pl.DataFrame) -> tuple[ValidationResult, int]:
     """`ml.validate.validate` for rows that may lack a label: those are validated as XX (unclassified).
 
     Returns the validation result, with the quarantine's label (and value, where the label was the
@@ -396,7 +396,8 @@ class _Tally:
     baskets_by_week: Counter = field(default_factory=Counter)
     lines_without_label: int = 0
     rebuilt_basket_ids: int = 0
-    warnings: list[str] = field(default_factory=list)
+    rows_with_damaged_id: int = 0
+    warnings: list[str] = field(default_factory=list)  # validate's, chunk by chunk
     seconds: Counter = field(default_factory=Counter)
 
     def add_report(self, report) -> None:
@@ -406,10 +407,8 @@ class _Tally:
             self.files.setdefault(name, Counter()).update(counts)
         self.by_rule.update(report.quarantined_by_rule)
         self.rebuilt_basket_ids += report.rebuilt_basket_ids
-        self.warnings += [w for w in report.warnings if w not in self.warnings]
-
-    def total(self, key: str) -> int:
-        return sum(c[key] for c in self.files.values())
+        self.rows_with_damaged_id += report.rows_with_damaged_id
+        self.warnings += report.warnings
 
 
 class RunOutput:
@@ -531,7 +530,10 @@ def score(
     counts = _counts(loaded, tally)
     predictions_uri = output.uri("baskets")
     quarantine_uri = output.uri("quarantine") if scorer.quarantine_parts else None
-    notices = [*loaded.notices, *tally.warnings]
+    notices = list(loaded.notices)
+    if tally.rows_with_damaged_id:
+        notices.append(f"{tally.rows_with_damaged_id} rows carry a damaged BASKET_ID: {tally.rebuilt_basket_ids} "
+                       "basket keys were rebuilt from the basket-level columns (validation_warnings in the manifest)")
     if len(loaded.split_baskets):
         notices.append(f"{len(loaded.split_baskets)} BASKET_ID(s) appear under more than one SHOP_WEEK: "
                        "validated together in one last chunk")
@@ -546,6 +548,7 @@ def score(
         "counts": counts,
         "chunk_lines": chunk_lines,
         "notices": notices,
+        "validation_warnings": tally.warnings,
         "git_commit": git_commit(),
         "seconds": seconds,
     }
