@@ -214,7 +214,9 @@ def _chunks(lines: _Lines, size: int) -> list[tuple[int, int, int, int]]:
     n = len(lines)
     if n == 0:
         return []
-    edges = np.unique(np.searchsorted(lines.starts, np.arange(lines.starts[0], size, SCAN_CHUNK))).tolist()
+    edges = np.unique(np.searchsorted(lines.starts, np.arange(lines.starts[0], size, SCAN_CHUNK)))
+    # A boundary inside the last line finds no line start after it (index n): that line belongs to the run before.
+    edges = edges[edges < n].tolist()
     stops = [*edges[1:], n]
     return [(first, stop, int(lines.starts[first]), int(lines.starts[stop]) if stop < n else size)
             for first, stop in zip(edges, stops, strict=True)]

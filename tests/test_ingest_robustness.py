@@ -20,7 +20,7 @@ from cli.main import app
 from ml.ingest import RAW_LINE, SOURCE_FILE, SOURCE_LINE, InputError, read
 from ml.schema import CODED_COLUMNS
 from ml.split import TooFewWeeks, plan_holdout
-from ml.synth import SynthConfig, generate, write_weekly
+from ml.synth import SynthConfig, generate, write_csv, write_weekly
 from ml.validate import ValidationReport, validate
 from tests.conftest import settings_under
 
@@ -381,3 +381,17 @@ def test_pipeline_run_on_eight_weeks_trains_with_a_smaller_holdout_it_announces(
     files = manifest["validation"]["files"]
     assert files[str(folder / chosen[-1].name)]["quarantined"] == damaged.quarantined
     assert sum(f["read"] for f in files.values()) == manifest["validation"]["rows_in"]
+
+
+def test_every_scan_chunk_boundary_position_reads_the_whole_file(tmp_path, monkeypatch):
+    """The scan works in runs of whole lines of about SCAN_CHUNK bytes; wherever a boundary falls, including inside
+    the last line (which once raised IndexError), every line is read once."""
+    import ml.ingest
+
+    path = tmp_path / "transaction.csv"
+    write_csv(generate(SynthConfig(rows=40, seed=5)), path)
+    rows = path.read_bytes().count(b"\n") - 1
+    for chunk in range(48, 400, 7):
+        monkeypatch.setattr(ml.ingest, "SCAN_CHUNK", chunk)
+        raw_input, raw = read(path)
+        assert raw_input.rows_read == {str(path): rows}, f"SCAN_CHUNK={chunk}"
