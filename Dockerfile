@@ -1,4 +1,5 @@
-# The inference API: `python -m api` on port 8000, serving the bundle at RETAIL_MODEL_URI.
+# The inference API: `python -m api` on port 8000, serving the bundle at RETAIL_MODEL_URI;
+# and batch scoring of the lake's silver lines with the same bundle: `python -m cli.score`.
 # Only the project's core and `serve` dependency groups are installed (no MLflow,
 # training or Pulumi packages), so the image serves a bundle location (s3:// or a
 # mounted folder); the registry's champion alias needs the `ml` group as well.
@@ -30,6 +31,9 @@ WORKDIR /app
 COPY api ./api
 COPY ml ./ml
 COPY infra/__init__.py infra/metric_names.py ./infra/
+# Batch scoring runs in this image too (the weekly CronJob: `python -m cli.score`), which needs only
+# these CLI modules; cli.main would import the Pulumi side, which is not installed here.
+COPY cli/__init__.py cli/console.py cli/score.py ./cli/
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -45,6 +45,20 @@ def test_the_service_imports_nothing_outside_the_serving_dependencies():
     assert not loaded & set(NOT_SERVING)
 
 
+def test_batch_scoring_runs_on_the_serving_dependencies_and_the_modules_the_image_copies():
+    """The weekly CronJob runs `python -m cli.score` in this image: it must need nothing the image lacks."""
+    probe = ("import sys, cli.score, ml.score, ml.bundle, api.model_source; "
+             "print(' '.join(sorted(m for m in sys.modules if '.' not in m))); "
+             "print(' '.join(sorted({m.split('.')[1] for m in sys.modules if m.startswith('cli.')})))")
+    packages, cli_modules = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                                           cwd=ROOT).stdout.splitlines()
+    installed_but_unused_by_the_service = {"typer"}  # a core dependency: in the image, though the API needs none
+    assert not set(packages.split()) & (set(NOT_SERVING) - installed_but_unused_by_the_service)
+    copied = DOCKERFILE.read_text()
+    for module in cli_modules.split():
+        assert f"cli/{module}.py" in copied, f"cli.{module} is imported by cli.score but not copied into the image"
+
+
 def test_the_build_context_holds_what_the_dockerfile_copies():
     ignore = (ROOT / ".dockerignore").read_text()
     for source in re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE.read_text(), flags=re.MULTILINE):
