@@ -65,6 +65,9 @@ class Cluster(pulumi.ComponentResource):
     OIDC provider enables IRSA. No default node group: a managed group for the service
     (label `retail.io/workload=inference`) and a tainted one for batch jobs, both in
     private subnets with IMDSv2, and spot capacity where the node group config says so.
+    The batch group starts at zero nodes: its Auto Scaling group carries Cluster Autoscaler's
+    node-template tags (its label and taint), so the autoscaler the service stack installs
+    can scale it up for a pending batch pod.
     Node groups wait for their role's policy attachments, so a destroy removes the
     policies only after the nodes. CoreDNS and metrics-server (which feeds the
     HorizontalPodAutoscaler) are EKS add-ons created once there are nodes to run them.
@@ -189,11 +192,14 @@ class Cluster(pulumi.ComponentResource):
     def _node_group(self, workload: str, nodes: NodeGroupConfig, args: ClusterArgs) -> eks.ManagedNodeGroup:
         role, attachments = self._node_role(workload)
         labels, taints = {WORKLOAD_LABEL: workload}, _taints(workload)
-        node_group_name = f"{args.cluster_name}-{workload}"
+        # The batch group scales from zero, so the autoscaler must learn its nodes from tags on its Auto Scaling
+        # group, found by the group's name: named here (pulumi-eks would pick a random one). The service group
+        # always has nodes to learn from and keeps its generated name (a new name replaces a node group).
+        scales_from_zero = workload == BATCH_WORKLOAD
+        node_group_name = f"{args.cluster_name}-{workload}" if scales_from_zero else None
         group = eks.ManagedNodeGroup(
             f"{self._name}-{workload}-nodes",
             cluster=self.eks_cluster,
-            # Named, so its Auto Scaling group can be looked up below (pulumi-eks would pick a random name).
             node_group_name=node_group_name,
             node_role=role,
             subnet_ids=list(args.private_subnet_ids),
@@ -213,7 +219,8 @@ class Cluster(pulumi.ComponentResource):
             ignore_scaling_changes=True,
             opts=pulumi.ResourceOptions(parent=self.eks_cluster, depends_on=attachments),
         )
-        self._node_template_tags(workload, args.cluster_name, node_group_name, group, labels, taints)
+        if node_group_name:
+            self._node_template_tags(workload, args.cluster_name, node_group_name, group, labels, taints)
         return group
 
     def _node_template_tags(

@@ -28,8 +28,8 @@ actions on "*" (they have no resource-level permissions, as Amazon EC2 Auto Scal
 identity-based policy examples say), and SetDesiredCapacity/TerminateInstanceInAutoScalingGroup
 only on Auto Scaling groups tagged with this cluster's discovery tag (the README recommends
 tag conditions; https://docs.aws.amazon.com/autoscaling/ec2/userguide/control-access-using-iam.html),
-so the role can resize nothing the autoscaler would not discover, and only groups named after this
-cluster's node groups. `eks:DescribeNodegroup` is scoped to this cluster's node groups.
+so the role can resize nothing the autoscaler would not discover (and only in this account and
+region). `eks:DescribeNodegroup` is scoped to this cluster's node groups.
 """
 
 from __future__ import annotations
@@ -119,11 +119,8 @@ def autoscaler_policy(args: ClusterAutoscalerArgs) -> pulumi.Output[str]:
     node_groups = pulumi.Output.concat(
         "arn:aws:eks:", args.region, ":", args.account_id, ":nodegroup/", args.cluster_name, "/*"
     )
-    # EKS names a managed node group's Auto Scaling group eks-<node group name>-<uuid>, and the platform names
-    # its node groups <cluster>-<workload> (infra/cluster.py).
     groups = pulumi.Output.concat(
-        "arn:aws:autoscaling:", args.region, ":", args.account_id,
-        ":autoScalingGroup:*:autoScalingGroupName/eks-", args.cluster_name, "-*",
+        "arn:aws:autoscaling:", args.region, ":", args.account_id, ":autoScalingGroup:*:autoScalingGroupName/*"
     )
     return policy_document(
         [

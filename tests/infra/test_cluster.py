@@ -130,10 +130,10 @@ def test_batch_nodes_are_tainted_so_only_batch_pods_land_there(private):
     assert "taints" not in groups["c-inference-nodes"]
 
 
-def test_node_groups_are_named_after_the_cluster_so_their_auto_scaling_groups_can_be_found(private):
+def test_the_batch_group_is_named_after_the_cluster_so_its_auto_scaling_group_can_be_found(private):
     groups = node_groups(private)
-    assert groups["c-inference-nodes"]["nodeGroupName"] == "retail-test-eks-inference"
     assert groups["c-batch-nodes"]["nodeGroupName"] == "retail-test-eks-batch"
+    assert "nodeGroupName" not in groups["c-inference-nodes"]  # a new name would replace the serving nodes
 
 
 def asg_tags(run) -> dict[str, dict[str, str]]:
@@ -145,24 +145,21 @@ def asg_tags(run) -> dict[str, dict[str, str]]:
     return tags
 
 
-def test_the_autoscaler_learns_each_groups_labels_and_taints_from_its_auto_scaling_group(private):
+def test_the_autoscaler_learns_the_batch_nodes_label_and_taint_from_their_auto_scaling_group(private):
     """So it can scale the batch group up from zero for pods that select and tolerate it."""
-    tags = asg_tags(private)
-    (batch,) = [name for name in tags if name.startswith("eks-retail-test-eks-batch-")]
-    (service,) = [name for name in tags if name.startswith("eks-retail-test-eks-inference-")]
+    (batch,) = asg_tags(private)
+    assert batch.startswith("eks-retail-test-eks-batch-")
     template = "k8s.io/cluster-autoscaler/node-template"
-    assert tags[batch] == {
+    assert asg_tags(private)[batch] == {
         f"{template}/label/{WORKLOAD_LABEL}": "batch",
         f"{template}/taint/{WORKLOAD_LABEL}": "batch:NoSchedule",
     }
-    assert tags[service] == {f"{template}/label/{WORKLOAD_LABEL}": "inference"}
 
 
-def test_the_tags_are_set_once_the_node_group_exists(private):
-    groups = {g.name: g.urn for g in private.of_type("eks:index:ManagedNodeGroup")}
+def test_the_tags_are_set_once_the_batch_group_exists(private):
+    (batch,) = [g for g in private.of_type("eks:index:ManagedNodeGroup") if g.name == "c-batch-nodes"]
     for tag in private.of_type("aws:autoscaling/tag:Tag"):
-        workload = "batch" if "-batch-" in tag.name else "inference"
-        assert groups[f"c-{workload}-nodes"] in tag.dependencies
+        assert batch.urn in tag.dependencies
 
 
 def test_batch_pods_learn_the_batch_nodes_labels_and_taints_in_kubernetes_spelling():

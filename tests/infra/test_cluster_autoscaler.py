@@ -105,6 +105,6 @@ def test_only_this_clusters_discovered_groups_can_be_resized(policy):
     resize = policy["ResizeThisClustersNodeGroups"]
     assert resize["Action"] == ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"]
     assert resize["Resource"] == (
-        f"arn:aws:autoscaling:ap-southeast-1:123456789012:autoScalingGroup:*:autoScalingGroupName/eks-{CLUSTER}-*"
+        "arn:aws:autoscaling:ap-southeast-1:123456789012:autoScalingGroup:*:autoScalingGroupName/*"
     )
     assert resize["Condition"] == {"Null": {f"aws:ResourceTag/k8s.io/cluster-autoscaler/{CLUSTER}": "false"}}
