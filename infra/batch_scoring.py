@@ -44,9 +44,9 @@ IRSA role trusts only that service account and allows only
   under the serving bundle's prefix;
 - s3:PutObject under `<lake prefix>/predictions/`;
 - kms:Decrypt and kms:GenerateDataKey on the data key, only through S3 (`kms:ViaService`), as the
-  other roles of the platform do. S3 needs both for SSE-KMS writes: GenerateDataKey for the object
-  key, Decrypt to complete a multipart upload
-  (https://docs.aws.amazon.com/AmazonS3/latest/userguide/UsingKMSEncryption.html#require-sse-kms).
+  other roles of the platform do. S3 needs both for SSE-KMS objects: Decrypt to read, GenerateDataKey
+  to write, and Decrypt again to complete a multipart upload, which is how pyarrow writes
+  (https://docs.aws.amazon.com/AmazonS3/latest/userguide/mpuoverview.html#mpuAndPermissions).
 A NetworkPolicy lets its pods reach only DNS, S3 and the VPC's interface endpoints (STS, KMS), and
 nothing reach them. Pods run as the image's non-root user with a read-only root filesystem, a
 size-limited emptyDir at /tmp (bundle cache and scratch), no privilege escalation, no capabilities,
