@@ -1,9 +1,10 @@
 """Batch scoring on EKS: `retail score` as a weekly CronJob on the spot batch nodes, with its own IRSA role.
 
 What runs: once a week (`retail:batchScoring.schedule`, after the week has landed in the silver
-zone) a Job runs, in the inference image the service deploys (the same digest), the command
+zone) a Job runs, in the inference image the service deploys (the same digest), `retail score` as
+the image ships it (`python -m cli.score`, the same command without the rest of the CLI):
 
-    retail score --input s3://<lake>/<prefix>/silver/<inputPath> --bundle s3://<artifacts>/<serving prefix>/
+    python -m cli.score --input s3://<lake>/<prefix>/silver/<inputPath>/ --bundle s3://<artifacts>/<serving prefix>/
 
 with RETAIL_LAKE_ROOT=s3://<lake>/<prefix> (ml/settings.py, prefix RETAIL_), so the predictions and
 their manifest land under `<lake root>/predictions/<run id>/`. `inputPath` is a silver run folder
@@ -79,7 +80,9 @@ from infra.iam import irsa_trust_policy, policy_document
 
 APP = "retail-batch-scoring"
 CONTAINER = "score"
-COMMAND = ("retail", "score")
+COMMAND = ("python", "-m", "cli.score")
+"""`retail score`, run as the inference image offers it: the image copies cli/score.py and runs it as a module
+(Dockerfile), not the whole `retail` CLI, whose cli/main.py imports the Pulumi side the image does not install."""
 RUN_AS = 10001
 """The inference image's user (Dockerfile: `ARG UID=10001`)."""
 TMP = "/tmp"

@@ -139,7 +139,7 @@ def test_the_cron_job_is_created_after_the_autoscaler(run):
 # --- what it runs ---------------------------------------------------------------------------------------------------
 def test_the_container_runs_retail_score_on_the_silver_run_with_the_served_bundle(container):
     assert container["image"] == IMAGE
-    assert container["command"] == ["retail", "score"]
+    assert container["command"] == ["python", "-m", "cli.score"]  # `retail score` as the image ships it
     assert container["args"] == [
         "--input", "s3://lake-raw/lake/silver/latest/", "--bundle", f"s3://lake-artifacts/{BUNDLE_PREFIX}/",
     ]  # fmt: skip

@@ -1,6 +1,7 @@
 """The scorer role allows every S3 request `retail score` makes, as the CronJob runs it.
 
-`retail score` runs against moto's S3 (a real HTTP endpoint; moto does not enforce IAM)
+The CronJob's command (`python -m cli.score`, as the inference image ships `retail score`)
+runs in a child process against moto's S3 (a real HTTP endpoint; moto does not enforce IAM)
 with the CronJob's arguments and environment: the silver lines of the shared small
 pipeline run under `lake/silver/latest/`, its champion bundle under the serving prefix.
 Every request the server receives is turned into the IAM request S3 authorises it as
@@ -17,6 +18,9 @@ is checked by `retail infra check` (batch-job-s3-access).
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
@@ -26,9 +30,8 @@ from infra.batch_scoring import COMMAND, BatchScoring, BatchScoringArgs
 from infra.config import BatchScoringConfig
 from policies.documents import Need, allows
 
+from .conftest import PROJECT_DIR
 from .helpers import build, statements
-
-score_cli = pytest.importorskip("cli.score", reason="retail score (cli/score.py) is not in this tree yet")
 
 LAKE, ARTIFACTS = "lake", "artifacts"
 BUNDLE_PREFIX = "models/price-sensitivity/serving/test"
@@ -127,8 +130,6 @@ def scorer_statements() -> list[dict]:
 def scoring_run(s3, small_run, tmp_path_factory):
     """`retail score` as the CronJob runs it; returns (exit code, output, the requests it made)."""
     import boto3
-    import typer
-    from typer.testing import CliRunner
 
     from api.model_source import RegistrySource
 
@@ -143,19 +144,21 @@ def scoring_run(s3, small_run, tmp_path_factory):
         client.upload_file(str(file), ARTIFACTS, f"{BUNDLE_PREFIX}/{file.relative_to(bundle.folder).as_posix()}")
     s3.requests.clear()
 
-    app = typer.Typer()
-    app.command()(score_cli.score)
-    app.command("help")(lambda: None)  # two commands: `score` stays a subcommand, as under `retail`
     scratch = tmp_path_factory.mktemp("batch-scoring")
     env = {
+        **os.environ,
         "RETAIL_LAKE_ROOT": f"s3://{LAKE}/lake",
         "RETAIL_MODEL_SHA256": bundle.sha256,
         "RETAIL_MODEL_CACHE_DIR": str(scratch / "retail-models"),
         "RETAIL_WORK_DIR": str(scratch / "work"),
     }
-    arguments = ["score", "--input", f"s3://{LAKE}/lake/silver/latest/", "--bundle", f"s3://{ARTIFACTS}/{BUNDLE_PREFIX}/"]
-    result = CliRunner().invoke(app, arguments, env=env)
-    return result.exit_code, result.output, list(s3.requests)
+    python, *module = COMMAND
+    assert python == "python"
+    arguments = ["--input", f"s3://{LAKE}/lake/silver/latest/", "--bundle", f"s3://{ARTIFACTS}/{BUNDLE_PREFIX}/"]
+    done = subprocess.run(
+        [sys.executable, *module, *arguments], env=env, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600
+    )
+    return done.returncode, done.stdout + done.stderr, list(s3.requests)
 
 
 def test_the_command_succeeds_as_the_cron_job_runs_it(scoring_run):
