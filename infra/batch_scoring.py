@@ -8,8 +8,8 @@ the image ships it (`python -m cli.score`, the same command without the rest of 
 
 with RETAIL_LAKE_ROOT=s3://<lake>/<prefix> (ml/settings.py, prefix RETAIL_), so the predictions and
 their manifest land under `<lake root>/predictions/<run id>/`. `inputPath` is a silver run folder
-(default `latest`: the week's validated lines, which the weekly ingest must write to
-`<lake root>/silver/latest/lines.parquet`). The bundle is the one the service serves (the
+(default `latest`: the newest pipeline run under `<lake root>/silver/` holding lines, as
+`retail pipeline run` writes them; see ml/score.py `input_at`). The bundle is the one the service serves (the
 ServedModel's prefix), and RETAIL_MODEL_SHA256 carries its manifest hash.
 
 Why a CronJob on the cluster (and not a SageMaker batch transform or processing job): the command

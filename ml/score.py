@@ -75,6 +75,8 @@ CHUNK_LINES = 400_000  # lines validated and scored at a time, whole weeks
 SILVER_BATCH_ROWS = 256 * 1024
 WEEK = "SHOP_WEEK"
 SILVER_LINES = "lines.parquet"
+LATEST = "latest"
+"""`silver/latest/`: the newest pipeline run's silver lines (see `input_at`)."""
 PREDICTION = "prediction"
 RAW_SCHEMA = {**{c: pl.String for c in CANONICAL_COLUMNS}, SOURCE_FILE: pl.String, SOURCE_LINE: pl.Int64}
 
@@ -103,15 +105,29 @@ class ScoringInput:
 
 def input_at(location: str) -> ScoringInput:
     """The input at a location: silver lines when it is a .parquet file or a folder holding lines.parquet
-    (a silver/<run>/ folder), otherwise transactions (a CSV or a folder of weekly files)."""
+    (a silver/<run>/ folder), otherwise transactions (a CSV or a folder of weekly files). A `silver/latest/`
+    location that holds no lines is the newest run under `silver/` (`LATEST`)."""
     if location.rstrip("/").endswith(".parquet"):
         return ScoringInput(location, silver=True)
     try:
         fs, path = filesystem(location)
         silver = fs.get_file_info(join(path, SILVER_LINES)).type == pafs.FileType.File
+        if not silver and path.rstrip("/").rsplit("/", 1)[-1] == LATEST:
+            return ScoringInput(_newest_run(location, fs, path.rstrip("/").rsplit("/", 1)[0]), silver=True)
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"{location}: unreadable ({exc})") from exc
     return ScoringInput(location, silver=silver)
+
+
+def _newest_run(location: str, fs: pafs.FileSystem, runs: str) -> str:
+    """The lines of the newest pipeline run under the folder `runs` (run ids begin with their UTC time, so the
+    newest sorts last); the scheduled job reads `silver/latest/` so that it needs no run id."""
+    folders = sorted(info.base_name for info in fs.get_file_info(pafs.FileSelector(runs, allow_not_found=True))
+                     if info.type == pafs.FileType.Directory)
+    for run in reversed(folders):
+        if fs.get_file_info(join(runs, run, SILVER_LINES)).type == pafs.FileType.File:
+            return location.rstrip("/").rsplit("/", 1)[0] + f"/{run}/{SILVER_LINES}"
+    raise InputError(f"{location}: no pipeline run under {runs} holds {SILVER_LINES} yet")
 
 
 def silver_run(run_id: str, lake_root: str) -> ScoringInput:

@@ -3,7 +3,7 @@
 The CronJob's command (`python -m cli.score`, as the inference image ships `retail score`)
 runs in a child process against moto's S3 (a real HTTP endpoint; moto does not enforce IAM)
 with the CronJob's arguments and environment: the silver lines of the shared small
-pipeline run under `lake/silver/latest/`, its champion bundle under the serving prefix.
+pipeline run, found through `lake/silver/latest/`, its champion bundle under the serving prefix.
 Every request the server receives is turned into the IAM request S3 authorises it as
 (https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-with-s3-policy-actions.html:
 HeadBucket and ListObjectsV2 are s3:ListBucket, HeadObject and GetObject s3:GetObject,
@@ -137,7 +137,10 @@ def scoring_run(s3, small_run, tmp_path_factory):
     for bucket in (LAKE, ARTIFACTS):
         client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
     silver = Path(small_run.settings.lake_root) / "silver" / small_run.result.run_id / "lines.parquet"
-    client.upload_file(str(silver), LAKE, "lake/silver/latest/lines.parquet")
+    # `silver/latest/` is the newest run holding lines: an older run, this run, and a newer run still being written.
+    client.upload_file(str(silver), LAKE, "lake/silver/20000101T000000Z-00000000/lines.parquet")
+    client.upload_file(str(silver), LAKE, f"lake/silver/{small_run.result.run_id}/lines.parquet")
+    client.put_object(Bucket=LAKE, Key="lake/silver/29991231T000000Z-00000000/_writing", Body=b"")
     source = RegistrySource(small_run.settings)
     bundle = source.fetch(source.fingerprint())
     for file in sorted(p for p in bundle.folder.rglob("*") if p.is_file()):
@@ -166,11 +169,16 @@ def test_the_command_succeeds_as_the_cron_job_runs_it(scoring_run):
     assert exit_code == 0, output
 
 
-def test_it_reads_silver_and_the_bundle_and_writes_predictions(scoring_run):
+def test_it_reads_silver_and_the_bundle_and_writes_predictions(scoring_run, small_run):
     _, _, requests = scoring_run
     asked = {(action, arn.split(":::", 1)[1].split("/")[0] + "/" + "/".join(arn.split("/")[1:3]))
              for action, arn, _ in (iam_request(*r) for r in requests)}  # fmt: skip
     assert ("s3:GetObject", f"{LAKE}/lake/silver") in asked
+    read = {arn for action, arn, _ in (iam_request(*r) for r in requests) if action == "s3:GetObject"}
+    silver_read = {arn.split("/lake/silver/", 1)[1] for arn in read if "/lake/silver/" in arn}
+    # silver/latest/ is the newest run holding lines (a newer folder without them is only looked at).
+    assert f"{small_run.result.run_id}/lines.parquet" in silver_read
+    assert "20000101T000000Z-00000000/lines.parquet" not in silver_read
     assert ("s3:GetObject", f"{ARTIFACTS}/models/price-sensitivity") in asked
     assert ("s3:PutObject", f"{LAKE}/lake/predictions") in asked
 
