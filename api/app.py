@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -55,6 +56,7 @@ async def _heartbeat(app: FastAPI, emf: EmfPublisher, interval: float) -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: ApiSettings = app.state.settings
     models: ModelStore = app.state.store
+    sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
     await asyncio.to_thread(models.try_refresh)
     # What start-up created (imported modules, the registry client, the first model) lives
     # as long as the process: keep it out of the garbage collector's full passes, which

@@ -74,8 +74,9 @@ def reread_api_keys(settings: ApiSettings, current: ApiKeys | None) -> ApiKeys |
         return current
 
 
-def require_api_key(request: Request, presented: str | None = Security(api_key_header)) -> None:
-    """Dependency of the prediction, model and admin routes: 401 without a valid key."""
+async def require_api_key(request: Request, presented: str | None = Security(api_key_header)) -> None:
+    """Dependency of the prediction, model and admin routes: 401 without a valid key (`async def`: it does not
+    block, and a plain `def` dependency would run in the thread pool on every request)."""
     keys: ApiKeys | None = request.app.state.api_keys
     if keys is None:
         return

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import sys
 import time
 
 import numpy as np
@@ -151,3 +152,9 @@ def test_the_access_log_is_json_with_the_request_id_and_no_payload_or_key(client
     assert records[-1]["route"] == "/v1/predict" and records[-1]["status"] == 200
     assert API_KEY not in caplog.text
     assert "PRD09" not in caplog.text and "STORE0" not in caplog.text
+
+
+def test_the_service_shortens_the_gil_switch_interval_it_is_configured_with(small_run):
+    app = create_app(api_settings(gil_switch_interval_ms=0.5), source=RegistrySource(small_run.settings))
+    with TestClient(app):
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
