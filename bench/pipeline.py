@@ -14,15 +14,14 @@ import json
 import os
 import platform
 import shutil
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import psutil
 from rich.console import Console
 from rich.table import Table
 
+from bench.memory import MemorySampler
 from ml.pipeline import run_pipeline
 from ml.progress import StageTimer
 from ml.settings import Settings
@@ -30,32 +29,6 @@ from ml.synth import SynthConfig, generate, write_csv
 
 TARGET_SECONDS = 90
 TARGET_PEAK_GB = 4.0
-
-
-class MemorySampler:
-    """Peak RSS of this process, sampled in a background thread."""
-
-    def __init__(self, interval: float = 0.02):
-        self.interval = interval
-        self.process = psutil.Process()
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(self.interval)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def reset(self) -> None:
-        self.peak = self.process.memory_info().rss
 
 
 class MeasuredTimer(StageTimer):

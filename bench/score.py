@@ -22,15 +22,14 @@ import multiprocessing
 import os
 import platform
 import shutil
-import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
 
-import psutil
 from rich.console import Console
 from rich.table import Table
 
+from bench.memory import MemorySampler
 from cli.score import choose_model
 from ml import ingest
 from ml.lake import Lake
@@ -44,36 +43,6 @@ from ml.validate import validate
 TARGET_BASKETS_PER_SECOND = 100_000
 TARGET_PEAK_GB = 2.0
 TRAIN_ROWS = 40_000
-
-
-class MemorySampler:
-    """Peak RSS of this process, sampled in a background thread (as in bench/pipeline.py)."""
-
-    def __init__(self, interval: float = 0.02):
-        self.interval = interval
-        self.process = psutil.Process()
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(self.interval)
-
-    def start(self) -> None:
-        self.peak = self.process.memory_info().rss
-        self._thread.start()
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join()
-        return max(self.peak, self.process.memory_info().rss)
-
-    def take(self) -> int:
-        """The peak since the last `take` (or the start); starts a new window."""
-        peak, self.peak = max(self.peak, self.process.memory_info().rss), self.process.memory_info().rss
-        return peak
 
 
 class MeasuredTimer(StageTimer):
