@@ -238,8 +238,8 @@ class BatchScoringConfig(Section):
     """The lake root's prefix in that bucket: RETAIL_LAKE_ROOT = s3://<bucket>/<prefix>."""
     input_path: str = "latest"
     """The silver run folder `--input` names, relative to `<lake root>/silver/`: `retail score` reads its
-    lines.parquet. The default is a stable folder the weekly ingest overwrites with the week's lines; set a
-    pipeline run id to score that run."""
+    lines.parquet. The default, `latest`, is the newest pipeline run holding lines (all the weeks that run
+    validated); set a pipeline run id to score that run."""
     cpu_request: str = "1"
     cpu_limit: str = "2"
     memory_request: str = "3Gi"

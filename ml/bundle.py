@@ -79,9 +79,9 @@ class ModelBundle:
 
 
 def _probability_function(model: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """XGBoost's `inplace_predict` skips the DMatrix that `predict_proba` builds on every call (the cost that
-    dominates a one-basket prediction); it uses every tree, as the final fit has no early stopping. Other
-    families answer through `predict_proba`."""
+    """XGBoost models answer through their booster's `inplace_predict`, without the scikit-learn wrapper's
+    checks on every call (which `predict_proba` also ends in); it uses every tree, as the final fit has no early
+    stopping (tests/test_compiled.py checks both agree). Other families answer through `predict_proba`."""
     if isinstance(model, XGBClassifier) and getattr(model, "best_iteration", None) is None:
         booster = model.get_booster()
         return lambda matrix: booster.inplace_predict(matrix, validate_features=False)

@@ -30,11 +30,13 @@ import polars as pl
 from ml.features import (
     CATEGORY,
     CHEAP_INDEX,
+    DIVISION,
     HEADER_CATEGORICALS,
     HEADER_NUMERICS,
     PASSTHROUGH,
     PRICE_CLIP,
     BasketFeaturizer,
+    require_finite,
 )
 from ml.schema import BASKET_KEY, HIERARCHY, LABEL, LABELS
 from ml.tiers import ESTIMATED, EXACT, HIGHER_LEVELS, LA, TIERS, UM, UNSEEN, tier_column
@@ -75,8 +77,6 @@ class ResolvedProducts:
     tier_kind: np.ndarray  # (n,) EXACT / ESTIMATED / UNSEEN
     tier_confidence: np.ndarray  # (n,)
     product_index: np.ndarray  # (n,) product price / category price; NaN: the line's own index stands in
-    category_price: np.ndarray  # (n,) the median unit price a line's unit price is divided by
-    division: np.ndarray  # (n,) index into the batch's divisions: the vocabulary's, then unknown ones
 
 
 @dataclass(frozen=True)
@@ -88,10 +88,12 @@ class EncodedBatch:
     products: ResolvedProducts
     quantity: np.ndarray  # (lines,) float64
     spend: np.ndarray  # (lines,) float64
+    category_price: np.ndarray  # (lines,) the median unit price of the line's own category (PROD_CODE_30)
+    division: np.ndarray  # (lines,) the line's own division: index into the vocabulary's, then unknown ones
     numerics: dict[str, np.ndarray]  # HEADER_NUMERICS -> (baskets,) float64
     categorical: dict[str, np.ndarray]  # HEADER_CATEGORICALS -> (baskets,) vocabulary index; -1 unknown or null
     no_card: np.ndarray  # (baskets,) float64
-    divisions: int  # how many divisions `products.division` counts (vocabulary + unknown)
+    divisions: int  # how many divisions `division` counts (vocabulary + unknown)
 
     @property
     def baskets(self) -> int:
@@ -120,16 +122,17 @@ class CompiledFeaturizer:
         prices = featurizer.category_price_
         self._category_price = dict(zip(prices[CATEGORY].to_list(), prices["category_price"].to_list(), strict=True))
         self.divisions = list(featurizer.divisions_)
+        self._division_index = {d: i for i, d in enumerate(self.divisions)}
         self.vocabularies = {c: {v: i for i, v in enumerate(featurizer.vocabularies_[c])} for c in HEADER_CATEGORICALS}
         self._positions: dict[tuple[str, ...], np.ndarray] = {}  # each block's columns in the model input
         # One probe basket lays out the blocks and refuses a featurizer whose features the blocks do not match.
-        self.transform(self.encode_records([{c: None for c in (*HEADER_CATEGORICALS, *HEADER_NUMERICS)}],
-                                           [[("_", "_", "_", "_", "_", 1.0, 1.0)]]))
+        probe = {**dict.fromkeys(HEADER_CATEGORICALS), **dict.fromkeys(HEADER_NUMERICS, 0)}
+        self.transform(self.encode_records([probe], [[("_", "_", "_", "_", "_", 1.0, 1.0)]]))
 
     # ---- products --------------------------------------------------------------------
-    def resolve(self, codes: Sequence[str], chains: Sequence[Sequence[str]]) -> tuple[ResolvedProducts, int]:
+    def resolve(self, codes: Sequence[str], chains: Sequence[Sequence[str]]) -> ResolvedProducts:
         """Distinct products `codes`, each with its higher levels (class, department, group, division), through
-        the fallbacks; and how many divisions the batch knows."""
+        the fallbacks (an unseen product's from its first line, as the Polars path takes them)."""
         n = len(codes)
         p = self._first_known(self._evidence.gather(codes), chains, self._evidence_levels, self._prior)
         lift = p / self._prior
@@ -140,10 +143,7 @@ class CompiledFeaturizer:
             confidence = np.nan_to_num(known[:, 5], nan=0.0)
         else:
             tier, kind, confidence = np.zeros((n, 4)), np.full(n, UNSEEN), np.zeros(n)
-        divisions = {d: i for i, d in enumerate(self.divisions)}
-        division = [divisions.setdefault(chain[-1], len(divisions)) for chain in chains]
-        category = HIGHER_LEVELS.index(CATEGORY)
-        products = ResolvedProducts(
+        return ResolvedProducts(
             p=p,
             log_lift=np.log(lift),
             top_lift=lift.argmax(axis=1) if n else np.zeros(0, np.int64),
@@ -152,11 +152,7 @@ class CompiledFeaturizer:
             tier_kind=kind,
             tier_confidence=confidence,
             product_index=self._product_index.gather(codes)[:, 0],
-            category_price=np.array([self._category_price.get(chain[category], self.global_unit_price)
-                                     for chain in chains], dtype=np.float64).reshape(n),
-            division=np.array(division, dtype=np.int64).reshape(n),
         )
-        return products, len(divisions)
 
     @staticmethod
     def _first_known(values: np.ndarray, chains, levels: list[Lookup], prior: np.ndarray) -> np.ndarray:
@@ -179,7 +175,8 @@ class CompiledFeaturizer:
         each basket (`LineValues`)."""
         distinct: dict[str, int] = {}
         chains: list[tuple[str, ...]] = []
-        line_product, quantity, spend = [], [], []
+        divisions = dict(self._division_index)
+        line_product, quantity, spend, category_price, division = [], [], [], [], []
         for basket in lines:
             for code, c10, c20, c30, c40, q, s in basket:
                 index = distinct.get(code)
@@ -189,18 +186,22 @@ class CompiledFeaturizer:
                 line_product.append(index)
                 quantity.append(q)
                 spend.append(s)
-        products, divisions = self.resolve(list(distinct), chains)
+                category_price.append(self._category_price.get(c30, self.global_unit_price))
+                division.append(divisions.setdefault(c40, len(divisions)))
+        products = self.resolve(list(distinct), chains)
         return EncodedBatch(
             offsets=np.concatenate([[0], np.cumsum([len(b) for b in lines])]).astype(np.int64),
             line_product=np.array(line_product, dtype=np.int64),
             products=products,
             quantity=np.array(quantity, dtype=np.float64),
             spend=np.array(spend, dtype=np.float64),
+            category_price=np.array(category_price, dtype=np.float64),
+            division=np.array(division, dtype=np.int64),
             numerics={c: np.array([h[c] for h in headers], dtype=np.float64) for c in HEADER_NUMERICS},
             categorical={c: np.array([self.vocabularies[c].get(h[c], -1) for h in headers], dtype=np.int64)
                          for c in HEADER_CATEGORICALS},
             no_card=np.array([h[NO_CARD] is None for h in headers], dtype=np.float64),
-            divisions=divisions,
+            divisions=len(divisions),
         )
 
     def encode_frame(self, lines: pl.DataFrame) -> tuple[EncodedBatch, pl.DataFrame]:
@@ -213,7 +214,10 @@ class CompiledFeaturizer:
         offsets = np.concatenate([starts, [lines.height]]).astype(np.int64)
         distinct = lines.select(HIERARCHY).unique(subset="PROD_CODE", keep="first", maintain_order=True)
         codes = distinct["PROD_CODE"].to_list()
-        products, divisions = self.resolve(codes, distinct.select(HIGHER_LEVELS).rows())
+        products = self.resolve(codes, distinct.select(HIGHER_LEVELS).rows())
+        divisions = dict(self._division_index)
+        for code in lines[DIVISION].unique(maintain_order=True).to_list():
+            divisions.setdefault(code, len(divisions))
         line_product = lines["PROD_CODE"].cast(pl.Enum(codes)).to_physical().to_numpy().astype(np.int64)
         header = lines[starts]
         kept = [c for c in (BASKET_KEY, *PASSTHROUGH, LABEL) if c in lines.columns]
@@ -223,6 +227,9 @@ class CompiledFeaturizer:
             products=products,
             quantity=lines["QUANTITY"].cast(pl.Float64).to_numpy(),
             spend=lines["SPEND"].cast(pl.Float64).to_numpy(),
+            category_price=lines[CATEGORY].replace_strict(self._category_price, default=self.global_unit_price,
+                                                          return_dtype=pl.Float64).to_numpy(),
+            division=lines[DIVISION].replace_strict(divisions, return_dtype=pl.Int64).to_numpy(),
             numerics={c: header[c].cast(pl.Float64).to_numpy() for c in HEADER_NUMERICS},
             categorical={
                 c: header[c].replace_strict(self.vocabularies[c], default=-1, return_dtype=pl.Int64)
@@ -230,13 +237,14 @@ class CompiledFeaturizer:
                 for c in HEADER_CATEGORICALS
             },
             no_card=header[NO_CARD].is_null().cast(pl.Float64).to_numpy(),
-            divisions=divisions,
+            divisions=len(divisions),
         )
         return batch, header.select(kept)
 
     # ---- transform -------------------------------------------------------------------
     def transform(self, batch: EncodedBatch) -> np.ndarray:
-        """The model input: one float32 row per basket, columns in `feature_names` order (as `matrix`).
+        """The model input: one float32 row per basket, columns in `feature_names` order (as `matrix`, and like
+        it refusing NaN or infinite values).
 
         Line values are stacked into one matrix per reduction (means, sums, maxima, minima), so a basket's
         features take four `reduceat` calls whatever their number; each block lands in its columns at once."""
@@ -244,14 +252,14 @@ class CompiledFeaturizer:
         if batch.baskets:
             for names, block in self._blocks(batch):
                 out[:, self._positions[names]] = block
-        return out
+        return require_finite(out, self.feature_names)
 
     def _blocks(self, batch: EncodedBatch) -> list[tuple[tuple[str, ...], np.ndarray]]:
         products, line = batch.products, batch.line_product
         starts, lines = batch.offsets[:-1], np.diff(batch.offsets).astype(np.float64)
         labels = np.arange(len(LABELS))
 
-        line_index = (batch.spend / batch.quantity) / products.category_price[line]
+        line_index = (batch.spend / batch.quantity) / batch.category_price
         price_index = np.clip(line_index, *PRICE_CLIP)
         known_index = products.product_index[line]
         log_price = np.log(price_index)
@@ -283,7 +291,7 @@ class CompiledFeaturizer:
         totals = np.add.reduceat(np.column_stack([batch.quantity, batch.spend]), starts, axis=0)
         blocks.append((("total_quantity", "log_total_spend"), np.column_stack([totals[:, 0], np.log1p(totals[:, 1])])))
 
-        division = products.division[line]
+        division = batch.division
         basket = np.repeat(np.arange(batch.baskets), np.diff(batch.offsets))
         per_division = np.bincount(basket * batch.divisions + division, minlength=batch.baskets * batch.divisions)
         per_division = per_division.reshape(batch.baskets, batch.divisions)

@@ -157,6 +157,15 @@ class TierEvidence:
         return lines.join(resolved, on="PROD_CODE", how="left", maintain_order="left")
 
 
+def require_finite(matrix: np.ndarray, names: list[str]) -> np.ndarray:
+    """`matrix`, or ValueError naming the columns that hold NaN or infinite values."""
+    finite = np.isfinite(matrix)
+    if not finite.all():
+        columns = [names[i] for i in np.flatnonzero(~finite.all(axis=0))]
+        raise ValueError(f"non-finite feature values in {', '.join(columns)} ({int((~finite).sum())} values)")
+    return matrix
+
+
 class BasketFeaturizer:
     """Lines in, one feature row per basket out; see the module docstring."""
 
@@ -241,12 +250,8 @@ class BasketFeaturizer:
         Raises ValueError naming the columns if any value is NaN or infinite: the featurizer is built to keep
         every feature finite, and some families (logistic regression) cannot take anything else.
         """
-        matrix = features.select(self.feature_names_).to_numpy().astype(np.float32, copy=False)
-        finite = np.isfinite(matrix)
-        if not finite.all():
-            columns = [self.feature_names_[i] for i in np.flatnonzero(~finite.all(axis=0))]
-            raise ValueError(f"non-finite feature values in {', '.join(columns)} ({int((~finite).sum())} values)")
-        return matrix
+        return require_finite(features.select(self.feature_names_).to_numpy().astype(np.float32, copy=False),
+                              self.feature_names_)
 
     @staticmethod
     def _kept(lines: pl.DataFrame) -> list[str]:

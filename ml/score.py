@@ -111,9 +111,9 @@ def input_at(location: str) -> ScoringInput:
         return ScoringInput(location, silver=True)
     try:
         fs, path = filesystem(location)
-        silver = fs.get_file_info(join(path, SILVER_LINES)).type == pafs.FileType.File
-        if not silver and path.rstrip("/").rsplit("/", 1)[-1] == LATEST:
+        if path.rstrip("/").rsplit("/", 1)[-1] == LATEST:
             return ScoringInput(_newest_run(location, fs, path.rstrip("/").rsplit("/", 1)[0]), silver=True)
+        silver = fs.get_file_info(join(path, SILVER_LINES)).type == pafs.FileType.File
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"{location}: unreadable ({exc})") from exc
     return ScoringInput(location, silver=silver)
@@ -121,13 +121,17 @@ def input_at(location: str) -> ScoringInput:
 
 def _newest_run(location: str, fs: pafs.FileSystem, runs: str) -> str:
     """The lines of the newest pipeline run under the folder `runs` (run ids begin with their UTC time, so the
-    newest sorts last); the scheduled job reads `silver/latest/` so that it needs no run id."""
-    folders = sorted(info.base_name for info in fs.get_file_info(pafs.FileSelector(runs, allow_not_found=True))
-                     if info.type == pafs.FileType.Directory)
-    for run in reversed(folders):
-        if fs.get_file_info(join(runs, run, SILVER_LINES)).type == pafs.FileType.File:
-            return location.rstrip("/").rsplit("/", 1)[0] + f"/{run}/{SILVER_LINES}"
-    raise InputError(f"{location}: no pipeline run under {runs} holds {SILVER_LINES} yet")
+    newest sorts last); the scheduled job reads `silver/latest/` so that it needs no run id.
+
+    Found by one listing, with no request for a key that may not exist: on S3 such a request is answered 403,
+    not 404, unless the caller may list the bucket without conditions, which the scoring role may not."""
+    listed = fs.get_file_info(pafs.FileSelector(runs, recursive=True, allow_not_found=True))
+    with_lines = sorted(info.path[len(runs):].strip("/").split("/")[0] for info in listed
+                        if info.type == pafs.FileType.File and info.path.endswith(f"/{SILVER_LINES}")
+                        and info.path[len(runs):].strip("/").count("/") == 1)
+    if not with_lines:
+        raise InputError(f"{location}: no pipeline run under {runs} holds {SILVER_LINES} yet")
+    return location.rstrip("/").rsplit("/", 1)[0] + f"/{with_lines[-1]}/{SILVER_LINES}"
 
 
 def silver_run(run_id: str, lake_root: str) -> ScoringInput:

@@ -103,3 +103,19 @@ def test_xgboost_inplace_prediction_equals_predict_proba(tmp_path):
     path = save_model("xgboost", model, tmp_path)
     loaded = load_model("xgboost", path)
     np.testing.assert_allclose(_probability_function(loaded)(x), model.predict_proba(x), rtol=1e-6, atol=1e-7)
+
+
+def test_a_product_under_two_categories_in_one_batch_prices_each_line_by_its_own(fitted, split):
+    """Category prices and divisions are the line's own: another basket naming the same product under another
+    category and division (a reclassified product, or another client's request coalesced into the same call) must
+    not change this basket's features."""
+    lines = _later(split, 200)
+    shared = lines.group_by("PROD_CODE").agg(pl.col(BASKET_KEY).n_unique().alias("n")).filter(pl.col("n") > 1)
+    product = shared["PROD_CODE"][0]
+    other = lines.filter(pl.col("PROD_CODE") != product).row(0, named=True)
+    second = lines.filter(pl.col("PROD_CODE") == product)[BASKET_KEY].unique(maintain_order=True)[1]
+    moved = lines.with_columns(
+        *[pl.when((pl.col("PROD_CODE") == product) & (pl.col(BASKET_KEY) == second)).then(pl.lit(other[c]))
+          .otherwise(pl.col(c)).alias(c) for c in ("PROD_CODE_30", "PROD_CODE_40")]
+    )
+    _assert_same(fitted, moved)
