@@ -33,7 +33,7 @@ from policies.documents import Need, allows
 from .conftest import PROJECT_DIR
 from .helpers import build, statements
 
-LAKE, ARTIFACTS = "lake", "artifacts"
+LAKE, ARTIFACTS = "scoring-contract-lake", "scoring-contract-artifacts"  # unique on the shared moto server
 BUNDLE_PREFIX = "models/price-sensitivity/serving/test"
 REGION = "ap-southeast-1"
 
