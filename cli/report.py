@@ -25,12 +25,12 @@ def validation_table(result: PipelineResult) -> Table:
 
 
 def leaderboard_table(result: PipelineResult) -> Table:
-    table = Table(title="Leaderboard (held-out latest weeks)")
-    for column in ("rank", "family", "accuracy", "macro-F1", "fit s"):
+    table = Table(title="Leaderboard: ranked on the last training weeks, evaluated on the held-out latest weeks")
+    for column in ("rank", "family", "validation macro-F1", "holdout accuracy", "holdout macro-F1", "fit s"):
         table.add_column(column, justify="right" if column != "family" else "left")
     for rank, row in enumerate(result.training["leaderboard"], start=1):
-        table.add_row(str(rank), row["family"], f"{row['accuracy']:.4f}", f"{row['macro_f1']:.4f}",
-                      f"{row['fit_seconds']:.1f}")
+        table.add_row(str(rank), row["family"], f"{row['validation_macro_f1']:.4f}", f"{row['accuracy']:.4f}",
+                      f"{row['macro_f1']:.4f}", f"{row['fit_seconds']:.1f}")
     return table
 
 

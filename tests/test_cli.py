@@ -64,3 +64,18 @@ def test_promoting_an_unknown_version_fails_clearly(small_run):
     result = runner.invoke(app, ["models", "promote", "404"], env=env)
     assert result.exit_code == 1
     assert "no version '404'" in result.output
+
+
+def test_the_printed_leaderboard_shows_the_validation_score_it_is_ranked_on(small_run):
+    from rich.console import Console
+
+    from cli.report import leaderboard_table
+
+    console = Console(record=True, width=200)
+    console.print(leaderboard_table(small_run.result))
+    text = console.export_text()
+    assert "validation macro-F1" in text and "holdout macro-F1" in text
+    rows = small_run.result.training["leaderboard"]
+    positions = [text.index(f" {r['family']} ") for r in rows]
+    assert positions == sorted(positions), "printed in the leaderboard's order"
+    assert [r["validation_macro_f1"] for r in rows] == sorted((r["validation_macro_f1"] for r in rows), reverse=True)
