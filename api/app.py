@@ -63,6 +63,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # otherwise pause a 1,000-basket request by ~100 ms. Refcounting still frees it.
     gc.collect()
     gc.freeze()
+    gc.set_threshold(settings.gc_gen0_threshold, *gc.get_threshold()[1:])
     app.state.batcher = Batcher(settings.max_coalesced_baskets)
     app.state.batcher.start()
     interval = settings.reload_interval_seconds

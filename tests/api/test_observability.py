@@ -154,7 +154,16 @@ def test_the_access_log_is_json_with_the_request_id_and_no_payload_or_key(client
     assert "PRD09" not in caplog.text and "STORE0" not in caplog.text
 
 
-def test_the_service_shortens_the_gil_switch_interval_it_is_configured_with(small_run):
-    app = create_app(api_settings(gil_switch_interval_ms=0.5), source=RegistrySource(small_run.settings))
-    with TestClient(app):
-        assert sys.getswitchinterval() == pytest.approx(0.0005)
+def test_the_service_applies_its_gil_and_garbage_collector_settings(small_run):
+    import gc
+
+    before = gc.get_threshold()
+    app = create_app(api_settings(gil_switch_interval_ms=0.5, gc_gen0_threshold=12_345),
+                     source=RegistrySource(small_run.settings))
+    try:
+        with TestClient(app):
+            assert sys.getswitchinterval() == pytest.approx(0.0005)
+            assert gc.get_threshold()[0] == 12_345
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
