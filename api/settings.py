@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.schemas import MAX_BASKET_LINES
 from infra.metric_names import HEARTBEAT_SECONDS
 
 
@@ -36,7 +37,9 @@ class ApiSettings(BaseSettings):
 
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_batch_baskets: int = Field(1000, ge=1)
-    max_basket_lines: int = Field(500, ge=1)
+    # Lines per basket; the request schema's own cap (api.schemas.MAX_BASKET_LINES, in the OpenAPI document) is
+    # the most this can allow.
+    max_basket_lines: int = Field(MAX_BASKET_LINES, ge=1, le=MAX_BASKET_LINES)
     # Largest number of baskets scored in one featurizer call when requests are coalesced.
     max_coalesced_baskets: int = Field(2048, ge=1)
     # How long a thread may hold the GIL while another waits (Python's default is 5 ms). The event loop and

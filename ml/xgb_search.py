@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from sklearn.metrics import f1_score
+from sklearn.model_selection import ParameterSampler
 from xgboost import XGBClassifier
 
 from ml.selection import MAX_FIT_ROWS, validation_rows
@@ -28,14 +29,13 @@ MAX_ROUNDS = 400
 EARLY_STOPPING = 20
 
 
-def _sample(space: dict[str, tuple[Any, ...]], trials: int, rng: np.random.Generator) -> list[dict[str, Any]]:
-    seen: list[dict[str, Any]] = []
-    while len(seen) < trials:
-        candidate = {k: values[rng.integers(len(values))] for k, values in space.items()}
-        candidate = {k: (v.item() if hasattr(v, "item") else v) for k, v in candidate.items()}
-        if candidate not in seen:
-            seen.append(candidate)
-    return seen
+def _sample(space: dict[str, tuple[Any, ...]], trials: int, seed: int) -> list[dict[str, Any]]:
+    """`trials` distinct points of the grid, drawn without replacement (scikit-learn's ParameterSampler); the
+    whole grid when it has fewer points than that."""
+    grid_size = int(np.prod([len(values) for values in space.values()]))
+    sampler = ParameterSampler({k: list(v) for k, v in space.items()}, n_iter=min(trials, grid_size),
+                               random_state=seed)
+    return [{k: (v.item() if hasattr(v, "item") else v) for k, v in point.items()} for point in sampler]
 
 
 def search_xgboost(
@@ -51,7 +51,7 @@ def search_xgboost(
     rng = np.random.default_rng(seed)
     fit_rows, val_rows = validation_rows(validation, max_rows, rng)
     results = []
-    for params in _sample(SPACE, trials, rng):
+    for params in _sample(SPACE, trials, seed):
         started = time.perf_counter()
         model = XGBClassifier(
             tree_method="hist",

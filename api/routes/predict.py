@@ -39,14 +39,29 @@ def predictions(classes: list[str], baskets: list[Basket], probabilities: np.nda
     ]
 
 
+def _within_line_limit(baskets: list[Basket], limit: int, location: tuple) -> None:
+    """422 naming the first basket with more lines than RETAIL_MAX_BASKET_LINES allows."""
+    for i, basket in enumerate(baskets):
+        if len(basket.lines) > limit:
+            where = (*location, i, "lines") if len(location) > 1 else (*location, "lines")
+            raise RequestValidationError([{
+                "type": "too_long",
+                "loc": where,
+                "msg": f"{len(basket.lines)} lines in one basket; the limit is {limit} (RETAIL_MAX_BASKET_LINES)",
+                "input": None,
+            }])
+
+
 @router.post("/predict", response_model=PredictResponse, responses={**AUTH_RESPONSES, **SIZE_RESPONSES})
 async def predict(
     basket: Basket,
     request: Request,
     model: Annotated[LoadedModel, Depends(current_model)],
     scoring: Annotated[Batcher, Depends(batcher)],
+    config: Annotated[ApiSettings, Depends(settings)],
 ) -> Response:
     """The price sensitivity of one basket (header fields and its product lines)."""
+    _within_line_limit([basket], config.max_basket_lines, ("body",))
     probabilities = await scoring.predict(model, [basket])
     setattr(request.state, BASKETS_SCORED, 1)
     return _json({**predictions(model.bundle.classes, [basket], probabilities)[0],
@@ -70,6 +85,7 @@ async def predict_batch(
                    "(RETAIL_MAX_BATCH_BASKETS): split the batch",
             "input": None,
         }])
+    _within_line_limit(batch.baskets, config.max_basket_lines, ("body", "baskets"))
     probabilities = await scoring.predict(model, batch.baskets)
     setattr(request.state, BASKETS_SCORED, len(batch.baskets))
     return _json({"model_version": model.version,

@@ -106,3 +106,21 @@ def test_a_streamed_body_over_the_limit_is_413(client):
 def test_a_body_that_is_not_json_is_422(client):
     response = client.post("/v1/predict", content=b"{not json", headers={**AUTH, "Content-Type": "application/json"})
     assert response.status_code == 422
+
+
+def test_a_lower_line_limit_from_the_settings_is_enforced_naming_the_basket(small_run):
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.model_source import RegistrySource
+    from tests.api.conftest import api_settings
+
+    app = create_app(api_settings(max_basket_lines=2), source=RegistrySource(small_run.settings))
+    two, three = (basket(lines=basket()["lines"][:1] * n) for n in (2, 3))
+    with TestClient(app) as limited:
+        assert limited.post("/v1/predict", json=two, headers=AUTH).status_code == 200
+        single = limited.post("/v1/predict", json=three, headers=AUTH)
+        assert single.status_code == 422 and error_locations(single) == [("body", "lines")]
+        assert "3 lines in one basket; the limit is 2 (RETAIL_MAX_BASKET_LINES)" in single.text
+        batch = limited.post("/v1/predict/batch", json={"baskets": [basket(), three]}, headers=AUTH)
+        assert batch.status_code == 422 and error_locations(batch) == [("body", "baskets", 1, "lines")]
