@@ -12,6 +12,7 @@ import numpy as np
 import polars as pl
 import pyarrow.dataset as ds
 import pytest
+from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
 from ml import ingest
@@ -196,8 +197,9 @@ def test_unlabelled_lines_are_scored_like_labelled_ones(retail, env, bundle_fold
     assert blank["counts"]["lines_without_label"] == blank["counts"]["lines_read"] == 3_000
     assert blank["counts"]["baskets_scored"] == labelled["counts"]["baskets_scored"]
     columns = [BASKET_KEY, "prediction", "probability_LA", "probability_MM", "probability_UM"]
-    assert predictions(blank).select(columns).sort(BASKET_KEY).equals(
-        predictions(labelled).select(columns).sort(BASKET_KEY))
+    # Equal up to the last bits: a random forest sums its trees' votes in whatever order its threads finish.
+    assert_frame_equal(predictions(blank).select(columns).sort(BASKET_KEY),
+                       predictions(labelled).select(columns).sort(BASKET_KEY), check_exact=False, rel_tol=1e-9)
 
 
 def test_a_basket_id_under_two_weeks_is_quarantined_whole_as_validate_does(retail, env, bundle_folder, tmp_path):
