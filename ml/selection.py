@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ml.evaluate import Metrics, compute_metrics
-from ml.families import FAMILIES
+from ml.families import FAMILIES, fitted
 
 METRIC_DECIMALS = 6
 """Decimals of the `name=value;` metric lines ml/train.py prints for SageMaker's metric definitions."""
@@ -51,8 +51,7 @@ def validation_scores(
     fit_rows, scored_rows = validation_rows(validation, max_rows, np.random.default_rng(seed))
     scores = {}
     for family, family_params in params.items():
-        model = FAMILIES[family].build(family_params, seed)
-        model.fit(x[fit_rows], y[fit_rows])
+        model = fitted(FAMILIES[family].build(family_params, seed), x[fit_rows], y[fit_rows])
         predicted = model.predict_proba(x[scored_rows]).argmax(axis=1)
         scores[family] = compute_metrics(y[scored_rows], predicted, classes)
     return scores

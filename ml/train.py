@@ -31,7 +31,7 @@ import pyarrow.dataset as ds
 from ml.bundle import save_bundle
 from ml.calendar import week_index_expr
 from ml.evaluate import apply_gate, compute_metrics, plot_confusion
-from ml.families import FAMILIES
+from ml.families import FAMILIES, fitted
 from ml.features import BasketFeaturizer
 from ml.model_card import write_model_card
 from ml.reference import reference_bins
@@ -135,8 +135,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     predictions: dict[str, np.ndarray] = {}
     for family in families:
         t0 = time.perf_counter()
-        model = FAMILIES[family].build(params[family], args.seed)
-        model.fit(x_train, y_train)
+        model = fitted(FAMILIES[family].build(params[family], args.seed), x_train, y_train)
         fit_seconds = time.perf_counter() - t0
         predictions[family] = model.predict_proba(x_holdout).argmax(axis=1)
         metrics = compute_metrics(y_holdout, predictions[family], CLASSES)
