@@ -1,11 +1,15 @@
-"""Peak resident memory of the benchmark's own process, sampled in a background thread."""
+"""Peak resident memory of the benchmark's own process, sampled in a background thread, overall and per stage."""
 
 from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 
 import psutil
+from rich.console import Console
+
+from ml.progress import StageTimer
 
 
 class MemorySampler:
@@ -42,3 +46,19 @@ class MemorySampler:
         peak = max(self.peak, self.process.memory_info().rss)
         self.reset()
         return peak
+
+
+class MeasuredTimer(StageTimer):
+    """A StageTimer that also keeps each stage's peak RSS."""
+
+    def __init__(self, sampler: MemorySampler, console: Console):
+        super().__init__(console)
+        self.sampler = sampler
+        self.peak_bytes: dict[str, int] = {}
+
+    @contextmanager
+    def stage(self, name: str, description: str):
+        self.sampler.reset()
+        with super().stage(name, description):
+            yield
+        self.peak_bytes[name] = self.sampler.take()

@@ -15,36 +15,18 @@ import os
 import platform
 import shutil
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from bench.memory import MemorySampler
+from bench.memory import MeasuredTimer, MemorySampler
 from ml.pipeline import run_pipeline
-from ml.progress import StageTimer
 from ml.settings import Settings
 from ml.synth import SynthConfig, generate, write_csv
 
 TARGET_SECONDS = 90
 TARGET_PEAK_GB = 4.0
-
-
-class MeasuredTimer(StageTimer):
-    """A StageTimer that also keeps each stage's peak RSS."""
-
-    def __init__(self, sampler: MemorySampler, console: Console):
-        super().__init__(console)
-        self.sampler = sampler
-        self.peak_bytes: dict[str, int] = {}
-
-    @contextmanager
-    def stage(self, name: str, description: str):
-        self.sampler.reset()
-        with super().stage(name, description):
-            yield
-        self.peak_bytes[name] = max(self.sampler.peak, self.sampler.process.memory_info().rss)
 
 
 def main() -> None:

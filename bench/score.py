@@ -23,13 +23,12 @@ import os
 import platform
 import shutil
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from bench.memory import MemorySampler
+from bench.memory import MeasuredTimer, MemorySampler
 from cli.score import choose_model
 from ml import ingest
 from ml.lake import Lake
@@ -43,22 +42,6 @@ from ml.validate import validate
 TARGET_BASKETS_PER_SECOND = 100_000
 TARGET_PEAK_GB = 2.0
 TRAIN_ROWS = 40_000
-
-
-class MeasuredTimer(StageTimer):
-    """A StageTimer that keeps each stage's peak RSS (the load stage of `ml.score.score`)."""
-
-    def __init__(self, sampler: MemorySampler, console: Console):
-        super().__init__(console)
-        self.sampler = sampler
-        self.peak_bytes: dict[str, int] = {}
-
-    @contextmanager
-    def stage(self, name: str, description: str):
-        self.sampler.take()
-        with super().stage(name, description):
-            yield
-        self.peak_bytes[name] = self.sampler.take()
 
 
 def settings_in(folder: Path) -> Settings:
