@@ -38,6 +38,18 @@ def settings_under(root: Path, **overrides) -> Settings:
     return Settings(**(values | overrides))
 
 
+def settings_env(root: Path, **extra: str) -> dict[str, str]:
+    """`settings_under(root)` as the environment a `retail` command reads, plus `extra` variables."""
+    settings = settings_under(root)
+    return {
+        "RETAIL_LAKE_ROOT": settings.lake_root,
+        "RETAIL_REGISTRY_URI": settings.registry_uri,
+        "RETAIL_ARTIFACT_ROOT": str(settings.artifact_root),
+        "RETAIL_WORK_DIR": str(settings.work_dir),
+        **extra,
+    }
+
+
 @pytest.fixture(scope="session")
 def small_csv(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data") / "transaction.csv"

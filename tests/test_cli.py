@@ -6,19 +6,9 @@ import polars as pl
 from typer.testing import CliRunner
 
 from cli.main import app
-from tests.conftest import settings_under
+from tests.conftest import settings_env
 
 runner = CliRunner()
-
-
-def _env(root):
-    settings = settings_under(root)
-    return {
-        "RETAIL_LAKE_ROOT": settings.lake_root,
-        "RETAIL_REGISTRY_URI": settings.registry_uri,
-        "RETAIL_ARTIFACT_ROOT": str(settings.artifact_root),
-        "RETAIL_WORK_DIR": str(settings.work_dir),
-    }
 
 
 def test_synth_writes_weekly_files_with_the_original_header(tmp_path):
@@ -33,7 +23,7 @@ def test_synth_writes_weekly_files_with_the_original_header(tmp_path):
 def test_pipeline_run_on_a_missing_column_exits_non_zero_naming_it(tmp_path):
     bad = tmp_path / "bad.csv"
     pl.DataFrame({"SHOP_WEEK": [200607], "SPEND": [1.0]}).write_csv(bad)
-    result = runner.invoke(app, ["pipeline", "run", "--input", str(bad)], env=_env(tmp_path))
+    result = runner.invoke(app, ["pipeline", "run", "--input", str(bad)], env=settings_env(tmp_path))
     assert result.exit_code == 2
     assert "bad.csv: missing column(s)" in result.output
     assert "STORE_REGION" in result.output
@@ -42,7 +32,7 @@ def test_pipeline_run_on_a_missing_column_exits_non_zero_naming_it(tmp_path):
 def test_pipeline_run_on_an_empty_file_exits_non_zero(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text("")
-    result = runner.invoke(app, ["pipeline", "run", "--input", str(empty)], env=_env(tmp_path))
+    result = runner.invoke(app, ["pipeline", "run", "--input", str(empty)], env=settings_env(tmp_path))
     assert result.exit_code == 2
     assert "empty.csv: empty file" in result.output
 

@@ -22,23 +22,12 @@ from ml.schema import CODED_COLUMNS
 from ml.split import TooFewWeeks, plan_holdout
 from ml.synth import SynthConfig, generate, write_csv, write_weekly
 from ml.validate import ValidationReport, validate
-from tests.conftest import settings_under
+from tests.conftest import settings_env
 
 N = 3  # corrupted lines of each kind
 BASKET_TYPE, BASKET_ID = CODED_COLUMNS.index("BASKET_TYPE"), CODED_COLUMNS.index("BASKET_ID")
 runner = CliRunner()
-
-
-def _env(root: Path) -> dict[str, str]:
-    """The command's settings, inside `root`; one XGBoost trial keeps the run short."""
-    settings = settings_under(root)
-    return {
-        "RETAIL_LAKE_ROOT": settings.lake_root,
-        "RETAIL_REGISTRY_URI": settings.registry_uri,
-        "RETAIL_ARTIFACT_ROOT": str(settings.artifact_root),
-        "RETAIL_WORK_DIR": str(settings.work_dir),
-        "RETAIL_XGB_TRIALS": "1",
-    }
+ONE_TRIAL = {"RETAIL_XGB_TRIALS": "1"}  # one XGBoost trial keeps the pipeline runs short
 
 
 @pytest.fixture(scope="module")
@@ -345,7 +334,7 @@ def _output(result) -> str:
 
 def test_pipeline_run_on_one_damaged_week_exits_2_naming_weeks_found_and_needed(week, tmp_path):
     path = _write(damage(week), tmp_path / "one-week.csv")
-    result = runner.invoke(app, ["pipeline", "run", "--input", str(path)], env=_env(tmp_path))
+    result = runner.invoke(app, ["pipeline", "run", "--input", str(path)], env=settings_env(tmp_path, **ONE_TRIAL))
     assert result.exit_code == 2, result.output
     assert "one-week.csv: the accepted rows hold 1 week (" in _output(result)
     assert "a time split needs at least 5" in _output(result)
@@ -355,7 +344,7 @@ def test_pipeline_run_on_one_damaged_week_exits_2_naming_weeks_found_and_needed(
 def test_pipeline_run_when_no_line_is_a_row_exits_2(week, tmp_path):
     path = tmp_path / "ragged.csv"
     path.write_bytes(b"\n".join([week[0], *(row + b",x" for row in week[1:6])]) + b"\n")
-    result = runner.invoke(app, ["pipeline", "run", "--input", str(path)], env=_env(tmp_path))
+    result = runner.invoke(app, ["pipeline", "run", "--input", str(path)], env=settings_env(tmp_path, **ONE_TRIAL))
     assert result.exit_code == 2, result.output
     assert "ragged.csv: no row passed validation" in _output(result)
 
@@ -368,7 +357,7 @@ def test_pipeline_run_on_eight_weeks_trains_with_a_smaller_holdout_it_announces(
         shutil.copy(path, folder / path.name)
     damaged = damage(chosen[-1].read_bytes().splitlines())
     _write(damaged, folder / chosen[-1].name)
-    result = runner.invoke(app, ["pipeline", "run", "--input", str(folder)], env=_env(tmp_path))
+    result = runner.invoke(app, ["pipeline", "run", "--input", str(folder)], env=settings_env(tmp_path, **ONE_TRIAL))
     assert result.exit_code == 0, result.output
     output = _output(result)
     assert "notice: holdout shrunk from 27 to 2 weeks: the input holds 8 weeks" in output
