@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from api.frames import basket_records, lines_frame
+from api.frames import basket_records
 from api.routes.predict import predictions
 from api.schemas import Basket, BatchRequest
-from bench.serve import sample_baskets
+from bench.serve import lines_frame, sample_baskets
 from ml.bundle import load_bundle
 from ml.settings import Settings
 

@@ -43,16 +43,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import httpx
+import numpy as np
 import polars as pl
 
-from api.frames import lines_frame
 from api.schemas import Basket
-from ml.schema import BASKET_KEY, LABEL
+from ml.schema import BASKET_KEY, LABEL, LINE_COLUMNS
 from ml.settings import Settings
 from ml.synth import SynthConfig, generate
 
@@ -238,6 +239,40 @@ def pacing_lines(name: str, pacing: Pacing) -> list[str]:
         lines.append(f"  WARNING: {pacing.late_share:.0%} of requests waited for a free connection (the server "
                      f"fell behind); wrk times from the send, so the latencies above leave that wait out")
     return lines
+
+
+HEADER_SCHEMA: dict[str, pl.DataType] = {
+    "SHOP_DATE": pl.Date,
+    "SHOP_WEEKDAY": pl.Int8,
+    "SHOP_HOUR": pl.Int8,
+    "CUST_CODE": pl.String,
+    "CUST_PRICE_SENSITIVITY": pl.String,
+    "CUST_LIFESTAGE": pl.String,
+    "BASKET_SIZE": pl.String,
+    "BASKET_TYPE": pl.String,
+    "BASKET_DOMINANT_MISSION": pl.String,
+    "STORE_CODE": pl.String,
+    "STORE_FORMAT": pl.String,
+    "STORE_REGION": pl.String,
+}
+LINE_SCHEMA: dict[str, pl.DataType] = {
+    "QUANTITY": pl.Int32,
+    "SPEND": pl.Float64,
+    **{c: pl.String for c in LINE_COLUMNS if c.startswith("PROD_CODE")},
+}
+
+
+def lines_frame(baskets: Sequence[Basket]) -> pl.DataFrame:
+    """All lines of the baskets as the data set lays them out (MLflow's input here, and the Polars featurizer's in
+    bench/request_profile.py); BASKET_KEY is the basket's position, so keys never collide."""
+    header = pl.DataFrame({name: [getattr(b, name) for b in baskets] for name in HEADER_SCHEMA}, schema=HEADER_SCHEMA)
+    position = np.repeat(np.arange(len(baskets)), [len(b.lines) for b in baskets])
+    lines = [line for basket in baskets for line in basket.lines]
+    return header[position].select(
+        pl.Series(BASKET_KEY, position).cast(pl.String),
+        pl.all(),
+        *[pl.Series(name, [getattr(line, name) for line in lines], dtype=dtype) for name, dtype in LINE_SCHEMA.items()],
+    )
 
 
 def sample_baskets(count: int) -> list[dict]:
