@@ -134,7 +134,8 @@ class CompiledFeaturizer:
         """Distinct products `codes`, each with its higher levels (class, department, group, division), through
         the fallbacks (an unseen product's from its first line, as the Polars path takes them)."""
         n = len(codes)
-        p = self._first_known(self._evidence.gather(codes), chains, self._evidence_levels, self._prior)
+        own_evidence = self._evidence.gather(codes)  # NaN rows: products the evidence has no row for
+        p = self._first_known(own_evidence, chains, self._evidence_levels, self._prior)
         lift = p / self._prior
         if self.has_tiers:
             known = self._tiers.gather(codes)
@@ -147,7 +148,7 @@ class CompiledFeaturizer:
             p=p,
             log_lift=np.log(lift),
             top_lift=lift.argmax(axis=1) if n else np.zeros(0, np.int64),
-            unseen=np.array([code not in self._evidence.index for code in codes], dtype=np.float64),
+            unseen=np.isnan(own_evidence[:, 0]).astype(np.float64),
             tier=tier,
             tier_kind=kind,
             tier_confidence=confidence,
