@@ -15,13 +15,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from pydantic.json_schema import models_json_schema
 
 from api.batcher import Batcher
+from api.body import validation_error_response
 from api.emf import EmfPublisher
 from api.middleware import RequestPlumbing
 from api.model_source import BundleLocationSource, ModelSource, RegistrySource
 from api.model_store import ModelStore
 from api.routes import health, model, predict
+from api.schemas import Basket, BatchRequest
 from api.security import load_api_keys, reread_api_keys
 from api.settings import ApiSettings
 from ml.settings import Settings
@@ -79,6 +83,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await app.state.batcher.stop()
 
 
+def _openapi_document(app: FastAPI) -> dict:
+    """FastAPI's document plus the schemas of the bodies the prediction routes read themselves (`api.body`),
+    which their `requestBody` entries refer to."""
+    if app.openapi_schema is None:
+        document = FastAPI.openapi(app)
+        _, schemas = models_json_schema([(Basket, "validation"), (BatchRequest, "validation")],
+                                        ref_template="#/components/schemas/{model}")
+        document.setdefault("components", {}).setdefault("schemas", {}).update(schemas["$defs"])
+    return app.openapi_schema
+
+
 def create_app(settings: ApiSettings | None = None, source: ModelSource | None = None) -> FastAPI:
     settings = settings or ApiSettings()
     app = FastAPI(
@@ -87,10 +102,12 @@ def create_app(settings: ApiSettings | None = None, source: ModelSource | None =
         version="1",
         lifespan=lifespan,
     )
+    app.openapi = lambda: _openapi_document(app)
     app.state.settings = settings
     app.state.api_keys = load_api_keys(settings)
     app.state.store = ModelStore(source or model_source(settings), settings.drift_window_baskets,
                                  settings.drift_min_baskets)
+    app.add_exception_handler(RequestValidationError, validation_error_response)
     app.include_router(predict.router)
     app.include_router(model.router)
     app.include_router(health.router)

@@ -12,22 +12,20 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from api.frames import basket_records
 from api.metrics import INPUT_DRIFT, PREDICTIONS, SCORING_BATCH
 from api.model_store import LoadedModel
-from api.schemas import Basket
+from ml.compiled import BasketColumns
 
 
 @dataclass
 class _Job:
     model: LoadedModel
-    baskets: Sequence[Basket]
+    baskets: BasketColumns
     future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
@@ -49,7 +47,7 @@ class Batcher:
             await asyncio.gather(self._task, return_exceptions=True)
         self._thread.shutdown(wait=True)
 
-    async def predict(self, model: LoadedModel, baskets: Sequence[Basket]) -> np.ndarray:
+    async def predict(self, model: LoadedModel, baskets: BasketColumns) -> np.ndarray:
         """Class probabilities of the baskets (rows in their order), scored by `model`."""
         job = _Job(model, baskets)
         self._queue.append(job)
@@ -73,26 +71,26 @@ class Batcher:
                 start = 0
                 for job in jobs:
                     if not job.future.done():  # a client that went away cancelled its future
-                        job.future.set_result(probabilities[start : start + len(job.baskets)])
-                    start += len(job.baskets)
+                        job.future.set_result(probabilities[start : start + job.baskets.baskets])
+                    start += job.baskets.baskets
 
     def _take(self) -> list[_Job]:
         jobs = [self._queue.popleft()]
-        total = len(jobs[0].baskets)
+        total = jobs[0].baskets.baskets
         while self._queue and self._queue[0].model is jobs[0].model:
-            if total + len(self._queue[0].baskets) > self.max_baskets:
+            if total + self._queue[0].baskets.baskets > self.max_baskets:
                 break
             jobs.append(self._queue.popleft())
-            total += len(jobs[-1].baskets)
+            total += jobs[-1].baskets.baskets
         return jobs
 
     def _score(self, jobs: list[_Job]) -> np.ndarray:
         model = jobs[0].model
-        baskets = [basket for job in jobs for basket in job.baskets]
-        matrix, probabilities = model.bundle.score_records(*basket_records(baskets))
-        if len(probabilities) != len(baskets):
-            raise RuntimeError(f"the featurizer returned {len(probabilities)} rows for {len(baskets)} baskets")
-        SCORING_BATCH.observe(len(baskets))
+        baskets = BasketColumns.concat([job.baskets for job in jobs])
+        matrix, probabilities = model.bundle.score_columns(baskets)
+        if len(probabilities) != baskets.baskets:
+            raise RuntimeError(f"the featurizer returned {len(probabilities)} rows for {baskets.baskets} baskets")
+        SCORING_BATCH.observe(baskets.baskets)
         counts = np.bincount(probabilities.argmax(axis=1), minlength=len(model.bundle.classes))
         for name, count in zip(model.bundle.classes, counts.tolist(), strict=True):
             if count:

@@ -14,11 +14,13 @@ import logging
 import threading
 from dataclasses import dataclass
 
+import orjson
+
+from api.body import JSON_CONTENT_TYPE, parse_single
 from api.drift import DriftMonitor
-from api.frames import basket_records
 from api.metrics import MODEL_INFO, MODEL_RELOADS
 from api.model_source import ModelSource
-from api.schemas import EXAMPLE_BASKET, Basket
+from api.schemas import EXAMPLE_BASKET
 from ml.bundle import ModelBundle, load_bundle
 
 log = logging.getLogger("retail.api.model")
@@ -92,7 +94,8 @@ class ModelStore:
         if "n_jobs" in bundle.model.get_params():
             # One scoring thread per worker process: workers, not threads, use the cores.
             bundle.model.set_params(n_jobs=1)
-        bundle.score_records(*basket_records([Basket.model_validate(EXAMPLE_BASKET)]))  # warm up before serving
+        # Warm up before serving.
+        bundle.score_columns(parse_single(orjson.dumps(EXAMPLE_BASKET), JSON_CONTENT_TYPE).columns)
         return LoadedModel(
             bundle=bundle,
             version=fetched.version,

@@ -4,10 +4,11 @@
 
 For the registry's champion (RETAIL_REGISTRY_URI, RETAIL_MODEL_NAME) and synthetic
 request bodies (the ones bench/serve.py sends), it times, per single basket and for
-a 1,000-basket batch: parsing and validating the JSON body (pydantic), turning the
-baskets into the scorer's plain values, the compiled featurizer, the model, and
-building and serialising the response; and, for comparison, the Polars featurizer
-the service used before (`BasketFeaturizer.transform` on a lines frame). It prints
+a 1,000-basket batch: parsing and validating the JSON body into the scorer's columns
+(`api.body`), the compiled featurizer, the model, and building and serialising the
+response; and, for comparison, what the service did before: validating with the
+pydantic models, and the Polars featurizer (`BasketFeaturizer.transform` on a lines
+frame). It prints
 the median and p95 of each stage in microseconds and then the functions taking most
 time in a cProfile run of the whole single-basket path. HTTP, the event loop and
 the middleware are not in these figures: bench/serve.py measures the whole request.
@@ -28,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from api.frames import basket_records
+from api.body import JSON_CONTENT_TYPE, parse_batch, parse_single
 from api.routes.predict import predictions
 from api.schemas import Basket, BatchRequest
 from bench.serve import lines_frame, sample_baskets
@@ -49,26 +50,26 @@ def timed(function: Callable[[], object], repeats: int) -> tuple[float, float]:
 
 def stages(bundle, bodies: list[bytes], batch_body: bytes) -> dict[str, dict[str, Callable[[], object]]]:
     """For one basket and for the batch: each stage as a call on inputs prepared by the stage before."""
-    single = Basket.model_validate_json(bodies[0])
-    batch = BatchRequest.model_validate_json(batch_body).baskets
     plans = {}
-    for name, body, parse, baskets in (
-        ("single basket", bodies[0], Basket.model_validate_json, [single]),
-        (f"batch of {len(batch)}", batch_body, BatchRequest.model_validate_json, batch),
+    for name, body, parse, model in (
+        ("single basket", bodies[0], parse_single, Basket),
+        ("batch of 1000", batch_body, parse_batch, BatchRequest),
     ):
-        records = basket_records(baskets)
-        encoded = bundle.compiled.encode_records(*records)
+        parsed = parse(body, JSON_CONTENT_TYPE)
+        encoded = bundle.compiled.encode_columns(parsed.columns)
         matrix = bundle.compiled.transform(encoded)
         probabilities = bundle.probabilities(matrix)
-        frame = lines_frame(baskets)
+        validated = model.model_validate_json(body)
+        frame = lines_frame([validated] if model is Basket else validated.baskets)
         plans[name] = {
-            "parse and validate the JSON body": lambda body=body, parse=parse: parse(body),
-            "baskets to plain values": lambda baskets=baskets: basket_records(baskets),
-            "compiled featurizer: encode": lambda records=records: bundle.compiled.encode_records(*records),
+            "parse and validate the body (msgspec path)": lambda body=body, parse=parse: parse(body, JSON_CONTENT_TYPE),
+            "compiled featurizer: encode": lambda parsed=parsed: bundle.compiled.encode_columns(parsed.columns),
             "compiled featurizer: transform": lambda encoded=encoded: bundle.compiled.transform(encoded),
             "model": lambda matrix=matrix: bundle.probabilities(matrix),
-            "response: build and serialise": lambda baskets=baskets, p=probabilities: orjson.dumps(
-                {"predictions": predictions(bundle.classes, baskets, p)}),
+            "response: build and serialise": lambda parsed=parsed, p=probabilities: orjson.dumps(
+                {"predictions": predictions(bundle.classes, parsed.ids, p)}),
+            "(before) parse and validate with the pydantic models": lambda body=body, model=model: (
+                model.model_validate_json(body)),
             "(before) Polars featurizer on a lines frame": lambda frame=frame: bundle.featurizer.matrix(
                 bundle.featurizer.transform(frame)),
         }

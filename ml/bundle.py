@@ -13,7 +13,7 @@ truncated artifact is refused, and it loads only non-executable formats.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ import polars as pl
 from xgboost import XGBClassifier
 
 from ml.checksums import sha256_file
-from ml.compiled import CompiledFeaturizer, LineValues
+from ml.compiled import BasketColumns, CompiledFeaturizer
 from ml.families import FAMILIES, load_model, save_model
 from ml.features import BasketFeaturizer
 
@@ -64,11 +64,9 @@ class ModelBundle:
         matrix = self.compiled.transform(batch)
         return keys, matrix, self.probabilities(matrix)
 
-    def score_records(
-        self, headers: Sequence[Mapping[str, Any]], lines: Sequence[Sequence[LineValues]]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Model input and class probabilities of baskets given as plain values (see `encode_records`)."""
-        matrix = self.compiled.transform(self.compiled.encode_records(headers, lines))
+    def score_columns(self, columns: BasketColumns) -> tuple[np.ndarray, np.ndarray]:
+        """Model input and class probabilities of baskets given as plain values."""
+        matrix = self.compiled.transform(self.compiled.encode_columns(columns))
         return matrix, self.probabilities(matrix)
 
     def probabilities(self, matrix: np.ndarray) -> np.ndarray:

@@ -14,14 +14,15 @@ agree to float32 precision.
 Products are resolved once per distinct code in a batch (thousands, not millions), then
 gathered to the lines; a product's hierarchy is taken from its first line in the batch.
 Two front ends make the encoded batch: `encode_frame` for a lines DataFrame (vectorised
-with Polars, for batch scoring) and `encode_records` for plain values (no frame built,
-for the API).
+with Polars, for batch scoring) and `encode_columns` for plain values (`BasketColumns`, no
+frame built, for the API).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -43,8 +44,49 @@ from ml.tiers import ESTIMATED, EXACT, HIGHER_LEVELS, LA, TIERS, UM, UNSEEN, tie
 
 NO_CARD = "CUST_PRICE_SENSITIVITY"
 """A basket without a loyalty card has no customer segment (`no_card`)."""
-LineValues = tuple[str, str, str, str, str, float, float]
-"""One line for `encode_records`: PROD_CODE, PROD_CODE_10 .. PROD_CODE_40, QUANTITY, SPEND."""
+LINE_FIELDS = (*HIERARCHY, "QUANTITY", "SPEND")
+"""The values of a line the featurizer reads."""
+
+
+@dataclass(frozen=True)
+class BasketColumns:
+    """Baskets as plain values, a list per field: `header` holds a value per basket for each of
+    HEADER_CATEGORICALS and HEADER_NUMERICS (None: missing); `lines` a value per line for each of LINE_FIELDS,
+    a basket's lines contiguous; basket i's lines are `offsets[i]:offsets[i + 1]`."""
+
+    header: dict[str, list]
+    lines: dict[str, list]
+    offsets: list[int]
+
+    @property
+    def baskets(self) -> int:
+        return len(self.offsets) - 1
+
+    @classmethod
+    def of_records(cls, headers: Sequence[Mapping[str, Any]],
+                   lines: Sequence[Sequence[Sequence[Any]]]) -> BasketColumns:
+        """From a header mapping per basket and its lines as tuples in LINE_FIELDS order."""
+        flat = [line for basket in lines for line in basket]
+        return cls(
+            header={c: [h[c] for h in headers] for c in (*HEADER_CATEGORICALS, *HEADER_NUMERICS)},
+            lines={name: [line[i] for line in flat] for i, name in enumerate(LINE_FIELDS)},
+            offsets=np.concatenate([[0], np.cumsum([len(b) for b in lines])]).astype(np.int64).tolist(),
+        )
+
+    @classmethod
+    def concat(cls, parts: Sequence[BasketColumns]) -> BasketColumns:
+        """The baskets of `parts`, in order."""
+        if len(parts) == 1:
+            return parts[0]
+        offsets, start = [0], 0
+        for part in parts:
+            offsets.extend(start + o for o in part.offsets[1:])
+            start += part.offsets[-1]
+        return cls(
+            header={c: [v for part in parts for v in part.header[c]] for c in parts[0].header},
+            lines={c: [v for part in parts for v in part.lines[c]] for c in parts[0].lines},
+            offsets=offsets,
+        )
 
 
 @dataclass(frozen=True)
@@ -62,7 +104,7 @@ class Lookup:
 
     def gather(self, codes: Sequence[Any]) -> np.ndarray:
         missing = len(self.index)
-        return self.values[np.fromiter((self.index.get(c, missing) for c in codes), np.int64, len(codes))]
+        return self.values[np.fromiter(map(self.index.get, codes, repeat(missing)), np.int64, len(codes))]
 
 
 @dataclass(frozen=True)
@@ -127,7 +169,7 @@ class CompiledFeaturizer:
         self._positions: dict[tuple[str, ...], np.ndarray] = {}  # each block's columns in the model input
         # One probe basket lays out the blocks and refuses a featurizer whose features the blocks do not match.
         probe = {**dict.fromkeys(HEADER_CATEGORICALS), **dict.fromkeys(HEADER_NUMERICS, 0)}
-        self.transform(self.encode_records([probe], [[("_", "_", "_", "_", "_", 1.0, 1.0)]]))
+        self.transform(self.encode_columns(BasketColumns.of_records([probe], [[("_", "_", "_", "_", "_", 1.0, 1.0)]])))
 
     # ---- products --------------------------------------------------------------------
     def resolve(self, codes: Sequence[str], chains: Sequence[Sequence[str]]) -> ResolvedProducts:
@@ -169,39 +211,33 @@ class CompiledFeaturizer:
         return values
 
     # ---- front ends ------------------------------------------------------------------
-    def encode_records(
-        self, headers: Sequence[Mapping[str, Any]], lines: Sequence[Sequence[LineValues]]
-    ) -> EncodedBatch:
-        """Baskets as plain values: a header mapping (HEADER_CATEGORICALS and HEADER_NUMERICS) and the lines of
-        each basket (`LineValues`)."""
-        distinct: dict[str, int] = {}
-        chains: list[tuple[str, ...]] = []
+    def encode_columns(self, columns: BasketColumns) -> EncodedBatch:
+        """Baskets as plain values (see `BasketColumns`)."""
+        lines, header = columns.lines, columns.header
+        codes = lines["PROD_CODE"]
+        distinct = list(dict.fromkeys(codes))  # in order of first line
+        index = dict(zip(distinct, range(len(distinct)), strict=True))
+        line_product = np.fromiter(map(index.__getitem__, codes), np.int64, len(codes))
+        first_lines = np.unique(line_product, return_index=True)[1].tolist()  # product i's first line
+        chains = list(zip(*([level[i] for i in first_lines] for level in map(lines.get, HIGHER_LEVELS)),
+                          strict=True))
         divisions = dict(self._division_index)
-        line_product, quantity, spend, category_price, division = [], [], [], [], []
-        for basket in lines:
-            for code, c10, c20, c30, c40, q, s in basket:
-                index = distinct.get(code)
-                if index is None:
-                    index = distinct[code] = len(chains)
-                    chains.append((c10, c20, c30, c40))
-                line_product.append(index)
-                quantity.append(q)
-                spend.append(s)
-                category_price.append(self._category_price.get(c30, self.global_unit_price))
-                division.append(divisions.setdefault(c40, len(divisions)))
-        products = self.resolve(list(distinct), chains)
+        for code in dict.fromkeys(lines[DIVISION]):
+            divisions.setdefault(code, len(divisions))
         return EncodedBatch(
-            offsets=np.concatenate([[0], np.cumsum([len(b) for b in lines])]).astype(np.int64),
-            line_product=np.array(line_product, dtype=np.int64),
-            products=products,
-            quantity=np.array(quantity, dtype=np.float64),
-            spend=np.array(spend, dtype=np.float64),
-            category_price=np.array(category_price, dtype=np.float64),
-            division=np.array(division, dtype=np.int64),
-            numerics={c: np.array([h[c] for h in headers], dtype=np.float64) for c in HEADER_NUMERICS},
-            categorical={c: np.array([self.vocabularies[c].get(h[c], -1) for h in headers], dtype=np.int64)
+            offsets=np.asarray(columns.offsets, dtype=np.int64),
+            line_product=line_product,
+            products=self.resolve(distinct, chains),
+            quantity=np.asarray(lines["QUANTITY"], dtype=np.float64),
+            spend=np.asarray(lines["SPEND"], dtype=np.float64),
+            category_price=np.fromiter(map(self._category_price.get, lines[CATEGORY], repeat(self.global_unit_price)),
+                                       np.float64, len(codes)),
+            division=np.fromiter(map(divisions.__getitem__, lines[DIVISION]), np.int64, len(codes)),
+            numerics={c: np.asarray(header[c], dtype=np.float64) for c in HEADER_NUMERICS},
+            categorical={c: np.fromiter(map(self.vocabularies[c].get, header[c], repeat(-1)), np.int64,
+                                        columns.baskets)
                          for c in HEADER_CATEGORICALS},
-            no_card=np.array([h[NO_CARD] is None for h in headers], dtype=np.float64),
+            no_card=np.array([v is None for v in header[NO_CARD]], dtype=np.float64),
             divisions=len(divisions),
         )
 

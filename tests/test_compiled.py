@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ml.compiled import CompiledFeaturizer
+from ml.compiled import BasketColumns, CompiledFeaturizer
 from ml.features import HEADER_CATEGORICALS, HEADER_NUMERICS, BasketFeaturizer
 from ml.ingest import read
 from ml.schema import BASKET_KEY, HIERARCHY
@@ -77,7 +77,7 @@ def test_unseen_products_classes_divisions_and_values_fall_back_alike(fitted, sp
     assert not _differences(fitted, lines)
 
 
-def test_records_and_frames_encode_the_same_batch(fitted, split):
+def test_columns_and_frames_encode_the_same_batch(fitted, split):
     lines = _later(split, 300)
     compiled = CompiledFeaturizer(fitted)
     batch, _ = compiled.encode_frame(lines)
@@ -86,8 +86,8 @@ def test_records_and_frames_encode_the_same_batch(fitted, split):
         headers.append(group.row(0, named=True))
         baskets.append(group.select(*HIERARCHY, "QUANTITY", "SPEND").rows())
     assert {*HEADER_CATEGORICALS, *HEADER_NUMERICS} <= set(headers[0])
-    np.testing.assert_array_equal(compiled.transform(compiled.encode_records(headers, baskets)),
-                                  compiled.transform(batch))
+    columns = BasketColumns.of_records(headers, baskets)
+    np.testing.assert_array_equal(compiled.transform(compiled.encode_columns(columns)), compiled.transform(batch))
 
 
 def test_a_featurizer_whose_features_it_cannot_compute_is_refused(fitted):

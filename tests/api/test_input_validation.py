@@ -124,3 +124,11 @@ def test_a_lower_line_limit_from_the_settings_is_enforced_naming_the_basket(smal
         assert "3 lines in one basket; the limit is 2 (RETAIL_MAX_BASKET_LINES)" in single.text
         batch = limited.post("/v1/predict/batch", json={"baskets": [basket(), three]}, headers=AUTH)
         assert batch.status_code == 422 and error_locations(batch) == [("body", "baskets", 1, "lines")]
+
+
+def test_non_finite_numbers_are_422_naming_the_field_not_a_server_error(client):
+    for raw in (b"NaN", b"Infinity", b"1e400"):
+        body = json.dumps(basket()).encode().replace(b'"SPEND": 1.58', b'"SPEND": ' + raw)
+        response = client.post("/v1/predict", content=body, headers={**AUTH, "content-type": "application/json"})
+        assert response.status_code == 422, raw
+        assert error_locations(response) == [("body", "lines", 0, "SPEND")]
