@@ -1,8 +1,8 @@
 """The four model families of the brief, their hyperparameters and their file formats.
 
 XGBoost models are saved in XGBoost's own UBJSON format and scikit-learn models in
-skops' format; neither executes code when loaded (skops refuses any type that is not
-on its trusted list or on `TRUSTED_PREFIXES`).
+skops' format; neither executes code when loaded (skops refuses any type that is neither
+on its own trusted list nor in `TRUSTED_TYPES`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 from xgboost import XGBClassifier
 
-TRUSTED_PREFIXES = ("sklearn.", "numpy.")
+TRUSTED_TYPES = frozenset({"sklearn.tree._tree.Tree"})
+"""Types our families' files hold beyond skops' default trusted list (the trees of the tree and forest families,
+as `skops.io.get_untrusted_types` lists them). A name, not a prefix: `sklearn.` alone would trust any class of any
+module whose name begins so."""
 
 
 @dataclass(frozen=True)
@@ -118,8 +121,9 @@ def load_model(family: str, path: Path) -> Any:
         model.load_model(path)
         return model
     untrusted = sio.get_untrusted_types(file=path)
-    refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    refused = sorted(set(untrusted) - TRUSTED_TYPES)
     if refused:
-        raise ValueError(f"{path}: refusing to load types outside scikit-learn/NumPy: {refused}")
+        raise ValueError(f"{path}: refusing to load types that are not on the trusted list "
+                         f"(ml.families.TRUSTED_TYPES): {', '.join(refused)}")
     return sio.load(path, trusted=untrusted)
 

@@ -217,8 +217,11 @@ class Registry:
         local = Path(self.mlflow.artifacts.download_artifacts(f"models:/{self.name}/{version}"))
         bundle = next(p.parent for p in local.rglob("bundle.json"))
         expected = self.client.get_model_version(self.name, version).tags.get("bundle_sha256")
+        if not expected:
+            raise ValueError(f"version {version}: the registry holds no bundle_sha256 tag for it, so its bundle cannot "
+                             "be verified; train and register it again (`retail pipeline run`)")
         verify_bundle(bundle)
-        if expected and bundle_digest(bundle) != expected:
+        if bundle_digest(bundle) != expected:
             raise ValueError(f"version {version}: bundle checksum differs from the registry's record")
         return bundle
 

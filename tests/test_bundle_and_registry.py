@@ -64,6 +64,29 @@ def test_skops_models_with_foreign_types_are_not_loaded(tmp_path):
         load_model("decision_tree", path)
 
 
+def test_a_scikit_learn_model_holding_a_numpy_function_is_not_loaded(tmp_path):
+    """Trusting every name that begins with `numpy.` or `sklearn.` (the loader's former rule) would load this: the
+    function is called on transform. Only the types on the list are trusted."""
+    path = tmp_path / "model.skops"
+    sio.dump(FunctionTransformer(func=np.sum), path)
+    assert any(name.startswith("numpy.") for name in sio.get_untrusted_types(file=path))
+    with pytest.raises(ValueError, match="not on the trusted list"):
+        load_model("decision_tree", path)
+
+
+def test_a_version_without_its_checksum_tag_is_not_downloaded(small_run):
+    registry = Registry(small_run.settings)
+    version = registry.champion_version()
+    digest = registry.client.get_model_version(registry.name, version).tags["bundle_sha256"]
+    registry.client.delete_model_version_tag(registry.name, version, "bundle_sha256")
+    try:
+        with pytest.raises(ValueError, match="no bundle_sha256 tag"):
+            registry.download(version)
+    finally:
+        registry.client.set_model_version_tag(registry.name, version, "bundle_sha256", digest)
+    assert registry.download(version).is_dir()
+
+
 @pytest.mark.parametrize(
     ("gate_passed", "new", "champion", "promote"),
     [

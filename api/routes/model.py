@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, status
 
 from api.dependencies import current_model, store
+from api.logs import REQUEST_ID
 from api.model_store import LoadedModel, ModelStore
 from api.schemas import ModelDescription, ReloadResponse
 from api.security import require_api_key
 
 router = APIRouter(tags=["model"], dependencies=[Depends(require_api_key)])
+log = logging.getLogger("retail.api.model")
 
 
 @router.get("/v1/model", response_model=ModelDescription, responses={401: {}, 503: {}})
@@ -39,10 +42,12 @@ async def reload_model(models: Annotated[ModelStore, Depends(store)]) -> dict:
     """
     try:
         refresh = await asyncio.to_thread(models.refresh)
-    except Exception as exc:
+    except Exception as exc:  # the cause (paths, bucket names, registry errors) goes to the log, not to the caller
+        log.exception("reload failed; still serving the previous model")
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail=f"reload failed, still serving the previous model: {type(exc).__name__}: {exc}",
+            detail=f"reload failed, still serving the previous model; the service log has the cause under request id "
+                   f"{REQUEST_ID.get()}",
         ) from exc
     return {
         "reloaded": refresh.changed,

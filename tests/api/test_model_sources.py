@@ -62,7 +62,7 @@ def test_a_bundle_that_does_not_match_the_pinned_digest_is_refused(tmp_path, cha
         assert client.get("/health/ready").status_code == 503
 
 
-def test_a_tampered_bundle_is_refused(tmp_path, champion_folder):
+def test_a_tampered_bundle_is_refused_and_the_cause_is_logged_not_returned(tmp_path, champion_folder, caplog):
     folder = tmp_path / "bundle"
     shutil.copytree(champion_folder, folder)
     manifest = json.loads((folder / "bundle.json").read_text())
@@ -70,6 +70,11 @@ def test_a_tampered_bundle_is_refused(tmp_path, champion_folder):
     model_file.write_bytes(model_file.read_bytes()[:-10])
     with TestClient(location_app(folder, tmp_path / "cache")) as client:
         assert client.get("/health/ready").status_code == 503
-        reload = client.post("/v1/admin/reload", headers=AUTH)
+        caplog.clear()
+        reload = client.post("/v1/admin/reload", headers={**AUTH, "X-Request-ID": "reload-1"})
         assert reload.status_code == 503
-        assert "checksum mismatch" in reload.json()["detail"]
+        detail = reload.json()["detail"]
+        assert "request id reload-1" in detail
+        assert "checksum" not in detail and str(folder) not in detail
+        assert any("checksum mismatch" in (r.exc_text or "") or "checksum mismatch" in str(r.exc_info)
+                   for r in caplog.records if r.name == "retail.api.model")
