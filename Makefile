@@ -1,12 +1,16 @@
 # One entry point for a fresh machine: `make demo` (the main job) and `make test`.
-# uv is installed with pip when missing; `uv sync --frozen` installs exactly uv.lock.
+# uv is installed with pip at UV_VERSION when missing or another version (pyproject.toml's
+# [tool.uv] required-version says the same; tests/cicd checks they agree); `uv sync --frozen`
+# installs exactly uv.lock.
 # The tests also lint the CI definitions with pinned npm tools (Node.js; Java for the Jenkinsfile).
+UV_VERSION := 0.13.9
 UV := python3 -m uv
 
 .PHONY: setup setup-test demo test lint bench-pipeline
 
 setup:
-	@python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@python3 -m uv --version 2>/dev/null | grep -qx "uv $(UV_VERSION)[^0-9]*.*" || \
+		python3 -m pip install --quiet "uv==$(UV_VERSION)"
 	$(UV) sync --frozen
 
 setup-test: setup

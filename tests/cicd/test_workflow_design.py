@@ -8,12 +8,13 @@ serves the release that ran before; prod after dev and an approval, with what de
 from __future__ import annotations
 
 import re
+import subprocess
 from collections import defaultdict
 
 import yaml
 
 from tests.cicd.commands import WORKFLOWS
-from tests.cicd.definitions import load, position, run_step, step, steps, steps_using
+from tests.cicd.definitions import all_workflows, load, position, run_step, step, steps, steps_using
 
 SHA_PIN = re.compile(r"^\s*(?:-\s*)?uses:\s*([\w.-]+/[\w./-]+)@([0-9a-f]{40}) # (v\d+\.\d+\.\d+)$")
 PINNED_ACTIONS = {"actions/checkout", "astral-sh/setup-uv", "actions/setup-node",
@@ -51,6 +52,20 @@ def test_every_action_is_pinned_to_a_full_commit_sha_with_its_release_in_a_comme
             pins[action].add((sha, release))
     assert set(pins) == PINNED_ACTIONS
     assert {action: len(found) for action, found in pins.items()} == dict.fromkeys(PINNED_ACTIONS, 1)
+
+
+def test_uv_is_one_pinned_version_in_the_makefile_the_project_and_every_workflow():
+    root = WORKFLOWS[0].parents[2]
+    makefile = re.search(r"^UV_VERSION := (\S+)$", (root / "Makefile").read_text(), re.MULTILINE)
+    assert makefile, "the Makefile sets no UV_VERSION"
+    version = makefile.group(1)
+    assert f'required-version = "=={version}"' in (root / "pyproject.toml").read_text()
+    setup = subprocess.run(["make", "-n", "setup"], cwd=root, capture_output=True, text=True, check=True).stdout
+    assert f'pip install --quiet "uv=={version}"' in setup
+    setups = [(name, s) for name, w in all_workflows().items() for s in steps_using(w, "astral-sh/setup-uv")]
+    assert setups
+    for name, setup in setups:
+        assert str((setup.get("with") or {}).get("version")) == version, f"{name}: setup-uv without version {version}"
 
 
 def test_a_stack_is_deployed_by_one_run_at_a_time_and_a_deploy_is_never_cancelled():
