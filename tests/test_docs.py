@@ -1,0 +1,32 @@
+"""The documentation holds together: the README stays short, every relative link lands on a file, and the test
+inventory lists every test module."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\(([^)#\s]+)(#[^)]*)?\)")
+README_MAX_LINES = 250
+
+
+def test_the_readme_stays_short_enough_to_read_first():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= README_MAX_LINES
+
+
+def test_every_relative_link_in_the_readme_and_docs_lands_on_a_file():
+    broken = []
+    for document in DOCUMENTS:
+        for target, _ in LINK.findall(document.read_text()):
+            if "://" not in target and not (document.parent / target).exists():
+                broken.append(f"{document.relative_to(ROOT)} -> {target}")
+    assert not broken
+
+
+def test_the_test_inventory_lists_every_test_module():
+    listed = set(re.findall(r"`(tests/[\w/]+\.py)`", (ROOT / "docs" / "testing.md").read_text()))
+    modules = {str(p.relative_to(ROOT)) for p in (ROOT / "tests").rglob("test_*.py")}
+    assert modules - listed == set(), "add these to docs/testing.md"
+    assert listed - modules == set(), "docs/testing.md lists modules that no longer exist"
