@@ -9,7 +9,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from ml.progress import StageTimer
 from ml.synth import SynthConfig, generate, with_original_header, write_csv, write_weekly
 
 app = typer.Typer(no_args_is_help=True)
@@ -34,6 +33,8 @@ def synth(
     crlf: bool = typer.Option(False, help="Windows line endings, as some copies of the data have"),
 ) -> None:
     """Write synthetic transactions with the structure of the real file (see FACTS.md)."""
+    from ml.progress import StageTimer
+
     started = time.perf_counter()
     timer = StageTimer(console)
     with timer.stage("generate", f"Generating {rows:,} rows (seed {seed})"):

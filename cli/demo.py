@@ -11,9 +11,6 @@ from rich.console import Console
 
 from cli.report import print_summary
 from cli.serve import curl_example, serve
-from ml.pipeline import run_pipeline
-from ml.progress import StageTimer
-from ml.settings import Settings
 from ml.synth import SynthConfig, generate, write_csv
 
 console = Console(stderr=True)
@@ -40,6 +37,10 @@ def demo(
     port: int = typer.Option(8000, min=1, max=65535, help="port of the API when serving"),
 ) -> None:
     """Synthesise transactions, run the pipeline, print the summary, then serve the champion."""
+    from ml.pipeline import run_pipeline
+    from ml.progress import StageTimer
+    from ml.settings import Settings
+
     timer = StageTimer(console)
     with timer.stage("synth", f"Synthesising {rows:,} transactions into {data}"):
         write_csv(generate(SynthConfig(rows=rows, seed=seed)), data)

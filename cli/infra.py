@@ -11,13 +11,14 @@ import tempfile
 from collections import Counter
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from infra import automation
-from infra.automation import PulumiCliMissing, Release, Runners, TeardownFailed, require_cli
-from infra.offline import OfflineRun, RegisteredResource, find_project_dir, preview_service, preview_stack
+if TYPE_CHECKING:  # the Pulumi side loads when a command runs, not with `retail --help` (tests/test_cli_startup.py)
+    from infra import automation
+    from infra.automation import Release, Runners
+    from infra.offline import OfflineRun, RegisteredResource
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 
@@ -52,6 +53,8 @@ ModelGroupOption = Annotated[
 
 
 def _require(command: str) -> None:
+    from infra.automation import PulumiCliMissing, require_cli
+
     try:
         require_cli(command)
     except PulumiCliMissing as error:
@@ -118,6 +121,9 @@ def preview(
     placeholders. With --live, runs `pulumi preview --policy-pack policies` for the
     platform, and for the service with the release it runs now.
     """
+    from infra import automation
+    from infra.offline import find_project_dir, preview_service, preview_stack
+
     directory = project_dir or find_project_dir()
     if live:
         _require("retail infra preview --live")
@@ -162,6 +168,9 @@ def up(
     registered in the stack's model registry. Both stacks run with the policy pack at
     policies/config/<stack>.json.
     """
+    from infra import automation
+    from infra.offline import find_project_dir
+
     _require("retail infra up")
     directory = project_dir or find_project_dir()
     runners = automation.project_runners(directory, echo=typer.echo)
@@ -187,6 +196,10 @@ def rollback(
     The previous version is the one before the current in the stack's model package
     group, newest first; the served bundle is republished from it and the pods roll.
     """
+    from infra import automation
+    from infra.automation import Release
+    from infra.offline import find_project_dir
+
     _require("retail infra rollback")
     directory = project_dir or find_project_dir()
     runners = automation.project_runners(directory, echo=typer.echo)
@@ -214,6 +227,7 @@ def rollback(
 
 def _smoke(service: dict[str, Any]) -> None:
     from cli.smoke import SmokeFailure, run_smoke
+    from infra import automation
 
     try:
         for line in run_smoke(service["endpoint"], service[automation.API_KEY_OUTPUT], 600, 10, None):
@@ -235,6 +249,10 @@ def destroy(
     versions of its model package group (AWS deletes neither while they hold something),
     then a refresh. The audit bucket is kept by design (retain_on_delete); see docs/deploy.md.
     """
+    from infra import automation
+    from infra.automation import TeardownFailed
+    from infra.offline import find_project_dir
+
     _require("retail infra destroy")
     directory = project_dir or find_project_dir()
     if not yes:
@@ -252,6 +270,7 @@ def destroy(
 
 
 def _region(directory: Path) -> str:
+    from infra import automation
     from infra.config import read_stack_file
 
     return read_stack_file(directory, automation.EPHEMERAL_CONFIG).config["aws:region"]
@@ -277,6 +296,10 @@ def ephemeral(
     command's. The programs run inline in a temporary folder: nothing in the
     repository changes.
     """
+    from infra import automation
+    from infra.automation import TeardownFailed
+    from infra.offline import find_project_dir
+
     _require("retail infra ephemeral")
     directory = project_dir or find_project_dir()
     resolver = release_resolver(directory, image, model_package, model_group)
@@ -346,6 +369,7 @@ def check(
     projects: the deploy graph (what must exist before what) and the contracts with AWS
     (documented policy statements, request shapes). Needs no credentials or Pulumi CLI.
     """
+    from infra.offline import find_project_dir
     from policies.report import check_deployment, report_lines
 
     report = check_deployment(stack.value, project_dir or find_project_dir())

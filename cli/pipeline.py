@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -11,9 +12,9 @@ from rich.text import Text
 
 from cli.console import print_error
 from cli.report import print_summary
-from ml.ingest import InputError
-from ml.pipeline import PipelineResult, run_pipeline
-from ml.settings import Settings
+
+if TYPE_CHECKING:  # the pipeline and its model libraries load when a command runs
+    from ml.pipeline import PipelineResult
 
 app = typer.Typer(no_args_is_help=True)
 console = Console(stderr=True)
@@ -49,6 +50,10 @@ def run(
     Exits 2 when the input cannot be used (unreadable, missing columns, no valid row, too
     few weeks for a time split); lines and rows that are bad on their own are quarantined.
     """
+    from ml.ingest import InputError
+    from ml.pipeline import run_pipeline
+    from ml.settings import Settings
+
     overrides = {k: v for k, v in {"lake_root": lake, "holdout_weeks": holdout_weeks}.items() if v is not None}
     settings = Settings(**overrides)
     try:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.console import Console
 from rich.table import Table
 
-from ml.pipeline import PipelineResult
+if TYPE_CHECKING:  # the pipeline and its model libraries load when a command runs
+    from ml.pipeline import PipelineResult
 
 
 def validation_table(result: PipelineResult) -> Table:

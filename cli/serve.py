@@ -8,11 +8,11 @@ import sys
 
 import typer
 
-from api.schemas import EXAMPLE_BASKET
-
 
 def curl_example(host: str, port: int) -> str:
     """A working curl call of POST /v1/predict (the key read from $RETAIL_API_KEYS)."""
+    from api.schemas import EXAMPLE_BASKET
+
     shown = "localhost" if host in ("0.0.0.0", "::") else host
     body = json.dumps(EXAMPLE_BASKET, separators=(",", ":"))
     return (

@@ -14,40 +14,33 @@ import json
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import boto3
 import typer
 
-from infra import images
-from infra.automation import AutomationRunner, PulumiCliMissing, StackRunner, policy_config_for, require_cli
-from infra.offline import find_project_dir
-from infra.providers.program import (
-    DEFAULT_FAMILIES,
-    TRAINING_PROJECT,
-    MissingPlatformOutputs,
-    TrainingInputs,
-    platform_tags,
-    require_outputs,
-    training_inputs,
-    training_program,
-)
-from infra.providers.sourcedir import DOCKERFILE, code_version, image_tag
-from ml.lake import filesystem
-from ml.settings import GateSettings
+if TYPE_CHECKING:  # the Pulumi side, boto3 and the model libraries load when the command runs, not with `retail`
+    from infra import images
+    from infra.automation import StackRunner
+    from infra.providers.program import TrainingInputs
 
 DEFAULT_REGION = "ap-southeast-1"
+DEFAULT_FAMILIES = ("xgboost", "logistic_regression")
+"""The families `--families` trains by default (infra.providers.program's, which tests/test_cli_startup.py checks)."""
 
 
 def stack_runner(
     work_dir: Path, project_name: str | None = None, program: Callable[[], None] | None = None
 ) -> StackRunner:
     """The Automation API runner (a seam: tests replace it with a recording runner)."""
+    from infra.automation import AutomationRunner
+
     return AutomationRunner(work_dir, project_name=project_name, program=program, echo=typer.echo)
 
 
 def docker_runner() -> images.DockerRunner:
     """The docker CLI that builds the training image (a seam: tests record its commands)."""
+    from infra import images
+
     return images.DockerCli()
 
 
@@ -65,6 +58,8 @@ def parse_families(value: str) -> str:
 
 def read_manifest(uri: str) -> tuple[str, str]:
     """(data hash, gold channel URI) of a lake manifest written by `retail pipeline run`."""
+    from ml.lake import filesystem
+
     root = uri.rsplit("/manifests/", 1)[0]
     if root == uri:
         raise typer.BadParameter(f"{uri} is not under a lake's manifests/ folder", param_hint="--manifest")
@@ -83,6 +78,9 @@ def platform_outputs(stack: str, project_dir: Path) -> dict[str, Any]:
 
 def training_image(outputs: dict[str, Any], repo_root: Path, version: str, region: str) -> str:
     """The training image by digest: `train-<version>` in the platform's repository, built and pushed if missing."""
+    from infra import images
+    from infra.providers.sourcedir import DOCKERFILE, image_tag
+
     return images.ensure_image(
         outputs["repositoryUrls"]["training"],
         image_tag(version),
@@ -129,6 +127,14 @@ def train(
     if not cloud:
         typer.echo("Local training runs in the pipeline: use `retail pipeline run`; add --cloud for SageMaker.")
         raise typer.Exit(2)
+    import boto3
+
+    from infra import images
+    from infra.automation import PulumiCliMissing, require_cli
+    from infra.offline import find_project_dir
+    from infra.providers.program import MissingPlatformOutputs, platform_tags, require_outputs, training_inputs
+    from infra.providers.sourcedir import code_version
+
     try:
         require_cli("retail train --cloud")
     except PulumiCliMissing as error:
@@ -171,6 +177,10 @@ def run_training(inputs: TrainingInputs) -> dict[str, Any]:
     The work dir is outside the repository: a Pulumi.yaml there (the platform's) would
     decide the project, and the stack's config file would be written into the checkout.
     """
+    from infra.automation import policy_config_for
+    from infra.providers.program import TRAINING_PROJECT, training_program
+    from ml.settings import GateSettings
+
     training_stack = f"train-{inputs.stack}"
     with tempfile.TemporaryDirectory(prefix="retail-train-") as work_dir:
         runner = stack_runner(Path(work_dir), TRAINING_PROJECT, training_program(inputs, GateSettings()))

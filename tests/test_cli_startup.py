@@ -1,0 +1,28 @@
+"""`retail` starts without loading the Pulumi side or the model libraries: each command loads what it needs.
+
+Importing them took most of a `retail --help` (skops' trusted-type scan imports all of scikit-learn,
+pulumi_aws thousands of modules): 20 s and more on a busy 2-core machine, for any command.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HEAVY = ("pulumi", "pulumi_aws", "pulumi_eks", "pulumi_kubernetes", "pulumi_policy", "sklearn", "skops", "mlflow",
+         "xgboost", "boto3", "botocore", "fastapi", "uvicorn")
+
+
+def test_the_cli_loads_none_of_the_heavy_libraries_until_a_command_runs():
+    probe = "import json, sys, cli.main; print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    loaded = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                                       check=True).stdout)
+    assert sorted(set(loaded) & set(HEAVY)) == []
+
+
+def test_the_training_command_offers_the_training_program_s_default_families():
+    from cli.train import DEFAULT_FAMILIES
+    from infra.providers.program import DEFAULT_FAMILIES as PROGRAM_DEFAULT
+
+    assert DEFAULT_FAMILIES == PROGRAM_DEFAULT
