@@ -4,18 +4,17 @@ On EKS, Fluent Bit ships the container's stdout lines unchanged to CloudWatch Lo
 which turns these lines into metrics in the namespace and with the names the alarms use
 (`infra.metric_names`). Raw latencies are sent, so CloudWatch computes the p95 itself.
 The heartbeat (every `HEARTBEAT_SECONDS` while a model is loaded) is what tells a
-quiet service from a dead one: its alarm treats no data as an incident.
+quiet service from a dead one: its alarm treats no data as an incident. The line itself is
+formatted by ml/emf.py, which `retail score` uses for its per-run metrics too.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from typing import TextIO
 
-import orjson
-
 from infra import metric_names as names
+from ml import emf
 
 PUBLISHED_METRICS = frozenset(
     {
@@ -51,19 +50,4 @@ class EmfPublisher:
         self._write(metrics)
 
     def _write(self, metrics: list[tuple[str, str, float]]) -> None:
-        record = {
-            "_aws": {
-                "Timestamp": int(time.time() * 1000),
-                "CloudWatchMetrics": [
-                    {
-                        "Namespace": names.NAMESPACE,
-                        "Dimensions": [[names.DIMENSION_ENVIRONMENT]],
-                        "Metrics": [{"Name": name, "Unit": unit} for name, unit, _ in metrics],
-                    }
-                ],
-            },
-            names.DIMENSION_ENVIRONMENT: self.environment,
-            **{name: value for name, _, value in metrics},
-        }
-        self.stream.write(orjson.dumps(record).decode() + "\n")
-        self.stream.flush()
+        emf.write(self.environment, metrics, self.stream)

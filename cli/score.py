@@ -1,4 +1,12 @@
-"""`retail score`: batch scoring of whole weeks into the lake's predictions zone (see ml/score.py)."""
+"""`retail score`: batch scoring of whole weeks into the lake's predictions zone (see ml/score.py).
+
+With RETAIL_EMF_ENABLED=true (`Settings.emf_enabled`), every run ends with one CloudWatch
+embedded-metric-format line on stdout (ml/emf.py `scoring_run`, metrics `PUBLISHED_METRICS`,
+dimension Environment=RETAIL_ENVIRONMENT): `ScoringRunFailed` 0 when it succeeded, 1 when it
+failed (exit 2, a usage error, or any exception), and `BasketsScored`. The weekly CronJob
+(infra/batch_scoring.py) sets both variables; the platform's alarms on a failed or a missing
+run (infra/observability.py) read those metrics.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cli.console import print_error
+from ml import emf
 from ml.ingest import InputError
 from ml.progress import StageTimer
 from ml.score import CHUNK_LINES, ScoringModel, ScoringResult, input_at, silver_run
@@ -18,6 +27,8 @@ from ml.settings import Settings
 
 console = Console(stderr=True)
 CHAMPION = "champion"
+PUBLISHED_METRICS = emf.SCORING_RUN_METRICS
+"""The metrics a run publishes with RETAIL_EMF_ENABLED=true (policies/producers.py checks the alarms against them)."""
 
 
 def choose_model(
@@ -102,6 +113,27 @@ def score(
     predictions/<run>/manifest.json (last). Exits 2 when the input or the model cannot be used,
     or no basket passed validation; lines and rows that are bad on their own are quarantined.
     """
+    settings = Settings(**({"lake_root": lake} if lake else {}))
+    failed, baskets = True, 0
+    try:
+        baskets = _score(settings, input, silver, model, bundle, bundle_sha256, bundle_cache, chunk_lines)
+        failed = False
+    finally:
+        if settings.emf_enabled:
+            emf.scoring_run(settings.environment, failed, baskets)
+
+
+def _score(
+    settings: Settings,
+    input: str | None,
+    silver: str | None,
+    model: str | None,
+    bundle: str | None,
+    bundle_sha256: str | None,
+    bundle_cache: Path | None,
+    chunk_lines: int,
+) -> int:
+    """One scoring run; returns the baskets scored, raises typer.Exit(2) when the run failed."""
     if (input is None) == (silver is None):
         raise typer.BadParameter("give either --input or --silver (one of them)")
     if bundle is not None and model is not None:
@@ -110,7 +142,6 @@ def score(
         raise typer.BadParameter(f"{model!r} is neither 'champion' nor a version number", param_hint="--model")
     from ml.bundle import BundleIntegrityError
 
-    settings = Settings(**({"lake_root": lake} if lake else {}))
     try:
         source = input_at(input) if input is not None else silver_run(silver, settings.lake_root)
         chosen = choose_model(settings, model, bundle, bundle_sha256 if bundle else None, bundle_cache)
@@ -128,6 +159,7 @@ def score(
     if result.counts["baskets_scored"] == 0:
         print_error(f"{source.location}: no basket passed validation; see {result.quarantine_uri}")
         raise typer.Exit(2)
+    return result.counts["baskets_scored"]
 
 
 if __name__ == "__main__":  # `python -m cli.score ...`: the command without the rest of `retail` (infra, pulumi)

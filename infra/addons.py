@@ -4,12 +4,14 @@
   Ingress into an ALB. Chosen over EKS Auto Mode because Auto Mode charges a management
   fee on every node's EC2 price and replaces the managed node groups this platform sizes
   itself; the controller runs in the cluster for the cost of its two small pods.
-- `LogShipping`: Fluent Bit (aws-for-fluent-bit), which sends the inference containers'
-  stdout to the platform's log group, each line as it was written (`log_key log`) with
-  the `json/emf` format, so CloudWatch turns the API's EMF lines into the metrics the
-  alarms watch. Chosen over the `amazon-cloudwatch-observability` add-on because that
-  add-on wraps every line in Kubernetes metadata (EMF needs `_aws` at the root of the
-  event) and bills Container Insights metrics this platform does not use.
+- `LogShipping`: Fluent Bit (aws-for-fluent-bit), which sends the stdout of the inference
+  and batch-scoring containers to the platform's log group, each line as it was written
+  (`log_key log`) with the `json/emf` format, so CloudWatch turns the API's and the
+  scorer's EMF lines into the metrics the alarms watch. Its DaemonSet tolerates the batch
+  nodes' taint: without that it never runs on those nodes and the scorer's lines stay there.
+  Chosen over the `amazon-cloudwatch-observability` add-on because that add-on wraps
+  every line in Kubernetes metadata (EMF needs `_aws` at the root of the event) and bills
+  Container Insights metrics this platform does not use.
 
 Each component owns its IRSA role (trusting only its service account) and its release;
 the releases wait for their pods (Helm's own wait), so what depends on them starts
@@ -19,7 +21,8 @@ after the controller or shipper is running.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pulumi
@@ -144,18 +147,27 @@ class LogShippingArgs:
     log_group_name: pulumi.Input[str]
     logs_kms_key_arn: pulumi.Input[str]
     account_id: pulumi.Input[str]
-    namespace: str
-    """Only this namespace's containers are shipped."""
+    namespaces: Sequence[str]
+    """Only these namespaces' containers are shipped (the inference API's and batch scoring's)."""
     chart_version: str
+    node_taints: pulumi.Input[Sequence[dict]] = field(default_factory=list)
+    """Taints (Kubernetes spelling: key, value, effect) of node groups whose pods must be shipped too: the
+    DaemonSet tolerates each, or it never runs on those nodes (the platform's batchNodeTaints output)."""
 
 
 class LogShipping(pulumi.ComponentResource):
-    """Fluent Bit as a DaemonSet tailing one namespace's containers into one CloudWatch log group.
+    """Fluent Bit as a DaemonSet tailing some namespaces' containers into one CloudWatch log group.
 
     Each container line is sent unchanged (`logKey: log`) with `logFormat: json/emf`, so
     CloudWatch extracts metrics from EMF lines and stores the other lines as log events.
+    The tail input's `Path` lists one pattern per namespace, comma-separated, which Fluent Bit's
+    tail input accepts (https://docs.fluentbit.io/manual/dev-4.0/pipeline/inputs/tail: "Multiple patterns
+    separated by commas are also allowed"); the chart writes `input.path` into `Path` as is.
+    The DaemonSet's pods tolerate `node_taints` (the chart's `tolerations` value, empty by
+    default), so Fluent Bit also runs on the tainted batch nodes where the scoring pods write.
     The role may only write streams of that log group (and use the logs key through
-    CloudWatch Logs, which the encrypted group needs).
+    CloudWatch Logs, which the encrypted group needs): the batch lines go to the same group,
+    so the policy is the same.
     """
 
     role_arn: pulumi.Output[str]
@@ -165,7 +177,7 @@ class LogShipping(pulumi.ComponentResource):
         super().__init__("retail:infra:LogShipping", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         role = _irsa_role(
-            name, "Fluent Bit: ship the inference containers' logs (IRSA)", args.oidc_provider_arn,
+            name, "Fluent Bit: ship the inference and batch-scoring containers' logs (IRSA)", args.oidc_provider_arn,
             args.oidc_issuer, SHIPPER_ACCOUNT, self,
         )
         group_arn = pulumi.Output.concat(
@@ -202,22 +214,35 @@ class LogShipping(pulumi.ComponentResource):
         self.register_outputs({"role_arn": self.role_arn})
 
 
+def tail_path(namespaces: Sequence[str]) -> str:
+    """Fluent Bit's tail `Path`: the container log files of each namespace, comma-separated."""
+    if not namespaces:
+        raise ValueError("LogShipping needs at least one namespace to tail")
+    return ",".join(f"/var/log/containers/*_{namespace}_*.log" for namespace in namespaces)
+
+
+def tolerations(taints: Sequence[dict]) -> list[dict]:
+    """A toleration of each taint (key, value, effect), as the batch pods tolerate it."""
+    return [{"key": t["key"], "operator": "Equal", "value": t["value"], "effect": t["effect"]} for t in taints]
+
+
 def shipper_values(args: LogShippingArgs, role_arn: pulumi.Input[str]) -> dict:
-    """aws-for-fluent-bit values: tail one namespace, send raw lines as EMF-capable events, nothing else."""
+    """aws-for-fluent-bit values: tail the namespaces on every node they run on, send raw lines as EMF events."""
     return {
         "serviceAccount": {
             "create": True,
             "name": SHIPPER_ACCOUNT,
             "annotations": {"eks.amazonaws.com/role-arn": role_arn},
         },
-        "input": {"path": f"/var/log/containers/*_{args.namespace}_*.log", "tag": "kube.*"},
+        "input": {"path": tail_path(args.namespaces), "tag": "kube.*"},
         "filter": {"enabled": False},
+        "tolerations": pulumi.Output.from_input(args.node_taints).apply(tolerations),
         "cloudWatchLogs": {
             "enabled": True,
             "match": "kube.*",
             "region": args.region,
             "logGroupName": args.log_group_name,
-            "logStreamPrefix": f"{args.namespace}-",
+            "logStreamPrefix": "containers-",
             "logKey": "log",
             "logFormat": "json/emf",
             "autoCreateGroup": False,

@@ -62,7 +62,12 @@ The contract with `retail score` (cli/score.py, ml/score.py) this relies on:
   `write_json` call) first sends HeadBucket, which needs s3:ListBucket on the whole bucket, and writes
   an empty marker object for every parent "directory" (`lake/`, `lake/predictions/`, ...); this role
   grants neither, so the job would fail with AccessDenied on HeadBucket;
-- it exits 2 when the input or the bundle cannot be used, which fails the Job without retries.
+- it exits 2 when the input or the bundle cannot be used, which fails the Job without retries;
+- with RETAIL_EMF_ENABLED=true and RETAIL_ENVIRONMENT=<environment> (both set here) every run ends with
+  one CloudWatch EMF line on stdout (`ScoringRunFailed` 0/1, `BasketsScored`; cli/score.py). Fluent Bit
+  (infra/addons.py `LogShipping`) tails this namespace and tolerates the batch nodes' taint, so the line
+  reaches the platform's log group, where CloudWatch turns it into the metrics of the platform's
+  scoring alarms (infra/observability.py).
 """
 
 from __future__ import annotations
@@ -296,6 +301,7 @@ class BatchScoring(pulumi.ComponentResource):
             "RETAIL_MODEL_CACHE_DIR": BUNDLE_CACHE,
             "RETAIL_WORK_DIR": WORK_DIR,
             "RETAIL_ENVIRONMENT": args.environment,
+            "RETAIL_EMF_ENABLED": "true",
             "HOME": TMP,
             "AWS_REGION": args.region,
             "AWS_DEFAULT_REGION": args.region,

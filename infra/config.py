@@ -146,13 +146,24 @@ MAX_BUDGET_NOTIFICATIONS = 5
 """AWS Budgets takes at most five notifications per budget; one is the forecast alert."""
 
 
+def _iana_time_zone(key: str, value: str) -> str:
+    from zoneinfo import available_timezones
+
+    if value not in available_timezones():
+        raise ValueError(f"{key} must be an IANA time zone name such as Etc/UTC or Asia/Singapore, got {value!r}")
+    return value
+
+
 class ObservabilityConfig(Section):
     log_retention_days: int = Field(30, ge=1)
     latency_p95_threshold_ms: int = Field(200, ge=1)
     error_rate_threshold_percent: float = Field(1.0, gt=0)
     drift_threshold: float = Field(0.2, gt=0)
     heartbeat_missing_breaches: bool = True
-    """True: the heartbeat alarm fires when the service sends nothing (a dead service is not green)."""
+    """True: the heartbeat alarm fires when the service sends nothing (a dead service is not green), and so does
+    the missed batch-scoring run alarm when a week passes without a finished run."""
+    scoring_time_zone: str = "Etc/UTC"
+    """The service stacks' `retail:batchScoring.timeZone`: the missed-run alarm's weeks start Monday 00:00 there."""
     monthly_budget_usd: int = Field(500, ge=1)
     budget_alert_percents: tuple[int, ...] = (80, 100)
     alert_emails: tuple[str, ...] = ()
@@ -164,6 +175,11 @@ class ObservabilityConfig(Section):
             raise ValueError(f"CloudWatch Logs keeps logs for one of {', '.join(map(str, LOG_RETENTION_DAYS))} "
                              f"days, not {value}")
         return value
+
+    @field_validator("scoring_time_zone")
+    @classmethod
+    def _is_time_zone(cls, value: str) -> str:
+        return _iana_time_zone("scoringTimeZone", value)
 
     @field_validator("budget_alert_percents")
     @classmethod
@@ -266,12 +282,7 @@ class BatchScoringConfig(Section):
     @field_validator("time_zone")
     @classmethod
     def _is_time_zone(cls, value: str) -> str:
-        from zoneinfo import available_timezones
-
-        if value not in available_timezones():
-            raise ValueError(f"timeZone must be an IANA time zone name such as Etc/UTC or Asia/Singapore, "
-                             f"got {value!r}")
-        return value
+        return _iana_time_zone("timeZone", value)
 
     @field_validator("lake_zone")
     @classmethod

@@ -1,9 +1,11 @@
-"""CloudWatch metric contract between the inference API (publisher) and the alarms.
+"""CloudWatch metric contract between the publishers (the inference API, batch scoring) and the alarms.
 
-Plain constants only, so the API can import this module without pulling in Pulumi.
+Plain constants only, so the API and the scorer can import this module without pulling in Pulumi.
 The API publishes one datapoint per request (e.g. as CloudWatch Embedded Metric Format
 log lines) in `NAMESPACE` with the single dimension `DIMENSION_ENVIRONMENT`; CloudWatch
 derives the p95 itself from the raw latencies, so no pre-aggregated percentile is sent.
+`retail score` (cli/score.py, the weekly batch-scoring CronJob) publishes one datapoint per
+run, when the run ends, in the same namespace with the same single dimension.
 
 | Metric                   | Unit         | Value per datapoint                                  |
 |--------------------------|--------------|------------------------------------------------------|
@@ -13,10 +15,13 @@ derives the p95 itself from the raw latencies, so no pre-aggregated percentile i
 | `INPUT_DRIFT_SCORE`      | None         | largest per-feature PSI over the recent window       |
 | `PREDICTION_COUNT`       | Count        | rows scored by one request                           |
 | `HEARTBEAT`              | Count        | 1 per `HEARTBEAT_SECONDS` per serving process        |
+| `SCORING_RUN_FAILED`     | Count        | per `retail score` run: 1 failed, 0 succeeded        |
+| `BASKETS_SCORED`         | Count        | per `retail score` run: baskets written (0 on failure)|
 
 The heartbeat is sent whether or not requests arrive, so "no data" means "no service":
 its alarm treats missing data as breaching, while the request alarms treat it as
-"no traffic".
+"no traffic". Every finished scoring run sends `SCORING_RUN_FAILED` (0 or 1), so its
+sample count is the number of finished runs: no sample in a week means no run finished.
 """
 
 NAMESPACE = "RetailMlops/Inference"
@@ -29,6 +34,8 @@ INPUT_DRIFT_SCORE = "InputDriftScore"
 PREDICTION_COUNT = "PredictionCount"
 HEARTBEAT = "Heartbeat"
 HEARTBEAT_SECONDS = 60
+SCORING_RUN_FAILED = "ScoringRunFailed"
+BASKETS_SCORED = "BasketsScored"
 
 LATENCY_PERCENTILE = "p95"
 """Extended statistic the latency alarm and dashboard read from `REQUEST_LATENCY_MS`."""

@@ -1,4 +1,13 @@
-"""Logs, alerts, dashboard and budget for one environment."""
+"""Logs, alerts, dashboard and budget for one environment.
+
+CloudWatch limits on the alarms' windows (PutMetricAlarm, `Period`): Period x EvaluationPeriods is at
+most seven days (604,800 s), and at most one day for a period under an hour; a wall clock evaluation
+window needs a period of 60, 300, 3,600, 86,400 or 604,800 s
+(https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_PutMetricAlarm.html,
+https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_WallClockWindow.html,
+https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/alarm-evaluation-window.html).
+`check_alarm_window` enforces both here, so a stack that breaks them fails its preview, not its `up`.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +21,25 @@ import pulumi_aws as aws
 from infra import metric_names as m
 from infra.iam import policy_document
 
+MAX_EVALUATION_SECONDS = 7 * 86_400
+"""Period x EvaluationPeriods CloudWatch accepts for periods of an hour or more (one day below an hour)."""
+SHORT_PERIOD_MAX_EVALUATION_SECONDS = 86_400
+WALL_CLOCK_PERIODS = frozenset({60, 300, 3_600, 86_400, 604_800})
+"""The periods a wall clock evaluation window supports."""
+WEEK_SECONDS = 604_800
+DAY_SECONDS = 86_400
+
+
+def check_alarm_window(period: int, evaluation_periods: int, wall_clock: bool = False) -> None:
+    """Raise ValueError when CloudWatch would refuse an alarm with this period and number of evaluation periods."""
+    total = period * evaluation_periods
+    limit = SHORT_PERIOD_MAX_EVALUATION_SECONDS if period < 3_600 else MAX_EVALUATION_SECONDS
+    if total > limit:
+        raise ValueError(f"period {period} s x {evaluation_periods} evaluation periods = {total} s exceeds "
+                         f"CloudWatch's {limit} s")
+    if wall_clock and period not in WALL_CLOCK_PERIODS:
+        raise ValueError(f"a wall clock window needs a period of {sorted(WALL_CLOCK_PERIODS)} s, not {period}")
+
 
 @dataclass
 class ObservabilityArgs:
@@ -24,6 +52,9 @@ class ObservabilityArgs:
     error_rate_threshold_percent: float = 1.0
     drift_threshold: float = 0.2
     heartbeat_missing_breaches: bool = True
+    scoring_time_zone: str = "Etc/UTC"
+    """The batch-scoring CronJob's time zone (the service stacks' `retail:batchScoring.timeZone`): the missed-run
+    alarm's weeks start on Monday 00:00 there."""
     monthly_budget_usd: int = 500
     budget_alert_percents: Sequence[int] = (80, 100)
     alert_emails: Sequence[str] = ()
@@ -42,6 +73,11 @@ class Observability(pulumi.ComponentResource):
       `heartbeat_missing_breaches` is off, e.g. for a dev stack scaled to zero); and on
       failed SageMaker training jobs, which an EventBridge rule catches and also forwards
       to the topic. The request alarms treat missing data as "no traffic".
+    - Two alarms on the weekly batch-scoring run (`retail score` writes `ScoringRunFailed`
+      0/1 and `BasketsScored` when a run ends; cli/score.py): `batch-scoring-failed` when a
+      run failed in the last day, and `batch-scoring-missed` when a calendar week (Monday to
+      Monday in `scoring_time_zone`) ended without any finished run (missing data breaches
+      like the heartbeat's, so it is off where `heartbeat_missing_breaches` is).
     - A dashboard of those signals, and a monthly cost budget for resources tagged
       `environment=<env>`, alerting on actual spend at each `budget_alert_percents`
       and on forecast spend over 100%.
@@ -72,6 +108,8 @@ class Observability(pulumi.ComponentResource):
             self._drift_alarm(),
             self._heartbeat_alarm(),
             self._training_failure_alarm(),
+            self._scoring_failed_alarm(),
+            self._scoring_missed_alarm(),
         ]
         self.dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard",
@@ -132,6 +170,10 @@ class Observability(pulumi.ComponentResource):
     def _alarm(
         self, suffix: str, description: str, missing: str = "notBreaching", **settings
     ) -> aws.cloudwatch.MetricAlarm:
+        if "period" in settings:
+            check_alarm_window(
+                settings["period"], settings["evaluation_periods"], wall_clock="evaluation_window" in settings
+            )
         return aws.cloudwatch.MetricAlarm(
             f"{self._name}-{suffix}",
             name=f"{self._name}-{suffix}",
@@ -225,6 +267,56 @@ class Observability(pulumi.ComponentResource):
             threshold=1,
         )
 
+    def _scoring_failed_alarm(self) -> aws.cloudwatch.MetricAlarm:
+        """ALARM when any scoring run that ended in the last day failed (`ScoringRunFailed` maximum 1).
+
+        A sliding one-day window (86,400 s x 1, within the seven-day limit): the alarm fires as soon as the
+        failed run's line arrives and stays in ALARM for a day, then returns to OK on its own. A pod attempt
+        that failed and was retried successfully also fires it (each attempt is a run of `retail score`). No
+        data (the other six days of the week) is not breaching: no run, no failure.
+        """
+        return self._alarm(
+            "batch-scoring-failed",
+            "A batch scoring run (retail score, the weekly CronJob) failed in the last day",
+            namespace=m.NAMESPACE,
+            metric_name=m.SCORING_RUN_FAILED,
+            dimensions=self._dimensions,
+            statistic="Maximum",
+            period=DAY_SECONDS,
+            evaluation_periods=1,
+            comparison_operator="GreaterThanOrEqualToThreshold",
+            threshold=1,
+        )
+
+    def _scoring_missed_alarm(self) -> aws.cloudwatch.MetricAlarm:
+        """ALARM when a whole calendar week passed without a finished scoring run (`ScoringRunFailed` sample count 0).
+
+        Every run that ends, failed or not, sends one `ScoringRunFailed` sample, so the sample count is the
+        number of finished runs. The run is weekly, and CloudWatch evaluates at most seven days (604,800 s)
+        for periods of an hour or more: a sliding seven-day window would go to ALARM every week the run ended
+        a little later than the week before (no sample in the last 604,800 s for those minutes). So the
+        window is a wall clock one of one week (period 604,800 s x 1 evaluation period, the maximum and a
+        period wall clock windows support): it covers Monday 00:00 to Monday 00:00 in the CronJob's time zone
+        and is judged once the week is over, so a week with one run anywhere in it is OK and a week without
+        is reported at the start of the next (about a week after the missed schedule at worst). The
+        schedule must start and finish a run inside one such week (the default, Mondays 03:00, does).
+        A run killed before it could write its line (deadline, OOM, spot loss without retry) counts as missed.
+        """
+        return self._alarm(
+            "batch-scoring-missed",
+            "No batch scoring run (retail score, the weekly CronJob) finished in the last calendar week",
+            missing="breaching" if self._args.heartbeat_missing_breaches else "notBreaching",
+            namespace=m.NAMESPACE,
+            metric_name=m.SCORING_RUN_FAILED,
+            dimensions=self._dimensions,
+            statistic="SampleCount",
+            period=WEEK_SECONDS,
+            evaluation_periods=1,
+            evaluation_window={"wall_clock_window": {"timezone": self._args.scoring_time_zone}},
+            comparison_operator="LessThanThreshold",
+            threshold=1,
+        )
+
     def _training_failure_rule(self) -> aws.cloudwatch.EventRule:
         child = pulumi.ResourceOptions(parent=self)
         rule = aws.cloudwatch.EventRule(
@@ -309,6 +401,22 @@ class Observability(pulumi.ComponentResource):
                 x=12,
                 stat="Sum",
                 period=300,
+            ),
+            widget(
+                "Batch scoring runs (daily)",
+                [
+                    [*api, m.SCORING_RUN_FAILED, *dim, {"stat": "SampleCount", "label": "finished runs"}],
+                    [*api, m.SCORING_RUN_FAILED, *dim, {"stat": "Sum", "label": "failed runs"}],
+                ],
+                12,
+                period=DAY_SECONDS,
+            ),
+            widget(
+                "Baskets scored per run",
+                [[*api, m.BASKETS_SCORED, *dim, {"stat": "Maximum"}]],
+                12,
+                x=12,
+                period=DAY_SECONDS,
             ),
         ]
         return pulumi.Output.json_dumps({"widgets": widgets})

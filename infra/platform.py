@@ -153,6 +153,7 @@ def build_platform(cfg: PlatformConfig) -> Platform:
             error_rate_threshold_percent=obs.error_rate_threshold_percent,
             drift_threshold=obs.drift_threshold,
             heartbeat_missing_breaches=obs.heartbeat_missing_breaches,
+            scoring_time_zone=obs.scoring_time_zone,
             monthly_budget_usd=obs.monthly_budget_usd,
             budget_alert_percents=obs.budget_alert_percents,
             alert_emails=obs.alert_emails,

@@ -5,8 +5,9 @@ OIDC provider, the node groups' labels and taints, the lake's buckets and data k
 network's CIDRs, the log group the alarms read and the model registry. Created here, in
 this order:
 
-1. the cluster add-ons: the AWS Load Balancer Controller, Fluent Bit and Cluster
-   Autoscaler (which scales the node groups, the batch group up from zero);
+1. the cluster add-ons: the AWS Load Balancer Controller, Fluent Bit (shipping the
+   inference and batch-scoring namespaces, on the service and the tainted batch nodes)
+   and Cluster Autoscaler (which scales the node groups, the batch group up from zero);
 2. the served model: the approved SageMaker package of `retail:modelPackageArn`,
    published to the serving prefix (`ServedModel`);
 3. the inference API, pinned to that bundle and to the image digest `retail:image`,
@@ -115,8 +116,9 @@ def build_service(cfg: ServiceConfig) -> Service:
             log_group_name=platform["inferenceLogGroupName"],
             logs_kms_key_arn=platform["logsKeyArn"],
             account_id=account_id,
-            namespace=cfg.inference.namespace,
+            namespaces=[cfg.inference.namespace, cfg.batch_scoring.namespace],
             chart_version=cfg.addons.fluent_bit_chart,
+            node_taints=platform["batchNodeTaints"],
         ),
         pulumi.ResourceOptions.merge(k8s_opts, pulumi.ResourceOptions(depends_on=[controller.release])),
     )

@@ -6,18 +6,25 @@ what produces their metrics lives in the service project. So this is a deploymen
 check over every run, reported like a policy rule:
 
 - `RetailMlops/Inference` (`infra.metric_names`): the API writes one EMF line per request
-  to stdout (api/emf.py), and CloudWatch turns those lines into metrics only once they
+  to stdout (api/emf.py), and `retail score` one per run (cli/score.py, the weekly
+  batch-scoring CronJob); CloudWatch turns those lines into metrics only once they
   reach CloudWatch Logs as raw JSON with the `json/emf` format
   (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html,
   https://docs.fluentbit.io/manual/pipeline/outputs/cloudwatch). A producer is therefore
-  all of: the metric name is in the contract (infra/metric_names.py) and among what
-  api/emf.py publishes; the alarm's dimensions are exactly `Environment` (the only
-  dimension set the API publishes: CloudWatch matches dimension sets exactly); a
-  Deployment whose container sets `RETAIL_EMF_ENABLED=true` and `RETAIL_ENVIRONMENT` to the
-  alarm's Environment; and an aws-for-fluent-bit Helm release that tails that Deployment's
-  namespace and sends each line unchanged (`cloudWatchLogs.logKey: log`,
-  `logFormat: json/emf`) to the log group the platform exports as `inferenceLogGroupName`,
-  which the deployment creates.
+  all of: the metric name is in the contract (infra/metric_names.py) and among what its
+  publisher declares (api/emf.py `PUBLISHED_METRICS` for the API's metrics, ml/emf.py
+  `SCORING_RUN_METRICS` for the scorer's); the alarm's dimensions are exactly `Environment`
+  (the only dimension set either publishes: CloudWatch matches dimension sets exactly); a
+  workload of the publisher's kind (a Deployment for the API, a CronJob for the scorer)
+  whose container sets `RETAIL_EMF_ENABLED=true` and `RETAIL_ENVIRONMENT` to the alarm's
+  Environment; and an aws-for-fluent-bit Helm release that sends each line unchanged
+  (`cloudWatchLogs.logKey: log`, `logFormat: json/emf`) to the log group the platform
+  exports as `inferenceLogGroupName` (which the deployment creates), tails that workload's
+  namespace (`input.path`, comma-separated patterns allowed) and runs where its pods run:
+  it tolerates every taint of the node groups the workload's pods fit (or, when no node
+  group of the deployment admits them, every NoSchedule/NoExecute taint they tolerate).
+  A DaemonSet without that toleration is never scheduled on those nodes, so their lines
+  are never read: the batch pods' lines on the tainted batch nodes were lost that way.
 - `AWS/Events` `TriggeredRules`: EventBridge counts matches per rule; the producer is the
   enabled EventRule its `RuleName` dimension names
   (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-monitoring.html).
@@ -36,10 +43,11 @@ from typing import Any
 
 from infra import metric_names as m
 from infra.offline import OfflineRun
-from policies.deployment import DeploymentView, Node
+from policies.deployment import DeploymentView, Node, _tolerates
 from policies.findings import Finding
-from policies.graph import DEPLOYMENT, HELM_RELEASE, env_of
-from policies.rules.kubernetes import containers
+from policies.graph import CRON_JOB, DEPLOYMENT, HELM_RELEASE, env_of
+from policies.model import as_list
+from policies.rules.kubernetes import containers, pod_spec
 
 CHECK = "alarm-producers"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
@@ -49,10 +57,16 @@ SHIPPER_CHART = "aws-for-fluent-bit"
 LOG_GROUP_OUTPUT = "inferenceLogGroupName"
 EMF_ENABLED_ENV = "RETAIL_EMF_ENABLED"
 ENVIRONMENT_ENV = "RETAIL_ENVIRONMENT"
-CONTRACT_METRICS = frozenset(
+API_METRICS = frozenset(
     {m.REQUEST_LATENCY_MS, m.REQUEST_COUNT, m.SERVER_ERROR_COUNT, m.INPUT_DRIFT_SCORE, m.PREDICTION_COUNT, m.HEARTBEAT}
 )
 """The metric names infra/metric_names.py defines for the API."""
+SCORING_METRICS = frozenset({m.SCORING_RUN_FAILED, m.BASKETS_SCORED})
+"""The metric names infra/metric_names.py defines for `retail score` runs."""
+CONTRACT_METRICS = API_METRICS | SCORING_METRICS
+"""Every metric name of infra/metric_names.py."""
+BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
+"""Taint effects that keep a pod without the toleration off a node (PreferNoSchedule only discourages it)."""
 SHIPPER_DEFAULTS = {"path": "/var/log/containers/*.log", "logGroupName": "/aws/eks/fluentbit-cloudwatch/logs"}
 """aws/eks-charts stable/aws-for-fluent-bit values.yaml defaults for what the values leave out (chart 0.2.0)."""
 
@@ -79,6 +93,35 @@ def published_metrics() -> frozenset[str] | None:
             if directive["Namespace"] == m.NAMESPACE:
                 names.update(metric["Name"] for metric in directive["Metrics"])
     return frozenset(names)
+
+
+def scoring_published_metrics() -> frozenset[str] | None:
+    """The metric names a `retail score` run publishes (ml/emf.py `SCORING_RUN_METRICS`), or None if not importable."""
+    try:
+        from ml import emf
+    except ImportError:
+        return None
+    return frozenset(emf.SCORING_RUN_METRICS)
+
+
+@dataclass(frozen=True)
+class Publisher:
+    """What writes a group of the contract's metrics, and the workload it runs as."""
+
+    what: str
+    declared_in: str
+    workload_type: str
+    workload_kind: str
+    deployed_by: str
+    metrics: frozenset[str]
+
+
+API = Publisher(
+    "the API", "api/emf.py (PUBLISHED_METRICS)", DEPLOYMENT, "Deployment", "infra/inference.py", API_METRICS
+)
+SCORER = Publisher(
+    "retail score", "ml/emf.py (SCORING_RUN_METRICS)", CRON_JOB, "CronJob", "infra/batch_scoring.py", SCORING_METRICS
+)
 
 
 @dataclass(frozen=True)
@@ -110,10 +153,21 @@ class Problem:
     fix: str
 
 
-def producer_findings(runs: Sequence[OfflineRun], published: frozenset[str] | None = None) -> list[Finding]:
-    """One finding per metric of an alarm that nothing in `runs` produces (`published`: default api/emf.py's)."""
+def producer_findings(
+    runs: Sequence[OfflineRun],
+    published: frozenset[str] | None = None,
+    scoring_published: frozenset[str] | None = None,
+) -> list[Finding]:
+    """One finding per metric of an alarm that nothing in `runs` produces.
+
+    `published`: what the API publishes (default api/emf.py's); `scoring_published`: what a scoring run
+    publishes (default ml/emf.py's).
+    """
     view = DeploymentView(runs)
-    published = published_metrics() if published is None else published
+    published = {
+        API: published_metrics() if published is None else published,
+        SCORER: scoring_published_metrics() if scoring_published is None else scoring_published,
+    }
     findings = []
     for alarm in view.of_type(ALARM):
         metrics = watched_metrics(alarm)
@@ -127,10 +181,10 @@ def producer_findings(runs: Sequence[OfflineRun], published: frozenset[str] | No
 
 
 def _problems(
-    view: DeploymentView, alarm: Node, metric: WatchedMetric, published: frozenset[str] | None
+    view: DeploymentView, alarm: Node, metric: WatchedMetric, published: Mapping[Publisher, frozenset[str] | None]
 ) -> list[Problem]:
     if metric.namespace == m.NAMESPACE:
-        return _inference_problems(view, alarm, metric, published)
+        return _emf_problems(view, alarm, metric, published)
     if (metric.namespace, metric.name) == ("AWS/Events", "TriggeredRules"):
         return _event_rule_problems(view, metric)
     return [
@@ -156,47 +210,52 @@ def _event_rule_problems(view: DeploymentView, metric: WatchedMetric) -> list[Pr
     return []
 
 
-def _inference_problems(
-    view: DeploymentView, alarm: Node, metric: WatchedMetric, published: frozenset[str] | None
+def _emf_problems(
+    view: DeploymentView, alarm: Node, metric: WatchedMetric, published: Mapping[Publisher, frozenset[str] | None]
 ) -> list[Problem]:
     problems = []
-    if metric.name not in CONTRACT_METRICS:
+    publisher = next((p for p in (API, SCORER) if metric.name in p.metrics), None)
+    if publisher is None:
         problems.append(
             Problem(
                 f"{metric.name!r} is not a metric of infra/metric_names.py",
                 "Use a metric name from infra.metric_names.",
             )
         )
-    elif published is not None and metric.name not in published:
+        publisher = API
+    elif published[publisher] is not None and metric.name not in published[publisher]:
+        declared = published[publisher]
         problems.append(
             Problem(
-                f"api/emf.py does not publish {metric.name!r} (it publishes {', '.join(sorted(published))})",
-                f"Publish {metric.name} from the API (api/emf.py, listed in PUBLISHED_METRICS) or drop the alarm.",
+                f"{publisher.declared_in.split()[0]} does not publish {metric.name!r} "
+                f"(it publishes {', '.join(sorted(declared))})",
+                f"Publish {metric.name} from {publisher.what} ({publisher.declared_in}) or drop the alarm.",
             )
         )
     if set(metric.dimensions) != {m.DIMENSION_ENVIRONMENT}:
         problems.append(
             Problem(
-                f"the API publishes with the one dimension {m.DIMENSION_ENVIRONMENT}, and CloudWatch matches dimension "
-                "sets exactly",
+                f"{publisher.what} publishes with the one dimension {m.DIMENSION_ENVIRONMENT}, and CloudWatch "
+                "matches dimension sets exactly",
                 f"Give the alarm exactly the dimension {m.DIMENSION_ENVIRONMENT}.",
             )
         )
     environment = metric.dimensions.get(m.DIMENSION_ENVIRONMENT)
-    workloads = [d for d in view.of_type(DEPLOYMENT) if _emits_emf(d, environment)]
+    workloads = [w for w in view.of_type(publisher.workload_type) if _emits_emf(w, environment)]
     if not workloads:
         problems.append(
             Problem(
-                f"no Deployment runs a container with {EMF_ENABLED_ENV}=true and {ENVIRONMENT_ENV}={environment}",
-                f"Deploy the API with {EMF_ENABLED_ENV}=true and {ENVIRONMENT_ENV} equal to the alarm's Environment "
-                "(infra/inference.py).",
+                f"no {publisher.workload_kind} runs a container with {EMF_ENABLED_ENV}=true and "
+                f"{ENVIRONMENT_ENV}={environment}",
+                f"Run {publisher.what} with {EMF_ENABLED_ENV}=true and {ENVIRONMENT_ENV} equal to the alarm's "
+                f"Environment ({publisher.deployed_by}).",
             )
         )
     group = _exported_log_group(view, alarm)
     if group is None:
         problems.append(
             Problem(
-                f"no project exports {LOG_GROUP_OUTPUT}, the log group the API's lines must reach",
+                f"no project exports {LOG_GROUP_OUTPUT}, the log group {publisher.what}'s lines must reach",
                 f"Export {LOG_GROUP_OUTPUT} from the platform (infra/platform.py).",
             )
         )
@@ -212,10 +271,10 @@ def _inference_problems(
     return problems
 
 
-def _emits_emf(deployment: Node, environment: Any) -> bool:
+def _emits_emf(workload: Node, environment: Any) -> bool:
     return any(
         str(env_of(c).get(EMF_ENABLED_ENV, "")).lower() == "true" and env_of(c).get(ENVIRONMENT_ENV) == environment
-        for c in containers(deployment.resource)
+        for c in containers(workload.resource)
     )
 
 
@@ -245,25 +304,81 @@ def shipper_gaps(release: Node, group: str) -> list[str]:
     return gaps
 
 
+def tail_patterns(release: Node) -> list[str]:
+    """The release's tail input `Path` patterns (Fluent Bit accepts several, comma-separated)."""
+    path = ((release.get("values", default={}) or {}).get("input") or {}).get("path") or SHIPPER_DEFAULTS["path"]
+    return [p.strip() for p in str(path).split(",") if p.strip()]
+
+
 def tails_namespace(release: Node, namespace: str) -> bool:
     """The release's tail path covers container logs of `namespace` (`/var/log/containers/<pod>_<ns>_<c>-<id>.log`)."""
-    path = ((release.get("values", default={}) or {}).get("input") or {}).get("path") or SHIPPER_DEFAULTS["path"]
-    return fnmatch.fnmatch(f"/var/log/containers/pod_{namespace}_container-0123456789abcdef.log", path)
+    log = f"/var/log/containers/pod_{namespace}_container-0123456789abcdef.log"
+    return any(fnmatch.fnmatch(log, pattern) for pattern in tail_patterns(release))
+
+
+Taint = tuple[str, str, str]
+"""(key, value, effect in Kubernetes spelling)."""
+
+
+def workload_taints(view: DeploymentView, workload: Node) -> set[Taint]:
+    """The blocking taints of the nodes `workload`'s pods may run on.
+
+    Those of the deployment's node groups that admit its pods (nodeSelector and tolerations); when none
+    does (a deployment without the platform, or a workload that fits no group), the taints its pods
+    tolerate, read from its NoSchedule/NoExecute tolerations that name a key.
+    """
+    spec = pod_spec(workload.resource)
+    selector, tolerations = spec.get("nodeSelector") or {}, as_list(spec.get("tolerations"))
+    groups = [g for g in view.node_groups() if g.admits(selector, tolerations)]
+    if groups:
+        return {t for g in groups for t in g.taints if t[2] in BLOCKING_EFFECTS}
+    return {
+        (str(t["key"]), str(t.get("value") or ""), str(t.get("effect") or "NoSchedule"))
+        for t in tolerations
+        if t.get("key") and t.get("effect") in (None, "", *BLOCKING_EFFECTS)
+    }
+
+
+def untolerated(release: Node, taints: set[Taint]) -> list[Taint]:
+    """The taints among `taints` the release's DaemonSet pods do not tolerate (chart value `tolerations`)."""
+    tolerations = as_list((release.get("values", default={}) or {}).get("tolerations"))
+    return sorted(t for t in taints if not any(_tolerates(tol, *t) for tol in tolerations))
 
 
 def _shipping_problems(view: DeploymentView, workloads: list[Node], group: str) -> list[Problem]:
     shippers = [r for r in view.of_type(HELM_RELEASE) if str(r.get("chart", default="")).endswith(SHIPPER_CHART)]
     fix = (
-        f"Install {SHIPPER_CHART} tailing the API's namespace with cloudWatchLogs.logKey 'log', logFormat 'json/emf' "
-        f"and logGroupName from the platform's {LOG_GROUP_OUTPUT} (infra/addons.py LogShipping)."
+        f"Install {SHIPPER_CHART} tailing the workload's namespace with cloudWatchLogs.logKey 'log', logFormat "
+        f"'json/emf' and logGroupName from the platform's {LOG_GROUP_OUTPUT} (infra/addons.py LogShipping)."
     )
     if not shippers:
-        return [Problem(f"no {SHIPPER_CHART} release ships the API's stdout to CloudWatch Logs", fix)]
+        return [Problem(f"no {SHIPPER_CHART} release ships the workloads' stdout to CloudWatch Logs", fix)]
     shipping = [s for s in shippers if not shipper_gaps(s, group)]
     if not shipping:
         gaps = "; ".join(f"{s.name} {', '.join(shipper_gaps(s, group))}" for s in shippers)
         return [Problem(gaps, fix)]
-    namespaces = sorted({str(w.get("metadata", "namespace", default="default")) for w in workloads})
-    if not any(tails_namespace(s, ns) for s in shipping for ns in namespaces):
-        return [Problem(f"no log shipper tails namespace {', '.join(namespaces)}", fix)]
-    return []
+    problems = []
+    for workload in workloads:
+        namespace = str(workload.get("metadata", "namespace", default="default"))
+        tailing = [s for s in shipping if tails_namespace(s, namespace)]
+        if not tailing:
+            problems.append(Problem(f"no log shipper tails namespace {namespace}", fix))
+            continue
+        taints = workload_taints(view, workload)
+        missing = {s.name: untolerated(s, taints) for s in tailing}
+        if all(missing.values()):
+            named = "; ".join(
+                f"{name} does not tolerate {', '.join(f'{k}={v}:{e}' for k, v, e in gaps)}"
+                for name, gaps in missing.items()
+            )
+            problems.append(
+                Problem(
+                    f"{named}, a taint of the nodes {workload.name}'s pods run on, so its DaemonSet never runs "
+                    "there and their lines are never shipped",
+                    "Give the shipper a toleration of each taint of those nodes (aws-for-fluent-bit value "
+                    "`tolerations`; infra/addons.py LogShipping node_taints from the platform's batchNodeTaints).",
+                )
+            )
+            continue
+        return []  # one producing workload whose lines reach the log group is enough
+    return problems

@@ -151,6 +151,12 @@ def test_predictions_go_to_the_lake_root_and_only_the_published_bundle_is_accept
     assert env["RETAIL_MODEL_SHA256"] == BUNDLE_SHA
 
 
+def test_every_run_publishes_its_outcome_as_emf_in_the_stacks_environment(container):
+    """cli/score.py writes one EMF line per run with these set; the platform's scoring alarms read it."""
+    env = env_of(container)
+    assert (env["RETAIL_EMF_ENABLED"], env["RETAIL_ENVIRONMENT"]) == ("true", "test")
+
+
 def test_the_bundle_cache_and_scratch_space_are_on_the_writable_tmp(container):
     env = env_of(container)
     assert env["RETAIL_MODEL_CACHE_DIR"].startswith("/tmp/") and env["RETAIL_WORK_DIR"].startswith("/tmp/")

@@ -6,7 +6,13 @@ import pytest
 
 from infra import metric_names as m
 from infra.mocks import ACCOUNT_ID
-from infra.observability import Observability, ObservabilityArgs
+from infra.observability import (
+    MAX_EVALUATION_SECONDS,
+    WALL_CLOCK_PERIODS,
+    Observability,
+    ObservabilityArgs,
+    check_alarm_window,
+)
 
 from .helpers import build, statements
 
@@ -108,7 +114,7 @@ def test_failed_training_jobs_raise_an_alarm_and_a_notification(run):
 def test_every_alarm_notifies_the_alert_topic(run):
     (topic,) = run.of_type("aws:sns/topic:Topic")
     alarms = run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
-    assert len(alarms) == 5
+    assert len(alarms) == 7
     assert all(a.inputs["alarmActions"] == [topic.id] for a in alarms)
 
 
@@ -125,7 +131,59 @@ def test_dashboard_shows_latency_errors_drift_and_training(run):
         "Requests and 5xx",
         "Input drift (max PSI)",
         "Failed training jobs",
+        "Batch scoring runs (daily)",
+        "Baskets scored per run",
     ]
+
+
+def test_a_failed_scoring_run_raises_an_alarm_for_a_day_and_no_run_is_no_failure(run):
+    failed = alarm(run, "batch-scoring-failed")
+    assert (failed["namespace"], failed["metricName"]) == (m.NAMESPACE, m.SCORING_RUN_FAILED)
+    assert failed["dimensions"] == {m.DIMENSION_ENVIRONMENT: "test"}
+    assert (failed["statistic"], failed["period"], failed["evaluationPeriods"]) == ("Maximum", 86_400, 1)
+    assert (failed["comparisonOperator"], failed["threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
+    assert failed["treatMissingData"] == "notBreaching"
+    assert "evaluationWindow" not in failed  # sliding: it fires when the line arrives
+
+
+def test_a_calendar_week_without_a_finished_scoring_run_raises_an_alarm(run):
+    missed = alarm(run, "batch-scoring-missed")
+    assert (missed["namespace"], missed["metricName"]) == (m.NAMESPACE, m.SCORING_RUN_FAILED)
+    assert missed["dimensions"] == {m.DIMENSION_ENVIRONMENT: "test"}
+    assert (missed["statistic"], missed["comparisonOperator"], missed["threshold"]) == (
+        "SampleCount", "LessThanThreshold", 1,
+    )  # fmt: skip
+    assert missed["treatMissingData"] == "breaching"
+    assert (missed["period"], missed["evaluationPeriods"]) == (604_800, 1)
+    assert missed["evaluationWindow"] == {"wallClockWindow": {"timezone": "Etc/UTC"}}
+
+
+def test_where_silence_is_expected_a_missed_scoring_week_is_not_an_incident():
+    args = ObservabilityArgs(
+        environment="dev", region="ap-southeast-1", account_id=ACCOUNT_ID, logs_kms_key_arn=LOGS_KEY,
+        heartbeat_missing_breaches=False, scoring_time_zone="Asia/Singapore",
+    )
+    quiet = build(lambda: Observability("obs", args)).named("obs-batch-scoring-missed").inputs
+    assert quiet["treatMissingData"] == "notBreaching"
+    assert quiet["evaluationWindow"] == {"wallClockWindow": {"timezone": "Asia/Singapore"}}
+
+
+def test_every_alarm_window_is_one_cloudwatch_accepts(run):
+    for a in run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm"):
+        period = a.inputs.get("period") or a.inputs["metricQueries"][0]["metric"]["period"]
+        total = period * a.inputs["evaluationPeriods"]
+        assert total <= (MAX_EVALUATION_SECONDS if period >= 3_600 else 86_400), a.name
+        if "evaluationWindow" in a.inputs:
+            assert period in WALL_CLOCK_PERIODS, a.name
+
+
+@pytest.mark.parametrize(
+    ("period", "evaluation_periods", "wall_clock"),
+    [(86_400, 8, False), (60, 1_441, False), (3 * 86_400, 1, True)],
+)
+def test_a_window_cloudwatch_refuses_is_refused_before_deploying(period, evaluation_periods, wall_clock):
+    with pytest.raises(ValueError, match="exceeds CloudWatch's|wall clock window needs"):
+        check_alarm_window(period, evaluation_periods, wall_clock)
 
 
 def test_monthly_budget_is_set_in_usd_for_this_environment(run):

@@ -49,8 +49,24 @@ def test_fluent_bit_ships_the_inference_lines_unchanged_as_emf_to_the_alarms_log
     output = values["cloudWatchLogs"]
     assert output["logGroupName"] == dev.stack_outputs["inferenceLogGroupName"]
     assert (output["logKey"], output["logFormat"], output["autoCreateGroup"]) == ("log", "json/emf", False)
-    assert values["input"]["path"] == "/var/log/containers/*_retail-inference_*.log"
     assert values["filter"] == {"enabled": False}
+
+
+def test_fluent_bit_tails_the_inference_and_batch_scoring_namespaces(dev_service):
+    values = named_like(dev_service, "kubernetes:helm.sh/v3:Release", "log-shipping").inputs["values"]
+    assert values["input"]["path"] == (
+        "/var/log/containers/*_retail-inference_*.log,/var/log/containers/*_retail-batch_*.log"
+    )  # Fluent Bit's tail input takes comma-separated patterns
+    assert dev_service.stack_outputs["batchScoringNamespace"] == "retail-batch"
+
+
+def test_fluent_bit_runs_on_the_tainted_batch_nodes_too(dev, dev_service):
+    values = named_like(dev_service, "kubernetes:helm.sh/v3:Release", "log-shipping").inputs["values"]
+    (taint,) = dev.stack_outputs["batchNodeTaints"]
+    assert values["tolerations"] == [{**taint, "operator": "Equal"}]
+    cron_job = one(dev_service, "kubernetes:batch/v1:CronJob")
+    pod = cron_job.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert values["tolerations"] == pod["tolerations"]  # wherever a scoring pod may run, so does Fluent Bit
 
 
 def test_the_pods_are_pinned_to_the_bundle_the_served_model_published(dev_service):

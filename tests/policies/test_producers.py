@@ -1,8 +1,8 @@
 """Alarm producers: every alarm's metric has a producer somewhere in the deployment.
 
-The dev deployment has every producer the check looks for (API Deployment, log shipper,
-log group, event rule, and every metric name in api/emf.py). Each test below removes or
-breaks one producer.
+The dev deployment has every producer the check looks for (API Deployment, scoring CronJob,
+log shipper, log group, event rule, every metric name in api/emf.py and ml/emf.py). Each
+test below removes or breaks one producer.
 """
 
 from __future__ import annotations
@@ -11,12 +11,25 @@ import pytest
 
 from infra import metric_names as m
 from policies.deployment import DeploymentView
-from policies.producers import CONTRACT_METRICS, producer_findings, published_metrics, watched_metrics
+from policies.producers import (
+    API_METRICS,
+    CONTRACT_METRICS,
+    SCORING_METRICS,
+    producer_findings,
+    published_metrics,
+    scoring_published_metrics,
+    watched_metrics,
+)
 from tests.policies.programs import edited, without
 
 PUBLISHES_EVERYTHING = CONTRACT_METRICS
 SHIPPER = "retail-dev-log-shipping-release"
 API = "retail-dev-inference-deployment"
+CRON_JOB = "retail-dev-batch-scoring-cron-job"
+API_ALARMS = {f"retail-dev-obs-{a}" for a in ("api-latency-p95", "api-5xx-rate", "input-drift", "api-heartbeat")}
+SCORING_ALARMS = {"retail-dev-obs-batch-scoring-failed", "retail-dev-obs-batch-scoring-missed"}
+INFERENCE_ONLY = "/var/log/containers/*_retail-inference_*.log"
+"""The shipper's tail path before batch scoring was shipped (one namespace)."""
 
 
 def subjects(findings) -> set[str]:
@@ -27,6 +40,11 @@ def test_the_api_publishes_every_metric_an_alarm_reads():
     published = published_metrics()
     assert published is not None, "api/emf.py should be importable here"
     assert {m.REQUEST_COUNT, m.REQUEST_LATENCY_MS, m.SERVER_ERROR_COUNT, m.HEARTBEAT} <= published
+
+
+def test_a_scoring_run_publishes_the_contracts_scoring_metrics():
+    assert scoring_published_metrics() == SCORING_METRICS == {m.SCORING_RUN_FAILED, m.BASKETS_SCORED}
+    assert API_METRICS | SCORING_METRICS == CONTRACT_METRICS and not API_METRICS & SCORING_METRICS
 
 
 @pytest.mark.parametrize("stack", ["dev", "prod", "ephemeral"])
@@ -47,7 +65,7 @@ def test_with_every_contract_metric_published_every_alarm_has_a_producer(deploym
 def test_every_alarm_of_the_platform_is_judged(deployment):
     view = DeploymentView(deployment("dev"))
     alarms = view.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
-    assert len(alarms) == 5
+    assert len(alarms) == 7
     assert all(watched_metrics(a) for a in alarms)
     error_rate = next(a for a in alarms if a.name.endswith("api-5xx-rate"))
     assert {w.name for w in watched_metrics(error_rate)} == {m.REQUEST_COUNT, m.SERVER_ERROR_COUNT}
@@ -56,10 +74,9 @@ def test_every_alarm_of_the_platform_is_judged(deployment):
 def test_without_the_service_no_inference_alarm_has_a_producer(deployment):
     platform, *_ = deployment("dev")
     findings = producer_findings([platform], published=PUBLISHES_EVERYTHING)
-    inference = {f.subject for f in findings if "RETAIL_EMF_ENABLED=true" in f.message}
-    assert inference == {
-        f"retail-dev-obs-{a}" for a in ("api-latency-p95", "api-5xx-rate", "input-drift", "api-heartbeat")
-    }
+    deployments = {f.subject for f in findings if "no Deployment runs a container with RETAIL_EMF_ENABLED" in f.message}
+    cron_jobs = {f.subject for f in findings if "no CronJob runs a container with RETAIL_EMF_ENABLED" in f.message}
+    assert (deployments, cron_jobs) == (API_ALARMS, SCORING_ALARMS)
     assert "retail-dev-obs-training-job-failed" not in subjects(findings)
 
 
@@ -67,7 +84,7 @@ def test_without_the_log_shipper_the_api_metrics_never_reach_cloudwatch(deployme
     platform, service, *_ = deployment("dev")
     no_shipper = without(service, lambda r: r.name != SHIPPER)
     findings = producer_findings([platform, no_shipper], published=PUBLISHES_EVERYTHING)
-    assert len(findings) == 5  # latency, drift, heartbeat, and both metrics of the 5xx rate
+    assert len(findings) == 7  # latency, drift, heartbeat, both metrics of the 5xx rate, failed and missed runs
     assert all("no aws-for-fluent-bit release" in f.message for f in findings)
 
 
@@ -105,6 +122,7 @@ def test_an_api_of_another_environment_is_no_producer(deployment):
         [platform, edited(service, API, container_env, prod_env)], published=PUBLISHES_EVERYTHING
     )
     assert len(findings) == 5
+    assert subjects(findings) == API_ALARMS  # the scoring CronJob still produces the dev scoring metrics
 
 
 def test_an_alarm_with_a_dimension_the_api_does_not_publish_matches_nothing(deployment):
@@ -151,3 +169,69 @@ def test_a_metric_outside_the_contract_is_reported(deployment):
     renamed = edited(platform, alarm, ("metricName",), "InputDrift")
     (finding,) = producer_findings([renamed, *rest], published=PUBLISHES_EVERYTHING)
     assert "not a metric of infra/metric_names.py" in finding.message
+
+
+# --- batch scoring: a CronJob on tainted nodes ---------------------------------------------------------------------
+CRON_ENV = ("spec", "jobTemplate", "spec", "template", "spec", "containers", 0, "env")
+
+
+def cron_env(service) -> list[dict]:
+    (job,) = [r for r in service.resources if r.name == CRON_JOB]
+    return job.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
+
+
+def test_the_scoring_alarms_are_produced_by_the_cron_job_not_by_the_api(deployment):
+    platform, service, *_ = deployment("dev")
+    no_emf = [e for e in cron_env(service) if e["name"] != "RETAIL_EMF_ENABLED"]
+    findings = producer_findings([platform, edited(service, CRON_JOB, CRON_ENV, no_emf)])
+    assert subjects(findings) == SCORING_ALARMS
+    assert all("no CronJob runs a container with RETAIL_EMF_ENABLED=true and RETAIL_ENVIRONMENT=dev" in f.message
+               for f in findings)
+
+
+def test_a_scoring_metric_the_scorer_does_not_declare_is_reported(deployment):
+    findings = producer_findings(deployment("dev"), scoring_published=frozenset({m.BASKETS_SCORED}))
+    assert subjects(findings) == SCORING_ALARMS
+    assert all("ml/emf.py does not publish 'ScoringRunFailed'" in f.message for f in findings)
+
+
+def test_a_shipper_that_does_not_tail_the_scoring_namespace_leaves_its_alarms_without_a_producer(deployment):
+    platform, service, *_ = deployment("dev")
+    inference_only = edited(service, SHIPPER, ("values", "input", "path"), INFERENCE_ONLY)
+    findings = producer_findings([platform, inference_only])
+    assert subjects(findings) == SCORING_ALARMS
+    assert all("no log shipper tails namespace retail-batch" in f.message for f in findings)
+
+
+def test_a_shipper_that_does_not_tolerate_the_batch_taint_never_ships_the_scoring_lines(deployment):
+    platform, service, *_ = deployment("dev")
+    untolerant = edited(service, SHIPPER, ("values", "tolerations"), None)
+    findings = producer_findings([platform, untolerant])
+    assert subjects(findings) == SCORING_ALARMS  # the API's pods run on untainted nodes: still shipped
+    for finding in findings:
+        assert "does not tolerate retail.io/workload=batch:NoSchedule" in finding.message
+        assert "its DaemonSet never runs there" in finding.message and "tolerations" in finding.fix
+
+
+def test_a_toleration_of_another_taint_or_effect_does_not_count(deployment):
+    platform, service, *_ = deployment("dev")
+    for toleration in (
+        {"key": "retail.io/workload", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"},
+        {"key": "retail.io/workload", "operator": "Exists", "effect": "NoExecute"},
+    ):
+        other = edited(service, SHIPPER, ("values", "tolerations"), [toleration])
+        assert subjects(producer_findings([platform, other])) == SCORING_ALARMS, toleration
+    tolerates_all = edited(service, SHIPPER, ("values", "tolerations"), [{"operator": "Exists"}])
+    assert producer_findings([platform, tolerates_all]) == []
+
+
+def test_the_shipping_configuration_before_batch_scoring_is_reported(deployment):
+    """Issue 11: one tailed namespace and no toleration; the check names both gaps' consequence for each alarm."""
+    platform, service, *_ = deployment("dev")
+    old = edited(edited(service, SHIPPER, ("values", "tolerations"), None), SHIPPER, ("values", "input", "path"),
+                 INFERENCE_ONLY)
+    findings = producer_findings([platform, old])
+    assert subjects(findings) == SCORING_ALARMS
+    assert all("no log shipper tails namespace retail-batch" in f.message for f in findings)
+    with_namespace = edited(service, SHIPPER, ("values", "tolerations"), None)
+    assert all("does not tolerate" in f.message for f in producer_findings([platform, with_namespace]))

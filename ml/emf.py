@@ -1,0 +1,76 @@
+"""CloudWatch embedded metric format (EMF): the one place that formats a metric line.
+
+An EMF line is a JSON object whose `_aws` member tells CloudWatch Logs which of its other
+members are metrics (namespace, dimension sets, metric names and units); CloudWatch Logs
+extracts those metrics from log events it receives with the `json/emf` format
+(https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html).
+Every line here is in `infra.metric_names.NAMESPACE` with the single dimension `Environment`,
+the contract the alarms (infra/observability.py) are written against.
+
+Two publishers use it: the inference API (api/emf.py, one line per request and a heartbeat)
+and `retail score` (cli/score.py, one line per run: `scoring_run`), which ml may not import
+from api. On EKS, Fluent Bit ships both containers' stdout unchanged to CloudWatch Logs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import TextIO
+
+from infra import metric_names as names
+
+try:  # the inference image and the development environment have orjson (the `serve` group)
+    import orjson
+
+    def _dumps(record: dict) -> str:
+        return orjson.dumps(record).decode()
+
+except ImportError:  # pragma: no cover - the core dependencies alone (the training image)
+
+    def _dumps(record: dict) -> str:
+        return json.dumps(record, separators=(",", ":"))
+
+
+Metric = tuple[str, str, float]
+"""(name, CloudWatch unit, value)."""
+
+SCORING_RUN_METRICS = frozenset({names.SCORING_RUN_FAILED, names.BASKETS_SCORED})
+"""Every metric `scoring_run` writes (the policy check that every alarm has a producer reads it)."""
+
+
+def emf_line(environment: str, metrics: Sequence[Metric], timestamp_ms: int | None = None) -> str:
+    """One EMF line (no newline): `metrics` in the contract's namespace, dimension Environment=`environment`."""
+    record = {
+        "_aws": {
+            "Timestamp": int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
+            "CloudWatchMetrics": [
+                {
+                    "Namespace": names.NAMESPACE,
+                    "Dimensions": [[names.DIMENSION_ENVIRONMENT]],
+                    "Metrics": [{"Name": name, "Unit": unit} for name, unit, _ in metrics],
+                }
+            ],
+        },
+        names.DIMENSION_ENVIRONMENT: environment,
+        **{name: value for name, _, value in metrics},
+    }
+    return _dumps(record)
+
+
+def write(environment: str, metrics: Sequence[Metric], stream: TextIO | None = None) -> None:
+    """Write one EMF line to `stream` (default stdout) and flush it, so it is shipped even if the process dies next."""
+    stream = stream or sys.stdout
+    stream.write(emf_line(environment, metrics) + "\n")
+    stream.flush()
+
+
+def scoring_run(environment: str, failed: bool, baskets_scored: int, stream: TextIO | None = None) -> None:
+    """The line a `retail score` run writes when it ends: whether it failed, and how many baskets it scored."""
+    write(
+        environment,
+        [(names.SCORING_RUN_FAILED, "Count", int(failed)), (names.BASKETS_SCORED, "Count", baskets_scored)],
+        stream,
+    )
