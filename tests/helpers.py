@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import polars as pl
@@ -27,3 +29,12 @@ def write_text_csv(frame: pl.DataFrame, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     frame.write_csv(path, null_value="")
     return path
+
+
+def uv_command() -> list[str]:
+    """How to call uv here: $UV, else `uv` on PATH, else the uv module of the system Python (what the Makefile runs)."""
+    if os.environ.get("UV"):
+        return [os.environ["UV"]]
+    if shutil.which("uv"):
+        return [shutil.which("uv")]
+    return ["python3", "-m", "uv"]

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from infra.providers.sourcedir import training_files
+from tests.helpers import uv_command
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile.training"
@@ -118,14 +119,6 @@ def test_the_training_group_holds_exactly_what_the_entry_point_imports_beyond_th
     assert needed - core == group
 
 
-def _uv() -> list[str]:
-    if os.environ.get("UV"):
-        return [os.environ["UV"]]
-    if shutil.which("uv"):
-        return [shutil.which("uv")]
-    return ["python3", "-m", "uv"]
-
-
 @pytest.fixture(scope="module")
 def image_environment(tmp_path_factory) -> Path:
     """The image's /opt/venv, made the way Dockerfile.training makes it (uv.lock, core + training groups)."""
@@ -134,7 +127,7 @@ def image_environment(tmp_path_factory) -> Path:
         shutil.copy(ROOT / name, scratch / name)
     venv = scratch / "venv"
     completed = subprocess.run(
-        [*_uv(), "sync", "--frozen", "--no-install-project", "--no-default-groups", "--group", "training"],
+        [*uv_command(), "sync", "--frozen", "--no-install-project", "--no-default-groups", "--group", "training"],
         cwd=scratch, env={**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv)}, capture_output=True, text=True,
     )
     assert completed.returncode == 0, completed.stderr
