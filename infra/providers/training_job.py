@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import time
 from typing import Any
 
 import pulumi
+from botocore.exceptions import WaiterError
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from infra.providers import clients
@@ -143,19 +145,21 @@ def outputs_of(description: dict[str, Any]) -> dict[str, Any]:
 
 
 def wait_for(client: Any, name: str, poll_seconds: float, timeout_seconds: float) -> dict[str, Any]:
-    """Poll DescribeTrainingJob until the job finishes; raise with SageMaker's reason unless it completed."""
-    deadline = time.monotonic() + timeout_seconds
-    while True:
-        description = client.describe_training_job(TrainingJobName=name)
-        status = description["TrainingJobStatus"]
-        if status in FINISHED:
-            break
-        if time.monotonic() > deadline:
+    """Wait for the job to finish with boto3's `training_job_completed_or_stopped` waiter (DescribeTrainingJob every
+    `poll_seconds`); raise with SageMaker's reason unless it completed."""
+    attempts = max(1, math.ceil(timeout_seconds / poll_seconds))
+    try:
+        client.get_waiter("training_job_completed_or_stopped").wait(
+            TrainingJobName=name, WaiterConfig={"Delay": poll_seconds, "MaxAttempts": attempts})
+    except WaiterError as error:
+        status = (error.last_response or {}).get("TrainingJobStatus")
+        if status not in FINISHED:  # attempts used up (or an error response): the job is still going
             raise TimeoutError(
-                f"SageMaker training job {name} is still {status} after {timeout_seconds:.0f} s; "
+                f"SageMaker training job {name} is still {status or 'not finished'} after {timeout_seconds:.0f} s; "
                 "it keeps running: watch it in the SageMaker console, then run `pulumi refresh`"
-            )
-        time.sleep(poll_seconds)
+            ) from error
+    description = client.describe_training_job(TrainingJobName=name)
+    status = description["TrainingJobStatus"]
     if status != "Completed":
         reason = description.get("FailureReason") or description.get("SecondaryStatus") or "no reason given"
         raise TrainingJobFailed(

@@ -101,7 +101,8 @@ def test_create_waits_while_the_job_is_in_progress(jobs):
     jobs.polls_in_progress = 3
     result = TrainingJobProvider().create(dict(PROPS))
     assert result.outs["status"] == "Completed"
-    assert jobs.describe_calls == 4
+    # The waiter's polls: three in progress, one completed; then one DescribeTrainingJob for the outputs.
+    assert jobs.describe_calls == 5
 
 
 def test_a_failed_job_is_an_error_with_sagemakers_failure_reason(jobs):
