@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,8 +132,7 @@ class Lake:
         target = self._path(*parts)
         self._ensure_dir(target)
         with local.open("rb") as source, self.fs.open_output_stream(target) as sink:
-            while chunk := source.read(CHUNK):
-                sink.write(chunk)
+            shutil.copyfileobj(source, sink, CHUNK)
         return self.uri(*parts)
 
     def put_folder(self, local: Path, *parts: str) -> str:
