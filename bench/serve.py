@@ -42,17 +42,16 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import httpx
 import numpy as np
 import polars as pl
 
 from api.schemas import Basket
+from cli.smoke import poll_ready
 from ml.schema import BASKET_KEY, LABEL, LINE_COLUMNS
 from ml.settings import Settings
 from ml.synth import SynthConfig, generate
@@ -311,18 +310,10 @@ def running(name: str, command: list[str], env: dict[str, str], ready_url: str, 
     with log.open("wb") as out:
         process = subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
         try:
-            deadline = time.monotonic() + 180
-            while time.monotonic() < deadline:
-                if process.poll() is not None:
-                    raise RuntimeError(f"{name} exited with {process.returncode}; see {log}")
-                try:
-                    if httpx.get(ready_url, timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.5)
-            else:
-                raise RuntimeError(f"{name} was not ready after 180 s; see {log}")
+            def exited() -> str | None:
+                return None if process.poll() is None else f"{name} exited with {process.returncode}; see {log}"
+
+            poll_ready(ready_url, wait=180, interval=0.5, timeout=2, alive=exited)
             yield
         finally:
             process.terminate()

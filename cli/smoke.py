@@ -16,6 +16,7 @@ import os
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 import typer
@@ -23,6 +24,7 @@ import typer
 from cli.console import print_error
 
 SYNTH_ROWS = 200
+READY_POLL_SECONDS = 5.0
 BASKET_HEADER = ("BASKET_ID", "SHOP_HOUR", "CUST_CODE", "seg_1", "seg_2", "BASKET_SIZE", "BASKET_TYPE",
                  "BASKET_DOMINANT_MISSION", "STORE_CODE", "STORE_FORMAT", "STORE_REGION")
 LINE_FIELDS = ("QUANTITY", "SPEND", "PROD_CODE", "PROD_CODE_10", "PROD_CODE_20", "PROD_CODE_30", "PROD_CODE_40")
@@ -68,20 +70,35 @@ def call(method: str, url: str, api_key: str | None, body: dict | None, timeout:
         return status, raw.decode(errors="replace")[:300]
 
 
-def wait_until_ready(base: str, wait: float, timeout: float) -> str:
-    """The served model version once GET /health/ready answers 200; polls every 5 s up to `wait` seconds."""
+def poll_ready(url: str, wait: float, interval: float, timeout: float = 10.0,
+               alive: Callable[[], str | None] = lambda: None) -> Any:
+    """The JSON body of the first 200 answer of GET `url` (a readiness route), asking every `interval` seconds for
+    up to `wait` seconds; `alive` returns why to stop waiting (a server process that exited), or None.
+
+    The one readiness poll of the project: the smoke test, the API test server and the serving benchmark use it.
+    Raises SmokeFailure naming the last answer."""
     deadline = time.monotonic() + wait
     while True:
         try:
-            status, body = call("GET", f"{base}/health/ready", None, None, timeout)
+            status, body = call("GET", url, None, None, timeout)
+            if status == 200:
+                return body
             last = f"HTTP {status}: {body}"
-            if status == 200 and isinstance(body, dict) and body.get("status") == "ready":
-                return str(body.get("model_version"))
         except (urllib.error.URLError, OSError) as exc:
             last = f"{type(exc).__name__}: {getattr(exc, 'reason', exc)}"
+        if (gone := alive()) is not None:
+            raise SmokeFailure(f"GET {url}: {gone}")
         if time.monotonic() >= deadline:
-            raise SmokeFailure(f"GET {base}/health/ready not ready after {wait:.0f} s; last answer: {last}")
-        time.sleep(min(5.0, max(0.0, deadline - time.monotonic())))
+            raise SmokeFailure(f"GET {url} not ready after {wait:.0f} s; last answer: {last}")
+        time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
+
+
+def wait_until_ready(base: str, wait: float, timeout: float) -> str:
+    """The served model version once GET /health/ready answers 200 and ready; polls every 5 s up to `wait` seconds."""
+    body = poll_ready(f"{base}/health/ready", wait, READY_POLL_SECONDS, timeout)
+    if not isinstance(body, dict) or body.get("status") != "ready":
+        raise SmokeFailure(f"GET {base}/health/ready answered 200 but not ready: {body}")
+    return str(body.get("model_version"))
 
 
 def expect_ok(method: str, url: str, status: int, body: Any) -> dict:

@@ -11,12 +11,10 @@ from __future__ import annotations
 import shutil
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import polars as pl
 import pytest
 import uvicorn
@@ -27,6 +25,7 @@ from api.app import create_app
 from api.model_source import RegistrySource
 from api.schemas import EXAMPLE_BASKET
 from api.settings import ApiSettings
+from cli.smoke import poll_ready
 from ml.pipeline import run_pipeline
 from ml.progress import StageTimer
 from ml.registry import Registry
@@ -112,16 +111,7 @@ def live_server(app: FastAPI) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/health/ready").status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    else:
-        raise RuntimeError("the test server did not become ready in 60 s")
+    poll_ready(f"{url}/health/ready", wait=60, interval=0.1)
     try:
         yield url
     finally:
