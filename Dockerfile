@@ -30,7 +30,6 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY api ./api
 COPY ml ./ml
-COPY infra/__init__.py infra/metric_names.py ./infra/
 # Batch scoring runs in this image too (the weekly CronJob: `python -m cli.score`), which needs only
 # these CLI modules; cli.main would import the Pulumi side, which is not installed here.
 COPY cli/__init__.py cli/console.py cli/score.py ./cli/

@@ -2,7 +2,7 @@
 
 On EKS, Fluent Bit ships the container's stdout lines unchanged to CloudWatch Logs,
 which turns these lines into metrics in the namespace and with the names the alarms use
-(`infra.metric_names`). Raw latencies are sent, so CloudWatch computes the p95 itself.
+(`ml.metric_names`). Raw latencies are sent, so CloudWatch computes the p95 itself.
 The heartbeat (every `HEARTBEAT_SECONDS` while a model is loaded) is what tells a
 quiet service from a dead one: its alarm treats no data as an incident. The line itself is
 formatted by ml/emf.py, which `retail score` uses for its per-run metrics too.
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from infra import metric_names as names
 from ml import emf
+from ml import metric_names as names
 
 PUBLISHED_METRICS = frozenset(
     {

@@ -13,7 +13,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.schemas import MAX_BASKET_LINES
-from infra.metric_names import HEARTBEAT_SECONDS
+from ml.metric_names import HEARTBEAT_SECONDS
 
 
 class ApiSettings(BaseSettings):

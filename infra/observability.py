@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import pulumi
 import pulumi_aws as aws
 
-from infra import metric_names as m
 from infra.iam import policy_document
+from ml import metric_names as m
 
 MAX_EVALUATION_SECONDS = 7 * 86_400
 """Period x EvaluationPeriods CloudWatch accepts for periods of an hour or more (one day below an hour)."""
@@ -66,7 +66,7 @@ class Observability(pulumi.ComponentResource):
     - The inference log group (`/retail/<env>/inference`), KMS-encrypted, with retention.
     - An SNS topic, KMS-encrypted, that only CloudWatch, EventBridge and Budgets in this
       account may publish to; each `alert_emails` address is subscribed.
-    - Alarms on the API's metrics (`infra.metric_names`): p95 latency over the
+    - Alarms on the API's metrics (`ml.metric_names`): p95 latency over the
       threshold in 3 of 5 minutes, 5xx rate over the threshold in 3 of 5 minutes,
       hourly input drift over the threshold, and a heartbeat alarm when the service
       sends no heartbeat for 5 minutes (missing data breaches unless

@@ -4,7 +4,7 @@ An EMF line is a JSON object whose `_aws` member tells CloudWatch Logs which of 
 members are metrics (namespace, dimension sets, metric names and units); CloudWatch Logs
 extracts those metrics from log events it receives with the `json/emf` format
 (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html).
-Every line here is in `infra.metric_names.NAMESPACE` with the single dimension `Environment`,
+Every line here is in `ml.metric_names.NAMESPACE` with the single dimension `Environment`,
 the contract the alarms (infra/observability.py) are written against.
 
 Two publishers use it: the inference API (api/emf.py, one line per request and a heartbeat)
@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from typing import TextIO
 
-from infra import metric_names as names
+from ml import metric_names as names
 
 try:  # the inference image and the development environment have orjson (the `serve` group)
     import orjson

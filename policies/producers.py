@@ -5,13 +5,13 @@ always fires), and nothing in a preview says so. The alarms live in the platform
 what produces their metrics lives in the service project. So this is a deployment-wide
 check over every run, reported like a policy rule:
 
-- `RetailMlops/Inference` (`infra.metric_names`): the API writes one EMF line per request
+- `RetailMlops/Inference` (`ml.metric_names`): the API writes one EMF line per request
   to stdout (api/emf.py), and `retail score` one per run (cli/score.py, the weekly
   batch-scoring CronJob); CloudWatch turns those lines into metrics only once they
   reach CloudWatch Logs as raw JSON with the `json/emf` format
   (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html,
   https://docs.fluentbit.io/manual/pipeline/outputs/cloudwatch). A producer is therefore
-  all of: the metric name is in the contract (infra/metric_names.py) and among what its
+  all of: the metric name is in the contract (ml/metric_names.py) and among what its
   publisher declares (api/emf.py `PUBLISHED_METRICS` for the API's metrics, ml/emf.py
   `SCORING_RUN_METRICS` for the scorer's); the alarm's dimensions are exactly `Environment`
   (the only dimension set either publishes: CloudWatch matches dimension sets exactly); a
@@ -41,8 +41,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from infra import metric_names as m
 from infra.offline import OfflineRun
+from ml import metric_names as m
 from policies.deployment import DeploymentView, Node, _tolerates
 from policies.findings import Finding
 from policies.graph import CRON_JOB, DEPLOYMENT, HELM_RELEASE, env_of
@@ -60,11 +60,11 @@ ENVIRONMENT_ENV = "RETAIL_ENVIRONMENT"
 API_METRICS = frozenset(
     {m.REQUEST_LATENCY_MS, m.REQUEST_COUNT, m.SERVER_ERROR_COUNT, m.INPUT_DRIFT_SCORE, m.PREDICTION_COUNT, m.HEARTBEAT}
 )
-"""The metric names infra/metric_names.py defines for the API."""
+"""The metric names ml/metric_names.py defines for the API."""
 SCORING_METRICS = frozenset({m.SCORING_RUN_FAILED, m.BASKETS_SCORED})
-"""The metric names infra/metric_names.py defines for `retail score` runs."""
+"""The metric names ml/metric_names.py defines for `retail score` runs."""
 CONTRACT_METRICS = API_METRICS | SCORING_METRICS
-"""Every metric name of infra/metric_names.py."""
+"""Every metric name of ml/metric_names.py."""
 BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
 """Taint effects that keep a pod without the toleration off a node (PreferNoSchedule only discourages it)."""
 SHIPPER_DEFAULTS = {"path": "/var/log/containers/*.log", "logGroupName": "/aws/eks/fluentbit-cloudwatch/logs"}
@@ -218,8 +218,8 @@ def _emf_problems(
     if publisher is None:
         problems.append(
             Problem(
-                f"{metric.name!r} is not a metric of infra/metric_names.py",
-                "Use a metric name from infra.metric_names.",
+                f"{metric.name!r} is not a metric of ml/metric_names.py",
+                "Use a metric name from ml.metric_names.",
             )
         )
         publisher = API

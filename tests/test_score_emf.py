@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cli import score as score_command
-from infra import metric_names as m
 from ml import emf
+from ml import metric_names as m
 from ml.registry import Registry
 
 runner = CliRunner()

@@ -17,7 +17,7 @@ from api.drift import DriftMonitor
 from api.emf import PUBLISHED_METRICS, EmfPublisher
 from api.logs import JsonFormatter
 from api.model_source import RegistrySource
-from infra import metric_names
+from ml import metric_names
 from tests.api.conftest import API_KEY, AUTH, api_settings, basket
 
 

@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from infra import metric_names as m
 from infra.mocks import ACCOUNT_ID
 from infra.observability import (
     MAX_EVALUATION_SECONDS,
@@ -13,6 +12,7 @@ from infra.observability import (
     ObservabilityArgs,
     check_alarm_window,
 )
+from ml import metric_names as m
 
 from .helpers import build, statements
 

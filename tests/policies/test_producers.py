@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from infra import metric_names as m
+from ml import metric_names as m
 from policies.deployment import DeploymentView
 from policies.producers import (
     API_METRICS,
@@ -168,7 +168,7 @@ def test_a_metric_outside_the_contract_is_reported(deployment):
     alarm = "retail-dev-obs-input-drift"
     renamed = edited(platform, alarm, ("metricName",), "InputDrift")
     (finding,) = producer_findings([renamed, *rest], published=PUBLISHES_EVERYTHING)
-    assert "not a metric of infra/metric_names.py" in finding.message
+    assert "not a metric of ml/metric_names.py" in finding.message
 
 
 # --- batch scoring: a CronJob on tainted nodes ---------------------------------------------------------------------
