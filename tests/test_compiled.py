@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from ml.compiled import BasketColumns, CompiledFeaturizer
+from ml.compiled import SPARSE_LINES, BasketColumns, CompiledFeaturizer
 from ml.features import HEADER_CATEGORICALS, HEADER_NUMERICS, BasketFeaturizer
 from ml.ingest import read
 from ml.schema import BASKET_KEY, HIERARCHY
@@ -88,6 +88,19 @@ def test_columns_and_frames_encode_the_same_batch(fitted, split):
     assert {*HEADER_CATEGORICALS, *HEADER_NUMERICS} <= set(headers[0])
     columns = BasketColumns.of_records(headers, baskets)
     np.testing.assert_array_equal(compiled.transform(compiled.encode_columns(columns)), compiled.transform(batch))
+
+
+def test_a_basket_alone_gets_the_row_it_gets_in_a_large_batch(fitted, split):
+    """A batch of SPARSE_LINES lines or more sums per-product values as a sparse product, a small one by gathering
+    them to the lines: a basket's row must not depend on which (as when the API scores one basket)."""
+    lines = _later(split, 200)
+    assert lines.height >= SPARSE_LINES
+    compiled = CompiledFeaturizer(fitted)
+    batch, keys = compiled.encode_frame(lines)
+    together = compiled.transform(batch)
+    for i, key in enumerate(keys[BASKET_KEY].to_list()[:40]):
+        alone = compiled.transform(compiled.encode_frame(lines.filter(pl.col(BASKET_KEY) == key))[0])
+        np.testing.assert_allclose(alone[0], together[i], rtol=2e-6, atol=1e-6, err_msg=f"basket {key}")
 
 
 def test_a_featurizer_whose_features_it_cannot_compute_is_refused(fitted):
