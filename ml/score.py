@@ -43,8 +43,10 @@ import uuid
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -178,8 +180,11 @@ class WeekSpill:
         return sorted(self.rows, key=order)
 
     def read(self, weeks: list[Any]) -> pl.DataFrame:
+        """The rows of `weeks`, in order of week, then of piece. One scan over the files decompresses them on all
+        cores: 0.6 s for the full-size file's 139 files against 1.0 s read one by one (lz4 kept: uncompressed, it
+        reads back in 0.4 s, but the spill takes 1.1 GB of scratch rather than 0.12 GB)."""
         files = [f for w in weeks for f in sorted(self._folders[w].glob("*.arrow"), key=lambda p: int(p.stem))]
-        return pl.concat([pl.read_ipc(f, memory_map=False) for f in files], how="vertical")
+        return pl.scan_ipc(files, memory_map=False).collect()
 
 
 def plan_chunks(weeks: list[Any], rows: dict[Any, int], chunk_lines: int) -> list[list[Any]]:
@@ -462,8 +467,21 @@ class RunOutput:
         return self.uri(*parts)
 
 
+@dataclass
+class _Checked:
+    """A chunk's rows through validation (`_Scorer.check`): what scoring it needs, made without touching the
+    scorer's state, so that it can be made on another thread while the chunk before it is scored."""
+
+    lines: pl.DataFrame  # the rows to score
+    read: int  # rows read
+    result: ValidationResult | None  # None: silver rows, validated already
+    unlabelled: int
+    seconds: dict[str, float]
+
+
 class _Scorer:
-    """Validates, scores and writes one chunk at a time into predictions/<run>/."""
+    """Validates, scores and writes one chunk at a time into predictions/<run>/: `check` validates a chunk (and may
+    run on another thread), `take` counts it, writes its quarantine and predictions (in the order chunks come)."""
 
     def __init__(self, model: ScoringModel, output: RunOutput, validated: bool):
         self.model, self.output, self.validated = model, output, validated
@@ -472,20 +490,28 @@ class _Scorer:
         self.quarantine_parts = 0
 
     def chunk(self, rows: pl.DataFrame, source_file: str | None = None) -> None:
+        self.take(self.check(rows), source_file)
+
+    def check(self, rows: pl.DataFrame, seconds: dict[str, float] | None = None) -> _Checked:
+        """`rows` validated (unless they are silver lines); `seconds` are times spent on them already."""
+        started = time.perf_counter()
+        result, unlabelled = (None, 0) if self.validated else validate_unlabelled(rows)
+        return _Checked(lines=rows if result is None else result.lines, read=rows.height, result=result,
+                        unlabelled=unlabelled,
+                        seconds={**(seconds or {}), "validate": time.perf_counter() - started})
+
+    def take(self, checked: _Checked, source_file: str | None = None) -> None:
         index = self.chunks
         self.chunks += 1
-        started = time.perf_counter()
-        if self.validated:
-            lines = rows
+        self.tally.seconds.update(checked.seconds)
+        if checked.result is None:
             self.tally.files.setdefault(source_file, Counter()).update(
-                read=rows.height, accepted=rows.height, quarantined=0)
+                read=checked.read, accepted=checked.read, quarantined=0)
         else:
-            result, unlabelled = validate_unlabelled(rows)
-            self.tally.add_report(result.report)
-            self.tally.lines_without_label += unlabelled
-            lines = result.lines
-            self._quarantine(result.quarantine, index)
-        self.tally.seconds["validate"] += time.perf_counter() - started
+            self.tally.add_report(checked.result.report)
+            self.tally.lines_without_label += checked.unlabelled
+            self._quarantine(checked.result.quarantine, index)
+        lines = checked.lines
         if lines.height:
             started = time.perf_counter()
             predictions = predictions_frame(self.model, lines)
@@ -577,23 +603,56 @@ def score(
 
 
 def _score_weeks(loaded: Loaded, scorer: _Scorer, chunk_lines: int, timer: StageTimer) -> None:
+    """The weeks chunk by chunk, in order; a chunk is read back and validated on a second thread while the one
+    before it is scored and written (see `_ahead`)."""
     spill, split = loaded.spill, loaded.split_baskets
     weeks = spill.weeks()
     source_file = next(iter(loaded.files)) if loaded.input.silver else None
     in_split_basket = pl.col("BASKET_ID").is_in(split.implode())
-    with _week_progress(timer, len(weeks)) as advance:
-        for chunk in plan_chunks(weeks, spill.rows, chunk_lines):
-            started = time.perf_counter()
-            rows = spill.read(chunk)
-            scorer.tally.seconds["read"] += time.perf_counter() - started
-            scorer.chunk(rows.filter(~in_split_basket) if len(split) else rows, source_file)
+
+    def read_and_check(chunk: list[Any]) -> _Checked:
+        started = time.perf_counter()
+        rows = spill.read(chunk)
+        read = time.perf_counter() - started
+        return scorer.check(rows.filter(~in_split_basket) if len(split) else rows, {"read": read})
+
+    checked_chunks = _ahead(read_and_check, plan_chunks(weeks, spill.rows, chunk_lines), scorer.tally.seconds)
+    with closing(checked_chunks), _week_progress(timer, len(weeks)) as advance:
+        for chunk, checked in checked_chunks:
+            scorer.take(checked, source_file)
             advance(len(chunk))
+            del checked  # before the chunk after the next one is read (see `_ahead`)
     if len(split):  # baskets under several week values: all their rows in one chunk, gathered a chunk at a time
         in_split = set(loaded.split_weeks)
         split_weeks = [w for w in weeks if w in in_split]
         parts = [spill.read(c).filter(in_split_basket) for c in plan_chunks(split_weeks, spill.rows, chunk_lines)]
         scorer.chunk(pl.concat(parts))
     scorer.rejected_lines(loaded)
+
+
+def _ahead(function: Callable[[Any], Any], items: list[Any], seconds: Counter) -> Iterator[tuple[Any, Any]]:
+    """(item, `function(item)`) for each item, in order, each result made on a second thread while the caller
+    uses the one before it. One result is made ahead at most: the next is started once the caller asks for the
+    one after what it holds (so when the caller drops what it holds first, two chunks at most are in memory).
+    An error raised by `function` is raised here; closing the generator waits for a result being made (the
+    caller may then remove what it reads). The time the caller waits for a result is added to seconds["wait"].
+
+    Reading back and validating (Polars, which releases the GIL) overlap features, model and writing (NumPy,
+    XGBoost and Arrow) on the 2 cores bench/score.py measures on."""
+    remaining = iter(items)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="score-ahead") as pool:
+        pending = [(item, pool.submit(function, item)) for item in islice(remaining, 1)]
+        try:
+            while pending:
+                item, future = pending.pop()
+                started = time.perf_counter()
+                done = future.result()
+                seconds["wait"] += time.perf_counter() - started
+                pending = [(following, pool.submit(function, following)) for following in islice(remaining, 1)]
+                yield item, done
+        finally:
+            for _, future in pending:
+                future.cancel()
 
 
 @contextmanager

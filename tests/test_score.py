@@ -19,7 +19,7 @@ from ml import ingest
 from ml.bundle import bundle_digest, load_bundle
 from ml.registry import Registry
 from ml.schema import BASKET_KEY, LABEL
-from ml.score import ScoringInput, load
+from ml.score import ScoringInput, load, plan_chunks
 from ml.synth import SynthConfig, generate, write_weekly
 from ml.validate import validate
 from tests.helpers import synthetic_text, write_text_csv
@@ -218,6 +218,25 @@ def test_a_basket_id_under_two_weeks_is_quarantined_whole_as_validate_does(retai
     assert set(quarantine(manifest)["rule"]) == {"basket_inconsistent"}
     assert manifest["counts"]["baskets_scored"] == expected.lines[BASKET_KEY].n_unique()
     assert key not in set(predictions(manifest)[BASKET_KEY])
+
+
+def test_quarantine_parts_are_numbered_by_chunk_the_same_on_every_run(retail, env, bundle_folder, tmp_path):
+    """Chunks are validated on a second thread ahead of scoring: the parts still come in chunk order."""
+    frame = synthetic_text(3_000, seed=11)
+    weeks = frame["SHOP_WEEK"].unique().sort()
+    bad = pl.col("SHOP_WEEK").is_in([weeks[0], weeks[-1]]) & (pl.int_range(pl.len()).over("SHOP_WEEK") == 0)
+    path = write_text_csv(frame.with_columns(pl.when(bad).then(pl.lit("PRD-1")).otherwise(pl.col("PROD_CODE"))
+                                             .alias("PROD_CODE")), tmp_path / "bad-first-and-last-week.csv")
+    spill = load(ScoringInput(str(path)), tmp_path / "scratch").spill
+    chunks = len(plan_chunks(spill.weeks(), spill.rows, 500))
+    assert chunks > 3
+    runs = [run_score(retail, env, "--input", str(path), "--bundle", str(bundle_folder), "--chunk-lines", "500")
+            for _ in range(2)]
+    parts = [sorted(p.name for p in Path(m["outputs"]["quarantine"]).iterdir()) for m in runs]
+    assert parts[0] == parts[1] == ["part-0000.parquet", f"part-{chunks - 1:04d}.parquet"]
+    assert quarantine(runs[0]).equals(quarantine(runs[1]))
+    assert set(quarantine(runs[0])["rule"]) == {"bad_code"}
+    assert runs[0]["counts"] == runs[1]["counts"]
 
 
 def test_pieces_of_a_file_give_the_rows_and_line_numbers_ingest_gives(tmp_path):
