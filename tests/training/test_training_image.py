@@ -13,6 +13,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from infra.providers.sourcedir import training_files
 from tests.helpers import uv_command
@@ -106,7 +108,8 @@ def _third_party_imports(module: str, seen: set[str]) -> set[str]:
 
 
 def _normalized(requirement: str) -> str:
-    return re.sub(r"[-_.]+", "-", re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]).lower()
+    """The distribution a requirement (or a bare distribution name) names, in its canonical form (PEP 503)."""
+    return canonicalize_name(Requirement(requirement).name)
 
 
 def test_the_training_group_holds_exactly_what_the_entry_point_imports_beyond_the_core():
