@@ -16,6 +16,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import validation_error_definition, validation_error_response_definition
 from pydantic.json_schema import models_json_schema
 
 from api.batcher import Batcher
@@ -85,12 +86,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def _openapi_document(app: FastAPI) -> dict:
     """FastAPI's document plus the schemas of the bodies the prediction routes read themselves (`api.body`),
-    which their `requestBody` entries refer to."""
+    which their `requestBody` entries refer to, and of the 422 they answer (FastAPI adds it only for a route with
+    a body parameter)."""
     if app.openapi_schema is None:
         document = FastAPI.openapi(app)
         _, schemas = models_json_schema([(Basket, "validation"), (BatchRequest, "validation")],
                                         ref_template="#/components/schemas/{model}")
-        document.setdefault("components", {}).setdefault("schemas", {}).update(schemas["$defs"])
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        components.update(schemas["$defs"])
+        components.setdefault("ValidationError", validation_error_definition)
+        components.setdefault("HTTPValidationError", validation_error_response_definition)
     return app.openapi_schema
 
 

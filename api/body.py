@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from annotated_types import Ge, Le, MaxLen, MinLen
-from fastapi import Request
+from fastapi import HTTPException, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -42,6 +42,9 @@ from ml.features import HEADER_CATEGORICALS, HEADER_NUMERICS
 from ml.schema import CODE_PATTERNS, DOMAINS, SEG_1_DECODE, SEG_2_DECODE
 
 JSON_CONTENT_TYPE = "application/json"
+NOT_DECODED = (msgspec.DecodeError, UnicodeDecodeError)
+"""What msgspec raises for a body its structs do not take: malformed JSON or a value it refuses (its
+ValidationError is a DecodeError), and text that is not UTF-8 (a UnicodeDecodeError)."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ def parse_single(body: bytes, content_type: str | None) -> ParsedBaskets:
     if is_json(content_type):
         try:
             parsed = _accepted([_BASKET.decode(body)])
-        except msgspec.DecodeError:  # malformed, or not what the structs take: ValidationError is a DecodeError
+        except NOT_DECODED:
             parsed = None
         if parsed is not None:
             return parsed
@@ -73,7 +76,7 @@ def parse_batch(body: bytes, content_type: str | None) -> ParsedBaskets:
     if is_json(content_type):
         try:
             parsed = _accepted(_BATCH.decode(body).baskets)
-        except msgspec.DecodeError:  # malformed, or not what the structs take: ValidationError is a DecodeError
+        except NOT_DECODED:
             parsed = None
         if parsed is not None:
             return parsed
@@ -106,19 +109,25 @@ def is_json(content_type: str | None) -> bool:
 
 
 async def validation_error_response(_: Request, error: RequestValidationError) -> JSONResponse:
-    """FastAPI's 422, with NaN and infinities written as null: Starlette's encoder refuses them, so FastAPI's own
-    handler answers 500 to a body holding NaN, Infinity or 1e400 where a number is due (`json.loads` reads them,
-    and the error repeats the input)."""
-    return JSONResponse({"detail": _finite(jsonable_encoder(error.errors()))}, status_code=422)
+    """FastAPI's 422, with the echoed input made encodable. Starlette's encoder refuses NaN and infinities, and
+    UTF-8 refuses lone surrogates and undecodable bytes, so FastAPI's own handler answers 500 to a body holding
+    NaN, Infinity or 1e400 where a number is due, a string with a lone surrogate (`"\\ud800"`), or non-UTF-8
+    bytes sent as another content type: each error repeats its input. Here non-finite numbers are written as
+    null and undecodable text as U+FFFD."""
+    return JSONResponse({"detail": jsonable_encoder(_encodable(error.errors()))}, status_code=422)
 
 
-def _finite(value: Any) -> Any:
+def _encodable(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("utf-8", "replace")
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_finite(item) for item in value]
+        return {_encodable(key): _encodable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_encodable(item) for item in value]
     return value
 
 
@@ -139,6 +148,8 @@ def _validated(model: type[BaseModel], body: bytes, content_type: str | None) ->
             raise RequestValidationError([{"type": "json_invalid", "loc": ("body", error.pos),
                                            "msg": "JSON decode error", "input": {}, "ctx": {"error": error.msg}}],
                                          body=error.doc) from error
+        except Exception as error:  # not UTF-8 (or UTF-16/32), nested too deep: FastAPI's 400
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="There was an error parsing the body") from error
     try:
         return _ADAPTERS[model].validate_python(value, from_attributes=True)
     except ValidationError as error:

@@ -22,6 +22,13 @@ from api.settings import ApiSettings
 router = APIRouter(prefix="/v1", tags=["predictions"], dependencies=[Depends(require_api_key)])
 AUTH_RESPONSES = {401: {"description": "missing or invalid API key"}, 503: {"description": "no model loaded yet"}}
 SIZE_RESPONSES = {413: {"description": "request body over RETAIL_MAX_BODY_BYTES"}}
+BODY_RESPONSES = {
+    400: {"description": "the body cannot be parsed: not UTF-8, or nested too deep"},
+    422: {"description": "Validation Error",
+          "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}},
+}
+"""What FastAPI documents for a route with a body parameter; these routes read their body themselves (`api.body`),
+and `api.app` adds the HTTPValidationError schema to the document's components."""
 
 
 def request_body(model_name: str) -> dict:
@@ -60,8 +67,8 @@ def _within_line_limit(baskets: ParsedBaskets, limit: int, location: tuple) -> N
             }])
 
 
-@router.post("/predict", response_model=PredictResponse, responses={**AUTH_RESPONSES, **SIZE_RESPONSES},
-             openapi_extra=request_body("Basket"))
+@router.post("/predict", response_model=PredictResponse, openapi_extra=request_body("Basket"),
+             responses={**AUTH_RESPONSES, **SIZE_RESPONSES, **BODY_RESPONSES})
 async def predict(
     request: Request,
     model: Annotated[LoadedModel, Depends(current_model)],
@@ -77,8 +84,8 @@ async def predict(
                   "model_version": model.version})
 
 
-@router.post("/predict/batch", response_model=BatchResponse, responses={**AUTH_RESPONSES, **SIZE_RESPONSES},
-             openapi_extra=request_body("BatchRequest"))
+@router.post("/predict/batch", response_model=BatchResponse, openapi_extra=request_body("BatchRequest"),
+             responses={**AUTH_RESPONSES, **SIZE_RESPONSES, **BODY_RESPONSES})
 async def predict_batch(
     request: Request,
     model: Annotated[LoadedModel, Depends(current_model)],

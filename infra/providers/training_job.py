@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 import pulumi
-from botocore.exceptions import WaiterError
+from botocore.exceptions import ClientError, WaiterError
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from infra.providers import clients
@@ -147,13 +147,16 @@ def outputs_of(description: dict[str, Any]) -> dict[str, Any]:
 def wait_for(client: Any, name: str, poll_seconds: float, timeout_seconds: float) -> dict[str, Any]:
     """Wait for the job to finish with boto3's `training_job_completed_or_stopped` waiter (DescribeTrainingJob every
     `poll_seconds`); raise with SageMaker's reason unless it completed."""
-    attempts = max(1, math.ceil(timeout_seconds / poll_seconds))
+    attempts = math.ceil(timeout_seconds / poll_seconds) + 1  # the waiter does not sleep after its last attempt
     try:
         client.get_waiter("training_job_completed_or_stopped").wait(
             TrainingJobName=name, WaiterConfig={"Delay": poll_seconds, "MaxAttempts": attempts})
     except WaiterError as error:
-        status = (error.last_response or {}).get("TrainingJobStatus")
-        if status not in FINISHED:  # attempts used up (or an error response): the job is still going
+        last = error.last_response or {}
+        if "Error" in last:  # the job is unknown, or the call was refused: SageMaker's error, not a timeout
+            raise ClientError(last, "DescribeTrainingJob") from error
+        status = last.get("TrainingJobStatus")
+        if status not in FINISHED:  # attempts used up: the job is still going
             raise TimeoutError(
                 f"SageMaker training job {name} is still {status or 'not finished'} after {timeout_seconds:.0f} s; "
                 "it keeps running: watch it in the SageMaker console, then run `pulumi refresh`"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 
 import orjson
 import pytest
@@ -92,7 +93,7 @@ def fast_path(body: bytes, batch: bool) -> fast.ParsedBaskets | None:
     """What the fast path alone makes of a JSON body: None when it does not vouch for it."""
     try:
         decoded = fast._BATCH.decode(body).baskets if batch else [fast._BASKET.decode(body)]
-    except Exception:  # noqa: BLE001 - a decoding failure of any kind means "not accepted"
+    except fast.NOT_DECODED:  # what the routes treat as "not accepted"; anything else would be a 500
         return None
     return fast._accepted(decoded)
 
@@ -165,6 +166,8 @@ def test_both_routes_answer_as_fastapi_answers_with_the_models(clients, body):
     json.dumps(EXAMPLE_BASKET).encode().replace(b'"SPEND": 1.58', b'"SPEND": 1e400'),
     json.dumps(EXAMPLE_BASKET).encode().replace(b'"SHOP_HOUR": 14', b'"SHOP_HOUR": -Infinity'),
     json.dumps(EXAMPLE_BASKET, ensure_ascii=False).encode("utf-16"),
+    json.dumps(EXAMPLE_BASKET).encode().replace(b'"CT"', b'"C\xff"'),  # not UTF-8: FastAPI's 400
+    b"[" * 100_000,  # nested deeper than json.loads recurses: FastAPI's 400
 ])
 def test_malformed_and_edge_bodies_are_answered_as_fastapi_answers_them(clients, raw):
     for batch in (False, True):
@@ -207,3 +210,32 @@ def test_every_code_pattern_is_anchored_so_fullmatch_reads_it_as_the_models_do()
         assert pattern.startswith("^") and pattern.endswith("$"), column
     with pytest.raises(ValueError, match="not anchored"):
         fast._full_match(r"PRD\d+")
+
+
+@pytest.mark.parametrize("raw", [
+    json.dumps(EXAMPLE_BASKET).encode().replace(b'"994110500123456"', b'"\\ud800"'),  # a lone surrogate
+    json.dumps(EXAMPLE_BASKET).encode().replace(b'"SPEND": 1.58', b'"SPEND": NaN'),
+])
+def test_inputs_fastapi_cannot_echo_are_still_a_422(clients, raw):
+    """FastAPI's own handler fails to encode these inputs in its 422 (a 500); the service's handler writes them."""
+    _, ours = clients
+    for path in ("/one", "/many"):
+        body = raw if path == "/one" else b'{"baskets": [' + raw + b"]}"
+        response = ours.post(path, content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 422, response.text
+
+
+def test_the_document_describes_the_bodies_and_the_422_of_both_routes():
+    from api.app import create_app
+    from tests.api.conftest import api_settings
+
+    document = create_app(api_settings(), source=object()).openapi()
+    schemas = document["components"]["schemas"]
+    for path, model in (("/v1/predict", "Basket"), ("/v1/predict/batch", "BatchRequest")):
+        operation = document["paths"][path]["post"]
+        assert operation["requestBody"]["content"]["application/json"]["schema"] == {
+            "$ref": f"#/components/schemas/{model}"}
+        assert operation["responses"]["422"]["content"]["application/json"]["schema"] == {
+            "$ref": "#/components/schemas/HTTPValidationError"}
+    refs = set(re.findall(r'"#/components/schemas/([^"]+)"', json.dumps(document)))
+    assert refs <= set(schemas), f"refs to missing schemas: {refs - set(schemas)}"

@@ -182,3 +182,18 @@ def test_the_provider_pickles_as_pulumi_does_and_holds_no_client(jobs):
     provider.create(dict(PROPS))
     assert vars(provider) == {}
     assert serialize_provider(provider)
+
+
+def test_a_refused_describe_call_is_sagemaker_s_error_not_a_timeout():
+    import boto3
+    from botocore.exceptions import ClientError
+    from botocore.stub import Stubber
+
+    from infra.providers.training_job import wait_for
+
+    client = boto3.client("sagemaker", region_name="ap-southeast-1", aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(client) as stubber:
+        stubber.add_client_error("describe_training_job", service_error_code="AccessDeniedException",
+                                 http_status_code=400)
+        with pytest.raises(ClientError, match="AccessDeniedException"):
+            wait_for(client, "retail-dev-train-x", poll_seconds=0.01, timeout_seconds=1)
