@@ -250,10 +250,7 @@ class CompiledFeaturizer:
     def encode_frame(self, lines: pl.DataFrame) -> tuple[EncodedBatch, pl.DataFrame]:
         """Lines of any number of baskets (one row per product line), and per basket, in the order of its first
         line: BASKET_KEY and the pass-through columns present (as `BasketFeaturizer.transform` keeps them)."""
-        lines = _contiguous(lines)
-        key = lines[BASKET_KEY]
-        starts = np.flatnonzero(np.concatenate([[True], (key[1:] != key[:-1]).to_numpy()])) if len(key) else \
-            np.zeros(0, np.int64)
+        lines, starts = _contiguous(lines)
         offsets = np.concatenate([starts, [lines.height]]).astype(np.int64)
         distinct = lines.select(HIERARCHY).unique(subset="PROD_CODE", keep="first", maintain_order=True)
         codes = distinct["PROD_CODE"].to_list()
@@ -412,13 +409,21 @@ def _basket_sums(values: np.ndarray, line: np.ndarray, offsets: np.ndarray) -> n
     return counts @ values
 
 
-def _contiguous(lines: pl.DataFrame) -> pl.DataFrame:
+def _contiguous(lines: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
     """The lines with each basket's lines together, baskets in the order of their first line (as a group-by that
-    keeps order returns them). Exports keep a basket's lines together, so this is usually a cheap check."""
-    key = pl.col(BASKET_KEY)
-    runs = lines.select((key != key.shift()).fill_null(True).sum()).item() if lines.height else 0
-    if runs == lines[BASKET_KEY].n_unique():
-        return lines
+    keeps order returns them), and where each basket's lines start. Exports keep a basket's lines together, so
+    this is usually a cheap check: the runs of equal keys are the baskets when no key starts two runs."""
+    starts = _runs(lines[BASKET_KEY])
+    if lines[BASKET_KEY].gather(starts).n_unique() == len(starts):
+        return lines, starts
     first = lines.with_row_index("_row").group_by(BASKET_KEY).agg(pl.col("_row").min().alias("_first"))
-    return (lines.with_row_index("_row").join(first, on=BASKET_KEY).sort("_first", "_row")
-            .drop("_row", "_first"))
+    lines = (lines.with_row_index("_row").join(first, on=BASKET_KEY).sort("_first", "_row")
+             .drop("_row", "_first"))
+    return lines, _runs(lines[BASKET_KEY])
+
+
+def _runs(key: pl.Series) -> np.ndarray:
+    """Where each run of equal values of `key` starts."""
+    if not len(key):
+        return np.zeros(0, np.int64)
+    return np.flatnonzero(np.concatenate([[True], (key[1:] != key[:-1]).to_numpy()]))
