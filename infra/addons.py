@@ -214,6 +214,10 @@ class LogShipping(pulumi.ComponentResource):
         self.register_outputs({"role_arn": self.role_arn})
 
 
+READ_FROM_HEAD = "Read_from_Head On"
+"""Fluent Bit tail option: a file found when Fluent Bit starts is read from its first line, not its end."""
+
+
 def tail_path(namespaces: Sequence[str]) -> str:
     """Fluent Bit's tail `Path`: the container log files of each namespace, comma-separated."""
     if not namespaces:
@@ -234,7 +238,10 @@ def shipper_values(args: LogShippingArgs, role_arn: pulumi.Input[str]) -> dict:
             "name": SHIPPER_ACCOUNT,
             "annotations": {"eks.amazonaws.com/role-arn": role_arn},
         },
-        "input": {"path": tail_path(args.namespaces), "tag": "kube.*"},
+        # New files are read from their start (chart value `extraInputs`, lines added to the tail input): a batch
+        # node starts with the job, and the job's log file can exist before Fluent Bit does; read from its end (the
+        # default), a run that fails within seconds would lose its only metric line. The chart's DB keeps offsets.
+        "input": {"path": tail_path(args.namespaces), "tag": "kube.*", "extraInputs": READ_FROM_HEAD},
         "filter": {"enabled": False},
         "tolerations": pulumi.Output.from_input(args.node_taints).apply(tolerations),
         "cloudWatchLogs": {

@@ -109,7 +109,9 @@ class Observability(pulumi.ComponentResource):
             self._heartbeat_alarm(),
             self._training_failure_alarm(),
             self._scoring_failed_alarm(),
-            self._scoring_missed_alarm(),
+            # Without "missing data breaches" the missed-run alarm could never fire (a sample count below 1 only
+            # exists as missing data), so such a stack gets none.
+            *([self._scoring_missed_alarm()] if args.heartbeat_missing_breaches else []),
         ]
         self.dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard",
@@ -301,11 +303,13 @@ class Observability(pulumi.ComponentResource):
         is reported at the start of the next (about a week after the missed schedule at worst). The
         schedule must start and finish a run inside one such week (the default, Mondays 03:00, does).
         A run killed before it could write its line (deadline, OOM, spot loss without retry) counts as missed.
+        A new stack is in ALARM from its first evaluation until a week holding a run has ended (up to two weeks):
+        the first weeks have no run to report. Only stacks where missing data breaches get this alarm.
         """
         return self._alarm(
             "batch-scoring-missed",
             "No batch scoring run (retail score, the weekly CronJob) finished in the last calendar week",
-            missing="breaching" if self._args.heartbeat_missing_breaches else "notBreaching",
+            missing="breaching",
             namespace=m.NAMESPACE,
             metric_name=m.SCORING_RUN_FAILED,
             dimensions=self._dimensions,

@@ -37,6 +37,7 @@ from __future__ import annotations
 import fnmatch
 import io
 import json
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -299,8 +300,12 @@ def shipper_gaps(release: Node, group: str) -> list[str]:
         gaps.append(f"sends the whole record (logKey {logs.get('logKey')!r}), so the EMF JSON is nested in a string")
     if logs.get("logFormat") != "json/emf":
         gaps.append(f"sets logFormat {logs.get('logFormat')!r}, not 'json/emf'")
-    if (values.get("input") or {}).get("enabled", True) is False:
+    tail = values.get("input") or {}
+    if tail.get("enabled", True) is False:
         gaps.append("its tail input is disabled")
+    if not re.search(r"(?im)^\s*read_from_head\s+(on|true)\s*$", str(tail.get("extraInputs") or "")):
+        gaps.append("reads a log file found at its start from the file's end (Read_from_Head off): the lines a pod "
+                    "wrote before Fluent Bit started on its node, such as a short job's on a new node, are lost")
     return gaps
 
 

@@ -158,14 +158,16 @@ def test_a_calendar_week_without_a_finished_scoring_run_raises_an_alarm(run):
     assert missed["evaluationWindow"] == {"wallClockWindow": {"timezone": "Etc/UTC"}}
 
 
-def test_where_silence_is_expected_a_missed_scoring_week_is_not_an_incident():
+def test_where_silence_is_expected_there_is_no_missed_scoring_week_alarm():
+    """Without missing data breaching, a week without a run is missing data, which could never fire it."""
     args = ObservabilityArgs(
         environment="dev", region="ap-southeast-1", account_id=ACCOUNT_ID, logs_kms_key_arn=LOGS_KEY,
         heartbeat_missing_breaches=False, scoring_time_zone="Asia/Singapore",
     )
-    quiet = build(lambda: Observability("obs", args)).named("obs-batch-scoring-missed").inputs
-    assert quiet["treatMissingData"] == "notBreaching"
-    assert quiet["evaluationWindow"] == {"wallClockWindow": {"timezone": "Asia/Singapore"}}
+    alarms = build(lambda: Observability("obs", args)).of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
+    names = {a.name for a in alarms}
+    assert "obs-batch-scoring-failed" in names
+    assert "obs-batch-scoring-missed" not in names
 
 
 def test_every_alarm_window_is_one_cloudwatch_accepts(run):
