@@ -10,14 +10,27 @@ version is gone), so a provider that stopped or deregistered would be seen doing
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 
 import boto3
+import dill
 import pytest
 from moto.sagemaker.models import SageMakerModelBackend
 from moto.sagemaker.responses import SageMakerResponse
+from pulumi.dynamic import ResourceProvider
+from pulumi.dynamic.dynamic import serialize_provider
 
 REGION = "ap-southeast-1"
+SECRET = "provider-test-secret-0123456789abcdef"
+"""An AWS secret key no provider may carry into its pickle (moto accepts any)."""
+
+
+def as_the_provider_host_loads_it(provider: ResourceProvider) -> tuple[ResourceProvider, bytes]:
+    """`provider` serialized as `pulumi.dynamic.Resource` stores it, then loaded as the provider host's
+    `get_provider` does (base64, dill); returns the loaded provider and the pickled bytes."""
+    pickled = base64.b64decode(serialize_provider(provider))
+    return dill.loads(pickled), pickled
 
 
 @dataclass

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import boto3
 import pytest
-from pulumi.dynamic.dynamic import serialize_provider
 
 from infra.providers.kinds import MODEL_VERSION
 from infra.providers.model_version import ModelVersionProvider, list_versions
-from tests.providers.conftest import REGION
+from tests.providers.conftest import REGION, SECRET, as_the_provider_host_loads_it
 
 LINEAGE = {"data_hash": "data-1", "code_version": "code-1", "training_job_arn": "arn:aws:sagemaker:job/train-1"}
 
@@ -114,8 +113,15 @@ def test_an_unknown_approval_status_is_refused_before_calling_sagemaker(model_gr
         ModelVersionProvider().create(props(model_group, approval_status="Approve"))
 
 
-def test_the_provider_pickles_as_pulumi_does_and_holds_no_client(model_group):
+def test_a_used_provider_pickled_as_pulumi_does_holds_no_client_or_secret_and_registers_alike(
+    model_group, monkeypatch
+):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     provider = ModelVersionProvider()
-    provider.create(props(model_group))
+    first = provider.create(props(model_group))
     assert vars(provider) == {}
-    assert serialize_provider(provider)
+    loaded, pickled = as_the_provider_host_loads_it(provider)
+    assert SECRET.encode() not in pickled and b"botocore" not in pickled
+    second = loaded.create(props(model_group))
+    assert [(v.version, v.data_hash) for v in list_versions(model_group, REGION)] == [(2, "data-1"), (1, "data-1")]
+    assert describe(second.id)["CustomerMetadataProperties"] == describe(first.id)["CustomerMetadataProperties"]

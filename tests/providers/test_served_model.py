@@ -192,7 +192,11 @@ def test_the_provider_runs_from_the_engines_serialization_in_a_fresh_interpreter
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == bundle_digest(champion)
-    assert base64.b64decode(pickled)
+    _, s3 = aws
+    published = s3.get_object(Bucket=ARTIFACTS, Key="serving/fresh-interpreter/bundle.json")["Body"].read()
+    assert published == (champion / "bundle.json").read_bytes(), "the fresh interpreter published the champion"
+    raw = base64.b64decode(pickled)
+    assert b"infra.providers.served_model" in raw and b"tests." not in raw and b"botocore" not in raw
 
 
 def _no_build(repository: str, tag: str) -> str:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import boto3
 import pytest
-from pulumi.dynamic.dynamic import serialize_provider
 
 from infra.providers.kinds import TRAINING_JOB
 from infra.providers.training_job import OUTPUTS, TrainingJobFailed, TrainingJobProvider, create_request, job_name
-from tests.providers.conftest import REGION
+from tests.providers.conftest import REGION, SECRET, as_the_provider_host_loads_it
 
 KEY = "arn:aws:kms:ap-southeast-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 IMAGE = (
@@ -177,11 +176,17 @@ def test_job_names_are_unique_per_start_short_enough_and_carry_the_fingerprint()
     assert first.rsplit("-", 2)[1] != job_name(PROPS | {"data_hash": "d2"}, 1_700_000_000).rsplit("-", 2)[1]
 
 
-def test_the_provider_pickles_as_pulumi_does_and_holds_no_client(jobs):
+def test_a_used_provider_pickled_as_pulumi_does_holds_no_client_or_secret_and_starts_jobs_alike(jobs, monkeypatch):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     provider = TrainingJobProvider()
-    provider.create(dict(PROPS))
+    first = provider.create(dict(PROPS))
     assert vars(provider) == {}
-    assert serialize_provider(provider)
+    loaded, pickled = as_the_provider_host_loads_it(provider)
+    assert SECRET.encode() not in pickled and b"botocore" not in pickled
+    second = loaded.create(PROPS | {"name_prefix": "retail-dev-again"})  # job names are unique per second only
+    assert second.id.startswith("retail-dev-again-") and describe(second.id)["TrainingJobStatus"] == "Completed"
+    keys = ("AlgorithmSpecification", "HyperParameters", "ResourceConfig", "VpcConfig", "StoppingCondition")
+    assert {k: describe(second.id)[k] for k in keys} == {k: describe(first.id)[k] for k in keys}
 
 
 def test_a_refused_describe_call_is_sagemaker_s_error_not_a_timeout():
