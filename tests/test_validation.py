@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
+
 import polars as pl
 import pytest
 
@@ -101,14 +104,46 @@ def test_quarantine_keeps_source_line_and_value(damaged_file, validated):
     assert path.read_text().splitlines()[line_no - 1].split(",")[3] == "25"
 
 
-def test_counts_add_up_per_rule(damaged_file, validated):
-    report = validated.report
-    frame = damaged_file[3]
-    assert report.rows_in == frame.height
-    assert report.rows_in == report.rows_accepted + report.rows_quarantined
-    assert sum(report.quarantined_by_rule.values()) == report.rows_quarantined
+def _two_files_without_ingested_input():
+    raw = canonical_text(500).with_columns(
+        pl.when(pl.int_range(pl.len()) < 100).then(pl.lit("a.csv")).otherwise(pl.lit("b.csv")).alias("_SOURCE_FILE")
+    )
+    return raw.height, validate(raw)
+
+
+def _damaged_ids():
+    raw = canonical_text(1_000).with_columns(pl.lit("9.94E+14").alias("BASKET_ID"))
+    return raw.height, validate(raw)
+
+
+@pytest.mark.parametrize("case", ["damaged_file", "two_files_without_ingested_input", "damaged_ids"])
+def test_every_row_is_either_accepted_or_quarantined_and_the_report_counts_them(request, case):
+    if case == "damaged_file":
+        rows, result = request.getfixturevalue("damaged_file")[3].height, request.getfixturevalue("validated")
+    else:
+        rows, result = {"two_files_without_ingested_input": _two_files_without_ingested_input,
+                        "damaged_ids": _damaged_ids}[case]()
+    report = result.report
+    assert (report.rows_in, report.rows_accepted, report.rows_quarantined) == (
+        rows, result.lines.height, result.quarantine.height)
+    assert result.lines.height + result.quarantine.height == rows
+    by_rule = Counter(rule if column is None else f"{rule}:{column}"
+                      for rule, column in result.quarantine.select("rule", "column").iter_rows())
+    assert report.quarantined_by_rule == by_rule  # "rule:column", or the rule alone for a line no row was made of
     assert report.counts_add_up
-    assert validated.lines.height == report.rows_accepted
+
+
+def test_a_report_that_loses_a_row_does_not_add_up(validated):
+    """The pipeline stops on `counts_add_up` being false (a bug, never bad input): each way of losing a row trips it."""
+    report = validated.report
+    assert report.counts_add_up
+    file, counts = next(iter(report.files.items()))
+    lost = [
+        dataclasses.replace(report, rows_accepted=report.rows_accepted - 1),
+        dataclasses.replace(report, quarantined_by_rule={**report.quarantined_by_rule, "bad_type:QUANTITY": 0}),
+        dataclasses.replace(report, files={file: {**counts, "accepted": counts["accepted"] - 1}}),
+    ]
+    assert [r.counts_add_up for r in lost] == [False, False, False]
 
 
 def test_counts_add_up_per_source_file(damaged_file, validated):
@@ -126,7 +161,6 @@ def test_without_the_ingested_input_every_row_of_the_frame_counts_as_read():
     )
     report = validate(raw).report
     assert {f: c["read"] for f, c in report.files.items()} == {"a.csv": 100, "b.csv": 400}
-    assert report.counts_add_up
 
 
 def test_accepted_lines_are_typed():
