@@ -11,7 +11,8 @@ from __future__ import annotations
 import shutil
 import socket
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -95,6 +96,16 @@ def two_versions(small_run, tmp_path_factory) -> tuple[Settings, str, str]:
     write_csv(generate(SynthConfig(rows=40_000, seed=11)), data)
     second = run_pipeline(data, settings, StageTimer(quiet=True)).registration["version"]
     return settings, first, second
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> object:
+    """The first truthy value of `condition()`, asked every `interval` seconds; AssertionError after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"not true after {timeout} s: {getattr(condition, '__doc__', None) or condition}")
+        time.sleep(interval)
+    return value
 
 
 def free_port() -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,7 +10,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.model_source import BundleLocationSource
 from api.security import ApiKeys
-from tests.api.conftest import API_KEY, AUTH, api_settings, basket
+from tests.api.conftest import API_KEY, AUTH, api_settings, basket, wait_until
 
 PROTECTED = [
     ("POST", "/v1/predict", {"json": basket()}),
@@ -63,9 +62,13 @@ def test_a_rotated_key_file_takes_effect_without_a_restart(tmp_path):
     keys_file.write_text("old-key-0123456789abcdef\n")
     app = unloaded_app(tmp_path, api_keys=None, api_keys_file=keys_file, reload_interval_seconds=0.1)
     with TestClient(app) as client:
+        assert client.get("/v1/model", headers={"X-API-Key": "old-key-0123456789abcdef"}).status_code == 503
         keys_file.write_text("new-key-0123456789abcdef\n")
-        time.sleep(0.5)
-        assert client.get("/v1/model", headers={"X-API-Key": "old-key-0123456789abcdef"}).status_code == 401
+
+        def old_key_refused() -> bool:
+            return client.get("/v1/model", headers={"X-API-Key": "old-key-0123456789abcdef"}).status_code == 401
+
+        wait_until(old_key_refused, timeout=5)
         assert client.get("/v1/model", headers={"X-API-Key": "new-key-0123456789abcdef"}).status_code == 503
 
 

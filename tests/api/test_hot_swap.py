@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 
 import httpx
@@ -11,7 +10,7 @@ import httpx
 from api.app import create_app
 from api.model_source import RegistrySource
 from ml.registry import Registry
-from tests.api.conftest import AUTH, api_settings, basket, live_server
+from tests.api.conftest import AUTH, api_settings, basket, live_server, wait_until
 
 CLIENTS = 4
 
@@ -42,18 +41,25 @@ def test_moving_the_champion_under_load_swaps_the_model_with_zero_failed_request
         clients = [threading.Thread(target=hammer, args=(url, stop, outcomes, lock)) for _ in range(CLIENTS)]
         for thread in clients:
             thread.start()
-        time.sleep(1.0)
-        registry.promote(second, force=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+
+        def answered() -> int:
             with lock:
-                if outcomes and outcomes[-1][1] == second:
-                    break
-            time.sleep(0.05)
-        time.sleep(1.0)
-        stop.set()
-        for thread in clients:
-            thread.join()
+                return len(outcomes)
+
+        def answered_by_second_since(start: int) -> int:
+            with lock:
+                return sum(version == second for _, version in outcomes[start:])
+
+        try:
+            wait_until(lambda: answered() >= 4 * CLIENTS, timeout=30)  # the load is on, served by the first version
+            registry.promote(second, force=True)
+            wait_until(lambda: answered_by_second_since(0), timeout=60)  # polled, loaded and swapped
+            swapped = answered()
+            wait_until(lambda: answered_by_second_since(swapped) >= 4 * CLIENTS, timeout=30)  # and stays swapped
+        finally:
+            stop.set()
+            for thread in clients:
+                thread.join()
     statuses = Counter(status for status, _ in outcomes)
     versions = [version for _, version in outcomes]
     assert statuses == {200: len(outcomes)}
