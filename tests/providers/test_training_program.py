@@ -150,7 +150,7 @@ def test_the_job_uses_the_data_key_arn_for_volume_and_output_and_the_image_by_di
     job = next(r for r in _offline(INPUTS).resources if r.inputs.get("kind") == TRAINING_JOB)
     assert job.inputs["volume_kms_key_id"] == job.inputs["output_kms_key_id"] == DATA_KEY_ARN
     assert "@sha256:" in job.inputs["image_uri"]
-    assert job.inputs["hyperparameters"] == {"families": "xgboost,logistic_regression"}
+    assert job.inputs["hyperparameters"] == {"families": ",".join(INPUTS.families)}
     assert job.inputs["tags"] == TAGS
 
 

@@ -74,8 +74,12 @@ def test_the_platform_stack_is_only_read(train):
 
 
 def test_the_default_families_are_trained_under_their_real_names(train):
+    from cli.train import DEFAULT_FAMILIES
+    from ml.families import FAMILIES
+
     inputs = training_job_inputs(train("--image-uri", GIVEN_IMAGE))
-    assert inputs["hyperparameters"] == {"families": "xgboost,logistic_regression"}
+    assert inputs["hyperparameters"] == {"families": ",".join(DEFAULT_FAMILIES)}
+    assert set(DEFAULT_FAMILIES) <= set(FAMILIES)
     assert inputs["data_hash"] == DATA_HASH and inputs["train_uri"].endswith("/gold/run-1/")
 
 
