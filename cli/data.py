@@ -9,8 +9,6 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
-from ml.synth import SynthConfig, generate, with_original_header, write_csv, write_weekly
-
 app = typer.Typer(no_args_is_help=True)
 console = Console(stderr=True)
 
@@ -24,8 +22,9 @@ class Header(StrEnum):
 def synth(
     output: Path = typer.Option(Path("data/transaction.csv"), "--output", "-o",
                                 help="CSV file (.csv or .csv.gz), or a folder with --weekly"),
-    rows: int = typer.Option(SynthConfig.rows, min=100, help="number of rows (about 6.4 per basket)"),
-    seed: int = typer.Option(SynthConfig.seed, help="same seed, same file"),
+    rows: int = typer.Option(None, min=100, show_default=False,
+                             help="number of rows, about 6.4 per basket [default: the real file's size]"),
+    seed: int = typer.Option(None, show_default=False, help="same seed, same file [default: ml.synth's]"),
     header: Header = typer.Option(
         Header.coded, help="coded: seg_1/seg_2; original: CUST_PRICE_SENSITIVITY/CUST_LIFESTAGE"
     ),
@@ -34,11 +33,14 @@ def synth(
 ) -> None:
     """Write synthetic transactions with the structure of the real file (see FACTS.md)."""
     from ml.progress import StageTimer
+    from ml.synth import generate, with_original_header, write_csv, write_weekly
 
+    config = synth_config(rows, seed)
+    rows, seed = config.rows, config.seed
     started = time.perf_counter()
     timer = StageTimer(console)
     with timer.stage("generate", f"Generating {rows:,} rows (seed {seed})"):
-        table = generate(SynthConfig(rows=rows, seed=seed))
+        table = generate(config)
         if header is Header.original:
             table = with_original_header(table)
     with timer.stage("write", f"Writing {output}"):
@@ -49,3 +51,10 @@ def synth(
             write_csv(table, output, crlf=crlf)
             where = str(output)
     console.print(f"{table.num_rows:,} rows -> {where} in {time.perf_counter() - started:.1f} s")
+
+
+def synth_config(rows: int | None, seed: int | None):  # -> ml.synth.SynthConfig
+    """The synthetic data set's config: the given rows and seed, ml.synth's defaults for the others."""
+    from ml.synth import SynthConfig
+
+    return SynthConfig(**{k: v for k, v in {"rows": rows, "seed": seed}.items() if v is not None})

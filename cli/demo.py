@@ -9,9 +9,9 @@ from pathlib import Path
 import typer
 from rich.console import Console
 
+from cli.data import synth_config
 from cli.report import print_summary
 from cli.serve import curl_example, serve
-from ml.synth import SynthConfig, generate, write_csv
 
 console = Console(stderr=True)
 
@@ -30,9 +30,9 @@ def demo_api_key_file(work_dir: Path) -> Path:
 
 
 def demo(
-    rows: int = typer.Option(SynthConfig.rows, min=1000, help="synthetic rows (default: the real file's size)"),
+    rows: int = typer.Option(None, min=1000, show_default=False, help="synthetic rows [default: the real file's size]"),
     data: Path = typer.Option(Path("data/transaction.csv"), help="where the synthetic file is written"),
-    seed: int = typer.Option(SynthConfig.seed),
+    seed: int = typer.Option(None, show_default=False, help="[default: ml.synth's]"),
     serve_after: bool = typer.Option(True, "--serve/--no-serve", help="serve the champion when done"),
     port: int = typer.Option(8000, min=1, max=65535, help="port of the API when serving"),
 ) -> None:
@@ -40,10 +40,12 @@ def demo(
     from ml.pipeline import run_pipeline
     from ml.progress import StageTimer
     from ml.settings import Settings
+    from ml.synth import generate, write_csv
 
+    config = synth_config(rows, seed)
     timer = StageTimer(console)
-    with timer.stage("synth", f"Synthesising {rows:,} transactions into {data}"):
-        write_csv(generate(SynthConfig(rows=rows, seed=seed)), data)
+    with timer.stage("synth", f"Synthesising {config.rows:,} transactions into {data}"):
+        write_csv(generate(config), data)
     settings = Settings()
     result = run_pipeline(data, settings, timer)
     print_summary(result, console)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from cli.console import print_error
-from ml.settings import Settings
+
+if TYPE_CHECKING:
+    pass
 
 app = typer.Typer(no_args_is_help=True)
 console = Console()
@@ -18,6 +21,7 @@ console = Console()
 
 def _registry():
     from ml.registry import Registry
+    from ml.settings import Settings
 
     return Registry(Settings())
 

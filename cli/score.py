@@ -11,6 +11,7 @@ run (infra/observability.py) read those metrics.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -19,11 +20,10 @@ from rich.text import Text
 
 from cli.console import print_error
 from ml import emf
-from ml.ingest import InputError
-from ml.progress import StageTimer
-from ml.score import CHUNK_LINES, ScoringModel, ScoringResult, input_at, silver_run
-from ml.score import score as score_input
-from ml.settings import Settings
+
+if TYPE_CHECKING:  # polars, pyarrow and the model libraries load when the command runs, not with `retail`
+    from ml.score import ScoringModel, ScoringResult
+    from ml.settings import Settings
 
 console = Console(stderr=True)
 CHAMPION = "champion"
@@ -45,6 +45,7 @@ def choose_model(
     """
     from api.model_source import BundleLocationSource, RegistrySource  # the model libraries load only to score
     from ml.bundle import load_bundle
+    from ml.score import ScoringModel
 
     if bundle is not None:
         source = BundleLocationSource(bundle, cache_dir or settings.work_dir / "bundles", bundle_sha256)
@@ -105,7 +106,8 @@ def score(
     bundle_cache: Path = typer.Option(None, envvar="RETAIL_MODEL_CACHE_DIR",
                                       help="where an s3:// bundle is copied to [default: RETAIL_WORK_DIR/bundles]"),
     lake: str = typer.Option(None, help="lake root: a folder or s3://bucket/prefix [env RETAIL_LAKE_ROOT]"),
-    chunk_lines: int = typer.Option(CHUNK_LINES, min=1, help="lines scored at a time (whole weeks; bounds memory)"),
+    chunk_lines: int = typer.Option(None, min=1, show_default=False,
+                                    help="lines scored at a time, whole weeks; bounds memory [default: ml.score's]"),
 ) -> None:
     """Predict every basket of whole weeks; predictions go to the lake, partitioned by week.
 
@@ -113,6 +115,8 @@ def score(
     predictions/<run>/manifest.json (last). Exits 2 when the input or the model cannot be used,
     or no basket passed validation; lines and rows that are bad on their own are quarantined.
     """
+    from ml.settings import Settings
+
     settings = Settings(**({"lake_root": lake} if lake else {}))
     failed, baskets = True, 0
     try:
@@ -131,9 +135,14 @@ def _score(
     bundle: str | None,
     bundle_sha256: str | None,
     bundle_cache: Path | None,
-    chunk_lines: int,
+    chunk_lines: int | None,
 ) -> int:
     """One scoring run; returns the baskets scored, raises typer.Exit(2) when the run failed."""
+    from ml.ingest import InputError
+    from ml.progress import StageTimer
+    from ml.score import input_at, silver_run
+    from ml.score import score as score_input
+
     if (input is None) == (silver is None):
         raise typer.BadParameter("give either --input or --silver (one of them)")
     if bundle is not None and model is not None:
@@ -145,7 +154,8 @@ def _score(
     try:
         source = input_at(input) if input is not None else silver_run(silver, settings.lake_root)
         chosen = choose_model(settings, model, bundle, bundle_sha256 if bundle else None, bundle_cache)
-        result = score_input(source, chosen, settings, StageTimer(console), chunk_lines=chunk_lines)
+        chunking = {} if chunk_lines is None else {"chunk_lines": chunk_lines}
+        result = score_input(source, chosen, settings, StageTimer(console), **chunking)
     except (InputError, LookupError, BundleIntegrityError) as exc:
         print_error(exc)
         raise typer.Exit(2) from exc

@@ -89,7 +89,7 @@ def test_an_unexpected_exception_propagates_after_the_failed_run_line(retail, en
     def broken(*args, **kwargs):
         raise RuntimeError("S3 went away")
 
-    monkeypatch.setattr(score_command, "score_input", broken)
+    monkeypatch.setattr("ml.score.score", broken)  # what `retail score` calls (imported when it runs)
     result = runner.invoke(retail, ["score", "--input", str(small_run.data)], env=env)
     assert isinstance(result.exception, RuntimeError) and result.exit_code == 1
     assert the_run_metric(result.stdout) == {m.SCORING_RUN_FAILED: 1, m.BASKETS_SCORED: 0}
