@@ -19,14 +19,15 @@ from __future__ import annotations
 
 import datetime as dt
 import email.message
+import enum
 import functools
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal, TypeAlias, TypeVar
 
 import msgspec
 from annotated_types import Ge, Le, MaxLen, MinLen
@@ -39,7 +40,20 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from api.schemas import Basket, BasketLine, BatchRequest
 from ml.compiled import LINE_FIELDS, BasketColumns
 from ml.features import HEADER_CATEGORICALS, HEADER_NUMERICS
-from ml.schema import CODE_PATTERNS, DOMAINS, SEG_1_DECODE, SEG_2_DECODE
+from ml.schema import (
+    CODE_PATTERNS,
+    SEG_1_DECODE,
+    SEG_2_DECODE,
+    BasketMission,
+    BasketSize,
+    BasketType,
+    Lifestage,
+    LifestageCode,
+    PriceSensitivity,
+    PriceSensitivityCode,
+    StoreFormat,
+    StoreRegion,
+)
 
 JSON_CONTENT_TYPE = "application/json"
 NOT_DECODED = (msgspec.DecodeError, UnicodeDecodeError)
@@ -68,7 +82,7 @@ def parse_single(body: bytes, content_type: str | None) -> ParsedBaskets:
             parsed = None
         if parsed is not None:
             return parsed
-    return columns_of([_validated(Basket, body, content_type)])
+    return columns_of([_validated(_BASKET_ADAPTER, body, content_type)])
 
 
 def parse_batch(body: bytes, content_type: str | None) -> ParsedBaskets:
@@ -80,7 +94,7 @@ def parse_batch(body: bytes, content_type: str | None) -> ParsedBaskets:
             parsed = None
         if parsed is not None:
             return parsed
-    return columns_of(_validated(BatchRequest, body, content_type).baskets)
+    return columns_of(_validated(_BATCH_ADAPTER, body, content_type).baskets)
 
 
 def columns_of(baskets: Sequence[Basket]) -> ParsedBaskets:
@@ -133,11 +147,14 @@ def _encodable(value: Any) -> Any:
 
 # ---- the fallback: what FastAPI does for a body parameter ------------------------------------------------------
 
-_ADAPTERS = {model: TypeAdapter(model) for model in (Basket, BatchRequest)}
+_BASKET_ADAPTER = TypeAdapter(Basket)
+_BATCH_ADAPTER = TypeAdapter(BatchRequest)
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
-def _validated(model: type[BaseModel], body: bytes, content_type: str | None) -> Any:
-    """`body` validated by `model` as FastAPI validates a body parameter: the same parsing and the same 422s."""
+def _validated(adapter: TypeAdapter[_Model], body: bytes, content_type: str | None) -> _Model:
+    """`body` validated by the adapter's model as FastAPI validates a body parameter: the same parsing and the
+    same 422s."""
     if not body:
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
     value: Any = body  # not JSON by its Content-Type: validated as bytes, and refused
@@ -151,7 +168,7 @@ def _validated(model: type[BaseModel], body: bytes, content_type: str | None) ->
         except Exception as error:  # not UTF-8 (or UTF-16/32), nested too deep: FastAPI's 400
             raise HTTPException(status.HTTP_400_BAD_REQUEST, detail="There was an error parsing the body") from error
     try:
-        return _ADAPTERS[model].validate_python(value, from_attributes=True)
+        return adapter.validate_python(value, from_attributes=True)
     except ValidationError as error:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False)],
                                      body=value) from error
@@ -167,10 +184,6 @@ def _meta(model: type[BaseModel], name: str) -> msgspec.Meta:
     return msgspec.Meta(**bounds)
 
 
-def _domain(column: str) -> Any:
-    return Literal[DOMAINS[column]]
-
-
 class _Line(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     QUANTITY: Annotated[int, _meta(BasketLine, "QUANTITY")]
     SPEND: Annotated[float, _meta(BasketLine, "SPEND")]
@@ -184,21 +197,21 @@ class _Line(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 class _Basket(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     SHOP_DATE: int | str
     SHOP_HOUR: Annotated[int, _meta(Basket, "SHOP_HOUR")]
-    BASKET_SIZE: _domain("BASKET_SIZE")
-    BASKET_TYPE: _domain("BASKET_TYPE")
-    BASKET_DOMINANT_MISSION: _domain("BASKET_DOMINANT_MISSION")
+    BASKET_SIZE: BasketSize
+    BASKET_TYPE: BasketType
+    BASKET_DOMINANT_MISSION: BasketMission
     STORE_CODE: str
-    STORE_FORMAT: _domain("STORE_FORMAT")
-    STORE_REGION: _domain("STORE_REGION")
+    STORE_FORMAT: StoreFormat
+    STORE_REGION: StoreRegion
     lines: Annotated[list[_Line], _meta(Basket, "lines")]
     BASKET_ID: str | int | None = None
     SHOP_WEEK: Annotated[int, _meta(Basket, "SHOP_WEEK")] | None = None
     SHOP_WEEKDAY: Annotated[int, _meta(Basket, "SHOP_WEEKDAY")] | None = None
     CUST_CODE: str | None = None
-    CUST_PRICE_SENSITIVITY: _domain("CUST_PRICE_SENSITIVITY") | None = None
-    seg_1: Literal[tuple(SEG_1_DECODE)] | None = None
-    CUST_LIFESTAGE: _domain("CUST_LIFESTAGE") | None = None
-    seg_2: Literal[tuple(SEG_2_DECODE)] | None = None
+    CUST_PRICE_SENSITIVITY: PriceSensitivity | None = None
+    seg_1: PriceSensitivityCode | None = None
+    CUST_LIFESTAGE: Lifestage | None = None
+    seg_2: LifestageCode | None = None
 
 
 class _Batch(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -210,10 +223,19 @@ _BATCH = msgspec.json.Decoder(_Batch)
 _HEADER = (*HEADER_CATEGORICALS, *HEADER_NUMERICS)
 _SEGMENTS = ("CUST_PRICE_SENSITIVITY", "CUST_LIFESTAGE")
 _SENT_AS_IS = tuple(name for name in HEADER_CATEGORICALS if name not in _SEGMENTS)
-_BASKET_ID_MAX_LENGTH = _meta(Basket, "BASKET_ID").max_length
 
 
-def _full_match(pattern: str) -> Callable[[str], Any]:
+def _max_length(model: type[BaseModel], name: str) -> int:
+    length = _meta(model, name).max_length
+    if length is None:
+        raise ValueError(f"{model.__name__}.{name} has no max_length")
+    return length
+
+
+_BASKET_ID_MAX_LENGTH = _max_length(Basket, "BASKET_ID")
+
+
+def _full_match(pattern: str) -> Callable[[str], re.Match[str] | None]:
     """A code pattern (anchored with ^ and $, as pydantic's Rust regex reads them) as a whole-string match.
     Python's `$` would also match before a final newline, so the anchors are dropped for `fullmatch`."""
     if not (pattern.startswith("^") and pattern.endswith("$")):
@@ -222,14 +244,26 @@ def _full_match(pattern: str) -> Callable[[str], Any]:
 
 
 _CODE_MATCHES = {column: _full_match(pattern) for column, pattern in CODE_PATTERNS.items()}
-_NOT_ACCEPTED = object()
+
+
+class _Refused(enum.Enum):
+    NOT_ACCEPTED = enum.auto()
+
+
+_NOT_ACCEPTED: Final = _Refused.NOT_ACCEPTED
+"""A header value the fast path does not vouch for (the body goes to the models)."""
+_Segment: TypeAlias = str | Literal[_Refused.NOT_ACCEPTED] | None
 
 
 def _accepted(baskets: list[_Basket]) -> ParsedBaskets | None:
     """The baskets as the scorer takes them, or None when the fast path does not vouch for them."""
-    ids, sensitivity, lifestage, weekday = [], [], [], []
+    ids: list[str | None] = []
+    sensitivity: list[_Segment] = []
+    lifestage: list[_Segment] = []
+    weekday: list[int] = []
     for basket in baskets:
-        identifier = str(basket.BASKET_ID) if type(basket.BASKET_ID) is int else basket.BASKET_ID
+        # msgspec decodes BASKET_ID to a str, an int (never a bool: a JSON true is refused) or None
+        identifier = str(basket.BASKET_ID) if isinstance(basket.BASKET_ID, int) else basket.BASKET_ID
         day = _shop_day(basket.SHOP_DATE)
         if (day is None or (identifier is not None and len(identifier) > _BASKET_ID_MAX_LENGTH)
                 or (basket.SHOP_WEEKDAY is not None and basket.SHOP_WEEKDAY != day)):
@@ -258,7 +292,7 @@ def _accepted(baskets: list[_Basket]) -> ParsedBaskets | None:
 def _shop_day(value: int | str) -> int | None:
     """The weekday (1 = Sunday .. 7) of SHOP_DATE given as YYYYMMDD (number or text) or YYYY-MM-DD; None for any
     other form, or a date that does not exist."""
-    text = str(value) if type(value) is int else value
+    text = str(value) if isinstance(value, int) else value  # msgspec gives an int or a str, never a bool
     if len(text) == 8 and text.isascii() and text.isdigit():
         year, month, day = text[:4], text[4:6], text[6:]
     elif (len(text) == 10 and text[4] == "-" and text[7] == "-" and text.isascii()
@@ -272,7 +306,7 @@ def _shop_day(value: int | str) -> int | None:
         return None
 
 
-def _merged(decoded: str | None, coded: str | None, decode: dict[str, str]) -> Any:
+def _merged(decoded: str | None, coded: str | None, decode: dict[str, str]) -> _Segment:
     """A segment sent decoded, coded or both (then they must agree, else `_NOT_ACCEPTED`)."""
     if coded is None:
         return decoded
@@ -281,7 +315,7 @@ def _merged(decoded: str | None, coded: str | None, decode: dict[str, str]) -> A
     return decode[coded]
 
 
-def _offsets(lengths) -> list[int]:
+def _offsets(lengths: Iterable[int]) -> list[int]:
     offsets = [0]
     for length in lengths:
         offsets.append(offsets[-1] + length)

@@ -11,15 +11,30 @@ has never seen is fine (its evidence falls back to the product hierarchy).
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, TypeAlias, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.config import JsonDict
 
-from ml.schema import CODE_PATTERNS, DOMAINS, SEG_1_DECODE, SEG_2_DECODE
+from ml.schema import (
+    CODE_PATTERNS,
+    SEG_1_MEANINGS,
+    SEG_2_MEANINGS,
+    BasketMission,
+    BasketSize,
+    BasketType,
+    Lifestage,
+    LifestageCode,
+    PriceSensitivity,
+    PriceSensitivityCode,
+    StoreFormat,
+    StoreRegion,
+)
 from ml.validate import MAX_QUANTITY, MAX_SPEND
 
 MAX_BASKET_LINES = 500
-EXAMPLE_BASKET = {
+EXAMPLE_BASKET: JsonDict = {
     "BASKET_ID": "994110500123456",
     "SHOP_DATE": "20080412",
     "SHOP_HOUR": 14,
@@ -41,8 +56,17 @@ EXAMPLE_BASKET = {
 }
 
 
-def _code(column: str) -> Any:
-    return Annotated[str, StringConstraints(pattern=CODE_PATTERNS[column])]
+def _pattern(column: str) -> StringConstraints:
+    return StringConstraints(pattern=CODE_PATTERNS[column])
+
+
+ProdCode: TypeAlias = Annotated[str, _pattern("PROD_CODE")]
+ProdCode10: TypeAlias = Annotated[str, _pattern("PROD_CODE_10")]
+ProdCode20: TypeAlias = Annotated[str, _pattern("PROD_CODE_20")]
+ProdCode30: TypeAlias = Annotated[str, _pattern("PROD_CODE_30")]
+ProdCode40: TypeAlias = Annotated[str, _pattern("PROD_CODE_40")]
+CustCode: TypeAlias = Annotated[str, _pattern("CUST_CODE")]
+StoreCode: TypeAlias = Annotated[str, _pattern("STORE_CODE")]
 
 
 def _date(value: Any) -> Any:
@@ -63,11 +87,11 @@ class BasketLine(BaseModel):
 
     QUANTITY: int = Field(ge=1, le=MAX_QUANTITY, examples=[1])
     SPEND: float = Field(ge=0, le=MAX_SPEND, allow_inf_nan=False, examples=[1.23])
-    PROD_CODE: _code("PROD_CODE") = Field(examples=["PRD0900001"])
-    PROD_CODE_10: _code("PROD_CODE_10") = Field(examples=["CL00001"])
-    PROD_CODE_20: _code("PROD_CODE_20") = Field(examples=["DEP00001"])
-    PROD_CODE_30: _code("PROD_CODE_30") = Field(examples=["G00001"])
-    PROD_CODE_40: _code("PROD_CODE_40") = Field(examples=["D00001"])
+    PROD_CODE: ProdCode = Field(examples=["PRD0900001"])
+    PROD_CODE_10: ProdCode10 = Field(examples=["CL00001"])
+    PROD_CODE_20: ProdCode20 = Field(examples=["DEP00001"])
+    PROD_CODE_30: ProdCode30 = Field(examples=["G00001"])
+    PROD_CODE_40: ProdCode40 = Field(examples=["D00001"])
 
 
 class Basket(BaseModel):
@@ -81,25 +105,25 @@ class Basket(BaseModel):
     SHOP_DATE: ShopDate = Field(description="YYYYMMDD as in the data set, or an ISO date", examples=["20080412"])
     SHOP_WEEKDAY: int | None = Field(None, ge=1, le=7, description="1 = Sunday .. 7; from SHOP_DATE if left out")
     SHOP_HOUR: int = Field(ge=0, le=23, examples=[14])
-    CUST_CODE: _code("CUST_CODE") | None = None
-    CUST_PRICE_SENSITIVITY: Literal[DOMAINS["CUST_PRICE_SENSITIVITY"]] | None = None
-    seg_1: Literal[tuple(SEG_1_DECODE)] | None = Field(None, description="coded CUST_PRICE_SENSITIVITY")
-    CUST_LIFESTAGE: Literal[DOMAINS["CUST_LIFESTAGE"]] | None = None
-    seg_2: Literal[tuple(SEG_2_DECODE)] | None = Field(None, description="coded CUST_LIFESTAGE")
-    BASKET_SIZE: Literal[DOMAINS["BASKET_SIZE"]]
-    BASKET_TYPE: Literal[DOMAINS["BASKET_TYPE"]]
-    BASKET_DOMINANT_MISSION: Literal[DOMAINS["BASKET_DOMINANT_MISSION"]]
-    STORE_CODE: _code("STORE_CODE") = Field(examples=["STORE00001"])
-    STORE_FORMAT: Literal[DOMAINS["STORE_FORMAT"]]
-    STORE_REGION: Literal[DOMAINS["STORE_REGION"]]
+    CUST_CODE: CustCode | None = None
+    CUST_PRICE_SENSITIVITY: PriceSensitivity | None = None
+    seg_1: PriceSensitivityCode | None = Field(None, description="coded CUST_PRICE_SENSITIVITY")
+    CUST_LIFESTAGE: Lifestage | None = None
+    seg_2: LifestageCode | None = Field(None, description="coded CUST_LIFESTAGE")
+    BASKET_SIZE: BasketSize
+    BASKET_TYPE: BasketType
+    BASKET_DOMINANT_MISSION: BasketMission
+    STORE_CODE: StoreCode = Field(examples=["STORE00001"])
+    STORE_FORMAT: StoreFormat
+    STORE_REGION: StoreRegion
     lines: list[BasketLine] = Field(min_length=1, max_length=MAX_BASKET_LINES)
 
     @model_validator(mode="after")
     def _consistent(self) -> Basket:
         """Decode the coded segments and check that the header agrees with itself."""
         self.CUST_PRICE_SENSITIVITY = _merge("CUST_PRICE_SENSITIVITY", self.CUST_PRICE_SENSITIVITY,
-                                             "seg_1", self.seg_1, SEG_1_DECODE)
-        self.CUST_LIFESTAGE = _merge("CUST_LIFESTAGE", self.CUST_LIFESTAGE, "seg_2", self.seg_2, SEG_2_DECODE)
+                                             "seg_1", self.seg_1, SEG_1_MEANINGS)
+        self.CUST_LIFESTAGE = _merge("CUST_LIFESTAGE", self.CUST_LIFESTAGE, "seg_2", self.seg_2, SEG_2_MEANINGS)
         weekday = (self.SHOP_DATE.isoweekday() % 7) + 1
         if self.SHOP_WEEKDAY is None:
             self.SHOP_WEEKDAY = weekday
@@ -109,7 +133,12 @@ class Basket(BaseModel):
         return self
 
 
-def _merge(name: str, decoded: str | None, coded_name: str, coded: str | None, decode: dict[str, str]) -> str | None:
+_Code = TypeVar("_Code", bound=str)
+_Value = TypeVar("_Value", bound=str)
+
+
+def _merge(name: str, decoded: _Value | None, coded_name: str, coded: _Code | None,
+           decode: Mapping[_Code, _Value]) -> _Value | None:
     if coded is None:
         return decoded
     if decoded is not None and decode[coded] != decoded:

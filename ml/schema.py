@@ -8,6 +8,9 @@ and decoded values below, so everything after ingestion sees one schema.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any, Literal, TypeAlias, TypeVar, get_args
+
 SCHEMA_VERSION = "1.0"
 
 # Column order of the coded `transaction.csv` export (the project's target file).
@@ -24,8 +27,39 @@ ORIGINAL_COLUMNS: tuple[str, ...] = tuple(ORIGINAL_SEGMENT_NAMES.get(c, c) for c
 # Canonical names are the original ones, with decoded values.
 CANONICAL_COLUMNS = ORIGINAL_COLUMNS
 
-SEG_1_DECODE = {"AZ": "LA", "BG": "UM", "CT": "MM", "DY": "XX"}
-SEG_2_DECODE = {"AT": "YA", "BU": "OT", "CZ": "OA", "DI": "YF", "EQ": "OF", "FN": "PE"}
+# Closed code domains as Literal types, so that a type checker sees them (the API's request models use them as
+# field types); `DOMAINS` below reads their values with `get_args`, in the order written here.
+PriceSensitivity: TypeAlias = Literal["LA", "UM", "MM", "XX"]
+PriceSensitivityCode: TypeAlias = Literal["AZ", "BG", "CT", "DY"]  # seg_1
+Lifestage: TypeAlias = Literal["YA", "OT", "OA", "YF", "OF", "PE"]
+LifestageCode: TypeAlias = Literal["AT", "BU", "CZ", "DI", "EQ", "FN"]  # seg_2
+BasketSize: TypeAlias = Literal["S", "M", "L"]
+BasketType: TypeAlias = Literal["Small Shop", "Top Up", "Full Shop", "XX"]
+BasketMission: TypeAlias = Literal["Fresh", "Grocery", "Mixed", "Nonfood", "XX"]
+StoreFormat: TypeAlias = Literal["LS", "MS", "SS", "XLS"]
+StoreRegion: TypeAlias = Literal[
+    "E01", "E02", "E03", "N01", "N02", "N03", "S01", "S02", "S03", "W01", "W02", "W03",
+]
+
+_Code = TypeVar("_Code", bound=str)
+_Value = TypeVar("_Value", bound=str)
+
+# Coded segment to decoded value, typed by their domains.
+SEG_1_MEANINGS: dict[PriceSensitivityCode, PriceSensitivity] = {"AZ": "LA", "BG": "UM", "CT": "MM", "DY": "XX"}
+SEG_2_MEANINGS: dict[LifestageCode, Lifestage] = {
+    "AT": "YA", "BU": "OT", "CZ": "OA", "DI": "YF", "EQ": "OF", "FN": "PE",
+}
+
+
+def _decoding(meanings: Mapping[_Code, _Value], codes: Any, values: Any) -> dict[str, str]:
+    """`meanings` as a plain dict[str, str], once checked to map the Literal `codes` onto `values`, in order."""
+    if tuple(meanings) != get_args(codes) or tuple(meanings.values()) != get_args(values):
+        raise AssertionError(f"{meanings} does not map {get_args(codes)} onto {get_args(values)} in that order")
+    return {code: value for code, value in meanings.items()}
+
+
+SEG_1_DECODE = _decoding(SEG_1_MEANINGS, PriceSensitivityCode, PriceSensitivity)
+SEG_2_DECODE = _decoding(SEG_2_MEANINGS, LifestageCode, Lifestage)
 SEG_1_ENCODE = {v: k for k, v in SEG_1_DECODE.items()}
 SEG_2_ENCODE = {v: k for k, v in SEG_2_DECODE.items()}
 
@@ -36,14 +70,14 @@ UNCLASSIFIED = "XX"
 
 # Closed code domains, by canonical column.
 DOMAINS: dict[str, tuple[str, ...]] = {
-    "CUST_PRICE_SENSITIVITY": tuple(SEG_1_DECODE.values()),
-    "CUST_LIFESTAGE": tuple(SEG_2_DECODE.values()),
-    "BASKET_SIZE": ("S", "M", "L"),
+    "CUST_PRICE_SENSITIVITY": get_args(PriceSensitivity),
+    "CUST_LIFESTAGE": get_args(Lifestage),
+    "BASKET_SIZE": get_args(BasketSize),
     LABEL: LABELS,
-    "BASKET_TYPE": ("Small Shop", "Top Up", "Full Shop", "XX"),
-    "BASKET_DOMINANT_MISSION": ("Fresh", "Grocery", "Mixed", "Nonfood", "XX"),
-    "STORE_FORMAT": ("LS", "MS", "SS", "XLS"),
-    "STORE_REGION": tuple(f"{side}0{i}" for side in "ENSW" for i in (1, 2, 3)),
+    "BASKET_TYPE": get_args(BasketType),
+    "BASKET_DOMINANT_MISSION": get_args(BasketMission),
+    "STORE_FORMAT": get_args(StoreFormat),
+    "STORE_REGION": get_args(StoreRegion),
 }
 
 # Open code domains: a prefix and a number of digits.
