@@ -50,7 +50,8 @@ class ModelBundle:
 
     @property
     def classes(self) -> list[str]:
-        return self.meta["classes"]
+        classes: list[str] = self.meta["classes"]  # the class names, as training wrote them (`save_bundle`)
+        return classes
 
     def predict_proba(self, lines: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:
         """Per basket (in the order of its first line): BASKET_KEY with the pass-through columns present
@@ -83,10 +84,13 @@ def _probability_function(model: Any) -> Callable[[np.ndarray], np.ndarray]:
     if isinstance(model, XGBClassifier) and getattr(model, "best_iteration", None) is None:
         booster = model.get_booster()
         return lambda matrix: booster.inplace_predict(matrix, validate_features=False)
-    return model.predict_proba
+    predict_proba: Callable[[np.ndarray], np.ndarray] = model.predict_proba  # `model` is any family's (Any)
+    return predict_proba
 
 
-def save_bundle(folder: Path, featurizer: BasketFeaturizer, family: str, model: Any, meta: dict) -> Path:
+def save_bundle(
+    folder: Path, featurizer: BasketFeaturizer, family: str, model: Any, meta: dict[str, Any]
+) -> Path:
     """Write featurizer, model and manifest; returns the manifest path."""
     folder.mkdir(parents=True, exist_ok=True)
     featurizer.save(folder / "featurizer")
@@ -104,12 +108,12 @@ def save_bundle(folder: Path, featurizer: BasketFeaturizer, family: str, model: 
     return path
 
 
-def verify_bundle(folder: Path) -> dict:
+def verify_bundle(folder: Path) -> dict[str, Any]:
     """The manifest, after checking every listed file against its checksum."""
     manifest_path = folder / MANIFEST
     if not manifest_path.is_file():
         raise BundleIntegrityError(f"{folder}: no {MANIFEST}; not a model bundle")
-    meta = json.loads(manifest_path.read_text())
+    meta: dict[str, Any] = json.loads(manifest_path.read_text())  # a JSON object: `save_bundle` writes one
     for relative, expected in meta["files"].items():
         path = folder / relative
         if not path.is_file():

@@ -7,6 +7,7 @@ SHOP_WEEK is `YYYYWW` with WW counted from the fiscal year's first Monday, so
 from __future__ import annotations
 
 import datetime as dt
+from typing import cast
 
 import polars as pl
 
@@ -45,3 +46,10 @@ def weekday_expr(date: pl.Expr) -> pl.Expr:
 def week_index_expr(week_code: pl.Expr) -> pl.Expr:
     """Polars expression: weeks since the fiscal epoch, for ordering and arithmetic."""
     return (week_code.floordiv(100) - FISCAL_EPOCH_YEAR) * WEEKS_PER_YEAR + week_code.mod(100) - 1
+
+
+def week_span(weeks: pl.Series) -> tuple[int, int]:
+    """The first and last week codes of a SHOP_WEEK column (TypeError when it is empty, as `int(None)`)."""
+    # SHOP_WEEK is an integer column (ml.schema.INTEGER_COLUMNS), so its min and max are Python ints, or None
+    # when it is empty; Series.min/max are typed for every column type.
+    return int(cast(int, weeks.min())), int(cast(int, weeks.max()))

@@ -60,8 +60,8 @@ class BasketColumns:
     HEADER_CATEGORICALS and HEADER_NUMERICS (None: missing); `lines` a value per line for each of LINE_FIELDS,
     a basket's lines contiguous; basket i's lines are `offsets[i]:offsets[i + 1]`."""
 
-    header: dict[str, list]
-    lines: dict[str, list]
+    header: dict[str, list[Any]]  # str, int or None by field
+    lines: dict[str, list[Any]]  # str (codes), int (QUANTITY) or float (SPEND) by field
     offsets: list[int]
 
     @property
@@ -178,7 +178,7 @@ class CompiledFeaturizer:
         self.transform(self.encode_columns(BasketColumns.of_records([probe], [[("_", "_", "_", "_", "_", 1.0, 1.0)]])))
 
     # ---- products --------------------------------------------------------------------
-    def resolve(self, codes: Sequence[str], chains: Sequence[Sequence[str]]) -> ResolvedProducts:
+    def resolve(self, codes: Sequence[str], chains: list[tuple[str, ...]]) -> ResolvedProducts:
         """Distinct products `codes`, each with its higher levels (class, department, group, division), through
         the fallbacks (an unseen product's from its first line, as the Polars path takes them)."""
         n = len(codes)
@@ -204,7 +204,9 @@ class CompiledFeaturizer:
         )
 
     @staticmethod
-    def _first_known(values: np.ndarray, chains, levels: list[Lookup], prior: np.ndarray) -> np.ndarray:
+    def _first_known(
+        values: np.ndarray, chains: list[tuple[str, ...]], levels: list[Lookup], prior: np.ndarray
+    ) -> np.ndarray:
         """Rows missing from the product table (NaN) from the first level, class first, that knows their code;
         else the prior."""
         values = values.copy()
@@ -225,7 +227,7 @@ class CompiledFeaturizer:
         index = dict(zip(distinct, range(len(distinct)), strict=True))
         line_product = np.fromiter(map(index.__getitem__, codes), np.int64, len(codes))
         first_lines = np.unique(line_product, return_index=True)[1].tolist()  # product i's first line
-        chains = list(zip(*([level[i] for i in first_lines] for level in map(lines.get, HIGHER_LEVELS)),
+        chains = list(zip(*([level[i] for i in first_lines] for level in map(lines.__getitem__, HIGHER_LEVELS)),
                           strict=True))
         divisions = dict(self._division_index)
         for code in dict.fromkeys(lines[DIVISION]):
@@ -406,7 +408,8 @@ def _basket_sums(values: np.ndarray, line: np.ndarray, offsets: np.ndarray) -> n
     if len(line) < SPARSE_LINES:
         return np.add.reduceat(values[line], offsets[:-1], axis=0)
     counts = csr_matrix((np.ones(len(line)), line, offsets), shape=(len(offsets) - 1, len(values)))
-    return counts @ values
+    sums: np.ndarray = counts @ values  # a sparse matrix times a dense array is a dense array
+    return sums
 
 
 def _contiguous(lines: pl.DataFrame) -> tuple[pl.DataFrame, np.ndarray]:

@@ -25,12 +25,12 @@ from ml import metric_names as names
 try:  # the inference image and the development environment have orjson (the `serve` group)
     import orjson
 
-    def _dumps(record: dict) -> str:
+    def _dumps(record: dict[str, object]) -> str:
         return orjson.dumps(record).decode()
 
 except ImportError:  # pragma: no cover - the core dependencies alone (the training image)
 
-    def _dumps(record: dict) -> str:
+    def _dumps(record: dict[str, object]) -> str:
         return json.dumps(record, separators=(",", ":"))
 
 
@@ -43,7 +43,7 @@ SCORING_RUN_METRICS = frozenset({names.SCORING_RUN_FAILED, names.BASKETS_SCORED}
 
 def emf_line(environment: str, metrics: Sequence[Metric], timestamp_ms: int | None = None) -> str:
     """One EMF line (no newline): `metrics` in the contract's namespace, dimension Environment=`environment`."""
-    record = {
+    record: dict[str, object] = {
         "_aws": {
             "Timestamp": int(time.time() * 1000) if timestamp_ms is None else timestamp_ms,
             "CloudWatchMetrics": [

@@ -16,7 +16,7 @@ import numpy as np
 import skops.io as sio
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 from xgboost import XGBClassifier
@@ -35,18 +35,18 @@ class Family:
     file_name: str
 
 
-def _logistic(params: dict[str, Any], seed: int):
+def _logistic(params: dict[str, Any], seed: int) -> Pipeline:
     # Multinomial (softmax) logistic regression: lbfgs on 3+ classes is multinomial.
     return make_pipeline(StandardScaler(), LogisticRegression(C=params["C"], max_iter=params["max_iter"]))
 
 
-def _tree(params: dict[str, Any], seed: int):
+def _tree(params: dict[str, Any], seed: int) -> DecisionTreeClassifier:
     return DecisionTreeClassifier(
         max_depth=params["max_depth"], min_samples_leaf=params["min_samples_leaf"], random_state=seed
     )
 
 
-def _forest(params: dict[str, Any], seed: int):
+def _forest(params: dict[str, Any], seed: int) -> RandomForestClassifier:
     return RandomForestClassifier(
         n_estimators=params["n_estimators"],
         max_depth=params["max_depth"],
@@ -71,7 +71,7 @@ def fitted(model: Any, x: np.ndarray, y: np.ndarray) -> Any:
     return model
 
 
-def _xgboost(params: dict[str, Any], seed: int):
+def _xgboost(params: dict[str, Any], seed: int) -> XGBClassifier:
     return XGBClassifier(
         tree_method="hist",
         objective="multi:softprob",

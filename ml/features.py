@@ -28,10 +28,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import polars as pl
 
+from ml.calendar import week_span
 from ml.schema import BASKET_KEY, HIERARCHY, LABEL, LABELS
 from ml.tiers import ESTIMATED, EXACT, LA, TIERS, UM, UNSEEN, BasketProducts, ProductTiers, tier_column
 
@@ -100,8 +102,8 @@ class TierEvidence:
         baskets = lines.group_by(BASKET_KEY).agg(pl.first(LABEL))
         # Add-one smoothing: a label no training basket has (or no basket at all) still gets a positive prior,
         # so the lifts (p / prior) and their logs stay finite.
-        counts = {c: int((baskets[LABEL] == c).sum()) for c in LABELS}
-        prior = {c: (counts[c] + 1) / (baskets.height + len(LABELS)) for c in LABELS}
+        label_counts = {c: int((baskets[LABEL] == c).sum()) for c in LABELS}
+        prior = {c: (label_counts[c] + 1) / (baskets.height + len(LABELS)) for c in LABELS}
         tables: dict[str, pl.DataFrame] = {}
         parent: str | None = None
         for level in LEVELS:
@@ -183,7 +185,10 @@ class BasketFeaturizer:
         unit = lines.select(CATEGORY, "PROD_CODE", (pl.col("SPEND") / pl.col("QUANTITY")).alias("unit"))
         # Price levels divide by these medians: a zero one (a category given away) would make the price features
         # infinite or NaN, so such categories fall back to the global median, itself floored at a tenth of a cent.
-        self.global_unit_price_ = max(float(unit["unit"].median() or 0.0), MIN_UNIT_PRICE)
+        # "unit" is a Float64 column, so its median is a float (None without lines); Series.median is typed for
+        # every column type.
+        median = cast("float | None", unit["unit"].median())
+        self.global_unit_price_ = max(float(median or 0.0), MIN_UNIT_PRICE)
         self.category_price_ = (
             unit.group_by(CATEGORY)
             .agg(pl.col("unit").median().alias("category_price"))
@@ -203,7 +208,7 @@ class BasketFeaturizer:
         }
         self.divisions_ = sorted(lines[DIVISION].unique().to_list())
         self.fitted_rows_ = lines.height
-        self.fitted_weeks_ = (int(lines["SHOP_WEEK"].min()), int(lines["SHOP_WEEK"].max()))
+        self.fitted_weeks_ = week_span(lines["SHOP_WEEK"])
         self.feature_names_ = []
         self._compile()
         probe = self._plan(lines.head(1).lazy(), self.evidence_, self.tiers_, kept=[]).collect()
@@ -220,7 +225,7 @@ class BasketFeaturizer:
         # peak memory of the pipeline's largest stage down.
         labelled = lines.select(BASKET_KEY, LABEL, *LEVELS, fold)
         kept = self._kept(lines)
-        basket_folds = None
+        basket_folds = np.zeros(0, dtype=np.uint64)  # read only with `pairs`
         if pairs is not None:  # the fold of each of `pairs`' baskets (numbered by BASKET_KEY's sorted order)
             keys = lines.filter(pl.col(LABEL).is_in(TIERS)).select(BASKET_KEY).unique().sort(BASKET_KEY)
             basket_folds = (keys[BASKET_KEY].hash(seed=self.seed) % self.folds).to_numpy()

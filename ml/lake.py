@@ -19,10 +19,13 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import polars as pl
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -39,6 +42,12 @@ def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
         return pafs.LocalFileSystem(), path.as_posix()
     fs, path = pafs.FileSystem.from_uri(uri)
     return fs, path
+
+
+def arrow_frame(table: pa.Table) -> pl.DataFrame:
+    """`pl.from_arrow` of a Table, which is always a DataFrame (only an Arrow array gives a Series); from_arrow is
+    typed DataFrame | Series for any input."""
+    return cast(pl.DataFrame, pl.from_arrow(table))
 
 
 def join(*parts: str) -> str:
@@ -101,7 +110,7 @@ class Lake:
         return self.uri(*parts)
 
     def read_parquet(self, *parts: str) -> pl.DataFrame:
-        return pl.from_arrow(pq.read_table(self._path(*parts), filesystem=self.fs))
+        return arrow_frame(pq.read_table(self._path(*parts), filesystem=self.fs))
 
     def write_partitioned(self, frame: pl.DataFrame, partition_by: list[str], *parts: str) -> str:
         path = self._path(*parts)
@@ -119,9 +128,9 @@ class Lake:
 
     def read_partitioned(self, *parts: str) -> pl.DataFrame:
         dataset = ds.dataset(self._path(*parts), filesystem=self.fs, format="parquet", partitioning="hive")
-        return pl.from_arrow(dataset.to_table())
+        return arrow_frame(dataset.to_table())
 
-    def write_json(self, relative: str, payload: dict) -> str:
+    def write_json(self, relative: str, payload: Mapping[str, object]) -> str:
         path = self._path(relative)
         self._ensure_dir(path)
         with self.fs.open_output_stream(path) as sink:

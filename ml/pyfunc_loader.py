@@ -10,6 +10,7 @@ champion as the project's API, without any pickled Python object.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import polars as pl
@@ -22,7 +23,7 @@ class BundleModel:
     def __init__(self, bundle: ModelBundle):
         self.bundle = bundle
 
-    def predict(self, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
+    def predict(self, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         lines = pl.from_pandas(model_input)
         if BASKET_KEY not in lines.columns:
             lines = lines.with_columns(pl.col("BASKET_ID").cast(pl.String).alias(BASKET_KEY))

@@ -81,7 +81,9 @@ class Registry:
         return self.client.create_experiment(EXPERIMENT, artifact_location=artifacts.as_uri())
 
     # ---- registering -----------------------------------------------------------------
-    def register_run(self, model_dir: Path, report_dir: Path, training: dict, channel: Path) -> dict[str, Any]:
+    def register_run(
+        self, model_dir: Path, report_dir: Path, training: dict[str, Any], channel: Path
+    ) -> dict[str, Any]:
         """Log the run, register the winner and move the champion alias if it earned it."""
         mlflow = self.mlflow
         lineage = training["lineage"]
@@ -155,7 +157,9 @@ class Registry:
 
     def _history(self) -> list[str]:
         model = self.client.get_registered_model(self.name)
-        return json.loads(model.tags.get(HISTORY_TAG, "[]"))
+        # The tag holds the JSON list of version strings `_move_champion` writes.
+        history: list[str] = json.loads(model.tags.get(HISTORY_TAG, "[]"))
+        return history
 
     def _move_champion(self, version: str) -> None:
         if version == self.champion_version():

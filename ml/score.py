@@ -36,19 +36,20 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import hashlib
+import io
 import json
 import shutil
 import time
 import uuid
 import zlib
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections import Counter, defaultdict
+from collections.abc import Callable, Generator, Iterator, MutableMapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 import numpy as np
 import polars as pl
@@ -59,12 +60,12 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ml import ingest
 from ml.ingest import SOURCE_FILE, SOURCE_LINE, WEEKLY_FILE, EmptyFile, InputError, RawInput
-from ml.lake import Lake, filesystem, join
+from ml.lake import Lake, arrow_frame, filesystem, join
 from ml.lineage import git_commit
 from ml.progress import StageTimer
 from ml.schema import BASKET_KEY, CANONICAL_COLUMNS, LABEL, UNCLASSIFIED
 from ml.settings import Settings
-from ml.validate import INTEGER_TEXT, ValidationResult, validate
+from ml.validate import INTEGER_TEXT, ValidationReport, ValidationResult, validate
 
 if TYPE_CHECKING:  # the bundle (and the model libraries it loads) is the caller's
     from ml.bundle import ModelBundle
@@ -82,6 +83,9 @@ LATEST = "latest"
 PREDICTION = "prediction"
 RAW_SCHEMA = {**{c: pl.String for c in CANONICAL_COLUMNS}, SOURCE_FILE: pl.String, SOURCE_LINE: pl.Int64}
 
+_Item = TypeVar("_Item")
+_Result = TypeVar("_Result")
+
 
 @dataclass(frozen=True)
 class ScoringModel:
@@ -94,7 +98,8 @@ class ScoringModel:
 
     @property
     def family(self) -> str:
-        return self.bundle.meta["family"]
+        family: str = self.bundle.meta["family"]  # the family name `ml.bundle.save_bundle` wrote
+        return family
 
 
 @dataclass(frozen=True)
@@ -217,10 +222,16 @@ class Loaded:
     notices: list[str] = field(default_factory=list)
 
 
+class _Readable(Protocol):
+    """A binary stream read forward: what `_pieces` reads and `_HashingReader` wraps."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
 class _HashingReader:
     """A binary stream that counts and hashes the bytes read through it."""
 
-    def __init__(self, stream: BinaryIO):
+    def __init__(self, stream: _Readable):
         self.stream = stream
         self.digest = hashlib.sha256()
         self.bytes = 0
@@ -230,6 +241,11 @@ class _HashingReader:
         self.digest.update(data)
         self.bytes += len(data)
         return data
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET, /) -> int:
+        """Not seekable: GzipFile (whose readable file must have `seek`) seeks only to rewind, which `_pieces`
+        never does."""
+        raise io.UnsupportedOperation("seek")
 
 
 def _transaction_files(location: str) -> tuple[pafs.FileSystem, list[tuple[str, str]]]:
@@ -251,7 +267,7 @@ def _transaction_files(location: str) -> tuple[pafs.FileSystem, list[tuple[str, 
     return fs, [(join(location, i.base_name), i.path) for i in weekly]
 
 
-def _pieces(stream: BinaryIO, piece_bytes: int) -> Iterator[tuple[bytes, int]]:
+def _pieces(stream: _Readable, piece_bytes: int) -> Iterator[tuple[bytes, int]]:
     """(header line + whole data lines, data lines before them), at most `piece_bytes` of lines at a time
     (unless one line is longer). A file without a data line gives its header alone: ingestion says it is empty.
 
@@ -302,13 +318,15 @@ def _load_transactions(loaded: Loaded, scratch: Path, piece_bytes: int) -> None:
     location = loaded.input.location
     fs, files = _transaction_files(location)
     is_folder = not (len(files) == 1 and files[0][0] == location)
-    variants, rejected, pairs = set(), [], []
+    variants: set[str] = set()
+    rejected: list[pl.DataFrame] = []
+    pairs: list[pl.DataFrame] = []
     for name, path in files:
         rows_read = 0
         try:
             with fs.open_input_stream(path, compression=None) as stream:
                 hashing = _HashingReader(stream)
-                text = gzip.GzipFile(fileobj=hashing, mode="rb") if name.endswith(".gz") else hashing
+                text: _Readable = gzip.GzipFile(fileobj=hashing, mode="rb") if name.endswith(".gz") else hashing
                 for piece, lines_before in _pieces(text, piece_bytes):
                     raw_input, raw = _ingest_piece(piece, scratch, name, lines_before)
                     del piece
@@ -329,8 +347,8 @@ def _load_transactions(loaded: Loaded, scratch: Path, piece_bytes: int) -> None:
     loaded.variant = variants.pop() if len(variants) == 1 else ("mixed" if variants else None)
     loaded.rejected = pl.concat([loaded.rejected, *rejected])
     if pairs:
-        pairs = pl.concat(pairs).unique().filter(pl.col("BASKET_ID").str.contains(INTEGER_TEXT))
-        split = pairs.filter(pl.len().over("BASKET_ID") > 1)
+        intact = pl.concat(pairs).unique().filter(pl.col("BASKET_ID").str.contains(INTEGER_TEXT))
+        split = intact.filter(pl.len().over("BASKET_ID") > 1)
         loaded.split_baskets = split["BASKET_ID"].unique()
         loaded.split_weeks = split[WEEK].unique().to_list()
 
@@ -349,7 +367,7 @@ def _load_silver(loaded: Loaded) -> None:
             if WEEK not in lines.schema_arrow.names or BASKET_KEY not in lines.schema_arrow.names:
                 raise InputError(f"{location}: not silver lines (no {WEEK} or {BASKET_KEY} column)")
             for batch in lines.iter_batches(batch_size=SILVER_BATCH_ROWS):
-                loaded.spill.add(pl.from_arrow(pa.Table.from_batches([batch])))
+                loaded.spill.add(arrow_frame(pa.Table.from_batches([batch])))
             size = fs.get_file_info(path).size
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"{location}: unreadable ({exc})") from exc
@@ -416,16 +434,16 @@ def predictions_frame(model: ScoringModel, lines: pl.DataFrame) -> pl.DataFrame:
 class _Tally:
     """Counts over all chunks; `files` as in ValidationReport.files."""
 
-    files: dict[str, Counter] = field(default_factory=dict)
-    by_rule: Counter = field(default_factory=Counter)
-    baskets_by_week: Counter = field(default_factory=Counter)
+    files: dict[str, Counter[str]] = field(default_factory=dict)
+    by_rule: Counter[str] = field(default_factory=Counter)
+    baskets_by_week: Counter[int] = field(default_factory=Counter)
     lines_without_label: int = 0
     rebuilt_basket_ids: int = 0
     rows_with_damaged_id: int = 0
     warnings: list[str] = field(default_factory=list)  # validate's, chunk by chunk
-    seconds: Counter = field(default_factory=Counter)
+    seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))  # summed over chunks
 
-    def add_report(self, report) -> None:
+    def add_report(self, report: ValidationReport) -> None:
         if not report.counts_add_up:  # a bug, never bad input: fail rather than lose rows
             raise RuntimeError(f"row counts do not add up: {report}")
         for name, counts in report.files.items():
@@ -450,7 +468,7 @@ class RunOutput:
     def uri(self, *parts: str) -> str:
         return self.lake.uri(*self.parts, *parts)
 
-    def _open(self, parts: tuple[str, ...]):
+    def _open(self, parts: tuple[str, ...]) -> pa.NativeFile:
         path = join(self.lake.base, *self.parts, *parts)
         if self.local:
             self.lake.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
@@ -461,7 +479,7 @@ class RunOutput:
             pq.write_table(frame.to_arrow(), sink, compression="zstd")
         return self.uri(*parts)
 
-    def json(self, payload: dict, *parts: str) -> str:
+    def json(self, payload: dict[str, Any], *parts: str) -> str:
         with self._open(parts) as sink:
             sink.write(json.dumps(payload, indent=2, default=str).encode())
         return self.uri(*parts)
@@ -503,9 +521,11 @@ class _Scorer:
     def take(self, checked: _Checked, source_file: str | None = None) -> None:
         index = self.chunks
         self.chunks += 1
-        self.tally.seconds.update(checked.seconds)
+        for stage, spent in checked.seconds.items():
+            self.tally.seconds[stage] += spent
         if checked.result is None:
-            self.tally.files.setdefault(source_file, Counter()).update(
+            # Rows that skip validation are silver lines, which `_score_weeks` passes with the input's one file.
+            self.tally.files.setdefault(cast(str, source_file), Counter()).update(
                 read=checked.read, accepted=checked.read, quarantined=0)
         else:
             self.tally.add_report(checked.result.report)
@@ -630,7 +650,9 @@ def _score_weeks(loaded: Loaded, scorer: _Scorer, chunk_lines: int, timer: Stage
     scorer.rejected_lines(loaded)
 
 
-def _ahead(function: Callable[[Any], Any], items: list[Any], seconds: Counter) -> Iterator[tuple[Any, Any]]:
+def _ahead(
+    function: Callable[[_Item], _Result], items: list[_Item], seconds: MutableMapping[str, float]
+) -> Generator[tuple[_Item, _Result], None, None]:
     """(item, `function(item)`) for each item, in order, each result made on a second thread while the caller
     uses the one before it. One result is made ahead at most: the next is started once the caller asks for the
     one after what it holds (so when the caller drops what it holds first, two chunks at most are in memory).
@@ -647,7 +669,7 @@ def _ahead(function: Callable[[Any], Any], items: list[Any], seconds: Counter) -
                 item, future = pending.pop()
                 started = time.perf_counter()
                 done = future.result()
-                seconds["wait"] += time.perf_counter() - started
+                seconds["wait"] = seconds.get("wait", 0.0) + (time.perf_counter() - started)
                 pending = [(following, pool.submit(function, following)) for following in islice(remaining, 1)]
                 yield item, done
         finally:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from ml.calendar import week_index_expr
+from ml.calendar import week_index_expr, week_span
 from ml.schema import BASKET_KEY
 
 
@@ -125,6 +125,6 @@ def split_lines(lines: pl.DataFrame, holdout_weeks: int) -> Split:
     return Split(
         train=train,
         holdout=holdout,
-        last_train_week=int(train["SHOP_WEEK"].max()),
-        first_holdout_week=int(holdout["SHOP_WEEK"].min()),
+        last_train_week=week_span(train["SHOP_WEEK"])[1],
+        first_holdout_week=week_span(holdout["SHOP_WEEK"])[0],
     )

@@ -43,6 +43,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+from numpy.typing import NDArray
 
 from ml.calendar import dunnhumby_weekday, week_code_of
 from ml.schema import (
@@ -236,7 +237,8 @@ def label_of_counts(counts: np.ndarray) -> np.ndarray:
 def _pick_by_weight(weights: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Inverse-CDF sampling of indices proportional to `weights` from uniforms `u`."""
     cdf = np.cumsum(weights)
-    return np.searchsorted(cdf, u * cdf[-1], side="right").clip(0, len(weights) - 1)
+    picked: NDArray[np.intp] = np.searchsorted(cdf, u * cdf[-1], side="right").clip(0, len(weights) - 1)
+    return picked
 
 
 def _basket_lines(basket_type: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -298,11 +300,13 @@ def _tier_preferences(baskets: _Baskets, days: int) -> np.ndarray:
     progress = baskets.day / max(days - 1, 1)
     xx = np.where(baskets.basket_type == 3, XX_TRIP, XX_START * XX_GROWTH**progress)
 
-    def side(lean: np.ndarray) -> np.ndarray:
-        return (1 - xx) * TIER_CAP / (1 + np.exp(-LEAN_SLOPE * (lean - LEAN_CENTRE)))
+    def side(lean: np.ndarray) -> NDArray[np.float64]:
+        share: NDArray[np.float64] = (1 - xx) * TIER_CAP / (1 + np.exp(-LEAN_SLOPE * (lean - LEAN_CENTRE)))
+        return share
 
     la, um = side(baskets.lean), side(-baskets.lean)
-    return np.stack([la, 1 - xx - la - um, um, xx], axis=1)
+    preferences: NDArray[np.float64] = np.stack([la, 1 - xx - la - um, um, xx], axis=1)
+    return preferences
 
 
 def _choose_products(
@@ -362,7 +366,9 @@ def generate(cfg: SynthConfig) -> pa.Table:
     return _to_table(cfg, rng, cat, shoppers, baskets, lines, label)
 
 
-def _segment_codes(cfg: SynthConfig, shopper_lean: np.ndarray, rng: np.random.Generator):
+def _segment_codes(
+    cfg: SynthConfig, shopper_lean: np.ndarray, rng: np.random.Generator
+) -> tuple[NDArray[np.object_], NDArray[np.object_]]:
     """seg_1 (noisy copy of the lean's tercile, some XX) and seg_2 (life stage, 10% blank) per customer."""
     cut = 0.43 * SHOPPER_LEAN_SD  # terciles of a normal distribution
     tercile = np.where(shopper_lean > cut, LA, np.where(shopper_lean < -cut, UM, MM))
@@ -378,7 +384,8 @@ def _segment_codes(cfg: SynthConfig, shopper_lean: np.ndarray, rng: np.random.Ge
 def _hours(n: int, rng: np.random.Generator) -> np.ndarray:
     hours = np.arange(8, 22)
     weight = np.array([3, 5, 7, 9, 11, 12, 12, 11, 10, 8, 6, 4, 3, 5], dtype=float)
-    return hours[_pick_by_weight(weight, rng.random(n))]
+    picked: NDArray[np.int64] = hours[_pick_by_weight(weight, rng.random(n))]
+    return picked
 
 
 def _to_table(
@@ -454,7 +461,8 @@ def _missions(basket_type: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         ]
     )
     cdf = by_type.cumsum(axis=1)[basket_type]
-    return names[(rng.random(len(basket_type))[:, None] > cdf).sum(axis=1).clip(0, 4)]
+    missions: NDArray[np.object_] = names[(rng.random(len(basket_type))[:, None] > cdf).sum(axis=1).clip(0, 4)]
+    return missions
 
 
 def with_original_header(table: pa.Table) -> pa.Table:

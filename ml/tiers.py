@@ -26,9 +26,11 @@ featurizer that holds it.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Any, TypedDict
 
 import numpy as np
 import polars as pl
+from numpy.typing import NDArray
 
 from ml.schema import BASKET_KEY, HIERARCHY, LABEL, LABELS
 
@@ -41,6 +43,33 @@ HIGHER_LEVELS = HIERARCHY[1:]
 """Class, department, group, division: where an unseen product's tier mix comes from."""
 ROUNDS = 4
 GRID = np.round(np.arange(0.0, 1.0001, 0.01), 2)
+
+
+class TierParams(TypedDict):
+    rounds: int
+    smoothing: float
+
+
+class TierRule(TypedDict):
+    la_above: float
+    um_below: float
+    xx_share: float
+
+
+class TierCoverage(TypedDict):
+    products: int
+    exact: int
+    estimated: int
+    exact_line_share: float
+
+
+class TierState(TypedDict):
+    """`ProductTiers.state()`: what the featurizer's JSON holds of the tiers (their tables are Parquet)."""
+
+    params: TierParams
+    rule: TierRule
+    prior: dict[str, float]
+    coverage: TierCoverage
 
 
 def tier_column(tier: str) -> str:
@@ -76,7 +105,8 @@ class LabelRule:
 
         default = cls()
 
-        def best(values, target, candidates: np.ndarray, above: bool, fallback: float) -> float:
+        def best(values: NDArray[np.float64], target: NDArray[np.bool_], candidates: NDArray[np.float64], above: bool,
+                 fallback: float) -> float:
             """The threshold that reproduces `target` best, compared as `labels` does: `fallback` (the rule's
             default, "about 0.2" on the real file) when it is among the best or there is nothing to fit, else the
             middle of the longest run of best candidates."""
@@ -189,7 +219,7 @@ class ProductTiers:
 
         start = self._class_start(exact, chains)
         tier, confidence, scores = self._estimate(b, p, n, label, counts, exact, start)
-        self.coverage_ = {
+        self.coverage_: TierCoverage = {
             "products": int(len(products)),
             "exact": int(known.sum()),
             "estimated": int((~known).sum()),
@@ -209,7 +239,8 @@ class ProductTiers:
         return self
 
     @staticmethod
-    def _exact(b, p, label, n_products, n) -> tuple[np.ndarray, np.ndarray]:
+    def _exact(b: NDArray[np.int64], p: NDArray[np.int64], label: NDArray[np.int64], n_products: NDArray[np.int64],
+               n: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         """Tier (or -1) and purity per product, from the baskets holding that product alone."""
         alone = n_products[b] == 1
         votes = np.zeros((n, 4))
@@ -234,8 +265,12 @@ class ProductTiers:
                            how="left").sort("p")["class_tier"].fill_null(MM).to_numpy()
         return np.where(exact >= 0, exact, start)
 
-    def _estimate(self, b, p, n, label, known_counts, exact, start):
-        """Coordinate ascent over the products without an exact tier (see the module docstring)."""
+    def _estimate(
+        self, b: NDArray[np.int64], p: NDArray[np.int64], n: NDArray[np.unsignedinteger[Any]], label: NDArray[np.int64],
+        known_counts: NDArray[np.float64], exact: NDArray[np.int64], start: NDArray[np.int64],
+    ) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
+        """Coordinate ascent over the products without an exact tier (see the module docstring). `n`: lines of each
+        (basket, product) pair, unsigned as Polars counts them (`BasketProducts.lines`)."""
         tier = start.copy()
         unknown = exact[p] < 0
         ub, up, un = b[unknown], p[unknown], n[unknown].astype(float)
@@ -266,7 +301,8 @@ class ProductTiers:
             tier = updated
         return tier, confidence, scores
 
-    def _probabilities(self, exact, tier, scores, start) -> np.ndarray:
+    def _probabilities(self, exact: NDArray[np.int64], tier: NDArray[np.int64], scores: NDArray[np.float64],
+                       start: NDArray[np.int64]) -> NDArray[np.float64]:
         """One-hot for exact tiers; for estimated ones the baskets' votes, smoothed towards the chosen tier."""
         probabilities = np.zeros((len(exact), 4))
         known = exact >= 0
@@ -344,7 +380,7 @@ class ProductTiers:
         """The fitted tables by file stem, for saving."""
         return {"tiers_products": self.products_, **{f"tiers_{lv}": t for lv, t in self.levels_.items()}}
 
-    def state(self) -> dict:
+    def state(self) -> TierState:
         return {
             "params": {"rounds": self.rounds, "smoothing": self.smoothing},
             "rule": {"la_above": self.rule_.la_above, "um_below": self.rule_.um_below, "xx_share": self.rule_.xx_share},
@@ -353,7 +389,7 @@ class ProductTiers:
         }
 
     @classmethod
-    def restore(cls, state: dict, tables: dict[str, pl.DataFrame]) -> ProductTiers:
+    def restore(cls, state: TierState, tables: dict[str, pl.DataFrame]) -> ProductTiers:
         self = cls(**state["params"])
         self.rule_ = LabelRule(**state["rule"])
         self.prior_ = state["prior"]

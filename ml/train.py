@@ -29,10 +29,11 @@ import polars as pl
 import pyarrow.dataset as ds
 
 from ml.bundle import save_bundle
-from ml.calendar import week_index_expr
+from ml.calendar import week_index_expr, week_span
 from ml.evaluate import apply_gate, compute_metrics, plot_confusion
 from ml.families import FAMILIES, fitted
 from ml.features import BasketFeaturizer
+from ml.lake import arrow_frame
 from ml.model_card import write_model_card
 from ml.reference import reference_bins
 from ml.schema import LABEL, TRAINABLE_LABELS
@@ -79,9 +80,9 @@ def family_params(args: argparse.Namespace, family: str) -> dict[str, Any]:
     return {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}
 
 
-def load_channel(train_dir: Path) -> tuple[pl.DataFrame, BasketFeaturizer, dict]:
+def load_channel(train_dir: Path) -> tuple[pl.DataFrame, BasketFeaturizer, dict[str, Any]]:
     dataset = ds.dataset(train_dir / "baskets", format="parquet", partitioning="hive")
-    baskets = pl.from_arrow(dataset.to_table())
+    baskets = arrow_frame(dataset.to_table())
     featurizer = BasketFeaturizer.load(train_dir / "featurizer")
     lineage = json.loads((train_dir / "lineage.json").read_text())
     return baskets, featurizer, lineage
@@ -173,8 +174,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "train_baskets": train_side.height,
         "holdout_baskets": holdout.height,
         "unclassified_baskets_excluded": baskets.height - trainable.height,
-        "train_weeks": [int(train_side["SHOP_WEEK"].min()), int(train_side["SHOP_WEEK"].max())],
-        "holdout_weeks": [int(holdout["SHOP_WEEK"].min()), int(holdout["SHOP_WEEK"].max())],
+        "train_weeks": list(week_span(train_side["SHOP_WEEK"])),
+        "holdout_weeks": list(week_span(holdout["SHOP_WEEK"])),
         "validation_weeks": validation_weeks,
     }
     summary = {
@@ -193,7 +194,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "lineage": lineage,
         "drift_reference": reference_bins(train_side),
         "tiers": tier_breakdown(holdout, y_holdout, predictions[winner["family"]], featurizer),
-        "xgboost_search": None if search is None else {k: search[k] for k in ("trials", "best_params")},
+        "xgboost_search": (
+            None if search is None else {"trials": search["trials"], "best_params": search["best_params"]}
+        ),
         "train_seconds": round(time.perf_counter() - started, 2),
     }
     save_bundle(Path(args.model_dir), featurizer, winner["family"], models[winner["family"]], summary)

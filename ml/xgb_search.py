@@ -9,7 +9,7 @@ parameters, with its early-stopped number of trees, are used for the final fit.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 from sklearn.metrics import f1_score
@@ -29,6 +29,20 @@ MAX_ROUNDS = 400
 EARLY_STOPPING = 20
 
 
+class Trial(TypedDict):
+    params: dict[str, Any]
+    validation_macro_f1: float
+    trees: int  # the early-stopped number of trees
+    seconds: float
+
+
+class SearchResult(TypedDict):
+    fit_rows: int
+    validation_rows: int
+    trials: list[Trial]
+    best_params: dict[str, Any]
+
+
 def _sample(space: dict[str, tuple[Any, ...]], trials: int, seed: int) -> list[dict[str, Any]]:
     """`trials` distinct points of the grid, drawn without replacement (scikit-learn's ParameterSampler); the
     whole grid when it has fewer points than that."""
@@ -46,11 +60,11 @@ def search_xgboost(
     trials: int,
     seed: int,
     max_rows: int = MAX_FIT_ROWS,
-) -> dict[str, Any]:
+) -> SearchResult:
     """Returns the trials (params, validation macro-F1, trees, seconds) and `best_params`."""
     rng = np.random.default_rng(seed)
     fit_rows, val_rows = validation_rows(validation, max_rows, rng)
-    results = []
+    results: list[Trial] = []
     for params in _sample(SPACE, trials, seed):
         started = time.perf_counter()
         model = XGBClassifier(
