@@ -13,6 +13,7 @@ import logging
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -84,35 +85,44 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await app.state.batcher.stop()
 
 
-def _openapi_document(app: FastAPI) -> dict:
+def _openapi_document(app: FastAPI) -> dict[str, Any]:
     """FastAPI's document plus the schemas of the bodies the prediction routes read themselves (`api.body`),
     which their `requestBody` entries refer to, and of the 422 they answer (FastAPI adds it only for a route with
     a body parameter)."""
-    if app.openapi_schema is None:
-        document = FastAPI.openapi(app)
+    document = app.openapi_schema
+    if document is None:
+        document = FastAPI.openapi(app)  # builds the document and keeps it as app.openapi_schema
         _, schemas = models_json_schema([(Basket, "validation"), (BatchRequest, "validation")],
                                         ref_template="#/components/schemas/{model}")
         components = document.setdefault("components", {}).setdefault("schemas", {})
         components.update(schemas["$defs"])
         components.setdefault("ValidationError", validation_error_definition)
         components.setdefault("HTTPValidationError", validation_error_response_definition)
-    return app.openapi_schema
+    return document
+
+
+class _Service(FastAPI):
+    """FastAPI with the document of `_openapi_document` (overriding `openapi` rather than assigning it)."""
+
+    def openapi(self) -> dict[str, Any]:
+        return _openapi_document(self)
 
 
 def create_app(settings: ApiSettings | None = None, source: ModelSource | None = None) -> FastAPI:
     settings = settings or ApiSettings()
-    app = FastAPI(
+    app = _Service(
         title="retail-mlops inference API",
         summary="Basket price sensitivity (LA / MM / UM) from a basket and its product lines.",
         version="1",
         lifespan=lifespan,
     )
-    app.openapi = lambda: _openapi_document(app)
     app.state.settings = settings
     app.state.api_keys = load_api_keys(settings)
     app.state.store = ModelStore(source or model_source(settings), settings.drift_window_baskets,
                                  settings.drift_min_baskets)
-    app.add_exception_handler(RequestValidationError, validation_error_response)
+    # Starlette types a handler as taking any Exception, though it calls it only with the class it is registered
+    # for (https://github.com/Kludex/starlette/issues/2417), so a handler of RequestValidationError is refused
+    app.add_exception_handler(RequestValidationError, validation_error_response)  # type: ignore[arg-type]
     app.include_router(predict.router)
     app.include_router(model.router)
     app.include_router(health.router)

@@ -26,7 +26,7 @@ from ml.compiled import BasketColumns
 class _Job:
     model: LoadedModel
     baskets: BasketColumns
-    future: asyncio.Future = field(default_factory=lambda: asyncio.get_running_loop().create_future())
+    future: asyncio.Future[np.ndarray] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
 
 
 class Batcher:
@@ -36,7 +36,7 @@ class Batcher:
         self._queue: deque[_Job] = deque()
         self._wakeup = asyncio.Event()
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scoring")
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="scoring")

@@ -46,6 +46,7 @@ def exposition() -> tuple[bytes, str]:
     """The metrics text and its content type, aggregated over worker processes if there are several."""
     if "PROMETHEUS_MULTIPROC_DIR" in os.environ:
         registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
+        # prometheus_client ships py.typed but leaves MultiProcessCollector.__init__ unannotated
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST

@@ -14,6 +14,7 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 
 import orjson
 from starlette.exceptions import HTTPException
@@ -33,7 +34,7 @@ access_log = logging.getLogger("retail.api.access")
 
 class RequestPlumbing:
     def __init__(self, app: ASGIApp, max_body_bytes: int, emf: EmfPublisher | None = None,
-                 drift_score=lambda: None):
+                 drift_score: Callable[[], float | None] = lambda: None):
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.emf = emf

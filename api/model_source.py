@@ -13,12 +13,15 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pyarrow.fs as pafs
 
 from ml.bundle import MANIFEST, BundleIntegrityError, bundle_digest
 from ml.settings import Settings
+
+if TYPE_CHECKING:
+    from ml.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -44,9 +47,9 @@ class RegistrySource:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.description = f"models:/{settings.model_name}@champion"
-        self._registry = None
+        self._registry: Registry | None = None
 
-    def _client(self):
+    def _client(self) -> Registry:
         if self._registry is None:
             from ml.registry import Registry  # MLflow is imported only when the registry is the source
 
@@ -79,7 +82,8 @@ class BundleLocationSource:
 
     def _read(self, relative: str) -> bytes:
         with self.fs.open_input_stream(f"{self.base}/{relative}") as stream:
-            return stream.read()
+            data: bytes = stream.read()  # pyarrow has no type information; NativeFile.read() returns bytes
+        return data
 
     def fingerprint(self) -> str:
         try:

@@ -13,6 +13,7 @@ import datetime as dt
 import logging
 import threading
 from dataclasses import dataclass
+from typing import cast
 
 import orjson
 
@@ -38,7 +39,7 @@ class LoadedModel:
 
     @property
     def family(self) -> str:
-        return self.bundle.meta["family"]
+        return cast(str, self.bundle.meta["family"])  # bundle.json's family is a name (ml.bundle writes it)
 
 
 @dataclass(frozen=True)

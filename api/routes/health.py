@@ -16,13 +16,13 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/health/live", response_model=Status)
-async def live() -> dict:
+async def live() -> dict[str, str]:
     """The process is up and answering."""
     return {"status": "ok"}
 
 
 @router.get("/health/ready", response_model=Status, responses={503: {"model": Status}})
-async def ready(models: Annotated[ModelStore, Depends(store)]) -> dict | JSONResponse:
+async def ready(models: Annotated[ModelStore, Depends(store)]) -> dict[str, str] | JSONResponse:
     """Ready only once a model is loaded."""
     if models.current is None:
         return JSONResponse({"status": "not ready", "model_version": None}, status_code=503)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, status
 
@@ -19,7 +19,7 @@ log = logging.getLogger("retail.api.model")
 
 
 @router.get("/v1/model", response_model=ModelDescription, responses={401: {}, 503: {}})
-async def describe_model(model: Annotated[LoadedModel, Depends(current_model)]) -> dict:
+async def describe_model(model: Annotated[LoadedModel, Depends(current_model)]) -> dict[str, Any]:
     """Version, family, held-out metrics, parameters, promotion gate and data lineage of the served model."""
     meta = model.bundle.meta
     return {
@@ -34,7 +34,7 @@ async def describe_model(model: Annotated[LoadedModel, Depends(current_model)]) 
 
 
 @router.post("/v1/admin/reload", response_model=ReloadResponse, responses={401: {}, 503: {}})
-async def reload_model(models: Annotated[ModelStore, Depends(store)]) -> dict:
+async def reload_model(models: Annotated[ModelStore, Depends(store)]) -> dict[str, bool | str | None]:
     """Load the model the source holds now (e.g. a new champion) beside the served one and swap.
 
     With several worker processes this reloads the worker that answers; the others

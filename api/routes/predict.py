@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, TypeAlias, TypedDict
 
 import numpy as np
 import orjson
@@ -20,9 +20,11 @@ from api.security import require_api_key
 from api.settings import ApiSettings
 
 router = APIRouter(prefix="/v1", tags=["predictions"], dependencies=[Depends(require_api_key)])
-AUTH_RESPONSES = {401: {"description": "missing or invalid API key"}, 503: {"description": "no model loaded yet"}}
-SIZE_RESPONSES = {413: {"description": "request body over RETAIL_MAX_BODY_BYTES"}}
-BODY_RESPONSES = {
+Responses: TypeAlias = dict[int | str, dict[str, Any]]  # FastAPI's `responses` argument
+AUTH_RESPONSES: Responses = {401: {"description": "missing or invalid API key"},
+                             503: {"description": "no model loaded yet"}}
+SIZE_RESPONSES: Responses = {413: {"description": "request body over RETAIL_MAX_BODY_BYTES"}}
+BODY_RESPONSES: Responses = {
     400: {"description": "the body cannot be parsed: not UTF-8, or nested too deep"},
     422: {"description": "Validation Error",
           "content": {"application/json": {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}}},
@@ -31,21 +33,42 @@ BODY_RESPONSES = {
 and `api.app` adds the HTTPValidationError schema to the document's components."""
 
 
-def request_body(model_name: str) -> dict:
+class Prediction(TypedDict):
+    """An item of the response bodies (`api.schemas.BasketPrediction`)."""
+
+    basket_id: str | None
+    prediction: str
+    probabilities: dict[str, float]
+
+
+class SinglePrediction(Prediction):
+    """The body of POST /v1/predict (`api.schemas.PredictResponse`)."""
+
+    model_version: str
+
+
+class BatchPredictions(TypedDict):
+    """The body of POST /v1/predict/batch (`api.schemas.BatchResponse`)."""
+
+    model_version: str
+    predictions: list[Prediction]
+
+
+def request_body(model_name: str) -> dict[str, Any]:
     """The OpenAPI request body of a route that reads its body itself (see `api.body`); `api.app` adds the
     models' schemas to the document's components."""
     return {"requestBody": {"required": True, "content": {
         "application/json": {"schema": {"$ref": f"#/components/schemas/{model_name}"}}}}}
 
 
-def _json(payload: dict) -> Response:
+def _json(payload: SinglePrediction | BatchPredictions) -> Response:
     """The body serialised once by orjson. Returning a dict would have FastAPI validate it against the response
     model first, a second pass over every prediction; the model stays declared for the OpenAPI document, and the
     tests check the bodies against it."""
     return Response(orjson.dumps(payload), media_type="application/json")
 
 
-def predictions(classes: list[str], basket_ids: list[str | None], probabilities: np.ndarray) -> list[dict]:
+def predictions(classes: list[str], basket_ids: list[str | None], probabilities: np.ndarray) -> list[Prediction]:
     """One response item per basket, in request order."""
     best = probabilities.argmax(axis=1).tolist()
     return [
@@ -54,7 +77,7 @@ def predictions(classes: list[str], basket_ids: list[str | None], probabilities:
     ]
 
 
-def _within_line_limit(baskets: ParsedBaskets, limit: int, location: tuple) -> None:
+def _within_line_limit(baskets: ParsedBaskets, limit: int, location: tuple[str, ...]) -> None:
     """422 naming the first basket with more lines than RETAIL_MAX_BASKET_LINES allows."""
     for i, lines in enumerate(baskets.lines_per_basket()):
         if lines > limit:
