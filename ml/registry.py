@@ -18,10 +18,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import polars as pl
-
-from ml.bundle import bundle_digest, load_bundle, verify_bundle
-from ml.evaluate import compute_metrics
 from ml.schema import LABEL, TRAINABLE_LABELS
 from ml.settings import GateSettings, Settings
 
@@ -106,6 +102,8 @@ class Registry:
                 pip_requirements=[f"{p}=={metadata.version(p)}" for p in SERVING_REQUIREMENTS],
             )
         version = str(info.registered_model_version)
+        from ml.bundle import bundle_digest  # the model libraries load to register or download, not to list or promote
+
         tags = {
             "family": training["winner"],
             "gate_passed": str(training["gate"]["passed"]).lower(),
@@ -139,6 +137,11 @@ class Registry:
 
     def _macro_f1_on(self, version: str, holdout_lines: Path) -> float:
         """The champion's macro-F1 on the new run's held-out baskets."""
+        import polars as pl
+
+        from ml.bundle import load_bundle
+        from ml.evaluate import compute_metrics
+
         bundle = load_bundle(self.download(version))
         lines = pl.read_parquet(holdout_lines).filter(pl.col(LABEL).is_in(list(TRAINABLE_LABELS)))
         features, probabilities = bundle.predict_proba(lines)
@@ -215,6 +218,8 @@ class Registry:
 
     def download(self, version: str | None = None) -> Path:
         """The bundle folder of a version (the champion by default), checksums verified."""
+        from ml.bundle import bundle_digest, verify_bundle
+
         version = version or self.champion_version()
         if version is None:
             raise LookupError(f"model {self.name} has no champion yet")
