@@ -51,7 +51,9 @@ def fingerprint(props: dict[str, Any]) -> str:
 
 
 def job_name(props: dict[str, Any], now: float) -> str:
-    suffix = f"-{fingerprint(props)}-{int(now)}"
+    """`<prefix>-<fingerprint of the inputs>-<creation time in ms>`, within SageMaker's 63 characters: two creates
+    of the same inputs (a retry) a second apart or less still get two names, as SageMaker requires."""
+    suffix = f"-{fingerprint(props)}-{int(now * 1000)}"
     return props["name_prefix"][: MAX_NAME - len(suffix)].rstrip("-") + suffix
 
 

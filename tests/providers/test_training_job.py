@@ -171,7 +171,7 @@ def test_delete_stops_a_job_still_running(jobs):
 
 
 def test_job_names_are_unique_per_start_short_enough_and_carry_the_fingerprint():
-    first, second = job_name(PROPS, 1_700_000_000), job_name(PROPS, 1_700_000_001)
+    first, second = job_name(PROPS, 1_700_000_000), job_name(PROPS, 1_700_000_000.25)  # a retry within the second
     assert first != second and len(job_name(PROPS | {"name_prefix": "x" * 80}, 1)) <= 63
     assert first.rsplit("-", 2)[1] != job_name(PROPS | {"data_hash": "d2"}, 1_700_000_000).rsplit("-", 2)[1]
 
