@@ -142,7 +142,8 @@ def _tolerates(toleration: Mapping[str, Any], key: str, value: str, effect: str)
         return False
     if toleration.get("operator") == "Exists":
         return toleration.get("key") in (None, "", key)
-    return toleration.get("key") == key and toleration.get("value", "") == value
+    # Equal (the default operator): the keys and the values match; an omitted or null value is the empty value.
+    return toleration.get("key") == key and (toleration.get("value") or "") == (value or "")
 
 
 class DeploymentView:

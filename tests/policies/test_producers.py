@@ -245,3 +245,24 @@ def test_a_shipper_that_reads_files_found_at_start_from_their_end_is_reported(de
     findings = producer_findings([platform, edited(service, SHIPPER, ("values", "input", "extraInputs"), None)])
     assert subjects(findings) == API_ALARMS | SCORING_ALARMS
     assert all("Read_from_Head off" in f.message for f in findings)
+
+
+@pytest.mark.parametrize(("toleration", "tolerated"), [
+    ({"key": "k", "operator": "Equal", "value": "v", "effect": "NoSchedule"}, True),
+    ({"key": "k", "value": "v"}, True),  # Equal is the default operator; no effect tolerates every effect
+    ({"key": "k", "operator": "Exists"}, True),
+    ({"operator": "Exists"}, True),  # an empty key with Exists tolerates every taint
+    ({"key": "k", "operator": "Equal", "value": "w"}, False),
+    ({"key": "k", "operator": "Exists", "effect": "NoExecute"}, False),
+    ({"key": "other", "operator": "Exists"}, False),
+])
+def test_tolerations_match_taints_as_kubernetes_matches_them(toleration, tolerated):
+    from policies.deployment import _tolerates
+
+    assert _tolerates(toleration, "k", "v", "NoSchedule") is tolerated
+
+
+def test_an_equal_toleration_with_a_null_value_tolerates_a_taint_with_an_empty_value():
+    from policies.deployment import _tolerates
+
+    assert _tolerates({"key": "k", "operator": "Equal", "value": None, "effect": "NoSchedule"}, "k", "", "NoSchedule")
