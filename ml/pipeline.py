@@ -44,6 +44,18 @@ class PipelineResult:
     notices: list[str] = field(default_factory=list)  # what the run changed from its settings, and why
 
 
+def _chosen_families(settings: Settings) -> list[str]:
+    """The families to train (RETAIL_FAMILIES, default all), checked before anything is read."""
+    from ml.families import FAMILIES
+
+    chosen = [f.strip() for f in settings.families.split(",") if f.strip()] or list(FAMILIES)
+    unknown = sorted(set(chosen) - set(FAMILIES))
+    if unknown:
+        raise ingest.InputError(f"RETAIL_FAMILIES: unknown families: {', '.join(unknown)} "
+                                f"(known: {', '.join(FAMILIES)})")
+    return chosen
+
+
 def _run_id(sha256: str) -> str:
     return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{sha256[:8]}"
 
@@ -74,6 +86,7 @@ def build_gold(lines: pl.DataFrame, holdout_weeks: int, seed: int) -> Gold:
 
 def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None = None) -> PipelineResult:
     timer = timer or StageTimer()
+    families = _chosen_families(settings)
     lake = Lake(settings.lake_root)
 
     with timer.stage("ingest", f"Reading {input_path} into the raw zone"):
@@ -132,7 +145,7 @@ def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None 
 
     report_dir = settings.work_dir / run_id / "output"
     model_dir = settings.work_dir / run_id / "model"
-    with timer.stage("train", "Training four model families and the XGBoost search"):
+    with timer.stage("train", f"Training {', '.join(families)} (ml/train.py)"):
         from ml import train as train_entry
 
         training = train_entry.main(
@@ -143,6 +156,7 @@ def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None 
                 "--validation-weeks", str(plan.validation_weeks),
                 "--xgb-trials", str(settings.xgb_trials),
                 "--seed", str(settings.seed),
+                "--families", ",".join(families),
                 *_gate_flags(GateSettings()),
             ]
         )

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     min_train_weeks: int = Field(4, ge=2)  # the XGBoost search needs a week before its validation window
     seed: int = 7
     xgb_trials: int = Field(4, ge=1, le=20)
+    # The model families the local pipeline trains, comma-separated (RETAIL_FAMILIES=decision_tree,xgboost);
+    # empty: all four. ml/train.py refuses a name that is not a family of ml/families.py.
+    families: str = ""
     # The Environment dimension of the metrics `retail score` publishes, and whether it publishes them: one
     # CloudWatch embedded-metric-format line on stdout per run (ml/emf.py). The batch-scoring CronJob sets both
     # (RETAIL_ENVIRONMENT, RETAIL_EMF_ENABLED), as the inference Deployment does for the API (api/settings.py).

@@ -28,6 +28,7 @@ N = 3  # corrupted lines of each kind
 BASKET_TYPE, BASKET_ID = CODED_COLUMNS.index("BASKET_TYPE"), CODED_COLUMNS.index("BASKET_ID")
 runner = CliRunner()
 ONE_TRIAL = {"RETAIL_XGB_TRIALS": "1"}  # one XGBoost trial keeps the pipeline runs short
+ONE_FAMILY = {"RETAIL_FAMILIES": "decision_tree"}  # what these runs check does not depend on the families
 
 
 @pytest.fixture(scope="module")
@@ -357,7 +358,7 @@ def test_pipeline_run_on_eight_weeks_trains_with_a_smaller_holdout_it_announces(
         shutil.copy(path, folder / path.name)
     damaged = damage(chosen[-1].read_bytes().splitlines())
     _write(damaged, folder / chosen[-1].name)
-    result = runner.invoke(app, ["pipeline", "run", "--input", str(folder)], env=settings_env(tmp_path, **ONE_TRIAL))
+    result = runner.invoke(app, ["pipeline", "run", "--input", str(folder)], env=settings_env(tmp_path, **ONE_FAMILY))
     assert result.exit_code == 0, result.output
     output = _output(result)
     assert "notice: holdout shrunk from 27 to 2 weeks: the input holds 8 weeks" in output
@@ -384,3 +385,11 @@ def test_every_scan_chunk_boundary_position_reads_the_whole_file(tmp_path, monke
         monkeypatch.setattr(ml.ingest, "SCAN_CHUNK", chunk)
         raw_input, raw = read(path)
         assert raw_input.rows_read == {str(path): rows}, f"SCAN_CHUNK={chunk}"
+
+
+def test_an_unknown_family_in_the_settings_stops_the_run_naming_it(small_csv, tmp_path):
+    env = settings_env(tmp_path, RETAIL_FAMILIES="decision_tree,lightgbm")
+    result = runner.invoke(app, ["pipeline", "run", "--input", str(small_csv)], env=env)
+    assert result.exit_code == 2
+    assert "RETAIL_FAMILIES: unknown families: lightgbm" in _output(result)
+    assert not (tmp_path / "lake").exists()  # refused before anything was read or written
