@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import datetime as dt
 import email.message
-import enum
 import functools
 import json
 import math
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
-from typing import Annotated, Any, Final, Literal, TypeAlias, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import msgspec
 from annotated_types import Ge, Le, MaxLen, MinLen
@@ -37,13 +36,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from api.schemas import Basket, BasketLine, BatchRequest
+from api.schemas import Basket, BasketLine, BatchRequest, merge_segment
 from ml.compiled import LINE_FIELDS, BasketColumns
 from ml.features import HEADER_CATEGORICALS, HEADER_NUMERICS
 from ml.schema import (
     CODE_PATTERNS,
-    SEG_1_DECODE,
-    SEG_2_DECODE,
+    SEG_1_MEANINGS,
+    SEG_2_MEANINGS,
     BasketMission,
     BasketSize,
     BasketType,
@@ -75,26 +74,27 @@ class ParsedBaskets:
 
 def parse_single(body: bytes, content_type: str | None) -> ParsedBaskets:
     """One basket, the body of POST /v1/predict."""
-    if is_json(content_type):
-        try:
-            parsed = _accepted([_BASKET.decode(body)])
-        except NOT_DECODED:
-            parsed = None
-        if parsed is not None:
-            return parsed
-    return columns_of([_validated(_BASKET_ADAPTER, body, content_type)])
+    return _parse(body, content_type, lambda: [_BASKET.decode(body)],
+                  lambda: [_validated(_BASKET_ADAPTER, body, content_type)])
 
 
 def parse_batch(body: bytes, content_type: str | None) -> ParsedBaskets:
     """Many baskets, the body of POST /v1/predict/batch."""
+    return _parse(body, content_type, lambda: _BATCH.decode(body).baskets,
+                  lambda: _validated(_BATCH_ADAPTER, body, content_type).baskets)
+
+
+def _parse(body: bytes, content_type: str | None, decoded: Callable[[], list[_Basket]],
+           validated: Callable[[], Sequence[Basket]]) -> ParsedBaskets:
+    """The fast path's reading of a JSON body when it vouches for it, else the models' (`validated`)."""
     if is_json(content_type):
         try:
-            parsed = _accepted(_BATCH.decode(body).baskets)
+            parsed = _accepted(decoded())
         except NOT_DECODED:
             parsed = None
         if parsed is not None:
             return parsed
-    return columns_of(_validated(_BATCH_ADAPTER, body, content_type).baskets)
+    return columns_of(validated())
 
 
 def columns_of(baskets: Sequence[Basket]) -> ParsedBaskets:
@@ -105,7 +105,7 @@ def columns_of(baskets: Sequence[Basket]) -> ParsedBaskets:
         columns=BasketColumns(
             header={name: list(map(attrgetter(name), baskets)) for name in _HEADER},
             lines={name: list(map(attrgetter(name), lines)) for name in LINE_FIELDS},
-            offsets=_offsets(len(basket.lines) for basket in baskets),
+            offsets=BasketColumns.offsets_of(len(basket.lines) for basket in baskets),
         ),
     )
 
@@ -246,20 +246,11 @@ def _full_match(pattern: str) -> Callable[[str], re.Match[str] | None]:
 _CODE_MATCHES = {column: _full_match(pattern) for column, pattern in CODE_PATTERNS.items()}
 
 
-class _Refused(enum.Enum):
-    NOT_ACCEPTED = enum.auto()
-
-
-_NOT_ACCEPTED: Final = _Refused.NOT_ACCEPTED
-"""A header value the fast path does not vouch for (the body goes to the models)."""
-_Segment: TypeAlias = str | Literal[_Refused.NOT_ACCEPTED] | None
-
-
 def _accepted(baskets: list[_Basket]) -> ParsedBaskets | None:
     """The baskets as the scorer takes them, or None when the fast path does not vouch for them."""
     ids: list[str | None] = []
-    sensitivity: list[_Segment] = []
-    lifestage: list[_Segment] = []
+    sensitivity: list[str | None] = []
+    lifestage: list[str | None] = []
     weekday: list[int] = []
     for basket in baskets:
         # msgspec decodes BASKET_ID to a str, an int (never a bool: a JSON true is refused) or None
@@ -268,12 +259,15 @@ def _accepted(baskets: list[_Basket]) -> ParsedBaskets | None:
         if (day is None or (identifier is not None and len(identifier) > _BASKET_ID_MAX_LENGTH)
                 or (basket.SHOP_WEEKDAY is not None and basket.SHOP_WEEKDAY != day)):
             return None
+        try:  # the models' merge: coded and decoded segments that disagree are the models' 422 to report
+            sensitivity.append(merge_segment("CUST_PRICE_SENSITIVITY", basket.CUST_PRICE_SENSITIVITY,
+                                             "seg_1", basket.seg_1, SEG_1_MEANINGS))
+            lifestage.append(merge_segment("CUST_LIFESTAGE", basket.CUST_LIFESTAGE, "seg_2", basket.seg_2,
+                                           SEG_2_MEANINGS))
+        except ValueError:
+            return None
         ids.append(identifier)
         weekday.append(day)
-        sensitivity.append(_merged(basket.CUST_PRICE_SENSITIVITY, basket.seg_1, SEG_1_DECODE))
-        lifestage.append(_merged(basket.CUST_LIFESTAGE, basket.seg_2, SEG_2_DECODE))
-    if _NOT_ACCEPTED in sensitivity or _NOT_ACCEPTED in lifestage:
-        return None
     lines = [line for basket in baskets for line in basket.lines]
     columns = {name: list(map(attrgetter(name), lines)) for name in LINE_FIELDS}
     codes = {name: columns[name] for name in CODE_PATTERNS if name in columns}
@@ -284,8 +278,8 @@ def _accepted(baskets: list[_Basket]) -> ParsedBaskets | None:
             return None
     header = {name: list(map(attrgetter(name), baskets)) for name in (*_SENT_AS_IS, "SHOP_HOUR")}
     header.update(CUST_PRICE_SENSITIVITY=sensitivity, CUST_LIFESTAGE=lifestage, SHOP_WEEKDAY=weekday)
-    return ParsedBaskets(ids=ids, columns=BasketColumns(header=header, lines=columns,
-                                                       offsets=_offsets(len(b.lines) for b in baskets)))
+    offsets = BasketColumns.offsets_of(len(basket.lines) for basket in baskets)
+    return ParsedBaskets(ids=ids, columns=BasketColumns(header=header, lines=columns, offsets=offsets))
 
 
 @functools.lru_cache(maxsize=4096)  # a batch's baskets share a few dates
@@ -304,19 +298,3 @@ def _shop_day(value: int | str) -> int | None:
         return dt.date(int(year), int(month), int(day)).isoweekday() % 7 + 1
     except ValueError:
         return None
-
-
-def _merged(decoded: str | None, coded: str | None, decode: dict[str, str]) -> _Segment:
-    """A segment sent decoded, coded or both (then they must agree, else `_NOT_ACCEPTED`)."""
-    if coded is None:
-        return decoded
-    if decoded is not None and decode[coded] != decoded:
-        return _NOT_ACCEPTED
-    return decode[coded]
-
-
-def _offsets(lengths: Iterable[int]) -> list[int]:
-    offsets = [0]
-    for length in lengths:
-        offsets.append(offsets[-1] + length)
-    return offsets

@@ -121,9 +121,10 @@ class Basket(BaseModel):
     @model_validator(mode="after")
     def _consistent(self) -> Basket:
         """Decode the coded segments and check that the header agrees with itself."""
-        self.CUST_PRICE_SENSITIVITY = _merge("CUST_PRICE_SENSITIVITY", self.CUST_PRICE_SENSITIVITY,
-                                             "seg_1", self.seg_1, SEG_1_MEANINGS)
-        self.CUST_LIFESTAGE = _merge("CUST_LIFESTAGE", self.CUST_LIFESTAGE, "seg_2", self.seg_2, SEG_2_MEANINGS)
+        self.CUST_PRICE_SENSITIVITY = merge_segment("CUST_PRICE_SENSITIVITY", self.CUST_PRICE_SENSITIVITY,
+                                                    "seg_1", self.seg_1, SEG_1_MEANINGS)
+        self.CUST_LIFESTAGE = merge_segment("CUST_LIFESTAGE", self.CUST_LIFESTAGE, "seg_2", self.seg_2,
+                                            SEG_2_MEANINGS)
         weekday = (self.SHOP_DATE.isoweekday() % 7) + 1
         if self.SHOP_WEEKDAY is None:
             self.SHOP_WEEKDAY = weekday
@@ -137,8 +138,10 @@ _Code = TypeVar("_Code", bound=str)
 _Value = TypeVar("_Value", bound=str)
 
 
-def _merge(name: str, decoded: _Value | None, coded_name: str, coded: _Code | None,
-           decode: Mapping[_Code, _Value]) -> _Value | None:
+def merge_segment(name: str, decoded: _Value | None, coded_name: str, coded: _Code | None,
+                  decode: Mapping[_Code, _Value]) -> _Value | None:
+    """A customer segment sent decoded, coded or both: its decoded value; a ValueError when the two disagree.
+    (The request models and the fast path of `api.body` both merge segments with it.)"""
     if coded is None:
         return decoded
     if decoded is not None and decode[coded] != decoded:

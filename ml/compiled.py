@@ -22,9 +22,9 @@ frame built, for the API).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import accumulate, repeat
 from typing import Any
 
 import numpy as np
@@ -76,8 +76,13 @@ class BasketColumns:
         return cls(
             header={c: [h[c] for h in headers] for c in (*HEADER_CATEGORICALS, *HEADER_NUMERICS)},
             lines={name: [line[i] for line in flat] for i, name in enumerate(LINE_FIELDS)},
-            offsets=np.concatenate([[0], np.cumsum([len(b) for b in lines])]).astype(np.int64).tolist(),
+            offsets=cls.offsets_of(len(basket) for basket in lines),
         )
+
+    @staticmethod
+    def offsets_of(lengths: Iterable[int]) -> list[int]:
+        """`offsets` of baskets with these numbers of lines, in order."""
+        return list(accumulate(lengths, initial=0))
 
     @classmethod
     def concat(cls, parts: Sequence[BasketColumns]) -> BasketColumns:
