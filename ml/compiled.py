@@ -223,6 +223,13 @@ class CompiledFeaturizer:
         values[np.isnan(values[:, 0])] = prior
         return values
 
+    def _batch_divisions(self, codes: Iterable[str]) -> dict[str, int]:
+        """Division code -> index for a batch: the vocabulary's, then each unknown one of `codes` in order."""
+        divisions = dict(self._division_index)
+        for code in codes:
+            divisions.setdefault(code, len(divisions))
+        return divisions
+
     # ---- front ends ------------------------------------------------------------------
     def encode_columns(self, columns: BasketColumns) -> EncodedBatch:
         """Baskets as plain values (see `BasketColumns`)."""
@@ -234,9 +241,7 @@ class CompiledFeaturizer:
         first_lines = np.unique(line_product, return_index=True)[1].tolist()  # product i's first line
         chains = list(zip(*([level[i] for i in first_lines] for level in map(lines.__getitem__, HIGHER_LEVELS)),
                           strict=True))
-        divisions = dict(self._division_index)
-        for code in dict.fromkeys(lines[DIVISION]):
-            divisions.setdefault(code, len(divisions))
+        divisions = self._batch_divisions(dict.fromkeys(lines[DIVISION]))
         return EncodedBatch(
             offsets=np.asarray(columns.offsets, dtype=np.int64),
             line_product=line_product,
@@ -262,9 +267,7 @@ class CompiledFeaturizer:
         distinct = lines.select(HIERARCHY).unique(subset="PROD_CODE", keep="first", maintain_order=True)
         codes = distinct["PROD_CODE"].to_list()
         products = self.resolve(codes, distinct.select(HIGHER_LEVELS).rows())
-        divisions = dict(self._division_index)
-        for code in lines[DIVISION].unique(maintain_order=True).to_list():
-            divisions.setdefault(code, len(divisions))
+        divisions = self._batch_divisions(lines[DIVISION].unique(maintain_order=True).to_list())
         line_product = lines["PROD_CODE"].cast(pl.Enum(codes)).to_physical().to_numpy().astype(np.int64)
         header = lines[starts]
         kept = [c for c in (BASKET_KEY, *PASSTHROUGH, LABEL) if c in lines.columns]

@@ -131,12 +131,12 @@ class NodeGroup:
         if any(self.labels.get(k) != v for k, v in node_selector.items()):
             return False
         return all(
-            effect == "PreferNoSchedule" or any(_tolerates(t, key, value, effect) for t in tolerations)
+            effect == "PreferNoSchedule" or any(tolerates(t, key, value, effect) for t in tolerations)
             for key, value, effect in self.taints
         )
 
 
-def _tolerates(toleration: Mapping[str, Any], key: str, value: str, effect: str) -> bool:
+def tolerates(toleration: Mapping[str, Any], key: str, value: str, effect: str) -> bool:
     """Kubernetes' matching rule (https://kubernetes.io/docs/concepts/scheduling-eviction/taint-and-toleration/)."""
     if toleration.get("effect") not in (None, "", effect):
         return False

@@ -44,7 +44,7 @@ from typing import Any
 
 from infra.offline import OfflineRun
 from ml import metric_names as m
-from policies.deployment import DeploymentView, Node, _tolerates
+from policies.deployment import DeploymentView, Node, tolerates
 from policies.findings import Finding
 from policies.graph import CRON_JOB, DEPLOYMENT, HELM_RELEASE, env_of
 from policies.model import as_list
@@ -347,7 +347,7 @@ def workload_taints(view: DeploymentView, workload: Node) -> set[Taint]:
 def untolerated(release: Node, taints: set[Taint]) -> list[Taint]:
     """The taints among `taints` the release's DaemonSet pods do not tolerate (chart value `tolerations`)."""
     tolerations = as_list((release.get("values", default={}) or {}).get("tolerations"))
-    return sorted(t for t in taints if not any(_tolerates(tol, *t) for tol in tolerations))
+    return sorted(t for t in taints if not any(tolerates(tol, *t) for tol in tolerations))
 
 
 def _shipping_problems(view: DeploymentView, workloads: list[Node], group: str) -> list[Problem]:

@@ -257,12 +257,12 @@ def test_a_shipper_that_reads_files_found_at_start_from_their_end_is_reported(de
     ({"key": "other", "operator": "Exists"}, False),
 ])
 def test_tolerations_match_taints_as_kubernetes_matches_them(toleration, tolerated):
-    from policies.deployment import _tolerates
+    from policies.deployment import tolerates
 
-    assert _tolerates(toleration, "k", "v", "NoSchedule") is tolerated
+    assert tolerates(toleration, "k", "v", "NoSchedule") is tolerated
 
 
-def test_an_equal_toleration_with_a_null_value_tolerates_a_taint_with_an_empty_value():
-    from policies.deployment import _tolerates
+def test_an_equal_toleration_with_a_null_valuetolerates_a_taint_with_an_empty_value():
+    from policies.deployment import tolerates
 
-    assert _tolerates({"key": "k", "operator": "Equal", "value": None, "effect": "NoSchedule"}, "k", "", "NoSchedule")
+    assert tolerates({"key": "k", "operator": "Equal", "value": None, "effect": "NoSchedule"}, "k", "", "NoSchedule")
