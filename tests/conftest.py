@@ -38,13 +38,15 @@ def settings_under(root: Path, **overrides) -> Settings:
     return Settings(**(values | overrides))
 
 
-def settings_env(root: Path, **extra: str) -> dict[str, str]:
-    """`settings_under(root)` as the environment a `retail` command reads, plus `extra` variables."""
+def settings_env(root: Path, registry: Settings | None = None, **extra: str) -> dict[str, str]:
+    """`settings_under(root)` as the environment a `retail` command reads, plus `extra` variables; with
+    `registry`, that settings' registry (e.g. the small run's champion) instead of one under `root`."""
     settings = settings_under(root)
+    registry = registry or settings
     return {
         "RETAIL_LAKE_ROOT": settings.lake_root,
-        "RETAIL_REGISTRY_URI": settings.registry_uri,
-        "RETAIL_ARTIFACT_ROOT": str(settings.artifact_root),
+        "RETAIL_REGISTRY_URI": registry.registry_uri,
+        "RETAIL_ARTIFACT_ROOT": str(registry.artifact_root),
         "RETAIL_WORK_DIR": str(settings.work_dir),
         **extra,
     }

@@ -22,6 +22,7 @@ from ml.schema import BASKET_KEY, LABEL
 from ml.score import ScoringInput, load, plan_chunks
 from ml.synth import SynthConfig, generate, write_weekly
 from ml.validate import validate
+from tests.conftest import settings_env
 from tests.helpers import synthetic_text, write_text_csv
 
 runner = CliRunner()
@@ -38,14 +39,7 @@ def retail(small_run):
 
 @pytest.fixture(scope="module")
 def env(small_run, tmp_path_factory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("score")
-    return {
-        "RETAIL_REGISTRY_URI": small_run.settings.registry_uri,
-        "RETAIL_ARTIFACT_ROOT": str(small_run.settings.artifact_root),
-        "RETAIL_LAKE_ROOT": str(root / "lake"),
-        "RETAIL_WORK_DIR": str(root / "work"),
-        "COLUMNS": "200",
-    }
+    return settings_env(tmp_path_factory.mktemp("score"), registry=small_run.settings, COLUMNS="200")
 
 
 @pytest.fixture(scope="module")

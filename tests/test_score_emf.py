@@ -16,6 +16,7 @@ from cli import score as score_command
 from ml import emf
 from ml import metric_names as m
 from ml.registry import Registry
+from tests.conftest import settings_env
 
 runner = CliRunner()
 
@@ -34,15 +35,8 @@ def bundle_folder(small_run):
 
 @pytest.fixture
 def env(small_run, tmp_path) -> dict[str, str]:
-    return {
-        "RETAIL_REGISTRY_URI": small_run.settings.registry_uri,
-        "RETAIL_ARTIFACT_ROOT": str(small_run.settings.artifact_root),
-        "RETAIL_LAKE_ROOT": str(tmp_path / "lake"),
-        "RETAIL_WORK_DIR": str(tmp_path / "work"),
-        "RETAIL_EMF_ENABLED": "true",
-        "RETAIL_ENVIRONMENT": "prod",
-        "COLUMNS": "200",
-    }
+    return settings_env(tmp_path, registry=small_run.settings, RETAIL_EMF_ENABLED="true",
+                        RETAIL_ENVIRONMENT="prod", COLUMNS="200")
 
 
 def emf_lines(output: str) -> list[dict]:
