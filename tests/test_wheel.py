@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import sysconfig
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -65,3 +66,15 @@ def test_the_installed_retail_checks_the_dev_stack(wheel_env):
     result = _run(wheel_env, "infra", "check", "--stack", "dev", cwd=ROOT)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "PASSED: dev" in result.stdout
+
+
+def test_no_installed_distribution_claims_a_top_level_name_of_the_wheel():
+    """The wheel's packages have generic names (docs/architecture.md says why they stay): if a dependency ever
+    installs a module of the same name, one would silently shadow the other, so the locked environment is checked."""
+    from importlib.metadata import packages_distributions
+
+    ours = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
+               ["packages"])
+    claimed = {name: dists for name, dists in packages_distributions().items()
+               if name in ours and set(dists) != {"retail-mlops"}}
+    assert not claimed, f"installed distributions providing the wheel's top-level names: {claimed}"
