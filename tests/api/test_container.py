@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import uv_command
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 NOT_SERVING = ("mlflow", "pulumi", "boto3", "s3fs", "fsspec", "matplotlib", "typer")
+INSTALLED_BUT_UNUSED_BY_THE_SERVICE = {"typer"}  # a core dependency: in the image, though the API needs none
 
 
 def runtime_stage() -> str:
@@ -25,10 +28,20 @@ def test_the_dockerfile_passes_hadolint():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_image_is_multi_stage_and_installs_only_the_serving_groups():
-    text = DOCKERFILE.read_text()
-    assert len(re.findall(r"^FROM ", text, flags=re.MULTILINE)) >= 3
-    assert "uv sync --frozen --no-install-project --no-default-groups --group serve" in text
+def image_requirements() -> set[str]:
+    """The distributions the image's `uv sync` installs, resolved from uv.lock by `uv export` with its group flags."""
+    sync = re.search(r"^RUN uv sync (.+)$", DOCKERFILE.read_text(), flags=re.MULTILINE)
+    assert sync is not None, "the Dockerfile installs no locked environment"
+    flags = [f for f in sync.group(1).split() if f != "--no-install-project"]
+    export = subprocess.run([*uv_command(), "export", *flags, "--no-emit-project", "--no-hashes",
+                             "--format", "requirements-txt"], cwd=ROOT, check=True, capture_output=True, text=True)
+    return {line.split("==")[0].lower() for line in export.stdout.splitlines() if "==" in line}
+
+
+def test_the_image_installs_what_the_service_imports_and_none_of_the_platform_side():
+    installed = image_requirements()
+    assert not installed & (set(NOT_SERVING) - INSTALLED_BUT_UNUSED_BY_THE_SERVICE)
+    assert {"fastapi", "uvicorn", "msgspec", "scikit-learn", "xgboost-cpu", "prometheus-client"} <= installed
 
 
 def test_the_runtime_stage_runs_as_a_non_root_user_with_a_health_check():
@@ -52,8 +65,7 @@ def test_batch_scoring_runs_on_the_serving_dependencies_and_the_modules_the_imag
              "print(' '.join(sorted({m.split('.')[1] for m in sys.modules if m.startswith('cli.')})))")
     packages, cli_modules = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
                                            cwd=ROOT).stdout.splitlines()
-    installed_but_unused_by_the_service = {"typer"}  # a core dependency: in the image, though the API needs none
-    assert not set(packages.split()) & (set(NOT_SERVING) - installed_but_unused_by_the_service)
+    assert not set(packages.split()) & (set(NOT_SERVING) - INSTALLED_BUT_UNUSED_BY_THE_SERVICE)
     copied = DOCKERFILE.read_text()
     for module in cli_modules.split():
         assert f"cli/{module}.py" in copied, f"cli.{module} is imported by cli.score but not copied into the image"
