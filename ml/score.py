@@ -51,7 +51,6 @@ from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -62,6 +61,7 @@ from ml import ingest
 from ml.ingest import SOURCE_FILE, SOURCE_LINE, WEEKLY_FILE, EmptyFile, InputError, RawInput
 from ml.lake import Lake, arrow_frame, filesystem, join
 from ml.lineage import git_commit
+from ml.prediction_log import BATCH, CHAMPION, prediction_rows
 from ml.progress import StageTimer
 from ml.schema import BASKET_KEY, CANONICAL_COLUMNS, LABEL, UNCLASSIFIED
 from ml.settings import Settings
@@ -80,7 +80,6 @@ WEEK = "SHOP_WEEK"
 SILVER_LINES = "lines.parquet"
 LATEST = "latest"
 """`silver/latest/`: the newest pipeline run's silver lines (see `input_at`)."""
-PREDICTION = "prediction"
 RAW_SCHEMA = {**{c: pl.String for c in CANONICAL_COLUMNS}, SOURCE_FILE: pl.String, SOURCE_LINE: pl.Int64}
 
 _Item = TypeVar("_Item")
@@ -415,19 +414,13 @@ def validate_unlabelled(raw: pl.DataFrame) -> tuple[ValidationResult, int]:
 
 
 def predictions_frame(model: ScoringModel, lines: pl.DataFrame) -> pl.DataFrame:
-    """One row per basket: key, week, predicted class, each class's probability, and the model's identity."""
+    """One row per basket in the prediction log's schema (`ml.prediction_log`): key, week, predicted class, each
+    class's probability, the model's identity, source `batch`, role `champion` (a run's one model scores every
+    basket) and the time it was scored."""
     features, probabilities = model.bundle.predict_proba(lines)
-    classes = list(model.bundle.classes)
-    return pl.DataFrame({
-        BASKET_KEY: features[BASKET_KEY],
-        WEEK: features[WEEK],
-        PREDICTION: np.asarray(classes)[probabilities.argmax(axis=1)],
-        **{f"probability_{c}": probabilities[:, i] for i, c in enumerate(classes)},
-    }).with_columns(
-        pl.lit(model.version).alias("model_version"),
-        pl.lit(model.family).alias("model_family"),
-        pl.lit(model.sha256).alias("bundle_sha256"),
-    )
+    identity = {"model_version": model.version, "model_family": model.family, "bundle_sha256": model.sha256}
+    return prediction_rows(features[BASKET_KEY], features[WEEK], probabilities, model.bundle.classes, identity,
+                           BATCH, CHAMPION, dt.datetime.now(dt.UTC))
 
 
 @dataclass
