@@ -2,7 +2,10 @@
 
 `create_app` builds everything but loads nothing; the lifespan loads the model (a
 failure leaves the service live but not ready, and polling keeps trying), starts the
-scoring task and the poller that picks up a new champion.
+scoring task and the poller that picks up a new champion. With the prediction log on it
+starts its writer, and with a challenger the shadow scorer, whose model is loaded in the
+background: readiness waits for the champion only. At shutdown the shadow scorer scores
+what waits and the log writes what it holds.
 """
 
 from __future__ import annotations
@@ -26,10 +29,14 @@ from api.emf import EmfPublisher
 from api.middleware import RequestPlumbing
 from api.model_source import BundleLocationSource, ModelSource, RegistrySource
 from api.model_store import ModelStore
+from api.prediction_log import PredictionLog, ServiceLogFiles
 from api.routes import health, model, predict
 from api.schemas import Basket, BatchRequest
 from api.security import load_api_keys, reread_api_keys
 from api.settings import ApiSettings
+from api.shadow import ShadowScorer
+from ml.lake import join
+from ml.prediction_log import CHALLENGER, SERVICE_LOG
 from ml.settings import Settings
 
 log = logging.getLogger("retail.api")
@@ -42,11 +49,32 @@ def model_source(settings: ApiSettings) -> ModelSource:
     return RegistrySource(Settings())
 
 
+def challenger_source(settings: ApiSettings) -> ModelSource | None:
+    """The challenger's bundle location (RETAIL_CHALLENGER_URI) or registry alias or version (RETAIL_CHALLENGER)."""
+    if settings.challenger_uri:
+        return BundleLocationSource(settings.challenger_uri, settings.model_cache_dir, settings.challenger_sha256)
+    if settings.challenger:
+        return RegistrySource(Settings(), settings.challenger)
+    return None
+
+
+def prediction_log(settings: ApiSettings) -> PredictionLog | None:
+    """The prediction log the settings ask for (under the lake's predictions/service by default), or None."""
+    if not settings.prediction_log_enabled:
+        return None
+    root = settings.prediction_log_uri or join(Settings().lake_root, *SERVICE_LOG)
+    return PredictionLog(ServiceLogFiles(root), settings.prediction_log_flush_rows,
+                         settings.prediction_log_flush_seconds, settings.prediction_log_max_rows,
+                         settings.prediction_log_max_body_mb * 1024 * 1024)
+
+
 async def _poll(app: FastAPI, interval: float) -> None:
-    """Pick up a moved champion (or changed bundle) and rotated API keys."""
+    """Pick up a moved champion or challenger (or changed bundle) and rotated API keys."""
     while True:
         await asyncio.sleep(interval)
         await asyncio.to_thread(app.state.store.try_refresh)
+        if app.state.challengers is not None:
+            await asyncio.to_thread(app.state.challengers.try_refresh)
         app.state.api_keys = await asyncio.to_thread(reread_api_keys, app.state.settings, app.state.api_keys)
 
 
@@ -73,9 +101,19 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.batcher = Batcher(settings.max_coalesced_baskets)
     app.state.batcher.start()
     interval = settings.reload_interval_seconds
-    tasks = [asyncio.create_task(_poll(app, interval))] if interval else []
+    tasks: list[asyncio.Task[Any]] = [asyncio.create_task(_poll(app, interval))] if interval else []
     if app.state.emf is not None:
         tasks.append(asyncio.create_task(_heartbeat(app, app.state.emf, settings.heartbeat_seconds)))
+    app.state.prediction_log = predictions = prediction_log(settings)
+    app.state.shadow = shadow = None
+    challengers: ModelStore | None = app.state.challengers
+    if predictions is not None:
+        predictions.start()
+        if challengers is not None:
+            app.state.shadow = shadow = ShadowScorer(challengers, predictions, settings.shadow_interval_seconds,
+                                                     settings.shadow_max_baskets, settings.max_coalesced_baskets)
+            shadow.start()
+            tasks.append(asyncio.create_task(asyncio.to_thread(challengers.try_refresh)))
     try:
         yield
     finally:
@@ -83,6 +121,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await app.state.batcher.stop()
+        if shadow is not None:
+            await asyncio.to_thread(shadow.close)
+        if predictions is not None:
+            await asyncio.to_thread(predictions.close)
 
 
 def _openapi_document(app: FastAPI) -> dict[str, Any]:
@@ -108,7 +150,10 @@ class _Service(FastAPI):
         return _openapi_document(self)
 
 
-def create_app(settings: ApiSettings | None = None, source: ModelSource | None = None) -> FastAPI:
+def create_app(settings: ApiSettings | None = None, source: ModelSource | None = None,
+               challenger: ModelSource | None = None) -> FastAPI:
+    """The service; `source` and `challenger` default to what the settings name (`model_source`,
+    `challenger_source`)."""
     settings = settings or ApiSettings()
     app = _Service(
         title="retail-mlops inference API",
@@ -120,6 +165,9 @@ def create_app(settings: ApiSettings | None = None, source: ModelSource | None =
     app.state.api_keys = load_api_keys(settings)
     app.state.store = ModelStore(source or model_source(settings), settings.drift_window_baskets,
                                  settings.drift_min_baskets)
+    challenger = challenger or challenger_source(settings)
+    app.state.challengers = None if challenger is None else ModelStore(
+        challenger, settings.drift_window_baskets, settings.drift_min_baskets, role=CHALLENGER)
     # Starlette types a handler as taking any Exception, though it calls it only with the class it is registered
     # for (https://github.com/Kludex/starlette/issues/2417), so a handler of RequestValidationError is refused
     app.add_exception_handler(RequestValidationError, validation_error_response)  # type: ignore[arg-type]

@@ -36,6 +36,20 @@ MODEL_INFO = Gauge(
     ["version", "family", "source"], multiprocess_mode="livemax",
 )
 MODEL_RELOADS = Counter("retail_model_reloads", "Attempts to load a new model, by outcome.", ["outcome"])
+CHALLENGER_INFO = Gauge(
+    "retail_challenger_info", "1 for the loaded challenger version (scored in shadow), 0 for earlier ones.",
+    ["version", "family", "source"], multiprocess_mode="livemax",
+)
+CHALLENGER_RELOADS = Counter("retail_challenger_reloads", "Attempts to load a new challenger, by outcome.",
+                             ["outcome"])
+PREDICTION_LOG_ROWS = Counter(
+    "retail_prediction_log_rows", "Prediction log rows by role and outcome: written, over_limit (not held: the "
+    "writer is behind), failed (a write or row error).", ["role", "outcome"],
+)
+SHADOW_BASKETS = Counter(
+    "retail_shadow_baskets", "Baskets sent to the challenger in shadow, by outcome: scored, over_limit (not held: "
+    "the challenger is behind), not_loaded (no challenger yet), failed (scoring raised).", ["outcome"],
+)
 INPUT_DRIFT = Gauge(
     "retail_input_drift_psi", "Population stability index of a key feature: recent baskets against training.",
     ["feature"], multiprocess_mode="livemax",

@@ -1,4 +1,4 @@
-"""Where the served model comes from: the registry's champion alias, or a bundle location.
+"""Where a model comes from: a registry alias (the champion's, or a challenger's) or version, or a bundle location.
 
 A source answers two questions: which model it holds now (a cheap fingerprint, polled
 for hot reload) and where that model's bundle folder is on local disk. Checksums are
@@ -23,6 +23,9 @@ from ml.settings import Settings
 if TYPE_CHECKING:
     from ml.registry import Registry
 
+CHAMPION = "champion"
+"""The registry alias the service answers with (`ml.registry.CHAMPION`, which imports MLflow)."""
+
 
 @dataclass(frozen=True)
 class FetchedBundle:
@@ -42,11 +45,14 @@ class ModelSource(Protocol):
 
 
 class RegistrySource:
-    """The champion alias of the MLflow registry (RETAIL_REGISTRY_URI, RETAIL_MODEL_NAME)."""
+    """A version of the MLflow registry's model (RETAIL_REGISTRY_URI, RETAIL_MODEL_NAME): the one an alias names
+    (`champion` by default; a challenger's is typically `challenger`), or a version given by its number."""
 
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: Settings, model: str = CHAMPION):
         self.settings = settings
-        self.description = f"models:/{settings.model_name}@champion"
+        self.model = model
+        self.description = (f"models:/{settings.model_name}/{model}" if model.isdigit()
+                            else f"models:/{settings.model_name}@{model}")
         self._registry: Registry | None = None
 
     def _client(self) -> Registry:
@@ -57,9 +63,20 @@ class RegistrySource:
         return self._registry
 
     def fingerprint(self) -> str:
-        version = self._client().champion_version()
+        if self.model.isdigit():
+            return self.model
+        registry = self._client()
+        if self.model == CHAMPION:
+            version = registry.champion_version()
+        else:
+            from mlflow.exceptions import MlflowException
+
+            try:
+                version = str(registry.client.get_model_version_by_alias(registry.name, self.model).version)
+            except MlflowException:
+                version = None
         if version is None:
-            raise LookupError(f"{self.description}: the registry has no champion yet")
+            raise LookupError(f"{self.description}: the registry has no {self.model} yet")
         return version
 
     def fetch(self, fingerprint: str) -> FetchedBundle:

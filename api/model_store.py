@@ -19,10 +19,11 @@ import orjson
 
 from api.body import JSON_CONTENT_TYPE, parse_single
 from api.drift import DriftMonitor
-from api.metrics import MODEL_INFO, MODEL_RELOADS
+from api.metrics import CHALLENGER_INFO, CHALLENGER_RELOADS, MODEL_INFO, MODEL_RELOADS
 from api.model_source import ModelSource
 from api.schemas import EXAMPLE_BASKET
 from ml.bundle import ModelBundle, load_bundle
+from ml.prediction_log import CHALLENGER, CHAMPION, Role
 
 log = logging.getLogger("retail.api.model")
 
@@ -52,9 +53,15 @@ class Refresh:
         return self.previous is not self.current
 
 
+_METRICS = {CHAMPION: (MODEL_INFO, MODEL_RELOADS), CHALLENGER: (CHALLENGER_INFO, CHALLENGER_RELOADS)}
+"""What each role's loads are reported as: the champion's as retail_model_*, a challenger's as retail_challenger_*."""
+
+
 class ModelStore:
-    def __init__(self, source: ModelSource, drift_window: int, drift_min_baskets: int):
+    def __init__(self, source: ModelSource, drift_window: int, drift_min_baskets: int, role: Role = CHAMPION):
+        """`role`: the champion answers requests; a challenger is only scored in shadow (`api.shadow`)."""
         self.source = source
+        self.role = role
         self.current: LoadedModel | None = None
         self._drift = (drift_window, drift_min_baskets)
         self._lock = threading.Lock()
@@ -66,17 +73,19 @@ class ModelStore:
             fingerprint = self.source.fingerprint()
             if previous is not None and previous.fingerprint == fingerprint:
                 return Refresh(previous, previous)
+            info, reloads = _METRICS[self.role]
             try:
                 loaded = self._load(fingerprint)
             except Exception:
-                MODEL_RELOADS.labels("failed").inc()
+                reloads.labels("failed").inc()
                 raise
             self.current = loaded
-            MODEL_RELOADS.labels("loaded").inc()
+            reloads.labels("loaded").inc()
             if previous is not None:
-                MODEL_INFO.labels(previous.version, previous.family, previous.source).set(0)
-            MODEL_INFO.labels(loaded.version, loaded.family, loaded.source).set(1)
-            log.info("model loaded", extra={"model_version": loaded.version, "family": loaded.family,
+                info.labels(previous.version, previous.family, previous.source).set(0)
+            info.labels(loaded.version, loaded.family, loaded.source).set(1)
+            log.info("model loaded", extra={"role": self.role, "model_version": loaded.version,
+                                            "family": loaded.family,
                                             "previous_version": previous.version if previous else None})
             return Refresh(previous, loaded)
 
@@ -85,7 +94,7 @@ class ModelStore:
         try:
             return self.refresh()
         except Exception as exc:
-            log.warning("model not loaded", extra={"source": self.source.description,
+            log.warning("model not loaded", extra={"role": self.role, "source": self.source.description,
                                                    "error": f"{type(exc).__name__}: {exc}"})
             return None
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from api.schemas import MAX_BASKET_LINES
@@ -53,8 +53,40 @@ class ApiSettings(BaseSettings):
     drift_window_baskets: int = Field(1000, ge=10)
     drift_min_baskets: int = Field(200, ge=10)
 
+    # The prediction log (api/prediction_log.py): a row per scored basket (id, week, class, probabilities, model),
+    # as Parquet files under RETAIL_PREDICTION_LOG_URI (a folder or s3:// prefix; default: the lake's
+    # predictions/service, under RETAIL_LAKE_ROOT), written every prediction_log_flush_rows rows or
+    # prediction_log_flush_seconds and at shutdown. At most prediction_log_max_rows rows and
+    # prediction_log_max_body_mb of request bodies (read for the baskets' weeks) are held; beyond, rows are
+    # dropped and counted.
+    prediction_log_enabled: bool = False
+    prediction_log_uri: str | None = None
+    prediction_log_flush_rows: int = Field(50_000, ge=1)
+    prediction_log_flush_seconds: float = Field(60.0, gt=0)
+    prediction_log_max_rows: int = Field(200_000, ge=1)
+    prediction_log_max_body_mb: int = Field(64, ge=1)
+
+    # A challenger in shadow (api/shadow.py), logged beside the champion: a registry alias (e.g. challenger) or
+    # version number in RETAIL_CHALLENGER, or a bundle location in RETAIL_CHALLENGER_URI (pinned by
+    # RETAIL_CHALLENGER_SHA256). Scored every shadow_interval_seconds; at most shadow_max_baskets wait.
+    challenger: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$")
+    challenger_uri: str | None = None
+    challenger_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
+    shadow_interval_seconds: float = Field(0.1, gt=0)
+    shadow_max_baskets: int = Field(20_000, ge=1)
+
     environment: str = "local"
     emf_enabled: bool = False  # also write CloudWatch embedded-metric-format lines to stdout
     # Seconds between heartbeat metrics while a model is loaded (with emf_enabled).
     heartbeat_seconds: float = Field(HEARTBEAT_SECONDS, gt=0)
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _challenger_is_logged(self) -> ApiSettings:
+        if self.challenger and self.challenger_uri:
+            raise ValueError("set one of RETAIL_CHALLENGER (a registry alias or version) and RETAIL_CHALLENGER_URI "
+                             "(a bundle location), not both")
+        if (self.challenger or self.challenger_uri) and not self.prediction_log_enabled:
+            raise ValueError("a challenger is scored only for the prediction log: set "
+                             "RETAIL_PREDICTION_LOG_ENABLED=true, or unset RETAIL_CHALLENGER(_URI)")
+        return self

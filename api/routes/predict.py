@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeAlias, TypedDict
+from typing import Annotated, Any, TypeAlias, TypedDict, cast
 
 import numpy as np
 import orjson
@@ -15,9 +15,12 @@ from api.body import ParsedBaskets, parse_batch, parse_single
 from api.dependencies import batcher, current_model, settings
 from api.middleware import BASKETS_SCORED
 from api.model_store import LoadedModel
+from api.prediction_log import LoggedBaskets, PredictionLog
 from api.schemas import BatchResponse, PredictResponse
 from api.security import require_api_key
 from api.settings import ApiSettings
+from api.shadow import ShadowScorer
+from ml.prediction_log import CHAMPION
 
 router = APIRouter(prefix="/v1", tags=["predictions"], dependencies=[Depends(require_api_key)])
 Responses: TypeAlias = dict[int | str, dict[str, Any]]  # FastAPI's `responses` argument
@@ -77,6 +80,20 @@ def predictions(classes: list[str], basket_ids: list[str | None], probabilities:
     ]
 
 
+def _observe(request: Request, model: LoadedModel, baskets: ParsedBaskets, body: bytes, many: bool,
+             probabilities: np.ndarray) -> None:
+    """Hand what the champion scored to the prediction log and the shadow challenger, if they are on (appends
+    only: each does its work on its own thread). `api.app` sets both in the lifespan, None when off."""
+    predictions = cast("PredictionLog | None", request.app.state.prediction_log)
+    if predictions is None:
+        return
+    logged = LoggedBaskets(baskets.ids, body, many)
+    predictions.record(CHAMPION, model, logged, probabilities)
+    shadow = cast("ShadowScorer | None", request.app.state.shadow)
+    if shadow is not None:
+        shadow.submit(logged, baskets.columns)
+
+
 def _within_line_limit(baskets: ParsedBaskets, limit: int, location: tuple[str, ...]) -> None:
     """422 naming the first basket with more lines than RETAIL_MAX_BASKET_LINES allows."""
     for i, lines in enumerate(baskets.lines_per_basket()):
@@ -99,10 +116,12 @@ async def predict(
     config: Annotated[ApiSettings, Depends(settings)],
 ) -> Response:
     """The price sensitivity of one basket (header fields and its product lines)."""
-    basket = parse_single(await request.body(), request.headers.get("content-type"))
+    body = await request.body()
+    basket = parse_single(body, request.headers.get("content-type"))
     _within_line_limit(basket, config.max_basket_lines, ("body",))
     probabilities = await scoring.predict(model, basket.columns)
     setattr(request.state, BASKETS_SCORED, 1)
+    _observe(request, model, basket, body, False, probabilities)
     return _json({**predictions(model.bundle.classes, basket.ids, probabilities)[0],
                   "model_version": model.version})
 
@@ -116,7 +135,8 @@ async def predict_batch(
     config: Annotated[ApiSettings, Depends(settings)],
 ) -> Response:
     """The price sensitivity of many baskets, in request order, all scored by one model version."""
-    batch = parse_batch(await request.body(), request.headers.get("content-type"))
+    body = await request.body()
+    batch = parse_batch(body, request.headers.get("content-type"))
     if len(batch.ids) > config.max_batch_baskets:
         raise RequestValidationError([{
             "type": "too_long",
@@ -128,5 +148,6 @@ async def predict_batch(
     _within_line_limit(batch, config.max_basket_lines, ("body", "baskets"))
     probabilities = await scoring.predict(model, batch.columns)
     setattr(request.state, BASKETS_SCORED, len(batch.ids))
+    _observe(request, model, batch, body, True, probabilities)
     return _json({"model_version": model.version,
                   "predictions": predictions(model.bundle.classes, batch.ids, probabilities)})

@@ -1,0 +1,112 @@
+"""A challenger in shadow: the champion answers every request, the challenger scores the same baskets afterwards.
+
+The prediction routes hand each answered request's baskets to `submit` (a deque append, as
+the prediction log's `record`). Every `interval` seconds the shadow thread takes what waits,
+scores it with the challenger loaded at that moment, in calls of up to `max_batch_baskets`
+(one featurizer call for many requests costs far less per basket than one per request, as in
+`api.batcher`), and hands the probabilities to the prediction log with role `challenger`,
+for the same baskets (ids and weeks) as the champion's rows.
+
+At most `max_baskets` wait: beyond that a request's baskets are not given to the challenger,
+and are counted (`retail_shadow_baskets_total{outcome="over_limit"}`), so the challenger costs
+the champion nothing but the CPU its own scoring takes. Readiness never depends on it: until
+a challenger is loaded (or when none can be) its baskets are counted as `not_loaded`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Iterator
+
+from api.metrics import SHADOW_BASKETS
+from api.model_store import ModelStore
+from api.prediction_log import LoggedBaskets, PredictionLog
+from ml.compiled import BasketColumns
+from ml.prediction_log import CHALLENGER
+
+log = logging.getLogger("retail.api.shadow")
+_Job = tuple[LoggedBaskets, BasketColumns]
+
+
+class ShadowScorer:
+    def __init__(self, challenger: ModelStore, predictions: PredictionLog, interval: float, max_baskets: int,
+                 max_batch_baskets: int):
+        self.challenger, self.predictions = challenger, predictions
+        self.interval, self.max_baskets, self.max_batch_baskets = interval, max_baskets, max_batch_baskets
+        self._pending: deque[_Job] = deque()
+        self._lock = threading.Lock()
+        self._held = 0  # baskets submitted and not yet scored (or given up)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="shadow-scoring", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def close(self) -> None:
+        """Score what waits and stop."""
+        self._stopping.set()
+        self._thread.join()
+
+    def submit(self, baskets: LoggedBaskets, columns: BasketColumns) -> None:
+        """Baskets the champion answered, for the challenger to score later; never waits."""
+        count = len(baskets.ids)
+        with self._lock:
+            held = self._held + count <= self.max_baskets
+            if held:
+                self._held += count
+                self._pending.append((baskets, columns))
+        if not held:
+            SHADOW_BASKETS.labels("over_limit").inc(count)
+
+    def _run(self) -> None:
+        while not self._stopping.wait(self.interval):
+            self._score_waiting()
+        self._score_waiting()
+
+    def _score_waiting(self) -> None:
+        jobs = []
+        while self._pending:
+            jobs.append(self._pending.popleft())
+        for calls in _calls(jobs, self.max_batch_baskets):
+            count = sum(len(baskets.ids) for baskets, _ in calls)
+            try:
+                SHADOW_BASKETS.labels(self._score(calls)).inc(count)
+            except Exception:  # the challenger's failure is the challenger's: counted, logged, never answered
+                log.exception("challenger scoring failed", extra={"baskets": count})
+                SHADOW_BASKETS.labels("failed").inc(count)
+            finally:
+                with self._lock:
+                    self._held -= count
+
+    def _score(self, calls: list[_Job]) -> str:
+        """Score the jobs in one call and log the rows; the outcome to count them under."""
+        model = self.challenger.current
+        if model is None:
+            return "not_loaded"
+        columns = BasketColumns.concat([columns for _, columns in calls])
+        _, probabilities = model.bundle.score_columns(columns)
+        if len(probabilities) != columns.baskets:
+            raise RuntimeError(f"the challenger returned {len(probabilities)} rows for {columns.baskets} baskets")
+        start = 0
+        for baskets, _ in calls:
+            end = start + len(baskets.ids)
+            self.predictions.record(CHALLENGER, model, baskets, probabilities[start:end])
+            start = end
+        return "scored"
+
+
+def _calls(jobs: list[_Job], max_baskets: int) -> Iterator[list[_Job]]:
+    """Consecutive jobs in groups of at most `max_baskets` baskets (a bigger job alone)."""
+    group: list[_Job] = []
+    size = 0
+    for job in jobs:
+        baskets = len(job[0].ids)
+        if group and size + baskets > max_baskets:
+            yield group
+            group, size = [], 0
+        group.append(job)
+        size += baskets
+    if group:
+        yield group
