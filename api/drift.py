@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ml.reference import KEY_FEATURES, population_stability_index
+from ml.reference import KEY_FEATURES, bin_of, population_stability_index
 
 
 class DriftMonitor:
@@ -35,7 +35,7 @@ class DriftMonitor:
         values = matrix[-self._window :, self._columns]
         slots = (self._seen + np.arange(len(values))) % self._window
         for i, edges in enumerate(self._edges):
-            self._bins[i, slots] = np.searchsorted(edges, values[:, i], side="right")
+            self._bins[i, slots] = bin_of(edges, values[:, i])
         self._seen += len(values)
         filled = min(self._seen, self._window)
         if filled < self._min_baskets:

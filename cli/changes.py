@@ -13,6 +13,12 @@ changed. In git those are:
 
 Documentation (`*.md`, e.g. `datasets/README.md`) never calls for retraining.
 
+With `--monitoring` (a `retail monitor` report location, or RETAIL_MONITORING_URI), the
+monitored weeks count too: the verdict is the retraining policy's (ml/retrain_policy.py,
+the one `retail monitor` asks), so a champion whose macro-F1 fell below the gate, whose
+inputs drifted, or whose training data is `MonitorSettings.new_weeks` weeks old is retrained
+even when git holds no change.
+
 The verdict goes to stdout as `true` or `false` (for `$GITHUB_OUTPUT` or a Jenkins
 `returnStdout`), the reasons to stderr. A commit that cannot be compared (the all-zero
 `before` of a new branch, history missing from a shallow clone) means retrain: better
@@ -22,6 +28,7 @@ a needless run than a stale model.
 from __future__ import annotations
 
 import subprocess
+import sys
 from fnmatch import fnmatchcase
 from pathlib import Path
 
@@ -67,16 +74,39 @@ def _note(text: str) -> None:
 def changed(
     since: str = typer.Option(..., help="commit (or ref) the range starts from, e.g. the push's `before`"),
     repo: Path = typer.Option(Path("."), help="git work tree to look at"),
+    monitoring: str = typer.Option(None, envvar="RETAIL_MONITORING_URI",
+                                   help="`retail monitor`'s report location (folder or s3:// prefix): let the "
+                                        "monitored weeks call for retraining too"),
 ) -> None:
-    """Print `true` when data, training code or hyperparameters changed since SINCE, else `false`."""
+    """Print `true` when data, training code or hyperparameters changed since SINCE (or, with --monitoring, the
+    monitored weeks call for it), else `false`."""
+    from ml.monitor_report import PolicyInputs
+    from ml.settings import GateSettings, MonitorSettings
+
     paths = changed_paths(repo, since)
     if paths is None:
-        _note(f"retrain: {since!r} cannot be compared with HEAD (new branch or shallow clone)")
-        typer.echo("true")
-        return
-    reasons = retrain_reasons(paths)
-    for reason, matched in reasons.items():
-        _note(f"retrain ({reason}): {', '.join(matched)}")
-    if not reasons:
-        _note(f"no retraining: {len(paths)} changed path(s), none of them data, training code or hyperparameters")
-    typer.echo("true" if reasons else "false")
+        changes = {"history": [f"{since!r} cannot be compared with HEAD (new branch or shallow clone)"]}
+    else:
+        changes = retrain_reasons(paths)
+    inputs = monitored(monitoring) if monitoring else PolicyInputs([], None, None)
+    decision = inputs.decide(changes, GateSettings(), MonitorSettings())
+    for reason in decision.reasons:
+        _note(f"retrain ({reason.kind}): {reason.detail}")
+    for note in decision.notes:
+        _note(note)
+    if not decision.retrain:
+        watched = "" if monitoring is None else f", and the {len(inputs.weeks)} monitored week(s) call for none"
+        _note(f"no retraining: {0 if paths is None else len(paths)} changed path(s), none of them data, training "
+              f"code or hyperparameters{watched}")
+    typer.echo("true" if decision.retrain else "false")
+
+
+def monitored(location: str):  # -> ml.monitor_report.PolicyInputs
+    """The retraining policy's inputs for the latest week monitored at `location` (none there: none), as
+    `retail monitor` read them for that week."""
+    from ml.monitor_report import PolicyInputs, ReportStore, policy_inputs_of
+
+    outcomes = ReportStore(location).history(before=sys.maxsize)
+    if not outcomes:
+        return PolicyInputs([], None, None)
+    return policy_inputs_of(outcomes[:-1], outcomes[-1].report)

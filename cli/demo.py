@@ -1,4 +1,5 @@
-"""`retail demo`: the whole local lifecycle on a full-size synthetic file, then the API."""
+"""`retail demo`: the whole local lifecycle on a full-size synthetic file, then the API; or, with --loop, the
+weekly monitoring loop replayed on small synthetic weeks (docs/monitoring.md)."""
 
 from __future__ import annotations
 
@@ -35,8 +36,18 @@ def demo(
     seed: int = typer.Option(None, show_default=False, help="[default: ml.synth's]"),
     serve_after: bool = typer.Option(True, "--serve/--no-serve", help="serve the champion when done"),
     port: int = typer.Option(8000, min=1, max=65535, help="port of the API when serving"),
+    loop: bool = typer.Option(False, "--loop", help="instead: replay synthetic weeks, a drift among them, through "
+                                                    "score, label, monitor and retrain/promote, under "
+                                                    "RETAIL_WORK_DIR/demo-loop, and end with the report"),
+    weeks: int = typer.Option(10, min=1, max=40, help="with --loop: weeks replayed"),
+    drift_week: int = typer.Option(4, min=1, help="with --loop: the replayed week the market drifts in"),
 ) -> None:
     """Synthesise transactions, run the pipeline, print the summary, then serve the champion."""
+    if loop:
+        from cli.demo_loop import replay
+
+        replay(weeks, drift_week, seed)
+        return
     from ml.pipeline import run_pipeline
     from ml.progress import StageTimer
     from ml.settings import Settings

@@ -8,6 +8,7 @@ from cli import models as models_cli
 from cli import pipeline as pipeline_cli
 from cli.changes import changed
 from cli.demo import demo
+from cli.monitor import monitor
 from cli.score import score
 from cli.serve import serve
 from cli.smoke import smoke
@@ -27,6 +28,7 @@ app.command(help="Synthesise a full-size file, run the pipeline, print the summa
 app.add_typer(infra_cli.app, name="infra", help="AWS platform (Pulumi): offline stack preview.")
 app.command(help="Serve the champion model over HTTP (the inference API).")(serve)
 app.command(help="Score whole weeks of baskets in batch; predictions go to the lake, by week.")(score)
+app.command(help="Measure a week's predictions against its labels; retraining and challenger decisions.")(monitor)
 app.command(help="Train on SageMaker and register the model version, through Pulumi (--cloud).")(train)
 app.command(help="Check a deployed service: readiness, the served model, one prediction.")(smoke)
 app.command(help="Print true when data, training code or hyperparameters changed since a commit.")(changed)

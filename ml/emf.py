@@ -7,9 +7,10 @@ extracts those metrics from log events it receives with the `json/emf` format
 Every line here is in `ml.metric_names.NAMESPACE` with the single dimension `Environment`,
 the contract the alarms (infra/observability.py) are written against.
 
-Two publishers use it: the inference API (api/emf.py, one line per request and a heartbeat)
-and `retail score` (cli/score.py, one line per run: `scoring_run`), which ml may not import
-from api. On EKS, Fluent Bit ships both containers' stdout unchanged to CloudWatch Logs.
+Three publishers use it: the inference API (api/emf.py, one line per request and a heartbeat),
+`retail score` (cli/score.py, one line per run: `scoring_run`) and `retail monitor` (cli/monitor.py,
+one line per run: `monitor_run`); the last two may not import from api. On EKS, Fluent Bit
+ships the containers' stdout unchanged to CloudWatch Logs.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TextIO
 
 from ml import metric_names as names
@@ -39,6 +40,14 @@ Metric = tuple[str, str, float]
 
 SCORING_RUN_METRICS = frozenset({names.SCORING_RUN_FAILED, names.BASKETS_SCORED})
 """Every metric `scoring_run` writes (the policy check that every alarm has a producer reads it)."""
+
+MONITOR_RUN_METRICS = frozenset({
+    names.MONITOR_RUN_FAILED, names.MONITORED_BASKETS, names.MONITORED_ACCURACY, names.MONITORED_MACRO_F1,
+    names.MONITORED_MIN_CLASS_PRECISION, names.MONITORED_DRIFT_PSI, names.CHALLENGER_MARGIN, names.RETRAIN_NEEDED,
+})
+"""Every metric `monitor_run` may write."""
+MONITOR_UNITS = {names.MONITOR_RUN_FAILED: "Count", names.MONITORED_BASKETS: "Count", names.RETRAIN_NEEDED: "Count"}
+"""Units of the counts among them; the others (ratios, PSI) have none."""
 
 
 def emf_line(environment: str, metrics: Sequence[Metric], timestamp_ms: int | None = None) -> str:
@@ -74,3 +83,16 @@ def scoring_run(environment: str, failed: bool, baskets_scored: int, stream: Tex
         [(names.SCORING_RUN_FAILED, "Count", int(failed)), (names.BASKETS_SCORED, "Count", baskets_scored)],
         stream,
     )
+
+
+def monitor_run(
+    environment: str, failed: bool, figures: Mapping[str, float | None], stream: TextIO | None = None
+) -> None:
+    """The line a `retail monitor` run writes when it ends: whether it failed, and each of `figures` (names of
+    MONITOR_RUN_METRICS) that has a value; a figure the week could not give (None) is left out."""
+    unknown = set(figures) - MONITOR_RUN_METRICS
+    if unknown:
+        raise ValueError(f"not monitor metrics: {sorted(unknown)}")
+    metrics: list[Metric] = [(names.MONITOR_RUN_FAILED, "Count", int(failed))]
+    metrics += [(name, MONITOR_UNITS.get(name, "None"), value) for name, value in figures.items() if value is not None]
+    write(environment, metrics, stream)

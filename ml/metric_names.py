@@ -17,11 +17,22 @@ run, when the run ends, in the same namespace with the same single dimension.
 | `HEARTBEAT`              | Count        | 1 per `HEARTBEAT_SECONDS` per serving process        |
 | `SCORING_RUN_FAILED`     | Count        | per `retail score` run: 1 failed, 0 succeeded        |
 | `BASKETS_SCORED`         | Count        | per `retail score` run: baskets written (0 on failure)|
+| `MONITOR_RUN_FAILED`     | Count        | per `retail monitor` run: 1 failed, 0 succeeded      |
+| `MONITORED_BASKETS`      | Count        | per `retail monitor` run: the champion's labelled baskets of the week |
+| `MONITORED_ACCURACY`     | None         | the champion's accuracy on the week's labelled baskets |
+| `MONITORED_MACRO_F1`     | None         | the champion's macro-F1 on them                      |
+| `MONITORED_MIN_CLASS_PRECISION` | None  | the champion's lowest per-class precision on them    |
+| `MONITORED_DRIFT_PSI`    | None         | the champion's largest per-feature PSI over the week |
+| `CHALLENGER_MARGIN`      | None         | challenger's macro-F1 less the champion's, same baskets |
+| `RETRAIN_NEEDED`         | Count        | per `retail monitor` run: 1 when the policy says retrain |
 
 The heartbeat is sent whether or not requests arrive, so "no data" means "no service":
 its alarm treats missing data as breaching, while the request alarms treat it as
 "no traffic". Every finished scoring run sends `SCORING_RUN_FAILED` (0 or 1), so its
 sample count is the number of finished runs: no sample in a week means no run finished.
+`retail monitor` (cli/monitor.py) publishes one datapoint per run the same way; a figure it
+could not measure that week (no labelled basket, no challenger) is left out, never sent as 0. The
+`MONITORED_*` figures are meant to be alarmed at the promotion gate's thresholds (ml/settings.py).
 """
 
 NAMESPACE = "RetailMlops/Inference"
@@ -36,6 +47,14 @@ HEARTBEAT = "Heartbeat"
 HEARTBEAT_SECONDS = 60
 SCORING_RUN_FAILED = "ScoringRunFailed"
 BASKETS_SCORED = "BasketsScored"
+MONITOR_RUN_FAILED = "MonitorRunFailed"
+MONITORED_BASKETS = "MonitoredBaskets"
+MONITORED_ACCURACY = "MonitoredAccuracy"
+MONITORED_MACRO_F1 = "MonitoredMacroF1"
+MONITORED_MIN_CLASS_PRECISION = "MonitoredMinClassPrecision"
+MONITORED_DRIFT_PSI = "MonitoredDriftPsi"
+CHALLENGER_MARGIN = "ChallengerMacroF1Margin"
+RETRAIN_NEEDED = "RetrainNeeded"
 
 LATENCY_PERCENTILE = "p95"
 """Extended statistic the latency alarm and dashboard read from `REQUEST_LATENCY_MS`."""

@@ -1,11 +1,15 @@
-"""The training reference of key features, for input-drift monitoring in the service.
+"""The training reference of key features, for input-drift monitoring.
 
 For each key feature: decile edges on the training side and the share of training
-baskets in each bin. The service compares recent requests with these shares using
-the population stability index.
+baskets in each bin. Recent baskets are compared with these shares using the
+population stability index: by the service over its last requests (api/drift.py), and
+by `retail monitor` over a week's baskets (ml/monitor.py). Both bin with `bin_of` and
+score with `population_stability_index`, so a PSI means the same wherever it is shown.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import polars as pl
@@ -20,13 +24,22 @@ KEY_FEATURES = (
 )
 BINS = 10
 
+Reference = Mapping[str, Mapping[str, Sequence[float]]]
+"""key feature -> {"edges": inner bin edges, "shares": share of training baskets per bin} (`reference_bins`)."""
+
+
+def bin_of(edges: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The bin of each value: 0 below the first edge, len(edges) from the last one (a value on an edge goes up)."""
+    bins: np.ndarray = np.searchsorted(edges, values, side="right")
+    return bins
+
 
 def reference_bins(features: pl.DataFrame) -> dict[str, dict[str, list[float]]]:
     reference = {}
     for name in KEY_FEATURES:
         values = features[name].to_numpy()
         edges = np.unique(np.quantile(values, np.linspace(0, 1, BINS + 1))[1:-1])
-        counts = np.bincount(np.searchsorted(edges, values, side="right"), minlength=len(edges) + 1)
+        counts = np.bincount(bin_of(edges, values), minlength=len(edges) + 1)
         reference[name] = {"edges": edges.tolist(), "shares": (counts / counts.sum()).tolist()}
     return reference
 
@@ -36,3 +49,19 @@ def population_stability_index(expected: np.ndarray, actual: np.ndarray, floor: 
     e = np.maximum(np.asarray(expected, dtype=float), floor)
     a = np.maximum(np.asarray(actual, dtype=float), floor)
     return float(np.sum((a - e) * np.log(a / e)))
+
+
+def feature_psi(reference: Reference, feature_names: Sequence[str], matrix: np.ndarray) -> dict[str, float]:
+    """PSI of each key feature of the reference that the model input has: `matrix`'s rows (one per basket,
+    columns in `feature_names` order) against the training shares. Empty without rows."""
+    if not len(matrix):
+        return {}
+    names = list(feature_names)
+    psi = {}
+    for name in KEY_FEATURES:
+        if name not in reference or name not in names:
+            continue
+        shares = np.asarray(reference[name]["shares"], dtype=float)
+        bins = bin_of(np.asarray(reference[name]["edges"], dtype=float), matrix[:, names.index(name)])
+        psi[name] = population_stability_index(shares, np.bincount(bins, minlength=len(shares)) / len(bins))
+    return psi

@@ -10,9 +10,11 @@ is an MLflow pyfunc model whose data is the bundle (`ml.bundle`), loaded by
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -22,6 +24,9 @@ from ml.schema import LABEL, TRAINABLE_LABELS
 from ml.settings import GateSettings, Settings
 
 CHAMPION = "champion"
+CHALLENGER = "challenger"
+PROMOTION_TAGS = "promotion."
+"""Prefix of the tags `promote_challenger` records on the version it promotes."""
 HISTORY_TAG = "champion_history"
 EXPERIMENT = "basket-price-sensitivity"
 VERSION_COLUMNS = ("family", "accuracy", "macro_f1", "gate_passed", "pipeline_run")
@@ -182,6 +187,45 @@ class Registry:
         if mv.tags.get("gate_passed") != "true" and not force:
             raise ValueError(f"version {version} did not pass the promotion gate; use --force to override")
         self._move_champion(version)
+        return version
+
+    def challenger_version(self) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self.client.get_model_version_by_alias(self.name, CHALLENGER).version)
+        except MlflowException:
+            return None
+
+    def make_challenger(self, version: str) -> None:
+        """Give a version that passed the gate, and is not the champion, the `challenger` alias: it scores in the
+        champion's shadow until `retail monitor` finds it has earned promotion (ml/challenger.py)."""
+        mv = self.client.get_model_version(self.name, version)
+        if mv.tags.get("gate_passed") != "true":
+            raise ValueError(f"version {version} did not pass the promotion gate, so it cannot be the challenger")
+        if version == self.champion_version():
+            raise ValueError(f"version {version} is the champion already")
+        self.client.set_registered_model_alias(self.name, CHALLENGER, version)
+
+    def promote_challenger(self, version: str, reason: str, evidence: Sequence[Mapping[str, Any]]) -> str:
+        """Make the challenger champion on the monitor's verdict. The decision and its evidence (the weeks it won,
+        with both models' macro-F1 on the same baskets) are recorded as `promotion.*` tags on the version, and the
+        challenger alias is removed; the champion history records the move as `promote` does."""
+        if version != self.challenger_version():
+            raise ValueError(f"version {version} is not the challenger (the challenger is "
+                             f"{self.challenger_version() or 'none'})")
+        previous = self.champion_version()
+        tags = {
+            "decision": "promoted from challenger",
+            "reason": reason,
+            "evidence": json.dumps(list(evidence)),
+            "previous_champion": previous or "",
+            "decided": dt.datetime.now(dt.UTC).isoformat(),
+        }
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.name, version, PROMOTION_TAGS + key, value)
+        self._move_champion(version)
+        self.client.delete_registered_model_alias(self.name, CHALLENGER)
         return version
 
     def rollback(self) -> str:

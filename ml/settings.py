@@ -20,6 +20,26 @@ class GateSettings(BaseSettings):
     max_regression: float = Field(0.0, ge=0, le=1)
 
 
+class MonitorSettings(BaseSettings):
+    """What `retail monitor` and the retraining policy judge a week by (RETAIL_MONITOR_DRIFT_PSI, ...); the
+    performance thresholds are the gate's (GateSettings). See docs/monitoring.md."""
+
+    model_config = SettingsConfigDict(env_prefix="RETAIL_MONITOR_")
+
+    # A key feature whose PSI against the training reference is above this has drifted (0.25: a major shift).
+    drift_psi: float = Field(0.25, gt=0)
+    # A week with fewer labelled baskets for a model is reported but not judged (too few to measure).
+    min_baskets: int = Field(100, ge=1)
+    # Retrain once this many fiscal weeks have landed after the champion's training data (13: a quarter).
+    new_weeks: int = Field(13, ge=1)
+    # After the policy called for retraining, a lasting fall or drift calls again only this many weeks later.
+    cooldown_weeks: int = Field(4, ge=1)
+    # A challenger is promoted when its macro-F1 beats the champion's on the same baskets by at least this margin
+    # in each of the last `challenger_weeks` monitored weeks.
+    challenger_margin: float = Field(0.02, ge=0, le=1)
+    challenger_weeks: int = Field(3, ge=1)
+
+
 class Settings(BaseSettings):
     """Where the lake and the registry live and how a pipeline run behaves."""
 

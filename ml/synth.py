@@ -24,7 +24,12 @@ meets the difficulty of the real file rather than an easier one:
   the earlier weeks do not reveal;
 * seg_1 is a noisy copy of the shopper's lean and agrees with the label about half
   the time; basket type drives the number of lines and size follows the line count;
-* the mix drifts: value shopping falls and unclassifiable (XX) shopping doubles.
+* the mix drifts: value shopping falls and unclassifiable (XX) shopping doubles;
+* optionally (`SynthConfig.drift_week`), the market shifts at a known week, for replaying
+  monitoring: from that week a share of products are repositioned into another price tier
+  (their unit prices follow the new tier, and the labels of the baskets holding them the
+  new tier: concept drift) and every basket leans further towards value (covariate drift).
+  Nothing before that week changes, nor any file generated without a drift.
 
 The constants below are calibrated with bench/calibration.py, which prints the
 structure and the baseline's holdout macro-F1 next to the real file's numbers.
@@ -116,6 +121,17 @@ class SynthConfig:
     no_card_share: float = 0.20
     weeks: int = N_WEEKS
     new_product_share: float = 0.15  # products launched after the first week
+    # The injected drift (see `_drifted_tiers`): from week `drift_week` (counted from 0, the first week; None:
+    # no drift), `drift_retier_share` of the LA/MM/UM products move to another of those tiers and every
+    # basket's lean rises by `drift_lean`.
+    drift_week: int | None = None
+    drift_retier_share: float = 0.3
+    drift_lean: float = 0.5
+
+    @property
+    def drift_day(self) -> int | None:
+        """The first drifted day, in days since the first day of the data set (None: no drift)."""
+        return None if self.drift_week is None else self.drift_week * 7
 
 
 @dataclass
@@ -166,6 +182,21 @@ def _streams(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
     """Independent generators for the catalogue and for the transactions."""
     catalogue_seed, transactions_seed = np.random.SeedSequence(seed).spawn(2)
     return np.random.default_rng(catalogue_seed), np.random.default_rng(transactions_seed)
+
+
+def _drift_stream(seed: int) -> np.random.Generator:
+    """A third stream, for the injected drift only: a drift changes nothing the other two streams draw."""
+    return np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
+
+
+def _drifted_tiers(cfg: SynthConfig, cat: Catalogue) -> np.ndarray:
+    """Every product's tier from the drift week on: `cfg.drift_retier_share` of the LA/MM/UM products moved
+    to one of the other two of those tiers, chosen evenly; XX products stay XX."""
+    rng = _drift_stream(cfg.seed)
+    moved = (rng.random(cfg.products) < cfg.drift_retier_share) & (cat.tier != XX)
+    shifted = (cat.tier + rng.integers(1, 3, cfg.products)) % 3  # LA, MM, UM are 0, 1, 2
+    drifted: NDArray[np.int64] = np.where(moved, shifted, cat.tier)
+    return drifted
 
 
 def _codes(prefix: str, n: int, width: int, rng: np.random.Generator) -> np.ndarray:
@@ -292,6 +323,8 @@ def _baskets(cfg: SynthConfig, shoppers: _Shoppers, rng: np.random.Generator) ->
     progress = day / max(cfg.weeks * 7 - 1, 1)
     shopper_lean = np.where(has_card, shoppers.lean[np.maximum(customer, 0)], rng.normal(0, SHOPPER_LEAN_SD, n))
     lean = shopper_lean + rng.normal(0, TRIP_LEAN_SD, n) + LEAN_DRIFT * (0.5 - progress)
+    if cfg.drift_day is not None:
+        lean = lean + cfg.drift_lean * (day >= cfg.drift_day)
     return _Baskets(n, basket_type, lines, day, customer, store, lean)
 
 
@@ -360,10 +393,25 @@ def generate(cfg: SynthConfig) -> pa.Table:
     shoppers = _shoppers(cfg, rng)
     baskets = _baskets(cfg, shoppers, rng)
     lines = _lines(cfg, cat, baskets, rng)
+    line_tier = cat.tier[lines.product]
+    if cfg.drift_day is not None:
+        line_tier = _after_drift(cfg, cfg.drift_day, cat, baskets, lines)
     counts = np.zeros((baskets.n, 4), dtype=np.int64)
-    np.add.at(counts, (lines.basket, cat.tier[lines.product]), 1)
+    np.add.at(counts, (lines.basket, line_tier), 1)
     label = label_of_counts(counts)
     return _to_table(cfg, rng, cat, shoppers, baskets, lines, label)
+
+
+def _after_drift(cfg: SynthConfig, drift_day: int, cat: Catalogue, baskets: _Baskets, lines: _Lines) -> np.ndarray:
+    """Each line's tier with the drift applied from `drift_day`; the spend of a drifted line whose product
+    moved tier is repriced (in place) by the ratio of the tiers' price factors."""
+    drifted = _drifted_tiers(cfg, cat)
+    after = baskets.day[lines.basket] >= drift_day
+    before_tier, after_tier = cat.tier[lines.product], drifted[lines.product]
+    ratio = np.where(after, TIER_PRICE_FACTOR[after_tier] / TIER_PRICE_FACTOR[before_tier], 1.0)
+    lines.spend = np.round(lines.spend * ratio, 2)
+    tier: NDArray[np.int64] = np.where(after, after_tier, before_tier)
+    return tier
 
 
 def _segment_codes(

@@ -1,0 +1,211 @@
+"""`retail monitor --week W`: a week's logged predictions against its labels, the retraining policy, the challenger.
+
+One run: read every prediction of week W in the lake's predictions zone (batch runs and the
+service's log, champion and challenger) and the week's labels from silver; measure each model
+version (ml/monitor.py); ask the retraining policy (ml/retrain_policy.py) and, when a challenger
+scored in the champion's shadow, whether it has earned promotion (ml/challenger.py), over this
+week and the weeks the report location already holds; with --promote, promote it in the
+registry with its evidence; write the report (ml/monitor_report.py).
+
+Built to run as a scheduled job the way `retail score` does (infra/batch_scoring.py): lake and
+report are local folders or s3:// URIs, and with RETAIL_EMF_ENABLED=true the run ends with one
+CloudWatch embedded-metric-format line on stdout (ml/emf.py `monitor_run`, dimension
+Environment=RETAIL_ENVIRONMENT): `MonitorRunFailed`, the champion's labelled baskets,
+accuracy, macro-F1, lowest class precision and largest PSI, the challenger's margin and
+whether to retrain. A model version's bundle (for its training reference and featurizer) comes
+from the registry by its number, or, for a `sha256:...` version, from a --bundle location (the
+service's RETAIL_MODEL_URI); without one its drift is not measured and the report says so.
+
+Exits 2 when the week has no prediction or no labels yet; a week whose figures breach the
+thresholds is a finding, not a failure (exit 0): the alarms read the published metrics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from cli.console import print_error
+from ml import emf
+
+if TYPE_CHECKING:  # polars, MLflow and the model libraries load when the command runs, not with `retail`
+    from ml.bundle import ModelBundle
+    from ml.monitor_report import Outcome
+    from ml.settings import GateSettings, MonitorSettings, Settings
+
+console = Console(stderr=True)
+PUBLISHED_METRICS = emf.MONITOR_RUN_METRICS
+"""The metrics a run may publish with RETAIL_EMF_ENABLED=true."""
+
+
+class NothingToMonitor(LookupError):
+    """The week has no prediction or no labels in the lake."""
+
+
+@dataclass
+class MonitorRun:
+    outcome: Outcome
+    files: dict[str, str]  # report file name -> location
+
+
+def bundles_from(settings: Settings, bundles: list[str], registry: bool):  # -> Callable[[str], ModelBundle | None]
+    """A version's bundle: a registered version from the registry (when `registry`), a `sha256:...` version from
+    the bundle locations given; each loaded once. None when it cannot be had."""
+    from cli.score import choose_model
+    from ml.bundle import BundleIntegrityError
+
+    loaded: dict[str, ModelBundle | None] = {}
+    located: dict[str, ModelBundle] = {}
+
+    def bundle_for(version: str) -> ModelBundle | None:
+        if not located and bundles:
+            for location in bundles:
+                model = choose_model(settings, bundle=location)
+                located[model.version] = model.bundle
+        if version not in loaded:
+            loaded[version] = located.get(version)
+            if loaded[version] is None and registry and version.isdigit():
+                try:
+                    loaded[version] = choose_model(settings, model=version).bundle
+                except (LookupError, BundleIntegrityError) as exc:
+                    console.print(f"version {version}: no bundle ({exc})", markup=False)
+        return loaded[version]
+
+    return bundle_for
+
+
+def run_monitor(
+    week: int,
+    settings: Settings,
+    gate: GateSettings,
+    monitoring: MonitorSettings,
+    out: str,
+    bundle_for,  # Callable[[str], ModelBundle | None]
+    promote: bool = False,
+) -> MonitorRun:
+    """One monitoring run (see the module docstring); raises NothingToMonitor when the week cannot be measured."""
+    from ml.challenger import challenger_verdict
+    from ml.labels import NoLabels, week_lines
+    from ml.lake import Lake
+    from ml.monitor import measure_week, read_predictions
+    from ml.monitor_report import Outcome, ReportStore, policy_inputs_of
+
+    lake = Lake(settings.lake_root)
+    predictions = read_predictions(lake, week)
+    if not predictions.rows.height:
+        raise NothingToMonitor(f"week {week}: no prediction under {lake.uri('predictions')} (score the week first)")
+    try:
+        lines = week_lines(lake, week)
+    except NoLabels as exc:
+        raise NothingToMonitor(str(exc)) from exc
+    report = measure_week(week, predictions, lines, bundle_for, gate, monitoring)
+    store = ReportStore(out)
+    history = store.history(before=week)
+    decision = policy_inputs_of(history, report).decide({}, gate, monitoring)
+    verdict = None
+    if report.comparisons:
+        challenger = max(report.comparisons, key=lambda c: c.baskets).challenger
+        compared = [c for o in history for c in o.report.comparisons] + report.comparisons
+        verdict = challenger_verdict(compared, challenger, gate, monitoring)
+    promoted = None
+    if promote and verdict is not None and verdict.promote:
+        from ml.registry import Registry
+
+        promoted = Registry(settings).promote_challenger(verdict.challenger, verdict.reason, verdict.evidence)
+    outcome = Outcome(report, decision, verdict, promoted)
+    return MonitorRun(outcome, store.write(outcome, history, gate, monitoring))
+
+
+def figures(outcome: Outcome) -> dict[str, float | None]:
+    """The week's figures by CloudWatch metric name (ml/metric_names.py); None where the week gave none."""
+    from ml import metric_names as names
+
+    champion = outcome.report.champion
+    judged = champion is not None and champion.metrics is not None
+    comparisons = outcome.report.comparisons
+    return {
+        names.MONITORED_BASKETS: None if champion is None else champion.labelled,
+        names.MONITORED_ACCURACY: champion.accuracy if judged and champion else None,
+        names.MONITORED_MACRO_F1: champion.macro_f1 if judged and champion else None,
+        names.MONITORED_MIN_CLASS_PRECISION: champion.min_class_precision if judged and champion else None,
+        names.MONITORED_DRIFT_PSI: None if champion is None or champion.max_psi is None else champion.max_psi[1],
+        names.CHALLENGER_MARGIN: max(comparisons, key=lambda c: c.baskets).margin if comparisons else None,
+        names.RETRAIN_NEEDED: int(outcome.retraining.retrain),
+    }
+
+
+def summary_table(outcome: Outcome) -> Table:
+    report = outcome.report
+    table = Table(title=f"Week {report.week}: {report.labelled_baskets} labelled baskets")
+    for column in ("role", "version", "family", "predicted", "labelled", "accuracy", "macro-F1", "largest PSI"):
+        table.add_column(column, justify="left" if column in ("role", "family") else "right")
+    for m in report.models:
+        psi = "-" if m.max_psi is None else f"{m.max_psi[1]:.3f} {m.max_psi[0]}"
+        table.add_row(m.role, m.version, m.family, f"{m.predicted:,}", f"{m.labelled:,}",
+                      "-" if m.accuracy is None else f"{m.accuracy:.4f}",
+                      "-" if m.macro_f1 is None else f"{m.macro_f1:.4f}", psi)
+    return table
+
+
+def print_outcome(run: MonitorRun) -> None:
+    outcome = run.outcome
+    Console().print(summary_table(outcome))
+    for breach in outcome.report.breaches:
+        console.print(f"breach: {breach}", style="yellow", markup=False)
+    for notice in outcome.report.notices:
+        console.print(f"notice: {notice}", markup=False)
+    decision = outcome.retraining
+    console.print(f"retrain: {'yes' if decision.retrain else 'no'}", style="bold")
+    for reason in decision.reasons:
+        console.print(f"  {reason.kind}: {reason.detail}", markup=False)
+    for note in decision.notes:
+        console.print(f"  {note}", markup=False)
+    if outcome.verdict is not None:
+        verdict = outcome.verdict
+        console.print(f"challenger {verdict.challenger}: {'promote' if verdict.promote else 'keep watching'} "
+                      f"({verdict.reason})", markup=False)
+    if outcome.promoted:
+        console.print(f"champion -> version {outcome.promoted} (promoted from challenger, evidence on the version)")
+    console.print(f"Report: {run.files['report.html']}")
+
+
+def monitor(
+    week: int = typer.Option(..., "--week", "-w", min=190001, max=299952, help="fiscal week YYYYWW to monitor"),
+    lake: str = typer.Option(None, help="lake root: a folder or s3://bucket/prefix [env RETAIL_LAKE_ROOT]"),
+    out: str = typer.Option(None, help="where reports go: a folder or s3:// prefix [default: LAKE/monitoring]"),
+    bundle: list[str] = typer.Option(None, help="a bundle location (folder or s3:// prefix) for sha256:... versions; "
+                                                "repeat for several"),
+    registry: bool = typer.Option(True, "--registry/--no-registry",
+                                  help="read registered versions' bundles from the MLflow registry"),
+    promote: bool = typer.Option(False, help="promote the challenger in the registry when it has earned it"),
+) -> None:
+    """Measure week W's predictions against its labels; decide on retraining and the challenger; write the report."""
+    from ml.bundle import BundleIntegrityError
+    from ml.lake import Lake
+    from ml.settings import GateSettings, MonitorSettings, Settings
+
+    settings = Settings(**({"lake_root": lake} if lake else {}))
+    failed, outcome = True, None
+    try:
+        location = out or Lake(settings.lake_root).uri("monitoring")
+        try:
+            run = run_monitor(week, settings, GateSettings(), MonitorSettings(), location,
+                              bundles_from(settings, bundle or [], registry), promote)
+        except (LookupError, BundleIntegrityError) as exc:  # NothingToMonitor, no such bundle or version
+            print_error(exc)
+            raise typer.Exit(2) from exc
+        outcome = run.outcome
+        print_outcome(run)
+        failed = False
+    finally:
+        if settings.emf_enabled:
+            emf.monitor_run(settings.environment, failed, {} if outcome is None else figures(outcome))
+
+
+if __name__ == "__main__":  # `python -m cli.monitor ...`: the command without the rest of `retail`
+    typer.run(monitor)
+

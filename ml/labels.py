@@ -1,0 +1,93 @@
+"""The labels of a week: each basket's price sensitivity, once its week's transactions are in the lake.
+
+A week's transactions carry BASKET_PRICE_SENSITIVITY for every basket, so the labels of the
+baskets scored in a week become known when that week's file is ingested. `land` puts a file
+into the lake the way the pipeline does (the raw zone's content-hashed copy, validated lines
+and the quarantine in silver/<run>/) without building features or training; `week_lines`
+reads one week's validated lines from the newest silver run that holds that week, whichever
+command wrote it (`land` or `retail pipeline run`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from ml import ingest
+from ml.lake import Lake, arrow_frame, join
+from ml.schema import BASKET_KEY, LABEL, TRAINABLE_LABELS
+from ml.validate import ValidationReport, validate
+
+SILVER_LINES = "lines.parquet"
+WEEK = "SHOP_WEEK"
+
+
+@dataclass(frozen=True)
+class Landed:
+    """A file put into the lake's silver zone."""
+
+    run_id: str
+    lines_uri: str
+    quarantine_uri: str
+    weeks: tuple[int, ...]
+    report: ValidationReport
+
+
+def land(input_path: Path, lake: Lake) -> Landed:
+    """Ingest and validate a transactions file (or folder of weekly files) into raw/ and silver/<run>/."""
+    raw_input, raw = ingest.read(input_path)
+    record = lake.put_raw(raw_input.files)
+    run_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{record.sha256[:8]}"
+    result = validate(raw, raw_input)
+    if not result.report.counts_add_up:  # a bug, never bad input
+        raise RuntimeError(f"row counts do not add up: {result.report}")
+    lines_uri = lake.write_parquet(result.lines, "silver", run_id, SILVER_LINES)
+    quarantine_uri = lake.write_parquet(result.quarantine, "silver", run_id, "quarantine.parquet")
+    weeks = tuple(sorted(result.lines[WEEK].unique().to_list()))
+    return Landed(run_id, lines_uri, quarantine_uri, weeks, result.report)
+
+
+@dataclass(frozen=True)
+class WeekLines:
+    """One week's validated lines and the silver file they were read from."""
+
+    week: int
+    lines: pl.DataFrame
+    source: str
+
+    def labels(self) -> pl.DataFrame:
+        """One row per basket: BASKET_KEY and its label (XX included)."""
+        return self.lines.group_by(BASKET_KEY).agg(pl.first(LABEL))
+
+    @property
+    def labelled_baskets(self) -> int:
+        """Baskets whose label is a class the models predict (not XX)."""
+        return int(self.labels()[LABEL].is_in(list(TRAINABLE_LABELS)).sum())
+
+
+class NoLabels(LookupError):
+    """No silver run of the lake holds the week."""
+
+
+def week_lines(lake: Lake, week: int) -> WeekLines:
+    """The week's lines from the newest silver run holding any (run ids begin with their UTC time).
+
+    Each run's lines.parquet is read with a filter on SHOP_WEEK, so a run without the week costs a look at
+    its row groups' statistics. Raises NoLabels when no run holds the week.
+    """
+    silver = join(lake.base, "silver")
+    listed = lake.fs.get_file_info(pafs.FileSelector(silver, recursive=True, allow_not_found=True))
+    runs = sorted((info.path[len(silver):].strip("/").split("/")[0] for info in listed
+                   if info.type == pafs.FileType.File and info.path.endswith(f"/{SILVER_LINES}")
+                   and info.path[len(silver):].strip("/").count("/") == 1), reverse=True)
+    for run in runs:
+        table = pq.read_table(join(silver, run, SILVER_LINES), filesystem=lake.fs, filters=[(WEEK, "=", week)])
+        if table.num_rows:
+            return WeekLines(week, arrow_frame(table), lake.uri("silver", run, SILVER_LINES))
+    raise NoLabels(f"week {week}: no silver run under {lake.uri('silver')} holds its lines yet; land the week's "
+                   "transactions first (`retail pipeline run`, or ml.labels.land)")

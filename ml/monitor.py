@@ -1,0 +1,274 @@
+"""A week's logged predictions joined with the week's labels: what `retail monitor` measures.
+
+Predictions are read from the lake's predictions zone, every source alike: `retail score`
+runs and the API's prediction logs write `predictions/<run or source>/.../week=YYYYWW/*.parquet`,
+one row per basket with its key, the predicted class, the model's version and family and,
+from the API, the `role` of the model that answered (the champion, or the challenger scoring
+in its shadow). A row without a role is the champion's: batch scoring answers with the model
+it is given, the champion unless told otherwise. A basket predicted twice by the same model
+version in the same role (two runs over one week) counts once.
+
+Labels are the week's validated lines in silver (`ml.labels.week_lines`); a basket's label
+is a class the models predict (LA, MM, UM), or it has none (XX, or not in silver).
+
+For each (role, model version): baskets predicted and labelled; accuracy, macro-F1 and
+per-class precision, recall and F1 as the promotion gate computes them (`ml.evaluate`); the
+PSI of each key feature over the baskets it predicted, against its own training reference,
+as the API computes it (`ml.reference`). For each challenger version: its macro-F1 and the
+champion's on the labelled baskets both predicted. Breaches: the champion's figures against
+the gate's thresholds (GateSettings) and the drift threshold (MonitorSettings).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import polars as pl
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from ml.calendar import week_index_expr
+from ml.challenger import Comparison
+from ml.evaluate import Metrics, compute_metrics
+from ml.labels import WeekLines
+from ml.lake import Lake, arrow_frame, join
+from ml.prediction_log import CHALLENGER, CHAMPION, PREDICTION
+from ml.reference import feature_psi
+from ml.retrain_policy import MonitoredWeek
+from ml.schema import BASKET_KEY, LABEL, TRAINABLE_LABELS
+from ml.settings import GateSettings, MonitorSettings
+
+if TYPE_CHECKING:
+    from ml.bundle import ModelBundle
+
+PREDICTIONS = "predictions"
+VERSION = "model_version"
+FAMILY = "model_family"
+ROLE = "role"
+CLASSES = list(TRAINABLE_LABELS)
+
+BundleFor = Callable[[str], "ModelBundle | None"]
+"""A model version's bundle, or None when it cannot be had (its PSI is then not measured)."""
+
+
+def week_index(week: int) -> int:
+    """Weeks since the fiscal epoch of a week code (`ml.calendar`)."""
+    return int(pl.select(week_index_expr(pl.lit(week))).item())
+
+
+@dataclass(frozen=True)
+class WeekPredictions:
+    """The week's prediction rows, one per (role, version, basket), and where they came from."""
+
+    rows: pl.DataFrame  # BASKET_KEY, prediction, model_version, model_family, role
+    sources: tuple[str, ...]  # folders under predictions/ (a run id, `service`) that held the week
+    files: int
+    duplicates: int  # rows dropped as a repeat of a (role, version, basket) already read
+    unkeyed: int  # rows dropped for want of a basket key (a service request that sent no BASKET_ID)
+
+
+def read_predictions(lake: Lake, week: int) -> WeekPredictions:
+    """Every prediction row of the week in the lake's predictions zone, whichever run or source wrote it."""
+    base = join(lake.base, PREDICTIONS)
+    listed = lake.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
+    marker = f"/week={week}/"
+    files = sorted(info.path for info in listed
+                   if info.type == pafs.FileType.File and marker in info.path and info.path.endswith(".parquet"))
+    frames = [_prediction_rows(arrow_frame(pq.read_table(path, filesystem=lake.fs))) for path in files]
+    rows = pl.concat(frames) if frames else pl.DataFrame(schema=dict.fromkeys(
+        (BASKET_KEY, PREDICTION, VERSION, FAMILY, ROLE), pl.String))
+    keyed = rows.filter(pl.col(BASKET_KEY).is_not_null())
+    unique = keyed.unique(subset=[ROLE, VERSION, BASKET_KEY], keep="first", maintain_order=True)
+    sources = sorted({path[len(base):].strip("/").split("/")[0] for path in files})
+    return WeekPredictions(unique, tuple(sources), len(files), keyed.height - unique.height,
+                           rows.height - keyed.height)
+
+
+def _prediction_rows(frame: pl.DataFrame) -> pl.DataFrame:
+    role = pl.col(ROLE) if ROLE in frame.columns else pl.lit(CHAMPION)
+    return frame.select(
+        pl.col(BASKET_KEY).cast(pl.String), pl.col(PREDICTION).cast(pl.String), pl.col(VERSION).cast(pl.String),
+        pl.col(FAMILY).cast(pl.String), role.cast(pl.String).fill_null(CHAMPION).alias(ROLE),
+    )
+
+
+@dataclass
+class ModelWeek:
+    """One model version in one role over the week."""
+
+    role: str
+    version: str
+    family: str
+    predicted: int  # baskets it predicted
+    labelled: int  # of those, baskets with a label it could predict
+    metrics: dict[str, Any] | None  # ml.evaluate.Metrics as a dict; None without a labelled basket
+    psi: dict[str, float]  # key feature -> PSI; empty when the version's bundle was not available
+    weeks_after_data: int | None  # fiscal weeks from the last week of its training data to this one
+
+    @property
+    def accuracy(self) -> float | None:
+        return None if self.metrics is None else float(self.metrics["accuracy"])
+
+    @property
+    def macro_f1(self) -> float | None:
+        return None if self.metrics is None else float(self.metrics["macro_f1"])
+
+    @property
+    def min_class_precision(self) -> float | None:
+        if self.metrics is None:
+            return None
+        return min(float(values["precision"]) for values in self.metrics["per_class"].values())
+
+    @property
+    def max_psi(self) -> tuple[str, float] | None:
+        """The key feature that drifted most, and its PSI."""
+        return max(self.psi.items(), key=lambda item: item[1]) if self.psi else None
+
+
+@dataclass
+class WeekReport:
+    week: int
+    created: str
+    label_source: str
+    labelled_baskets: int  # baskets of the week in silver with a label the models predict
+    prediction_sources: list[str]
+    prediction_files: int
+    duplicate_rows: int
+    unkeyed_rows: int
+    models: list[ModelWeek]
+    comparisons: list[Comparison]
+    breaches: list[str]
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def champion(self) -> ModelWeek | None:
+        """The champion-role version that answered for most baskets this week."""
+        champions = [m for m in self.models if m.role == CHAMPION]
+        return max(champions, key=lambda m: (m.labelled, m.predicted)) if champions else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WeekReport:
+        return cls(**{**data, "models": [ModelWeek(**m) for m in data["models"]],
+                      "comparisons": [Comparison(**c) for c in data["comparisons"]]})
+
+
+def measure_week(
+    week: int,
+    predictions: WeekPredictions,
+    lines: WeekLines,
+    bundle_for: BundleFor,
+    gate: GateSettings,
+    settings: MonitorSettings,
+) -> WeekReport:
+    """The week's measurements (see the module docstring)."""
+    labels = lines.labels().with_columns(pl.col(BASKET_KEY).cast(pl.String))
+    joined = predictions.rows.join(labels, on=BASKET_KEY, how="left")
+    notices: list[str] = []
+    models = []
+    groups = joined.partition_by(ROLE, VERSION, as_dict=True)
+    for (role, version), rows in sorted(groups.items(), key=lambda group: (group[0][0] != CHAMPION, group[0])):
+        bundle = bundle_for(str(version))
+        if bundle is None:
+            notices.append(f"version {version}: no bundle available, so its input drift was not measured")
+        models.append(_model_week(str(role), str(version), rows, lines, bundle, week))
+    comparisons = [_comparison(week, version, joined) for version in
+                   sorted(joined.filter(pl.col(ROLE) == CHALLENGER)[VERSION].unique().to_list())]
+    report = WeekReport(
+        week=week,
+        created=dt.datetime.now(dt.UTC).isoformat(),
+        label_source=lines.source,
+        labelled_baskets=lines.labelled_baskets,
+        prediction_sources=list(predictions.sources),
+        prediction_files=predictions.files,
+        duplicate_rows=predictions.duplicates,
+        unkeyed_rows=predictions.unkeyed,
+        models=models,
+        comparisons=[c for c in comparisons if c is not None],
+        breaches=[],
+        notices=notices,
+    )
+    report.breaches = breaches(report, gate, settings)
+    return report
+
+
+def _model_week(
+    role: str, version: str, rows: pl.DataFrame, lines: WeekLines, bundle: ModelBundle | None, week: int
+) -> ModelWeek:
+    labelled = rows.filter(pl.col(LABEL).is_in(CLASSES))
+    metrics = _metrics(labelled[LABEL], labelled[PREDICTION]) if labelled.height else None
+    psi: dict[str, float] = {}
+    weeks_after_data = None
+    if bundle is not None:
+        keys = rows[BASKET_KEY].implode()
+        scored = lines.lines.filter(pl.col(BASKET_KEY).cast(pl.String).is_in(keys))
+        batch, _ = bundle.compiled.encode_frame(scored)
+        psi = feature_psi(bundle.meta.get("drift_reference", {}), bundle.featurizer.feature_names_,
+                          bundle.compiled.transform(batch))
+        data_weeks = bundle.meta.get("data", {}).get("holdout_weeks")
+        if data_weeks:
+            weeks_after_data = week_index(week) - week_index(int(data_weeks[1]))
+    return ModelWeek(role=role, version=version, family=str(rows[FAMILY][0]), predicted=rows.height,
+                     labelled=labelled.height, metrics=None if metrics is None else metrics.to_dict(), psi=psi,
+                     weeks_after_data=weeks_after_data)
+
+
+def _metrics(truth: pl.Series, predicted: pl.Series) -> Metrics:
+    index = {c: i for i, c in enumerate(CLASSES)}
+    return compute_metrics(truth.replace_strict(index, return_dtype=pl.Int32).to_numpy(),
+                           predicted.replace_strict(index, return_dtype=pl.Int32).to_numpy(), CLASSES)
+
+
+def _comparison(week: int, challenger: str, joined: pl.DataFrame) -> Comparison | None:
+    labelled = joined.filter(pl.col(LABEL).is_in(CLASSES))
+    theirs = labelled.filter((pl.col(ROLE) == CHALLENGER) & (pl.col(VERSION) == challenger))
+    ours = labelled.filter(pl.col(ROLE) == CHAMPION).unique(BASKET_KEY, keep="first", maintain_order=True)
+    both = theirs.join(ours.select(BASKET_KEY, pl.col(PREDICTION).alias("champion_prediction"),
+                                   pl.col(VERSION).alias("champion_version")), on=BASKET_KEY)
+    if not both.height:
+        return None
+    return Comparison(
+        week=week,
+        challenger=challenger,
+        champions=sorted(both["champion_version"].unique().to_list()),
+        baskets=both.height,
+        champion_macro_f1=_metrics(both[LABEL], both["champion_prediction"]).macro_f1,
+        challenger_macro_f1=_metrics(both[LABEL], both[PREDICTION]).macro_f1,
+    )
+
+
+def breaches(report: WeekReport, gate: GateSettings, settings: MonitorSettings) -> list[str]:
+    """The champion's figures that cross a threshold, in words; none when it had too few labelled baskets."""
+    champion = report.champion
+    if champion is None or champion.labelled < settings.min_baskets or champion.metrics is None:
+        return []
+    found = []
+    checks = [("accuracy", champion.accuracy, gate.min_accuracy), ("macro-F1", champion.macro_f1, gate.min_macro_f1)]
+    checks += [(f"precision {c}", float(v["precision"]), gate.min_class_precision)
+               for c, v in champion.metrics["per_class"].items()]
+    for name, value, threshold in checks:
+        if value is not None and value < threshold:
+            found.append(f"week {report.week}: champion version {champion.version} {name} {value:.4f} "
+                         f"< {threshold} (gate)")
+    drifted = champion.max_psi
+    if drifted is not None and drifted[1] > settings.drift_psi:
+        found.append(f"week {report.week}: champion version {champion.version} input drift: PSI of {drifted[0]} "
+                     f"{drifted[1]:.3f} > {settings.drift_psi}")
+    return found
+
+
+def policy_inputs(reports: Iterable[WeekReport]) -> tuple[list[MonitoredWeek], int | None]:
+    """What the retraining policy reads from monitored weeks: the weeks in which the latest week's champion
+    version answered as champion, and the fiscal weeks from the end of its training data to the latest week."""
+    ordered = sorted(reports, key=lambda r: r.week)
+    latest = next((r.champion for r in reversed(ordered) if r.champion is not None), None)
+    if latest is None:
+        return [], None
+    weeks = [MonitoredWeek(r.week, c.labelled, c.macro_f1, c.max_psi)
+             for r in ordered if (c := r.champion) is not None and c.version == latest.version]
+    return weeks, latest.weeks_after_data
