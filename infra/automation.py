@@ -12,8 +12,11 @@ with that release in a temporary config file, so nothing in the repository chang
 `teardown` destroys the service before the platform (the load balancer controller
 removes the ALB it made while it still runs), retries a failed destroy after emptying
 what AWS refuses to delete while it holds something (the stack's buckets, its model
-package group), and removes a stack only once it is empty. `ephemeral` runs both
-projects as inline programs in temporary work directories.
+package group), and removes a stack only once it is empty. Given `TeardownChecks`
+(infra/teardown.py's `ProvenTeardown`), `destroy` and `ephemeral` remove the service's
+load-balanced Kubernetes objects before destroying and scan the account for leftovers
+after, whether the destroy succeeded or not. `ephemeral` runs both projects as inline
+programs in temporary work directories.
 """
 
 from __future__ import annotations
@@ -258,6 +261,16 @@ EmptyStack = Callable[[Mapping[str, Any]], None]
 """Given a platform stack's outputs, empties what a destroy cannot delete while it holds something."""
 
 
+class TeardownChecks(Protocol):
+    """What runs around the destroy of a deployment (both projects of one stack name)."""
+
+    def before_destroy(self, stack: str, platform: Mapping[str, Any], service: Mapping[str, Any]) -> None:
+        """Given both stacks' outputs; whatever happens here (an error is printed), the destroy goes on."""
+
+    def after_destroy(self, stack: str, platform: Mapping[str, Any]) -> None:
+        """Given the platform's outputs from before the destroy; runs even when the destroy failed."""
+
+
 def teardown(
     runner: StackRunner,
     stack: str,
@@ -290,12 +303,37 @@ def teardown(
         runner.remove_stack(stack, force=True)
 
 
-def destroy(runners: Runners, stack: str, *, empty: EmptyStack | None = None, echo=print) -> None:
-    """Service first (its Ingress goes while the controller can still delete the ALB), then the platform."""
+def destroy(
+    runners: Runners,
+    stack: str,
+    *,
+    empty: EmptyStack | None = None,
+    checks: TeardownChecks | None = None,
+    echo=print,
+) -> None:
+    """Service first (its Ingress goes while the controller can still delete the ALB), then the platform;
+    with `checks`, its `before_destroy` first and its `after_destroy` last."""
     runners.service.select_stack(stack)
-    teardown(runners.service, stack, echo=echo, remove=False)
+    service_outputs = _outputs(runners.service, stack) if checks else {}
     runners.platform.select_stack(stack)
-    teardown(runners.platform, stack, outputs=_outputs(runners.platform, stack), empty=empty, echo=echo, remove=False)
+    platform_outputs = _outputs(runners.platform, stack)
+    if checks:
+        _before_destroy(checks, stack, platform_outputs, service_outputs, echo)
+    try:
+        teardown(runners.service, stack, echo=echo, remove=False)
+        teardown(runners.platform, stack, outputs=platform_outputs, empty=empty, echo=echo, remove=False)
+    finally:
+        if checks:
+            checks.after_destroy(stack, platform_outputs)
+
+
+def _before_destroy(
+    checks: TeardownChecks, stack: str, platform: Mapping[str, Any], service: Mapping[str, Any], echo
+) -> None:
+    try:
+        checks.before_destroy(stack, platform, service)
+    except Exception as error:  # noqa: BLE001 (nothing before a destroy may stop it)
+        echo(f"pre-destroy checks of {stack} failed ({type(error).__name__}: {error}); destroying anyway")
 
 
 def _outputs(runner: StackRunner, stack: str) -> dict[str, Any]:
@@ -360,6 +398,7 @@ def ephemeral(
     resolve_release: ReleaseResolver,
     *,
     empty: EmptyStack | None = None,
+    checks: TeardownChecks | None = None,
     echo: Callable[[str], None] = print,
 ) -> int:
     """New platform and service stacks from `Pulumi.ephemeral.yaml`, up, run `command`; always tear both down.
@@ -367,13 +406,15 @@ def ephemeral(
     The command sees both stacks' non-secret outputs (`command_env`) and the deploy API
     key in RETAIL_API_KEY; its exit code is returned. Both stacks are destroyed and
     removed whatever happened (a failed up, a failed command, Ctrl-C); a teardown that
-    fails raises TeardownFailed after trying everything.
+    fails raises TeardownFailed after trying everything. `checks` run around the
+    teardown with the outputs the ups returned (empty for a stack that never came up).
     """
     if not command:
         raise ValueError("give the command to run after `--`, e.g. retail infra ephemeral --name pr-42 -- pytest")
     stack = ephemeral_stack_name(name)
     platform_config, service_config = ephemeral_config(project_dir)
     platform_outputs: dict[str, Any] = {}
+    service_outputs: dict[str, Any] = {}
     created: set[str] = set()
     try:
         runners.platform.create_stack(stack)
@@ -391,10 +432,16 @@ def ephemeral(
         # The platform goes only once the service is gone: destroying the cluster under a service whose
         # Ingress still exists would orphan the ALB the controller made, and leave a service stack that
         # can never be destroyed. A failed service teardown keeps both stacks for a later `destroy`.
-        if "service" in created:
-            teardown(runners.service, stack, echo=echo)
-        if "platform" in created:
-            teardown(runners.platform, stack, outputs=platform_outputs, empty=empty, echo=echo)
+        if checks and created:
+            _before_destroy(checks, stack, platform_outputs, service_outputs, echo)
+        try:
+            if "service" in created:
+                teardown(runners.service, stack, echo=echo)
+            if "platform" in created:
+                teardown(runners.platform, stack, outputs=platform_outputs, empty=empty, echo=echo)
+        finally:
+            if checks and created:
+                checks.after_destroy(stack, platform_outputs)
 
 
 def inline_runners(work_root: Path, echo: Callable[[str], None] = print) -> Runners:
