@@ -5,8 +5,11 @@ Mocks echo a resource's inputs back as its outputs; `PlatformMocks` adds what th
 provider computes: ids, ARNs, auto-generated names, URLs, the caller's account, the
 region's availability zones, the EKS cluster's kubeconfig and OIDC issuer, and the
 `metadata.name` of Kubernetes objects, the generated value of a random password, what
-the served-model provider publishes, and the outputs of the stacks a StackReference
-names (given to `PlatformMocks(stack_outputs=...)`, e.g. the platform's offline run).
+the served-model provider publishes, the name, ARN and artifact location SageMaker gives
+a training job (not its metrics: the job's results are not invented), the registry's
+description of the placeholder model package a service preview serves, and the outputs
+of the stacks a StackReference names (given to `PlatformMocks(stack_outputs=...)`, e.g.
+the platform's offline run).
 
 Nothing a controller in the cluster would write is invented: an Ingress has no load
 balancer status here, so nothing the program derives from it can pass unnoticed.
@@ -22,7 +25,8 @@ from typing import Any
 
 import pulumi
 
-from infra.providers.kinds import DYNAMIC_TYPE, SERVED_MODEL
+from infra.providers.kinds import DYNAMIC_TYPE, REGISTERED_PACKAGE, SERVED_MODEL, TRAINING_JOB
+from infra.providers.package_facts import CHAMPION_ARN, GATE_PASSED, HOLDOUT_RUN, NO_CHAMPION, package_facts
 
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "ap-southeast-1"
@@ -63,6 +67,12 @@ class PlatformMocks(pulumi.runtime.Mocks):
                 model_data_url="s3://offline/model.tar.gz",
             )
             return str(args.inputs.get("target_uri")), outputs
+        if args.typ == DYNAMIC_TYPE and args.inputs.get("kind") == TRAINING_JOB:
+            return self._training_job(args.inputs, outputs)
+        if args.typ == DYNAMIC_TYPE and args.inputs.get("kind") == REGISTERED_PACKAGE:
+            arn = str(args.inputs.get("model_package_arn"))
+            outputs["package"] = package_facts(self._placeholder_package(arn))
+            return arn, outputs
         if args.typ.startswith("kubernetes:"):
             return self._kubernetes(args, outputs)
         if args.typ.startswith("eks:"):
@@ -71,6 +81,34 @@ class PlatformMocks(pulumi.runtime.Mocks):
         if args.typ.startswith("aws:"):
             return self._aws(args, outputs)
         return f"{args.name}-id", outputs
+
+    def _training_job(self, inputs: dict[str, Any], outputs: dict) -> tuple[str, dict]:
+        """DescribeTrainingJob's name, ARN and S3ModelArtifacts (`<output path><job>/output/model.tar.gz`)."""
+        name = f"{inputs['name_prefix']}-offline"
+        outputs.update(
+            job_name=name,
+            job_arn=f"arn:aws:sagemaker:{self.region}:{ACCOUNT_ID}:training-job/{name}",
+            model_artifact_uri=f"{str(inputs['output_uri']).rstrip('/')}/{name}/output/model.tar.gz",
+        )
+        return name, outputs
+
+    @staticmethod
+    def _placeholder_package(arn: str) -> dict[str, Any]:
+        """DescribeModelPackage of the version `infra.offline.deploy_time_placeholders` serves: the group's first
+        (`.../1`, so registered when there was no champion), approved after passing the gate, with its lineage."""
+        return {
+            "ModelPackageArn": arn,
+            "ModelPackageVersion": int(arn.rsplit("/", 1)[-1]),
+            "ModelApprovalStatus": "Approved",
+            "CustomerMetadataProperties": {
+                GATE_PASSED: "true",
+                HOLDOUT_RUN: "offline",
+                CHAMPION_ARN: NO_CHAMPION,
+                "lineage:data_hash": "0" * 64,
+                "lineage:code_version": "offline",
+                "lineage:validation_report": "s3://offline/registry/local/offline/validation.json",
+            },
+        }
 
     def _stack_reference(self, name: str) -> tuple[str, dict]:
         if name not in self.stack_outputs:

@@ -16,6 +16,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+from infra.providers.package_facts import GATE_PASSED, HOLDOUT_RUN, champion_metadata
 from ml.bundle import MANIFEST, bundle_digest, verify_bundle
 
 LOCAL_PREFIX = "registry/local"
@@ -24,6 +25,9 @@ METADATA_LIMIT = 50
 """SageMaker's CustomerMetadataProperties holds at most 50 entries."""
 METADATA_VALUE = re.compile(r"[^\w\s.:/=+\-@]")
 r"""Characters SageMaker refuses in a metadata value (its pattern is [\p{L}\p{Z}\p{N}_.:/=+\-@]*, 1-256 long)."""
+VALIDATION_REPORT = "validation.json"
+"""The bundle's evaluation (family, holdout metrics, gate, data split, lineage), uploaded beside its model.tar.gz."""
+REPORTED = ("family", "metrics", "gate", "data", "lineage")
 
 
 def approved_versions(client: Any, group: str) -> list[str]:
@@ -66,13 +70,21 @@ def register_bundle(
     """Upload `bundle` to the artifacts bucket and register it in `group`; the new version's ARN.
 
     Approved when the bundle passed the promotion gate at training time, Rejected (and so
-    never served) otherwise. Its metrics and lineage become the version's customer
-    metadata, `source` says where it was trained.
+    never served) otherwise. Its metrics, gate, held-out run, lineage (with its evaluation
+    uploaded as `validation.json`) and the group's champion at registration become the
+    version's customer metadata (`infra.providers.package_facts`); `source` says where it
+    was trained.
     """
     meta = verify_bundle(bundle)
     digest = bundle_digest(bundle)
-    key = f"{LOCAL_PREFIX}/{digest[:16]}/model.tar.gz"
+    folder = f"{LOCAL_PREFIX}/{digest[:16]}"
+    key = f"{folder}/model.tar.gz"
     s3.put_object(Bucket=artifacts_bucket, Key=key, Body=pack_bundle(bundle))
+    report = f"{folder}/{VALIDATION_REPORT}"
+    evaluation = {name: meta.get(name) for name in REPORTED} | {"bundle_sha256": digest}
+    s3.put_object(Bucket=artifacts_bucket, Key=report, Body=json.dumps(evaluation, indent=2).encode(),
+                  ContentType="application/json")
+    registry = champion_metadata(sagemaker, group) | {"lineage:validation_report": f"s3://{artifacts_bucket}/{report}"}
     passed = bool((meta.get("gate") or {}).get("passed"))
     response = sagemaker.create_model_package(
         ModelPackageGroupName=group,
@@ -83,22 +95,39 @@ def register_bundle(
             "SupportedResponseMIMETypes": ["application/json"],
         },
         ModelApprovalStatus="Approved" if passed else "Rejected",
-        CustomerMetadataProperties=customer_metadata(meta, digest, source),
+        MetadataProperties={"CommitId": str((meta.get("lineage") or {}).get("git_commit", ""))},
+        CustomerMetadataProperties=customer_metadata(meta, digest, source, registry),
     )
     return response["ModelPackageArn"]
 
 
-def customer_metadata(meta: dict[str, Any], digest: str, source: str) -> dict[str, str]:
-    """Family, gate, holdout metrics and lineage of a bundle, as SageMaker's string metadata."""
+def customer_metadata(
+    meta: dict[str, Any], digest: str, source: str, registry: dict[str, str] | None = None
+) -> dict[str, str]:
+    """Family, gate, held-out run, holdout metrics and lineage of a bundle, as SageMaker's string metadata.
+
+    `registry` adds what only the registration knows (the champion, the report's location).
+    The facts `infra.providers.package_facts` reads come first, so the 50-entry cap never
+    drops them: `lineage:data_hash` is the training input's hash, `lineage:code_version`
+    the git commit, `holdout:run` the lake run that made the split.
+    """
+    lineage = meta.get("lineage") or {}
     values = {
         "family": str(meta.get("family", "")),
-        "gate_passed": json.dumps(bool((meta.get("gate") or {}).get("passed"))),
+        GATE_PASSED: json.dumps(bool((meta.get("gate") or {}).get("passed"))),
+        HOLDOUT_RUN: str(lineage.get("run_id", "")),
+        "lineage:data_hash": str(lineage.get("input_sha256", "")),
+        "lineage:code_version": str(lineage.get("git_commit", "")),
+        **(registry or {}),
         "bundle_sha256": digest,
         "source": source,
     }
     metrics = meta.get("metrics") or {}
     values |= {f"metric:holdout_{name}": f"{value:.6g}" for name, value in metrics.items() if isinstance(value, float)}
-    lineage = meta.get("lineage") or {}
-    values |= {f"lineage:{name}": str(value)[:256] for name, value in lineage.items() if isinstance(value, str | int)}
+    values |= {
+        f"lineage:{name}": str(value)[:256]
+        for name, value in lineage.items()
+        if isinstance(value, str | int) and f"lineage:{name}" not in values
+    }
     cleaned = {key: METADATA_VALUE.sub("_", value)[:256] for key, value in values.items()}
     return dict(list({k: v for k, v in cleaned.items() if v}.items())[:METADATA_LIMIT])

@@ -87,6 +87,8 @@ class Observability(pulumi.ComponentResource):
     alert_topic_arn: pulumi.Output[str]
     dashboard_name: pulumi.Output[str]
     alarm_names: list[pulumi.Output[str]]
+    rollback_alarm_names: list[pulumi.Output[str]]
+    """The alarms that say a release of the served model should be rolled back: API latency, 5xx rate, heartbeat."""
 
     def __init__(self, name: str, args: ObservabilityArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("retail:infra:Observability", name, None, opts)
@@ -102,11 +104,15 @@ class Observability(pulumi.ComponentResource):
         )
         self.topic = self._alert_topic()
         self.training_rule = self._training_failure_rule()
+        latency, error_rate, drift, heartbeat = (
+            self._latency_alarm(), self._error_rate_alarm(), self._drift_alarm(), self._heartbeat_alarm()
+        )
+        rollback_alarms = [latency, error_rate, heartbeat]
         alarms = [
-            self._latency_alarm(),
-            self._error_rate_alarm(),
-            self._drift_alarm(),
-            self._heartbeat_alarm(),
+            latency,
+            error_rate,
+            drift,
+            heartbeat,
             self._training_failure_alarm(),
             self._scoring_failed_alarm(),
             # Without "missing data breaches" the missed-run alarm could never fire (a sample count below 1 only
@@ -124,12 +130,14 @@ class Observability(pulumi.ComponentResource):
         self.alert_topic_arn = self.topic.arn
         self.dashboard_name = self.dashboard.dashboard_name
         self.alarm_names = [a.name for a in alarms]
+        self.rollback_alarm_names = [a.name for a in rollback_alarms]
         self.register_outputs(
             {
                 "log_group_name": self.log_group_name,
                 "alert_topic_arn": self.alert_topic_arn,
                 "dashboard_name": self.dashboard_name,
                 "alarm_names": self.alarm_names,
+                "rollback_alarm_names": self.rollback_alarm_names,
             }
         )
 

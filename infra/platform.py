@@ -66,6 +66,7 @@ class Platform:
             "modelPackageGroupName": self.ml.model_package_group_name,
             "inferenceLogGroupName": self.observability.log_group_name,
             "alertTopicArn": self.observability.alert_topic_arn,
+            "rollbackAlarmNames": self.observability.rollback_alarm_names,
             "dashboardName": self.observability.dashboard_name,
             "auditTrailArn": self.audit.trail_arn if self.audit else "",
         }

@@ -9,7 +9,9 @@ this order:
    inference and batch-scoring namespaces, on the service and the tainted batch nodes)
    and Cluster Autoscaler (which scales the node groups, the batch group up from zero);
 2. the served model: the approved SageMaker package of `retail:modelPackageArn`,
-   published to the serving prefix (`ServedModel`);
+   published to the serving prefix (`ServedModel`), with what the registry says about
+   it (`RegisteredPackage`: approval, gate, champion comparison, lineage) and the
+   platform's rollback alarms as inputs the policy pack judges before it is published;
 3. the inference API, pinned to that bundle and to the image digest `retail:image`,
    behind an ALB Ingress that waits for the controller;
 4. batch scoring: the weekly `retail score` CronJob on the batch nodes, with the same
@@ -36,6 +38,7 @@ from infra.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
 from infra.config import InferenceConfig, ServiceConfig
 from infra.inference import InferenceService, InferenceServiceArgs
 from infra.platform import aws_provider
+from infra.providers.registered_package import RegisteredPackage
 from infra.providers.served_model import ServedModel
 
 MODEL_PREFIX = "models/price-sensitivity/serving"
@@ -138,11 +141,16 @@ def build_service(cfg: ServiceConfig) -> Service:
     artifacts = platform["lakeBuckets"].apply(lambda buckets: buckets["artifacts"])
     artifacts_arn = platform["lakeBucketArns"].apply(lambda arns: arns["artifacts"])
     model_prefix = f"{MODEL_PREFIX}/{cfg.environment}"
+    package = RegisteredPackage(
+        f"{prefix}-model-package", region=region, model_package_arn=cfg.model_package_arn, opts=aws_opts
+    )
     model = ServedModel(
         f"{prefix}-served-model",
         region=region,
         model_package_arn=cfg.model_package_arn,
         target_uri=pulumi.Output.format("s3://{0}/{1}/", artifacts, model_prefix),
+        package=package.package,
+        rollback_alarms=platform["rollbackAlarmNames"],
         opts=aws_opts,
     )
     deploy_key = random.RandomPassword(f"{prefix}-deploy-key", length=DEPLOY_KEY_LENGTH, special=False)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from policies.model import Rule
-from policies.rules import access, containers, encryption, kubernetes, operations, s3, tags
+from policies.rules import access, containers, encryption, kubernetes, lifecycle, operations, s3, tags
 
 RULES: list[Rule] = [
     *s3.RULES,
@@ -13,5 +13,6 @@ RULES: list[Rule] = [
     *operations.RULES,
     *kubernetes.RULES,
     *tags.RULES,
+    *lifecycle.RULES,
 ]
 BY_NAME = {rule.name: rule for rule in RULES}

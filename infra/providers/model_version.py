@@ -26,15 +26,22 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvide
 
 from infra.providers import clients
 from infra.providers.kinds import MODEL_VERSION
+from infra.providers.package_facts import GATE_PASSED, HOLDOUT_RUN, champion_metadata
 
 APPROVAL_STATUSES = ("Approved", "Rejected", "PendingManualApproval")
-UPDATABLE = ("approval_status", "approval_description")
-OUTPUTS = ("model_package_arn", "version")
+UPDATABLE = ("approval_status", "approval_description", "gate_passed", "holdout_run")
+OUTPUTS = ("model_package_arn", "version", "champion")
 
 
 def metadata(props: dict[str, Any]) -> dict[str, str]:
-    """Metrics and lineage as SageMaker customer metadata (string values, at most 50 keys)."""
+    """Metrics, gate, held-out run, champion and lineage as SageMaker customer metadata (string values, at most
+    50 keys; `infra.providers.package_facts` names them)."""
     values = {"family": str(props["family"])} if props.get("family") else {}
+    if props.get("gate_passed") is not None:
+        values[GATE_PASSED] = "true" if props["gate_passed"] else "false"
+    if props.get("holdout_run"):
+        values[HOLDOUT_RUN] = str(props["holdout_run"])
+    values |= props.get("champion") or {}
     values |= {f"metric:{name}": f"{value:.6g}" for name, value in (props.get("metrics") or {}).items()}
     values |= {f"lineage:{name}": str(value) for name, value in (props.get("lineage") or {}).items()}
     return values
@@ -51,8 +58,10 @@ class ModelVersionProvider(ResourceProvider):
     """Registers and updates model package versions, never deregisters them; holds no client (it is pickled)."""
 
     def create(self, props: dict[str, Any]) -> CreateResult:
+        """Register the version, recording the group's champion of the moment (looked up before registering)."""
         client = clients.sagemaker(props["region"])
         lineage = props.get("lineage") or {}
+        props = {**props, "champion": champion_metadata(client, props["group_name"])}
         response = client.create_model_package(
             ModelPackageGroupName=props["group_name"],
             ModelPackageDescription=props.get("description", ""),
@@ -85,7 +94,9 @@ class ModelVersionProvider(ResourceProvider):
         return DiffResult(changes=bool(changes), replaces=replaces, stables=["group_name"], delete_before_replace=False)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """New approval; the metadata is resent with the champion recorded at registration."""
         client = clients.sagemaker(news["region"])
+        news = {**news, "champion": olds.get("champion") or {}}
         client.update_model_package(
             ModelPackageArn=id_,
             ModelApprovalStatus=_approval(news),
@@ -122,6 +133,7 @@ class ModelVersion(pulumi.dynamic.Resource):
     model_package_arn: pulumi.Output[str]
     version: pulumi.Output[int]
     approval_status: pulumi.Output[str]
+    champion: pulumi.Output[dict]
 
     def __init__(
         self,
@@ -134,6 +146,8 @@ class ModelVersion(pulumi.dynamic.Resource):
         metrics: pulumi.Input[dict],
         lineage: pulumi.Input[dict],
         approval_status: pulumi.Input[str],
+        gate_passed: pulumi.Input[bool] | None = None,
+        holdout_run: pulumi.Input[str] = "",
         family: pulumi.Input[str] = "",
         approval_description: pulumi.Input[str] = "",
         description: str = "",
@@ -149,6 +163,8 @@ class ModelVersion(pulumi.dynamic.Resource):
             "lineage": lineage,
             "family": family,
             "approval_status": approval_status,
+            "gate_passed": gate_passed,
+            "holdout_run": holdout_run,
             "approval_description": approval_description,
             "description": description,
             **{key: None for key in OUTPUTS},

@@ -19,6 +19,7 @@ import pulumi_aws as aws
 
 from infra.offline import OfflineRun, run_offline
 from infra.providers.model_version import ModelVersion
+from infra.providers.package_facts import holdout_run_of, job_report_uri
 from infra.providers.sourcedir import code_version, image_tag
 from infra.providers.training_job import TrainingJob
 from ml.evaluate import Metrics, apply_gate
@@ -242,9 +243,12 @@ def training_program(inputs: TrainingInputs, gate: GateSettings) -> Callable[[],
                 "data_hash": inputs.data_hash,
                 "code_version": inputs.code_version,
                 "training_job_arn": job.job_arn,
+                "validation_report": job.model_artifact_uri.apply(job_report_uri),
             },
             family=family,
             approval_status=approval[0],
+            gate_passed=approval.apply(lambda verdict: verdict[0] == "Approved"),
+            holdout_run=holdout_run_of(inputs.train_uri),
             approval_description=approval[1],
             description=f"Trained on {inputs.data_hash[:12]} with code {inputs.code_version}",
         )

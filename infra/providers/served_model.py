@@ -111,13 +111,19 @@ class ServedModel(pulumi.dynamic.Resource):
         region: pulumi.Input[str],
         model_package_arn: pulumi.Input[str],
         target_uri: pulumi.Input[str],
+        package: pulumi.Input[dict] | None = None,
+        rollback_alarms: pulumi.Input[list] | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
+        """`package`: the package's registry facts (`RegisteredPackage.package`); `rollback_alarms`: the names of
+        the CloudWatch alarms that say this release should be rolled back. Both are for the policy pack."""
         props = {
             "kind": SERVED_MODEL,
             "region": region,
             "model_package_arn": model_package_arn,
             "target_uri": target_uri,
+            "package": package,
+            "rollback_alarms": rollback_alarms,
             **{key: None for key in OUTPUTS},
         }
         super().__init__(ServedModelProvider(), name, props, opts)

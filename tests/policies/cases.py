@@ -284,3 +284,74 @@ GENERATION_CASES: dict[str, list[tuple[str, Any, Any]]] = {
 """Rule name -> [(what differs, compliant, non-compliant)] for the S3 types of both generations."""
 
 MODEL_VERSION_RESOURCE = res(DYNAMIC_TYPE, "version", kind=MODEL_VERSION)
+
+# --- ML lifecycle (policies/rules/lifecycle.py) -------------------------------------------------------------------
+from infra.providers.kinds import SERVED_MODEL  # noqa: E402 (appended section: cases.py is shared, append only)
+
+SERVED_URN = "urn:pulumi:dev::retail-mlops-service::pulumi-python:dynamic:Resource::retail-dev-served-model"
+GROUP_ARN = "arn:aws:sagemaker:ap-southeast-1:123456789012:model-package/retail-dev-price-sensitivity"
+LAKE_RUN = "20250101T000000Z-0a1b2c3d"
+LINEAGE = {"data_hash": "d" * 64, "code_version": "c0ffee0123456789", "validation_report": "s3://artifacts/v.json"}
+PACKAGE = {
+    "arn": f"{GROUP_ARN}/2",
+    "version": 2,
+    "approval_status": "Approved",
+    "gate_passed": True,
+    "holdout_run": LAKE_RUN,
+    "macro_f1": 0.81,
+    "champion": {"arn": f"{GROUP_ARN}/1", "holdout_run": LAKE_RUN, "macro_f1": 0.79},
+    "lineage": LINEAGE,
+}
+SERVED_MODEL_RESOURCE = res(
+    DYNAMIC_TYPE,
+    "retail-dev-served-model",
+    urn=SERVED_URN,
+    kind=SERVED_MODEL,
+    model_package_arn=PACKAGE["arn"],
+    package=PACKAGE,
+    rollback_alarms=["retail-dev-obs-api-latency-p95", "retail-dev-obs-api-5xx-rate"],
+)
+MODEL_VERSION_WITH_LINEAGE = res(
+    DYNAMIC_TYPE, "retail-dev-model", kind=MODEL_VERSION, lineage={**LINEAGE, "training_job_arn": "arn:job"}
+)
+MONITOR = {"name": "monitor", "command": ["python", "-m", "cli.monitor"], "args": ["--bundle", "s3://a/serving/"]}
+MONITOR_CRON_JOB = res(
+    "kubernetes:batch/v1:CronJob",
+    "retail-dev-monitor",
+    spec={"schedule": "0 6 * * 1", "jobTemplate": {"spec": {"template": {"spec": {"containers": [MONITOR]}}}}},
+)
+PREDICTIONS = "arn:aws:s3:::lake-raw/lake/predictions/*"
+PREDICTIONS_WRITE = {"Effect": "Allow", "Action": "s3:PutObject", "Resource": PREDICTIONS}
+DATA_KEY_USE = {"Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": KEY}
+SCORER_POLICY = res(
+    "aws:iam/rolePolicy:RolePolicy",
+    "retail-dev-batch-scoring-scorer-access",
+    policy=json.dumps({"Version": "2012-10-17", "Statement": [PREDICTIONS_WRITE, DATA_KEY_USE]}),
+)
+
+CASES |= {
+    "served-version-approved": (
+        SERVED_MODEL_RESOURCE,
+        changed(SERVED_MODEL_RESOURCE, "package", "approval_status", value="PendingManualApproval"),
+    ),
+    "served-version-gated": (
+        SERVED_MODEL_RESOURCE,
+        changed(SERVED_MODEL_RESOURCE, "package", "champion", "macro_f1", value=0.83),
+    ),
+    "model-version-lineage": (
+        MODEL_VERSION_WITH_LINEAGE,
+        changed(MODEL_VERSION_WITH_LINEAGE, "lineage", "validation_report", value=None),
+    ),
+    "served-model-rollback-alarms": (
+        SERVED_MODEL_RESOURCE,
+        changed(SERVED_MODEL_RESOURCE, "rollback_alarms", value=[]),
+    ),
+    "served-model-monitoring-schedule": (
+        [SERVED_MODEL_RESOURCE, MONITOR_CRON_JOB],
+        [SERVED_MODEL_RESOURCE, changed(MONITOR_CRON_JOB, "spec", "suspend", value=True)],
+    ),
+    "predictions-encrypted": (
+        SCORER_POLICY,
+        changed(SCORER_POLICY, "policy", value=json.dumps({"Statement": [PREDICTIONS_WRITE]})),
+    ),
+}

@@ -39,6 +39,7 @@ def test_create_registers_a_version_with_metrics_lineage_and_approval(model_grou
     assert package["ModelApprovalStatus"] == "Approved"
     assert package["CustomerMetadataProperties"] == {
         "family": "xgboost",
+        "champion:arn": "none",
         "metric:xgboost_holdout_accuracy": "0.81",
         "metric:xgboost_holdout_macro_f1": "0.77",
         "lineage:data_hash": "data-1",

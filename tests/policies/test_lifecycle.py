@@ -1,0 +1,235 @@
+"""The ML-lifecycle rules: what each judges beyond its pass/fail pair, and that each judges real dev-stack resources.
+
+The pairs themselves are in tests/policies/cases.py (test_rules.py runs them). Here: the
+champion comparison (same held-out weeks, the configured margin), lineage of served and
+registered versions, which CronJobs count as monitoring, what counts as a predictions
+store, and, on the offline dev deployment, that every lifecycle rule found resources to
+judge, that none is broken there at dev's levels, and that the served model's rollback
+alarms are platform alarms that notify someone.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from infra.providers.kinds import DYNAMIC_TYPE, MODEL_VERSION, SERVED_MODEL, TRAINING_JOB
+from policies.catalog import BY_NAME
+from policies.enforcement import load_levels
+from policies.evaluate import evaluate
+from policies.model import Enforcement, ResourceRule
+from policies.offline import resources_of
+from policies.rules import lifecycle
+from tests.policies.cases import (
+    DATA_KEY_USE,
+    KEY,
+    MONITOR_CRON_JOB,
+    PREDICTIONS_WRITE,
+    SCORER_POLICY,
+    SERVED_MODEL_RESOURCE,
+    changed,
+    res,
+)
+
+LIFECYCLE = [rule.name for rule in lifecycle.RULES]
+
+
+def run(rule_name: str, subject) -> list:
+    return evaluate([BY_NAME[rule_name]], subject if isinstance(subject, list) else [subject], {})
+
+
+def with_champion(**champion) -> object:
+    return changed(SERVED_MODEL_RESOURCE, "package", "champion", value=champion)
+
+
+# --- served-version-gated ---------------------------------------------------------------------------------------
+def test_a_version_registered_when_there_was_no_champion_needs_no_comparison():
+    assert run("served-version-gated", with_champion(arn="none")) == []
+
+
+def test_a_comparison_on_another_lake_runs_held_out_weeks_does_not_count():
+    other_weeks = with_champion(arn="arn:champion", holdout_run="20240101T000000Z-ffffffff", macro_f1=0.5)
+    (violation,) = run("served-version-gated", other_weeks)
+    assert "not compared with champion arn:champion on the same held-out weeks" in violation.message
+
+
+def test_a_version_without_a_recorded_champion_comparison_fails():
+    (violation,) = run("served-version-gated", changed(SERVED_MODEL_RESOURCE, "package", "champion", value=None))
+    assert "records no comparison with the champion" in violation.message
+
+
+@pytest.mark.parametrize(("gate_passed", "says"), [(False, "failed the promotion gate"), (None, "no gate verdict")])
+def test_a_version_that_failed_or_never_met_the_gate_fails(gate_passed, says):
+    verdict = changed(SERVED_MODEL_RESOURCE, "package", "gate_passed", value=gate_passed)
+    (violation,) = run("served-version-gated", verdict)
+    assert says in violation.message
+
+
+def test_the_margin_is_the_registrys_configured_one(monkeypatch):
+    """0.80 against a champion's 0.82 on the same weeks: refused with no margin, accepted with 0.05."""
+    trailing = changed(SERVED_MODEL_RESOURCE, "package", "champion", "macro_f1", value=0.82)
+    trailing = changed(trailing, "package", "macro_f1", value=0.80)
+    monkeypatch.setenv("RETAIL_GATE_MAX_REGRESSION", "0")
+    (violation,) = run("served-version-gated", trailing)
+    assert "margin of 0.0" in violation.message and "0.8000 < 0.8200" in violation.message
+    monkeypatch.setenv("RETAIL_GATE_MAX_REGRESSION", "0.05")
+    assert run("served-version-gated", trailing) == []
+
+
+def test_a_comparison_missing_a_figure_fails():
+    (violation,) = run("served-version-gated", changed(SERVED_MODEL_RESOURCE, "package", "macro_f1", value=None))
+    assert "no holdout macro-F1 for itself" in violation.message
+
+
+# --- served-version-approved ------------------------------------------------------------------------------------
+def test_a_served_model_whose_package_was_never_read_fails_approval_and_gate():
+    unread = changed(SERVED_MODEL_RESOURCE, "package", value=None)
+    assert run("served-version-approved", unread) and run("served-version-gated", unread)
+
+
+def test_the_approval_message_names_the_package_and_its_status():
+    rejected = changed(SERVED_MODEL_RESOURCE, "package", "approval_status", value="Rejected")
+    (violation,) = run("served-version-approved", rejected)
+    assert violation.message.endswith("model-package/retail-dev-price-sensitivity/2, which is Rejected")
+
+
+def test_served_model_rules_ignore_other_dynamic_resources():
+    job = res(DYNAMIC_TYPE, "train", kind=TRAINING_JOB)
+    for rule in lifecycle.RULES:
+        if isinstance(rule, ResourceRule):
+            assert run(rule.name, job) == [], rule.name
+
+
+# --- model-version-lineage --------------------------------------------------------------------------------------
+def test_the_served_packages_lineage_is_judged_too():
+    no_data_hash = changed(SERVED_MODEL_RESOURCE, "package", "lineage", "data_hash", value="")
+    (violation,) = run("model-version-lineage", no_data_hash)
+    assert violation.message == "the served package's lineage lacks data_hash"
+
+
+def test_a_code_version_of_unknown_is_no_lineage():
+    unknown = changed(SERVED_MODEL_RESOURCE, "package", "lineage", "code_version", value="unknown")
+    assert run("model-version-lineage", unknown)
+
+
+# --- served-model-monitoring-schedule ---------------------------------------------------------------------------
+def test_a_batch_scoring_cron_job_is_not_monitoring():
+    scoring = changed(MONITOR_CRON_JOB, "spec", "jobTemplate", "spec", "template", "spec", "containers", "0", "command",
+                      value=["python", "-m", "cli.score"])
+    assert run("served-model-monitoring-schedule", [SERVED_MODEL_RESOURCE, scoring])
+
+
+def test_retail_monitor_as_a_cli_subcommand_counts():
+    cli = changed(MONITOR_CRON_JOB, "spec", "jobTemplate", "spec", "template", "spec", "containers", "0", "command",
+                  value=["retail", "monitor"])
+    assert run("served-model-monitoring-schedule", [SERVED_MODEL_RESOURCE, cli]) == []
+
+
+def test_a_project_that_serves_nothing_needs_no_monitoring():
+    assert run("served-model-monitoring-schedule", [SCORER_POLICY]) == []
+
+
+def test_monitoring_is_advisory_until_retail_monitor_is_scheduled():
+    assert BY_NAME["served-model-monitoring-schedule"].enforcement is Enforcement.advisory
+    for stack in ("dev", "prod", "ephemeral"):
+        assert load_levels(list(BY_NAME.values()), stack)["served-model-monitoring-schedule"] is Enforcement.advisory
+
+
+# --- predictions-encrypted --------------------------------------------------------------------------------------
+def policy(*statements) -> object:
+    return changed(SCORER_POLICY, "policy", value=json.dumps({"Statement": list(statements)}))
+
+
+def test_a_key_granted_on_every_resource_is_not_a_customer_managed_key():
+    assert run("predictions-encrypted", policy(PREDICTIONS_WRITE, {**DATA_KEY_USE, "Resource": "*"}))
+
+
+def test_writes_outside_predictions_are_not_this_rules_business():
+    elsewhere = {**PREDICTIONS_WRITE, "Resource": "arn:aws:s3:::lake-raw/lake/silver/*"}
+    assert run("predictions-encrypted", policy(elsewhere)) == []
+
+
+def test_a_bucket_of_the_project_holding_predictions_needs_sse_kms():
+    bucket = res("aws:s3/bucket:Bucket", "lake-raw", urn="urn:lake-raw", bucket="lake-raw")
+    sse = res(
+        "aws:s3/bucketServerSideEncryptionConfiguration:BucketServerSideEncryptionConfiguration",
+        deps={"bucket": ["urn:lake-raw"]},
+        rules=[{"applyServerSideEncryptionByDefault": {"sseAlgorithm": "aws:kms", "kmsMasterKeyId": KEY}}],
+    )
+    (violation,) = run("predictions-encrypted", [SCORER_POLICY, bucket])
+    assert violation.resource == "lake-raw"
+    assert violation.message == "holds predictions/ without SSE-KMS default encryption"
+    assert run("predictions-encrypted", [SCORER_POLICY, bucket, sse]) == []
+
+
+def test_endpoint_data_capture_needs_a_kms_key():
+    capture = {"enableCapture": True, "destinationS3Uri": "s3://capture/", "initialSamplingPercentage": 100}
+    endpoint = res(lifecycle.ENDPOINT_CONFIGURATION, "endpoint", dataCaptureConfig=capture)
+    assert run("predictions-encrypted", endpoint)
+    assert run("predictions-encrypted", changed(endpoint, "dataCaptureConfig", "kmsKeyId", value=KEY)) == []
+
+
+# --- the dev stack ----------------------------------------------------------------------------------------------
+SUBJECT_KINDS = {"model-version-lineage": {SERVED_MODEL, MODEL_VERSION}}
+"""The dynamic resources each lifecycle resource rule judges (the others judge only served models)."""
+
+
+def judged(rule, resources) -> list:
+    """The resources of one project a lifecycle rule looks at."""
+    if isinstance(rule, ResourceRule):
+        kinds = SUBJECT_KINDS.get(rule.name, {SERVED_MODEL})
+        return [r for r in resources if rule.applies_to(r) and r.get("kind") in kinds]
+    if rule.name == "predictions-encrypted":
+        return lifecycle.prediction_stores(resources)
+    return [r for r in resources if lifecycle.is_kind(r, SERVED_MODEL)]
+
+
+def test_every_lifecycle_rule_judges_real_resources_of_the_dev_stack(deployment):
+    seen: dict[str, list[str]] = {name: [] for name in LIFECYCLE}
+    for project in deployment("dev"):
+        resources = resources_of(project)
+        for rule in lifecycle.RULES:
+            seen[rule.name] += [r.name for r in judged(rule, resources)]
+    assert seen["model-version-lineage"] == ["retail-dev-served-model", "retail-dev-model"]
+    assert "retail-dev-batch-scoring-scorer-access" in seen["predictions-encrypted"]
+    assert all(names == ["retail-dev-served-model"] for rule, names in seen.items()
+               if rule not in ("model-version-lineage", "predictions-encrypted")), seen
+
+
+BREAKS = {
+    "served-version-approved": ("retail-dev-served-model", ("package", "approval_status"), "PendingManualApproval"),
+    "served-version-gated": ("retail-dev-served-model", ("package", "gate_passed"), False),
+    "model-version-lineage": ("retail-dev-model", ("lineage", "validation_report"), None),
+    "served-model-rollback-alarms": ("retail-dev-served-model", ("rollback_alarms",), []),
+    "predictions-encrypted": ("retail-dev-batch-scoring-scorer-access", ("policy",), json.dumps({"Statement": [
+        {"Effect": "Allow", "Action": "s3:PutObject", "Resource": "arn:aws:s3:::lake/lake/predictions/*"}]})),
+}
+"""Per rule: the dev resource it judges, the input to break and the broken value (None: removed)."""
+
+
+@pytest.mark.parametrize("rule_name", sorted(BREAKS))
+def test_breaking_the_dev_resource_a_rule_judges_makes_it_fire_on_that_resource(deployment, rule_name):
+    name, path, value = BREAKS[rule_name]
+    resources = [r for project in deployment("dev") for r in resources_of(project)]
+    assert run(rule_name, resources) == []
+    broken = [changed(r, *path, value=value) if r.name == name else r for r in resources]
+    assert {v.resource for v in run(rule_name, broken)} == {name}
+
+
+def test_the_dev_stack_breaks_no_lifecycle_rule_but_the_advisory_monitoring_one(deployment):
+    levels = load_levels(list(BY_NAME.values()), "dev")
+    rules = [BY_NAME[name] for name in LIFECYCLE]
+    found = [v for run_ in deployment("dev") for v in evaluate(rules, resources_of(run_), levels)]
+    assert [(v.rule, v.resource, v.enforcement) for v in found] == [
+        ("served-model-monitoring-schedule", "retail-dev-served-model", Enforcement.advisory)
+    ]
+
+
+def test_the_served_models_rollback_alarms_are_platform_alarms_that_notify(deployment):
+    platform, service, _ = deployment("dev")
+    (served,) = [r for r in service.resources if r.inputs.get("kind") == SERVED_MODEL]
+    alarms = {r.inputs["name"]: r.inputs for r in platform.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    names = served.inputs["rollback_alarms"]
+    assert names and set(names) <= set(alarms)
+    assert all(alarms[name]["alarmActions"] for name in names)

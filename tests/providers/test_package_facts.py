@@ -1,0 +1,152 @@
+"""The registry facts the lifecycle policies judge, written by both registration paths and read back at deploy (moto).
+
+`ModelVersion` (`retail train --cloud`) and `register_bundle` (a local champion) record the
+gate, the held-out run, the champion of the moment and the lineage as customer metadata;
+`RegisteredPackage` reads them into the facts a `ServedModel` carries, and the rules of
+policies/rules/lifecycle.py pass or fail on them as the registry says.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+import pytest
+
+from infra.model_packages import register_bundle
+from infra.providers.kinds import DYNAMIC_TYPE, REGISTERED_PACKAGE, SERVED_MODEL
+from infra.providers.model_version import ModelVersionProvider
+from infra.providers.package_facts import job_report_uri
+from infra.providers.registered_package import RegisteredPackageProvider
+from policies.catalog import BY_NAME
+from policies.evaluate import evaluate
+from policies.model import Resource
+from tests.providers.conftest import REGION
+from tests.providers.test_model_version import props
+
+RUN = "20250101T000000Z-0a1b2c3d"
+ARTIFACTS = "package-facts-artifacts"
+
+
+def cloud_version(group: str, macro_f1: float, run: str = RUN, approval: str = "Approved") -> str:
+    """A version as the training program registers it: gate verdict, held-out run, report, metrics."""
+    version = props(
+        group,
+        approval_status=approval,
+        gate_passed=approval == "Approved",
+        holdout_run=run,
+        metrics={"xgboost_holdout_accuracy": 0.8, "xgboost_holdout_macro_f1": macro_f1},
+        lineage={"data_hash": "d" * 64, "code_version": "c0de", "training_job_arn": "arn:job",
+                 "validation_report": job_report_uri("s3://artifacts/training/job/output/model.tar.gz")},
+    )
+    return ModelVersionProvider().create(version).id
+
+
+def facts(arn: str) -> dict:
+    return RegisteredPackageProvider().create(
+        {"kind": REGISTERED_PACKAGE, "region": REGION, "model_package_arn": arn}
+    ).outs["package"]
+
+
+def served(arn: str) -> Resource:
+    package = facts(arn)
+    return Resource(DYNAMIC_TYPE, "served", {"kind": SERVED_MODEL, "package": package, "rollback_alarms": ["a"]})
+
+
+def broken(resource: Resource) -> dict[str, list[str]]:
+    """Rule name -> messages, for every lifecycle rule the served model breaks."""
+    found: dict[str, list[str]] = {}
+    for name in ("served-version-approved", "served-version-gated", "model-version-lineage"):
+        for violation in evaluate([BY_NAME[name]], [resource], {}):
+            found.setdefault(name, []).append(violation.message)
+    return found
+
+
+def test_the_first_version_of_a_group_records_that_there_was_no_champion_and_may_be_served(model_group):
+    arn = cloud_version(model_group, 0.8)
+    package = facts(arn)
+    assert package["champion"] == {"arn": "none"}
+    assert (package["gate_passed"], package["holdout_run"], package["macro_f1"]) == (True, RUN, 0.8)
+    assert package["lineage"]["validation_report"] == "s3://artifacts/training/job/output/output.tar.gz"
+    assert broken(served(arn)) == {}
+
+
+def test_a_retrain_on_the_same_lake_run_is_compared_with_the_champion_and_a_worse_one_is_refused(model_group):
+    first = cloud_version(model_group, 0.8)
+    better, worse = cloud_version(model_group, 0.81), cloud_version(model_group, 0.7)
+    assert facts(worse)["champion"] == {"arn": better, "holdout_run": RUN, "macro_f1": 0.81}
+    assert facts(better)["champion"]["arn"] == first
+    assert broken(served(better)) == {}
+    (message,) = broken(served(worse))["served-version-gated"]
+    assert "worse than the champion" in message
+
+
+def test_a_version_trained_on_another_lake_run_cannot_show_it_beats_the_champion(model_group):
+    cloud_version(model_group, 0.8)
+    newer = cloud_version(model_group, 0.9, run="20250301T000000Z-99999999")
+    (message,) = broken(served(newer))["served-version-gated"]
+    assert "not compared with champion" in message and "on the same held-out weeks" in message
+
+
+def test_a_rejected_version_is_neither_approved_nor_gated(model_group):
+    rejected = cloud_version(model_group, 0.5, approval="Rejected")
+    assert set(broken(served(rejected))) == {"served-version-approved", "served-version-gated"}
+
+
+def test_changing_the_approval_keeps_the_champion_recorded_at_registration(model_group):
+    cloud_version(model_group, 0.8)
+    provider = ModelVersionProvider()
+    created = provider.create(props(model_group, holdout_run=RUN, gate_passed=True))
+    provider.update(created.id, created.outs, props(model_group, approval_status="Approved", holdout_run=RUN))
+    assert facts(created.id)["champion"]["holdout_run"] == RUN
+
+
+def test_refresh_reads_an_approval_revoked_since_the_deploy_and_a_new_package_replaces(model_group):
+    arn = cloud_version(model_group, 0.8)
+    provider = RegisteredPackageProvider()
+    state = provider.create({"kind": REGISTERED_PACKAGE, "region": REGION, "model_package_arn": arn}).outs
+    boto3.client("sagemaker", region_name=REGION).update_model_package(
+        ModelPackageArn=arn, ModelApprovalStatus="Rejected"
+    )
+    assert provider.read(arn, state).outs["package"]["approval_status"] == "Rejected"
+    assert provider.diff(arn, state, {**state, "model_package_arn": f"{arn[:-1]}9"}).replaces == ["model_package_arn"]
+
+
+@pytest.fixture
+def artifacts(moto_endpoint):
+    s3 = boto3.client("s3", region_name=REGION)
+    if ARTIFACTS not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+        s3.create_bucket(Bucket=ARTIFACTS, CreateBucketConfiguration={"LocationConstraint": REGION})
+    return s3
+
+
+def bundle(folder: Path) -> Path:
+    """A bundle manifest as ml.train writes it (what register_bundle reads; no model files are needed for that)."""
+    folder.mkdir()
+    meta = {
+        "family": "xgboost",
+        "files": {},
+        "metrics": {"accuracy": 0.8, "macro_f1": 0.76},
+        "gate": {"passed": True, "failures": []},
+        "data": {"holdout_weeks": [200725, 200752]},
+        "lineage": {"run_id": RUN, "input_sha256": "a" * 64, "git_commit": "0123abcd"},
+    }
+    (folder / "bundle.json").write_text(json.dumps(meta))
+    return folder
+
+
+def test_a_local_champion_is_registered_with_its_evaluation_report_lineage_and_no_champion(
+    model_group, artifacts, tmp_path
+):
+    sagemaker = boto3.client("sagemaker", region_name=REGION)
+    arn = register_bundle(sagemaker, artifacts, bundle(tmp_path / "b"), group=model_group,
+                          artifacts_bucket=ARTIFACTS, image="inference@sha256:" + "e" * 64, source="test")
+    package = facts(arn)
+    assert package["lineage"]["data_hash"] == "a" * 64 and package["lineage"]["code_version"] == "0123abcd"
+    assert (package["holdout_run"], package["champion"], package["macro_f1"]) == (RUN, {"arn": "none"}, 0.76)
+    report = package["lineage"]["validation_report"].removeprefix(f"s3://{ARTIFACTS}/")
+    evaluation = json.loads(artifacts.get_object(Bucket=ARTIFACTS, Key=report)["Body"].read())
+    assert evaluation["gate"]["passed"] is True and evaluation["data"]["holdout_weeks"] == [200725, 200752]
+    assert sagemaker.describe_model_package(ModelPackageName=arn)["MetadataProperties"]["CommitId"] == "0123abcd"
+    assert broken(served(arn)) == {}
