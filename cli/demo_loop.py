@@ -138,7 +138,10 @@ def week_line(run: MonitorRun) -> str:
         f"champion v{champion.version} macro-F1 {champion.macro_f1 or 0:.3f}, largest PSI "
         f"{0 if champion.max_psi is None else champion.max_psi[1]:.3f}")
     decision = outcome.retraining
-    said = "retrain (" + "; ".join(r.detail for r in decision.reasons) + ")" if decision.retrain else "no retraining"
+    if decision.retrain:
+        said = "retrain (" + "; ".join(r.detail for r in decision.reasons) + ")"
+    else:
+        said = "no retraining" + (" (" + "; ".join(decision.notes) + ")" if decision.notes else "")
     verdict = "" if outcome.verdict is None else f"; challenger v{outcome.verdict.challenger}: {outcome.verdict.reason}"
     promoted = f"; promoted v{outcome.promoted} to champion" if outcome.promoted else ""
     return f"  {figures} -> {said}{verdict}{promoted}"
