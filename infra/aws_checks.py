@@ -66,6 +66,8 @@ def region(ctx: Context) -> Verdict:
     try:
         found = ctx.client("ec2").describe_regions(RegionNames=[ctx.region], AllRegions=True)["Regions"]
     except ClientError as error:
+        if error_code(error) != "InvalidParameterValue":
+            raise
         return fail(f"{ctx.region} is not an EC2 region: {error_text(error)}", "correct aws:region in the stack file")
     status = found[0].get("OptInStatus", "opt-in-not-required") if found else "unknown"
     if status == "not-opted-in":
@@ -211,9 +213,9 @@ def elastic_ip_quota(ctx: Context) -> Verdict:
 def trail_quota(ctx: Context) -> Verdict:
     """Trails whose home is this region, against CloudTrail's quota (found by name; it cannot be raised)."""
     needed = ctx.require_plan().count("aws:cloudtrail/trail:Trail")
-    trails = ctx.client("cloudtrail").describe_trails(includeShadowTrails=False)["trailList"]
     if not needed:
         return _account_trail(ctx)
+    trails = ctx.client("cloudtrail").describe_trails(includeShadowTrails=False)["trailList"]
     service, name = quotas.TRAILS_PER_REGION
     try:
         quota = quotas.quota_by_name(ctx.client("service-quotas"), service, name)

@@ -38,10 +38,14 @@ def _cli() -> str | None:
 
 
 def _pulumi(ctx: Context, path: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`pulumi <args>`; a CLI that cannot start or does not finish comes back as a failed run saying so."""
     env = {**ctx.env, "PULUMI_SKIP_UPDATE_CHECK": "true"}
-    return subprocess.run(
-        [path, *args], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_SECONDS, check=False, env=env
-    )
+    try:
+        return subprocess.run(
+            [path, *args], capture_output=True, text=True, timeout=COMMAND_TIMEOUT_SECONDS, check=False, env=env
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return subprocess.CompletedProcess([path, *args], 1, "", str(error))
 
 
 def _version(text: str) -> semver.Version:

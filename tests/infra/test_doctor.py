@@ -252,6 +252,25 @@ def test_a_region_the_account_has_not_enabled_fails(moto_endpoint):
     assert "enable-region --region-name ap-east-1" in verdict.fix
 
 
+def test_a_kubernetes_version_eks_does_not_offer_fails_and_one_in_extended_support_warns(dev_plan):
+    """moto has no DescribeClusterVersions: botocore's Stubber answers it, checking each request against the model."""
+    from botocore.stub import Stubber
+
+    eks = boto3.client("eks", region_name=QUIET_REGION, aws_access_key_id="k", aws_secret_access_key="s")
+    version = dev_plan.cluster_version
+    offered = [{"clusterVersion": "1.33", "versionStatus": "EXTENDED_SUPPORT"},
+               {"clusterVersion": "1.34", "versionStatus": "STANDARD_SUPPORT"}]
+    with Stubber(eks) as stub:
+        stub.add_response("describe_cluster_versions", {"clusterVersions": []}, {"clusterVersions": [version]})
+        stub.add_response("describe_cluster_versions", {"clusterVersions": offered}, {})
+        stub.add_response("describe_cluster_versions", {"clusterVersions": offered[:1]}, {"clusterVersions": ["1.33"]})
+        ctx = context(dev_plan, QUIET_REGION, aws=lambda *_: eks)
+        verdict = aws_checks.eks_version(ctx)
+        assert verdict.status == Status.FAIL and verdict.fix.endswith("1.33, 1.34")
+        ctx.plan = dataclasses.replace(ctx.plan, cluster_version="1.33")
+        assert aws_checks.eks_version(ctx).status == Status.WARN
+
+
 def test_with_the_quotas_and_the_simulation_served_every_aws_check_passes(
     dev_plan, region, served_quotas, simulated_policies
 ):
