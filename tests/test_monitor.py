@@ -50,8 +50,11 @@ def rows(says: dict[str, str | None], version: str, source, role) -> pl.DataFram
 
 @pytest.fixture
 def lake(tmp_path) -> Lake:
+    return filled(Lake(str(tmp_path / "lake")))
+
+
+def filled(lake: Lake) -> Lake:
     """Silver lines of the week (and of the week before), a batch run, a legacy run without role, a service log."""
-    lake = Lake(str(tmp_path / "lake"))
     lines = pl.DataFrame({BASKET_KEY: [*LABELS, "b01"], "SHOP_WEEK": [WEEK] * len(LABELS) + [WEEK - 1],
                           LABEL: [*LABELS.values(), "UM"]})
     lake.write_parquet(pl.concat([lines, lines.head(3)]), "silver", "20240101T000000Z-aaaa", "lines.parquet")
@@ -218,3 +221,24 @@ def test_a_week_without_predictions_or_labels_exits_2_and_publishes_a_failure(la
         [line] = [json.loads(x) for x in result.stdout.splitlines() if x.startswith('{"_aws"')]
         assert line[names.MONITOR_RUN_FAILED] == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_lake_and_report_may_be_on_s3(moto_endpoint, command):
+    import boto3
+
+    boto3.client("s3", endpoint_url=moto_endpoint).create_bucket(
+        Bucket="monitored", CreateBucketConfiguration={"LocationConstraint": "ap-southeast-1"})
+    lake = filled(Lake("s3://monitored/lake"))
+    env = {"RETAIL_LAKE_ROOT": lake.root, "RETAIL_MONITOR_MIN_BASKETS": "5"}
+    for week in (WEEK - 1, WEEK):
+        result = runner.invoke(command, ["--week", str(week), "--no-registry"], env=env)
+        assert result.exit_code == 0, result.output
+    listed = boto3.client("s3", endpoint_url=moto_endpoint).list_objects_v2(Bucket="monitored",
+                                                                             Prefix="lake/monitoring/")
+    keys = sorted(o["Key"] for o in listed["Contents"])
+    assert keys == [f"lake/monitoring/week={w}/{name}" for w in (WEEK - 1, WEEK)
+                    for name in ("report.html", "report.json", "trends.png", "week.png")]
+    saved = json.loads(boto3.client("s3", endpoint_url=moto_endpoint).get_object(
+        Bucket="monitored", Key=f"lake/monitoring/week={WEEK}/report.json")["Body"].read())
+    assert saved["report"]["label_source"] == "s3://monitored/lake/silver/20240101T000000Z-aaaa/lines.parquet"
+    assert "s3://monitored/lake/monitoring/week=200620/report.html" in result.stderr
