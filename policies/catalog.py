@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from policies.model import Rule
-from policies.rules import access, containers, encryption, kubernetes, lifecycle, operations, s3, tags
+from policies.rules import access, containers, cost, encryption, kubernetes, lifecycle, operations, s3, tags
 
 RULES: list[Rule] = [
     *s3.RULES,
@@ -11,6 +11,7 @@ RULES: list[Rule] = [
     *containers.RULES,
     *access.RULES,
     *operations.RULES,
+    *cost.RULES,
     *kubernetes.RULES,
     *tags.RULES,
     *lifecycle.RULES,

@@ -355,3 +355,21 @@ CASES |= {
         changed(SCORER_POLICY, "policy", value=json.dumps({"Statement": [PREDICTIONS_WRITE]})),
     ),
 }
+
+# --- cost (stack-within-budget) ---------------------------------------------------------------------------------------
+IN_SINGAPORE = {"region": "ap-southeast-1"}
+MONTHLY_BUDGET = res(
+    "aws:budgets/budget:Budget", "budget", timeUnit="MONTHLY", limitAmount="500", limitUnit="USD",
+    notifications=[{"threshold": 80}],
+)
+NODE_GROUP = Resource(
+    "eks:index:ManagedNodeGroup", "nodes",
+    {"instanceTypes": ["t3.large"], "capacityType": "ON_DEMAND", "diskSize": 30,
+     "scalingConfig": {"minSize": 1, "desiredSize": 2, "maxSize": 4}},
+    provider_props=IN_SINGAPORE,
+)
+"""Two t3.large nodes on demand, about $160 a month: within the budget's $500."""
+CASES["stack-within-budget"] = (
+    [MONTHLY_BUDGET, NODE_GROUP],
+    [MONTHLY_BUDGET, changed(NODE_GROUP, "scalingConfig", "desiredSize", value=8)],
+)

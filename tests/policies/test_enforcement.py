@@ -55,9 +55,10 @@ def test_the_shipped_stack_configs_are_valid(stack):
 
 
 def test_prod_makes_every_rule_mandatory_but_tls_until_it_has_a_domain():
-    """And monitoring until a stack schedules `retail monitor` (docs/policy.md, the ML lifecycle rules)."""
+    """And monitoring until a stack schedules `retail monitor` (docs/policy.md, the ML lifecycle rules), and the
+    budget estimate until every prod resource has a price (docs/aws.md, Cost at preview)."""
     levels = load_levels(RULES, "prod")
-    advisory = {"ingress-tls", "served-model-monitoring-schedule"}
+    advisory = {"ingress-tls", "served-model-monitoring-schedule", "stack-within-budget"}
     assert {name for name, level in levels.items() if level is not Enforcement.mandatory} == advisory
     assert levels["eks-endpoint-not-public"] is Enforcement.mandatory
 

@@ -1,0 +1,255 @@
+"""Cost at preview: the dev deployment is estimated under the brief's $500 a month with every cost category
+itemised, a bigger node group breaks the budget rule, and every price in infra/data/prices/ has a date and a source.
+
+The estimate (infra/cost.py) prices what the mock runtime recorded; `retail infra cost`
+prints it; the policy rule stack-within-budget compares the platform's share with the
+stack's AWS Budget.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import date
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cli.main import app
+from infra.cost import (
+    PRICES_DIR,
+    Billable,
+    CostAssumptions,
+    PriceTable,
+    assumptions_from_config,
+    estimate,
+    monthly_budget,
+    stack_assumptions,
+)
+from infra.offline import OfflineRun
+from infra.providers.program import training_offline_run
+from policies.model import Resource
+from policies.offline import resources_of
+from policies.rules.cost import within_budget
+
+from .conftest import PROJECT_DIR
+
+REGION = "ap-southeast-1"
+BRIEF_USD = 500
+CATEGORIES = {
+    "EKS control plane", "EC2 nodes", "EBS volumes", "NAT gateway", "Public IPv4", "VPC endpoints", "Load balancer",
+    "CloudWatch", "KMS", "CloudTrail", "S3", "ECR", "SageMaker training",
+}  # fmt: skip
+
+
+def billable(*runs: OfflineRun) -> list[Billable]:
+    return [Billable(r.type, r.name, r.inputs) for run in runs for r in run.resources]
+
+
+@pytest.fixture(scope="module")
+def dev_training(dev: OfflineRun) -> OfflineRun:
+    return training_offline_run("dev", dev.stack_outputs, project_dir=PROJECT_DIR)
+
+
+@pytest.fixture(scope="module")
+def dev_estimate(dev, dev_service, dev_training):
+    return estimate(billable(dev, dev_service, dev_training), REGION, stack_assumptions("dev", PROJECT_DIR))
+
+
+def lines_of(result, category: str):
+    return [line for line in result.lines if line.category == category]
+
+
+# --- the dev deployment -----------------------------------------------------------------------------------------
+
+
+def test_the_dev_deployment_is_estimated_under_the_briefs_500_usd_a_month(dev_estimate):
+    assert 0 < dev_estimate.total_usd < BRIEF_USD
+
+
+def test_the_dev_breakdown_holds_every_cost_category(dev_estimate):
+    assert {line.category for line in dev_estimate.lines} == CATEGORIES
+
+
+def test_every_dev_interface_endpoint_is_billed_in_each_of_its_zones(dev, dev_estimate):
+    all_endpoints = dev.of_type("aws:ec2/vpcEndpoint:VpcEndpoint")
+    endpoints = [e for e in all_endpoints if e.inputs["vpcEndpointType"] == "Interface"]
+    hours = [line.quantity for line in lines_of(dev_estimate, "VPC endpoints") if line.unit == "endpoint-AZ-hours"]
+    assert sorted(hours) == sorted(730 * len(e.inputs["subnetIds"]) for e in endpoints)
+
+
+def test_the_dev_estimate_names_what_it_cannot_price_and_leaves_it_out_of_the_total(dev_estimate):
+    unpriced = {line.price_key for line in dev_estimate.unpriced}
+    assert unpriced == {"ec2/m6i.xlarge", "sagemaker-training/ml.m5.xlarge"}
+    priced = sum(line.monthly_usd for line in dev_estimate.lines if line.monthly_usd is not None)
+    assert dev_estimate.total_usd == pytest.approx(priced)
+
+
+def test_the_budget_is_the_one_the_stack_config_sets(dev):
+    budget = monthly_budget(billable(dev))
+    assert budget is not None and budget.usd == 150 and budget.name == "retail-dev-obs-monthly-budget"
+
+
+def test_retail_infra_cost_prints_the_dev_breakdown_as_json():
+    result = CliRunner().invoke(app, ["infra", "cost", "--stack", "dev", "--project-dir", str(PROJECT_DIR), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["total_usd"] < BRIEF_USD and set(report["by_category"]) == CATEGORIES
+    assert report["budget"] == {"name": "retail-dev-obs-monthly-budget", "usd": 150.0}
+    assert report["within_budget"] is (report["total_usd"] <= 150)
+    assert report["projects"] == ["retail-mlops", "retail-mlops-service", "retail-mlops-training"]
+
+
+def test_an_unknown_stack_stops_the_command_with_exit_2():
+    result = CliRunner().invoke(app, ["infra", "cost", "--stack", "nowhere", "--project-dir", str(PROJECT_DIR)])
+    assert result.exit_code == 2 and "Pulumi.nowhere.yaml" in result.output
+
+
+# --- the budget rule on the dev platform --------------------------------------------------------------------------
+
+
+def with_platform_change(dev: OfflineRun, desired_nodes: int, budget_usd: int) -> list[Resource]:
+    """The dev platform as the pack sees it, with the inference node group and the budget changed."""
+    changed = []
+    for resource in resources_of(dev):
+        props = dict(resource.props)
+        if resource.name == "retail-dev-cluster-inference-nodes":
+            props["scalingConfig"] = {**props["scalingConfig"], "desiredSize": desired_nodes}
+        if resource.type == "aws:budgets/budget:Budget":
+            props["limitAmount"] = str(budget_usd)
+        changed.append(replace(resource, props=props))
+    return changed
+
+
+def test_a_larger_node_group_takes_the_dev_platform_over_its_budget(dev):
+    fits = within_budget(with_platform_change(dev, desired_nodes=1, budget_usd=BRIEF_USD))
+    too_big = within_budget(with_platform_change(dev, desired_nodes=6, budget_usd=BRIEF_USD))
+    assert not [message for _, message in fits if message.startswith("is exceeded")]
+    (exceeded,) = [message for _, message in too_big if message.startswith("is exceeded")]
+    assert "against $500.00" in exceeded
+
+
+def test_the_rule_names_the_resources_it_could_not_price(dev):
+    messages = [message for _, message in within_budget(resources_of(dev))]
+    assert any("no price for retail-dev-cluster-batch-nodes (m6i.xlarge) (ec2/m6i.xlarge)" in m for m in messages)
+
+
+def test_a_stack_without_a_budget_is_left_to_stack_has_budget():
+    nodes = Resource("eks:index:ManagedNodeGroup", "nodes", {"instanceTypes": ["t3.large"]})
+    assert within_budget([nodes]) == []
+
+
+# --- pricing rules on small stacks ----------------------------------------------------------------------------------
+
+
+def one(type_: str, name: str = "subject", **inputs) -> Billable:
+    return Billable(type_, name, inputs)
+
+
+NODES = one("eks:index:ManagedNodeGroup", "nodes", instanceTypes=["t3.large"], capacityType="SPOT", diskSize=30,
+            scalingConfig={"minSize": 1, "desiredSize": 1, "maxSize": 3})
+
+
+def test_spot_nodes_cost_the_on_demand_price_unless_a_discount_is_stated():
+    upper, discounted = (
+        estimate([NODES], REGION, CostAssumptions(spot_discount_percent=percent)).lines[0] for percent in (0, 60)
+    )
+    assert upper.unit_usd == pytest.approx(0.1056)
+    assert discounted.unit_usd == pytest.approx(0.1056 * 0.4)
+
+
+def test_a_node_group_at_zero_costs_its_scale_from_zero_hours():
+    at_zero = replace(NODES, inputs={**NODES.inputs, "scalingConfig": {"minSize": 0, "desiredSize": 0, "maxSize": 2}})
+    (nodes, _disks) = estimate([at_zero], REGION, CostAssumptions(scale_from_zero_node_hours=12)).lines
+    assert nodes.quantity == 12
+
+
+def test_a_cluster_without_the_standard_upgrade_policy_pays_extended_support():
+    standard = one("eks:index:Cluster", upgradePolicy={"supportType": "STANDARD"})
+    default = one("eks:index:Cluster")
+    prices = [estimate([cluster], REGION).lines[0].unit_usd for cluster in (standard, default)]
+    assert prices == [pytest.approx(0.10), pytest.approx(0.60)]
+
+
+def test_a_real_preview_prices_the_eks_plugins_node_groups_not_their_components():
+    child = one("aws:eks/nodeGroup:NodeGroup", "nodes-child", **NODES.inputs)
+    lines = lines_of(estimate([NODES, child], REGION), "EC2 nodes")
+    assert [line.item for line in lines] == ["nodes-child (t3.large)"]
+
+
+def test_a_gateway_endpoint_is_free_and_an_interface_endpoint_bills_every_zone():
+    gateway = one("aws:ec2/vpcEndpoint:VpcEndpoint", "s3", vpcEndpointType="Gateway")
+    interface = one("aws:ec2/vpcEndpoint:VpcEndpoint", "logs", vpcEndpointType="Interface", subnetIds=["a", "b", "c"])
+    hours, data = estimate([gateway, interface], REGION).lines
+    assert (hours.item, hours.monthly_usd) == ("logs (3 AZ)", pytest.approx(3 * 730 * 0.013))
+    assert data.unit == "GB"
+
+
+def test_a_stack_that_lives_part_of_the_month_pays_its_hours():
+    key = one("aws:kms/key:Key")
+    (line,) = estimate([key], REGION, CostAssumptions(hours_per_month=73)).lines
+    assert line.monthly_usd == pytest.approx(0.10)
+
+
+def test_custom_metrics_are_those_the_alarms_and_dashboards_name_unless_stated():
+    dims = {"Environment": "dev"}
+    alarm = one("aws:cloudwatch/metricAlarm:MetricAlarm", namespace="Retail", metricName="Latency", dimensions=dims)
+    rows = [["Retail", "Latency", "Environment", "dev", {"stat": "p95"}], [".", "Errors", ".", "."]]
+    dashboard = one("aws:cloudwatch/dashboard:Dashboard", dashboardBody=json.dumps(
+        {"widgets": [{"properties": {"metrics": rows}}, {"properties": {"metrics": [["AWS/Events", "Rules"]]}}]}
+    ))
+    named = lines_of(estimate([alarm, dashboard], REGION), "CloudWatch")[-1]
+    stated = lines_of(estimate([alarm, dashboard], REGION, CostAssumptions(custom_metrics=20)), "CloudWatch")[-1]
+    assert (named.unit, named.quantity) == ("metric-months", 2)
+    assert stated.quantity == 20
+
+
+def test_an_instance_type_without_a_price_is_not_priced_rather_than_free():
+    unknown = replace(NODES, inputs={**NODES.inputs, "instanceTypes": ["x9.huge"]})
+    nodes = estimate([unknown], REGION).lines[0]
+    assert nodes.unit_usd is None and nodes.monthly_usd is None and "not in the" in nodes.note
+
+
+# --- assumptions and the price table --------------------------------------------------------------------------------
+
+
+def test_the_stack_config_overrides_the_documented_defaults():
+    assumptions = assumptions_from_config({"retail:cost": json.dumps({"natGbPerMonth": 100, "retrainsPerMonth": 8})})
+    assert (assumptions.nat_gb_per_month, assumptions.retrains_per_month, assumptions.s3_gb) == (100, 8, 50)
+
+
+def test_an_unknown_assumption_is_refused_with_its_key():
+    with pytest.raises(ValueError, match="retail:cost.natGb"):
+        assumptions_from_config({"retail:cost": json.dumps({"natGb": 100})})
+
+
+TABLES = sorted(PRICES_DIR.glob("*.json"))
+
+
+def test_there_is_a_price_table_for_the_region_of_every_stack():
+    regions = {
+        line.split(":", 2)[-1].strip()
+        for path in PROJECT_DIR.glob("Pulumi.*.yaml")
+        for line in path.read_text().splitlines()
+        if line.strip().startswith("aws:region:")
+    }
+    assert regions and {path.stem for path in TABLES} >= regions
+
+
+@pytest.mark.parametrize("path", TABLES, ids=lambda p: p.name)
+def test_every_price_has_its_date_and_source_or_says_why_it_is_missing(path: Path):
+    raw = json.loads(path.read_text())["prices"]
+    table = PriceTable.load(path.stem)
+    assert set(table.prices) == set(raw)
+    for key, price in table.prices.items():
+        assert price.as_of <= date.today() and price.source.startswith("https://"), key
+        assert (price.usd is not None and price.evidence) or price.missing, key
+
+
+def test_a_price_without_its_source_is_refused(tmp_path: Path):
+    table = json.loads((PRICES_DIR / f"{REGION}.json").read_text())
+    del table["prices"]["kms/key-month"]["source"]
+    (tmp_path / f"{REGION}.json").write_text(json.dumps(table))
+    with pytest.raises(ValueError, match="kms/key-month"):
+        PriceTable.load(REGION, tmp_path)
