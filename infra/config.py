@@ -210,6 +210,8 @@ class InferenceConfig(Section):
     """Route 53 zone of `hostname`: the stack creates and validates the certificate and the alias record."""
     allowed_cidrs: tuple[str, ...] = ("0.0.0.0/0",)
     """Who may reach the load balancer (its security group's inbound CIDRs)."""
+    prediction_log: bool = True
+    """Whether the pods log every answered basket to the lake's predictions/service/ (infra/prediction_log.py)."""
 
     @model_validator(mode="after")
     def _tls_needs_a_certificate(self) -> InferenceConfig:

@@ -20,6 +20,7 @@ from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from infra.config import InferenceConfig
 from infra.iam import irsa_trust_policy, policy_document
+from infra.prediction_log import PredictionLogTarget, prediction_log_policy
 
 APP = "retail-inference"
 PORT = 8000
@@ -70,6 +71,8 @@ class InferenceServiceArgs:
     """ACM certificate for `sizing.hostname`; empty: plain HTTP on the ALB's own DNS name."""
     sizing: InferenceConfig = field(default_factory=InferenceConfig)
     """Namespace, replicas, resources, hostname: the service stack's `retail:inference` config."""
+    prediction_log: PredictionLogTarget | None = None
+    """Where the pods write their prediction log (infra/prediction_log.py); None: they keep none."""
 
 
 class InferenceService(pulumi.ComponentResource):
@@ -78,8 +81,9 @@ class InferenceService(pulumi.ComponentResource):
     The namespace enforces the `restricted` Pod Security Standard. Pods run as a
     non-root user with a read-only root filesystem (writable /tmp is an emptyDir), no
     capabilities and no service-account token; they assume, through IRSA, a role that
-    can only read objects under the model prefix in the artifacts bucket, and they serve
-    only the bundle whose manifest hash is `model_sha256`. API keys come from a Secret
+    can only read objects under the model prefix in the artifacts bucket (and, with
+    `prediction_log`, put objects under the lake's predictions/service/: infra/prediction_log.py),
+    and they serve only the bundle whose manifest hash is `model_sha256`. API keys come from a Secret
     mounted as a file. The HPA (CPU and memory) owns the replica count, the rollout never
     removes a ready pod before its replacement is ready, and the PDB keeps node drains to
     one pod at a time. Every request and a heartbeat become CloudWatch metrics through
@@ -128,11 +132,14 @@ class InferenceService(pulumi.ComponentResource):
             opts=in_ns,
         )
         policy = self._network_policy(in_ns)
+        writes = [] if args.prediction_log is None else [prediction_log_policy(
+            name, self.role.id, args.prediction_log, args.data_kms_key_arn, args.region,
+            pulumi.ResourceOptions(parent=self))]
         deployment = k8s.apps.v1.Deployment(
             f"{name}-deployment",
             metadata=self._meta(),
             spec=self._deployment_spec(account, secret),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, policy]),
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, policy, *writes]),
         )
         controller = [args.controller] if args.controller else []
         service = k8s.core.v1.Service(
@@ -178,7 +185,7 @@ class InferenceService(pulumi.ComponentResource):
         args = self._args
         role = aws.iam.Role(
             f"{self._name}-model-reader",
-            description="Inference pods: read model artifacts, nothing else",
+            description="Inference pods: read model artifacts (and write the prediction log when it is on)",
             assume_role_policy=irsa_trust_policy(args.oidc_provider_arn, args.oidc_issuer, args.sizing.namespace, APP),
             opts=pulumi.ResourceOptions(parent=self),
         )
@@ -272,6 +279,8 @@ class InferenceService(pulumi.ComponentResource):
             "AWS_DEFAULT_REGION": args.region,
             "AWS_STS_REGIONAL_ENDPOINTS": "regional",
         }
+        if args.prediction_log is not None:
+            env.update(RETAIL_PREDICTION_LOG_ENABLED="true", RETAIL_PREDICTION_LOG_URI=args.prediction_log.uri)
         return ContainerArgs(
             name="api",
             image=args.image,

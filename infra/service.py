@@ -13,7 +13,8 @@ this order:
    it (`RegisteredPackage`: approval, gate, champion comparison, lineage) and the
    platform's rollback alarms as inputs the policy pack judges before it is published;
 3. the inference API, pinned to that bundle and to the image digest `retail:image`,
-   behind an ALB Ingress that waits for the controller;
+   behind an ALB Ingress that waits for the controller, logging what it answers under the
+   predictions zone batch scoring writes to (infra/prediction_log.py);
 4. batch scoring: the weekly `retail score` CronJob on the batch nodes, with the same
    image and bundle, after the autoscaler (`retail:batchScoring`);
 5. with `retail:inference.hostname` and `hostedZoneId`, a validated ACM certificate and
@@ -38,6 +39,7 @@ from infra.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
 from infra.config import InferenceConfig, ServiceConfig
 from infra.inference import InferenceService, InferenceServiceArgs
 from infra.platform import aws_provider
+from infra.prediction_log import PredictionLogTarget
 from infra.providers.registered_package import RegisteredPackage
 from infra.providers.served_model import ServedModel
 
@@ -155,6 +157,11 @@ def build_service(cfg: ServiceConfig) -> Service:
     )
     deploy_key = random.RandomPassword(f"{prefix}-deploy-key", length=DEPLOY_KEY_LENGTH, special=False)
     s3_cidrs = aws.ec2.get_prefix_list_output(name=f"com.amazonaws.{cfg.region}.s3", opts=invoke).cidr_blocks
+    lake_zone = cfg.batch_scoring.lake_zone
+    lake_bucket = platform["lakeBuckets"].apply(lambda buckets: buckets[lake_zone])
+    lake_bucket_arn = platform["lakeBucketArns"].apply(lambda arns: arns[lake_zone])
+    prediction_log = (PredictionLogTarget(lake_bucket, lake_bucket_arn, cfg.batch_scoring.lake_prefix)
+                      if cfg.inference.prediction_log else None)
     inference = InferenceService(
         f"{prefix}-inference",
         InferenceServiceArgs(
@@ -177,18 +184,18 @@ def build_service(cfg: ServiceConfig) -> Service:
             s3_cidrs=s3_cidrs,
             certificate_arn=_certificate(prefix, cfg.inference, aws_opts),
             sizing=cfg.inference,
+            prediction_log=prediction_log,
         ),
         k8s_opts,
     )
-    lake_zone = cfg.batch_scoring.lake_zone
     batch = BatchScoring(
         f"{prefix}-batch-scoring",
         BatchScoringArgs(
             environment=cfg.environment,
             region=cfg.region,
             image=cfg.image,
-            lake_bucket=platform["lakeBuckets"].apply(lambda buckets: buckets[lake_zone]),
-            lake_bucket_arn=platform["lakeBucketArns"].apply(lambda arns: arns[lake_zone]),
+            lake_bucket=lake_bucket,
+            lake_bucket_arn=lake_bucket_arn,
             bundle_bucket=artifacts,
             bundle_bucket_arn=artifacts_arn,
             bundle_prefix=model_prefix,
