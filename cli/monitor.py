@@ -22,6 +22,7 @@ thresholds is a finding, not a failure (exit 0): the alarms read the published m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -52,7 +53,7 @@ class MonitorRun:
     files: dict[str, str]  # report file name -> location
 
 
-def bundles_from(settings: Settings, bundles: list[str], registry: bool):  # -> Callable[[str], ModelBundle | None]
+def bundles_from(settings: Settings, bundles: list[str], registry: bool) -> Callable[[str], ModelBundle | None]:
     """A version's bundle: a registered version from the registry (when `registry`), a `sha256:...` version from
     the bundle locations given; each loaded once. None when it cannot be had."""
     from cli.score import choose_model
@@ -84,7 +85,7 @@ def run_monitor(
     gate: GateSettings,
     monitoring: MonitorSettings,
     out: str,
-    bundle_for,  # Callable[[str], ModelBundle | None]
+    bundle_for: Callable[[str], ModelBundle | None],
     promote: bool = False,
 ) -> MonitorRun:
     """One monitoring run (see the module docstring); raises NothingToMonitor when the week cannot be measured."""
@@ -125,14 +126,16 @@ def figures(outcome: Outcome) -> dict[str, float | None]:
     from ml import metric_names as names
 
     champion = outcome.report.champion
-    judged = champion is not None and champion.metrics is not None
     comparisons = outcome.report.comparisons
+    of_champion: dict[str, float | None] = {} if champion is None else {
+        names.MONITORED_BASKETS: champion.labelled,
+        names.MONITORED_ACCURACY: champion.accuracy,
+        names.MONITORED_MACRO_F1: champion.macro_f1,
+        names.MONITORED_MIN_CLASS_PRECISION: champion.min_class_precision,
+        names.MONITORED_DRIFT_PSI: None if champion.max_psi is None else champion.max_psi[1],
+    }
     return {
-        names.MONITORED_BASKETS: None if champion is None else champion.labelled,
-        names.MONITORED_ACCURACY: champion.accuracy if judged and champion else None,
-        names.MONITORED_MACRO_F1: champion.macro_f1 if judged and champion else None,
-        names.MONITORED_MIN_CLASS_PRECISION: champion.min_class_precision if judged and champion else None,
-        names.MONITORED_DRIFT_PSI: None if champion is None or champion.max_psi is None else champion.max_psi[1],
+        **of_champion,
         names.CHALLENGER_MARGIN: max(comparisons, key=lambda c: c.baskets).margin if comparisons else None,
         names.RETRAIN_NEEDED: int(outcome.retraining.retrain),
     }
