@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+from cli.infra_cost import cost
+from cli.infra_doctor import doctor
+from cli.infra_options import CheckedStack, ImageOption, ModelGroupOption, ModelOption, ProjectDir, Stack
 
 if TYPE_CHECKING:  # the Pulumi side loads when a command runs, not with `retail --help` (tests/test_cli_startup.py)
     from infra import automation
@@ -21,35 +24,6 @@ if TYPE_CHECKING:  # the Pulumi side loads when a command runs, not with `retail
     from infra.offline import OfflineRun, RegisteredResource
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
-
-
-class Stack(StrEnum):
-    dev = "dev"
-    prod = "prod"
-
-
-class CheckedStack(StrEnum):
-    dev = "dev"
-    prod = "prod"
-    ephemeral = "ephemeral"
-
-
-ProjectDir = Annotated[
-    Path | None,
-    typer.Option(help="Directory holding the platform's Pulumi.yaml (default: found from the cwd upwards)."),
-]
-ImageOption = Annotated[
-    str | None,
-    typer.Option("--image", help="Inference image <repository>@sha256:<digest> (default: build and push this commit)."),
-]
-ModelOption = Annotated[
-    str | None,
-    typer.Option("--model-package", help="Model package version ARN to serve (default: newest approved)."),
-]
-ModelGroupOption = Annotated[
-    str | None,
-    typer.Option(help="Model package group to take the newest approved version from (default: the stack's)."),
-]
 
 
 def _require(command: str) -> None:
@@ -248,10 +222,13 @@ def destroy(
     A failed destroy is retried after emptying the platform's buckets and deleting the
     versions of its model package group (AWS deletes neither while they hold something),
     then a refresh. The audit bucket is kept by design (retain_on_delete); see docs/deploy.md.
+    Before: the service's Ingresses and LoadBalancer Services are deleted and their load
+    balancers awaited. After: the leak scan (`retail infra leaks`); exit 1 if anything remains.
     """
     from infra import automation
     from infra.automation import TeardownFailed
     from infra.offline import find_project_dir
+    from infra.teardown import ProvenTeardown
 
     _require("retail infra destroy")
     directory = project_dir or find_project_dir()
@@ -262,11 +239,16 @@ def destroy(
             abort=True,
         )
     runners = automation.project_runners(directory, echo=typer.echo)
+    checks = ProvenTeardown(_region(directory), echo=typer.echo)
     try:
-        automation.destroy(runners, stack.value, empty=automation.StackEmptier(_region(directory)), echo=typer.echo)
+        automation.destroy(
+            runners, stack.value, empty=automation.StackEmptier(_region(directory)), checks=checks, echo=typer.echo
+        )
     except TeardownFailed as error:
         typer.echo(str(error), err=True)
         raise typer.Exit(1) from error
+    if checks.report is None or not checks.report.clean:
+        raise typer.Exit(1)
 
 
 def _region(directory: Path) -> str:
@@ -286,6 +268,9 @@ def ephemeral(
     model_group: Annotated[
         str, typer.Option(help="Group whose newest approved version is served (the ephemeral registry starts empty).")
     ] = "retail-dev-price-sensitivity",
+    leak_report: Annotated[
+        Path | None, typer.Option(help="Also write the leak scan's report to this file, as Markdown.")
+    ] = None,
 ) -> None:
     """Create platform and service stacks from Pulumi.ephemeral.yaml, deploy them, run COMMAND, then destroy and
     remove both whatever happened.
@@ -293,27 +278,62 @@ def ephemeral(
     The command sees the stacks' non-secret outputs as PULUMI_OUTPUT_<NAME> (e.g.
     PULUMI_OUTPUT_ENDPOINT) and all of them as JSON in PULUMI_OUTPUTS_JSON, and the
     service's API key in RETAIL_API_KEY (never printed). Its exit code becomes this
-    command's. The programs run inline in a temporary folder: nothing in the
-    repository changes.
+    command's; if it succeeded but the leak scan after the teardown finds leftovers (or
+    cannot finish), the exit code is 1. The programs run inline in a temporary folder:
+    nothing in the repository changes.
     """
     from infra import automation
     from infra.automation import TeardownFailed
     from infra.offline import find_project_dir
+    from infra.teardown import ProvenTeardown
 
     _require("retail infra ephemeral")
     directory = project_dir or find_project_dir()
     resolver = release_resolver(directory, image, model_package, model_group)
+    checks = ProvenTeardown(_region(directory), echo=typer.echo)
     with tempfile.TemporaryDirectory(prefix="retail-ephemeral-") as scratch:
         runners: Runners = automation.inline_runners(Path(scratch), echo=typer.echo)
         try:
             code = automation.ephemeral(
                 runners, name, command, directory, resolver,
-                empty=automation.StackEmptier(_region(directory)), echo=typer.echo,
+                empty=automation.StackEmptier(_region(directory)), checks=checks, echo=typer.echo,
             )
         except TeardownFailed as error:
             typer.echo(str(error), err=True)
             raise typer.Exit(1) from error
-    raise typer.Exit(code)
+        finally:
+            if leak_report is not None and checks.report is not None:
+                leak_report.write_text(checks.report.markdown())
+    leaked = checks.report is None or not checks.report.clean
+    raise typer.Exit(code or int(leaked))
+
+
+@app.command()
+def leaks(
+    stack: Annotated[str, typer.Option(help="The stack name to scan for, e.g. dev or ephemeral-pr-42.")],
+    project_dir: ProjectDir = None,
+    region: Annotated[str | None, typer.Option(help="AWS region (default: the one in Pulumi.ephemeral.yaml).")] = None,
+    report: Annotated[Path | None, typer.Option(help="Also write the report to this file, as Markdown.")] = None,
+) -> None:
+    """Scan the AWS account for what is left of STACK; exit 1 if anything is (or a source cannot be asked).
+
+    Looks for resources tagged for the stack (Resource Groups Tagging API), what the
+    cluster's controllers made (load balancers, target groups, security groups, VPC CNI
+    network interfaces), SageMaker models, endpoints and endpoint configs and IAM roles
+    named for it; prints each with the command that removes it. Needs AWS credentials,
+    not the Pulumi CLI. `destroy` and `ephemeral` run it after every teardown.
+    """
+    from infra.leaks import LeakScope, aws_clients, scan
+    from infra.offline import find_project_dir
+
+    where = region or _region(project_dir or find_project_dir())
+    result = scan(LeakScope.of(stack, where), aws_clients(where))
+    for line in result.lines():
+        typer.echo(line)
+    if report is not None:
+        report.write_text(result.markdown())
+    if not result.clean:
+        raise typer.Exit(1)
 
 
 def tree_lines(run: OfflineRun) -> list[str]:
@@ -377,3 +397,7 @@ def check(
         typer.echo(line)
     if not report.passed:
         raise typer.Exit(1)
+
+
+app.command()(cost)  # defined in their own modules, listed after this module's commands
+app.command()(doctor)

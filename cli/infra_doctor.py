@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cli.infra import CheckedStack, ProjectDir
+from cli.infra_options import CheckedStack, ProjectDir
 
 if TYPE_CHECKING:
     from infra.preflight import CheckResult
