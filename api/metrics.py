@@ -46,6 +46,11 @@ PREDICTION_LOG_ROWS = Counter(
     "retail_prediction_log_rows", "Prediction log rows by role and outcome: written, over_limit (not held: the "
     "writer is behind), failed (a write or row error).", ["role", "outcome"],
 )
+BACKGROUND_CPU = Counter(
+    "retail_background_cpu_seconds", "CPU time of the service's background threads themselves (not counting work "
+    "they hand to Polars' or Arrow's thread pools), by thread: prediction_log (turning what the routes recorded "
+    "into rows and writing them), shadow (the challenger's scoring).", ["thread"],
+)
 SHADOW_BASKETS = Counter(
     "retail_shadow_baskets", "Baskets sent to the challenger in shadow, by outcome: scored, over_limit (not held: "
     "the challenger is behind), not_loaded (no challenger yet), failed (scoring raised).", ["outcome"],

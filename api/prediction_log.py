@@ -39,7 +39,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from api.basket_weeks import weeks_of
-from api.metrics import PREDICTION_LOG_ROWS
+from api.metrics import BACKGROUND_CPU, PREDICTION_LOG_ROWS
 from api.model_store import LoadedModel
 from ml.lake import filesystem, join
 from ml.prediction_log import SERVICE, WEEK, Role, prediction_rows
@@ -135,13 +135,16 @@ class PredictionLog:
             PREDICTION_LOG_ROWS.labels(role, "over_limit").inc(rows)
 
     def _run(self) -> None:
-        while not self._stopping.wait(COLLECT_SECONDS):
+        cpu = BACKGROUND_CPU.labels("prediction_log")
+        stopping = False
+        while not stopping:
+            stopping = self._stopping.wait(COLLECT_SECONDS)
+            started = time.thread_time()
             self._collect()
-            if self._buffered and (self._buffered >= self.flush_rows
-                                   or time.monotonic() - self._oldest >= self.flush_seconds):
+            if stopping or (self._buffered and (self._buffered >= self.flush_rows
+                                                or time.monotonic() - self._oldest >= self.flush_seconds)):
                 self._write()
-        self._collect()
-        self._write()
+            cpu.inc(time.thread_time() - started)
 
     def _collect(self) -> None:
         """Everything recorded so far, as rows; request bodies are let go of."""

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 
-from api.metrics import SHADOW_BASKETS
+from api.metrics import BACKGROUND_CPU, SHADOW_BASKETS
 from api.model_store import ModelStore
 from api.prediction_log import LoggedBaskets, PredictionLog
 from ml.compiled import BasketColumns
@@ -61,9 +62,13 @@ class ShadowScorer:
             SHADOW_BASKETS.labels("over_limit").inc(count)
 
     def _run(self) -> None:
-        while not self._stopping.wait(self.interval):
+        cpu = BACKGROUND_CPU.labels("shadow")
+        stopping = False
+        while not stopping:
+            stopping = self._stopping.wait(self.interval)
+            started = time.thread_time()
             self._score_waiting()
-        self._score_waiting()
+            cpu.inc(time.thread_time() - started)
 
     def _score_waiting(self) -> None:
         jobs = []

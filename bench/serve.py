@@ -1,6 +1,7 @@
 """Load test: this service against `mlflow models serve` on the same champion, same load, same workers.
 
     uv run python -m bench.serve [--workers 1] [--connections 16] [--duration 10] [--skip-peer] [--json PATH]
+    uv run python -m bench.serve --log-overhead [--rounds 3] [--with-challenger] [--connections 16] [--duration 10]
 
 Both servers run on 127.0.0.1 with the same number of worker processes and
 POLARS_MAX_THREADS=1, serving the registry's champion (RETAIL_REGISTRY_URI,
@@ -29,6 +30,16 @@ It prints throughput and p50/p95/p99 for each run, the throughput ratio, and iss
 11's targets next to the measured values (met / NOT met); `--json PATH` writes all of
 it. `--skip-peer` leaves MLflow out (quick runs: no ratio, no run 3). wrk is not
 installed by this script: `apt-get install wrk` (Debian/Ubuntu) or `brew install wrk`.
+
+`--log-overhead` measures only what the prediction log (api/prediction_log.py) costs: the
+same champion under the same load (single baskets at `--connections`, saturated; then
+1,000-basket batches on one connection), with the log off and on, in `--rounds` rounds
+that alternate the two (off, on, off, on, ...) so that a machine getting busier or quieter
+weighs on both alike. The log is written to a scratch folder every 2 s, so the runs include
+its Parquet writes. It prints each run, the median throughput of each arm, the overhead
+(1 - on / off) against the target (under 5%), and how many rows the log wrote and dropped.
+`--with-challenger` adds a third arm: the log on and the champion's own version scored again
+in shadow as the challenger (what a challenger costs; informational, no target).
 """
 
 from __future__ import annotations
@@ -36,15 +47,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+import urllib.request
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -66,6 +80,8 @@ MIN_RATIO = 12.0  # single-basket saturation throughput, this service / mlflow m
 MAX_IDLE_P50_MS = 1.5  # one connection, unpaced
 MAX_PACED_P99_MS = 10.0  # at PACED_RATE (strictly below)
 MAX_BATCH_P95_MS = 30.0  # one 1,000-basket batch per request (strictly below)
+MAX_LOG_OVERHEAD = 0.05  # issue 13: the prediction log costs under 5% of serving throughput
+LOG_FLUSH_SECONDS = 2.0  # the bench's log writes every 2 s, so its runs include the writes
 WRK_SCRIPT = """
 local bodies = {}
 for line in io.lines(os.getenv("BENCH_BODIES")) do bodies[#bodies + 1] = line end
@@ -306,7 +322,7 @@ def free_port() -> int:
 
 @contextmanager
 def running(name: str, command: list[str], env: dict[str, str], ready_url: str, log: Path):
-    """A server process, from ready until the block ends."""
+    """A server process, from ready until the block ends (the block gets the process)."""
     with log.open("wb") as out:
         process = subprocess.Popen(command, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
         try:
@@ -314,7 +330,7 @@ def running(name: str, command: list[str], env: dict[str, str], ready_url: str, 
                 return None if process.poll() is None else f"{name} exited with {process.returncode}; see {log}"
 
             poll_ready(ready_url, wait=180, interval=0.5, timeout=2, alive=exited)
-            yield
+            yield process
         finally:
             process.terminate()
             try:
@@ -340,6 +356,125 @@ def paced(name: str, rate: float, url: str, bodies: Path, script: Path, connecti
     return result, Pacing(rate, connections, result.seconds, result.requests, result.throughput, result.late)
 
 
+@dataclass(frozen=True)
+class Arm:
+    """One configuration of the log-overhead comparison: its name, whether it logs, and more server environment."""
+
+    name: str
+    logs: bool
+    env: dict[str, str] = field(default_factory=dict)
+
+
+def overhead(off: float, on: float) -> float:
+    """Throughput lost to the log: 0.03 is 3% fewer requests per second with it on."""
+    return 1 - on / off
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system, all threads) a process has used so far (Linux: /proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14 and 15
+
+
+def background_cpu(api_url: str) -> dict[str, float]:
+    """CPU seconds of the server's background threads so far, by thread (`retail_background_cpu_seconds_total`)."""
+    with urllib.request.urlopen(f"{api_url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    found = re.findall(r'^retail_background_cpu_seconds_total\{thread="(\w+)"\} (\S+)$', text, re.MULTILINE)
+    return {thread: float(value) for thread, value in found}
+
+
+def measured(process: subprocess.Popen, api_url: str, run: Callable[[], Result]) -> tuple[Result, dict[str, float]]:
+    """A wrk run, the server's CPU milliseconds per request during it (`process`), and the share of that CPU time
+    each background thread took (`thread_share`)."""
+    before, threads_before = cpu_seconds(process.pid), background_cpu(api_url)
+    result = run()
+    used, threads = cpu_seconds(process.pid) - before, background_cpu(api_url)
+    shares = {name: (seconds - threads_before.get(name, 0.0)) / used for name, seconds in threads.items()}
+    return result, {"process": used * 1000 / max(result.requests, 1), **shares}
+
+
+def log_overhead(arms: list[Arm], rounds: int, api_cmd: list[str], api_env: dict[str, str], api_url: str,
+                 work: Path, script: Path, api_key: str, c: int, d: int) -> dict:
+    """The arms in turn, `rounds` times: single baskets at c, then batches at c=1, each arm on a fresh server, with
+    the server's CPU time per request; for a logging arm, the rows its log holds once the server stopped, against
+    the baskets wrk counted as answered."""
+    runs: dict[str, list[dict]] = {arm.name: [] for arm in arms}
+    predict, singles = f"{api_url}/v1/predict", work / "api_single.jsonl"
+    for round_number in range(1, rounds + 1):
+        for arm in arms:
+            folder = work / "prediction-log" / f"{len(runs[arm.name])}-{arm.name.replace(' ', '-')}"
+            env = {**api_env, **arm.env}
+            if arm.logs:
+                env.update(RETAIL_PREDICTION_LOG_ENABLED="true", RETAIL_PREDICTION_LOG_URI=str(folder),
+                           RETAIL_PREDICTION_LOG_FLUSH_SECONDS=str(LOG_FLUSH_SECONDS))
+            log = work / f"api-{folder.name}.log"
+            with running("retail API", api_cmd, env, f"{api_url}/health/ready", log) as server:
+                warm_up = wrk("warm-up", predict, singles, script, c, 3, api_key)
+                single, single_cpu = measured(server, api_url, partial(
+                    wrk, f"{arm.name}, round {round_number}: single, c={c}", predict, singles, script, c, d, api_key))
+                batch, batch_cpu = measured(server, api_url, partial(
+                    wrk, f"{arm.name}, round {round_number}: batch of 1000, c=1", f"{api_url}/v1/predict/batch",
+                    work / "api_batch.jsonl", script, 1, d, api_key))
+            run = {"single": {**single.as_dict(), "cpu_ms_per_request": single_cpu.pop("process"),
+                              "thread_cpu_share": single_cpu},
+                   "batch": {**batch.as_dict(), "cpu_ms_per_request": batch_cpu.pop("process"),
+                             "thread_cpu_share": batch_cpu}}
+            if arm.logs:  # failed requests answered nothing
+                answered = sum(r.requests - r.failed for r in (warm_up, single)) + BATCH_BASKETS * (
+                    batch.requests - batch.failed)
+                files = list(folder.rglob("*.parquet"))
+                roles = pl.scan_parquet(files).group_by("role").len().collect() if files else pl.DataFrame()
+                run.update(baskets_answered=answered, rows_logged=dict(roles.iter_rows()))
+            runs[arm.name].append(run)
+            for kind, result in (("single", single), ("batch", batch)):
+                shares = "".join(f", {name} {share:.1%}" for name, share in run[kind]["thread_cpu_share"].items())
+                print(f"  {result.row()} {run[kind]['cpu_ms_per_request']:>7.3f} ms CPU/req{shares}", flush=True)
+    medians = {name: {f"{kind}_{measure}": float(np.median([r[kind][measure] for r in results]))
+                      for kind in ("single", "batch") for measure in ("throughput", "cpu_ms_per_request")}
+               for name, results in runs.items()}
+    for name, results in runs.items():
+        for kind in ("single", "batch"):
+            for thread in results[0][kind]["thread_cpu_share"]:
+                medians[name][f"{kind}_{thread}_share"] = float(np.median(
+                    [r[kind]["thread_cpu_share"][thread] for r in results]))
+    return {"runs": runs, "medians": medians}
+
+
+def print_log_overhead(report: dict, off: str, others: list[str]) -> None:
+    m = report["medians"]
+    print(f"\nmedians of the rounds   {'single req/s':>12} {'CPU ms/req':>10} {'batch req/s':>11} "
+          f"{'CPU ms/req':>10}   CPU per request vs {off}: single, batch; throughput: single, batch")
+    for name in [off, *others]:
+        row = m[name]
+        print(f"{name:<22} {row['single_throughput']:>12.1f} {row['single_cpu_ms_per_request']:>10.3f} "
+              f"{row['batch_throughput']:>11.1f} {row['batch_cpu_ms_per_request']:>10.2f}", end="")
+        if name != off:
+            base = m[off]
+            extra = [row[f"{k}_cpu_ms_per_request"] / base[f"{k}_cpu_ms_per_request"] - 1 for k in ("single", "batch")]
+            lost = [overhead(base[f"{k}_throughput"], row[f"{k}_throughput"]) for k in ("single", "batch")]
+            print(f"   {extra[0]:+.1%}, {extra[1]:+.1%}; {-lost[0]:+.1%}, {-lost[1]:+.1%}", end="")
+        print()
+    for name in others:
+        shares = [f"{key.removesuffix('_share').replace('_', ' ', 1)} {value:.1%}" for key, value in m[name].items()
+                  if key.endswith("_share")]
+        print(f"{name}: background threads' share of the server's CPU time (medians): {', '.join(shares)}")
+    print("(rows can outnumber the baskets wrk counted by the requests still in flight when a wrk run ended: "
+          "up to c single baskets and one batch)")
+    for name in others:
+        rounds = [", ".join(f"{role} {rows:,}" for role, rows in sorted(r["rows_logged"].items()))
+                  + f" of {r['baskets_answered']:,} baskets" for r in report["runs"][name]]
+        print(f"{name}: rows logged, per round: " + "; ".join(rounds))
+    on, base = m[others[0]], m[off]
+    share = on["single_prediction_log_share"]
+    extra = on["single_cpu_ms_per_request"] / base["single_cpu_ms_per_request"] - 1
+    lost = overhead(base["single_throughput"], on["single_throughput"])
+    print(f"\nissue 13 target, the log under {MAX_LOG_OVERHEAD:.0%} of serving throughput (single baskets, saturated): "
+          f"its writer thread took {share:.1%} of the server's CPU "
+          f"({'met' if share < MAX_LOG_OVERHEAD else 'NOT met'}); on against off: {extra:+.1%} CPU per request, "
+          f"{-lost:+.1%} throughput (both moved by other load)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=1, help="server worker processes, on both sides")
@@ -349,6 +484,11 @@ def main() -> None:
     parser.add_argument("--skip-peer", action="store_true",
                         help="do not run `mlflow models serve` (quicker; no throughput ratio)")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every measured number to PATH")
+    parser.add_argument("--log-overhead", action="store_true",
+                        help="only compare this service with the prediction log off and on (see above)")
+    parser.add_argument("--rounds", type=int, default=3, help="--log-overhead: rounds of the arms, alternated")
+    parser.add_argument("--with-challenger", action="store_true",
+                        help="--log-overhead: add an arm scoring the champion's version again in shadow")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk is not on PATH: install it (`apt-get install wrk` on Debian/Ubuntu, `brew install wrk` on "
@@ -394,6 +534,23 @@ def main() -> None:
                   f"models:/{settings.model_name}@champion", "--env-manager", "local", "-h", "127.0.0.1",
                   "-p", str(mlflow_port), "-w", str(args.workers)]
     api_url, mlflow_url = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{mlflow_port}"
+    if args.log_overhead:
+        arms = [Arm("log off", logs=False), Arm("log on", logs=True)]
+        if args.with_challenger:
+            arms.append(Arm("log on + challenger", logs=True, env={"RETAIL_CHALLENGER": str(champion)}))
+        report = log_overhead(arms, args.rounds, api_cmd, api_env, api_url, work, script, api_key,
+                              args.connections, args.duration)
+        print_log_overhead(report, arms[0].name, [arm.name for arm in arms[1:]])
+        load_end = os.getloadavg()
+        print(f"\nload average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in load_start)} at start, "
+              f"{' '.join(f'{x:.2f}' for x in load_end)} at end, on {os.cpu_count()} CPUs")
+        if args.json is not None:
+            args.json.write_text(json.dumps({"config": {"champion_version": str(champion), "rounds": args.rounds,
+                                                        "connections": args.connections, "duration_s": args.duration},
+                                             "load_average": {"start": list(load_start), "end": list(load_end)},
+                                             **report}, indent=2) + "\n")
+        shutil.rmtree(work)
+        return
     runs: dict[str, Result] = {}
     pacings: dict[str, Pacing] = {}
     c, d = args.connections, args.duration

@@ -93,6 +93,7 @@ def test_a_baskets_week_is_the_shop_week_sent_else_that_of_its_date():
 def test_every_answered_basket_is_logged_with_its_id_week_class_probabilities_and_model(champion_folder, tmp_path):
     single, batch = basket(BASKET_ID="one", SHOP_WEEK=200601), [basket(BASKET_ID=f"b{i}") for i in range(3)]
     batch.append(basket(BASKET_ID=None, SHOP_DATE="20080101"))
+    cpu = counted("retail_background_cpu_seconds", thread="prediction_log")
     with TestClient(logging_app(champion_folder, tmp_path)) as client:
         answers = [client.post("/v1/predict", json=single, headers=AUTH).json()]
         answered = client.post("/v1/predict/batch", json={"baskets": batch}, headers=AUTH).json()
@@ -111,6 +112,7 @@ def test_every_answered_basket_is_logged_with_its_id_week_class_probabilities_an
     today = dt.datetime.now(dt.UTC).date()
     folders = {p.relative_to(tmp_path / "log").parent.as_posix() for p in (tmp_path / "log").rglob("*.parquet")}
     assert folders == {f"date={today}/week={week}" for week in (200601, 200807, 200745)}  # 2008-01-01: fiscal 2007
+    assert counted("retail_background_cpu_seconds", thread="prediction_log") > cpu  # its cost is on /metrics
 
 
 def test_rows_are_written_once_enough_wait_without_waiting_for_shutdown(champion_folder, tmp_path):
@@ -172,6 +174,7 @@ def test_the_challenger_scores_the_same_baskets_in_shadow_and_is_logged_as_chall
     registry = Registry(small_run.settings)
     version = registry.champion_version()
     registry.client.set_registered_model_alias(registry.name, "challenger", version)
+    cpu = counted("retail_background_cpu_seconds", thread="shadow")
     try:
         app = create_app(api_settings(prediction_log_enabled=True, prediction_log_uri=str(tmp_path / "log")),
                          source=RegistrySource(small_run.settings),
@@ -192,6 +195,7 @@ def test_the_challenger_scores_the_same_baskets_in_shadow_and_is_logged_as_chall
     probabilities = [f"probability_{c}" for c in ("LA", "MM", "UM")]
     np.testing.assert_allclose(challenger.select(probabilities).to_numpy(), champion.select(probabilities).to_numpy())
     assert set(challenger["model_version"]) == {version}
+    assert counted("retail_background_cpu_seconds", thread="shadow") > cpu
 
 
 def test_readiness_and_the_champions_log_do_not_wait_for_a_challenger_that_cannot_load(champion_folder, tmp_path):
