@@ -166,6 +166,8 @@ def create_app(settings: ApiSettings | None = None, source: ModelSource | None =
     app.state.store = ModelStore(source or model_source(settings), settings.drift_window_baskets,
                                  settings.drift_min_baskets)
     challenger = challenger or challenger_source(settings)
+    if challenger is not None and not settings.prediction_log_enabled:
+        raise ValueError("a challenger is scored only for the prediction log: set RETAIL_PREDICTION_LOG_ENABLED=true")
     app.state.challengers = None if challenger is None else ModelStore(
         challenger, settings.drift_window_baskets, settings.drift_min_baskets, role=CHALLENGER)
     # Starlette types a handler as taking any Exception, though it calls it only with the class it is registered

@@ -219,9 +219,11 @@ def test_baskets_the_challenger_cannot_take_are_counted_and_dropped_at_once(clie
     assert counted("retail_shadow_baskets", outcome="over_limit") - before == 1
 
 
-def test_a_challenger_needs_the_log_and_one_source():
+def test_a_challenger_needs_the_log_and_one_source(champion_folder, tmp_path):
     with pytest.raises(ValidationError, match="RETAIL_PREDICTION_LOG_ENABLED=true"):
         ApiSettings(challenger="challenger")
+    with pytest.raises(ValueError, match="RETAIL_PREDICTION_LOG_ENABLED=true"):
+        create_app(api_settings(), challenger=BundleLocationSource(str(champion_folder), tmp_path))
     with pytest.raises(ValidationError, match="not both"):
         ApiSettings(prediction_log_enabled=True, challenger="challenger", challenger_uri="s3://bucket/bundle/")
 
