@@ -64,8 +64,7 @@ def prediction_log(settings: ApiSettings) -> PredictionLog | None:
         return None
     root = settings.prediction_log_uri or join(Settings().lake_root, *SERVICE_LOG)
     return PredictionLog(ServiceLogFiles(root), settings.prediction_log_flush_rows,
-                         settings.prediction_log_flush_seconds, settings.prediction_log_max_rows,
-                         settings.prediction_log_max_body_mb * 1024 * 1024)
+                         settings.prediction_log_flush_seconds, settings.prediction_log_max_rows)
 
 
 async def _poll(app: FastAPI, interval: float) -> None:

@@ -37,6 +37,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from api.schemas import Basket, BasketLine, BatchRequest, merge_segment
+from ml.calendar import week_code_of
 from ml.compiled import LINE_FIELDS, BasketColumns
 from ml.features import HEADER_CATEGORICALS, HEADER_NUMERICS
 from ml.schema import (
@@ -62,9 +63,11 @@ ValidationError is a DecodeError), and text that is not UTF-8 (a UnicodeDecodeEr
 
 @dataclass(frozen=True)
 class ParsedBaskets:
-    """Validated baskets: each one's BASKET_ID (echoed in the response) and the featurizer's columns."""
+    """Validated baskets: each one's BASKET_ID (echoed in the response), fiscal week (SHOP_WEEK as sent, else the
+    week of SHOP_DATE: the prediction log's) and the featurizer's columns."""
 
     ids: list[str | None]
+    weeks: list[int]
     columns: BasketColumns
 
     def lines_per_basket(self) -> list[int]:
@@ -102,6 +105,7 @@ def columns_of(baskets: Sequence[Basket]) -> ParsedBaskets:
     lines = [line for basket in baskets for line in basket.lines]
     return ParsedBaskets(
         ids=[basket.BASKET_ID for basket in baskets],
+        weeks=[basket.SHOP_WEEK or week_code_of(basket.SHOP_DATE) for basket in baskets],
         columns=BasketColumns(
             header={name: list(map(attrgetter(name), baskets)) for name in _HEADER},
             lines={name: list(map(attrgetter(name), lines)) for name in LINE_FIELDS},
@@ -252,11 +256,15 @@ def _accepted(baskets: list[_Basket]) -> ParsedBaskets | None:
     sensitivity: list[str | None] = []
     lifestage: list[str | None] = []
     weekday: list[int] = []
+    weeks: list[int] = []
     for basket in baskets:
         # msgspec decodes BASKET_ID to a str, an int (never a bool: a JSON true is refused) or None
         identifier = str(basket.BASKET_ID) if isinstance(basket.BASKET_ID, int) else basket.BASKET_ID
-        day = _shop_day(basket.SHOP_DATE)
-        if (day is None or (identifier is not None and len(identifier) > _BASKET_ID_MAX_LENGTH)
+        dated = _shop_date(basket.SHOP_DATE)
+        if dated is None:
+            return None
+        day, week = dated
+        if ((identifier is not None and len(identifier) > _BASKET_ID_MAX_LENGTH)
                 or (basket.SHOP_WEEKDAY is not None and basket.SHOP_WEEKDAY != day)):
             return None
         try:  # the models' merge: coded and decoded segments that disagree are the models' 422 to report
@@ -268,6 +276,7 @@ def _accepted(baskets: list[_Basket]) -> ParsedBaskets | None:
             return None
         ids.append(identifier)
         weekday.append(day)
+        weeks.append(week if basket.SHOP_WEEK is None else basket.SHOP_WEEK)
     lines = [line for basket in baskets for line in basket.lines]
     columns = {name: list(map(attrgetter(name), lines)) for name in LINE_FIELDS}
     codes = {name: columns[name] for name in CODE_PATTERNS if name in columns}
@@ -279,13 +288,13 @@ def _accepted(baskets: list[_Basket]) -> ParsedBaskets | None:
     header = {name: list(map(attrgetter(name), baskets)) for name in (*_SENT_AS_IS, "SHOP_HOUR")}
     header.update(CUST_PRICE_SENSITIVITY=sensitivity, CUST_LIFESTAGE=lifestage, SHOP_WEEKDAY=weekday)
     offsets = BasketColumns.offsets_of(len(basket.lines) for basket in baskets)
-    return ParsedBaskets(ids=ids, columns=BasketColumns(header=header, lines=columns, offsets=offsets))
+    return ParsedBaskets(ids=ids, weeks=weeks, columns=BasketColumns(header=header, lines=columns, offsets=offsets))
 
 
 @functools.lru_cache(maxsize=4096)  # a batch's baskets share a few dates
-def _shop_day(value: int | str) -> int | None:
-    """The weekday (1 = Sunday .. 7) of SHOP_DATE given as YYYYMMDD (number or text) or YYYY-MM-DD; None for any
-    other form, or a date that does not exist."""
+def _shop_date(value: int | str) -> tuple[int, int] | None:
+    """The weekday (1 = Sunday .. 7) and fiscal week of SHOP_DATE given as YYYYMMDD (number or text) or YYYY-MM-DD;
+    None for any other form, or a date that does not exist."""
     text = str(value) if isinstance(value, int) else value  # msgspec gives an int or a str, never a bool
     if len(text) == 8 and text.isascii() and text.isdigit():
         year, month, day = text[:4], text[4:6], text[6:]
@@ -295,6 +304,7 @@ def _shop_day(value: int | str) -> int | None:
     else:
         return None
     try:
-        return dt.date(int(year), int(month), int(day)).isoweekday() % 7 + 1
+        date = dt.date(int(year), int(month), int(day))
     except ValueError:
         return None
+    return date.isoweekday() % 7 + 1, week_code_of(date)

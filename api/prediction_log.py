@@ -1,15 +1,15 @@
 """The service's prediction log: a row per scored basket (`ml.prediction_log`), written as Parquet off the request path.
 
-A prediction route hands the log what it scored (`record`): the basket ids, the request body
-(read again later for the baskets' weeks, `api.basket_weeks`), the model and the array of
-probabilities, as one tuple appended to a deque. Nothing is converted, written or waited for
+A prediction route hands the log what it scored (`record`): the baskets' ids and weeks (as
+`api.body` parsed them), the model and the array of probabilities, as one tuple appended to a
+deque. Nothing is converted, written or waited for
 on the request path. A writer thread takes everything waiting every `COLLECT_SECONDS`,
 turns it into rows (one `prediction_rows` call per model and role, not one per request) and
 writes them once `flush_rows` rows wait or the oldest has waited `flush_seconds`, and at
 shutdown (`close`).
 
-Memory is bounded: at most `max_rows` rows and `max_body_bytes` of request bodies are held;
-a request that would go beyond is not logged, and its rows are counted
+Memory is bounded: at most `max_rows` rows are held; a request that would go beyond is not
+logged, and its rows are counted
 (`retail_prediction_log_rows_total{outcome="over_limit"}`), so a writer that falls behind
 never slows the service. A write that fails is logged, its rows counted as `failed`, and
 the next write is tried as usual.
@@ -24,7 +24,6 @@ key, with no directory markers, so writing needs s3:PutObject under the root and
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 import threading
 import time
@@ -38,7 +37,6 @@ import polars as pl
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from api.basket_weeks import weeks_of
 from api.metrics import BACKGROUND_CPU, PREDICTION_LOG_ROWS
 from api.model_store import LoadedModel
 from ml.lake import filesystem, join
@@ -51,16 +49,10 @@ COLLECT_SECONDS = 0.25
 
 @dataclass(frozen=True)
 class LoggedBaskets:
-    """A request's baskets as the log keeps them: their ids, and the body their weeks are read from (`weeks`,
-    read once, on the writer thread)."""
+    """A request's baskets as the log keeps them: their ids and fiscal weeks (`api.body.ParsedBaskets`')."""
 
     ids: list[str | None]
-    body: bytes
-    many: bool  # a POST /v1/predict/batch body (else POST /v1/predict)
-
-    @functools.cached_property
-    def weeks(self) -> list[int]:
-        return weeks_of(self.body, self.many)
+    weeks: list[int]
 
 
 class _Entry(NamedTuple):
@@ -98,15 +90,13 @@ class ServiceLogFiles:
 
 
 class PredictionLog:
-    def __init__(self, files: ServiceLogFiles, flush_rows: int, flush_seconds: float, max_rows: int,
-                 max_body_bytes: int):
+    def __init__(self, files: ServiceLogFiles, flush_rows: int, flush_seconds: float, max_rows: int):
         self.files = files
         self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
-        self.max_rows, self.max_body_bytes = max_rows, max_body_bytes
+        self.max_rows = max_rows
         self._pending: deque[_Entry] = deque()
-        self._lock = threading.Lock()  # guards the two counts below
+        self._lock = threading.Lock()  # guards the count below
         self._held_rows = 0  # recorded and not yet written (or given up)
-        self._held_bytes = 0  # request bodies recorded and not yet collected
         self._rows: list[pl.DataFrame] = []  # collected, not yet written
         self._buffered = 0  # rows in `_rows`
         self._oldest = 0.0  # monotonic time the oldest of them was collected
@@ -124,12 +114,11 @@ class PredictionLog:
     def record(self, role: Role, model: LoadedModel, baskets: LoggedBaskets, probabilities: np.ndarray) -> None:
         """Log the baskets `model` scored (probabilities in `model.bundle.classes` order); never waits for the
         writer. Rows over the memory limits are counted and dropped."""
-        rows, size = len(baskets.ids), len(baskets.body)
+        rows = len(baskets.ids)
         with self._lock:
-            held = self._held_rows + rows <= self.max_rows and self._held_bytes + size <= self.max_body_bytes
+            held = self._held_rows + rows <= self.max_rows
             if held:
                 self._held_rows += rows
-                self._held_bytes += size
                 self._pending.append(_Entry(role, model, baskets, probabilities, time.time()))
         if not held:
             PREDICTION_LOG_ROWS.labels(role, "over_limit").inc(rows)
@@ -147,7 +136,7 @@ class PredictionLog:
             cpu.inc(time.thread_time() - started)
 
     def _collect(self) -> None:
-        """Everything recorded so far, as rows; request bodies are let go of."""
+        """Everything recorded so far, as rows."""
         entries = []
         while self._pending:
             entries.append(self._pending.popleft())
@@ -167,8 +156,6 @@ class PredictionLog:
                 continue
             self._rows.append(rows)
             self._buffered += rows.height
-        with self._lock:
-            self._held_bytes -= sum(len(entry.baskets.body) for entry in entries)
 
     def _write(self) -> None:
         if not self._rows:

@@ -56,15 +56,13 @@ class ApiSettings(BaseSettings):
     # The prediction log (api/prediction_log.py): a row per scored basket (id, week, class, probabilities, model),
     # as Parquet files under RETAIL_PREDICTION_LOG_URI (a folder or s3:// prefix; default: the lake's
     # predictions/service, under RETAIL_LAKE_ROOT), written every prediction_log_flush_rows rows or
-    # prediction_log_flush_seconds and at shutdown. At most prediction_log_max_rows rows and
-    # prediction_log_max_body_mb of request bodies (read for the baskets' weeks) are held; beyond, rows are
-    # dropped and counted.
+    # prediction_log_flush_seconds and at shutdown. At most prediction_log_max_rows rows are held; beyond, rows
+    # are dropped and counted.
     prediction_log_enabled: bool = False
     prediction_log_uri: str | None = None
     prediction_log_flush_rows: int = Field(50_000, ge=1)
     prediction_log_flush_seconds: float = Field(60.0, gt=0)
     prediction_log_max_rows: int = Field(200_000, ge=1)
-    prediction_log_max_body_mb: int = Field(64, ge=1)
 
     # A challenger in shadow (api/shadow.py), logged beside the champion: a registry alias (e.g. challenger) or
     # version number in RETAIL_CHALLENGER, or a bundle location in RETAIL_CHALLENGER_URI (pinned by

@@ -80,14 +80,13 @@ def predictions(classes: list[str], basket_ids: list[str | None], probabilities:
     ]
 
 
-def _observe(request: Request, model: LoadedModel, baskets: ParsedBaskets, body: bytes, many: bool,
-             probabilities: np.ndarray) -> None:
+def _observe(request: Request, model: LoadedModel, baskets: ParsedBaskets, probabilities: np.ndarray) -> None:
     """Hand what the champion scored to the prediction log and the shadow challenger, if they are on (appends
     only: each does its work on its own thread). `api.app` sets both in the lifespan, None when off."""
     predictions = cast("PredictionLog | None", request.app.state.prediction_log)
     if predictions is None:
         return
-    logged = LoggedBaskets(baskets.ids, body, many)
+    logged = LoggedBaskets(baskets.ids, baskets.weeks)
     predictions.record(CHAMPION, model, logged, probabilities)
     shadow = cast("ShadowScorer | None", request.app.state.shadow)
     if shadow is not None:
@@ -116,12 +115,11 @@ async def predict(
     config: Annotated[ApiSettings, Depends(settings)],
 ) -> Response:
     """The price sensitivity of one basket (header fields and its product lines)."""
-    body = await request.body()
-    basket = parse_single(body, request.headers.get("content-type"))
+    basket = parse_single(await request.body(), request.headers.get("content-type"))
     _within_line_limit(basket, config.max_basket_lines, ("body",))
     probabilities = await scoring.predict(model, basket.columns)
     setattr(request.state, BASKETS_SCORED, 1)
-    _observe(request, model, basket, body, False, probabilities)
+    _observe(request, model, basket, probabilities)
     return _json({**predictions(model.bundle.classes, basket.ids, probabilities)[0],
                   "model_version": model.version})
 
@@ -135,8 +133,7 @@ async def predict_batch(
     config: Annotated[ApiSettings, Depends(settings)],
 ) -> Response:
     """The price sensitivity of many baskets, in request order, all scored by one model version."""
-    body = await request.body()
-    batch = parse_batch(body, request.headers.get("content-type"))
+    batch = parse_batch(await request.body(), request.headers.get("content-type"))
     if len(batch.ids) > config.max_batch_baskets:
         raise RequestValidationError([{
             "type": "too_long",
@@ -148,6 +145,6 @@ async def predict_batch(
     _within_line_limit(batch, config.max_basket_lines, ("body", "baskets"))
     probabilities = await scoring.predict(model, batch.columns)
     setattr(request.state, BASKETS_SCORED, len(batch.ids))
-    _observe(request, model, batch, body, True, probabilities)
+    _observe(request, model, batch, probabilities)
     return _json({"model_version": model.version,
                   "predictions": predictions(model.bundle.classes, batch.ids, probabilities)})

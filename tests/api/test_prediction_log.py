@@ -22,8 +22,8 @@ from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 from api.app import create_app
-from api.basket_weeks import weeks_of
-from api.body import parse_single
+from api.body import JSON_CONTENT_TYPE as JSON
+from api.body import parse_batch, parse_single
 from api.model_source import BundleLocationSource, RegistrySource
 from api.prediction_log import LoggedBaskets, PredictionLog, ServiceLogFiles
 from api.settings import ApiSettings
@@ -83,11 +83,11 @@ def test_batch_scoring_rows_are_in_the_same_schema(small_run, champion_folder):
 
 def test_a_baskets_week_is_the_shop_week_sent_else_that_of_its_date():
     dated, weekly = basket(SHOP_DATE="20080412"), basket(SHOP_WEEK=200601)
-    assert weeks_of(json.dumps(dated).encode(), many=False) == [week_code_of(dt.date(2008, 4, 12))]
-    batch = {"baskets": [dated, weekly, basket(SHOP_DATE="2008-04-20"), basket(SHOP_WEEK="200602")]}
-    assert weeks_of(json.dumps(batch).encode(), many=True) == [200807, 200601, 200808, 200602]
-    # UTF-16 JSON: msgspec does not read it, the service does (api.body's fallback), so the log does too
-    assert weeks_of(json.dumps(batch).encode("utf-16"), many=True) == [200807, 200601, 200808, 200602]
+    assert parse_single(json.dumps(dated).encode(), JSON).weeks == [week_code_of(dt.date(2008, 4, 12))]
+    batch = {"baskets": [dated, weekly, basket(SHOP_DATE="2008-04-20"), basket(SHOP_WEEK=200602)]}
+    assert parse_batch(json.dumps(batch).encode(), JSON).weeks == [200807, 200601, 200808, 200602]
+    # the models' path (here for UTF-16 JSON, which msgspec does not read and the service does) agrees
+    assert parse_batch(json.dumps(batch).encode("utf-16"), JSON).weeks == [200807, 200601, 200808, 200602]
 
 
 def test_every_answered_basket_is_logged_with_its_id_week_class_probabilities_and_model(champion_folder, tmp_path):
@@ -131,14 +131,14 @@ def test_the_log_is_off_unless_enabled(champion_folder, tmp_path):
 
 def test_rows_over_the_memory_limits_are_counted_and_dropped_at_once(client, tmp_path):
     model = client.app.state.store.current
-    predictions = PredictionLog(ServiceLogFiles(str(tmp_path)), flush_rows=10, flush_seconds=60, max_rows=3,
-                                max_body_bytes=1000)  # not started: nothing is ever written
+    predictions = PredictionLog(ServiceLogFiles(str(tmp_path)), flush_rows=10, flush_seconds=60,
+                                max_rows=3)  # not started: nothing is ever written
     before = counted("retail_prediction_log_rows", role="champion", outcome="over_limit")
-    two = LoggedBaskets(["a", "b"], b"{}", many=True)
+    two = LoggedBaskets(["a", "b"], [200601, 200601])
     predictions.record(CHAMPION, model, two, np.full((2, 3), 1 / 3))
     predictions.record(CHAMPION, model, two, np.full((2, 3), 1 / 3))  # 4 rows > 3
-    predictions.record(CHAMPION, model, LoggedBaskets(["c"], b"x" * 999, many=False), np.full((1, 3), 1 / 3))
-    assert counted("retail_prediction_log_rows", role="champion", outcome="over_limit") - before == 3
+    predictions.record(CHAMPION, model, LoggedBaskets(["c"], [200601]), np.full((1, 3), 1 / 3))  # 3 held: fits
+    assert counted("retail_prediction_log_rows", role="champion", outcome="over_limit") - before == 2
 
 
 class FailingFirst(ServiceLogFiles):
@@ -158,13 +158,12 @@ class FailingFirst(ServiceLogFiles):
 def test_a_failed_write_is_counted_and_the_next_rows_are_written(client, tmp_path):
     model = client.app.state.store.current
     files = FailingFirst(str(tmp_path / "log"))
-    predictions = PredictionLog(files, flush_rows=1, flush_seconds=60, max_rows=100, max_body_bytes=10**6)
+    predictions = PredictionLog(files, flush_rows=1, flush_seconds=60, max_rows=100)
     before = counted("retail_prediction_log_rows", role="champion", outcome="failed")
     predictions.start()
-    body = json.dumps(basket()).encode()
-    predictions.record(CHAMPION, model, LoggedBaskets(["lost"], body, many=False), np.full((1, 3), 1 / 3))
+    predictions.record(CHAMPION, model, LoggedBaskets(["lost"], [200601]), np.full((1, 3), 1 / 3))
     assert files.failed.wait(10)
-    predictions.record(CHAMPION, model, LoggedBaskets(["kept"], body, many=False), np.full((1, 3), 1 / 3))
+    predictions.record(CHAMPION, model, LoggedBaskets(["kept"], [200601]), np.full((1, 3), 1 / 3))
     predictions.close()
     assert counted("retail_prediction_log_rows", role="champion", outcome="failed") - before == 1
     assert logged(tmp_path)[BASKET_KEY].to_list() == ["kept"]
@@ -210,12 +209,12 @@ def test_readiness_and_the_champions_log_do_not_wait_for_a_challenger_that_canno
 
 
 def test_baskets_the_challenger_cannot_take_are_counted_and_dropped_at_once(client, tmp_path):
-    predictions = PredictionLog(ServiceLogFiles(str(tmp_path)), 10, 60, 100, 10**6)
+    predictions = PredictionLog(ServiceLogFiles(str(tmp_path)), 10, 60, 100)
     shadow = ShadowScorer(client.app.state.store, predictions, interval=60, max_baskets=2, max_batch_baskets=10)
     columns = parse_single(json.dumps(basket()).encode(), "application/json").columns  # never scored: not started
     before = counted("retail_shadow_baskets", outcome="over_limit")
-    shadow.submit(LoggedBaskets(["a", "b"], b"", many=True), columns)
-    shadow.submit(LoggedBaskets(["c"], b"", many=False), columns)
+    shadow.submit(LoggedBaskets(["a", "b"], [200601, 200601]), columns)
+    shadow.submit(LoggedBaskets(["c"], [200601]), columns)
     assert counted("retail_shadow_baskets", outcome="over_limit") - before == 1
 
 
@@ -232,10 +231,10 @@ def test_on_s3_each_file_is_one_object_under_the_log_prefix(moto_endpoint, clien
     s3 = boto3.client("s3", endpoint_url=moto_endpoint)
     s3.create_bucket(Bucket="lake", CreateBucketConfiguration={"LocationConstraint": "ap-southeast-1"})
     model = client.app.state.store.current
-    predictions = PredictionLog(ServiceLogFiles("s3://lake/lake/predictions/service"), 100, 60, 100, 10**6)
+    predictions = PredictionLog(ServiceLogFiles("s3://lake/lake/predictions/service"), 100, 60, 100)
     predictions.start()
-    body = json.dumps({"baskets": [basket(), basket(SHOP_WEEK=200601)]}).encode()
-    predictions.record(CHAMPION, model, LoggedBaskets(["x", "y"], body, many=True), np.full((2, 3), 1 / 3))
+    weeks = parse_batch(json.dumps({"baskets": [basket(), basket(SHOP_WEEK=200601)]}).encode(), JSON).weeks
+    predictions.record(CHAMPION, model, LoggedBaskets(["x", "y"], weeks), np.full((2, 3), 1 / 3))
     predictions.close()
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lake")["Contents"]]
     today = dt.datetime.now(dt.UTC).date()
