@@ -139,6 +139,9 @@ def _openapi_document(app: FastAPI) -> dict[str, Any]:
         components.update(schemas["$defs"])
         components.setdefault("ValidationError", validation_error_definition)
         components.setdefault("HTTPValidationError", validation_error_response_definition)
+        settings: ApiSettings = app.state.settings  # the limits this service enforces, not the models' ceilings
+        components["Basket"]["properties"]["lines"]["maxItems"] = settings.max_basket_lines
+        components["BatchRequest"]["properties"]["baskets"]["maxItems"] = settings.max_batch_baskets
     return document
 
 

@@ -94,16 +94,30 @@ class BasketLine(BaseModel):
     PROD_CODE_40: ProdCode40 = Field(examples=["D00001"])
 
 
+def _segment_rules(schema: JsonDict) -> None:
+    """The document's examples, and the one cross-field rule of the header that JSON Schema can state: a coded
+    segment sent with its decoded one must mean the same (`merge_segment`), as an if/then per code. (The other,
+    SHOP_WEEKDAY agreeing with SHOP_DATE, is a calendar computation: its field's description says it.)"""
+    schema["examples"] = [EXAMPLE_BASKET]
+    schema["allOf"] = [
+        {"if": {"properties": {coded_name: {"const": code}}, "required": [coded_name]},
+         "then": {"properties": {name: {"enum": [meaning, None]}}}}
+        for coded_name, name, meanings in (("seg_1", "CUST_PRICE_SENSITIVITY", SEG_1_MEANINGS),
+                                           ("seg_2", "CUST_LIFESTAGE", SEG_2_MEANINGS))
+        for code, meaning in meanings.items()
+    ]
+
+
 class Basket(BaseModel):
     """A basket header (constant within a basket in the data set) and its lines."""
 
-    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True,
-                              json_schema_extra={"examples": [EXAMPLE_BASKET]})
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, json_schema_extra=_segment_rules)
 
     BASKET_ID: str | None = Field(None, max_length=64, description="echoed back; not a feature")
     SHOP_WEEK: int | None = Field(None, ge=190001, le=299953, description="fiscal week YYYYWW; not a feature")
     SHOP_DATE: ShopDate = Field(description="YYYYMMDD as in the data set, or an ISO date", examples=["20080412"])
-    SHOP_WEEKDAY: int | None = Field(None, ge=1, le=7, description="1 = Sunday .. 7; from SHOP_DATE if left out")
+    SHOP_WEEKDAY: int | None = Field(None, ge=1, le=7, description="1 = Sunday .. 7; must be SHOP_DATE's weekday "
+                                     "(a 422 otherwise); from SHOP_DATE if left out")
     SHOP_HOUR: int = Field(ge=0, le=23, examples=[14])
     CUST_CODE: CustCode | None = None
     CUST_PRICE_SENSITIVITY: PriceSensitivity | None = None
