@@ -24,14 +24,14 @@ app = typer.Typer(
 app.add_typer(data_cli.app, name="data", help="Synthetic transactions in the dunnhumby format.")
 app.add_typer(pipeline_cli.app, name="pipeline", help="The local ML lifecycle: lake, features, training, registry.")
 app.add_typer(models_cli.app, name="models", help="Registered model versions and the champion alias.")
-app.command(help="Synthesise a full-size file, run the pipeline, print the summary.")(demo)
-app.add_typer(infra_cli.app, name="infra", help="AWS platform (Pulumi): offline stack preview.")
+app.command(help="Synthesise data, run the pipeline, print the summary (--loop: the monitoring loop).")(demo)
+app.add_typer(infra_cli.app, name="infra", help="AWS (Pulumi): preview, check, deploy, doctor, cost, leak scan.")
 app.command(help="Serve the champion model over HTTP (the inference API).")(serve)
 app.command(help="Score whole weeks of baskets in batch; predictions go to the lake, by week.")(score)
 app.command(help="Measure a week's predictions against its labels; retraining and challenger decisions.")(monitor)
 app.command(help="Train on SageMaker and register the model version, through Pulumi (--cloud).")(train)
 app.command(help="Check a deployed service: readiness, the served model, one prediction.")(smoke)
-app.command(help="Print true when data, training code or hyperparameters changed since a commit.")(changed)
+app.command(help="Print true when the model should be retrained (a change, or what monitoring found).")(changed)
 
 
 if __name__ == "__main__":
