@@ -1,8 +1,10 @@
 # The inference API: `python -m api` on port 8000, serving the bundle at RETAIL_MODEL_URI;
-# and batch scoring of the lake's silver lines with the same bundle: `python -m cli.score`.
-# Only the project's core and `serve` dependency groups are installed (no MLflow,
-# training or Pulumi packages), so the image serves a bundle location (s3:// or a
-# mounted folder); the registry's champion alias needs the `ml` group as well.
+# batch scoring of the lake's silver lines with the same bundle: `python -m cli.score`;
+# and the weekly monitoring of the week's predictions: `python -m cli.monitor`.
+# Only the project's core, `serve` and `monitor` (matplotlib, for the monitoring report's
+# figures) dependency groups are installed (no MLflow, training or Pulumi packages), so the
+# image serves a bundle location (s3:// or a mounted folder); the registry's champion alias
+# needs the `ml` group as well.
 #
 #   docker build -t retail-inference .
 #   docker run -p 8000:8000 -e RETAIL_MODEL_URI=s3://bucket/models/price-sensitivity/champion/ \
@@ -20,7 +22,7 @@ ENV UV_COMPILE_BYTECODE=1 \
     UV_PROJECT_ENVIRONMENT=/opt/venv
 WORKDIR /src
 COPY pyproject.toml uv.lock ./
-RUN uv sync --frozen --no-install-project --no-default-groups --group serve
+RUN uv sync --frozen --no-install-project --no-default-groups --group serve --group monitor
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG UID=10001
@@ -30,9 +32,10 @@ COPY --from=build /opt/venv /opt/venv
 WORKDIR /app
 COPY api ./api
 COPY ml ./ml
-# Batch scoring runs in this image too (the weekly CronJob: `python -m cli.score`), which needs only
-# these CLI modules; cli.main would import the Pulumi side, which is not installed here.
-COPY cli/__init__.py cli/console.py cli/score.py ./cli/
+# Batch scoring and monitoring run in this image too (the weekly CronJobs: `python -m cli.score`,
+# `python -m cli.monitor`), which need only these CLI modules; cli.main would import the Pulumi
+# side, which is not installed here.
+COPY cli/__init__.py cli/console.py cli/score.py cli/monitor.py ./cli/
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \

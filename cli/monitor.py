@@ -16,12 +16,16 @@ whether to retrain. A model version's bundle (for its training reference and fea
 from the registry by its number, or, for a `sha256:...` version, from a --bundle location (the
 service's RETAIL_MODEL_URI); without one its drift is not measured and the report says so.
 
+`--week last` is the fiscal week before the one holding today's date in the local time zone (TZ): the
+week that ended most recently, which the weekly CronJob monitors (infra/monitoring_schedule.py).
+
 Exits 2 when the week has no prediction or no labels yet; a week whose figures breach the
 thresholds is a finding, not a failure (exit 0): the alarms read the published metrics.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -41,6 +45,27 @@ if TYPE_CHECKING:  # polars, MLflow and the model libraries load when the comman
 console = Console(stderr=True)
 PUBLISHED_METRICS = emf.MONITOR_RUN_METRICS
 """The metrics a run may publish with RETAIL_EMF_ENABLED=true."""
+
+
+LAST_WEEK = "last"
+FIRST_WEEK, FINAL_WEEK = 190001, 299952
+
+
+def last_week(today: dt.date) -> int:
+    """The fiscal week before the one holding `today`: the week that ended most recently."""
+    from ml.calendar import week_code_of
+
+    return week_code_of(today - dt.timedelta(weeks=1))
+
+
+def week_code(value: str) -> int:
+    """`--week`: a fiscal week YYYYWW, or `last`, the week before the one holding today's (local) date."""
+    if value == LAST_WEEK:
+        return last_week(dt.date.today())
+    if not value.isdigit() or not FIRST_WEEK <= int(value) <= FINAL_WEEK or not 1 <= int(value) % 100 <= 52:
+        raise typer.BadParameter(f"{value!r} is neither a fiscal week YYYYWW (WW 01-52, {FIRST_WEEK}-{FINAL_WEEK}) "
+                                 f"nor {LAST_WEEK!r}")
+    return int(value)
 
 
 class NothingToMonitor(LookupError):
@@ -177,7 +202,8 @@ def print_outcome(run: MonitorRun) -> None:
 
 
 def monitor(
-    week: int = typer.Option(..., "--week", "-w", min=190001, max=299952, help="fiscal week YYYYWW to monitor"),
+    week: int = typer.Option(..., "--week", "-w", parser=week_code, metavar="YYYYWW|last",
+                             help="fiscal week to monitor, or `last`: the week before today's"),
     lake: str = typer.Option(None, help="lake root: a folder or s3://bucket/prefix [env RETAIL_LAKE_ROOT]"),
     out: str = typer.Option(None, help="where reports go: a folder or s3:// prefix [default: LAKE/monitoring]"),
     bundle: list[str] = typer.Option(None, help="a bundle location (folder or s3:// prefix) for sha256:... versions; "

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,33 +237,25 @@ class AddonsConfig(Section):
 CRON_FIELDS = 5
 MIN_BATCH_MEMORY_MIB = 2048
 """`retail score` targets less than 2 GB resident: a smaller memory limit would OOM-kill it."""
+MIN_MONITOR_MEMORY_MIB = 1024
+"""`retail monitor` holds one week's predictions and silver lines, a bundle and matplotlib: about 1 GB at most."""
 _MEMORY = re.compile(r"^(?P<number>[0-9]+)(?P<unit>Mi|Gi)$")
+_WEEKLY = re.compile(r"^(?P<minute>[0-9]{1,2}) (?P<hour>[0-9]{1,2}) \* \* (?P<weekday>[0-7])$")
+MINUTES_PER_WEEK = 7 * 24 * 60
 
 
-class BatchScoringConfig(Section):
-    """The weekly `retail score` CronJob: the service stack's `retail:batchScoring` (infra/batch_scoring.py)."""
+class ScheduledJobConfig(Section):
+    """What every CronJob on the batch nodes states (infra/batch_job.py): when it runs, its size and its bounds."""
 
-    namespace: str = "retail-batch"
-    schedule: str = "0 3 * * 1"
-    """Cron format (minute hour day-of-month month day-of-week) in `timeZone`: Mondays 03:00, after the
-    week (Monday to Sunday) has landed in the silver zone."""
-    time_zone: str = "Etc/UTC"
-    """An IANA time zone name (CronJob `spec.timeZone`)."""
+    schedule: str
+    """Cron format (minute hour day-of-month month day-of-week), in the batch jobs' time zone."""
     suspend: bool = False
-    """True: the CronJob exists but starts no job (ephemeral stacks; pausing without a destroy)."""
-    lake_zone: str = "raw"
-    """The lake bucket (platform output lakeBuckets) holding the lake root, as datasets/README.md documents."""
-    lake_prefix: str = "lake"
-    """The lake root's prefix in that bucket: RETAIL_LAKE_ROOT = s3://<bucket>/<prefix>."""
-    input_path: str = "latest"
-    """The silver run folder `--input` names, relative to `<lake root>/silver/`: `retail score` reads its
-    lines.parquet. The default, `latest`, is the newest pipeline run holding lines (all the weeks that run
-    validated); set a pipeline run id to score that run."""
-    cpu_request: str = "1"
-    cpu_limit: str = "2"
-    memory_request: str = "3Gi"
-    memory_limit: str = "3Gi"
-    scratch_size: str = "4Gi"
+    """True: the CronJob exists but starts no job (pausing without a destroy)."""
+    cpu_request: str
+    cpu_limit: str
+    memory_request: str
+    memory_limit: str
+    scratch_size: str
     """Size limit of the writable /tmp (the bundle cache and the command's scratch files)."""
     active_deadline_seconds: int = Field(7200, ge=600)
     """A run (node start-up and retries included) is stopped after this long."""
@@ -280,6 +273,38 @@ class BatchScoringConfig(Section):
             raise ValueError(f"schedule must be five cron fields (minute hour day month weekday), got {value!r}; "
                              "set the time zone in timeZone, not in the schedule")
         return value
+
+    def _memory_at_least(self, mebibytes: int, why: str) -> None:
+        limit = _mebibytes(self.memory_limit, "memoryLimit")
+        if limit < mebibytes:
+            raise ValueError(f"memoryLimit {self.memory_limit} is below {mebibytes}Mi; {why}")
+        if _mebibytes(self.memory_request, "memoryRequest") > limit:
+            raise ValueError(f"memoryRequest {self.memory_request} exceeds memoryLimit {self.memory_limit}")
+
+
+class BatchScoringConfig(ScheduledJobConfig):
+    """The weekly `retail score` CronJob: the service stack's `retail:batchScoring` (infra/batch_scoring.py).
+
+    Its namespace, time zone and lake are those of every batch job (the monitoring schedule's too)."""
+
+    namespace: str = "retail-batch"
+    schedule: str = "0 3 * * 1"
+    """Mondays 03:00, after the week (Monday to Sunday) has landed in the silver zone."""
+    time_zone: str = "Etc/UTC"
+    """An IANA time zone name (CronJob `spec.timeZone`), of this schedule and of `retail:monitoring`'s."""
+    lake_zone: str = "raw"
+    """The lake bucket (platform output lakeBuckets) holding the lake root, as datasets/README.md documents."""
+    lake_prefix: str = "lake"
+    """The lake root's prefix in that bucket: RETAIL_LAKE_ROOT = s3://<bucket>/<prefix>."""
+    input_path: str = "latest"
+    """The silver run folder `--input` names, relative to `<lake root>/silver/`: `retail score` reads its
+    lines.parquet. The default, `latest`, is the newest pipeline run holding lines (all the weeks that run
+    validated); set a pipeline run id to score that run."""
+    cpu_request: str = "1"
+    cpu_limit: str = "2"
+    memory_request: str = "3Gi"
+    memory_limit: str = "3Gi"
+    scratch_size: str = "4Gi"
 
     @field_validator("time_zone")
     @classmethod
@@ -311,13 +336,49 @@ class BatchScoringConfig(Section):
 
     @model_validator(mode="after")
     def _memory_fits_the_command(self) -> BatchScoringConfig:
-        limit = _mebibytes(self.memory_limit, "memoryLimit")
-        if limit < MIN_BATCH_MEMORY_MIB:
-            raise ValueError(f"memoryLimit {self.memory_limit} is below {MIN_BATCH_MEMORY_MIB}Mi; `retail score` "
-                             "needs up to 2 GB resident")
-        if _mebibytes(self.memory_request, "memoryRequest") > limit:
-            raise ValueError(f"memoryRequest {self.memory_request} exceeds memoryLimit {self.memory_limit}")
+        self._memory_at_least(MIN_BATCH_MEMORY_MIB, "`retail score` needs up to 2 GB resident")
         return self
+
+
+class MonitoringConfig(ScheduledJobConfig):
+    """The weekly `retail monitor --week last` CronJob: the service stack's `retail:monitoring`
+    (infra/monitoring_schedule.py), in batch scoring's namespace, time zone and lake."""
+
+    schedule: str = "0 6 * * 1"
+    """Once a week (minute hour * * weekday), after batch scoring's run of the same week has ended: Mondays
+    06:00, an hour after the default scoring run's deadline (03:00 + 2 hours)."""
+    cpu_request: str = "500m"
+    cpu_limit: str = "1"
+    memory_request: str = "2Gi"
+    memory_limit: str = "2Gi"
+    scratch_size: str = "2Gi"
+    active_deadline_seconds: int = Field(3600, ge=600)
+
+    @field_validator("schedule")
+    @classmethod
+    def _is_weekly(cls, value: str) -> str:
+        if weekly_minute(value) is None:
+            raise ValueError(f"schedule must run once a week, as `minute hour * * weekday` (e.g. 0 6 * * 1), got "
+                             f"{value!r}: `--week last` monitors the week before the run's, and the missed-run "
+                             "alarm counts calendar weeks")
+        return value
+
+    @model_validator(mode="after")
+    def _memory_fits_the_command(self) -> MonitoringConfig:
+        self._memory_at_least(MIN_MONITOR_MEMORY_MIB, "`retail monitor` needs about 1 GB resident")
+        return self
+
+
+def weekly_minute(schedule: str) -> int | None:
+    """The minute of the week (from Monday 00:00) a `minute hour * * weekday` schedule fires at; None for any
+    other schedule (lists, ranges, steps, several days)."""
+    match = _WEEKLY.match(schedule.strip())
+    if not match:
+        return None
+    minute, hour, weekday = int(match["minute"]), int(match["hour"]), int(match["weekday"])
+    if minute > 59 or hour > 23:
+        return None
+    return ((weekday - 1) % 7) * 24 * 60 + hour * 60 + minute
 
 
 def _mebibytes(quantity: str, key: str) -> int:
@@ -383,6 +444,7 @@ class ServiceConfig(StackIdentity):
     inference: InferenceConfig = InferenceConfig()
     addons: AddonsConfig = AddonsConfig()
     batch_scoring: BatchScoringConfig = BatchScoringConfig()
+    monitoring: MonitoringConfig = MonitoringConfig()
 
     @field_validator("image")
     @classmethod
@@ -400,6 +462,24 @@ class ServiceConfig(StackIdentity):
                              f"(arn:aws:sagemaker:<region>:<account>:model-package/<group>/<version>), got {value!r}")
         return value
 
+    @model_validator(mode="after")
+    def _monitoring_follows_scoring(self) -> ServiceConfig:
+        """The monitor reads what the week's scoring run wrote: it starts once that run's deadline has passed, and
+        ends within the same calendar week (the missed-run alarms count runs per Monday-to-Monday week)."""
+        scoring, monitoring = self.batch_scoring, self.monitoring
+        start = weekly_minute(monitoring.schedule)
+        assert start is not None  # MonitoringConfig accepts weekly schedules only
+        if start + math.ceil(monitoring.active_deadline_seconds / 60) > MINUTES_PER_WEEK:
+            raise ValueError(f"retail:monitoring.schedule {monitoring.schedule!r} with its "
+                             f"{monitoring.active_deadline_seconds} s deadline may end after Sunday midnight: a run "
+                             "must end in the week it started")
+        scored = weekly_minute(scoring.schedule)
+        if scored is not None and start < scored + math.ceil(scoring.active_deadline_seconds / 60):
+            raise ValueError(f"retail:monitoring.schedule {monitoring.schedule!r} starts before the week's batch "
+                             f"scoring run ({scoring.schedule!r}, up to {scoring.active_deadline_seconds} s) has "
+                             "ended: schedule it after that run's deadline, in the same week")
+        return self
+
 
 _PLATFORM_SECTIONS: dict[str, type[Section]] = {
     "network": NetworkConfig,
@@ -414,6 +494,7 @@ _SERVICE_SECTIONS: dict[str, type[Section]] = {
     "inference": InferenceConfig,
     "addons": AddonsConfig,
     "batchScoring": BatchScoringConfig,
+    "monitoring": MonitoringConfig,
 }
 
 

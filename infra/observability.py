@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_aws as aws
 
 from infra.iam import policy_document
 from ml import metric_names as m
+from ml.settings import GateSettings, MonitorSettings
 
 MAX_EVALUATION_SECONDS = 7 * 86_400
 """Period x EvaluationPeriods CloudWatch accepts for periods of an hour or more (one day below an hour)."""
@@ -58,6 +59,11 @@ class ObservabilityArgs:
     monthly_budget_usd: int = 500
     budget_alert_percents: Sequence[int] = (80, 100)
     alert_emails: Sequence[str] = ()
+    gate: GateSettings = field(default_factory=GateSettings)
+    """The promotion gate's thresholds, which the monitored week's accuracy, macro-F1 and class precision are
+    alarmed at (ml/settings.py, RETAIL_GATE_*), as `retail monitor` judges them."""
+    monitoring: MonitorSettings = field(default_factory=MonitorSettings)
+    """The monitor's drift threshold and the judged week's minimum of labelled baskets (RETAIL_MONITOR_*)."""
 
 
 class Observability(pulumi.ComponentResource):
@@ -78,6 +84,11 @@ class Observability(pulumi.ComponentResource):
       run failed in the last day, and `batch-scoring-missed` when a calendar week (Monday to
       Monday in `scoring_time_zone`) ended without any finished run (missing data breaches
       like the heartbeat's, so it is off where `heartbeat_missing_breaches` is).
+    - Six alarms on the weekly monitoring run (`retail monitor` writes `MonitorRunFailed` 0/1 and the
+      champion's figures for the week; cli/monitor.py, ml/emf.py): the week's macro-F1, accuracy and lowest
+      class precision below the promotion gate's thresholds and its largest PSI above the monitor's drift
+      threshold (each judged only when the week had the monitor's minimum of labelled baskets, and kept
+      until the next judged week), `monitor-failed` and, like batch scoring, `monitor-missed`.
     - A dashboard of those signals, and a monthly cost budget for resources tagged
       `environment=<env>`, alerting on actual spend at each `budget_alert_percents`
       and on forecast spend over 100%.
@@ -114,11 +125,29 @@ class Observability(pulumi.ComponentResource):
             drift,
             heartbeat,
             self._training_failure_alarm(),
-            self._scoring_failed_alarm(),
-            # Without "missing data breaches" the missed-run alarm could never fire (a sample count below 1 only
-            # exists as missing data), so such a stack gets none.
-            *([self._scoring_missed_alarm()] if args.heartbeat_missing_breaches else []),
+            self._run_failed_alarm(
+                "batch-scoring-failed", m.SCORING_RUN_FAILED,
+                "A batch scoring run (retail score, the weekly CronJob) failed in the last day",
+            ),
+            *self._monitored_week_alarms(),
+            self._run_failed_alarm(
+                "monitor-failed", m.MONITOR_RUN_FAILED,
+                "A monitoring run (retail monitor, the weekly CronJob) failed in the last day: no figures for the week",
+            ),
         ]
+        # Without "missing data breaches" a missed-run alarm could never fire (a sample count below 1 only exists
+        # as missing data), so such a stack gets none.
+        if args.heartbeat_missing_breaches:
+            alarms += [
+                self._run_missed_alarm(
+                    "batch-scoring-missed", m.SCORING_RUN_FAILED,
+                    "No batch scoring run (retail score, the weekly CronJob) finished in the last calendar week",
+                ),
+                self._run_missed_alarm(
+                    "monitor-missed", m.MONITOR_RUN_FAILED,
+                    "No monitoring run (retail monitor, the weekly CronJob) finished in the last calendar week",
+                ),
+            ]
         self.dashboard = aws.cloudwatch.Dashboard(
             f"{name}-dashboard",
             dashboard_name=f"{name}-platform",
@@ -277,19 +306,22 @@ class Observability(pulumi.ComponentResource):
             threshold=1,
         )
 
-    def _scoring_failed_alarm(self) -> aws.cloudwatch.MetricAlarm:
-        """ALARM when any scoring run that ended in the last day failed (`ScoringRunFailed` maximum 1).
+    def _run_failed_alarm(self, suffix: str, metric_name: str, description: str) -> aws.cloudwatch.MetricAlarm:
+        """ALARM when any run of a weekly CronJob that ended in the last day failed (`metric_name`, 0/1 per run,
+        maximum 1): `ScoringRunFailed` of `retail score`, `MonitorRunFailed` of `retail monitor`.
 
         A sliding one-day window (86,400 s x 1, within the seven-day limit): the alarm fires as soon as the
         failed run's line arrives and stays in ALARM for a day, then returns to OK on its own. A pod attempt
-        that failed and was retried successfully also fires it (each attempt is a run of `retail score`). No
-        data (the other six days of the week) is not breaching: no run, no failure.
+        that failed and was retried successfully also fires it (each attempt is a run of the command). No
+        data (the other six days of the week) is not breaching: no run, no failure. A monitoring run fails
+        when it errs or exits 2: the week has no prediction or no label yet (its data did not land, or batch
+        scoring did not run).
         """
         return self._alarm(
-            "batch-scoring-failed",
-            "A batch scoring run (retail score, the weekly CronJob) failed in the last day",
+            suffix,
+            description,
             namespace=m.NAMESPACE,
-            metric_name=m.SCORING_RUN_FAILED,
+            metric_name=metric_name,
             dimensions=self._dimensions,
             statistic="Maximum",
             period=DAY_SECONDS,
@@ -298,11 +330,12 @@ class Observability(pulumi.ComponentResource):
             threshold=1,
         )
 
-    def _scoring_missed_alarm(self) -> aws.cloudwatch.MetricAlarm:
-        """ALARM when a whole calendar week passed without a finished scoring run (`ScoringRunFailed` sample count 0).
+    def _run_missed_alarm(self, suffix: str, metric_name: str, description: str) -> aws.cloudwatch.MetricAlarm:
+        """ALARM when a whole calendar week passed without a finished run of a weekly CronJob (`metric_name`
+        sample count 0). Both CronJobs run in the service's batch time zone, `scoring_time_zone` here.
 
-        Every run that ends, failed or not, sends one `ScoringRunFailed` sample, so the sample count is the
-        number of finished runs. The run is weekly, and CloudWatch evaluates at most seven days (604,800 s)
+        Every run that ends, failed or not, sends one sample of its `...RunFailed` metric, so the sample count is
+        the number of finished runs. The run is weekly, and CloudWatch evaluates at most seven days (604,800 s)
         for periods of an hour or more: a sliding seven-day window would go to ALARM every week the run ended
         a little later than the week before (no sample in the last 604,800 s for those minutes). So the
         window is a wall clock one of one week (period 604,800 s x 1 evaluation period, the maximum and a
@@ -315,11 +348,11 @@ class Observability(pulumi.ComponentResource):
         the first weeks have no run to report. Only stacks where missing data breaches get this alarm.
         """
         return self._alarm(
-            "batch-scoring-missed",
-            "No batch scoring run (retail score, the weekly CronJob) finished in the last calendar week",
+            suffix,
+            description,
             missing="breaching",
             namespace=m.NAMESPACE,
-            metric_name=m.SCORING_RUN_FAILED,
+            metric_name=metric_name,
             dimensions=self._dimensions,
             statistic="SampleCount",
             period=WEEK_SECONDS,
@@ -327,6 +360,69 @@ class Observability(pulumi.ComponentResource):
             evaluation_window={"wall_clock_window": {"timezone": self._args.scoring_time_zone}},
             comparison_operator="LessThanThreshold",
             threshold=1,
+        )
+
+    # --- the weekly monitoring run ---------------------------------------------------------------------------------
+    def _monitored_week_alarms(self) -> list[aws.cloudwatch.MetricAlarm]:
+        """The week's figures against the thresholds `retail monitor` judges them by (ml/settings.py)."""
+        gate, drift = self._args.gate, self._args.monitoring.drift_psi
+        return [
+            self._monitored_alarm("monitored-macro-f1", m.MONITORED_MACRO_F1, "Minimum", "LessThanThreshold",
+                                  gate.min_macro_f1, "champion's macro-F1 below the gate's"),
+            self._monitored_alarm("monitored-accuracy", m.MONITORED_ACCURACY, "Minimum", "LessThanThreshold",
+                                  gate.min_accuracy, "champion's accuracy below the gate's"),
+            self._monitored_alarm("monitored-class-precision", m.MONITORED_MIN_CLASS_PRECISION, "Minimum",
+                                  "LessThanThreshold", gate.min_class_precision,
+                                  "champion's lowest class precision below the gate's"),
+            self._monitored_alarm("monitored-drift", m.MONITORED_DRIFT_PSI, "Maximum", "GreaterThanThreshold",
+                                  drift, "champion's largest feature PSI above the drift threshold"),
+        ]
+
+    def _monitored_alarm(
+        self, suffix: str, metric_name: str, statistic: str, comparison: str, threshold: float, what: str
+    ) -> aws.cloudwatch.MetricAlarm:
+        """ALARM while the latest judged week's figure breaches `threshold`.
+
+        `retail monitor` sends the week's figures once, when its weekly run ends, with the champion's labelled
+        baskets (`MonitoredBaskets`). A week is judged only with at least `min_baskets` of them, as the monitor
+        judges it: `IF(baskets >= min, figure)` drops the figure of a week with fewer (an IF without its false
+        value drops the data point; https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/using-metric-math.html#using-IF-expressions).
+        The period is a day, and missing data keeps the state (`ignore`): the six days without a run, and a week
+        not judged, leave the alarm where the last judged week put it, so it stays in ALARM until a judged week
+        is within the threshold. A week the monitor could not give a figure for sends none (ml/emf.py).
+        """
+        minimum = self._args.monitoring.min_baskets
+
+        def weekly(query_id: str, name: str, stat: str) -> dict:
+            return {
+                "id": query_id,
+                "return_data": False,
+                "metric": {
+                    "namespace": m.NAMESPACE,
+                    "metric_name": name,
+                    "dimensions": self._dimensions,
+                    "period": DAY_SECONDS,
+                    "stat": stat,
+                },
+            }
+
+        return self._alarm(
+            suffix,
+            f"The monitored week's {what} ({threshold}), on at least {minimum} labelled baskets (retail monitor)",
+            missing="ignore",
+            metric_queries=[
+                weekly("baskets", m.MONITORED_BASKETS, "Minimum"),
+                weekly("figure", metric_name, statistic),
+                {
+                    "id": "judged",
+                    "expression": f"IF(baskets >= {minimum}, figure)",
+                    "label": f"{metric_name} of a judged week",
+                    "return_data": True,
+                },
+            ],
+            evaluation_periods=1,
+            comparison_operator=comparison,
+            threshold=threshold,
         )
 
     def _training_failure_rule(self) -> aws.cloudwatch.EventRule:
@@ -363,7 +459,7 @@ class Observability(pulumi.ComponentResource):
         )
 
     def _dashboard_body(self) -> pulumi.Output[str]:
-        region, env = self._args.region, self._args.environment
+        region, env, gate = self._args.region, self._args.environment, self._args.gate
 
         def widget(title: str, metrics: list, y: int, x: int = 0, **props) -> dict:
             return {
@@ -429,6 +525,37 @@ class Observability(pulumi.ComponentResource):
                 12,
                 x=12,
                 period=DAY_SECONDS,
+            ),
+            widget(
+                "Monitored week: champion vs the gate",
+                [
+                    [*api, name, *dim, {"stat": "Minimum", "label": label}]
+                    for name, label in (
+                        (m.MONITORED_ACCURACY, "accuracy"),
+                        (m.MONITORED_MACRO_F1, "macro-F1"),
+                        (m.MONITORED_MIN_CLASS_PRECISION, "lowest class precision"),
+                        (m.CHALLENGER_MARGIN, "challenger's macro-F1 margin"),
+                    )
+                ],
+                18,
+                period=DAY_SECONDS,
+                annotations={"horizontal": [
+                    {"value": gate.min_accuracy, "label": "min accuracy"},
+                    {"value": gate.min_macro_f1, "label": "min macro-F1"},
+                    {"value": gate.min_class_precision, "label": "min class precision"},
+                ]},
+            ),
+            widget(
+                "Monitored week: drift, retraining, runs",
+                [
+                    [*api, m.MONITORED_DRIFT_PSI, *dim, {"stat": "Maximum", "label": "largest PSI"}],
+                    [*api, m.RETRAIN_NEEDED, *dim, {"stat": "Maximum", "label": "retrain needed"}],
+                    [*api, m.MONITOR_RUN_FAILED, *dim, {"stat": "Sum", "label": "failed runs"}],
+                ],
+                18,
+                x=12,
+                period=DAY_SECONDS,
+                annotations={"horizontal": [{"value": self._args.monitoring.drift_psi, "label": "drift threshold"}]},
             ),
         ]
         return pulumi.Output.json_dumps({"widgets": widgets})

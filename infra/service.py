@@ -16,7 +16,9 @@ this order:
    behind an ALB Ingress that waits for the controller, logging what it answers under the
    predictions zone batch scoring writes to (infra/prediction_log.py);
 4. batch scoring: the weekly `retail score` CronJob on the batch nodes, with the same
-   image and bundle, after the autoscaler (`retail:batchScoring`);
+   image and bundle, after the autoscaler (`retail:batchScoring`), and beside it the
+   weekly `retail monitor` CronJob that measures the week's predictions against its labels
+   (`retail:monitoring`, infra/monitoring_schedule.py);
 5. with `retail:inference.hostname` and `hostedZoneId`, a validated ACM certificate and
    the DNS alias of the ALB.
 
@@ -38,6 +40,7 @@ from infra.batch_scoring import BatchScoring, BatchScoringArgs
 from infra.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
 from infra.config import InferenceConfig, ServiceConfig
 from infra.inference import InferenceService, InferenceServiceArgs
+from infra.monitoring_schedule import MonitoringSchedule, MonitoringScheduleArgs
 from infra.platform import aws_provider
 from infra.prediction_log import PredictionLogTarget
 from infra.providers.registered_package import RegisteredPackage
@@ -59,6 +62,7 @@ class Service:
     model: ServedModel
     inference: InferenceService
     batch_scoring: BatchScoring
+    monitoring: MonitoringSchedule
     deploy_key: random.RandomPassword
 
     def outputs(self) -> dict[str, pulumi.Input]:
@@ -75,6 +79,8 @@ class Service:
             "batchScoringNamespace": self.batch_scoring.namespace,
             "batchScoringSchedule": f"{self.config.batch_scoring.schedule} ({self.config.batch_scoring.time_zone})",
             "predictionsUri": self.batch_scoring.predictions_uri,
+            "monitoringSchedule": f"{self.config.monitoring.schedule} ({self.config.batch_scoring.time_zone})",
+            "monitoringReportsUri": self.monitoring.reports_uri,
         }
 
 
@@ -212,9 +218,12 @@ def build_service(cfg: ServiceConfig) -> Service:
         ),
         k8s_opts,
     )
+    monitoring = MonitoringSchedule(
+        f"{prefix}-monitoring", MonitoringScheduleArgs(beside=batch, sizing=cfg.monitoring), k8s_opts
+    )
     if cfg.inference.hosted_zone_id:
         _alias_record(prefix, cfg, inference, invoke, aws_opts)
-    return Service(cfg, controller, shipping, autoscaler, model, inference, batch, deploy_key)
+    return Service(cfg, controller, shipping, autoscaler, model, inference, batch, monitoring, deploy_key)
 
 
 def _same_region(platform_region: str, service_region: str) -> str:

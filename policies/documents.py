@@ -896,18 +896,42 @@ def _autoscaler_permissions(deployment: Deployment) -> Iterator[tuple[str, str]]
 S3_ACTIONS_DOC = "https://docs.aws.amazon.com/AmazonS3/latest/userguide/using-with-s3-policy-actions.html"
 LAKE_ROOT_ENV = "RETAIL_LAKE_ROOT"
 BATCH_READS = ("--input", "--bundle")
-"""`retail score` arguments naming what the job reads (a folder: objects below it, listed by prefix)."""
-BATCH_WRITES = "predictions"
-"""The folder under RETAIL_LAKE_ROOT a scoring run writes its predictions and manifest to."""
+"""Batch job arguments naming what the job reads (a folder: objects below it, listed by prefix)."""
+LAKE_ZONES = ("silver", "predictions", "monitoring", "manifests")
+"""The zones under RETAIL_LAKE_ROOT a batch job could write; each writes one, and none of the others."""
+
+
+@dataclass(frozen=True)
+class LakeJob:
+    """What a batch command reads and writes under RETAIL_LAKE_ROOT, beside what its arguments name."""
+
+    command: str
+    """The module its container runs (a token of its command or args)."""
+    reads: tuple[str, ...]
+    """Zones it lists and reads."""
+    writes: str
+    """The zone it puts objects in."""
+    written: tuple[str, ...]
+    """Files it writes, relative to that zone."""
+
+
+LAKE_JOBS = (
+    LakeJob("cli.score", (), "predictions", ("run-1/week=1/part-0.parquet", "run-1/manifest.json")),
+    LakeJob("cli.monitor", ("predictions", "silver", "monitoring"), "monitoring",
+            ("week=200620/report.json", "week=200620/trends.png")),
+)
+"""`retail score` writes a run's predictions and manifest; `retail monitor` reads the week's predictions and
+silver lines and the earlier weeks' reports, and writes the week's report."""
 
 
 def _batch_job_access(deployment: Deployment) -> Iterator[tuple[str, str]]:
-    """A batch job's role allows what its arguments and lake root say it reads and writes, and nothing more of S3.
+    """A batch job's role allows what its command, arguments and lake root say it reads and writes, and nothing
+    more of S3.
 
-    Reads: s3:ListBucket with the folder as `s3:prefix`, s3:GetObject below it; writes: s3:PutObject below
-    `<lake root>/predictions/`; S3 with SSE-KMS needs kms:Decrypt and kms:GenerateDataKey on the data key,
-    requested by S3 (`kms:ViaService`). Not allowed: writing anywhere else under the lake root, deleting,
-    or reading the lake's other zones.
+    Reads: s3:ListBucket with the folder as `s3:prefix`, s3:GetObject below it, for each folder its arguments
+    name and each zone its command reads; writes: s3:PutObject below the zone its command writes; S3 with
+    SSE-KMS needs kms:Decrypt and kms:GenerateDataKey on the data key, requested by S3 (`kms:ViaService`). Not
+    allowed: writing any other zone or what it reads, deleting, or reading the raw and gold zones.
     """
     key = str(deployment.platform_outputs.get("dataKeyArn", ""))
     through_s3 = {"kms:ViaService": f"s3.{_region(key)}.amazonaws.com"}
@@ -915,27 +939,33 @@ def _batch_job_access(deployment: Deployment) -> Iterator[tuple[str, str]]:
         resource = Resource(job.type, job.name, job.inputs, job.urn)
         for container in containers(resource):
             env = {e.get("name"): e.get("value") for e in container.get("env") or [] if "value" in e}
-            root = str(env.get(LAKE_ROOT_ENV) or "")
+            root = str(env.get(LAKE_ROOT_ENV) or "").rstrip("/")
             if not root.startswith("s3://"):
+                continue
+            arguments = [str(a) for a in container.get("args") or []]
+            tokens = {str(t) for t in container.get("command") or []} | set(arguments)
+            command = next((c for c in LAKE_JOBS if c.command in tokens), None)
+            if command is None:
+                known = ", ".join(c.command for c in LAKE_JOBS)
+                yield job.name, f"runs none of the batch commands this check knows ({known}) on the lake {root}"
                 continue
             role = deployment.pod_role(job, pod_spec(resource))
             if role is None:
                 yield job.name, "the pods' service account names no IAM role this deployment creates"
                 continue
             statements = deployment.role_policies(role)
-            arguments = [str(a) for a in container.get("args") or []]
             reads = [arguments[i + 1] for i, a in enumerate(arguments[:-1]) if a in BATCH_READS]
-            for folder in reads:
+            for folder in [*reads, *(f"{root}/{zone}/" for zone in command.reads)]:
                 for need in _read_needs(folder):
                     yield from _unmet(role.name, need, statements, f"for reading {folder}, the role")
-            predictions = f"{root.rstrip('/')}/{BATCH_WRITES}/run-1"
-            for written in (f"{predictions}/week=1/part-0.parquet", f"{predictions}/manifest.json"):
+            for file in command.written:
+                written = f"{root}/{command.writes}/{file}"
                 yield from _unmet(role.name, Need(("s3:PutObject",), resources=(_object_arn(written),)), statements,
                                   f"for writing {written}, the role")
             if key:
                 need = Need(("kms:Decrypt", "kms:GenerateDataKey"), resources=(key,), context=through_s3)
                 yield from _unmet(role.name, need, statements, "for SSE-KMS objects, the role")
-            for action, uri in _batch_forbidden(root, reads):
+            for action, uri in _batch_forbidden(root, command, reads):
                 if not allows(statements, Need((action,), resources=(_object_arn(uri),))):
                     yield role.name, f"allows {action} on {_object_arn(uri)}, beyond what the job reads and writes"
 
@@ -949,12 +979,11 @@ def _read_needs(folder: str) -> list[Need]:
     ]
 
 
-def _batch_forbidden(root: str, reads: Sequence[str]) -> list[tuple[str, str]]:
-    root = root.rstrip("/")
-    forbidden = [
-        ("s3:PutObject", f"{root}/silver/run-1/lines.parquet"),
-        ("s3:PutObject", f"{root}/manifests/run-1.json"),
-        ("s3:DeleteObject", f"{root}/{BATCH_WRITES}/run-1/manifest.json"),
+def _batch_forbidden(root: str, command: LakeJob, reads: Sequence[str]) -> list[tuple[str, str]]:
+    forbidden = [("s3:PutObject", f"{root}/{zone}/run-1/part-0.parquet") for zone in LAKE_ZONES
+                 if zone != command.writes]
+    forbidden += [
+        ("s3:DeleteObject", f"{root}/{command.writes}/{command.written[-1]}"),
         ("s3:GetObject", f"{root}/raw/0123456789abcdef/transaction.csv"),
         ("s3:GetObject", f"{root}/gold/run-1/baskets/part-0.parquet"),
     ]
@@ -1054,8 +1083,10 @@ REQUIREMENTS: tuple[Requirement, ...] = (
     ),
     Requirement(
         "batch-job-s3-access",
-        "Let a batch job's role list and read what its --input and --bundle name, put objects under "
-        "<RETAIL_LAKE_ROOT>/predictions/ and use the data key through S3, and no other S3 write, delete or zone",
+        "Let a batch job's role list and read what its --input and --bundle name and the zones its command reads "
+        "(retail monitor: <RETAIL_LAKE_ROOT>/predictions/, silver/, monitoring/), put objects under the zone it "
+        "writes (retail score: predictions/, retail monitor: monitoring/) and use the data key through S3, and no "
+        "other S3 write, delete or zone",
         S3_ACTIONS_DOC,
         _batch_job_access,
     ),

@@ -6,18 +6,21 @@ what produces their metrics lives in the service project. So this is a deploymen
 check over every run, reported like a policy rule:
 
 - `RetailMlops/Inference` (`ml.metric_names`): the API writes one EMF line per request
-  to stdout (api/emf.py), and `retail score` one per run (cli/score.py, the weekly
-  batch-scoring CronJob); CloudWatch turns those lines into metrics only once they
+  to stdout (api/emf.py), `retail score` one per run (cli/score.py, the weekly
+  batch-scoring CronJob) and `retail monitor` one per run (cli/monitor.py, the weekly
+  monitoring CronJob); CloudWatch turns those lines into metrics only once they
   reach CloudWatch Logs as raw JSON with the `json/emf` format
   (https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html,
   https://docs.fluentbit.io/manual/pipeline/outputs/cloudwatch). A producer is therefore
   all of: the metric name is in the contract (ml/metric_names.py) and among what its
   publisher declares (api/emf.py `PUBLISHED_METRICS` for the API's metrics, ml/emf.py
-  `SCORING_RUN_METRICS` for the scorer's); the alarm's dimensions are exactly `Environment`
-  (the only dimension set either publishes: CloudWatch matches dimension sets exactly); a
-  workload of the publisher's kind (a Deployment for the API, a CronJob for the scorer)
-  whose container sets `RETAIL_EMF_ENABLED=true` and `RETAIL_ENVIRONMENT` to the alarm's
-  Environment; and an aws-for-fluent-bit Helm release that sends each line unchanged
+  `SCORING_RUN_METRICS` for the scorer's and `MONITOR_RUN_METRICS` for the monitor's); the
+  alarm's dimensions are exactly `Environment` (the only dimension set any of them publishes:
+  CloudWatch matches dimension sets exactly); a workload of the publisher's kind (a Deployment
+  for the API, a CronJob for the scorer and the monitor) whose container sets
+  `RETAIL_EMF_ENABLED=true` and `RETAIL_ENVIRONMENT` to the alarm's Environment and, for a
+  command, runs it (`cli.score`, `cli.monitor` among its command and args: the scorer's
+  CronJob does not produce the monitor's metrics); and an aws-for-fluent-bit Helm release that sends each line unchanged
   (`cloudWatchLogs.logKey: log`, `logFormat: json/emf`) to the log group the platform
   exports as `inferenceLogGroupName` (which the deployment creates), tails that workload's
   namespace (`input.path`, comma-separated patterns allowed) and runs where its pods run:
@@ -62,7 +65,12 @@ API_METRICS = frozenset(
 """The metric names ml/metric_names.py defines for the API."""
 SCORING_METRICS = frozenset({m.SCORING_RUN_FAILED, m.BASKETS_SCORED})
 """The metric names ml/metric_names.py defines for `retail score` runs."""
-CONTRACT_METRICS = API_METRICS | SCORING_METRICS
+MONITOR_METRICS = frozenset({
+    m.MONITOR_RUN_FAILED, m.MONITORED_BASKETS, m.MONITORED_ACCURACY, m.MONITORED_MACRO_F1,
+    m.MONITORED_MIN_CLASS_PRECISION, m.MONITORED_DRIFT_PSI, m.CHALLENGER_MARGIN, m.RETRAIN_NEEDED,
+})
+"""The metric names ml/metric_names.py defines for `retail monitor` runs."""
+CONTRACT_METRICS = API_METRICS | SCORING_METRICS | MONITOR_METRICS
 """Every metric name of ml/metric_names.py."""
 BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
 """Taint effects that keep a pod without the toleration off a node (PreferNoSchedule only discourages it)."""
@@ -89,6 +97,16 @@ def scoring_published_metrics() -> frozenset[str] | None:
     return frozenset(emf.SCORING_RUN_METRICS)
 
 
+def monitor_published_metrics() -> frozenset[str] | None:
+    """The metric names a `retail monitor` run may publish (ml/emf.py `MONITOR_RUN_METRICS`), or None if not
+    importable."""
+    try:
+        from ml import emf
+    except ImportError:
+        return None
+    return frozenset(emf.MONITOR_RUN_METRICS)
+
+
 @dataclass(frozen=True)
 class Publisher:
     """What writes a group of the contract's metrics, and the workload it runs as."""
@@ -99,14 +117,22 @@ class Publisher:
     workload_kind: str
     deployed_by: str
     metrics: frozenset[str]
+    command: str | None = None
+    """The module its container runs (a token of its command or args), when its kind of workload runs others too."""
 
 
 API = Publisher(
     "the API", "api/emf.py (PUBLISHED_METRICS)", DEPLOYMENT, "Deployment", "infra/inference.py", API_METRICS
 )
 SCORER = Publisher(
-    "retail score", "ml/emf.py (SCORING_RUN_METRICS)", CRON_JOB, "CronJob", "infra/batch_scoring.py", SCORING_METRICS
+    "retail score", "ml/emf.py (SCORING_RUN_METRICS)", CRON_JOB, "CronJob", "infra/batch_scoring.py", SCORING_METRICS,
+    "cli.score",
 )
+MONITOR = Publisher(
+    "retail monitor", "ml/emf.py (MONITOR_RUN_METRICS)", CRON_JOB, "CronJob", "infra/monitoring_schedule.py",
+    MONITOR_METRICS, "cli.monitor",
+)
+PUBLISHERS = (API, SCORER, MONITOR)
 
 
 @dataclass(frozen=True)
@@ -142,16 +168,18 @@ def producer_findings(
     runs: Sequence[OfflineRun],
     published: frozenset[str] | None = None,
     scoring_published: frozenset[str] | None = None,
+    monitor_published: frozenset[str] | None = None,
 ) -> list[Finding]:
     """One finding per metric of an alarm that nothing in `runs` produces.
 
-    `published`: what the API publishes (default api/emf.py's); `scoring_published`: what a scoring run
-    publishes (default ml/emf.py's).
+    `published`: what the API publishes (default api/emf.py's); `scoring_published` and `monitor_published`:
+    what a scoring and a monitoring run publish (default ml/emf.py's).
     """
     view = DeploymentView(runs)
     published = {
         API: published_metrics() if published is None else published,
         SCORER: scoring_published_metrics() if scoring_published is None else scoring_published,
+        MONITOR: monitor_published_metrics() if monitor_published is None else monitor_published,
     }
     findings = []
     for alarm in view.of_type(ALARM):
@@ -199,7 +227,7 @@ def _emf_problems(
     view: DeploymentView, alarm: Node, metric: WatchedMetric, published: Mapping[Publisher, frozenset[str] | None]
 ) -> list[Problem]:
     problems = []
-    publisher = next((p for p in (API, SCORER) if metric.name in p.metrics), None)
+    publisher = next((p for p in PUBLISHERS if metric.name in p.metrics), None)
     if publisher is None:
         problems.append(
             Problem(
@@ -226,12 +254,13 @@ def _emf_problems(
             )
         )
     environment = metric.dimensions.get(m.DIMENSION_ENVIRONMENT)
-    workloads = [w for w in view.of_type(publisher.workload_type) if _emits_emf(w, environment)]
+    workloads = [w for w in view.of_type(publisher.workload_type) if _emits_emf(w, environment, publisher.command)]
     if not workloads:
+        running = f" that runs {publisher.command}" if publisher.command else ""
         problems.append(
             Problem(
                 f"no {publisher.workload_kind} runs a container with {EMF_ENABLED_ENV}=true and "
-                f"{ENVIRONMENT_ENV}={environment}",
+                f"{ENVIRONMENT_ENV}={environment}{running}",
                 f"Run {publisher.what} with {EMF_ENABLED_ENV}=true and {ENVIRONMENT_ENV} equal to the alarm's "
                 f"Environment ({publisher.deployed_by}).",
             )
@@ -256,9 +285,10 @@ def _emf_problems(
     return problems
 
 
-def _emits_emf(workload: Node, environment: Any) -> bool:
+def _emits_emf(workload: Node, environment: Any, command: str | None) -> bool:
     return any(
         str(env_of(c).get(EMF_ENABLED_ENV, "")).lower() == "true" and env_of(c).get(ENVIRONMENT_ENV) == environment
+        and (command is None or command in {str(t) for t in (*as_list(c.get("command")), *as_list(c.get("args")))})
         for c in containers(workload.resource)
     )
 

@@ -1,7 +1,8 @@
-"""The container recipe: hadolint-clean, non-root, health-checked, serving dependencies only."""
+"""The container recipe: hadolint-clean, non-root, health-checked, serving (and monitoring) dependencies only."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import shutil
 import subprocess
@@ -15,7 +16,9 @@ from tests.helpers import uv_command
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 NOT_SERVING = ("mlflow", "pulumi", "boto3", "s3fs", "fsspec", "matplotlib", "typer")
-INSTALLED_BUT_UNUSED_BY_THE_SERVICE = {"typer"}  # a core dependency: in the image, though the API needs none
+INSTALLED_BUT_UNUSED_BY_THE_SERVICE = {"typer", "matplotlib"}
+"""In the image, though the API imports neither: typer is a core dependency, matplotlib the `monitor` group's (the
+weekly `python -m cli.monitor` CronJob draws its report's figures with it)."""
 
 
 def runtime_stage() -> str:
@@ -42,6 +45,7 @@ def test_the_image_installs_what_the_service_imports_and_none_of_the_platform_si
     installed = image_requirements()
     assert not installed & (set(NOT_SERVING) - INSTALLED_BUT_UNUSED_BY_THE_SERVICE)
     assert {"fastapi", "uvicorn", "msgspec", "scikit-learn", "xgboost-cpu", "prometheus-client"} <= installed
+    assert "matplotlib" in installed  # for the monitoring report; the API never imports it (test below)
 
 
 def test_the_runtime_stage_runs_as_a_non_root_user_with_a_health_check():
@@ -76,3 +80,68 @@ def test_the_build_context_holds_what_the_dockerfile_copies():
     for source in re.findall(r"^COPY (?!--from)(.+) \S+$", DOCKERFILE.read_text(), flags=re.MULTILINE):
         for path in source.split():
             assert f"!{path}" in ignore or f"!{path}/" in ignore, f"{path} is excluded from the build context"
+
+
+COPIED_PACKAGES = {"api", "ml", "cli"}
+NOT_COPIED_PACKAGES = ["infra", "policies"]
+"""The project's packages: those the image copies, and those it does not."""
+IMAGE_ONLY = """
+import importlib.abc, sys
+blocked = set(sys.argv[1].split(","))
+
+class ImageOnly(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name.partition(".")[0] in blocked:
+            raise ModuleNotFoundError(f"No module named {name!r} in the image", name=name)
+        return None
+
+sys.meta_path.insert(0, ImageOnly())
+"""
+"""A probe's preamble: a top-level module named in argv[1] cannot be imported, as in the image where it is not
+installed (optional imports of the libraries then take their fallback, required ones fail)."""
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def not_in_the_image() -> list[str]:
+    """Top-level modules this environment has but the image does not: those of distributions its `uv sync` does not
+    install, and the project's packages it does not copy."""
+    installed = {_normalized(name) for name in image_requirements()}
+    return NOT_COPIED_PACKAGES + sorted(
+        module for module, distributions in importlib.metadata.packages_distributions().items()
+        if module not in COPIED_PACKAGES and not {_normalized(d) for d in distributions} & installed
+    )
+
+
+def test_monitoring_runs_on_what_the_image_installs_and_the_modules_it_copies():
+    """The weekly CronJob runs `python -m cli.monitor` in this image (infra/monitoring_schedule.py): what its run
+    imports on AWS (no registry, a bundle location, the report's figures) loads with only the image's packages,
+    and every cli module it imports is copied."""
+    blocked = not_in_the_image()
+    assert {"mlflow", "pulumi", "infra", "policies"} <= set(blocked) and "matplotlib" not in blocked
+    probe = IMAGE_ONLY + (
+        "import cli.monitor, cli.score, ml.monitor, ml.monitor_report, ml.labels, ml.challenger, ml.calendar, "
+        "ml.bundle, api.model_source\n"
+        "ml.monitor_report._pyplot()\n"
+        "print(' '.join(sorted(m for m in sys.modules if '.' not in m)))\n"
+        "print(' '.join(sorted({m.split('.')[1] for m in sys.modules if m.startswith('cli.')})))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, ",".join(blocked)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, f"cli.monitor needs a package the image does not install:\n{done.stderr}"
+    packages, cli_modules = done.stdout.splitlines()
+    assert {"matplotlib", "polars", "pyarrow", "sklearn"} <= set(packages.split())
+    copied = DOCKERFILE.read_text()
+    for module in cli_modules.split():
+        assert f"cli/{module}.py" in copied, f"cli.{module} is imported by cli.monitor but not copied into the image"
+
+
+def test_the_image_check_fails_on_a_package_the_image_lacks():
+    """The same probe refuses what the image does not install: MLflow, which a registered version's bundle needs
+    (the CronJob passes --no-registry and a bundle location instead)."""
+    probe = IMAGE_ONLY + ("from cli.score import choose_model\nfrom ml.settings import Settings\n"
+                          "choose_model(Settings(), model='3')\n")
+    done = subprocess.run([sys.executable, "-c", probe, ",".join(not_in_the_image())], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert done.returncode != 0 and "No module named 'mlflow' in the image" in done.stderr

@@ -38,7 +38,7 @@ def kubernetes_objects(run: OfflineRun) -> list[RegisteredResource]:
 def test_every_kubernetes_object_validates_strictly_against_the_cluster_version(stack, request):
     version = cluster_version(request.getfixturevalue(stack))
     objects = kubernetes_objects(request.getfixturevalue(f"{stack}_service"))
-    assert len(objects) == 13  # 9 of the inference API, 4 of batch scoring
+    assert len(objects) == 16  # 9 of the inference API, 4 of batch scoring, 3 of the monitoring schedule
     for resource in objects:
         kubernetes_validate.validate(manifest(resource), version, strict=True)
 

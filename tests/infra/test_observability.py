@@ -114,7 +114,7 @@ def test_failed_training_jobs_raise_an_alarm_and_a_notification(run):
 def test_every_alarm_notifies_the_alert_topic(run):
     (topic,) = run.of_type("aws:sns/topic:Topic")
     alarms = run.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
-    assert len(alarms) == 7
+    assert len(alarms) == 13  # API 4, training 1, batch scoring 2, monitoring 6
     assert all(a.inputs["alarmActions"] == [topic.id] for a in alarms)
 
 
@@ -133,6 +133,8 @@ def test_dashboard_shows_latency_errors_drift_and_training(run):
         "Failed training jobs",
         "Batch scoring runs (daily)",
         "Baskets scored per run",
+        "Monitored week: champion vs the gate",
+        "Monitored week: drift, retraining, runs",
     ]
 
 

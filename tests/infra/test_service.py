@@ -64,7 +64,7 @@ def test_fluent_bit_runs_on_the_tainted_batch_nodes_too(dev, dev_service):
     values = named_like(dev_service, "kubernetes:helm.sh/v3:Release", "log-shipping").inputs["values"]
     (taint,) = dev.stack_outputs["batchNodeTaints"]
     assert values["tolerations"] == [{**taint, "operator": "Equal"}]
-    cron_job = one(dev_service, "kubernetes:batch/v1:CronJob")
+    cron_job = named_like(dev_service, "kubernetes:batch/v1:CronJob", "batch-scoring")
     pod = cron_job.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]
     assert values["tolerations"] == pod["tolerations"]  # wherever a scoring pod may run, so does Fluent Bit
 
@@ -142,7 +142,7 @@ def test_the_offline_preview_answers_the_reference_with_the_platforms_outputs(de
 
 # --- batch scoring and the autoscaler -----------------------------------------------------------------------------
 def cron_job(run):
-    return one(run, "kubernetes:batch/v1:CronJob")
+    return named_like(run, "kubernetes:batch/v1:CronJob", "batch-scoring")
 
 
 def scoring_container(run):

@@ -47,7 +47,8 @@ def test_the_service_holds_the_add_ons_the_api_and_batch_scoring(service):
     components = {r.type for r in service.resources if not r.custom}
     assert components == {
         f"retail:infra:{name}"
-        for name in ("LoadBalancerController", "LogShipping", "ClusterAutoscaler", "InferenceService", "BatchScoring")
+        for name in ("LoadBalancerController", "LogShipping", "ClusterAutoscaler", "InferenceService", "BatchScoring",
+                     "MonitoringSchedule")
     }
 
 

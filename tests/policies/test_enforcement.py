@@ -55,12 +55,17 @@ def test_the_shipped_stack_configs_are_valid(stack):
 
 
 def test_prod_makes_every_rule_mandatory_but_tls_until_it_has_a_domain():
-    """And monitoring until a stack schedules `retail monitor` (docs/policy.md, the ML lifecycle rules), and the
-    budget estimate until every prod resource has a price (docs/aws.md, Cost at preview)."""
+    """And the budget estimate until every prod resource has a price (docs/aws.md, Cost at preview)."""
     levels = load_levels(RULES, "prod")
-    advisory = {"ingress-tls", "served-model-monitoring-schedule", "stack-within-budget"}
+    advisory = {"ingress-tls", "stack-within-budget"}
     assert {name for name, level in levels.items() if level is not Enforcement.mandatory} == advisory
     assert levels["eks-endpoint-not-public"] is Enforcement.mandatory
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod", "ephemeral"])
+def test_every_stack_must_schedule_monitoring_of_its_served_model(stack):
+    """Every shipped service stack runs `retail monitor` weekly (infra/monitoring_schedule.py): none may lose it."""
+    assert load_levels(RULES, stack)["served-model-monitoring-schedule"] is Enforcement.mandatory
 
 
 @pytest.mark.parametrize("stack", ["dev", "ephemeral"])

@@ -4,8 +4,8 @@ The pairs themselves are in tests/policies/cases.py (test_rules.py runs them). H
 champion comparison (same held-out weeks, the configured margin), lineage of served and
 registered versions, which CronJobs count as monitoring, what counts as a predictions
 store, and, on the offline dev deployment, that every lifecycle rule found resources to
-judge, that none is broken there at dev's levels, and that the served model's rollback
-alarms are platform alarms that notify someone.
+judge, that none is broken there, that its monitoring CronJob is what keeps the served model
+monitored, and that the served model's rollback alarms are platform alarms that notify someone.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from infra.providers.kinds import DYNAMIC_TYPE, MODEL_VERSION, SERVED_MODEL, TRA
 from policies.catalog import BY_NAME
 from policies.enforcement import load_levels
 from policies.evaluate import evaluate
-from policies.model import Enforcement, ResourceRule
+from policies.model import ResourceRule
 from policies.offline import resources_of
 from policies.rules import lifecycle
 from tests.policies.cases import (
@@ -130,10 +130,15 @@ def test_a_project_that_serves_nothing_needs_no_monitoring():
     assert run("served-model-monitoring-schedule", [SCORER_POLICY]) == []
 
 
-def test_monitoring_is_advisory_until_retail_monitor_is_scheduled():
-    assert BY_NAME["served-model-monitoring-schedule"].enforcement is Enforcement.advisory
-    for stack in ("dev", "prod", "ephemeral"):
-        assert load_levels(list(BY_NAME.values()), stack)["served-model-monitoring-schedule"] is Enforcement.advisory
+def test_the_dev_services_monitoring_cron_job_is_what_keeps_its_served_model_monitored(deployment):
+    _, service, _ = deployment("dev")
+    resources = resources_of(service)
+    assert run("served-model-monitoring-schedule", resources) == []
+    unscheduled = [r for r in resources if r.name != "retail-dev-monitoring-cron-job"]
+    suspended = [changed(r, "spec", "suspend", value=True) if r.name == "retail-dev-monitoring-cron-job" else r
+                 for r in resources]
+    for broken in (unscheduled, suspended):
+        assert [v.resource for v in run("served-model-monitoring-schedule", broken)] == ["retail-dev-served-model"]
 
 
 # --- predictions-encrypted --------------------------------------------------------------------------------------
@@ -217,13 +222,10 @@ def test_breaking_the_dev_resource_a_rule_judges_makes_it_fire_on_that_resource(
     assert {v.resource for v in run(rule_name, broken)} == {name}
 
 
-def test_the_dev_stack_breaks_no_lifecycle_rule_but_the_advisory_monitoring_one(deployment):
+def test_the_dev_stack_breaks_no_lifecycle_rule(deployment):
     levels = load_levels(list(BY_NAME.values()), "dev")
     rules = [BY_NAME[name] for name in LIFECYCLE]
-    found = [v for run_ in deployment("dev") for v in evaluate(rules, resources_of(run_), levels)]
-    assert [(v.rule, v.resource, v.enforcement) for v in found] == [
-        ("served-model-monitoring-schedule", "retail-dev-served-model", Enforcement.advisory)
-    ]
+    assert [v for run_ in deployment("dev") for v in evaluate(rules, resources_of(run_), levels)] == []
 
 
 def test_the_served_models_rollback_alarms_are_platform_alarms_that_notify(deployment):

@@ -1,0 +1,133 @@
+"""The monitoring schedule on EKS: `retail monitor --week last` as a weekly CronJob beside batch scoring.
+
+What runs: once a week (`retail:monitoring.schedule`, in batch scoring's time zone, after that week's
+scoring run has ended) a Job runs, in the inference image the service deploys (the same digest, which
+ships `python -m cli.monitor` and matplotlib for the report's figures):
+
+    python -m cli.monitor --week last --bundle s3://<artifacts>/<serving prefix>/ --no-registry
+
+with RETAIL_LAKE_ROOT=s3://<lake>/<prefix>, batch scoring's lake root. `--week last` is the fiscal week
+before the one holding the run's date (ml/calendar.py), read in the CronJob's time zone (TZ is set to it),
+so a Monday run measures the week that ended the day before: the week the scoring run of that Monday
+scored and the pipeline landed in silver. The command (cli/monitor.py) joins the week's predictions under
+`<lake root>/predictions/` (batch runs and the service's log) with its labels from `<lake root>/silver/`,
+reads the earlier weeks' reports and writes the week's report under `<lake root>/monitoring/week=W/`.
+The served bundle gives the champion's training reference for the PSI (`--bundle`: the versions the
+service and the scorer log are `sha256:...` ones); the MLflow registry is not on AWS (`--no-registry`),
+so the challenger is never promoted from here (no `--promote`): promotion goes through the SageMaker
+model registry and a deploy.
+
+The thresholds the run judges the week by (RETAIL_GATE_* and RETAIL_MONITOR_*, ml/settings.py) are set
+from the settings the deploy reads, the ones the platform's monitoring alarms compare the published
+figures with (infra/observability.py), so the report and the alarms agree.
+
+How it runs (the bounds, the batch nodes, pod security, the NetworkPolicy, EMF shipping) is what every
+batch job shares: infra/batch_job.py. It runs in batch scoring's namespace, under its own
+ServiceAccount and NetworkPolicy, after the autoscaler; exit code 2 (no prediction or no label for the
+week yet) fails the Job at once and is published as `MonitorRunFailed` 1.
+
+What it may do: its ServiceAccount's IRSA role allows only
+- s3:ListBucket (with an `s3:prefix` condition) and s3:GetObject under `<lake prefix>/predictions/`,
+  `<lake prefix>/silver/` and `<lake prefix>/monitoring/` (the earlier weeks' reports), and under the
+  serving bundle's prefix;
+- s3:PutObject under `<lake prefix>/monitoring/`: the report store puts each file with one PutObject
+  (ml/monitor_report.py `ReportStore`, no directory markers, no HeadBucket);
+- kms:Decrypt and kms:GenerateDataKey on the data key, only through S3 (`kms:ViaService`).
+tests/infra/test_monitoring_contract.py runs the CronJob's command against moto's S3 and checks every
+request it makes against this role.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pulumi
+from pydantic_settings import BaseSettings
+
+from infra.batch_job import BatchJob, BatchJobSpec, data_key_through_s3, join, read_prefix, s3_uri, write_prefix
+from infra.batch_scoring import BatchScoring
+from infra.config import MonitoringConfig
+from infra.iam import policy_document
+from ml.settings import GateSettings, MonitorSettings
+
+APP = "retail-monitoring"
+CONTAINER = "monitor"
+COMMAND = ("python", "-m", "cli.monitor")
+"""`retail monitor`, as the inference image ships it (Dockerfile: cli/monitor.py run as a module)."""
+LAST_WEEK = "last"
+"""`--week last`: the fiscal week before the run's (cli/monitor.py)."""
+REPORTS = "monitoring"
+"""The folder under the lake root the reports go to (cli/monitor.py's default `--out`)."""
+
+
+@dataclass
+class MonitoringScheduleArgs:
+    beside: BatchScoring
+    """The batch scoring it follows: its image, lake, served bundle, nodes, namespace and time zone."""
+    sizing: MonitoringConfig = field(default_factory=MonitoringConfig)
+    gate: GateSettings = field(default_factory=GateSettings)
+    """The performance thresholds (the promotion gate's), for the run's report and the platform's alarms."""
+    monitoring: MonitorSettings = field(default_factory=MonitorSettings)
+
+
+class MonitoringSchedule(pulumi.ComponentResource):
+    """The weekly `retail monitor` CronJob, its ServiceAccount, IRSA role and NetworkPolicy."""
+
+    role_arn: pulumi.Output[str]
+    reports_uri: pulumi.Output[str]
+    cron_job_name: pulumi.Output[str]
+
+    def __init__(self, name: str, args: MonitoringScheduleArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("retail:infra:MonitoringSchedule", name, None, opts)
+        scoring = args.beside.args
+        bundle = s3_uri(scoring.bundle_bucket, scoring.bundle_prefix).apply(lambda uri: f"{uri}/")
+        job = BatchJob(
+            self,
+            name,
+            scoring,
+            BatchJobSpec(
+                app=APP,
+                container=CONTAINER,
+                command=COMMAND,
+                args=["--week", LAST_WEEK, "--bundle", bundle, "--no-registry"],
+                lake_root=args.beside.lake_root,
+                env={"TZ": scoring.sizing.time_zone, **settings_env(args.gate), **settings_env(args.monitoring)},
+                role="monitor",
+                role_description="Monitoring pods: read predictions, silver and reports and the served bundle, "
+                "write reports",
+                role_policy=monitor_policy(args),
+                namespace=scoring.sizing.namespace,
+                time_zone=scoring.sizing.time_zone,
+                sizing=args.sizing,
+            ),
+            after=[args.beside.namespace_object],
+        )
+        self.role = job.role
+        self.role_arn = job.role.arn
+        self.reports_uri = args.beside.lake_root.apply(lambda root: f"{root}/{REPORTS}/")
+        self.cron_job_name = job.cron_job.metadata.name
+        self.register_outputs(
+            {"role_arn": self.role_arn, "reports_uri": self.reports_uri, "cron_job_name": self.cron_job_name}
+        )
+
+
+def settings_env(settings: BaseSettings) -> dict[str, str]:
+    """`settings` as the environment variables that set each of its fields (its env_prefix + the field's name)."""
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    return {f"{prefix}{name}".upper(): str(value) for name, value in settings.model_dump().items()}
+
+
+def monitor_policy(args: MonitoringScheduleArgs) -> pulumi.Output[str]:
+    """Read predictions, silver, the reports and the served bundle, write reports, use the data key through S3."""
+    scoring = args.beside.args
+    lake, lake_prefix = scoring.lake_bucket_arn, scoring.sizing.lake_prefix
+    return policy_document(
+        [
+            *read_prefix("PredictionsZone", lake, join(lake_prefix, "predictions")),
+            *read_prefix("SilverZone", lake, join(lake_prefix, "silver")),
+            *read_prefix("MonitoringZone", lake, join(lake_prefix, REPORTS)),
+            *read_prefix("ServedBundle", scoring.bundle_bucket_arn, scoring.bundle_prefix),
+            write_prefix("WriteMonitoringZone", lake, join(lake_prefix, REPORTS)),
+            data_key_through_s3(scoring.data_kms_key_arn, scoring.region),
+        ]
+    )
