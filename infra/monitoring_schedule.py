@@ -7,8 +7,9 @@ ships `python -m cli.monitor` and matplotlib for the report's figures):
     python -m cli.monitor --week last --bundle s3://<artifacts>/<serving prefix>/ --no-registry
 
 with RETAIL_LAKE_ROOT=s3://<lake>/<prefix>, batch scoring's lake root. `--week last` is the fiscal week
-before the one holding the run's date (ml/calendar.py), read in the CronJob's time zone (TZ is set to it),
-so a Monday run measures the week that ended the day before: the week the scoring run of that Monday
+before the one holding the run's date (ml/calendar.py), read in the CronJob's time zone (TZ is set to it; the
+image's python slim base installs Debian's tzdata, where the C library looks the zone up), so a Monday run
+measures the week that ended the day before: the week the scoring run of that Monday
 scored and the pipeline landed in silver. The command (cli/monitor.py) joins the week's predictions under
 `<lake root>/predictions/` (batch runs and the service's log) with its labels from `<lake root>/silver/`,
 reads the earlier weeks' reports and writes the week's report under `<lake root>/monitoring/week=W/`.

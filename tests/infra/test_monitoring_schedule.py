@@ -133,9 +133,9 @@ def test_a_run_is_stopped_after_an_hour_and_a_week_without_data_fails_at_once(cr
 
 
 def test_requests_limits_and_scratch_come_from_retail_monitoring(container, pod):
-    assert container["resources"] == {"requests": {"cpu": "500m", "memory": "2Gi"},
-                                      "limits": {"cpu": "1", "memory": "2Gi"}}
-    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "2Gi"}}]
+    assert container["resources"] == {"requests": {"cpu": "500m", "memory": "1536Mi"},
+                                      "limits": {"cpu": "1", "memory": "1536Mi"}}
+    assert pod["volumes"] == [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
     sized = monitoring(sizing=MonitoringConfig(cpu_limit="2", memory_request="1Gi", memory_limit="3Gi"))
     resources = ours(sized, "CronJob").inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]
     assert resources["resources"]["limits"] == {"cpu": "2", "memory": "3Gi"}
@@ -235,7 +235,7 @@ def test_retail_monitoring_reads_camel_case_keys_and_defaults_to_mondays_after_s
     [
         ({"schedule": "0 6 * * 1-5"}, "once a week"),
         ({"schedule": "@weekly"}, "five cron fields"),
-        ({"memoryLimit": "512Mi", "memoryRequest": "512Mi"}, "needs about 1 GB"),
+        ({"memoryLimit": "512Mi", "memoryRequest": "512Mi"}, "peaks near 600 MiB"),
         ({"memoryRequest": "4Gi"}, "exceeds memoryLimit"),
         ({"timeZone": "Etc/UTC"}, "Extra inputs"),  # batch scoring's time zone is the monitor's
     ],
