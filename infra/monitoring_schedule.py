@@ -103,7 +103,6 @@ class MonitoringSchedule(pulumi.ComponentResource):
             ),
             after=[args.beside.namespace_object],
         )
-        self.role = job.role
         self.role_arn = job.role.arn
         self.reports_uri = args.beside.lake_root.apply(lambda root: f"{root}/{REPORTS}/")
         self.cron_job_name = job.cron_job.metadata.name

@@ -20,14 +20,15 @@ check over every run, reported like a policy rule:
   for the API, a CronJob for the scorer and the monitor) whose container sets
   `RETAIL_EMF_ENABLED=true` and `RETAIL_ENVIRONMENT` to the alarm's Environment and, for a
   command, runs it (`cli.score`, `cli.monitor` among its command and args: the scorer's
-  CronJob does not produce the monitor's metrics); and an aws-for-fluent-bit Helm release that sends each line unchanged
-  (`cloudWatchLogs.logKey: log`, `logFormat: json/emf`) to the log group the platform
-  exports as `inferenceLogGroupName` (which the deployment creates), tails that workload's
-  namespace (`input.path`, comma-separated patterns allowed) and runs where its pods run:
-  it tolerates every taint of the node groups the workload's pods fit (or, when no node
-  group of the deployment admits them, every NoSchedule/NoExecute taint they tolerate).
-  A DaemonSet without that toleration is never scheduled on those nodes, so their lines
-  are never read: the batch pods' lines on the tainted batch nodes were lost that way.
+  CronJob does not produce the monitor's metrics); and an aws-for-fluent-bit Helm release
+  that sends each line unchanged (`cloudWatchLogs.logKey: log`, `logFormat: json/emf`) to
+  the log group the platform exports as `inferenceLogGroupName` (which the deployment
+  creates), tails that workload's namespace (`input.path`, comma-separated patterns
+  allowed) and runs where its pods run: it tolerates every taint of the node groups the
+  workload's pods fit (or, when no node group of the deployment admits them, every
+  NoSchedule/NoExecute taint they tolerate). A DaemonSet without that toleration is never
+  scheduled on those nodes, so their lines are never read: the batch pods' lines on the
+  tainted batch nodes were lost that way.
 - `AWS/Events` `TriggeredRules`: EventBridge counts matches per rule; the producer is the
   enabled EventRule its `RuleName` dimension names
   (https://docs.aws.amazon.com/eventbridge/latest/userguide/eb-monitoring.html).
