@@ -11,16 +11,18 @@ Built to run as a scheduled job the way `retail score` does (infra/batch_scoring
 report are local folders or s3:// URIs, and with RETAIL_EMF_ENABLED=true the run ends with one
 CloudWatch embedded-metric-format line on stdout (ml/emf.py `monitor_run`, dimension
 Environment=RETAIL_ENVIRONMENT): `MonitorRunFailed`, the champion's labelled baskets,
-accuracy, macro-F1, lowest class precision and largest PSI, the challenger's margin and
-whether to retrain. A model version's bundle (for its training reference and featurizer) comes
-from the registry by its number, or, for a `sha256:...` version, from a --bundle location (the
-service's RETAIL_MODEL_URI); without one its drift is not measured and the report says so.
+accuracy, macro-F1, lowest class precision and largest PSI, the challenger's margin,
+whether to retrain and the share of predicted baskets found in the week's silver lines. A
+model version's bundle (for its training reference and featurizer) comes from the registry by its
+number, or, for a `sha256:...` version, from a --bundle location (the service's RETAIL_MODEL_URI);
+without one its drift is not measured and the report says so.
 
 `--week last` is the fiscal week before the one holding today's date in the local time zone (TZ): the
 week that ended most recently, which the weekly CronJob monitors (infra/monitoring_schedule.py).
 
-Exits 2 when the week has no prediction or no labels yet; a week whose figures breach the
-thresholds is a finding, not a failure (exit 0): the alarms read the published metrics.
+Exits 2 when the week has no prediction or no labels yet, and 1 (after writing the report, publishing
+MonitorRunFailed=1) when it has both but no predicted basket's key is in the week's silver lines; a week
+whose figures breach the thresholds is a finding, not a failure (exit 0): the alarms read the published metrics.
 """
 
 from __future__ import annotations
@@ -162,6 +164,7 @@ def figures(outcome: Outcome) -> dict[str, float | None]:
     return {
         **of_champion,
         names.CHALLENGER_MARGIN: max(comparisons, key=lambda c: c.baskets).margin if comparisons else None,
+        names.MONITORED_JOIN_COVERAGE: outcome.report.join_coverage,
         names.RETRAIN_NEEDED: int(outcome.retraining.retrain),
     }
 
@@ -229,6 +232,10 @@ def monitor(
             raise typer.Exit(2) from exc
         outcome = run.outcome
         print_outcome(run)
+        if not outcome.report.joined_baskets:
+            print_error(f"week {week}: none of the {outcome.report.predicted_baskets} predicted baskets is in the "
+                        f"week's silver lines ({outcome.report.label_source}): their keys do not join")
+            raise typer.Exit(1)
         failed = False
     finally:
         if settings.emf_enabled:

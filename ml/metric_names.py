@@ -23,6 +23,7 @@ run, when the run ends, in the same namespace with the same single dimension.
 | `MONITORED_MACRO_F1`     | None         | the champion's macro-F1 on them                      |
 | `MONITORED_MIN_CLASS_PRECISION` | None  | the champion's lowest per-class precision on them    |
 | `MONITORED_DRIFT_PSI`    | None         | the champion's largest per-feature PSI over the week |
+| `MONITORED_JOIN_COVERAGE` | None        | share of the week's predicted baskets found in its silver lines |
 | `CHALLENGER_MARGIN`      | None         | challenger's macro-F1 less the champion's, same baskets |
 | `RETRAIN_NEEDED`         | Count        | per `retail monitor` run: 1 when the policy says retrain |
 
@@ -53,6 +54,7 @@ MONITORED_ACCURACY = "MonitoredAccuracy"
 MONITORED_MACRO_F1 = "MonitoredMacroF1"
 MONITORED_MIN_CLASS_PRECISION = "MonitoredMinClassPrecision"
 MONITORED_DRIFT_PSI = "MonitoredDriftPsi"
+MONITORED_JOIN_COVERAGE = "MonitoredJoinCoverage"
 CHALLENGER_MARGIN = "ChallengerMacroF1Margin"
 RETRAIN_NEEDED = "RetrainNeeded"
 

@@ -142,6 +142,14 @@ class WeekReport:
     comparisons: list[Comparison]
     breaches: list[str]
     notices: list[str] = field(default_factory=list)
+    predicted_baskets: int = 0  # distinct basket keys predicted in the week, whatever the role or version
+    joined_baskets: int = 0  # of those, baskets found in the week's silver lines (labelled or XX)
+
+    @property
+    def join_coverage(self) -> float | None:
+        """The share of predicted baskets whose key the week's silver lines hold; None without a prediction.
+        Low, the predictions' keys do not match the labels' (a key built differently at scoring and landing)."""
+        return self.joined_baskets / self.predicted_baskets if self.predicted_baskets else None
 
     @property
     def champion(self) -> ModelWeek | None:
@@ -169,7 +177,9 @@ def measure_week(
     """The week's measurements (see the module docstring)."""
     labels = lines.labels().with_columns(pl.col(BASKET_KEY).cast(pl.String))
     joined = predictions.rows.join(labels, on=BASKET_KEY, how="left")
-    notices: list[str] = []
+    predicted = joined[BASKET_KEY].n_unique()
+    found = joined.filter(pl.col(LABEL).is_not_null())[BASKET_KEY].n_unique()
+    notices = _coverage_notices(predicted, found, settings)
     models = []
     groups = joined.partition_by(ROLE, VERSION, as_dict=True)
     for (role, version), rows in sorted(groups.items(), key=lambda group: (group[0][0] != CHAMPION, group[0])):
@@ -192,9 +202,21 @@ def measure_week(
         comparisons=[c for c in comparisons if c is not None],
         breaches=[],
         notices=notices,
+        predicted_baskets=predicted,
+        joined_baskets=found,
     )
     report.breaches = breaches(report, gate, settings)
     return report
+
+
+def _coverage_notices(predicted: int, found: int, settings: MonitorSettings) -> list[str]:
+    """A notice when fewer than `MonitorSettings.min_join_coverage` of the predicted baskets are in silver."""
+    if not predicted or found / predicted >= settings.min_join_coverage:
+        return []
+    return [f"only {found} of {predicted} predicted baskets ({found / predicted:.1%}) are in the week's silver "
+            f"lines (expected at least {settings.min_join_coverage:.0%}): the predictions' basket keys do not "
+            "match the labels' (a key rebuilt differently when scored and when landed, or another week's "
+            "predictions), so the figures cover only the baskets that joined"]
 
 
 def _model_week(

@@ -30,6 +30,9 @@ class MonitorSettings(BaseSettings):
     drift_psi: float = Field(0.25, gt=0)
     # A week with fewer labelled baskets for a model is reported but not judged (too few to measure).
     min_baskets: int = Field(100, ge=1)
+    # Fewer of a week's predicted baskets found in its silver lines than this share is reported as a notice (the
+    # keys do not join); none at all fails the run.
+    min_join_coverage: float = Field(0.5, ge=0, le=1)
     # Retrain once this many fiscal weeks have landed after the champion's training data (13: a quarter).
     new_weeks: int = Field(13, ge=1)
     # After the policy called for retraining, a lasting fall or drift calls again only this many weeks later.

@@ -175,11 +175,17 @@ def _failed_value() -> pl.Expr:
     return value.alias("value")
 
 
+KEY_COLUMNS = tuple(c for c in BASKET_COLUMNS if c != LABEL)
+"""The basket-level columns a damaged BASKET_ID's key is rebuilt from: all but the label, which is unknown when a
+basket is scored (blank, validated as XX) and known when its week lands, so that a basket scored and later labelled
+keeps one key and `retail monitor` can join its prediction with its label."""
+
+
 def _basket_key() -> pl.Expr:
-    """BASKET_ID when it is intact; otherwise a key rebuilt from the basket-level columns."""
+    """BASKET_ID when it is intact; otherwise a key rebuilt from the basket-level columns known when it is scored."""
     damaged = ~_text("BASKET_ID").str.contains(INTEGER_TEXT)
     rebuilt = pl.concat_str(
-        [_text("BASKET_ID"), *[pl.col(c).fill_null("") for c in BASKET_COLUMNS]], separator="|"
+        [_text("BASKET_ID"), *[pl.col(c).fill_null("") for c in KEY_COLUMNS]], separator="|"
     ).hash(seed=0)
     return pl.when(damaged).then(pl.lit("R") + rebuilt.cast(pl.String)).otherwise(_text("BASKET_ID"))
 

@@ -131,6 +131,30 @@ def test_the_champion_s_figures_below_the_gate_are_breaches(report):
         "version 2: no bundle available, so its input drift was not measured"]
 
 
+def test_the_share_of_predicted_baskets_found_in_silver_is_reported_and_a_low_one_is_a_notice(lake):
+    predictions, lines = read_predictions(lake, WEEK), week_lines(lake, WEEK)
+    report = measure_week(WEEK, predictions, lines, lambda version: None, GateSettings(), MonitorSettings())
+    assert (report.predicted_baskets, report.joined_baskets) == (12, 11)
+    assert report.join_coverage == pytest.approx(11 / 12)
+    assert not [n for n in report.notices if "predicted baskets" in n]
+    strict = measure_week(WEEK, predictions, lines, lambda version: None, GateSettings(),
+                          MonitorSettings(min_join_coverage=0.95))
+    assert [n for n in strict.notices if "only 11 of 12 predicted baskets (91.7%)" in n]
+
+
+def test_a_week_whose_prediction_keys_match_no_label_fails_after_writing_the_report(lake, tmp_path, command):
+    relabelled = week_lines(lake, WEEK).lines.with_columns((pl.lit("other-") + pl.col(BASKET_KEY)).alias(BASKET_KEY))
+    lake.write_parquet(relabelled, "silver", "20250101T000000Z-bbbb", "lines.parquet")  # newer: read first
+    env = {"RETAIL_LAKE_ROOT": lake.root, "RETAIL_EMF_ENABLED": "true", "RETAIL_ENVIRONMENT": "test"}
+    result = runner.invoke(command, ["--week", str(WEEK), "--out", str(tmp_path / "r"), "--no-registry"], env=env)
+    assert result.exit_code == 1
+    assert "none of the 12 predicted baskets is in the week's silver lines" in result.stderr
+    [line] = [json.loads(x) for x in result.stdout.splitlines() if x.startswith('{"_aws"')]
+    assert line[names.MONITOR_RUN_FAILED] == 1 and line[names.MONITORED_JOIN_COVERAGE] == 0
+    saved = json.loads((tmp_path / "r" / f"week={WEEK}" / "report.json").read_text())
+    assert saved["report"]["joined_baskets"] == 0 and "only 0 of 12" in saved["report"]["notices"][0]
+
+
 def test_a_week_with_too_few_labelled_baskets_is_not_judged(lake):
     report = measure_week(WEEK, read_predictions(lake, WEEK), week_lines(lake, WEEK), lambda version: None,
                           GateSettings(), MonitorSettings(min_baskets=11))
@@ -210,6 +234,7 @@ def test_the_command_writes_the_report_and_publishes_one_emf_line(lake, tmp_path
     assert line[names.MONITORED_BASKETS] == 10
     assert line[names.CHALLENGER_MARGIN] > 0.15
     assert names.MONITORED_DRIFT_PSI not in line  # not measured without the bundle: no datapoint rather than 0
+    assert line[names.MONITORED_JOIN_COVERAGE] == pytest.approx(11 / 12)  # b12 is not in silver
 
 
 def test_a_week_without_predictions_or_labels_exits_2_and_publishes_a_failure(lake, tmp_path, command):

@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 
 from ml.ingest import read
-from ml.schema import BASKET_KEY
+from ml.schema import BASKET_KEY, LABEL
+from ml.score import validate_unlabelled
 from ml.validate import validate
 from tests.helpers import canonical_text, synthetic_text, write_text_csv
 
@@ -182,6 +183,15 @@ def test_damaged_basket_ids_are_rebuilt_with_a_warning():
     # The rebuilt key separates baskets by their basket-level columns: (almost) no merges.
     assert report.rebuilt_basket_ids >= 0.98 * baskets
     assert report.warnings and "9.94E+14" in report.warnings[0]
+
+
+def test_a_rebuilt_basket_key_is_the_same_when_scored_without_the_label_and_landed_with_it():
+    raw = canonical_text(3_000).with_columns(pl.lit("9.94E+14").alias("BASKET_ID"))
+    landed = validate(raw).lines
+    scored, unlabelled = validate_unlabelled(raw.with_columns(pl.lit("").alias(LABEL)))
+    assert unlabelled == raw.height
+    assert scored.lines.height == landed.height
+    assert scored.lines[BASKET_KEY].to_list() == landed[BASKET_KEY].to_list()
 
 
 def test_unclassified_baskets_are_kept_and_counted():
