@@ -17,7 +17,10 @@ With `--monitoring` (a `retail monitor` report location, or RETAIL_MONITORING_UR
 monitored weeks count too: the verdict is the retraining policy's (ml/retrain_policy.py,
 the one `retail monitor` asks), so a champion whose macro-F1 fell below the gate, whose
 inputs drifted, or whose training data is `MonitorSettings.new_weeks` weeks old is retrained
-even when git holds no change.
+even when git holds no change. Once a model version has been registered after the latest
+report was written (that retraining answered it), the monitored weeks call for nothing
+until the next report. A location holding no report is an error (exit 2): a wrong
+location would otherwise read as "nothing to retrain".
 
 The verdict goes to stdout as `true` or `false` (for `$GITHUB_OUTPUT` or a Jenkins
 `returnStdout`), the reasons to stderr. A commit that cannot be compared (the all-zero
@@ -34,7 +37,7 @@ from pathlib import Path
 
 import typer
 
-from cli.console import err_console
+from cli.console import err_console, print_error
 
 RETRAIN_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("data", ("datasets/*",)),
@@ -102,11 +105,39 @@ def changed(
 
 
 def monitored(location: str):  # -> ml.monitor_report.PolicyInputs
-    """The retraining policy's inputs for the latest week monitored at `location` (none there: none), as
-    `retail monitor` read them for that week."""
+    """The retraining policy's inputs for the latest week monitored at `location`, as `retail monitor` read them
+    for that week; none once a model version was registered after that report was written. Exits 2 when the
+    location holds no report."""
     from ml.monitor_report import PolicyInputs, ReportStore, policy_inputs_of
 
     outcomes = ReportStore(location).history(before=sys.maxsize)
     if not outcomes:
+        print_error(f"--monitoring {location}: no `retail monitor` report (week=YYYYWW/report.json) there; give the "
+                    "report location `retail monitor --out` writes to (default: the lake's monitoring/)")
+        raise typer.Exit(2)
+    latest = outcomes[-1].report
+    version = registered_after(latest.created)
+    if version is not None:
+        _note(f"version {version} was registered after the report of week {latest.week} was written "
+              f"({latest.created}): that retraining answered it, so the monitored weeks call for nothing until the "
+              "next report")
         return PolicyInputs([], None, None)
-    return policy_inputs_of(outcomes[:-1], outcomes[-1].report)
+    return policy_inputs_of(outcomes[:-1], latest)
+
+
+def registered_after(written: str) -> str | None:
+    """The newest model version the registry (RETAIL_REGISTRY_URI) registered after `written` (an ISO time), or
+    None (none, or no local registry file to ask)."""
+    import datetime as dt
+
+    from ml.settings import Settings
+
+    settings = Settings()
+    uri = settings.registry_uri
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return None
+    from ml.registry import Registry
+
+    since = dt.datetime.fromisoformat(written).timestamp() * 1000
+    newer = [v["version"] for v in Registry(settings).versions() if v["created"] > since]
+    return newer[-1] if newer else None

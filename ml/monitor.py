@@ -36,7 +36,7 @@ from ml.evaluate import Metrics, compute_metrics
 from ml.labels import WeekLines
 from ml.lake import Lake, arrow_frame, join
 from ml.prediction_log import CHALLENGER, CHAMPION, PREDICTION
-from ml.reference import feature_psi
+from ml.reference import DRIFT_FEATURES, feature_psi
 from ml.retrain_policy import MonitoredWeek
 from ml.schema import BASKET_KEY, LABEL, TRAINABLE_LABELS
 from ml.settings import GateSettings, MonitorSettings
@@ -124,8 +124,10 @@ class ModelWeek:
 
     @property
     def max_psi(self) -> tuple[str, float] | None:
-        """The key feature that drifted most, and its PSI."""
-        return max(self.psi.items(), key=lambda item: item[1]) if self.psi else None
+        """The key feature that drifted most among those that judge drift (`ml.reference.DRIFT_FEATURES`), and its
+        PSI."""
+        judged = {name: value for name, value in self.psi.items() if name in DRIFT_FEATURES}
+        return max(judged.items(), key=lambda item: item[1]) if judged else None
 
 
 @dataclass

@@ -70,10 +70,12 @@ class PolicyInputs:
     weeks: list[MonitoredWeek]
     new_weeks: int | None
     since_retraining: int | None
+    last_call: int | None = None
 
     def decide(self, changes: Mapping[str, Sequence[str]], gate: GateSettings, settings: MonitorSettings
                ) -> RetrainDecision:
-        return decide_retraining(self.weeks, self.new_weeks, changes, gate, settings, self.since_retraining)
+        return decide_retraining(self.weeks, self.new_weeks, changes, gate, settings, self.since_retraining,
+                                 self.last_call)
 
 
 def policy_inputs_of(history: list[Outcome], report: WeekReport) -> PolicyInputs:
@@ -81,7 +83,7 @@ def policy_inputs_of(history: list[Outcome], report: WeekReport) -> PolicyInputs
     weeks, new_weeks = policy_inputs([*(o.report for o in history), report])
     called = [o.report.week for o in history if o.retraining.retrain]
     since = None if not called else week_index(report.week) - week_index(max(called))
-    return PolicyInputs(weeks, new_weeks, since)
+    return PolicyInputs(weeks, new_weeks, since, max(called) if called else None)
 
 
 class ReportStore:

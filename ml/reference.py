@@ -22,6 +22,10 @@ KEY_FEATURES = (
     "mean_p_LA",
     "mean_p_UM",
 )
+DRIFT_FEATURES = tuple(name for name in KEY_FEATURES if name != "share_unseen_products")
+"""The key features whose PSI judges input drift (`retail monitor`'s breach, alarm metric and retraining rule).
+`share_unseen_products` is measured and reported but left out: products launched after the training data are unseen
+by construction, so its PSI rises with the model's age and no drift at all; that age is the "new weeks" rule's."""
 BINS = 10
 
 Reference = Mapping[str, Mapping[str, Sequence[float]]]

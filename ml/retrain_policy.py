@@ -6,7 +6,8 @@ Retrain when any of these holds (each gives a reason):
   changed` finds which paths; a range it cannot compare counts too);
 * performance: the champion's macro-F1 in the latest judged week is below the gate's
   (`GateSettings.min_macro_f1`);
-* drift: a key feature's PSI in the latest judged week is above `MonitorSettings.drift_psi`;
+* drift: a key feature's PSI in the latest judged week is above `MonitorSettings.drift_psi`
+  (`share_unseen_products` excepted, see `ml.reference.DRIFT_FEATURES`);
 * new weeks: at least `MonitorSettings.new_weeks` fiscal weeks have landed after the last
   week of the champion's training data.
 
@@ -15,7 +16,11 @@ labelled baskets in it; fewer are too few to tell a real fall from noise, and th
 says so. After the policy has called for retraining, performance and drift are held back for
 `MonitorSettings.cooldown_weeks` weeks (the decision notes it): a retrained model needs weeks
 of the new data before it can do better, and a fall that lasts would otherwise call for a
-retraining every week. Changes and new weeks are never held back.
+retraining every week. A week is judged once: a week no newer than the last call for
+retraining is not judged again (it was that call's evidence, or older). New weeks call once
+per `MonitorSettings.new_weeks` weeks since the last call: a retrained model that was not
+promoted leaves the champion's data as old as before, and would otherwise call every week.
+Changes are never held back.
 
 Nothing here reads files, the clock or git: the callers gather the inputs, so a replay of
 past weeks gets the answers the weekly job would have given (tests/test_retrain_policy.py).
@@ -63,6 +68,7 @@ def decide_retraining(
     gate: GateSettings,
     settings: MonitorSettings,
     since_retraining: int | None = None,
+    last_call: int | None = None,
 ) -> RetrainDecision:
     """Whether to retrain, and why.
 
@@ -70,19 +76,25 @@ def decide_retraining(
     `new_weeks`: fiscal weeks from the last week of its training data to the latest monitored week (None: unknown);
     `changes`: `retail changed`'s reasons, each with the paths (or words) behind it;
     `since_retraining`: fiscal weeks from the last monitored week the policy called for retraining to the latest
-    monitored week (None: it never did).
+    monitored week (None: it never did); `last_call`: that week (YYYYWW), whose weeks up to it are not judged again.
     """
     reasons = [Reason(kind, ", ".join(paths)) for kind, paths in changes.items()]
     notes: list[str] = []
-    monitored = _monitored_reasons(weeks, gate, settings, notes)
+    unjudged = [] if last_call is None else [w for w in weeks if w.week <= last_call]
+    monitored = _monitored_reasons([w for w in weeks if w not in unjudged], gate, settings, notes)
     if monitored and since_retraining is not None and since_retraining < settings.cooldown_weeks:
         notes.append(f"held back for the cool-down ({since_retraining} of {settings.cooldown_weeks} weeks since "
                      f"the last call for retraining): " + "; ".join(r.detail for r in monitored))
     else:
         reasons += monitored
     if new_weeks is not None and new_weeks >= settings.new_weeks:
-        reasons.append(Reason(NEW_WEEKS, f"{new_weeks} weeks landed after the champion's training data "
-                                         f"(retrain every {settings.new_weeks})"))
+        if since_retraining is not None and since_retraining < settings.new_weeks:
+            notes.append(f"{new_weeks} weeks landed after the champion's training data, held back: the policy called "
+                         f"for retraining {since_retraining} weeks ago and calls again {settings.new_weeks} weeks "
+                         "after that call")
+        else:
+            reasons.append(Reason(NEW_WEEKS, f"{new_weeks} weeks landed after the champion's training data "
+                                             f"(retrain every {settings.new_weeks})"))
     return RetrainDecision(bool(reasons), tuple(reasons), tuple(notes))
 
 

@@ -192,7 +192,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         ],
         "data": data,
         "lineage": lineage,
-        "drift_reference": reference_bins(train_side),
+        # The latest weeks of its data, the ones the gate judged it on: a model retrained after a drift compares
+        # later weeks with the drifted ones it was judged on, not with the weeks before the drift.
+        "drift_reference": reference_bins(holdout),
         "tiers": tier_breakdown(holdout, y_holdout, predictions[winner["family"]], featurizer),
         "xgboost_search": (
             None if search is None else {"trials": search["trials"], "best_params": search["best_params"]}

@@ -9,6 +9,7 @@ writes the report (JSON, HTML, PNG), reads earlier weeks back and publishes one 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import math
@@ -24,7 +25,7 @@ from cli.monitor import monitor
 from ml import metric_names as names
 from ml.labels import NoLabels, week_lines
 from ml.lake import Lake
-from ml.monitor import measure_week, read_predictions, week_index
+from ml.monitor import ModelWeek, measure_week, read_predictions, week_index
 from ml.prediction_log import BATCH, CHALLENGER, CHAMPION, SERVICE, prediction_rows
 from ml.reference import feature_psi, population_stability_index
 from ml.schema import BASKET_KEY, LABEL
@@ -159,6 +160,13 @@ def test_a_week_with_too_few_labelled_baskets_is_not_judged(lake):
     report = measure_week(WEEK, read_predictions(lake, WEEK), week_lines(lake, WEEK), lambda version: None,
                           GateSettings(), MonitorSettings(min_baskets=11))
     assert report.breaches == []
+
+
+def test_the_largest_psi_leaves_out_the_share_of_unseen_products_which_rises_with_the_model_s_age():
+    week = ModelWeek(CHAMPION, "1", "decision_tree", 10, 10, None,
+                     {"share_unseen_products": 0.9, "n_lines": 0.1, "mean_p_LA": 0.3}, 5)
+    assert week.max_psi == ("mean_p_LA", 0.3)
+    assert dataclasses.replace(week, psi={"share_unseen_products": 0.9}).max_psi is None
 
 
 def test_psi_is_the_population_stability_index_over_the_reference_s_bins():

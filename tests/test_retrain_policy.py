@@ -1,11 +1,13 @@
 """The retraining policy (ml/retrain_policy.py): its rules one by one, then a replay of synthetic weeks in which a drift
-is injected at a known week: the policy calls for retraining within `WITHIN_WEEKS` weeks of the drift and not before.
+is injected at a known week: the policy calls for retraining within `WITHIN_WEEKS` weeks of the drift and not before,
+does not call in 16 weeks without a drift but for the one new-weeks call, and does not loop after a retraining.
 
 The replay is the weekly job on small data: a champion trained on the first 10 weeks; then each week scored
 (`retail score`), its labels landed in silver and measured (`retail monitor`'s ml/monitor.py), and the policy asked
 with the weeks before. Three markets share the same first 13 weeks (ml/synth.py changes nothing before the drift
 week): no drift, a concept drift (products change price tier: macro-F1 falls) and a covariate drift (shoppers lean
-towards value: the key features' PSI rises).
+towards value: the key features' PSI rises). The covariate drift is replayed once more with the weekly job's
+retraining: a new champion trained on every week landed when the policy calls.
 """
 
 from __future__ import annotations
@@ -40,9 +42,11 @@ POLICY = MonitorSettings()
 FIRST_WEEKS = 10  # the champion's training weeks (its last 2 held out)
 DRIFT_WEEK = 13  # weeks from the first: the 4th replayed week
 REPLAYED = 6
+LONG_REPLAY = 16  # weeks of the no-drift market replayed: past `MonitorSettings.new_weeks` (13)
+RETRAIN_REPLAY = 12  # weeks of the covariate drift replayed with retraining: the call, then twice the cool-down
 WITHIN_WEEKS = 1
 """The drift week itself or the next: the stated bound on how late the policy may call for retraining."""
-BASE = SynthConfig(rows=3_000 * (FIRST_WEEKS + REPLAYED), weeks=FIRST_WEEKS + REPLAYED, seed=5)
+BASE = SynthConfig(rows=3_000 * (FIRST_WEEKS + LONG_REPLAY), weeks=FIRST_WEEKS + LONG_REPLAY, seed=5)
 MARKETS = {
     "no drift": BASE,
     "concept drift": dataclasses.replace(BASE, drift_week=DRIFT_WEEK, drift_retier_share=0.3, drift_lean=0.0),
@@ -96,6 +100,20 @@ def test_a_week_with_too_few_labelled_baskets_is_not_judged_and_says_so():
                               f"{POLICY.min_baskets}",)
 
 
+def test_a_week_no_newer_than_the_last_call_is_not_judged_again():
+    since_the_fall = [week(10, macro_f1=0.5), week(11 + POLICY.cooldown_weeks, labelled=POLICY.min_baskets - 1)]
+    assert kinds(decide_retraining(since_the_fall, 2, {}, GATE, POLICY, POLICY.cooldown_weeks + 1)) == [PERFORMANCE]
+    decision = decide_retraining(since_the_fall, 2, {}, GATE, POLICY, POLICY.cooldown_weeks + 1, last_call=200610)
+    assert not decision.retrain and "not judged" in decision.notes[0]
+
+
+def test_new_weeks_call_once_per_batch_of_new_weeks_since_the_last_call():
+    held = decide_retraining([week(11)], POLICY.new_weeks + 1, {}, GATE, POLICY, since_retraining=1)
+    assert not held.retrain and "held back" in held.notes[0]
+    again = decide_retraining([week(11)], 2 * POLICY.new_weeks, {}, GATE, POLICY, since_retraining=POLICY.new_weeks)
+    assert kinds(again) == [NEW_WEEKS]
+
+
 def test_a_lasting_fall_calls_again_only_after_the_cool_down_but_changes_never_wait():
     falling = [week(11, macro_f1=0.5)]
     held = decide_retraining(falling, 2, {}, GATE, POLICY, since_retraining=POLICY.cooldown_weeks - 1)
@@ -121,26 +139,46 @@ def champion(tmp_path_factory) -> ScoringModel:
     return ScoringModel(load_bundle(folder), "1", bundle_digest(folder), str(folder))
 
 
-def replay(market: SynthConfig, model: ScoringModel, root) -> list[Outcome]:
-    """Each week after the first 10: scored, landed, measured, and the policy asked."""
+def replay(market: SynthConfig, model: ScoringModel, root, weeks: int = REPLAYED, retrain: bool = False
+           ) -> list[Outcome]:
+    """`weeks` weeks after the first 10: each scored, landed, measured, and the policy asked; with `retrain`, a
+    call for retraining trains a new champion on every week landed so far, which scores from the next week."""
     files = write_weekly(generate(market), root / "weeks")
     settings = settings_under(root)
     lake = Lake(settings.lake_root)
     outcomes: list[Outcome] = []
-    for file in files[FIRST_WEEKS:]:
+    for landed, file in enumerate(files[FIRST_WEEKS:FIRST_WEEKS + weeks], start=FIRST_WEEKS + 1):
         code = int(file.stem.split("_")[1])
         score(input_at(str(file)), model, settings)
         land(file, lake)
-        report = measure_week(code, read_predictions(lake, code), week_lines(lake, code), lambda v: model.bundle,
+        report = measure_week(code, read_predictions(lake, code), week_lines(lake, code), lambda v, m=model: m.bundle,
                               GATE, POLICY)
         outcomes.append(Outcome(report, policy_inputs_of(outcomes, report).decide({}, GATE, POLICY), None, None))
+        if retrain and outcomes[-1].retraining.retrain:
+            model = trained(files[:landed], root / f"retrained-{code}", str(int(model.version) + 1))
     return outcomes
+
+
+def trained(files, root, version: str) -> ScoringModel:
+    """A champion (decision tree, last 2 weeks held out) trained on `files`, named `version`."""
+    (root / "input").mkdir(parents=True)
+    for file in files:
+        shutil.copy(file, root / "input" / file.name)
+    settings = settings_under(root, families="decision_tree", holdout_weeks=2, validation_weeks=2)
+    result = run_pipeline(root / "input", settings, StageTimer(quiet=True))
+    assert result.registration["promoted"], result.registration  # gate passed: champion of its fresh registry
+    folder = Registry(settings).download()
+    return ScoringModel(load_bundle(folder), version, bundle_digest(folder), str(folder))
 
 
 @pytest.fixture(scope="module")
 def replays(champion, tmp_path_factory) -> dict[str, list[Outcome]]:
-    return {name: replay(market, champion, tmp_path_factory.mktemp(name.replace(" ", "-")))
-            for name, market in MARKETS.items()}
+    found = {name: replay(market, champion, tmp_path_factory.mktemp(name.replace(" ", "-")))
+             for name, market in MARKETS.items()}
+    found["long no drift"] = replay(BASE, champion, tmp_path_factory.mktemp("long-no-drift"), LONG_REPLAY)
+    found["covariate drift, retrained"] = replay(MARKETS["covariate drift"], champion,
+                                                 tmp_path_factory.mktemp("retrained"), RETRAIN_REPLAY, retrain=True)
+    return found
 
 
 def test_the_markets_are_the_same_before_the_drift_week():
@@ -160,6 +198,23 @@ def first_call(outcomes: list[Outcome]) -> int | None:
 def test_without_a_drift_the_policy_never_calls_for_retraining(replays):
     assert [o.retraining.retrain for o in replays["no drift"]] == [False] * REPLAYED
     assert all(o.report.champion.labelled >= POLICY.min_baskets for o in replays["no drift"])  # every week judged
+
+
+def test_sixteen_weeks_without_a_drift_call_once_when_the_champion_s_data_is_new_weeks_old(replays):
+    outcomes = replays["long no drift"]
+    assert all(o.report.champion.labelled >= POLICY.min_baskets for o in outcomes)  # every week judged
+    assert [(i + 1, kinds(o.retraining)) for i, o in enumerate(outcomes) if o.retraining.retrain] == [
+        (POLICY.new_weeks, [NEW_WEEKS])]  # the model was not retrained: the weeks after wait for the next batch
+    assert all("held back" in o.retraining.notes[-1] for o in outcomes[POLICY.new_weeks:])
+
+
+def test_a_champion_retrained_after_a_drift_is_judged_against_its_drifted_data_and_does_not_loop(replays):
+    outcomes = replays["covariate drift, retrained"]
+    called = [i for i, o in enumerate(outcomes) if o.retraining.retrain]
+    assert called == [DRIFT_WEEK - FIRST_WEEKS]
+    after = [o.report.champion for o in outcomes[called[0] + 1:]]
+    assert {c.version for c in after} == {"2"}
+    assert max(c.max_psi[1] for c in after) <= POLICY.drift_psi
 
 
 @pytest.mark.parametrize("market, reason", [("concept drift", PERFORMANCE), ("covariate drift", DRIFT)])
@@ -222,7 +277,36 @@ def test_ci_retrains_when_the_latest_monitored_week_calls_for_it_though_git_hold
     drift = DRIFT_WEEK - FIRST_WEEKS
     location = reports_at(tmp_path / "monitoring", replays[market][:drift + 1])
     result = CliRunner().invoke(app, ["--since", "HEAD~1", "--repo", str(docs_only_change), "--monitoring", location],
-                                env={"COLUMNS": "200"})
+                                env={"COLUMNS": "200", **registry_env(tmp_path)})
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{verdict}\n"
     assert said in result.stderr
+
+
+def registry_env(root) -> dict[str, str]:
+    settings = settings_under(root)
+    return {"RETAIL_REGISTRY_URI": settings.registry_uri, "RETAIL_ARTIFACT_ROOT": str(settings.artifact_root)}
+
+
+def test_ci_does_not_retrain_again_for_a_report_a_version_registered_since_answered(replays, docs_only_change,
+                                                                                    tmp_path):
+    app = typer.Typer()
+    app.command()(changed)
+    location = reports_at(tmp_path / "monitoring", replays["concept drift"][:DRIFT_WEEK - FIRST_WEEKS + 1])
+    arguments = ["--since", "HEAD~1", "--repo", str(docs_only_change), "--monitoring", location]
+    assert CliRunner().invoke(app, arguments, env=registry_env(tmp_path)).stdout == "true\n"
+    registry = Registry(settings_under(tmp_path))  # the retraining CI ran on that verdict registers a version
+    registry.client.create_registered_model(registry.name)
+    registry.client.create_model_version(registry.name, source=(tmp_path / "model").as_uri())
+    result = CliRunner().invoke(app, arguments, env={"COLUMNS": "200", **registry_env(tmp_path)})
+    assert (result.exit_code, result.stdout) == (0, "false\n")
+    assert "version 1 was registered after the report of week 200620 was written" in result.stderr
+
+
+def test_ci_refuses_a_monitoring_location_without_a_report(docs_only_change, tmp_path):
+    app = typer.Typer()
+    app.command()(changed)
+    result = CliRunner().invoke(app, ["--since", "HEAD~1", "--repo", str(docs_only_change), "--monitoring",
+                                      str(tmp_path / "nowhere")], env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and result.stdout == ""
+    assert f"--monitoring {tmp_path / 'nowhere'}: no `retail monitor` report" in result.stderr
