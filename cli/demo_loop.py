@@ -103,6 +103,8 @@ def replay(weeks: int, drift_week: int, seed: int | None, root: Path | None = No
             run = run_monitor(week, settings, gate, monitoring, lake.uri("monitoring"), bundle_for, promote=True)
         runs.append(run)
         console.print(week_line(run), markup=False)
+        if run.promotion_error:
+            console.print(f"  {run.promotion_error}", markup=False)
         if run.outcome.retraining.retrain:
             with timer.stage("retrain", f"Week {week}: retraining on every week landed"):
                 registration = run_pipeline(seen, settings, StageTimer(quiet=True)).registration

@@ -4,8 +4,10 @@ One run: read every prediction of week W in the lake's predictions zone (batch r
 service's log, champion and challenger) and the week's labels from silver; measure each model
 version (ml/monitor.py); ask the retraining policy (ml/retrain_policy.py) and, when a challenger
 scored in the champion's shadow, whether it has earned promotion (ml/challenger.py), over this
-week and the weeks the report location already holds; with --promote, promote it in the
-registry with its evidence; write the report (ml/monitor_report.py).
+week and the weeks the report location already holds; write the report (ml/monitor_report.py);
+with --promote, then promote it in the registry with its evidence, provided the champion it was
+compared with still holds the alias (a rerun of a week already promoted changes nothing), and
+write the report again saying so. A refused promotion exits 1 after the report is written.
 
 Built to run as a scheduled job the way `retail score` does (infra/batch_scoring.py): lake and
 report are local folders or s3:// URIs, and with RETAIL_EMF_ENABLED=true the run ends with one
@@ -42,6 +44,7 @@ from ml import emf
 if TYPE_CHECKING:  # polars, MLflow and the model libraries load when the command runs, not with `retail`
     from ml.bundle import ModelBundle
     from ml.monitor_report import Outcome
+    from ml.registry import Promotion
     from ml.settings import GateSettings, MonitorSettings, Settings
 
 console = Console(stderr=True)
@@ -78,6 +81,8 @@ class NothingToMonitor(LookupError):
 class MonitorRun:
     outcome: Outcome
     files: dict[str, str]  # report file name -> location
+    promotion: Promotion | None = None  # with --promote, what the registry did
+    promotion_error: str | None = None  # why the registry refused the promotion the verdict called for
 
 
 def bundles_from(settings: Settings, bundles: list[str], registry: bool) -> Callable[[str], ModelBundle | None]:
@@ -135,17 +140,27 @@ def run_monitor(
     history = store.history(before=week)
     decision = policy_inputs_of(history, report).decide({}, gate, monitoring)
     verdict = None
-    if report.comparisons:
+    if report.comparisons and report.champion is not None:
         challenger = max(report.comparisons, key=lambda c: c.baskets).challenger
         compared = [c for o in history for c in o.report.comparisons] + report.comparisons
-        verdict = challenger_verdict(compared, challenger, gate, monitoring)
-    promoted = None
-    if promote and verdict is not None and verdict.promote:
+        verdict = challenger_verdict(compared, challenger, report.champion.version, gate, monitoring)
+    outcome = Outcome(report, decision, verdict, None)
+    run = MonitorRun(outcome, store.write(outcome, history, gate, monitoring))
+    if promote and verdict is not None and verdict.promote:  # once the report holds the evidence
         from ml.registry import Registry
 
-        promoted = Registry(settings).promote_challenger(verdict.challenger, verdict.reason, verdict.evidence)
-    outcome = Outcome(report, decision, verdict, promoted)
-    return MonitorRun(outcome, store.write(outcome, history, gate, monitoring))
+        context = {"min_baskets": monitoring.min_baskets, "challenger_margin": monitoring.challenger_margin,
+                   "challenger_weeks": monitoring.challenger_weeks, "gate_min_macro_f1": gate.min_macro_f1,
+                   "reports": [store.uri(f"week={e['week']}", "report.json") for e in verdict.evidence]}
+        try:
+            run.promotion = Registry(settings).promote_challenger(verdict.challenger, verdict.champion,
+                                                                  verdict.reason, verdict.evidence, context)
+        except ValueError as exc:  # not the challenger any more, or the champion moved
+            run.promotion_error = f"challenger {verdict.challenger} not promoted: {exc}"
+        else:
+            outcome.promoted = run.promotion.version
+            run.files = store.write(outcome, history, gate, monitoring)
+    return run
 
 
 def figures(outcome: Outcome) -> dict[str, float | None]:
@@ -199,7 +214,10 @@ def print_outcome(run: MonitorRun) -> None:
         verdict = outcome.verdict
         console.print(f"challenger {verdict.challenger}: {'promote' if verdict.promote else 'keep watching'} "
                       f"({verdict.reason})", markup=False)
-    if outcome.promoted:
+    if run.promotion is not None and run.promotion.already:
+        console.print(f"version {run.promotion.version} is champion already, promoted on this evidence "
+                      f"(promotion.{run.promotion.number}.* tags): nothing changed")
+    elif outcome.promoted:
         console.print(f"champion -> version {outcome.promoted} (promoted from challenger, evidence on the version)")
     console.print(f"Report: {run.files['report.html']}")
 
@@ -232,6 +250,9 @@ def monitor(
             raise typer.Exit(2) from exc
         outcome = run.outcome
         print_outcome(run)
+        if run.promotion_error is not None:
+            print_error(run.promotion_error)
+            raise typer.Exit(1)
         if not outcome.report.joined_baskets:
             print_error(f"week {week}: none of the {outcome.report.predicted_baskets} predicted baskets is in the "
                         f"week's silver lines ({outcome.report.label_source}): their keys do not join")

@@ -11,7 +11,9 @@ judged weeks:
 * its macro-F1 beat the champion's by at least `MonitorSettings.challenger_margin`;
 * its own macro-F1 met the gate's minimum (`GateSettings.min_macro_f1`).
 
-A lost judged week starts the count again. The verdict carries its evidence, the weeks it
+Only weeks in which the current champion alone answered for those baskets count: a week
+measured against an earlier champion says nothing about this one. A lost judged week
+starts the count again. The verdict carries its evidence, the weeks it
 counted, which `Registry.promote_challenger` records on the promoted version.
 """
 
@@ -44,17 +46,19 @@ class Comparison:
 @dataclass(frozen=True)
 class Verdict:
     challenger: str
+    champion: str  # the version it was compared with
     promote: bool
     reason: str
     evidence: tuple[dict[str, Any], ...]  # the judged weeks counted, latest last, with both macro-F1s and the margin
 
 
 def challenger_verdict(
-    comparisons: Sequence[Comparison], challenger: str, gate: GateSettings, settings: MonitorSettings
+    comparisons: Sequence[Comparison], challenger: str, champion: str, gate: GateSettings, settings: MonitorSettings
 ) -> Verdict:
-    """Whether `challenger` has earned promotion over its monitored weeks (see the module docstring)."""
-    judged = sorted((c for c in comparisons if c.challenger == challenger and c.baskets >= settings.min_baskets),
-                    key=lambda c: c.week)
+    """Whether `challenger` has earned promotion over `champion` in its monitored weeks (see the module
+    docstring)."""
+    judged = sorted((c for c in comparisons if c.challenger == challenger and c.champions == [champion]
+                     and c.baskets >= settings.min_baskets), key=lambda c: c.week)
     streak: list[Comparison] = []
     for comparison in judged:
         won = (comparison.margin >= settings.challenger_margin
@@ -65,8 +69,8 @@ def challenger_verdict(
     evidence = tuple({**asdict(c), "margin": round(c.margin, 6)} for c in counted)
     if len(streak) >= needed:
         weeks = ", ".join(str(c.week) for c in counted)
-        return Verdict(challenger, True, f"beat the champion's macro-F1 by at least {settings.challenger_margin} "
-                                         f"(and met the gate's {gate.min_macro_f1}) on the same baskets in each of "
-                                         f"the {needed} weeks {weeks}", evidence)
-    return Verdict(challenger, False, f"{len(streak)} of {needed} winning weeks in a row so far "
-                                      f"({len(judged)} judged)", evidence)
+        return Verdict(challenger, champion, True,
+                       f"beat the champion's macro-F1 by at least {settings.challenger_margin} (and met the gate's "
+                       f"{gate.min_macro_f1}) on the same baskets in each of the {needed} weeks {weeks}", evidence)
+    return Verdict(challenger, champion, False,
+                   f"{len(streak)} of {needed} winning weeks in a row so far ({len(judged)} judged)", evidence)

@@ -58,7 +58,8 @@ class Outcome:
             report=WeekReport.from_dict(data["report"]),
             retraining=RetrainDecision(retraining["retrain"], tuple(Reason(**r) for r in retraining["reasons"]),
                                        tuple(retraining["notes"])),
-            verdict=None if verdict is None else Verdict(**{**verdict, "evidence": tuple(verdict["evidence"])}),
+            verdict=None if verdict is None else Verdict(**{"champion": "", **verdict,  # "": written before it was
+                                                            "evidence": tuple(verdict["evidence"])}),
             promoted=data["promoted"],
         )
 

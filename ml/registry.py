@@ -26,11 +26,20 @@ from ml.settings import GateSettings, Settings
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 PROMOTION_TAGS = "promotion."
-"""Prefix of the tags `promote_challenger` records on the version it promotes."""
+"""Prefix of the tags `promote_challenger` records on the version it promotes (`promotion.<n>.<name>`)."""
 HISTORY_TAG = "champion_history"
 EXPERIMENT = "basket-price-sensitivity"
 VERSION_COLUMNS = ("family", "accuracy", "macro_f1", "gate_passed", "pipeline_run")
 SERVING_REQUIREMENTS = ("polars", "pyarrow", "numpy", "scikit-learn", "skops", "xgboost-cpu")
+
+
+@dataclass(frozen=True)
+class Promotion:
+    """A challenger made champion by `Registry.promote_challenger`."""
+
+    version: str
+    number: int  # n of its `promotion.<n>.*` tags
+    already: bool  # promoted before on the same evidence: nothing was changed
 
 
 @dataclass(frozen=True)
@@ -207,26 +216,59 @@ class Registry:
             raise ValueError(f"version {version} is the champion already")
         self.client.set_registered_model_alias(self.name, CHALLENGER, version)
 
-    def promote_challenger(self, version: str, reason: str, evidence: Sequence[Mapping[str, Any]]) -> str:
-        """Make the challenger champion on the monitor's verdict. The decision and its evidence (the weeks it won,
-        with both models' macro-F1 on the same baskets) are recorded as `promotion.*` tags on the version, and the
-        challenger alias is removed; the champion history records the move as `promote` does."""
+    def promote_challenger(
+        self, version: str, champion: str | None, reason: str, evidence: Sequence[Mapping[str, Any]],
+        context: Mapping[str, Any] | None = None,
+    ) -> Promotion:
+        """Make the challenger champion on the monitor's verdict, provided `champion` (the version the verdict's
+        evidence was measured against) still holds the alias. The decision is recorded on the version as
+        `promotion.<n>.*` tags, n counting its promotions from 1, so an earlier one's evidence is kept: its reason,
+        evidence (the weeks it won, with both models' macro-F1 on the same baskets), `context` (thresholds, report
+        locations), the champion it replaced and when; `promotion.<n>.state` is `pending` until the alias has moved,
+        then `done`. The challenger alias is removed; the champion history records the move as `promote` does.
+
+        Idempotent: a version already champion by a promotion with the same evidence is left as it is
+        (`Promotion.already`). Raises ValueError when the version is not the challenger, or the champion moved."""
+        recorded = json.dumps(list(evidence))
+        current = self.champion_version()
+        done = self._promotions(version)
+        if version == current and done and done[max(done)].get("evidence") == recorded:
+            if done[max(done)].get("state") != "done":  # a run stopped after moving the alias: finish its work
+                if self.challenger_version() == version:
+                    self.client.delete_registered_model_alias(self.name, CHALLENGER)
+                self.client.set_model_version_tag(self.name, version, f"{PROMOTION_TAGS}{max(done)}.state", "done")
+            return Promotion(version, max(done), already=True)
         if version != self.challenger_version():
             raise ValueError(f"version {version} is not the challenger (the challenger is "
-                             f"{self.challenger_version() or 'none'})")
-        previous = self.champion_version()
+                             f"{self.challenger_version() or 'none'}, the champion {current or 'none'})")
+        if current != champion:
+            raise ValueError(f"the champion is version {current or 'none'}, not version {champion or 'none'} that "
+                             f"challenger {version} was compared with; run `retail monitor` again on the new champion")
+        number = max(done, default=0) + 1
         tags = {
+            "state": "pending",
             "decision": "promoted from challenger",
             "reason": reason,
-            "evidence": json.dumps(list(evidence)),
-            "previous_champion": previous or "",
+            "evidence": recorded,
+            "context": json.dumps(dict(context or {})),
+            "previous_champion": current or "",
             "decided": dt.datetime.now(dt.UTC).isoformat(),
         }
         for key, value in tags.items():
-            self.client.set_model_version_tag(self.name, version, PROMOTION_TAGS + key, value)
+            self.client.set_model_version_tag(self.name, version, f"{PROMOTION_TAGS}{number}.{key}", value)
         self._move_champion(version)
         self.client.delete_registered_model_alias(self.name, CHALLENGER)
-        return version
+        self.client.set_model_version_tag(self.name, version, f"{PROMOTION_TAGS}{number}.state", "done")
+        return Promotion(version, number, already=False)
+
+    def _promotions(self, version: str) -> dict[int, dict[str, str]]:
+        """The `promotion.<n>.*` tags of a version, by n."""
+        found: dict[int, dict[str, str]] = {}
+        for key, value in self.client.get_model_version(self.name, version).tags.items():
+            number, _, name = key.removeprefix(PROMOTION_TAGS).partition(".")
+            if key.startswith(PROMOTION_TAGS) and number.isdigit():
+                found.setdefault(int(number), {})[name] = value
+        return found
 
     def rollback(self) -> str:
         """Move the champion back to the version that held it before the current one."""
