@@ -47,6 +47,24 @@ def compute_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) 
     )
 
 
+def week_metrics(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str]) -> dict[str, Any]:
+    """`compute_metrics` (as a dict) for a monitored week, where a class may be absent. Macro-F1 averages over the
+    classes the week's labels hold (support above 0): an absent class has no F1 to average, and counting it as 0
+    would mark a perfect model 0.667 on a week without UM. A class the model never predicted has no precision (None,
+    not applicable) rather than 0; when it was present its recall (0) says it was missed, and its F1 counts.
+
+    The promotion gate keeps `compute_metrics`: its holdout is weeks long and holds every class, and a model that
+    never predicts a class ought to fail the gate's precision check there."""
+    metrics = compute_metrics(y_true, y_pred, classes).to_dict()
+    predicted = np.bincount(np.asarray(y_pred, dtype=np.int64), minlength=len(classes))
+    for values, times in zip(metrics["per_class"].values(), predicted, strict=True):
+        if not times:
+            values["precision"] = None
+    present = [values["f1"] for values in metrics["per_class"].values() if values["support"]]
+    metrics["macro_f1"] = float(np.mean(present)) if present else 0.0
+    return metrics
+
+
 @dataclass
 class GateCheck:
     name: str

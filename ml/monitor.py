@@ -12,7 +12,8 @@ Labels are the week's validated lines in silver (`ml.labels.week_lines`); a bask
 is a class the models predict (LA, MM, UM), or it has none (XX, or not in silver).
 
 For each (role, model version): baskets predicted and labelled; accuracy, macro-F1 and
-per-class precision, recall and F1 as the promotion gate computes them (`ml.evaluate`); the
+per-class precision, recall and F1 (`ml.evaluate.week_metrics`: the gate's, but macro-F1 over
+the classes the week holds, and no precision for a class never predicted); the
 PSI of each key feature over the baskets it predicted, against its own training reference,
 as the API computes it (`ml.reference`). For each challenger version: its macro-F1 and the
 champion's on the labelled baskets both predicted. Breaches: the champion's figures against
@@ -32,7 +33,7 @@ import pyarrow.parquet as pq
 
 from ml.calendar import week_index_expr
 from ml.challenger import Comparison
-from ml.evaluate import Metrics, compute_metrics
+from ml.evaluate import week_metrics
 from ml.labels import WeekLines
 from ml.lake import Lake, arrow_frame, join
 from ml.prediction_log import CHALLENGER, CHAMPION, PREDICTION
@@ -118,9 +119,11 @@ class ModelWeek:
 
     @property
     def min_class_precision(self) -> float | None:
+        """The lowest precision among the classes it predicted (None: none)."""
         if self.metrics is None:
             return None
-        return min(float(values["precision"]) for values in self.metrics["per_class"].values())
+        known = [float(v["precision"]) for v in self.metrics["per_class"].values() if v["precision"] is not None]
+        return min(known) if known else None
 
     @property
     def max_psi(self) -> tuple[str, float] | None:
@@ -238,13 +241,13 @@ def _model_week(
         if data_weeks:
             weeks_after_data = week_index(week) - week_index(int(data_weeks[1]))
     return ModelWeek(role=role, version=version, family=str(rows[FAMILY][0]), predicted=rows.height,
-                     labelled=labelled.height, metrics=None if metrics is None else metrics.to_dict(), psi=psi,
+                     labelled=labelled.height, metrics=metrics, psi=psi,
                      weeks_after_data=weeks_after_data)
 
 
-def _metrics(truth: pl.Series, predicted: pl.Series) -> Metrics:
+def _metrics(truth: pl.Series, predicted: pl.Series) -> dict[str, Any]:
     index = {c: i for i, c in enumerate(CLASSES)}
-    return compute_metrics(truth.replace_strict(index, return_dtype=pl.Int32).to_numpy(),
+    return week_metrics(truth.replace_strict(index, return_dtype=pl.Int32).to_numpy(),
                            predicted.replace_strict(index, return_dtype=pl.Int32).to_numpy(), CLASSES)
 
 
@@ -261,8 +264,8 @@ def _comparison(week: int, challenger: str, joined: pl.DataFrame) -> Comparison 
         challenger=challenger,
         champions=sorted(both["champion_version"].unique().to_list()),
         baskets=both.height,
-        champion_macro_f1=_metrics(both[LABEL], both["champion_prediction"]).macro_f1,
-        challenger_macro_f1=_metrics(both[LABEL], both[PREDICTION]).macro_f1,
+        champion_macro_f1=_metrics(both[LABEL], both["champion_prediction"])["macro_f1"],
+        challenger_macro_f1=_metrics(both[LABEL], both[PREDICTION])["macro_f1"],
     )
 
 
@@ -274,7 +277,7 @@ def breaches(report: WeekReport, gate: GateSettings, settings: MonitorSettings) 
     found = []
     checks = [("accuracy", champion.accuracy, gate.min_accuracy), ("macro-F1", champion.macro_f1, gate.min_macro_f1)]
     checks += [(f"precision {c}", float(v["precision"]), gate.min_class_precision)
-               for c, v in champion.metrics["per_class"].items()]
+               for c, v in champion.metrics["per_class"].items() if v["precision"] is not None]
     for name, value, threshold in checks:
         if value is not None and value < threshold:
             found.append(f"week {report.week}: champion version {champion.version} {name} {value:.4f} "

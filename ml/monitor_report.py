@@ -199,7 +199,8 @@ def week_png(report: WeekReport, gate: GateSettings, settings: MonitorSettings) 
         per_class = model.metrics["per_class"] if model.metrics else {}
         for j, what in enumerate(("precision", "recall")):
             offset = (2 * k + j) * width - 0.4 + width / 2
-            classes.bar(np.arange(len(names)) + offset, [per_class[c][what] for c in names], width,
+            classes.bar(np.arange(len(names)) + offset, [np.nan if per_class[c][what] is None else per_class[c][what]
+                                                         for c in names], width,
                         label=f"{model.role} v{model.version} {what}")
     classes.axhline(gate.min_class_precision, color="red", linestyle=":",
                     label=f"gate precision {gate.min_class_precision}")

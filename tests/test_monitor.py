@@ -156,6 +156,21 @@ def test_a_week_whose_prediction_keys_match_no_label_fails_after_writing_the_rep
     assert saved["report"]["joined_baskets"] == 0 and "only 0 of 12" in saved["report"]["notices"][0]
 
 
+def test_a_class_absent_from_the_week_neither_lowers_macro_f1_nor_breaches_precision(tmp_path):
+    lake = Lake(str(tmp_path / "lake"))
+    labels = {f"b{i:02d}": ("LA", "MM")[i % 2] for i in range(20)}  # no UM basket this week
+    lake.write_parquet(pl.DataFrame({BASKET_KEY: list(labels), "SHOP_WEEK": [WEEK] * 20, LABEL: list(labels.values())}),
+                       "silver", "run", "lines.parquet")
+    lake.write_parquet(rows(labels, "1", BATCH, CHAMPION), "predictions", "run", "baskets", f"week={WEEK}",
+                       "part-0000.parquet")  # every basket right
+    report = measure_week(WEEK, read_predictions(lake, WEEK), week_lines(lake, WEEK), lambda version: None,
+                          GateSettings(), MonitorSettings(min_baskets=5))
+    champion = report.champion
+    assert (champion.macro_f1, champion.min_class_precision) == (1.0, 1.0)
+    assert champion.metrics["per_class"]["UM"]["precision"] is None  # never predicted: not applicable
+    assert report.breaches == []
+
+
 def test_a_week_with_too_few_labelled_baskets_is_not_judged(lake):
     report = measure_week(WEEK, read_predictions(lake, WEEK), week_lines(lake, WEEK), lambda version: None,
                           GateSettings(), MonitorSettings(min_baskets=11))
