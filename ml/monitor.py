@@ -37,7 +37,7 @@ from ml.evaluate import week_metrics
 from ml.labels import WeekLines
 from ml.lake import Lake, arrow_frame, join
 from ml.prediction_log import CHALLENGER, CHAMPION, PREDICTION
-from ml.reference import DRIFT_FEATURES, feature_psi
+from ml.reference import DRIFT_FEATURES, feature_psi, flat_features, missing_values
 from ml.retrain_policy import MonitoredWeek
 from ml.schema import BASKET_KEY, LABEL, TRAINABLE_LABELS
 from ml.settings import GateSettings, MonitorSettings
@@ -191,7 +191,7 @@ def measure_week(
         bundle = bundle_for(str(version))
         if bundle is None:
             notices.append(f"version {version}: no bundle available, so its input drift was not measured")
-        models.append(_model_week(str(role), str(version), rows, lines, bundle, week))
+        models.append(_model_week(str(role), str(version), rows, lines, bundle, week, notices))
     comparisons = [_comparison(week, version, joined) for version in
                    sorted(joined.filter(pl.col(ROLE) == CHALLENGER)[VERSION].unique().to_list())]
     report = WeekReport(
@@ -225,8 +225,10 @@ def _coverage_notices(predicted: int, found: int, settings: MonitorSettings) -> 
 
 
 def _model_week(
-    role: str, version: str, rows: pl.DataFrame, lines: WeekLines, bundle: ModelBundle | None, week: int
+    role: str, version: str, rows: pl.DataFrame, lines: WeekLines, bundle: ModelBundle | None, week: int,
+    notices: list[str],
 ) -> ModelWeek:
+    """One model version's week; what limits its PSI (a flat reference, missing values) is added to `notices`."""
     labelled = rows.filter(pl.col(LABEL).is_in(CLASSES))
     metrics = _metrics(labelled[LABEL], labelled[PREDICTION]) if labelled.height else None
     psi: dict[str, float] = {}
@@ -235,8 +237,12 @@ def _model_week(
         keys = rows[BASKET_KEY].implode()
         scored = lines.lines.filter(pl.col(BASKET_KEY).cast(pl.String).is_in(keys))
         batch, _ = bundle.compiled.encode_frame(scored)
-        psi = feature_psi(bundle.meta.get("drift_reference", {}), bundle.featurizer.feature_names_,
-                          bundle.compiled.transform(batch))
+        reference, matrix = bundle.meta.get("drift_reference", {}), bundle.compiled.transform(batch)
+        psi = feature_psi(reference, bundle.featurizer.feature_names_, matrix)
+        notices += [f"version {version}: the reference of {name} has fewer than two populated bins, so its PSI "
+                    "cannot show a drift" for name in flat_features(reference)]
+        notices += [f"version {version}: {count} baskets without a value of {name}, left out of its PSI"
+                    for name, count in missing_values(bundle.featurizer.feature_names_, matrix).items()]
         data_weeks = bundle.meta.get("data", {}).get("holdout_weeks")
         if data_weeks:
             weeks_after_data = week_index(week) - week_index(int(data_weeks[1]))

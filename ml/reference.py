@@ -57,15 +57,33 @@ def population_stability_index(expected: np.ndarray, actual: np.ndarray, floor: 
 
 def feature_psi(reference: Reference, feature_names: Sequence[str], matrix: np.ndarray) -> dict[str, float]:
     """PSI of each key feature of the reference that the model input has: `matrix`'s rows (one per basket,
-    columns in `feature_names` order) against the training shares. Empty without rows."""
-    if not len(matrix):
-        return {}
+    columns in `feature_names` order) against the training shares. Missing values (NaN) are left out, rather than
+    binned above the last edge (`missing_values` counts them); a feature without a value has no PSI. Empty without
+    rows."""
     names = list(feature_names)
     psi = {}
     for name in KEY_FEATURES:
         if name not in reference or name not in names:
             continue
+        values = matrix[:, names.index(name)]
+        values = values[~np.isnan(values)]
+        if not len(values):
+            continue
         shares = np.asarray(reference[name]["shares"], dtype=float)
-        bins = bin_of(np.asarray(reference[name]["edges"], dtype=float), matrix[:, names.index(name)])
+        bins = bin_of(np.asarray(reference[name]["edges"], dtype=float), values)
         psi[name] = population_stability_index(shares, np.bincount(bins, minlength=len(shares)) / len(bins))
     return psi
+
+
+def missing_values(feature_names: Sequence[str], matrix: np.ndarray) -> dict[str, int]:
+    """Key features with missing values (NaN) among `matrix`'s rows, and how many."""
+    names = list(feature_names)
+    counts = {name: int(np.isnan(matrix[:, names.index(name)]).sum()) for name in KEY_FEATURES if name in names}
+    return {name: count for name, count in counts.items() if count}
+
+
+def flat_features(reference: Reference) -> list[str]:
+    """Key features whose reference has fewer than two populated bins (the feature was constant on the reference
+    baskets): every basket falls in that bin or beside it, so their PSI cannot show a drift within it."""
+    return [name for name in KEY_FEATURES
+            if name in reference and np.count_nonzero(np.asarray(reference[name]["shares"])) < 2]

@@ -27,7 +27,7 @@ from ml.labels import NoLabels, week_lines
 from ml.lake import Lake
 from ml.monitor import ModelWeek, measure_week, read_predictions, week_index
 from ml.prediction_log import BATCH, CHALLENGER, CHAMPION, SERVICE, prediction_rows
-from ml.reference import feature_psi, population_stability_index
+from ml.reference import feature_psi, flat_features, missing_values, population_stability_index
 from ml.schema import BASKET_KEY, LABEL
 from ml.settings import GateSettings, MonitorSettings
 
@@ -191,6 +191,20 @@ def test_psi_is_the_population_stability_index_over_the_reference_s_bins():
     assert feature_psi(reference, ["n_lines", "other"], matrix) == {"n_lines": pytest.approx(expected)}
     assert population_stability_index(np.array([0.5, 0.5]), np.array([0.75, 0.25])) == pytest.approx(expected)
     assert feature_psi(reference, ["n_lines"], np.zeros((0, 1))) == {}
+
+
+def test_missing_values_are_left_out_of_the_psi_and_counted_rather_than_binned_at_the_top():
+    reference = {"n_lines": {"edges": [2.0], "shares": [0.5, 0.5]}}
+    with_gaps = np.array([[1.0], [np.nan], [3.0], [np.nan]])
+    assert feature_psi(reference, ["n_lines"], with_gaps) == {"n_lines": pytest.approx(0.0)}  # one a side
+    assert missing_values(["n_lines"], with_gaps) == {"n_lines": 2}
+    assert feature_psi(reference, ["n_lines"], np.full((3, 1), np.nan)) == {}
+
+
+def test_a_reference_feature_with_fewer_than_two_populated_bins_is_named():
+    reference = {"n_lines": {"edges": [2.0], "shares": [0.0, 1.0]}, "mean_p_LA": {"edges": [], "shares": [1.0]},
+                 "mean_p_UM": {"edges": [0.5], "shares": [0.4, 0.6]}}
+    assert sorted(flat_features(reference)) == ["mean_p_LA", "n_lines"]
 
 
 @pytest.fixture(scope="module")
