@@ -30,6 +30,7 @@ a needless run than a stale model.
 
 from __future__ import annotations
 
+import datetime as dt
 import subprocess
 import sys
 from fnmatch import fnmatchcase
@@ -109,6 +110,7 @@ def monitored(location: str):  # -> ml.monitor_report.PolicyInputs
     for that week; none once a model version was registered after that report was written. Exits 2 when the
     location holds no report."""
     from ml.monitor_report import PolicyInputs, ReportStore, policy_inputs_of
+    from ml.settings import MonitorSettings
 
     outcomes = ReportStore(location).history(before=sys.maxsize)
     if not outcomes:
@@ -116,6 +118,7 @@ def monitored(location: str):  # -> ml.monitor_report.PolicyInputs
                     "report location `retail monitor --out` writes to (default: the lake's monitoring/)")
         raise typer.Exit(2)
     latest = outcomes[-1].report
+    stale_note(latest.week, MonitorSettings().stale_weeks)
     version = registered_after(latest.created)
     if version is not None:
         _note(f"version {version} was registered after the report of week {latest.week} was written "
@@ -125,11 +128,21 @@ def monitored(location: str):  # -> ml.monitor_report.PolicyInputs
     return policy_inputs_of(outcomes[:-1], latest)
 
 
+def stale_note(week: int, stale_weeks: int, today: dt.date | None = None) -> None:
+    """Flag a latest report of a week more than `stale_weeks` weeks before last week: the monitoring has stopped."""
+    from ml.calendar import week_code_of
+    from ml.monitor import week_index
+
+    last_week = week_code_of((today or dt.date.today()) - dt.timedelta(weeks=1))
+    behind = week_index(last_week) - week_index(week)
+    if behind > stale_weeks:
+        _note(f"stale monitoring: the latest report is of week {week}, {behind} weeks before last week ({last_week}; "
+              f"RETAIL_MONITOR_STALE_WEEKS {stale_weeks}): is `retail monitor` still running?")
+
+
 def registered_after(written: str) -> str | None:
     """The newest model version the registry (RETAIL_REGISTRY_URI) registered after `written` (an ISO time), or
     None (none, or no local registry file to ask)."""
-    import datetime as dt
-
     from ml.settings import Settings
 
     settings = Settings()

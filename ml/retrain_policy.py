@@ -87,6 +87,9 @@ def decide_retraining(
                      f"the last call for retraining): " + "; ".join(r.detail for r in monitored))
     else:
         reasons += monitored
+    if new_weeks is None and weeks:
+        notes.append("new weeks not judged: the end of the champion's training data is unknown (its bundle was not "
+                     "available: a sha256: version without --bundle, or --no-registry)")
     if new_weeks is not None and new_weeks >= settings.new_weeks:
         if since_retraining is not None and since_retraining < settings.new_weeks:
             notes.append(f"{new_weeks} weeks landed after the champion's training data, held back: the policy called "

@@ -13,6 +13,7 @@ retraining: a new champion trained on every week landed when the policy calls.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import shutil
 import subprocess
@@ -22,8 +23,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from cli.changes import changed
+from cli.changes import changed, stale_note
 from ml.bundle import bundle_digest, load_bundle
+from ml.calendar import week_code_of
 from ml.labels import land, week_lines
 from ml.lake import Lake
 from ml.monitor import measure_week, read_predictions
@@ -112,6 +114,12 @@ def test_new_weeks_call_once_per_batch_of_new_weeks_since_the_last_call():
     assert not held.retrain and "held back" in held.notes[0]
     again = decide_retraining([week(11)], 2 * POLICY.new_weeks, {}, GATE, POLICY, since_retraining=POLICY.new_weeks)
     assert kinds(again) == [NEW_WEEKS]
+
+
+def test_monitored_weeks_without_the_end_of_the_training_data_say_the_new_weeks_rule_was_not_applied():
+    decision = decide_retraining([week(11)], None, {}, GATE, POLICY)
+    assert not decision.retrain and decision.notes[-1].startswith("new weeks not judged")
+    assert decide_retraining([], None, {}, GATE, POLICY).notes == ()  # no monitoring at all: nothing to say
 
 
 def test_a_lasting_fall_calls_again_only_after_the_cool_down_but_changes_never_wait():
@@ -301,6 +309,16 @@ def test_ci_does_not_retrain_again_for_a_report_a_version_registered_since_answe
     result = CliRunner().invoke(app, arguments, env={"COLUMNS": "200", **registry_env(tmp_path)})
     assert (result.exit_code, result.stdout) == (0, "false\n")
     assert "version 1 was registered after the report of week 200620 was written" in result.stderr
+    assert "stale monitoring: the latest report is of week 200620" in result.stderr  # a 2006 week, read today
+
+
+def test_a_report_of_last_week_or_the_weeks_allowed_before_it_is_not_stale(capsys):
+    day = dt.date(2006, 1, 1)
+    while week_code_of(day - dt.timedelta(weeks=1)) != 200622:  # a day whose last week is 200622
+        day += dt.timedelta(days=1)
+    for week_code, stale in ((200622, False), (200620, False), (200619, True)):
+        stale_note(week_code, POLICY.stale_weeks, today=day)
+        assert ("stale monitoring" in capsys.readouterr().err) == stale, week_code
 
 
 def test_ci_refuses_a_monitoring_location_without_a_report(docs_only_change, tmp_path):
