@@ -26,7 +26,7 @@ from typing import Any
 import pulumi
 
 from infra.providers.kinds import DYNAMIC_TYPE, REGISTERED_PACKAGE, SERVED_MODEL, TRAINING_JOB
-from infra.providers.package_facts import CHAMPION_ARN, GATE_PASSED, HOLDOUT_RUN, NO_CHAMPION, package_facts
+from infra.providers.package_facts import CHAMPION_ARN, GATE_PASSED, HOLDOUT_RUN, NO_CHAMPION, SERVED, package_facts
 
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "ap-southeast-1"
@@ -71,7 +71,9 @@ class PlatformMocks(pulumi.runtime.Mocks):
             return self._training_job(args.inputs, outputs)
         if args.typ == DYNAMIC_TYPE and args.inputs.get("kind") == REGISTERED_PACKAGE:
             arn = str(args.inputs.get("model_package_arn"))
-            outputs["package"] = package_facts(self._placeholder_package(arn))
+            # The placeholder cannot say what the stack serves now: it stands for the stack's first deploy.
+            outputs["package"] = {**package_facts(self._placeholder_package(arn)), SERVED: {"arn": NO_CHAMPION}}
+            outputs["served_history"] = []
             return arn, outputs
         if args.typ.startswith("kubernetes:"):
             return self._kubernetes(args, outputs)

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from policies.model import Enforcement, Resource, ResourceRule, Rule, StackRule, Violation
 
 
 def evaluate(
-    rules: Sequence[Rule], resources: Sequence[Resource], levels: Mapping[str, Enforcement]
+    rules: Sequence[Rule],
+    resources: Sequence[Resource],
+    levels: Mapping[str, Enforcement],
+    settings: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Violation]:
     """Every violation of every enabled rule: resource rules per resource, stack rules on the whole set.
 
     A stack rule scoped to other projects (`StackRule.projects`) is skipped, as the pack skips it.
+    `settings` holds each configurable rule's configured values (`policies.enforcement.load_settings`);
+    a rule without an entry runs with its schema's defaults.
     """
+    settings = settings or {}
     by_name = {r.name: r for r in resources}
     violations = []
     for rule in rules:
@@ -21,7 +28,8 @@ def evaluate(
         if level is Enforcement.disabled:
             continue
         if isinstance(rule, ResourceRule):
-            found = [(r.name, message) for r in resources if rule.applies_to(r) for message in rule.check(r)]
+            found = [(r.name, message) for r in resources if rule.applies_to(r)
+                     for message in rule.judge(r, settings.get(rule.name))]
         elif isinstance(rule, StackRule):
             found = rule.check(resources) if rule.applies_to_stack(resources) else []
         else:

@@ -66,6 +66,8 @@ def stack_project(resources: Sequence[Resource]) -> str | None:
 
 ResourceCheck = Callable[[Resource], list[str]]
 """Returns one message per problem found; an empty list means compliant."""
+ConfiguredCheck = Callable[[Resource, Mapping[str, Any]], list[str]]
+"""A resource check that also takes the rule's settings (`ResourceRule.config_schema`)."""
 StackCheck = Callable[[Sequence[Resource]], list[tuple[str, str]]]
 """Returns (resource name, message) per problem; the name is empty for whole-stack problems."""
 
@@ -76,11 +78,25 @@ class ResourceRule:
     description: str
     """One line: what a user should change."""
     types: frozenset[str]
-    check: ResourceCheck
+    check: ResourceCheck | ConfiguredCheck
     enforcement: Enforcement = Enforcement.mandatory
+    config_schema: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """JSON-schema properties of the rule's own settings in the policy config file, each with a `default`.
+    A rule with settings has a `ConfiguredCheck`: it is called with the resource and its settings."""
 
     def applies_to(self, resource: Resource) -> bool:
         return resource.type in self.types
+
+    def settings(self, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """The schema's defaults overridden by the configured values (pulumi-policy's `get_config()`)."""
+        given = config or {}
+        return {key: given.get(key, schema.get("default")) for key, schema in self.config_schema.items()}
+
+    def judge(self, resource: Resource, config: Mapping[str, Any] | None = None) -> list[str]:
+        """The check's messages for `resource`, with the rule's settings when it has any."""
+        if self.config_schema:
+            return self.check(resource, self.settings(config))  # type: ignore[call-arg]
+        return self.check(resource)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ own, as CrossGuard judges each stack during its `pulumi preview`.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from infra.offline import OfflineRun, RegisteredResource
 from policies.catalog import RULES
@@ -33,6 +34,8 @@ def _resource(record: RegisteredResource, providers: dict[str, RegisteredResourc
     )
 
 
-def check_run(run: OfflineRun, levels: Mapping[str, Enforcement]) -> list[Violation]:
-    """Every violation of the pack's rules in one run (one project), at the given levels."""
-    return evaluate(RULES, resources_of(run), levels)
+def check_run(
+    run: OfflineRun, levels: Mapping[str, Enforcement], settings: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[Violation]:
+    """Every violation of the pack's rules in one run (one project), at the given levels and rule settings."""
+    return evaluate(RULES, resources_of(run), levels, settings)

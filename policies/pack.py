@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pulumi_policy import (
     EnforcementLevel,
+    PolicyConfigSchema,
     PolicyResource,
     ReportViolation,
     ResourceValidationArgs,
@@ -50,10 +51,13 @@ def resource_policy(rule: ResourceRule) -> ResourceValidationPolicy:
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
         resource = from_validation_args(args)
         if rule.applies_to(resource):
-            for message in rule.check(resource):
+            for message in rule.judge(resource, args.get_config()):
                 report_violation(f"{args.name} ({args.resource_type}) {message}. Fix: {rule.description}", None)
 
-    return ResourceValidationPolicy(rule.name, rule.description, validate, LEVELS[rule.enforcement])
+    schema = PolicyConfigSchema(properties={k: dict(v) for k, v in rule.config_schema.items()}) \
+        if rule.config_schema else None
+    return ResourceValidationPolicy(rule.name, rule.description, validate, LEVELS[rule.enforcement],
+                                    config_schema=schema)
 
 
 def stack_policy(rule: StackRule) -> StackValidationPolicy:

@@ -20,14 +20,15 @@ added there later) and judges:
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infra.offline import OfflineRun, preview_deployment
+from infra.providers.kinds import DYNAMIC_TYPE, SERVED_MODEL
 from policies.catalog import RULES
-from policies.enforcement import CONFIG_DIR, config_path, load_levels
+from policies.enforcement import CONFIG_DIR, config_path, load_levels, load_settings
 from policies.evaluate import mandatory
 from policies.findings import Finding
 from policies.graph import graph_findings
@@ -44,6 +45,8 @@ class ProjectResult:
     stack: str
     resources: int
     violations: list[Violation]
+    deploy_time_only: list[str] = field(default_factory=list)
+    """Rules that passed or failed here on the mocks' placeholder package, not a registry's record."""
 
 
 @dataclass(frozen=True)
@@ -126,10 +129,14 @@ def check_runs(
     stack: str, runs: Sequence[OfflineRun], project_dir: Path, config_dir: Path = CONFIG_DIR
 ) -> DeploymentReport:
     """The report for runs already made (what `check_deployment` does after running the programs)."""
-    levels = load_levels(RULES, stack, config_dir)
+    levels, settings = load_levels(RULES, stack, config_dir), load_settings(RULES, stack, config_dir)
     path = config_path(stack, config_dir)
     levels_from = f"policies/config/{path.name}" if path.is_file() else "the rules' defaults (no policies/config file)"
-    projects = [ProjectResult(run.project, run.stack, len(run.resources), check_run(run, levels)) for run in runs]
+    projects = [
+        ProjectResult(run.project, run.stack, len(run.resources), check_run(run, levels, settings),
+                      _placeholder_judged(run, levels))
+        for run in runs
+    ]
     checks = []
     for name, check in deploy_checks():
         if isinstance(check, str):
@@ -137,6 +144,17 @@ def check_runs(
         else:
             checks.append(CheckResult(name, check(runs, project_dir)))
     return DeploymentReport(stack, levels_from, projects, checks)
+
+
+DEPLOY_TIME_RULES = ("served-version-approved", "served-version-gated")
+"""Rules on the registry's record of the served package, which offline is `infra.mocks`' placeholder."""
+PLACEHOLDER_NOTE = "judged at deploy time only (offline: placeholder package)"
+
+
+def _placeholder_judged(run: OfflineRun, levels: Mapping[str, Enforcement]) -> list[str]:
+    """The enabled DEPLOY_TIME_RULES, when the run serves a model (its package facts are the placeholder's)."""
+    serves = any(r.type == DYNAMIC_TYPE and r.inputs.get("kind") == SERVED_MODEL for r in run.resources)
+    return [name for name in DEPLOY_TIME_RULES if serves and levels.get(name) is not Enforcement.disabled]
 
 
 def check_deployment(stack: str, project_dir: Path) -> DeploymentReport:
@@ -180,6 +198,9 @@ def report_lines(report: DeploymentReport) -> list[str]:
             f"{len(project.violations) - len(blocking)} advisory violation(s)"
         )
         lines.extend(violation_lines(project.violations))
+        if project.deploy_time_only:
+            lines.append(f"[{PLACEHOLDER_NOTE}] {', '.join(project.deploy_time_only)}: the served package's "
+                         "approval, gate and comparison are read from the registry at `pulumi up`")
     violations, blocking = report.violations, report.mandatory
     lines.append(
         f"Summary: {len(blocking)} mandatory, {len(violations) - len(blocking)} advisory violation(s) "

@@ -35,6 +35,8 @@ CHAMPION_HOLDOUT_RUN = "champion:holdout_run"
 CHAMPION_MACRO_F1 = "champion:macro_f1"
 NO_CHAMPION = "none"
 """`champion:arn` of a version registered while its group had no approved version."""
+SERVED = "served"
+"""The key `RegisteredPackage` adds to a served package's facts: the version the stack served before it."""
 LINEAGE = ("data_hash", "code_version", "validation_report")
 """The lineage every registered version carries (`lineage:<name>`)."""
 REPORT_ARCHIVE = "output.tar.gz"

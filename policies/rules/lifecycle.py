@@ -6,9 +6,11 @@ time by `RegisteredPackage` (`infra.providers.package_facts` names the facts). A
 version the training project registers is a `ModelVersion` dynamic resource. Both share
 the dynamic type, so the rules tell them apart by their `kind` input.
 
-The margin a served version may trail its champion by is the registry's own setting
-(`ml.settings.GateSettings.max_regression`, env RETAIL_GATE_MAX_REGRESSION), and the
-comparison is `ml.registry.decide`, so the pack and `retail pipeline run` cannot disagree.
+A newly served version must beat the version the stack served until then
+(`RegisteredPackage`'s `served`) on the same held-out weeks by `margin`, a setting of
+served-version-gated in the stack's policy config file
+(`{"served-version-gated": {"enforcementLevel": ..., "margin": 0.02}}`), by default
+`DEFAULT_MARGIN`. A rollback is exempt.
 """
 
 from __future__ import annotations
@@ -17,9 +19,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from infra.providers.kinds import DYNAMIC_TYPE, MODEL_VERSION, SERVED_MODEL
-from infra.providers.package_facts import LINEAGE, NO_CHAMPION
-from ml.registry import decide
-from ml.settings import GateSettings
+from infra.providers.package_facts import LINEAGE, NO_CHAMPION, SERVED
 from policies.model import Enforcement, Resource, ResourceRule, StackRule, as_json, as_list
 from policies.rules.s3 import BUCKETS, SSE_TYPES, sse_uses_kms
 
@@ -32,6 +32,8 @@ MONITOR_COMMANDS = frozenset({"monitor", "cli.monitor"})
 PREDICTIONS = "/predictions/"
 WRITE_ACTIONS = frozenset({"s3:putobject", "s3:put*", "s3:*", "*"})
 KEY_ACTIONS = frozenset({"kms:generatedatakey", "kms:generatedatakey*", "kms:*", "*"})
+DEFAULT_MARGIN = 0.02
+"""How much macro-F1 a newly served version must gain over the served one (ml's challenger_margin default)."""
 MISSING_LINEAGE = {"", "unknown"}
 """Lineage values that name nothing (`ml.lineage.git_commit` answers `unknown` outside git)."""
 
@@ -45,6 +47,18 @@ def _of_kind(kind: str, check: Callable[[Resource], list[str]]) -> Callable[[Res
 
     def guarded(resource: Resource) -> list[str]:
         return check(resource) if is_kind(resource, kind) else []
+
+    guarded.__doc__ = check.__doc__
+    return guarded
+
+
+def _configured_of_kind(
+    kind: str, check: Callable[[Resource, Mapping[str, Any]], list[str]]
+) -> Callable[[Resource, Mapping[str, Any]], list[str]]:
+    """`_of_kind` for a check that takes the rule's settings."""
+
+    def guarded(resource: Resource, settings: Mapping[str, Any]) -> list[str]:
+        return check(resource, settings) if is_kind(resource, kind) else []
 
     guarded.__doc__ = check.__doc__
     return guarded
@@ -64,39 +78,43 @@ def served_version_approved(resource: Resource) -> list[str]:
     return [] if status == "Approved" else [f"serves {package.get('arn') or 'a package'}, which is {status}"]
 
 
-def served_version_gated(resource: Resource) -> list[str]:
+def served_version_gated(resource: Resource, settings: Mapping[str, Any]) -> list[str]:
     package = _package(resource)
     if not package:
-        return ["serves a model package whose gate and champion comparison were not read (no `package` input)"]
+        return ["serves a model package whose gate and comparison with the served version were not read "
+                "(no `package` input)"]
     problems = []
     if package.get("gate_passed") is not True:
         verdict = "records no gate verdict" if package.get("gate_passed") is None else "failed the promotion gate"
         problems.append(f"serves a version that {verdict}")
-    problems += _champion_problems(package)
+    problems += _promotion_problems(package, float(settings["margin"]))
     return problems
 
 
-def _champion_problems(package: Mapping[str, Any]) -> list[str]:
-    """Why the version is not shown to beat its champion on the same held-out weeks by the configured margin."""
-    champion = package.get("champion")
-    if not isinstance(champion, Mapping) or not champion.get("arn"):
-        return ["records no comparison with the champion it was registered against"]
-    if champion["arn"] == NO_CHAMPION:
+def _promotion_problems(package: Mapping[str, Any], margin: float) -> list[str]:
+    """Why the version is not shown to beat the version served until now by `margin` on the same held-out weeks.
+
+    Nothing to beat on the stack's first deploy, on a redeploy of the version served now,
+    and on a rollback (a version this stack served before).
+    """
+    served = package.get(SERVED)
+    if not isinstance(served, Mapping) or not served.get("arn"):
+        return ["records no comparison with the version the stack served before it"]
+    if served["arn"] in {NO_CHAMPION, package.get("arn")} or served.get("rollback") is True:
         return []
-    ours, theirs = package.get("holdout_run"), champion.get("holdout_run")
+    ours, theirs = package.get("holdout_run"), served.get("holdout_run")
     if not ours or ours != theirs:
         return [
-            f"was not compared with champion {champion['arn']} on the same held-out weeks "
-            f"(its lake run {ours or 'unknown'}, the champion's {theirs or 'unknown'})"
+            f"was not compared with the served version {served['arn']} on the same held-out weeks "
+            f"(its lake run {ours or 'unknown'}, the served version's {theirs or 'unknown'})"
         ]
-    new, old = package.get("macro_f1"), champion.get("macro_f1")
+    new, old = package.get("macro_f1"), served.get("macro_f1")
     if new is None or old is None:
-        return [f"records no holdout macro-F1 for {'itself' if new is None else 'its champion'}"]
-    gate = GateSettings()
-    decision = decide(True, float(new), float(old), gate)
-    if decision.promote:
+        return [f"records no holdout macro-F1 for {'itself' if new is None else 'the served version'}"]
+    if float(new) >= float(old) + margin:
         return []
-    return [f"is {decision.reason}, beyond the configured margin of {gate.max_regression} (RETAIL_GATE_MAX_REGRESSION)"]
+    return [f"does not beat the served version {served['arn']} by the configured margin on the same held-out weeks "
+            f"(macro-F1 {float(new):.4f} < {float(old):.4f} + {margin})"]
 
 
 # --- what a version carries -------------------------------------------------------------------------------------
@@ -203,31 +221,32 @@ def predictions_encrypted(resources: Sequence[Resource]) -> list[tuple[str, str]
     return list(problems)
 
 
-SERVED = frozenset({DYNAMIC_TYPE})
+SERVED_TYPES = frozenset({DYNAMIC_TYPE})
 RULES = [
     ResourceRule(
         "served-version-approved",
         "Serve only a model package version whose approval status is Approved (retail:modelPackageArn).",
-        SERVED,
+        SERVED_TYPES,
         _of_kind(SERVED_MODEL, served_version_approved),
     ),
     ResourceRule(
         "served-version-gated",
-        "Serve a version that passed the gate and matches its champion's macro-F1 on the same held-out weeks "
-        "within the configured margin (RETAIL_GATE_MAX_REGRESSION).",
-        SERVED,
-        _of_kind(SERVED_MODEL, served_version_gated),
+        "Serve a version that passed the gate and beats the version served now by the configured margin "
+        "(policy config setting `margin`) on the same held-out weeks; a rollback is exempt.",
+        SERVED_TYPES,
+        _configured_of_kind(SERVED_MODEL, served_version_gated),
+        config_schema={"margin": {"type": "number", "minimum": 0, "maximum": 1, "default": DEFAULT_MARGIN}},
     ),
     ResourceRule(
         "model-version-lineage",
         "Register every model version with its data_hash, code_version and validation_report lineage.",
-        SERVED,
+        SERVED_TYPES,
         version_lineage,
     ),
     ResourceRule(
         "served-model-rollback-alarms",
         "Give the ServedModel the alarms that call for a rollback (rollback_alarms=platform rollbackAlarmNames).",
-        SERVED,
+        SERVED_TYPES,
         _of_kind(SERVED_MODEL, rollback_alarms),
     ),
     StackRule(

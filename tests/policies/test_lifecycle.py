@@ -1,8 +1,8 @@
 """The ML-lifecycle rules: what each judges beyond its pass/fail pair, and that each judges real dev-stack resources.
 
 The pairs themselves are in tests/policies/cases.py (test_rules.py runs them). Here: the
-champion comparison (same held-out weeks, the configured margin), lineage of served and
-registered versions, which CronJobs count as monitoring, what counts as a predictions
+comparison with the served version (same held-out weeks, the policy config's margin,
+rollbacks exempt), lineage of served and registered versions, which CronJobs count as monitoring, what counts as a predictions
 store, and, on the offline dev deployment, that every lifecycle rule found resources to
 judge, that none is broken there, that its monitoring CronJob is what keeps the served model
 monitored, and that the served model's rollback alarms are platform alarms that notify someone.
@@ -16,10 +16,11 @@ import pytest
 
 from infra.providers.kinds import DYNAMIC_TYPE, MODEL_VERSION, SERVED_MODEL, TRAINING_JOB
 from policies.catalog import BY_NAME
-from policies.enforcement import load_levels
+from policies.enforcement import load_levels, load_settings
 from policies.evaluate import evaluate
-from policies.model import ResourceRule
+from policies.model import Enforcement, ResourceRule
 from policies.offline import resources_of
+from policies.pack import to_policy
 from policies.rules import lifecycle
 from tests.policies.cases import (
     DATA_KEY_USE,
@@ -31,6 +32,7 @@ from tests.policies.cases import (
     changed,
     res,
 )
+from tests.policies.conftest import PROJECT_DIR
 
 LIFECYCLE = [rule.name for rule in lifecycle.RULES]
 
@@ -39,24 +41,32 @@ def run(rule_name: str, subject) -> list:
     return evaluate([BY_NAME[rule_name]], subject if isinstance(subject, list) else [subject], {})
 
 
-def with_champion(**champion) -> object:
-    return changed(SERVED_MODEL_RESOURCE, "package", "champion", value=champion)
+def with_served(**served) -> object:
+    return changed(SERVED_MODEL_RESOURCE, "package", "served", value=served)
 
 
 # --- served-version-gated ---------------------------------------------------------------------------------------
-def test_a_version_registered_when_there_was_no_champion_needs_no_comparison():
-    assert run("served-version-gated", with_champion(arn="none")) == []
+def test_the_stacks_first_served_version_has_nothing_to_beat():
+    assert run("served-version-gated", with_served(arn="none")) == []
 
 
 def test_a_comparison_on_another_lake_runs_held_out_weeks_does_not_count():
-    other_weeks = with_champion(arn="arn:champion", holdout_run="20240101T000000Z-ffffffff", macro_f1=0.5)
+    other_weeks = with_served(arn="arn:served", holdout_run="20240101T000000Z-ffffffff", macro_f1=0.5)
     (violation,) = run("served-version-gated", other_weeks)
-    assert "not compared with champion arn:champion on the same held-out weeks" in violation.message
+    assert "not compared with the served version arn:served on the same held-out weeks" in violation.message
 
 
-def test_a_version_without_a_recorded_champion_comparison_fails():
-    (violation,) = run("served-version-gated", changed(SERVED_MODEL_RESOURCE, "package", "champion", value=None))
-    assert "records no comparison with the champion" in violation.message
+def test_a_version_without_a_recorded_comparison_with_the_served_one_fails():
+    (violation,) = run("served-version-gated", changed(SERVED_MODEL_RESOURCE, "package", "served", value=None))
+    assert "records no comparison with the version the stack served before it" in violation.message
+
+
+def test_the_champion_frozen_at_registration_is_not_what_a_promotion_is_judged_against():
+    """v2 registered when nothing was approved (champion none) is still judged against what is served now."""
+    registered_first = changed(SERVED_MODEL_RESOURCE, "package", "champion", value={"arn": "none"})
+    worse_than_served = changed(registered_first, "package", "served", "macro_f1", value=0.9)
+    (violation,) = run("served-version-gated", worse_than_served)
+    assert "does not beat the served version" in violation.message
 
 
 @pytest.mark.parametrize(("gate_passed", "says"), [(False, "failed the promotion gate"), (None, "no gate verdict")])
@@ -66,15 +76,42 @@ def test_a_version_that_failed_or_never_met_the_gate_fails(gate_passed, says):
     assert says in violation.message
 
 
-def test_the_margin_is_the_registrys_configured_one(monkeypatch):
-    """0.80 against a champion's 0.82 on the same weeks: refused with no margin, accepted with 0.05."""
-    trailing = changed(SERVED_MODEL_RESOURCE, "package", "champion", "macro_f1", value=0.82)
-    trailing = changed(trailing, "package", "macro_f1", value=0.80)
-    monkeypatch.setenv("RETAIL_GATE_MAX_REGRESSION", "0")
-    (violation,) = run("served-version-gated", trailing)
-    assert "margin of 0.0" in violation.message and "0.8000 < 0.8200" in violation.message
-    monkeypatch.setenv("RETAIL_GATE_MAX_REGRESSION", "0.05")
-    assert run("served-version-gated", trailing) == []
+def test_a_tie_and_a_gain_below_the_default_margin_are_refused():
+    for served_f1 in (0.81, 0.80):
+        (violation,) = run("served-version-gated", changed(SERVED_MODEL_RESOURCE, "package", "served", "macro_f1",
+                                                           value=served_f1))
+        assert f"0.8100 < {served_f1:.4f} + {lifecycle.DEFAULT_MARGIN}" in violation.message
+
+
+def test_the_margin_is_the_policy_configs_setting(tmp_path):
+    """0.81 against a served 0.80: refused by the default margin, passed by a config of 0.005, and the file
+    that says so keeps pulumi-policy's format (the level still read from the same object)."""
+    gains_a_little = changed(SERVED_MODEL_RESOURCE, "package", "served", "macro_f1", value=0.80)
+    rule = BY_NAME["served-version-gated"]
+    (tmp_path / "qa.json").write_text(json.dumps({"served-version-gated": {"enforcementLevel": "mandatory",
+                                                                           "margin": 0.005}}))
+    settings, levels = load_settings([rule], "qa", tmp_path), load_levels([rule], "qa", tmp_path)
+    assert settings == {"served-version-gated": {"margin": 0.005}}
+    assert levels == {"served-version-gated": Enforcement.mandatory}
+    assert evaluate([rule], [gains_a_little], levels, settings) == []
+    assert evaluate([rule], [gains_a_little], levels) != []
+    (tmp_path / "qa.json").write_text(json.dumps({"served-version-gated": {"margin": "small"}}))
+    with pytest.raises(ValueError, match="margin must be a number"):
+        load_settings([rule], "qa", tmp_path)
+
+
+def test_the_pack_declares_the_margin_in_its_config_schema():
+    policy = to_policy(BY_NAME["served-version-gated"])
+    assert policy.config_schema.properties["margin"]["default"] == lifecycle.DEFAULT_MARGIN
+
+
+@pytest.mark.parametrize("exempt", [{"rollback": True}, {"arn": "PACKAGE"}])
+def test_a_rollback_and_a_redeploy_of_the_served_version_are_exempt(exempt):
+    arn = SERVED_MODEL_RESOURCE.props["package"]["arn"]
+    worse = changed(SERVED_MODEL_RESOURCE, "package", "served", "macro_f1", value=0.95)
+    for key, value in exempt.items():
+        worse = changed(worse, "package", "served", key, value=arn if value == "PACKAGE" else value)
+    assert run("served-version-gated", worse) == []
 
 
 def test_a_comparison_missing_a_figure_fails():
@@ -235,3 +272,16 @@ def test_the_served_models_rollback_alarms_are_platform_alarms_that_notify(deplo
     names = served.inputs["rollback_alarms"]
     assert names and set(names) <= set(alarms)
     assert all(alarms[name]["alarmActions"] for name in names)
+
+
+def test_the_offline_report_says_the_registry_rules_judged_a_placeholder(deployment):
+    """Offline the served package is the mocks' placeholder: the report must not present its pass as a real one."""
+    from policies.report import PLACEHOLDER_NOTE, check_runs, report_lines
+
+    runs = deployment("dev")
+    report = check_runs("dev", runs, PROJECT_DIR)
+    serving = [p for p in report.projects if p.deploy_time_only]
+    assert [p.project for p in serving] == ["retail-mlops-service"]
+    assert serving[0].deploy_time_only == ["served-version-approved", "served-version-gated"]
+    assert any(line.startswith(f"[{PLACEHOLDER_NOTE}] served-version-approved, served-version-gated")
+               for line in report_lines(report))

@@ -72,21 +72,50 @@ def test_the_first_version_of_a_group_records_that_there_was_no_champion_and_may
     assert broken(served(arn)) == {}
 
 
-def test_a_retrain_on_the_same_lake_run_is_compared_with_the_champion_and_a_worse_one_is_refused(model_group):
+def deploys(*arns: str) -> dict:
+    """The RegisteredPackage state after deploying `arns` one after another (create, then updates)."""
+    provider = RegisteredPackageProvider()
+    state = provider.create({"kind": REGISTERED_PACKAGE, "region": REGION, "model_package_arn": arns[0]}).outs
+    for arn in arns[1:]:
+        news = {"kind": REGISTERED_PACKAGE, "region": REGION, "model_package_arn": arn}
+        assert provider.diff(state["model_package_arn"], state, news).changes
+        state = provider.update(state["model_package_arn"], state, news).outs
+    return state
+
+
+def on_deploy(state: dict) -> Resource:
+    return Resource(DYNAMIC_TYPE, "served", {"kind": SERVED_MODEL, "package": state["package"],
+                                             "rollback_alarms": ["a"]})
+
+
+def test_a_new_version_is_judged_against_the_one_served_now_not_the_champion_it_was_registered_against(
+    model_group,
+):
+    """`worse` was the group's first version (champion none, which passed for ever before); serving it after
+    `first` means replacing a better model."""
+    worse = cloud_version(model_group, 0.79)
     first = cloud_version(model_group, 0.8)
-    better, worse = cloud_version(model_group, 0.81), cloud_version(model_group, 0.7)
-    assert facts(worse)["champion"] == {"arn": better, "holdout_run": RUN, "macro_f1": 0.81}
-    assert facts(better)["champion"]["arn"] == first
-    assert broken(served(better)) == {}
-    (message,) = broken(served(worse))["served-version-gated"]
-    assert "worse than the champion" in message
+    assert facts(worse)["champion"] == {"arn": "none"}
+    state = deploys(first, worse)
+    assert state["package"]["served"] == {"arn": first, "holdout_run": RUN, "macro_f1": 0.8, "rollback": False}
+    (message,) = broken(on_deploy(state))["served-version-gated"]
+    assert "does not beat the served version" in message and "0.7900 < 0.8000 + 0.02" in message
+    better = cloud_version(model_group, 0.83)
+    assert broken(on_deploy(deploys(first, better))) == {}
 
 
-def test_a_version_trained_on_another_lake_run_cannot_show_it_beats_the_champion(model_group):
-    cloud_version(model_group, 0.8)
+def test_a_rollback_to_a_version_served_before_is_exempt(model_group):
+    first, second = cloud_version(model_group, 0.8), cloud_version(model_group, 0.85)
+    state = deploys(first, second, first)
+    assert state["package"]["served"]["rollback"] is True and state["served_history"] == [second]
+    assert broken(on_deploy(state)) == {}
+
+
+def test_a_version_trained_on_another_lake_run_cannot_show_it_beats_the_served_one(model_group):
+    first = cloud_version(model_group, 0.8)
     newer = cloud_version(model_group, 0.9, run="20250301T000000Z-99999999")
-    (message,) = broken(served(newer))["served-version-gated"]
-    assert "not compared with champion" in message and "on the same held-out weeks" in message
+    (message,) = broken(on_deploy(deploys(first, newer)))["served-version-gated"]
+    assert "not compared with the served version" in message and "on the same held-out weeks" in message
 
 
 def test_a_rejected_version_is_neither_approved_nor_gated(model_group):
@@ -102,15 +131,23 @@ def test_changing_the_approval_keeps_the_champion_recorded_at_registration(model
     assert facts(created.id)["champion"]["holdout_run"] == RUN
 
 
-def test_refresh_reads_an_approval_revoked_since_the_deploy_and_a_new_package_replaces(model_group):
+def test_a_version_rejected_after_its_deploy_fails_the_next_up_of_the_same_arn(model_group):
+    """approve, deploy, reject: the next `up` (same ARN) sees a change, reads the rejection, and the rule fails."""
     arn = cloud_version(model_group, 0.8)
     provider = RegisteredPackageProvider()
-    state = provider.create({"kind": REGISTERED_PACKAGE, "region": REGION, "model_package_arn": arn}).outs
+    props = {"kind": REGISTERED_PACKAGE, "region": REGION, "model_package_arn": arn}
+    state = provider.create(props).outs
+    assert not provider.diff(arn, state, props).changes
     boto3.client("sagemaker", region_name=REGION).update_model_package(
         ModelPackageArn=arn, ModelApprovalStatus="Rejected"
     )
+    diff = provider.diff(arn, state, props)
+    assert diff.changes and not diff.replaces
+    updated = provider.update(arn, state, props).outs
+    assert updated["package"]["approval_status"] == "Rejected"
+    assert updated["package"]["served"] == state["package"]["served"]
+    assert "served-version-approved" in broken(on_deploy(updated))
     assert provider.read(arn, state).outs["package"]["approval_status"] == "Rejected"
-    assert provider.diff(arn, state, {**state, "model_package_arn": f"{arn[:-1]}9"}).replaces == ["model_package_arn"]
 
 
 @pytest.fixture
