@@ -163,19 +163,22 @@ def run_monitor(
     return run
 
 
-def figures(outcome: Outcome) -> dict[str, float | None]:
-    """The week's figures by CloudWatch metric name (ml/metric_names.py); None where the week gave none."""
+def figures(outcome: Outcome, min_baskets: int) -> dict[str, float | None]:
+    """The week's figures by CloudWatch metric name (ml/metric_names.py); None where the week gave none, and for
+    the champion's figures and the challenger's margin, where fewer than `min_baskets` labelled baskets were
+    measured (too few to judge: an alarm must not fire on them)."""
     from ml import metric_names as names
 
     champion = outcome.report.champion
-    comparisons = outcome.report.comparisons
-    of_champion: dict[str, float | None] = {} if champion is None else {
-        names.MONITORED_BASKETS: champion.labelled,
-        names.MONITORED_ACCURACY: champion.accuracy,
-        names.MONITORED_MACRO_F1: champion.macro_f1,
-        names.MONITORED_MIN_CLASS_PRECISION: champion.min_class_precision,
-        names.MONITORED_DRIFT_PSI: None if champion.max_psi is None else champion.max_psi[1],
-    }
+    comparisons = [c for c in outcome.report.comparisons if c.baskets >= min_baskets]
+    of_champion: dict[str, float | None] = {} if champion is None else {names.MONITORED_BASKETS: champion.labelled}
+    if champion is not None and champion.labelled >= min_baskets:
+        of_champion |= {
+            names.MONITORED_ACCURACY: champion.accuracy,
+            names.MONITORED_MACRO_F1: champion.macro_f1,
+            names.MONITORED_MIN_CLASS_PRECISION: champion.min_class_precision,
+            names.MONITORED_DRIFT_PSI: None if champion.max_psi is None else champion.max_psi[1],
+        }
     return {
         **of_champion,
         names.CHALLENGER_MARGIN: max(comparisons, key=lambda c: c.baskets).margin if comparisons else None,
@@ -260,7 +263,8 @@ def monitor(
         failed = False
     finally:
         if settings.emf_enabled:
-            emf.monitor_run(settings.environment, failed, {} if outcome is None else figures(outcome))
+            emf.monitor_run(settings.environment, failed,
+                            {} if outcome is None else figures(outcome, MonitorSettings().min_baskets))
 
 
 if __name__ == "__main__":  # `python -m cli.monitor ...`: the command without the rest of `retail`

@@ -274,6 +274,17 @@ def test_the_command_writes_the_report_and_publishes_one_emf_line(lake, tmp_path
     assert line[names.MONITORED_JOIN_COVERAGE] == pytest.approx(11 / 12)  # b12 is not in silver
 
 
+def test_a_week_with_too_few_labelled_baskets_publishes_its_count_but_none_of_its_figures(lake, tmp_path, command):
+    env = {"RETAIL_LAKE_ROOT": lake.root, "RETAIL_MONITOR_MIN_BASKETS": "11", "RETAIL_EMF_ENABLED": "true",
+           "RETAIL_ENVIRONMENT": "test"}
+    result = runner.invoke(command, ["--week", str(WEEK), "--out", str(tmp_path / "r"), "--no-registry"], env=env)
+    assert result.exit_code == 0, result.output
+    [line] = [json.loads(x) for x in result.stdout.splitlines() if x.startswith('{"_aws"')]
+    assert line[names.MONITORED_BASKETS] == 10  # the champion's labelled baskets: fewer than 11
+    assert not {names.MONITORED_ACCURACY, names.MONITORED_MACRO_F1, names.MONITORED_MIN_CLASS_PRECISION,
+                names.CHALLENGER_MARGIN} & set(line)
+
+
 def test_a_week_without_predictions_or_labels_exits_2_and_publishes_a_failure(lake, tmp_path, command):
     env = {"RETAIL_LAKE_ROOT": lake.root, "RETAIL_EMF_ENABLED": "true", "RETAIL_ENVIRONMENT": "test"}
     for week in (WEEK + 2, WEEK + 1):  # no prediction; predictions but no silver lines
