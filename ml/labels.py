@@ -4,8 +4,9 @@ A week's transactions carry BASKET_PRICE_SENSITIVITY for every basket, so the la
 baskets scored in a week become known when that week's file is ingested. `land` puts a file
 into the lake the way the pipeline does (the raw zone's content-hashed copy, validated lines
 and the quarantine in silver/<run>/) without building features or training; `week_lines`
-reads one week's validated lines from the newest silver run that holds that week, whichever
-command wrote it (`land` or `retail pipeline run`).
+reads one week's validated lines from the silver run holding most of that week's baskets (the
+newest of those), whichever command wrote it (`land` or `retail pipeline run`), so a run that
+landed part of a week does not hide one that landed all of it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
+import pyarrow.compute as pc
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
@@ -59,6 +61,7 @@ class WeekLines:
     week: int
     lines: pl.DataFrame
     source: str
+    notices: tuple[str, ...] = ()  # e.g. a newer silver run held fewer of the week's baskets
 
     def labels(self) -> pl.DataFrame:
         """One row per basket: BASKET_KEY and its label (XX included)."""
@@ -75,19 +78,30 @@ class NoLabels(LookupError):
 
 
 def week_lines(lake: Lake, week: int) -> WeekLines:
-    """The week's lines from the newest silver run holding any (run ids begin with their UTC time).
+    """The week's lines from the silver run holding most of its baskets, the newest of those (run ids begin with
+    their UTC time); a newer run holding fewer is named in a notice.
 
-    Each run's lines.parquet is read with a filter on SHOP_WEEK, so a run without the week costs a look at
-    its row groups' statistics. Raises NoLabels when no run holds the week.
+    Each run's basket keys are read with a filter on SHOP_WEEK, so a run without the week costs a look at
+    its row groups' statistics, and only the chosen run's lines are read whole. Raises NoLabels when no run holds
+    the week.
     """
     silver = join(lake.base, "silver")
     listed = lake.fs.get_file_info(pafs.FileSelector(silver, recursive=True, allow_not_found=True))
     runs = sorted((info.path[len(silver):].strip("/").split("/")[0] for info in listed
                    if info.type == pafs.FileType.File and info.path.endswith(f"/{SILVER_LINES}")
                    and info.path[len(silver):].strip("/").count("/") == 1), reverse=True)
+    holding: list[tuple[str, int]] = []  # (run, baskets of the week), newest first
     for run in runs:
+        keys = pq.read_table(join(silver, run, SILVER_LINES), filesystem=lake.fs, columns=[BASKET_KEY],
+                             filters=[(WEEK, "=", week)])
+        if keys.num_rows:
+            holding.append((run, len(pc.unique(keys[BASKET_KEY]))))
+    if holding:
+        chosen = max(range(len(holding)), key=lambda i: holding[i][1])  # the first (newest) of the largest
+        run, baskets = holding[chosen]
+        notices = tuple(f"week {week}: silver run {newer} is newer but holds {count} of its baskets, fewer than the "
+                        f"{baskets} of {run}, which was read" for newer, count in holding[:chosen])
         table = pq.read_table(join(silver, run, SILVER_LINES), filesystem=lake.fs, filters=[(WEEK, "=", week)])
-        if table.num_rows:
-            return WeekLines(week, arrow_frame(table), lake.uri("silver", run, SILVER_LINES))
+        return WeekLines(week, arrow_frame(table), lake.uri("silver", run, SILVER_LINES), notices)
     raise NoLabels(f"week {week}: no silver run under {lake.uri('silver')} holds its lines yet; land the week's "
                    "transactions first (`retail pipeline run`, or ml.labels.land)")

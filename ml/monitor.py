@@ -6,7 +6,8 @@ one row per basket with its key, the predicted class, the model's version and fa
 from the API, the `role` of the model that answered (the champion, or the challenger scoring
 in its shadow). A row without a role is the champion's: batch scoring answers with the model
 it is given, the champion unless told otherwise. A basket predicted twice by the same model
-version in the same role (two runs over one week) counts once.
+version in the same role (two runs over one week) counts once: a batch run's row before the
+service's, then the first in file path order.
 
 Labels are the week's validated lines in silver (`ml.labels.week_lines`); a basket's label
 is a class the models predict (LA, MM, UM), or it has none (XX, or not in silver).
@@ -36,7 +37,7 @@ from ml.challenger import Comparison
 from ml.evaluate import week_metrics
 from ml.labels import WeekLines
 from ml.lake import Lake, arrow_frame, join
-from ml.prediction_log import CHALLENGER, CHAMPION, PREDICTION
+from ml.prediction_log import BATCH, CHALLENGER, CHAMPION, PREDICTION
 from ml.reference import DRIFT_FEATURES, feature_psi, flat_features, missing_values
 from ml.retrain_policy import MonitoredWeek
 from ml.schema import BASKET_KEY, LABEL, TRAINABLE_LABELS
@@ -49,6 +50,7 @@ PREDICTIONS = "predictions"
 VERSION = "model_version"
 FAMILY = "model_family"
 ROLE = "role"
+SOURCE = "source"
 CLASSES = list(TRAINABLE_LABELS)
 
 BundleFor = Callable[[str], "ModelBundle | None"]
@@ -80,9 +82,12 @@ def read_predictions(lake: Lake, week: int) -> WeekPredictions:
                    if info.type == pafs.FileType.File and marker in info.path and info.path.endswith(".parquet"))
     frames = [_prediction_rows(arrow_frame(pq.read_table(path, filesystem=lake.fs))) for path in files]
     rows = pl.concat(frames) if frames else pl.DataFrame(schema=dict.fromkeys(
-        (BASKET_KEY, PREDICTION, VERSION, FAMILY, ROLE), pl.String))
+        (BASKET_KEY, PREDICTION, VERSION, FAMILY, ROLE, SOURCE), pl.String))
     keyed = rows.filter(pl.col(BASKET_KEY).is_not_null())
-    unique = keyed.unique(subset=[ROLE, VERSION, BASKET_KEY], keep="first", maintain_order=True)
+    # Of a basket's repeats, a batch run's row is kept before the service's, then the first file in path order.
+    unique = (keyed.with_row_index("_read").sort(pl.col(SOURCE) != BATCH, "_read")
+              .unique(subset=[ROLE, VERSION, BASKET_KEY], keep="first", maintain_order=True)
+              .sort("_read").drop("_read", SOURCE))
     sources = sorted({path[len(base):].strip("/").split("/")[0] for path in files})
     return WeekPredictions(unique, tuple(sources), len(files), keyed.height - unique.height,
                            rows.height - keyed.height)
@@ -90,9 +95,11 @@ def read_predictions(lake: Lake, week: int) -> WeekPredictions:
 
 def _prediction_rows(frame: pl.DataFrame) -> pl.DataFrame:
     role = pl.col(ROLE) if ROLE in frame.columns else pl.lit(CHAMPION)
+    source = pl.col(SOURCE) if SOURCE in frame.columns else pl.lit(BATCH)  # written by `retail score` before it
     return frame.select(
         pl.col(BASKET_KEY).cast(pl.String), pl.col(PREDICTION).cast(pl.String), pl.col(VERSION).cast(pl.String),
         pl.col(FAMILY).cast(pl.String), role.cast(pl.String).fill_null(CHAMPION).alias(ROLE),
+        source.cast(pl.String).fill_null(BATCH).alias(SOURCE),
     )
 
 
@@ -184,7 +191,7 @@ def measure_week(
     joined = predictions.rows.join(labels, on=BASKET_KEY, how="left")
     predicted = joined[BASKET_KEY].n_unique()
     found = joined.filter(pl.col(LABEL).is_not_null())[BASKET_KEY].n_unique()
-    notices = _coverage_notices(predicted, found, settings)
+    notices = [*lines.notices, *_coverage_notices(predicted, found, settings)]
     models = []
     groups = joined.partition_by(ROLE, VERSION, as_dict=True)
     for (role, version), rows in sorted(groups.items(), key=lambda group: (group[0][0] != CHAMPION, group[0])):

@@ -93,6 +93,22 @@ def test_it_reads_every_source_of_the_week_once_per_basket_version_and_role(lake
         (CHALLENGER, "2", 11), (CHAMPION, "1", 12)]
 
 
+def test_of_a_basket_s_repeats_the_batch_run_s_row_is_kept_before_the_service_s(lake):
+    said_by_service = rows({"b01": "UM"}, "1", SERVICE, CHAMPION)  # under predictions/service/, read before run-1/
+    lake.write_parquet(said_by_service, "predictions", "aaa-service", f"week={WEEK}", "part-0.parquet")
+    kept = read_predictions(lake, WEEK).rows.filter((pl.col(BASKET_KEY) == "b01") & (pl.col("role") == CHAMPION))
+    assert kept["prediction"].to_list() == [CHAMPION_SAYS["b01"]]  # the batch run's, not the service's UM
+
+
+def test_the_week_s_labels_come_from_the_silver_run_holding_most_of_its_baskets(lake):
+    part = week_lines(lake, WEEK).lines.head(4)
+    lake.write_parquet(part, "silver", "20250101T000000Z-part", "lines.parquet")  # newer, part of the week
+    lines = week_lines(lake, WEEK)
+    assert lines.source.endswith("20240101T000000Z-aaaa/lines.parquet") and lines.labelled_baskets == 10
+    assert lines.notices == (f"week {WEEK}: silver run 20250101T000000Z-part is newer but holds 4 of its baskets, "
+                             "fewer than the 11 of 20240101T000000Z-aaaa, which was read",)
+
+
 def test_labels_are_the_week_s_lines_in_silver(lake):
     lines = week_lines(lake, WEEK)
     assert lines.labelled_baskets == 10
