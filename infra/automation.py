@@ -45,6 +45,8 @@ EPHEMERAL_CONFIG = "ephemeral"
 DESTROY_ATTEMPTS = 3
 API_KEY_ENV = "RETAIL_API_KEY"
 API_KEY_OUTPUT = "deployApiKey"
+TRAINING_PROJECT = "retail-mlops-training"
+"""The project `retail train --cloud` runs its inline program in (infra/providers/program.py)."""
 
 
 class PulumiCliMissing(RuntimeError):
@@ -163,6 +165,9 @@ class Runners:
 
     platform: StackRunner
     service: StackRunner
+    training: StackRunner | None = None
+    """Project retail-mlops-training (stack `train-<stack>`, `retail train --cloud`), when a destroy should
+    remove it: its security group sits in the platform's VPC, which cannot be deleted while it is there."""
 
 
 @dataclass(frozen=True)
@@ -320,11 +325,30 @@ def destroy(
     if checks:
         _before_destroy(checks, stack, platform_outputs, service_outputs, echo)
     try:
+        _destroy_training(runners, stack, echo)
         teardown(runners.service, stack, echo=echo, remove=False)
         teardown(runners.platform, stack, outputs=platform_outputs, empty=empty, echo=echo, remove=False)
     finally:
         if checks:
             checks.after_destroy(stack, platform_outputs)
+
+
+def training_stack_name(stack: str) -> str:
+    """The stack `retail train --cloud` runs in for platform stack `stack` (cli/train.py)."""
+    return f"train-{stack}"
+
+
+def _destroy_training(runners: Runners, stack: str, echo: Callable[[str], None]) -> None:
+    """Destroy `train-<stack>` when it exists (its ModelVersion's delete leaves the registry as it is)."""
+    if runners.training is None:
+        return
+    training = training_stack_name(stack)
+    try:
+        runners.training.select_stack(training)
+    except Exception:  # noqa: BLE001 (no such stack: nothing was trained in the cloud for this platform)
+        echo(f"no training stack {training} to destroy")
+        return
+    teardown(runners.training, training, echo=echo)
 
 
 def _before_destroy(
@@ -460,9 +484,13 @@ def inline_runners(work_root: Path, echo: Callable[[str], None] = print) -> Runn
 
 def project_runners(project_dir: Path, echo: Callable[[str], None] = print) -> Runners:
     """Runners for the repository's two project folders (`pulumi up` there would do the same)."""
+    training_dir = Path(tempfile.mkdtemp(prefix="retail-training-"))
     return Runners(
         platform=AutomationRunner(project_dir, echo=echo),
         service=AutomationRunner(project_dir / SERVICE_DIR, echo=echo),
+        # Like `retail train --cloud`, an inline program in a work dir outside the checkout; a destroy runs
+        # no program, so an empty one stands in for the training program (it needs the platform's outputs).
+        training=AutomationRunner(training_dir, project_name=TRAINING_PROJECT, program=lambda: None, echo=echo),
     )
 
 

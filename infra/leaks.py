@@ -13,7 +13,11 @@ Where leftovers are looked for:
   (`cluster.k8s.amazonaws.com/name: <cluster>`), and any network interface or security
   group left in a VPC of the stack;
 - SageMaker models, endpoints and endpoint configs named for the stack (`retail-<stack>-…`),
-  and IAM roles so named and tagged (IAM is global: a regional tagging scan misses them).
+  and IAM roles and customer-managed policies so named and tagged, and the OIDC provider
+  tagged for it (IAM is global: a regional tagging scan misses them), and the AWS Budgets
+  so named;
+- the cluster's control plane log group `/aws/eks/<cluster>/cluster`, which EKS recreates
+  (untagged) when the cluster logs after a destroy deleted it.
 
 The tagging API lists "tagged or previously tagged" resources, and may list one deleted
 minutes ago, so each hit of a kind known to linger is checked against its service: a
@@ -158,8 +162,9 @@ class LeakReport:
         return "\n".join(lines).rstrip() + "\n"
 
     def _finish_hint(self) -> str:
-        return (f"If the stack still exists, `pulumi destroy --stack {self.scope.stack}` (service project first) "
-                "removes what it holds; the rest needs the commands above.")
+        return (f"If the stacks still exist, `pulumi destroy` of train-{self.scope.stack} (project "
+                f"retail-mlops-training, when `retail train --cloud` ran), then of {self.scope.stack} in the service "
+                "project, then in the platform project removes what they hold; the rest needs the commands above.")
 
 
 def _cell(text: str) -> str:
@@ -379,6 +384,53 @@ def _iam_role_findings(scope: LeakScope, clients: Clients) -> Iterator[Finding]:
                           f"aws iam delete-role --role-name {name}")
 
 
+def _eks_log_group_findings(scope: LeakScope, clients: Clients) -> Iterator[Finding]:
+    """`/aws/eks/<cluster>/cluster`: EKS recreates its control plane log group after a destroy deleted it (untagged,
+    never expiring), while the cluster was still logging."""
+    logs = clients("logs")
+    for page in logs.get_paginator("describe_log_groups").paginate(logGroupNamePrefix=f"/aws/eks/{scope.cluster}/"):
+        for group in page["logGroups"]:
+            name = group["logGroupName"]
+            yield Finding("logs:log-group", group.get("arn") or name,
+                          f"{name}, recreated by EKS for the cluster's control plane logs",
+                          f"aws logs delete-log-group --log-group-name {name} --region {scope.region}")
+
+
+def _iam_global_findings(scope: LeakScope, clients: Clients) -> Iterator[Finding]:
+    """IAM is global, out of the regional tagging scan: the cluster's OIDC provider and the stack's own policies."""
+    iam = clients("iam")
+    for provider in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]:
+        arn = provider["Arn"]
+        tags = _tag_map(iam.list_open_id_connect_provider_tags(OpenIDConnectProviderArn=arn)["Tags"])
+        if tags.get("environment") == scope.stack:
+            yield Finding("iam:oidc-provider", arn, f"the cluster's OIDC provider, tagged environment={scope.stack}",
+                          f"aws iam delete-open-id-connect-provider --open-id-connect-provider-arn {arn}")
+    prefix = f"{name_prefix(scope.stack)}-"
+    for page in iam.get_paginator("list_policies").paginate(Scope="Local"):
+        for policy in page["Policies"]:
+            name, arn = policy["PolicyName"], policy["Arn"]
+            if not name.startswith(prefix):
+                continue
+            if _tag_map(iam.list_policy_tags(PolicyArn=arn)["Tags"]).get("environment") != scope.stack:
+                continue
+            yield Finding("iam:policy", arn, f"named {name}, tagged environment={scope.stack}",
+                          f"detach it (aws iam list-entities-for-policy), delete its non-default versions, then "
+                          f"aws iam delete-policy --policy-arn {arn}")
+
+
+def _budget_findings(scope: LeakScope, clients: Clients) -> Iterator[Finding]:
+    """AWS Budgets is global and untouched by the tagging API: the observability stack's monthly budget, by name."""
+    account = clients("sts").get_caller_identity()["Account"]
+    prefix = f"{name_prefix(scope.stack)}-"
+    budgets = clients("budgets")
+    for page in budgets.get_paginator("describe_budgets").paginate(AccountId=account):
+        for budget in page.get("Budgets", []):
+            name = budget["BudgetName"]
+            if name.startswith(prefix):
+                yield Finding("budgets:budget", name, f"the stack's budget {name}",
+                              f"aws budgets delete-budget --account-id {account} --budget-name {name}")
+
+
 # --- tagged for the stack -----------------------------------------------------------------------------------------
 
 REMOVE_BY_KIND = {
@@ -540,6 +592,9 @@ PROBES: tuple[tuple[str, Callable[[LeakScope, Clients], Iterable[Finding]]], ...
     ("network interfaces of the VPC CNI or in the stack's VPCs (ec2)", _network_interface_findings),
     ("SageMaker models, endpoints and endpoint configs named for the stack", _sagemaker_findings),
     ("IAM roles named and tagged for the stack", _iam_role_findings),
+    ("IAM OIDC providers and policies tagged for the stack", _iam_global_findings),
+    ("the cluster's EKS control plane log group (logs)", _eks_log_group_findings),
+    ("AWS Budgets named for the stack", _budget_findings),
     ("resources tagged for the stack (Resource Groups Tagging API)", _tagged_findings),
 )
 """Direct sources first: for a resource two sources find, the first one's finding (and command) is kept."""

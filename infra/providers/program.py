@@ -17,6 +17,7 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.automation import TRAINING_PROJECT
 from infra.offline import OfflineRun, run_offline
 from infra.providers.model_version import ModelVersion
 from infra.providers.package_facts import holdout_run_of, job_report_uri
@@ -27,7 +28,6 @@ from ml.schema import TRAINABLE_LABELS
 from ml.selection import ranking_key
 from ml.settings import GateSettings
 
-TRAINING_PROJECT = "retail-mlops-training"
 DEFAULT_FAMILIES = ("xgboost", "logistic_regression")
 """What `retail train --cloud` trains unless told otherwise (names from ml.families.FAMILIES)."""
 REQUIRED_OUTPUTS = (

@@ -223,8 +223,9 @@ def test_a_source_that_cannot_be_asked_makes_the_scan_fail_naming_it(stack):
 
     report = scan(LeakScope.of(stack, REGION), clients)
     assert not report.clean and report.leftovers == []
-    assert report.errors == ["IAM roles named and tagged for the stack: PermissionError: no iam:ListRoles"]
-    assert "1 source(s) not checked" in report.summary()
+    assert report.errors == ["IAM roles named and tagged for the stack: PermissionError: no iam:ListRoles",
+                             "IAM OIDC providers and policies tagged for the stack: PermissionError: no iam:ListRoles"]
+    assert "2 source(s) not checked" in report.summary()
 
 
 def test_the_scope_comes_from_the_platform_outputs_when_they_are_known():
@@ -405,7 +406,7 @@ def test_a_leftover_still_there_after_the_settle_time_counts(stack):
     checks.settle_seconds = 45
     checks.after_destroy(stack, {})
     assert time.sleeps == [30, 15] and checks.report is not None and len(checks.report.leftovers) == 1
-    assert lines[-1].startswith("If the stack still exists")
+    assert lines[-1].startswith("If the stacks still exist, `pulumi destroy` of train-")
 
 
 def test_an_ingress_group_or_a_service_is_matched_by_the_tags_its_controller_writes():
@@ -598,3 +599,57 @@ def test_the_pr_environment_posts_the_leak_report_and_keeps_the_command_s_exit_c
         assert posted.read_text().split() == ["pr", "comment", "42", "--body-file", str(report)]
     else:
         assert not posted.exists()
+
+
+def test_the_log_group_eks_recreates_after_the_destroy_is_a_leftover_with_its_delete_command(stack):
+    cluster = leaks.cluster_name(stack)
+    client("logs").create_log_group(logGroupName=f"/aws/eks/{cluster}/cluster")
+    client("logs").create_log_group(logGroupName=f"/aws/eks/{cluster}-other/cluster")
+    (finding,) = [f for f in scan_of(stack).leftovers if f.kind == "logs:log-group"]
+    assert f"/aws/eks/{cluster}/cluster" in finding.ident
+    assert finding.remove == f"aws logs delete-log-group --log-group-name /aws/eks/{cluster}/cluster --region {REGION}"
+
+
+def test_the_global_iam_oidc_provider_policy_and_budget_of_the_stack_are_leftovers(stack):
+    iam = client("iam")
+    provider = iam.create_open_id_connect_provider(
+        Url=f"https://oidc.eks.{REGION}.amazonaws.com/id/{stack.upper()}", ClientIDList=["sts.amazonaws.com"],
+        ThumbprintList=["a" * 40], Tags=stack_tags(stack))["OpenIDConnectProviderArn"]
+    document = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "ec2:Describe*",
+                                                                     "Resource": "*"}]})
+    policy = iam.create_policy(PolicyName=f"retail-{stack}-lbc-policy-1a2b3c4", PolicyDocument=document,
+                               Tags=stack_tags(stack))["Policy"]["Arn"]
+    iam.create_policy(PolicyName=f"retail-{stack}-foreign-0000000", PolicyDocument=document,
+                      Tags=stack_tags(f"{stack}-other"))
+    account = client("sts").get_caller_identity()["Account"]
+    client("budgets").create_budget(AccountId=account, Budget={
+        "BudgetName": f"retail-{stack}-obs-monthly-budget-1a2b3c4", "BudgetLimit": {"Amount": "100", "Unit": "USD"},
+        "TimeUnit": "MONTHLY", "BudgetType": "COST"})
+    found = {(f.kind, f.ident) for f in scan_of(stack).leftovers}
+    assert {("iam:oidc-provider", provider), ("iam:policy", policy),
+            ("budgets:budget", f"retail-{stack}-obs-monthly-budget-1a2b3c4")} <= found
+    assert not any(ident.endswith("foreign-0000000") for _, ident in found)
+
+
+def test_destroy_removes_the_training_stack_first_its_security_group_would_keep_the_vpc():
+    pair = recording_runners()
+    training = RecordingRunner("training", pair.platform.journal)
+    pair = Runners(pair.platform, pair.service, training)
+    automation.destroy(pair, "dev", empty=lambda _: None, echo=lambda _: None)
+    destroys = [c[:3] for c in pair.platform.journal.calls if c[1] in {"destroy", "remove_stack"}]
+    assert destroys == [("training", "destroy", "train-dev"), ("training", "remove_stack", "train-dev"),
+                        ("service", "destroy", "dev"), ("platform", "destroy", "dev")]
+
+
+def test_destroy_goes_on_without_a_training_stack():
+    pair = recording_runners()
+    training = RecordingRunner("training", pair.platform.journal, fail_on={"select_stack": 1})
+    lines: list[str] = []
+    automation.destroy(Runners(pair.platform, pair.service, training), "dev", echo=lines.append)
+    assert "no training stack train-dev to destroy" in lines
+    assert [c[0] for c in pair.platform.journal.calls if c[1] == "destroy"] == ["service", "platform"]
+
+
+def test_the_project_runners_include_the_training_project():
+    runners = automation.project_runners(PROJECT_DIR, echo=lambda _: None)
+    assert runners.training is not None and runners.training.project_name == "retail-mlops-training"
