@@ -4,8 +4,9 @@ The pairs themselves are in tests/policies/cases.py (test_rules.py runs them). H
 comparison with the served version (same held-out weeks, the policy config's margin,
 rollbacks exempt), lineage of served and registered versions, which CronJobs count as
 monitoring, what counts as a predictions store, and, on the offline dev deployment, that
-every lifecycle rule found resources to judge, that none is broken there, that its monitoring CronJob is what keeps the served model
-monitored, and that the served model's rollback alarms are platform alarms that notify someone.
+every lifecycle rule found resources to judge, that none is broken there, that its
+monitoring CronJob is what keeps the served model monitored, and that the served model's
+rollback alarms are platform alarms that notify someone.
 """
 
 from __future__ import annotations
