@@ -227,14 +227,30 @@ def preview(runners: Runners, stack: str, project_dir: Path, release: Release | 
 def deploy(
     runners: Runners, stack: str, project_dir: Path, resolve_release: ReleaseResolver
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Platform up, release resolved against it, service up with that release: both stacks' outputs."""
+    """Platform up, release resolved against it, service up with that release: both stacks' outputs.
+
+    Each `up` follows a `preview` with the policy pack (`guarded_up`).
+    """
     runners.platform.create_stack(stack)
-    platform = runners.platform.up(stack, policy_config_for(stack))
+    platform = guarded_up(runners.platform, stack)
     release = resolve_release(platform)
     runners.service.create_stack(stack)
     with service_config_file(project_dir / SERVICE_DIR, stack, release) as config_file:
-        service = runners.service.up(stack, policy_config_for(stack), config_file)
+        service = guarded_up(runners.service, stack, config_file)
     return platform, service
+
+
+def guarded_up(runner: StackRunner, stack: str, config_file: Path | None = None) -> dict[str, Any]:
+    """`preview` with the policy pack, then `up`: a mandatory violation of a stack rule stops the deploy.
+
+    The Automation API's `up` runs with --skip-preview, and the pack's stack rules
+    (AnalyzeStack) run only after its steps, so under `up` alone they report once the
+    resources exist; resource rules run before each step either way. The preview raises
+    when a mandatory rule fails, before anything changes.
+    """
+    policy = policy_config_for(stack)
+    runner.preview(stack, policy, config_file)
+    return runner.up(stack, policy, config_file)
 
 
 def deploy_service(
@@ -246,7 +262,7 @@ def deploy_service(
     release = resolve_release(platform)
     runners.service.select_stack(stack)
     with service_config_file(project_dir / SERVICE_DIR, stack, release) as config_file:
-        service = runners.service.up(stack, policy_config_for(stack), config_file)
+        service = guarded_up(runners.service, stack, config_file)
     return platform, service
 
 
@@ -444,12 +460,12 @@ def ephemeral(
         runners.platform.create_stack(stack)
         created.add("platform")
         runners.platform.set_config(stack, platform_config, {})
-        platform_outputs = runners.platform.up(stack, policy_config_for(stack))
+        platform_outputs = guarded_up(runners.platform, stack)
         release = resolve_release(platform_outputs)
         runners.service.create_stack(stack)
         created.add("service")
         runners.service.set_config(stack, {**service_config, **release.config()}, {})
-        service_outputs = runners.service.up(stack, policy_config_for(stack))
+        service_outputs = guarded_up(runners.service, stack)
         secret = runners.service.secret_output_names(stack) | runners.platform.secret_output_names(stack)
         return runners.service.run_command(command, command_env({**platform_outputs, **service_outputs}, secret))
     finally:

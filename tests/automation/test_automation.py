@@ -56,9 +56,11 @@ def test_ephemeral_deploys_platform_then_service_runs_then_tears_down_service_fi
     assert pair.platform.journal.calls == [
         ("platform", "create_stack", STACK),
         ("platform", "set_config", STACK),
+        ("platform", "preview", STACK, "ephemeral.json"),
         ("platform", "up", STACK, "ephemeral.json"),
         ("service", "create_stack", STACK),
         ("service", "set_config", STACK),
+        ("service", "preview", STACK, "ephemeral.json"),
         ("service", "up", STACK, "ephemeral.json"),
         ("service", "run_command", "pytest -q"),
         ("service", "destroy", STACK),
@@ -205,8 +207,10 @@ def test_deploy_brings_up_the_platform_resolves_the_release_against_it_then_the_
     assert seen == [PLATFORM_OUTPUTS] and service == SERVICE_OUTPUTS
     assert pair.platform.journal.calls == [
         ("platform", "create_stack", "dev"),
+        ("platform", "preview", "dev", "dev.json"),
         ("platform", "up", "dev", "dev.json"),
         ("service", "create_stack", "dev"),
+        ("service", "preview", "dev", "dev.json"),
         ("service", "up", "dev", "dev.json"),
     ]
 
@@ -303,3 +307,12 @@ def test_without_the_cli_the_error_names_the_command_and_how_to_install(monkeypa
     monkeypatch.setattr(automation.shutil, "which", lambda _: None)
     with pytest.raises(PulumiCliMissing, match=r"required for `retail infra up`: install it with `curl -fsSL"):
         require_cli("retail infra up")
+
+
+def test_a_mandatory_stack_rule_failing_in_the_preview_stops_the_deploy_before_any_up():
+    """`up` alone runs the pack's stack rules after its steps: the preview before it is what blocks."""
+    pair = runners()
+    pair.platform.fail_on["preview"] = 1
+    with pytest.raises(PulumiFailed):
+        automation.deploy(pair, "dev", PROJECT_DIR, lambda _: RELEASE)
+    assert [c[1] for c in pair.platform.journal.calls] == ["create_stack", "preview"]
