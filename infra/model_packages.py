@@ -23,7 +23,9 @@ LOCAL_PREFIX = "registry/local"
 """Where in the artifacts bucket locally trained bundles are uploaded as `model.tar.gz`."""
 METADATA_LIMIT = 50
 """SageMaker's CustomerMetadataProperties holds at most 50 entries."""
-METADATA_VALUE = re.compile(r"[^\w\s.:/=+\-@]")
+SEPARATORS = " \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+"""Unicode's separators (\\p{Z}: Zs, Zl, Zp), where `\\s` would also let tabs and newlines through."""
+METADATA_VALUE = re.compile(rf"[^\w{SEPARATORS}.:/=+\-@]")
 r"""Characters SageMaker refuses in a metadata value (its pattern is [\p{L}\p{Z}\p{N}_.:/=+\-@]*, 1-256 long)."""
 VALIDATION_REPORT = "validation.json"
 """The bundle's evaluation (family, holdout metrics, gate, data split, lineage), uploaded beside its model.tar.gz."""

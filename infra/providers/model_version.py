@@ -29,7 +29,8 @@ from infra.providers.kinds import MODEL_VERSION
 from infra.providers.package_facts import GATE_PASSED, HOLDOUT_RUN, champion_metadata
 
 APPROVAL_STATUSES = ("Approved", "Rejected", "PendingManualApproval")
-UPDATABLE = ("approval_status", "approval_description", "gate_passed", "holdout_run")
+UPDATABLE = ("approval_status", "approval_description", "gate_passed")
+"""In place; anything else (the held-out run too: other weeks need other metrics) is another version."""
 OUTPUTS = ("model_package_arn", "version", "champion")
 
 

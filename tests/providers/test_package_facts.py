@@ -187,3 +187,16 @@ def test_a_local_champion_is_registered_with_its_evaluation_report_lineage_and_n
     assert evaluation["gate"]["passed"] is True and evaluation["data"]["holdout_weeks"] == [200725, 200752]
     assert sagemaker.describe_model_package(ModelPackageName=arn)["MetadataProperties"]["CommitId"] == "0123abcd"
     assert broken(served(arn)) == {}
+
+
+def test_metadata_values_keep_unicode_separators_but_not_tabs_or_newlines():
+    from infra.model_packages import customer_metadata
+
+    meta = {"family": "xgboost", "lineage": {"run_id": RUN, "note": "two\tlines\nhere\u2028and\u00a0there"}}
+    assert customer_metadata(meta, "f" * 64, "test")["lineage:note"] == "two_lines_here\u2028and\u00a0there"
+
+
+def test_another_held_out_run_replaces_the_version_instead_of_relabelling_its_metrics(model_group):
+    version = props(model_group, holdout_run=RUN, gate_passed=True)
+    diff = ModelVersionProvider().diff("arn", version, {**version, "holdout_run": "20250301T000000Z-99999999"})
+    assert diff.replaces == ["holdout_run"]
