@@ -48,6 +48,17 @@ def metadata(props: dict[str, Any]) -> dict[str, str]:
     return values
 
 
+def metadata_properties(lineage: dict[str, Any]) -> dict[str, str]:
+    """SageMaker's MetadataProperties: CommitId the git commit (`lineage.git_commit`), Repository when known,
+    GeneratedBy the training job. The training sources' hash stays `lineage:code_version` in the metadata."""
+    values = {
+        "CommitId": str(lineage.get("git_commit") or ""),
+        "Repository": str(lineage.get("repository") or ""),
+        "GeneratedBy": str(lineage.get("training_job_arn") or ""),
+    }
+    return {key: value for key, value in values.items() if value}
+
+
 def _approval(props: dict[str, Any]) -> str:
     status = props["approval_status"]
     if status not in APPROVAL_STATUSES:
@@ -72,10 +83,7 @@ class ModelVersionProvider(ResourceProvider):
                 "SupportedResponseMIMETypes": ["application/json"],
             },
             ModelApprovalStatus=_approval(props),
-            MetadataProperties={
-                "CommitId": str(lineage.get("code_version", "")),
-                "GeneratedBy": str(lineage.get("training_job_arn", "")),
-            },
+            MetadataProperties=metadata_properties(lineage),
             CustomerMetadataProperties=metadata(props),
         )
         arn = response["ModelPackageArn"]

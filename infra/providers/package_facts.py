@@ -19,8 +19,9 @@ The customer metadata (SageMaker takes string values only):
 - `champion:holdout_run`, `champion:macro_f1`: that champion's own held-out run and macro-F1, so a
   reader can tell whether the two figures are on the same weeks before comparing them;
 - `lineage:data_hash`, `lineage:code_version`, `lineage:validation_report`: the training data's hash,
-  the code that trained it (git commit locally; the training sources' hash in the cloud, also the
-  package's `MetadataProperties.CommitId`) and where its evaluation report is.
+  the code that trained it (git commit locally; the training sources' hash in the cloud, where the
+  git commit is `lineage:git_commit` and the package's `MetadataProperties.CommitId`) and where its
+  evaluation report is.
 """
 
 from __future__ import annotations

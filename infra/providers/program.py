@@ -9,6 +9,7 @@ under the mock runtime, for the offline policy check.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from infra.providers.package_facts import holdout_run_of, job_report_uri
 from infra.providers.sourcedir import code_version, image_tag
 from infra.providers.training_job import TrainingJob
 from ml.evaluate import Metrics, apply_gate
+from ml.lineage import git_commit
 from ml.schema import TRAINABLE_LABELS
 from ml.selection import ranking_key
 from ml.settings import GateSettings
@@ -200,6 +202,16 @@ def gate_approval(metrics: Mapping[str, float], families: tuple[str, ...], gate:
     return "Rejected", f"{best}: " + "; ".join(result.failures)
 
 
+def source_commit(repo_root: Path = REPOSITORY_ROOT) -> dict[str, str]:
+    """`git_commit` (GITHUB_SHA in CI, else the checkout's HEAD) and, in GitHub Actions, `repository` (its URL)."""
+    commit = os.environ.get("GITHUB_SHA") or git_commit(repo_root)
+    lineage = {"git_commit": commit}
+    if os.environ.get("GITHUB_REPOSITORY"):
+        server = os.environ.get("GITHUB_SERVER_URL", "https://github.com")
+        lineage["repository"] = f"{server}/{os.environ['GITHUB_REPOSITORY']}"
+    return lineage
+
+
 def training_program(inputs: TrainingInputs, gate: GateSettings) -> Callable[[], None]:
     def program() -> None:
         provider = aws.Provider("aws", region=inputs.region, default_tags={"tags": dict(inputs.tags)})
@@ -242,6 +254,7 @@ def training_program(inputs: TrainingInputs, gate: GateSettings) -> Callable[[],
             lineage={
                 "data_hash": inputs.data_hash,
                 "code_version": inputs.code_version,
+                **source_commit(),
                 "training_job_arn": job.job_arn,
                 "validation_report": job.model_artifact_uri.apply(job_report_uri),
             },

@@ -121,12 +121,13 @@ def _promotion_problems(package: Mapping[str, Any], margin: float) -> list[str]:
 def version_lineage(resource: Resource) -> list[str]:
     if is_kind(resource, MODEL_VERSION):
         lineage, where = resource.get("lineage"), "its lineage"
+        required = (*LINEAGE, "git_commit")  # the package's CommitId; code_version is the sources' hash
     elif is_kind(resource, SERVED_MODEL):
-        lineage, where = _package(resource).get("lineage"), "the served package's lineage"
+        lineage, where, required = _package(resource).get("lineage"), "the served package's lineage", LINEAGE
     else:
         return []
     lineage = lineage if isinstance(lineage, Mapping) else {}
-    missing = [name for name in LINEAGE if str(lineage.get(name) or "") in MISSING_LINEAGE]
+    missing = [name for name in required if str(lineage.get(name) or "") in MISSING_LINEAGE]
     return [f"{where} lacks {', '.join(missing)}"] if missing else []
 
 
@@ -239,7 +240,8 @@ RULES = [
     ),
     ResourceRule(
         "model-version-lineage",
-        "Register every model version with its data_hash, code_version and validation_report lineage.",
+        "Register every model version with its data_hash, code_version and validation_report lineage "
+        "(and a ModelVersion with the git_commit it was trained from).",
         SERVED_TYPES,
         version_lineage,
     ),

@@ -313,7 +313,8 @@ SERVED_MODEL_RESOURCE = res(
     rollback_alarms=["retail-dev-obs-api-latency-p95", "retail-dev-obs-api-5xx-rate"],
 )
 MODEL_VERSION_WITH_LINEAGE = res(
-    DYNAMIC_TYPE, "retail-dev-model", kind=MODEL_VERSION, lineage={**LINEAGE, "training_job_arn": "arn:job"}
+    DYNAMIC_TYPE, "retail-dev-model", kind=MODEL_VERSION,
+    lineage={**LINEAGE, "git_commit": "0123abcd", "training_job_arn": "arn:job"},
 )
 MONITOR = {"name": "monitor", "command": ["python", "-m", "cli.monitor"], "args": ["--bundle", "s3://a/serving/"]}
 MONITOR_CRON_JOB = res(

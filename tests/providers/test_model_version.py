@@ -46,7 +46,7 @@ def test_create_registers_a_version_with_metrics_lineage_and_approval(model_grou
         "lineage:code_version": "code-1",
         "lineage:training_job_arn": "arn:aws:sagemaker:job/train-1",
     }
-    assert package["MetadataProperties"]["CommitId"] == "code-1"
+    assert "CommitId" not in package["MetadataProperties"]  # no git commit given: the sources hash is not one
     container = package["InferenceSpecification"]["Containers"][0]
     assert container["ModelDataUrl"] == "s3://artifacts/training/train-1/output/model.tar.gz"
     assert result.outs["version"] == 1 and result.outs["model_package_arn"] == result.id

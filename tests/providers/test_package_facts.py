@@ -200,3 +200,31 @@ def test_another_held_out_run_replaces_the_version_instead_of_relabelling_its_me
     version = props(model_group, holdout_run=RUN, gate_passed=True)
     diff = ModelVersionProvider().diff("arn", version, {**version, "holdout_run": "20250301T000000Z-99999999"})
     assert diff.replaces == ["holdout_run"]
+
+
+def test_commit_id_is_the_git_commit_with_its_repository_and_the_sources_hash_stays_code_version(model_group):
+    lineage = {"data_hash": "d" * 64, "code_version": "sources-hash", "git_commit": "0123abcd",
+               "repository": "https://github.com/example/retail-mlops", "training_job_arn": "arn:job",
+               "validation_report": "s3://a/output.tar.gz"}
+    arn = ModelVersionProvider().create(props(model_group, lineage=lineage)).id
+    package = boto3.client("sagemaker", region_name=REGION).describe_model_package(ModelPackageName=arn)
+    assert package["MetadataProperties"]["CommitId"] == "0123abcd"
+    assert package["MetadataProperties"]["Repository"] == "https://github.com/example/retail-mlops"
+    assert package["CustomerMetadataProperties"]["lineage:code_version"] == "sources-hash"
+
+
+def test_a_model_version_without_a_git_commit_breaks_the_lineage_rule():
+    from tests.policies.cases import MODEL_VERSION_WITH_LINEAGE, changed
+
+    (violation,) = evaluate([BY_NAME["model-version-lineage"]],
+                            [changed(MODEL_VERSION_WITH_LINEAGE, "lineage", "git_commit", value="unknown")], {})
+    assert violation.message == "its lineage lacks git_commit"
+
+
+def test_the_training_program_takes_the_commit_and_repository_from_github_actions(monkeypatch):
+    from infra.providers.program import source_commit
+
+    monkeypatch.setenv("GITHUB_SHA", "f" * 40)
+    monkeypatch.setenv("GITHUB_REPOSITORY", "example/retail-mlops")
+    monkeypatch.delenv("GITHUB_SERVER_URL", raising=False)
+    assert source_commit() == {"git_commit": "f" * 40, "repository": "https://github.com/example/retail-mlops"}
