@@ -12,10 +12,10 @@ Where leftovers are looked for:
   (`kubernetes.io/cluster/<cluster>`), the VPC CNI's network interfaces
   (`cluster.k8s.amazonaws.com/name: <cluster>`), and any network interface or security
   group left in a VPC of the stack;
-- SageMaker models, endpoints and endpoint configs named for the stack (`retail-<stack>-…`),
-  and IAM roles and customer-managed policies so named and tagged, and the OIDC provider
-  tagged for it (IAM is global: a regional tagging scan misses them), and the AWS Budgets
-  so named;
+- SageMaker models, endpoints and endpoint configs named and tagged for the stack
+  (`retail-<stack>-…`, `environment=<stack>`), IAM roles and customer-managed policies so
+  named and tagged and the OIDC provider tagged for it (IAM is global: a regional tagging
+  scan misses them), and the AWS Budgets so named;
 - the cluster's control plane log group `/aws/eks/<cluster>/cluster`, which EKS recreates
   (untagged) when the cluster logs after a destroy deleted it.
 
@@ -364,9 +364,14 @@ def _sagemaker_findings(scope: LeakScope, clients: Clients) -> Iterator[Finding]
         for page in sagemaker.get_paginator(operation).paginate(**query):
             for item in page[result]:
                 name = item[name_key]
-                if name.startswith(prefix):
-                    yield Finding(kind, item[arn_key], f"named {name}",
-                                  f"aws sagemaker {delete} {name} --region {scope.region}")
+                if not name.startswith(prefix):
+                    continue
+                # `retail-dev-` also starts `retail-dev-fix-…`'s names: the stack's tag tells them apart.
+                tags = _tag_map(sagemaker.list_tags(ResourceArn=item[arn_key]).get("Tags"))
+                if tags.get("environment") != scope.stack:
+                    continue
+                yield Finding(kind, item[arn_key], f"named {name}, tagged environment={scope.stack}",
+                              f"aws sagemaker {delete} {name} --region {scope.region}")
 
 
 def _iam_role_findings(scope: LeakScope, clients: Clients) -> Iterator[Finding]:

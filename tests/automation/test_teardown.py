@@ -106,8 +106,12 @@ def test_planted_leftovers_are_each_reported_with_the_command_that_removes_them(
     )["TargetGroups"][0]["TargetGroupArn"]
     model = client("sagemaker").create_model(
         ModelName=f"retail-{stack}-price-sensitivity", PrimaryContainer={"Image": RELEASE.image},
-        ExecutionRoleArn="arn:aws:iam::123456789012:role/retail-sagemaker",
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/retail-sagemaker", Tags=stack_tags(stack),
     )["ModelArn"]
+    client("sagemaker").create_model(  # another stack whose name starts like this one's (`<stack>-fix`)
+        ModelName=f"retail-{stack}-fix-price-sensitivity", PrimaryContainer={"Image": RELEASE.image},
+        ExecutionRoleArn="arn:aws:iam::123456789012:role/retail-sagemaker", Tags=stack_tags(f"{stack}-fix"),
+    )
 
     report = scan_of(stack)
     assert kinds(report.leftovers) == sorted([
