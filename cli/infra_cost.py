@@ -59,9 +59,9 @@ def cost(
 def breakdown_lines(stack: str, projects: list[str], result: Estimate, budget: Budget | None) -> list[str]:
     """The estimate as a table by category, then the total against the budget and what is not priced."""
     table = result.prices
-    assumed = ", ".join(f"{k}={'unset' if v is None else format(v, 'g')}" for k, v in _assumptions(result).items())
+    assumed = ", ".join(f"{k}={_assumed(v)}" for k, v in _assumptions(result).items())
     lines = [
-        f"Estimated monthly cost of stack {stack} ({', '.join(projects)}) in {result.region}, USD",
+        f"Estimated monthly cost of stack {stack} ({', '.join(projects)}) in {result.region}, USD, as of {result.on}",
         f"Prices: infra/data/prices/{result.region}.json, compiled {table.compiled} ({table.terms}); "
         "each price's date and source are in the file",
         f"Assumptions (retail:cost, defaults where unset): {assumed}",
@@ -100,6 +100,7 @@ def breakdown_json(stack: str, projects: list[str], result: Estimate, budget: Bu
         "stack": stack,
         "projects": projects,
         "region": result.region,
+        "on": str(result.on),
         "currency": "USD",
         "prices": {"file": f"infra/data/prices/{result.region}.json", "compiled": str(result.prices.compiled),
                    "terms": result.prices.terms},
@@ -121,6 +122,14 @@ def breakdown_json(stack: str, projects: list[str], result: Estimate, budget: Bu
 def _assumptions(result: Estimate) -> dict[str, Any]:
     dumped: dict[str, Any] = result.assumptions.model_dump(by_alias=True)
     return dumped
+
+
+def _assumed(value: Any) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return format(value, ",.10g")
 
 
 def _verdict(result: Estimate, budget: Budget | None) -> str:

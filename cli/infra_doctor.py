@@ -31,22 +31,16 @@ def doctor(
     VPCs, Elastic IPs, CloudTrail trails, spot and on-demand vCPUs and the SageMaker
     training instance, against what is in use; the deploying principal's permissions for
     every action the stacks' resources need (iam:SimulatePrincipalPolicy); the Pulumi CLI,
-    its plugins, the backend and the secrets provider. What the stack creates comes from
-    its offline preview. A check AWS cannot answer is "unknown", never a pass.
+    its plugins, the backend and the secrets provider. AWS is called with the credentials
+    the stack's provider would use (aws:profile, aws:assumeRoles). What the stack creates
+    comes from its offline preview. A check AWS cannot answer is "unknown", never a pass.
     """
-    import boto3
-
     from infra.doctor import failed, run_doctor
     from infra.offline import find_project_dir
 
     directory = project_dir or find_project_dir()
-    session = boto3.session.Session()
-
-    def client(service: str, region: str):  # noqa: ANN202 (a boto3 client)
-        return session.client(service, region_name=region)
-
     try:
-        results = run_doctor(stack.value, directory, client, os.environ)
+        results = run_doctor(stack.value, directory, None, os.environ)  # the stack's aws:profile/assumeRoles
     except FileNotFoundError as error:
         typer.echo(str(error), err=True)
         raise typer.Exit(2) from None

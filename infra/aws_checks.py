@@ -14,8 +14,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from infra import quotas
+from infra import quotas, stack_credentials
 from infra.deploy_actions import required_actions
+from infra.network import REGULAR_ZONES
 from infra.preflight import (
     AWS_ERRORS,
     Context,
@@ -40,10 +41,14 @@ NOT_IMPLEMENTED = {"404", "500", "501", "NotImplemented", "InvalidAction", "Unkn
 
 def credentials(ctx: Context) -> Verdict:
     """Who the deploy would run as, in which account; the stack's allowed/forbidden accounts if it names any."""
+    chosen = stack_credentials.describe(ctx.config)
+    via = f" (the stack's {chosen})" if chosen else ""
     try:
         identity = ctx.client("sts").get_caller_identity()
     except AWS_ERRORS as error:
-        return fail(f"no working AWS credentials: {error_text(error)}", CREDENTIALS_FIX)
+        fix = (f"make the stack's {chosen} usable from this shell (the profile configured, the roles assumable), "
+               f"or {CREDENTIALS_FIX}") if chosen else CREDENTIALS_FIX
+        return fail(f"no working AWS credentials{via}: {error_text(error)}", fix)
     ctx.caller_arn, account = identity["Arn"], identity["Account"]
     allowed = _account_list(ctx.config.get("aws:allowedAccountIds"))
     forbidden = _account_list(ctx.config.get("aws:forbiddenAccountIds"))
@@ -55,7 +60,7 @@ def credentials(ctx: Context) -> Verdict:
         )
     if ctx.caller_arn.endswith(":root"):
         return warn(f"account {account} as its root user", "deploy with an IAM role or user, not the root user")
-    return ok(f"account {account} as {ctx.caller_arn}")
+    return ok(f"account {account} as {ctx.caller_arn}{via}")
 
 
 def _account_list(value: str | None) -> set[str]:
@@ -69,7 +74,9 @@ def region(ctx: Context) -> Verdict:
         if error_code(error) != "InvalidParameterValue":
             raise
         return fail(f"{ctx.region} is not an EC2 region: {error_text(error)}", "correct aws:region in the stack file")
-    status = found[0].get("OptInStatus", "opt-in-not-required") if found else "unknown"
+    if not found:
+        return unknown(f"DescribeRegions does not list {ctx.region}: whether it is enabled is not known")
+    status = found[0].get("OptInStatus", "opt-in-not-required")
     if status == "not-opted-in":
         return fail(
             f"{ctx.region} is not enabled for this account",
@@ -79,8 +86,11 @@ def region(ctx: Context) -> Verdict:
 
 
 def chosen_zones(ctx: Context) -> tuple[list[str], list[str]]:
-    """(available zones, the ones the network takes): the first `az_count` names, sorted, state available."""
-    zones = ctx.client("ec2").describe_availability_zones(Filters=[{"Name": "state", "Values": ["available"]}])
+    """(available zones, the ones the network takes): the first `az_count` names, sorted, state available, as
+    infra/network.py picks them (Availability Zones only: not Local or Wavelength Zones)."""
+    filters = [{"Name": "state", "Values": ["available"]},
+               {"Name": REGULAR_ZONES["name"], "Values": list(REGULAR_ZONES["values"])}]
+    zones = ctx.client("ec2").describe_availability_zones(Filters=filters)
     names = sorted(zone["ZoneName"] for zone in zones["AvailabilityZones"])
     return names, names[: ctx.require_plan().az_count]
 
@@ -150,13 +160,13 @@ def eks_version(ctx: Context) -> Verdict:
         return ok("the stacks have no EKS cluster")
     client = ctx.client("eks")
     try:
-        found = client.describe_cluster_versions(clusterVersions=[version])["clusterVersions"]
+        found = _cluster_versions(client, clusterVersions=[version])
     except ClientError as error:
         if error_code(error) in NOT_IMPLEMENTED:
             return unknown(f"this EKS endpoint does not answer DescribeClusterVersions ({error_text(error)})")
         raise
     if not found:
-        offered = sorted(v["clusterVersion"] for v in client.describe_cluster_versions()["clusterVersions"])
+        offered = sorted(v["clusterVersion"] for v in _cluster_versions(client))
         return fail(
             f"EKS in {ctx.region} does not offer Kubernetes {version}",
             f"set retail:cluster.version to one it offers: {', '.join(offered)}",
@@ -171,6 +181,12 @@ def eks_version(ctx: Context) -> Verdict:
     if status.upper() == "UNSUPPORTED":
         return fail(f"Kubernetes {version} is no longer supported by EKS", "set retail:cluster.version to a newer one")
     return ok(f"Kubernetes {version} ({status or 'offered'})")
+
+
+def _cluster_versions(client: Any, **filters: Any) -> list[dict[str, Any]]:
+    """Every EKS (not EKS Anywhere) version DescribeClusterVersions knows, extended support included, all pages."""
+    pages = client.get_paginator("describe_cluster_versions").paginate(includeAll=True, clusterType="eks", **filters)
+    return [version for page in pages for version in page["clusterVersions"]]
 
 
 # ----------------------------------------------------------------------------- quotas
@@ -211,38 +227,60 @@ def elastic_ip_quota(ctx: Context) -> Verdict:
 
 
 def trail_quota(ctx: Context) -> Verdict:
-    """Trails whose home is this region, against CloudTrail's quota (found by name; it cannot be raised)."""
+    """Trails that log in this region against CloudTrail's quota of trails per region (it cannot be raised).
+
+    A multi-region trail counts once in every region ("A multi-Region trail counts as one trail per Region"),
+    so the region's count is its own trails and the other regions' multi-region ones (shadow trails).
+    """
     needed = ctx.require_plan().count("aws:cloudtrail/trail:Trail")
     if not needed:
         return _account_trail(ctx)
-    trails = ctx.client("cloudtrail").describe_trails(includeShadowTrails=False)["trailList"]
-    service, name = quotas.TRAILS_PER_REGION
-    try:
-        quota = quotas.quota_by_name(ctx.client("service-quotas"), service, name)
-    except quotas.QuotaUnavailable as why:
-        return unknown(f"{needed} trail needed, {len(trails)} in {ctx.region}; the quota is not known: {why}")
-    if quota is None:
-        return unknown(f"Service Quotas lists no {service} quota named {name!r} in {ctx.region}")
+    trails = _trails_in_region(ctx)
+    quota = _trail_quota(ctx)
     verdict = _capacity(ctx, quota, len(trails), needed, "trails")
     if verdict.status != Status.FAIL:
         return verdict
+    own = [t["Name"] for t in trails if t.get("HomeRegion", ctx.region) == ctx.region]
+    others = [f"{t['Name']} (multi-region, home {t['HomeRegion']})" for t in trails
+              if t.get("HomeRegion", ctx.region) != ctx.region]
     return fail(
         verdict.detail,
-        f"the quota cannot be raised: delete an unused trail in {ctx.region} ({', '.join(t['Name'] for t in trails)}), "
-        "or set retail:audit.trail to false and rely on the account's multi-region trail",
+        f"the quota cannot be raised: delete an unused trail that logs in {ctx.region} "
+        f"({', '.join(own + others)}), or set retail:audit.trail to false and rely on the account's multi-region trail",
     )
 
 
+def _trails_in_region(ctx: Context) -> list[dict[str, Any]]:
+    """The region's own trails and every multi-region trail of the account (DescribeTrails with shadow trails)."""
+    return list(ctx.client("cloudtrail").describe_trails(includeShadowTrails=True)["trailList"])
+
+
+def _trail_quota(ctx: Context) -> quotas.Quota:
+    """CloudTrail's quota as Service Quotas has it, else the documented fixed value (5 trails per region)."""
+    service, name = quotas.TRAILS_PER_REGION
+    try:
+        found = quotas.quota_by_name(ctx.client("service-quotas"), service, name)
+    except quotas.QuotaUnavailable:
+        found = None
+    return found or quotas.DOCUMENTED_TRAILS_PER_REGION
+
+
 def _account_trail(ctx: Context) -> Verdict:
-    """A stack without a trail of its own (retail:audit.trail false) relies on a multi-region trail of the account."""
-    trails = ctx.client("cloudtrail").describe_trails(includeShadowTrails=True)["trailList"]
-    multi_region = [t["Name"] for t in trails if t.get("IsMultiRegionTrail")]
-    if multi_region:
-        return ok(f"no trail of its own; the account's multi-region trail {multi_region[0]} records it")
+    """A stack without a trail of its own (retail:audit.trail false) relies on a multi-region trail of the account
+    that is logging (GetTrailStatus IsLogging: a stopped trail records nothing)."""
+    trails = _trails_in_region(ctx)
+    multi_region = [t for t in trails if t.get("IsMultiRegionTrail")]
+    cloudtrail = ctx.client("cloudtrail")
+    logging = [t["Name"] for t in multi_region
+               if cloudtrail.get_trail_status(Name=t.get("TrailARN") or t["Name"]).get("IsLogging")]
+    if logging:
+        return ok(f"no trail of its own; the account's multi-region trail {logging[0]} records it")
+    stopped = f" ({', '.join(t['Name'] for t in multi_region)} exist but are not logging)" if multi_region else ""
     return warn(
-        "no trail of its own (retail:audit.trail is false) and the account has no multi-region trail: "
-        f"nothing records this stack's API calls in {ctx.region}",
-        "deploy a stack with a trail first (dev's is multi-region), or set retail:audit.trail to true",
+        "no trail of its own (retail:audit.trail is false) and the account has no logging multi-region trail"
+        f"{stopped}: nothing records this stack's API calls in {ctx.region}",
+        "start logging the account's multi-region trail (`aws cloudtrail start-logging --name <trail>`), deploy a "
+        "stack with a trail first (dev's is multi-region), or set retail:audit.trail to true",
     )
 
 
@@ -354,8 +392,19 @@ def _training_instances(client: Any, instance_type: str, spot: bool) -> int:
 # ----------------------------------------------------------------------------- permissions
 
 
+GLOBAL_SERVICE_REGION = "us-east-1"
+GLOBAL_SERVICES = frozenset({"iam", "route53", "budgets"})
+"""Services with one global endpoint: their calls carry aws:RequestedRegion us-east-1, whatever the stack's region."""
+
+
 def permissions(ctx: Context) -> Verdict:
-    """iam:SimulatePrincipalPolicy of every action the stacks' resource types need, for the deploying principal."""
+    """iam:SimulatePrincipalPolicy of every action the stacks' resource types need, for the deploying principal.
+
+    The simulation is given aws:RequestedRegion (the stack's region; us-east-1 for global services) and
+    aws:PrincipalArn, so policies and SCPs that restrict regions or principals are evaluated. A result that still
+    names missing context values is undecided, whatever its decision. Not simulated: session policies, resource
+    control policies and resource policies (key policies, bucket policies).
+    """
     required = required_actions(ctx.require_plan().kinds)
     unmapped = (
         f"; the actions of {', '.join(required.unmapped)} are not listed in infra/data/deploy-actions.json"
@@ -368,19 +417,16 @@ def permissions(ctx: Context) -> Verdict:
     if principal is None:
         return unknown(f"policies cannot be simulated for {ctx.caller_arn} (not an IAM user or role){unmapped}")
     try:
-        pages = ctx.client("iam").get_paginator("simulate_principal_policy").paginate(
-            PolicySourceArn=principal, ActionNames=list(required.actions)
-        )
-        results = [result for page in pages for result in page["EvaluationResults"]]
+        results = _simulate(ctx, principal, required.actions)
     except AWS_ERRORS as error:
         return unknown(
             f"iam:SimulatePrincipalPolicy for {principal} did not answer: {error_text(error)}{unmapped}",
             "let the principal call iam:SimulatePrincipalPolicy on itself, or run the doctor as an administrator",
         )
-    refused = [r for r in results if r["EvalDecision"] != "allowed"]
-    denied = sorted(r["EvalActionName"] for r in refused if not r.get("MissingContextValues"))
-    undecided = sorted(r["EvalActionName"] for r in refused if r.get("MissingContextValues"))
-    checked = f"{len(required.actions)} actions simulated for {principal} on all resources"
+    undecided = sorted(r["EvalActionName"] for r in results if r.get("MissingContextValues"))
+    denied = sorted(r["EvalActionName"] for r in results
+                    if r["EvalDecision"] != "allowed" and not r.get("MissingContextValues"))
+    checked = f"{len(required.actions)} actions simulated for {principal} on all resources in {ctx.region}"
     if denied:
         return fail(
             f"{len(denied)} of {checked} are denied: {', '.join(denied)}{unmapped}",
@@ -389,11 +435,31 @@ def permissions(ctx: Context) -> Verdict:
     if required.unmapped:
         return unknown(f"all {checked} are allowed{unmapped}", "list their actions in infra/data/deploy-actions.json")
     if undecided:
+        missing = sorted({key for r in results for key in r.get("MissingContextValues") or ()})
         return warn(
-            f"{checked}: {', '.join(undecided)} depend on conditions the simulation has no values for",
-            "check the conditions of the policies that allow them",
+            f"{checked}: {', '.join(undecided)} depend on condition keys the simulation has no values for "
+            f"({', '.join(missing)})",
+            "check the conditions of the policies that decide them",
         )
     return ok(f"all {checked} are allowed")
+
+
+def _simulate(ctx: Context, principal: str, actions: Iterable[str]) -> list[dict[str, Any]]:
+    """The simulation's results, the global services' actions with us-east-1 as the requested region."""
+    by_region: dict[str, list[str]] = {}
+    for action in actions:
+        region_ = GLOBAL_SERVICE_REGION if action.split(":")[0] in GLOBAL_SERVICES else ctx.region
+        by_region.setdefault(region_, []).append(action)
+    paginator = ctx.client("iam").get_paginator("simulate_principal_policy")
+    results = []
+    for region_, names in sorted(by_region.items()):
+        context = [
+            {"ContextKeyName": "aws:RequestedRegion", "ContextKeyValues": [region_], "ContextKeyType": "string"},
+            {"ContextKeyName": "aws:PrincipalArn", "ContextKeyValues": [principal], "ContextKeyType": "string"},
+        ]
+        pages = paginator.paginate(PolicySourceArn=principal, ActionNames=names, ContextEntries=context)
+        results += [result for page in pages for result in page["EvaluationResults"]]
+    return results
 
 
 def _principal(ctx: Context) -> str | None:

@@ -15,9 +15,12 @@ SageMaker managed spot training) is priced at the on-demand price less
 
 What is priced, and how:
 
-- EKS cluster: cluster-hours (extended support unless the upgrade policy is STANDARD: AWS's default);
+- EKS cluster: cluster-hours, at the extended support price when, on the day of the estimate, its
+  Kubernetes version is past the end of standard support (`infra/data/prices/eks-versions.json`) and
+  the upgrade policy is not STANDARD (AWS's default is EXTENDED); a version still in standard support
+  names the day extended support would start as a risk;
 - managed node group: desired nodes x hours of its first instance type, plus `scaleFromZeroNodeHours`
-  for a group at zero; its gp3 disks;
+  for a group at zero; its gp3 disks (the size from its launch template when pulumi-eks made one);
 - NAT gateway: gateway-hours, and `natGbPerMonth` processed;
 - Elastic IP, internet-facing ALB: public IPv4 address-hours (an ALB holds one per public subnet);
 - interface VPC endpoint: hours in each of its subnets' AZs, and `endpointGbPerMonth` processed;
@@ -25,7 +28,8 @@ What is priced, and how:
   LoadBalancer: NLB-hours;
 - log groups: `logIngestionGbPerMonth` ingested and kept for the longest retention; alarms: alarm
   metrics; dashboards; custom metrics (those the alarms and dashboards name, or `customMetrics`);
-- KMS key: key-months; CloudTrail trail: the first copy of management events (free);
+- KMS key: key-months (the first year's figure: rotations add to it); CloudTrail trail: its management events,
+  `managementEventsPerMonth`, as a paid copy unless `trailIsFirstCopy` (the first copy in each region is free);
 - S3 buckets and ECR repositories: `s3Gb` and `ecrGb` stored;
 - SageMaker training job: instance-hours, `retrainsPerMonth` x hours per run (the job's max runtime
   unless `trainingHoursPerRetrain`).
@@ -50,6 +54,8 @@ from infra.config import NAMESPACE, Section, parse_section, read_stack_file
 from infra.providers.kinds import DYNAMIC_TYPE, TRAINING_JOB
 
 PRICES_DIR = Path(__file__).resolve().parent / "data" / "prices"
+EKS_VERSIONS_FILE = "eks-versions.json"
+"""In PRICES_DIR: when each Kubernetes version leaves EKS standard support."""
 REPOSITORY_ROOT = Path(__file__).resolve().parent.parent
 """Where the platform's `Pulumi.<stack>.yaml` files live."""
 HOURS_IN_MONTH = 730
@@ -88,6 +94,14 @@ class CostAssumptions(Section):
     """SageMaker training runs a month (a weekly data pin)."""
     training_hours_per_retrain: float | None = Field(None, gt=0)
     """Billed hours per training run; unset: the job's max runtime, the longest a run is billed."""
+    management_events_per_month: float = Field(1_000_000, ge=0)
+    """Management events the stack's trail delivers a month, all regions together (a multi-region trail). Not
+    measured: an assumption to replace with the account's own count (Cost Explorer, usage type
+    <region>-PaidEventsRecorded or -FreeEventsRecorded); an EKS cluster's controllers call AWS all the time."""
+    trail_is_first_copy: bool = False
+    """True when no other trail of the account records management events (each region's first copy is free).
+    False by default: dev and prod each create a multi-region trail, and an account or organization trail may
+    exist, so the trail is priced as a paid copy: the upper bound."""
 
     @property
     def month_fraction(self) -> float:
@@ -118,6 +132,33 @@ class Price(BaseModel):
         if self.usd is not None and not self.evidence:
             raise ValueError("a price needs its evidence: where it was read")
         return self
+
+
+class EksVersion(BaseModel):
+    """When a Kubernetes version leaves EKS standard support, and extended support."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    end_of_standard_support: date
+    end_of_extended_support: date
+    evidence: str = Field(min_length=1)
+    aws_source: bool
+    """False when the dates were not read from AWS (the evidence says from where)."""
+
+
+class EksVersions(BaseModel):
+    """`infra/data/prices/eks-versions.json`: the support calendar of EKS's Kubernetes versions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    about: str
+    source: str = Field(pattern=r"^https://")
+    compiled: date
+    versions: dict[str, EksVersion]
+
+    @classmethod
+    def load(cls, prices_dir: Path = PRICES_DIR) -> EksVersions:
+        return cls.model_validate(json.loads((prices_dir / EKS_VERSIONS_FILE).read_text()))
 
 
 class PriceTable(BaseModel):
@@ -191,6 +232,8 @@ class Estimate:
     lines: tuple[LineItem, ...]
     assumptions: CostAssumptions
     prices: PriceTable
+    on: date
+    """The day the estimate prices (EKS versions' support status)."""
 
     @property
     def total_usd(self) -> float:
@@ -244,12 +287,13 @@ def assumptions_from_config(config: Mapping[str, str]) -> CostAssumptions:
 
 def estimate(
     resources: Iterable[Billable], region: str, assumptions: CostAssumptions | None = None,
-    prices: PriceTable | None = None,
+    prices: PriceTable | None = None, on: date | None = None, eks_versions: EksVersions | None = None,
 ) -> Estimate:
-    """Price every cost-bearing resource; see the module docstring for what is priced how."""
-    stack = _Stack(tuple(resources), assumptions or CostAssumptions(), prices or PriceTable.load(region))
+    """Price every cost-bearing resource as of `on` (today); see the module docstring for what is priced how."""
+    stack = _Stack(tuple(resources), assumptions or CostAssumptions(), prices or PriceTable.load(region),
+                   on or date.today(), eks_versions or EksVersions.load())
     lines = tuple(line for pricer in PRICERS for line in pricer(stack))
-    return Estimate(region, lines, stack.assumptions, stack.prices)
+    return Estimate(region, lines, stack.assumptions, stack.prices, stack.on)
 
 
 # --- the pricers ---------------------------------------------------------------------------------------------------
@@ -268,6 +312,8 @@ class _Stack:
     resources: tuple[Billable, ...]
     assumptions: CostAssumptions
     prices: PriceTable
+    on: date
+    eks_versions: EksVersions
 
     def of_type(self, *types: str) -> list[Billable]:
         return [r for r in self.resources if r.type in types]
@@ -298,14 +344,42 @@ class _Stack:
         return self.assumptions.spot_factor, f"spot, priced at on-demand less {discount:g}%"
 
 
+STANDARD_HOUR, EXTENDED_HOUR = "eks/cluster-hour", "eks/cluster-hour-extended-support"
+
+
 def _eks(stack: _Stack) -> list[LineItem]:
-    lines = []
-    for cluster in stack.either(EKS_CLUSTER, EKS_CLUSTER_COMPONENT):
-        standard = cluster.get("upgradePolicy", "supportType") == "STANDARD"
-        key = "eks/cluster-hour" if standard else "eks/cluster-hour-extended-support"
-        note = "" if standard else "upgrade policy not STANDARD: extended support (AWS's default) is billed"
-        lines.append(stack.line("EKS control plane", cluster.name, stack.hours, "cluster-hours", key, note=note))
-    return lines
+    return [_control_plane(stack, cluster) for cluster in stack.either(EKS_CLUSTER, EKS_CLUSTER_COMPONENT)]
+
+
+def _control_plane(stack: _Stack, cluster: Billable) -> LineItem:
+    """Extended support is billed only for a version past its end of standard support, with an EXTENDED policy."""
+    category, version = "EKS control plane", cluster.get("version")
+    policy = cluster.get("upgradePolicy", "supportType", default="EXTENDED")
+    item = f"{cluster.name} (Kubernetes {version or 'default'}, upgrade policy {policy})"
+    if version is None:
+        return stack.line(category, item, stack.hours, "cluster-hours", STANDARD_HOUR,
+                          note="no version set: EKS creates it on its default version, in standard support")
+    support = stack.eks_versions.versions.get(str(version))
+    if support is None:
+        return LineItem(category, item, stack.hours, "cluster-hours", STANDARD_HOUR, None,
+                        f"not priced: Kubernetes {version} is not in infra/data/prices/{EKS_VERSIONS_FILE}, so "
+                        "whether standard or extended support is billed is not known")
+    standard_ends, extended_ends = support.end_of_standard_support, support.end_of_extended_support
+    if stack.on >= extended_ends:
+        return LineItem(category, item, stack.hours, "cluster-hours", STANDARD_HOUR, None,
+                        f"not priced: EKS support for Kubernetes {version} ended on {extended_ends}")
+    if stack.on < standard_ends and policy == "STANDARD":
+        note = f"standard support until {standard_ends}; then EKS upgrades the cluster (upgrade policy STANDARD)"
+    elif stack.on < standard_ends:
+        extended = stack.prices.unit_price(EXTENDED_HOUR)
+        rate = "extended support" if extended is None else f"extended support at ${extended:.2f}/h"
+        note = f"RISK: standard support ends {standard_ends}; from then on {rate} is billed unless upgraded"
+    elif policy == "STANDARD":
+        note = f"past the end of standard support ({standard_ends}): EKS upgrades it rather than bill extended support"
+    else:
+        return stack.line(category, item, stack.hours, "cluster-hours", EXTENDED_HOUR,
+                          note=f"past the end of standard support ({standard_ends}): extended support is billed")
+    return stack.line(category, item, stack.hours, "cluster-hours", STANDARD_HOUR, note=note)
 
 
 def _node_groups(stack: _Stack) -> list[LineItem]:
@@ -323,10 +397,28 @@ def _node_groups(stack: _Stack) -> list[LineItem]:
             note = "; ".join(filter(None, [note, "scales from zero: scaleFromZeroNodeHours"]))
         lines.append(stack.line("EC2 nodes", f"{group.name} ({instance})", node_hours, "node-hours",
                                 f"ec2/{instance}", factor, note))
-        disk_gb = float(group.get("diskSize", default=EKS_DEFAULT_DISK_GB))
+        disk_gb, disk_note = _disk_size(stack, group)
         lines.append(stack.line("EBS volumes", f"{group.name} node disks (gp3, {disk_gb:g} GB each)",
-                                disk_gb * node_hours / HOURS_IN_MONTH, "GB-months", "ebs/gp3-gb-month"))
+                                disk_gb * node_hours / HOURS_IN_MONTH, "GB-months", "ebs/gp3-gb-month", note=disk_note))
     return lines
+
+
+LAUNCH_TEMPLATE = "aws:ec2/launchTemplate:LaunchTemplate"
+
+
+def _disk_size(stack: _Stack, group: Billable) -> tuple[float, str]:
+    """A node's disk: diskSize, else (pulumi-eks moves it there, e.g. with enableIMDSv2) the volume of the launch
+    template it names `<group>-launchTemplate`, else EKS's default."""
+    if group.get("diskSize") is not None:
+        return float(group.get("diskSize")), ""
+    if group.get("launchTemplate") is None:
+        return float(EKS_DEFAULT_DISK_GB), ""
+    templates = [t for t in stack.of_type(LAUNCH_TEMPLATE) if t.name == f"{group.name}-launchTemplate"]
+    sizes = [m.get("ebs", {}).get("volumeSize") for t in templates for m in t.get("blockDeviceMappings", default=[])]
+    sized = [float(size) for size in sizes if size is not None]
+    if sized:
+        return max(sized), ""
+    return float(EKS_DEFAULT_DISK_GB), f"its launch template sets no volume size: {EKS_DEFAULT_DISK_GB} GB assumed"
 
 
 def _nat(stack: _Stack) -> list[LineItem]:
@@ -448,18 +540,40 @@ def _dashboard_metrics(body: Any) -> list[tuple[Any, Any, Mapping[str, Any]]]:
     return metrics
 
 
+KMS_DEFAULT_ROTATION_DAYS = 365
+
+
 def _kms(stack: _Stack) -> list[LineItem]:
     keys = stack.of_type("aws:kms/key:Key")
     if not keys:
         return []
+    rotating = [k for k in keys if k.get("enableKeyRotation") is True]
+    note = ""
+    if rotating:
+        days = min(int(k.get("rotationPeriodInDays", default=KMS_DEFAULT_ROTATION_DAYS)) for k in rotating)
+        note = (f"the figure before the first rotation: {len(rotating)} keys rotate (every {days} days or more), and "
+                "each of a key's first two rotations adds a key-month a month (AWS KMS pricing since April 2024; "
+                "see kms/key-month), so from the second rotation they cost up to three times this")
     return [stack.line("KMS", f"customer managed keys ({len(keys)})", len(keys) * stack.assumptions.month_fraction,
-                       "key-months", "kms/key-month")]
+                       "key-months", "kms/key-month", note=note)]
 
 
 def _cloudtrail(stack: _Stack) -> list[LineItem]:
-    return [stack.line("CloudTrail", f"{trail.name}: management events, first copy", stack.assumptions.month_fraction,
-                       "trail-months", "cloudtrail/management-events-first-copy")
-            for trail in stack.of_type("aws:cloudtrail/trail:Trail")]
+    lines = []
+    events = stack.assumptions.management_events_per_month * stack.assumptions.month_fraction
+    for trail in stack.of_type("aws:cloudtrail/trail:Trail"):
+        if stack.assumptions.trail_is_first_copy:
+            lines.append(stack.line("CloudTrail", f"{trail.name}: management events, first copy (trailIsFirstCopy)",
+                                    stack.assumptions.month_fraction, "trail-months",
+                                    "cloudtrail/management-events-first-copy"))
+            continue
+        lines.append(stack.line(
+            "CloudTrail", f"{trail.name}: management events as a paid copy (managementEventsPerMonth)",
+            events / 100_000, "100k events", "cloudtrail/management-events-paid-copy-100k",
+            note="another trail of the account (dev's and prod's each, an organization trail) may already deliver "
+                 "the free first copy; set trailIsFirstCopy when this is the only one",
+        ))
+    return lines
 
 
 def _storage(stack: _Stack) -> list[LineItem]:

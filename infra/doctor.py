@@ -4,7 +4,9 @@ The stack's deployment is read from its offline preview (`infra.preflight.plan_f
 then checked against the AWS account (`infra.aws_checks`) and this machine's Pulumi set-up
 (`infra.pulumi_checks`). A check that needs what an earlier one could not establish (the
 stack's config, working credentials) is reported as unknown, not run; a failure names its
-fix. `run_doctor` takes the boto3 client factory, so tests point it at moto.
+fix. The AWS clients use the credentials the stack's provider would (`aws:profile`,
+`aws:assumeRoles`: `infra.stack_credentials`); `run_doctor` also takes a boto3 client
+factory, so tests point it at moto.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from infra import aws_checks, pulumi_checks
+from infra import aws_checks, pulumi_checks, stack_credentials
 from infra.config import read_stack_file
 from infra.preflight import (
     AWS_ERRORS,
@@ -75,16 +77,19 @@ def deployment_plan(stack: str, project_dir: Path) -> DeploymentPlan:
 def run_doctor(
     stack: str,
     project_dir: Path,
-    aws: ClientFactory,
+    aws: ClientFactory | None,
     env: Mapping[str, str],
     load_plan: Callable[[str, Path], DeploymentPlan] | None = None,
     checks: tuple[Check, ...] = CHECKS,
 ) -> list[CheckResult]:
     """Every check's result, in order, the stack's config first. FileNotFoundError without Pulumi.<stack>.yaml.
 
-    `load_plan` defaults to `deployment_plan` (the offline preview of every project).
+    `aws` defaults to clients with the stack's own credentials (`stack_credentials.stack_clients`);
+    `load_plan` to `deployment_plan` (the offline preview of every project).
     """
-    config = read_stack_file(project_dir, stack).config
+    stack_file = read_stack_file(project_dir, stack)
+    config = stack_file.config
+    aws = aws or stack_credentials.stack_clients(config, stack_file.secret_keys)
     try:
         plan: DeploymentPlan | None = (load_plan or deployment_plan)(stack, project_dir)
         loaded = ok(f"Pulumi.{stack}.yaml loads; its deployment registers {sum(plan.counts.values())} resources")

@@ -25,6 +25,11 @@ class NetworkArgs:
     flow_log_retention_days: int = 30
 
 
+REGULAR_ZONES = {"name": "opt-in-status", "values": ["opt-in-not-required"]}
+"""Availability Zones only: opted-in Local and Wavelength Zones (us-west-2-lax-1a) sort before them by name.
+The doctor (infra/aws_checks.py) picks the zones with the same filter."""
+
+
 def subnet_cidrs(vpc_cidr: str, az_count: int) -> tuple[list[str], list[str]]:
     """Split the VPC into sixteenths: private subnets first, public ones from the middle."""
     blocks = list(ipaddress.ip_network(vpc_cidr).subnets(prefixlen_diff=4))
@@ -56,7 +61,9 @@ class Network(pulumi.ComponentResource):
             raise ValueError(f"{name}: az_count must be 2 or 3, got {args.az_count}")
         self._name, self._args = name, args
         child = pulumi.ResourceOptions(parent=self)
-        zones = aws.get_availability_zones_output(state="available", opts=pulumi.InvokeOutputOptions(parent=self)).names
+        zones = aws.get_availability_zones_output(
+            state="available", filters=[REGULAR_ZONES], opts=pulumi.InvokeOutputOptions(parent=self)
+        ).names
         self.vpc = aws.ec2.Vpc(
             f"{name}-vpc",
             cidr_block=args.cidr,

@@ -5,7 +5,8 @@ it the CLI check fails with the install instructions and the checks that need it
 unknown. The backend is `PULUMI_BACKEND_URL`, else `backend.url` of Pulumi.yaml, else
 whatever `pulumi login` chose (`pulumi whoami --json`); the secrets provider is each stack
 file's `secretsprovider` (a salt alone means passphrase), else the backend's default.
-Only the presence of PULUMI_ACCESS_TOKEN and PULUMI_CONFIG_PASSPHRASE(_FILE) is looked at.
+A Pulumi Cloud backend is asked `pulumi whoami` (a token that is merely set proves nothing);
+of PULUMI_CONFIG_PASSPHRASE(_FILE) only the presence is looked at.
 """
 
 from __future__ import annotations
@@ -127,14 +128,29 @@ def backend(ctx: Context) -> Verdict:
             return ok(f"{url} (from {source})")
         return fail(f"{url} (from {source}): {folder} is not a folder", f"create it: mkdir -p {folder}")
     if url.startswith(("https://", "http://")):
-        if source == "pulumi whoami" or ctx.env.get("PULUMI_ACCESS_TOKEN"):
+        if source == "pulumi whoami":
             return ok(f"Pulumi Cloud {url} (from {source})")
-        return warn(
-            f"Pulumi Cloud {url} (from {source}) and no PULUMI_ACCESS_TOKEN: the CLI uses the token `pulumi login` "
-            "stored, if any",
-            "`pulumi login`, or export PULUMI_ACCESS_TOKEN (CI keeps it as a secret)",
-        )
+        return _cloud_login(ctx, url, source)
     return unknown(f"{url} (from {source}): only s3://, file:// and Pulumi Cloud backends are checked")
+
+
+def _cloud_login(ctx: Context, url: str, source: str) -> Verdict:
+    """A Pulumi Cloud backend accepts this machine's token: `pulumi whoami` against it (a token that is merely set
+    may be expired or for another organization)."""
+    token = "PULUMI_ACCESS_TOKEN is set" if ctx.env.get("PULUMI_ACCESS_TOKEN") else "no PULUMI_ACCESS_TOKEN"
+    path = _cli()
+    if path is None:
+        return unknown(f"Pulumi Cloud {url} (from {source}), {token}: whether it accepts the login can only be asked "
+                       "with the CLI (see 'pulumi cli')")
+    answer = _pulumi(ctx, path, "whoami", "--json")
+    if answer.returncode != 0:
+        return fail(
+            f"Pulumi Cloud {url} (from {source}) does not accept this machine's login ({token}): "
+            f"{answer.stderr.strip()}",
+            "`pulumi login`, or export a valid PULUMI_ACCESS_TOKEN (CI keeps it as a secret)",
+        )
+    user = json.loads(answer.stdout or "{}").get("user") or "an unnamed user"
+    return ok(f"Pulumi Cloud {url} (from {source}), logged in as {user}")
 
 
 def _s3_backend(ctx: Context, url: str, source: str) -> Verdict:

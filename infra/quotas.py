@@ -41,10 +41,21 @@ class Quota:
     value: float
     applied: bool
     """True: the account's applied value; False: the AWS default (no applied value exists)."""
+    documented: str = ""
+    """Where AWS documents the value, for a fixed quota Service Quotas did not answer for."""
 
     def describe(self) -> str:
+        if self.documented:
+            return f"{self.name} = {self.value:g} (fixed; Service Quotas did not list it; {self.documented})"
         source = "applied" if self.applied else "AWS default"
         return f"{self.name} ({self.service} {self.code}) = {self.value:g} ({source})"
+
+
+DOCUMENTED_TRAILS_PER_REGION = Quota(
+    "cloudtrail", "", "Trails per Region", 5, applied=False,
+    documented="https://docs.aws.amazon.com/awscloudtrail/latest/userguide/WhatIsCloudTrail-Limits.html",
+)
+"""CloudTrail's fixed quota as AWS documents it: 5 trails per Region, a multi-Region trail counting in each."""
 
 
 def quota_by_code(client: Any, service: str, code: str) -> Quota:

@@ -18,9 +18,11 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from infra.cost import (
+    EKS_VERSIONS_FILE,
     PRICES_DIR,
     Billable,
     CostAssumptions,
+    EksVersions,
     PriceTable,
     assumptions_from_config,
     estimate,
@@ -165,11 +167,64 @@ def test_a_node_group_at_zero_costs_its_scale_from_zero_hours():
     assert nodes.quantity == 12
 
 
-def test_a_cluster_without_the_standard_upgrade_policy_pays_extended_support():
-    standard = one("eks:index:Cluster", upgradePolicy={"supportType": "STANDARD"})
-    default = one("eks:index:Cluster")
-    prices = [estimate([cluster], REGION).lines[0].unit_usd for cluster in (standard, default)]
-    assert prices == [pytest.approx(0.10), pytest.approx(0.60)]
+def control_plane(version: str, on: date, policy: str | None = None):
+    inputs = {"version": version, **({"upgradePolicy": {"supportType": policy}} if policy else {})}
+    return estimate([one("eks:index:Cluster", **inputs)], REGION, on=on).lines[0]
+
+
+def test_extended_support_is_billed_only_once_the_version_is_past_its_end_of_standard_support():
+    ends = EksVersions.load().versions["1.33"].end_of_standard_support  # 2026-07-29
+    before, after = control_plane("1.33", date(2026, 7, 28)), control_plane("1.33", ends)
+    assert (before.price_key, before.unit_usd) == ("eks/cluster-hour", pytest.approx(0.10))
+    assert "RISK: standard support ends 2026-07-29" in before.note and "$0.60/h" in before.note
+    assert (after.price_key, after.unit_usd) == ("eks/cluster-hour-extended-support", pytest.approx(0.60))
+
+
+def test_the_standard_upgrade_policy_never_pays_extended_support():
+    past = control_plane("1.32", date(2026, 11, 26), policy="STANDARD")
+    assert past.unit_usd == pytest.approx(0.10) and "upgrades it" in past.note
+    current = control_plane("1.35", date(2026, 11, 26), policy="STANDARD")
+    assert current.unit_usd == pytest.approx(0.10) and "RISK" not in current.note
+
+
+def test_a_version_missing_from_the_calendar_or_past_extended_support_is_not_priced():
+    unknown = control_plane("1.99", date(2026, 11, 26))
+    retired = control_plane("1.29", date(2026, 11, 26))
+    assert unknown.unit_usd is None and "not in infra/data/prices/eks-versions.json" in unknown.note
+    assert retired.unit_usd is None and "ended on 2026-03-23" in retired.note
+
+
+def test_the_eks_calendar_says_which_dates_are_not_from_aws():
+    calendar = EksVersions.load()
+    assert calendar.source.startswith("https://docs.aws.amazon.com/eks/")
+    for version, support in calendar.versions.items():
+        assert support.end_of_standard_support < support.end_of_extended_support, version
+        assert support.aws_source or "NOT from an AWS source" in support.evidence, version
+
+
+def test_a_node_group_whose_disk_moved_into_its_launch_template_is_priced_at_that_size():
+    """A real preview with enableIMDSv2: pulumi-eks puts diskSize in `<group>-launchTemplate`, not on the group."""
+    inputs = {k: v for k, v in NODES.inputs.items() if k != "diskSize"}
+    group = one("aws:eks/nodeGroup:NodeGroup", "nodes", **inputs, launchTemplate={"version": "1"})
+    template = Billable("aws:ec2/launchTemplate:LaunchTemplate", "nodes-launchTemplate",
+                        {"blockDeviceMappings": [{"deviceName": "/dev/xvda", "ebs": {"volumeSize": 80}}]})
+    disks = lines_of(estimate([group, template], REGION), "EBS volumes")[0]
+    assert "80 GB each" in disks.item and disks.quantity == pytest.approx(80)
+
+
+def test_rotating_keys_are_priced_for_their_first_year_and_say_so():
+    rotating = one("aws:kms/key:Key", enableKeyRotation=True, rotationPeriodInDays=90)
+    (line,) = estimate([rotating], REGION).lines
+    assert line.unit_usd == pytest.approx(1.0) and "every 90 days" in line.note and "three times" in line.note
+    assert estimate([one("aws:kms/key:Key")], REGION).lines[0].note == ""
+
+
+def test_a_trail_is_a_paid_copy_of_the_management_events_unless_it_is_the_first():
+    trail = one("aws:cloudtrail/trail:Trail", isMultiRegionTrail=True)
+    (paid,) = estimate([trail], REGION, CostAssumptions(management_events_per_month=250_000)).lines
+    (first,) = estimate([trail], REGION, CostAssumptions(trail_is_first_copy=True)).lines
+    assert (paid.quantity, paid.unit_usd, paid.monthly_usd) == (2.5, pytest.approx(2.0), pytest.approx(5.0))
+    assert first.monthly_usd == 0
 
 
 def test_a_real_preview_prices_the_eks_plugins_node_groups_not_their_components():
@@ -224,7 +279,7 @@ def test_an_unknown_assumption_is_refused_with_its_key():
         assumptions_from_config({"retail:cost": json.dumps({"natGb": 100})})
 
 
-TABLES = sorted(PRICES_DIR.glob("*.json"))
+TABLES = sorted(path for path in PRICES_DIR.glob("*.json") if path.name != EKS_VERSIONS_FILE)
 
 
 def test_there_is_a_price_table_for_the_region_of_every_stack():
@@ -245,6 +300,14 @@ def test_every_price_has_its_date_and_source_or_says_why_it_is_missing(path: Pat
     for key, price in table.prices.items():
         assert price.as_of <= date.today() and price.source.startswith("https://"), key
         assert (price.usd is not None and price.evidence) or price.missing, key
+
+
+def test_the_price_readme_says_where_each_price_comes_from():
+    readme = (PRICES_DIR / "README.md").read_text()
+    for path in TABLES:
+        for key in json.loads(path.read_text())["prices"]:
+            stem = key.rsplit(".", 1)[0] if key.startswith("ec2/m6i") else key
+            assert f"`{stem}" in readme, key
 
 
 def test_a_price_without_its_source_is_refused(tmp_path: Path):

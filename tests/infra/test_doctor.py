@@ -5,14 +5,15 @@ moto 5.2 answers Service Quotas for the `vpc` service only and has no
 iam:SimulatePrincipalPolicy: against moto as it is, those checks must say "unknown" with
 the reason (never pass). The fixtures `served_quotas` and `simulated_policies` add both to
 the server with AWS's shapes (quotas from a table per test; decisions from the user's own
-policies, evaluated by moto's policy engine), so a planted quota or a denied action fails
-with its fix. Each test works in a region of its own: the moto server is shared by the
-whole session.
+inline policies, with their conditions evaluated on the request's context entries), so a
+planted quota or a denied action fails with its fix. Each test works in a region of its
+own: the moto server is shared by the whole session.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import itertools
 import json
 import os
@@ -28,7 +29,7 @@ from botocore.config import Config
 from typer.testing import CliRunner
 
 from cli.main import app
-from infra import aws_checks, doctor, pulumi_checks
+from infra import aws_checks, doctor, pulumi_checks, stack_credentials
 from infra.automation import INSTALL_HINT
 from infra.config import read_stack_file
 from infra.deploy_actions import actions_table, required_actions
@@ -39,7 +40,8 @@ from infra.providers import kinds
 from .conftest import PROJECT_DIR
 
 REGIONS = iter(["eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1", "eu-north-1", "us-east-2", "us-west-2",
-                "ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-2", "sa-east-1", "us-west-1"])
+                "ap-northeast-1", "ap-northeast-2", "ap-south-1", "ap-southeast-2", "sa-east-1", "us-west-1",
+                "ap-southeast-1", "us-east-1"])
 """Regions enabled in moto's account (no opt-in) for the tests that create or count things, one each."""
 QUIET_REGION = "ca-central-1"
 """Where no test creates anything: for the checks that only read what a fresh account has."""
@@ -126,26 +128,54 @@ def served_quotas(moto_endpoint, monkeypatch) -> dict[str, list[dict]]:
     return table
 
 
+def simulated_decision(statements: list[dict], action: str, context: dict[str, list[str]]) -> dict:
+    """One EvaluationResult as IAM gives it: explicit deny over allow over implicit deny; a statement whose
+    StringEquals/StringNotEquals condition names a key the request has no value for cannot apply, and the key is
+    reported in MissingContextValues."""
+    missing, allowed, denied = set(), False, False
+    for statement in statements:
+        patterns = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        if not any(fnmatch.fnmatchcase(action.lower(), pattern.lower()) for pattern in patterns):
+            continue
+        applies = True
+        for operator, conditions in (statement.get("Condition") or {}).items():
+            for key, wanted in conditions.items():
+                if key not in context:
+                    missing.add(key)
+                    applies = False
+                    continue
+                equal = bool(set(context[key]) & set([wanted] if isinstance(wanted, str) else wanted))
+                applies = applies and (equal if operator == "StringEquals" else not equal)
+        if applies:
+            denied, allowed = denied or statement["Effect"] == "Deny", allowed or statement["Effect"] == "Allow"
+    decision = "explicitDeny" if denied else "allowed" if allowed else "implicitDeny"
+    result = {"EvalActionName": action, "EvalResourceName": "*", "EvalDecision": decision}
+    return {**result, "MissingContextValues": sorted(missing)} if missing else result
+
+
 @pytest.fixture
-def simulated_policies(moto_endpoint, monkeypatch) -> None:
-    """iam:SimulatePrincipalPolicy for IAM users: each action decided by the user's own policies (moto's engine)."""
+def simulated_policies(moto_endpoint, monkeypatch) -> list[dict[str, list[str]]]:
+    """iam:SimulatePrincipalPolicy for IAM users, deciding each action by the user's inline policies
+    (`simulated_decision`); returns the context each request carried (key -> values)."""
     from moto.core.responses import ActionResult
-    from moto.iam.access_control import IAMPolicy, PermissionResult
     from moto.iam.responses import IamResponse
+
+    contexts: list[dict[str, list[str]]] = []
 
     def simulate_principal_policy(self) -> ActionResult:
         user = self._get_param("PolicySourceArn").rsplit("/", 1)[-1]
-        documents = [self.backend.get_user_policy(user, name) for name in self.backend.list_user_policies(user)]
-        documents += self.backend.list_attached_user_policies(user)[0]
-        results = []
-        for action in self._get_param("ActionNames", []):
-            found = {IAMPolicy(document).is_action_permitted(action) for document in documents}
-            decision = ("explicitDeny" if PermissionResult.DENIED in found
-                        else "allowed" if PermissionResult.PERMITTED in found else "implicitDeny")
-            results.append({"EvalActionName": action, "EvalResourceName": "*", "EvalDecision": decision})
+        statements = []
+        for name in self.backend.list_user_policies(user):
+            document = self.backend.get_user_policy(user, name)["policy_document"]
+            statements += (json.loads(document) if isinstance(document, str) else document)["Statement"]
+        context = {entry["ContextKeyName"]: list(entry["ContextKeyValues"])
+                   for entry in self._get_param("ContextEntries", [])}
+        contexts.append(context)
+        results = [simulated_decision(statements, action, context) for action in self._get_param("ActionNames", [])]
         return ActionResult({"EvaluationResults": results, "IsTruncated": False})
 
     monkeypatch.setattr(IamResponse, "simulate_principal_policy", simulate_principal_policy, raising=False)
+    return contexts
 
 
 def deployer(policy: dict) -> tuple[str, str]:
@@ -156,6 +186,11 @@ def deployer(policy: dict) -> tuple[str, str]:
     iam.put_user_policy(UserName=name, PolicyName="deploy", PolicyDocument=json.dumps(policy))
     key = iam.create_access_key(UserName=name)["AccessKey"]
     return key["AccessKeyId"], key["SecretAccessKey"]
+
+
+def key_owner(key: str) -> str:
+    """The IAM user an access key belongs to."""
+    return clients()("iam", "us-east-1").get_access_key_last_used(AccessKeyId=key)["UserName"]
 
 
 def results_by_name(results) -> dict:
@@ -220,6 +255,25 @@ def test_every_type_the_stacks_register_has_its_iam_actions_and_every_action_exi
         required.actions)
 
 
+PROVIDER_CALLS = {
+    "aws:ec2/eip:Eip": {"ec2:DescribeAddressesAttribute"},
+    "aws:ec2/vpcEndpoint:VpcEndpoint": {"route53:AssociateVPCWithHostedZone"},  # private DNS (infra/network.py)
+    "aws:ec2/subnet:Subnet": {"ec2:DescribeNetworkInterfaces"},  # delete looks for lingering ENIs
+    "aws:ec2/securityGroup:SecurityGroup": {"ec2:DescribeNetworkInterfaces"},
+    "aws:eks/addon:Addon": {"eks:DescribeUpdate"},
+    "aws:s3/bucket:Bucket": {"s3:ListBucketVersions", "s3:DeleteObjectVersion", "s3:BypassGovernanceRetention"},
+    "eks:index:Cluster": {"eks:DescribeUpdate", "eks:DeleteAccessEntry", "eks:DisassociateAccessPolicy"},
+    "eks:index:ManagedNodeGroup": {"eks:DescribeUpdate", "ec2:CreateLaunchTemplateVersion"},
+}
+"""Calls the provider makes beyond create/read/delete, once missing from the table: awaiting EKS updates, a
+launch template's new version, emptying a forceDestroy bucket's versions under GOVERNANCE object lock, ..."""
+
+
+@pytest.mark.parametrize("type_", sorted(PROVIDER_CALLS))
+def test_the_table_lists_the_calls_the_provider_makes_around_a_resource(type_: str):
+    assert PROVIDER_CALLS[type_] <= set(actions_table()["types"][type_])
+
+
 def test_a_type_missing_from_the_table_is_reported_not_ignored():
     required = required_actions({"aws:ec2/vpc:Vpc", "aws:rds/instance:Instance", "kubernetes:core/v1:Namespace"})
     assert required.unmapped == ("aws:rds/instance:Instance",)
@@ -234,10 +288,11 @@ def test_a_healthy_account_passes_what_moto_answers_and_the_rest_is_unknown(moto
     results = results_by_name(doctor.run_doctor("dev", PROJECT_DIR, aws, {},
                                                 load_plan=lambda *_: dataclasses.replace(dev_plan, region=region)))
     for name in ("stack config", "credentials", "region", "availability zones", "instance types", "eks",
-                 "sagemaker", "quota: vpcs"):
+                 "sagemaker", "quota: vpcs", "quota: cloudtrail trails"):
         assert results[name].status == Status.OK, results[name]
+    assert "WhatIsCloudTrail-Limits" in results["quota: cloudtrail trails"].detail  # the documented fixed quota
     # moto has no quota values for these, no DescribeClusterVersions and no SimulatePrincipalPolicy:
-    for name in ("eks version", "quota: elastic ips", "quota: cloudtrail trails", "quota: spot vcpus",
+    for name in ("eks version", "quota: elastic ips", "quota: spot vcpus",
                  "quota: sagemaker training", "permissions"):
         assert results[name].status == Status.UNKNOWN, results[name]
         assert results[name].detail
@@ -252,6 +307,93 @@ def test_a_region_the_account_has_not_enabled_fails(moto_endpoint):
     assert "enable-region --region-name ap-east-1" in verdict.fix
 
 
+def test_a_region_describe_regions_does_not_list_is_unknown_not_ok():
+    from botocore.stub import Stubber
+
+    ec2 = boto3.client("ec2", region_name=QUIET_REGION, aws_access_key_id="k", aws_secret_access_key="s")
+    with Stubber(ec2) as stub:
+        stub.add_response("describe_regions", {"Regions": []}, {"RegionNames": [QUIET_REGION], "AllRegions": True})
+        verdict = aws_checks.region(context(None, QUIET_REGION, aws=lambda *_: ec2))
+    assert verdict.status == Status.UNKNOWN and QUIET_REGION in verdict.detail
+
+
+def test_the_doctor_s_zones_are_availability_zones_not_local_zones(dev_plan):
+    """An opted-in Local Zone (ca-central-1-lax-1a... sorts before ca-central-1a) must not be taken: AWS is asked for
+    zones that need no opt-in. moto ignores that filter, so botocore's Stubber checks the request."""
+    from botocore.stub import Stubber
+
+    ec2 = boto3.client("ec2", region_name=QUIET_REGION, aws_access_key_id="k", aws_secret_access_key="s")
+    regular = [{"ZoneName": f"{QUIET_REGION}{letter}", "State": "available", "OptInStatus": "opt-in-not-required"}
+               for letter in "dba"]
+    filters = [{"Name": "state", "Values": ["available"]},
+               {"Name": "opt-in-status", "Values": ["opt-in-not-required"]}]
+    with Stubber(ec2) as stub:
+        stub.add_response("describe_availability_zones", {"AvailabilityZones": regular}, {"Filters": filters})
+        names, chosen = aws_checks.chosen_zones(context(dev_plan, QUIET_REGION, aws=lambda *_: ec2))
+    assert names == [f"{QUIET_REGION}{letter}" for letter in "abd"] and chosen == names[: dev_plan.az_count]
+
+
+def test_the_network_asks_for_availability_zones_with_the_doctor_s_filter(monkeypatch):
+    from infra.mocks import PlatformMocks
+    from infra.network import Network, NetworkArgs
+
+    asked = []
+    answer = PlatformMocks.call
+
+    def recording(self, args):
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            asked.append(args.args)
+        return answer(self, args)
+
+    monkeypatch.setattr(PlatformMocks, "call", recording)
+    def program() -> None:
+        Network("n", NetworkArgs(account_id="123456789012", region="eu-west-1",
+                                 logs_kms_key_arn="arn:aws:kms:eu-west-1:123456789012:key/k"))
+
+    run_offline(program, project="network", stack="test", config={"aws:region": "eu-west-1"})
+    (request,) = asked
+    assert request["state"] == "available"
+    assert request["filters"] == [{"name": "opt-in-status", "values": ["opt-in-not-required"]}]
+
+
+def test_the_doctor_uses_the_stack_s_assumed_role(moto_endpoint, dev_plan):
+    iam = clients()("iam", "us-east-1")
+    trust = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"}, "Action": "sts:AssumeRole"}]}
+    role = iam.create_role(RoleName="deployer-role", AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    config = {"aws:region": QUIET_REGION,
+              "aws:assumeRoles": json.dumps([{"roleArn": role, "sessionName": "ci", "externalId": "ext-id"}])}
+    ctx = Context("dev", PROJECT_DIR, QUIET_REGION, config, dev_plan, stack_credentials.stack_clients(config), {})
+    verdict = aws_checks.credentials(ctx)
+    assert verdict.status == Status.OK, verdict
+    assert ":assumed-role/deployer-role/ci" in ctx.caller_arn and f"aws:assumeRoles {role}" in verdict.detail
+
+
+def test_the_doctor_uses_the_stack_s_profile_and_fails_naming_it_when_missing(
+    moto_endpoint, dev_plan, monkeypatch, tmp_path
+):
+    key, secret = deployer(ALLOW_ALL)
+    (tmp_path / "credentials").write_text(f"[deploy]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    for profile, expected in (("deploy", Status.OK), ("nowhere", Status.FAIL)):
+        config = {"aws:region": QUIET_REGION, "aws:profile": profile}
+        ctx = Context("dev", PROJECT_DIR, QUIET_REGION, config, dev_plan, stack_credentials.stack_clients(config), {})
+        verdict = aws_checks.credentials(ctx)
+        assert verdict.status == expected, verdict
+        assert f"aws:profile {profile}" in verdict.detail
+        assert (f"/{key_owner(key)}" in ctx.caller_arn) == (expected == Status.OK)
+
+
+def test_credentials_the_doctor_does_not_read_fail_by_name(moto_endpoint, dev_plan):
+    config = {"aws:region": QUIET_REGION, "aws:sharedCredentialsFiles": json.dumps(["/somewhere"])}
+    ctx = Context("dev", PROJECT_DIR, QUIET_REGION, config, dev_plan,
+                  stack_credentials.stack_clients(config, secret_keys=("aws:secretKey",)), {})
+    verdict = aws_checks.credentials(ctx)
+    assert verdict.status == Status.FAIL
+    assert "aws:secretKey, aws:sharedCredentialsFiles" in verdict.detail
+
+
 def test_a_kubernetes_version_eks_does_not_offer_fails_and_one_in_extended_support_warns(dev_plan):
     """moto has no DescribeClusterVersions: botocore's Stubber answers it, checking each request against the model."""
     from botocore.stub import Stubber
@@ -260,10 +402,13 @@ def test_a_kubernetes_version_eks_does_not_offer_fails_and_one_in_extended_suppo
     version = dev_plan.cluster_version
     offered = [{"clusterVersion": "1.33", "versionStatus": "EXTENDED_SUPPORT"},
                {"clusterVersion": "1.34", "versionStatus": "STANDARD_SUPPORT"}]
+    every = {"includeAll": True, "clusterType": "eks"}  # extended support included, not EKS Anywhere's versions
     with Stubber(eks) as stub:
-        stub.add_response("describe_cluster_versions", {"clusterVersions": []}, {"clusterVersions": [version]})
-        stub.add_response("describe_cluster_versions", {"clusterVersions": offered}, {})
-        stub.add_response("describe_cluster_versions", {"clusterVersions": offered[:1]}, {"clusterVersions": ["1.33"]})
+        stub.add_response("describe_cluster_versions", {"clusterVersions": []}, {**every, "clusterVersions": [version]})
+        stub.add_response("describe_cluster_versions", {"clusterVersions": offered[:1], "nextToken": "2"}, every)
+        stub.add_response("describe_cluster_versions", {"clusterVersions": offered[1:]}, {**every, "nextToken": "2"})
+        stub.add_response("describe_cluster_versions", {"clusterVersions": offered[:1]},
+                          {**every, "clusterVersions": ["1.33"]})
         ctx = context(dev_plan, QUIET_REGION, aws=lambda *_: eks)
         verdict = aws_checks.eks_version(ctx)
         assert verdict.status == Status.FAIL and verdict.fix.endswith("1.33, 1.34")
@@ -352,7 +497,40 @@ def test_a_stack_without_a_trail_warns_when_the_account_has_no_multi_region_trai
     s3, trails = clients()("s3", region), clients()("cloudtrail", region)
     s3.create_bucket(Bucket=f"org-trail-{region}", CreateBucketConfiguration={"LocationConstraint": region})
     trails.create_trail(Name="organization", S3BucketName=f"org-trail-{region}", IsMultiRegionTrail=True)
-    assert aws_checks.trail_quota(context(plan, region)).status == Status.OK
+    stopped = aws_checks.trail_quota(context(plan, region))
+    assert stopped.status == Status.WARN and "organization exist but are not logging" in stopped.detail
+    trails.start_logging(Name="organization")
+    try:
+        assert aws_checks.trail_quota(context(plan, region)).status == Status.OK
+    finally:
+        trails.delete_trail(Name="organization")  # it would log in every region of the shared moto account
+
+
+def test_other_regions_multi_region_trails_count_against_this_region_s_quota(dev_plan, served_quotas):
+    home, here = next(REGIONS), next(REGIONS)
+    served_quotas["cloudtrail"] = [quota("cloudtrail", "L-TRAILS01", "Trails per region", 1)]
+    s3, elsewhere = clients()("s3", home), clients()("cloudtrail", home)
+    s3.create_bucket(Bucket=f"trail-logs-{home}", CreateBucketConfiguration={"LocationConstraint": home})
+    elsewhere.create_trail(Name="everywhere", S3BucketName=f"trail-logs-{home}", IsMultiRegionTrail=True)
+    try:
+        verdict = aws_checks.trail_quota(context(dev_plan, here))
+    finally:
+        elsewhere.delete_trail(Name="everywhere")
+    # moto's session-wide account may hold other tests' multi-region trails too: at least this one counts here
+    assert verdict.status == Status.FAIL, verdict
+    assert f"everywhere (multi-region, home {home})" in verdict.fix
+
+
+def test_without_a_cloudtrail_quota_in_service_quotas_the_documented_five_applies(dev_plan, served_quotas):
+    served_quotas["cloudtrail"] = []  # Service Quotas lists no CloudTrail quota by that name
+    here = next(REGIONS)
+    s3, trails = clients()("s3", here), clients()("cloudtrail", here)
+    s3.create_bucket(Bucket=f"five-trails-{here}", CreateBucketConfiguration={"LocationConstraint": here})
+    for i in range(5):
+        trails.create_trail(Name=f"trail-{i}", S3BucketName=f"five-trails-{here}")
+    verdict = aws_checks.trail_quota(context(dev_plan, here))
+    assert verdict.status == Status.FAIL
+    assert "Trails per Region = 5 (fixed" in verdict.detail and "WhatIsCloudTrail-Limits" in verdict.detail
 
 
 def test_a_training_instance_type_sagemaker_does_not_offer_here_fails(dev_plan, served_quotas):
@@ -372,6 +550,33 @@ def test_a_denied_action_fails_naming_it(dev_plan, simulated_policies):
     assert verdict.status == Status.FAIL
     assert "2 of" in verdict.detail and "eks:CreateCluster, iam:PassRole" in verdict.detail
     assert ctx.caller_arn in verdict.fix
+
+
+def test_an_allowed_action_that_depends_on_a_missing_context_value_is_undecided(dev_plan, simulated_policies):
+    conditional = {"Version": "2012-10-17", "Statement": [
+        *ALLOW_ALL["Statement"],
+        {"Effect": "Deny", "Action": "eks:*", "Resource": "*", "Condition": {"StringEquals": {"aws:SourceVpc": "v"}}}]}
+    ctx = context(dev_plan, QUIET_REGION, aws=clients(*deployer(conditional)))
+    aws_checks.credentials(ctx)
+    verdict = aws_checks.permissions(ctx)
+    assert verdict.status == Status.WARN, verdict  # "allowed", but the Deny could not be evaluated
+    assert "eks:CreateCluster" in verdict.detail and "aws:SourceVpc" in verdict.detail
+
+
+def test_the_simulation_knows_the_region_and_principal_so_a_region_restriction_is_evaluated(
+    dev_plan, simulated_policies
+):
+    only_elsewhere = {"Version": "2012-10-17", "Statement": [
+        *ALLOW_ALL["Statement"],
+        {"Effect": "Deny", "Action": "*", "Resource": "*",
+         "Condition": {"StringNotEquals": {"aws:RequestedRegion": ["us-east-1", "eu-west-1"]}}}]}
+    ctx = context(dev_plan, QUIET_REGION, aws=clients(*deployer(only_elsewhere)))
+    aws_checks.credentials(ctx)
+    verdict = aws_checks.permissions(ctx)
+    assert verdict.status == Status.FAIL, verdict
+    assert "eks:CreateCluster" in verdict.detail and "iam:PassRole" not in verdict.detail  # IAM is us-east-1
+    assert {tuple(c["aws:RequestedRegion"]) for c in simulated_policies} == {(QUIET_REGION,), ("us-east-1",)}
+    assert all(c["aws:PrincipalArn"] == [ctx.caller_arn] for c in simulated_policies)
 
 
 def test_an_action_no_policy_allows_fails_too(dev_plan, simulated_policies):
@@ -479,12 +684,17 @@ def test_a_self_managed_backend_needs_a_passphrase_for_every_stack(moto_endpoint
     assert pulumi_checks.secrets_provider(ctx).status == Status.OK
 
 
-def test_pulumi_cloud_without_a_token_warns_and_its_secrets_need_nothing():
-    ctx = context(None, QUIET_REGION, env={"PULUMI_BACKEND_URL": "https://api.pulumi.com"})
-    assert pulumi_checks.backend(ctx).status == Status.WARN
+def test_pulumi_cloud_is_asked_whoami_rather_than_trusted_because_a_token_is_set(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path / "no-cli"))
+    ctx = context(None, QUIET_REGION, env={"PULUMI_BACKEND_URL": "https://api.pulumi.com", "PULUMI_ACCESS_TOKEN": "x"})
+    assert pulumi_checks.backend(ctx).status == Status.UNKNOWN  # without the CLI the token cannot be tried
     assert pulumi_checks.secrets_provider(ctx).status == Status.OK
-    ctx.env["PULUMI_ACCESS_TOKEN"] = "set"
-    assert pulumi_checks.backend(ctx).status == Status.OK
+    monkeypatch.setenv("PATH", f"{fake_pulumi(tmp_path / 'out', metadata.version('pulumi'), {})}:/usr/bin:/bin")
+    refused = pulumi_checks.backend(ctx)
+    assert refused.status == Status.FAIL and "PULUMI_ACCESS_TOKEN is set" in refused.detail
+    cli_dir = fake_pulumi(tmp_path / "in", metadata.version("pulumi"), {}, whoami_url="https://api.pulumi.com")
+    monkeypatch.setenv("PATH", f"{cli_dir}:/usr/bin:/bin")
+    assert pulumi_checks.backend(ctx).detail.endswith("logged in as me")
 
 
 def test_the_backend_pulumi_login_chose_is_read_with_the_cli(dev_plan, monkeypatch, tmp_path):
