@@ -14,7 +14,7 @@ import datetime as dt
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeAlias, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema, model_validator
 from pydantic.config import JsonDict
 
 from ml.schema import (
@@ -113,7 +113,9 @@ class Basket(BaseModel):
 
     model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True, json_schema_extra=_segment_rules)
 
-    BASKET_ID: str | None = Field(None, max_length=64, description="echoed back; not a feature")
+    BASKET_ID: Annotated[str | None, WithJsonSchema({  # a number is taken as its text (coerce_numbers_to_str)
+        "anyOf": [{"type": "string", "maxLength": 64}, {"type": "number"}, {"type": "null"}]})] = Field(
+        None, max_length=64, description="echoed back (a number as its text); not a feature")
     SHOP_WEEK: int | None = Field(None, ge=190001, le=299953, description="fiscal week YYYYWW; not a feature")
     SHOP_DATE: ShopDate = Field(description="YYYYMMDD as in the data set, or an ISO date", examples=["20080412"])
     SHOP_WEEKDAY: int | None = Field(None, ge=1, le=7, description="1 = Sunday .. 7; must be SHOP_DATE's weekday "
