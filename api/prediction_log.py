@@ -81,10 +81,15 @@ class ServiceLogFiles:
         written = []
         for (day, week), part in rows.with_columns(days).partition_by("date", WEEK, as_dict=True).items():
             path = join(self.base, f"date={day}", f"week={week}", name)
-            if self.local:
+            if self.local:  # a reader (retail monitor) never sees half a file: written aside, then renamed
                 self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-            with self.fs.open_output_stream(path) as sink:
-                pq.write_table(part.drop("date").to_arrow(), sink, compression="zstd")
+                partial = path.rsplit("/", 1)[0] + "/." + name + ".partial"
+                with self.fs.open_output_stream(partial) as sink:
+                    pq.write_table(part.drop("date").to_arrow(), sink, compression="zstd")
+                self.fs.move(partial, path)
+            else:  # an S3 object appears whole, when its upload completes
+                with self.fs.open_output_stream(path) as sink:
+                    pq.write_table(part.drop("date").to_arrow(), sink, compression="zstd")
             written.append(path)
         return written
 
