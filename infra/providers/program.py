@@ -203,8 +203,11 @@ def gate_approval(metrics: Mapping[str, float], families: tuple[str, ...], gate:
 
 
 def source_commit(repo_root: Path = REPOSITORY_ROOT) -> dict[str, str]:
-    """`git_commit` (GITHUB_SHA in CI, else the checkout's HEAD) and, in GitHub Actions, `repository` (its URL)."""
+    """`git_commit` (GITHUB_SHA in CI, else the checkout's HEAD: the one holding this module, else the project
+    directory the command runs in, as for an installed wheel) and, in GitHub Actions, `repository` (its URL)."""
     commit = os.environ.get("GITHUB_SHA") or git_commit(repo_root)
+    if commit == "unknown":
+        commit = git_commit(Path.cwd())
     lineage = {"git_commit": commit}
     if os.environ.get("GITHUB_REPOSITORY"):
         server = os.environ.get("GITHUB_SERVER_URL", "https://github.com")
