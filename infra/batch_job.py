@@ -56,6 +56,7 @@ from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from infra.config import ScheduledJobConfig
 from infra.iam import irsa_trust_policy
+from infra.pod_egress import private_egress
 
 RUN_AS = 10001
 """The inference image's user (Dockerfile: `ARG UID=10001`)."""
@@ -66,8 +67,6 @@ INPUT_ERROR_EXIT_CODE = 2
 SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
 SUCCESSFUL_JOBS_KEPT = 1
 FAILED_JOBS_KEPT = 3
-DNS_PORT = 53
-HTTPS_PORT = 443
 
 
 @dataclass(kw_only=True)
@@ -282,37 +281,13 @@ class BatchJob:
     def _network_policy(self, opts: pulumi.ResourceOptions) -> k8s.networking.v1.NetworkPolicy:
         """No ingress; egress to DNS, S3 and the VPC's interface endpoints (STS for IRSA, KMS)."""
         placement = self._placement
-        to_s3 = pulumi.Output.from_input(placement.s3_cidrs).apply(
-            lambda cidrs: [{"ipBlock": {"cidr": cidr}} for cidr in cidrs]
-        )
-        https = [k8s.networking.v1.NetworkPolicyPortArgs(protocol="TCP", port=HTTPS_PORT)]
         return k8s.networking.v1.NetworkPolicy(
             f"{self._name}-network-policy",
             metadata=self._meta(),
             spec=k8s.networking.v1.NetworkPolicySpecArgs(
                 pod_selector=LabelSelectorArgs(match_labels={"app": self._spec.app}),
                 policy_types=["Ingress", "Egress"],
-                egress=[
-                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-                        to=[
-                            k8s.networking.v1.NetworkPolicyPeerArgs(
-                                namespace_selector=LabelSelectorArgs(
-                                    match_labels={"kubernetes.io/metadata.name": "kube-system"}
-                                ),
-                                pod_selector=LabelSelectorArgs(match_labels={"k8s-app": "kube-dns"}),
-                            )
-                        ],
-                        ports=[
-                            k8s.networking.v1.NetworkPolicyPortArgs(protocol=protocol, port=DNS_PORT)
-                            for protocol in ("UDP", "TCP")
-                        ],
-                    ),
-                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-                        to=[k8s.networking.v1.NetworkPolicyPeerArgs(ip_block={"cidr": placement.vpc_cidr})],
-                        ports=https,
-                    ),
-                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(to=to_s3, ports=https),
-                ],
+                egress=private_egress(placement.vpc_cidr, placement.s3_cidrs),
             ),
             opts=opts,
         )

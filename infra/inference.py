@@ -20,6 +20,7 @@ from pulumi_kubernetes.meta.v1 import LabelSelectorArgs, ObjectMetaArgs
 
 from infra.config import InferenceConfig
 from infra.iam import irsa_trust_policy, policy_document
+from infra.pod_egress import ip_blocks, private_egress
 from infra.prediction_log import PredictionLogTarget, prediction_log_policy
 
 APP = "retail-inference"
@@ -34,8 +35,6 @@ RUN_AS = 10001
 DRAIN_SECONDS = 15
 """A stopping pod keeps serving this long, while the ALB deregisters it (no requests cut off mid-rollout)."""
 READINESS_GATE_LABEL = "elbv2.k8s.aws/pod-readiness-gate-inject"
-DNS_PORT = 53
-HTTPS_PORT = 443
 
 
 @dataclass
@@ -312,12 +311,7 @@ class InferenceService(pulumi.ComponentResource):
         """Ingress from the ALB's subnets on the API port; egress to DNS, S3 and the VPC's endpoints."""
         args = self._args
         tcp = "TCP"
-        from_load_balancer = pulumi.Output.from_input(args.load_balancer_cidrs).apply(
-            lambda cidrs: [{"ipBlock": {"cidr": cidr}} for cidr in cidrs]
-        )
-        to_s3 = pulumi.Output.from_input(args.s3_cidrs).apply(
-            lambda cidrs: [{"ipBlock": {"cidr": cidr}} for cidr in cidrs]
-        )
+        from_load_balancer = ip_blocks(args.load_balancer_cidrs)
         return k8s.networking.v1.NetworkPolicy(
             f"{self._name}-network-policy",
             metadata=self._meta(),
@@ -330,30 +324,7 @@ class InferenceService(pulumi.ComponentResource):
                         ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol=tcp, port=PORT)],
                     )
                 ],
-                egress=[
-                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-                        to=[
-                            k8s.networking.v1.NetworkPolicyPeerArgs(
-                                namespace_selector=LabelSelectorArgs(
-                                    match_labels={"kubernetes.io/metadata.name": "kube-system"}
-                                ),
-                                pod_selector=LabelSelectorArgs(match_labels={"k8s-app": "kube-dns"}),
-                            )
-                        ],
-                        ports=[
-                            k8s.networking.v1.NetworkPolicyPortArgs(protocol=protocol, port=DNS_PORT)
-                            for protocol in ("UDP", "TCP")
-                        ],
-                    ),
-                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-                        to=[k8s.networking.v1.NetworkPolicyPeerArgs(ip_block={"cidr": args.vpc_cidr})],
-                        ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol=tcp, port=HTTPS_PORT)],
-                    ),
-                    k8s.networking.v1.NetworkPolicyEgressRuleArgs(
-                        to=to_s3,
-                        ports=[k8s.networking.v1.NetworkPolicyPortArgs(protocol=tcp, port=HTTPS_PORT)],
-                    ),
-                ],
+                egress=private_egress(args.vpc_cidr, args.s3_cidrs),
             ),
             opts=opts,
         )
