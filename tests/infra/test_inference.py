@@ -20,9 +20,9 @@ PUBLIC_SUBNETS = ["10.40.128.0/20", "10.40.144.0/20"]
 S3_RANGES = ["52.219.0.0/20"]
 
 
-def service(hostname: str = "", certificate_arn: str = "") -> OfflineRun:
-    sizing = {"hostname": hostname, "certificate_arn": certificate_arn} if hostname else {}
-    args = InferenceServiceArgs(
+def service_args(**overrides) -> InferenceServiceArgs:
+    """The service's arguments as a test stack passes them, with `overrides` (also used by test_prediction_log)."""
+    values = dict(
         environment="test",
         region="ap-southeast-1",
         image=IMAGE,
@@ -39,6 +39,13 @@ def service(hostname: str = "", certificate_arn: str = "") -> OfflineRun:
         load_balancer_cidrs=PUBLIC_SUBNETS,
         vpc_cidr="10.40.0.0/16",
         s3_cidrs=S3_RANGES,
+    )
+    return InferenceServiceArgs(**(values | overrides))
+
+
+def service(hostname: str = "", certificate_arn: str = "") -> OfflineRun:
+    sizing = {"hostname": hostname, "certificate_arn": certificate_arn} if hostname else {}
+    args = service_args(
         certificate_arn=certificate_arn,
         sizing=InferenceConfig(namespace="serving", min_replicas=2, max_replicas=5, **sizing),
     )

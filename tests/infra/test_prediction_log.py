@@ -10,38 +10,17 @@ no log and the role gains nothing.
 import pytest
 
 from infra.config import InferenceConfig
-from infra.inference import InferenceService, InferenceServiceArgs
+from infra.inference import InferenceService
 from infra.prediction_log import PredictionLogTarget
 
 from .helpers import build, statements
+from .test_inference import DATA_KEY, service_args
 
-ISSUER = "oidc.eks.ap-southeast-1.amazonaws.com/id/EXAMPLE"
 LAKE = "arn:aws:s3:::lake-raw"
-DATA_KEY = "arn:aws:kms:ap-southeast-1:123456789012:key/data"
-IMAGE = "123456789012.dkr.ecr.ap-southeast-1.amazonaws.com/reg/inference@sha256:" + "b" * 64
 
 
 def service(target: PredictionLogTarget | None):
-    args = InferenceServiceArgs(
-        environment="test",
-        region="ap-southeast-1",
-        image=IMAGE,
-        model_uri="s3://lake-artifacts/models/champion/",
-        model_sha256="c" * 64,
-        model_bucket_arn="arn:aws:s3:::lake-artifacts",
-        model_prefix="models/champion",
-        data_kms_key_arn=DATA_KEY,
-        oidc_provider_arn=f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}",
-        oidc_issuer=ISSUER,
-        node_labels={"retail.io/workload": "inference"},
-        api_keys_file="key\n",
-        ingress_class="alb",
-        load_balancer_cidrs=["10.40.128.0/20"],
-        vpc_cidr="10.40.0.0/16",
-        s3_cidrs=["52.219.0.0/20"],
-        sizing=InferenceConfig(namespace="serving"),
-        prediction_log=target,
-    )
+    args = service_args(sizing=InferenceConfig(namespace="serving"), prediction_log=target)
     return build(lambda: InferenceService("svc", args))
 
 
