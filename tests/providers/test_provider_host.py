@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import boto3
@@ -35,30 +36,41 @@ REPO = Path(__file__).resolve().parents[2]
 PROVIDER_KEY = "__provider"
 
 
-@pytest.fixture
-def provider_host(moto_endpoint, tmp_path) -> Iterator[provider_pb2_grpc.ResourceProviderStub]:
-    """`python -m pulumi.dynamic` in a new interpreter, outside the repository, reached over gRPC."""
-    env = {
+def aws_test_env(moto_endpoint: str, **extra: str) -> dict[str, str]:
+    """A provider host's whole environment: PATH, moto's endpoint with fake credentials, and `extra`."""
+    return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": str(REPO),  # the project, as the venv's editable install puts it on the provider host's path
         "AWS_ENDPOINT_URL": moto_endpoint,
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "AWS_DEFAULT_REGION": REGION,
+        **extra,
     }
-    host = subprocess.Popen([sys.executable, "-u", "-m", "pulumi.dynamic"], cwd=tmp_path, env=env,
+
+
+@contextmanager
+def started_host(executable: str, cwd: Path, env: dict[str, str]) -> Iterator[provider_pb2_grpc.ResourceProviderStub]:
+    """`<executable> -m pulumi.dynamic` in `cwd` with exactly `env`, configured and reached over gRPC; killed after."""
+    host = subprocess.Popen([executable, "-u", "-m", "pulumi.dynamic"], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = host.stdout.readline()  # the host prints its port, then serves
         assert line.strip().isdigit(), f"the provider host did not start: {line!r} {host.stderr.read()}"
-        port = int(line)
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        with grpc.insecure_channel(f"127.0.0.1:{int(line)}") as channel:
             stub = provider_pb2_grpc.ResourceProviderStub(channel)
             stub.Configure(provider_pb2.ConfigureRequest())
             yield stub
     finally:
         host.kill()
         host.wait()
+
+
+@pytest.fixture
+def provider_host(moto_endpoint, tmp_path) -> Iterator[provider_pb2_grpc.ResourceProviderStub]:
+    """`python -m pulumi.dynamic` in a new interpreter, outside the repository, reached over gRPC."""
+    # the project on the path, as the venv's editable install puts it on the provider host's
+    with started_host(sys.executable, tmp_path, aws_test_env(moto_endpoint, PYTHONPATH=str(REPO))) as stub:
+        yield stub
 
 
 @pytest.fixture(autouse=True)

@@ -35,7 +35,6 @@ from pathlib import Path
 
 import boto3
 import dill
-import grpc
 import pulumi
 import pytest
 from pulumi.dynamic import CreateResult, ResourceProvider
@@ -47,7 +46,14 @@ from pulumi.runtime.proto import provider_pb2, provider_pb2_grpc
 from infra.providers.model_version import ModelVersionProvider
 from infra.providers.training_job import TrainingJobProvider
 from tests.providers.conftest import REGION
-from tests.providers.test_provider_host import model_version, registered_inputs, training_job, wire
+from tests.providers.test_provider_host import (
+    aws_test_env,
+    model_version,
+    registered_inputs,
+    started_host,
+    training_job,
+    wire,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 PROVIDERS = REPO / "infra" / "providers"
@@ -216,26 +222,9 @@ def fresh_host(request, moto_endpoint, tmp_path_factory) -> Iterator[ProviderHos
         executable, version = newer_python_with_environment(tmp_path_factory.mktemp("interpreters"))
     else:
         executable, version = sys.executable, tuple(sys.version_info[:3])
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONDONTWRITEBYTECODE": "1",
-        "AWS_ENDPOINT_URL": moto_endpoint,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": REGION,
-    }
-    host = subprocess.Popen([executable, "-u", "-m", "pulumi.dynamic"], cwd=tmp_path_factory.mktemp("host"), env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = host.stdout.readline()  # the host prints its port, then serves
-        assert line.strip().isdigit(), f"the provider host did not start: {line!r} {host.stderr.read()}"
-        with grpc.insecure_channel(f"127.0.0.1:{int(line)}") as channel:
-            stub = provider_pb2_grpc.ResourceProviderStub(channel)
-            stub.Configure(provider_pb2.ConfigureRequest())
-            yield ProviderHost(version, stub)
-    finally:
-        host.kill()
-        host.wait()
+    env = aws_test_env(moto_endpoint, PYTHONDONTWRITEBYTECODE="1")
+    with started_host(executable, tmp_path_factory.mktemp("host"), env) as stub:
+        yield ProviderHost(version, stub)
 
 
 @pytest.fixture(autouse=True)
