@@ -98,6 +98,8 @@ class BatchScoring(pulumi.ComponentResource):
     namespace: pulumi.Output[str]
     role_arn: pulumi.Output[str]
     lake_root: pulumi.Output[str]
+    bundle_uri: pulumi.Output[str]
+    """The served bundle's folder (s3://.../), which the scorer and the monitoring job read."""
     predictions_uri: pulumi.Output[str]
     cron_job_name: pulumi.Output[str]
 
@@ -118,7 +120,7 @@ class BatchScoring(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         silver = self.lake_root.apply(lambda root: join(f"{root}/silver", sizing.input_path) + "/")
-        bundle = s3_uri(args.bundle_bucket, args.bundle_prefix).apply(lambda uri: f"{uri}/")
+        self.bundle_uri = s3_uri(args.bundle_bucket, args.bundle_prefix).apply(lambda uri: f"{uri}/")
         job = BatchJob(
             self,
             name,
@@ -127,7 +129,7 @@ class BatchScoring(pulumi.ComponentResource):
                 app=APP,
                 container=CONTAINER,
                 command=COMMAND,
-                args=["--input", silver, "--bundle", bundle],
+                args=["--input", silver, "--bundle", self.bundle_uri],
                 lake_root=self.lake_root,
                 env={"RETAIL_MODEL_SHA256": args.bundle_sha256, "RETAIL_MODEL_CACHE_DIR": BUNDLE_CACHE},
                 role="scorer",

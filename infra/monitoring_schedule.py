@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 import pulumi
 from pydantic_settings import BaseSettings
 
-from infra.batch_job import BatchJob, BatchJobSpec, data_key_through_s3, join, read_prefix, s3_uri, write_prefix
+from infra.batch_job import BatchJob, BatchJobSpec, data_key_through_s3, join, read_prefix, write_prefix
 from infra.batch_scoring import BatchScoring
 from infra.config import MonitoringConfig
 from infra.iam import policy_document
@@ -81,7 +81,6 @@ class MonitoringSchedule(pulumi.ComponentResource):
     def __init__(self, name: str, args: MonitoringScheduleArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("retail:infra:MonitoringSchedule", name, None, opts)
         scoring = args.beside.args
-        bundle = s3_uri(scoring.bundle_bucket, scoring.bundle_prefix).apply(lambda uri: f"{uri}/")
         job = BatchJob(
             self,
             name,
@@ -90,7 +89,7 @@ class MonitoringSchedule(pulumi.ComponentResource):
                 app=APP,
                 container=CONTAINER,
                 command=COMMAND,
-                args=["--week", LAST_WEEK, "--bundle", bundle, "--no-registry"],
+                args=["--week", LAST_WEEK, "--bundle", args.beside.bundle_uri, "--no-registry"],
                 lake_root=args.beside.lake_root,
                 env={"TZ": scoring.sizing.time_zone, **settings_env(args.gate), **settings_env(args.monitoring)},
                 role="monitor",
