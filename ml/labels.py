@@ -11,7 +11,6 @@ landed part of a week does not hide one that landed all of it.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,11 +20,10 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ml import ingest
-from ml.lake import Lake, arrow_frame, join
+from ml.lake import SILVER_LINES, Lake, arrow_frame, join, run_id_for
 from ml.schema import BASKET_KEY, LABEL, TRAINABLE_LABELS
 from ml.validate import ValidationReport, validate
 
-SILVER_LINES = "lines.parquet"
 WEEK = "SHOP_WEEK"
 
 
@@ -44,12 +42,11 @@ def land(input_path: Path, lake: Lake) -> Landed:
     """Ingest and validate a transactions file (or folder of weekly files) into raw/ and silver/<run>/."""
     raw_input, raw = ingest.read(input_path)
     record = lake.put_raw(raw_input.files)
-    run_id = f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{record.sha256[:8]}"
+    run_id = run_id_for(record.sha256)
     result = validate(raw, raw_input)
     if not result.report.counts_add_up:  # a bug, never bad input
         raise RuntimeError(f"row counts do not add up: {result.report}")
-    lines_uri = lake.write_parquet(result.lines, "silver", run_id, SILVER_LINES)
-    quarantine_uri = lake.write_parquet(result.quarantine, "silver", run_id, "quarantine.parquet")
+    lines_uri, quarantine_uri = lake.write_silver(run_id, result.lines, result.quarantine)
     weeks = tuple(sorted(result.lines[WEEK].unique().to_list()))
     return Landed(run_id, lines_uri, quarantine_uri, weeks, result.report)
 

@@ -16,6 +16,7 @@ Layout under the root:
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import shutil
@@ -48,6 +49,15 @@ def arrow_frame(table: pa.Table) -> pl.DataFrame:
     """`pl.from_arrow` of a Table, which is always a DataFrame (only an Arrow array gives a Series); from_arrow is
     typed DataFrame | Series for any input."""
     return cast(pl.DataFrame, pl.from_arrow(table))
+
+
+SILVER_LINES = "lines.parquet"
+SILVER_QUARANTINE = "quarantine.parquet"
+
+
+def run_id_for(sha256: str) -> str:
+    """A lake run's id, naming its silver and gold folders: the UTC time and the input's hash prefix."""
+    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{sha256[:8]}"
 
 
 def join(*parts: str) -> str:
@@ -108,6 +118,11 @@ class Lake:
         self._ensure_dir(path)
         pq.write_table(frame.to_arrow(), path, filesystem=self.fs, compression="zstd")
         return self.uri(*parts)
+
+    def write_silver(self, run_id: str, lines: pl.DataFrame, quarantine: pl.DataFrame) -> tuple[str, str]:
+        """A run's silver zone: the validated lines and, beside them, the quarantine; their URIs."""
+        return (self.write_parquet(lines, "silver", run_id, SILVER_LINES),
+                self.write_parquet(quarantine, "silver", run_id, SILVER_QUARANTINE))
 
     def read_parquet(self, *parts: str) -> pl.DataFrame:
         return arrow_frame(pq.read_table(self._path(*parts), filesystem=self.fs))

@@ -21,7 +21,7 @@ import polars as pl
 
 from ml import ingest
 from ml.features import BasketFeaturizer
-from ml.lake import Lake, join
+from ml.lake import Lake, join, run_id_for
 from ml.lineage import git_commit
 from ml.progress import StageTimer
 from ml.schema import LABEL, SCHEMA_VERSION, TRAINABLE_LABELS
@@ -56,10 +56,6 @@ def _chosen_families(settings: Settings) -> list[str]:
     return chosen
 
 
-def _run_id(sha256: str) -> str:
-    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{sha256[:8]}"
-
-
 @dataclass
 class Gold:
     baskets: pl.DataFrame  # one feature row per basket, with its `split` side
@@ -92,13 +88,12 @@ def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None 
     with timer.stage("ingest", f"Reading {input_path} into the raw zone"):
         raw_input, raw = ingest.read(input_path)
         record = lake.put_raw(raw_input.files)
-    run_id = _run_id(record.sha256)
+    run_id = run_id_for(record.sha256)
 
     with timer.stage("validate", f"Validating {raw.height:,} rows"):
         result = validate(raw, raw_input)
         del raw
-        silver_lines = lake.write_parquet(result.lines, "silver", run_id, "lines.parquet")
-        quarantine_uri = lake.write_parquet(result.quarantine, "silver", run_id, "quarantine.parquet")
+        silver_lines, quarantine_uri = lake.write_silver(run_id, result.lines, result.quarantine)
     report = result.report
     if not report.counts_add_up:  # a bug, never bad input: fail loudly rather than lose rows
         raise RuntimeError(f"row counts do not add up: {report}")

@@ -59,7 +59,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ml import ingest
 from ml.ingest import SOURCE_FILE, SOURCE_LINE, WEEKLY_FILE, EmptyFile, InputError, RawInput
-from ml.lake import Lake, arrow_frame, filesystem, join
+from ml.lake import SILVER_LINES, Lake, arrow_frame, filesystem, join
 from ml.lineage import git_commit
 from ml.prediction_log import BATCH, CHAMPION, prediction_rows
 from ml.progress import StageTimer
@@ -77,7 +77,6 @@ PIECE_BYTES = 16 * 1024 * 1024  # bytes of whole lines handed to ingestion at a 
 CHUNK_LINES = 400_000  # lines validated and scored at a time, whole weeks
 SILVER_BATCH_ROWS = 256 * 1024
 WEEK = "SHOP_WEEK"
-SILVER_LINES = "lines.parquet"
 LATEST = "latest"
 """`silver/latest/`: the newest pipeline run's silver lines (see `input_at`)."""
 RAW_SCHEMA = {**{c: pl.String for c in CANONICAL_COLUMNS}, SOURCE_FILE: pl.String, SOURCE_LINE: pl.Int64}
