@@ -1,5 +1,8 @@
 """Entry point of the `retail` command."""
 
+import atexit
+import gc
+
 import typer
 
 from cli import data as data_cli
@@ -33,6 +36,23 @@ app.command(help="Train on SageMaker and register the model version, through Pul
 app.command(help="Check a deployed service: readiness, the served model, one prediction.")(smoke)
 app.command(help="Print true when the model should be retrained (a change, or what monitoring found).")(changed)
 
+YOUNG_GENERATION_THRESHOLD = 50_000
+"""Allocations between two young-generation collections during a command (Python's default is 700)."""
+
+
+def main() -> None:
+    """Run `retail` with the garbage collector tuned for a short-lived process.
+
+    Most of a short command is importing: MLflow alone makes hundreds of thousands of objects, and at the
+    default threshold the collector walks them again and again while finding nothing to free, then once
+    more at exit. `retail models list` took 3.3-3.8 s with the defaults and about 1.9 s with a larger
+    young generation and the start-up objects frozen at exit (bench/cli_startup.py). Cycles are still
+    collected, only less often.
+    """
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
+    atexit.register(gc.freeze)  # atexit runs before the interpreter's final collection, which then skips them
+    app()
+
 
 if __name__ == "__main__":
-    app()
+    main()

@@ -29,3 +29,19 @@ def test_the_training_command_offers_the_training_program_s_default_families():
     from infra.providers.program import DEFAULT_FAMILIES as PROGRAM_DEFAULT
 
     assert DEFAULT_FAMILIES == PROGRAM_DEFAULT
+
+
+def test_the_retail_command_runs_with_a_larger_young_generation_and_freezes_at_exit():
+    """What keeps a short command from spending a second in the collector (bench/cli_startup.py)."""
+    import tomllib
+    from pathlib import Path
+
+    from cli.main import YOUNG_GENERATION_THRESHOLD
+
+    scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["retail"] == "cli.main:main"
+    probe = ("import atexit, gc, sys\nsys.argv = ['retail', '--help']\nfrom cli.main import main\n"
+             "try:\n    main()\nexcept SystemExit:\n    pass\n"
+             "atexit._run_exitfuncs()\nprint(gc.get_threshold()[0], gc.get_freeze_count() > 0, file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stderr.split() == [str(YOUNG_GENERATION_THRESHOLD), "True"]
