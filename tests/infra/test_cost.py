@@ -33,7 +33,7 @@ from infra.offline import OfflineRun
 from infra.providers.program import training_offline_run
 from policies.model import Resource
 from policies.offline import resources_of
-from policies.rules.cost import within_budget
+from policies.rules.cost import fully_priced, within_budget
 
 from .conftest import PROJECT_DIR
 
@@ -90,7 +90,7 @@ def test_the_dev_estimate_names_what_it_cannot_price_and_leaves_it_out_of_the_to
 
 def test_the_budget_is_the_one_the_stack_config_sets(dev):
     budget = monthly_budget(billable(dev))
-    assert budget is not None and budget.usd == 150 and budget.name == "retail-dev-obs-monthly-budget"
+    assert budget is not None and budget.usd == 400 and budget.name == "retail-dev-obs-monthly-budget"
 
 
 def test_retail_infra_cost_prints_the_dev_breakdown_as_json():
@@ -98,8 +98,8 @@ def test_retail_infra_cost_prints_the_dev_breakdown_as_json():
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     assert report["total_usd"] < BRIEF_USD and set(report["by_category"]) == CATEGORIES
-    assert report["budget"] == {"name": "retail-dev-obs-monthly-budget", "usd": 150.0}
-    assert report["within_budget"] is (report["total_usd"] <= 150)
+    assert report["budget"] == {"name": "retail-dev-obs-monthly-budget", "usd": 400.0}
+    assert report["within_budget"] is True
     assert report["projects"] == ["retail-mlops", "retail-mlops-service", "retail-mlops-training"]
 
 
@@ -132,9 +132,15 @@ def test_a_larger_node_group_takes_the_dev_platform_over_its_budget(dev):
     assert "against $500.00" in exceeded
 
 
-def test_the_rule_names_the_resources_it_could_not_price(dev):
-    messages = [message for _, message in within_budget(resources_of(dev))]
+def test_the_dev_platform_is_within_its_budget_as_shipped(dev):
+    """stack-within-budget is mandatory in dev: the shipped config must pass it."""
+    assert within_budget(resources_of(dev)) == []
+
+
+def test_the_pricing_rule_names_the_resources_it_could_not_price(dev):
+    messages = [message for _, message in fully_priced(resources_of(dev))]
     assert any("no price for retail-dev-cluster-batch-nodes (m6i.xlarge) (ec2/m6i.xlarge)" in m for m in messages)
+    assert not any("no price" in message for _, message in within_budget(resources_of(dev)))
 
 
 def test_a_stack_without_a_budget_is_left_to_stack_has_budget():

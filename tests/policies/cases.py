@@ -375,3 +375,7 @@ CASES["stack-within-budget"] = (
     [MONTHLY_BUDGET, NODE_GROUP],
     [MONTHLY_BUDGET, changed(NODE_GROUP, "scalingConfig", "desiredSize", value=8)],
 )
+CASES["stack-fully-priced"] = (
+    [MONTHLY_BUDGET, NODE_GROUP],
+    [MONTHLY_BUDGET, changed(NODE_GROUP, "instanceTypes", value=["u-24tb1.112xlarge"])],
+)
