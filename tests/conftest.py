@@ -6,6 +6,7 @@ The run is real (nothing mocked): synthetic CSV -> lake -> features -> four fami
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,24 @@ from ml.settings import Settings
 from ml.synth import SynthConfig, generate, write_csv
 
 SMALL_ROWS = 40_000
+YOUNG_GENERATION_THRESHOLD = 50_000
+"""Allocations between two young-generation collections while the tests run (Python's default is 700)."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Run the suite with the collector tuned as `retail` runs (cli/main.py): fewer passes over what lives on.
+
+    Collecting imports Pulumi, MLflow, scikit-learn and the AWS SDK, and the tests make millions of objects
+    that live as long as a test; at the default threshold the collector walks all of them again and again.
+    tests/infra took 101-108 s with the defaults and 76 s with this, on the same idle machine. Cycles are
+    still collected, only less often.
+    """
+    gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What collection loaded (modules, their classes and constants) stays: later collections need not walk it."""
+    gc.freeze()
 
 
 @dataclass
