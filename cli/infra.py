@@ -239,11 +239,10 @@ def destroy(
             abort=True,
         )
     runners = automation.project_runners(directory, echo=typer.echo)
-    checks = ProvenTeardown(_region(directory), echo=typer.echo)
+    region = _stack_region(directory, stack.value)
+    checks = ProvenTeardown(region, echo=typer.echo)
     try:
-        automation.destroy(
-            runners, stack.value, empty=automation.StackEmptier(_region(directory)), checks=checks, echo=typer.echo
-        )
+        automation.destroy(runners, stack.value, empty=automation.StackEmptier(region), checks=checks, echo=typer.echo)
     except TeardownFailed as error:
         typer.echo(str(error), err=True)
         raise typer.Exit(1) from error
@@ -251,11 +250,13 @@ def destroy(
         raise typer.Exit(1)
 
 
-def _region(directory: Path) -> str:
+def _stack_region(directory: Path, stack: str) -> str:
+    """The region stack `stack`'s own config names: `Pulumi.<stack>.yaml`, `Pulumi.ephemeral.yaml` for ephemeral-*."""
     from infra import automation
     from infra.config import read_stack_file
 
-    return read_stack_file(directory, automation.EPHEMERAL_CONFIG).config["aws:region"]
+    ephemeral = stack == automation.EPHEMERAL_CONFIG or stack.startswith(f"{automation.EPHEMERAL_CONFIG}-")
+    return read_stack_file(directory, automation.EPHEMERAL_CONFIG if ephemeral else stack).config["aws:region"]
 
 
 @app.command()
@@ -290,13 +291,14 @@ def ephemeral(
     _require("retail infra ephemeral")
     directory = project_dir or find_project_dir()
     resolver = release_resolver(directory, image, model_package, model_group)
-    checks = ProvenTeardown(_region(directory), echo=typer.echo)
+    region = _stack_region(directory, automation.EPHEMERAL_CONFIG)
+    checks = ProvenTeardown(region, echo=typer.echo)
     with tempfile.TemporaryDirectory(prefix="retail-ephemeral-") as scratch:
         runners: Runners = automation.inline_runners(Path(scratch), echo=typer.echo)
         try:
             code = automation.ephemeral(
                 runners, name, command, directory, resolver,
-                empty=automation.StackEmptier(_region(directory)), checks=checks, echo=typer.echo,
+                empty=automation.StackEmptier(region), checks=checks, echo=typer.echo,
             )
         except TeardownFailed as error:
             typer.echo(str(error), err=True)
@@ -312,7 +314,11 @@ def ephemeral(
 def leaks(
     stack: Annotated[str, typer.Option(help="The stack name to scan for, e.g. dev or ephemeral-pr-42.")],
     project_dir: ProjectDir = None,
-    region: Annotated[str | None, typer.Option(help="AWS region (default: the one in Pulumi.ephemeral.yaml).")] = None,
+    region: Annotated[
+        str | None,
+        typer.Option(help="AWS region (default: the stack's own, from Pulumi.<stack>.yaml; Pulumi.ephemeral.yaml "
+                     "for ephemeral-*)."),
+    ] = None,
     report: Annotated[Path | None, typer.Option(help="Also write the report to this file, as Markdown.")] = None,
 ) -> None:
     """Scan the AWS account for what is left of STACK; exit 1 if anything is (or a source cannot be asked).
@@ -326,7 +332,11 @@ def leaks(
     from infra.leaks import LeakScope, aws_clients, scan
     from infra.offline import find_project_dir
 
-    where = region or _region(project_dir or find_project_dir())
+    try:
+        where = region or _stack_region(project_dir or find_project_dir(), stack)
+    except FileNotFoundError as error:
+        typer.echo(f"no region for stack {stack}: {error}; pass --region", err=True)
+        raise typer.Exit(2) from error
     result = scan(LeakScope.of(stack, where), aws_clients(where))
     for line in result.lines():
         typer.echo(line)

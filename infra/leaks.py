@@ -9,9 +9,12 @@ Where leftovers are looked for:
 - what runs in the cluster made on its own, tagged for the cluster instead of the stack:
   the AWS Load Balancer Controller's load balancers, target groups and security groups
   (`elbv2.k8s.aws/cluster: <cluster>`), the in-tree cloud provider's
-  (`kubernetes.io/cluster/<cluster>`), the VPC CNI's network interfaces
-  (`cluster.k8s.amazonaws.com/name: <cluster>`), and any network interface or security
-  group left in a VPC of the stack;
+  (`kubernetes.io/cluster/<cluster>`), the VPC CNI's network interfaces tagged
+  `cluster.k8s.amazonaws.com/name: <cluster>`, and any network interface or security
+  group left in a VPC of the stack (the CNI's among them, told by its node tag or its
+  `aws-K8S-` description: the cluster tag needs the CNI's CLUSTER_NAME, which pulumi-eks
+  does not set); each interface with the command its kind needs
+  (`interface_remove_command`);
 - SageMaker models, endpoints and endpoint configs named and tagged for the stack
   (`retail-<stack>-…`, `environment=<stack>`), IAM roles and customer-managed policies so
   named and tagged and the OIDC provider tagged for it (IAM is global: a regional tagging
@@ -43,8 +46,13 @@ Clients = Callable[[str], Any]
 LBC_CLUSTER_TAG = "elbv2.k8s.aws/cluster"
 """On everything the AWS Load Balancer Controller creates: load balancers, target groups, security groups."""
 CNI_CLUSTER_TAG = "cluster.k8s.amazonaws.com/name"
-"""On every network interface the VPC CNI creates for a node's pods."""
+"""On the network interfaces the VPC CNI creates for a node's pods, when the CNI is told its cluster's name."""
 CNI_NODE_TAG = "node.k8s.amazonaws.com/instance_id"
+CNI_DESCRIPTION_PREFIX = "aws-K8S-"
+"""The VPC CNI tags each network interface it creates with its node's instance id (`CNI_NODE_TAG`) and describes it
+`aws-K8S-<instance id>`; the cluster tag it adds only when its CLUSTER_NAME is set, which pulumi-eks's
+VpcCniAddon does not set (aws/amazon-vpc-cni-k8s, pkg/awsutils/awsutils.go: `eniNodeTagKey`, `eniDescriptionPrefix`,
+`tagENI`; pulumi/pulumi-eks, nodejs/eks/addons/cni-addon.ts: `computeEnv`)."""
 LINGERING_JOB_STATES = {"InProgress", "Stopping"}
 NAME_CONTAINS = re.compile(r"[a-zA-Z0-9-]{1,63}")
 """SageMaker's NameContains pattern (botocore's service model)."""
@@ -320,7 +328,7 @@ def _network_interface_findings(scope: LeakScope, clients: Clients) -> Iterator[
     ec2 = clients("ec2")
     searches = [[{"Name": f"tag:{CNI_CLUSTER_TAG}", "Values": [scope.cluster]}]]
     vpcs = _stack_vpcs(scope, ec2)
-    if vpcs:
+    if vpcs:  # every interface in them, the VPC CNI's included however it tagged them
         searches.append([{"Name": "vpc-id", "Values": vpcs}])
     for filters in searches:
         for page in ec2.get_paginator("describe_network_interfaces").paginate(Filters=filters):
@@ -328,20 +336,83 @@ def _network_interface_findings(scope: LeakScope, clients: Clients) -> Iterator[
                 yield _interface_finding(scope, interface)
 
 
+def made_by_the_cni(interface: Mapping[str, Any], cluster: str) -> bool:
+    """Whether the VPC CNI made `interface` for a node: tagged for `cluster`, or (it always does this) tagged with its
+    node's instance id or described `aws-K8S-<instance id>`. Only the first names the cluster, so the other two are
+    asked only of interfaces in the stack's VPCs (`_network_interface_findings`)."""
+    tags = _tag_map(interface.get("TagSet"))
+    return (tags.get(CNI_CLUSTER_TAG) == cluster or CNI_NODE_TAG in tags
+            or (interface.get("Description") or "").startswith(CNI_DESCRIPTION_PREFIX))
+
+
 def _interface_finding(scope: LeakScope, interface: Mapping[str, Any]) -> Finding:
     ident = interface["NetworkInterfaceId"]
     tags = _tag_map(interface.get("TagSet"))
-    made_by = (f"made by the VPC CNI for node {tags.get(CNI_NODE_TAG, '?')}"
-               if tags.get(CNI_CLUSTER_TAG) == scope.cluster
-               else f"description {interface.get('Description') or '(none)'!r}")
+    description = interface.get("Description") or ""
+    if made_by_the_cni(interface, scope.cluster):
+        node = tags.get(CNI_NODE_TAG) or description.removeprefix(CNI_DESCRIPTION_PREFIX) or "?"
+        made_by = f"made by the VPC CNI for node {node}"
+    else:
+        made_by = f"description {description or '(none)'!r}"
     detail = f"{interface.get('Status', '?')} in {interface.get('VpcId', '?')}, {made_by}"
-    delete = f"aws ec2 delete-network-interface --network-interface-id {ident} --region {scope.region}"
+    return Finding("ec2:network-interface", ident, detail, interface_remove_command(interface, scope.region))
+
+
+def interface_remove_command(interface: Mapping[str, Any], region: str) -> str:
+    """How to remove a network interface, by its kind: one an AWS service manages goes with what it belongs to, a
+    primary one with its instance, a detached one is deleted, an attached secondary one detached first.
+
+    Requester-managed interfaces cannot be detached; the service deletes them with their resource, and one it
+    detached without deleting can be deleted (EC2 User Guide, "Requester-managed network interfaces").
+    """
+    ident = interface["NetworkInterfaceId"]
+    delete = f"aws ec2 delete-network-interface --network-interface-id {ident} --region {region}"
     attachment = interface.get("Attachment") or {}
-    if attachment.get("AttachmentId"):
-        holder = attachment.get("InstanceId") or attachment.get("InstanceOwnerId", "?")
-        delete = (f"aws ec2 detach-network-interface --attachment-id {attachment['AttachmentId']} "
-                  f"--region {scope.region} (attached to {holder}), then {delete}")
-    return Finding("ec2:network-interface", ident, detail, delete)
+    attached = interface.get("Status") != "available" or bool(attachment.get("AttachmentId"))
+    if interface.get("RequesterManaged") and attached:
+        owner, command = interface_owner(interface, region)
+        return f"none of its own: it is requester-managed and goes when {owner} is deleted ({command})"
+    if not attachment.get("AttachmentId"):
+        return delete
+    instance = attachment.get("InstanceId") or attachment.get("InstanceOwnerId", "?")
+    if attachment.get("DeviceIndex") == 0:
+        terminate = (f"terminate its instance, a primary interface cannot be detached: aws ec2 terminate-instances "
+                     f"--instance-ids {instance} --region {region}")
+        return terminate if attachment.get("DeleteOnTermination", True) else f"{terminate}, then {delete}"
+    return (f"aws ec2 detach-network-interface --attachment-id {attachment['AttachmentId']} --region {region} "
+            f"(attached to {instance}), then {delete}")
+
+
+def interface_owner(interface: Mapping[str, Any], region: str) -> tuple[str, str]:
+    """What a requester-managed interface belongs to, from its description and type, and the command deleting it."""
+    description = interface.get("Description") or ""
+    kind = interface.get("InterfaceType") or ""
+    nat = re.search(r"\bnat-[0-9a-f]+", description)
+    endpoint = re.search(r"\bvpce-[0-9a-f]+", description)
+    if nat:
+        return (f"NAT gateway {nat[0]}", f"aws ec2 delete-nat-gateway --nat-gateway-id {nat[0]} --region {region}")
+    if endpoint:
+        return (f"VPC endpoint {endpoint[0]}",
+                f"aws ec2 delete-vpc-endpoints --vpc-endpoint-ids {endpoint[0]} --region {region}")
+    if description.startswith(("ELB app/", "ELB net/", "ELB gwy/")):
+        name = description.split("/")[1]
+        return (f"load balancer {description.removeprefix('ELB ')}",
+                f"aws elbv2 delete-load-balancer --load-balancer-arn $(aws elbv2 describe-load-balancers --names "
+                f"{name} --query 'LoadBalancers[0].LoadBalancerArn' --output text --region {region}) --region {region}")
+    if description.startswith("ELB "):
+        name = description.removeprefix("ELB ")
+        return (f"classic load balancer {name}",
+                f"aws elb delete-load-balancer --load-balancer-name {name} --region {region}")
+    if description.startswith("Amazon EKS "):
+        cluster = description.removeprefix("Amazon EKS ").split()[0]
+        return (f"EKS cluster {cluster}", f"aws eks delete-cluster --name {cluster} --region {region} "
+                                          "(after its node groups)")
+    if kind == "lambda" or description.startswith("AWS Lambda VPC ENI"):
+        return ("the Lambda function that uses it", "delete the function or remove it from the VPC; AWS deletes the "
+                                                     "interface afterwards")
+    what = f"the {kind or 'AWS service'} resource it was made for"
+    return (what, f"find it by the interface's requester {interface.get('RequesterId', '?')} and description "
+                  f"{description or '(none)'!r}, and delete it with its service")
 
 
 # --- named for the stack ------------------------------------------------------------------------------------------

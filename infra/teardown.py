@@ -2,14 +2,24 @@
 
 Before `pulumi destroy`: every Ingress and every Service of type LoadBalancer in the
 service stack's namespaces is deleted through kubectl (the stack's kubeconfig, in a
-private temporary file), then the AWS load balancers made for them are awaited until
-their controller has deleted them (bounded: `wait_seconds`). Done while the controller
-still runs, this leaves no load balancer for a destroyed cluster to orphan. Anything that
-goes wrong here is reported and the destroy goes on: the leak scan afterwards says what
-remains. The kubernetes Python client is not a dependency of this project, so kubectl
-it is (`kubectl_session`); tests hand `ProvenTeardown` a recording stand-in.
+private temporary file), then the objects themselves are awaited until they are gone,
+then the AWS load balancers made for them (both bounded together: `wait_seconds`). The
+objects are the better signal: the AWS Load Balancer Controller puts a finalizer on each
+(`ingress.k8s.aws/resources`, `group.ingress.k8s.aws/<group>` for an Ingress group,
+`service.k8s.aws/resources` for a Service; `pkg/ingress/finalizer.go` and
+`controllers/service/service_controller.go` in kubernetes-sigs/aws-load-balancer-controller)
+and removes it only after its reconcile has deleted the load balancer, its target groups
+and the security groups it made (`controllers/ingress/group_controller.go`: the model is
+deployed, then the finalizer of the inactive members removed), so an object gone means
+all of those are gone, not just the load balancer. Done while the controller still runs,
+this leaves nothing for a destroyed cluster to orphan. Anything that goes wrong here is
+reported and the destroy goes on: the leak scan afterwards says what remains. The
+kubernetes Python client is not a dependency of this project, so kubectl it is
+(`kubectl_session`); tests hand `ProvenTeardown` a recording stand-in.
 
-After the destroy: `infra.leaks.scan`. The tagging API can list a resource for a while
+After the destroy: `infra.leaks.scan`, in the stack's own region: the `region` output of
+its platform stack when there is one, else the region its stack config names (the
+`region` `ProvenTeardown` is given). The tagging API can list a resource for a while
 after its deletion, so while the scan finds leftovers it is repeated, for up to
 `settle_seconds`: a leftover is what is still there then. The last report is printed and
 kept in `report`. `ProvenTeardown` is what `retail infra destroy|ephemeral` give
@@ -25,14 +35,14 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infra.leaks import Clients, LeakReport, LeakScope, TaggedLoadBalancer, aws_clients, cluster_load_balancers, scan
 
 LOAD_BALANCER_WAIT_SECONDS = 300.0
-"""How long to wait for the controller to delete the load balancers of the deleted objects."""
+"""How long to wait for the deleted objects to go and the controller to delete their load balancers."""
 POLL_SECONDS = 10.0
 SETTLE_SECONDS = 180.0
 """How long leftovers are scanned for again before they count (deletions reach the tagging API late)."""
@@ -120,6 +130,39 @@ def delete_objects(kubectl: Kubectl, objects: Sequence[LoadBalancedObject]) -> N
                  "--ignore-not-found"])
 
 
+def remaining_objects(kubectl: Kubectl, objects: Sequence[LoadBalancedObject]) -> list[LoadBalancedObject]:
+    """Which of `objects` still exist (terminating while their controller holds its finalizer)."""
+    left = []
+    for namespace in sorted({item.namespace for item in objects}):
+        here = [item for item in objects if item.namespace == namespace]
+        names = kubectl(["get", *(f"{item.kind.lower()}/{item.name}" for item in here), "--namespace", namespace,
+                         "--ignore-not-found", "--output", "name"]).split()
+        # `--output name` prints `<resource>.<group>/<name>` (`ingress.networking.k8s.io/web`, `service/web`).
+        found = {(line.split("/", 1)[0].split(".", 1)[0], line.split("/", 1)[1]) for line in names if "/" in line}
+        left += [item for item in here if (item.kind.lower(), item.name) in found]
+    return left
+
+
+def wait_for_objects(
+    kubectl: Kubectl,
+    objects: Sequence[LoadBalancedObject],
+    timeout: float,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[LoadBalancedObject]:
+    """Poll until none of the deleted `objects` exists or `timeout` seconds have passed; which are left.
+
+    What `kubectl wait --for=delete` does, polled here so that the wait shares the teardown's
+    clock and each kubectl call stays within the session's per-call timeout.
+    """
+    deadline = clock() + timeout
+    while True:
+        left = remaining_objects(kubectl, objects)
+        if not left or clock() >= deadline:
+            return left
+        sleep(min(POLL_SECONDS, max(deadline - clock(), 0.0)))
+
+
 def load_balancers_of(
     clients: Clients, cluster: str, objects: Sequence[LoadBalancedObject]
 ) -> list[TaggedLoadBalancer]:
@@ -161,9 +204,10 @@ class ProvenTeardown:
     """Around a destroy of one deployment: `before_destroy` removes load-balanced objects, `after_destroy` scans."""
 
     region: str
+    """The region the stack's config names: used when its platform stack has no `region` output."""
     echo: Callable[[str], None] = print
-    clients: Clients | None = None
-    """boto3 clients for `region` (default: made on first use)."""
+    clients_for: Callable[[str], Clients] = aws_clients
+    """boto3 clients for a region (made once per region)."""
     kubectl: KubectlSession = kubectl_session
     wait_seconds: float = LOAD_BALANCER_WAIT_SECONDS
     settle_seconds: float = SETTLE_SECONDS
@@ -171,14 +215,19 @@ class ProvenTeardown:
     clock: Callable[[], float] = time.monotonic
     report: LeakReport | None = None
     """The last leak scan's report."""
+    _clients: dict[str, Clients] = field(default_factory=dict, init=False, repr=False)
 
-    def _clients(self) -> Clients:
-        if self.clients is None:
-            self.clients = aws_clients(self.region)
-        return self.clients
+    def scope(self, stack: str, platform: Mapping[str, Any]) -> LeakScope:
+        """The stack's scope, in its own region: the platform's `region` output, else `self.region`."""
+        return LeakScope.of(stack, self.region, platform)
+
+    def clients(self, region: str) -> Clients:
+        if region not in self._clients:
+            self._clients[region] = self.clients_for(region)
+        return self._clients[region]
 
     def before_destroy(self, stack: str, platform: Mapping[str, Any], service: Mapping[str, Any]) -> None:
-        """Delete the service's Ingresses and LoadBalancer Services; wait for their load balancers to go."""
+        """Delete the service's Ingresses and LoadBalancer Services; wait for them and their load balancers to go."""
         kubeconfig = platform.get("kubeconfig")
         if not kubeconfig:
             self.echo(f"pre-destroy: platform stack {stack} has no kubeconfig output (no cluster came up); "
@@ -186,10 +235,15 @@ class ProvenTeardown:
             return
         namespaces = service_namespaces(service)
         text = kubeconfig if isinstance(kubeconfig, str) else json.dumps(kubeconfig)
+        deadline = self.clock() + self.wait_seconds
         try:
             with self.kubectl(text) as kubectl:
                 objects = load_balanced_objects(kubectl, namespaces)
                 delete_objects(kubectl, objects)
+                if objects:
+                    self.echo(f"pre-destroy: deleted {', '.join(map(str, objects))}; waiting up to "
+                              f"{self.wait_seconds:.0f}s for them and their load balancers to go")
+                    self._await_objects(kubectl, objects, deadline)
         except Exception as error:  # noqa: BLE001 (kubectl missing, refused, timed out, or answered nonsense)
             self.echo(f"pre-destroy: could not remove Ingresses and LoadBalancer Services ({error}); "
                       "destroying anyway, the leak scan will show what remains")
@@ -197,11 +251,10 @@ class ProvenTeardown:
         if not objects:
             self.echo(f"pre-destroy: no Ingress or LoadBalancer Service in {', '.join(namespaces)}")
             return
-        self.echo(f"pre-destroy: deleted {', '.join(map(str, objects))}; waiting up to {self.wait_seconds:.0f}s "
-                  "for their load balancers to go")
-        cluster = LeakScope.of(stack, self.region, platform).cluster
+        scope = self.scope(stack, platform)
         try:
-            left = wait_for_load_balancers(self._clients(), cluster, objects, self.wait_seconds, self.sleep, self.clock)
+            left = wait_for_load_balancers(self.clients(scope.region), scope.cluster, objects,
+                                           max(deadline - self.clock(), 0.0), self.sleep, self.clock)
         except Exception as error:  # noqa: BLE001 (AWS unreachable or refusing: the scan after the destroy tells)
             self.echo(f"pre-destroy: could not list the load balancers ({type(error).__name__}: {error})")
             return
@@ -211,18 +264,32 @@ class ProvenTeardown:
         else:
             self.echo("pre-destroy: their load balancers are gone")
 
+    def _await_objects(self, kubectl: Kubectl, objects: Sequence[LoadBalancedObject], deadline: float) -> None:
+        """Wait for the deleted objects to go: their controller lets them go once it deleted what it made for them."""
+        try:
+            left = wait_for_objects(kubectl, objects, max(deadline - self.clock(), 0.0), self.sleep, self.clock)
+        except KubectlFailed as error:
+            self.echo(f"pre-destroy: could not tell whether they are gone ({error})")
+            return
+        if left:
+            self.echo(f"pre-destroy: still terminating after {self.wait_seconds:.0f}s: {', '.join(map(str, left))} "
+                      "(the Load Balancer Controller keeps its finalizer until it has deleted their load balancer, "
+                      "target groups and security groups)")
+        else:
+            self.echo("pre-destroy: the objects are gone (their controller finalized them)")
+
     def after_destroy(self, stack: str, platform: Mapping[str, Any]) -> None:
         """Scan for leftovers of `stack` until none are left or `settle_seconds` passed; print and keep the report."""
-        scope = LeakScope.of(stack, self.region, platform)
+        scope = self.scope(stack, platform)
+        clients = self.clients(scope.region)
         deadline = self.clock() + self.settle_seconds
-        report = scan(scope, self._clients())
+        report = scan(scope, clients)
         while report.leftovers and self.clock() < deadline:
             pause = min(SETTLE_POLL_SECONDS, deadline - self.clock())
             self.echo(f"leak scan: {len(report.leftovers)} leftover(s) of {stack}; deletions reach the tagging API "
                       f"late, scanning again in {pause:.0f}s")
             self.sleep(pause)
-            report = scan(scope, self._clients())
+            report = scan(scope, clients)
         self.report = report
         for line in report.lines():
             self.echo(line)
-

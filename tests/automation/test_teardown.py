@@ -276,11 +276,17 @@ def test_an_unknown_kind_is_still_reported_with_its_arn():
 
 
 class RecordingKubectl:
-    """kubectl as a test sees it: canned `get` answers per namespace; every call recorded."""
+    """kubectl as a test sees it: canned `get` answers per namespace; every call recorded.
 
-    def __init__(self, items_by_namespace: dict[str, list[dict]], fail: str = "") -> None:
+    A deleted object is gone at once, unless it is `held` (`kind/name`): then it stays, as an object whose
+    controller has not yet removed its finalizer, until the test calls `release`. `get kind/name ... --output
+    name` answers as kubectl does, `<resource>.<group>/<name>` for each object still there.
+    """
+
+    def __init__(self, items_by_namespace: dict[str, list[dict]], fail: str = "", held: set[str] = frozenset()) -> None:
         self.items = items_by_namespace
         self.fail = fail
+        self.held = set(held)
         self.calls: list[list[str]] = []
         self.kubeconfigs: list[str] = []
 
@@ -288,10 +294,17 @@ class RecordingKubectl:
         self.kubeconfigs.append(kubeconfig)
         return contextlib.nullcontext(self)
 
+    def release(self, name: str) -> None:
+        self.held.discard(name)
+
     def __call__(self, args) -> str:
         self.calls.append(list(args))
         if self.fail and args[0] == self.fail:
             raise KubectlFailed(f"kubectl {args[0]}: Unauthorized")
+        if args[0] == "get" and "/" in args[1]:
+            names = [a for a in args[1:args.index("--namespace")] if a in self.held]
+            return "".join(f"{'ingress.networking.k8s.io' if n.startswith('ingress/') else 'service'}/"
+                           f"{n.split('/', 1)[1]}\n" for n in names)
         if args[0] == "get":
             return json.dumps({"kind": "List", "items": self.items.get(args[args.index("--namespace") + 1], [])})
         return ""
@@ -326,7 +339,7 @@ class FakeTime:
 
 
 def proven(kubectl: RecordingKubectl, time: FakeTime, lines: list[str], wait: float = 60) -> ProvenTeardown:
-    return ProvenTeardown(REGION, echo=lines.append, clients=client, kubectl=kubectl.session,
+    return ProvenTeardown(REGION, echo=lines.append, clients_for=lambda _region: client, kubectl=kubectl.session,
                           wait_seconds=wait, sleep=time.sleep, clock=time.clock)
 
 
@@ -389,6 +402,70 @@ def test_a_service_that_never_came_up_is_looked_for_in_the_default_namespaces(st
     proven(kubectl, FakeTime(), lines).before_destroy(stack, {"kubeconfig": "k"}, {})
     assert [c[c.index("--namespace") + 1] for c in kubectl.calls] == ["retail-inference", "retail-batch"]
     assert lines[-1] == "pre-destroy: no Ingress or LoadBalancer Service in retail-inference, retail-batch"
+
+
+def test_the_deleted_objects_are_awaited_until_their_controller_lets_them_go(stack):
+    """The ALB is gone early, but the controller keeps its finalizer until the target groups and security groups are
+    deleted too: the teardown waits for the Ingress itself."""
+    kubectl = RecordingKubectl({"retail-inference": [k8s("Ingress", "retail-inference", "inference"),
+                                                     k8s("Service", "retail-inference", "web", "LoadBalancer")]},
+                               held={"ingress/inference"})
+    time = FakeTime(on_sleep=lambda n: n == 3 and kubectl.release("ingress/inference"))
+    lines: list[str] = []
+    proven(kubectl, time, lines).before_destroy(stack, {"kubeconfig": "k"}, SERVICE_OUTPUTS)
+
+    polls = [c for c in kubectl.calls if c[0] == "get" and "/" in c[1]]
+    assert polls[0] == ["get", "ingress/inference", "service/web", "--namespace", "retail-inference",
+                        "--ignore-not-found", "--output", "name"]
+    assert len(polls) == 4 and time.sleeps == [10, 10, 10]
+    assert lines[-2:] == ["pre-destroy: the objects are gone (their controller finalized them)",
+                          "pre-destroy: their load balancers are gone"]
+
+
+def test_an_object_still_terminating_when_the_wait_ends_is_named_and_the_destroy_goes_on(stack):
+    kubectl = RecordingKubectl({"retail-inference": [k8s("Ingress", "retail-inference", "inference")]},
+                               held={"ingress/inference"})
+    time = FakeTime()
+    lines: list[str] = []
+    proven(kubectl, time, lines, wait=25).before_destroy(stack, {"kubeconfig": "k"}, SERVICE_OUTPUTS)
+    assert time.sleeps == [10, 10, 5], "one budget for the objects and their load balancers"
+    assert lines[-2].startswith("pre-destroy: still terminating after 25s: Ingress retail-inference/inference (the "
+                                "Load Balancer Controller keeps its finalizer until it has deleted their load "
+                                "balancer, target groups and security groups)")
+
+
+def test_the_teardown_asks_aws_in_the_region_of_the_platform_stack_not_the_one_it_was_given(stack):
+    """A stack whose platform outputs say eu-west-1 is scanned there, and its load balancers awaited there, though
+    the teardown was made with another region (the one a stack file names, used only without that output)."""
+    ec2 = aws_clients("eu-west-1")("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.61.0.0/16")["Vpc"]["VpcId"]
+    subnets = [ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.61.{i}.0/24", AvailabilityZone=f"eu-west-1{zone}")[
+        "Subnet"]["SubnetId"] for i, zone in enumerate("ab")]
+    ec2.create_tags(Resources=[vpc], Tags=stack_tags(stack))
+    arn = aws_clients("eu-west-1")("elbv2").create_load_balancer(
+        Name=f"k8s-{uuid.uuid4().hex[:8]}", Subnets=subnets,
+        Tags=[{"Key": "elbv2.k8s.aws/cluster", "Value": leaks.cluster_name(stack)},
+              {"Key": "ingress.k8s.aws/stack", "Value": "retail-inference/inference"}])["LoadBalancers"][0][
+        "LoadBalancerArn"]
+    asked: list[str] = []
+
+    def clients_for(region: str):
+        asked.append(region)
+        return aws_clients(region)
+
+    lines: list[str] = []
+    time = FakeTime()
+    checks = ProvenTeardown("ap-southeast-1", echo=lines.append, clients_for=clients_for,
+                            kubectl=RecordingKubectl({"retail-inference": [
+                                k8s("Ingress", "retail-inference", "inference")]}).session,
+                            wait_seconds=10, sleep=time.sleep, clock=time.clock, settle_seconds=0)
+    platform = {"region": "eu-west-1", "kubeconfig": "k"}
+    checks.before_destroy(stack, platform, SERVICE_OUTPUTS)
+    assert lines[-1] == f"pre-destroy: 1 load balancer(s) still there after 10s: {arn}"
+    checks.after_destroy(stack, platform)
+    assert asked == ["eu-west-1"]
+    assert checks.report is not None and checks.report.scope.region == "eu-west-1"
+    assert {f.ident for f in checks.report.leftovers} >= {arn, f"arn:aws:ec2:eu-west-1:123456789012:vpc/{vpc}"}
 
 
 def test_a_leftover_the_tagging_api_still_lists_after_its_deletion_is_scanned_for_again_until_it_goes(stack):
@@ -579,6 +656,44 @@ def test_ephemeral_exits_1_when_the_command_passed_but_something_leaked_and_writ
     assert report.read_text().startswith(f"### Leak scan of `{stack}` after its destroy: clean")
 
 
+def project_with_regions(root: Path, **regions: str) -> Path:
+    """A platform project folder whose stack files name these regions (`dev="us-west-2"`: Pulumi.dev.yaml)."""
+    root.mkdir(exist_ok=True)
+    (root / "Pulumi.yaml").write_text("name: retail-mlops\nruntime: python\n")
+    for stack, region in regions.items():
+        (root / f"Pulumi.{stack}.yaml").write_text(f"config:\n  aws:region: {region}\n")
+    return root
+
+
+def test_destroy_works_in_the_region_of_the_stack_it_destroys(tmp_path, monkeypatch, moto_endpoint):
+    """`destroy --stack dev` empties and scans in dev's region, not in the ephemeral stacks' (the platform's outputs
+    name no region here, as for a stack that never came up)."""
+    project = project_with_regions(tmp_path / "project", dev="us-west-2", ephemeral="ap-southeast-1")
+    journal = Journal()
+    pair = Runners(RecordingRunner("platform", journal), RecordingRunner("service", journal))
+    emptied: list[str] = []
+    import infra.teardown
+
+    monkeypatch.setattr(infra.teardown, "ProvenTeardown", functools.partial(ProvenTeardown, settle_seconds=0))
+    monkeypatch.setattr(automation, "require_cli", lambda command: "/usr/bin/pulumi")
+    monkeypatch.setattr(automation, "project_runners", lambda *args, **kwargs: pair)
+    monkeypatch.setattr(automation, "StackEmptier", lambda region: emptied.append(region) or (lambda _: None))
+    result = CliRunner().invoke(_app(), ["destroy", "--stack", "dev", "--yes", "--project-dir", str(project)])
+    assert "Leak scan of stack dev in us-west-2 (cluster retail-dev-eks)" in result.output, result.output
+    assert emptied == ["us-west-2"]
+
+
+def test_leaks_scans_in_the_stack_s_own_region_and_asks_for_one_it_cannot_tell(tmp_path, stack):
+    project = project_with_regions(tmp_path / "project", dev="us-west-2", ephemeral="eu-west-1")
+    result = CliRunner().invoke(_app(), ["leaks", "--stack", "dev", "--project-dir", str(project)])
+    assert "Leak scan of stack dev in us-west-2 " in result.output, result.output
+    result = CliRunner().invoke(_app(), ["leaks", "--stack", stack, "--project-dir", str(project)])
+    assert f"Leak scan of stack {stack} in eu-west-1 " in result.output, result.output
+    result = CliRunner().invoke(_app(), ["leaks", "--stack", "qa", "--project-dir", str(project)])
+    assert result.exit_code == 2 and "no region for stack qa: " in result.output
+    assert result.output.rstrip().endswith("; pass --region")
+
+
 # --- the pull request workflow posts the report ------------------------------------------------------------------
 
 
@@ -600,9 +715,39 @@ def test_the_pr_environment_posts_the_leak_report_and_keeps_the_command_s_exit_c
     assert f"--leak-report {report} --" in (tmp_path / "uv-args").read_text()
     posted = tmp_path / "gh-args"
     if writes_report:
-        assert posted.read_text().split() == ["pr", "comment", "42", "--body-file", str(report)]
+        assert posted.read_text().split() == ["pr", "comment", "42", "--edit-last", "--create-if-none",
+                                              "--body-file", str(report)]
     else:
         assert not posted.exists()
+
+
+GH_PR_COMMENT = r"""
+# `gh pr comment` as cli/cli documents it: --edit-last replaces the caller's last comment on the pull request and
+# fails when there is none, unless --create-if-none is given; without --edit-last a new comment is added.
+body=""; prev=""
+for arg in "$@"; do [ "$prev" = "--body-file" ] && body=$arg; prev=$arg; done
+last=$(ls "$COMMENTS" | sort -n | tail -n 1)
+case " $* " in *" --edit-last "*)
+  if [ -n "$last" ]; then cp "$body" "$COMMENTS/$last"; exit 0; fi
+  case " $* " in *" --create-if-none "*) ;; *) echo "no comments found for current user" >&2; exit 1 ;; esac ;;
+esac
+cp "$body" "$COMMENTS/$(( ${last:-0} + 1 ))"
+"""
+
+
+def test_each_run_of_the_pr_environment_updates_one_leak_report_comment(tmp_path):
+    from tests.cicd.definitions import load, run_step, steps
+
+    (deploy,) = [s for s in steps(load("pr-environment.yml")["jobs"]["ephemeral"]) if "ephemeral" in s.get("run", "")]
+    comments = tmp_path / "comments"
+    comments.mkdir()
+    for run in ("1", "2"):
+        env = {"LEAK_REPORT": str(tmp_path / "leak-report.md"), "PR_NUMBER": "42", "NAME": "pr-42",
+               "COMMENTS": str(comments), "RUN": run}
+        code, _, log = run_step(deploy["run"], tmp_path, env, {
+            "uv": 'echo "### Leak scan, run $RUN" > "$LEAK_REPORT"', "gh": GH_PR_COMMENT})
+        assert code == 0, log
+    assert [(c.name, c.read_text()) for c in comments.iterdir()] == [("1", "### Leak scan, run 2\n")]
 
 
 def test_the_log_group_eks_recreates_after_the_destroy_is_a_leftover_with_its_delete_command(stack):
