@@ -26,11 +26,22 @@ from typing import Any
 import pulumi
 
 from infra.providers.kinds import DYNAMIC_TYPE, REGISTERED_PACKAGE, SERVED_MODEL, TRAINING_JOB
-from infra.providers.package_facts import CHAMPION_ARN, GATE_PASSED, HOLDOUT_RUN, NO_CHAMPION, SERVED, package_facts
+from infra.providers.package_facts import (
+    CHAMPION_ARN,
+    GATE_PASSED,
+    HOLDOUT_RUN,
+    NO_CHAMPION,
+    REPORT_SHA256,
+    SERVED,
+    sha256_hex,
+    verified_facts,
+)
 
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "ap-southeast-1"
 OIDC_ID = "EXAMPLED539D4633E53DE1B71EXAMPLE"
+PLACEHOLDER_REPORT = json.dumps({"gate": {"passed": True}, "lineage": {"run_id": "offline"}}).encode()
+"""The placeholder package's validation report: the verdict and run its metadata states, and no metrics."""
 
 
 def _suffix(name: str) -> str:
@@ -72,7 +83,8 @@ class PlatformMocks(pulumi.runtime.Mocks):
         if args.typ == DYNAMIC_TYPE and args.inputs.get("kind") == REGISTERED_PACKAGE:
             arn = str(args.inputs.get("model_package_arn"))
             # The placeholder cannot say what the stack serves now: it stands for the stack's first deploy.
-            outputs["package"] = {**package_facts(self._placeholder_package(arn)), SERVED: {"arn": NO_CHAMPION}}
+            placeholder = verified_facts(self._placeholder_package(arn), lambda _uri: PLACEHOLDER_REPORT)
+            outputs["package"] = {**placeholder, SERVED: {"arn": NO_CHAMPION}}
             outputs["served_history"] = []
             return arn, outputs
         if args.typ.startswith("kubernetes:"):
@@ -97,7 +109,9 @@ class PlatformMocks(pulumi.runtime.Mocks):
     @staticmethod
     def _placeholder_package(arn: str) -> dict[str, Any]:
         """DescribeModelPackage of the version `infra.offline.deploy_time_placeholders` serves: the group's first
-        (`.../1`, so registered when there was no champion), approved after passing the gate, with its lineage."""
+        (`.../1`, so registered when there was no champion), approved after passing the gate, with its lineage and
+        the hash of `PLACEHOLDER_REPORT`, which stands for its validation report (the offline report labels the
+        rules judging it as judged at deploy time only)."""
         return {
             "ModelPackageArn": arn,
             "ModelPackageVersion": int(arn.rsplit("/", 1)[-1]),
@@ -109,6 +123,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
                 "lineage:data_hash": "0" * 64,
                 "lineage:code_version": "offline",
                 "lineage:validation_report": "s3://offline/registry/local/offline/validation.json",
+                REPORT_SHA256: sha256_hex(PLACEHOLDER_REPORT),
             },
         }
 

@@ -16,7 +16,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from infra.providers.package_facts import GATE_PASSED, HOLDOUT_RUN, champion_metadata
+from infra.providers.package_facts import GATE_PASSED, HOLDOUT_RUN, REPORT_SHA256, champion_metadata, sha256_hex
 from ml.bundle import MANIFEST, bundle_digest, verify_bundle
 
 LOCAL_PREFIX = "registry/local"
@@ -73,9 +73,9 @@ def register_bundle(
 
     Approved when the bundle passed the promotion gate at training time, Rejected (and so
     never served) otherwise. Its metrics, gate, held-out run, lineage (with its evaluation
-    uploaded as `validation.json`) and the group's champion at registration become the
-    version's customer metadata (`infra.providers.package_facts`); `source` says where it
-    was trained.
+    uploaded as `validation.json`, and that file's sha256) and the group's champion at
+    registration become the version's customer metadata (`infra.providers.package_facts`);
+    `source` says where it was trained.
     """
     meta = verify_bundle(bundle)
     digest = bundle_digest(bundle)
@@ -83,10 +83,12 @@ def register_bundle(
     key = f"{folder}/model.tar.gz"
     s3.put_object(Bucket=artifacts_bucket, Key=key, Body=pack_bundle(bundle))
     report = f"{folder}/{VALIDATION_REPORT}"
-    evaluation = {name: meta.get(name) for name in REPORTED} | {"bundle_sha256": digest}
-    s3.put_object(Bucket=artifacts_bucket, Key=report, Body=json.dumps(evaluation, indent=2).encode(),
-                  ContentType="application/json")
-    registry = champion_metadata(sagemaker, group) | {"lineage:validation_report": f"s3://{artifacts_bucket}/{report}"}
+    evaluation = json.dumps({name: meta.get(name) for name in REPORTED} | {"bundle_sha256": digest}, indent=2).encode()
+    s3.put_object(Bucket=artifacts_bucket, Key=report, Body=evaluation, ContentType="application/json")
+    registry = champion_metadata(sagemaker, group) | {
+        "lineage:validation_report": f"s3://{artifacts_bucket}/{report}",
+        REPORT_SHA256: sha256_hex(evaluation),
+    }
     passed = bool((meta.get("gate") or {}).get("passed"))
     response = sagemaker.create_model_package(
         ModelPackageGroupName=group,

@@ -146,7 +146,7 @@ def check_runs(
     return DeploymentReport(stack, levels_from, projects, checks)
 
 
-DEPLOY_TIME_RULES = ("served-version-approved", "served-version-gated")
+DEPLOY_TIME_RULES = ("served-version-approved", "served-version-gated", "served-version-report-verified")
 """Rules on the registry's record of the served package, which offline is `infra.mocks`' placeholder."""
 PLACEHOLDER_NOTE = "judged at deploy time only (offline: placeholder package)"
 
@@ -200,7 +200,7 @@ def report_lines(report: DeploymentReport) -> list[str]:
         lines.extend(violation_lines(project.violations))
         if project.deploy_time_only:
             lines.append(f"[{PLACEHOLDER_NOTE}] {', '.join(project.deploy_time_only)}: the served package's "
-                         "approval, gate and comparison are read from the registry at `pulumi up`")
+                         "approval, gate, comparison and report check are read from the registry at `pulumi up`")
     violations, blocking = report.violations, report.mandatory
     lines.append(
         f"Summary: {len(blocking)} mandatory, {len(violations) - len(blocking)} advisory violation(s) "

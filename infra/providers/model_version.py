@@ -1,7 +1,10 @@
 """`ModelVersion`: a trained artifact registered in the SageMaker model package group.
 
 The version carries its family, metrics and lineage (data hash, code version, training
-job) as customer metadata and its approval status from the promotion gate. Approval and
+job) as customer metadata and its approval status from the promotion gate. The training
+job's report (`lineage.validation_report`, its `output.tar.gz`) is read at registration
+and its sha256 recorded (`report:sha256`), so a deploy can tell whether the report or the
+metadata changed since (`infra.providers.package_facts.verified_facts`). Approval and
 its description are updated in place; anything else describes a different model and
 replaces the version. Updates resend the metadata, so changing the approval never drops it.
 `list_versions` reads a group's versions back, for `retail models history`.
@@ -26,23 +29,33 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvide
 
 from infra.providers import clients
 from infra.providers.kinds import MODEL_VERSION
-from infra.providers.package_facts import GATE_PASSED, HOLDOUT_RUN, champion_metadata
+from infra.providers.package_facts import (
+    GATE_PASSED,
+    HOLDOUT_RUN,
+    REPORT_SHA256,
+    ReportUnavailable,
+    champion_metadata,
+    sha256_hex,
+)
+from infra.providers.registered_package import report_reader
 
 APPROVAL_STATUSES = ("Approved", "Rejected", "PendingManualApproval")
 UPDATABLE = ("approval_status", "approval_description", "gate_passed")
 """In place; anything else (the held-out run too: other weeks need other metrics) is another version."""
-OUTPUTS = ("model_package_arn", "version", "champion")
+OUTPUTS = ("model_package_arn", "version", "champion", "report_sha256")
 
 
 def metadata(props: dict[str, Any]) -> dict[str, str]:
-    """Metrics, gate, held-out run, champion and lineage as SageMaker customer metadata (string values, at most
-    50 keys; `infra.providers.package_facts` names them)."""
+    """Metrics, gate, held-out run, champion, report hash and lineage as SageMaker customer metadata (string
+    values, at most 50 keys; `infra.providers.package_facts` names them)."""
     values = {"family": str(props["family"])} if props.get("family") else {}
     if props.get("gate_passed") is not None:
         values[GATE_PASSED] = "true" if props["gate_passed"] else "false"
     if props.get("holdout_run"):
         values[HOLDOUT_RUN] = str(props["holdout_run"])
     values |= props.get("champion") or {}
+    if props.get("report_sha256"):
+        values[REPORT_SHA256] = str(props["report_sha256"])
     values |= {f"metric:{name}": f"{value:.6g}" for name, value in (props.get("metrics") or {}).items()}
     values |= {f"lineage:{name}": str(value) for name, value in (props.get("lineage") or {}).items()}
     return values
@@ -66,14 +79,28 @@ def _approval(props: dict[str, Any]) -> str:
     return status
 
 
+def _report_sha256(region: str, uri: str) -> str:
+    """The sha256 of the report at `uri` ('' when the version names none)."""
+    if not uri:
+        return ""
+    try:
+        return sha256_hex(report_reader(region)(uri))
+    except ReportUnavailable as error:
+        raise ReportUnavailable(f"the validation report {uri} cannot be read ({error}): the version is not "
+                                "registered; check that the training job wrote it and that this role may read "
+                                "it (s3:GetObject, kms:Decrypt)") from error
+
+
 class ModelVersionProvider(ResourceProvider):
     """Registers and updates model package versions, never deregisters them; holds no client (it is pickled)."""
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        """Register the version, recording the group's champion of the moment (looked up before registering)."""
+        """Register the version, recording the group's champion of the moment (looked up before registering) and
+        the sha256 of its validation report; a report it names but cannot read is an error (nothing registered)."""
         client = clients.sagemaker(props["region"])
         lineage = props.get("lineage") or {}
-        props = {**props, "champion": champion_metadata(client, props["group_name"])}
+        props = {**props, "champion": champion_metadata(client, props["group_name"]),
+                 "report_sha256": _report_sha256(props["region"], str(lineage.get("validation_report") or ""))}
         response = client.create_model_package(
             ModelPackageGroupName=props["group_name"],
             ModelPackageDescription=props.get("description", ""),
@@ -103,9 +130,9 @@ class ModelVersionProvider(ResourceProvider):
         return DiffResult(changes=bool(changes), replaces=replaces, stables=["group_name"], delete_before_replace=False)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        """New approval; the metadata is resent with the champion recorded at registration."""
+        """New approval; the metadata is resent with the champion and report hash recorded at registration."""
         client = clients.sagemaker(news["region"])
-        news = {**news, "champion": olds.get("champion") or {}}
+        news = {**news, "champion": olds.get("champion") or {}, "report_sha256": olds.get("report_sha256")}
         client.update_model_package(
             ModelPackageArn=id_,
             ModelApprovalStatus=_approval(news),
@@ -143,6 +170,7 @@ class ModelVersion(pulumi.dynamic.Resource):
     version: pulumi.Output[int]
     approval_status: pulumi.Output[str]
     champion: pulumi.Output[dict]
+    report_sha256: pulumi.Output[str]
 
     def __init__(
         self,

@@ -20,24 +20,51 @@ The registry can change under a deployed package (UpdateModelPackage: a version 
 after its deploy, its metadata rewritten), so `diff` reads the facts again and reports a
 change when they differ from the state's, and `pulumi refresh` reads them too. Deleting
 the resource changes nothing in the registry.
+
+The gate verdict, held-out run and macro-F1 (of the package and of the version served
+before it) come from the validation report the package names, whose sha256 the
+registration recorded (`package_facts.verified_facts`), not from the rewritable metadata;
+`package.report.problems` names any disagreement, which served-version-report-verified
+fails on. Reading the report needs s3:GetObject (and kms:Decrypt) on the artifacts bucket.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pulumi
+from botocore.exceptions import BotoCoreError, ClientError
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from infra.providers import clients
 from infra.providers.kinds import REGISTERED_PACKAGE
-from infra.providers.package_facts import NO_CHAMPION, SERVED, package_facts
+from infra.providers.package_facts import NO_CHAMPION, SERVED, ReportUnavailable, verified_facts
+
+
+def report_reader(region: str) -> Callable[[str], bytes]:
+    """Reads an `s3://bucket/key` report; ReportUnavailable says why it could not."""
+    s3 = clients.s3(region)
+
+    def read(uri: str) -> bytes:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        if not uri.startswith("s3://") or not bucket or not key:
+            raise ReportUnavailable("not an s3://bucket/key URI")
+        try:
+            return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except ClientError as error:
+            raise ReportUnavailable(error.response.get("Error", {}).get("Code") or str(error)) from error
+        except BotoCoreError as error:
+            raise ReportUnavailable(str(error)) from error
+
+    return read
 
 
 def described(props: dict[str, Any]) -> dict[str, Any]:
-    """The facts of the package `props` names, as the registry has them now."""
+    """The facts of the package `props` names, as the registry and its validation report have them now."""
     client = clients.sagemaker(props["region"])
-    return package_facts(client.describe_model_package(ModelPackageName=props["model_package_arn"]))
+    description = client.describe_model_package(ModelPackageName=props["model_package_arn"])
+    return verified_facts(description, report_reader(props["region"]))
 
 
 def nothing_served() -> dict[str, Any]:
@@ -46,9 +73,13 @@ def nothing_served() -> dict[str, Any]:
 
 
 def served_before(region: str, arn: str) -> dict[str, Any]:
-    """What the comparison needs of the version served before this deploy (`arn`), as the registry has it now."""
+    """What the comparison needs of the version served before this deploy (`arn`), as its verified report has it
+    now; `report_problems` when its report does not check out (then its figures are unknown)."""
     facts = described({"region": region, "model_package_arn": arn})
-    return {"arn": arn, "holdout_run": facts["holdout_run"], "macro_f1": facts["macro_f1"], "rollback": False}
+    served = {"arn": arn, "holdout_run": facts["holdout_run"], "macro_f1": facts["macro_f1"], "rollback": False}
+    if facts["report"]["problems"]:
+        served["report_problems"] = facts["report"]["problems"]
+    return served
 
 
 class RegisteredPackageProvider(ResourceProvider):

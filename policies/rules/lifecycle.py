@@ -11,6 +11,10 @@ A newly served version must beat the version the stack served until then
 served-version-gated in the stack's policy config file
 (`{"served-version-gated": {"enforcementLevel": ..., "margin": 0.02}}`), by default
 `DEFAULT_MARGIN`. A rollback is exempt.
+
+The gate verdict, held-out run and macro-F1 of both are the validation reports' (their
+sha256 recorded at registration), not the package metadata's, which UpdateModelPackage
+can rewrite; served-version-report-verified fails on each disagreement between the two.
 """
 
 from __future__ import annotations
@@ -85,7 +89,8 @@ def served_version_gated(resource: Resource, settings: Mapping[str, Any]) -> lis
                 "(no `package` input)"]
     problems = []
     if package.get("gate_passed") is not True:
-        verdict = "records no gate verdict" if package.get("gate_passed") is None else "failed the promotion gate"
+        verdict = ("has no gate verdict from a verified validation report" if package.get("gate_passed") is None
+                   else "failed the promotion gate")
         problems.append(f"serves a version that {verdict}")
     problems += _promotion_problems(package, float(settings["margin"]))
     return problems
@@ -102,6 +107,9 @@ def _promotion_problems(package: Mapping[str, Any], margin: float) -> list[str]:
         return ["records no comparison with the version the stack served before it"]
     if served["arn"] in {NO_CHAMPION, package.get("arn")} or served.get("rollback") is True:
         return []
+    if served.get("report_problems"):
+        return [f"cannot be compared with the served version {served['arn']}, whose validation report does not "
+                f"check out: {'; '.join(map(str, as_list(served['report_problems'])))}"]
     ours, theirs = package.get("holdout_run"), served.get("holdout_run")
     if not ours or ours != theirs:
         return [
@@ -115,6 +123,19 @@ def _promotion_problems(package: Mapping[str, Any], margin: float) -> list[str]:
         return []
     return [f"does not beat the served version {served['arn']} by the configured margin on the same held-out weeks "
             f"(macro-F1 {float(new):.4f} < {float(old):.4f} + {margin})"]
+
+
+def served_version_report_verified(resource: Resource) -> list[str]:
+    """Each way the served package's registration and its validation report disagree (`package.report.problems`)."""
+    package = _package(resource)
+    if not package:
+        return ["serves a model package whose validation report was not checked (no `package` input)"]
+    report = package.get("report")
+    if not isinstance(report, Mapping):
+        return [f"serves {package.get('arn') or 'a package'} without a check of its validation report"]
+    problems = [str(p) for p in as_list(report.get("problems"))]
+    return [f"serves {package.get('arn') or 'a package'}, whose registration and validation report disagree: {p}"
+            for p in problems]
 
 
 # --- what a version carries -------------------------------------------------------------------------------------
@@ -237,6 +258,13 @@ RULES = [
         SERVED_TYPES,
         _configured_of_kind(SERVED_MODEL, served_version_gated),
         config_schema={"margin": {"type": "number", "minimum": 0, "maximum": 1, "default": DEFAULT_MARGIN}},
+    ),
+    ResourceRule(
+        "served-version-report-verified",
+        "Serve a version whose validation report is the one registered with it (report:sha256) and agrees with "
+        "its metadata: gate verdict, held-out run, macro-F1, family.",
+        SERVED_TYPES,
+        _of_kind(SERVED_MODEL, served_version_report_verified),
     ),
     ResourceRule(
         "model-version-lineage",

@@ -302,6 +302,7 @@ PACKAGE = {
     "champion": {"arn": f"{GROUP_ARN}/1", "holdout_run": LAKE_RUN, "macro_f1": 0.79},
     "served": {"arn": f"{GROUP_ARN}/1", "holdout_run": LAKE_RUN, "macro_f1": 0.78, "rollback": False},
     "lineage": LINEAGE,
+    "report": {"uri": LINEAGE["validation_report"], "sha256": "5" * 64, "problems": []},
 }
 SERVED_MODEL_RESOURCE = res(
     DYNAMIC_TYPE,
@@ -339,6 +340,11 @@ CASES |= {
     "served-version-gated": (
         SERVED_MODEL_RESOURCE,
         changed(SERVED_MODEL_RESOURCE, "package", "served", "macro_f1", value=0.80),
+    ),
+    "served-version-report-verified": (
+        SERVED_MODEL_RESOURCE,
+        changed(SERVED_MODEL_RESOURCE, "package", "report", "problems",
+                value=["the metadata says gate_passed=true, the report says the gate failed"]),
     ),
     "model-version-lineage": (
         MODEL_VERSION_WITH_LINEAGE,

@@ -243,6 +243,7 @@ def test_every_lifecycle_rule_judges_real_resources_of_the_dev_stack(deployment)
 BREAKS = {
     "served-version-approved": ("retail-dev-served-model", ("package", "approval_status"), "PendingManualApproval"),
     "served-version-gated": ("retail-dev-served-model", ("package", "gate_passed"), False),
+    "served-version-report-verified": ("retail-dev-served-model", ("package", "report"), None),
     "model-version-lineage": ("retail-dev-model", ("lineage", "validation_report"), None),
     "served-model-rollback-alarms": ("retail-dev-served-model", ("rollback_alarms",), []),
     "predictions-encrypted": ("retail-dev-batch-scoring-scorer-access", ("policy",), json.dumps({"Statement": [
@@ -283,6 +284,8 @@ def test_the_offline_report_says_the_registry_rules_judged_a_placeholder(deploym
     report = check_runs("dev", runs, PROJECT_DIR)
     serving = [p for p in report.projects if p.deploy_time_only]
     assert [p.project for p in serving] == ["retail-mlops-service"]
-    assert serving[0].deploy_time_only == ["served-version-approved", "served-version-gated"]
-    assert any(line.startswith(f"[{PLACEHOLDER_NOTE}] served-version-approved, served-version-gated")
+    assert serving[0].deploy_time_only == ["served-version-approved", "served-version-gated",
+                                           "served-version-report-verified"]
+    assert any(line.startswith(f"[{PLACEHOLDER_NOTE}] served-version-approved, served-version-gated, "
+                               "served-version-report-verified")
                for line in report_lines(report))

@@ -22,6 +22,8 @@ from pulumi.dynamic import ResourceProvider
 from pulumi.dynamic.dynamic import serialize_provider
 
 REGION = "ap-southeast-1"
+ARTIFACTS = "package-facts-artifacts"
+"""The artifacts bucket of the registry tests: training jobs' reports and local bundles."""
 SECRET = "provider-test-secret-0123456789abcdef"
 """An AWS secret key no provider may carry into its pickle (moto accepts any)."""
 
@@ -89,3 +91,30 @@ def model_group(moto_deletes_model_packages, request) -> str:
     name = f"group-{request.node.name.replace('_', '-')[-50:]}".strip("-")
     boto3.client("sagemaker", region_name=REGION).create_model_package_group(ModelPackageGroupName=name)
     return name
+
+
+def job_report(*, run: str, macro_f1: float | None, gate_passed: bool = True, family: str = "xgboost") -> bytes:
+    """A training job's `output.tar.gz` as SageMaker uploads SM_OUTPUT_DATA_DIR, holding `summary.json` in the
+    shape ml/train.py writes it (winner, the winner's metrics, gate, the gold channel's lineage) at its root."""
+    import io
+    import json
+    import tarfile
+
+    metrics = {"accuracy": 0.8} | ({} if macro_f1 is None else {"macro_f1": macro_f1})
+    summary = json.dumps({"winner": family, "metrics": metrics, "gate": {"passed": gate_passed, "checks": []},
+                          "lineage": {"run_id": run}}).encode()
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode="w:gz") as archive:
+        member = tarfile.TarInfo("summary.json")
+        member.size = len(summary)
+        archive.addfile(member, io.BytesIO(summary))
+    return packed.getvalue()
+
+
+@pytest.fixture
+def artifacts(moto_endpoint):
+    """The artifacts bucket (`ARTIFACTS`) on the moto server; an S3 client."""
+    s3 = boto3.client("s3", region_name=REGION)
+    if ARTIFACTS not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
+        s3.create_bucket(Bucket=ARTIFACTS, CreateBucketConfiguration={"LocationConstraint": REGION})
+    return s3

@@ -9,6 +9,7 @@ policies/rules/lifecycle.py pass or fail on them as the registry says.
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 
 import boto3
@@ -22,23 +23,36 @@ from infra.providers.registered_package import RegisteredPackageProvider
 from policies.catalog import BY_NAME
 from policies.evaluate import evaluate
 from policies.model import Resource
-from tests.providers.conftest import REGION
+from tests.providers.conftest import ARTIFACTS, REGION, job_report
 from tests.providers.test_model_version import props
 
 RUN = "20250101T000000Z-0a1b2c3d"
-ARTIFACTS = "package-facts-artifacts"
+
+
+pytestmark = pytest.mark.usefixtures("artifacts")
+
+
+def job_artifact(macro_f1: float | None, run: str = RUN, gate_passed: bool = True) -> str:
+    """A finished training job's model.tar.gz URI, with its report (output.tar.gz) uploaded beside it."""
+    artifact = f"s3://{ARTIFACTS}/training/job-{uuid.uuid4().hex[:8]}/output/model.tar.gz"
+    report = job_report_uri(artifact).removeprefix(f"s3://{ARTIFACTS}/")
+    body = job_report(run=run, macro_f1=macro_f1, gate_passed=gate_passed)
+    boto3.client("s3", region_name=REGION).put_object(Bucket=ARTIFACTS, Key=report, Body=body)
+    return artifact
 
 
 def cloud_version(group: str, macro_f1: float, run: str = RUN, approval: str = "Approved") -> str:
     """A version as the training program registers it: gate verdict, held-out run, report, metrics."""
+    artifact = job_artifact(macro_f1, run, gate_passed=approval == "Approved")
     version = props(
         group,
         approval_status=approval,
         gate_passed=approval == "Approved",
         holdout_run=run,
+        model_artifact_uri=artifact,
         metrics={"xgboost_holdout_accuracy": 0.8, "xgboost_holdout_macro_f1": macro_f1},
         lineage={"data_hash": "d" * 64, "code_version": "c0de", "training_job_arn": "arn:job",
-                 "validation_report": job_report_uri("s3://artifacts/training/job/output/model.tar.gz")},
+                 "validation_report": job_report_uri(artifact)},
     )
     return ModelVersionProvider().create(version).id
 
@@ -57,7 +71,8 @@ def served(arn: str) -> Resource:
 def broken(resource: Resource) -> dict[str, list[str]]:
     """Rule name -> messages, for every lifecycle rule the served model breaks."""
     found: dict[str, list[str]] = {}
-    for name in ("served-version-approved", "served-version-gated", "model-version-lineage"):
+    for name in ("served-version-approved", "served-version-gated", "served-version-report-verified",
+                 "model-version-lineage"):
         for violation in evaluate([BY_NAME[name]], [resource], {}):
             found.setdefault(name, []).append(violation.message)
     return found
@@ -68,7 +83,8 @@ def test_the_first_version_of_a_group_records_that_there_was_no_champion_and_may
     package = facts(arn)
     assert package["champion"] == {"arn": "none"}
     assert (package["gate_passed"], package["holdout_run"], package["macro_f1"]) == (True, RUN, 0.8)
-    assert package["lineage"]["validation_report"] == "s3://artifacts/training/job/output/output.tar.gz"
+    assert package["lineage"]["validation_report"].endswith("/output/output.tar.gz")
+    assert package["report"]["problems"] == []
     assert broken(served(arn)) == {}
 
 
@@ -123,12 +139,17 @@ def test_a_rejected_version_is_neither_approved_nor_gated(model_group):
     assert set(broken(served(rejected))) == {"served-version-approved", "served-version-gated"}
 
 
-def test_changing_the_approval_keeps_the_champion_recorded_at_registration(model_group):
+def test_changing_the_approval_keeps_the_champion_and_report_hash_recorded_at_registration(model_group):
     cloud_version(model_group, 0.8)
     provider = ModelVersionProvider()
-    created = provider.create(props(model_group, holdout_run=RUN, gate_passed=True))
-    provider.update(created.id, created.outs, props(model_group, approval_status="Approved", holdout_run=RUN))
-    assert facts(created.id)["champion"]["holdout_run"] == RUN
+    artifact = job_artifact(0.77)
+    version = props(model_group, holdout_run=RUN, gate_passed=True, model_artifact_uri=artifact,
+                    lineage={"data_hash": "data-1", "validation_report": job_report_uri(artifact)})
+    created = provider.create(version)
+    provider.update(created.id, created.outs, {**version, "approval_status": "Approved"})
+    package = facts(created.id)
+    assert package["champion"]["holdout_run"] == RUN
+    assert package["report"]["sha256"] == created.outs["report_sha256"] and package["report"]["problems"] == []
 
 
 def test_a_version_rejected_after_its_deploy_fails_the_next_up_of_the_same_arn(model_group):
@@ -148,14 +169,6 @@ def test_a_version_rejected_after_its_deploy_fails_the_next_up_of_the_same_arn(m
     assert updated["package"]["served"] == state["package"]["served"]
     assert "served-version-approved" in broken(on_deploy(updated))
     assert provider.read(arn, state).outs["package"]["approval_status"] == "Rejected"
-
-
-@pytest.fixture
-def artifacts(moto_endpoint):
-    s3 = boto3.client("s3", region_name=REGION)
-    if ARTIFACTS not in {b["Name"] for b in s3.list_buckets()["Buckets"]}:
-        s3.create_bucket(Bucket=ARTIFACTS, CreateBucketConfiguration={"LocationConstraint": REGION})
-    return s3
 
 
 def bundle(folder: Path) -> Path:
@@ -205,7 +218,7 @@ def test_another_held_out_run_replaces_the_version_instead_of_relabelling_its_me
 def test_commit_id_is_the_git_commit_with_its_repository_and_the_sources_hash_stays_code_version(model_group):
     lineage = {"data_hash": "d" * 64, "code_version": "sources-hash", "git_commit": "0123abcd",
                "repository": "https://github.com/example/retail-mlops", "training_job_arn": "arn:job",
-               "validation_report": "s3://a/output.tar.gz"}
+               "validation_report": job_report_uri(job_artifact(0.77))}
     arn = ModelVersionProvider().create(props(model_group, lineage=lineage)).id
     package = boto3.client("sagemaker", region_name=REGION).describe_model_package(ModelPackageName=arn)
     assert package["MetadataProperties"]["CommitId"] == "0123abcd"

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import boto3
@@ -14,7 +16,9 @@ import pytest
 from pulumi.dynamic.dynamic import serialize_provider
 
 from infra.model_packages import approved_versions, pack_bundle, previous_approved, register_bundle
-from infra.providers.kinds import SERVED_MODEL
+from infra.providers.kinds import REGISTERED_PACKAGE, SERVED_MODEL
+from infra.providers.package_facts import ReportClaims, report_claims
+from infra.providers.registered_package import RegisteredPackageProvider
 from infra.providers.served_model import ModelNotApproved, ServedModelProvider
 from infra.release import ReleaseRequest, ReleaseUnavailable, resolve_release
 from ml.bundle import bundle_digest, load_bundle
@@ -59,6 +63,31 @@ def test_a_registered_champion_is_an_approved_version_with_its_metrics_and_bundl
     assert float(metadata["metric:holdout_macro_f1"]) == pytest.approx(trained, rel=1e-5)
     assert package["InferenceSpecification"]["Containers"][0]["Image"] == IMAGE
     assert approved_versions(sagemaker, model_group) == [arn]
+
+
+def test_a_real_champions_facts_come_from_its_verified_report(aws, model_group, champion):
+    """The report check on what ml/train.py really writes: a trained bundle's validation.json agrees with the
+    metadata registered from it."""
+    arn = register(aws, model_group, champion)
+    facts = RegisteredPackageProvider().create(
+        {"kind": REGISTERED_PACKAGE, "region": REGION, "model_package_arn": arn}).outs["package"]
+    meta = load_bundle(champion).meta
+    assert facts["report"]["problems"] == []
+    assert (facts["gate_passed"], facts["holdout_run"]) == (meta["gate"]["passed"], meta["lineage"]["run_id"])
+    assert facts["macro_f1"] == meta["metrics"]["macro_f1"]
+
+
+def test_a_training_jobs_report_archive_is_read_as_the_job_wrote_it(small_run):
+    """ml/train.py's output folder tarred as SageMaker uploads SM_OUTPUT_DATA_DIR (output.tar.gz, files at its
+    root): the claims are its summary's gate, winner's macro-F1, lake run and winner."""
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode="w:gz") as archive:
+        for path in sorted(small_run.result.report_dir.iterdir()):
+            archive.add(path, arcname=path.name)
+    summary = json.loads((small_run.result.report_dir / "summary.json").read_text())
+    claims = report_claims(packed.getvalue())
+    assert claims == ReportClaims(summary["gate"]["passed"], summary["metrics"]["macro_f1"],
+                                  small_run.result.run_id, summary["winner"])
 
 
 def test_serving_a_package_publishes_its_bundle_and_pins_its_manifest(aws, model_group, champion, tmp_path):
