@@ -6,6 +6,7 @@ import re
 import subprocess
 from pathlib import Path
 
+from ml.families import FAMILIES
 from ml.lake import Lake
 from ml.registry import Registry
 from tests.conftest import SMALL_ROWS
@@ -94,7 +95,10 @@ def test_the_same_pipeline_runs_on_weekly_files_with_the_original_header(tmp_pat
 
     folder = tmp_path / "weekly"
     files = write_weekly(with_original_header(generate(SynthConfig(rows=20_000, seed=9))), folder, crlf=True)
-    result = run_pipeline(folder, settings_under(tmp_path / "run", holdout_weeks=20), StageTimer(quiet=True))
+    # All four families, as `retail pipeline run` trains by default (the other tests train two: TEST_FAMILIES).
+    settings = settings_under(tmp_path / "run", holdout_weeks=20, families="")
+    result = run_pipeline(folder, settings, StageTimer(quiet=True))
+    assert sorted(row["family"] for row in result.training["leaderboard"]) == sorted(FAMILIES)
     manifest = json.loads(open(result.manifest_uri).read())
     assert manifest["input"]["variant"] == "original"
     assert len(manifest["input"]["files"]) == len(files)
