@@ -89,6 +89,9 @@ class BatchPlacement:
     """The region's S3 address ranges (the S3 gateway endpoint's prefix list)."""
     autoscaler: pulumi.Resource | None = None
     """What scales the batch node group up from zero; the CronJob is created after it and deleted before it."""
+    time_zone: pulumi.Input[str] = "Etc/UTC"
+    """The batch jobs' time zone, an IANA name (the platform's batchTimeZone output, the one its missed-run alarms
+    count weeks in)."""
 
 
 @dataclass
@@ -109,7 +112,7 @@ class BatchJobSpec:
     role_description: str
     role_policy: pulumi.Input[str]
     namespace: str
-    time_zone: str
+    time_zone: pulumi.Input[str]
     sizing: ScheduledJobConfig
 
 

@@ -136,7 +136,7 @@ class BatchScoring(pulumi.ComponentResource):
                 role_description="Batch scoring pods: read the silver zone and the served bundle, write predictions",
                 role_policy=scorer_policy(args),
                 namespace=sizing.namespace,
-                time_zone=sizing.time_zone,
+                time_zone=args.time_zone,
                 sizing=sizing,
             ),
             after=[self.namespace_object],

@@ -3,7 +3,8 @@
 Two Pulumi projects read config here:
 
 - the platform (`Pulumi.yaml` at the repository root, `Pulumi.<stack>.yaml`): network,
-  keys, audit, lake, registries, observability, the EKS cluster and SageMaker;
+  keys, audit, lake, registries, observability, the EKS cluster and SageMaker, and what the
+  service's weekly jobs share with the platform's alarms (the batch time zone, the thresholds);
 - the service (`service/Pulumi.yaml`, `service/Pulumi.<stack>.yaml`): what runs on the
   cluster (load balancer controller, log shipping, the inference API), joined to the
   platform through a StackReference.
@@ -22,6 +23,7 @@ install it with `pulumi.runtime.set_all_config`.
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import json
 import math
@@ -32,8 +34,11 @@ from typing import Any
 
 import pulumi
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 from pydantic.alias_generators import to_camel
+from pydantic_settings import BaseSettings
+
+from ml.settings import GateSettings, MonitorSettings
 
 NAMESPACE = "retail"
 PLATFORM_PROJECT = "retail-mlops"
@@ -161,10 +166,12 @@ class ObservabilityConfig(Section):
     error_rate_threshold_percent: float = Field(1.0, gt=0)
     drift_threshold: float = Field(0.2, gt=0)
     heartbeat_missing_breaches: bool = True
-    """True: the heartbeat alarm fires when the service sends nothing (a dead service is not green), and so does
-    the missed batch-scoring run alarm when a week passes without a finished run."""
-    scoring_time_zone: str = "Etc/UTC"
-    """The service stacks' `retail:batchScoring.timeZone`: the missed-run alarm's weeks start Monday 00:00 there."""
+    """True: the heartbeat alarm fires when the service sends nothing (a dead service is not green), and so do
+    the missed-run alarms of the weekly batch jobs when a week passes without a finished run."""
+    batch_time_zone: str = "Etc/UTC"
+    """The one time zone of the weekly batch jobs (an IANA name): the service stack's batch scoring and monitoring
+    CronJobs read it from the platform's `batchTimeZone` output (their `spec.timeZone` and TZ), and the missed-run
+    alarms' calendar weeks run from Monday 00:00 to Monday 00:00 there."""
     monthly_budget_usd: int = Field(500, ge=1)
     budget_alert_percents: tuple[int, ...] = (80, 100)
     alert_emails: tuple[str, ...] = ()
@@ -177,10 +184,10 @@ class ObservabilityConfig(Section):
                              f"days, not {value}")
         return value
 
-    @field_validator("scoring_time_zone")
+    @field_validator("batch_time_zone")
     @classmethod
     def _is_time_zone(cls, value: str) -> str:
-        return _iana_time_zone("scoringTimeZone", value)
+        return _iana_time_zone("batchTimeZone", value)
 
     @field_validator("budget_alert_percents")
     @classmethod
@@ -189,6 +196,49 @@ class ObservabilityConfig(Section):
             raise ValueError(f"at most {MAX_BUDGET_NOTIFICATIONS - 1} alert percents (AWS Budgets takes "
                              f"{MAX_BUDGET_NOTIFICATIONS} notifications and one is the forecast)")
         return value
+
+
+def _mirror(settings: type[BaseSettings], name: str, doc: str) -> Any:
+    """A config section holding `settings`' fields with their defaults and bounds (ml/settings.py), read from stack
+    config rather than from the environment of whoever deploys. Each field is copied: the section's camelCase
+    aliases must not reach the settings class, which reads its variables by field name."""
+    fields: dict[str, Any] = {key: (info.annotation, copy.deepcopy(info))
+                              for key, info in settings.model_fields.items()}
+    return create_model(name, __base__=Section, __doc__=doc, __module__=__name__, **fields)
+
+
+GateThresholds = _mirror(GateSettings, "GateThresholds", "The promotion gate (GateSettings): `retail:thresholds.gate`.")
+MonitorThresholds = _mirror(MonitorSettings, "MonitorThresholds",
+                            "What `retail monitor` judges a week by (MonitorSettings): `retail:thresholds.monitor`.")
+
+
+class ThresholdsConfig(Section):
+    """What a model is judged by on AWS: the platform stack's `retail:thresholds`, exported as `thresholds`.
+
+    The platform's monitoring alarms compare the published figures with these values, and the service stack's
+    monitoring CronJob gets them as RETAIL_GATE_* and RETAIL_MONITOR_* (from that output), so the week's report
+    and the alarms judge by the same numbers whatever the deploying shell's environment holds. Every key
+    defaults to ml/settings.py's default; a stack states only what differs.
+    """
+
+    gate: GateThresholds = GateThresholds()
+    monitor: MonitorThresholds = MonitorThresholds()
+
+    def gate_settings(self) -> GateSettings:
+        """The gate as ml/ reads it; every field given, so no RETAIL_GATE_* variable can change it."""
+        return GateSettings(**self.gate.model_dump())
+
+    def monitor_settings(self) -> MonitorSettings:
+        return MonitorSettings(**self.monitor.model_dump())
+
+    def environment(self) -> dict[str, str]:
+        """Every threshold as the variable ml/settings.py reads it from (`RETAIL_GATE_MIN_ACCURACY=0.75`, ...)."""
+        return {**_variables(self.gate_settings()), **_variables(self.monitor_settings())}
+
+
+def _variables(settings: BaseSettings) -> dict[str, str]:
+    prefix = str(settings.model_config.get("env_prefix", ""))
+    return {f"{prefix}{name}".upper(): str(value) for name, value in settings.model_dump().items()}
 
 
 class InferenceConfig(Section):
@@ -262,8 +312,10 @@ class ScheduledJobConfig(Section):
     """A run (node start-up and retries included) is stopped after this long."""
     backoff_limit: int = Field(2, ge=0, le=6)
     """Retries after a failed pod (spot interruptions do not count: podFailurePolicy ignores them)."""
-    starting_deadline_seconds: int = Field(21600, ge=60)
-    """A run that could not start this long after its time is skipped (and counted as missed)."""
+    starting_deadline_seconds: int = Field(3600, ge=60)
+    """A run whose Job could not be created this long after its time (controller down, ...) is skipped and counted
+    as missed; within it, the Job starts late. An hour: a weekly run gains little from a longer grace, and the
+    next job's schedule must leave room for it (ServiceConfig's check adds it to this job's deadline)."""
     ttl_seconds_after_finished: int = Field(345600, ge=3600)
     """Finished jobs (and their pods' status) are kept this long for inspection, then deleted."""
 
@@ -286,13 +338,13 @@ class ScheduledJobConfig(Section):
 class BatchScoringConfig(ScheduledJobConfig):
     """The weekly `retail score` CronJob: the service stack's `retail:batchScoring` (infra/batch_scoring.py).
 
-    Its namespace, time zone and lake are those of every batch job (the monitoring schedule's too)."""
+    Its namespace and lake are those of every batch job (the monitoring schedule's too). Their time zone is the
+    platform's (`retail:observability.batchTimeZone`, read through the platform output `batchTimeZone`), so the
+    CronJobs and the platform's missed-run alarms count the same weeks."""
 
     namespace: str = "retail-batch"
     schedule: str = "0 3 * * 1"
-    """Mondays 03:00, after the week (Monday to Sunday) has landed in the silver zone."""
-    time_zone: str = "Etc/UTC"
-    """An IANA time zone name (CronJob `spec.timeZone`), of this schedule and of `retail:monitoring`'s."""
+    """Mondays 03:00 in the batch time zone, after the week (Monday to Sunday) has landed in the silver zone."""
     lake_zone: str = "raw"
     """The lake bucket (platform output lakeBuckets) holding the lake root, as datasets/README.md documents."""
     lake_prefix: str = "lake"
@@ -307,10 +359,13 @@ class BatchScoringConfig(ScheduledJobConfig):
     memory_limit: str = "3Gi"
     scratch_size: str = "4Gi"
 
-    @field_validator("time_zone")
+    @model_validator(mode="before")
     @classmethod
-    def _is_time_zone(cls, value: str) -> str:
-        return _iana_time_zone("timeZone", value)
+    def _time_zone_is_the_platforms(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and {"timeZone", "time_zone"} & set(raw):
+            raise ValueError("timeZone is not set here: the batch jobs run in the platform stack's "
+                             "retail:observability.batchTimeZone, the zone its missed-run alarms count weeks in")
+        return raw
 
     @field_validator("lake_zone")
     @classmethod
@@ -347,7 +402,7 @@ class MonitoringConfig(ScheduledJobConfig):
 
     schedule: str = "0 6 * * 1"
     """Once a week (minute hour * * weekday), after batch scoring's run of the same week has ended: Mondays
-    06:00, an hour after the default scoring run's deadline (03:00 + 2 hours)."""
+    06:00, when the default scoring run has ended at the latest (03:00 + 1 hour's start grace + 2 hours)."""
     cpu_request: str = "500m"
     cpu_limit: str = "1"
     memory_request: str = "1536Mi"
@@ -382,6 +437,11 @@ def weekly_minute(schedule: str) -> int | None:
     if minute > 59 or hour > 23:
         return None
     return ((weekday - 1) % 7) * 24 * 60 + hour * 60 + minute
+
+
+def latest_end_minutes(job: ScheduledJobConfig) -> int:
+    """How long after its schedule time a run may still be running: its Job's start grace plus its deadline."""
+    return math.ceil((job.starting_deadline_seconds + job.active_deadline_seconds) / 60)
 
 
 def _mebibytes(quantity: str, key: str) -> int:
@@ -429,6 +489,7 @@ class PlatformConfig(StackIdentity):
     cluster: ClusterConfig
     """No default: every stack decides from where its Kubernetes API is reached."""
     observability: ObservabilityConfig = ObservabilityConfig()
+    thresholds: ThresholdsConfig = ThresholdsConfig()
 
     @property
     def cluster_name(self) -> str:
@@ -467,20 +528,29 @@ class ServiceConfig(StackIdentity):
 
     @model_validator(mode="after")
     def _monitoring_follows_scoring(self) -> ServiceConfig:
-        """The monitor reads what the week's scoring run wrote: it starts once that run's deadline has passed, and
-        ends within the same calendar week (the missed-run alarms count runs per Monday-to-Monday week)."""
+        """The monitor reads what the week's scoring run wrote: it starts once that run has ended at the latest,
+        and ends within the same calendar week (the missed-run alarms count runs per Monday-to-Monday week).
+
+        A run ends at the latest `startingDeadlineSeconds` + `activeDeadlineSeconds` after its schedule time: the
+        CronJob controller may create its Job up to the start grace late (after a controller restart or a control
+        plane upgrade), and the active deadline counts from the Job's start
+        (https://kubernetes.io/docs/concepts/workloads/controllers/cron-jobs/#job-creation,
+        https://kubernetes.io/docs/concepts/workloads/controllers/job/#job-termination-and-cleanup)."""
         scoring, monitoring = self.batch_scoring, self.monitoring
         start = weekly_minute(monitoring.schedule)
         assert start is not None  # MonitoringConfig accepts weekly schedules only
-        if start + math.ceil(monitoring.active_deadline_seconds / 60) > MINUTES_PER_WEEK:
+        if start + latest_end_minutes(monitoring) > MINUTES_PER_WEEK:
             raise ValueError(f"retail:monitoring.schedule {monitoring.schedule!r} with its "
+                             f"{monitoring.starting_deadline_seconds} s start grace and "
                              f"{monitoring.active_deadline_seconds} s deadline may end after Sunday midnight: a run "
                              "must end in the week it started")
         scored = weekly_minute(scoring.schedule)
-        if scored is not None and start < scored + math.ceil(scoring.active_deadline_seconds / 60):
+        if scored is not None and start < scored + latest_end_minutes(scoring):
             raise ValueError(f"retail:monitoring.schedule {monitoring.schedule!r} starts before the week's batch "
-                             f"scoring run ({scoring.schedule!r}, up to {scoring.active_deadline_seconds} s) has "
-                             "ended: schedule it after that run's deadline, in the same week")
+                             f"scoring run ({scoring.schedule!r}, starting up to {scoring.starting_deadline_seconds} s "
+                             f"late and running up to {scoring.active_deadline_seconds} s) has surely ended: "
+                             "schedule it after that, in the same week, or shorten batchScoring's "
+                             "startingDeadlineSeconds or activeDeadlineSeconds")
         return self
 
 
@@ -492,6 +562,7 @@ _PLATFORM_SECTIONS: dict[str, type[Section]] = {
     "registry": RegistryConfig,
     "cluster": ClusterConfig,
     "observability": ObservabilityConfig,
+    "thresholds": ThresholdsConfig,
 }
 _SERVICE_SECTIONS: dict[str, type[Section]] = {
     "inference": InferenceConfig,

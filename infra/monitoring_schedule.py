@@ -1,13 +1,14 @@
 """The monitoring schedule on EKS: `retail monitor --week last` as a weekly CronJob beside batch scoring.
 
-What runs: once a week (`retail:monitoring.schedule`, in batch scoring's time zone, after that week's
+What runs: once a week (`retail:monitoring.schedule`, in the batch jobs' time zone, after that week's
 scoring run has ended) a Job runs, in the inference image the service deploys (the same digest, which
 ships `python -m cli.monitor` and matplotlib for the report's figures):
 
     python -m cli.monitor --week last --bundle s3://<artifacts>/<serving prefix>/ --no-registry
 
 with RETAIL_LAKE_ROOT=s3://<lake>/<prefix>, batch scoring's lake root. `--week last` is the fiscal week
-before the one holding the run's date (ml/calendar.py), read in the CronJob's time zone (TZ is set to it; the
+before the one holding the run's date (ml/calendar.py), read in the CronJob's time zone (TZ is set to it, the
+platform's `batchTimeZone`, the zone its missed-run alarms count weeks in; the
 image's python slim base installs Debian's tzdata, where the C library looks the zone up), so a Monday run
 measures the week that ended the day before: the week the scoring run of that Monday
 scored and the pipeline landed in silver. The command (cli/monitor.py) joins the week's predictions under
@@ -18,9 +19,10 @@ service and the scorer log are `sha256:...` ones); the MLflow registry is not on
 so the challenger is never promoted from here (no `--promote`): promotion goes through the SageMaker
 model registry and a deploy.
 
-The thresholds the run judges the week by (RETAIL_GATE_* and RETAIL_MONITOR_*, ml/settings.py) are set
-from the settings the deploy reads, the ones the platform's monitoring alarms compare the published
-figures with (infra/observability.py), so the report and the alarms agree.
+The thresholds the run judges the week by (RETAIL_GATE_* and RETAIL_MONITOR_*, ml/settings.py) are the
+platform stack's `retail:thresholds`, read from its `thresholds` output: the values the platform's monitoring
+alarms compare the published figures with (infra/observability.py), so the report and the alarms agree, and
+no deployer's shell environment enters either.
 
 How it runs (the bounds, the batch nodes, pod security, the NetworkPolicy, EMF shipping) is what every
 batch job shares: infra/batch_job.py. It runs in batch scoring's namespace, under its own
@@ -43,13 +45,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pulumi
-from pydantic_settings import BaseSettings
 
 from infra.batch_job import BatchJob, BatchJobSpec, data_key_through_s3, join, read_prefix, write_prefix
 from infra.batch_scoring import BatchScoring
-from infra.config import MonitoringConfig
+from infra.config import MonitoringConfig, ThresholdsConfig
 from infra.iam import policy_document
-from ml.settings import GateSettings, MonitorSettings
 
 APP = "retail-monitoring"
 CONTAINER = "monitor"
@@ -66,9 +66,9 @@ class MonitoringScheduleArgs:
     beside: BatchScoring
     """The batch scoring it follows: its image, lake, served bundle, nodes, namespace and time zone."""
     sizing: MonitoringConfig = field(default_factory=MonitoringConfig)
-    gate: GateSettings = field(default_factory=GateSettings)
-    """The performance thresholds (the promotion gate's), for the run's report and the platform's alarms."""
-    monitoring: MonitorSettings = field(default_factory=MonitorSettings)
+    thresholds: pulumi.Input[ThresholdsConfig] = field(default_factory=ThresholdsConfig)
+    """What the run judges the week by: the platform's `retail:thresholds` (its `thresholds` output, parsed), the
+    values its monitoring alarms are set at."""
 
 
 class MonitoringSchedule(pulumi.ComponentResource):
@@ -91,13 +91,13 @@ class MonitoringSchedule(pulumi.ComponentResource):
                 command=COMMAND,
                 args=["--week", LAST_WEEK, "--bundle", args.beside.bundle_uri, "--no-registry"],
                 lake_root=args.beside.lake_root,
-                env={"TZ": scoring.sizing.time_zone, **settings_env(args.gate), **settings_env(args.monitoring)},
+                env={"TZ": scoring.time_zone, **threshold_variables(args.thresholds)},
                 role="monitor",
                 role_description="Monitoring pods: read predictions, silver and reports and the served bundle, "
                 "write reports",
                 role_policy=monitor_policy(args),
                 namespace=scoring.sizing.namespace,
-                time_zone=scoring.sizing.time_zone,
+                time_zone=scoring.time_zone,
                 sizing=args.sizing,
             ),
             after=[args.beside.namespace_object],
@@ -110,10 +110,10 @@ class MonitoringSchedule(pulumi.ComponentResource):
         )
 
 
-def settings_env(settings: BaseSettings) -> dict[str, str]:
-    """`settings` as the environment variables that set each of its fields (its env_prefix + the field's name)."""
-    prefix = str(settings.model_config.get("env_prefix", ""))
-    return {f"{prefix}{name}".upper(): str(value) for name, value in settings.model_dump().items()}
+def threshold_variables(thresholds: pulumi.Input[ThresholdsConfig]) -> dict[str, pulumi.Output[str]]:
+    """RETAIL_GATE_* and RETAIL_MONITOR_*, one per threshold (the names are known before the values)."""
+    known = pulumi.Output.from_input(thresholds)
+    return {name: known.apply(lambda t, name=name: t.environment()[name]) for name in ThresholdsConfig().environment()}
 
 
 def monitor_policy(args: MonitoringScheduleArgs) -> pulumi.Output[str]:

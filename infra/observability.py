@@ -7,6 +7,13 @@ window needs a period of 60, 300, 3,600, 86,400 or 604,800 s
 https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/API_WallClockWindow.html,
 https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/alarm-evaluation-window.html).
 `check_alarm_window` enforces both here, so a stack that breaks them fails its preview, not its `up`.
+
+A wall clock window of one week runs from Monday 00:00 to Monday 00:00 in its time zone: "a 1-week period
+aligns to Monday 00:00 (the start of the ISO 8601 week)", and these alignment points are fixed; a data point
+counts only once the period holding it has ended (the "Wall clock window" section of alarm-evaluation-window,
+https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/alarm-evaluation-window.html#wall-clock-window,
+read in the docs.amazonaws.cn copy of that page). The missed-run alarms use the batch jobs' own time zone, so
+their weeks are the CronJobs' weeks (`infra.config.weekly_minute` counts minutes from Monday 00:00 too).
 """
 
 from __future__ import annotations
@@ -18,9 +25,9 @@ from dataclasses import dataclass, field
 import pulumi
 import pulumi_aws as aws
 
+from infra.config import ThresholdsConfig
 from infra.iam import policy_document
 from ml import metric_names as m
-from ml.settings import GateSettings, MonitorSettings
 
 MAX_EVALUATION_SECONDS = 7 * 86_400
 """Period x EvaluationPeriods CloudWatch accepts for periods of an hour or more (one day below an hour)."""
@@ -29,6 +36,8 @@ WALL_CLOCK_PERIODS = frozenset({60, 300, 3_600, 86_400, 604_800})
 """The periods a wall clock evaluation window supports."""
 WEEK_SECONDS = 604_800
 DAY_SECONDS = 86_400
+WEEKLY_RANGE = "-P12W"
+"""What the dashboard's weekly widgets show when it loads: the last twelve weeks (one point a week each)."""
 
 
 def check_alarm_window(period: int, evaluation_periods: int, wall_clock: bool = False) -> None:
@@ -53,17 +62,16 @@ class ObservabilityArgs:
     error_rate_threshold_percent: float = 1.0
     drift_threshold: float = 0.2
     heartbeat_missing_breaches: bool = True
-    scoring_time_zone: str = "Etc/UTC"
-    """The batch-scoring CronJob's time zone (the service stacks' `retail:batchScoring.timeZone`): the missed-run
-    alarm's weeks start on Monday 00:00 there."""
+    batch_time_zone: str = "Etc/UTC"
+    """The weekly batch jobs' time zone (`retail:observability.batchTimeZone`, which their CronJobs read from the
+    platform's `batchTimeZone` output): the missed-run alarms' weeks start on Monday 00:00 there."""
     monthly_budget_usd: int = 500
     budget_alert_percents: Sequence[int] = (80, 100)
     alert_emails: Sequence[str] = ()
-    gate: GateSettings = field(default_factory=GateSettings)
-    """The promotion gate's thresholds, which the monitored week's accuracy, macro-F1 and class precision are
-    alarmed at (ml/settings.py, RETAIL_GATE_*), as `retail monitor` judges them."""
-    monitoring: MonitorSettings = field(default_factory=MonitorSettings)
-    """The monitor's drift threshold and the judged week's minimum of labelled baskets (RETAIL_MONITOR_*)."""
+    thresholds: ThresholdsConfig = field(default_factory=ThresholdsConfig)
+    """`retail:thresholds`: the gate's accuracy, macro-F1 and class precision and the monitor's drift threshold the
+    monitored week's figures are alarmed at; the monitoring CronJob judges the week by the same values (the
+    platform exports them as `thresholds`), not by any deployer's RETAIL_GATE_* or RETAIL_MONITOR_*."""
 
 
 class Observability(pulumi.ComponentResource):
@@ -82,13 +90,13 @@ class Observability(pulumi.ComponentResource):
     - Two alarms on the weekly batch-scoring run (`retail score` writes `ScoringRunFailed`
       0/1 and `BasketsScored` when a run ends; cli/score.py): `batch-scoring-failed` when a
       run failed in the last day, and `batch-scoring-missed` when a calendar week (Monday to
-      Monday in `scoring_time_zone`) ended without any finished run (missing data breaches
+      Monday in `batch_time_zone`) ended without any finished run (missing data breaches
       like the heartbeat's, so it is off where `heartbeat_missing_breaches` is).
     - Six alarms on the weekly monitoring run (`retail monitor` writes `MonitorRunFailed` 0/1 and the
       champion's figures for the week; cli/monitor.py, ml/emf.py): the week's macro-F1, accuracy and lowest
       class precision below the promotion gate's thresholds and its largest PSI above the monitor's drift
-      threshold (each judged only when the week had the monitor's minimum of labelled baskets, and kept
-      until the next judged week), `monitor-failed` and, like batch scoring, `monitor-missed`.
+      threshold (the monitor sends them only for a week with its minimum of labelled baskets; each alarm keeps
+      its state until the next such week), `monitor-failed` and, like batch scoring, `monitor-missed`.
     - A dashboard of those signals, and a monthly cost budget for resources tagged
       `environment=<env>`, alerting on actual spend at each `budget_alert_percents`
       and on forecast spend over 100%.
@@ -315,7 +323,9 @@ class Observability(pulumi.ComponentResource):
         that failed and was retried successfully also fires it (each attempt is a run of the command). No
         data (the other six days of the week) is not breaching: no run, no failure. A monitoring run fails
         when it errs or exits 2: the week has no prediction or no label yet (its data did not land, or batch
-        scoring did not run).
+        scoring did not run). Only a run that reaches its EMF line counts: one that dies before it (invalid
+        RETAIL_* settings or arguments, an OOM kill, the active deadline, a spot loss without a retry) sends
+        nothing, and shows up as missed (`_run_missed_alarm`), not as failed.
         """
         return self._alarm(
             suffix,
@@ -332,7 +342,8 @@ class Observability(pulumi.ComponentResource):
 
     def _run_missed_alarm(self, suffix: str, metric_name: str, description: str) -> aws.cloudwatch.MetricAlarm:
         """ALARM when a whole calendar week passed without a finished run of a weekly CronJob (`metric_name`
-        sample count 0). Both CronJobs run in the service's batch time zone, `scoring_time_zone` here.
+        sample count 0). Both CronJobs run in the batch time zone, `batch_time_zone` here: one config value,
+        the platform's `retail:observability.batchTimeZone`, which the service's CronJobs read from its output.
 
         Every run that ends, failed or not, sends one sample of its `...RunFailed` metric, so the sample count is
         the number of finished runs. The run is weekly, and CloudWatch evaluates at most seven days (604,800 s)
@@ -340,10 +351,13 @@ class Observability(pulumi.ComponentResource):
         a little later than the week before (no sample in the last 604,800 s for those minutes). So the
         window is a wall clock one of one week (period 604,800 s x 1 evaluation period, the maximum and a
         period wall clock windows support): it covers Monday 00:00 to Monday 00:00 in the CronJob's time zone
-        and is judged once the week is over, so a week with one run anywhere in it is OK and a week without
-        is reported at the start of the next (about a week after the missed schedule at worst). The
-        schedule must start and finish a run inside one such week (the default, Mondays 03:00, does).
-        A run killed before it could write its line (deadline, OOM, spot loss without retry) counts as missed.
+        (CloudWatch aligns a one-week wall clock period to Monday 00:00, the start of the ISO 8601 week, in the
+        window's time zone: see the module docstring) and is judged once the week is over, so a week with one
+        run anywhere in it is OK and a week without is reported at the start of the next (about a week after
+        the missed schedule at worst). The schedule must start and finish a run inside one such week (the
+        default, Mondays 03:00, does; `infra.config.ServiceConfig` refuses a monitoring schedule that could end
+        after Sunday midnight). A run killed before it could write its line (deadline, OOM, spot loss without
+        retry, or a monitoring run that failed before its EMF line, e.g. on invalid settings) counts as missed.
         A new stack is in ALARM from its first evaluation until a week holding a run has ended (up to two weeks):
         the first weeks have no run to report. Only stacks where missing data breaches get this alarm.
         """
@@ -357,15 +371,15 @@ class Observability(pulumi.ComponentResource):
             statistic="SampleCount",
             period=WEEK_SECONDS,
             evaluation_periods=1,
-            evaluation_window={"wall_clock_window": {"timezone": self._args.scoring_time_zone}},
+            evaluation_window={"wall_clock_window": {"timezone": self._args.batch_time_zone}},
             comparison_operator="LessThanThreshold",
             threshold=1,
         )
 
     # --- the weekly monitoring run ---------------------------------------------------------------------------------
     def _monitored_week_alarms(self) -> list[aws.cloudwatch.MetricAlarm]:
-        """The week's figures against the thresholds `retail monitor` judges them by (ml/settings.py)."""
-        gate, drift = self._args.gate, self._args.monitoring.drift_psi
+        """The week's figures against the thresholds `retail monitor` judges them by (`retail:thresholds`)."""
+        gate, drift = self._args.thresholds.gate, self._args.thresholds.monitor.drift_psi
         return [
             self._monitored_alarm("monitored-macro-f1", m.MONITORED_MACRO_F1, "Minimum", "LessThanThreshold",
                                   gate.min_macro_f1, "champion's macro-F1 below the gate's"),
@@ -383,43 +397,25 @@ class Observability(pulumi.ComponentResource):
     ) -> aws.cloudwatch.MetricAlarm:
         """ALARM while the latest judged week's figure breaches `threshold`.
 
-        `retail monitor` sends the week's figures once, when its weekly run ends, with the champion's labelled
-        baskets (`MonitoredBaskets`). A week is judged only with at least `min_baskets` of them, as the monitor
-        judges it: `IF(baskets >= min, figure)` drops the figure of a week with fewer (an IF without its false
-        value drops the data point; https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/using-metric-math.html#using-IF-expressions).
-        The period is a day, and missing data keeps the state (`ignore`): the six days without a run, and a week
-        not judged, leave the alarm where the last judged week put it, so it stays in ALARM until a judged week
-        is within the threshold. A week the monitor could not give a figure for sends none (ml/emf.py).
+        `retail monitor` sends the week's figures once, when its weekly run ends, and only for a week it judges:
+        one where the champion answered at least `min_baskets` labelled baskets (cli/monitor.py `figures`, with
+        RETAIL_MONITOR_MIN_BASKETS from `retail:thresholds`). That is the one place the minimum applies; the
+        alarm reads the figure as sent. The period is a day, and missing data keeps the state (`ignore`): the
+        six days without a run, and a week not judged, leave the alarm where the last judged week put it, so
+        it stays in ALARM until a judged week is within the threshold. A week the monitor could not give a
+        figure for sends none (ml/emf.py).
         """
-        minimum = self._args.monitoring.min_baskets
-
-        def weekly(query_id: str, name: str, stat: str) -> dict:
-            return {
-                "id": query_id,
-                "return_data": False,
-                "metric": {
-                    "namespace": m.NAMESPACE,
-                    "metric_name": name,
-                    "dimensions": self._dimensions,
-                    "period": DAY_SECONDS,
-                    "stat": stat,
-                },
-            }
-
+        minimum = self._args.thresholds.monitor.min_baskets
         return self._alarm(
             suffix,
-            f"The monitored week's {what} ({threshold}), on at least {minimum} labelled baskets (retail monitor)",
+            f"The monitored week's {what} ({threshold}); retail monitor sends it only for a week with at least "
+            f"{minimum} labelled baskets",
             missing="ignore",
-            metric_queries=[
-                weekly("baskets", m.MONITORED_BASKETS, "Minimum"),
-                weekly("figure", metric_name, statistic),
-                {
-                    "id": "judged",
-                    "expression": f"IF(baskets >= {minimum}, figure)",
-                    "label": f"{metric_name} of a judged week",
-                    "return_data": True,
-                },
-            ],
+            namespace=m.NAMESPACE,
+            metric_name=metric_name,
+            dimensions=self._dimensions,
+            statistic=statistic,
+            period=DAY_SECONDS,
             evaluation_periods=1,
             comparison_operator=comparison,
             threshold=threshold,
@@ -459,7 +455,7 @@ class Observability(pulumi.ComponentResource):
         )
 
     def _dashboard_body(self) -> pulumi.Output[str]:
-        region, env, gate = self._args.region, self._args.environment, self._args.gate
+        region, env, gate = self._args.region, self._args.environment, self._args.thresholds.gate
 
         def widget(title: str, metrics: list, y: int, x: int = 0, **props) -> dict:
             return {
@@ -477,6 +473,18 @@ class Observability(pulumi.ComponentResource):
             [*api, m.REQUEST_LATENCY_MS, *dim, {"stat": stat, "label": stat}]
             for stat in ("p50", m.LATENCY_PERCENTILE, "p99")
         ]
+        judged_figures = [
+            [*api, name, *dim, {"stat": "Minimum", "label": label}]
+            for name, label in (
+                (m.MONITORED_ACCURACY, "accuracy"),
+                (m.MONITORED_MACRO_F1, "macro-F1"),
+                (m.MONITORED_MIN_CLASS_PRECISION, "lowest class precision"),
+                (m.CHALLENGER_MARGIN, "challenger's macro-F1 margin"),
+            )
+        ]
+        # A week with labelled baskets but no figures was not judged (fewer than the minimum).
+        judged_figures.append([*api, m.MONITORED_BASKETS, *dim,
+                               {"stat": "Minimum", "label": "labelled baskets", "yAxis": "right"}])
         widgets = [
             widget(
                 "API latency (ms)",
@@ -518,6 +526,7 @@ class Observability(pulumi.ComponentResource):
                 ],
                 12,
                 period=DAY_SECONDS,
+                start=WEEKLY_RANGE,
             ),
             widget(
                 "Baskets scored per run",
@@ -525,20 +534,14 @@ class Observability(pulumi.ComponentResource):
                 12,
                 x=12,
                 period=DAY_SECONDS,
+                start=WEEKLY_RANGE,
             ),
             widget(
                 "Monitored week: champion vs the gate",
-                [
-                    [*api, name, *dim, {"stat": "Minimum", "label": label}]
-                    for name, label in (
-                        (m.MONITORED_ACCURACY, "accuracy"),
-                        (m.MONITORED_MACRO_F1, "macro-F1"),
-                        (m.MONITORED_MIN_CLASS_PRECISION, "lowest class precision"),
-                        (m.CHALLENGER_MARGIN, "challenger's macro-F1 margin"),
-                    )
-                ],
+                judged_figures,
                 18,
                 period=DAY_SECONDS,
+                start=WEEKLY_RANGE,
                 annotations={"horizontal": [
                     {"value": gate.min_accuracy, "label": "min accuracy"},
                     {"value": gate.min_macro_f1, "label": "min macro-F1"},
@@ -550,15 +553,22 @@ class Observability(pulumi.ComponentResource):
                 [
                     [*api, m.MONITORED_DRIFT_PSI, *dim, {"stat": "Maximum", "label": "largest PSI"}],
                     [*api, m.RETRAIN_NEEDED, *dim, {"stat": "Maximum", "label": "retrain needed"}],
+                    [*api, m.MONITOR_RUN_FAILED, *dim, {"stat": "SampleCount", "label": "finished runs"}],
                     [*api, m.MONITOR_RUN_FAILED, *dim, {"stat": "Sum", "label": "failed runs"}],
                 ],
                 18,
                 x=12,
                 period=DAY_SECONDS,
-                annotations={"horizontal": [{"value": self._args.monitoring.drift_psi, "label": "drift threshold"}]},
+                start=WEEKLY_RANGE,
+                annotations={"horizontal": [
+                    {"value": self._args.thresholds.monitor.drift_psi, "label": "drift threshold"}]},
             ),
         ]
-        return pulumi.Output.json_dumps({"widgets": widgets})
+        # Without a `start` the dashboard opens on its default range of a few hours, where a weekly point is rarely
+        # seen: the weekly widgets set their own (a widget's `start`, the last twelve weeks). `periodOverride`
+        # `inherit` keeps each graph's own period; the default, `auto`, fits every period to the time range
+        # (https://docs.aws.amazon.com/AmazonCloudWatch/latest/APIReference/CloudWatch-Dashboard-Body-Structure.html).
+        return pulumi.Output.json_dumps({"widgets": widgets, "periodOverride": "inherit"})
 
     def _budget(self) -> None:
         args = self._args

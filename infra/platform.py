@@ -4,7 +4,9 @@ The platform holds everything created through AWS's APIs alone (network, keys, a
 lake, registries, observability, the EKS cluster, SageMaker). It creates no Kubernetes
 objects, so it can be deployed from anywhere that reaches AWS, including before any
 network can reach a private Kubernetes API; what runs on the cluster is the service
-stack's (`infra/service.py`), which reads these outputs through a StackReference.
+stack's (`infra/service.py`), which reads these outputs through a StackReference, among them
+what its weekly jobs share with the platform's alarms: `batchTimeZone` (the CronJobs' zone, the
+missed-run alarms' weeks) and `thresholds` (what the monitoring job and alarms judge by).
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class Platform:
             "rollbackAlarmNames": self.observability.rollback_alarm_names,
             "dashboardName": self.observability.dashboard_name,
             "auditTrailArn": self.audit.trail_arn if self.audit else "",
+            "batchTimeZone": self.config.observability.batch_time_zone,
+            "thresholds": self.config.thresholds.model_dump(by_alias=True),
         }
 
 
@@ -154,10 +158,11 @@ def build_platform(cfg: PlatformConfig) -> Platform:
             error_rate_threshold_percent=obs.error_rate_threshold_percent,
             drift_threshold=obs.drift_threshold,
             heartbeat_missing_breaches=obs.heartbeat_missing_breaches,
-            scoring_time_zone=obs.scoring_time_zone,
+            batch_time_zone=obs.batch_time_zone,
             monthly_budget_usd=obs.monthly_budget_usd,
             budget_alert_percents=obs.budget_alert_percents,
             alert_emails=obs.alert_emails,
+            thresholds=cfg.thresholds,
         ),
         opts,
     )

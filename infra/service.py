@@ -18,7 +18,8 @@ this order:
 4. batch scoring: the weekly `retail score` CronJob on the batch nodes, with the same
    image and bundle, after the autoscaler (`retail:batchScoring`), and beside it the
    weekly `retail monitor` CronJob that measures the week's predictions against its labels
-   (`retail:monitoring`, infra/monitoring_schedule.py);
+   (`retail:monitoring`, infra/monitoring_schedule.py); both run in the platform's `batchTimeZone`
+   and the monitor judges by the platform's `thresholds`, the values the platform's alarms use;
 5. with `retail:inference.hostname` and `hostedZoneId`, a validated ACM certificate and
    the DNS alias of the ALB.
 
@@ -38,7 +39,7 @@ import pulumi_random as random
 from infra.addons import LoadBalancerController, LoadBalancerControllerArgs, LogShipping, LogShippingArgs
 from infra.batch_scoring import BatchScoring, BatchScoringArgs
 from infra.cluster_autoscaler import ClusterAutoscaler, ClusterAutoscalerArgs
-from infra.config import InferenceConfig, ServiceConfig
+from infra.config import InferenceConfig, ServiceConfig, ThresholdsConfig, parse_section
 from infra.inference import InferenceService, InferenceServiceArgs
 from infra.monitoring_schedule import MonitoringSchedule, MonitoringScheduleArgs
 from infra.platform import aws_provider
@@ -67,6 +68,7 @@ class Service:
 
     def outputs(self) -> dict[str, pulumi.Input]:
         """What the stack exports: where to call the API, with which key, and what it serves."""
+        time_zone = self.batch_scoring.args.time_zone
         return {
             "endpoint": self.inference.endpoint,
             "loadBalancerHostname": self.inference.load_balancer_hostname,
@@ -77,9 +79,9 @@ class Service:
             "modelPackageVersion": self.model.package_version,
             "namespace": self.inference.namespace,
             "batchScoringNamespace": self.batch_scoring.namespace,
-            "batchScoringSchedule": f"{self.config.batch_scoring.schedule} ({self.config.batch_scoring.time_zone})",
+            "batchScoringSchedule": pulumi.Output.format("{0} ({1})", self.config.batch_scoring.schedule, time_zone),
             "predictionsUri": self.batch_scoring.predictions_uri,
-            "monitoringSchedule": f"{self.config.monitoring.schedule} ({self.config.batch_scoring.time_zone})",
+            "monitoringSchedule": pulumi.Output.format("{0} ({1})", self.config.monitoring.schedule, time_zone),
             "monitoringReportsUri": self.monitoring.reports_uri,
         }
 
@@ -214,12 +216,18 @@ def build_service(cfg: ServiceConfig) -> Service:
             vpc_cidr=platform["vpcCidr"],
             s3_cidrs=s3_cidrs,
             autoscaler=autoscaler.release,
+            time_zone=platform["batchTimeZone"],
             sizing=cfg.batch_scoring,
         ),
         k8s_opts,
     )
+    thresholds = platform["thresholds"].apply(
+        lambda raw: parse_section(ThresholdsConfig, raw, "the platform stack's output thresholds")
+    )
     monitoring = MonitoringSchedule(
-        f"{prefix}-monitoring", MonitoringScheduleArgs(beside=batch, sizing=cfg.monitoring), k8s_opts
+        f"{prefix}-monitoring",
+        MonitoringScheduleArgs(beside=batch, sizing=cfg.monitoring, thresholds=thresholds),
+        k8s_opts,
     )
     if cfg.inference.hosted_zone_id:
         _alias_record(prefix, cfg, inference, invoke, aws_opts)

@@ -19,6 +19,8 @@ can rewrite; served-version-report-verified fails on each disagreement between t
 
 from __future__ import annotations
 
+import posixpath
+import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -28,11 +30,12 @@ from policies.model import Enforcement, Resource, ResourceRule, StackRule, as_js
 from policies.rules.s3 import BUCKETS, SSE_TYPES, sse_uses_kms
 
 CRON_JOB = "kubernetes:batch/v1:CronJob"
-MONITORING_SCHEDULE = "aws:sagemaker/monitoringSchedule:MonitoringSchedule"
+NAMESPACE = "kubernetes:core/v1:Namespace"
 ENDPOINT_CONFIGURATION = "aws:sagemaker/endpointConfiguration:EndpointConfiguration"
 POLICY_TYPES = frozenset({"aws:iam/rolePolicy:RolePolicy", "aws:iam/policy:Policy"})
-MONITOR_COMMANDS = frozenset({"monitor", "cli.monitor"})
-"""A container runs the monitoring job when one of its command or args tokens is one of these (`retail monitor`)."""
+PYTHON = re.compile(r"^python(3(\.[0-9]+)?)?$")
+"""An interpreter's file name (`python`, `python3`, `python3.11`), by itself or at the end of a path."""
+MONITOR_MODULE = "cli.monitor"
 PREDICTIONS = "/predictions/"
 WRITE_ACTIONS = frozenset({"s3:putobject", "s3:put*", "s3:*", "*"})
 KEY_ACTIONS = frozenset({"kms:generatedatakey", "kms:generatedatakey*", "kms:*", "*"})
@@ -158,30 +161,51 @@ def rollback_alarms(resource: Resource) -> list[str]:
     return [] if alarms else ["names no alarm whose firing means this release should be rolled back"]
 
 
-def runs_monitor(resource: Resource) -> bool:
-    """A CronJob that is not suspended and whose pods run the monitoring command."""
-    if resource.type != CRON_JOB or resource.get("spec", "suspend") is True:
-        return False
-    pod = resource.get("spec", "jobTemplate", "spec", "template", "spec", default={})
-    containers = as_list(pod.get("containers"))
-    tokens = {str(t) for c in containers for t in (*as_list(c.get("command")), *as_list(c.get("args")))}
-    return bool(tokens & MONITOR_COMMANDS)
+def runs_monitor_command(argv: Sequence[Any]) -> bool:
+    """True for `python -m cli.monitor ...` (infra/monitoring_schedule.py) and `retail monitor ...`: a
+    container's command followed by its args, as the container runtime joins them."""
+    words = [str(word) for word in argv]
+    program = posixpath.basename(words[0]) if words else ""
+    if PYTHON.match(program):
+        return words[1:3] == ["-m", MONITOR_MODULE]
+    return program == "retail" and words[1:2] == ["monitor"]
+
+
+def _runs_monitor(cron_job: Resource) -> bool:
+    pod = cron_job.get("spec", "jobTemplate", "spec", "template", "spec", default={})
+    return any(runs_monitor_command([*as_list(c.get("command")), *as_list(c.get("args"))])
+               for c in as_list(pod.get("containers")) if isinstance(c, Mapping))
 
 
 def monitoring_schedules(resources: Sequence[Resource]) -> list[Resource]:
-    """Schedules that monitor what the project serves: `retail monitor` CronJobs, SageMaker monitoring schedules."""
-    return [r for r in resources if r.type == MONITORING_SCHEDULE or runs_monitor(r)]
+    """The CronJobs that monitor what the project serves: a container runs `retail monitor`, and the CronJob is in
+    a namespace the stack itself declares (the service's batch namespace), suspended or not."""
+    namespaces = {r.get("metadata", "name") for r in resources if r.type == NAMESPACE}
+    return [r for r in resources
+            if r.type == CRON_JOB and r.get("metadata", "namespace") in namespaces and _runs_monitor(r)]
+
+
+def _served_models(resources: Sequence[Resource]) -> list[Resource]:
+    return [r for r in resources if is_kind(r, SERVED_MODEL)]
 
 
 def has_monitoring_schedule(resources: Sequence[Resource]) -> list[tuple[str, str]]:
     """Each served model needs a monitoring schedule in its own project (one service per project)."""
     if monitoring_schedules(resources):
         return []
-    return [
-        (served.name, "has no monitoring schedule in its project (a CronJob running `retail monitor`)")
-        for served in resources
-        if is_kind(served, SERVED_MODEL)
-    ]
+    return [(served.name, "has no monitoring schedule in its project (a CronJob running `python -m cli.monitor` or "
+                          "`retail monitor` in a namespace the stack declares)")
+            for served in _served_models(resources)]
+
+
+def monitoring_is_active(resources: Sequence[Resource]) -> list[tuple[str, str]]:
+    """The served model's monitoring schedule starts its runs: at least one of them is not suspended."""
+    schedules = monitoring_schedules(resources)
+    if not schedules or any(r.get("spec", "suspend") is not True for r in schedules):
+        return []  # no schedule at all is served-model-monitoring-schedule's finding
+    names = ", ".join(r.name for r in schedules)
+    return [(served.name, f"is monitored by a suspended CronJob only ({names}): no week is measured")
+            for served in _served_models(resources)]
 
 
 # --- where predictions and captured data live ---------------------------------------------------------------------
@@ -281,8 +305,16 @@ RULES = [
     ),
     StackRule(
         "served-model-monitoring-schedule",
-        "Schedule monitoring of the served model: a CronJob running `retail monitor` beside the ServedModel.",
+        "Schedule monitoring of the served model: a CronJob running `python -m cli.monitor` (or `retail monitor`) "
+        "in a namespace of the ServedModel's own stack.",
         has_monitoring_schedule,
+        enforcement=Enforcement.advisory,
+    ),
+    StackRule(
+        "served-model-monitoring-active",
+        "Leave the served model's monitoring CronJob unsuspended (retail:monitoring.suspend false); only stacks "
+        "that score nothing (ephemeral) disable this rule.",
+        monitoring_is_active,
         enforcement=Enforcement.advisory,
     ),
     StackRule(

@@ -12,9 +12,11 @@ from infra.config import (
     NodeGroupConfig,
     ObservabilityConfig,
     ServiceConfig,
+    ThresholdsConfig,
     parse_section,
     read_stack_file,
 )
+from ml.settings import GateSettings, MonitorSettings
 
 from .conftest import PROJECT_DIR
 
@@ -117,6 +119,52 @@ def test_more_budget_alerts_than_aws_budgets_takes_are_refused():
         parse_section(ObservabilityConfig, {"budgetAlertPercents": [20, 40, 60, 80, 100]}, "retail:observability")
 
 
+def test_the_batch_time_zone_is_an_iana_name():
+    assert parse_section(ObservabilityConfig, {"batchTimeZone": "Asia/Singapore"}, "o").batch_time_zone == (
+        "Asia/Singapore")
+    with pytest.raises(ValueError, match="batchTimeZone must be an IANA time zone"):
+        parse_section(ObservabilityConfig, {"batchTimeZone": "Mars/Olympus"}, "retail:observability")
+
+
+# --- retail:thresholds ------------------------------------------------------------------------------------------
+def test_thresholds_default_to_ml_settings_defaults_whatever_the_environment(monkeypatch):
+    monkeypatch.setenv("RETAIL_GATE_MIN_ACCURACY", "0.1")
+    monkeypatch.setenv("RETAIL_MONITOR_MIN_BASKETS", "5")
+    defaults = parse_section(ThresholdsConfig, {}, "retail:thresholds")
+    assert defaults.gate.model_dump() == GateSettings.model_construct().model_dump()
+    assert defaults.monitor.model_dump() == MonitorSettings.model_construct().model_dump()
+    assert defaults.gate_settings().min_accuracy == 0.75 and defaults.monitor_settings().min_baskets == 100
+
+
+def test_thresholds_read_camel_case_keys_and_become_the_variables_ml_settings_reads(monkeypatch):
+    """What the monitoring CronJob's pod is given: ml/settings.py there reads back exactly the configured values."""
+    config = parse_section(ThresholdsConfig, {"gate": {"minMacroF1": 0.6}, "monitor": {"minBaskets": 250}}, "t")
+    for name, value in config.environment().items():
+        monkeypatch.setenv(name, value)
+    assert GateSettings() == config.gate_settings() and MonitorSettings() == config.monitor_settings()
+    assert (GateSettings().min_macro_f1, MonitorSettings().min_baskets) == (0.6, 250)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"gate": {"minAcc": 0.7}}, r"retail:thresholds.gate.minAcc: Extra inputs"),
+        ({"gate": {"minAccuracy": 1.5}}, r"gate.minAccuracy: Input should be less than or equal to 1"),
+        ({"monitor": {"minBaskets": 0}}, r"monitor.minBaskets: Input should be greater than or equal to 1"),
+        ({"drift": 0.3}, "Extra inputs"),
+    ],
+)
+def test_thresholds_refuse_what_ml_settings_would(raw, message):
+    with pytest.raises(ValueError, match=message):
+        parse_section(ThresholdsConfig, raw, "retail:thresholds")
+
+
+def test_the_platform_exports_its_thresholds_and_batch_time_zone_for_the_service(dev):
+    assert dev.stack_outputs["thresholds"] == ThresholdsConfig().model_dump(by_alias=True)
+    assert parse_section(ThresholdsConfig, dev.stack_outputs["thresholds"], "output") == ThresholdsConfig()
+    assert dev.stack_outputs["batchTimeZone"] == "Etc/UTC"
+
+
 def test_defaults_are_secure_and_cost_aware():
     cluster = parse_section(ClusterConfig, {"privateAccessCidrs": ["10.0.0.0/16"]}, "c")
     assert cluster.public_access_cidrs == ()
@@ -128,8 +176,8 @@ def test_defaults_are_secure_and_cost_aware():
 
 
 def test_batch_scoring_reads_camel_case_keys_and_defaults_to_a_weekly_bounded_run():
-    config = parse_section(BatchScoringConfig, {"timeZone": "Asia/Singapore", "inputPath": "run-7/"}, "b")
-    assert (config.time_zone, config.input_path) == ("Asia/Singapore", "run-7")
+    config = parse_section(BatchScoringConfig, {"lakeZone": "gold", "inputPath": "run-7/"}, "b")
+    assert (config.lake_zone, config.input_path) == ("gold", "run-7")
     defaults = BatchScoringConfig()
     assert defaults.schedule == "0 3 * * 1" and defaults.suspend is False
     assert defaults.active_deadline_seconds and defaults.backoff_limit and defaults.ttl_seconds_after_finished
@@ -140,7 +188,7 @@ def test_batch_scoring_reads_camel_case_keys_and_defaults_to_a_weekly_bounded_ru
     [
         ({"schedule": "@weekly"}, "five cron fields"),
         ({"schedule": "CRON_TZ=UTC 0 3 * * 1"}, "five cron fields"),
-        ({"timeZone": "Mars/Olympus"}, "IANA time zone"),
+        ({"timeZone": "Asia/Singapore"}, "the platform stack's retail:observability.batchTimeZone"),
         ({"lakeZone": "predictions"}, "lakeZone must be one of"),
         ({"inputPath": ""}, "must name a silver run folder"),
         ({"inputPath": "../raw"}, "relative"),

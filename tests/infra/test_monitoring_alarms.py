@@ -1,17 +1,19 @@
 """The monitoring alarms and dashboard row: the monitored week's figures alarmed at the thresholds `retail monitor`
-judges them by (ml/settings.py, not restated), a failed or missing monitoring run, all notifying the alert topic.
+judges them by (`retail:thresholds`, defaulting to ml/settings.py's, never the deployer's environment), a failed or
+missing monitoring run, all notifying the alert topic.
 
-The figure alarms are judged only on a week with the monitor's minimum of labelled baskets, and keep their state
-through the days (and the weeks not judged) without a figure; the missed-run alarm is the scoring one's wall clock
-week, on the stacks where missing data breaches.
+The figure alarms read the figure as the monitor sends it (only for a week with its minimum of labelled baskets: the
+minimum is applied there, once) and keep their state through the days without a figure; the missed-run alarm is the
+scoring one's wall clock week, on the stacks where missing data breaches; the weekly widgets open on twelve weeks.
 """
 
 import json
 
 import pytest
 
+from infra.config import ThresholdsConfig, parse_section
 from infra.mocks import ACCOUNT_ID
-from infra.observability import Observability, ObservabilityArgs
+from infra.observability import WEEKLY_RANGE, Observability, ObservabilityArgs
 from ml import metric_names as m
 from ml.settings import GateSettings, MonitorSettings
 
@@ -28,7 +30,7 @@ FIGURES = {
 
 def observability(**args):
     settings = dict(environment="test", region="ap-southeast-1", account_id=ACCOUNT_ID, logs_kms_key_arn=LOGS_KEY,
-                    scoring_time_zone="Asia/Singapore")
+                    batch_time_zone="Asia/Singapore")
     return build(lambda: Observability("obs", ObservabilityArgs(**(settings | args))))
 
 
@@ -41,10 +43,6 @@ def alarm(run, suffix):
     return run.named(f"obs-{suffix}").inputs
 
 
-def queries(alarm_inputs) -> dict:
-    return {q["id"]: q for q in alarm_inputs["metricQueries"]}
-
-
 def test_the_thresholds_are_the_gates_and_the_monitors():
     gate, settings = GateSettings(), MonitorSettings()
     run = observability()
@@ -54,39 +52,39 @@ def test_the_thresholds_are_the_gates_and_the_monitors():
     assert alarm(run, "monitored-drift")["threshold"] == settings.drift_psi
 
 
-def test_a_threshold_changed_in_the_settings_changes_the_alarm(monkeypatch):
-    monkeypatch.setenv("RETAIL_GATE_MIN_MACRO_F1", "0.62")
-    monkeypatch.setenv("RETAIL_MONITOR_DRIFT_PSI", "0.4")
-    run = observability()
+def test_a_threshold_changed_in_the_stack_config_changes_the_alarm():
+    thresholds = parse_section(ThresholdsConfig, {"gate": {"minMacroF1": 0.62}, "monitor": {"driftPsi": 0.4}}, "t")
+    run = observability(thresholds=thresholds)
     assert alarm(run, "monitored-macro-f1")["threshold"] == 0.62
     assert alarm(run, "monitored-drift")["threshold"] == 0.4
+    assert alarm(run, "monitored-accuracy")["threshold"] == GateSettings().min_accuracy
+
+
+def test_the_deploying_environment_does_not_change_the_alarms(monkeypatch):
+    monkeypatch.setenv("RETAIL_GATE_MIN_MACRO_F1", "0.1")
+    monkeypatch.setenv("RETAIL_MONITOR_DRIFT_PSI", "9")
+    run = observability()
+    assert alarm(run, "monitored-macro-f1")["threshold"] == 0.70
+    assert alarm(run, "monitored-drift")["threshold"] == 0.25
 
 
 @pytest.mark.parametrize("suffix", sorted(FIGURES))
 def test_a_figure_alarm_reads_the_weeks_figure_in_the_environment_and_breaches_past_its_threshold(run, suffix):
     name, statistic, comparison = FIGURES[suffix]
     settings = alarm(run, suffix)
-    figure = queries(settings)["figure"]
-    assert figure["metric"] == {"namespace": m.NAMESPACE, "metricName": name, "stat": statistic, "period": 86_400,
-                                "dimensions": {m.DIMENSION_ENVIRONMENT: "test"}}
+    assert (settings["namespace"], settings["metricName"], settings["statistic"], settings["period"]) == (
+        m.NAMESPACE, name, statistic, 86_400)
+    assert settings["dimensions"] == {m.DIMENSION_ENVIRONMENT: "test"}
     assert settings["comparisonOperator"] == comparison and settings["evaluationPeriods"] == 1
 
 
 @pytest.mark.parametrize("suffix", sorted(FIGURES))
-def test_a_figure_counts_only_for_a_week_the_monitor_judges(run, suffix):
-    """IF without a false value drops the figure of a week with fewer labelled baskets than the monitor judges."""
+def test_the_minimum_of_judged_baskets_is_applied_once_by_the_monitor_not_again_by_the_alarm(run, suffix):
+    """`retail monitor` sends no figure for a week with fewer labelled baskets (cli/monitor.py `figures`, with the
+    CronJob's RETAIL_MONITOR_MIN_BASKETS): the alarm takes the figure as sent, and names the minimum."""
     settings = alarm(run, suffix)
-    by_id = queries(settings)
-    assert by_id["baskets"]["metric"]["metricName"] == m.MONITORED_BASKETS
-    assert by_id["judged"] == {"id": "judged", "expression": f"IF(baskets >= {MonitorSettings().min_baskets}, figure)",
-                               "label": f"{FIGURES[suffix][0]} of a judged week", "returnData": True}
-    assert [q["id"] for q in settings["metricQueries"] if q["returnData"]] == ["judged"]
-
-
-def test_the_minimum_of_judged_baskets_is_the_monitors(monkeypatch):
-    monkeypatch.setenv("RETAIL_MONITOR_MIN_BASKETS", "250")
-    expression = queries(alarm(observability(), "monitored-accuracy"))["judged"]["expression"]
-    assert expression == "IF(baskets >= 250, figure)"
+    assert "metricQueries" not in settings
+    assert f"at least {MonitorSettings().min_baskets} labelled baskets" in settings["alarmDescription"]
 
 
 @pytest.mark.parametrize("suffix", sorted(FIGURES))
@@ -125,17 +123,34 @@ def test_every_monitoring_alarm_notifies_the_alert_topic_when_it_fires_and_clear
         assert settings["alarmActions"] == settings["okActions"] == [topic.id], suffix
 
 
-def test_the_dashboard_shows_the_monitored_week_against_the_gate_and_the_drift_threshold(run):
+def dashboard_body(run) -> dict:
     (dashboard,) = run.of_type("aws:cloudwatch/dashboard:Dashboard")
-    widgets = {w["properties"]["title"]: w for w in json.loads(dashboard.inputs["dashboardBody"])["widgets"]}
+    return json.loads(dashboard.inputs["dashboardBody"])
+
+
+def test_the_dashboard_shows_the_monitored_week_against_the_gate_and_the_drift_threshold(run):
+    widgets = {w["properties"]["title"]: w for w in dashboard_body(run)["widgets"]}
     performance = widgets["Monitored week: champion vs the gate"]
     drift = widgets["Monitored week: drift, retraining, runs"]
     assert performance["y"] == drift["y"] == 18 and (performance["x"], drift["x"]) == (0, 12)
     assert {line[1] for line in performance["properties"]["metrics"]} == {
-        m.MONITORED_ACCURACY, m.MONITORED_MACRO_F1, m.MONITORED_MIN_CLASS_PRECISION, m.CHALLENGER_MARGIN}
+        m.MONITORED_ACCURACY, m.MONITORED_MACRO_F1, m.MONITORED_MIN_CLASS_PRECISION, m.CHALLENGER_MARGIN,
+        m.MONITORED_BASKETS}
     gate = GateSettings()
     assert {a["value"] for a in performance["properties"]["annotations"]["horizontal"]} == {
         gate.min_accuracy, gate.min_macro_f1, gate.min_class_precision}
     assert {line[1] for line in drift["properties"]["metrics"]} == {
         m.MONITORED_DRIFT_PSI, m.RETRAIN_NEEDED, m.MONITOR_RUN_FAILED}
+    assert [line[-1]["stat"] for line in drift["properties"]["metrics"] if line[1] == m.MONITOR_RUN_FAILED] == [
+        "SampleCount", "Sum"]  # finished runs beside failed ones: no run is not a failed run
     assert [a["value"] for a in drift["properties"]["annotations"]["horizontal"]] == [MonitorSettings().drift_psi]
+
+
+def test_the_weekly_widgets_open_on_twelve_weeks_with_their_daily_period(run):
+    """A dashboard without `start` opens on a few hours, and the default periodOverride (auto) refits each period."""
+    body = dashboard_body(run)
+    weekly = {w["properties"]["title"]: w["properties"] for w in body["widgets"] if w["y"] >= 12}
+    assert len(weekly) == 4
+    assert all(p["start"] == WEEKLY_RANGE == "-P12W" and p["period"] == 86_400 for p in weekly.values()), weekly
+    assert body["periodOverride"] == "inherit"
+    assert all("start" not in w["properties"] for w in body["widgets"] if w["y"] < 12)  # the API's: the default

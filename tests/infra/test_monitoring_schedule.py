@@ -1,12 +1,14 @@
 """MonitoringSchedule: `retail monitor --week last` weekly beside batch scoring, after its run, bounded and hardened
 like it, with an IRSA role that reads predictions, silver, the reports and the served bundle and writes reports only.
 
-Also `retail:monitoring` (infra/config.py): a weekly schedule that starts after the week's scoring run has ended
-and ends within the week, declared and running on every service stack.
+Also `retail:monitoring` (infra/config.py): a weekly schedule that starts after the week's scoring run has surely
+ended (start grace included) and ends within the week, declared on every service stack and running on every one but
+ephemeral; and in the service stack, the platform's `batchTimeZone` and `thresholds` as the job's zone and thresholds.
 """
 
 import json
 
+import pulumi
 import pytest
 
 from infra.batch_scoring import BatchScoring, BatchScoringArgs
@@ -14,12 +16,13 @@ from infra.config import (
     BatchScoringConfig,
     MonitoringConfig,
     ServiceConfig,
+    ThresholdsConfig,
     parse_section,
     read_stack_file,
     weekly_minute,
 )
 from infra.monitoring_schedule import APP, MonitoringSchedule, MonitoringScheduleArgs
-from infra.offline import OfflineRun
+from infra.offline import OfflineRun, _run_program, preview_service
 from infra.providers.kinds import SERVED_MODEL
 from ml.settings import GateSettings, MonitorSettings
 
@@ -42,7 +45,7 @@ from .test_batch_scoring import job as job
 from .test_batch_scoring import pod as pod
 
 
-def monitoring(scoring: BatchScoringConfig | None = None, **args) -> OfflineRun:
+def monitoring(scoring: BatchScoringConfig | None = None, time_zone: str = "Etc/UTC", **args) -> OfflineRun:
     def program() -> None:
         batch = BatchScoring("batch", BatchScoringArgs(
             environment="test", region="ap-southeast-1", image=IMAGE, lake_bucket="lake-raw", lake_bucket_arn=LAKE,
@@ -50,7 +53,7 @@ def monitoring(scoring: BatchScoringConfig | None = None, **args) -> OfflineRun:
             bundle_sha256="c" * 64, data_kms_key_arn=DATA_KEY,
             oidc_provider_arn=f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}", oidc_issuer=ISSUER,
             node_labels=BATCH_LABELS, node_taints=BATCH_TAINTS, vpc_cidr="10.40.0.0/16", s3_cidrs=["52.219.0.0/20"],
-            autoscaler=Autoscaler("autoscaler"), sizing=scoring or BatchScoringConfig(),
+            autoscaler=Autoscaler("autoscaler"), time_zone=time_zone, sizing=scoring or BatchScoringConfig(),
         ))  # fmt: skip
         MonitoringSchedule("monitoring", MonitoringScheduleArgs(beside=batch, **args))
 
@@ -96,31 +99,38 @@ def test_it_reads_batch_scorings_lake_and_publishes_its_figures_as_emf(run, cont
 
 
 def test_last_week_is_read_in_the_cron_jobs_time_zone():
-    run = monitoring(BatchScoringConfig(time_zone="Asia/Singapore"))
+    run = monitoring(time_zone="Asia/Singapore")
     spec = ours(run, "CronJob").inputs["spec"]
     assert spec["timeZone"] == "Asia/Singapore"
     assert env_of(spec["jobTemplate"]["spec"]["template"]["spec"]["containers"][0])["TZ"] == "Asia/Singapore"
 
 
-def test_the_run_judges_the_week_by_the_thresholds_the_alarms_use(container):
+def test_by_default_the_run_judges_the_week_by_ml_settings_defaults_every_one_set(container):
     env = env_of(container)
     gate, settings = GateSettings(), MonitorSettings()
     assert float(env["RETAIL_GATE_MIN_MACRO_F1"]) == gate.min_macro_f1
     assert float(env["RETAIL_GATE_MIN_ACCURACY"]) == gate.min_accuracy
     assert float(env["RETAIL_MONITOR_DRIFT_PSI"]) == settings.drift_psi
     assert int(env["RETAIL_MONITOR_MIN_BASKETS"]) == settings.min_baskets
+    assert {name for name in env if name.startswith(("RETAIL_GATE_", "RETAIL_MONITOR_"))} == {
+        f"RETAIL_GATE_{name.upper()}" for name in GateSettings.model_fields} | {
+        f"RETAIL_MONITOR_{name.upper()}" for name in MonitorSettings.model_fields}
 
 
-def test_thresholds_set_in_the_deploying_environment_reach_the_run(monkeypatch):
-    monkeypatch.setenv("RETAIL_GATE_MIN_MACRO_F1", "0.6")
-    spec = ours(monitoring(), "CronJob").inputs["spec"]
-    assert env_of(spec["jobTemplate"]["spec"]["template"]["spec"]["containers"][0])["RETAIL_GATE_MIN_MACRO_F1"] == "0.6"
+def test_the_run_judges_by_the_thresholds_it_is_given_not_by_the_deploying_environment(monkeypatch):
+    monkeypatch.setenv("RETAIL_GATE_MIN_MACRO_F1", "0.1")
+    monkeypatch.setenv("RETAIL_MONITOR_MIN_BASKETS", "5")
+    given = parse_section(ThresholdsConfig, {"gate": {"minAccuracy": 0.8}}, "t")
+    spec = ours(monitoring(thresholds=given), "CronJob").inputs["spec"]
+    env = env_of(spec["jobTemplate"]["spec"]["template"]["spec"]["containers"][0])
+    assert (env["RETAIL_GATE_MIN_ACCURACY"], env["RETAIL_GATE_MIN_MACRO_F1"]) == ("0.8", "0.7")
+    assert env["RETAIL_MONITOR_MIN_BASKETS"] == "100"
 
 
 # --- when and how long ----------------------------------------------------------------------------------------------
 def test_the_cron_job_runs_weekly_after_scoring_in_scorings_time_zone_without_overlap(cron):
     assert (cron["schedule"], cron["timeZone"], cron["suspend"]) == ("0 6 * * 1", "Etc/UTC", False)
-    assert cron["concurrencyPolicy"] == "Forbid" and cron["startingDeadlineSeconds"] == 21600
+    assert cron["concurrencyPolicy"] == "Forbid" and cron["startingDeadlineSeconds"] == 3600
 
 
 def test_a_run_is_stopped_after_an_hour_and_a_week_without_data_fails_at_once(cron, pod):
@@ -245,27 +255,48 @@ def test_retail_monitoring_refuses_what_cannot_run(raw, message):
         parse_section(MonitoringConfig, raw, "retail:monitoring")
 
 
-def test_the_monitor_must_start_after_the_scoring_runs_deadline():
+def test_the_monitor_must_start_after_the_scoring_run_has_surely_ended():
     with pytest.raises(ValueError, match="starts before the week's batch scoring run"):
-        service_config(monitoring=MonitoringConfig(schedule="0 4 * * 1"))  # scoring: 03:00 + 2 hours
+        service_config(monitoring=MonitoringConfig(schedule="0 4 * * 1"))  # scoring: 03:00 + 1 hour + 2 hours
     with pytest.raises(ValueError, match="starts before"):
-        service_config(batch_scoring=BatchScoringConfig(schedule="0 5 * * 1"))  # 05:00 + 2 hours: after 06:00
-    shorter = BatchScoringConfig(schedule="0 5 * * 1", active_deadline_seconds=3600)
+        service_config(batch_scoring=BatchScoringConfig(schedule="0 4 * * 1"))  # 04:00 + 3 hours: after 06:00
+    shorter = BatchScoringConfig(schedule="0 4 * * 1", active_deadline_seconds=3600)
     assert service_config(batch_scoring=shorter).monitoring.schedule == "0 6 * * 1"  # ends at 06:00 at the latest
-    assert service_config(monitoring=MonitoringConfig(schedule="0 5 * * 1")).monitoring.schedule == "0 5 * * 1"
 
 
-def test_the_monitor_must_end_in_the_week_it_starts():
+def test_the_scoring_runs_start_grace_counts_towards_when_it_ends():
+    """A Job may be created up to startingDeadlineSeconds late, and its active deadline counts from then."""
+    with pytest.raises(ValueError, match="starting up to 21600 s late"):
+        service_config(batch_scoring=BatchScoringConfig(starting_deadline_seconds=21600))  # 03:00 + 6 h + 2 h
+    brief = BatchScoringConfig(starting_deadline_seconds=1800)  # 03:00 + 30 min + 2 h = 05:30
+    assert service_config(batch_scoring=brief, monitoring=MonitoringConfig(schedule="30 5 * * 1"))
+    with pytest.raises(ValueError, match="starts before"):
+        service_config(batch_scoring=brief, monitoring=MonitoringConfig(schedule="29 5 * * 1"))
+
+
+def test_the_monitor_must_end_in_the_week_it_starts_start_grace_included():
     with pytest.raises(ValueError, match="may end after Sunday midnight"):
         service_config(monitoring=MonitoringConfig(schedule="30 23 * * 0"))
+    with pytest.raises(ValueError, match="3600 s start grace"):
+        service_config(monitoring=MonitoringConfig(schedule="30 22 * * 0"))  # 22:30 + 1 h + 1 h
+    assert service_config(monitoring=MonitoringConfig(schedule="0 22 * * 0"))  # ends at 24:00 at the latest
 
 
-def test_every_service_stack_monitors_weekly_and_none_suspends_it():
-    """Not even ephemeral, which suspends batch scoring: policy served-model-monitoring-schedule is mandatory."""
+def test_the_batch_jobs_time_zone_is_not_service_config():
+    """It is the platform's `retail:observability.batchTimeZone`, the zone its missed-run alarms count weeks in."""
+    with pytest.raises(ValueError, match="retail:observability.batchTimeZone"):
+        parse_section(BatchScoringConfig, {"timeZone": "Etc/UTC"}, "retail:batchScoring")
+
+
+def test_every_service_stack_declares_weekly_monitoring_and_only_ephemeral_suspends_it_with_scoring():
+    """Ephemeral scores nothing (batch scoring suspended), so it has nothing to monitor: policy
+    served-model-monitoring-active is disabled there only."""
     for stack in ("dev", "prod", "ephemeral"):
-        raw = json.loads(read_stack_file(PROJECT_DIR / "service", stack).config["retail:monitoring"])
-        config = parse_section(MonitoringConfig, raw, f"{stack}: retail:monitoring")
-        assert config.suspend is False and weekly_minute(config.schedule) is not None
+        config = read_stack_file(PROJECT_DIR / "service", stack).config
+        monitor = parse_section(MonitoringConfig, json.loads(config["retail:monitoring"]), f"{stack} monitoring")
+        scoring = parse_section(BatchScoringConfig, json.loads(config["retail:batchScoring"]), f"{stack} scoring")
+        assert weekly_minute(monitor.schedule) is not None
+        assert monitor.suspend is scoring.suspend is (stack == "ephemeral"), stack
 
 
 # --- in the service stack -------------------------------------------------------------------------------------------
@@ -275,6 +306,40 @@ def test_the_service_monitors_with_the_served_bundle_and_the_image_it_serves(dev
     (container,) = job.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     assert container["image"] == dev_service.stack_outputs["image"]
     assert container["args"][container["args"].index("--bundle") + 1] == served.inputs["target_uri"]
+
+
+def monitor_env(service: OfflineRun) -> dict[str, str]:
+    (job,) = [r for r in service.of_type("kubernetes:batch/v1:CronJob") if r.name.endswith("-monitoring-cron-job")]
+    return env_of(job.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0])
+
+
+def test_the_platforms_thresholds_and_time_zone_set_its_alarms_and_the_services_cron_jobs(monkeypatch):
+    """One `retail:thresholds` and one `batchTimeZone`, in the platform's stack file; the deployer's environment
+    changes neither side."""
+    monkeypatch.setenv("RETAIL_GATE_MIN_MACRO_F1", "0.1")
+    monkeypatch.setenv("RETAIL_MONITOR_DRIFT_PSI", "9")
+    observability = json.loads(read_stack_file(PROJECT_DIR, "dev").config["retail:observability"])
+    platform = _run_program(PROJECT_DIR, "dev", extra_config={
+        "retail:thresholds": json.dumps({"gate": {"minMacroF1": 0.62},
+                                         "monitor": {"driftPsi": 0.4, "minBaskets": 250}}),
+        "retail:observability": json.dumps({**observability, "batchTimeZone": "Asia/Singapore",
+                                            "heartbeatMissingBreaches": True}),
+    })  # fmt: skip
+    service = preview_service("dev", PROJECT_DIR, platform)
+    pulumi.runtime.reset_options()
+    alarms = {r.name: r.inputs for r in platform.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
+    assert alarms["retail-dev-obs-monitored-macro-f1"]["threshold"] == 0.62
+    assert alarms["retail-dev-obs-monitored-drift"]["threshold"] == 0.4
+    for missed in ("monitor-missed", "batch-scoring-missed"):
+        assert alarms[f"retail-dev-obs-{missed}"]["evaluationWindow"] == {
+            "wallClockWindow": {"timezone": "Asia/Singapore"}}
+    env = monitor_env(service)
+    assert (env["RETAIL_GATE_MIN_MACRO_F1"], env["RETAIL_MONITOR_DRIFT_PSI"]) == ("0.62", "0.4")
+    assert (env["RETAIL_MONITOR_MIN_BASKETS"], env["RETAIL_GATE_MIN_ACCURACY"]) == ("250", "0.75")
+    cron_jobs = service.of_type("kubernetes:batch/v1:CronJob")
+    assert {job.inputs["spec"]["timeZone"] for job in cron_jobs} == {"Asia/Singapore"} and len(cron_jobs) == 2
+    assert env["TZ"] == "Asia/Singapore"
+    assert service.stack_outputs["monitoringSchedule"] == "0 6 * * 1 (Asia/Singapore)"
 
 
 def test_the_service_exports_the_schedule_and_where_the_reports_go(dev, dev_service):

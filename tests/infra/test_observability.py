@@ -164,7 +164,7 @@ def test_where_silence_is_expected_there_is_no_missed_scoring_week_alarm():
     """Without missing data breaching, a week without a run is missing data, which could never fire it."""
     args = ObservabilityArgs(
         environment="dev", region="ap-southeast-1", account_id=ACCOUNT_ID, logs_kms_key_arn=LOGS_KEY,
-        heartbeat_missing_breaches=False, scoring_time_zone="Asia/Singapore",
+        heartbeat_missing_breaches=False, batch_time_zone="Asia/Singapore",
     )
     alarms = build(lambda: Observability("obs", args)).of_type("aws:cloudwatch/metricAlarm:MetricAlarm")
     names = {a.name for a in alarms}

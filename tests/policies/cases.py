@@ -318,9 +318,11 @@ MODEL_VERSION_WITH_LINEAGE = res(
     lineage={**LINEAGE, "git_commit": "0123abcd", "training_job_arn": "arn:job"},
 )
 MONITOR = {"name": "monitor", "command": ["python", "-m", "cli.monitor"], "args": ["--bundle", "s3://a/serving/"]}
+BATCH_NAMESPACE = res("kubernetes:core/v1:Namespace", "retail-dev-batch-namespace", metadata={"name": "retail-batch"})
 MONITOR_CRON_JOB = res(
     "kubernetes:batch/v1:CronJob",
     "retail-dev-monitor",
+    metadata={"name": "retail-monitoring", "namespace": "retail-batch"},
     spec={"schedule": "0 6 * * 1", "jobTemplate": {"spec": {"template": {"spec": {"containers": [MONITOR]}}}}},
 )
 PREDICTIONS = "arn:aws:s3:::lake-raw/lake/predictions/*"
@@ -355,8 +357,14 @@ CASES |= {
         changed(SERVED_MODEL_RESOURCE, "rollback_alarms", value=[]),
     ),
     "served-model-monitoring-schedule": (
-        [SERVED_MODEL_RESOURCE, MONITOR_CRON_JOB],
-        [SERVED_MODEL_RESOURCE, changed(MONITOR_CRON_JOB, "spec", "suspend", value=True)],
+        [SERVED_MODEL_RESOURCE, BATCH_NAMESPACE, MONITOR_CRON_JOB],
+        [SERVED_MODEL_RESOURCE, BATCH_NAMESPACE,  # a token `monitor` among the arguments is not `retail monitor`
+         changed(MONITOR_CRON_JOB, "spec", "jobTemplate", "spec", "template", "spec", "containers",
+                 value=[{"name": "score", "command": ["python", "-m", "cli.score"], "args": ["--mode", "monitor"]}])],
+    ),
+    "served-model-monitoring-active": (
+        [SERVED_MODEL_RESOURCE, BATCH_NAMESPACE, MONITOR_CRON_JOB],
+        [SERVED_MODEL_RESOURCE, BATCH_NAMESPACE, changed(MONITOR_CRON_JOB, "spec", "suspend", value=True)],
     ),
     "predictions-encrypted": (
         SCORER_POLICY,

@@ -64,8 +64,14 @@ def test_prod_makes_every_rule_mandatory_but_tls_until_it_has_a_domain():
 
 @pytest.mark.parametrize("stack", ["dev", "prod", "ephemeral"])
 def test_every_stack_must_schedule_monitoring_of_its_served_model(stack):
-    """Every shipped service stack runs `retail monitor` weekly (infra/monitoring_schedule.py): none may lose it."""
+    """Every shipped service stack declares `retail monitor` weekly (infra/monitoring_schedule.py): none may lose it."""
     assert load_levels(RULES, stack)["served-model-monitoring-schedule"] is Enforcement.mandatory
+
+
+@pytest.mark.parametrize(("stack", "level"), [("dev", Enforcement.mandatory), ("prod", Enforcement.mandatory),
+                                              ("ephemeral", Enforcement.disabled)])
+def test_only_ephemeral_stacks_which_score_nothing_may_suspend_it(stack, level):
+    assert load_levels(RULES, stack)["served-model-monitoring-active"] is level
 
 
 @pytest.mark.parametrize("stack", ["dev", "ephemeral"])
@@ -75,11 +81,13 @@ def test_stacks_deployed_from_hosted_runners_accept_a_public_endpoint_as_advisor
     assert levels["ingress-tls"] is Enforcement.advisory
 
 
-def test_ephemeral_stacks_are_checked_like_dev_but_for_the_monthly_budget():
-    """An ephemeral stack lives for one pull request's checks: its monthly estimate is not what it costs."""
+def test_ephemeral_stacks_are_checked_like_dev_but_for_the_monthly_budget_and_an_active_monitor():
+    """An ephemeral stack lives for one pull request's checks: its monthly estimate is not what it costs, and it
+    scores nothing, so its monitoring schedule is declared but suspended."""
     ephemeral = json.loads((CONFIG_DIR / "ephemeral.json").read_text())
     dev = json.loads((CONFIG_DIR / "dev.json").read_text())
     assert ephemeral.pop("stack-within-budget") == "advisory" and "stack-within-budget" not in dev
+    assert ephemeral.pop("served-model-monitoring-active") == "disabled"
     assert ephemeral == dev
 
 

@@ -3,10 +3,11 @@
 The pairs themselves are in tests/policies/cases.py (test_rules.py runs them). Here: the
 comparison with the served version (same held-out weeks, the policy config's margin,
 rollbacks exempt), lineage of served and registered versions, which CronJobs count as
-monitoring, what counts as a predictions store, and, on the offline dev deployment, that
-every lifecycle rule found resources to judge, that none is broken there, that its
-monitoring CronJob is what keeps the served model monitored, and that the served model's
-rollback alarms are platform alarms that notify someone.
+monitoring (the real command, in a namespace of the stack; suspended only where
+served-model-monitoring-active is disabled, ephemeral), what counts as a predictions store,
+and, on the offline dev deployment, that every lifecycle rule found resources to judge, that
+none is broken there, that its monitoring CronJob is what keeps the served model monitored,
+and that the served model's rollback alarms are platform alarms that notify someone.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from policies.offline import resources_of
 from policies.pack import to_policy
 from policies.rules import lifecycle
 from tests.policies.cases import (
+    BATCH_NAMESPACE,
     DATA_KEY_USE,
     KEY,
     MONITOR_CRON_JOB,
@@ -151,32 +153,93 @@ def test_a_code_version_of_unknown_is_no_lineage():
     assert run("model-version-lineage", unknown)
 
 
-# --- served-model-monitoring-schedule ---------------------------------------------------------------------------
+# --- served-model-monitoring-schedule and -active ---------------------------------------------------------------
+CONTAINERS = ("spec", "jobTemplate", "spec", "template", "spec", "containers")
+
+
+def monitored_by(command: list[str], args: list[str] | None = None) -> list:
+    container = {"name": "c", "command": command, "args": args or []}
+    return [SERVED_MODEL_RESOURCE, BATCH_NAMESPACE, changed(MONITOR_CRON_JOB, *CONTAINERS, value=[container])]
+
+
 def test_a_batch_scoring_cron_job_is_not_monitoring():
-    scoring = changed(MONITOR_CRON_JOB, "spec", "jobTemplate", "spec", "template", "spec", "containers", "0", "command",
-                      value=["python", "-m", "cli.score"])
-    assert run("served-model-monitoring-schedule", [SERVED_MODEL_RESOURCE, scoring])
+    assert run("served-model-monitoring-schedule", monitored_by(["python", "-m", "cli.score"]))
 
 
-def test_retail_monitor_as_a_cli_subcommand_counts():
-    cli = changed(MONITOR_CRON_JOB, "spec", "jobTemplate", "spec", "template", "spec", "containers", "0", "command",
-                  value=["retail", "monitor"])
-    assert run("served-model-monitoring-schedule", [SERVED_MODEL_RESOURCE, cli]) == []
+@pytest.mark.parametrize(("command", "args"), [
+    (["python", "-m", "cli.monitor"], ["--week", "last"]),  # infra/monitoring_schedule.py
+    (["/usr/local/bin/python3.11", "-m", "cli.monitor"], []),
+    (["retail", "monitor"], ["--week", "last"]),
+    (["retail"], ["monitor", "--week", "last"]),  # the runtime runs command then args
+])
+def test_retail_monitor_run_as_the_module_or_the_cli_subcommand_counts(command, args):
+    assert run("served-model-monitoring-schedule", monitored_by(command, args)) == []
+
+
+@pytest.mark.parametrize(("command", "args"), [
+    (["python", "-m", "cli.score"], ["--mode", "monitor"]),  # a `monitor` token is not the command
+    (["sh", "-c", "echo cli.monitor"], []),
+    (["python", "-m", "cli.monitor_old"], []),
+    (["retail", "score"], ["monitor"]),
+])
+def test_a_command_that_merely_mentions_monitor_does_not_count(command, args):
+    assert run("served-model-monitoring-schedule", monitored_by(command, args))
+
+
+def test_a_monitoring_cron_job_outside_the_stacks_own_namespaces_does_not_count():
+    elsewhere = changed(MONITOR_CRON_JOB, "metadata", "namespace", value="default")
+    assert run("served-model-monitoring-schedule", [SERVED_MODEL_RESOURCE, BATCH_NAMESPACE, elsewhere])
+    assert run("served-model-monitoring-schedule", [SERVED_MODEL_RESOURCE, MONITOR_CRON_JOB])  # no Namespace
+
+
+def test_a_sagemaker_monitoring_schedule_is_not_this_projects_monitoring():
+    """It would publish none of the figures the platform's alarms read, and nothing is served on SageMaker here."""
+    sagemaker = res("aws:sagemaker/monitoringSchedule:MonitoringSchedule", "data-quality")
+    assert run("served-model-monitoring-schedule", [SERVED_MODEL_RESOURCE, sagemaker])
+
+
+def test_a_suspended_monitoring_cron_job_is_declared_but_not_active():
+    suspended = changed(MONITOR_CRON_JOB, "spec", "suspend", value=True)
+    resources = [SERVED_MODEL_RESOURCE, BATCH_NAMESPACE, suspended]
+    assert run("served-model-monitoring-schedule", resources) == []
+    (violation,) = run("served-model-monitoring-active", resources)
+    assert violation.resource == "retail-dev-served-model" and "suspended" in violation.message
+
+
+def test_without_any_monitoring_cron_job_only_the_schedule_rule_fires():
+    assert run("served-model-monitoring-active", [SERVED_MODEL_RESOURCE]) == []
+    assert run("served-model-monitoring-schedule", [SERVED_MODEL_RESOURCE])
 
 
 def test_a_project_that_serves_nothing_needs_no_monitoring():
     assert run("served-model-monitoring-schedule", [SCORER_POLICY]) == []
+    assert run("served-model-monitoring-active", [BATCH_NAMESPACE, changed(MONITOR_CRON_JOB, "spec", "suspend",
+                                                                             value=True)]) == []
 
 
 def test_the_dev_services_monitoring_cron_job_is_what_keeps_its_served_model_monitored(deployment):
     _, service, _ = deployment("dev")
     resources = resources_of(service)
-    assert run("served-model-monitoring-schedule", resources) == []
+    assert run("served-model-monitoring-schedule", resources) == run("served-model-monitoring-active", resources) == []
     unscheduled = [r for r in resources if r.name != "retail-dev-monitoring-cron-job"]
     suspended = [changed(r, "spec", "suspend", value=True) if r.name == "retail-dev-monitoring-cron-job" else r
                  for r in resources]
-    for broken in (unscheduled, suspended):
-        assert [v.resource for v in run("served-model-monitoring-schedule", broken)] == ["retail-dev-served-model"]
+    assert [v.resource for v in run("served-model-monitoring-schedule", unscheduled)] == ["retail-dev-served-model"]
+    assert [v.resource for v in run("served-model-monitoring-active", suspended)] == ["retail-dev-served-model"]
+
+
+def test_the_ephemeral_service_declares_a_suspended_schedule_which_only_its_levels_accept(deployment):
+    _, service, _ = deployment("ephemeral")
+    resources = resources_of(service)
+    assert run("served-model-monitoring-schedule", resources) == []
+    assert run("served-model-monitoring-active", resources)
+    rules = [BY_NAME["served-model-monitoring-schedule"], BY_NAME["served-model-monitoring-active"]]
+
+    def levels(stack: str) -> dict:
+        return load_levels(list(BY_NAME.values()), stack)
+
+    assert evaluate(rules, resources, levels("ephemeral")) == []
+    assert [v.rule for v in evaluate(rules, resources, levels("dev"))] == ["served-model-monitoring-active"]
 
 
 # --- predictions-encrypted --------------------------------------------------------------------------------------

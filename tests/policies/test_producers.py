@@ -102,8 +102,8 @@ def test_without_the_log_shipper_the_api_metrics_never_reach_cloudwatch(deployme
     platform, service, *_ = deployment("dev")
     no_shipper = without(service, lambda r: r.name != SHIPPER)
     findings = producer_findings([platform, no_shipper], published=PUBLISHES_EVERYTHING)
-    assert len(findings) == 15  # latency, drift, heartbeat, both 5xx rate metrics, failed scoring runs, failed
-    # monitoring runs, and both metrics (baskets, figure) of each of the 4 monitored-week alarms
+    assert len(findings) == 11  # latency, drift, heartbeat, both 5xx rate metrics, failed scoring runs, failed
+    # monitoring runs, and the figure of each of the 4 monitored-week alarms
     assert all("no aws-for-fluent-bit release" in f.message for f in findings)
 
 
