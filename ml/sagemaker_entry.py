@@ -9,7 +9,9 @@ SageMaker's container contract for custom training images:
 
 - `/opt/ml/input/config/hyperparameters.json`: the job's hyperparameters, every value a
   string; each `name: value` becomes ml.train's `--name value` (underscores in a name
-  read as dashes), so `families`, `xgb-trials`, `xgboost-max-depth`, ... all work;
+  read as dashes), so `families`, `xgb-trials`, `xgboost-max-depth`, ... all work; `retail train
+  --cloud` always sets `gate-min-accuracy`, `gate-min-macro-f1` and `gate-min-class-precision`, the
+  thresholds it registers the version by, so the gate verdict in the job's report is judged by them;
 - `/opt/ml/input/data/train/`: the `train` channel (a gold folder of the lake);
 - `/opt/ml/model/`: the bundle; SageMaker tars it into model.tar.gz;
 - `/opt/ml/output/data/`: reports (leaderboard, model card, confusion matrices);

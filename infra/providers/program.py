@@ -42,6 +42,10 @@ REQUIRED_OUTPUTS = (
     "dataKeyArn",
 )
 """Platform stack outputs the program cannot do without."""
+GATE_FLAGS = {"gate-min-accuracy": "min_accuracy", "gate-min-macro-f1": "min_macro_f1",
+              "gate-min-class-precision": "min_class_precision"}
+"""ml/train.py's gate flags (hyperparameter names, which ml/sagemaker_entry.py passes as `--<name>`) and the
+GateSettings field each sets."""
 METRIC_PATTERN = r"{name}=([-+0-9.eE]+);"
 """ml/train.py prints `name=value;` lines, e.g. `xgboost_holdout_macro_f1=0.998;`."""
 REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
@@ -184,6 +188,13 @@ def best_family(metrics: Mapping[str, float], families: tuple[str, ...]) -> str 
     return max(scored, key=lambda f: ranking_key(*(metrics[f"{f}_validation_{m}"] for m in SELECTION_METRICS)))
 
 
+def gate_hyperparameters(gate: GateSettings) -> dict[str, str]:
+    """The gate's thresholds as the job's hyperparameters, so the verdict the job writes in its report
+    (summary.json, which a deploy verifies) is judged by the thresholds `gate_approval` registers the version by,
+    not by the image's defaults."""
+    return {flag: str(getattr(gate, name)) for flag, name in GATE_FLAGS.items()}
+
+
 def gate_approval(metrics: Mapping[str, float], families: tuple[str, ...], gate: GateSettings) -> tuple[str, str]:
     """Approved or Rejected, and why, for the best family (`best_family`).
 
@@ -236,7 +247,9 @@ def training_program(inputs: TrainingInputs, gate: GateSettings) -> Callable[[],
             checkpoint_uri=f"{artifacts}/checkpoints/{inputs.data_hash[:12]}-{inputs.code_version}/",
             data_hash=inputs.data_hash,
             code_version=inputs.code_version,
-            hyperparameters={"families": ",".join(inputs.families), **inputs.hyperparameters},
+            # The gate last: the job judges by the thresholds the version is registered by, whatever else is set.
+            hyperparameters={"families": ",".join(inputs.families), **inputs.hyperparameters,
+                             **gate_hyperparameters(gate)},
             kms_key_id=inputs.data_key_arn,
             subnet_ids=inputs.subnet_ids,
             security_group_ids=[security_group.id],

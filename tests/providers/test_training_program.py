@@ -19,6 +19,7 @@ from infra.providers.program import (
     TrainingInputs,
     best_family,
     gate_approval,
+    gate_hyperparameters,
     metric_definitions,
     training_inputs,
     training_program,
@@ -138,6 +139,17 @@ def _offline(inputs: TrainingInputs):
                        stack="train-dev")
 
 
+def test_the_job_judges_its_gate_by_the_thresholds_the_version_is_registered_by():
+    """The job writes its own gate verdict into the report a deploy verifies; the program approves by `gate`."""
+    gate = GateSettings(min_accuracy=0.5, min_macro_f1=0.45, min_class_precision=0.4)
+    overriding = TrainingInputs(**{**INPUTS.__dict__, "hyperparameters": {"gate-min-accuracy": "0.99"}})
+    offline = run_offline(lambda: training_program(overriding, gate)(), project="retail-mlops-training",
+                          stack="train-dev")
+    job = next(r for r in offline.resources if r.inputs.get("kind") == TRAINING_JOB)
+    assert {k: v for k, v in job.inputs["hyperparameters"].items() if k.startswith("gate-")} == {
+        "gate-min-accuracy": "0.5", "gate-min-macro-f1": "0.45", "gate-min-class-precision": "0.4"}
+
+
 def test_the_training_program_passes_the_policy_packs_sagemaker_rules_offline():
     resources = resources_of(_offline(INPUTS))
     job = next(r for r in resources if r.props.get("kind") == TRAINING_JOB)
@@ -150,7 +162,8 @@ def test_the_job_uses_the_data_key_arn_for_volume_and_output_and_the_image_by_di
     job = next(r for r in _offline(INPUTS).resources if r.inputs.get("kind") == TRAINING_JOB)
     assert job.inputs["volume_kms_key_id"] == job.inputs["output_kms_key_id"] == DATA_KEY_ARN
     assert "@sha256:" in job.inputs["image_uri"]
-    assert job.inputs["hyperparameters"] == {"families": ",".join(INPUTS.families)}
+    assert job.inputs["hyperparameters"] == {"families": ",".join(INPUTS.families),
+                                             **gate_hyperparameters(GateSettings())}
     assert job.inputs["tags"] == TAGS
 
 

@@ -88,6 +88,18 @@ def test_hyperparameters_become_ml_train_flags_after_sagemakers_folders(tmp_path
                     "--output-data-dir", str(paths.output_data), "--families", "xgboost", "--xgb-trials", "2"]
 
 
+def test_the_gate_retail_train_cloud_passes_as_hyperparameters_is_the_gate_ml_train_applies(tmp_path, monkeypatch):
+    """Not the image's defaults, nor RETAIL_GATE_* in the job's environment: the thresholds registration uses."""
+    from infra.providers.program import gate_hyperparameters
+    from ml.settings import GateSettings
+    from ml.train import parse_args
+
+    monkeypatch.setenv("RETAIL_GATE_MIN_ACCURACY", "0.9")
+    gate = GateSettings(min_accuracy=0.5, min_macro_f1=0.45, min_class_precision=0.4)
+    args = parse_args(train_argv({"families": "xgboost", **gate_hyperparameters(gate)}, SageMakerPaths(tmp_path)))
+    assert (args.gate_min_accuracy, args.gate_min_macro_f1, args.gate_min_class_precision) == (0.5, 0.45, 0.4)
+
+
 def test_a_hyperparameter_may_not_move_sagemakers_folders(tmp_path):
     with pytest.raises(EntryError, match="'model_dir' would override the folder SageMaker provides"):
         train_argv({"model_dir": "/tmp/elsewhere"}, SageMakerPaths(tmp_path))

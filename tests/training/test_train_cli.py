@@ -12,7 +12,7 @@ from cli.main import app
 from infra.images import image_digest
 from infra.offline import run_offline
 from infra.providers.kinds import TRAINING_JOB
-from infra.providers.program import TRAINING_PROJECT
+from infra.providers.program import TRAINING_PROJECT, gate_hyperparameters
 from infra.providers.sourcedir import code_version
 from tests.training.conftest import DATA_HASH
 from tests.training.fakes import PLATFORM_OUTPUTS, REGION, RecordingDocker, push_manifest
@@ -76,9 +76,11 @@ def test_the_platform_stack_is_only_read(train):
 def test_the_default_families_are_trained_under_their_real_names(train):
     from cli.train import DEFAULT_FAMILIES
     from ml.families import FAMILIES
+    from ml.settings import GateSettings
 
     inputs = training_job_inputs(train("--image-uri", GIVEN_IMAGE))
-    assert inputs["hyperparameters"] == {"families": ",".join(DEFAULT_FAMILIES)}
+    gate = gate_hyperparameters(GateSettings())  # the gate the version is registered by (cli/train.py)
+    assert inputs["hyperparameters"] == {"families": ",".join(DEFAULT_FAMILIES), **gate}
     assert set(DEFAULT_FAMILIES) <= set(FAMILIES)
     assert inputs["data_hash"] == DATA_HASH and inputs["train_uri"].endswith("/gold/run-1/")
 
