@@ -4,8 +4,9 @@
 failure leaves the service live but not ready, and polling keeps trying), starts the
 scoring task and the poller that picks up a new champion. With the prediction log on it
 starts its writer, and with a challenger the shadow scorer, whose model is loaded in the
-background: readiness waits for the champion only. At shutdown the shadow scorer scores
-what waits and the log writes what it holds.
+background: readiness waits for the champion only. At shutdown the log writes what it
+holds, the shadow scorer scores what waits until its deadline and the log writes that
+(api/shutdown.py).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from api.schemas import Basket, BatchRequest
 from api.security import load_api_keys, reread_api_keys
 from api.settings import ApiSettings
 from api.shadow import ShadowScorer
+from api.shutdown import drain
 from ml.lake import join
 from ml.prediction_log import CHALLENGER, SERVICE_LOG
 from ml.settings import Settings
@@ -110,7 +112,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         predictions.start()
         if challengers is not None:
             app.state.shadow = shadow = ShadowScorer(challengers, predictions, settings.shadow_interval_seconds,
-                                                     settings.shadow_max_baskets, settings.max_coalesced_baskets)
+                                                     settings.shadow_max_lines, settings.max_coalesced_baskets)
             shadow.start()
             tasks.append(asyncio.create_task(asyncio.to_thread(challengers.try_refresh)))
     try:
@@ -120,10 +122,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         await app.state.batcher.stop()
-        if shadow is not None:
-            await asyncio.to_thread(shadow.close)
         if predictions is not None:
-            await asyncio.to_thread(predictions.close)
+            await asyncio.to_thread(drain, predictions, shadow, settings)
 
 
 def _openapi_document(app: FastAPI) -> dict[str, Any]:

@@ -46,6 +46,10 @@ PREDICTION_LOG_ROWS = Counter(
     "retail_prediction_log_rows", "Prediction log rows by role and outcome: written, over_limit (not held: the "
     "writer is behind), failed (a write or row error).", ["role", "outcome"],
 )
+PREDICTION_LOG_HELD = Gauge(
+    "retail_prediction_log_held_rows", "Prediction log rows recorded and not yet written, by role: growing towards "
+    "RETAIL_PREDICTION_LOG_MAX_ROWS, the writer is not writing.", ["role"], multiprocess_mode="livesum",
+)
 BACKGROUND_CPU = Counter(
     "retail_background_cpu_seconds", "CPU time of the service's background threads themselves (not counting work "
     "they hand to Polars' or Arrow's thread pools), by thread: prediction_log (turning what the routes recorded "
@@ -53,7 +57,8 @@ BACKGROUND_CPU = Counter(
 )
 SHADOW_BASKETS = Counter(
     "retail_shadow_baskets", "Baskets sent to the challenger in shadow, by outcome: scored, over_limit (not held: "
-    "the challenger is behind), not_loaded (no challenger yet), failed (scoring raised).", ["outcome"],
+    "the challenger is behind), not_loaded (no challenger yet), failed (scoring raised), shutdown (still waiting "
+    "when the shutdown's deadline came).", ["outcome"],
 )
 INPUT_DRIFT = Gauge(
     "retail_input_drift_psi", "Population stability index of a key feature: recent baskets against training.",

@@ -17,6 +17,7 @@ from pathlib import Path
 import uvicorn
 
 from api.logs import logging_config
+from api.settings import ApiSettings
 
 
 def run(host: str, port: int, workers: int = 1, log_level: str = "INFO") -> None:
@@ -36,6 +37,8 @@ def run(host: str, port: int, workers: int = 1, log_level: str = "INFO") -> None
             log_config=logging_config(log_level),
             access_log=False,  # the service writes its own access log (api.middleware)
             server_header=False,
+            # requests still running this long after SIGTERM are cancelled, so shutdown fits the pod's grace period
+            timeout_graceful_shutdown=ApiSettings().graceful_shutdown_seconds,
         )
     finally:
         if metrics_dir is not None:

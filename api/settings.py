@@ -56,22 +56,32 @@ class ApiSettings(BaseSettings):
     # The prediction log (api/prediction_log.py): a row per scored basket (id, week, class, probabilities, model),
     # as Parquet files under RETAIL_PREDICTION_LOG_URI (a folder or s3:// prefix; default: the lake's
     # predictions/service, under RETAIL_LAKE_ROOT), written every prediction_log_flush_rows rows or
-    # prediction_log_flush_seconds and at shutdown. At most prediction_log_max_rows rows are held; beyond, rows
-    # are dropped and counted.
+    # prediction_log_flush_seconds and at shutdown. A file per write and week, so the flush sets how many files a
+    # week's monitoring reads (ml/monitor.py): every 300 s, 2,016 a week per replica. At most prediction_log_max_rows
+    # rows per role are held; beyond, rows are dropped and counted.
     prediction_log_enabled: bool = False
     prediction_log_uri: str | None = None
     prediction_log_flush_rows: int = Field(50_000, ge=1)
-    prediction_log_flush_seconds: float = Field(60.0, gt=0)
+    prediction_log_flush_seconds: float = Field(300.0, gt=0)
     prediction_log_max_rows: int = Field(200_000, ge=1)
 
     # A challenger in shadow (api/shadow.py), logged beside the champion: a registry alias (e.g. challenger) or
     # version number in RETAIL_CHALLENGER, or a bundle location in RETAIL_CHALLENGER_URI (pinned by
-    # RETAIL_CHALLENGER_SHA256). Scored every shadow_interval_seconds; at most shadow_max_baskets wait.
+    # RETAIL_CHALLENGER_SHA256). Scored every shadow_interval_seconds; requests of at most shadow_max_lines lines
+    # wait (a waiting line costs ~370 bytes and a request 6 lines more, api/shadow.py: 200,000 are ~70 MB).
     challenger: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]+$")
     challenger_uri: str | None = None
     challenger_sha256: str | None = Field(None, pattern=r"^[0-9a-f]{64}$")
     shadow_interval_seconds: float = Field(0.1, gt=0)
-    shadow_max_baskets: int = Field(20_000, ge=1)
+    shadow_max_lines: int = Field(200_000, ge=1)
+
+    # Shutdown (api/shutdown.py), within the pod's grace period after its preStop sleep: requests still running
+    # after graceful_shutdown_seconds are cancelled (uvicorn's timeout_graceful_shutdown); then the log writes what
+    # it holds, the challenger scores what waits for shadow_shutdown_seconds, and the log writes that; the log's
+    # writes may take prediction_log_shutdown_seconds in all.
+    graceful_shutdown_seconds: int = Field(10, gt=0)
+    shadow_shutdown_seconds: float = Field(5.0, ge=0)
+    prediction_log_shutdown_seconds: float = Field(10.0, gt=0)
 
     environment: str = "local"
     emf_enabled: bool = False  # also write CloudWatch embedded-metric-format lines to stdout
@@ -87,4 +97,12 @@ class ApiSettings(BaseSettings):
         if (self.challenger or self.challenger_uri) and not self.prediction_log_enabled:
             raise ValueError("a challenger is scored only for the prediction log: set "
                              "RETAIL_PREDICTION_LOG_ENABLED=true, or unset RETAIL_CHALLENGER(_URI)")
+        return self
+
+    @model_validator(mode="after")
+    def _log_flushes_on_rows(self) -> ApiSettings:
+        if self.prediction_log_flush_rows > self.prediction_log_max_rows:
+            raise ValueError(f"RETAIL_PREDICTION_LOG_FLUSH_ROWS ({self.prediction_log_flush_rows}) exceeds "
+                             f"RETAIL_PREDICTION_LOG_MAX_ROWS ({self.prediction_log_max_rows}): that many rows are "
+                             "never held, so the log would write only on its timer")
         return self

@@ -7,10 +7,15 @@ scores it with the challenger loaded at that moment, in calls of up to `max_batc
 `api.batcher`), and hands the probabilities to the prediction log with role `challenger`,
 for the same baskets (ids and weeks) as the champion's rows.
 
-At most `max_baskets` wait: beyond that a request's baskets are not given to the challenger,
+Memory is bounded by lines, what a waiting request's columns cost (a basket holds 1 to 500
+lines): at most `max_lines` lines wait, a request counting `REQUEST_LINES` more than its own
+lines; beyond that a request's baskets are not given to the challenger,
 and are counted (`retail_shadow_baskets_total{outcome="over_limit"}`), so the challenger costs
 the champion nothing but the CPU its own scoring takes. Readiness never depends on it: until
 a challenger is loaded (or when none can be) its baskets are counted as `not_loaded`.
+
+At shutdown (`close`) what waits is scored until a deadline; what still waits then is counted
+as `shutdown`, so a backlog cannot hold the pod past its grace period (api/shutdown.py).
 """
 
 from __future__ import annotations
@@ -28,38 +33,48 @@ from ml.compiled import BasketColumns
 from ml.prediction_log import CHALLENGER
 
 log = logging.getLogger("retail.api.shadow")
+REQUEST_LINES = 6
+"""What a waiting request costs beside its lines, in lines: its columns' own lists and dicts take ~2.2 KB, a line
+~370 bytes (tracemalloc over `api.body.parse_single`: 2.6 KB for a 1-line basket, 184 KB for a 500-line one)."""
 _Job = tuple[LoggedBaskets, BasketColumns]
 
 
 class ShadowScorer:
-    def __init__(self, challenger: ModelStore, predictions: PredictionLog, interval: float, max_baskets: int,
+    def __init__(self, challenger: ModelStore, predictions: PredictionLog, interval: float, max_lines: int,
                  max_batch_baskets: int):
         self.challenger, self.predictions = challenger, predictions
-        self.interval, self.max_baskets, self.max_batch_baskets = interval, max_baskets, max_batch_baskets
+        self.interval, self.max_lines, self.max_batch_baskets = interval, max_lines, max_batch_baskets
         self._pending: deque[_Job] = deque()
         self._lock = threading.Lock()
-        self._held = 0  # baskets submitted and not yet scored (or given up)
+        self._held = 0  # lines submitted and not yet scored (or given up)
         self._stopping = threading.Event()
+        self._deadline = float("inf")  # monotonic time after which what waits is given up (set by `close`)
         self._thread = threading.Thread(target=self._run, name="shadow-scoring", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def close(self) -> None:
-        """Score what waits and stop."""
+    def close(self, seconds: float) -> bool:
+        """Score what waits for at most `seconds`, count the rest as `shutdown` and stop; False (and logged) when a
+        scoring call still ran at the deadline."""
+        self._deadline = time.monotonic() + seconds
         self._stopping.set()
-        self._thread.join()
+        self._thread.join(seconds)
+        if self._thread.is_alive():
+            log.warning("challenger scoring still ran at the shutdown's deadline", extra={"seconds": seconds})
+            return False
+        return True
 
     def submit(self, baskets: LoggedBaskets, columns: BasketColumns) -> None:
         """Baskets the champion answered, for the challenger to score later; never waits."""
-        count = len(baskets.ids)
+        lines = _lines(columns)
         with self._lock:
-            held = self._held + count <= self.max_baskets
+            held = self._held + lines <= self.max_lines
             if held:
-                self._held += count
+                self._held += lines
                 self._pending.append((baskets, columns))
         if not held:
-            SHADOW_BASKETS.labels("over_limit").inc(count)
+            SHADOW_BASKETS.labels("over_limit").inc(len(baskets.ids))
 
     def _run(self) -> None:
         cpu = BACKGROUND_CPU.labels("shadow")
@@ -77,13 +92,14 @@ class ShadowScorer:
         for calls in _calls(jobs, self.max_batch_baskets):
             count = sum(len(baskets.ids) for baskets, _ in calls)
             try:
-                SHADOW_BASKETS.labels(self._score(calls)).inc(count)
+                outcome = "shutdown" if time.monotonic() >= self._deadline else self._score(calls)
+                SHADOW_BASKETS.labels(outcome).inc(count)
             except Exception:  # the challenger's failure is the challenger's: counted, logged, never answered
                 log.exception("challenger scoring failed", extra={"baskets": count})
                 SHADOW_BASKETS.labels("failed").inc(count)
             finally:
                 with self._lock:
-                    self._held -= count
+                    self._held -= sum(_lines(columns) for _, columns in calls)
 
     def _score(self, calls: list[_Job]) -> str:
         """Score the jobs in one call and log the rows; the outcome to count them under."""
@@ -100,6 +116,11 @@ class ShadowScorer:
             self.predictions.record(CHALLENGER, model, baskets, probabilities[start:end])
             start = end
         return "scored"
+
+
+def _lines(columns: BasketColumns) -> int:
+    """What a waiting request counts against `max_lines`."""
+    return columns.offsets[-1] + REQUEST_LINES
 
 
 def _calls(jobs: list[_Job], max_baskets: int) -> Iterator[list[_Job]]:

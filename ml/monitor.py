@@ -1,13 +1,19 @@
 """A week's logged predictions joined with the week's labels: what `retail monitor` measures.
 
-Predictions are read from the lake's predictions zone, every source alike: `retail score`
-runs and the API's prediction logs write `predictions/<run or source>/.../week=YYYYWW/*.parquet`,
-one row per basket with its key, the predicted class, the model's version and family and,
-from the API, the `role` of the model that answered (the champion, or the challenger scoring
-in its shadow). A row without a role is the champion's: batch scoring answers with the model
-it is given, the champion unless told otherwise. A basket predicted twice by the same model
-version in the same role (two runs over one week) counts once: a batch run's row before the
-service's, then the first in file path order.
+Predictions are read from the lake's predictions zone, every source alike (`read_predictions`):
+`retail score` runs write `predictions/<run>/baskets/week=YYYYWW/`, the API's prediction log
+`predictions/service/week=YYYYWW/` (ml/prediction_log.py), one row per basket with its key, the
+predicted class, the model's version and family and, from the API, the `role` of the model that
+answered (the champion, or the challenger scoring in its shadow). Only the week's folders are
+listed (one for the service, one per run), so a week costs the same however much history the
+zone holds, and its files are read in one dataset scan in `ml.prediction_log.ARROW_SCHEMA`,
+several files at a time, each with two requests on S3 (its footer, then its columns): the
+service's files of a week number about 2,016 per replica at the default 300 s flush. A file
+that cannot be read (cut short, not Parquet) is left out and named in the report, with the
+reason, rather than failing the week. A row without a role is the champion's: batch scoring
+answers with the model it is given, the champion unless told otherwise. A basket predicted
+twice by the same model version in the same role (two runs over one week) counts once: a
+batch run's row before the service's, then the first in file path order.
 
 Labels are the week's validated lines in silver (`ml.labels.week_lines`); a basket's label
 is a class the models predict (LA, MM, UM), or it has none (XX, or not in silver).
@@ -25,19 +31,31 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
 from ml.calendar import week_index_expr
 from ml.challenger import Comparison
 from ml.evaluate import week_metrics
 from ml.labels import WeekLines
 from ml.lake import Lake, arrow_frame, join
-from ml.prediction_log import BATCH, CHALLENGER, CHAMPION, PREDICTION
+from ml.prediction_log import (
+    ARROW_SCHEMA,
+    BATCH,
+    BATCH_BASKETS,
+    CHALLENGER,
+    CHAMPION,
+    PREDICTION,
+    PREDICTIONS,
+    SERVICE_LOG,
+    week_folder,
+)
 from ml.reference import DRIFT_FEATURES, feature_psi, flat_features, missing_values
 from ml.retrain_policy import MonitoredWeek
 from ml.schema import BASKET_KEY, LABEL, TRAINABLE_LABELS
@@ -46,12 +64,18 @@ from ml.settings import GateSettings, MonitorSettings
 if TYPE_CHECKING:
     from ml.bundle import ModelBundle
 
-PREDICTIONS = "predictions"
 VERSION = "model_version"
 FAMILY = "model_family"
 ROLE = "role"
 SOURCE = "source"
 CLASSES = list(TRAINABLE_LABELS)
+COLUMNS = [BASKET_KEY, PREDICTION, VERSION, FAMILY, ROLE, SOURCE]
+"""The columns of the prediction log the monitor reads."""
+FILES_READ_AHEAD = 16
+"""Files the scan reads at once (pyarrow's default is 4): a small file's two S3 requests are mostly waiting. Against
+moto with 20 ms added to every request, 4 gave 15 ms a file, 8 to 64 gave 8-10 ms (Arrow's 8 I/O threads)."""
+NAMED_UNREADABLE = 20
+"""Unreadable files named one by one in the report's notices (report.json lists every one)."""
 
 BundleFor = Callable[[str], "ModelBundle | None"]
 """A model version's bundle, or None when it cannot be had (its PSI is then not measured)."""
@@ -68,39 +92,74 @@ class WeekPredictions:
 
     rows: pl.DataFrame  # BASKET_KEY, prediction, model_version, model_family, role
     sources: tuple[str, ...]  # folders under predictions/ (a run id, `service`) that held the week
-    files: int
+    files: int  # files read
     duplicates: int  # rows dropped as a repeat of a (role, version, basket) already read
     unkeyed: int  # rows dropped for want of a basket key (a service request that sent no BASKET_ID)
+    unreadable: dict[str, str] = field(default_factory=dict)  # path -> why it was left out
 
 
 def read_predictions(lake: Lake, week: int) -> WeekPredictions:
     """Every prediction row of the week in the lake's predictions zone, whichever run or source wrote it."""
     base = join(lake.base, PREDICTIONS)
-    listed = lake.fs.get_file_info(pafs.FileSelector(base, recursive=True, allow_not_found=True))
-    marker = f"/week={week}/"
-    files = sorted(info.path for info in listed
-                   if info.type == pafs.FileType.File and marker in info.path and info.path.endswith(".parquet"))
-    frames = [_prediction_rows(arrow_frame(pq.read_table(path, filesystem=lake.fs))) for path in files]
-    rows = pl.concat(frames) if frames else pl.DataFrame(schema=dict.fromkeys(
-        (BASKET_KEY, PREDICTION, VERSION, FAMILY, ROLE, SOURCE), pl.String))
+    files = _week_files(lake.fs, lake.base, week)
+    rows, unreadable = _read(lake.fs, files)
     keyed = rows.filter(pl.col(BASKET_KEY).is_not_null())
     # Of a basket's repeats, a batch run's row is kept before the service's, then the first file in path order.
-    unique = (keyed.with_row_index("_read").sort(pl.col(SOURCE) != BATCH, "_read")
+    unique = (keyed.with_row_index("_read").sort(pl.col(SOURCE) != BATCH, "_file", "_read")
               .unique(subset=[ROLE, VERSION, BASKET_KEY], keep="first", maintain_order=True)
-              .sort("_read").drop("_read", SOURCE))
-    sources = sorted({path[len(base):].strip("/").split("/")[0] for path in files})
-    return WeekPredictions(unique, tuple(sources), len(files), keyed.height - unique.height,
-                           rows.height - keyed.height)
+              .sort("_read").drop("_read", "_file", SOURCE))
+    read = [info.path for info in files if info.path not in unreadable]
+    sources = sorted({path[len(base):].strip("/").split("/")[0] for path in read})
+    return WeekPredictions(unique, tuple(sources), len(read), keyed.height - unique.height,
+                           rows.height - keyed.height, unreadable)
 
 
-def _prediction_rows(frame: pl.DataFrame) -> pl.DataFrame:
-    role = pl.col(ROLE) if ROLE in frame.columns else pl.lit(CHAMPION)
-    source = pl.col(SOURCE) if SOURCE in frame.columns else pl.lit(BATCH)  # written by `retail score` before it
-    return frame.select(
-        pl.col(BASKET_KEY).cast(pl.String), pl.col(PREDICTION).cast(pl.String), pl.col(VERSION).cast(pl.String),
-        pl.col(FAMILY).cast(pl.String), role.cast(pl.String).fill_null(CHAMPION).alias(ROLE),
-        source.cast(pl.String).fill_null(BATCH).alias(SOURCE),
-    )
+def _week_files(fs: pafs.FileSystem, root: str, week: int) -> list[pafs.FileInfo]:
+    """The Parquet files of `week` in the predictions zone of the lake at `root`, in path order: the service log's
+    week folder and each batch run's (`ml.prediction_log`'s layout). Lists the zone's top level and those folders
+    only; hidden files (a local write's `.partial`) are not the week's."""
+    top = fs.get_file_info(pafs.FileSelector(join(root, PREDICTIONS), allow_not_found=True))
+    service = join(root, *SERVICE_LOG)
+    folders = [join(service, week_folder(week))]
+    folders += [join(info.path, BATCH_BASKETS, week_folder(week)) for info in top
+                if info.type == pafs.FileType.Directory and info.path != service]
+    listed = [info for folder in folders for info in fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))]
+    return sorted((info for info in listed if info.type == pafs.FileType.File and info.base_name.endswith(".parquet")
+                   and not info.base_name.startswith((".", "_"))), key=lambda info: info.path)
+
+
+def _read(fs: pafs.FileSystem, files: list[pafs.FileInfo]) -> tuple[pl.DataFrame, dict[str, str]]:
+    """The monitor's columns of `files` (with `_file`, the file's index, and a null role or source filled in, as
+    in files written before those columns existed), and the files that could not be read, with why."""
+    fragments = [ds.ParquetFileFormat().make_fragment(info.path, filesystem=fs, file_size=info.size)
+                 for info in files]
+    try:
+        table = ds.FileSystemDataset(fragments, ARROW_SCHEMA, ds.ParquetFileFormat(), fs).to_table(
+            columns={**{c: ds.field(c) for c in COLUMNS}, "_file": ds.field("__fragment_index")},
+            fragment_readahead=FILES_READ_AHEAD)
+        tables, unreadable = [table], dict[str, str]()
+    except (pa.ArrowException, OSError):  # a file cut short, not Parquet: read them one by one to find which
+        tables, unreadable = _read_each(fragments)
+    rows = pl.concat([arrow_frame(t) for t in tables]) if tables else pl.DataFrame(
+        schema={**dict.fromkeys(COLUMNS, pl.String), "_file": pl.Int32})
+    return rows.with_columns(pl.col(ROLE).fill_null(CHAMPION), pl.col(SOURCE).fill_null(BATCH)), unreadable
+
+
+def _read_each(fragments: list[ds.Fragment]) -> tuple[list[pa.Table], dict[str, str]]:
+    """`_read`'s tables, a file at a time (several at once), leaving out the files that fail."""
+    def read(index: int) -> pa.Table | str:
+        try:
+            table = fragments[index].to_table(schema=ARROW_SCHEMA, columns=COLUMNS)
+        except (pa.ArrowException, OSError) as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return table.append_column("_file", pa.repeat(pa.scalar(index, pa.int32()), table.num_rows))
+
+    with ThreadPoolExecutor(max_workers=FILES_READ_AHEAD) as pool:
+        results = list(pool.map(read, range(len(fragments))))
+    tables = [result for result in results if isinstance(result, pa.Table)]
+    unreadable = {fragment.path: result for fragment, result in zip(fragments, results, strict=True)
+                  if isinstance(result, str)}
+    return tables, unreadable
 
 
 @dataclass
@@ -156,6 +215,7 @@ class WeekReport:
     notices: list[str] = field(default_factory=list)
     predicted_baskets: int = 0  # distinct basket keys predicted in the week, whatever the role or version
     joined_baskets: int = 0  # of those, baskets found in the week's silver lines (labelled or XX)
+    unreadable_files: dict[str, str] = field(default_factory=dict)  # prediction files left out, and why
 
     @property
     def join_coverage(self) -> float | None:
@@ -191,7 +251,8 @@ def measure_week(
     joined = predictions.rows.join(labels, on=BASKET_KEY, how="left")
     predicted = joined[BASKET_KEY].n_unique()
     found = joined.filter(pl.col(LABEL).is_not_null())[BASKET_KEY].n_unique()
-    notices = [*lines.notices, *_coverage_notices(predicted, found, settings)]
+    notices = [*_unreadable_notices(predictions.unreadable), *lines.notices,
+               *_coverage_notices(predicted, found, settings)]
     models = []
     groups = joined.partition_by(ROLE, VERSION, as_dict=True)
     for (role, version), rows in sorted(groups.items(), key=lambda group: (group[0][0] != CHAMPION, group[0])):
@@ -216,9 +277,20 @@ def measure_week(
         notices=notices,
         predicted_baskets=predicted,
         joined_baskets=found,
+        unreadable_files=dict(predictions.unreadable),
     )
     report.breaches = breaches(report, gate, settings)
     return report
+
+
+def _unreadable_notices(unreadable: dict[str, str]) -> list[str]:
+    """A notice per prediction file left out (the first `NAMED_UNREADABLE`), and how many more there were."""
+    notices = [f"prediction file {path} left out, unreadable: {reason}"
+               for path, reason in list(unreadable.items())[:NAMED_UNREADABLE]]
+    if len(unreadable) > NAMED_UNREADABLE:
+        notices.append(f"{len(unreadable) - NAMED_UNREADABLE} more unreadable prediction files left out "
+                       "(unreadable_files in report.json names each)")
+    return notices
 
 
 def _coverage_notices(predicted: int, found: int, settings: MonitorSettings) -> list[str]:

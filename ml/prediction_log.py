@@ -18,20 +18,28 @@ table whatever wrote it. The columns (`SCHEMA`, in this order):
   scored_at                  when the basket was scored (UTC)
 
 Nothing else of a request is kept: no lines, no customer code, no API key. Where the rows are
-written, under the lake root:
+written, under the lake root, the week first, so that a reader of one week lists only that week's
+folders (`retail monitor`, ml/monitor.py):
 
-  predictions/<run>/baskets/week=YYYYWW/part-NNNN.parquet                   batch runs (with a manifest)
-  predictions/service/date=YYYY-MM-DD/week=YYYYWW/part-<time>-<writer>.parquet   the service (`SERVICE_LOG`)
+  predictions/<run>/baskets/week=YYYYWW/part-NNNN.parquet                 batch runs (with a manifest)
+  predictions/service/week=YYYYWW/part-<UTC time>-<writer>-<n>.parquet    the service (`SERVICE_LOG`)
+
+Every file is written whole or not at all (`write_whole`): a local file under a hidden name,
+synced and then renamed; an S3 object with one upload of bytes serialised beforehand.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Mapping, Sequence
 from typing import Literal, TypeAlias
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from ml.schema import BASKET_KEY, TRAINABLE_LABELS
 
@@ -48,8 +56,11 @@ CHAMPION: Role = "champion"
 CHALLENGER: Role = "challenger"
 IDENTITY = ("model_version", "model_family", "bundle_sha256")
 """The model's identity on every row."""
-SERVICE_LOG = ("predictions", "service")
-"""Where under the lake root the service writes its rows (one folder per day and week below it)."""
+PREDICTIONS = "predictions"
+SERVICE_LOG = (PREDICTIONS, "service")
+"""Where under the lake root the service writes its rows (one folder per week below it, `week_folder`)."""
+BATCH_BASKETS = "baskets"
+"""The folder of a batch run's rows, `predictions/<run>/baskets/`, with one folder per week below it."""
 
 SCHEMA: dict[str, pl.DataType] = {
     BASKET_KEY: pl.String(),
@@ -63,6 +74,16 @@ SCHEMA: dict[str, pl.DataType] = {
     "role": pl.String(),
     "scored_at": pl.Datetime("us", "UTC"),
 }
+ARROW_SCHEMA: pa.Schema = pl.DataFrame(schema=SCHEMA).to_arrow().schema
+"""`SCHEMA` as the Arrow types the files hold (Polars writes strings as large_string)."""
+
+
+WEEK_FOLDER = "week={}"
+
+
+def week_folder(week: int) -> str:
+    """The folder of one week's files below the service log or a batch run's `baskets`."""
+    return WEEK_FOLDER.format(week)
 
 
 def prediction_rows(
@@ -101,3 +122,49 @@ def prediction_rows(
         (value.alias(name) if isinstance(value, pl.Series) else pl.lit(value)).cast(SCHEMA[name]).alias(name)
         for name, value in constants.items()
     ).select(list(SCHEMA))
+
+
+def write_whole(fs: pafs.FileSystem, path: str, table: pa.Table, partial_folder: str | None = None,
+                sync: bool = True) -> None:
+    """Write `table` as Parquet at `path` so that a reader finds the whole file or none.
+
+    The file is serialised in memory first, so a failure there touches nothing. Locally the bytes go to a
+    hidden `.<name>.partial` (in `partial_folder`, by default beside `path`, on the same filesystem) that is
+    then renamed to `path`; with `sync` the file is synced to disk before the rename and the folder after it,
+    so that after a power loss too the name holds the whole file or is absent (about 6 ms a file here). On S3
+    the bytes are handed over in one write: an object appears only when its upload completes, and with
+    `allow_delayed_open` (`single_put_uri`) a file below pyarrow's part size (10 MB) is one PutObject, with
+    no multipart upload to leave half done.
+    """
+    buffer = pa.BufferOutputStream()
+    pq.write_table(table, buffer, compression="zstd")
+    data = buffer.getvalue()
+    if not isinstance(fs, pafs.LocalFileSystem):
+        with fs.open_output_stream(path) as sink:
+            sink.write(data)
+        return
+    folder, name = path.rsplit("/", 1)
+    partial_folder = partial_folder or folder
+    for made in {folder, partial_folder}:
+        os.makedirs(made, exist_ok=True)
+    partial = f"{partial_folder}/.{name}.partial"
+    with open(partial, "wb") as file:
+        file.write(data)
+        if sync:
+            file.flush()
+            os.fsync(file.fileno())
+    os.replace(partial, path)
+    if sync:
+        descriptor = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+
+
+def single_put_uri(uri: str) -> str:
+    """An s3:// URI with `allow_delayed_open=true`, so that pyarrow opens no multipart upload for a small file
+    (https://github.com/apache/arrow/issues/40557); other locations as they are."""
+    if not uri.startswith("s3://") or "allow_delayed_open=" in uri:
+        return uri
+    return f"{uri}{'&' if '?' in uri else '?'}allow_delayed_open=true"

@@ -66,7 +66,7 @@ def filled(lake: Lake) -> Lake:
     service = pl.concat([rows({"b01": "LA", "b02": "LA"}, "1", SERVICE, CHAMPION),
                          rows(CHALLENGER_SAYS, "2", SERVICE, CHALLENGER)])
     service = pl.concat([service, service.head(1).with_columns(pl.lit(None, pl.String).alias(BASKET_KEY))])
-    lake.write_parquet(service, "predictions", "service", "date=2006-05-01", f"week={WEEK}", "part-x.parquet")
+    lake.write_parquet(service, "predictions", "service", f"week={WEEK}", "part-x.parquet")
     for week in (WEEK - 1, WEEK + 1):  # the week before (labelled: b01 only), a week after (not in silver)
         lake.write_parquet(batch.head(1).with_columns(pl.lit(week).alias("SHOP_WEEK")), "predictions", "run-2",
                            "baskets", f"week={week}", "part-0000.parquet")
@@ -94,8 +94,8 @@ def test_it_reads_every_source_of_the_week_once_per_basket_version_and_role(lake
 
 
 def test_of_a_basket_s_repeats_the_batch_run_s_row_is_kept_before_the_service_s(lake):
-    said_by_service = rows({"b01": "UM"}, "1", SERVICE, CHAMPION)  # under predictions/service/, read before run-1/
-    lake.write_parquet(said_by_service, "predictions", "aaa-service", f"week={WEEK}", "part-0.parquet")
+    said_by_service = rows({"b01": "UM"}, "1", SERVICE, CHAMPION)  # in a folder read before run-1/'s
+    lake.write_parquet(said_by_service, "predictions", "aaa-copied", "baskets", f"week={WEEK}", "part-0.parquet")
     kept = read_predictions(lake, WEEK).rows.filter((pl.col(BASKET_KEY) == "b01") & (pl.col("role") == CHAMPION))
     assert kept["prediction"].to_list() == [CHAMPION_SAYS["b01"]]  # the batch run's, not the service's UM
 

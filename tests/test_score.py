@@ -281,3 +281,18 @@ def test_input_bundle_and_lake_on_s3(retail, env, moto_endpoint, bundle_folder, 
     assert counts["weeks"] == 3
     assert sum(k.startswith("lake/predictions/") and "/baskets/week=" in k for k in keys) == counts["weeks"]
     assert not [k for k in keys if k.endswith("/")]  # no directory markers: the scorer's role may only put files
+
+
+def test_a_runs_files_are_written_under_a_hidden_name_and_renamed_so_a_reader_never_sees_half(tmp_path, monkeypatch):
+    import os
+
+    from ml.lake import Lake
+    from ml.score import RunOutput
+
+    renamed = []
+    replace = os.replace
+    monkeypatch.setattr(os, "replace", lambda a, b: renamed.append((a, b)) or replace(a, b))
+    uri = RunOutput(Lake(str(tmp_path)), "run").parquet(pl.DataFrame({"x": [1]}), "baskets", "week=200601", "p.parquet")
+    week = tmp_path / "predictions" / "run" / "baskets" / "week=200601"
+    assert renamed == [(f"{week}/.p.parquet.partial", f"{week}/p.parquet")]
+    assert uri.endswith("week=200601/p.parquet") and [p.name for p in week.iterdir()] == ["p.parquet"]

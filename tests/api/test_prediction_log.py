@@ -1,17 +1,22 @@
 """The prediction log and the shadow challenger: every scored basket's row in the shared schema, off the request path.
 
 The service logs each answered basket (id, week, class, probabilities, model) as Parquet under
-the lake's predictions zone, in the schema batch scoring writes (`ml.prediction_log`); a challenger
-scores the same baskets in shadow and is logged beside the champion; rows over the memory limits,
-failed writes and baskets the challenger cannot take are counted, never waited for; readiness does
-not wait for the challenger; on S3 each file is one object under the log's prefix.
+the lake's predictions zone, a folder per week, in the schema batch scoring writes
+(`ml.prediction_log`); a challenger scores the same baskets in shadow and is logged beside the
+champion; rows over a role's memory limit, failed writes, errors of the writer and requests the
+challenger cannot take (bounded by lines) are counted, never waited for; readiness does not wait
+for the challenger; a week of steady traffic is a file per flush; a file is written whole or not
+at all (locally synced, then renamed; on S3 one PutObject, nothing when the write fails).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import threading
+import time
+from types import SimpleNamespace
 
 import boto3
 import numpy as np
@@ -25,9 +30,10 @@ from api.app import create_app
 from api.body import JSON_CONTENT_TYPE as JSON
 from api.body import parse_batch, parse_single
 from api.model_source import BundleLocationSource, RegistrySource
-from api.prediction_log import LoggedBaskets, PredictionLog, ServiceLogFiles
+from api.prediction_log import STALE_PARTIAL_SECONDS, LoggedBaskets, PredictionLog, ServiceLogFiles
 from api.settings import ApiSettings
-from api.shadow import ShadowScorer
+from api.shadow import REQUEST_LINES, ShadowScorer
+from infra.config import InferenceConfig
 from ml.bundle import bundle_digest, load_bundle
 from ml.calendar import week_code_of
 from ml.prediction_log import CHALLENGER, CHAMPION, SCHEMA, prediction_rows
@@ -35,8 +41,10 @@ from ml.registry import Registry
 from ml.schema import BASKET_KEY
 from ml.score import ScoringModel, predictions_frame
 from tests.api.conftest import AUTH, api_settings, basket, wait_until
+from tests.infra.test_batch_scoring_contract import RecordingS3
 
 IDENTITY = {"model_version": "7", "model_family": "xgboost", "bundle_sha256": "a" * 64}
+BUCKET = "prediction-log-lake"  # unique among the tests' moto servers, which share their state
 
 
 @pytest.fixture(scope="module")
@@ -109,9 +117,8 @@ def test_every_answered_basket_is_logged_with_its_id_week_class_probabilities_an
     assert set(rows["model_version"]) == {answered["model_version"]}
     assert set(rows["bundle_sha256"]) == {bundle_digest(champion_folder)}
     assert set(rows["source"]) == {"service"} and set(rows["role"]) == {"champion"}
-    today = dt.datetime.now(dt.UTC).date()
     folders = {p.relative_to(tmp_path / "log").parent.as_posix() for p in (tmp_path / "log").rglob("*.parquet")}
-    assert folders == {f"date={today}/week={week}" for week in (200601, 200807, 200745)}  # 2008-01-01: fiscal 2007
+    assert folders == {f"week={week}" for week in (200601, 200807, 200745)}  # 2008-01-01: fiscal 2007
     assert counted("retail_background_cpu_seconds", thread="prediction_log") > cpu  # its cost is on /metrics
 
 
@@ -129,7 +136,7 @@ def test_the_log_is_off_unless_enabled(champion_folder, tmp_path):
         assert app.state.prediction_log is None and app.state.shadow is None
 
 
-def test_rows_over_the_memory_limits_are_counted_and_dropped_at_once(client, tmp_path):
+def test_rows_over_the_memory_limit_are_counted_and_dropped_at_once(client, tmp_path):
     model = client.app.state.store.current
     predictions = PredictionLog(ServiceLogFiles(str(tmp_path)), flush_rows=10, flush_seconds=60,
                                 max_rows=3)  # not started: nothing is ever written
@@ -148,11 +155,11 @@ class FailingFirst(ServiceLogFiles):
         super().__init__(root)
         self.failed = threading.Event()
 
-    def write(self, rows: pl.DataFrame) -> list[str]:
+    def write(self, week: int, rows: pl.DataFrame) -> str:
         if not self.failed.is_set():
             self.failed.set()
             raise OSError("no space left on device")
-        return super().write(rows)
+        return super().write(week, rows)
 
 
 def test_a_failed_write_is_counted_and_the_next_rows_are_written(client, tmp_path):
@@ -208,14 +215,19 @@ def test_readiness_and_the_champions_log_do_not_wait_for_a_challenger_that_canno
     assert counted("retail_shadow_baskets", outcome="not_loaded") - before == 1
 
 
-def test_baskets_the_challenger_cannot_take_are_counted_and_dropped_at_once(client, tmp_path):
+def test_requests_the_challenger_cannot_take_are_counted_and_dropped_at_once_by_their_lines(client, tmp_path):
     predictions = PredictionLog(ServiceLogFiles(str(tmp_path)), 10, 60, 100)
-    shadow = ShadowScorer(client.app.state.store, predictions, interval=60, max_baskets=2, max_batch_baskets=10)
-    columns = parse_single(json.dumps(basket()).encode(), "application/json").columns  # never scored: not started
+    small = parse_single(json.dumps(basket()).encode(), JSON).columns
+    big = parse_single(json.dumps(basket(lines=basket()["lines"] * 40)).encode(), JSON).columns
+    room = 2 * (small.offsets[-1] + REQUEST_LINES)  # two small requests fit, a forty times longer one does not
+    shadow = ShadowScorer(client.app.state.store, predictions, interval=60, max_lines=room, max_batch_baskets=10)
     before = counted("retail_shadow_baskets", outcome="over_limit")
-    shadow.submit(LoggedBaskets(["a", "b"], [200601, 200601]), columns)
-    shadow.submit(LoggedBaskets(["c"], [200601]), columns)
+    shadow.submit(LoggedBaskets(["big"], [200601]), big)  # never scored: not started
+    shadow.submit(LoggedBaskets(["a"], [200601]), small)
+    shadow.submit(LoggedBaskets(["b"], [200601]), small)
     assert counted("retail_shadow_baskets", outcome="over_limit") - before == 1
+    shadow.submit(LoggedBaskets(["c"], [200601]), small)
+    assert counted("retail_shadow_baskets", outcome="over_limit") - before == 2
 
 
 def test_a_challenger_needs_the_log_and_one_source(champion_folder, tmp_path):
@@ -227,17 +239,152 @@ def test_a_challenger_needs_the_log_and_one_source(champion_folder, tmp_path):
         ApiSettings(prediction_log_enabled=True, challenger="challenger", challenger_uri="s3://bucket/bundle/")
 
 
-def test_on_s3_each_file_is_one_object_under_the_log_prefix(moto_endpoint, client):
-    s3 = boto3.client("s3", endpoint_url=moto_endpoint)
-    s3.create_bucket(Bucket="lake", CreateBucketConfiguration={"LocationConstraint": "ap-southeast-1"})
+@pytest.fixture(scope="module")
+def recording_s3():
+    """A moto server that records each request, with its credentials and endpoint in the environment."""
+    recording = RecordingS3()
+    recording.server.start()
+    host, port = recording.server.get_host_and_port()
+    patch = pytest.MonkeyPatch()
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "ap-southeast-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}"}.items():
+        patch.setenv(name, value)
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "ap-southeast-1"})
+    yield recording, s3
+    patch.undo()
+    recording.server.stop()
+
+
+def test_on_s3_each_file_is_one_put_object_under_its_week(recording_s3, client):
+    recording, s3 = recording_s3
     model = client.app.state.store.current
-    predictions = PredictionLog(ServiceLogFiles("s3://lake/lake/predictions/service"), 100, 60, 100)
+    predictions = PredictionLog(ServiceLogFiles(f"s3://{BUCKET}/lake/predictions/service"), 100, 60, 100)
     predictions.start()
     weeks = parse_batch(json.dumps({"baskets": [basket(), basket(SHOP_WEEK=200601)]}).encode(), JSON).weeks
+    recording.requests.clear()
     predictions.record(CHAMPION, model, LoggedBaskets(["x", "y"], weeks), np.full((2, 3), 1 / 3))
     predictions.close()
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="lake")["Contents"]]
-    today = dt.datetime.now(dt.UTC).date()
-    assert sorted(k.rsplit("/", 1)[0] for k in keys) == [f"lake/predictions/service/date={today}/week=200601",
-                                                         f"lake/predictions/service/date={today}/week=200807"]
-    assert all(k.endswith(".parquet") for k in keys)  # no directory markers
+    made = sorted(recording.requests)
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="lake/predictions/service/")["Contents"]]
+    assert sorted(k.rsplit("/", 1)[0] for k in keys) == ["lake/predictions/service/week=200601",
+                                                         "lake/predictions/service/week=200807"]
+    # one PutObject a file: no multipart upload, no directory marker, no listing (the pods' role may only put)
+    assert made == sorted(("PUT", f"/{BUCKET}/{key}", "") for key in keys)
+
+
+def test_on_s3_a_write_that_fails_midway_publishes_nothing(recording_s3, client, monkeypatch):
+    recording, s3 = recording_s3
+
+    def cut_short(table, sink, **options):  # serialising fails after some bytes (a bug, memory running out)
+        sink.write(b"PAR1 and then nothing")
+        raise OSError("serialisation failed midway")
+
+    monkeypatch.setattr("ml.prediction_log.pq.write_table", cut_short)
+    predictions = PredictionLog(ServiceLogFiles(f"s3://{BUCKET}/lake/failing/service"), 100, 60, 100)
+    before = counted("retail_prediction_log_rows", role="champion", outcome="failed")
+    predictions.start()
+    recording.requests.clear()
+    predictions.record(CHAMPION, client.app.state.store.current, LoggedBaskets(["x"], [200601]), np.full((1, 3), 0.3))
+    predictions.close()
+    made = list(recording.requests)
+    assert counted("retail_prediction_log_rows", role="champion", outcome="failed") - before == 1
+    assert made == [] and "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="lake/failing/")
+
+
+def test_locally_a_file_is_synced_under_a_hidden_name_before_it_takes_its_own(client, tmp_path, monkeypatch):
+    calls = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: calls.append("fsync") or fsync(fd))
+    monkeypatch.setattr(os, "replace", lambda a, b: calls.append(("replace", a, b)) or replace(a, b))
+    path = ServiceLogFiles(str(tmp_path)).write(200601, pl.DataFrame({"role": ["champion"]}))
+    assert calls == ["fsync", ("replace", f"{tmp_path}/.partial/.{path.rsplit('/', 1)[1]}.partial", path), "fsync"]
+    assert path.startswith(f"{tmp_path}/week=200601/part-") and os.path.isfile(path)
+
+
+def test_partial_files_a_killed_process_left_are_removed_at_start(tmp_path):
+    (tmp_path / ".partial").mkdir()
+    stale, writing = tmp_path / ".partial" / ".stale.partial", tmp_path / ".partial" / ".writing.partial"
+    stale.write_bytes(b"PAR1"), writing.write_bytes(b"PAR1")
+    old = time.time() - STALE_PARTIAL_SECONDS - 60
+    os.utime(stale, (old, old))
+    predictions = PredictionLog(ServiceLogFiles(str(tmp_path)), 10, 60, 100)
+    predictions.start()
+    predictions.close()
+    assert not stale.exists() and writing.exists()  # another process may be writing the recent one
+
+
+def test_challenger_rows_never_take_the_champions_room(client, tmp_path):
+    model = client.app.state.store.current
+    predictions = PredictionLog(ServiceLogFiles(str(tmp_path)), flush_rows=2, flush_seconds=60, max_rows=2)
+    over = {role: counted("retail_prediction_log_rows", role=role, outcome="over_limit") for role in ("champion",
+                                                                                                      "challenger")}
+    two = LoggedBaskets(["a", "b"], [200601, 200601])
+    predictions.record(CHALLENGER, model, two, np.full((2, 3), 1 / 3))  # the challenger's room is full
+    predictions.record(CHAMPION, model, two, np.full((2, 3), 1 / 3))  # the champion's is not
+    predictions.record(CHALLENGER, model, two, np.full((2, 3), 1 / 3))
+    assert counted("retail_prediction_log_rows", role="champion", outcome="over_limit") == over["champion"]
+    assert counted("retail_prediction_log_rows", role="challenger", outcome="over_limit") - over["challenger"] == 2
+
+
+def test_an_error_of_the_writer_is_logged_and_counted_and_the_writer_goes_on(client, tmp_path, caplog):
+    model = client.app.state.store.current
+    predictions = PredictionLog(ServiceLogFiles(str(tmp_path / "log")), flush_rows=1, flush_seconds=60, max_rows=10)
+    write, failed = predictions._write, threading.Event()
+
+    def fails_once():
+        if not failed.is_set():
+            failed.set()
+            raise RuntimeError("a bug in the writer")
+        write()
+
+    predictions._write = fails_once
+    before = counted("retail_prediction_log_rows", role="champion", outcome="failed")
+    predictions.start()
+    predictions.record(CHAMPION, model, LoggedBaskets(["lost"], [200601]), np.full((1, 3), 1 / 3))
+    assert failed.wait(10)
+    predictions.record(CHAMPION, model, LoggedBaskets(["kept"], [200601]), np.full((1, 3), 1 / 3))
+    assert predictions.flush(10)
+    assert logged(tmp_path)[BASKET_KEY].to_list() == ["kept"]
+    assert counted("retail_prediction_log_rows", role="champion", outcome="failed") - before == 1
+    assert REGISTRY.get_sample_value("retail_prediction_log_held_rows", {"role": "champion"}) == 0
+    assert "prediction log writer failed" in caplog.text
+    predictions.close()
+
+
+class TimedFiles(ServiceLogFiles):
+    """Notes when the log would write a file (on the clock `now`), writing none."""
+
+    def __init__(self, now: list[float]) -> None:
+        super().__init__("unused")
+        self.now, self.times = now, list[float]()
+
+    def write(self, week: int, rows: pl.DataFrame) -> str:
+        self.times.append(self.now[0])
+        return "unused"
+
+
+def test_at_steady_traffic_a_replica_writes_a_file_per_flush_2016_a_week_at_the_default_settings(client, monkeypatch):
+    """A request a second for half an hour on a clock the test moves, a writer turn after each: a file every
+    flush_seconds (and the second until the next row); so at most a week / flush_seconds files a week per replica,
+    the number ml/monitor.py and infra/prediction_log.py give, for the inference service's most replicas too."""
+    import api.prediction_log
+
+    now = [1_200_000_000.0]
+    monkeypatch.setattr(api.prediction_log, "time", SimpleNamespace(time=lambda: now[0], monotonic=lambda: now[0]))
+    settings, files = ApiSettings(), TimedFiles(now)
+    predictions = PredictionLog(files, settings.prediction_log_flush_rows, settings.prediction_log_flush_seconds,
+                                settings.prediction_log_max_rows)
+    model = client.app.state.store.current
+    for _ in range(30 * 60):
+        predictions.record(CHAMPION, model, LoggedBaskets(["a"], [200601]), np.full((1, 3), 1 / 3))
+        predictions._turn(stopping=False)
+        now[0] += 1
+    assert set(np.diff(files.times)) == {settings.prediction_log_flush_seconds + 1} and len(files.times) == 5
+    per_week = 7 * 24 * 3600 // settings.prediction_log_flush_seconds
+    assert per_week == 2016 and per_week * InferenceConfig().max_replicas == 12_096
+
+
+def test_flushing_on_more_rows_than_are_held_is_refused():
+    with pytest.raises(ValidationError, match=r"RETAIL_PREDICTION_LOG_FLUSH_ROWS \(300\) exceeds"):
+        ApiSettings(prediction_log_flush_rows=300, prediction_log_max_rows=200)

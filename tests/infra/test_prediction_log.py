@@ -1,14 +1,17 @@
 """The inference pods' prediction log on AWS: the pods write it under the lake's predictions/service/, nothing more.
 
 With a `PredictionLogTarget` the pods are told where (RETAIL_PREDICTION_LOG_URI) and their
-role may put objects under that prefix and use the data key through S3, and nothing else;
-the Deployment waits for that permission. A service stack logs under the lake root batch
-scoring writes to. Without a target (`retail:inference.predictionLog: false`) the pods keep
-no log and the role gains nothing.
+role may put objects under that prefix's week folders and use the data key through S3, and
+nothing else; the Deployment waits for that permission. A service stack logs under the lake
+root batch scoring writes to. Without a target (`retail:inference.predictionLog: false`) the
+pods keep no log and the role gains nothing. The service's shutdown budget (api/shutdown.py),
+with the settings the Deployment gives it, fits the pod's grace period after its preStop sleep.
 """
 
 import pytest
 
+from api.settings import ApiSettings
+from api.shutdown import budget_seconds
 from infra.config import InferenceConfig
 from infra.inference import InferenceService
 from infra.prediction_log import PredictionLogTarget
@@ -44,7 +47,7 @@ def test_the_pods_are_told_to_log_under_the_lakes_predictions_zone(logging):
 def test_the_role_may_put_objects_under_that_prefix_and_use_the_data_key_through_s3_only(logging):
     (policy,) = [p for p in logging.of_type("aws:iam/rolePolicy:RolePolicy") if p.name == "svc-prediction-log"]
     assert {s["Sid"]: (s["Action"], s["Resource"], s.get("Condition")) for s in statements(policy)} == {
-        "WritePredictionLog": ("s3:PutObject", f"{LAKE}/lake/predictions/service/*", None),
+        "WritePredictionLog": ("s3:PutObject", f"{LAKE}/lake/predictions/service/week=*", None),
         "EncryptThroughS3": (["kms:GenerateDataKey", "kms:Decrypt"], DATA_KEY,
                              {"StringEquals": {"kms:ViaService": "s3.ap-southeast-1.amazonaws.com"}}),
     }
@@ -73,5 +76,17 @@ def test_the_dev_service_logs_under_the_lake_root_batch_scoring_writes_to(dev, d
     assert env["RETAIL_PREDICTION_LOG_URI"] == f"s3://{raw}/lake/predictions/service"
     (policy,) = [p for p in dev_service.of_type("aws:iam/rolePolicy:RolePolicy") if p.name.endswith("-prediction-log")]
     resources = {s["Sid"]: s["Resource"] for s in statements(policy)}
-    assert resources == {"WritePredictionLog": f"{raw_arn}/lake/predictions/service/*",
+    assert resources == {"WritePredictionLog": f"{raw_arn}/lake/predictions/service/week=*",
                          "EncryptThroughS3": dev.stack_outputs["dataKeyArn"]}
+
+
+def test_the_services_shutdown_fits_the_pods_grace_period_after_its_pre_stop_sleep(logging, monkeypatch):
+    (deployment,) = logging.of_type("kubernetes:apps/v1:Deployment")
+    pod = deployment.inputs["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    for name, value in env_of(logging).items():
+        monkeypatch.setenv(name, value)
+    settings = ApiSettings()  # as the pod reads them: the Deployment's environment over the defaults
+    assert settings.prediction_log_enabled
+    pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert pre_stop + budget_seconds(settings) < pod["terminationGracePeriodSeconds"]
