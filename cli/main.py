@@ -47,7 +47,9 @@ def main() -> None:
     default threshold the collector walks them again and again while finding nothing to free, then once
     more at exit. `retail models list` took 3.3-3.8 s with the defaults and about 1.9 s with a larger
     young generation and the start-up objects frozen at exit (bench/cli_startup.py). Cycles are still
-    collected, only less often.
+    collected, only less often. What is still in a reference cycle at exit is frozen with the rest, so its
+    finalizer never runs: files, Parquet writers and MLflow runs must be closed by `with` blocks (they are),
+    never left to a finalizer. `retail serve` starts a fresh interpreter, which the API tunes itself.
     """
     gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
     atexit.register(gc.freeze)  # atexit runs before the interpreter's final collection, which then skips them

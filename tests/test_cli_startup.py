@@ -40,8 +40,9 @@ def test_the_retail_command_runs_with_a_larger_young_generation_and_freezes_at_e
 
     scripts = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["retail"] == "cli.main:main"
-    probe = ("import atexit, gc, sys\nsys.argv = ['retail', '--help']\nfrom cli.main import main\n"
-             "try:\n    main()\nexcept SystemExit:\n    pass\n"
-             "atexit._run_exitfuncs()\nprint(gc.get_threshold()[0], gc.get_freeze_count() > 0, file=sys.stderr)")
-    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert result.stderr.split() == [str(YOUNG_GENERATION_THRESHOLD), "True"]
+    # atexit runs handlers last-registered first: the probe, registered before main(), runs after main's freeze.
+    probe = ("import atexit, gc, sys\n"
+             "atexit.register(lambda: print(gc.get_threshold()[0], gc.get_freeze_count() > 0, file=sys.stderr))\n"
+             "sys.argv = ['retail', '--help']\nfrom cli.main import main\nmain()")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert result.returncode == 0 and result.stderr.split() == [str(YOUNG_GENERATION_THRESHOLD), "True"]

@@ -19,7 +19,7 @@ AWS_PROVIDER = "pulumi:providers:aws"
 
 
 def within_budget(resources: Sequence[Resource]) -> list[tuple[str, str]]:
-    """The priced lines alone over the budget: a lower bound of the cost, so the stack is over for certain."""
+    """The priced lines alone over the budget, under the stack's cost assumptions: unpriced lines only add to them."""
     priced = _priced(resources)
     if isinstance(priced, list):
         return priced
@@ -31,7 +31,7 @@ def within_budget(resources: Sequence[Resource]) -> list[tuple[str, str]]:
 
 
 def fully_priced(resources: Sequence[Resource]) -> list[tuple[str, str]]:
-    """Resources without a price: the total within_budget judges leaves them out, so it can only be a lower bound."""
+    """Resources without a price: within_budget's total leaves them out, so it can pass a stack that is over."""
     priced = _priced(resources)
     if isinstance(priced, list):
         return []  # within_budget reports a stack that cannot be priced at all
