@@ -19,12 +19,24 @@ model version's bundle (for its training reference and featurizer) comes from th
 number, or, for a `sha256:...` version, from a --bundle location (the service's RETAIL_MODEL_URI);
 without one its drift is not measured and the report says so.
 
-`--week last` is the fiscal week before the one holding today's date in the local time zone (TZ): the
-week that ended most recently, which the weekly CronJob monitors (infra/monitoring_schedule.py).
+`--week pending`, what the weekly CronJob runs (infra/monitoring_schedule.py), takes its weeks from the data,
+not the clock: every week with a folder in the predictions zone and no report yet, oldest first, of which
+those whose labels are in silver are judged, at most RETAIL_MONITOR_PENDING_WEEKS a run (the rest wait for
+the next). A week whose labels land late is judged by the first run after they land; a run with nothing
+new to judge says so and exits 0. The EMF line carries the figures of the newest week judged only: the
+alarms read "the latest judged week" (infra/observability.py), and a daily Minimum over several weeks'
+figures would mix them. `--week last` is the fiscal week before the one holding today's date in the local
+time zone (TZ), for a current-dated live feed.
 
-Exits 2 when the week has no prediction or no labels yet, and 1 (after writing the report, publishing
-MonitorRunFailed=1) when it has both but no predicted basket's key is in the week's silver lines; a week
-whose figures breach the thresholds is a finding, not a failure (exit 0): the alarms read the published metrics.
+The served bundle's version (`sha256:<manifest hash>`, pinned with --bundle-sha256 / RETAIL_MODEL_SHA256 as
+the scorer pins it) is recorded in the report (`served_versions`), with a notice when the week's champion
+was another version (the served model changed since the week's predictions: its drift is then not measured).
+
+Exit codes: 2 when a week asked for by number or `last` has no prediction or no labels yet, or a bundle
+cannot be had; DATA_FAULT_EXIT_CODE (3) when a week has both but no predicted basket's key is in its silver
+lines (after writing its report, publishing MonitorRunFailed=1): a retry reads the same data, so the
+CronJob fails at once on both; 1 when the registry refused a promotion. A week whose figures breach the
+thresholds is a finding, not a failure (exit 0): the alarms read the published metrics.
 """
 
 from __future__ import annotations
@@ -53,6 +65,10 @@ PUBLISHED_METRICS = emf.MONITOR_RUN_METRICS
 
 
 LAST_WEEK = "last"
+PENDING = "pending"
+DATA_FAULT_EXIT_CODE = 3
+"""The exit code when the data cannot be measured (no predicted basket's key joins the week's silver lines)."""
+INPUT_EXIT_CODE = 2
 FIRST_WEEK, FINAL_WEEK = 190001, 299952
 
 
@@ -73,6 +89,11 @@ def week_code(value: str) -> int:
     return int(value)
 
 
+def week_choice(value: str) -> int | str:
+    """`--week`: `pending`, or a week as `week_code` reads it."""
+    return PENDING if value == PENDING else week_code(value)
+
+
 class NothingToMonitor(LookupError):
     """The week has no prediction or no labels in the lake."""
 
@@ -85,30 +106,40 @@ class MonitorRun:
     promotion_error: str | None = None  # why the registry refused the promotion the verdict called for
 
 
-def bundles_from(settings: Settings, bundles: list[str], registry: bool) -> Callable[[str], ModelBundle | None]:
+class BundleFor:
     """A version's bundle: a registered version from the registry (when `registry`), a `sha256:...` version from
-    the bundle locations given; each loaded once. None when it cannot be had."""
-    from cli.score import choose_model
-    from ml.bundle import BundleIntegrityError
+    the bundle locations given (each pinned to the manifest hash `sha256`, when given); each loaded once. None
+    when it cannot be had. `served` lists the versions the bundle locations hold, once one was asked for."""
 
-    loaded: dict[str, ModelBundle | None] = {}
-    located: dict[str, ModelBundle] = {}
+    def __init__(self, settings: Settings, bundles: list[str], registry: bool, sha256: str | None = None) -> None:
+        self.settings, self.bundles, self.registry, self.sha256 = settings, bundles, registry, sha256
+        self.loaded: dict[str, ModelBundle | None] = {}
+        self.located: dict[str, ModelBundle] = {}
 
-    def bundle_for(version: str) -> ModelBundle | None:
-        if not located and bundles:
-            for location in bundles:
-                model = choose_model(settings, bundle=location)
-                located[model.version] = model.bundle
-        if version not in loaded:
-            loaded[version] = located.get(version)
-            if loaded[version] is None and registry and version.isdigit():
+    @property
+    def served(self) -> list[str]:
+        return list(self.located)
+
+    def __call__(self, version: str) -> ModelBundle | None:
+        from cli.score import choose_model
+        from ml.bundle import BundleIntegrityError
+
+        if not self.located and self.bundles:
+            for location in self.bundles:
+                model = choose_model(self.settings, bundle=location, bundle_sha256=self.sha256)
+                self.located[model.version] = model.bundle
+        if version not in self.loaded:
+            self.loaded[version] = self.located.get(version)
+            if self.loaded[version] is None and self.registry and version.isdigit():
                 try:
-                    loaded[version] = choose_model(settings, model=version).bundle
+                    self.loaded[version] = choose_model(self.settings, model=version).bundle
                 except (LookupError, BundleIntegrityError) as exc:
                     console.print(f"version {version}: no bundle ({exc})", markup=False)
-        return loaded[version]
+        return self.loaded[version]
 
-    return bundle_for
+
+def bundles_from(settings: Settings, bundles: list[str], registry: bool, sha256: str | None = None) -> BundleFor:
+    return BundleFor(settings, bundles, registry, sha256)
 
 
 def run_monitor(
@@ -136,6 +167,10 @@ def run_monitor(
     except NoLabels as exc:
         raise NothingToMonitor(str(exc)) from exc
     report = measure_week(week, predictions, lines, bundle_for, gate, monitoring)
+    report.served_versions = bundle_for.served if isinstance(bundle_for, BundleFor) else []
+    if report.champion is not None and report.served_versions and report.champion.version not in report.served_versions:
+        report.notices.append(f"week {week}: the served model ({', '.join(report.served_versions)}) is not the "
+                              f"week's champion {report.champion.version}: it changed since the week's predictions")
     store = ReportStore(out)
     history = store.history(before=week)
     decision = policy_inputs_of(history, report).decide({}, gate, monitoring)
@@ -161,6 +196,31 @@ def run_monitor(
             outcome.promoted = run.promotion.version
             run.files = store.write(outcome, history, gate, monitoring)
     return run
+
+
+def pending_weeks(settings: Settings, out: str, cap: int) -> tuple[list[int], list[int]]:
+    """The weeks `--week pending` judges, oldest first: of the weeks with predictions and no report at `out`,
+    the first `cap` whose labels are in silver; and the weeks before the last of those still waiting for
+    labels (they are tried again next run)."""
+    from ml.labels import NoLabels, week_lines
+    from ml.lake import Lake
+    from ml.monitor import predicted_weeks
+    from ml.monitor_report import ReportStore
+
+    lake = Lake(settings.lake_root)
+    reported = ReportStore(out).reported_weeks()
+    judged: list[int] = []
+    waiting: list[int] = []
+    for week in (w for w in predicted_weeks(lake) if w not in reported):
+        if len(judged) == cap:
+            break
+        try:
+            week_lines(lake, week)
+        except NoLabels:
+            waiting.append(week)
+        else:
+            judged.append(week)
+    return judged, waiting
 
 
 def figures(outcome: Outcome, min_baskets: int) -> dict[str, float | None]:
@@ -226,14 +286,18 @@ def print_outcome(run: MonitorRun) -> None:
 
 
 def monitor(
-    week: int = typer.Option(..., "--week", "-w", parser=week_code, metavar="YYYYWW|last",
-                             help="fiscal week to monitor, or `last`: the week before today's"),
+    week: str = typer.Option(..., "--week", "-w", parser=week_choice, metavar="YYYYWW|last|pending",
+                             help="fiscal week to monitor; `last`: the week before today's; `pending`: each week "
+                                  "with predictions and labels but no report yet, oldest first "
+                                  "(RETAIL_MONITOR_PENDING_WEEKS at most)"),
     lake: str = typer.Option(None, help="lake root: a folder or s3://bucket/prefix [env RETAIL_LAKE_ROOT]"),
     out: str = typer.Option(None, help="where reports go: a folder or s3:// prefix [default: LAKE/monitoring]"),
     bundle: list[str] = typer.Option(None, help="a bundle location (folder or s3:// prefix) for sha256:... versions; "
                                                 "repeat for several"),
     registry: bool = typer.Option(True, "--registry/--no-registry",
                                   help="read registered versions' bundles from the MLflow registry"),
+    bundle_sha256: str = typer.Option(None, envvar="RETAIL_MODEL_SHA256",
+                                      help="refuse a --bundle whose manifest's SHA-256 is not this (the served one)"),
     promote: bool = typer.Option(False, help="promote the challenger in the registry when it has earned it"),
 ) -> None:
     """Measure week W's predictions against its labels; decide on retraining and the challenger; write the report."""
@@ -242,29 +306,42 @@ def monitor(
     from ml.settings import GateSettings, MonitorSettings, Settings
 
     settings = Settings(**({"lake_root": lake} if lake else {}))
-    failed, outcome = True, None
+    monitoring = MonitorSettings()
+    failed, newest = True, None
     try:
         location = out or Lake(settings.lake_root).uri("monitoring")
-        try:
-            run = run_monitor(week, settings, GateSettings(), MonitorSettings(), location,
-                              bundles_from(settings, bundle or [], registry), promote)
-        except (LookupError, BundleIntegrityError) as exc:  # NothingToMonitor, no such bundle or version
-            print_error(exc)
-            raise typer.Exit(2) from exc
-        outcome = run.outcome
-        print_outcome(run)
-        if run.promotion_error is not None:
-            print_error(run.promotion_error)
-            raise typer.Exit(1)
-        if not outcome.report.joined_baskets:
-            print_error(f"week {week}: none of the {outcome.report.predicted_baskets} predicted baskets is in the "
-                        f"week's silver lines ({outcome.report.label_source}): their keys do not join")
-            raise typer.Exit(1)
+        if week != PENDING:
+            weeks = [int(week)]
+        else:
+            weeks, waiting = pending_weeks(settings, location, monitoring.pending_weeks)
+            for week_waiting in waiting:
+                console.print(f"week {week_waiting}: predictions but no labels in silver yet; waits for them")
+            if not weeks:
+                console.print("nothing new to judge: no week has predictions, labels and no report yet")
+        bundle_for = bundles_from(settings, bundle or [], registry, bundle_sha256)
+        code = 0
+        for each in weeks:
+            try:
+                run = run_monitor(each, settings, GateSettings(), monitoring, location, bundle_for, promote)
+            except (LookupError, BundleIntegrityError) as exc:  # NothingToMonitor, no such bundle or version
+                print_error(exc)
+                raise typer.Exit(INPUT_EXIT_CODE) from exc
+            newest = run.outcome
+            print_outcome(run)
+            if run.promotion_error is not None:
+                print_error(run.promotion_error)
+                code = code or 1
+            if not newest.report.joined_baskets:
+                print_error(f"week {each}: none of the {newest.report.predicted_baskets} predicted baskets is in the "
+                            f"week's silver lines ({newest.report.label_source}): their keys do not join")
+                code = DATA_FAULT_EXIT_CODE
+        if code:
+            raise typer.Exit(code)
         failed = False
     finally:
         if settings.emf_enabled:
             emf.monitor_run(settings.environment, failed,
-                            {} if outcome is None else figures(outcome, MonitorSettings().min_baskets))
+                            {} if newest is None else figures(newest, monitoring.min_baskets))
 
 
 if __name__ == "__main__":  # `python -m cli.monitor ...`: the command without the rest of `retail`

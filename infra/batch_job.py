@@ -114,6 +114,9 @@ class BatchJobSpec:
     namespace: str
     time_zone: pulumi.Input[str]
     sizing: ScheduledJobConfig
+    fail_job_exit_codes: Sequence[int] = (INPUT_ERROR_EXIT_CODE,)
+    """Exit codes on which the Job fails at once, without a retry (its pod failure policy's FailJob rule): the
+    command's codes for unusable input, which a retry would read the same."""
 
 
 class BatchJob:
@@ -207,7 +210,7 @@ class BatchJob:
                                 on_exit_codes=k8s.batch.v1.PodFailurePolicyOnExitCodesRequirementArgs(
                                     container_name=self._spec.container,
                                     operator="In",
-                                    values=[INPUT_ERROR_EXIT_CODE],
+                                    values=sorted(self._spec.fail_job_exit_codes),
                                 ),
                             ),
                         ]

@@ -46,7 +46,15 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from infra.batch_job import BatchJob, BatchJobSpec, data_key_through_s3, join, read_prefix, write_prefix
+from infra.batch_job import (
+    INPUT_ERROR_EXIT_CODE,
+    BatchJob,
+    BatchJobSpec,
+    data_key_through_s3,
+    join,
+    read_prefix,
+    write_prefix,
+)
 from infra.batch_scoring import BatchScoring
 from infra.config import MonitoringConfig, ThresholdsConfig
 from infra.iam import policy_document
@@ -55,8 +63,10 @@ APP = "retail-monitoring"
 CONTAINER = "monitor"
 COMMAND = ("python", "-m", "cli.monitor")
 """`retail monitor`, as the inference image ships it (Dockerfile: cli/monitor.py run as a module)."""
-LAST_WEEK = "last"
-"""`--week last`: the fiscal week before the run's (cli/monitor.py)."""
+PENDING_WEEKS = "pending"
+"""`--week pending`: the weeks with predictions and labels but no report yet (cli/monitor.py)."""
+DATA_FAULT_EXIT_CODE = 3
+"""cli/monitor.py's exit code when no predicted basket's key joins the week's silver lines."""
 REPORTS = "monitoring"
 """The folder under the lake root the reports go to (cli/monitor.py's default `--out`)."""
 
@@ -89,9 +99,10 @@ class MonitoringSchedule(pulumi.ComponentResource):
                 app=APP,
                 container=CONTAINER,
                 command=COMMAND,
-                args=["--week", LAST_WEEK, "--bundle", args.beside.bundle_uri, "--no-registry"],
+                args=["--week", PENDING_WEEKS, "--bundle", args.beside.bundle_uri, "--no-registry"],
                 lake_root=args.beside.lake_root,
-                env={"TZ": scoring.time_zone, **threshold_variables(args.thresholds)},
+                env={"TZ": scoring.time_zone, "RETAIL_MODEL_SHA256": scoring.bundle_sha256,
+                     **threshold_variables(args.thresholds)},
                 role="monitor",
                 role_description="Monitoring pods: read predictions, silver and reports and the served bundle, "
                 "write reports",
@@ -99,6 +110,7 @@ class MonitoringSchedule(pulumi.ComponentResource):
                 namespace=scoring.sizing.namespace,
                 time_zone=scoring.time_zone,
                 sizing=args.sizing,
+                fail_job_exit_codes=(INPUT_ERROR_EXIT_CODE, DATA_FAULT_EXIT_CODE),
             ),
             after=[args.beside.namespace_object],
         )

@@ -114,6 +114,21 @@ def read_predictions(lake: Lake, week: int) -> WeekPredictions:
                            rows.height - keyed.height, unreadable)
 
 
+def predicted_weeks(lake: Lake) -> list[int]:
+    """The weeks with a folder in the predictions zone (the service log's or a batch run's), in order. Lists the
+    zone's top level and one level below each of its folders only (no object is read)."""
+    top = lake.fs.get_file_info(pafs.FileSelector(join(lake.base, PREDICTIONS), allow_not_found=True))
+    service = join(lake.base, *SERVICE_LOG)
+    parents = [join(info.path, BATCH_BASKETS) if info.path != service else service
+               for info in top if info.type == pafs.FileType.Directory]
+    prefix = week_folder(0)[:-1]  # `week=`
+    weeks = {int(info.base_name[len(prefix):]) for parent in parents
+             for info in lake.fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True))
+             if info.type == pafs.FileType.Directory and info.base_name.startswith(prefix)
+             and info.base_name[len(prefix):].isdigit()}
+    return sorted(weeks)
+
+
 def _week_files(fs: pafs.FileSystem, root: str, week: int) -> list[pafs.FileInfo]:
     """The Parquet files of `week` in the predictions zone of the lake at `root`, in path order: the service log's
     week folder and each batch run's (`ml.prediction_log`'s layout). Lists the zone's top level and those folders
@@ -216,6 +231,7 @@ class WeekReport:
     predicted_baskets: int = 0  # distinct basket keys predicted in the week, whatever the role or version
     joined_baskets: int = 0  # of those, baskets found in the week's silver lines (labelled or XX)
     unreadable_files: dict[str, str] = field(default_factory=dict)  # prediction files left out, and why
+    served_versions: list[str] = field(default_factory=list)  # the --bundle versions (sha256:<manifest hash>) read
 
     @property
     def join_coverage(self) -> float | None:

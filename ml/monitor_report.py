@@ -111,6 +111,13 @@ class ReportStore:
                     outcomes.append(Outcome.from_dict(json.loads(stream.read())))
         return sorted(outcomes, key=lambda o: o.report.week)
 
+    def reported_weeks(self) -> set[int]:
+        """The weeks whose folder holds a report.json (listed, not read)."""
+        listed = self.fs.get_file_info(pafs.FileSelector(self.base, recursive=True, allow_not_found=True))
+        folders = {info.path[len(self.base):].strip("/").split("/")[0] for info in listed
+                   if info.type == pafs.FileType.File and info.path.endswith(f"/{REPORT_JSON}")}
+        return {int(folder[5:]) for folder in folders if folder.startswith("week=") and folder[5:].isdigit()}
+
     def write(self, outcome: Outcome, history: list[Outcome], gate: GateSettings, settings: MonitorSettings
               ) -> dict[str, str]:
         """The week's figures, HTML and JSON (last); returns each file's location by name."""

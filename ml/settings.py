@@ -41,6 +41,8 @@ class MonitorSettings(BaseSettings):
     # in each of the last `challenger_weeks` monitored weeks.
     challenger_margin: float = Field(0.02, ge=0, le=1)
     challenger_weeks: int = Field(3, ge=1)
+    # `retail monitor --week pending` judges at most this many weeks a run (the oldest waiting first).
+    pending_weeks: int = Field(4, ge=1)
     # `retail changed --monitoring` flags a latest report whose week is more than this many weeks before last week.
     stale_weeks: int = Field(2, ge=0)
 

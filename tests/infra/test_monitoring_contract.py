@@ -1,8 +1,8 @@
 """The monitor role allows every S3 request `retail monitor` makes, as the monitoring CronJob runs it.
 
 The CronJob's command (`python -m cli.monitor`, as the inference image ships it) runs in a child process
-against moto's S3 with the CronJob's arguments and environment, the week named instead of `last` (whose
-date arithmetic tests/test_monitor_last_week.py checks). The lake holds what a week of the platform holds:
+against moto's S3 with the CronJob's arguments (`--week pending`) and environment, the served bundle's hash as
+RETAIL_MODEL_SHA256. The lake holds what a week of the platform holds:
 the last two weeks of the shared small pipeline run's silver lines, their predictions by the champion
 bundle published under the serving prefix (scored as the batch-scoring CronJob scores them), and the
 previous week's report. The run's EMF line holds every metric the platform's monitoring alarms read. Every
@@ -25,7 +25,7 @@ import pytest
 
 from infra.batch_scoring import BatchScoring, BatchScoringArgs
 from infra.config import BatchScoringConfig, ThresholdsConfig, parse_section
-from infra.monitoring_schedule import COMMAND, LAST_WEEK, MonitoringSchedule, MonitoringScheduleArgs
+from infra.monitoring_schedule import COMMAND, PENDING_WEEKS, MonitoringSchedule, MonitoringScheduleArgs
 from infra.observability import Observability, ObservabilityArgs
 from policies.documents import Need, allows
 from policies.producers import MONITOR_METRICS
@@ -99,14 +99,19 @@ def lake_of_a_week(s3, small_run, tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def monitoring_run(s3, cron_job, lake_of_a_week, tmp_path_factory):
-    """`retail monitor` as the CronJob runs it; returns (exit code, output, the requests it made)."""
+def monitoring_run(s3, cron_job, lake_of_a_week, small_run, tmp_path_factory):
+    """`retail monitor` as the CronJob runs it (`--week pending`: the week, whose week before has its report
+    already), pinned to the served bundle's hash; returns (exit code, output, the requests it made)."""
+    from api.model_source import RegistrySource
+
     container, _ = cron_job
     scratch = tmp_path_factory.mktemp("monitoring-job")
+    source = RegistrySource(small_run.settings)
     env = {**os.environ, **{e["name"]: e["value"] for e in container["env"]},
+           "RETAIL_MODEL_SHA256": source.fetch(source.fingerprint()).sha256,  # the deploy's, here the bundle's
            "RETAIL_WORK_DIR": str(scratch / "work"), "HOME": str(scratch)}  # the pod's /tmp, here
     arguments = [str(a) for a in container["args"]]
-    arguments[arguments.index(LAST_WEEK)] = str(lake_of_a_week)
+    assert PENDING_WEEKS in arguments
     python, *module = COMMAND
     assert python == "python" and container["command"] == list(COMMAND)
     s3.requests.clear()

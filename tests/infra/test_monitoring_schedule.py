@@ -1,4 +1,4 @@
-"""MonitoringSchedule: `retail monitor --week last` weekly beside batch scoring, after its run, bounded and hardened
+"""MonitoringSchedule: `retail monitor --week pending` weekly beside batch scoring, after its run, bounded and hardened
 like it, with an IRSA role that reads predictions, silver, the reports and the served bundle and writes reports only.
 
 Also `retail:monitoring` (infra/config.py): a weekly schedule that starts after the week's scoring run has surely
@@ -11,6 +11,8 @@ import json
 import pulumi
 import pytest
 
+import cli.monitor as monitor_command
+from infra.batch_job import INPUT_ERROR_EXIT_CODE
 from infra.batch_scoring import BatchScoring, BatchScoringArgs
 from infra.config import (
     BatchScoringConfig,
@@ -21,7 +23,7 @@ from infra.config import (
     read_stack_file,
     weekly_minute,
 )
-from infra.monitoring_schedule import APP, MonitoringSchedule, MonitoringScheduleArgs
+from infra.monitoring_schedule import APP, DATA_FAULT_EXIT_CODE, MonitoringSchedule, MonitoringScheduleArgs
 from infra.offline import OfflineRun, _run_program, preview_service
 from infra.providers.kinds import SERVED_MODEL
 from ml.settings import GateSettings, MonitorSettings
@@ -81,12 +83,18 @@ def cron(run):
 
 
 # --- what it runs -------------------------------------------------------------------------------------------------
-def test_the_container_runs_retail_monitor_on_last_week_with_the_served_bundle_and_no_registry(container):
+def test_the_container_runs_retail_monitor_on_pending_weeks_with_the_served_bundle_pinned_and_no_registry(container):
     assert container["image"] == IMAGE
     assert container["command"] == ["python", "-m", "cli.monitor"]  # `retail monitor` as the image ships it
     assert container["args"] == [
-        "--week", "last", "--bundle", f"s3://lake-artifacts/{BUNDLE_PREFIX}/", "--no-registry",
+        "--week", "pending", "--bundle", f"s3://lake-artifacts/{BUNDLE_PREFIX}/", "--no-registry",
     ]  # fmt: skip
+
+def test_the_served_bundle_is_pinned_to_the_hash_the_scorer_pins(run, container):
+    scoring_env = env_of(scorers(run, "CronJob").inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+                         ["containers"][0])
+    assert env_of(container)["RETAIL_MODEL_SHA256"] == scoring_env["RETAIL_MODEL_SHA256"]
+    assert len(scoring_env["RETAIL_MODEL_SHA256"]) == 64
 
 
 def test_it_reads_batch_scorings_lake_and_publishes_its_figures_as_emf(run, container):
@@ -133,12 +141,15 @@ def test_the_cron_job_runs_weekly_after_scoring_in_scorings_time_zone_without_ov
     assert cron["concurrencyPolicy"] == "Forbid" and cron["startingDeadlineSeconds"] == 3600
 
 
-def test_a_run_is_stopped_after_an_hour_and_a_week_without_data_fails_at_once(cron, pod):
+def test_a_run_is_stopped_after_an_hour_and_an_input_or_data_fault_fails_at_once(cron, pod):
     job = cron["jobTemplate"]["spec"]
     assert (job["activeDeadlineSeconds"], job["backoffLimit"], job["ttlSecondsAfterFinished"]) == (3600, 2, 345600)
     ignore, fail = job["podFailurePolicy"]["rules"]
     assert ignore["onPodConditions"] == [{"type": "DisruptionTarget", "status": "True"}]
-    assert fail["onExitCodes"] == {"containerName": "monitor", "operator": "In", "values": [2]}
+    assert fail["onExitCodes"] == {"containerName": "monitor", "operator": "In", "values": [2, 3]}
+    # the codes the command exits with on a week it cannot read and on keys that do not join (cli/monitor.py)
+    assert (monitor_command.INPUT_EXIT_CODE, monitor_command.DATA_FAULT_EXIT_CODE) == (2, 3) == (
+        INPUT_ERROR_EXIT_CODE, DATA_FAULT_EXIT_CODE)
     assert pod["restartPolicy"] == "Never"
 
 
