@@ -1,17 +1,17 @@
-"""The monitoring schedule on EKS: `retail monitor --week last` as a weekly CronJob beside batch scoring.
+"""The monitoring schedule on EKS: `retail monitor --week pending` as a weekly CronJob beside batch scoring.
 
 What runs: once a week (`retail:monitoring.schedule`, in the batch jobs' time zone, after that week's
 scoring run has ended) a Job runs, in the inference image the service deploys (the same digest, which
 ships `python -m cli.monitor` and matplotlib for the report's figures):
 
-    python -m cli.monitor --week last --bundle s3://<artifacts>/<serving prefix>/ --no-registry
+    python -m cli.monitor --week pending --bundle s3://<artifacts>/<serving prefix>/ --no-registry
 
-with RETAIL_LAKE_ROOT=s3://<lake>/<prefix>, batch scoring's lake root. `--week last` is the fiscal week
-before the one holding the run's date (ml/calendar.py), read in the CronJob's time zone (TZ is set to it, the
-platform's `batchTimeZone`, the zone its missed-run alarms count weeks in; the
-image's python slim base installs Debian's tzdata, where the C library looks the zone up), so a Monday run
-measures the week that ended the day before: the week the scoring run of that Monday
-scored and the pipeline landed in silver. The command (cli/monitor.py) joins the week's predictions under
+with RETAIL_LAKE_ROOT=s3://<lake>/<prefix>, batch scoring's lake root, and RETAIL_MODEL_SHA256 the served
+manifest's hash, as the scorer pins it. `--week pending` takes its weeks from the data, not the clock (the
+lake's weeks are the data's, and labels land late): each week with predictions and labels but no report yet,
+oldest first, at most RETAIL_MONITOR_PENDING_WEEKS a run; with none it exits 0. TZ is the platform's
+`batchTimeZone` (the zone its missed-run alarms count weeks in; the image's python slim base installs Debian's
+tzdata), which `--week last` would read the date in. The command (cli/monitor.py) joins the week's predictions under
 `<lake root>/predictions/` (batch runs and the service's log) with its labels from `<lake root>/silver/`,
 reads the earlier weeks' reports and writes the week's report under `<lake root>/monitoring/week=W/`.
 The served bundle gives the champion's training reference for the PSI (`--bundle`: the versions the
@@ -26,8 +26,9 @@ no deployer's shell environment enters either.
 
 How it runs (the bounds, the batch nodes, pod security, the NetworkPolicy, EMF shipping) is what every
 batch job shares: infra/batch_job.py. It runs in batch scoring's namespace, under its own
-ServiceAccount and NetworkPolicy, after the autoscaler; exit code 2 (no prediction or no label for the
-week yet) fails the Job at once and is published as `MonitorRunFailed` 1.
+ServiceAccount and NetworkPolicy, after the autoscaler; exit codes 2 (an input fault: a bundle that cannot be
+had) and 3 (a data fault: no predicted basket's key joins the week's silver lines) fail the Job at once (its
+pod failure policy) and are published as `MonitorRunFailed` 1.
 
 What it may do: its ServiceAccount's IRSA role allows only
 - s3:ListBucket (with an `s3:prefix` condition) and s3:GetObject under `<lake prefix>/predictions/`,
