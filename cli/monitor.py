@@ -323,6 +323,12 @@ def monitor(
         for each in weeks:
             try:
                 run = run_monitor(each, settings, GateSettings(), monitoring, location, bundle_for, promote)
+            except NothingToMonitor as exc:
+                if week != PENDING:
+                    print_error(exc)
+                    raise typer.Exit(INPUT_EXIT_CODE) from exc
+                console.print(f"{exc}; waits for the next run", markup=False)  # e.g. only unreadable files
+                continue
             except (LookupError, BundleIntegrityError) as exc:  # NothingToMonitor, no such bundle or version
                 print_error(exc)
                 raise typer.Exit(INPUT_EXIT_CODE) from exc

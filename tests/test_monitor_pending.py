@@ -117,3 +117,26 @@ def test_the_report_names_the_served_version_and_says_when_the_week_s_champion_w
     assert any("the served model (sha256:0123456789ab) is not the week's champion 1" in n for n in report.notices)
     saved = json.loads((tmp_path / "r" / f"week={WEEK}" / "report.json").read_text())["report"]
     assert saved["served_versions"] == ["sha256:0123456789ab"]
+
+
+def test_a_pending_week_whose_keys_do_not_join_is_reported_and_fails_the_run_as_a_data_fault(lake, tmp_path,
+                                                                                           command):
+    relabelled = pl.read_parquet(f"{lake.root}/silver/20240101T000000Z-aaaa/lines.parquet").with_columns(
+        (pl.lit("other-") + pl.col(BASKET_KEY)).alias(BASKET_KEY))
+    lake.write_parquet(relabelled, "silver", "20250101T000000Z-bbbb", "lines.parquet")  # newer: read first
+    out = tmp_path / "r"
+    result, [line] = invoke(command, lake, out)
+    assert result.exit_code == 3, result.output
+    assert reported(out) == [WEEK - 1, WEEK]  # written, so the next run does not judge them again
+    assert line[names.MONITOR_RUN_FAILED] == 1
+
+
+def test_a_pending_week_with_only_unreadable_prediction_files_waits_rather_than_fails(lake, tmp_path, command):
+    folder = tmp_path / "lake" / "predictions" / "run-3" / "baskets" / f"week={WEEK - 2}"
+    folder.mkdir(parents=True)
+    (folder / "part-0000.parquet").write_bytes(b"not parquet")
+    late = pl.DataFrame({BASKET_KEY: ["b01"], "SHOP_WEEK": [WEEK - 2], LABEL: ["LA"]})
+    lake.write_parquet(late, "silver", "20240201T000000Z-late", "lines.parquet")
+    result, [line] = invoke(command, lake, tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    assert f"week {WEEK - 2}: no prediction" in result.stderr and reported(tmp_path / "r") == [WEEK - 1, WEEK]
