@@ -397,7 +397,7 @@ class BatchScoringConfig(ScheduledJobConfig):
 
 
 class MonitoringConfig(ScheduledJobConfig):
-    """The weekly `retail monitor --week last` CronJob: the service stack's `retail:monitoring`
+    """The weekly `retail monitor --week pending` CronJob: the service stack's `retail:monitoring`
     (infra/monitoring_schedule.py), in batch scoring's namespace, time zone and lake."""
 
     schedule: str = "0 6 * * 1"
@@ -417,8 +417,7 @@ class MonitoringConfig(ScheduledJobConfig):
     def _is_weekly(cls, value: str) -> str:
         if weekly_minute(value) is None:
             raise ValueError(f"schedule must run once a week, as `minute hour * * weekday` (e.g. 0 6 * * 1), got "
-                             f"{value!r}: `--week last` monitors the week before the run's, and the missed-run "
-                             "alarm counts calendar weeks")
+                             f"{value!r}: the missed-run alarm counts calendar weeks, one run in each")
         return value
 
     @model_validator(mode="after")

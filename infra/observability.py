@@ -321,11 +321,13 @@ class Observability(pulumi.ComponentResource):
         A sliding one-day window (86,400 s x 1, within the seven-day limit): the alarm fires as soon as the
         failed run's line arrives and stays in ALARM for a day, then returns to OK on its own. A pod attempt
         that failed and was retried successfully also fires it (each attempt is a run of the command). No
-        data (the other six days of the week) is not breaching: no run, no failure. A monitoring run fails
-        when it errs or exits 2: the week has no prediction or no label yet (its data did not land, or batch
-        scoring did not run). Only a run that reaches its EMF line counts: one that dies before it (invalid
-        RETAIL_* settings or arguments, an OOM kill, the active deadline, a spot loss without a retry) sends
-        nothing, and shows up as missed (`_run_missed_alarm`), not as failed.
+        data (the other six days of the week) is not breaching: no run, no failure. A monitoring run
+        (`--week pending`) fails when it errs, exits 2 (an input fault, e.g. the served bundle missing or not
+        the pinned one) or exits 3 (a data fault: the week's keys do not join its labels); a week still waiting
+        for its labels is not a failure, it is judged by a later run. Only a run that reaches its EMF line
+        counts: one that dies before it (invalid RETAIL_* settings or arguments, an OOM kill, the active
+        deadline, a spot loss without a retry) sends nothing, and shows up as missed (`_run_missed_alarm`),
+        not as failed.
         """
         return self._alarm(
             suffix,
