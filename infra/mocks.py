@@ -20,19 +20,23 @@ or `ManagedNodeGroup.nodeGroup`) are not filled: the program does not read them.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import tarfile
 from typing import Any
 
 import pulumi
 
 from infra.providers.kinds import DYNAMIC_TYPE, REGISTERED_PACKAGE, SERVED_MODEL, TRAINING_JOB
 from infra.providers.package_facts import (
+    BUNDLE_MANIFEST,
     CHAMPION_ARN,
     GATE_PASSED,
     HOLDOUT_RUN,
     NO_CHAMPION,
     REPORT_SHA256,
     SERVED,
+    report_metrics,
     sha256_hex,
     verified_facts,
 )
@@ -40,8 +44,25 @@ from infra.providers.package_facts import (
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "ap-southeast-1"
 OIDC_ID = "EXAMPLED539D4633E53DE1B71EXAMPLE"
-PLACEHOLDER_REPORT = json.dumps({"gate": {"passed": True}, "lineage": {"run_id": "offline"}}).encode()
-"""The placeholder package's validation report: the verdict and run its metadata states, and no metrics."""
+PLACEHOLDER_MANIFEST = json.dumps({"family": "offline", "files": {}}).encode()
+
+
+def _placeholder_bundle() -> bytes:
+    """The placeholder's model.tar.gz: a bundle archive holding only its manifest."""
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode="w:gz") as archive:
+        member = tarfile.TarInfo(BUNDLE_MANIFEST)
+        member.size = len(PLACEHOLDER_MANIFEST)
+        archive.addfile(member, io.BytesIO(PLACEHOLDER_MANIFEST))
+    return packed.getvalue()
+
+
+PLACEHOLDER_MODEL = "s3://offline/registry/local/offline/model.tar.gz"
+PLACEHOLDER_REPORT_URI = "s3://offline/registry/local/offline/validation.json"
+PLACEHOLDER_REPORT = json.dumps({"gate": {"passed": True}, "lineage": {"run_id": "offline"},
+                                 "bundle_sha256": sha256_hex(PLACEHOLDER_MANIFEST)}).encode()
+"""The placeholder package's validation report: the verdict and run its metadata states, no metrics, and the
+digest of the placeholder bundle (`PLACEHOLDER_BUNDLE`, whose manifest is `PLACEHOLDER_MANIFEST`)."""
 
 
 def _suffix(name: str) -> str:
@@ -83,7 +104,8 @@ class PlatformMocks(pulumi.runtime.Mocks):
         if args.typ == DYNAMIC_TYPE and args.inputs.get("kind") == REGISTERED_PACKAGE:
             arn = str(args.inputs.get("model_package_arn"))
             # The placeholder cannot say what the stack serves now: it stands for the stack's first deploy.
-            placeholder = verified_facts(self._placeholder_package(arn), lambda _uri: PLACEHOLDER_REPORT)
+            objects = {PLACEHOLDER_REPORT_URI: PLACEHOLDER_REPORT, PLACEHOLDER_MODEL: _placeholder_bundle()}
+            placeholder = verified_facts(self._placeholder_package(arn), objects.__getitem__)
             outputs["package"] = {**placeholder, SERVED: {"arn": NO_CHAMPION}}
             outputs["served_history"] = []
             return arn, outputs
@@ -110,19 +132,21 @@ class PlatformMocks(pulumi.runtime.Mocks):
     def _placeholder_package(arn: str) -> dict[str, Any]:
         """DescribeModelPackage of the version `infra.offline.deploy_time_placeholders` serves: the group's first
         (`.../1`, so registered when there was no champion), approved after passing the gate, with its lineage and
-        the hash of `PLACEHOLDER_REPORT`, which stands for its validation report (the offline report labels the
-        rules judging it as judged at deploy time only)."""
+        `PLACEHOLDER_REPORT` recorded as its validation report (ModelMetrics) beside its bundle (the offline
+        report labels the rules judging it as judged at deploy time only)."""
         return {
             "ModelPackageArn": arn,
             "ModelPackageVersion": int(arn.rsplit("/", 1)[-1]),
             "ModelApprovalStatus": "Approved",
+            "InferenceSpecification": {"Containers": [{"ModelDataUrl": PLACEHOLDER_MODEL}]},
+            "ModelMetrics": report_metrics(PLACEHOLDER_REPORT_URI, PLACEHOLDER_REPORT),
             "CustomerMetadataProperties": {
                 GATE_PASSED: "true",
                 HOLDOUT_RUN: "offline",
                 CHAMPION_ARN: NO_CHAMPION,
                 "lineage:data_hash": "0" * 64,
                 "lineage:code_version": "offline",
-                "lineage:validation_report": "s3://offline/registry/local/offline/validation.json",
+                "lineage:validation_report": PLACEHOLDER_REPORT_URI,
                 REPORT_SHA256: sha256_hex(PLACEHOLDER_REPORT),
             },
         }

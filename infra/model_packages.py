@@ -16,7 +16,15 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from infra.providers.package_facts import GATE_PASSED, HOLDOUT_RUN, REPORT_SHA256, champion_metadata, sha256_hex
+from infra.providers.package_facts import (
+    GATE_PASSED,
+    HOLDOUT_RUN,
+    LOCAL_REPORT,
+    REPORT_SHA256,
+    champion_metadata,
+    report_metrics,
+    sha256_hex,
+)
 from ml.bundle import MANIFEST, bundle_digest, verify_bundle
 
 LOCAL_PREFIX = "registry/local"
@@ -27,7 +35,7 @@ SEPARATORS = " \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 """Unicode's separators (\\p{Z}: Zs, Zl, Zp), where `\\s` would also let tabs and newlines through."""
 METADATA_VALUE = re.compile(rf"[^\w{SEPARATORS}.:/=+\-@]")
 r"""Characters SageMaker refuses in a metadata value (its pattern is [\p{L}\p{Z}\p{N}_.:/=+\-@]*, 1-256 long)."""
-VALIDATION_REPORT = "validation.json"
+VALIDATION_REPORT = LOCAL_REPORT
 """The bundle's evaluation (family, holdout metrics, gate, data split, lineage), uploaded beside its model.tar.gz."""
 REPORTED = ("family", "metrics", "gate", "data", "lineage")
 
@@ -75,7 +83,8 @@ def register_bundle(
     never served) otherwise. Its metrics, gate, held-out run, lineage (with its evaluation
     uploaded as `validation.json`, and that file's sha256) and the group's champion at
     registration become the version's customer metadata (`infra.providers.package_facts`);
-    `source` says where it was trained.
+    the report's URI and sha256 are also its ModelMetrics, which a deploy trusts because no
+    later call can change them. `source` says where it was trained.
     """
     meta = verify_bundle(bundle)
     digest = bundle_digest(bundle)
@@ -101,6 +110,7 @@ def register_bundle(
         ModelApprovalStatus="Approved" if passed else "Rejected",
         MetadataProperties={"CommitId": str((meta.get("lineage") or {}).get("git_commit", ""))},
         CustomerMetadataProperties=customer_metadata(meta, digest, source, registry),
+        ModelMetrics=report_metrics(f"s3://{artifacts_bucket}/{report}", evaluation),
     )
     return response["ModelPackageArn"]
 

@@ -3,7 +3,8 @@
 The version carries its family, metrics and lineage (data hash, code version, training
 job) as customer metadata and its approval status from the promotion gate. The training
 job's report (`lineage.validation_report`, its `output.tar.gz`) is read at registration
-and its sha256 recorded (`report:sha256`), so a deploy can tell whether the report or the
+and its URI and sha256 recorded in the package's ModelMetrics, which no later call can
+change (also shown as `report:sha256`), so a deploy can tell whether the report or the
 metadata changed since (`infra.providers.package_facts.verified_facts`). Approval and
 its description are updated in place; anything else describes a different model and
 replaces the version. Updates resend the metadata, so changing the approval never drops it.
@@ -35,6 +36,7 @@ from infra.providers.package_facts import (
     REPORT_SHA256,
     ReportUnavailable,
     champion_metadata,
+    report_metrics,
     sha256_hex,
 )
 from infra.providers.registered_package import report_reader
@@ -79,12 +81,12 @@ def _approval(props: dict[str, Any]) -> str:
     return status
 
 
-def _report_sha256(region: str, uri: str) -> str:
-    """The sha256 of the report at `uri` ('' when the version names none)."""
+def _report(region: str, uri: str) -> bytes | None:
+    """The bytes of the report at `uri` (None when the version names none)."""
     if not uri:
-        return ""
+        return None
     try:
-        return sha256_hex(report_reader(region)(uri))
+        return report_reader(region)(uri)
     except ReportUnavailable as error:
         raise ReportUnavailable(f"the validation report {uri} cannot be read ({error}): the version is not "
                                 "registered; check that the training job wrote it and that this role may read "
@@ -99,8 +101,11 @@ class ModelVersionProvider(ResourceProvider):
         the sha256 of its validation report; a report it names but cannot read is an error (nothing registered)."""
         client = clients.sagemaker(props["region"])
         lineage = props.get("lineage") or {}
+        report_uri = str(lineage.get("validation_report") or "")
+        report = _report(props["region"], report_uri)
         props = {**props, "champion": champion_metadata(client, props["group_name"]),
-                 "report_sha256": _report_sha256(props["region"], str(lineage.get("validation_report") or ""))}
+                 "report_sha256": "" if report is None else sha256_hex(report)}
+        anchor = {} if report is None else {"ModelMetrics": report_metrics(report_uri, report)}
         response = client.create_model_package(
             ModelPackageGroupName=props["group_name"],
             ModelPackageDescription=props.get("description", ""),
@@ -112,6 +117,7 @@ class ModelVersionProvider(ResourceProvider):
             ModelApprovalStatus=_approval(props),
             MetadataProperties=metadata_properties(lineage),
             CustomerMetadataProperties=metadata(props),
+            **anchor,
         )
         arn = response["ModelPackageArn"]
         if props.get("approval_description"):

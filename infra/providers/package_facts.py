@@ -25,12 +25,18 @@ The customer metadata (SageMaker takes string values only):
 - `report:sha256`: the sha256 of that report's bytes when the version was registered.
 
 The metadata can be rewritten after registration (UpdateModelPackage), so a deploy does
-not take the gate verdict, held-out run or macro-F1 from it: `verified_facts` reads the
-report `lineage:validation_report` names, checks its sha256 against `report:sha256` and
-takes those three from the report (`report_claims`: a local `validation.json`, or the
-training job's `output.tar.gz` with `summary.json`). Its `report.problems` name each way
-the two disagree (report missing or changed, metadata saying otherwise); with a problem of
-the report itself the three figures are left unknown.
+not take the gate verdict, held-out run or macro-F1 from it, nor the report's address or
+hash. Registration records the report's S3 URI and sha256 in the package's
+`ModelMetrics.ModelQuality.Statistics` (`report_anchor`), which only CreateModelPackage
+sets: UpdateModelPackage takes no ModelMetrics (botocore's UpdateModelPackageInput).
+`verified_facts` reads the report named there, checks its sha256 and that it belongs to
+the package's own model (`ModelDataUrl`): in the cloud it is the training job's
+`output.tar.gz` beside the job's `model.tar.gz`; locally the `validation.json` beside the
+bundle's `model.tar.gz`, whose `bundle_sha256` is the digest of that bundle's manifest.
+It then takes those three figures from the report (`report_claims`). Its
+`report.problems` name each way they disagree (no anchor, report missing, changed or of
+another model, metadata saying otherwise); with a problem of the report itself the three
+figures are left unknown. `report:sha256` in the metadata is for display only.
 """
 
 from __future__ import annotations
@@ -59,7 +65,18 @@ REPORT_ARCHIVE = "output.tar.gz"
 REPORT_SUMMARY = "summary.json"
 """The file of the job's report archive that holds its gate, winner's metrics and lineage (ml/train.py)."""
 REPORT_SHA256 = "report:sha256"
-"""The sha256 of the validation report's bytes, recorded at registration."""
+"""The sha256 of the validation report's bytes, recorded at registration; shown, never trusted (`report_anchor`)."""
+LOCAL_REPORT = "validation.json"
+"""A local bundle's evaluation, uploaded beside its model.tar.gz (`infra.model_packages.register_bundle`)."""
+BUNDLE_MANIFEST = "bundle.json"
+"""The bundle's manifest (ml.bundle.MANIFEST); its sha256 is the bundle's digest, `bundle_sha256` in the report."""
+REPORT_CONTENT_TYPES = {REPORT_ARCHIVE: "application/gzip", LOCAL_REPORT: "application/json"}
+UNANCHORED = (
+    "it was registered before deploys verified reports, so its registration records no validation report that "
+    "cannot be rewritten (ModelMetrics.ModelQuality.Statistics): register a new version (every training run of "
+    "the pipeline, `retail train --cloud`, registers one; a local champion is registered by its first deploy)"
+)
+"""The problem of a version registered without a report anchor; a rollback to it stays exempt from comparisons."""
 METRIC_TOLERANCE = 1e-5
 """How far a macro-F1 in the metadata may be from the report's: the metadata keeps 6 significant digits of a
 value the job printed to 6 decimals."""
@@ -75,6 +92,29 @@ def job_report_uri(model_artifact_uri: str | None) -> str:
     if not model_artifact_uri:
         return ""
     return f"{model_artifact_uri.rsplit('/', 1)[0]}/{REPORT_ARCHIVE}"
+
+
+def report_metrics(uri: str, body: bytes) -> dict[str, Any]:
+    """CreateModelPackage's ModelMetrics naming the validation report at `uri` (bytes `body`) and its sha256."""
+    content_type = REPORT_CONTENT_TYPES.get(uri.rsplit("/", 1)[-1], "application/octet-stream")
+    statistics = {"S3Uri": uri, "ContentType": content_type, "ContentDigest": f"sha256:{sha256_hex(body)}"}
+    return {"ModelQuality": {"Statistics": statistics}}
+
+
+def report_anchor(description: Mapping[str, Any]) -> tuple[str, str]:
+    """The report URI and sha256 (lowercase hex) `report_metrics` recorded at registration, ('', '') when none."""
+    statistics = ((description.get("ModelMetrics") or {}).get("ModelQuality") or {}).get("Statistics") or {}
+    digest = str(statistics.get("ContentDigest") or "")
+    algorithm, _, hex_digest = digest.partition(":")
+    if algorithm.lower() != "sha256":
+        hex_digest = ""
+    return str(statistics.get("S3Uri") or ""), hex_digest.lower()
+
+
+def model_data_url(description: Mapping[str, Any]) -> str:
+    """The S3 URI of the model the package serves (its first container's ModelDataUrl)."""
+    containers = (description.get("InferenceSpecification") or {}).get("Containers") or [{}]
+    return str(containers[0].get("ModelDataUrl") or "")
 
 
 def _number(value: Any) -> float | None:
@@ -155,21 +195,28 @@ class ReportClaims:
     macro_f1: float | None
     holdout_run: str
     family: str
+    bundle_sha256: str = ""
+    """A local report's digest of the bundle it evaluated ('' in a training job's summary)."""
 
 
 def sha256_hex(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
-def _summary_of_archive(body: bytes) -> Any:
-    """`summary.json` of a training job's report archive (its files at the archive's root)."""
+def _archive_member(body: bytes, name: str) -> bytes:
+    """The bytes of file `name` at a gzip'd tar's root; ValueError when it holds none."""
     with tarfile.open(fileobj=io.BytesIO(body), mode="r:gz") as archive:
         for member in archive.getmembers():
-            if member.isfile() and member.name.removeprefix("./") == REPORT_SUMMARY:
+            if member.isfile() and member.name.removeprefix("./") == name:
                 extracted = archive.extractfile(member)
                 if extracted is not None:
-                    return json.loads(extracted.read())
-    raise ValueError(f"the archive holds no {REPORT_SUMMARY}")
+                    return extracted.read()
+    raise ValueError(f"the archive holds no {name}")
+
+
+def _summary_of_archive(body: bytes) -> Any:
+    """`summary.json` of a training job's report archive (its files at the archive's root)."""
+    return json.loads(_archive_member(body, REPORT_SUMMARY))
 
 
 def _section(report: Mapping[str, Any], key: str) -> Mapping[str, Any]:
@@ -196,6 +243,7 @@ def report_claims(body: bytes) -> ReportClaims:
         macro_f1=_number(metrics.get("macro_f1")),
         holdout_run=str(lineage.get("run_id") or ""),
         family=str(report.get("family") or report.get("winner") or ""),
+        bundle_sha256=str(report.get("bundle_sha256") or ""),
     )
 
 
@@ -220,19 +268,52 @@ def _disagreements(metadata: Mapping[str, str], claims: ReportClaims) -> list[st
     return problems
 
 
+def _beside_the_model(uri: str, model_url: str) -> str:
+    """Why the report at `uri` is not the one of the model at `model_url` ('' when it is: a job's `output.tar.gz`
+    or a bundle's `validation.json` in the folder of the package's `model.tar.gz`)."""
+    folder, _, name = uri.rpartition("/")
+    if not model_url:
+        return "the package names no model (ModelDataUrl)"
+    if name not in REPORT_CONTENT_TYPES or folder != model_url.rpartition("/")[0]:
+        return (f"it is not the report of the package's model {model_url}: that model's report is its folder's "
+                f"{REPORT_ARCHIVE} (training job) or {LOCAL_REPORT} (local bundle)")
+    return ""
+
+
+def _bundle_problem(claims: ReportClaims, uri: str, model_url: str, read: Callable[[str], bytes]) -> str:
+    """Why a local report's `bundle_sha256` is not the digest of the bundle the package serves ('' when it is)."""
+    if not uri.endswith(f"/{LOCAL_REPORT}"):
+        return ""
+    if not claims.bundle_sha256:
+        return f"its validation report {uri} names no bundle_sha256"
+    try:
+        served = sha256_hex(_archive_member(read(model_url), BUNDLE_MANIFEST))
+    except ReportUnavailable as error:
+        return f"its model {model_url} cannot be read to check the report's bundle_sha256: {error}"
+    except (ValueError, tarfile.TarError, OSError) as error:
+        return f"its model {model_url} is not a bundle archive ({error})"
+    if served != claims.bundle_sha256:
+        return (f"its validation report {uri} evaluated bundle {claims.bundle_sha256[:12]}..., the package serves "
+                f"bundle {served[:12]}...")
+    return ""
+
+
 def verified_report(
-    metadata: Mapping[str, str], read: Callable[[str], bytes]
+    description: Mapping[str, Any], read: Callable[[str], bytes]
 ) -> tuple[ReportClaims | None, dict[str, Any]]:
-    """The report's claims when its bytes are those registered (else None), and the facts' `report` entry:
-    its `uri`, the `sha256` recorded at registration and the `problems` found (empty: verified)."""
-    uri, recorded = metadata.get("lineage:validation_report", ""), metadata.get(REPORT_SHA256, "")
+    """The report's claims when it is the one registered with the package's own model (else None), and the facts'
+    `report` entry: its `uri` and the `sha256` recorded at registration (`report_anchor`), and the `problems`
+    found (empty: verified)."""
+    metadata = description.get("CustomerMetadataProperties") or {}
+    uri, recorded = report_anchor(description)
     entry: dict[str, Any] = {"uri": uri, "sha256": recorded, "problems": []}
-    if not uri:
-        entry["problems"] = ["the package names no validation report (lineage:validation_report)"]
+    if not uri or not recorded:
+        entry["problems"] = [UNANCHORED]
         return None, entry
-    if not recorded:
-        entry["problems"] = [f"no sha256 of the validation report {uri} was recorded at registration "
-                             f"({REPORT_SHA256})"]
+    model_url = model_data_url(description)
+    elsewhere = _beside_the_model(uri, model_url)
+    if elsewhere:
+        entry["problems"] = [f"its validation report {uri}: {elsewhere}"]
         return None, entry
     try:
         body = read(uri)
@@ -249,16 +330,20 @@ def verified_report(
     except ValueError as error:
         entry["problems"] = [f"its validation report {uri} is unreadable: {error}"]
         return None, entry
+    other_bundle = _bundle_problem(claims, uri, model_url, read)
+    if other_bundle:
+        entry["problems"] = [other_bundle]
+        return None, entry
     entry["problems"] = _disagreements(metadata, claims)
     return claims, entry
 
 
 def verified_facts(description: Mapping[str, Any], read: Callable[[str], bytes]) -> dict[str, Any]:
     """The facts a deploy judges: `package_facts`, with the gate verdict, held-out run and macro-F1 taken from the
-    validation report when its sha256 is the one registered (unknown otherwise), and `report` (see
-    `verified_report`). `read` returns the bytes at an S3 URI or raises ReportUnavailable."""
+    validation report when it is the one registered with the package's model (unknown otherwise), and `report`
+    (see `verified_report`). `read` returns the bytes at an S3 URI or raises ReportUnavailable."""
     facts = package_facts(description)
-    claims, entry = verified_report(description.get("CustomerMetadataProperties") or {}, read)
+    claims, entry = verified_report(description, read)
     return facts | {
         "gate_passed": None if claims is None else claims.gate_passed,
         "holdout_run": "" if claims is None else claims.holdout_run,

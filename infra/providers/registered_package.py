@@ -22,10 +22,12 @@ change when they differ from the state's, and `pulumi refresh` reads them too. D
 the resource changes nothing in the registry.
 
 The gate verdict, held-out run and macro-F1 (of the package and of the version served
-before it) come from the validation report the package names, whose sha256 the
-registration recorded (`package_facts.verified_facts`), not from the rewritable metadata;
+before it) come from the validation report whose URI and sha256 the registration recorded
+in the package's ModelMetrics, and which belongs to the package's own model
+(`package_facts.verified_facts`), not from the rewritable metadata;
 `package.report.problems` names any disagreement, which served-version-report-verified
-fails on. Reading the report needs s3:GetObject (and kms:Decrypt) on the artifacts bucket.
+fails on. Reading the report (and a local bundle's model.tar.gz) needs s3:GetObject and
+kms:Decrypt; s3:ListBucket too, or a deleted report reads as AccessDenied.
 """
 
 from __future__ import annotations
@@ -39,7 +41,10 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvide
 
 from infra.providers import clients
 from infra.providers.kinds import REGISTERED_PACKAGE
-from infra.providers.package_facts import NO_CHAMPION, SERVED, ReportUnavailable, verified_facts
+from infra.providers.package_facts import NO_CHAMPION, SERVED, UNANCHORED, ReportUnavailable, verified_facts
+
+ACCESS_DENIED = ("AccessDenied", "403", "Forbidden")
+"""The codes S3's GetObject answers a denied read with (HeadObject-style errors carry only the status)."""
 
 
 def report_reader(region: str) -> Callable[[str], bytes]:
@@ -53,7 +58,12 @@ def report_reader(region: str) -> Callable[[str], bytes]:
         try:
             return bytes(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
         except ClientError as error:
-            raise ReportUnavailable(error.response.get("Error", {}).get("Code") or str(error)) from error
+            code = error.response.get("Error", {}).get("Code") or str(error)
+            if code in ACCESS_DENIED:
+                code = (f"{code}: either this role lacks s3:GetObject on s3://{bucket}/{key} or kms:Decrypt on "
+                        f"its KMS key, or the object does not exist and the role lacks s3:ListBucket on {bucket} "
+                        "(without it S3 answers a missing key with AccessDenied)")
+            raise ReportUnavailable(code) from error
         except BotoCoreError as error:
             raise ReportUnavailable(str(error)) from error
 
@@ -74,10 +84,14 @@ def nothing_served() -> dict[str, Any]:
 
 def served_before(region: str, arn: str) -> dict[str, Any]:
     """What the comparison needs of the version served before this deploy (`arn`), as its verified report has it
-    now; `report_problems` when its report does not check out (then its figures are unknown)."""
+    now; `report_problems` when its report does not check out (then its figures are unknown), or `unanchored`
+    when it was registered before registrations recorded the report (ModelMetrics cannot be added later, so
+    this is the one promotion away from such a version, which the rules do not compare: docs/policy.md)."""
     facts = described({"region": region, "model_package_arn": arn})
     served = {"arn": arn, "holdout_run": facts["holdout_run"], "macro_f1": facts["macro_f1"], "rollback": False}
-    if facts["report"]["problems"]:
+    if facts["report"]["problems"] == [UNANCHORED]:
+        served["unanchored"] = True
+    elif facts["report"]["problems"]:
         served["report_problems"] = facts["report"]["problems"]
     return served
 

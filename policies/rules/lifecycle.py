@@ -13,8 +13,9 @@ served-version-gated in the stack's policy config file
 `DEFAULT_MARGIN`. A rollback is exempt.
 
 The gate verdict, held-out run and macro-F1 of both are the validation reports' (their
-sha256 recorded at registration), not the package metadata's, which UpdateModelPackage
-can rewrite; served-version-report-verified fails on each disagreement between the two.
+URI and sha256 recorded at registration in ModelMetrics, which no later call changes, and
+each the report of its package's own model), not the package metadata's, which
+UpdateModelPackage can rewrite; served-version-report-verified fails on each disagreement between the two.
 """
 
 from __future__ import annotations
@@ -103,12 +104,17 @@ def _promotion_problems(package: Mapping[str, Any], margin: float) -> list[str]:
     """Why the version is not shown to beat the version served until now by `margin` on the same held-out weeks.
 
     Nothing to beat on the stack's first deploy, on a redeploy of the version served now,
-    and on a rollback (a version this stack served before).
+    on a rollback (a version this stack served before), and away from a served version
+    registered before registrations recorded its report (`unanchored`: its figures cannot be
+    verified, and no later call can add the record; the new version must still pass its gate
+    on its own verified report).
     """
     served = package.get(SERVED)
     if not isinstance(served, Mapping) or not served.get("arn"):
         return ["records no comparison with the version the stack served before it"]
     if served["arn"] in {NO_CHAMPION, package.get("arn")} or served.get("rollback") is True:
+        return []
+    if served.get("unanchored") is True:
         return []
     if served.get("report_problems"):
         return [f"cannot be compared with the served version {served['arn']}, whose validation report does not "
@@ -285,7 +291,7 @@ RULES = [
     ),
     ResourceRule(
         "served-version-report-verified",
-        "Serve a version whose validation report is the one registered with it (report:sha256) and agrees with "
+        "Serve a version whose validation report is the one registered with its model (ModelMetrics) and agrees with "
         "its metadata: gate verdict, held-out run, macro-F1, family.",
         SERVED_TYPES,
         _of_kind(SERVED_MODEL, served_version_report_verified),

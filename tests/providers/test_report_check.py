@@ -1,30 +1,61 @@
 """A deploy trusts a package's validation report over its rewritable metadata: rewrites, altered reports refused (moto).
 
 The deploy role may call UpdateModelPackage, so a version's customer metadata can say
-anything. Registration records the report's sha256 (`report:sha256`); `RegisteredPackage`
-reads the report back, checks the hash and takes the gate verdict, held-out run and
-macro-F1 from it, and served-version-report-verified fails on each disagreement. Here,
-against SageMaker and S3 served by moto on 127.0.0.1: an honest version passes, a version
-whose metadata was rewritten to `gate_passed=true` while its report says the gate failed
-is refused, a report altered (or deleted) after registration is refused, a served version
-whose report was altered cannot be the yardstick of a promotion, a change to the report
+anything. Registration records the report's URI and sha256 in ModelMetrics, which
+UpdateModelPackage cannot change; `RegisteredPackage` reads that report back, checks the
+hash and that it is the report of the package's own model, takes the gate verdict,
+held-out run and macro-F1 from it, and served-version-report-verified fails on each
+disagreement. Here, against SageMaker and S3 served by moto on 127.0.0.1: an honest version
+passes, a rewritten `gate_passed=true` is refused, a failed version whose metadata points
+at another version's passing report and hash is refused (review 15c H1), a rewritten
+ModelDataUrl or a local bundle swapped under its report is refused, a report altered (or
+deleted, or denied) is refused with the reason, a served version whose report was altered
+cannot be the yardstick of a promotion, a version registered before the anchor is refused
+while a promotion away from one is not blocked in prod (15c M1), a change to the report
 after a deploy is seen by the next `up`, and a report that cannot be read at registration
 registers nothing.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import tarfile
+
 import boto3
+import botocore.exceptions
 import pytest
+from botocore.stub import Stubber
 
 from infra.mocks import PlatformMocks
+from infra.model_packages import register_bundle
+from infra.providers import clients
 from infra.providers.kinds import DYNAMIC_TYPE, REGISTERED_PACKAGE
 from infra.providers.model_version import ModelVersionProvider
-from infra.providers.package_facts import REPORT_SHA256, ReportUnavailable, job_report_uri
-from infra.providers.registered_package import RegisteredPackageProvider
+from infra.providers.package_facts import (
+    REPORT_SHA256,
+    UNANCHORED,
+    ReportUnavailable,
+    job_report_uri,
+    report_anchor,
+    verified_facts,
+)
+from infra.providers.registered_package import RegisteredPackageProvider, report_reader
+from policies.catalog import BY_NAME, RULES
+from policies.enforcement import load_levels, load_settings
+from policies.evaluate import evaluate
 from tests.providers.conftest import ARTIFACTS, REGION, job_report
 from tests.providers.test_model_version import props
-from tests.providers.test_package_facts import RUN, broken, cloud_version, deploys, facts, on_deploy, served
+from tests.providers.test_package_facts import (
+    RUN,
+    broken,
+    bundle,
+    cloud_version,
+    deploys,
+    facts,
+    on_deploy,
+    served,
+)
 
 pytestmark = pytest.mark.usefixtures("artifacts")
 
@@ -120,13 +151,125 @@ def test_a_report_altered_after_the_deploy_is_seen_by_the_next_up_of_the_same_ar
     assert "served-version-report-verified" in broken(on_deploy(provider.update(arn, state, inputs).outs))
 
 
-def test_a_version_registered_without_a_report_hash_is_refused(model_group):
+def description(arn: str) -> dict:
+    return sagemaker().describe_model_package(ModelPackageName=arn)
+
+
+def test_update_model_package_cannot_change_the_report_recorded_in_model_metrics(model_group):
+    """botocore's UpdateModelPackageInput has no ModelMetrics member, so the client refuses it before any call."""
     arn = cloud_version(model_group, 0.8)
-    metadata = sagemaker().describe_model_package(ModelPackageName=arn)["CustomerMetadataProperties"]
-    sagemaker().update_model_package(ModelPackageArn=arn, CustomerMetadataProperties={
-        k: v for k, v in metadata.items() if k != REPORT_SHA256})
+    uri, digest = report_anchor(description(arn))
+    assert uri.endswith("/output/output.tar.gz") and len(digest) == 64
+    with pytest.raises(botocore.exceptions.ParamValidationError, match="ModelMetrics"):
+        sagemaker().update_model_package(ModelPackageArn=arn, ModelMetrics={"ModelQuality": {"Statistics": {
+            "S3Uri": uri, "ContentType": "application/gzip", "ContentDigest": f"sha256:{digest}"}}})
+
+
+def test_a_failed_version_pointed_at_another_versions_passing_report_and_hash_is_refused(model_group):
+    """Review 15c H1: the metadata names version A's report and its recorded hash; the deploy reads B's own."""
+    passing = cloud_version(model_group, 0.81)
+    failed = cloud_version(model_group, 0.5, approval="Rejected")
+    other = sagemaker().describe_model_package(ModelPackageName=passing)["CustomerMetadataProperties"]
+    rewrite_metadata(failed, gate_passed="true", family="xgboost", **{
+        "holdout:run": RUN, "lineage:validation_report": other["lineage:validation_report"],
+        REPORT_SHA256: other[REPORT_SHA256], "metric:xgboost_holdout_macro_f1": "0.81"})
+    package = facts(failed)
+    assert (package["gate_passed"], package["macro_f1"]) == (False, 0.5)
+    assert package["report"]["uri"] != other["lineage:validation_report"]
+    found = broken(served(failed))
+    assert [m.split("disagree: ")[1] for m in found["served-version-report-verified"]] == [
+        "the metadata says gate_passed=true, the report says the gate failed",
+        "the metadata's holdout macro-F1 is 0.81, the report's 0.5"]
+    assert found["served-version-gated"] == ["serves a version that failed the promotion gate"]
+
+
+def test_a_model_data_url_rewritten_to_another_versions_model_is_refused(model_group):
+    """UpdateModelPackage accepts InferenceSpecification (moto ignores it there), so the description is rewritten
+    here as AWS would return it: the anchored report then no longer sits beside the served model."""
+    passing, failed = cloud_version(model_group, 0.81), cloud_version(model_group, 0.5, approval="Rejected")
+    rewritten = description(failed)
+    rewritten["InferenceSpecification"] = description(passing)["InferenceSpecification"]
+    package = verified_facts(rewritten, report_reader(REGION))
+    (problem,) = package["report"]["problems"]
+    assert "is not the report of the package's model" in problem and package["gate_passed"] is None
+
+
+def local_version(model_group, artifacts, tmp_path) -> str:
+    return register_bundle(sagemaker(), artifacts, bundle(tmp_path / "b"), group=model_group,
+                           artifacts_bucket=ARTIFACTS, image="inference@sha256:" + "e" * 64, source="test")
+
+
+def test_a_local_version_passes_only_while_its_report_evaluated_the_bundle_it_serves(model_group, artifacts,
+                                                                                    tmp_path):
+    arn = local_version(model_group, artifacts, tmp_path)
+    assert facts(arn)["report"]["problems"] == [] and broken(served(arn)) == {}
+    model_key = description(arn)["InferenceSpecification"]["Containers"][0]["ModelDataUrl"].removeprefix(
+        f"s3://{ARTIFACTS}/")
+    manifest = json.dumps({"family": "xgboost", "files": {}, "note": "another bundle"}).encode()
+    packed = io.BytesIO()
+    with tarfile.open(fileobj=packed, mode="w:gz") as archive:
+        member = tarfile.TarInfo("bundle.json")
+        member.size = len(manifest)
+        archive.addfile(member, io.BytesIO(manifest))
+    artifacts.put_object(Bucket=ARTIFACTS, Key=model_key, Body=packed.getvalue())
     (message,) = broken(served(arn))["served-version-report-verified"]
-    assert message.endswith(f"was recorded at registration ({REPORT_SHA256})")
+    assert "evaluated bundle" in message and "the package serves bundle" in message
+
+
+def unanchored_version(group: str, macro_f1: float) -> str:
+    """A version as registered before the anchor (103ec10's registration): metadata hash, no ModelMetrics."""
+    arn = cloud_version(group, macro_f1)
+    old = description(arn)
+    return sagemaker().create_model_package(
+        ModelPackageGroupName=group, InferenceSpecification=old["InferenceSpecification"],
+        ModelApprovalStatus="Approved", CustomerMetadataProperties=old["CustomerMetadataProperties"],
+    )["ModelPackageArn"]
+
+
+def test_a_version_registered_before_the_anchor_is_refused_saying_to_register_a_new_one(model_group):
+    arn = unanchored_version(model_group, 0.8)
+    assert report_anchor(description(arn)) == ("", "")
+    (message,) = broken(served(arn))["served-version-report-verified"]
+    assert message.endswith(UNANCHORED) and "register a new version" in message
+
+
+def prod_violations(state: dict) -> list[str]:
+    """The lifecycle violations of a deploy under prod's policy config (every rule mandatory)."""
+    rules = [BY_NAME[name] for name in ("served-version-approved", "served-version-gated",
+                                        "served-version-report-verified")]
+    levels = load_levels(list(RULES), "prod")
+    assert {levels[rule.name] for rule in rules} == {"mandatory"}
+    settings = load_settings(list(RULES), "prod")
+    return [f"{v.rule}: {v.message}" for v in evaluate(rules, [on_deploy(state)], levels, settings)]
+
+
+def test_prod_promotes_away_from_a_served_version_registered_before_the_anchor_but_not_back(model_group):
+    """Review 15c M1: prod serves a pre-anchor version; a new verified version that passed its gate is promoted
+    without a comparison (none can be verified); a failed one is not; rolling back to the old one is refused."""
+    old = unanchored_version(model_group, 0.9)
+    new = cloud_version(model_group, 0.8)
+    state = deploys(old, new)
+    assert state["package"]["served"]["unanchored"] is True
+    assert prod_violations(state) == []
+    failed = cloud_version(model_group, 0.95, approval="Rejected")
+    assert any("failed the promotion gate" in v for v in prod_violations(deploys(old, failed)))
+    back = deploys(old, new, old)
+    assert back["package"]["served"]["rollback"] is True
+    assert [v.split(": ")[0] for v in prod_violations(back)] == ["served-version-gated",
+                                                                 "served-version-report-verified"]
+
+
+def test_access_denied_names_the_missing_permissions_and_a_missing_object_without_list_bucket(monkeypatch):
+    s3 = boto3.client("s3", region_name=REGION)
+    stub = Stubber(s3)
+    stub.add_client_error("get_object", service_error_code="AccessDenied", http_status_code=403)
+    stub.activate()
+    monkeypatch.setattr(clients, "s3", lambda _region: s3)
+    with pytest.raises(ReportUnavailable) as raised:
+        report_reader(REGION)(f"s3://{ARTIFACTS}/training/j/output/output.tar.gz")
+    message = str(raised.value)
+    for needed in ("s3:GetObject", "kms:Decrypt", "does not exist", "s3:ListBucket"):
+        assert needed in message
 
 
 def test_a_report_that_cannot_be_read_at_registration_registers_nothing(model_group):
