@@ -23,7 +23,7 @@ from ml.monitor import NAMED_UNREADABLE, measure_week, read_predictions
 from ml.prediction_log import BATCH, CHAMPION, SERVICE, prediction_rows
 from ml.schema import BASKET_KEY, LABEL
 from ml.settings import GateSettings, MonitorSettings
-from tests.infra.test_batch_scoring_contract import RecordingS3
+from tests.infra.test_batch_scoring_contract import recording_s3_server
 
 WEEK = 200620
 CLASSES = ["LA", "MM", "UM"]
@@ -51,19 +51,12 @@ def history(lake: Lake) -> None:
 
 @pytest.fixture(scope="module")
 def s3():
-    recording = RecordingS3()
-    recording.server.start()
-    host, port = recording.server.get_host_and_port()
-    patch = pytest.MonkeyPatch()
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "ap-southeast-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}"}.items():
-        patch.setenv(name, value)
     import boto3
 
-    boto3.client("s3").create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "ap-southeast-1"})
-    yield recording
-    patch.undo()
-    recording.server.stop()
+    with recording_s3_server() as recording:
+        boto3.client("s3").create_bucket(Bucket=BUCKET,
+                                         CreateBucketConfiguration={"LocationConstraint": "ap-southeast-1"})
+        yield recording
 
 
 def test_on_s3_it_lists_only_the_weeks_folders_and_reads_each_file_with_two_requests(s3):

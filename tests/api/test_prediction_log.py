@@ -41,7 +41,7 @@ from ml.registry import Registry
 from ml.schema import BASKET_KEY
 from ml.score import ScoringModel, predictions_frame
 from tests.api.conftest import AUTH, api_settings, basket, wait_until
-from tests.infra.test_batch_scoring_contract import RecordingS3
+from tests.infra.test_batch_scoring_contract import recording_s3_server
 
 IDENTITY = {"model_version": "7", "model_family": "xgboost", "bundle_sha256": "a" * 64}
 BUCKET = "prediction-log-lake"  # unique among the tests' moto servers, which share their state
@@ -242,18 +242,10 @@ def test_a_challenger_needs_the_log_and_one_source(champion_folder, tmp_path):
 @pytest.fixture(scope="module")
 def recording_s3():
     """A moto server that records each request, with its credentials and endpoint in the environment."""
-    recording = RecordingS3()
-    recording.server.start()
-    host, port = recording.server.get_host_and_port()
-    patch = pytest.MonkeyPatch()
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "ap-southeast-1", "AWS_ENDPOINT_URL": f"http://{host}:{port}"}.items():
-        patch.setenv(name, value)
-    s3 = boto3.client("s3")
-    s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "ap-southeast-1"})
-    yield recording, s3
-    patch.undo()
-    recording.server.stop()
+    with recording_s3_server() as recording:
+        s3 = boto3.client("s3")
+        s3.create_bucket(Bucket=BUCKET, CreateBucketConfiguration={"LocationConstraint": "ap-southeast-1"})
+        yield recording, s3
 
 
 def test_on_s3_each_file_is_one_put_object_under_its_week(recording_s3, client):

@@ -21,6 +21,8 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, unquote
 
@@ -69,8 +71,9 @@ class RecordingS3:
         self.server = Server(ip_address="127.0.0.1", port=0, verbose=False)
 
 
-@pytest.fixture(scope="module")
-def s3():
+@contextmanager
+def recording_s3_server() -> Iterator[RecordingS3]:
+    """A started RecordingS3, with fake credentials and its endpoint in the environment while it runs."""
     recording = RecordingS3()
     recording.server.start()
     host, port = recording.server.get_host_and_port()
@@ -82,9 +85,17 @@ def s3():
         "AWS_ENDPOINT_URL": f"http://{host}:{port}",
     }.items():
         patch.setenv(name, value)
-    yield recording
-    patch.undo()
-    recording.server.stop()
+    try:
+        yield recording
+    finally:
+        patch.undo()
+        recording.server.stop()
+
+
+@pytest.fixture(scope="module")
+def s3():
+    with recording_s3_server() as recording:
+        yield recording
 
 
 def iam_request(method: str, path: str, query: str) -> tuple[str, str, dict[str, str]]:
