@@ -33,6 +33,7 @@ from infra.providers import clients
 from infra.providers.kinds import DYNAMIC_TYPE, REGISTERED_PACKAGE
 from infra.providers.model_version import ModelVersionProvider
 from infra.providers.package_facts import (
+    BUNDLE_MANIFEST,
     REPORT_SHA256,
     UNANCHORED,
     ReportUnavailable,
@@ -201,6 +202,9 @@ def local_version(model_group, artifacts, tmp_path) -> str:
 
 def test_a_local_version_passes_only_while_its_report_evaluated_the_bundle_it_serves(model_group, artifacts,
                                                                                     tmp_path):
+    from ml.bundle import MANIFEST
+
+    assert BUNDLE_MANIFEST == MANIFEST  # package_facts names it without importing ml.bundle (numpy, xgboost)
     arn = local_version(model_group, artifacts, tmp_path)
     assert facts(arn)["report"]["problems"] == [] and broken(served(arn)) == {}
     model_key = description(arn)["InferenceSpecification"]["Containers"][0]["ModelDataUrl"].removeprefix(
