@@ -99,6 +99,8 @@ def test_the_same_pipeline_runs_on_weekly_files_with_the_original_header(tmp_pat
     settings = settings_under(tmp_path / "run", holdout_weeks=20, families="")
     result = run_pipeline(folder, settings, StageTimer(quiet=True))
     assert sorted(row["family"] for row in result.training["leaderboard"]) == sorted(FAMILIES)
+    assert len(result.training["xgboost_search"]["trials"]) == settings.xgb_trials
+    assert result.training["lineage"]["input_sha256"] in (result.report_dir / "model_card.md").read_text()
     manifest = json.loads(open(result.manifest_uri).read())
     assert manifest["input"]["variant"] == "original"
     assert len(manifest["input"]["files"]) == len(files)

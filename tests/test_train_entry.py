@@ -66,15 +66,6 @@ def test_script_mode_run_writes_bundle_reports_and_metric_lines(channel, tmp_pat
         assert (tmp_path / "output" / report).is_file()
 
 
-def test_pipeline_trained_all_four_families_and_searched_xgboost(small_run):
-    training = small_run.result.training
-    assert {r["family"] for r in training["leaderboard"]} == {
-        "logistic_regression", "decision_tree", "random_forest", "xgboost"}
-    assert len(training["xgboost_search"]["trials"]) == small_run.settings.xgb_trials
-    card = (small_run.result.report_dir / "model_card.md").read_text()
-    assert small_run.result.training["lineage"]["input_sha256"] in card
-
-
 def test_the_validation_window_defaults_to_the_one_the_holdout_plan_chose(channel, tmp_path):
     lineage = json.loads((channel / "lineage.json").read_text())
     summary = main(["--train", str(channel), "--model-dir", str(tmp_path / "model"),
