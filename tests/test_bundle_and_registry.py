@@ -112,11 +112,14 @@ def test_gate_failure_registers_but_does_not_promote(small_csv, tmp_path, monkey
 
 
 def test_promote_and_rollback_move_the_alias(small_run, tmp_path):
+    """On a copy of the small run's registry: the shared one keeps its single version and its champion."""
+    shutil.copytree(Path(small_run.settings.registry_uri.removeprefix("sqlite:///")).parent, tmp_path / "registry")
+    settings = settings_under(tmp_path)
     data = tmp_path / "second.csv"
     write_csv(generate(SynthConfig(rows=30_000, seed=8)), data)
-    registry = Registry(small_run.settings)
+    registry = Registry(settings)
     first = registry.champion_version()
-    second = run_pipeline(data, small_run.settings, StageTimer(quiet=True)).registration
+    second = run_pipeline(data, settings, StageTimer(quiet=True)).registration
     assert second["previous_champion"] == first
     registry.promote(second["version"])
     assert registry.champion_version() == second["version"]
