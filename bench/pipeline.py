@@ -49,7 +49,7 @@ def run_one(rows: int, workdir: Path, json_path: Path | None) -> None:
     from bench.memory import MeasuredTimer, MemorySampler
     from ml.pipeline import run_pipeline
     from ml.settings import Settings
-    from ml.synth import SynthConfig, generate, write_csv
+    from ml.synth import SynthConfig, write_synthetic
 
     load_before = load_average()
     shutil.rmtree(workdir, ignore_errors=True)
@@ -60,7 +60,7 @@ def run_one(rows: int, workdir: Path, json_path: Path | None) -> None:
     timer = MeasuredTimer(sampler, console)
     data = workdir / "transaction.csv"
     with timer.stage("synth", f"Synthesising {rows:,} rows"):
-        write_csv(generate(SynthConfig(rows=rows)), data)
+        write_synthetic(SynthConfig(rows=rows), data)
     settings = Settings(
         lake_root=str(workdir / "lake"),
         registry_uri=f"sqlite:///{workdir / 'registry' / 'mlflow.db'}",
