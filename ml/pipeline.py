@@ -2,6 +2,11 @@
 
 ingest (raw zone) -> validate (silver zone, quarantine) -> features (gold zone) ->
 train (the SageMaker entry point, run locally) -> register (MLflow) -> manifest.
+Ingestion and validation stream: the input is read a piece at a time, each piece's rows
+checked against the row rules and staged in the work folder (`ml.validate.StagedRows`),
+then the basket check, the silver lines and the quarantine run with Polars' streaming
+engine over the staged pieces (`ml.validate.validate_staged`), so neither stage holds the
+input. The features stage still reads the silver lines into memory.
 Every stage is timed; the manifest records counts per zone, the input's content hash,
 the schema version and the git commit, so a model can be traced back to its data.
 An input holding fewer weeks than the holdout needs trains with a smaller holdout,
@@ -13,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +33,7 @@ from ml.progress import StageTimer
 from ml.schema import LABEL, SCHEMA_VERSION, TRAINABLE_LABELS
 from ml.settings import GateSettings, Settings
 from ml.split import TooFewWeeks, plan_holdout, split_lines
-from ml.validate import ValidationReport, validate
+from ml.validate import StagedRows, ValidationReport, validate_staged
 
 PARTITIONS = ["STORE_REGION", "BASKET_TYPE"]
 
@@ -89,32 +95,46 @@ def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None 
     families = _chosen_families(settings)
     lake = Lake(settings.lake_root)
 
-    with timer.stage("ingest", f"Reading {input_path} into the raw zone"):
-        raw_input, raw = ingest.read(input_path)
-        record = lake.put_raw(raw_input.files)
-    run_id = _run_id(record.sha256)
+    staging = settings.work_dir / f"staging-{uuid.uuid4().hex[:12]}"
+    try:
+        with timer.stage("ingest", f"Reading {input_path} and checking its rows, a piece at a time"):
+            reader = ingest.InputReader(input_path)
+            staged = StagedRows(staging)
+            for rows, rejected in reader.pieces():
+                staged.add(rows, rejected)
+                del rows, rejected
+            raw_input = reader.raw_input()
+            record = lake.put_raw(raw_input.files)
+        run_id = _run_id(record.sha256)
 
-    with timer.stage("validate", f"Validating {raw.height:,} rows"):
-        result = validate(raw, raw_input)
-        del raw
-        silver_lines = lake.write_parquet(result.lines, "silver", run_id, "lines.parquet")
-        quarantine_uri = lake.write_parquet(result.quarantine, "silver", run_id, "quarantine.parquet")
-    report = result.report
+        rows_read = sum(raw_input.rows_read.values())
+        with timer.stage("validate", f"Validating {rows_read:,} rows (baskets, silver lines, quarantine)"):
+            local_silver = settings.work_dir / run_id / "silver"
+            report = validate_staged(staged, raw_input, local_silver / "lines.parquet",
+                                     local_silver / "quarantine.parquet")
+            silver_lines = lake.put_file(local_silver / "lines.parquet", "silver", run_id, "lines.parquet")
+            quarantine_uri = lake.put_file(local_silver / "quarantine.parquet", "silver", run_id,
+                                           "quarantine.parquet")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     if not report.counts_add_up:  # a bug, never bad input: fail loudly rather than lose rows
         raise RuntimeError(f"row counts do not add up: {report}")
     if report.baskets_accepted == 0:
         raise ingest.InputError(f"{input_path}: no row passed validation; see {quarantine_uri}")
+    weeks = pl.scan_parquet(local_silver / "lines.parquet").select(pl.col("SHOP_WEEK").unique())
     try:
-        plan = plan_holdout(result.lines["SHOP_WEEK"].unique().to_list(), settings.holdout_weeks,
+        plan = plan_holdout(weeks.collect(engine="streaming")["SHOP_WEEK"].to_list(), settings.holdout_weeks,
                             settings.validation_weeks, settings.max_holdout_share, settings.min_train_weeks)
     except TooFewWeeks as exc:
         raise ingest.InputError(f"{input_path}: {exc}") from exc
 
     with timer.stage("features", "Building basket features (fitted on training weeks only)"):
-        built = build_gold(result.lines, plan.holdout_weeks, settings.seed)
+        lines = pl.read_parquet(local_silver / "lines.parquet")
+        shutil.rmtree(local_silver)  # read; the lake keeps the silver zone
+        built = build_gold(lines, plan.holdout_weeks, settings.seed)
         gold, split_facts = built.baskets, {**built.facts, **plan.facts()}
-        lines_in_silver = result.lines.height
-        del result
+        lines_in_silver = lines.height
+        del lines
         gold_uri = lake.write_partitioned(gold, PARTITIONS, "gold", run_id, "baskets")
         channel = settings.work_dir / run_id / "train"
         shutil.rmtree(channel, ignore_errors=True)
