@@ -21,6 +21,12 @@ What it learns from training lines:
 `fit_transform` builds training features with out-of-fold tiers and tier evidence (each
 basket's are learned from the other folds' baskets), so the model never sees evidence
 that was computed from its own label, as scikit-learn's TargetEncoder does.
+
+Fitting reads its lines through aggregates (group-bys, medians, distinct values), so the
+lines may be a DataFrame or a lazy scan of Parquet files: with a scan, the aggregates run
+on Polars' streaming engine and the lines are never held. `fold_plans` fits and returns
+the out-of-fold features as one lazy query per fold, which the pipeline writes to Parquet
+with the streaming engine (`ENGINE`) one fold at a time.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import cast
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -59,6 +65,11 @@ MIN_UNIT_PRICE = 0.001
 """The smallest median unit price a price level divides by (see `fit`)."""
 # Carried through to the basket table (for the split and the lake partitions), not features.
 PASSTHROUGH = ("SHOP_WEEK", "STORE_REGION", "BASKET_TYPE")
+ENGINE: Literal["streaming"] = "streaming"
+"""The engine the fits' aggregates run on: bounded memory over a scan, the same results over a DataFrame."""
+# A query whose joins are built from its own input (the distinct products of the lines, joined back to the lines)
+# reads that input twice rather than buffering it until the build side is done.
+NO_SHARED_SCANS = pl.QueryOptFlags(comm_subplan_elim=False)
 
 
 def _p(label: str) -> str:
@@ -94,23 +105,28 @@ class TierEvidence:
     tables: dict[str, pl.DataFrame]  # level -> [code, p_LA, p_MM, p_UM, p_XX]
 
     @classmethod
-    def fit(cls, lines: pl.DataFrame, smoothing: float) -> TierEvidence:
+    def fit(cls, lines: pl.DataFrame | pl.LazyFrame, smoothing: float) -> TierEvidence:
         """Learn from labelled lines: each line counts its basket's label for its product."""
-        onehot = lines.select(
+        onehot = lines.lazy().select(
             *LEVELS, *[(pl.col(LABEL) == c).cast(pl.Float64).alias(_p(c)) for c in LABELS]
         )
-        baskets = lines.group_by(BASKET_KEY).agg(pl.first(LABEL))
+        baskets = lines.lazy().group_by(BASKET_KEY).agg(pl.first(LABEL)).group_by(LABEL).len()
+        keys_of = {level: [level] if parent is None else [level, parent]
+                   for level, parent in zip(LEVELS, (None, *LEVELS[:-1]), strict=True)}
+        basket_labels, *level_counts = pl.collect_all(
+            [baskets, *[onehot.group_by(keys).agg(pl.len().alias("n"), *[pl.col(_p(c)).sum() for c in LABELS])
+                        for keys in keys_of.values()]],
+            engine=ENGINE,
+        )
         # Add-one smoothing: a label no training basket has (or no basket at all) still gets a positive prior,
         # so the lifts (p / prior) and their logs stay finite.
-        label_counts = {c: int((baskets[LABEL] == c).sum()) for c in LABELS}
-        prior = {c: (label_counts[c] + 1) / (baskets.height + len(LABELS)) for c in LABELS}
+        label_counts = dict(basket_labels.iter_rows())
+        n_baskets = sum(label_counts.values())
+        prior = {c: (label_counts.get(c, 0) + 1) / (n_baskets + len(LABELS)) for c in LABELS}
         tables: dict[str, pl.DataFrame] = {}
         parent: str | None = None
-        for level in LEVELS:
-            keys = [level] if parent is None else [level, parent]
-            counts = onehot.group_by(keys).agg(
-                pl.len().alias("n"), *[pl.col(_p(c)).sum() for c in LABELS]
-            )
+        for level, counts in zip(LEVELS, level_counts, strict=True):
+            keys = keys_of[level]
             if parent is None:
                 base = [pl.lit(prior[c]) for c in LABELS]
             else:
@@ -178,24 +194,28 @@ class BasketFeaturizer:
         self.tier_inference = tier_inference
 
     # ---- fitting -------------------------------------------------------------------
-    def fit(self, lines: pl.DataFrame, pairs: BasketProducts | None = None) -> BasketFeaturizer:
-        """Learn tiers, evidence, price levels and vocabularies from training lines only."""
+    def fit(self, lines: pl.DataFrame | pl.LazyFrame, pairs: BasketProducts | None = None) -> BasketFeaturizer:
+        """Learn tiers, evidence, price levels and vocabularies from training lines only (a frame or a scan)."""
+        lines = lines.lazy()
         self.evidence_ = TierEvidence.fit(lines, self.smoothing)
         self.tiers_ = self._fit_tiers(pairs if pairs is not None else lines)
         unit = lines.select(CATEGORY, "PROD_CODE", (pl.col("SPEND") / pl.col("QUANTITY")).alias("unit"))
         # Price levels divide by these medians: a zero one (a category given away) would make the price features
         # infinite or NaN, so such categories fall back to the global median, itself floored at a tenth of a cent.
-        # "unit" is a Float64 column, so its median is a float (None without lines); Series.median is typed for
-        # every column type.
-        median = cast("float | None", unit["unit"].median())
-        self.global_unit_price_ = max(float(median or 0.0), MIN_UNIT_PRICE)
-        self.category_price_ = (
-            unit.group_by(CATEGORY)
-            .agg(pl.col("unit").median().alias("category_price"))
-            .filter(pl.col("category_price") >= MIN_UNIT_PRICE)
-            .sort(CATEGORY)
+        median, category, product, divisions, span, *vocabularies = pl.collect_all(
+            [
+                unit.select(pl.col("unit").median()),
+                unit.group_by(CATEGORY).agg(pl.col("unit").median().alias("category_price")),
+                unit.group_by("PROD_CODE", CATEGORY).agg(pl.col("unit").median().alias("product_price")),
+                lines.select(pl.col(DIVISION).unique()),
+                lines.select(pl.len().alias("rows"), pl.col("SHOP_WEEK").min().alias("first"),
+                             pl.col("SHOP_WEEK").max().alias("last")),
+                *[lines.select(pl.col(c).unique()) for c in HEADER_CATEGORICALS],
+            ],
+            engine=ENGINE,
         )
-        product = unit.group_by("PROD_CODE", CATEGORY).agg(pl.col("unit").median().alias("product_price"))
+        self.global_unit_price_ = max(float(median.item() or 0.0), MIN_UNIT_PRICE)  # None without lines
+        self.category_price_ = category.filter(pl.col("category_price") >= MIN_UNIT_PRICE).sort(CATEGORY)
         self.product_price_index_ = (
             product.join(self.category_price_, on=CATEGORY)
             .select("PROD_CODE", CATEGORY, (pl.col("product_price") / pl.col("category_price")).alias("product_index"))
@@ -204,40 +224,42 @@ class BasketFeaturizer:
             .drop(CATEGORY)
         )
         self.vocabularies_ = {
-            c: sorted(v for v in lines[c].unique().to_list() if v is not None) for c in HEADER_CATEGORICALS
+            c: sorted(v for v in values[c].to_list() if v is not None)
+            for c, values in zip(HEADER_CATEGORICALS, vocabularies, strict=True)
         }
-        self.divisions_ = sorted(lines[DIVISION].unique().to_list())
-        self.fitted_rows_ = lines.height
-        self.fitted_weeks_ = week_span(lines["SHOP_WEEK"])
+        self.divisions_ = sorted(divisions[DIVISION].to_list())
+        self.fitted_rows_ = int(span["rows"].item())
+        self.fitted_weeks_ = week_span(span["first"].append(span["last"]))
         self.feature_names_ = []
         self._compile()
-        probe = self._plan(lines.head(1).lazy(), self.evidence_, self.tiers_, kept=[]).collect()
+        probe = self._plan(lines.head(1), self.evidence_, self.tiers_, kept=[]).collect()
         self.feature_names_ = [c for c in probe.columns if c != BASKET_KEY]
         self._compile()
         return self
 
     def fit_transform(self, lines: pl.DataFrame) -> pl.DataFrame:
         """Fit on the lines, and return their features with out-of-fold tier evidence."""
+        return pl.concat(pl.collect_all(self.fold_plans(lines.lazy())))
+
+    def fold_plans(self, lines: pl.LazyFrame) -> list[pl.LazyFrame]:
+        """Fit on the lines (a frame made lazy, or a scan); the features of each fold's baskets, with evidence and
+        tiers learned from the other folds, as one lazy query per fold."""
         pairs = BasketProducts.from_lines(lines) if self.tier_inference else None
         self.fit(lines, pairs)
         fold = (pl.col(BASKET_KEY).hash(seed=self.seed) % self.folds).alias("_fold")
-        # The evidence fits read only these columns: copying them per fold, not all the lines, keeps the
-        # peak memory of the pipeline's largest stage down.
         labelled = lines.select(BASKET_KEY, LABEL, *LEVELS, fold)
-        kept = self._kept(lines)
+        kept = self._kept(lines.collect_schema().names())
         basket_folds = np.zeros(0, dtype=np.uint64)  # read only with `pairs`
         if pairs is not None:  # the fold of each of `pairs`' baskets (numbered by BASKET_KEY's sorted order)
-            keys = lines.filter(pl.col(LABEL).is_in(TIERS)).select(BASKET_KEY).unique().sort(BASKET_KEY)
-            basket_folds = (keys[BASKET_KEY].hash(seed=self.seed) % self.folds).to_numpy()
+            basket_folds = (pairs.keys.hash(seed=self.seed) % self.folds).to_numpy()
         plans = []
         for k in range(self.folds):
             evidence = TierEvidence.fit(labelled.filter(pl.col("_fold") != k), self.smoothing)
             tiers = self._fit_tiers(pairs.subset(basket_folds != k)) if pairs is not None else None
-            held = lines.lazy().filter(fold == k)
-            plans.append(self._plan(held, evidence, tiers, kept))
-        return pl.concat(pl.collect_all(plans))
+            plans.append(self._plan(lines.filter(fold == k), evidence, tiers, kept))
+        return plans
 
-    def _fit_tiers(self, data: pl.DataFrame | BasketProducts) -> ProductTiers | None:
+    def _fit_tiers(self, data: pl.LazyFrame | BasketProducts) -> ProductTiers | None:
         if not self.tier_inference:
             return None
         tiers = ProductTiers().fit(data)
@@ -247,7 +269,11 @@ class BasketFeaturizer:
     # ---- applying ------------------------------------------------------------------
     def transform(self, lines: pl.DataFrame) -> pl.DataFrame:
         """One row per basket: BASKET_KEY, pass-through columns, then `feature_names_`."""
-        return self._plan(lines.lazy(), self.evidence_, self.tiers_, self._kept(lines)).collect()
+        return self.plan(lines.lazy()).collect()
+
+    def plan(self, lines: pl.LazyFrame) -> pl.LazyFrame:
+        """`transform` as a lazy query (over a scan, for the streaming engine)."""
+        return self._plan(lines, self.evidence_, self.tiers_, self._kept(lines.collect_schema().names()))
 
     def matrix(self, features: pl.DataFrame) -> np.ndarray:
         """The model input for `transform`'s output, columns in `feature_names_` order.
@@ -259,8 +285,8 @@ class BasketFeaturizer:
                               self.feature_names_)
 
     @staticmethod
-    def _kept(lines: pl.DataFrame) -> list[str]:
-        return [c for c in (*PASSTHROUGH, LABEL) if c in lines.columns]
+    def _kept(columns: list[str]) -> list[str]:
+        return [c for c in (*PASSTHROUGH, LABEL) if c in columns]
 
     def _plan(
         self, lines: pl.LazyFrame, evidence: TierEvidence, tiers: ProductTiers | None, kept: list[str]

@@ -6,7 +6,9 @@ Ingestion and validation stream: the input is read a piece at a time, each piece
 checked against the row rules and staged in the work folder (`ml.validate.StagedRows`),
 then the basket check, the silver lines and the quarantine run with Polars' streaming
 engine over the staged pieces (`ml.validate.validate_staged`), so neither stage holds the
-input. The features stage still reads the silver lines into memory.
+input. The features stage fits the featurizer from aggregates over a scan of the silver
+lines and writes the gold basket table a fold at a time with the streaming engine
+(`plan_gold`); training then loads the gold basket table.
 Every stage is timed; the manifest records counts per zone, the input's content hash,
 the schema version and the git commit, so a model can be traced back to its data.
 An input holding fewer weeks than the holdout needs trains with a smaller holdout,
@@ -24,15 +26,16 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.dataset as ds
 
 from ml import ingest
-from ml.features import BasketFeaturizer
+from ml.features import ENGINE, NO_SHARED_SCANS, BasketFeaturizer
 from ml.lake import Lake, join
 from ml.lineage import git_commit
 from ml.progress import StageTimer
 from ml.schema import LABEL, SCHEMA_VERSION, TRAINABLE_LABELS
 from ml.settings import GateSettings, Settings
-from ml.split import TooFewWeeks, plan_holdout, split_lines
+from ml.split import TooFewWeeks, plan_holdout, split_weeks
 from ml.validate import StagedRows, ValidationReport, validate_staged
 
 PARTITIONS = ["STORE_REGION", "BASKET_TYPE"]
@@ -74,20 +77,49 @@ class Gold:
     facts: dict[str, Any]
 
 
-def build_gold(lines: pl.DataFrame, holdout_weeks: int, seed: int) -> Gold:
-    """Basket features with their split side; the featurizer is fitted on training lines only."""
-    split = split_lines(lines, holdout_weeks)
+@dataclass
+class GoldPlans:
+    """`Gold` as lazy queries over the lines, the featurizer fitted already: the basket table in parts (a part per
+    fold of the training side, then the holdout)."""
+
+    parts: list[pl.LazyFrame]
+    featurizer: BasketFeaturizer
+    holdout_lines: pl.LazyFrame
+    facts: dict[str, Any]
+
+
+def plan_gold(lines: pl.LazyFrame, holdout_weeks: int, seed: int) -> GoldPlans:
+    """Basket features with their split side; the featurizer is fitted on training lines only (from aggregates, so
+    `lines` may be a scan that is never held)."""
+    split = split_weeks(lines, holdout_weeks)
     featurizer = BasketFeaturizer(seed=seed)
-    train = featurizer.fit_transform(split.train).with_columns(pl.lit("train").alias("split"))
-    holdout = featurizer.transform(split.holdout).with_columns(pl.lit("holdout").alias("split"))
+    train = [part.with_columns(pl.lit("train").alias("split")) for part in featurizer.fold_plans(split.train)]
+    holdout = featurizer.plan(split.holdout).with_columns(pl.lit("holdout").alias("split"))
     facts = {
         "holdout_weeks": holdout_weeks,
         "last_train_week": split.last_train_week,
         "first_holdout_week": split.first_holdout_week,
-        "train_lines": split.train.height,
-        "holdout_lines": split.holdout.height,
+        "train_lines": split.train_lines,
+        "holdout_lines": split.holdout_lines,
     }
-    return Gold(pl.concat([train, holdout]), featurizer, split.holdout, facts)
+    return GoldPlans([*train, holdout], featurizer, split.holdout, facts)
+
+
+def build_gold(lines: pl.DataFrame, holdout_weeks: int, seed: int) -> Gold:
+    """`plan_gold` in memory: the whole basket table as one frame."""
+    plans = plan_gold(lines.lazy(), holdout_weeks, seed)
+    *parts, holdout_lines = pl.collect_all([*plans.parts, plans.holdout_lines])
+    return Gold(pl.concat(parts), plans.featurizer, holdout_lines, plans.facts)
+
+
+def _write_gold(plans: GoldPlans, folder: Path) -> list[Path]:
+    """Each part of the basket table to a Parquet file under `folder`, one at a time with the streaming engine."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, part in enumerate(plans.parts):
+        paths.append(folder / f"part-{i}.parquet")
+        part.sink_parquet(paths[-1], engine=ENGINE, optimizations=NO_SHARED_SCANS)
+    return paths
 
 
 def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None = None) -> PipelineResult:
@@ -129,17 +161,16 @@ def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None 
         raise ingest.InputError(f"{input_path}: {exc}") from exc
 
     with timer.stage("features", "Building basket features (fitted on training weeks only)"):
-        lines = pl.read_parquet(local_silver / "lines.parquet")
-        shutil.rmtree(local_silver)  # read; the lake keeps the silver zone
-        built = build_gold(lines, plan.holdout_weeks, settings.seed)
-        gold, split_facts = built.baskets, {**built.facts, **plan.facts()}
-        lines_in_silver = lines.height
-        del lines
-        gold_uri = lake.write_partitioned(gold, PARTITIONS, "gold", run_id, "baskets")
+        plans = plan_gold(pl.scan_parquet(local_silver / "lines.parquet"), plan.holdout_weeks, settings.seed)
+        split_facts = {**plans.facts, **plan.facts()}
         channel = settings.work_dir / run_id / "train"
         shutil.rmtree(channel, ignore_errors=True)
-        built.featurizer.save(channel / "featurizer")
-        built.holdout_lines.write_parquet(channel / "holdout_lines.parquet")
+        parts = _write_gold(plans, settings.work_dir / run_id / "gold")
+        plans.holdout_lines.sink_parquet(channel / "holdout_lines.parquet", engine=ENGINE, mkdir=True)
+        shutil.rmtree(local_silver)  # read; the lake keeps the silver zone
+        gold = ds.dataset([str(p) for p in parts], format="parquet")
+        gold_uri = lake.write_partitioned(gold, PARTITIONS, "gold", run_id, "baskets")
+        plans.featurizer.save(channel / "featurizer")
         lake.put_folder(channel / "featurizer", "gold", run_id, "featurizer")
         lineage = {
             "run_id": run_id,
@@ -155,13 +186,15 @@ def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None 
         # The training channel, laid out as SageMaker would download it.
         Lake(str(channel)).write_partitioned(gold, PARTITIONS, "baskets")
         (channel / "lineage.json").write_text(json.dumps(lineage, indent=2))
-        gold_counts = {
-            "baskets": gold.height,
-            "train_baskets": int((gold["split"] == "train").sum()),
-            "holdout_baskets": int((gold["split"] == "holdout").sum()),
-            "trainable_baskets": int(gold[LABEL].is_in(list(TRAINABLE_LABELS)).sum()),
-        }
-        del gold, built
+        counts = pl.scan_parquet(parts).select(
+            pl.len().alias("baskets"),
+            (pl.col("split") == "train").sum().alias("train_baskets"),
+            (pl.col("split") == "holdout").sum().alias("holdout_baskets"),
+            pl.col(LABEL).is_in(list(TRAINABLE_LABELS)).sum().alias("trainable_baskets"),
+        ).collect(engine=ENGINE)
+        gold_counts = {name: int(value) for name, value in counts.row(0, named=True).items()}
+        shutil.rmtree(settings.work_dir / run_id / "gold")
+        del gold, plans
 
     report_dir = settings.work_dir / run_id / "output"
     model_dir = settings.work_dir / run_id / "model"
@@ -197,7 +230,7 @@ def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None 
         "git_commit": lineage["git_commit"],
         "zones": {
             "raw": {"location": record.location, "rows": report.rows_in},
-            "silver": {"lines": silver_lines, "rows": lines_in_silver,
+            "silver": {"lines": silver_lines, "rows": report.rows_accepted,
                        "quarantine": quarantine_uri, "quarantined_rows": report.rows_quarantined},
             "gold": {"baskets": gold_uri, **gold_counts},
         },

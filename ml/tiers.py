@@ -157,26 +157,39 @@ class BasketProducts:
     n_products: np.ndarray
     chains: pl.DataFrame
     """Per product (row = product index): PROD_CODE and its higher levels."""
+    keys: pl.Series
+    """Per basket (index = basket): its BASKET_KEY, in sorted order."""
 
     @classmethod
-    def from_lines(cls, lines: pl.DataFrame) -> BasketProducts:
-        labelled = lines.filter(pl.col(LABEL).is_in(TIERS))
+    def from_lines(cls, lines: pl.DataFrame | pl.LazyFrame) -> BasketProducts:
+        """From labelled lines, a frame or a scan: group-bys (run on the streaming engine), never the lines held."""
+        labelled = lines.lazy().filter(pl.col(LABEL).is_in(TIERS))
         # A product seen under several parent chains keeps its commonest; equally common ones, the smallest codes.
-        chains = labelled.group_by(*HIERARCHY).agg(pl.len().alias("n"))
+        chains, keys = pl.collect_all(
+            [labelled.group_by(*HIERARCHY).agg(pl.len().alias("n")), labelled.select(pl.col(BASKET_KEY).unique())],
+            engine="streaming",
+        )
         chains = chains.sort(["n", *HIERARCHY], descending=[True, *[False] * len(HIERARCHY)])
         chains = chains.unique("PROD_CODE", keep="first", maintain_order=True).drop("n").sort("PROD_CODE")
         chains = chains.with_row_index("p")
-        keyed = labelled.select(
-            pl.col(BASKET_KEY).rank("dense").cast(pl.Int64).sub(1).alias("b"),
-            "PROD_CODE",
-            pl.col(LABEL).replace_strict({t: i for i, t in enumerate(TIERS)}, return_dtype=pl.Int8).alias("label"),
-        ).join(chains.select("PROD_CODE", "p"), on="PROD_CODE")
-        pairs = keyed.group_by("b", "p").agg(pl.len().alias("n"), pl.first("label"))
+        baskets = keys.sort(BASKET_KEY).with_row_index("b")
+        pairs = (
+            labelled.select(
+                BASKET_KEY, "PROD_CODE",
+                pl.col(LABEL).replace_strict({t: i for i, t in enumerate(TIERS)}, return_dtype=pl.Int8).alias("label"),
+            )
+            .group_by(BASKET_KEY, "PROD_CODE").agg(pl.len().alias("n"), pl.first("label"))
+            .join(baskets.lazy(), on=BASKET_KEY)
+            .join(chains.lazy().select("PROD_CODE", "p"), on="PROD_CODE")
+            .select(pl.col("b").cast(pl.Int64), pl.col("p").cast(pl.Int64), "n", "label")
+            .collect(engine="streaming")
+        )
         b, p = pairs["b"].to_numpy(), pairs["p"].to_numpy()
-        n_baskets = int(b.max()) + 1 if len(b) else 0
+        n_baskets = baskets.height
         label = np.zeros(n_baskets, dtype=np.int64)
         label[b] = pairs["label"].to_numpy()
-        return cls(b, p, pairs["n"].to_numpy(), label, np.bincount(b, minlength=n_baskets), chains.drop("p"))
+        return cls(b, p, pairs["n"].to_numpy(), label, np.bincount(b, minlength=n_baskets), chains.drop("p"),
+                   baskets[BASKET_KEY])
 
     def subset(self, keep_basket: np.ndarray) -> BasketProducts:
         """Only the baskets where `keep_basket` is true (renumbered); products keep their indices."""
@@ -189,6 +202,7 @@ class BasketProducts:
             lines=self.lines[kept],
             label=self.label[keep_basket],
             n_products=self.n_products[keep_basket],
+            keys=self.keys.filter(pl.Series(keep_basket)),
         )
 
 
@@ -200,8 +214,9 @@ class ProductTiers:
         self.smoothing = smoothing
 
     # ---- fitting -------------------------------------------------------------------
-    def fit(self, lines: pl.DataFrame | BasketProducts) -> ProductTiers:
-        """Learn from labelled training lines (one row per product in a basket), or their `BasketProducts`."""
+    def fit(self, lines: pl.DataFrame | pl.LazyFrame | BasketProducts) -> ProductTiers:
+        """Learn from labelled training lines (one row per product in a basket; a frame or a scan), or their
+        `BasketProducts`."""
         data = lines if isinstance(lines, BasketProducts) else BasketProducts.from_lines(lines)
         present = np.bincount(data.product, minlength=data.chains.height) > 0
         keep = np.cumsum(present) - 1
