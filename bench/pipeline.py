@@ -150,7 +150,7 @@ def main() -> None:
         return
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()] + ([LARGE_SIZE] if args.include_30m else [])
     measured = run_sizes(sizes, args.workdir, args.keep)
-    Console().print(size_table(measured))
+    Console(width=150).print(size_table(measured))
     for m in measured:
         if m["rows"] == LARGE_SIZE:
             met = (m["pipeline_seconds"] < LARGE_TARGET_SECONDS
