@@ -22,17 +22,26 @@ What it learns from training lines:
 basket's are learned from the other folds' baskets), so the model never sees evidence
 that was computed from its own label, as scikit-learn's TargetEncoder does.
 
-Fitting reads its lines through aggregates (group-bys, medians, distinct values), so the
-lines may be a DataFrame or a lazy scan of Parquet files: with a scan, the aggregates run
-on Polars' streaming engine and the lines are never held. `fold_plans` fits and returns
-the out-of-fold features as one lazy query per fold, which the pipeline writes to Parquet
-with the streaming engine (`ENGINE`) one fold at a time.
+Fitting reads its lines through aggregates, so the lines may be a DataFrame or a lazy scan
+of Parquet files. Over a scan, the aggregates run on Polars' streaming engine, which holds
+their state: one entry per product, per category or per basket (the tier evidence's basket
+labels, `ml.tiers` line counts per basket), never one per line. What holds lines is bounded:
+the medians are taken a bucket of products at a time, or by radix selection
+(`ml.medians`), and tier estimation holds the (basket, product) pairs of the products
+without an exact tier only. `fold_parts` fits and returns the out-of-fold features in
+parts of a bounded number of lines (`FeaturePart`): a part's lines are read with the
+streaming engine and its features computed with the in-memory engine, whose per-basket
+sums run in line order, so the features are the same bits whatever the part size or the
+thread count, and those `transform` gives the same lines.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -40,8 +49,9 @@ import numpy as np
 import polars as pl
 
 from ml.calendar import week_span
+from ml.medians import bucketed_medians, selected_median, selected_medians
 from ml.schema import BASKET_KEY, HIERARCHY, LABEL, LABELS
-from ml.tiers import ESTIMATED, EXACT, LA, TIERS, UM, UNSEEN, BasketProducts, ProductTiers, tier_column
+from ml.tiers import ESTIMATED, EXACT, LA, TIERS, UM, UNSEEN, ProductTiers, TierLines, tier_column
 
 FORMAT_VERSION = 2
 # Hierarchy from the coarsest level to the product itself: evidence is smoothed downwards.
@@ -67,9 +77,6 @@ MIN_UNIT_PRICE = 0.001
 PASSTHROUGH = ("SHOP_WEEK", "STORE_REGION", "BASKET_TYPE")
 ENGINE: Literal["streaming"] = "streaming"
 """The engine the fits' aggregates run on: bounded memory over a scan, the same results over a DataFrame."""
-# A query whose joins are built from its own input (the distinct products of the lines, joined back to the lines)
-# reads that input twice rather than buffering it until the build side is done.
-NO_SHARED_SCANS = pl.QueryOptFlags(comm_subplan_elim=False)
 
 
 def _p(label: str) -> str:
@@ -113,11 +120,14 @@ class TierEvidence:
         baskets = lines.lazy().group_by(BASKET_KEY).agg(pl.first(LABEL)).group_by(LABEL).len()
         keys_of = {level: [level] if parent is None else [level, parent]
                    for level, parent in zip(LEVELS, (None, *LEVELS[:-1]), strict=True)}
-        basket_labels, *level_counts = pl.collect_all(
-            [baskets, *[onehot.group_by(keys).agg(pl.len().alias("n"), *[pl.col(_p(c)).sum() for c in LABELS])
-                        for keys in keys_of.values()]],
+        # One group-by per chain of codes (about one per product), summed up to each level: the sums are of 0/1, so
+        # exact in any order.
+        basket_labels, chains = pl.collect_all(
+            [baskets, onehot.group_by(LEVELS).agg(pl.len().alias("n"), *[pl.col(_p(c)).sum() for c in LABELS])],
             engine=ENGINE,
         )
+        level_counts = [chains.group_by(keys).agg(pl.col("n").sum(), *[pl.col(_p(c)).sum() for c in LABELS])
+                        for keys in keys_of.values()]
         # Add-one smoothing: a label no training basket has (or no basket at all) still gets a positive prior,
         # so the lifts (p / prior) and their logs stay finite.
         label_counts = dict(basket_labels.iter_rows())
@@ -194,19 +204,16 @@ class BasketFeaturizer:
         self.tier_inference = tier_inference
 
     # ---- fitting -------------------------------------------------------------------
-    def fit(self, lines: pl.DataFrame | pl.LazyFrame, pairs: BasketProducts | None = None) -> BasketFeaturizer:
-        """Learn tiers, evidence, price levels and vocabularies from training lines only (a frame or a scan)."""
+    def fit(self, lines: pl.DataFrame | pl.LazyFrame, tier_lines: TierLines | None = None,
+            rows_per_piece: int | None = None) -> BasketFeaturizer:
+        """Learn tiers, evidence, price levels and vocabularies from training lines only (a frame or a scan).
+        `tier_lines`: the lines' `TierLines`, if found already; `rows_per_piece`: the most lines the product
+        medians hold at once (all of them without it)."""
         lines = lines.lazy()
         self.evidence_ = TierEvidence.fit(lines, self.smoothing)
-        self.tiers_ = self._fit_tiers(pairs if pairs is not None else lines)
-        unit = lines.select(CATEGORY, "PROD_CODE", (pl.col("SPEND") / pl.col("QUANTITY")).alias("unit"))
-        # Price levels divide by these medians: a zero one (a category given away) would make the price features
-        # infinite or NaN, so such categories fall back to the global median, itself floored at a tenth of a cent.
-        median, category, product, divisions, span, *vocabularies = pl.collect_all(
+        self.tiers_ = self._fit_tiers(tier_lines if tier_lines is not None else lines)
+        divisions, span, *vocabularies = pl.collect_all(
             [
-                unit.select(pl.col("unit").median()),
-                unit.group_by(CATEGORY).agg(pl.col("unit").median().alias("category_price")),
-                unit.group_by("PROD_CODE", CATEGORY).agg(pl.col("unit").median().alias("product_price")),
                 lines.select(pl.col(DIVISION).unique()),
                 lines.select(pl.len().alias("rows"), pl.col("SHOP_WEEK").min().alias("first"),
                              pl.col("SHOP_WEEK").max().alias("last")),
@@ -214,7 +221,15 @@ class BasketFeaturizer:
             ],
             engine=ENGINE,
         )
-        self.global_unit_price_ = max(float(median.item() or 0.0), MIN_UNIT_PRICE)  # None without lines
+        rows = int(span["rows"].item())
+        # Price levels divide by these medians: a zero one (a category given away) would make the price features
+        # infinite or NaN, so such categories fall back to the global median, itself floored at a tenth of a cent.
+        unit = lines.select(CATEGORY, "PROD_CODE", (pl.col("SPEND") / pl.col("QUANTITY")).alias("unit"))
+        median = selected_median(unit, "unit")
+        category = selected_medians(unit, [CATEGORY], "unit", "category_price")
+        product = bucketed_medians(unit, ["PROD_CODE", CATEGORY], "unit", "product_price", rows,
+                                   rows_per_piece or max(rows, 1))
+        self.global_unit_price_ = max(median or 0.0, MIN_UNIT_PRICE)  # None without lines
         self.category_price_ = category.filter(pl.col("category_price") >= MIN_UNIT_PRICE).sort(CATEGORY)
         self.product_price_index_ = (
             product.join(self.category_price_, on=CATEGORY)
@@ -228,38 +243,56 @@ class BasketFeaturizer:
             for c, values in zip(HEADER_CATEGORICALS, vocabularies, strict=True)
         }
         self.divisions_ = sorted(divisions[DIVISION].to_list())
-        self.fitted_rows_ = int(span["rows"].item())
+        self.fitted_rows_ = rows
         self.fitted_weeks_ = week_span(span["first"].append(span["last"]))
         self.feature_names_ = []
         self._compile()
-        probe = self._plan(lines.head(1), self.evidence_, self.tiers_, kept=[]).collect()
+        # One line, taken with the streaming engine (which stops there; the in-memory engine would read the scan).
+        probe = self._plan(lines.head(1).collect(engine=ENGINE).lazy(), self.evidence_, self.tiers_, kept=[]).collect()
         self.feature_names_ = [c for c in probe.columns if c != BASKET_KEY]
         self._compile()
         return self
 
     def fit_transform(self, lines: pl.DataFrame) -> pl.DataFrame:
-        """Fit on the lines, and return their features with out-of-fold tier evidence."""
-        return pl.concat(pl.collect_all(self.fold_plans(lines.lazy())))
+        """Fit on the lines, and return their features with out-of-fold tier evidence (fold by fold)."""
+        return pl.concat([part.collect() for part in self.fold_parts(lines.lazy())])
 
-    def fold_plans(self, lines: pl.LazyFrame) -> list[pl.LazyFrame]:
+    def fold_parts(self, lines: pl.LazyFrame, rows_per_piece: int | None = None) -> list[FeaturePart]:
         """Fit on the lines (a frame made lazy, or a scan); the features of each fold's baskets, with evidence and
-        tiers learned from the other folds, as one lazy query per fold."""
-        pairs = BasketProducts.from_lines(lines) if self.tier_inference else None
-        self.fit(lines, pairs)
-        fold = (pl.col(BASKET_KEY).hash(seed=self.seed) % self.folds).alias("_fold")
-        labelled = lines.select(BASKET_KEY, LABEL, *LEVELS, fold)
+        tiers learned from the other folds, fold by fold, each fold dealt into parts of about `rows_per_piece`
+        lines by a hash of BASKET_KEY (a part per fold without it)."""
+        fold = self._fold()
+        tier_lines = TierLines.from_lines(lines, fold) if self.tier_inference else None
+        self.fit(lines, tier_lines, rows_per_piece)
+        pieces = _pieces(self.fitted_rows_ / self.folds, rows_per_piece)
+        labelled = lines.select(BASKET_KEY, LABEL, *LEVELS, fold.alias("_fold"))
         kept = self._kept(lines.collect_schema().names())
-        basket_folds = np.zeros(0, dtype=np.uint64)  # read only with `pairs`
-        if pairs is not None:  # the fold of each of `pairs`' baskets (numbered by BASKET_KEY's sorted order)
-            basket_folds = (pairs.keys.hash(seed=self.seed) % self.folds).to_numpy()
-        plans = []
+        parts = []
         for k in range(self.folds):
             evidence = TierEvidence.fit(labelled.filter(pl.col("_fold") != k), self.smoothing)
-            tiers = self._fit_tiers(pairs.subset(basket_folds != k)) if pairs is not None else None
-            plans.append(self._plan(lines.filter(fold == k), evidence, tiers, kept))
-        return plans
+            tiers = self._fit_tiers(tier_lines.without_fold(k)) if tier_lines is not None else None
+            featurize = partial(self._plan, evidence=evidence, tiers=tiers, kept=kept)
+            parts += [FeaturePart(lines.filter((fold == k) & (self._piece(pieces) == j)), featurize)
+                      for j in range(pieces)]
+        return parts
 
-    def _fit_tiers(self, data: pl.LazyFrame | BasketProducts) -> ProductTiers | None:
+    def parts(self, lines: pl.LazyFrame, rows: int, rows_per_piece: int | None = None) -> list[FeaturePart]:
+        """`transform` of `rows` lines (a frame made lazy, or a scan) in parts of about `rows_per_piece` lines, dealt
+        by a hash of BASKET_KEY."""
+        pieces = _pieces(rows, rows_per_piece)
+        featurize = partial(self._plan, evidence=self.evidence_, tiers=self.tiers_,
+                            kept=self._kept(lines.collect_schema().names()))
+        return [FeaturePart(lines.filter(self._piece(pieces) == j), featurize) for j in range(pieces)]
+
+    def _fold(self) -> pl.Expr:
+        """A basket's fold, from its key."""
+        return pl.col(BASKET_KEY).hash(seed=self.seed) % self.folds
+
+    def _piece(self, pieces: int) -> pl.Expr:
+        """A basket's piece of its fold: the same hash as the fold's, its quotient, so pieces split folds evenly."""
+        return pl.col(BASKET_KEY).hash(seed=self.seed) // self.folds % pieces
+
+    def _fit_tiers(self, data: pl.LazyFrame | TierLines) -> ProductTiers | None:
         if not self.tier_inference:
             return None
         tiers = ProductTiers().fit(data)
@@ -417,3 +450,23 @@ class BasketFeaturizer:
         self.fitted_weeks_ = tuple(state["fitted_weeks"])
         self._compile()
         return self
+
+
+@dataclass(frozen=True)
+class FeaturePart:
+    """Some baskets' lines (a filter of the lines, a scan perhaps) and the query that turns them into features."""
+
+    lines: pl.LazyFrame
+    featurize: Callable[[pl.LazyFrame], pl.LazyFrame]
+
+    def collect(self) -> pl.DataFrame:
+        """The part's features: its lines read with the streaming engine (a scan is filtered as it is read), then
+        featurized with the in-memory engine, whose per-basket sums run in line order whatever the thread count.
+        Baskets come in the order of their first line."""
+        held = self.lines.collect(engine=ENGINE)
+        return self.featurize(held.lazy()).collect()
+
+
+def _pieces(rows: float, rows_per_piece: int | None) -> int:
+    """Into how many pieces `rows` lines go for pieces of at most about `rows_per_piece` (one without a limit)."""
+    return 1 if rows_per_piece is None else max(1, math.ceil(rows / max(rows_per_piece, 1)))

@@ -7,8 +7,11 @@ checked against the row rules and staged in the work folder (`ml.validate.Staged
 then the basket check, the silver lines and the quarantine run with Polars' streaming
 engine over the staged pieces (`ml.validate.validate_staged`), so neither stage holds the
 input. The features stage fits the featurizer from aggregates over a scan of the silver
-lines and writes the gold basket table a fold at a time with the streaming engine
-(`plan_gold`); training then loads the gold basket table.
+lines and writes the gold basket table a part at a time (`plan_gold`): each fold of the
+training side and the holdout are dealt into parts of at most about `rows_per_piece`
+lines, sized from RETAIL_MAX_MEMORY_GB, each part's lines held and featurized in memory;
+training then loads the gold basket table. A run that fails removes the copies of the
+silver lines and the gold parts it made in the work folder.
 Every stage is timed; the manifest records counts per zone, the input's content hash,
 the schema version and the git commit, so a model can be traced back to its data.
 An input holding fewer weeks than the holdout needs trains with a smaller holdout,
@@ -17,6 +20,7 @@ announced in `notices` and the manifest's `split`, or stops (see `ml.split.plan_
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import shutil
@@ -29,12 +33,12 @@ import polars as pl
 import pyarrow.dataset as ds
 
 from ml import ingest
-from ml.features import ENGINE, NO_SHARED_SCANS, BasketFeaturizer
+from ml.features import ENGINE, BasketFeaturizer, FeaturePart
 from ml.lake import Lake, join
 from ml.lineage import git_commit
 from ml.progress import StageTimer
 from ml.schema import LABEL, SCHEMA_VERSION, TRAINABLE_LABELS
-from ml.settings import GateSettings, Settings
+from ml.settings import GateSettings, Settings, rows_per_piece
 from ml.split import TooFewWeeks, plan_holdout, split_weeks
 from ml.validate import StagedRows, ValidationReport, validate_staged
 
@@ -79,22 +83,23 @@ class Gold:
 
 @dataclass
 class GoldPlans:
-    """`Gold` as lazy queries over the lines, the featurizer fitted already: the basket table in parts (a part per
-    fold of the training side, then the holdout)."""
+    """`Gold` as parts over the lines, the featurizer fitted already: the basket table is the parts' features in
+    order, each with its split side (the training side's folds, each in pieces, then the holdout in pieces)."""
 
-    parts: list[pl.LazyFrame]
+    parts: list[tuple[FeaturePart, str]]
     featurizer: BasketFeaturizer
     holdout_lines: pl.LazyFrame
     facts: dict[str, Any]
 
 
-def plan_gold(lines: pl.LazyFrame, holdout_weeks: int, seed: int) -> GoldPlans:
+def plan_gold(lines: pl.LazyFrame, holdout_weeks: int, seed: int, rows_per_piece: int | None = None) -> GoldPlans:
     """Basket features with their split side; the featurizer is fitted on training lines only (from aggregates, so
-    `lines` may be a scan that is never held)."""
+    `lines` may be a scan that is never held). A part holds at most about `rows_per_piece` lines (a fold without
+    it)."""
     split = split_weeks(lines, holdout_weeks)
     featurizer = BasketFeaturizer(seed=seed)
-    train = [part.with_columns(pl.lit("train").alias("split")) for part in featurizer.fold_plans(split.train)]
-    holdout = featurizer.plan(split.holdout).with_columns(pl.lit("holdout").alias("split"))
+    train = [(part, "train") for part in featurizer.fold_parts(split.train, rows_per_piece)]
+    holdout = [(part, "holdout") for part in featurizer.parts(split.holdout, split.holdout_lines, rows_per_piece)]
     facts = {
         "holdout_weeks": holdout_weeks,
         "last_train_week": split.last_train_week,
@@ -102,23 +107,28 @@ def plan_gold(lines: pl.LazyFrame, holdout_weeks: int, seed: int) -> GoldPlans:
         "train_lines": split.train_lines,
         "holdout_lines": split.holdout_lines,
     }
-    return GoldPlans([*train, holdout], featurizer, split.holdout, facts)
+    return GoldPlans([*train, *holdout], featurizer, split.holdout, facts)
+
+
+def gold_part(part: FeaturePart, side: str) -> pl.DataFrame:
+    """One part of the basket table: its baskets' features and their split side."""
+    return part.collect().with_columns(pl.lit(side).alias("split"))
 
 
 def build_gold(lines: pl.DataFrame, holdout_weeks: int, seed: int) -> Gold:
-    """`plan_gold` in memory: the whole basket table as one frame."""
+    """`plan_gold` in memory: the whole basket table as one frame, a part per fold."""
     plans = plan_gold(lines.lazy(), holdout_weeks, seed)
-    *parts, holdout_lines = pl.collect_all([*plans.parts, plans.holdout_lines])
-    return Gold(pl.concat(parts), plans.featurizer, holdout_lines, plans.facts)
+    baskets = pl.concat([gold_part(part, side) for part, side in plans.parts])
+    return Gold(baskets, plans.featurizer, plans.holdout_lines.collect(), plans.facts)
 
 
 def _write_gold(plans: GoldPlans, folder: Path) -> list[Path]:
-    """Each part of the basket table to a Parquet file under `folder`, one at a time with the streaming engine."""
+    """Each part of the basket table to a Parquet file under `folder`, one at a time."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
-    for i, part in enumerate(plans.parts):
-        paths.append(folder / f"part-{i}.parquet")
-        part.sink_parquet(paths[-1], engine=ENGINE, optimizations=NO_SHARED_SCANS)
+    for i, (part, side) in enumerate(plans.parts):
+        paths.append(folder / f"part-{i:05d}.parquet")
+        gold_part(part, side).write_parquet(paths[-1])
     return paths
 
 
@@ -138,63 +148,76 @@ def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None 
             raw_input = reader.raw_input()
             record = lake.put_raw(raw_input.files)
         run_id = _run_id(record.sha256)
-
-        rows_read = sum(raw_input.rows_read.values())
-        with timer.stage("validate", f"Validating {rows_read:,} rows (baskets, silver lines, quarantine)"):
-            local_silver = settings.work_dir / run_id / "silver"
-            report = validate_staged(staged, raw_input, local_silver / "lines.parquet",
-                                     local_silver / "quarantine.parquet")
-            silver_lines = lake.put_file(local_silver / "lines.parquet", "silver", run_id, "lines.parquet")
-            quarantine_uri = lake.put_file(local_silver / "quarantine.parquet", "silver", run_id,
-                                           "quarantine.parquet")
-    finally:
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-    if not report.counts_add_up:  # a bug, never bad input: fail loudly rather than lose rows
-        raise RuntimeError(f"row counts do not add up: {report}")
-    if report.baskets_accepted == 0:
-        raise ingest.InputError(f"{input_path}: no row passed validation; see {quarantine_uri}")
-    weeks = pl.scan_parquet(local_silver / "lines.parquet").select(pl.col("SHOP_WEEK").unique())
+        raise
+    # The run's copies of the silver lines and gold parts, and its training channel: a failed run removes them.
+    local_silver = settings.work_dir / run_id / "silver"
+    local_gold = settings.work_dir / run_id / "gold"
+    channel = settings.work_dir / run_id / "train"
     try:
-        plan = plan_holdout(weeks.collect(engine="streaming")["SHOP_WEEK"].to_list(), settings.holdout_weeks,
-                            settings.validation_weeks, settings.max_holdout_share, settings.min_train_weeks)
-    except TooFewWeeks as exc:
-        raise ingest.InputError(f"{input_path}: {exc}") from exc
+        try:
+            rows_read = sum(raw_input.rows_read.values())
+            with timer.stage("validate", f"Validating {rows_read:,} rows (baskets, silver lines, quarantine)"):
+                report = validate_staged(staged, raw_input, local_silver / "lines.parquet",
+                                         local_silver / "quarantine.parquet")
+                silver_lines = lake.put_file(local_silver / "lines.parquet", "silver", run_id, "lines.parquet")
+                quarantine_uri = lake.put_file(local_silver / "quarantine.parquet", "silver", run_id,
+                                               "quarantine.parquet")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        if not report.counts_add_up:  # a bug, never bad input: fail loudly rather than lose rows
+            raise RuntimeError(f"row counts do not add up: {report}")
+        if report.baskets_accepted == 0:
+            raise ingest.InputError(f"{input_path}: no row passed validation; see {quarantine_uri}")
+        weeks = pl.scan_parquet(local_silver / "lines.parquet").select(pl.col("SHOP_WEEK").unique())
+        try:
+            plan = plan_holdout(weeks.collect(engine="streaming")["SHOP_WEEK"].to_list(), settings.holdout_weeks,
+                                settings.validation_weeks, settings.max_holdout_share, settings.min_train_weeks)
+        except TooFewWeeks as exc:
+            raise ingest.InputError(f"{input_path}: {exc}") from exc
 
-    with timer.stage("features", "Building basket features (fitted on training weeks only)"):
-        plans = plan_gold(pl.scan_parquet(local_silver / "lines.parquet"), plan.holdout_weeks, settings.seed)
-        split_facts = {**plans.facts, **plan.facts()}
-        channel = settings.work_dir / run_id / "train"
-        shutil.rmtree(channel, ignore_errors=True)
-        parts = _write_gold(plans, settings.work_dir / run_id / "gold")
-        plans.holdout_lines.sink_parquet(channel / "holdout_lines.parquet", engine=ENGINE, mkdir=True)
-        shutil.rmtree(local_silver)  # read; the lake keeps the silver zone
-        gold = ds.dataset([str(p) for p in parts], format="parquet")
-        gold_uri = lake.write_partitioned(gold, PARTITIONS, "gold", run_id, "baskets")
-        plans.featurizer.save(channel / "featurizer")
-        lake.put_folder(channel / "featurizer", "gold", run_id, "featurizer")
-        lineage = {
-            "run_id": run_id,
-            "input_sha256": record.sha256,
-            "raw_location": record.location,
-            "silver_lines": silver_lines,
-            "gold_baskets": gold_uri,
-            "schema_version": SCHEMA_VERSION,
-            "git_commit": git_commit(),
-            **split_facts,
-        }
-        lake.write_json(join("gold", run_id, "lineage.json"), lineage)
-        # The training channel, laid out as SageMaker would download it.
-        Lake(str(channel)).write_partitioned(gold, PARTITIONS, "baskets")
-        (channel / "lineage.json").write_text(json.dumps(lineage, indent=2))
-        counts = pl.scan_parquet(parts).select(
-            pl.len().alias("baskets"),
-            (pl.col("split") == "train").sum().alias("train_baskets"),
-            (pl.col("split") == "holdout").sum().alias("holdout_baskets"),
-            pl.col(LABEL).is_in(list(TRAINABLE_LABELS)).sum().alias("trainable_baskets"),
-        ).collect(engine=ENGINE)
-        gold_counts = {name: int(value) for name, value in counts.row(0, named=True).items()}
-        shutil.rmtree(settings.work_dir / run_id / "gold")
-        del gold, plans
+        with timer.stage("features", "Building basket features (fitted on training weeks only)"):
+            plans = plan_gold(pl.scan_parquet(local_silver / "lines.parquet"), plan.holdout_weeks, settings.seed,
+                              rows_per_piece(settings.max_memory_gb))
+            split_facts = {**plans.facts, **plan.facts()}
+            shutil.rmtree(channel, ignore_errors=True)
+            parts = _write_gold(plans, local_gold)
+            plans.holdout_lines.sink_parquet(channel / "holdout_lines.parquet", engine=ENGINE, mkdir=True)
+            shutil.rmtree(local_silver)  # read; the lake keeps the silver zone
+            gold = ds.dataset([str(p) for p in parts], format="parquet")
+            gold_uri = lake.write_partitioned(gold, PARTITIONS, "gold", run_id, "baskets")
+            plans.featurizer.save(channel / "featurizer")
+            lake.put_folder(channel / "featurizer", "gold", run_id, "featurizer")
+            lineage = {
+                "run_id": run_id,
+                "input_sha256": record.sha256,
+                "raw_location": record.location,
+                "silver_lines": silver_lines,
+                "gold_baskets": gold_uri,
+                "schema_version": SCHEMA_VERSION,
+                "git_commit": git_commit(),
+                **split_facts,
+            }
+            lake.write_json(join("gold", run_id, "lineage.json"), lineage)
+            # The training channel, laid out as SageMaker would download it.
+            Lake(str(channel)).write_partitioned(gold, PARTITIONS, "baskets")
+            (channel / "lineage.json").write_text(json.dumps(lineage, indent=2))
+            counts = pl.scan_parquet(parts).select(
+                pl.len().alias("baskets"),
+                (pl.col("split") == "train").sum().alias("train_baskets"),
+                (pl.col("split") == "holdout").sum().alias("holdout_baskets"),
+                pl.col(LABEL).is_in(list(TRAINABLE_LABELS)).sum().alias("trainable_baskets"),
+            ).collect(engine=ENGINE)
+            gold_counts = {name: int(value) for name, value in counts.row(0, named=True).items()}
+            shutil.rmtree(local_gold)
+            del gold, plans
+    except BaseException:
+        for folder in (local_silver, local_gold, channel):
+            shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # kept if anything else is in it
+            (settings.work_dir / run_id).rmdir()
+        raise
 
     report_dir = settings.work_dir / run_id / "output"
     model_dir = settings.work_dir / run_id / "model"

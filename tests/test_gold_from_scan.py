@@ -1,28 +1,35 @@
-"""The gold basket table from a scan of silver lines, written a fold at a time, equals the one built in memory.
+"""The gold basket table from a scan of silver lines, written in parts, is the one built in memory, bit for bit.
 
-The featurizer fits from aggregates (group-bys on the streaming engine) and `plan_gold` returns the basket table
-as lazy parts; over a scan of Parquet silver lines, sunk part by part with the streaming engine as the pipeline
-does, the features, their order, the fitted tables and the split facts must be those `build_gold` gives on the
-same lines as a frame. The lazy split refuses lines whose basket has weeks on both sides.
+`plan_gold` fits the featurizer from aggregates and deals each fold of the training side, and the holdout, into
+parts of a bounded number of lines by a hash of the basket key; each part's lines are read from the scan and
+featurized in memory. Over a scan of Parquet silver lines, written part by part as the pipeline does, the features
+(compared exactly), the fitted tables and the split facts must be those `build_gold` gives on the same lines as a
+frame, a part per fold; the bits must not depend on Polars' thread count (two subprocesses, 1 and 2 threads); the
+parts must hold about the lines they are sized for. The lazy split refuses lines whose basket has weeks on both
+sides.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from ml.features import ENGINE, NO_SHARED_SCANS
-from ml.pipeline import build_gold, plan_gold
+from ml.pipeline import _write_gold, build_gold, plan_gold
 from ml.schema import BASKET_KEY
 from ml.split import split_lines, split_weeks
 from ml.validate import validate
 from tests.helpers import canonical_text
 
 HOLDOUT_WEEKS = 20
+ROWS_PER_PIECE = 3_000
 
 
 @pytest.fixture(scope="module")
@@ -39,23 +46,66 @@ def saved(featurizer, folder: Path) -> dict[str, object]:
             for f in sorted(folder.iterdir())}
 
 
-def test_gold_from_a_scan_written_by_parts_equals_gold_built_in_memory(silver, tmp_path):
+def test_gold_from_a_scan_written_in_parts_is_gold_built_in_memory_bit_for_bit(silver, tmp_path):
     in_memory = build_gold(pl.read_parquet(silver), HOLDOUT_WEEKS, seed=7)
-    plans = plan_gold(pl.scan_parquet(silver), HOLDOUT_WEEKS, seed=7)
-    parts = []
-    for i, part in enumerate(plans.parts):
-        part.sink_parquet(tmp_path / f"part-{i}.parquet", engine=ENGINE, optimizations=NO_SHARED_SCANS)
-        parts.append(pl.read_parquet(tmp_path / f"part-{i}.parquet"))
-    assert_frame_equal(pl.concat(parts), in_memory.baskets)
+    plans = plan_gold(pl.scan_parquet(silver), HOLDOUT_WEEKS, seed=7, rows_per_piece=ROWS_PER_PIECE)
+    from_parts = pl.read_parquet(_write_gold(plans, tmp_path / "gold"))
+    assert_frame_equal(from_parts.sort(BASKET_KEY), in_memory.baskets.sort(BASKET_KEY), check_exact=True)
     assert plans.facts == in_memory.facts
-    assert_frame_equal(plans.holdout_lines.collect(), in_memory.holdout_lines)
+    assert_frame_equal(plans.holdout_lines.collect(), in_memory.holdout_lines, check_exact=True)
     from_scan, from_frame = saved(plans.featurizer, tmp_path / "scan"), saved(in_memory.featurizer, tmp_path / "frame")
     assert from_scan.keys() == from_frame.keys()
     for name, value in from_frame.items():
         if isinstance(value, pl.DataFrame):
-            assert_frame_equal(from_scan[name], value)
+            assert_frame_equal(from_scan[name], value, check_exact=True)
         else:
             assert from_scan[name] == value, name
+
+
+def test_a_basket_in_memory_has_the_features_transform_gives_it(silver):
+    """Serving (`transform`) computes a holdout basket's features as the gold table holds them."""
+    gold = build_gold(pl.read_parquet(silver), HOLDOUT_WEEKS, seed=7)
+    holdout = gold.baskets.filter(pl.col("split") == "holdout").drop("split")
+    assert_frame_equal(gold.featurizer.transform(gold.holdout_lines), holdout, check_exact=True)
+
+
+def test_parts_hold_about_the_lines_they_are_sized_for_and_every_line_once(silver):
+    lines = pl.read_parquet(silver)
+    plans = plan_gold(lines.lazy(), HOLDOUT_WEEKS, seed=7, rows_per_piece=ROWS_PER_PIECE)
+    sizes = [part.lines.select(pl.len()).collect().item() for part, _ in plans.parts]
+    train_parts = sum(side == "train" for _, side in plans.parts)
+    assert train_parts == 5 * -(-plans.facts["train_lines"] // 5 // ROWS_PER_PIECE)
+    assert len(plans.parts) - train_parts == -(-plans.facts["holdout_lines"] // ROWS_PER_PIECE)
+    assert sum(sizes) == lines.height
+    assert max(sizes) < 1.5 * ROWS_PER_PIECE, sizes
+    keys = pl.concat([part.lines.select(BASKET_KEY).unique().collect() for part, _ in plans.parts])
+    assert keys[BASKET_KEY].is_unique().all(), "a basket is in one part only"
+
+
+GOLD_AT_THREADS = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+    import polars as pl
+    from ml.pipeline import _write_gold, plan_gold
+    plans = plan_gold(pl.scan_parquet(sys.argv[1]), int(sys.argv[3]), seed=7, rows_per_piece=int(sys.argv[4]))
+    _write_gold(plans, Path(sys.argv[2]))
+    print(pl.thread_pool_size())
+""")
+
+
+def test_the_gold_parts_are_the_same_bits_on_one_thread_and_on_two(silver, tmp_path):
+    threads = {}
+    for n in (1, 2):
+        env = {**os.environ, "POLARS_MAX_THREADS": str(n)}
+        done = subprocess.run([sys.executable, "-c", GOLD_AT_THREADS, str(silver), str(tmp_path / str(n)),
+                               str(HOLDOUT_WEEKS), str(ROWS_PER_PIECE)], capture_output=True, text=True, check=True,
+                              env=env)
+        threads[n] = int(done.stdout)
+    assert threads == {1: 1, 2: 2}
+    one, two = sorted((tmp_path / "1").iterdir()), sorted((tmp_path / "2").iterdir())
+    assert [p.name for p in one] == [p.name for p in two]
+    for a, b in zip(one, two, strict=True):
+        assert_frame_equal(pl.read_parquet(a), pl.read_parquet(b), check_exact=True)
 
 
 def test_the_lazy_split_puts_the_lines_where_the_split_in_memory_does(silver):
