@@ -24,7 +24,10 @@ both in memory on one frame. `StagedRows` checks the pieces of `ml.ingest.InputR
 one at a time and stages them as Parquet; `validate_staged` runs the same queries with
 Polars' streaming engine over the staged pieces and writes the silver lines and the
 quarantine as Parquet without holding them: what it holds is one group per basket (for
-the basket check and the counts) and the quarantine while it is sorted.
+the basket check and the counts). The quarantine is never sorted as a whole (a sort would
+hold it): it holds the rows that failed a row rule and the lines set aside, by file and
+line (each piece's are sorted as it is checked, and the pieces come in that order), then
+the rows of inconsistent baskets, by file and line (in the order read).
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ QUARANTINE_SCHEMA = {
     RAW_LINE: pl.Binary,
 }
 Engine = Literal["auto", "streaming"]
+QUARANTINE_ROW_GROUP = 32_768
+"""Rows per Parquet row group of the quarantine `validate_staged` writes (what its sink holds at most)."""
 
 
 @dataclass(frozen=True)
@@ -234,7 +239,7 @@ def check_rows(raw: pl.DataFrame, rejected: pl.DataFrame) -> CheckedRows:
     # Only the few failing rows get their rule, column and value.
     row_failures = checked.filter(pl.col("_failed")).with_columns(_first_failure(rules)).with_columns(_failed_value())
     del checked
-    failed = pl.concat([row_failures, rejected], how="diagonal_relaxed")
+    failed = pl.concat([row_failures, rejected], how="diagonal_relaxed").sort(SOURCE_FILE, SOURCE_LINE)
     return CheckedRows(passed, failed.select(pl.col(c).cast(t) for c, t in QUARANTINE_SCHEMA.items()))
 
 
@@ -243,25 +248,27 @@ class _Plans:
     """The lazy queries that finish a validation."""
 
     lines: pl.LazyFrame  # typed silver lines, in the order read
-    quarantine: pl.LazyFrame  # QUARANTINE_SCHEMA, by file and line
+    quarantine: pl.LazyFrame  # QUARANTINE_SCHEMA: row failures and lines set aside, then basket failures; each by
+    # file and line
     accepted_by_file: pl.LazyFrame  # SOURCE_FILE, len
 
 
 def _finish(passed: pl.LazyFrame, failed: pl.LazyFrame, engine: Engine) -> _Plans:
-    """The basket check over all rows that passed the row rules, then the plans of what is accepted and quarantined."""
+    """The basket check over all rows that passed the row rules, then the plans of what is accepted and quarantined.
+    `passed` and `failed` are each in file and line order (`failed` as `check_rows` leaves it)."""
     inconsistent = _inconsistent_baskets(passed, engine)  # a few baskets: held, not streamed
     in_bad_basket = pl.col(BASKET_KEY).is_in(inconsistent[BASKET_KEY].implode())
     accepted = passed.filter(~in_bad_basket)
     basket_failures = (
         passed.filter(in_bad_basket)
-        .join(inconsistent.lazy(), on=BASKET_KEY, how="left")
+        .join(inconsistent.lazy(), on=BASKET_KEY, how="left", maintain_order="left")
         .with_columns(pl.lit("basket_inconsistent").alias("rule"), pl.col("_inconsistent_column").alias("column"))
         .with_columns(_failed_value(), pl.lit(None, dtype=pl.Binary).alias(RAW_LINE))
         .select(*QUARANTINE_SCHEMA)
     )
     return _Plans(
         lines=_silver(accepted.with_columns(_typed_columns())),
-        quarantine=pl.concat([failed, basket_failures]).sort(SOURCE_FILE, SOURCE_LINE),
+        quarantine=pl.concat([failed, basket_failures]),
         accepted_by_file=accepted.group_by(SOURCE_FILE).len(),
     )
 
@@ -318,8 +325,10 @@ def validate_staged(staged: StagedRows, ingested: RawInput, lines_path: Path,
     plans = _finish(staged.scan("passed"), staged.scan("failed"), engine="streaming")
     for path in (lines_path, quarantine_path):
         path.parent.mkdir(parents=True, exist_ok=True)
+    # A Parquet sink holds a row group: the quarantine's rows are wide (raw text), so its groups are smaller.
     pl.collect_all([plans.lines.sink_parquet(lines_path, lazy=True),
-                    plans.quarantine.sink_parquet(quarantine_path, lazy=True)], engine="streaming")
+                    plans.quarantine.sink_parquet(quarantine_path, row_group_size=QUARANTINE_ROW_GROUP, lazy=True)],
+                   engine="streaming")
     lines, quarantine = pl.scan_parquet(lines_path), pl.scan_parquet(quarantine_path)
     accepted_by_file, quarantined_by_file = pl.collect_all(
         [plans.accepted_by_file, quarantine.group_by(SOURCE_FILE).len()], engine="streaming"
