@@ -44,8 +44,9 @@ What is shared by the whole file (catalogue, shoppers, stores, customers' codes 
 segments) is drawn once; each chunk's baskets and lines come from a stream of their own.
 A file of at most `chunk_rows` rows is one chunk drawn from the single transactions
 stream, exactly as before chunks existed, so every such file is unchanged; a larger one
-is the same for the same seed, rows and `chunk_rows` (and differs from the file the
-one-stream generator would draw, which cannot be drawn in pieces).
+is the same for the same seed, rows and `chunk_rows`. `generate`, which returns the whole
+table (the demo, the benchmarks), is the chunks put together, so a seed and a row count give
+the same rows whichever way they are made.
 """
 
 from __future__ import annotations
@@ -115,6 +116,7 @@ GROUP_PRICE_SD = 0.55  # ... varying by category (lognormal)
 PRICE_SD = 0.45  # a product's unit price around its category's and tier's (lognormal)
 SEG_1_NOISE = 0.3  # share of card customers whose seg_1 is drawn at random
 CHUNK_ROWS = 3_000_000  # rows generated at a time by `write_synthetic` (about 1 GB); files up to this are one chunk
+CSV_BATCH_ROWS = 200_000  # rows Arrow's CSV writer formats at a time (and a CR LF file is rewritten at a time)
 
 
 @dataclass(frozen=True)
@@ -438,9 +440,10 @@ def _lines(cfg: SynthConfig, cat: Catalogue, baskets: _Baskets, rng: np.random.G
     return _Lines(basket=basket, product=product, quantity=quantity, spend=spend)
 
 
-def generate(cfg: SynthConfig) -> pa.Table:
-    """The synthetic transactions as an Arrow table in the coded column layout, drawn in one go."""
-    return next(generate_chunks(cfg, chunk_rows=max(cfg.rows, 1)))
+def generate(cfg: SynthConfig, chunk_rows: int = CHUNK_ROWS) -> pa.Table:
+    """The synthetic transactions as one Arrow table in the coded column layout: the chunks `write_synthetic` writes
+    (one for at most `chunk_rows` rows), put together."""
+    return pa.concat_tables(generate_chunks(cfg, chunk_rows))
 
 
 def generate_chunks(cfg: SynthConfig, chunk_rows: int = CHUNK_ROWS) -> Iterator[pa.Table]:
@@ -597,22 +600,27 @@ def write_csv(table: pa.Table, path: Path, crlf: bool = False) -> None:
 
 
 def write_csv_chunks(tables: Iterable[pa.Table], path: Path, crlf: bool = False) -> int:
-    """Write tables of the same columns one after the other as one CSV (see `write_csv`); returns the rows."""
+    """Write tables of the same columns one after the other as one CSV (see `write_csv`), the header once; returns
+    the rows. With `crlf`, lines end in CR LF: Arrow's writer ends them in LF, so each batch of `CSV_BATCH_ROWS` rows
+    is written to memory and its line ends replaced (copies of a batch are held, not of the table)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    options = pacsv.WriteOptions(include_header=False, quoting_style="none", batch_size=200_000)
+    options = pacsv.WriteOptions(include_header=False, quoting_style="none", batch_size=CSV_BATCH_ROWS)
     sink = pa.OSFile(str(path), "wb")
     stream = pa.CompressedOutputStream(sink, "gzip") if path.suffix == ".gz" else sink
-    rows = 0
+    rows, header_written = 0, False
+    newline = b"\r\n" if crlf else b"\n"
     with stream:
         for table in tables:
-            header = b"" if rows else (",".join(table.column_names) + "\n").encode()
+            if not header_written:
+                stream.write((",".join(table.column_names)).encode() + newline)
+                header_written = True
             if crlf:
-                buffer = pa.BufferOutputStream()
-                buffer.write(header)
-                pacsv.write_csv(table, buffer, options)
-                stream.write(buffer.getvalue().to_pybytes().replace(b"\n", b"\r\n"))
+                for batch in table.to_batches(CSV_BATCH_ROWS):
+                    buffer = pa.BufferOutputStream()
+                    pacsv.write_csv(batch, buffer, options)
+                    stream.write(buffer.getvalue().to_pybytes().replace(b"\n", b"\r\n"))
+                    del buffer
             else:
-                stream.write(header)
                 pacsv.write_csv(table, stream, options)
             rows += table.num_rows
     return rows
