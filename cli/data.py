@@ -30,27 +30,22 @@ def synth(
     ),
     weekly: bool = typer.Option(False, help="write one transactions_YYYYWW.csv per week into OUTPUT (a folder)"),
     crlf: bool = typer.Option(False, help="Windows line endings, as some copies of the data have"),
+    chunk_rows: int = typer.Option(None, min=10_000, show_default=False,
+                                   help="rows generated and written at a time (whole weeks), which bounds memory; a "
+                                        "file of at most this many rows is one chunk [default: ml.synth's]"),
 ) -> None:
     """Write synthetic transactions with the structure of the real file (see FACTS.md)."""
     from ml.progress import StageTimer
-    from ml.synth import generate, with_original_header, write_csv, write_weekly
+    from ml.synth import CHUNK_ROWS, write_synthetic
 
     config = synth_config(rows, seed)
-    rows, seed = config.rows, config.seed
     started = time.perf_counter()
     timer = StageTimer(console)
-    with timer.stage("generate", f"Generating {rows:,} rows (seed {seed})"):
-        table = generate(config)
-        if header is Header.original:
-            table = with_original_header(table)
-    with timer.stage("write", f"Writing {output}"):
-        if weekly:
-            files = write_weekly(table, output, crlf=crlf)
-            where = f"{len(files)} weekly files in {output}"
-        else:
-            write_csv(table, output, crlf=crlf)
-            where = str(output)
-    console.print(f"{table.num_rows:,} rows -> {where} in {time.perf_counter() - started:.1f} s")
+    with timer.stage("synth", f"Generating and writing {config.rows:,} rows (seed {config.seed}) to {output}"):
+        written, files = write_synthetic(config, output, original_header=header is Header.original, weekly=weekly,
+                                         crlf=crlf, chunk_rows=chunk_rows or CHUNK_ROWS)
+    where = f"{len(files)} weekly files in {output}" if weekly else str(output)
+    console.print(f"{written:,} rows -> {where} in {time.perf_counter() - started:.1f} s")
 
 
 def synth_config(rows: int | None, seed: int | None):  # -> ml.synth.SynthConfig

@@ -21,21 +21,37 @@ What it learns from training lines:
 `fit_transform` builds training features with out-of-fold tiers and tier evidence (each
 basket's are learned from the other folds' baskets), so the model never sees evidence
 that was computed from its own label, as scikit-learn's TargetEncoder does.
+
+Fitting reads its lines through aggregates, so the lines may be a DataFrame or a lazy scan
+of Parquet files. Over a scan, the aggregates run on Polars' streaming engine, which holds
+their state: one entry per product, per category or per basket (the tier evidence's basket
+labels, `ml.tiers` line counts per basket), never one per line. What holds lines is bounded:
+the medians are taken a bucket of products at a time, or by radix selection
+(`ml.medians`), and tier estimation holds the (basket, product) pairs of the products
+without an exact tier only. `fold_parts` fits and returns the out-of-fold features in
+parts of a bounded number of lines (`FeaturePart`): a part's lines are read with the
+streaming engine and its features computed with the in-memory engine, whose per-basket
+sums run in line order, so the features are the same bits whatever the part size or the
+thread count, and those `transform` gives the same lines.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import cast
+from typing import Literal
 
 import numpy as np
 import polars as pl
 
 from ml.calendar import week_span
+from ml.medians import bucketed_medians, selected_median, selected_medians
 from ml.schema import BASKET_KEY, HIERARCHY, LABEL, LABELS
-from ml.tiers import ESTIMATED, EXACT, LA, TIERS, UM, UNSEEN, BasketProducts, ProductTiers, tier_column
+from ml.tiers import ESTIMATED, EXACT, LA, TIERS, UM, UNSEEN, ProductTiers, TierLines, tier_column
 
 FORMAT_VERSION = 2
 # Hierarchy from the coarsest level to the product itself: evidence is smoothed downwards.
@@ -59,6 +75,8 @@ MIN_UNIT_PRICE = 0.001
 """The smallest median unit price a price level divides by (see `fit`)."""
 # Carried through to the basket table (for the split and the lake partitions), not features.
 PASSTHROUGH = ("SHOP_WEEK", "STORE_REGION", "BASKET_TYPE")
+ENGINE: Literal["streaming"] = "streaming"
+"""The engine the fits' aggregates run on: bounded memory over a scan, the same results over a DataFrame."""
 
 
 def _p(label: str) -> str:
@@ -94,23 +112,31 @@ class TierEvidence:
     tables: dict[str, pl.DataFrame]  # level -> [code, p_LA, p_MM, p_UM, p_XX]
 
     @classmethod
-    def fit(cls, lines: pl.DataFrame, smoothing: float) -> TierEvidence:
+    def fit(cls, lines: pl.DataFrame | pl.LazyFrame, smoothing: float) -> TierEvidence:
         """Learn from labelled lines: each line counts its basket's label for its product."""
-        onehot = lines.select(
+        onehot = lines.lazy().select(
             *LEVELS, *[(pl.col(LABEL) == c).cast(pl.Float64).alias(_p(c)) for c in LABELS]
         )
-        baskets = lines.group_by(BASKET_KEY).agg(pl.first(LABEL))
+        baskets = lines.lazy().group_by(BASKET_KEY).agg(pl.first(LABEL)).group_by(LABEL).len()
+        keys_of = {level: [level] if parent is None else [level, parent]
+                   for level, parent in zip(LEVELS, (None, *LEVELS[:-1]), strict=True)}
+        # One group-by per chain of codes (about one per product), summed up to each level: the sums are of 0/1, so
+        # exact in any order.
+        basket_labels, chains = pl.collect_all(
+            [baskets, onehot.group_by(LEVELS).agg(pl.len().alias("n"), *[pl.col(_p(c)).sum() for c in LABELS])],
+            engine=ENGINE,
+        )
+        level_counts = [chains.group_by(keys).agg(pl.col("n").sum(), *[pl.col(_p(c)).sum() for c in LABELS])
+                        for keys in keys_of.values()]
         # Add-one smoothing: a label no training basket has (or no basket at all) still gets a positive prior,
         # so the lifts (p / prior) and their logs stay finite.
-        label_counts = {c: int((baskets[LABEL] == c).sum()) for c in LABELS}
-        prior = {c: (label_counts[c] + 1) / (baskets.height + len(LABELS)) for c in LABELS}
+        label_counts = dict(basket_labels.iter_rows())
+        n_baskets = sum(label_counts.values())
+        prior = {c: (label_counts.get(c, 0) + 1) / (n_baskets + len(LABELS)) for c in LABELS}
         tables: dict[str, pl.DataFrame] = {}
         parent: str | None = None
-        for level in LEVELS:
-            keys = [level] if parent is None else [level, parent]
-            counts = onehot.group_by(keys).agg(
-                pl.len().alias("n"), *[pl.col(_p(c)).sum() for c in LABELS]
-            )
+        for level, counts in zip(LEVELS, level_counts, strict=True):
+            keys = keys_of[level]
             if parent is None:
                 base = [pl.lit(prior[c]) for c in LABELS]
             else:
@@ -178,24 +204,33 @@ class BasketFeaturizer:
         self.tier_inference = tier_inference
 
     # ---- fitting -------------------------------------------------------------------
-    def fit(self, lines: pl.DataFrame, pairs: BasketProducts | None = None) -> BasketFeaturizer:
-        """Learn tiers, evidence, price levels and vocabularies from training lines only."""
+    def fit(self, lines: pl.DataFrame | pl.LazyFrame, tier_lines: TierLines | None = None,
+            rows_per_piece: int | None = None) -> BasketFeaturizer:
+        """Learn tiers, evidence, price levels and vocabularies from training lines only (a frame or a scan).
+        `tier_lines`: the lines' `TierLines`, if found already; `rows_per_piece`: the most lines the product
+        medians hold at once (all of them without it)."""
+        lines = lines.lazy()
         self.evidence_ = TierEvidence.fit(lines, self.smoothing)
-        self.tiers_ = self._fit_tiers(pairs if pairs is not None else lines)
-        unit = lines.select(CATEGORY, "PROD_CODE", (pl.col("SPEND") / pl.col("QUANTITY")).alias("unit"))
+        self.tiers_ = self._fit_tiers(tier_lines if tier_lines is not None else lines)
+        divisions, span, *vocabularies = pl.collect_all(
+            [
+                lines.select(pl.col(DIVISION).unique()),
+                lines.select(pl.len().alias("rows"), pl.col("SHOP_WEEK").min().alias("first"),
+                             pl.col("SHOP_WEEK").max().alias("last")),
+                *[lines.select(pl.col(c).unique()) for c in HEADER_CATEGORICALS],
+            ],
+            engine=ENGINE,
+        )
+        rows = int(span["rows"].item())
         # Price levels divide by these medians: a zero one (a category given away) would make the price features
         # infinite or NaN, so such categories fall back to the global median, itself floored at a tenth of a cent.
-        # "unit" is a Float64 column, so its median is a float (None without lines); Series.median is typed for
-        # every column type.
-        median = cast("float | None", unit["unit"].median())
-        self.global_unit_price_ = max(float(median or 0.0), MIN_UNIT_PRICE)
-        self.category_price_ = (
-            unit.group_by(CATEGORY)
-            .agg(pl.col("unit").median().alias("category_price"))
-            .filter(pl.col("category_price") >= MIN_UNIT_PRICE)
-            .sort(CATEGORY)
-        )
-        product = unit.group_by("PROD_CODE", CATEGORY).agg(pl.col("unit").median().alias("product_price"))
+        unit = lines.select(CATEGORY, "PROD_CODE", (pl.col("SPEND") / pl.col("QUANTITY")).alias("unit"))
+        median = selected_median(unit, "unit")
+        category = selected_medians(unit, [CATEGORY], "unit", "category_price")
+        product = bucketed_medians(unit, ["PROD_CODE", CATEGORY], "unit", "product_price", rows,
+                                   rows_per_piece or max(rows, 1))
+        self.global_unit_price_ = max(median or 0.0, MIN_UNIT_PRICE)  # None without lines
+        self.category_price_ = category.filter(pl.col("category_price") >= MIN_UNIT_PRICE).sort(CATEGORY)
         self.product_price_index_ = (
             product.join(self.category_price_, on=CATEGORY)
             .select("PROD_CODE", CATEGORY, (pl.col("product_price") / pl.col("category_price")).alias("product_index"))
@@ -204,40 +239,60 @@ class BasketFeaturizer:
             .drop(CATEGORY)
         )
         self.vocabularies_ = {
-            c: sorted(v for v in lines[c].unique().to_list() if v is not None) for c in HEADER_CATEGORICALS
+            c: sorted(v for v in values[c].to_list() if v is not None)
+            for c, values in zip(HEADER_CATEGORICALS, vocabularies, strict=True)
         }
-        self.divisions_ = sorted(lines[DIVISION].unique().to_list())
-        self.fitted_rows_ = lines.height
-        self.fitted_weeks_ = week_span(lines["SHOP_WEEK"])
+        self.divisions_ = sorted(divisions[DIVISION].to_list())
+        self.fitted_rows_ = rows
+        self.fitted_weeks_ = week_span(span["first"].append(span["last"]))
         self.feature_names_ = []
         self._compile()
-        probe = self._plan(lines.head(1).lazy(), self.evidence_, self.tiers_, kept=[]).collect()
+        # One line, taken with the streaming engine (which stops there; the in-memory engine would read the scan).
+        probe = self._plan(lines.head(1).collect(engine=ENGINE).lazy(), self.evidence_, self.tiers_, kept=[]).collect()
         self.feature_names_ = [c for c in probe.columns if c != BASKET_KEY]
         self._compile()
         return self
 
     def fit_transform(self, lines: pl.DataFrame) -> pl.DataFrame:
-        """Fit on the lines, and return their features with out-of-fold tier evidence."""
-        pairs = BasketProducts.from_lines(lines) if self.tier_inference else None
-        self.fit(lines, pairs)
-        fold = (pl.col(BASKET_KEY).hash(seed=self.seed) % self.folds).alias("_fold")
-        # The evidence fits read only these columns: copying them per fold, not all the lines, keeps the
-        # peak memory of the pipeline's largest stage down.
-        labelled = lines.select(BASKET_KEY, LABEL, *LEVELS, fold)
-        kept = self._kept(lines)
-        basket_folds = np.zeros(0, dtype=np.uint64)  # read only with `pairs`
-        if pairs is not None:  # the fold of each of `pairs`' baskets (numbered by BASKET_KEY's sorted order)
-            keys = lines.filter(pl.col(LABEL).is_in(TIERS)).select(BASKET_KEY).unique().sort(BASKET_KEY)
-            basket_folds = (keys[BASKET_KEY].hash(seed=self.seed) % self.folds).to_numpy()
-        plans = []
+        """Fit on the lines, and return their features with out-of-fold tier evidence (fold by fold)."""
+        return pl.concat([part.collect() for part in self.fold_parts(lines.lazy())])
+
+    def fold_parts(self, lines: pl.LazyFrame, rows_per_piece: int | None = None) -> list[FeaturePart]:
+        """Fit on the lines (a frame made lazy, or a scan); the features of each fold's baskets, with evidence and
+        tiers learned from the other folds, fold by fold, each fold dealt into parts of about `rows_per_piece`
+        lines by a hash of BASKET_KEY (a part per fold without it)."""
+        fold = self._fold()
+        tier_lines = TierLines.from_lines(lines, fold) if self.tier_inference else None
+        self.fit(lines, tier_lines, rows_per_piece)
+        pieces = _pieces(self.fitted_rows_ / self.folds, rows_per_piece)
+        labelled = lines.select(BASKET_KEY, LABEL, *LEVELS, fold.alias("_fold"))
+        kept = self._kept(lines.collect_schema().names())
+        parts = []
         for k in range(self.folds):
             evidence = TierEvidence.fit(labelled.filter(pl.col("_fold") != k), self.smoothing)
-            tiers = self._fit_tiers(pairs.subset(basket_folds != k)) if pairs is not None else None
-            held = lines.lazy().filter(fold == k)
-            plans.append(self._plan(held, evidence, tiers, kept))
-        return pl.concat(pl.collect_all(plans))
+            tiers = self._fit_tiers(tier_lines.without_fold(k)) if tier_lines is not None else None
+            featurize = partial(self._plan, evidence=evidence, tiers=tiers, kept=kept)
+            parts += [FeaturePart(lines.filter((fold == k) & (self._piece(pieces) == j)), featurize)
+                      for j in range(pieces)]
+        return parts
 
-    def _fit_tiers(self, data: pl.DataFrame | BasketProducts) -> ProductTiers | None:
+    def parts(self, lines: pl.LazyFrame, rows: int, rows_per_piece: int | None = None) -> list[FeaturePart]:
+        """`transform` of `rows` lines (a frame made lazy, or a scan) in parts of about `rows_per_piece` lines, dealt
+        by a hash of BASKET_KEY."""
+        pieces = _pieces(rows, rows_per_piece)
+        featurize = partial(self._plan, evidence=self.evidence_, tiers=self.tiers_,
+                            kept=self._kept(lines.collect_schema().names()))
+        return [FeaturePart(lines.filter(self._piece(pieces) == j), featurize) for j in range(pieces)]
+
+    def _fold(self) -> pl.Expr:
+        """A basket's fold, from its key."""
+        return pl.col(BASKET_KEY).hash(seed=self.seed) % self.folds
+
+    def _piece(self, pieces: int) -> pl.Expr:
+        """A basket's piece of its fold: the same hash as the fold's, its quotient, so pieces split folds evenly."""
+        return pl.col(BASKET_KEY).hash(seed=self.seed) // self.folds % pieces
+
+    def _fit_tiers(self, data: pl.LazyFrame | TierLines) -> ProductTiers | None:
         if not self.tier_inference:
             return None
         tiers = ProductTiers().fit(data)
@@ -247,7 +302,11 @@ class BasketFeaturizer:
     # ---- applying ------------------------------------------------------------------
     def transform(self, lines: pl.DataFrame) -> pl.DataFrame:
         """One row per basket: BASKET_KEY, pass-through columns, then `feature_names_`."""
-        return self._plan(lines.lazy(), self.evidence_, self.tiers_, self._kept(lines)).collect()
+        return self.plan(lines.lazy()).collect()
+
+    def plan(self, lines: pl.LazyFrame) -> pl.LazyFrame:
+        """`transform` as a lazy query (over a scan, for the streaming engine)."""
+        return self._plan(lines, self.evidence_, self.tiers_, self._kept(lines.collect_schema().names()))
 
     def matrix(self, features: pl.DataFrame) -> np.ndarray:
         """The model input for `transform`'s output, columns in `feature_names_` order.
@@ -259,8 +318,8 @@ class BasketFeaturizer:
                               self.feature_names_)
 
     @staticmethod
-    def _kept(lines: pl.DataFrame) -> list[str]:
-        return [c for c in (*PASSTHROUGH, LABEL) if c in lines.columns]
+    def _kept(columns: list[str]) -> list[str]:
+        return [c for c in (*PASSTHROUGH, LABEL) if c in columns]
 
     def _plan(
         self, lines: pl.LazyFrame, evidence: TierEvidence, tiers: ProductTiers | None, kept: list[str]
@@ -391,3 +450,23 @@ class BasketFeaturizer:
         self.fitted_weeks_ = tuple(state["fitted_weeks"])
         self._compile()
         return self
+
+
+@dataclass(frozen=True)
+class FeaturePart:
+    """Some baskets' lines (a filter of the lines, a scan perhaps) and the query that turns them into features."""
+
+    lines: pl.LazyFrame
+    featurize: Callable[[pl.LazyFrame], pl.LazyFrame]
+
+    def collect(self) -> pl.DataFrame:
+        """The part's features: its lines read with the streaming engine (a scan is filtered as it is read), then
+        featurized with the in-memory engine, whose per-basket sums run in line order whatever the thread count.
+        Baskets come in the order of their first line."""
+        held = self.lines.collect(engine=ENGINE)
+        return self.featurize(held.lazy()).collect()
+
+
+def _pieces(rows: float, rows_per_piece: int | None) -> int:
+    """Into how many pieces `rows` lines go for pieces of at most about `rows_per_piece` (one without a limit)."""
+    return 1 if rows_per_piece is None else max(1, math.ceil(rows / max(rows_per_piece, 1)))

@@ -28,7 +28,13 @@ to quarantine. A line gets the first of these rules that it breaks:
   the header (CSV-aware: a comma inside a quoted field does not separate).
 
 The clean lines, and only those, go to Polars' CSV reader; for every file
-`rows_read == rows parsed + lines set aside`. The header line must be readable (UTF-8,
+`rows_read == rows parsed + lines set aside`.
+
+A file is read in pieces of whole lines (`PIECE_BYTES` at a time, gzip decompressed as it
+is read), each scanned and parsed on its own with the header line in front, so reading
+holds one piece, not the file: `InputReader.pieces` hands them out one by one (the
+pipeline validates and stages each before the next is read), `read` gathers them into
+one frame. Rows and lines set aside keep the line number they have in the file. The header line must be readable (UTF-8,
 strict CSV without a stray CR, the expected columns, each once), or the run stops
 with `InputError` naming the file; no byte input ends `read` with another exception.
 
@@ -53,6 +59,7 @@ import gzip
 import re
 import zlib
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -84,6 +91,7 @@ REJECTED_SCHEMA = {SOURCE_FILE: pl.String, SOURCE_LINE: pl.Int64, "rule": pl.Str
 UTF8_BOM = b"\xef\xbb\xbf"
 NEWLINE, CARRIAGE_RETURN, COMMA, QUOTE = (ord(c) for c in "\n\r,\"")
 SCAN_CHUNK = 1 << 22  # bytes per vectorised step: bounds the scan's temporary arrays, stays in cache
+PIECE_BYTES = 16 * SCAN_CHUNK  # bytes of whole lines read, scanned and parsed at a time (64 MiB, ~400k rows)
 ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # what `surrogateescape` makes of a byte UTF-8 rejects
 
 
@@ -122,12 +130,35 @@ def discover(path: Path) -> tuple[Path, ...]:
     return tuple(weekly)
 
 
-def _read_bytes(path: Path) -> bytes:
+def _pieces(path: Path, piece_bytes: int) -> Iterator[tuple[bytes, int]]:
+    """The file as (its header line + whole data lines, how many data lines come before them), at most
+    `piece_bytes` of lines at a time (more only for a line longer than that). A file without a data line gives its
+    header alone (or nothing, for an empty file), for `_header` and `_scan` to say so.
+    """
     try:
-        if path.name.endswith(".gz"):
-            with gzip.open(path, "rb") as handle:
-                return handle.read()
-        return path.read_bytes()
+        with gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb") as stream:
+            header: bytes | None = None
+            pending = b""
+            lines_before, yielded = 0, False
+            while True:
+                block = stream.read(piece_bytes)
+                pending += block
+                if header is None:
+                    end = pending.find(b"\n")
+                    if end == -1 and block:
+                        continue  # a header longer than a block
+                    header, pending = (pending, b"") if end == -1 else (pending[:end + 1], pending[end + 1:])
+                while len(pending) > piece_bytes:
+                    cut = pending.rfind(b"\n", 0, piece_bytes) + 1 or pending.find(b"\n", piece_bytes) + 1
+                    if cut == 0:
+                        break  # a line longer than a piece, not ended yet
+                    yield header + pending[:cut], lines_before
+                    lines_before += pending.count(b"\n", 0, cut)
+                    pending, yielded = pending[cut:], True
+                if not block:  # the end of the file
+                    if pending or not yielded:
+                        yield header + pending, lines_before
+                    return
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise InputError(f"{path}: unreadable ({exc})") from exc
 
@@ -306,7 +337,8 @@ class _Scan:
     clean: np.ndarray  # one boolean per data line
 
 
-def _scan(path: Path, data: bytes, body: int, names: list[str]) -> tuple[_Scan, _Lines]:
+def _scan(path: Path, data: bytes, body: int, names: list[str], first_line: int) -> tuple[_Scan, _Lines]:
+    """The data lines of `data` (from byte `body`), numbered from `first_line` in the file."""
     buffer = np.frombuffer(data, dtype=np.uint8)
     lines = _find_lines(buffer, body)
     fields = _count_per_line(buffer, lines, COMMA) + 1
@@ -341,7 +373,7 @@ def _scan(path: Path, data: bytes, body: int, names: list[str]) -> tuple[_Scan, 
             "bad_quoting": bad_quoting.get(int(i)),
             "unbalanced_quotes": f"an odd number of quote characters ({quotes[i]}): a quoted field is not closed",
         }.get(name, f"{fields[i]} fields, the header has {expected}")
-        records.append((str(path), int(i) + 2, name, what, data[lines.starts[i]:lines.ends[i]]))
+        records.append((str(path), int(i) + first_line, name, what, data[lines.starts[i]:lines.ends[i]]))
     rejected = pl.DataFrame(records, schema=REJECTED_SCHEMA, orient="row") if records else _no_rejected_lines()
     return _Scan(rows_read=len(lines), rejected=rejected, clean=rule == 0), lines
 
@@ -361,11 +393,12 @@ def _clean_bytes(data: bytes, header_start: int, body: int, lines: _Lines, clean
     return b"".join(pieces)
 
 
-def _read_file(path: Path) -> tuple[str, pl.DataFrame, _Scan]:
-    data = _read_bytes(path)
+def _read_piece(path: Path, data: bytes, lines_before: int) -> tuple[str, pl.DataFrame, _Scan]:
+    """One piece of a file (its header line, then data lines; `lines_before` data lines come before them)."""
     header_start, body, names = _header(path, data)
     variant = header_variant(path, names)
-    scan, lines = _scan(path, data, body, names)
+    first_line = lines_before + 2  # the header is line 1
+    scan, lines = _scan(path, data, body, names, first_line)
     if scan.rows_read == 0:
         raise EmptyFile(f"{path}: empty file (a header but no rows)")
     clean_bytes = _clean_bytes(data, header_start, body, lines, scan.clean)
@@ -379,7 +412,7 @@ def _read_file(path: Path) -> tuple[str, pl.DataFrame, _Scan]:
     if frame.height != expected:  # a bug in the scan, never bad input: fail rather than misnumber rows
         raise RuntimeError(f"{path}: the CSV reader found {frame.height} rows in {expected} clean lines")
     frame.columns = names
-    line_numbers = pl.Series(SOURCE_LINE, np.flatnonzero(scan.clean) + 2, dtype=pl.Int64)
+    line_numbers = pl.Series(SOURCE_LINE, np.flatnonzero(scan.clean) + first_line, dtype=pl.Int64)
     frame = to_canonical(frame, variant).with_columns(pl.lit(str(path)).alias(SOURCE_FILE), line_numbers)
     return variant, frame, scan
 
@@ -399,30 +432,56 @@ def _decode(column: str, mapping: dict[str, str]) -> pl.Expr:
     return pl.col(column).replace(mapping).alias(column)
 
 
-def read(path: Path) -> tuple[RawInput, pl.DataFrame]:
+class InputReader:
+    """Reads an input a piece at a time (see the module): `pieces` hands out each piece's rows and the lines set
+    aside in it; `raw_input` then says what was read (rows per file, header variant, notices)."""
+
+    def __init__(self, path: Path, piece_bytes: int = PIECE_BYTES):
+        self.path = path
+        self.files = discover(path)
+        self.piece_bytes = piece_bytes
+        self.rows_read = {str(f): 0 for f in self.files}
+        self.variants: set[str] = set()
+        self.notices: list[str] = []
+
+    def pieces(self) -> Iterator[tuple[pl.DataFrame, pl.DataFrame]]:
+        """(rows as text columns in canonical order plus source columns, lines set aside in REJECTED_SCHEMA) per
+        piece. In a folder, an empty weekly file is a notice; an empty single file, or only empty ones, stop."""
+        empty = 0
+        for f in self.files:
+            try:
+                for data, lines_before in _pieces(f, self.piece_bytes):
+                    variant, frame, scan = _read_piece(f, data, lines_before)
+                    del data
+                    self.variants.add(variant)
+                    self.rows_read[str(f)] += scan.rows_read
+                    yield frame.select([*CANONICAL_COLUMNS, SOURCE_FILE, SOURCE_LINE]), scan.rejected
+            except EmptyFile as exc:
+                if not self.path.is_dir():
+                    raise
+                self.notices.append(f"{exc}: read as 0 rows")
+                empty += 1
+        if empty == len(self.files):
+            raise InputError(f"{self.path}: every weekly file is empty ({len(self.files)} found)")
+
+    def raw_input(self, rejected: pl.DataFrame | None = None) -> RawInput:
+        """What was read, once `pieces` is exhausted; `rejected`: the lines set aside, if the caller kept them."""
+        kinds = sorted(self.variants)
+        return RawInput(
+            files=self.files,
+            variant=kinds[0] if len(kinds) == 1 else "mixed",
+            rows_read=dict(self.rows_read),
+            rejected=_no_rejected_lines() if rejected is None else rejected,
+            notices=tuple(self.notices),
+        )
+
+
+def read(path: Path, piece_bytes: int = PIECE_BYTES) -> tuple[RawInput, pl.DataFrame]:
     """All parsed rows of an input as text columns in canonical order, plus source columns.
 
     The lines set aside and the rows read per file come with the `RawInput`.
     """
-    files = discover(path)
-    read_files, notices = {}, []  # file -> what `_read_file` returns
-    for f in files:
-        try:
-            read_files[f] = _read_file(f)
-        except EmptyFile as exc:
-            if not path.is_dir():
-                raise
-            notices.append(f"{exc}: read as 0 rows")
-    if not read_files:
-        raise InputError(f"{path}: every weekly file is empty ({len(files)} found)")
-    variants, frames, scans = zip(*read_files.values(), strict=True)
+    reader = InputReader(path, piece_bytes)
+    frames, rejected = zip(*reader.pieces(), strict=True)
     frame = pl.concat(frames, how="vertical") if len(frames) > 1 else frames[0]
-    kinds = sorted(set(variants))
-    raw = RawInput(
-        files=files,
-        variant=kinds[0] if len(kinds) == 1 else "mixed",
-        rows_read={str(f): 0 for f in files} | {str(f): scan.rows_read for f, (_, _, scan) in read_files.items()},
-        rejected=pl.concat([scan.rejected for scan in scans]),
-        notices=tuple(notices),
-    )
-    return raw, frame.select([*CANONICAL_COLUMNS, SOURCE_FILE, SOURCE_LINE])
+    return reader.raw_input(pl.concat(rejected)), frame

@@ -127,17 +127,20 @@ class Lake:
     def read_parquet(self, *parts: str) -> pl.DataFrame:
         return arrow_frame(pq.read_table(self._path(*parts), filesystem=self.fs))
 
-    def write_partitioned(self, frame: pl.DataFrame, partition_by: list[str], *parts: str) -> str:
+    def write_partitioned(self, frame: pl.DataFrame | ds.Dataset, partition_by: list[str], *parts: str) -> str:
+        """A frame, or an Arrow dataset (e.g. Parquet files, streamed through), hive-partitioned by `partition_by`;
+        each partition holds its rows in the input's order (training reads them in that order)."""
         path = self._path(*parts)
         self.fs.create_dir(path, recursive=True)
         ds.write_dataset(
-            frame.to_arrow(),
+            frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame,
             path,
             filesystem=self.fs,
             format="parquet",
             partitioning=partition_by,
             partitioning_flavor="hive",
             existing_data_behavior="delete_matching",
+            preserve_order=True,
         )
         return self.uri(*parts)
 

@@ -2,6 +2,16 @@
 
 ingest (raw zone) -> validate (silver zone, quarantine) -> features (gold zone) ->
 train (the SageMaker entry point, run locally) -> register (MLflow) -> manifest.
+Ingestion and validation stream: the input is read a piece at a time, each piece's rows
+checked against the row rules and staged in the work folder (`ml.validate.StagedRows`),
+then the basket check, the silver lines and the quarantine run with Polars' streaming
+engine over the staged pieces (`ml.validate.validate_staged`), so neither stage holds the
+input. The features stage fits the featurizer from aggregates over a scan of the silver
+lines and writes the gold basket table a part at a time (`plan_gold`): each fold of the
+training side and the holdout are dealt into parts of at most about `rows_per_piece`
+lines, sized from RETAIL_MAX_MEMORY_GB, each part's lines held and featurized in memory;
+training then loads the gold basket table. A run that fails removes the copies of the
+silver lines and the gold parts it made in the work folder.
 Every stage is timed; the manifest records counts per zone, the input's content hash,
 the schema version and the git commit, so a model can be traced back to its data.
 An input holding fewer weeks than the holdout needs trains with a smaller holdout,
@@ -10,24 +20,27 @@ announced in `notices` and the manifest's `split`, or stops (see `ml.split.plan_
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import shutil
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow.dataset as ds
 
 from ml import ingest
-from ml.features import BasketFeaturizer
-from ml.lake import Lake, join, run_id_for
+from ml.features import ENGINE, BasketFeaturizer, FeaturePart
+from ml.lake import SILVER_LINES, SILVER_QUARANTINE, Lake, join, run_id_for
 from ml.lineage import git_commit
 from ml.progress import StageTimer
 from ml.schema import LABEL, SCHEMA_VERSION, TRAINABLE_LABELS
-from ml.settings import GateSettings, Settings
-from ml.split import TooFewWeeks, plan_holdout, split_lines
-from ml.validate import ValidationReport, validate
+from ml.settings import GateSettings, Settings, rows_per_piece
+from ml.split import TooFewWeeks, plan_holdout, split_weeks
+from ml.validate import StagedRows, ValidationReport, validate_staged
 
 PARTITIONS = ["STORE_REGION", "BASKET_TYPE"]
 
@@ -64,20 +77,55 @@ class Gold:
     facts: dict[str, Any]
 
 
-def build_gold(lines: pl.DataFrame, holdout_weeks: int, seed: int) -> Gold:
-    """Basket features with their split side; the featurizer is fitted on training lines only."""
-    split = split_lines(lines, holdout_weeks)
+@dataclass
+class GoldPlans:
+    """`Gold` as parts over the lines, the featurizer fitted already: the basket table is the parts' features in
+    order, each with its split side (the training side's folds, each in pieces, then the holdout in pieces)."""
+
+    parts: list[tuple[FeaturePart, str]]
+    featurizer: BasketFeaturizer
+    holdout_lines: pl.LazyFrame
+    facts: dict[str, Any]
+
+
+def plan_gold(lines: pl.LazyFrame, holdout_weeks: int, seed: int, rows_per_piece: int | None = None) -> GoldPlans:
+    """Basket features with their split side; the featurizer is fitted on training lines only (from aggregates, so
+    `lines` may be a scan that is never held). A part holds at most about `rows_per_piece` lines (a fold without
+    it)."""
+    split = split_weeks(lines, holdout_weeks)
     featurizer = BasketFeaturizer(seed=seed)
-    train = featurizer.fit_transform(split.train).with_columns(pl.lit("train").alias("split"))
-    holdout = featurizer.transform(split.holdout).with_columns(pl.lit("holdout").alias("split"))
+    train = [(part, "train") for part in featurizer.fold_parts(split.train, rows_per_piece)]
+    holdout = [(part, "holdout") for part in featurizer.parts(split.holdout, split.holdout_lines, rows_per_piece)]
     facts = {
         "holdout_weeks": holdout_weeks,
         "last_train_week": split.last_train_week,
         "first_holdout_week": split.first_holdout_week,
-        "train_lines": split.train.height,
-        "holdout_lines": split.holdout.height,
+        "train_lines": split.train_lines,
+        "holdout_lines": split.holdout_lines,
     }
-    return Gold(pl.concat([train, holdout]), featurizer, split.holdout, facts)
+    return GoldPlans([*train, *holdout], featurizer, split.holdout, facts)
+
+
+def gold_part(part: FeaturePart, side: str) -> pl.DataFrame:
+    """One part of the basket table: its baskets' features and their split side."""
+    return part.collect().with_columns(pl.lit(side).alias("split"))
+
+
+def build_gold(lines: pl.DataFrame, holdout_weeks: int, seed: int) -> Gold:
+    """`plan_gold` in memory: the whole basket table as one frame, a part per fold."""
+    plans = plan_gold(lines.lazy(), holdout_weeks, seed)
+    baskets = pl.concat([gold_part(part, side) for part, side in plans.parts])
+    return Gold(baskets, plans.featurizer, plans.holdout_lines.collect(), plans.facts)
+
+
+def _write_gold(plans: GoldPlans, folder: Path) -> list[Path]:
+    """Each part of the basket table to a Parquet file under `folder`, one at a time."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, (part, side) in enumerate(plans.parts):
+        paths.append(folder / f"part-{i:05d}.parquet")
+        gold_part(part, side).write_parquet(paths[-1])
+    return paths
 
 
 def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None = None) -> PipelineResult:
@@ -85,58 +133,86 @@ def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None 
     families = _chosen_families(settings)
     lake = Lake(settings.lake_root)
 
-    with timer.stage("ingest", f"Reading {input_path} into the raw zone"):
-        raw_input, raw = ingest.read(input_path)
-        record = lake.put_raw(raw_input.files)
-    run_id = run_id_for(record.sha256)
-
-    with timer.stage("validate", f"Validating {raw.height:,} rows"):
-        result = validate(raw, raw_input)
-        del raw
-        silver_lines, quarantine_uri = lake.write_silver(run_id, result.lines, result.quarantine)
-    report = result.report
-    if not report.counts_add_up:  # a bug, never bad input: fail loudly rather than lose rows
-        raise RuntimeError(f"row counts do not add up: {report}")
-    if report.baskets_accepted == 0:
-        raise ingest.InputError(f"{input_path}: no row passed validation; see {quarantine_uri}")
+    staging = settings.work_dir / f"staging-{uuid.uuid4().hex[:12]}"
     try:
-        plan = plan_holdout(result.lines["SHOP_WEEK"].unique().to_list(), settings.holdout_weeks,
-                            settings.validation_weeks, settings.max_holdout_share, settings.min_train_weeks)
-    except TooFewWeeks as exc:
-        raise ingest.InputError(f"{input_path}: {exc}") from exc
+        with timer.stage("ingest", f"Reading {input_path} and checking its rows, a piece at a time"):
+            reader = ingest.InputReader(input_path)
+            staged = StagedRows(staging)
+            for rows, rejected in reader.pieces():
+                staged.add(rows, rejected)
+                del rows, rejected
+            raw_input = reader.raw_input()
+            record = lake.put_raw(raw_input.files)
+        run_id = run_id_for(record.sha256)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    # The run's copies of the silver lines and gold parts, and its training channel: a failed run removes them.
+    local_silver = settings.work_dir / run_id / "silver"
+    local_gold = settings.work_dir / run_id / "gold"
+    channel = settings.work_dir / run_id / "train"
+    try:
+        try:
+            rows_read = sum(raw_input.rows_read.values())
+            with timer.stage("validate", f"Validating {rows_read:,} rows (baskets, silver lines, quarantine)"):
+                report = validate_staged(staged, raw_input, local_silver / SILVER_LINES,
+                                         local_silver / SILVER_QUARANTINE)
+                silver_lines = lake.put_file(local_silver / SILVER_LINES, "silver", run_id, SILVER_LINES)
+                quarantine_uri = lake.put_file(local_silver / SILVER_QUARANTINE, "silver", run_id, SILVER_QUARANTINE)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        if not report.counts_add_up:  # a bug, never bad input: fail loudly rather than lose rows
+            raise RuntimeError(f"row counts do not add up: {report}")
+        if report.baskets_accepted == 0:
+            raise ingest.InputError(f"{input_path}: no row passed validation; see {quarantine_uri}")
+        weeks = pl.scan_parquet(local_silver / SILVER_LINES).select(pl.col("SHOP_WEEK").unique())
+        try:
+            plan = plan_holdout(weeks.collect(engine="streaming")["SHOP_WEEK"].to_list(), settings.holdout_weeks,
+                                settings.validation_weeks, settings.max_holdout_share, settings.min_train_weeks)
+        except TooFewWeeks as exc:
+            raise ingest.InputError(f"{input_path}: {exc}") from exc
 
-    with timer.stage("features", "Building basket features (fitted on training weeks only)"):
-        built = build_gold(result.lines, plan.holdout_weeks, settings.seed)
-        gold, split_facts = built.baskets, {**built.facts, **plan.facts()}
-        lines_in_silver = result.lines.height
-        del result
-        gold_uri = lake.write_partitioned(gold, PARTITIONS, "gold", run_id, "baskets")
-        channel = settings.work_dir / run_id / "train"
-        shutil.rmtree(channel, ignore_errors=True)
-        built.featurizer.save(channel / "featurizer")
-        built.holdout_lines.write_parquet(channel / "holdout_lines.parquet")
-        lake.put_folder(channel / "featurizer", "gold", run_id, "featurizer")
-        lineage = {
-            "run_id": run_id,
-            "input_sha256": record.sha256,
-            "raw_location": record.location,
-            "silver_lines": silver_lines,
-            "gold_baskets": gold_uri,
-            "schema_version": SCHEMA_VERSION,
-            "git_commit": git_commit(),
-            **split_facts,
-        }
-        lake.write_json(join("gold", run_id, "lineage.json"), lineage)
-        # The training channel, laid out as SageMaker would download it.
-        Lake(str(channel)).write_partitioned(gold, PARTITIONS, "baskets")
-        (channel / "lineage.json").write_text(json.dumps(lineage, indent=2))
-        gold_counts = {
-            "baskets": gold.height,
-            "train_baskets": int((gold["split"] == "train").sum()),
-            "holdout_baskets": int((gold["split"] == "holdout").sum()),
-            "trainable_baskets": int(gold[LABEL].is_in(list(TRAINABLE_LABELS)).sum()),
-        }
-        del gold, built
+        with timer.stage("features", "Building basket features (fitted on training weeks only)"):
+            plans = plan_gold(pl.scan_parquet(local_silver / SILVER_LINES), plan.holdout_weeks, settings.seed,
+                              rows_per_piece(settings.max_memory_gb))
+            split_facts = {**plans.facts, **plan.facts()}
+            shutil.rmtree(channel, ignore_errors=True)
+            parts = _write_gold(plans, local_gold)
+            plans.holdout_lines.sink_parquet(channel / "holdout_lines.parquet", engine=ENGINE, mkdir=True)
+            shutil.rmtree(local_silver)  # read; the lake keeps the silver zone
+            gold = ds.dataset([str(p) for p in parts], format="parquet")
+            gold_uri = lake.write_partitioned(gold, PARTITIONS, "gold", run_id, "baskets")
+            plans.featurizer.save(channel / "featurizer")
+            lake.put_folder(channel / "featurizer", "gold", run_id, "featurizer")
+            lineage = {
+                "run_id": run_id,
+                "input_sha256": record.sha256,
+                "raw_location": record.location,
+                "silver_lines": silver_lines,
+                "gold_baskets": gold_uri,
+                "schema_version": SCHEMA_VERSION,
+                "git_commit": git_commit(),
+                **split_facts,
+            }
+            lake.write_json(join("gold", run_id, "lineage.json"), lineage)
+            # The training channel, laid out as SageMaker would download it.
+            Lake(str(channel)).write_partitioned(gold, PARTITIONS, "baskets")
+            (channel / "lineage.json").write_text(json.dumps(lineage, indent=2))
+            counts = pl.scan_parquet(parts).select(
+                pl.len().alias("baskets"),
+                (pl.col("split") == "train").sum().alias("train_baskets"),
+                (pl.col("split") == "holdout").sum().alias("holdout_baskets"),
+                pl.col(LABEL).is_in(list(TRAINABLE_LABELS)).sum().alias("trainable_baskets"),
+            ).collect(engine=ENGINE)
+            gold_counts = {name: int(value) for name, value in counts.row(0, named=True).items()}
+            shutil.rmtree(local_gold)
+            del gold, plans
+    except BaseException:
+        for folder in (local_silver, local_gold, channel):
+            shutil.rmtree(folder, ignore_errors=True)
+        with contextlib.suppress(OSError):  # kept if anything else is in it
+            (settings.work_dir / run_id).rmdir()
+        raise
 
     report_dir = settings.work_dir / run_id / "output"
     model_dir = settings.work_dir / run_id / "model"
@@ -172,7 +248,7 @@ def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None 
         "git_commit": lineage["git_commit"],
         "zones": {
             "raw": {"location": record.location, "rows": report.rows_in},
-            "silver": {"lines": silver_lines, "rows": lines_in_silver,
+            "silver": {"lines": silver_lines, "rows": report.rows_accepted,
                        "quarantine": quarantine_uri, "quarantined_rows": report.rows_quarantined},
             "gold": {"baskets": gold_uri, **gold_counts},
         },

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from pydantic import Field
@@ -72,3 +73,20 @@ class Settings(BaseSettings):
     # (RETAIL_ENVIRONMENT, RETAIL_EMF_ENABLED), as the inference Deployment does for the API (api/settings.py).
     environment: str = "local"
     emf_enabled: bool = False
+    # The peak memory (RSS, GB) the local pipeline sizes its pieces for (RETAIL_MAX_MEMORY_GB): the gold table's
+    # parts and the featurizer's product-median buckets hold at most `rows_per_piece` lines each. What is held per
+    # basket or per product (the fits' group-bys, the gold table when training) is not sized by it.
+    max_memory_gb: float = Field(8.0, gt=0)
+
+
+BYTES_PER_HELD_LINE = 1_000
+"""Peak memory per line of a gold part featurized in memory, rounded up: measured on synthetic lines (3M-row file,
+2 cores), 0.35 KB per line in a part of 0.5M lines and 0.71 KB in one of 2.5M."""
+SHARE_PER_PIECE = 0.25
+"""The share of RETAIL_MAX_MEMORY_GB one piece may take: the rest is the process, its per-basket state and Polars'
+buffers."""
+
+
+def rows_per_piece(max_memory_gb: float) -> int:
+    """The most lines a piece holds for the pipeline to stay within `max_memory_gb`."""
+    return max(1, math.floor(max_memory_gb * 1e9 * SHARE_PER_PIECE / BYTES_PER_HELD_LINE))

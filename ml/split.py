@@ -13,6 +13,11 @@ the manifest's `split` facts and the printed summary); an input too short for ev
 held-out week beside `min_train_weeks` training weeks stops with `TooFewWeeks`, naming
 the weeks found and needed (the CLI exits 2). The XGBoost search's validation window,
 taken from the end of the training weeks, is capped by the same share of those weeks.
+
+`split_weeks` is the split as two lazy filters over a scan of silver lines, for the
+streaming pipeline: a line's side is its own week's, which is its basket's because
+validation quarantines a basket whose SHOP_WEEK varies; one pass over the lines checks
+that no basket has weeks on both sides all the same (it raises if one has).
 """
 
 from __future__ import annotations
@@ -32,6 +37,18 @@ class Split:
     holdout: pl.DataFrame
     last_train_week: int
     first_holdout_week: int
+
+
+@dataclass(frozen=True)
+class LazySplit:
+    """`Split` as lazy queries over the lines, with the line counts of each side."""
+
+    train: pl.LazyFrame
+    holdout: pl.LazyFrame
+    last_train_week: int
+    first_holdout_week: int
+    train_lines: int
+    holdout_lines: int
 
 
 def _weeks(n: int) -> str:
@@ -111,14 +128,46 @@ def plan_holdout(
     return HoldoutPlan(found, holdout_weeks, held, validation_weeks, validation)
 
 
+def _first_held(weeks: pl.Series, holdout_weeks: int) -> int:
+    """The week index from which the latest `holdout_weeks` of these (distinct, sorted) week indices are held out."""
+    if holdout_weeks < 1 or holdout_weeks >= len(weeks):
+        raise ValueError(f"holdout_weeks={holdout_weeks} leaves no training weeks (data holds {len(weeks)} weeks)")
+    return int(weeks[-holdout_weeks])
+
+
+def split_weeks(lines: pl.LazyFrame, holdout_weeks: int) -> LazySplit:
+    """Lines of the latest `holdout_weeks` fiscal weeks go to the holdout, as lazy filters (see the module)."""
+    week_index = week_index_expr(pl.col("SHOP_WEEK"))
+    weeks = lines.select(week_index.unique().sort().alias("_week_index")).collect(engine="streaming")
+    first_held = _first_held(weeks["_week_index"], holdout_weeks)
+    held = week_index >= first_held
+    facts, straddling = pl.collect_all(
+        [
+            lines.group_by(held.alias("_held")).agg(pl.len().alias("lines"), pl.col("SHOP_WEEK").min().alias("first"),
+                                                     pl.col("SHOP_WEEK").max().alias("last")),
+            lines.group_by(BASKET_KEY).agg(held.n_unique().alias("sides")).filter(pl.col("sides") > 1).select(pl.len()),
+        ],
+        engine="streaming",
+    )
+    if straddling.item():
+        raise ValueError(f"{straddling.item()} baskets have lines on both sides of week index {first_held}: the "
+                         f"lines were not validated (a basket's SHOP_WEEK must not vary)")
+    side = {held_side: row for held_side, *row in facts.iter_rows()}
+    return LazySplit(
+        train=lines.filter(~held),
+        holdout=lines.filter(held),
+        last_train_week=side[False][2],
+        first_holdout_week=side[True][1],
+        train_lines=side[False][0],
+        holdout_lines=side[True][0],
+    )
+
+
 def split_lines(lines: pl.DataFrame, holdout_weeks: int) -> Split:
     """Lines of baskets in the latest `holdout_weeks` fiscal weeks that hold baskets go to the holdout."""
     week_of_basket = lines.group_by(BASKET_KEY).agg(pl.first("SHOP_WEEK").alias("_basket_week"))
     indexed = week_of_basket.with_columns(week_index_expr(pl.col("_basket_week")).alias("_week_index"))
-    weeks = indexed["_week_index"].unique().sort()
-    if holdout_weeks < 1 or holdout_weeks >= len(weeks):
-        raise ValueError(f"holdout_weeks={holdout_weeks} leaves no training weeks (data holds {len(weeks)} weeks)")
-    first_held = int(weeks[-holdout_weeks])
+    first_held = _first_held(indexed["_week_index"].unique().sort(), holdout_weeks)
     sides = lines.join(indexed.select(BASKET_KEY, "_week_index"), on=BASKET_KEY)
     train = sides.filter(pl.col("_week_index") < first_held).drop("_week_index")
     holdout = sides.filter(pl.col("_week_index") >= first_held).drop("_week_index")

@@ -36,11 +36,23 @@ structure and the baseline's holdout macro-F1 next to the real file's numbers.
 Everything is vectorised with NumPy and written with Arrow's CSV writer; the catalogue
 and the transactions are drawn from separate streams of one seed, so `product_truth`
 returns the catalogue behind a generated file without generating it again.
+
+Large files are generated in chunks (`generate_chunks`, `write_synthetic`), so memory is
+bounded by the chunk, not by the file: a chunk is a run of whole weeks holding about
+`chunk_rows` rows (rows in proportion to its days), drawn and written before the next.
+What is shared by the whole file (catalogue, shoppers, stores, customers' codes and
+segments) is drawn once; each chunk's baskets and lines come from a stream of their own.
+A file of at most `chunk_rows` rows is one chunk drawn from the single transactions
+stream, exactly as before chunks existed, so every such file is unchanged; a larger one
+is the same for the same seed, rows and `chunk_rows`. `generate`, which returns the whole
+table (the demo, the benchmarks), is the chunks put together, so a seed and a row count give
+the same rows whichever way they are made.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +115,8 @@ GROUP_PRICE = 1.3  # median unit price of a category (GBP) ...
 GROUP_PRICE_SD = 0.55  # ... varying by category (lognormal)
 PRICE_SD = 0.45  # a product's unit price around its category's and tier's (lognormal)
 SEG_1_NOISE = 0.3  # share of card customers whose seg_1 is drawn at random
+CHUNK_ROWS = 3_000_000  # rows generated at a time by `write_synthetic` (about 1 GB); files up to this are one chunk
+CSV_BATCH_ROWS = 200_000  # rows Arrow's CSV writer formats at a time (and a CR LF file is rewritten at a time)
 
 
 @dataclass(frozen=True)
@@ -168,6 +182,24 @@ class _Shoppers:
     store_region: np.ndarray  # per store
 
 
+@dataclass(frozen=True)
+class _Span:
+    """The whole weeks of one chunk, as days since the first day [first_day, stop_day), and its rows."""
+
+    first_day: int
+    stop_day: int
+    rows: int
+
+
+@dataclass(frozen=True)
+class _Streams:
+    """Where a chunk's draws come from: `baskets` for its baskets and lines, `people` for what the whole file shares
+    (drawn again, identically, by every chunk). One stream for both in a file of one chunk."""
+
+    baskets: np.random.Generator
+    people: np.random.Generator
+
+
 @dataclass
 class _Lines:
     """What was drawn per line (index = line)."""
@@ -187,6 +219,27 @@ def _streams(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
 def _drift_stream(seed: int) -> np.random.Generator:
     """A third stream, for the injected drift only: a drift changes nothing the other two streams draw."""
     return np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
+
+
+def _chunk_streams(seed: int, chunk: int) -> _Streams:
+    """The streams of one chunk of a file of several: a fourth stream of the seed, the same for every chunk, for
+    what the file shares, and a child of a fifth per chunk for its baskets."""
+    people, baskets = np.random.SeedSequence(seed).spawn(5)[3:]
+    return _Streams(baskets=np.random.default_rng(baskets.spawn(chunk + 1)[chunk]),
+                    people=np.random.default_rng(people))
+
+
+def _spans(cfg: SynthConfig, chunk_rows: int) -> list[_Span]:
+    """Runs of whole weeks of about `chunk_rows` rows each (at most one per week), their rows adding up to
+    `cfg.rows`; one span of every day when the file fits in a chunk."""
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be positive, not {chunk_rows}")
+    chunks = min(-(-cfg.rows // chunk_rows), cfg.weeks)
+    days = cfg.weeks * 7
+    day_edges = np.round(np.linspace(0, cfg.weeks, chunks + 1)).astype(np.int64) * 7
+    row_edges = np.round(cfg.rows * day_edges / days).astype(np.int64)
+    return [_Span(int(day_edges[i]), int(day_edges[i + 1]), int(row_edges[i + 1] - row_edges[i]))
+            for i in range(chunks)]
 
 
 def _drifted_tiers(cfg: SynthConfig, cat: Catalogue) -> np.ndarray:
@@ -299,27 +352,28 @@ def _shoppers(cfg: SynthConfig, rng: np.random.Generator) -> _Shoppers:
     )
 
 
-def _baskets(cfg: SynthConfig, shoppers: _Shoppers, rng: np.random.Generator) -> _Baskets:
-    """Basket types and line counts summing to `cfg.rows`, shoppers, stores, days, leans."""
+def _baskets(cfg: SynthConfig, span: _Span, shoppers: _Shoppers, streams: _Streams) -> _Baskets:
+    """Basket types and line counts summing to `span.rows`, shoppers, stores, days in the span, leans."""
+    rng, people = streams.baskets, streams.people
     # Draw more baskets than needed, then keep just enough to reach the requested rows.
-    drafted = int(cfg.rows / ROWS_PER_BASKET * 1.3) + 10
+    drafted = int(span.rows / ROWS_PER_BASKET * 1.3) + 10
     basket_type = _pick_by_weight(np.array([0.55, 0.33, 0.11, 0.01]), rng.random(drafted))
     lines = _basket_lines(basket_type, rng)
-    n = min(drafted, max(1, int(np.searchsorted(np.cumsum(lines), cfg.rows, side="left")) + 1))
+    n = min(drafted, max(1, int(np.searchsorted(np.cumsum(lines), span.rows, side="left")) + 1))
     basket_type, lines = basket_type[:n], lines[:n]
-    lines[-1] -= max(0, int(lines.sum()) - cfg.rows)
+    lines[-1] -= max(0, int(lines.sum()) - span.rows)
 
     # Baskets per card customer: median 39, at most about 900 (FACTS).
-    activity = np.minimum(rng.lognormal(np.log(39), 1.1, cfg.customers), 950)
+    activity = np.minimum(people.lognormal(np.log(39), 1.1, cfg.customers), 950)
     has_card = rng.random(n) >= cfg.no_card_share
     customer = np.where(has_card, _pick_by_weight(activity, rng.random(n)), -1)
-    store_weight = rng.lognormal(0, 0.6, cfg.stores) * np.array([1.6, 1.0, 0.7, 2.0])[shoppers.store_format]
+    store_weight = people.lognormal(0, 0.6, cfg.stores) * np.array([1.6, 1.0, 0.7, 2.0])[shoppers.store_format]
     store = np.where(
         has_card,
         shoppers.home_stores[np.maximum(customer, 0), rng.integers(0, 3, n)],
         _pick_by_weight(store_weight, rng.random(n)),
     )
-    day = np.sort(rng.integers(0, cfg.weeks * 7, n))
+    day = np.sort(rng.integers(span.first_day, span.stop_day, n))
     progress = day / max(cfg.weeks * 7 - 1, 1)
     shopper_lean = np.where(has_card, shoppers.lean[np.maximum(customer, 0)], rng.normal(0, SHOPPER_LEAN_SD, n))
     lean = shopper_lean + rng.normal(0, TRIP_LEAN_SD, n) + LEAN_DRIFT * (0.5 - progress)
@@ -386,20 +440,31 @@ def _lines(cfg: SynthConfig, cat: Catalogue, baskets: _Baskets, rng: np.random.G
     return _Lines(basket=basket, product=product, quantity=quantity, spend=spend)
 
 
-def generate(cfg: SynthConfig) -> pa.Table:
-    """The synthetic transactions as an Arrow table in the coded column layout."""
+def generate(cfg: SynthConfig, chunk_rows: int = CHUNK_ROWS) -> pa.Table:
+    """The synthetic transactions as one Arrow table in the coded column layout: the chunks `write_synthetic` writes
+    (one for at most `chunk_rows` rows), put together."""
+    return pa.concat_tables(generate_chunks(cfg, chunk_rows))
+
+
+def generate_chunks(cfg: SynthConfig, chunk_rows: int = CHUNK_ROWS) -> Iterator[pa.Table]:
+    """The synthetic transactions, a run of whole weeks of about `chunk_rows` rows at a time (see the module)."""
     cat = catalogue(cfg)
     _, rng = _streams(cfg.seed)
     shoppers = _shoppers(cfg, rng)
-    baskets = _baskets(cfg, shoppers, rng)
-    lines = _lines(cfg, cat, baskets, rng)
-    line_tier = cat.tier[lines.product]
-    if cfg.drift_day is not None:
-        line_tier = _after_drift(cfg, cfg.drift_day, cat, baskets, lines)
-    counts = np.zeros((baskets.n, 4), dtype=np.int64)
-    np.add.at(counts, (lines.basket, line_tier), 1)
-    label = label_of_counts(counts)
-    return _to_table(cfg, rng, cat, shoppers, baskets, lines, label)
+    spans = _spans(cfg, chunk_rows)
+    first_basket = 0
+    for i, span in enumerate(spans):
+        streams = _Streams(baskets=rng, people=rng) if len(spans) == 1 else _chunk_streams(cfg.seed, i)
+        baskets = _baskets(cfg, span, shoppers, streams)
+        lines = _lines(cfg, cat, baskets, streams.baskets)
+        line_tier = cat.tier[lines.product]
+        if cfg.drift_day is not None:
+            line_tier = _after_drift(cfg, cfg.drift_day, cat, baskets, lines)
+        counts = np.zeros((baskets.n, 4), dtype=np.int64)
+        np.add.at(counts, (lines.basket, line_tier), 1)
+        label = label_of_counts(counts)
+        yield _to_table(cfg, streams, cat, shoppers, baskets, lines, label, first_basket)
+        first_basket += baskets.n
 
 
 def _after_drift(cfg: SynthConfig, drift_day: int, cat: Catalogue, baskets: _Baskets, lines: _Lines) -> np.ndarray:
@@ -438,13 +503,16 @@ def _hours(n: int, rng: np.random.Generator) -> np.ndarray:
 
 def _to_table(
     cfg: SynthConfig,
-    rng: np.random.Generator,
+    streams: _Streams,
     cat: Catalogue,
     shoppers: _Shoppers,
     baskets: _Baskets,
     lines: _Lines,
     label: np.ndarray,
+    first_basket: int,
 ) -> pa.Table:
+    """The chunk's rows; its baskets are numbered from `first_basket` (the baskets of the chunks before it)."""
+    rng, people = streams.baskets, streams.people
     b = lines.basket
     days = [FIRST_DAY + dt.timedelta(days=d) for d in range(cfg.weeks * 7)]
     day_week = np.array([week_code_of(d) for d in days])
@@ -453,11 +521,11 @@ def _to_table(
 
     week = day_week[baskets.day]
     # BASKET_ID: 15 digits, "99" + week sequence + a running number.
-    basket_id = 99 * 10**13 + (baskets.day // 7) * 10**10 + np.arange(baskets.n)
+    basket_id = 99 * 10**13 + (baskets.day // 7) * 10**10 + first_basket + np.arange(baskets.n)
     hour = _hours(baskets.n, rng)
 
-    seg1, seg2 = _segment_codes(cfg, shoppers.lean, rng)
-    customer_codes = _codes("CUST", cfg.customers, 10, rng)
+    seg1, seg2 = _segment_codes(cfg, shoppers.lean, people)
+    customer_codes = _codes("CUST", cfg.customers, 10, people)
     card = baskets.customer >= 0
     cust_idx = np.maximum(baskets.customer, 0)
 
@@ -468,7 +536,7 @@ def _to_table(
     size_names = np.array(DOMAINS["BASKET_SIZE"], dtype=object)
     type_names = np.array(DOMAINS["BASKET_TYPE"], dtype=object)
     mission = _missions(baskets.basket_type, rng)
-    store_codes = _codes("STORE", cfg.stores, 5, rng)
+    store_codes = _codes("STORE", cfg.stores, 5, people)
     formats = np.array(DOMAINS["STORE_FORMAT"], dtype=object)
     regions = np.array(DOMAINS["STORE_REGION"], dtype=object)
     product_idx = pa.array(lines.product)
@@ -528,20 +596,48 @@ def _recode(column: pa.ChunkedArray, mapping: dict[str, str]) -> pa.ChunkedArray
 
 def write_csv(table: pa.Table, path: Path, crlf: bool = False) -> None:
     """Write the table as CSV (gzip when the name ends in .gz), unquoted like the export."""
+    write_csv_chunks([table], path, crlf)
+
+
+def write_csv_chunks(tables: Iterable[pa.Table], path: Path, crlf: bool = False) -> int:
+    """Write tables of the same columns one after the other as one CSV (see `write_csv`), the header once; returns
+    the rows. With `crlf`, lines end in CR LF: Arrow's writer ends them in LF, so each batch of `CSV_BATCH_ROWS` rows
+    is written to memory and its line ends replaced (copies of a batch are held, not of the table)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    options = pacsv.WriteOptions(include_header=False, quoting_style="none", batch_size=200_000)
-    header = (",".join(table.column_names) + "\n").encode()
+    options = pacsv.WriteOptions(include_header=False, quoting_style="none", batch_size=CSV_BATCH_ROWS)
     sink = pa.OSFile(str(path), "wb")
     stream = pa.CompressedOutputStream(sink, "gzip") if path.suffix == ".gz" else sink
+    rows, header_written = 0, False
+    newline = b"\r\n" if crlf else b"\n"
     with stream:
-        if crlf:
-            buffer = pa.BufferOutputStream()
-            buffer.write(header)
-            pacsv.write_csv(table, buffer, options)
-            stream.write(buffer.getvalue().to_pybytes().replace(b"\n", b"\r\n"))
-        else:
-            stream.write(header)
-            pacsv.write_csv(table, stream, options)
+        for table in tables:
+            if not header_written:
+                stream.write((",".join(table.column_names)).encode() + newline)
+                header_written = True
+            if crlf:
+                for batch in table.to_batches(CSV_BATCH_ROWS):
+                    buffer = pa.BufferOutputStream()
+                    pacsv.write_csv(batch, buffer, options)
+                    stream.write(buffer.getvalue().to_pybytes().replace(b"\n", b"\r\n"))
+                    del buffer
+            else:
+                pacsv.write_csv(table, stream, options)
+            rows += table.num_rows
+    return rows
+
+
+def write_synthetic(cfg: SynthConfig, output: Path, *, original_header: bool = False, weekly: bool = False,
+                    crlf: bool = False, chunk_rows: int = CHUNK_ROWS) -> tuple[int, list[Path]]:
+    """Generate and write the data set a chunk at a time: one CSV (.csv or .csv.gz), or with `weekly` one file per
+    week in the folder `output`; returns the rows and the files written. Memory is bounded by `chunk_rows`."""
+    tables = (with_original_header(t) if original_header else t for t in generate_chunks(cfg, chunk_rows))
+    if not weekly:
+        return write_csv_chunks(tables, output, crlf), [output]
+    rows, files = 0, []
+    for table in tables:  # a chunk holds whole weeks: no week's file is written twice
+        files += write_weekly(table, output, crlf)
+        rows += table.num_rows
+    return rows, files
 
 
 def write_weekly(table: pa.Table, folder: Path, crlf: bool = False) -> list[Path]:

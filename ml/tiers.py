@@ -26,7 +26,7 @@ featurizer that holds it.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Any, TypedDict
+from typing import TypedDict
 
 import numpy as np
 import polars as pl
@@ -95,24 +95,29 @@ class LabelRule:
         return label
 
     @classmethod
-    def fit(cls, counts: np.ndarray, labels: np.ndarray) -> LabelRule:
-        """Thresholds that best reproduce `labels` from `counts` (each searched on a 0.01 grid)."""
+    def fit(cls, counts: np.ndarray, labels: np.ndarray, baskets: np.ndarray | None = None) -> LabelRule:
+        """Thresholds that best reproduce `labels` from `counts` (each searched on a 0.01 grid); `baskets`: how many
+        baskets each row stands for (one each without it)."""
         if len(labels) == 0:
             return cls()
+        weights = np.ones(len(labels), dtype=np.int64) if baskets is None else np.asarray(baskets, dtype=np.int64)
         lines = np.maximum(counts.sum(axis=1), 1e-9)
         d = (counts[:, LA] - counts[:, UM]) / lines
         xx = counts[:, XX] / lines
 
         default = cls()
 
-        def best(values: NDArray[np.float64], target: NDArray[np.bool_], candidates: NDArray[np.float64], above: bool,
-                 fallback: float) -> float:
+        def best(values: NDArray[np.float64], target: NDArray[np.bool_], weight: NDArray[np.int64],
+                 candidates: NDArray[np.float64], above: bool, fallback: float) -> float:
             """The threshold that reproduces `target` best, compared as `labels` does: `fallback` (the rule's
             default, "about 0.2" on the real file) when it is among the best or there is nothing to fit, else the
             middle of the longest run of best candidates."""
             if not len(values):
                 return fallback
-            hits = np.array([np.mean((values > c) == target if above else (values < c) == target) for c in candidates])
+            # Whole baskets counted, then one division: the share np.mean gives of one row per basket, bit for bit.
+            total = weight.sum()
+            hits = np.array([weight[(values > c) == target if above else (values < c) == target].sum() / total
+                             for c in candidates])
             best_ones = hits == hits.max()
             at_fallback = np.flatnonzero(np.isclose(candidates, fallback))
             if len(at_fallback) and best_ones[at_fallback[0]]:
@@ -121,9 +126,11 @@ class LabelRule:
 
         classified = labels != XX
         return cls(
-            la_above=best(d[classified], labels[classified] == LA, GRID[:61], True, default.la_above),
-            um_below=best(d[classified], labels[classified] == UM, -GRID[:61], False, default.um_below),
-            xx_share=best(xx, labels == XX, GRID[50:], True, default.xx_share),
+            la_above=best(d[classified], labels[classified] == LA, weights[classified], GRID[:61], True,
+                          default.la_above),
+            um_below=best(d[classified], labels[classified] == UM, weights[classified], -GRID[:61], False,
+                          default.um_below),
+            xx_share=best(xx, labels == XX, weights, GRID[50:], True, default.xx_share),
         )
 
 
@@ -141,55 +148,65 @@ def _middle_of_longest_run(flags: np.ndarray) -> int:
 
 
 @dataclass(frozen=True)
-class BasketProducts:
-    """Training lines reduced to what tier inference needs, as integer arrays: for each (basket, product)
-    pair its line count, each basket's label and number of products, each product's code and hierarchy.
+class TierLines:
+    """Labelled training lines as tier inference reads them, found once and shared by the fits on some of their
+    baskets (the out-of-fold fits, `without_fold`).
 
-    Built once from the lines; `subset` keeps some baskets (the out-of-fold fits) without another pass
-    over the lines.
+    What is held is per product, never per line: each product's chain, lines per fold and votes of the baskets it
+    was bought alone in. The rest is asked of the lines by each fit (`ProductTiers.fit`), as streaming group-bys:
+    the line counts per tier of each basket, and the (basket, product) pairs of the products without an exact tier
+    only, the one part of the lines the estimation needs.
     """
 
-    basket: np.ndarray
-    product: np.ndarray
-    lines: np.ndarray
-    label: np.ndarray
-    """Per basket: index into TIERS."""
-    n_products: np.ndarray
+    lines: pl.LazyFrame
+    """BASKET_KEY, PROD_CODE, `label` (index into TIERS) and `_fold` of each labelled line."""
     chains: pl.DataFrame
-    """Per product (row = product index): PROD_CODE and its higher levels."""
+    """Per product (row = product index): PROD_CODE and its higher levels, the commonest chain over all lines."""
+    product_lines: pl.DataFrame
+    """p (product index), _fold, lines."""
+    votes: pl.DataFrame
+    """p, label, _fold, baskets: the baskets of that one product with that label."""
 
     @classmethod
-    def from_lines(cls, lines: pl.DataFrame) -> BasketProducts:
-        labelled = lines.filter(pl.col(LABEL).is_in(TIERS))
+    def from_lines(cls, lines: pl.DataFrame | pl.LazyFrame, fold: pl.Expr | None = None) -> TierLines:
+        """From labelled lines, a frame or a scan; `fold`: each line's fold (an expression of BASKET_KEY)."""
+        labelled = lines.lazy().filter(pl.col(LABEL).is_in(TIERS)).select(
+            *HIERARCHY, BASKET_KEY,
+            pl.col(LABEL).replace_strict({t: i for i, t in enumerate(TIERS)}, return_dtype=pl.Int8).alias("label"),
+            (pl.lit(0) if fold is None else fold).cast(pl.Int32).alias("_fold"),
+        )
+        chains, product_lines = pl.collect_all(
+            [labelled.group_by(*HIERARCHY).agg(pl.len().alias("n")),
+             labelled.group_by("PROD_CODE", "_fold").agg(pl.len().alias("lines"))],
+            engine="streaming",
+        )
         # A product seen under several parent chains keeps its commonest; equally common ones, the smallest codes.
-        chains = labelled.group_by(*HIERARCHY).agg(pl.len().alias("n"))
         chains = chains.sort(["n", *HIERARCHY], descending=[True, *[False] * len(HIERARCHY)])
         chains = chains.unique("PROD_CODE", keep="first", maintain_order=True).drop("n").sort("PROD_CODE")
-        chains = chains.with_row_index("p")
-        keyed = labelled.select(
-            pl.col(BASKET_KEY).rank("dense").cast(pl.Int64).sub(1).alias("b"),
-            "PROD_CODE",
-            pl.col(LABEL).replace_strict({t: i for i, t in enumerate(TIERS)}, return_dtype=pl.Int8).alias("label"),
-        ).join(chains.select("PROD_CODE", "p"), on="PROD_CODE")
-        pairs = keyed.group_by("b", "p").agg(pl.len().alias("n"), pl.first("label"))
-        b, p = pairs["b"].to_numpy(), pairs["p"].to_numpy()
-        n_baskets = int(b.max()) + 1 if len(b) else 0
-        label = np.zeros(n_baskets, dtype=np.int64)
-        label[b] = pairs["label"].to_numpy()
-        return cls(b, p, pairs["n"].to_numpy(), label, np.bincount(b, minlength=n_baskets), chains.drop("p"))
-
-    def subset(self, keep_basket: np.ndarray) -> BasketProducts:
-        """Only the baskets where `keep_basket` is true (renumbered); products keep their indices."""
-        kept = keep_basket[self.basket]
-        renumber = np.cumsum(keep_basket) - 1
-        return replace(
-            self,
-            basket=renumber[self.basket[kept]],
-            product=self.product[kept],
-            lines=self.lines[kept],
-            label=self.label[keep_basket],
-            n_products=self.n_products[keep_basket],
+        index = chains.select("PROD_CODE").with_row_index("p")
+        # A basket of one product: its least and greatest product index are the same (two integers per basket held
+        # while grouping, rather than its set of products).
+        votes = (
+            labelled.join(index.lazy(), on="PROD_CODE")
+            .group_by(BASKET_KEY)
+            .agg(pl.col("p").min().alias("_low"), pl.col("p").max().alias("_high"), pl.first("label"),
+                 pl.first("_fold"))
+            .filter(pl.col("_low") == pl.col("_high"))
+            .group_by(pl.col("_low").alias("p"), "label", "_fold").agg(pl.len().alias("baskets"))
+            .collect(engine="streaming")
         )
+        return cls(
+            lines=labelled.select(BASKET_KEY, "PROD_CODE", "label", "_fold"),
+            chains=chains,
+            product_lines=product_lines.join(index, on="PROD_CODE").select("p", "_fold", "lines"),
+            votes=votes,
+        )
+
+    def without_fold(self, fold: int) -> TierLines:
+        """Only the lines of the baskets of the other folds; products keep their indices."""
+        other = pl.col("_fold") != fold
+        return replace(self, lines=self.lines.filter(other), product_lines=self.product_lines.filter(other),
+                       votes=self.votes.filter(other))
 
 
 class ProductTiers:
@@ -200,30 +217,36 @@ class ProductTiers:
         self.smoothing = smoothing
 
     # ---- fitting -------------------------------------------------------------------
-    def fit(self, lines: pl.DataFrame | BasketProducts) -> ProductTiers:
-        """Learn from labelled training lines (one row per product in a basket), or their `BasketProducts`."""
-        data = lines if isinstance(lines, BasketProducts) else BasketProducts.from_lines(lines)
-        present = np.bincount(data.product, minlength=data.chains.height) > 0
-        keep = np.cumsum(present) - 1
-        b, p, n = data.basket, keep[data.product], data.lines
-        label, n_products = data.label, data.n_products
+    def fit(self, lines: pl.DataFrame | pl.LazyFrame | TierLines) -> ProductTiers:
+        """Learn from labelled training lines (one row per product in a basket; a frame or a scan), or their
+        `TierLines`."""
+        data = lines if isinstance(lines, TierLines) else TierLines.from_lines(lines)
+        n_all = data.chains.height
+        lines_of = _per_product(data.product_lines["p"], data.product_lines["lines"], n_all)
+        present = lines_of > 0
+        keep = np.cumsum(present) - 1  # product index -> index among the present products
         chains = data.chains.filter(pl.Series(present)).with_row_index("p")
         products = chains.select("p", "PROD_CODE")
+        n_products = len(products)
 
-        exact, purity = self._exact(b, p, label, n_products, len(products))
+        votes = np.zeros((n_products, 4))
+        np.add.at(votes, (keep[data.votes["p"].to_numpy()], data.votes["label"].to_numpy()),
+                  data.votes["baskets"].to_numpy())
+        exact, purity = self._exact(votes)
         known = exact >= 0
-        counts = np.zeros((len(label), 4))
-        np.add.at(counts, (b[known[p]], exact[p[known[p]]]), n[known[p]])
-        fully_known = np.bincount(b, weights=(~known[p]).astype(float), minlength=len(label)) == 0
-        self.rule_ = LabelRule.fit(counts[fully_known], label[fully_known])
+        baskets = self._basket_counts(data.lines, products.with_columns(pl.Series("tier", exact)))
+        fully_known = baskets.fully_known
+        self.rule_ = LabelRule.fit(fully_known.select(TIERS).to_numpy().astype(float),
+                                   fully_known["label"].to_numpy(), fully_known["baskets"].to_numpy())
 
         start = self._class_start(exact, chains)
-        tier, confidence, scores = self._estimate(b, p, n, label, counts, exact, start)
+        tier, confidence, scores = self._estimate(baskets.unknown_pairs, exact, start)
+        lines_present = lines_of[present]
         self.coverage_: TierCoverage = {
-            "products": int(len(products)),
+            "products": int(n_products),
             "exact": int(known.sum()),
             "estimated": int((~known).sum()),
-            "exact_line_share": float(n[known[p]].sum() / max(n.sum(), 1)),
+            "exact_line_share": float(lines_present[known].sum() / max(lines_present.sum(), 1)),
         }
         probabilities = self._probabilities(exact, tier, scores, start)
         self.products_ = pl.DataFrame(
@@ -239,12 +262,34 @@ class ProductTiers:
         return self
 
     @staticmethod
-    def _exact(b: NDArray[np.int64], p: NDArray[np.int64], label: NDArray[np.int64], n_products: NDArray[np.int64],
-               n: int) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-        """Tier (or -1) and purity per product, from the baskets holding that product alone."""
-        alone = n_products[b] == 1
-        votes = np.zeros((n, 4))
-        np.add.at(votes, (p[alone], label[b[alone]]), 1)
+    def _basket_counts(lines: pl.LazyFrame, products: pl.DataFrame) -> _BasketCounts:
+        """Each basket's lines per exact tier, from the lines (`products`: p, PROD_CODE, tier, -1 for none)."""
+        tiers = products.lazy().select("PROD_CODE", pl.col("tier").replace(-1, None))
+        per_basket = (
+            lines.join(tiers, on="PROD_CODE", how="left")
+            .group_by(BASKET_KEY)
+            .agg(*[(pl.col("tier") == i).sum().cast(pl.Int32).alias(t) for i, t in enumerate(TIERS)],
+                 pl.col("tier").is_null().sum().alias("_unknown"), pl.first("label"))
+        )
+        unknown = products.lazy().filter(pl.col("tier") < 0).select("PROD_CODE", "p")
+        # A basket of exact products is one of few distinct count vectors: counted, not listed.
+        fully_known, partly_known, pairs = pl.collect_all(
+            [per_basket.filter(pl.col("_unknown") == 0).group_by(*TIERS, "label").agg(pl.len().alias("baskets")),
+             per_basket.filter(pl.col("_unknown") > 0).select(BASKET_KEY, *TIERS, "label"),
+             lines.join(unknown, on="PROD_CODE").group_by(BASKET_KEY, "p").agg(pl.len().cast(pl.UInt16)
+                                                                                .alias("n"))],
+            engine="streaming",
+        )
+        partly_known = partly_known.with_row_index("b")
+        pairs = pairs.join(partly_known.select(BASKET_KEY, "b"), on=BASKET_KEY).drop(BASKET_KEY)
+        return _BasketCounts(fully_known, _UnknownPairs(
+            basket=pairs["b"].to_numpy(), product=pairs["p"].to_numpy(), lines=pairs["n"].to_numpy(),
+            label=partly_known["label"].to_numpy(), known_counts=partly_known.select(TIERS).to_numpy().astype(float),
+        ))
+
+    @staticmethod
+    def _exact(votes: NDArray[np.float64]) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+        """Tier (or -1) and purity per product, from its votes: per tier, the baskets holding that product alone."""
         seen = votes.sum(axis=1)
         exact = np.where(seen > 0, votes.argmax(axis=1), -1)
         purity = np.where(seen > 0, votes.max(axis=1) / np.maximum(seen, 1), 0.0)
@@ -266,14 +311,13 @@ class ProductTiers:
         return np.where(exact >= 0, exact, start)
 
     def _estimate(
-        self, b: NDArray[np.int64], p: NDArray[np.int64], n: NDArray[np.unsignedinteger[Any]], label: NDArray[np.int64],
-        known_counts: NDArray[np.float64], exact: NDArray[np.int64], start: NDArray[np.int64],
+        self, pairs: _UnknownPairs, exact: NDArray[np.int64], start: NDArray[np.int64],
     ) -> tuple[NDArray[np.int64], NDArray[np.float64], NDArray[np.float64]]:
-        """Coordinate ascent over the products without an exact tier (see the module docstring). `n`: lines of each
-        (basket, product) pair, unsigned as Polars counts them (`BasketProducts.lines`)."""
+        """Coordinate ascent over the products without an exact tier (see the module docstring), from their
+        (basket, product) pairs."""
         tier = start.copy()
-        unknown = exact[p] < 0
-        ub, up, un = b[unknown], p[unknown], n[unknown].astype(float)
+        ub, up, un = pairs.basket, pairs.product, pairs.lines.astype(float)
+        label, known_counts = pairs.label, pairs.known_counts
         n_products = len(exact)
         scores = np.zeros((n_products, 4))
         confidence = np.zeros(n_products)
@@ -416,3 +460,27 @@ def _catalogue_mix(tier: np.ndarray) -> dict[str, float]:
     """The products' tier mix, add-one smoothed: defined (uniform) even for a fit without any product."""
     counts = np.bincount(tier, minlength=len(TIERS))
     return {t: float((counts[i] + 1) / (len(tier) + len(TIERS))) for i, t in enumerate(TIERS)}
+
+
+@dataclass(frozen=True)
+class _UnknownPairs:
+    """The (basket, product) pairs of the products without an exact tier, baskets numbered among the baskets that
+    hold such a product: for each pair its lines, for each basket its label and its lines per exact tier."""
+
+    basket: NDArray[np.uint32]
+    product: NDArray[np.uint32]
+    lines: NDArray[np.uint16]
+    label: NDArray[np.int8]
+    known_counts: NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class _BasketCounts:
+    fully_known: pl.DataFrame
+    """LA, MM, UM, XX (lines per tier), label, baskets: the baskets of exact products only, by count vector."""
+    unknown_pairs: _UnknownPairs
+
+
+def _per_product(p: pl.Series, values: pl.Series, n: int) -> NDArray[np.int64]:
+    """`values` summed per product index `p`, for products 0..n-1."""
+    return np.bincount(p.to_numpy(), weights=values.to_numpy(), minlength=n).astype(np.int64)

@@ -15,11 +15,26 @@ every file (`files`), and the per-rule counts add up to `rows_quarantined`.
 Polars expressions are used instead of a schema library because each rule must
 name itself in the quarantine and run over millions of rows in a second or two;
 the rule table below is the schema.
+
+Validation runs in two steps, so that an input of any size can be validated in bounded
+memory: `check_rows` applies the row rules to one piece of rows (and takes the lines set
+aside in it); `_finish` then finds the inconsistent baskets over all the checked rows and
+plans the silver lines, the quarantine and the counts as lazy queries. `validate` does
+both in memory on one frame. `StagedRows` checks the pieces of `ml.ingest.InputReader`
+one at a time and stages them as Parquet; `validate_staged` runs the same queries with
+Polars' streaming engine over the staged pieces and writes the silver lines and the
+quarantine as Parquet without holding them: what it holds is one group per basket (for
+the basket check and the counts). The quarantine is never sorted as a whole (a sort would
+hold it): it holds the rows that failed a row rule and the lines set aside, by file and
+line (each piece's are sorted as it is checked, and the pieces come in that order), then
+the rows of inconsistent baskets, by file and line (in the order read).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
 
 import polars as pl
 
@@ -43,6 +58,14 @@ INTEGER_TEXT = r"^\d+$"
 DAMAGED_ID_TEXT = r"^\d+(\.\d*)?([eE]\+?\d+)?$"
 MAX_QUANTITY = 100_000
 MAX_SPEND = 100_000.0
+QUARANTINE_SCHEMA = {
+    **{c: pl.String for c in CANONICAL_COLUMNS},
+    SOURCE_FILE: pl.String, SOURCE_LINE: pl.Int64, "rule": pl.String, "column": pl.String, "value": pl.String,
+    RAW_LINE: pl.Binary,
+}
+Engine = Literal["auto", "streaming"]
+QUARANTINE_ROW_GROUP = 32_768
+"""Rows per Parquet row group of the quarantine `validate_staged` writes (what its sink holds at most)."""
 
 
 @dataclass(frozen=True)
@@ -204,6 +227,58 @@ def _silver(frame: pl.LazyFrame) -> pl.LazyFrame:
     return frame.select(*columns, pl.col(BASKET_KEY))
 
 
+@dataclass
+class CheckedRows:
+    """One piece of rows after the row rules."""
+
+    passed: pl.DataFrame  # rows that passed every row rule: raw text, source columns, BASKET_KEY
+    failed: pl.DataFrame  # QUARANTINE_SCHEMA: rows that failed a rule, and the lines ingestion set aside
+
+
+def check_rows(raw: pl.DataFrame, rejected: pl.DataFrame) -> CheckedRows:
+    """The row rules on raw text rows; `rejected`: lines ingestion set aside (REJECTED_SCHEMA), quarantined too."""
+    rules = row_rules()
+    checked = _flag_failures(raw.with_columns(_typed_columns()), rules)
+    passed = checked.filter(~pl.col("_failed")).select(
+        *CANONICAL_COLUMNS, SOURCE_FILE, SOURCE_LINE, _basket_key().alias(BASKET_KEY)
+    )
+    # Only the few failing rows get their rule, column and value.
+    row_failures = checked.filter(pl.col("_failed")).with_columns(_first_failure(rules)).with_columns(_failed_value())
+    del checked
+    failed = pl.concat([row_failures, rejected], how="diagonal_relaxed").sort(SOURCE_FILE, SOURCE_LINE)
+    return CheckedRows(passed, failed.select(pl.col(c).cast(t) for c, t in QUARANTINE_SCHEMA.items()))
+
+
+@dataclass
+class _Plans:
+    """The lazy queries that finish a validation."""
+
+    lines: pl.LazyFrame  # typed silver lines, in the order read
+    quarantine: pl.LazyFrame  # QUARANTINE_SCHEMA: row failures and lines set aside, then basket failures; each by
+    # file and line
+    accepted_by_file: pl.LazyFrame  # SOURCE_FILE, len
+
+
+def _finish(passed: pl.LazyFrame, failed: pl.LazyFrame, engine: Engine) -> _Plans:
+    """The basket check over all rows that passed the row rules, then the plans of what is accepted and quarantined.
+    `passed` and `failed` are each in file and line order (`failed` as `check_rows` leaves it)."""
+    inconsistent = _inconsistent_baskets(passed, engine)  # a few baskets: held, not streamed
+    in_bad_basket = pl.col(BASKET_KEY).is_in(inconsistent[BASKET_KEY].implode())
+    accepted = passed.filter(~in_bad_basket)
+    basket_failures = (
+        passed.filter(in_bad_basket)
+        .join(inconsistent.lazy(), on=BASKET_KEY, how="left", maintain_order="left")
+        .with_columns(pl.lit("basket_inconsistent").alias("rule"), pl.col("_inconsistent_column").alias("column"))
+        .with_columns(_failed_value(), pl.lit(None, dtype=pl.Binary).alias(RAW_LINE))
+        .select(*QUARANTINE_SCHEMA)
+    )
+    return _Plans(
+        lines=_silver(accepted.with_columns(_typed_columns())),
+        quarantine=pl.concat([failed, basket_failures]),
+        accepted_by_file=accepted.group_by(SOURCE_FILE).len(),
+    )
+
+
 def validate(raw: pl.DataFrame, ingested: RawInput | None = None) -> ValidationResult:
     """Split raw text rows into typed accepted lines and a quarantine with reasons.
 
@@ -215,40 +290,66 @@ def validate(raw: pl.DataFrame, ingested: RawInput | None = None) -> ValidationR
         rejected = pl.DataFrame(schema=REJECTED_SCHEMA)
     else:
         rows_read, rejected = ingested.rows_read, ingested.rejected
-    rules = row_rules()
-    checked = _flag_failures(raw.with_columns(_typed_columns()), rules).with_columns(
-        pl.when(~pl.col("_failed")).then(_basket_key()).alias(BASKET_KEY)
-    )
-    # Only the few failing rows and the basket-level columns are copied; the accepted
-    # lines are projected straight to their typed columns in one lazy pass.
-    inconsistent = _inconsistent_baskets(checked.lazy().filter(~pl.col("_failed")))
-    in_bad_basket = pl.col(BASKET_KEY).is_in(inconsistent[BASKET_KEY].implode()).fill_null(False)
-    row_failures = checked.filter(pl.col("_failed")).with_columns(_first_failure(rules))
-    basket_failures = (
-        checked.filter(~pl.col("_failed") & in_bad_basket)
-        .join(inconsistent, on=BASKET_KEY, how="left")
-        .with_columns(pl.lit("basket_inconsistent").alias("rule"), pl.col("_inconsistent_column").alias("column"))
-    )
-    failed_rows = pl.concat([row_failures, basket_failures], how="diagonal").with_columns(_failed_value())
-    quarantine = (
-        pl.concat([failed_rows, rejected.with_columns(pl.lit(None, dtype=pl.String).alias("column"))],
-                  how="diagonal_relaxed")
-        .select(*CANONICAL_COLUMNS, SOURCE_FILE, SOURCE_LINE, "rule", "column", "value", RAW_LINE)
-        .sort(SOURCE_FILE, SOURCE_LINE)
-    )
-    accepted = checked.lazy().filter(~pl.col("_failed") & ~in_bad_basket)
-    lines, accepted_by_file = pl.collect_all([_silver(accepted), accepted.group_by(SOURCE_FILE).len()])
-    del checked, accepted
-    report = _report(lines, quarantine, _file_counts(rows_read, accepted_by_file, quarantine))
+    checked = check_rows(raw, rejected)
+    plans = _finish(checked.passed.lazy(), checked.failed.lazy(), engine="auto")
+    del checked
+    lines, quarantine, accepted_by_file = pl.collect_all([plans.lines, plans.quarantine, plans.accepted_by_file])
+    files = _file_counts(rows_read, accepted_by_file, quarantine.group_by(SOURCE_FILE).len())
+    report = _report(lines.lazy(), quarantine.lazy(), files, engine="auto")
     return ValidationResult(lines=lines, quarantine=quarantine, report=report)
 
 
+class StagedRows:
+    """Checked pieces of rows staged as Parquet under `folder` (passed/ and failed/, a part per piece)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.parts = 0
+        for side in ("passed", "failed"):
+            (folder / side).mkdir(parents=True, exist_ok=True)
+
+    def add(self, raw: pl.DataFrame, rejected: pl.DataFrame) -> None:
+        """Checks one piece (`check_rows`) and writes it out."""
+        checked = check_rows(raw, rejected)
+        name = f"part-{self.parts:05d}.parquet"
+        # lz4: the parts are read back once, soon; compressing them harder costs more time than it saves.
+        checked.passed.write_parquet(self.folder / "passed" / name, compression="lz4")
+        checked.failed.write_parquet(self.folder / "failed" / name, compression="lz4")
+        self.parts += 1
+
+    def scan(self, side: str) -> pl.LazyFrame:
+        if not self.parts:
+            raise ValueError(f"{self.folder}: no piece was staged")
+        return pl.scan_parquet([self.folder / side / f"part-{i:05d}.parquet" for i in range(self.parts)])
+
+
+def validate_staged(staged: StagedRows, ingested: RawInput, lines_path: Path,
+                    quarantine_path: Path) -> ValidationReport:
+    """`validate` over staged pieces with Polars' streaming engine: writes the silver lines and the quarantine to
+    Parquet files (zstd) and returns the report. `ingested` gives the rows read per file (its lines set aside were
+    staged with the pieces)."""
+    plans = _finish(staged.scan("passed"), staged.scan("failed"), engine="streaming")
+    for path in (lines_path, quarantine_path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    # A Parquet sink holds a row group: the quarantine's rows are wide (raw text), so its groups are smaller.
+    pl.collect_all([plans.lines.sink_parquet(lines_path, lazy=True),
+                    plans.quarantine.sink_parquet(quarantine_path, row_group_size=QUARANTINE_ROW_GROUP, lazy=True)],
+                   engine="streaming")
+    lines, quarantine = pl.scan_parquet(lines_path), pl.scan_parquet(quarantine_path)
+    accepted_by_file, quarantined_by_file = pl.collect_all(
+        [plans.accepted_by_file, quarantine.group_by(SOURCE_FILE).len()], engine="streaming"
+    )
+    files = _file_counts(ingested.rows_read, accepted_by_file, quarantined_by_file)
+    return _report(lines, quarantine, files, engine="streaming")
+
+
 def _file_counts(
-    rows_read: dict[str, int], accepted: pl.DataFrame, quarantine: pl.DataFrame
+    rows_read: dict[str, int], accepted: pl.DataFrame, quarantined: pl.DataFrame
 ) -> dict[str, dict[str, int]]:
-    """Rows read, accepted and quarantined per source file, each counted on its own."""
+    """Rows read, accepted and quarantined per source file, each counted on its own (`accepted` and `quarantined`:
+    SOURCE_FILE, len)."""
     accepted_by_file = dict(accepted.iter_rows())
-    quarantined_by_file = dict(quarantine.group_by(SOURCE_FILE).len().iter_rows())
+    quarantined_by_file = dict(quarantined.iter_rows())
     files = sorted({*rows_read, *accepted_by_file, *quarantined_by_file})
     return {
         f: {"read": rows_read.get(f, 0), "accepted": accepted_by_file.get(f, 0),
@@ -257,53 +358,65 @@ def _file_counts(
     }
 
 
-def _inconsistent_baskets(rows: pl.LazyFrame) -> pl.DataFrame:
+def _inconsistent_baskets(rows: pl.LazyFrame, engine: Engine) -> pl.DataFrame:
     """Baskets whose basket-level columns vary, with the first such column."""
-    # One hash of all basket-level columns per row finds the few varying baskets fast;
-    # only those are examined column by column.
-    fingerprint = pl.struct(list(BASKET_COLUMNS)).hash(seed=0)
+    # One hash of all basket-level columns per row finds the few varying baskets fast (a basket varies where its
+    # smallest and largest hash differ: two numbers per basket to hold); only those are examined column by column.
+    # The varying keys are collected before the second pass: joined in one query, the streaming engine would hold
+    # the rows of the second pass until the first had finished.
+    fingerprint = pl.col("_fingerprint")
     varying = (
-        rows.select(BASKET_KEY, fingerprint.alias("_fingerprint"))
+        rows.select(BASKET_KEY, pl.struct(list(BASKET_COLUMNS)).hash(seed=0).alias("_fingerprint"))
         .group_by(BASKET_KEY)
-        .agg(pl.col("_fingerprint").n_unique().alias("_versions"))
-        .filter(pl.col("_versions") > 1)
+        .agg(fingerprint.min().alias("_low"), fingerprint.max().alias("_high"))
+        .filter(pl.col("_low") != pl.col("_high"))
         .select(BASKET_KEY)
+        .collect(engine=engine)
     )
     counts = (
-        rows.join(varying, on=BASKET_KEY, how="semi")
+        rows.filter(pl.col(BASKET_KEY).is_in(varying[BASKET_KEY].implode()))
         .group_by(BASKET_KEY)
         .agg([pl.col(c).n_unique().alias(c) for c in BASKET_COLUMNS])
     )
     first = pl.lit(None, dtype=pl.String)
     for c in reversed(BASKET_COLUMNS):
         first = pl.when(pl.col(c) > 1).then(pl.lit(c)).otherwise(first)
-    return counts.select(BASKET_KEY, first.alias("_inconsistent_column")).collect()
+    return counts.select(BASKET_KEY, first.alias("_inconsistent_column")).collect(engine=engine)
 
 
-def _report(lines: pl.DataFrame, quarantine: pl.DataFrame, files: dict[str, dict[str, int]]) -> ValidationReport:
+def _report(lines: pl.LazyFrame, quarantine: pl.LazyFrame, files: dict[str, dict[str, int]],
+            engine: Engine) -> ValidationReport:
     by_rule = (
         quarantine.group_by("rule", "column").len().sort("rule", "column", nulls_last=False)
         .select(pl.concat_str("rule", pl.lit(":"), "column").fill_null(pl.col("rule")).alias("key"), "len")
     )
-    baskets = lines.group_by(BASKET_KEY).agg(pl.first(LABEL), pl.len().alias("rows"))
-    unclassified = baskets.filter(pl.col(LABEL) == UNCLASSIFIED)
+    baskets = (
+        lines.group_by(BASKET_KEY).agg(pl.first(LABEL), pl.len().alias("rows"))
+        .select(pl.len().alias("baskets"), (pl.col(LABEL) == UNCLASSIFIED).sum().alias("unclassified"),
+                pl.col("rows").filter(pl.col(LABEL) == UNCLASSIFIED).sum().alias("unclassified_rows"))
+    )
     damaged = lines.filter(pl.col(BASKET_KEY).str.starts_with("R"))
+    damaged_counts = damaged.select(pl.col(BASKET_KEY).n_unique().alias("keys"), pl.len().alias("rows"))
+    damaged_ids = damaged.select(pl.col("BASKET_ID").unique(maintain_order=True).head(3))
+    by_rule_frame, basket_counts, damaged_frame, ids, accepted, quarantined = pl.collect_all(
+        [by_rule, baskets, damaged_counts, damaged_ids, lines.select(pl.len()), quarantine.select(pl.len())],
+        engine=engine,
+    )
     report = ValidationReport(
         rows_in=sum(f["read"] for f in files.values()),
-        rows_accepted=lines.height,
-        rows_quarantined=quarantine.height,
-        quarantined_by_rule=dict(zip(by_rule["key"].to_list(), by_rule["len"].to_list(), strict=True)),
-        baskets_accepted=baskets.height,
-        unclassified_baskets=unclassified.height,
-        unclassified_rows=int(unclassified["rows"].sum()),
-        rebuilt_basket_ids=damaged[BASKET_KEY].n_unique(),
-        rows_with_damaged_id=damaged.height,
+        rows_accepted=accepted.item(),
+        rows_quarantined=quarantined.item(),
+        quarantined_by_rule=dict(zip(by_rule_frame["key"].to_list(), by_rule_frame["len"].to_list(), strict=True)),
+        baskets_accepted=basket_counts["baskets"].item(),
+        unclassified_baskets=basket_counts["unclassified"].item(),
+        unclassified_rows=basket_counts["unclassified_rows"].item(),
+        rebuilt_basket_ids=damaged_frame["keys"].item(),
+        rows_with_damaged_id=damaged_frame["rows"].item(),
         files=files,
     )
-    if damaged.height:
-        ids = damaged["BASKET_ID"].unique().head(3).to_list()
+    if report.rows_with_damaged_id:
         report.warnings.append(
-            f"{damaged.height} rows carry a damaged BASKET_ID (e.g. {', '.join(ids)}): "
+            f"{report.rows_with_damaged_id} rows carry a damaged BASKET_ID (e.g. {', '.join(ids['BASKET_ID'])}): "
             f"{report.rebuilt_basket_ids} basket keys were rebuilt from the basket-level columns"
         )
     return report
