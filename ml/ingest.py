@@ -62,6 +62,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import polars as pl
@@ -130,35 +131,47 @@ def discover(path: Path) -> tuple[Path, ...]:
     return tuple(weekly)
 
 
-def _pieces(path: Path, piece_bytes: int) -> Iterator[tuple[bytes, int]]:
-    """The file as (its header line + whole data lines, how many data lines come before them), at most
-    `piece_bytes` of lines at a time (more only for a line longer than that). A file without a data line gives its
-    header alone (or nothing, for an empty file), for `_header` and `_scan` to say so.
+class Readable(Protocol):
+    """A binary stream read forward: what `pieces` reads."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+def pieces(stream: Readable, piece_bytes: int) -> Iterator[tuple[bytes, int]]:
+    """The stream as (its header line + whole data lines, how many data lines come before them), at most
+    `piece_bytes` of lines at a time (more only for a line longer than that). A stream without a data line gives
+    its header alone (or nothing, when it is empty), for `_header` and `_scan` to say so. Ingestion and batch
+    scoring (ml/score.py) both read their input this way.
     """
+    header: bytes | None = None
+    pending = b""
+    lines_before, yielded = 0, False
+    while True:
+        block = stream.read(piece_bytes)
+        pending += block
+        if header is None:
+            end = pending.find(b"\n")
+            if end == -1 and block:
+                continue  # a header longer than a block
+            header, pending = (pending, b"") if end == -1 else (pending[:end + 1], pending[end + 1:])
+        while len(pending) > piece_bytes:
+            cut = pending.rfind(b"\n", 0, piece_bytes) + 1 or pending.find(b"\n", piece_bytes) + 1
+            if cut == 0:
+                break  # a line longer than a piece, not ended yet
+            yield header + pending[:cut], lines_before
+            lines_before += pending.count(b"\n", 0, cut)
+            pending, yielded = pending[cut:], True
+        if not block:  # the end of the stream
+            if pending or not yielded:
+                yield header + pending, lines_before
+            return
+
+
+def _pieces(path: Path, piece_bytes: int) -> Iterator[tuple[bytes, int]]:
+    """`pieces` of a file (gzip or plain); an unreadable file is an InputError that names it."""
     try:
         with gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb") as stream:
-            header: bytes | None = None
-            pending = b""
-            lines_before, yielded = 0, False
-            while True:
-                block = stream.read(piece_bytes)
-                pending += block
-                if header is None:
-                    end = pending.find(b"\n")
-                    if end == -1 and block:
-                        continue  # a header longer than a block
-                    header, pending = (pending, b"") if end == -1 else (pending[:end + 1], pending[end + 1:])
-                while len(pending) > piece_bytes:
-                    cut = pending.rfind(b"\n", 0, piece_bytes) + 1 or pending.find(b"\n", piece_bytes) + 1
-                    if cut == 0:
-                        break  # a line longer than a piece, not ended yet
-                    yield header + pending[:cut], lines_before
-                    lines_before += pending.count(b"\n", 0, cut)
-                    pending, yielded = pending[cut:], True
-                if not block:  # the end of the file
-                    if pending or not yielded:
-                        yield header + pending, lines_before
-                    return
+            yield from pieces(stream, piece_bytes)
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise InputError(f"{path}: unreadable ({exc})") from exc
 

@@ -49,7 +49,7 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import polars as pl
 import pyarrow as pa
@@ -220,16 +220,10 @@ class Loaded:
     notices: list[str] = field(default_factory=list)
 
 
-class _Readable(Protocol):
-    """A binary stream read forward: what `_pieces` reads and `_HashingReader` wraps."""
-
-    def read(self, size: int = -1, /) -> bytes: ...
-
-
 class _HashingReader:
     """A binary stream that counts and hashes the bytes read through it."""
 
-    def __init__(self, stream: _Readable):
+    def __init__(self, stream: ingest.Readable):
         self.stream = stream
         self.digest = hashlib.sha256()
         self.bytes = 0
@@ -265,38 +259,6 @@ def _transaction_files(location: str) -> tuple[pafs.FileSystem, list[tuple[str, 
     return fs, [(join(location, i.base_name), i.path) for i in weekly]
 
 
-def _pieces(stream: _Readable, piece_bytes: int) -> Iterator[tuple[bytes, int]]:
-    """(header line + whole data lines, data lines before them), at most `piece_bytes` of lines at a time
-    (unless one line is longer). A file without a data line gives its header alone: ingestion says it is empty.
-
-    Keep `piece_bytes` at most `ml.ingest.SCAN_CHUNK` or a multiple of it: ingestion's scan fails on a
-    file whose last line straddles a multiple of SCAN_CHUNK from its first data line (an IndexError), and
-    a piece cut at its last line ending within such a size never ends that way.
-    """
-    header: bytes | None = None
-    pending = b""
-    lines_before, yielded = 0, False
-    while True:
-        block = stream.read(piece_bytes)
-        pending += block
-        if header is None:
-            end = pending.find(b"\n")
-            if end == -1 and block:
-                continue  # a header longer than a block
-            header, pending = (pending, b"") if end == -1 else (pending[:end + 1], pending[end + 1:])
-        while len(pending) > piece_bytes:
-            cut = pending.rfind(b"\n", 0, piece_bytes) + 1 or pending.find(b"\n", piece_bytes) + 1
-            if cut == 0:
-                break  # a line longer than a piece, not ended yet
-            yield header + pending[:cut], lines_before
-            lines_before += pending.count(b"\n", 0, cut)
-            pending, yielded = pending[cut:], True
-        if not block:  # end of the file
-            if pending or not yielded:
-                yield header + pending, lines_before
-            return
-
-
 def _ingest_piece(piece: bytes, scratch: Path, name: str, lines_before: int) -> tuple[RawInput, pl.DataFrame]:
     """`ml.ingest.read` on one piece; rows, set-aside lines and errors name the file and line they came from."""
     path = scratch / "piece.csv"
@@ -324,8 +286,11 @@ def _load_transactions(loaded: Loaded, scratch: Path, piece_bytes: int) -> None:
         try:
             with fs.open_input_stream(path, compression=None) as stream:
                 hashing = _HashingReader(stream)
-                text: _Readable = gzip.GzipFile(fileobj=hashing, mode="rb") if name.endswith(".gz") else hashing
-                for piece, lines_before in _pieces(text, piece_bytes):
+                text: ingest.Readable = gzip.GzipFile(fileobj=hashing, mode="rb") if name.endswith(".gz") else hashing
+                # piece_bytes must be at most ingest.SCAN_CHUNK or a multiple of it: ingestion's scan fails on a file
+                # whose last line straddles a multiple of SCAN_CHUNK from its first data line (an IndexError), and a
+                # piece cut at its last line ending within such a size never ends that way.
+                for piece, lines_before in ingest.pieces(text, piece_bytes):
                     raw_input, raw = _ingest_piece(piece, scratch, name, lines_before)
                     del piece
                     rows_read += raw_input.rows_read[name]
