@@ -138,9 +138,7 @@ def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None 
         with timer.stage("ingest", f"Reading {input_path} and checking its rows, a piece at a time"):
             reader = ingest.InputReader(input_path)
             staged = StagedRows(staging)
-            for rows, rejected in reader.pieces():
-                staged.add(rows, rejected)
-                del rows, rejected
+            staged.add_all(reader.pieces())
             raw_input = reader.raw_input()
             record = lake.put_raw(raw_input.files)
         run_id = run_id_for(record.sha256)

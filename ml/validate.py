@@ -32,6 +32,7 @@ the rows of inconsistent baskets, by file and line (in the order read).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -316,6 +317,12 @@ class StagedRows:
         checked.passed.write_parquet(self.folder / "passed" / name, compression="lz4")
         checked.failed.write_parquet(self.folder / "failed" / name, compression="lz4")
         self.parts += 1
+
+    def add_all(self, pieces: Iterable[tuple[pl.DataFrame, pl.DataFrame]]) -> None:
+        """Adds every piece of an input (`ml.ingest.InputReader.pieces`), holding one piece at a time."""
+        for raw, rejected in pieces:
+            self.add(raw, rejected)
+            del raw, rejected  # let go of this piece before the next one is read
 
     def scan(self, side: str) -> pl.LazyFrame:
         if not self.parts:

@@ -51,9 +51,7 @@ PEAKS_OF_QUARANTINE = textwrap.dedent("""
     for name in ("small.csv", "large.csv"):
         reader = InputReader(Path(sys.argv[1]) / name, piece_bytes=1 << 21)
         staged = StagedRows(work / "staged")
-        for rows, rejected in reader.pieces():
-            staged.add(rows, rejected)
-            del rows, rejected
+        staged.add_all(reader.pieces())
         report = validate_staged(staged, reader.raw_input(), work / "lines.parquet", work / "quarantine.parquet")
         assert report.rows_accepted == 0 and report.counts_add_up
         shutil.rmtree(work)

@@ -62,8 +62,7 @@ def damaged_export(path: Path, newline: bytes = b"\n") -> dict[str, int]:
 def staged_validation(path: Path, work: Path, piece_bytes: int):
     reader = InputReader(path, piece_bytes)
     staged = StagedRows(work / "staged")
-    for rows, rejected in reader.pieces():
-        staged.add(rows, rejected)
+    staged.add_all(reader.pieces())
     raw_input = reader.raw_input()
     report = validate_staged(staged, raw_input, work / "lines.parquet", work / "quarantine.parquet")
     return raw_input, report, pl.read_parquet(work / "lines.parquet"), pl.read_parquet(work / "quarantine.parquet")
@@ -133,9 +132,7 @@ PEAKS_OF_VALIDATION = textwrap.dedent("""
     for name in ("small.csv", "large.csv"):
         reader = InputReader(Path(sys.argv[1]) / name, piece_bytes=1 << 21)
         staged = StagedRows(work / "staged")
-        for rows, rejected in reader.pieces():
-            staged.add(rows, rejected)
-            del rows, rejected
+        staged.add_all(reader.pieces())
         validate_staged(staged, reader.raw_input(), work / "lines.parquet", work / "quarantine.parquet")
         shutil.rmtree(work)
         peaks.append(max(sampler.peak, sampler.process.memory_info().rss))
