@@ -247,48 +247,73 @@ def _full_match(pattern: str) -> Callable[[str], re.Match[str] | None]:
     return re.compile(pattern[1:-1]).fullmatch
 
 
-_CODE_MATCHES = {column: _full_match(pattern) for column, pattern in CODE_PATTERNS.items()}
-
-
 def _accepted(baskets: list[_Basket]) -> ParsedBaskets | None:
-    """The baskets as the scorer takes them, or None when the fast path does not vouch for them."""
-    ids: list[str | None] = []
-    sensitivity: list[str | None] = []
-    lifestage: list[str | None] = []
-    weekday: list[int] = []
-    weeks: list[int] = []
-    for basket in baskets:
-        # msgspec decodes BASKET_ID to a str, an int (never a bool: a JSON true is refused) or None
-        identifier = str(basket.BASKET_ID) if isinstance(basket.BASKET_ID, int) else basket.BASKET_ID
-        dated = _shop_date(basket.SHOP_DATE)
-        if dated is None:
-            return None
-        day, week = dated
-        if ((identifier is not None and len(identifier) > _BASKET_ID_MAX_LENGTH)
-                or (basket.SHOP_WEEKDAY is not None and basket.SHOP_WEEKDAY != day)):
-            return None
-        try:  # the models' merge: coded and decoded segments that disagree are the models' 422 to report
-            sensitivity.append(merge_segment("CUST_PRICE_SENSITIVITY", basket.CUST_PRICE_SENSITIVITY,
-                                             "seg_1", basket.seg_1, SEG_1_MEANINGS))
-            lifestage.append(merge_segment("CUST_LIFESTAGE", basket.CUST_LIFESTAGE, "seg_2", basket.seg_2,
-                                           SEG_2_MEANINGS))
-        except ValueError:
-            return None
-        ids.append(identifier)
-        weekday.append(day)
-        weeks.append(week if basket.SHOP_WEEK is None else basket.SHOP_WEEK)
+    """The baskets as the scorer takes them, or None when the fast path does not vouch for them.
+    Each rule runs over a whole column at once: a 1,000-basket body is one call per field, not per basket."""
+    def field(name: str) -> list[Any]:
+        return list(map(attrgetter(name), baskets))
+
+    dated = list(map(_shop_date, field("SHOP_DATE")))
+    if None in dated or not dated:
+        return None
+    days, weeks_of_date = zip(*dated, strict=True)
+    # msgspec decodes BASKET_ID to a str, an int (never a bool: a JSON true is refused) or None
+    ids = [str(i) if isinstance(i, int) else i for i in field("BASKET_ID")]
+    if any(len(i) > _BASKET_ID_MAX_LENGTH for i in ids if i is not None):
+        return None
+    if any(sent is not None and sent != day for sent, day in zip(field("SHOP_WEEKDAY"), days, strict=True)):
+        return None
+    try:  # the models' merge: coded and decoded segments that disagree are the models' 422 to report
+        sensitivity = list(map(_merged_sensitivity, field("CUST_PRICE_SENSITIVITY"), field("seg_1")))
+        lifestage = list(map(_merged_lifestage, field("CUST_LIFESTAGE"), field("seg_2")))
+    except ValueError:
+        return None
     lines = [line for basket in baskets for line in basket.lines]
     columns = {name: list(map(attrgetter(name), lines)) for name in LINE_FIELDS}
     codes = {name: columns[name] for name in CODE_PATTERNS if name in columns}
-    codes["STORE_CODE"] = [basket.STORE_CODE for basket in baskets]
-    codes["CUST_CODE"] = [basket.CUST_CODE for basket in baskets if basket.CUST_CODE is not None]
-    for name, values in codes.items():
-        if not all(map(_CODE_MATCHES[name], set(values))):
-            return None
-    header = {name: list(map(attrgetter(name), baskets)) for name in (*_SENT_AS_IS, "SHOP_HOUR")}
-    header.update(CUST_PRICE_SENSITIVITY=sensitivity, CUST_LIFESTAGE=lifestage, SHOP_WEEKDAY=weekday)
+    codes["STORE_CODE"] = field("STORE_CODE")
+    codes["CUST_CODE"] = [code for code in field("CUST_CODE") if code is not None]
+    if not all(_VALID_CODES[name].vouch(values) for name, values in codes.items()):
+        return None
+    header = {name: field(name) for name in (*_SENT_AS_IS, "SHOP_HOUR")}
+    header.update(CUST_PRICE_SENSITIVITY=sensitivity, CUST_LIFESTAGE=lifestage, SHOP_WEEKDAY=list(days))
     offsets = BasketColumns.offsets_of(len(basket.lines) for basket in baskets)
+    weeks = [date_week if sent is None else sent for sent, date_week in zip(field("SHOP_WEEK"), weeks_of_date,
+                                                                            strict=True)]
     return ParsedBaskets(ids=ids, weeks=weeks, columns=BasketColumns(header=header, lines=columns, offsets=offsets))
+
+
+@functools.lru_cache(maxsize=64)  # a few segment values, each pair merged once
+def _merged_sensitivity(decoded: PriceSensitivity | None, coded: PriceSensitivityCode | None) -> str | None:
+    return merge_segment("CUST_PRICE_SENSITIVITY", decoded, "seg_1", coded, SEG_1_MEANINGS)
+
+
+@functools.lru_cache(maxsize=64)
+def _merged_lifestage(decoded: Lifestage | None, coded: LifestageCode | None) -> str | None:
+    return merge_segment("CUST_LIFESTAGE", decoded, "seg_2", coded, SEG_2_MEANINGS)
+
+
+class _CodesSeen:
+    """A code column's pattern, and the codes already found to match it: requests repeat the same products and
+    stores, so each code is matched once and then only looked up. At most `kept` codes are remembered."""
+
+    def __init__(self, pattern: str, kept: int = 200_000):
+        self.matches = _full_match(pattern)
+        self.kept = kept
+        self.seen: set[str] = set()
+
+    def vouch(self, values: list[str]) -> bool:
+        """Whether every value matches the pattern."""
+        new = set(values).difference(self.seen)
+        if not all(map(self.matches, new)):
+            return False
+        if len(self.seen) + len(new) > self.kept:
+            self.seen.clear()
+        self.seen.update(new)
+        return True
+
+
+_VALID_CODES = {column: _CodesSeen(pattern) for column, pattern in CODE_PATTERNS.items()}
 
 
 @functools.lru_cache(maxsize=4096)  # a batch's baskets share a few dates

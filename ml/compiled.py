@@ -113,9 +113,38 @@ class Lookup:
         return cls({code: i for i, code in enumerate(table[key].to_list())},
                    np.vstack([values, np.full((1, len(columns)), np.nan)]))
 
+    @classmethod
+    def joined(cls, tables: Sequence[tuple[pl.DataFrame, Sequence[str]]], key: str) -> tuple[Lookup, list[slice]]:
+        """Tables keyed by the same kind of code as one lookup: their columns side by side (NaN where a code is
+        not in that table), so one pass over a batch's codes serves them all; with each table's column slice."""
+        index: dict[str, int] = {}
+        for table, _ in tables:
+            for code in table[key].to_list():
+                index.setdefault(code, len(index))
+        widths = [len(columns) for _, columns in tables]
+        values = np.full((len(index) + 1, sum(widths)), np.nan)
+        slices = [slice(start - width, start) for start, width in zip(accumulate(widths), widths, strict=True)]
+        for (table, columns), part in zip(tables, slices, strict=True):
+            rows = np.fromiter(map(index.__getitem__, table[key].to_list()), np.int64, table.height)
+            values[rows, part] = table.select(columns).to_numpy().astype(np.float64).reshape(table.height, len(columns))
+        return cls(index, values), slices
+
     def gather(self, codes: Sequence[Any]) -> np.ndarray:
         missing = len(self.index)
         return self.values[np.fromiter(map(self.index.get, codes, repeat(missing)), np.int64, len(codes))]
+
+
+@dataclass(frozen=True)
+class HigherLevels:
+    """The class, department, group and division codes of a batch's distinct products, read only for the
+    products that need a fallback: product i's code at HIGHER_LEVELS[depth] is `lines[depth][first_line[i]]`."""
+
+    lines: Sequence[Sequence[str]]  # per HIGHER_LEVELS level, a code per line (or per product)
+    first_line: Sequence[int]  # per product, the line its codes are read from
+
+    def codes(self, depth: int, products: Iterable[int]) -> list[str]:
+        column, first = self.lines[depth], self.first_line
+        return [column[first[i]] for i in products]
 
 
 @dataclass(frozen=True)
@@ -162,16 +191,19 @@ class CompiledFeaturizer:
         evidence = featurizer.evidence_
         self._prior = np.array([evidence.prior[c] for c in LABELS])
         evidence_columns = [f"p_{c}" for c in LABELS]
-        self._evidence = Lookup.of(evidence.tables["PROD_CODE"], "PROD_CODE", evidence_columns)
         self._evidence_levels = [Lookup.of(evidence.tables[lv], lv, evidence_columns) for lv in HIGHER_LEVELS]
         tiers = featurizer.tiers_
         self.has_tiers = tiers is not None
+        product_tables = [(evidence.tables["PROD_CODE"], evidence_columns),
+                          (featurizer.product_price_index_, ["product_index"])]
         if tiers is not None:
             tier_columns = [tier_column(t) for t in TIERS]
             self._tier_prior = np.array([tiers.prior_[t] for t in TIERS])
-            self._tiers = Lookup.of(tiers.products_, "PROD_CODE", [*tier_columns, "tier_kind", "tier_confidence"])
+            product_tables.append((tiers.products_, [*tier_columns, "tier_kind", "tier_confidence"]))
             self._tier_levels = [Lookup.of(tiers.levels_[lv], lv, tier_columns) for lv in HIGHER_LEVELS]
-        self._product_index = Lookup.of(featurizer.product_price_index_, "PROD_CODE", ["product_index"])
+        # a product's evidence, price index and tier in one row: one lookup per distinct code of a batch
+        self._products, (self._evidence_part, self._index_part, *tier_part) = Lookup.joined(product_tables, "PROD_CODE")
+        self._tier_part = tier_part[0] if tier_part else None
         prices = featurizer.category_price_
         self._category_price = dict(zip(prices[CATEGORY].to_list(), prices["category_price"].to_list(), strict=True))
         self.divisions = list(featurizer.divisions_)
@@ -183,18 +215,19 @@ class CompiledFeaturizer:
         self.transform(self.encode_columns(BasketColumns.of_records([probe], [[("_", "_", "_", "_", "_", 1.0, 1.0)]])))
 
     # ---- products --------------------------------------------------------------------
-    def resolve(self, codes: Sequence[str], chains: list[tuple[str, ...]]) -> ResolvedProducts:
+    def resolve(self, codes: Sequence[str], higher: HigherLevels) -> ResolvedProducts:
         """Distinct products `codes`, each with its higher levels (class, department, group, division), through
         the fallbacks (an unseen product's from its first line, as the Polars path takes them)."""
         n = len(codes)
-        own_evidence = self._evidence.gather(codes)  # NaN rows: products the evidence has no row for
-        p = self._first_known(own_evidence, chains, self._evidence_levels, self._prior)
+        known = self._products.gather(codes)  # NaN in a table's columns: products that table has no row for
+        own_evidence = known[:, self._evidence_part]
+        p = self._first_known(own_evidence, higher, self._evidence_levels, self._prior)
         lift = p / self._prior
-        if self.has_tiers:
-            known = self._tiers.gather(codes)
-            tier = self._first_known(known[:, :4], chains, self._tier_levels, self._tier_prior)
-            kind = np.where(np.isnan(known[:, 4]), UNSEEN, known[:, 4]).astype(np.int64)
-            confidence = np.nan_to_num(known[:, 5], nan=0.0)
+        if self._tier_part is not None:
+            tiers = known[:, self._tier_part]
+            tier = self._first_known(tiers[:, :4], higher, self._tier_levels, self._tier_prior)
+            kind = np.where(np.isnan(tiers[:, 4]), UNSEEN, tiers[:, 4]).astype(np.int64)
+            confidence = np.nan_to_num(tiers[:, 5], nan=0.0)
         else:
             tier, kind, confidence = np.zeros((n, 4)), np.full(n, UNSEEN), np.zeros(n)
         return ResolvedProducts(
@@ -205,13 +238,11 @@ class CompiledFeaturizer:
             tier=tier,
             tier_kind=kind,
             tier_confidence=confidence,
-            product_index=self._product_index.gather(codes)[:, 0],
+            product_index=known[:, self._index_part][:, 0],
         )
 
     @staticmethod
-    def _first_known(
-        values: np.ndarray, chains: list[tuple[str, ...]], levels: list[Lookup], prior: np.ndarray
-    ) -> np.ndarray:
+    def _first_known(values: np.ndarray, higher: HigherLevels, levels: list[Lookup], prior: np.ndarray) -> np.ndarray:
         """Rows missing from the product table (NaN) from the first level, class first, that knows their code;
         else the prior."""
         values = values.copy()
@@ -219,7 +250,7 @@ class CompiledFeaturizer:
             missing = np.flatnonzero(np.isnan(values[:, 0]))
             if not len(missing):
                 return values
-            values[missing] = level.gather([chains[i][depth] for i in missing])
+            values[missing] = level.gather(higher.codes(depth, missing.tolist()))
         values[np.isnan(values[:, 0])] = prior
         return values
 
@@ -238,14 +269,15 @@ class CompiledFeaturizer:
         distinct = list(dict.fromkeys(codes))  # in order of first line
         index = dict(zip(distinct, range(len(distinct)), strict=True))
         line_product = np.fromiter(map(index.__getitem__, codes), np.int64, len(codes))
-        first_lines = np.unique(line_product, return_index=True)[1].tolist()  # product i's first line
-        chains = list(zip(*([level[i] for i in first_lines] for level in map(lines.__getitem__, HIGHER_LEVELS)),
-                          strict=True))
+        # products are numbered in order of first line, so product i's first line is where the running maximum
+        # of the line's product number first reaches i
+        first_line = np.flatnonzero(np.diff(np.maximum.accumulate(line_product), prepend=-1)).tolist()
+        higher = HigherLevels([lines[level] for level in HIGHER_LEVELS], first_line)
         divisions = self._batch_divisions(dict.fromkeys(lines[DIVISION]))
         return EncodedBatch(
             offsets=np.asarray(columns.offsets, dtype=np.int64),
             line_product=line_product,
-            products=self.resolve(distinct, chains),
+            products=self.resolve(distinct, higher),
             quantity=np.asarray(lines["QUANTITY"], dtype=np.float64),
             spend=np.asarray(lines["SPEND"], dtype=np.float64),
             category_price=np.fromiter(map(self._category_price.get, lines[CATEGORY], repeat(self.global_unit_price)),
@@ -266,7 +298,8 @@ class CompiledFeaturizer:
         offsets = np.concatenate([starts, [lines.height]]).astype(np.int64)
         distinct = lines.select(HIERARCHY).unique(subset="PROD_CODE", keep="first", maintain_order=True)
         codes = distinct["PROD_CODE"].to_list()
-        products = self.resolve(codes, distinct.select(HIGHER_LEVELS).rows())
+        products = self.resolve(codes, HigherLevels([distinct[level].to_list() for level in HIGHER_LEVELS],
+                                                    range(distinct.height)))
         divisions = self._batch_divisions(lines[DIVISION].unique(maintain_order=True).to_list())
         line_product = lines["PROD_CODE"].cast(pl.Enum(codes)).to_physical().to_numpy().astype(np.int64)
         header = lines[starts]
