@@ -21,27 +21,25 @@ import json
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
-import pyarrow.dataset as ds
 
 from ml.bundle import save_bundle
-from ml.calendar import week_index_expr, week_span
+from ml.calendar import week_span
+from ml.channel import CLASSES, PIECE_BASKETS, GoldChannel, sample_cap
 from ml.evaluate import apply_gate, compute_metrics, plot_confusion
 from ml.families import FAMILIES, fitted
 from ml.features import BasketFeaturizer
-from ml.lake import arrow_frame
 from ml.model_card import write_model_card
 from ml.reference import reference_bins
-from ml.schema import LABEL, TRAINABLE_LABELS
 from ml.selection import METRIC_DECIMALS, ranking_key, validation_scores
-from ml.settings import GateSettings
+from ml.settings import GateSettings, Settings
 from ml.xgb_search import search_xgboost
 
-CLASSES = list(TRAINABLE_LABELS)
 DEFAULT_VALIDATION_WEEKS = 8
 
 
@@ -61,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              f"{DEFAULT_VALIDATION_WEEKS}")
     parser.add_argument("--xgb-trials", type=int, default=4, help="bound of the XGBoost search")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--max-memory-gb", type=float, default=Settings().max_memory_gb,
+                        help="memory the training stage is sized for: a training side larger than it holds is "
+                             "sampled (default: RETAIL_MAX_MEMORY_GB, see ml/channel.py)")
     parser.add_argument("--gate-min-accuracy", type=float, default=gate.min_accuracy)
     parser.add_argument("--gate-min-macro-f1", type=float, default=gate.min_macro_f1)
     parser.add_argument("--gate-min-class-precision", type=float, default=gate.min_class_precision)
@@ -80,19 +81,6 @@ def family_params(args: argparse.Namespace, family: str) -> dict[str, Any]:
     return {k[len(prefix):]: v for k, v in vars(args).items() if k.startswith(prefix)}
 
 
-def load_channel(train_dir: Path) -> tuple[pl.DataFrame, BasketFeaturizer, dict[str, Any]]:
-    dataset = ds.dataset(train_dir / "baskets", format="parquet", partitioning="hive")
-    baskets = arrow_frame(dataset.to_table())
-    featurizer = BasketFeaturizer.load(train_dir / "featurizer")
-    lineage = json.loads((train_dir / "lineage.json").read_text())
-    return baskets, featurizer, lineage
-
-
-def _xy(frame: pl.DataFrame, featurizer: BasketFeaturizer) -> tuple[np.ndarray, np.ndarray]:
-    y = frame[LABEL].replace_strict({c: i for i, c in enumerate(CLASSES)}, return_dtype=pl.Int32)
-    return featurizer.matrix(frame), y.to_numpy()
-
-
 def _report_metric(name: str, value: float) -> None:
     print(f"{name}={value:.{METRIC_DECIMALS}f};", flush=True)
 
@@ -100,12 +88,8 @@ def _report_metric(name: str, value: float) -> None:
 def train(args: argparse.Namespace) -> dict[str, Any]:
     """Train, evaluate and write the winning bundle; returns the run's summary."""
     started = time.perf_counter()
-    baskets, featurizer, lineage = load_channel(Path(args.train))
-    trainable = baskets.filter(pl.col(LABEL).is_in(CLASSES))
-    train_side = trainable.filter(pl.col("split") == "train")
-    holdout = trainable.filter(pl.col("split") == "holdout")
-    x_train, y_train = _xy(train_side, featurizer)
-    x_holdout, y_holdout = _xy(holdout, featurizer)
+    channel = GoldChannel(Path(args.train))
+    featurizer, lineage = channel.featurizer, channel.lineage
     output = Path(args.output_data_dir)
     output.mkdir(parents=True, exist_ok=True)
 
@@ -114,9 +98,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     if unknown:
         raise SystemExit(f"unknown families: {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
     params = {f: family_params(args, f) for f in families}
-    week_index = train_side.select(week_index_expr(pl.col("SHOP_WEEK"))).to_series().to_numpy()
+    side = channel.train_side(sample_cap(args.max_memory_gb), args.seed)
+    if side.used < side.available:
+        print(f"training on a uniform sample of {side.used:,} of the {side.available:,} training baskets "
+              f"(seed {args.seed}), the most {args.max_memory_gb:g} GB holds (RETAIL_MAX_MEMORY_GB)", flush=True)
+    x_train, y_train = side.x, side.y
+    train_facts, train_weeks = side.facts(args.seed, args.max_memory_gb), side.weeks
     validation_weeks = args.validation_weeks or lineage.get("validation_weeks", DEFAULT_VALIDATION_WEEKS)
-    validation = week_index > week_index.max() - validation_weeks
+    validation = side.week_index > side.last_week_index - validation_weeks
     search = None
     if "xgboost" in families:
         search = search_xgboost(
@@ -130,23 +119,25 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         _report_metric(f"{family}_validation_accuracy", metrics.accuracy)
         _report_metric(f"{family}_validation_macro_f1", metrics.macro_f1)
 
-    results: dict[str, dict[str, Any]] = {}
     models: dict[str, Any] = {}
-    holdout_metrics = {}
-    predictions: dict[str, np.ndarray] = {}
+    fit_seconds: dict[str, float] = {}
     for family in families:
         t0 = time.perf_counter()
-        model = fitted(FAMILIES[family].build(params[family], args.seed), x_train, y_train)
-        fit_seconds = time.perf_counter() - t0
-        predictions[family] = model.predict_proba(x_holdout).argmax(axis=1)
-        metrics = compute_metrics(y_holdout, predictions[family], CLASSES)
+        models[family] = fitted(FAMILIES[family].build(params[family], args.seed), x_train, y_train)
+        fit_seconds[family] = time.perf_counter() - t0
+    del x_train, y_train, side  # the holdout is scored without the training matrix
+    holdout = score_holdout(channel, models)
+
+    results: dict[str, dict[str, Any]] = {}
+    holdout_metrics = {}
+    for family in families:
+        metrics = compute_metrics(holdout.y, holdout.predictions[family], CLASSES)
         plot_confusion(metrics, f"{family} (holdout)", output / f"confusion_{family}.png")
-        models[family] = model
         holdout_metrics[family] = metrics
         results[family] = {
             "family": family,
             "params": params[family],
-            "fit_seconds": round(fit_seconds, 2),
+            "fit_seconds": round(fit_seconds[family], 2),
             "metrics": metrics.to_dict(),
             "validation": {"accuracy": chosen_on[family].accuracy, "macro_f1": chosen_on[family].macro_f1},
         }
@@ -171,11 +162,13 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         ),
     )
     data = {
-        "train_baskets": train_side.height,
-        "holdout_baskets": holdout.height,
-        "unclassified_baskets_excluded": baskets.height - trainable.height,
-        "train_weeks": list(week_span(train_side["SHOP_WEEK"])),
-        "holdout_weeks": list(week_span(holdout["SHOP_WEEK"])),
+        "train_baskets": train_facts["available"],
+        "train_baskets_used": train_facts["used"],
+        "train_sample": train_facts,
+        "holdout_baskets": len(holdout.y),
+        "unclassified_baskets_excluded": channel.unclassified(),
+        "train_weeks": list(train_weeks),
+        "holdout_weeks": list(week_span(pl.Series(holdout.weeks))),
         "validation_weeks": validation_weeks,
     }
     summary = {
@@ -194,8 +187,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "lineage": lineage,
         # The latest weeks of its data, the ones the gate judged it on: a model retrained after a drift compares
         # later weeks with the drifted ones it was judged on, not with the weeks before the drift.
-        "drift_reference": reference_bins(holdout),
-        "tiers": tier_breakdown(holdout, y_holdout, predictions[winner["family"]], featurizer),
+        "drift_reference": reference_bins(holdout.columns),
+        "tiers": tier_breakdown(holdout.columns, holdout.y, holdout.predictions[winner["family"]], featurizer),
         "xgboost_search": (
             None if search is None else {"trials": search["trials"], "best_params": search["best_params"]}
         ),
@@ -206,6 +199,34 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     (output / "summary.json").write_text(json.dumps(summary, indent=2))
     write_model_card(summary, leaderboard, output)
     return summary
+
+
+@dataclass(frozen=True)
+class ScoredHoldout:
+    """Every trainable holdout basket's label, each family's prediction and the per-basket columns the summary
+    reads (`ml.channel.HOLDOUT_COLUMNS`): about 150 bytes a basket, never its features."""
+
+    y: np.ndarray
+    predictions: dict[str, np.ndarray]
+    weeks: np.ndarray
+    columns: pl.DataFrame
+
+
+def score_holdout(channel: GoldChannel, models: dict[str, Any], piece_baskets: int = PIECE_BASKETS) -> ScoredHoldout:
+    """Each model's predictions on all the holdout's baskets, scored a piece of at most `piece_baskets` at a time
+    (a basket's prediction depends on its own row only, so the pieces' predictions are the whole holdout's)."""
+    labels, weeks, columns = [], [], []
+    predictions: dict[str, list[np.ndarray]] = {family: [] for family in models}
+    for piece in channel.holdout_pieces(piece_baskets):
+        labels.append(piece.y)
+        weeks.append(piece.weeks)
+        columns.append(pl.DataFrame(piece.columns))
+        for family, model in models.items():
+            predictions[family].append(model.predict_proba(piece.x).argmax(axis=1))
+    if not labels:
+        raise ValueError("the training channel has no trainable baskets on the holdout side")
+    return ScoredHoldout(np.concatenate(labels), {f: np.concatenate(p) for f, p in predictions.items()},
+                         np.concatenate(weeks), pl.concat(columns))
 
 
 def tier_breakdown(
