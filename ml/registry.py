@@ -13,15 +13,19 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ml.schema import LABEL, TRAINABLE_LABELS
+from ml.schema import BASKET_KEY, LABEL, TRAINABLE_LABELS
 from ml.settings import GateSettings, Settings
+
+if TYPE_CHECKING:
+    from ml.bundle import ModelBundle
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -150,18 +154,12 @@ class Registry:
         }
 
     def _macro_f1_on(self, version: str, holdout_lines: Path) -> float:
-        """The champion's macro-F1 on the new run's held-out baskets."""
-        import polars as pl
-
+        """The champion's macro-F1 on the new run's held-out baskets (`holdout_macro_f1`)."""
         from ml.bundle import load_bundle
-        from ml.evaluate import compute_metrics
+        from ml.settings import rows_per_piece
 
         bundle = load_bundle(self.download(version))
-        lines = pl.read_parquet(holdout_lines).filter(pl.col(LABEL).is_in(list(TRAINABLE_LABELS)))
-        features, probabilities = bundle.predict_proba(lines)
-        classes = bundle.classes
-        truth = features[LABEL].replace_strict({c: i for i, c in enumerate(classes)}, return_dtype=pl.Int32)
-        return compute_metrics(truth.to_numpy(), probabilities.argmax(axis=1), classes).macro_f1
+        return holdout_macro_f1(bundle, holdout_lines, rows_per_piece(self.settings.max_memory_gb))
 
     # ---- aliases -----------------------------------------------------------------
     def champion_version(self) -> str | None:
@@ -319,6 +317,33 @@ class Registry:
         if bundle_digest(bundle) != expected:
             raise ValueError(f"version {version}: bundle checksum differs from the registry's record")
         return bundle
+
+
+def holdout_macro_f1(bundle: ModelBundle, holdout_lines: Path, rows_per_piece: int) -> float:
+    """A bundle's macro-F1 on the trainable baskets of a holdout lines file, never held whole: the file's baskets are
+    dealt by a hash of their key into buckets of about `rows_per_piece` lines (RETAIL_MAX_MEMORY_GB), each read
+    (the filter pushed into the scan) and scored in turn. A basket's lines all land in one bucket and a basket's
+    features depend on its own lines only, and macro-F1 counts per class, so the score is the whole file's; a file of
+    at most `rows_per_piece` lines is one bucket, read as before."""
+    import numpy as np
+    import polars as pl
+
+    from ml.evaluate import compute_metrics
+
+    lines = pl.scan_parquet(holdout_lines).filter(pl.col(LABEL).is_in(list(TRAINABLE_LABELS)))
+    buckets = max(1, math.ceil(pl.scan_parquet(holdout_lines).select(pl.len()).collect().item() / rows_per_piece))
+    classes = bundle.classes
+    truth, predicted = [], []
+    for bucket in range(buckets):
+        piece = lines if buckets == 1 else lines.filter(pl.col(BASKET_KEY).hash(seed=0) % buckets == bucket)
+        held = piece.collect()
+        if held.is_empty():  # a bucket no basket hashed to
+            continue
+        features, probabilities = bundle.predict_proba(held)
+        codes = features[LABEL].replace_strict({c: i for i, c in enumerate(classes)}, return_dtype=pl.Int32)
+        truth.append(codes.to_numpy())
+        predicted.append(probabilities.argmax(axis=1))
+    return compute_metrics(np.concatenate(truth), np.concatenate(predicted), classes).macro_f1
 
 
 def _flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:

@@ -1,6 +1,6 @@
 """Training reads the gold channel in bounded memory: below the cap the model input is the whole table's bit for bit,
 above it a seeded sample that the summary and model card report, and the holdout scored in pieces is the holdout
-scored whole.
+scored whole, by the training stage and by the register stage (the champion on the new holdout's lines).
 
 The channel is built from small synthetic data the way the pipeline lays it out (hive-partitioned basket table,
 featurizer, lineage); the old in-memory path (the whole table read through Arrow and Polars, filtered, turned into a
@@ -16,12 +16,15 @@ import numpy as np
 import polars as pl
 import pytest
 
+from ml.bundle import load_bundle
 from ml.calendar import week_index_expr
 from ml.channel import BYTES_PER_TRAINING_BASKET, CLASSES, TRAINING_SHARE, GoldChannel, sample_cap
+from ml.evaluate import compute_metrics
 from ml.families import FAMILIES, fitted
 from ml.lake import Lake, arrow_frame
 from ml.pipeline import PARTITIONS, build_gold
-from ml.schema import LABEL
+from ml.registry import holdout_macro_f1
+from ml.schema import LABEL, TRAINABLE_LABELS
 from ml.train import main, score_holdout
 from ml.validate import validate
 from tests.helpers import canonical_text
@@ -33,6 +36,7 @@ def channel_dir(tmp_path_factory) -> Path:
     gold = build_gold(validate(canonical_text(20_000, seed=21)).lines, 12, seed=0)
     Lake(str(folder)).write_partitioned(gold.baskets, PARTITIONS, "baskets")
     gold.featurizer.save(folder / "featurizer")
+    gold.holdout_lines.write_parquet(folder / "holdout_lines.parquet")
     (folder / "lineage.json").write_text(json.dumps({"run_id": "test", "validation_weeks": 4}))
     return folder
 
@@ -135,3 +139,16 @@ def test_unclassified_baskets_are_counted_without_reading_the_table(channel):
     table = arrow_frame(channel.dataset.to_table())
     assert channel.unclassified() == table.filter(~pl.col(LABEL).is_in(CLASSES) | pl.col(LABEL).is_null()).height
     assert channel.count("train") + channel.count("holdout") + channel.unclassified() == table.height
+
+
+def test_the_register_stage_scores_the_holdout_lines_in_buckets_as_it_scores_them_whole(channel_dir, tmp_path):
+    main(train_args(channel_dir, tmp_path))
+    bundle = load_bundle(tmp_path / "model")
+    path = channel_dir / "holdout_lines.parquet"
+    lines = pl.read_parquet(path).filter(pl.col(LABEL).is_in(list(TRAINABLE_LABELS)))
+    features, probabilities = bundle.predict_proba(lines)
+    truth = features[LABEL].replace_strict({c: i for i, c in enumerate(bundle.classes)}).to_numpy()
+    whole = compute_metrics(truth, probabilities.argmax(axis=1), bundle.classes).macro_f1
+    held = pl.scan_parquet(path).select(pl.len()).collect().item()
+    assert holdout_macro_f1(bundle, path, rows_per_piece=held) == whole
+    assert holdout_macro_f1(bundle, path, rows_per_piece=held // 7) == whole, "seven buckets"
