@@ -5,6 +5,7 @@ from __future__ import annotations
 import polars as pl
 from typer.testing import CliRunner
 
+import cli.models as models_command
 from cli.main import app
 from tests.conftest import settings_env
 
@@ -37,12 +38,14 @@ def test_pipeline_run_on_an_empty_file_exits_non_zero(tmp_path):
     assert "empty.csv: empty file" in result.output
 
 
-def test_models_list_shows_the_champion(small_run):
+def test_models_list_shows_the_champion(small_run, monkeypatch):
     env = {
         "RETAIL_REGISTRY_URI": small_run.settings.registry_uri,
         "RETAIL_ARTIFACT_ROOT": str(small_run.settings.artifact_root),
-        "COLUMNS": "200",
     }
+    # wide enough for every column: the console was made when cli.models was first imported, so a COLUMNS set
+    # here would count only if this test imported it first
+    monkeypatch.setattr(models_command.console, "width", 200)
     result = runner.invoke(app, ["models", "list"], env=env)
     assert result.exit_code == 0, result.output
     assert "champion" in result.output
