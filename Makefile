@@ -22,7 +22,7 @@ demo: setup
 
 test: setup-test
 	$(UV) run ruff check .
-	$(UV) run pytest --cov --cov-report=term:skip-covered
+	$(UV) run pytest -n auto --dist loadfile --cov --cov-report=term:skip-covered
 
 lint: setup
 	$(UV) run ruff check .
