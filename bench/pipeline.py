@@ -9,7 +9,8 @@ process's. Prints what it measured; `--json` also writes it to a file.
 A table of sizes (the default: 1M, 3M and 9M rows; `--include-30m` adds 30M): each size runs
 the one-size benchmark in a process of its own, so no size inherits another's memory, and one
 row per size is printed: the pipeline's wall time (synthesis excluded), its peak RSS, the
-process's peak RSS (synthesis is another process), the champion's holdout macro-F1 and the machine's
+process's peak RSS (synthesis is another process), how many training baskets training used of those
+available (a sample above RETAIL_MAX_MEMORY_GB's cap, ml/channel.py), the champion's holdout macro-F1 and the machine's
 load average when the size started and ended (the machine may be shared; the load says how
 much the times can be trusted).
 
@@ -106,6 +107,7 @@ def run_one(rows: int, workdir: Path, json_path: Path | None) -> None:
             "process_peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,  # KiB on Linux
             "baskets": result.validation.baskets_accepted,
             "champion": winner,
+            "train_sample": result.training["data"]["train_sample"],
             "load_average": {"start": load_before, "end": load_average()},
         }, indent=2))
 
@@ -127,12 +129,13 @@ def run_sizes(sizes: list[int], workdir: Path, keep: bool) -> list[dict[str, Any
 def size_table(measured: list[dict[str, Any]]) -> Table:
     table = Table(title=f"Pipeline by input size, {os.cpu_count()} cores, {platform.python_version()}")
     for column in ("rows", "baskets", "pipeline s", "pipeline peak RSS (GB)", "process peak RSS (GB)",
-                   "champion macro-F1", "load avg start", "load avg end"):
+                   "train baskets used", "champion macro-F1", "load avg start", "load avg end"):
         table.add_column(column, justify="right")
     for m in measured:
         table.add_row(
             f"{m['rows']:,}", f"{m['baskets']:,}", f"{m['pipeline_seconds']:.1f}",
             f"{m['pipeline_peak_rss_bytes'] / 1e9:.2f}", f"{m['process_peak_rss_bytes'] / 1e9:.2f}",
+            f"{m['train_sample']['used']:,} of {m['train_sample']['available']:,}",
             f"{m['champion']['macro_f1']:.4f} ({m['champion']['family']})",
             m["load_average"]["start"], m["load_average"]["end"],
         )

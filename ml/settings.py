@@ -74,8 +74,9 @@ class Settings(BaseSettings):
     environment: str = "local"
     emf_enabled: bool = False
     # The peak memory (RSS, GB) the local pipeline sizes its pieces for (RETAIL_MAX_MEMORY_GB): the gold table's
-    # parts and the featurizer's product-median buckets hold at most `rows_per_piece` lines each. What is held per
-    # basket or per product (the fits' group-bys, the gold table when training) is not sized by it.
+    # parts and the featurizer's product-median buckets hold at most `rows_per_piece` lines each; training holds at
+    # most `ml.channel.sample_cap` training baskets (a seeded sample above it). What is held per basket or per product
+    # elsewhere (the fits' group-bys, the holdout's labels and predictions) is not sized by it.
     max_memory_gb: float = Field(8.0, gt=0)
 
 

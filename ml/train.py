@@ -11,6 +11,10 @@ with its `split` side), `featurizer/` (the transformer fitted on the training si
 and `lineage.json`. The four families are ranked on the last training weeks
 (ml/selection.py: macro-F1, then accuracy), trained on the whole training side and
 scored on the held-out weeks; the best-ranked is written as a bundle.
+The channel is read in bounded memory (ml/channel.py): the training side straight into one float32 matrix, every
+basket while it fits `--max-memory-gb` (RETAIL_MAX_MEMORY_GB), else a seeded uniform sample of them, which the
+summary's `data.train_sample`, a printed line and the model card report; the selection, the XGBoost search and the
+fits use that matrix; the holdout is scored whole, a piece at a time, after the fits (`score_holdout`).
 Each metric is also printed as `name=value;` for SageMaker's metric definitions.
 """
 
