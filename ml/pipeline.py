@@ -226,6 +226,7 @@ def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None 
                 "--xgb-trials", str(settings.xgb_trials),
                 "--seed", str(settings.seed),
                 "--families", ",".join(families),
+                "--max-memory-gb", str(settings.max_memory_gb),
                 *_gate_flags(GateSettings()),
             ]
         )

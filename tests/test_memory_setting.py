@@ -1,7 +1,8 @@
 """RETAIL_MAX_MEMORY_GB sizes the pieces the pipeline holds: the gold table's parts and the product-median buckets.
 
 The setting is read from the environment (default 8 GB, positive); the lines a piece may hold follow it in
-proportion; and a pipeline run hands the pieces sized from it to the features stage.
+proportion; and a pipeline run hands the pieces sized from it to the features stage, and the setting itself to
+training, which sizes its sample from it.
 """
 
 from __future__ import annotations
@@ -47,3 +48,24 @@ def test_a_run_sizes_the_gold_parts_from_the_setting(tmp_path, monkeypatch):
         pipeline.run_pipeline(tmp_path / "t.csv", settings_under(tmp_path / "run", holdout_weeks=20,
                                                                  max_memory_gb=0.5), StageTimer(quiet=True))
     assert seen == [rows_per_piece(0.5)]
+
+
+def test_a_run_hands_the_setting_to_training(tmp_path, monkeypatch):
+    from ml import train
+
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def train_main(argv):
+        seen.append(train.parse_args(argv).max_memory_gb)
+        raise Stop
+
+    monkeypatch.setattr(train, "main", train_main)
+    monkeypatch.setenv("RETAIL_MAX_MEMORY_GB", "8")  # what training would read from the environment instead
+    write_csv(generate(SynthConfig(rows=3_000, seed=5)), tmp_path / "t.csv")
+    with pytest.raises(Stop):
+        pipeline.run_pipeline(tmp_path / "t.csv", settings_under(tmp_path / "run", holdout_weeks=20,
+                                                                 max_memory_gb=0.5), StageTimer(quiet=True))
+    assert seen == [0.5]
