@@ -37,9 +37,11 @@ from ml.schema import LABEL, TRAINABLE_LABELS
 
 CLASSES = list(TRAINABLE_LABELS)
 PIECE_BASKETS = 32_768
-"""Baskets per batch read (and per holdout piece scored): with about 100 Float64 columns, 26 MB of Arrow data, a few
-times that while it is converted and scored."""
-HOLDOUT_COLUMNS = (*KEY_FEATURES, "n_lines", "tier_exact_lines", "tier_estimated_lines", "tier_unseen_lines")
+"""The most baskets per batch read (and per holdout piece scored): with about 100 Float64 columns, 26 MB of Arrow
+data, a few times that while it is converted and scored. A batch never holds more than one Parquet row group either
+(pyarrow reads a row group whole and does not join two into a batch), and the gold parts' row groups are smaller."""
+HOLDOUT_COLUMNS = tuple(dict.fromkeys(
+    (*KEY_FEATURES, "n_lines", "tier_exact_lines", "tier_estimated_lines", "tier_unseen_lines")))
 """Per-basket holdout columns kept whole (Float64): the drift reference's key features and the tier breakdown's."""
 BYTES_PER_TRAINING_BASKET = 1_500
 """Peak memory per training basket while training, rounded up: measured on the 3M-row synthetic run's channel
@@ -112,7 +114,7 @@ class GoldChannel:
         return int(self.dataset.count_rows() - self.dataset.count_rows(filter=ds.field(LABEL).isin(CLASSES)))
 
     def _batches(self, split: str, columns: list[str], piece_baskets: int) -> Iterator[pa.RecordBatch]:
-        # One batch and one file read ahead: pyarrow's defaults (16 batches, 4 files) would hold about 1.6 GB.
+        # One batch and one file read ahead, where pyarrow's defaults are 16 batches and 4 files.
         yield from self.dataset.to_batches(columns=columns, filter=self.trainable(split), batch_size=piece_baskets,
                                            batch_readahead=1, fragment_readahead=1)
 
@@ -129,7 +131,7 @@ class GoldChannel:
             raise ValueError("the training channel has no trainable baskets on the training side")
         chosen = None
         if available > cap:  # sorted, so the sample keeps the table's order
-            chosen = np.sort(np.random.default_rng(seed).choice(available, cap, replace=False))
+            chosen = np.sort(np.random.default_rng(seed).choice(available, cap, replace=False, shuffle=False))
         used = available if chosen is None else cap
         x = np.empty((used, len(self.features)), dtype=np.float32)
         y = np.empty(used, dtype=np.int32)
@@ -154,6 +156,10 @@ class GoldChannel:
         if filled != used or first is None or last is None:
             raise RuntimeError(f"read {filled} training baskets, expected {used}: the channel changed while read")
         require_finite(x, self.features)
+        if chosen is not None and (missing := [c for c, n in zip(CLASSES, np.bincount(y, minlength=len(CLASSES)),
+                                                                  strict=True) if n == 0]):
+            raise ValueError(f"the sample of {cap:,} of the {available:,} training baskets has no {', '.join(missing)} "
+                             "basket: the models could not learn every class; raise RETAIL_MAX_MEMORY_GB")
         return TrainSide(x, y, _week_index(weeks), int(_week_index(np.array([last]))[0]), (first, last),
                          available, cap)
 

@@ -30,7 +30,8 @@ def render_markdown(summary: dict[str, Any], leaderboard: list[dict[str, Any]]) 
         "",
         f"Accuracy **{metrics['accuracy']:.4f}**, macro-F1 **{metrics['macro_f1']:.4f}** on "
         f"{data['holdout_baskets']} baskets of weeks {data['holdout_weeks'][0]}-{data['holdout_weeks'][1]}; "
-        f"trained on {data['train_baskets']} baskets of weeks {data['train_weeks'][0]}-{data['train_weeks'][1]}.",
+        f"trained on {data.get('train_baskets_used', data['train_baskets'])} baskets of weeks "
+        f"{data['train_weeks'][0]}-{data['train_weeks'][1]}.",
         *_sample_note(data.get("train_sample")),
         "",
         *_table(
@@ -136,6 +137,6 @@ def _sample_note(sample: dict[str, Any] | None) -> list[str]:
     """A sentence when training used a sample of the training baskets (ml/channel.py), none otherwise."""
     if not sample or not sample["sampled"]:
         return []
-    return ["", f"The models were fitted on a seeded uniform sample of {sample['used']} of these {sample['available']} "
-                f"training baskets (seed {sample['seed']}), the most RETAIL_MAX_MEMORY_GB={sample['max_memory_gb']:g} "
-                "holds; the holdout was scored whole."]
+    return ["", f"Those {sample['used']} baskets are a seeded uniform sample of the {sample['available']} baskets "
+                f"of the training weeks (seed {sample['seed']}), the most "
+                f"RETAIL_MAX_MEMORY_GB={sample['max_memory_gb']:g} holds; the holdout was scored whole."]

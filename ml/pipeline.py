@@ -10,7 +10,8 @@ input. The features stage fits the featurizer from aggregates over a scan of the
 lines and writes the gold basket table a part at a time (`plan_gold`): each fold of the
 training side and the holdout are dealt into parts of at most about `rows_per_piece`
 lines, sized from RETAIL_MAX_MEMORY_GB, each part's lines held and featurized in memory;
-training then loads the gold basket table. A run that fails removes the copies of the
+training then reads the gold table in bounded batches (`ml.channel`), on a sample of the
+training side when the setting cannot hold all of it. A run that fails removes the copies of the
 silver lines and the gold parts it made in the work folder.
 Every stage is timed; the manifest records counts per zone, the input's content hash,
 the schema version and the git commit, so a model can be traced back to its data.

@@ -9,8 +9,9 @@ this very code.
 The train channel is a gold folder of the lake: `baskets/` (one feature row per basket,
 with its `split` side), `featurizer/` (the transformer fitted on the training side)
 and `lineage.json`. The four families are ranked on the last training weeks
-(ml/selection.py: macro-F1, then accuracy), trained on the whole training side and
-scored on the held-out weeks; the best-ranked is written as a bundle.
+(ml/selection.py: macro-F1, then accuracy), trained on the training side (or the sample
+of it memory allows, below) and scored on the held-out weeks; the best-ranked is written
+as a bundle.
 The channel is read in bounded memory (ml/channel.py): the training side straight into one float32 matrix, every
 basket while it fits `--max-memory-gb` (RETAIL_MAX_MEMORY_GB), else a seeded uniform sample of them, which the
 summary's `data.train_sample`, a printed line and the model card report; the selection, the XGBoost search and the

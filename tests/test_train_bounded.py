@@ -73,7 +73,7 @@ def test_the_cap_grows_in_proportion_to_the_memory_setting():
 
 def test_below_the_cap_the_training_input_is_the_whole_tables_bit_for_bit(channel):
     x, y, frame = whole_side(channel, "train")
-    side = channel.train_side(cap=len(y), seed=7, piece_baskets=333)  # many pieces, none sampled
+    side = channel.train_side(cap=len(y), seed=7, piece_baskets=7)  # many pieces (a row group split), none sampled
     assert (side.used, side.available) == (len(y), len(y))
     assert side.x.dtype == np.float32 and side.x.tobytes() == x.tobytes()
     assert np.array_equal(side.y, y)
@@ -84,14 +84,16 @@ def test_below_the_cap_the_training_input_is_the_whole_tables_bit_for_bit(channe
 def test_above_the_cap_a_seeded_sample_of_the_training_baskets_is_read_in_table_order(channel):
     x, y, frame = whole_side(channel, "train")
     cap = len(y) // 3
-    side = channel.train_side(cap=cap, seed=7, piece_baskets=333)
+    side = channel.train_side(cap=cap, seed=7, piece_baskets=7)
     assert (side.used, side.available) == (cap, len(y))
     rows = {row.tobytes(): i for i, row in enumerate(x)}
     positions = [rows[row.tobytes()] for row in side.x]
     assert positions == sorted(positions), "the sample keeps the table's order"
     assert np.array_equal(side.y, y[positions])
+    weeks = frame.select(week_index_expr(pl.col("SHOP_WEEK"))).to_series().to_numpy()
+    assert np.array_equal(side.week_index, weeks[positions]), "each basket keeps its own week"
     assert side.weeks == (frame["SHOP_WEEK"].min(), frame["SHOP_WEEK"].max()), "weeks of the whole side"
-    again = channel.train_side(cap=cap, seed=7, piece_baskets=1000)
+    again = channel.train_side(cap=cap, seed=7, piece_baskets=50)
     assert again.x.tobytes() == side.x.tobytes(), "the same seed draws the same sample, whatever the piece size"
     assert channel.train_side(cap=cap, seed=8).x.tobytes() != side.x.tobytes()
 
@@ -121,7 +123,8 @@ def test_a_run_above_the_cap_trains_on_a_sample_and_says_so(channel_dir, channel
     assert data["holdout_baskets"] == channel.count("holdout"), "the holdout is scored whole"
     assert f"uniform sample of {cap:,} of the {available:,} training baskets" in capsys.readouterr().out
     card = (tmp_path / "output" / "model_card.md").read_text()
-    assert f"sample of {cap} of these {available} training baskets" in card
+    assert f"trained on {cap} baskets of weeks" in card
+    assert f"Those {cap} baskets are a seeded uniform sample of the {available} baskets of the training weeks" in card
 
 
 def test_a_run_below_the_cap_uses_every_training_basket_and_says_so(channel_dir, channel, tmp_path):
@@ -135,7 +138,7 @@ def test_a_run_below_the_cap_uses_every_training_basket_and_says_so(channel_dir,
     assert exact["metrics"] == summary["metrics"], "a cap the side just fits changes nothing"
 
 
-def test_unclassified_baskets_are_counted_without_reading_the_table(channel):
+def test_unclassified_baskets_are_counted_from_the_label_column_alone(channel):
     table = arrow_frame(channel.dataset.to_table())
     assert channel.unclassified() == table.filter(~pl.col(LABEL).is_in(CLASSES) | pl.col(LABEL).is_null()).height
     assert channel.count("train") + channel.count("holdout") + channel.unclassified() == table.height
@@ -152,3 +155,10 @@ def test_the_register_stage_scores_the_holdout_lines_in_buckets_as_it_scores_the
     held = pl.scan_parquet(path).select(pl.len()).collect().item()
     assert holdout_macro_f1(bundle, path, rows_per_piece=held) == whole
     assert holdout_macro_f1(bundle, path, rows_per_piece=held // 7) == whole, "seven buckets"
+
+
+def test_a_sample_without_a_class_is_refused_with_the_setting_to_raise(channel):
+    available = channel.count("train")
+    with pytest.raises(ValueError, match=rf"the sample of 1 of the {available:,} training baskets has no "
+                                         r"(LA|MM|UM), (LA|MM|UM) basket.*raise RETAIL_MAX_MEMORY_GB"):
+        channel.train_side(cap=1, seed=7)  # one basket holds one class of three
