@@ -9,18 +9,11 @@ about the same memory for six times the rows.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
-from pathlib import Path
-
 import polars as pl
 
 from ml.ingest import SOURCE_FILE, SOURCE_LINE
 from ml.synth import SynthConfig, generate, write_csv
-from tests.test_streaming_validation import damaged_export, staged_validation
+from tests.test_streaming_validation import damaged_export, peaks_of_validation, staged_validation
 
 
 def test_the_quarantine_holds_row_failures_then_basket_failures_each_by_file_and_line(tmp_path):
@@ -37,36 +30,11 @@ def test_the_quarantine_holds_row_failures_then_basket_failures_each_by_file_and
     assert quarantine[:first_basket_row]["rule"].n_unique() == len(expected) - 1
 
 
-# Two exports, the second six times the first, every row with a date a spreadsheet rewrote; one fresh process stages
-# and validates each in turn and prints its sampled peak RSS after each (see test_streaming_validation.py).
-PEAKS_OF_QUARANTINE = textwrap.dedent("""
-    import json, shutil, sys
-    from pathlib import Path
-    from bench.memory import MemorySampler
-    from ml.ingest import InputReader
-    from ml.validate import StagedRows, validate_staged
-    sampler = MemorySampler(interval=0.005)
-    sampler.start()
-    peaks, work = [], Path(sys.argv[1]) / "work"
-    for name in ("small.csv", "large.csv"):
-        reader = InputReader(Path(sys.argv[1]) / name, piece_bytes=1 << 21)
-        staged = StagedRows(work / "staged")
-        staged.add_all(reader.pieces())
-        report = validate_staged(staged, reader.raw_input(), work / "lines.parquet", work / "quarantine.parquet")
-        assert report.rows_accepted == 0 and report.counts_add_up
-        shutil.rmtree(work)
-        peaks.append(max(sampler.peak, sampler.process.memory_info().rss))
-    print(json.dumps(peaks))
-""")
-
-
 def test_memory_of_a_wholly_quarantined_export_does_not_grow_with_it(tmp_path):
     for name, rows in (("small.csv", 40_000), ("large.csv", 240_000)):
         write_csv(generate(SynthConfig(rows=rows, seed=2)), tmp_path / name)
         frame = pl.read_csv(tmp_path / name, infer_schema=False)
         frame.with_columns(pl.lit("10/04/2006").alias("SHOP_DATE")).write_csv(tmp_path / name)
-    env = {**os.environ, "_RJEM_MALLOC_CONF": "dirty_decay_ms:0,muzzy_decay_ms:0"}
-    done = subprocess.run([sys.executable, "-c", PEAKS_OF_QUARANTINE, str(tmp_path)], capture_output=True,
-                          text=True, check=True, env=env, cwd=Path(__file__).parents[1])
-    small, large = (peak / 1e6 for peak in json.loads(done.stdout))
+    (small, large), reports = peaks_of_validation(tmp_path)  # one fresh process stages and validates each in turn
+    assert all(report == {"rows_accepted": 0, "counts_add_up": True} for report in reports), reports
     assert large < small + 60, (small, large)  # six times the quarantined rows: (nearly) the same peak

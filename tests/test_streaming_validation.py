@@ -116,10 +116,10 @@ def test_a_pipeline_run_leaves_no_staged_pieces_behind(small_run):
     assert not list(small_run.settings.work_dir.glob("*/silver"))
 
 
-# One fresh process validates two files in turn, the second six times the first, staged in pieces of 2 MiB, then
-# the second in memory; it reports its peak RSS (sampled, not ru_maxrss: a child inherits its parent's) after each.
-# Polars' allocator (jemalloc) is told to return freed pages at once: by default it keeps them for seconds, so
-# RSS would grow with the work done in those seconds, not with what is held.
+# One fresh process validates two files in turn, staged in pieces of 2 MiB (then, if asked, the second in memory);
+# it reports its peak RSS (sampled, not ru_maxrss: a child inherits its parent's) after each, and what each staged
+# validation accepted. Polars' allocator (jemalloc) is told to return freed pages at once: by default it keeps them
+# for seconds, so RSS would grow with the work done in those seconds, not with what is held.
 PEAKS_OF_VALIDATION = textwrap.dedent("""
     import json, shutil, sys
     from pathlib import Path
@@ -128,27 +128,38 @@ PEAKS_OF_VALIDATION = textwrap.dedent("""
     from ml.validate import StagedRows, validate, validate_staged
     sampler = MemorySampler(interval=0.005)
     sampler.start()
-    peaks, work = [], Path(sys.argv[1]) / "work"
+    folder, in_memory_too = Path(sys.argv[1]), sys.argv[2] == "in-memory-too"
+    peaks, reports, work = [], [], folder / "work"
     for name in ("small.csv", "large.csv"):
-        reader = InputReader(Path(sys.argv[1]) / name, piece_bytes=1 << 21)
+        reader = InputReader(folder / name, piece_bytes=1 << 21)
         staged = StagedRows(work / "staged")
         staged.add_all(reader.pieces())
-        validate_staged(staged, reader.raw_input(), work / "lines.parquet", work / "quarantine.parquet")
+        report = validate_staged(staged, reader.raw_input(), work / "lines.parquet", work / "quarantine.parquet")
+        reports.append({"rows_accepted": report.rows_accepted, "counts_add_up": report.counts_add_up})
         shutil.rmtree(work)
         peaks.append(max(sampler.peak, sampler.process.memory_info().rss))
-    raw_input, raw = read(Path(sys.argv[1]) / "large.csv")
-    validate(raw, raw_input)
-    peaks.append(max(sampler.peak, sampler.process.memory_info().rss))
-    print(json.dumps(peaks))
+    if in_memory_too:
+        raw_input, raw = read(folder / "large.csv")
+        validate(raw, raw_input)
+        peaks.append(max(sampler.peak, sampler.process.memory_info().rss))
+    print(json.dumps({"peaks": peaks, "reports": reports}))
 """)
+
+
+def peaks_of_validation(folder: Path, in_memory_too: bool = False) -> tuple[list[float], list[dict]]:
+    """`small.csv` and `large.csv` of `folder` validated in a fresh process (`PEAKS_OF_VALIDATION`): the peak RSS in
+    MB after each, and after `large.csv` validated in memory when `in_memory_too`; and each staged run's report."""
+    env = {**os.environ, "_RJEM_MALLOC_CONF": "dirty_decay_ms:0,muzzy_decay_ms:0"}
+    done = subprocess.run([sys.executable, "-c", PEAKS_OF_VALIDATION, str(folder),
+                           "in-memory-too" if in_memory_too else "staged-only"],
+                          capture_output=True, text=True, check=True, env=env, cwd=Path(__file__).parents[1])
+    measured = json.loads(done.stdout)
+    return [peak / 1e6 for peak in measured["peaks"]], measured["reports"]
 
 
 def test_memory_of_staged_validation_does_not_grow_with_the_input(tmp_path):
     write_csv(generate(SynthConfig(rows=60_000, seed=2)), tmp_path / "small.csv")
     write_csv(generate(SynthConfig(rows=360_000, seed=2)), tmp_path / "large.csv")
-    env = {**os.environ, "_RJEM_MALLOC_CONF": "dirty_decay_ms:0,muzzy_decay_ms:0"}
-    done = subprocess.run([sys.executable, "-c", PEAKS_OF_VALIDATION, str(tmp_path)], capture_output=True,
-                          text=True, check=True, env=env)
-    small, large, in_memory = (peak / 1e6 for peak in json.loads(done.stdout))
+    (small, large, in_memory), _ = peaks_of_validation(tmp_path, in_memory_too=True)
     assert large < small + 40, (small, large)  # six times the rows, the same pieces: (nearly) the same peak
     assert in_memory > large + 100, (large, in_memory)  # what the pieces save at this size
