@@ -109,9 +109,7 @@ class Lookup:
 
     @classmethod
     def of(cls, table: pl.DataFrame, key: str, columns: Sequence[str]) -> Lookup:
-        values = table.select(columns).to_numpy().astype(np.float64).reshape(table.height, len(columns))
-        return cls({code: i for i, code in enumerate(table[key].to_list())},
-                   np.vstack([values, np.full((1, len(columns)), np.nan)]))
+        return cls.joined([(table, columns)], key)[0]
 
     @classmethod
     def joined(cls, tables: Sequence[tuple[pl.DataFrame, Sequence[str]]], key: str) -> tuple[Lookup, list[slice]]:
