@@ -95,7 +95,7 @@ def summary_table(result: ScoringResult, model: ScoringModel) -> Table:
 def score(
     input: str = typer.Option(
         None, "--input", "-i", help="a path or s3:// URI: a transactions CSV (.csv/.csv.gz), a folder of weekly "
-        "files, or a silver run's validated lines (a silver/<run>/ folder or its lines.parquet)"),
+        "files, or a silver run's validated lines (a silver/<run>/ folder or its lines/part-0.parquet)"),
     silver: str = typer.Option(None, help="instead of --input: the silver lines of this pipeline run id, in the lake"),
     model: str = typer.Option(None, "--model", "-m",
                               help="'champion' or a registered version number [default: champion]"),

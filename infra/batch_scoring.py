@@ -27,7 +27,7 @@ Its namespace (`restricted` Pod Security Standard) is the batch jobs' namespace:
 schedule (infra/monitoring_schedule.py) runs in it too.
 
 The contract with `retail score` (cli/score.py, ml/score.py) this relies on:
-- `--input <folder>` reads `<folder>/lines.parquet` of a silver run; `--bundle` with
+- `--input <folder>` reads `<folder>/lines/part-0.parquet` of a silver run; `--bundle` with
   RETAIL_MODEL_SHA256 (its `--bundle-sha256` envvar) refuses any other bundle; RETAIL_MODEL_CACHE_DIR
   and RETAIL_WORK_DIR put the bundle copy and the week spill under /tmp;
 - it writes only with s3:PutObject under predictions/: `ml.score.RunOutput` opens each file directly.

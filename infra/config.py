@@ -351,7 +351,7 @@ class BatchScoringConfig(ScheduledJobConfig):
     """The lake root's prefix in that bucket: RETAIL_LAKE_ROOT = s3://<bucket>/<prefix>."""
     input_path: str = "latest"
     """The silver run folder `--input` names, relative to `<lake root>/silver/`: `retail score` reads its
-    lines.parquet. The default, `latest`, is the newest pipeline run holding lines (all the weeks that run
+    lines/part-0.parquet. The default, `latest`, is the newest pipeline run holding lines (all the weeks that run
     validated); set a pipeline run id to score that run."""
     cpu_request: str = "1"
     cpu_limit: str = "2"
@@ -387,7 +387,7 @@ class BatchScoringConfig(ScheduledJobConfig):
     def _names_a_run(cls, value: str) -> str:
         if not value:
             raise ValueError("inputPath must name a silver run folder (e.g. latest, or a pipeline run id): "
-                             "`retail score` reads <folder>/lines.parquet, not the whole silver zone")
+                             "`retail score` reads <folder>/lines/part-0.parquet, not the whole silver zone")
         return value
 
     @model_validator(mode="after")

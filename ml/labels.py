@@ -16,11 +16,10 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow.compute as pc
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from ml import ingest
-from ml.lake import SILVER_LINES, Lake, arrow_frame, join, run_id_for
+from ml.lake import SILVER_LINES, Lake, arrow_frame, join, run_id_for, silver_runs
 from ml.schema import BASKET_KEY, LABEL, TRAINABLE_LABELS
 from ml.validate import ValidationReport, validate
 
@@ -83,10 +82,7 @@ def week_lines(lake: Lake, week: int) -> WeekLines:
     the week.
     """
     silver = join(lake.base, "silver")
-    listed = lake.fs.get_file_info(pafs.FileSelector(silver, recursive=True, allow_not_found=True))
-    runs = sorted((info.path[len(silver):].strip("/").split("/")[0] for info in listed
-                   if info.type == pafs.FileType.File and info.path.endswith(f"/{SILVER_LINES}")
-                   and info.path[len(silver):].strip("/").count("/") == 1), reverse=True)
+    runs = silver_runs(lake.fs, silver)[::-1]  # newest first
     holding: list[tuple[str, int]] = []  # (run, baskets of the week), newest first
     for run in runs:
         keys = pq.read_table(join(silver, run, SILVER_LINES), filesystem=lake.fs, columns=[BASKET_KEY],

@@ -6,12 +6,16 @@ endpoint other than AWS, Arrow reads `AWS_ENDPOINT_URL` from the environment.
 
 Layout under the root:
   raw/<content-hash>/<file>             the input exactly as received (deduplicated)
-  silver/<run>/lines.parquet            typed, validated lines
-  silver/<run>/quarantine.parquet       rejected rows with the rule they failed
+  silver/<run>/lines/part-0.parquet     typed, validated lines
+  silver/<run>/quarantine/part-0.parquet  rejected rows with the rule they failed
   gold/<run>/baskets/                   basket feature table, hive-partitioned by
                                         STORE_REGION and BASKET_TYPE
   gold/<run>/featurizer/                the fitted feature transformer
   manifests/<run>.json                  lineage and counts of the run
+
+Each table of a run has a folder of its own (silver lines, silver quarantine, gold baskets): a query
+engine (Athena, DuckDB; `ml.lake_sql`) reads every file under a table's folder, so no folder holds two
+tables' files.
 """
 
 from __future__ import annotations
@@ -51,8 +55,10 @@ def arrow_frame(table: pa.Table) -> pl.DataFrame:
     return cast(pl.DataFrame, pl.from_arrow(table))
 
 
-SILVER_LINES = "lines.parquet"
-SILVER_QUARANTINE = "quarantine.parquet"
+SILVER_LINES = "lines/part-0.parquet"
+"""A run's validated lines, relative to silver/<run>/."""
+SILVER_QUARANTINE = "quarantine/part-0.parquet"
+"""A run's rejected rows, relative to silver/<run>/."""
 
 
 def run_id_for(sha256: str) -> str:
@@ -62,6 +68,17 @@ def run_id_for(sha256: str) -> str:
 
 def join(*parts: str) -> str:
     return "/".join(p.strip("/") if i else p.rstrip("/") for i, p in enumerate(parts) if p)
+
+
+def silver_runs(fs: pafs.FileSystem, silver: str) -> list[str]:
+    """The runs under the folder `silver` (a lake's silver zone) that hold validated lines, oldest first (run ids
+    begin with their UTC time); a run still being written, or in the layout before lines/, is not one.
+
+    Found by one listing, with no request for a key that may not exist: on S3 such a request is answered 403,
+    not 404, unless the caller may list the bucket without conditions, which the scoring role may not."""
+    listed = fs.get_file_info(pafs.FileSelector(silver, recursive=True, allow_not_found=True))
+    inside = (info.path[len(silver.rstrip("/")):].strip("/") for info in listed if info.type == pafs.FileType.File)
+    return sorted(run for run, _, rest in (path.partition("/") for path in inside) if rest == SILVER_LINES)
 
 
 @dataclass(frozen=True)
@@ -120,7 +137,7 @@ class Lake:
         return self.uri(*parts)
 
     def write_silver(self, run_id: str, lines: pl.DataFrame, quarantine: pl.DataFrame) -> tuple[str, str]:
-        """A run's silver zone: the validated lines and, beside them, the quarantine; their URIs."""
+        """A run's silver zone: the validated lines and the quarantine, each in a folder of its own; their URIs."""
         return (self.write_parquet(lines, "silver", run_id, SILVER_LINES),
                 self.write_parquet(quarantine, "silver", run_id, SILVER_QUARANTINE))
 

@@ -4,7 +4,7 @@ Inputs, each at a local path or an s3:// URI (read through `ml.lake.filesystem`)
 * transactions: a CSV (.csv or .csv.gz) or a folder of weekly `transactions_YYYYWW.csv`
   files, read and validated exactly as the pipeline reads its input (`ml.ingest`,
   `ml.validate`): a bad line or row goes to the quarantine and the run goes on;
-* a silver run of the lake (`silver/<run>/lines.parquet`): lines the pipeline has
+* a silver run of the lake (`silver/<run>/lines/part-0.parquet`): lines the pipeline has
   validated already, scored as they are.
 
 Memory stays bounded by the largest chunk, not by the input:
@@ -59,7 +59,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ml import ingest
 from ml.ingest import SOURCE_FILE, SOURCE_LINE, WEEKLY_FILE, EmptyFile, InputError, RawInput
-from ml.lake import SILVER_LINES, Lake, arrow_frame, filesystem, join
+from ml.lake import SILVER_LINES, Lake, arrow_frame, filesystem, join, silver_runs
 from ml.lineage import git_commit
 from ml.prediction_log import BATCH, BATCH_BASKETS, CHAMPION, prediction_rows, week_folder, write_whole
 from ml.progress import StageTimer
@@ -79,6 +79,8 @@ SILVER_BATCH_ROWS = 256 * 1024
 WEEK = "SHOP_WEEK"
 LATEST = "latest"
 """`silver/latest/`: the newest pipeline run's silver lines (see `input_at`)."""
+OLD_SILVER_LINES = "lines.parquet"
+"""Where a silver run's lines were before each table had a folder of its own (`ml.lake`)."""
 RAW_SCHEMA = {**{c: pl.String for c in CANONICAL_COLUMNS}, SOURCE_FILE: pl.String, SOURCE_LINE: pl.Int64}
 
 _Item = TypeVar("_Item")
@@ -109,9 +111,11 @@ class ScoringInput:
 
 
 def input_at(location: str) -> ScoringInput:
-    """The input at a location: silver lines when it is a .parquet file or a folder holding lines.parquet
-    (a silver/<run>/ folder), otherwise transactions (a CSV or a folder of weekly files). A `silver/latest/`
-    location that holds no lines is the newest run under `silver/` (`LATEST`)."""
+    """The input at a location: silver lines when it is a .parquet file or a silver/<run>/ folder (holding
+    lines/part-0.parquet), otherwise transactions (a CSV or a folder of weekly files). A `silver/latest/`
+    location that holds no lines is the newest run under `silver/` (`LATEST`). A run folder in the layout
+    before lines/ (its lines in lines.parquet) is refused with what to move; its lines.parquet is read as any
+    .parquet file is."""
     if location.rstrip("/").endswith(".parquet"):
         return ScoringInput(location, silver=True)
     try:
@@ -119,21 +123,18 @@ def input_at(location: str) -> ScoringInput:
         if path.rstrip("/").rsplit("/", 1)[-1] == LATEST:
             return ScoringInput(_newest_run(location, fs, path.rstrip("/").rsplit("/", 1)[0]), silver=True)
         silver = fs.get_file_info(join(path, SILVER_LINES)).type == pafs.FileType.File
+        if not silver and fs.get_file_info(join(path, OLD_SILVER_LINES)).type == pafs.FileType.File:
+            raise InputError(f"{location}: a silver run in the layout before lines/ ({OLD_SILVER_LINES}); move it to "
+                             f"{SILVER_LINES} (docs/lifecycle.md), or give --input the file itself")
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"{location}: unreadable ({exc})") from exc
     return ScoringInput(location, silver=silver)
 
 
 def _newest_run(location: str, fs: pafs.FileSystem, runs: str) -> str:
-    """The lines of the newest pipeline run under the folder `runs` (run ids begin with their UTC time, so the
-    newest sorts last); the scheduled job reads `silver/latest/` so that it needs no run id.
-
-    Found by one listing, with no request for a key that may not exist: on S3 such a request is answered 403,
-    not 404, unless the caller may list the bucket without conditions, which the scoring role may not."""
-    listed = fs.get_file_info(pafs.FileSelector(runs, recursive=True, allow_not_found=True))
-    with_lines = sorted(info.path[len(runs):].strip("/").split("/")[0] for info in listed
-                        if info.type == pafs.FileType.File and info.path.endswith(f"/{SILVER_LINES}")
-                        and info.path[len(runs):].strip("/").count("/") == 1)
+    """The lines of the newest pipeline run under the folder `runs` (`ml.lake.silver_runs`); the scheduled job
+    reads `silver/latest/` so that it needs no run id."""
+    with_lines = silver_runs(fs, runs)
     if not with_lines:
         raise InputError(f"{location}: no pipeline run under {runs} holds {SILVER_LINES} yet")
     return location.rstrip("/").rsplit("/", 1)[0] + f"/{with_lines[-1]}/{SILVER_LINES}"

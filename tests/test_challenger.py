@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from cli.monitor import monitor, run_monitor
 from ml.challenger import Comparison, challenger_verdict
-from ml.lake import Lake
+from ml.lake import SILVER_LINES, Lake
 from ml.prediction_log import CHALLENGER, CHAMPION, SERVICE, prediction_rows
 from ml.registry import HISTORY_TAG, Registry
 from ml.schema import BASKET_KEY, LABEL
@@ -101,7 +101,7 @@ def shadow_week(lake: Lake, week: int, challenger_right: int) -> None:
     keys = [f"{week}-{i:03d}" for i in range(BASKETS)]
     truth = [CLASSES[i % 3] for i in range(BASKETS)]
     lake.write_parquet(pl.DataFrame({BASKET_KEY: keys, "SHOP_WEEK": [week] * BASKETS, LABEL: truth}),
-                       "silver", f"20240101T0000{week % 100:02d}Z-run", "lines.parquet")
+                       "silver", f"20240101T0000{week % 100:02d}Z-run", SILVER_LINES)
     logged = []
     for version, role, right in (("1", CHAMPION, 7), ("2", CHALLENGER, challenger_right)):
         said = [t if i % 10 < right else CLASSES[(CLASSES.index(t) + 1) % 3] for i, t in enumerate(truth)]

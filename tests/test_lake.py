@@ -9,7 +9,7 @@ import boto3
 import polars as pl
 from polars.testing import assert_frame_equal
 
-from ml.lake import Lake
+from ml.lake import SILVER_LINES, Lake
 from ml.pipeline import run_pipeline
 from ml.progress import StageTimer
 from tests.conftest import settings_under
@@ -45,14 +45,14 @@ def test_pipeline_runs_unchanged_on_an_s3_lake(moto_endpoint, small_csv, small_r
             for o in page.get("Contents", [])}
     run = result.run_id
     assert f"dev/manifests/{run}.json" in keys
-    assert f"dev/silver/{run}/lines.parquet" in keys
+    assert {f"dev/silver/{run}/lines/part-0.parquet", f"dev/silver/{run}/quarantine/part-0.parquet"} <= keys
     assert any(k.startswith(f"dev/gold/{run}/baskets/STORE_REGION=") for k in keys)
     assert any(k.startswith("dev/raw/") and k.endswith("transaction.csv") for k in keys)
-    lines = Lake(settings.lake_root).read_parquet("silver", run, "lines.parquet")
+    lines = Lake(settings.lake_root).read_parquet("silver", run, SILVER_LINES)
     assert lines.height == result.validation.rows_accepted
     assert result.manifest_uri == f"s3://retail-lake/dev/manifests/{run}.json"
     # The same input through the same code gives the same silver lines on S3 as on a local lake.
-    local = Lake(small_run.settings.lake_root).read_parquet("silver", small_run.result.run_id, "lines.parquet")
+    local = Lake(small_run.settings.lake_root).read_parquet("silver", small_run.result.run_id, SILVER_LINES)
     assert_frame_equal(lines, local)
     # RETAIL_FAMILIES chose what was trained.
     assert [row["family"] for row in result.training["leaderboard"]] == ["decision_tree"]
@@ -67,9 +67,9 @@ def test_a_frame_round_trips_through_the_lake_with_its_values_and_types(tmp_path
         "STORE_REGION": ["E02", "W01", "E02"],
     })
     lake = Lake(str(tmp_path / "lake"))
-    uri = lake.write_parquet(frame, "silver", "run-1", "lines.parquet")
+    uri = lake.write_parquet(frame, "silver", "run-1", SILVER_LINES)
     assert Path(uri).is_file()
-    assert_frame_equal(lake.read_parquet("silver", "run-1", "lines.parquet"), frame)
+    assert_frame_equal(lake.read_parquet("silver", "run-1", SILVER_LINES), frame)
     lake.write_partitioned(frame, ["STORE_REGION"], "gold", "run-1", "baskets")
     back = lake.read_partitioned("gold", "run-1", "baskets")
     # The partition column comes back from the folder names, after the others; rows come back grouped by it.

@@ -24,7 +24,7 @@ from api.drift import DriftMonitor
 from cli.monitor import monitor
 from ml import metric_names as names
 from ml.labels import NoLabels, week_lines
-from ml.lake import Lake
+from ml.lake import SILVER_LINES, Lake
 from ml.monitor import ModelWeek, measure_week, read_predictions, week_index
 from ml.prediction_log import BATCH, CHALLENGER, CHAMPION, SERVICE, prediction_rows
 from ml.reference import feature_psi, flat_features, missing_values, population_stability_index
@@ -58,7 +58,7 @@ def filled(lake: Lake) -> Lake:
     """Silver lines of the week (and of the week before), a batch run, a legacy run without role, a service log."""
     lines = pl.DataFrame({BASKET_KEY: [*LABELS, "b01"], "SHOP_WEEK": [WEEK] * len(LABELS) + [WEEK - 1],
                           LABEL: [*LABELS.values(), "UM"]})
-    lake.write_parquet(pl.concat([lines, lines.head(3)]), "silver", "20240101T000000Z-aaaa", "lines.parquet")
+    lake.write_parquet(pl.concat([lines, lines.head(3)]), "silver", "20240101T000000Z-aaaa", SILVER_LINES)
     batch = rows(CHAMPION_SAYS, "1", BATCH, CHAMPION)
     lake.write_parquet(batch, "predictions", "run-1", "baskets", f"week={WEEK}", "part-0000.parquet")
     legacy = batch.filter(pl.col(BASKET_KEY) == "b03").drop("role", "source")  # written before roles existed
@@ -102,9 +102,9 @@ def test_of_a_basket_s_repeats_the_batch_run_s_row_is_kept_before_the_service_s(
 
 def test_the_week_s_labels_come_from_the_silver_run_holding_most_of_its_baskets(lake):
     part = week_lines(lake, WEEK).lines.head(4)
-    lake.write_parquet(part, "silver", "20250101T000000Z-part", "lines.parquet")  # newer, part of the week
+    lake.write_parquet(part, "silver", "20250101T000000Z-part", SILVER_LINES)  # newer, part of the week
     lines = week_lines(lake, WEEK)
-    assert lines.source.endswith("20240101T000000Z-aaaa/lines.parquet") and lines.labelled_baskets == 10
+    assert lines.source.endswith(f"20240101T000000Z-aaaa/{SILVER_LINES}") and lines.labelled_baskets == 10
     assert lines.notices == (f"week {WEEK}: silver run 20250101T000000Z-part is newer but holds 4 of its baskets, "
                              "fewer than the 11 of 20240101T000000Z-aaaa, which was read",)
 
@@ -161,7 +161,7 @@ def test_the_share_of_predicted_baskets_found_in_silver_is_reported_and_a_low_on
 
 def test_a_week_whose_prediction_keys_match_no_label_fails_after_writing_the_report(lake, tmp_path, command):
     relabelled = week_lines(lake, WEEK).lines.with_columns((pl.lit("other-") + pl.col(BASKET_KEY)).alias(BASKET_KEY))
-    lake.write_parquet(relabelled, "silver", "20250101T000000Z-bbbb", "lines.parquet")  # newer: read first
+    lake.write_parquet(relabelled, "silver", "20250101T000000Z-bbbb", SILVER_LINES)  # newer: read first
     env = {"RETAIL_LAKE_ROOT": lake.root, "RETAIL_EMF_ENABLED": "true", "RETAIL_ENVIRONMENT": "test"}
     result = runner.invoke(command, ["--week", str(WEEK), "--out", str(tmp_path / "r"), "--no-registry"], env=env)
     assert result.exit_code == 3  # a data fault: the CronJob fails at once rather than retry
@@ -176,7 +176,7 @@ def test_a_class_absent_from_the_week_neither_lowers_macro_f1_nor_breaches_preci
     lake = Lake(str(tmp_path / "lake"))
     labels = {f"b{i:02d}": ("LA", "MM")[i % 2] for i in range(20)}  # no UM basket this week
     lake.write_parquet(pl.DataFrame({BASKET_KEY: list(labels), "SHOP_WEEK": [WEEK] * 20, LABEL: list(labels.values())}),
-                       "silver", "run", "lines.parquet")
+                       "silver", "run", SILVER_LINES)
     lake.write_parquet(rows(labels, "1", BATCH, CHAMPION), "predictions", "run", "baskets", f"week={WEEK}",
                        "part-0000.parquet")  # every basket right
     report = measure_week(WEEK, read_predictions(lake, WEEK), week_lines(lake, WEEK), lambda version: None,
@@ -236,7 +236,7 @@ def real_week(small_run, tmp_path_factory):
     week = silver.group_by("SHOP_WEEK").agg(pl.col(BASKET_KEY).n_unique()).sort(BASKET_KEY)["SHOP_WEEK"][-1]
     lake = Lake(str(tmp_path_factory.mktemp("real-week") / "lake"))
     lines = silver.filter(pl.col("SHOP_WEEK") == week)
-    lake.write_parquet(lines, "silver", "run", "lines.parquet")
+    lake.write_parquet(lines, "silver", "run", SILVER_LINES)
     scoring = ScoringModel(bundle, "1", bundle_digest(folder), "test")
     lake.write_parquet(predictions_frame(scoring, lines), "predictions", "run", "baskets", f"week={week}",
                        "part-0000.parquet")
@@ -329,5 +329,5 @@ def test_lake_and_report_may_be_on_s3(moto_endpoint, command):
                     for name in ("report.html", "report.json", "trends.png", "week.png")]
     saved = json.loads(boto3.client("s3", endpoint_url=moto_endpoint).get_object(
         Bucket="monitored", Key=f"lake/monitoring/week={WEEK}/report.json")["Body"].read())
-    assert saved["report"]["label_source"] == "s3://monitored/lake/silver/20240101T000000Z-aaaa/lines.parquet"
+    assert saved["report"]["label_source"] == f"s3://monitored/lake/silver/20240101T000000Z-aaaa/{SILVER_LINES}"
     assert "s3://monitored/lake/monitoring/week=200620/report.html" in result.stderr

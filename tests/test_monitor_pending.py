@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from cli.monitor import BundleFor, monitor, pending_weeks, run_monitor
 from ml import metric_names as names
-from ml.lake import Lake
+from ml.lake import SILVER_LINES, Lake
 from ml.monitor import predicted_weeks
 from ml.schema import BASKET_KEY, LABEL
 from ml.settings import GateSettings, MonitorSettings, Settings
@@ -93,7 +93,7 @@ def test_a_week_whose_labels_land_late_is_judged_by_the_next_run(lake, tmp_path,
     out = tmp_path / "r"
     invoke(command, lake, out)
     late = pl.DataFrame({BASKET_KEY: ["b01"], "SHOP_WEEK": [WEEK + 1], LABEL: ["LA"]})
-    lake.write_parquet(late, "silver", "20240201T000000Z-late", "lines.parquet")
+    lake.write_parquet(late, "silver", "20240201T000000Z-late", SILVER_LINES)
     result, [line] = invoke(command, lake, out)
     assert result.exit_code == 0, result.output
     assert reported(out) == [WEEK - 1, WEEK, WEEK + 1] and line[names.MONITORED_BASKETS] == 1
@@ -121,9 +121,9 @@ def test_the_report_names_the_served_version_and_says_when_the_week_s_champion_w
 
 def test_a_pending_week_whose_keys_do_not_join_is_reported_and_fails_the_run_as_a_data_fault(lake, tmp_path,
                                                                                            command):
-    relabelled = pl.read_parquet(f"{lake.root}/silver/20240101T000000Z-aaaa/lines.parquet").with_columns(
+    relabelled = pl.read_parquet(f"{lake.root}/silver/20240101T000000Z-aaaa/{SILVER_LINES}").with_columns(
         (pl.lit("other-") + pl.col(BASKET_KEY)).alias(BASKET_KEY))
-    lake.write_parquet(relabelled, "silver", "20250101T000000Z-bbbb", "lines.parquet")  # newer: read first
+    lake.write_parquet(relabelled, "silver", "20250101T000000Z-bbbb", SILVER_LINES)  # newer: read first
     out = tmp_path / "r"
     result, [line] = invoke(command, lake, out)
     assert result.exit_code == 3, result.output
@@ -136,7 +136,7 @@ def test_a_pending_week_with_only_unreadable_prediction_files_waits_rather_than_
     folder.mkdir(parents=True)
     (folder / "part-0000.parquet").write_bytes(b"not parquet")
     late = pl.DataFrame({BASKET_KEY: ["b01"], "SHOP_WEEK": [WEEK - 2], LABEL: ["LA"]})
-    lake.write_parquet(late, "silver", "20240201T000000Z-late", "lines.parquet")
+    lake.write_parquet(late, "silver", "20240201T000000Z-late", SILVER_LINES)
     result, [line] = invoke(command, lake, tmp_path / "r")
     assert result.exit_code == 0, result.output
     assert f"week {WEEK - 2}: no prediction" in result.stderr and reported(tmp_path / "r") == [WEEK - 1, WEEK]

@@ -18,7 +18,7 @@ import polars as pl
 import pytest
 
 from ml.labels import week_lines
-from ml.lake import Lake
+from ml.lake import SILVER_LINES, Lake
 from ml.monitor import NAMED_UNREADABLE, measure_week, read_predictions
 from ml.prediction_log import BATCH, CHAMPION, SERVICE, prediction_rows
 from ml.schema import BASKET_KEY, LABEL
@@ -89,7 +89,7 @@ def test_a_file_that_cannot_be_read_is_left_out_and_named_with_the_reason(tmp_pa
                                                                                "part-empty.parquet"]
     assert all("Parquet" in reason or "size" in reason for reason in predictions.unreadable.values())
     silver = pl.DataFrame({BASKET_KEY: ["run-a-1"], "SHOP_WEEK": [WEEK], LABEL: ["LA"]})
-    lake.write_parquet(silver, "silver", "20240101T000000Z-aaaa", "lines.parquet")
+    lake.write_parquet(silver, "silver", "20240101T000000Z-aaaa", SILVER_LINES)
     report = measure_week(WEEK, predictions, week_lines(lake, WEEK), lambda version: None, GateSettings(),
                           MonitorSettings())
     assert report.unreadable_files == predictions.unreadable
@@ -106,7 +106,7 @@ def test_past_a_few_unreadable_files_the_report_counts_the_rest(tmp_path):
     predictions = read_predictions(lake, WEEK)
     assert len(predictions.unreadable) == NAMED_UNREADABLE + 3 and predictions.rows.height == 4
     silver = pl.DataFrame({BASKET_KEY: ["run-a-1"], "SHOP_WEEK": [WEEK], LABEL: ["LA"]})
-    lake.write_parquet(silver, "silver", "20240101T000000Z-aaaa", "lines.parquet")
+    lake.write_parquet(silver, "silver", "20240101T000000Z-aaaa", SILVER_LINES)
     report = measure_week(WEEK, predictions, week_lines(lake, WEEK), lambda version: None, GateSettings(),
                           MonitorSettings())
     assert sum(n.startswith("prediction file ") for n in report.notices) == NAMED_UNREADABLE

@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 from ml.families import FAMILIES
-from ml.lake import Lake
+from ml.lake import SILVER_LINES, SILVER_QUARANTINE, Lake
 from ml.registry import Registry
 from tests.conftest import SMALL_ROWS
 
@@ -27,9 +27,9 @@ def test_manifest_counts_add_up_to_the_input_and_to_what_the_zones_hold(small_ru
     assert validation["rows_in"] == validation["rows_accepted"] + validation["rows_quarantined"]
     lake = Lake(small_run.settings.lake_root)
     run = small_run.result.run_id
-    silver = lake.read_parquet("silver", run, "lines.parquet")
+    silver = lake.read_parquet("silver", run, SILVER_LINES)
     assert silver.height == zones["silver"]["rows"] == validation["rows_accepted"]
-    assert lake.read_parquet("silver", run, "quarantine.parquet").height == zones["silver"]["quarantined_rows"]
+    assert lake.read_parquet("silver", run, SILVER_QUARANTINE).height == zones["silver"]["quarantined_rows"]
     gold = lake.read_partitioned("gold", run, "baskets")
     assert gold.height == zones["gold"]["baskets"] == zones["gold"]["train_baskets"] + zones["gold"]["holdout_baskets"]
     assert set(manifest["seconds"]) >= {"ingest", "validate", "features", "train", "register"}

@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from ml import ingest
 from ml.bundle import bundle_digest, load_bundle
+from ml.lake import SILVER_LINES
 from ml.registry import Registry
 from ml.schema import BASKET_KEY, LABEL
 from ml.score import ScoringInput, load, plan_chunks
@@ -254,7 +255,7 @@ def test_a_silver_run_is_scored_as_validated(retail, env, small_run, bundle_fold
     shutil.copytree(silver, lake / "silver" / "copied-run", dirs_exist_ok=True)
     by_id = run_score(retail, env, "--silver", "copied-run", "--bundle", str(bundle_folder))
     by_folder = run_score(retail, env, "--input", f"{silver}/", "--bundle", str(bundle_folder))
-    lines = pl.read_parquet(silver / "lines.parquet")
+    lines = pl.read_parquet(silver / SILVER_LINES)
     for manifest in (by_id, by_folder):
         assert manifest["input"]["kind"] == "silver"
         assert manifest["counts"]["lines_read"] == manifest["counts"]["lines_accepted"] == lines.height

@@ -30,6 +30,7 @@ import pytest
 
 from infra.batch_scoring import COMMAND, BatchScoring, BatchScoringArgs
 from infra.config import BatchScoringConfig
+from ml.lake import SILVER_LINES
 from policies.documents import Need, allows
 
 from .conftest import PROJECT_DIR
@@ -147,10 +148,10 @@ def scoring_run(s3, small_run, tmp_path_factory):
     client = boto3.client("s3")
     for bucket in (LAKE, ARTIFACTS):
         client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-    silver = Path(small_run.settings.lake_root) / "silver" / small_run.result.run_id / "lines.parquet"
+    silver = Path(small_run.settings.lake_root) / "silver" / small_run.result.run_id / SILVER_LINES
     # `silver/latest/` is the newest run holding lines: an older run, this run, and a newer run still being written.
-    client.upload_file(str(silver), LAKE, "lake/silver/20000101T000000Z-00000000/lines.parquet")
-    client.upload_file(str(silver), LAKE, f"lake/silver/{small_run.result.run_id}/lines.parquet")
+    client.upload_file(str(silver), LAKE, f"lake/silver/20000101T000000Z-00000000/{SILVER_LINES}")
+    client.upload_file(str(silver), LAKE, f"lake/silver/{small_run.result.run_id}/{SILVER_LINES}")
     client.put_object(Bucket=LAKE, Key="lake/silver/29991231T000000Z-00000000/_writing", Body=b"")
     source = RegistrySource(small_run.settings)
     bundle = source.fetch(source.fingerprint())
@@ -188,8 +189,8 @@ def test_it_reads_silver_and_the_bundle_and_writes_predictions(scoring_run, smal
     read = {arn for action, arn, _ in (iam_request(*r) for r in requests) if action == "s3:GetObject"}
     silver_read = {arn.split("/lake/silver/", 1)[1] for arn in read if "/lake/silver/" in arn}
     # silver/latest/ is the newest run holding lines (a newer folder without them is only listed).
-    assert f"{small_run.result.run_id}/lines.parquet" in silver_read
-    assert "20000101T000000Z-00000000/lines.parquet" not in silver_read
+    assert f"{small_run.result.run_id}/{SILVER_LINES}" in silver_read
+    assert f"20000101T000000Z-00000000/{SILVER_LINES}" not in silver_read
     # Nothing asks for a key that does not exist: S3 answers that 403 to a role whose listing is conditioned.
     assert not {key for key in silver_read if key.startswith(("latest/", "29991231T000000Z-00000000/lines"))}
     assert ("s3:GetObject", f"{ARTIFACTS}/models/price-sensitivity") in asked

@@ -27,6 +27,7 @@ from infra.batch_scoring import BatchScoring, BatchScoringArgs
 from infra.config import BatchScoringConfig, ThresholdsConfig, parse_section
 from infra.monitoring_schedule import COMMAND, PENDING_WEEKS, MonitoringSchedule, MonitoringScheduleArgs
 from infra.observability import Observability, ObservabilityArgs
+from ml.lake import SILVER_LINES
 from policies.documents import Need, allows
 from policies.producers import MONITOR_METRICS
 
@@ -84,12 +85,12 @@ def lake_of_a_week(s3, small_run, tmp_path_factory):
     bundle = source.fetch(source.fingerprint())
     for file in sorted(p for p in bundle.folder.rglob("*") if p.is_file()):
         client.upload_file(str(file), ARTIFACTS, f"{BUNDLE_PREFIX}/{file.relative_to(bundle.folder).as_posix()}")
-    lines = pl.read_parquet(Path(small_run.settings.lake_root) / "silver" / small_run.result.run_id / "lines.parquet")
+    lines = pl.read_parquet(Path(small_run.settings.lake_root) / "silver" / small_run.result.run_id / SILVER_LINES)
     week = int(lines["SHOP_WEEK"].max())
     scratch = tmp_path_factory.mktemp("monitoring-contract")
     two_weeks = scratch / "lines.parquet"
     lines.filter(pl.col("SHOP_WEEK") >= week - 1).write_parquet(two_weeks)
-    client.upload_file(str(two_weeks), LAKE, f"lake/silver/{RUN}/lines.parquet")
+    client.upload_file(str(two_weeks), LAKE, f"lake/silver/{RUN}/{SILVER_LINES}")
     settings = settings_under(scratch, lake_root=f"s3://{LAKE}/lake")
     model = choose_model(settings, bundle=f"s3://{ARTIFACTS}/{BUNDLE_PREFIX}/")
     score(input_at(str(two_weeks)), model, settings)
