@@ -85,6 +85,46 @@ class DataLakeConfig(Section):
     """True lets `pulumi destroy` empty the buckets; keep False wherever data matters."""
 
 
+LAKE_ZONES = ("raw", "silver", "gold", "artifacts")
+"""The platform's lake buckets (infra/data_lake.py `ZONES`, the platform output lakeBuckets)."""
+MIN_SCAN_CUTOFF_BYTES = 10 * 1024 * 1024
+"""The smallest per-query scan limit Athena accepts (10 MB; CreateWorkGroup's BytesScannedCutoffPerQuery)."""
+
+
+class LakeCatalogConfig(Section):
+    """The lake's Glue catalog, Athena workgroup and saved queries: the platform stack's `retail:lakeCatalog`
+    (infra/lake_catalog.py). The lake root is where batch scoring reads and writes (the service stack's
+    `retail:batchScoring.lakeZone` and `lakePrefix`, tested to agree in every stack file)."""
+
+    enabled: bool = True
+    """False: the stack declares no catalog, workgroup or query role (e.g. an account without Athena)."""
+    lake_zone: str = "raw"
+    """The lake bucket holding the lake root, as datasets/README.md documents."""
+    lake_prefix: str = "lake"
+    """The lake root's prefix in that bucket: the tables read s3://<bucket>/<prefix>/{silver,gold,predictions}/."""
+    bytes_scanned_cutoff_per_query: int = Field(10 * 1024**3, ge=MIN_SCAN_CUTOFF_BYTES)
+    """Athena cancels a query of the workgroup once it has scanned this many bytes (billed at $5 per TB)."""
+    results_expiry_days: int = Field(30, ge=1)
+    """Query results (and their versions) are deleted from the results bucket this many days after they are written."""
+    force_destroy: bool = False
+    """True lets `pulumi destroy` empty the results bucket and delete the workgroup with queries saved outside Pulumi."""
+
+    @field_validator("lake_zone")
+    @classmethod
+    def _is_zone(cls, value: str) -> str:
+        if value not in LAKE_ZONES:
+            raise ValueError(f"lakeZone must be one of the platform's lake buckets {', '.join(LAKE_ZONES)}, "
+                             f"got {value!r}")
+        return value
+
+    @field_validator("lake_prefix")
+    @classmethod
+    def _is_relative(cls, value: str) -> str:
+        if value.startswith("/") or "://" in value or ".." in value.split("/"):
+            raise ValueError(f"lakePrefix must be a path relative to the bucket, got {value!r}")
+        return value.strip("/")
+
+
 class AuditConfig(Section):
     trail: bool = True
     """False: the stack relies on an existing multi-region trail of the account (ephemeral stacks)."""
@@ -483,6 +523,7 @@ class PlatformConfig(StackIdentity):
     network: NetworkConfig = NetworkConfig()
     encryption: EncryptionConfig = EncryptionConfig()
     data_lake: DataLakeConfig = DataLakeConfig()
+    lake_catalog: LakeCatalogConfig = LakeCatalogConfig()
     audit: AuditConfig = AuditConfig()
     registry: RegistryConfig = RegistryConfig()
     cluster: ClusterConfig
@@ -557,6 +598,7 @@ _PLATFORM_SECTIONS: dict[str, type[Section]] = {
     "network": NetworkConfig,
     "encryption": EncryptionConfig,
     "dataLake": DataLakeConfig,
+    "lakeCatalog": LakeCatalogConfig,
     "audit": AuditConfig,
     "registry": RegistryConfig,
     "cluster": ClusterConfig,
