@@ -107,7 +107,8 @@ class LakeCatalogConfig(Section):
     results_expiry_days: int = Field(30, ge=1)
     """Query results (and their versions) are deleted from the results bucket this many days after they are written."""
     force_destroy: bool = False
-    """True lets `pulumi destroy` empty the results bucket and delete the workgroup with queries saved outside Pulumi."""
+    """True lets `pulumi destroy` empty the results bucket, and delete the workgroup while it holds queries saved
+    outside Pulumi."""
 
     @field_validator("lake_zone")
     @classmethod
