@@ -7,6 +7,7 @@ import typer
 
 from cli import data as data_cli
 from cli import infra as infra_cli
+from cli import lake as lake_cli
 from cli import models as models_cli
 from cli import pipeline as pipeline_cli
 from cli.changes import changed
@@ -27,6 +28,7 @@ app = typer.Typer(
 app.add_typer(data_cli.app, name="data", help="Synthetic transactions in the dunnhumby format.")
 app.add_typer(pipeline_cli.app, name="pipeline", help="The local ML lifecycle: lake, features, training, registry.")
 app.add_typer(models_cli.app, name="models", help="Registered model versions and the champion alias.")
+app.add_typer(lake_cli.app, name="lake", help="Saved queries on the lake, run here by DuckDB (Athena on AWS).")
 app.command(help="Synthesise data, run the pipeline, print the summary (--loop: the monitoring loop).")(demo)
 app.add_typer(infra_cli.app, name="infra", help="AWS (Pulumi): preview, check, deploy, doctor, cost, leak scan.")
 app.command(help="Serve the champion model over HTTP (the inference API).")(serve)

@@ -62,6 +62,14 @@ def test_the_installed_retail_shows_its_help(wheel_env, tmp_path):
         assert command in result.stdout
 
 
+def test_the_installed_retail_lists_the_saved_lake_queries_it_packaged(wheel_env, tmp_path):
+    """The queries are package data (ml/queries/*.sql), not modules: the wheel must carry them."""
+    result = _run(wheel_env, "lake", "queries", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    names = sorted(path.stem for path in (ROOT / "ml" / "queries").glob("*.sql"))
+    assert names and all(name in result.stdout for name in names), result.stdout
+
+
 def test_the_installed_retail_checks_the_dev_stack(wheel_env):
     result = _run(wheel_env, "infra", "check", "--stack", "dev", cwd=ROOT)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
