@@ -7,12 +7,15 @@ The tables are those the Glue catalog declares on AWS, with the same names and a
   gold_baskets   gold/<run>/baskets/STORE_REGION=../BASKET_TYPE=../*.parquet    basket features
   predictions    predictions/<run>/baskets/week=YYYYWW/*.parquet                `retail score`'s predictions
 
-Folder names `key=value` below a table's folder are columns too (DuckDB's hive partitioning). A
-filter on `run` is applied to the list of files before any is opened (DuckDB prunes files by
-filters on the file name and the partitions), so a query that names one run reads that run's
-files only. Gold's columns depend on the run's data (one column per division, ...), so its files
-are read by column name. The service's log (`predictions/service/week=..`) is not a run's
-`baskets/` and not in `predictions`.
+Gold's `key=value` folder names are columns too (DuckDB's hive partitioning), as in Glue; the
+predictions' `week=` folders are not, as Glue's table has none (each row holds its SHOP_WEEK). Two
+differences remain, both in gold: DuckDB decodes `BASKET_TYPE=Small%20Shop` to `Small Shop` where
+Athena keeps it encoded, and Glue leaves out the columns whose names depend on the run's data (a
+share per division, one-hot columns), which DuckDB reads; the saved queries use neither. Because
+of those columns gold's files are read by column name. A filter on `run` is applied to the list
+of files before any is opened (DuckDB prunes files by filters on the file name), so a query that
+names one run reads that run's files only. The service's log (`predictions/service/week=..`) is
+not a run's `baskets/`, so not in `predictions`.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class LakeTable:
     name: str
     zone: str
     folder: str
+    partitioned: bool = False  # `key=value` folders below `folder` are columns
     by_name: bool = False  # its runs' files may differ in columns: read by column name
 
     def pattern(self, run: str = "*") -> str:
@@ -44,7 +48,7 @@ class LakeTable:
 
 TABLES = (
     LakeTable("silver_lines", "silver", SILVER_LINES.rsplit("/", 1)[0]),
-    LakeTable("gold_baskets", "gold", "baskets", by_name=True),
+    LakeTable("gold_baskets", "gold", "baskets", partitioned=True, by_name=True),
     LakeTable("predictions", "predictions", "baskets"),
 )
 
@@ -86,7 +90,8 @@ def _literal(text: str) -> str:
 def view_sql(table: LakeTable, base: str) -> str:
     """The CREATE VIEW of a table over the lake folder `base`: its files' columns, partitions, and `run`."""
     zone = f"{base}/{table.zone}/"
-    options = "filename = true, hive_partitioning = true" + (", union_by_name = true" if table.by_name else "")
+    options = (f"filename = true, hive_partitioning = {str(table.partitioned).lower()}"
+               + (", union_by_name = true" if table.by_name else ""))
     return (f"CREATE VIEW {table.name} AS SELECT * EXCLUDE (filename), "
             f"split_part(substr(filename, {len(zone) + 1}), '/', 1) AS run "
             f"FROM read_parquet({_literal(f'{base}/{table.pattern()}')}, {options})")
