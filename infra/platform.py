@@ -1,8 +1,8 @@
 """The platform stack from one typed config: what `__main__.py` and the offline preview run.
 
 The platform holds everything created through AWS's APIs alone (network, keys, audit,
-lake, registries, observability, the EKS cluster, SageMaker). It creates no Kubernetes
-objects, so it can be deployed from anywhere that reaches AWS, including before any
+lake, the lake's Glue catalog and Athena workgroup, registries, observability, the EKS cluster,
+SageMaker). It creates no Kubernetes objects, so it can be deployed from anywhere that reaches AWS, including before any
 network can reach a private Kubernetes API; what runs on the cluster is the service
 stack's (`infra/service.py`), which reads these outputs through a StackReference, among them
 what its weekly jobs share with the platform's alarms: `batchTimeZone` (the CronJobs' zone, the
@@ -21,10 +21,12 @@ from infra.cluster import Cluster, ClusterArgs
 from infra.config import PlatformConfig
 from infra.data_lake import DataLake, DataLakeArgs
 from infra.encryption import Encryption, EncryptionArgs
+from infra.lake_catalog import LakeCatalog, LakeCatalogArgs
 from infra.ml_platform import MlPlatform, MlPlatformArgs
 from infra.network import Network, NetworkArgs
 from infra.observability import Observability, ObservabilityArgs
 from infra.registry import ContainerRegistry, ContainerRegistryArgs
+from ml.lake_queries import LAKE_QUERIES
 
 
 @dataclass
@@ -40,6 +42,8 @@ class Platform:
     observability: Observability
     cluster: Cluster
     ml: MlPlatform
+    lake_catalog: LakeCatalog | None = None
+    """None when `retail:lakeCatalog.enabled` is false."""
 
     def outputs(self) -> dict[str, pulumi.Input]:
         """What the stack exports: what operators, CI, training and the service stack read."""
@@ -71,8 +75,20 @@ class Platform:
             "rollbackAlarmNames": self.observability.rollback_alarm_names,
             "dashboardName": self.observability.dashboard_name,
             "auditTrailArn": self.audit.trail_arn if self.audit else "",
+            **self._lake_catalog_outputs(),
             "batchTimeZone": self.config.observability.batch_time_zone,
             "thresholds": self.config.thresholds.model_dump(by_alias=True),
+        }
+
+    def _lake_catalog_outputs(self) -> dict[str, pulumi.Input]:
+        """Where operators run the saved queries: the database, the workgroup, the role to assume (empty without)."""
+        catalog = self.lake_catalog
+        return {
+            "lakeDatabase": catalog.database_name if catalog else "",
+            "lakeWorkgroup": catalog.workgroup_name if catalog else "",
+            "lakeQueryRoleArn": catalog.query_role_arn if catalog else "",
+            "lakeQueryPolicyArn": catalog.query_policy_arn if catalog else "",
+            "lakeQueryResults": catalog.results_location if catalog else "",
         }
 
 
@@ -197,4 +213,27 @@ def build_platform(cfg: PlatformConfig) -> Platform:
         ),
         opts,
     )
-    return Platform(cfg, encryption, network, audit, lake, registry, observability, cluster, ml)
+    return Platform(cfg, encryption, network, audit, lake, registry, observability, cluster, ml,
+                    lake_catalog(cfg, account_id, encryption, lake, opts))
+
+
+def lake_catalog(cfg: PlatformConfig, account_id: pulumi.Input[str], encryption: Encryption, lake: DataLake,
+                 opts: pulumi.ResourceOptions) -> LakeCatalog | None:
+    """The lake's Glue tables, Athena workgroup and saved queries, unless the stack turns them off."""
+    settings = cfg.lake_catalog
+    if not settings.enabled:
+        return None
+    return LakeCatalog(
+        f"{cfg.name_prefix}-lake-catalog",
+        LakeCatalogArgs(
+            environment=cfg.environment,
+            account_id=account_id,
+            region=cfg.region,
+            lake_bucket=lake.bucket_names[settings.lake_zone],
+            lake_bucket_arn=lake.bucket_arns[settings.lake_zone],
+            data_kms_key_arn=encryption.data_key_arn,
+            queries=LAKE_QUERIES,
+            settings=settings,
+        ),
+        opts,
+    )
