@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from policies.model import Rule
-from policies.rules import access, containers, cost, encryption, kubernetes, lifecycle, operations, s3, tags
+from policies.rules import access, containers, cost, encryption, kubernetes, lake, lifecycle, operations, s3, tags
 
 RULES: list[Rule] = [
     *s3.RULES,
@@ -15,5 +15,6 @@ RULES: list[Rule] = [
     *kubernetes.RULES,
     *tags.RULES,
     *lifecycle.RULES,
+    *lake.RULES,
 ]
 BY_NAME = {rule.name: rule for rule in RULES}

@@ -393,3 +393,38 @@ CASES["stack-fully-priced"] = (
     [MONTHLY_BUDGET, NODE_GROUP],
     [MONTHLY_BUDGET, changed(NODE_GROUP, "instanceTypes", value=["u-24tb1.112xlarge"])],
 )
+
+# --- lake queries (policies/rules/lake.py) ----------------------------------------------------------------------------
+DATA_KEY_ARN = "arn:aws:kms:ap-southeast-1:123456789012:key/data"
+WORKGROUP = res(
+    "aws:athena/workgroup:Workgroup",
+    "retail-dev-lake-catalog-workgroup",
+    configuration={
+        "enforceWorkgroupConfiguration": True,
+        "bytesScannedCutoffPerQuery": 1073741824,
+        "resultConfiguration": {
+            "outputLocation": "s3://results/results/",
+            "encryptionConfiguration": {"encryptionOption": "SSE_KMS", "kmsKeyArn": DATA_KEY_ARN},
+        },
+    },
+)
+LAKE_ROOT = "s3://lake-raw/lake"
+GLUE_TABLE = res(
+    "aws:glue/catalogTable:CatalogTable",
+    "retail-dev-lake-catalog-silver-lines",
+    deps={"storageDescriptor": ["urn:bucket"], "parameters": ["urn:bucket"]},
+    storageDescriptor={"location": f"{LAKE_ROOT}/silver/"},
+    parameters={"storage.location.template": f"{LAKE_ROOT}/silver/${{run}}/lines/"},
+)
+CASES |= {
+    "athena-results-kms-enforced": (
+        WORKGROUP,
+        changed(WORKGROUP, "configuration", "resultConfiguration", "encryptionConfiguration", "encryptionOption",
+                value="SSE_S3"),
+    ),
+    "athena-scan-cutoff": (WORKGROUP, changed(WORKGROUP, "configuration", "bytesScannedCutoffPerQuery", value=None)),
+    "glue-table-in-stack-lake": (
+        [BUCKET, GLUE_TABLE],
+        [BUCKET, Resource(GLUE_TABLE.type, GLUE_TABLE.name, GLUE_TABLE.props)],  # its location from no stack bucket
+    ),
+}
