@@ -128,7 +128,7 @@ class LakeCatalog(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         settings = args.settings
         self.lake_root = pulumi.Output.from_input(args.lake_bucket).apply(
-            lambda bucket: "s3://" + "/".join(p for p in (bucket, settings.lake_prefix) if p))
+            lambda bucket: "s3://" + _join(bucket, settings.lake_prefix))
         self.results = SecureBucket(
             f"{name}-results",
             SecureBucketArgs(
@@ -139,6 +139,7 @@ class LakeCatalog(pulumi.ComponentResource):
             ),
             opts=child,
         )
+        self.results_location = self.results.bucket_name.apply(lambda bucket: f"s3://{bucket}/{RESULTS_PREFIX}/")
         self.database = aws.glue.CatalogDatabase(
             f"{name}-database",
             name=database_name(args.environment),
@@ -146,24 +147,7 @@ class LakeCatalog(pulumi.ComponentResource):
             opts=child,
         )
         self.tables = {table.name: self._table(name, table, child) for table in TABLES}
-        self.results_location = self.results.bucket_name.apply(lambda bucket: f"s3://{bucket}/{RESULTS_PREFIX}/")
-        self.workgroup = aws.athena.Workgroup(
-            f"{name}-workgroup",
-            name=workgroup_name(args.environment),
-            description=f"Queries over the retail lake ({args.environment}): encrypted results, bounded scans",
-            configuration={
-                "enforce_workgroup_configuration": True,
-                "publish_cloudwatch_metrics_enabled": True,
-                "bytes_scanned_cutoff_per_query": settings.bytes_scanned_cutoff_per_query,
-                "engine_version": {"selected_engine_version": ENGINE_VERSION},
-                "result_configuration": {
-                    "output_location": self.results_location,
-                    "encryption_configuration": {"encryption_option": "SSE_KMS", "kms_key_arn": args.data_kms_key_arn},
-                },
-            },
-            force_destroy=settings.force_destroy,
-            opts=child,
-        )
+        self.workgroup = self._workgroup(name, args, child)
         self.named_queries = {
             query.name: aws.athena.NamedQuery(
                 f"{name}-query-{query.name}",
@@ -176,22 +160,7 @@ class LakeCatalog(pulumi.ComponentResource):
             )
             for query in args.queries
         }
-        self.query_policy = aws.iam.Policy(
-            f"{name}-query-access",
-            description=f"Run the retail lake's queries ({args.environment}): its workgroup, tables and prefixes only",
-            policy=policy_document(query_statements(args, self.results.arn)),
-            opts=child,
-        )
-        self.query_role = aws.iam.Role(
-            f"{name}-query",
-            description="Operators querying the retail lake with Athena (assumed from this account)",
-            assume_role_policy=account_trust_policy(args.account_id),
-            max_session_duration=3600,
-            opts=child,
-        )
-        aws.iam.RolePolicyAttachment(
-            f"{name}-query-access-attachment", role=self.query_role.name, policy_arn=self.query_policy.arn, opts=child
-        )
+        self.query_policy, self.query_role = self._query_access(name, args, child)
         self.database_name = self.database.name
         self.workgroup_name = self.workgroup.name
         self.query_policy_arn = self.query_policy.arn
@@ -206,6 +175,48 @@ class LakeCatalog(pulumi.ComponentResource):
                 "lake_root": self.lake_root,
             }
         )
+
+    def _workgroup(self, name: str, args: LakeCatalogArgs, opts: pulumi.ResourceOptions) -> aws.athena.Workgroup:
+        """Engine v3, its settings enforced: SSE-KMS results with the data key in the results bucket, bounded scans."""
+        settings = args.settings
+        return aws.athena.Workgroup(
+            f"{name}-workgroup",
+            name=workgroup_name(args.environment),
+            description=f"Queries over the retail lake ({args.environment}): encrypted results, bounded scans",
+            configuration={
+                "enforce_workgroup_configuration": True,
+                "publish_cloudwatch_metrics_enabled": True,
+                "bytes_scanned_cutoff_per_query": settings.bytes_scanned_cutoff_per_query,
+                "engine_version": {"selected_engine_version": ENGINE_VERSION},
+                "result_configuration": {
+                    "output_location": self.results_location,
+                    "encryption_configuration": {"encryption_option": "SSE_KMS", "kms_key_arn": args.data_kms_key_arn},
+                },
+            },
+            force_destroy=settings.force_destroy,
+            opts=opts,
+        )
+
+    def _query_access(self, name: str, args: LakeCatalogArgs,
+                      opts: pulumi.ResourceOptions) -> tuple[aws.iam.Policy, aws.iam.Role]:
+        """The managed policy of `query_statements`, and a role of this account that carries it."""
+        policy = aws.iam.Policy(
+            f"{name}-query-access",
+            description=f"Run the retail lake's queries ({args.environment}): its workgroup, tables and prefixes only",
+            policy=policy_document(query_statements(args, self.results.arn)),
+            opts=opts,
+        )
+        role = aws.iam.Role(
+            f"{name}-query",
+            description="Operators querying the retail lake with Athena (assumed from this account)",
+            assume_role_policy=account_trust_policy(args.account_id),
+            max_session_duration=3600,
+            opts=opts,
+        )
+        aws.iam.RolePolicyAttachment(
+            f"{name}-query-access-attachment", role=role.name, policy_arn=policy.arn, opts=opts
+        )
+        return policy, role
 
     def _table(self, name: str, table: LakeTable, opts: pulumi.ResourceOptions) -> aws.glue.CatalogTable:
         return aws.glue.CatalogTable(
