@@ -1,6 +1,8 @@
 """Required tags on every taggable AWS resource, from its own tags or the provider's default tags.
 
 Buckets of both generations pulumi-aws 7 ships (`Bucket` and the older `BucketV2`) are taggable.
+tests/policies/test_tag_coverage.py fails when a stack declares a type that pulumi-aws lets carry
+tags and `TAGGABLE` does not list it.
 """
 
 from __future__ import annotations
@@ -33,6 +35,12 @@ TAGGABLE = frozenset(
         "aws:cloudtrail/trail:Trail",
         "aws:sagemaker/modelPackageGroup:ModelPackageGroup",
         "aws:eks/cluster:Cluster",
+        "aws:eks/addon:Addon",
+        "aws:ec2/defaultSecurityGroup:DefaultSecurityGroup",
+        "aws:budgets/budget:Budget",
+        "aws:iam/policy:Policy",
+        "aws:glue/catalogDatabase:CatalogDatabase",
+        "aws:athena/workgroup:Workgroup",
     }
 )
 
