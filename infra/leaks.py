@@ -541,6 +541,8 @@ REMOVE_BY_KIND = {
                                      "delete-model-package-group --model-package-group-name {id} --region {region}",
     "sagemaker:model-package": "aws sagemaker delete-model-package --model-package-name {arn} --region {region}",
     "sagemaker:training-job": "aws sagemaker stop-training-job --training-job-name {id} --region {region}",
+    "glue:database": "aws glue delete-database --name {id} --region {region} (its tables go with it)",
+    "athena:workgroup": "aws athena delete-work-group --work-group {id} --recursive-delete-option --region {region}",
 }
 
 

@@ -260,6 +260,10 @@ def test_the_naming_rules_are_the_programs():
      "aws sns delete-topic --topic-arn arn:aws:sns:ap-southeast-1:1:retail-dev-alerts --region r"),
     ("arn:aws:ec2:ap-southeast-1:1:elastic-ip/eipalloc-1", "ec2:elastic-ip",
      "aws ec2 release-address --allocation-id eipalloc-1 --region r"),
+    ("arn:aws:glue:ap-southeast-1:1:database/retail_dev", "glue:database",
+     "aws glue delete-database --name retail_dev --region r (its tables go with it)"),
+    ("arn:aws:athena:ap-southeast-1:1:workgroup/retail-dev-lake", "athena:workgroup",
+     "aws athena delete-work-group --work-group retail-dev-lake --recursive-delete-option --region r"),
 ])
 def test_each_kind_gets_its_own_remove_command(arn, kind, command):
     parsed_kind, ident = parse_arn(arn)
