@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import skops.io as sio
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -110,6 +109,8 @@ def save_model(family: str, model: Any, folder: Path) -> Path:
     if family == "xgboost":
         model.save_model(path)
     else:
+        import skops.io as sio  # here, not at the top: importing it walks scikit-learn's estimators (0.6 s)
+
         sio.dump(model, path)
     return path
 
@@ -120,6 +121,8 @@ def load_model(family: str, path: Path) -> Any:
         model = XGBClassifier()
         model.load_model(path)
         return model
+    import skops.io as sio
+
     untrusted = sio.get_untrusted_types(file=path)
     refused = sorted(set(untrusted) - TRUSTED_TYPES)
     if refused:
