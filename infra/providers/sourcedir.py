@@ -15,8 +15,9 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-TRAINING_SOURCES = ("ml/**/*.py", "pyproject.toml", "uv.lock", "Dockerfile.training", ".dockerignore")
-"""Glob patterns, relative to the repository root."""
+TRAINING_SOURCES = ("ml/**/*", "pyproject.toml", "uv.lock", "Dockerfile.training", ".dockerignore")
+"""Glob patterns, relative to the repository root: every file `COPY ml` takes (the saved queries' .sql files as
+well as the modules), byte-code caches left out as .dockerignore leaves them out."""
 DOCKERFILE = "Dockerfile.training"
 TAG_PREFIX = "train-"
 VERSION_LENGTH = 16

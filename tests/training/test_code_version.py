@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from infra.providers.sourcedir import TRAINING_SOURCES, code_version, image_tag
+from infra.providers.sourcedir import code_version, image_tag
 from tests.training.code_checkout import ROOT, checkout
 
 
@@ -54,6 +54,3 @@ def test_the_image_tag_is_a_valid_ecr_tag_naming_the_version():
     tag = image_tag(code_version(ROOT))
     assert re.fullmatch(r"train-[0-9a-f]{16}", tag)
 
-
-def test_the_source_set_is_the_documented_one():
-    assert TRAINING_SOURCES == ("ml/**/*.py", "pyproject.toml", "uv.lock", "Dockerfile.training", ".dockerignore")
