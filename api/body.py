@@ -13,6 +13,11 @@ type), is parsed and validated again exactly as FastAPI validates a body paramet
 client gets the same answer and the same 422 either way. tests/api/test_body.py checks that
 whatever the fast path accepts the models accept too, with the same values, and that the
 422s equal those of a plain FastAPI route taking the model.
+
+The rules past the structs' own (SHOP_DATE's forms, BASKET_ID's length, SHOP_WEEKDAY against
+SHOP_DATE, the segment merges, the code patterns) run over whole columns in `accepted_columns`,
+which the Arrow body of the batch route (`api.arrow_body`) goes through too; its bodies that
+path does not accept are validated basket by basket by the same models (`validated_rows`).
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
 from typing import Annotated, Any, TypeVar
@@ -82,12 +87,62 @@ def parse_single(body: bytes, content_type: str | None) -> ParsedBaskets:
 
 
 def parse_batch(body: bytes, content_type: str | None) -> ParsedBaskets:
-    """Many baskets, the body of POST /v1/predict/batch."""
+    """Many baskets, the JSON body of POST /v1/predict/batch (and what FastAPI makes of another content type)."""
     return _parse(body, content_type, lambda: _BATCH.decode(body).baskets,
                   lambda: _validated(_BATCH_ADAPTER, body, content_type).baskets)
 
 
-def _parse(body: bytes, content_type: str | None, decoded: Callable[[], list[_Basket]],
+def within_batch_limit(baskets: int, limit: int) -> None:
+    """422 when a batch holds more baskets than RETAIL_MAX_BATCH_BASKETS allows."""
+    if baskets > limit:
+        raise RequestValidationError([{
+            "type": "too_long",
+            "loc": ("body", "baskets"),
+            "msg": f"{baskets} baskets in one batch; the limit is {limit} (RETAIL_MAX_BATCH_BASKETS): split the batch",
+            "input": None,
+        }])
+
+
+def within_line_limit(lines_per_basket: Iterable[int], limit: int, location: tuple[str, ...]) -> None:
+    """422 naming the first basket with more lines than RETAIL_MAX_BASKET_LINES allows; `location` is ("body",) for
+    the single route, ("body", "baskets") for the batch route."""
+    for i, lines in enumerate(lines_per_basket):
+        if lines > limit:
+            where = (*location, i, "lines") if len(location) > 1 else (*location, "lines")
+            raise RequestValidationError([{
+                "type": "too_long",
+                "loc": where,
+                "msg": f"{lines} lines in one basket; the limit is {limit} (RETAIL_MAX_BASKET_LINES)",
+                "input": None,
+            }])
+
+
+def validated_rows(rows: Iterable[Mapping[str, Any]]) -> ParsedBaskets:
+    """Baskets given as the values JSON would decode to (a mapping per basket, its lines a list of mappings),
+    validated one at a time by the models as `_validated` validates a body: their reading, or a 422 with every
+    basket's errors located as FastAPI locates them in a BatchRequest body (("body", "baskets", i, ...)). One basket
+    at a time, so what is held is the baskets' models, not every basket's values as well."""
+    baskets: list[Basket] = []
+    errors: list[Any] = []
+    for i, row in enumerate(rows):
+        try:
+            basket = _BASKET_ADAPTER.validate_python(row, from_attributes=True)
+        except ValidationError as error:
+            errors.extend({**e, "loc": ("body", "baskets", i, *e["loc"])} for e in error.errors(include_url=False))
+            continue
+        if not errors:
+            baskets.append(basket)
+    if not baskets and not errors:  # no baskets at all: the batch's own rule (at least one)
+        try:
+            _BATCH_ADAPTER.validate_python({"baskets": []}, from_attributes=True)
+        except ValidationError as error:
+            errors.extend({**e, "loc": ("body", *e["loc"])} for e in error.errors(include_url=False))
+    if errors:
+        raise RequestValidationError(errors)
+    return columns_of(baskets)
+
+
+def _parse(body: bytes, content_type: str | None, decoded: Callable[[], list[DecodedBasket]],
            validated: Callable[[], Sequence[Basket]]) -> ParsedBaskets:
     """The fast path's reading of a JSON body when it vouches for it, else the models' (`validated`)."""
     if is_json(content_type):
@@ -188,7 +243,9 @@ def _meta(model: type[BaseModel], name: str) -> msgspec.Meta:
     return msgspec.Meta(**bounds)
 
 
-class _Line(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+class DecodedLine(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A line as the fast path decodes it: the model's fields, types and bounds."""
+
     QUANTITY: Annotated[int, _meta(BasketLine, "QUANTITY")]
     SPEND: Annotated[float, _meta(BasketLine, "SPEND")]
     PROD_CODE: str
@@ -198,7 +255,9 @@ class _Line(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     PROD_CODE_40: str
 
 
-class _Basket(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+class DecodedBasket(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """A basket as the fast path decodes it: the model's fields, types, bounds and closed domains."""
+
     SHOP_DATE: int | str
     SHOP_HOUR: Annotated[int, _meta(Basket, "SHOP_HOUR")]
     BASKET_SIZE: BasketSize
@@ -207,7 +266,7 @@ class _Basket(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     STORE_CODE: str
     STORE_FORMAT: StoreFormat
     STORE_REGION: StoreRegion
-    lines: Annotated[list[_Line], _meta(Basket, "lines")]
+    lines: Annotated[list[DecodedLine], _meta(Basket, "lines")]
     BASKET_ID: str | int | None = None
     SHOP_WEEK: Annotated[int, _meta(Basket, "SHOP_WEEK")] | None = None
     SHOP_WEEKDAY: Annotated[int, _meta(Basket, "SHOP_WEEKDAY")] | None = None
@@ -219,10 +278,10 @@ class _Basket(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
 
 class _Batch(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    baskets: Annotated[list[_Basket], _meta(BatchRequest, "baskets")]
+    baskets: Annotated[list[DecodedBasket], _meta(BatchRequest, "baskets")]
 
 
-_BASKET = msgspec.json.Decoder(_Basket)
+_BASKET = msgspec.json.Decoder(DecodedBasket)
 _BATCH = msgspec.json.Decoder(_Batch)
 _HEADER = (*HEADER_CATEGORICALS, *HEADER_NUMERICS)
 _SEGMENTS = ("CUST_PRICE_SENSITIVITY", "CUST_LIFESTAGE")
@@ -247,40 +306,50 @@ def _full_match(pattern: str) -> Callable[[str], re.Match[str] | None]:
     return re.compile(pattern[1:-1]).fullmatch
 
 
-def _accepted(baskets: list[_Basket]) -> ParsedBaskets | None:
-    """The baskets as the scorer takes them, or None when the fast path does not vouch for them.
-    Each rule runs over a whole column at once: a 1,000-basket body is one call per field, not per basket."""
-    def field(name: str) -> list[Any]:
-        return list(map(attrgetter(name), baskets))
+HEADER_FIELDS = tuple(name for name in DecodedBasket.__struct_fields__ if name != "lines")
+"""A basket's fields but its lines: the header columns `accepted_columns` reads."""
 
-    dated = list(map(_shop_date, field("SHOP_DATE")))
+
+def _accepted(baskets: list[DecodedBasket]) -> ParsedBaskets | None:
+    """The baskets as the scorer takes them, or None when the fast path does not vouch for them."""
+    header = {name: list(map(attrgetter(name), baskets)) for name in HEADER_FIELDS}
+    lines = [line for basket in baskets for line in basket.lines]
+    columns = {name: list(map(attrgetter(name), lines)) for name in LINE_FIELDS}
+    return accepted_columns(header, columns, BasketColumns.offsets_of(len(basket.lines) for basket in baskets))
+
+
+def accepted_columns(header: Mapping[str, list[Any]], lines: dict[str, list[Any]],
+                     offsets: list[int]) -> ParsedBaskets | None:
+    """Baskets as columns whose values already have the types, bounds and closed domains of `DecodedBasket` and
+    `DecodedLine` (`header`: a list per HEADER_FIELDS name, None where a basket left the field out; `lines`: a list
+    per LINE_FIELDS name, basket i's lines at offsets[i]:offsets[i + 1]): the scorer's reading when the remaining
+    rules hold, else None (the fast path does not vouch for them). Each rule runs over a whole column at once: a
+    1,000-basket body is one call per field, not per basket."""
+    dated = list(map(_shop_date, header["SHOP_DATE"]))
     if None in dated or not dated:
         return None
     days, weeks_of_date = zip(*dated, strict=True)
     # msgspec decodes BASKET_ID to a str, an int (never a bool: a JSON true is refused) or None
-    ids = [str(i) if isinstance(i, int) else i for i in field("BASKET_ID")]
+    ids = [str(i) if isinstance(i, int) else i for i in header["BASKET_ID"]]
     if any(len(i) > _BASKET_ID_MAX_LENGTH for i in ids if i is not None):
         return None
-    if any(sent is not None and sent != day for sent, day in zip(field("SHOP_WEEKDAY"), days, strict=True)):
+    if any(sent is not None and sent != day for sent, day in zip(header["SHOP_WEEKDAY"], days, strict=True)):
         return None
     try:  # the models' merge: coded and decoded segments that disagree are the models' 422 to report
-        sensitivity = list(map(_merged_sensitivity, field("CUST_PRICE_SENSITIVITY"), field("seg_1")))
-        lifestage = list(map(_merged_lifestage, field("CUST_LIFESTAGE"), field("seg_2")))
+        sensitivity = list(map(_merged_sensitivity, header["CUST_PRICE_SENSITIVITY"], header["seg_1"]))
+        lifestage = list(map(_merged_lifestage, header["CUST_LIFESTAGE"], header["seg_2"]))
     except ValueError:
         return None
-    lines = [line for basket in baskets for line in basket.lines]
-    columns = {name: list(map(attrgetter(name), lines)) for name in LINE_FIELDS}
-    codes = {name: columns[name] for name in CODE_PATTERNS if name in columns}
-    codes["STORE_CODE"] = field("STORE_CODE")
-    codes["CUST_CODE"] = [code for code in field("CUST_CODE") if code is not None]
+    codes = {name: lines[name] for name in CODE_PATTERNS if name in lines}
+    codes["STORE_CODE"] = header["STORE_CODE"]
+    codes["CUST_CODE"] = [code for code in header["CUST_CODE"] if code is not None]
     if not all(_VALID_CODES[name].vouch(values) for name, values in codes.items()):
         return None
-    header = {name: field(name) for name in (*_SENT_AS_IS, "SHOP_HOUR")}
-    header.update(CUST_PRICE_SENSITIVITY=sensitivity, CUST_LIFESTAGE=lifestage, SHOP_WEEKDAY=list(days))
-    offsets = BasketColumns.offsets_of(len(basket.lines) for basket in baskets)
-    weeks = [date_week if sent is None else sent for sent, date_week in zip(field("SHOP_WEEK"), weeks_of_date,
-                                                                            strict=True)]
-    return ParsedBaskets(ids=ids, weeks=weeks, columns=BasketColumns(header=header, lines=columns, offsets=offsets))
+    weeks = [date_week if sent is None else sent
+             for sent, date_week in zip(header["SHOP_WEEK"], weeks_of_date, strict=True)]
+    scored = {name: header[name] for name in (*_SENT_AS_IS, "SHOP_HOUR")}
+    scored.update(CUST_PRICE_SENSITIVITY=sensitivity, CUST_LIFESTAGE=lifestage, SHOP_WEEKDAY=list(days))
+    return ParsedBaskets(ids=ids, weeks=weeks, columns=BasketColumns(header=scored, lines=lines, offsets=offsets))
 
 
 @functools.lru_cache(maxsize=64)  # a few segment values, each pair merged once

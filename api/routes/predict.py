@@ -7,11 +7,11 @@ from typing import Annotated, Any, TypeAlias, TypedDict, cast
 import numpy as np
 import orjson
 from fastapi import APIRouter, Depends, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
+from api.arrow_body import ARROW_STREAM_CONTENT_TYPE, COLUMN_TYPES, is_arrow_stream, parse_arrow_batch
 from api.batcher import Batcher
-from api.body import ParsedBaskets, parse_batch, parse_single
+from api.body import ParsedBaskets, parse_batch, parse_single, within_batch_limit, within_line_limit
 from api.dependencies import batcher, current_model, settings
 from api.middleware import BASKETS_SCORED
 from api.model_store import LoadedModel
@@ -64,6 +64,26 @@ def request_body(model_name: str) -> dict[str, Any]:
         "application/json": {"schema": {"$ref": f"#/components/schemas/{model_name}"}}}}}
 
 
+ARROW_BATCH_BODY: dict[str, Any] = {
+    "schema": {"type": "string", "format": "binary"},
+    "x-arrow-columns": COLUMN_TYPES,
+}
+"""The batch body as an Arrow IPC stream (`api.arrow_body`): a row per basket, a column per BatchRequest basket field,
+`lines` a list of structs of the line fields; `x-arrow-columns` lists the Arrow types each column takes."""
+
+
+def batch_request_body() -> dict[str, Any]:
+    """The batch route's OpenAPI request body: the BatchRequest as JSON, or its baskets as an Arrow IPC stream."""
+    document = request_body("BatchRequest")
+    document["requestBody"]["description"] = (
+        "A BatchRequest as JSON, or its baskets as an Arrow IPC stream: a row per basket, a column per basket "
+        "field, `lines` a list of structs of the line fields (x-arrow-columns: the Arrow types each column takes; "
+        "any column may also be of the null type). Value errors are the JSON body's 422s at "
+        "[body, baskets, i, ...].")
+    document["requestBody"]["content"][ARROW_STREAM_CONTENT_TYPE] = ARROW_BATCH_BODY
+    return document
+
+
 def _json(payload: SinglePrediction | BatchPredictions) -> Response:
     """The body serialised once by orjson. Returning a dict would have FastAPI validate it against the response
     model first, a second pass over every prediction; the model stays declared for the OpenAPI document, and the
@@ -93,19 +113,6 @@ def _observe(request: Request, model: LoadedModel, baskets: ParsedBaskets, proba
         shadow.submit(logged, baskets.columns)
 
 
-def _within_line_limit(baskets: ParsedBaskets, limit: int, location: tuple[str, ...]) -> None:
-    """422 naming the first basket with more lines than RETAIL_MAX_BASKET_LINES allows."""
-    for i, lines in enumerate(baskets.lines_per_basket()):
-        if lines > limit:
-            where = (*location, i, "lines") if len(location) > 1 else (*location, "lines")
-            raise RequestValidationError([{
-                "type": "too_long",
-                "loc": where,
-                "msg": f"{lines} lines in one basket; the limit is {limit} (RETAIL_MAX_BASKET_LINES)",
-                "input": None,
-            }])
-
-
 @router.post("/predict", response_model=PredictResponse, openapi_extra=request_body("Basket"),
              responses={**AUTH_RESPONSES, **SIZE_RESPONSES, **BODY_RESPONSES})
 async def predict(
@@ -116,7 +123,7 @@ async def predict(
 ) -> Response:
     """The price sensitivity of one basket (header fields and its product lines)."""
     basket = parse_single(await request.body(), request.headers.get("content-type"))
-    _within_line_limit(basket, config.max_basket_lines, ("body",))
+    within_line_limit(basket.lines_per_basket(), config.max_basket_lines, ("body",))
     probabilities = await scoring.predict(model, basket.columns)
     setattr(request.state, BASKETS_SCORED, 1)
     _observe(request, model, basket, probabilities)
@@ -124,7 +131,7 @@ async def predict(
                   "model_version": model.version})
 
 
-@router.post("/predict/batch", response_model=BatchResponse, openapi_extra=request_body("BatchRequest"),
+@router.post("/predict/batch", response_model=BatchResponse, openapi_extra=batch_request_body(),
              responses={**AUTH_RESPONSES, **SIZE_RESPONSES, **BODY_RESPONSES})
 async def predict_batch(
     request: Request,
@@ -132,17 +139,15 @@ async def predict_batch(
     scoring: Annotated[Batcher, Depends(batcher)],
     config: Annotated[ApiSettings, Depends(settings)],
 ) -> Response:
-    """The price sensitivity of many baskets, in request order, all scored by one model version."""
-    batch = parse_batch(await request.body(), request.headers.get("content-type"))
-    if len(batch.ids) > config.max_batch_baskets:
-        raise RequestValidationError([{
-            "type": "too_long",
-            "loc": ("body", "baskets"),
-            "msg": f"{len(batch.ids)} baskets in one batch; the limit is {config.max_batch_baskets} "
-                   "(RETAIL_MAX_BATCH_BASKETS): split the batch",
-            "input": None,
-        }])
-    _within_line_limit(batch, config.max_basket_lines, ("body", "baskets"))
+    """The price sensitivity of many baskets, in request order, all scored by one model version: a JSON body, or
+    an Arrow IPC stream (Content-Type: application/vnd.apache.arrow.stream)."""
+    content_type, body = request.headers.get("content-type"), await request.body()
+    if is_arrow_stream(content_type):
+        batch = parse_arrow_batch(body, config.max_batch_baskets, config.max_basket_lines)
+    else:
+        batch = parse_batch(body, content_type)
+    within_batch_limit(len(batch.ids), config.max_batch_baskets)
+    within_line_limit(batch.lines_per_basket(), config.max_basket_lines, ("body", "baskets"))
     probabilities = await scoring.predict(model, batch.columns)
     setattr(request.state, BASKETS_SCORED, len(batch.ids))
     _observe(request, model, batch, probabilities)

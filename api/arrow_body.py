@@ -1,0 +1,424 @@
+"""The batch body as an Arrow IPC stream (`Content-Type: application/vnd.apache.arrow.stream`) to the scorer's columns.
+
+A row per basket, the columns named as the JSON body's basket fields, and `lines` a list of structs with the line
+fields. The rules are the JSON body's, from the same definitions (`api.body`):
+
+- a column takes the Arrow types that hold what its field's JSON value may be (`COLUMN_TYPES`: any integer width for
+  an integer, any string layout or a dictionary of strings for a string, date32/date64 as well for SHOP_DATE, ...),
+  and the `null` type, read as a null in every row;
+- its values are checked against the field's type in `DecodedBasket` / `DecodedLine` (bounds, closed domains, nulls),
+  then by `accepted_columns` (SHOP_DATE's forms, SHOP_WEEKDAY, the segment merges, the code patterns);
+- a body that does not pass is validated basket by basket by the pydantic models (`validated_rows`), from the values
+  JSON would have given: the same reading, or the same 422s at ("body", "baskets", i, ...), as the same baskets sent
+  as JSON.
+
+What belongs to the stream rather than to one basket's value is refused before any value is read, with a 422 whose
+`loc` holds no index: a body pyarrow cannot read as one stream (`arrow_invalid`, at ("body",)); compressed buffers
+(`arrow_unsupported`: a few megabytes of ZSTD can declare gigabytes, where an uncompressed stream holds at most what
+RETAIL_MAX_BODY_BYTES lets in); and per column (at ("body", "baskets", name), or ("body", "baskets", "lines", name) for
+a line field), a column of a type not accepted (`arrow_type`), one the body has no field for (`extra_forbidden`), a
+name used twice (`arrow_duplicate_column`) and a required column left out (`missing`). The batch and line limits
+(RETAIL_MAX_BATCH_BASKETS, RETAIL_MAX_BASKET_LINES) are applied from the row count and the list offsets, before any
+value becomes a Python object.
+"""
+
+from __future__ import annotations
+
+import email.message
+import struct
+import typing
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from types import GenericAlias
+from typing import Any
+
+import msgspec
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
+from fastapi.exceptions import RequestValidationError
+
+from api.body import (
+    HEADER_FIELDS,
+    DecodedBasket,
+    DecodedLine,
+    ParsedBaskets,
+    accepted_columns,
+    validated_rows,
+    within_batch_limit,
+    within_line_limit,
+)
+from ml.compiled import LINE_FIELDS
+
+ARROW_STREAM_CONTENT_TYPE = "application/vnd.apache.arrow.stream"
+"""The IANA media type of the Arrow IPC streaming format."""
+BASKETS = ("body", "baskets")
+LINES = (*BASKETS, "lines")
+
+
+def is_arrow_stream(content_type: str | None) -> bool:
+    """Whether a Content-Type names the Arrow IPC streaming format (in any case, with any parameters)."""
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    return message.get_content_type() == ARROW_STREAM_CONTENT_TYPE
+
+
+# ---- which Arrow types a field's column takes ---------------------------------------------------------------------
+
+def _is_string(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind))
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return _is_string(kind) or bool(pa.types.is_dictionary(kind) and _is_string(kind.value_type))
+
+
+def _is_real(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_floating(kind) or pa.types.is_integer(kind) or pa.types.is_decimal(kind))
+
+
+def _is_date(kind: pa.DataType) -> bool:
+    return bool(pa.types.is_date32(kind) or pa.types.is_date64(kind))
+
+
+@dataclass(frozen=True)
+class _ColumnType:
+    """What a JSON value's type becomes as an Arrow column: the types accepted, in words and as a test."""
+
+    words: str
+    accepts: Callable[[pa.DataType], bool]
+
+
+_INTEGER = _ColumnType("int8, int16, int32, int64, uint8, uint16, uint32 or uint64", pa.types.is_integer)
+_REAL = _ColumnType("float16, float32, float64, any integer type or decimal", _is_real)
+_TEXT = _ColumnType("string, large_string, string_view or a dictionary of one of them", _is_text)
+_DATE = _ColumnType("date32 or date64", _is_date)
+_OF_JSON_TYPE = {msgspec.inspect.IntType: _INTEGER, msgspec.inspect.FloatType: _REAL,
+                 msgspec.inspect.StrType: _TEXT, msgspec.inspect.LiteralType: _TEXT}
+_AS_DATES = {"SHOP_DATE"}
+"""Fields whose model reads a date: their columns may be Arrow dates as well."""
+
+
+@dataclass(frozen=True)
+class _Field:
+    """A field of the body as an Arrow column: the types its column may have, whether it may be left out or be
+    null, and the type its values are checked against (the fast-path struct field's, as a list of them; None where
+    a column of an accepted type holds nothing else: a string or integer without bounds or domain)."""
+
+    name: str
+    types: tuple[_ColumnType, ...]
+    required: bool
+    nullable: bool
+    checked: Any
+
+    def accepts(self, kind: pa.DataType) -> bool:
+        return bool(pa.types.is_null(kind)) or any(t.accepts(kind) for t in self.types)
+
+    def holds(self, column: pa.Array) -> bool:
+        """Whether every value of a column (`_normalized`) has the field's type, bounds and domain: msgspec checks
+        each distinct value against the struct's field, as it checks the JSON body's."""
+        if pa.types.is_null(column.type):
+            return self.nullable or len(column) == 0
+        dictionary = column.dictionary if pa.types.is_dictionary(column.type) else None
+        nulls = column.null_count + (0 if dictionary is None else dictionary.null_count)
+        if nulls and not self.nullable:
+            return False
+        if self.checked is None:
+            return True
+        try:
+            msgspec.convert(pc.unique(column).to_pylist(), self.checked, strict=True)
+        except msgspec.ValidationError:
+            return False
+        return True
+
+    @property
+    def words(self) -> str:
+        return "; or ".join(t.words for t in self.types)
+
+    @property
+    def real(self) -> bool:
+        """Whether the field is a float (its values are read as float64 whatever the column's number type)."""
+        return _REAL in self.types
+
+
+def _struct_fields(struct_type: type[msgspec.Struct]) -> tuple[msgspec.inspect.Field, ...]:
+    info = msgspec.inspect.type_info(struct_type)
+    if not isinstance(info, msgspec.inspect.StructType):
+        raise TypeError(f"{struct_type.__name__} is not a msgspec struct")
+    return info.fields
+
+
+def _constrained(member: msgspec.inspect.Type) -> bool:
+    """Whether a JSON value of this type can be refused for more than its type: a domain, a bound or a pattern."""
+    limits = ("gt", "ge", "lt", "le", "multiple_of", "min_length", "max_length", "pattern")
+    return isinstance(member, msgspec.inspect.LiteralType) or any(getattr(member, limit, None) is not None
+                                                                  for limit in limits)
+
+
+def _fields(struct_type: type[msgspec.Struct]) -> dict[str, _Field]:
+    """The fields of a fast-path struct (but lists of structs) as Arrow columns."""
+    hints = typing.get_type_hints(struct_type, include_extras=True)
+    fields = {}
+    for field in _struct_fields(struct_type):
+        members = field.type.types if isinstance(field.type, msgspec.inspect.UnionType) else (field.type,)
+        if any(isinstance(member, msgspec.inspect.ListType) for member in members):
+            continue
+        values = [member for member in members if not isinstance(member, msgspec.inspect.NoneType)]
+        types = tuple(_OF_JSON_TYPE[type(member)] for member in values) + ((_DATE,) if field.name in _AS_DATES else ())
+        checked = GenericAlias(list, (hints[field.name],)) if any(map(_constrained, values)) else None
+        fields[field.name] = _Field(field.name, types, field.required, len(values) < len(members), checked)
+    return fields
+
+
+HEADER_COLUMNS = _fields(DecodedBasket)
+LINE_COLUMNS = _fields(DecodedLine)
+_LINES_TYPE = next(field.type for field in _struct_fields(DecodedBasket) if field.name == "lines")
+if not isinstance(_LINES_TYPE, msgspec.inspect.ListType):
+    raise TypeError("DecodedBasket.lines is not a list")
+MIN_LINES, MAX_LINES = _LINES_TYPE.min_length or 0, _LINES_TYPE.max_length
+COLUMN_TYPES = {**{name: field.words for name, field in HEADER_COLUMNS.items()},
+                "lines": "list or large_list of struct (the line fields)",
+                **{f"lines.{name}": field.words for name, field in LINE_COLUMNS.items()}}
+"""The Arrow types each column takes, in words (the docs and the OpenAPI document show them); any column may also
+be of the `null` type."""
+
+
+def _is_lines(kind: pa.DataType) -> bool:
+    return bool((pa.types.is_list(kind) or pa.types.is_large_list(kind))
+                and (pa.types.is_struct(kind.value_type) or pa.types.is_null(kind.value_type)))
+
+
+# ---- the stream ---------------------------------------------------------------------------------------------------
+
+def _error(kind: str, loc: tuple[str, ...], msg: str, value: Any = None, **ctx: Any) -> dict[str, Any]:
+    return {"type": kind, "loc": loc, "msg": msg, "input": value, **({"ctx": ctx} if ctx else {})}
+
+
+def _unreadable(error: Exception | str) -> RequestValidationError:
+    return RequestValidationError([_error("arrow_invalid", ("body",), "Arrow IPC stream decode error",
+                                          error=str(error))])
+
+
+_MESSAGE_HEADER_TYPE, _MESSAGE_HEADER = 1, 2  # the slots of Message.header's union (format/Message.fbs)
+_DICTIONARY_BATCH, _RECORD_BATCH = 2, 3  # MessageHeader's members
+_DICTIONARY_DATA, _RECORD_BATCH_COMPRESSION = 1, 3  # the slots of DictionaryBatch.data, RecordBatch.compression
+
+
+def _unpacked(layout: str, data: bytes, at: int) -> int:
+    if at < 0:
+        raise ValueError(f"flatbuffer offset {at} before the message")
+    value: int = struct.unpack_from(layout, data, at)[0]
+    return value
+
+
+def _field_at(data: bytes, table: int, slot: int) -> int | None:
+    """Where a field of a flatbuffer table is, from the slot of its vtable; None when the field is not set."""
+    vtable = table - _unpacked("<i", data, table)
+    if 4 + 2 * slot >= _unpacked("<H", data, vtable):
+        return None
+    offset = _unpacked("<H", data, vtable + 4 + 2 * slot)
+    return table + offset if offset else None
+
+
+def _table_at(data: bytes, table: int, slot: int) -> int | None:
+    """The table a field of a flatbuffer table refers to; None when the field is not set."""
+    at = _field_at(data, table, slot)
+    return None if at is None else at + _unpacked("<I", data, at)
+
+
+def compressed(metadata: bytes) -> bool:
+    """Whether an IPC message is a record or dictionary batch with compressed buffers: its RecordBatch table's
+    `compression` field is set (format/Message.fbs). Read from the message's flatbuffer, so before pyarrow decodes,
+    and decompresses, the batch. ValueError or struct.error for metadata that is no flatbuffer."""
+    message = _unpacked("<I", metadata, 0)
+    kind_at = _field_at(metadata, message, _MESSAGE_HEADER_TYPE)
+    kind = 0 if kind_at is None else _unpacked("<B", metadata, kind_at)
+    if kind not in (_DICTIONARY_BATCH, _RECORD_BATCH):
+        return False
+    batch = _table_at(metadata, message, _MESSAGE_HEADER)
+    if batch is not None and kind == _DICTIONARY_BATCH:
+        batch = _table_at(metadata, batch, _DICTIONARY_DATA)
+    return batch is not None and _field_at(metadata, batch, _RECORD_BATCH_COMPRESSION) is not None
+
+
+def _scan(buffer: pa.Buffer) -> None:
+    """Refuse a body holding compressed batches, or bytes after the end of its stream (a second stream, say, which
+    a reader would silently leave unread), reading only the messages' metadata."""
+    source = pa.BufferReader(buffer)
+    try:
+        messages = ipc.MessageReader.open_stream(source)
+        while True:
+            try:
+                message = messages.read_next_message()
+            except StopIteration:
+                break
+            if compressed(message.metadata.to_pybytes()):
+                raise RequestValidationError([_error(
+                    "arrow_unsupported", ("body",), "compressed Arrow IPC buffers (LZ4, ZSTD) are not accepted: "
+                    "send the stream uncompressed")])
+    except (pa.ArrowException, OSError, ValueError, struct.error) as error:
+        raise _unreadable(error) from error
+    if source.tell() != buffer.size:
+        raise _unreadable(f"{buffer.size - source.tell()} bytes after the end of the stream: send one stream")
+
+
+def _schema_errors(schema: pa.Schema) -> list[dict[str, Any]]:
+    """The columns' problems: unknown, repeated, of a type not accepted, or required and missing; lines' fields too."""
+    errors = _column_errors(schema, HEADER_COLUMNS, BASKETS, extra={"lines"})
+    if "lines" not in schema.names:
+        return [*errors, _error("missing", LINES, "Field required")]
+    kind = schema.field("lines").type if schema.names.count("lines") == 1 else pa.null()
+    if pa.types.is_null(kind):
+        return errors
+    if not _is_lines(kind):
+        return [*errors, _error("arrow_type", LINES, f"an Arrow {kind} column; lines takes {COLUMN_TYPES['lines']}",
+                                str(kind), expected=COLUMN_TYPES["lines"])]
+    if pa.types.is_struct(kind.value_type):
+        errors += _column_errors(pa.schema(list(kind.value_type)), LINE_COLUMNS, LINES)
+    return errors
+
+
+def _column_errors(schema: pa.Schema, fields: Mapping[str, _Field], loc: tuple[str, ...],
+                   extra: set[str] | None = None) -> list[dict[str, Any]]:
+    known = {*fields, *(extra or set())}
+    errors = [_error("arrow_duplicate_column", (*loc, name), f"{count} columns named {name}: send one", name)
+              for name, count in Counter(schema.names).items() if count > 1]
+    for column in schema:
+        field = fields.get(column.name)
+        if column.name not in known:
+            errors.append(_error("extra_forbidden", (*loc, column.name), "Extra inputs are not permitted",
+                                 str(column.type)))
+        elif field is not None and not field.accepts(column.type):
+            errors.append(_error("arrow_type", (*loc, column.name),
+                                 f"an Arrow {column.type} column; {column.name} takes {field.words}",
+                                 str(column.type), expected=field.words))
+    errors += [_error("missing", (*loc, name), "Field required") for name, field in fields.items()
+               if field.required and name not in schema.names]
+    return errors
+
+
+def _table(body: bytes) -> pa.Table:
+    """The stream's batches as one table, once its schema passed; every batch fully validated (offsets in bounds,
+    dictionary indices in range, strings UTF-8) before a value is read."""
+    buffer = pa.py_buffer(body)
+    _scan(buffer)
+    try:
+        reader = ipc.open_stream(buffer)
+    except (pa.ArrowException, OSError) as error:
+        raise _unreadable(error) from error
+    errors = _schema_errors(reader.schema)
+    if errors:
+        raise RequestValidationError(errors)
+    try:
+        batches = list(reader)
+        for batch in batches:
+            batch.validate(full=True)
+    except (pa.ArrowException, OSError) as error:
+        raise _unreadable(error) from error
+    return pa.Table.from_batches(batches, schema=reader.schema)
+
+
+# ---- values -------------------------------------------------------------------------------------------------------
+
+def _single(column: pa.ChunkedArray) -> pa.Array:
+    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+
+
+def _normalized(column: pa.Array, field: _Field) -> pa.Array:
+    """A column as the values JSON would give: a date as its YYYY-MM-DD text, any number of a `real` field as a
+    float64; integers, strings and dictionaries of strings as they are."""
+    if _is_date(column.type):
+        return pc.strftime(column, format="%Y-%m-%d")
+    if field.real and not pa.types.is_null(column.type) and column.type != pa.float64():
+        return pc.cast(column, pa.float64(), safe=False)
+    return column
+
+
+def _values(column: pa.Array) -> list[Any]:
+    """A normalized column's values as Python objects (int, float, str or None). A dictionary's values are made
+    once and shared by the rows that use them."""
+    kind = column.type
+    if pa.types.is_null(kind):
+        return [None] * len(column)
+    if pa.types.is_dictionary(kind):  # indices into the values, a null as one more value
+        values = np.asarray([*_values(column.dictionary), None], dtype=object)
+        indices = column.indices if column.null_count == 0 else pc.cast(column.indices, pa.int64()).fill_null(
+            len(values) - 1)
+        return values[indices.to_numpy()].tolist()  # type: ignore[no-any-return]
+    if column.null_count == 0 and (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+        return column.to_numpy().tolist()  # type: ignore[no-any-return]
+    return column.to_pylist()  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class _Baskets:
+    """A table's baskets as Python values: a list per column sent, the lines' offsets (basket i's lines at
+    offsets[i]:offsets[i + 1]), which baskets' lines and which lines are not null, and whether every column holds
+    only values of its field's type, bounds and domain (`_Field.holds`) with no null lines."""
+
+    header: dict[str, list[Any]]
+    lines: dict[str, list[Any]]
+    offsets: list[int]
+    lists_valid: list[bool]
+    lines_valid: list[bool]
+    holds: bool
+
+    def vouched(self) -> ParsedBaskets | None:
+        """The scorer's reading when the columns hold and the remaining rules hold (`accepted_columns`); else None."""
+        if not self.holds:
+            return None
+        header = {name: self.header.get(name) or [None] * len(self.lists_valid) for name in HEADER_FIELDS}
+        return accepted_columns(header, {name: self.lines[name] for name in LINE_FIELDS}, self.offsets)
+
+    def rows(self) -> Iterator[dict[str, Any]]:
+        """Each basket as JSON would decode it (the columns not sent left out), for the models."""
+        for i, valid in enumerate(self.lists_valid):
+            row = {name: values[i] for name, values in self.header.items()}
+            lines = range(self.offsets[i], self.offsets[i + 1])
+            row["lines"] = [{name: values[j] for name, values in self.lines.items()} if self.lines_valid[j] else None
+                            for j in lines] if valid else None
+            yield row
+
+
+def _baskets(table: pa.Table, max_baskets: int, max_lines: int) -> _Baskets:
+    """The table's values, once the batch and line limits hold (from the row count and the list offsets alone)."""
+    within_batch_limit(table.num_rows, max_baskets)
+    header = {name: _normalized(_single(table.column(name)), HEADER_COLUMNS[name])
+              for name in table.column_names if name != "lines"}
+    holds = all(HEADER_COLUMNS[name].holds(column) for name, column in header.items())
+    lists = _single(table.column("lines"))
+    if pa.types.is_null(lists.type) or len(lists) == 0:
+        offsets, lists_valid, items = np.zeros(len(lists) + 1, np.int64), np.zeros(len(lists), bool), None
+    else:
+        offsets = lists.offsets.to_numpy().astype(np.int64)
+        lists_valid = lists.is_valid().to_numpy(zero_copy_only=False)
+        within_line_limit(np.where(lists_valid, np.diff(offsets), 0).tolist(), max_lines, BASKETS)
+        items = lists.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
+        offsets -= offsets[0]
+    if items is None or pa.types.is_null(items.type):
+        length = 0 if items is None else len(items)
+        lines = {name: pa.nulls(length) for name in LINE_FIELDS}
+        lines_valid = np.zeros(length, bool)
+    else:
+        lines = {name: _normalized(items.field(name), LINE_COLUMNS[name]) for name in LINE_FIELDS}
+        lines_valid = items.is_valid().to_numpy(zero_copy_only=False)
+    counts = np.diff(offsets)
+    holds = (holds and bool(lists_valid.all() and lines_valid.all()) and len(lists) > 0
+             and MIN_LINES <= counts.min() and (MAX_LINES is None or counts.max() <= MAX_LINES)
+             and all(LINE_COLUMNS[name].holds(column) for name, column in lines.items()))
+    return _Baskets({name: _values(column) for name, column in header.items()},
+                    {name: _values(column) for name, column in lines.items()},
+                    offsets.tolist(), lists_valid.tolist(), lines_valid.tolist(), holds)
+
+
+def parse_arrow_batch(body: bytes, max_baskets: int, max_lines: int) -> ParsedBaskets:
+    """The baskets of an Arrow IPC stream, the body of POST /v1/predict/batch sent as ARROW_STREAM_CONTENT_TYPE;
+    a 422 for a body over `max_baskets` baskets or a basket over `max_lines` lines, as for JSON."""
+    if not body:  # as FastAPI answers an empty JSON body
+        raise RequestValidationError([_error("missing", ("body",), "Field required")])
+    baskets = _baskets(_table(body), max_baskets, max_lines)
+    return baskets.vouched() or validated_rows(baskets.rows())
