@@ -87,8 +87,9 @@ class DataLakeConfig(Section):
 
 LAKE_ZONES = ("raw", "silver", "gold", "artifacts")
 """The platform's lake buckets (infra/data_lake.py `ZONES`, the platform output lakeBuckets)."""
-MIN_SCAN_CUTOFF_BYTES = 10 * 1024 * 1024
-"""The smallest per-query scan limit Athena accepts (10 MB; CreateWorkGroup's BytesScannedCutoffPerQuery)."""
+MIN_SCAN_CUTOFF_BYTES = 10_000_000
+"""The smallest per-query scan limit Athena accepts: 10,000,000 bytes, the minimum of CreateWorkGroup's
+BytesScannedCutoffPerQuery (BytesScannedCutoffValue in botocore's Athena model), not 10 MiB."""
 
 
 class LakeCatalogConfig(Section):
@@ -102,8 +103,9 @@ class LakeCatalogConfig(Section):
     """The lake bucket holding the lake root, as datasets/README.md documents."""
     lake_prefix: str = "lake"
     """The lake root's prefix in that bucket: the tables read s3://<bucket>/<prefix>/{silver,gold,predictions}/."""
-    bytes_scanned_cutoff_per_query: int = Field(10 * 1024**3, ge=MIN_SCAN_CUTOFF_BYTES)
-    """Athena cancels a query of the workgroup once it has scanned this many bytes (billed at $5 per TB)."""
+    bytes_scanned_cutoff_per_query: int = 10 * 1024**3
+    """Athena cancels a query of the workgroup once it has scanned this many bytes (billed at $5 per TB); at least
+    `MIN_SCAN_CUTOFF_BYTES`."""
     results_expiry_days: int = Field(30, ge=1)
     """Query results (and their versions) are deleted from the results bucket this many days after they are written."""
     force_destroy: bool = False
@@ -124,6 +126,14 @@ class LakeCatalogConfig(Section):
         if value.startswith("/") or "://" in value or ".." in value.split("/"):
             raise ValueError(f"lakePrefix must be a path relative to the bucket, got {value!r}")
         return value.strip("/")
+
+    @field_validator("bytes_scanned_cutoff_per_query")
+    @classmethod
+    def _athena_accepts(cls, value: int) -> int:
+        if value < MIN_SCAN_CUTOFF_BYTES:
+            raise ValueError(f"bytesScannedCutoffPerQuery must be at least {MIN_SCAN_CUTOFF_BYTES:,} bytes, Athena's "
+                             f"minimum, got {value:,}")
+        return value
 
 
 class AuditConfig(Section):

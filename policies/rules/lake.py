@@ -42,7 +42,9 @@ def scans_bounded(resource: Resource) -> list[str]:
     cutoff = resource.get("configuration", "bytesScannedCutoffPerQuery")
     if cutoff is None:
         return ["lets a query scan without limit (no bytes-scanned cutoff)"]
-    return [] if float(cutoff) >= MIN_SCAN_CUTOFF_BYTES else [f"sets a cutoff of {cutoff} bytes, below Athena's 10 MB"]
+    if float(cutoff) >= MIN_SCAN_CUTOFF_BYTES:
+        return []
+    return [f"sets a cutoff of {cutoff} bytes, below Athena's minimum of {MIN_SCAN_CUTOFF_BYTES:,} bytes"]
 
 
 def _location_problems(table: Resource, buckets: Sequence[Resource]) -> list[str]:

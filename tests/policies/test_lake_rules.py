@@ -7,10 +7,11 @@ one by one, and the catalog the platform declares (infra/lake_catalog.py, under 
 
 from __future__ import annotations
 
+import botocore.session
 import pulumi_aws as aws
 import pytest
 
-from infra.config import LakeCatalogConfig
+from infra.config import MIN_SCAN_CUTOFF_BYTES, LakeCatalogConfig
 from infra.lake_catalog import LakeCatalog, LakeCatalogArgs
 from infra.mocks import ACCOUNT_ID
 from infra.offline import run_offline
@@ -55,7 +56,19 @@ def test_client_side_kms_encryption_passes_and_the_provider_default_enforces():
 def test_a_cutoff_below_athena_s_minimum_fails():
     below = changed(WORKGROUP, "configuration", "bytesScannedCutoffPerQuery", value=1024)
     (message,) = messages("athena-scan-cutoff", below)
-    assert "sets a cutoff of 1024 bytes, below Athena's 10 MB" in message
+    assert "sets a cutoff of 1024 bytes, below Athena's minimum of 10,000,000 bytes" in message
+
+
+def test_athena_s_minimum_is_ten_million_bytes_not_ten_mebibytes():
+    athena = botocore.session.get_session().get_service_model("athena")
+    assert athena.shape_for("BytesScannedCutoffValue").metadata["min"] == MIN_SCAN_CUTOFF_BYTES == 10_000_000
+    at, under = (changed(WORKGROUP, "configuration", "bytesScannedCutoffPerQuery", value=value)
+                 for value in (10_000_000, 9_999_999))
+    assert messages("athena-scan-cutoff", at) == []
+    assert len(messages("athena-scan-cutoff", under)) == 1
+    assert LakeCatalogConfig(bytes_scanned_cutoff_per_query=10_000_000).bytes_scanned_cutoff_per_query == 10_000_000
+    with pytest.raises(ValueError, match="at least 10,000,000 bytes, Athena's minimum, got 9,999,999"):
+        LakeCatalogConfig(bytes_scanned_cutoff_per_query=9_999_999)
 
 
 def test_a_table_that_names_a_stack_bucket_by_its_name_passes_without_dependencies():
