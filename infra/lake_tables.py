@@ -7,20 +7,32 @@
 <root> is the lake root, `s3://<lake bucket>/<lake prefix>`. `ml.lake_sql.TABLES` names the same tables, zones and
 folders for DuckDB over a local lake (tests/infra/test_lake_catalog.py checks that they agree).
 
-Every table has the partition column `run` (the lake run id), projected with type `injected`: a query names its
-run in the WHERE clause (a literal, or the `?` of a saved query given as an execution parameter) and Athena reads
-that run's folder only. Partition projection (https://docs.aws.amazon.com/athena/latest/ug/partition-projection.html)
-needs no partitions registered in Glue: `projection.enabled`, `projection.<column>.type` (and `.values` for an
+Every table has the partition column `run` (the id of the run that wrote it: a pipeline run's for silver and gold,
+a `retail score` run's for predictions), projected with type `injected`: a query names its run in the WHERE clause
+(a literal, or the `?` of a saved query given as an execution parameter) and Athena reads that run's folder only.
+Partition projection (https://docs.aws.amazon.com/athena/latest/ug/partition-projection.html) needs no partitions
+registered in Glue: `projection.enabled`, `projection.<column>.type` (and `.values` for an
 enum), and `storage.location.template`, which must hold a `${column}` for every partition column and end with a
 slash (https://docs.aws.amazon.com/athena/latest/ug/partition-projection-setting-up.html). A query without a run
 fails with CONSTRAINT_VIOLATION rather than reading every run
 (https://docs.aws.amazon.com/athena/latest/ug/partition-projection-dynamic-id-partitioning.html).
 
-gold_baskets has two more partition columns, enums of ml.schema's domains, because pyarrow writes the basket
-table hive-partitioned by them and keeps them out of the files. pyarrow percent-encodes a partition value in its
-folder name (`BASKET_TYPE=Small%20Shop`), and Athena puts an enum value into the template as it is, so the enum's
-values are the encoded names (`folder_value`) and `basket_type` reads `Small%20Shop` (`url_decode(basket_type)`
-gives `Small Shop`; DuckDB decodes the folder name, so locally it reads `Small Shop`).
+gold_baskets has two more partition columns, enums of ml.schema's domains, because ml.lake writes the basket
+table hive-partitioned by them and keeps them out of the files. Its folders name each value as it is
+(`BASKET_TYPE=Small Shop/`, `Lake.write_partitioned`, which refuses a value that cannot name a folder and an S3 key
+as it is: no `/`, `=`, `%` or `,`), and Athena puts an enum value into the template as it is (Trino's projection
+escapes no value when `storage.location.template` is set), so the enum's values are ml.schema's domain values and
+`basket_type` reads `Small Shop`, as DuckDB does locally. A value outside the enum is no error: Athena reads no
+partition and returns no rows (https://docs.aws.amazon.com/athena/latest/ug/partition-projection.html), so the
+enum lists the domains whole. Runs written before the folders were unencoded have `BASKET_TYPE=Small%20Shop/`,
+which this table does not find (their `Small Shop`, `Top Up` and `Full Shop` baskets read as none); local readers
+(pyarrow, Polars, DuckDB) decode either spelling to `Small Shop`.
+
+predictions' `run` is the id of a `retail score` run (ml/score.py `run_id_now`: its UTC time and a random suffix),
+not a pipeline run: its folders are not silver's or gold's, so joining predictions to silver_lines on `run`
+matches nothing; join on the basket (`basket_key`) within the runs each side names. The service's prediction log
+(`predictions/service/week=YYYYWW/`, ml/prediction_log.py) has no `baskets/` folder, so the table does not read
+it: `run = 'service'` resolves to `predictions/service/baskets/`, which holds nothing.
 
 predictions is not partitioned by week: its week=YYYYWW folders lie below the run's partition, which Athena reads
 with its subfolders (a table over CloudTrail's AWSLogs/<account>/CloudTrail/ reads the region/year/month/day
@@ -45,7 +57,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import quote
 
 import pyarrow as pa
 
@@ -59,12 +70,6 @@ RUN = "run"
 PARQUET_INPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
 PARQUET_OUTPUT = "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
 PARQUET_SERDE = "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
-
-
-def folder_value(value: str) -> str:
-    """A partition value as pyarrow writes it in a hive folder name: percent-encoded but for letters, digits and
-    `-._~` (`Small Shop` -> `Small%20Shop`)."""
-    return quote(value, safe="")
 
 
 SILVER_TYPES: Mapping[str, pa.DataType] = {"SHOP_DATE": pa.date32(), "SHOP_WEEKDAY": pa.int8(),
@@ -109,8 +114,13 @@ GLUE_TYPES: Mapping[pa.DataType, str] = {
 
 
 def glue_type(arrow: pa.DataType) -> str:
-    """The Hive type Athena reads a Parquet column of `arrow` type as."""
-    if pa.types.is_timestamp(arrow):
+    """The Hive type Athena reads a Parquet column of `arrow` type as. A timestamp must be in milliseconds: Athena
+    engine v3 handles that precision only, and a file of another fails the query ("Precision mismatch in Timestamp
+    columns causes serialization error", https://docs.aws.amazon.com/athena/latest/ug/engine-versions-reference-0003.html)."""
+    if isinstance(arrow, pa.TimestampType):
+        if arrow.unit != "ms":
+            raise ValueError(f"{arrow}: Athena engine v3 reads timestamps in milliseconds only; write them as "
+                             "timestamp[ms]")
         return "timestamp"
     if arrow not in GLUE_TYPES:
         raise ValueError(f"no Glue type for the Arrow type {arrow}")
@@ -123,7 +133,7 @@ class Partition:
 
     name: str
     values: tuple[str, ...]
-    """The enum's values as the folders name them."""
+    """The enum's values, as the folders name them (`<folder>=<value>`, unencoded)."""
     folder: str
     """The folder's name before `=`."""
 
@@ -138,6 +148,8 @@ class LakeTable:
     schema: pa.Schema
     description: str
     partitions: tuple[Partition, ...] = ()
+    run_of: str = "pipeline run"
+    """What wrote a run's folder: `run` is that run's id."""
 
     def location(self, root: str) -> str:
         return f"{root}/{self.zone}/"
@@ -158,13 +170,13 @@ class LakeTable:
         return [{"name": f.name.lower(), "type": glue_type(f.type)} for f in self.schema]
 
     def partition_keys(self) -> list[dict[str, str]]:
-        run = {"name": RUN, "type": "string", "comment": "the lake run id: name one in the WHERE clause"}
-        return [run, *({"name": p.name, "type": "string", "comment": f"folder {p.folder}= (percent-encoded)"}
+        run = {"name": RUN, "type": "string", "comment": f"the {self.run_of} id: name one in the WHERE clause"}
+        return [run, *({"name": p.name, "type": "string", "comment": f"folder {p.folder}=<value>"}
                        for p in self.partitions)]
 
 
 def _enum(column: str) -> Partition:
-    return Partition(column.lower(), tuple(folder_value(v) for v in DOMAINS[column]), column)
+    return Partition(column.lower(), DOMAINS[column], column)
 
 
 TABLES = (
@@ -173,5 +185,6 @@ TABLES = (
               "Basket feature table of a pipeline run (fixed features; per-division and one-hot columns left out)",
               (_enum("STORE_REGION"), _enum("BASKET_TYPE"))),
     LakeTable("predictions", "predictions", "baskets", PREDICTION_SCHEMA,
-              "One row per basket scored by a `retail score` run (weeks in week=YYYYWW folders below the run)"),
+              "One row per basket scored by a `retail score` run (weeks in week=YYYYWW folders below the run)",
+              run_of="`retail score` run"),
 )

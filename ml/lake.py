@@ -9,7 +9,8 @@ Layout under the root:
   silver/<run>/lines/part-0.parquet     typed, validated lines
   silver/<run>/quarantine/part-0.parquet  rejected rows with the rule they failed
   gold/<run>/baskets/                   basket feature table, hive-partitioned by
-                                        STORE_REGION and BASKET_TYPE
+                                        STORE_REGION and BASKET_TYPE (folders named by the
+                                        values as they are: BASKET_TYPE=Small Shop/)
   gold/<run>/featurizer/                the fitted feature transformer
   manifests/<run>.json                  lineage and counts of the run
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,6 +33,7 @@ from typing import cast
 
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -79,6 +82,42 @@ def silver_runs(fs: pafs.FileSystem, silver: str) -> list[str]:
     listed = fs.get_file_info(pafs.FileSelector(silver, recursive=True, allow_not_found=True))
     inside = (info.path[len(silver.rstrip("/")):].strip("/") for info in listed if info.type == pafs.FileType.File)
     return sorted(run for run, _, rest in (path.partition("/") for path in inside) if rest == SILVER_LINES)
+
+
+HIVE_VALUE = re.compile(r"[A-Za-z0-9_-](?:[A-Za-z0-9 ._-]*[A-Za-z0-9_-])?")
+"""A partition value that names its hive folder (`<COLUMN>=<value>`) and S3 key as it is: letters, digits, `_` and
+`-`, with spaces and dots inside (ml.schema's domains of the partition columns: `E01`, `Small Shop`). Nothing that
+would make another folder (`/`), split the name (`=`), decode to another value in a reader that URI-decodes folder
+names (`%`, `+`), split Athena's comma-separated enum projection (`,`), or that S3 asks to avoid or handle specially
+(https://docs.aws.amazon.com/AmazonS3/latest/userguide/object-keys.html) but the space inside."""
+NULL_FOLDER = "__HIVE_DEFAULT_PARTITION__"
+"""The folder value hive readers read as null (pyarrow's and DuckDB's default), so not a value either."""
+
+
+def check_partition_values(source: ds.Dataset, partition_by: list[str]) -> None:
+    """Raises ValueError naming the column and value when a partition column of `source` holds a null or a value
+    whose text (a number's too) `HIVE_VALUE` refuses. Reads the partition columns only, a batch at a time."""
+    seen: dict[str, set[str | None]] = {column: set() for column in partition_by}
+    for batch in source.to_batches(columns=partition_by):
+        for column in partition_by:
+            seen[column].update(pc.unique(batch.column(column).cast(pa.string())).to_pylist())
+    for column, values in seen.items():
+        for value in sorted(values, key=str):
+            if value is None or value == NULL_FOLDER or not HIVE_VALUE.fullmatch(value):
+                raise ValueError(
+                    f"{column}={value!r} cannot name a partition folder as it is: a partition value is letters, "
+                    "digits, `_` or `-`, with spaces or dots inside (no `/`, `=`, `%`, `,` and not null); "
+                    f"fix the value or partition by another column")
+
+
+def hive_folders(source: ds.Dataset, partition_by: list[str]) -> ds.Scanner:
+    """`source`'s rows with each partition column holding its folder's name, `<COLUMN>=<value>`, for a directory
+    partitioning to write as it is."""
+    def folder(column: str) -> pc.Expression:
+        return pc.binary_join_element_wise(pc.scalar(f"{column}="), ds.field(column).cast(pa.string()), pc.scalar(""))
+
+    return source.scanner(columns={name: folder(name) if name in partition_by else ds.field(name)
+                                   for name in source.schema.names})
 
 
 @dataclass(frozen=True)
@@ -146,16 +185,25 @@ class Lake:
 
     def write_partitioned(self, frame: pl.DataFrame | ds.Dataset, partition_by: list[str], *parts: str) -> str:
         """A frame, or an Arrow dataset (e.g. Parquet files, streamed through), hive-partitioned by `partition_by`;
-        each partition holds its rows in the input's order (training reads them in that order)."""
+        each partition holds its rows in the input's order (training reads them in that order).
+
+        A partition's folder is `<COLUMN>=<value>` with the value as it is (`BASKET_TYPE=Small Shop`), so that
+        Athena's enum projection of the raw values finds it (infra/lake_tables.py). pyarrow's hive partitioning
+        percent-encodes the value when it writes (`Small%20Shop`, whatever its `segment_encoding`, which only
+        governs reading), so the folder names are written by a directory partitioning over `<COLUMN>=<value>`
+        strings instead (`hive_folders`). Readers that decode hive folder names (pyarrow's and Polars' `hive`,
+        DuckDB's hive_partitioning) read a folder of either spelling as the same value. Every value is checked
+        (`check_partition_values`) before anything is written."""
+        source = ds.dataset(frame.to_arrow()) if isinstance(frame, pl.DataFrame) else frame
+        check_partition_values(source, partition_by)
         path = self._path(*parts)
         self.fs.create_dir(path, recursive=True)
         ds.write_dataset(
-            frame.to_arrow() if isinstance(frame, pl.DataFrame) else frame,
+            hive_folders(source, partition_by),
             path,
             filesystem=self.fs,
             format="parquet",
-            partitioning=partition_by,
-            partitioning_flavor="hive",
+            partitioning=ds.DirectoryPartitioning(pa.schema([(column, pa.string()) for column in partition_by])),
             existing_data_behavior="delete_matching",
             preserve_order=True,
         )

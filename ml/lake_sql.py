@@ -7,15 +7,17 @@ The tables are those the Glue catalog declares on AWS, with the same names and a
   gold_baskets   gold/<run>/baskets/STORE_REGION=../BASKET_TYPE=../*.parquet    basket features
   predictions    predictions/<run>/baskets/week=YYYYWW/*.parquet                `retail score`'s predictions
 
-Gold's `key=value` folder names are columns too (DuckDB's hive partitioning), as in Glue; the
-predictions' `week=` folders are not, as Glue's table has none (each row holds its SHOP_WEEK). Two
-differences remain, both in gold: DuckDB decodes `BASKET_TYPE=Small%20Shop` to `Small Shop` where
-Athena keeps it encoded, and Glue leaves out the columns whose names depend on the run's data (a
-share per division, one-hot columns), which DuckDB reads; the saved queries use neither. Because
-of those columns gold's files are read by column name. A filter on `run` is applied to the list
-of files before any is opened (DuckDB prunes files by filters on the file name), so a query that
-names one run reads that run's files only. The service's log (`predictions/service/week=..`) is
-not a run's `baskets/`, so not in `predictions`.
+Gold's `key=value` folder names are columns too (DuckDB's hive partitioning), as in Glue, and read
+the same: the folders name the values as they are (`BASKET_TYPE=Small Shop`, ml.lake), and DuckDB
+decodes the percent-encoded folders of runs written before (`Small%20Shop`) to the same value. The
+predictions' `week=` folders are not columns, as Glue's table has none (each row holds its
+SHOP_WEEK). One difference remains, in gold: Glue leaves out the columns whose names depend on the
+run's data (a share per division, one-hot columns), which DuckDB reads; the saved queries use none.
+Because of those columns gold's files are read by column name. A filter on `run` is applied to the
+list of files before any is opened (DuckDB prunes files by filters on the file name), so a query
+that names one run reads that run's files only. The predictions' `run` is a `retail score` run's
+id, not a pipeline run's, so it never equals silver's or gold's. The service's log
+(`predictions/service/week=..`) is not a run's `baskets/`, so not in `predictions`.
 """
 
 from __future__ import annotations
