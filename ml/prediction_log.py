@@ -15,7 +15,8 @@ table whatever wrote it. The columns (`SCHEMA`, in this order):
   bundle_sha256              the bundle manifest's SHA-256
   source                     batch | service
   role                       champion (answered, or scored the batch) | challenger (scored in shadow)
-  scored_at                  when the basket was scored (UTC)
+  scored_at                  when the basket was scored (UTC), to the millisecond: Athena (engine v3)
+                             reads Parquet timestamps of millisecond precision only (`SCHEMA`)
 
 Nothing else of a request is kept: no lines, no customer code, no API key. Where the rows are
 written, under the lake root, the week first, so that a reader of one week lists only that week's
@@ -72,8 +73,13 @@ SCHEMA: dict[str, pl.DataType] = {
     "bundle_sha256": pl.String(),
     "source": pl.String(),
     "role": pl.String(),
-    "scored_at": pl.Datetime("us", "UTC"),
+    "scored_at": pl.Datetime("ms", "UTC"),
 }
+"""The rows' columns. `scored_at` is in milliseconds, written as Parquet TIMESTAMP(MILLIS), because Athena engine v3
+handles timestamps of millisecond precision only ("Precision mismatch in Timestamp columns causes serialization
+error", https://docs.aws.amazon.com/athena/latest/ug/engine-versions-reference-0003.html) and the Glue table declares
+it `timestamp` (infra/lake_tables.py); `prediction_rows` casts what it is given, truncating below the millisecond.
+Files written before hold microseconds; `retail monitor` does not read the column."""
 ARROW_SCHEMA: pa.Schema = pl.DataFrame(schema=SCHEMA).to_arrow().schema
 """`SCHEMA` as the Arrow types the files hold (Polars writes strings as large_string)."""
 
