@@ -15,9 +15,11 @@ What is declared (children of `LakeCatalog`, named after it):
   its text the saved query's own (`retail lake query NAME` runs the same text over the local lake);
 - an IAM managed policy (`query_statements`) and a role that carries it, assumable by principals of this account
   that are allowed to assume it (an operator's role, CI): run and read queries in this workgroup only (plus listing
-  workgroups and browsing the catalog in the console), read the database and its three tables, read the lake's
-  silver/, gold/ and predictions/ prefixes, read and write the results bucket, and use the data key only through
-  S3 (kms:ViaService), which is what calls KMS for SSE-KMS objects, both the lake's and the results. Athena also
+  workgroups and data catalogs and browsing the catalog in the console), read the database and its three tables,
+  list the lake's silver/, gold/ and predictions/ prefixes and read the tables' folders in them only
+  (`table_objects`: not silver's quarantine of rejected raw rows, scoring's quarantines and manifests, gold's fitted
+  featurizer, or the service's prediction log), read and write the results bucket, and use the data key only
+  through S3 (kms:ViaService), which is what calls KMS for SSE-KMS objects, both the lake's and the results. Athena also
   requires GetDatabase (and CreateDatabase) on the account's `default` database and the catalog
   (https://docs.aws.amazon.com/athena/latest/ug/fine-grained-access-to-glue-resources.html, "Mandatory").
   A role, not only the policy: operators and CI then have one thing to assume, and the policy can still be
@@ -71,8 +73,17 @@ CATALOG_BROWSING = ("athena:GetDataCatalog", "athena:ListDatabases", "athena:Get
                     "athena:ListTableMetadata", "athena:GetTableMetadata")
 """What the console's editor calls to list databases and tables (Athena's own actions on the data catalog; Glue
 still decides which databases and tables they see)."""
+UNSCOPED_LISTING = ("athena:ListWorkGroups", "athena:ListEngineVersions", "athena:ListDataCatalogs")
+"""Athena's listings that name no resource, so are granted on `*`: the statement AWS's example policy for running
+queries in a workgroup grants on `*` (with ListDatabases, GetDatabase, ListTableMetadata and GetTableMetadata, which
+`CATALOG_BROWSING` grants on the AwsDataCatalog only)."""
 GLUE_READ = ("glue:GetDatabase", "glue:GetDatabases", "glue:GetTable", "glue:GetTables",
              "glue:GetPartition", "glue:GetPartitions", "glue:BatchGetPartition")
+"""Reading the database and its three tables, granted on their ARNs. GetTables is not granted on `table/<db>/*`:
+Glue answers it with the tables the caller may GetTables, so the console lists the three ("Filter tables by
+GetTables permission",
+https://docs.aws.amazon.com/glue/latest/dg/security_iam_id-based-policy-examples.html#security_iam_id-based-policy-examples-filter-tables),
+and `*` would also grant any table later added to the database outside the stack."""
 RESULTS_ACTIONS = ("s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts")
 """What Athena does with the caller's credentials in the results location: the object actions of the query-results
 statement of AmazonAthenaFullAccess (https://docs.aws.amazon.com/athena/latest/ug/security-iam-awsmanpol.html);
@@ -265,8 +276,7 @@ def query_statements(args: LakeCatalogArgs, results_arn: pulumi.Input[str]) -> l
     return [
         {"Sid": "RunQueriesInTheWorkgroup", "Effect": "Allow", "Action": list(QUERY_ACTIONS),
          "Resource": pulumi.Output.concat(athena, "workgroup/", workgroup_name(args.environment))},
-        {"Sid": "ListWorkgroups", "Effect": "Allow", "Action": ["athena:ListWorkGroups", "athena:ListEngineVersions"],
-         "Resource": "*"},
+        {"Sid": "ListWorkgroupsAndCatalogs", "Effect": "Allow", "Action": list(UNSCOPED_LISTING), "Resource": "*"},
         {"Sid": "BrowseTheCatalog", "Effect": "Allow", "Action": list(CATALOG_BROWSING),
          "Resource": pulumi.Output.concat(athena, "datacatalog/AwsDataCatalog")},
         {"Sid": "ReadTheLakeCatalog", "Effect": "Allow", "Action": list(GLUE_READ),
@@ -278,8 +288,8 @@ def query_statements(args: LakeCatalogArgs, results_arn: pulumi.Input[str]) -> l
          "Resource": [args.lake_bucket_arn, results_arn]},
         {"Sid": "ListTheLakeZones", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": args.lake_bucket_arn,
          "Condition": {"StringLike": {"s3:prefix": [_join(prefix, zone, "*") for zone in zones]}}},
-        {"Sid": "ReadTheLakeZones", "Effect": "Allow", "Action": "s3:GetObject",
-         "Resource": [pulumi.Output.concat(args.lake_bucket_arn, "/", _join(prefix, zone, "*")) for zone in zones]},
+        {"Sid": "ReadTheTablesFolders", "Effect": "Allow", "Action": "s3:GetObject",
+         "Resource": [pulumi.Output.concat(args.lake_bucket_arn, "/", key) for key in table_objects(prefix)]},
         {"Sid": "ListResults", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads"],
          "Resource": results_arn},
         {"Sid": "ReadWriteResults", "Effect": "Allow", "Action": list(RESULTS_ACTIONS),
@@ -288,6 +298,14 @@ def query_statements(args: LakeCatalogArgs, results_arn: pulumi.Input[str]) -> l
          "Resource": args.data_kms_key_arn,
          "Condition": {"StringEquals": {"kms:ViaService": f"s3.{args.region}.amazonaws.com"}}},
     ]
+
+
+def table_objects(prefix: str) -> list[str]:
+    """The keys of the tables' files under the lake prefix, as S3 resource patterns: each table's folder in every run
+    (`silver/*/lines/*`, `gold/*/baskets/*`, `predictions/*/baskets/*`), whatever lies below it (gold's partition
+    folders, the predictions' weeks). A `*` in an S3 ARN matches across `/` too; no other file of a run has the
+    table's folder name in its key."""
+    return [_join(prefix, table.zone, "*", table.folder, "*") for table in TABLES]
 
 
 def _join(*parts: str) -> str:

@@ -273,16 +273,24 @@ def test_the_role_carries_the_policy_and_trusts_this_account_only(run):
     assert trust["Principal"] == {"AWS": f"arn:aws:iam::{ACCOUNT_ID}:root"} and trust["Action"] == "sts:AssumeRole"
 
 
-def test_the_policy_reads_the_three_zones_and_writes_results_only(query_policy, lake_bucket, results_bucket):
+def test_the_policy_reads_the_tables_folders_and_writes_results_only(query_policy, lake_bucket, results_bucket):
     def allowed(action: str, arn: str, **context: str) -> bool:
         return allows(query_policy, Need((action,), resources=(arn,), context=context)) == []
 
     lake = f"arn:aws:s3:::{lake_bucket}/lake"
     for zone in ("silver", "gold", "predictions"):
-        assert allowed("s3:GetObject", f"{lake}/{zone}/{RUN_ID}/part-0.parquet")
         assert allowed("s3:ListBucket", f"arn:aws:s3:::{lake_bucket}", **{"s3:prefix": f"lake/{zone}/{RUN_ID}/"})
-    for outside in ("raw/abc/transaction.csv", "manifests/run.json", "monitoring/report.json"):
-        assert not allowed("s3:GetObject", f"{lake}/{outside}")
+    for table in (f"silver/{RUN_ID}/lines/part-0.parquet",
+                  f"gold/{RUN_ID}/baskets/STORE_REGION=E01/BASKET_TYPE=Small Shop/part-0.parquet",
+                  "predictions/20260101T000000Z-1a2b3c4d/baskets/week=200745/part-0000.parquet"):
+        assert allowed("s3:GetObject", f"{lake}/{table}"), table
+    for outside in ("raw/abc/transaction.csv", "manifests/run.json", "monitoring/report.json",
+                    f"silver/{RUN_ID}/quarantine/part-0.parquet",  # rejected raw rows
+                    f"gold/{RUN_ID}/featurizer/featurizer.json", f"gold/{RUN_ID}/lineage.json",
+                    "predictions/20260101T000000Z-1a2b3c4d/quarantine/part-0000.parquet",
+                    "predictions/20260101T000000Z-1a2b3c4d/manifest.json",
+                    "predictions/service/week=200745/part-20260101T000000000000Z-abc-000001.parquet"):
+        assert not allowed("s3:GetObject", f"{lake}/{outside}"), outside
     assert not allowed("s3:ListBucket", f"arn:aws:s3:::{lake_bucket}", **{"s3:prefix": "lake/raw/"})
     assert not any(allowed(action, f"{lake}/silver/x") for action in ("s3:PutObject", "s3:DeleteObject"))
     assert allowed("s3:PutObject", f"arn:aws:s3:::{results_bucket}/results/abc.csv")
@@ -304,6 +312,8 @@ def test_queries_run_in_this_workgroup_and_read_this_database_s_tables_only(quer
 
     athena, glue = f"arn:aws:athena:{REGION}:{ACCOUNT_ID}:", f"arn:aws:glue:{REGION}:{ACCOUNT_ID}:"
     assert allowed("athena:StartQueryExecution", f"{athena}workgroup/retail-test-lake")
+    assert all(allowed(action, "*") for action in ("athena:ListDataCatalogs", "athena:ListWorkGroups"))
+    assert allowed("athena:ListDatabases", f"{athena}datacatalog/AwsDataCatalog")
     assert not allowed("athena:StartQueryExecution", f"{athena}workgroup/primary")
     assert not allowed("athena:CreateNamedQuery", f"{athena}workgroup/retail-test-lake")
     assert all(allowed("glue:GetTable", f"{glue}table/retail_test/{t.name}") for t in TABLES)
