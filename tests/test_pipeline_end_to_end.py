@@ -21,7 +21,7 @@ def test_pipeline_registers_a_champion_that_clears_the_gate(small_run):
 
 
 def test_manifest_counts_add_up_to_the_input_and_to_what_the_zones_hold(small_run):
-    manifest = json.loads(open(small_run.result.manifest_uri).read())
+    manifest = json.loads(Path(small_run.result.manifest_uri).read_text())
     validation, zones = manifest["validation"], manifest["zones"]
     assert validation["rows_in"] == zones["raw"]["rows"] == SMALL_ROWS  # every data row of the input, read once
     assert validation["rows_in"] == validation["rows_accepted"] + validation["rows_quarantined"]
@@ -36,7 +36,7 @@ def test_manifest_counts_add_up_to_the_input_and_to_what_the_zones_hold(small_ru
 
 
 def test_manifest_input_hash_is_the_content_hash_of_the_files_kept_in_the_raw_zone(small_run):
-    manifest = json.loads(open(small_run.result.manifest_uri).read())
+    manifest = json.loads(Path(small_run.result.manifest_uri).read_text())
     digest = hashlib.sha256(small_run.data.read_bytes()).hexdigest()
     name = small_run.data.name
     assert manifest["input"]["files"] == [name]
@@ -52,7 +52,7 @@ def test_manifest_input_hash_is_the_content_hash_of_the_files_kept_in_the_raw_zo
 
 def test_manifest_git_commit_names_the_checkout_the_pipeline_ran_in(small_run):
     """The commit is HEAD of the working directory (`-dirty` when tracked files had changed); `unknown` outside git."""
-    manifest = json.loads(open(small_run.result.manifest_uri).read())
+    manifest = json.loads(Path(small_run.result.manifest_uri).read_text())
     head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
     if head.returncode != 0:
         assert manifest["git_commit"] == "unknown"
@@ -101,7 +101,7 @@ def test_the_same_pipeline_runs_on_weekly_files_with_the_original_header(tmp_pat
     assert sorted(row["family"] for row in result.training["leaderboard"]) == sorted(FAMILIES)
     assert len(result.training["xgboost_search"]["trials"]) == settings.xgb_trials
     assert result.training["lineage"]["input_sha256"] in (result.report_dir / "model_card.md").read_text()
-    manifest = json.loads(open(result.manifest_uri).read())
+    manifest = json.loads(Path(result.manifest_uri).read_text())
     assert manifest["input"]["variant"] == "original"
     assert len(manifest["input"]["files"]) == len(files)
     assert result.validation.rows_in == 20_000 == result.validation.rows_accepted
