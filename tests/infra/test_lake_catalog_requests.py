@@ -5,27 +5,24 @@ pulumi-aws builds the requests itself; the test maps each resource's inputs onto
 (CreateTable's TableInput, CreateDatabase's DatabaseInput, CreateWorkGroup, CreateNamedQuery), matching member names
 without regard to case (`serDeInfo` is SerdeInfo, `enforceWorkgroupConfiguration` EnforceWorkGroupConfiguration) and
 renaming the two inputs the provider names otherwise (`kmsKeyArn` is KmsKey, a named query's `query` QueryString).
-A member the shape lacks is reported, not dropped. Glue's name patterns are Java regular expressions whose
-supplementary range is written as surrogate pairs; it is read here as the code points U+10000 to U+10FFFF.
+A member the shape lacks is reported, not dropped. The checks themselves are tests/botocore_shapes.py's.
 """
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import botocore.session
 import pulumi_aws as aws
 import pytest
-import regex
 from botocore.model import Shape
-from botocore.validate import ParamValidator
 
 from infra.config import LakeCatalogConfig
 from infra.lake_catalog import LakeCatalog, LakeCatalogArgs
 from infra.mocks import ACCOUNT_ID
 from infra.offline import OfflineRun
 from ml.lake_queries import LAKE_QUERIES
+from tests.botocore_shapes import model_problems, parameter_problems
 
 from .helpers import build
 
@@ -33,7 +30,6 @@ RENAMED = {"kmsKeyArn": "KmsKey", "query": "QueryString"}
 """pulumi-aws inputs whose request member has another name."""
 PROVIDER_ONLY = {"forceDestroy", "region", "tagsAll"}
 """Inputs the provider acts on itself; no request member carries them."""
-JAVA_SUPPLEMENTARY = r"\uD800\uDC00-\uDBFF\uDFFF"
 SESSION = botocore.session.get_session()
 
 
@@ -61,43 +57,8 @@ def to_request(value: Any, shape: Shape) -> Any:
     return value
 
 
-@cache
-def pattern(text: str) -> regex.Pattern:
-    return regex.compile(text.replace(JAVA_SUPPLEMENTARY, r"\U00010000-\U0010FFFF"))
-
-
 def problems(request: dict, shape: Shape) -> list[str]:
-    report = ParamValidator().validate(request, shape)
-    found = report.generate_report().splitlines() if report.has_errors() else []
-    return found + list(_walk(request, shape, shape.name))
-
-
-def _walk(value: Any, shape: Shape, path: str):
-    """What ParamValidator leaves to the service: unknown members, enums, patterns, maximum lengths and values."""
-    meta = shape.metadata
-    if shape.type_name == "structure":
-        for name, member in value.items():
-            if name not in shape.members:
-                yield f"{path}.{name}: not a member of {shape.name}"
-            else:
-                yield from _walk(member, shape.members[name], f"{path}.{name}")
-    elif shape.type_name == "list":
-        for index, item in enumerate(value):
-            yield from _walk(item, shape.member, f"{path}[{index}]")
-    elif shape.type_name == "map":
-        for key, item in value.items():
-            yield from _walk(key, shape.key, f"{path} key {key!r}")
-            yield from _walk(item, shape.value, f"{path}[{key!r}]")
-    elif shape.type_name == "string":
-        if shape.enum and value not in shape.enum:
-            yield f"{path}: {value!r} is not one of {shape.enum}"
-        if "pattern" in meta and not pattern(meta["pattern"]).fullmatch(value):
-            yield f"{path}: {value!r} does not match {meta['pattern']!r}"
-        if len(value) > meta.get("max", len(value)):
-            yield f"{path}: length {len(value)} is above {meta['max']}"
-    elif shape.type_name in ("integer", "long"):
-        if not meta.get("min", value) <= value <= meta.get("max", value):
-            yield f"{path}: {value} is outside [{meta.get('min')}, {meta.get('max')}]"
+    return parameter_problems(request, shape) + model_problems(request, shape, shape.name)
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +111,7 @@ def test_each_named_query_is_a_valid_create_named_query_request(run):
     ("operation", "request_", "reported"),
     [
         (("athena", "CreateWorkGroup"), {"Name": "retail dev", "Configuration": {"BytesScannedCutoffPerQuery": 10}},
-         ["does not match", "outside [10000000"]),
+         ["does not match", "below the minimum 10000000"]),
         (("glue", "CreateTable"), {"DatabaseName": "d", "TableInput": {"Name": "t", "StorageDescriptor": {
             "Columns": [{"Name": "x" * 256, "Type": "string"}], "SerDeInfo": {}}}},
          ["length 256", "not a member of StorageDescriptor"]),

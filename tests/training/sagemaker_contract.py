@@ -2,11 +2,10 @@
 
 Three layers, each a list of problems (empty: the request passes):
 
-- `botocore_problems`: botocore's ParamValidator on the operation's input shape (required
-  members, types, minimum lengths and values), what boto3 checks before sending;
-- `model_problems`: a walk of the same shapes for what ParamValidator leaves to the
-  service: enum values, `pattern` (full match, with the `regex` module, which knows the
-  `\\p{...}` classes the model uses), maximum lengths, list sizes and values;
+- `botocore_problems`: botocore's ParamValidator on the operation's input shape, what boto3
+  checks before sending (tests/botocore_shapes.py);
+- `model_problems`: what ParamValidator leaves to the service (tests/botocore_shapes.py): enum
+  values, patterns, maximum lengths, list sizes and values;
 - `documented_problems`: formats the API reference states in prose that the model's
   patterns do not capture (`DOCUMENTED_FORMATS`), e.g. VolumeKmsKeyId being a key id or
   key ARN, while its pattern `[a-zA-Z0-9:/_-]*` also admits an alias.
@@ -19,8 +18,9 @@ from typing import Any
 
 import botocore.session
 import regex
-from botocore.model import Shape
-from botocore.validate import ParamValidator
+
+from tests.botocore_shapes import model_problems as shape_model_problems
+from tests.botocore_shapes import parameter_problems
 
 SAGEMAKER = botocore.session.get_session().get_service_model("sagemaker")
 INPUT_SHAPE = SAGEMAKER.operation_model("CreateTrainingJob").input_shape
@@ -62,46 +62,11 @@ DOCUMENTED_FORMATS: list[tuple[str, Callable[[Any], bool], str]] = [
 
 
 def botocore_problems(request: dict) -> list[str]:
-    report = ParamValidator().validate(request, INPUT_SHAPE)
-    return report.generate_report().splitlines() if report.has_errors() else []
+    return parameter_problems(request, INPUT_SHAPE)
 
 
 def model_problems(request: dict) -> list[str]:
-    return list(_walk(request, INPUT_SHAPE, "CreateTrainingJob"))
-
-
-def _walk(value: Any, shape: Shape, path: str):
-    meta = shape.metadata
-    if shape.type_name == "structure":
-        for name, member in value.items():
-            if name not in shape.members:
-                yield f"{path}.{name}: not a member of {shape.name}"
-            else:
-                yield from _walk(member, shape.members[name], f"{path}.{name}")
-    elif shape.type_name == "list":
-        yield from _size(len(value), meta, f"{path}: {len(value)} items")
-        for index, item in enumerate(value):
-            yield from _walk(item, shape.member, f"{path}[{index}]")
-    elif shape.type_name == "map":
-        yield from _size(len(value), meta, f"{path}: {len(value)} entries")
-        for key, item in value.items():
-            yield from _walk(key, shape.key, f"{path} key {key!r}")
-            yield from _walk(item, shape.value, f"{path}[{key!r}]")
-    elif shape.type_name == "string":
-        if shape.enum and value not in shape.enum:
-            yield f"{path}: {value!r} is not one of {shape.name}'s values"
-        if "pattern" in meta and regex.fullmatch(meta["pattern"], value) is None:
-            yield f"{path}: {value!r} does not match {meta['pattern']!r}"
-        yield from _size(len(value), meta, f"{path}: length {len(value)}")
-    elif shape.type_name in ("integer", "long"):
-        yield from _size(value, meta, f"{path}: {value}")
-
-
-def _size(size: int, meta: dict, what: str):
-    if size < meta.get("min", size):
-        yield f"{what} is below the minimum {meta['min']}"
-    if size > meta.get("max", size):
-        yield f"{what} is above the maximum {meta['max']}"
+    return shape_model_problems(request, INPUT_SHAPE, "CreateTrainingJob")
 
 
 def _at(request: dict, path: str) -> Any:
