@@ -12,14 +12,19 @@ fields. The rules are the JSON body's, from the same definitions (`api.body`):
   JSON would have given: the same reading, or the same 422s at ("body", "baskets", i, ...), as the same baskets sent
   as JSON.
 
-What belongs to the stream rather than to one basket's value is refused before any value is read, with a 422 whose
-`loc` holds no index: a body pyarrow cannot read as one stream (`arrow_invalid`, at ("body",)); compressed buffers
+What belongs to the stream rather than to one basket's value is refused with a 422 whose `loc` holds no index,
+before a batch is decoded: a body pyarrow cannot read as one stream (`arrow_invalid`, at ("body",)); from the
+messages' metadata (`_scan`), a message of a metadata version before V5, compressed buffers and dictionary deltas
 (`arrow_unsupported`: a few megabytes of ZSTD can declare gigabytes, where an uncompressed stream holds at most what
-RETAIL_MAX_BODY_BYTES lets in); and per column (at ("body", "baskets", name), or ("body", "baskets", "lines", name) for
-a line field), a column of a type not accepted (`arrow_type`), one the body has no field for (`extra_forbidden`), a
-name used twice (`arrow_duplicate_column`) and a required column left out (`missing`). The batch and line limits
-(RETAIL_MAX_BATCH_BASKETS, RETAIL_MAX_BASKET_LINES) are applied from the row count and the list offsets, before any
-value becomes a Python object.
+RETAIL_MAX_BODY_BYTES lets in; a delta keeps a grown copy of the dictionary per batch) and more record batches than
+RETAIL_MAX_BATCH_BASKETS (`too_long`); and per column (at ("body", "baskets", name), or ("body", "baskets", "lines",
+name) for a line field), a column of a type not accepted (`arrow_type`), one the body has no field for
+(`extra_forbidden`), a name used twice (`arrow_duplicate_column`) and a required column left out (`missing`). The
+batch limit (RETAIL_MAX_BATCH_BASKETS) is applied from the batches' row counts before they are read, the line limit
+(RETAIL_MAX_BASKET_LINES) from the list offsets before any value is read; a null list's lines are never read, and
+null lists may not cover more lines than the limits allow a batch. A column whose data is not valid Arrow (checked in
+full once its batches are combined) is an `arrow_invalid` naming it. A 422 from the models repeats at most
+ECHOED_CHARACTERS of a string.
 """
 
 from __future__ import annotations
@@ -205,7 +210,8 @@ def _unreadable(error: Exception | str) -> RequestValidationError:
 
 _MESSAGE_HEADER_TYPE, _MESSAGE_HEADER = 1, 2  # the slots of Message.header's union (format/Message.fbs)
 _DICTIONARY_BATCH, _RECORD_BATCH = 2, 3  # MessageHeader's members
-_DICTIONARY_DATA, _RECORD_BATCH_COMPRESSION = 1, 3  # the slots of DictionaryBatch.data, RecordBatch.compression
+_DICTIONARY_DATA, _DICTIONARY_IS_DELTA = 1, 2  # the slots of DictionaryBatch.data and .isDelta
+_RECORD_BATCH_LENGTH, _RECORD_BATCH_COMPRESSION = 0, 3  # the slots of RecordBatch.length and .compression
 
 
 def _unpacked(layout: str, data: bytes, at: int) -> int:
@@ -230,25 +236,59 @@ def _table_at(data: bytes, table: int, slot: int) -> int | None:
     return None if at is None else at + _unpacked("<I", data, at)
 
 
-def compressed(metadata: bytes) -> bool:
-    """Whether an IPC message is a record or dictionary batch with compressed buffers: its RecordBatch table's
-    `compression` field is set (format/Message.fbs). Read from the message's flatbuffer, so before pyarrow decodes,
-    and decompresses, the batch. ValueError or struct.error for metadata that is no flatbuffer."""
+@dataclass(frozen=True)
+class _BatchMessage:
+    """What the metadata of a record or dictionary batch message says before pyarrow decodes its body: whether its
+    buffers are compressed, whether it is a dictionary delta, and a record batch's row count."""
+
+    dictionary: bool
+    compressed: bool
+    delta: bool
+    rows: int
+
+
+def _batch_message(metadata: bytes) -> _BatchMessage | None:
+    """A record or dictionary batch message's fields (format/Message.fbs), read from its flatbuffer; None for another
+    message. ValueError or struct.error for metadata that is no flatbuffer. pyarrow has no API for these fields."""
     message = _unpacked("<I", metadata, 0)
     kind_at = _field_at(metadata, message, _MESSAGE_HEADER_TYPE)
     kind = 0 if kind_at is None else _unpacked("<B", metadata, kind_at)
     if kind not in (_DICTIONARY_BATCH, _RECORD_BATCH):
-        return False
-    batch = _table_at(metadata, message, _MESSAGE_HEADER)
-    if batch is not None and kind == _DICTIONARY_BATCH:
-        batch = _table_at(metadata, batch, _DICTIONARY_DATA)
-    return batch is not None and _field_at(metadata, batch, _RECORD_BATCH_COMPRESSION) is not None
+        return None
+    header = _table_at(metadata, message, _MESSAGE_HEADER)
+    batch, delta = header, False
+    if header is not None and kind == _DICTIONARY_BATCH:
+        batch = _table_at(metadata, header, _DICTIONARY_DATA)
+        delta_at = _field_at(metadata, header, _DICTIONARY_IS_DELTA)
+        delta = delta_at is not None and _unpacked("<B", metadata, delta_at) != 0
+    length_at = None if batch is None else _field_at(metadata, batch, _RECORD_BATCH_LENGTH)
+    return _BatchMessage(
+        dictionary=kind == _DICTIONARY_BATCH,
+        compressed=batch is not None and _field_at(metadata, batch, _RECORD_BATCH_COMPRESSION) is not None,
+        delta=delta,
+        rows=0 if length_at is None else _unpacked("<q", metadata, length_at))
 
 
-def _scan(buffer: pa.Buffer) -> None:
-    """Refuse a body holding compressed batches, or bytes after the end of its stream (a second stream, say, which
-    a reader would silently leave unread), reading only the messages' metadata."""
+def compressed(metadata: bytes) -> bool:
+    """Whether an IPC message is a record or dictionary batch with compressed buffers: its RecordBatch table's
+    `compression` field is set (format/Message.fbs). Read from the message's flatbuffer, so before pyarrow decodes,
+    and decompresses, the batch. ValueError or struct.error for metadata that is no flatbuffer."""
+    batch = _batch_message(metadata)
+    return batch is not None and batch.compressed
+
+
+def _unsupported(msg: str) -> RequestValidationError:
+    return RequestValidationError([_error("arrow_unsupported", ("body",), msg)])
+
+
+def _scan(buffer: pa.Buffer, max_baskets: int) -> int:
+    """The number of baskets (rows) the stream's record batches hold, from the messages' metadata alone; refused are
+    a body holding a message of a metadata version before V5 (Arrow C++ decompresses a V4 batch named compressed by
+    its custom metadata, which the compression field does not show), compressed batches, dictionary deltas (each
+    record batch would keep its own grown copy of the dictionary), more record batches than `max_baskets`, or bytes
+    after the end of its stream (a second stream, say, which a reader would silently leave unread)."""
     source = pa.BufferReader(buffer)
+    rows = batches = 0
     try:
         messages = ipc.MessageReader.open_stream(source)
         while True:
@@ -256,14 +296,29 @@ def _scan(buffer: pa.Buffer) -> None:
                 message = messages.read_next_message()
             except StopIteration:
                 break
-            if compressed(message.metadata.to_pybytes()):
-                raise RequestValidationError([_error(
-                    "arrow_unsupported", ("body",), "compressed Arrow IPC buffers (LZ4, ZSTD) are not accepted: "
-                    "send the stream uncompressed")])
+            if message.metadata_version != ipc.MetadataVersion.V5:
+                raise _unsupported(f"an Arrow IPC message of metadata version {message.metadata_version.name}: "
+                                   "send V5, which every writer since Arrow 1.0 writes")
+            batch = _batch_message(message.metadata.to_pybytes())
+            if batch is None:
+                continue
+            if batch.compressed:
+                raise _unsupported("compressed Arrow IPC buffers (LZ4, ZSTD) are not accepted: send the stream "
+                                   "uncompressed")
+            if batch.delta:
+                raise _unsupported("dictionary deltas are not accepted: send each batch's dictionaries whole "
+                                   "(IpcWriteOptions(emit_dictionary_deltas=False), pyarrow's default)")
+            if not batch.dictionary:
+                batches, rows = batches + 1, rows + batch.rows
+                if batches > max_baskets:
+                    raise RequestValidationError([_error(
+                        "too_long", BASKETS, f"more than {max_baskets} record batches; a stream holds at most "
+                        f"{max_baskets} (RETAIL_MAX_BATCH_BASKETS), one basket a batch or more")])
     except (pa.ArrowException, OSError, ValueError, struct.error) as error:
         raise _unreadable(error) from error
     if source.tell() != buffer.size:
         raise _unreadable(f"{buffer.size - source.tell()} bytes after the end of the stream: send one stream")
+    return rows
 
 
 def _schema_errors(schema: pa.Schema) -> list[dict[str, Any]]:
@@ -301,11 +356,12 @@ def _column_errors(schema: pa.Schema, fields: Mapping[str, _Field], loc: tuple[s
     return errors
 
 
-def _table(body: bytes) -> pa.Table:
-    """The stream's batches as one table, once its schema passed; every batch fully validated (offsets in bounds,
-    dictionary indices in range, strings UTF-8) before a value is read."""
+def _table(body: bytes, max_baskets: int) -> pa.Table:
+    """The stream's batches as one table, once its schema passed and its baskets are within `max_baskets`; each
+    batch checked cheaply as it is read (buffers' sizes, first and last offsets), the columns fully once combined
+    (`_checked`)."""
     buffer = pa.py_buffer(body)
-    _scan(buffer)
+    rows = _scan(buffer, max_baskets)
     try:
         reader = ipc.open_stream(buffer)
     except (pa.ArrowException, OSError) as error:
@@ -313,10 +369,16 @@ def _table(body: bytes) -> pa.Table:
     errors = _schema_errors(reader.schema)
     if errors:
         raise RequestValidationError(errors)
+    within_batch_limit(rows, max_baskets)
+    batches = []
     try:
-        batches = list(reader)
-        for batch in batches:
-            batch.validate(full=True)
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                break
+            batch.validate()
+            batches.append(batch)
     except (pa.ArrowException, OSError) as error:
         raise _unreadable(error) from error
     return pa.Table.from_batches(batches, schema=reader.schema)
@@ -324,8 +386,18 @@ def _table(body: bytes) -> pa.Table:
 
 # ---- values -------------------------------------------------------------------------------------------------------
 
-def _single(column: pa.ChunkedArray) -> pa.Array:
-    return column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+def _checked(column: pa.ChunkedArray, loc: tuple[str, ...]) -> pa.Array:
+    """A column's chunks as one array, fully validated (offsets in bounds and increasing, dictionary indices in
+    range, strings UTF-8, date64 values whole days), once however many batches share its dictionary; else a 422
+    naming the column."""
+    try:
+        single = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+        single.validate(full=True)
+    except pa.ArrowException as error:
+        raise RequestValidationError([_error("arrow_invalid", loc, f"the Arrow {column.type} column {loc[-1]} "
+                                             "does not hold valid data", str(column.type), error=str(error))]
+                                     ) from error
+    return single
 
 
 def _normalized(column: pa.Array, field: _Field) -> pa.Array:
@@ -340,12 +412,19 @@ def _normalized(column: pa.Array, field: _Field) -> pa.Array:
     return column
 
 
+_MS_PER_DAY = 86_400_000
+
+
 def _iso_dates(column: pa.Array) -> pa.Array:
     """Arrow dates as YYYY-MM-DD text, a date outside years 1 to 9999 as the longer text of its true year (Arrow's
-    strftime would wrap it round to another date): JSON's text for the same date, which the models refuse."""
-    days = pc.cast(column, pa.date32(), safe=False).cast(pa.int32())
-    text = np.datetime_as_string(days.fill_null(0).to_numpy().astype("datetime64[D]"), unit="D")
-    return pa.array(text, pa.string(), mask=days.is_null().to_numpy(zero_copy_only=False))
+    strftime, or a cast of a date64 to date32, would wrap it round to another date): JSON's text for the same date,
+    which the models refuse."""
+    if pa.types.is_date64(column.type):  # whole days in milliseconds
+        days = column.cast(pa.int64()).fill_null(0).to_numpy() // _MS_PER_DAY
+    else:
+        days = column.cast(pa.int32()).fill_null(0).to_numpy().astype(np.int64)
+    text = np.datetime_as_string(days.astype("datetime64[D]"), unit="D")
+    return pa.array(text, pa.string(), mask=column.is_null().to_numpy(zero_copy_only=False))
 
 
 def _values(column: pa.Array) -> list[Any]:
@@ -394,21 +473,37 @@ class _Baskets:
             yield row
 
 
+def _lists(column: pa.ChunkedArray, max_baskets: int, max_lines: int) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """The `lines` column as its lines (the non-null lists' items; a null list's segment is left unread), the
+    offsets of each basket's lines in them and which baskets' lists are not null; a 422 for a basket over `max_lines`
+    lines (from the offsets), and for null lists covering more lines than `max_baskets` baskets of `max_lines` may
+    hold (null-typed lines cost nothing to send; combined, they could overflow the offsets)."""
+    counts, valid, span = [], [], 0
+    for chunk in column.chunks:
+        offsets = chunk.offsets.to_numpy().astype(np.int64)
+        valid.append(chunk.is_valid().to_numpy(zero_copy_only=False))
+        counts.append(np.where(valid[-1], np.diff(offsets), 0))
+        span += int(offsets[-1] - offsets[0])
+    lists_valid, lengths = np.concatenate(valid), np.concatenate(counts)
+    within_line_limit(lengths.tolist(), max_lines, BASKETS)
+    if span > max_baskets * max_lines:
+        raise _unsupported(f"the lines column's lists span {span} lines, more than {max_baskets} baskets of "
+                           f"{max_lines} lines hold: a null list may not cover lines")
+    items = _checked(column, LINES).flatten()
+    return items, np.concatenate([[0], np.cumsum(lengths)]), lists_valid
+
+
 def _baskets(table: pa.Table, max_baskets: int, max_lines: int) -> _Baskets:
-    """The table's values, once the batch and line limits hold (from the row count and the list offsets alone)."""
-    within_batch_limit(table.num_rows, max_baskets)
-    header = {name: _normalized(_single(table.column(name)), HEADER_COLUMNS[name])
+    """The table's values, once the line limits hold (from the list offsets alone); the batch limit held before the
+    batches were read (`_table`)."""
+    header = {name: _normalized(_checked(table.column(name), (*BASKETS, name)), HEADER_COLUMNS[name])
               for name in table.column_names if name != "lines"}
     holds = all(HEADER_COLUMNS[name].holds(column) for name, column in header.items())
-    lists = _single(table.column("lines"))
-    if pa.types.is_null(lists.type) or len(lists) == 0:
-        offsets, lists_valid, items = np.zeros(len(lists) + 1, np.int64), np.zeros(len(lists), bool), None
+    column = table.column("lines")
+    if pa.types.is_null(column.type) or table.num_rows == 0:
+        items, offsets, lists_valid = None, np.zeros(table.num_rows + 1, np.int64), np.zeros(table.num_rows, bool)
     else:
-        offsets = lists.offsets.to_numpy().astype(np.int64)
-        lists_valid = lists.is_valid().to_numpy(zero_copy_only=False)
-        within_line_limit(np.where(lists_valid, np.diff(offsets), 0).tolist(), max_lines, BASKETS)
-        items = lists.values.slice(int(offsets[0]), int(offsets[-1] - offsets[0]))
-        offsets -= offsets[0]
+        items, offsets, lists_valid = _lists(column, max_baskets, max_lines)
     if items is None or pa.types.is_null(items.type):
         length = 0 if items is None else len(items)
         lines = {name: pa.nulls(length) for name in LINE_FIELDS}
@@ -417,7 +512,7 @@ def _baskets(table: pa.Table, max_baskets: int, max_lines: int) -> _Baskets:
         lines = {name: _normalized(items.field(name), LINE_COLUMNS[name]) for name in LINE_FIELDS}
         lines_valid = items.is_valid().to_numpy(zero_copy_only=False)
     counts = np.diff(offsets)
-    holds = (holds and bool(lists_valid.all() and lines_valid.all()) and len(lists) > 0
+    holds = (holds and bool(lists_valid.all() and lines_valid.all()) and table.num_rows > 0
              and MIN_LINES <= counts.min() and (MAX_LINES is None or counts.max() <= MAX_LINES)
              and all(LINE_COLUMNS[name].holds(column) for name, column in lines.items()))
     return _Baskets({name: _values(column) for name, column in header.items()},
@@ -430,5 +525,30 @@ def parse_arrow_batch(body: bytes, max_baskets: int, max_lines: int) -> ParsedBa
     a 422 for a body over `max_baskets` baskets or a basket over `max_lines` lines, as for JSON."""
     if not body:  # as FastAPI answers an empty JSON body
         raise RequestValidationError([_error("missing", ("body",), "Field required")])
-    baskets = _baskets(_table(body), max_baskets, max_lines)
-    return baskets.vouched() or validated_rows(baskets.rows())
+    try:
+        baskets = _baskets(_table(body, max_baskets), max_baskets, max_lines)
+    except pa.ArrowException as error:  # what the checks above have not foreseen: the stream's, not a server error
+        raise _unreadable(error) from error
+    vouched = baskets.vouched()
+    if vouched is not None:
+        return vouched
+    try:
+        return validated_rows(baskets.rows())
+    except RequestValidationError as error:
+        raise RequestValidationError(_shortened(error.errors())) from error
+
+
+ECHOED_CHARACTERS = 200
+"""The most characters of a string a 422's `input` repeats: a dictionary value is sent once and may be referenced by
+every line, where each error would repeat it."""
+
+
+def _shortened(value: Any) -> Any:
+    """Errors (or a part of them) with every string longer than ECHOED_CHARACTERS cut to that many and an ellipsis."""
+    if isinstance(value, str):
+        return value if len(value) <= ECHOED_CHARACTERS else value[:ECHOED_CHARACTERS] + "\u2026"
+    if isinstance(value, dict):
+        return {key: _shortened(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(map(_shortened, value))
+    return value

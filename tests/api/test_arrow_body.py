@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import json
+import struct
+import tracemalloc
 
 import numpy as np
 import polars as pl
@@ -166,7 +168,7 @@ def test_a_polars_frame_of_lines_grouped_into_baskets_scores_as_its_json(client,
 def test_valid_arrow_bodies_take_the_fast_path(thousand):
     """The fast path vouches for them, so the models' basket-by-basket validation (slow) is not what answers."""
     for name, body in {"plain": stream(table(thousand)), **equivalent_encodings(table(thousand))}.items():
-        assert arrow_body._baskets(arrow_body._table(body), 1000, 500).vouched() is not None, name
+        assert arrow_body._baskets(arrow_body._table(body, 1000), 1000, 500).vouched() is not None, name
 
 
 # ---- bad values: the JSON body's 422 ------------------------------------------------------------------------------
@@ -456,3 +458,154 @@ def test_arrow_dates_are_read_as_json_reads_their_iso_text(thousand):
         as_json = json.dumps({"baskets": [{**b, "SHOP_DATE": d} for b, d in zip(baskets, text, strict=True)]})
         assert outcome(arrow_body.parse_arrow_batch, stream(with_column(table(baskets), "SHOP_DATE", dates)),
                        10, 500) == outcome(parse_batch, as_json.encode(), "application/json"), text
+
+
+# ---- crafted streams: what a small body must not make the service allocate or answer -----------------------------
+
+def with_metadata_version_4(body: bytes) -> bytes:
+    """The stream with its record batch messages relabelled metadata version V4 and their `compression` field
+    dropped: Arrow C++ then decompresses the buffers named by the batch's custom metadata instead
+    (ARROW:experimental_compression), which the compression field alone does not show."""
+    patched = bytearray(body)
+    at = 0
+    while at < len(patched):
+        continuation, size = struct.unpack_from("<Ii", patched, at)
+        assert continuation == 0xFFFFFFFF
+        if size == 0:
+            break
+        metadata = bytes(patched[at + 8: at + 8 + size])
+        message = struct.unpack_from("<I", metadata, 0)[0]
+        kind_at = arrow_body._field_at(metadata, message, 1)
+        length_at = arrow_body._field_at(metadata, message, 3)
+        body_length = struct.unpack_from("<q", metadata, length_at)[0] if length_at else 0
+        if kind_at is not None and metadata[kind_at] == 3:  # a record batch
+            version_at = arrow_body._field_at(metadata, message, 0)
+            struct.pack_into("<h", patched, at + 8 + version_at, 3)  # MetadataVersion V5 (4) -> V4 (3)
+            batch = arrow_body._table_at(metadata, message, 2)
+            vtable = batch - struct.unpack_from("<i", metadata, batch)[0]
+            struct.pack_into("<H", patched, at + 8 + vtable + 4 + 2 * 3, 0)  # RecordBatch.compression unset
+        at += 8 + size + body_length
+    return bytes(patched)
+
+
+def test_a_v4_stream_compressed_through_its_custom_metadata_is_refused(client, thousand):
+    data = with_column(table(thousand[:1]), "CUST_CODE", pa.array(["A" * 5_000_000]))
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, data.schema, options=ipc.IpcWriteOptions(compression="zstd")) as writer:
+        for batch in data.to_batches():
+            writer.write_batch(batch, custom_metadata={"ARROW:experimental_compression": "zstd"})
+    bomb = with_metadata_version_4(sink.getvalue().to_pybytes())
+    assert len(bomb) < 10_000
+    assert len(ipc.open_stream(bomb).read_all().column("CUST_CODE")[0].as_py()) == 5_000_000  # pyarrow inflates it
+    response = post_arrow(client, bomb)
+    assert len(response.content) < 2_000  # not the 5 MB code echoed back
+    error = stream_error(response)
+    assert error["type"] == "arrow_unsupported" and "V4" in error["msg"], error
+
+
+def dictionary_stream(batches: int, *, deltas: bool, rows: int = 0) -> bytes:
+    """`batches` record batches of `rows` baskets (null-typed required columns), STORE_CODE a dictionary: one grown
+    batch by batch and sent as deltas, or one dictionary shared by every batch."""
+    required = ["SHOP_DATE", "SHOP_HOUR", "BASKET_SIZE", "BASKET_TYPE", "BASKET_DOMINANT_MISSION", "STORE_FORMAT",
+                "STORE_REGION", "lines"]
+    schema = pa.schema([pa.field(n, pa.null()) for n in required]
+                       + [pa.field("STORE_CODE", pa.dictionary(pa.int32(), pa.string()))])
+    codes = pa.array([f"STORE{i:05d}" for i in range(batches)])
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, schema, options=ipc.IpcWriteOptions(emit_dictionary_deltas=deltas)) as writer:
+        for i in range(batches):
+            dictionary = codes.slice(0, i + 1) if deltas else codes
+            column = pa.DictionaryArray.from_arrays(pa.array([0] * rows, pa.int32()), dictionary)
+            writer.write_batch(pa.record_batch([pa.nulls(rows)] * len(required) + [column], schema=schema))
+    return sink.getvalue().to_pybytes()
+
+
+def test_dictionary_deltas_are_refused(client):
+    """A delta keeps every earlier version of the dictionary alive, one per batch: quadratic memory."""
+    body = dictionary_stream(50, deltas=True)
+    assert ipc.open_stream(body).read_all() is not None  # pyarrow reads the deltas
+    error = stream_error(post_arrow(client, body))
+    assert error["type"] == "arrow_unsupported" and "delta" in error["msg"], error
+
+
+def test_more_record_batches_than_baskets_allowed_are_refused_before_they_are_read():
+    body = dictionary_stream(11, deltas=False)  # zero-row batches: no basket to count
+    with pytest.raises(RequestValidationError) as refused:
+        arrow_body.parse_arrow_batch(body, 10, 500)
+    [error] = refused.value.errors()
+    assert (error["type"], error["loc"]) == ("too_long", ("body", "baskets")) and "record batches" in error["msg"]
+    with pytest.raises(RequestValidationError) as ten:  # ten batches are read: their baskets' errors
+        arrow_body.parse_arrow_batch(dictionary_stream(10, deltas=False, rows=1), 10, 500)
+    assert {e["loc"][:2] for e in ten.value.errors()} == {("body", "baskets")}
+    assert all(isinstance(e["loc"][2], int) for e in ten.value.errors())
+
+
+def null_list_over(lines: int, baskets: list[dict], chunks: int = 1) -> bytes:
+    """One basket per record batch whose `lines` is a null list covering `lines` lines of null-typed fields: the
+    lines cost no bytes to send."""
+    items = pa.StructArray.from_arrays([pa.nulls(lines)] * 7, names=["QUANTITY", "SPEND", *CODES])
+    null_list = pa.ListArray.from_arrays(pa.array([0, lines], pa.int32()), items, mask=pa.array([True]))
+    data = table(baskets[:1]).drop_columns(["lines"]).append_column("lines", null_list)
+    return stream(data.to_batches() * chunks)
+
+
+def test_a_null_list_covering_many_lines_is_not_read(thousand):
+    """JSON's 422 for a null `lines`, with none of the lines under it made into Python values."""
+    body = null_list_over(400_000, thousand)
+    assert len(body) < 4_000
+    tracemalloc.start()
+    try:
+        refused = outcome(arrow_body.parse_arrow_batch, body, 1000, 500)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    no_lines = json.dumps({"baskets": [{**thousand[0], "lines": None}]}).encode()
+    assert refused == outcome(parse_batch, no_lines, "application/json")
+    assert peak < 2_000_000, peak  # a Python None per line and field would be over 20 MB
+
+
+def test_null_lists_spanning_more_lines_than_a_batch_holds_are_refused(client, thousand):
+    body = null_list_over(1_500_000_000, thousand, chunks=2)  # offsets past int32 once the batches are combined
+    assert len(body) < 6_000
+    error = stream_error(post_arrow(client, body))
+    assert error["type"] == "arrow_unsupported" and "null list" in error["msg"], error
+    with pytest.raises(RequestValidationError):
+        arrow_body.parse_arrow_batch(null_list_over(5_001, thousand), 10, 500)  # over 10 baskets of 500 lines
+
+
+def test_an_echoed_input_is_cut_short_where_a_dictionary_repeats_it(client, thousand):
+    """A dictionary value is sent once and may be referenced by every line: each error would repeat it."""
+    data = table(thousand[:1])
+    lines = 500
+    items = data.column("lines").combine_chunks().values
+    codes = pa.DictionaryArray.from_arrays(pa.array(np.zeros(lines, np.int8)), pa.array(["P" * 20_000]))
+    fields = {f.name: codes if f.name == "PROD_CODE" else items.field(f.name).take(np.zeros(lines, np.int64))
+              for f in items.type}
+    data = with_column(data, "lines", pa.ListArray.from_arrays(
+        pa.array([0, lines], pa.int32()), pa.StructArray.from_arrays(list(fields.values()), names=list(fields))))
+    body = stream(data)
+    assert len(body) < 60_000
+    response = post_arrow(client, body)
+    found = errors(response)
+    assert {e["loc"][-1] for e in found} == {"PROD_CODE"}
+    assert all(len(e["input"]) <= 201 for e in found)
+    assert len(response.content) < 200_000, len(response.content)  # 500 echoes of 20 KB would be 10 MB
+
+
+def test_a_date64_beyond_date32s_range_is_read_as_its_true_date(thousand):
+    """Not wrapped round to a date 2**32 days earlier: JSON's answer for the ISO text of the true date."""
+    day = (dt.date(2008, 4, 14) - dt.date(1970, 1, 1)).days
+    far = (2**32 + day) * 86_400_000
+    baskets = [{k: v for k, v in b.items() if k != "SHOP_WEEKDAY"} for b in thousand[:2]]
+    iso = str(np.datetime64(2**32 + day, "D"))
+    as_json = json.dumps({"baskets": [{**b, "SHOP_DATE": iso} for b in baskets]}).encode()
+    sent = stream(with_column(table(baskets), "SHOP_DATE", pa.array([far, far], pa.date64())))
+    read = outcome(arrow_body.parse_arrow_batch, sent, 10, 500)
+    assert read[0] == "refused" and read == outcome(parse_batch, as_json, "application/json")
+
+
+def test_a_date64_not_at_midnight_is_refused_naming_the_column(client, thousand):
+    midnight = (dt.date(2008, 4, 14) - dt.date(1970, 1, 1)).days * 86_400_000
+    data = with_column(table(thousand[:2]), "SHOP_DATE", pa.array([midnight + 3_600_000] * 2, pa.date64()))
+    [error] = errors(post_arrow(client, stream(data)))
+    assert (error["type"], error["loc"]) == ("arrow_invalid", ["body", "baskets", "SHOP_DATE"]), error
