@@ -33,7 +33,7 @@ import email.message
 import struct
 import typing
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import GenericAlias
 from typing import Any
@@ -51,6 +51,7 @@ from api.body import (
     DecodedLine,
     ParsedBaskets,
     accepted_columns,
+    basket_errors,
     validated_rows,
     within_batch_limit,
     within_line_limit,
@@ -136,6 +137,26 @@ class _Field:
             return True
         try:
             msgspec.convert(pc.unique(column).to_pylist(), self.checked, strict=True)
+        except msgspec.ValidationError:
+            return False
+        return True
+
+    def faults(self, column: pa.Array) -> np.ndarray:
+        """Which rows of a column (`_normalized`) `holds` would refuse: each distinct value checked once."""
+        if pa.types.is_null(column.type):
+            return np.full(len(column), not self.nullable)
+        encoded = column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
+        values = encoded.dictionary.to_pylist()
+        refused = [not self.nullable if value is None else not self._fits(value) for value in values]
+        indices = pc.cast(encoded.indices, pa.int64()).fill_null(len(values)).to_numpy()
+        rows: np.ndarray = np.asarray([*refused, not self.nullable])[indices]
+        return rows
+
+    def _fits(self, value: Any) -> bool:
+        if self.checked is None:
+            return True
+        try:
+            msgspec.convert([value], self.checked, strict=True)
         except msgspec.ValidationError:
             return False
         return True
@@ -455,6 +476,9 @@ class _Baskets:
     lists_valid: list[bool]
     lines_valid: list[bool]
     holds: bool
+    faulty: np.ndarray | None
+    """Which baskets hold a value `_Field.holds` refuses, a null list or line, or too few or many lines; None when
+    `holds`."""
 
     def vouched(self) -> ParsedBaskets | None:
         """The scorer's reading when the columns hold and the remaining rules hold (`accepted_columns`); else None."""
@@ -463,14 +487,27 @@ class _Baskets:
         header = {name: self.header.get(name) or [None] * len(self.lists_valid) for name in HEADER_FIELDS}
         return accepted_columns(header, {name: self.lines[name] for name in LINE_FIELDS}, self.offsets)
 
-    def rows(self) -> Iterator[dict[str, Any]]:
-        """Each basket as JSON would decode it (the columns not sent left out), for the models."""
-        for i, valid in enumerate(self.lists_valid):
-            row = {name: values[i] for name, values in self.header.items()}
-            lines = range(self.offsets[i], self.offsets[i + 1])
-            row["lines"] = [{name: values[j] for name, values in self.lines.items()} if self.lines_valid[j] else None
-                            for j in lines] if valid else None
-            yield row
+    def flagged(self) -> list[int]:
+        """The baskets the fast path would not vouch for one by one: `faulty`, or refused by `accepted_columns`."""
+        faulty = np.zeros(len(self.lists_valid), bool) if self.faulty is None else self.faulty
+        flagged = []
+        for i, fault in enumerate(faulty.tolist()):
+            if not fault:
+                start, end = self.offsets[i], self.offsets[i + 1]
+                header = {name: [self.header[name][i]] if name in self.header else [None] for name in HEADER_FIELDS}
+                lines = {name: self.lines[name][start:end] for name in LINE_FIELDS}
+                fault = accepted_columns(header, lines, [0, end - start]) is None
+            if fault:
+                flagged.append(i)
+        return flagged
+
+    def row(self, i: int) -> dict[str, Any]:
+        """Basket i as JSON would decode it (the columns not sent left out), for the models."""
+        row = {name: values[i] for name, values in self.header.items()}
+        lines = range(self.offsets[i], self.offsets[i + 1])
+        row["lines"] = [{name: values[j] for name, values in self.lines.items()} if self.lines_valid[j] else None
+                        for j in lines] if self.lists_valid[i] else None
+        return row
 
 
 def _lists(column: pa.ChunkedArray, max_baskets: int, max_lines: int) -> tuple[pa.Array, np.ndarray, np.ndarray]:
@@ -515,9 +552,26 @@ def _baskets(table: pa.Table, max_baskets: int, max_lines: int) -> _Baskets:
     holds = (holds and bool(lists_valid.all() and lines_valid.all()) and table.num_rows > 0
              and MIN_LINES <= counts.min() and (MAX_LINES is None or counts.max() <= MAX_LINES)
              and all(LINE_COLUMNS[name].holds(column) for name, column in lines.items()))
+    faulty = None if holds else _faulty(header, lines, offsets, lists_valid, lines_valid)
     return _Baskets({name: _values(column) for name, column in header.items()},
                     {name: _values(column) for name, column in lines.items()},
-                    offsets.tolist(), lists_valid.tolist(), lines_valid.tolist(), holds)
+                    offsets.tolist(), lists_valid.tolist(), lines_valid.tolist(), holds, faulty)
+
+
+def _faulty(header: Mapping[str, pa.Array], lines: Mapping[str, pa.Array], offsets: np.ndarray,
+            lists_valid: np.ndarray, lines_valid: np.ndarray) -> np.ndarray:
+    """Which baskets hold a value of a type, bound or domain not the field's, a null list or line, or a number of
+    lines out of bounds: `_Baskets.holds`'s checks, basket by basket."""
+    counts = np.diff(offsets)
+    faulty = ~lists_valid | (counts < MIN_LINES) | (counts > (MAX_LINES if MAX_LINES is not None else counts.max()))
+    for name, column in header.items():
+        faulty |= HEADER_COLUMNS[name].faults(column)
+    line_faults = ~lines_valid
+    for name, column in lines.items():
+        line_faults |= LINE_COLUMNS[name].faults(column)
+    before = np.concatenate([[0], np.cumsum(line_faults)])  # faulty lines before each offset
+    with_faulty_lines: np.ndarray = faulty | (before[offsets[1:]] > before[offsets[:-1]])
+    return with_faulty_lines
 
 
 def parse_arrow_batch(body: bytes, max_baskets: int, max_lines: int) -> ParsedBaskets:
@@ -532,10 +586,16 @@ def parse_arrow_batch(body: bytes, max_baskets: int, max_lines: int) -> ParsedBa
     vouched = baskets.vouched()
     if vouched is not None:
         return vouched
-    try:
-        return validated_rows(baskets.rows())
-    except RequestValidationError as error:
-        raise RequestValidationError(_shortened(error.errors())) from error
+    refused = basket_errors(baskets.flagged(), baskets.row, LISTED_BASKETS, LISTED_ERRORS)
+    if refused:
+        raise RequestValidationError(_shortened(refused))
+    return validated_rows(map(baskets.row, range(len(baskets.lists_valid))))  # a form the fast path is stricter about
+
+
+LISTED_BASKETS, LISTED_ERRORS = 20, 1_000
+"""The most refused baskets a 422 lists the errors of, and the most errors it lists; where more are left out, one
+`too_many_errors` entry at ("body", "baskets") says how many. A dictionary makes a value cheap to repeat in every line,
+and each line's error costs the models' validation and the answer's size."""
 
 
 ECHOED_CHARACTERS = 200

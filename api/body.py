@@ -142,6 +142,34 @@ def validated_rows(rows: Iterable[Mapping[str, Any]]) -> ParsedBaskets:
     return columns_of(baskets)
 
 
+def basket_errors(baskets: Sequence[int], row: Callable[[int], Mapping[str, Any]], most_baskets: int,
+                  most_errors: int) -> list[dict[str, Any]]:
+    """The models' errors for the baskets of these indices (those a faster check flagged), `row(i)` giving basket i
+    as the values JSON would decode to, located as `validated_rows` locates them: the errors of the first
+    `most_baskets` baskets the models refuse, at most `most_errors` of them, then, when any are left out, one
+    `too_many_errors` entry at ("body", "baskets") counting the errors left out and the baskets not validated. Empty
+    when the models refuse none of them."""
+    errors: list[dict[str, Any]] = []
+    refused = validated = 0
+    for i in baskets:
+        if refused == most_baskets or len(errors) >= most_errors:
+            break
+        validated += 1
+        try:
+            _BASKET_ADAPTER.validate_python(row(i), from_attributes=True)
+        except ValidationError as error:
+            refused += 1
+            errors.extend({**e, "loc": ("body", "baskets", i, *e["loc"])} for e in error.errors(include_url=False))
+    left_out, unchecked = max(0, len(errors) - most_errors), len(baskets) - validated
+    if left_out or unchecked:
+        errors = [*errors[:most_errors], {
+            "type": "too_many_errors", "loc": ("body", "baskets"),
+            "msg": f"{left_out} more errors and {unchecked} more baskets that may have errors are not listed: at most "
+                   f"{most_baskets} baskets' errors and {most_errors} errors are listed",
+            "input": None, "ctx": {"errors_left_out": left_out, "baskets_not_validated": unchecked}}]
+    return errors
+
+
 def _parse(body: bytes, content_type: str | None, decoded: Callable[[], list[DecodedBasket]],
            validated: Callable[[], Sequence[Basket]]) -> ParsedBaskets:
     """The fast path's reading of a JSON body when it vouches for it, else the models' (`validated`)."""

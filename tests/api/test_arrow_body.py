@@ -609,3 +609,34 @@ def test_a_date64_not_at_midnight_is_refused_naming_the_column(client, thousand)
     data = with_column(table(thousand[:2]), "SHOP_DATE", pa.array([midnight + 3_600_000] * 2, pa.date64()))
     [error] = errors(post_arrow(client, stream(data)))
     assert (error["type"], error["loc"]) == ("arrow_invalid", ["body", "baskets", "SHOP_DATE"]), error
+
+
+def test_the_first_baskets_errors_are_listed_and_the_rest_counted(client, thousand):
+    """Past LISTED_BASKETS refused baskets, the JSON body's errors of the first ones and one entry counting the rest;
+    the baskets the checks do not flag are not validated by the models."""
+    baskets = copy.deepcopy(thousand[:60])
+    for i in range(5, 60, 2):  # 28 bad baskets
+        baskets[i]["SHOP_HOUR"] = 24
+    baskets[40]["lines"][0]["QUANTITY"] = 0
+    expected = errors(post_json(client, baskets))
+    found = errors(post_arrow(client, stream(table(baskets))))
+    refused = list(dict.fromkeys(e["loc"][2] for e in expected))  # 29 baskets, in order
+    listed = refused[:arrow_body.LISTED_BASKETS]
+    assert found[:-1] == [e for e in expected if e["loc"][2] in listed]
+    summary = found[-1]
+    assert (summary["type"], summary["loc"]) == ("too_many_errors", ["body", "baskets"])
+    assert summary["ctx"] == {"errors_left_out": 0, "baskets_not_validated": len(refused) - len(listed)}
+
+
+def test_errors_past_the_most_listed_are_counted(thousand):
+    data = table(thousand[:3])
+    lines = data.column("lines").combine_chunks()
+    many = pa.ListArray.from_arrays(pa.array([0, 400, 800, 1200], pa.int32()), lines.values.take(
+        np.zeros(1200, np.int64)))
+    data = with_line_field(with_column(data, "lines", many), "QUANTITY", lambda a: pa.array(np.zeros(len(a), np.int8)))
+    with pytest.raises(RequestValidationError) as refused:
+        arrow_body.parse_arrow_batch(stream(data), 10, 500)
+    found = refused.value.errors()
+    assert len(found) == arrow_body.LISTED_ERRORS + 1
+    assert {e["loc"][2] for e in found[:-1]} == {0, 1, 2}
+    assert found[-1]["ctx"] == {"errors_left_out": 200, "baskets_not_validated": 0}
