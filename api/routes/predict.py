@@ -9,7 +9,14 @@ import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from api.arrow_body import ARROW_STREAM_CONTENT_TYPE, COLUMN_TYPES, is_arrow_stream, parse_arrow_batch
+from api.arrow_body import (
+    ARROW_STREAM_CONTENT_TYPE,
+    COLUMN_TYPES,
+    LISTED_BASKETS,
+    LISTED_ERRORS,
+    is_arrow_stream,
+    parse_arrow_batch,
+)
 from api.batcher import Batcher
 from api.body import ParsedBaskets, parse_batch, parse_single, within_batch_limit, within_line_limit
 from api.dependencies import batcher, current_model, settings
@@ -64,12 +71,10 @@ def request_body(model_name: str) -> dict[str, Any]:
         "application/json": {"schema": {"$ref": f"#/components/schemas/{model_name}"}}}}}
 
 
-ARROW_BATCH_BODY: dict[str, Any] = {
-    "schema": {"type": "string", "format": "binary"},
-    "x-arrow-columns": COLUMN_TYPES,
-}
+ARROW_BATCH_BODY: dict[str, Any] = {"x-arrow-columns": COLUMN_TYPES}
 """The batch body as an Arrow IPC stream (`api.arrow_body`): a row per basket, a column per BatchRequest basket field,
-`lines` a list of structs of the line fields; `x-arrow-columns` lists the Arrow types each column takes."""
+`lines` a list of structs of the line fields; `x-arrow-columns` lists the Arrow types each column takes. No schema:
+OpenAPI 3.1 describes binary content by its media type alone (its format registry retires `format: binary`)."""
 
 
 def batch_request_body() -> dict[str, Any]:
@@ -79,7 +84,8 @@ def batch_request_body() -> dict[str, Any]:
         "A BatchRequest as JSON, or its baskets as an Arrow IPC stream: a row per basket, a column per basket "
         "field, `lines` a list of structs of the line fields (x-arrow-columns: the Arrow types each column takes; "
         "any column may also be of the null type). Value errors are the JSON body's 422s at "
-        "[body, baskets, i, ...].")
+        f"[body, baskets, i, ...], those of the first {LISTED_BASKETS} baskets refused and at most {LISTED_ERRORS:,} "
+        "of them; one more entry, type too_many_errors at [body, baskets], counts what is left out.")
     document["requestBody"]["content"][ARROW_STREAM_CONTENT_TYPE] = ARROW_BATCH_BODY
     return document
 
