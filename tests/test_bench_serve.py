@@ -83,3 +83,13 @@ def test_the_arrow_batch_body_reads_as_the_json_batch():
     baskets = [{**EXAMPLE_BASKET, "BASKET_ID": f"B{i}", "SHOP_HOUR": i % 24} for i in range(30)]
     expected = parse_batch(json.dumps({"baskets": baskets}).encode(), "application/json")
     assert parse_arrow_batch(arrow_stream(baskets), 1000, 500) == expected
+
+
+def test_the_batch_runs_alternate_the_body_formats_and_the_target_takes_the_slower_round():
+    from bench.serve import BATCH_ROUNDS, slowest
+
+    assert [order[0] for order in BATCH_ROUNDS] == ["JSON", "Arrow"]  # each format first in one round
+    assert all(sorted(order) == ["Arrow", "JSON"] for order in BATCH_ROUNDS)
+    rounds = [result("#1", p95=24.0), result("#2", p95=31.0)]
+    assert slowest(rounds).name == "#2"
+    assert not targets(arrow_batch=slowest(rounds))[-1].met
