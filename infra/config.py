@@ -30,11 +30,20 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pulumi
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings
 
@@ -87,6 +96,25 @@ class DataLakeConfig(Section):
 
 LAKE_ZONES = ("raw", "silver", "gold", "artifacts")
 """The platform's lake buckets (infra/data_lake.py `ZONES`, the platform output lakeBuckets)."""
+
+
+def _lake_zone(value: str) -> str:
+    if value not in LAKE_ZONES:
+        raise ValueError(f"lakeZone must be one of the platform's lake buckets {', '.join(LAKE_ZONES)}, got {value!r}")
+    return value
+
+
+def _relative_path(value: str) -> str:
+    if value.startswith("/") or "://" in value or ".." in value.split("/"):
+        raise ValueError(f"expected a path relative to the bucket or zone, got {value!r}")
+    return value.strip("/")
+
+
+LakeZone = Annotated[str, AfterValidator(_lake_zone)]
+"""One of the platform's lake buckets (`LAKE_ZONES`)."""
+RelativePath = Annotated[str, AfterValidator(_relative_path)]
+"""A path below a bucket or zone, without surrounding slashes; no `..`, no scheme."""
+
 MIN_SCAN_CUTOFF_BYTES = 10_000_000
 """The smallest per-query scan limit Athena accepts: 10,000,000 bytes, the minimum of CreateWorkGroup's
 BytesScannedCutoffPerQuery (BytesScannedCutoffValue in botocore's Athena model), not 10 MiB."""
@@ -99,9 +127,9 @@ class LakeCatalogConfig(Section):
 
     enabled: bool = True
     """False: the stack declares no catalog, workgroup or query role (e.g. an account without Athena)."""
-    lake_zone: str = "raw"
+    lake_zone: LakeZone = "raw"
     """The lake bucket holding the lake root, as datasets/README.md documents."""
-    lake_prefix: str = "lake"
+    lake_prefix: RelativePath = "lake"
     """The lake root's prefix in that bucket: the tables read s3://<bucket>/<prefix>/{silver,gold,predictions}/."""
     bytes_scanned_cutoff_per_query: int = 10 * 1024**3
     """Athena cancels a query of the workgroup once it has scanned this many bytes (billed at $5 per TB); at least
@@ -111,21 +139,6 @@ class LakeCatalogConfig(Section):
     force_destroy: bool = False
     """True lets `pulumi destroy` empty the results bucket, and delete the workgroup while it holds queries saved
     outside Pulumi."""
-
-    @field_validator("lake_zone")
-    @classmethod
-    def _is_zone(cls, value: str) -> str:
-        if value not in LAKE_ZONES:
-            raise ValueError(f"lakeZone must be one of the platform's lake buckets {', '.join(LAKE_ZONES)}, "
-                             f"got {value!r}")
-        return value
-
-    @field_validator("lake_prefix")
-    @classmethod
-    def _is_relative(cls, value: str) -> str:
-        if value.startswith("/") or "://" in value or ".." in value.split("/"):
-            raise ValueError(f"lakePrefix must be a path relative to the bucket, got {value!r}")
-        return value.strip("/")
 
     @field_validator("bytes_scanned_cutoff_per_query")
     @classmethod
@@ -396,11 +409,11 @@ class BatchScoringConfig(ScheduledJobConfig):
     namespace: str = "retail-batch"
     schedule: str = "0 3 * * 1"
     """Mondays 03:00 in the batch time zone, after the week (Monday to Sunday) has landed in the silver zone."""
-    lake_zone: str = "raw"
+    lake_zone: LakeZone = "raw"
     """The lake bucket (platform output lakeBuckets) holding the lake root, as datasets/README.md documents."""
-    lake_prefix: str = "lake"
+    lake_prefix: RelativePath = "lake"
     """The lake root's prefix in that bucket: RETAIL_LAKE_ROOT = s3://<bucket>/<prefix>."""
-    input_path: str = "latest"
+    input_path: RelativePath = "latest"
     """The silver run folder `--input` names, relative to `<lake root>/silver/`: `retail score` reads its
     lines/part-0.parquet. The default, `latest`, is the newest pipeline run holding lines (all the weeks that run
     validated); set a pipeline run id to score that run."""
@@ -417,21 +430,6 @@ class BatchScoringConfig(ScheduledJobConfig):
             raise ValueError("timeZone is not set here: the batch jobs run in the platform stack's "
                              "retail:observability.batchTimeZone, the zone its missed-run alarms count weeks in")
         return raw
-
-    @field_validator("lake_zone")
-    @classmethod
-    def _is_zone(cls, value: str) -> str:
-        zones = ("raw", "silver", "gold", "artifacts")
-        if value not in zones:
-            raise ValueError(f"lakeZone must be one of the platform's lake buckets {', '.join(zones)}, got {value!r}")
-        return value
-
-    @field_validator("lake_prefix", "input_path")
-    @classmethod
-    def _is_relative(cls, value: str) -> str:
-        if value.startswith("/") or "://" in value or ".." in value.split("/"):
-            raise ValueError(f"expected a path relative to the bucket or zone, got {value!r}")
-        return value.strip("/")
 
     @field_validator("input_path")
     @classmethod
