@@ -5,7 +5,10 @@ several record batches, a Polars frame of lines grouped into baskets) give ident
 out of bounds or domain, a malformed code, the header rules) gives the JSON body's 422, generated bodies included;
 the stream's own problems (a column's type, a missing, unknown or repeated column, a truncated, concatenated or
 compressed stream, too many baskets or lines) give a 4xx naming the column or the body, before any value is read;
-and the OpenAPI document lists the content type, which Schemathesis does not generate.
+crafted streams (a V4 batch compressed through its custom metadata, dictionary deltas, too many record batches, null
+lists over many lines, a dictionary value repeated by every line's error, a date64 past date32's range) are refused
+or read cheaply, the reviewer's reproductions bounded; past 20 refused baskets or 1,000 errors one entry counts the
+rest; and the OpenAPI document lists the content type, which Schemathesis does not generate.
 """
 
 from __future__ import annotations
