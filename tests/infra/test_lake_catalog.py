@@ -16,12 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pulumi_aws as aws
 import pyarrow.parquet as pq
 import pytest
 
 from infra.config import BatchScoringConfig, LakeCatalogConfig, PlatformConfig, parse_section, read_stack_file
-from infra.lake_catalog import ENGINE_VERSION, LakeCatalog, LakeCatalogArgs, database_name, workgroup_name
+from infra.lake_catalog import ENGINE_VERSION, database_name, workgroup_name
 from infra.lake_tables import RUN, TABLES, glue_type
 from infra.mocks import ACCOUNT_ID
 from infra.offline import OfflineRun
@@ -36,24 +35,15 @@ from policies.documents import Need, allows, parliament_findings, rendered_docum
 from tests.helpers import canonical_text
 
 from .conftest import PROJECT_DIR
-from .helpers import build, statements
+from .helpers import DATA_KEY, LAKE_REGION, lake_catalog_run, statements
 
-REGION = "ap-southeast-1"
-DATA_KEY = f"arn:aws:kms:{REGION}:{ACCOUNT_ID}:key/data"
+REGION = LAKE_REGION
 SETTINGS = LakeCatalogConfig(bytes_scanned_cutoff_per_query=2 * 1024**3, results_expiry_days=3)
 RUN_ID = "20260101T000000Z-0a1b2c3d"
 
 
 def catalog(environment: str = "test", settings: LakeCatalogConfig = SETTINGS) -> OfflineRun:
-    """The component over a lake bucket of its own program, so the tables' inputs depend on that bucket."""
-
-    def program() -> None:
-        bucket = aws.s3.Bucket("lake-raw")
-        LakeCatalog("catalog", LakeCatalogArgs(
-            environment=environment, account_id=ACCOUNT_ID, region=REGION, lake_bucket=bucket.bucket,
-            lake_bucket_arn=bucket.arn, data_kms_key_arn=DATA_KEY, queries=LAKE_QUERIES, settings=settings))
-
-    return build(program)
+    return lake_catalog_run(environment, settings)
 
 
 @pytest.fixture(scope="module")

@@ -13,18 +13,13 @@ from __future__ import annotations
 from typing import Any
 
 import botocore.session
-import pulumi_aws as aws
 import pytest
 from botocore.model import Shape
 
-from infra.config import LakeCatalogConfig
-from infra.lake_catalog import LakeCatalog, LakeCatalogArgs
-from infra.mocks import ACCOUNT_ID
 from infra.offline import OfflineRun
-from ml.lake_queries import LAKE_QUERIES
 from tests.botocore_shapes import model_problems, parameter_problems
 
-from .helpers import build
+from .helpers import lake_catalog_run
 
 RENAMED = {"kmsKeyArn": "KmsKey", "query": "QueryString"}
 """pulumi-aws inputs whose request member has another name."""
@@ -63,14 +58,7 @@ def problems(request: dict, shape: Shape) -> list[str]:
 
 @pytest.fixture(scope="module")
 def run() -> OfflineRun:
-    def program() -> None:
-        bucket = aws.s3.Bucket("lake-raw")
-        LakeCatalog("catalog", LakeCatalogArgs(
-            environment="ephemeral-pr-42", account_id=ACCOUNT_ID, region="ap-southeast-1", lake_bucket=bucket.bucket,
-            lake_bucket_arn=bucket.arn, data_kms_key_arn="arn:aws:kms:ap-southeast-1:123456789012:key/data",
-            queries=LAKE_QUERIES, settings=LakeCatalogConfig()))
-
-    return build(program)
+    return lake_catalog_run("ephemeral-pr-42")
 
 
 def create_table(inputs: dict) -> dict:

@@ -8,17 +8,13 @@ one by one, and the catalog the platform declares (infra/lake_catalog.py, under 
 from __future__ import annotations
 
 import botocore.session
-import pulumi_aws as aws
 import pytest
 
 from infra.config import MIN_SCAN_CUTOFF_BYTES, LakeCatalogConfig
-from infra.lake_catalog import LakeCatalog, LakeCatalogArgs
-from infra.mocks import ACCOUNT_ID
-from infra.offline import run_offline
-from ml.lake_queries import LAKE_QUERIES
 from policies.catalog import BY_NAME
 from policies.evaluate import evaluate
 from policies.offline import resources_of
+from tests.infra.helpers import lake_catalog_run
 from tests.policies.cases import BUCKET, GLUE_TABLE, LAKE_ROOT, WORKGROUP, changed, res
 
 LAKE_RULES = ("athena-results-kms-enforced", "athena-scan-cutoff", "glue-table-in-stack-lake")
@@ -95,13 +91,6 @@ def test_a_table_in_a_bucket_of_another_stack_fails_naming_the_location():
 
 
 def test_the_lake_catalog_passes_the_lake_rules():
-    def program() -> None:
-        bucket = aws.s3.Bucket("lake-raw")
-        LakeCatalog("catalog", LakeCatalogArgs(
-            environment="test", account_id=ACCOUNT_ID, region="ap-southeast-1", lake_bucket=bucket.bucket,
-            lake_bucket_arn=bucket.arn, data_kms_key_arn="arn:aws:kms:ap-southeast-1:123456789012:key/data",
-            queries=LAKE_QUERIES, settings=LakeCatalogConfig()))
-
-    resources = resources_of(run_offline(program, project="retail-mlops", stack="test"))
+    resources = resources_of(lake_catalog_run())
     assert {r.type for r in resources} >= {"aws:athena/workgroup:Workgroup", "aws:glue/catalogTable:CatalogTable"}
     assert evaluate([BY_NAME[name] for name in LAKE_RULES], resources, {}) == []
