@@ -51,19 +51,10 @@ import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
-from infra.batch_job import (
-    TMP,
-    BatchJob,
-    BatchJobSpec,
-    BatchPlacement,
-    data_key_through_s3,
-    join,
-    read_prefix,
-    s3_uri,
-    write_prefix,
-)
+from infra.batch_job import TMP, BatchJob, BatchJobSpec, BatchPlacement
 from infra.config import BatchScoringConfig
 from infra.iam import policy_document
+from infra.s3_access import data_key_through_s3, join, read_prefix, s3_uri, write_prefix
 
 APP = "retail-batch-scoring"
 CONTAINER = "score"

@@ -46,6 +46,7 @@ import pulumi_aws as aws
 from infra.config import LakeCatalogConfig
 from infra.iam import Statement, policy_document
 from infra.lake_tables import PARQUET_INPUT, PARQUET_OUTPUT, PARQUET_SERDE, TABLES, LakeTable
+from infra.s3_access import data_key_through_s3, join, s3_uri
 from infra.secure_bucket import SecureBucket, SecureBucketArgs
 from ml.lake_queries import LakeQuery
 
@@ -138,8 +139,7 @@ class LakeCatalog(pulumi.ComponentResource):
         super().__init__("retail:infra:LakeCatalog", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         settings = args.settings
-        self.lake_root = pulumi.Output.from_input(args.lake_bucket).apply(
-            lambda bucket: "s3://" + _join(bucket, settings.lake_prefix))
+        self.lake_root = s3_uri(args.lake_bucket, settings.lake_prefix)
         self.results = SecureBucket(
             f"{name}-results",
             SecureBucketArgs(
@@ -287,16 +287,14 @@ def query_statements(args: LakeCatalogArgs, results_arn: pulumi.Input[str]) -> l
         {"Sid": "FindTheBuckets", "Effect": "Allow", "Action": "s3:GetBucketLocation",
          "Resource": [args.lake_bucket_arn, results_arn]},
         {"Sid": "ListTheLakeZones", "Effect": "Allow", "Action": "s3:ListBucket", "Resource": args.lake_bucket_arn,
-         "Condition": {"StringLike": {"s3:prefix": [_join(prefix, zone, "*") for zone in zones]}}},
+         "Condition": {"StringLike": {"s3:prefix": [join(prefix, zone, "*") for zone in zones]}}},
         {"Sid": "ReadTheTablesFolders", "Effect": "Allow", "Action": "s3:GetObject",
          "Resource": [pulumi.Output.concat(args.lake_bucket_arn, "/", key) for key in table_objects(prefix)]},
         {"Sid": "ListResults", "Effect": "Allow", "Action": ["s3:ListBucket", "s3:ListBucketMultipartUploads"],
          "Resource": results_arn},
         {"Sid": "ReadWriteResults", "Effect": "Allow", "Action": list(RESULTS_ACTIONS),
          "Resource": pulumi.Output.concat(results_arn, f"/{RESULTS_PREFIX}/*")},
-        {"Sid": "UseDataKeyThroughS3", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-         "Resource": args.data_kms_key_arn,
-         "Condition": {"StringEquals": {"kms:ViaService": f"s3.{args.region}.amazonaws.com"}}},
+        data_key_through_s3(args.data_kms_key_arn, args.region),
     ]
 
 
@@ -305,8 +303,4 @@ def table_objects(prefix: str) -> list[str]:
     (`silver/*/lines/*`, `gold/*/baskets/*`, `predictions/*/baskets/*`), whatever lies below it (gold's partition
     folders, the predictions' weeks). A `*` in an S3 ARN matches across `/` too; no other file of a run has the
     table's folder name in its key."""
-    return [_join(prefix, table.zone, "*", table.folder, "*") for table in TABLES]
-
-
-def _join(*parts: str) -> str:
-    return "/".join(p.strip("/") for p in parts if p.strip("/"))
+    return [join(prefix, table.zone, "*", table.folder, "*") for table in TABLES]

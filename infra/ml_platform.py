@@ -9,6 +9,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.iam import Statement, policy_document, service_trust_policy
+from infra.s3_access import data_key_through_s3
 
 READ_ZONES = ("raw", "silver", "gold")
 """Lake zones training may read; it writes only to the artifacts bucket."""
@@ -117,13 +118,7 @@ def _execution_statements(args: MlPlatformArgs) -> list[Statement]:
             "Action": ["s3:GetObject", "s3:PutObject"],
             "Resource": _objects(artifacts),
         },
-        {
-            "Sid": "UseDataKeyThroughS3",
-            "Effect": "Allow",
-            "Action": ["kms:Decrypt", "kms:GenerateDataKey"],
-            "Resource": args.data_kms_key_arn,
-            "Condition": {"StringEquals": {"kms:ViaService": f"s3.{args.region}.amazonaws.com"}},
-        },
+        data_key_through_s3(args.data_kms_key_arn, args.region),
         *_encryption_statements(args),
         *_vpc_statements(args),
         {

@@ -47,18 +47,11 @@ from dataclasses import dataclass, field
 
 import pulumi
 
-from infra.batch_job import (
-    INPUT_ERROR_EXIT_CODE,
-    BatchJob,
-    BatchJobSpec,
-    data_key_through_s3,
-    join,
-    read_prefix,
-    write_prefix,
-)
+from infra.batch_job import INPUT_ERROR_EXIT_CODE, BatchJob, BatchJobSpec
 from infra.batch_scoring import BatchScoring
 from infra.config import MonitoringConfig, ThresholdsConfig
 from infra.iam import policy_document
+from infra.s3_access import data_key_through_s3, join, read_prefix, write_prefix
 
 APP = "retail-monitoring"
 CONTAINER = "monitor"
