@@ -29,7 +29,6 @@ ECHOED_CHARACTERS of a string.
 
 from __future__ import annotations
 
-import email.message
 import struct
 import typing
 from collections import Counter
@@ -52,6 +51,7 @@ from api.body import (
     ParsedBaskets,
     accepted_columns,
     basket_errors,
+    media_type,
     validated_rows,
     within_batch_limit,
     within_line_limit,
@@ -66,11 +66,7 @@ LINES = (*BASKETS, "lines")
 
 def is_arrow_stream(content_type: str | None) -> bool:
     """Whether a Content-Type names the Arrow IPC streaming format (in any case, with any parameters)."""
-    if not content_type:
-        return False
-    message = email.message.Message()
-    message["content-type"] = content_type
-    return message.get_content_type() == ARROW_STREAM_CONTENT_TYPE
+    return media_type(content_type) == ARROW_STREAM_CONTENT_TYPE
 
 
 # ---- which Arrow types a field's column takes ---------------------------------------------------------------------

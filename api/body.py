@@ -197,16 +197,22 @@ def columns_of(baskets: Sequence[Basket]) -> ParsedBaskets:
     )
 
 
+def media_type(content_type: str | None) -> str:
+    """The media type a Content-Type names, in lower case and without parameters, as the email package reads the
+    header (`text/plain` for one it cannot read); empty without a Content-Type."""
+    if not content_type:
+        return ""
+    message = email.message.Message()
+    message["content-type"] = content_type
+    return message.get_content_type()
+
+
 def is_json(content_type: str | None) -> bool:
     """Whether FastAPI would parse a body sent with this Content-Type as JSON (application/json or */*+json)."""
     if content_type == JSON_CONTENT_TYPE:
         return True
-    if not content_type:
-        return False
-    message = email.message.Message()
-    message["content-type"] = content_type
-    subtype = message.get_content_subtype()
-    return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+    maintype, _, subtype = media_type(content_type).partition("/")
+    return maintype == "application" and (subtype == "json" or subtype.endswith("+json"))
 
 
 async def validation_error_response(_: Request, error: RequestValidationError) -> JSONResponse:
