@@ -17,7 +17,18 @@ SageMaker's container contract for custom training images:
 - `/opt/ml/output/data/`: reports (leaderboard, model card, confusion matrices);
 - `/opt/ml/output/failure`: why the job failed; SageMaker shows it as `FailureReason`;
 - `/opt/ml/checkpoints/`: the local checkpoint folder of spot training (unused: a run takes
-  minutes, so an interrupted job starts again from the data).
+  minutes, so an interrupted job starts again from the data);
+- `/opt/ml/input/config/resourceconfig.json`: the job's hosts (ml/cluster.py).
+
+A job on several instances (InstanceCount > 1) trains XGBoost distributed (ml/cluster.py): the
+first host of the sorted list starts XGBoost's tracker, every host writes its share of the channel's
+training baskets (ml/channel_share.py) and joins XGBoost's collective, the fits run over all shares,
+and the first host alone scores the holdout and writes the bundle and the reports. SageMaker merges
+every host's /opt/ml/model (and /opt/ml/output/data) into one archive and asks only that names do
+not clash ("How Amazon SageMaker Processes Training Output",
+https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-envvariables.html),
+so the other hosts write nothing there. Only the xgboost family trains distributed: a multi-host job
+whose `families` hyperparameter names any other fails at once, on every host, saying so.
 
 Any error writes the failure file and exits non-zero. `--root` moves `/opt/ml` elsewhere,
 for tests and for running the image's command on a laptop.
@@ -29,12 +40,18 @@ import argparse
 import contextlib
 import io
 import json
+import shutil
 import signal
 import sys
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ml.cluster import Hosts
 
 DEFAULT_ROOT = Path("/opt/ml")
 CHANNEL = "train"
@@ -78,6 +95,15 @@ class SageMakerPaths:
     def checkpoints(self) -> Path:
         return self.root / "checkpoints"
 
+    @property
+    def resource_config(self) -> Path:
+        return self.root / "input" / "config" / "resourceconfig.json"
+
+    @property
+    def share(self) -> Path:
+        """Scratch folder of a multi-host job: this host's share of the channel (not uploaded)."""
+        return self.root / "share"
+
 
 def read_hyperparameters(path: Path) -> dict[str, str]:
     """The job's hyperparameters; a job started without any has no file, which means none."""
@@ -116,18 +142,54 @@ def _parse_train_args(argv: list[str]) -> argparse.Namespace:
 
 def run(paths: SageMakerPaths) -> None:
     """Train from the channel into the model folder; raises on any problem."""
-    from ml.train import train
+    from ml.cluster import read_hosts
 
     if not paths.channel.is_dir():
         raise EntryError(f"no '{CHANNEL}' channel at {paths.channel}: give the job an input channel named '{CHANNEL}'")
     args = _parse_train_args(train_argv(read_hyperparameters(paths.hyperparameters), paths))
+    hosts = read_hosts(paths.resource_config)
     try:
-        summary = train(args)
+        summary = _train_single(args) if hosts.size == 1 else _train_distributed(args, paths, hosts)
     except SystemExit as exit_:  # ml.train refuses unknown families with SystemExit("unknown families: ...")
         if exit_.code in (None, 0):
             return
         raise EntryError(str(exit_.code)) from None
-    print(f"winner={summary['winner']}; gate_passed={summary['gate']['passed']}", flush=True)
+    if summary is not None:
+        print(f"winner={summary['winner']}; gate_passed={summary['gate']['passed']}", flush=True)
+
+
+def _train_single(args: argparse.Namespace) -> dict[str, Any]:
+    from ml.train import train
+
+    return train(args)
+
+
+def _train_distributed(args: argparse.Namespace, paths: SageMakerPaths, hosts: Hosts) -> dict[str, Any] | None:
+    """This host's part of a multi-host job; the summary on the leader, None on the others."""
+    from ml.channel_share import write_share
+    from ml.cluster import Cluster, ClusterError, ClusterSettings
+    from ml.train import fit_families, report, requested_families
+
+    started = time.perf_counter()
+    try:
+        requested_families(args, hosts.size)
+    except ValueError as error:
+        raise EntryError(str(error)) from None
+    print(f"{hosts.current}: host {hosts.rank + 1} of {hosts.size} ({', '.join(hosts.names)}); "
+          f"the leader is {hosts.leader}", flush=True)
+    try:
+        with Cluster(hosts, ClusterSettings()) as cluster:
+            share = write_share(paths.channel, paths.share, hosts.rank, hosts.size)
+            with cluster.joined() as peers:
+                fits = fit_families(args, peers, train_dir=share)
+    except ClusterError as error:
+        raise EntryError(str(error)) from None
+    finally:
+        shutil.rmtree(paths.share, ignore_errors=True)
+    if not hosts.is_leader:
+        print(f"{hosts.current} trained on its share; {hosts.leader} writes the model and the reports", flush=True)
+        return None
+    return report(args, fits, started)
 
 
 def write_failure(paths: SageMakerPaths, reason: str) -> None:

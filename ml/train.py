@@ -22,6 +22,7 @@ Each metric is also printed as `name=value;` for SageMaker's metric definitions.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
@@ -35,15 +36,16 @@ import polars as pl
 
 from ml.bundle import save_bundle
 from ml.calendar import week_span
-from ml.channel import CLASSES, PIECE_BASKETS, GoldChannel, sample_cap
-from ml.evaluate import apply_gate, compute_metrics, plot_confusion
+from ml.channel import CLASSES, PIECE_BASKETS, GoldChannel, TrainSide, sample_cap
+from ml.cluster import SOLO, Peers
+from ml.evaluate import Metrics, apply_gate, compute_metrics, plot_confusion
 from ml.families import FAMILIES, fitted
 from ml.features import BasketFeaturizer
 from ml.model_card import write_model_card
 from ml.reference import reference_bins
-from ml.selection import METRIC_DECIMALS, ranking_key, validation_scores
+from ml.selection import MAX_FIT_ROWS, METRIC_DECIMALS, ranking_key, validation_rows, validation_scores
 from ml.settings import GateSettings, Settings
-from ml.xgb_search import search_xgboost
+from ml.xgb_search import SearchResult, search_xgboost
 
 DEFAULT_VALIDATION_WEEKS = 8
 
@@ -62,7 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="last training weeks the families are ranked on (and the XGBoost search stops on); "
                              "default: the window the run's holdout plan chose (the channel's lineage.json), else "
                              f"{DEFAULT_VALIDATION_WEEKS}")
-    parser.add_argument("--xgb-trials", type=int, default=4, help="bound of the XGBoost search")
+    parser.add_argument("--xgb-trials", type=int, default=4,
+                        help="bound of the XGBoost search; 0: no search, the --xgboost-* parameters as given")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--max-memory-gb", type=float, default=Settings().max_memory_gb,
                         help="memory the training stage is sized for: a training side larger than it holds is "
@@ -90,47 +93,138 @@ def _report_metric(name: str, value: float) -> None:
     print(f"{name}={value:.{METRIC_DECIMALS}f};", flush=True)
 
 
-def train(args: argparse.Namespace) -> dict[str, Any]:
-    """Train, evaluate and write the winning bundle; returns the run's summary."""
-    started = time.perf_counter()
-    channel = GoldChannel(Path(args.train))
-    featurizer, lineage = channel.featurizer, channel.lineage
-    output = Path(args.output_data_dir)
-    output.mkdir(parents=True, exist_ok=True)
-
+def requested_families(args: argparse.Namespace, hosts: int = 1) -> list[str]:
+    """The families `--families` names; SystemExit for an unknown one, ValueError for one that cannot train on
+    `hosts` hosts: only XGBoost trains distributed (its collective), and training the others on one host's share
+    would rank them on a fraction of the data, so a multi-host job trains `xgboost` alone."""
     families = [f.strip() for f in args.families.split(",") if f.strip()]
     unknown = sorted(set(families) - set(FAMILIES))
     if unknown:
         raise SystemExit(f"unknown families: {', '.join(unknown)} (known: {', '.join(FAMILIES)})")
+    if hosts > 1 and families != ["xgboost"]:
+        raise ValueError(f"a training job on {hosts} instances trains the xgboost family only (the others cannot "
+                         f"train distributed), but families is {args.families!r}: set the hyperparameter "
+                         "families=xgboost, or train on one instance")
+    return families
+
+
+@dataclass
+class FittedFamilies:
+    """What every host knows after the fits: the models (the same on every host) and the facts the report needs."""
+
+    families: list[str]
+    params: dict[str, dict[str, Any]]
+    search: SearchResult | None
+    chosen_on: dict[str, Metrics]
+    models: dict[str, Any]
+    fit_seconds: dict[str, float]
+    train_facts: dict[str, Any]
+    train_weeks: tuple[int, int]
+    validation_weeks: int
+
+
+def train(args: argparse.Namespace) -> dict[str, Any]:
+    """Train, evaluate and write the winning bundle; returns the run's summary."""
+    started = time.perf_counter()
+    return report(args, fit_families(args), started)
+
+
+def fit_families(args: argparse.Namespace, peers: Peers = SOLO, train_dir: Path | None = None) -> FittedFamilies:
+    """Search, rank and fit the families on the training side of `train_dir` (default: the channel `--train`).
+
+    With several `peers` (ml/cluster.py) every host runs this on its own share of the training baskets inside
+    XGBoost's collective: the fits are distributed, and what the hosts decide by (the validation window's last week,
+    each search trial's and family's validation score, the class counts) is reduced over all hosts first, so every
+    host takes the same decisions and holds the same models."""
+    channel = GoldChannel(train_dir or Path(args.train))
+    families = requested_families(args, peers.size)
     params = {f: family_params(args, f) for f in families}
     side = channel.train_side(sample_cap(args.max_memory_gb), args.seed)
     if side.used < side.available:
         print(f"training on a uniform sample of {side.used:,} of the {side.available:,} training baskets "
               f"(seed {args.seed}), the most {args.max_memory_gb:g} GB holds (RETAIL_MAX_MEMORY_GB)", flush=True)
     x_train, y_train = side.x, side.y
-    train_facts, train_weeks = side.facts(args.seed, args.max_memory_gb), side.weeks
-    validation_weeks = args.validation_weeks or lineage.get("validation_weeks", DEFAULT_VALIDATION_WEEKS)
-    validation = side.week_index > side.last_week_index - validation_weeks
+    train_facts, train_weeks = _side_facts(side, args, peers)
+    validation_weeks = args.validation_weeks or channel.lineage.get("validation_weeks", DEFAULT_VALIDATION_WEEKS)
+    last_week = int(peers.reduce(np.array([side.last_week_index], dtype=np.int64), "max")[0])
+    validation = side.week_index > last_week - validation_weeks
     search = None
-    if "xgboost" in families:
-        search = search_xgboost(
-            x_train, y_train, validation, base=params["xgboost"], trials=args.xgb_trials, seed=args.seed
-        )
+    if "xgboost" in families and args.xgb_trials > 0:
+        search = search_xgboost(x_train, y_train, validation, base=params["xgboost"], trials=args.xgb_trials,
+                                seed=args.seed, peers=peers)
         params["xgboost"] = search["best_params"]
-        (output / "xgboost_search.json").write_text(json.dumps(search, indent=2))
 
-    chosen_on = validation_scores(x_train, y_train, validation, params, CLASSES, args.seed)
-    for family, metrics in chosen_on.items():
-        _report_metric(f"{family}_validation_accuracy", metrics.accuracy)
-        _report_metric(f"{family}_validation_macro_f1", metrics.macro_f1)
-
+    chosen_on = pooled_validation_scores(x_train, y_train, validation, params, args.seed, peers)
     models: dict[str, Any] = {}
     fit_seconds: dict[str, float] = {}
     for family in families:
         t0 = time.perf_counter()
         models[family] = fitted(FAMILIES[family].build(params[family], args.seed), x_train, y_train)
         fit_seconds[family] = time.perf_counter() - t0
-    del x_train, y_train, side  # the holdout is scored without the training matrix
+    if peers.size > 1:
+        _require_same_models(models, peers)
+    return FittedFamilies(families, params, search, chosen_on, models, fit_seconds, train_facts, train_weeks,
+                          validation_weeks)
+
+
+def _side_facts(side: TrainSide, args: argparse.Namespace, peers: Peers) -> tuple[dict[str, Any], tuple[int, int]]:
+    """The summary's facts of the training side and its first and last week, over every host's share."""
+    facts, weeks = side.facts(args.seed, args.max_memory_gb), side.weeks
+    if peers.size == 1:
+        return facts, weeks
+    counts = np.bincount(side.y, minlength=len(CLASSES)).astype(np.int64)
+    if (missing := [c for c, n in zip(CLASSES, peers.reduce(counts, "min"), strict=True) if n == 0]):
+        raise ValueError(f"a host's share of the training baskets has no {', '.join(missing)} basket: with "
+                         f"{peers.size} hosts each needs every class; train on fewer instances")
+    available, used = peers.reduce(np.array([side.available, side.used], dtype=np.int64), "sum")
+    first = int(peers.reduce(np.array([weeks[0]], dtype=np.int64), "min")[0])
+    last = int(peers.reduce(np.array([weeks[1]], dtype=np.int64), "max")[0])
+    facts |= {"available": int(available), "used": int(used), "sampled": bool(used < available),
+              "cap": facts["cap"] * peers.size, "hosts": peers.size}
+    return facts, (first, last)
+
+
+def pooled_validation_scores(x: np.ndarray, y: np.ndarray, validation: np.ndarray,
+                             params: dict[str, dict[str, Any]], seed: int, peers: Peers) -> dict[str, Metrics]:
+    """`ml.selection.validation_scores`; with several hosts, each family fitted over all hosts' rows before the
+    window and scored on all hosts' rows within it."""
+    if peers.size == 1:
+        return validation_scores(x, y, validation, params, CLASSES, seed)
+    fit_rows, scored_rows = validation_rows(validation, MAX_FIT_ROWS, np.random.default_rng(seed))
+    scores = {}
+    for family, family_params in params.items():
+        model = fitted(FAMILIES[family].build(family_params, seed), x[fit_rows], y[fit_rows])
+        predicted = model.predict_proba(x[scored_rows]).argmax(axis=1)
+        scores[family] = compute_metrics(*peers.pooled(y[scored_rows], predicted, len(CLASSES)), CLASSES)
+    return scores
+
+
+def _require_same_models(models: dict[str, Any], peers: Peers) -> None:
+    """Every host holds the same model (what the collective's training promises; a host that took another
+    decision would write nothing wrong, only waste the job): compared by a digest of the saved bytes."""
+    for family, model in models.items():
+        digest = hashlib.sha256(bytes(model.get_booster().save_raw("ubj"))).digest()
+        value = np.frombuffer(digest[:8], dtype=np.int64).copy()
+        if peers.reduce(value, "min")[0] != peers.reduce(value, "max")[0]:
+            raise RuntimeError(f"the hosts trained different {family} models; the collective's training diverged")
+
+
+def report(args: argparse.Namespace, fits: FittedFamilies, started: float) -> dict[str, Any]:
+    """Score the holdout of the channel `--train`, rank, gate, and write the winning bundle and the reports (on a
+    multi-host job, the leader alone does this: SageMaker merges every host's /opt/ml/model into one archive)."""
+    channel = GoldChannel(Path(args.train))
+    featurizer, lineage = channel.featurizer, channel.lineage
+    output = Path(args.output_data_dir)
+    output.mkdir(parents=True, exist_ok=True)
+    families, params, chosen_on, fit_seconds = fits.families, fits.params, fits.chosen_on, fits.fit_seconds
+    search = fits.search
+    train_facts, train_weeks, validation_weeks = fits.train_facts, fits.train_weeks, fits.validation_weeks
+    if search is not None:
+        (output / "xgboost_search.json").write_text(json.dumps(search, indent=2))
+    for family, metrics in chosen_on.items():
+        _report_metric(f"{family}_validation_accuracy", metrics.accuracy)
+        _report_metric(f"{family}_validation_macro_f1", metrics.macro_f1)
+    models = fits.models
     holdout = score_holdout(channel, models)
 
     results: dict[str, dict[str, Any]] = {}

@@ -4,6 +4,10 @@ Trials are drawn with a seeded sampler from a small space, each trained with ear
 stopping on the last training weeks (never on the holdout), on at most `max_rows`
 training rows so the search stays within a fixed budget. The best trial's
 parameters, with its early-stopped number of trees, are used for the final fit.
+
+On a multi-host job (ml/cluster.py) every host runs the same trials on its share of the rows: XGBoost's collective
+trains each trial over all hosts and reduces the early-stopping metric over them, and the validation macro-F1 is
+taken over every host's validation rows (`Peers.pooled`), so all hosts pick the same trial.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import ParameterSampler
 from xgboost import XGBClassifier
 
+from ml.cluster import SOLO, Peers
+from ml.schema import TRAINABLE_LABELS
 from ml.selection import MAX_FIT_ROWS, validation_rows
 
 SPACE: dict[str, tuple[Any, ...]] = {
@@ -26,6 +32,7 @@ SPACE: dict[str, tuple[Any, ...]] = {
     "colsample_bytree": (0.6, 0.9),
 }
 MAX_ROUNDS = 400
+N_CLASSES = len(TRAINABLE_LABELS)
 EARLY_STOPPING = 20
 
 
@@ -60,6 +67,7 @@ def search_xgboost(
     trials: int,
     seed: int,
     max_rows: int = MAX_FIT_ROWS,
+    peers: Peers = SOLO,
 ) -> SearchResult:
     """Returns the trials (params, validation macro-F1, trees, seconds) and `best_params`."""
     rng = np.random.default_rng(seed)
@@ -78,10 +86,11 @@ def search_xgboost(
         )
         model.fit(x[fit_rows], y[fit_rows], eval_set=[(x[val_rows], y[val_rows])], verbose=False)
         predicted = model.predict_proba(x[val_rows]).argmax(axis=1)
+        y_true, y_pred = peers.pooled(y[val_rows], predicted, N_CLASSES)
         results.append(
             {
                 "params": params,
-                "validation_macro_f1": float(f1_score(y[val_rows], predicted, average="macro")),
+                "validation_macro_f1": float(f1_score(y_true, y_pred, average="macro")),
                 "trees": int(model.best_iteration) + 1,
                 "seconds": round(time.perf_counter() - started, 2),
             }

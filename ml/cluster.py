@@ -1,0 +1,242 @@
+"""The hosts of a multi-instance SageMaker training job, joined into XGBoost's collective (its Rabit tracker).
+
+SageMaker's contract for a custom training image (Developer Guide, "How Amazon SageMaker AI Provides Training
+Information", section "Distributed Training Configuration",
+https://docs.aws.amazon.com/sagemaker/latest/dg/your-algorithms-training-algo-running-container.html): every
+container of a job finds `/opt/ml/input/config/resourceconfig.json` with
+
+- `current_host`: this container's name on the job's network (e.g. `algo-2`);
+- `hosts`: every container's name, sorted (e.g. `["algo-1", "algo-2"]`), by which containers address each other;
+- `network_interface_name`: the interface the container network uses (e.g. `eth0`; MPI and NCCL need it, XGBoost's
+  TCP collective does not).
+
+The guide says not to rely on /etc/hosts or /etc/hostname and that a name may not resolve at once, so resolution is
+retried (`ClusterSettings.resolve_seconds`). A job without the file, or with one host, is a single-host job.
+
+The first host of the sorted list is the leader: it starts XGBoost's tracker (`xgboost.tracker.RabitTracker`) on
+the address its name resolves to, at `ClusterSettings.tracker_port`; every host then joins the collective with its
+index in the sorted list as task id, so XGBoost's ranks are the list's order (rank 0 is the leader). Inside the
+collective XGBoost's `hist` training allreduces the histograms of every host's rows, so the trees are the same on
+every host. A host that dies closes its sockets: the others' next allreduce fails at once ("the other end is likely
+closed"); a host that never joins fails the others after `bootstrap_seconds`. Either way `CollectiveFailed` names
+the host and what to look at.
+
+Tests run several hosts on 127.0.0.1: `RETAIL_CLUSTER_HOST_ADDRESSES` (JSON, name -> address) replaces DNS when set
+and `RETAIL_CLUSTER_TRACKER_PORT` picks a free port; a job on SageMaker sets neither.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ClusterError(Exception):
+    """The hosts of the job cannot train together as configured; the message says why."""
+
+
+class CollectiveFailed(ClusterError):
+    """Joining or using XGBoost's collective failed, most often because another host stopped."""
+
+
+class ClusterSettings(BaseSettings):
+    """How the hosts find each other (RETAIL_CLUSTER_TRACKER_PORT, ...); SageMaker jobs use the defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="RETAIL_CLUSTER_")
+
+    tracker_port: int = Field(9099, ge=1, le=65535)
+    """The port the leader's tracker listens on; every host must know it before the tracker starts."""
+    bootstrap_seconds: int = Field(900, ge=1)
+    """How long the tracker waits for every host to join (the hosts read their share of the channel first), and
+    the collective's timeout."""
+    connect_retries: int = Field(10, ge=0)
+    """How often a host retries connecting to the tracker before it listens (the leader starts it first thing)."""
+    resolve_seconds: float = Field(300, ge=0)
+    """How long a host name may take to resolve (SageMaker: names may not resolve at once)."""
+    host_addresses: dict[str, str] = Field(default_factory=dict)
+    """Host name -> address, replacing DNS when set: for tests on one machine (JSON in the environment)."""
+
+
+@dataclass(frozen=True)
+class Hosts:
+    """This container and all the job's containers, sorted as SageMaker sorts them."""
+
+    current: str
+    names: tuple[str, ...]
+    network_interface: str | None = None
+
+    @property
+    def size(self) -> int:
+        return len(self.names)
+
+    @property
+    def rank(self) -> int:
+        return self.names.index(self.current)
+
+    @property
+    def leader(self) -> str:
+        return self.names[0]
+
+    @property
+    def is_leader(self) -> bool:
+        return self.current == self.leader
+
+
+SINGLE_HOST = Hosts("local", ("local",))
+
+
+def read_hosts(path: Path) -> Hosts:
+    """The hosts `resourceconfig.json` at `path` names; a single host when there is no file."""
+    if not path.is_file():
+        return SINGLE_HOST
+    config = json.loads(path.read_text())
+    current, names = config.get("current_host"), config.get("hosts")
+    if not isinstance(current, str) or not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ClusterError(f"{path} must give current_host (a name) and hosts (a list of names); got {config!r}")
+    if len(set(names)) != len(names) or current not in names:
+        raise ClusterError(f"{path}: current_host {current!r} must be one of the distinct hosts {names!r}")
+    interface = config.get("network_interface_name")
+    return Hosts(current, tuple(sorted(names)), interface if isinstance(interface, str) else None)
+
+
+def resolve(host: str, settings: ClusterSettings) -> str:
+    """The address of `host`: `settings.host_addresses` when set, else DNS, retried for `resolve_seconds`."""
+    if settings.host_addresses:
+        if host not in settings.host_addresses:
+            raise ClusterError(f"RETAIL_CLUSTER_HOST_ADDRESSES has no address for host {host!r}")
+        return settings.host_addresses[host]
+    deadline = time.monotonic() + settings.resolve_seconds
+    while True:
+        try:
+            return socket.gethostbyname(host)
+        except OSError as error:
+            if time.monotonic() >= deadline:
+                raise ClusterError(f"host {host!r} did not resolve within {settings.resolve_seconds:g} s: "
+                                   f"{error}") from None
+            time.sleep(1)
+
+
+ReduceOp = Literal["sum", "min", "max"]
+
+
+@dataclass(frozen=True)
+class Peers:
+    """This process's place among the hosts training together; `SOLO` is a single-host job."""
+
+    rank: int = 0
+    size: int = 1
+
+    @property
+    def is_leader(self) -> bool:
+        return self.rank == 0
+
+    def reduce(self, values: np.ndarray, op: ReduceOp) -> np.ndarray:
+        """`values` combined element-wise over every host (XGBoost's allreduce); `values` itself on one host."""
+        if self.size == 1:
+            return values
+        from xgboost import collective
+
+        ops = {"sum": collective.Op.SUM, "min": collective.Op.MIN, "max": collective.Op.MAX}
+        try:
+            reduced: np.ndarray = collective.allreduce(np.ascontiguousarray(values), ops[op])
+        except Exception as error:  # xgboost.core.XGBoostError: a peer is gone
+            raise CollectiveFailed(_failure(self, error)) from None
+        return reduced
+
+    def pooled(self, y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and predictions with the confusion matrix of every host's together, for metrics over all hosts'
+        rows: the pairs are grouped by (label, prediction), which no metric of them depends on."""
+        if self.size == 1:
+            return y_true, y_pred
+        confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
+        np.add.at(confusion, (y_true, y_pred), 1)
+        counts = self.reduce(confusion, "sum").ravel()
+        cells = np.arange(n_classes * n_classes)
+        return np.repeat(cells // n_classes, counts), np.repeat(cells % n_classes, counts)
+
+
+SOLO = Peers()
+
+
+def _failure(peers: Peers, error: BaseException) -> str:
+    detail = str(error).strip().splitlines()
+    reasons = [line.strip("- ") for line in detail if line.startswith("- ")] or detail[:1]
+    return (f"the collective of {peers.size} hosts failed on rank {peers.rank}: another host probably stopped "
+            f"(see its failure reason and log); XGBoost said: {' / '.join(reasons)[:400]}")
+
+
+class Cluster:
+    """The hosts of one job: the leader's tracker from `__enter__` to `__exit__`, the collective in `joined`."""
+
+    def __init__(self, hosts: Hosts, settings: ClusterSettings):
+        self.hosts, self.settings = hosts, settings
+        self.tracker: Any = None
+        self.tracker_address = ""
+
+    def __enter__(self) -> Cluster:
+        """Resolve the leader and, on the leader, start the tracker before anything else, so the other hosts find it
+        listening whenever they are ready."""
+        self.tracker_address = resolve(self.hosts.leader, self.settings)
+        if self.hosts.is_leader:
+            from xgboost.tracker import RabitTracker
+
+            try:
+                self.tracker = RabitTracker(n_workers=self.hosts.size, host_ip=self.tracker_address,
+                                            port=self.settings.tracker_port, sortby="task",
+                                            timeout=self.settings.bootstrap_seconds)
+                self.tracker.start()
+            except Exception as error:  # XGBoostError: the port is taken, the address is not this host's
+                raise ClusterError(f"the leader {self.hosts.current} could not start XGBoost's tracker at "
+                                   f"{self.tracker_address}:{self.settings.tracker_port}: "
+                                   f"{str(error).strip().splitlines()[-1]}") from None
+        return self
+
+    @contextmanager
+    def joined(self) -> Iterator[Peers]:
+        """This host in XGBoost's collective, as rank = its index among the sorted hosts."""
+        from xgboost import collective
+
+        peers = Peers(self.hosts.rank, self.hosts.size)
+        args: dict[str, int | str | None] = {
+            "dmlc_communicator": "rabit",
+            "dmlc_tracker_uri": self.tracker_address,
+            "dmlc_tracker_port": self.settings.tracker_port,
+            "dmlc_task_id": f"{self.hosts.rank:05d}",  # the tracker sorts by task id: ranks follow the host list
+            "dmlc_retry": self.settings.connect_retries,
+            "dmlc_timeout": self.settings.bootstrap_seconds,
+        }
+        try:
+            collective.init(**args)
+        except Exception as error:
+            raise CollectiveFailed(_failure(peers, error)) from None
+        try:
+            if (collective.get_rank(), collective.get_world_size()) != (peers.rank, peers.size):
+                raise ClusterError(f"XGBoost's tracker gave {self.hosts.current} rank {collective.get_rank()} of "
+                                   f"{collective.get_world_size()}, expected {peers.rank} of {peers.size}")
+            print(f"{self.hosts.current} joined the collective as rank {peers.rank} of {peers.size}", flush=True)
+            yield peers
+        finally:
+            collective.finalize()
+
+    def __exit__(self, *exc_info: object) -> None:
+        """The leader waits (bounded) for the tracker to see every host leave; after a failure it only frees it."""
+        if self.tracker is None:
+            return
+        tracker, self.tracker = self.tracker, None
+        if exc_info[0] is not None:
+            return  # the error on its way out says what happened; the tracker goes with the process
+        try:
+            tracker.wait_for(self.settings.bootstrap_seconds)
+        except Exception as error:
+            raise CollectiveFailed(f"XGBoost's tracker on {self.hosts.current} did not shut down cleanly: "
+                                   f"{str(error).strip().splitlines()[-1]}") from None
