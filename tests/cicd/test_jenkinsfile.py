@@ -6,6 +6,7 @@ That its commands exist is checked with the workflows' in test_workflow_commands
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,6 +16,9 @@ import pytest
 from tests.cicd.commands import JENKINSFILE, ROOT
 
 GROOVY_LINT = ROOT / "tools" / "lint" / "node_modules" / ".bin" / "npm-groovy-lint"
+QUICK_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
+"""The linter's one short run needs no optimizing compiler or parallel collector: with only the quick compiler and
+the serial collector it took 6.7 s of CPU against 14-17 s with the JVM's defaults (2-core machine, same file)."""
 UNCLOSED = "pipeline {\n  agent any\n  stages {\n    stage('build') {\n      steps {\n        sh 'make test'\n"
 
 
@@ -28,6 +32,7 @@ def test_the_jenkinsfile_has_no_groovy_error_and_a_broken_one_is_reported(tmp_pa
     (tmp_path / "broken" / "Jenkinsfile").write_text(UNCLOSED)
     result = subprocess.run([str(GROOVY_LINT), "--noserver", "--output", "json", "--failon", "none", "--path",
                              str(tmp_path), "--files", "**/Jenkinsfile"], cwd=tmp_path, stdin=subprocess.DEVNULL,
+                            env={**os.environ, "JAVA_TOOL_OPTIONS": QUICK_JVM},
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     files = json.loads(result.stdout)["files"]
