@@ -144,7 +144,7 @@ def test_the_image_environment_runs_a_training_job_end_to_end(image_environment,
     opt_ml = tmp_path / "opt-ml"
     shutil.copytree(small_run.settings.work_dir / small_run.result.run_id / "train", opt_ml / "input/data/train")
     (opt_ml / "input/config").mkdir(parents=True)
-    (opt_ml / "input/config/hyperparameters.json").write_text('{"families": "logistic_regression"}')
+    (opt_ml / "input/config/hyperparameters.json").write_text('{"families": "decision_tree"}')
     completed = subprocess.run(
         [str(image_environment / "bin" / "python"), "-m", "ml.sagemaker_entry", "train", "--root", str(opt_ml)],
         cwd=app, env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(app), "MPLBACKEND": "Agg",
@@ -152,5 +152,5 @@ def test_the_image_environment_runs_a_training_job_end_to_end(image_environment,
         capture_output=True, text=True,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "logistic_regression_holdout_accuracy=" in completed.stdout
+    assert "decision_tree_holdout_accuracy=" in completed.stdout
     assert (opt_ml / "model").is_dir() and (opt_ml / "output/data/model_card.html").is_file()
