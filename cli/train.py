@@ -132,8 +132,15 @@ def train(
     from infra import images
     from infra.automation import PulumiCliMissing, require_cli
     from infra.offline import find_project_dir
-    from infra.providers.program import MissingPlatformOutputs, platform_tags, require_outputs, training_inputs
+    from infra.providers.program import (
+        MissingPlatformOutputs,
+        platform_tags,
+        require_distributable,
+        require_outputs,
+        training_inputs,
+    )
     from infra.providers.sourcedir import code_version
+    from infra.training_config import training_config
 
     try:
         require_cli("retail train --cloud")
@@ -143,7 +150,9 @@ def train(
     outputs = platform_outputs(stack, repo_root)
     try:
         require_outputs(stack, outputs)
-    except MissingPlatformOutputs as error:
+        resources = training_config(repo_root, stack)  # retail:training: the instances
+        require_distributable(tuple(families.split(",")), resources.instance_count)
+    except (MissingPlatformOutputs, ValueError) as error:
         raise fail(f"Cannot train: {error}") from None
     region = outputs.get("region") or boto3.session.Session().region_name or DEFAULT_REGION
     data_hash, train_uri = read_manifest(manifest)
@@ -163,6 +172,8 @@ def train(
         use_spot=not on_demand,
         tags=platform_tags(stack, outputs, repo_root),
         region=region,
+        instance_type=resources.instance_type,
+        instance_count=resources.instance_count,
     )
     result = run_training(inputs)
     typer.echo(

@@ -79,6 +79,8 @@ class TrainingInputs:
     hyperparameters: Mapping[str, str] = field(default_factory=dict)
     use_spot: bool = True
     instance_type: str = "ml.m5.xlarge"
+    instance_count: int = 1
+    """Above 1, XGBoost trains distributed over the instances (ml/cluster.py); `families` must be xgboost alone."""
 
 
 def require_outputs(stack: str, outputs: Mapping[str, Any]) -> None:
@@ -93,6 +95,14 @@ def require_outputs(stack: str, outputs: Mapping[str, Any]) -> None:
         )
 
 
+def require_distributable(families: tuple[str, ...], instance_count: int) -> None:
+    """ValueError unless `families` can train on `instance_count` instances: several train xgboost alone."""
+    if instance_count > 1 and families != ("xgboost",):
+        raise ValueError(f"retail:training.instanceCount is {instance_count}: a multi-instance job trains the xgboost "
+                         f"family only (the others cannot train distributed), not {', '.join(families)}; "
+                         "train with --families xgboost, or set instanceCount to 1")
+
+
 def training_inputs(
     stack: str,
     outputs: Mapping[str, Any],
@@ -105,9 +115,13 @@ def training_inputs(
     use_spot: bool = True,
     tags: Mapping[str, str] | None = None,
     region: str | None = None,
+    instance_type: str = "ml.m5.xlarge",
+    instance_count: int = 1,
 ) -> TrainingInputs:
-    """The program's inputs from the platform stack's outputs; MissingPlatformOutputs names any that are absent."""
+    """The program's inputs from the platform stack's outputs; MissingPlatformOutputs names any that are absent, a
+    ValueError families a multi-instance job cannot train."""
     require_outputs(stack, outputs)
+    require_distributable(tuple(families), instance_count)
     return TrainingInputs(
         stack=stack,
         region=region or outputs.get("region") or "ap-southeast-1",
@@ -127,6 +141,8 @@ def training_inputs(
         families=tuple(families),
         tags=dict(tags or {}),
         use_spot=use_spot,
+        instance_type=instance_type,
+        instance_count=instance_count,
     )
 
 
@@ -233,7 +249,9 @@ def training_program(inputs: TrainingInputs, gate: GateSettings) -> Callable[[],
             f"retail-{inputs.stack}-training-sg",
             vpc_id=inputs.vpc_id,
             description="SageMaker training: no ingress, HTTPS out to the VPC endpoints and S3",
-            egress=[{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": ["0.0.0.0/0"]}],
+            egress=[{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": ["0.0.0.0/0"]}]
+            + _between_instances(inputs.instance_count),
+            ingress=_between_instances(inputs.instance_count),
             opts=pulumi.ResourceOptions(provider=provider),
         )
         artifacts = f"s3://{inputs.artifacts_bucket}"
@@ -255,6 +273,7 @@ def training_program(inputs: TrainingInputs, gate: GateSettings) -> Callable[[],
             security_group_ids=[security_group.id],
             metric_definitions=metric_definitions(inputs.families),
             instance_type=inputs.instance_type,
+            instance_count=inputs.instance_count,
             use_spot=inputs.use_spot,
             tags=dict(inputs.tags),
         )
@@ -293,6 +312,15 @@ def training_program(inputs: TrainingInputs, gate: GateSettings) -> Callable[[],
     return program
 
 
+def _between_instances(instance_count: int) -> list[dict[str, Any]]:
+    """The rule letting a multi-instance job's containers reach each other (XGBoost's tracker and collective, and
+    the encrypted inter-container traffic) within this security group; none for one instance."""
+    if instance_count == 1:
+        return []
+    return [{"protocol": "-1", "from_port": 0, "to_port": 0, "self": True,
+             "description": "the training job's instances: XGBoost's collective"}]
+
+
 OFFLINE_DATA_HASH = "0" * 64
 """Stands in for a lake manifest's input hash in the offline run (no lake is read)."""
 
@@ -311,7 +339,10 @@ def training_offline_run(
     data hash and run are placeholders, the code version is this checkout's, and the
     image is named by its tag (no registry is asked for a digest).
     """
+    from infra.training_config import training_config
+
     version = code_version(project_dir)
+    resources = training_config(project_dir, stack)
     inputs = training_inputs(
         stack,
         platform_outputs,
@@ -321,6 +352,9 @@ def training_offline_run(
         image_uri=f"{platform_outputs.get('repositoryUrls', {}).get('training', 'training')}:{image_tag(version)}",
         use_spot=use_spot,
         tags=platform_tags(stack, platform_outputs, project_dir),
+        families=DEFAULT_FAMILIES if resources.instance_count == 1 else ("xgboost",),
+        instance_type=resources.instance_type,
+        instance_count=resources.instance_count,
     )
     return run_offline(
         training_program(inputs, gate or GateSettings()),

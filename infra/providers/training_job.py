@@ -13,6 +13,15 @@ hash, code version, hyperparameters, image, training channel) replaces the resou
 a new job; other changes (instance type, spot, tags, ...) are recorded without retraining
 and apply to the next job. Deleting the resource stops a job still running; finished jobs
 stay in SageMaker's history (SageMaker has no delete for them).
+
+With `instance_count` > 1 the image trains XGBoost distributed (ml/cluster.py): the `train`
+channel stays FullyReplicated (each host keeps its basket-hash share of it, ml/channel_share.py
+says why not ShardedByS3Key), and the hosts' traffic, which carries histograms of the training
+data, is encrypted (EnableInterContainerTrafficEncryption; SageMaker Developer Guide, "Protect
+Communications Between ML Compute Instances in a Distributed Training Job",
+https://docs.aws.amazon.com/sagemaker/latest/dg/train-encrypt.html: it costs time in proportion to
+the traffic and does not affect one-instance jobs); the policy rule
+`sagemaker-training-inter-container-encryption` requires it.
 """
 
 from __future__ import annotations
@@ -71,8 +80,15 @@ def kms_key(value: str, field: str) -> str:
     )
 
 
+CHANNEL_DISTRIBUTION = "FullyReplicated"
+"""Every host gets the whole gold folder, on one instance or several (ml/channel_share.py deals the baskets)."""
+
+
 def create_request(name: str, props: dict[str, Any]) -> dict[str, Any]:
     """The CreateTrainingJob request: the project's image, spot with checkpoints, KMS, VPC."""
+    instances = int(props.get("instance_count", 1))
+    if instances < 1:
+        raise ValueError(f"instance_count {instances}: a training job runs on at least one instance")
     hyperparameters = {key: str(value) for key, value in (props.get("hyperparameters") or {}).items()}
     too_long = sorted(k for k, v in hyperparameters.items() if max(len(k), len(v)) > MAX_HYPERPARAMETER)
     if too_long:
@@ -97,7 +113,7 @@ def create_request(name: str, props: dict[str, Any]) -> dict[str, Any]:
                     "S3DataSource": {
                         "S3DataType": "S3Prefix",
                         "S3Uri": props["train_uri"],
-                        "S3DataDistributionType": "FullyReplicated",
+                        "S3DataDistributionType": CHANNEL_DISTRIBUTION,
                     }
                 },
             }
@@ -108,11 +124,12 @@ def create_request(name: str, props: dict[str, Any]) -> dict[str, Any]:
         },
         "ResourceConfig": {
             "InstanceType": props["instance_type"],
-            "InstanceCount": int(props.get("instance_count", 1)),
+            "InstanceCount": instances,
             "VolumeSizeInGB": int(props.get("volume_size_gb", 30)),
             "VolumeKmsKeyId": kms_key(props["volume_kms_key_id"], "volume_kms_key_id"),
         },
         "EnableNetworkIsolation": bool(props.get("enable_network_isolation", False)),
+        "EnableInterContainerTrafficEncryption": bool(props.get("inter_container_encryption", instances > 1)),
         "EnableManagedSpotTraining": bool(props.get("use_spot", True)),
         "Tags": [{"Key": k, "Value": str(v)} for k, v in (props.get("tags") or {}).items()]
         + [{"Key": "data-hash", "Value": props["data_hash"]}, {"Key": "code-version", "Value": props["code_version"]}],
@@ -237,6 +254,7 @@ class TrainingJob(pulumi.dynamic.Resource):
         security_group_ids: pulumi.Input[list],
         metric_definitions: dict[str, str],
         instance_type: str = "ml.m5.xlarge",
+        instance_count: int = 1,
         volume_size_gb: int = 30,
         use_spot: bool = True,
         max_runtime_seconds: int = 3600,
@@ -265,7 +283,9 @@ class TrainingJob(pulumi.dynamic.Resource):
             "enable_network_isolation": False,
             "metric_definitions": metric_definitions,
             "instance_type": instance_type,
-            "instance_count": 1,
+            "instance_count": instance_count,
+            # The hosts of a multi-instance job exchange histograms of the training data: encrypted.
+            "inter_container_encryption": instance_count > 1,
             "volume_size_gb": volume_size_gb,
             "use_spot": use_spot,
             "max_runtime_seconds": max_runtime_seconds,

@@ -57,6 +57,14 @@ def training_network(resource: Resource) -> list[str]:
     return [] if in_vpc or resource.get("enable_network_isolation") is True else ["runs outside the VPC"]
 
 
+@_training_job
+def training_inter_container_encryption(resource: Resource) -> list[str]:
+    instances = resource.get("instance_count", default=1) or 1
+    if instances > 1 and resource.get("inter_container_encryption") is not True:
+        return [f"runs on {instances} instances whose traffic (histograms of the training data) is not encrypted"]
+    return []
+
+
 def has_budget(resources: Sequence[Resource]) -> list[tuple[str, str]]:
     budgets = [r for r in resources if r.type == BUDGET and r.get("notifications")]
     return [] if budgets else [("", "the stack has no budget with notifications")]
@@ -100,6 +108,13 @@ RULES = [
         "Run training in the VPC's private subnets (subnet_ids, security_group_ids) or with network isolation.",
         TRAINING,
         training_network,
+    ),
+    ResourceRule(
+        "sagemaker-training-inter-container-encryption",
+        "Encrypt the traffic between a multi-instance training job's instances (EnableInterContainerTrafficEncryption;"
+        " TrainingJob sets it when instance_count > 1).",
+        TRAINING,
+        training_inter_container_encryption,
     ),
     StackRule(
         "stack-has-budget",

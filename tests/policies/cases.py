@@ -228,6 +228,10 @@ CASES: dict[str, tuple[Any, Any]] = {
     "sagemaker-training-spot": (TRAINING, changed(TRAINING, "use_spot", value=False)),
     "sagemaker-training-kms": (TRAINING, changed(TRAINING, "volume_kms_key_id", value=None)),
     "sagemaker-training-network": (TRAINING, changed(TRAINING, "subnet_ids", value=[])),
+    "sagemaker-training-inter-container-encryption": (
+        changed(changed(TRAINING, "instance_count", value=2), "inter_container_encryption", value=True),
+        changed(TRAINING, "instance_count", value=2),
+    ),
     "stack-has-budget": ([BUDGET, ALARM], [ALARM]),
     "stack-has-alarms": ([BUDGET, ALARM], [BUDGET, changed(ALARM, "alarmActions", value=[])]),
     "k8s-resource-limits": (DEPLOYMENT, changed(DEPLOYMENT, *IN_CONTAINER, "resources", value={})),
