@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal, TypeAlias, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, WithJsonSchema, model_validator
 from pydantic.config import JsonDict
+from pydantic_core import PydanticCustomError
 
 from ml.schema import (
     CODE_PATTERNS,
@@ -80,13 +81,31 @@ def _date(value: Any) -> Any:
 ShopDate = Annotated[dt.date, BeforeValidator(_date)]
 
 
+def _json_number(error: str, message: str) -> BeforeValidator:
+    """Only a JSON number for a numeric field, as the document's `type` says: pydantic's lax mode would take `true`
+    as 1 and `"3"` as 3. The error is the one pydantic gives any other non-number (`int_type`, `float_type`)."""
+
+    def refuse_other_types(value: Any) -> Any:
+        if isinstance(value, bool | str):
+            raise PydanticCustomError(error, message)
+        return value
+
+    return BeforeValidator(refuse_other_types)
+
+
+_INT_ONLY = _json_number("int_type", "Input should be a valid integer")
+JsonInt: TypeAlias = Annotated[int, _INT_ONLY]
+OptionalJsonInt: TypeAlias = Annotated[int | None, _INT_ONLY]
+JsonFloat: TypeAlias = Annotated[float, _json_number("float_type", "Input should be a valid number")]
+
+
 class BasketLine(BaseModel):
     """One product in the basket."""
 
     model_config = ConfigDict(extra="forbid")
 
-    QUANTITY: int = Field(ge=1, le=MAX_QUANTITY, examples=[1])
-    SPEND: float = Field(ge=0, le=MAX_SPEND, allow_inf_nan=False, examples=[1.23])
+    QUANTITY: JsonInt = Field(ge=1, le=MAX_QUANTITY, examples=[1])
+    SPEND: JsonFloat = Field(ge=0, le=MAX_SPEND, allow_inf_nan=False, examples=[1.23])
     PROD_CODE: ProdCode = Field(examples=["PRD0900001"])
     PROD_CODE_10: ProdCode10 = Field(examples=["CL00001"])
     PROD_CODE_20: ProdCode20 = Field(examples=["DEP00001"])
@@ -116,11 +135,11 @@ class Basket(BaseModel):
     BASKET_ID: Annotated[str | None, WithJsonSchema({  # a number is taken as its text (coerce_numbers_to_str)
         "anyOf": [{"type": "string", "maxLength": 64}, {"type": "number"}, {"type": "null"}]})] = Field(
         None, max_length=64, description="echoed back (a number as its text); not a feature")
-    SHOP_WEEK: int | None = Field(None, ge=190001, le=299953, description="fiscal week YYYYWW; not a feature")
+    SHOP_WEEK: OptionalJsonInt = Field(None, ge=190001, le=299953, description="fiscal week YYYYWW; not a feature")
     SHOP_DATE: ShopDate = Field(description="YYYYMMDD as in the data set, or an ISO date", examples=["20080412"])
-    SHOP_WEEKDAY: int | None = Field(None, ge=1, le=7, description="1 = Sunday .. 7; must be SHOP_DATE's weekday "
+    SHOP_WEEKDAY: OptionalJsonInt = Field(None, ge=1, le=7, description="1 = Sunday .. 7; must be SHOP_DATE's weekday "
                                      "(a 422 otherwise); from SHOP_DATE if left out")
-    SHOP_HOUR: int = Field(ge=0, le=23, examples=[14])
+    SHOP_HOUR: JsonInt = Field(ge=0, le=23, examples=[14])
     CUST_CODE: CustCode | None = None
     CUST_PRICE_SENSITIVITY: PriceSensitivity | None = None
     seg_1: PriceSensitivityCode | None = Field(None, description="coded CUST_PRICE_SENSITIVITY")

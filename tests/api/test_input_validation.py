@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
-from api.schemas import MAX_BASKET_LINES
+import pytest
+
+from api.schemas import MAX_BASKET_LINES, Basket
 from tests.api.conftest import AUTH, basket, basket_with_line
 
 
@@ -132,3 +134,29 @@ def test_non_finite_numbers_are_422_naming_the_field_not_a_server_error(client):
         response = client.post("/v1/predict", content=body, headers={**AUTH, "content-type": "application/json"})
         assert response.status_code == 422, raw
         assert error_locations(response) == [("body", "lines", 0, "SPEND")]
+
+
+def _numeric_fields() -> list[tuple[str, str]]:
+    """(model, field) of every field the document types as a JSON integer or number, read from the document."""
+    schema = Basket.model_json_schema()
+    models = {"Basket": schema["properties"], **{name: d["properties"] for name, d in schema["$defs"].items()}}
+    found = []
+    for model, properties in models.items():
+        for field, spec in properties.items():
+            types = {spec.get("type"), *(option.get("type") for option in spec.get("anyOf", []))}
+            if types & {"integer", "number"} and "string" not in types:
+                found.append((model, field))
+    return found
+
+
+@pytest.mark.parametrize("value", [True, "14"])
+@pytest.mark.parametrize(("model", "field"), _numeric_fields())
+def test_a_numeric_field_takes_only_a_json_number(client, model, field, value):
+    """Pydantic's lax mode would read `true` as 1 and "14" as 14, accepting what the document refuses (found by
+    the OpenAPI fuzz: a batch whose SPENDs were booleans was answered 200)."""
+    body, location = ((basket_with_line(**{field: value}), ("body", "lines", 0, field)) if model == "BasketLine"
+                      else (basket(**{field: value}), ("body", field)))
+    response = client.post("/v1/predict", json=body, headers=AUTH)
+    assert response.status_code == 422 and error_locations(response) == [location]
+    batch = client.post("/v1/predict/batch", json={"baskets": [basket(), body]}, headers=AUTH)
+    assert batch.status_code == 422 and error_locations(batch) == [("body", "baskets", 1, *location[1:])]
