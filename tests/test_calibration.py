@@ -19,6 +19,8 @@ import pytest
 from bench.calibration import canonical_lines, holdout_scores, structure
 from ml.synth import SynthConfig, generate, product_truth
 
+pytestmark = pytest.mark.slow
+
 CONFIG = SynthConfig(rows=200_000, seed=7)
 
 

@@ -28,6 +28,8 @@ from ml.schema import BASKET_KEY, LABEL
 from ml.settings import GateSettings, MonitorSettings
 from tests.conftest import settings_under
 
+pytestmark = pytest.mark.slow
+
 GATE = GateSettings()
 POLICY = MonitorSettings()  # margin 0.02 over 3 weeks, at least 100 baskets
 CLASSES = ["LA", "MM", "UM"]

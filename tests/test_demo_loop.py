@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import typer
 from typer.testing import CliRunner
 
 from cli.demo import demo
+
+pytestmark = pytest.mark.slow
 
 runner = CliRunner()
 

@@ -6,10 +6,14 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from ml.families import FAMILIES
 from ml.lake import SILVER_LINES, SILVER_QUARANTINE, Lake
 from ml.registry import Registry
 from tests.conftest import SMALL_ROWS
+
+pytestmark = pytest.mark.slow
 
 
 def test_pipeline_registers_a_champion_that_clears_the_gate(small_run):

@@ -39,6 +39,8 @@ from ml.settings import GateSettings, MonitorSettings
 from ml.synth import SynthConfig, generate, write_weekly
 from tests.conftest import settings_under
 
+pytestmark = pytest.mark.slow
+
 GATE = GateSettings()
 POLICY = MonitorSettings()
 FIRST_WEEKS = 10  # the champion's training weeks (its last 2 held out)

@@ -26,6 +26,8 @@ from ml.validate import validate
 from tests.conftest import settings_env
 from tests.helpers import synthetic_text, write_text_csv
 
+pytestmark = pytest.mark.slow
+
 runner = CliRunner()
 
 

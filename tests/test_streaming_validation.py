@@ -28,6 +28,8 @@ from ml.schema import CODED_COLUMNS
 from ml.synth import SynthConfig, generate, write_csv, write_weekly
 from ml.validate import StagedRows, validate, validate_staged
 
+pytestmark = pytest.mark.slow
+
 HOUR, BASKET_ID, BASKET_TYPE = (CODED_COLUMNS.index(c) for c in ("SHOP_HOUR", "BASKET_ID", "BASKET_TYPE"))
 
 

@@ -39,6 +39,8 @@ from bench.serve import sample_baskets
 from tests.api.conftest import AUTH, api_settings
 from tests.api.test_body import mutated_baskets
 
+pytestmark = pytest.mark.slow
+
 BATCH = "/v1/predict/batch"
 CODES = ("PROD_CODE", "PROD_CODE_10", "PROD_CODE_20", "PROD_CODE_30", "PROD_CODE_40")
 

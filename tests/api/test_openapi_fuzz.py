@@ -23,6 +23,8 @@ from api.app import create_app
 from api.model_source import RegistrySource
 from tests.api.conftest import AUTH, api_settings, live_server
 
+pytestmark = pytest.mark.slow
+
 MAX_EXAMPLES = 30  # with the 30 s request timeout, what bounds each operation's run (no deadline: a call is HTTP)
 SUPPRESSED = [HealthCheck.too_slow]
 """Only too_slow: it times the generation of the first examples, which for the nested batch body depends on how

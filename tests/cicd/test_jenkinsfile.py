@@ -15,6 +15,8 @@ import pytest
 
 from tests.cicd.commands import JENKINSFILE, ROOT
 
+pytestmark = pytest.mark.slow
+
 GROOVY_LINT = ROOT / "tools" / "lint" / "node_modules" / ".bin" / "npm-groovy-lint"
 QUICK_JVM = "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"
 """The linter's one short run needs no optimizing compiler or parallel collector: with only the quick compiler and

@@ -25,6 +25,8 @@ from ml.bundle import bundle_digest, load_bundle
 from ml.registry import Registry
 from tests.providers.conftest import REGION
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 IMAGE = "123456789012.dkr.ecr.ap-southeast-1.amazonaws.com/retail-dev-registry/inference@sha256:" + "e" * 64
 ARTIFACTS = "served-model-artifacts"

@@ -19,6 +19,8 @@ from packaging.utils import canonicalize_name
 from infra.providers.sourcedir import training_files
 from tests.helpers import uv_command
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile.training"
 IGNORE = ROOT / ".dockerignore"

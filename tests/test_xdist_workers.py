@@ -1,7 +1,9 @@
-"""Each pytest-xdist worker sizes the native thread pools (OpenMP, OpenBLAS, Polars) to its share of the CPUs.
+"""The pytest-xdist workers share the CPUs: each sizes its native thread pools to its share, and the slow modules
+are handed out first.
 
-tests/conftest.py sets the pools' variables before anything loads the libraries; these tests check that the pools
-took the sizes, in this process when it is an xdist worker and in a fresh interpreter posing as one.
+tests/conftest.py sets the pools' variables (OpenMP, OpenBLAS, Polars) before anything loads the libraries; these
+tests check that the pools took the sizes, in this process when it is an xdist worker and in a fresh interpreter
+posing as one, and that the collected order puts every module marked `slow` before the rest.
 """
 
 from __future__ import annotations
@@ -48,3 +50,10 @@ def test_this_worker_sized_polars_before_loading_it():
     import polars as pl
 
     assert pl.thread_pool_size() == int(os.environ.get("POLARS_MAX_THREADS", os.cpu_count() or 1))
+
+
+def test_the_slow_modules_come_first_each_whole(request):
+    slow = [item.get_closest_marker("slow") is not None for item in request.session.items]
+    assert slow == sorted(slow, reverse=True)
+    modules = [item.path for item in request.session.items]
+    assert len(set(modules)) == sum(1 for i, path in enumerate(modules) if i == 0 or modules[i - 1] != path)
