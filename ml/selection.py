@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ml.evaluate import Metrics, compute_metrics
-from ml.families import FAMILIES, fitted
+from ml.families import FAMILIES, fitted_side_by_side
 
 METRIC_DECIMALS = 6
 """Decimals of the `name=value;` metric lines ml/train.py prints for SageMaker's metric definitions."""
@@ -47,11 +47,12 @@ def validation_scores(
     max_rows: int = MAX_FIT_ROWS,
 ) -> dict[str, Metrics]:
     """Each family of `params`, fitted before the validation window and scored within it (on the rows the XGBoost
-    search fits on, for the same seed)."""
+    search fits on, for the same seed); the fits run side by side (`ml.families.fitted_side_by_side`)."""
     fit_rows, scored_rows = validation_rows(validation, max_rows, np.random.default_rng(seed))
+    unfitted = {family: FAMILIES[family].build(family_params, seed) for family, family_params in params.items()}
+    models, _ = fitted_side_by_side(unfitted, x[fit_rows], y[fit_rows])
     scores = {}
-    for family, family_params in params.items():
-        model = fitted(FAMILIES[family].build(family_params, seed), x[fit_rows], y[fit_rows])
+    for family, model in models.items():
         predicted = model.predict_proba(x[scored_rows]).argmax(axis=1)
         scores[family] = compute_metrics(y[scored_rows], predicted, classes)
     return scores

@@ -39,7 +39,7 @@ from ml.calendar import week_span
 from ml.channel import CLASSES, PIECE_BASKETS, GoldChannel, TrainSide, sample_cap
 from ml.cluster import SOLO, Peers
 from ml.evaluate import Metrics, apply_gate, compute_metrics, plot_confusion
-from ml.families import FAMILIES, fitted
+from ml.families import FAMILIES, fitted, fitted_side_by_side
 from ml.features import BasketFeaturizer
 from ml.model_card import write_model_card
 from ml.reference import reference_bins
@@ -155,12 +155,8 @@ def fit_families(args: argparse.Namespace, peers: Peers = SOLO, train_dir: Path 
         params["xgboost"] = search["best_params"]
 
     chosen_on = pooled_validation_scores(x_train, y_train, validation, params, args.seed, peers)
-    models: dict[str, Any] = {}
-    fit_seconds: dict[str, float] = {}
-    for family in families:
-        t0 = time.perf_counter()
-        models[family] = fitted(FAMILIES[family].build(params[family], args.seed), x_train, y_train)
-        fit_seconds[family] = time.perf_counter() - t0
+    unfitted = {family: FAMILIES[family].build(params[family], args.seed) for family in families}
+    models, fit_seconds = fitted_side_by_side(unfitted, x_train, y_train)
     if peers.size > 1:
         _require_same_models(models, peers)
     return FittedFamilies(families, params, search, chosen_on, models, fit_seconds, train_facts, train_weeks,
