@@ -33,6 +33,7 @@ the rows of inconsistent baskets, by file and line (in the order read).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -319,10 +320,16 @@ class StagedRows:
         self.parts += 1
 
     def add_all(self, pieces: Iterable[tuple[pl.DataFrame, pl.DataFrame]]) -> None:
-        """Adds every piece of an input (`ml.ingest.InputReader.pieces`), holding one piece at a time."""
-        for raw, rejected in pieces:
-            self.add(raw, rejected)
-            del raw, rejected  # let go of this piece before the next one is read
+        """Adds every piece of an input (`ml.ingest.InputReader.pieces`), holding two pieces at a time: the next
+        piece is read on a thread of its own while this one is checked and written (reading, mostly a
+        single-threaded scan of the bytes, and checking then take a core each)."""
+        remaining = iter(pieces)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="read-ahead") as reader:
+            next_piece = reader.submit(next, remaining, None)
+            while (piece := next_piece.result()) is not None:
+                next_piece = reader.submit(next, remaining, None)
+                self.add(*piece)
+                del piece  # let go of this piece before the one after the next is read
 
     def scan(self, side: str) -> pl.LazyFrame:
         if not self.parts:
