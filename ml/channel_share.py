@@ -14,22 +14,29 @@ What it costs: every host downloads the whole gold folder (basket features, far 
 job's `volume_size_gb` must hold it; memory, which bounds training, holds only the host's share.
 
 The share is written as a channel folder (`baskets/part-0.parquet` with the training side's share, the featurizer
-and lineage linked), streamed a batch at a time, so `ml.channel.GoldChannel` reads it as it reads any channel. The
-hash is Polars' seeded hash of the key: stable within one Polars version, which every host of a job shares (one
-image).
+and lineage linked), streamed a batch at a time, so `ml.channel.GoldChannel` reads it as it reads any channel; it
+goes to a scratch folder under /tmp, which SageMaker documents as the training container's scratch space ("SageMaker
+AI environment variables and the default paths for training storage locations",
+https://docs.aws.amazon.com/sagemaker/latest/dg/model-train-storage-env-var-summary.html), not under /opt/ml. The
+hash is Polars' seeded hash of the key as a string (a dictionary-encoded key would hash its codes otherwise): stable
+within one Polars version, which every host of a job shares (one image). Once the hosts joined, `require_every_basket`
+checks that their shares together hold as many training baskets as the channel.
 """
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from ml.channel import PIECE_BASKETS
+from ml.channel import PIECE_BASKETS, GoldChannel
+from ml.cluster import ClusterError, Peers
 from ml.schema import BASKET_KEY
 
 SHARE_SEED = 20_260_214
@@ -38,12 +45,20 @@ SHARE_SEED = 20_260_214
 
 def share_of(keys: pa.Array | pa.ChunkedArray, rank: int, size: int) -> pa.Array:
     """True for the keys dealt to host `rank` of `size`."""
-    hashed = pl.Series(BASKET_KEY, keys).hash(seed=SHARE_SEED)
+    hashed = pl.Series(BASKET_KEY, keys).cast(pl.String).hash(seed=SHARE_SEED)
     return (hashed % size == rank).to_arrow()
 
 
-def write_share(channel: Path, folder: Path, rank: int, size: int) -> Path:
-    """Host `rank`'s share of `channel`'s training side as a channel folder at `folder` (replaced); returns it."""
+@dataclass(frozen=True)
+class Share:
+    """A host's share of a channel: a channel folder, and the trainable training baskets it holds."""
+
+    folder: Path
+    baskets: int
+
+
+def write_share(channel: Path, folder: Path, rank: int, size: int) -> Share:
+    """Host `rank`'s share of `channel`'s training side as a channel folder at `folder` (replaced)."""
     if folder.exists():
         shutil.rmtree(folder)
     (folder / "baskets").mkdir(parents=True)
@@ -56,4 +71,14 @@ def write_share(channel: Path, folder: Path, rank: int, size: int) -> Path:
         for batch in batches:
             if batch.num_rows:
                 writer.write_batch(batch.filter(share_of(batch.column(BASKET_KEY), rank, size)))
-    return folder
+    return Share(folder, GoldChannel(folder).count("train"))
+
+
+def require_every_basket(channel: Path, share: Share, peers: Peers) -> None:
+    """ClusterError, on every host, unless the hosts' shares together hold as many trainable training baskets as
+    `channel`: a host whose channel copy differs, or whose hash deals otherwise, would train on other rows."""
+    dealt = int(peers.reduce(np.array([share.baskets], dtype=np.int64), "sum")[0])
+    expected = GoldChannel(channel).count("train")
+    if dealt != expected:
+        raise ClusterError(f"the {peers.size} hosts' shares hold {dealt:,} training baskets but the channel has "
+                           f"{expected:,}: the hosts do not see the same channel, or do not deal its baskets alike")

@@ -43,6 +43,7 @@ import json
 import shutil
 import signal
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Mapping, Sequence
@@ -98,11 +99,6 @@ class SageMakerPaths:
     @property
     def resource_config(self) -> Path:
         return self.root / "input" / "config" / "resourceconfig.json"
-
-    @property
-    def share(self) -> Path:
-        """Scratch folder of a multi-host job: this host's share of the channel (not uploaded)."""
-        return self.root / "share"
 
 
 def read_hyperparameters(path: Path) -> dict[str, str]:
@@ -166,7 +162,7 @@ def _train_single(args: argparse.Namespace) -> dict[str, Any]:
 
 def _train_distributed(args: argparse.Namespace, paths: SageMakerPaths, hosts: Hosts) -> dict[str, Any] | None:
     """This host's part of a multi-host job; the summary on the leader, None on the others."""
-    from ml.channel_share import write_share
+    from ml.channel_share import require_every_basket, write_share
     from ml.cluster import Cluster, ClusterError, ClusterSettings
     from ml.train import fit_families, report, requested_families
 
@@ -177,15 +173,17 @@ def _train_distributed(args: argparse.Namespace, paths: SageMakerPaths, hosts: H
         raise EntryError(str(error)) from None
     print(f"{hosts.current}: host {hosts.rank + 1} of {hosts.size} ({', '.join(hosts.names)}); "
           f"the leader is {hosts.leader}", flush=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f"retail-share-{hosts.current}-"))  # /tmp: SageMaker's scratch space
     try:
         with Cluster(hosts, ClusterSettings()) as cluster:
-            share = write_share(paths.channel, paths.share, hosts.rank, hosts.size)
+            share = write_share(paths.channel, scratch / CHANNEL, hosts.rank, hosts.size)
             with cluster.joined() as peers:
-                fits = fit_families(args, peers, train_dir=share)
+                require_every_basket(paths.channel, share, peers)
+                fits = fit_families(args, peers, train_dir=share.folder)
     except ClusterError as error:
         raise EntryError(str(error)) from None
     finally:
-        shutil.rmtree(paths.share, ignore_errors=True)
+        shutil.rmtree(scratch, ignore_errors=True)
     if not hosts.is_leader:
         print(f"{hosts.current} trained on its share; {hosts.leader} writes the model and the reports", flush=True)
         return None

@@ -43,9 +43,9 @@ from ml.families import FAMILIES, fitted, fitted_side_by_side
 from ml.features import BasketFeaturizer
 from ml.model_card import write_model_card
 from ml.reference import reference_bins
-from ml.selection import MAX_FIT_ROWS, METRIC_DECIMALS, ranking_key, validation_rows, validation_scores
+from ml.selection import MAX_FIT_ROWS, METRIC_DECIMALS, ranking_key, validation_scores
 from ml.settings import GateSettings, Settings
-from ml.xgb_search import SearchResult, search_xgboost
+from ml.xgb_search import SearchResult, agreed_validation_rows, search_xgboost
 
 DEFAULT_VALIDATION_WEEKS = 8
 
@@ -186,7 +186,7 @@ def pooled_validation_scores(x: np.ndarray, y: np.ndarray, validation: np.ndarra
     window and scored on all hosts' rows within it."""
     if peers.size == 1:
         return validation_scores(x, y, validation, params, CLASSES, seed)
-    fit_rows, scored_rows = validation_rows(validation, MAX_FIT_ROWS, np.random.default_rng(seed))
+    fit_rows, scored_rows = agreed_validation_rows(y, validation, MAX_FIT_ROWS, np.random.default_rng(seed), peers)
     scores = {}
     for family, family_params in params.items():
         model = fitted(FAMILIES[family].build(family_params, seed), x[fit_rows], y[fit_rows])

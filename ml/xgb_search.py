@@ -7,7 +7,11 @@ parameters, with its early-stopped number of trees, are used for the final fit.
 
 On a multi-host job (ml/cluster.py) every host runs the same trials on its share of the rows: XGBoost's collective
 trains each trial over all hosts and reduces the early-stopping metric over them, and the validation macro-F1 is
-taken over every host's validation rows (`Peers.pooled`), so all hosts pick the same trial.
+taken over every host's validation rows (`Peers.pooled`), so all hosts pick the same trial. `max_rows` then bounds
+each host's rows: a trial fits on at most hosts x `max_rows` rows in all. Before the fits the hosts check together
+that each has rows of every class to fit on and rows to score (`agreed_validation_rows`): XGBoost infers the number
+of classes from a host's own labels, so a host short of one would otherwise break the collective with a generic
+error.
 """
 
 from __future__ import annotations
@@ -59,6 +63,27 @@ def _sample(space: dict[str, tuple[Any, ...]], trials: int, seed: int) -> list[d
     return [{k: (v.item() if hasattr(v, "item") else v) for k, v in point.items()} for point in sampler]
 
 
+def agreed_validation_rows(y: np.ndarray, validation: np.ndarray, max_rows: int, rng: np.random.Generator,
+                           peers: Peers = SOLO) -> tuple[np.ndarray, np.ndarray]:
+    """`ml.selection.validation_rows`; on several hosts, a ValueError on every host at once unless each host has
+    fit rows of every class and rows to score (the fewest over the hosts, reduced, decide)."""
+    if peers.size == 1:
+        return validation_rows(validation, max_rows, rng)
+    try:
+        fit_rows, scored_rows = validation_rows(validation, max_rows, rng)
+    except ValueError:  # no rows on one side of the window: reported with the other hosts' counts below
+        fit_rows = scored_rows = np.empty(0, dtype=np.int64)
+    counts = np.append(np.bincount(y[fit_rows], minlength=N_CLASSES), len(scored_rows)).astype(np.int64)
+    fewest = peers.reduce(counts, "min")
+    if fewest.min() == 0:
+        per_class = ", ".join(f"{label} {int(n)}" for label, n in zip(TRAINABLE_LABELS, fewest[:-1], strict=True))
+        raise ValueError(f"fitting on the weeks before the validation window and scoring within it needs, on each "
+                         f"of the {peers.size} hosts, baskets of every class before the window and some within it; "
+                         f"the fewest a host has: {per_class} before, {int(fewest[-1])} within: train on fewer "
+                         "instances, or change validation-weeks")
+    return fit_rows, scored_rows
+
+
 def search_xgboost(
     x: np.ndarray,
     y: np.ndarray,
@@ -71,7 +96,7 @@ def search_xgboost(
 ) -> SearchResult:
     """Returns the trials (params, validation macro-F1, trees, seconds) and `best_params`."""
     rng = np.random.default_rng(seed)
-    fit_rows, val_rows = validation_rows(validation, max_rows, rng)
+    fit_rows, val_rows = agreed_validation_rows(y, validation, max_rows, rng, peers)
     results: list[Trial] = []
     for params in _sample(SPACE, trials, seed):
         started = time.perf_counter()

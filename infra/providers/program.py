@@ -248,7 +248,7 @@ def training_program(inputs: TrainingInputs, gate: GateSettings) -> Callable[[],
         security_group = aws.ec2.SecurityGroup(
             f"retail-{inputs.stack}-training-sg",
             vpc_id=inputs.vpc_id,
-            description="SageMaker training: no ingress, HTTPS out to the VPC endpoints and S3",
+            description=_group_description(inputs.instance_count),
             egress=[{"protocol": "tcp", "from_port": 443, "to_port": 443, "cidr_blocks": ["0.0.0.0/0"]}]
             + _between_instances(inputs.instance_count),
             ingress=_between_instances(inputs.instance_count),
@@ -310,6 +310,16 @@ def training_program(inputs: TrainingInputs, gate: GateSettings) -> Callable[[],
         pulumi.export("approvalDescription", approval[1])
 
     return program
+
+
+def _group_description(instance_count: int) -> str:
+    """The training security group's description. AWS cannot change a group's description in place (Pulumi replaces
+    the group), so one instance keeps the words its groups were created with, and several, whose group has the
+    self-referencing rule, say so; changing instanceCount between 1 and more replaces the group, alongside the new
+    job a count change starts anyway."""
+    if instance_count == 1:
+        return "SageMaker training: no ingress, HTTPS out to the VPC endpoints and S3"
+    return "SageMaker training: ingress only from its own instances, HTTPS out to the VPC endpoints and S3"
 
 
 def _between_instances(instance_count: int) -> list[dict[str, Any]]:

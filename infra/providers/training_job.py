@@ -9,9 +9,10 @@ encrypted with the data KMS key, which CreateTrainingJob needs as a key id or ke
 
 The job is created and waited for in `create`; its outputs are the model artifact URI and
 the final metric values. A job is immutable, so a change of what it learns from (data
-hash, code version, hyperparameters, image, training channel) replaces the resource with
-a new job; other changes (instance type, spot, tags, ...) are recorded without retraining
-and apply to the next job. Deleting the resource stops a job still running; finished jobs
+hash, code version, hyperparameters, image, training channel, instance count: several
+instances fit XGBoost over merged histogram sketches, another model) replaces the resource
+with a new job; other changes (instance type, spot, tags, ...) are recorded without
+retraining and apply to the next job. Deleting the resource stops a job still running; finished jobs
 stay in SageMaker's history (SageMaker has no delete for them).
 
 With `instance_count` > 1 the image trains XGBoost distributed (ml/cluster.py): the `train`
@@ -42,7 +43,7 @@ from infra.providers.kinds import TRAINING_JOB
 
 MAX_HYPERPARAMETER = 256
 """CreateTrainingJob's documented limit for each hyperparameter key and value."""
-REPLACE_ON = ("data_hash", "code_version", "hyperparameters", "image_uri", "train_uri", "role_arn")
+REPLACE_ON = ("data_hash", "code_version", "hyperparameters", "image_uri", "train_uri", "role_arn", "instance_count")
 """Inputs that change what the job learns or how: a change retrains (replaces the resource)."""
 OUTPUTS = ("job_name", "job_arn", "model_artifact_uri", "metrics", "status", "billable_seconds")
 FINISHED = {"Completed", "Failed", "Stopped"}

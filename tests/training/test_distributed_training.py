@@ -1,7 +1,8 @@
 """Multi-instance training for real: several `python -m ml.sagemaker_entry train` processes on 127.0.0.1, one per
 host of a resourceconfig.json, train XGBoost together through its collective; the leader alone writes the model,
-which scores the holdout like a single-process fit on the same rows, and a host that dies fails the others quickly
-with a failure file.
+which scores the holdout like a single-process fit on the same rows; a host started before its leader's tracker
+listens still joins; a host that dies, the leader included, fails the others quickly with a failure file of the
+collective's reason; the hosts refuse together a fit one of them has no class's rows for.
 
 Each host has its own /opt/ml root; the host names resolve through RETAIL_CLUSTER_HOST_ADDRESSES and the tracker
 listens on a free port (RETAIL_CLUSTER_TRACKER_PORT), so several jobs can run on one machine at once.
@@ -15,21 +16,27 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pytest
+from threadpoolctl import threadpool_limits
 
 from ml.bundle import load_bundle
 from ml.channel import GoldChannel
-from ml.channel_share import write_share
-from ml.cluster import ClusterError, ClusterSettings, Hosts, read_hosts, resolve
+from ml.channel_share import Share, require_every_basket, share_of, write_share
+from ml.cluster import Cluster, ClusterError, ClusterSettings, Hosts, Peers, read_hosts, resolve
 from ml.lake import Lake
 from ml.pipeline import PARTITIONS, build_gold
-from ml.sagemaker_entry import SageMakerPaths, main
+from ml.sagemaker_entry import SageMakerPaths, main, run
 from ml.validate import validate
+from ml.xgb_search import agreed_validation_rows
 from tests.helpers import canonical_text
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,42 +98,72 @@ class Run:
     code: int
     output: str
     seconds: float
-    """From the start of the fixture's waiting (after the doomed host was killed) to this process's exit."""
+    """From the kill of the job's doomed host (`dies/...`, `leader_dies/...`), else from the jobs' start, to this
+    process's exit."""
 
     @property
     def model_files(self) -> list[Path]:
         return list(self.paths.model.rglob("*")) if self.paths.model.exists() else []
 
 
+def read_until(process: subprocess.Popen, text: str) -> str:
+    """`process`'s output up to and including the first line holding `text`."""
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if text in line:
+            break
+    return "".join(lines)
+
+
 @pytest.fixture(scope="module")
 def runs(channel, tmp_path_factory) -> dict[str, Run]:
     """At once, to share the waiting: a two-host job and a single-host job of the same hyperparameters on the same
-    channel; a two-host job that searches (`searched/...`); a two-host job whose second host is killed once it
-    joined (`dies/...`); the leader of a two-host job whose other host never starts (`alone`)."""
+    channel (the latter in this process); a two-host job that searches (`searched/...`); a
+    two-host job whose second host is killed once it joined (`dies/...`), and one whose leader is (`leader_dies/...`);
+    the leader of a two-host job whose other host never starts (`alone`)."""
     root = tmp_path_factory.mktemp("jobs")
     long_fit = {**HYPERPARAMETERS, "xgb-trials": "0", "xgboost-n-estimators": "20000"}
     paths = {host: opt_ml(root / host, channel, HYPERPARAMETERS, host) for host in HOSTS}
     paths["single"] = opt_ml(root / "single", channel, HYPERPARAMETERS)
     paths |= {f"searched/{host}": opt_ml(root / "searched" / host, channel, SEARCHED, host) for host in HOSTS}
-    paths |= {f"dies/{host}": opt_ml(root / "dies" / host, channel, long_fit, host) for host in HOSTS}
+    for job in ("dies", "leader_dies"):
+        paths |= {f"{job}/{host}": opt_ml(root / job / host, channel, long_fit, host) for host in HOSTS}
     paths["alone"] = opt_ml(root / "alone", channel, HYPERPARAMETERS, "algo-1")
-    job, searched, dies = free_port(), free_port(), free_port()
-    processes = {name: start(paths[name], job) for name in (*HOSTS, "single")}
-    processes |= {f"searched/{host}": start(paths[f"searched/{host}"], searched) for host in HOSTS}
-    processes |= {f"dies/{host}": start(paths[f"dies/{host}"], dies) for host in HOSTS}
+    ports = {job: free_port() for job in ("", "searched/", "dies/", "leader_dies/")}
+    processes = {f"{job}{host}": start(paths[f"{job}{host}"], port) for job, port in ports.items() for host in HOSTS}
     processes["alone"] = start(paths["alone"], free_port(), bootstrap_seconds=3)
-    doomed = processes.pop("dies/algo-2")
-    assert doomed.stdout is not None
-    for line in doomed.stdout:
-        if "joined the collective" in line:
-            break
-    doomed.kill()
-    doomed.wait()
-    started, done = time.monotonic(), {}
-    for name, process in processes.items():
-        output, _ = process.communicate(timeout=90)
-        done[name] = Run(paths[name], process.returncode, output, time.monotonic() - started)
-    return done
+    started, killed_at = time.monotonic(), {}
+    doomed = {name: processes.pop(name) for name in ("dies/algo-2", "leader_dies/algo-1")}
+
+    def kill_once_joined(name: str) -> None:
+        """Killed as soon as it joined: until then its job's hosts spin on a fit that other jobs wait for cores of."""
+        read_until(doomed[name], "joined the collective")
+        killed_at[name.split("/")[0]] = time.monotonic()
+        doomed[name].kill()
+        doomed[name].wait()
+
+    def finished(name: str) -> Run:
+        output, _ = processes[name].communicate(timeout=90)
+        since = killed_at.get(name.split("/")[0], started)
+        return Run(paths[name], processes[name].returncode, output, time.monotonic() - since)
+
+    with ThreadPoolExecutor(len(processes) + len(doomed) + 1) as waiting:  # each exit timed as it happens
+        kills = waiting.map(kill_once_joined, list(doomed))
+        exits = waiting.map(finished, list(processes))
+        single = waiting.submit(run_single, paths["single"])
+        list(kills)
+        return dict(zip(processes, exits, strict=True)) | {"single": single.result()}
+
+
+def run_single(paths: SageMakerPaths) -> Run:
+    """The image's single-host job, in this process (an interpreter fewer to start), with one OpenMP thread like the
+    processes (OpenMP's limit is the calling thread's; its printing goes to pytest's capture)."""
+    begun = time.monotonic()
+    with threadpool_limits(1, user_api="openmp"):
+        run(paths)
+    return Run(paths, 0, "", time.monotonic() - begun)
 
 
 def holdout_predictions(model_dir: Path, channel: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -181,21 +218,106 @@ def test_the_hosts_search_together_and_train_the_trial_they_chose(runs):
     assert rounds == trial["trees"] == search["best_params"]["n_estimators"]
 
 
+def test_a_host_started_before_its_leaders_tracker_listens_joins_once_it_does(capsys):
+    """algo-2 tries to join before algo-1 started its tracker (SageMaker starts the containers one by one) and keeps
+    trying; the two then join and exchange. One thread per host: XGBoost's collective is per thread."""
+    settings = ClusterSettings(host_addresses=dict.fromkeys(HOSTS, "127.0.0.1"), tracker_port=free_port(),
+                               bootstrap_seconds=20)
+    sums: dict[str, int] = {}
+
+    def host(name: str) -> None:
+        with Cluster(Hosts(name, HOSTS), settings) as cluster, cluster.joined() as peers:
+            sums[name] = int(peers.reduce(np.array([peers.rank + 1]), "sum")[0])
+
+    early = threading.Thread(target=host, args=("algo-2",))
+    early.start()
+    printed = ""
+    while "does not answer yet" not in printed:
+        assert early.is_alive(), printed
+        time.sleep(0.05)
+        printed += capsys.readouterr().out
+    leader = threading.Thread(target=host, args=("algo-1",))
+    leader.start()
+    for thread in (early, leader):
+        thread.join(30)
+    printed += capsys.readouterr().out
+    assert sums == {"algo-1": 3, "algo-2": 3}
+    assert f"algo-2: algo-1's tracker at 127.0.0.1:{settings.tracker_port} does not answer yet" in printed
+    assert printed.index("does not answer yet") < printed.index("algo-2 joined the collective as rank 1 of 2")
+
+
 def test_a_host_that_dies_fails_the_others_at_once_with_a_failure_file(runs):
     """The second host is killed once it joined; the leader's next allreduce finds its socket closed."""
     leader = runs["dies/algo-1"]
     assert leader.code == 1, leader.output
     assert leader.seconds < 15
     reason = leader.paths.failure.read_text()
-    assert reason.startswith("the collective of 2 hosts failed on rank 0: another host probably stopped"), reason
+    assert reason.startswith("the collective of 2 hosts failed on algo-1 (rank 0): another host probably stopped"), \
+        reason
     assert leader.model_files == []
+
+
+def test_a_leader_that_dies_fails_the_others_at_once_with_the_collectives_reason(runs):
+    """The leader, and its tracker with it, is killed once every host joined: the other host's exchange fails, and
+    leaving the collective, which cannot reach the tracker, neither delays that (XGBoost retried it 90 s) nor
+    replaces its reason."""
+    other = runs["leader_dies/algo-2"]
+    assert other.code == 1, other.output
+    assert other.seconds < 15
+    reason = other.paths.failure.read_text()
+    assert reason.startswith("the collective of 2 hosts failed on algo-2 (rank 1): another host probably stopped"), \
+        reason
+    assert "shutdown" not in reason.lower()
+    assert "algo-2 could not leave XGBoost's collective cleanly" in other.output
 
 
 def test_a_host_that_never_joins_fails_the_leader_after_the_bootstrap_timeout(runs):
     alone = runs["alone"]
     assert alone.code == 1, alone.output
-    assert alone.seconds < 20
-    assert alone.paths.failure.read_text().startswith("the collective of 2 hosts failed on rank 0")
+    assert alone.seconds < 30  # from its start: reading the channel, then the 3 s the tracker waits
+    assert alone.paths.failure.read_text().startswith("the collective of 2 hosts failed on algo-1 (rank 0)")
+
+
+def in_two_threads(task: Callable[[Peers], object]) -> list[object]:
+    """`task` run as both hosts of a real collective (XGBoost's is per thread: one thread per host, one tracker);
+    what each returned, or the exception it raised."""
+    from xgboost import collective
+    from xgboost.tracker import RabitTracker
+
+    tracker = RabitTracker(n_workers=2, host_ip="127.0.0.1", port=0, sortby="task", timeout=20)
+    tracker.start()
+    results: list[object] = [None, None]
+
+    def host(rank: int) -> None:
+        collective.init(**tracker.worker_args(), dmlc_task_id=f"{rank:05d}", dmlc_timeout=20)
+        try:
+            results[rank] = task(Peers(rank, 2, HOSTS[rank]))
+        except Exception as error:
+            results[rank] = error
+        finally:
+            collective.finalize()
+
+    threads = [threading.Thread(target=host, args=(rank,)) for rank in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    tracker.wait_for(20)
+    return results
+
+
+def test_a_host_without_one_class_before_the_window_fails_every_host_alike():
+    """XGBoost would infer two classes on the host without UM rows and three on the other; both refuse, alike."""
+    labels = {0: np.array([0, 1, 2, 0, 1, 2]), 1: np.array([0, 1, 0, 1, 2, 2])}  # host 1: UM (2) only in the window
+    window = np.array([False, False, False, False, True, True])
+
+    def rows(peers: Peers) -> object:
+        return agreed_validation_rows(labels[peers.rank], window, 100, np.random.default_rng(0), peers)
+
+    first, second = in_two_threads(rows)
+    assert isinstance(first, ValueError) and isinstance(second, ValueError), (first, second)
+    assert str(first) == str(second)
+    assert "the fewest a host has: LA 2, MM 1, UM 0 before, 2 within" in str(first)
 
 
 def test_a_multi_host_job_of_other_families_fails_on_every_host_saying_why(channel, tmp_path):
@@ -207,13 +329,29 @@ def test_a_multi_host_job_of_other_families_fails_on_every_host_saying_why(chann
 
 
 def test_each_basket_goes_to_exactly_one_hosts_share(channel, tmp_path):
-    shares = [GoldChannel(write_share(channel, tmp_path / str(rank), rank, 3)).train_side(10**9, 0)
+    shares = [GoldChannel(write_share(channel, tmp_path / str(rank), rank, 3).folder).train_side(10**9, 0)
               for rank in range(3)]
     whole = GoldChannel(channel).train_side(10**9, 0)
     assert sum(s.available for s in shares) == whole.available
     assert min(s.available for s in shares) > whole.available / 3 * 0.8
     stacked = np.concatenate([s.x for s in shares])
     assert len(np.unique(stacked, axis=0)) == len(np.unique(whole.x, axis=0))
+
+
+def test_hosts_whose_shares_miss_a_basket_fail_alike_naming_the_counts(channel, tmp_path):
+    shares = [write_share(channel, tmp_path / str(rank), rank, 2) for rank in range(2)]
+    assert in_two_threads(lambda peers: require_every_basket(channel, shares[peers.rank], peers)) == [None, None]
+    short = [shares[0], Share(shares[1].folder, shares[1].baskets - 1)]
+    errors = in_two_threads(lambda peers: require_every_basket(channel, short[peers.rank], peers))
+    whole = GoldChannel(channel).count("train")
+    assert [str(e) for e in errors] == [f"the 2 hosts' shares hold {whole - 1:,} training baskets but the channel has "
+                                        f"{whole:,}: the hosts do not see the same channel, or do not deal its "
+                                        "baskets alike"] * 2
+
+
+def test_a_dictionary_encoded_key_is_dealt_as_the_plain_key():
+    keys = pa.array([f"basket-{i}" for i in range(200)])
+    assert share_of(keys.dictionary_encode(), 1, 3).equals(share_of(keys, 1, 3))
 
 
 def test_resourceconfig_names_the_hosts_sorted_with_the_first_as_leader(tmp_path):

@@ -1,7 +1,8 @@
 """A multi-instance training job from stack config: `retail:training.instanceCount` reaches the CreateTrainingJob
 request (FullyReplicated channel, inter-container traffic encrypted, valid for botocore's model), the security group
-lets the instances reach each other, preflight and the cost estimate count the instances, the policy pack passes it,
-and families other than xgboost are refused before any job starts.
+lets the instances reach each other and says so, preflight and the cost estimate count the instances, the policy pack
+passes it, families other than xgboost are refused before any job starts, and a change of the count alone starts a
+new job.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from infra.offline import OfflineRun
 from infra.preflight import plan_from_runs
 from infra.providers.kinds import TRAINING_JOB
 from infra.providers.program import training_inputs, training_offline_run
-from infra.providers.training_job import create_request, job_name
+from infra.providers.training_job import TrainingJobProvider, create_request, job_name
 from infra.training_config import TrainingConfig, training_config
 from policies.catalog import RULES
 from policies.enforcement import load_levels
@@ -82,6 +83,15 @@ def test_the_security_group_lets_the_instances_reach_each_other_only(two_instanc
                "description": "the training job's instances: XGBoost's collective"}
     assert group["ingress"] == [between]
     assert between in group["egress"]
+    assert group["description"] == ("SageMaker training: ingress only from its own instances, HTTPS out to the VPC "
+                                    "endpoints and S3")
+
+
+def test_a_change_of_the_instance_count_alone_starts_a_new_job(two_instances):
+    """Several instances fit XGBoost over merged histogram sketches: another model, so another job."""
+    props = job_inputs(two_instances)
+    diff = TrainingJobProvider().diff("job", props | {"instance_count": 1, "inter_container_encryption": False}, props)
+    assert diff.changes and "instance_count" in diff.replaces
 
 
 def test_two_instances_break_no_rule_at_devs_levels(two_instances):
@@ -104,6 +114,8 @@ def test_one_instance_without_the_section_keeps_todays_job(tmp_path):
     assert job["hyperparameters"]["families"] == "xgboost,logistic_regression"
     (group,) = [r.inputs for r in run.resources if r.type == SG]
     assert not group.get("ingress")
+    # The words one-instance groups were created with: AWS replaces a group whose description changes.
+    assert group["description"] == "SageMaker training: no ingress, HTTPS out to the VPC endpoints and S3"
     request = create_request(job_name(job, time.time()), job)
     assert request["EnableInterContainerTrafficEncryption"] is False
 
