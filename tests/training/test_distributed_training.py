@@ -39,6 +39,8 @@ from ml.validate import validate
 from ml.xgb_search import agreed_validation_rows
 from tests.helpers import canonical_text
 
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 HOSTS = ("algo-1", "algo-2")
 HYPERPARAMETERS = {"families": "xgboost", "xgb-trials": "0", "xgboost-n-estimators": "40",
