@@ -36,8 +36,9 @@ class Family:
     defaults: dict[str, Any]
     file_name: str
     threads: Literal["one", "any", "all"]
-    """How its fit uses the cores (`fitted_side_by_side`): on one thread whatever the machine has; on as many as it
-    is given, the model the same on any number; on every core, the model possibly not the same on another number."""
+    """How its fit uses the cores (`fitted_side_by_side`): on one thread whatever the machine has; on several
+    threads, the model the same on any number of them; on every core, the model possibly not the same on another
+    number."""
 
 
 def _logistic(params: dict[str, Any], seed: int) -> Pipeline:
@@ -81,32 +82,30 @@ def fitted_side_by_side(
 ) -> tuple[dict[str, Any], dict[str, float]]:
     """`fitted` for each of `models` (family name to unfitted model), in their order, and each fit's wall seconds.
 
-    A single-threaded fit alone leaves every core but one idle (logistic regression at 3M rows: about 30 s of one
-    core). So the families that fit on one thread (`Family.threads` "one") and those whose model is the same on one
-    thread as on many ("any", set to one thread for the fit) fit side by side, one per core; then the families that
-    use every core and whose model may depend on how many ("all") fit one after another with the cores to
-    themselves (XGBoost's OpenMP threads slow to a crawl when another fit holds a core). Each model is therefore
-    the one a fit alone gives; only the seconds change: a family's are its own fit's, while others share the
-    cores."""
-    one_each = [f for f in models if FAMILIES[f].threads in ("one", "any")]
-    every_core = [f for f in models if f not in one_each]
-    workers = min(len(one_each), len(os.sched_getaffinity(0)))
+    A single-threaded fit alone leaves every core but one idle (logistic regression at 3M rows: about 13 s of one
+    core). So the families that fit on one thread (`Family.threads` "one") and those whose model is the same
+    whatever number of threads fits it ("any", the forest) fit side by side, as many at a time as there are cores,
+    each with its own threads; then the families that use every core and whose model may depend on how many
+    ("all") fit one after another with the cores to themselves (XGBoost's OpenMP threads slow to a crawl when
+    another fit holds a core). Each model is therefore the one a fit alone gives; only the seconds change: a
+    family's are its own fit's, while others share the cores."""
+    side_by_side = [f for f in models if FAMILIES[f].threads in ("one", "any")]
+    every_core = [f for f in models if f not in side_by_side]
+    workers = min(len(side_by_side), len(os.sched_getaffinity(0)))
     done: dict[str, Any] = {}
     seconds: dict[str, float] = {}
 
     def fit(name: str) -> None:
         started = time.perf_counter()
-        if FAMILIES[name].threads == "any" and workers > 1:
-            models[name].set_params(n_jobs=1)
         done[name] = fitted(models[name], x, y)
         seconds[name] = time.perf_counter() - started
 
     if workers > 1:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="one-thread-fits") as pool:
-            for pending in [pool.submit(fit, name) for name in one_each]:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="side-by-side-fits") as pool:
+            for pending in [pool.submit(fit, name) for name in side_by_side]:
                 pending.result()
     else:
-        for name in one_each:
+        for name in side_by_side:
             fit(name)
     for name in every_core:
         fit(name)
