@@ -5,11 +5,15 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import polars as pl
 
 from ml.ingest import SOURCE_FILE, SOURCE_LINE, to_canonical
 from ml.synth import SynthConfig, generate
+
+if TYPE_CHECKING:
+    from ml.pipeline import Gold
 
 
 def synthetic_text(rows: int = 3_000, seed: int = 11) -> pl.DataFrame:
@@ -23,6 +27,19 @@ def canonical_text(rows: int = 3_000, seed: int = 11) -> pl.DataFrame:
     return to_canonical(synthetic_text(rows, seed), "coded").with_columns(
         pl.lit("synthetic").alias(SOURCE_FILE), (pl.int_range(pl.len(), dtype=pl.Int64) + 2).alias(SOURCE_LINE)
     )
+
+
+def gold_channel(folder: Path, rows: int = 20_000, seed: int = 21) -> Gold:
+    """A gold channel in `folder` as the pipeline writes one (partitioned baskets, the fitted featurizer), from
+    `rows` synthetic lines; returns the gold, for what a test adds (holdout lines, lineage)."""
+    from ml.lake import Lake
+    from ml.pipeline import PARTITIONS, build_gold
+    from ml.validate import validate
+
+    gold = build_gold(validate(canonical_text(rows, seed=seed)).lines, 12, seed=0)
+    Lake(str(folder)).write_partitioned(gold.baskets, PARTITIONS, "baskets")
+    gold.featurizer.save(folder / "featurizer")
+    return gold
 
 
 def write_text_csv(frame: pl.DataFrame, path: Path) -> Path:

@@ -21,21 +21,17 @@ from ml.calendar import week_index_expr
 from ml.channel import BYTES_PER_TRAINING_BASKET, CLASSES, TRAINING_SHARE, GoldChannel, sample_cap
 from ml.evaluate import compute_metrics
 from ml.families import FAMILIES, fitted
-from ml.lake import Lake, arrow_frame
-from ml.pipeline import PARTITIONS, build_gold
+from ml.lake import arrow_frame
 from ml.registry import holdout_macro_f1
 from ml.schema import LABEL, TRAINABLE_LABELS
 from ml.train import main, score_holdout
-from ml.validate import validate
-from tests.helpers import canonical_text
+from tests.helpers import gold_channel
 
 
 @pytest.fixture(scope="module")
 def channel_dir(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("channel")
-    gold = build_gold(validate(canonical_text(20_000, seed=21)).lines, 12, seed=0)
-    Lake(str(folder)).write_partitioned(gold.baskets, PARTITIONS, "baskets")
-    gold.featurizer.save(folder / "featurizer")
+    gold = gold_channel(folder)
     gold.holdout_lines.write_parquet(folder / "holdout_lines.parquet")
     (folder / "lineage.json").write_text(json.dumps({"run_id": "test", "validation_weeks": 4}))
     return folder

@@ -32,12 +32,9 @@ from ml.bundle import load_bundle
 from ml.channel import GoldChannel
 from ml.channel_share import Share, require_every_basket, share_of, write_share
 from ml.cluster import Cluster, ClusterError, ClusterSettings, Hosts, Peers, read_hosts, resolve
-from ml.lake import Lake
-from ml.pipeline import PARTITIONS, build_gold
 from ml.sagemaker_entry import SageMakerPaths, main, run
-from ml.validate import validate
 from ml.xgb_search import agreed_validation_rows
-from tests.helpers import canonical_text
+from tests.helpers import gold_channel
 
 pytestmark = pytest.mark.slow
 
@@ -58,9 +55,7 @@ SEARCHED = {"families": "xgboost", "xgb-trials": "1"}
 def channel(tmp_path_factory) -> Path:
     """A small gold channel laid out as the pipeline writes it (partitioned baskets, featurizer, lineage)."""
     folder = tmp_path_factory.mktemp("channel")
-    gold = build_gold(validate(canonical_text(20_000, seed=21)).lines, 12, seed=0)
-    Lake(str(folder)).write_partitioned(gold.baskets, PARTITIONS, "baskets")
-    gold.featurizer.save(folder / "featurizer")
+    gold_channel(folder)
     (folder / "lineage.json").write_text(json.dumps({"run_id": "test", "validation_weeks": 4}))
     return folder
 
