@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from ml.cluster import SOLO, Peers
 from ml.evaluate import Metrics, compute_metrics
 from ml.families import FAMILIES, fitted_side_by_side
+from ml.schema import TRAINABLE_LABELS
 
 METRIC_DECIMALS = 6
 """Decimals of the `name=value;` metric lines ml/train.py prints for SageMaker's metric definitions."""
@@ -37,6 +39,27 @@ def validation_rows(
     return fit_rows, scored_rows
 
 
+def agreed_validation_rows(y: np.ndarray, validation: np.ndarray, max_rows: int, rng: np.random.Generator,
+                           peers: Peers = SOLO) -> tuple[np.ndarray, np.ndarray]:
+    """`validation_rows`; on several hosts, a ValueError on every host at once unless each host has
+    fit rows of every class and rows to score (the fewest over the hosts, reduced, decide)."""
+    if peers.size == 1:
+        return validation_rows(validation, max_rows, rng)
+    try:
+        fit_rows, scored_rows = validation_rows(validation, max_rows, rng)
+    except ValueError:  # no rows on one side of the window: reported with the other hosts' counts below
+        fit_rows = scored_rows = np.empty(0, dtype=np.int64)
+    counts = np.append(np.bincount(y[fit_rows], minlength=len(TRAINABLE_LABELS)), len(scored_rows)).astype(np.int64)
+    fewest = peers.reduce(counts, "min")
+    if fewest.min() == 0:
+        per_class = ", ".join(f"{label} {int(n)}" for label, n in zip(TRAINABLE_LABELS, fewest[:-1], strict=True))
+        raise ValueError(f"fitting on the weeks before the validation window and scoring within it needs, on each "
+                         f"of the {peers.size} hosts, baskets of every class before the window and some within it; "
+                         f"the fewest a host has: {per_class} before, {int(fewest[-1])} within: train on fewer "
+                         "instances, or change validation-weeks")
+    return fit_rows, scored_rows
+
+
 def validation_scores(
     x: np.ndarray,
     y: np.ndarray,
@@ -45,16 +68,19 @@ def validation_scores(
     classes: list[str],
     seed: int,
     max_rows: int = MAX_FIT_ROWS,
+    peers: Peers = SOLO,
 ) -> dict[str, Metrics]:
     """Each family of `params`, fitted before the validation window and scored within it (on the rows the XGBoost
-    search fits on, for the same seed); the fits run side by side (`ml.families.fitted_side_by_side`)."""
-    fit_rows, scored_rows = validation_rows(validation, max_rows, np.random.default_rng(seed))
+    search fits on, for the same seed); the fits run side by side (`ml.families.fitted_side_by_side`). With several
+    `peers` (ml/cluster.py), each family is fitted over all hosts' rows before the window and scored on all hosts'
+    rows within it."""
+    fit_rows, scored_rows = agreed_validation_rows(y, validation, max_rows, np.random.default_rng(seed), peers)
     unfitted = {family: FAMILIES[family].build(family_params, seed) for family, family_params in params.items()}
     models, _ = fitted_side_by_side(unfitted, x[fit_rows], y[fit_rows])
     scores = {}
     for family, model in models.items():
         predicted = model.predict_proba(x[scored_rows]).argmax(axis=1)
-        scores[family] = compute_metrics(y[scored_rows], predicted, classes)
+        scores[family] = compute_metrics(*peers.pooled(y[scored_rows], predicted, len(classes)), classes)
     return scores
 
 

@@ -39,13 +39,13 @@ from ml.calendar import week_span
 from ml.channel import CLASSES, PIECE_BASKETS, GoldChannel, TrainSide, sample_cap
 from ml.cluster import SOLO, Peers
 from ml.evaluate import Metrics, apply_gate, compute_metrics, plot_confusion
-from ml.families import FAMILIES, fitted, fitted_side_by_side
+from ml.families import FAMILIES, fitted_side_by_side
 from ml.features import BasketFeaturizer
 from ml.model_card import write_model_card
 from ml.reference import reference_bins
-from ml.selection import MAX_FIT_ROWS, METRIC_DECIMALS, ranking_key, validation_scores
+from ml.selection import METRIC_DECIMALS, ranking_key, validation_scores
 from ml.settings import GateSettings, Settings
-from ml.xgb_search import SearchResult, agreed_validation_rows, search_xgboost
+from ml.xgb_search import SearchResult, search_xgboost
 
 DEFAULT_VALIDATION_WEEKS = 8
 
@@ -154,7 +154,7 @@ def fit_families(args: argparse.Namespace, peers: Peers = SOLO, train_dir: Path 
                                 seed=args.seed, peers=peers)
         params["xgboost"] = search["best_params"]
 
-    chosen_on = pooled_validation_scores(x_train, y_train, validation, params, args.seed, peers)
+    chosen_on = validation_scores(x_train, y_train, validation, params, CLASSES, args.seed, peers=peers)
     unfitted = {family: FAMILIES[family].build(params[family], args.seed) for family in families}
     models, fit_seconds = fitted_side_by_side(unfitted, x_train, y_train)
     if peers.size > 1:
@@ -178,21 +178,6 @@ def _side_facts(side: TrainSide, args: argparse.Namespace, peers: Peers) -> tupl
     facts |= {"available": int(available), "used": int(used), "sampled": bool(used < available),
               "cap": facts["cap"] * peers.size, "hosts": peers.size}
     return facts, (first, last)
-
-
-def pooled_validation_scores(x: np.ndarray, y: np.ndarray, validation: np.ndarray,
-                             params: dict[str, dict[str, Any]], seed: int, peers: Peers) -> dict[str, Metrics]:
-    """`ml.selection.validation_scores`; with several hosts, each family fitted over all hosts' rows before the
-    window and scored on all hosts' rows within it."""
-    if peers.size == 1:
-        return validation_scores(x, y, validation, params, CLASSES, seed)
-    fit_rows, scored_rows = agreed_validation_rows(y, validation, MAX_FIT_ROWS, np.random.default_rng(seed), peers)
-    scores = {}
-    for family, family_params in params.items():
-        model = fitted(FAMILIES[family].build(family_params, seed), x[fit_rows], y[fit_rows])
-        predicted = model.predict_proba(x[scored_rows]).argmax(axis=1)
-        scores[family] = compute_metrics(*peers.pooled(y[scored_rows], predicted, len(CLASSES)), CLASSES)
-    return scores
 
 
 def _require_same_models(models: dict[str, Any], peers: Peers) -> None:

@@ -26,7 +26,7 @@ from xgboost import XGBClassifier
 
 from ml.cluster import SOLO, Peers
 from ml.schema import TRAINABLE_LABELS
-from ml.selection import MAX_FIT_ROWS, validation_rows
+from ml.selection import MAX_FIT_ROWS, agreed_validation_rows
 
 SPACE: dict[str, tuple[Any, ...]] = {
     "max_depth": (4, 6, 8),
@@ -61,27 +61,6 @@ def _sample(space: dict[str, tuple[Any, ...]], trials: int, seed: int) -> list[d
     sampler = ParameterSampler({k: list(v) for k, v in space.items()}, n_iter=min(trials, grid_size),
                                random_state=seed)
     return [{k: (v.item() if hasattr(v, "item") else v) for k, v in point.items()} for point in sampler]
-
-
-def agreed_validation_rows(y: np.ndarray, validation: np.ndarray, max_rows: int, rng: np.random.Generator,
-                           peers: Peers = SOLO) -> tuple[np.ndarray, np.ndarray]:
-    """`ml.selection.validation_rows`; on several hosts, a ValueError on every host at once unless each host has
-    fit rows of every class and rows to score (the fewest over the hosts, reduced, decide)."""
-    if peers.size == 1:
-        return validation_rows(validation, max_rows, rng)
-    try:
-        fit_rows, scored_rows = validation_rows(validation, max_rows, rng)
-    except ValueError:  # no rows on one side of the window: reported with the other hosts' counts below
-        fit_rows = scored_rows = np.empty(0, dtype=np.int64)
-    counts = np.append(np.bincount(y[fit_rows], minlength=N_CLASSES), len(scored_rows)).astype(np.int64)
-    fewest = peers.reduce(counts, "min")
-    if fewest.min() == 0:
-        per_class = ", ".join(f"{label} {int(n)}" for label, n in zip(TRAINABLE_LABELS, fewest[:-1], strict=True))
-        raise ValueError(f"fitting on the weeks before the validation window and scoring within it needs, on each "
-                         f"of the {peers.size} hosts, baskets of every class before the window and some within it; "
-                         f"the fewest a host has: {per_class} before, {int(fewest[-1])} within: train on fewer "
-                         "instances, or change validation-weeks")
-    return fit_rows, scored_rows
 
 
 def search_xgboost(
