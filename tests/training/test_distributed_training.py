@@ -33,7 +33,7 @@ from ml.channel import GoldChannel
 from ml.channel_share import Share, require_every_basket, share_of, write_share
 from ml.cluster import Cluster, ClusterError, ClusterSettings, Hosts, Peers, read_hosts, resolve
 from ml.sagemaker_entry import SageMakerPaths, main, run
-from ml.xgb_search import agreed_validation_rows
+from ml.selection import agreed_validation_rows
 from tests.helpers import gold_channel
 
 pytestmark = pytest.mark.slow
@@ -243,29 +243,30 @@ def test_a_host_started_before_its_leaders_tracker_listens_joins_once_it_does(ca
     assert printed.index("does not answer yet") < printed.index("algo-2 joined the collective as rank 1 of 2")
 
 
+def failed_fast(run: Run, host: str, rank: int) -> str:
+    """The failure reason of `run`, a host of a two-host job whose other host was killed once it joined, after
+    checking that it exited 1 within 15 s blaming the other host."""
+    assert run.code == 1, run.output
+    assert run.seconds < 15
+    reason = run.paths.failure.read_text()
+    assert reason.startswith(f"the collective of 2 hosts failed on {host} (rank {rank}): another host probably "
+                             "stopped"), reason
+    return reason
+
+
 def test_a_host_that_dies_fails_the_others_at_once_with_a_failure_file(runs):
     """The second host is killed once it joined; the leader's next allreduce finds its socket closed."""
-    leader = runs["dies/algo-1"]
-    assert leader.code == 1, leader.output
-    assert leader.seconds < 15
-    reason = leader.paths.failure.read_text()
-    assert reason.startswith("the collective of 2 hosts failed on algo-1 (rank 0): another host probably stopped"), \
-        reason
-    assert leader.model_files == []
+    failed_fast(runs["dies/algo-1"], "algo-1", 0)
+    assert runs["dies/algo-1"].model_files == []
 
 
 def test_a_leader_that_dies_fails_the_others_at_once_with_the_collectives_reason(runs):
     """The leader, and its tracker with it, is killed once every host joined: the other host's exchange fails, and
     leaving the collective, which cannot reach the tracker, neither delays that (XGBoost retried it 90 s) nor
     replaces its reason."""
-    other = runs["leader_dies/algo-2"]
-    assert other.code == 1, other.output
-    assert other.seconds < 15
-    reason = other.paths.failure.read_text()
-    assert reason.startswith("the collective of 2 hosts failed on algo-2 (rank 1): another host probably stopped"), \
-        reason
+    reason = failed_fast(runs["leader_dies/algo-2"], "algo-2", 1)
     assert "shutdown" not in reason.lower()
-    assert "algo-2 could not leave XGBoost's collective cleanly" in other.output
+    assert "algo-2 could not leave XGBoost's collective cleanly" in runs["leader_dies/algo-2"].output
 
 
 def test_a_host_that_never_joins_fails_the_leader_after_the_bootstrap_timeout(runs):
