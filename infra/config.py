@@ -30,7 +30,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import pulumi
 import yaml
@@ -149,6 +149,39 @@ class LakeCatalogConfig(Section):
         return value
 
 
+EMR_RELEASE = re.compile(r"^emr-7\.\d+\.\d+$")
+"""EMR 7.x releases: Spark 3.5, the line ml/spark_lake.py is written for (Dockerfile.lake's base image matches)."""
+
+
+class LakeEngineConfig(Section):
+    """The lake job's engine: the platform stack's `retail:lakeEngine` (infra/lake_engine.py). The platform declares
+    what the job runs as (role, security group, logs); `retail lake build --cloud` declares the EMR Serverless
+    application on the image it builds, with these settings, read from the same stack file."""
+
+    enabled: bool = True
+    """False: no lake job role, security group or log group (and `retail lake build --cloud` refuses to run)."""
+    release_label: str = "emr-7.9.0"
+    """The EMR Serverless release; Dockerfile.lake's base image is the same release."""
+    architecture: Literal["X86_64", "ARM64"] = "X86_64"
+    """Dockerfile.lake is built for linux/amd64 (infra/images.py), so X86_64 unless the image is built otherwise."""
+    max_cpu: str = Field("16 vCPU", pattern=r"^\d+ vCPU$")
+    max_memory: str = Field("64 GB", pattern=r"^\d+ GB$")
+    max_disk: str = Field("400 GB", pattern=r"^\d+ GB$")
+    """The application's ceiling over all its workers at once: a runaway job stops growing there."""
+    idle_timeout_minutes: int = Field(15, ge=1, le=10080)
+    """The application stops this long after its last job (no pre-initialized capacity is kept)."""
+    job_timeout_minutes: int = Field(120, ge=5, le=1440)
+    """EMR Serverless cancels a run still going after this long (StartJobRun executionTimeoutMinutes)."""
+
+    @field_validator("release_label")
+    @classmethod
+    def _spark_35(cls, value: str) -> str:
+        if not EMR_RELEASE.match(value):
+            raise ValueError(f"releaseLabel must be an EMR 7.x release (emr-7.<minor>.<patch>: Spark 3.5), got "
+                             f"{value!r}")
+        return value
+
+
 class AuditConfig(Section):
     trail: bool = True
     """False: the stack relies on an existing multi-region trail of the account (ephemeral stacks)."""
@@ -158,7 +191,7 @@ class AuditConfig(Section):
 
 
 class RegistryConfig(Section):
-    repositories: tuple[str, ...] = ("inference", "training")
+    repositories: tuple[str, ...] = ("inference", "training", "lake")
     keep_tagged_images: int = Field(30, ge=1)
     untagged_expiry_days: int = Field(7, ge=1)
     force_delete: bool = False
@@ -533,6 +566,7 @@ class PlatformConfig(StackIdentity):
     encryption: EncryptionConfig = EncryptionConfig()
     data_lake: DataLakeConfig = DataLakeConfig()
     lake_catalog: LakeCatalogConfig = LakeCatalogConfig()
+    lake_engine: LakeEngineConfig = LakeEngineConfig()
     audit: AuditConfig = AuditConfig()
     registry: RegistryConfig = RegistryConfig()
     cluster: ClusterConfig
@@ -608,6 +642,7 @@ _PLATFORM_SECTIONS: dict[str, type[Section]] = {
     "encryption": EncryptionConfig,
     "dataLake": DataLakeConfig,
     "lakeCatalog": LakeCatalogConfig,
+    "lakeEngine": LakeEngineConfig,
     "audit": AuditConfig,
     "registry": RegistryConfig,
     "cluster": ClusterConfig,

@@ -22,10 +22,12 @@ from infra.config import PlatformConfig
 from infra.data_lake import DataLake, DataLakeArgs
 from infra.encryption import Encryption, EncryptionArgs
 from infra.lake_catalog import LakeCatalog, LakeCatalogArgs
+from infra.lake_engine import LakeEngine, LakeEngineArgs
 from infra.ml_platform import MlPlatform, MlPlatformArgs
 from infra.network import Network, NetworkArgs
 from infra.observability import Observability, ObservabilityArgs
 from infra.registry import ContainerRegistry, ContainerRegistryArgs
+from infra.s3_access import s3_uri
 from ml.lake_queries import LAKE_QUERIES
 
 
@@ -44,6 +46,8 @@ class Platform:
     ml: MlPlatform
     lake_catalog: LakeCatalog | None = None
     """None when `retail:lakeCatalog.enabled` is false."""
+    lake_engine: LakeEngine | None = None
+    """None when `retail:lakeEngine.enabled` is false."""
 
     def outputs(self) -> dict[str, pulumi.Input]:
         """What the stack exports: what operators, CI, training and the service stack read."""
@@ -76,6 +80,7 @@ class Platform:
             "dashboardName": self.observability.dashboard_name,
             "auditTrailArn": self.audit.trail_arn if self.audit else "",
             **self._lake_catalog_outputs(),
+            **self._lake_engine_outputs(),
             "batchTimeZone": self.config.observability.batch_time_zone,
             "thresholds": self.config.thresholds.model_dump(by_alias=True),
         }
@@ -89,6 +94,16 @@ class Platform:
             "lakeQueryRoleArn": catalog.query_role_arn if catalog else "",
             "lakeQueryPolicyArn": catalog.query_policy_arn if catalog else "",
             "lakeQueryResults": catalog.results_location if catalog else "",
+        }
+
+    def _lake_engine_outputs(self) -> dict[str, pulumi.Input]:
+        """What `retail lake build --cloud` runs the lake job with (empty without the engine)."""
+        engine, lake = self.lake_engine, self.config.lake_catalog
+        return {
+            "lakeRoot": s3_uri(self.data_lake.bucket_names[lake.lake_zone], lake.lake_prefix) if engine else "",
+            "lakeJobRoleArn": engine.job_role_arn if engine else "",
+            "lakeEngineSecurityGroupId": engine.security_group_id if engine else "",
+            "lakeEngineLogGroupName": engine.log_group_name if engine else "",
         }
 
 
@@ -214,7 +229,8 @@ def build_platform(cfg: PlatformConfig) -> Platform:
         opts,
     )
     return Platform(cfg, encryption, network, audit, lake, registry, observability, cluster, ml,
-                    lake_catalog(cfg, account_id, encryption, lake, opts))
+                    lake_catalog(cfg, account_id, encryption, lake, opts),
+                    lake_engine(cfg, account_id, encryption, network, lake, registry, opts))
 
 
 def lake_catalog(cfg: PlatformConfig, account_id: pulumi.Input[str], encryption: Encryption, lake: DataLake,
@@ -234,6 +250,33 @@ def lake_catalog(cfg: PlatformConfig, account_id: pulumi.Input[str], encryption:
             data_kms_key_arn=encryption.data_key_arn,
             queries=LAKE_QUERIES,
             settings=settings,
+        ),
+        opts,
+    )
+
+
+def lake_engine(cfg: PlatformConfig, account_id: pulumi.Input[str], encryption: Encryption, network: Network,
+                lake: DataLake, registry: ContainerRegistry, opts: pulumi.ResourceOptions) -> LakeEngine | None:
+    """The lake job's role, security group and logs over the lake root the catalog reads, unless turned off."""
+    if not cfg.lake_engine.enabled:
+        return None
+    if "lake" not in registry.repositories:
+        raise ValueError("retail:lakeEngine is enabled but retail:registry.repositories has no `lake` repository for "
+                         "Dockerfile.lake's image: add it, or set retail:lakeEngine.enabled to false")
+    root = cfg.lake_catalog
+    return LakeEngine(
+        f"{cfg.name_prefix}-lake-engine",
+        LakeEngineArgs(
+            account_id=account_id,
+            region=cfg.region,
+            vpc_id=network.vpc_id,
+            lake_bucket_arn=lake.bucket_arns[root.lake_zone],
+            lake_prefix=root.lake_prefix,
+            data_kms_key_arn=encryption.data_key_arn,
+            logs_kms_key_arn=encryption.logs_key_arn,
+            log_retention_days=cfg.observability.log_retention_days,
+            repository_name=registry.repositories["lake"].name,
+            log_group_name=f"/aws/emr-serverless/{cfg.name_prefix}-lake",
         ),
         opts,
     )

@@ -261,20 +261,27 @@ class BasketFeaturizer:
         """Fit on the lines (a frame made lazy, or a scan); the features of each fold's baskets, with evidence and
         tiers learned from the other folds, fold by fold, each fold dealt into parts of about `rows_per_piece`
         lines by a hash of BASKET_KEY (a part per fold without it)."""
+        folds = self.fit_folds(lines, rows_per_piece)
+        pieces = _pieces(self.fitted_rows_ / self.folds, rows_per_piece)
+        return [FeaturePart(lines.filter((folds.fold == k) & (self._piece(pieces) == j)), featurize)
+                for k, featurize in enumerate(folds.featurize) for j in range(pieces)]
+
+    def fit_folds(self, lines: pl.LazyFrame, rows_per_piece: int | None = None) -> FoldFeaturizers:
+        """Fit on the lines (a frame made lazy, or a scan) as `fold_parts` does, and return what turns each fold's
+        lines into their out-of-fold features, without reading the lines to featurize: `fold_parts` deals the
+        lines into parts, the distributed job (ml/spark_lake.py) applies the same queries to partitions of whole
+        baskets."""
         fold = self._fold()
         tier_lines = TierLines.from_lines(lines, fold) if self.tier_inference else None
         self.fit(lines, tier_lines, rows_per_piece)
-        pieces = _pieces(self.fitted_rows_ / self.folds, rows_per_piece)
         labelled = lines.select(BASKET_KEY, LABEL, *LEVELS, fold.alias("_fold"))
         kept = self._kept(lines.collect_schema().names())
-        parts = []
+        featurize: list[Featurize] = []
         for k in range(self.folds):
             evidence = TierEvidence.fit(labelled.filter(pl.col("_fold") != k), self.smoothing)
             tiers = self._fit_tiers(tier_lines.without_fold(k)) if tier_lines is not None else None
-            featurize = partial(self._plan, evidence=evidence, tiers=tiers, kept=kept)
-            parts += [FeaturePart(lines.filter((fold == k) & (self._piece(pieces) == j)), featurize)
-                      for j in range(pieces)]
-        return parts
+            featurize.append(partial(self._plan, evidence=evidence, tiers=tiers, kept=kept))
+        return FoldFeaturizers(fold, featurize)
 
     def parts(self, lines: pl.LazyFrame, rows: int, rows_per_piece: int | None = None) -> list[FeaturePart]:
         """`transform` of `rows` lines (a frame made lazy, or a scan) in parts of about `rows_per_piece` lines, dealt
@@ -452,12 +459,25 @@ class BasketFeaturizer:
         return self
 
 
+Featurize = Callable[[pl.LazyFrame], pl.LazyFrame]
+"""Lines of whole baskets in, one feature row per basket out (a fitted state's `_plan`)."""
+
+
+@dataclass(frozen=True)
+class FoldFeaturizers:
+    """The out-of-fold features of training lines: a line's fold (from its basket's key), and per fold the query
+    fitted on the other folds' lines."""
+
+    fold: pl.Expr
+    featurize: list[Featurize]
+
+
 @dataclass(frozen=True)
 class FeaturePart:
     """Some baskets' lines (a filter of the lines, a scan perhaps) and the query that turns them into features."""
 
     lines: pl.LazyFrame
-    featurize: Callable[[pl.LazyFrame], pl.LazyFrame]
+    featurize: Featurize
 
     def collect(self) -> pl.DataFrame:
         """The part's features: its lines read with the streaming engine (a scan is filtered as it is read), then

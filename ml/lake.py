@@ -120,6 +120,12 @@ def hive_folders(source: ds.Dataset, partition_by: list[str]) -> ds.Scanner:
                                    for name in source.schema.names})
 
 
+def combined_sha256(digests: Mapping[str, str]) -> str:
+    """An input's content hash, naming its raw zone folder: of its files' names and SHA-256 digests."""
+    listing = "".join(f"{name}:{digest}\n" for name, digest in sorted(digests.items()))
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
 @dataclass(frozen=True)
 class RawRecord:
     """The raw zone entry of one input: its content hash and where the files are."""
@@ -152,9 +158,7 @@ class Lake:
     def put_raw(self, files: tuple[Path, ...]) -> RawRecord:
         """Copy the input files into raw/<hash>/ unless that content is already there."""
         digests = {f.name: sha256_file(f) for f in files}
-        combined = hashlib.sha256(
-            "".join(f"{name}:{digest}\n" for name, digest in sorted(digests.items())).encode()
-        ).hexdigest()
+        combined = combined_sha256(digests)
         folder = join("raw", combined[:16])
         for f in files:
             target = self._path(folder, f.name)

@@ -35,12 +35,12 @@ import pyarrow.dataset as ds
 
 from ml import ingest
 from ml.features import ENGINE, BasketFeaturizer, FeaturePart
-from ml.lake import SILVER_LINES, SILVER_QUARANTINE, Lake, join, run_id_for
+from ml.lake import SILVER_LINES, SILVER_QUARANTINE, Lake, RawRecord, join, run_id_for
 from ml.lineage import git_commit
 from ml.progress import StageTimer
 from ml.schema import LABEL, SCHEMA_VERSION, TRAINABLE_LABELS
 from ml.settings import GateSettings, Settings, rows_per_piece
-from ml.split import TooFewWeeks, plan_holdout, split_weeks
+from ml.split import HoldoutPlan, LazySplit, TooFewWeeks, plan_holdout, split_weeks
 from ml.validate import StagedRows, ValidationReport, validate_staged
 
 PARTITIONS = ["STORE_REGION", "BASKET_TYPE"]
@@ -97,14 +97,18 @@ def plan_gold(lines: pl.LazyFrame, holdout_weeks: int, seed: int, rows_per_piece
     featurizer = BasketFeaturizer(seed=seed)
     train = [(part, "train") for part in featurizer.fold_parts(split.train, rows_per_piece)]
     holdout = [(part, "holdout") for part in featurizer.parts(split.holdout, split.holdout_lines, rows_per_piece)]
-    facts = {
+    return GoldPlans([*train, *holdout], featurizer, split.holdout, split_facts(split, holdout_weeks))
+
+
+def split_facts(split: LazySplit, holdout_weeks: int) -> dict[str, Any]:
+    """What the lineage and the manifest record of a split."""
+    return {
         "holdout_weeks": holdout_weeks,
         "last_train_week": split.last_train_week,
         "first_holdout_week": split.first_holdout_week,
         "train_lines": split.train_lines,
         "holdout_lines": split.holdout_lines,
     }
-    return GoldPlans([*train, *holdout], featurizer, split.holdout, facts)
 
 
 def gold_part(part: FeaturePart, side: str) -> pl.DataFrame:
@@ -127,6 +131,72 @@ def _write_gold(plans: GoldPlans, folder: Path) -> list[Path]:
         paths.append(folder / f"part-{i:05d}.parquet")
         gold_part(part, side).write_parquet(paths[-1])
     return paths
+
+
+def holdout_plan(report: ValidationReport, lines: pl.LazyFrame, settings: Settings, input_name: str,
+                 quarantine: str) -> HoldoutPlan:
+    """The holdout for a validated input's silver lines (a scan), once its report is checked; InputError naming the
+    input when no row was accepted or the weeks are too few."""
+    if not report.counts_add_up:  # a bug, never bad input: fail loudly rather than lose rows
+        raise RuntimeError(f"row counts do not add up: {report}")
+    if report.baskets_accepted == 0:
+        raise ingest.InputError(f"{input_name}: no row passed validation; see {quarantine}")
+    weeks = lines.select(pl.col("SHOP_WEEK").unique()).collect(engine="streaming")
+    try:
+        return plan_holdout(weeks["SHOP_WEEK"].to_list(), settings.holdout_weeks, settings.validation_weeks,
+                            settings.max_holdout_share, settings.min_train_weeks)
+    except TooFewWeeks as exc:
+        raise ingest.InputError(f"{input_name}: {exc}") from exc
+
+
+def gold_counts(baskets: pl.LazyFrame) -> dict[str, int]:
+    """The basket table's counts the manifest records: baskets, on each split side, and with a trainable label."""
+    counts = baskets.select(
+        pl.len().alias("baskets"),
+        (pl.col("split") == "train").sum().alias("train_baskets"),
+        (pl.col("split") == "holdout").sum().alias("holdout_baskets"),
+        pl.col(LABEL).is_in(list(TRAINABLE_LABELS)).sum().alias("trainable_baskets"),
+    ).collect(engine=ENGINE)
+    return {name: int(value) for name, value in counts.row(0, named=True).items()}
+
+
+def lineage_facts(run_id: str, record: RawRecord, silver_lines: str, gold_baskets: str,
+                  split_facts: dict[str, Any]) -> dict[str, Any]:
+    """gold/<run>/lineage.json: the data, code and split a run's basket table comes from."""
+    return {
+        "run_id": run_id,
+        "input_sha256": record.sha256,
+        "raw_location": record.location,
+        "silver_lines": silver_lines,
+        "gold_baskets": gold_baskets,
+        "schema_version": SCHEMA_VERSION,
+        "git_commit": git_commit(),
+        **split_facts,
+    }
+
+
+def lake_manifest(lineage: dict[str, Any], input_path: str, variant: str, notices: list[str], record: RawRecord,
+                  report: ValidationReport, quarantine: str, counts: dict[str, int],
+                  split_facts: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's facts about a run's data (its input, zones, validation and split), which the local pipeline
+    and the distributed job (ml/spark_lake.py) both record; each adds what else it did."""
+    return {
+        "run_id": lineage["run_id"],
+        "notices": notices,
+        "created": dt.datetime.now(dt.UTC).isoformat(),
+        "input": {"path": input_path, "files": list(record.files), "variant": variant,
+                  "sha256": record.sha256, "bytes": record.bytes},
+        "schema_version": SCHEMA_VERSION,
+        "git_commit": lineage["git_commit"],
+        "zones": {
+            "raw": {"location": record.location, "rows": report.rows_in},
+            "silver": {"lines": lineage["silver_lines"], "rows": report.rows_accepted,
+                       "quarantine": quarantine, "quarantined_rows": report.rows_quarantined},
+            "gold": {"baskets": lineage["gold_baskets"], **counts},
+        },
+        "validation": asdict(report),
+        "split": split_facts,
+    }
 
 
 def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None = None) -> PipelineResult:
@@ -160,16 +230,8 @@ def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None 
                 quarantine_uri = lake.put_file(local_silver / SILVER_QUARANTINE, "silver", run_id, SILVER_QUARANTINE)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        if not report.counts_add_up:  # a bug, never bad input: fail loudly rather than lose rows
-            raise RuntimeError(f"row counts do not add up: {report}")
-        if report.baskets_accepted == 0:
-            raise ingest.InputError(f"{input_path}: no row passed validation; see {quarantine_uri}")
-        weeks = pl.scan_parquet(local_silver / SILVER_LINES).select(pl.col("SHOP_WEEK").unique())
-        try:
-            plan = plan_holdout(weeks.collect(engine="streaming")["SHOP_WEEK"].to_list(), settings.holdout_weeks,
-                                settings.validation_weeks, settings.max_holdout_share, settings.min_train_weeks)
-        except TooFewWeeks as exc:
-            raise ingest.InputError(f"{input_path}: {exc}") from exc
+        plan = holdout_plan(report, pl.scan_parquet(local_silver / SILVER_LINES), settings, str(input_path),
+                            quarantine_uri)
 
         with timer.stage("features", "Building basket features (fitted on training weeks only)"):
             plans = plan_gold(pl.scan_parquet(local_silver / SILVER_LINES), plan.holdout_weeks, settings.seed,
@@ -183,27 +245,12 @@ def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None 
             gold_uri = lake.write_partitioned(gold, PARTITIONS, "gold", run_id, "baskets")
             plans.featurizer.save(channel / "featurizer")
             lake.put_folder(channel / "featurizer", "gold", run_id, "featurizer")
-            lineage = {
-                "run_id": run_id,
-                "input_sha256": record.sha256,
-                "raw_location": record.location,
-                "silver_lines": silver_lines,
-                "gold_baskets": gold_uri,
-                "schema_version": SCHEMA_VERSION,
-                "git_commit": git_commit(),
-                **split_facts,
-            }
+            lineage = lineage_facts(run_id, record, silver_lines, gold_uri, split_facts)
             lake.write_json(join("gold", run_id, "lineage.json"), lineage)
             # The training channel, laid out as SageMaker would download it.
             Lake(str(channel)).write_partitioned(gold, PARTITIONS, "baskets")
             (channel / "lineage.json").write_text(json.dumps(lineage, indent=2))
-            counts = pl.scan_parquet(parts).select(
-                pl.len().alias("baskets"),
-                (pl.col("split") == "train").sum().alias("train_baskets"),
-                (pl.col("split") == "holdout").sum().alias("holdout_baskets"),
-                pl.col(LABEL).is_in(list(TRAINABLE_LABELS)).sum().alias("trainable_baskets"),
-            ).collect(engine=ENGINE)
-            gold_counts = {name: int(value) for name, value in counts.row(0, named=True).items()}
+            counts = gold_counts(pl.scan_parquet(parts))
             shutil.rmtree(local_gold)
             del gold, plans
     except BaseException:
@@ -239,21 +286,8 @@ def run_pipeline(input_path: Path, settings: Settings, timer: StageTimer | None 
 
     notices = [*raw_input.notices, *([plan.notice] if plan.notice else [])]
     manifest = {
-        "run_id": run_id,
-        "notices": notices,
-        "created": dt.datetime.now(dt.UTC).isoformat(),
-        "input": {"path": str(input_path), "files": list(record.files), "variant": raw_input.variant,
-                  "sha256": record.sha256, "bytes": record.bytes},
-        "schema_version": SCHEMA_VERSION,
-        "git_commit": lineage["git_commit"],
-        "zones": {
-            "raw": {"location": record.location, "rows": report.rows_in},
-            "silver": {"lines": silver_lines, "rows": report.rows_accepted,
-                       "quarantine": quarantine_uri, "quarantined_rows": report.rows_quarantined},
-            "gold": {"baskets": gold_uri, **gold_counts},
-        },
-        "validation": asdict(report),
-        "split": split_facts,
+        **lake_manifest(lineage, str(input_path), raw_input.variant, notices, record, report, quarantine_uri, counts,
+                        split_facts),
         "model": {"winner": training["winner"], "gate_passed": training["gate"]["passed"], **registration},
         "seconds": timer.seconds,
     }

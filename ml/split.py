@@ -49,6 +49,7 @@ class LazySplit:
     first_holdout_week: int
     train_lines: int
     holdout_lines: int
+    held: pl.Expr  # true for a line of the holdout: `holdout` is the lines filtered by it, `train` by its negation
 
 
 def _weeks(n: int) -> str:
@@ -160,6 +161,7 @@ def split_weeks(lines: pl.LazyFrame, holdout_weeks: int) -> LazySplit:
         first_holdout_week=side[True][1],
         train_lines=side[False][0],
         holdout_lines=side[True][0],
+        held=held,
     )
 
 

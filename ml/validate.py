@@ -18,7 +18,8 @@ the rule table below is the schema.
 
 Validation runs in two steps, so that an input of any size can be validated in bounded
 memory: `check_rows` applies the row rules to one piece of rows (and takes the lines set
-aside in it); `_finish` then finds the inconsistent baskets over all the checked rows and
+aside in it); `_finish` then finds the inconsistent baskets over all the checked rows
+(`check_baskets`, which the distributed job runs on a partition of whole baskets at a time) and
 plans the silver lines, the quarantine and the counts as lazy queries. `validate` does
 both in memory on one frame. `StagedRows` checks the pieces of `ml.ingest.InputReader`
 one at a time and stages them as Parquet; `validate_staged` runs the same queries with
@@ -215,8 +216,8 @@ def _basket_key() -> pl.Expr:
     return pl.when(damaged).then(pl.lit("R") + rebuilt.cast(pl.String)).otherwise(_text("BASKET_ID"))
 
 
-def _silver(frame: pl.LazyFrame) -> pl.LazyFrame:
-    """Typed canonical columns of rows that passed every rule."""
+def _silver(frame: pl.LazyFrame, keep: tuple[str, ...] = ()) -> pl.LazyFrame:
+    """Typed canonical columns of rows that passed every rule, BASKET_KEY, then the `keep` columns as they are."""
     typed = {
         "SHOP_WEEK": pl.col("_SHOP_WEEK").cast(pl.Int32),
         "SHOP_DATE": pl.col("_DATE"),
@@ -226,7 +227,7 @@ def _silver(frame: pl.LazyFrame) -> pl.LazyFrame:
         "SPEND": pl.col("_SPEND"),
     }
     columns = [typed.get(c, _text(c)).alias(c) for c in CANONICAL_COLUMNS]
-    return frame.select(*columns, pl.col(BASKET_KEY))
+    return frame.select(*columns, pl.col(BASKET_KEY), *keep)
 
 
 @dataclass
@@ -261,12 +262,24 @@ class _Plans:
     accepted_by_file: pl.LazyFrame  # SOURCE_FILE, len
 
 
-def _finish(passed: pl.LazyFrame, failed: pl.LazyFrame, engine: Engine) -> _Plans:
-    """The basket check over all rows that passed the row rules, then the plans of what is accepted and quarantined.
-    `passed` and `failed` are each in file and line order (`failed` as `check_rows` leaves it)."""
+@dataclass
+class BasketCheck:
+    """The basket check's plans over rows that passed the row rules."""
+
+    accepted: pl.LazyFrame  # the rows of consistent baskets, as `check_rows` passed them
+    failures: pl.LazyFrame  # QUARANTINE_SCHEMA: the rows of inconsistent baskets, in the order given
+
+    def lines(self, *keep: str) -> pl.LazyFrame:
+        """The typed silver lines of the accepted rows (with the `keep` columns of `check_rows`, e.g. SOURCE_FILE)."""
+        return _silver(self.accepted.with_columns(_typed_columns()), keep)
+
+
+def check_baskets(passed: pl.LazyFrame, engine: Engine) -> BasketCheck:
+    """The basket check over rows that passed the row rules: every row of each basket they hold must be among them
+    (all the rows, or a partition of whole baskets: the distributed job, ml/spark_lake.py, checks a partition at a
+    time)."""
     inconsistent = _inconsistent_baskets(passed, engine)  # a few baskets: held, not streamed
     in_bad_basket = pl.col(BASKET_KEY).is_in(inconsistent[BASKET_KEY].implode())
-    accepted = passed.filter(~in_bad_basket)
     basket_failures = (
         passed.filter(in_bad_basket)
         .join(inconsistent.lazy(), on=BASKET_KEY, how="left", maintain_order="left")
@@ -274,10 +287,17 @@ def _finish(passed: pl.LazyFrame, failed: pl.LazyFrame, engine: Engine) -> _Plan
         .with_columns(_failed_value(), pl.lit(None, dtype=pl.Binary).alias(RAW_LINE))
         .select(*QUARANTINE_SCHEMA)
     )
+    return BasketCheck(accepted=passed.filter(~in_bad_basket), failures=basket_failures)
+
+
+def _finish(passed: pl.LazyFrame, failed: pl.LazyFrame, engine: Engine) -> _Plans:
+    """The basket check over all rows that passed the row rules, then the plans of what is accepted and quarantined.
+    `passed` and `failed` are each in file and line order (`failed` as `check_rows` leaves it)."""
+    check = check_baskets(passed, engine)
     return _Plans(
-        lines=_silver(accepted.with_columns(_typed_columns())),
-        quarantine=pl.concat([failed, basket_failures]),
-        accepted_by_file=accepted.group_by(SOURCE_FILE).len(),
+        lines=check.lines(),
+        quarantine=pl.concat([failed, check.failures]),
+        accepted_by_file=check.accepted.group_by(SOURCE_FILE).len(),
     )
 
 
@@ -349,11 +369,18 @@ def validate_staged(staged: StagedRows, ingested: RawInput, lines_path: Path,
     pl.collect_all([plans.lines.sink_parquet(lines_path, lazy=True),
                     plans.quarantine.sink_parquet(quarantine_path, row_group_size=QUARANTINE_ROW_GROUP, lazy=True)],
                    engine="streaming")
-    lines, quarantine = pl.scan_parquet(lines_path), pl.scan_parquet(quarantine_path)
-    accepted_by_file, quarantined_by_file = pl.collect_all(
-        [plans.accepted_by_file, quarantine.group_by(SOURCE_FILE).len()], engine="streaming"
+    return written_report(pl.scan_parquet(lines_path), pl.scan_parquet(quarantine_path), ingested.rows_read,
+                          plans.accepted_by_file)
+
+
+def written_report(lines: pl.LazyFrame, quarantine: pl.LazyFrame, rows_read: dict[str, int],
+                   accepted_by_file: pl.LazyFrame) -> ValidationReport:
+    """The report of silver lines and a quarantine written already (scans of them), with Polars' streaming engine;
+    `rows_read`: rows read per file, `accepted_by_file`: SOURCE_FILE, len of the accepted rows."""
+    accepted, quarantined = pl.collect_all(
+        [accepted_by_file, quarantine.group_by(SOURCE_FILE).len()], engine="streaming"
     )
-    files = _file_counts(ingested.rows_read, accepted_by_file, quarantined_by_file)
+    files = _file_counts(rows_read, accepted, quarantined)
     return _report(lines, quarantine, files, engine="streaming")
 
 

@@ -74,6 +74,7 @@ SERVICE_ACCOUNT_VALUES: Mapping[str, tuple[str, ...]] = {
 }
 """Charts whose `serviceAccount` values are not at the top level: the keys leading to them."""
 
+ECR_REPOSITORY_POLICY = "aws:ecr/repositoryPolicy:RepositoryPolicy"
 DOCUMENT_INPUTS: Mapping[str, tuple[str, str]] = {
     "aws:iam/role:Role": ("assumeRolePolicy", "trust"),
     "aws:iam/rolePolicy:RolePolicy": ("policy", "identity"),
@@ -86,7 +87,7 @@ DOCUMENT_INPUTS: Mapping[str, tuple[str, str]] = {
     "aws:sns/topic:Topic": ("policy", "resource"),
     "aws:sns/topicPolicy:TopicPolicy": ("policy", "resource"),
     "aws:sqs/queuePolicy:QueuePolicy": ("policy", "resource"),
-    "aws:ecr/repositoryPolicy:RepositoryPolicy": ("policy", "resource"),
+    ECR_REPOSITORY_POLICY: ("policy", "resource"),
 }
 """Resource type -> (input holding a policy document, kind of document)."""
 
@@ -242,6 +243,9 @@ def parliament_findings(document: PolicyDocument) -> list[Finding]:
     parsed = json.loads(document.text)
     if document.kind == "trust":
         parsed = _with_role_as_resource(parsed, document.resource.outputs.get("arn", "*"))
+    elif document.resource.type == ECR_REPOSITORY_POLICY:  # ECR takes no Resource: the policy's repository is it
+        repository = document.resource.inputs.get("repository", "*")
+        parsed = _with_role_as_resource(parsed, f"arn:aws:ecr:*:*:repository/{repository}")
     policy = analyze(json.dumps(parsed), ignore_private_auditors=True, include_community_auditors=False)
     findings = []
     statement_findings = set()

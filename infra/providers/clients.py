@@ -20,3 +20,7 @@ def ecr(region: str) -> Any:
 
 def s3(region: str) -> Any:
     return boto3.client("s3", region_name=region)
+
+
+def emr_serverless(region: str) -> Any:
+    return boto3.client("emr-serverless", region_name=region)

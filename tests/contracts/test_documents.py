@@ -47,6 +47,7 @@ def test_every_policy_document_of_the_deployment_is_collected(dev):
         ("aws:kms/key:Key", "key"),
         ("aws:s3/bucketPolicy:BucketPolicy", "resource"),
         ("aws:sns/topicPolicy:TopicPolicy", "resource"),
+        ("aws:ecr/repositoryPolicy:RepositoryPolicy", "resource"),
     }
     resources = [r for run in dev for r in run.resources if r.type in {t for t, _ in kinds}]
     assert sorted(d.resource.name for d in documents) == sorted(r.name for r in resources)

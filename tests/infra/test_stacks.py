@@ -31,7 +31,7 @@ def inputs_by_bucket(run: OfflineRun, type_: str) -> dict:
 def test_every_platform_component_is_a_retail_component_resource(dev, prod):
     expected = {
         "Encryption", "Network", "AuditTrail", "DataLake", "SecureBucket", "ContainerRegistry",
-        "Cluster", "MlPlatform", "Observability", "LakeCatalog",
+        "Cluster", "MlPlatform", "Observability", "LakeCatalog", "LakeEngine",
     }  # fmt: skip
     for stack in (dev, prod):
         components = {r.type for r in stack.resources if not r.custom and not r.remote}

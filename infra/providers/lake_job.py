@@ -1,0 +1,247 @@
+"""`LakeJob`: one run of the lake job (ml/spark_lake.py: raw -> silver -> gold, features) on EMR Serverless, as a
+Pulumi resource.
+
+The job runs the project's lake image (Dockerfile.lake), which the EMR Serverless application names: the entry point
+is the file the image holds at `ENTRY_POINT` (a `local://` path, no script on S3), run by the image's Python 3.11
+(`IMAGE_PYTHON`, set for the driver and the executors through `spark.emr-serverless.driverEnv.*` and
+`spark.executorEnv.*`). Its arguments are those of the contract in ml/spark_lake.py, with an explicit `--run-id`, so
+the manifest's URI (`<lake root>/manifests/<run>.json`) is known before the run starts and is an input, not an output.
+
+`create` starts the run (StartJobRun, its client token derived from the inputs, so a retried create of the same
+inputs gets the same run), then polls GetJobRun every `poll_seconds` up to `timeout_seconds`: botocore ships no
+waiter for emr-serverless (its `waiters` list is empty), so the poll is ours. SUCCESS is checked against the lake:
+the manifest must exist, else the run is an error. FAILED or CANCELLED is an error carrying EMR Serverless's
+`stateDetails` and where the run's logs are.
+
+A run is immutable: a change of what it reads or writes or of the code that runs (raw input and its listing
+fingerprint, lake root, run id, image, entry point and arguments, Spark parameters, application, role) replaces
+the resource with a new run; other changes (tags, timeouts, polling) are recorded without running again. Deleting
+the resource cancels a run still going and deletes no data: what a run wrote stays in the lake (a lake run is a
+record), and finished runs stay in the application's history.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from typing import Any
+
+import pulumi
+from botocore.exceptions import ClientError
+from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
+
+from infra.providers import clients
+from infra.providers.kinds import LAKE_JOB
+
+IMAGE_ROOT = "/opt/retail"
+"""Where Dockerfile.lake puts the repository's `ml` package (importable from the image's Python through a .pth)."""
+ENTRY_POINT = f"local://{IMAGE_ROOT}/ml/spark_lake.py"
+"""StartJobRun's entryPoint: the job's file inside the image."""
+IMAGE_PYTHON = "/opt/venv/bin/python"
+"""The image's Python 3.11 environment (uv.lock's core dependencies); EMR 7.x's own Python is 3.9."""
+PYTHON_SETTINGS = (
+    "spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON",
+    "spark.emr-serverless.driverEnv.PYSPARK_PYTHON",
+    "spark.executorEnv.PYSPARK_PYTHON",
+)
+REPLACE_ON = ("application_id", "role_arn", "image_uri", "entry_point", "arguments", "spark_parameters",
+              "raw_uri", "input_fingerprint", "lake_root", "run_id")
+"""Inputs that change what the run reads, writes or runs: a change starts a new run (replaces the resource)."""
+OUTPUTS = ("job_run_id", "job_run_arn", "state", "state_details", "execution_seconds")
+FINAL = {"SUCCESS", "FAILED", "CANCELLED"}
+MAX_NAME = 256
+MAX_TOKEN = 64
+
+
+class LakeJobFailed(Exception):
+    """The run ended FAILED or CANCELLED, or succeeded without writing its manifest; the message says which."""
+
+
+def spark_parameters() -> str:
+    """sparkSubmitParameters: the image's Python for the driver and the executors."""
+    return " ".join(f"--conf {setting}={IMAGE_PYTHON}" for setting in PYTHON_SETTINGS)
+
+
+def job_arguments(raw_uri: str, lake_root: str, run_id: str) -> list[str]:
+    """entryPointArguments: ml/spark_lake.py's contract, the run id explicit; the rest at ml.settings' defaults."""
+    return ["--raw", raw_uri, "--lake", lake_root, "--run-id", run_id]
+
+
+def manifest_uri(lake_root: str, run_id: str) -> str:
+    return f"{lake_root.rstrip('/')}/manifests/{run_id}.json"
+
+
+def client_token(props: dict[str, Any]) -> str:
+    """StartJobRun's idempotency token: the same inputs give the same token, so a retried create starts no
+    second run."""
+    payload = json.dumps({key: props.get(key) for key in REPLACE_ON}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:MAX_TOKEN]
+
+
+def start_request(props: dict[str, Any]) -> dict[str, Any]:
+    """The StartJobRun request."""
+    name = f"{props['name_prefix']}-{props['run_id']}"[:MAX_NAME]
+    return {
+        "applicationId": props["application_id"],
+        "clientToken": client_token(props),
+        "executionRoleArn": props["role_arn"],
+        "name": name,
+        "jobDriver": {
+            "sparkSubmit": {
+                "entryPoint": props["entry_point"],
+                "entryPointArguments": list(props["arguments"]),
+                "sparkSubmitParameters": props["spark_parameters"],
+            }
+        },
+        "executionTimeoutMinutes": int(props["execution_timeout_minutes"]),
+        "tags": {str(k): str(v) for k, v in (props.get("tags") or {}).items()} | {"lake-run": props["run_id"]},
+    }
+
+
+def outputs_of(run: dict[str, Any]) -> dict[str, Any]:
+    """What the resource exposes from a GetJobRun response's `jobRun`."""
+    return {
+        "job_run_id": run["jobRunId"],
+        "job_run_arn": run["arn"],
+        "state": run["state"],
+        "state_details": run.get("stateDetails") or "",
+        "execution_seconds": int(run.get("totalExecutionDurationSeconds") or 0),
+    }
+
+
+def wait_for(client: Any, application_id: str, run_id: str, poll_seconds: float,
+             timeout_seconds: float) -> dict[str, Any]:
+    """GetJobRun every `poll_seconds` until the run is final (SUCCESS, FAILED, CANCELLED); its final `jobRun`.
+
+    TimeoutError when the run is still going after `timeout_seconds` (it keeps running)."""
+    deadline = time.monotonic() + timeout_seconds
+    while True:
+        run: dict[str, Any] = client.get_job_run(applicationId=application_id, jobRunId=run_id)["jobRun"]
+        if run["state"] in FINAL:
+            return run
+        if time.monotonic() >= deadline:
+            raise TimeoutError(
+                f"EMR Serverless job run {run_id} of application {application_id} is still {run['state']} after "
+                f"{timeout_seconds:.0f} s; it keeps running: watch it in the EMR Studio console, then run "
+                "`pulumi refresh`"
+            )
+        time.sleep(poll_seconds)
+
+
+def require_success(run: dict[str, Any], log_group: str) -> None:
+    """LakeJobFailed with EMR Serverless's stateDetails unless the run ended SUCCESS."""
+    if run["state"] != "SUCCESS":
+        raise LakeJobFailed(
+            f"EMR Serverless job run {run['jobRunId']} of application {run['applicationId']} ended {run['state']}: "
+            f"{run.get('stateDetails') or 'no details given'}. Its driver's and executors' logs are in CloudWatch "
+            f"Logs group {log_group}, streams under the run id"
+        )
+
+
+def require_manifest(region: str, uri: str, run_id: str) -> None:
+    """LakeJobFailed unless the run's manifest is in the lake (the job writes it last)."""
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    try:
+        clients.s3(region).head_object(Bucket=bucket, Key=key)
+    except ClientError as error:
+        raise LakeJobFailed(
+            f"EMR Serverless job run {run_id} ended SUCCESS but its manifest {uri} cannot be read "
+            f"({error.response['Error'].get('Code')}): the job writes it last, so the run did not finish its work"
+        ) from error
+
+
+class LakeJobProvider(ResourceProvider):
+    """Starts, waits for, reads and cancels EMR Serverless job runs of the lake job; holds no client (it is
+    pickled)."""
+
+    def create(self, props: dict[str, Any]) -> CreateResult:
+        client = clients.emr_serverless(props["region"])
+        started = client.start_job_run(**start_request(props))
+        run = wait_for(client, props["application_id"], started["jobRunId"], float(props["poll_seconds"]),
+                       float(props["timeout_seconds"]))
+        require_success(run, props["log_group"])
+        require_manifest(props["region"], props["manifest_uri"], started["jobRunId"])
+        return CreateResult(started["jobRunId"], {**props, **outputs_of(run)})
+
+    def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
+        inputs = (set(news) | set(olds)) - set(OUTPUTS) - {"__provider"}
+        changes = sorted(k for k in inputs if olds.get(k) != news.get(k))
+        replaces = [k for k in changes if k in REPLACE_ON]
+        return DiffResult(changes=bool(changes), replaces=replaces, stables=[], delete_before_replace=False)
+
+    def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
+        """Only inputs that need no new run changed: keep the run's outputs, record the new inputs."""
+        return UpdateResult({**news, **{key: olds[key] for key in OUTPUTS}})
+
+    def delete(self, id_: str, props: dict[str, Any]) -> None:
+        """Cancel the run if it is still going; the lake keeps whatever it wrote."""
+        client = clients.emr_serverless(props["region"])
+        run = client.get_job_run(applicationId=props["application_id"], jobRunId=id_)["jobRun"]
+        if run["state"] not in FINAL:
+            client.cancel_job_run(applicationId=props["application_id"], jobRunId=id_)
+
+    def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        client = clients.emr_serverless(props["region"])
+        run = client.get_job_run(applicationId=props["application_id"], jobRunId=id_)["jobRun"]
+        return ReadResult(id_, {**props, **outputs_of(run)})
+
+
+class LakeJob(pulumi.dynamic.Resource):
+    """One run of ml/spark_lake.py on an EMR Serverless application whose image is Dockerfile.lake's.
+
+    `raw_uri` is the raw input (a CSV file or a folder of them under the lake's raw/ prefix), `lake_root` the lake
+    (`s3://<bucket>/<prefix>`), `run_id` the folder the run writes; `input_fingerprint` stands for the raw input's
+    content (its listing: keys, sizes, ETags), so new data under the same URI is a new run.
+    """
+
+    job_run_id: pulumi.Output[str]
+    job_run_arn: pulumi.Output[str]
+    state: pulumi.Output[str]
+    state_details: pulumi.Output[str]
+    execution_seconds: pulumi.Output[int]
+    manifest_uri: pulumi.Output[str]
+    run_id: pulumi.Output[str]
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        region: pulumi.Input[str],
+        application_id: pulumi.Input[str],
+        role_arn: pulumi.Input[str],
+        image_uri: pulumi.Input[str],
+        raw_uri: str,
+        input_fingerprint: str,
+        lake_root: str,
+        run_id: str,
+        log_group: pulumi.Input[str],
+        execution_timeout_minutes: int = 120,
+        tags: dict[str, str] | None = None,
+        poll_seconds: float = 30,
+        timeout_seconds: float = 3 * 3600,
+        opts: pulumi.ResourceOptions | None = None,
+    ) -> None:
+        props = {
+            "kind": LAKE_JOB,
+            "name_prefix": name,
+            "region": region,
+            "application_id": application_id,
+            "role_arn": role_arn,
+            "image_uri": image_uri,
+            "entry_point": ENTRY_POINT,
+            "arguments": job_arguments(raw_uri, lake_root, run_id),
+            "spark_parameters": spark_parameters(),
+            "raw_uri": raw_uri,
+            "input_fingerprint": input_fingerprint,
+            "lake_root": lake_root,
+            "run_id": run_id,
+            "manifest_uri": manifest_uri(lake_root, run_id),
+            "log_group": log_group,
+            "execution_timeout_minutes": execution_timeout_minutes,
+            "tags": tags or {},
+            "poll_seconds": poll_seconds,
+            "timeout_seconds": timeout_seconds,
+            **{key: None for key in OUTPUTS},
+        }
+        super().__init__(LakeJobProvider(), name, props, opts)
