@@ -1,19 +1,25 @@
-"""`retail lake`: the saved queries on the lake (ml/queries/), run in process by DuckDB over a local lake."""
+"""`retail lake`: build the lake with Spark (locally, or on EMR Serverless through Pulumi), and run the saved queries
+on it (ml/queries/), in process by DuckDB over a local lake."""
 
 from __future__ import annotations
 
 import sys
+import tempfile
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from cli import train as train_cli
 from cli.console import print_error
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from infra.providers.lake_program import LakeInputs
 
 app = typer.Typer(no_args_is_help=True)
 console = Console()
@@ -86,3 +92,101 @@ def _print(answer: pa.Table, format: Format, title: str) -> None:
             table.add_row(*("" if v is None else f"{v:.4f}" if isinstance(v, float) else str(v) for v in row))
         if frame.height:
             console.print(table)
+
+
+@app.command()
+def build(
+    raw: str = typer.Option(..., help="the raw input: a CSV file or a folder of CSV files (with --cloud: an s3:// URI "
+                                      "under the lake's raw/ zone)"),
+    lake: str = typer.Option(None, help="lake root of a local run (default: RETAIL_LAKE_ROOT, else ./lake); with "
+                                        "--cloud the platform stack's lakeRoot"),
+    cloud: bool = typer.Option(False, "--cloud", help="run on EMR Serverless through Pulumi (the platform stack's "
+                                                      "lake engine)"),
+    stack: str = typer.Option("dev", help="with --cloud: the platform stack whose lake engine, lake and image "
+                                          "repository to use"),
+    run_id: str = typer.Option(None, "--run-id", help="local run: the run's id (default: from the input's hash)"),
+    master: str = typer.Option(None, help="local run: Spark's master, e.g. local[2]"),
+    image_uri: str = typer.Option(None, help="with --cloud: the lake image to use as is; default: the platform's "
+                                             "`lake` repository at lake-<version>, built and pushed when missing"),
+    project_dir: Path = typer.Option(None, help="with --cloud: the repository (the platform's Pulumi.yaml, "
+                                                "Dockerfile.lake)"),
+) -> None:
+    """Build silver, gold and the features from RAW with Spark (ml/spark_lake.py) and print the run's manifest.
+
+    Locally Spark runs in this process's Python; with --cloud one run of the lake job is declared on the platform's
+    EMR Serverless engine (project retail-mlops-lake, stack lake-<stack>), and its manifest is what
+    `retail train --cloud --manifest` trains on.
+    """
+    if cloud:
+        local_only = [flag for flag, value in (("--lake", lake), ("--run-id", run_id), ("--master", master)) if value]
+        if local_only:
+            raise train_cli.fail(f"{', '.join(local_only)}: for a local run only; with --cloud the lake is the "
+                                 "platform stack's lakeRoot and the run id follows from the input and the image")
+        _build_on_aws(raw, stack, image_uri, project_dir)
+        return
+    from ml.settings import Settings
+
+    argv = ["--raw", raw, "--lake", lake or Settings().lake_root]
+    argv += ["--run-id", run_id] if run_id else []
+    argv += ["--master", master] if master else []
+    from ml.spark_lake import main as spark_lake
+
+    spark_lake(argv)
+
+
+def _build_on_aws(raw: str, stack: str, image_uri: str | None, project_dir: Path | None) -> None:
+    import boto3
+
+    from infra import images
+    from infra.automation import PulumiCliMissing, require_cli
+    from infra.offline import find_project_dir
+    from infra.providers.lake_program import (
+        DOCKERFILE,
+        LakeEngineMissing,
+        lake_engine_config,
+        lake_image_tag,
+        lake_inputs,
+        raw_listing,
+        require_lake_outputs,
+        require_raw_in_lake,
+    )
+    from infra.providers.program import platform_tags
+
+    try:
+        require_cli("retail lake build --cloud")
+    except PulumiCliMissing as error:
+        raise train_cli.fail(str(error)) from None
+    repo_root = project_dir or find_project_dir()
+    outputs = train_cli.platform_outputs(stack, repo_root)
+    region = outputs.get("region") or boto3.session.Session().region_name or train_cli.DEFAULT_REGION
+    try:
+        require_lake_outputs(stack, outputs)
+        settings = lake_engine_config(repo_root, stack)
+        bucket, prefix = require_raw_in_lake(raw, outputs["lakeRoot"])
+        objects = raw_listing(boto3.client("s3", region_name=region), bucket, prefix)
+        image = image_uri or images.ensure_image(outputs["repositoryUrls"]["lake"], lake_image_tag(repo_root),
+                                                 repo_root / DOCKERFILE, repo_root, region, train_cli.docker_runner())
+    except (LakeEngineMissing, ValueError, images.DockerMissing) as error:
+        raise train_cli.fail(f"Cannot build the lake on AWS: {error}") from None
+    inputs = lake_inputs(stack, outputs, raw_uri=raw, objects=objects, image_uri=image, settings=settings,
+                         tags=platform_tags(stack, outputs, repo_root), region=region)
+    result = run_lake(inputs)
+    typer.echo(f"Lake run {result.get('runId')} (EMR Serverless job run {result.get('jobRunId')}) wrote "
+               f"{result.get('manifestUri')}; train on it with "
+               f"`retail train --cloud --stack {stack} --manifest {result.get('manifestUri')}`")
+    typer.echo(f"manifest={result.get('manifestUri')}")
+
+
+def run_lake(inputs: LakeInputs) -> dict[str, Any]:
+    """`pulumi up` of stack lake-<stack> in project retail-mlops-lake, from a temporary work dir outside the
+    repository (as `retail train --cloud` does, for the same reasons), with the policy pack at the platform stack's
+    levels."""
+    from infra.automation import policy_config_for
+    from infra.providers.lake_program import LAKE_PROJECT, lake_program
+
+    lake_stack = f"lake-{inputs.stack}"
+    with tempfile.TemporaryDirectory(prefix="retail-lake-") as work_dir:
+        runner = train_cli.stack_runner(Path(work_dir), LAKE_PROJECT, lake_program(inputs))
+        runner.create_stack(lake_stack)
+        runner.set_config(lake_stack, {"aws:region": inputs.region}, {})
+        return runner.up(lake_stack, policy_config_for(inputs.stack))

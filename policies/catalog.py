@@ -3,7 +3,19 @@
 from __future__ import annotations
 
 from policies.model import Rule
-from policies.rules import access, containers, cost, encryption, kubernetes, lake, lifecycle, operations, s3, tags
+from policies.rules import (
+    access,
+    containers,
+    cost,
+    encryption,
+    kubernetes,
+    lake,
+    lake_job,
+    lifecycle,
+    operations,
+    s3,
+    tags,
+)
 
 RULES: list[Rule] = [
     *s3.RULES,
@@ -16,5 +28,6 @@ RULES: list[Rule] = [
     *tags.RULES,
     *lifecycle.RULES,
     *lake.RULES,
+    *lake_job.RULES,
 ]
 BY_NAME = {rule.name: rule for rule in RULES}

@@ -432,3 +432,30 @@ CASES |= {
         [BUCKET, Resource(GLUE_TABLE.type, GLUE_TABLE.name, GLUE_TABLE.props)],  # its location from no stack bucket
     ),
 }
+
+# --- the lake job on EMR Serverless ---------------------------------------------------------------------------------
+EMR_APPLICATION = res(
+    "aws:emrserverless/application:Application", "retail-dev-lake-spark", type="spark",
+    networkConfiguration={"subnetIds": ["subnet-a", "subnet-b"], "securityGroupIds": ["sg-lake"]},
+    maximumCapacity={"cpu": "16 vCPU", "memory": "64 GB"}, autoStopConfiguration={"enabled": True},
+)
+LAKE_JOB_ROLE = res(
+    "aws:iam/role:Role", "retail-dev-lake-engine-job", urn="urn:lake-job-role",
+    assumeRolePolicy=json.dumps({"Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                "Principal": {"Service": "emr-serverless.amazonaws.com"}}]}),
+)
+LAKE_WRITE = {"Sid": "WriteLakeRun", "Effect": "Allow", "Action": ["s3:PutObject", "s3:AbortMultipartUpload"],
+              "Resource": ["arn:aws:s3:::lake-raw/lake/silver/*", "arn:aws:s3:::lake-raw/lake/manifests/*"]}
+LAKE_JOB_POLICY = res(
+    "aws:iam/rolePolicy:RolePolicy", "retail-dev-lake-engine-job-access", deps={"role": ["urn:lake-job-role"]},
+    policy=json.dumps({"Statement": [LAKE_WRITE]}),
+)
+CASES |= {
+    "emr-serverless-in-vpc": (EMR_APPLICATION, changed(EMR_APPLICATION, "networkConfiguration", value=None)),
+    "emr-serverless-bounded": (EMR_APPLICATION, changed(EMR_APPLICATION, "maximumCapacity", value=None)),
+    "emr-serverless-role-writes-lake-prefixes": (
+        [LAKE_JOB_ROLE, LAKE_JOB_POLICY],
+        [LAKE_JOB_ROLE, changed(LAKE_JOB_POLICY, "policy", value=json.dumps(
+            {"Statement": [{**LAKE_WRITE, "Resource": "arn:aws:s3:::lake-raw/*"}]}))],
+    ),
+}

@@ -60,6 +60,7 @@ PROVIDERS = REPO / "infra" / "providers"
 PROVIDER_KEY = "__provider"
 
 STATE_NAMES = {
+    ("infra.providers.lake_job", "LakeJobProvider"),
     ("infra.providers.model_version", "ModelVersionProvider"),
     ("infra.providers.registered_package", "RegisteredPackageProvider"),
     ("infra.providers.served_model", "ServedModelProvider"),

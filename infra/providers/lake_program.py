@@ -1,0 +1,244 @@
+"""The inline Pulumi program of `retail lake build --cloud`: an EMR Serverless application on the lake image, and one
+run of the lake job (ml/spark_lake.py) on it.
+
+It runs as its own project (`retail-mlops-lake`, stack `lake-<platform stack>`) and reads what it needs from the
+platform stack's outputs (`lake_inputs`): the private subnets, the lake job's role, security group and log group
+(infra/lake_engine.py's `LakeEngine`), the lake root and the `lake` image repository; and the application's
+settings from the platform's `Pulumi.<stack>.yaml` (`retail:lakeEngine`, `lake_engine_config`), as training reads
+`retail:training`. It exports the run's `manifestUri`, which `retail train --cloud --manifest` takes.
+
+The run id is explicit and decided before the run: the newest modification time among the raw input's CSV files
+(UTC, so runs sort by time as `ml.lake.run_id_for`'s do) and 8 hex digits of a hash over the input's listing (keys,
+sizes, ETags) and the image. The same input and image give the same run id, so running the command again changes
+nothing; new data or new code is a new run in new folders. `lake_offline_run` runs the same program under the mock
+runtime, for the offline policy check.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.config import NAMESPACE, LakeEngineConfig, parse_section, read_stack_file
+from infra.lake_engine import LakeApplication, LakeApplicationArgs
+from infra.offline import OfflineRun, run_offline
+from infra.providers.lake_job import LakeJob
+from infra.providers.sourcedir import code_version
+
+LAKE_PROJECT = "retail-mlops-lake"
+"""The project `retail lake build --cloud` runs its inline program in."""
+DOCKERFILE = "Dockerfile.lake"
+TAG_PREFIX = "lake-"
+KEY = f"{NAMESPACE}:lakeEngine"
+REQUIRED_OUTPUTS = ("privateSubnetIds", "repositoryUrls", "lakeRoot", "lakeJobRoleArn", "lakeEngineSecurityGroupId",
+                    "lakeEngineLogGroupName")
+"""Platform stack outputs the program cannot do without (empty when the stack has retail:lakeEngine turned off)."""
+REPOSITORY_ROOT = Path(__file__).resolve().parents[2]
+
+
+class LakeEngineMissing(ValueError):
+    """The platform stack has no lake engine (outputs missing or empty); the message says what to do."""
+
+
+@dataclass(frozen=True)
+class RawObject:
+    """One file of the raw input, as S3 lists it."""
+
+    key: str
+    size: int
+    etag: str
+    last_modified: dt.datetime
+
+
+@dataclass(frozen=True)
+class LakeInputs:
+    """Everything the program needs; `lake_inputs` gathers it from the platform stack and the raw input."""
+
+    stack: str
+    region: str
+    subnet_ids: list[str]
+    security_group_id: str
+    role_arn: str
+    log_group_name: str
+    image_uri: str
+    """Dockerfile.lake's image, `<lake repository>@sha256:...` (infra.images.ensure_image)."""
+    lake_root: str
+    raw_uri: str
+    input_fingerprint: str
+    run_id: str
+    settings: LakeEngineConfig = field(default_factory=LakeEngineConfig)
+    tags: Mapping[str, str] = field(default_factory=dict)
+
+
+def lake_engine_config(project_dir: Path, stack: str) -> LakeEngineConfig:
+    """The platform stack file's `retail:lakeEngine`, validated; the defaults without the file or the section."""
+    try:
+        config = read_stack_file(project_dir, stack).config
+    except FileNotFoundError:
+        return LakeEngineConfig()
+    raw = json.loads(config[KEY]) if KEY in config else {}
+    parsed: LakeEngineConfig = parse_section(LakeEngineConfig, raw, KEY)
+    return parsed
+
+
+def require_lake_outputs(stack: str, outputs: Mapping[str, Any]) -> None:
+    """LakeEngineMissing unless the platform stack has every output the lake job reads."""
+    missing = [key for key in REQUIRED_OUTPUTS if not outputs.get(key)]
+    if outputs.get("repositoryUrls") and not outputs["repositoryUrls"].get("lake"):
+        missing.append("repositoryUrls.lake")
+    if missing:
+        raise LakeEngineMissing(
+            f"the platform stack {stack!r} has no (or empty) output(s) {', '.join(missing)}: deploy the current "
+            f"platform with retail:lakeEngine enabled (`retail infra up --stack {stack}`) before building the lake "
+            "on AWS"
+        )
+
+
+def require_raw_in_lake(raw_uri: str, lake_root: str) -> tuple[str, str]:
+    """(bucket, key prefix) of `raw_uri`; a ValueError unless it lies under `<lake root>/raw/`, the only input the
+    job role may read."""
+    raw_zone = f"{lake_root.rstrip('/')}/raw/"
+    if not raw_uri.startswith(raw_zone) or raw_uri == raw_zone:
+        raise ValueError(f"--raw {raw_uri} is not under the lake's raw zone {raw_zone}: the lake job may read only "
+                         f"there; copy the input first (aws s3 cp <file or folder> {raw_zone}<name>/ --recursive)")
+    bucket, _, prefix = raw_uri.removeprefix("s3://").partition("/")
+    return bucket, prefix
+
+
+def raw_listing(s3: Any, bucket: str, prefix: str) -> list[RawObject]:
+    """The CSV files the job will read at s3://<bucket>/<prefix> (one file, or a folder's); a ValueError if none."""
+    objects = [
+        RawObject(item["Key"], int(item["Size"]), str(item["ETag"]).strip('"'), item["LastModified"])
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for item in page.get("Contents", [])
+        if item["Key"].lower().endswith(".csv") and (item["Key"] == prefix or item["Key"].startswith(
+            prefix if prefix.endswith("/") else f"{prefix}/"))
+    ]
+    if not objects:
+        raise ValueError(f"s3://{bucket}/{prefix} holds no .csv file: nothing for the lake job to read")
+    return sorted(objects, key=lambda o: o.key)
+
+
+def input_fingerprint(objects: Sequence[RawObject]) -> str:
+    """Hex SHA-256 over each file's key, size and ETag: new data under the same URI changes it."""
+    lines = "".join(f"{o.key}\0{o.size}\0{o.etag}\n" for o in sorted(objects, key=lambda o: o.key))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def lake_run_id(objects: Sequence[RawObject], fingerprint: str, image_uri: str) -> str:
+    """`<newest modification, UTC>-<8 hex of the input and image>`: the same input and image, the same run."""
+    newest = max(o.last_modified for o in objects).astimezone(dt.UTC)
+    return f"{newest:%Y%m%dT%H%M%SZ}-{hashlib.sha256(f'{fingerprint}{image_uri}'.encode()).hexdigest()[:8]}"
+
+
+def lake_image_tag(repo_root: Path) -> str:
+    """`lake-<16 hex>` over the training source set's version (ml/, the lock, the project file) and Dockerfile.lake."""
+    recipe = (repo_root / DOCKERFILE).read_bytes()
+    version = hashlib.sha256(code_version(repo_root).encode() + b"\0" + recipe).hexdigest()[:16]
+    return f"{TAG_PREFIX}{version}"
+
+
+def lake_inputs(
+    stack: str,
+    outputs: Mapping[str, Any],
+    *,
+    raw_uri: str,
+    objects: Sequence[RawObject],
+    image_uri: str,
+    settings: LakeEngineConfig,
+    tags: Mapping[str, str],
+    region: str,
+) -> LakeInputs:
+    """The program's inputs from the platform stack's outputs and the raw input's listing."""
+    require_lake_outputs(stack, outputs)
+    fingerprint = input_fingerprint(objects)
+    return LakeInputs(
+        stack=stack,
+        region=region,
+        subnet_ids=list(outputs["privateSubnetIds"]),
+        security_group_id=outputs["lakeEngineSecurityGroupId"],
+        role_arn=outputs["lakeJobRoleArn"],
+        log_group_name=outputs["lakeEngineLogGroupName"],
+        image_uri=image_uri,
+        lake_root=outputs["lakeRoot"],
+        raw_uri=raw_uri,
+        input_fingerprint=fingerprint,
+        run_id=lake_run_id(objects, fingerprint, image_uri),
+        settings=settings,
+        tags=dict(tags),
+    )
+
+
+def lake_program(inputs: LakeInputs) -> Callable[[], None]:
+    def program() -> None:
+        provider = aws.Provider("aws", region=inputs.region, default_tags={"tags": dict(inputs.tags)})
+        engine = LakeApplication(
+            f"retail-{inputs.stack}-lake",
+            LakeApplicationArgs(
+                settings=inputs.settings,
+                image_uri=inputs.image_uri,
+                subnet_ids=inputs.subnet_ids,
+                security_group_id=inputs.security_group_id,
+                log_group_name=inputs.log_group_name,
+                application_name=f"retail-{inputs.stack}-lake",
+            ),
+            opts=pulumi.ResourceOptions(providers={"aws": provider}),
+        )
+        job = LakeJob(
+            f"retail-{inputs.stack}-lake-run",
+            region=inputs.region,
+            application_id=engine.application_id,
+            role_arn=inputs.role_arn,
+            image_uri=inputs.image_uri,
+            raw_uri=inputs.raw_uri,
+            input_fingerprint=inputs.input_fingerprint,
+            lake_root=inputs.lake_root,
+            run_id=inputs.run_id,
+            log_group=inputs.log_group_name,
+            execution_timeout_minutes=inputs.settings.job_timeout_minutes,
+            timeout_seconds=inputs.settings.job_timeout_minutes * 60 + 600,  # queueing and start-up on top
+            tags=dict(inputs.tags),
+        )
+        pulumi.export("applicationId", engine.application_id)
+        pulumi.export("jobRunId", job.job_run_id)
+        pulumi.export("runId", job.run_id)
+        pulumi.export("manifestUri", job.manifest_uri)
+
+    return program
+
+
+OFFLINE_LAST_MODIFIED = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
+"""Stands in for the raw input's modification time in the offline run (no bucket is listed)."""
+
+
+def lake_offline_run(stack: str, platform_outputs: Mapping[str, Any], *,
+                     project_dir: Path = REPOSITORY_ROOT) -> OfflineRun:
+    """The lake program for `stack` under the mock runtime, as `retail lake build --cloud` would build it.
+
+    `platform_outputs` are the platform stack's outputs (e.g. an offline preview's); the raw input is a placeholder
+    file under the lake's raw zone and the image is named by its tag (no registry is asked for a digest)."""
+    from infra.providers.program import platform_tags
+
+    lake_root = str(platform_outputs.get("lakeRoot") or "s3://raw/lake")
+    raw_uri = f"{lake_root}/raw/offline/transactions.csv"
+    placeholder = RawObject(raw_uri.split("/", 3)[3], 0, "offline", OFFLINE_LAST_MODIFIED)
+    inputs = lake_inputs(
+        stack,
+        platform_outputs,
+        raw_uri=raw_uri,
+        objects=[placeholder],
+        image_uri=f"{platform_outputs.get('repositoryUrls', {}).get('lake', 'lake')}:{lake_image_tag(project_dir)}",
+        settings=lake_engine_config(project_dir, stack),
+        tags=platform_tags(stack, platform_outputs, project_dir),
+        region=str(platform_outputs.get("region") or "ap-southeast-1"),
+    )
+    return run_offline(lake_program(inputs), project=LAKE_PROJECT, stack=f"lake-{stack}",
+                       config={"aws:region": inputs.region})
