@@ -1,0 +1,434 @@
+"""raw -> silver -> gold on Spark: the local pipeline's data stages as a distributed job, with ml's own code.
+
+`python -m ml.spark_lake --raw URI --lake URI [--master local[2]]` (or this file as a spark-submit / EMR Serverless
+entry point) writes a run's silver lines, quarantine, gold basket table, featurizer, lineage and manifest in the
+layout of the local pipeline (ml/pipeline.py, ml/lake.py). No rule or feature is written twice: Spark moves the
+rows and the tasks run ml's functions on Arrow batches (`DataFrame.mapInArrow`, Polars inside), so the local path
+and this job share one definition of ingestion, validation and the features (tests/test_spark_lake.py checks that
+both give the same rows). What runs where:
+
+- ingest and the row rules, one task per raw file: the task copies an s3:// file to local scratch, reads it with
+  `ml.ingest.InputReader` a piece at a time and checks each piece with `ml.validate.check_rows`; its rows and lines
+  set aside keep the file and line numbers the local path gives them (an s3:// file is named by its URI);
+- the basket check, a partition of whole baskets at a time: the checked rows are repartitioned by BASKET_KEY and
+  sorted by key, file and line, and `ml.validate.check_baskets` turns each run of whole baskets into silver lines
+  and quarantined rows;
+- on the driver: the validation report (`ml.validate.written_report` over the files written, with the rows read
+  and accepted per file counted by the tasks), the holdout plan (`ml.pipeline.holdout_plan`) and the featurizer's
+  fit (`BasketFeaturizer.fit_folds` over a scan of the silver lines: aggregates on Polars' streaming engine, so
+  the driver holds one entry per product or basket, not the lines);
+- the features, a partition of whole baskets at a time: the silver lines are repartitioned by BASKET_KEY and
+  sorted by key, file and line (the local path's line order within a basket, so per-basket float sums add in the
+  same order), and each basket gets its fold's query (training side) or the fitted featurizer's (holdout); the
+  fitted queries reach the tasks in the pickled task closure.
+
+The silver lines and the quarantine are folders of Parquet files written by Spark (silver/<run>/lines/,
+silver/<run>/quarantine/), the gold table is partitioned by STORE_REGION and BASKET_TYPE with folders named as
+`ml.lake.Lake.write_partitioned` names them. See docs/spark.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+from pyspark import StorageLevel
+from pyspark.errors import PythonException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+from pyspark.sql.pandas.types import to_arrow_schema
+
+from ml.features import BasketFeaturizer, FeaturePart, Featurize
+from ml.ingest import SOURCE_FILE, SOURCE_LINE, WEEKLY_FILE, EmptyFile, InputError, InputReader, discover
+from ml.lake import (
+    CHUNK,
+    Lake,
+    RawRecord,
+    check_partition_values,
+    combined_sha256,
+    filesystem,
+    join,
+    run_id_for,
+)
+from ml.pipeline import PARTITIONS, gold_counts, gold_part, holdout_plan, lake_manifest, lineage_facts, split_facts
+from ml.progress import StageTimer
+from ml.schema import BASKET_KEY, CANONICAL_COLUMNS
+from ml.settings import Settings, rows_per_piece
+from ml.split import split_weeks
+from ml.validate import QUARANTINE_SCHEMA, check_baskets, check_rows, written_report
+
+SOURCE_COLUMNS = (SOURCE_FILE, SOURCE_LINE)
+PASSED_SCHEMA = {**{c: pl.String for c in CANONICAL_COLUMNS}, SOURCE_FILE: pl.String, SOURCE_LINE: pl.Int64,
+                 BASKET_KEY: pl.String}
+"""The rows `check_rows` passes."""
+KIND = "_kind"
+"""What a row of the ingest tasks' output is: `passed` (PASSED_SCHEMA), `failed` (QUARANTINE_SCHEMA) or `file`
+(one per file read: its rows read, header variant and notice)."""
+FILE_FACTS = {"_rows_read": pl.Int64, "_variant": pl.String, "_notice": pl.String}
+INGESTED_SCHEMA = {**QUARANTINE_SCHEMA, BASKET_KEY: pl.String, KIND: pl.String, **FILE_FACTS}
+BASKET_CHUNK_LINES = 100_000
+"""About how many lines a task gathers before it checks or featurizes them (whole baskets, so a few more)."""
+SPARK_TYPES: dict[pl.DataType, T.DataType] = {
+    pl.String(): T.StringType(), pl.Binary(): T.BinaryType(), pl.Boolean(): T.BooleanType(),
+    pl.Int8(): T.ByteType(), pl.Int16(): T.ShortType(), pl.Int32(): T.IntegerType(), pl.Int64(): T.LongType(),
+    pl.Float32(): T.FloatType(), pl.Float64(): T.DoubleType(), pl.Date(): T.DateType(),
+}
+"""The Spark type each Polars type of the job's tables is held as (the same Arrow type on both sides)."""
+TASK_ERROR = re.compile(r"ml\.ingest\.(?:InputError|EmptyFile): (.*)")
+
+
+Schema = Mapping[str, pl.DataType | type[pl.DataType]]
+
+
+def spark_schema(schema: Schema) -> T.StructType:
+    """A Polars schema as Spark's; ValueError naming a column whose type has no equivalent here."""
+    fields = []
+    for name, dtype in pl.Schema(schema).items():
+        if dtype not in SPARK_TYPES:
+            raise ValueError(f"column {name}: no Spark type for Polars' {dtype}")
+        fields.append(T.StructField(name, SPARK_TYPES[dtype], nullable=True))
+    return T.StructType(fields)
+
+
+def _batches(frame: pl.DataFrame, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """A frame as Arrow batches of `schema` (Spark's Arrow types: string, not Polars' large_string)."""
+    return iter(frame.select(schema.names).to_arrow().cast(schema).to_batches())
+
+
+def _frames(batches: Iterator[pa.RecordBatch]) -> Iterator[pl.DataFrame]:
+    for batch in batches:
+        yield pl.DataFrame(pl.from_arrow(batch))
+
+
+def whole_baskets(frames: Iterator[pl.DataFrame], lines: int = BASKET_CHUNK_LINES) -> Iterator[pl.DataFrame]:
+    """A partition's rows sorted by BASKET_KEY, gathered into frames of whole baskets of at least `lines` rows each
+    (but the last): a frame ends where a basket does."""
+    held: list[pl.DataFrame] = []
+    count = 0
+    for frame in frames:
+        held.append(frame)
+        count += frame.height
+        if count < lines:
+            continue
+        gathered = pl.concat(held)
+        keys = gathered[BASKET_KEY]
+        last = keys[-1]
+        if (keys == last).all():  # one basket so far
+            held = [gathered]
+            continue
+        trailing = int((keys.reverse() != last).arg_max() or 0)  # the last basket's rows, perhaps continued
+        yield gathered.head(gathered.height - trailing)
+        held = [gathered.tail(trailing)]
+        count = trailing
+    if count:
+        yield pl.concat(held)
+
+
+# ---- ingest and row rules: one task per file -------------------------------------------------------------------
+@contextmanager
+def _local_copy(uri: str) -> Iterator[Path]:
+    """The file itself, or an s3:// file copied to local scratch (as it is: no decompression)."""
+    if "://" not in uri:
+        yield Path(uri)
+        return
+    fs, path = filesystem(uri)
+    with tempfile.TemporaryDirectory(prefix="spark-lake-") as scratch:
+        local = Path(scratch) / path.rsplit("/", 1)[-1]
+        with fs.open_input_stream(path, compression=None) as source, local.open("wb") as sink:
+            shutil.copyfileobj(source, sink, CHUNK)
+        yield local
+
+
+def _ingest_file(uri: str, in_folder: bool) -> Iterator[pl.DataFrame]:
+    """One raw file's checked rows (`passed`), quarantined rows and lines (`failed`), then its facts (`file`)."""
+    with _local_copy(uri) as local:
+        local_name = str(local)
+        reader = InputReader(local)
+        notice = None
+        try:
+            for raw, rejected in reader.pieces():
+                checked = check_rows(raw, rejected)
+                yield pl.concat([checked.passed.with_columns(pl.lit("passed").alias(KIND)),
+                                 checked.failed.with_columns(pl.lit("failed").alias(KIND))],
+                                how="diagonal_relaxed").with_columns(pl.col(SOURCE_FILE).replace(local_name, uri))
+        except EmptyFile as exc:  # as `InputReader` of a folder: a notice for one weekly file, fatal for a file
+            if not in_folder:
+                raise EmptyFile(str(exc).replace(local_name, uri)) from exc
+            notice = f"{str(exc).replace(local_name, uri)}: read as 0 rows"
+        variant = next(iter(reader.variants), None)
+        yield pl.DataFrame({SOURCE_FILE: [uri], KIND: ["file"], "_rows_read": [reader.rows_read[local_name]],
+                            "_variant": [variant], "_notice": [notice]}, schema_overrides=FILE_FACTS)
+
+
+def _ingest_task(batches: Iterator[pa.RecordBatch], in_folder: bool, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    for files in _frames(batches):
+        for uri in files["uri"]:
+            for frame in _ingest_file(uri, in_folder):
+                yield from _batches(frame.select(pl.col(c).cast(t) if c in frame.columns else pl.lit(None, t).alias(c)
+                                                 for c, t in INGESTED_SCHEMA.items()), schema)
+
+
+# ---- basket check: whole baskets per task ----------------------------------------------------------------------
+def _basket_task(batches: Iterator[pa.RecordBatch], side: str, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """`check_baskets` on each run of whole baskets: their silver lines with the source columns (`lines`), or
+    their rows that go to the quarantine (`failures`)."""
+    for baskets in whole_baskets(_frames(batches)):
+        check = check_baskets(baskets.lazy(), engine="auto")
+        chosen = check.lines(*SOURCE_COLUMNS) if side == "lines" else check.failures
+        yield from _batches(chosen.collect(), schema)
+
+
+# ---- features: whole baskets per task --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class GoldQueries:
+    """What a task needs to featurize whole baskets as `ml.pipeline.plan_gold` does: which lines are held out,
+    the fold of a training line and each fold's query, and the fitted featurizer's query for the holdout."""
+
+    held: pl.Expr
+    fold: pl.Expr
+    folds: list[Featurize]
+    holdout: Featurize
+
+    def baskets(self, lines: pl.DataFrame) -> pl.DataFrame:
+        """The gold rows of whole baskets' silver lines, with their `split` side."""
+        train, holdout = lines.lazy().filter(~self.held), lines.lazy().filter(self.held)
+        parts = [(FeaturePart(train.filter(self.fold == k), featurize), "train")
+                 for k, featurize in enumerate(self.folds)]
+        parts.append((FeaturePart(holdout, self.holdout), "holdout"))
+        return pl.concat([gold_part(part, side) for part, side in parts])
+
+
+def _gold_task(batches: Iterator[pa.RecordBatch], queries: GoldQueries, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    for lines in whole_baskets(_frames(batches)):
+        yield from _batches(queries.baskets(lines.drop(SOURCE_COLUMNS)), schema)
+
+
+def _map(frame: DataFrame, task: Callable[..., Iterator[pa.RecordBatch]], schema: Schema,
+         **arguments: Any) -> DataFrame:
+    """`frame.mapInArrow` of a task that yields batches of `schema` (given to it as Arrow's)."""
+    struct = spark_schema(schema)
+    return frame.mapInArrow(partial(task, schema=to_arrow_schema(struct), **arguments), struct)
+
+
+def _whole_baskets(frame: DataFrame) -> DataFrame:
+    """The rows repartitioned by BASKET_KEY, sorted by key, then file and line (the order read)."""
+    return frame.repartition(BASKET_KEY).sortWithinPartitions(BASKET_KEY, *SOURCE_COLUMNS)
+
+
+# ---- the driver ------------------------------------------------------------------------------------------------
+def input_files(raw: str) -> tuple[list[str], bool]:
+    """The files of an input (a file, or a folder's weekly files, as `ml.ingest.discover` finds them) and whether
+    it is a folder; InputError naming the input when there is none."""
+    if "://" not in raw:
+        path = Path(raw)
+        return [str(f) for f in discover(path)], path.is_dir()
+    fs, base = filesystem(raw)
+    info = fs.get_file_info(base)
+    if info.type == pafs.FileType.NotFound:
+        raise InputError(f"{raw}: no such file or folder")
+    if info.type == pafs.FileType.File:
+        return [raw], False
+    names = sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(base))
+                   if i.type == pafs.FileType.File and WEEKLY_FILE.match(i.base_name))
+    if not names:
+        raise InputError(f"{raw}: folder holds no weekly files named transactions_YYYYWW.csv")
+    return [join(raw, name) for name in names], True
+
+
+def put_raw(lake: Lake, files: list[str]) -> RawRecord:
+    """The input in the lake's raw zone: `Lake.put_raw` for local files; s3:// files hashed as they stream and
+    copied from bucket to bucket unless that content is there already."""
+    if "://" not in files[0]:
+        return lake.put_raw(tuple(Path(f) for f in files))
+    import hashlib
+
+    digests, sizes = {}, {}
+    for uri in files:
+        fs, path = filesystem(uri)
+        name = path.rsplit("/", 1)[-1]
+        digest = hashlib.sha256()
+        with fs.open_input_stream(path, compression=None) as source:
+            while block := source.read(CHUNK):
+                digest.update(block)
+        digests[name], sizes[name] = digest.hexdigest(), fs.get_file_info(path).size
+    combined = combined_sha256(digests)
+    folder = join("raw", combined[:16])
+    for uri in files:
+        name = uri.rsplit("/", 1)[-1]
+        target = join(lake.base, folder, name)
+        if lake.fs.get_file_info(target).size != sizes[name]:
+            fs, path = filesystem(uri)
+            lake.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+            pafs.copy_files(path, target, source_filesystem=fs, destination_filesystem=lake.fs)
+    lake.write_json(join(folder, "_source.json"), {"sha256": combined, "files": digests})
+    return RawRecord(sha256=combined, bytes=sum(sizes.values()), location=lake.uri(folder),
+                     files=tuple(sorted(digests)))
+
+
+def _scan(uri: str) -> pl.LazyFrame:
+    """The Parquet files Spark wrote under a folder (a partitioned one too: its partition columns are not read)."""
+    return pl.scan_parquet(join(uri, "**/*.parquet"), hive_partitioning=False)
+
+
+def _write(frame: DataFrame, uri: str, partition_by: list[str] | None = None) -> str:
+    frame.write.mode("overwrite").parquet(uri, partitionBy=partition_by)
+    return uri
+
+
+def run_job(spark: SparkSession, raw: str, lake_root: str, settings: Settings, run_id: str | None = None,
+            timer: StageTimer | None = None) -> str:
+    """The job on a session: writes the run's zones and manifest, returns the manifest's URI."""
+    timer = timer or StageTimer()
+    files, in_folder = input_files(raw)
+    lake = Lake(lake_root)
+    cached: list[DataFrame] = []
+
+    def cache(frame: DataFrame) -> DataFrame:  # read by more than one Spark job: computed once
+        cached.append(frame.persist(StorageLevel.MEMORY_AND_DISK))
+        return frame
+
+    try:
+        with timer.stage("ingest", f"Reading {len(files)} file(s) of {raw} and checking their rows, a task per file"):
+            record = put_raw(lake, files)
+            run_id = run_id or run_id_for(record.sha256)
+            one_per_task = spark.sparkContext.parallelize([(f,) for f in files], len(files))
+            ingested = cache(_map(spark.createDataFrame(one_per_task, "uri string"), _ingest_task, INGESTED_SCHEMA,
+                                  in_folder=in_folder))
+            facts = ingested.filter(F.col(KIND) == "file").select(SOURCE_FILE, *FILE_FACTS).collect()
+            notices = [row["_notice"] for row in facts if row["_notice"]]
+            if in_folder and len(notices) == len(files):  # as `InputReader` of a folder
+                raise InputError(f"{raw}: every weekly file is empty ({len(files)} found)")
+        with timer.stage("validate", "Checking baskets, writing the silver lines and the quarantine"):
+            passed = ingested.filter(F.col(KIND) == "passed").select(*PASSED_SCHEMA)
+            baskets = cache(_whole_baskets(passed))
+            empty = check_baskets(pl.LazyFrame(schema=PASSED_SCHEMA), engine="auto")
+            lines = cache(_map(baskets, _basket_task, empty.lines(*SOURCE_COLUMNS).collect_schema(), side="lines"))
+            failures = _map(baskets, _basket_task, QUARANTINE_SCHEMA, side="failures")
+            quarantine = ingested.filter(F.col(KIND) == "failed").select(*QUARANTINE_SCHEMA).unionByName(failures)
+            silver_lines = _write(lines.drop(*SOURCE_COLUMNS), lake.uri("silver", run_id, "lines"))
+            quarantine_uri = _write(quarantine, lake.uri("silver", run_id, "quarantine"))
+            # The accepted lines per file and partition of the gold table (whose values are checked before it is
+            # written, as `Lake.write_partitioned` does): one small aggregate.
+            counted = lines.groupBy(SOURCE_FILE, *PARTITIONS).count().collect()
+            by_file = pl.DataFrame([tuple(row) for row in counted], orient="row",
+                                   schema={SOURCE_FILE: pl.String, **dict.fromkeys(PARTITIONS, pl.String),
+                                           "len": pl.Int64})
+            accepted = by_file.group_by(SOURCE_FILE).agg(pl.col("len").sum())
+            rows_read = {row[SOURCE_FILE]: row["_rows_read"] for row in facts}
+            report = written_report(_scan(silver_lines), _scan(quarantine_uri), rows_read, accepted.lazy())
+        plan = holdout_plan(report, _scan(silver_lines), settings, raw, quarantine_uri)
+        with timer.stage("features", "Fitting the featurizer on the driver, featurizing baskets in tasks"):
+            split = split_weeks(_scan(silver_lines), plan.holdout_weeks)
+            featurizer = BasketFeaturizer(seed=settings.seed)
+            folds = featurizer.fit_folds(split.train, rows_per_piece(settings.max_memory_gb))
+            queries = GoldQueries(split.held, folds.fold, folds.featurize, featurizer.plan)
+            check_partition_values(ds.dataset(by_file.select(PARTITIONS).to_arrow()), PARTITIONS)
+            gold_schema = queries.baskets(pl.DataFrame(schema=empty.lines().collect_schema())).schema
+            gold = _map(_whole_baskets(lines), _gold_task, gold_schema, queries=queries)
+            gold_uri = _write(gold, lake.uri("gold", run_id, "baskets"), PARTITIONS)
+            with tempfile.TemporaryDirectory(prefix="spark-lake-") as scratch:
+                featurizer.save(Path(scratch))
+                lake.put_folder(Path(scratch), "gold", run_id, "featurizer")
+            facts_of_split = {**split_facts(split, plan.holdout_weeks), **plan.facts()}
+            lineage = lineage_facts(run_id, record, silver_lines, gold_uri, facts_of_split)
+            lake.write_json(join("gold", run_id, "lineage.json"), lineage)
+            counts = gold_counts(_scan(gold_uri))
+    finally:
+        for frame in cached:
+            frame.unpersist()
+    variants = sorted({row["_variant"] for row in facts if row["_variant"]})
+    manifest = {
+        **lake_manifest(lineage, raw, variants[0] if len(variants) == 1 else "mixed",
+                        [*notices, *([plan.notice] if plan.notice else [])], record, report, quarantine_uri, counts,
+                        facts_of_split),
+        "engine": "spark",
+        "seconds": timer.seconds,
+    }
+    return lake.write_json(join("manifests", f"{run_id}.json"), manifest)
+
+
+def session(master: str | None, shuffle_partitions: int = 4, java_options: str = "") -> SparkSession:
+    """The job's Spark session: with `master` (local runs), on 127.0.0.1 without a UI and with few shuffle
+    partitions, the tasks in this interpreter's environment; without it, as spark-submit configured it."""
+    builder = SparkSession.builder.appName("retail-lake")
+    if master:
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        builder = (builder.master(master)
+                   .config("spark.ui.enabled", "false")
+                   .config("spark.ui.showConsoleProgress", "false")
+                   .config("spark.driver.host", "127.0.0.1")
+                   .config("spark.driver.bindAddress", "127.0.0.1")
+                   .config("spark.sql.shuffle.partitions", str(shuffle_partitions))
+                   .config("spark.driver.extraJavaOptions", java_options))
+    return (builder
+            .config("spark.sql.parquet.compression.codec", "zstd")
+            .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")  # one table per folder
+            .getOrCreate())
+
+
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
+    defaults = Settings()
+    parser = argparse.ArgumentParser(prog="python -m ml.spark_lake", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--raw", required=True, help="a CSV file or a folder of weekly CSV files (path or s3:// URI)")
+    parser.add_argument("--lake", required=True, help="the lake root (path or s3://bucket[/prefix])")
+    parser.add_argument("--run-id", help="default: the UTC time and the input's hash prefix (ml.lake.run_id_for)")
+    parser.add_argument("--holdout-weeks", type=int, default=defaults.holdout_weeks)
+    parser.add_argument("--validation-weeks", type=int, default=defaults.validation_weeks)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--max-memory-gb", type=float, default=defaults.max_memory_gb)
+    parser.add_argument("--master", help="Spark master for a local run (e.g. local[2]); absent: spark-submit's")
+    return parser.parse_args(argv)
+
+
+def task_input_error(exc: PythonException) -> str | None:
+    """The InputError a task raised (a file it could not read), from the task's traceback."""
+    found = TASK_ERROR.findall(str(exc))
+    return found[-1] if found else None
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Runs the job; prints `manifest=<uri>` last and returns the manifest. Bad input exits 2 naming the problem."""
+    args = _arguments(argv)
+    settings = Settings(holdout_weeks=args.holdout_weeks, validation_weeks=args.validation_weeks, seed=args.seed,
+                        max_memory_gb=args.max_memory_gb, lake_root=args.lake)
+    try:
+        input_files(args.raw)  # a missing input stops before a session starts
+        spark = session(args.master)
+        try:
+            manifest_uri = run_job(spark, args.raw, args.lake, settings, args.run_id)
+        finally:
+            spark.stop()
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    except PythonException as exc:
+        message = task_input_error(exc)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)
+        raise SystemExit(2) from exc
+    fs, path = filesystem(manifest_uri)
+    with fs.open_input_stream(path) as stream:
+        manifest: dict[str, Any] = json.loads(stream.read())
+    print(f"manifest={manifest_uri}")
+    return manifest
+
+
+if __name__ == "__main__":
+    main()

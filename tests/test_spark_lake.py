@@ -1,0 +1,186 @@
+"""The Spark job (ml/spark_lake.py) gives the local path's silver lines, quarantine, report, gold rows and featurizer.
+
+One Spark session in local mode (Java 17, 127.0.0.1) runs the job on a damaged synthetic export (bad lines, a bad
+row, an inconsistent basket); the same file goes through the local path (staged validation, `plan_gold`). Every
+silver line, quarantined row (with its rule), report count, gold value (per BASKET_KEY, bit for bit) and featurizer
+file must be equal, and the comparison is shown to catch one changed value. The manifest is accepted by
+`retail train --cloud`'s reader, and a missing input exits non-zero naming it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from cli.train import read_manifest
+from ml.features import BasketFeaturizer
+from ml.ingest import SOURCE_FILE, SOURCE_LINE
+from ml.lake import Lake
+from ml.pipeline import gold_part, holdout_plan, plan_gold
+from ml.schema import BASKET_KEY
+from ml.settings import Settings, rows_per_piece
+from tests.test_streaming_validation import damaged_export, staged_validation
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from ml.spark_lake import session
+
+    spark = session("local[2]", shuffle_partitions=2, java_options="-XX:TieredStopAtLevel=1")
+    yield spark
+    spark.stop()
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory) -> tuple[Path, dict[str, int]]:
+    path = tmp_path_factory.mktemp("export") / "transaction.csv"
+    return path, damaged_export(path)
+
+
+@pytest.fixture(scope="module")
+def settings() -> Settings:
+    return Settings(holdout_weeks=8, validation_weeks=4)
+
+
+@pytest.fixture(scope="module")
+def local(export, settings, tmp_path_factory):
+    """The local path on the export: staged validation, the holdout plan, `plan_gold`, the saved featurizer."""
+    path, _ = export
+    work = tmp_path_factory.mktemp("local")
+    _, report, lines, quarantine = staged_validation(path, work, piece_bytes=1 << 26)
+    plan = holdout_plan(report, lines.lazy(), settings, str(path), "quarantine")
+    plans = plan_gold(lines.lazy(), plan.holdout_weeks, settings.seed, rows_per_piece(settings.max_memory_gb))
+    gold = pl.concat([gold_part(part, side) for part, side in plans.parts])
+    plans.featurizer.save(work / "featurizer")
+    return {"report": report, "lines": lines, "quarantine": quarantine, "gold": gold,
+            "featurizer": work / "featurizer"}
+
+
+@pytest.fixture(scope="module")
+def job(spark, export, settings, tmp_path_factory):
+    from ml.progress import StageTimer
+    from ml.spark_lake import run_job
+
+    path, _ = export
+    root = tmp_path_factory.mktemp("lake")
+    manifest_uri = run_job(spark, str(path), str(root), settings, timer=StageTimer(quiet=True))
+    manifest = json.loads(Path(manifest_uri).read_text())
+    lake, run = Lake(str(root)), manifest["run_id"]
+    gold = lake.read_partitioned("gold", run, "baskets")
+    return {"manifest_uri": manifest_uri, "manifest": manifest, "lake": lake, "run": run, "gold": gold,
+            "lines": pl.read_parquet(root / "silver" / run / "lines" / "*.parquet"),
+            "quarantine": pl.read_parquet(root / "silver" / run / "quarantine" / "*.parquet"),
+            "featurizer": root / "gold" / run / "featurizer"}
+
+
+def same_rows(left: pl.DataFrame, right: pl.DataFrame, by: list[str]) -> None:
+    """AssertionError unless the frames hold the same rows (in `left`'s column order, sorted by `by`), every value
+    equal bit for bit."""
+    assert sorted(left.columns) == sorted(right.columns), (left.columns, right.columns)
+    right = right.select(left.columns).cast(dict(left.schema))  # type: ignore[arg-type]
+    assert_frame_equal(left.sort(by, maintain_order=True), right.sort(by, maintain_order=True), check_exact=True)
+
+
+def test_the_silver_lines_are_the_local_paths(local, job):
+    same_rows(local["lines"], job["lines"], by=local["lines"].columns)
+    assert job["lines"].schema == local["lines"].schema
+
+
+def test_the_quarantine_holds_the_same_rows_with_the_same_rules(local, job, export):
+    _, expected = export
+    same_rows(local["quarantine"], job["quarantine"], by=[SOURCE_FILE, SOURCE_LINE])
+    assert job["manifest"]["validation"]["quarantined_by_rule"] == expected
+
+
+def test_the_report_counts_are_the_local_paths_and_add_up(local, job):
+    report = job["manifest"]["validation"]
+    assert report == json.loads(json.dumps(asdict(local["report"])))
+    assert local["report"].counts_add_up
+    assert report["rows_in"] == report["rows_accepted"] + report["rows_quarantined"] == 6_002
+    assert all(f["read"] == f["accepted"] + f["quarantined"] for f in report["files"].values())
+
+
+def test_every_gold_value_is_the_local_paths_bit_for_bit(local, job):
+    gold = job["gold"].with_columns(pl.col("STORE_REGION", "BASKET_TYPE").cast(pl.String))
+    assert gold.height == local["gold"].height == job["manifest"]["zones"]["gold"]["baskets"]
+    assert set(gold["split"]) == {"train", "holdout"}
+    same_rows(local["gold"], gold, by=[BASKET_KEY])
+
+
+def test_the_comparison_catches_one_changed_feature_value(local):
+    gold = local["gold"]
+    feature = next(c for c, t in gold.schema.items() if t == pl.Float64)
+    values = gold[feature].to_numpy().copy()
+    values[gold.height // 2] = np.nextafter(values[gold.height // 2], np.inf)  # the next float64: one bit
+    changed = gold.with_columns(pl.Series(feature, values))
+    assert not changed.equals(gold)
+    with pytest.raises(AssertionError):
+        same_rows(gold, changed, by=[BASKET_KEY])
+
+
+def test_the_saved_featurizer_is_the_local_paths(local, job):
+    names = sorted(p.name for p in local["featurizer"].iterdir())
+    assert names == sorted(p.name for p in job["featurizer"].iterdir())
+    assert json.loads((job["featurizer"] / "featurizer.json").read_text()) == json.loads(
+        (local["featurizer"] / "featurizer.json").read_text())
+    for name in names:
+        if name.endswith(".parquet"):
+            assert_frame_equal(pl.read_parquet(job["featurizer"] / name), pl.read_parquet(local["featurizer"] / name),
+                               check_exact=True)
+    BasketFeaturizer.load(job["featurizer"])  # loads as the training entry point will
+
+
+def test_the_gold_folders_are_named_as_the_lake_names_them(job):
+    root = Path(job["lake"].base) / "gold" / job["run"] / "baskets"
+    folders = {p.relative_to(root).as_posix() for p in root.glob("*/*") if p.is_dir()}
+    assert folders and all(f.startswith("STORE_REGION=") and "/BASKET_TYPE=" in f for f in folders)
+    assert any("BASKET_TYPE=Small Shop" in f for f in folders)  # the value as it is, not Small%20Shop
+
+
+def test_the_manifest_is_accepted_by_the_cloud_training_reader(job):
+    sha256, channel = read_manifest(job["manifest_uri"])
+    manifest = job["manifest"]
+    assert sha256 == manifest["input"]["sha256"] and channel.endswith(f"/gold/{job['run']}/")
+    assert manifest["engine"] == "spark"
+    assert set(manifest["zones"]) == {"raw", "silver", "gold"} and set(manifest["seconds"]) >= {"ingest", "features"}
+    lineage = json.loads((Path(job["lake"].base) / "gold" / job["run"] / "lineage.json").read_text())
+    assert lineage["run_id"] == job["run"] and lineage["input_sha256"] == sha256
+
+
+def test_a_missing_input_exits_non_zero_naming_it(tmp_path, capsys):
+    from ml.spark_lake import main
+
+    missing = tmp_path / "nowhere.csv"
+    with pytest.raises(SystemExit) as exited:
+        main(["--raw", str(missing), "--lake", str(tmp_path / "lake"), "--master", "local[1]"])
+    assert exited.value.code == 2
+    assert f"{missing}: no such file or folder" in capsys.readouterr().err
+
+
+def test_whole_baskets_never_cuts_a_basket_and_keeps_every_row():
+    from ml.spark_lake import whole_baskets
+
+    keys = [f"{b:03d}" for b in range(40) for _ in range(b % 7 + 1)]
+    frame = pl.DataFrame({BASKET_KEY: keys, "line": range(len(keys))})
+    batches = (frame.slice(i, 9) for i in range(0, frame.height, 9))
+    chunks = list(whole_baskets(batches, lines=20))
+    assert len(chunks) > 3
+    assert_frame_equal(pl.concat(chunks), frame)
+    seen = [set(chunk[BASKET_KEY]) for chunk in chunks]
+    assert all(not (a & b) for i, a in enumerate(seen) for b in seen[i + 1:])
+
+
+def test_only_the_job_imports_pyspark():
+    code = ("import sys, ml.pipeline, ml.validate, ml.features, ml.lake, cli.main; "
+            "sys.exit('pyspark' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
