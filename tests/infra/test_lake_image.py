@@ -85,3 +85,51 @@ def test_everything_the_image_copies_is_in_the_build_context():
     copied = {source for name, args in final_stage() if name == "COPY" and not args.startswith("--from")
               for source in args.split()[:-1]}
     assert copied <= allowed, copied - allowed
+
+
+def locked_versions() -> dict[str, str]:
+    lock = tomllib.loads((ROOT / "uv.lock").read_text())
+    return {package["name"]: package["version"] for package in lock["package"] if "version" in package}
+
+
+def core_closure() -> set[str]:
+    """The distributions `uv sync --no-default-groups` installs: the project's core dependencies, transitively."""
+    packages = {p["name"]: p for p in tomllib.loads((ROOT / "uv.lock").read_text())["package"]}
+    todo = [d["name"] for d in packages["retail-mlops"].get("dependencies", [])]
+    seen: set[str] = set()
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += [d["name"] for d in packages[name].get("dependencies", [])]
+    return seen
+
+
+def added_pins() -> dict[str, str]:
+    (sync,) = [args for name, args in final_stage() if name == "RUN" and "uv sync" in args]
+    return dict(re.findall(r"([A-Za-z0-9_.-]+)==([^\s&]+)", sync))
+
+
+def test_pandas_which_spark_s_map_in_arrow_requires_is_added_at_uv_lock_s_versions():
+    import pyspark.sql.pandas.functions as spark_pandas
+
+    assert "require_minimum_pandas_version()" in Path(spark_pandas.__file__).read_text()
+    pins = added_pins()
+    assert "pandas" in pins and "pandas" not in core_closure()
+    locked = locked_versions()
+    assert pins == {name: locked[name] for name in pins}
+    assert {"python-dateutil", "tzdata", "six"} <= set(pins), "pandas' own dependencies, installed --no-deps"
+
+
+def test_every_distribution_the_job_imports_is_in_the_image():
+    """What `import ml.spark_lake` loads, in a fresh interpreter, beyond the base image's Spark (pyspark, py4j)."""
+    probe = ("import sys, importlib.metadata as md; before = set(sys.modules); import ml.spark_lake; "
+             "tops = {m.split('.')[0] for m in set(sys.modules) - before}; "
+             "names = md.packages_distributions(); "
+             "print('\\n'.join(sorted({d for t in tops for d in names.get(t, [])})))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT, check=True)
+    imported = {name.lower().replace("_", "-") for name in result.stdout.split()}
+    optional = {"psutil"}  # pyspark.shuffle imports it if it is there, to size its spills
+    spark = {"pyspark", "py4j"}
+    assert imported - spark - optional <= core_closure() | set(added_pins()), (
+        imported - spark - optional - core_closure() - set(added_pins()))
