@@ -47,6 +47,8 @@ API_KEY_ENV = "RETAIL_API_KEY"
 API_KEY_OUTPUT = "deployApiKey"
 TRAINING_PROJECT = "retail-mlops-training"
 """The project `retail train --cloud` runs its inline program in (infra/providers/program.py)."""
+LAKE_PROJECT = "retail-mlops-lake"
+"""The project `retail lake build --cloud` runs its inline program in (infra/providers/lake_program.py)."""
 
 
 class PulumiCliMissing(RuntimeError):
@@ -168,6 +170,9 @@ class Runners:
     training: StackRunner | None = None
     """Project retail-mlops-training (stack `train-<stack>`, `retail train --cloud`), when a destroy should
     remove it: its security group sits in the platform's VPC, which cannot be deleted while it is there."""
+    lake: StackRunner | None = None
+    """Project retail-mlops-lake (stack `lake-<stack>`, `retail lake build --cloud`), when a destroy should remove
+    it: its EMR Serverless application uses the platform's subnets and the lake engine's security group."""
 
 
 @dataclass(frozen=True)
@@ -342,6 +347,7 @@ def destroy(
         _before_destroy(checks, stack, platform_outputs, service_outputs, echo)
     try:
         _destroy_training(runners, stack, echo)
+        _destroy_lake(runners, stack, echo)
         teardown(runners.service, stack, echo=echo, remove=False)
         teardown(runners.platform, stack, outputs=platform_outputs, empty=empty, echo=echo, remove=False)
     finally:
@@ -356,15 +362,23 @@ def training_stack_name(stack: str) -> str:
 
 def _destroy_training(runners: Runners, stack: str, echo: Callable[[str], None]) -> None:
     """Destroy `train-<stack>` when it exists (its ModelVersion's delete leaves the registry as it is)."""
-    if runners.training is None:
+    _destroy_if_there(runners.training, training_stack_name(stack), "training", echo)
+
+
+def _destroy_lake(runners: Runners, stack: str, echo: Callable[[str], None]) -> None:
+    """Destroy `lake-<stack>` when it exists (its LakeJob's delete leaves the lake as it is)."""
+    _destroy_if_there(runners.lake, f"lake-{stack}", "lake", echo)
+
+
+def _destroy_if_there(runner: StackRunner | None, name: str, what: str, echo: Callable[[str], None]) -> None:
+    if runner is None:
         return
-    training = training_stack_name(stack)
     try:
-        runners.training.select_stack(training)
-    except Exception:  # noqa: BLE001 (no such stack: nothing was trained in the cloud for this platform)
-        echo(f"no training stack {training} to destroy")
+        runner.select_stack(name)
+    except Exception:  # noqa: BLE001 (no such stack: nothing of this kind ran in the cloud for this platform)
+        echo(f"no {what} stack {name} to destroy")
         return
-    teardown(runners.training, training, echo=echo)
+    teardown(runner, name, echo=echo)
 
 
 def _before_destroy(
@@ -501,12 +515,14 @@ def inline_runners(work_root: Path, echo: Callable[[str], None] = print) -> Runn
 def project_runners(project_dir: Path, echo: Callable[[str], None] = print) -> Runners:
     """Runners for the repository's two project folders (`pulumi up` there would do the same)."""
     training_dir = Path(tempfile.mkdtemp(prefix="retail-training-"))
+    lake_dir = Path(tempfile.mkdtemp(prefix="retail-lake-"))
     return Runners(
         platform=AutomationRunner(project_dir, echo=echo),
         service=AutomationRunner(project_dir / SERVICE_DIR, echo=echo),
         # Like `retail train --cloud`, an inline program in a work dir outside the checkout; a destroy runs
         # no program, so an empty one stands in for the training program (it needs the platform's outputs).
         training=AutomationRunner(training_dir, project_name=TRAINING_PROJECT, program=lambda: None, echo=echo),
+        lake=AutomationRunner(lake_dir, project_name=LAKE_PROJECT, program=lambda: None, echo=echo),
     )
 
 

@@ -27,14 +27,13 @@ from typing import Any
 import pulumi
 import pulumi_aws as aws
 
+from infra.automation import LAKE_PROJECT
 from infra.config import NAMESPACE, LakeEngineConfig, parse_section, read_stack_file
 from infra.lake_engine import LakeApplication, LakeApplicationArgs
 from infra.offline import OfflineRun, run_offline
 from infra.providers.lake_job import LakeJob
 from infra.providers.sourcedir import code_version
 
-LAKE_PROJECT = "retail-mlops-lake"
-"""The project `retail lake build --cloud` runs its inline program in."""
 DOCKERFILE = "Dockerfile.lake"
 TAG_PREFIX = "lake-"
 KEY = f"{NAMESPACE}:lakeEngine"
