@@ -273,11 +273,15 @@ def preview_service(stack: str, project_dir: Path | None = None, platform: Offli
 
 
 def preview_deployment(stack: str, project_dir: Path | None = None) -> list[OfflineRun]:
-    """Every project a deployment of `stack` runs, offline: the platform, the service and the training stack."""
+    """Every project a deployment of `stack` runs, offline: the platform, the service, the training stack and, when
+    the platform has the lake engine, the lake stack."""
+    from infra.providers.lake_program import lake_offline_run
     from infra.providers.program import training_offline_run
 
     project_dir = project_dir or find_project_dir()
     platform = preview_stack(stack, project_dir)
     service = preview_service(stack, project_dir, platform)
     training = training_offline_run(stack, platform.stack_outputs, project_dir=project_dir)
-    return [platform, service, training]
+    if not platform.stack_outputs.get("lakeJobRoleArn"):
+        return [platform, service, training]
+    return [platform, service, training, lake_offline_run(stack, platform.stack_outputs, project_dir=project_dir)]

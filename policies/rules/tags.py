@@ -41,6 +41,7 @@ TAGGABLE = frozenset(
         "aws:iam/policy:Policy",
         "aws:glue/catalogDatabase:CatalogDatabase",
         "aws:athena/workgroup:Workgroup",
+        "aws:emrserverless/application:Application",
     }
 )
 

@@ -100,7 +100,7 @@ def test_retail_infra_cost_prints_the_dev_breakdown_as_json():
     assert report["total_usd"] < BRIEF_USD and set(report["by_category"]) == CATEGORIES
     assert report["budget"] == {"name": "retail-dev-obs-monthly-budget", "usd": 400.0}
     assert report["within_budget"] is True
-    assert report["projects"] == ["retail-mlops", "retail-mlops-service", "retail-mlops-training"]
+    assert report["projects"] == ["retail-mlops", "retail-mlops-service", "retail-mlops-training", "retail-mlops-lake"]
 
 
 def test_an_unknown_stack_stops_the_command_with_exit_2():

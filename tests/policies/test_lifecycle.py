@@ -218,7 +218,7 @@ def test_a_project_that_serves_nothing_needs_no_monitoring():
 
 
 def test_the_dev_services_monitoring_cron_job_is_what_keeps_its_served_model_monitored(deployment):
-    _, service, _ = deployment("dev")
+    _, service, *_ = deployment("dev")
     resources = resources_of(service)
     assert run("served-model-monitoring-schedule", resources) == run("served-model-monitoring-active", resources) == []
     unscheduled = [r for r in resources if r.name != "retail-dev-monitoring-cron-job"]
@@ -229,7 +229,7 @@ def test_the_dev_services_monitoring_cron_job_is_what_keeps_its_served_model_mon
 
 
 def test_the_ephemeral_service_declares_a_suspended_schedule_which_only_its_levels_accept(deployment):
-    _, service, _ = deployment("ephemeral")
+    _, service, *_ = deployment("ephemeral")
     resources = resources_of(service)
     assert run("served-model-monitoring-schedule", resources) == []
     assert run("served-model-monitoring-active", resources)
@@ -331,7 +331,7 @@ def test_the_dev_stack_breaks_no_lifecycle_rule(deployment):
 
 
 def test_the_served_models_rollback_alarms_are_platform_alarms_that_notify(deployment):
-    platform, service, _ = deployment("dev")
+    platform, service, *_ = deployment("dev")
     (served,) = [r for r in service.resources if r.inputs.get("kind") == SERVED_MODEL]
     alarms = {r.inputs["name"]: r.inputs for r in platform.of_type("aws:cloudwatch/metricAlarm:MetricAlarm")}
     names = served.inputs["rollback_alarms"]
