@@ -32,7 +32,8 @@ without an exact tier only. `fold_parts` fits and returns the out-of-fold featur
 parts of a bounded number of lines (`FeaturePart`): a part's lines are read with the
 streaming engine and its features computed with the in-memory engine, whose per-basket
 sums run in line order, so the features are the same bits whatever the part size or the
-thread count, and those `transform` gives the same lines.
+thread count, and those `transform` gives the same lines. `fit_folds` is the same fit without the parts: the
+fold of a line and each fold's query, which the Spark job (ml/spark_lake.py) applies to partitions of whole baskets.
 """
 
 from __future__ import annotations

@@ -29,12 +29,18 @@ silver/<run>/quarantine/), the gold table is partitioned by STORE_REGION and BAS
 
 from __future__ import annotations
 
+import os
+import sys
+
+if __name__ == "__main__" and sys.path and os.path.realpath(sys.path[0]) == os.path.dirname(os.path.realpath(__file__)):
+    # Run as a file (spark-submit's entry point, EMR Serverless's local://.../ml/spark_lake.py): Python put ml/ first
+    # on the path, where ml/calendar.py would shadow the standard library's calendar.
+    sys.path.pop(0)
+
 import argparse
 import json
-import os
 import re
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -431,4 +437,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    # Through the module's own name, so that Spark pickles the tasks' functions as references to ml.spark_lake
+    # (importable on the executors), not by value from `__main__`.
+    from ml import spark_lake
+
+    spark_lake.main()

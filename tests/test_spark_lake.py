@@ -9,6 +9,7 @@ file must be equal, and the comparison is shown to catch one changed value. The 
 
 from __future__ import annotations
 
+import gzip
 import json
 import subprocess
 import sys
@@ -25,11 +26,13 @@ from ml.features import BasketFeaturizer
 from ml.ingest import SOURCE_FILE, SOURCE_LINE
 from ml.lake import Lake
 from ml.pipeline import gold_part, holdout_plan, plan_gold
+from ml.progress import StageTimer
 from ml.schema import BASKET_KEY
 from ml.settings import Settings, rows_per_piece
 from tests.test_streaming_validation import damaged_export, staged_validation
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow,
+              pytest.mark.filterwarnings("ignore:distutils Version classes:DeprecationWarning")]  # pyspark's own
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +71,6 @@ def local(export, settings, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def job(spark, export, settings, tmp_path_factory):
-    from ml.progress import StageTimer
     from ml.spark_lake import run_job
 
     path, _ = export
@@ -167,6 +169,19 @@ def test_a_missing_input_exits_non_zero_naming_it(tmp_path, capsys):
     assert f"{missing}: no such file or folder" in capsys.readouterr().err
 
 
+def test_a_file_a_task_cannot_read_is_named_with_its_problem(spark, settings, tmp_path):
+    from pyspark.errors import PythonException
+
+    from ml.spark_lake import run_job, task_input_error
+
+    bad = tmp_path / "transaction.csv"
+    bad.write_text("SHOP_WEEK,SHOP_DATE\n200607,20060410\n")
+    with pytest.raises(PythonException) as failed:
+        run_job(spark, str(bad), str(tmp_path / "lake"), settings, timer=StageTimer(quiet=True))
+    message = task_input_error(failed.value)
+    assert message is not None and message.startswith(f"{bad}: missing column(s) ")
+
+
 def test_whole_baskets_never_cuts_a_basket_and_keeps_every_row():
     from ml.spark_lake import whole_baskets
 
@@ -180,7 +195,48 @@ def test_whole_baskets_never_cuts_a_basket_and_keeps_every_row():
     assert all(not (a & b) for i, a in enumerate(seen) for b in seen[i + 1:])
 
 
+def test_the_file_runs_as_a_spark_submit_entry_point(tmp_path):
+    """Run as a file (EMR Serverless's local://.../ml/spark_lake.py), ml/ is first on the path: its calendar.py must
+    not shadow the standard library's."""
+    job_file = Path(__file__).parents[1] / "ml" / "spark_lake.py"
+    done = subprocess.run([sys.executable, str(job_file), "--help"], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0 and "--raw" in done.stdout, done.stderr
+
+
 def test_only_the_job_imports_pyspark():
     code = ("import sys, ml.pipeline, ml.validate, ml.features, ml.lake, cli.main; "
             "sys.exit('pyspark' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+
+
+def test_on_s3_the_files_are_found_copied_to_the_raw_zone_and_named_by_their_uri(moto_endpoint, tmp_path):
+    """What runs on S3 without Spark here: the driver's listing and raw zone, a task's copy to scratch (a gzip file
+    as it is) and the source names it gives its rows."""
+    import boto3
+
+    from ml.spark_lake import KIND, _ingest_file, input_files, put_raw
+    from ml.synth import SynthConfig, write_synthetic
+
+    _, written = write_synthetic(SynthConfig(rows=600, seed=5, weeks=2), tmp_path / "weeks", weekly=True)
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="raw-in", CreateBucketConfiguration={"LocationConstraint": "ap-southeast-1"})
+    for path in written:
+        s3.upload_file(str(path), "raw-in", f"export/{path.name}")
+    s3.put_object(Bucket="raw-in", Key="export/notes.txt", Body=b"not a weekly file")
+    files, in_folder = input_files("s3://raw-in/export/")
+    assert in_folder and files == [f"s3://raw-in/export/{p.name}" for p in sorted(written)]
+    with pytest.raises(Exception, match="s3://raw-in/nothing: no such file or folder"):
+        input_files("s3://raw-in/nothing")
+
+    record = put_raw(Lake("s3://raw-in/lake"), files)
+    assert record == put_raw(Lake("s3://raw-in/lake"), files)  # the same content: the same raw folder
+    assert record.sha256 == Lake(str(tmp_path / "lake")).put_raw(tuple(sorted(written))).sha256
+    frames = list(_ingest_file(files[0], in_folder))
+    rows = pl.concat(frames[:-1], how="diagonal_relaxed")
+    assert set(rows[SOURCE_FILE]) == {files[0]} and rows.filter(pl.col(KIND) == "passed").height > 0
+    assert frames[-1][SOURCE_FILE].to_list() == [files[0]] and frames[-1]["_rows_read"].item() == rows.height
+    gzipped = f"gz/{written[0].name}.gz"
+    s3.put_object(Bucket="raw-in", Key=gzipped, Body=gzip.compress(written[0].read_bytes()))
+    assert input_files(f"s3://raw-in/{gzipped}") == ([f"s3://raw-in/{gzipped}"], False)
+    from_gzip = pl.concat(list(_ingest_file(f"s3://raw-in/{gzipped}", False))[:-1], how="diagonal_relaxed")
+    assert from_gzip.drop(SOURCE_FILE).equals(rows.drop(SOURCE_FILE))
