@@ -763,6 +763,16 @@ def read_stack_file(project_dir: Path, stack: str) -> StackFile:
     return StackFile(project, stack, config, tuple(secret_keys))
 
 
+def stack_file_section(cls: type[Section], project_dir: Path, stack: str, key: str) -> Any:
+    """`key` of the stack file `Pulumi.<stack>.yaml` in `project_dir`, validated as `cls`; `cls`'s defaults without
+    the file or the key (for programs of their own, e.g. training's and the lake's, that read the platform's file)."""
+    try:
+        config = read_stack_file(project_dir, stack).config
+    except FileNotFoundError:
+        return cls()
+    return parse_section(cls, json.loads(config[key]) if key in config else {}, key)
+
+
 def _config_string(value: Any) -> str:
     if isinstance(value, str):
         return value

@@ -14,12 +14,11 @@ A missing file or section means the defaults: one ml.m5.xlarge.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pydantic import Field
 
-from infra.config import NAMESPACE, Section, parse_section, read_stack_file
+from infra.config import NAMESPACE, Section, stack_file_section
 
 KEY = f"{NAMESPACE}:training"
 
@@ -32,10 +31,5 @@ class TrainingConfig(Section):
 
 def training_config(project_dir: Path, stack: str) -> TrainingConfig:
     """The stack file's `retail:training`, validated; the defaults without the file or the section."""
-    try:
-        config = read_stack_file(project_dir, stack).config
-    except FileNotFoundError:
-        return TrainingConfig()
-    raw = json.loads(config[KEY]) if KEY in config else {}
-    parsed: TrainingConfig = parse_section(TrainingConfig, raw, KEY)
+    parsed: TrainingConfig = stack_file_section(TrainingConfig, project_dir, stack, KEY)
     return parsed

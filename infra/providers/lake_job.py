@@ -33,6 +33,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvide
 
 from infra.providers import clients
 from infra.providers.kinds import LAKE_JOB
+from infra.providers.runs import run_diff, run_update
 
 IMAGE_ROOT = "/opt/retail"
 """Where Dockerfile.lake puts the repository's `ml` package (importable from the image's Python through a .pth)."""
@@ -165,14 +166,11 @@ class LakeJobProvider(ResourceProvider):
         return CreateResult(started["jobRunId"], {**props, **outputs_of(run)})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        inputs = (set(news) | set(olds)) - set(OUTPUTS) - {"__provider"}
-        changes = sorted(k for k in inputs if olds.get(k) != news.get(k))
-        replaces = [k for k in changes if k in REPLACE_ON]
-        return DiffResult(changes=bool(changes), replaces=replaces, stables=[], delete_before_replace=False)
+        return run_diff(olds, news, OUTPUTS, REPLACE_ON)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         """Only inputs that need no new run changed: keep the run's outputs, record the new inputs."""
-        return UpdateResult({**news, **{key: olds[key] for key in OUTPUTS}})
+        return run_update(olds, news, OUTPUTS)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         """Cancel the run if it is still going; the lake keeps whatever it wrote."""

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.automation import LAKE_PROJECT
-from infra.config import NAMESPACE, LakeEngineConfig, parse_section, read_stack_file
+from infra.config import NAMESPACE, LakeEngineConfig, stack_file_section
 from infra.lake_engine import LakeApplication, LakeApplicationArgs
 from infra.offline import OfflineRun, run_offline
 from infra.providers.lake_job import LakeJob
@@ -79,12 +78,7 @@ class LakeInputs:
 
 def lake_engine_config(project_dir: Path, stack: str) -> LakeEngineConfig:
     """The platform stack file's `retail:lakeEngine`, validated; the defaults without the file or the section."""
-    try:
-        config = read_stack_file(project_dir, stack).config
-    except FileNotFoundError:
-        return LakeEngineConfig()
-    raw = json.loads(config[KEY]) if KEY in config else {}
-    parsed: LakeEngineConfig = parse_section(LakeEngineConfig, raw, KEY)
+    parsed: LakeEngineConfig = stack_file_section(LakeEngineConfig, project_dir, stack, KEY)
     return parsed
 
 

@@ -40,6 +40,7 @@ from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvide
 
 from infra.providers import clients
 from infra.providers.kinds import TRAINING_JOB
+from infra.providers.runs import run_diff, run_update
 
 MAX_HYPERPARAMETER = 256
 """CreateTrainingJob's documented limit for each hyperparameter key and value."""
@@ -203,14 +204,11 @@ class TrainingJobProvider(ResourceProvider):
         return CreateResult(name, {**props, **outputs_of(description)})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
-        inputs = (set(news) | set(olds)) - set(OUTPUTS) - {"__provider"}
-        changes = sorted(k for k in inputs if olds.get(k) != news.get(k))
-        replaces = [k for k in changes if k in REPLACE_ON]
-        return DiffResult(changes=bool(changes), replaces=replaces, stables=[], delete_before_replace=False)
+        return run_diff(olds, news, OUTPUTS, REPLACE_ON)
 
     def update(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
         """Only inputs that do not need a new job changed: keep the job's outputs, record the new inputs."""
-        return UpdateResult({**news, **{key: olds[key] for key in OUTPUTS}})
+        return run_update(olds, news, OUTPUTS)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
         client = clients.sagemaker(props["region"])
