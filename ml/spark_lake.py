@@ -338,6 +338,8 @@ def run_job(spark: SparkSession, raw: str, lake_root: str, settings: Settings, r
             accepted = by_file.group_by(SOURCE_FILE).agg(pl.col("len").sum())
             rows_read = {row[SOURCE_FILE]: row["_rows_read"] for row in facts}
             report = written_report(_scan(silver_lines), _scan(quarantine_uri), rows_read, accepted.lazy())
+            for frame in (ingested, baskets):  # the features read the silver lines only
+                frame.unpersist()
         plan = holdout_plan(report, _scan(silver_lines), settings, raw, quarantine_uri)
         with timer.stage("features", "Fitting the featurizer on the driver, featurizing baskets in tasks"):
             split = split_weeks(_scan(silver_lines), plan.holdout_weeks)

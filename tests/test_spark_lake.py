@@ -46,8 +46,15 @@ def spark():
 
 @pytest.fixture(scope="module")
 def export(tmp_path_factory) -> tuple[Path, dict[str, int]]:
-    path = tmp_path_factory.mktemp("export") / "transaction.csv"
-    return path, damaged_export(path)
+    """The damaged export cut into a folder of weekly files (a task each), one of them empty (a notice, not rows)."""
+    whole = tmp_path_factory.mktemp("whole") / "transaction.csv"
+    expected = damaged_export(whole)
+    header, *rows = whole.read_bytes().split(b"\n")[:-1]  # the file ends with a line ending
+    folder = tmp_path_factory.mktemp("export")
+    for week, (first, stop) in zip((200601, 200602, 200603, 200604), ((0, 2_000), (2_000, 4_500), (0, 0),
+                                                                        (4_500, len(rows))), strict=True):
+        (folder / f"transactions_{week}.csv").write_bytes(b"\n".join([header, *rows[first:stop]]) + b"\n")
+    return folder, expected
 
 
 @pytest.fixture(scope="module")
@@ -60,13 +67,13 @@ def local(export, settings, tmp_path_factory):
     """The local path on the export: staged validation, the holdout plan, `plan_gold`, the saved featurizer."""
     path, _ = export
     work = tmp_path_factory.mktemp("local")
-    _, report, lines, quarantine = staged_validation(path, work, piece_bytes=1 << 26)
+    raw_input, report, lines, quarantine = staged_validation(path, work, piece_bytes=1 << 26)
     plan = holdout_plan(report, lines.lazy(), settings, str(path), "quarantine")
     plans = plan_gold(lines.lazy(), plan.holdout_weeks, settings.seed, rows_per_piece(settings.max_memory_gb))
     gold = pl.concat([gold_part(part, side) for part, side in plans.parts])
     plans.featurizer.save(work / "featurizer")
     return {"report": report, "lines": lines, "quarantine": quarantine, "gold": gold,
-            "featurizer": work / "featurizer"}
+            "featurizer": work / "featurizer", "notices": list(raw_input.notices)}
 
 
 @pytest.fixture(scope="module")
@@ -104,9 +111,12 @@ def test_the_quarantine_holds_the_same_rows_with_the_same_rules(local, job, expo
     assert job["manifest"]["validation"]["quarantined_by_rule"] == expected
 
 
-def test_the_report_counts_are_the_local_paths_and_add_up(local, job):
+def test_the_report_counts_and_notices_are_the_local_paths_and_add_up(local, job):
     report = job["manifest"]["validation"]
     assert report == json.loads(json.dumps(asdict(local["report"])))
+    assert len(report["files"]) == 4 and job["manifest"]["input"]["variant"] == "coded"
+    assert job["manifest"]["notices"] == local["notices"]
+    assert len(local["notices"]) == 1 and "transactions_200603.csv: empty file" in local["notices"][0]
     assert local["report"].counts_add_up
     assert report["rows_in"] == report["rows_accepted"] + report["rows_quarantined"] == 6_002
     assert all(f["read"] == f["accepted"] + f["quarantined"] for f in report["files"].values())
