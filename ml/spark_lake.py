@@ -38,6 +38,7 @@ if __name__ == "__main__" and sys.path and os.path.realpath(sys.path[0]) == os.p
     sys.path.pop(0)
 
 import argparse
+import hashlib
 import json
 import re
 import shutil
@@ -55,7 +56,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 from pyspark import StorageLevel
 from pyspark.errors import PythonException
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
@@ -76,8 +77,8 @@ from ml.pipeline import PARTITIONS, gold_counts, gold_part, holdout_plan, lake_m
 from ml.progress import StageTimer
 from ml.schema import BASKET_KEY, CANONICAL_COLUMNS
 from ml.settings import Settings, rows_per_piece
-from ml.split import split_weeks
-from ml.validate import QUARANTINE_SCHEMA, check_baskets, check_rows, written_report
+from ml.split import HoldoutPlan, split_weeks
+from ml.validate import QUARANTINE_SCHEMA, ValidationReport, check_baskets, check_rows, written_report
 
 SOURCE_COLUMNS = (SOURCE_FILE, SOURCE_LINE)
 PASSED_SCHEMA = {**{c: pl.String for c in CANONICAL_COLUMNS}, SOURCE_FILE: pl.String, SOURCE_LINE: pl.Int64,
@@ -88,6 +89,9 @@ KIND = "_kind"
 (one per file read: its rows read, header variant and notice)."""
 FILE_FACTS = {"_rows_read": pl.Int64, "_variant": pl.String, "_notice": pl.String}
 INGESTED_SCHEMA = {**QUARANTINE_SCHEMA, BASKET_KEY: pl.String, KIND: pl.String, **FILE_FACTS}
+SILVER_WITH_SOURCE = (check_baskets(pl.LazyFrame(schema=PASSED_SCHEMA), engine="auto").lines(*SOURCE_COLUMNS)
+                      .collect_schema())
+"""The silver lines as the basket tasks give them: with the source columns, for the line order and counts."""
 BASKET_CHUNK_LINES = 100_000
 """About how many lines a task gathers before it checks or featurizes them (whole baskets, so a few more)."""
 SPARK_TYPES: dict[pl.DataType, T.DataType] = {
@@ -262,8 +266,6 @@ def put_raw(lake: Lake, files: list[str]) -> RawRecord:
     copied from bucket to bucket unless that content is there already."""
     if "://" not in files[0]:
         return lake.put_raw(tuple(Path(f) for f in files))
-    import hashlib
-
     digests, sizes = {}, {}
     for uri in files:
         fs, path = filesystem(uri)
@@ -297,74 +299,119 @@ def _write(frame: DataFrame, uri: str, partition_by: list[str] | None = None) ->
     return uri
 
 
+@dataclass
+class _Validated:
+    """The validate stage's outcome: the silver lines (a cached Spark frame with the source columns, and their
+    folder), the quarantine's folder, the report, and the accepted lines per file and gold partition."""
+
+    lines: DataFrame
+    silver_lines: str
+    quarantine: str
+    report: ValidationReport
+    by_file: pl.DataFrame  # SOURCE_FILE, STORE_REGION, BASKET_TYPE, len
+
+
+@dataclass
+class _Featured:
+    gold_baskets: str
+    split: dict[str, Any]
+    lineage: dict[str, Any]
+    counts: dict[str, int]
+
+
+class _Cache:
+    """Spark frames read by more than one Spark job, computed once and let go of at the end."""
+
+    def __init__(self) -> None:
+        self.frames: list[DataFrame] = []
+
+    def __call__(self, frame: DataFrame) -> DataFrame:
+        self.frames.append(frame.persist(StorageLevel.MEMORY_AND_DISK))
+        return frame
+
+    def drop(self, *frames: DataFrame) -> None:
+        for frame in frames or tuple(self.frames):
+            frame.unpersist()
+
+
+def _ingest(spark: SparkSession, files: list[str], in_folder: bool, raw: str,
+            cache: _Cache) -> tuple[DataFrame, list[Row]]:
+    """The ingest tasks' rows (INGESTED_SCHEMA, cached) and each file's facts; InputError when every weekly file
+    of a folder is empty, as `InputReader` says it."""
+    one_per_task = spark.sparkContext.parallelize([(f,) for f in files], len(files))
+    ingested = cache(_map(spark.createDataFrame(one_per_task, "uri string"), _ingest_task, INGESTED_SCHEMA,
+                          in_folder=in_folder))
+    facts = ingested.filter(F.col(KIND) == "file").select(SOURCE_FILE, *FILE_FACTS).collect()
+    if in_folder and all(row["_notice"] for row in facts):
+        raise InputError(f"{raw}: every weekly file is empty ({len(files)} found)")
+    return ingested, facts
+
+
+def _validate(ingested: DataFrame, facts: list[Row], lake: Lake, run_id: str, cache: _Cache) -> _Validated:
+    """The basket check on partitions of whole baskets, the silver lines and the quarantine written, the report."""
+    baskets = cache(_whole_baskets(ingested.filter(F.col(KIND) == "passed").select(*PASSED_SCHEMA)))
+    lines = cache(_map(baskets, _basket_task, SILVER_WITH_SOURCE, side="lines"))
+    failures = _map(baskets, _basket_task, QUARANTINE_SCHEMA, side="failures")
+    quarantine = ingested.filter(F.col(KIND) == "failed").select(*QUARANTINE_SCHEMA).unionByName(failures)
+    silver_lines = _write(lines.drop(*SOURCE_COLUMNS), lake.uri("silver", run_id, "lines"))
+    quarantine_uri = _write(quarantine, lake.uri("silver", run_id, "quarantine"))
+    # The accepted lines per file and gold partition (whose values are checked before the table is written, as
+    # `Lake.write_partitioned` does): one small aggregate.
+    by_file = pl.DataFrame([tuple(row) for row in lines.groupBy(SOURCE_FILE, *PARTITIONS).count().collect()],
+                           schema={SOURCE_FILE: pl.String, **dict.fromkeys(PARTITIONS, pl.String), "len": pl.Int64},
+                           orient="row")
+    rows_read = {row[SOURCE_FILE]: row["_rows_read"] for row in facts}
+    report = written_report(_scan(silver_lines), _scan(quarantine_uri), rows_read,
+                            by_file.lazy().group_by(SOURCE_FILE).agg(pl.col("len").sum()))
+    cache.drop(ingested, baskets)  # the features read the silver lines only
+    return _Validated(lines, silver_lines, quarantine_uri, report, by_file)
+
+
+def _features(validated: _Validated, plan: HoldoutPlan, lake: Lake, run_id: str, record: RawRecord,
+              settings: Settings) -> _Featured:
+    """The featurizer fitted on the driver, the gold table featurized in tasks and written, the featurizer and the
+    lineage written."""
+    split = split_weeks(_scan(validated.silver_lines), plan.holdout_weeks)
+    featurizer = BasketFeaturizer(seed=settings.seed)
+    folds = featurizer.fit_folds(split.train, rows_per_piece(settings.max_memory_gb))
+    queries = GoldQueries(split.held, folds.fold, folds.featurize, featurizer.plan)
+    check_partition_values(ds.dataset(validated.by_file.select(PARTITIONS).to_arrow()), PARTITIONS)
+    gold_schema = queries.baskets(pl.DataFrame(schema=SILVER_WITH_SOURCE).drop(SOURCE_COLUMNS)).schema
+    gold = _map(_whole_baskets(validated.lines), _gold_task, gold_schema, queries=queries)
+    gold_baskets = _write(gold, lake.uri("gold", run_id, "baskets"), PARTITIONS)
+    with tempfile.TemporaryDirectory(prefix="spark-lake-") as scratch:
+        featurizer.save(Path(scratch))
+        lake.put_folder(Path(scratch), "gold", run_id, "featurizer")
+    facts = {**split_facts(split, plan.holdout_weeks), **plan.facts()}
+    lineage = lineage_facts(run_id, record, validated.silver_lines, gold_baskets, facts)
+    lake.write_json(join("gold", run_id, "lineage.json"), lineage)
+    return _Featured(gold_baskets, facts, lineage, gold_counts(_scan(gold_baskets)))
+
+
 def run_job(spark: SparkSession, raw: str, lake_root: str, settings: Settings, run_id: str | None = None,
             timer: StageTimer | None = None) -> str:
     """The job on a session: writes the run's zones and manifest, returns the manifest's URI."""
     timer = timer or StageTimer()
     files, in_folder = input_files(raw)
     lake = Lake(lake_root)
-    cached: list[DataFrame] = []
-
-    def cache(frame: DataFrame) -> DataFrame:  # read by more than one Spark job: computed once
-        cached.append(frame.persist(StorageLevel.MEMORY_AND_DISK))
-        return frame
-
+    cache = _Cache()
     try:
         with timer.stage("ingest", f"Reading {len(files)} file(s) of {raw} and checking their rows, a task per file"):
             record = put_raw(lake, files)
             run_id = run_id or run_id_for(record.sha256)
-            one_per_task = spark.sparkContext.parallelize([(f,) for f in files], len(files))
-            ingested = cache(_map(spark.createDataFrame(one_per_task, "uri string"), _ingest_task, INGESTED_SCHEMA,
-                                  in_folder=in_folder))
-            facts = ingested.filter(F.col(KIND) == "file").select(SOURCE_FILE, *FILE_FACTS).collect()
-            notices = [row["_notice"] for row in facts if row["_notice"]]
-            if in_folder and len(notices) == len(files):  # as `InputReader` of a folder
-                raise InputError(f"{raw}: every weekly file is empty ({len(files)} found)")
+            ingested, facts = _ingest(spark, files, in_folder, raw, cache)
         with timer.stage("validate", "Checking baskets, writing the silver lines and the quarantine"):
-            passed = ingested.filter(F.col(KIND) == "passed").select(*PASSED_SCHEMA)
-            baskets = cache(_whole_baskets(passed))
-            empty = check_baskets(pl.LazyFrame(schema=PASSED_SCHEMA), engine="auto")
-            lines = cache(_map(baskets, _basket_task, empty.lines(*SOURCE_COLUMNS).collect_schema(), side="lines"))
-            failures = _map(baskets, _basket_task, QUARANTINE_SCHEMA, side="failures")
-            quarantine = ingested.filter(F.col(KIND) == "failed").select(*QUARANTINE_SCHEMA).unionByName(failures)
-            silver_lines = _write(lines.drop(*SOURCE_COLUMNS), lake.uri("silver", run_id, "lines"))
-            quarantine_uri = _write(quarantine, lake.uri("silver", run_id, "quarantine"))
-            # The accepted lines per file and partition of the gold table (whose values are checked before it is
-            # written, as `Lake.write_partitioned` does): one small aggregate.
-            counted = lines.groupBy(SOURCE_FILE, *PARTITIONS).count().collect()
-            by_file = pl.DataFrame([tuple(row) for row in counted], orient="row",
-                                   schema={SOURCE_FILE: pl.String, **dict.fromkeys(PARTITIONS, pl.String),
-                                           "len": pl.Int64})
-            accepted = by_file.group_by(SOURCE_FILE).agg(pl.col("len").sum())
-            rows_read = {row[SOURCE_FILE]: row["_rows_read"] for row in facts}
-            report = written_report(_scan(silver_lines), _scan(quarantine_uri), rows_read, accepted.lazy())
-            for frame in (ingested, baskets):  # the features read the silver lines only
-                frame.unpersist()
-        plan = holdout_plan(report, _scan(silver_lines), settings, raw, quarantine_uri)
+            validated = _validate(ingested, facts, lake, run_id, cache)
+        plan = holdout_plan(validated.report, _scan(validated.silver_lines), settings, raw, validated.quarantine)
         with timer.stage("features", "Fitting the featurizer on the driver, featurizing baskets in tasks"):
-            split = split_weeks(_scan(silver_lines), plan.holdout_weeks)
-            featurizer = BasketFeaturizer(seed=settings.seed)
-            folds = featurizer.fit_folds(split.train, rows_per_piece(settings.max_memory_gb))
-            queries = GoldQueries(split.held, folds.fold, folds.featurize, featurizer.plan)
-            check_partition_values(ds.dataset(by_file.select(PARTITIONS).to_arrow()), PARTITIONS)
-            gold_schema = queries.baskets(pl.DataFrame(schema=empty.lines().collect_schema())).schema
-            gold = _map(_whole_baskets(lines), _gold_task, gold_schema, queries=queries)
-            gold_uri = _write(gold, lake.uri("gold", run_id, "baskets"), PARTITIONS)
-            with tempfile.TemporaryDirectory(prefix="spark-lake-") as scratch:
-                featurizer.save(Path(scratch))
-                lake.put_folder(Path(scratch), "gold", run_id, "featurizer")
-            facts_of_split = {**split_facts(split, plan.holdout_weeks), **plan.facts()}
-            lineage = lineage_facts(run_id, record, silver_lines, gold_uri, facts_of_split)
-            lake.write_json(join("gold", run_id, "lineage.json"), lineage)
-            counts = gold_counts(_scan(gold_uri))
+            featured = _features(validated, plan, lake, run_id, record, settings)
     finally:
-        for frame in cached:
-            frame.unpersist()
+        cache.drop()
     variants = sorted({row["_variant"] for row in facts if row["_variant"]})
+    notices = [*(row["_notice"] for row in facts if row["_notice"]), *([plan.notice] if plan.notice else [])]
     manifest = {
-        **lake_manifest(lineage, raw, variants[0] if len(variants) == 1 else "mixed",
-                        [*notices, *([plan.notice] if plan.notice else [])], record, report, quarantine_uri, counts,
-                        facts_of_split),
+        **lake_manifest(featured.lineage, raw, variants[0] if len(variants) == 1 else "mixed", notices, record,
+                        validated.report, validated.quarantine, featured.counts, featured.split),
         "engine": "spark",
         "seconds": timer.seconds,
     }
