@@ -62,7 +62,7 @@ from pyspark.sql import types as T
 from pyspark.sql.pandas.types import to_arrow_schema
 
 from ml.features import BasketFeaturizer, FeaturePart, Featurize
-from ml.ingest import SOURCE_FILE, SOURCE_LINE, WEEKLY_FILE, EmptyFile, InputError, InputReader, discover
+from ml.ingest import SOURCE_FILE, SOURCE_LINE, EmptyFile, InputError, InputReader, discover
 from ml.lake import (
     CHUNK,
     Lake,
@@ -76,6 +76,7 @@ from ml.lake import (
 from ml.pipeline import PARTITIONS, gold_counts, gold_part, holdout_plan, lake_manifest, lineage_facts, split_facts
 from ml.progress import StageTimer
 from ml.schema import BASKET_KEY, CANONICAL_COLUMNS
+from ml.score import _transaction_files as transaction_files
 from ml.settings import Settings, rows_per_piece
 from ml.split import HoldoutPlan, split_weeks
 from ml.validate import QUARANTINE_SCHEMA, ValidationReport, check_baskets, check_rows, written_report
@@ -243,22 +244,14 @@ def _whole_baskets(frame: DataFrame) -> DataFrame:
 
 # ---- the driver ------------------------------------------------------------------------------------------------
 def input_files(raw: str) -> tuple[list[str], bool]:
-    """The files of an input (a file, or a folder's weekly files, as `ml.ingest.discover` finds them) and whether
-    it is a folder; InputError naming the input when there is none."""
+    """The files of an input and whether it is a folder: a file, or a folder's weekly files, found as the local
+    pipeline (`ml.ingest.discover`) or, on S3, as batch scoring (ml/score.py) finds them; InputError naming the input
+    when there is none."""
     if "://" not in raw:
         path = Path(raw)
         return [str(f) for f in discover(path)], path.is_dir()
-    fs, base = filesystem(raw)
-    info = fs.get_file_info(base)
-    if info.type == pafs.FileType.NotFound:
-        raise InputError(f"{raw}: no such file or folder")
-    if info.type == pafs.FileType.File:
-        return [raw], False
-    names = sorted(i.base_name for i in fs.get_file_info(pafs.FileSelector(base))
-                   if i.type == pafs.FileType.File and WEEKLY_FILE.match(i.base_name))
-    if not names:
-        raise InputError(f"{raw}: folder holds no weekly files named transactions_YYYYWW.csv")
-    return [join(raw, name) for name in names], True
+    files = [name for name, _ in transaction_files(raw)[1]]
+    return files, files != [raw]
 
 
 def put_raw(lake: Lake, files: list[str]) -> RawRecord:
