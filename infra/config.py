@@ -164,9 +164,9 @@ class LakeEngineConfig(Section):
     """The EMR Serverless release; Dockerfile.lake's base image is the same release."""
     architecture: Literal["X86_64", "ARM64"] = "X86_64"
     """Dockerfile.lake is built for linux/amd64 (infra/images.py), so X86_64 unless the image is built otherwise."""
-    max_cpu: str = Field("16 vCPU", pattern=r"^\d+ vCPU$")
-    max_memory: str = Field("64 GB", pattern=r"^\d+ GB$")
-    max_disk: str = Field("400 GB", pattern=r"^\d+ GB$")
+    max_cpu: str = Field("16 vCPU", pattern=r"^[1-9]\d* vCPU$")
+    max_memory: str = Field("64 GB", pattern=r"^[1-9]\d* GB$")
+    max_disk: str = Field("400 GB", pattern=r"^[1-9]\d* GB$")
     """The application's ceiling over all its workers at once: a runaway job stops growing there."""
     idle_timeout_minutes: int = Field(15, ge=1, le=10080)
     """The application stops this long after its last job (no pre-initialized capacity is kept)."""

@@ -8,9 +8,11 @@ import datetime as dt
 import hashlib
 
 import boto3
+import botocore.session
 import pulumi
 import pytest
 
+from infra.config import LakeEngineConfig, parse_section
 from infra.offline import preview_stack
 from infra.providers.kinds import LAKE_JOB
 from infra.providers.lake_job import ENTRY_POINT
@@ -30,6 +32,7 @@ from policies.catalog import RULES
 from policies.enforcement import load_levels
 from policies.evaluate import evaluate, mandatory
 from policies.offline import resources_of
+from tests.botocore_shapes import model_problems, parameter_problems
 from tests.policies.programs import edited
 from tests.providers.conftest import REGION
 from tests.training.code_checkout import checkout
@@ -173,3 +176,29 @@ def test_the_image_tag_follows_ml_the_lock_and_dockerfile_lake(tmp_path):
     changed_tag = lake_image_tag(repo)
     (repo / "ml" / "spark_lake_note.py").write_text("# a new module of the job's package\n")
     assert lake_image_tag(repo) != changed_tag
+
+
+def test_the_application_is_a_create_application_request_botocore_s_model_accepts(platforms):
+    (application,) = lake_offline_run("prod", platforms["prod"]).of_type(APPLICATION)
+    spec = application.inputs
+    request = {
+        "name": spec["name"], "releaseLabel": spec["releaseLabel"], "type": spec["type"], "clientToken": "t",
+        "architecture": spec["architecture"], "maximumCapacity": spec["maximumCapacity"],
+        "autoStartConfiguration": spec["autoStartConfiguration"],
+        # Pulumi's wire format carries every number as a double; the provider sends the schema's integer
+        "autoStopConfiguration": {**spec["autoStopConfiguration"],
+                                  "idleTimeoutMinutes": int(spec["autoStopConfiguration"]["idleTimeoutMinutes"])},
+        "networkConfiguration": spec["networkConfiguration"], "imageConfiguration": spec["imageConfiguration"],
+        # pulumi-aws spells it cloudwatchLoggingConfiguration; the API cloudWatchLoggingConfiguration
+        "monitoringConfiguration": {
+            "cloudWatchLoggingConfiguration": spec["monitoringConfiguration"]["cloudwatchLoggingConfiguration"]},
+    }
+    shape = botocore.session.get_session().get_service_model("emr-serverless").operation_model(
+        "CreateApplication").input_shape
+    assert parameter_problems(request, shape) == [] and model_problems(request, shape, "CreateApplication") == []
+
+
+@pytest.mark.parametrize(("key", "value"), [("maxCpu", "0 vCPU"), ("maxMemory", "0 GB"), ("maxDisk", "20")])
+def test_a_capacity_emr_serverless_would_refuse_is_refused_in_the_stack_file(key, value):
+    with pytest.raises(ValueError, match=f"retail:lakeEngine.{key}"):
+        parse_section(LakeEngineConfig, {key: value}, "retail:lakeEngine")
