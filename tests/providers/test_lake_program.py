@@ -179,7 +179,10 @@ def test_the_image_tag_follows_ml_the_lock_and_dockerfile_lake(tmp_path):
 
 
 def test_the_application_is_a_create_application_request_botocore_s_model_accepts(platforms):
-    (application,) = lake_offline_run("prod", platforms["prod"]).of_type(APPLICATION)
+    # AWS's id formats (the mocks' ids are the logical names, longer than AWS's 32 characters)
+    outputs = platforms["prod"] | {"privateSubnetIds": ["subnet-0a1b2c3d4e5f60001", "subnet-0a1b2c3d4e5f60002"],
+                                   "lakeEngineSecurityGroupId": "sg-0a1b2c3d4e5f60003"}
+    (application,) = lake_offline_run("prod", outputs).of_type(APPLICATION)
     spec = application.inputs
     request = {
         "name": spec["name"], "releaseLabel": spec["releaseLabel"], "type": spec["type"], "clientToken": "t",
