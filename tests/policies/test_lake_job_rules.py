@@ -1,0 +1,85 @@
+"""The lake job's rules: an EMR Serverless application must run in the VPC within a capacity ceiling and stop when
+idle, and the role EMR Serverless assumes may write only below named prefixes.
+
+Beyond each rule's one passing and one failing example (tests/policies/cases.py): what each rule reads, one setting
+at a time, and the real deployment (the platform's job role, the lake stack's application) passing all three.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from policies.catalog import BY_NAME
+from policies.evaluate import evaluate
+from policies.offline import resources_of
+from tests.policies.cases import EMR_APPLICATION, LAKE_JOB_POLICY, LAKE_JOB_ROLE, LAKE_WRITE, changed, res
+
+LAKE_JOB_RULES = ("emr-serverless-in-vpc", "emr-serverless-bounded", "emr-serverless-role-writes-lake-prefixes")
+
+
+def messages(rule: str, subject) -> list[str]:
+    resources = subject if isinstance(subject, list) else [subject]
+    return [v.message for v in evaluate([BY_NAME[rule]], resources, {})]
+
+
+def with_statement(**statement) -> object:
+    return changed(LAKE_JOB_POLICY, "policy", value=json.dumps({"Statement": [{**LAKE_WRITE, **statement}]}))
+
+
+def test_the_real_deployment_passes_the_lake_job_rules(deployment):
+    resources = [r for run in deployment("dev") for r in resources_of(run)]
+    assert {r.type for r in resources} >= {"aws:emrserverless/application:Application", "aws:iam/role:Role"}
+    assert evaluate([BY_NAME[name] for name in LAKE_JOB_RULES], resources, {}) == []
+
+
+@pytest.mark.parametrize(("network", "missing"), [({"subnetIds": ["subnet-a"]}, "no security group"),
+                                                  ({"securityGroupIds": ["sg-1"]}, "no subnets")])
+def test_an_application_missing_subnets_or_a_security_group_is_outside_the_vpc(network, missing):
+    (message,) = messages("emr-serverless-in-vpc", changed(EMR_APPLICATION, "networkConfiguration", value=network))
+    assert message == f"runs its workers outside the VPC ({missing})"
+
+
+def test_an_application_that_never_stops_fails_and_one_that_leaves_auto_stop_unstated_passes():
+    never = changed(EMR_APPLICATION, "autoStopConfiguration", "enabled", value=False)
+    unstated = changed(EMR_APPLICATION, "autoStopConfiguration", value=None)
+    assert messages("emr-serverless-bounded", never) == ["does not stop when idle"]
+    assert messages("emr-serverless-bounded", unstated) == []  # EMR Serverless stops an idle application by default
+
+
+@pytest.mark.parametrize(
+    ("statement", "reported"),
+    [({"Resource": "*"}, "on *, not below a prefix of the lake"),
+     ({"Resource": "arn:aws:s3:::lake-raw"}, "on arn:aws:s3:::lake-raw, not below"),
+     ({"Resource": "arn:aws:s3:::lake-raw/lake*"}, "on arn:aws:s3:::lake-raw/lake*, not below"),
+     ({"Action": "s3:*", "Resource": "arn:aws:s3:::lake-raw/*"}, "allows s3:* on arn:aws:s3:::lake-raw/*"),
+     ({"Action": "s3:Delete*"}, None),
+     ({"Action": "*", "Resource": "*"}, "allows * on *")],
+    ids=["everything", "a bucket", "a key prefix without a segment", "s3:* on a bucket's objects",
+         "deletes below prefixes", "admin"],
+)
+def test_the_job_role_writes_only_below_named_prefixes(statement, reported):
+    found = messages("emr-serverless-role-writes-lake-prefixes", [LAKE_JOB_ROLE, with_statement(**statement)])
+    assert found == [] if reported is None else reported in found[0]
+
+
+def test_a_not_resource_write_is_reported():
+    not_resource = changed(LAKE_JOB_POLICY, "policy", value=json.dumps({"Statement": [
+        {"Effect": "Allow", "Action": "s3:PutObject", "NotResource": "arn:aws:s3:::lake-raw/lake/raw/*"}]}))
+    (message,) = messages("emr-serverless-role-writes-lake-prefixes", [LAKE_JOB_ROLE, not_resource])
+    assert "allows s3:PutObject on everything but arn:aws:s3:::lake-raw/lake/raw/*" in message
+
+
+def test_reads_and_roles_other_services_assume_are_not_judged():
+    read_everything = with_statement(Action="s3:GetObject", Resource="*")
+    assert messages("emr-serverless-role-writes-lake-prefixes", [LAKE_JOB_ROLE, read_everything]) == []
+    sagemaker_role = changed(LAKE_JOB_ROLE, "assumeRolePolicy", value=json.dumps({"Statement": [
+        {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "sagemaker.amazonaws.com"}}]}))
+    assert messages("emr-serverless-role-writes-lake-prefixes", [sagemaker_role, with_statement(Resource="*")]) == []
+
+
+def test_a_policy_of_another_role_is_not_judged():
+    elsewhere = res(LAKE_JOB_POLICY.type, "other-access", deps={"role": ["urn:other-role"]},
+                    policy=json.dumps({"Statement": [{**LAKE_WRITE, "Resource": "*"}]}))
+    assert messages("emr-serverless-role-writes-lake-prefixes", [LAKE_JOB_ROLE, elsewhere]) == []
