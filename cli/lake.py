@@ -182,11 +182,14 @@ def run_lake(inputs: LakeInputs) -> dict[str, Any]:
     repository (as `retail train --cloud` does, for the same reasons), with the policy pack at the platform stack's
     levels."""
     from infra.automation import policy_config_for
-    from infra.providers.lake_program import LAKE_PROJECT, lake_program
+    from infra.providers import clients
+    from infra.providers.lake_program import LAKE_PROJECT, lake_program, stop_for_new_image
 
     lake_stack = f"lake-{inputs.stack}"
     with tempfile.TemporaryDirectory(prefix="retail-lake-") as work_dir:
         runner = train_cli.stack_runner(Path(work_dir), LAKE_PROJECT, lake_program(inputs))
         runner.create_stack(lake_stack)
         runner.set_config(lake_stack, {"aws:region": inputs.region}, {})
+        if stop_for_new_image(clients.emr_serverless(inputs.region), runner.outputs(lake_stack), inputs.image_uri):
+            typer.echo("Stopped the lake application so that it can take the new image")
         return runner.up(lake_stack, policy_config_for(inputs.stack))

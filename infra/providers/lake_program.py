@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,11 +202,38 @@ def lake_program(inputs: LakeInputs) -> Callable[[], None]:
             tags=dict(inputs.tags),
         )
         pulumi.export("applicationId", engine.application_id)
+        pulumi.export("imageUri", inputs.image_uri)
         pulumi.export("jobRunId", job.job_run_id)
         pulumi.export("runId", job.run_id)
         pulumi.export("manifestUri", job.manifest_uri)
 
     return program
+
+
+STOPPED = {"CREATED", "STOPPED", "TERMINATED"}
+"""Application states in which EMR Serverless accepts UpdateApplication (or has nothing to update)."""
+
+
+def stop_for_new_image(client: Any, previous: Mapping[str, Any], image_uri: str, poll_seconds: float = 10,
+                       timeout_seconds: float = 600) -> bool:
+    """Stop the lake stack's application before `pulumi up` gives it a new image; True if it had to be stopped.
+
+    EMR Serverless updates an application only while it is created or stopped, and one stays started for
+    `idleTimeoutMinutes` after its last run; the image changes with the code, so an up soon after a run would fail.
+    Nothing is done for the first up (no application yet) or the same image (a new run needs no update)."""
+    application_id = previous.get("applicationId")
+    if not application_id or previous.get("imageUri") == image_uri:
+        return False
+    if client.get_application(applicationId=application_id)["application"]["state"] in STOPPED:
+        return False
+    client.stop_application(applicationId=application_id)
+    deadline = time.monotonic() + timeout_seconds
+    while (state := client.get_application(applicationId=application_id)["application"]["state"]) not in STOPPED:
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"EMR Serverless application {application_id} is still {state} {timeout_seconds:.0f} s "
+                               "after StopApplication (a run still going?); try again once it has stopped")
+        time.sleep(poll_seconds)
+    return True
 
 
 OFFLINE_LAST_MODIFIED = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)

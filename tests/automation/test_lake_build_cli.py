@@ -93,7 +93,8 @@ def test_the_lake_stack_comes_up_in_its_own_project_with_the_platform_stack_s_po
     assert run.result.exit_code == 0, run.result.output
     lake = lake_runner(run)
     assert lake.project_name == LAKE_PROJECT and lake.project_at_up == LAKE_PROJECT
-    assert lake.calls == [("create_stack", "lake-dev"), ("set_config", "lake-dev"), ("up", "lake-dev", "dev.json")]
+    assert lake.calls == [("create_stack", "lake-dev"), ("set_config", "lake-dev"), ("outputs", "lake-dev"),
+                          ("up", "lake-dev", "dev.json")]
     assert lake.config["lake-dev"] == ({"aws:region": REGION}, {})
     assert not lake.work_dir.is_relative_to(run.repo) and not lake.work_dir.exists()
     (platform_runner,) = [r for r in run.runners.runners if r.program is None]
@@ -187,3 +188,34 @@ def test_a_local_build_defaults_to_the_configured_lake_root(spark_lake, monkeypa
     result = CliRunner().invoke(app, ["lake", "build", "--raw", "data/t.csv"])
     assert result.exit_code == 0, result.output
     assert spark_lake == [["--raw", "data/t.csv", "--lake", str(tmp_path / "configured")]]
+
+
+def started_application() -> str:
+    client = boto3.client("emr-serverless", region_name=REGION)
+    application = client.create_application(name="retail-dev-lake", releaseLabel="emr-7.9.0", type="SPARK")
+    assert client.get_application(applicationId=application["applicationId"])["application"]["state"] == "STARTED"
+    return application["applicationId"]
+
+
+def application_state(application_id: str) -> str:
+    client = boto3.client("emr-serverless", region_name=REGION)
+    return client.get_application(applicationId=application_id)["application"]["state"]
+
+
+def test_a_new_image_stops_the_started_application_before_the_up_that_updates_it(build, platform):
+    application_id = started_application()
+    image = f"{platform['repositoryUrls']['lake']}@sha256:{'ab' * 32}"
+    run = build("--raw", f"{platform['lakeRoot']}/raw/2026-01/", "--image-uri", image,
+                lake_outputs={"applicationId": application_id, "imageUri": image.replace("ab", "cd")})
+    assert run.result.exit_code == 0, run.result.output
+    assert application_state(application_id) == "STOPPED"
+    assert "Stopped the lake application so that it can take the new image" in run.result.output
+
+
+def test_the_same_image_leaves_the_application_running_for_the_next_run(build, platform):
+    application_id = started_application()
+    image = f"{platform['repositoryUrls']['lake']}@sha256:{'ab' * 32}"
+    run = build("--raw", f"{platform['lakeRoot']}/raw/2026-01/", "--image-uri", image,
+                lake_outputs={"applicationId": application_id, "imageUri": image})
+    assert run.result.exit_code == 0, run.result.output
+    assert application_state(application_id) == "STARTED"

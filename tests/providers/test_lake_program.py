@@ -27,6 +27,7 @@ from infra.providers.lake_program import (
     raw_listing,
     require_lake_outputs,
     require_raw_in_lake,
+    stop_for_new_image,
 )
 from policies.catalog import RULES
 from policies.enforcement import load_levels
@@ -205,3 +206,38 @@ def test_the_application_is_a_create_application_request_botocore_s_model_accept
 def test_a_capacity_emr_serverless_would_refuse_is_refused_in_the_stack_file(key, value):
     with pytest.raises(ValueError, match=f"retail:lakeEngine.{key}"):
         parse_section(LakeEngineConfig, {key: value}, "retail:lakeEngine")
+
+
+@pytest.fixture
+def emr(moto_endpoint):
+    return boto3.client("emr-serverless", region_name=REGION)
+
+
+def started(emr) -> str:
+    return emr.create_application(name="retail-dev-lake", releaseLabel="emr-7.9.0", type="SPARK")["applicationId"]
+
+
+def test_nothing_is_stopped_for_the_first_up_the_same_image_or_a_stopped_application(emr):
+    application_id = started(emr)
+    assert stop_for_new_image(emr, {}, "lake@sha256:2") is False
+    assert stop_for_new_image(emr, {"applicationId": application_id, "imageUri": "lake@sha256:2"},
+                              "lake@sha256:2") is False
+    emr.stop_application(applicationId=application_id)
+    assert stop_for_new_image(emr, {"applicationId": application_id, "imageUri": "lake@sha256:1"},
+                              "lake@sha256:2") is False
+
+
+def test_a_started_application_is_stopped_before_it_takes_a_new_image(emr):
+    application_id = started(emr)
+    previous = {"applicationId": application_id, "imageUri": "lake@sha256:1"}
+    assert stop_for_new_image(emr, previous, "lake@sha256:2", poll_seconds=0.01) is True
+    assert emr.get_application(applicationId=application_id)["application"]["state"] == "STOPPED"
+
+
+def test_an_application_that_does_not_stop_is_an_error_saying_to_try_again(emr, monkeypatch):
+    from moto.emrserverless.models import EMRServerlessBackend
+
+    monkeypatch.setattr(EMRServerlessBackend, "stop_application", lambda self, application_id: None)
+    previous = {"applicationId": started(emr), "imageUri": "lake@sha256:1"}
+    with pytest.raises(TimeoutError, match="is still STARTED 0 s after StopApplication"):
+        stop_for_new_image(emr, previous, "lake@sha256:2", poll_seconds=0.01, timeout_seconds=0.05)
