@@ -93,6 +93,15 @@ INGESTED_SCHEMA = {**QUARANTINE_SCHEMA, BASKET_KEY: pl.String, KIND: pl.String, 
 SILVER_WITH_SOURCE = (check_baskets(pl.LazyFrame(schema=PASSED_SCHEMA), engine="auto").lines(*SOURCE_COLUMNS)
                       .collect_schema())
 """The silver lines as the basket tasks give them: with the source columns, for the line order and counts."""
+TEXT_OF = {c: f"_text_{c}" for c, t in SILVER_WITH_SOURCE.items()
+           if c in QUARANTINE_SCHEMA and t != QUARANTINE_SCHEMA[c]}
+"""The columns the silver lines type (SHOP_WEEK, QUANTITY, ...): a quarantined row's text of them is carried in
+these columns beside the silver lines'."""
+CHECKED_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
+    **SILVER_WITH_SOURCE, **{c: t for c, t in QUARANTINE_SCHEMA.items() if c not in SILVER_WITH_SOURCE},
+    **dict.fromkeys(TEXT_OF.values(), pl.String), KIND: pl.String,
+}
+"""What the basket tasks give: silver lines with their source columns (`lines`) and quarantined rows (`failed`)."""
 BASKET_CHUNK_LINES = 100_000
 """About how many lines a task gathers before it checks or featurizes them (whole baskets, so a few more)."""
 SPARK_TYPES: dict[pl.DataType, T.DataType] = {
@@ -187,22 +196,29 @@ def _ingest_file(uri: str, in_folder: bool) -> Iterator[pl.DataFrame]:
                             "_variant": [variant], "_notice": [notice]}, schema_overrides=FILE_FACTS)
 
 
+def _conformed(frame: pl.DataFrame, schema: Schema) -> pl.DataFrame:
+    """The frame in `schema`'s columns and types, a column it lacks null."""
+    return frame.select(pl.col(c).cast(t) if c in frame.columns else pl.lit(None, t).alias(c)
+                        for c, t in schema.items())
+
+
 def _ingest_task(batches: Iterator[pa.RecordBatch], in_folder: bool, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
     for files in _frames(batches):
         for uri in files["uri"]:
             for frame in _ingest_file(uri, in_folder):
-                yield from _batches(frame.select(pl.col(c).cast(t) if c in frame.columns else pl.lit(None, t).alias(c)
-                                                 for c, t in INGESTED_SCHEMA.items()), schema)
+                yield from _batches(_conformed(frame, INGESTED_SCHEMA), schema)
 
 
 # ---- basket check: whole baskets per task ----------------------------------------------------------------------
-def _basket_task(batches: Iterator[pa.RecordBatch], side: str, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    """`check_baskets` on each run of whole baskets: their silver lines with the source columns (`lines`), or
-    their rows that go to the quarantine (`failures`)."""
+def _basket_task(batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """`check_baskets` on each run of whole baskets (CHECKED_SCHEMA): their silver lines with the source columns
+    (`lines`), then their rows that go to the quarantine (`failed`)."""
     for baskets in whole_baskets(_frames(batches)):
         check = check_baskets(baskets.lazy(), engine="auto")
-        chosen = check.lines(*SOURCE_COLUMNS) if side == "lines" else check.failures
-        yield from _batches(chosen.collect(), schema)
+        lines, failures = pl.collect_all([check.lines(*SOURCE_COLUMNS).with_columns(pl.lit("lines").alias(KIND)),
+                                          check.failures.rename(TEXT_OF).with_columns(pl.lit("failed").alias(KIND))])
+        for frame in (lines, failures):
+            yield from _batches(_conformed(frame, CHECKED_SCHEMA), schema)
 
 
 # ---- features: whole baskets per task --------------------------------------------------------------------------
@@ -342,9 +358,11 @@ def _ingest(spark: SparkSession, files: list[str], in_folder: bool, raw: str,
 
 def _validate(ingested: DataFrame, facts: list[Row], lake: Lake, run_id: str, cache: _Cache) -> _Validated:
     """The basket check on partitions of whole baskets, the silver lines and the quarantine written, the report."""
-    baskets = cache(_whole_baskets(ingested.filter(F.col(KIND) == "passed").select(*PASSED_SCHEMA)))
-    lines = cache(_map(baskets, _basket_task, SILVER_WITH_SOURCE, side="lines"))
-    failures = _map(baskets, _basket_task, QUARANTINE_SCHEMA, side="failures")
+    checked = cache(_map(_whole_baskets(ingested.filter(F.col(KIND) == "passed").select(*PASSED_SCHEMA)),
+                         _basket_task, CHECKED_SCHEMA))
+    lines = checked.filter(F.col(KIND) == "lines").select(*SILVER_WITH_SOURCE)
+    failures = checked.filter(F.col(KIND) == "failed").select(*(F.col(TEXT_OF.get(c, c)).alias(c)
+                                                                  for c in QUARANTINE_SCHEMA))
     quarantine = ingested.filter(F.col(KIND) == "failed").select(*QUARANTINE_SCHEMA).unionByName(failures)
     silver_lines = _write(lines.drop(*SOURCE_COLUMNS), lake.uri("silver", run_id, "lines"))
     quarantine_uri = _write(quarantine, lake.uri("silver", run_id, "quarantine"))
@@ -356,7 +374,7 @@ def _validate(ingested: DataFrame, facts: list[Row], lake: Lake, run_id: str, ca
     rows_read = {row[SOURCE_FILE]: row["_rows_read"] for row in facts}
     report = written_report(_scan(silver_lines), _scan(quarantine_uri), rows_read,
                             by_file.lazy().group_by(SOURCE_FILE).agg(pl.col("len").sum()))
-    cache.drop(ingested, baskets)  # the features read the silver lines only
+    cache.drop(ingested)  # the features read the silver lines only
     return _Validated(lines, silver_lines, quarantine_uri, report, by_file)
 
 
