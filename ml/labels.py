@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ml import ingest
-from ml.lake import SILVER_LINES, Lake, arrow_frame, join, run_id_for, silver_runs
+from ml.lake import SILVER_LINES_FOLDER, Lake, arrow_frame, join, run_id_for, silver_line_files, silver_runs
 from ml.schema import BASKET_KEY, LABEL, TRAINABLE_LABELS
 from ml.validate import ValidationReport, validate
 
@@ -52,7 +52,7 @@ def land(input_path: Path, lake: Lake) -> Landed:
 
 @dataclass(frozen=True)
 class WeekLines:
-    """One week's validated lines and the silver file they were read from."""
+    """One week's validated lines and the silver run's lines folder they were read from."""
 
     week: int
     lines: pl.DataFrame
@@ -83,18 +83,18 @@ def week_lines(lake: Lake, week: int) -> WeekLines:
     """
     silver = join(lake.base, "silver")
     runs = silver_runs(lake.fs, silver)[::-1]  # newest first
-    holding: list[tuple[str, int]] = []  # (run, baskets of the week), newest first
+    holding: list[tuple[str, int, list[str]]] = []  # (run, baskets of the week, its line files), newest first
     for run in runs:
-        keys = pq.read_table(join(silver, run, SILVER_LINES), filesystem=lake.fs, columns=[BASKET_KEY],
-                             filters=[(WEEK, "=", week)])
+        files = silver_line_files(lake.fs, join(silver, run, SILVER_LINES_FOLDER))
+        keys = pq.read_table(files, filesystem=lake.fs, columns=[BASKET_KEY], filters=[(WEEK, "=", week)])
         if keys.num_rows:
-            holding.append((run, len(pc.unique(keys[BASKET_KEY]))))
+            holding.append((run, len(pc.unique(keys[BASKET_KEY])), files))
     if holding:
         chosen = max(range(len(holding)), key=lambda i: holding[i][1])  # the first (newest) of the largest
-        run, baskets = holding[chosen]
+        run, baskets, files = holding[chosen]
         notices = tuple(f"week {week}: silver run {newer} is newer but holds {count} of its baskets, fewer than the "
-                        f"{baskets} of {run}, which was read" for newer, count in holding[:chosen])
-        table = pq.read_table(join(silver, run, SILVER_LINES), filesystem=lake.fs, filters=[(WEEK, "=", week)])
-        return WeekLines(week, arrow_frame(table), lake.uri("silver", run, SILVER_LINES), notices)
+                        f"{baskets} of {run}, which was read" for newer, count, _ in holding[:chosen])
+        table = pq.read_table(files, filesystem=lake.fs, filters=[(WEEK, "=", week)])
+        return WeekLines(week, arrow_frame(table), lake.uri("silver", run, SILVER_LINES_FOLDER), notices)
     raise NoLabels(f"week {week}: no silver run under {lake.uri('silver')} holds its lines yet; land the week's "
                    "transactions first (`retail pipeline run`, or ml.labels.land)")

@@ -6,7 +6,8 @@ endpoint other than AWS, Arrow reads `AWS_ENDPOINT_URL` from the environment.
 
 Layout under the root:
   raw/<content-hash>/<file>             the input exactly as received (deduplicated)
-  silver/<run>/lines/part-0.parquet     typed, validated lines
+  silver/<run>/lines/part-0.parquet     typed, validated lines (the Spark job, ml.spark_lake, writes
+                                        lines/part-*.parquet and lines/_SUCCESS: readers take the folder)
   silver/<run>/quarantine/part-0.parquet  rejected rows with the rule they failed
   gold/<run>/baskets/                   basket feature table, hive-partitioned by
                                         STORE_REGION and BASKET_TYPE (folders named by the
@@ -59,7 +60,11 @@ def arrow_frame(table: pa.Table) -> pl.DataFrame:
 
 
 SILVER_LINES = "lines/part-0.parquet"
-"""A run's validated lines, relative to silver/<run>/."""
+"""A run's validated lines as the local pipeline writes them, relative to silver/<run>/."""
+SILVER_LINES_FOLDER = "lines"
+"""The folder of a run's validated lines, relative to silver/<run>/: SILVER_LINES, or the Spark job's part files."""
+SPARK_COMMITTED = f"{SILVER_LINES_FOLDER}/_SUCCESS"
+"""The marker Spark's committer writes into the lines folder once every part file is in place (ml.spark_lake)."""
 SILVER_QUARANTINE = "quarantine/part-0.parquet"
 """A run's rejected rows, relative to silver/<run>/."""
 
@@ -75,13 +80,23 @@ def join(*parts: str) -> str:
 
 def silver_runs(fs: pafs.FileSystem, silver: str) -> list[str]:
     """The runs under the folder `silver` (a lake's silver zone) that hold validated lines, oldest first (run ids
-    begin with their UTC time); a run still being written, or in the layout before lines/, is not one.
+    begin with their UTC time): the local pipeline's SILVER_LINES, or a Spark job's committed lines folder
+    (SPARK_COMMITTED). A run still being written, or in the layout before lines/, is not one.
 
     Found by one listing, with no request for a key that may not exist: on S3 such a request is answered 403,
     not 404, unless the caller may list the bucket without conditions, which the scoring role may not."""
     listed = fs.get_file_info(pafs.FileSelector(silver, recursive=True, allow_not_found=True))
     inside = (info.path[len(silver.rstrip("/")):].strip("/") for info in listed if info.type == pafs.FileType.File)
-    return sorted(run for run, _, rest in (path.partition("/") for path in inside) if rest == SILVER_LINES)
+    committed = (SILVER_LINES, SPARK_COMMITTED)
+    return sorted({run for run, _, rest in (path.partition("/") for path in inside) if rest in committed})
+
+
+def silver_line_files(fs: pafs.FileSystem, lines: str) -> list[str]:
+    """The Parquet files of a run's lines folder (`silver/<run>/lines`), in name order; Spark's markers and
+    hidden files (names starting with `_` or `.`, which Arrow's datasets skip too) are not lines."""
+    listed = fs.get_file_info(pafs.FileSelector(lines, allow_not_found=True))
+    return sorted(info.path for info in listed if info.type == pafs.FileType.File
+                  and info.base_name.endswith(".parquet") and not info.base_name.startswith(("_", ".")))
 
 
 HIVE_VALUE = re.compile(r"[A-Za-z0-9_-](?:[A-Za-z0-9 ._-]*[A-Za-z0-9_-])?")

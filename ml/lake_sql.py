@@ -29,7 +29,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from ml.lake import SILVER_LINES, Lake, silver_runs
+from ml.lake import SILVER_LINES_FOLDER, Lake, silver_runs
 from ml.lake_queries import LakeQuery
 
 
@@ -49,7 +49,7 @@ class LakeTable:
 
 
 TABLES = (
-    LakeTable("silver_lines", "silver", SILVER_LINES.rsplit("/", 1)[0]),
+    LakeTable("silver_lines", "silver", SILVER_LINES_FOLDER),
     LakeTable("gold_baskets", "gold", "baskets", partitioned=True, by_name=True),
     LakeTable("predictions", "predictions", "baskets"),
 )

@@ -4,8 +4,8 @@ Inputs, each at a local path or an s3:// URI (read through `ml.lake.filesystem`)
 * transactions: a CSV (.csv or .csv.gz) or a folder of weekly `transactions_YYYYWW.csv`
   files, read and validated exactly as the pipeline reads its input (`ml.ingest`,
   `ml.validate`): a bad line or row goes to the quarantine and the run goes on;
-* a silver run of the lake (`silver/<run>/lines/part-0.parquet`): lines the pipeline has
-  validated already, scored as they are.
+* a silver run of the lake (`silver/<run>/`, its lines in `lines/`: the pipeline's
+  `part-0.parquet`, or the Spark job's part files): lines validated already, scored as they are.
 
 Memory stays bounded by the largest chunk, not by the input:
 1. load: each file is read in pieces of at most `PIECE_BYTES` of whole lines; each piece,
@@ -59,7 +59,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ml import ingest
 from ml.ingest import SOURCE_FILE, SOURCE_LINE, WEEKLY_FILE, EmptyFile, InputError, RawInput
-from ml.lake import SILVER_LINES, Lake, arrow_frame, filesystem, join, silver_runs
+from ml.lake import (
+    SILVER_LINES,
+    SILVER_LINES_FOLDER,
+    SPARK_COMMITTED,
+    Lake,
+    arrow_frame,
+    filesystem,
+    join,
+    silver_line_files,
+    silver_runs,
+)
 from ml.lineage import git_commit
 from ml.prediction_log import BATCH, BATCH_BASKETS, CHAMPION, prediction_rows, week_folder, write_whole
 from ml.progress import StageTimer
@@ -112,17 +122,18 @@ class ScoringInput:
 
 def input_at(location: str) -> ScoringInput:
     """The input at a location: silver lines when it is a .parquet file or a silver/<run>/ folder (holding
-    lines/part-0.parquet), otherwise transactions (a CSV or a folder of weekly files). A `silver/latest/`
-    location that holds no lines is the newest run under `silver/` (`LATEST`). A run folder in the layout
-    before lines/ (its lines in lines.parquet) is refused with what to move; its lines.parquet is read as any
-    .parquet file is."""
+    lines/part-0.parquet, or a Spark job's committed lines/), otherwise transactions (a CSV or a folder of weekly
+    files). A `silver/latest/` location that holds no lines is the newest run under `silver/` (`LATEST`). A run
+    folder in the layout before lines/ (its lines in lines.parquet) is refused with what to move; its lines.parquet
+    is read as any .parquet file is."""
     if location.rstrip("/").endswith(".parquet"):
         return ScoringInput(location, silver=True)
     try:
         fs, path = filesystem(location)
         if path.rstrip("/").rsplit("/", 1)[-1] == LATEST:
             return ScoringInput(_newest_run(location, fs, path.rstrip("/").rsplit("/", 1)[0]), silver=True)
-        silver = fs.get_file_info(join(path, SILVER_LINES)).type == pafs.FileType.File
+        silver = any(fs.get_file_info(join(path, marker)).type == pafs.FileType.File
+                     for marker in (SILVER_LINES, SPARK_COMMITTED))
         if not silver and fs.get_file_info(join(path, OLD_SILVER_LINES)).type == pafs.FileType.File:
             raise InputError(f"{location}: a silver run in the layout before lines/ ({OLD_SILVER_LINES}); move it to "
                              f"{SILVER_LINES} (docs/lifecycle.md), or give --input the file itself")
@@ -132,17 +143,17 @@ def input_at(location: str) -> ScoringInput:
 
 
 def _newest_run(location: str, fs: pafs.FileSystem, runs: str) -> str:
-    """The lines of the newest pipeline run under the folder `runs` (`ml.lake.silver_runs`); the scheduled job
+    """The newest pipeline run under the folder `runs` that holds lines (`ml.lake.silver_runs`); the scheduled job
     reads `silver/latest/` so that it needs no run id."""
     with_lines = silver_runs(fs, runs)
     if not with_lines:
-        raise InputError(f"{location}: no pipeline run under {runs} holds {SILVER_LINES} yet")
-    return location.rstrip("/").rsplit("/", 1)[0] + f"/{with_lines[-1]}/{SILVER_LINES}"
+        raise InputError(f"{location}: no pipeline run under {runs} holds {SILVER_LINES} or {SPARK_COMMITTED} yet")
+    return location.rstrip("/").rsplit("/", 1)[0] + f"/{with_lines[-1]}"
 
 
 def silver_run(run_id: str, lake_root: str) -> ScoringInput:
     """The silver lines of a pipeline run, by its id, in the lake at `lake_root`."""
-    return ScoringInput(Lake(lake_root).uri("silver", run_id, SILVER_LINES), silver=True)
+    return ScoringInput(Lake(lake_root).uri("silver", run_id), silver=True)
 
 
 @dataclass
@@ -241,7 +252,7 @@ class _HashingReader:
         raise io.UnsupportedOperation("seek")
 
 
-def _transaction_files(location: str) -> tuple[pafs.FileSystem, list[tuple[str, str]]]:
+def transaction_files(location: str) -> tuple[pafs.FileSystem, list[tuple[str, str]]]:
     """The files of a transactions input as (name shown to users, filesystem path)."""
     try:
         fs, path = filesystem(location)
@@ -277,7 +288,7 @@ def _ingest_piece(piece: bytes, scratch: Path, name: str, lines_before: int) -> 
 
 def _load_transactions(loaded: Loaded, scratch: Path, piece_bytes: int) -> None:
     location = loaded.input.location
-    fs, files = _transaction_files(location)
+    fs, files = transaction_files(location)
     is_folder = not (len(files) == 1 and files[0][0] == location)
     variants: set[str] = set()
     rejected: list[pl.DataFrame] = []
@@ -318,21 +329,29 @@ def _load_transactions(loaded: Loaded, scratch: Path, piece_bytes: int) -> None:
 
 
 def _load_silver(loaded: Loaded) -> None:
+    """Spill a silver input a batch at a time: a .parquet file, or a run folder's lines (`ml.lake.silver_line_files`:
+    the pipeline's one file or a Spark job's part files, read in name order)."""
     location = loaded.input.location
     try:
         fs, path = filesystem(location)
         path = path.rstrip("/")
-        if not location.rstrip("/").endswith(".parquet"):
-            path, location = join(path, SILVER_LINES), join(location, SILVER_LINES)
-        if fs.get_file_info(path).type != pafs.FileType.File:
-            raise InputError(f"{location}: no such file (silver lines are silver/<run>/{SILVER_LINES})")
-        with fs.open_input_file(path) as handle:
-            lines = pq.ParquetFile(handle)
-            if WEEK not in lines.schema_arrow.names or BASKET_KEY not in lines.schema_arrow.names:
-                raise InputError(f"{location}: not silver lines (no {WEEK} or {BASKET_KEY} column)")
-            for batch in lines.iter_batches(batch_size=SILVER_BATCH_ROWS):
-                loaded.spill.add(arrow_frame(pa.Table.from_batches([batch])))
-            size = fs.get_file_info(path).size
+        if location.rstrip("/").endswith(".parquet"):
+            files = [path] if fs.get_file_info(path).type == pafs.FileType.File else []
+        else:
+            path, location = join(path, SILVER_LINES_FOLDER), join(location, SILVER_LINES_FOLDER)
+            files = silver_line_files(fs, path)
+        if not files:
+            raise InputError(f"{location}: no such file (silver lines are silver/<run>/{SILVER_LINES}, or a Spark "
+                             f"job's part files in silver/<run>/{SILVER_LINES_FOLDER}/)")
+        size = 0
+        for file in files:
+            with fs.open_input_file(file) as handle:
+                lines = pq.ParquetFile(handle)
+                if WEEK not in lines.schema_arrow.names or BASKET_KEY not in lines.schema_arrow.names:
+                    raise InputError(f"{location}: not silver lines (no {WEEK} or {BASKET_KEY} column)")
+                for batch in lines.iter_batches(batch_size=SILVER_BATCH_ROWS):
+                    loaded.spill.add(arrow_frame(pa.Table.from_batches([batch])))
+            size += fs.get_file_info(file).size or 0
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"{location}: unreadable ({exc})") from exc
     loaded.files[location] = {"bytes": size, "rows_read": sum(loaded.spill.rows.values())}

@@ -76,7 +76,7 @@ from ml.lake import (
 from ml.pipeline import PARTITIONS, gold_counts, gold_part, holdout_plan, lake_manifest, lineage_facts, split_facts
 from ml.progress import StageTimer
 from ml.schema import BASKET_KEY, CANONICAL_COLUMNS
-from ml.score import _transaction_files as transaction_files
+from ml.score import transaction_files
 from ml.settings import Settings, rows_per_piece
 from ml.split import HoldoutPlan, split_weeks
 from ml.validate import QUARANTINE_SCHEMA, ValidationReport, check_baskets, check_rows, written_report

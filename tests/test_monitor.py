@@ -24,7 +24,7 @@ from api.drift import DriftMonitor
 from cli.monitor import monitor
 from ml import metric_names as names
 from ml.labels import NoLabels, week_lines
-from ml.lake import SILVER_LINES, Lake
+from ml.lake import SILVER_LINES, SILVER_LINES_FOLDER, Lake
 from ml.monitor import ModelWeek, measure_week, read_predictions, week_index
 from ml.prediction_log import BATCH, CHALLENGER, CHAMPION, SERVICE, prediction_rows
 from ml.reference import feature_psi, flat_features, missing_values, population_stability_index
@@ -104,7 +104,7 @@ def test_the_week_s_labels_come_from_the_silver_run_holding_most_of_its_baskets(
     part = week_lines(lake, WEEK).lines.head(4)
     lake.write_parquet(part, "silver", "20250101T000000Z-part", SILVER_LINES)  # newer, part of the week
     lines = week_lines(lake, WEEK)
-    assert lines.source.endswith(f"20240101T000000Z-aaaa/{SILVER_LINES}") and lines.labelled_baskets == 10
+    assert lines.source.endswith(f"20240101T000000Z-aaaa/{SILVER_LINES_FOLDER}") and lines.labelled_baskets == 10
     assert lines.notices == (f"week {WEEK}: silver run 20250101T000000Z-part is newer but holds 4 of its baskets, "
                              "fewer than the 11 of 20240101T000000Z-aaaa, which was read",)
 
@@ -329,5 +329,5 @@ def test_lake_and_report_may_be_on_s3(moto_endpoint, command):
                     for name in ("report.html", "report.json", "trends.png", "week.png")]
     saved = json.loads(boto3.client("s3", endpoint_url=moto_endpoint).get_object(
         Bucket="monitored", Key=f"lake/monitoring/week={WEEK}/report.json")["Body"].read())
-    assert saved["report"]["label_source"] == f"s3://monitored/lake/silver/20240101T000000Z-aaaa/{SILVER_LINES}"
+    assert saved["report"]["label_source"] == f"s3://monitored/lake/silver/20240101T000000Z-aaaa/{SILVER_LINES_FOLDER}"
     assert "s3://monitored/lake/monitoring/week=200620/report.html" in result.stderr

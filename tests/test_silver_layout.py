@@ -3,7 +3,9 @@
 A query engine reads every file under a table's folder, so lines and quarantine are no longer
 side by side. Runs are found by one listing (`ml.lake.silver_runs`, what `silver/latest/` and
 monitoring use); a run folder in the layout before (its lines in `lines.parquet`) is refused by
-`retail score --input` with what to move, while that file given as the input is still scored.
+`retail score --input` with what to move, while that file given as the input is still scored. A run the Spark
+job wrote (ml.spark_lake: part files and Spark's `_SUCCESS` in lines/) is a run once committed, and all its part
+files are read, by scoring and by the labels monitoring reads.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import polars as pl
 import pytest
 
 from ml.ingest import InputError
+from ml.labels import week_lines
 from ml.lake import SILVER_LINES, Lake, silver_runs
 from ml.score import ScoringInput, input_at, load
 
@@ -48,7 +51,34 @@ def test_silver_latest_is_the_newest_run_holding_lines(tmp_path):
     lake.write_silver("20240201T000000Z-bbbb", LINES, QUARANTINE)
     lake.write_parquet(LINES, "silver", "20240401T000000Z-old-layout", "lines.parquet")
     chosen = input_at(f"{tmp_path}/silver/latest/")
-    assert chosen == ScoringInput(f"{tmp_path}/silver/20240201T000000Z-bbbb/{SILVER_LINES}", silver=True)
+    assert chosen == ScoringInput(f"{tmp_path}/silver/20240201T000000Z-bbbb", silver=True)
+    loaded = load(chosen, tmp_path / "scratch")
+    assert list(loaded.files) == [f"{tmp_path}/silver/20240201T000000Z-bbbb/lines"]
+    assert sum(loaded.spill.rows.values()) == LINES.height
+
+
+def spark_run(lake: Lake, run: str, committed: bool = True) -> None:
+    """Lines as Spark writes them: one part file per task, `_SUCCESS` once the job committed, no part-0.parquet."""
+    lake.write_parquet(LINES.head(2), "silver", run, "lines", "part-00000-3f1c.snappy.parquet")
+    lake.write_parquet(LINES.tail(1), "silver", run, "lines", "part-00001-3f1c.snappy.parquet")
+    if committed:
+        Path(lake.base, "silver", run, "lines", "_SUCCESS").write_bytes(b"")
+
+
+def test_a_committed_spark_run_is_a_run_and_every_part_file_is_read(tmp_path):
+    lake = Lake(str(tmp_path))
+    lake.write_silver("20240101T000000Z-aaaa", LINES.head(1), QUARANTINE)
+    spark_run(lake, "20240201T000000Z-spark")
+    spark_run(lake, "20240301T000000Z-writing", committed=False)
+    assert silver_runs(lake.fs, f"{lake.base}/silver") == ["20240101T000000Z-aaaa", "20240201T000000Z-spark"]
+    chosen = input_at(f"{tmp_path}/silver/latest/")
+    assert chosen == ScoringInput(f"{tmp_path}/silver/20240201T000000Z-spark", silver=True)
+    loaded = load(chosen, tmp_path / "scratch")
+    assert loaded.spill.read(loaded.spill.weeks()).sort("SPEND").select(LINES.columns).equals(LINES)
+    # Monitoring's labels of a week come from the run holding most of its baskets: the Spark run, both part files.
+    week = week_lines(lake, 200607)
+    assert week.source == f"{tmp_path}/silver/20240201T000000Z-spark/lines"
+    assert week.lines.sort("SPEND").select(LINES.columns).equals(LINES.head(2))
 
 
 def test_a_run_folder_is_silver_input_and_its_lines_are_read(tmp_path):
