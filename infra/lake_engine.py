@@ -41,6 +41,10 @@ SCRATCH_ZONES = ("silver", "gold")
 WRITE_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts")
 IMAGE_PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer")
 """What EMR Serverless needs on a custom image's repository (the EMR Serverless User Guide's repository policy)."""
+LOG_SOURCES = ("SPARK_DRIVER", "SPARK_EXECUTOR")
+LOG_TYPES = ("STDOUT", "STDERR")
+"""What the application publishes to CloudWatch Logs: the driver's and every executor's stdout and stderr (without
+`logTypes` EMR Serverless publishes the driver's only: the API reference's CloudWatchLoggingConfiguration)."""
 LOG_ACTIONS = ("logs:CreateLogStream", "logs:DescribeLogStreams", "logs:PutLogEvents")
 
 
@@ -175,10 +179,8 @@ def image_pull_policy(account_id: pulumi.Input[str], region: str) -> pulumi.Outp
             "Effect": "Allow",
             "Principal": {"Service": SERVICE},
             "Action": list(IMAGE_PULL_ACTIONS),
-            "Condition": {
-                "StringEquals": {"aws:SourceAccount": account_id},
-                "ArnLike": {"aws:SourceArn": applications},
-            },
+            # The EMR Serverless User Guide conditions on aws:SourceArn alone: the ARN pins the account and region.
+            "Condition": {"ArnLike": {"aws:SourceArn": applications}},
         }
     ])
 
@@ -219,6 +221,8 @@ class LakeApplication(pulumi.ComponentResource):
                     "enabled": True,
                     "log_group_name": args.log_group_name,
                     "log_stream_name_prefix": "lake",
+                    # Without log types EMR Serverless publishes the driver's stdout and stderr only.
+                    "log_types": [{"name": name, "values": list(LOG_TYPES)} for name in LOG_SOURCES],
                 },
             },
             opts=pulumi.ResourceOptions(parent=self),

@@ -33,6 +33,7 @@ from infra.lake_engine import LakeApplication, LakeApplicationArgs
 from infra.offline import OfflineRun, run_offline
 from infra.providers.lake_job import LakeJob
 from infra.providers.sourcedir import code_version
+from ml.ingest import WEEKLY_FILE
 
 DOCKERFILE = "Dockerfile.lake"
 TAG_PREFIX = "lake-"
@@ -108,17 +109,24 @@ def require_raw_in_lake(raw_uri: str, lake_root: str) -> tuple[str, str]:
 
 
 def raw_listing(s3: Any, bucket: str, prefix: str) -> list[RawObject]:
-    """The CSV files the job will read at s3://<bucket>/<prefix> (one file, or a folder's); a ValueError if none."""
-    objects = [
-        RawObject(item["Key"], int(item["Size"]), str(item["ETag"]).strip('"'), item["LastModified"])
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
-        for item in page.get("Contents", [])
-        if item["Key"].lower().endswith(".csv") and (item["Key"] == prefix or item["Key"].startswith(
-            prefix if prefix.endswith("/") else f"{prefix}/"))
-    ]
-    if not objects:
-        raise ValueError(f"s3://{bucket}/{prefix} holds no .csv file: nothing for the lake job to read")
-    return sorted(objects, key=lambda o: o.key)
+    """The files the job will read at s3://<bucket>/<prefix>, by its own rule (`ml.score.transaction_files`): the
+    object itself when the URI names one, else the folder's weekly files `transactions_YYYYWW.csv` (its direct
+    children, `ml.ingest.WEEKLY_FILE`); a ValueError if there are none, so no paid run starts to find nothing."""
+    def listed(**request: str) -> list[RawObject]:
+        return [RawObject(item["Key"], int(item["Size"]), str(item["ETag"]).strip('"'), item["LastModified"])
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, **request)
+                for item in page.get("Contents", [])]
+
+    if not prefix.endswith("/"):
+        named = [o for o in listed(Prefix=prefix) if o.key == prefix]
+        if named:
+            return named
+    folder = prefix if prefix.endswith("/") else f"{prefix}/"
+    weekly = [o for o in listed(Prefix=folder, Delimiter="/") if WEEKLY_FILE.match(o.key.removeprefix(folder))]
+    if not weekly:
+        raise ValueError(f"s3://{bucket}/{prefix} is neither a file nor a folder holding weekly files named "
+                         "transactions_YYYYWW.csv: nothing for the lake job to read")
+    return sorted(weekly, key=lambda o: o.key)
 
 
 def input_fingerprint(objects: Sequence[RawObject]) -> str:

@@ -121,8 +121,8 @@ def test_emr_serverless_may_pull_the_lake_image_for_this_account_s_applications_
     (statement,) = json.loads(policy["policy"])["Statement"]
     assert statement["Principal"] == {"Service": "emr-serverless.amazonaws.com"}
     assert sorted(statement["Action"]) == sorted(IMAGE_PULL_ACTIONS)
+    # As the EMR Serverless User Guide's repository policy: aws:SourceArn alone, which names account and region.
     assert statement["Condition"] == {
-        "StringEquals": {"aws:SourceAccount": "123456789012"},
         "ArnLike": {"aws:SourceArn": "arn:aws:emr-serverless:ap-southeast-1:123456789012:/applications/*"}}
 
 

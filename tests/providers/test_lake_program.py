@@ -81,6 +81,9 @@ def test_the_application_runs_the_lake_image_in_the_platform_s_private_subnets_a
     assert "initialCapacities" not in spec, "no pre-initialized capacity bills between runs"
     logging = spec["monitoringConfiguration"]["cloudwatchLoggingConfiguration"]
     assert logging["logGroupName"] == outputs["lakeEngineLogGroupName"] and logging["enabled"] is True
+    # Without logTypes EMR Serverless would publish the driver's stdout and stderr only.
+    assert logging["logTypes"] == [{"name": "SPARK_DRIVER", "values": ["STDOUT", "STDERR"]},
+                                   {"name": "SPARK_EXECUTOR", "values": ["STDOUT", "STDERR"]}]
 
 
 def test_the_run_writes_the_platform_s_lake_as_the_platform_s_job_role(platforms):
@@ -131,23 +134,29 @@ def raw_bucket(moto_endpoint, request):
     bucket = f"raw-{hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:12]}"
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-    for key in ("lake/raw/2026-01/a.csv", "lake/raw/2026-01/b.CSV", "lake/raw/2026-01/notes.txt",
-                "lake/raw/2026-01x/c.csv"):
+    for key in ("lake/raw/2026-01/transactions_202601.csv", "lake/raw/2026-01/transactions_202602.csv.gz",
+                "lake/raw/2026-01/a.csv", "lake/raw/2026-01/notes.txt", "lake/raw/2026-01/old/transactions_202552.csv",
+                "lake/raw/2026-01x/c.csv", "lake/raw/2025/a.csv"):
         s3.put_object(Bucket=bucket, Key=key, Body=key.encode())
     return s3, bucket
 
 
-def test_the_listing_holds_the_folder_s_csv_files_only(raw_bucket):
+def test_the_listing_holds_what_the_job_reads_a_folder_s_weekly_files_or_the_file_named(raw_bucket):
+    """The job's own rule (ml.score.transaction_files): a folder's direct children named transactions_YYYYWW.csv,
+    or the one file the URI names."""
     s3, bucket = raw_bucket
     for prefix in ("lake/raw/2026-01", "lake/raw/2026-01/"):
-        assert [o.key for o in raw_listing(s3, bucket, prefix)] == ["lake/raw/2026-01/a.csv", "lake/raw/2026-01/b.CSV"]
+        assert [o.key for o in raw_listing(s3, bucket, prefix)] == [
+            "lake/raw/2026-01/transactions_202601.csv", "lake/raw/2026-01/transactions_202602.csv.gz"]
     assert [o.key for o in raw_listing(s3, bucket, "lake/raw/2026-01x/c.csv")] == ["lake/raw/2026-01x/c.csv"]
 
 
-def test_a_raw_input_without_csv_files_is_refused(raw_bucket):
+def test_a_raw_folder_without_weekly_files_is_refused_before_a_paid_run(raw_bucket):
     s3, bucket = raw_bucket
-    with pytest.raises(ValueError, match=rf"s3://{bucket}/lake/raw/2025/ holds no .csv file"):
-        raw_listing(s3, bucket, "lake/raw/2025/")
+    for prefix in ("lake/raw/2025/", "lake/raw/2026-01x", "lake/raw/none.csv"):
+        with pytest.raises(ValueError, match=rf"s3://{bucket}/{prefix} is neither a file nor a folder holding "
+                                             "weekly files named transactions_YYYYWW.csv"):
+            raw_listing(s3, bucket, prefix)
 
 
 def listing(etag: str = "e1", newest: dt.datetime = JANUARY) -> list[RawObject]:
@@ -185,6 +194,7 @@ def test_the_application_is_a_create_application_request_botocore_s_model_accept
                                    "lakeEngineSecurityGroupId": "sg-0a1b2c3d4e5f60003"}
     (application,) = lake_offline_run("prod", outputs).of_type(APPLICATION)
     spec = application.inputs
+    logging = spec["monitoringConfiguration"]["cloudwatchLoggingConfiguration"]
     request = {
         "name": spec["name"], "releaseLabel": spec["releaseLabel"], "type": spec["type"], "clientToken": "t",
         "architecture": spec["architecture"], "maximumCapacity": spec["maximumCapacity"],
@@ -193,9 +203,10 @@ def test_the_application_is_a_create_application_request_botocore_s_model_accept
         "autoStopConfiguration": {**spec["autoStopConfiguration"],
                                   "idleTimeoutMinutes": int(spec["autoStopConfiguration"]["idleTimeoutMinutes"])},
         "networkConfiguration": spec["networkConfiguration"], "imageConfiguration": spec["imageConfiguration"],
-        # pulumi-aws spells it cloudwatchLoggingConfiguration; the API cloudWatchLoggingConfiguration
-        "monitoringConfiguration": {
-            "cloudWatchLoggingConfiguration": spec["monitoringConfiguration"]["cloudwatchLoggingConfiguration"]},
+        # pulumi-aws spells it cloudwatchLoggingConfiguration, its logTypes a list of {name, values}; the API
+        # cloudWatchLoggingConfiguration, logTypes a map of name to values
+        "monitoringConfiguration": {"cloudWatchLoggingConfiguration": {
+            **logging, "logTypes": {entry["name"]: entry["values"] for entry in logging["logTypes"]}}},
     }
     shape = botocore.session.get_session().get_service_model("emr-serverless").operation_model(
         "CreateApplication").input_shape
