@@ -166,9 +166,17 @@ class Lake:
     def _path(self, *parts: str) -> str:
         return join(self.base, *parts)
 
-    def _ensure_dir(self, path: str) -> None:
-        parent = path.rsplit("/", 1)[0]
-        self.fs.create_dir(parent, recursive=True)
+    @property
+    def local(self) -> bool:
+        """Whether the root is a local folder (not an object store)."""
+        return isinstance(self.fs, pafs.LocalFileSystem)
+
+    def ensure_parent(self, path: str) -> None:
+        """Makes the folder a file at `path` goes into, on the local filesystem only. S3 has no folders: an object's
+        PUT needs no parent, and pyarrow's `create_dir` there sends HeadBucket (which needs s3:ListBucket without
+        conditions) and PUTs `<prefix>/` marker objects outside the zones a role may write."""
+        if self.local:
+            self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
 
     def put_raw(self, files: tuple[Path, ...]) -> RawRecord:
         """Copy the input files into raw/<hash>/ unless that content is already there."""
@@ -190,7 +198,7 @@ class Lake:
 
     def write_parquet(self, frame: pl.DataFrame, *parts: str) -> str:
         path = self._path(*parts)
-        self._ensure_dir(path)
+        self.ensure_parent(path)
         pq.write_table(frame.to_arrow(), path, filesystem=self.fs, compression="zstd")
         return self.uri(*parts)
 
@@ -216,7 +224,8 @@ class Lake:
         source = ds.dataset(frame.to_arrow()) if isinstance(frame, pl.DataFrame) else frame
         check_partition_values(source, partition_by)
         path = self._path(*parts)
-        self.fs.create_dir(path, recursive=True)
+        if self.local:
+            self.fs.create_dir(path, recursive=True)
         ds.write_dataset(
             hive_folders(source, partition_by),
             path,
@@ -225,6 +234,7 @@ class Lake:
             partitioning=ds.DirectoryPartitioning(pa.schema([(column, pa.string()) for column in partition_by])),
             existing_data_behavior="delete_matching",
             preserve_order=True,
+            create_dir=self.local,  # on S3 no folder markers (see `ensure_parent`)
         )
         return self.uri(*parts)
 
@@ -234,14 +244,14 @@ class Lake:
 
     def write_json(self, relative: str, payload: Mapping[str, object]) -> str:
         path = self._path(relative)
-        self._ensure_dir(path)
+        self.ensure_parent(path)
         with self.fs.open_output_stream(path) as sink:
             sink.write(json.dumps(payload, indent=2, default=str).encode())
         return self.uri(relative)
 
     def put_file(self, local: Path, *parts: str) -> str:
         target = self._path(*parts)
-        self._ensure_dir(target)
+        self.ensure_parent(target)
         with local.open("rb") as source, self.fs.open_output_stream(target) as sink:
             shutil.copyfileobj(source, sink, CHUNK)
         return self.uri(*parts)

@@ -92,5 +92,6 @@ def test_on_s3_the_keys_hold_the_values_unencoded_and_read_back(moto_endpoint):
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET, Prefix="lake/gold/")["Contents"]}
     assert "lake/gold/run-1/baskets/STORE_REGION=E01/BASKET_TYPE=Small Shop/part-0.parquet" in keys
     assert not [key for key in keys if "%" in key]
+    assert not [key for key in keys if key.endswith("/")]  # no folder markers (ml.lake.Lake.ensure_parent)
     assert_frame_equal(lake.read_partitioned("gold", "run-1", "baskets").select(grid().columns).sort("BASKET_KEY"),
                        grid().sort("BASKET_KEY"))
