@@ -149,6 +149,8 @@ class RawRecord:
     bytes: int
     location: str
     files: tuple[str, ...]
+    file_sha256: tuple[tuple[str, str], ...] = ()
+    """Each file's name and SHA-256, in name order (what `combined_sha256` hashed)."""
 
 
 class Lake:
@@ -194,6 +196,7 @@ class Lake:
             bytes=sum(f.stat().st_size for f in files),
             location=self.uri(folder),
             files=tuple(sorted(digests)),
+            file_sha256=tuple(sorted(digests.items())),
         )
 
     def write_parquet(self, frame: pl.DataFrame, *parts: str) -> str:

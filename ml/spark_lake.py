@@ -39,7 +39,6 @@ if __name__ == "__main__" and sys.path and os.path.realpath(sys.path[0]) == os.p
 
 import argparse
 import hashlib
-import json
 import re
 import shutil
 import tempfile
@@ -48,7 +47,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import polars as pl
 import pyarrow as pa
@@ -103,7 +102,10 @@ CHECKED_SCHEMA: dict[str, pl.DataType | type[pl.DataType]] = {
 }
 """What the basket tasks give: silver lines with their source columns (`lines`) and quarantined rows (`failed`)."""
 BASKET_CHUNK_LINES = 100_000
-"""About how many lines a task gathers before it checks or featurizes them (whole baskets, so a few more)."""
+"""About how many lines a task gathers before it checks or featurizes them (whole baskets, so a few more); the
+job's default (`run_job(basket_chunk_lines=...)`)."""
+BATCH_ROWS = 10_000
+"""The most rows in an Arrow batch a task hands back to Spark (what a task holds twice over while it converts)."""
 SPARK_TYPES: dict[pl.DataType, T.DataType] = {
     pl.String(): T.StringType(), pl.Binary(): T.BinaryType(), pl.Boolean(): T.BooleanType(),
     pl.Int8(): T.ByteType(), pl.Int16(): T.ShortType(), pl.Int32(): T.IntegerType(), pl.Int64(): T.LongType(),
@@ -128,7 +130,7 @@ def spark_schema(schema: Schema) -> T.StructType:
 
 def _batches(frame: pl.DataFrame, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
     """A frame as Arrow batches of `schema` (Spark's Arrow types: string, not Polars' large_string)."""
-    return iter(frame.select(schema.names).to_arrow().cast(schema).to_batches())
+    return iter(frame.select(schema.names).to_arrow().cast(schema).to_batches(max_chunksize=BATCH_ROWS))
 
 
 def _frames(batches: Iterator[pa.RecordBatch]) -> Iterator[pl.DataFrame]:
@@ -179,9 +181,9 @@ def _ingest_file(uri: str, in_folder: bool) -> Iterator[pl.DataFrame]:
     """One raw file's checked rows (`passed`), quarantined rows and lines (`failed`), then its facts (`file`)."""
     with _local_copy(uri) as local:
         local_name = str(local)
-        reader = InputReader(local)
         notice = None
         try:
+            reader = InputReader(local)
             for raw, rejected in reader.pieces():
                 checked = check_rows(raw, rejected)
                 yield pl.concat([checked.passed.with_columns(pl.lit("passed").alias(KIND)),
@@ -191,6 +193,8 @@ def _ingest_file(uri: str, in_folder: bool) -> Iterator[pl.DataFrame]:
             if not in_folder:
                 raise EmptyFile(str(exc).replace(local_name, uri)) from exc
             notice = f"{str(exc).replace(local_name, uri)}: read as 0 rows"
+        except InputError as exc:  # named by the file's URI, not its scratch copy
+            raise type(exc)(str(exc).replace(local_name, uri)) from exc
         variant = next(iter(reader.variants), None)
         yield pl.DataFrame({SOURCE_FILE: [uri], KIND: ["file"], "_rows_read": [reader.rows_read[local_name]],
                             "_variant": [variant], "_notice": [notice]}, schema_overrides=FILE_FACTS)
@@ -210,10 +214,10 @@ def _ingest_task(batches: Iterator[pa.RecordBatch], in_folder: bool, schema: pa.
 
 
 # ---- basket check: whole baskets per task ----------------------------------------------------------------------
-def _basket_task(batches: Iterator[pa.RecordBatch], schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    """`check_baskets` on each run of whole baskets (CHECKED_SCHEMA): their silver lines with the source columns
-    (`lines`), then their rows that go to the quarantine (`failed`)."""
-    for baskets in whole_baskets(_frames(batches)):
+def _basket_task(batches: Iterator[pa.RecordBatch], chunk_lines: int, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    """`check_baskets` on each run of whole baskets (CHECKED_SCHEMA) of about `chunk_lines`: their silver lines with
+    the source columns (`lines`), then their rows that go to the quarantine (`failed`)."""
+    for baskets in whole_baskets(_frames(batches), chunk_lines):
         check = check_baskets(baskets.lazy(), engine="auto")
         lines, failures = pl.collect_all([check.lines(*SOURCE_COLUMNS).with_columns(pl.lit("lines").alias(KIND)),
                                           check.failures.rename(TEXT_OF).with_columns(pl.lit("failed").alias(KIND))])
@@ -241,8 +245,9 @@ class GoldQueries:
         return pl.concat([gold_part(part, side) for part, side in parts])
 
 
-def _gold_task(batches: Iterator[pa.RecordBatch], queries: GoldQueries, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
-    for lines in whole_baskets(_frames(batches)):
+def _gold_task(batches: Iterator[pa.RecordBatch], queries: GoldQueries, chunk_lines: int,
+               schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+    for lines in whole_baskets(_frames(batches), chunk_lines):
         yield from _batches(queries.baskets(lines.drop(SOURCE_COLUMNS)), schema)
 
 
@@ -270,32 +275,49 @@ def input_files(raw: str) -> tuple[list[str], bool]:
     return files, files != [raw]
 
 
-def put_raw(lake: Lake, files: list[str]) -> RawRecord:
-    """The input in the lake's raw zone: `Lake.put_raw` for local files; s3:// files hashed as they stream and
-    copied from bucket to bucket unless that content is there already."""
-    if "://" not in files[0]:
+def in_raw_zone(lake: Lake, uri: str) -> bool:
+    """Whether a file (path or URI) is inside the lake's raw zone, `<lake>/raw/`."""
+    fs, path = filesystem(uri)
+    return fs.type_name == lake.fs.type_name and path.startswith(join(lake.base, "raw") + "/")
+
+
+def _hashed(uri: str) -> tuple[str, int]:
+    """A file's SHA-256 (hashed as it streams) and size."""
+    fs, path = filesystem(uri)
+    digest = hashlib.sha256()
+    with fs.open_input_stream(path, compression=None) as source:
+        while block := source.read(CHUNK):
+            digest.update(block)
+    return digest.hexdigest(), fs.get_file_info(path).size
+
+
+def put_raw(lake: Lake, raw: str, files: list[str]) -> RawRecord:
+    """The input's raw zone entry, its hash the local path's (`combined_sha256` of the files' names and digests).
+
+    An input already in the lake's raw zone (on AWS: uploaded there, the job's role may read raw/ but not write it)
+    is recorded where it is (`raw`), and nothing is written under raw/. Otherwise the files are copied in as the local
+    pipeline does: local files by `Lake.put_raw`, s3:// files hashed as they stream and copied from bucket to bucket
+    unless that content is there already."""
+    if "://" not in files[0] and not in_raw_zone(lake, files[0]):
         return lake.put_raw(tuple(Path(f) for f in files))
-    digests, sizes = {}, {}
-    for uri in files:
-        fs, path = filesystem(uri)
-        name = path.rsplit("/", 1)[-1]
-        digest = hashlib.sha256()
-        with fs.open_input_stream(path, compression=None) as source:
-            while block := source.read(CHUNK):
-                digest.update(block)
-        digests[name], sizes[name] = digest.hexdigest(), fs.get_file_info(path).size
+    hashed = {uri.rsplit("/", 1)[-1]: _hashed(uri) for uri in files}
+    digests = {name: digest for name, (digest, _) in hashed.items()}
     combined = combined_sha256(digests)
+    size = sum(bytes_ for _, bytes_ in hashed.values())
+    if all(in_raw_zone(lake, uri) for uri in files):
+        return RawRecord(sha256=combined, bytes=size, location=raw, files=tuple(sorted(digests)),
+                         file_sha256=tuple(sorted(digests.items())))
     folder = join("raw", combined[:16])
     for uri in files:
         name = uri.rsplit("/", 1)[-1]
         target = join(lake.base, folder, name)
-        if lake.fs.get_file_info(target).size != sizes[name]:
+        if lake.fs.get_file_info(target).size != hashed[name][1]:
             fs, path = filesystem(uri)
-            lake.fs.create_dir(target.rsplit("/", 1)[0], recursive=True)
+            lake.ensure_parent(target)
             pafs.copy_files(path, target, source_filesystem=fs, destination_filesystem=lake.fs)
     lake.write_json(join(folder, "_source.json"), {"sha256": combined, "files": digests})
-    return RawRecord(sha256=combined, bytes=sum(sizes.values()), location=lake.uri(folder),
-                     files=tuple(sorted(digests)))
+    return RawRecord(sha256=combined, bytes=size, location=lake.uri(folder), files=tuple(sorted(digests)),
+                     file_sha256=tuple(sorted(digests.items())))
 
 
 def _scan(uri: str) -> pl.LazyFrame:
@@ -339,8 +361,10 @@ class _Cache:
         return frame
 
     def drop(self, *frames: DataFrame) -> None:
+        """Lets go of `frames`, or of every frame still held."""
         for frame in frames or tuple(self.frames):
             frame.unpersist()
+            self.frames.remove(frame)
 
 
 def _ingest(spark: SparkSession, files: list[str], in_folder: bool, raw: str,
@@ -356,10 +380,11 @@ def _ingest(spark: SparkSession, files: list[str], in_folder: bool, raw: str,
     return ingested, facts
 
 
-def _validate(ingested: DataFrame, facts: list[Row], lake: Lake, run_id: str, cache: _Cache) -> _Validated:
+def _validate(ingested: DataFrame, facts: list[Row], lake: Lake, run_id: str, cache: _Cache,
+              chunk_lines: int) -> _Validated:
     """The basket check on partitions of whole baskets, the silver lines and the quarantine written, the report."""
     checked = cache(_map(_whole_baskets(ingested.filter(F.col(KIND) == "passed").select(*PASSED_SCHEMA)),
-                         _basket_task, CHECKED_SCHEMA))
+                         _basket_task, CHECKED_SCHEMA, chunk_lines=chunk_lines))
     lines = checked.filter(F.col(KIND) == "lines").select(*SILVER_WITH_SOURCE)
     failures = checked.filter(F.col(KIND) == "failed").select(*(F.col(TEXT_OF.get(c, c)).alias(c)
                                                                   for c in QUARANTINE_SCHEMA))
@@ -379,7 +404,7 @@ def _validate(ingested: DataFrame, facts: list[Row], lake: Lake, run_id: str, ca
 
 
 def _features(validated: _Validated, plan: HoldoutPlan, lake: Lake, run_id: str, record: RawRecord,
-              settings: Settings) -> _Featured:
+              settings: Settings, chunk_lines: int) -> _Featured:
     """The featurizer fitted on the driver, the gold table featurized in tasks and written, the featurizer and the
     lineage written."""
     split = split_weeks(_scan(validated.silver_lines), plan.holdout_weeks)
@@ -388,7 +413,7 @@ def _features(validated: _Validated, plan: HoldoutPlan, lake: Lake, run_id: str,
     queries = GoldQueries(split.held, folds.fold, folds.featurize, featurizer.plan)
     check_partition_values(ds.dataset(validated.by_file.select(PARTITIONS).to_arrow()), PARTITIONS)
     gold_schema = queries.baskets(pl.DataFrame(schema=SILVER_WITH_SOURCE).drop(SOURCE_COLUMNS)).schema
-    gold = _map(_whole_baskets(validated.lines), _gold_task, gold_schema, queries=queries)
+    gold = _map(_whole_baskets(validated.lines), _gold_task, gold_schema, queries=queries, chunk_lines=chunk_lines)
     gold_baskets = _write(gold, lake.uri("gold", run_id, "baskets"), PARTITIONS)
     with tempfile.TemporaryDirectory(prefix="spark-lake-") as scratch:
         featurizer.save(Path(scratch))
@@ -399,43 +424,65 @@ def _features(validated: _Validated, plan: HoldoutPlan, lake: Lake, run_id: str,
     return _Featured(gold_baskets, facts, lineage, gold_counts(_scan(gold_baskets)))
 
 
+class JobResult(NamedTuple):
+    """What `run_job` wrote: the manifest's URI and the manifest (the job's role on AWS may not read manifests/)."""
+
+    manifest_uri: str
+    manifest: dict[str, Any]
+
+
 def run_job(spark: SparkSession, raw: str, lake_root: str, settings: Settings, run_id: str | None = None,
-            timer: StageTimer | None = None) -> str:
-    """The job on a session: writes the run's zones and manifest, returns the manifest's URI."""
+            timer: StageTimer | None = None, found: tuple[list[str], bool] | None = None,
+            basket_chunk_lines: int = BASKET_CHUNK_LINES) -> JobResult:
+    """The job on a session: writes the run's zones and manifest. `found` is `input_files(raw)` when the caller
+    listed the input already; `basket_chunk_lines` about how many lines a task checks or featurizes at a time."""
     timer = timer or StageTimer()
-    files, in_folder = input_files(raw)
+    files, in_folder = found or input_files(raw)
     lake = Lake(lake_root)
     cache = _Cache()
     try:
         with timer.stage("ingest", f"Reading {len(files)} file(s) of {raw} and checking their rows, a task per file"):
-            record = put_raw(lake, files)
+            record = put_raw(lake, raw, files)
             run_id = run_id or run_id_for(record.sha256)
             ingested, facts = _ingest(spark, files, in_folder, raw, cache)
         with timer.stage("validate", "Checking baskets, writing the silver lines and the quarantine"):
-            validated = _validate(ingested, facts, lake, run_id, cache)
+            validated = _validate(ingested, facts, lake, run_id, cache, basket_chunk_lines)
         plan = holdout_plan(validated.report, _scan(validated.silver_lines), settings, raw, validated.quarantine)
         with timer.stage("features", "Fitting the featurizer on the driver, featurizing baskets in tasks"):
-            featured = _features(validated, plan, lake, run_id, record, settings)
+            featured = _features(validated, plan, lake, run_id, record, settings, basket_chunk_lines)
     finally:
         cache.drop()
     variants = sorted({row["_variant"] for row in facts if row["_variant"]})
     notices = [*(row["_notice"] for row in facts if row["_notice"]), *([plan.notice] if plan.notice else [])]
-    manifest = {
-        **lake_manifest(featured.lineage, raw, variants[0] if len(variants) == 1 else "mixed", notices, record,
-                        validated.report, validated.quarantine, featured.counts, featured.split),
-        "engine": "spark",
-        "seconds": timer.seconds,
-    }
-    return lake.write_json(join("manifests", f"{run_id}.json"), manifest)
+    manifest = lake_manifest(featured.lineage, raw, variants[0] if len(variants) == 1 else "mixed", notices, record,
+                             validated.report, validated.quarantine, featured.counts, featured.split)
+    manifest["input"]["file_sha256"] = dict(record.file_sha256)
+    manifest |= {"engine": "spark", "seconds": timer.seconds}
+    return JobResult(lake.write_json(join("manifests", f"{run_id}.json"), manifest), manifest)
+
+
+def polars_threads(master: str) -> int:
+    """The threads each task's Polars may use in a local session, so that the tasks running at once share the
+    machine's cores instead of each taking all of them: the cores over the tasks `local[N]` runs (`local` one,
+    `local[*]` one per core), at least 1."""
+    cores = os.cpu_count() or 1
+    slots = re.fullmatch(r"local(?:\[(\d+|\*)(?:,\d+)?\])?", master)
+    if slots is None:
+        return 1
+    tasks = cores if slots.group(1) == "*" else int(slots.group(1) or 1)
+    return max(1, cores // tasks)
 
 
 def session(master: str | None, shuffle_partitions: int = 4, java_options: str = "") -> SparkSession:
     """The job's Spark session: with `master` (local runs), on 127.0.0.1 without a UI and with few shuffle
-    partitions, the tasks in this interpreter's environment; without it, as spark-submit configured it."""
+    partitions, the tasks in this interpreter's environment with POLARS_MAX_THREADS from `polars_threads`; without
+    it, as spark-submit configured it. Spark's committer writes `_SUCCESS` into each folder it completes: readers
+    take a silver run's lines/_SUCCESS as the sign that the run is whole (ml.lake.SPARK_COMMITTED)."""
     builder = SparkSession.builder.appName("retail-lake")
     if master:
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = (builder.master(master)
+                   .config("spark.executorEnv.POLARS_MAX_THREADS", str(polars_threads(master)))
                    .config("spark.ui.enabled", "false")
                    .config("spark.ui.showConsoleProgress", "false")
                    .config("spark.driver.host", "127.0.0.1")
@@ -444,7 +491,6 @@ def session(master: str | None, shuffle_partitions: int = 4, java_options: str =
                    .config("spark.driver.extraJavaOptions", java_options))
     return (builder
             .config("spark.sql.parquet.compression.codec", "zstd")
-            .config("spark.hadoop.mapreduce.fileoutputcommitter.marksuccessfuljobs", "false")  # one table per folder
             .getOrCreate())
 
 
@@ -474,10 +520,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     settings = Settings(holdout_weeks=args.holdout_weeks, validation_weeks=args.validation_weeks, seed=args.seed,
                         max_memory_gb=args.max_memory_gb, lake_root=args.lake)
     try:
-        input_files(args.raw)  # a missing input stops before a session starts
+        found = input_files(args.raw)  # a missing input stops before a session starts
         spark = session(args.master)
         try:
-            manifest_uri = run_job(spark, args.raw, args.lake, settings, args.run_id)
+            result = run_job(spark, args.raw, args.lake, settings, args.run_id, found=found)
         finally:
             spark.stop()
     except InputError as exc:
@@ -489,11 +535,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             raise
         print(f"error: {message}", file=sys.stderr)
         raise SystemExit(2) from exc
-    fs, path = filesystem(manifest_uri)
-    with fs.open_input_stream(path) as stream:
-        manifest: dict[str, Any] = json.loads(stream.read())
-    print(f"manifest={manifest_uri}")
-    return manifest
+    print(f"manifest={result.manifest_uri}")
+    return result.manifest
 
 
 if __name__ == "__main__":

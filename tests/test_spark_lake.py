@@ -31,6 +31,10 @@ from ml.schema import BASKET_KEY
 from ml.settings import Settings, rows_per_piece
 from tests.test_streaming_validation import damaged_export, staged_validation
 
+ARROW_BATCH_ROWS = 501
+BASKET_CHUNK_LINES = 700
+"""The job's basket chunk in the test: several runs of whole baskets per task, each gathered from cut batches."""
+
 pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore:distutils Version classes:DeprecationWarning")]  # pyspark's own
 
@@ -40,6 +44,8 @@ def spark():
     from ml.spark_lake import session
 
     spark = session("local[2]", shuffle_partitions=2, java_options="-XX:TieredStopAtLevel=1")
+    # Small Arrow batches of an odd size: the batches a task gets cut baskets, which `whole_baskets` puts together.
+    spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(ARROW_BATCH_ROWS))
     yield spark
     spark.stop()
 
@@ -82,8 +88,9 @@ def job(spark, export, settings, tmp_path_factory):
 
     path, _ = export
     root = tmp_path_factory.mktemp("lake")
-    manifest_uri = run_job(spark, str(path), str(root), settings, timer=StageTimer(quiet=True))
-    manifest = json.loads(Path(manifest_uri).read_text())
+    manifest_uri, manifest = run_job(spark, str(path), str(root), settings, timer=StageTimer(quiet=True),
+                                     basket_chunk_lines=BASKET_CHUNK_LINES)
+    assert json.loads(Path(manifest_uri).read_text()) == json.loads(json.dumps(manifest, default=str))
     lake, run = Lake(str(root)), manifest["run_id"]
     gold = lake.read_partitioned("gold", run, "baskets")
     return {"manifest_uri": manifest_uri, "manifest": manifest, "lake": lake, "run": run, "gold": gold,
@@ -103,6 +110,19 @@ def same_rows(left: pl.DataFrame, right: pl.DataFrame, by: list[str]) -> None:
 def test_the_silver_lines_are_the_local_paths(local, job):
     same_rows(local["lines"], job["lines"], by=local["lines"].columns)
     assert job["lines"].schema == local["lines"].schema
+
+
+def test_the_run_is_committed_and_scoring_reads_every_line(job, tmp_path):
+    from ml.lake import silver_runs
+    from ml.score import input_at, load
+
+    silver = Path(job["lake"].base) / "silver"
+    assert (silver / job["run"] / "lines" / "_SUCCESS").is_file()
+    assert len(list((silver / job["run"] / "lines").glob("part-*.parquet"))) > 1
+    assert silver_runs(job["lake"].fs, silver.as_posix()) == [job["run"]]
+    loaded = load(input_at(str(silver / job["run"])), tmp_path / "scratch")
+    read = loaded.spill.read(loaded.spill.weeks())
+    same_rows(job["lines"], read, by=job["lines"].columns)
 
 
 def test_the_quarantine_holds_the_same_rows_with_the_same_rules(local, job, export):
@@ -205,12 +225,45 @@ def test_whole_baskets_never_cuts_a_basket_and_keeps_every_row():
     assert all(not (a & b) for i, a in enumerate(seen) for b in seen[i + 1:])
 
 
+JOB_FILE = Path(__file__).parents[1] / "ml" / "spark_lake.py"
+TASKS_HANDED = """
+import runpy, sys
+from unittest import mock
+import ml.spark_lake as job
+
+class Handed(Exception):
+    pass
+
+def spy(frame, task, schema, **arguments):
+    print(task.__module__, task.__qualname__)
+    raise Handed
+
+job.session = lambda master: mock.MagicMock()  # no JVM: the first task handed over is what is checked
+job._map = spy
+sys.argv = [sys.argv[1], "--raw", sys.argv[2], "--lake", sys.argv[3]]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except Handed:
+    pass
+"""
+
+
 def test_the_file_runs_as_a_spark_submit_entry_point(tmp_path):
     """Run as a file (EMR Serverless's local://.../ml/spark_lake.py), ml/ is first on the path: its calendar.py must
     not shadow the standard library's."""
-    job_file = Path(__file__).parents[1] / "ml" / "spark_lake.py"
-    done = subprocess.run([sys.executable, str(job_file), "--help"], cwd=tmp_path, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, str(JOB_FILE), "--help"], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0 and "--raw" in done.stdout, done.stderr
+
+
+def test_run_as_a_file_the_tasks_are_the_modules_functions(tmp_path):
+    """The file as `__main__` hands over to ml.spark_lake, so the functions Spark pickles for its tasks are
+    ml.spark_lake's (importable on an executor), not `__main__`'s."""
+    data = tmp_path / "transaction.csv"
+    data.write_text("SHOP_WEEK,SHOP_DATE\n200607,20060410\n")
+    done = subprocess.run([sys.executable, "-c", TASKS_HANDED, str(JOB_FILE), str(data), str(tmp_path / "lake")],
+                          cwd=Path(__file__).parents[1], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ml.spark_lake", "_ingest_task"]
 
 
 def test_only_the_job_imports_pyspark():
@@ -238,9 +291,10 @@ def test_on_s3_the_files_are_found_copied_to_the_raw_zone_and_named_by_their_uri
     with pytest.raises(Exception, match="s3://raw-in/nothing: no such file or folder"):
         input_files("s3://raw-in/nothing")
 
-    record = put_raw(Lake("s3://raw-in/lake"), files)
-    assert record == put_raw(Lake("s3://raw-in/lake"), files)  # the same content: the same raw folder
-    assert record.sha256 == Lake(str(tmp_path / "lake")).put_raw(tuple(sorted(written))).sha256
+    record = put_raw(Lake("s3://raw-in/lake"), "s3://raw-in/export/", files)
+    assert record == put_raw(Lake("s3://raw-in/lake"), "s3://raw-in/export/", files)  # the same content: one folder
+    local = Lake(str(tmp_path / "lake")).put_raw(tuple(sorted(written)))
+    assert record.sha256 == local.sha256 and record.file_sha256 == local.file_sha256
     frames = list(_ingest_file(files[0], in_folder))
     rows = pl.concat(frames[:-1], how="diagonal_relaxed")
     assert set(rows[SOURCE_FILE]) == {files[0]} and rows.filter(pl.col(KIND) == "passed").height > 0
@@ -250,3 +304,51 @@ def test_on_s3_the_files_are_found_copied_to_the_raw_zone_and_named_by_their_uri
     assert input_files(f"s3://raw-in/{gzipped}") == ([f"s3://raw-in/{gzipped}"], False)
     from_gzip = pl.concat(list(_ingest_file(f"s3://raw-in/{gzipped}", False))[:-1], how="diagonal_relaxed")
     assert from_gzip.drop(SOURCE_FILE).equals(rows.drop(SOURCE_FILE))
+
+
+def test_an_input_in_the_raw_zone_is_recorded_where_it_is_and_nothing_is_written_under_raw(moto_endpoint, tmp_path):
+    """On AWS the job's role may read raw/ but not write it: an input uploaded to the lake's raw zone is hashed
+    where it is (the local path's hash) and no key under raw/ is written."""
+    import boto3
+
+    from ml.spark_lake import input_files, put_raw
+    from ml.synth import SynthConfig, write_synthetic
+
+    _, written = write_synthetic(SynthConfig(rows=300, seed=6, weeks=2), tmp_path / "weeks", weekly=True)
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="raw-zone", CreateBucketConfiguration={"LocationConstraint": "ap-southeast-1"})
+    for path in written:
+        s3.upload_file(str(path), "raw-zone", f"lake/raw/upload-1/{path.name}")
+
+    def keys() -> dict[str, str]:
+        return {o["Key"]: o["ETag"] for o in s3.list_objects_v2(Bucket="raw-zone").get("Contents", [])}
+
+    before = keys()
+    raw = "s3://raw-zone/lake/raw/upload-1/"
+    files, _ = input_files(raw)
+    record = put_raw(Lake("s3://raw-zone/lake"), raw, files)
+    assert keys() == before
+    local = Lake(str(tmp_path / "lake")).put_raw(tuple(sorted(written)))
+    assert record.sha256 == local.sha256 and record.file_sha256 == local.file_sha256
+    assert record.location == raw and record.files == local.files and record.bytes == local.bytes
+    # Elsewhere the same files are copied in (a local run's raw zone).
+    copied = put_raw(Lake("s3://raw-zone/other-lake"), raw, files)
+    assert copied.location == f"s3://raw-zone/other-lake/raw/{local.sha256[:16]}"
+    assert {k for k in keys() if k.startswith("other-lake/")} == {
+        *(f"other-lake/raw/{local.sha256[:16]}/{p.name}" for p in written),
+        f"other-lake/raw/{local.sha256[:16]}/_source.json"}
+
+
+def test_a_bad_file_on_s3_is_named_by_its_uri(moto_endpoint):
+    import boto3
+
+    from ml.ingest import InputError
+    from ml.spark_lake import _ingest_file
+
+    s3 = boto3.client("s3")
+    s3.create_bucket(Bucket="bad-in", CreateBucketConfiguration={"LocationConstraint": "ap-southeast-1"})
+    s3.put_object(Bucket="bad-in", Key="export/transaction.csv", Body=b"SHOP_WEEK,SHOP_DATE\n200607,20060410\n")
+    with pytest.raises(InputError) as failed:
+        list(_ingest_file("s3://bad-in/export/transaction.csv", False))
+    assert str(failed.value).startswith("s3://bad-in/export/transaction.csv: missing column(s) ")
+    assert "spark-lake-" not in str(failed.value)
