@@ -6,9 +6,12 @@ For each size, a synthetic file is written (`write_synthetic`, in a process of i
 - the Spark job runs in a process of its own (`python -m ml.spark_lake --master local[N]`, a fresh JVM), its
   wall time measured from outside and its stages read from the manifest.
 Prints one row per size: the local stages and their sum, the job's stages, the job's wall time (with the JVM's
-start) and the machine's load average (the machine may be shared).
+start) and the machine's load average (the machine may be shared). With `--compare`, the two lakes are then compared
+as the parity test compares them (tests/lake_parity.py `same_lakes`: silver lines, quarantine, every gold value bit
+for bit, featurizer, report, gold counts); a difference stops the run with an AssertionError.
 
     uv run python bench/spark_lake.py [--sizes 6000,1000000] [--master local[2]] [--workdir bench-work/spark]
+        [--compare]
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ def main() -> None:
     parser.add_argument("--sizes", default="6000,1000000")
     parser.add_argument("--master", default="local[2]")
     parser.add_argument("--workdir", type=Path, default=Path("bench-work/spark"))
+    parser.add_argument("--compare", action="store_true", help="compare the two lakes' rows after each size")
     args = parser.parse_args()
     table = Table(title=f"Spark job ({args.master}) vs the local pipeline's data stages, seconds")
     for column in ("rows", *(f"local {s}" for s in STAGES), "local sum", *(f"spark {s}" for s in STAGES),
@@ -75,6 +79,11 @@ def main() -> None:
         table.add_row(f"{rows:,}", *(f"{local[s]:.1f}" for s in STAGES), f"{sum(local[s] for s in STAGES):.1f}",
                       *(f"{spark[s]:.1f}" for s in STAGES), f"{wall:.1f}",
                       f"{load_before:.1f}/{os.getloadavg()[0]:.1f}")
+        if args.compare:
+            from tests.lake_parity import same_lakes
+
+            compared = same_lakes(folder / "local" / "lake", folder / "spark" / "lake")
+            print(f"{rows:,} rows: the lakes are equal (" + ", ".join(f"{v:,} {k}" for k, v in compared.items()) + ")")
     Console(width=200).print(table)
 
 

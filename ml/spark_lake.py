@@ -17,10 +17,10 @@ both give the same rows). What runs where:
   and accepted per file counted by the tasks), the holdout plan (`ml.pipeline.holdout_plan`) and the featurizer's
   fit (`BasketFeaturizer.fit_folds` over a scan of the silver lines: aggregates on Polars' streaming engine, so
   the driver holds one entry per product or basket, not the lines);
-- the features, a partition of whole baskets at a time: the silver lines are repartitioned by BASKET_KEY and
-  sorted by key, file and line (the local path's line order within a basket, so per-basket float sums add in the
-  same order), and each basket gets its fold's query (training side) or the fitted featurizer's (holdout); the
-  fitted queries reach the tasks in the pickled task closure.
+- the features, a partition of whole baskets at a time: the silver lines stay in the basket tasks' partitions,
+  whole baskets sorted by key, file and line (the local path's line order within a basket, so per-basket float sums
+  add in the same order), and each basket gets its fold's query (training side) or the fitted featurizer's
+  (holdout); the fitted queries reach the tasks in the pickled task closure.
 
 The silver lines and the quarantine are folders of Parquet files written by Spark (silver/<run>/lines/,
 silver/<run>/quarantine/), the gold table is partitioned by STORE_REGION and BASKET_TYPE with folders named as
@@ -413,7 +413,9 @@ def _features(validated: _Validated, plan: HoldoutPlan, lake: Lake, run_id: str,
     queries = GoldQueries(split.held, folds.fold, folds.featurize, featurizer.plan)
     check_partition_values(ds.dataset(validated.by_file.select(PARTITIONS).to_arrow()), PARTITIONS)
     gold_schema = queries.baskets(pl.DataFrame(schema=SILVER_WITH_SOURCE).drop(SOURCE_COLUMNS)).schema
-    gold = _map(_whole_baskets(validated.lines), _gold_task, gold_schema, queries=queries, chunk_lines=chunk_lines)
+    # The silver lines are the basket tasks' output, in their partitions: whole baskets, each run of them in the order
+    # given (by key, file and line; `check_baskets` keeps it), so they are featurized where they are, no new shuffle.
+    gold = _map(validated.lines, _gold_task, gold_schema, queries=queries, chunk_lines=chunk_lines)
     gold_baskets = _write(gold, lake.uri("gold", run_id, "baskets"), PARTITIONS)
     with tempfile.TemporaryDirectory(prefix="spark-lake-") as scratch:
         featurizer.save(Path(scratch))

@@ -29,6 +29,7 @@ from ml.pipeline import gold_part, holdout_plan, plan_gold
 from ml.progress import StageTimer
 from ml.schema import BASKET_KEY
 from ml.settings import Settings, rows_per_piece
+from tests.lake_parity import same_featurizer, same_rows
 from tests.test_streaming_validation import damaged_export, staged_validation
 
 ARROW_BATCH_ROWS = 501
@@ -99,14 +100,6 @@ def job(spark, export, settings, tmp_path_factory):
             "featurizer": root / "gold" / run / "featurizer"}
 
 
-def same_rows(left: pl.DataFrame, right: pl.DataFrame, by: list[str]) -> None:
-    """AssertionError unless the frames hold the same rows (in `left`'s column order, sorted by `by`), every value
-    equal bit for bit."""
-    assert sorted(left.columns) == sorted(right.columns), (left.columns, right.columns)
-    right = right.select(left.columns).cast(dict(left.schema))  # type: ignore[arg-type]
-    assert_frame_equal(left.sort(by, maintain_order=True), right.sort(by, maintain_order=True), check_exact=True)
-
-
 def test_the_silver_lines_are_the_local_paths(local, job):
     same_rows(local["lines"], job["lines"], by=local["lines"].columns)
     assert job["lines"].schema == local["lines"].schema
@@ -161,14 +154,7 @@ def test_the_comparison_catches_one_changed_feature_value(local):
 
 
 def test_the_saved_featurizer_is_the_local_paths(local, job):
-    names = sorted(p.name for p in local["featurizer"].iterdir())
-    assert names == sorted(p.name for p in job["featurizer"].iterdir())
-    assert json.loads((job["featurizer"] / "featurizer.json").read_text()) == json.loads(
-        (local["featurizer"] / "featurizer.json").read_text())
-    for name in names:
-        if name.endswith(".parquet"):
-            assert_frame_equal(pl.read_parquet(job["featurizer"] / name), pl.read_parquet(local["featurizer"] / name),
-                               check_exact=True)
+    same_featurizer(local["featurizer"], job["featurizer"])
     BasketFeaturizer.load(job["featurizer"])  # loads as the training entry point will
 
 
