@@ -144,6 +144,7 @@ def _build_on_aws(raw: str, stack: str, image_uri: str | None, project_dir: Path
         DOCKERFILE,
         LakeEngineMissing,
         lake_engine_config,
+        lake_image_build_args,
         lake_image_tag,
         lake_inputs,
         raw_listing,
@@ -164,8 +165,10 @@ def _build_on_aws(raw: str, stack: str, image_uri: str | None, project_dir: Path
         settings = lake_engine_config(repo_root, stack)
         bucket, prefix = require_raw_in_lake(raw, outputs["lakeRoot"])
         objects = raw_listing(boto3.client("s3", region_name=region), bucket, prefix)
-        image = image_uri or images.ensure_image(outputs["repositoryUrls"]["lake"], lake_image_tag(repo_root),
-                                                 repo_root / DOCKERFILE, repo_root, region, train_cli.docker_runner())
+        image = image_uri or images.ensure_image(
+            outputs["repositoryUrls"]["lake"], lake_image_tag(repo_root, settings.release_label),
+            repo_root / DOCKERFILE, repo_root, region, train_cli.docker_runner(),
+            build_args=lake_image_build_args(repo_root, settings))
     except (LakeEngineMissing, ValueError, images.DockerMissing) as error:
         raise train_cli.fail(f"Cannot build the lake on AWS: {error}") from None
     inputs = lake_inputs(stack, outputs, raw_uri=raw, objects=objects, image_uri=image, settings=settings,
@@ -183,13 +186,15 @@ def run_lake(inputs: LakeInputs) -> dict[str, Any]:
     levels."""
     from infra.automation import policy_config_for
     from infra.providers import clients
-    from infra.providers.lake_program import LAKE_PROJECT, lake_program, stop_for_new_image
+    from infra.providers.lake_program import LAKE_PROJECT, declared_application, lake_program, stop_for_update
 
     lake_stack = f"lake-{inputs.stack}"
     with tempfile.TemporaryDirectory(prefix="retail-lake-") as work_dir:
         runner = train_cli.stack_runner(Path(work_dir), LAKE_PROJECT, lake_program(inputs))
         runner.create_stack(lake_stack)
         runner.set_config(lake_stack, {"aws:region": inputs.region}, {})
-        if stop_for_new_image(clients.emr_serverless(inputs.region), runner.outputs(lake_stack), inputs.image_uri):
-            typer.echo("Stopped the lake application so that it can take the new image")
+        changed = stop_for_update(clients.emr_serverless(inputs.region),
+                                  runner.outputs(lake_stack).get("applicationId"), declared_application(inputs))
+        if changed:
+            typer.echo(f"Stopped the lake application so that it can be updated ({', '.join(changed)})")
         return runner.up(lake_stack, policy_config_for(inputs.stack))

@@ -149,6 +149,12 @@ class LakeCatalogConfig(Section):
         return value
 
 
+WORKER_MEMORY_GB = {1: (2, 8), 2: (4, 16), 4: (8, 30), 8: (16, 60), 16: (32, 120)}
+"""The memory an EMR Serverless worker may have per vCPU count (the EMR Serverless User Guide's worker
+configurations); a worker's memory is its JVM heap plus its memoryOverhead."""
+JVM_OFF_HEAP_GB = 2
+"""What the driver's JVM uses outside its heap (metaspace, threads, Arrow buffers to Python): the part of the memory
+overhead not given to the job's Python."""
 EMR_RELEASE = re.compile(r"^emr-7\.\d+\.\d+$")
 """EMR 7.x releases: Spark 3.5, the line ml/spark_lake.py is written for (Dockerfile.lake's base image matches)."""
 
@@ -161,9 +167,11 @@ class LakeEngineConfig(Section):
     enabled: bool = True
     """False: no lake job role, security group or log group (and `retail lake build --cloud` refuses to run)."""
     release_label: str = "emr-7.9.0"
-    """The EMR Serverless release; Dockerfile.lake's base image is the same release."""
-    architecture: Literal["X86_64", "ARM64"] = "X86_64"
-    """Dockerfile.lake is built for linux/amd64 (infra/images.py), so X86_64 unless the image is built otherwise."""
+    """The EMR Serverless release; `retail lake build --cloud` builds Dockerfile.lake FROM the same release's base
+    image (build arg EMR_RELEASE; the image tag names the release)."""
+    architecture: Literal["X86_64"] = "X86_64"
+    """X86_64 only: infra/images.py builds every image for linux/amd64 (PLATFORM), and an application runs only an
+    image of its own architecture; ARM64 would need a second build platform, which nothing here provides."""
     max_cpu: str = Field("16 vCPU", pattern=r"^[1-9]\d* vCPU$")
     max_memory: str = Field("64 GB", pattern=r"^[1-9]\d* GB$")
     max_disk: str = Field("400 GB", pattern=r"^[1-9]\d* GB$")
@@ -172,6 +180,33 @@ class LakeEngineConfig(Section):
     """The application stops this long after its last job (no pre-initialized capacity is kept)."""
     job_timeout_minutes: int = Field(120, ge=5, le=1440)
     """EMR Serverless cancels a run still going after this long (StartJobRun executionTimeoutMinutes)."""
+    driver_cores: Literal[1, 2, 4, 8, 16] = 4
+    driver_memory_gb: int = Field(4, ge=1)
+    """The driver's JVM heap: Spark's planning only, the job's work on the driver is Polars in Python."""
+    driver_python_memory_gb: int = Field(12, ge=4)
+    """The driver's memoryOverhead, where its Python (Polars, pyarrow) lives; the job's `--max-memory-gb` is this less
+    `JVM_OFF_HEAP_GB`."""
+    executor_cores: Literal[1, 2, 4, 8, 16] = 4
+    executor_memory_gb: int = Field(8, ge=1)
+    executor_python_memory_gb: int = Field(8, ge=4)
+    """Each executor's memoryOverhead, shared by its Python workers (one per core, each running Polars on a piece)."""
+
+    @property
+    def job_memory_gb(self) -> int:
+        """What the job may hold in the driver's Python (`ml/spark_lake.py --max-memory-gb`)."""
+        return self.driver_python_memory_gb - JVM_OFF_HEAP_GB
+
+    @model_validator(mode="after")
+    def _workers_fit(self) -> LakeEngineConfig:
+        for role, cores, heap, python in (("driver", self.driver_cores, self.driver_memory_gb,
+                                           self.driver_python_memory_gb),
+                                          ("executor", self.executor_cores, self.executor_memory_gb,
+                                           self.executor_python_memory_gb)):
+            low, high = WORKER_MEMORY_GB[cores]
+            if not low <= heap + python <= high:
+                raise ValueError(f"{role}MemoryGb + {role}PythonMemoryGb must be {low}-{high} GB for {cores} vCPU (an "
+                                 f"EMR Serverless worker's memory), got {heap + python}")
+        return self
 
     @field_validator("release_label")
     @classmethod

@@ -18,7 +18,7 @@ import json
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -105,8 +105,10 @@ def login(repository: Repository, region: str, runner: DockerRunner) -> None:
     runner.run(["login", "--username", user, "--password-stdin", repository.registry], stdin=password)
 
 
-def build_and_push(repository: Repository, tag: str, dockerfile: Path, context_dir: Path, runner: DockerRunner) -> str:
-    """Build `dockerfile` over `context_dir` for linux/amd64, push it as `tag`; the pushed digest."""
+def build_and_push(repository: Repository, tag: str, dockerfile: Path, context_dir: Path, runner: DockerRunner,
+                   build_args: Mapping[str, str] | None = None) -> str:
+    """Build `dockerfile` over `context_dir` for linux/amd64 with `build_args` (`--build-arg NAME=value`), push it as
+    `tag`; the pushed digest."""
     with tempfile.TemporaryDirectory(prefix="retail-image-") as scratch:
         metadata = Path(scratch) / "metadata.json"
         runner.run(
@@ -115,6 +117,7 @@ def build_and_push(repository: Repository, tag: str, dockerfile: Path, context_d
                 "--platform", PLATFORM,
                 "--file", str(dockerfile),
                 "--tag", f"{repository.url}:{tag}",
+                *(arg for name, value in (build_args or {}).items() for arg in ("--build-arg", f"{name}={value}")),
                 "--provenance=false", "--sbom=false",
                 # Docker (not OCI) media types: SageMaker has refused OCI manifests from a containerd image store.
                 "--output", "type=image,push=true,oci-mediatypes=false",
@@ -136,6 +139,7 @@ def ensure_image(
     context_dir: Path,
     region: str,
     runner: DockerRunner | None = None,
+    build_args: Mapping[str, str] | None = None,
 ) -> str:
     """`<repository>@sha256:...` of `tag`, building and pushing it first only when the repository lacks it.
 
@@ -154,7 +158,7 @@ def ensure_image(
         repository = Repository.parse(repository_url)
         login(repository, region, runner)
         try:
-            digest = build_and_push(repository, tag, dockerfile, context_dir, runner)
+            digest = build_and_push(repository, tag, dockerfile, context_dir, runner, build_args)
         except ImageError:
             digest = image_digest(repository_url, tag, region)
             if digest is None:

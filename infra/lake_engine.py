@@ -41,6 +41,7 @@ SCRATCH_ZONES = ("silver", "gold")
 WRITE_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts")
 IMAGE_PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:DescribeImages", "ecr:GetDownloadUrlForLayer")
 """What EMR Serverless needs on a custom image's repository (the EMR Serverless User Guide's repository policy)."""
+LOG_STREAM_PREFIX = "lake"
 LOG_SOURCES = ("SPARK_DRIVER", "SPARK_EXECUTOR")
 LOG_TYPES = ("STDOUT", "STDERR")
 """What the application publishes to CloudWatch Logs: the driver's and every executor's stdout and stderr (without
@@ -220,7 +221,7 @@ class LakeApplication(pulumi.ComponentResource):
                 "cloudwatch_logging_configuration": {
                     "enabled": True,
                     "log_group_name": args.log_group_name,
-                    "log_stream_name_prefix": "lake",
+                    "log_stream_name_prefix": LOG_STREAM_PREFIX,
                     # Without log types EMR Serverless publishes the driver's stdout and stderr only.
                     "log_types": [{"name": name, "values": list(LOG_TYPES)} for name in LOG_SOURCES],
                 },

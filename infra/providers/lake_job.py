@@ -9,15 +9,26 @@ the manifest's URI (`<lake root>/manifests/<run>.json`) is known before the run 
 
 `create` starts the run (StartJobRun, its client token derived from the inputs, so a retried create of the same
 inputs gets the same run), then polls GetJobRun every `poll_seconds` up to `timeout_seconds`: botocore ships no
-waiter for emr-serverless (its `waiters` list is empty), so the poll is ours. SUCCESS is checked against the lake:
-the manifest must exist, else the run is an error. FAILED or CANCELLED is an error carrying EMR Serverless's
-`stateDetails` and where the run's logs are.
+waiter for emr-serverless (its `waiters` list is empty), so the poll is ours. A create that times out leaves the run
+going, and the next create of the same inputs gets it back and resumes the wait. The token would also give back a
+run of the same inputs that ended FAILED or CANCELLED; a run that is already final when StartJobRun answers is such
+an earlier attempt (a new run passes through SUBMITTED, PENDING and RUNNING first), so the run is started again with
+the token salted by that run's id. SUCCESS is checked against the lake: the manifest must exist, else the run is an
+error. FAILED or CANCELLED is an error carrying EMR Serverless's `stateDetails` and where the run's logs are (the
+driver's and executors' stdout and stderr, infra/lake_engine.py's `LOG_TYPES`).
 
 A run is immutable: a change of what it reads or writes or of the code that runs (raw input and its listing
 fingerprint, lake root, run id, image, entry point and arguments, Spark parameters, application, role) replaces
 the resource with a new run; other changes (tags, timeouts, polling) are recorded without running again. Deleting
-the resource cancels a run still going and deletes no data: what a run wrote stays in the lake (a lake run is a
-record), and finished runs stay in the application's history.
+the resource cancels a run still going, waits until it is CANCELLED, and deletes no data: what a run wrote stays in
+the lake (a lake run is a record), and finished runs stay in the application's history. A run or application that is
+gone is reported gone by `read` and is nothing to cancel for `delete`.
+
+The Spark parameters give Python its room: Polars runs on the driver and in every executor's Python workers, outside
+the JVM heap, so the memory each worker asks for is mostly `memoryOverhead` (retail:lakeEngine's driver and executor
+sizes, `spark_parameters`), and the job's `--max-memory-gb` is the driver's Python room less the JVM's own off-heap
+use. POLARS_MAX_THREADS keeps Polars to the worker's cores: the driver's on the driver, one per task in an executor
+(it runs as many Python workers as it has cores).
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import pulumi
 from botocore.exceptions import ClientError
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
+from infra.config import LakeEngineConfig
 from infra.providers import clients
 from infra.providers.kinds import LAKE_JOB
 from infra.providers.runs import run_diff, run_update
@@ -53,39 +65,54 @@ OUTPUTS = ("job_run_id", "job_run_arn", "state", "state_details", "execution_sec
 FINAL = {"SUCCESS", "FAILED", "CANCELLED"}
 MAX_NAME = 256
 MAX_TOKEN = 64
+MAX_EARLIER_ATTEMPTS = 50
+"""How many failed runs of the same inputs `start` walks past (each a `pulumi up` that ended in a failed run)."""
 
 
 class LakeJobFailed(Exception):
     """The run ended FAILED or CANCELLED, or succeeded without writing its manifest; the message says which."""
 
 
-def spark_parameters() -> str:
-    """sparkSubmitParameters: the image's Python for the driver and the executors."""
-    return " ".join(f"--conf {setting}={IMAGE_PYTHON}" for setting in PYTHON_SETTINGS)
+def spark_parameters(sizes: LakeEngineConfig) -> str:
+    """sparkSubmitParameters: the image's Python for the driver and the executors, each worker's cores and memory
+    (the JVM heap small, the overhead Python lives in large), and Polars' threads per Python process."""
+    settings = {setting: IMAGE_PYTHON for setting in PYTHON_SETTINGS} | {
+        "spark.driver.cores": str(sizes.driver_cores),
+        "spark.driver.memory": f"{sizes.driver_memory_gb}g",
+        "spark.driver.memoryOverhead": f"{sizes.driver_python_memory_gb}g",
+        "spark.executor.cores": str(sizes.executor_cores),
+        "spark.executor.memory": f"{sizes.executor_memory_gb}g",
+        "spark.executor.memoryOverhead": f"{sizes.executor_python_memory_gb}g",
+        "spark.emr-serverless.driverEnv.POLARS_MAX_THREADS": str(sizes.driver_cores),
+        "spark.executorEnv.POLARS_MAX_THREADS": "1",
+    }
+    return " ".join(f"--conf {setting}={value}" for setting, value in settings.items())
 
 
-def job_arguments(raw_uri: str, lake_root: str, run_id: str) -> list[str]:
-    """entryPointArguments: ml/spark_lake.py's contract, the run id explicit; the rest at ml.settings' defaults."""
-    return ["--raw", raw_uri, "--lake", lake_root, "--run-id", run_id]
+def job_arguments(raw_uri: str, lake_root: str, run_id: str, max_memory_gb: float) -> list[str]:
+    """entryPointArguments: ml/spark_lake.py's contract, the run id explicit, `--max-memory-gb` the driver's Python
+    room (`LakeEngineConfig.job_memory_gb`); the rest at ml.settings' defaults."""
+    return ["--raw", raw_uri, "--lake", lake_root, "--run-id", run_id, "--max-memory-gb", f"{max_memory_gb:g}"]
 
 
 def manifest_uri(lake_root: str, run_id: str) -> str:
     return f"{lake_root.rstrip('/')}/manifests/{run_id}.json"
 
 
-def client_token(props: dict[str, Any]) -> str:
+def client_token(props: dict[str, Any], after: str | None = None) -> str:
     """StartJobRun's idempotency token: the same inputs give the same token, so a retried create starts no
-    second run."""
-    payload = json.dumps({key: props.get(key) for key in REPLACE_ON}, sort_keys=True)
+    second run; `after`, the id of an earlier run of these inputs that failed, salts it so a new run starts."""
+    payload = json.dumps({key: props.get(key) for key in REPLACE_ON} | ({"after": after} if after else {}),
+                         sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:MAX_TOKEN]
 
 
-def start_request(props: dict[str, Any]) -> dict[str, Any]:
-    """The StartJobRun request."""
+def start_request(props: dict[str, Any], after: str | None = None) -> dict[str, Any]:
+    """The StartJobRun request (`after`: see `client_token`)."""
     name = f"{props['name_prefix']}-{props['run_id']}"[:MAX_NAME]
     return {
         "applicationId": props["application_id"],
-        "clientToken": client_token(props),
+        "clientToken": client_token(props, after),
         "executionRoleArn": props["role_arn"],
         "name": name,
         "jobDriver": {
@@ -109,6 +136,26 @@ def outputs_of(run: dict[str, Any]) -> dict[str, Any]:
         "state_details": run.get("stateDetails") or "",
         "execution_seconds": int(run.get("totalExecutionDurationSeconds") or 0),
     }
+
+
+def start(client: Any, props: dict[str, Any]) -> dict[str, Any]:
+    """StartJobRun of these inputs; the run's `jobRun` as GetJobRun first answers.
+
+    The token gives back a run of the same inputs started before: one still going is waited for again, one that ended
+    FAILED or CANCELLED is started anew with the token salted by its id (a chain of failed attempts is followed to
+    its end, up to `MAX_EARLIER_ATTEMPTS`). A run just started is never final at once, so a final one is an earlier
+    attempt's."""
+    after = None
+    for _ in range(MAX_EARLIER_ATTEMPTS + 1):
+        started = client.start_job_run(**start_request(props, after))
+        run: dict[str, Any] = client.get_job_run(applicationId=props["application_id"],
+                                                 jobRunId=started["jobRunId"])["jobRun"]
+        if run["state"] not in FINAL - {"SUCCESS"}:
+            return run
+        after = run["jobRunId"]
+    raise LakeJobFailed(
+        f"EMR Serverless gave back {MAX_EARLIER_ATTEMPTS + 1} runs of these inputs that had already ended, the last "
+        f"{after}: started no new run; look at the application's job runs (a new run should pass through SUBMITTED)")
 
 
 def wait_for(client: Any, application_id: str, run_id: str, poll_seconds: float,
@@ -152,18 +199,29 @@ def require_manifest(region: str, uri: str, run_id: str) -> None:
         ) from error
 
 
+def job_run(client: Any, application_id: str, run_id: str) -> dict[str, Any] | None:
+    """GetJobRun's `jobRun`; None when the run or its application does not exist (ResourceNotFoundException)."""
+    try:
+        run: dict[str, Any] = client.get_job_run(applicationId=application_id, jobRunId=run_id)["jobRun"]
+    except ClientError as error:
+        if error.response["Error"].get("Code") == "ResourceNotFoundException":
+            return None
+        raise
+    return run
+
+
 class LakeJobProvider(ResourceProvider):
     """Starts, waits for, reads and cancels EMR Serverless job runs of the lake job; holds no client (it is
     pickled)."""
 
     def create(self, props: dict[str, Any]) -> CreateResult:
         client = clients.emr_serverless(props["region"])
-        started = client.start_job_run(**start_request(props))
+        started = start(client, props)
         run = wait_for(client, props["application_id"], started["jobRunId"], float(props["poll_seconds"]),
                        float(props["timeout_seconds"]))
         require_success(run, props["log_group"])
-        require_manifest(props["region"], props["manifest_uri"], started["jobRunId"])
-        return CreateResult(started["jobRunId"], {**props, **outputs_of(run)})
+        require_manifest(props["region"], props["manifest_uri"], run["jobRunId"])
+        return CreateResult(run["jobRunId"], {**props, **outputs_of(run)})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         return run_diff(olds, news, OUTPUTS, REPLACE_ON)
@@ -173,15 +231,21 @@ class LakeJobProvider(ResourceProvider):
         return run_update(olds, news, OUTPUTS)
 
     def delete(self, id_: str, props: dict[str, Any]) -> None:
-        """Cancel the run if it is still going; the lake keeps whatever it wrote."""
+        """Cancel the run if it is still going (not again if it is CANCELLING) and wait until it is final; nothing
+        when the run or its application is gone. The lake keeps whatever the run wrote."""
         client = clients.emr_serverless(props["region"])
-        run = client.get_job_run(applicationId=props["application_id"], jobRunId=id_)["jobRun"]
-        if run["state"] not in FINAL:
+        run = job_run(client, props["application_id"], id_)
+        if run is None or run["state"] in FINAL:
+            return
+        if run["state"] != "CANCELLING":
             client.cancel_job_run(applicationId=props["application_id"], jobRunId=id_)
+        wait_for(client, props["application_id"], id_, float(props["poll_seconds"]), float(props["timeout_seconds"]))
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
-        client = clients.emr_serverless(props["region"])
-        run = client.get_job_run(applicationId=props["application_id"], jobRunId=id_)["jobRun"]
+        """The run's state; an empty id (Pulumi's "gone") when the run or its application no longer exists."""
+        run = job_run(clients.emr_serverless(props["region"]), props["application_id"], id_)
+        if run is None:
+            return ReadResult("", {})
         return ReadResult(id_, {**props, **outputs_of(run)})
 
 
@@ -190,7 +254,8 @@ class LakeJob(pulumi.dynamic.Resource):
 
     `raw_uri` is the raw input (a CSV file or a folder of them under the lake's raw/ prefix), `lake_root` the lake
     (`s3://<bucket>/<prefix>`), `run_id` the folder the run writes; `input_fingerprint` stands for the raw input's
-    content (its listing: keys, sizes, ETags), so new data under the same URI is a new run.
+    content (its listing: keys, sizes, ETags), so new data under the same URI is a new run; `sizes`, the
+    retail:lakeEngine section, gives the driver's and executors' cores and memory.
     """
 
     job_run_id: pulumi.Output[str]
@@ -214,6 +279,7 @@ class LakeJob(pulumi.dynamic.Resource):
         lake_root: str,
         run_id: str,
         log_group: pulumi.Input[str],
+        sizes: LakeEngineConfig,
         execution_timeout_minutes: int = 120,
         tags: dict[str, str] | None = None,
         poll_seconds: float = 30,
@@ -228,8 +294,8 @@ class LakeJob(pulumi.dynamic.Resource):
             "role_arn": role_arn,
             "image_uri": image_uri,
             "entry_point": ENTRY_POINT,
-            "arguments": job_arguments(raw_uri, lake_root, run_id),
-            "spark_parameters": spark_parameters(),
+            "arguments": job_arguments(raw_uri, lake_root, run_id, sizes.job_memory_gb),
+            "spark_parameters": spark_parameters(sizes),
             "raw_uri": raw_uri,
             "input_fingerprint": input_fingerprint,
             "lake_root": lake_root,

@@ -9,8 +9,9 @@ settings from the platform's `Pulumi.<stack>.yaml` (`retail:lakeEngine`, `lake_e
 
 The run id is explicit and decided before the run: the newest modification time among the raw input's CSV files
 (UTC, so runs sort by time as `ml.lake.run_id_for`'s do) and 8 hex digits of a hash over the input's listing (keys,
-sizes, ETags) and the image. The same input and image give the same run id, so running the command again changes
-nothing; new data or new code is a new run in new folders. `lake_offline_run` runs the same program under the mock
+sizes, ETags) and the image. The same input and image give the same run id, so running the command again after a
+successful run changes nothing (after a failed one it starts the run again: infra/providers/lake_job.py); new data or
+new code is a new run in new folders. `lake_offline_run` runs the same program under the mock
 runtime, for the offline policy check.
 """
 
@@ -29,11 +30,12 @@ import pulumi_aws as aws
 
 from infra.automation import LAKE_PROJECT
 from infra.config import NAMESPACE, LakeEngineConfig, stack_file_section
-from infra.lake_engine import LakeApplication, LakeApplicationArgs
+from infra.lake_engine import LOG_SOURCES, LOG_STREAM_PREFIX, LOG_TYPES, LakeApplication, LakeApplicationArgs
 from infra.offline import OfflineRun, run_offline
 from infra.providers.lake_job import LakeJob
 from infra.providers.sourcedir import code_version
 from ml.ingest import WEEKLY_FILE
+from ml.lineage import COMMIT_ENV, git_commit
 
 DOCKERFILE = "Dockerfile.lake"
 TAG_PREFIX = "lake-"
@@ -141,11 +143,18 @@ def lake_run_id(objects: Sequence[RawObject], fingerprint: str, image_uri: str) 
     return f"{newest:%Y%m%dT%H%M%SZ}-{hashlib.sha256(f'{fingerprint}{image_uri}'.encode()).hexdigest()[:8]}"
 
 
-def lake_image_tag(repo_root: Path) -> str:
-    """`lake-<16 hex>` over the training source set's version (ml/, the lock, the project file) and Dockerfile.lake."""
+def lake_image_tag(repo_root: Path, release_label: str) -> str:
+    """`lake-<release>-<16 hex>` over the training source set's version (ml/, the lock, the project file),
+    Dockerfile.lake and the EMR release the image is built on."""
     recipe = (repo_root / DOCKERFILE).read_bytes()
-    version = hashlib.sha256(code_version(repo_root).encode() + b"\0" + recipe).hexdigest()[:16]
-    return f"{TAG_PREFIX}{version}"
+    version = hashlib.sha256(f"{code_version(repo_root)}\0{release_label}\0".encode() + recipe).hexdigest()[:16]
+    return f"{TAG_PREFIX}{release_label}-{version}"
+
+
+def lake_image_build_args(repo_root: Path, settings: LakeEngineConfig) -> dict[str, str]:
+    """Dockerfile.lake's build args: the application's EMR release (its base image) and the commit built from
+    (RETAIL_GIT_COMMIT, which `ml.lineage.git_commit` reads inside the image, where there is no checkout)."""
+    return {"EMR_RELEASE": settings.release_label, COMMIT_ENV: git_commit(repo_root)}
 
 
 def lake_inputs(
@@ -205,6 +214,7 @@ def lake_program(inputs: LakeInputs) -> Callable[[], None]:
             lake_root=inputs.lake_root,
             run_id=inputs.run_id,
             log_group=inputs.log_group_name,
+            sizes=inputs.settings,
             execution_timeout_minutes=inputs.settings.job_timeout_minutes,
             timeout_seconds=inputs.settings.job_timeout_minutes * 60 + 600,  # queueing and start-up on top
             tags=dict(inputs.tags),
@@ -220,28 +230,75 @@ def lake_program(inputs: LakeInputs) -> Callable[[], None]:
 
 STOPPED = {"CREATED", "STOPPED", "TERMINATED"}
 """Application states in which EMR Serverless accepts UpdateApplication (or has nothing to update)."""
+PASSING = {"CREATING", "STARTING", "STOPPING"}
+"""States an application passes through on its own: waited out."""
 
 
-def stop_for_new_image(client: Any, previous: Mapping[str, Any], image_uri: str, poll_seconds: float = 10,
-                       timeout_seconds: float = 600) -> bool:
-    """Stop the lake stack's application before `pulumi up` gives it a new image; True if it had to be stopped.
+def declared_application(inputs: LakeInputs) -> dict[str, Any]:
+    """What the program declares of the application (infra/lake_engine.py `LakeApplication`), in GetApplication's
+    shape: the settings UpdateApplication changes."""
+    settings = inputs.settings
+    return {
+        "releaseLabel": settings.release_label,
+        "architecture": settings.architecture,
+        "imageConfiguration": {"imageUri": inputs.image_uri},
+        "maximumCapacity": {"cpu": settings.max_cpu, "memory": settings.max_memory, "disk": settings.max_disk},
+        "autoStartConfiguration": {"enabled": True},
+        "autoStopConfiguration": {"enabled": True, "idleTimeoutMinutes": settings.idle_timeout_minutes},
+        "networkConfiguration": {"subnetIds": list(inputs.subnet_ids), "securityGroupIds": [inputs.security_group_id]},
+        "monitoringConfiguration": {"cloudWatchLoggingConfiguration": {
+            "enabled": True, "logGroupName": inputs.log_group_name, "logStreamNamePrefix": LOG_STREAM_PREFIX,
+            "logTypes": {source: list(LOG_TYPES) for source in LOG_SOURCES}}},
+    }
 
-    EMR Serverless updates an application only while it is created or stopped, and one stays started for
-    `idleTimeoutMinutes` after its last run; the image changes with the code, so an up soon after a run would fail.
-    Nothing is done for the first up (no application yet) or the same image (a new run needs no update)."""
-    application_id = previous.get("applicationId")
-    if not application_id or previous.get("imageUri") == image_uri:
-        return False
-    if client.get_application(applicationId=application_id)["application"]["state"] in STOPPED:
-        return False
-    client.stop_application(applicationId=application_id)
+
+def _differs(declared: Any, live: Any) -> bool:
+    """Whether `live` lacks or changes anything of `declared` (keys `declared` does not name are ignored; lists are
+    compared as sets)."""
+    if isinstance(declared, Mapping):
+        return not isinstance(live, Mapping) or any(_differs(value, live.get(key)) for key, value in declared.items())
+    if isinstance(declared, list):
+        return not isinstance(live, list) or sorted(map(str, declared)) != sorted(map(str, live))
+    return bool(declared != live)
+
+
+def changed_settings(live: Mapping[str, Any], declared: Mapping[str, Any]) -> list[str]:
+    """The settings of `declared` the live application (GetApplication's `application`) does not have."""
+    return [key for key, value in declared.items() if _differs(value, live.get(key))]
+
+
+def stop_for_update(client: Any, application_id: str | None, declared: Mapping[str, Any], poll_seconds: float = 10,
+                    timeout_seconds: float = 600) -> list[str]:
+    """Stop the lake stack's application before `pulumi up` updates it; the settings that differ (none: nothing done).
+
+    EMR Serverless updates an application only while it is CREATED or STOPPED, and one stays STARTED for
+    `idleTimeoutMinutes` after its last run, so an up soon after a run that changes anything UpdateApplication sets
+    (image, release, capacity, idle timeout, network, logging) would fail. The live application (GetApplication) is
+    compared with `declared_application`; when they differ it is stopped, waiting through CREATING, STARTING and
+    STOPPING. Nothing is done for the first up (no application yet, or it is gone) or when nothing differs (a new run
+    needs no update)."""
+    if not application_id:
+        return []
+    try:
+        live = client.get_application(applicationId=application_id)["application"]
+    except client.exceptions.ResourceNotFoundException:
+        return []
+    changed = changed_settings(live, declared)
+    if not changed:
+        return []
     deadline = time.monotonic() + timeout_seconds
-    while (state := client.get_application(applicationId=application_id)["application"]["state"]) not in STOPPED:
-        if time.monotonic() >= deadline:
+    stop_asked = False
+    while (state := live["state"]) not in STOPPED:
+        if state not in PASSING and not stop_asked:
+            client.stop_application(applicationId=application_id)
+            stop_asked = True
+        elif time.monotonic() >= deadline:
             raise TimeoutError(f"EMR Serverless application {application_id} is still {state} {timeout_seconds:.0f} s "
                                "after StopApplication (a run still going?); try again once it has stopped")
-        time.sleep(poll_seconds)
-    return True
+        else:
+            time.sleep(poll_seconds)
+        live = client.get_application(applicationId=application_id)["application"]
+    return changed
 
 
 OFFLINE_LAST_MODIFIED = dt.datetime(2026, 1, 5, tzinfo=dt.UTC)
@@ -259,13 +316,15 @@ def lake_offline_run(stack: str, platform_outputs: Mapping[str, Any], *,
     lake_root = str(platform_outputs.get("lakeRoot") or "s3://raw/lake")
     raw_uri = f"{lake_root}/raw/offline/transactions.csv"
     placeholder = RawObject(raw_uri.split("/", 3)[3], 0, "offline", OFFLINE_LAST_MODIFIED)
+    settings = lake_engine_config(project_dir, stack)
     inputs = lake_inputs(
         stack,
         platform_outputs,
         raw_uri=raw_uri,
         objects=[placeholder],
-        image_uri=f"{platform_outputs.get('repositoryUrls', {}).get('lake', 'lake')}:{lake_image_tag(project_dir)}",
-        settings=lake_engine_config(project_dir, stack),
+        image_uri=f"{platform_outputs.get('repositoryUrls', {}).get('lake', 'lake')}:"
+                  f"{lake_image_tag(project_dir, settings.release_label)}",
+        settings=settings,
         tags=platform_tags(stack, platform_outputs, project_dir),
         region=str(platform_outputs.get("region") or "ap-southeast-1"),
     )

@@ -10,6 +10,7 @@ import hashlib
 import json
 import sys
 import types
+from pathlib import Path
 
 import boto3
 import pulumi
@@ -22,9 +23,11 @@ from infra import automation
 from infra.offline import run_offline
 from infra.providers.kinds import LAKE_JOB
 from infra.providers.lake_program import LAKE_PROJECT, lake_image_tag
+from tests.providers.test_lake_program import started
 from tests.training.code_checkout import checkout
 from tests.training.fakes import PLATFORM_OUTPUTS, REGION, REGISTRY, RecordingDocker, RunnerFactory
 
+ROOT = Path(__file__).resolve().parents[2]
 LAKE_OUTPUTS = {"lakeJobRoleArn": "arn:aws:iam::123456789012:role/retail-dev-lake-engine-job-1a2b3c4",
                 "lakeEngineSecurityGroupId": "sg-0a1b2c3d4e5f60003",
                 "lakeEngineLogGroupName": "/aws/emr-serverless/retail-dev-lake"}
@@ -40,7 +43,7 @@ def _neutral_pulumi_runtime():
 @pytest.fixture
 def platform(moto_endpoint, request) -> dict:
     """A deployed dev platform of this test's own on moto: outputs with the lake engine's, its `lake` repository, and
-    two raw CSV files under the lake's raw zone."""
+    two weekly raw files under the lake's raw zone."""
     suffix = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:7]
     raw = f"retail-dev-lake-raw-{suffix}"
     repositories = {i: f"{REGISTRY}/retail-dev-registry-{suffix}/{i}" for i in ("inference", "training", "lake")}
@@ -49,7 +52,7 @@ def platform(moto_endpoint, request) -> dict:
         ecr.create_repository(repositoryName=url.split("/", 1)[1], imageTagMutability="IMMUTABLE")
     s3 = boto3.client("s3", region_name=REGION)
     s3.create_bucket(Bucket=raw, CreateBucketConfiguration={"LocationConstraint": REGION})
-    for name in ("a.csv", "b.csv"):
+    for name in ("transactions_202601.csv", "transactions_202602.csv"):
         s3.put_object(Bucket=raw, Key=f"lake/raw/2026-01/{name}", Body=b"BASKET_ID,SPEND\n1,2.5\n")
     return json.loads(json.dumps(PLATFORM_OUTPUTS)) | LAKE_OUTPUTS | {
         "lakeBuckets": {**PLATFORM_OUTPUTS["lakeBuckets"], "raw": raw},
@@ -106,8 +109,10 @@ def test_the_lake_image_is_built_from_dockerfile_lake_and_the_run_names_it_by_di
     assert run.result.exit_code == 0, run.result.output
     (build_args,) = [args for args, _ in run.docker.calls if args[:2] == ["buildx", "build"]]
     assert build_args[build_args.index("--file") + 1] == str(run.repo / "Dockerfile.lake")
-    tag = lake_image_tag(run.repo)
+    tag = lake_image_tag(run.repo, "emr-7.9.0")
     assert build_args[build_args.index("--tag") + 1] == f"{platform['repositoryUrls']['lake']}:{tag}"
+    passed = [build_args[i + 1] for i, arg in enumerate(build_args) if arg == "--build-arg"]
+    assert passed[0] == "EMR_RELEASE=emr-7.9.0" and passed[1].startswith("RETAIL_GIT_COMMIT=") and len(passed) == 2
     assert job_inputs(run)["image_uri"].startswith(f"{platform['repositoryUrls']['lake']}@sha256:")
 
 
@@ -123,7 +128,7 @@ def test_the_run_reads_the_raw_folder_and_its_id_follows_the_listing(build, plat
 
 def test_a_given_image_is_used_as_is_without_docker(build, platform):
     image = f"{platform['repositoryUrls']['lake']}@sha256:{'ab' * 32}"
-    run = build("--raw", f"{platform['lakeRoot']}/raw/2026-01/a.csv", "--image-uri", image)
+    run = build("--raw", f"{platform['lakeRoot']}/raw/2026-01/transactions_202601.csv", "--image-uri", image)
     assert run.result.exit_code == 0, run.result.output
     assert run.docker.calls == [] and job_inputs(run)["image_uri"] == image
 
@@ -190,11 +195,17 @@ def test_a_local_build_defaults_to_the_configured_lake_root(spark_lake, monkeypa
     assert spark_lake == [["--raw", "data/t.csv", "--lake", str(tmp_path / "configured")]]
 
 
-def started_application() -> str:
-    client = boto3.client("emr-serverless", region_name=REGION)
-    application = client.create_application(name="retail-dev-lake", releaseLabel="emr-7.9.0", type="SPARK")
-    assert client.get_application(applicationId=application["applicationId"])["application"]["state"] == "STARTED"
-    return application["applicationId"]
+def started_application(platform: dict, image: str) -> str:
+    """A STARTED lake application on the server, holding what the program declares for `image` (the dev stack file's
+    retail:lakeEngine, the platform's network and log group)."""
+    from infra.providers.lake_program import RawObject, declared_application, lake_engine_config, lake_inputs
+
+    raw = RawObject("lake/raw/2026-01/transactions_202601.csv", 1, "e", dt.datetime.now(dt.UTC))
+    inputs = lake_inputs("dev", platform, raw_uri=f"{platform['lakeRoot']}/raw/2026-01/", objects=[raw],
+                         image_uri=image, settings=lake_engine_config(ROOT, "dev"), tags={}, region=REGION)
+    application_id = started(boto3.client("emr-serverless", region_name=REGION), declared_application(inputs))
+    assert application_state(application_id) == "STARTED"
+    return application_id
 
 
 def application_state(application_id: str) -> str:
@@ -203,19 +214,20 @@ def application_state(application_id: str) -> str:
 
 
 def test_a_new_image_stops_the_started_application_before_the_up_that_updates_it(build, platform):
-    application_id = started_application()
     image = f"{platform['repositoryUrls']['lake']}@sha256:{'ab' * 32}"
+    application_id = started_application(platform, image.replace("ab", "cd"))
     run = build("--raw", f"{platform['lakeRoot']}/raw/2026-01/", "--image-uri", image,
-                lake_outputs={"applicationId": application_id, "imageUri": image.replace("ab", "cd")})
+                lake_outputs={"applicationId": application_id})
     assert run.result.exit_code == 0, run.result.output
     assert application_state(application_id) == "STOPPED"
-    assert "Stopped the lake application so that it can take the new image" in run.result.output
+    assert "Stopped the lake application so that it can be updated (imageConfiguration)" in run.result.output
 
 
-def test_the_same_image_leaves_the_application_running_for_the_next_run(build, platform):
-    application_id = started_application()
+def test_the_same_application_settings_leave_it_running_for_the_next_run(build, platform):
     image = f"{platform['repositoryUrls']['lake']}@sha256:{'ab' * 32}"
+    application_id = started_application(platform, image)
     run = build("--raw", f"{platform['lakeRoot']}/raw/2026-01/", "--image-uri", image,
-                lake_outputs={"applicationId": application_id, "imageUri": image})
+                lake_outputs={"applicationId": application_id})
     assert run.result.exit_code == 0, run.result.output
     assert application_state(application_id) == "STARTED"
+    assert "Stopped" not in run.result.output

@@ -41,11 +41,21 @@ def test_the_dockerfile_passes_hadolint():
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_the_base_image_is_emr_serverless_s_spark_image_of_the_application_s_release():
+def test_the_base_image_is_emr_serverless_s_spark_image_of_the_release_the_build_passes():
+    """FROM takes the release from the build arg (lake_image_build_args passes retail:lakeEngine.releaseLabel), whose
+    default is the config's; the release's `latest` base is fixed per image by the immutable tag it is pushed as."""
     (_, base), *_ = final_stage()
-    release = LakeEngineConfig().release_label
-    assert base.startswith(f"public.ecr.aws/emr-serverless/spark/{release}:")
-    assert not base.endswith(":latest")
+    assert base == "public.ecr.aws/emr-serverless/spark/${EMR_RELEASE}:latest"
+    first_from = next(i for i, (name, _) in enumerate(instructions()) if name == "FROM")
+    assert ("ARG", f"EMR_RELEASE={LakeEngineConfig().release_label}") in instructions()[:first_from]
+
+
+def test_the_image_names_the_commit_it_was_built_from():
+    """ml.lineage.git_commit falls back to RETAIL_GIT_COMMIT where there is no checkout (inside the image)."""
+    stage = final_stage()
+    assert ("ARG", "RETAIL_GIT_COMMIT=unknown") in stage
+    env = " ".join(args for name, args in stage if name == "ENV")
+    assert "RETAIL_GIT_COMMIT=${RETAIL_GIT_COMMIT}" in env
 
 
 def test_python_3_11_gets_the_locked_core_dependencies_at_the_path_the_job_names():
@@ -111,6 +121,8 @@ def added_pins() -> dict[str, str]:
 
 
 def test_pandas_which_spark_s_map_in_arrow_requires_is_added_at_uv_lock_s_versions():
+    """Guards our decision to add pandas to the image (no core dependency brings it): pyspark's pandas functions,
+    through which mapInArrow runs, still require it; should they stop, the pins can go."""
     import pyspark.sql.pandas.functions as spark_pandas
 
     assert "require_minimum_pandas_version()" in Path(spark_pandas.__file__).read_text()
@@ -119,6 +131,22 @@ def test_pandas_which_spark_s_map_in_arrow_requires_is_added_at_uv_lock_s_versio
     locked = locked_versions()
     assert pins == {name: locked[name] for name in pins}
     assert {"python-dateutil", "tzdata", "six"} <= set(pins), "pandas' own dependencies, installed --no-deps"
+
+
+def test_boto3_which_polars_s_s3_credentials_need_is_added_at_uv_lock_s_versions():
+    """Polars reads s3:// with boto3's credential chain (the job role's) only when boto3 is importable, and no core
+    dependency brings it: boto3 and what it needs beyond the core closure are pinned at uv.lock's versions."""
+    pins, locked, core = added_pins(), locked_versions(), core_closure()
+    needed = {"boto3"}
+    todo = ["boto3"]
+    packages = {p["name"]: p for p in tomllib.loads((ROOT / "uv.lock").read_text())["package"]}
+    while todo:
+        for dependency in packages[todo.pop()].get("dependencies", []):
+            if dependency["name"] not in needed:
+                needed.add(dependency["name"])
+                todo.append(dependency["name"])
+    assert needed - core <= set(pins), needed - core - set(pins)
+    assert pins == {name: locked[name] for name in pins}
 
 
 def test_every_distribution_the_job_imports_is_in_the_image():

@@ -18,6 +18,7 @@ import botocore.session
 import pytest
 from moto.emrserverless.models import EMRServerlessBackend
 
+from infra.config import LakeEngineConfig, parse_section
 from infra.providers.kinds import LAKE_JOB
 from infra.providers.lake_job import (
     ENTRY_POINT,
@@ -48,18 +49,25 @@ class RunOutcomes:
     polls_running: int = 0
     """How many GetJobRun calls report RUNNING before the final state."""
     get_calls: int = 0
+    cancel_calls: int = 0
     _left: dict[str, int] = field(default_factory=dict)
+    by_token: dict[str, object] = field(default_factory=dict)
 
 
 @pytest.fixture
 def runs(moto_endpoint, monkeypatch) -> RunOutcomes:
     outcomes = RunOutcomes()
-    start, get = EMRServerlessBackend.start_job_run, EMRServerlessBackend.get_job_run
+    start, get, cancel = (EMRServerlessBackend.start_job_run, EMRServerlessBackend.get_job_run,
+                          EMRServerlessBackend.cancel_job_run)
 
     def start_job_run(self, *args, **kwargs):
+        # StartJobRun is idempotent by client token on AWS (its API reference); moto 5 starts a run each time
+        if kwargs["client_token"] in outcomes.by_token:
+            return outcomes.by_token[kwargs["client_token"]]
         job_run = start(self, *args, **kwargs)
         job_run.state, job_run.state_details = outcomes.state, outcomes.details
         outcomes._left[job_run.id] = outcomes.polls_running
+        outcomes.by_token[kwargs["client_token"]] = job_run
         return job_run
 
     def get_job_run(self, application_id, job_run_id):
@@ -68,11 +76,17 @@ def runs(moto_endpoint, monkeypatch) -> RunOutcomes:
         if outcomes._left.get(job_run_id, 0) > 0:
             outcomes._left[job_run_id] -= 1
             job_run.state = "RUNNING"
-        elif job_run_id in outcomes._left and job_run.state == "RUNNING":
+        elif job_run_id in outcomes._left and job_run.state == "RUNNING":  # not cancelled meanwhile
             job_run.state = outcomes.state
         return job_run
 
+    def cancel_job_run(self, application_id, job_run_id):
+        outcomes.cancel_calls += 1
+        outcomes._left[job_run_id] = 0  # a cancelled run runs no more
+        return cancel(self, application_id, job_run_id)
+
     monkeypatch.setattr(EMRServerlessBackend, "start_job_run", start_job_run)
+    monkeypatch.setattr(EMRServerlessBackend, "cancel_job_run", cancel_job_run)
     monkeypatch.setattr(EMRServerlessBackend, "get_job_run", get_job_run)
     return outcomes
 
@@ -102,8 +116,8 @@ def props(application: str, lake: str, **changes) -> dict:
         "role_arn": ROLE,
         "image_uri": IMAGE,
         "entry_point": ENTRY_POINT,
-        "arguments": job_arguments(raw, lake, RUN),
-        "spark_parameters": spark_parameters(),
+        "arguments": job_arguments(raw, lake, RUN, 10),
+        "spark_parameters": spark_parameters(LakeEngineConfig()),
         "raw_uri": raw,
         "input_fingerprint": "f" * 64,
         "lake_root": lake,
@@ -136,19 +150,51 @@ def test_create_starts_the_image_s_entry_point_with_the_contract_s_arguments_as_
     spark = run["jobDriver"]["sparkSubmit"]
     assert spark["entryPoint"] == "local:///opt/retail/ml/spark_lake.py"
     assert spark["entryPointArguments"] == [
-        "--raw", f"{lake}/raw/2026-01/transactions.csv", "--lake", lake, "--run-id", RUN]
+        "--raw", f"{lake}/raw/2026-01/transactions.csv", "--lake", lake, "--run-id", RUN, "--max-memory-gb", "10"]
     assert run["tags"] == {"project": "retail-mlops", "lake-run": RUN}
     assert created.outs["job_run_id"] == created.id and created.outs["state"] == "SUCCESS"
     assert created.outs["manifest_uri"] == f"{lake}/manifests/{RUN}.json"
 
 
+def conf(parameters: str) -> dict[str, str]:
+    words = parameters.split()
+    assert words[::2] == ["--conf"] * (len(words) // 2)
+    return dict(word.split("=", 1) for word in words[1::2])
+
+
 def test_driver_and_executors_run_the_image_s_python_3_11():
-    parameters = spark_parameters().split()
-    assert parameters[::2] == ["--conf"] * 3
-    assert sorted(parameters[1::2]) == sorted(
-        f"{setting}={IMAGE_PYTHON}" for setting in ("spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON",
-                                                    "spark.emr-serverless.driverEnv.PYSPARK_PYTHON",
-                                                    "spark.executorEnv.PYSPARK_PYTHON"))
+    settings = conf(spark_parameters(LakeEngineConfig()))
+    assert {key: settings[key] for key in ("spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON",
+                                           "spark.emr-serverless.driverEnv.PYSPARK_PYTHON",
+                                           "spark.executorEnv.PYSPARK_PYTHON")} == dict.fromkeys(
+        ("spark.emr-serverless.driverEnv.PYSPARK_DRIVER_PYTHON", "spark.emr-serverless.driverEnv.PYSPARK_PYTHON",
+         "spark.executorEnv.PYSPARK_PYTHON"), IMAGE_PYTHON)
+
+
+def test_python_s_polars_gets_the_memory_overhead_and_one_thread_per_core():
+    """Polars runs outside the JVM heap: the heap is small, the overhead large; the job's --max-memory-gb is the
+    driver's overhead less the JVM's own off-heap use; Polars' threads match the cores of the process it runs in."""
+    sizes = LakeEngineConfig(driverMemoryGb=2, driverPythonMemoryGb=14, executorMemoryGb=6, executorPythonMemoryGb=10,
+                             executorCores=2)
+    settings = conf(spark_parameters(sizes))
+    assert (settings["spark.driver.memory"], settings["spark.driver.memoryOverhead"]) == ("2g", "14g")
+    assert (settings["spark.executor.memory"], settings["spark.executor.memoryOverhead"]) == ("6g", "10g")
+    assert (settings["spark.driver.cores"], settings["spark.executor.cores"]) == ("4", "2")
+    assert settings["spark.emr-serverless.driverEnv.POLARS_MAX_THREADS"] == "4"
+    assert settings["spark.executorEnv.POLARS_MAX_THREADS"] == "1"
+    assert sizes.job_memory_gb == 12
+    assert job_arguments("r", "l", "x", sizes.job_memory_gb)[-2:] == ["--max-memory-gb", "12"]
+
+
+@pytest.mark.parametrize(("sizes", "reported"), [
+    ({"driverMemoryGb": 20, "driverPythonMemoryGb": 12}, "driverMemoryGb \\+ driverPythonMemoryGb must be 8-30 GB"),
+    ({"executorCores": 1, "executorMemoryGb": 4, "executorPythonMemoryGb": 8}, "must be 2-8 GB for 1 vCPU"),
+    ({"executorPythonMemoryGb": 2}, "executorPythonMemoryGb"),
+    ({"driverCores": 3}, "driverCores"),
+])
+def test_worker_sizes_emr_serverless_would_refuse_are_refused_in_the_stack_file(sizes, reported):
+    with pytest.raises(ValueError, match=reported):
+        parse_section(LakeEngineConfig, sizes, "retail:lakeEngine")
 
 
 def test_the_request_matches_botocore_s_model_of_start_job_run():
@@ -159,6 +205,7 @@ def test_the_request_matches_botocore_s_model_of_start_job_run():
 
 
 def test_botocore_has_no_emr_serverless_waiter_so_the_provider_polls():
+    """Guards our decision to poll GetJobRun ourselves (wait_for): should botocore ship a waiter, use it instead."""
     assert boto3.client("emr-serverless", region_name=REGION).waiter_names == []
 
 
@@ -172,6 +219,7 @@ def test_create_waits_while_the_run_is_running(runs, application, lake):
 
 @pytest.mark.parametrize("state", ["FAILED", "CANCELLED"])
 def test_a_run_that_fails_is_an_error_with_emr_serverless_s_details_and_the_log_group(runs, application, lake, state):
+    runs.polls_running = 1  # a run just started is not final yet
     runs.state, runs.details = state, "Job failed, ExitCode: 1. Last few exceptions: ValueError: no .csv under raw"
     with pytest.raises(LakeJobFailed, match=rf"ended {state}: Job failed, ExitCode: 1\..*no \.csv under raw.*"
                                             r"/aws/emr-serverless/retail-dev-lake"):
@@ -265,3 +313,76 @@ def test_the_provider_pickled_as_pulumi_does_holds_no_client_or_secret_and_start
     loaded, pickled = as_the_provider_host_loads_it(provider)
     assert SECRET.encode() not in pickled and b"botocore" not in pickled
     assert loaded.create(props(application, lake)).outs["state"] == "SUCCESS"
+
+
+def test_an_up_after_a_failed_run_starts_the_run_again_instead_of_getting_the_failed_one_back(runs, application, lake):
+    """The client token of the same inputs gives back the failed run (idempotency); a run already final when StartJobRun
+    answers is that earlier attempt, so the run is started again with the token salted by its id."""
+    runs.polls_running, runs.state, runs.details = 1, "FAILED", "ExitCode: 1"
+    with pytest.raises(LakeJobFailed, match="ended FAILED"):
+        LakeJobProvider().create(props(application, lake))
+    (failed,) = runs.by_token.values()
+    with pytest.raises(LakeJobFailed, match="ended FAILED"):
+        LakeJobProvider().create(props(application, lake))  # fails again: a third attempt follows the chain
+    assert len(runs.by_token) == 2
+    runs.state, runs.details = "SUCCESS", None
+    write_manifest(lake)
+    created = LakeJobProvider().create(props(application, lake))
+    assert created.outs["state"] == "SUCCESS" and len(runs.by_token) == 3
+    assert created.id not in {run.id for run in list(runs.by_token.values())[:2]} and created.id != failed.id
+
+
+def test_an_up_after_a_run_that_timed_out_resumes_waiting_for_the_same_run(runs, application, lake):
+    write_manifest(lake)
+    runs.polls_running = 10_000
+    with pytest.raises(TimeoutError):
+        LakeJobProvider().create(props(application, lake, timeout_seconds=0.05))
+    (going,) = runs.by_token.values()
+    runs._left[going.id] = 2
+    created = LakeJobProvider().create(props(application, lake))
+    assert created.id == going.id and created.outs["state"] == "SUCCESS" and len(runs.by_token) == 1
+
+
+def test_delete_waits_for_a_cancelling_run_without_cancelling_it_again(runs, application, lake, monkeypatch):
+    write_manifest(lake)
+    created = LakeJobProvider().create(props(application, lake))
+    (run,) = runs.by_token.values()
+    states = ["CANCELLED", "CANCELLING", "CANCELLING"]
+    get = EMRServerlessBackend.get_job_run
+
+    def get_job_run(self, application_id, job_run_id):
+        found = get(self, application_id, job_run_id)
+        found.state = states.pop() if states else found.state
+        return found
+
+    monkeypatch.setattr(EMRServerlessBackend, "get_job_run", get_job_run)
+    LakeJobProvider().delete(created.id, props(application, lake))
+    assert runs.cancel_calls == 0 and states == [] and run.state == "CANCELLED"
+
+
+def test_delete_of_a_running_run_waits_until_it_is_cancelled(runs, application, lake):
+    write_manifest(lake)
+    created = LakeJobProvider().create(props(application, lake))
+    runs._left[created.id] = 2  # RUNNING twice more: once before the cancel, once after
+    LakeJobProvider().delete(created.id, props(application, lake))
+    assert runs.cancel_calls == 1 and runs._left[created.id] == 0
+    assert job_run(application, created.id)["state"] == "CANCELLED"
+
+
+@pytest.mark.parametrize("gone", ["run", "application"])
+def test_a_run_or_application_that_is_gone_is_read_as_gone_and_deleted_as_nothing(runs, application, lake, gone):
+    write_manifest(lake)
+    created = LakeJobProvider().create(props(application, lake))
+    client = boto3.client("emr-serverless", region_name=REGION)
+    if gone == "application":
+        from moto.emrserverless.models import emrserverless_backends
+
+        client.stop_application(applicationId=application)
+        client.delete_application(applicationId=application)
+        # AWS answers GetJobRun of a deleted application's run ResourceNotFoundException; moto 5 keeps the runs
+        emrserverless_backends["123456789012"][REGION].job_runs.pop(application)
+    run_id = "00fnosuchrun" if gone == "run" else created.id
+    read = LakeJobProvider().read(run_id, props(application, lake))
+    assert read.id == "" and not read.outs
+    LakeJobProvider().delete(run_id, props(application, lake))
+    assert runs.cancel_calls == 0

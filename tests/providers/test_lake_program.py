@@ -4,8 +4,11 @@ S3), the run id, the image tag, and the program under the mock runtime judged by
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
+import re
+from pathlib import Path
 
 import boto3
 import botocore.session
@@ -19,15 +22,18 @@ from infra.providers.lake_job import ENTRY_POINT
 from infra.providers.lake_program import (
     LAKE_PROJECT,
     LakeEngineMissing,
+    LakeInputs,
     RawObject,
+    declared_application,
     input_fingerprint,
+    lake_image_build_args,
     lake_image_tag,
     lake_offline_run,
     lake_run_id,
     raw_listing,
     require_lake_outputs,
     require_raw_in_lake,
-    stop_for_new_image,
+    stop_for_update,
 )
 from policies.catalog import RULES
 from policies.enforcement import load_levels
@@ -92,7 +98,7 @@ def test_the_run_writes_the_platform_s_lake_as_the_platform_s_job_role(platforms
     lake = outputs["lakeRoot"]
     assert job["role_arn"] == outputs["lakeJobRoleArn"] and job["entry_point"] == ENTRY_POINT
     assert job["arguments"] == ["--raw", f"{lake}/raw/offline/transactions.csv", "--lake", lake,
-                                "--run-id", job["run_id"]]
+                                "--run-id", job["run_id"], "--max-memory-gb", "10"]
     assert job["manifest_uri"] == f"{lake}/manifests/{job['run_id']}.json"
     assert job["execution_timeout_minutes"] == 120
 
@@ -179,13 +185,21 @@ def test_new_data_or_a_new_image_is_a_new_run():
 
 def test_the_image_tag_follows_ml_the_lock_and_dockerfile_lake(tmp_path):
     repo = checkout(tmp_path / "repo", extra=("Dockerfile.lake",))
-    tag = lake_image_tag(repo)
-    assert tag.startswith("lake-") and len(tag) == len("lake-") + 16
+    tag = lake_image_tag(repo, "emr-7.9.0")
+    assert tag.startswith("lake-emr-7.9.0-") and len(tag) == len("lake-emr-7.9.0-") + 16
+    assert lake_image_tag(repo, "emr-7.10.0").startswith("lake-emr-7.10.0-")
     (repo / "Dockerfile.lake").write_text((repo / "Dockerfile.lake").read_text() + "# changed\n")
-    assert lake_image_tag(repo) != tag
-    changed_tag = lake_image_tag(repo)
+    assert lake_image_tag(repo, "emr-7.9.0") != tag
+    changed_tag = lake_image_tag(repo, "emr-7.9.0")
     (repo / "ml" / "spark_lake_note.py").write_text("# a new module of the job's package\n")
-    assert lake_image_tag(repo) != changed_tag
+    assert lake_image_tag(repo, "emr-7.9.0") != changed_tag
+
+
+def test_the_image_is_built_on_the_application_s_release_and_names_its_commit():
+    """Dockerfile.lake's FROM takes EMR_RELEASE; ml.lineage.git_commit reads RETAIL_GIT_COMMIT inside the image."""
+    args = lake_image_build_args(Path(__file__).resolve().parents[2], LakeEngineConfig(releaseLabel="emr-7.10.0"))
+    assert args["EMR_RELEASE"] == "emr-7.10.0"
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", args["RETAIL_GIT_COMMIT"])
 
 
 def test_the_application_is_a_create_application_request_botocore_s_model_accepts(platforms):
@@ -224,31 +238,118 @@ def emr(moto_endpoint):
     return boto3.client("emr-serverless", region_name=REGION)
 
 
-def started(emr) -> str:
-    return emr.create_application(name="retail-dev-lake", releaseLabel="emr-7.9.0", type="SPARK")["applicationId"]
+def inputs(**changes) -> LakeInputs:
+    base = LakeInputs(stack="dev", region=REGION, subnet_ids=["subnet-1", "subnet-2"], security_group_id="sg-1",
+                      role_arn="arn:aws:iam::123456789012:role/job",
+                      log_group_name="/aws/emr-serverless/retail-dev-lake",
+                      image_uri="lake@sha256:2", lake_root="s3://raw/lake", raw_uri="s3://raw/lake/raw/t.csv",
+                      input_fingerprint="f" * 64, run_id="r")
+    return dataclasses.replace(base, **changes)
 
 
-def test_nothing_is_stopped_for_the_first_up_the_same_image_or_a_stopped_application(emr):
+def started(emr, declared: dict | None = None) -> str:
+    """A STARTED application on the server; with `declared`, holding those settings as GetApplication answers them
+    (moto keeps no image, architecture or logging of its own: they are set on its model, in this process)."""
+    from moto.emrserverless.models import emrserverless_backends
+
+    declared = declared or {}
+    application_id = emr.create_application(
+        name="retail-dev-lake", releaseLabel=declared.get("releaseLabel", "emr-7.9.0"), type="SPARK",
+        **{key: declared[key] for key in ("maximumCapacity", "autoStartConfiguration", "autoStopConfiguration",
+                                          "networkConfiguration") if key in declared})["applicationId"]
+    model = emrserverless_backends["123456789012"][REGION].applications[application_id]
+    if declared:
+        model.architecture = declared["architecture"]
+        model.image_configuration = declared["imageConfiguration"] | {"resolvedImageDigest": "sha256:2"}
+        model.monitoring_configuration = declared["monitoringConfiguration"]
+    return application_id
+
+
+def state(emr, application_id: str) -> str:
+    return emr.get_application(applicationId=application_id)["application"]["state"]
+
+
+def test_the_declared_application_is_what_the_program_declares(platforms):
+    """declared_application (GetApplication's shape) and LakeApplication (Pulumi's) are written apart: they agree."""
+    outputs = platforms["dev"]
+    (application,) = lake_offline_run("dev", outputs).of_type(APPLICATION)
+    spec = application.inputs
+    logging = spec["monitoringConfiguration"]["cloudwatchLoggingConfiguration"]
+    declared = declared_application(inputs(subnet_ids=outputs["privateSubnetIds"],
+                                           security_group_id=outputs["lakeEngineSecurityGroupId"],
+                                           log_group_name=outputs["lakeEngineLogGroupName"],
+                                           image_uri=spec["imageConfiguration"]["imageUri"]))
+    for key in ("maximumCapacity", "autoStopConfiguration", "autoStartConfiguration", "releaseLabel", "architecture",
+                "networkConfiguration", "imageConfiguration"):
+        assert declared[key] == spec[key], key
+    cloudwatch = declared["monitoringConfiguration"]["cloudWatchLoggingConfiguration"]
+    assert cloudwatch == {**logging, "logTypes": {entry["name"]: entry["values"] for entry in logging["logTypes"]}}
+
+
+def test_nothing_is_stopped_for_the_first_up_a_gone_application_or_one_as_declared(emr):
+    declared = declared_application(inputs())
+    assert stop_for_update(emr, None, declared) == []
+    assert stop_for_update(emr, "00fnosuchapplication", declared) == []
+    application_id = started(emr, declared)
+    assert stop_for_update(emr, application_id, declared) == []
+    assert state(emr, application_id) == "STARTED", "a new run on the same application needs no update"
+
+
+@pytest.mark.parametrize(("change", "reported"), [
+    ({"image_uri": "lake@sha256:3"}, "imageConfiguration"),
+    ({"settings": LakeEngineConfig(maxCpu="32 vCPU")}, "maximumCapacity"),
+    ({"settings": LakeEngineConfig(idleTimeoutMinutes=30)}, "autoStopConfiguration"),
+    ({"settings": LakeEngineConfig(releaseLabel="emr-7.10.0")}, "releaseLabel"),
+    ({"subnet_ids": ["subnet-3"]}, "networkConfiguration"),
+    ({"log_group_name": "/aws/emr-serverless/other"}, "monitoringConfiguration"),
+])
+def test_any_setting_update_application_changes_stops_the_started_application_first(emr, change, reported):
+    application_id = started(emr, declared_application(inputs()))
+    assert stop_for_update(emr, application_id, declared_application(inputs(**change)), poll_seconds=0.01) == [
+        reported]
+    assert state(emr, application_id) == "STOPPED"
+
+
+def test_a_stopped_application_is_left_as_it_is(emr, monkeypatch):
+    from moto.emrserverless.models import EMRServerlessBackend
+
     application_id = started(emr)
-    assert stop_for_new_image(emr, {}, "lake@sha256:2") is False
-    assert stop_for_new_image(emr, {"applicationId": application_id, "imageUri": "lake@sha256:2"},
-                              "lake@sha256:2") is False
     emr.stop_application(applicationId=application_id)
-    assert stop_for_new_image(emr, {"applicationId": application_id, "imageUri": "lake@sha256:1"},
-                              "lake@sha256:2") is False
+    monkeypatch.setattr(EMRServerlessBackend, "stop_application", lambda self, application_id: pytest.fail("stopped"))
+    assert stop_for_update(emr, application_id, declared_application(inputs())) != []
 
 
-def test_a_started_application_is_stopped_before_it_takes_a_new_image(emr):
+@pytest.mark.parametrize(("passing", "then", "stopped"), [("STARTING", "STARTED", True),
+                                                          ("STOPPING", "STOPPED", False),
+                                                          ("CREATING", "CREATED", False)])
+def test_an_application_passing_between_states_is_waited_for(emr, monkeypatch, passing, then, stopped):
+    """STARTING: wait until STARTED, then stop; STOPPING and CREATING: wait, without StopApplication."""
+    from moto.emrserverless.models import EMRServerlessBackend
+
     application_id = started(emr)
-    previous = {"applicationId": application_id, "imageUri": "lake@sha256:1"}
-    assert stop_for_new_image(emr, previous, "lake@sha256:2", poll_seconds=0.01) is True
-    assert emr.get_application(applicationId=application_id)["application"]["state"] == "STOPPED"
+    left, stops = [passing, passing], []
+    get = EMRServerlessBackend.get_application
+
+    def get_application(self, application_id):
+        application = get(self, application_id)
+        if left:
+            left.pop()
+            application.state = passing if left else then
+        return application
+
+    def stop_application(self, application_id):
+        stops.append(application_id)
+        self.applications[application_id].state = "STOPPED"
+
+    monkeypatch.setattr(EMRServerlessBackend, "get_application", get_application)
+    monkeypatch.setattr(EMRServerlessBackend, "stop_application", stop_application)
+    assert stop_for_update(emr, application_id, declared_application(inputs()), poll_seconds=0.01) != []
+    assert stops == ([application_id] if stopped else [])
 
 
 def test_an_application_that_does_not_stop_is_an_error_saying_to_try_again(emr, monkeypatch):
     from moto.emrserverless.models import EMRServerlessBackend
 
     monkeypatch.setattr(EMRServerlessBackend, "stop_application", lambda self, application_id: None)
-    previous = {"applicationId": started(emr), "imageUri": "lake@sha256:1"}
     with pytest.raises(TimeoutError, match="is still STARTED 0 s after StopApplication"):
-        stop_for_new_image(emr, previous, "lake@sha256:2", poll_seconds=0.01, timeout_seconds=0.05)
+        stop_for_update(emr, started(emr), declared_application(inputs()), poll_seconds=0.01, timeout_seconds=0.05)
