@@ -50,14 +50,20 @@ def test_an_application_that_never_stops_fails_and_one_that_leaves_auto_stop_uns
 
 @pytest.mark.parametrize(
     ("statement", "reported"),
-    [({"Resource": "*"}, "on *, not below a prefix of the lake"),
+    [({"Resource": "*"}, "on *, not below the lake's silver/, gold/, manifests/"),
      ({"Resource": "arn:aws:s3:::lake-raw"}, "on arn:aws:s3:::lake-raw, not below"),
      ({"Resource": "arn:aws:s3:::lake-raw/lake*"}, "on arn:aws:s3:::lake-raw/lake*, not below"),
      ({"Action": "s3:*", "Resource": "arn:aws:s3:::lake-raw/*"}, "allows s3:* on arn:aws:s3:::lake-raw/*"),
      ({"Action": "s3:Delete*"}, None),
-     ({"Action": "*", "Resource": "*"}, "allows * on *")],
+     ({"Action": "*", "Resource": "*"}, "allows * on *"),
+     ({"Resource": "arn:aws:s3:::lake-raw/lake/*"}, "on arn:aws:s3:::lake-raw/lake/*, not below"),
+     ({"Resource": "arn:aws:s3:::lake-raw/lake/raw/*"}, "on arn:aws:s3:::lake-raw/lake/raw/*, not below"),
+     ({"Resource": "arn:aws:s3:::lake-raw/lake/raw/silver/*"}, "on arn:aws:s3:::lake-raw/lake/raw/silver/*"),
+     ({"Resource": "arn:aws:s3:::lake-raw/lake/sil*/*"}, "on arn:aws:s3:::lake-raw/lake/sil*/*"),
+     ({"Resource": "arn:aws:s3:::lake-raw/gold/r/*"}, None)],
     ids=["everything", "a bucket", "a key prefix without a segment", "s3:* on a bucket's objects",
-         "deletes below prefixes", "admin"],
+         "deletes below prefixes", "admin", "the whole lake root", "the raw zone", "a silver folder inside raw",
+         "a wildcard zone", "a lake at the bucket's root"],
 )
 def test_the_job_role_writes_only_below_named_prefixes(statement, reported):
     found = messages("emr-serverless-role-writes-lake-prefixes", [LAKE_JOB_ROLE, with_statement(**statement)])
@@ -69,6 +75,54 @@ def test_a_not_resource_write_is_reported():
         {"Effect": "Allow", "Action": "s3:PutObject", "NotResource": "arn:aws:s3:::lake-raw/lake/raw/*"}]}))
     (message,) = messages("emr-serverless-role-writes-lake-prefixes", [LAKE_JOB_ROLE, not_resource])
     assert "allows s3:PutObject on everything but arn:aws:s3:::lake-raw/lake/raw/*" in message
+
+
+def test_a_not_action_write_is_wide():
+    not_action = changed(LAKE_JOB_POLICY, "policy", value=json.dumps({"Statement": [
+        {"Effect": "Allow", "NotAction": "s3:GetObject", "Resource": "arn:aws:s3:::lake-raw/lake/*"}]}))
+    (message,) = messages("emr-serverless-role-writes-lake-prefixes", [LAKE_JOB_ROLE, not_action])
+    assert "allows every action but s3:GetObject on arn:aws:s3:::lake-raw/lake/*, not below" in message
+
+
+WIDE = json.dumps({"Statement": [{**LAKE_WRITE, "Resource": "arn:aws:s3:::lake-raw/*"}]})
+
+
+def test_the_role_s_own_inline_policies_are_judged():
+    role = changed(LAKE_JOB_ROLE, "inlinePolicies", value=[{"name": "extra", "policy": WIDE}])
+    (message,) = messages("emr-serverless-role-writes-lake-prefixes", [role])
+    assert message.startswith("inline policy extra allows s3:PutObject, s3:AbortMultipartUpload on "
+                              "arn:aws:s3:::lake-raw/*")
+
+
+def test_a_stack_policy_attached_by_managed_policy_arns_or_an_attachment_is_judged():
+    policy = res("aws:iam/policy:Policy", "lake-extra", urn="urn:lake-extra", policy=WIDE)
+    role = res(LAKE_JOB_ROLE.type, LAKE_JOB_ROLE.name, urn=LAKE_JOB_ROLE.urn,
+               deps={"managedPolicyArns": ["urn:lake-extra"]}, **LAKE_JOB_ROLE.props,
+               managedPolicyArns=["arn:aws:iam::123456789012:policy/lake-extra"])
+    (message,) = messages("emr-serverless-role-writes-lake-prefixes", [role, policy])
+    assert message.startswith("policy lake-extra allows s3:PutObject")
+    attachment = res("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "lake-extra-attach",
+                     deps={"role": [LAKE_JOB_ROLE.urn], "policyArn": ["urn:lake-extra"]},
+                     policyArn="arn:aws:iam::123456789012:policy/lake-extra")
+    (message,) = messages("emr-serverless-role-writes-lake-prefixes", [LAKE_JOB_ROLE, policy, attachment])
+    assert message.startswith("policy lake-extra allows s3:PutObject")
+
+
+def test_an_aws_managed_policy_attached_to_the_job_role_cannot_be_judged_and_is_reported():
+    attachment = res("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "s3-full", deps={"role": [LAKE_JOB_ROLE.urn]},
+                     policyArn="arn:aws:iam::aws:policy/AmazonS3FullAccess")
+    (message,) = messages("emr-serverless-role-writes-lake-prefixes", [LAKE_JOB_ROLE, attachment])
+    assert message.startswith("policy arn:aws:iam::aws:policy/AmazonS3FullAccess is attached, which the stack does not "
+                              "declare")
+    managed = changed(LAKE_JOB_ROLE, "managedPolicyArns", value=["arn:aws:iam::aws:policy/AmazonS3FullAccess"])
+    assert len(messages("emr-serverless-role-writes-lake-prefixes", [managed])) == 1
+
+
+def test_the_rule_s_write_zones_are_the_job_role_s():
+    from infra import lake_engine
+    from policies.rules import lake_job
+
+    assert lake_job.WRITE_ZONES == lake_engine.WRITE_ZONES
 
 
 def test_reads_and_roles_other_services_assume_are_not_judged():
