@@ -4,8 +4,9 @@ Two components, for the two lifetimes involved:
 
 - `LakeEngine`, in the platform stack: what a run executes as and where it may go, which outlives any image. A job
   execution role that EMR Serverless assumes for this account only, allowed to list and read the lake's raw/
-  prefix, read and write its silver/ and gold/ prefixes (plus deleting there, which Spark's commit of a run's
-  files does with its temporary files) and write its manifests/ prefix, with multipart uploads, and to use the
+  prefix (the job writes nothing there), list, read and write its silver/ and gold/ prefixes (plus deleting there,
+  which Spark's commit of a run's files does with its temporary files) and write its manifests/ prefix, with
+  multipart uploads, and to use the
   data key only through S3 (kms:ViaService); nothing else in the lake bucket, no other bucket. A security group
   with no ingress and HTTPS out only (S3 through the VPC's gateway endpoint, CloudWatch Logs and STS through its
   interface endpoints or NAT). A CloudWatch log group encrypted with the logs key, with the stack's retention,
@@ -33,9 +34,11 @@ from infra.s3_access import data_key_through_s3, join
 
 SERVICE = "emr-serverless.amazonaws.com"
 READ_ZONES = ("raw", "silver", "gold")
-"""What a run reads: the raw input, and back what it wrote (gold is built from silver)."""
+"""What a run lists and reads: the raw input, and back what it wrote (gold is built from silver); not manifests/, which
+the job only writes (tests/infra/test_lake_job_requests.py records the job's requests)."""
 WRITE_ZONES = ("silver", "gold", "manifests")
-"""What a run writes (ml/spark_lake.py's contract): nothing under raw/, nowhere else."""
+"""What a run writes (ml/spark_lake.py's contract): nothing under raw/ (an input in the raw zone is recorded where it
+is), nowhere else."""
 SCRATCH_ZONES = ("silver", "gold")
 """Where Spark deletes: its commit removes the task files it wrote under a run's folders (`_temporary/`)."""
 WRITE_ACTIONS = ("s3:PutObject", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts")
@@ -126,7 +129,7 @@ def _objects(bucket_arn: pulumi.Input[str], prefix: str, zone: str) -> pulumi.Ou
 def job_statements(args: LakeEngineArgs, log_group_arn: pulumi.Input[str]) -> list[Statement]:
     """The job role's policy: the lake's zones by prefix, the data key through S3, its own log group."""
     bucket, prefix = args.lake_bucket_arn, args.lake_prefix
-    listed = sorted({join(prefix, zone) + suffix for zone in (*READ_ZONES, *WRITE_ZONES) for suffix in ("", "/*")})
+    listed = sorted({join(prefix, zone) + suffix for zone in READ_ZONES for suffix in ("", "/*")})
     return [
         {
             "Sid": "ListLakeZones",

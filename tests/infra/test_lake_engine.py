@@ -1,7 +1,8 @@
 """The lake job's engine in the platform stack (infra/lake_engine.py `LakeEngine`, under the mock runtime): a job role
-that reads the lake's raw zone and writes only its silver/, gold/ and manifests/ prefixes, an HTTPS-only security
-group, an encrypted log group, and the lake image repository's pull permission for EMR Serverless; the stack outputs
-`retail lake build --cloud` reads; `retail:lakeEngine` parsed strictly and turned off cleanly.
+that reads the lake's raw zone (writing nothing there) and writes only its silver/, gold/ and manifests/ prefixes, an
+HTTPS-only security group, an encrypted log group, and the lake image repository's pull permission for EMR
+Serverless; the stack outputs `retail lake build --cloud` reads; `retail:lakeEngine` parsed strictly and turned off
+cleanly.
 """
 
 from __future__ import annotations
@@ -56,9 +57,12 @@ def test_the_job_role_reads_raw_silver_and_gold(dev):
     assert allows(job_policy(dev), Need(("s3:GetObject",), resources=read)) == []
 
 
-@pytest.mark.parametrize("key", ["lake/raw/2026-01/transactions.csv", "lake/predictions/p.parquet",
-                                 "lake/reports/r.html", "lake/x.json", "other/silver/r.parquet"])
+@pytest.mark.parametrize("key", ["lake/raw/2026-01/transactions.csv", "lake/raw/cd52a3009b6e6d66/_source.json",
+                                 "lake/predictions/p.parquet", "lake/reports/r.html", "lake/x.json",
+                                 "other/silver/r.parquet"])
 def test_the_job_role_writes_nothing_outside_silver_gold_and_manifests(dev, key):
+    """The job's contract (ml.spark_lake.put_raw): an input in the lake's raw zone is recorded where it is and nothing
+    is written under raw/; tests/infra/test_lake_job_requests.py checks the requests the job's code makes."""
     need = Need(("s3:PutObject", "s3:DeleteObject"), resources=objects(dev, key))
     assert allows(job_policy(dev), need) == [f"{a} on {need.resources[0]}" for a in need.actions]
 
@@ -77,7 +81,8 @@ def test_the_job_role_touches_no_other_bucket(dev):
 
 
 @pytest.mark.parametrize(("prefix", "listed"), [("lake/raw/2026-01/", True), ("lake/silver/r/lines/", True),
-                                                ("lake/manifests/", True), ("lake/", False), ("", False)])
+                                                ("lake/gold/r/baskets/", True), ("lake/manifests/", False),
+                                                ("lake/", False), ("", False)])
 def test_the_job_role_lists_the_lake_zones_only(dev, prefix, listed):
     need = Need(("s3:ListBucket",), resources=(f"arn:aws:s3:::{lake_bucket(dev)}",), context={"s3:prefix": prefix})
     assert (allows(job_policy(dev), need) == []) is listed

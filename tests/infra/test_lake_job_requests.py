@@ -1,0 +1,166 @@
+"""Every S3 request the lake job's own code makes on AWS (ml/spark_lake.py's driver and tasks, ml/lake.py, Polars),
+recorded on moto's server and judged against the dev stack's job role policy: all are allowed, none writes under
+raw/, reads manifests/ or puts a folder marker.
+
+The job runs from the lake's raw zone, as `retail lake build --cloud` runs it: the input listed (`input_files`),
+recorded where it is (`put_raw`), each file read by its ingest task (`_ingest_file`), the silver lines read back by
+Polars (`_scan`), the featurizer and the lineage written under gold/ and the manifest under manifests/ (`Lake`). The
+moto server logs each request it answers (werkzeug); each is mapped to the IAM action S3 authorizes it as (the
+Service Authorization Reference's S3 actions), with the object or bucket and `s3:prefix` for a listing, and judged by
+policies.documents.allows. Spark's own reads and writes of silver/ and gold/ (EMRFS on EMR Serverless) cannot run
+here: the role's silver/ and gold/ grants are tests/infra/test_lake_engine.py's, and docs/aws.md lists EMRFS's
+requests as not verified.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import boto3
+import polars as pl
+import pytest
+
+from ml.lake import Lake
+from ml.spark_lake import _ingest_file, _scan, input_files, put_raw
+from ml.synth import SynthConfig, write_synthetic
+from policies.documents import Need, allows
+from tests.infra.helpers import statements
+
+REGION = "ap-southeast-1"
+RUN = "20260105T000000Z-1a2b3c4d"
+REQUEST_LINE = re.compile(r'"(?:\x1b\[[0-9;]*m)*(GET|HEAD|PUT|POST|DELETE) (\S+) HTTP/[\d.]+')
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    bucket: str
+    key: str
+    query: dict[str, list[str]]
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.bucket}/{self.key}{'?' + '&'.join(self.query) if self.query else ''}"
+
+
+def parsed(line: str) -> Request | None:
+    """The request of a werkzeug log line (path-style addressing, as boto3, Arrow and Polars use with an endpoint)."""
+    found = REQUEST_LINE.search(line)
+    if found is None:
+        return None
+    target = urlsplit(found[2])
+    bucket, _, key = unquote(target.path).lstrip("/").partition("/")
+    return Request(found[1], bucket, key, parse_qs(target.query, keep_blank_values=True))
+
+
+def need(request: Request) -> Need:
+    """What S3 authorizes `request` as: the action, the resource, and `s3:prefix` for a listing."""
+    bucket = f"arn:aws:s3:::{request.bucket}"
+    query, method = request.query, request.method
+    if not request.key:
+        if method == "HEAD":  # HeadBucket
+            return Need(("s3:ListBucket",), resources=(bucket,))
+        if method == "GET" and "location" in query:
+            return Need(("s3:GetBucketLocation",), resources=(bucket,))
+        if method == "GET":  # ListObjects(V2): the prefix is the condition key, absent when none is given
+            context = {"s3:prefix": query["prefix"][0]} if "prefix" in query else {}
+            return Need(("s3:ListBucket",), resources=(bucket,), context=context)
+        raise AssertionError(f"a bucket request the test does not map: {request}")
+    obj = (f"{bucket}/{request.key}",)
+    if method == "GET" and "uploadId" in query:
+        return Need(("s3:ListMultipartUploadParts",), resources=obj)
+    if method in ("GET", "HEAD"):
+        return Need(("s3:GetObject",), resources=obj)
+    if method in ("PUT", "POST"):  # PutObject, CreateMultipartUpload, UploadPart, CompleteMultipartUpload
+        return Need(("s3:PutObject",), resources=obj)
+    if method == "DELETE":
+        return Need(("s3:AbortMultipartUpload" if "uploadId" in query else "s3:DeleteObject",), resources=obj)
+    raise AssertionError(f"an object request the test does not map: {request}")
+
+
+class Recorder(logging.Handler):
+    """The requests moto's server answers, from its werkzeug log."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.requests: list[Request] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        request = parsed(record.getMessage())
+        if request is not None:
+            self.requests.append(request)
+
+
+@pytest.fixture(scope="module")
+def job_requests(dev, moto_endpoint, tmp_path_factory) -> list[Request]:
+    """The requests of one run of the job's S3 code on a lake in the dev stack's lake bucket (on the session's moto
+    server, which no other test gives that bucket)."""
+    bucket = dev.stack_outputs["lakeBuckets"]["raw"]
+    scratch = tmp_path_factory.mktemp("lake-job-requests")
+    s3 = boto3.client("s3", region_name=REGION)
+    s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
+    _, weekly = write_synthetic(SynthConfig(rows=300, seed=6, weeks=2), scratch / "weeks", weekly=True)
+    for path in weekly:
+        s3.upload_file(str(path), bucket, f"lake/raw/upload-1/{path.name}")
+    # What Spark's committer leaves in a silver run's lines/ (written here by boto3: Spark's S3 client is EMRFS)
+    pl.DataFrame({"BASKET_ID": [1, 2]}).write_parquet(scratch / "part.parquet")
+    s3.upload_file(str(scratch / "part.parquet"), bucket, f"lake/silver/{RUN}/lines/part-00000.parquet")
+    s3.put_object(Bucket=bucket, Key=f"lake/silver/{RUN}/lines/_SUCCESS", Body=b"")
+
+    recorder = Recorder()
+    werkzeug = logging.getLogger("werkzeug")
+    level = werkzeug.level
+    werkzeug.setLevel(logging.INFO)
+    werkzeug.addHandler(recorder)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ALLOW_HTTP", "true")  # Polars' object store talks plain HTTP to moto only when allowed
+        try:
+            run_the_job_s_s3_code(f"s3://{bucket}/lake")
+        finally:
+            werkzeug.removeHandler(recorder)
+            werkzeug.setLevel(level)
+    return recorder.requests
+
+
+def run_the_job_s_s3_code(lake_root: str) -> None:
+    """ml/spark_lake.py's S3 steps of one run, in run_job's order, Spark's writes left out."""
+    lake = Lake(lake_root)
+    raw = f"{lake_root}/raw/upload-1/"
+    files, in_folder = input_files(raw)
+    put_raw(lake, raw, files)
+    for uri in files:  # each ingest task's read
+        list(_ingest_file(uri, in_folder))
+    _scan(lake.uri("silver", RUN, "lines")).collect()
+    with tempfile.TemporaryDirectory() as featurizer:
+        (Path(featurizer) / "featurizer.json").write_text("{}")
+        lake.put_folder(Path(featurizer), "gold", RUN, "featurizer")
+    lake.write_json(f"gold/{RUN}/lineage.json", {"run_id": RUN})
+    lake.write_json(f"manifests/{RUN}.json", {"run_id": RUN})
+
+
+def test_the_job_s_code_made_the_requests_a_run_makes(job_requests):
+    """Not vacuous: the input was listed and read, and the gold and manifest objects were written."""
+    requests = job_requests
+    kinds = {(need(r).actions[0], r.key.split("/")[1] if "/" in r.key else r.query.get("prefix", [""])[0])
+             for r in requests}
+    assert {("s3:ListBucket", "lake/raw/upload-1/"), ("s3:GetObject", "raw"), ("s3:GetObject", "silver"),
+            ("s3:PutObject", "gold"), ("s3:PutObject", "manifests")} <= kinds, kinds
+
+
+def test_every_request_is_one_the_job_role_allows(dev, job_requests):
+    requests = job_requests
+    policy = statements(dev.named("retail-dev-lake-engine-job-access"))
+    denied = {str(r): allows(policy, need(r)) for r in requests}
+    assert {request: why for request, why in denied.items() if why} == {}
+
+
+def test_the_job_writes_nothing_under_raw_reads_no_manifest_and_makes_no_folder_marker(job_requests):
+    requests = job_requests
+    writes = [r for r in requests if r.method in ("PUT", "POST", "DELETE")]
+    assert [str(r) for r in writes if r.key.startswith("lake/raw/")] == []
+    assert [str(r) for r in writes if r.key.endswith("/") or r.key.endswith("_$folder$")] == []
+    assert [str(r) for r in requests if r.method in ("GET", "HEAD") and r.key.startswith("lake/manifests/")] == []
