@@ -166,7 +166,7 @@ def _build_on_aws(raw: str, stack: str, image_uri: str | None, project_dir: Path
         bucket, prefix = require_raw_in_lake(raw, outputs["lakeRoot"])
         objects = raw_listing(boto3.client("s3", region_name=region), bucket, prefix)
         image = image_uri or images.ensure_image(
-            outputs["repositoryUrls"]["lake"], lake_image_tag(repo_root, settings.release_label),
+            outputs["repositoryUrls"]["lake"], lake_image_tag(repo_root, settings),
             repo_root / DOCKERFILE, repo_root, region, train_cli.docker_runner(),
             build_args=lake_image_build_args(repo_root, settings))
     except (LakeEngineMissing, ValueError, images.DockerMissing) as error:

@@ -169,6 +169,9 @@ class LakeEngineConfig(Section):
     release_label: str = "emr-7.9.0"
     """The EMR Serverless release; `retail lake build --cloud` builds Dockerfile.lake FROM the same release's base
     image (build arg EMR_RELEASE; the image tag names the release)."""
+    base_image_tag: str = Field("20250425", pattern=r"^\d{8}$")
+    """The dated tag of the release's base image (public.ecr.aws/emr-serverless/spark/<release>:<tag>, build arg
+    EMR_BASE_TAG): pinned, not `latest`, so a rebuild gets the same base; change it with releaseLabel."""
     architecture: Literal["X86_64"] = "X86_64"
     """X86_64 only: infra/images.py builds every image for linux/amd64 (PLATFORM), and an application runs only an
     image of its own architecture; ARM64 would need a second build platform, which nothing here provides."""

@@ -143,18 +143,20 @@ def lake_run_id(objects: Sequence[RawObject], fingerprint: str, image_uri: str) 
     return f"{newest:%Y%m%dT%H%M%SZ}-{hashlib.sha256(f'{fingerprint}{image_uri}'.encode()).hexdigest()[:8]}"
 
 
-def lake_image_tag(repo_root: Path, release_label: str) -> str:
+def lake_image_tag(repo_root: Path, settings: LakeEngineConfig) -> str:
     """`lake-<release>-<16 hex>` over the training source set's version (ml/, the lock, the project file),
-    Dockerfile.lake and the EMR release the image is built on."""
+    Dockerfile.lake and the EMR release and base image the image is built on."""
     recipe = (repo_root / DOCKERFILE).read_bytes()
-    version = hashlib.sha256(f"{code_version(repo_root)}\0{release_label}\0".encode() + recipe).hexdigest()[:16]
-    return f"{TAG_PREFIX}{release_label}-{version}"
+    base = f"{settings.release_label}:{settings.base_image_tag}"
+    version = hashlib.sha256(f"{code_version(repo_root)}\0{base}\0".encode() + recipe).hexdigest()[:16]
+    return f"{TAG_PREFIX}{settings.release_label}-{version}"
 
 
 def lake_image_build_args(repo_root: Path, settings: LakeEngineConfig) -> dict[str, str]:
-    """Dockerfile.lake's build args: the application's EMR release (its base image) and the commit built from
-    (RETAIL_GIT_COMMIT, which `ml.lineage.git_commit` reads inside the image, where there is no checkout)."""
-    return {"EMR_RELEASE": settings.release_label, COMMIT_ENV: git_commit(repo_root)}
+    """Dockerfile.lake's build args: the application's EMR release and its base image's tag, and the commit built
+    from (RETAIL_GIT_COMMIT, which `ml.lineage.git_commit` reads inside the image, where there is no checkout)."""
+    return {"EMR_RELEASE": settings.release_label, "EMR_BASE_TAG": settings.base_image_tag,
+            COMMIT_ENV: git_commit(repo_root)}
 
 
 def lake_inputs(
@@ -323,7 +325,7 @@ def lake_offline_run(stack: str, platform_outputs: Mapping[str, Any], *,
         raw_uri=raw_uri,
         objects=[placeholder],
         image_uri=f"{platform_outputs.get('repositoryUrls', {}).get('lake', 'lake')}:"
-                  f"{lake_image_tag(project_dir, settings.release_label)}",
+                  f"{lake_image_tag(project_dir, settings)}",
         settings=settings,
         tags=platform_tags(stack, platform_outputs, project_dir),
         region=str(platform_outputs.get("region") or "ap-southeast-1"),

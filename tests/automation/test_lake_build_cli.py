@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from cli import train as train_cli
 from cli.main import app
 from infra import automation
+from infra.config import LakeEngineConfig
 from infra.offline import run_offline
 from infra.providers.kinds import LAKE_JOB
 from infra.providers.lake_program import LAKE_PROJECT, lake_image_tag
@@ -109,10 +110,11 @@ def test_the_lake_image_is_built_from_dockerfile_lake_and_the_run_names_it_by_di
     assert run.result.exit_code == 0, run.result.output
     (build_args,) = [args for args, _ in run.docker.calls if args[:2] == ["buildx", "build"]]
     assert build_args[build_args.index("--file") + 1] == str(run.repo / "Dockerfile.lake")
-    tag = lake_image_tag(run.repo, "emr-7.9.0")
+    tag = lake_image_tag(run.repo, LakeEngineConfig())
     assert build_args[build_args.index("--tag") + 1] == f"{platform['repositoryUrls']['lake']}:{tag}"
     passed = [build_args[i + 1] for i, arg in enumerate(build_args) if arg == "--build-arg"]
-    assert passed[0] == "EMR_RELEASE=emr-7.9.0" and passed[1].startswith("RETAIL_GIT_COMMIT=") and len(passed) == 2
+    assert passed[:2] == ["EMR_RELEASE=emr-7.9.0", "EMR_BASE_TAG=20250425"] and len(passed) == 3
+    assert passed[2].startswith("RETAIL_GIT_COMMIT=")
     assert job_inputs(run)["image_uri"].startswith(f"{platform['repositoryUrls']['lake']}@sha256:")
 
 

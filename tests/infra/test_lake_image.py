@@ -42,12 +42,14 @@ def test_the_dockerfile_passes_hadolint():
 
 
 def test_the_base_image_is_emr_serverless_s_spark_image_of_the_release_the_build_passes():
-    """FROM takes the release from the build arg (lake_image_build_args passes retail:lakeEngine.releaseLabel), whose
-    default is the config's; the release's `latest` base is fixed per image by the immutable tag it is pushed as."""
+    """FROM takes the release and its dated base tag from build args (lake_image_build_args passes
+    retail:lakeEngine.releaseLabel and baseImageTag), whose defaults are the config's; never `latest`."""
     (_, base), *_ = final_stage()
-    assert base == "public.ecr.aws/emr-serverless/spark/${EMR_RELEASE}:latest"
+    assert base == "public.ecr.aws/emr-serverless/spark/${EMR_RELEASE}:${EMR_BASE_TAG}"
     first_from = next(i for i, (name, _) in enumerate(instructions()) if name == "FROM")
-    assert ("ARG", f"EMR_RELEASE={LakeEngineConfig().release_label}") in instructions()[:first_from]
+    defaults = LakeEngineConfig()
+    assert {("ARG", f"EMR_RELEASE={defaults.release_label}"),
+            ("ARG", f"EMR_BASE_TAG={defaults.base_image_tag}")} <= set(instructions()[:first_from])
 
 
 def test_the_image_names_the_commit_it_was_built_from():

@@ -185,20 +185,24 @@ def test_new_data_or_a_new_image_is_a_new_run():
 
 def test_the_image_tag_follows_ml_the_lock_and_dockerfile_lake(tmp_path):
     repo = checkout(tmp_path / "repo", extra=("Dockerfile.lake",))
-    tag = lake_image_tag(repo, "emr-7.9.0")
+    settings = LakeEngineConfig()
+    tag = lake_image_tag(repo, settings)
     assert tag.startswith("lake-emr-7.9.0-") and len(tag) == len("lake-emr-7.9.0-") + 16
-    assert lake_image_tag(repo, "emr-7.10.0").startswith("lake-emr-7.10.0-")
+    assert lake_image_tag(repo, LakeEngineConfig(releaseLabel="emr-7.10.0")).startswith("lake-emr-7.10.0-")
+    assert lake_image_tag(repo, LakeEngineConfig(baseImageTag="20250801")) != tag
     (repo / "Dockerfile.lake").write_text((repo / "Dockerfile.lake").read_text() + "# changed\n")
-    assert lake_image_tag(repo, "emr-7.9.0") != tag
-    changed_tag = lake_image_tag(repo, "emr-7.9.0")
+    assert lake_image_tag(repo, settings) != tag
+    changed_tag = lake_image_tag(repo, settings)
     (repo / "ml" / "spark_lake_note.py").write_text("# a new module of the job's package\n")
-    assert lake_image_tag(repo, "emr-7.9.0") != changed_tag
+    assert lake_image_tag(repo, settings) != changed_tag
 
 
 def test_the_image_is_built_on_the_application_s_release_and_names_its_commit():
-    """Dockerfile.lake's FROM takes EMR_RELEASE; ml.lineage.git_commit reads RETAIL_GIT_COMMIT inside the image."""
-    args = lake_image_build_args(Path(__file__).resolve().parents[2], LakeEngineConfig(releaseLabel="emr-7.10.0"))
-    assert args["EMR_RELEASE"] == "emr-7.10.0"
+    """Dockerfile.lake's FROM takes EMR_RELEASE and EMR_BASE_TAG; ml.lineage.git_commit reads RETAIL_GIT_COMMIT
+    inside the image."""
+    args = lake_image_build_args(Path(__file__).resolve().parents[2],
+                                 LakeEngineConfig(releaseLabel="emr-7.10.0", baseImageTag="20250801"))
+    assert (args["EMR_RELEASE"], args["EMR_BASE_TAG"]) == ("emr-7.10.0", "20250801")
     assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", args["RETAIL_GIT_COMMIT"])
 
 
