@@ -105,7 +105,8 @@ def build(
     stack: str = typer.Option("dev", help="with --cloud: the platform stack whose lake engine, lake and image "
                                           "repository to use"),
     run_id: str = typer.Option(None, "--run-id", help="local run: the run's id (default: from the input's hash)"),
-    master: str = typer.Option(None, help="local run: Spark's master, e.g. local[2]"),
+    master: str = typer.Option("local[*]", help="local run: Spark's master (local[*]: a task per core, with the job's "
+                                                "local settings: few shuffle partitions, no UI, 127.0.0.1 only)"),
     image_uri: str = typer.Option(None, help="with --cloud: the lake image to use as is; default: the platform's "
                                              "`lake` repository at lake-<version>, built and pushed when missing"),
     project_dir: Path = typer.Option(None, help="with --cloud: the repository (the platform's Pulumi.yaml, "
@@ -118,7 +119,8 @@ def build(
     `retail train --cloud --manifest` trains on.
     """
     if cloud:
-        local_only = [flag for flag, value in (("--lake", lake), ("--run-id", run_id), ("--master", master)) if value]
+        local_only = [flag for flag, value in (("--lake", lake), ("--run-id", run_id),
+                                                ("--master", master if master != "local[*]" else None)) if value]
         if local_only:
             raise train_cli.fail(f"{', '.join(local_only)}: for a local run only; with --cloud the lake is the "
                                  "platform stack's lakeRoot and the run id follows from the input and the image")
@@ -128,7 +130,7 @@ def build(
 
     argv = ["--raw", raw, "--lake", lake or Settings().lake_root]
     argv += ["--run-id", run_id] if run_id else []
-    argv += ["--master", master] if master else []
+    argv += ["--master", master]
     from ml.spark_lake import main as spark_lake
 
     spark_lake(argv)

@@ -477,12 +477,15 @@ def polars_threads(master: str) -> int:
 
 def session(master: str | None, shuffle_partitions: int = 4, java_options: str = "") -> SparkSession:
     """The job's Spark session: with `master` (local runs), on 127.0.0.1 without a UI and with few shuffle
-    partitions, the tasks in this interpreter's environment with POLARS_MAX_THREADS from `polars_threads`; without
-    it, as spark-submit configured it. Spark's committer writes `_SUCCESS` into each folder it completes: readers
-    take a silver run's lines/_SUCCESS as the sign that the run is whole (ml.lake.SPARK_COMMITTED)."""
+    partitions, with POLARS_MAX_THREADS from `polars_threads`; without it, as spark-submit configured it. Either way
+    the tasks run on this interpreter unless PYSPARK_PYTHON names another. Spark's committer writes `_SUCCESS` into
+    each folder it completes: readers take a silver run's lines/_SUCCESS as the sign that the run is whole
+    (ml.lake.SPARK_COMMITTED)."""
     builder = SparkSession.builder.appName("retail-lake")
+    # The tasks' Python is this one unless told otherwise (EMR: spark.emr-serverless.driverEnv.PYSPARK_PYTHON and
+    # spark.executorEnv.PYSPARK_PYTHON); Spark's default, `python3` on PATH, lacks polars outside an activated venv.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     if master:
-        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         builder = (builder.master(master)
                    .config("spark.executorEnv.POLARS_MAX_THREADS", str(polars_threads(master)))
                    .config("spark.ui.enabled", "false")

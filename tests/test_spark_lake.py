@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from dataclasses import asdict
@@ -338,3 +339,14 @@ def test_a_bad_file_on_s3_is_named_by_its_uri(moto_endpoint):
         list(_ingest_file("s3://bad-in/export/transaction.csv", False))
     assert str(failed.value).startswith("s3://bad-in/export/transaction.csv: missing column(s) ")
     assert "spark-lake-" not in str(failed.value)
+
+
+def test_a_session_without_a_master_still_runs_its_tasks_on_this_interpreter(spark, monkeypatch):
+    # Spark's default is `python3` on PATH, which outside an activated venv lacks polars: `retail lake build` failed
+    # so in every task when PYSPARK_PYTHON was unset. The session is the running one (getOrCreate), no second JVM.
+    from ml.spark_lake import session
+
+    monkeypatch.delenv("PYSPARK_PYTHON", raising=False)
+    assert session(None) is spark
+    assert os.environ["PYSPARK_PYTHON"] == sys.executable
+    assert spark.sparkContext.pythonExec == sys.executable

@@ -190,11 +190,12 @@ def test_a_local_build_runs_the_job_in_process_with_the_contract_s_arguments(spa
                            "--master", "local[2]"]]
 
 
-def test_a_local_build_defaults_to_the_configured_lake_root(spark_lake, monkeypatch, tmp_path):
+def test_a_local_build_defaults_to_the_configured_lake_root_and_a_local_master(spark_lake, monkeypatch, tmp_path):
+    # Without a master the job would take spark-submit's defaults (200 shuffle partitions, a UI, progress bars).
     monkeypatch.setenv("RETAIL_LAKE_ROOT", str(tmp_path / "configured"))
     result = CliRunner().invoke(app, ["lake", "build", "--raw", "data/t.csv"])
     assert result.exit_code == 0, result.output
-    assert spark_lake == [["--raw", "data/t.csv", "--lake", str(tmp_path / "configured")]]
+    assert spark_lake == [["--raw", "data/t.csv", "--lake", str(tmp_path / "configured"), "--master", "local[*]"]]
 
 
 def started_application(platform: dict, image: str) -> str:
