@@ -149,9 +149,10 @@ class LakeCatalogConfig(Section):
         return value
 
 
-WORKER_MEMORY_GB = {1: (2, 8), 2: (4, 16), 4: (8, 30), 8: (16, 60), 16: (32, 120)}
-"""The memory an EMR Serverless worker may have per vCPU count (the EMR Serverless User Guide's worker
-configurations); a worker's memory is its JVM heap plus its memoryOverhead."""
+WORKER_MEMORY_GB = {1: (2, 8, 1), 2: (4, 16, 1), 4: (8, 30, 1), 8: (16, 60, 4), 16: (32, 120, 8)}
+"""The memory an EMR Serverless worker may have per vCPU count: (least, most, step) in GB (the EMR Serverless User
+Guide's worker configurations, app-behavior.html#worker-configs: 8 vCPU workers take 16-60 GB in 4 GB steps, 16 vCPU
+ones 32-120 GB in 8 GB steps); a worker's memory is its JVM heap plus its memoryOverhead."""
 JVM_OFF_HEAP_GB = 2
 """What the driver's JVM uses outside its heap (metaspace, threads, Arrow buffers to Python): the part of the memory
 overhead not given to the job's Python."""
@@ -205,10 +206,10 @@ class LakeEngineConfig(Section):
                                            self.driver_python_memory_gb),
                                           ("executor", self.executor_cores, self.executor_memory_gb,
                                            self.executor_python_memory_gb)):
-            low, high = WORKER_MEMORY_GB[cores]
-            if not low <= heap + python <= high:
-                raise ValueError(f"{role}MemoryGb + {role}PythonMemoryGb must be {low}-{high} GB for {cores} vCPU (an "
-                                 f"EMR Serverless worker's memory), got {heap + python}")
+            low, high, step = WORKER_MEMORY_GB[cores]
+            if not low <= heap + python <= high or (heap + python - low) % step:
+                raise ValueError(f"{role}MemoryGb + {role}PythonMemoryGb must be {low}-{high} GB in {step} GB steps "
+                                 f"for {cores} vCPU (an EMR Serverless worker's memory), got {heap + python}")
         return self
 
     @field_validator("release_label")

@@ -188,13 +188,24 @@ def test_python_s_polars_gets_the_memory_overhead_and_one_thread_per_core():
 
 @pytest.mark.parametrize(("sizes", "reported"), [
     ({"driverMemoryGb": 20, "driverPythonMemoryGb": 12}, "driverMemoryGb \\+ driverPythonMemoryGb must be 8-30 GB"),
-    ({"executorCores": 1, "executorMemoryGb": 4, "executorPythonMemoryGb": 8}, "must be 2-8 GB for 1 vCPU"),
+    ({"executorCores": 1, "executorMemoryGb": 4, "executorPythonMemoryGb": 8}, "2-8 GB in 1 GB steps for 1 vCPU"),
+    ({"executorCores": 8, "executorMemoryGb": 9, "executorPythonMemoryGb": 8}, "16-60 GB in 4 GB steps .*got 17"),
+    ({"driverCores": 16, "driverMemoryGb": 24, "driverPythonMemoryGb": 12}, "32-120 GB in 8 GB steps .*got 36"),
     ({"executorPythonMemoryGb": 2}, "executorPythonMemoryGb"),
     ({"driverCores": 3}, "driverCores"),
 ])
 def test_worker_sizes_emr_serverless_would_refuse_are_refused_in_the_stack_file(sizes, reported):
     with pytest.raises(ValueError, match=reported):
         parse_section(LakeEngineConfig, sizes, "retail:lakeEngine")
+
+
+@pytest.mark.parametrize("sizes", [
+    {"executorCores": 8, "executorMemoryGb": 12, "executorPythonMemoryGb": 8},
+    {"driverCores": 16, "driverMemoryGb": 28, "driverPythonMemoryGb": 12},
+    {"executorCores": 4, "executorMemoryGb": 9, "executorPythonMemoryGb": 8},
+])
+def test_worker_sizes_on_a_memory_step_are_taken(sizes):
+    parse_section(LakeEngineConfig, sizes, "retail:lakeEngine")
 
 
 def test_the_request_matches_botocore_s_model_of_start_job_run():
