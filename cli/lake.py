@@ -186,6 +186,8 @@ def run_lake(inputs: LakeInputs) -> dict[str, Any]:
     """`pulumi up` of stack lake-<stack> in project retail-mlops-lake, from a temporary work dir outside the
     repository (as `retail train --cloud` does, for the same reasons), with the policy pack at the platform stack's
     levels."""
+    from botocore.exceptions import ClientError
+
     from infra.automation import policy_config_for
     from infra.providers import clients
     from infra.providers.lake_program import LAKE_PROJECT, declared_application, lake_program, stop_for_update
@@ -195,8 +197,11 @@ def run_lake(inputs: LakeInputs) -> dict[str, Any]:
         runner = train_cli.stack_runner(Path(work_dir), LAKE_PROJECT, lake_program(inputs))
         runner.create_stack(lake_stack)
         runner.set_config(lake_stack, {"aws:region": inputs.region}, {})
-        changed = stop_for_update(clients.emr_serverless(inputs.region),
-                                  runner.outputs(lake_stack).get("applicationId"), declared_application(inputs))
+        try:
+            changed = stop_for_update(clients.emr_serverless(inputs.region),
+                                      runner.outputs(lake_stack).get("applicationId"), declared_application(inputs))
+        except (ClientError, TimeoutError, ValueError) as error:
+            raise train_cli.fail(f"Cannot update the lake application of stack {lake_stack}: {error}") from None
         if changed:
             typer.echo(f"Stopped the lake application so that it can be updated ({', '.join(changed)})")
         return runner.up(lake_stack, policy_config_for(inputs.stack))

@@ -230,8 +230,11 @@ def lake_program(inputs: LakeInputs) -> Callable[[], None]:
     return program
 
 
-STOPPED = {"CREATED", "STOPPED", "TERMINATED"}
-"""Application states in which EMR Serverless accepts UpdateApplication (or has nothing to update)."""
+STOPPED = {"CREATED", "STOPPED"}
+"""Application states in which EMR Serverless accepts UpdateApplication."""
+UNFINISHED_RUNS = ["SUBMITTED", "PENDING", "SCHEDULED", "RUNNING", "CANCELLING", "QUEUED"]
+"""Job run states that are not final: StopApplication refuses while a run is in one ("All scheduled and running jobs
+must be completed or cancelled before stopping an application", API_StopApplication.html)."""
 PASSING = {"CREATING", "STARTING", "STOPPING"}
 """States an application passes through on its own: waited out."""
 
@@ -269,6 +272,20 @@ def changed_settings(live: Mapping[str, Any], declared: Mapping[str, Any]) -> li
     return [key for key, value in declared.items() if _differs(value, live.get(key))]
 
 
+def _require_no_unfinished_runs(client: Any, application_id: str) -> None:
+    """Refuse to stop an application with job runs not yet final, naming them and how to cancel them."""
+    try:
+        pages = client.get_paginator("list_job_runs").paginate(applicationId=application_id, states=UNFINISHED_RUNS)
+        runs = [run for page in pages for run in page["jobRuns"]]
+    except client.exceptions.ResourceNotFoundException:
+        return  # no job run was ever started on it
+    if runs:
+        listed = ", ".join(f"{run['id']} ({run['state']})" for run in runs)
+        raise ValueError(f"EMR Serverless application {application_id} must be stopped to be updated, but job runs "
+                         f"are not finished: {listed}. Wait for them, or cancel each with `aws emr-serverless "
+                         f"cancel-job-run --application-id {application_id} --job-run-id <id>`, then run again")
+
+
 def stop_for_update(client: Any, application_id: str | None, declared: Mapping[str, Any], poll_seconds: float = 10,
                     timeout_seconds: float = 600) -> list[str]:
     """Stop the lake stack's application before `pulumi up` updates it; the settings that differ (none: nothing done).
@@ -278,13 +295,19 @@ def stop_for_update(client: Any, application_id: str | None, declared: Mapping[s
     (image, release, capacity, idle timeout, network, logging) would fail. The live application (GetApplication) is
     compared with `declared_application`; when they differ it is stopped, waiting through CREATING, STARTING and
     STOPPING. Nothing is done for the first up (no application yet, or it is gone) or when nothing differs (a new run
-    needs no update)."""
+    needs no update). StopApplication needs every job run finished: job runs not yet final are a ValueError naming
+    them. A TERMINATED application cannot be updated, nor run on: a ValueError saying to drop it from the state (the
+    program does not replace it by itself)."""
     if not application_id:
         return []
     try:
         live = client.get_application(applicationId=application_id)["application"]
     except client.exceptions.ResourceNotFoundException:
         return []
+    if live["state"] == "TERMINATED":
+        raise ValueError(f"EMR Serverless application {application_id} is TERMINATED (deleted outside this stack): it "
+                         "cannot be updated or run on. Drop its Application from the lake stack's state (`pulumi "
+                         "state delete <its URN>` in the lake stack) so that the next run creates a new one")
     changed = changed_settings(live, declared)
     if not changed:
         return []
@@ -292,6 +315,7 @@ def stop_for_update(client: Any, application_id: str | None, declared: Mapping[s
     stop_asked = False
     while (state := live["state"]) not in STOPPED:
         if state not in PASSING and not stop_asked:
+            _require_no_unfinished_runs(client, application_id)
             client.stop_application(applicationId=application_id)
             stop_asked = True
         elif time.monotonic() >= deadline:

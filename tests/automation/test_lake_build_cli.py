@@ -24,7 +24,7 @@ from infra.config import LakeEngineConfig
 from infra.offline import run_offline
 from infra.providers.kinds import LAKE_JOB
 from infra.providers.lake_program import LAKE_PROJECT, lake_image_tag
-from tests.providers.test_lake_program import started
+from tests.providers.test_lake_program import run_running, started
 from tests.training.code_checkout import checkout
 from tests.training.fakes import PLATFORM_OUTPUTS, REGION, REGISTRY, RecordingDocker, RunnerFactory
 
@@ -234,3 +234,37 @@ def test_the_same_application_settings_leave_it_running_for_the_next_run(build, 
     assert run.result.exit_code == 0, run.result.output
     assert application_state(application_id) == "STARTED"
     assert "Stopped" not in run.result.output
+
+
+def test_an_update_while_a_run_is_unfinished_exits_2_naming_the_run_before_the_up(build, platform):
+    image = f"{platform['repositoryUrls']['lake']}@sha256:{'ab' * 32}"
+    application_id = started_application(platform, image.replace("ab", "cd"))
+    client = boto3.client("emr-serverless", region_name=REGION)
+    job_run_id = client.start_job_run(applicationId=application_id, clientToken="busy",
+                                      executionRoleArn="arn:aws:iam::123456789012:role/job",
+                                      jobDriver={"sparkSubmit": {"entryPoint": "s3://b/e.py"}})["jobRunId"]
+    run_running(application_id, job_run_id)
+    run = build("--raw", f"{platform['lakeRoot']}/raw/2026-01/", "--image-uri", image,
+                lake_outputs={"applicationId": application_id})
+    assert run.result.exit_code == 2, run.result.output
+    assert "Cannot update the lake application of stack lake-dev" in run.result.output
+    assert f"{job_run_id} (RUNNING)" in run.result.output and "cancel-job-run" in run.result.output
+    assert "up" not in [call[0] for call in lake_runner(run).calls]
+    assert application_state(application_id) == "STARTED"
+
+
+def test_an_aws_error_while_stopping_the_application_exits_2_saying_so(build, platform, monkeypatch):
+    from moto.emrserverless.exceptions import ValidationException
+    from moto.emrserverless.models import EMRServerlessBackend
+
+    def refuse(self, application_id):
+        raise ValidationException("Application cannot be stopped now")
+
+    monkeypatch.setattr(EMRServerlessBackend, "stop_application", refuse)
+    image = f"{platform['repositoryUrls']['lake']}@sha256:{'ab' * 32}"
+    application_id = started_application(platform, image.replace("ab", "cd"))
+    run = build("--raw", f"{platform['lakeRoot']}/raw/2026-01/", "--image-uri", image,
+                lake_outputs={"applicationId": application_id})
+    assert run.result.exit_code == 2, run.result.output
+    assert "Cannot update the lake application of stack lake-dev" in run.result.output
+    assert "Application cannot be stopped now" in run.result.output

@@ -357,3 +357,44 @@ def test_an_application_that_does_not_stop_is_an_error_saying_to_try_again(emr, 
     monkeypatch.setattr(EMRServerlessBackend, "stop_application", lambda self, application_id: None)
     with pytest.raises(TimeoutError, match="is still STARTED 0 s after StopApplication"):
         stop_for_update(emr, started(emr), declared_application(inputs()), poll_seconds=0.01, timeout_seconds=0.05)
+
+
+def run_running(application_id: str, job_run_id: str) -> None:
+    """Put a run of the server in RUNNING (moto's runs are SUCCESS at once)."""
+    from moto.emrserverless.models import emrserverless_backends
+
+    (run,) = [r for r in emrserverless_backends["123456789012"][REGION].job_runs[application_id] if r.id == job_run_id]
+    run.state = "RUNNING"
+
+
+def test_an_application_with_unfinished_runs_is_not_stopped_and_the_runs_are_named(emr):
+    """StopApplication needs every run final: a RUNNING one is named with how to cancel it, and nothing is stopped."""
+    declared = declared_application(inputs())
+    application_id = started(emr, declared)
+    running = emr.start_job_run(applicationId=application_id, executionRoleArn="arn:aws:iam::123456789012:role/job",
+                                clientToken="t1", jobDriver={"sparkSubmit": {"entryPoint": "s3://b/e.py"}})["jobRunId"]
+    run_running(application_id, running)
+    with pytest.raises(ValueError, match=rf"job runs are not finished: {running} \(RUNNING\).*cancel-job-run "
+                                         rf"--application-id {application_id}"):
+        stop_for_update(emr, application_id, declared_application(inputs(image_uri="lake@sha256:3")), poll_seconds=0.01)
+    assert state(emr, application_id) == "STARTED"
+
+
+def test_finished_runs_do_not_keep_the_application_from_stopping(emr):
+    application_id = started(emr, declared_application(inputs()))
+    run = emr.start_job_run(applicationId=application_id, executionRoleArn="arn:aws:iam::123456789012:role/job",
+                            clientToken="t2", jobDriver={"sparkSubmit": {"entryPoint": "s3://b/e.py"}})["jobRunId"]
+    emr.cancel_job_run(applicationId=application_id, jobRunId=run)
+    assert stop_for_update(emr, application_id, declared_application(inputs(image_uri="lake@sha256:3")),
+                           poll_seconds=0.01) == ["imageConfiguration"]
+
+
+def test_a_terminated_application_is_an_error_saying_to_drop_it_from_the_state(emr):
+    """A TERMINATED application can be neither updated nor run on, changed settings or not."""
+    declared = declared_application(inputs())
+    application_id = started(emr, declared)
+    emr.stop_application(applicationId=application_id)
+    emr.delete_application(applicationId=application_id)
+    assert state(emr, application_id) == "TERMINATED"
+    with pytest.raises(ValueError, match="is TERMINATED .*pulumi state delete"):
+        stop_for_update(emr, application_id, declared)
