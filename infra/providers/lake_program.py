@@ -154,9 +154,18 @@ def lake_image_tag(repo_root: Path, settings: LakeEngineConfig) -> str:
 
 def lake_image_build_args(repo_root: Path, settings: LakeEngineConfig) -> dict[str, str]:
     """Dockerfile.lake's build args: the application's EMR release and its base image's tag, and the commit built
-    from (RETAIL_GIT_COMMIT, which `ml.lineage.git_commit` reads inside the image, where there is no checkout)."""
-    return {"EMR_RELEASE": settings.release_label, "EMR_BASE_TAG": settings.base_image_tag,
-            COMMIT_ENV: git_commit(repo_root)}
+    from (RETAIL_GIT_COMMIT, which `ml.lineage.git_commit` reads inside the image, where there is no checkout).
+
+    A checkout with changed tracked files is a ValueError: the image's tag hashes the code, not the commit, so an image
+    built from it would name `<sha>-dirty` (a commit that does not hold its code) in every later run on the same code.
+    Outside a checkout the commit is RETAIL_GIT_COMMIT's value, else `unknown`."""
+    commit = git_commit(repo_root)
+    if (head := commit.removesuffix("-dirty")) != commit:
+        raise ValueError(f"{repo_root} has uncommitted changes to tracked files (HEAD {head}): "
+                         "the lake image records the commit it is built from and is reused by every later run on the "
+                         "same code, so it is built from committed code only; commit or stash the changes, or pass "
+                         "--image-uri")
+    return {"EMR_RELEASE": settings.release_label, "EMR_BASE_TAG": settings.base_image_tag, COMMIT_ENV: commit}
 
 
 def lake_inputs(

@@ -268,3 +268,13 @@ def test_an_aws_error_while_stopping_the_application_exits_2_saying_so(build, pl
     assert run.result.exit_code == 2, run.result.output
     assert "Cannot update the lake application of stack lake-dev" in run.result.output
     assert "Application cannot be stopped now" in run.result.output
+
+
+def test_a_build_of_the_image_from_uncommitted_changes_exits_2_before_docker(build, platform, monkeypatch):
+    from infra.providers import lake_program
+
+    monkeypatch.setattr(lake_program, "git_commit", lambda folder: f"{'f' * 40}-dirty")
+    run = build("--raw", f"{platform['lakeRoot']}/raw/2026-01/")
+    assert run.result.exit_code == 2, run.result.output
+    assert "Cannot build the lake on AWS" in run.result.output and "uncommitted changes" in run.result.output
+    assert run.docker.calls == []

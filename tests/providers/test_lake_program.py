@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import re
+import subprocess
 from pathlib import Path
 
 import boto3
@@ -197,13 +197,34 @@ def test_the_image_tag_follows_ml_the_lock_and_dockerfile_lake(tmp_path):
     assert lake_image_tag(repo, settings) != changed_tag
 
 
-def test_the_image_is_built_on_the_application_s_release_and_names_its_commit():
+def committed_repository(folder: Path) -> tuple[Path, str]:
+    """A git repository with one commit of one tracked file; and that commit."""
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-c", "commit.gpgsign=false"]
+    folder.mkdir()
+    (folder / "a.txt").write_text("one\n")
+    for command in (["init", "-q"], ["add", "a.txt"], ["commit", "-q", "-m", "one"]):
+        subprocess.run([*git, *command], cwd=folder, check=True)
+    return folder, subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True,
+                                  check=True).stdout.strip()
+
+
+def test_the_image_is_built_on_the_application_s_release_and_names_its_commit(tmp_path, monkeypatch):
     """Dockerfile.lake's FROM takes EMR_RELEASE and EMR_BASE_TAG; ml.lineage.git_commit reads RETAIL_GIT_COMMIT
     inside the image."""
-    args = lake_image_build_args(Path(__file__).resolve().parents[2],
-                                 LakeEngineConfig(releaseLabel="emr-7.10.0", baseImageTag="20250801"))
-    assert (args["EMR_RELEASE"], args["EMR_BASE_TAG"]) == ("emr-7.10.0", "20250801")
-    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", args["RETAIL_GIT_COMMIT"])
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    repo, head = committed_repository(tmp_path / "repo")
+    args = lake_image_build_args(repo, LakeEngineConfig(releaseLabel="emr-7.10.0", baseImageTag="20250801"))
+    assert args == {"EMR_RELEASE": "emr-7.10.0", "EMR_BASE_TAG": "20250801", "RETAIL_GIT_COMMIT": head}
+
+
+def test_no_image_is_built_from_uncommitted_changes(tmp_path, monkeypatch):
+    """The tag hashes the code, not the commit: an image built from a dirty tree would name `<sha>-dirty` for every
+    later run on the same code."""
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    repo, head = committed_repository(tmp_path / "repo")
+    (repo / "a.txt").write_text("two\n")
+    with pytest.raises(ValueError, match=f"uncommitted changes to tracked files \\(HEAD {head}\\).*--image-uri"):
+        lake_image_build_args(repo, LakeEngineConfig())
 
 
 def test_the_application_is_a_create_application_request_botocore_s_model_accepts(platforms):
