@@ -46,11 +46,12 @@ class Resource:
         return default if value is None else value
 
     def depends_on(self, prop: str, target: Resource) -> bool:
-        """True if input `prop` was computed from `target`, or names it by its physical name."""
+        """True if input `prop` was computed from `target`, or names it by its physical name (its `bucket` or `name`
+        input, or its logical name)."""
         if target.urn and target.urn in self.dependencies.get(prop, ()):
             return True
         value = self.props.get(prop)
-        return isinstance(value, str) and value in {target.props.get("bucket"), target.name}
+        return isinstance(value, str) and value in {target.props.get("bucket"), target.props.get("name"), target.name}
 
 
 def project_of(urn: str) -> str | None:

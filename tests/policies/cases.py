@@ -454,8 +454,8 @@ CASES |= {
     "emr-serverless-in-vpc": (EMR_APPLICATION, changed(EMR_APPLICATION, "networkConfiguration", value=None)),
     "emr-serverless-bounded": (EMR_APPLICATION, changed(EMR_APPLICATION, "maximumCapacity", value=None)),
     "emr-serverless-role-writes-lake-prefixes": (
-        [LAKE_JOB_ROLE, LAKE_JOB_POLICY],
-        [LAKE_JOB_ROLE, changed(LAKE_JOB_POLICY, "policy", value=json.dumps(
+        [BUCKET, LAKE_JOB_ROLE, LAKE_JOB_POLICY],
+        [BUCKET, LAKE_JOB_ROLE, changed(LAKE_JOB_POLICY, "policy", value=json.dumps(
             {"Statement": [{**LAKE_WRITE, "Resource": "arn:aws:s3:::lake-raw/*"}]}))],
     ),
 }

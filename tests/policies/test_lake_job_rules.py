@@ -14,14 +14,15 @@ import pytest
 from policies.catalog import BY_NAME
 from policies.evaluate import evaluate
 from policies.offline import resources_of
-from tests.policies.cases import EMR_APPLICATION, LAKE_JOB_POLICY, LAKE_JOB_ROLE, LAKE_WRITE, changed, res
+from tests.policies.cases import BUCKET, EMR_APPLICATION, LAKE_JOB_POLICY, LAKE_JOB_ROLE, LAKE_WRITE, changed, res
 
 LAKE_JOB_RULES = ("emr-serverless-in-vpc", "emr-serverless-bounded", "emr-serverless-role-writes-lake-prefixes")
 
 
 def messages(rule: str, subject) -> list[str]:
+    """The rule's messages on `subject`, with the stack's lake bucket (lake-raw) beside it."""
     resources = subject if isinstance(subject, list) else [subject]
-    return [v.message for v in evaluate([BY_NAME[rule]], resources, {})]
+    return [v.message for v in evaluate([BY_NAME[rule]], [BUCKET, *resources], {})]
 
 
 def with_statement(**statement) -> object:
@@ -137,3 +138,83 @@ def test_a_policy_of_another_role_is_not_judged():
     elsewhere = res(LAKE_JOB_POLICY.type, "other-access", deps={"role": ["urn:other-role"]},
                     policy=json.dumps({"Statement": [{**LAKE_WRITE, "Resource": "*"}]}))
     assert messages("emr-serverless-role-writes-lake-prefixes", [LAKE_JOB_ROLE, elsewhere]) == []
+
+
+ROLE_RULE = "emr-serverless-role-writes-lake-prefixes"
+EVERYTHING = json.dumps({"Statement": [{**LAKE_WRITE, "Resource": "*"}]})
+
+
+@pytest.mark.parametrize(("resource", "reported"), [
+    ("arn:aws:s3:::someone-elses/lake/silver/*", True),
+    ("arn:aws:s3:::someone-elses/silver/*", True),
+    ("arn:aws:s3:::lake-raw/lake/silver/*", False),
+], ids=["another bucket's lake", "another bucket's zone", "the stack's bucket"])
+def test_writes_below_a_zone_of_a_bucket_the_stack_does_not_declare_are_wide(resource, reported):
+    assert bool(messages(ROLE_RULE, [LAKE_JOB_ROLE, with_statement(Resource=resource)])) is reported
+
+
+def test_an_auto_named_stack_bucket_is_known_by_its_logical_name_and_suffix_a_named_one_by_its_name():
+    auto = res("aws:s3/bucket:Bucket", "retail-dev-lake-raw-bucket", urn="urn:auto")
+    named = changed(BUCKET, "bucket", value="retail-lake-prod")
+    for buckets, resource, reported in (
+            ([auto], "arn:aws:s3:::retail-dev-lake-raw-bucket-0e55c69/lake/silver/*", False),
+            ([auto], "arn:aws:s3:::retail-dev-lake-raw-bucket-evil/lake/silver/*", True),
+            ([named], "arn:aws:s3:::retail-lake-prod/lake/silver/*", False),
+            ([named], "arn:aws:s3:::lake-raw/lake/silver/*", True)):
+        found = [v.message for v in evaluate([BY_NAME[ROLE_RULE]],
+                                             [*buckets, LAKE_JOB_ROLE, with_statement(Resource=resource)], {})]
+        assert bool(found) is reported, (buckets, resource)
+
+
+@pytest.mark.parametrize("action", ["s3:?utObject", "s3:Put?bject", "s?:PutObject", "s3-object-lambda:PutObject",
+                                    "s3-object-lambda:*"])
+def test_question_mark_wildcards_and_s3_object_lambda_writes_count_as_writes(action):
+    (message,) = messages(ROLE_RULE, [LAKE_JOB_ROLE, with_statement(Action=action, Resource="*")])
+    assert f"allows {action} on *" in message
+
+
+def test_a_role_policy_naming_the_role_by_its_physical_name_is_judged():
+    named_role = changed(LAKE_JOB_ROLE, "name", value="retail-lake-job")
+    by_name = res(LAKE_JOB_POLICY.type, "by-name", role="retail-lake-job", policy=EVERYTHING)
+    (message,) = messages(ROLE_RULE, [named_role, by_name])
+    assert message.startswith("role policy by-name allows")
+    auto_named = res(LAKE_JOB_POLICY.type, "by-auto-name", role=f"{LAKE_JOB_ROLE.name}-96e06a3", policy=EVERYTHING)
+    (message,) = messages(ROLE_RULE, [LAKE_JOB_ROLE, auto_named])
+    assert message.startswith("role policy by-auto-name allows")
+
+
+def test_every_attached_arn_that_is_no_stack_policy_is_reported_even_beside_stack_policies():
+    policy = res("aws:iam/policy:Policy", "lake-ok", urn="urn:lake-ok", policy=json.dumps({"Statement": [LAKE_WRITE]}))
+    arns = ["arn:aws:iam::123456789012:policy/lake-ok-1a2b3c4", "arn:aws:iam::123456789012:policy/AdminElsewhere"]
+    role = res(LAKE_JOB_ROLE.type, LAKE_JOB_ROLE.name, urn=LAKE_JOB_ROLE.urn,
+               deps={"managedPolicyArns": ["urn:lake-ok"]}, **LAKE_JOB_ROLE.props, managedPolicyArns=arns)
+    assert messages(ROLE_RULE, [role, policy]) == [
+        "policy arn:aws:iam::123456789012:policy/AdminElsewhere is attached, which the stack does not declare and "
+        "cannot be judged: give the job role its access as an inline policy"]
+    only_stack = changed(role, "managedPolicyArns", value=["arn:aws:iam::123456789012:policy/lake-ok-1a2b3c4"])
+    assert messages(ROLE_RULE, [only_stack, policy]) == []
+
+
+WIDE_POLICY = res("aws:iam/policy:Policy", "wide", urn="urn:wide", policy=EVERYTHING)
+
+
+@pytest.mark.parametrize("attachment", [
+    res("aws:iam/policyAttachment:PolicyAttachment", "by-roles", deps={"policyArn": ["urn:wide"]},
+        roles=[LAKE_JOB_ROLE.name], policyArn="arn:aws:iam::123456789012:policy/wide"),
+    res("aws:iam/policyAttachment:PolicyAttachment", "by-role-dependency",
+        deps={"roles": [LAKE_JOB_ROLE.urn], "policyArn": ["urn:wide"]},
+        policyArn="arn:aws:iam::123456789012:policy/wide"),
+    res("aws:iam/rolePolicyAttachmentsExclusive:RolePolicyAttachmentsExclusive", "exclusive",
+        deps={"roleName": [LAKE_JOB_ROLE.urn], "policyArns": ["urn:wide"]},
+        policyArns=["arn:aws:iam::123456789012:policy/wide"]),
+], ids=["PolicyAttachment by role name", "PolicyAttachment by dependency", "RolePolicyAttachmentsExclusive"])
+def test_policy_attachments_and_exclusive_attachments_are_judged(attachment):
+    (message,) = messages(ROLE_RULE, [LAKE_JOB_ROLE, WIDE_POLICY, attachment])
+    assert message.startswith("policy wide allows s3:PutObject")
+
+
+def test_an_exclusive_attachment_of_an_outside_policy_is_reported():
+    exclusive = res("aws:iam/rolePolicyAttachmentsExclusive:RolePolicyAttachmentsExclusive", "exclusive",
+                    roleName=LAKE_JOB_ROLE.name, policyArns=["arn:aws:iam::aws:policy/AmazonS3FullAccess"])
+    (message,) = messages(ROLE_RULE, [LAKE_JOB_ROLE, exclusive])
+    assert message.startswith("policy arn:aws:iam::aws:policy/AmazonS3FullAccess is attached")
