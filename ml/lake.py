@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import os
 import re
 import shutil
 from collections.abc import Mapping
@@ -45,12 +46,52 @@ CHUNK = 8 * 1024 * 1024  # bytes copied at a time into the raw zone
 
 
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
-    """Arrow filesystem and path for a local path or an s3:// URI."""
+    """Arrow filesystem and path for a local path or an s3:// URI.
+
+    For s3:// the region is the environment's when it names one (AWS_REGION, else AWS_DEFAULT_REGION; EMR Serverless
+    and SageMaker set AWS_REGION): without it Arrow asks for the bucket's region first, with an unsigned HeadBucket
+    to AWS's public endpoint (unless an endpoint is set). The lake's buckets are in the stack's region; a bucket in
+    another region is read by unsetting both."""
     if "://" not in uri:
         path = Path(uri).expanduser().resolve()
         return pafs.LocalFileSystem(), path.as_posix()
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region and uri.startswith("s3://") and "?" not in uri:
+        uri = f"{uri}?region={region}"
     fs, path = pafs.FileSystem.from_uri(uri)
     return fs, path
+
+
+def path_info(fs: pafs.FileSystem, path: str) -> tuple[pafs.FileType, list[pafs.FileInfo]]:
+    """What is at `path` (a file, a folder or nothing) and, for a folder, what it holds (one level down); a trailing
+    `/` changes nothing, as on a local path.
+
+    On S3 found by listings only, as `silver_runs` finds runs: the prefix `path/`, then, when nothing is under it,
+    the folder `path` is in (its entry named `path`). A HEAD of `path` would be a request for a key that may not exist,
+    answered 403 rather than 404 to a role that may list the bucket only under given prefixes, and Arrow takes
+    anything but 404 as an error. A prefix holding nothing is nothing (S3 has no empty folders)."""
+    if fs.type_name != "s3":
+        info = fs.get_file_info(path)
+        return info.type, fs.get_file_info(pafs.FileSelector(path)) if info.type == pafs.FileType.Directory else []
+    path = path.rstrip("/")
+    held = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+    if held:
+        return pafs.FileType.Directory, held
+    parent = path.rpartition("/")[0]
+    if not parent:  # a bucket, whose "parent" would be the account's bucket list
+        return pafs.FileType.NotFound, []
+    listed = fs.get_file_info(pafs.FileSelector(parent, allow_not_found=True))
+    return next((i.type for i in listed if i.path == path and i.type == pafs.FileType.File),
+                pafs.FileType.NotFound), []
+
+
+def file_names(fs: pafs.FileSystem, folder: str) -> set[str]:
+    """The names of the files directly in `folder`, none when there is no such folder (one listing: no request for a
+    key that may not exist, see `path_info`)."""
+    if fs.type_name != "s3" and fs.get_file_info(folder).type != pafs.FileType.Directory:  # a file: not listable
+        return set()
+    listed = fs.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+    return {info.base_name for info in listed if info.type == pafs.FileType.File}
 
 
 def arrow_frame(table: pa.Table) -> pl.DataFrame:

@@ -65,8 +65,10 @@ from ml.lake import (
     SPARK_COMMITTED,
     Lake,
     arrow_frame,
+    file_names,
     filesystem,
     join,
+    path_info,
     silver_line_files,
     silver_runs,
 )
@@ -132,9 +134,11 @@ def input_at(location: str) -> ScoringInput:
         fs, path = filesystem(location)
         if path.rstrip("/").rsplit("/", 1)[-1] == LATEST:
             return ScoringInput(_newest_run(location, fs, path.rstrip("/").rsplit("/", 1)[0]), silver=True)
-        silver = any(fs.get_file_info(join(path, marker)).type == pafs.FileType.File
-                     for marker in (SILVER_LINES, SPARK_COMMITTED))
-        if not silver and fs.get_file_info(join(path, OLD_SILVER_LINES)).type == pafs.FileType.File:
+        # Listed, not looked up key by key: on S3 a request for a key that may not exist is answered 403 to a role
+        # that may list only under given prefixes (`ml.lake.path_info`).
+        lines = file_names(fs, join(path, SILVER_LINES_FOLDER))
+        silver = any(marker.rpartition("/")[2] in lines for marker in (SILVER_LINES, SPARK_COMMITTED))
+        if not silver and OLD_SILVER_LINES in file_names(fs, path):
             raise InputError(f"{location}: a silver run in the layout before lines/ ({OLD_SILVER_LINES}); move it to "
                              f"{SILVER_LINES} (docs/lifecycle.md), or give --input the file itself")
     except (OSError, pa.ArrowException) as exc:
@@ -253,15 +257,15 @@ class _HashingReader:
 
 
 def transaction_files(location: str) -> tuple[pafs.FileSystem, list[tuple[str, str]]]:
-    """The files of a transactions input as (name shown to users, filesystem path)."""
+    """The files of a transactions input as (name shown to users, filesystem path). On S3 found by listing
+    (`ml.lake.path_info`): the roles that read inputs may list only under the lake's zones."""
     try:
         fs, path = filesystem(location)
-        info = fs.get_file_info(path)
-        if info.type == pafs.FileType.NotFound:
+        kind, found = path_info(fs, path)
+        if kind == pafs.FileType.NotFound:
             raise InputError(f"{location}: no such file or folder")
-        if info.type == pafs.FileType.File:
+        if kind == pafs.FileType.File:
             return fs, [(location, path)]
-        found = fs.get_file_info(pafs.FileSelector(path))
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"{location}: unreadable ({exc})") from exc
     weekly = sorted((i for i in found if i.type == pafs.FileType.File and WEEKLY_FILE.match(i.base_name)),
@@ -336,7 +340,7 @@ def _load_silver(loaded: Loaded) -> None:
         fs, path = filesystem(location)
         path = path.rstrip("/")
         if location.rstrip("/").endswith(".parquet"):
-            files = [path] if fs.get_file_info(path).type == pafs.FileType.File else []
+            files = [path] if path_info(fs, path)[0] == pafs.FileType.File else []
         else:
             path, location = join(path, SILVER_LINES_FOLDER), join(location, SILVER_LINES_FOLDER)
             files = silver_line_files(fs, path)
