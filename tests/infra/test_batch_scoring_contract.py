@@ -42,12 +42,12 @@ REGION = "ap-southeast-1"
 
 
 class RecordingS3:
-    """A moto server that keeps (method, path, query) of every request it serves."""
+    """A moto server that keeps (method, path, query, status) of every request it serves."""
 
     def __init__(self) -> None:
         from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
-        self.requests: list[tuple[str, str, str]] = []
+        self.requests: list[tuple[str, str, str, int]] = []
         recorder = self
 
         class Server(ThreadedMotoServer):
@@ -60,8 +60,11 @@ class RecordingS3:
 
                 def recording(environ, start_response):
                     path, query = unquote(environ.get("PATH_INFO", "")), environ.get("QUERY_STRING", "")
-                    recorder.requests.append((environ["REQUEST_METHOD"], path, query))
-                    return app(environ, start_response)
+                    def answered(status, headers, *exc_info):
+                        recorder.requests.append((environ["REQUEST_METHOD"], path, query, int(status.split()[0])))
+                        return start_response(status, headers, *exc_info)
+
+                    return app(environ, answered)
 
                 self._server = make_server(
                     self._ip_address, self._port, recording, True, request_handler=MotoRequestHandler
@@ -99,8 +102,9 @@ def s3():
         yield recording
 
 
-def iam_request(method: str, path: str, query: str) -> tuple[str, str, dict[str, str]]:
-    """(action, resource ARN, condition context) S3 authorises a path-style request as."""
+def iam_request(method: str, path: str, query: str, status: int) -> tuple[str, str, dict[str, str]]:
+    """(action, resource ARN, condition context) S3 authorises a path-style request as. A HEAD or GET of a key
+    answered 404 needs s3:ListBucket with no s3:prefix: without it S3 answers 403 (API_HeadObject, Permissions)."""
     bucket, _, key = path.lstrip("/").partition("/")
     params = parse_qs(query, keep_blank_values=True)
     if not key:
@@ -112,6 +116,8 @@ def iam_request(method: str, path: str, query: str) -> tuple[str, str, dict[str,
             return "s3:DeleteObject", f"arn:aws:s3:::{bucket}/*", {}
         return f"s3:{method}Bucket", f"arn:aws:s3:::{bucket}", {}
     arn = f"arn:aws:s3:::{bucket}/{key}"
+    if method in ("GET", "HEAD") and status == 404:
+        return "s3:ListBucket", f"arn:aws:s3:::{bucket}", {}
     if method in ("GET", "HEAD"):
         return "s3:GetObject", arn, {}
     if method == "DELETE":
