@@ -111,6 +111,10 @@ def build(
                                              "`lake` repository at lake-<version>, built and pushed when missing"),
     project_dir: Path = typer.Option(None, help="with --cloud: the repository (the platform's Pulumi.yaml, "
                                                 "Dockerfile.lake)"),
+    new_run: str = typer.Option(None, "--new-run", help="with --cloud: any text not used before (e.g. the date): "
+                                                        "start a new EMR Serverless run where the same input and "
+                                                        "image would get an earlier one back (one that succeeded "
+                                                        "without its manifest, or failed 3 times)"),
 ) -> None:
     """Build silver, gold and the features from RAW with Spark (ml/spark_lake.py) and print the run's manifest.
 
@@ -124,8 +128,10 @@ def build(
         if local_only:
             raise train_cli.fail(f"{', '.join(local_only)}: for a local run only; with --cloud the lake is the "
                                  "platform stack's lakeRoot and the run id follows from the input and the image")
-        _build_on_aws(raw, stack, image_uri, project_dir)
+        _build_on_aws(raw, stack, image_uri, project_dir, new_run)
         return
+    if new_run:
+        raise train_cli.fail("--new-run: for a run on AWS only (--cloud); a local run starts anew each time")
     from ml.settings import Settings
 
     argv = ["--raw", raw, "--lake", lake or Settings().lake_root]
@@ -136,7 +142,8 @@ def build(
     spark_lake(argv)
 
 
-def _build_on_aws(raw: str, stack: str, image_uri: str | None, project_dir: Path | None) -> None:
+def _build_on_aws(raw: str, stack: str, image_uri: str | None, project_dir: Path | None,
+                  new_run: str | None = None) -> None:
     import boto3
 
     from infra import images
@@ -174,7 +181,7 @@ def _build_on_aws(raw: str, stack: str, image_uri: str | None, project_dir: Path
     except (LakeEngineMissing, ValueError, images.DockerMissing) as error:
         raise train_cli.fail(f"Cannot build the lake on AWS: {error}") from None
     inputs = lake_inputs(stack, outputs, raw_uri=raw, objects=objects, image_uri=image, settings=settings,
-                         tags=platform_tags(stack, outputs, repo_root), region=region)
+                         tags=platform_tags(stack, outputs, repo_root), region=region, new_run=new_run)
     result = run_lake(inputs)
     typer.echo(f"Lake run {result.get('runId')} (EMR Serverless job run {result.get('jobRunId')}) wrote "
                f"{result.get('manifestUri')}; train on it with "

@@ -7,15 +7,21 @@ is the file the image holds at `ENTRY_POINT` (a `local://` path, no script on S3
 `spark.executorEnv.*`). Its arguments are those of the contract in ml/spark_lake.py, with an explicit `--run-id`, so
 the manifest's URI (`<lake root>/manifests/<run>.json`) is known before the run starts and is an input, not an output.
 
-`create` starts the run (StartJobRun, its client token derived from the inputs, so a retried create of the same
-inputs gets the same run), then polls GetJobRun every `poll_seconds` up to `timeout_seconds`: botocore ships no
-waiter for emr-serverless (its `waiters` list is empty), so the poll is ours. A create that times out leaves the run
-going, and the next create of the same inputs gets it back and resumes the wait. The token would also give back a
-run of the same inputs that ended FAILED or CANCELLED; a run that is already final when StartJobRun answers is such
-an earlier attempt (a new run passes through SUBMITTED, PENDING and RUNNING first), so the run is started again with
-the token salted by that run's id. SUCCESS is checked against the lake: the manifest must exist, else the run is an
-error. FAILED or CANCELLED is an error carrying EMR Serverless's `stateDetails` and where the run's logs are (the
-driver's and executors' stdout and stderr, infra/lake_engine.py's `LOG_TYPES`).
+`create` starts the run (StartJobRun, its client token derived from the inputs), then polls GetJobRun every
+`poll_seconds` up to `timeout_seconds`: botocore ships no waiter for emr-serverless (its `waiters` list is empty), so
+the poll is ours. StartJobRun's API reference says only that the token "must be unique for each request"; that the
+same token gives back the run it started (so a retried create gets its run again) is assumed, not documented
+(docs/aws.md, Not verified). Everything StartJobRun is sent is in the token (tags and `executionTimeoutMinutes` too),
+so a token is never reused for a different request; should EMR Serverless still answer ConflictException or
+ValidationException, the token is salted and the request sent once more. A run given back is told from a new one by
+GetJobRun's `createdAt` before the StartJobRun call (not by its state: a new run may fail at once): an earlier
+attempt still going is waited for again (a create that timed out resumes), one that ended FAILED or CANCELLED is
+started again with the token salted by its id, at most `MAX_STARTS` StartJobRun calls in all. SUCCESS is checked
+against the lake: the manifest must exist, else the run is an error; an earlier run that ended SUCCESS without it
+would be given back for ever, so the error says to start a new run with `retail lake build --cloud --new-run <text>`
+(`new_run` salts the token and needs no replacement). FAILED or CANCELLED is an error carrying EMR Serverless's
+`stateDetails` and where the run's logs are (the driver's and executors' stdout and stderr, infra/lake_engine.py's
+`LOG_TYPES`).
 
 A run is immutable: a change of what it reads or writes or of the code that runs (raw input and its listing
 fingerprint, lake root, run id, image, entry point and arguments, Spark parameters, application, role) replaces
@@ -33,6 +39,7 @@ use. POLARS_MAX_THREADS keeps Polars to the worker's cores: the driver's on the 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import time
@@ -65,8 +72,12 @@ OUTPUTS = ("job_run_id", "job_run_arn", "state", "state_details", "execution_sec
 FINAL = {"SUCCESS", "FAILED", "CANCELLED"}
 MAX_NAME = 256
 MAX_TOKEN = 64
-MAX_EARLIER_ATTEMPTS = 50
-"""How many failed runs of the same inputs `start` walks past (each a `pulumi up` that ended in a failed run)."""
+TOKEN_INPUTS = (*REPLACE_ON, "execution_timeout_minutes", "tags", "name_prefix", "new_run")
+"""Everything StartJobRun is sent, and `new_run`: the client token covers them all, so it names one request."""
+MAX_STARTS = 3
+"""StartJobRun calls one create makes at most (earlier failed attempts walked past, a conflicting token salted)."""
+TOKEN_CONFLICTS = {"ConflictException", "ValidationException"}
+"""StartJobRun errors answered by salting the token and asking once more (a token reused for another request)."""
 
 
 class LakeJobFailed(Exception):
@@ -100,9 +111,10 @@ def manifest_uri(lake_root: str, run_id: str) -> str:
 
 
 def client_token(props: dict[str, Any], after: str | None = None) -> str:
-    """StartJobRun's idempotency token: the same inputs give the same token, so a retried create starts no
-    second run; `after`, the id of an earlier run of these inputs that failed, salts it so a new run starts."""
-    payload = json.dumps({key: props.get(key) for key in REPLACE_ON} | ({"after": after} if after else {}),
+    """StartJobRun's idempotency token over everything the request sends (`TOKEN_INPUTS`): the same request gives the
+    same token, so a retried create starts no second run; `after` (an earlier failed run's id, or a conflict's salt)
+    and `new_run` salt it so a new run starts."""
+    payload = json.dumps({key: props.get(key) for key in TOKEN_INPUTS} | ({"after": after} if after else {}),
                          sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:MAX_TOKEN]
 
@@ -138,24 +150,35 @@ def outputs_of(run: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _start_job_run(client: Any, props: dict[str, Any], after: str | None) -> str:
+    """StartJobRun's run id; a token EMR Serverless refuses as used (TOKEN_CONFLICTS) is salted once more."""
+    try:
+        return str(client.start_job_run(**start_request(props, after))["jobRunId"])
+    except ClientError as error:
+        if error.response["Error"].get("Code") not in TOKEN_CONFLICTS:
+            raise
+        return str(client.start_job_run(**start_request(props, f"{after or ''}+conflict"))["jobRunId"])
+
+
 def start(client: Any, props: dict[str, Any]) -> dict[str, Any]:
     """StartJobRun of these inputs; the run's `jobRun` as GetJobRun first answers.
 
-    The token gives back a run of the same inputs started before: one still going is waited for again, one that ended
-    FAILED or CANCELLED is started anew with the token salted by its id (a chain of failed attempts is followed to
-    its end, up to `MAX_EARLIER_ATTEMPTS`). A run just started is never final at once, so a final one is an earlier
-    attempt's."""
+    A run created before the StartJobRun call (GetJobRun's `createdAt`) is an earlier attempt the token gave back: one
+    still going or ended SUCCESS is this create's run; one that ended FAILED or CANCELLED is started anew with the
+    token salted by its id, up to `MAX_STARTS` calls. A run created since is new, whatever its state."""
     after = None
-    for _ in range(MAX_EARLIER_ATTEMPTS + 1):
-        started = client.start_job_run(**start_request(props, after))
-        run: dict[str, Any] = client.get_job_run(applicationId=props["application_id"],
-                                                 jobRunId=started["jobRunId"])["jobRun"]
-        if run["state"] not in FINAL - {"SUCCESS"}:
+    for _ in range(MAX_STARTS):
+        asked_at = dt.datetime.now(dt.UTC).replace(microsecond=0)  # createdAt may come in whole seconds
+        run_id = _start_job_run(client, props, after)
+        run: dict[str, Any] = client.get_job_run(applicationId=props["application_id"], jobRunId=run_id)["jobRun"]
+        if run["createdAt"] >= asked_at or run["state"] not in FINAL - {"SUCCESS"}:
             return run
         after = run["jobRunId"]
     raise LakeJobFailed(
-        f"EMR Serverless gave back {MAX_EARLIER_ATTEMPTS + 1} runs of these inputs that had already ended, the last "
-        f"{after}: started no new run; look at the application's job runs (a new run should pass through SUBMITTED)")
+        f"StartJobRun gave back {MAX_STARTS} earlier runs of these inputs that had ended FAILED or CANCELLED, the "
+        f"last {after}: started no new run. Look at them (the application's job runs, the CloudWatch Logs group "
+        f"{props['log_group']}), fix the cause, then start a new run with `retail lake build --cloud --new-run <any "
+        "text not used before>`")
 
 
 def wait_for(client: Any, application_id: str, run_id: str, poll_seconds: float,
@@ -188,14 +211,17 @@ def require_success(run: dict[str, Any], log_group: str) -> None:
 
 
 def require_manifest(region: str, uri: str, run_id: str) -> None:
-    """LakeJobFailed unless the run's manifest is in the lake (the job writes it last)."""
+    """LakeJobFailed unless the run's manifest is in the lake (the job writes it last); it says how to start a new run,
+    since the same inputs would get this run back."""
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     try:
         clients.s3(region).head_object(Bucket=bucket, Key=key)
     except ClientError as error:
         raise LakeJobFailed(
             f"EMR Serverless job run {run_id} ended SUCCESS but its manifest {uri} cannot be read "
-            f"({error.response['Error'].get('Code')}): the job writes it last, so the run did not finish its work"
+            f"({error.response['Error'].get('Code')}): the job writes it last, so the run did not finish its work. "
+            "The same inputs get this run back: start a new one with `retail lake build --cloud --new-run <any text "
+            "not used before>`"
         ) from error
 
 
@@ -255,7 +281,9 @@ class LakeJob(pulumi.dynamic.Resource):
     `raw_uri` is the raw input (a CSV file or a folder of them under the lake's raw/ prefix), `lake_root` the lake
     (`s3://<bucket>/<prefix>`), `run_id` the folder the run writes; `input_fingerprint` stands for the raw input's
     content (its listing: keys, sizes, ETags), so new data under the same URI is a new run; `sizes`, the
-    retail:lakeEngine section, gives the driver's and executors' cores and memory.
+    retail:lakeEngine section, gives the driver's and executors' cores and memory; `new_run`, any text not used
+    before, salts StartJobRun's client token so that a create starts a new run where the same inputs would get an
+    earlier one back (one that ended SUCCESS without its manifest, or after `MAX_STARTS` failed ones).
     """
 
     job_run_id: pulumi.Output[str]
@@ -284,6 +312,7 @@ class LakeJob(pulumi.dynamic.Resource):
         tags: dict[str, str] | None = None,
         poll_seconds: float = 30,
         timeout_seconds: float = 3 * 3600,
+        new_run: str | None = None,
         opts: pulumi.ResourceOptions | None = None,
     ) -> None:
         props = {
@@ -306,6 +335,7 @@ class LakeJob(pulumi.dynamic.Resource):
             "tags": tags or {},
             "poll_seconds": poll_seconds,
             "timeout_seconds": timeout_seconds,
+            "new_run": new_run,
             **{key: None for key in OUTPUTS},
         }
         super().__init__(LakeJobProvider(), name, props, opts)

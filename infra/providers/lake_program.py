@@ -78,6 +78,8 @@ class LakeInputs:
     run_id: str
     settings: LakeEngineConfig = field(default_factory=LakeEngineConfig)
     tags: Mapping[str, str] = field(default_factory=dict)
+    new_run: str | None = None
+    """`retail lake build --cloud --new-run`: salts the run's StartJobRun token so that a new run starts (LakeJob)."""
 
 
 def lake_engine_config(project_dir: Path, stack: str) -> LakeEngineConfig:
@@ -178,6 +180,7 @@ def lake_inputs(
     settings: LakeEngineConfig,
     tags: Mapping[str, str],
     region: str,
+    new_run: str | None = None,
 ) -> LakeInputs:
     """The program's inputs from the platform stack's outputs and the raw input's listing."""
     require_lake_outputs(stack, outputs)
@@ -196,6 +199,7 @@ def lake_inputs(
         run_id=lake_run_id(objects, fingerprint, image_uri),
         settings=settings,
         tags=dict(tags),
+        new_run=new_run,
     )
 
 
@@ -229,6 +233,7 @@ def lake_program(inputs: LakeInputs) -> Callable[[], None]:
             execution_timeout_minutes=inputs.settings.job_timeout_minutes,
             timeout_seconds=inputs.settings.job_timeout_minutes * 60 + 600,  # queueing and start-up on top
             tags=dict(inputs.tags),
+            new_run=inputs.new_run,
         )
         pulumi.export("applicationId", engine.application_id)
         pulumi.export("imageUri", inputs.image_uri)

@@ -278,3 +278,12 @@ def test_a_build_of_the_image_from_uncommitted_changes_exits_2_before_docker(bui
     assert run.result.exit_code == 2, run.result.output
     assert "Cannot build the lake on AWS" in run.result.output and "uncommitted changes" in run.result.output
     assert run.docker.calls == []
+
+
+def test_new_run_reaches_the_lake_job_s_client_token_and_is_for_cloud_runs_only(build, platform):
+    run = build("--raw", f"{platform['lakeRoot']}/raw/2026-01/", "--new-run", "2026-11-27")
+    assert run.result.exit_code == 0, run.result.output
+    assert job_inputs(run)["new_run"] == "2026-11-27"
+    assert job_inputs(build("--raw", f"{platform['lakeRoot']}/raw/2026-01/")).get("new_run") is None
+    local = CliRunner().invoke(app, ["lake", "build", "--raw", "data/t.csv", "--new-run", "x"])
+    assert local.exit_code == 2 and "--new-run: for a run on AWS only" in local.output

@@ -9,6 +9,7 @@ CANCELLED with details. botocore ships no waiter for emr-serverless, which the b
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from dataclasses import dataclass, field
@@ -16,6 +17,8 @@ from dataclasses import dataclass, field
 import boto3
 import botocore.session
 import pytest
+from botocore.exceptions import ClientError
+from moto.core.exceptions import JsonRESTError
 from moto.emrserverless.models import EMRServerlessBackend
 
 from infra.config import LakeEngineConfig, parse_section
@@ -36,6 +39,12 @@ from tests.botocore_shapes import model_problems, parameter_problems
 from tests.providers.conftest import REGION, SECRET, as_the_provider_host_loads_it
 
 ROLE = "arn:aws:iam::123456789012:role/retail-dev-lake-engine-job"
+
+
+class ConflictException(JsonRESTError):
+    def __init__(self, message: str) -> None:
+        super().__init__("ConflictException", message)
+
 IMAGE = "123456789012.dkr.ecr.ap-southeast-1.amazonaws.com/retail-dev-registry/lake@sha256:" + "cd" * 32
 RUN = "20260105T000000Z-1a2b3c4d"
 
@@ -52,6 +61,14 @@ class RunOutcomes:
     cancel_calls: int = 0
     _left: dict[str, int] = field(default_factory=dict)
     by_token: dict[str, object] = field(default_factory=dict)
+    refuse_tokens: set[str] = field(default_factory=set)
+    """Tokens StartJobRun answers with ConflictException (as if used for another request)."""
+    start_calls: int = 0
+
+    def age(self) -> None:
+        """Make every run started so far an earlier attempt: created an hour ago."""
+        for run in self.by_token.values():
+            run.created_at -= dt.timedelta(hours=1)
 
 
 @pytest.fixture
@@ -62,9 +79,13 @@ def runs(moto_endpoint, monkeypatch) -> RunOutcomes:
 
     def start_job_run(self, *args, **kwargs):
         # StartJobRun is idempotent by client token on AWS (its API reference); moto 5 starts a run each time
+        outcomes.start_calls += 1
+        if kwargs["client_token"] in outcomes.refuse_tokens:
+            raise ConflictException("client token already used")
         if kwargs["client_token"] in outcomes.by_token:
             return outcomes.by_token[kwargs["client_token"]]
         job_run = start(self, *args, **kwargs)
+        job_run.created_at = dt.datetime.now(dt.UTC).replace(tzinfo=None)  # moto dates every run at midnight
         job_run.state, job_run.state_details = outcomes.state, outcomes.details
         outcomes._left[job_run.id] = outcomes.polls_running
         outcomes.by_token[kwargs["client_token"]] = job_run
@@ -251,9 +272,20 @@ def test_a_successful_run_without_its_manifest_is_an_error(runs, application, la
 
 def test_a_retried_create_of_the_same_inputs_carries_the_same_client_token(application):
     lake = "s3://lake-raw/lake"
-    assert client_token(props(application, lake)) == client_token(props(application, lake, tags={"a": "b"}))
+    assert client_token(props(application, lake)) == client_token(props(application, lake, poll_seconds=5))
     assert client_token(props(application, lake)) != client_token(props(application, lake, run_id="other"))
     assert len(client_token(props(application, lake))) <= 64
+
+
+@pytest.mark.parametrize(("key", "value"), [("tags", {"owner": "x"}), ("execution_timeout_minutes", 240),
+                                            ("new_run", "2026-11-27")])
+def test_everything_start_job_run_sends_and_new_run_are_in_the_client_token(application, key, value):
+    """A token names one request: the same token is never sent with other tags or another timeout."""
+    lake = "s3://lake-raw/lake"
+    assert client_token(props(application, lake)) != client_token(props(application, lake, **{key: value}))
+    sent = start_request(props(application, lake))
+    assert set(sent) - {"clientToken"} <= {"applicationId", "executionRoleArn", "name", "jobDriver",
+                                           "executionTimeoutMinutes", "tags"}
 
 
 @pytest.mark.parametrize(
@@ -327,15 +359,17 @@ def test_the_provider_pickled_as_pulumi_does_holds_no_client_or_secret_and_start
 
 
 def test_an_up_after_a_failed_run_starts_the_run_again_instead_of_getting_the_failed_one_back(runs, application, lake):
-    """The client token of the same inputs gives back the failed run (idempotency); a run already final when StartJobRun
-    answers is that earlier attempt, so the run is started again with the token salted by its id."""
+    """The client token of the same inputs gives back the failed run (assumed idempotency); a run created before the
+    StartJobRun call is that earlier attempt, so the run is started again with the token salted by its id."""
     runs.polls_running, runs.state, runs.details = 1, "FAILED", "ExitCode: 1"
     with pytest.raises(LakeJobFailed, match="ended FAILED"):
         LakeJobProvider().create(props(application, lake))
     (failed,) = runs.by_token.values()
+    runs.age()
     with pytest.raises(LakeJobFailed, match="ended FAILED"):
         LakeJobProvider().create(props(application, lake))  # fails again: a third attempt follows the chain
     assert len(runs.by_token) == 2
+    runs.age()
     runs.state, runs.details = "SUCCESS", None
     write_manifest(lake)
     created = LakeJobProvider().create(props(application, lake))
@@ -397,3 +431,52 @@ def test_a_run_or_application_that_is_gone_is_read_as_gone_and_deleted_as_nothin
     assert read.id == "" and not read.outs
     LakeJobProvider().delete(run_id, props(application, lake))
     assert runs.cancel_calls == 0
+
+
+def test_a_new_run_that_fails_at_once_is_this_create_s_failure_not_an_earlier_attempt(runs, application, lake):
+    """Its state does not make a run an earlier attempt: created since the call, it is the new run, FAILED or not."""
+    runs.state, runs.details = "FAILED", "ExitCode: 1"
+    with pytest.raises(LakeJobFailed, match="ended FAILED: ExitCode: 1"):
+        LakeJobProvider().create(props(application, lake))
+    assert runs.start_calls == 1 and len(runs.by_token) == 1
+
+
+def test_earlier_failed_attempts_are_walked_past_at_most_three_starts_then_new_run_starts_one(runs, application,
+                                                                                            lake):
+    runs.state, runs.details = "FAILED", "ExitCode: 1"
+    for _ in range(3):
+        with pytest.raises(LakeJobFailed, match="ended FAILED"):
+            LakeJobProvider().create(props(application, lake))
+        runs.age()
+    runs.start_calls = 0
+    with pytest.raises(LakeJobFailed, match=r"gave back 3 earlier runs .*--new-run"):
+        LakeJobProvider().create(props(application, lake))
+    assert runs.start_calls == 3 and len(runs.by_token) == 3
+    runs.state, runs.details = "SUCCESS", None
+    write_manifest(lake)
+    created = LakeJobProvider().create(props(application, lake, new_run="2026-11-27"))
+    assert created.outs["state"] == "SUCCESS" and len(runs.by_token) == 4
+
+
+def test_an_earlier_success_without_its_manifest_says_how_to_start_a_new_run_and_new_run_does(runs, application,
+                                                                                              lake):
+    with pytest.raises(LakeJobFailed, match="cannot be read .*get this run back.*--new-run"):
+        LakeJobProvider().create(props(application, lake))
+    (first,) = runs.by_token.values()
+    runs.age()
+    with pytest.raises(LakeJobFailed, match=f"job run {first.id} ended SUCCESS but its manifest"):
+        LakeJobProvider().create(props(application, lake))
+    assert len(runs.by_token) == 1, "the same inputs get the same run back"
+    write_manifest(lake)
+    created = LakeJobProvider().create(props(application, lake, new_run="again"))
+    assert created.id != first.id and len(runs.by_token) == 2
+
+
+def test_a_token_refused_as_used_is_salted_and_sent_once_more(runs, application, lake):
+    write_manifest(lake)
+    runs.refuse_tokens.add(client_token(props(application, lake)))
+    created = LakeJobProvider().create(props(application, lake))
+    assert created.outs["state"] == "SUCCESS" and runs.start_calls == 2
+    runs.refuse_tokens.add(client_token(props(application, lake), "+conflict"))
+    with pytest.raises(ClientError, match="ConflictException"):
+        LakeJobProvider().create(props(application, lake))
