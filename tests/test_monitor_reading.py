@@ -66,12 +66,12 @@ def test_on_s3_it_lists_only_the_weeks_folders_and_reads_each_file_with_two_requ
     predictions = read_predictions(lake, WEEK)
     assert sorted(predictions.rows[BASKET_KEY]) == ["run-a-1", "run-b-1", f"s{WEEK}-0", f"s{WEEK}-1"]
     assert predictions.sources == ("run-a", "run-b", "service") and predictions.files == 4
-    listed = sorted(parse_qs(query)["prefix"][0] for method, path, query in s3.requests if path == f"/{BUCKET}")
+    listed = sorted(parse_qs(query)["prefix"][0] for method, path, query, _ in s3.requests if path == f"/{BUCKET}")
     assert listed == ["lake/predictions/", *(f"lake/predictions/{run}/baskets/week={WEEK}/"
                                              for run in ("run-a", "run-b", "run-c")),
                       f"lake/predictions/service/week={WEEK}/"]
-    reads = Counter(path for method, path, _ in s3.requests if path != f"/{BUCKET}")
-    assert {method for method, path, _ in s3.requests if path != f"/{BUCKET}"} == {"GET"}  # no HEAD for a size
+    reads = Counter(path for method, path, _, _ in s3.requests if path != f"/{BUCKET}")
+    assert {method for method, path, _, _ in s3.requests if path != f"/{BUCKET}"} == {"GET"}  # no HEAD for a size
     assert len(reads) == 4 and set(reads.values()) == {2}
 
 

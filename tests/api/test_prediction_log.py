@@ -266,7 +266,7 @@ def test_on_s3_each_file_is_one_put_object_under_its_week(recording_s3, client):
     assert sorted(k.rsplit("/", 1)[0] for k in keys) == ["lake/predictions/service/week=200601",
                                                          "lake/predictions/service/week=200807"]
     # one PutObject a file: no multipart upload, no directory marker, no listing (the pods' role may only put)
-    assert made == sorted(("PUT", f"/{BUCKET}/{key}", "") for key in keys)
+    assert made == sorted(("PUT", f"/{BUCKET}/{key}", "", 200) for key in keys)
 
 
 def test_on_s3_a_write_that_fails_midway_publishes_nothing(recording_s3, client, monkeypatch):
