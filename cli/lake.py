@@ -177,7 +177,7 @@ def _build_on_aws(raw: str, stack: str, image_uri: str | None, project_dir: Path
         image = image_uri or images.ensure_image(
             outputs["repositoryUrls"]["lake"], lake_image_tag(repo_root, settings),
             repo_root / DOCKERFILE, repo_root, region, train_cli.docker_runner(),
-            build_args=lake_image_build_args(repo_root, settings))
+            build_args=lambda: lake_image_build_args(repo_root, settings))
     except (LakeEngineMissing, ValueError, images.DockerMissing) as error:
         raise train_cli.fail(f"Cannot build the lake on AWS: {error}") from None
     inputs = lake_inputs(stack, outputs, raw_uri=raw, objects=objects, image_uri=image, settings=settings,

@@ -18,7 +18,7 @@ import json
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -139,17 +139,19 @@ def ensure_image(
     context_dir: Path,
     region: str,
     runner: DockerRunner | None = None,
-    build_args: Mapping[str, str] | None = None,
+    build_args: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
 ) -> str:
     """`<repository>@sha256:...` of `tag`, building and pushing it first only when the repository lacks it.
 
     Raises DockerMissing when a build is needed and docker is not installed. If the push
     fails because another run pushed the same tag meanwhile (tags are immutable), the
-    image that run pushed is used.
+    image that run pushed is used. `build_args` may be a function, called only when a build is needed: what it
+    checks (and may raise) concerns building, not using an image that exists.
     """
     runner = runner or DockerCli()
     digest = image_digest(repository_url, tag, region)
     if digest is None:
+        args = build_args() if callable(build_args) else build_args
         if not runner.available():
             raise DockerMissing(
                 f"{repository_url}:{tag} does not exist and building it needs the docker CLI with buildx: "
@@ -158,7 +160,7 @@ def ensure_image(
         repository = Repository.parse(repository_url)
         login(repository, region, runner)
         try:
-            digest = build_and_push(repository, tag, dockerfile, context_dir, runner, build_args)
+            digest = build_and_push(repository, tag, dockerfile, context_dir, runner, args)
         except ImageError:
             digest = image_digest(repository_url, tag, region)
             if digest is None:

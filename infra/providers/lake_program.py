@@ -160,6 +160,8 @@ def lake_image_build_args(repo_root: Path, settings: LakeEngineConfig) -> dict[s
 
     A checkout with changed tracked files is a ValueError: the image's tag hashes the code, not the commit, so an image
     built from it would name `<sha>-dirty` (a commit that does not hold its code) in every later run on the same code.
+    `retail lake build --cloud` asks for these only when the image has to be built (infra.images.ensure_image), so a
+    dirty checkout may still use an image that exists.
     Outside a checkout the commit is RETAIL_GIT_COMMIT's value, else `unknown`."""
     commit = git_commit(repo_root)
     if (head := commit.removesuffix("-dirty")) != commit:

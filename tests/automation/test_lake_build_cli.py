@@ -26,7 +26,7 @@ from infra.providers.kinds import LAKE_JOB
 from infra.providers.lake_program import LAKE_PROJECT, lake_image_tag
 from tests.providers.test_lake_program import run_running, started
 from tests.training.code_checkout import checkout
-from tests.training.fakes import PLATFORM_OUTPUTS, REGION, REGISTRY, RecordingDocker, RunnerFactory
+from tests.training.fakes import PLATFORM_OUTPUTS, REGION, REGISTRY, RecordingDocker, RunnerFactory, push_manifest
 
 ROOT = Path(__file__).resolve().parents[2]
 LAKE_OUTPUTS = {"lakeJobRoleArn": "arn:aws:iam::123456789012:role/retail-dev-lake-engine-job-1a2b3c4",
@@ -278,6 +278,20 @@ def test_a_build_of_the_image_from_uncommitted_changes_exits_2_before_docker(bui
     assert run.result.exit_code == 2, run.result.output
     assert "Cannot build the lake on AWS" in run.result.output and "uncommitted changes" in run.result.output
     assert run.docker.calls == []
+
+
+def test_uncommitted_changes_may_still_use_the_image_the_registry_has(build, platform, monkeypatch):
+    """The commit only matters to an image being built: a dirty checkout whose code has its image already runs."""
+    from infra.providers import lake_program
+
+    monkeypatch.setattr(lake_program, "git_commit", lambda folder: f"{'f' * 40}-dirty")
+    repository = platform["repositoryUrls"]["lake"]
+    first = build("--raw", f"{platform['lakeRoot']}/raw/2026-01/")  # the tag is missing: refused
+    assert first.result.exit_code == 2 and "uncommitted changes" in first.result.output
+    digest = push_manifest(repository, lake_image_tag(first.repo, LakeEngineConfig()))
+    run = build("--raw", f"{platform['lakeRoot']}/raw/2026-01/")
+    assert run.result.exit_code == 0, run.result.output
+    assert run.docker.calls == [] and job_inputs(run)["image_uri"] == f"{repository}@{digest}"
 
 
 def test_new_run_reaches_the_lake_job_s_client_token_and_is_for_cloud_runs_only(build, platform):
