@@ -226,7 +226,8 @@ def test_worker_sizes_emr_serverless_would_refuse_are_refused_in_the_stack_file(
     {"executorCores": 4, "executorMemoryGb": 9, "executorPythonMemoryGb": 8},
 ])
 def test_worker_sizes_on_a_memory_step_are_taken(sizes):
-    parse_section(LakeEngineConfig, sizes, "retail:lakeEngine")
+    taken = parse_section(LakeEngineConfig, sizes, "retail:lakeEngine")
+    assert taken.model_dump(by_alias=True, include=set(taken.model_fields_set)) == sizes
 
 
 def test_the_request_matches_botocore_s_model_of_start_job_run():
