@@ -28,8 +28,8 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import cast
 
@@ -39,8 +39,6 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
-
-from ml.checksums import sha256_file
 
 CHUNK = 8 * 1024 * 1024  # bytes copied at a time into the raw zone
 
@@ -106,6 +104,8 @@ SILVER_LINES_FOLDER = "lines"
 """The folder of a run's validated lines, relative to silver/<run>/: SILVER_LINES, or the Spark job's part files."""
 SPARK_COMMITTED = f"{SILVER_LINES_FOLDER}/_SUCCESS"
 """The marker Spark's committer writes into the lines folder once every part file is in place (ml.spark_lake)."""
+LINES_WRITTEN = (SILVER_LINES, SPARK_COMMITTED)
+"""Either file, relative to silver/<run>/, says a run's lines are all written (`silver_runs`, ml.score.input_at)."""
 SILVER_QUARANTINE = "quarantine/part-0.parquet"
 """A run's rejected rows, relative to silver/<run>/."""
 
@@ -128,8 +128,7 @@ def silver_runs(fs: pafs.FileSystem, silver: str) -> list[str]:
     not 404, unless the caller may list the bucket without conditions, which the scoring role may not."""
     listed = fs.get_file_info(pafs.FileSelector(silver, recursive=True, allow_not_found=True))
     inside = (info.path[len(silver.rstrip("/")):].strip("/") for info in listed if info.type == pafs.FileType.File)
-    committed = (SILVER_LINES, SPARK_COMMITTED)
-    return sorted({run for run, _, rest in (path.partition("/") for path in inside) if rest in committed})
+    return sorted({run for run, _, rest in (path.partition("/") for path in inside) if rest in LINES_WRITTEN})
 
 
 def silver_line_files(fs: pafs.FileSystem, lines: str) -> list[str]:
@@ -182,6 +181,18 @@ def combined_sha256(digests: Mapping[str, str]) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
+def file_name(file: str | Path) -> str:
+    """The name of a file given as a path or an s3:// URI."""
+    return str(file).rstrip("/").rsplit("/", 1)[-1]
+
+
+def hashed_file(file: str | Path) -> tuple[str, int]:
+    """A file's SHA-256 and size in bytes, as stored (a path or an s3:// URI; a .gz is hashed as it is)."""
+    fs, path = filesystem(str(file))
+    with fs.open_input_file(path) as source:  # random access: no decompression, and its size is known
+        return hashlib.file_digest(source, "sha256").hexdigest(), source.size()
+
+
 @dataclass(frozen=True)
 class RawRecord:
     """The raw zone entry of one input: its content hash and where the files are."""
@@ -192,6 +203,13 @@ class RawRecord:
     files: tuple[str, ...]
     file_sha256: tuple[tuple[str, str], ...] = ()
     """Each file's name and SHA-256, in name order (what `combined_sha256` hashed)."""
+
+    @classmethod
+    def of(cls, hashed: Mapping[str, tuple[str, int]], location: str) -> RawRecord:
+        """The record of files hashed by `hashed_file` (name -> (SHA-256, bytes)) that lie at `location`."""
+        digests = {name: digest for name, (digest, _) in hashed.items()}
+        return cls(sha256=combined_sha256(digests), bytes=sum(size for _, size in hashed.values()), location=location,
+                   files=tuple(sorted(digests)), file_sha256=tuple(sorted(digests.items())))
 
 
 class Lake:
@@ -221,24 +239,19 @@ class Lake:
         if self.local:
             self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
 
-    def put_raw(self, files: tuple[Path, ...]) -> RawRecord:
-        """Copy the input files into raw/<hash>/ unless that content is already there."""
-        digests = {f.name: sha256_file(f) for f in files}
-        combined = combined_sha256(digests)
-        folder = join("raw", combined[:16])
+    def put_raw(self, files: Sequence[str | Path]) -> RawRecord:
+        """Copy the input files (paths or s3:// URIs) into raw/<hash>/ byte for byte, unless that content is already
+        there."""
+        hashed = {file_name(f): hashed_file(f) for f in files}
+        unplaced = RawRecord.of(hashed, location="")
+        folder = join("raw", unplaced.sha256[:16])
         for f in files:
-            target = self._path(folder, f.name)
+            target = self._path(folder, file_name(f))
             info = self.fs.get_file_info(target)
-            if info.type == pafs.FileType.NotFound or info.size != f.stat().st_size:
-                self.put_file(f, folder, f.name)
-        self.write_json(join(folder, "_source.json"), {"sha256": combined, "files": digests})
-        return RawRecord(
-            sha256=combined,
-            bytes=sum(f.stat().st_size for f in files),
-            location=self.uri(folder),
-            files=tuple(sorted(digests)),
-            file_sha256=tuple(sorted(digests.items())),
-        )
+            if info.type == pafs.FileType.NotFound or info.size != hashed[file_name(f)][1]:
+                self._copy_in(str(f), target)
+        self.write_json(join(folder, "_source.json"), {"sha256": unplaced.sha256, "files": dict(unplaced.file_sha256)})
+        return replace(unplaced, location=self.uri(folder))
 
     def write_parquet(self, frame: pl.DataFrame, *parts: str) -> str:
         path = self._path(*parts)
@@ -294,11 +307,17 @@ class Lake:
         return self.uri(relative)
 
     def put_file(self, local: Path, *parts: str) -> str:
-        target = self._path(*parts)
-        self.ensure_parent(target)
-        with local.open("rb") as source, self.fs.open_output_stream(target) as sink:
-            shutil.copyfileobj(source, sink, CHUNK)
+        self._copy_in(str(local), self._path(*parts))
         return self.uri(*parts)
+
+    def _copy_in(self, source: str, target: str) -> None:
+        """A file (path or s3:// URI) copied to `target` in this lake, byte for byte: neither side (de)compressed
+        by its extension, which Arrow's streams do unless told not to (a .csv.gz would be gzipped again)."""
+        fs, path = filesystem(source)
+        self.ensure_parent(target)
+        with fs.open_input_stream(path, compression=None) as reader, \
+                self.fs.open_output_stream(target, compression=None) as sink:
+            shutil.copyfileobj(reader, sink, CHUNK)
 
     def put_folder(self, local: Path, *parts: str) -> str:
         """Copy a local folder (e.g. a fitted transformer) into the lake."""

@@ -38,7 +38,6 @@ if __name__ == "__main__" and sys.path and os.path.realpath(sys.path[0]) == os.p
     sys.path.pop(0)
 
 import argparse
-import hashlib
 import re
 import shutil
 import tempfile
@@ -52,7 +51,6 @@ from typing import Any, NamedTuple
 import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 from pyspark import StorageLevel
 from pyspark.errors import PythonException
 from pyspark.sql import DataFrame, Row, SparkSession
@@ -67,8 +65,9 @@ from ml.lake import (
     Lake,
     RawRecord,
     check_partition_values,
-    combined_sha256,
+    file_name,
     filesystem,
+    hashed_file,
     join,
     run_id_for,
 )
@@ -281,43 +280,16 @@ def in_raw_zone(lake: Lake, uri: str) -> bool:
     return fs.type_name == lake.fs.type_name and path.startswith(join(lake.base, "raw") + "/")
 
 
-def _hashed(uri: str) -> tuple[str, int]:
-    """A file's SHA-256 (hashed as it streams) and size."""
-    fs, path = filesystem(uri)
-    digest = hashlib.sha256()
-    with fs.open_input_stream(path, compression=None) as source:
-        while block := source.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest(), fs.get_file_info(path).size
-
-
 def put_raw(lake: Lake, raw: str, files: list[str]) -> RawRecord:
-    """The input's raw zone entry, its hash the local path's (`combined_sha256` of the files' names and digests).
+    """The input's raw zone entry, its hash the local path's (`ml.lake.combined_sha256` of the files' names and
+    digests).
 
     An input already in the lake's raw zone (on AWS: uploaded there, the job's role may read raw/ but not write it)
-    is recorded where it is (`raw`), and nothing is written under raw/. Otherwise the files are copied in as the local
-    pipeline does: local files by `Lake.put_raw`, s3:// files hashed as they stream and copied from bucket to bucket
-    unless that content is there already."""
-    if "://" not in files[0] and not in_raw_zone(lake, files[0]):
-        return lake.put_raw(tuple(Path(f) for f in files))
-    hashed = {uri.rsplit("/", 1)[-1]: _hashed(uri) for uri in files}
-    digests = {name: digest for name, (digest, _) in hashed.items()}
-    combined = combined_sha256(digests)
-    size = sum(bytes_ for _, bytes_ in hashed.values())
-    if all(in_raw_zone(lake, uri) for uri in files):
-        return RawRecord(sha256=combined, bytes=size, location=raw, files=tuple(sorted(digests)),
-                         file_sha256=tuple(sorted(digests.items())))
-    folder = join("raw", combined[:16])
-    for uri in files:
-        name = uri.rsplit("/", 1)[-1]
-        target = join(lake.base, folder, name)
-        if lake.fs.get_file_info(target).size != hashed[name][1]:
-            fs, path = filesystem(uri)
-            lake.ensure_parent(target)
-            pafs.copy_files(path, target, source_filesystem=fs, destination_filesystem=lake.fs)
-    lake.write_json(join(folder, "_source.json"), {"sha256": combined, "files": digests})
-    return RawRecord(sha256=combined, bytes=size, location=lake.uri(folder), files=tuple(sorted(digests)),
-                     file_sha256=tuple(sorted(digests.items())))
+    is recorded where it is (`raw`), and nothing is written under raw/. Otherwise the files, local or s3://, are
+    copied in by `Lake.put_raw`, as the local pipeline copies its input."""
+    if not all(in_raw_zone(lake, f) for f in files):
+        return lake.put_raw(files)
+    return RawRecord.of({file_name(f): hashed_file(f) for f in files}, location=raw)
 
 
 def _scan(uri: str) -> pl.LazyFrame:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 from pathlib import Path
 
 import boto3
@@ -23,6 +24,21 @@ def test_raw_zone_keeps_the_input_once_by_content_hash(tmp_path, small_csv):
     stored = list((tmp_path / "lake" / "raw").rglob("transaction.csv"))
     assert len(stored) == 1
     assert stored[0].read_bytes() == small_csv.read_bytes()
+
+
+def test_a_gzipped_input_is_kept_in_the_raw_zone_as_it_came(tmp_path, small_csv, moto_endpoint):
+    """Arrow's output streams gzip a `.gz` path on the fly unless told not to: the raw copy was gzipped twice."""
+    packed = tmp_path / "transaction.csv.gz"
+    packed.write_bytes(gzip.compress(small_csv.read_bytes()))
+    local = Lake(str(tmp_path / "lake")).put_raw((packed,))
+    (stored,) = (tmp_path / "lake" / "raw").rglob("transaction.csv.gz")
+    assert stored.read_bytes() == packed.read_bytes() and local.bytes == packed.stat().st_size
+    boto3.client("s3").create_bucket(Bucket="raw-gz",
+                                     CreateBucketConfiguration={"LocationConstraint": "ap-southeast-1"})
+    on_s3 = Lake("s3://raw-gz/lake").put_raw((packed,))
+    key = f"lake/raw/{on_s3.sha256[:16]}/transaction.csv.gz"
+    assert on_s3.sha256 == local.sha256
+    assert boto3.client("s3").get_object(Bucket="raw-gz", Key=key)["Body"].read() == packed.read_bytes()
 
 
 def test_gold_is_partitioned_by_region_and_basket_type(small_run):
