@@ -60,6 +60,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ml import ingest
 from ml.ingest import SOURCE_FILE, SOURCE_LINE, WEEKLY_FILE, EmptyFile, InputError, RawInput
 from ml.lake import (
+    LINES_WRITTEN,
     SILVER_LINES,
     SILVER_LINES_FOLDER,
     SPARK_COMMITTED,
@@ -137,7 +138,7 @@ def input_at(location: str) -> ScoringInput:
         # Listed, not looked up key by key: on S3 a request for a key that may not exist is answered 403 to a role
         # that may list only under given prefixes (`ml.lake.path_info`).
         lines = file_names(fs, join(path, SILVER_LINES_FOLDER))
-        silver = any(marker.rpartition("/")[2] in lines for marker in (SILVER_LINES, SPARK_COMMITTED))
+        silver = any(marker.rpartition("/")[2] in lines for marker in LINES_WRITTEN)
         if not silver and OLD_SILVER_LINES in file_names(fs, path):
             raise InputError(f"{location}: a silver run in the layout before lines/ ({OLD_SILVER_LINES}); move it to "
                              f"{SILVER_LINES} (docs/lifecycle.md), or give --input the file itself")
@@ -355,7 +356,7 @@ def _load_silver(loaded: Loaded) -> None:
                     raise InputError(f"{location}: not silver lines (no {WEEK} or {BASKET_KEY} column)")
                 for batch in lines.iter_batches(batch_size=SILVER_BATCH_ROWS):
                     loaded.spill.add(arrow_frame(pa.Table.from_batches([batch])))
-            size += fs.get_file_info(file).size or 0
+                size += handle.size()  # known since the file was opened: no second request for it
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"{location}: unreadable ({exc})") from exc
     loaded.files[location] = {"bytes": size, "rows_read": sum(loaded.spill.rows.values())}
