@@ -39,6 +39,14 @@ def test_a_gzipped_input_is_kept_in_the_raw_zone_as_it_came(tmp_path, small_csv,
     key = f"lake/raw/{on_s3.sha256[:16]}/transaction.csv.gz"
     assert on_s3.sha256 == local.sha256
     assert boto3.client("s3").get_object(Bucket="raw-gz", Key=key)["Body"].read() == packed.read_bytes()
+    # The same input again is not copied again: stored copies of its size stay as they are (marked here).
+    marker = b"x" * packed.stat().st_size
+    boto3.client("s3").put_object(Bucket="raw-gz", Key=key, Body=marker)
+    stored.write_bytes(marker)
+    assert Lake("s3://raw-gz/lake").put_raw((packed,)) == on_s3
+    assert Lake(str(tmp_path / "lake")).put_raw((packed,)) == local
+    assert boto3.client("s3").get_object(Bucket="raw-gz", Key=key)["Body"].read() == marker
+    assert stored.read_bytes() == marker
 
 
 def test_gold_is_partitioned_by_region_and_basket_type(small_run):
