@@ -6,8 +6,10 @@ The run is real (nothing mocked): synthetic CSV -> lake -> features -> four fami
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,17 +86,38 @@ compares and ranks families. Logistic regression and XGBoost took 19 s and 17 s 
 2-core machine, the two trees 3 s each; tests/test_pipeline_end_to_end.py trains all four."""
 
 
+@functools.cache
+def empty_registry_database() -> bytes:
+    """The SQLite file of an MLflow registry as MLflow makes it on first use: its tables created and every one of
+    its migrations run, with nothing registered. MLflow does that to every new database, loading each of its
+    Alembic migration scripts: 1.3 s a registry, paid by most test modules several times over. A test registry
+    starts as a copy of this file instead (`settings_under`); tests/test_bundle_and_registry.py keeps one registry
+    that MLflow creates itself."""
+    from mlflow import MlflowClient
+
+    with tempfile.TemporaryDirectory() as folder:
+        uri = f"sqlite:///{Path(folder) / 'mlflow.db'}"
+        MlflowClient(tracking_uri=uri, registry_uri=uri).search_experiments()
+        return (Path(folder) / "mlflow.db").read_bytes()
+
+
 def settings_under(root: Path, **overrides) -> Settings:
-    """Settings that keep the lake, registry and scratch space inside `root`, training `TEST_FAMILIES`."""
+    """Settings that keep the lake, registry and scratch space inside `root`, training `TEST_FAMILIES`; the
+    registry's database, unless `overrides` name another, starts as `empty_registry_database()`."""
+    database = root / "registry" / "mlflow.db"
     values = {
         "lake_root": str(root / "lake"),
-        "registry_uri": f"sqlite:///{root / 'registry' / 'mlflow.db'}",
+        "registry_uri": f"sqlite:///{database}",
         "artifact_root": root / "registry" / "artifacts",
         "work_dir": root / "work",
         "xgb_trials": 2,
         "families": TEST_FAMILIES,
     }
-    return Settings(**(values | overrides))
+    settings = Settings(**(values | overrides))
+    if settings.registry_uri == values["registry_uri"] and not database.exists():
+        database.parent.mkdir(parents=True, exist_ok=True)
+        database.write_bytes(empty_registry_database())
+    return settings
 
 
 def settings_env(root: Path, registry: Settings | None = None, **extra: str) -> dict[str, str]:

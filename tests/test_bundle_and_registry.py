@@ -103,7 +103,9 @@ def test_champion_moves_only_when_the_gate_passes_and_it_is_not_worse(gate_passe
 
 def test_gate_failure_registers_but_does_not_promote(small_csv, tmp_path, monkeypatch):
     monkeypatch.setenv("RETAIL_GATE_MIN_ACCURACY", "0.9999")
-    settings = settings_under(tmp_path, holdout_weeks=20)
+    # a registry MLflow creates itself, where the others start as a copy of one (tests/conftest.py)
+    settings = settings_under(tmp_path, holdout_weeks=20, registry_uri=f"sqlite:///{tmp_path / 'own' / 'mlflow.db'}")
+    assert not (tmp_path / "own").exists()
     result = run_pipeline(small_csv, settings, StageTimer(quiet=True))
     assert result.training["gate"]["passed"] is False
     assert result.registration["promoted"] is False
