@@ -1,5 +1,4 @@
-"""Multi-instance training for real: several `python -m ml.sagemaker_entry train` processes on 127.0.0.1 (forked
-from one interpreter that has imported what they import: tests/training/forked_jobs.py), one per
+"""Multi-instance training for real: several `python -m ml.sagemaker_entry train` processes on 127.0.0.1, one per
 host of a resourceconfig.json, train XGBoost together through its collective; the leader alone writes the model,
 which scores the holdout like a single-process fit on the same rows; a host started before its leader's tracker
 listens still joins; a host that dies, the leader included, fails the others quickly with a failure file of the
@@ -15,9 +14,11 @@ import json
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,6 @@ from ml.cluster import Cluster, ClusterError, ClusterSettings, Hosts, Peers, rea
 from ml.sagemaker_entry import SageMakerPaths, main, run
 from ml.selection import agreed_validation_rows
 from tests.helpers import gold_channel
-from tests.training.forked_jobs import ForkedJob, Launcher
 
 pytestmark = pytest.mark.slow
 
@@ -79,14 +79,14 @@ def opt_ml(root: Path, channel: Path, hyperparameters: dict[str, str], host: str
     return paths
 
 
-def start(launcher: Launcher, paths: SageMakerPaths, port: int, bootstrap_seconds: int = 30) -> ForkedJob:
-    """The image's command for `paths`, forked by `launcher` (tests/training/forked_jobs.py: the jobs' imports are
-    paid once, not nine times); one OpenMP thread, as the hosts share this machine's cores (with a thread per core
-    each, XGBoost's threads spin while they wait for the other host, and a fit takes ten times as long)."""
+def start(paths: SageMakerPaths, port: int, bootstrap_seconds: int = 30) -> subprocess.Popen:
+    """The image's command for `paths`; one OpenMP thread, as the hosts share this machine's cores (with a thread
+    per core each, XGBoost's threads spin while they wait for the other host, and a fit takes ten times as long)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "RETAIL_CLUSTER_TRACKER_PORT": str(port),
            "RETAIL_CLUSTER_BOOTSTRAP_SECONDS": str(bootstrap_seconds),
            "RETAIL_CLUSTER_HOST_ADDRESSES": json.dumps(dict.fromkeys(HOSTS, "127.0.0.1"))}
-    return launcher.start("ml.sagemaker_entry", ["train", "--root", str(paths.root)], env)
+    return subprocess.Popen([sys.executable, "-m", "ml.sagemaker_entry", "train", "--root", str(paths.root)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 @dataclass
@@ -103,7 +103,7 @@ class Run:
         return list(self.paths.model.rglob("*")) if self.paths.model.exists() else []
 
 
-def read_until(process: ForkedJob, text: str) -> str:
+def read_until(process: subprocess.Popen, text: str) -> str:
     """`process`'s output up to and including the first line holding `text`."""
     assert process.stdout is not None
     lines = []
@@ -115,7 +115,7 @@ def read_until(process: ForkedJob, text: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def runs(channel, tmp_path_factory) -> Iterator[dict[str, Run]]:
+def runs(channel, tmp_path_factory) -> dict[str, Run]:
     """At once, to share the waiting: a two-host job and a single-host job of the same hyperparameters on the same
     channel (the latter in this process); a two-host job that searches (`searched/...`); a
     two-host job whose second host is killed once it joined (`dies/...`), and one whose leader is (`leader_dies/...`);
@@ -129,18 +129,8 @@ def runs(channel, tmp_path_factory) -> Iterator[dict[str, Run]]:
         paths |= {f"{job}/{host}": opt_ml(root / job / host, channel, long_fit, host) for host in HOSTS}
     paths["alone"] = opt_ml(root / "alone", channel, HYPERPARAMETERS, "algo-1")
     ports = {job: free_port() for job in ("", "searched/", "dies/", "leader_dies/")}
-    launcher = Launcher({**os.environ, "OMP_NUM_THREADS": "1"}, REPO)
-    try:
-        yield _run_jobs(launcher, paths, ports)
-    finally:
-        launcher.close()
-
-
-def _run_jobs(launcher: Launcher, paths: dict[str, SageMakerPaths], ports: dict[str, int]) -> dict[str, Run]:
-    processes = {f"{job}{host}": start(launcher, paths[f"{job}{host}"], port)
-                 for job, port in ports.items() for host in HOSTS}
-    processes["alone"] = start(launcher, paths["alone"], free_port(), bootstrap_seconds=3)
-    launcher.started()
+    processes = {f"{job}{host}": start(paths[f"{job}{host}"], port) for job, port in ports.items() for host in HOSTS}
+    processes["alone"] = start(paths["alone"], free_port(), bootstrap_seconds=3)
     started, killed_at = time.monotonic(), {}
     doomed = {name: processes.pop(name) for name in ("dies/algo-2", "leader_dies/algo-1")}
 
@@ -150,7 +140,6 @@ def _run_jobs(launcher: Launcher, paths: dict[str, SageMakerPaths], ports: dict[
         killed_at[name.split("/")[0]] = time.monotonic()
         doomed[name].kill()
         doomed[name].wait()
-        doomed[name].stdout.close()
 
     def finished(name: str) -> Run:
         output, _ = processes[name].communicate(timeout=90)
