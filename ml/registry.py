@@ -89,10 +89,10 @@ class Registry:
     def _experiment_id(self) -> str:
         experiment = self.client.get_experiment_by_name(EXPERIMENT)
         if experiment is not None:
-            return str(experiment.experiment_id)
+            return experiment.experiment_id
         artifacts = self.settings.artifact_root.resolve()
         artifacts.mkdir(parents=True, exist_ok=True)
-        return str(self.client.create_experiment(EXPERIMENT, artifact_location=artifacts.as_uri()))
+        return self.client.create_experiment(EXPERIMENT, artifact_location=artifacts.as_uri())
 
     # ---- registering -----------------------------------------------------------------
     def register_run(
