@@ -1,0 +1,128 @@
+"""Request coalescing (api/batcher.py): what waits is scored together, within the cap and one model at a time; an
+error reaches the requests of its call only; a request that went away holds up no other."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from types import SimpleNamespace
+from typing import Any, TypeVar
+
+import numpy as np
+
+from api.batcher import Batcher
+from ml.compiled import BasketColumns
+
+CLASSES = ["LA", "MM", "UM"]
+T = TypeVar("T")
+
+
+def baskets(count: int) -> BasketColumns:
+    """`count` baskets of one line each; the fake scorer reads only how many there are."""
+    return BasketColumns(header={}, lines={}, offsets=list(range(count + 1)))
+
+
+class FakeModel:
+    """A loaded model whose scoring call records what it was given: row i of a call's probabilities is
+    (call number, i, 0), so a request's rows tell which call scored it and where."""
+
+    def __init__(self, calls: list[tuple[str, int]], name: str = "champion", fail: bool = False):
+        self.name, self.calls, self.fail = name, calls, fail
+        self.bundle = SimpleNamespace(classes=CLASSES, score_columns=self.score_columns)
+        self.drift = SimpleNamespace(observe=lambda matrix: None)
+
+    def score_columns(self, columns: BasketColumns) -> tuple[np.ndarray, np.ndarray]:
+        self.calls.append((self.name, columns.baskets))
+        if self.fail:
+            raise RuntimeError(f"{self.name} cannot score")
+        rows = np.array([[len(self.calls), i, 0] for i in range(columns.baskets)], dtype=float)
+        return rows, rows
+
+
+def run(scenario: Coroutine[Any, Any, T]) -> T:
+    """The scenario on a loop of its own. Not `asyncio.run`: that leaves the thread with no event loop set, and
+    Pulumi's mocks, which later modules on the same xdist worker use, ask the thread for one."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(scenario)
+    finally:
+        loop.close()
+
+
+async def started(max_baskets: int = 2048) -> Batcher:
+    batcher = Batcher(max_baskets)
+    batcher.start()
+    return batcher
+
+
+def test_requests_waiting_together_are_scored_in_one_call_each_getting_its_rows():
+    async def scenario():
+        calls: list[tuple[str, int]] = []
+        model, batcher = FakeModel(calls), await started()
+        answers = await asyncio.gather(*(batcher.predict(model, baskets(n)) for n in (1, 3, 2)))
+        await batcher.stop()
+        return calls, answers
+
+    calls, answers = run(scenario())
+    assert calls == [("champion", 6)]
+    assert [a[:, 1].tolist() for a in answers] == [[0.0], [1.0, 2.0, 3.0], [4.0, 5.0]]
+
+
+def test_a_call_takes_no_more_baskets_than_the_cap_and_never_splits_a_request():
+    async def scenario():
+        calls: list[tuple[str, int]] = []
+        model, batcher = FakeModel(calls), await started(max_baskets=4)
+        answers = await asyncio.gather(*(batcher.predict(model, baskets(n)) for n in (3, 1, 2, 4)))
+        await batcher.stop()
+        return calls, answers
+
+    calls, answers = run(scenario())
+    assert calls == [("champion", 4), ("champion", 2), ("champion", 4)]
+    assert [a[:, 0].tolist() for a in answers] == [[1, 1, 1], [1], [2, 2], [3, 3, 3, 3]]
+
+
+def test_requests_holding_another_model_are_scored_in_a_call_of_their_own():
+    async def scenario():
+        calls: list[tuple[str, int]] = []
+        old, new, batcher = FakeModel(calls, "old"), FakeModel(calls, "new"), await started()
+        await asyncio.gather(batcher.predict(old, baskets(1)), batcher.predict(old, baskets(1)),
+                             batcher.predict(new, baskets(1)), batcher.predict(old, baskets(1)))
+        await batcher.stop()
+        return calls
+
+    assert run(scenario()) == [("old", 2), ("new", 1), ("old", 1)]
+
+
+def test_a_scoring_error_reaches_the_requests_of_its_call_and_the_next_call_is_scored():
+    async def scenario():
+        calls: list[tuple[str, int]] = []
+        broken, working, batcher = FakeModel(calls, "broken", fail=True), FakeModel(calls), await started()
+        answers = await asyncio.gather(batcher.predict(broken, baskets(1)), batcher.predict(broken, baskets(2)),
+                                       batcher.predict(working, baskets(1)), return_exceptions=True)
+        later = await batcher.predict(working, baskets(1))
+        await batcher.stop()
+        return calls, answers, later
+
+    calls, answers, later = run(scenario())
+    assert [str(a) if isinstance(a, Exception) else a.shape for a in answers] == [
+        "broken cannot score", "broken cannot score", (1, 3)]
+    assert calls == [("broken", 3), ("champion", 1), ("champion", 1)]
+    assert later.shape == (1, 3)
+
+
+def test_a_request_that_went_away_does_not_hold_up_the_others():
+    async def scenario():
+        calls: list[tuple[str, int]] = []
+        model, batcher = FakeModel(calls), await started()
+        gone = asyncio.ensure_future(batcher.predict(model, baskets(2)))
+        staying = asyncio.ensure_future(batcher.predict(model, baskets(1)))
+        await asyncio.sleep(0)  # both are queued
+        gone.cancel()
+        answer = await staying
+        later = await batcher.predict(model, baskets(2))
+        await batcher.stop()
+        return answer, later, gone
+
+    answer, later, gone = run(scenario())
+    assert gone.cancelled()
+    assert answer.shape == (1, 3) and later.shape == (2, 3)
