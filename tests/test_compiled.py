@@ -112,16 +112,31 @@ def test_a_featurizer_whose_features_it_cannot_compute_is_refused(fitted):
         fitted.feature_names_ = fitted.feature_names_[:-1]
 
 
-def test_xgboost_inplace_prediction_equals_predict_proba(tmp_path):
+SMALL = {"xgboost": {"n_estimators": 20}, "random_forest": {"n_estimators": 12}}
+
+
+@pytest.mark.parametrize("family", ["xgboost", "random_forest", "decision_tree", "logistic_regression"])
+def test_the_served_probabilities_equal_predict_proba_for_every_family(tmp_path, family):
+    """`_probability_function` skips scikit-learn's per-call checks (and the forest's joblib dispatch): for a
+    saved and loaded model of each family, it gives `predict_proba`'s answer, for one row and for many, float32 or
+    float64, and a row of the wrong width is still refused."""
     from ml.bundle import _probability_function
-    from ml.families import FAMILIES, load_model, save_model
+    from ml.families import FAMILIES, fitted, load_model, save_model
 
     rng = np.random.default_rng(0)
     x, y = rng.random((400, 6)).astype(np.float32), rng.integers(0, 3, 400)
-    model = FAMILIES["xgboost"].build({**FAMILIES["xgboost"].defaults, "n_estimators": 20}, 7).fit(x, y)
-    path = save_model("xgboost", model, tmp_path)
-    loaded = load_model("xgboost", path)
-    np.testing.assert_allclose(_probability_function(loaded)(x), model.predict_proba(x), rtol=1e-6, atol=1e-7)
+    x[::7, 2] = 0.5  # repeated values: ties in the trees' splits
+    model = fitted(FAMILIES[family].build({**FAMILIES[family].defaults, **SMALL.get(family, {})}, 7), x, y)
+    loaded = load_model(family, save_model(family, model, tmp_path))
+    probabilities = _probability_function(loaded)
+    for rows in (x, x[:1], x[5:6].astype(np.float64)):
+        expected = model.predict_proba(rows)
+        if family == "xgboost":
+            np.testing.assert_allclose(probabilities(rows), expected, rtol=1e-6, atol=1e-7)
+        else:
+            np.testing.assert_array_equal(probabilities(rows), expected)
+    with pytest.raises(ValueError, match="features"):
+        probabilities(x[:3, :5])
 
 
 def test_a_product_under_two_categories_in_one_batch_prices_each_line_by_its_own(fitted, split):
