@@ -93,8 +93,9 @@ def _probability_function(model: Any) -> Callable[[np.ndarray], np.ndarray]:
       of 4.0 ms for 40 trees.
     - Anything else (the logistic regression pipeline): `predict_proba`.
 
-    The checks skipped are dtype, finiteness and sparsity; the compiled featurizer always gives a dense float32
-    matrix (the conversion below is a no-op then). tests/test_compiled.py checks each against `predict_proba`."""
+    The checks skipped are finiteness, sparsity and feature names; the dtype is converted here (a no-op for the
+    compiled featurizer's dense, finite float32 matrix, which is what every caller passes). tests/test_compiled.py
+    checks each against `predict_proba`."""
     if isinstance(model, XGBClassifier) and getattr(model, "best_iteration", None) is None:
         booster = model.get_booster()
         return lambda matrix: booster.inplace_predict(matrix, validate_features=False)
