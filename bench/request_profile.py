@@ -22,30 +22,17 @@ import gc
 import io
 import json
 import pstats
-import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import orjson
 
 from api.body import JSON_CONTENT_TYPE, parse_batch, parse_single
 from api.routes.predict import predictions
 from api.schemas import Basket, BatchRequest
-from bench.serve import lines_frame, sample_baskets
+from bench.serve import lines_frame, sample_baskets, timed
 from ml.bundle import load_bundle
 from ml.settings import Settings
-
-
-def timed(function: Callable[[], object], repeats: int) -> tuple[float, float]:
-    """Median and p95 of `repeats` calls, in microseconds (after one warm-up call)."""
-    function()
-    samples = np.empty(repeats)
-    for i in range(repeats):
-        started = time.perf_counter()
-        function()
-        samples[i] = time.perf_counter() - started
-    return float(np.median(samples) * 1e6), float(np.percentile(samples, 95) * 1e6)
 
 
 def stages(bundle, bodies: list[bytes], batch_body: bytes) -> dict[str, dict[str, Callable[[], object]]]:

@@ -32,8 +32,10 @@ when they differ by more than 10%.
 
 It prints throughput and p50/p95/p99 for each run, the throughput ratio, and issue
 11's targets next to the measured values (met / NOT met), the batch target once per body
-format; `--json PATH` writes all of it. `--skip-peer` leaves MLflow out (quick runs: no ratio, no run 3). wrk is not
-installed by this script: `apt-get install wrk` (Debian/Ubuntu) or `brew install wrk`.
+format, and the service's own parse and score of one basket and of the batch timed in the bench's process, with no
+HTTP, at the start and at the end (this VM's speed drifts by up to 2x over minutes: these tell a slow machine from a
+slow service); `--json PATH` writes all of it. `--skip-peer` leaves MLflow out (quick runs: no ratio, no run 3).
+wrk is not installed by this script: `apt-get install wrk` (Debian/Ubuntu) or `brew install wrk`.
 
 `--log-overhead` measures only what the prediction log (api/prediction_log.py) costs: the
 same champion under the same load (single baskets at `--connections`, saturated; then
@@ -58,12 +60,14 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -514,6 +518,59 @@ def print_log_overhead(report: dict, off: str, others: list[str]) -> None:
           f"{-lost:+.1%} throughput (both moved by other load)")
 
 
+def timed(function: Callable[[], object], repeats: int) -> tuple[float, float]:
+    """Median and p95 of `repeats` calls, in microseconds (after one warm-up call)."""
+    function()
+    samples = np.empty(repeats)
+    for i in range(repeats):
+        started = time.perf_counter()
+        function()
+        samples[i] = time.perf_counter() - started
+    return float(np.median(samples) * 1e6), float(np.percentile(samples, 95) * 1e6)
+
+
+REFERENCE_REPEATS = {"one basket": 2000, "batch of 1000": 100}
+
+
+def machine_reference(bundle: Any, single_bodies: Sequence[bytes], batch_body: bytes) -> dict[str, float]:
+    """The service's own work for a request, timed in this process with no HTTP: parsing the JSON body and scoring
+    it (`api.body`, then `Bundle.score_columns`), p50 in ms, for one basket (the single bodies in turn) and for the
+    1,000-basket batch. Taken before and after the servers run: this VM's speed drifts by up to 2x over minutes,
+    and these say whether a slow run was a slow machine or a slow service."""
+    from api.body import JSON_CONTENT_TYPE, parse_batch, parse_single
+
+    turn = iter(range(10**9))
+
+    def one_basket() -> object:
+        return bundle.score_columns(parse_single(single_bodies[next(turn) % len(single_bodies)],
+                                                 JSON_CONTENT_TYPE).columns)
+
+    def batch() -> object:
+        return bundle.score_columns(parse_batch(batch_body, JSON_CONTENT_TYPE).columns)
+
+    calls = {"one basket": one_basket, "batch of 1000": batch}
+    return {name: timed(call, REFERENCE_REPEATS[name])[0] / 1000 for name, call in calls.items()}
+
+
+def champion_as_served(settings: Settings) -> Any:
+    """The registry's champion loaded as the service loads it (`api.model_store`: one thread, warmed up)."""
+    from api.model_source import RegistrySource
+    from api.model_store import ModelStore
+    from api.settings import ApiSettings
+
+    served = ApiSettings()
+    store = ModelStore(RegistrySource(settings), served.drift_window_baskets, served.drift_min_baskets)
+    store.refresh()
+    if store.current is None:
+        raise LookupError(f"no champion in {settings.registry_uri}")
+    return store.current.bundle
+
+
+def reference_line(when: str, reference: dict[str, float]) -> str:
+    return (f"this machine {when}: the service's parse and score in one process, p50 "
+            + ", ".join(f"{name} {ms:.2f} ms" for name, ms in reference.items()))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=1, help="server worker processes, on both sides")
@@ -560,6 +617,10 @@ def main() -> None:
           f"{args.duration}s runs; {len(singles)} single baskets ({mean_lines:.1f} lines on average); "
           f"batch of {len(baskets)} baskets; {os.cpu_count()} CPUs; load average {load_start[0]:.2f} "
           f"(1 min) at start{'; peer skipped' if args.skip_peer else ''}", flush=True)
+    bundle = champion_as_served(settings)
+    reference_bodies = ([json.dumps(b).encode() for b in singles], files["api_batch"].encode())
+    reference = {"start": machine_reference(bundle, *reference_bodies)}
+    print(reference_line("at the start", reference["start"]), flush=True)
 
     common = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1"}
     api_key = secrets.token_urlsafe(24)
@@ -583,12 +644,15 @@ def main() -> None:
                               args.connections, args.duration)
         print_log_overhead(report, arms[0].name, [arm.name for arm in arms[1:]])
         load_end = os.getloadavg()
+        reference["end"] = machine_reference(bundle, *reference_bodies)
+        print(reference_line("at the end", reference["end"]))
         print(f"\nload average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in load_start)} at start, "
               f"{' '.join(f'{x:.2f}' for x in load_end)} at end, on {os.cpu_count()} CPUs")
         if args.json is not None:
             args.json.write_text(json.dumps({"config": {"champion_version": str(champion), "rounds": args.rounds,
                                                         "connections": args.connections, "duration_s": args.duration},
                                              "load_average": {"start": list(load_start), "end": list(load_end)},
+                                             "machine_reference_ms": reference,
                                              **report}, indent=2) + "\n")
         shutil.rmtree(work)
         return
@@ -629,6 +693,7 @@ def main() -> None:
             runs[f"api_batch_{body.lower()}_{len(rounds[body]) + 1}"] = run
             rounds[body].append(run)
     load_end = os.getloadavg()
+    reference["end"] = machine_reference(bundle, *reference_bodies)
 
     print(f"\n{'run':<44} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'failed':>7} {'timeouts':>8}")
     for result in runs.values():
@@ -646,12 +711,15 @@ def main() -> None:
         print(target.row())
     print(f"\nload average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in load_start)} at start, "
           f"{' '.join(f'{x:.2f}' for x in load_end)} at end, on {os.cpu_count()} CPUs")
+    for when, measured in reference.items():
+        print(reference_line(f"at the {when}", measured))
     if args.json is not None:
         args.json.write_text(json.dumps({
             "config": {"champion_version": str(champion), "workers": args.workers, "connections": c,
                        "duration_s": d, "cpus": os.cpu_count(), "single_baskets": len(singles),
                        "mean_lines": mean_lines, "batch_baskets": len(baskets), "skip_peer": args.skip_peer},
             "load_average": {"start": list(load_start), "end": list(load_end)},
+            "machine_reference_ms": reference,
             "runs": {key: result.as_dict() for key, result in runs.items()},
             "pacing": {key: pacing.as_dict() for key, pacing in pacings.items()},
             "throughput_ratio": None if peer is None else ours.throughput / peer.throughput,

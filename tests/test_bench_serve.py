@@ -1,5 +1,5 @@
-"""bench/serve.py's pure helpers: pacing verdicts, issue 11's target checks (the batch target once per body format)
-and the Arrow batch body it sends (no servers, no wrk)."""
+"""bench/serve.py's pure helpers: pacing verdicts, issue 11's target checks (the batch target once per body format),
+the Arrow batch body it sends and the machine reference it times (no servers, no wrk)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ import json
 from api.arrow_body import parse_arrow_batch
 from api.body import parse_batch
 from api.schemas import EXAMPLE_BASKET
-from bench.serve import PACED_RATE, Pacing, Result, arrow_stream, check_targets, pacing_lines
+from bench.serve import (
+    PACED_RATE,
+    REFERENCE_REPEATS,
+    Pacing,
+    Result,
+    arrow_stream,
+    check_targets,
+    machine_reference,
+    pacing_lines,
+)
 
 
 def result(name: str = "run", requests: int = 1000, seconds: float = 1.0, failed: int = 0, p50: float = 1.0,
@@ -93,3 +102,22 @@ def test_the_batch_runs_alternate_the_body_formats_and_the_target_takes_the_slow
     rounds = [result("#1", p95=24.0), result("#2", p95=31.0)]
     assert slowest(rounds).name == "#2"
     assert not targets(arrow_batch=slowest(rounds))[-1].met
+
+
+def test_the_machine_reference_times_the_parse_and_score_of_each_body_and_takes_them_in_turn():
+    scored: list[tuple[int, str]] = []
+
+    class Bundle:
+        def score_columns(self, columns):
+            scored.append((columns.baskets, columns.header["STORE_FORMAT"][0]))
+
+    formats = ["LS", "MS", "SS"]
+    singles = [json.dumps({**EXAMPLE_BASKET, "STORE_FORMAT": f}).encode() for f in formats]
+    batch = json.dumps({"baskets": [EXAMPLE_BASKET] * 7}).encode()
+    reference = machine_reference(Bundle(), singles, batch)
+    assert set(reference) == {"one basket", "batch of 1000"} and all(ms > 0 for ms in reference.values())
+    # a warm-up call of each, then the repeats; the single bodies in turn
+    singles_scored = [store for baskets, store in scored if baskets == 1]
+    assert len(singles_scored) == REFERENCE_REPEATS["one basket"] + 1
+    assert singles_scored[:4] == ["LS", "MS", "SS", "LS"]
+    assert sum(baskets == 7 for baskets, _ in scored) == REFERENCE_REPEATS["batch of 1000"] + 1
