@@ -33,9 +33,10 @@ when they differ by more than 10%.
 It prints throughput and p50/p95/p99 for each run, the throughput ratio, and issue
 11's targets next to the measured values (met / NOT met), the batch target once per body
 format, and the service's own parse and score of one basket and of the batch timed in the bench's process, with no
-HTTP, at the start and at the end (this VM's speed drifts by up to 2x over minutes: these tell a slow machine from a
-slow service); `--json PATH` writes all of it. `--skip-peer` leaves MLflow out (quick runs: no ratio, no run 3).
-wrk is not installed by this script: `apt-get install wrk` (Debian/Ubuntu) or `brew install wrk`.
+HTTP, at the start and at the end (the same code on this VM can measure 1.7x slower from one run to the next: these
+tell a slow machine from a slow service); `--json PATH` writes all of it. `--skip-peer` leaves MLflow out (quick
+runs: no ratio, no run 3). wrk is not installed by this script: `apt-get install wrk` (Debian/Ubuntu) or
+`brew install wrk`.
 
 `--log-overhead` measures only what the prediction log (api/prediction_log.py) costs: the
 same champion under the same load (single baskets at `--connections`, saturated; then
@@ -51,6 +52,7 @@ in shadow as the challenger (what a challenger costs; informational, no target).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import re
@@ -529,15 +531,19 @@ def timed(function: Callable[[], object], repeats: int) -> tuple[float, float]:
     return float(np.median(samples) * 1e6), float(np.percentile(samples, 95) * 1e6)
 
 
-REFERENCE_REPEATS = {"one basket": 2000, "batch of 1000": 100}
+REFERENCE_REPEATS = {"one basket": 2000, "batch": 100}
 
 
 def machine_reference(bundle: Any, single_bodies: Sequence[bytes], batch_body: bytes) -> dict[str, float]:
-    """The service's own work for a request, timed in this process with no HTTP: parsing the JSON body and scoring
-    it (`api.body`, then `Bundle.score_columns`), p50 in ms, for one basket (the single bodies in turn) and for the
-    1,000-basket batch. Taken before and after the servers run: this VM's speed drifts by up to 2x over minutes,
-    and these say whether a slow run was a slow machine or a slow service."""
+    """Part of the service's work for a request, timed in this process with no HTTP: parsing the JSON body and
+    scoring it (`api.body`, then `Bundle.score_columns`), p50 in ms, for one basket (the single bodies in turn) and
+    for the batch, with the collector set as the service sets it (`api.app`: start-up frozen, young collections
+    every RETAIL_GC_GEN0_THRESHOLD allocations). Left out: the drift pass and metrics of a scoring call, the route's
+    limits and response, and the event loop. Taken before and after the servers run: the same code on this VM can
+    measure 1.7x slower from one run to the next, and these say whether a slow run was a slow machine or a slow
+    service."""
     from api.body import JSON_CONTENT_TYPE, parse_batch, parse_single
+    from api.settings import ApiSettings
 
     turn = iter(range(10**9))
 
@@ -548,8 +554,16 @@ def machine_reference(bundle: Any, single_bodies: Sequence[bytes], batch_body: b
     def batch() -> object:
         return bundle.score_columns(parse_batch(batch_body, JSON_CONTENT_TYPE).columns)
 
-    calls = {"one basket": one_basket, "batch of 1000": batch}
-    return {name: timed(call, REFERENCE_REPEATS[name])[0] / 1000 for name, call in calls.items()}
+    calls = {"one basket": one_basket, "batch": batch}
+    thresholds = gc.get_threshold()
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(ApiSettings().gc_gen0_threshold, *thresholds[1:])
+    try:
+        return {name: timed(call, REFERENCE_REPEATS[name])[0] / 1000 for name, call in calls.items()}
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
 
 
 def champion_as_served(settings: Settings) -> Any:
@@ -566,9 +580,9 @@ def champion_as_served(settings: Settings) -> Any:
     return store.current.bundle
 
 
-def reference_line(when: str, reference: dict[str, float]) -> str:
-    return (f"this machine {when}: the service's parse and score in one process, p50 "
-            + ", ".join(f"{name} {ms:.2f} ms" for name, ms in reference.items()))
+def reference_line(when: str, reference: dict[str, float], batch_baskets: int) -> str:
+    return (f"this machine {when}: the service's parse and score in one process, p50 one basket "
+            f"{reference['one basket']:.2f} ms, batch of {batch_baskets} {reference['batch']:.2f} ms")
 
 
 def main() -> None:
@@ -620,7 +634,7 @@ def main() -> None:
     bundle = champion_as_served(settings)
     reference_bodies = ([json.dumps(b).encode() for b in singles], files["api_batch"].encode())
     reference = {"start": machine_reference(bundle, *reference_bodies)}
-    print(reference_line("at the start", reference["start"]), flush=True)
+    print(reference_line("at the start", reference["start"], len(baskets)), flush=True)
 
     common = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1"}
     api_key = secrets.token_urlsafe(24)
@@ -645,7 +659,7 @@ def main() -> None:
         print_log_overhead(report, arms[0].name, [arm.name for arm in arms[1:]])
         load_end = os.getloadavg()
         reference["end"] = machine_reference(bundle, *reference_bodies)
-        print(reference_line("at the end", reference["end"]))
+        print(reference_line("at the end", reference["end"], len(baskets)))
         print(f"\nload average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in load_start)} at start, "
               f"{' '.join(f'{x:.2f}' for x in load_end)} at end, on {os.cpu_count()} CPUs")
         if args.json is not None:
@@ -712,7 +726,7 @@ def main() -> None:
     print(f"\nload average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in load_start)} at start, "
           f"{' '.join(f'{x:.2f}' for x in load_end)} at end, on {os.cpu_count()} CPUs")
     for when, measured in reference.items():
-        print(reference_line(f"at the {when}", measured))
+        print(reference_line(f"at the {when}", measured, len(baskets)))
     if args.json is not None:
         args.json.write_text(json.dumps({
             "config": {"champion_version": str(champion), "workers": args.workers, "connections": c,
