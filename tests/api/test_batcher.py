@@ -1,5 +1,6 @@
 """Request coalescing (api/batcher.py): what waits is scored together, within the cap and one model at a time; an
-error reaches the requests of its call only; a request that went away holds up no other."""
+error (or a call returning the wrong number of rows) reaches the requests of its call only; a request that went away
+holds up no other; the last call's largest drift is kept for the metrics."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import numpy as np
+import pytest
 
 from api.batcher import Batcher
+from api.metrics import INPUT_DRIFT
 from ml.compiled import BasketColumns
 
 CLASSES = ["LA", "MM", "UM"]
@@ -128,3 +131,39 @@ def test_a_request_that_went_away_does_not_hold_up_the_others():
     assert calls == [("champion", 3), ("champion", 2)]
     assert answer[:, 1].tolist() == [2.0]  # its own row, after the two of the request that went away
     assert later[:, :2].tolist() == [[2.0, 0.0], [2.0, 1.0]]
+
+
+def test_a_scoring_call_that_returns_the_wrong_number_of_rows_fails_every_request_of_the_call():
+    async def scenario():
+        calls: list[tuple[str, int]] = []
+        model, batcher = FakeModel(calls), await started()
+        scoring = model.score_columns
+        model.bundle.score_columns = lambda columns: tuple(part[:-1] for part in scoring(columns))
+        answers = await asyncio.gather(batcher.predict(model, baskets(1)), batcher.predict(model, baskets(2)),
+                                       return_exceptions=True)
+        await batcher.stop()
+        return answers
+
+    assert [str(a) for a in run(scenario())] == ["the featurizer returned 2 rows for 3 baskets"] * 2
+
+
+def test_the_largest_drift_of_the_last_call_is_kept_for_the_metrics():
+    async def scenario():
+        calls: list[tuple[str, int]] = []
+        model, batcher = FakeModel(calls), await started()
+        seen: list[float | None] = []
+        model.drift.observe = lambda matrix: None if len(matrix) < 2 else {"a": 0.1, "b": 0.3 * len(matrix)}
+        for count in (1, 2, 3):
+            await batcher.predict(model, baskets(count))
+            seen.append(batcher.drift_score)
+        await batcher.stop()
+        return seen
+
+    try:
+        assert run(scenario()) == [None, 0.6, pytest.approx(0.9)]
+        gauge = {sample.labels["feature"]: sample.value
+                 for metric in INPUT_DRIFT.collect() for sample in metric.samples}
+        assert gauge["a"] == 0.1 and gauge["b"] == pytest.approx(0.9)
+    finally:  # the gauge is the process's: leave no made-up feature in it for later tests
+        for feature in ("a", "b"):
+            INPUT_DRIFT.remove(feature)
