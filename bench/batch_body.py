@@ -14,7 +14,6 @@ average: the machine's other work moves these figures.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import time
@@ -24,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
 
+from api.app import settle_collector
 from api.arrow_body import parse_arrow_batch
 from api.body import JSON_CONTENT_TYPE, parse_batch
 from api.settings import ApiSettings
@@ -71,9 +71,7 @@ def main() -> None:
     for name, (_, read) in readers.items():
         if read() != expected:
             raise SystemExit(f"{name} does not read as the JSON body")
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(limits.gc_gen0_threshold, *gc.get_threshold()[1:])
+    settle_collector(limits.gc_gen0_threshold)
     load_start = os.getloadavg()
     samples: dict[str, list[float]] = {name: [] for name in readers}
     for _ in range(args.calls):

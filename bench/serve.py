@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import os
 import re
@@ -78,6 +79,7 @@ import pyarrow.ipc as ipc
 
 from api.arrow_body import ARROW_STREAM_CONTENT_TYPE
 from api.schemas import Basket
+from api.settings import ApiSettings
 from cli.smoke import poll_ready
 from ml.schema import BASKET_KEY, LABEL, LINE_COLUMNS
 from ml.settings import Settings
@@ -534,31 +536,28 @@ def timed(function: Callable[[], object], repeats: int) -> tuple[float, float]:
 REFERENCE_REPEATS = {"one basket": 2000, "batch": 100}
 
 
-def machine_reference(bundle: Any, single_bodies: Sequence[bytes], batch_body: bytes) -> dict[str, float]:
+def machine_reference(bundle: Any, single_bodies: Sequence[bytes], batch_body: bytes,
+                      gen0_threshold: int) -> dict[str, float]:
     """Part of the service's work for a request, timed in this process with no HTTP: parsing the JSON body and
     scoring it (`api.body`, then `Bundle.score_columns`), p50 in ms, for one basket (the single bodies in turn) and
-    for the batch, with the collector set as the service sets it (`api.app`: start-up frozen, young collections
-    every RETAIL_GC_GEN0_THRESHOLD allocations). Left out: the drift pass and metrics of a scoring call, the route's
-    limits and response, and the event loop. Taken before and after the servers run: the same code on this VM can
-    measure 1.7x slower from one run to the next, and these say whether a slow run was a slow machine or a slow
-    service."""
+    for the batch, with the collector set as the service sets it (`api.app.settle_collector`), then put back. Left
+    out: the drift pass and metrics of a scoring call, the route's limits and response, and the event loop. Taken
+    before and after the servers run: the same code on this VM can measure 1.7x slower from one run to the next,
+    and these say whether a slow run was a slow machine or a slow service."""
+    from api.app import settle_collector
     from api.body import JSON_CONTENT_TYPE, parse_batch, parse_single
-    from api.settings import ApiSettings
 
-    turn = iter(range(10**9))
+    bodies = itertools.cycle(single_bodies)
 
     def one_basket() -> object:
-        return bundle.score_columns(parse_single(single_bodies[next(turn) % len(single_bodies)],
-                                                 JSON_CONTENT_TYPE).columns)
+        return bundle.score_columns(parse_single(next(bodies), JSON_CONTENT_TYPE).columns)
 
     def batch() -> object:
         return bundle.score_columns(parse_batch(batch_body, JSON_CONTENT_TYPE).columns)
 
     calls = {"one basket": one_basket, "batch": batch}
     thresholds = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(ApiSettings().gc_gen0_threshold, *thresholds[1:])
+    settle_collector(gen0_threshold)
     try:
         return {name: timed(call, REFERENCE_REPEATS[name])[0] / 1000 for name, call in calls.items()}
     finally:
@@ -566,13 +565,11 @@ def machine_reference(bundle: Any, single_bodies: Sequence[bytes], batch_body: b
         gc.unfreeze()
 
 
-def champion_as_served(settings: Settings) -> Any:
+def champion_as_served(settings: Settings, served: ApiSettings) -> Any:
     """The registry's champion loaded as the service loads it (`api.model_store`: one thread, warmed up)."""
     from api.model_source import RegistrySource
     from api.model_store import ModelStore
-    from api.settings import ApiSettings
 
-    served = ApiSettings()
     store = ModelStore(RegistrySource(settings), served.drift_window_baskets, served.drift_min_baskets)
     store.refresh()
     if store.current is None:
@@ -631,8 +628,10 @@ def main() -> None:
           f"{args.duration}s runs; {len(singles)} single baskets ({mean_lines:.1f} lines on average); "
           f"batch of {len(baskets)} baskets; {os.cpu_count()} CPUs; load average {load_start[0]:.2f} "
           f"(1 min) at start{'; peer skipped' if args.skip_peer else ''}", flush=True)
-    bundle = champion_as_served(settings)
-    reference_bodies = ([json.dumps(b).encode() for b in singles], files["api_batch"].encode())
+    served = ApiSettings()
+    bundle = champion_as_served(settings, served)
+    reference_bodies = ([json.dumps(b).encode() for b in singles], files["api_batch"].encode(),
+                        served.gc_gen0_threshold)
     reference = {"start": machine_reference(bundle, *reference_bodies)}
     print(reference_line("at the start", reference["start"], len(baskets)), flush=True)
 

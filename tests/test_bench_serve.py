@@ -125,10 +125,11 @@ def test_the_machine_reference_times_the_parse_and_score_of_each_body_and_takes_
     singles = [json.dumps({**EXAMPLE_BASKET, "STORE_FORMAT": f}).encode() for f in formats]
     batch = json.dumps({"baskets": [EXAMPLE_BASKET] * 7}).encode()
     before = gc.get_threshold()
-    assert machine_reference(Bundle(), singles, batch) == pytest.approx({"one basket": 1.0, "batch": 1.0})
+    served = ApiSettings().gc_gen0_threshold
+    assert machine_reference(Bundle(), singles, batch, served) == pytest.approx({"one basket": 1.0, "batch": 1.0})
     assert gc.get_threshold() == before
     singles_scored = [store for baskets, store, _ in scored if baskets == 1]
     assert len(singles_scored) == REFERENCE_REPEATS["one basket"] + 1  # a warm-up call, then the repeats
     assert singles_scored[:4] == ["LS", "MS", "SS", "LS"]
     assert sum(baskets == 7 for baskets, _, _ in scored) == REFERENCE_REPEATS["batch"] + 1
-    assert {threshold for _, _, threshold in scored} == {ApiSettings().gc_gen0_threshold}
+    assert {threshold for _, _, threshold in scored} == {served}
