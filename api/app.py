@@ -88,10 +88,11 @@ async def _heartbeat(app: FastAPI, emf: EmfPublisher, interval: float) -> None:
 
 
 def settle_collector(gen0_threshold: int) -> None:
-    """The garbage collector as the service runs it once started. What start-up created (imported modules, the
-    registry client, the first model) lives as long as the process: it is kept out of the collector's full passes,
-    which otherwise pause a 1,000-basket request by ~100 ms (refcounting still frees it). Young collections run every
-    `gen0_threshold` allocations (RETAIL_GC_GEN0_THRESHOLD). The benchmarks call it too, to time as the service runs."""
+    """The garbage collector as the service runs it once started. What start-up created (imported modules, the registry
+    client, the first model) lives as long as the process: it is kept out of the collector's full passes, which
+    otherwise pause a 1,000-basket request by ~100 ms (refcounting still frees it). Young collections run every
+    `gen0_threshold` net allocations (allocations less deallocations, RETAIL_GC_GEN0_THRESHOLD). The benchmarks call
+    it too, to time as the service runs."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(gen0_threshold, *gc.get_threshold()[1:])

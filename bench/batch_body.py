@@ -6,9 +6,9 @@ The same 1,000 synthetic baskets bench/serve.py sends, as the JSON body (`api.bo
 streams (`api.arrow_body.parse_arrow_batch`): the columns pyarrow makes of the JSON baskets (what bench/serve.py
 sends), and the same with the code columns dictionary-encoded (what a client holding them as categoricals sends).
 The readers are called in turn, `--calls` times each, with the garbage collector set as the service sets it
-(`gc.freeze` after start-up, young collections every 50,000 allocations), and every reading is checked to equal the
-JSON one first. It prints each body's size and the median and p95 of its reading in milliseconds, and the load
-average: the machine's other work moves these figures.
+(`api.app.settle_collector`: start-up frozen, young collections every RETAIL_GC_GEN0_THRESHOLD net allocations), and
+every reading is checked to equal the JSON one first. It prints each body's size and the median and p95 of its reading
+in milliseconds, and the load average: the machine's other work moves these figures.
 """
 
 from __future__ import annotations

@@ -538,12 +538,14 @@ REFERENCE_REPEATS = {"one basket": 2000, "batch": 100}
 
 def machine_reference(bundle: Any, single_bodies: Sequence[bytes], batch_body: bytes,
                       gen0_threshold: int) -> dict[str, float]:
-    """Part of the service's work for a request, timed in this process with no HTTP: parsing the JSON body and
-    scoring it (`api.body`, then `Bundle.score_columns`), p50 in ms, for one basket (the single bodies in turn) and
-    for the batch, with the collector set as the service sets it (`api.app.settle_collector`), then put back. Left
-    out: the drift pass and metrics of a scoring call, the route's limits and response, and the event loop. Taken
-    before and after the servers run: the same code on this VM can measure 1.7x slower from one run to the next,
-    and these say whether a slow run was a slow machine or a slow service."""
+    """Part of the service's work for a request, timed in this process with no HTTP: parsing the JSON body and scoring
+    it (`api.body`, then `Bundle.score_columns`), p50 in ms, for one basket (the single bodies in turn) and for the
+    batch, with the collector set as the service sets it (`api.app.settle_collector`), then put back: its thresholds
+    always, its frozen objects when the caller had frozen none (`gc.unfreeze` cannot tell whose they are, so a
+    caller's own freeze is left standing, with the reference's objects in it). Left out: the drift pass and metrics
+    of a scoring call, the route's limits and response, and the event loop. Taken before and after the servers run:
+    the same code on this VM can measure 1.7x slower from one run to the next, and these say whether a slow run was
+    a slow machine or a slow service."""
     from api.app import settle_collector
     from api.body import JSON_CONTENT_TYPE, parse_batch, parse_single
 
@@ -556,13 +558,14 @@ def machine_reference(bundle: Any, single_bodies: Sequence[bytes], batch_body: b
         return bundle.score_columns(parse_batch(batch_body, JSON_CONTENT_TYPE).columns)
 
     calls = {"one basket": one_basket, "batch": batch}
-    thresholds = gc.get_threshold()
-    settle_collector(gen0_threshold)
+    thresholds, frozen = gc.get_threshold(), gc.get_freeze_count()
     try:
+        settle_collector(gen0_threshold)
         return {name: timed(call, REFERENCE_REPEATS[name])[0] / 1000 for name, call in calls.items()}
     finally:
         gc.set_threshold(*thresholds)
-        gc.unfreeze()
+        if not frozen:
+            gc.unfreeze()
 
 
 def champion_as_served(settings: Settings, served: ApiSettings) -> Any:
@@ -630,9 +633,9 @@ def main() -> None:
           f"(1 min) at start{'; peer skipped' if args.skip_peer else ''}", flush=True)
     served = ApiSettings()
     bundle = champion_as_served(settings, served)
-    reference_bodies = ([json.dumps(b).encode() for b in singles], files["api_batch"].encode(),
+    reference_inputs = ([json.dumps(b).encode() for b in singles], files["api_batch"].encode(),
                         served.gc_gen0_threshold)
-    reference = {"start": machine_reference(bundle, *reference_bodies)}
+    reference = {"start": machine_reference(bundle, *reference_inputs)}
     print(reference_line("at the start", reference["start"], len(baskets)), flush=True)
 
     common = {"POLARS_MAX_THREADS": "1", "OMP_NUM_THREADS": "1"}
@@ -657,7 +660,7 @@ def main() -> None:
                               args.connections, args.duration)
         print_log_overhead(report, arms[0].name, [arm.name for arm in arms[1:]])
         load_end = os.getloadavg()
-        reference["end"] = machine_reference(bundle, *reference_bodies)
+        reference["end"] = machine_reference(bundle, *reference_inputs)
         print(reference_line("at the end", reference["end"], len(baskets)))
         print(f"\nload average (1, 5, 15 min): {' '.join(f'{x:.2f}' for x in load_start)} at start, "
               f"{' '.join(f'{x:.2f}' for x in load_end)} at end, on {os.cpu_count()} CPUs")
@@ -706,7 +709,7 @@ def main() -> None:
             runs[f"api_batch_{body.lower()}_{len(rounds[body]) + 1}"] = run
             rounds[body].append(run)
     load_end = os.getloadavg()
-    reference["end"] = machine_reference(bundle, *reference_bodies)
+    reference["end"] = machine_reference(bundle, *reference_inputs)
 
     print(f"\n{'run':<44} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'failed':>7} {'timeouts':>8}")
     for result in runs.values():

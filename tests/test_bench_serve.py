@@ -116,18 +116,22 @@ def test_the_machine_reference_times_the_parse_and_score_of_each_body_and_takes_
     ticks = iter(range(10**9))
     monkeypatch.setattr(bench.serve.time, "perf_counter", lambda: next(ticks) / 1000)
     scored: list[tuple[int, str, int]] = []
+    frozen_while_scoring: set[bool] = set()
 
     class Bundle:
         def score_columns(self, columns):
             scored.append((columns.baskets, columns.header["STORE_FORMAT"][0], gc.get_threshold()[0]))
+            frozen_while_scoring.add(gc.get_freeze_count() > frozen_before)
 
     formats = ["LS", "MS", "SS"]
     singles = [json.dumps({**EXAMPLE_BASKET, "STORE_FORMAT": f}).encode() for f in formats]
     batch = json.dumps({"baskets": [EXAMPLE_BASKET] * 7}).encode()
-    before = gc.get_threshold()
+    before, frozen_before = gc.get_threshold(), gc.get_freeze_count()
     served = ApiSettings().gc_gen0_threshold
     assert machine_reference(Bundle(), singles, batch, served) == pytest.approx({"one basket": 1.0, "batch": 1.0})
     assert gc.get_threshold() == before
+    assert frozen_while_scoring == {True}  # what the process made before is out of the full collections
+    assert gc.get_freeze_count() >= frozen_before  # a freeze the caller made (tests/conftest.py) is left standing
     singles_scored = [store for baskets, store, _ in scored if baskets == 1]
     assert len(singles_scored) == REFERENCE_REPEATS["one basket"] + 1  # a warm-up call, then the repeats
     assert singles_scored[:4] == ["LS", "MS", "SS", "LS"]
