@@ -48,7 +48,9 @@ class ApiSettings(BaseSettings):
     gil_switch_interval_ms: float = Field(0.2, gt=0, le=100)
     # Allocations between two young-generation garbage collections (Python's default is 700). Validating a
     # 1,000-basket body makes thousands of objects; with 50,000 its p95 fell from 105-122 to 80 ms (bench/serve.py).
-    gc_gen0_threshold: int = Field(50_000, ge=100)
+    # At most a C int, what gc.set_threshold takes: a larger value would fail the service's start-up with an
+    # OverflowError instead of naming this setting.
+    gc_gen0_threshold: int = Field(50_000, ge=100, le=2**31 - 1)
 
     drift_window_baskets: int = Field(1000, ge=10)
     drift_min_baskets: int = Field(200, ge=10)

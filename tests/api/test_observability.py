@@ -157,13 +157,25 @@ def test_the_access_log_is_json_with_the_request_id_and_no_payload_or_key(client
 def test_the_service_applies_its_gil_and_garbage_collector_settings(small_run):
     import gc
 
-    before = gc.get_threshold()
+    before, frozen = gc.get_threshold(), gc.get_freeze_count()
     app = create_app(api_settings(gil_switch_interval_ms=0.5, gc_gen0_threshold=12_345),
                      source=RegistrySource(small_run.settings))
     try:
         with TestClient(app):
             assert sys.getswitchinterval() == pytest.approx(0.0005)
             assert gc.get_threshold()[0] == 12_345
+            assert gc.get_freeze_count() > frozen  # what start-up made, the first model among it, is frozen
     finally:
         gc.set_threshold(*before)
-        gc.unfreeze()
+        if not frozen:  # gc.unfreeze would also unfreeze what the test session froze (tests/conftest.py)
+            gc.unfreeze()
+
+
+def test_a_young_generation_threshold_gc_cannot_take_is_refused_by_name():
+    from pydantic import ValidationError
+
+    from api.settings import ApiSettings
+
+    with pytest.raises(ValidationError, match="gc_gen0_threshold"):
+        ApiSettings(gc_gen0_threshold=2**31)
+    assert ApiSettings(gc_gen0_threshold=2**31 - 1).gc_gen0_threshold == 2**31 - 1
