@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import gc
 import io
 import json
 import pstats
@@ -27,9 +26,11 @@ from pathlib import Path
 
 import orjson
 
+from api.app import settle_collector
 from api.body import JSON_CONTENT_TYPE, parse_batch, parse_single
 from api.routes.predict import predictions
 from api.schemas import Basket, BatchRequest
+from api.settings import ApiSettings
 from bench.serve import lines_frame, sample_baskets, timed
 from ml.bundle import load_bundle
 from ml.settings import Settings
@@ -75,8 +76,7 @@ def main() -> None:
     if version is None:
         raise SystemExit(f"no champion in {settings.registry_uri}: run `retail demo` or `retail pipeline run` first")
     bundle = load_bundle(Path(registry.download(version)))
-    gc.collect()
-    gc.freeze()  # as the service does after start-up (api/app.py): no full collections over what start-up made
+    settle_collector(ApiSettings().gc_gen0_threshold)  # the collector as the service runs it once started
     baskets = sample_baskets(1000)
     bodies = [json.dumps(b).encode() for b in baskets]
     batch_body = json.dumps({"baskets": baskets}).encode()
