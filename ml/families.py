@@ -92,9 +92,9 @@ def fitted_side_by_side(
     family's are its own fit's, while others share the cores.
 
     The process's warning filters are put back as they were when the fits are done: a forest fitting on several
-    threads runs each batch of trees inside scikit-learn's `catch_warnings`, which saves and restores the one
-    filter list of the process and is not thread-safe, so threads that overlap leave it changed (31 of 40 fits of a
-    tree and a forest side by side did, on two cores)."""
+    threads fits each tree inside scikit-learn's `catch_warnings`, which saves and restores the one filter list of
+    the process and is not thread-safe, so threads that overlap leave another list in its place (18 to 31 of 40
+    fits of a tree and a forest side by side did, on two cores)."""
     with warnings.catch_warnings():
         return _fitted_side_by_side(models, x, y)
 
