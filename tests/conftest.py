@@ -9,7 +9,9 @@ from __future__ import annotations
 import functools
 import gc
 import os
+import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,10 +77,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 UNMEASURED_FOLDERS = frozenset({"automation", "cicd", "contracts", "infra", "policies", "providers"})
 """Test folders whose subjects coverage does not measure (`[tool.coverage.run]` measures ml/ and api/): the Pulumi
-components and providers, the policy pack, the contracts and the CI definitions. Their tests run with the tracer
-stopped. Traced, they took 292 s of CPU in one process instead of 168 s (2-core machine, run side by side): on
-Python 3.11 coverage's tracer is called on every Python function call, measured file or not, and the Pulumi mock
-runtime makes millions of them."""
+components and providers, the policy pack, the contracts and the CI definitions. Their tests run untraced
+(`pytest_runtest_protocol`): traced, they took 292 s of CPU in one process instead of 168 s (2-core machine, run
+side by side), as on Python 3.11 coverage's tracer is called on every Python function call, measured file or not,
+and the Pulumi mock runtime makes millions of them. Some of them run ml/ or api/ code too (the smoke test serves
+the API); what only they reach goes unmeasured (docs/testing.md)."""
 
 
 def untraced(item: pytest.Item) -> bool:
@@ -89,22 +92,26 @@ def untraced(item: pytest.Item) -> bool:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
-    """The tests of `UNMEASURED_FOLDERS` with coverage stopped, set-up and teardown included (pytest-cov's own
-    `no_cover` marker stops it around the call only, and module fixtures here run the Pulumi programs). Every
-    running measurement is stopped: a pytest-xdist worker has two, as pytest-cov starts one when its plugin loads
-    (`-n` is among the options a worker gets) and another at session start, and stopping the later only resumes
-    the earlier's tracer."""
-    import coverage
+    """A test of `UNMEASURED_FOLDERS` runs, set-up and teardown included, with no trace function on this thread and
+    none for the threads it starts; both are put back after it (pytest-cov's `no_cover` marker covers the call
+    only, and these modules' fixtures run the Pulumi programs).
 
-    stopped = []
-    while untraced(item) and (running := coverage.Coverage.current()) is not None:
-        running.stop()
-        stopped.append(running)
+    Only this thread's tracer is taken off, not coverage stopped: `Coverage.stop` stops the tracer of every thread,
+    and `start` gives one to the calling thread and to threads started later only (Python 3.11 cannot set one on a
+    running thread), so a thread that outlived the test, such as the service a session fixture keeps, would run
+    untraced from then on. Coverage's tracer put back with `sys.settrace` installs itself again at the next call.
+    """
+    if not untraced(item) or (tracer := sys.gettrace()) is None:
+        return (yield)
+    new_threads = threading.gettrace()
+    sys.settrace(None)
+    threading.settrace(None)
     try:
         return (yield)
     finally:
-        for running in reversed(stopped):
-            running.start()
+        threading.settrace(new_threads)
+        if sys.gettrace() is None:  # unless something (pytest-cov's no_cover) installed its own meanwhile
+            sys.settrace(tracer)
 
 
 @dataclass
