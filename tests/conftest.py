@@ -93,8 +93,8 @@ def untraced(item: pytest.Item) -> bool:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
     """A test of `UNMEASURED_FOLDERS` runs, set-up and teardown included, with no trace function on this thread and
-    none for the threads it starts; both are put back after it (pytest-cov's `no_cover` marker covers the call
-    only, and these modules' fixtures run the Pulumi programs).
+    none for threads started meanwhile (by any thread); both are put back after it (pytest-cov's `no_cover` marker
+    covers the call only, and these modules' fixtures run the Pulumi programs).
 
     Only this thread's tracer is taken off, not coverage stopped: `Coverage.stop` stops the tracer of every thread,
     and `start` gives one to the calling thread and to threads started later only (Python 3.11 cannot set one on a
