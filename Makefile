@@ -2,11 +2,12 @@
 # uv is installed with pip at UV_VERSION when missing or another version (pyproject.toml's
 # [tool.uv] required-version says the same; tests/cicd checks they agree); `uv sync --frozen`
 # installs exactly uv.lock. The environment is not compiled to bytecode at set-up: Python caches what it imports
-# as it imports it (about 5,800 of the environment's 21,000 files in a test run), which cost the suite about 16 s
-# more than an environment compiled in advance (pytest 435.2 against 419.5 s, fresh clones back to back), while
-# compiling it all took the set-up 45-62 s (docs/testing.md). The Makefile unexports PYTHONDONTWRITEBYTECODE so
-# that the cache is written whatever the caller's environment says. checkov's small environment is compiled:
-# each of the tests' checkov runs imports most of it.
+# as it imports it (5,854 of the environment's about 21,000 files after one test run). Fresh clones back to back,
+# that cost pytest about 16 s (435.2 against 419.5 s) and saved the set-up about 31 s (docs/testing.md): one pair
+# of runs, within the machine's hour-to-hour noise. The Makefile unexports PYTHONDONTWRITEBYTECODE, so the recipes'
+# commands write the cache whatever the caller's environment says; the CI workflows and the Jenkinsfile run pytest
+# outside make, where a runner that set it would compile on every import (none of ours sets it). checkov's small
+# environment is compiled: each of the tests' checkov runs imports most of it.
 # The tests also lint the CI definitions with pinned npm tools (Node.js; Java for the Jenkinsfile).
 unexport PYTHONDONTWRITEBYTECODE
 UV_VERSION := 0.13.9
