@@ -58,6 +58,15 @@ def pytest_configure(config: pytest.Config) -> None:
     still collected, only less often.
     """
     gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
+    keep_the_collected_order(config)
+
+
+def keep_the_collected_order(config: pytest.Config) -> None:
+    """pytest-xdist hands out `--dist loadfile`'s modules in the order collected only with `--no-loadscope-reorder`;
+    by default it sorts them by their number of tests, most first, which undid `pytest_collection_modifyitems`: the
+    one-test tests/test_types.py (mypy, 18 s) went out last, and one worker finished 40 s before the other."""
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist's option, absent under `-p no:xdist`
+        config.option.loadscopereorder = False
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -3,7 +3,8 @@ are handed out first.
 
 tests/conftest.py sets the pools' variables (OpenMP, OpenBLAS, Polars) before anything loads the libraries; these
 tests check that the pools took the sizes, in this process when it is an xdist worker and in a fresh interpreter
-posing as one, and that the collected order puts every module marked `slow` before the rest.
+posing as one, that the collected order puts every module marked `slow` before the rest, and that pytest-xdist's
+scheduler hands the modules out in that order.
 """
 
 from __future__ import annotations
@@ -12,8 +13,11 @@ import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
-from tests.conftest import NATIVE_POOLS
+from xdist.scheduler import LoadFileScheduling
+
+from tests.conftest import NATIVE_POOLS, keep_the_collected_order
 
 PROBE = """
 import json
@@ -57,3 +61,58 @@ def test_the_slow_modules_come_first_each_whole(request):
     assert slow == sorted(slow, reverse=True)
     modules = [item.path for item in request.session.items]
     assert len(set(modules)) == sum(1 for i, path in enumerate(modules) if i == 0 or modules[i - 1] != path)
+
+
+class Worker:
+    """What pytest-xdist's scheduler calls on a worker: the tests handed to it go on `handed`, shared by the workers, in
+    the order handed out."""
+
+    def __init__(self, name: str, handed: list[int]):
+        self.gateway = SimpleNamespace(id=name)
+        self.handed = handed
+        self.shutting_down = False
+
+    def send_runtest_some(self, indices: list[int]) -> None:
+        self.handed.extend(indices)
+
+    def shutdown(self) -> None:
+        self.shutting_down = True
+
+
+def two_workers(option: object) -> SimpleNamespace:
+    """A pytest config as pytest-xdist's scheduler reads it: these options, with two local workers."""
+    options = SimpleNamespace(**{**vars(option), "tx": ["2*popen"]})
+    return SimpleNamespace(option=options, getvalue=lambda name: getattr(options, name))
+
+
+def modules_handed_out(config: SimpleNamespace, nodeids: list[str]) -> list[str]:
+    """The modules `--dist loadfile` hands to two fresh workers at the start, in the order it hands them out."""
+    scheduler = LoadFileScheduling(config)  # the options and getvalue are what it reads of a config
+    handed: list[int] = []
+    workers = [Worker("gw0", handed), Worker("gw1", handed)]
+    for worker in workers:
+        scheduler.add_node(worker)
+    for worker in workers:
+        scheduler.add_node_collection(worker, nodeids)
+    scheduler.schedule()
+    return list(dict.fromkeys(nodeids[position].split("::")[0] for position in handed))
+
+
+def test_the_scheduler_hands_the_modules_out_in_the_collected_order(request):
+    """The session's own items, dealt by pytest-xdist's scheduler under this run's options (tests/conftest.py set
+    them, in this process too when it is a worker). With the scheduler's default reordering the first modules out
+    are those of the most tests, and a one-test slow module (tests/test_types.py) goes out last."""
+    nodeids = [item.nodeid for item in request.session.items]
+    collected = list(dict.fromkeys(nodeid.split("::")[0] for nodeid in nodeids))
+    handed = modules_handed_out(two_workers(request.config.option), nodeids)
+    assert handed  # two modules each under `make test`; one when this module runs alone
+    assert handed == collected[:len(handed)]
+
+
+def test_without_the_conftest_setting_the_scheduler_would_reorder(request):
+    """The check above can fail: the same options with pytest-xdist's default put a larger module first."""
+    nodeids = ["tests/one_slow_test.py::test_0"] + [f"tests/many_tests.py::test_{i}" for i in range(5)]
+    config = two_workers(SimpleNamespace(**{**vars(request.config.option), "loadscopereorder": True}))
+    assert modules_handed_out(config, nodeids)[0] == "tests/many_tests.py"
+    keep_the_collected_order(config)
+    assert modules_handed_out(config, nodeids)[0] == "tests/one_slow_test.py"
