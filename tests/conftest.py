@@ -64,7 +64,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def keep_the_collected_order(config: pytest.Config) -> None:
     """pytest-xdist hands out `--dist loadfile`'s modules in the order collected only with `--no-loadscope-reorder`;
     by default it sorts them by their number of tests, most first, which undid `pytest_collection_modifyitems`: the
-    one-test tests/test_types.py (mypy, 18 s) went out last, and one worker finished 40 s before the other."""
+    one-test tests/test_types.py (mypy, 18 s) went out last, and one worker finished 40 s before the other. An explicit
+    `--loadscope-reorder` is overridden too."""
     if hasattr(config.option, "loadscopereorder"):  # pytest-xdist's option, absent under `-p no:xdist`
         config.option.loadscopereorder = False
 

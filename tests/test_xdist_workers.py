@@ -15,6 +15,7 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
+import pytest
 from xdist.scheduler import LoadFileScheduling
 
 from tests.conftest import NATIVE_POOLS, keep_the_collected_order
@@ -102,6 +103,8 @@ def test_the_scheduler_hands_the_modules_out_in_the_collected_order(request):
     """The session's own items, dealt by pytest-xdist's scheduler under this run's options (tests/conftest.py set
     them, in this process too when it is a worker). With the scheduler's default reordering the first modules out
     are those of the most tests, and a one-test slow module (tests/test_types.py) goes out last."""
+    if not hasattr(request.config.option, "loadscopereorder"):
+        pytest.skip("pytest-xdist is not loaded (-p no:xdist): nothing is handed out")
     nodeids = [item.nodeid for item in request.session.items]
     collected = list(dict.fromkeys(nodeid.split("::")[0] for nodeid in nodeids))
     handed = modules_handed_out(two_workers(request.config.option), nodeids)
