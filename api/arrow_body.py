@@ -420,11 +420,11 @@ def _checked(column: pa.ChunkedArray, loc: tuple[str, ...]) -> pa.Array:
 def _normalized(column: pa.Array, field: _Field) -> pa.Array:
     """A column as the values JSON would give: a date as its YYYY-MM-DD text (`_iso_dates`), any number of a `real`
     field as a float64 (a decimal read from its text, correctly rounded as JSON's number is: Arrow's cast of a
-    decimal to float64 is not, 0.35 becoming 0.35000000000000003), except an integer column holding an integer
-    float64 cannot hold exactly (past 2**53), which stays integers: the models refuse it as JSON's integer, and its
-    422 echoes it whole; integers, strings and dictionaries of strings as they are. (Dictionary-encoding plain strings here, for one Python string per distinct value, saved in the
-    featurizer's lookups about what it cost: a 1,000-basket body read and encoded in 9.00 and 8.27 ms with it, 9.19 and
-    8.35 ms without, in two paired runs.)"""
+    decimal to float64 is not, 0.35 becoming 0.35000000000000003), but an integer column holding an integer float64
+    cannot hold exactly (past 2**53) stays integers, as JSON's integer reaches the models (a 422 echoes it whole);
+    integers, strings and dictionaries of strings as they are. (Dictionary-encoding plain strings here, for one
+    Python string per distinct value, saved in the featurizer's lookups about what it cost: a 1,000-basket body read
+    and encoded in 9.00 and 8.27 ms with it, 9.19 and 8.35 ms without, in two paired runs.)"""
     if _is_date(column.type):
         return _iso_dates(column)
     if field.real and pa.types.is_decimal(column.type):  # through its text: the float JSON reads for the same text
