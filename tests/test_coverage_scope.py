@@ -1,7 +1,8 @@
 """Coverage traces the tests whose subjects it measures (ml/ and api/). A test of the folders it does not measure
 (tests/conftest.py `UNMEASURED_FOLDERS`) runs with no tracer on its thread and none for threads started meanwhile;
 both come back after it, a thread that was running before it stays traced throughout, and the frame that ran it
-goes on being measured in its own file.
+goes on being measured in its own file. A test marked `untraced_client` runs its call with no tracer on its own
+thread only: a thread running before it (the service it drives) and threads started meanwhile stay traced.
 
 The measurements are made in a fresh interpreter (`OBSERVE`): a measurement started and stopped inside a pytest-cov
 worker would hand the worker's tracers back to the wrong threads."""
@@ -48,7 +49,13 @@ def wrapper_for(test_file):
     return conftest.pytest_runtest_protocol(SimpleNamespace(path=Path(conftest.__file__).parent / test_file), None)
 
 
-def traces_around(test_file):
+def call_wrapper(marked):
+    marker = SimpleNamespace(name="untraced_client")
+    item = SimpleNamespace(get_closest_marker=lambda name: marker if marked and name == marker.name else None)
+    return conftest.pytest_runtest_call(item)
+
+
+def traces_around(wrapper):
     traced, turn, done = {}, threading.Event(), threading.Event()
 
     def running_before():
@@ -70,7 +77,6 @@ def traces_around(test_file):
 
     earlier = threading.Thread(target=running_before)
     earlier.start()
-    wrapper = wrapper_for(test_file)
     next(wrapper)
     traced["this thread, during"] = sys.gettrace() is not None
     started("during")
@@ -89,8 +95,13 @@ def traces_around(test_file):
 def observe():
     import caller
 
-    traces = {test_file: traces_around(test_file) for test_file in test_files}
+    import client_caller
+
+    traces = {test_file: traces_around(wrapper_for(test_file)) for test_file in test_files}
+    traces |= {f"call, {name}": traces_around(call_wrapper(marked))
+               for name, marked in (("marked untraced_client", True), ("unmarked", False))}
     caller.run(wrapper_for("infra/test_example.py"))
+    client_caller.run(call_wrapper(True))
     return traces
 
 
@@ -101,7 +112,8 @@ try:
     traces = observe()
 finally:
     measuring.stop()
-print(json.dumps({"traces": traces, "caller lines": measuring.get_data().lines(f"{folder}/caller.py")}))
+print(json.dumps({"traces": traces, "caller lines": measuring.get_data().lines(f"{folder}/caller.py"),
+                  "client caller lines": measuring.get_data().lines(f"{folder}/client_caller.py")}))
 """
 
 
@@ -109,6 +121,7 @@ print(json.dumps({"traces": traces, "caller lines": measuring.get_data().lines(f
 def observed(tmp_path_factory) -> dict:
     folder = tmp_path_factory.mktemp("measured")
     (folder / "caller.py").write_text(CALLER)
+    (folder / "client_caller.py").write_text(CALLER)
     unmeasured = [f"{name}/test_example.py" for name in sorted(conftest.UNMEASURED_FOLDERS)]
     done = subprocess.run([sys.executable, "-c", OBSERVE, str(folder), *unmeasured, *MEASURED], cwd=TESTS.parent,
                           capture_output=True, text=True, timeout=120)
@@ -132,6 +145,15 @@ def test_a_test_of_ml_or_api_runs_traced(observed, test_file):
 
 def test_the_frame_that_ran_an_untraced_test_goes_on_being_measured_in_its_own_file(observed):
     assert set(LINES_AFTER_THE_TEST) <= set(observed["caller lines"])
+
+
+def test_an_untraced_client_call_leaves_only_its_own_thread_untraced(observed):
+    assert observed["traces"]["call, marked untraced_client"] == {
+        "this thread, during": False, "started during": True, "running before, during": True,
+        "this thread, after": True, "started after": True, "running before, after": True,
+    }
+    assert all(observed["traces"]["call, unmarked"].values())
+    assert set(LINES_AFTER_THE_TEST) <= set(observed["client caller lines"])
 
 
 def test_the_unmeasured_folders_test_no_measured_package():
