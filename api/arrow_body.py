@@ -418,24 +418,27 @@ def _checked(column: pa.ChunkedArray, loc: tuple[str, ...]) -> pa.Array:
 
 
 def _normalized(column: pa.Array, field: _Field) -> pa.Array:
-    """A column as the values JSON would give: a date as its YYYY-MM-DD text (`_iso_dates`), any number of a `real`
-    field as a float64 (a decimal read from its text, correctly rounded as JSON's number is: Arrow's cast of a
-    decimal to float64 is not, 0.35 becoming 0.35000000000000003), but an integer column holding an integer float64
-    cannot hold exactly (past 2**53) stays integers, as JSON's integer reaches the models (a 422 echoes it whole);
-    integers, strings and dictionaries of strings as they are. (Dictionary-encoding plain strings here, for one
-    Python string per distinct value, saved in the featurizer's lookups about what it cost: a 1,000-basket body read
-    and encoded in 9.00 and 8.27 ms with it, 9.19 and 8.35 ms without, in two paired runs.)"""
+    """A column as the values JSON would give: a date as its YYYY-MM-DD text (`_iso_dates`), a floating-point or
+    decimal number of a `real` field as a float64 (a decimal read from its text, correctly rounded as JSON's number is:
+    Arrow's cast of a decimal to float64 is not, 0.35 becoming 0.35000000000000003); integers, a real field's included
+    (JSON's integer reaches the models as one, and a 422 echoes it as sent: `_as_scored` makes them floats once they
+    hold), strings and dictionaries of strings as they are. (Dictionary-encoding plain strings here, for one Python
+    string per distinct value, saved in the featurizer's lookups about what it cost: a 1,000-basket body read and
+    encoded in 9.00 and 8.27 ms with it, 9.19 and 8.35 ms without, in two paired runs.)"""
     if _is_date(column.type):
         return _iso_dates(column)
     if field.real and pa.types.is_decimal(column.type):  # through its text: the float JSON reads for the same text
         return pc.cast(pc.cast(column, pa.string()), pa.float64())
+    if field.real and pa.types.is_floating(column.type) and column.type != pa.float64():
+        return pc.cast(column, pa.float64())
+    return column
+
+
+def _as_scored(column: pa.Array, field: _Field) -> pa.Array:
+    """A normalized column whose values hold (`_Field.holds`) as the scorer takes it: a real field's integers as
+    float64, as the JSON fast path decodes them (within the field's bounds, so exactly)."""
     if field.real and pa.types.is_integer(column.type):
-        try:  # exact for integers within float64's 53 bits, as JSON reads them
-            return pc.cast(column, pa.float64())
-        except pa.ArrowInvalid:  # one beyond them: kept whole, so a 422 echoes it as JSON's does
-            return column
-    if field.real and not pa.types.is_null(column.type) and column.type != pa.float64():
-        return pc.cast(column, pa.float64(), safe=False)
+        return pc.cast(column, pa.float64())
     return column
 
 
@@ -559,6 +562,9 @@ def _baskets(table: pa.Table, max_baskets: int, max_lines: int) -> _Baskets:
              and MIN_LINES <= counts.min() and (MAX_LINES is None or counts.max() <= MAX_LINES)
              and all(LINE_COLUMNS[name].holds(column) for name, column in lines.items()))
     faulty = None if holds else _faulty(header, lines, offsets, lists_valid, lines_valid)
+    if holds:
+        header = {name: _as_scored(column, HEADER_COLUMNS[name]) for name, column in header.items()}
+        lines = {name: _as_scored(column, LINE_COLUMNS[name]) for name, column in lines.items()}
     return _Baskets({name: _values(column) for name, column in header.items()},
                     {name: _values(column) for name, column in lines.items()},
                     offsets.tolist(), lists_valid.tolist(), lines_valid.tolist(), holds, faulty)
