@@ -163,7 +163,7 @@ class _Field:
 
     @property
     def real(self) -> bool:
-        """Whether the field is a float (its values are read as float64 whatever the column's number type)."""
+        """Whether the field is a float (any number type's column; the scorer takes its values as float64)."""
         return _REAL in self.types
 
 
@@ -421,8 +421,8 @@ def _normalized(column: pa.Array, field: _Field) -> pa.Array:
     """A column as the values JSON would give: a date as its YYYY-MM-DD text (`_iso_dates`), a floating-point or
     decimal number of a `real` field as a float64 (a decimal read from its text, correctly rounded as JSON's number is:
     Arrow's cast of a decimal to float64 is not, 0.35 becoming 0.35000000000000003); integers, a real field's included
-    (JSON's integer reaches the models as one, and a 422 echoes it as sent: `_as_scored` makes them floats once they
-    hold), strings and dictionaries of strings as they are. (Dictionary-encoding plain strings here, for one Python
+    (JSON's integer reaches the models as one, and a 422 echoes it as sent: `_Baskets.vouched` gives the scorer
+    floats), strings and dictionaries of strings as they are. (Dictionary-encoding plain strings here, for one Python
     string per distinct value, saved in the featurizer's lookups about what it cost: a 1,000-basket body read and
     encoded in 9.00 and 8.27 ms with it, 9.19 and 8.35 ms without, in two paired runs.)"""
     if _is_date(column.type):
@@ -434,12 +434,11 @@ def _normalized(column: pa.Array, field: _Field) -> pa.Array:
     return column
 
 
-def _as_scored(column: pa.Array, field: _Field) -> pa.Array:
-    """A normalized column whose values hold (`_Field.holds`) as the scorer takes it: a real field's integers as
-    float64, as the JSON fast path decodes them (within the field's bounds, so exactly)."""
-    if field.real and pa.types.is_integer(column.type):
-        return pc.cast(column, pa.float64())
-    return column
+def _scored(columns: Mapping[str, pa.Array], fields: Mapping[str, _Field]) -> dict[str, list[Any]]:
+    """The values of normalized columns that hold (`_Field.holds`) that the scorer takes otherwise than the models:
+    a real field's integers, as floats, as the JSON fast path decodes them (exactly, within the field's bounds)."""
+    return {name: _values(pc.cast(column, pa.float64())) for name, column in columns.items()
+            if fields[name].real and pa.types.is_integer(column.type)}
 
 
 _MS_PER_DAY = 86_400_000
@@ -481,6 +480,10 @@ class _Baskets:
 
     header: dict[str, list[Any]]
     lines: dict[str, list[Any]]
+    scored_header: dict[str, list[Any]]
+    scored_lines: dict[str, list[Any]]
+    """The header and line columns the scorer takes otherwise (`_scored`); empty unless `holds`. The models, and so
+    a 422's echo, see `header` and `lines`: the values as sent."""
     offsets: list[int]
     lists_valid: list[bool]
     lines_valid: list[bool]
@@ -494,7 +497,8 @@ class _Baskets:
         if not self.holds:
             return None
         header = {name: self.header.get(name) or [None] * len(self.lists_valid) for name in HEADER_FIELDS}
-        return accepted_columns(header, {name: self.lines[name] for name in LINE_FIELDS}, self.offsets)
+        lines = {name: self.lines[name] for name in LINE_FIELDS}
+        return accepted_columns(header | self.scored_header, lines | self.scored_lines, self.offsets)
 
     def flagged(self) -> list[int]:
         """The baskets the fast path would not vouch for one by one: `faulty`, or refused by `accepted_columns`."""
@@ -562,11 +566,9 @@ def _baskets(table: pa.Table, max_baskets: int, max_lines: int) -> _Baskets:
              and MIN_LINES <= counts.min() and (MAX_LINES is None or counts.max() <= MAX_LINES)
              and all(LINE_COLUMNS[name].holds(column) for name, column in lines.items()))
     faulty = None if holds else _faulty(header, lines, offsets, lists_valid, lines_valid)
-    if holds:
-        header = {name: _as_scored(column, HEADER_COLUMNS[name]) for name, column in header.items()}
-        lines = {name: _as_scored(column, LINE_COLUMNS[name]) for name, column in lines.items()}
     return _Baskets({name: _values(column) for name, column in header.items()},
                     {name: _values(column) for name, column in lines.items()},
+                    _scored(header, HEADER_COLUMNS) if holds else {}, _scored(lines, LINE_COLUMNS) if holds else {},
                     offsets.tolist(), lists_valid.tolist(), lines_valid.tolist(), holds, faulty)
 
 

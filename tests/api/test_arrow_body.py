@@ -219,15 +219,40 @@ def test_an_integer_spend_out_of_bounds_gets_the_json_bodys_422_echoing_it_as_se
     """An integer SPEND column, one value out of SPEND's bounds: JSON's 422 echoes the integer as sent. Hypothesis found
     the Arrow body echoing 2**53 + 1 as 9007199254740992.0, and a review -1 as -1.0, when the column was cast to
     float64 before its values were checked."""
-    baskets = copy.deepcopy(thousand[:20])
+    baskets, _ = integer_spends(thousand[:20])
+    baskets[4]["lines"][1]["SPEND"] = spend
+    expected = post_json(client, baskets)
+    data = integer_spends(baskets)[1]
+    assert [(e["loc"], e["input"]) for e in errors(expected)] == [(["body", "baskets", 4, "lines", 1, "SPEND"], spend)]
+    assert answer(post_arrow(client, stream(data))) == answer(expected)
+
+
+def integer_spends(baskets: list[dict]) -> tuple[list[dict], pa.Table]:
+    """The baskets with every SPEND a whole number, and as a table whose SPEND column is int64."""
+    baskets = copy.deepcopy(baskets)
     for basket in baskets:
         for line in basket["lines"]:
             line["SPEND"] = round(line["SPEND"])
-    baskets[4]["lines"][1]["SPEND"] = spend
-    data = with_line_field(table(baskets), "SPEND", lambda column: pc.cast(column, pa.int64()))
+    return baskets, with_line_field(table(baskets), "SPEND", lambda column: pc.cast(column, pa.int64()))
+
+
+@pytest.mark.parametrize("changes", [{"SHOP_WEEKDAY": 3}, {"seg_1": "CT", "CUST_PRICE_SENSITIVITY": "LA"}])
+def test_integer_spends_are_echoed_as_sent_where_a_header_rule_refuses_the_basket(client, thousand, changes):
+    """The 422 of a basket the header rules refuse echoes the whole basket, its lines' integer SPENDs as sent (a
+    review found them echoed as 2.0 where the JSON body's 422 has 2)."""
+    baskets, _ = integer_spends(thousand[:20])
+    baskets[6].update(changes)
     expected = post_json(client, baskets)
-    assert [(e["loc"], e["input"]) for e in errors(expected)] == [(["body", "baskets", 4, "lines", 1, "SPEND"], spend)]
-    assert answer(post_arrow(client, stream(data))) == answer(expected)
+    assert [e["loc"] for e in errors(expected)] == [["body", "baskets", 6]]
+    assert answer(post_arrow(client, stream(integer_spends(baskets)[1]))) == answer(expected)
+
+
+def test_integer_spends_that_hold_reach_the_scorer_as_the_json_bodys_floats(thousand):
+    baskets, data = integer_spends(thousand[:50])
+    parsed = arrow_body.parse_arrow_batch(stream(data), 1000, 500)
+    spends = parsed.columns.lines["SPEND"]
+    assert {type(spend) for spend in spends} == {float}
+    assert parsed == parse_batch(json.dumps({"baskets": baskets}).encode(), "application/json")
 
 
 def test_null_lines_and_null_dictionary_values_are_read_as_json_nulls(client, thousand):
