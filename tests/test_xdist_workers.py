@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from types import SimpleNamespace
 
 import pytest
@@ -86,6 +87,11 @@ def two_workers(option: object) -> SimpleNamespace:
     return SimpleNamespace(option=options, getvalue=lambda name: getattr(options, name))
 
 
+def modules_of(nodeids: Iterable[str]) -> list[str]:
+    """The test modules of node ids, each once, in the order they first appear."""
+    return list(dict.fromkeys(nodeid.split("::")[0] for nodeid in nodeids))
+
+
 def modules_handed_out(config: SimpleNamespace, nodeids: list[str]) -> list[str]:
     """The modules `--dist loadfile` hands to two fresh workers at the start, in the order it hands them out."""
     scheduler = LoadFileScheduling(config)  # the options and getvalue are what it reads of a config
@@ -96,7 +102,7 @@ def modules_handed_out(config: SimpleNamespace, nodeids: list[str]) -> list[str]
     for worker in workers:
         scheduler.add_node_collection(worker, nodeids)
     scheduler.schedule()
-    return list(dict.fromkeys(nodeids[position].split("::")[0] for position in handed))
+    return modules_of(nodeids[position] for position in handed)
 
 
 def test_the_scheduler_hands_the_modules_out_in_the_collected_order(request):
@@ -106,7 +112,7 @@ def test_the_scheduler_hands_the_modules_out_in_the_collected_order(request):
     if not hasattr(request.config.option, "loadscopereorder"):
         pytest.skip("pytest-xdist is not loaded (-p no:xdist): nothing is handed out")
     nodeids = [item.nodeid for item in request.session.items]
-    collected = list(dict.fromkeys(nodeid.split("::")[0] for nodeid in nodeids))
+    collected = modules_of(nodeids)
     handed = modules_handed_out(two_workers(request.config.option), nodeids)
     assert handed  # two modules each under `make test`; one when this module runs alone
     assert handed == collected[:len(handed)]
