@@ -134,6 +134,8 @@ def pytest_runtest_call(item: pytest.Item):
     that calls `ml/` or `api/` code on its own thread must not take the marker: those lines would go unmeasured."""
     if item.get_closest_marker("untraced_client") is None or (tracer := sys.gettrace()) is None:
         return (yield)
+    # taken off and put back here, as `pytest_runtest_protocol` does, not in a shared context manager: put back from
+    # another frame, it left the frame that ran the test unmeasured (tests/test_coverage_scope.py failed)
     sys.settrace(None)
     try:
         return (yield)

@@ -37,7 +37,7 @@ from api.body import parse_batch
 from api.schemas import EXAMPLE_BASKET
 from bench.serve import sample_baskets
 from tests.api.conftest import AUTH, api_settings
-from tests.api.test_body import mutated_baskets
+from tests.api.test_body import answer, mutated_baskets
 
 pytestmark = pytest.mark.slow
 
@@ -90,12 +90,6 @@ def post_json(client, baskets: list[dict]):
 
 def post_arrow(client, body: bytes, content_type: str = arrow_body.ARROW_STREAM_CONTENT_TYPE):
     return client.post(BATCH, content=body, headers={**AUTH, "Content-Type": content_type})
-
-
-def answer(response) -> tuple[int, object]:
-    """The status and the decoded body, a float kept apart from an integer: an input echoed as 200000.0 is not the
-    answer 200000 is (Python's == would take them as equal)."""
-    return response.status_code, response.json(parse_float=lambda text: ("float", text))
 
 
 def errors(response) -> list[dict]:
@@ -219,37 +213,41 @@ def test_an_integer_spend_out_of_bounds_gets_the_json_bodys_422_echoing_it_as_se
     """An integer SPEND column, one value out of SPEND's bounds: JSON's 422 echoes the integer as sent. Hypothesis found
     the Arrow body echoing 2**53 + 1 as 9007199254740992.0, and a review -1 as -1.0, when the column was cast to
     float64 before its values were checked."""
-    baskets, _ = integer_spends(thousand[:20])
+    baskets = whole_spends(thousand[:20])
     baskets[4]["lines"][1]["SPEND"] = spend
     expected = post_json(client, baskets)
-    data = integer_spends(baskets)[1]
     assert [(e["loc"], e["input"]) for e in errors(expected)] == [(["body", "baskets", 4, "lines", 1, "SPEND"], spend)]
-    assert answer(post_arrow(client, stream(data))) == answer(expected)
+    assert answer(post_arrow(client, stream(int64_spends(baskets)))) == answer(expected)
 
 
-def integer_spends(baskets: list[dict]) -> tuple[list[dict], pa.Table]:
-    """The baskets with every SPEND a whole number, and as a table whose SPEND column is int64."""
+def whole_spends(baskets: list[dict]) -> list[dict]:
+    """A copy of the baskets with every SPEND rounded to a whole number (a Python int)."""
     baskets = copy.deepcopy(baskets)
     for basket in baskets:
         for line in basket["lines"]:
             line["SPEND"] = round(line["SPEND"])
-    return baskets, with_line_field(table(baskets), "SPEND", lambda column: pc.cast(column, pa.int64()))
+    return baskets
+
+
+def int64_spends(baskets: list[dict]) -> pa.Table:
+    """Baskets whose SPENDs are whole numbers as a table whose SPEND column is int64."""
+    return with_line_field(table(baskets), "SPEND", lambda column: pc.cast(column, pa.int64()))
 
 
 @pytest.mark.parametrize("changes", [{"SHOP_WEEKDAY": 3}, {"seg_1": "CT", "CUST_PRICE_SENSITIVITY": "LA"}])
 def test_integer_spends_are_echoed_as_sent_where_a_header_rule_refuses_the_basket(client, thousand, changes):
     """The 422 of a basket the header rules refuse echoes the whole basket, its lines' integer SPENDs as sent (a
     review found them echoed as 2.0 where the JSON body's 422 has 2)."""
-    baskets, _ = integer_spends(thousand[:20])
+    baskets = whole_spends(thousand[:20])
     baskets[6].update(changes)
     expected = post_json(client, baskets)
     assert [e["loc"] for e in errors(expected)] == [["body", "baskets", 6]]
-    assert answer(post_arrow(client, stream(integer_spends(baskets)[1]))) == answer(expected)
+    assert answer(post_arrow(client, stream(int64_spends(baskets)))) == answer(expected)
 
 
 def test_integer_spends_that_hold_reach_the_scorer_as_the_json_bodys_floats(thousand):
-    baskets, data = integer_spends(thousand[:50])
-    parsed = arrow_body.parse_arrow_batch(stream(data), 1000, 500)
+    baskets = whole_spends(thousand[:50])
+    parsed = arrow_body.parse_arrow_batch(stream(int64_spends(baskets)), 1000, 500)
     spends = parsed.columns.lines["SPEND"]
     assert {type(spend) for spend in spends} == {float}
     assert parsed == parse_batch(json.dumps({"baskets": baskets}).encode(), "application/json")
