@@ -43,6 +43,9 @@ from ml.pipeline import PipelineResult, run_pipeline  # noqa: E402
 from ml.progress import StageTimer  # noqa: E402
 from ml.settings import Settings  # noqa: E402
 from ml.synth import SynthConfig, generate, write_csv  # noqa: E402
+from tests import hypothesis_profile  # noqa: E402
+
+hypothesis_profile.load()  # before any test module is collected; a --hypothesis-profile option still overrides it
 
 SMALL_ROWS = 40_000
 YOUNG_GENERATION_THRESHOLD = 50_000

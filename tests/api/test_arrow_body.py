@@ -312,7 +312,7 @@ def test_generated_bodies_get_the_json_bodys_answer_whenever_arrow_can_say_the_s
     example basket (or twice, where the two cannot share a column)."""
     compared = []
 
-    @settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=150)
     @given(mutated_baskets())
     def same_answer(body):
         baskets = [body, body] if arrow_of([EXAMPLE_BASKET, body]) is None else [EXAMPLE_BASKET, body]
@@ -473,8 +473,8 @@ def test_schemathesis_generates_only_json_bodies_for_the_batch_route():
     def media_types(mode: GenerationMode) -> set[str]:
         drawn = set()
 
-        @given(case=operation.as_strategy(generation_mode=mode))
-        @settings(max_examples=10, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+        @given(case=operation.as_strategy(generation_mode=mode))  # too_slow: as in test_openapi_fuzz.SUPPRESSED
+        @settings(max_examples=10, suppress_health_check=[HealthCheck.too_slow])
         def draw(case):
             drawn.add(case.media_type)
 

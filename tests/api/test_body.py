@@ -22,7 +22,7 @@ import orjson
 import pytest
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from api import body as fast
@@ -170,14 +170,14 @@ def test_the_single_route_answers_every_edge_case_as_fastapi_answers_it(clients)
         assert_same_answer(clients, json.dumps(body).encode(), batch=False)
 
 
-@settings(max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=300)
 @given(mutated_baskets())
 def test_what_the_fast_path_accepts_the_models_accept_with_the_same_values(body):
     assert_same_as_the_models(json.dumps(body).encode(), batch=False)
     assert_same_as_the_models(json.dumps({"baskets": [EXAMPLE_BASKET, body]}).encode(), batch=True)
 
 
-@settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=150)
 @given(mutated_baskets())
 def test_both_routes_answer_as_fastapi_answers_with_the_models(clients, body):
     assert_same_answer(clients, json.dumps(body).encode(), batch=False)

@@ -96,7 +96,7 @@ def test_every_check_holds_for_generated_requests_and_some_are_served(api_schema
         strategy = strategy.map(with_consistent_weekdays)
 
     @given(case=strategy)
-    @settings(max_examples=MAX_EXAMPLES, deadline=None, database=None, suppress_health_check=SUPPRESSED)
+    @settings(max_examples=MAX_EXAMPLES, suppress_health_check=SUPPRESSED)
     def call(case):
         response = case.call_and_validate(base_url=fuzzed_url, headers=AUTH, timeout=30, checks=checks)
         statuses.append(response.status_code)
