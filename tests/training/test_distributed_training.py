@@ -272,7 +272,10 @@ def test_a_leader_that_dies_fails_the_others_at_once_with_the_collectives_reason
 def test_a_host_that_never_joins_fails_the_leader_after_the_bootstrap_timeout(runs):
     alone = runs["alone"]
     assert alone.code == 1, alone.output
-    assert alone.seconds < 30  # from its start: reading the channel, then the 3 s the tracker waits
+    # From its start: importing the training stack and reading the channel, then the 3 s the tracker waits, not
+    # the 900 s default. The start alone took 39 s once, beside this module's eight other hosts and a second worker
+    # on two cores, so the ceiling only tells the two timeouts apart.
+    assert alone.seconds < 60
     assert alone.paths.failure.read_text().startswith("the collective of 2 hosts failed on algo-1 (rank 0)")
 
 
