@@ -7,7 +7,8 @@ ones each run, so a disagreement could show on one road and never on another. te
 instead, on every road: new examples each run (the Arrow body's integer SPEND bug of 2026-11-27 was found that
 way), no example database written into the checkout, no deadline (the generated tests post to a service whose
 timing depends on the machine), and a failure printing the `@reproduce_failure` blob that replays it.
-`pytest --hypothesis-seed=N` repeats a run's examples; `--hypothesis-profile=ci` gives Hypothesis' fixed ones.
+`pytest --hypothesis-seed=N` draws the examples of seed N (a failing test prints its run's seed), and
+`--hypothesis-profile=ci` Hypothesis' fixed ones (it then ignores a seed).
 """
 
 from __future__ import annotations
@@ -16,7 +17,10 @@ from hypothesis import settings
 
 PROFILE = "retail"
 
-settings.register_profile(PROFILE, derandomize=False, database=None, deadline=None, print_blob=True)
+# Built on Hypothesis' defaults, not on the profile loaded when this runs: under a CI variable that is `ci`, whose
+# suppressed too_slow a profile built on it would keep.
+settings.register_profile(PROFILE, parent=settings.get_profile("default"), derandomize=False, database=None,
+                          deadline=None, print_blob=True)
 
 
 def load() -> None:

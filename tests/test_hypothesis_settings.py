@@ -16,22 +16,23 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
+from hypothesis import Verbosity, settings
 
 from tests import hypothesis_profile
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = ROOT / "tests"
-SHOW_PROFILE = ("from hypothesis import settings; from tests import hypothesis_profile; hypothesis_profile.load(); "
-                "import json; d = settings.default; "
-                "print(json.dumps([settings.get_current_profile_name(), d.derandomize, d.database is None, "
-                "d.deadline is None, d.print_blob]))")
-EXPECTED = [hypothesis_profile.PROFILE, False, True, True, True]
+SHOW_PROFILE = ("import json; from hypothesis import settings; from tests import hypothesis_profile; "
+                "hypothesis_profile.load(); "
+                "print(json.dumps([settings.get_current_profile_name(), settings.default.show_changed()]))")
+EXPECTED = [hypothesis_profile.PROFILE, "database=None, deadline=None, print_blob=True"]
+"""The profile's name and every setting it holds that differs from Hypothesis' defaults."""
 
 
 def test_this_run_uses_the_suites_profile_unless_the_command_line_chose_another(request):
-    chosen = request.config.getoption("--hypothesis-profile", default=None)
-    assert settings.get_current_profile_name() == (chosen or hypothesis_profile.PROFILE)
+    chosen = request.config.getoption("--hypothesis-profile", default=None) or hypothesis_profile.PROFILE
+    # --hypothesis-verbosity (or --hypothesis-explain) loads a copy named "<profile>-with-<verbosity>-verbosity"
+    assert settings.get_current_profile_name() in (chosen, *(f"{chosen}-with-{v.name}-verbosity" for v in Verbosity))
 
 
 @pytest.mark.parametrize("ci_variables", [{}, {"CI": "true"}, {"GITHUB_ACTIONS": "true"}],

@@ -312,7 +312,10 @@ def test_generated_bodies_get_the_json_bodys_answer_whenever_arrow_can_say_the_s
     example basket (or twice, where the two cannot share a column)."""
     compared = []
 
-    @settings(max_examples=150)
+    # filter_too_much: Arrow holds none of about 60% of the generated bodies (a value no column of the field's type
+    # takes), so the check (50 discarded before 10 kept) fired about once in 3,500 runs, by chance. A run that kept
+    # none would still fail: Hypothesis raises Unsatisfiable, and `compared` must hold both answers.
+    @settings(max_examples=150, suppress_health_check=[HealthCheck.filter_too_much])
     @given(mutated_baskets())
     def same_answer(body):
         baskets = [body, body] if arrow_of([EXAMPLE_BASKET, body]) is None else [EXAMPLE_BASKET, body]
