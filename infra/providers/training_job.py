@@ -55,6 +55,11 @@ class TrainingJobFailed(Exception):
     """The job ended Failed or Stopped; the message carries SageMaker's failure reason."""
 
 
+class TrainingJobAbandoned(Exception):
+    """The provider stopped waiting before the job ended (a timeout, a refused call, an interruption); the message
+    says whether the job was stopped."""
+
+
 def fingerprint(props: dict[str, Any]) -> str:
     """Short hash of the inputs that decide what is learnt; part of the job's name."""
     payload = json.dumps({key: props.get(key) for key in REPLACE_ON}, sort_keys=True)
@@ -179,8 +184,7 @@ def wait_for(client: Any, name: str, poll_seconds: float, timeout_seconds: float
         status = last.get("TrainingJobStatus")
         if status not in FINISHED:  # attempts used up: the job is still going
             raise TimeoutError(
-                f"SageMaker training job {name} is still {status or 'not finished'} after {timeout_seconds:.0f} s; "
-                "it keeps running: watch it in the SageMaker console, then run `pulumi refresh`"
+                f"SageMaker training job {name} is still {status or 'not finished'} after {timeout_seconds:.0f} s"
             ) from error
     description = client.describe_training_job(TrainingJobName=name)
     status = description["TrainingJobStatus"]
@@ -193,14 +197,36 @@ def wait_for(client: Any, name: str, poll_seconds: float, timeout_seconds: float
     return description
 
 
+def abandoned(client: Any, name: str, error: BaseException) -> str:
+    """Stop job `name`, whose end the provider will not see, and say so (with the command that stops it, when the
+    stop is refused too)."""
+    cause = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    try:
+        client.stop_training_job(TrainingJobName=name)
+    except Exception as stop_error:  # already failing: report both
+        return (f"waiting for SageMaker training job {name} failed ({cause}), and stopping it failed too "
+                f"({type(stop_error).__name__}: {stop_error}): Pulumi has no record of it; stop it with "
+                f"`aws sagemaker stop-training-job --training-job-name {name}`")
+    return (f"waiting for SageMaker training job {name} failed ({cause}); the job was stopped, as Pulumi records "
+            "no job it did not see finish. Run `pulumi up` again to start a new one")
+
+
 class TrainingJobProvider(ResourceProvider):
     """Creates, waits for and reads SageMaker training jobs; holds no client (it is pickled)."""
 
     def create(self, props: dict[str, Any]) -> CreateResult:
+        """Start the job and wait for it. A job whose end is not seen (the wait timed out or was refused, the
+        provider was interrupted) is stopped before the error is raised: Pulumi records a resource only when
+        `create` returns, so a job left running would bill unseen, and the next `pulumi up` would start another."""
         client = clients.sagemaker(props["region"])
         name = job_name(props, time.time())
         client.create_training_job(**create_request(name, props))
-        description = wait_for(client, name, float(props["poll_seconds"]), float(props["timeout_seconds"]))
+        try:
+            description = wait_for(client, name, float(props["poll_seconds"]), float(props["timeout_seconds"]))
+        except TrainingJobFailed:
+            raise
+        except BaseException as error:
+            raise TrainingJobAbandoned(abandoned(client, name, error)) from error
         return CreateResult(name, {**props, **outputs_of(description)})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:

@@ -6,7 +6,15 @@ import boto3
 import pytest
 
 from infra.providers.kinds import TRAINING_JOB
-from infra.providers.training_job import OUTPUTS, TrainingJobFailed, TrainingJobProvider, create_request, job_name
+from infra.providers.training_job import (
+    OUTPUTS,
+    TrainingJobAbandoned,
+    TrainingJobFailed,
+    TrainingJobProvider,
+    abandoned,
+    create_request,
+    job_name,
+)
 from tests.providers.conftest import REGION, SECRET, as_the_provider_host_loads_it
 
 KEY = "arn:aws:kms:ap-southeast-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
@@ -110,10 +118,27 @@ def test_a_failed_job_is_an_error_with_sagemakers_failure_reason(jobs):
         TrainingJobProvider().create(dict(PROPS))
 
 
-def test_a_job_that_outlives_the_timeout_is_an_error_saying_it_still_runs(jobs):
+def test_a_job_that_outlives_the_timeout_is_stopped_and_the_error_says_so(jobs):
+    """Pulumi records nothing when `create` raises: a job left running would bill unseen."""
     jobs.polls_in_progress = 1000
-    with pytest.raises(TimeoutError, match="still InProgress"):
+    with pytest.raises(TrainingJobAbandoned, match=r"still InProgress after 0 s\); the job was stopped") as raised:
         TrainingJobProvider().create(dict(PROPS) | {"timeout_seconds": 0.05})
+    name = str(raised.value).removeprefix("waiting for SageMaker training job ").split()[0]
+    assert name.startswith(f"{PROPS['name_prefix']}-") and describe(name)["TrainingJobStatus"] == "Stopped"
+
+
+def test_a_job_whose_stop_is_refused_too_is_named_with_the_command_that_stops_it():
+    from botocore.exceptions import ClientError
+    from botocore.stub import Stubber
+
+    client = boto3.client("sagemaker", region_name=REGION, aws_access_key_id="x", aws_secret_access_key="x")
+    with Stubber(client) as stubber:
+        stubber.add_client_error("stop_training_job", service_error_code="ExpiredTokenException",
+                                 http_status_code=400)
+        said = abandoned(client, "retail-dev-train-x", ClientError({"Error": {"Code": "ExpiredTokenException"}},
+                                                                   "DescribeTrainingJob"))
+    assert "stopping it failed too (ClientError" in said
+    assert said.endswith("stop it with `aws sagemaker stop-training-job --training-job-name retail-dev-train-x`")
 
 
 @pytest.mark.parametrize(
