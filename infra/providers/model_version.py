@@ -7,8 +7,17 @@ and its URI and sha256 recorded in the package's ModelMetrics, which no later ca
 change (also shown as `report:sha256`), so a deploy can tell whether the report or the
 metadata changed since (`infra.providers.package_facts.verified_facts`). Approval and
 its description are updated in place; anything else describes a different model and
-replaces the version. Updates resend the metadata, so changing the approval never drops it.
+replaces the version, except the lineage's git commit and repository: a new commit whose
+training sources are unchanged trains no new job (the training job is replaced when their
+hash, `lineage.code_version`, changes), so it registers nothing new either. Updates resend
+the metadata, so changing the approval never drops it.
 `list_versions` reads a group's versions back, for `retail models history`.
+
+A version is registered PendingManualApproval and given its approval (and the gate's reason) by the one
+UpdateModelPackage call after, so a create that fails midway leaves no version a deploy would serve
+(`newest_approved` reads only Approved ones). CreateModelPackage's client token is derived from everything the request
+sends, so a create retried after such a failure gets the same version back (the token's documented idempotency)
+instead of registering a second.
 
 Registered versions are permanent: `delete` leaves the package in the group. Each retrain
 replaces this resource (a new artifact), and the replaced version is the registry's
@@ -22,10 +31,13 @@ version, reject it (approval `Rejected`); deleting one is an operator's act in S
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
 import pulumi
+from botocore.exceptions import ClientError
 from pulumi.dynamic import CreateResult, DiffResult, ReadResult, ResourceProvider, UpdateResult
 
 from infra.providers import clients
@@ -45,6 +57,9 @@ APPROVAL_STATUSES = ("Approved", "Rejected", "PendingManualApproval")
 UPDATABLE = ("approval_status", "approval_description", "gate_passed")
 """In place; anything else (the held-out run too: other weeks need other metrics) is another version."""
 OUTPUTS = ("model_package_arn", "version", "champion", "report_sha256")
+WHERE_THE_CODE_CAME_FROM = ("git_commit", "repository")
+"""Lineage keys that say where the training code came from, not what was trained: not compared by `diff`."""
+PENDING = "PendingManualApproval"
 
 
 def metadata(props: dict[str, Any]) -> dict[str, str]:
@@ -81,6 +96,33 @@ def _approval(props: dict[str, Any]) -> str:
     return status
 
 
+def client_token(request: dict[str, Any]) -> str:
+    """CreateModelPackage's idempotency token (at most 36 of [a-zA-Z0-9-]) over everything `request` sends."""
+    return hashlib.sha256(json.dumps(request, sort_keys=True, default=str).encode()).hexdigest()[:36]
+
+
+def _described(description: str | None) -> dict[str, str]:
+    return {"ApprovalDescription": description} if description else {}
+
+
+def _compared(props: dict[str, Any], key: str) -> Any:
+    """`props[key]` as `diff` compares it: the lineage without WHERE_THE_CODE_CAME_FROM."""
+    value = props.get(key)
+    if key == "lineage" and isinstance(value, dict):
+        return {k: v for k, v in value.items() if k not in WHERE_THE_CODE_CAME_FROM}
+    return value
+
+
+def _deregistered(client: Any, group: str, arn: str, error: ClientError) -> bool:
+    """Whether DescribeModelPackage's `error` means the version is gone: SageMaker answers a missing version with a
+    ValidationException, as it does a malformed request, so the group's versions are listed to tell the two apart."""
+    if error.response.get("Error", {}).get("Code") != "ValidationException":
+        return False
+    pages = client.get_paginator("list_model_packages").paginate(ModelPackageGroupName=group,
+                                                                 ModelPackageType="Versioned")
+    return all(summary["ModelPackageArn"] != arn for page in pages for summary in page["ModelPackageSummaryList"])
+
+
 def _report(region: str, uri: str) -> bytes | None:
     """The bytes of the report at `uri` (None when the version names none)."""
     if not uri:
@@ -106,32 +148,32 @@ class ModelVersionProvider(ResourceProvider):
         props = {**props, "champion": champion_metadata(client, props["group_name"]),
                  "report_sha256": "" if report is None else sha256_hex(report)}
         anchor = {} if report is None else {"ModelMetrics": report_metrics(report_uri, report)}
-        response = client.create_model_package(
-            ModelPackageGroupName=props["group_name"],
-            ModelPackageDescription=props.get("description", ""),
-            InferenceSpecification={
+        approval = _approval(props)
+        request = {
+            "ModelPackageGroupName": props["group_name"],
+            "ModelPackageDescription": props.get("description", ""),
+            "InferenceSpecification": {
                 "Containers": [{"Image": props["image_uri"], "ModelDataUrl": props["model_artifact_uri"]}],
                 "SupportedContentTypes": ["application/json"],
                 "SupportedResponseMIMETypes": ["application/json"],
             },
-            ModelApprovalStatus=_approval(props),
-            MetadataProperties=metadata_properties(lineage),
-            CustomerMetadataProperties=metadata(props),
+            "ModelApprovalStatus": PENDING,
+            "MetadataProperties": metadata_properties(lineage),
+            "CustomerMetadataProperties": metadata(props),
             **anchor,
-        )
-        arn = response["ModelPackageArn"]
-        if props.get("approval_description"):
-            # CreateModelPackage takes no ApprovalDescription: the gate's reason is set right after.
-            client.update_model_package(
-                ModelPackageArn=arn,
-                ModelApprovalStatus=_approval(props),
-                ApprovalDescription=props["approval_description"],
-            )
+        }
+        arn = client.create_model_package(**request, ClientToken=client_token(request))["ModelPackageArn"]
+        if approval != PENDING or props.get("approval_description"):
+            # CreateModelPackage takes no ApprovalDescription: the approval and the gate's reason are set together,
+            # the metadata resent as `update` resends it.
+            client.update_model_package(ModelPackageArn=arn, ModelApprovalStatus=approval,
+                                        CustomerMetadataProperties=request["CustomerMetadataProperties"],
+                                        **_described(props.get("approval_description")))
         return CreateResult(arn, {**props, **self._outputs(client, arn)})
 
     def diff(self, _id: str, olds: dict[str, Any], news: dict[str, Any]) -> DiffResult:
         inputs = (set(news) | set(olds)) - set(OUTPUTS) - {"__provider"}
-        changes = sorted(k for k in inputs if olds.get(k) != news.get(k))
+        changes = sorted(k for k in inputs if _compared(olds, k) != _compared(news, k))
         replaces = [k for k in changes if k not in UPDATABLE]
         return DiffResult(changes=bool(changes), replaces=replaces, stables=["group_name"], delete_before_replace=False)
 
@@ -151,8 +193,14 @@ class ModelVersionProvider(ResourceProvider):
         """Forget the version in Pulumi's state only: it stays registered (see the module docstring)."""
 
     def read(self, id_: str, props: dict[str, Any]) -> ReadResult:
+        """The version's approval as SageMaker holds it; an empty id (Pulumi's "gone") when an operator deleted it."""
         client = clients.sagemaker(props["region"])
-        description = client.describe_model_package(ModelPackageName=id_)
+        try:
+            description = client.describe_model_package(ModelPackageName=id_)
+        except ClientError as error:
+            if not _deregistered(client, props["group_name"], id_, error):
+                raise
+            return ReadResult("", {})
         return ReadResult(
             id_,
             {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import boto3
 import pytest
 
@@ -126,3 +128,52 @@ def test_a_used_provider_pickled_as_pulumi_does_holds_no_client_or_secret_and_re
     second = loaded.create(props(model_group))
     assert [(v.version, v.data_hash) for v in list_versions(model_group, REGION)] == [(2, "data-1"), (1, "data-1")]
     assert describe(second.id)["CustomerMetadataProperties"] == describe(first.id)["CustomerMetadataProperties"]
+
+
+def test_a_create_whose_approval_fails_leaves_no_approved_version(model_group, monkeypatch):
+    """The version is registered pending and approved by the call after: should that call fail, Pulumi records
+    nothing, and nothing a deploy would serve was left in the group."""
+    from moto.sagemaker.models import SageMakerModelBackend
+
+    def refused(*_args, **_kwargs):
+        raise RuntimeError("the approval call failed")
+
+    monkeypatch.setattr(SageMakerModelBackend, "update_model_package", refused)
+    with pytest.raises(Exception, match="500"):
+        ModelVersionProvider().create(props(model_group, approval_status="Approved"))
+    (version,) = list_versions(model_group, REGION)
+    assert version.approval == "PendingManualApproval"
+
+
+def test_create_sends_a_client_token_that_names_its_request(model_group, monkeypatch):
+    """The same request sends the same token (a retried create gets its version back), another request another."""
+    from moto.sagemaker.models import SageMakerModelBackend
+
+    create, sent = SageMakerModelBackend.create_model_package, []
+
+    def recording(self, *args, **kwargs):
+        sent.append(kwargs["client_token"])
+        return create(self, *args, **kwargs)
+
+    monkeypatch.setattr(SageMakerModelBackend, "create_model_package", recording)
+    provider = ModelVersionProvider()
+    provider.create(props(model_group, approval_status="Rejected"))
+    provider.create(props(model_group, approval_status="Rejected"))
+    provider.create(props(model_group, approval_status="Rejected", lineage=LINEAGE | {"data_hash": "data-2"}))
+    assert sent[0] == sent[1] != sent[2]
+    assert all(re.fullmatch(r"[a-zA-Z0-9-]{1,36}", token) for token in sent)
+
+
+def test_where_the_code_came_from_is_no_change_and_what_was_trained_a_replacement(model_group):
+    olds = props(model_group, lineage=LINEAGE | {"git_commit": "a" * 40}) | {"model_package_arn": "arn", "version": 1}
+    moved = props(model_group, lineage=LINEAGE | {"git_commit": "b" * 40, "repository": "github.com/o/r"})
+    retrained = props(model_group, lineage=LINEAGE | {"git_commit": "a" * 40, "data_hash": "data-2"})
+    assert not ModelVersionProvider().diff("arn", olds, moved).changes
+    assert ModelVersionProvider().diff("arn", olds, retrained).replaces == ["lineage"]
+
+
+def test_read_reports_a_version_an_operator_deleted_as_gone(model_group):
+    created = ModelVersionProvider().create(props(model_group))
+    boto3.client("sagemaker", region_name=REGION).delete_model_package(ModelPackageName=created.id)
+    read = ModelVersionProvider().read(created.id, created.outs)
+    assert (read.id, read.outs) == ("", {})
