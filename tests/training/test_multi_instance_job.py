@@ -20,7 +20,7 @@ from infra.preflight import plan_from_runs
 from infra.providers.kinds import TRAINING_JOB
 from infra.providers.program import training_inputs, training_offline_run
 from infra.providers.training_job import TrainingJobProvider, create_request, job_name
-from infra.training_config import TrainingConfig, training_config
+from infra.training_config import EBS_ONLY_FAMILIES, TrainingConfig, training_config
 from policies.catalog import RULES
 from policies.enforcement import load_levels
 from policies.evaluate import evaluate
@@ -124,6 +124,24 @@ def test_a_multi_instance_job_of_other_families_is_refused_before_any_job():
     with pytest.raises(ValueError, match="instanceCount is 3: a multi-instance job trains the xgboost family only"):
         training_inputs("dev", PLATFORM_OUTPUTS, data_hash="0" * 64, train_uri="s3://gold/run/", code_version="c",
                         image_uri="img", families=("xgboost", "logistic_regression"), instance_count=3)
+
+
+@pytest.mark.parametrize("instance_type", ["ml.g5.xlarge", "ml.p4d.24xlarge", "ml.r5d.2xlarge", "ml.trn1.2xlarge"])
+def test_an_instance_type_with_local_storage_is_refused_as_sagemaker_would_refuse_its_volume_key(
+        tmp_path, instance_type):
+    """SageMaker refuses a VolumeKmsKeyId for an instance type with local storage (the SageMaker API reference,
+    ResourceConfig); the job always sends the data key."""
+    with pytest.raises(ValueError, match=rf"retail:training.instanceType.*{instance_type}.*refuses for instance types "
+                                         "with local storage"):
+        training_config(project_with(tmp_path, {"instanceType": instance_type}), "dev")
+
+
+def test_every_family_allowed_is_a_sagemaker_training_family_and_the_default_is_one():
+    import botocore.session
+
+    enum = botocore.session.get_session().get_service_model("sagemaker").shape_for("TrainingInstanceType").enum
+    assert EBS_ONLY_FAMILIES <= {name.split(".")[1] for name in enum}
+    assert TrainingConfig().instance_type.split(".")[1] in EBS_ONLY_FAMILIES
 
 
 def test_a_bad_training_section_is_an_error_naming_the_key(tmp_path):
