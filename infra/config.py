@@ -237,8 +237,13 @@ class RegistryConfig(Section):
     """True lets `pulumi destroy` delete repositories that still hold images."""
 
 
+SPOT_INSTANCE_TYPES_AT_LEAST = 2
+
+
 class NodeGroupConfig(Section):
-    instance_types: tuple[str, ...] = ("m6i.large",)
+    instance_types: tuple[str, ...] = ("m6i.large", "m5.large", "m6a.large", "m7i.large")
+    """Of the same vCPUs and memory: on demand EKS takes them in this order, on Spot whichever has capacity; the cost
+    estimate prices the first."""
     min_size: int = Field(1, ge=0)
     desired_size: int = Field(2, ge=0)
     max_size: int = Field(4, ge=1)
@@ -250,6 +255,19 @@ class NodeGroupConfig(Section):
         if not self.min_size <= self.desired_size <= self.max_size:
             raise ValueError(f"need minSize <= desiredSize <= maxSize, got {self.min_size}, "
                              f"{self.desired_size}, {self.max_size}")
+        return self
+
+    @model_validator(mode="after")
+    def _spot_is_diversified(self) -> NodeGroupConfig:
+        """Spot capacity runs out per instance type and zone: a Spot group of one type cannot start or scale out
+        whenever that type has none in the group's zones (the EKS User Guide's Spot managed node groups: several
+        types). Cluster Autoscaler models a group by one instance, so the types should have the same vCPUs and
+        memory."""
+        if self.spot and len(set(self.instance_types)) < SPOT_INSTANCE_TYPES_AT_LEAST:
+            raise ValueError(f"spot: true with instanceTypes {list(self.instance_types)}: list at least "
+                             f"{SPOT_INSTANCE_TYPES_AT_LEAST} types of the same vCPUs and memory (e.g. m6i.large, "
+                             "m5.large, m6a.large, m7i.large), so that one type without Spot capacity does not stop "
+                             "the group")
         return self
 
 

@@ -15,6 +15,7 @@ from infra.config import (
     ThresholdsConfig,
     parse_section,
     read_stack_file,
+    stack_file_section,
 )
 from ml.settings import GateSettings, MonitorSettings
 
@@ -93,6 +94,21 @@ def test_a_cluster_reachable_from_nowhere_is_refused():
 def test_node_group_sizes_must_be_ordered():
     with pytest.raises(ValueError, match="minSize <= desiredSize <= maxSize"):
         parse_section(NodeGroupConfig, {"minSize": 3, "desiredSize": 1}, "retail:cluster.serviceNodes")
+
+
+def test_a_spot_group_of_one_instance_type_is_refused():
+    """Spot capacity runs out per type and zone: one type leaves the group unable to start or scale."""
+    with pytest.raises(ValueError, match=r"spot: true with instanceTypes \['m6i.xlarge'\]: list at least 2 types"):
+        parse_section(NodeGroupConfig, {"instanceTypes": ["m6i.xlarge"], "spot": True}, "retail:cluster.batchNodes")
+    on_demand = parse_section(NodeGroupConfig, {"instanceTypes": ["m6i.xlarge"]}, "retail:cluster.serviceNodes")
+    assert on_demand.instance_types == ("m6i.xlarge",)
+
+
+@pytest.mark.parametrize("stack", ["dev", "ephemeral", "prod"])
+def test_every_spot_group_of_the_stacks_offers_several_instance_types(stack):
+    cluster = stack_file_section(ClusterConfig, PROJECT_DIR, stack, "retail:cluster")
+    spot = [group for group in (cluster.service_nodes, cluster.batch_nodes) if group.spot]
+    assert spot and all(len(set(group.instance_types)) >= 2 for group in spot)
 
 
 def test_a_hostname_without_a_certificate_source_is_refused():
