@@ -233,6 +233,13 @@ class Network(pulumi.ComponentResource):
                         "Resource": pulumi.Output.concat(log_group.arn, ":*"),
                     },
                     {
+                        # In the VPC guide's policy for a flow logs role ("IAM role for publishing flow logs to
+                        # CloudWatch Logs"); DescribeLogGroups takes no resource, so it cannot be scoped.
+                        "Effect": "Allow",
+                        "Action": "logs:DescribeLogGroups",
+                        "Resource": "*",
+                    },
+                    {
                         # CloudWatch Logs' KMS page asks roles that write to an encrypted group for this.
                         "Effect": "Allow",
                         "Action": ["kms:Encrypt", "kms:ReEncrypt*", "kms:Decrypt", "kms:GenerateDataKey*",

@@ -807,6 +807,28 @@ def _fluent_bit_writes(deployment: Deployment) -> Iterator[tuple[str, str]]:
         yield from _unmet(role.name, need, deployment.role_policies(role), "the Fluent Bit role")
 
 
+FLOW_LOGS_DOC = "https://docs.aws.amazon.com/vpc/latest/userguide/flow-logs-iam-role.html"
+
+
+def _flow_log_writes(deployment: Deployment) -> Iterator[tuple[str, str]]:
+    """Each flow log to CloudWatch Logs: its role may write its group's streams and describe groups and streams."""
+    for flow_log in deployment.of_type("aws:ec2/flowLog:FlowLog"):
+        if flow_log.inputs.get("logDestinationType", "cloud-watch-logs") != "cloud-watch-logs":
+            continue
+        role = deployment.by_arn("aws:iam/role:Role", str(flow_log.inputs.get("iamRoleArn") or ""))
+        if role is None:
+            yield flow_log.name, "delivers to CloudWatch Logs through no IAM role this deployment creates"
+            continue
+        group, statements = str(flow_log.inputs.get("logDestination") or ""), deployment.role_policies(role)
+        needs = [
+            Need(("logs:CreateLogStream", "logs:PutLogEvents"), resources=(f"{group}:log-stream:eni-example-all",)),
+            Need(("logs:DescribeLogStreams",), resources=(f"{group}:*",)),
+            Need(("logs:DescribeLogGroups",)),
+        ]
+        for need in needs:
+            yield from _unmet(role.name, need, statements, "the flow log's role")
+
+
 IRSA_DOC = "https://docs.aws.amazon.com/eks/latest/userguide/associate-service-account-role.html"
 
 
@@ -1093,6 +1115,13 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "other S3 write, delete or zone",
         S3_ACTIONS_DOC,
         _batch_job_access,
+    ),
+    Requirement(
+        "vpc-flow-logs-role",
+        "Let a flow log's role CreateLogStream, PutLogEvents and DescribeLogStreams on its log group and "
+        "DescribeLogGroups (logs:CreateLogGroup, also listed, is not needed: the group is declared)",
+        FLOW_LOGS_DOC,
+        _flow_log_writes,
     ),
     Requirement(
         "irsa-trust",

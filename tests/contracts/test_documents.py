@@ -157,6 +157,16 @@ def _sagemaker_without(*sids: str) -> Edit:
     return lambda runs: edit_document(runs, "-ml-sagemaker-access", without(*sids))
 
 
+def _without_action(action: str) -> Callable[[Statements], Statements]:
+    return lambda statements: [s for s in statements if s.get("Action") != action]
+
+
+def _streams_of_another_group(statements: Statements) -> Statements:
+    writes = next(s for s in statements if "logs:PutLogEvents" in s["Action"])
+    writes["Resource"] = writes["Resource"].replace("vpc-flow-logs", "other-logs")
+    return statements
+
+
 def _shipper_writes_elsewhere(statements: Statements) -> Statements:
     writes = statement(statements, "WriteInferenceLogStreams")
     writes["Resource"] = [r.replace("/retail/dev/inference", "/retail/dev/other") for r in writes["Resource"]]
@@ -304,6 +314,11 @@ FAILING_FIXTURES: dict[str, list[tuple[str, Edit]]] = {
             "one statement dropped",
             lambda runs: edit_document(runs, "-lb-controller-policy", _controller_policy_changed),
         ),
+    ],
+    "vpc-flow-logs-role": [
+        ("DescribeLogGroups removed", lambda runs: edit_document(runs, "-flow-logs-write", _without_action(
+            "logs:DescribeLogGroups"))),
+        ("writes another group", lambda runs: edit_document(runs, "-flow-logs-write", _streams_of_another_group)),
     ],
     "fluent-bit-log-group": [
         ("another group", lambda runs: edit_document(runs, "-log-shipping-write-logs", _shipper_writes_elsewhere)),
