@@ -242,8 +242,9 @@ SPOT_INSTANCE_TYPES_AT_LEAST = 2
 
 class NodeGroupConfig(Section):
     instance_types: tuple[str, ...] = ("m6i.large", "m5.large", "m6a.large", "m7i.large")
-    """Of the same vCPUs and memory: on demand EKS takes them in this order, on Spot whichever has capacity; the cost
-    estimate prices the first."""
+    """Of the same vCPUs and memory (and, for Cluster Autoscaler's sake, alike otherwise: burstable t3 types with
+    t3, others together; their pods per node differ): on demand EKS takes them in this order, on Spot whichever has
+    capacity; the cost estimate prices the first."""
     min_size: int = Field(1, ge=0)
     desired_size: int = Field(2, ge=0)
     max_size: int = Field(4, ge=1)

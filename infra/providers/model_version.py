@@ -16,8 +16,9 @@ the metadata, so changing the approval never drops it.
 A version is registered PendingManualApproval and given its approval (and the gate's reason) by the one
 UpdateModelPackage call after, so a create that fails midway leaves no version a deploy would serve
 (`newest_approved` reads only Approved ones). CreateModelPackage's client token is derived from everything the request
-sends, so a create retried after such a failure gets the same version back (the token's documented idempotency)
-instead of registering a second.
+sends, so a create retried promptly after such a failure gets the same version back instead of registering a
+second (CreateModelPackage documents the token as making the call idempotent, without saying for how long; a twin
+registered later stays pending).
 
 Registered versions are permanent: `delete` leaves the package in the group. Each retrain
 replaces this resource (a new artifact), and the replaced version is the registry's
@@ -178,9 +179,13 @@ class ModelVersionProvider(ResourceProvider):
         return DiffResult(changes=bool(changes), replaces=replaces, stables=["group_name"], delete_before_replace=False)
 
     def update(self, id_: str, olds: dict[str, Any], news: dict[str, Any]) -> UpdateResult:
-        """New approval; the metadata is resent with the champion and report hash recorded at registration."""
+        """New approval; the metadata is resent with the champion, report hash and git commit recorded at
+        registration (`diff` ignores a new commit, and MetadataProperties' CommitId cannot be updated)."""
         client = clients.sagemaker(news["region"])
-        news = {**news, "champion": olds.get("champion") or {}, "report_sha256": olds.get("report_sha256")}
+        registered = {k: v for k, v in (olds.get("lineage") or {}).items() if k in WHERE_THE_CODE_CAME_FROM}
+        lineage = {k: v for k, v in (news.get("lineage") or {}).items() if k not in WHERE_THE_CODE_CAME_FROM}
+        news = {**news, "champion": olds.get("champion") or {}, "report_sha256": olds.get("report_sha256"),
+                "lineage": lineage | registered}
         client.update_model_package(
             ModelPackageArn=id_,
             ModelApprovalStatus=_approval(news),

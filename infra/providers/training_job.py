@@ -56,8 +56,8 @@ class TrainingJobFailed(Exception):
 
 
 class TrainingJobAbandoned(Exception):
-    """The provider stopped waiting before the job ended (a timeout, a refused call, an interruption); the message
-    says whether the job was stopped."""
+    """The provider stopped waiting before the job ended (a timeout, a refused call); the message says whether a
+    stop was requested."""
 
 
 def fingerprint(props: dict[str, Any]) -> str:
@@ -198,26 +198,35 @@ def wait_for(client: Any, name: str, poll_seconds: float, timeout_seconds: float
 
 
 def abandoned(client: Any, name: str, error: BaseException) -> str:
-    """Stop job `name`, whose end the provider will not see, and say so (with the command that stops it, when the
-    stop is refused too)."""
+    """Request a stop of job `name`, whose end the provider will not see, and say so; when the stop is refused, the
+    job's status (it may have ended meanwhile), or the command that stops it."""
     cause = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    waiting = f"waiting for SageMaker training job {name} failed ({cause})"
     try:
         client.stop_training_job(TrainingJobName=name)
     except Exception as stop_error:  # already failing: report both
-        return (f"waiting for SageMaker training job {name} failed ({cause}), and stopping it failed too "
-                f"({type(stop_error).__name__}: {stop_error}): Pulumi has no record of it; stop it with "
+        refused = f"{type(stop_error).__name__}: {stop_error}"
+        try:
+            status = client.describe_training_job(TrainingJobName=name)["TrainingJobStatus"]
+        except Exception:  # the same refusal, most likely: the command below is what is left
+            status = ""
+        if status and status != "InProgress":
+            return f"{waiting}; it is {status} now (the stop was refused: {refused}). Run `pulumi up` again"
+        return (f"{waiting}, and stopping it failed too ({refused}): Pulumi has no record of it; stop it with "
                 f"`aws sagemaker stop-training-job --training-job-name {name}`")
-    return (f"waiting for SageMaker training job {name} failed ({cause}); the job was stopped, as Pulumi records "
-            "no job it did not see finish. Run `pulumi up` again to start a new one")
+    return (f"{waiting}; a stop was requested (the job goes Stopping, then Stopped), as Pulumi records no job it "
+            "did not see finish. Run `pulumi up` again to start a new one")
 
 
 class TrainingJobProvider(ResourceProvider):
     """Creates, waits for and reads SageMaker training jobs; holds no client (it is pickled)."""
 
     def create(self, props: dict[str, Any]) -> CreateResult:
-        """Start the job and wait for it. A job whose end is not seen (the wait timed out or was refused, the
-        provider was interrupted) is stopped before the error is raised: Pulumi records a resource only when
-        `create` returns, so a job left running would bill unseen, and the next `pulumi up` would start another."""
+        """Start the job and wait for it. A job whose end is not seen (the wait timed out, or a call was refused)
+        has a stop requested before the error is raised: Pulumi records a resource only when `create` returns, so a
+        job left running would bill unseen, and the next `pulumi up` would start another. An interrupted `pulumi up`
+        is not seen here (the provider host ignores Cancel, and signals reach only its main thread, not the one
+        running `create`): `retail infra leaks --stack <stack>` lists a job left InProgress."""
         client = clients.sagemaker(props["region"])
         name = job_name(props, time.time())
         client.create_training_job(**create_request(name, props))
@@ -225,7 +234,7 @@ class TrainingJobProvider(ResourceProvider):
             description = wait_for(client, name, float(props["poll_seconds"]), float(props["timeout_seconds"]))
         except TrainingJobFailed:
             raise
-        except BaseException as error:
+        except Exception as error:
             raise TrainingJobAbandoned(abandoned(client, name, error)) from error
         return CreateResult(name, {**props, **outputs_of(description)})
 

@@ -177,3 +177,13 @@ def test_read_reports_a_version_an_operator_deleted_as_gone(model_group):
     boto3.client("sagemaker", region_name=REGION).delete_model_package(ModelPackageName=created.id)
     read = ModelVersionProvider().read(created.id, created.outs)
     assert (read.id, read.outs) == ("", {})
+
+
+def test_an_approval_change_after_a_new_commit_keeps_the_commit_that_registered_the_version(model_group):
+    provider = ModelVersionProvider()
+    created = provider.create(props(model_group, lineage=LINEAGE | {"git_commit": "a" * 40}))
+    moved = props(model_group, approval_status="Approved", lineage=LINEAGE | {"git_commit": "b" * 40})
+    updated = provider.update(created.id, created.outs, moved)
+    package = describe(created.id)
+    assert package["CustomerMetadataProperties"]["lineage:git_commit"] == package["MetadataProperties"]["CommitId"]
+    assert updated.outs["lineage"]["git_commit"] == "a" * 40 and package["ModelApprovalStatus"] == "Approved"

@@ -121,13 +121,15 @@ def test_a_failed_job_is_an_error_with_sagemakers_failure_reason(jobs):
 def test_a_job_that_outlives_the_timeout_is_stopped_and_the_error_says_so(jobs):
     """Pulumi records nothing when `create` raises: a job left running would bill unseen."""
     jobs.polls_in_progress = 1000
-    with pytest.raises(TrainingJobAbandoned, match=r"still InProgress after 0 s\); the job was stopped") as raised:
+    with pytest.raises(TrainingJobAbandoned, match=r"still InProgress after 0 s\); a stop was requested") as raised:
         TrainingJobProvider().create(dict(PROPS) | {"timeout_seconds": 0.05})
     name = str(raised.value).removeprefix("waiting for SageMaker training job ").split()[0]
     assert name.startswith(f"{PROPS['name_prefix']}-") and describe(name)["TrainingJobStatus"] == "Stopped"
 
 
-def test_a_job_whose_stop_is_refused_too_is_named_with_the_command_that_stops_it():
+def refused_stop(status: str | None) -> str:
+    """What `abandoned` says when StopTrainingJob is refused and DescribeTrainingJob answers `status` (None: it is
+    refused too)."""
     from botocore.exceptions import ClientError
     from botocore.stub import Stubber
 
@@ -135,10 +137,39 @@ def test_a_job_whose_stop_is_refused_too_is_named_with_the_command_that_stops_it
     with Stubber(client) as stubber:
         stubber.add_client_error("stop_training_job", service_error_code="ExpiredTokenException",
                                  http_status_code=400)
-        said = abandoned(client, "retail-dev-train-x", ClientError({"Error": {"Code": "ExpiredTokenException"}},
+        if status is None:
+            stubber.add_client_error("describe_training_job", service_error_code="ExpiredTokenException",
+                                     http_status_code=400)
+        else:
+            stubber.add_response("describe_training_job", describe_response(status))
+        return abandoned(client, "retail-dev-train-x", ClientError({"Error": {"Code": "ExpiredTokenException"}},
                                                                    "DescribeTrainingJob"))
+
+
+def describe_response(status: str) -> dict:
+    import datetime as dt
+
+    now = dt.datetime(2026, 11, 28, tzinfo=dt.UTC)
+    return {"TrainingJobName": "retail-dev-train-x", "TrainingJobArn": "arn:aws:sagemaker:x:1:training-job/x",
+            "ModelArtifacts": {"S3ModelArtifacts": ""}, "TrainingJobStatus": status, "SecondaryStatus": status,
+            "AlgorithmSpecification": {"TrainingInputMode": "File"}, "ResourceConfig": {
+                "InstanceCount": 1, "VolumeSizeInGB": 30}, "StoppingCondition": {}, "CreationTime": now}
+
+
+def test_a_job_whose_stop_and_describe_are_refused_is_named_with_the_command_that_stops_it():
+    said = refused_stop(None)
     assert "stopping it failed too (ClientError" in said
     assert said.endswith("stop it with `aws sagemaker stop-training-job --training-job-name retail-dev-train-x`")
+
+
+@pytest.mark.parametrize("status", ["Completed", "Stopping", "Failed"])
+def test_a_job_that_ended_before_its_stop_is_said_to_have_ended(status):
+    said = refused_stop(status)
+    assert f"it is {status} now (the stop was refused" in said and "stop-training-job" not in said
+
+
+def test_a_job_still_running_whose_stop_is_refused_is_named_with_the_command_that_stops_it():
+    assert refused_stop("InProgress").endswith("--training-job-name retail-dev-train-x`")
 
 
 @pytest.mark.parametrize(
