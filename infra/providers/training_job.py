@@ -73,6 +73,16 @@ def job_name(props: dict[str, Any], now: float) -> str:
     return props["name_prefix"][: MAX_NAME - len(suffix)].rstrip("-") + suffix
 
 
+def running_job(client: Any, props: dict[str, Any]) -> str | None:
+    """The newest job of these inputs (the same name up to its creation time) still InProgress: one an interrupted
+    `pulumi up` left running, which Pulumi never recorded. None when there is none."""
+    stem = job_name(props, time.time()).rsplit("-", 1)[0] + "-"
+    pages = client.get_paginator("list_training_jobs").paginate(
+        NameContains=stem, StatusEquals="InProgress", SortBy="CreationTime", SortOrder="Descending")
+    return next((job["TrainingJobName"] for page in pages for job in page["TrainingJobSummaries"]
+                 if job["TrainingJobName"].startswith(stem)), None)
+
+
 KMS_KEY_ID = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})")
 KMS_KEY_ARN = re.compile(r"arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key/[A-Za-z0-9-]+")
 
@@ -226,10 +236,13 @@ class TrainingJobProvider(ResourceProvider):
         has a stop requested before the error is raised: Pulumi records a resource only when `create` returns, so a
         job left running would bill unseen, and the next `pulumi up` would start another. An interrupted `pulumi up`
         is not seen here (the provider host ignores Cancel, and signals reach only its main thread, not the one
-        running `create`): `retail infra leaks --stack <stack>` lists a job left InProgress."""
+        running `create`): the next `create` of the same inputs waits for the job that `up` left running
+        (`running_job`) instead of starting another."""
         client = clients.sagemaker(props["region"])
-        name = job_name(props, time.time())
-        client.create_training_job(**create_request(name, props))
+        name = running_job(client, props)
+        if name is None:
+            name = job_name(props, time.time())
+            client.create_training_job(**create_request(name, props))
         try:
             description = wait_for(client, name, float(props["poll_seconds"]), float(props["timeout_seconds"]))
         except TrainingJobFailed:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import boto3
 import pytest
 
@@ -13,6 +15,7 @@ from infra.providers.training_job import (
     TrainingJobProvider,
     abandoned,
     create_request,
+    fingerprint,
     job_name,
 )
 from tests.providers.conftest import REGION, SECRET, as_the_provider_host_loads_it
@@ -125,6 +128,45 @@ def test_a_job_that_outlives_the_timeout_is_stopped_and_the_error_says_so(jobs):
         TrainingJobProvider().create(dict(PROPS) | {"timeout_seconds": 0.05})
     name = str(raised.value).removeprefix("waiting for SageMaker training job ").split()[0]
     assert name.startswith(f"{PROPS['name_prefix']}-") and describe(name)["TrainingJobStatus"] == "Stopped"
+
+
+def left_running(jobs, monkeypatch, props: dict) -> str:
+    """A job of `props` that an interrupted `pulumi up` left InProgress (started a minute ago); it completes when
+    next described."""
+    from moto.sagemaker.models import SageMakerModelBackend
+
+    jobs.status = "InProgress"
+    name = job_name(props, time.time() - 60)
+    boto3.client("sagemaker", region_name=REGION).create_training_job(**create_request(name, props))
+    jobs.status = "Completed"
+    describe = SageMakerModelBackend.describe_training_job
+
+    def finishing(self, training_job_name):
+        self.training_jobs[training_job_name].training_job_status = "Completed"
+        return describe(self, training_job_name)
+
+    monkeypatch.setattr(SageMakerModelBackend, "describe_training_job", finishing)
+    return name
+
+
+def job_names() -> set[str]:
+    pages = boto3.client("sagemaker", region_name=REGION).get_paginator("list_training_jobs").paginate()
+    return {job["TrainingJobName"] for page in pages for job in page["TrainingJobSummaries"]}
+
+
+def test_a_job_an_interrupted_up_left_running_is_waited_for_not_started_again(jobs, monkeypatch):
+    left = left_running(jobs, monkeypatch, PROPS)
+    before = job_names()
+    result = TrainingJobProvider().create(dict(PROPS))
+    assert result.id == left and result.outs["status"] == "Completed"
+    assert job_names() == before  # no job started
+
+
+def test_a_running_job_of_other_inputs_is_not_taken_for_this_one(jobs, monkeypatch):
+    left = left_running(jobs, monkeypatch, PROPS | {"data_hash": "data-2"})
+    before = job_names()
+    result = TrainingJobProvider().create(dict(PROPS))
+    assert result.id != left and job_names() - before == {result.id} and fingerprint(PROPS) in result.id
 
 
 def refused_stop(status: str | None) -> str:
