@@ -73,14 +73,36 @@ def job_name(props: dict[str, Any], now: float) -> str:
     return props["name_prefix"][: MAX_NAME - len(suffix)].rstrip("-") + suffix
 
 
+ADOPTED_WHEN_EQUAL = ("ResourceConfig", "EnableManagedSpotTraining", "StoppingCondition", "OutputDataConfig",
+                      "VpcConfig")
+"""What a running job must have as this create would send it to be waited for in its stead: the fingerprint in its
+name covers the inputs that replace a job (REPLACE_ON: image, hyperparameters, channel, role, data and code), not the
+instances, spot, limits, output or network."""
+
+
 def running_job(client: Any, props: dict[str, Any]) -> str | None:
-    """The newest job of these inputs (the same name up to its creation time) still InProgress: one an interrupted
-    `pulumi up` left running, which Pulumi never recorded. None when there is none."""
+    """The newest job of these inputs (the same name up to its creation time, and the same request in
+    ADOPTED_WHEN_EQUAL) still InProgress: one an interrupted `pulumi up` left running, which Pulumi never recorded.
+    None when there is none; a running job of other settings is left as it is (`retail infra leaks` lists it)."""
     stem = job_name(props, time.time()).rsplit("-", 1)[0] + "-"
     pages = client.get_paginator("list_training_jobs").paginate(
         NameContains=stem, StatusEquals="InProgress", SortBy="CreationTime", SortOrder="Descending")
-    return next((job["TrainingJobName"] for page in pages for job in page["TrainingJobSummaries"]
-                 if job["TrainingJobName"].startswith(stem)), None)
+    for name in (job["TrainingJobName"] for page in pages for job in page["TrainingJobSummaries"]):
+        if not name.startswith(stem):
+            continue
+        sent, running = create_request(name, props), client.describe_training_job(TrainingJobName=name)
+        if all(_same(sent.get(key), running.get(key)) for key in ADOPTED_WHEN_EQUAL):
+            return name
+    return None
+
+
+def _same(sent: Any, described: Any) -> bool:
+    """Whether a DescribeTrainingJob value holds what the request sent (the description adds fields of its own)."""
+    if isinstance(sent, dict) and isinstance(described, dict):
+        return all(_same(value, described.get(key)) for key, value in sent.items())
+    if isinstance(sent, list) and isinstance(described, list):
+        return len(sent) == len(described) and all(map(_same, sent, described))
+    return bool(sent == described or (sent is None and not described))
 
 
 KMS_KEY_ID = re.compile(r"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|mrk-[0-9a-f]{32})")
