@@ -106,12 +106,15 @@ def _described(description: str | None) -> dict[str, str]:
     return {"ApprovalDescription": description} if description else {}
 
 
+def _trained(lineage: dict[str, Any]) -> dict[str, Any]:
+    """The lineage without WHERE_THE_CODE_CAME_FROM: what was trained."""
+    return {k: v for k, v in lineage.items() if k not in WHERE_THE_CODE_CAME_FROM}
+
+
 def _compared(props: dict[str, Any], key: str) -> Any:
-    """`props[key]` as `diff` compares it: the lineage without WHERE_THE_CODE_CAME_FROM."""
+    """`props[key]` as `diff` compares it: the lineage as `_trained`."""
     value = props.get(key)
-    if key == "lineage" and isinstance(value, dict):
-        return {k: v for k, v in value.items() if k not in WHERE_THE_CODE_CAME_FROM}
-    return value
+    return _trained(value) if key == "lineage" and isinstance(value, dict) else value
 
 
 def _deregistered(client: Any, group: str, arn: str, error: ClientError) -> bool:
@@ -182,10 +185,11 @@ class ModelVersionProvider(ResourceProvider):
         """New approval; the metadata is resent with the champion, report hash and git commit recorded at
         registration (`diff` ignores a new commit, and MetadataProperties' CommitId cannot be updated)."""
         client = clients.sagemaker(news["region"])
-        registered = {k: v for k, v in (olds.get("lineage") or {}).items() if k in WHERE_THE_CODE_CAME_FROM}
-        lineage = {k: v for k, v in (news.get("lineage") or {}).items() if k not in WHERE_THE_CODE_CAME_FROM}
+        registered = olds.get("lineage") or {}
+        lineage = _trained(news.get("lineage") or {}) | {k: registered[k] for k in WHERE_THE_CODE_CAME_FROM
+                                                          if k in registered}
         news = {**news, "champion": olds.get("champion") or {}, "report_sha256": olds.get("report_sha256"),
-                "lineage": lineage | registered}
+                "lineage": lineage}
         client.update_model_package(
             ModelPackageArn=id_,
             ModelApprovalStatus=_approval(news),
