@@ -46,9 +46,9 @@ class MlPlatform(pulumi.ComponentResource):
 
     The execution role is assumable only by SageMaker for this account and may: read the
     raw/silver/gold buckets, read and write the artifacts bucket, use the data key through
-    S3, encrypt job output with it and let SageMaker grant it to the job's encrypted
-    volume, manage the network interfaces of jobs in the VPC, pull the training image,
-    and write its own logs and metrics. The EC2 and KMS actions are the lists of
+    S3, encrypt job output with it and grant it to the job's encrypted volume, manage the
+    network interfaces of jobs in the VPC, pull the training image, and write its own logs
+    and metrics. The EC2 and KMS actions are the lists of
     "CreateTrainingJob API: Execution Role Permissions" in SageMaker's developer guide
     (private VPC; KMS key in the output configuration; volume KMS key), scoped to this
     account and region, and to the data key.
@@ -150,7 +150,14 @@ def _execution_statements(args: MlPlatformArgs) -> list[Statement]:
 
 
 def _encryption_statements(args: MlPlatformArgs) -> list[Statement]:
-    """The data key for a job's output (kms:Encrypt) and its storage volume (a grant only an AWS service may make)."""
+    """The data key for a job's output (kms:Encrypt) and its storage volume (kms:CreateGrant), as the guide lists them.
+
+    The grant has no `kms:GrantIsForAWSResource` condition: SageMaker makes it with this role, and no SageMaker or KMS
+    page says the key is true on that call (KMS documents it for services calling on a user's behalf, with EBS as its
+    example; the SageMaker Python SDK dropped it from its test key policy in 2019, its maintainers saying SageMaker is
+    not one of the services that set it). With the condition and the key false, the grant falls to the caller of
+    CreateTrainingJob, which the deploy role does not allow: the job would fail on its volume.
+    """
     return [
         {
             "Sid": "EncryptJobOutput",
@@ -163,7 +170,6 @@ def _encryption_statements(args: MlPlatformArgs) -> list[Statement]:
             "Effect": "Allow",
             "Action": "kms:CreateGrant",
             "Resource": args.data_kms_key_arn,
-            "Condition": {"Bool": {"kms:GrantIsForAWSResource": "true"}},
         },
     ]
 

@@ -739,14 +739,18 @@ def _sagemaker_vpc(deployment: Deployment) -> Iterable[Need]:
 
 
 def _sagemaker_kms(deployment: Deployment) -> Iterable[Need]:
-    """Volume key: CreateGrant (SageMaker creates the grant for the instance's volume); output key:
-    Encrypt and GenerateDataKey for the S3 server-side encryption of the artifacts; inputs: Decrypt through S3."""
+    """Volume key: CreateGrant (SageMaker creates the grant for the instance's volume with the execution role); output
+    key: Encrypt and GenerateDataKey for the S3 server-side encryption of the artifacts; inputs: Decrypt through S3.
+
+    The grant is judged with no `kms:GrantIsForAWSResource` in the request: the guide lists kms:CreateGrant without
+    a condition, and no SageMaker or KMS page says the key is set when SageMaker makes the volume's grant, so a
+    statement that needs it may never apply (infra/ml_platform.py)."""
     key = deployment.platform_outputs.get("dataKeyArn", "")
     if not key:
         return []
     through_s3 = {"kms:ViaService": f"s3.{_region(key)}.amazonaws.com"}
     return [
-        Need(("kms:CreateGrant",), resources=(key,), context={"kms:GrantIsForAWSResource": "true"}),
+        Need(("kms:CreateGrant",), resources=(key,)),
         Need(("kms:Encrypt", "kms:GenerateDataKey"), resources=(key,), context=through_s3),
         Need(("kms:Decrypt",), resources=(key,), context=through_s3),
     ]

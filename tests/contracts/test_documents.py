@@ -303,6 +303,11 @@ FAILING_FIXTURES: dict[str, list[tuple[str, Edit]]] = {
     "sagemaker-vpc": [("statement removed", _sagemaker_without("JobNetworkInterfacesInTheVpc"))],
     "sagemaker-kms": [
         ("volume key grant removed", _sagemaker_without("GrantDataKeyForJobVolume")),
+        (
+            "volume key grant only for AWS resources",
+            lambda runs: edit_document(runs, "-ml-sagemaker-access", _set(
+                "GrantDataKeyForJobVolume", Condition={"Bool": {"kms:GrantIsForAWSResource": "true"}})),
+        ),
         ("output key removed", _sagemaker_without("EncryptJobOutput")),
     ],
     "sagemaker-ecr": [

@@ -5,7 +5,8 @@ developer guide: for a private VPC, the nine EC2 actions below, on Resource "*" 
 shows them (SageMaker creates the job's interfaces before it starts; the page warns, for
 processing jobs, that resource filters or conditions make its validation fail); for a KMS
 key in the output configuration, kms:Encrypt; for a volume KMS key, kms:CreateGrant. The
-key actions name the data key, the grant is for AWS services only.
+key actions name the data key; the grant holds whether or not the request says it is for an AWS resource (the
+page sets no condition, and none documents that SageMaker's call sets kms:GrantIsForAWSResource).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 
 from infra.ml_platform import MlPlatform, MlPlatformArgs
 from infra.offline import run_offline
-from policies.documents import SAGEMAKER_VPC_ACTIONS
+from policies.documents import SAGEMAKER_VPC_ACTIONS, Need, allows
 from tests.training.fakes import ACCOUNT, DATA_KEY_ARN, REGION
 
 DOCUMENTED_VPC_ACTIONS = set(SAGEMAKER_VPC_ACTIONS)
@@ -67,10 +68,12 @@ def test_the_vpc_actions_are_one_statement_exactly_as_documented(allowed):
     assert vpc["Resource"] == "*" and "Condition" not in vpc
 
 
-def test_the_data_key_may_be_granted_only_to_an_aws_service_for_the_job_volume(allowed):
+@pytest.mark.parametrize("context", [{}, {"kms:GrantIsForAWSResource": "false"}, {"kms:GrantIsForAWSResource": "true"}],
+                         ids=["key absent", "key false", "key true"])
+def test_the_data_key_may_be_granted_for_the_job_volume_whatever_the_request_says_of_aws_resources(allowed, context):
+    assert allows(allowed, Need(("kms:CreateGrant",), resources=(DATA_KEY_ARN,), context=context)) == []
     (grant,) = [s for s in allowed if "kms:CreateGrant" in _list(s["Action"])]
     assert _list(grant["Action"]) == ["kms:CreateGrant"] and grant["Resource"] == DATA_KEY_ARN
-    assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
 
 
 def test_job_output_may_be_encrypted_with_the_data_key_only(allowed):
