@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 import pyarrow.fs as pafs
 
 from ml.bundle import MANIFEST, BundleIntegrityError, bundle_digest
+from ml.lake import filesystem
 from ml.settings import Settings
 
 if TYPE_CHECKING:
@@ -92,7 +93,9 @@ class BundleLocationSource:
         self.expected_sha256 = expected_sha256
         self.cache_dir = cache_dir
         if "://" in uri:
-            self.fs, self.base = pafs.FileSystem.from_uri(uri)
+            # with the region the environment names (AWS_REGION on EKS), not one Arrow asks S3 for while the app
+            # is built, so an unreachable S3 leaves the service live but not ready instead of failing its start
+            self.fs, self.base = filesystem(uri)
         else:
             self.fs, self.base = pafs.LocalFileSystem(), Path(uri).expanduser().resolve().as_posix()
         self.base = self.base.rstrip("/")

@@ -78,3 +78,15 @@ def test_a_tampered_bundle_is_refused_and_the_cause_is_logged_not_returned(tmp_p
         assert "checksum" not in detail and str(folder) not in detail
         assert any("checksum mismatch" in (r.exc_text or "") or "checksum mismatch" in str(r.exc_info)
                    for r in caplog.records if r.name == "retail.api.model")
+
+
+def test_an_s3_bundle_location_takes_the_environments_region_instead_of_asking_s3_while_the_app_is_built(
+        tmp_path, monkeypatch):
+    """On EKS the source is made inside uvicorn's app factory: a region lookup there (Arrow's unsigned HeadBucket)
+    that cannot reach S3 would fail the start instead of leaving the service live but not ready."""
+    for variable in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_DEFAULT_REGION"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("AWS_REGION", "ap-southeast-1")
+    source = BundleLocationSource("s3://retail-dev-artifacts/models/price-sensitivity/serving/dev/x/", tmp_path)
+    assert (source.fs.region, source.base) == (
+        "ap-southeast-1", "retail-dev-artifacts/models/price-sensitivity/serving/dev/x")
