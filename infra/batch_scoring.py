@@ -4,7 +4,7 @@ What runs: once a week (`retail:batchScoring.schedule`, after the week has lande
 zone) a Job runs, in the inference image the service deploys (the same digest), `retail score` as
 the image ships it (`python -m cli.score`, the same command without the rest of the CLI):
 
-    python -m cli.score --input s3://<lake>/<prefix>/silver/<inputPath>/ --bundle s3://<artifacts>/<serving prefix>/
+    python -m cli.score --input s3://<lake>/<prefix>/silver/<inputPath>/ --bundle s3://<artifacts>/<serving>/<sha256>/
 
 with RETAIL_LAKE_ROOT=s3://<lake>/<prefix> (ml/settings.py, prefix RETAIL_), so the predictions and
 their manifest land under `<lake root>/predictions/<run id>/`. `inputPath` is a silver run folder
@@ -71,11 +71,13 @@ class BatchScoringArgs(BatchPlacement):
     lake_bucket: pulumi.Input[str]
     """Name of the bucket holding the lake root (`sizing.lake_zone` of the platform's lakeBuckets)."""
     lake_bucket_arn: pulumi.Input[str]
-    bundle_bucket: pulumi.Input[str]
-    """Name of the artifacts bucket the served bundle is published to."""
+    bundle_uri: pulumi.Input[str]
+    """The served bundle's own folder, s3://.../ (the ServedModel's `model_uri`)."""
     bundle_bucket_arn: pulumi.Input[str]
+    """The artifacts bucket the served bundles are published to."""
     bundle_prefix: str
-    """The served bundle's prefix in that bucket (no trailing slash)."""
+    """The prefix in that bucket below which the served bundles' folders are (no trailing slash): what the jobs may
+    read."""
     bundle_sha256: pulumi.Input[str]
     """SHA-256 of the served bundle's manifest (the ServedModel's output)."""
     data_kms_key_arn: pulumi.Input[str]
@@ -111,7 +113,7 @@ class BatchScoring(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self),
         )
         silver = self.lake_root.apply(lambda root: join(f"{root}/silver", sizing.input_path) + "/")
-        self.bundle_uri = s3_uri(args.bundle_bucket, args.bundle_prefix).apply(lambda uri: f"{uri}/")
+        self.bundle_uri = pulumi.Output.from_input(args.bundle_uri)
         job = BatchJob(
             self,
             name,

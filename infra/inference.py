@@ -101,7 +101,7 @@ class InferenceService(pulumi.ComponentResource):
     def __init__(self, name: str, args: InferenceServiceArgs, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("retail:infra:InferenceService", name, None, opts)
         self._name, self._args = name, args
-        self.role = self._model_reader_role()
+        self.role, model_read = self._model_reader_role()
         ns = k8s.core.v1.Namespace(
             f"{name}-namespace",
             metadata=ObjectMetaArgs(
@@ -138,7 +138,8 @@ class InferenceService(pulumi.ComponentResource):
             f"{name}-deployment",
             metadata=self._meta(),
             spec=self._deployment_spec(account, secret),
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, policy, *writes]),
+            # after its role's policies: the pods read the model as that role from their first start
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[ns, policy, model_read, *writes]),
         )
         controller = [args.controller] if args.controller else []
         service = k8s.core.v1.Service(
@@ -180,7 +181,10 @@ class InferenceService(pulumi.ComponentResource):
             annotations=annotations,
         )
 
-    def _model_reader_role(self) -> aws.iam.Role:
+    def _model_reader_role(self) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
+        """The pods' IRSA role and its policy: read the served bundles' objects, decrypt them through S3. Listing
+        the prefix is allowed so that a bundle file that is missing is S3's 404 (the service's "no bundle.json")
+        rather than a 403 (S3's GetObject and HeadObject answer 403 for a missing key without s3:ListBucket)."""
         args = self._args
         role = aws.iam.Role(
             f"{self._name}-model-reader",
@@ -188,7 +192,7 @@ class InferenceService(pulumi.ComponentResource):
             assume_role_policy=irsa_trust_policy(args.oidc_provider_arn, args.oidc_issuer, args.sizing.namespace, APP),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        aws.iam.RolePolicy(
+        policy = aws.iam.RolePolicy(
             f"{self._name}-model-read",
             role=role.id,
             policy=policy_document(
@@ -217,7 +221,7 @@ class InferenceService(pulumi.ComponentResource):
             ),
             opts=pulumi.ResourceOptions(parent=self),
         )
-        return role
+        return role, policy
 
     def _deployment_spec(self, account: k8s.core.v1.ServiceAccount, secret: k8s.core.v1.Secret) -> DeploymentSpecArgs:
         labels = {"app": APP, "environment": self._args.environment}

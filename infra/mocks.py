@@ -40,6 +40,7 @@ from infra.providers.package_facts import (
     sha256_hex,
     verified_facts,
 )
+from infra.providers.served_model import bundle_folder
 
 ACCOUNT_ID = "123456789012"
 DEFAULT_REGION = "ap-southeast-1"
@@ -95,6 +96,7 @@ class PlatformMocks(pulumi.runtime.Mocks):
         if args.typ == DYNAMIC_TYPE and args.inputs.get("kind") == SERVED_MODEL:
             published = hashlib.sha256(str(args.inputs.get("model_package_arn")).encode()).hexdigest()
             outputs.update(
+                model_uri=bundle_folder(str(args.inputs.get("target_uri")), published),
                 manifest_sha256=published, found_sha256=published, package_version=1,
                 model_data_url="s3://offline/model.tar.gz",
             )

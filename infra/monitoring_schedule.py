@@ -4,7 +4,7 @@ What runs: once a week (`retail:monitoring.schedule`, in the batch jobs' time zo
 scoring run has ended) a Job runs, in the inference image the service deploys (the same digest, which
 ships `python -m cli.monitor` and matplotlib for the report's figures):
 
-    python -m cli.monitor --week pending --bundle s3://<artifacts>/<serving prefix>/ --no-registry
+    python -m cli.monitor --week pending --bundle s3://<artifacts>/<serving>/<sha256>/ --no-registry
 
 with RETAIL_LAKE_ROOT=s3://<lake>/<prefix>, batch scoring's lake root, and RETAIL_MODEL_SHA256 the served
 manifest's hash, as the scorer pins it. `--week pending` takes its weeks from the data, not the clock (the

@@ -48,7 +48,8 @@ from infra.providers.registered_package import RegisteredPackage
 from infra.providers.served_model import ServedModel
 
 MODEL_PREFIX = "models/price-sensitivity/serving"
-"""Where in the artifacts bucket the served bundle lives (one folder per service stack below it)."""
+"""Where in the artifacts bucket the served bundles live: a folder per service stack below it, and in it a folder per
+published bundle, named by its manifest SHA-256 (infra/providers/served_model.py)."""
 DEPLOY_KEY_LENGTH = 40
 
 
@@ -176,7 +177,7 @@ def build_service(cfg: ServiceConfig) -> Service:
             environment=cfg.environment,
             region=cfg.region,
             image=cfg.image,
-            model_uri=model.target_uri,
+            model_uri=model.model_uri,
             model_sha256=model.manifest_sha256,
             model_bucket_arn=artifacts_arn,
             model_prefix=model_prefix,
@@ -204,7 +205,7 @@ def build_service(cfg: ServiceConfig) -> Service:
             image=cfg.image,
             lake_bucket=lake_bucket,
             lake_bucket_arn=lake_bucket_arn,
-            bundle_bucket=artifacts,
+            bundle_uri=model.model_uri,
             bundle_bucket_arn=artifacts_arn,
             bundle_prefix=model_prefix,
             bundle_sha256=model.manifest_sha256,

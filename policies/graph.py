@@ -208,6 +208,18 @@ def _irsa_policies(view: DeploymentView, release: Node) -> list[Node] | None:
     return [p for role in roles for p in view.role_policies(role)]
 
 
+def _pod_irsa_policies(view: DeploymentView, workload: Node) -> list[Node] | None:
+    """The policies of the IAM role the workload's service account names (eks.amazonaws.com/role-arn); None when
+    its pods run as no role of these stacks, or as one without policies here."""
+    account = pod_spec(workload.resource).get("serviceAccountName") or pod_spec(workload.resource).get("serviceAccount")
+    if not account:
+        return None
+    accounts = [a for a in _same_namespace(view, workload, SERVICE_ACCOUNT) if _k8s_name(a) == account]
+    arns = {_annotations(a).get(ROLE_ARN_ANNOTATION) for a in accounts} - {None}
+    policies = [p for role in view.of_type(ROLE) if role.outputs.get("arn") in arns for p in view.role_policies(role)]
+    return policies or None
+
+
 def _values_with_key(value: Any, key: str) -> list[Any]:
     """Every value stored under `key` anywhere in nested Helm values."""
     if isinstance(value, Mapping):
@@ -235,11 +247,16 @@ def _model_uri(node: Node) -> str | None:
 
 
 def _served_models(view: DeploymentView, workload: Node) -> list[Node]:
+    """The ServedModels publishing where `workload` reads its model: their bundle's folder (`model_uri`), or any
+    folder below where they publish (`target_uri`)."""
     uri = _model_uri(workload)
     return [
         m
         for m in view.of_type(DYNAMIC_TYPE, view.visible_runs(workload.run))
-        if m.inputs.get("kind") == SERVED_MODEL and uri in {m.inputs.get("target_uri"), m.outputs.get("target_uri")}
+        if m.inputs.get("kind") == SERVED_MODEL and uri is not None and (
+            uri == m.outputs.get("model_uri")
+            or any(isinstance(t, str) and t and uri.startswith(t)
+                   for t in (m.inputs.get("target_uri"), m.outputs.get("target_uri"))))
     ]
 
 
@@ -384,6 +401,16 @@ ORDERS: list[Order] = [
         lambda n: n.type == HELM_RELEASE and bool(_values_with_key(n.get("values", default={}), ROLE_ARN_ANNOTATION)),
         _irsa_policies,
         required=True,
+    ),
+    Order(
+        "Deployment, StatefulSet, DaemonSet, Job, Pod whose service account names an IAM role (IRSA)",
+        "the policies of that role",
+        "the pods call AWS as that role from their first start, and Pulumi waits for the workload to be ready; "
+        "created first, they start denied until the policies exist",
+        "https://docs.aws.amazon.com/eks/latest/userguide/associate-service-account-role.html; "
+        "https://www.pulumi.com/registry/packages/kubernetes/api-docs/apps/v1/deployment/ (await: Available)",
+        lambda n: n.type in POD_WORKLOADS,
+        _pod_irsa_policies,
     ),
     Order(
         "aws:s3/bucketLifecycleConfiguration (and V2)",

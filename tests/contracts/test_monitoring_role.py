@@ -56,7 +56,7 @@ def _reads_gold(statements: Statements) -> Statements:
         (without("ReadPredictionsZone"), "for reading s3://"),
         (without("ListPredictionsZone"), "does not allow s3:ListBucket"),
         (without("ReadMonitoringZone"), "/lake/monitoring/, the role does not allow s3:GetObject"),
-        (without("ReadServedBundle"), "models/price-sensitivity/serving/dev/, the role does not allow"),
+        (without("ReadServedBundle"), "/models/price-sensitivity/serving/dev/"),
         (without("UseDataKeyThroughS3"), "for SSE-KMS objects"),
         (_writes_predictions, "allows s3:PutObject on"),
         (_widened("WriteMonitoringZone", Action=["s3:PutObject", "s3:DeleteObject"]), "allows s3:DeleteObject"),

@@ -38,7 +38,7 @@ def scoring(**sizing) -> OfflineRun:
             image=IMAGE,
             lake_bucket="lake-raw",
             lake_bucket_arn=LAKE,
-            bundle_bucket="lake-artifacts",
+            bundle_uri=f"s3://lake-artifacts/{BUNDLE_PREFIX}/{BUNDLE_SHA}/",
             bundle_bucket_arn=ARTIFACTS,
             bundle_prefix=BUNDLE_PREFIX,
             bundle_sha256=BUNDLE_SHA,
@@ -142,7 +142,7 @@ def test_the_container_runs_retail_score_on_the_silver_run_with_the_served_bundl
     assert container["image"] == IMAGE
     assert container["command"] == ["python", "-m", "cli.score"]  # `retail score` as the image ships it
     assert container["args"] == [
-        "--input", "s3://lake-raw/lake/silver/latest/", "--bundle", f"s3://lake-artifacts/{BUNDLE_PREFIX}/",
+        "--input", "s3://lake-raw/lake/silver/latest/", "--bundle", f"s3://lake-artifacts/{BUNDLE_PREFIX}/{BUNDLE_SHA}/",
     ]  # fmt: skip
 
 

@@ -130,7 +130,8 @@ def scorer_statements() -> list[dict]:
     args = BatchScoringArgs(
         environment="test", region=REGION, image="registry/inference@sha256:" + "0" * 64,
         lake_bucket=LAKE, lake_bucket_arn=f"arn:aws:s3:::{LAKE}",
-        bundle_bucket=ARTIFACTS, bundle_bucket_arn=f"arn:aws:s3:::{ARTIFACTS}", bundle_prefix=BUNDLE_PREFIX,
+        bundle_uri=f"s3://{ARTIFACTS}/{BUNDLE_PREFIX}/{'0' * 64}/", bundle_bucket_arn=f"arn:aws:s3:::{ARTIFACTS}",
+        bundle_prefix=BUNDLE_PREFIX,
         bundle_sha256="0" * 64, data_kms_key_arn=f"arn:aws:kms:{REGION}:123456789012:key/data",
         oidc_provider_arn="arn:aws:iam::123456789012:oidc-provider/oidc.eks.example/id/X",
         oidc_issuer="oidc.eks.example/id/X", node_labels={}, node_taints=[], vpc_cidr="10.0.0.0/16", s3_cidrs=[],
@@ -162,7 +163,8 @@ def scoring_run(s3, small_run, tmp_path_factory):
     source = RegistrySource(small_run.settings)
     bundle = source.fetch(source.fingerprint())
     for file in sorted(p for p in bundle.folder.rglob("*") if p.is_file()):
-        client.upload_file(str(file), ARTIFACTS, f"{BUNDLE_PREFIX}/{file.relative_to(bundle.folder).as_posix()}")
+        key = f"{BUNDLE_PREFIX}/{bundle.sha256}/{file.relative_to(bundle.folder).as_posix()}"
+        client.upload_file(str(file), ARTIFACTS, key)
     s3.requests.clear()
 
     scratch = tmp_path_factory.mktemp("batch-scoring")
@@ -175,7 +177,8 @@ def scoring_run(s3, small_run, tmp_path_factory):
     }
     python, *module = COMMAND
     assert python == "python"
-    arguments = ["--input", f"s3://{LAKE}/lake/silver/latest/", "--bundle", f"s3://{ARTIFACTS}/{BUNDLE_PREFIX}/"]
+    arguments = ["--input", f"s3://{LAKE}/lake/silver/latest/", "--bundle",
+                 f"s3://{ARTIFACTS}/{BUNDLE_PREFIX}/{bundle.sha256}/"]
     done = subprocess.run(
         [sys.executable, *module, *arguments], env=env, cwd=PROJECT_DIR, capture_output=True, text=True, timeout=600
     )

@@ -44,15 +44,26 @@ THRESHOLDS = parse_section(ThresholdsConfig, {"monitor": {"minBaskets": 20}}, "r
 
 
 @pytest.fixture(scope="module")
-def cron_job():
-    """The CronJob's container and its role's statements, as the component renders them for these buckets."""
+def served_bundle(small_run):
+    """The champion's bundle, as the ServedModel publishes it (in a folder named by its manifest SHA-256)."""
+    from api.model_source import RegistrySource
+
+    source = RegistrySource(small_run.settings)
+    return source.fetch(source.fingerprint())
+
+
+@pytest.fixture(scope="module")
+def cron_job(served_bundle):
+    """The CronJob's container and its role's statements, as the component renders them for these buckets and the
+    served bundle."""
 
     def program() -> None:
         scoring = BatchScoring("batch", BatchScoringArgs(
             environment="test", region=REGION, image="registry/inference@sha256:" + "0" * 64,
             lake_bucket=LAKE, lake_bucket_arn=f"arn:aws:s3:::{LAKE}",
-            bundle_bucket=ARTIFACTS, bundle_bucket_arn=f"arn:aws:s3:::{ARTIFACTS}", bundle_prefix=BUNDLE_PREFIX,
-            bundle_sha256="0" * 64, data_kms_key_arn=f"arn:aws:kms:{REGION}:123456789012:key/data",
+            bundle_uri=f"s3://{ARTIFACTS}/{BUNDLE_PREFIX}/{served_bundle.sha256}/",
+            bundle_bucket_arn=f"arn:aws:s3:::{ARTIFACTS}", bundle_prefix=BUNDLE_PREFIX,
+            bundle_sha256=served_bundle.sha256, data_kms_key_arn=f"arn:aws:kms:{REGION}:123456789012:key/data",
             oidc_provider_arn="arn:aws:iam::123456789012:oidc-provider/oidc.eks.example/id/X",
             oidc_issuer="oidc.eks.example/id/X", node_labels={}, node_taints=[], vpc_cidr="10.0.0.0/16",
             s3_cidrs=[], sizing=BatchScoringConfig(),
@@ -67,11 +78,10 @@ def cron_job():
 
 
 @pytest.fixture(scope="module")
-def lake_of_a_week(s3, small_run, tmp_path_factory):
+def lake_of_a_week(s3, small_run, served_bundle, tmp_path_factory):
     """The moto lake after a week's scoring run and the week before's monitoring run; returns the week."""
     import boto3
 
-    from api.model_source import RegistrySource
     from cli.monitor import bundles_from, run_monitor
     from cli.score import choose_model
     from ml.score import input_at, score
@@ -81,10 +91,10 @@ def lake_of_a_week(s3, small_run, tmp_path_factory):
     client = boto3.client("s3")
     for bucket in (LAKE, ARTIFACTS):
         client.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": REGION})
-    source = RegistrySource(small_run.settings)
-    bundle = source.fetch(source.fingerprint())
+    bundle = served_bundle
     for file in sorted(p for p in bundle.folder.rglob("*") if p.is_file()):
-        client.upload_file(str(file), ARTIFACTS, f"{BUNDLE_PREFIX}/{file.relative_to(bundle.folder).as_posix()}")
+        key = f"{BUNDLE_PREFIX}/{bundle.sha256}/{file.relative_to(bundle.folder).as_posix()}"
+        client.upload_file(str(file), ARTIFACTS, key)
     lines = pl.read_parquet(Path(small_run.settings.lake_root) / "silver" / small_run.result.run_id / SILVER_LINES)
     week = int(lines["SHOP_WEEK"].max())
     scratch = tmp_path_factory.mktemp("monitoring-contract")
@@ -92,24 +102,20 @@ def lake_of_a_week(s3, small_run, tmp_path_factory):
     lines.filter(pl.col("SHOP_WEEK") >= week - 1).write_parquet(two_weeks)
     client.upload_file(str(two_weeks), LAKE, f"lake/silver/{RUN}/{SILVER_LINES}")
     settings = settings_under(scratch, lake_root=f"s3://{LAKE}/lake")
-    model = choose_model(settings, bundle=f"s3://{ARTIFACTS}/{BUNDLE_PREFIX}/")
+    model = choose_model(settings, bundle=f"s3://{ARTIFACTS}/{BUNDLE_PREFIX}/{bundle.sha256}/")
     score(input_at(str(two_weeks)), model, settings)
     run_monitor(week - 1, settings, GateSettings(), MonitorSettings(), f"s3://{LAKE}/lake/monitoring",
-                bundles_from(settings, [f"s3://{ARTIFACTS}/{BUNDLE_PREFIX}/"], registry=False))
+                bundles_from(settings, [f"s3://{ARTIFACTS}/{BUNDLE_PREFIX}/{bundle.sha256}/"], registry=False))
     return week
 
 
 @pytest.fixture(scope="module")
-def monitoring_run(s3, cron_job, lake_of_a_week, small_run, tmp_path_factory):
+def monitoring_run(s3, cron_job, lake_of_a_week, tmp_path_factory):
     """`retail monitor` as the CronJob runs it (`--week pending`: the week, whose week before has its report
     already), pinned to the served bundle's hash; returns (exit code, output, the requests it made)."""
-    from api.model_source import RegistrySource
-
     container, _ = cron_job
     scratch = tmp_path_factory.mktemp("monitoring-job")
-    source = RegistrySource(small_run.settings)
     env = {**os.environ, **{e["name"]: e["value"] for e in container["env"]},
-           "RETAIL_MODEL_SHA256": source.fetch(source.fingerprint()).sha256,  # the deploy's, here the bundle's
            "RETAIL_WORK_DIR": str(scratch / "work"), "HOME": str(scratch)}  # the pod's /tmp, here
     arguments = [str(a) for a in container["args"]]
     assert PENDING_WEEKS in arguments

@@ -35,6 +35,7 @@ from .test_batch_scoring import (
     BATCH_LABELS,
     BATCH_TAINTS,
     BUNDLE_PREFIX,
+    BUNDLE_SHA,
     DATA_KEY,
     IMAGE,
     ISSUER,
@@ -51,8 +52,9 @@ def monitoring(scoring: BatchScoringConfig | None = None, time_zone: str = "Etc/
     def program() -> None:
         batch = BatchScoring("batch", BatchScoringArgs(
             environment="test", region="ap-southeast-1", image=IMAGE, lake_bucket="lake-raw", lake_bucket_arn=LAKE,
-            bundle_bucket="lake-artifacts", bundle_bucket_arn=ARTIFACTS, bundle_prefix=BUNDLE_PREFIX,
-            bundle_sha256="c" * 64, data_kms_key_arn=DATA_KEY,
+            bundle_uri=f"s3://lake-artifacts/{BUNDLE_PREFIX}/{BUNDLE_SHA}/", bundle_bucket_arn=ARTIFACTS,
+            bundle_prefix=BUNDLE_PREFIX,
+            bundle_sha256=BUNDLE_SHA, data_kms_key_arn=DATA_KEY,
             oidc_provider_arn=f"arn:aws:iam::123456789012:oidc-provider/{ISSUER}", oidc_issuer=ISSUER,
             node_labels=BATCH_LABELS, node_taints=BATCH_TAINTS, vpc_cidr="10.40.0.0/16", s3_cidrs=["52.219.0.0/20"],
             autoscaler=Autoscaler("autoscaler"), time_zone=time_zone, sizing=scoring or BatchScoringConfig(),
@@ -87,7 +89,7 @@ def test_the_container_runs_retail_monitor_on_pending_weeks_with_the_served_bund
     assert container["image"] == IMAGE
     assert container["command"] == ["python", "-m", "cli.monitor"]  # `retail monitor` as the image ships it
     assert container["args"] == [
-        "--week", "pending", "--bundle", f"s3://lake-artifacts/{BUNDLE_PREFIX}/", "--no-registry",
+        "--week", "pending", "--bundle", f"s3://lake-artifacts/{BUNDLE_PREFIX}/{BUNDLE_SHA}/", "--no-registry",
     ]  # fmt: skip
 
 def test_the_served_bundle_is_pinned_to_the_hash_the_scorer_pins(run, container):
@@ -316,7 +318,7 @@ def test_the_service_monitors_with_the_served_bundle_and_the_image_it_serves(dev
     (job,) = [r for r in dev_service.of_type("kubernetes:batch/v1:CronJob") if r.name.endswith("-monitoring-cron-job")]
     (container,) = job.inputs["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
     assert container["image"] == dev_service.stack_outputs["image"]
-    assert container["args"][container["args"].index("--bundle") + 1] == served.inputs["target_uri"]
+    assert container["args"][container["args"].index("--bundle") + 1] == served.outputs["model_uri"]
 
 
 def monitor_env(service: OfflineRun) -> dict[str, str]:

@@ -74,7 +74,7 @@ def test_the_pods_are_pinned_to_the_bundle_the_served_model_published(dev_servic
     deployment = one(dev_service, "kubernetes:apps/v1:Deployment")
     env = {e["name"]: e["value"] for e in deployment.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["RETAIL_MODEL_SHA256"] == served.outputs["manifest_sha256"]
-    assert env["RETAIL_MODEL_URI"] == served.inputs["target_uri"]
+    assert env["RETAIL_MODEL_URI"] == served.outputs["model_uri"]  # the bundle's own folder, which no publish rewrites
     assert served.urn in deployment.property_dependencies["spec"]
 
 
@@ -160,7 +160,7 @@ def test_batch_scoring_scores_with_the_bundle_the_service_serves(dev_service):
     (served,) = [r for r in dev_service.resources if r.inputs.get("kind") == SERVED_MODEL]
     container = scoring_container(dev_service)
     env = {e["name"]: e["value"] for e in container["env"]}
-    assert container["args"][container["args"].index("--bundle") + 1] == served.inputs["target_uri"]
+    assert container["args"][container["args"].index("--bundle") + 1] == served.outputs["model_uri"]
     assert env["RETAIL_MODEL_SHA256"] == served.outputs["manifest_sha256"]
     assert served.urn in cron_job(dev_service).property_dependencies["spec"]
 

@@ -152,6 +152,12 @@ def test_deployment_without_its_network_policy(monkeypatch, deployment):
     assert "not created after retail-dev-inference-network-policy" in message
 
 
+def test_deployment_without_the_policy_of_the_role_its_pods_run_as(monkeypatch, deployment):
+    without_depends_on(monkeypatch, k8s.apps.v1, "Deployment", drop=lambda d: isinstance(d, pulumi_aws.iam.RolePolicy))
+    found = messages(graph_findings(with_service_rerun(deployment)), "retail-dev-inference-deployment")
+    assert any("not created after retail-dev-inference-model-read" in message for message in found), found
+
+
 def test_ingress_without_the_load_balancer_controller(monkeypatch, deployment):
     _inference_with(monkeypatch, controller=None, ingress_class="alb")
     (message,) = messages(graph_findings(with_service_rerun(deployment)), "retail-dev-inference-ingress")

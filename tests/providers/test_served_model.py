@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -19,7 +20,7 @@ from infra.model_packages import approved_versions, pack_bundle, previous_approv
 from infra.providers.kinds import REGISTERED_PACKAGE, SERVED_MODEL
 from infra.providers.package_facts import ReportClaims, report_claims
 from infra.providers.registered_package import RegisteredPackageProvider
-from infra.providers.served_model import ModelNotApproved, ServedModelProvider
+from infra.providers.served_model import ModelNotApproved, ServedModelProvider, published_manifest_sha256
 from infra.release import ReleaseRequest, ReleaseUnavailable, resolve_release
 from ml.bundle import bundle_digest, load_bundle
 from ml.registry import Registry
@@ -92,15 +93,46 @@ def test_a_training_jobs_report_archive_is_read_as_the_job_wrote_it(small_run):
                                   small_run.result.run_id, summary["winner"])
 
 
-def test_serving_a_package_publishes_its_bundle_and_pins_its_manifest(aws, model_group, champion, tmp_path):
+def test_serving_a_package_publishes_its_bundle_in_a_folder_of_its_manifest_and_pins_it(aws, model_group, champion):
     arn = register(aws, model_group, champion)
     target = f"s3://{ARTIFACTS}/models/price-sensitivity/serving/test/"
     result = ServedModelProvider().create(props(arn, target))
+    digest = bundle_digest(champion)
     assert result.id == target
-    assert result.outs["manifest_sha256"] == bundle_digest(champion)
+    assert (result.outs["manifest_sha256"], result.outs["model_uri"]) == (digest, f"{target}{digest}/")
     _, s3 = aws
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=ARTIFACTS, Prefix="models/")["Contents"]}
-    assert "models/price-sensitivity/serving/test/bundle.json" in keys
+    assert f"models/price-sensitivity/serving/test/{digest}/bundle.json" in keys
+    assert "models/price-sensitivity/serving/test/bundle.json" not in keys
+
+
+def other_bundle(champion: Path, folder: Path) -> Path:
+    """The champion's files under a manifest of other metadata: another bundle, another digest."""
+    shutil.copytree(champion, folder)
+    manifest = json.loads((folder / "bundle.json").read_text())
+    (folder / "bundle.json").write_text(json.dumps({**manifest, "source": "another training run"}))
+    return folder
+
+
+def test_a_new_package_leaves_the_bundle_the_running_pods_read_and_a_rollback_copies_nothing(
+        aws, model_group, champion, tmp_path, monkeypatch):
+    first = register(aws, model_group, champion)
+    second = register(aws, model_group, other_bundle(champion, tmp_path / "second"))
+    target = f"s3://{ARTIFACTS}/models/price-sensitivity/serving/rollout/"
+    provider = ServedModelProvider()
+    old = provider.create(props(first, target)).outs
+    new = provider.update(target, old, props(second, target)).outs
+    assert new["model_uri"] != old["model_uri"] and new["manifest_sha256"] != old["manifest_sha256"]
+    assert published_manifest_sha256(REGION, old["model_uri"]) == old["manifest_sha256"]  # the old pods' bundle
+    assert published_manifest_sha256(REGION, new["model_uri"]) == new["manifest_sha256"]
+
+    import ml.publish
+
+    def copies(*_):
+        raise AssertionError("a bundle already published was copied again")
+
+    monkeypatch.setattr(ml.publish, "publish_bundle", copies)
+    assert provider.update(target, new, props(first, target)).outs["model_uri"] == old["model_uri"]
 
 
 def test_a_package_the_gate_rejected_is_never_served(aws, model_group, champion):
@@ -119,19 +151,23 @@ def test_a_refresh_that_finds_the_bundle_gone_makes_the_next_up_publish_it_again
     state = provider.create(props(arn, target)).outs
     assert provider.read(target, state).outs["found_sha256"] == state["manifest_sha256"]
     assert provider.diff(target, provider.read(target, state).outs, props(arn, target)).changes is False
-    s3.delete_object(Bucket=ARTIFACTS, Key="models/price-sensitivity/serving/refresh/bundle.json")
+    s3.delete_object(Bucket=ARTIFACTS,
+                     Key=f"models/price-sensitivity/serving/refresh/{state['manifest_sha256']}/bundle.json")
     refreshed = provider.read(target, state).outs
     assert refreshed["found_sha256"] == ""
     assert provider.diff(target, refreshed, props(arn, target)).changes is True
     assert provider.update(target, refreshed, props(arn, target)).outs["found_sha256"] == state["manifest_sha256"]
 
 
-def test_a_new_package_is_republished_in_place_and_a_new_target_replaces(aws, model_group, champion):
+def test_a_new_package_is_an_update_a_new_target_a_replacement_and_a_bundle_published_in_place_is_published_again():
     provider = ServedModelProvider()
-    old = props("arn:old", "s3://a/")
-    assert provider.diff("s3://a/", old, {**old, "model_package_arn": "arn:new"}).replaces == []
-    assert provider.diff("s3://a/", old, {**old, "target_uri": "s3://b/"}).replaces == ["target_uri"]
-    assert provider.diff("s3://a/", old, dict(old)).changes is False
+    new = props("arn:old", "s3://a/")
+    old = {**new, "model_uri": f"s3://a/{'f' * 64}/", "manifest_sha256": "f" * 64, "found_sha256": "f" * 64}
+    assert provider.diff("s3://a/", old, {**new, "model_package_arn": "arn:new"}).replaces == []
+    assert provider.diff("s3://a/", old, {**new, "target_uri": "s3://b/"}).replaces == ["target_uri"]
+    assert provider.diff("s3://a/", old, new).changes is False
+    in_place = {key: value for key, value in old.items() if key != "model_uri"}
+    assert provider.diff("s3://a/", in_place, new).changes is True
 
 
 def test_rollback_serves_the_approved_version_registered_before_the_current_one(aws, model_group, champion):
@@ -224,7 +260,8 @@ def test_the_provider_runs_from_the_engines_serialization_in_a_fresh_interpreter
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == bundle_digest(champion)
     _, s3 = aws
-    published = s3.get_object(Bucket=ARTIFACTS, Key="serving/fresh-interpreter/bundle.json")["Body"].read()
+    key = f"serving/fresh-interpreter/{bundle_digest(champion)}/bundle.json"
+    published = s3.get_object(Bucket=ARTIFACTS, Key=key)["Body"].read()
     assert published == (champion / "bundle.json").read_bytes(), "the fresh interpreter published the champion"
     raw = base64.b64decode(pickled)
     assert b"infra.providers.served_model" in raw and b"tests." not in raw and b"botocore" not in raw
