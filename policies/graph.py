@@ -702,10 +702,20 @@ def _image_problems(node: Node) -> list[Problem]:
 
 
 def _model_problems(view: DeploymentView, node: Node) -> list[Problem]:
-    """The served model's published manifest hash is the one the pods are told to accept."""
+    """The pods read the served bundle's own folder, and the manifest hash they are told to accept is the one the
+    ServedModel published there."""
     served = _served_models(view, node)
     expected = {str(m.outputs.get("manifest_sha256")) for m in served if m.outputs.get("manifest_sha256")}
+    folders = {str(m.outputs.get("model_uri")) for m in served if m.outputs.get("model_uri")}
     problems = []
+    if folders and (uri := _model_uri(node)) not in folders:
+        problems.append(
+            (
+                f"reads its model from {uri}, not from the folder the ServedModel published its bundle to "
+                f"({', '.join(sorted(folders))}): a later publish may rewrite what it reads, or nothing is there",
+                f"Set {MODEL_URI_ENV} from the ServedModel's model_uri output",
+            )
+        )
     for container in containers(node.resource):
         sha = env_of(container).get(MODEL_SHA_ENV)
         if served and expected and sha not in expected:

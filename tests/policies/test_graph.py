@@ -139,9 +139,16 @@ def _inference_with(monkeypatch, **changes):
 
 def test_deployment_reading_the_model_location_without_the_served_model(monkeypatch, deployment):
     served = next(r for r in deployment("dev")[1].resources if r.name == "retail-dev-served-model")
-    _inference_with(monkeypatch, model_uri=served.outputs["target_uri"], model_sha256=served.outputs["manifest_sha256"])
+    _inference_with(monkeypatch, model_uri=served.outputs["model_uri"], model_sha256=served.outputs["manifest_sha256"])
     (message,) = messages(graph_findings(with_service_rerun(deployment)), "retail-dev-inference-deployment")
     assert "not created after retail-dev-served-model" in message
+
+
+def test_deployment_reading_the_serving_prefix_instead_of_the_published_bundles_folder(monkeypatch, deployment):
+    served = next(r for r in deployment("dev")[1].resources if r.name == "retail-dev-served-model")
+    _inference_with(monkeypatch, model_uri=served.outputs["target_uri"])
+    found = messages(graph_findings(with_service_rerun(deployment)), "retail-dev-inference-deployment")
+    assert any("not from the folder the ServedModel published its bundle to" in message for message in found), found
 
 
 def test_deployment_without_its_network_policy(monkeypatch, deployment):
