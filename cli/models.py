@@ -74,7 +74,12 @@ def publish(
         None, help="publish this instead: a bundle folder, or SageMaker's model.tar.gz (local or s3://)"
     ),
 ) -> None:
-    """Copy a verified model bundle to RETAIL_MODEL_URI's location; the service reloads it."""
+    """Copy a verified model bundle to RETAIL_MODEL_URI's location; the service reloads it.
+
+    For a service that is not pinned (RETAIL_MODEL_SHA256 unset), as `retail serve` runs it. The pods on EKS are
+    pinned to the bundle their ServedModel published into a folder of its own; a new model goes out there by a
+    deploy of its package (`retail:modelPackageArn`), not by publishing over that folder.
+    """
     import tempfile
     from pathlib import Path
 

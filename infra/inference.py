@@ -44,7 +44,7 @@ class InferenceServiceArgs:
     image: str
     """`<repository>@sha256:<digest>`: the exact image CI pushed."""
     model_uri: pulumi.Input[str]
-    """Serving prefix (`s3://bucket/prefix/`) the model bundle is published to."""
+    """The served bundle's own folder (`s3://bucket/prefix/<manifest sha256>/`: the ServedModel's `model_uri`)."""
     model_sha256: pulumi.Input[str]
     """SHA-256 of the published bundle's manifest; the pods serve only that bundle."""
     model_bucket_arn: pulumi.Input[str]
@@ -182,9 +182,10 @@ class InferenceService(pulumi.ComponentResource):
         )
 
     def _model_reader_role(self) -> tuple[aws.iam.Role, aws.iam.RolePolicy]:
-        """The pods' IRSA role and its policy: read the served bundles' objects, decrypt them through S3. Listing
-        the prefix is allowed so that a bundle file that is missing is S3's 404 (the service's "no bundle.json")
-        rather than a 403 (S3's GetObject and HeadObject answer 403 for a missing key without s3:ListBucket)."""
+        """The pods' IRSA role and its policy: read the served bundles' objects and decrypt them through S3. No
+        listing: the service opens the manifest and the files it names, and nothing else (api/model_source.py).
+        A missing file is then S3's 403 rather than 404, which the service logs and counts as a failed load,
+        staying live but not ready."""
         args = self._args
         role = aws.iam.Role(
             f"{self._name}-model-reader",
@@ -197,13 +198,6 @@ class InferenceService(pulumi.ComponentResource):
             role=role.id,
             policy=policy_document(
                 [
-                    {
-                        "Sid": "ListModelPrefix",
-                        "Effect": "Allow",
-                        "Action": "s3:ListBucket",
-                        "Resource": args.model_bucket_arn,
-                        "Condition": {"StringLike": {"s3:prefix": f"{args.model_prefix}/*"}},
-                    },
                     {
                         "Sid": "ReadModelObjects",
                         "Effect": "Allow",

@@ -157,6 +157,11 @@ def _encryption_statements(args: MlPlatformArgs) -> list[Statement]:
     example; the SageMaker Python SDK dropped it from its test key policy in 2019, its maintainers saying SageMaker is
     not one of the services that set it). With the condition and the key false, the grant falls to the caller of
     CreateTrainingJob, which the deploy role does not allow: the job would fail on its volume.
+
+    What is left open: code running as this role (the training image) could grant the data key to another
+    principal, for operations beyond S3's. `kms:GranteePrincipal` and `kms:GrantOperations` would narrow that, but
+    no page says what SageMaker's volume grant sends for them: the CreateGrant event in CloudTrail of one job on a
+    real account would, and is what should scope this statement.
     """
     return [
         {

@@ -751,7 +751,8 @@ def _sagemaker_kms(deployment: Deployment) -> Iterable[Need]:
     through_s3 = {"kms:ViaService": f"s3.{_region(key)}.amazonaws.com"}
     return [
         Need(("kms:CreateGrant",), resources=(key,)),
-        Need(("kms:Encrypt", "kms:GenerateDataKey"), resources=(key,), context=through_s3),
+        Need(("kms:Encrypt",), resources=(key,)),  # as the guide lists it: SageMaker may call it outside S3
+        Need(("kms:GenerateDataKey",), resources=(key,), context=through_s3),
         Need(("kms:Decrypt",), resources=(key,), context=through_s3),
     ]
 

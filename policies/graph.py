@@ -243,7 +243,15 @@ def env_of(container: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _model_uri(node: Node) -> str | None:
-    return next((env_of(c)[MODEL_URI_ENV] for c in containers(node.resource) if MODEL_URI_ENV in env_of(c)), None)
+    """Where the workload's pods read their model: RETAIL_MODEL_URI (the service), else a `--bundle` argument (the
+    batch jobs' `retail score` and `retail monitor`)."""
+    for container in containers(node.resource):
+        if MODEL_URI_ENV in (env := env_of(container)):
+            return str(env[MODEL_URI_ENV])
+        arguments = [str(a) for a in container.get("args") or []]
+        if "--bundle" in arguments[:-1]:
+            return arguments[arguments.index("--bundle") + 1]
+    return None
 
 
 def _served_models(view: DeploymentView, workload: Node) -> list[Node]:
@@ -713,7 +721,7 @@ def _model_problems(view: DeploymentView, node: Node) -> list[Problem]:
             (
                 f"reads its model from {uri}, not from the folder the ServedModel published its bundle to "
                 f"({', '.join(sorted(folders))}): a later publish may rewrite what it reads, or nothing is there",
-                f"Set {MODEL_URI_ENV} from the ServedModel's model_uri output",
+                f"Set {MODEL_URI_ENV} (a batch job's --bundle) from the ServedModel's model_uri output",
             )
         )
     for container in containers(node.resource):
@@ -805,10 +813,12 @@ def _claim_problems(view: DeploymentView, claim: Node) -> list[Problem]:
 
 # --- (c) CronJobs, which Pulumi does not await -------------------------------------------------------------------
 def scheduled_findings(view: DeploymentView) -> list[Finding]:
-    """Each CronJob's pods can be scheduled at all, find their references, and run a pinned image."""
+    """Each CronJob's pods can be scheduled at all, find their references, run a pinned image, and read the served
+    bundle's folder with its digest pinned."""
     findings = []
     for node in view.of_type(CRON_JOB):
-        problems = [*_cron_node_problems(view, node), *_reference_problems(view, node), *_image_problems(node)]
+        problems = [*_cron_node_problems(view, node), *_reference_problems(view, node), *_image_problems(node),
+                    *_model_problems(view, node)]
         findings.extend(Finding(CHECK, node.name, f"{node.type} {message}", fix) for message, fix in problems)
     return findings
 

@@ -104,7 +104,6 @@ def test_the_role_can_only_read_model_artifacts(run):
     actions = {s["Sid"]: s["Action"] for s in statements(policy)}
     resources = {s["Sid"]: s["Resource"] for s in statements(policy)}
     assert actions == {
-        "ListModelPrefix": "s3:ListBucket",
         "ReadModelObjects": "s3:GetObject",
         "DecryptThroughS3": "kms:Decrypt",
     }

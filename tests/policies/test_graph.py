@@ -151,6 +151,20 @@ def test_deployment_reading_the_serving_prefix_instead_of_the_published_bundles_
     assert any("not from the folder the ServedModel published its bundle to" in message for message in found), found
 
 
+def test_batch_scoring_and_monitoring_reading_the_serving_prefix_instead_of_the_bundles_folder(monkeypatch, deployment):
+    served = next(r for r in deployment("dev")[1].resources if r.name == "retail-dev-served-model")
+    original = infra.service.BatchScoring
+
+    def build(name, args, opts=None):
+        return original(name, dataclasses.replace(args, bundle_uri=served.outputs["target_uri"]), opts)
+
+    monkeypatch.setattr(infra.service, "BatchScoring", build)
+    findings = graph_findings(with_service_rerun(deployment))
+    for job in ("retail-dev-batch-scoring-cron-job", "retail-dev-monitoring-cron-job"):
+        found = messages(findings, job)
+        assert any("not from the folder the ServedModel published its bundle to" in m for m in found), (job, found)
+
+
 def test_deployment_without_its_network_policy(monkeypatch, deployment):
     without_depends_on(
         monkeypatch, k8s.apps.v1, "Deployment", drop=lambda d: isinstance(d, k8s.networking.v1.NetworkPolicy)
