@@ -201,8 +201,7 @@ def _schedulable_groups(view: DeploymentView, addon: Node) -> list[Node]:
 
 
 def _irsa_policies(view: DeploymentView, release: Node) -> list[Node] | None:
-    arns = set(_values_with_key(release.get("values", default={}), ROLE_ARN_ANNOTATION))
-    roles = [r for r in view.of_type(ROLE) if r.outputs.get("arn") in arns]
+    roles = _roles_with_arn(view, set(_values_with_key(release.get("values", default={}), ROLE_ARN_ANNOTATION)))
     if not roles:
         return None
     return [p for role in roles for p in view.role_policies(role)]
@@ -211,13 +210,22 @@ def _irsa_policies(view: DeploymentView, release: Node) -> list[Node] | None:
 def _pod_irsa_policies(view: DeploymentView, workload: Node) -> list[Node] | None:
     """The policies of the IAM role the workload's service account names (eks.amazonaws.com/role-arn); None when
     its pods run as no role of these stacks, or as one without policies here."""
-    account = pod_spec(workload.resource).get("serviceAccountName") or pod_spec(workload.resource).get("serviceAccount")
+    account = _service_account(pod_spec(workload.resource))
     if not account:
         return None
     accounts = [a for a in _same_namespace(view, workload, SERVICE_ACCOUNT) if _k8s_name(a) == account]
     arns = {_annotations(a).get(ROLE_ARN_ANNOTATION) for a in accounts} - {None}
-    policies = [p for role in view.of_type(ROLE) if role.outputs.get("arn") in arns for p in view.role_policies(role)]
+    policies = [p for role in _roles_with_arn(view, arns) for p in view.role_policies(role)]
     return policies or None
+
+
+def _roles_with_arn(view: DeploymentView, arns: set[Any]) -> list[Node]:
+    return [r for r in view.of_type(ROLE) if r.outputs.get("arn") in arns]
+
+
+def _service_account(spec: Mapping[str, Any]) -> str | None:
+    """The service account a pod spec names (serviceAccount is its deprecated alias)."""
+    return spec.get("serviceAccountName") or spec.get("serviceAccount")
 
 
 def _values_with_key(value: Any, key: str) -> list[Any]:
@@ -650,7 +658,7 @@ def _references(node: Node) -> list[tuple[str, str]]:
     """(type, name) of the namespaced objects a pod spec needs before its containers start."""
     spec = pod_spec(node.resource)
     wanted = []
-    account = spec.get("serviceAccountName") or spec.get("serviceAccount")
+    account = _service_account(spec)
     if account and account != "default":
         wanted.append((SERVICE_ACCOUNT, account))
     for volume in as_list(spec.get("volumes")):

@@ -71,11 +71,12 @@ def publish_package(props: dict[str, Any]) -> dict[str, Any]:
     url, version = approved_model_data(clients.sagemaker(props["region"]), props["model_package_arn"])
     with tempfile.TemporaryDirectory(prefix="retail-served-model-") as scratch:
         bundle = fetch_model_data(url, Path(scratch))
-        verify_bundle(bundle)  # whether or not it is copied: a package whose files fail their manifest is refused
         digest = bundle_digest(bundle)
         folder = bundle_folder(props["target_uri"], digest)
-        if published_manifest_sha256(props["region"], folder) != digest:
-            publish_bundle(bundle, folder)
+        if published_manifest_sha256(props["region"], folder) == digest:
+            verify_bundle(bundle)  # not copied, and still refused if its files fail their manifest
+        else:
+            publish_bundle(bundle, folder)  # verifies, then copies
     return {"model_uri": folder, "manifest_sha256": digest, "package_version": version, "model_data_url": url,
             "found_sha256": digest}
 
