@@ -1,7 +1,10 @@
 """The real deployments, run once per session, and a neutral Pulumi runtime after every test.
 
 `deployment(stack)` runs every project of a stack offline (`infra.offline.preview_deployment`)
-the first time a test asks for it; tests that change a program run it again themselves.
+the first time a test asks for it; tests that change a program run it again themselves. dev is
+run when the fixture is set up, before the first test's body: the tests that change a program
+(monkeypatch) change dev's, and take the unchanged projects from here, so a cache first filled
+inside such a test would hold the changed program for every later test of the worker.
 """
 
 from __future__ import annotations
@@ -36,4 +39,5 @@ def deployment() -> Callable[[str], list[OfflineRun]]:
             pulumi.runtime.set_all_config({})
         return _RUNS[stack]
 
+    runs("dev")
     return runs
