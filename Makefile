@@ -29,7 +29,7 @@ demo: setup
 
 test: setup-test
 	$(UV) run ruff check .
-	$(UV) run pytest -n auto --dist loadfile --cov --cov-report=term:skip-covered
+	$(UV) run python -m slipcover -m pytest -n auto --dist loadfile
 
 lint: setup
 	$(UV) run ruff check .

@@ -9,9 +9,7 @@ from __future__ import annotations
 import functools
 import gc
 import os
-import sys
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,65 +84,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """What collection loaded (modules, their classes and constants) stays: later collections need not walk it."""
     gc.freeze()
-
-
-UNMEASURED_FOLDERS = frozenset({"automation", "cicd", "contracts", "infra", "policies", "providers"})
-"""Test folders whose subjects coverage does not measure (`[tool.coverage.run]` measures ml/ and api/): the Pulumi
-components and providers, the policy pack, the contracts and the CI definitions. Their tests run untraced
-(`pytest_runtest_protocol`): traced, they took 292 s of CPU in one process instead of 168 s (2-core machine, run
-side by side), as on Python 3.11 coverage's tracer is called on every Python function call, measured file or not,
-and the Pulumi mock runtime makes millions of them. Some of them run ml/ or api/ code too (the smoke test serves
-the API); what only they reach goes unmeasured (docs/testing.md)."""
-
-
-def untraced(item: pytest.Item) -> bool:
-    """Whether `item` is in one of the `UNMEASURED_FOLDERS`."""
-    folder = item.path.relative_to(Path(__file__).parent).parts[0]
-    return folder in UNMEASURED_FOLDERS
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
-    """A test of `UNMEASURED_FOLDERS` runs, set-up and teardown included, with no trace function on this thread and
-    none for threads started meanwhile (by any thread); both are put back after it (pytest-cov's `no_cover` marker
-    covers the call only, and these modules' fixtures run the Pulumi programs).
-
-    Only this thread's tracer is taken off, not coverage stopped: `Coverage.stop` stops the tracer of every thread,
-    and `start` gives one to the calling thread and to threads started later only (Python 3.11 cannot set one on a
-    running thread), so a thread that outlived the test, such as the service a session fixture keeps, would run
-    untraced from then on. Coverage's tracer put back with `sys.settrace` installs itself again at the next call.
-    """
-    if not untraced(item) or (tracer := sys.gettrace()) is None:
-        return (yield)
-    new_threads = threading.gettrace()
-    sys.settrace(None)
-    threading.settrace(None)
-    try:
-        return (yield)
-    finally:
-        threading.settrace(new_threads)
-        if sys.gettrace() is None:  # unless something (pytest-cov's no_cover) installed its own meanwhile
-            sys.settrace(tracer)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_call(item: pytest.Item):
-    """A test marked `untraced_client` runs its call with no trace function on its own thread: what that thread runs
-    is a client (Hypothesis drawing requests, Schemathesis checking responses, an HTTP library) of a service whose
-    thread a fixture started traced, and which stays traced, as do threads started meanwhile. On Python 3.11
-    coverage's tracer is called on every Python function call, measured or not: tests/api/test_openapi_fuzz.py took
-    43.7 s traced and 29.5 s untraced, run alone (2026-11-27), with the service's own code measured either way. A test
-    that calls `ml/` or `api/` code on its own thread must not take the marker: those lines would go unmeasured."""
-    if item.get_closest_marker("untraced_client") is None or (tracer := sys.gettrace()) is None:
-        return (yield)
-    # taken off and put back here, as `pytest_runtest_protocol` does, not in a shared context manager: put back from
-    # another frame, it left the frame that ran the test unmeasured (tests/test_coverage_scope.py failed)
-    sys.settrace(None)
-    try:
-        return (yield)
-    finally:
-        if sys.gettrace() is None:
-            sys.settrace(tracer)
 
 
 @dataclass

@@ -84,7 +84,6 @@ RUNS = [(*operation, GenerationMode.POSITIVE) for operation in OPERATIONS] + [
     (*operation, GenerationMode.NEGATIVE) for operation in TAKING_INPUT]
 
 
-@pytest.mark.untraced_client  # the service runs in `fuzzed_url`'s thread, measured; this thread is Schemathesis
 @pytest.mark.parametrize(("method", "path", "mode"), RUNS, ids=[f"{m} {p} {g.value}" for m, p, g in RUNS])
 def test_every_check_holds_for_generated_requests_and_some_are_served(api_schema, fuzzed_url, method, path, mode):
     load_all_checks()
