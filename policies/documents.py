@@ -59,7 +59,7 @@ from infra.config import PLATFORM_PROJECT
 from infra.offline import OfflineRun, RegisteredResource
 from policies.findings import Finding
 from policies.model import Resource
-from policies.rules.kubernetes import BATCH, containers, pod_spec
+from policies.rules.kubernetes import BATCH, containers, env_of, option_values, pod_spec
 
 WAIVERS_FILE = Path(__file__).parent / "waivers.yaml"
 PARLIAMENT = "parliament"
@@ -969,8 +969,7 @@ def _batch_job_access(deployment: Deployment) -> Iterator[tuple[str, str]]:
     for job in [r for r in deployment.resources if r.type in BATCH]:
         resource = Resource(job.type, job.name, job.inputs, job.urn)
         for container in containers(resource):
-            env = {e.get("name"): e.get("value") for e in container.get("env") or [] if "value" in e}
-            root = str(env.get(LAKE_ROOT_ENV) or "").rstrip("/")
+            root = str(env_of(container).get(LAKE_ROOT_ENV) or "").rstrip("/")
             if not root.startswith("s3://"):
                 continue
             arguments = [str(a) for a in container.get("args") or []]
@@ -985,7 +984,7 @@ def _batch_job_access(deployment: Deployment) -> Iterator[tuple[str, str]]:
                 yield job.name, "the pods' service account names no IAM role this deployment creates"
                 continue
             statements = deployment.role_policies(role)
-            reads = [arguments[i + 1] for i, a in enumerate(arguments[:-1]) if a in BATCH_READS]
+            reads = option_values(container, BATCH_READS)
             for folder in [*reads, *(f"{root}/{zone}/" for zone in command.reads)]:
                 for need in _read_needs(folder):
                     yield from _unmet(role.name, need, statements, f"for reading {folder}, the role")

@@ -64,7 +64,7 @@ from policies.deployment import ROLE, DeploymentView, Node, NodeGroup
 from policies.findings import Finding
 from policies.model import as_list
 from policies.rules import s3
-from policies.rules.kubernetes import containers, pod_spec
+from policies.rules.kubernetes import containers, env_of, option_values, pod_spec
 
 CHECK = "deploy-graph"
 SKIP_AWAIT = "pulumi.com/skipAwait"
@@ -245,20 +245,14 @@ def _bucket_versioning(view: DeploymentView, setting: Node) -> list[Node] | None
     return [v for v in versionings if view.refers(v, "bucket", bucket)]
 
 
-def env_of(container: Mapping[str, Any]) -> dict[str, Any]:
-    """A container's literal environment variables (name -> value)."""
-    return {e.get("name"): e.get("value") for e in as_list(container.get("env")) if "value" in e}
-
-
 def _model_uri(node: Node) -> str | None:
     """Where the workload's pods read their model: RETAIL_MODEL_URI (the service), else a `--bundle` argument (the
     batch jobs' `retail score` and `retail monitor`)."""
     for container in containers(node.resource):
         if MODEL_URI_ENV in (env := env_of(container)):
             return str(env[MODEL_URI_ENV])
-        arguments = [str(a) for a in container.get("args") or []]
-        if "--bundle" in arguments[:-1]:
-            return arguments[arguments.index("--bundle") + 1]
+        if bundles := option_values(container, ("--bundle",)):
+            return bundles[0]
     return None
 
 

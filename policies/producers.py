@@ -48,9 +48,9 @@ from infra.offline import OfflineRun
 from ml import metric_names as m
 from policies.deployment import DeploymentView, Node, tolerates
 from policies.findings import Finding
-from policies.graph import CRON_JOB, DEPLOYMENT, HELM_RELEASE, env_of
+from policies.graph import CRON_JOB, DEPLOYMENT, HELM_RELEASE
 from policies.model import as_list
-from policies.rules.kubernetes import containers, pod_spec
+from policies.rules.kubernetes import containers, env_of, pod_spec
 
 CHECK = "alarm-producers"
 ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"

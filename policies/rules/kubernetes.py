@@ -3,6 +3,7 @@ workloads (on the batch node group, bounded in time and retries) and Ingresses (
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from policies.model import Enforcement, Resource, ResourceRule, as_json, as_list
@@ -40,6 +41,17 @@ def pod_spec(resource: Resource) -> dict[str, Any]:
 def containers(resource: Resource) -> list[dict[str, Any]]:
     spec = pod_spec(resource)
     return as_list(spec.get("initContainers")) + as_list(spec.get("containers"))
+
+
+def env_of(container: Mapping[str, Any]) -> dict[str, Any]:
+    """A container's literal environment variables (name -> value); those set from a secret or field are left out."""
+    return {e.get("name"): e.get("value") for e in as_list(container.get("env")) if "value" in e}
+
+
+def option_values(container: Mapping[str, Any], options: Sequence[str]) -> list[str]:
+    """The values a container's args give these options (`--bundle s3://...`), in the order given."""
+    arguments = [str(a) for a in as_list(container.get("args"))]
+    return [arguments[i + 1] for i, a in enumerate(arguments[:-1]) if a in options]
 
 
 def _name(container: dict[str, Any]) -> str:
