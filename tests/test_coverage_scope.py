@@ -7,7 +7,11 @@ pyproject.toml), which instruments the measured packages' bytecode instead of tr
 from __future__ import annotations
 
 import tomllib
+import warnings
 from pathlib import Path
+
+from slipcover.__main__ import build_parser
+from slipcover.config import apply_config, read_config
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
@@ -23,3 +27,14 @@ def test_the_test_command_measures_with_slipcover_and_nothing_else():
     pytest_lines = [line for line in recipe.splitlines() if "pytest" in line]
     assert len(pytest_lines) == 1 and "python -m slipcover -m pytest" in pytest_lines[0], recipe
     assert "--cov" not in recipe
+
+
+def test_slipcover_reads_the_table_as_the_packages_to_measure_and_the_report_to_print():
+    """SlipCover only warns about a key it does not know, and would then measure its default (the script's folder):
+    our table, applied as `python -m slipcover -m pytest` applies it, sets what this file's other tests assume."""
+    arguments = build_parser().parse_args(["-m", "pytest"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        apply_config(read_config(ROOT / "pyproject.toml"), arguments)
+    assert arguments.source.split(",") == PROJECT["tool"]["slipcover"]["source"]
+    assert arguments.skip_covered is True and arguments.format == "text" and arguments.out is None
