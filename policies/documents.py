@@ -58,7 +58,7 @@ import infra
 from infra.config import PLATFORM_PROJECT
 from infra.offline import OfflineRun, RegisteredResource
 from policies.findings import Finding
-from policies.model import Resource
+from policies.model import Resource, as_list
 from policies.rules.kubernetes import BATCH, containers, env_of, option_values, pod_spec
 
 WAIVERS_FILE = Path(__file__).parent / "waivers.yaml"
@@ -972,8 +972,7 @@ def _batch_job_access(deployment: Deployment) -> Iterator[tuple[str, str]]:
             root = str(env_of(container).get(LAKE_ROOT_ENV) or "").rstrip("/")
             if not root.startswith("s3://"):
                 continue
-            arguments = [str(a) for a in container.get("args") or []]
-            tokens = {str(t) for t in container.get("command") or []} | set(arguments)
+            tokens = {str(t) for t in as_list(container.get("command")) + as_list(container.get("args"))}
             command = next((c for c in LAKE_JOBS if c.command in tokens), None)
             if command is None:
                 known = ", ".join(c.command for c in LAKE_JOBS)
