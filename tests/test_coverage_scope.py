@@ -1,4 +1,4 @@
-"""What `make test` measures: every package the project ships, and nothing on top of the tests.
+"""What `make test` measures, and with what: every package the project ships, by SlipCover.
 
 The line coverage `make test` prints comes from SlipCover (`python -m slipcover -m pytest`, `[tool.slipcover]` in
 pyproject.toml), which instruments the measured packages' bytecode instead of tracing every call (docs/testing.md).
