@@ -5,9 +5,8 @@
 # as it imports it (5,854 of the environment's about 21,000 files after one test run). Fresh clones back to back,
 # that cost pytest about 16 s (435.2 against 419.5 s) and saved the set-up about 31 s (docs/testing.md): one pair
 # of runs, within the machine's hour-to-hour noise. The Makefile unexports PYTHONDONTWRITEBYTECODE, so the recipes'
-# commands write the cache whatever the caller's environment says; the CI workflows and the Jenkinsfile run pytest
-# outside make, where a runner that set it would compile on every import (none of ours sets it). checkov's small
-# environment is compiled: each of the tests' checkov runs imports most of it.
+# commands write the cache whatever the caller's environment says (.ci/run, the CI workflows and the Jenkinsfile all
+# test with `make test`). checkov's small environment is compiled: each of the tests' checkov runs imports most of it.
 # The tests also lint the CI definitions with pinned npm tools (Node.js; Java for the Jenkinsfile).
 unexport PYTHONDONTWRITEBYTECODE
 UV_VERSION := 0.13.9

@@ -7,7 +7,7 @@ import re
 
 from tests.cicd.definitions import groovy_function, jenkinsfile
 
-STAGES = ["Set up", "Lint and test", "Policy and deploy checks", "dev", "prod", "ephemeral", "Preview dev",
+STAGES = ["Lint and test", "Policy and deploy checks", "dev", "prod", "ephemeral", "Preview dev",
           "Ephemeral environment", "Retrain?", "Train, gate and register", "Build and push the image", "Deploy dev",
           "Approve prod", "Deploy prod"]
 

@@ -106,3 +106,20 @@ def test_jenkins_shell_commands_are_single_quoted_so_credentials_never_pass_thro
 def test_no_definition_uses_what_the_split_retired(retired):
     for source, script in all_scripts():
         assert retired not in script, f"{source}: {retired}"
+
+
+def readme_test_command() -> str:
+    """The command the README gives a new user to set up and run every test."""
+    (command,) = re.findall(r"^(make \w[\w-]*)\s+# set up and run every test", (ROOT / "README.md").read_text(), re.M)
+    return command
+
+
+def test_every_road_to_ci_runs_the_readme_s_test_command_and_no_other_test_run():
+    """.ci/run, the workflows and the Jenkinsfile test with the README's command (set-up, ruff, the whole suite on
+    a worker per CPU, coverage printed), so no road tests less, or otherwise, than a new user does."""
+    command = readme_test_command()
+    roads = [(".ci/run", (ROOT / ".ci" / "run").read_text()), *all_scripts()]
+    assert [source for source, script in roads if command in script.split("\n")] == [
+        ".ci/run", "main.yml", "pull-request.yml", "Jenkinsfile"]
+    for source, script in roads:
+        assert not re.search(r"\b(pytest|ruff)\b", script), f"{source} runs tests or lint itself: {script}"
