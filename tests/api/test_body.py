@@ -17,7 +17,7 @@ import json
 import re
 from collections.abc import Iterator
 
-import httpx
+import httpx2
 import orjson
 import pytest
 from fastapi import FastAPI, Request
@@ -59,15 +59,15 @@ def mutated_baskets(draw) -> dict:
 
 
 class InProcessClient:
-    """Posts to an ASGI app through httpx's ASGI transport on one event loop kept open: about an eighth of
+    """Posts to an ASGI app through httpx2's ASGI transport on one event loop kept open: about an eighth of
     TestClient's cost per request (1.0 against 8.2 ms here), which crosses to a portal thread and back for each,
     and these tests post thousands of bodies. Exceptions in the app are raised here, as TestClient raises them."""
 
     def __init__(self, app: FastAPI):
         self._loop = asyncio.new_event_loop()
-        self._client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
+        self._client = httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app), base_url="http://test")
 
-    def post(self, path: str, content: bytes, headers: dict[str, str] | None = None) -> httpx.Response:
+    def post(self, path: str, content: bytes, headers: dict[str, str] | None = None) -> httpx2.Response:
         return self._loop.run_until_complete(self._client.post(path, content=content, headers=headers))
 
     def close(self) -> None:

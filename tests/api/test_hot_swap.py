@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 
-import httpx
+import httpx2
 
 from api.app import create_app
 from api.model_source import RegistrySource
@@ -17,7 +17,7 @@ CLIENTS = 4
 
 def hammer(url: str, stop: threading.Event, outcomes: list, lock: threading.Lock) -> None:
     """Single and batch predictions as fast as the server answers, until told to stop."""
-    with httpx.Client(base_url=url, headers=AUTH, timeout=30) as http:
+    with httpx2.Client(base_url=url, headers=AUTH, timeout=30) as http:
         sent = 0
         while not stop.is_set():
             if sent % 5 == 4:
@@ -72,7 +72,7 @@ def test_the_admin_call_loads_a_moved_champion_at_once(two_versions):
     registry = Registry(settings)
     registry.promote(first, force=True)
     app = create_app(api_settings(), source=RegistrySource(settings))
-    with live_server(app) as url, httpx.Client(base_url=url, headers=AUTH) as http:
+    with live_server(app) as url, httpx2.Client(base_url=url, headers=AUTH) as http:
         registry.promote(second, force=True)
         assert http.post("/v1/predict", json=basket()).json()["model_version"] == first  # polling is off
         reload = http.post("/v1/admin/reload")
@@ -86,7 +86,7 @@ def test_the_version_gauge_follows_a_swap(two_versions):
     registry = Registry(settings)
     registry.promote(first, force=True)
     app = create_app(api_settings(), source=RegistrySource(settings))
-    with live_server(app) as url, httpx.Client(base_url=url, headers=AUTH) as http:
+    with live_server(app) as url, httpx2.Client(base_url=url, headers=AUTH) as http:
         registry.promote(second, force=True)
         http.post("/v1/admin/reload")
         metrics = http.get("/metrics").text
