@@ -105,7 +105,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
     await asyncio.to_thread(models.try_refresh)
     settle_collector(settings.gc_gen0_threshold)
-    app.state.batcher = Batcher(settings.max_coalesced_baskets)
+    app.state.batcher = Batcher(settings.max_coalesced_baskets, settings.inline_scoring_min_baskets)
     app.state.batcher.start()
     interval = settings.reload_interval_seconds
     tasks: list[asyncio.Task[Any]] = [asyncio.create_task(_poll(app, interval))] if interval else []

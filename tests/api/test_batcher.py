@@ -1,10 +1,12 @@
 """Request coalescing (api/batcher.py): what waits is scored together, within the cap and one model at a time; an
 error (or a call returning the wrong number of rows) reaches the requests of its call only; a request that went away
-holds up no other; the last call's largest drift is kept for the metrics."""
+holds up no other; the last call's largest drift is kept for the metrics; a large request finding the scorer idle is
+scored on the event loop, one arriving while a call runs waits and is coalesced, and a small one always waits."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Coroutine
 from types import SimpleNamespace
 from typing import Any, TypeVar
@@ -31,11 +33,13 @@ class FakeModel:
 
     def __init__(self, calls: list[tuple[str, int]], name: str = "champion", fail: bool = False):
         self.name, self.calls, self.fail = name, calls, fail
+        self.threads: list[str] = []  # the thread of each call
         self.bundle = SimpleNamespace(classes=CLASSES, score_columns=self.score_columns)
         self.drift = SimpleNamespace(observe=lambda matrix: None)
 
     def score_columns(self, columns: BasketColumns) -> tuple[np.ndarray, np.ndarray]:
         self.calls.append((self.name, columns.baskets))
+        self.threads.append(threading.current_thread().name)
         if self.fail:
             raise RuntimeError(f"{self.name} cannot score")
         rows = np.array([[len(self.calls), i, 0] for i in range(columns.baskets)], dtype=float)
@@ -52,8 +56,11 @@ def run(scenario: Coroutine[Any, Any, T]) -> T:
         loop.close()
 
 
-async def started(max_baskets: int = 2048) -> Batcher:
-    batcher = Batcher(max_baskets)
+NEVER_INLINE = 10**9
+
+
+async def started(max_baskets: int = 2048, inline_min_baskets: int = NEVER_INLINE) -> Batcher:
+    batcher = Batcher(max_baskets, inline_min_baskets)
     batcher.start()
     return batcher
 
@@ -167,3 +174,39 @@ def test_the_largest_drift_of_the_last_call_is_kept_for_the_metrics():
     finally:  # the gauge is the process's: leave no made-up feature in it for later tests
         for feature in ("a", "b"):
             INPUT_DRIFT.remove(feature)
+
+
+def test_a_large_request_finding_the_scorer_idle_is_scored_on_the_loop_and_a_small_one_on_the_thread():
+    async def scenario():
+        calls: list[tuple[str, int]] = []
+        model, batcher = FakeModel(calls), await started(inline_min_baskets=3)
+        large = await batcher.predict(model, baskets(3))
+        small = await batcher.predict(model, baskets(2))
+        await batcher.stop()
+        return model.threads, large, small
+
+    threads, large, small = run(scenario())
+    assert threads[0] == threading.current_thread().name and threads[1].startswith("scoring")
+    assert large[:, :2].tolist() == [[1.0, 0.0], [1.0, 1.0], [1.0, 2.0]] and small[:, 0].tolist() == [2.0, 2.0]
+
+
+def test_a_large_request_arriving_while_a_call_runs_waits_and_is_coalesced_with_what_waits():
+    async def scenario():
+        calls: list[tuple[str, int]] = []
+        model, batcher = FakeModel(calls), await started(inline_min_baskets=3)
+        entered, release = threading.Event(), threading.Event()
+        scoring = model.bundle.score_columns
+        model.bundle.score_columns = lambda columns: (entered.set(), release.wait(10), scoring(columns))[2]
+        first = asyncio.ensure_future(batcher.predict(model, baskets(1)))
+        await asyncio.to_thread(entered.wait, 10)  # the first call is running on the scoring thread
+        waiting = [asyncio.ensure_future(batcher.predict(model, baskets(n))) for n in (3, 4)]
+        await asyncio.sleep(0)
+        release.set()
+        answers = await asyncio.gather(first, *waiting)
+        await batcher.stop()
+        return calls, model.threads, answers
+
+    calls, threads, answers = run(scenario())
+    assert calls == [("champion", 1), ("champion", 7)]
+    assert all(name.startswith("scoring") for name in threads)
+    assert [a[:, 1].tolist() for a in answers[1:]] == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0, 6.0]]
