@@ -7,7 +7,7 @@ holding the same model), scores it in one call on a dedicated thread, and hands 
 request its rows. Nothing waits for a batch to fill: an idle service scores a
 request at once, and batches grow only while the previous call is running.
 
-A large request (at least `inline_min_baskets`) that finds the scorer idle, nothing
+A large request (at least `inline_min_baskets`, at most `max_baskets`) that finds the scorer idle, nothing
 queued and no call running, is scored on the event loop instead: coalescing would save
 it only the call's fixed cost (about 0.4 ms against 8 ms for 1,000 baskets), while
 handing a long call to the thread and back costs more than that on a 2-CPU machine, the
@@ -58,7 +58,7 @@ class Batcher:
 
     async def predict(self, model: LoadedModel, baskets: BasketColumns) -> np.ndarray:
         """Class probabilities of the baskets (rows in their order), scored by `model`."""
-        if baskets.baskets >= self.inline_min_baskets and not self._queue and not self._calling:
+        if self.inline_min_baskets <= baskets.baskets <= self.max_baskets and not self._queue and not self._calling:
             return self._score(model, [baskets])  # nothing else can start a call until this returns
         job = _Job(model, baskets)
         self._queue.append(job)
@@ -77,12 +77,13 @@ class Batcher:
                     probabilities = await loop.run_in_executor(self._thread, self._score, jobs[0].model,
                                                                [job.baskets for job in jobs])
                 except Exception as exc:  # every waiting request gets the error, the loop goes on
+                    self._calling = False
                     for job in jobs:
                         if not job.future.done():
                             job.future.set_exception(exc)
                     continue
-                finally:
-                    self._calling = False
+                # not on cancellation (stop()): the thread's call may still be running, so nothing may score inline
+                self._calling = False
                 start = 0
                 for job in jobs:
                     if not job.future.done():  # a client that went away cancelled its future

@@ -3,8 +3,9 @@
 The reference (`bundle.meta["drift_reference"]`, from `ml.reference`) holds decile
 edges and the share of training baskets per bin. The monitor keeps the bin of each
 key feature for the last `window` scored baskets in a ring buffer and reports the
-population stability index once it has seen `min_baskets`. It is fed by the single
-scoring thread, so it needs no lock.
+population stability index once it has seen `min_baskets`. It is fed by one scoring call
+at a time (the scoring thread's, or a large request's on the event loop while that thread is
+idle: api/batcher.py), so it needs no lock.
 """
 
 from __future__ import annotations

@@ -45,7 +45,7 @@ class ApiSettings(BaseSettings):
     # Requests of at least this many baskets are scored on the event loop when the scorer is idle, not handed to the
     # scoring thread (api/batcher.py). 1,000-basket batches on 4 connections: 26-35 against 17-24 req/s for JSON
     # bodies (docs/serving.md). At 256 baskets a call's fixed cost, all that coalescing saves, is a fifth of it.
-    inline_scoring_min_baskets: int = Field(256, ge=1)
+    inline_scoring_min_baskets: int = Field(256, ge=2)  # 1 would score single baskets inline: no coalescing
     # How long a thread may hold the GIL while another waits (Python's default is 5 ms). The event loop and
     # the scoring thread trade it on every request; 0.2 ms took the one-connection p50 from 1.6 to 1.3 ms and
     # saturated throughput from 1,350 to 1,400 req/s (bench/serve.py, README "Benchmark").

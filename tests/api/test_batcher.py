@@ -210,3 +210,21 @@ def test_a_large_request_arriving_while_a_call_runs_waits_and_is_coalesced_with_
     assert calls == [("champion", 1), ("champion", 7)]
     assert all(name.startswith("scoring") for name in threads)
     assert [a[:, 1].tolist() for a in answers[1:]] == [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0, 6.0]]
+
+
+def test_a_scoring_error_leaves_large_requests_scored_on_the_loop_and_one_queued_behind_others_waits():
+    async def scenario():
+        calls: list[tuple[str, int]] = []
+        broken, model, batcher = FakeModel(calls, "broken", fail=True), FakeModel(calls), await started(
+            inline_min_baskets=3)
+        with pytest.raises(RuntimeError):
+            await batcher.predict(broken, baskets(1))  # on the thread
+        await batcher.predict(model, baskets(3))  # the error left the scorer idle: on the loop
+        queued = [batcher.predict(model, baskets(1)), batcher.predict(model, baskets(3))]
+        await asyncio.gather(*queued)  # the large one found a request queued: it waits and is coalesced
+        await batcher.stop()
+        return calls, model.threads
+
+    calls, threads = run(scenario())
+    assert calls == [("broken", 1), ("champion", 3), ("champion", 4)]
+    assert threads[0] == threading.current_thread().name and threads[1].startswith("scoring")
