@@ -55,6 +55,14 @@ def groovy_function(name: str) -> str:
     return text[start.start(): start.start() + end.end()]
 
 
+def jenkins_stage(name: str) -> str:
+    """The text of a top-level stage, up to the next stage at the same indentation."""
+    text = jenkinsfile()
+    start = text.index(f"    stage('{name}') {{")
+    end = re.compile(r"^    (stage\(|\})", re.M).search(text, start + 1)
+    return text[start: end.start()]
+
+
 def files_read(script: str) -> list[str]:
     """Repository-relative file paths a script names."""
     return PATH_WORD.findall(script)

@@ -5,19 +5,11 @@ from __future__ import annotations
 
 import re
 
-from tests.cicd.definitions import groovy_function, jenkinsfile
+from tests.cicd.definitions import groovy_function, jenkins_stage, jenkinsfile
 
 STAGES = ["Lint and test", "Policy and deploy checks", "dev", "prod", "ephemeral", "Preview dev",
           "Ephemeral environment", "Retrain?", "Train, gate and register", "Build and push the image", "Deploy dev",
           "Approve prod", "Deploy prod"]
-
-
-def stage(name: str) -> str:
-    """The text of a top-level stage, up to the next stage at the same indentation."""
-    text = jenkinsfile()
-    start = text.index(f"    stage('{name}') {{")
-    end = re.compile(r"^    (stage\(|\})", re.M).search(text, start + 1)
-    return text[start: end.start()]
 
 
 def test_the_stages_are_the_workflows_jobs_in_order():
@@ -25,9 +17,9 @@ def test_the_stages_are_the_workflows_jobs_in_order():
 
 
 def test_pull_requests_preview_dev_and_smoke_test_an_ephemeral_environment():
-    assert "when { changeRequest() }" in stage("Preview dev")
-    assert "retail infra preview --live --stack dev" in stage("Preview dev")
-    ephemeral = stage("Ephemeral environment")
+    assert "when { changeRequest() }" in jenkins_stage("Preview dev")
+    assert "retail infra preview --live --stack dev" in jenkins_stage("Preview dev")
+    ephemeral = jenkins_stage("Ephemeral environment")
     assert """--url "$PULUMI_OUTPUT_ENDPOINT" --api-key-env RETAIL_API_KEY""" in ephemeral
     assert 'destroyLeftovers("ephemeral-pr-${env.CHANGE_ID}")' in ephemeral
 
@@ -44,14 +36,14 @@ def test_training_needs_the_pin_and_a_reason():
     exists = decision.index("fileExists('datasets/training-manifest.txt')")
     assert exists < decision.index("readFile('datasets/training-manifest.txt')")
     assert "retail changed --since" in decision
-    assert "environment name: 'RETRAIN_MODEL', value: 'true'" in stage("Train, gate and register")
-    assert '--manifest "$TRAINING_MANIFEST"' in stage("Train, gate and register")
+    assert "environment name: 'RETRAIN_MODEL', value: 'true'" in jenkins_stage("Train, gate and register")
+    assert '--manifest "$TRAINING_MANIFEST"' in jenkins_stage("Train, gate and register")
 
 
 def test_the_image_is_deployed_by_digest():
     push = groovy_function("pushReleaseImage")
     assert "imageDetails[0].imageDigest" in push and 'return "${env.DEV_REPOSITORY}@${digest}"' in push
-    assert "deployStack('dev', env.RETAIL_DEV_ROLE_ARN, env.RELEASE_IMAGE, '', false)" in stage("Deploy dev")
+    assert "deployStack('dev', env.RETAIL_DEV_ROLE_ARN, env.RELEASE_IMAGE, '', false)" in jenkins_stage("Deploy dev")
 
 
 def test_a_deploy_remembers_the_running_release_and_serves_it_again_when_it_fails():
@@ -70,11 +62,11 @@ def test_a_deploy_remembers_the_running_release_and_serves_it_again_when_it_fail
 
 
 def test_prod_deploys_what_dev_served_from_inside_its_vpc_after_an_input():
-    assert "input message:" in stage("Approve prod")
-    prod = stage("Deploy prod")
+    assert "input message:" in jenkins_stage("Approve prod")
+    prod = jenkins_stage("Deploy prod")
     assert "agent { label 'retail-prod-vpc' }" in prod and "lock('deploy-prod')" in prod
     assert "deployStack('prod', env.RETAIL_PROD_ROLE_ARN, env.PROMOTED_IMAGE, env.PROMOTED_MODEL_PACKAGE, true)" in prod
-    assert "env.PROMOTED_MODEL_PACKAGE = served.modelPackage" in stage("Deploy dev")
+    assert "env.PROMOTED_MODEL_PACKAGE = served.modelPackage" in jenkins_stage("Deploy dev")
     copy = groovy_function("copyImageToStack")
     assert 'docker buildx imagetools create --prefer-index=false --tag "$target:$IMAGE_TAG" "$SOURCE_IMAGE"' in copy
     assert 'echo "$target@$digest"' in copy

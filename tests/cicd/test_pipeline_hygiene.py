@@ -7,11 +7,10 @@ import re
 
 import pytest
 
-from tests.cicd.commands import JENKINSFILE, ROOT, WORKFLOWS, jenkins_scripts, workflow_scripts
-from tests.cicd.definitions import all_workflows, files_read, jenkinsfile, steps, unguarded_reads
+from tests.cicd.commands import JENKINSFILE, ROOT, WORKFLOWS, jenkins_literals, jenkins_scripts, workflow_scripts
+from tests.cicd.definitions import all_workflows, files_read, jenkins_stage, jenkinsfile, steps, unguarded_reads
 
 PRINTS = re.compile(r"\b(echo|printf|tee|cat)\b")
-GROOVY_SH_ARGUMENT = re.compile(r"""\bsh\s*\(?\s*(?:script:\s*)?(['"])""")
 
 
 def workflow_steps():
@@ -84,8 +83,8 @@ def test_no_workflow_script_expands_an_expression_so_untrusted_values_cannot_bec
 
 
 def test_jenkins_shell_commands_are_single_quoted_so_credentials_never_pass_through_groovy_strings():
-    quotes = GROOVY_SH_ARGUMENT.findall(jenkinsfile())
-    assert quotes and set(quotes) == {"'"}
+    quotes = {literal[0] for literal in jenkins_literals(JENKINSFILE)}
+    assert quotes == {"'"}
     credentials = set(re.findall(r"(\w+) = credentials\(", jenkinsfile())) | {"RETAIL_API_KEY"}
     assert credentials >= {"PULUMI_ACCESS_TOKEN"}
     for script in jenkins_scripts(JENKINSFILE):
@@ -116,10 +115,35 @@ def readme_test_command() -> str:
 
 def test_every_road_to_ci_runs_the_readme_s_test_command_and_no_other_test_run():
     """.ci/run, the workflows and the Jenkinsfile test with the README's command (set-up, ruff, the whole suite on
-    a worker per CPU, coverage printed), so no road tests less, or otherwise, than a new user does."""
+    a worker per physical core, coverage printed), so no road tests less, or otherwise, than a new user does."""
     command = readme_test_command()
     roads = [(".ci/run", (ROOT / ".ci" / "run").read_text()), *all_scripts()]
     assert [source for source, script in roads if command in script.split("\n")] == [
         ".ci/run", "main.yml", "pull-request.yml", "Jenkinsfile"]
     for source, script in roads:
         assert not re.search(r"\b(pytest|ruff)\b", script), f"{source} runs tests or lint itself: {script}"
+
+
+def needs(workflow: dict, job_id: str) -> set[str]:
+    """Every job `job_id` waits for, directly or through the jobs it needs."""
+    direct = workflow["jobs"][job_id].get("needs", [])
+    direct = [direct] if isinstance(direct, str) else direct
+    return set(direct).union(*(needs(workflow, other) for other in direct))
+
+
+def test_the_test_command_cannot_be_skipped_or_let_fail_on_any_road():
+    """No `if`, `continue-on-error` or Jenkins `when` on the test run, nothing that catches its failure, and on main
+    every job that trains, builds or deploys waits for it."""
+    command = readme_test_command()
+    runs = [(name, workflow, job_id, s) for name, workflow in all_workflows().items()
+            for job_id, job in workflow["jobs"].items() for s in steps(job) if command in s.get("run", "").split("\n")]
+    assert [name for name, *_ in runs] == ["main.yml", "pull-request.yml"]
+    for name, workflow, job_id, test_step in runs:
+        for where in (workflow["jobs"][job_id], test_step):
+            assert not {"if", "continue-on-error"} & where.keys(), f"{name}: {job_id}: {where}"
+        if name == "main.yml":
+            for later in ("train", "image", "deploy-dev", "deploy-prod"):
+                assert job_id in needs(workflow, later), f"{name}: {later} does not wait for {command}"
+    (stage,) = [name for name in re.findall(r"^    stage\('([^']+)'\)", jenkinsfile(), re.M)
+                if f"sh '{command}'" in jenkins_stage(name)]
+    assert not re.search(r"\b(when|catchError|warnError|unstable|try|returnStatus)\b", jenkins_stage(stage)), stage
