@@ -32,14 +32,16 @@ WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 JENKINSFILE = ROOT / "Jenkinsfile"
 PUNCTUATION = re.compile(r"[();|&`]+")
 WORD = re.compile(r"[();|&`]+|[^\s();|&`]+")
-GROOVY_STRING = r"""'''.*?'''|\"\"\".*?\"\"\"|'[^'\n]*'|"[^"\n]*\""""
+GROOVY_STRING = r"""'''.*?'''|\"\"\".*?\"\"\"|'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*\""""
 GROOVY_SH = re.compile(
-    r"\bsh\s*\(?\s*"
-    rf"(?:(?!script\b)\w+:\s*(?:{GROOVY_STRING}|[^'\"\s,()]+)\s*,\s*)*"  # named arguments before `script:`
-    rf"(?:script:\s*)?({GROOVY_STRING})", re.S)
-"""An `sh` step and its script as written, quotes included: `sh '...'`, `sh(script: '...', ...)`, or the script
-after other named arguments (`sh(returnStatus: true, script: '...')`)."""
-GROOVY_SH_STEP = re.compile(r"\bsh\b\s*[('\"]")
+    r"sh\s*\(?\s*\[?\s*"
+    rf"(?:(?!script\b)\w+\s*:\s*(?:{GROOVY_STRING}|[^'\"\s,()\]]+)\s*,\s*)*"  # named arguments before `script:`
+    rf"(?:script\s*:\s*)?({GROOVY_STRING})", re.S)
+"""An `sh` step and its script as written, quotes included: `sh '...'`, `sh(script: '...', ...)`, `sh script:
+'...', returnStdout: true`, or the script after other named arguments (`sh(returnStatus: true, script: '...')`)."""
+GROOVY_SH_STEP = re.compile(r"(?:(?<=\bsteps\.)|(?<![\w.$/-]))sh\b(?=\s*[('\"\[]|[ \t]+[A-Za-z_])")
+"""Where an `sh` step starts: the word `sh` followed by a call's parenthesis, a string, a list or an argument (a
+variable or a named argument), not as part of another word or a file name (`run.sh`); `steps.sh` too."""
 
 
 @dataclass(frozen=True)
@@ -61,12 +63,21 @@ def workflow_scripts(path: Path) -> list[str]:
 
 
 def jenkins_literals(path: Path) -> list[str]:
-    """The script of every `sh` step of a Jenkinsfile as written, quotes included; ValueError when a step's script
-    is in a form this reader does not know, so no step escapes the checks made on these scripts."""
-    text = path.read_text()
-    literals, steps = GROOVY_SH.findall(text), GROOVY_SH_STEP.findall(text)
-    if len(literals) != len(steps):
-        raise ValueError(f"{path.name}: {len(steps)} sh steps but {len(literals)} scripts read")
+    """The script of every `sh` step of a Jenkinsfile as written, quotes included (comment lines skipped).
+
+    ValueError, naming the line, for a step whose script this reader cannot read whole: a variable (`sh cmd`),
+    a string built by `+`, or any other form, so no step escapes the checks made on these scripts.
+    """
+    text = re.sub(r"(?m)^[ \t]*//.*$", "", path.read_text())
+    literals = []
+    for step in GROOVY_SH_STEP.finditer(text):
+        read = GROOVY_SH.match(text, step.start())
+        line = text.count("\n", 0, step.start()) + 1
+        if read is None:
+            raise ValueError(f"{path.name}:{line}: an sh step whose script is not a string literal")
+        if re.match(r"\s*\+", text[read.end():]):
+            raise ValueError(f"{path.name}:{line}: an sh step whose script is built by concatenation")
+        literals.append(read.group(1))
     return literals
 
 
