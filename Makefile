@@ -1,6 +1,8 @@
 # One entry point for a fresh machine: `make demo` (the main job) and `make test`.
-# uv is installed with pip at UV_VERSION when missing or another version (pyproject.toml's
-# [tool.uv] required-version says the same; tests/cicd checks they agree); `uv sync --frozen`
+# uv at UV_VERSION (pyproject.toml's [tool.uv] required-version says the same; tests/cicd checks they agree): the
+# `uv` on PATH when it is that version (CI's setup-uv, a standalone install), else the system Python's uv module,
+# installed with pip when missing or another version. Where the system Python is externally managed (PEP 668:
+# Debian 12, Ubuntu 23.04 and later) pip refuses, and set-up stops saying how to install uv. `uv sync --frozen`
 # installs exactly uv.lock. The environment is not compiled to bytecode at set-up: Python caches what it imports
 # as it imports it (5,854 of the environment's about 21,000 files after one test run). Fresh clones back to back,
 # that cost pytest about 16 s (435.2 against 419.5 s) and saved the set-up about 31 s (docs/testing.md): one pair
@@ -10,13 +12,17 @@
 # The tests also lint the CI definitions with pinned npm tools (Node.js; Java for the Jenkinsfile).
 unexport PYTHONDONTWRITEBYTECODE
 UV_VERSION := 0.13.9
-UV := python3 -m uv
+UV_ON_PATH := $(shell uv --version 2>/dev/null)
+UV := $(if $(and $(filter uv,$(word 1,$(UV_ON_PATH))),$(filter $(UV_VERSION),$(word 2,$(UV_ON_PATH)))),uv,python3 -m uv)
 
 .PHONY: setup setup-test demo test lint bench-pipeline
 
 setup:
-	@python3 -m uv --version 2>/dev/null | grep -qx "uv $(UV_VERSION)[^0-9]*.*" || \
-		python3 -m pip install --quiet "uv==$(UV_VERSION)"
+	@$(UV) --version 2>/dev/null | grep -qx "uv $(UV_VERSION)[^0-9]*.*" || \
+		python3 -m pip install --quiet "uv==$(UV_VERSION)" || \
+		{ echo "make: uv $(UV_VERSION) is needed and pip could not install it (see above). Install it, e.g." \
+			"'pipx install uv==$(UV_VERSION)' or 'curl -LsSf https://astral.sh/uv/$(UV_VERSION)/install.sh | sh'" \
+			"(https://docs.astral.sh/uv/getting-started/installation/), then run make again." >&2; exit 1; }
 	$(UV) sync --frozen
 
 setup-test: setup

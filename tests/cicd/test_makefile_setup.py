@@ -1,0 +1,77 @@
+"""`make setup` finds uv as the Makefile says: the `uv` on PATH at UV_VERSION, else the system Python's uv module,
+installed with pip when missing; when pip refuses (an externally managed Python, PEP 668) set-up stops, non-zero,
+saying how to install uv. Run for real with GNU make, with stand-ins for `uv` and `python3` that log their calls."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.cicd.commands import ROOT
+
+(UV_VERSION,) = re.findall(r"^UV_VERSION := (\S+)$", (ROOT / "Makefile").read_text(), re.M)
+PIP_REFUSES = "error: externally-managed-environment"
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="GNU make is not installed")
+
+
+def stand_in(folder: Path, name: str, body: str) -> None:
+    path = folder / name
+    path.write_text(f'#!/bin/sh\necho "{name} $*" >> "$CALLS"\n{body}\n')
+    path.chmod(0o755)
+
+
+def run_setup(tmp_path: Path, uv_on_path: str | None, module_uv: str | None, pip_refuses: bool
+              ) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """`make setup` with a `uv` on PATH printing `uv_on_path` (none when None), and a `python3` whose uv module
+    prints `module_uv` (absent when None) and whose pip installs the module or refuses."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    if uv_on_path is not None:
+        stand_in(bin_dir, "uv", f'[ "$1" = --version ] && echo "{uv_on_path}"; exit 0')
+    installed = tmp_path / "installed"
+    module_version = f'echo "uv {module_uv}"' if module_uv else f'[ -f "{installed}" ] && echo "uv {UV_VERSION}"'
+    stand_in(bin_dir, "python3", f"""
+case "$*" in
+  "-m uv --version") {module_version} || {{ echo "No module named uv" >&2; exit 1; }} ;;
+  "-m pip install"*) {"echo " + repr(PIP_REFUSES) + " >&2; exit 1" if pip_refuses else f': > "{installed}"'} ;;
+esac""")
+    for tool in ("make", "grep", "sh"):
+        (bin_dir / tool).symlink_to(str(shutil.which(tool)))
+    env = {"PATH": str(bin_dir), "CALLS": str(calls), "HOME": str(tmp_path)}
+    done = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "setup"], env=env, capture_output=True,
+                          text=True, timeout=60)
+    return done, calls.read_text().splitlines() if calls.exists() else []
+
+
+def test_the_uv_on_path_at_the_pinned_version_is_used_and_nothing_is_installed(tmp_path):
+    done, calls = run_setup(tmp_path, f"uv {UV_VERSION} (0123abcd 2026-01-01)", None, pip_refuses=True)
+    assert done.returncode == 0, done.stderr
+    assert calls == ["uv --version", "uv --version", "uv sync --frozen"]
+
+
+def test_another_uv_on_path_is_passed_over_for_the_module_installed_with_pip(tmp_path):
+    done, calls = run_setup(tmp_path, "uv 0.5.0", None, pip_refuses=False)
+    assert done.returncode == 0, done.stderr
+    assert calls == ["uv --version", "python3 -m uv --version", f"python3 -m pip install --quiet uv=={UV_VERSION}",
+                     "python3 -m uv sync --frozen"]
+
+
+def test_the_module_at_the_pinned_version_is_used_without_pip(tmp_path):
+    done, calls = run_setup(tmp_path, None, UV_VERSION, pip_refuses=True)
+    assert done.returncode == 0, done.stderr
+    assert calls == ["python3 -m uv --version", "python3 -m uv sync --frozen"]
+
+
+def test_an_externally_managed_python_stops_set_up_saying_how_to_install_uv(tmp_path):
+    done, calls = run_setup(tmp_path, None, None, pip_refuses=True)
+    assert done.returncode != 0
+    assert PIP_REFUSES in done.stderr
+    assert f"uv {UV_VERSION} is needed" in done.stderr and f"pipx install uv=={UV_VERSION}" in done.stderr
+    assert f"https://astral.sh/uv/{UV_VERSION}/install.sh" in done.stderr
+    assert not [call for call in calls if "sync" in call]
+
