@@ -59,7 +59,7 @@ class Batcher:
     async def predict(self, model: LoadedModel, baskets: BasketColumns) -> np.ndarray:
         """Class probabilities of the baskets (rows in their order), scored by `model`."""
         if self.inline_min_baskets <= baskets.baskets <= self.max_baskets and not self._queue and not self._calling:
-            return self._score(model, [baskets])  # nothing else can start a call until this returns
+            return self._score(model, [baskets], "loop")  # nothing else can start a call until this returns
         job = _Job(model, baskets)
         self._queue.append(job)
         self._wakeup.set()
@@ -75,7 +75,7 @@ class Batcher:
                 self._calling = True
                 try:
                     probabilities = await loop.run_in_executor(self._thread, self._score, jobs[0].model,
-                                                               [job.baskets for job in jobs])
+                                                               [job.baskets for job in jobs], "thread")
                 except Exception as exc:  # every waiting request gets the error, the loop goes on
                     self._calling = False
                     for job in jobs:
@@ -100,13 +100,14 @@ class Batcher:
             total += jobs[-1].baskets.baskets
         return jobs
 
-    def _score(self, model: LoadedModel, requests: list[BasketColumns]) -> np.ndarray:
-        """One call of `model` for the requests' baskets together; their probabilities, in request order."""
+    def _score(self, model: LoadedModel, requests: list[BasketColumns], path: str) -> np.ndarray:
+        """One call of `model` for the requests' baskets together; their probabilities, in request order. `path`
+        says where the call runs (`thread` or `loop`) for the batch-size histogram."""
         baskets = BasketColumns.concat(requests)
         matrix, probabilities = model.bundle.score_columns(baskets)
         if len(probabilities) != baskets.baskets:
             raise RuntimeError(f"the featurizer returned {len(probabilities)} rows for {baskets.baskets} baskets")
-        SCORING_BATCH.observe(baskets.baskets)
+        SCORING_BATCH.labels(path).observe(baskets.baskets)
         counts = np.bincount(probabilities.argmax(axis=1), minlength=len(model.bundle.classes))
         for name, count in zip(model.bundle.classes, counts.tolist(), strict=True):
             if count:

@@ -28,8 +28,10 @@ REQUEST_LATENCY = Histogram(
 REQUESTS = Counter("retail_http_requests", "Requests by route and status.", ["method", "route", "status"])
 PREDICTIONS = Counter("retail_predictions", "Baskets scored, by predicted class.", ["predicted_class"])
 SCORING_BATCH = Histogram(
-    "retail_scoring_batch_baskets", "Baskets per featurizer call (concurrent requests are scored together).",
-    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048),
+    "retail_scoring_batch_baskets",
+    "Baskets per featurizer call (concurrent requests are scored together), by where the call ran: `thread`, the "
+    "scoring thread that coalesces queued requests, or `loop`, a large request scored on the event loop.",
+    ["path"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048),
 )
 MODEL_INFO = Gauge(
     "retail_model_info", "1 for the loaded model version, 0 for versions served before.",

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from api.app import create_app
 from api.drift import DriftMonitor
@@ -40,6 +41,29 @@ def test_metrics_expose_latency_requests_predictions_model_and_drift(client, hol
     family = small_run.result.training["winner"]
     assert f'retail_model_info{{family="{family}",source="{source}",version="1"}}' in text
     assert 'retail_input_drift_psi{feature="mean_p_LA"}' in text
+
+
+def scoring_calls(path: str) -> tuple[float, float]:
+    """Scoring calls so far that ran on `path` (`loop` or `thread`), and their baskets."""
+    labels = {"path": path}
+    return (REGISTRY.get_sample_value("retail_scoring_batch_baskets_count", labels) or 0.0,
+            REGISTRY.get_sample_value("retail_scoring_batch_baskets_sum", labels) or 0.0)
+
+
+def test_the_batch_size_histogram_says_which_path_scored_each_call(small_run, holdout_baskets):
+    """A batch of at least RETAIL_INLINE_SCORING_MIN_BASKETS baskets finding the scorer idle is scored on the event
+    loop; a single basket is queued for the scoring thread; the histogram counts each call under its path."""
+    _, bodies = holdout_baskets
+    app = create_app(api_settings(inline_scoring_min_baskets=3), source=RegistrySource(small_run.settings))
+    with TestClient(app) as client:
+        before = {path: scoring_calls(path) for path in ("loop", "thread")}
+        assert client.post("/v1/predict/batch", json={"baskets": bodies[:3]}, headers=AUTH).status_code == 200
+        assert client.post("/v1/predict", json=bodies[3], headers=AUTH).status_code == 200
+        after = {path: scoring_calls(path) for path in ("loop", "thread")}
+        text = client.get("/metrics").text
+    assert (after["loop"][0] - before["loop"][0], after["loop"][1] - before["loop"][1]) == (1, 3)
+    assert (after["thread"][0] - before["thread"][0], after["thread"][1] - before["thread"][1]) == (1, 1)
+    assert 'retail_scoring_batch_baskets_count{path="loop"}' in text
 
 
 def test_unmatched_paths_share_one_route_label(client):
