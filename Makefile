@@ -18,7 +18,7 @@ UV := $(if $(and $(filter uv,$(word 1,$(UV_ON_PATH))),$(filter $(UV_VERSION),$(w
 .PHONY: setup setup-test demo test lint bench-pipeline
 
 setup:
-	@$(UV) --version 2>/dev/null | grep -qx "uv $(UV_VERSION)[^0-9]*.*" || \
+	@$(UV) --version 2>/dev/null | grep -qxE "uv $(subst .,\.,$(UV_VERSION))( .*)?" || \
 		python3 -m pip install --quiet "uv==$(UV_VERSION)" || \
 		{ echo "make: uv $(UV_VERSION) is needed and pip could not install it (see above). Install it, e.g." \
 			"'pipx install uv==$(UV_VERSION)' or 'curl -LsSf https://astral.sh/uv/$(UV_VERSION)/install.sh | sh'" \

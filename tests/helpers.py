@@ -49,7 +49,7 @@ def write_text_csv(frame: pl.DataFrame, path: Path) -> Path:
 
 
 def uv_command() -> list[str]:
-    """How to call uv here: $UV, else `uv` on PATH, else the uv module of the system Python (the Makefile's order)."""
+    """How to call uv here: $UV, else `uv` on PATH, else the uv module of the system Python."""
     if os.environ.get("UV"):
         return [os.environ["UV"]]
     if shutil.which("uv"):

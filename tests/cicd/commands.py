@@ -32,16 +32,18 @@ WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 JENKINSFILE = ROOT / "Jenkinsfile"
 PUNCTUATION = re.compile(r"[();|&`]+")
 WORD = re.compile(r"[();|&`]+|[^\s();|&`]+")
-GROOVY_STRING = r"""'''.*?'''|\"\"\".*?\"\"\"|'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*\""""
+GROOVY_STRING = r"""'''.*?'''|\"\"\".*?\"\"\"|'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"|\$/.*?/\$"""
+"""A Groovy string literal: triple-quoted, single- or double-quoted (escapes read), or dollar-slashy (`$/.../$`)."""
+GROOVY_TOKEN = re.compile(rf"(?P<string>{GROOVY_STRING})|(?P<comment>//[^\n]*|/\*.*?\*/)|[^'\"$/]+|.", re.S)
 GROOVY_SH = re.compile(
     r"sh\s*\(?\s*\[?\s*"
-    rf"(?:(?!script\b)\w+\s*:\s*(?:{GROOVY_STRING}|[^'\"\s,()\]]+)\s*,\s*)*"  # named arguments before `script:`
+    rf"(?:(?!script\b)\w+\s*:\s*(?:{GROOVY_STRING}|[\w.]+\([^()]*\)|[^'\"\s,()\]]+)\s*,\s*)*"  # arguments before
     rf"(?:script\s*:\s*)?({GROOVY_STRING})", re.S)
 """An `sh` step and its script as written, quotes included: `sh '...'`, `sh(script: '...', ...)`, `sh script:
 '...', returnStdout: true`, or the script after other named arguments (`sh(returnStatus: true, script: '...')`)."""
-GROOVY_SH_STEP = re.compile(r"(?:(?<=\bsteps\.)|(?<![\w.$/-]))sh\b(?=\s*[('\"\[]|[ \t]+[A-Za-z_])")
-"""Where an `sh` step starts: the word `sh` followed by a call's parenthesis, a string, a list or an argument (a
-variable or a named argument), not as part of another word or a file name (`run.sh`); `steps.sh` too."""
+GROOVY_SH_STEP = re.compile(r"(?<![\w$/-])(?:\w+\.)?sh\b(?=\s*[('\"\[$]|[ \t]+[A-Za-z_])")
+"""Where an `sh` step starts, in code (`code_of`): the word `sh`, or a method `x.sh` (`steps.sh`, `this.sh`),
+followed by a call's parenthesis, a string, a list or an argument (a variable or a named argument)."""
 
 
 @dataclass(frozen=True)
@@ -62,21 +64,37 @@ def workflow_scripts(path: Path) -> list[str]:
     return [step["run"] for job in workflow["jobs"].values() for step in job.get("steps", []) if "run" in step]
 
 
+def code_of(text: str) -> str:
+    """Groovy source with its comments blanked and its strings' contents masked, every position kept: what is left
+    is code, where a step can start (an `sh` inside a string or a comment is none)."""
+    masked = []
+    for token in GROOVY_TOKEN.finditer(text):
+        part = token.group()
+        if token.lastgroup == "string":
+            part = part[0] + re.sub(r"[^\n]", "x", part[1:-1]) + part[-1]
+        elif token.lastgroup == "comment":
+            part = re.sub(r"[^\n]", " ", part)
+        masked.append(part)
+    return "".join(masked)
+
+
 def jenkins_literals(path: Path) -> list[str]:
-    """The script of every `sh` step of a Jenkinsfile as written, quotes included (comment lines skipped).
+    """The script of every `sh` step of a Jenkinsfile as written, quotes included.
 
     ValueError, naming the line, for a step whose script this reader cannot read whole: a variable (`sh cmd`),
-    a string built by `+`, or any other form, so no step escapes the checks made on these scripts.
+    a string built by `+` or a method (`.concat`), or any other form, so no step escapes the checks made on these
+    scripts.
     """
-    text = re.sub(r"(?m)^[ \t]*//.*$", "", path.read_text())
+    text = path.read_text()
     literals = []
-    for step in GROOVY_SH_STEP.finditer(text):
-        read = GROOVY_SH.match(text, step.start())
-        line = text.count("\n", 0, step.start()) + 1
+    for step in GROOVY_SH_STEP.finditer(code_of(text)):
+        start = step.start() + step.group().rindex("sh")
+        read = GROOVY_SH.match(text, start)
+        line = text.count("\n", 0, start) + 1
         if read is None:
             raise ValueError(f"{path.name}:{line}: an sh step whose script is not a string literal")
-        if re.match(r"\s*\+", text[read.end():]):
-            raise ValueError(f"{path.name}:{line}: an sh step whose script is built by concatenation")
+        if re.match(r"\s*[+.]", text[read.end():]):
+            raise ValueError(f"{path.name}:{line}: an sh step whose script is built from its string")
         literals.append(read.group(1))
     return literals
 

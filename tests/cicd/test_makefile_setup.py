@@ -61,6 +61,28 @@ def test_another_uv_on_path_is_passed_over_for_the_module_installed_with_pip(tmp
                      "python3 -m uv sync --frozen"]
 
 
+def test_a_module_at_another_version_is_replaced_with_pip(tmp_path):
+    done, calls = run_setup(tmp_path, None, f"{UV_VERSION}0", pip_refuses=False)  # 0.13.90 is not 0.13.9
+    assert done.returncode == 0, done.stderr
+    assert calls == ["python3 -m uv --version", f"python3 -m pip install --quiet uv=={UV_VERSION}",
+                     "python3 -m uv sync --frozen"]
+
+
+@pytest.mark.parametrize("uv_on_path, expected", [(f"uv {UV_VERSION}", "uv"), ("uv 0.5.0", "python3 -m uv")])
+def test_every_target_runs_the_uv_set_up_chose(tmp_path, uv_on_path, expected):
+    """`make -n` prints the recipes without running them: each uv command of every target starts with the same uv."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    stand_in(bin_dir, "uv", f'echo "{uv_on_path}"')
+    for tool in ("make", "sh"):
+        (bin_dir / tool).symlink_to(str(shutil.which(tool)))
+    env = {"PATH": str(bin_dir), "CALLS": str(tmp_path / "calls"), "HOME": str(tmp_path)}
+    done = subprocess.run(["make", "--no-print-directory", "-n", "-C", str(ROOT), "setup", "setup-test", "demo",
+                           "test", "lint"], env=env, capture_output=True, text=True, timeout=60, check=True)
+    commands = [line.strip() for line in done.stdout.splitlines() if re.search(r"\buv (sync|run)\b", line)]
+    assert len(commands) >= 6 and all(line.startswith(f"{expected} ") for line in commands), commands
+
+
 def test_the_module_at_the_pinned_version_is_used_without_pip(tmp_path):
     done, calls = run_setup(tmp_path, None, UV_VERSION, pip_refuses=True)
     assert done.returncode == 0, done.stderr

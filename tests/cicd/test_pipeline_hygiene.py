@@ -124,25 +124,28 @@ def test_every_road_to_ci_runs_the_readme_s_test_command_and_no_other_test_run()
         assert not re.search(r"\b(pytest|ruff)\b", script), f"{source} runs tests or lint itself: {script}"
 
 
-STATUS_FUNCTION = re.compile(r"\b(always|cancelled|failure)\(\)")
-"""A status function in a job's `if`: with one, GitHub no longer adds the implicit `success()`, so the job runs
-whatever its needs' results were unless the condition itself asks for them."""
-CHANGES_A_RUN = re.compile(r"^(MAKE|MFLAGS$|GNUMAKEFLAGS$|PYTEST|PYTHON)")
+STATUS_FUNCTION = re.compile(r"\b(success|always|cancelled|failure)\(\)", re.I)
+"""A status check function in a job's `if` (GitHub's expression names are case-insensitive): with one, GitHub no
+longer adds the implicit `success()`, so the job runs whatever its needs' results were unless the condition itself
+asks for them."""
+CHANGES_A_RUN = re.compile(r"^(MAKE|MFLAGS$|GNUMAKEFLAGS$|PYTEST|PYTHON|UV_(?!CACHE_DIR$))")
 """Environment variables that change what `make test` runs or whether a failure counts (`MAKEFLAGS=-i` ignores
-every recipe's failure, `PYTEST_ADDOPTS` adds options): none may be set around the test run."""
+every recipe's failure, `PYTEST_ADDOPTS` adds options, `UV_PYTHON` picks another interpreter): none may be set
+around the test run. uv's cache folder changes nothing of what runs."""
 
 
 def waits_for_success(workflow: dict, job_id: str, target: str) -> bool:
     """Whether `job_id` runs only once `target` succeeded: through needs whose success the job's `if` requires,
-    which is all of them when it holds no status function, else those it names as `needs.<job>.result ==
-    'success'` in a condition without `||`."""
+    which is all of them when it holds no status function, else those it requires as a term of its own,
+    `needs.<job>.result == 'success'`, of a condition of terms joined by `&&`."""
     job = workflow["jobs"][job_id]
     direct = job.get("needs", [])
     direct = [direct] if isinstance(direct, str) else direct
-    condition = str(job.get("if", ""))
+    condition = str(job.get("if", "")).strip().removeprefix("${{").removesuffix("}}")
     if STATUS_FUNCTION.search(condition):
-        direct = [need for need in direct if "||" not in condition
-                  and re.search(rf"needs\.{re.escape(need)}\.result\s*==\s*'success'", condition)]
+        terms = [] if "||" in condition else [term.strip() for term in condition.split("&&")]
+        direct = [need for need in direct
+                  if any(re.fullmatch(rf"needs\.{re.escape(need)}\.result\s*==\s*'success'", t) for t in terms)]
     return target in direct or any(waits_for_success(workflow, need, target) for need in direct)
 
 
@@ -161,6 +164,7 @@ def test_the_test_command_cannot_be_skipped_or_let_fail_on_any_road():
             assert not {"if", "continue-on-error", "env", "shell", "defaults"} & where.keys(), f"{name}: {job_id}"
         assert workflow["defaults"]["run"] == {"shell": "bash"}, name
         assert not [key for key in workflow.get("env", {}) if CHANGES_A_RUN.match(key)], name
+        assert not [s for s in steps(job) if re.search(r"GITHUB_(ENV|PATH)", s.get("run", ""))], f"{name}: {job_id}"
         if name == "main.yml":
             for later in ("train", "image", "deploy-dev", "deploy-prod"):
                 assert waits_for_success(workflow, later, job_id), f"{name}: {later} may run when {command} failed"
@@ -168,6 +172,15 @@ def test_the_test_command_cannot_be_skipped_or_let_fail_on_any_road():
                 if f"sh '{command}'" in jenkins_stage(name)]
     assert " ".join(jenkins_stage(stage).split()) == f"stage('{stage}') {{ steps {{ sh '{command}' }}"
     environment = re.search(r"^  environment \{\n(.*?)^  \}", jenkinsfile(), re.M | re.S)
-    assert environment is not None
-    names = re.findall(r"^\s*(\w+)\s*=", environment.group(1), re.M)
-    assert "AWS_REGION" in names and not [name for name in names if CHANGES_A_RUN.match(name)]
+    parameters = re.search(r"^  parameters \{\n(.*?)^  \}", jenkinsfile(), re.M | re.S)
+    assert environment is not None and parameters is not None  # a build parameter reaches sh as a variable too
+    names = [*re.findall(r"^\s*(\w+)\s*=", environment.group(1), re.M),
+             *re.findall(r"\bname:\s*'(\w+)'", parameters.group(1))]
+    assert {"AWS_REGION", "RETRAIN"} <= set(names) and not [name for name in names if CHANGES_A_RUN.match(name)]
+
+
+def test_every_road_calls_uv_from_path_as_the_makefile_does_in_ci():
+    """The workflows' jobs get uv on PATH from setup-uv and the Jenkins agents have it there, so `make` uses that uv
+    and installs none into the system Python; a stage calling `python3 -m uv` would then find no such module."""
+    for source, script in all_scripts():
+        assert "python3 -m uv" not in script, source
