@@ -50,6 +50,13 @@ def scoring_calls(path: str) -> tuple[float, float]:
             REGISTRY.get_sample_value("retail_scoring_batch_baskets_sum", labels) or 0.0)
 
 
+def test_both_scoring_paths_are_exposed_before_any_call_takes_them():
+    """A labelled series appears only once its label is used: both are created at import, so `rate()` over a path
+    never taken reads 0 rather than nothing (Prometheus' "avoid missing metrics")."""
+    for path in ("loop", "thread"):
+        assert REGISTRY.get_sample_value("retail_scoring_batch_baskets_count", {"path": path}) is not None, path
+
+
 def test_the_batch_size_histogram_says_which_path_scored_each_call(small_run, holdout_baskets):
     """A batch of at least RETAIL_INLINE_SCORING_MIN_BASKETS baskets finding the scorer idle is scored on the event
     loop; a single basket is queued for the scoring thread; the histogram counts each call under its path."""

@@ -71,7 +71,11 @@ def code_of(text: str) -> str:
     for token in GROOVY_TOKEN.finditer(text):
         part = token.group()
         if token.lastgroup == "string":
-            part = part[0] + re.sub(r"[^\n]", "x", part[1:-1]) + part[-1]
+            inner = re.sub(r"[^\n]", "x", part[1:-1])
+            if part[0] == '"':  # a GString's `${...}` is code: a step inside one runs
+                for expression in re.finditer(r"\$\{[^{}]*\}", part[1:-1]):
+                    inner = inner[:expression.start()] + expression.group() + inner[expression.end():]
+            part = part[0] + inner + part[-1]
         elif token.lastgroup == "comment":
             part = re.sub(r"[^\n]", " ", part)
         masked.append(part)
@@ -82,18 +86,20 @@ def jenkins_literals(path: Path) -> list[str]:
     """The script of every `sh` step of a Jenkinsfile as written, quotes included.
 
     ValueError, naming the line, for a step whose script this reader cannot read whole: a variable (`sh cmd`),
-    a string built by `+` or a method (`.concat`), or any other form, so no step escapes the checks made on these
-    scripts.
+    a string built by an operator (`+`, `-`, `*`) or a method (`.concat`), or any other form, so no step escapes the
+    checks made on these scripts. Not read: slashy strings (`/.../`), escapes inside dollar-slashy ones, and
+    method pointers (`this.&sh`); the Jenkinsfile uses none of them.
     """
     text = path.read_text()
+    code = code_of(text)
     literals = []
-    for step in GROOVY_SH_STEP.finditer(code_of(text)):
+    for step in GROOVY_SH_STEP.finditer(code):
         start = step.start() + step.group().rindex("sh")
         read = GROOVY_SH.match(text, start)
         line = text.count("\n", 0, start) + 1
         if read is None:
             raise ValueError(f"{path.name}:{line}: an sh step whose script is not a string literal")
-        if re.match(r"\s*[+.]", text[read.end():]):
+        if re.match(r"\s*[-+*/%.]", code[read.end():]):  # an operator or a method: the script is not the literal
             raise ValueError(f"{path.name}:{line}: an sh step whose script is built from its string")
         literals.append(read.group(1))
     return literals
