@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from api.metrics import INPUT_DRIFT, PREDICTIONS, SCORING_BATCH
+from api.metrics import INPUT_DRIFT, PREDICTIONS, SCORING_BATCH_ON
 from api.model_store import LoadedModel
 from ml.compiled import BasketColumns
 
@@ -107,7 +107,7 @@ class Batcher:
         matrix, probabilities = model.bundle.score_columns(baskets)
         if len(probabilities) != baskets.baskets:
             raise RuntimeError(f"the featurizer returned {len(probabilities)} rows for {baskets.baskets} baskets")
-        SCORING_BATCH.labels(path).observe(baskets.baskets)
+        SCORING_BATCH_ON[path].observe(baskets.baskets)
         counts = np.bincount(probabilities.argmax(axis=1), minlength=len(model.bundle.classes))
         for name, count in zip(model.bundle.classes, counts.tolist(), strict=True):
             if count:

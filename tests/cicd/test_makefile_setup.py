@@ -40,12 +40,17 @@ case "$*" in
   "-m uv --version") {module_version} || {{ echo "No module named uv" >&2; exit 1; }} ;;
   "-m pip install"*) {"echo " + repr(PIP_REFUSES) + " >&2; exit 1" if pip_refuses else f': > "{installed}"'} ;;
 esac""")
+    done = make_with(bin_dir, calls, "setup")
+    return done, calls.read_text().splitlines() if calls.exists() else []
+
+
+def make_with(bin_dir: Path, calls: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """GNU make on the Makefile with `bin_dir`, holding the stand-ins plus make, grep and sh, as the whole PATH."""
     for tool in ("make", "grep", "sh"):
         (bin_dir / tool).symlink_to(str(shutil.which(tool)))
-    env = {"PATH": str(bin_dir), "CALLS": str(calls), "HOME": str(tmp_path)}
-    done = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), "setup"], env=env, capture_output=True,
-                          text=True, timeout=60)
-    return done, calls.read_text().splitlines() if calls.exists() else []
+    env = {"PATH": str(bin_dir), "CALLS": str(calls), "HOME": str(bin_dir.parent)}
+    return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), *arguments], env=env,
+                          capture_output=True, text=True, timeout=60)
 
 
 def test_the_uv_on_path_at_the_pinned_version_is_used_and_nothing_is_installed(tmp_path):
@@ -74,11 +79,8 @@ def test_every_target_runs_the_uv_set_up_chose(tmp_path, uv_on_path, expected):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     stand_in(bin_dir, "uv", f'echo "{uv_on_path}"')
-    for tool in ("make", "sh"):
-        (bin_dir / tool).symlink_to(str(shutil.which(tool)))
-    env = {"PATH": str(bin_dir), "CALLS": str(tmp_path / "calls"), "HOME": str(tmp_path)}
-    done = subprocess.run(["make", "--no-print-directory", "-n", "-C", str(ROOT), "setup", "setup-test", "demo",
-                           "test", "lint"], env=env, capture_output=True, text=True, timeout=60, check=True)
+    done = make_with(bin_dir, tmp_path / "calls", "-n", "setup", "setup-test", "demo", "test", "lint")
+    assert done.returncode == 0, done.stderr
     commands = [line.strip() for line in done.stdout.splitlines() if re.search(r"\buv (sync|run)\b", line)]
     assert len(commands) >= 6 and all(line.startswith(f"{expected} ") for line in commands), commands
 

@@ -141,8 +141,7 @@ def waits_for_success(workflow: dict, job_id: str, target: str) -> bool:
     job = workflow["jobs"][job_id]
     direct = job.get("needs", [])
     direct = [direct] if isinstance(direct, str) else direct
-    written = str(job.get("if", "")).strip()
-    condition = written.removeprefix("${{").removesuffix("}}")
+    condition = str(job.get("if", "")).strip().removeprefix("${{").removesuffix("}}")
     if "${{" in condition or "}}" in condition:  # text around `${{ }}` makes a string, and a string is true
         return False
     if STATUS_FUNCTION.search(condition):
