@@ -21,6 +21,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from prometheus_client import REGISTRY
 
 from api.app import create_app
 from api.model_source import RegistrySource
@@ -42,6 +43,14 @@ AUTH = {"X-API-Key": API_KEY}
 def api_settings(**overrides) -> ApiSettings:
     defaults = {"api_keys": API_KEY, "reload_interval_seconds": 0, "drift_min_baskets": 10}
     return ApiSettings(**{**defaults, **overrides})
+
+
+def scoring_calls(path: str) -> tuple[float, float]:
+    """Scoring calls so far that ran on `path` (`loop` or `thread`), and their baskets, from the batch-size
+    histogram."""
+    labels = {"path": path}
+    return (REGISTRY.get_sample_value("retail_scoring_batch_baskets_count", labels) or 0.0,
+            REGISTRY.get_sample_value("retail_scoring_batch_baskets_sum", labels) or 0.0)
 
 
 def basket(**changes) -> dict:

@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 import pytest
-from prometheus_client import REGISTRY
 
 from api.batcher import Batcher
 from api.metrics import INPUT_DRIFT
 from ml.compiled import BasketColumns
+from tests.api.conftest import scoring_calls
 
 CLASSES = ["LA", "MM", "UM"]
 T = TypeVar("T")
@@ -177,11 +177,6 @@ def test_the_largest_drift_of_the_last_call_is_kept_for_the_metrics():
             INPUT_DRIFT.remove(feature)
 
 
-def scored_on(path: str) -> float:
-    """Baskets the batch-size histogram has counted under `path` so far."""
-    return REGISTRY.get_sample_value("retail_scoring_batch_baskets_sum", {"path": path}) or 0.0
-
-
 def test_a_large_request_finding_the_scorer_idle_is_scored_on_the_loop_and_a_small_one_on_the_thread():
     async def scenario():
         calls: list[tuple[str, int]] = []
@@ -191,11 +186,11 @@ def test_a_large_request_finding_the_scorer_idle_is_scored_on_the_loop_and_a_sma
         await batcher.stop()
         return model.threads, large, small
 
-    counted = {path: scored_on(path) for path in ("loop", "thread")}
+    counted = {path: scoring_calls(path)[1] for path in ("loop", "thread")}
     threads, large, small = run(scenario())
     assert threads[0] == threading.current_thread().name and threads[1].startswith("scoring")
     assert large[:, :2].tolist() == [[1.0, 0.0], [1.0, 1.0], [1.0, 2.0]] and small[:, 0].tolist() == [2.0, 2.0]
-    assert {path: scored_on(path) - counted[path] for path in counted} == {"loop": 3, "thread": 2}
+    assert {path: scoring_calls(path)[1] - counted[path] for path in counted} == {"loop": 3, "thread": 2}
 
 
 def test_a_large_request_arriving_while_a_call_runs_waits_and_is_coalesced_with_what_waits():

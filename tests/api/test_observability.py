@@ -19,7 +19,7 @@ from api.emf import PUBLISHED_METRICS, EmfPublisher
 from api.logs import JsonFormatter
 from api.model_source import RegistrySource
 from ml import metric_names
-from tests.api.conftest import API_KEY, AUTH, api_settings, basket
+from tests.api.conftest import API_KEY, AUTH, api_settings, basket, scoring_calls
 
 
 def _column(values) -> np.ndarray:
@@ -41,13 +41,6 @@ def test_metrics_expose_latency_requests_predictions_model_and_drift(client, hol
     family = small_run.result.training["winner"]
     assert f'retail_model_info{{family="{family}",source="{source}",version="1"}}' in text
     assert 'retail_input_drift_psi{feature="mean_p_LA"}' in text
-
-
-def scoring_calls(path: str) -> tuple[float, float]:
-    """Scoring calls so far that ran on `path` (`loop` or `thread`), and their baskets."""
-    labels = {"path": path}
-    return (REGISTRY.get_sample_value("retail_scoring_batch_baskets_count", labels) or 0.0,
-            REGISTRY.get_sample_value("retail_scoring_batch_baskets_sum", labels) or 0.0)
 
 
 def test_both_scoring_paths_are_exposed_before_any_call_takes_them():
