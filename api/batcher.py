@@ -21,6 +21,7 @@ import asyncio
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -100,7 +101,8 @@ class Batcher:
             total += jobs[-1].baskets.baskets
         return jobs
 
-    def _score(self, model: LoadedModel, requests: list[BasketColumns], path: str) -> np.ndarray:
+    def _score(self, model: LoadedModel, requests: list[BasketColumns], path: Literal["loop", "thread"]
+               ) -> np.ndarray:
         """One call of `model` for the requests' baskets together; their probabilities, in request order. `path`
         says where the call runs (`thread` or `loop`) for the batch-size histogram."""
         baskets = BasketColumns.concat(requests)
