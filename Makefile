@@ -15,19 +15,26 @@ UV_VERSION := 0.13.9
 UV_ON_PATH := $(shell uv --version 2>/dev/null)
 UV := $(if $(and $(filter uv,$(word 1,$(UV_ON_PATH))),$(filter $(UV_VERSION),$(word 2,$(UV_ON_PATH)))),uv,python3 -m uv)
 
-.PHONY: setup setup-test demo test lint bench-pipeline
+.PHONY: uv setup setup-test demo test lint bench-pipeline
 
-setup:
+uv:
 	@$(UV) --version 2>/dev/null | grep -qxE "uv $(subst .,\.,$(UV_VERSION))( .*)?" || \
 		python3 -m pip install --quiet "uv==$(UV_VERSION)" || \
 		{ echo "make: uv $(UV_VERSION) is needed and pip could not install it (see above). Install it, e.g." \
 			"'pipx install uv==$(UV_VERSION)' or 'curl -LsSf https://astral.sh/uv/$(UV_VERSION)/install.sh | sh'" \
 			"(https://docs.astral.sh/uv/getting-started/installation/), then run make again." >&2; exit 1; }
+
+setup: uv
 	$(UV) sync --frozen
 
-setup-test: setup
-	npm ci --prefix tools/lint --no-audit --no-fund --loglevel=error
-	$(UV) sync --frozen --compile-bytecode --project tools/checkov
+# The tests' two tool environments install while the project's does: they are independent, and the project's waits
+# longest on downloads (PySpark is published as a source archive of about 300 MB, built at install). Each install's
+# exit status is waited for; set-up fails when any of the three failed.
+setup-test: uv
+	npm ci --prefix tools/lint --no-audit --no-fund --loglevel=error & lint=$$!; \
+	$(UV) sync --frozen --compile-bytecode --project tools/checkov & checkov=$$!; \
+	$(UV) sync --frozen; project=$$?; wait $$lint; lint=$$?; wait $$checkov; checkov=$$?; \
+	[ "$$project $$lint $$checkov" = "0 0 0" ]
 
 demo: setup
 	$(UV) run retail demo

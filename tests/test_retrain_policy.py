@@ -183,9 +183,12 @@ def trained(files, root, version: str) -> ScoringModel:
 
 @pytest.fixture(scope="module")
 def replays(champion, tmp_path_factory) -> dict[str, list[Outcome]]:
+    """Each market's replay; "no drift" is the first weeks of "long no drift" (the same market and champion, and a
+    week's outcome depends on the weeks before it only)."""
     found = {name: replay(market, champion, tmp_path_factory.mktemp(name.replace(" ", "-")))
-             for name, market in MARKETS.items()}
+             for name, market in MARKETS.items() if market is not BASE}
     found["long no drift"] = replay(BASE, champion, tmp_path_factory.mktemp("long-no-drift"), LONG_REPLAY)
+    found["no drift"] = found["long no drift"][:REPLAYED]
     found["covariate drift, retrained"] = replay(MARKETS["covariate drift"], champion,
                                                  tmp_path_factory.mktemp("retrained"), RETRAIN_REPLAY, retrain=True)
     return found

@@ -99,3 +99,46 @@ def test_an_externally_managed_python_stops_set_up_saying_how_to_install_uv(tmp_
     assert f"https://astral.sh/uv/{UV_VERSION}/install.sh" in done.stderr
     assert not [call for call in calls if "sync" in call]
 
+
+
+def run_setup_test(tmp_path: Path, failing: str | None) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    """`make setup-test` with the pinned `uv` on PATH and stand-ins for its three installs: the project's
+    (`uv sync --frozen`), checkov's (`--project tools/checkov`) and the linters' (`npm ci`). Each install marks that
+    it started, then waits up to 20 s for the other two to have started, so installs run one after the other fail;
+    `failing` ("project", "checkov" or "npm") exits 1 once the three met."""
+    bin_dir, calls, marks = tmp_path / "bin", tmp_path / "calls", tmp_path / "started"
+    bin_dir.mkdir()
+    marks.mkdir()
+
+    def install(name: str) -> str:
+        others = " ".join(f'"{marks}/{other}"' for other in ("project", "checkov", "npm") if other != name)
+        return f""": > "{marks}/{name}"
+for i in $(seq 200); do all=1; for f in {others}; do [ -f "$f" ] || all=0; done; [ $all = 1 ] && break; sleep 0.1; done
+[ $all = 1 ] || {{ echo "{name} ran alone" >&2; exit 3; }}
+exit {1 if failing == name else 0}"""
+
+    stand_in(bin_dir, "uv", f"""case "$*" in
+  --version) echo "uv {UV_VERSION}" ;;
+  *tools/checkov*) {install("checkov")} ;;
+  "sync --frozen") {install("project")} ;;
+esac""")
+    stand_in(bin_dir, "npm", install("npm"))
+    (bin_dir / "seq").symlink_to(str(shutil.which("seq")))
+    (bin_dir / "sleep").symlink_to(str(shutil.which("sleep")))
+    done = make_with(bin_dir, calls, "setup-test")
+    return done, calls.read_text().splitlines()
+
+
+def test_the_three_installs_of_set_up_for_the_tests_run_at_once(tmp_path):
+    done, calls = run_setup_test(tmp_path, None)
+    assert done.returncode == 0, done.stderr
+    assert sorted(calls) == sorted(["uv --version", "uv --version", "npm ci --prefix tools/lint --no-audit --no-fund "
+                                    "--loglevel=error", "uv sync --frozen --compile-bytecode --project tools/checkov",
+                                    "uv sync --frozen"])
+
+
+@pytest.mark.parametrize("failing", ["project", "checkov", "npm"])
+def test_set_up_for_the_tests_fails_when_any_of_its_installs_fails(tmp_path, failing):
+    done, calls = run_setup_test(tmp_path, failing)
+    assert done.returncode != 0
+    assert len(calls) == 5  # the other installs ran to their end
