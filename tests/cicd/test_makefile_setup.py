@@ -1,6 +1,7 @@
 """`make setup` finds uv as the Makefile says: the `uv` on PATH at UV_VERSION, else the system Python's uv module,
 installed with pip when missing; when pip refuses (an externally managed Python, PEP 668) set-up stops, non-zero,
-saying how to install uv. Run for real with GNU make, with stand-ins for `uv` and `python3` that log their calls."""
+saying how to install uv. `make setup-test` runs its three installs at once and fails when any of them fails. Run
+for real with GNU make, with stand-ins for `uv`, `python3` and `npm` that log their calls."""
 
 from __future__ import annotations
 
