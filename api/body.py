@@ -407,6 +407,8 @@ class _CodesSeen:
 
     def vouch(self, values: list[str]) -> bool:
         """Whether every value matches the pattern."""
+        if self.seen.issuperset(values):  # the usual case, without building a set of the values
+            return True
         new = set(values).difference(self.seen)
         if not all(map(self.matches, new)):
             return False
