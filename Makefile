@@ -15,7 +15,7 @@ UV_VERSION := 0.13.9
 UV_ON_PATH := $(shell uv --version 2>/dev/null)
 UV := $(if $(and $(filter uv,$(word 1,$(UV_ON_PATH))),$(filter $(UV_VERSION),$(word 2,$(UV_ON_PATH)))),uv,python3 -m uv)
 
-.PHONY: uv setup setup-test demo test lint bench-pipeline
+.PHONY: uv setup setup-test install-project install-checkov install-linters demo test lint bench-pipeline
 
 uv:
 	@$(UV) --version 2>/dev/null | grep -qxE "uv $(subst .,\.,$(UV_VERSION))( .*)?" || \
@@ -24,17 +24,22 @@ uv:
 			"'pipx install uv==$(UV_VERSION)' or 'curl -LsSf https://astral.sh/uv/$(UV_VERSION)/install.sh | sh'" \
 			"(https://docs.astral.sh/uv/getting-started/installation/), then run make again." >&2; exit 1; }
 
-setup: uv
+setup: install-project
+
+# The tests' three environments install at once, each its own make job: they are independent, and the project's
+# waits longest on downloads (PySpark is published as a source archive of about 300 MB, built at install). make waits
+# for every job, names the one that failed and fails, and a Ctrl-C or a SIGTERM to make stops them all.
+setup-test:
+	$(MAKE) --no-print-directory -j3 install-project install-checkov install-linters
+
+install-project: uv
 	$(UV) sync --frozen
 
-# The tests' two tool environments install while the project's does: they are independent, and the project's waits
-# longest on downloads (PySpark is published as a source archive of about 300 MB, built at install). Each install's
-# exit status is waited for; set-up fails when any of the three failed.
-setup-test: uv
-	npm ci --prefix tools/lint --no-audit --no-fund --loglevel=error & lint=$$!; \
-	$(UV) sync --frozen --compile-bytecode --project tools/checkov & checkov=$$!; \
-	$(UV) sync --frozen; project=$$?; wait $$lint; lint=$$?; wait $$checkov; checkov=$$?; \
-	[ "$$project $$lint $$checkov" = "0 0 0" ]
+install-checkov: uv
+	$(UV) sync --frozen --compile-bytecode --project tools/checkov
+
+install-linters:
+	npm ci --prefix tools/lint --no-audit --no-fund --loglevel=error
 
 demo: setup
 	$(UV) run retail demo

