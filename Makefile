@@ -28,7 +28,8 @@ setup: install-project
 
 # The tests' three environments install at once, each its own make job: they are independent, and the project's
 # waits longest on downloads (PySpark is published as a source archive of about 300 MB, built at install). make waits
-# for every job, names the one that failed and fails, and a Ctrl-C or a SIGTERM to make stops them all.
+# for every job, names the one that failed and fails; a Ctrl-C stops them all, and a SIGTERM to make alone stops its
+# jobs (make signals its direct children: what an install started itself is that install's to stop).
 setup-test:
 	$(MAKE) --no-print-directory -j3 install-project install-checkov install-linters
 
@@ -38,7 +39,7 @@ install-project: uv
 install-checkov: uv
 	$(UV) sync --frozen --compile-bytecode --project tools/checkov
 
-install-linters:
+install-linters: uv
 	npm ci --prefix tools/lint --no-audit --no-fund --loglevel=error
 
 demo: setup

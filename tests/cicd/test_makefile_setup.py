@@ -1,14 +1,16 @@
 """`make setup` finds uv as the Makefile says: the `uv` on PATH at UV_VERSION, else the system Python's uv module,
 installed with pip when missing; when pip refuses (an externally managed Python, PEP 668) set-up stops, non-zero,
 saying how to install uv. `make setup-test` runs its three installs at once as make jobs, waits for each, fails naming
-the one that failed, and a SIGTERM to make stops them all. Run for real with GNU make, with stand-ins for `uv`,
+the one that failed, and a SIGTERM to make stops its jobs. Run for real with GNU make, with stand-ins for `uv`,
 `python3` and `npm` that log their calls."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -112,9 +114,10 @@ INSTALLS = {"project": "install-project", "checkov": "install-checkov", "npm": "
 def run_setup_test(tmp_path: Path, failing: str | None) -> tuple[subprocess.CompletedProcess[str], list[str], Path]:
     """`make setup-test` with the pinned `uv` on PATH and stand-ins for its three installs: the project's
     (`uv sync --frozen`), checkov's (`--project tools/checkov`) and the linters' (`npm ci`). Each install marks that
-    it started, waits up to 20 s for the other two to have started (so installs run one after the other fail), then,
-    its output closed, takes a moment more before it marks that it finished; `failing` exits 1 there. Returns the
-    run, the calls and the folder of the marks."""
+    it started, waits up to 20 s for the other two to have started (so installs run one after the other fail), then
+    closes its output and marks that it finished: `failing` at once, exiting 1, the others a second later (a make that
+    returned on the failure without waiting would find their marks missing). Returns the run, the calls and the
+    folder of the marks."""
     bin_dir, calls, marks = tmp_path / "bin", tmp_path / "calls", tmp_path / "marks"
     bin_dir.mkdir()
     marks.mkdir()
@@ -125,7 +128,7 @@ def run_setup_test(tmp_path: Path, failing: str | None) -> tuple[subprocess.Comp
 for i in $(seq 200); do all=1; for f in {others}; do [ -f "$f" ] || all=0; done; [ $all = 1 ] && break; sleep 0.1; done
 [ $all = 1 ] || {{ echo "{name} ran alone" >&2; exit 3; }}
 exec > /dev/null 2>&1
-sleep 0.5
+{"" if failing == name else "sleep 1"}
 : > "{marks}/finished-{name}"
 exit {1 if failing == name else 0}"""
 
@@ -144,6 +147,7 @@ esac""")
 def test_the_three_installs_of_set_up_for_the_tests_run_at_once(tmp_path):
     done, calls, marks = run_setup_test(tmp_path, None)
     assert done.returncode == 0, done.stderr
+    assert calls.count("uv --version") == 3  # each make's parse, then the `uv` target once before both syncs
     installs = [call for call in calls if call != "uv --version"]
     assert sorted(installs) == ["npm ci --prefix tools/lint --no-audit --no-fund --loglevel=error", "uv sync --frozen",
                                 "uv sync --frozen --compile-bytecode --project tools/checkov"]
@@ -161,27 +165,32 @@ def test_set_up_for_the_tests_waits_for_every_install_and_fails_naming_the_one_t
 
 
 def test_a_sigterm_to_make_stops_every_install_of_set_up_for_the_tests(tmp_path):
-    """As a CI runner's cancel or `timeout` stops set-up: no install is left running (a shell's `&` would leave
-    them, re-parented to init, still writing their environments)."""
+    """As `kill <make's pid>` (a CI runner that signals make alone) stops set-up: make passes the SIGTERM to its jobs,
+    and no install is left running (a shell's `&` would leave them, re-parented to init). make signals its own
+    children only: what an install started in turn is that install's to stop."""
     bin_dir, pids = tmp_path / "bin", tmp_path / "pids"
     bin_dir.mkdir()
     pids.mkdir()
-    long_install = f'echo $$ > "{pids}/$$"; exec sleep 60'
+    long_install = f': > "{pids}/$$"; exec sleep 60'
     stand_in(bin_dir, "uv", f'[ "$1" = --version ] && {{ echo "uv {UV_VERSION}"; exit 0; }}; {long_install}')
     stand_in(bin_dir, "npm", long_install)
     for tool in ("make", "grep", "sh", "sleep"):
         (bin_dir / tool).symlink_to(str(shutil.which(tool)))
     make = subprocess.Popen(["make", "--no-print-directory", "-C", str(ROOT), "setup-test"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={"PATH": str(bin_dir), "CALLS": str(tmp_path / "calls")})
-    deadline = time.monotonic() + 30
-    while len(list(pids.iterdir())) < 3 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    started = [int(path.read_text()) for path in pids.iterdir()]
-    make.terminate()
-    assert make.wait(timeout=10) != 0
-    assert len(started) == 3
-    time.sleep(0.2)
-    assert [pid for pid in started if alive(pid)] == []
+                            stderr=subprocess.DEVNULL, env={"PATH": str(bin_dir), "CALLS": str(tmp_path / "calls")},
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + 30
+        while len(list(pids.iterdir())) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        started = [int(path.name) for path in pids.iterdir()]
+        make.terminate()
+        assert make.wait(timeout=10) != 0
+        assert len(started) == 3
+        assert [pid for pid in started if alive(pid)] == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(make.pid, signal.SIGKILL)
 
 
 def alive(pid: int) -> bool:
