@@ -50,13 +50,21 @@ esac""")
     return done, calls.read_text().splitlines() if calls.exists() else []
 
 
-def make_with(bin_dir: Path, calls: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
-    """GNU make on the Makefile with `bin_dir`, holding the stand-ins plus make, grep and sh, as the whole PATH."""
-    for tool in ("make", "grep", "sh"):
+def make_command(bin_dir: Path, calls: Path, *arguments: str, tools: tuple[str, ...] = ()
+                 ) -> tuple[list[str], dict[str, str]]:
+    """The command line and environment of GNU make on the Makefile with `bin_dir`, holding the stand-ins plus make,
+    grep, sh and `tools`, as the whole PATH."""
+    for tool in ("make", "grep", "sh", *tools):
         (bin_dir / tool).symlink_to(str(shutil.which(tool)))
     env = {"PATH": str(bin_dir), "CALLS": str(calls), "HOME": str(bin_dir.parent)}
-    return subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), *arguments], env=env,
-                          capture_output=True, text=True, timeout=60)
+    return ["make", "--no-print-directory", "-C", str(ROOT), *arguments], env
+
+
+def make_with(bin_dir: Path, calls: Path, *arguments: str, tools: tuple[str, ...] = ()
+              ) -> subprocess.CompletedProcess[str]:
+    """`make_command` run to its end."""
+    command, env = make_command(bin_dir, calls, *arguments, tools=tools)
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
 
 
 def test_the_uv_on_path_at_the_pinned_version_is_used_and_nothing_is_installed(tmp_path):
@@ -106,7 +114,6 @@ def test_an_externally_managed_python_stops_set_up_saying_how_to_install_uv(tmp_
     assert not [call for call in calls if "sync" in call]
 
 
-
 INSTALLS = {"project": "install-project", "checkov": "install-checkov", "npm": "install-linters"}
 """Each install of `make setup-test`, by the name its stand-in goes by, and its make target."""
 
@@ -138,9 +145,7 @@ exit {1 if failing == name else 0}"""
   "sync --frozen") {install("project")} ;;
 esac""")
     stand_in(bin_dir, "npm", install("npm"))
-    for tool in ("seq", "sleep"):
-        (bin_dir / tool).symlink_to(str(shutil.which(tool)))
-    done = make_with(bin_dir, calls, "setup-test")
+    done = make_with(bin_dir, calls, "setup-test", tools=("seq", "sleep"))
     return done, calls.read_text().splitlines(), marks
 
 
@@ -174,10 +179,8 @@ def test_a_sigterm_to_make_stops_every_install_of_set_up_for_the_tests(tmp_path)
     long_install = f': > "{pids}/$$"; exec sleep 60'
     stand_in(bin_dir, "uv", f'[ "$1" = --version ] && {{ echo "uv {UV_VERSION}"; exit 0; }}; {long_install}')
     stand_in(bin_dir, "npm", long_install)
-    for tool in ("make", "grep", "sh", "sleep"):
-        (bin_dir / tool).symlink_to(str(shutil.which(tool)))
-    make = subprocess.Popen(["make", "--no-print-directory", "-C", str(ROOT), "setup-test"], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env={"PATH": str(bin_dir), "CALLS": str(tmp_path / "calls")},
+    command, env = make_command(bin_dir, tmp_path / "calls", "setup-test", tools=("sleep",))
+    make = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     try:
         deadline = time.monotonic() + 30
