@@ -101,11 +101,11 @@ def preview(
     directory = project_dir or find_project_dir()
     if live:
         _require("retail infra preview --live")
-        runners = automation.project_runners(directory, echo=typer.echo)
-        release = automation.current_release(runners.service, stack.value)
-        if release is None:
-            typer.echo(f"service stack {stack.value} has no release yet: previewing the platform only")
-        automation.preview(runners, stack.value, directory, release)
+        with automation.project_runners(directory, echo=typer.echo) as runners:
+            release = automation.current_release(runners.service, stack.value)
+            if release is None:
+                typer.echo(f"service stack {stack.value} has no release yet: previewing the platform only")
+            automation.preview(runners, stack.value, directory, release)
         return
     platform = preview_stack(stack.value, directory)
     service = preview_service(stack.value, directory, platform)
@@ -147,10 +147,10 @@ def up(
 
     _require("retail infra up")
     directory = project_dir or find_project_dir()
-    runners = automation.project_runners(directory, echo=typer.echo)
     resolver = release_resolver(directory, image, model_package, model_group)
     deploy = automation.deploy_service if service_only else automation.deploy
-    platform, service = deploy(runners, stack.value, directory, resolver)
+    with automation.project_runners(directory, echo=typer.echo) as runners:
+        platform, service = deploy(runners, stack.value, directory, resolver)
     typer.echo(f"Stacks {stack.value} are up: the API answers at {service.get('endpoint') or '(no endpoint yet)'}")
     if smoke:
         _smoke(service)
@@ -176,8 +176,8 @@ def rollback(
 
     _require("retail infra rollback")
     directory = project_dir or find_project_dir()
-    runners = automation.project_runners(directory, echo=typer.echo)
-    current = automation.current_release(runners.service, stack.value)
+    with automation.project_runners(directory, echo=typer.echo) as runners:
+        current = automation.current_release(runners.service, stack.value)
     if current is None:
         typer.echo(f"service stack {stack.value} has no release to roll back from", err=True)
         raise typer.Exit(1)
@@ -194,7 +194,8 @@ def rollback(
         typer.echo(f"rollback: {current.model_package_arn} -> {package}")
         return Release(image or current.image, package)
 
-    _, service = automation.deploy_service(runners, stack.value, directory, previous)
+    with automation.project_runners(directory, echo=typer.echo) as runners:
+        _, service = automation.deploy_service(runners, stack.value, directory, previous)
     if smoke:
         _smoke(service)
 
@@ -238,11 +239,13 @@ def destroy(
             "and registered model versions?",
             abort=True,
         )
-    runners = automation.project_runners(directory, echo=typer.echo)
     region = _stack_region(directory, stack.value)
     checks = ProvenTeardown(region, echo=typer.echo)
     try:
-        automation.destroy(runners, stack.value, empty=automation.StackEmptier(region), checks=checks, echo=typer.echo)
+        with automation.project_runners(directory, echo=typer.echo) as runners:
+            automation.destroy(
+                runners, stack.value, empty=automation.StackEmptier(region), checks=checks, echo=typer.echo
+            )
     except TeardownFailed as error:
         typer.echo(str(error), err=True)
         raise typer.Exit(1) from error

@@ -512,18 +512,24 @@ def inline_runners(work_root: Path, echo: Callable[[str], None] = print) -> Runn
     )
 
 
-def project_runners(project_dir: Path, echo: Callable[[str], None] = print) -> Runners:
-    """Runners for the repository's two project folders (`pulumi up` there would do the same)."""
-    training_dir = Path(tempfile.mkdtemp(prefix="retail-training-"))
-    lake_dir = Path(tempfile.mkdtemp(prefix="retail-lake-"))
-    return Runners(
-        platform=AutomationRunner(project_dir, echo=echo),
-        service=AutomationRunner(project_dir / SERVICE_DIR, echo=echo),
-        # Like `retail train --cloud`, an inline program in a work dir outside the checkout; a destroy runs
-        # no program, so an empty one stands in for the training program (it needs the platform's outputs).
-        training=AutomationRunner(training_dir, project_name=TRAINING_PROJECT, program=lambda: None, echo=echo),
-        lake=AutomationRunner(lake_dir, project_name=LAKE_PROJECT, program=lambda: None, echo=echo),
-    )
+@contextlib.contextmanager
+def project_runners(project_dir: Path, echo: Callable[[str], None] = print) -> Iterator[Runners]:
+    """Runners for the repository's two project folders (`pulumi up` there would do the same), and for the training
+    and lake projects in work folders of their own, which are removed when the block ends."""
+    with (
+        tempfile.TemporaryDirectory(prefix="retail-training-") as training_dir,
+        tempfile.TemporaryDirectory(prefix="retail-lake-") as lake_dir,
+    ):
+        yield Runners(
+            platform=AutomationRunner(project_dir, echo=echo),
+            service=AutomationRunner(project_dir / SERVICE_DIR, echo=echo),
+            # Like `retail train --cloud`, an inline program in a work dir outside the checkout; a destroy runs
+            # no program, so an empty one stands in for the training program (it needs the platform's outputs).
+            training=AutomationRunner(
+                Path(training_dir), project_name=TRAINING_PROJECT, program=lambda: None, echo=echo
+            ),
+            lake=AutomationRunner(Path(lake_dir), project_name=LAKE_PROJECT, program=lambda: None, echo=echo),
+        )
 
 
 def platform_program() -> None:

@@ -6,6 +6,7 @@ The run is real (nothing mocked): synthetic CSV -> lake -> features -> four fami
 
 from __future__ import annotations
 
+import fnmatch
 import functools
 import gc
 import os
@@ -84,6 +85,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """What collection loaded (modules, their classes and constants) stays: later collections need not walk it."""
     gc.freeze()
+
+
+KEPT_BY_TOOLS = {
+    ".lark_cache_*.tmp": "the grammar cache of lark (checkov's HCL parser), kept for the next run",
+    "uv-*.lock": "the lock files uv takes while it syncs or runs an environment",
+}
+"""Files the tools the tests start leave in the temporary folder by design, by name pattern (fnmatch)."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def temporary_files_are_removed(tmp_path_factory):
+    """Every temporary file or folder this session's code makes, and the processes its tests start, goes in a
+    folder of the session's own (`tempfile.tempdir` and TMPDIR), and the session fails if any is left there at
+    its end: a work folder nobody removes (`retail infra destroy` left two per run) or a process killed before
+    its clean-up (a training host) would otherwise pile up in the machine's /tmp unseen. Autouse at session
+    scope, so it is set up before every other fixture and torn down after them."""
+    sandbox = tmp_path_factory.mktemp("tempdir")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("TMPDIR", str(sandbox))
+    patch.setattr(tempfile, "tempdir", str(sandbox))
+    yield
+    patch.undo()
+    left = sorted(entry.name for entry in sandbox.iterdir()
+                  if not any(fnmatch.fnmatch(entry.name, kept) for kept in KEPT_BY_TOOLS))
+    if left:
+        raise AssertionError(f"temporary files left in {sandbox} by this session's tests: {', '.join(left)}")
 
 
 @dataclass

@@ -42,7 +42,9 @@ def test_destroy_goes_on_without_a_lake_stack():
     assert [c[0] for c in pair.platform.journal.calls if c[1] == "destroy"] == ["training", "service", "platform"]
 
 
-def test_the_project_runners_include_the_lake_project_outside_the_checkout():
-    lake = automation.project_runners(PROJECT_DIR, echo=lambda _: None).lake
-    assert isinstance(lake, automation.AutomationRunner)
+def test_the_project_runners_include_the_lake_project_outside_the_checkout_removed_after_use():
+    with automation.project_runners(PROJECT_DIR, echo=lambda _: None) as runners:
+        lake = runners.lake
+        assert isinstance(lake, automation.AutomationRunner) and lake.work_dir.is_dir()
     assert lake.project_name == LAKE_PROJECT and not lake.work_dir.is_relative_to(PROJECT_DIR)
+    assert not lake.work_dir.exists()

@@ -680,7 +680,7 @@ def test_destroy_works_in_the_region_of_the_stack_it_destroys(tmp_path, monkeypa
 
     monkeypatch.setattr(infra.teardown, "ProvenTeardown", functools.partial(ProvenTeardown, settle_seconds=0))
     monkeypatch.setattr(automation, "require_cli", lambda command: "/usr/bin/pulumi")
-    monkeypatch.setattr(automation, "project_runners", lambda *args, **kwargs: pair)
+    monkeypatch.setattr(automation, "project_runners", lambda *args, **kwargs: contextlib.nullcontext(pair))
     monkeypatch.setattr(automation, "StackEmptier", lambda region: emptied.append(region) or (lambda _: None))
     result = CliRunner().invoke(_app(), ["destroy", "--stack", "dev", "--yes", "--project-dir", str(project)])
     assert "Leak scan of stack dev in us-west-2 (cluster retail-dev-eks)" in result.output, result.output
@@ -803,6 +803,30 @@ def test_destroy_goes_on_without_a_training_stack():
     assert [c[0] for c in pair.platform.journal.calls if c[1] == "destroy"] == ["service", "platform"]
 
 
-def test_the_project_runners_include_the_training_project():
-    runners = automation.project_runners(PROJECT_DIR, echo=lambda _: None)
-    assert runners.training is not None and runners.training.project_name == "retail-mlops-training"
+def test_the_project_runners_include_the_training_project_in_a_work_folder_removed_after_use():
+    with automation.project_runners(PROJECT_DIR, echo=lambda _: None) as runners:
+        training = runners.training
+        assert isinstance(training, automation.AutomationRunner) and training.work_dir.is_dir()
+    assert training.project_name == "retail-mlops-training"
+    assert not training.work_dir.exists()
+
+
+@pytest.mark.parametrize("service_only", [False, True])
+def test_up_deploys_with_the_runners_work_folders_in_place_and_removes_them_after(monkeypatch, service_only):
+    """`retail infra up` hands its deploy the four runners while their work folders exist, and leaves none behind."""
+    import cli.infra
+
+    folders: list[tuple[Path, bool]] = []
+
+    def deploy(runners, stack, directory, resolver):
+        folders.extend((runner.work_dir, runner.work_dir.is_dir()) for runner in (runners.training, runners.lake))
+        return {}, {"endpoint": None}
+
+    monkeypatch.setattr(automation, "require_cli", lambda command: "/usr/bin/pulumi")
+    monkeypatch.setattr(automation, "deploy_service" if service_only else "deploy", deploy)
+    monkeypatch.setattr(cli.infra, "release_resolver", lambda *args: None)
+    command = ["up", "--stack", "dev", "--no-smoke", "--project-dir", str(PROJECT_DIR)]
+    result = CliRunner().invoke(_app(), command + ["--service-only"] * service_only)
+    assert result.exit_code == 0, result.output
+    assert [existed for _, existed in folders] == [True, True]
+    assert not any(folder.exists() for folder, _ in folders)

@@ -81,8 +81,11 @@ def opt_ml(root: Path, channel: Path, hyperparameters: dict[str, str], host: str
 
 def start(paths: SageMakerPaths, port: int, bootstrap_seconds: int = 30) -> subprocess.Popen:
     """The image's command for `paths`; one OpenMP thread, as the hosts share this machine's cores (with a thread
-    per core each, XGBoost's threads spin while they wait for the other host, and a fit takes ten times as long)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "RETAIL_CLUSTER_TRACKER_PORT": str(port),
+    per core each, XGBoost's threads spin while they wait for the other host, and a fit takes ten times as long).
+    Each host has a /tmp of its own, as each container does: a host killed mid-job leaves its scratch there."""
+    scratch = paths.root / "tmp"
+    scratch.mkdir(exist_ok=True)
+    env = {**os.environ, "TMPDIR": str(scratch), "OMP_NUM_THREADS": "1", "RETAIL_CLUSTER_TRACKER_PORT": str(port),
            "RETAIL_CLUSTER_BOOTSTRAP_SECONDS": str(bootstrap_seconds),
            "RETAIL_CLUSTER_HOST_ADDRESSES": json.dumps(dict.fromkeys(HOSTS, "127.0.0.1"))}
     return subprocess.Popen([sys.executable, "-m", "ml.sagemaker_entry", "train", "--root", str(paths.root)],
