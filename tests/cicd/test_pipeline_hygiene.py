@@ -153,9 +153,9 @@ def waits_for_success(workflow: dict, job_id: str, target: str) -> bool:
 
 def test_the_test_command_cannot_be_skipped_or_let_fail_on_any_road():
     """The README's test command runs as written: no `if`, `continue-on-error`, `shell` or environment of its own
-    on its step or job, bash as the workflow's shell, no make or pytest variable around it; on main every job that
-    trains, builds or deploys runs only once it succeeded. Its Jenkins stage is that one `sh` step and nothing else
-    (no `when`, `script`, `catchError`), with no such variable in the pipeline's environment."""
+    on its step or job, bash as the workflow's shell, no make or pytest variable around it (the jobs that wait for
+    it: `test_every_job_that_reaches_aws_waits_for_the_tests_of_its_run`). Its Jenkins stage is that one `sh` step
+    and nothing else (no `when`, `script`, `catchError`), with no such variable in the pipeline's environment."""
     command = readme_test_command()
     runs = [(name, workflow, job_id, s) for name, workflow in all_workflows().items()
             for job_id, job in workflow["jobs"].items() for s in steps(job) if command in s.get("run", "").split("\n")]
@@ -167,9 +167,6 @@ def test_the_test_command_cannot_be_skipped_or_let_fail_on_any_road():
         assert workflow["defaults"]["run"] == {"shell": "bash"}, name
         assert not [key for key in workflow.get("env", {}) if CHANGES_A_RUN.match(key)], name
         assert not [s for s in steps(job) if re.search(r"GITHUB_(ENV|PATH)", s.get("run", ""))], f"{name}: {job_id}"
-        if name == "main.yml":
-            for later in ("train", "image", "deploy-dev", "deploy-prod"):
-                assert waits_for_success(workflow, later, job_id), f"{name}: {later} may run when {command} failed"
     (stage,) = [name for name in re.findall(r"^    stage\('([^']+)'\)", jenkinsfile(), re.M)
                 if f"sh '{command}'" in jenkins_stage(name)]
     assert " ".join(jenkins_stage(stage).split()) == f"stage('{stage}') {{ steps {{ sh '{command}' }}"
@@ -186,3 +183,36 @@ def test_every_road_calls_uv_from_path_as_the_makefile_does_in_ci():
     and installs none into the system Python; a stage calling `python3 -m uv` would then find no such module."""
     for source, script in all_scripts():
         assert not re.search(r"\bpython[\d.]*\s+-m\s+uv\b", script), source
+
+
+NEEDS_NO_TESTS = {
+    ("pull-request.yml", "preview"): "`pulumi preview` changes nothing; it runs beside the tests for a quicker answer",
+    ("pr-environment.yml", "destroy"): "on close it removes what a cut-short run left; nothing of the commit deploys",
+}
+"""Jobs that assume an AWS role without waiting for the tests of their run, and why that is safe."""
+
+
+def test_every_job_that_reaches_aws_waits_for_the_tests_of_its_run():
+    """A job that assumes an AWS role or calls a workflow (which may: deploy.yml does) trains, builds or deploys
+    only once the README's test command succeeded in the same run, in every workflow but the called ones (their
+    callers wait), unless NEEDS_NO_TESTS names it. pr-environment.yml deployed each pull request's commit to a
+    whole EKS environment while its tests were still running, beside them in another workflow."""
+    command = readme_test_command()
+    reaching = []
+    for name, workflow in all_workflows().items():
+        if "workflow_call" in workflow[True]:  # YAML 1.1 reads the key `on` as True
+            continue
+        tests = [job_id for job_id, job in workflow["jobs"].items()
+                 if any(command in s.get("run", "").split("\n") for s in steps(job))]
+        for job_id, job in workflow["jobs"].items():
+            assumes_a_role = any(s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")
+                                 for s in steps(job))
+            if not (assumes_a_role or "uses" in job) or (name, job_id) in NEEDS_NO_TESTS:
+                continue
+            reaching.append(f"{name}: {job_id}")
+            assert any(waits_for_success(workflow, job_id, test) for test in tests), (
+                f"{name}: {job_id} may reach AWS when {command} failed or before it ran")
+    assert {"main.yml: train", "main.yml: image", "main.yml: deploy-dev", "main.yml: deploy-prod",
+            "pull-request.yml: ephemeral"} <= set(reaching)
+    for name, job_id in NEEDS_NO_TESTS:
+        assert job_id in all_workflows()[name]["jobs"], f"{name}: {job_id} is not a job any more"

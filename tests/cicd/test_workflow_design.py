@@ -76,7 +76,20 @@ def test_a_stack_is_deployed_by_one_run_at_a_time_and_a_deploy_is_never_cancelle
 
 
 def test_the_pull_request_environment_is_never_cancelled_half_way():
-    assert load("pr-environment.yml")["concurrency"]["cancel-in-progress"] is False
+    """The environment job holds a group of its own that never cancels, shared with the close-time destroy (which
+    then waits for it); its workflow has no group of its own, whose cancelling a newer push would cancel the job too.
+    The checks before it are still cancelled by a newer push, each job in its own group."""
+    checks = load("pr-environment.yml")
+    workflow = load("pull-request.yml")
+    environment = workflow["jobs"]["ephemeral"]["concurrency"]
+    assert environment == {"group": "pr-environment-${{ github.event.pull_request.number }}",
+                           "cancel-in-progress": False}
+    assert checks["concurrency"] == environment
+    assert "concurrency" not in workflow
+    for job_id in ("test", "policy", "preview"):
+        group = workflow["jobs"][job_id]["concurrency"]
+        assert group["cancel-in-progress"] is True and group["group"] != environment["group"], job_id
+    assert workflow["jobs"]["policy"]["concurrency"]["group"].endswith("${{ matrix.stack }}")
 
 
 def test_offline_checks_cover_dev_prod_and_ephemeral_on_pull_requests_and_on_main():
@@ -232,17 +245,17 @@ def test_prod_copies_the_image_into_its_own_registry_keeping_the_digest():
 
 
 def test_ephemeral_smoke_test_uses_the_endpoint_output_and_the_key_the_stack_generated():
-    (run,) = [s["run"] for s in steps(load("pr-environment.yml")["jobs"]["ephemeral"]) if "run" in s][1:]
+    (run,) = [s["run"] for s in steps(load("pull-request.yml")["jobs"]["ephemeral"]) if "run" in s][1:]
     assert run.startswith('uv run retail infra ephemeral --name "$NAME"')
     assert """sh -c 'uv run retail smoke --url "$PULUMI_OUTPUT_ENDPOINT" --api-key-env RETAIL_API_KEY'""" in run
 
 
 def test_closing_a_pull_request_destroys_what_is_left_of_both_projects_service_first():
     workflow = load("pr-environment.yml")
-    assert "closed" in workflow[True]["pull_request"]["types"]  # YAML 1.1 reads the key `on` as True
-    assert workflow["env"]["STACK"] == "ephemeral-pr-${{ github.event.pull_request.number }}"
+    assert workflow[True]["pull_request"]["types"] == ["closed"]  # YAML 1.1 reads the key `on` as True
+    name = load("pull-request.yml")["jobs"]["ephemeral"]["env"]["NAME"]  # `retail infra ephemeral --name "$NAME"`
+    assert workflow["env"]["STACK"] == f"ephemeral-{name}" == "ephemeral-pr-${{ github.event.pull_request.number }}"
     destroy = workflow["jobs"]["destroy"]
-    assert destroy["if"].startswith("github.event.action == 'closed'")
     service, platform = steps(destroy)[-2:]
     assert service["working-directory"] == "service" and "working-directory" not in platform
     for s in (service, platform):
