@@ -27,6 +27,7 @@ from pydantic.json_schema import models_json_schema
 from api.batcher import Batcher
 from api.body import validation_error_response
 from api.emf import EmfPublisher
+from api.memory import keep_freed_memory
 from api.middleware import RequestPlumbing
 from api.model_source import BundleLocationSource, ModelSource, RegistrySource
 from api.model_store import ModelStore
@@ -103,6 +104,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: ApiSettings = app.state.settings
     models: ModelStore = app.state.store
     sys.setswitchinterval(settings.gil_switch_interval_ms / 1000)
+    keep_freed_memory(settings.malloc_trim_threshold_bytes, settings.malloc_mmap_threshold_bytes)
     await asyncio.to_thread(models.try_refresh)
     settle_collector(settings.gc_gen0_threshold)
     app.state.batcher = Batcher(settings.max_coalesced_baskets, settings.inline_scoring_min_baskets)

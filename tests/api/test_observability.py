@@ -178,16 +178,22 @@ def test_the_access_log_is_json_with_the_request_id_and_no_payload_or_key(client
     assert "PRD09" not in caplog.text and "STORE0" not in caplog.text
 
 
-def test_the_service_applies_its_gil_and_garbage_collector_settings(small_run):
+def test_the_service_applies_its_gil_garbage_collector_and_allocator_settings(small_run, monkeypatch):
     import gc
 
+    import api.app
+
+    allocator: list[tuple[int, int]] = []
+    monkeypatch.setattr(api.app, "keep_freed_memory", lambda trim, mmap: allocator.append((trim, mmap)))
     before, frozen = gc.get_threshold(), gc.get_freeze_count()
-    app = create_app(api_settings(gil_switch_interval_ms=0.5, gc_gen0_threshold=12_345),
+    app = create_app(api_settings(gil_switch_interval_ms=0.5, gc_gen0_threshold=12_345,
+                                  malloc_trim_threshold_bytes=3 * 2**20, malloc_mmap_threshold_bytes=2**20),
                      source=RegistrySource(small_run.settings))
     try:
         with TestClient(app):
             assert sys.getswitchinterval() == pytest.approx(0.0005)
             assert gc.get_threshold()[0] == 12_345
+            assert allocator == [(3 * 2**20, 2**20)]
             assert gc.get_freeze_count() > frozen  # what start-up made, the first model among it, is frozen
     finally:
         gc.set_threshold(*before)
