@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -44,7 +45,7 @@ def release_resolver(
 
     request = ReleaseRequest(image=image, model_package_arn=model_package, model_group=model_group)
 
-    def resolve(platform: dict[str, Any]) -> Release:
+    def resolve(platform: Mapping[str, Any]) -> Release:
         import boto3
 
         from infra.images import ensure_image
@@ -171,18 +172,26 @@ def rollback(
     group, newest first; the served bundle is republished from it and the pods roll.
     """
     from infra import automation
-    from infra.automation import Release
     from infra.offline import find_project_dir
 
     _require("retail infra rollback")
     directory = project_dir or find_project_dir()
     with automation.project_runners(directory, echo=typer.echo) as runners:
         current = automation.current_release(runners.service, stack.value)
-    if current is None:
-        typer.echo(f"service stack {stack.value} has no release to roll back from", err=True)
-        raise typer.Exit(1)
+        if current is None:
+            typer.echo(f"service stack {stack.value} has no release to roll back from", err=True)
+            raise typer.Exit(1)
+        _, service = automation.deploy_service(runners, stack.value, directory, _previous_release(current, image))
+    if smoke:
+        _smoke(service)
 
-    def previous(platform: dict[str, Any]) -> Release:
+
+def _previous_release(current: Release, image: str | None) -> automation.ReleaseResolver:
+    """For `rollback`: the release before `current` in the stack's model package group, with `image` or the
+    current image."""
+    from infra.automation import Release
+
+    def previous(platform: Mapping[str, Any]) -> Release:
         import boto3
 
         from infra.model_packages import previous_approved
@@ -194,10 +203,7 @@ def rollback(
         typer.echo(f"rollback: {current.model_package_arn} -> {package}")
         return Release(image or current.image, package)
 
-    with automation.project_runners(directory, echo=typer.echo) as runners:
-        _, service = automation.deploy_service(runners, stack.value, directory, previous)
-    if smoke:
-        _smoke(service)
+    return previous
 
 
 def _smoke(service: dict[str, Any]) -> None:

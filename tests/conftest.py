@@ -107,6 +107,7 @@ def temporary_files_are_removed(tmp_path_factory):
     patch.setattr(tempfile, "tempdir", str(sandbox))
     yield
     patch.undo()
+    gc.collect()  # a TemporaryDirectory dropped without `with` is removed by its finalizer
     left = sorted(entry.name for entry in sandbox.iterdir()
                   if not any(fnmatch.fnmatch(entry.name, kept) for kept in KEPT_BY_TOOLS))
     if left:

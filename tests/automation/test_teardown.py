@@ -707,7 +707,7 @@ def test_the_pr_environment_posts_the_leak_report_and_keeps_the_command_s_exit_c
 ):
     from tests.cicd.definitions import load, run_step, steps
 
-    (deploy,) = [s for s in steps(load("pr-environment.yml")["jobs"]["ephemeral"]) if "ephemeral" in s.get("run", "")]
+    (deploy,) = [s for s in steps(load("pull-request.yml")["jobs"]["ephemeral"]) if "ephemeral" in s.get("run", "")]
     assert deploy["env"]["LEAK_REPORT"] == "${{ runner.temp }}/leak-report.md"
     report = tmp_path / "leak-report.md"
     written = 'echo "### Leak scan" > "$LEAK_REPORT"\n' if writes_report else ""
@@ -742,7 +742,7 @@ cp "$body" "$COMMENTS/$(( ${last:-0} + 1 ))"
 def test_each_run_of_the_pr_environment_updates_one_leak_report_comment(tmp_path):
     from tests.cicd.definitions import load, run_step, steps
 
-    (deploy,) = [s for s in steps(load("pr-environment.yml")["jobs"]["ephemeral"]) if "ephemeral" in s.get("run", "")]
+    (deploy,) = [s for s in steps(load("pull-request.yml")["jobs"]["ephemeral"]) if "ephemeral" in s.get("run", "")]
     comments = tmp_path / "comments"
     comments.mkdir()
     for run in ("1", "2"):
@@ -830,3 +830,26 @@ def test_up_deploys_with_the_runners_work_folders_in_place_and_removes_them_afte
     assert result.exit_code == 0, result.output
     assert [existed for _, existed in folders] == [True, True]
     assert not any(folder.exists() for folder, _ in folders)
+
+
+def test_rollback_reads_the_current_release_and_deploys_with_the_runners_work_folders_in_place(monkeypatch):
+    """`retail infra rollback` reads the release served now and deploys the one before it in one set of runners,
+    whose work folders are gone afterwards."""
+    folders: list[Path] = []
+    deployed: list[object] = []
+
+    def current_release(runner, stack):
+        return Release("repo@sha256:" + "a" * 64, "arn:aws:sagemaker:ap-southeast-1:123456789012:model-package/g/2")
+
+    def deploy_service(runners, stack, directory, resolve):
+        folders.extend(runner.work_dir for runner in (runners.training, runners.lake) if runner.work_dir.is_dir())
+        deployed.append(resolve)
+        return {}, {"endpoint": None}
+
+    monkeypatch.setattr(automation, "require_cli", lambda command: "/usr/bin/pulumi")
+    monkeypatch.setattr(automation, "current_release", current_release)
+    monkeypatch.setattr(automation, "deploy_service", deploy_service)
+    result = CliRunner().invoke(_app(), ["rollback", "--stack", "dev", "--no-smoke", "--project-dir", str(PROJECT_DIR)])
+    assert result.exit_code == 0, result.output
+    assert len(folders) == 2 and not any(folder.exists() for folder in folders)
+    assert len(deployed) == 1 and callable(deployed[0])

@@ -3,6 +3,7 @@ secret printed, no untrusted value expanded into a script, no local registry ali
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -189,25 +190,33 @@ NEEDS_NO_TESTS = {
     ("pull-request.yml", "preview"): "`pulumi preview` changes nothing; it runs beside the tests for a quicker answer",
     ("pr-environment.yml", "destroy"): "on close it removes what a cut-short run left; nothing of the commit deploys",
 }
-"""Jobs that assume an AWS role without waiting for the tests of their run, and why that is safe."""
+"""Jobs that may reach AWS without waiting for the tests of their run, and why that is safe."""
+
+
+def reaches_aws(job: dict) -> bool:
+    """Whether a job may act on AWS: it assumes a role (configure-aws-credentials), may ask for an OIDC token, calls a
+    workflow or a local action (either may do the same), or reads a secret other than the run's own GitHub token."""
+    permissions = job.get("permissions") or {}
+    return (any(s.get("uses", "").startswith(("aws-actions/configure-aws-credentials@", "./")) for s in steps(job))
+            or "uses" in job
+            or (isinstance(permissions, dict) and permissions.get("id-token") == "write")
+            or bool(re.search(r"secrets\.(?!GITHUB_TOKEN\b)", json.dumps(job))))
 
 
 def test_every_job_that_reaches_aws_waits_for_the_tests_of_its_run():
-    """A job that assumes an AWS role or calls a workflow (which may: deploy.yml does) trains, builds or deploys
-    only once the README's test command succeeded in the same run, in every workflow but the called ones (their
-    callers wait), unless NEEDS_NO_TESTS names it. pr-environment.yml deployed each pull request's commit to a
-    whole EKS environment while its tests were still running, beside them in another workflow."""
+    """A job that may reach AWS (`reaches_aws`) trains, builds or deploys only once the README's test command
+    succeeded in the same run, in every workflow but those only called by others (their callers wait), unless
+    NEEDS_NO_TESTS names it. pr-environment.yml deployed each pull request's commit to a whole EKS environment while
+    its tests were still running, beside them in another workflow."""
     command = readme_test_command()
     reaching = []
     for name, workflow in all_workflows().items():
-        if "workflow_call" in workflow[True]:  # YAML 1.1 reads the key `on` as True
+        if set(workflow[True]) == {"workflow_call"}:  # YAML 1.1 reads the key `on` as True
             continue
         tests = [job_id for job_id, job in workflow["jobs"].items()
                  if any(command in s.get("run", "").split("\n") for s in steps(job))]
         for job_id, job in workflow["jobs"].items():
-            assumes_a_role = any(s.get("uses", "").startswith("aws-actions/configure-aws-credentials@")
-                                 for s in steps(job))
-            if not (assumes_a_role or "uses" in job) or (name, job_id) in NEEDS_NO_TESTS:
+            if not reaches_aws(job) or (name, job_id) in NEEDS_NO_TESTS:
                 continue
             reaching.append(f"{name}: {job_id}")
             assert any(waits_for_success(workflow, job_id, test) for test in tests), (
@@ -215,4 +224,15 @@ def test_every_job_that_reaches_aws_waits_for_the_tests_of_its_run():
     assert {"main.yml: train", "main.yml: image", "main.yml: deploy-dev", "main.yml: deploy-prod",
             "pull-request.yml: ephemeral"} <= set(reaching)
     for name, job_id in NEEDS_NO_TESTS:
-        assert job_id in all_workflows()[name]["jobs"], f"{name}: {job_id} is not a job any more"
+        assert reaches_aws(all_workflows()[name]["jobs"][job_id]), f"{name}: {job_id} no longer needs an exception"
+
+
+@pytest.mark.parametrize("job", [
+    {"steps": [{"uses": "./.github/actions/aws"}]},
+    {"steps": [{"run": "aws sts assume-role-with-web-identity"}], "permissions": {"id-token": "write"}},
+    {"steps": [{"run": "aws s3 ls"}], "env": {"AWS_ACCESS_KEY_ID": "${{ secrets.KEY }}"}},
+    {"uses": "./.github/workflows/deploy.yml"},
+])
+def test_a_job_that_may_reach_aws_is_told_by_its_role_token_secrets_or_calls(job):
+    assert reaches_aws(job)
+    assert not reaches_aws({"steps": [{"run": "gh pr view", "env": {"GH_TOKEN": "${{ secrets.GITHUB_TOKEN }}"}}]})

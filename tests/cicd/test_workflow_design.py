@@ -11,6 +11,7 @@ import re
 import subprocess
 from collections import defaultdict
 
+import pytest
 import yaml
 
 from tests.cicd.commands import WORKFLOWS
@@ -90,6 +91,28 @@ def test_the_pull_request_environment_is_never_cancelled_half_way():
         group = workflow["jobs"][job_id]["concurrency"]
         assert group["cancel-in-progress"] is True and group["group"] != environment["group"], job_id
     assert workflow["jobs"]["policy"]["concurrency"]["group"].endswith("${{ matrix.stack }}")
+
+
+@pytest.mark.parametrize(("state", "deploys"), [("OPEN", True), ("CLOSED", False), ("MERGED", False)])
+def test_the_environment_deploys_only_while_its_pull_request_is_still_open(tmp_path, state, deploys):
+    """A run whose pull request closed while its checks ran neither deploys nor queues in the environment's group,
+    where it would displace the close-time destroy waiting there: the gate reads the state when the checks passed."""
+    jobs = load("pull-request.yml")["jobs"]
+    gate, environment = jobs["open"], jobs["ephemeral"]
+    assert set(gate["needs"]) == {"test", "policy"} and "open" in environment["needs"]
+    assert environment["if"] == "needs.open.outputs.open == 'true'"
+    assert gate["outputs"]["open"] == "${{ steps.state.outputs.open }}"
+    (read,) = steps(gate)
+    gh = f'[ "$*" = "pr view 42 --json state --jq .state" ] || exit 9\necho {state}'
+    code, outputs, log = run_step(read["run"], tmp_path, {"PR_NUMBER": "42"}, {"gh": gh})
+    assert code == 0, log
+    assert outputs == {"open": "true" if deploys else "false"}
+
+
+def test_the_environment_gate_fails_when_the_pull_request_s_state_cannot_be_read(tmp_path):
+    (read,) = steps(load("pull-request.yml")["jobs"]["open"])
+    code, outputs, _ = run_step(read["run"], tmp_path, {"PR_NUMBER": "42"}, {"gh": "echo 'HTTP 401' >&2; exit 1"})
+    assert code != 0 and outputs == {}
 
 
 def test_offline_checks_cover_dev_prod_and_ephemeral_on_pull_requests_and_on_main():
