@@ -55,13 +55,14 @@ class ApiSettings(BaseSettings):
     # At most a C int, what gc.set_threshold takes: a larger value would fail the service's start-up with an
     # OverflowError instead of naming this setting.
     gc_gen0_threshold: int = Field(50_000, ge=100, le=2**31 - 1)
-    # glibc's malloc (api/memory.py): up to malloc_trim_threshold_bytes of freed heap is kept instead of being handed
-    # back to the kernel after each request, and blocks up to malloc_mmap_threshold_bytes come from the heap. With
-    # glibc's adaptive defaults a 1,000-basket JSON batch faulted ~1,180 pages back in per request (p50 18.5-19.6 ms
-    # against 16.0-16.5 ms). Both 0 leave glibc's defaults; setting one turns off glibc's adjustment of the other, so
-    # they are set together. The mmap threshold is glibc's at most 32 MiB on 64-bit; mallopt takes a C int.
-    malloc_trim_threshold_bytes: int = Field(64 * 2**20, ge=0, le=2**31 - 1)
-    malloc_mmap_threshold_bytes: int = Field(16 * 2**20, ge=0, le=32 * 2**20)
+    # glibc's malloc (api/memory.py): up to malloc_trim_threshold_bytes of freed heap is kept in each thread's arena
+    # instead of being handed back to the kernel after each request, and blocks up to malloc_mmap_threshold_bytes
+    # come from the heap. With glibc's adaptive defaults a 1,000-basket JSON batch faulted ~1,180 pages back in per
+    # request. Both 0 leave glibc's defaults; setting one turns off glibc's adjustment of the other, so they are set
+    # together. Not applied when the environment sets glibc's own (MALLOC_*_THRESHOLD_, GLIBC_TUNABLES). The mmap
+    # threshold is glibc's at most 32 MiB on 64-bit; mallopt takes a C int.
+    malloc_trim_threshold_bytes: int = Field(16 * 2**20, ge=0, le=2**31 - 1)
+    malloc_mmap_threshold_bytes: int = Field(8 * 2**20, ge=0, le=32 * 2**20)
 
     drift_window_baskets: int = Field(1000, ge=10)
     drift_min_baskets: int = Field(200, ge=10)

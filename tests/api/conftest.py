@@ -41,7 +41,10 @@ AUTH = {"X-API-Key": API_KEY}
 
 
 def api_settings(**overrides) -> ApiSettings:
-    defaults = {"api_keys": API_KEY, "reload_interval_seconds": 0, "drift_min_baskets": 10}
+    """The service's settings for an in-process app; glibc's allocator thresholds are left as they are (an app's
+    start-up would change them for the rest of the worker's tests; tests/api/test_memory.py tests them)."""
+    defaults = {"api_keys": API_KEY, "reload_interval_seconds": 0, "drift_min_baskets": 10,
+                "malloc_trim_threshold_bytes": 0, "malloc_mmap_threshold_bytes": 0}
     return ApiSettings(**{**defaults, **overrides})
 
 

@@ -193,14 +193,28 @@ NEEDS_NO_TESTS = {
 """Jobs that may reach AWS without waiting for the tests of their run, and why that is safe."""
 
 
-def reaches_aws(job: dict) -> bool:
-    """Whether a job may act on AWS: it assumes a role (configure-aws-credentials), may ask for an OIDC token, calls a
-    workflow or a local action (either may do the same), or reads a secret other than the run's own GitHub token."""
-    permissions = job.get("permissions") or {}
+EXPRESSION = re.compile(r"\$\{\{(.*?)\}\}", re.S)
+A_SECRET = re.compile(r"\bsecrets\b(?!\s*\.\s*github_token\b)", re.I)
+"""A secret other than the run's own token in an expression (`secrets.X`, `secrets['X']`, `toJSON(secrets)`; GitHub's
+context names are case-insensitive)."""
+
+
+def reaches_aws(job: dict, workflow: dict | None = None) -> bool:
+    """Whether a job may act on AWS: it assumes a role (configure-aws-credentials), may ask for an OIDC token (its
+    permissions, else the workflow's), reads a secret other than the run's GitHub token, runs on a self-hosted
+    runner (whose instance role needs none of those), or calls a workflow or a local action (either may do all that)."""
+    permissions = job.get("permissions", (workflow or {}).get("permissions")) or {}
+    token = permissions == "write-all" or (isinstance(permissions, dict) and permissions.get("id-token") == "write")
+    expressions = " ".join(EXPRESSION.findall(json.dumps(job)))
     return (any(s.get("uses", "").startswith(("aws-actions/configure-aws-credentials@", "./")) for s in steps(job))
-            or "uses" in job
-            or (isinstance(permissions, dict) and permissions.get("id-token") == "write")
-            or bool(re.search(r"secrets\.(?!GITHUB_TOKEN\b)", json.dumps(job))))
+            or "uses" in job or token or bool(A_SECRET.search(expressions))
+            or "self-hosted" in json.dumps(job.get("runs-on", "")))
+
+
+def triggers(workflow: dict) -> set[str]:
+    """The events a workflow runs on (`on` as a name, a list or a map; YAML 1.1 reads the key `on` as True)."""
+    on = workflow[True]
+    return {on} if isinstance(on, str) else set(on)
 
 
 def test_every_job_that_reaches_aws_waits_for_the_tests_of_its_run():
@@ -211,12 +225,12 @@ def test_every_job_that_reaches_aws_waits_for_the_tests_of_its_run():
     command = readme_test_command()
     reaching = []
     for name, workflow in all_workflows().items():
-        if set(workflow[True]) == {"workflow_call"}:  # YAML 1.1 reads the key `on` as True
+        if triggers(workflow) == {"workflow_call"}:
             continue
         tests = [job_id for job_id, job in workflow["jobs"].items()
                  if any(command in s.get("run", "").split("\n") for s in steps(job))]
         for job_id, job in workflow["jobs"].items():
-            if not reaches_aws(job) or (name, job_id) in NEEDS_NO_TESTS:
+            if not reaches_aws(job, workflow) or (name, job_id) in NEEDS_NO_TESTS:
                 continue
             reaching.append(f"{name}: {job_id}")
             assert any(waits_for_success(workflow, job_id, test) for test in tests), (
@@ -224,15 +238,37 @@ def test_every_job_that_reaches_aws_waits_for_the_tests_of_its_run():
     assert {"main.yml: train", "main.yml: image", "main.yml: deploy-dev", "main.yml: deploy-prod",
             "pull-request.yml: ephemeral"} <= set(reaching)
     for name, job_id in NEEDS_NO_TESTS:
-        assert reaches_aws(all_workflows()[name]["jobs"][job_id]), f"{name}: {job_id} no longer needs an exception"
+        workflow = all_workflows()[name]
+        assert reaches_aws(workflow["jobs"][job_id], workflow), f"{name}: {job_id} no longer needs an exception"
+
+
+@pytest.mark.parametrize(("job", "workflow"), [
+    ({"steps": [{"uses": "./.github/actions/aws"}]}, {}),
+    ({"steps": [{"run": "aws sts assume-role-with-web-identity"}], "permissions": {"id-token": "write"}}, {}),
+    ({"steps": [{"run": "aws sts assume-role-with-web-identity"}]}, {"permissions": {"id-token": "write"}}),
+    ({"steps": [{"run": "aws s3 ls"}], "permissions": "write-all"}, {}),
+    ({"steps": [{"run": "aws s3 ls"}], "env": {"AWS_ACCESS_KEY_ID": "${{ secrets.KEY }}"}}, {}),
+    ({"steps": [{"run": "aws s3 ls"}], "env": {"AWS_ACCESS_KEY_ID": "${{ secrets['KEY'] }}"}}, {}),
+    ({"steps": [{"run": "env"}], "env": {"ALL": "${{ toJSON(secrets) }}"}}, {}),
+    ({"runs-on": ["self-hosted", "linux"], "steps": [{"run": "aws s3 ls"}]}, {}),
+    ({"uses": "./.github/workflows/deploy.yml"}, {}),
+])
+def test_a_job_that_may_reach_aws_is_told_by_its_role_token_secrets_runner_or_calls(job, workflow):
+    assert reaches_aws(job, workflow)
 
 
 @pytest.mark.parametrize("job", [
-    {"steps": [{"uses": "./.github/actions/aws"}]},
-    {"steps": [{"run": "aws sts assume-role-with-web-identity"}], "permissions": {"id-token": "write"}},
-    {"steps": [{"run": "aws s3 ls"}], "env": {"AWS_ACCESS_KEY_ID": "${{ secrets.KEY }}"}},
-    {"uses": "./.github/workflows/deploy.yml"},
+    {"runs-on": "ubuntu-latest", "steps": [{"run": "gh pr view", "env": {"GH_TOKEN": "${{ secrets.GITHUB_TOKEN }}"}}]},
+    {"runs-on": "ubuntu-latest", "steps": [{"run": "gh pr view", "env": {"GH_TOKEN": "${{ secrets.github_token }}"}}]},
+    {"runs-on": "ubuntu-latest", "steps": [{"name": "read docs/secrets.md", "run": "cat docs/secrets.md"}]},
+    {"runs-on": "ubuntu-latest", "permissions": {"contents": "read"}, "steps": [{"run": "make test"}]},
 ])
-def test_a_job_that_may_reach_aws_is_told_by_its_role_token_secrets_or_calls(job):
-    assert reaches_aws(job)
-    assert not reaches_aws({"steps": [{"run": "gh pr view", "env": {"GH_TOKEN": "${{ secrets.GITHUB_TOKEN }}"}}]})
+def test_a_job_with_none_of_those_does_not_reach_aws(job):
+    assert not reaches_aws(job, {"permissions": {"id-token": "write"}} if "permissions" in job else {})
+
+
+def test_a_workflow_s_triggers_are_read_as_a_name_a_list_or_a_map():
+    assert triggers({True: "workflow_call"}) == {"workflow_call"}
+    assert triggers({True: ["push", "workflow_call"]}) == {"push", "workflow_call"}
+    both = {"workflow_call": None, "workflow_dispatch": None}
+    assert triggers({True: both}) == {"workflow_call", "workflow_dispatch"}
