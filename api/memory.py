@@ -29,7 +29,7 @@ M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 """mallopt's parameter numbers for the two thresholds (glibc's malloc.h)."""
 GLIBC_OWN_SETTINGS = ("MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
-GLIBC_TUNABLES = ("glibc.malloc.trim_threshold", "glibc.malloc.mmap_threshold")
+GLIBC_THRESHOLD_TUNABLES = ("glibc.malloc.trim_threshold", "glibc.malloc.mmap_threshold")
 
 log = logging.getLogger("retail.api")
 
@@ -40,7 +40,7 @@ def keep_freed_memory(trim_threshold: int, mmap_threshold: int) -> bool:
     if trim_threshold == mmap_threshold == 0:
         return False
     given = [name for name in GLIBC_OWN_SETTINGS if name in os.environ]
-    given += [name for name in GLIBC_TUNABLES if name in os.environ.get("GLIBC_TUNABLES", "")]
+    given += [name for name in GLIBC_THRESHOLD_TUNABLES if name in os.environ.get("GLIBC_TUNABLES", "")]
     if given:
         log.info("glibc's malloc thresholds come from the environment (%s): RETAIL_MALLOC_* are not applied",
                  ", ".join(given))

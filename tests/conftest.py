@@ -96,11 +96,11 @@ KEPT_BY_TOOLS = {
 
 @pytest.fixture(scope="session", autouse=True)
 def temporary_files_are_removed(tmp_path_factory):
-    """Every temporary file or folder this session's code makes, and the processes its tests start, goes in a
-    folder of the session's own (`tempfile.tempdir` and TMPDIR), and the session fails if any is left there at
-    its end: a work folder nobody removes (`retail infra destroy` left two per run) or a process killed before
-    its clean-up (a training host) would otherwise pile up in the machine's /tmp unseen. Autouse at session
-    scope, so it is set up before every other fixture and torn down after them."""
+    """The temporary files of this session's code, and of the processes its tests start with its environment, go in
+    a folder of the session's own (`tempfile.tempdir` and TMPDIR; PySpark's JVM keeps to /tmp), and the session
+    fails if any is left there at its end: a work folder nobody removes (`retail infra destroy` left two per run)
+    or a process killed before its clean-up (a training host) would otherwise pile up in the machine's /tmp unseen.
+    Autouse at session scope, so it is set up before every other fixture and torn down after them."""
     sandbox = tmp_path_factory.mktemp("tempdir")
     patch = pytest.MonkeyPatch()
     patch.setenv("TMPDIR", str(sandbox))

@@ -69,7 +69,7 @@ def test_with_the_services_thresholds_a_request_s_freed_memory_is_not_faulted_in
 @pytest.mark.parametrize("env", [{"MALLOC_TRIM_THRESHOLD_": "131072"},
                                  {"GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=131072"}])
 def test_glibc_s_own_settings_in_the_environment_are_kept(env):
-    kept, *faults = churn(SERVICE["malloc_trim_threshold_bytes"], SERVICE["malloc_mmap_threshold_bytes"], **env)
+    kept, *_ = churn(SERVICE["malloc_trim_threshold_bytes"], SERVICE["malloc_mmap_threshold_bytes"], **env)
     assert not kept
 
 

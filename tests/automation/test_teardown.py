@@ -811,6 +811,11 @@ def test_the_project_runners_include_the_training_project_in_a_work_folder_remov
     assert not training.work_dir.exists()
 
 
+def work_folders(runners: Runners) -> list[tuple[Path, bool]]:
+    """The training and lake runners' work folders, and whether each exists now."""
+    return [(runner.work_dir, runner.work_dir.is_dir()) for runner in (runners.training, runners.lake)]
+
+
 @pytest.mark.parametrize("service_only", [False, True])
 def test_up_deploys_with_the_runners_work_folders_in_place_and_removes_them_after(monkeypatch, service_only):
     """`retail infra up` hands its deploy the four runners while their work folders exist, and leaves none behind."""
@@ -819,7 +824,7 @@ def test_up_deploys_with_the_runners_work_folders_in_place_and_removes_them_afte
     folders: list[tuple[Path, bool]] = []
 
     def deploy(runners, stack, directory, resolver):
-        folders.extend((runner.work_dir, runner.work_dir.is_dir()) for runner in (runners.training, runners.lake))
+        folders.extend(work_folders(runners))
         return {}, {"endpoint": None}
 
     monkeypatch.setattr(automation, "require_cli", lambda command: "/usr/bin/pulumi")
@@ -835,14 +840,14 @@ def test_up_deploys_with_the_runners_work_folders_in_place_and_removes_them_afte
 def test_rollback_reads_the_current_release_and_deploys_with_the_runners_work_folders_in_place(monkeypatch):
     """`retail infra rollback` reads the release served now and deploys the one before it in one set of runners,
     whose work folders are gone afterwards."""
-    folders: list[Path] = []
+    folders: list[tuple[Path, bool]] = []
     deployed: list[object] = []
 
     def current_release(runner, stack):
         return Release("repo@sha256:" + "a" * 64, "arn:aws:sagemaker:ap-southeast-1:123456789012:model-package/g/2")
 
     def deploy_service(runners, stack, directory, resolve):
-        folders.extend(runner.work_dir for runner in (runners.training, runners.lake) if runner.work_dir.is_dir())
+        folders.extend(work_folders(runners))
         deployed.append(resolve)
         return {}, {"endpoint": None}
 
@@ -851,5 +856,6 @@ def test_rollback_reads_the_current_release_and_deploys_with_the_runners_work_fo
     monkeypatch.setattr(automation, "deploy_service", deploy_service)
     result = CliRunner().invoke(_app(), ["rollback", "--stack", "dev", "--no-smoke", "--project-dir", str(PROJECT_DIR)])
     assert result.exit_code == 0, result.output
-    assert len(folders) == 2 and not any(folder.exists() for folder in folders)
+    assert [existed for _, existed in folders] == [True, True]
+    assert not any(folder.exists() for folder, _ in folders)
     assert len(deployed) == 1 and callable(deployed[0])

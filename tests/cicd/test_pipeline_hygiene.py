@@ -114,6 +114,11 @@ def readme_test_command() -> str:
     return command
 
 
+def runs_command(step: dict, command: str) -> bool:
+    """Whether a workflow step runs `command` as one line of its script."""
+    return command in step.get("run", "").split("\n")
+
+
 def test_every_road_to_ci_runs_the_readme_s_test_command_and_no_other_test_run():
     """.ci/run, the workflows and the Jenkinsfile test with the README's command (set-up, ruff, the whole suite on
     a worker per physical core, coverage printed), so no road tests less, or otherwise, than a new user does."""
@@ -159,7 +164,7 @@ def test_the_test_command_cannot_be_skipped_or_let_fail_on_any_road():
     and nothing else (no `when`, `script`, `catchError`), with no such variable in the pipeline's environment."""
     command = readme_test_command()
     runs = [(name, workflow, job_id, s) for name, workflow in all_workflows().items()
-            for job_id, job in workflow["jobs"].items() for s in steps(job) if command in s.get("run", "").split("\n")]
+            for job_id, job in workflow["jobs"].items() for s in steps(job) if runs_command(s, command)]
     assert [name for name, *_ in runs] == ["main.yml", "pull-request.yml"]
     for name, workflow, job_id, test_step in runs:
         job = workflow["jobs"][job_id]
@@ -228,7 +233,7 @@ def test_every_job_that_reaches_aws_waits_for_the_tests_of_its_run():
         if triggers(workflow) == {"workflow_call"}:
             continue
         tests = [job_id for job_id, job in workflow["jobs"].items()
-                 if any(command in s.get("run", "").split("\n") for s in steps(job))]
+                 if any(runs_command(s, command) for s in steps(job))]
         for job_id, job in workflow["jobs"].items():
             if not reaches_aws(job, workflow) or (name, job_id) in NEEDS_NO_TESTS:
                 continue
