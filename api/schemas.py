@@ -20,6 +20,8 @@ from pydantic_core import PydanticCustomError
 
 from ml.schema import (
     CODE_PATTERNS,
+    MAX_QUANTITY,
+    MAX_SPEND,
     SEG_1_MEANINGS,
     SEG_2_MEANINGS,
     BasketMission,
@@ -32,7 +34,6 @@ from ml.schema import (
     StoreFormat,
     StoreRegion,
 )
-from ml.validate import MAX_QUANTITY, MAX_SPEND
 
 MAX_BASKET_LINES = 500
 EXAMPLE_BASKET: JsonDict = {

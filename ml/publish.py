@@ -10,6 +10,7 @@ complete new bundle (and refuses anything whose checksums do not match).
 
 from __future__ import annotations
 
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -31,8 +32,7 @@ def fetch_model_data(uri: str, workdir: Path) -> Path:
     workdir.mkdir(parents=True, exist_ok=True)
     archive = workdir / "model.tar.gz"
     with fs.open_input_stream(path) as source, archive.open("wb") as sink:
-        while chunk := source.read(1 << 20):
-            sink.write(chunk)
+        shutil.copyfileobj(source, sink, 1 << 20)
     folder = workdir / "bundle"
     with tarfile.open(archive) as tar:
         tar.extractall(folder, filter="data")  # no links out, no absolute paths, no devices

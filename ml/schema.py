@@ -93,6 +93,9 @@ CODE_PATTERNS: dict[str, str] = {
 
 INTEGER_COLUMNS = ("SHOP_WEEK", "SHOP_DATE", "SHOP_WEEKDAY", "SHOP_HOUR", "QUANTITY")
 FLOAT_COLUMNS = ("SPEND",)
+MAX_QUANTITY = 100_000
+MAX_SPEND = 100_000.0
+"""A line's largest QUANTITY and SPEND: the lake quarantines a line over them, the API refuses it (422)."""
 
 # Blank allowed: no loyalty card, or no life stage on file.
 OPTIONAL_COLUMNS = ("CUST_CODE", "CUST_PRICE_SENSITIVITY", "CUST_LIFESTAGE")

@@ -52,6 +52,8 @@ from ml.schema import (
     FLOAT_COLUMNS,
     INTEGER_COLUMNS,
     LABEL,
+    MAX_QUANTITY,
+    MAX_SPEND,
     REQUIRED_COLUMNS,
     UNCLASSIFIED,
 )
@@ -59,8 +61,6 @@ from ml.schema import (
 INTEGER_TEXT = r"^\d+$"
 # What a spreadsheet makes of a long id: 9.94E+14, 9.94100100398294e14, 994100100398294.0
 DAMAGED_ID_TEXT = r"^\d+(\.\d*)?([eE]\+?\d+)?$"
-MAX_QUANTITY = 100_000
-MAX_SPEND = 100_000.0
 QUARANTINE_SCHEMA = {
     **{c: pl.String for c in CANONICAL_COLUMNS},
     SOURCE_FILE: pl.String, SOURCE_LINE: pl.Int64, "rule": pl.String, "column": pl.String, "value": pl.String,
