@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from infra.config import LakeEngineConfig
 from infra.providers.lake_job import ENTRY_POINT, IMAGE_PYTHON, IMAGE_ROOT
@@ -72,7 +73,7 @@ def test_python_3_11_gets_the_locked_core_dependencies_at_the_path_the_job_names
 
 def test_the_core_dependencies_hold_what_the_job_computes_with():
     core = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    names = {re.split(r"[<>=!~ ;\[]", requirement, maxsplit=1)[0] for requirement in core}
+    names = {Requirement(requirement).name for requirement in core}
     assert {"polars", "pyarrow", "numpy", "pydantic-settings"} <= names
     assert "pyspark" not in names, "Spark is the base image's; a second pyspark would shadow it"
 
