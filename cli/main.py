@@ -2,6 +2,7 @@
 
 import atexit
 import gc
+import sys
 
 import typer
 
@@ -12,6 +13,7 @@ from cli import models as models_cli
 from cli import pipeline as pipeline_cli
 from cli.changes import changed
 from cli.demo import demo
+from cli.extras import missing_extra_message
 from cli.monitor import monitor
 from cli.score import score
 from cli.serve import serve
@@ -55,7 +57,14 @@ def main() -> None:
     """
     gc.set_threshold(YOUNG_GENERATION_THRESHOLD, *gc.get_threshold()[1:])
     atexit.register(gc.freeze)  # atexit runs before the interpreter's final collection, which then skips them
-    app()
+    try:
+        app()
+    except ModuleNotFoundError as error:  # a library of an extra the wheel's user did not install
+        message = missing_extra_message(error)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

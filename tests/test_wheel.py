@@ -1,30 +1,120 @@
-"""The built wheel runs `retail` outside the checkout: every package the CLI imports is packaged.
+"""The built wheel runs `retail` outside the checkout, with only the distributions its metadata declares.
 
-The wheel is built with uv and installed without its dependencies into a fresh virtual
-environment that sees this environment's installed libraries (a path entry to its
-site-packages, whose .pth files, the editable install of this checkout among them, are not
-processed). So `retail` imports the project's own modules from the wheel only, and a module
-left out of the wheel fails here as it would for a user.
+The wheel is built with uv and installed without its dependencies into a fresh virtual environment.
+Downloading them would need the network, so that environment reaches this one's installed libraries through
+a path entry to its site-packages (whose .pth files, the editable install of this checkout among them, are
+not processed), and an import hook refuses every library outside the dependency closure that pip would
+install for the wheel with the extras a test names: the wheel's Requires-Dist, then each dependency's own,
+read from the metadata installed here (versions aside). So `retail` imports the project's modules from the
+wheel only, and a module left out of the wheel, or a library it imports without declaring, fails here as it
+would for a user.
 """
 
 from __future__ import annotations
 
+import email.parser
+import importlib.metadata
+import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
 import tomllib
+import zipfile
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 
 from tests.helpers import uv_command
 
 ROOT = Path(__file__).resolve().parents[1]
+PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+DISTRIBUTION = "retail-mlops"
+DECLARED_ONLY = """
+import importlib.abc, json, os, sys
+
+BLOCKED = frozenset(json.loads(open(os.environ["WHEEL_TEST_BLOCKED_MODULES"]).read()))
+
+
+class DeclaredOnly(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        top = name.partition(".")[0]
+        if top in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {top!r}", name=top)
+        return None
+
+
+sys.meta_path.insert(0, DeclaredOnly())
+"""
+"""The import hook, installed by a .pth file of the test environment: the libraries of this environment that the
+wheel does not declare (a JSON list in the file WHEEL_TEST_BLOCKED_MODULES names) cannot be imported."""
+
+
+def _normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _wanted(requires: Iterable[str], extras: Iterable[str]) -> list[Requirement]:
+    """The requirements that apply with `extras` requested (the unconditional ones always)."""
+    contexts = [{"extra": extra} for extra in ("", *extras)]
+    return [requirement for requirement in map(Requirement, requires)
+            if requirement.marker is None or any(requirement.marker.evaluate(c) for c in contexts)]
+
+
+def declared_closure(wheel_requires: list[str], extras: Iterable[str]) -> set[str]:
+    """The normalized names of the distributions pip would install for the wheel with `extras`: its requirements
+    that apply, then theirs in turn, read from this environment's metadata."""
+    closure: set[str] = set()
+    seen: set[tuple[str, frozenset[str]]] = set()
+    pending = _wanted(wheel_requires, extras)
+    while pending:
+        requirement = pending.pop()
+        name, asked = _normalized(requirement.name), frozenset(requirement.extras)
+        if (name, asked) in seen:
+            continue
+        seen.add((name, asked))
+        closure.add(name)
+        try:
+            pending += _wanted(importlib.metadata.requires(requirement.name) or [], asked)
+        except importlib.metadata.PackageNotFoundError:
+            pytest.fail(f"the wheel needs {requirement}, which the locked environment does not have")
+    return closure
+
+
+def blocked_modules(closure: set[str]) -> list[str]:
+    """The top-level modules of this environment's distributions, none of which is in `closure` (the wheel's own
+    modules, installed in the test environment, come first on its path)."""
+    return sorted(module for module, distributions in importlib.metadata.packages_distributions().items()
+                  if not {_normalized(d) for d in distributions} & (closure | {DISTRIBUTION}))
+
+
+class InstalledWheel:
+    """The wheel installed in a fresh virtual environment, run with the libraries of chosen extras only."""
+
+    def __init__(self, wheel: Path, venv: Path, scratch: Path):
+        self.venv, self.scratch = venv, scratch
+        with zipfile.ZipFile(wheel) as archive:
+            metadata = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+            headers = email.parser.BytesHeaderParser().parsebytes(archive.read(metadata))
+        self.requires = headers.get_all("Requires-Dist") or []
+        self.extras = headers.get_all("Provides-Extra") or []
+
+    def run(self, command: str, *args: str, extras: tuple[str, ...] = (), cwd: Path) -> subprocess.CompletedProcess:
+        """`command` (a script of the environment's bin folder) with only what the wheel declares for `extras`."""
+        blocked = self.scratch / f"blocked-{'-'.join(extras) or 'core'}.json"
+        if not blocked.exists():
+            blocked.write_text(json.dumps(blocked_modules(declared_closure(self.requires, extras))))
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+        env["WHEEL_TEST_BLOCKED_MODULES"] = str(blocked)
+        return subprocess.run([str(self.venv / "bin" / command), *args], cwd=cwd, env=env, capture_output=True,
+                              text=True, timeout=600)
 
 
 @pytest.fixture(scope="module")
-def wheel_env(tmp_path_factory) -> Path:
+def wheel_env(tmp_path_factory) -> InstalledWheel:
     scratch = tmp_path_factory.mktemp("wheel")
     subprocess.run([*uv_command(), "build", "--wheel", "--out-dir", str(scratch / "dist"), str(ROOT)], check=True,
                    capture_output=True)
@@ -33,30 +123,34 @@ def wheel_env(tmp_path_factory) -> Path:
     subprocess.run([*uv_command(), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True,
                    capture_output=True)
     python = venv / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          check=True, capture_output=True, text=True).stdout.strip()
-    (Path(site) / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               check=True, capture_output=True, text=True).stdout.strip())
+    (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    (site / "wheel_test_declared_only.py").write_text(DECLARED_ONLY)
+    (site / "wheel_test_declared_only.pth").write_text("import wheel_test_declared_only\n")
     subprocess.run([*uv_command(), "pip", "install", "--quiet", "--no-deps", "--python", str(python), str(wheel)],
                    check=True, capture_output=True)
-    return venv
-
-
-def _run(venv: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    return subprocess.run([str(venv / "bin" / "retail"), *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=600)
+    return InstalledWheel(wheel, venv, scratch)
 
 
 def test_the_project_s_packages_come_from_the_wheel(wheel_env, tmp_path):
     packages = "api, cli, infra, ml, policies"
     probe = f"import {packages}; print('\\n'.join(m.__file__ for m in ({packages})))"
-    files = subprocess.run([str(wheel_env / "bin" / "python"), "-c", probe], cwd=tmp_path, check=True,
-                           capture_output=True, text=True).stdout.split()
-    assert all(str(wheel_env) in f for f in files), files
+    result = wheel_env.run("python", "-c", probe, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert all(str(wheel_env.venv) in f for f in result.stdout.split()), result.stdout
 
 
-def test_the_installed_retail_shows_its_help(wheel_env, tmp_path):
-    result = _run(wheel_env, "--help", cwd=tmp_path)
+def test_an_undeclared_library_cannot_be_imported_in_the_test_environment(wheel_env, tmp_path):
+    """The check itself: without the `serve` extra, FastAPI is refused though this environment has it."""
+    probe = "import fastapi"
+    assert wheel_env.run("python", "-c", probe, extras=("serve",), cwd=tmp_path).returncode == 0
+    refused = wheel_env.run("python", "-c", probe, cwd=tmp_path)
+    assert refused.returncode != 0 and "No module named 'fastapi'" in refused.stderr
+
+
+def test_the_installed_retail_shows_its_help_with_the_core_dependencies(wheel_env, tmp_path):
+    result = wheel_env.run("retail", "--help", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     for command in ("pipeline", "score", "serve", "infra", "models"):
         assert command in result.stdout
@@ -64,25 +158,44 @@ def test_the_installed_retail_shows_its_help(wheel_env, tmp_path):
 
 def test_the_installed_retail_lists_the_saved_lake_queries_it_packaged(wheel_env, tmp_path):
     """The queries are package data (ml/queries/*.sql), not modules: the wheel must carry them."""
-    result = _run(wheel_env, "lake", "queries", cwd=tmp_path)
+    result = wheel_env.run("retail", "lake", "queries", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     names = sorted(path.stem for path in (ROOT / "ml" / "queries").glob("*.sql"))
     assert names and all(name in result.stdout for name in names), result.stdout
 
 
-def test_the_installed_retail_checks_the_dev_stack(wheel_env):
-    result = _run(wheel_env, "infra", "check", "--stack", "dev", cwd=ROOT)
+def test_the_installed_retail_checks_the_dev_stack_with_the_infra_extra(wheel_env):
+    result = wheel_env.run("retail", "infra", "check", "--stack", "dev", extras=("infra",), cwd=ROOT)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "PASSED: dev" in result.stdout
+
+
+def test_a_command_whose_extra_is_missing_names_the_extra_to_install(wheel_env):
+    result = wheel_env.run("retail", "infra", "check", "--stack", "dev", cwd=ROOT)
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "pip install 'retail-mlops[infra]'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_all_extra_declares_every_library_of_the_others(wheel_env):
+    every = set().union(*(declared_closure(wheel_env.requires, (extra,)) for extra in wheel_env.extras))
+    assert declared_closure(wheel_env.requires, ("all",)) == every
+
+
+def test_each_extra_lists_what_the_same_named_dependency_group_lists():
+    """The extras publish the groups this checkout and the images install: the two must not drift apart."""
+    extras = PYPROJECT["project"]["optional-dependencies"]
+    groups = PYPROJECT["dependency-groups"]
+    for name, requirements in extras.items():
+        if name != "all":
+            assert sorted(map(str, map(Requirement, requirements))) == sorted(
+                map(str, map(Requirement, groups[name]))), name
+    assert set(extras) - {"all"} <= set(groups)
 
 
 def test_no_installed_distribution_claims_a_top_level_name_of_the_wheel():
     """The wheel's packages have generic names (docs/architecture.md says why they stay): if a dependency ever
     installs a module of the same name, one would silently shadow the other, so the locked environment is checked."""
-    from importlib.metadata import packages_distributions
-
-    ours = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["hatch"]["build"]["targets"]["wheel"]
-               ["packages"])
-    claimed = {name: dists for name, dists in packages_distributions().items()
-               if name in ours and set(dists) != {"retail-mlops"}}
+    ours = set(PYPROJECT["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"])
+    claimed = {name: dists for name, dists in importlib.metadata.packages_distributions().items()
+               if name in ours and set(dists) != {DISTRIBUTION}}
     assert not claimed, f"installed distributions providing the wheel's top-level names: {claimed}"
