@@ -9,6 +9,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import gc
+import json
 import os
 import tempfile
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from ml.progress import StageTimer  # noqa: E402
 from ml.settings import Settings  # noqa: E402
 from ml.synth import SynthConfig, generate, write_csv  # noqa: E402
 from tests import hypothesis_profile  # noqa: E402
+from tests.helpers import gold_channel  # noqa: E402
 
 hypothesis_profile.load()  # before any test module is collected; a --hypothesis-profile option still overrides it
 
@@ -187,6 +189,21 @@ def small_run(tmp_path_factory, small_csv) -> SmallRun:
     settings = settings_under(tmp_path_factory.mktemp("small-run"))
     result = run_pipeline(small_csv, settings, StageTimer(quiet=True))
     return SmallRun(settings=settings, result=result, data=small_csv)
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """A served model's bundle in about two seconds: a decision tree trained by the training entry point
+    (ml/train.py, as a SageMaker job runs it) on a gold channel of 8,000 synthetic lines, with no lake, registry or
+    pipeline run. For tests that need a model to serve, not where it came from; those use `small_run`."""
+    from ml.train import main as train
+
+    root = tmp_path_factory.mktemp("tiny-bundle")
+    gold_channel(root / "train", rows=8_000)
+    (root / "train" / "lineage.json").write_text(json.dumps({"run_id": "tiny-bundle", "validation_weeks": 2}))
+    train(["--train", str(root / "train"), "--model-dir", str(root / "model"), "--output-data-dir",
+           str(root / "reports"), "--families", "decision_tree"])
+    return root / "model"
 
 
 @pytest.fixture(scope="session")

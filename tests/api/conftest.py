@@ -1,7 +1,8 @@
-"""Fixtures of the API tests: apps on the small pipeline run's registry, live servers, requests.
+"""Fixtures of the API tests: apps on the tiny bundle or the small pipeline run's registry, live servers, requests.
 
-One app (and one model load) serves most tests; tests that need another source or
-other settings build their own. A second registered version, for swap tests, is
+One app on the tiny bundle (`client`) serves most tests, and one on the small run's registered champion
+(`champion_client`) the tests of the registry's model; tests that need another source or other settings build
+their own. A second registered version, for swap tests, is
 trained once into a copy of the small run's registry, so the shared registry is
 left as it was.
 """
@@ -24,9 +25,10 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
 from api.app import create_app
-from api.model_source import RegistrySource
+from api.model_source import BundleLocationSource, RegistrySource
 from api.schemas import EXAMPLE_BASKET
 from api.settings import ApiSettings
+from bench.serve import sample_baskets
 from cli.smoke import poll_ready
 from ml.pipeline import run_pipeline
 from ml.progress import StageTimer
@@ -67,12 +69,31 @@ def basket_with_line(**changes) -> dict:
     return {**EXAMPLE_BASKET, "lines": lines}
 
 
+def tiny_source(tiny_bundle: Path) -> BundleLocationSource:
+    """The tiny bundle as the service reads a bundle folder (RETAIL_MODEL_URI)."""
+    return BundleLocationSource(str(tiny_bundle), cache_dir=tiny_bundle.parent / "cache")
+
+
 @pytest.fixture(scope="session")
-def client(small_run) -> Iterator[TestClient]:
-    """The service on the small run's champion, started once."""
-    app = create_app(api_settings(), source=RegistrySource(small_run.settings))
-    with TestClient(app) as test_client:
+def client(tiny_bundle) -> Iterator[TestClient]:
+    """The service on the tiny bundle (a folder, as RETAIL_MODEL_URI names one), started once: for tests of what
+    the service does with a model, whichever it is."""
+    with TestClient(create_app(api_settings(), source=tiny_source(tiny_bundle))) as test_client:
         yield test_client
+
+
+@pytest.fixture(scope="session")
+def champion_client(small_run) -> Iterator[TestClient]:
+    """The service on the small run's registered champion, started once: for tests of the registry's model (its
+    version, lineage, metrics) and of predictions on the run's own held-out baskets."""
+    with TestClient(create_app(api_settings(), source=RegistrySource(small_run.settings))) as test_client:
+        yield test_client
+
+
+@pytest.fixture(scope="session")
+def bodies() -> list[dict]:
+    """40 synthetic baskets as request bodies (bench/serve.py's, in the data set's layout)."""
+    return sample_baskets(40)
 
 
 @pytest.fixture(scope="session")

@@ -110,14 +110,13 @@ def test_a_body_that_is_not_json_is_422(client):
     assert response.status_code == 422
 
 
-def test_a_lower_line_limit_from_the_settings_is_enforced_naming_the_basket(small_run):
+def test_a_lower_line_limit_from_the_settings_is_enforced_naming_the_basket(tiny_bundle):
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from api.model_source import RegistrySource
-    from tests.api.conftest import api_settings
+    from tests.api.conftest import api_settings, tiny_source
 
-    app = create_app(api_settings(max_basket_lines=2), source=RegistrySource(small_run.settings))
+    app = create_app(api_settings(max_basket_lines=2), source=tiny_source(tiny_bundle))
     two, three = (basket(lines=basket()["lines"][:1] * n) for n in (2, 3))
     with TestClient(app) as limited:
         assert limited.post("/v1/predict", json=two, headers=AUTH).status_code == 200

@@ -17,9 +17,8 @@ from api.app import create_app
 from api.drift import DriftMonitor
 from api.emf import PUBLISHED_METRICS, EmfPublisher
 from api.logs import JsonFormatter
-from api.model_source import RegistrySource
 from ml import metric_names
-from tests.api.conftest import API_KEY, AUTH, api_settings, basket, scoring_calls
+from tests.api.conftest import API_KEY, AUTH, api_settings, basket, scoring_calls, tiny_source
 
 
 def _column(values) -> np.ndarray:
@@ -30,16 +29,15 @@ def _column(values) -> np.ndarray:
 REFERENCE = {"n_lines": {"edges": [2.0, 4.0, 8.0], "shares": [0.25, 0.25, 0.25, 0.25]}}
 
 
-def test_metrics_expose_latency_requests_predictions_model_and_drift(client, holdout_baskets, small_run):
-    _, bodies = holdout_baskets
+def test_metrics_expose_latency_requests_predictions_model_and_drift(client, bodies):
     client.post("/v1/predict/batch", json={"baskets": bodies}, headers=AUTH)
     text = client.get("/metrics").text
     assert 'retail_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/predict/batch"}' in text
     assert 'retail_http_requests_total{method="POST",route="/v1/predict/batch",status="200"}' in text
     assert 'retail_predictions_total{predicted_class="MM"}' in text
-    source = "models:/basket-price-sensitivity@champion"
-    family = small_run.result.training["winner"]
-    assert f'retail_model_info{{family="{family}",source="{source}",version="1"}}' in text
+    model = client.get("/v1/model", headers=AUTH).json()
+    assert (f'retail_model_info{{family="{model["family"]}",source="{model["source"]}",version="{model["version"]}"}}'
+            in text)
     assert 'retail_input_drift_psi{feature="mean_p_LA"}' in text
 
 
@@ -50,11 +48,10 @@ def test_both_scoring_paths_are_exposed_before_any_call_takes_them():
         assert REGISTRY.get_sample_value("retail_scoring_batch_baskets_count", {"path": path}) is not None, path
 
 
-def test_the_batch_size_histogram_says_which_path_scored_each_call(small_run, holdout_baskets):
+def test_the_batch_size_histogram_says_which_path_scored_each_call(tiny_bundle, bodies):
     """A batch of at least RETAIL_INLINE_SCORING_MIN_BASKETS baskets finding the scorer idle is scored on the event
     loop; a single basket is queued for the scoring thread; the histogram counts each call under its path."""
-    _, bodies = holdout_baskets
-    app = create_app(api_settings(inline_scoring_min_baskets=3), source=RegistrySource(small_run.settings))
+    app = create_app(api_settings(inline_scoring_min_baskets=3), source=tiny_source(tiny_bundle))
     with TestClient(app) as client:
         before = {path: scoring_calls(path) for path in ("loop", "thread")}
         assert client.post("/v1/predict/batch", json={"baskets": bodies[:3]}, headers=AUTH).status_code == 200
@@ -121,8 +118,8 @@ def test_the_declared_published_metrics_are_exactly_what_the_publisher_writes():
     assert written == PUBLISHED_METRICS
 
 
-def test_the_service_writes_an_emf_line_per_prediction_request_when_asked(small_run, capsys):
-    app = create_app(api_settings(emf_enabled=True, environment="test"), source=RegistrySource(small_run.settings))
+def test_the_service_writes_an_emf_line_per_prediction_request_when_asked(tiny_bundle, capsys):
+    app = create_app(api_settings(emf_enabled=True, environment="test"), source=tiny_source(tiny_bundle))
     with TestClient(app) as client:
         capsys.readouterr()
         client.post("/v1/predict/batch", json={"baskets": [basket()] * 3}, headers=AUTH)
@@ -139,9 +136,9 @@ def _heartbeats(output: str) -> list[dict]:
     return [r for r in records if metric_names.HEARTBEAT in r]
 
 
-def test_a_serving_process_sends_heartbeats_without_any_request(small_run, capsys):
+def test_a_serving_process_sends_heartbeats_without_any_request(tiny_bundle, capsys):
     settings = api_settings(emf_enabled=True, environment="test", heartbeat_seconds=0.05)
-    with TestClient(create_app(settings, source=RegistrySource(small_run.settings))):
+    with TestClient(create_app(settings, source=tiny_source(tiny_bundle))):
         deadline = time.monotonic() + 10
         beats: list[dict] = []
         while len(beats) < 2 and time.monotonic() < deadline:
@@ -178,7 +175,7 @@ def test_the_access_log_is_json_with_the_request_id_and_no_payload_or_key(client
     assert "PRD09" not in caplog.text and "STORE0" not in caplog.text
 
 
-def test_the_service_applies_its_gil_garbage_collector_and_allocator_settings(small_run, monkeypatch):
+def test_the_service_applies_its_gil_garbage_collector_and_allocator_settings(tiny_bundle, monkeypatch):
     import gc
 
     import api.app
@@ -188,7 +185,7 @@ def test_the_service_applies_its_gil_garbage_collector_and_allocator_settings(sm
     before, frozen = gc.get_threshold(), gc.get_freeze_count()
     app = create_app(api_settings(gil_switch_interval_ms=0.5, gc_gen0_threshold=12_345,
                                   malloc_trim_threshold_bytes=3 * 2**20, malloc_mmap_threshold_bytes=2**20),
-                     source=RegistrySource(small_run.settings))
+                     source=tiny_source(tiny_bundle))
     try:
         with TestClient(app):
             assert sys.getswitchinterval() == pytest.approx(0.0005)

@@ -20,8 +20,7 @@ from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.generation import GenerationMode
 
 from api.app import create_app
-from api.model_source import RegistrySource
-from tests.api.conftest import AUTH, api_settings, live_server
+from tests.api.conftest import AUTH, api_settings, live_server, tiny_source
 
 pytestmark = pytest.mark.slow
 
@@ -45,8 +44,8 @@ OPERATIONS = [
 
 
 @pytest.fixture(scope="module")
-def fuzzed_url(small_run):
-    app = create_app(api_settings(), source=RegistrySource(small_run.settings))
+def fuzzed_url(tiny_bundle):
+    app = create_app(api_settings(), source=tiny_source(tiny_bundle))
     with live_server(app) as url:
         yield url
 
