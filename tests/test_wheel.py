@@ -12,7 +12,9 @@ would for a user.
 
 from __future__ import annotations
 
+import csv
 import email.parser
+import functools
 import importlib.metadata
 import json
 import os
@@ -22,6 +24,7 @@ import sys
 import sysconfig
 import tomllib
 import zipfile
+from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -34,23 +37,30 @@ ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 DISTRIBUTION = "retail-mlops"
 DECLARED_ONLY = """
-import importlib.abc, json, os, sys
+import importlib.abc, importlib.machinery, json, os, sys
 
 BLOCKED = frozenset(json.loads(open(os.environ["WHEEL_TEST_BLOCKED_MODULES"]).read()))
+SHARED = os.environ["WHEEL_TEST_SHARED_SITE"]
 
 
 class DeclaredOnly(importlib.abc.MetaPathFinder):
     def find_spec(self, name, path, target=None):
-        top = name.partition(".")[0]
-        if top in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {top!r}", name=top)
-        return None
+        if path is not None or name not in BLOCKED:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(name, [entry for entry in sys.path if entry != SHARED])
+        if spec is None:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return spec
 
 
 sys.meta_path.insert(0, DeclaredOnly())
 """
-"""The import hook, installed by a .pth file of the test environment: the libraries of this environment that the
-wheel does not declare (a JSON list in the file WHEEL_TEST_BLOCKED_MODULES names) cannot be imported."""
+"""The import hook, installed by a .pth file of the test environment: a top-level module that only the shared
+site-packages (WHEEL_TEST_SHARED_SITE) provides for a distribution the wheel does not declare (a JSON list in the
+file WHEEL_TEST_BLOCKED_MODULES names) is looked for everywhere else on the path (the wheel's own packages, the
+standard library, a library's vendored copies, as setuptools puts its own on the path), and is missing if it is
+nowhere else."""
+SHARED_SITE = sysconfig.get_paths()["purelib"]
 
 
 def _normalized(name: str) -> str:
@@ -84,11 +94,26 @@ def declared_closure(wheel_requires: list[str], extras: Iterable[str]) -> set[st
     return closure
 
 
+@functools.cache
+def site_modules(site: str) -> dict[str, set[str]]:
+    """The top-level names the distributions installed in `site` put there, each with the normalized names of those
+    distributions: read from their RECORD files, whatever else is on this process's path."""
+    provided: dict[str, set[str]] = defaultdict(set)
+    for distribution in importlib.metadata.distributions(path=[site]):
+        name = _normalized(distribution.metadata["Name"])
+        record = csv.reader((distribution.read_text("RECORD") or "").splitlines())
+        tops = {row[0].partition("/")[0] for row in record if row}
+        for top in tops:
+            if top and top not in ("..", "__pycache__") and not top.endswith((".dist-info", ".pth")):
+                provided[top.partition(".")[0]].add(name)
+    return provided
+
+
 def blocked_modules(closure: set[str]) -> list[str]:
-    """The top-level modules of this environment's distributions, none of which is in `closure` (the wheel's own
+    """The top-level modules of the shared site-packages provided by no distribution of `closure` (the wheel's own
     modules, installed in the test environment, come first on its path)."""
-    return sorted(module for module, distributions in importlib.metadata.packages_distributions().items()
-                  if not {_normalized(d) for d in distributions} & (closure | {DISTRIBUTION}))
+    return sorted(module for module, distributions in site_modules(SHARED_SITE).items()
+                  if not distributions & (closure | {DISTRIBUTION}))
 
 
 class InstalledWheel:
@@ -108,7 +133,7 @@ class InstalledWheel:
         if not blocked.exists():
             blocked.write_text(json.dumps(blocked_modules(declared_closure(self.requires, extras))))
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        env["WHEEL_TEST_BLOCKED_MODULES"] = str(blocked)
+        env.update(WHEEL_TEST_BLOCKED_MODULES=str(blocked), WHEEL_TEST_SHARED_SITE=SHARED_SITE)
         return subprocess.run([str(self.venv / "bin" / command), *args], cwd=cwd, env=env, capture_output=True,
                               text=True, timeout=600)
 
@@ -125,7 +150,7 @@ def wheel_env(tmp_path_factory) -> InstalledWheel:
     python = venv / "bin" / "python"
     site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                check=True, capture_output=True, text=True).stdout.strip())
-    (site / "dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    (site / "dependencies.pth").write_text(SHARED_SITE + "\n")
     (site / "wheel_test_declared_only.py").write_text(DECLARED_ONLY)
     (site / "wheel_test_declared_only.pth").write_text("import wheel_test_declared_only\n")
     subprocess.run([*uv_command(), "pip", "install", "--quiet", "--no-deps", "--python", str(python), str(wheel)],
