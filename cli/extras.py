@@ -1,52 +1,64 @@
-"""Which extra of the installed `retail-mlops` provides a library a command could not import.
+"""Which extras of the installed `retail-mlops` a command lacks when a library it imports is missing.
 
 The wheel's core dependencies run `retail --help` and `retail lake queries`; most commands need an extra
-(`pip install 'retail-mlops[serve]'`, or `[all]` for every command). A command whose library is missing fails
-in an import: `missing_extra_message` turns that into a message naming the extra to install.
+(`pip install 'retail-mlops[serve]'`, or `[all]`). A library's import name often differs from its distribution's
+(`yaml` from pyyaml, `botocore` from a dependency of boto3), so a missing module is not mapped to an extra by name:
+the message names the extras whose requirements are not installed, and a missing module with every extra installed
+is a fault, reported as it is.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
-import re
+import sys
 
 DISTRIBUTION = "retail-mlops"
 EVERYTHING = "all"
 """The extra holding every other extra's requirements (the build writes them out in the wheel's metadata)."""
 
 
-def _normalized(name: str) -> str:
-    """A distribution's name as pip compares names (PEP 503); a module's `_` reads as `-`."""
-    return re.sub(r"[-_.]+", "-", name).lower()
+def _installed(name: str) -> bool:
+    try:
+        importlib.metadata.distribution(name)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
-def extras_providing(module: str) -> list[str]:
-    """The extras of the installed distribution, `all` aside, that list a requirement named as `module`'s top-level
-    package, in the metadata's order; empty when none does or the distribution is not installed."""
-    from packaging.markers import Marker
+def missing_extras() -> list[str]:
+    """The extras of the installed distribution, `all` aside, with a requirement that is not installed, in the
+    metadata's order; empty when every one is installed or the distribution itself is not."""
     from packaging.requirements import Requirement
 
     try:
-        declared = importlib.metadata.requires(DISTRIBUTION) or []
+        metadata = importlib.metadata.metadata(DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
         return []
-    wanted = _normalized(module.partition(".")[0])
-    extras = [e for e in importlib.metadata.metadata(DISTRIBUTION).get_all("Provides-Extra") or [] if e != EVERYTHING]
-    providing: list[str] = []
-    for requirement in map(Requirement, declared):
-        marker: Marker | None = requirement.marker
-        if _normalized(requirement.name) != wanted or marker is None:
-            continue
-        providing += [extra for extra in extras if extra not in providing and marker.evaluate({"extra": extra})]
-    return providing
+    requirements = list(map(Requirement, metadata.get_all("Requires-Dist") or []))
+    return [extra for extra in metadata.get_all("Provides-Extra") or [] if extra != EVERYTHING and any(
+        requirement.marker is not None and requirement.marker.evaluate({"extra": extra})
+        and not _installed(requirement.name) for requirement in requirements)]
 
 
 def missing_extra_message(error: ModuleNotFoundError) -> str | None:
-    """What to tell the user when `error` names a library an extra provides; None for any other missing module (a
+    """What to tell the user when `error` is a top-level library missing while extras are not installed; None for
+    anything else (a missing submodule of an installed package, or a module missing with every extra installed: a
     fault, to be reported as it is)."""
-    extras = extras_providing(error.name or "")
+    if not error.name or "." in error.name:
+        return None
+    extras = missing_extras()
     if not extras:
         return None
-    install = " or ".join(f"pip install '{DISTRIBUTION}[{extra}]'" for extra in extras)
-    return (f"retail: this command needs {error.name}, which is not installed: {install} "
-            f"('{DISTRIBUTION}[{EVERYTHING}]' installs what every command needs)")
+    return (f"retail: this command needs {error.name}, which is not installed; the extras not installed here: "
+            f"{', '.join(extras)}. pip install '{DISTRIBUTION}[{EVERYTHING}]' installs every command's libraries "
+            f"(or name the extra: {DISTRIBUTION}[{extras[0]}])")
+
+
+def require_extra(extra: str, command: str) -> None:
+    """Exit 1 naming `extra` when its requirements are not all installed: for a command that hands over to another
+    process (`retail serve` execs the server), where a missing library would otherwise end in that process's
+    traceback."""
+    if extra in missing_extras():
+        print(f"retail: {command} needs the '{extra}' extra, which is not installed here: "
+              f"pip install '{DISTRIBUTION}[{extra}]'", file=sys.stderr)
+        raise SystemExit(1)

@@ -8,6 +8,8 @@ import sys
 
 import typer
 
+from cli.extras import require_extra
+
 
 def curl_example(host: str, port: int) -> str:
     """A working curl call of POST /v1/predict (the key read from $RETAIL_API_KEYS)."""
@@ -29,6 +31,7 @@ def serve(
     log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR"),
 ) -> None:
     """Serve the champion (or RETAIL_MODEL_URI) with API keys from RETAIL_API_KEYS or RETAIL_API_KEYS_FILE."""
+    require_extra("serve", "retail serve")
     args = [sys.executable, "-m", "api", "--host", host, "--port", str(port), "--workers", str(workers),
             "--log-level", log_level]
     sys.stdout.flush()

@@ -1,30 +1,52 @@
-"""`retail` names the extra that provides a library a command could not import (cli/extras.py)."""
+"""`retail` names the extras a command lacks when a library it imports is missing (cli/extras.py)."""
 
 from __future__ import annotations
 
+import importlib.metadata
+
 import pytest
 
-from cli.extras import extras_providing, missing_extra_message
+from cli import extras
+from cli.extras import missing_extra_message, missing_extras, require_extra
 
 
-@pytest.mark.parametrize(("module", "extras"), [
-    ("fastapi", ["serve"]),
-    ("pulumi_aws.ec2", ["infra"]),  # a submodule, and `_` read as the distribution name's `-`
-    ("boto3", ["infra", "ml"]),
-    ("mlflow", ["ml"]),
-    ("numpy", []),  # a core dependency: no extra provides it
-    ("no_such_library", []),
-])
-def test_the_extras_that_list_a_module_s_distribution(module, extras):
-    assert extras_providing(module) == extras
+@pytest.fixture
+def without(monkeypatch):
+    """Make the named distributions read as not installed."""
+    def hide(*names: str) -> None:
+        real = importlib.metadata.distribution
+        hidden = {name.lower() for name in names}
+
+        def distribution(name: str):
+            if name.lower() in hidden:
+                raise importlib.metadata.PackageNotFoundError(name)
+            return real(name)
+        monkeypatch.setattr(extras.importlib.metadata, "distribution", distribution)
+    return hide
 
 
-def test_a_library_of_an_extra_gets_the_install_command():
-    message = missing_extra_message(ModuleNotFoundError("No module named 'boto3'", name="boto3"))
-    assert message is not None
-    assert "pip install 'retail-mlops[infra]' or pip install 'retail-mlops[ml]'" in message
+def test_with_every_extra_installed_nothing_is_missing_and_a_missing_module_is_a_fault():
+    assert missing_extras() == []
+    assert missing_extra_message(ModuleNotFoundError("No module named 'x'", name="x")) is None
 
 
-def test_any_other_missing_module_is_left_to_be_reported_as_it_is():
-    assert missing_extra_message(ModuleNotFoundError("No module named 'cli.gone'", name="cli.gone")) is None
+def test_an_extra_with_a_requirement_not_installed_is_named(without):
+    without("pyyaml")  # imported as yaml: the name of the module does not matter
+    assert missing_extras() == ["infra"]
+    message = missing_extra_message(ModuleNotFoundError("No module named 'yaml'", name="yaml"))
+    assert message is not None and "the extras not installed here: infra" in message
+    assert "pip install 'retail-mlops[all]'" in message
+
+
+def test_a_missing_submodule_of_an_installed_package_is_left_as_it_is(without):
+    without("fastapi")
+    assert missing_extra_message(ModuleNotFoundError("x", name="pulumi_aws.nonexistent_sub")) is None
     assert missing_extra_message(ModuleNotFoundError("no name")) is None
+
+
+def test_serve_refuses_to_start_without_its_extra(without, capsys):
+    without("uvicorn")
+    with pytest.raises(SystemExit) as exit_:
+        require_extra("serve", "retail serve")
+    assert exit_.value.code == 1
+    assert "pip install 'retail-mlops[serve]'" in capsys.readouterr().err

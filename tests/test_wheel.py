@@ -1,22 +1,19 @@
 """The built wheel runs `retail` outside the checkout, with only the distributions its metadata declares.
 
 The wheel is built with uv and installed without its dependencies into a fresh virtual environment.
-Downloading them would need the network, so that environment reaches this one's installed libraries through
-a path entry to its site-packages (whose .pth files, the editable install of this checkout among them, are
-not processed), and an import hook refuses every library outside the dependency closure that pip would
-install for the wheel with the extras a test names: the wheel's Requires-Dist, then each dependency's own,
-read from the metadata installed here (versions aside). So `retail` imports the project's modules from the
-wheel only, and a module left out of the wheel, or a library it imports without declaring, fails here as it
-would for a user.
+Downloading them would need the network, so for the extras a test names the environment gets a folder on
+PYTHONPATH holding links to the installed files (dist-info included) of exactly the distributions pip would
+install for the wheel: its Requires-Dist with markers evaluated, then each dependency's own requirements in
+turn, read from the metadata installed here (versions aside). Nothing else of this environment is on its path,
+and its metadata lists only those distributions, so a module left out of the wheel, or a library the code
+imports without declaring it, fails here as it would for a user.
 """
 
 from __future__ import annotations
 
 import csv
 import email.parser
-import functools
 import importlib.metadata
-import json
 import os
 import re
 import subprocess
@@ -24,7 +21,6 @@ import sys
 import sysconfig
 import tomllib
 import zipfile
-from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -36,31 +32,7 @@ from tests.helpers import uv_command
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 DISTRIBUTION = "retail-mlops"
-DECLARED_ONLY = """
-import importlib.abc, importlib.machinery, json, os, sys
-
-BLOCKED = frozenset(json.loads(open(os.environ["WHEEL_TEST_BLOCKED_MODULES"]).read()))
-SHARED = os.environ["WHEEL_TEST_SHARED_SITE"]
-
-
-class DeclaredOnly(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path, target=None):
-        if path is not None or name not in BLOCKED:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(name, [entry for entry in sys.path if entry != SHARED])
-        if spec is None:
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return spec
-
-
-sys.meta_path.insert(0, DeclaredOnly())
-"""
-"""The import hook, installed by a .pth file of the test environment: a top-level module that only the shared
-site-packages (WHEEL_TEST_SHARED_SITE) provides for a distribution the wheel does not declare (a JSON list in the
-file WHEEL_TEST_BLOCKED_MODULES names) is looked for everywhere else on the path (the wheel's own packages, the
-standard library, a library's vendored copies, as setuptools puts its own on the path), and is missing if it is
-nowhere else."""
-SHARED_SITE = sysconfig.get_paths()["purelib"]
+SHARED_SITE = Path(sysconfig.get_paths()["purelib"])
 
 
 def _normalized(name: str) -> str:
@@ -94,26 +66,20 @@ def declared_closure(wheel_requires: list[str], extras: Iterable[str]) -> set[st
     return closure
 
 
-@functools.cache
-def site_modules(site: str) -> dict[str, set[str]]:
-    """The top-level names the distributions installed in `site` put there, each with the normalized names of those
-    distributions: read from their RECORD files, whatever else is on this process's path."""
-    provided: dict[str, set[str]] = defaultdict(set)
-    for distribution in importlib.metadata.distributions(path=[site]):
-        name = _normalized(distribution.metadata["Name"])
-        record = csv.reader((distribution.read_text("RECORD") or "").splitlines())
-        tops = {row[0].partition("/")[0] for row in record if row}
-        for top in tops:
-            if top and top not in ("..", "__pycache__") and not top.endswith((".dist-info", ".pth")):
-                provided[top.partition(".")[0]].add(name)
-    return provided
-
-
-def blocked_modules(closure: set[str]) -> list[str]:
-    """The top-level modules of the shared site-packages provided by no distribution of `closure` (the wheel's own
-    modules, installed in the test environment, come first on its path)."""
-    return sorted(module for module, distributions in site_modules(SHARED_SITE).items()
-                  if not distributions & (closure | {DISTRIBUTION}))
+def link_closure(closure: set[str], folder: Path) -> Path:
+    """`folder` made a site of links to the installed files of the `closure` distributions (their RECORD's entries
+    inside the shared site-packages: modules, data and dist-info), as a fresh install of them would lay them out."""
+    for distribution in importlib.metadata.distributions(path=[str(SHARED_SITE)]):
+        if _normalized(distribution.metadata["Name"]) not in closure:
+            continue
+        for row in csv.reader((distribution.read_text("RECORD") or "").splitlines()):
+            if not row or row[0].startswith(("..", "/")):
+                continue
+            source, target = SHARED_SITE / row[0], folder / row[0]
+            if source.exists() and not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.symlink_to(source)
+    return folder
 
 
 class InstalledWheel:
@@ -129,11 +95,11 @@ class InstalledWheel:
 
     def run(self, command: str, *args: str, extras: tuple[str, ...] = (), cwd: Path) -> subprocess.CompletedProcess:
         """`command` (a script of the environment's bin folder) with only what the wheel declares for `extras`."""
-        blocked = self.scratch / f"blocked-{'-'.join(extras) or 'core'}.json"
-        if not blocked.exists():
-            blocked.write_text(json.dumps(blocked_modules(declared_closure(self.requires, extras))))
+        site = self.scratch / f"site-{'-'.join(extras) or 'core'}"
+        if not site.exists():
+            link_closure(declared_closure(self.requires, extras), site)
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        env.update(WHEEL_TEST_BLOCKED_MODULES=str(blocked), WHEEL_TEST_SHARED_SITE=SHARED_SITE)
+        env.update(PYTHONPATH=str(site), PATH=f"{self.venv / 'bin'}{os.pathsep}/usr/bin{os.pathsep}/bin")
         return subprocess.run([str(self.venv / "bin" / command), *args], cwd=cwd, env=env, capture_output=True,
                               text=True, timeout=600)
 
@@ -148,11 +114,6 @@ def wheel_env(tmp_path_factory) -> InstalledWheel:
     subprocess.run([*uv_command(), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True,
                    capture_output=True)
     python = venv / "bin" / "python"
-    site = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                               check=True, capture_output=True, text=True).stdout.strip())
-    (site / "dependencies.pth").write_text(SHARED_SITE + "\n")
-    (site / "wheel_test_declared_only.py").write_text(DECLARED_ONLY)
-    (site / "wheel_test_declared_only.pth").write_text("import wheel_test_declared_only\n")
     subprocess.run([*uv_command(), "pip", "install", "--quiet", "--no-deps", "--python", str(python), str(wheel)],
                    check=True, capture_output=True)
     return InstalledWheel(wheel, venv, scratch)
@@ -167,7 +128,7 @@ def test_the_project_s_packages_come_from_the_wheel(wheel_env, tmp_path):
 
 
 def test_an_undeclared_library_cannot_be_imported_in_the_test_environment(wheel_env, tmp_path):
-    """The check itself: without the `serve` extra, FastAPI is refused though this environment has it."""
+    """The check itself: without the `serve` extra, FastAPI is missing though this environment has it."""
     probe = "import fastapi"
     assert wheel_env.run("python", "-c", probe, extras=("serve",), cwd=tmp_path).returncode == 0
     refused = wheel_env.run("python", "-c", probe, cwd=tmp_path)
@@ -198,7 +159,13 @@ def test_the_installed_retail_checks_the_dev_stack_with_the_infra_extra(wheel_en
 def test_a_command_whose_extra_is_missing_names_the_extra_to_install(wheel_env):
     result = wheel_env.run("retail", "infra", "check", "--stack", "dev", cwd=ROOT)
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
-    assert "pip install 'retail-mlops[infra]'" in result.stderr and "Traceback" not in result.stderr
+    assert "the extras not installed here: infra, ml, monitor, serve" in result.stderr, result.stderr[-2000:]
+    assert "pip install 'retail-mlops[all]'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_serve_without_its_extra_says_so_before_starting_the_server(wheel_env, tmp_path):
+    result = wheel_env.run("retail", "serve", extras=("infra",), cwd=tmp_path)
+    assert result.returncode == 1 and "pip install 'retail-mlops[serve]'" in result.stderr, result.stderr[-2000:]
 
 
 def test_the_all_extra_declares_every_library_of_the_others(wheel_env):

@@ -18,6 +18,7 @@ from api.drift import DriftMonitor
 from api.emf import PUBLISHED_METRICS, EmfPublisher
 from api.logs import JsonFormatter
 from ml import metric_names
+from ml.bundle import bundle_digest, load_bundle
 from tests.api.conftest import API_KEY, AUTH, api_settings, basket, scoring_calls, tiny_source
 
 
@@ -29,15 +30,15 @@ def _column(values) -> np.ndarray:
 REFERENCE = {"n_lines": {"edges": [2.0, 4.0, 8.0], "shares": [0.25, 0.25, 0.25, 0.25]}}
 
 
-def test_metrics_expose_latency_requests_predictions_model_and_drift(client, bodies):
+def test_metrics_expose_latency_requests_predictions_model_and_drift(client, bodies, tiny_bundle):
     client.post("/v1/predict/batch", json={"baskets": bodies}, headers=AUTH)
     text = client.get("/metrics").text
     assert 'retail_http_request_duration_seconds_bucket{le="0.005",method="POST",route="/v1/predict/batch"}' in text
     assert 'retail_http_requests_total{method="POST",route="/v1/predict/batch",status="200"}' in text
     assert 'retail_predictions_total{predicted_class="MM"}' in text
-    model = client.get("/v1/model", headers=AUTH).json()
-    assert (f'retail_model_info{{family="{model["family"]}",source="{model["source"]}",version="{model["version"]}"}}'
-            in text)
+    family = load_bundle(tiny_bundle).meta["family"]  # a bundle folder's version is its manifest's digest
+    version = f"sha256:{bundle_digest(tiny_bundle)[:12]}"
+    assert f'retail_model_info{{family="{family}",source="{tiny_bundle}",version="{version}"}}' in text
     assert 'retail_input_drift_psi{feature="mean_p_LA"}' in text
 
 
