@@ -15,7 +15,6 @@ import csv
 import email.parser
 import importlib.metadata
 import os
-import re
 import subprocess
 import sys
 import sysconfig
@@ -26,17 +25,14 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
+from cli.extras import DISTRIBUTION
 from tests.helpers import uv_command
 
 ROOT = Path(__file__).resolve().parents[1]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
-DISTRIBUTION = "retail-mlops"
 SHARED_SITE = Path(sysconfig.get_paths()["purelib"])
-
-
-def _normalized(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _wanted(requires: Iterable[str], extras: Iterable[str]) -> list[Requirement]:
@@ -54,7 +50,7 @@ def declared_closure(wheel_requires: list[str], extras: Iterable[str]) -> set[st
     pending = _wanted(wheel_requires, extras)
     while pending:
         requirement = pending.pop()
-        name, asked = _normalized(requirement.name), frozenset(requirement.extras)
+        name, asked = canonicalize_name(requirement.name), frozenset(requirement.extras)
         if (name, asked) in seen:
             continue
         seen.add((name, asked))
@@ -70,7 +66,7 @@ def link_closure(closure: set[str], folder: Path) -> Path:
     """`folder` made a site of links to the installed files of the `closure` distributions (their RECORD's entries
     inside the shared site-packages: modules, data and dist-info), as a fresh install of them would lay them out."""
     for distribution in importlib.metadata.distributions(path=[str(SHARED_SITE)]):
-        if _normalized(distribution.metadata["Name"]) not in closure:
+        if canonicalize_name(distribution.metadata["Name"]) not in closure:
             continue
         for row in csv.reader((distribution.read_text("RECORD") or "").splitlines()):
             if not row or row[0].startswith(("..", "/")):

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from packaging.utils import canonicalize_name
 
 from tests.helpers import uv_command
 
@@ -101,17 +102,13 @@ sys.meta_path.insert(0, ImageOnly())
 installed (optional imports of the libraries then take their fallback, required ones fail)."""
 
 
-def _normalized(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
 def not_in_the_image() -> list[str]:
     """Top-level modules this environment has but the image does not: those of distributions its `uv sync` does not
     install, and the project's packages it does not copy."""
-    installed = {_normalized(name) for name in image_requirements()}
+    installed = {canonicalize_name(name) for name in image_requirements()}
     return NOT_COPIED_PACKAGES + sorted(
         module for module, distributions in importlib.metadata.packages_distributions().items()
-        if module not in COPIED_PACKAGES and not {_normalized(d) for d in distributions} & installed
+        if module not in COPIED_PACKAGES and not {canonicalize_name(d) for d in distributions} & installed
     )
 
 
