@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from cli.data import synth_config
+from cli.extras import require_extras
 from cli.report import print_summary
 from cli.serve import curl_example, serve
 
@@ -43,6 +44,7 @@ def demo(
     drift_week: int = typer.Option(4, min=1, help="with --loop: the replayed week the market drifts in"),
 ) -> None:
     """Synthesise transactions, run the pipeline, print the summary, then serve the champion."""
+    require_extras("retail demo", "ml", *(("monitor",) if loop else ("serve",) if serve_after else ()))
     if loop:
         from cli.demo_loop import replay
 

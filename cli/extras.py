@@ -1,10 +1,12 @@
-"""Which extras of the installed `retail-mlops` a command lacks when a library it imports is missing.
+"""Which extras of the installed `retail-mlops` a command lacks: checked before it starts, or named when a library
+it imports is missing.
 
 The wheel's core dependencies run `retail --help` and `retail lake queries`; most commands need an extra
 (`pip install 'retail-mlops[serve]'`, or `[all]`). A library's import name often differs from its distribution's
 (`yaml` from pyyaml, `botocore` from a dependency of boto3), so a missing module is not mapped to an extra by name:
 the message names the extras whose requirements are not installed, and a missing module with every extra installed
-is a fault, reported as it is.
+is a fault, reported as it is. A command whose needs do not depend on a library's import calls `require_extras`
+first (reading the installed metadata takes about 50 ms).
 """
 
 from __future__ import annotations
@@ -54,11 +56,18 @@ def missing_extra_message(error: ModuleNotFoundError) -> str | None:
             f"(or name the extra: {DISTRIBUTION}[{extras[0]}])")
 
 
-def require_extra(extra: str, command: str) -> None:
-    """Exit 1 naming `extra` when its requirements are not all installed: for a command that hands over to another
-    process (`retail serve` execs the server), where a missing library would otherwise end in that process's
-    traceback."""
-    if extra in missing_extras():
-        print(f"retail: {command} needs the '{extra}' extra, which is not installed here: "
-              f"pip install '{DISTRIBUTION}[{extra}]'", file=sys.stderr)
+def require_extras(command: str, *extras: str) -> None:
+    """Exit 1 naming those of `extras` whose requirements are not all installed, before the command does any work.
+
+    Called first thing by the commands that need an extra whatever their options (`retail pipeline run`, every
+    `retail infra` command) or for the options given (`retail demo` serves at the end unless `--no-serve`): without
+    it, a missing library surfaces at the first import that needs it, after minutes of work (`retail demo` synthesised
+    the data first), or in another process's traceback (`retail serve` execs the server).
+    """
+    missing = missing_extras()
+    lacking = [extra for extra in extras if extra in missing]
+    if lacking:
+        names = ", ".join(f"'{extra}'" for extra in lacking)
+        print(f"retail: {command} needs the {names} extra{'s' if len(lacking) > 1 else ''}, not installed here: "
+              f"pip install '{DISTRIBUTION}[{','.join(lacking)}]'", file=sys.stderr)
         raise SystemExit(1)

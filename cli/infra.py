@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cli.extras import require_extras
 from cli.infra_cost import cost
 from cli.infra_doctor import doctor
 from cli.infra_options import CheckedStack, ImageOption, ModelGroupOption, ModelOption, ProjectDir, Stack
@@ -96,6 +97,7 @@ def preview(
     placeholders. With --live, runs `pulumi preview --policy-pack policies` for the
     platform, and for the service with the release it runs now.
     """
+    require_extras("retail infra preview", "infra")
     from infra import automation
     from infra.offline import find_project_dir, preview_service, preview_stack
 
@@ -143,6 +145,7 @@ def up(
     registered in the stack's model registry. Both stacks run with the policy pack at
     policies/config/<stack>.json.
     """
+    require_extras("retail infra up", "infra")
     from infra import automation
     from infra.offline import find_project_dir
 
@@ -171,6 +174,7 @@ def rollback(
     The previous version is the one before the current in the stack's model package
     group, newest first; the served bundle is republished from it and the pods roll.
     """
+    require_extras("retail infra rollback", "infra")
     from infra import automation
     from infra.offline import find_project_dir
 
@@ -232,6 +236,7 @@ def destroy(
     Before: the service's Ingresses and LoadBalancer Services are deleted and their load
     balancers awaited. After: the leak scan (`retail infra leaks`); exit 1 if anything remains.
     """
+    require_extras("retail infra destroy", "infra")
     from infra import automation
     from infra.automation import TeardownFailed
     from infra.offline import find_project_dir
@@ -292,6 +297,7 @@ def ephemeral(
     cannot finish), the exit code is 1. The programs run inline in a temporary folder:
     nothing in the repository changes.
     """
+    require_extras("retail infra ephemeral", "infra")
     from infra import automation
     from infra.automation import TeardownFailed
     from infra.offline import find_project_dir
@@ -338,6 +344,7 @@ def leaks(
     named for it; prints each with the command that removes it. Needs AWS credentials,
     not the Pulumi CLI. `destroy` and `ephemeral` run it after every teardown.
     """
+    require_extras("retail infra leaks", "infra")
     from infra.leaks import LeakScope, aws_clients, scan
     from infra.offline import find_project_dir
 
@@ -408,6 +415,7 @@ def check(
     projects: the deploy graph (what must exist before what) and the contracts with AWS
     (documented policy statements, request shapes). Needs no credentials or Pulumi CLI.
     """
+    require_extras("retail infra check", "infra")
     from infra.offline import find_project_dir
     from policies.report import check_deployment, report_lines
 

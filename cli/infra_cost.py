@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cli.extras import require_extras
+
 if TYPE_CHECKING:  # the Pulumi side loads when the command runs, not with `retail --help`
     from infra.cost import Budget, Estimate, LineItem
 
@@ -33,6 +35,7 @@ def cost(
     table lacks are listed apart and left out of the total. The policy rule
     stack-within-budget judges the same estimate during `retail infra check`.
     """
+    require_extras("retail infra cost", "infra")
     from infra.config import read_stack_file
     from infra.cost import Billable, assumptions_from_config, estimate, monthly_budget
     from infra.offline import find_project_dir, preview_deployment

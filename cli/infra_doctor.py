@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from cli.extras import require_extras
 from cli.infra_options import CheckedStack, ProjectDir
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ def doctor(
     the stack's provider would use (aws:profile, aws:assumeRoles). What the stack creates
     comes from its offline preview. A check AWS cannot answer is "unknown", never a pass.
     """
+    require_extras("retail infra doctor", "infra")
     from infra.doctor import failed, run_doctor
     from infra.offline import find_project_dir
 

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from cli import train as train_cli
 from cli.console import print_error
+from cli.extras import require_extras
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -56,6 +57,7 @@ def query(
     On AWS the same SQL is an Athena named query over the lake's Glue catalog. Exits 2 when
     the query, the lake, the run or a table the query reads is missing.
     """
+    require_extras("retail lake query", "ml")
     from ml.lake_queries import lake_query
     from ml.lake_sql import LakeQueryError, newest_run, run_query
     from ml.settings import Settings
@@ -128,6 +130,7 @@ def build(
         if local_only:
             raise train_cli.fail(f"{', '.join(local_only)}: for a local run only; with --cloud the lake is the "
                                  "platform stack's lakeRoot and the run id follows from the input and the image")
+        require_extras("retail lake build --cloud", "infra")
         _build_on_aws(raw, stack, image_uri, project_dir, new_run)
         return
     if new_run:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cli.console import print_error
+from cli.extras import require_extras
 
 if TYPE_CHECKING:
     pass
@@ -29,6 +30,7 @@ def _registry():
 @app.command("list")
 def list_versions() -> None:
     """Every registered version with its family, metrics, gate result and aliases."""
+    require_extras("retail models list", "ml")
     rows = _registry().versions()
     table = Table(title="Registered versions")
     for column in ("version", "aliases", "family", "accuracy", "macro-F1", "gate", "created", "pipeline run"):
@@ -47,6 +49,7 @@ def promote(
     force: bool = typer.Option(False, help="promote even though the version failed the gate"),
 ) -> None:
     """Make VERSION the champion (it must have passed the gate unless --force)."""
+    require_extras("retail models promote", "ml")
     try:
         _registry().promote(version, force=force)
     except ValueError as exc:
@@ -58,6 +61,7 @@ def promote(
 @app.command()
 def rollback() -> None:
     """Move the champion back to the version that held it before."""
+    require_extras("retail models rollback", "ml")
     try:
         version = _registry().rollback()
     except ValueError as exc:
@@ -108,6 +112,7 @@ def history(
 ) -> None:
     """Every version `retail train --cloud` registered in SageMaker, newest first: approval, family, holdout
     accuracy and macro-F1, the data hash it was trained on and when it was registered."""
+    require_extras("retail models history", "infra")
     from cli.train import platform_outputs
     from infra.automation import PulumiCliMissing, require_cli
     from infra.offline import find_project_dir

@@ -11,6 +11,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cli.console import print_error
+from cli.extras import require_extras
 from cli.report import print_summary
 
 if TYPE_CHECKING:  # the pipeline and its model libraries load when a command runs
@@ -50,6 +51,7 @@ def run(
     Exits 2 when the input cannot be used (unreadable, missing columns, no valid row, too
     few weeks for a time split); lines and rows that are bad on their own are quarantined.
     """
+    require_extras("retail pipeline run", "ml")
     from ml.ingest import InputError
     from ml.pipeline import run_pipeline
     from ml.settings import Settings

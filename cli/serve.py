@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from cli.extras import require_extra
+from cli.extras import require_extras
 
 
 def curl_example(host: str, port: int) -> str:
@@ -31,7 +31,7 @@ def serve(
     log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR"),
 ) -> None:
     """Serve the champion (or RETAIL_MODEL_URI) with API keys from RETAIL_API_KEYS or RETAIL_API_KEYS_FILE."""
-    require_extra("serve", "retail serve")
+    require_extras("retail serve", "serve")
     args = [sys.executable, "-m", "api", "--host", host, "--port", str(port), "--workers", str(workers),
             "--log-level", log_level]
     sys.stdout.flush()

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from cli.extras import require_extras
+
 if TYPE_CHECKING:  # the Pulumi side, boto3 and the model libraries load when the command runs, not with `retail`
     from infra import images
     from infra.automation import StackRunner
@@ -127,6 +129,7 @@ def train(
     if not cloud:
         typer.echo("Local training runs in the pipeline: use `retail pipeline run`; add --cloud for SageMaker.")
         raise typer.Exit(2)
+    require_extras("retail train --cloud", "infra")
     import boto3
 
     from infra import images

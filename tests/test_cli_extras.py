@@ -1,4 +1,5 @@
-"""`retail` names the extras a command lacks when a library it imports is missing (cli/extras.py)."""
+"""`retail` names the extras a command lacks: checked before a command that needs them does any work, and when a
+library it imports is missing (cli/extras.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import importlib.metadata
 import pytest
 
 from cli import extras
-from cli.extras import missing_extra_message, missing_extras, require_extra
+from cli.extras import missing_extra_message, missing_extras, require_extras
 
 
 @pytest.fixture
@@ -47,6 +48,19 @@ def test_a_missing_submodule_of_an_installed_package_is_left_as_it_is(without):
 def test_serve_refuses_to_start_without_its_extra(without, capsys):
     without("uvicorn")
     with pytest.raises(SystemExit) as exit_:
-        require_extra("serve", "retail serve")
+        require_extras("retail serve", "serve")
     assert exit_.value.code == 1
-    assert "pip install 'retail-mlops[serve]'" in capsys.readouterr().err
+    assert "retail serve needs the 'serve' extra" in capsys.readouterr().err
+
+
+def test_a_command_names_only_the_extras_it_needs_that_are_missing(without, capsys):
+    without("uvicorn", "pulumi")
+    with pytest.raises(SystemExit):
+        require_extras("retail demo", "ml", "serve")
+    assert capsys.readouterr().err == ("retail: retail demo needs the 'serve' extra, not installed here: "
+                                       "pip install 'retail-mlops[serve]'\n")
+    with pytest.raises(SystemExit):
+        require_extras("retail x", "infra", "ml", "serve")
+    assert "needs the 'infra', 'serve' extras, not installed here: pip install 'retail-mlops[infra,serve]'" in \
+        capsys.readouterr().err
+    require_extras("retail pipeline run", "ml")  # installed: returns

@@ -155,6 +155,27 @@ def test_the_installed_retail_checks_the_dev_stack_with_the_infra_extra(wheel_en
 def test_a_command_whose_extra_is_missing_names_the_extra_to_install(wheel_env):
     result = wheel_env.run("retail", "infra", "check", "--stack", "dev", cwd=ROOT)
     assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
+    assert result.stderr == ("retail: retail infra check needs the 'infra' extra, not installed here: "
+                             "pip install 'retail-mlops[infra]'\n")
+
+
+@pytest.mark.parametrize(("args", "needed"), [
+    (("demo",), "'ml', 'serve' extras"),
+    (("demo", "--no-serve"), "'ml' extra"),
+    (("pipeline", "run", "--input", "transactions.csv"), "'ml' extra"),
+])
+def test_a_command_refuses_before_any_work_when_its_extras_are_missing(wheel_env, tmp_path, args, needed):
+    """`retail demo` used to synthesise a full-size file before its first MLflow import failed."""
+    result = wheel_env.run("retail", *args, cwd=tmp_path)
+    assert result.returncode == 1 and f"needs the {needed}, not installed here" in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_library_missing_past_the_commands_check_is_still_named(wheel_env, tmp_path):
+    """A command that checks no extra up front (its needs depend on its options) still gets the message at the
+    import that fails: `retail score` with a registered version needs MLflow."""
+    result = wheel_env.run("retail", "score", "--input", str(tmp_path), "--model", "3", cwd=tmp_path)
+    assert result.returncode == 1, result.stdout[-2000:] + result.stderr[-2000:]
     assert "the extras not installed here: infra, ml, monitor, serve" in result.stderr, result.stderr[-2000:]
     assert "pip install 'retail-mlops[all]'" in result.stderr and "Traceback" not in result.stderr
 
