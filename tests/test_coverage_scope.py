@@ -1,11 +1,15 @@
-"""What `make test` measures, and with what: every package the project ships, by SlipCover.
+"""What `make test` measures, and with what: every package the project ships, by SlipCover, held to a floor.
 
 The line coverage `make test` prints comes from SlipCover (`python -m slipcover -m pytest`, `[tool.slipcover]` in
 pyproject.toml), which instruments the measured packages' bytecode instead of tracing every call (docs/testing.md).
+The test run writes it as JSON; SlipCover's merge of that one file prints it and fails under the Makefile's floor.
 """
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 import tomllib
 import warnings
 from pathlib import Path
@@ -22,11 +26,38 @@ def test_every_package_the_wheel_ships_is_measured():
     assert sorted(PROJECT["tool"]["slipcover"]["source"]) == sorted(shipped)
 
 
+MAKEFILE = (ROOT / "Makefile").read_text()
+RECIPE = MAKEFILE.split("\ntest:", 1)[1].split("\n\n", 1)[0]
+
+
+def make_variable(name: str) -> str:
+    found = re.search(rf"^{name} := (\S+)$", MAKEFILE, flags=re.MULTILINE)
+    assert found is not None, f"the Makefile sets no {name}"
+    return found.group(1)
+
+
 def test_the_test_command_measures_with_slipcover_and_nothing_else():
-    recipe = (ROOT / "Makefile").read_text().split("\ntest:", 1)[1].split("\n\n", 1)[0]
-    pytest_lines = [line for line in recipe.splitlines() if "pytest" in line]
-    assert len(pytest_lines) == 1 and "python -m slipcover -m pytest" in pytest_lines[0], recipe
-    assert "--cov" not in recipe
+    pytest_lines = [line for line in RECIPE.splitlines() if "pytest" in line]
+    assert len(pytest_lines) == 1 and "python -m slipcover --json --out $(COVERAGE_JSON) -m pytest" in pytest_lines[0]
+    assert "--cov" not in RECIPE
+    assert "python -m slipcover --merge $(COVERAGE_JSON) --out $(COVERAGE_JSON) --fail-under $(COVERAGE_FLOOR)" \
+        in RECIPE, RECIPE
+    assert make_variable("COVERAGE_JSON") in (ROOT / ".gitignore").read_text().split()
+
+
+def test_the_merge_step_prints_the_table_and_fails_under_the_floor(tmp_path):
+    """The recipe's second step, on a report of 80% written as the first step writes it (SlipCover's JSON): the
+    table is printed either way, and the exit code is 2 under the floor, 0 at or above it."""
+    (tmp_path / "partly.py").write_text("def used():\n    return 1\n\n\ndef unused():\n    return 2\n\n\nused()\n")
+    slipcover = [sys.executable, "-m", "slipcover"]
+    subprocess.run([*slipcover, "--source", ".", "--json", "--out", "run.json", "partly.py"], cwd=tmp_path, check=True)
+    floor = int(make_variable("COVERAGE_FLOOR"))
+    assert floor > 80
+    for floor_asked, code in ((floor, 2), (80, 0)):
+        merged = subprocess.run([*slipcover, "--merge", "run.json", "--out", "merged.json", "--fail-under",
+                                 str(floor_asked)], cwd=tmp_path, capture_output=True, text=True)
+        assert merged.returncode == code, merged.stdout + merged.stderr
+        assert re.search(r"^partly\.py +5 +1 +80 +6$", merged.stdout, flags=re.MULTILINE), merged.stdout
 
 
 def test_slipcover_reads_the_table_as_the_packages_to_measure_and_the_report_to_print():
@@ -40,8 +71,9 @@ def test_slipcover_reads_the_table_as_the_packages_to_measure_and_the_report_to_
     assert arguments.skip_covered is True and arguments.format == "text" and arguments.out is None
 
 
-def test_no_coverage_floor_while_slipcover_computing_it_drops_the_workers_lines_from_the_report():
-    """SlipCover 1.1.0 with `fail-under` reads the xdist workers' merged coverage for the floor and deletes it
-    (`merged_coverage` in slipcover/__main__.py), so the report printed afterwards holds the controller's lines
-    only: a fresh clone's `make test` with `fail-under = 95` passed the floor and printed 4% (2026-11-28)."""
+def test_the_floor_is_not_in_the_table_where_the_test_run_would_apply_it():
+    """SlipCover 1.1.0 with `fail-under` in the test run reads the xdist workers' merged coverage for the floor and
+    deletes it (`merged_coverage` in slipcover/__main__.py), so the report printed afterwards holds the controller's
+    lines only: a fresh clone's `make test` with `fail-under = 95` in the table passed the floor and printed 4%
+    (2026-11-28). The floor is the Makefile's, applied by the merge step alone."""
     assert not {"fail-under", "fail_under"} & read_config(ROOT / "pyproject.toml").keys()
