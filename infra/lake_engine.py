@@ -34,7 +34,7 @@ from infra.s3_access import data_key_through_s3, join
 
 SERVICE = "emr-serverless.amazonaws.com"
 READ_ZONES = ("raw", "silver", "gold")
-"""What a run lists and reads: the raw input, and back what it wrote (gold is built from silver); not manifests/, which
+"""What a run reads: the raw input, and back what it wrote (gold is built from silver); not manifests/, which
 the job only writes (tests/infra/test_lake_job_requests.py records the job's requests)."""
 WRITE_ZONES = ("silver", "gold", "manifests")
 """What a run writes (ml/spark_lake.py's contract): nothing under raw/ (an input in the raw zone is recorded where it
@@ -129,14 +129,15 @@ def _objects(bucket_arn: pulumi.Input[str], prefix: str, zone: str) -> pulumi.Ou
 def job_statements(args: LakeEngineArgs, log_group_arn: pulumi.Input[str]) -> list[Statement]:
     """The job role's policy: the lake's zones by prefix, the data key through S3, its own log group."""
     bucket, prefix = args.lake_bucket_arn, args.lake_prefix
-    listed = sorted({join(prefix, zone) + suffix for zone in READ_ZONES for suffix in ("", "/*")})
     return [
-        {
-            "Sid": "ListLakeZones",
+        {  # Unconditioned: a HEAD of a key that does not exist is answered 404 only to a caller allowed s3:ListBucket
+            # on the bucket, else 403 (HeadObject's API reference). Spark's own S3 client (EMRFS) asks whether an
+            # output path exists before `mode("overwrite")` writes it, and a 403 there fails the run. Listing shows
+            # the lake's key names, not their contents.
+            "Sid": "ListLakeBucket",
             "Effect": "Allow",
             "Action": "s3:ListBucket",
             "Resource": bucket,
-            "Condition": {"StringLike": {"s3:prefix": listed}},
         },
         {
             "Sid": "ReadLakeZones",

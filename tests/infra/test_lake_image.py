@@ -86,9 +86,12 @@ def test_the_ml_package_is_where_the_entry_point_names_it_and_importable_from_th
     assert f"echo {IMAGE_ROOT} > /opt/venv/lib/python3.11/site-packages/retail.pth" in sync
 
 
-def test_the_image_ends_as_hadoop_with_the_base_image_s_entry_point():
+def test_the_image_ends_as_hadoop_in_the_base_image_s_working_directory_with_its_entry_point():
+    """What EMR Serverless's image validation (amazon-emr-serverless-image-cli) checks: user hadoop, the working
+    directory /home/hadoop, the base image's entry point."""
     stage = final_stage()
     assert stage[-1] == ("USER", "hadoop:hadoop")
+    assert [args for name, args in stage if name == "WORKDIR"][-1] == "/home/hadoop"
     assert not [name for name, _ in stage if name in {"ENTRYPOINT", "CMD"}], "EMR Serverless starts the image itself"
 
 
