@@ -251,10 +251,36 @@ def cluster_load_balancers(clients: Clients, cluster: str) -> list[TaggedLoadBal
     return found
 
 
+GONE_ELBV2 = {"LoadBalancerNotFound", "TargetGroupNotFound"}
+"""DescribeTags' errors for an ARN deleted since it was listed (botocore's elbv2 model): another environment's
+teardown in the same account, between the listing and the tags."""
+
+
 def _elbv2_tags(elbv2: Any, arns: list[str]) -> Iterator[tuple[str, dict[str, str]]]:
+    """Each ARN's tags; one deleted since it was listed is skipped (its batch asked again ARN by ARN)."""
+    from botocore.exceptions import ClientError
+
     for start in range(0, len(arns), 20):  # DescribeTags: up to 20 resources a call
-        for description in elbv2.describe_tags(ResourceArns=arns[start:start + 20])["TagDescriptions"]:
+        batch = arns[start:start + 20]
+        try:
+            descriptions = elbv2.describe_tags(ResourceArns=batch)["TagDescriptions"]
+        except ClientError as error:
+            if error.response["Error"].get("Code") not in GONE_ELBV2:
+                raise
+            descriptions = [found for arn in batch for found in _elbv2_description_if_there(elbv2, arn)]
+        for description in descriptions:
             yield description["ResourceArn"], _tag_map(description.get("Tags"))
+
+
+def _elbv2_description_if_there(elbv2: Any, arn: str) -> list[dict[str, Any]]:
+    from botocore.exceptions import ClientError
+
+    try:
+        return list(elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"])
+    except ClientError as error:
+        if error.response["Error"].get("Code") not in GONE_ELBV2:
+            raise
+        return []
 
 
 def _made_for(tags: Mapping[str, str], cluster: str) -> bool:
@@ -467,17 +493,26 @@ def _eks_log_group_findings(scope: LeakScope, clients: Clients) -> Iterator[Find
     for page in logs.get_paginator("describe_log_groups").paginate(logGroupNamePrefix=f"/aws/eks/{scope.cluster}/"):
         for group in page["logGroups"]:
             name = group["logGroupName"]
-            yield Finding("logs:log-group", group.get("arn") or name,
+            # `logGroupArn` is the ARN the tagging scan names the group by; `arn` is the same with `:*` appended.
+            arn = group.get("logGroupArn") or (group.get("arn") or name).removesuffix(":*")
+            yield Finding("logs:log-group", arn,
                           f"{name}, recreated by EKS for the cluster's control plane logs",
                           f"aws logs delete-log-group --log-group-name {name} --region {scope.region}")
 
 
 def _iam_global_findings(scope: LeakScope, clients: Clients) -> Iterator[Finding]:
     """IAM is global, out of the regional tagging scan: the cluster's OIDC provider and the stack's own policies."""
+    from botocore.exceptions import ClientError
+
     iam = clients("iam")
     for provider in iam.list_open_id_connect_providers()["OpenIDConnectProviderList"]:
         arn = provider["Arn"]
-        tags = _tag_map(iam.list_open_id_connect_provider_tags(OpenIDConnectProviderArn=arn)["Tags"])
+        try:
+            tags = _tag_map(iam.list_open_id_connect_provider_tags(OpenIDConnectProviderArn=arn)["Tags"])
+        except ClientError as error:  # deleted since it was listed: another environment's teardown
+            if error.response["Error"].get("Code") != "NoSuchEntity":
+                raise
+            continue
         if tags.get("environment") == scope.stack:
             yield Finding("iam:oidc-provider", arn, f"the cluster's OIDC provider, tagged environment={scope.stack}",
                           f"aws iam delete-open-id-connect-provider --open-id-connect-provider-arn {arn}")
