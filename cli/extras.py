@@ -52,8 +52,7 @@ def missing_extra_message(error: ModuleNotFoundError) -> str | None:
     if not extras:
         return None
     return (f"retail: this command needs {error.name}, which is not installed; the extras not installed here: "
-            f"{', '.join(extras)}. pip install '{DISTRIBUTION}[{EVERYTHING}]' installs every command's libraries "
-            f"(or name the extra: {DISTRIBUTION}[{extras[0]}])")
+            f"{', '.join(extras)}. pip install '{DISTRIBUTION}[{EVERYTHING}]' installs every command's libraries")
 
 
 def require_extras(command: str, *extras: str) -> None:

@@ -31,7 +31,8 @@ def serve(
     log_level: str = typer.Option("INFO", help="DEBUG, INFO, WARNING or ERROR"),
 ) -> None:
     """Serve the champion (or RETAIL_MODEL_URI) with API keys from RETAIL_API_KEYS or RETAIL_API_KEYS_FILE."""
-    require_extras("retail serve", "serve")
+    registry = () if os.environ.get("RETAIL_MODEL_URI") else ("ml",)  # the registry's champion comes through MLflow
+    require_extras("retail serve", "serve", *registry)
     args = [sys.executable, "-m", "api", "--host", host, "--port", str(port), "--workers", str(workers),
             "--log-level", log_level]
     sys.stdout.flush()

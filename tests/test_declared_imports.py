@@ -30,9 +30,11 @@ NOT_DECLARED_ON_PURPOSE = {
 
 
 def _under_type_checking(node: ast.AST, parents: dict[ast.AST, ast.AST]) -> bool:
+    """In the body of an `if TYPE_CHECKING:` (not its `else`, which runs)."""
     while node in parents:
-        node = parents[node]
-        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+        child, node = node, parents[node]
+        if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING") \
+                and child in node.body:
             return True
     return False
 
@@ -113,9 +115,11 @@ def test_every_library_the_wheel_imports_is_declared_by_the_wheel():
 
 def test_a_library_received_only_through_another_is_reported_with_its_line():
     """The check itself, on the defect it was written for: botocore imported where only boto3 is declared; the
-    same import under TYPE_CHECKING, a namespace package's declared member and the standard library pass."""
+    same import under TYPE_CHECKING passes, its `else` does not; a namespace package's declared member and the standard
+    library pass."""
     source = ("from __future__ import annotations\nimport json\nfrom typing import TYPE_CHECKING\n"
-              "from google.protobuf import struct_pb2\nif TYPE_CHECKING:\n    import starlette\n"
+              "from google.protobuf import struct_pb2\n"
+              "if TYPE_CHECKING:\n    import starlette\nelse:\n    import semver\n"
               "def f():\n    from botocore.exceptions import ClientError\n")
     found = undeclared_imports([("infra/x.py", source)], {"boto3", "protobuf"}, module_owners(), set(PACKAGES))
-    assert found == ["infra/x.py:8 imports botocore.exceptions (botocore)"]
+    assert found == ["infra/x.py:8 imports semver (semver)", "infra/x.py:10 imports botocore.exceptions (botocore)"]

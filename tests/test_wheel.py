@@ -181,8 +181,9 @@ def test_a_library_missing_past_the_commands_check_is_still_named(wheel_env, tmp
 
 
 def test_serve_without_its_extra_says_so_before_starting_the_server(wheel_env, tmp_path):
+    """Without RETAIL_MODEL_URI the service loads the registry's champion, through MLflow: `ml` is named too."""
     result = wheel_env.run("retail", "serve", extras=("infra",), cwd=tmp_path)
-    assert result.returncode == 1 and "pip install 'retail-mlops[serve]'" in result.stderr, result.stderr[-2000:]
+    assert result.returncode == 1 and "pip install 'retail-mlops[serve,ml]'" in result.stderr, result.stderr[-2000:]
 
 
 def test_the_all_extra_declares_every_library_of_the_others(wheel_env):
