@@ -20,7 +20,9 @@ app = typer.Typer(no_args_is_help=True)
 console = Console()
 
 
-def _registry():
+def _registry(command: str):
+    """The registry, after checking the `ml` extra it is read through (MLflow) is installed."""
+    require_extras(command, "ml")
     from ml.registry import Registry
     from ml.settings import Settings
 
@@ -30,8 +32,7 @@ def _registry():
 @app.command("list")
 def list_versions() -> None:
     """Every registered version with its family, metrics, gate result and aliases."""
-    require_extras("retail models list", "ml")
-    rows = _registry().versions()
+    rows = _registry("retail models list").versions()
     table = Table(title="Registered versions")
     for column in ("version", "aliases", "family", "accuracy", "macro-F1", "gate", "created", "pipeline run"):
         table.add_column(column)
@@ -49,9 +50,8 @@ def promote(
     force: bool = typer.Option(False, help="promote even though the version failed the gate"),
 ) -> None:
     """Make VERSION the champion (it must have passed the gate unless --force)."""
-    require_extras("retail models promote", "ml")
     try:
-        _registry().promote(version, force=force)
+        _registry("retail models promote").promote(version, force=force)
     except ValueError as exc:
         print_error(exc)
         raise typer.Exit(1) from exc
@@ -61,9 +61,8 @@ def promote(
 @app.command()
 def rollback() -> None:
     """Move the champion back to the version that held it before."""
-    require_extras("retail models rollback", "ml")
     try:
-        version = _registry().rollback()
+        version = _registry("retail models rollback").rollback()
     except ValueError as exc:
         print_error(exc)
         raise typer.Exit(1) from exc
@@ -95,7 +94,10 @@ def publish(
         raise typer.Exit(2)
     with tempfile.TemporaryDirectory(prefix="retail-publish-") as scratch:
         try:
-            bundle = fetch_model_data(model_data, Path(scratch)) if model_data else _registry().download(version)
+            if model_data:
+                bundle = fetch_model_data(model_data, Path(scratch))
+            else:
+                bundle = _registry("retail models publish").download(version)
             digest = publish_bundle(bundle, to)
         except (BundleIntegrityError, FileNotFoundError, LookupError, ValueError) as exc:
             print_error(exc)

@@ -257,30 +257,21 @@ teardown in the same account, between the listing and the tags."""
 
 
 def _elbv2_tags(elbv2: Any, arns: list[str]) -> Iterator[tuple[str, dict[str, str]]]:
-    """Each ARN's tags; one deleted since it was listed is skipped (its batch asked again ARN by ARN)."""
-    from botocore.exceptions import ClientError
-
     for start in range(0, len(arns), 20):  # DescribeTags: up to 20 resources a call
-        batch = arns[start:start + 20]
-        try:
-            descriptions = elbv2.describe_tags(ResourceArns=batch)["TagDescriptions"]
-        except ClientError as error:
-            if error.response["Error"].get("Code") not in GONE_ELBV2:
-                raise
-            descriptions = [found for arn in batch for found in _elbv2_description_if_there(elbv2, arn)]
-        for description in descriptions:
+        for description in _elbv2_descriptions(elbv2, arns[start:start + 20]):
             yield description["ResourceArn"], _tag_map(description.get("Tags"))
 
 
-def _elbv2_description_if_there(elbv2: Any, arn: str) -> list[dict[str, Any]]:
+def _elbv2_descriptions(elbv2: Any, arns: list[str]) -> list[dict[str, Any]]:
+    """DescribeTags of `arns`; when one was deleted since it was listed, the others asked for one by one."""
     from botocore.exceptions import ClientError
 
     try:
-        return list(elbv2.describe_tags(ResourceArns=[arn])["TagDescriptions"])
+        return list(elbv2.describe_tags(ResourceArns=arns)["TagDescriptions"])
     except ClientError as error:
         if error.response["Error"].get("Code") not in GONE_ELBV2:
             raise
-        return []
+        return [] if len(arns) == 1 else [found for arn in arns for found in _elbv2_descriptions(elbv2, [arn])]
 
 
 def _made_for(tags: Mapping[str, str], cluster: str) -> bool:
