@@ -62,16 +62,35 @@ def declared_closure(wheel_requires: list[str], extras: Iterable[str]) -> set[st
     return closure
 
 
+def installed_files() -> dict[str, list[str]]:
+    """Each distribution of the shared site-packages (by normalized name) and its RECORD's entries inside it."""
+    files: dict[str, list[str]] = {}
+    for distribution in importlib.metadata.distributions(path=[str(SHARED_SITE)]):
+        rows = csv.reader((distribution.read_text("RECORD") or "").splitlines())
+        files[canonicalize_name(distribution.metadata["Name"])] = [
+            row[0] for row in rows if row and not row[0].startswith(("..", "/"))]
+    return files
+
+
 def link_closure(closure: set[str], folder: Path) -> Path:
     """`folder` made a site of links to the installed files of the `closure` distributions (their RECORD's entries
-    inside the shared site-packages: modules, data and dist-info), as a fresh install of them would lay them out."""
-    for distribution in importlib.metadata.distributions(path=[str(SHARED_SITE)]):
-        if canonicalize_name(distribution.metadata["Name"]) not in closure:
-            continue
-        for row in csv.reader((distribution.read_text("RECORD") or "").splitlines()):
-            if not row or row[0].startswith(("..", "/")):
-                continue
-            source, target = SHARED_SITE / row[0], folder / row[0]
+    inside the shared site-packages: modules, data and dist-info), as a fresh install of them would lay them out.
+
+    A top-level folder that holds files of one distribution only (pulumi_aws/, thousands of files) is linked whole,
+    so the run also finds the bytecode this environment already compiled there, in its `__pycache__` folders; a
+    folder that several distributions share (a namespace package such as google/) gets a link per file, so it
+    holds the closure's files and no others."""
+    files = installed_files()
+    owners: dict[str, set[str]] = {}
+    for name, entries in files.items():
+        for entry in entries:
+            if "/" in entry:
+                owners.setdefault(entry.split("/", 1)[0], set()).add(name)
+    for name in closure & files.keys():
+        for entry in files[name]:
+            top = entry.split("/", 1)[0]
+            whole = "/" in entry and owners[top] == {name}
+            source, target = SHARED_SITE / (top if whole else entry), folder / (top if whole else entry)
             if source.exists() and not target.exists():
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.symlink_to(source)
