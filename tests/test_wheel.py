@@ -228,3 +228,17 @@ def test_no_installed_distribution_claims_a_top_level_name_of_the_wheel():
     claimed = {name: dists for name, dists in importlib.metadata.packages_distributions().items()
                if name in ours and set(dists) != {DISTRIBUTION}}
     assert not claimed, f"installed distributions providing the wheel's top-level names: {claimed}"
+
+
+def test_a_folder_several_distributions_share_holds_only_the_closures_files(tmp_path):
+    """google/ holds files of protobuf, googleapis-common-protos and google-auth here: a site for a closure with
+    protobuf alone gets its files in a google/ of links, not the shared folder linked whole."""
+    files = installed_files()
+    shared = [name for name in ("protobuf", "googleapis-common-protos", "google-auth") if name in files]
+    assert len(shared) > 1, f"no folder shared by several of these distributions in this environment: {shared}"
+    site = link_closure({"protobuf"}, tmp_path / "site")
+    assert not (site / "google").is_symlink()
+    linked = {str(path.relative_to(site)) for path in (site / "google").rglob("*") if path.is_symlink()}
+    wanted = {entry for entry in files["protobuf"]
+              if entry.startswith("google/") and (SHARED_SITE / entry).exists()}
+    assert wanted and linked == wanted
