@@ -99,3 +99,23 @@ def run_step(script: str, tmp_path: Path, env: dict[str, str], tools: dict[str, 
                             env=environment, capture_output=True, text=True, timeout=60)
     outputs = dict(line.split("=", 1) for line in output.read_text().splitlines() if "=" in line)
     return result.returncode, outputs, result.stdout + result.stderr
+
+
+PULUMI_STAND_IN = """echo "$*" >> "$CALLS"
+case "$1" in
+  stack) [ -z "$NO_STACK" ] ;;
+  cancel) [ -n "$OPEN" ] || { echo "error: no update in progress" >&2; exit 255; } ;;
+  destroy) [ -z "$DESTROY_FAILS" ] ;;
+esac"""
+"""`pulumi` for a step's script: logs its arguments; `stack select` fails with NO_STACK set, `cancel` unless OPEN is
+set (as it fails with no update open), `destroy` with DESTROY_FAILS set."""
+
+
+def pulumi_calls(script: str, tmp_path, **env: str) -> tuple[int, list[str]]:
+    """The exit code of `script` run with `PULUMI_STAND_IN` (and a `uv` that only logs), and the pulumi and uv
+    commands it ran."""
+    calls = tmp_path / "calls"
+    calls.write_text("")
+    code, _, _ = run_step(script, tmp_path, {"STACK": "ephemeral-pr-42", "CALLS": str(calls), **env},
+                          {"pulumi": PULUMI_STAND_IN, "uv": 'echo "uv $*" >> "$CALLS"'})
+    return code, calls.read_text().splitlines()
