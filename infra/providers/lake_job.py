@@ -7,7 +7,9 @@ is the file the image holds at `ENTRY_POINT` (a `local://` path, no script on S3
 `spark.executorEnv.*`). Its arguments are those of the contract in ml/spark_lake.py, with an explicit `--run-id`, so
 the manifest's URI (`<lake root>/manifests/<run>.json`) is known before the run starts and is an input, not an output.
 
-`create` starts the run (StartJobRun, its client token derived from the inputs), then polls GetJobRun every
+`create` first looks for a run of the same lake run not yet final (ListJobRuns; `unfinished_twin`): one sent the same
+job is waited for instead of starting another, one sent another job or being cancelled is an error naming it. Else it
+starts the run (StartJobRun, its client token derived from the inputs), then polls GetJobRun every
 `poll_seconds` up to `timeout_seconds`: botocore ships no waiter for emr-serverless (its `waiters` list is empty), so
 the poll is ours. StartJobRun's API reference says only that the token "must be unique for each request"; that the
 same token gives back the run it started (so a retried create gets its run again) is assumed, not documented
@@ -70,6 +72,9 @@ REPLACE_ON = ("application_id", "role_arn", "image_uri", "entry_point", "argumen
 """Inputs that change what the run reads, writes or runs: a change starts a new run (replaces the resource)."""
 OUTPUTS = ("job_run_id", "job_run_arn", "state", "state_details", "execution_seconds")
 FINAL = {"SUCCESS", "FAILED", "CANCELLED"}
+UNFINISHED_RUNS = ["SUBMITTED", "PENDING", "SCHEDULED", "RUNNING", "CANCELLING", "QUEUED"]
+"""Job run states that are not final: StopApplication refuses while a run is in one ("All scheduled and running jobs
+must be completed or cancelled before stopping an application", API_StopApplication.html)."""
 MAX_NAME = 256
 MAX_TOKEN = 64
 TOKEN_INPUTS = (*REPLACE_ON, "execution_timeout_minutes", "tags", "name_prefix", "new_run")
@@ -160,12 +165,51 @@ def _start_job_run(client: Any, props: dict[str, Any], after: str | None) -> str
         return str(client.start_job_run(**start_request(props, f"{after or ''}+conflict"))["jobRunId"])
 
 
+def unfinished_twin(client: Any, props: dict[str, Any]) -> dict[str, Any] | None:
+    """A run of the same lake run (StartJobRun's `name`, which carries the run id that names the folders it writes)
+    not yet final, as GetJobRun answers; None when there is none.
+
+    The client token alone keeps a retried create from starting a second run only while EMR Serverless remembers the
+    token, for a time its API reference does not state; two runs of one lake run would write the same folders. So a
+    twin sent the same job (role, entry point, arguments, Spark parameters) is this create's run, and LakeJobFailed
+    names one sent another job, or one being cancelled: starting beside either would mix two runs' files."""
+    request = start_request(props)
+    try:
+        pages = client.get_paginator("list_job_runs").paginate(applicationId=props["application_id"],
+                                                               states=UNFINISHED_RUNS)
+        twins = [summary["id"] for page in pages for summary in page["jobRuns"]
+                 if summary.get("name") == request["name"]]
+    except ClientError as error:
+        if error.response["Error"].get("Code") == "ResourceNotFoundException":  # no run was ever started on it
+            return None
+        raise
+    for twin_id in twins:
+        run: dict[str, Any] = client.get_job_run(applicationId=props["application_id"], jobRunId=twin_id)["jobRun"]
+        same_job = (run.get("executionRole") == request["executionRoleArn"]
+                    and run.get("jobDriver") == request["jobDriver"])
+        if run["state"] not in FINAL | {"CANCELLING"} and same_job:
+            return run
+        if run["state"] not in FINAL:
+            why = "is being cancelled" if run["state"] == "CANCELLING" else "was started with another job"
+            raise LakeJobFailed(
+                f"EMR Serverless job run {twin_id} of application {props['application_id']} writes the same lake run "
+                f"({props['run_id']}) and {why} ({run['state']}): a second run would write the same folders. Wait "
+                f"for it to end, or cancel it (`aws emr-serverless cancel-job-run --application-id "
+                f"{props['application_id']} --job-run-id {twin_id}`) and wait until it is CANCELLED, then run again")
+    return None
+
+
 def start(client: Any, props: dict[str, Any]) -> dict[str, Any]:
     """StartJobRun of these inputs; the run's `jobRun` as GetJobRun first answers.
 
-    A run created before the StartJobRun call (GetJobRun's `createdAt`) is an earlier attempt the token gave back: one
-    still going or ended SUCCESS is this create's run; one that ended FAILED or CANCELLED is started anew with the
-    token salted by its id, up to `MAX_STARTS` calls. A run created since is new, whatever its state."""
+    An unfinished run of the same lake run sent the same job is this create's run, and no StartJobRun is sent
+    (`unfinished_twin`). A run created before the StartJobRun call (GetJobRun's `createdAt`) is an earlier attempt the
+    token gave back: one still going or ended SUCCESS is this create's run; one that ended FAILED or CANCELLED is
+    started anew with the token salted by its id, up to `MAX_STARTS` calls. A run created since is new, whatever its
+    state."""
+    twin = unfinished_twin(client, props)
+    if twin is not None:
+        return twin
     after = None
     for _ in range(MAX_STARTS):
         asked_at = dt.datetime.now(dt.UTC).replace(microsecond=0)  # createdAt may come in whole seconds

@@ -32,7 +32,7 @@ from infra.automation import LAKE_PROJECT
 from infra.config import NAMESPACE, LakeEngineConfig, stack_file_section
 from infra.lake_engine import LOG_SOURCES, LOG_STREAM_PREFIX, LOG_TYPES, LakeApplication, LakeApplicationArgs
 from infra.offline import OfflineRun, run_offline
-from infra.providers.lake_job import LakeJob
+from infra.providers.lake_job import UNFINISHED_RUNS, LakeJob
 from infra.providers.sourcedir import code_version
 from ml.ingest import WEEKLY_FILE
 from ml.lineage import COMMIT_ENV, git_commit
@@ -248,9 +248,6 @@ def lake_program(inputs: LakeInputs) -> Callable[[], None]:
 
 STOPPED = {"CREATED", "STOPPED"}
 """Application states in which EMR Serverless accepts UpdateApplication."""
-UNFINISHED_RUNS = ["SUBMITTED", "PENDING", "SCHEDULED", "RUNNING", "CANCELLING", "QUEUED"]
-"""Job run states that are not final: StopApplication refuses while a run is in one ("All scheduled and running jobs
-must be completed or cancelled before stopping an application", API_StopApplication.html)."""
 PASSING = {"CREATING", "STARTING", "STOPPING"}
 """States an application passes through on its own: waited out."""
 

@@ -481,3 +481,49 @@ def test_a_token_refused_as_used_is_salted_and_sent_once_more(runs, application,
     runs.refuse_tokens.add(client_token(props(application, lake), "+conflict"))
     with pytest.raises(ClientError, match="ConflictException"):
         LakeJobProvider().create(props(application, lake))
+
+
+
+def start_beside(application: str, lake: str, runs: RunOutcomes, state: str = "RUNNING", **changes) -> str:
+    """A run of the lake run `RUN` started outside the provider with another client token (as if EMR Serverless had
+    forgotten the provider's), left in `state`; its id."""
+    client = boto3.client("emr-serverless", region_name=REGION)
+    request = start_request(props(application, lake, **changes)) | {"clientToken": "an-expired-attempt"}
+    run_id = client.start_job_run(**request)["jobRunId"]
+    runs.by_token["an-expired-attempt"].state = state
+    runs._left[run_id] = 10_000 if state == "RUNNING" else 0
+    runs.start_calls = 0
+    return run_id
+
+
+def test_a_run_of_the_same_lake_run_still_going_is_this_create_s_run_whatever_its_token(runs, application, lake):
+    """The token keeps a retried create from starting a second run only while EMR Serverless remembers it."""
+    twin = start_beside(application, lake, runs)
+    with pytest.raises(TimeoutError, match=f"job run {twin} .* is still RUNNING"):
+        LakeJobProvider().create(props(application, lake, timeout_seconds=0.05))
+    assert runs.start_calls == 0
+
+
+@pytest.mark.parametrize("changes", [{"arguments": job_arguments("s3://x/raw/other.csv", "s3://x/lake", RUN, 10)},
+                                     {"role_arn": ROLE + "-2"}])
+def test_a_run_of_the_same_lake_run_sent_another_job_is_refused_and_named(runs, application, lake, changes):
+    twin = start_beside(application, lake, runs, **changes)
+    with pytest.raises(LakeJobFailed, match=rf"job run {twin} .* writes the same lake run \({RUN}\) and was started "
+                                            r"with another job \(RUNNING\).*cancel-job-run"):
+        LakeJobProvider().create(props(application, lake))
+    assert runs.start_calls == 0
+
+
+def test_a_run_of_the_same_lake_run_being_cancelled_is_refused_not_joined(runs, application, lake):
+    twin = start_beside(application, lake, runs, state="CANCELLING")
+    with pytest.raises(LakeJobFailed, match=rf"job run {twin} .* is being cancelled \(CANCELLING\)"):
+        LakeJobProvider().create(props(application, lake))
+    assert runs.start_calls == 0
+
+
+@pytest.mark.parametrize("state", ["FAILED", "CANCELLED", "SUCCESS"])
+def test_finished_runs_of_the_same_lake_run_leave_the_start_to_the_token(runs, application, lake, state):
+    write_manifest(lake)
+    start_beside(application, lake, runs, state=state)
+    created = LakeJobProvider().create(props(application, lake))
+    assert created.outs["state"] == "SUCCESS" and runs.start_calls == 1
