@@ -44,7 +44,8 @@ def demo(
     drift_week: int = typer.Option(4, min=1, help="with --loop: the replayed week the market drifts in"),
 ) -> None:
     """Synthesise transactions, run the pipeline, print the summary, then serve the champion."""
-    require_extras("retail demo", "ml", *(("monitor",) if loop else ("serve",) if serve_after else ()))
+    require_extras("retail demo", "ml", *(("monitor",) if loop else ("serve",) if serve_after else ()),
+                   without={"serve": "--no-serve"})
     if loop:
         from cli.demo_loop import replay
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import sys
+from collections.abc import Mapping
 
 DISTRIBUTION = "retail-mlops"
 EVERYTHING = "all"
@@ -55,8 +56,10 @@ def missing_extra_message(error: ModuleNotFoundError) -> str | None:
             f"{', '.join(extras)}. pip install '{DISTRIBUTION}[{EVERYTHING}]' installs every command's libraries")
 
 
-def require_extras(command: str, *extras: str) -> None:
+def require_extras(command: str, *extras: str, without: Mapping[str, str] | None = None) -> None:
     """Exit 1 naming those of `extras` whose requirements are not all installed, before the command does any work.
+    `without` maps an extra to the option that does without it (`retail demo --no-serve`), which the message offers
+    when every missing extra has one.
 
     Called first thing by the commands that need an extra whatever their options (`retail pipeline run`, every
     `retail infra` command) or for the options given (`retail demo` serves at the end unless `--no-serve`): without
@@ -67,6 +70,8 @@ def require_extras(command: str, *extras: str) -> None:
     lacking = [extra for extra in extras if extra in missing]
     if lacking:
         names = ", ".join(f"'{extra}'" for extra in lacking)
+        options = [without[extra] for extra in lacking if extra in (without or {})]
+        instead = f", or run {command} {' '.join(options)}" if len(options) == len(lacking) else ""
         print(f"retail: {command} needs the {names} extra{'s' if len(lacking) > 1 else ''}, not installed here: "
-              f"pip install '{DISTRIBUTION}[{','.join(lacking)}]'", file=sys.stderr)
+              f"pip install '{DISTRIBUTION}[{','.join(lacking)}]'{instead}", file=sys.stderr)
         raise SystemExit(1)

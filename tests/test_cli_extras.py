@@ -64,3 +64,14 @@ def test_a_command_names_only_the_extras_it_needs_that_are_missing(without, caps
     assert "needs the 'infra', 'serve' extras, not installed here: pip install 'retail-mlops[infra,serve]'" in \
         capsys.readouterr().err
     require_extras("retail pipeline run", "ml")  # installed: returns
+
+
+def test_the_message_offers_the_option_that_does_without_the_missing_extras(without, capsys):
+    without("uvicorn")
+    with pytest.raises(SystemExit):
+        require_extras("retail demo", "ml", "serve", without={"serve": "--no-serve"})
+    assert capsys.readouterr().err.endswith("pip install 'retail-mlops[serve]', or run retail demo --no-serve\n")
+    without("uvicorn", "mlflow")
+    with pytest.raises(SystemExit):
+        require_extras("retail demo", "ml", "serve", without={"serve": "--no-serve"})
+    assert capsys.readouterr().err.endswith("pip install 'retail-mlops[ml,serve]'\n")  # --no-serve would not do
