@@ -124,23 +124,33 @@ def client_token(props: dict[str, Any], after: str | None = None) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:MAX_TOKEN]
 
 
+def job_driver(props: dict[str, Any]) -> dict[str, Any]:
+    """StartJobRun's jobDriver: the image's entry point, the contract's arguments, the Spark parameters."""
+    return {"sparkSubmit": {"entryPoint": props["entry_point"], "entryPointArguments": list(props["arguments"]),
+                            "sparkSubmitParameters": props["spark_parameters"]}}
+
+
+def job_digest(props: dict[str, Any]) -> str:
+    """64 hex digits over the job a run is sent (role and jobDriver), carried by its `lake-job` tag: how a run of the
+    same lake run is told to be the same job, without relying on GetJobRun echoing the jobDriver unchanged (its API
+    reference does not say it does)."""
+    job = {"executionRoleArn": props["role_arn"], "jobDriver": job_driver(props)}
+    return hashlib.sha256(json.dumps(job, sort_keys=True).encode()).hexdigest()
+
+
 def start_request(props: dict[str, Any], after: str | None = None) -> dict[str, Any]:
-    """The StartJobRun request (`after`: see `client_token`)."""
-    name = f"{props['name_prefix']}-{props['run_id']}"[:MAX_NAME]
+    """The StartJobRun request (`after`: see `client_token`). The name ends with the run id, which it keeps whole."""
+    run_id = str(props["run_id"])
+    name = f"{props['name_prefix'][:MAX_NAME - len(run_id) - 1]}-{run_id}"
     return {
         "applicationId": props["application_id"],
         "clientToken": client_token(props, after),
         "executionRoleArn": props["role_arn"],
         "name": name,
-        "jobDriver": {
-            "sparkSubmit": {
-                "entryPoint": props["entry_point"],
-                "entryPointArguments": list(props["arguments"]),
-                "sparkSubmitParameters": props["spark_parameters"],
-            }
-        },
+        "jobDriver": job_driver(props),
         "executionTimeoutMinutes": int(props["execution_timeout_minutes"]),
-        "tags": {str(k): str(v) for k, v in (props.get("tags") or {}).items()} | {"lake-run": props["run_id"]},
+        "tags": {str(k): str(v) for k, v in (props.get("tags") or {}).items()}
+        | {"lake-run": run_id, "lake-job": job_digest(props)},
     }
 
 
@@ -172,7 +182,11 @@ def unfinished_twin(client: Any, props: dict[str, Any]) -> dict[str, Any] | None
     The client token alone keeps a retried create from starting a second run only while EMR Serverless remembers the
     token, for a time its API reference does not state; two runs of one lake run would write the same folders. So a
     twin sent the same job (role, entry point, arguments, Spark parameters) is this create's run, and LakeJobFailed
-    names one sent another job, or one being cancelled: starting beside either would mix two runs' files."""
+    names one sent another job, or one being cancelled: starting beside either would mix two runs' files. The job is
+    compared by the `lake-job` tag (`job_digest`), or for a run without one, by GetJobRun's role and jobDriver.
+
+    Not atomic: two creates sending different jobs for one lake run at the same moment could both find no twin.
+    Pulumi's stack lock keeps a lake stack's creates one at a time, and each stack has an application of its own."""
     request = start_request(props)
     try:
         pages = client.get_paginator("list_job_runs").paginate(applicationId=props["application_id"],
@@ -180,13 +194,20 @@ def unfinished_twin(client: Any, props: dict[str, Any]) -> dict[str, Any] | None
         twins = [summary["id"] for page in pages for summary in page["jobRuns"]
                  if summary.get("name") == request["name"]]
     except ClientError as error:
-        if error.response["Error"].get("Code") == "ResourceNotFoundException":  # no run was ever started on it
+        # moto answers so for an application without runs; AWS lists none (ListJobRuns declares no such error)
+        if error.response["Error"].get("Code") == "ResourceNotFoundException":
             return None
         raise
     for twin_id in twins:
-        run: dict[str, Any] = client.get_job_run(applicationId=props["application_id"], jobRunId=twin_id)["jobRun"]
-        same_job = (run.get("executionRole") == request["executionRoleArn"]
-                    and run.get("jobDriver") == request["jobDriver"])
+        run = job_run(client, props["application_id"], twin_id)
+        if run is None:  # gone since the listing
+            continue
+        tags = run.get("tags") or {}
+        if "lake-job" in tags:
+            same_job = tags["lake-job"] == request["tags"]["lake-job"] and tags.get("lake-run") == props["run_id"]
+        else:
+            same_job = (run.get("executionRole") == request["executionRoleArn"]
+                        and run.get("jobDriver") == request["jobDriver"])
         if run["state"] not in FINAL | {"CANCELLING"} and same_job:
             return run
         if run["state"] not in FINAL:

@@ -31,6 +31,7 @@ from infra.providers.lake_job import (
     LakeJobProvider,
     client_token,
     job_arguments,
+    job_digest,
     manifest_uri,
     spark_parameters,
     start_request,
@@ -172,7 +173,7 @@ def test_create_starts_the_image_s_entry_point_with_the_contract_s_arguments_as_
     assert spark["entryPoint"] == "local:///opt/retail/ml/spark_lake.py"
     assert spark["entryPointArguments"] == [
         "--raw", f"{lake}/raw/2026-01/transactions.csv", "--lake", lake, "--run-id", RUN, "--max-memory-gb", "10"]
-    assert run["tags"] == {"project": "retail-mlops", "lake-run": RUN}
+    assert run["tags"] == {"project": "retail-mlops", "lake-run": RUN, "lake-job": job_digest(props(application, lake))}
     assert created.outs["job_run_id"] == created.id and created.outs["state"] == "SUCCESS"
     assert created.outs["manifest_uri"] == f"{lake}/manifests/{RUN}.json"
 
@@ -484,11 +485,15 @@ def test_a_token_refused_as_used_is_salted_and_sent_once_more(runs, application,
 
 
 
-def start_beside(application: str, lake: str, runs: RunOutcomes, state: str = "RUNNING", **changes) -> str:
+def start_beside(application: str, lake: str, runs: RunOutcomes, state: str = "RUNNING", untagged: bool = False,
+                 **changes) -> str:
     """A run of the lake run `RUN` started outside the provider with another client token (as if EMR Serverless had
-    forgotten the provider's), left in `state`; its id."""
+    forgotten the provider's), left in `state`, without its `lake-job` tag if `untagged` (a run started before the
+    tag); its id."""
     client = boto3.client("emr-serverless", region_name=REGION)
     request = start_request(props(application, lake, **changes)) | {"clientToken": "an-expired-attempt"}
+    if untagged:
+        request["tags"] = {k: v for k, v in request["tags"].items() if k != "lake-job"}
     run_id = client.start_job_run(**request)["jobRunId"]
     runs.by_token["an-expired-attempt"].state = state
     runs._left[run_id] = 10_000 if state == "RUNNING" else 0
@@ -527,3 +532,27 @@ def test_finished_runs_of_the_same_lake_run_leave_the_start_to_the_token(runs, a
     start_beside(application, lake, runs, state=state)
     created = LakeJobProvider().create(props(application, lake))
     assert created.outs["state"] == "SUCCESS" and runs.start_calls == 1
+
+
+def test_a_twin_is_told_the_same_job_by_its_tag_even_if_its_job_driver_comes_back_rewritten(runs, application, lake):
+    """GetJobRun's API reference does not promise the jobDriver back as sent: the `lake-job` tag decides."""
+    twin = start_beside(application, lake, runs)
+    runs.by_token["an-expired-attempt"].job_driver["sparkSubmit"]["sparkSubmitParameters"] += " "
+    with pytest.raises(TimeoutError, match=f"job run {twin} .* is still RUNNING"):
+        LakeJobProvider().create(props(application, lake, timeout_seconds=0.05))
+    assert runs.start_calls == 0
+
+
+@pytest.mark.parametrize(("changes", "joined"), [({}, True), ({"role_arn": ROLE + "-2"}, False)])
+def test_an_untagged_twin_is_told_the_same_job_by_its_role_and_job_driver(runs, application, lake, changes, joined):
+    twin = start_beside(application, lake, runs, untagged=True, **changes)
+    expected = (pytest.raises(TimeoutError, match=f"job run {twin} .* is still RUNNING") if joined
+                else pytest.raises(LakeJobFailed, match=f"job run {twin} .* was started with another job"))
+    with expected:
+        LakeJobProvider().create(props(application, lake, timeout_seconds=0.05))
+    assert runs.start_calls == 0
+
+
+def test_a_long_name_prefix_is_cut_and_the_run_id_kept_whole(application):
+    name = start_request(props(application, "s3://x/lake", name_prefix="p" * 300))["name"]
+    assert len(name) == 256 and name.endswith(f"-{RUN}")
