@@ -175,6 +175,19 @@ def _start_job_run(client: Any, props: dict[str, Any], after: str | None) -> str
         return str(client.start_job_run(**start_request(props, f"{after or ''}+conflict"))["jobRunId"])
 
 
+def unfinished_runs(client: Any, application_id: str) -> list[dict[str, Any]]:
+    """The application's job runs not yet final (ListJobRuns' summaries, every page). moto answers
+    ResourceNotFoundException for an application no run was started on; AWS lists none (ListJobRuns declares no such
+    error): either is no run."""
+    try:
+        pages = client.get_paginator("list_job_runs").paginate(applicationId=application_id, states=UNFINISHED_RUNS)
+        return [run for page in pages for run in page["jobRuns"]]
+    except ClientError as error:
+        if error.response["Error"].get("Code") == "ResourceNotFoundException":
+            return []
+        raise
+
+
 def unfinished_twin(client: Any, props: dict[str, Any]) -> dict[str, Any] | None:
     """A run of the same lake run (StartJobRun's `name`, which carries the run id that names the folders it writes)
     not yet final, as GetJobRun answers; None when there is none.
@@ -188,16 +201,8 @@ def unfinished_twin(client: Any, props: dict[str, Any]) -> dict[str, Any] | None
     Not atomic: two creates sending different jobs for one lake run at the same moment could both find no twin.
     Pulumi's stack lock keeps a lake stack's creates one at a time, and each stack has an application of its own."""
     request = start_request(props)
-    try:
-        pages = client.get_paginator("list_job_runs").paginate(applicationId=props["application_id"],
-                                                               states=UNFINISHED_RUNS)
-        twins = [summary["id"] for page in pages for summary in page["jobRuns"]
-                 if summary.get("name") == request["name"]]
-    except ClientError as error:
-        # moto answers so for an application without runs; AWS lists none (ListJobRuns declares no such error)
-        if error.response["Error"].get("Code") == "ResourceNotFoundException":
-            return None
-        raise
+    twins = [summary["id"] for summary in unfinished_runs(client, props["application_id"])
+             if summary.get("name") == request["name"]]
     for twin_id in twins:
         run = job_run(client, props["application_id"], twin_id)
         if run is None:  # gone since the listing

@@ -32,7 +32,7 @@ from infra.automation import LAKE_PROJECT
 from infra.config import NAMESPACE, LakeEngineConfig, stack_file_section
 from infra.lake_engine import LOG_SOURCES, LOG_STREAM_PREFIX, LOG_TYPES, LakeApplication, LakeApplicationArgs
 from infra.offline import OfflineRun, run_offline
-from infra.providers.lake_job import UNFINISHED_RUNS, LakeJob
+from infra.providers.lake_job import LakeJob, unfinished_runs
 from infra.providers.sourcedir import code_version
 from ml.ingest import WEEKLY_FILE
 from ml.lineage import COMMIT_ENV, git_commit
@@ -287,11 +287,7 @@ def changed_settings(live: Mapping[str, Any], declared: Mapping[str, Any]) -> li
 
 def _require_no_unfinished_runs(client: Any, application_id: str) -> None:
     """Refuse to stop an application with job runs not yet final, naming them and how to cancel them."""
-    try:
-        pages = client.get_paginator("list_job_runs").paginate(applicationId=application_id, states=UNFINISHED_RUNS)
-        runs = [run for page in pages for run in page["jobRuns"]]
-    except client.exceptions.ResourceNotFoundException:
-        return  # no job run was ever started on it
+    runs = unfinished_runs(client, application_id)
     if runs:
         listed = ", ".join(f"{run['id']} ({run['state']})" for run in runs)
         raise ValueError(f"EMR Serverless application {application_id} must be stopped to be updated, but job runs "
