@@ -154,6 +154,7 @@ class DeploymentView:
         self.nodes = [Node(run, r) for run in self.runs for r in run.resources if r.type != STACK_REFERENCE]
         self.by_urn = {n.urn: n for n in self.nodes}
         self._before: dict[str, frozenset[str]] = {}
+        self._references: dict[int, tuple[OfflineRun, ...]] = {}
 
     # --- lookups ---------------------------------------------------------------------------------------------
     def of_type(self, types: str | Iterable[str], runs: Iterable[OfflineRun] | None = None) -> list[Node]:
@@ -207,7 +208,13 @@ class DeploymentView:
         return next((r for r in self.runs if r.project == project and r.stack == stack), None)
 
     def references(self, run: OfflineRun) -> list[OfflineRun]:
-        """The runs `run` reads through StackReferences, directly or through them."""
+        """The runs `run` reads through StackReferences, directly or through them (found once per run: the rules
+        ask for every node's)."""
+        if id(run) not in self._references:
+            self._references[id(run)] = tuple(self._find_references(run))
+        return list(self._references[id(run)])
+
+    def _find_references(self, run: OfflineRun) -> list[OfflineRun]:
         found: list[OfflineRun] = []
         frontier = [run]
         while frontier:

@@ -139,6 +139,7 @@ def test_a_create_whose_approval_fails_leaves_no_approved_version(model_group, m
         raise RuntimeError("the approval call failed")
 
     monkeypatch.setattr(SageMakerModelBackend, "update_model_package", refused)
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")  # the 500 once, not after botocore's backoff (seconds of sleep)
     with pytest.raises(Exception, match="500"):
         ModelVersionProvider().create(props(model_group, approval_status="Approved"))
     (version,) = list_versions(model_group, REGION)
