@@ -154,7 +154,7 @@ class DeploymentView:
         self.nodes = [Node(run, r) for run in self.runs for r in run.resources if r.type != STACK_REFERENCE]
         self.by_urn = {n.urn: n for n in self.nodes}
         self._before: dict[str, frozenset[str]] = {}
-        self._references: dict[int, tuple[OfflineRun, ...]] = {}
+        self._references: dict[int, tuple[OfflineRun, tuple[OfflineRun, ...]]] = {}
 
     # --- lookups ---------------------------------------------------------------------------------------------
     def of_type(self, types: str | Iterable[str], runs: Iterable[OfflineRun] | None = None) -> list[Node]:
@@ -210,9 +210,10 @@ class DeploymentView:
     def references(self, run: OfflineRun) -> list[OfflineRun]:
         """The runs `run` reads through StackReferences, directly or through them (found once per run: the rules
         ask for every node's)."""
-        if id(run) not in self._references:
-            self._references[id(run)] = tuple(self._find_references(run))
-        return list(self._references[id(run)])
+        cached = self._references.get(id(run))
+        if cached is None or cached[0] is not run:  # the run is kept with its answer: its id is not reused meanwhile
+            cached = self._references[id(run)] = (run, tuple(self._find_references(run)))
+        return list(cached[1])
 
     def _find_references(self, run: OfflineRun) -> list[OfflineRun]:
         found: list[OfflineRun] = []

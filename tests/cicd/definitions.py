@@ -105,13 +105,14 @@ PULUMI_STAND_IN = """echo "$*" >> "$CALLS"
 case "$1" in
   stack)
     [ -z "$BACKEND_DOWN" ] || { echo "error: [401] Unauthorized: No credentials provided" >&2; exit 255; }
-    [ -z "$NO_STACK" ] || { echo "error: no stack named '$3' found" >&2; exit 255; } ;;
-  cancel) [ -n "$OPEN" ] || { echo "error: no update in progress" >&2; exit 255; } ;;
+    [ -z "$NO_STACK" ] || { echo "error: no stack named '$3' found" >&2; exit 6; } ;;
+  cancel) [ -n "$OPEN" ] || { echo "error: [409] Conflict: The Update has already completed" >&2; exit 255; } ;;
   destroy) [ -z "$DESTROY_FAILS" ] ;;
 esac"""
 """`pulumi` for a step's script: logs its arguments; `stack select` fails as Pulumi does for a stack that does not
-exist with NO_STACK set and for a token the backend refuses with BACKEND_DOWN set, `cancel` unless OPEN is set (as it
-fails with no update open), `destroy` with DESTROY_FAILS set."""
+exist with NO_STACK set (its message, and exit code 6 since Pulumi v3.226.0) and for a token the backend refuses with
+BACKEND_DOWN set, `cancel` unless OPEN is set (as Pulumi Cloud refuses it with no update open), `destroy` with
+DESTROY_FAILS set."""
 
 
 def pulumi_calls(script: str, tmp_path, **env: str) -> tuple[int, list[str]]:
