@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from functools import partial
 from typing import Any
 
 from botocore.exceptions import ClientError, EndpointConnectionError
 
 from infra import quotas, stack_credentials
+from infra.config import name_prefix
 from infra.deploy_actions import required_actions
+from infra.iam_simulation import Probe, described, simulate_deploy_actions
 from infra.network import REGULAR_ZONES
 from infra.preflight import (
     AWS_ERRORS,
@@ -401,11 +404,14 @@ def permissions(ctx: Context) -> Verdict:
     """iam:SimulatePrincipalPolicy of every action the stacks' resource types need, for the deploying principal.
 
     The simulation is given aws:RequestedRegion (the stack's region; us-east-1 for global services) and
-    aws:PrincipalArn, so policies and SCPs that restrict regions or principals are evaluated. A result that still
-    names missing context values is undecided, whatever its decision. Not simulated: session policies, resource
-    control policies and resource policies (key policies, bucket policies).
+    aws:PrincipalArn, so policies and SCPs that restrict regions or principals are evaluated. It runs on every
+    resource ("*"), then once more on resources named as the stack names them for the actions AWS authorizes on
+    resource ARNs that "*" left implicitly denied (`infra.iam_simulation`): a role scoped to the stack's names passes.
+    A result that still names missing context values is undecided, whatever its decision. Not simulated: session
+    policies, resource control policies and resource policies (key policies, bucket policies).
     """
-    required = required_actions(ctx.require_plan().kinds)
+    plan = ctx.require_plan()
+    required = required_actions(plan.kinds)
     unmapped = (
         f"; the actions of {', '.join(required.unmapped)} are not listed in infra/data/deploy-actions.json"
         if required.unmapped
@@ -416,50 +422,62 @@ def permissions(ctx: Context) -> Verdict:
     principal = _principal(ctx)
     if principal is None:
         return unknown(f"policies cannot be simulated for {ctx.caller_arn} (not an IAM user or role){unmapped}")
+    prefix = name_prefix(plan.stack)
+    arn = principal.split(":")
+    probe = Probe(partition=arn[1], account=arn[4], region=ctx.region, name=f"{prefix}-probe")
+    region_of = {a: GLOBAL_SERVICE_REGION if a.split(":")[0] in GLOBAL_SERVICES else ctx.region
+                 for a in required.actions}
     try:
-        results = _simulate(ctx, principal, required.actions)
+        outcomes = simulate_deploy_actions(partial(_simulate, ctx, principal), required.actions, region_of, probe)
     except AWS_ERRORS as error:
         return unknown(
             f"iam:SimulatePrincipalPolicy for {principal} did not answer: {error_text(error)}{unmapped}",
             "let the principal call iam:SimulatePrincipalPolicy on itself, or run the doctor as an administrator",
         )
-    undecided = sorted(r["EvalActionName"] for r in results if r.get("MissingContextValues"))
-    denied = sorted(r["EvalActionName"] for r in results
-                    if r["EvalDecision"] != "allowed" and not r.get("MissingContextValues"))
-    checked = f"{len(required.actions)} actions simulated for {principal} on all resources in {ctx.region}"
+    denied = [o for o in outcomes if o.denied]
+    unconfirmed = [o for o in outcomes if o.unconfirmed]
+    undecided = [o.action for o in outcomes if o.missing_context]
+    on_names = sum(1 for o in outcomes if o.allowed and o.probes)
+    checked = f"{len(required.actions)} actions simulated for {principal} in {ctx.region}"
+    if on_names:
+        checked += f" ({on_names} allowed only on resources named {prefix}-*, as the stack names them)"
+    doubts = []
+    if unconfirmed:
+        doubts.append(f"{len(unconfirmed)} are not allowed on every resource, nor where tried on resources named as "
+                      f"the stack names them: {described(unconfirmed)}")
+    if undecided:
+        missing = sorted({key for o in outcomes for key in o.missing_context})
+        doubts.append(f"{', '.join(undecided)} depend on condition keys the simulation has no values for "
+                      f"({', '.join(missing)})")
     if denied:
         return fail(
-            f"{len(denied)} of {checked} are denied: {', '.join(denied)}{unmapped}",
+            f"{len(denied)} of {checked} are denied: {described(denied)}{unmapped}"
+            + "".join(f"; {doubt}" for doubt in doubts),
             f"grant {principal} these actions (the full list per resource type: infra/data/deploy-actions.json)",
         )
     if required.unmapped:
         return unknown(f"all {checked} are allowed{unmapped}", "list their actions in infra/data/deploy-actions.json")
-    if undecided:
-        missing = sorted({key for r in results for key in r.get("MissingContextValues") or ()})
+    if doubts:
         return warn(
-            f"{checked}: {', '.join(undecided)} depend on condition keys the simulation has no values for "
-            f"({', '.join(missing)})",
-            "check the conditions of the policies that decide them",
+            f"{checked}: " + "; ".join(doubts),
+            "check that the policies deciding them allow these actions on the stack's resources (a grant on resources "
+            "named otherwise than the probes, or under conditions, is not seen by the simulation)",
         )
     return ok(f"all {checked} are allowed")
 
 
-def _simulate(ctx: Context, principal: str, actions: Iterable[str]) -> list[dict[str, Any]]:
-    """The simulation's results, the global services' actions with us-east-1 as the requested region."""
-    by_region: dict[str, list[str]] = {}
-    for action in actions:
-        region_ = GLOBAL_SERVICE_REGION if action.split(":")[0] in GLOBAL_SERVICES else ctx.region
-        by_region.setdefault(region_, []).append(action)
-    paginator = ctx.client("iam").get_paginator("simulate_principal_policy")
-    results = []
-    for region_, names in sorted(by_region.items()):
-        context = [
-            {"ContextKeyName": "aws:RequestedRegion", "ContextKeyValues": [region_], "ContextKeyType": "string"},
-            {"ContextKeyName": "aws:PrincipalArn", "ContextKeyValues": [principal], "ContextKeyType": "string"},
-        ]
-        pages = paginator.paginate(PolicySourceArn=principal, ActionNames=names, ContextEntries=context)
-        results += [result for page in pages for result in page["EvaluationResults"]]
-    return results
+def _simulate(ctx: Context, principal: str, region_: str, actions: list[str],
+              resource_arns: list[str] | None) -> list[dict[str, Any]]:
+    """The simulation's results for `actions` requested in `region_`, on those resources (None: on "*")."""
+    context = [
+        {"ContextKeyName": "aws:RequestedRegion", "ContextKeyValues": [region_], "ContextKeyType": "string"},
+        {"ContextKeyName": "aws:PrincipalArn", "ContextKeyValues": [principal], "ContextKeyType": "string"},
+    ]
+    request: dict[str, Any] = {"PolicySourceArn": principal, "ActionNames": actions, "ContextEntries": context}
+    if resource_arns is not None:
+        request["ResourceArns"] = resource_arns
+    pages = ctx.client("iam").get_paginator("simulate_principal_policy").paginate(**request)
+    return [result for page in pages for result in page["EvaluationResults"]]
 
 
 def _principal(ctx: Context) -> str | None:

@@ -590,6 +590,12 @@ def _mebibytes(quantity: str, key: str) -> int:
     return int(match["number"]) * (1024 if match["unit"] == "Gi" else 1)
 
 
+def name_prefix(environment: str) -> str:
+    """The prefix of every logical name of a stack's resources, e.g. `retail-dev` (the environment is the stack's
+    name): Pulumi's auto-names start with it, and `retail infra doctor` probes a deploy role's grants with it."""
+    return f"retail-{environment}"
+
+
 class StackIdentity(BaseModel):
     """What every stack is: its project and stack name, region and owners (for names and tags)."""
 
@@ -604,7 +610,7 @@ class StackIdentity(BaseModel):
     @property
     def name_prefix(self) -> str:
         """Short prefix for every logical name, e.g. `retail-dev`."""
-        return f"retail-{self.environment}"
+        return name_prefix(self.environment)
 
     @property
     def default_tags(self) -> dict[str, str]:

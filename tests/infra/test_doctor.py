@@ -29,7 +29,7 @@ from botocore.config import Config
 from typer.testing import CliRunner
 
 from cli.main import app
-from infra import aws_checks, doctor, pulumi_checks, stack_credentials
+from infra import aws_checks, doctor, iam_simulation, pulumi_checks, stack_credentials
 from infra.automation import INSTALL_HINT
 from infra.config import read_stack_file
 from infra.deploy_actions import actions_table, required_actions
@@ -128,14 +128,18 @@ def served_quotas(moto_endpoint, monkeypatch) -> dict[str, list[dict]]:
     return table
 
 
-def simulated_decision(statements: list[dict], action: str, context: dict[str, list[str]]) -> dict:
-    """One EvaluationResult as IAM gives it: explicit deny over allow over implicit deny; a statement whose
-    StringEquals/StringNotEquals condition names a key the request has no value for cannot apply, and the key is
-    reported in MissingContextValues."""
+def simulated_decision(statements: list[dict], action: str, context: dict[str, list[str]], resource: str = "*") -> dict:
+    """One EvaluationResult as IAM gives it: explicit deny over allow over implicit deny; a statement applies to the
+    simulated resource when one of its Resource patterns matches it (the default resource "*" is matched only by a
+    "*" pattern, not by one that names resources); a statement whose StringEquals/StringNotEquals condition names a
+    key the request has no value for cannot apply, and the key is reported in MissingContextValues."""
     missing, allowed, denied = set(), False, False
     for statement in statements:
         patterns = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         if not any(fnmatch.fnmatchcase(action.lower(), pattern.lower()) for pattern in patterns):
+            continue
+        resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+        if not any(fnmatch.fnmatchcase(resource, pattern) for pattern in resources):
             continue
         applies = True
         for operator, conditions in (statement.get("Condition") or {}).items():
@@ -149,14 +153,15 @@ def simulated_decision(statements: list[dict], action: str, context: dict[str, l
         if applies:
             denied, allowed = denied or statement["Effect"] == "Deny", allowed or statement["Effect"] == "Allow"
     decision = "explicitDeny" if denied else "allowed" if allowed else "implicitDeny"
-    result = {"EvalActionName": action, "EvalResourceName": "*", "EvalDecision": decision}
+    result = {"EvalActionName": action, "EvalResourceName": resource, "EvalDecision": decision}
     return {**result, "MissingContextValues": sorted(missing)} if missing else result
 
 
 @pytest.fixture
 def simulated_policies(moto_endpoint, monkeypatch) -> list[dict[str, list[str]]]:
-    """iam:SimulatePrincipalPolicy for IAM users, deciding each action by the user's inline policies
-    (`simulated_decision`); returns the context each request carried (key -> values)."""
+    """iam:SimulatePrincipalPolicy for IAM users, deciding each action on each of the ResourceArns ("*" without them)
+    by the user's inline policies (`simulated_decision`), a result per action and resource; returns the context each
+    request carried (key -> values)."""
     from moto.core.responses import ActionResult
     from moto.iam.responses import IamResponse
 
@@ -171,7 +176,9 @@ def simulated_policies(moto_endpoint, monkeypatch) -> list[dict[str, list[str]]]
         context = {entry["ContextKeyName"]: list(entry["ContextKeyValues"])
                    for entry in self._get_param("ContextEntries", [])}
         contexts.append(context)
-        results = [simulated_decision(statements, action, context) for action in self._get_param("ActionNames", [])]
+        results = [simulated_decision(statements, action, context, resource)
+                   for action in self._get_param("ActionNames", [])
+                   for resource in self._get_param("ResourceArns", ["*"])]
         return ActionResult({"EvaluationResults": results, "IsTruncated": False})
 
     monkeypatch.setattr(IamResponse, "simulate_principal_policy", simulate_principal_policy, raising=False)
@@ -586,6 +593,44 @@ def test_an_action_no_policy_allows_fails_too(dev_plan, simulated_policies):
     verdict = aws_checks.permissions(ctx)
     assert verdict.status == Status.FAIL
     assert "eks:CreateCluster" in verdict.detail and "ec2:CreateVpc" not in verdict.detail
+
+
+def scoped_to(names: str) -> dict:
+    """A least-privilege deploy policy: the actions AWS authorizes on resource ARNs allowed only on resources whose
+    ARN ends in a name matching `names`, the others (Describe*, List*, ...) on "*"."""
+    table = actions_table()
+    actions = {a for section in ("types", "dynamic", "invokes") for listed in table[section].values() for a in listed}
+    return {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": "*", "Resource": [f"arn:aws:*{names}", f"arn:aws:*{names}/*"]},
+        {"Effect": "Allow", "Action": "glue:*", "Resource": "arn:aws:glue:*:*:catalog"},
+        {"Effect": "Allow", "Action": sorted(a for a in actions if not iam_simulation.takes_resource_arns(a)),
+         "Resource": "*"}]}
+
+
+def test_a_role_scoped_to_the_stack_s_names_passes_where_it_can_be_probed_though_denied_on_star(
+    dev_plan, simulated_policies
+):
+    """The actions that require resource ARNs are allowed on the probes named as the stack names its resources; those
+    whose resource is optional (tagging, mostly) cannot be probed, and are a warning, never a failure."""
+    ctx = context(dev_plan, QUIET_REGION, aws=clients(*deployer(scoped_to("retail-dev-*"))))
+    aws_checks.credentials(ctx)
+    verdict = aws_checks.permissions(ctx)
+    assert verdict.status == Status.WARN, verdict
+    assert "allowed only on resources named retail-dev-*" in verdict.detail
+    unconfirmed = verdict.detail.split("nor where tried on resources named as the stack names them: ")[1].split(", ")
+    assert "s3:CreateBucket" not in unconfirmed and "iam:PassRole" not in unconfirmed
+    assert all(not iam_simulation.required_resource_types(a) for a in unconfirmed)
+
+
+def test_a_role_scoped_to_another_stack_s_names_is_warned_of_naming_the_resources_it_was_asked_about(
+    dev_plan, simulated_policies
+):
+    ctx = context(dev_plan, QUIET_REGION, aws=clients(*deployer(scoped_to("retail-prod-*"))))
+    aws_checks.credentials(ctx)
+    verdict = aws_checks.permissions(ctx)
+    assert verdict.status == Status.WARN, verdict  # the probes are a guess at the names: not a denial
+    assert "s3:CreateBucket (on arn:aws:s3:::retail-dev-probe)" in verdict.detail
+    assert "named otherwise than the probes" in verdict.fix
 
 
 def test_without_credentials_the_aws_checks_are_not_run(moto_endpoint, dev_plan, monkeypatch, tmp_path):
