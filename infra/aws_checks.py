@@ -440,11 +440,11 @@ def permissions(ctx: Context) -> Verdict:
     on_names = sum(1 for o in outcomes if o.allowed and o.probes)
     checked = f"{len(required.actions)} actions simulated for {principal} in {ctx.region}"
     if on_names:
-        checked += f" ({on_names} allowed only on resources named {prefix}-*, as the stack names them)"
+        checked += f" ({on_names} allowed only on the probes named as the stack names its resources, {prefix}-...)"
     doubts = []
     if unconfirmed:
-        doubts.append(f"{len(unconfirmed)} are not allowed on every resource, nor where tried on resources named as "
-                      f"the stack names them: {described(unconfirmed)}")
+        doubts.append(f"{len(unconfirmed)} are not allowed on every resource, nor where tried on the probes: "
+                      f"{described(unconfirmed)}")
     if undecided:
         missing = sorted({key for o in outcomes for key in o.missing_context})
         doubts.append(f"{', '.join(undecided)} depend on condition keys the simulation has no values for "

@@ -6,16 +6,21 @@ the value defaults to * (all resources)"), and a statement that allows an action
 their names, would read as denied. So:
 
 1. every action is simulated on "*";
-2. the actions implicitly denied there that require resource ARNs (the Service Authorization Reference, as
-   parliament ships it) are simulated again on probe ARNs of those resource types, every name in them the stack's
-   name prefix (`retail-dev-probe`), as the stack names its resources (`infra.config.name_prefix`).
+2. the actions not allowed there that require resource ARNs (the Service Authorization Reference, as parliament
+   ships it) are simulated again on probe ARNs of those resource types, every name in them the stack's name prefix
+   (`retail-dev-probe`), as the stack names its resources (`infra.config.name_prefix`), and every identifier AWS
+   generates (`${VpcId}`, `${KeyId}`) PROBE_ID, which no grant on the stack's names matches. Explicit denies are
+   tried again too: a guardrail such as `Deny ... NotResource: arn:aws:s3:::retail-*` denies "*" itself.
 
-An action is allowed when every result for it is. It is denied (`Outcome.denied`) on an explicit deny, or when AWS
-authorizes it on "*" alone and "*" was not allowed: then the simulation is exact. An action AWS authorizes on
-resource ARNs that neither pass allowed is unconfirmed, not denied: the probes are one guess at the resources'
-names (an AWS-owned resource such as a public SSM parameter, a Glue catalog, a name Pulumi does not prefix are not
-named so), and a grant on other names is not seen. Not simulated: resource policies (the API does not simulate them
-for roles), session policies and resource control policies.
+An action is allowed when every result for it is. It is denied (`Outcome.denied`) on an explicit deny (on the probes,
+where it was tried on them), or when AWS authorizes it on "*" alone and "*" was not allowed: then the simulation is
+exact. An action AWS authorizes on resource ARNs that neither pass allowed is unconfirmed, not denied: the probes are
+one guess at the resources' ARNs (a Glue catalog, an ARN of generated identifiers, a resource Pulumi does not name
+with the prefix), the actions whose resource types are all optional (tagging, EventBridge rules) are not probed, and
+an action whose required types are alternatives (Athena's tagging: a workgroup or a data catalog or ...) is probed on
+all of them. An action allowed on "*" is not probed: a deny aimed only at the stack's names is not seen. Not
+simulated: resource policies (the API does not simulate them for roles), session policies and resource control
+policies.
 """
 
 from __future__ import annotations
@@ -78,7 +83,8 @@ def simulate_deploy_actions(simulate: Simulate, actions: Iterable[str], region_o
                             probe: Probe) -> list[Outcome]:
     """Each action's outcome; `region_of` gives the region each action is requested in."""
     first = _outcomes(_by_region(simulate, actions, region_of, None))
-    again = [o.action for o in first.values() if o.unconfirmed and required_resource_types(o.action)]
+    again = [o.action for o in first.values()
+             if not o.allowed and not o.missing_context and required_resource_types(o.action)]
     groups: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     for action in again:
         arns = probe_arns(action, probe)
@@ -149,14 +155,27 @@ def required_resource_types(action: str) -> tuple[str, ...]:
     return tuple(t["resource_type"].rstrip("*") for t in found[1]["resource_types"] if t["resource_type"].endswith("*"))
 
 
+GENERATED_ID = re.compile(r"(Id|ID|UUID)$")
+"""A variable of an ARN format that AWS fills with an identifier it generates (`${VpcId}`, `${KeyId}`,
+`${ApplicationId}`, `${UUID}`), never with a name the stack chooses."""
+PROBE_ID = "probe-id"
+"""What such a variable holds in a probe: not the stack's name prefix, so a grant on the stack's names does not
+match it (the real resource's ARN holds an identifier, which such a grant does not match either)."""
+
+
 def probe_arns(action: str, probe: Probe) -> tuple[str, ...]:
-    """An ARN of each resource type `action` requires, every name in it `probe.name`."""
+    """An ARN of each resource type `action` requires: every name in it `probe.name`, every generated identifier
+    PROBE_ID."""
     found = _privilege(action)
     if found is None:
         return ()
     formats = {r["resource"]: r["arn"] for r in found[0]["resources"]}
     fixed = {"Partition": probe.partition, "Account": probe.account, "Region": probe.region}
-    return tuple(re.sub(r"\$\{(\w+)\}", lambda m: fixed.get(m.group(1), probe.name), formats[t])
+
+    def value(variable: str) -> str:
+        return fixed.get(variable) or (PROBE_ID if GENERATED_ID.search(variable) else probe.name)
+
+    return tuple(re.sub(r"\$\{(\w+)\}", lambda m: value(m.group(1)), formats[t])
                  for t in required_resource_types(action) if t in formats)
 
 
