@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pulumi
@@ -36,6 +37,18 @@ before it has seen one, so it can scale a group up from zero for pods that selec
 <value>:<effect>`)."""
 TAINT_EFFECTS = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER_NO_SCHEDULE": "PreferNoSchedule"}
 """EKS node group taint effects (API spelling) -> the Kubernetes spelling of tolerations and autoscaler tags."""
+
+
+def node_template_tag_names(prefix: str, tags: Mapping[str, str]) -> dict[str, str]:
+    """Each node-template tag's resource name: `prefix` and the tag's key past NODE_TEMPLATE_TAG, e.g.
+    `<prefix>-label-retail-io-workload`. Named by key, a tag keeps its resource when others are added or removed:
+    named by position, the tags after a new one would move to other names, and replacing a tag creates the new
+    resource's tag before deleting the old one's, which the provider does by key, the key just written."""
+    names = {key: f"{prefix}-" + re.sub(r"[^A-Za-z0-9]+", "-", key.removeprefix(f"{NODE_TEMPLATE_TAG}/")).strip("-")
+             for key in tags}
+    if len(set(names.values())) != len(names):
+        raise ValueError(f"node-template tags whose keys differ only in punctuation would share a name: {sorted(tags)}")
+    return names
 
 
 @dataclass
@@ -251,12 +264,18 @@ class Cluster(pulumi.ComponentResource):
         ).apply(lambda found: found.resources[0].autoscaling_groups[0].name)
         tags = {f"{NODE_TEMPLATE_TAG}/label/{key}": value for key, value in labels.items()}
         tags |= {f"{NODE_TEMPLATE_TAG}/taint/{t['key']}": f"{t['value']}:{TAINT_EFFECTS[t['effect']]}" for t in taints}
+        names = node_template_tag_names(f"{self._name}-{workload}-asg", tags)
         for i, (key, value) in enumerate(sorted(tags.items())):
             aws.autoscaling.Tag(
-                f"{self._name}-{workload}-asg-tag-{i}",
+                names[key],
                 autoscaling_group_name=asg_name,
                 tag=aws.autoscaling.TagTagArgs(key=key, value=value, propagate_at_launch=False),
-                opts=pulumi.ResourceOptions(parent=self),
+                # named by position before: each keeps its resource (a rename would create the new name's tag, then
+                # delete the old one's by the same key). An update that also adds or removes a label or taint
+                # would pair positions with other keys: deploy this change on its own first.
+                opts=pulumi.ResourceOptions(
+                    parent=self, aliases=[pulumi.Alias(name=f"{self._name}-{workload}-asg-tag-{i}")]
+                ),
             )
 
     def _node_role(self, workload: str) -> tuple[aws.iam.Role, list[aws.iam.RolePolicyAttachment]]:

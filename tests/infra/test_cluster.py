@@ -2,7 +2,7 @@
 
 import pytest
 
-from infra.cluster import CONTROL_PLANE_LOG_TYPES, WORKLOAD_LABEL, Cluster, ClusterArgs
+from infra.cluster import CONTROL_PLANE_LOG_TYPES, WORKLOAD_LABEL, Cluster, ClusterArgs, node_template_tag_names
 from infra.config import NodeGroupConfig
 
 from .helpers import build
@@ -154,6 +154,22 @@ def test_the_autoscaler_learns_the_batch_nodes_label_and_taint_from_their_auto_s
         f"{template}/label/{WORKLOAD_LABEL}": "batch",
         f"{template}/taint/{WORKLOAD_LABEL}": "batch:NoSchedule",
     }
+
+
+def test_each_tag_resource_is_named_by_its_key_so_a_new_label_renames_no_other():
+    template = "k8s.io/cluster-autoscaler/node-template"
+    label, taint = f"{template}/label/{WORKLOAD_LABEL}", f"{template}/taint/{WORKLOAD_LABEL}"
+    before = node_template_tag_names("c-batch-asg", {label: "batch", taint: "batch:NoSchedule"})
+    assert before == {label: "c-batch-asg-label-retail-io-workload", taint: "c-batch-asg-taint-retail-io-workload"}
+    after = node_template_tag_names("c-batch-asg", {f"{template}/label/a.io/zone": "z", label: "b", taint: "b"})
+    assert {key: after[key] for key in before} == before
+    with pytest.raises(ValueError, match="share a name"):
+        node_template_tag_names("p", {f"{template}/label/a.b": "x", f"{template}/label/a-b": "y"})
+
+
+def test_the_stack_s_tags_have_their_key_s_name(private):
+    names = {tag.inputs["tag"]["key"]: tag.name for tag in private.of_type("aws:autoscaling/tag:Tag")}
+    assert names == node_template_tag_names("c-batch-asg", names)
 
 
 def test_the_tags_are_set_once_the_batch_group_exists(private):
