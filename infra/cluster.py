@@ -39,6 +39,14 @@ TAINT_EFFECTS = {"NO_SCHEDULE": "NoSchedule", "NO_EXECUTE": "NoExecute", "PREFER
 """EKS node group taint effects (API spelling) -> the Kubernetes spelling of tolerations and autoscaler tags."""
 
 
+POSITION_NAMED_TAGS = {
+    f"{NODE_TEMPLATE_TAG}/label/{WORKLOAD_LABEL}": 0,
+    f"{NODE_TEMPLATE_TAG}/taint/{WORKLOAD_LABEL}": 1,
+}
+"""The tags stacks deployed before 27a632b named by their position (`<group>-asg-tag-<i>`): each is aliased to its
+name there, so those stacks keep the resource; a tag added since has no old name to keep."""
+
+
 def node_template_tag_names(prefix: str, tags: Mapping[str, str]) -> dict[str, str]:
     """Each node-template tag's resource name: `prefix` and the tag's key past NODE_TEMPLATE_TAG, e.g.
     `<prefix>-label-retail-io-workload`. Named by key, a tag keeps its resource when others are added or removed:
@@ -265,16 +273,18 @@ class Cluster(pulumi.ComponentResource):
         tags = {f"{NODE_TEMPLATE_TAG}/label/{key}": value for key, value in labels.items()}
         tags |= {f"{NODE_TEMPLATE_TAG}/taint/{t['key']}": f"{t['value']}:{TAINT_EFFECTS[t['effect']]}" for t in taints}
         names = node_template_tag_names(f"{self._name}-{workload}-asg", tags)
-        for i, (key, value) in enumerate(sorted(tags.items())):
+        for key, value in sorted(tags.items()):
+            position = POSITION_NAMED_TAGS.get(key)
+            old_name = None if position is None else f"{self._name}-{workload}-asg-tag-{position}"
             aws.autoscaling.Tag(
                 names[key],
                 autoscaling_group_name=asg_name,
                 tag=aws.autoscaling.TagTagArgs(key=key, value=value, propagate_at_launch=False),
-                # named by position before: each keeps its resource (a rename would create the new name's tag, then
-                # delete the old one's by the same key). An update that also adds or removes a label or taint
-                # would pair positions with other keys: deploy this change on its own first.
                 opts=pulumi.ResourceOptions(
-                    parent=self, aliases=[pulumi.Alias(name=f"{self._name}-{workload}-asg-tag-{i}")]
+                    parent=self,
+                    # the provider deletes a tag by its key: a replacement must not create the key before deleting it
+                    delete_before_replace=True,
+                    aliases=[] if old_name is None else [pulumi.Alias(name=old_name)],
                 ),
             )
 

@@ -172,6 +172,31 @@ def test_the_stack_s_tags_have_their_key_s_name(private):
     assert names == node_template_tag_names("c-batch-asg", names)
 
 
+def test_each_tag_is_deleted_before_it_is_replaced_and_keeps_the_name_it_was_deployed_under(monkeypatch):
+    """The provider deletes a tag by its key: created first, a replacement's tag would be deleted with the old one.
+    The two tags stacks deployed by position keep those resources, whatever positions they would sort to now."""
+    import pulumi_aws as aws
+
+    from infra import cluster
+
+    made = {}
+    real = aws.autoscaling.Tag
+
+    def recorded(name, *args, opts, **kwargs):
+        made[kwargs["tag"].key] = opts
+        return real(name, *args, opts=opts, **kwargs)
+
+    monkeypatch.setattr(aws.autoscaling, "Tag", recorded)
+    taints = cluster._taints
+    added = {"key": "a.io/first", "value": "x", "effect": "NO_SCHEDULE"}  # sorts between the deployed two
+    monkeypatch.setattr(cluster, "_taints", lambda workload: [added, *taints(workload)] if taints(workload) else [])
+    build(lambda: Cluster("c", _args()))
+    assert all(opts.delete_before_replace for opts in made.values())
+    assert {key: [a.name for a in opts.aliases] for key, opts in made.items()} == {
+        **{key: [f"c-batch-asg-tag-{position}"] for key, position in cluster.POSITION_NAMED_TAGS.items()},
+        f"{cluster.NODE_TEMPLATE_TAG}/taint/a.io/first": []}
+
+
 def test_the_tags_are_set_once_the_batch_group_exists(private):
     (batch,) = [g for g in private.of_type("eks:index:ManagedNodeGroup") if g.name == "c-batch-nodes"]
     for tag in private.of_type("aws:autoscaling/tag:Tag"):
