@@ -74,6 +74,8 @@ class ClusterAutoscalerArgs:
     node_labels: pulumi.Input[dict]
     """Where the autoscaler itself runs: the service nodes (they always have at least one node)."""
     chart_version: str
+    version: str
+    """Cluster Autoscaler's own version (the image tag `v<version>`): its minor is the cluster's."""
 
 
 class ClusterAutoscaler(pulumi.ComponentResource):
@@ -153,6 +155,7 @@ def autoscaler_values(args: ClusterAutoscalerArgs, role_arn: pulumi.Input[str]) 
     return {
         "cloudProvider": "aws",
         "awsRegion": args.region,
+        "image": {"tag": f"v{args.version}"},
         "autoDiscovery": {"clusterName": args.cluster_name},
         "rbac": {
             "serviceAccount": {

@@ -435,8 +435,10 @@ class AddonsConfig(Section):
     load_balancer_controller_chart: str = "3.5.0"
     fluent_bit_chart: str = "0.2.0"
     cluster_autoscaler_chart: str = "9.59.0"
-    """kubernetes/autoscaler's chart; 9.59.0 runs Cluster Autoscaler v1.35.0, the minor version of
-    retail:cluster.version (the autoscaler is released per Kubernetes minor: move both together)."""
+    """kubernetes/autoscaler's chart (9.59.0's default image is Cluster Autoscaler v1.35.0)."""
+    cluster_autoscaler_version: str = Field("1.35.0", pattern=r"^\d+\.\d+\.\d+$")
+    """The Cluster Autoscaler the chart runs (its image tag, `v<version>`): released per Kubernetes minor, its minor
+    must be retail:cluster.version's, which the policy pack's graph check holds across the two stacks."""
 
 
 CRON_FIELDS = 5

@@ -146,6 +146,7 @@ def build_service(cfg: ServiceConfig) -> Service:
             oidc_issuer=platform["oidcIssuer"],
             node_labels=platform["serviceNodeLabels"],
             chart_version=cfg.addons.cluster_autoscaler_chart,
+            version=cfg.addons.cluster_autoscaler_version,
         ),
         k8s_opts,
     )

@@ -60,7 +60,7 @@ from typing import Any
 from infra.config import IMAGE_DIGEST
 from infra.offline import OfflineRun
 from infra.providers.kinds import DYNAMIC_TYPE, SERVED_MODEL
-from policies.deployment import ROLE, DeploymentView, Node, NodeGroup
+from policies.deployment import EKS_COMPONENT, ROLE, DeploymentView, Node, NodeGroup
 from policies.findings import Finding
 from policies.model import as_list
 from policies.rules import s3
@@ -876,10 +876,42 @@ def _missing_node_template_tags(view: DeploymentView, group: NodeGroup) -> list[
     return [f"{k}: {v}" for k, v in sorted(wanted.items()) if (k, v) not in present]
 
 
+AUTOSCALER_CHART = "cluster-autoscaler"
+AUTOSCALER_VERSIONS = "https://github.com/kubernetes/autoscaler/tree/master/cluster-autoscaler#releases"
+
+
+def autoscaler_version_findings(view: DeploymentView) -> list[Finding]:
+    """Each Cluster Autoscaler release runs the cluster's Kubernetes minor version: the autoscaler is released per
+    minor, and its README (Releases) recommends the release meant for the control plane's version, as releases are
+    not tested across versions. The cluster and the release are in different stacks, each with its own setting."""
+    findings = []
+    for release in view.of_type(HELM_RELEASE):
+        if release.get("chart") != AUTOSCALER_CHART:
+            continue
+        clusters = view.of_type(EKS_COMPONENT, view.visible_runs(release.run))
+        tag = str(release.get("values", "image", "tag", default=""))
+        minor = ".".join(tag.removeprefix("v").split(".")[:2])
+        for cluster in clusters:
+            version = str(cluster.get("version", default=""))
+            if not tag:
+                problem = "runs the chart's default image, whose version cannot be held to the cluster's here"
+            elif minor != version:
+                problem = f"runs Cluster Autoscaler {tag} on a Kubernetes {version} cluster ({cluster.name})"
+            else:
+                continue
+            findings.append(Finding(
+                CHECK, release.name, f"{release.type} {problem}",
+                f"Run the autoscaler of the cluster's minor version: retail:addons.clusterAutoscalerVersion "
+                f"{version}.x with retail:cluster.version {version}, moved together; see {AUTOSCALER_VERSIONS}"))
+    return findings
+
+
 def graph_findings(runs: Sequence[OfflineRun]) -> list[Finding]:
-    """The deploy-graph check over every run of a deployment: `ORDERS`, what awaited objects wait on, CronJobs."""
+    """The deploy-graph check over every run of a deployment: `ORDERS`, what awaited objects wait on, CronJobs, the
+    autoscaler's version against the cluster's."""
     view = DeploymentView(runs)
-    return [*order_findings(view), *awaited_findings(view), *scheduled_findings(view)]
+    return [*order_findings(view), *awaited_findings(view), *scheduled_findings(view),
+            *autoscaler_version_findings(view)]
 
 
 def table_lines(orders: Sequence[Order] = ORDERS) -> list[str]:

@@ -29,6 +29,7 @@ def run() -> OfflineRun:
         oidc_issuer=ISSUER,
         node_labels=SERVICE_NODES,
         chart_version="9.59.0",
+        version="1.35.0",
     )
     return build(lambda: ClusterAutoscaler("ca", args))
 

@@ -419,3 +419,19 @@ def test_a_model_hash_other_than_the_published_one_is_reported(monkeypatch, depl
     _inference_with(monkeypatch, model_sha256="f" * 64)
     found = messages(graph_findings(with_service_rerun(deployment)), "retail-dev-inference-deployment")
     assert any("accept model manifest" in m and "never become ready" in m for m in found)
+
+
+# --- the autoscaler's version against the cluster's ---------------------------------------------------------------
+AUTOSCALER = "retail-dev-cluster-autoscaler-release"
+
+
+def test_an_autoscaler_of_another_minor_than_the_cluster_s_is_a_finding(deployment):
+    platform, service, *rest = deployment("dev")
+    assert {r.name for r in service.resources if r.type == "kubernetes:helm.sh/v3:Release"} >= {AUTOSCALER}
+    older = edited(service, AUTOSCALER, ("values", "image", "tag"), "v1.34.2")
+    (message,) = messages(graph_findings([platform, older, *rest]), AUTOSCALER)
+    cluster = next(r for r in platform.resources if r.type == "eks:index:Cluster")
+    assert f"runs Cluster Autoscaler v1.34.2 on a Kubernetes {cluster.inputs['version']} cluster" in message
+    default_image = edited(service, AUTOSCALER, ("values", "image"), None)
+    (message,) = messages(graph_findings([platform, default_image, *rest]), AUTOSCALER)
+    assert "runs the chart's default image" in message
