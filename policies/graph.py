@@ -888,21 +888,22 @@ def autoscaler_version_findings(view: DeploymentView) -> list[Finding]:
     for release in view.of_type(HELM_RELEASE):
         if release.get("chart") != AUTOSCALER_CHART:
             continue
-        clusters = view.of_type(EKS_COMPONENT, view.visible_runs(release.run))
         tag = str(release.get("values", "image", "tag", default=""))
-        minor = ".".join(tag.removeprefix("v").split(".")[:2])
-        for cluster in clusters:
-            version = str(cluster.get("version", default=""))
-            if not tag:
-                problem = "runs the chart's default image, whose version cannot be held to the cluster's here"
-            elif minor != version:
-                problem = f"runs Cluster Autoscaler {tag} on a Kubernetes {version} cluster ({cluster.name})"
-            else:
-                continue
+        if not tag:
             findings.append(Finding(
-                CHECK, release.name, f"{release.type} {problem}",
-                f"Run the autoscaler of the cluster's minor version: retail:addons.clusterAutoscalerVersion "
-                f"{version}.x with retail:cluster.version {version}, moved together; see {AUTOSCALER_VERSIONS}"))
+                CHECK, release.name,
+                f"{release.type} runs the chart's default image, whose version cannot be held to the cluster's here",
+                f"Set the chart's image.tag (retail:addons.clusterAutoscalerVersion); see {AUTOSCALER_VERSIONS}"))
+            continue
+        minor = ".".join(tag.removeprefix("v").split(".")[:2])
+        for cluster in view.of_type(EKS_COMPONENT, view.visible_runs(release.run)):
+            version = str(cluster.get("version", default=""))
+            if minor != version:
+                findings.append(Finding(
+                    CHECK, release.name,
+                    f"{release.type} runs Cluster Autoscaler {tag} on a Kubernetes {version} cluster ({cluster.name})",
+                    f"Run the autoscaler of the cluster's minor version: retail:addons.clusterAutoscalerVersion "
+                    f"{version}.x with retail:cluster.version {version}, moved together; see {AUTOSCALER_VERSIONS}"))
     return findings
 
 
