@@ -405,10 +405,11 @@ def permissions(ctx: Context) -> Verdict:
 
     The simulation is given aws:RequestedRegion (the stack's region; us-east-1 for global services) and
     aws:PrincipalArn, so policies and SCPs that restrict regions or principals are evaluated. It runs on every
-    resource ("*"), then once more on resources named as the stack names them for the actions AWS authorizes on
-    resource ARNs that "*" left implicitly denied (`infra.iam_simulation`): a role scoped to the stack's names passes.
-    A result that still names missing context values is undecided, whatever its decision. Not simulated: session
-    policies, resource control policies and resource policies (key policies, bucket policies).
+    resource ("*"), then once more, on probe ARNs named as the stack names its resources, for the actions that
+    require resource ARNs and were not allowed on "*" (`infra.iam_simulation`): a role scoped to the stack's names
+    is confirmed where the probes can tell, and warned of where they cannot. A result that still names missing
+    context values is undecided, whatever its decision. Not simulated: session policies, resource control policies
+    and resource policies (key policies, bucket policies).
     """
     plan = ctx.require_plan()
     required = required_actions(plan.kinds)

@@ -173,7 +173,9 @@ def probe_arns(action: str, probe: Probe) -> tuple[str, ...]:
     fixed = {"Partition": probe.partition, "Account": probe.account, "Region": probe.region}
 
     def value(variable: str) -> str:
-        return fixed.get(variable) or (PROBE_ID if GENERATED_ID.search(variable) else probe.name)
+        if variable in fixed:
+            return fixed[variable]
+        return PROBE_ID if GENERATED_ID.search(variable) else probe.name
 
     return tuple(re.sub(r"\$\{(\w+)\}", lambda m: value(m.group(1)), formats[t])
                  for t in required_resource_types(action) if t in formats)
