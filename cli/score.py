@@ -3,7 +3,7 @@
 With RETAIL_EMF_ENABLED=true (`Settings.emf_enabled`), every run ends with one CloudWatch
 embedded-metric-format line on stdout (ml/emf.py `scoring_run`, metrics `PUBLISHED_METRICS`,
 dimension Environment=RETAIL_ENVIRONMENT): `ScoringRunFailed` 0 when it succeeded, 1 when it
-failed (exit 2, a usage error, or any exception), and `BasketsScored`. The weekly CronJob
+failed (exit 2, exit 1, a usage error, or any exception), and `BasketsScored`. The weekly CronJob
 (infra/batch_scoring.py) sets both variables; the platform's alarms on a failed or a missing
 run (infra/observability.py) read those metrics.
 """
@@ -113,7 +113,8 @@ def score(
 
     Writes predictions/<run>/baskets/week=YYYYWW/, the quarantine next to them and
     predictions/<run>/manifest.json (last). Exits 2 when the input or the model cannot be used,
-    or no basket passed validation; lines and rows that are bad on their own are quarantined.
+    or no basket passed validation; 1 when the input could not be read this time (storage or
+    network errors: try again). Lines and rows that are bad on their own are quarantined.
     """
     from ml.settings import Settings
 
@@ -137,8 +138,9 @@ def _score(
     bundle_cache: Path | None,
     chunk_lines: int | None,
 ) -> int:
-    """One scoring run; returns the baskets scored, raises typer.Exit(2) when the run failed."""
-    from ml.ingest import InputError
+    """One scoring run; returns the baskets scored. Raises typer.Exit(2) when the input or the model is unusable,
+    typer.Exit(1) when the input could not be read this time (`ml.score.unreadable`: the scheduled Job retries)."""
+    from ml.ingest import InputError, InputUnavailable
     from ml.progress import StageTimer
     from ml.score import input_at, silver_run
     from ml.score import score as score_input
@@ -159,6 +161,9 @@ def _score(
     except (InputError, LookupError, BundleIntegrityError) as exc:
         print_error(exc)
         raise typer.Exit(2) from exc
+    except InputUnavailable as exc:
+        print_error(exc)
+        raise typer.Exit(1) from exc
     Console().print(summary_table(result, chosen))
     for notice in result.notices:
         console.print(Text.assemble(("notice: ", "yellow"), notice))

@@ -100,6 +100,13 @@ class InputError(Exception):
     """The input cannot be read at all: the run stops with this message."""
 
 
+class InputUnavailable(Exception):
+    """The input could not be read this time, though nothing says it is wrong: the storage refused or failed a
+    request (S3's throttling, a timeout, a dropped connection, a credential that lapsed, access denied) or a file
+    went between its listing and its reading. A command exits 1 on it, which the scheduled Jobs retry; an
+    InputError exits 2, on which they fail at once, a retry reading the same."""
+
+
 class EmptyFile(InputError):
     """A file holds no data line: fatal for a single file, a notice for one week of a folder."""
 

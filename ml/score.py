@@ -58,7 +58,7 @@ import pyarrow.parquet as pq
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ml import ingest
-from ml.ingest import SOURCE_FILE, SOURCE_LINE, WEEKLY_FILE, EmptyFile, InputError, RawInput
+from ml.ingest import SOURCE_FILE, SOURCE_LINE, WEEKLY_FILE, EmptyFile, InputError, InputUnavailable, RawInput
 from ml.lake import (
     LINES_WRITTEN,
     SILVER_LINES,
@@ -95,6 +95,21 @@ LATEST = "latest"
 OLD_SILVER_LINES = "lines.parquet"
 """Where a silver run's lines were before each table had a folder of its own (`ml.lake`)."""
 RAW_SCHEMA = {**{c: pl.String for c in CANONICAL_COLUMNS}, SOURCE_FILE: pl.String, SOURCE_LINE: pl.Int64}
+
+READ_ERRORS = (OSError, EOFError, zlib.error, pa.ArrowException)
+"""What reading an input can raise besides our own InputError, sorted by `unreadable`."""
+
+
+def unreadable(where: str, error: Exception) -> InputError | InputUnavailable:
+    """What reading `where` failed with, as the command reports it. An I/O error (OSError; pyarrow raises it for S3's
+    throttling, a timeout or a dropped connection once its own retries are spent, "AWS Error NETWORK_CONNECTION
+    during HeadObject operation: ...") is InputUnavailable: exit 1, which the Jobs retry. The rest are errors of
+    what was read (gzip.BadGzipFile, an OSError, and EOFError or zlib.error: not gzip or cut short; Arrow's
+    ArrowInvalid and the like: not Parquet, or a location it cannot parse): InputError, exit 2, not retried."""
+    if isinstance(error, OSError) and not isinstance(error, gzip.BadGzipFile):
+        return InputUnavailable(f"{where}: could not be read ({error}); nothing says the input is wrong: try again")
+    return InputError(f"{where}: unreadable ({error})")
+
 
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")
@@ -142,8 +157,8 @@ def input_at(location: str) -> ScoringInput:
         if not silver and OLD_SILVER_LINES in file_names(fs, path):
             raise InputError(f"{location}: a silver run in the layout before lines/ ({OLD_SILVER_LINES}); move it to "
                              f"{SILVER_LINES} (docs/lifecycle.md), or give --input the file itself")
-    except (OSError, pa.ArrowException) as exc:
-        raise InputError(f"{location}: unreadable ({exc})") from exc
+    except READ_ERRORS as exc:
+        raise unreadable(location, exc) from exc
     return ScoringInput(location, silver=silver)
 
 
@@ -267,8 +282,8 @@ def transaction_files(location: str) -> tuple[pafs.FileSystem, list[tuple[str, s
             raise InputError(f"{location}: no such file or folder")
         if kind == pafs.FileType.File:
             return fs, [(location, path)]
-    except (OSError, pa.ArrowException) as exc:
-        raise InputError(f"{location}: unreadable ({exc})") from exc
+    except READ_ERRORS as exc:
+        raise unreadable(location, exc) from exc
     weekly = sorted((i for i in found if i.type == pafs.FileType.File and WEEKLY_FILE.match(i.base_name)),
                     key=lambda i: i.base_name)
     if not weekly:
@@ -319,8 +334,8 @@ def _load_transactions(loaded: Loaded, scratch: Path, piece_bytes: int) -> None:
             if not is_folder:
                 raise
             loaded.notices.append(f"{exc}: read as 0 rows")
-        except (OSError, EOFError, zlib.error, pa.ArrowException) as exc:  # gzip.BadGzipFile is an OSError
-            raise InputError(f"{name}: unreadable ({exc})") from exc
+        except READ_ERRORS as exc:
+            raise unreadable(name, exc) from exc
         loaded.files[name] = {"bytes": hashing.bytes, "sha256": hashing.digest.hexdigest(), "rows_read": rows_read}
     if not loaded.spill.rows and not any(len(r) for r in rejected):
         raise InputError(f"{location}: every weekly file is empty ({len(files)} found)")
@@ -357,8 +372,8 @@ def _load_silver(loaded: Loaded) -> None:
                 for batch in lines.iter_batches(batch_size=SILVER_BATCH_ROWS):
                     loaded.spill.add(arrow_frame(pa.Table.from_batches([batch])))
                 size += handle.size()  # known since the file was opened: no second request for it
-    except (OSError, pa.ArrowException) as exc:
-        raise InputError(f"{location}: unreadable ({exc})") from exc
+    except READ_ERRORS as exc:
+        raise unreadable(location, exc) from exc
     loaded.files[location] = {"bytes": size, "rows_read": sum(loaded.spill.rows.values())}
 
 

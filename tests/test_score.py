@@ -10,6 +10,7 @@ from pathlib import Path
 import boto3
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
 from polars.testing import assert_frame_equal
@@ -20,7 +21,7 @@ from ml.bundle import bundle_digest, load_bundle
 from ml.lake import SILVER_LINES
 from ml.registry import Registry
 from ml.schema import BASKET_KEY, LABEL
-from ml.score import ScoringInput, load, plan_chunks
+from ml.score import ScoringInput, load, plan_chunks, unreadable
 from ml.synth import SynthConfig, generate, write_weekly
 from ml.validate import validate
 from tests.conftest import settings_env
@@ -168,6 +169,27 @@ def test_a_truncated_gzip_exits_2_naming_it(retail, env, tiny_csv, tmp_path, bun
     broken.write_bytes(packed[: len(packed) // 2])
     result = run_score(retail, env, "--input", str(broken), "--bundle", str(bundle_folder), code=2)
     assert "broken.csv.gz: unreadable" in result["output"]
+
+
+def test_an_input_that_fails_with_an_io_error_exits_1_for_the_job_to_retry(retail, env, bundle_folder):
+    """/proc/self/mem is a file whose first bytes cannot be read (address 0 is not mapped): an I/O error (EIO), as
+    pyarrow's OSError for S3's throttling or a dropped connection once its retries are spent (the cases below).
+    Exit 1, which the CronJob's pod failure policy retries; exit 2 would fail the Job."""
+    result = run_score(retail, env, "--input", "/proc/self/mem", "--bundle", str(bundle_folder), code=1)
+    assert "/proc/self/mem: could not be read" in result["output"]
+
+
+@pytest.mark.parametrize("error, exit_code", [
+    (OSError("AWS Error SLOW_DOWN during GetObject operation: Please reduce your request rate."), 1),
+    (FileNotFoundError("gone between the listing and the read"), 1),
+    (gzip.BadGzipFile("Not a gzipped file (b'BA')"), 2),
+    (EOFError("Compressed file ended before the end-of-stream marker was reached"), 2),
+    (pa.ArrowInvalid("Parquet magic bytes not found in footer"), 2),
+])
+def test_errors_of_the_storage_are_retried_and_errors_of_the_content_are_not(error, exit_code):
+    raised = unreadable("s3://lake/x", error)
+    assert isinstance(raised, ingest.InputUnavailable if exit_code == 1 else ingest.InputError)
+    assert str(raised).startswith("s3://lake/x: ") and str(error) in str(raised)
 
 
 def test_bad_lines_and_rows_are_quarantined_and_the_run_goes_on(retail, env, bundle_folder, tmp_path):
