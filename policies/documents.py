@@ -947,22 +947,25 @@ class LakeJob:
 
 
 LAKE_JOBS = (
-    LakeJob("cli.score", (), "predictions", ("run-1/week=1/part-0.parquet", "run-1/manifest.json")),
+    LakeJob("cli.score", ("silver",), "predictions", ("run-1/week=1/part-0.parquet", "run-1/manifest.json")),
     LakeJob("cli.monitor", ("predictions", "silver", "monitoring"), "monitoring",
             ("week=200620/report.json", "week=200620/trends.png")),
 )
-"""`retail score` writes a run's predictions and manifest; `retail monitor` reads the week's predictions and
+"""`retail score` reads silver runs (its --input names one, or `silver/latest/`, the newest of them) and writes a
+run's predictions and manifest; `retail monitor` reads the week's predictions and
 silver lines and the earlier weeks' reports, and writes the week's report."""
 
 
 def _batch_job_access(deployment: Deployment) -> Iterator[tuple[str, str]]:
     """A batch job's role allows what its command, arguments and lake root say it reads and writes, and nothing
-    more of S3.
+    more.
 
+    The role may read the folder the --bundle folder is in: the serving prefix, which holds each served bundle in a
+    folder of its manifest's SHA-256, so that a release changes the job's arguments, not its role.
     Reads: s3:ListBucket with the folder as `s3:prefix`, s3:GetObject below it, for each folder its arguments
     name and each zone its command reads; writes: s3:PutObject below the zone its command writes; S3 with
-    SSE-KMS needs kms:Decrypt and kms:GenerateDataKey on the data key, requested by S3 (`kms:ViaService`). Not
-    allowed: writing any other zone or what it reads, deleting, or reading the raw and gold zones.
+    SSE-KMS needs kms:Decrypt and kms:GenerateDataKey on the data key, requested by S3 (`kms:ViaService`).
+    Nothing more: `_beyond_the_job` reads every Allow statement of the role for what it grants past that.
     """
     key = str(deployment.platform_outputs.get("dataKeyArn", ""))
     through_s3 = {"kms:ViaService": f"s3.{_region(key)}.amazonaws.com"}
@@ -994,9 +997,10 @@ def _batch_job_access(deployment: Deployment) -> Iterator[tuple[str, str]]:
             if key:
                 need = Need(("kms:Decrypt", "kms:GenerateDataKey"), resources=(key,), context=through_s3)
                 yield from _unmet(role.name, need, statements, "for SSE-KMS objects, the role")
-            for action, uri in _batch_forbidden(root, command, reads):
-                if not allows(statements, Need((action,), resources=(_object_arn(uri),))):
-                    yield role.name, f"allows {action} on {_object_arn(uri)}, beyond what the job reads and writes"
+            served = [folder.rstrip("/").rpartition("/")[0] for folder in option_values(container, ("--bundle",))]
+            reading = [*reads, *served, *(f"{root}/{zone}/" for zone in command.reads)]
+            for problem in _beyond_the_job(statements, reading, f"{root}/{command.writes}/", key, through_s3):
+                yield role.name, f"{problem}, beyond what the job reads and writes"
 
 
 def _read_needs(folder: str) -> list[Need]:
@@ -1008,15 +1012,72 @@ def _read_needs(folder: str) -> list[Need]:
     ]
 
 
-def _batch_forbidden(root: str, command: LakeJob, reads: Sequence[str]) -> list[tuple[str, str]]:
-    forbidden = [("s3:PutObject", f"{root}/{zone}/run-1/part-0.parquet") for zone in LAKE_ZONES
-                 if zone != command.writes]
-    forbidden += [
-        ("s3:DeleteObject", f"{root}/{command.writes}/{command.written[-1]}"),
-        ("s3:GetObject", f"{root}/raw/0123456789abcdef/transaction.csv"),
-        ("s3:GetObject", f"{root}/gold/run-1/baskets/part-0.parquet"),
-    ]
-    return forbidden + [("s3:PutObject", f"{folder.rstrip('/')}/part-0.parquet") for folder in reads]
+JOB_REQUESTS = ("s3:ListBucket", "s3:GetObject", "s3:PutObject", "kms:Decrypt", "kms:GenerateDataKey")
+"""Every action a batch job's requests need: its role allows no other."""
+PREFIX_TESTS = ("StringEquals", "StringLike")
+"""Condition operators whose s3:prefix values bound what s3:ListBucket lists."""
+
+
+def _beyond_the_job(statements: Sequence[Mapping[str, Any]], reading: Sequence[str], writing: str, key: str,
+                    through_s3: Mapping[str, str]) -> Iterator[str]:
+    """What the role's Allow statements grant past the requests of a job that reads the folders `reading` and writes
+    below `writing` (s3:// URIs): an action not in JOB_REQUESTS; s3:GetObject outside the folders it reads,
+    s3:PutObject outside the one it writes; s3:ListBucket on another bucket, or with no s3:prefix bound inside the
+    folders it reads; the data key's actions on another key or without S3 as `kms:ViaService`; NotAction or
+    NotResource, which allow all but what they name. Read from the statements themselves rather than by asking
+    about sample requests, so that a widening no sample foresaw is found too. A resource or prefix is inside a
+    folder when it starts with the folder's path and its `/`: a wildcard before that could match anything."""
+    objects = {"s3:GetObject": [_object_arn(_folder(f)) for f in reading],
+               "s3:PutObject": [_object_arn(_folder(writing))]}
+    buckets = {"arn:aws:s3:::" + f.removeprefix("s3://").partition("/")[0] for f in reading}
+    listed = [_folder(f).removeprefix("s3://").partition("/")[2] for f in reading]
+    for number, statement in enumerate(statements, start=1):
+        if statement.get("Effect") != "Allow":
+            continue
+        sid = str(statement.get("Sid") or f"statement {number}")
+        if "NotAction" in statement or "NotResource" in statement:
+            yield f"{sid} allows with NotAction or NotResource (all but what they name)"
+            continue
+        resources = [str(r) for r in as_list(statement.get("Resource"))]
+        for action in expand_actions(str(a) for a in as_list(statement.get("Action"))):
+            if action not in JOB_REQUESTS:
+                yield f"{sid} allows {action} on {', '.join(resources)}"
+            elif action in objects:
+                yield from (f"{sid} allows {action} on {r}" for r in resources if not _inside(r, objects[action]))
+            elif action == "s3:ListBucket":
+                yield from (f"{sid} allows s3:ListBucket on {r}" for r in resources if r not in buckets)
+                prefixes = _condition_values(statement, "s3:prefix", PREFIX_TESTS)
+                if not prefixes or not all(_inside(p, listed) for p in prefixes):
+                    bound = f"s3:prefix {', '.join(prefixes)}" if prefixes else "no s3:prefix condition"
+                    yield f"{sid} allows s3:ListBucket with {bound}"
+            elif (key and resources != [key]) or not _condition_says(statement, through_s3):
+                yield f"{sid} allows {action} on {', '.join(resources)} without S3 as kms:ViaService"
+
+
+def _folder(uri: str) -> str:
+    return uri.rstrip("/") + "/"
+
+
+def _inside(pattern: str, folders: Sequence[str]) -> bool:
+    return any(pattern.startswith(folder) for folder in folders)
+
+
+def _condition_values(statement: Mapping[str, Any], key: str, operators: Sequence[str]) -> list[str]:
+    """The values `statement` tests `key` against with one of `operators` (condition keys are case-insensitive);
+    empty when it tests no such thing, or when another operator tests that key too (which may loosen it)."""
+    values: list[str] = []
+    for operator, block in (statement.get("Condition") or {}).items():
+        for name, tested in block.items():
+            if name.lower() == key.lower():
+                if operator not in operators:
+                    return []
+                values += [str(v) for v in as_list(tested)]
+    return values
+
+
+def _condition_says(statement: Mapping[str, Any], context: Mapping[str, str]) -> bool:
+    """Whether `statement` requires each key of `context` to equal its value there (StringEquals)."""
+    return all(_condition_values(statement, name, ("StringEquals",)) == [value] for name, value in context.items())
 
 
 def _object_arn(uri: str) -> str:
@@ -1114,8 +1175,8 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "batch-job-s3-access",
         "Let a batch job's role list and read what its --input and --bundle name and the zones its command reads "
         "(retail monitor: <RETAIL_LAKE_ROOT>/predictions/, silver/, monitoring/), put objects under the zone it "
-        "writes (retail score: predictions/, retail monitor: monitoring/) and use the data key through S3, and no "
-        "other S3 write, delete or zone",
+        "writes (retail score: predictions/, retail monitor: monitoring/) and use the data key through S3, and "
+        "nothing more: no other action, bucket, folder, listing prefix or key in any of its Allow statements",
         S3_ACTIONS_DOC,
         _batch_job_access,
     ),

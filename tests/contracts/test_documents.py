@@ -224,6 +224,69 @@ def _kms_not_through_s3(statements: Statements) -> Statements:
     return statements
 
 
+def _scorer_statement(sid: str, edit: Callable[[dict[str, Any]], None]) -> Edit:
+    """The scorer's policy with statement `sid` edited in place."""
+
+    def edited(statements: Statements) -> Statements:
+        edit(statement(statements, sid))
+        return statements
+
+    return _scorer_edited(edited)
+
+
+def _also_on(*resources: str) -> Callable[[dict[str, Any]], None]:
+    """The statement's resource, and each of `resources` (`{}` is its bucket's ARN)."""
+
+    def edit(found: dict[str, Any]) -> None:
+        bucket = str(found["Resource"]).split("/")[0]
+        found["Resource"] = [found["Resource"], *(r.format(bucket) for r in resources)]
+
+    return edit
+
+
+def _all_but_deleting(found: dict[str, Any]) -> None:
+    del found["Action"]
+    found["NotAction"] = "s3:DeleteObject"
+
+
+SCORER_WIDENINGS: list[tuple[str, Edit, str]] = [
+    ("lists the whole bucket", _scorer_statement("ListSilverZone", lambda s: s.pop("Condition")),
+     "ListSilverZone allows s3:ListBucket with no s3:prefix condition"),
+    ("lists every zone", _scorer_statement("ListSilverZone", lambda s: s.update(
+        Condition={"StringLike": {"s3:prefix": "lake/*"}})),
+     "ListSilverZone allows s3:ListBucket with s3:prefix lake/*"),
+    ("lists with a loosening operator too", _scorer_statement("ListSilverZone", lambda s: s["Condition"].update(
+        StringNotLike={"s3:prefix": "lake/raw/*"})), "ListSilverZone allows s3:ListBucket with no s3:prefix condition"),
+    ("lists another bucket", _scorer_statement("ListSilverZone", _also_on("arn:aws:s3:::other-bucket")),
+     "ListSilverZone allows s3:ListBucket on arn:aws:s3:::other-bucket"),
+    ("reads the monitoring zone", _scorer_statement("ReadSilverZone", _also_on("{}/lake/monitoring/*")),
+     "/lake/monitoring/*"),
+    ("reads the service's prediction log", _scorer_statement("ReadSilverZone", _also_on("{}/lake/predictions/*")),
+     "/lake/predictions/*"),
+    ("reads zones named like silver", _scorer_statement("ReadSilverZone", _also_on("{}/lake/silver*")),
+     "/lake/silver*"),
+    ("writes outside the lake root", _scorer_statement("WritePredictions", _also_on("{}/elsewhere/*")),
+     "WritePredictions allows s3:PutObject on arn:aws:s3:::"),
+    ("may change the bucket policy", _scorer_statement("WritePredictions", lambda s: s.update(
+        Action=["s3:PutObject", "s3:PutBucketPolicy"])), "WritePredictions allows s3:PutBucketPolicy"),
+    ("reads with a wildcard action", _scorer_statement("ReadSilverZone", lambda s: s.update(Action="s3:Get*")),
+     "ReadSilverZone allows s3:GetObjectAcl"),
+    ("allows all but deleting", _scorer_statement("WritePredictions", _all_but_deleting),
+     "WritePredictions allows with NotAction"),
+    ("uses another key", _scorer_statement("UseDataKeyThroughS3", lambda s: s.update(Resource="*")),
+     "UseDataKeyThroughS3 allows kms:Decrypt on *"),
+]
+"""Widenings of the scorer's role a role check by sample requests would miss, and what the check says of each."""
+
+
+@pytest.mark.parametrize("edit, said", [pytest.param(edit, said, id=case) for case, edit, said in SCORER_WIDENINGS])
+def test_a_scorer_role_that_allows_more_than_the_job_does_is_reported(dev, edit, said):
+    findings = [f for f in requirement_findings(edit(dev)) if check_id(f) == "batch-job-s3-access"]
+    assert findings and all(f.subject == "retail-dev-batch-scoring-scorer" for f in findings)
+    assert any(said in f.message and "beyond what the job reads and writes" in f.message for f in findings), [
+        f.message for f in findings]
+
+
 FAILING_FIXTURES: dict[str, list[tuple[str, Edit]]] = {
     "cloudtrail-encrypt": [
         ("statement removed", _audit_key_statements(without("CloudTrailEncryptsLogs"))),

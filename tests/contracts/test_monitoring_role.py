@@ -60,7 +60,7 @@ def _reads_gold(statements: Statements) -> Statements:
         (without("UseDataKeyThroughS3"), "for SSE-KMS objects"),
         (_writes_predictions, "allows s3:PutObject on"),
         (_widened("WriteMonitoringZone", Action=["s3:PutObject", "s3:DeleteObject"]), "allows s3:DeleteObject"),
-        (_reads_gold, "/lake/gold/"),
+        (_reads_gold, "ReadSilverZone allows s3:GetObject on arn:aws:s3:::"),
     ],
     ids=["reports write removed", "predictions read removed", "predictions listing removed", "reports read removed",
          "bundle read removed", "data key removed", "writes predictions", "may delete reports", "reads every zone"],
