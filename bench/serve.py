@@ -28,7 +28,16 @@ of connections / rate - service time on average, without having to know the serv
 time). A connection that is late sends at once, so slow responses do not lower the
 offered rate as long as one of the connections is free; when none is, the run falls
 short of the rate. The rate achieved is printed next to the target, with a warning
-when they differ by more than 10%.
+when they differ by more than 10%. wrk takes the script's delay in whole milliseconds, so
+sends fall on a 1 ms grid: the rate holds, the arrivals are Poisson to the millisecond.
+
+The percentiles are those wrk hands the script, after its correction for coordinated
+omission (wrk.c's `stats_correct`): for each response slower than twice a connection's mean
+time between requests (run time / (requests / connections)), synthetic samples fill in the
+requests that connection could not send meanwhile. That only adds slow samples, so p95/p99
+err on the high side: in the one-connection runs (mean time about 1 ms, and about 20 ms for
+the batch) any stall counts more than once; in the paced runs (about 32 ms at 500 req/s
+over 16 connections) only responses over about 64 ms would.
 
 It prints throughput and p50/p95/p99 for each run, the throughput ratio, and issue
 11's targets next to the measured values (met / NOT met), the batch target once per body
