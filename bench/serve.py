@@ -1,6 +1,7 @@
 """Load test: this service against `mlflow models serve` on the same champion, same load, same workers.
 
-    uv run python -m bench.serve [--workers 1] [--connections 16] [--duration 10] [--skip-peer] [--json PATH]
+    uv run python -m bench.serve [--workers 1] [--connections 16] [--duration 10] [--skip-peer] [--skip-score]
+                                 [--json PATH]
     uv run python -m bench.serve --log-overhead [--rounds 3] [--with-challenger] [--connections 16] [--duration 10]
 
 Both servers run on 127.0.0.1 with the same number of worker processes and
@@ -39,11 +40,16 @@ err on the high side: in the one-connection runs (mean time about 1 ms, and abou
 the batch) any stall counts more than once; in the paced runs (about 32 ms at 500 req/s
 over 16 connections) only responses over about 64 ms would.
 
-It prints throughput and p50/p95/p99 for each run, the throughput ratio, and issue
-11's targets next to the measured values (met / NOT met), the batch target once per body
-format, and the service's own parse and score of one basket and of the batch timed in the bench's process, with no
-HTTP, at the start and at the end (the same code on this VM can measure 1.7x slower from one run to the next: these
-tell a slow machine from a slow service); `--json PATH` writes all of it. `--skip-peer` leaves MLflow out (quick
+6. once the servers have stopped, `retail score` on the full-size file with the same champion
+   (bench/score.py `--bundle <the champion's bundle> --json`, in a child process whose peak memory
+   is its own; the file is synthesised into work/bench-score/ the first time and reused):
+   baskets per second after load and peak RSS. `--skip-score` leaves it out.
+
+It prints throughput and p50/p95/p99 for each run, the throughput ratio, and issue 11's targets next to the
+measured values (met / NOT met), the batch target once per body format, the scoring targets, and the service's own
+parse and score of one basket and of the batch timed in the bench's process, with no HTTP, at the start and at the
+end (the same code on this VM can measure 1.7x slower from one run to the next: these tell a slow machine from a slow
+service); `--json PATH` writes all of it. `--skip-peer` leaves MLflow out (quick
 runs: no ratio, no run 3). wrk is not installed by this script: `apt-get install wrk` (Debian/Ubuntu) or
 `brew install wrk`.
 
@@ -89,6 +95,7 @@ import pyarrow.ipc as ipc
 from api.arrow_body import ARROW_STREAM_CONTENT_TYPE
 from api.schemas import Basket
 from api.settings import ApiSettings
+from bench.score import TARGET_BASKETS_PER_SECOND, TARGET_PEAK_GB
 from cli.smoke import poll_ready
 from ml.schema import BASKET_KEY, LABEL, LINE_COLUMNS
 from ml.settings import Settings
@@ -284,6 +291,26 @@ def check_targets(ours: Result, peer: Result | None, idle: Result, paced: Result
             targets.append(Target(f"{BATCH_BASKETS:,}-basket batch p95 < {MAX_BATCH_P95_MS:g} ms, {body} body",
                                   run.p95_ms, "ms", run.p95_ms < MAX_BATCH_P95_MS and not note, note))
     return targets
+
+
+def score_targets(measured: dict[str, Any] | None) -> list[Target]:
+    """Issue 11's targets for `retail score` on the full-size file, from bench/score.py's --json (None: not run)."""
+    rate_text = f"retail score >= {TARGET_BASKETS_PER_SECOND / 1000:g}k baskets/s after load, full-size file"
+    memory_text = f"retail score peak RSS < {TARGET_PEAK_GB:g} GB"
+    if measured is None:
+        return [Target(rate_text, None, "k/s", None, "--skip-score"),
+                Target(memory_text, None, "GB", None, "--skip-score")]
+    rate, peak = measured["baskets_per_second"], measured["peak_rss_bytes"] / 1e9
+    return [Target(rate_text, rate / 1000, "k/s", rate >= TARGET_BASKETS_PER_SECOND),
+            Target(memory_text, peak, "GB", peak < TARGET_PEAK_GB)]
+
+
+def scoring_run(bundle: Path, report: Path) -> dict[str, Any]:
+    """bench/score.py on the full-size file with `bundle`, in a child process: what it wrote with --json."""
+    subprocess.run([sys.executable, str(Path(__file__).with_name("score.py")), "--bundle", str(bundle),
+                    "--json", str(report)], check=True)
+    measured: dict[str, Any] = json.loads(report.read_text())
+    return measured
 
 
 def pacing_lines(name: str, pacing: Pacing) -> list[str]:
@@ -602,6 +629,8 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per measured run")
     parser.add_argument("--skip-peer", action="store_true",
                         help="do not run `mlflow models serve` (quicker; no throughput ratio)")
+    parser.add_argument("--skip-score", action="store_true",
+                        help="do not run `retail score` on the full-size file (bench/score.py) after the servers")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write every measured number to PATH")
     parser.add_argument("--log-overhead", action="store_true",
                         help="only compare this service with the prediction log off and on (see above)")
@@ -719,6 +748,7 @@ def main() -> None:
             rounds[body].append(run)
     load_end = os.getloadavg()
     reference["end"] = machine_reference(bundle, *reference_inputs)
+    scoring = None if args.skip_score else scoring_run(Registry(settings).download(), work / "score.json")
 
     print(f"\n{'run':<44} {'req/s':>9} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'failed':>7} {'timeouts':>8}")
     for result in runs.values():
@@ -730,7 +760,7 @@ def main() -> None:
         print(f"\nthroughput ratio, single baskets at c={c}: {ours.throughput / peer.throughput:.1f}x "
               f"(retail API {ours.throughput:.0f} req/s, mlflow serve {peer.throughput:.0f} req/s)")
     targets = check_targets(ours, peer, idle, runs["api_paced"], pacings["api_paced"], slowest(rounds["JSON"]), c,
-                            slowest(rounds["Arrow"]))
+                            slowest(rounds["Arrow"])) + score_targets(scoring)
     print(f"\n{'issue 11 target':<52} {'measured':>12}  status")
     for target in targets:
         print(target.row())
@@ -742,12 +772,14 @@ def main() -> None:
         args.json.write_text(json.dumps({
             "config": {"champion_version": str(champion), "workers": args.workers, "connections": c,
                        "duration_s": d, "cpus": os.cpu_count(), "single_baskets": len(singles),
-                       "mean_lines": mean_lines, "batch_baskets": len(baskets), "skip_peer": args.skip_peer},
+                       "mean_lines": mean_lines, "batch_baskets": len(baskets), "skip_peer": args.skip_peer,
+                       "skip_score": args.skip_score},
             "load_average": {"start": list(load_start), "end": list(load_end)},
             "machine_reference_ms": reference,
             "runs": {key: result.as_dict() for key, result in runs.items()},
             "pacing": {key: pacing.as_dict() for key, pacing in pacings.items()},
             "throughput_ratio": None if peer is None else ours.throughput / peer.throughput,
+            "score": scoring,
             "targets": [asdict(target) for target in targets],
         }, indent=2) + "\n")
         print(f"wrote {args.json}")

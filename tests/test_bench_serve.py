@@ -22,6 +22,7 @@ from bench.serve import (
     check_targets,
     machine_reference,
     pacing_lines,
+    score_targets,
 )
 
 
@@ -138,3 +139,12 @@ def test_the_machine_reference_times_the_parse_and_score_of_each_body_and_takes_
     assert singles_scored[:4] == ["LS", "MS", "SS", "LS"]
     assert sum(baskets == 7 for baskets, _, _ in scored) == REFERENCE_REPEATS["batch"] + 1
     assert {threshold for _, _, threshold in scored} == {served}
+
+
+def test_the_scoring_targets_read_bench_score_s_report_and_say_when_it_was_not_run():
+    fast, slow = ({"baskets_per_second": rate, "peak_rss_bytes": peak} for rate, peak in ((130_373, 1.44e9),
+                                                                                          (99_999, 2.0e9)))
+    assert [(t.value, t.met) for t in score_targets(fast)] == [(130.373, True), (1.44, True)]
+    assert [t.met for t in score_targets(slow)] == [False, False]
+    assert [(t.value, t.met, t.note) for t in score_targets(None)] == [(None, None, "--skip-score")] * 2
+    assert "130.37 k/s  met" in score_targets(fast)[0].row()
