@@ -107,6 +107,23 @@ class InputUnavailable(Exception):
     InputError exits 2, on which they fail at once, a retry reading the same."""
 
 
+AWS_ERROR = "AWS Error"
+"""What pyarrow's S3 errors say: Arrow's S3 filesystem words every failed request "AWS Error <kind> during <operation>
+operation: ..." (its s3_internal ErrorToStatus)."""
+
+
+def storage_failed(error: BaseException) -> bool:
+    """Whether reading failed in the storage rather than on what was read: an operating-system error (an errno: EIO,
+    a file gone between its listing and its reading) or one of S3's, which pyarrow raises as OSError once its own
+    retries are spent, its text saying "AWS Error" (throttling, a timeout, a dropped connection, access denied:
+    "AWS Error NETWORK_CONNECTION during HeadObject operation: ..."). Not the OSErrors of content: Arrow raises a
+    corrupt Parquet file's errors as OSError with no errno ("Couldn't deserialize thrift", "Corrupt snappy
+    compressed data"), and gzip.BadGzipFile is an OSError; nor EOFError, zlib.error (cut short, not gzip) or
+    ArrowInvalid and the like (data Arrow refuses)."""
+    return (isinstance(error, OSError) and not isinstance(error, gzip.BadGzipFile)
+            and (error.errno is not None or AWS_ERROR in str(error)))
+
+
 class EmptyFile(InputError):
     """A file holds no data line: fatal for a single file, a notice for one week of a folder."""
 

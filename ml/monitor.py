@@ -43,6 +43,7 @@ import pyarrow.fs as pafs
 from ml.calendar import week_index_expr
 from ml.challenger import Comparison
 from ml.evaluate import week_metrics
+from ml.ingest import storage_failed
 from ml.labels import WeekLines
 from ml.lake import Lake, arrow_frame, join
 from ml.prediction_log import (
@@ -161,11 +162,16 @@ def _read(fs: pafs.FileSystem, files: list[pafs.FileInfo]) -> tuple[pl.DataFrame
 
 
 def _read_each(fragments: list[ds.Fragment]) -> tuple[list[pa.Table], dict[str, str]]:
-    """`_read`'s tables, a file at a time (several at once), leaving out the files that fail."""
+    """`_read`'s tables, a file at a time (several at once), leaving out the files whose content fails (cut short,
+    not Parquet). A file the storage failed to give (`ml.ingest.storage_failed`: S3's throttling, a timeout) is not
+    left out: its error stops the run, which the scheduled Job retries, instead of a week's report written without
+    it that no later run would judge again."""
     def read(index: int) -> pa.Table | str:
         try:
             table = fragments[index].to_table(schema=ARROW_SCHEMA, columns=COLUMNS)
         except (pa.ArrowException, OSError) as exc:
+            if storage_failed(exc):
+                raise
             return f"{type(exc).__name__}: {exc}"
         return table.append_column("_file", pa.repeat(pa.scalar(index, pa.int32()), table.num_rows))
 

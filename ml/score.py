@@ -58,7 +58,16 @@ import pyarrow.parquet as pq
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ml import ingest
-from ml.ingest import SOURCE_FILE, SOURCE_LINE, WEEKLY_FILE, EmptyFile, InputError, InputUnavailable, RawInput
+from ml.ingest import (
+    SOURCE_FILE,
+    SOURCE_LINE,
+    WEEKLY_FILE,
+    EmptyFile,
+    InputError,
+    InputUnavailable,
+    RawInput,
+    storage_failed,
+)
 from ml.lake import (
     LINES_WRITTEN,
     SILVER_LINES,
@@ -101,12 +110,10 @@ READ_ERRORS = (OSError, EOFError, zlib.error, pa.ArrowException)
 
 
 def unreadable(where: str, error: Exception) -> InputError | InputUnavailable:
-    """What reading `where` failed with, as the command reports it. An I/O error (OSError; pyarrow raises it for S3's
-    throttling, a timeout or a dropped connection once its own retries are spent, "AWS Error NETWORK_CONNECTION
-    during HeadObject operation: ...") is InputUnavailable: exit 1, which the Jobs retry. The rest are errors of
-    what was read (gzip.BadGzipFile, an OSError, and EOFError or zlib.error: not gzip or cut short; Arrow's
-    ArrowInvalid and the like: not Parquet, or a location it cannot parse): InputError, exit 2, not retried."""
-    if isinstance(error, OSError) and not isinstance(error, gzip.BadGzipFile):
+    """What reading `where` failed with, as the command reports it: InputUnavailable (exit 1, which the Jobs retry)
+    when the storage failed (`ml.ingest.storage_failed`), else InputError (exit 2, not retried): an error of what was
+    read, which a retry would read the same."""
+    if storage_failed(error):
         return InputUnavailable(f"{where}: could not be read ({error}); nothing says the input is wrong: try again")
     return InputError(f"{where}: unreadable ({error})")
 

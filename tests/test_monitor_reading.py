@@ -75,6 +75,20 @@ def test_on_s3_it_lists_only_the_weeks_folders_and_reads_each_file_with_two_requ
     assert len(reads) == 4 and set(reads.values()) == {2}
 
 
+def test_a_file_s3_refuses_stops_the_run_instead_of_being_left_out(s3):
+    """S3's error is not the file's: the run fails (exit 1, which the CronJob retries) rather than write the week's
+    report without the file, which no later run would judge again."""
+    lake = Lake(f"s3://{BUCKET}/refused")
+    history(lake)
+    s3.refused.add(f"/{BUCKET}/refused/predictions/run-a/baskets/week={WEEK}/part-0000.parquet")
+    try:
+        with pytest.raises(OSError, match="AWS Error ACCESS_DENIED"):
+            read_predictions(lake, WEEK)
+    finally:
+        s3.refused.clear()
+    assert sorted(read_predictions(lake, WEEK).rows[BASKET_KEY]) == ["run-a-1", "run-b-1", f"s{WEEK}-0", f"s{WEEK}-1"]
+
+
 def test_a_file_that_cannot_be_read_is_left_out_and_named_with_the_reason(tmp_path):
     lake = Lake(str(tmp_path / "lake"))
     history(lake)

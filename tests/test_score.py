@@ -171,6 +171,19 @@ def test_a_truncated_gzip_exits_2_naming_it(retail, env, tiny_csv, tmp_path, bun
     assert "broken.csv.gz: unreadable" in result["output"]
 
 
+def test_a_corrupt_silver_file_exits_2_for_the_job_to_fail_at_once(retail, env, bundle_folder, tmp_path):
+    """A Parquet file whose page header is overwritten: pyarrow raises an OSError without an errno, which a retry
+    would read the same."""
+    lines = pl.DataFrame({BASKET_KEY: ["1"] * 300, "SHOP_WEEK": [200601] * 300, "PROD_CODE": ["PRD0900001"] * 300})
+    broken = tmp_path / "lines.parquet"
+    lines.write_parquet(broken, compression="snappy")
+    data = bytearray(broken.read_bytes())
+    data[4:44] = b"\xff" * 40  # the first page's header, right after the magic bytes
+    broken.write_bytes(bytes(data))
+    result = run_score(retail, env, "--input", str(broken), "--bundle", str(bundle_folder), code=2)
+    assert "lines.parquet: unreadable" in result["output"]
+
+
 def test_an_input_that_fails_with_an_io_error_exits_1_for_the_job_to_retry(retail, env, bundle_folder):
     """/proc/self/mem is a file whose first bytes cannot be read (address 0 is not mapped): an I/O error (EIO), as
     pyarrow's OSError for S3's throttling or a dropped connection once its retries are spent (the cases below).
@@ -180,13 +193,20 @@ def test_an_input_that_fails_with_an_io_error_exits_1_for_the_job_to_retry(retai
 
 
 @pytest.mark.parametrize("error, exit_code", [
+    (OSError("When reading information for key 'k' in bucket 'b': AWS Error NETWORK_CONNECTION during HeadObject "
+             "operation: curlCode: 28, Timeout was reached"), 1),
     (OSError("AWS Error SLOW_DOWN during GetObject operation: Please reduce your request rate."), 1),
-    (FileNotFoundError("gone between the listing and the read"), 1),
+    (FileNotFoundError(2, "No such file or directory"), 1),
+    (OSError(5, "Input/output error"), 1),
+    (OSError("Couldn't deserialize thrift: Variable-length int over 10 bytes."), 2),
+    (OSError("Corrupt snappy compressed data."), 2),
     (gzip.BadGzipFile("Not a gzipped file (b'BA')"), 2),
     (EOFError("Compressed file ended before the end-of-stream marker was reached"), 2),
     (pa.ArrowInvalid("Parquet magic bytes not found in footer"), 2),
 ])
 def test_errors_of_the_storage_are_retried_and_errors_of_the_content_are_not(error, exit_code):
+    """The errors as pyarrow, the operating system and gzip raise them (the Parquet ones as pyarrow words a corrupt
+    page header and a corrupt page)."""
     raised = unreadable("s3://lake/x", error)
     assert isinstance(raised, ingest.InputUnavailable if exit_code == 1 else ingest.InputError)
     assert str(raised).startswith("s3://lake/x: ") and str(error) in str(raised)

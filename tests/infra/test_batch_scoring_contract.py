@@ -41,13 +41,20 @@ BUNDLE_PREFIX = "models/price-sensitivity/serving/test"
 REGION = "ap-southeast-1"
 
 
+ACCESS_DENIED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code><Message>Access Denied'
+                 b'</Message></Error>')
+"""S3's answer to a request the caller's policy does not allow (403)."""
+
+
 class RecordingS3:
-    """A moto server that keeps (method, path, query, status) of every request it serves."""
+    """A moto server that keeps (method, path, query, status) of every request it serves, and answers S3's 403
+    AccessDenied to a GET of a path in `refused`, as S3 answers a role that may not read it."""
 
     def __init__(self) -> None:
         from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
         self.requests: list[tuple[str, str, str, int]] = []
+        self.refused: set[str] = set()
         recorder = self
 
         class Server(ThreadedMotoServer):
@@ -64,6 +71,9 @@ class RecordingS3:
                         recorder.requests.append((environ["REQUEST_METHOD"], path, query, int(status.split()[0])))
                         return start_response(status, headers, *exc_info)
 
+                    if environ["REQUEST_METHOD"] == "GET" and path in recorder.refused:
+                        answered("403 Forbidden", [("Content-Type", "application/xml")])
+                        return [ACCESS_DENIED]
                     return app(environ, answered)
 
                 self._server = make_server(
