@@ -486,6 +486,16 @@ class Deployment:
         ]
         return [p for arn in arns if (p := self.by_arn("aws:iam/policy:Policy", arn))]
 
+    def unread_policies(self, role: RegisteredResource) -> list[str]:
+        """The ARNs of managed policies the role has whose statements this deployment does not hold (AWS-managed
+        ones, or another stack's): attached with a RolePolicyAttachment or listed in the role's
+        `managedPolicyArns`. `role_policies` cannot read them."""
+        names = {role.id, role.outputs.get("name")} - {None, ""}
+        attachments = self.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
+        arns = [str(a.inputs.get("policyArn")) for a in attachments if a.inputs.get("role") in names]
+        arns += [str(arn) for arn in as_list(role.inputs.get("managedPolicyArns"))]
+        return [arn for arn in dict.fromkeys(arns) if not self.by_arn("aws:iam/policy:Policy", arn)]
+
     def service_accounts(self) -> list[ServiceAccount]:
         """Service accounts annotated with an IAM role: Kubernetes objects and the ones Helm releases create."""
         accounts = []
@@ -986,6 +996,9 @@ def _batch_job_access(deployment: Deployment) -> Iterator[tuple[str, str]]:
                 yield job.name, "the pods' service account names no IAM role this deployment creates"
                 continue
             statements = deployment.role_policies(role)
+            for arn in deployment.unread_policies(role):
+                yield role.name, f"has {arn} attached, a policy this check cannot read: nothing may be beyond what " \
+                                 "the job reads and writes"
             reads = option_values(container, BATCH_READS)
             for folder in [*reads, *(f"{root}/{zone}/" for zone in command.reads)]:
                 for need in _read_needs(folder):
@@ -997,7 +1010,7 @@ def _batch_job_access(deployment: Deployment) -> Iterator[tuple[str, str]]:
             if key:
                 need = Need(("kms:Decrypt", "kms:GenerateDataKey"), resources=(key,), context=through_s3)
                 yield from _unmet(role.name, need, statements, "for SSE-KMS objects, the role")
-            served = [folder.rstrip("/").rpartition("/")[0] for folder in option_values(container, ("--bundle",))]
+            served = [_serving_prefix(folder) for folder in option_values(container, ("--bundle",))]
             reading = [*reads, *served, *(f"{root}/{zone}/" for zone in command.reads)]
             for problem in _beyond_the_job(statements, reading, f"{root}/{command.writes}/", key, through_s3):
                 yield role.name, f"{problem}, beyond what the job reads and writes"
@@ -1029,8 +1042,10 @@ def _beyond_the_job(statements: Sequence[Mapping[str, Any]], reading: Sequence[s
     folder when it starts with the folder's path and its `/`: a wildcard before that could match anything."""
     objects = {"s3:GetObject": [_object_arn(_folder(f)) for f in reading],
                "s3:PutObject": [_object_arn(_folder(writing))]}
-    buckets = {"arn:aws:s3:::" + f.removeprefix("s3://").partition("/")[0] for f in reading}
-    listed = [_folder(f).removeprefix("s3://").partition("/")[2] for f in reading]
+    listed: dict[str, list[str]] = {}  # bucket ARN -> the key prefixes the job lists in it
+    for folder in reading:
+        bucket, _, prefix = _folder(folder).removeprefix("s3://").partition("/")
+        listed.setdefault(f"arn:aws:s3:::{bucket}", []).append(prefix)
     for number, statement in enumerate(statements, start=1):
         if statement.get("Effect") != "Allow":
             continue
@@ -1045,13 +1060,21 @@ def _beyond_the_job(statements: Sequence[Mapping[str, Any]], reading: Sequence[s
             elif action in objects:
                 yield from (f"{sid} allows {action} on {r}" for r in resources if not _inside(r, objects[action]))
             elif action == "s3:ListBucket":
-                yield from (f"{sid} allows s3:ListBucket on {r}" for r in resources if r not in buckets)
                 prefixes = _condition_values(statement, "s3:prefix", PREFIX_TESTS)
-                if not prefixes or not all(_inside(p, listed) for p in prefixes):
-                    bound = f"s3:prefix {', '.join(prefixes)}" if prefixes else "no s3:prefix condition"
-                    yield f"{sid} allows s3:ListBucket with {bound}"
-            elif (key and resources != [key]) or not _condition_says(statement, through_s3):
+                bound = f"s3:prefix {', '.join(prefixes)}" if prefixes else "no s3:prefix condition"
+                for bucket in resources:
+                    if bucket not in listed or not prefixes or not all(_inside(p, listed[bucket]) for p in prefixes):
+                        yield f"{sid} allows s3:ListBucket on {bucket} with {bound}"
+            elif (resources != [key] if key else any("*" in r for r in resources)) or not _condition_says(
+                    statement, through_s3):
                 yield f"{sid} allows {action} on {', '.join(resources)} without S3 as kms:ViaService"
+
+
+def _serving_prefix(bundle: str) -> str:
+    """The folder a --bundle folder is in (the serving prefix: a folder per served bundle), unless that is a bucket's
+    root, which the job may not read whole: then the bundle folder itself."""
+    parent = bundle.rstrip("/").rpartition("/")[0]
+    return parent if "/" in parent.removeprefix("s3://") else bundle
 
 
 def _folder(uri: str) -> str:

@@ -251,14 +251,19 @@ def _all_but_deleting(found: dict[str, Any]) -> None:
 
 SCORER_WIDENINGS: list[tuple[str, Edit, str]] = [
     ("lists the whole bucket", _scorer_statement("ListSilverZone", lambda s: s.pop("Condition")),
-     "ListSilverZone allows s3:ListBucket with no s3:prefix condition"),
+     "ListSilverZone allows s3:ListBucket on arn:aws:s3:::"),
     ("lists every zone", _scorer_statement("ListSilverZone", lambda s: s.update(
         Condition={"StringLike": {"s3:prefix": "lake/*"}})),
-     "ListSilverZone allows s3:ListBucket with s3:prefix lake/*"),
+     "with s3:prefix lake/*"),
     ("lists with a loosening operator too", _scorer_statement("ListSilverZone", lambda s: s["Condition"].update(
-        StringNotLike={"s3:prefix": "lake/raw/*"})), "ListSilverZone allows s3:ListBucket with no s3:prefix condition"),
+        StringNotLike={"s3:prefix": "lake/raw/*"})), "with no s3:prefix condition"),
     ("lists another bucket", _scorer_statement("ListSilverZone", _also_on("arn:aws:s3:::other-bucket")),
      "ListSilverZone allows s3:ListBucket on arn:aws:s3:::other-bucket"),
+    ("lists the lake's prefix in the artifacts bucket", _scorer_statement("ListServedBundle", lambda s: s.update(
+        Condition={"StringLike": {"s3:prefix": "lake/silver/*"}})), "with s3:prefix lake/silver/*"),
+    ("has an AWS-managed policy", lambda runs: edit_inputs(runs, "-batch-scoring-scorer", lambda inputs: inputs.update(
+        managedPolicyArns=["arn:aws:iam::aws:policy/AmazonS3FullAccess"])),
+     "has arn:aws:iam::aws:policy/AmazonS3FullAccess attached, a policy this check cannot read"),
     ("reads the monitoring zone", _scorer_statement("ReadSilverZone", _also_on("{}/lake/monitoring/*")),
      "/lake/monitoring/*"),
     ("reads the service's prediction log", _scorer_statement("ReadSilverZone", _also_on("{}/lake/predictions/*")),
@@ -285,6 +290,13 @@ def test_a_scorer_role_that_allows_more_than_the_job_does_is_reported(dev, edit,
     assert findings and all(f.subject == "retail-dev-batch-scoring-scorer" for f in findings)
     assert any(said in f.message and "beyond what the job reads and writes" in f.message for f in findings), [
         f.message for f in findings]
+
+
+def test_a_batch_role_may_read_the_folder_of_served_bundles_but_never_a_whole_bucket():
+    from policies.documents import _serving_prefix
+
+    assert _serving_prefix("s3://art/models/serving/dev/0a1b/") == "s3://art/models/serving/dev"
+    assert _serving_prefix("s3://art/0a1b/") == "s3://art/0a1b/"
 
 
 FAILING_FIXTURES: dict[str, list[tuple[str, Edit]]] = {
