@@ -478,23 +478,24 @@ class Deployment:
         return statements
 
     def attached_policies(self, role: RegisteredResource) -> list[RegisteredResource]:
-        names = {role.id, role.outputs.get("name")} - {None, ""}
-        arns = [
-            a.inputs.get("policyArn")
-            for a in self.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-            if a.inputs.get("role") in names
-        ]
-        return [p for arn in arns if (p := self.by_arn("aws:iam/policy:Policy", arn))]
+        """The stack's managed policies the role has (`managed_policy_arns`)."""
+        return [p for arn in self.managed_policy_arns(role) if (p := self.by_arn("aws:iam/policy:Policy", arn))]
 
     def unread_policies(self, role: RegisteredResource) -> list[str]:
         """The ARNs of managed policies the role has whose statements this deployment does not hold (AWS-managed
-        ones, or another stack's): attached with a RolePolicyAttachment or listed in the role's
-        `managedPolicyArns`. `role_policies` cannot read them."""
+        ones, or another stack's): `role_policies` cannot read them."""
+        return [arn for arn in self.managed_policy_arns(role) if not self.by_arn("aws:iam/policy:Policy", arn)]
+
+    def managed_policy_arns(self, role: RegisteredResource) -> list[str]:
+        """The ARNs of the managed policies the role has, each once: its own `managedPolicyArns`, and those of the
+        resources that attach policies to a role by its name (`ATTACHING`)."""
         names = {role.id, role.outputs.get("name")} - {None, ""}
-        attachments = self.of_type("aws:iam/rolePolicyAttachment:RolePolicyAttachment")
-        arns = [str(a.inputs.get("policyArn")) for a in attachments if a.inputs.get("role") in names]
-        arns += [str(arn) for arn in as_list(role.inputs.get("managedPolicyArns"))]
-        return [arn for arn in dict.fromkeys(arns) if not self.by_arn("aws:iam/policy:Policy", arn)]
+        arns = [str(arn) for arn in as_list(role.inputs.get("managedPolicyArns"))]
+        for type_, (role_input, policy_input) in ATTACHING.items():
+            for attaching in self.of_type(type_):
+                if names & {str(name) for name in as_list(attaching.inputs.get(role_input))}:
+                    arns += [str(arn) for arn in as_list(attaching.inputs.get(policy_input))]
+        return list(dict.fromkeys(arns))
 
     def service_accounts(self) -> list[ServiceAccount]:
         """Service accounts annotated with an IAM role: Kubernetes objects and the ones Helm releases create."""
@@ -1012,7 +1013,7 @@ def _batch_job_access(deployment: Deployment) -> Iterator[tuple[str, str]]:
                 yield from _unmet(role.name, need, statements, "for SSE-KMS objects, the role")
             served = [_serving_prefix(folder) for folder in option_values(container, ("--bundle",))]
             reading = [*reads, *served, *(f"{root}/{zone}/" for zone in command.reads)]
-            for problem in _beyond_the_job(statements, reading, f"{root}/{command.writes}/", key, through_s3):
+            for problem in _beyond_the_job(statements, reading, f"{root}/{command.writes}/", key):
                 yield role.name, f"{problem}, beyond what the job reads and writes"
 
 
@@ -1031,8 +1032,8 @@ PREFIX_TESTS = ("StringEquals", "StringLike")
 """Condition operators whose s3:prefix values bound what s3:ListBucket lists."""
 
 
-def _beyond_the_job(statements: Sequence[Mapping[str, Any]], reading: Sequence[str], writing: str, key: str,
-                    through_s3: Mapping[str, str]) -> Iterator[str]:
+def _beyond_the_job(statements: Sequence[Mapping[str, Any]], reading: Sequence[str], writing: str, key: str
+                    ) -> Iterator[str]:
     """What the role's Allow statements grant past the requests of a job that reads the folders `reading` and writes
     below `writing` (s3:// URIs): an action not in JOB_REQUESTS; s3:GetObject outside the folders it reads,
     s3:PutObject outside the one it writes; s3:ListBucket on another bucket, or with no s3:prefix bound inside the
@@ -1065,16 +1066,16 @@ def _beyond_the_job(statements: Sequence[Mapping[str, Any]], reading: Sequence[s
                 for bucket in resources:
                     if bucket not in listed or not prefixes or not all(_inside(p, listed[bucket]) for p in prefixes):
                         yield f"{sid} allows s3:ListBucket on {bucket} with {bound}"
-            elif (resources != [key] if key else any("*" in r for r in resources)) or not _condition_says(
-                    statement, through_s3):
+            elif (resources != [key] if key else any("*" in r for r in resources)) or not _through_s3(statement, key):
                 yield f"{sid} allows {action} on {', '.join(resources)} without S3 as kms:ViaService"
 
 
 def _serving_prefix(bundle: str) -> str:
     """The folder a --bundle folder is in (the serving prefix: a folder per served bundle), unless that is a bucket's
     root, which the job may not read whole: then the bundle folder itself."""
-    parent = bundle.rstrip("/").rpartition("/")[0]
-    return parent if "/" in parent.removeprefix("s3://") else bundle
+    bucket, _, key = bundle.removeprefix("s3://").strip("/").partition("/")
+    parent = key.rpartition("/")[0]
+    return f"s3://{bucket}/{parent}" if parent else bundle
 
 
 def _folder(uri: str) -> str:
@@ -1098,13 +1099,26 @@ def _condition_values(statement: Mapping[str, Any], key: str, operators: Sequenc
     return values
 
 
-def _condition_says(statement: Mapping[str, Any], context: Mapping[str, str]) -> bool:
-    """Whether `statement` requires each key of `context` to equal its value there (StringEquals)."""
-    return all(_condition_values(statement, name, ("StringEquals",)) == [value] for name, value in context.items())
+def _through_s3(statement: Mapping[str, Any], key: str) -> bool:
+    """Whether `statement` holds only for requests S3 makes (`kms:ViaService` equal to S3's endpoint: in the data
+    key's region, or in any one region when there is no key to take it from)."""
+    services = _condition_values(statement, "kms:ViaService", ("StringEquals",))
+    if key:
+        return services == [f"s3.{_region(key)}.amazonaws.com"]
+    return len(services) == 1 and re.fullmatch(r"s3\.[a-z0-9-]+\.amazonaws\.com", services[0]) is not None
 
 
 def _object_arn(uri: str) -> str:
     return "arn:aws:s3:::" + uri.removeprefix("s3://")
+
+
+ATTACHING = {
+    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": ("role", "policyArn"),
+    "aws:iam/policyAttachment:PolicyAttachment": ("roles", "policyArn"),
+    "aws:iam/rolePolicyAttachmentsExclusive:RolePolicyAttachmentsExclusive": ("roleName", "policyArns"),
+}
+"""Resources that attach managed policies to roles: (the input naming the role or roles, the input naming the
+policy ARN or ARNs)."""
 
 
 REQUIREMENTS: tuple[Requirement, ...] = (

@@ -8,12 +8,15 @@ row is about removed or mis-scoped, which the row must report.
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from pulumi.runtime import rpc
 
+from infra.offline import RegisteredResource
 from policies.documents import (
     DOCUMENTED,
     PARLIAMENT,
@@ -292,11 +295,73 @@ def test_a_scorer_role_that_allows_more_than_the_job_does_is_reported(dev, edit,
         f.message for f in findings]
 
 
+WIDE_POLICY_ARN = "arn:aws:iam::123456789012:policy/scorer-extra"
+ATTACHMENT_ROUTES = {
+    "a RolePolicyAttachment": ("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "role", "policyArn", False),
+    "a PolicyAttachment": ("aws:iam/policyAttachment:PolicyAttachment", "roles", "policyArn", True),
+    "a RolePolicyAttachmentsExclusive": ("aws:iam/rolePolicyAttachmentsExclusive:RolePolicyAttachmentsExclusive",
+                                         "roleName", "policyArns", True),
+    "the role's managedPolicyArns": ("", "", "managedPolicyArns", True),
+}
+"""Each way Pulumi's AWS provider gives a role a managed policy: the attaching resource's type, its inputs naming
+the role and the policy, and whether those take lists."""
+
+
+def _with_managed_policy(runs, route: str, arn: str, document: dict | None) -> list:
+    """`runs` with the scorer's role given the managed policy `arn` by `route`, and with a Policy of the stack of that
+    ARN holding `document` unless it is None (an AWS-managed or another stack's policy)."""
+    runs = copy.deepcopy(list(runs))
+    service = next(run for run in runs if any(r.name.endswith("-batch-scoring-scorer") for r in run.resources))
+    role = next(r for r in service.resources if r.name.endswith("-batch-scoring-scorer"))
+    type_, role_input, policy_input, lists = ATTACHMENT_ROUTES[route]
+    added = []
+    if document is not None:
+        added.append(RegisteredResource(
+            urn=f"{service.stack_urn}::extra-policy", id="extra", type="aws:iam/policy:Policy", name="extra-policy",
+            parent=service.stack_urn, custom=True, remote=False, inputs={"policy": json.dumps(document)},
+            outputs={"arn": arn}))
+    if type_:
+        name = role.outputs.get("name") or role.id
+        added.append(RegisteredResource(
+            urn=f"{service.stack_urn}::extra-attachment", id="attachment", type=type_, name="extra-attachment",
+            parent=service.stack_urn, custom=True, remote=False,
+            inputs={role_input: [name] if lists else name, policy_input: [arn] if lists else arn}, outputs={}))
+    else:
+        role.inputs[policy_input] = [arn]
+    service.resources.extend(added)
+    return runs
+
+
+@pytest.mark.parametrize("route", list(ATTACHMENT_ROUTES))
+def test_a_managed_policy_given_to_a_batch_role_is_read_or_reported(dev, route):
+    wide = {"Version": "2012-10-17", "Statement": [
+        {"Sid": "DeleteAnything", "Effect": "Allow", "Action": "s3:DeleteObject", "Resource": "*"}]}
+    read = [f.message for f in requirement_findings(_with_managed_policy(dev, route, WIDE_POLICY_ARN, wide))
+            if check_id(f) == "batch-job-s3-access"]
+    assert any("DeleteAnything allows s3:DeleteObject on *" in m for m in read), read
+    aws_managed = "arn:aws:iam::aws:policy/AmazonS3FullAccess"
+    unread = [f.message for f in requirement_findings(_with_managed_policy(dev, route, aws_managed, None))
+              if check_id(f) == "batch-job-s3-access"]
+    assert any(f"has {aws_managed} attached, a policy this check cannot read" in m for m in unread), unread
+
+
+def test_the_data_key_statement_must_hold_only_through_s3_with_or_without_a_key_to_take_the_region_from():
+    from policies.documents import _through_s3
+
+    key = "arn:aws:kms:ap-southeast-1:123456789012:key/abc"
+    via = {"Condition": {"StringEquals": {"kms:ViaService": "s3.ap-southeast-1.amazonaws.com"}}}
+    assert _through_s3(via, key) and _through_s3(via, "")
+    assert not _through_s3(via, key.replace("ap-southeast-1", "eu-west-1"))
+    assert not _through_s3({"Condition": {"StringEquals": {"kms:ViaService": "logs.ap-southeast-1.amazonaws.com"}}}, "")
+    assert not _through_s3({}, "")
+
+
 def test_a_batch_role_may_read_the_folder_of_served_bundles_but_never_a_whole_bucket():
     from policies.documents import _serving_prefix
 
     assert _serving_prefix("s3://art/models/serving/dev/0a1b/") == "s3://art/models/serving/dev"
     assert _serving_prefix("s3://art/0a1b/") == "s3://art/0a1b/"
+    assert _serving_prefix("s3://art/") == "s3://art/"
 
 
 FAILING_FIXTURES: dict[str, list[tuple[str, Edit]]] = {
