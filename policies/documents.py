@@ -998,10 +998,10 @@ def _batch_job_access(deployment: Deployment) -> Iterator[tuple[str, str]]:
                 continue
             statements = deployment.role_policies(role)
             for arn in deployment.unread_policies(role):
-                yield role.name, f"has {arn} attached, a policy this check cannot read: nothing may be beyond what " \
+                yield role.name, f"has {arn} attached, a policy this check cannot read: it may allow beyond what " \
                                  "the job reads and writes"
-            reads = option_values(container, BATCH_READS)
-            for folder in [*reads, *(f"{root}/{zone}/" for zone in command.reads)]:
+            needed = [*option_values(container, BATCH_READS), *(f"{root}/{zone}/" for zone in command.reads)]
+            for folder in needed:
                 for need in _read_needs(folder):
                     yield from _unmet(role.name, need, statements, f"for reading {folder}, the role")
             for file in command.written:
@@ -1012,8 +1012,7 @@ def _batch_job_access(deployment: Deployment) -> Iterator[tuple[str, str]]:
                 need = Need(("kms:Decrypt", "kms:GenerateDataKey"), resources=(key,), context=through_s3)
                 yield from _unmet(role.name, need, statements, "for SSE-KMS objects, the role")
             served = [_serving_prefix(folder) for folder in option_values(container, ("--bundle",))]
-            reading = [*reads, *served, *(f"{root}/{zone}/" for zone in command.reads)]
-            for problem in _beyond_the_job(statements, reading, f"{root}/{command.writes}/", key):
+            for problem in _beyond_the_job(statements, [*needed, *served], f"{root}/{command.writes}/", key):
                 yield role.name, f"{problem}, beyond what the job reads and writes"
 
 
