@@ -60,6 +60,7 @@ from infra.offline import OfflineRun, RegisteredResource
 from policies.findings import Finding
 from policies.model import Resource, as_list
 from policies.rules.kubernetes import BATCH, containers, env_of, option_values, pod_spec
+from policies.rules.lake_job import ATTACHING
 
 WAIVERS_FILE = Path(__file__).parent / "waivers.yaml"
 PARLIAMENT = "parliament"
@@ -488,10 +489,13 @@ class Deployment:
 
     def managed_policy_arns(self, role: RegisteredResource) -> list[str]:
         """The ARNs of the managed policies the role has, each once: its own `managedPolicyArns`, and those of the
-        resources that attach policies to a role by its name (`ATTACHING`)."""
+        resources that attach managed policies to a role by its name (the lake job rules' `ATTACHING`, but for the
+        RolePolicy, whose document is its own)."""
         names = {role.id, role.outputs.get("name")} - {None, ""}
         arns = [str(arn) for arn in as_list(role.inputs.get("managedPolicyArns"))]
         for type_, (role_input, policy_input) in ATTACHING.items():
+            if policy_input is None:
+                continue
             for attaching in self.of_type(type_):
                 if names & {str(name) for name in as_list(attaching.inputs.get(role_input))}:
                     arns += [str(arn) for arn in as_list(attaching.inputs.get(policy_input))]
@@ -1109,15 +1113,6 @@ def _through_s3(statement: Mapping[str, Any], key: str) -> bool:
 
 def _object_arn(uri: str) -> str:
     return "arn:aws:s3:::" + uri.removeprefix("s3://")
-
-
-ATTACHING = {
-    "aws:iam/rolePolicyAttachment:RolePolicyAttachment": ("role", "policyArn"),
-    "aws:iam/policyAttachment:PolicyAttachment": ("roles", "policyArn"),
-    "aws:iam/rolePolicyAttachmentsExclusive:RolePolicyAttachmentsExclusive": ("roleName", "policyArns"),
-}
-"""Resources that attach managed policies to roles: (the input naming the role or roles, the input naming the
-policy ARN or ARNs)."""
 
 
 REQUIREMENTS: tuple[Requirement, ...] = (
