@@ -50,7 +50,6 @@ from ml.prediction_log import (
     WEEK,
     Role,
     prediction_rows,
-    single_put_uri,
     week_folder,
     write_whole,
 )
@@ -85,7 +84,7 @@ class ServiceLogFiles:
 
     def __init__(self, root: str):
         self.root = root
-        self.fs, self.base = filesystem(single_put_uri(root))
+        self.fs, self.base = filesystem(root)
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
         self.partials = join(self.base, PARTIALS) if self.local else None
         self.writer = uuid.uuid4().hex[:12]

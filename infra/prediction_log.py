@@ -29,7 +29,7 @@ Deployment's preStop sleep and terminationGracePeriodSeconds).
 What the pods' role gains (`prediction_log_policy`): s3:PutObject under that prefix's week folders
 (`week=*`) and nothing else of S3 (no list, read or delete), and kms:GenerateDataKey and kms:Decrypt
 on the data key only through S3: the lake's buckets encrypt with it (SSE-KMS). Each file is
-serialised in memory and put whole: with `allow_delayed_open` (ml.prediction_log.single_put_uri)
+serialised in memory and put whole: with `allow_delayed_open` (ml.lake.filesystem)
 a file under 10 MB, which the log's files are (50,000 rows at most, ~2 MB), is one PutObject
 (GenerateDataKey); a larger one goes up in parts, whose completion needs Decrypt
 (https://docs.aws.amazon.com/AmazonS3/latest/userguide/mpuoverview.html#mpuAndPermissions).

@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import cast
+from urllib.parse import parse_qsl, urlencode
 
 import polars as pl
 import pyarrow as pa
@@ -46,16 +47,26 @@ CHUNK = 8 * 1024 * 1024  # bytes copied at a time into the raw zone
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """Arrow filesystem and path for a local path or an s3:// URI.
 
-    For s3:// the region is the environment's when it names one (AWS_REGION, else AWS_DEFAULT_REGION; EMR Serverless
-    and SageMaker set AWS_REGION): without it Arrow asks for the bucket's region first, with an unsigned HeadBucket
-    to AWS's public endpoint (unless an endpoint is set). The lake's buckets are in the stack's region; a bucket in
-    another region is read by unsetting both."""
+    For s3:// the region is the URI's `region`, else the environment's when it names one (AWS_REGION, else
+    AWS_DEFAULT_REGION; EMR Serverless and SageMaker set AWS_REGION): without it Arrow asks for the bucket's region
+    first, with an unsigned HeadBucket to AWS's public endpoint (unless an endpoint is set). The lake's buckets are in
+    the stack's region; a bucket in another region is read by unsetting both.
+
+    Its writes open no multipart upload for a small file (`allow_delayed_open`,
+    https://github.com/apache/arrow/issues/40557): a file under pyarrow's part size (10 MB) is one PutObject when it
+    is closed, where it would otherwise be CreateMultipartUpload, UploadPart and CompleteMultipartUpload, and a write
+    that fails leaves no upload open (the batch scorer's and the service's roles may not abort one; the buckets'
+    lifecycle rule does, after 7 days). A larger file still goes up in parts."""
     if "://" not in uri:
         path = Path(uri).expanduser().resolve()
         return pafs.LocalFileSystem(), path.as_posix()
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if region and uri.startswith("s3://") and "?" not in uri:
-        uri = f"{uri}?region={region}"
+    if uri.startswith("s3://"):
+        location, _, query = uri.partition("?")
+        options = dict(parse_qsl(query)) | {"allow_delayed_open": "true"}
+        region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if region:
+            options.setdefault("region", region)
+        uri = f"{location}?{urlencode(options)}"
     fs, path = pafs.FileSystem.from_uri(uri)
     return fs, path
 

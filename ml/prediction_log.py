@@ -138,9 +138,9 @@ def write_whole(fs: pafs.FileSystem, path: str, table: pa.Table, partial_folder:
     hidden `.<name>.partial` (in `partial_folder`, by default beside `path`, on the same filesystem) that is
     then renamed to `path`; with `sync` the file is synced to disk before the rename and the folder after it,
     so that after a power loss too the name holds the whole file or is absent (about 6 ms a file here). On S3
-    the bytes are handed over in one write: an object appears only when its upload completes, and with
-    `allow_delayed_open` (`single_put_uri`) a file below pyarrow's part size (10 MB) is one PutObject, with
-    no multipart upload to leave half done.
+    the bytes are handed over in one write: an object appears only when its upload completes, and on the
+    filesystem `ml.lake.filesystem` makes (`allow_delayed_open`) a file below pyarrow's part size (10 MB) is one
+    PutObject, with no multipart upload to leave half done.
     """
     buffer = pa.BufferOutputStream()
     pq.write_table(table, buffer, compression="zstd")
@@ -166,11 +166,3 @@ def write_whole(fs: pafs.FileSystem, path: str, table: pa.Table, partial_folder:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
-
-
-def single_put_uri(uri: str) -> str:
-    """An s3:// URI with `allow_delayed_open=true`, so that pyarrow opens no multipart upload for a small file
-    (https://github.com/apache/arrow/issues/40557); other locations as they are."""
-    if not uri.startswith("s3://") or "allow_delayed_open=" in uri:
-        return uri
-    return f"{uri}{'&' if '?' in uri else '?'}allow_delayed_open=true"

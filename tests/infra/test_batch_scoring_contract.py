@@ -216,6 +216,19 @@ def test_it_reads_silver_and_the_bundle_and_writes_predictions(scoring_run, smal
     assert ("s3:PutObject", f"{LAKE}/lake/predictions") in asked
 
 
+def test_each_file_it_writes_is_one_put_and_no_multipart_upload_is_opened(scoring_run):
+    """Its files are small: each is one PutObject, none a multipart upload, which a failed write would leave open
+    (the role may not abort one) and which takes three requests a file."""
+    _, _, requests = scoring_run
+    multipart = [f"{m} {path}?{query}" for m, path, query, _ in requests
+                 if {"uploads", "uploadId"} & parse_qs(query, keep_blank_values=True).keys()]
+    assert multipart == []
+    puts = [path for method, path, _, status in requests if method == "PUT" and status == 200]
+    written = [path for path in puts if "/lake/predictions/" in path]
+    assert written and len(written) == len(set(written))
+    assert any(path.endswith("/manifest.json") for path in written)
+
+
 def test_the_scorer_role_allows_every_request_it_makes(scoring_run, scorer_statements):
     _, _, requests = scoring_run
     denied = sorted(

@@ -224,6 +224,18 @@ def test_s3_filesystems_take_the_environment_s_region(monkeypatch):
     assert filesystem("s3://some-bucket/lake")[0].region == pafs.FileSystem.from_uri("s3://some-bucket/lake")[0].region
 
 
+def test_s3_filesystems_put_a_small_file_whole_and_keep_the_uri_s_own_options(monkeypatch):
+    """Every S3 filesystem of the lake opens an upload only once a file outgrows a part (`allow_delayed_open`); a
+    region or endpoint the URI names is kept."""
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")
+    options = filesystem("s3://some-bucket/lake")[0].__reduce__()[1][0]
+    assert (options["allow_delayed_open"], options["region"]) == (True, "eu-central-1")
+    fs, path = filesystem("s3://some-bucket/lake?region=us-west-2&endpoint_override=http://127.0.0.1:9")
+    options = fs.__reduce__()[1][0]
+    assert (options["allow_delayed_open"], options["region"], options["endpoint_override"], path) == (
+        True, "us-west-2", "http://127.0.0.1:9", "some-bucket/lake")
+
+
 def test_inputs_on_s3_are_found_by_listing_with_a_local_path_s_answers(lake_bucket):
     """`input_files` and batch scoring's `input_at` on S3: the answers and messages of a local path (a missing input,
     a folder without weekly files, a file with a trailing `/`, a run's silver lines), and no request answered 404."""
