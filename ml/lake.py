@@ -32,7 +32,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import cast
-from urllib.parse import parse_qsl, urlencode
 
 import polars as pl
 import pyarrow as pa
@@ -47,26 +46,30 @@ CHUNK = 8 * 1024 * 1024  # bytes copied at a time into the raw zone
 def filesystem(uri: str) -> tuple[pafs.FileSystem, str]:
     """Arrow filesystem and path for a local path or an s3:// URI.
 
-    For s3:// the region is the URI's `region`, else the environment's when it names one (AWS_REGION, else
-    AWS_DEFAULT_REGION; EMR Serverless and SageMaker set AWS_REGION): without it Arrow asks for the bucket's region
-    first, with an unsigned HeadBucket to AWS's public endpoint (unless an endpoint is set). The lake's buckets are in
-    the stack's region; a bucket in another region is read by unsetting both.
+    For s3:// the region is the environment's when it names one and the URI has no options of its own (AWS_REGION,
+    else AWS_DEFAULT_REGION; EMR Serverless and SageMaker set AWS_REGION): without it Arrow asks for the bucket's
+    region first, with an unsigned HeadBucket to AWS's public endpoint (unless an endpoint is set). The lake's buckets
+    are in the stack's region; a bucket in another region is read by unsetting both.
 
     Its writes open no multipart upload for a small file (`allow_delayed_open`,
     https://github.com/apache/arrow/issues/40557): a file under pyarrow's part size (10 MB) is one PutObject when it
     is closed, where it would otherwise be CreateMultipartUpload, UploadPart and CompleteMultipartUpload, and a write
     that fails leaves no upload open (the batch scorer's and the service's roles may not abort one; the buckets'
-    lifecycle rule does, after 7 days). A larger file still goes up in parts."""
+    lifecycle rule does, after 7 days). A larger file still goes up in parts. A URI that sets `allow_delayed_open`
+    keeps its own setting. Either way a stream's close sends what it holds, also when the `with` block around it
+    failed, so what is written is made in full before the stream is opened."""
     if "://" not in uri:
         path = Path(uri).expanduser().resolve()
         return pafs.LocalFileSystem(), path.as_posix()
     if uri.startswith("s3://"):
         location, _, query = uri.partition("?")
-        options = dict(parse_qsl(query)) | {"allow_delayed_open": "true"}
+        options = [query] if query else []  # the URI's own, as Arrow reads them
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        if region:
-            options.setdefault("region", region)
-        uri = f"{location}?{urlencode(options)}"
+        if region and not query:
+            options.append(f"region={region}")
+        if not re.search(r"(?:^|&)allow_delayed_open=", query):
+            options.append("allow_delayed_open=true")
+        uri = f"{location}?{'&'.join(options)}"
     fs, path = pafs.FileSystem.from_uri(uri)
     return fs, path
 
@@ -317,9 +320,10 @@ class Lake:
 
     def write_json(self, relative: str, payload: Mapping[str, object]) -> str:
         path = self._path(relative)
+        data = json.dumps(payload, indent=2, default=str).encode()
         self.ensure_parent(path)
         with self.fs.open_output_stream(path) as sink:
-            sink.write(json.dumps(payload, indent=2, default=str).encode())
+            sink.write(data)
         return self.uri(relative)
 
     def put_file(self, local: Path, *parts: str) -> str:

@@ -487,8 +487,9 @@ class RunOutput:
         return self.uri(*parts)
 
     def json(self, payload: dict[str, Any], *parts: str) -> str:
+        data = json.dumps(payload, indent=2, default=str).encode()  # before the stream: its close publishes the file
         with self._open(parts) as sink:
-            sink.write(json.dumps(payload, indent=2, default=str).encode())
+            sink.write(data)
         return self.uri(*parts)
 
 

@@ -25,6 +25,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import boto3
 import polars as pl
+import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 
@@ -224,16 +225,22 @@ def test_s3_filesystems_take_the_environment_s_region(monkeypatch):
     assert filesystem("s3://some-bucket/lake")[0].region == pafs.FileSystem.from_uri("s3://some-bucket/lake")[0].region
 
 
+def options_of(uri: str) -> dict:
+    """The options of the S3 filesystem `filesystem` makes for `uri`, as the filesystem pickles them."""
+    return filesystem(uri)[0].__reduce__()[1][0]
+
+
 def test_s3_filesystems_put_a_small_file_whole_and_keep_the_uri_s_own_options(monkeypatch):
-    """Every S3 filesystem of the lake opens an upload only once a file outgrows a part (`allow_delayed_open`); a
-    region or endpoint the URI names is kept."""
+    """Every S3 filesystem of the lake opens an upload only once a file outgrows a part (`allow_delayed_open`); the
+    options a URI sets are Arrow's to read, as they are, its own `allow_delayed_open` included."""
     monkeypatch.setenv("AWS_REGION", "eu-central-1")
-    options = filesystem("s3://some-bucket/lake")[0].__reduce__()[1][0]
-    assert (options["allow_delayed_open"], options["region"]) == (True, "eu-central-1")
-    fs, path = filesystem("s3://some-bucket/lake?region=us-west-2&endpoint_override=http://127.0.0.1:9")
-    options = fs.__reduce__()[1][0]
-    assert (options["allow_delayed_open"], options["region"], options["endpoint_override"], path) == (
-        True, "us-west-2", "http://127.0.0.1:9", "some-bucket/lake")
+    assert options_of("s3://some-bucket/lake")["allow_delayed_open"] is True
+    options = options_of("s3://some-bucket/lake?region=us-west-2&endpoint_override=http://127.0.0.1:9")
+    assert (options["allow_delayed_open"], options["region"], options["endpoint_override"]) == (
+        True, "us-west-2", "http://127.0.0.1:9")
+    assert options_of("s3://some-bucket/lake?allow_delayed_open=false&region=us-west-2")["allow_delayed_open"] is False
+    with pytest.raises(pa.ArrowInvalid, match="Unexpected query parameter"):
+        filesystem("s3://some-bucket/dir?x/file")  # a key holding `?`: refused by Arrow, not read as another path
 
 
 def test_inputs_on_s3_are_found_by_listing_with_a_local_path_s_answers(lake_bucket):
