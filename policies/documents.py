@@ -371,6 +371,13 @@ def _principal_matches(statement: Mapping[str, Any], principal: tuple[str, str] 
     return isinstance(named, dict) and any(v in ("*", value) for v in _listed(named.get(kind)))
 
 
+def _names_principal(statement: Mapping[str, Any], arn: str) -> bool:
+    """Whether a resource policy's statement names the principal of ARN `arn` (also as `*`, anyone)."""
+    named = statement.get("Principal")
+    principals = {str(v) for v in _listed(named.get("AWS"))} if isinstance(named, dict) else set()
+    return named == "*" or "*" in principals or (bool(arn) and arn in principals)
+
+
 def _element_matches(statement: Mapping[str, Any], element: str, value: str, ignore_case: bool) -> bool:
     """Action/NotAction, Resource/NotResource; a trust policy's absent Resource is the role itself."""
     if element in statement:
@@ -477,6 +484,22 @@ class Deployment:
         for policy in self.attached_policies(role):
             statements += self.statements(policy)
         return statements
+
+    def resource_grants(self, role: RegisteredResource) -> dict[str, list[dict[str, Any]]]:
+        """The Allow statements of the deployment's resource policies (buckets, keys, topics, queues, repositories)
+        that name the role as an AWS principal, by its ARN or as `*`, or that allow with NotPrincipal (everyone but
+        whom it names), by the name of the resource holding them. An account's root as principal grants nothing
+        itself (it lets the account's IAM policies decide), so it is not the role's."""
+        arn = str(role.outputs.get("arn") or "")
+        grants: dict[str, list[dict[str, Any]]] = {}
+        for document in self.documents:
+            if document.kind not in ("key", "resource"):
+                continue
+            for statement in document.statements:
+                if statement.get("Effect") == "Allow" and (
+                        "NotPrincipal" in statement or _names_principal(statement, arn)):
+                    grants.setdefault(document.resource.name, []).append(statement)
+        return grants
 
     def attached_policies(self, role: RegisteredResource) -> list[RegisteredResource]:
         """The stack's managed policies the role has (`managed_policy_arns`)."""
@@ -980,7 +1003,9 @@ def _batch_job_access(deployment: Deployment) -> Iterator[tuple[str, str]]:
     Reads: s3:ListBucket with the folder as `s3:prefix`, s3:GetObject below it, for each folder its arguments
     name and each zone its command reads; writes: s3:PutObject below the zone its command writes; S3 with
     SSE-KMS needs kms:Decrypt and kms:GenerateDataKey on the data key, requested by S3 (`kms:ViaService`).
-    Nothing more: `_beyond_the_job` reads every Allow statement of the role for what it grants past that.
+    Nothing more: `_beyond_the_job` reads every Allow statement of the role for what it grants past that, and every
+    Allow statement of the deployment's resource policies that names the role (`Deployment.resource_grants`): a
+    bucket or key policy grants the role what it allows as surely as the role's own policies do.
     """
     key = str(deployment.platform_outputs.get("dataKeyArn", ""))
     through_s3 = {"kms:ViaService": f"s3.{_region(key)}.amazonaws.com"}
@@ -1016,8 +1041,10 @@ def _batch_job_access(deployment: Deployment) -> Iterator[tuple[str, str]]:
                 need = Need(("kms:Decrypt", "kms:GenerateDataKey"), resources=(key,), context=through_s3)
                 yield from _unmet(role.name, need, statements, "for SSE-KMS objects, the role")
             served = [_serving_prefix(folder) for folder in option_values(container, ("--bundle",))]
-            for problem in _beyond_the_job(statements, [*needed, *served], f"{root}/{command.writes}/", key):
-                yield role.name, f"{problem}, beyond what the job reads and writes"
+            for holder, granted in {"": statements, **deployment.resource_grants(role)}.items():
+                for problem in _beyond_the_job(granted, [*needed, *served], f"{root}/{command.writes}/", key):
+                    where = f" (in the resource policy of {holder})" if holder else ""
+                    yield role.name, f"{problem}{where}, beyond what the job reads and writes"
 
 
 def _read_needs(folder: str) -> list[Need]:
@@ -1037,13 +1064,14 @@ PREFIX_TESTS = ("StringEquals", "StringLike")
 
 def _beyond_the_job(statements: Sequence[Mapping[str, Any]], reading: Sequence[str], writing: str, key: str
                     ) -> Iterator[str]:
-    """What the role's Allow statements grant past the requests of a job that reads the folders `reading` and writes
-    below `writing` (s3:// URIs): an action not in JOB_REQUESTS; s3:GetObject outside the folders it reads,
-    s3:PutObject outside the one it writes; s3:ListBucket on another bucket, or with no s3:prefix bound inside the
-    folders it reads; the data key's actions on another key or without S3 as `kms:ViaService`; NotAction or
-    NotResource, which allow all but what they name. Read from the statements themselves rather than by asking
-    about sample requests, so that a widening no sample foresaw is found too. A resource or prefix is inside a
-    folder when it starts with the folder's path and its `/`: a wildcard before that could match anything."""
+    """What Allow statements that apply to a job's role grant past the requests of a job that reads the folders
+    `reading` and writes below `writing` (s3:// URIs): an action not in JOB_REQUESTS; s3:GetObject outside the
+    folders it reads, s3:PutObject outside the one it writes; s3:ListBucket on another bucket, or with no s3:prefix
+    bound inside the folders it reads; the data key's actions on another key or without S3 as `kms:ViaService`;
+    NotAction, NotResource or (in a resource policy) NotPrincipal, which allow all but what they name. Read from the
+    statements themselves rather than by asking about sample requests, so that a widening no sample foresaw is found
+    too. A resource or prefix is inside a folder when it starts with the folder's path and its `/`: a wildcard before
+    that could match anything."""
     objects = {"s3:GetObject": [_object_arn(_folder(f)) for f in reading],
                "s3:PutObject": [_object_arn(_folder(writing))]}
     listed: dict[str, list[str]] = {}  # bucket ARN -> the key prefixes the job lists in it
@@ -1054,8 +1082,9 @@ def _beyond_the_job(statements: Sequence[Mapping[str, Any]], reading: Sequence[s
         if statement.get("Effect") != "Allow":
             continue
         sid = str(statement.get("Sid") or f"statement {number}")
-        if "NotAction" in statement or "NotResource" in statement:
-            yield f"{sid} allows with NotAction or NotResource (all but what they name)"
+        negated = [element for element in ("NotAction", "NotResource", "NotPrincipal") if element in statement]
+        if negated:
+            yield f"{sid} allows with {' and '.join(negated)} (all but what they name)"
             continue
         resources = [str(r) for r in as_list(statement.get("Resource"))]
         for action in expand_actions(str(a) for a in as_list(statement.get("Action"))):
@@ -1207,7 +1236,8 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "Let a batch job's role list and read what its --input and --bundle name and the zones its command reads "
         "(retail monitor: <RETAIL_LAKE_ROOT>/predictions/, silver/, monitoring/), put objects under the zone it "
         "writes (retail score: predictions/, retail monitor: monitoring/) and use the data key through S3, and "
-        "nothing more: no other action, bucket, folder, listing prefix or key in any of its Allow statements",
+        "nothing more: no other action, bucket, folder, listing prefix or key in any of its Allow statements, nor "
+        "in a bucket, key or other resource policy of the stack that names the role (or anyone)",
         S3_ACTIONS_DOC,
         _batch_job_access,
     ),

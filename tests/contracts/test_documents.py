@@ -295,6 +295,63 @@ def test_a_scorer_role_that_allows_more_than_the_job_does_is_reported(dev, edit,
         f.message for f in findings]
 
 
+def _scorer_arn(runs) -> str:
+    (role,) = [r for run in runs for r in run.resources
+               if r.type == "aws:iam/role:Role" and r.name.endswith("-batch-scoring-scorer")]
+    return str(role.outputs["arn"])
+
+
+def _granted(holder: str, principal: Callable[[str], Any], action: str, principal_element: str = "Principal") -> Edit:
+    """`runs` with an Allow of `action` on everything added to the resource policy of the resource named `*holder`,
+    to the principal `principal(<the scorer role's ARN>)`."""
+
+    def edit(runs):
+        grant = {"Sid": "ExtraGrant", "Effect": "Allow", principal_element: principal(_scorer_arn(runs)),
+                 "Action": action, "Resource": "*"}
+        return edit_document(runs, holder, lambda statements: [*statements, grant])
+
+    return edit
+
+
+RESOURCE_GRANTS: dict[str, tuple[Edit, str | None]] = {
+    "a bucket policy naming the role": (
+        _granted("-lake-silver-policy", lambda arn: {"AWS": arn}, "s3:DeleteObject"),
+        "ExtraGrant allows s3:DeleteObject on * (in the resource policy of retail-dev-lake-silver-policy)"),
+    "a bucket policy naming it among others": (
+        _granted("-lake-gold-policy", lambda arn: {"AWS": ["arn:aws:iam::123456789012:role/other", arn]},
+                 "s3:GetObject"),
+        "ExtraGrant allows s3:GetObject on * (in the resource policy of retail-dev-lake-gold-policy)"),
+    "a bucket policy naming anyone": (
+        _granted("-lake-artifacts-policy", lambda arn: "*", "s3:PutObject"),
+        "ExtraGrant allows s3:PutObject on * (in the resource policy of retail-dev-lake-artifacts-policy)"),
+    "the data key's policy naming the role": (
+        _granted("-kms-data-key", lambda arn: {"AWS": arn}, "kms:Encrypt"),
+        "ExtraGrant allows kms:Encrypt on * (in the resource policy of retail-dev-kms-data-key)"),
+    "a bucket policy allowing all but someone": (
+        _granted("-lake-raw-policy", lambda arn: {"AWS": "arn:aws:iam::123456789012:role/other"}, "s3:GetObject",
+                 principal_element="NotPrincipal"),
+        "ExtraGrant allows with NotPrincipal"),
+    "a bucket policy naming another role": (
+        _granted("-lake-silver-policy", lambda arn: {"AWS": "arn:aws:iam::123456789012:role/other"},
+                 "s3:DeleteObject"), None),
+    "a bucket policy naming the account": (
+        _granted("-lake-silver-policy", lambda arn: {"AWS": "arn:aws:iam::123456789012:root"}, "s3:DeleteObject"),
+        None),
+}
+"""Grants to the scorer's role, or not to it, in the stack's resource policies, and what the check says of each (None:
+nothing, the grant is another principal's)."""
+
+
+@pytest.mark.parametrize("case", list(RESOURCE_GRANTS))
+def test_a_resource_policy_granting_the_scorer_more_is_reported_and_one_granting_others_is_not(dev, case):
+    edit, said = RESOURCE_GRANTS[case]
+    findings = [f.message for f in requirement_findings(edit(dev)) if check_id(f) == "batch-job-s3-access"]
+    if said is None:
+        assert findings == []
+    else:
+        assert any(said in m and "beyond what the job reads and writes" in m for m in findings), findings
+
+
 WIDE_POLICY_ARN = "arn:aws:iam::123456789012:policy/scorer-extra"
 ATTACHMENT_ROUTES = {
     "a RolePolicyAttachment": ("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "role", "policyArn", False),
