@@ -85,6 +85,11 @@ DOCUMENT_INPUTS: Mapping[str, tuple[str, str]] = {
     "aws:kms/key:Key": ("policy", "key"),
     "aws:kms/keyPolicy:KeyPolicy": ("policy", "key"),
     "aws:s3/bucketPolicy:BucketPolicy": ("policy", "resource"),
+    "aws:s3/bucket:Bucket": ("policy", "resource"),
+    "aws:s3/bucketV2:BucketV2": ("policy", "resource"),
+    "aws:s3/accessPoint:AccessPoint": ("policy", "resource"),
+    "aws:s3control/accessPointPolicy:AccessPointPolicy": ("policy", "resource"),
+    "aws:sqs/queue:Queue": ("policy", "resource"),
     "aws:sns/topic:Topic": ("policy", "resource"),
     "aws:sns/topicPolicy:TopicPolicy": ("policy", "resource"),
     "aws:sqs/queuePolicy:QueuePolicy": ("policy", "resource"),
@@ -371,11 +376,29 @@ def _principal_matches(statement: Mapping[str, Any], principal: tuple[str, str] 
     return isinstance(named, dict) and any(v in ("*", value) for v in _listed(named.get(kind)))
 
 
-def _names_principal(statement: Mapping[str, Any], arn: str) -> bool:
-    """Whether a resource policy's statement names the principal of ARN `arn` (also as `*`, anyone)."""
+PRINCIPAL_KEYS = ("aws:PrincipalArn", "aws:PrincipalAccount", "aws:PrincipalType")
+"""Condition keys whose value in a role's own request is known from its ARN."""
+SERVICE_REQUEST_KEYS = ("aws:SourceArn", "aws:SourceAccount", "aws:SourceOrgID", "aws:SourceOrgPaths",
+                        "aws:PrincipalServiceName", "aws:PrincipalServiceNamesList")
+"""Condition keys only a request an AWS service makes on someone's behalf carries: absent from a role's own."""
+
+
+def _applies_to_the_role(statement: Mapping[str, Any], arn: str) -> bool:
+    """Whether a resource policy's statement may apply to requests of the role of ARN `arn`: its Principal names
+    that ARN or anyone (`*`), and none of its conditions on the principal (PRINCIPAL_KEYS, SERVICE_REQUEST_KEYS)
+    rules the role out. Conditions on other keys may or may not hold: the statement may apply."""
     named = statement.get("Principal")
     principals = {str(v) for v in _listed(named.get("AWS"))} if isinstance(named, dict) else set()
-    return named == "*" or "*" in principals or (bool(arn) and arn in principals)
+    if not (named == "*" or "*" in principals or (bool(arn) and arn in principals)):
+        return False
+    context = {"aws:PrincipalArn": arn, "aws:PrincipalAccount": _account(arn), "aws:PrincipalType": "AssumedRole"}
+    known = {key.lower() for key in (*PRINCIPAL_KEYS, *SERVICE_REQUEST_KEYS)}
+    return all(
+        _condition_holds(operator, key, values, context if arn else {})
+        for operator, block in (statement.get("Condition") or {}).items()
+        for key, values in block.items()
+        if key.lower() in known and (operator.removesuffix("IfExists") in _OPERATORS or operator == "Null")
+    )
 
 
 def _element_matches(statement: Mapping[str, Any], element: str, value: str, ignore_case: bool) -> bool:
@@ -486,20 +509,42 @@ class Deployment:
         return statements
 
     def resource_grants(self, role: RegisteredResource) -> dict[str, list[dict[str, Any]]]:
-        """The Allow statements of the deployment's resource policies (buckets, keys, topics, queues, repositories)
-        that name the role as an AWS principal, by its ARN or as `*`, or that allow with NotPrincipal (everyone but
-        whom it names), by the name of the resource holding them. An account's root as principal grants nothing
-        itself (it lets the account's IAM policies decide), so it is not the role's."""
+        """The Allow statements of the deployment's resource policies (buckets, access points, keys, topics, queues,
+        repositories) that may apply to the role's own requests, by where they are ("the key policy of <key>", "the
+        resource policy of <resource>"): those whose Principal names the role's ARN (alone or among others) or
+        anyone (`*`) and whose conditions on the principal (`_applies_to_the_role`) do not rule the role out, and
+        those that allow with NotPrincipal (everyone but whom it names). An account's root as principal grants
+        nothing itself (it lets the account's IAM policies decide), so it is not the role's. Each statement is
+        as the policy means it: a key policy's `*` resource is its key, a statement without Resource (a
+        repository's) is about its holder, and one without Sid is named by its place in its document."""
         arn = str(role.outputs.get("arn") or "")
         grants: dict[str, list[dict[str, Any]]] = {}
         for document in self.documents:
             if document.kind not in ("key", "resource"):
                 continue
-            for statement in document.statements:
-                if statement.get("Effect") == "Allow" and (
-                        "NotPrincipal" in statement or _names_principal(statement, arn)):
-                    grants.setdefault(document.resource.name, []).append(statement)
+            holder = document.resource
+            itself = self._key_arn(holder) if document.kind == "key" else str(holder.outputs.get("arn") or holder.name)
+            for number, statement in enumerate(document.statements, start=1):
+                if statement.get("Effect") != "Allow" or not (
+                        "NotPrincipal" in statement or _applies_to_the_role(statement, arn)):
+                    continue
+                resources = _listed(statement.get("Resource", itself))
+                meant = {**statement, "Sid": statement.get("Sid") or f"statement {number}",
+                         "Resource": [itself if r == "*" and document.kind == "key" else r for r in resources]}
+                where = f"the {'key' if document.kind == 'key' else 'resource'} policy of {holder.name}"
+                grants.setdefault(where, []).append(meant)
         return grants
+
+    def kms_grants(self, role: RegisteredResource) -> list[RegisteredResource]:
+        """The KMS grants of the deployment whose grantee is the role: each lets it use a key with no policy
+        statement at all, and with no condition but the grant's encryption-context constraints."""
+        arn = role.outputs.get("arn")
+        return [g for g in self.of_type("aws:kms/grant:Grant") if arn and g.inputs.get("granteePrincipal") == arn]
+
+    def _key_arn(self, holder: RegisteredResource) -> str:
+        """The ARN of the key a key policy is about: the Key's own, or the key a KeyPolicy names."""
+        key = holder if holder.type == "aws:kms/key:Key" else self.key(str(holder.inputs.get("keyId") or ""))
+        return str((key.outputs.get("arn") if key else None) or "*")
 
     def attached_policies(self, role: RegisteredResource) -> list[RegisteredResource]:
         """The stack's managed policies the role has (`managed_policy_arns`)."""
@@ -1004,8 +1049,9 @@ def _batch_job_access(deployment: Deployment) -> Iterator[tuple[str, str]]:
     name and each zone its command reads; writes: s3:PutObject below the zone its command writes; S3 with
     SSE-KMS needs kms:Decrypt and kms:GenerateDataKey on the data key, requested by S3 (`kms:ViaService`).
     Nothing more: `_beyond_the_job` reads every Allow statement of the role for what it grants past that, and every
-    Allow statement of the deployment's resource policies that names the role (`Deployment.resource_grants`): a
-    bucket or key policy grants the role what it allows as surely as the role's own policies do.
+    Allow statement of the deployment's resource policies that may apply to the role (`Deployment.resource_grants`):
+    a bucket or key policy naming the role grants it what it allows, whatever the role's own policies say. A KMS
+    grant to the role is reported too: it lets the role use the key with no condition on how.
     """
     key = str(deployment.platform_outputs.get("dataKeyArn", ""))
     through_s3 = {"kms:ViaService": f"s3.{_region(key)}.amazonaws.com"}
@@ -1041,10 +1087,15 @@ def _batch_job_access(deployment: Deployment) -> Iterator[tuple[str, str]]:
                 need = Need(("kms:Decrypt", "kms:GenerateDataKey"), resources=(key,), context=through_s3)
                 yield from _unmet(role.name, need, statements, "for SSE-KMS objects, the role")
             served = [_serving_prefix(folder) for folder in option_values(container, ("--bundle",))]
-            for holder, granted in {"": statements, **deployment.resource_grants(role)}.items():
+            for where, granted in {"": statements, **deployment.resource_grants(role)}.items():
+                in_where = f" (in {where})" if where else ""
                 for problem in _beyond_the_job(granted, [*needed, *served], f"{root}/{command.writes}/", key):
-                    where = f" (in the resource policy of {holder})" if holder else ""
-                    yield role.name, f"{problem}{where}, beyond what the job reads and writes"
+                    yield role.name, f"{problem}{in_where}, beyond what the job reads and writes"
+            for grant in deployment.kms_grants(role):
+                operations = ", ".join(str(o) for o in as_list(grant.inputs.get("operations")))
+                yield role.name, (f"the KMS grant {grant.name} lets it {operations} with the key "
+                                  f"{grant.inputs.get('keyId')}, not only through S3 (a grant takes no "
+                                  "kms:ViaService), beyond what the job reads and writes")
 
 
 def _read_needs(folder: str) -> list[Need]:
