@@ -84,6 +84,11 @@ DOCUMENT_INPUTS: Mapping[str, tuple[str, str]] = {
     "aws:iam/groupPolicy:GroupPolicy": ("policy", "identity"),
     "aws:kms/key:Key": ("policy", "key"),
     "aws:kms/keyPolicy:KeyPolicy": ("policy", "key"),
+    "aws:kms/replicaKey:ReplicaKey": ("policy", "key"),
+    "aws:kms/externalKey:ExternalKey": ("policy", "key"),
+    "aws:kms/replicaExternalKey:ReplicaExternalKey": ("policy", "key"),
+    "aws:s3control/bucketPolicy:BucketPolicy": ("policy", "resource"),
+    "aws:s3control/objectLambdaAccessPointPolicy:ObjectLambdaAccessPointPolicy": ("policy", "resource"),
     "aws:s3/bucketPolicy:BucketPolicy": ("policy", "resource"),
     "aws:s3/bucket:Bucket": ("policy", "resource"),
     "aws:s3/bucketV2:BucketV2": ("policy", "resource"),
@@ -96,6 +101,9 @@ DOCUMENT_INPUTS: Mapping[str, tuple[str, str]] = {
     ECR_REPOSITORY_POLICY: ("policy", "resource"),
 }
 """Resource type -> (input holding a policy document, kind of document)."""
+KEY_TYPES = ("aws:kms/key:Key", "aws:kms/replicaKey:ReplicaKey", "aws:kms/externalKey:ExternalKey",
+             "aws:kms/replicaExternalKey:ReplicaExternalKey")
+"""The KMS key types, whose `policy` is their own key's (a KeyPolicy names its key by `keyId`)."""
 
 
 # --------------------------------------------------------------------------- findings and waivers
@@ -391,14 +399,29 @@ def _applies_to_the_role(statement: Mapping[str, Any], arn: str) -> bool:
     principals = {str(v) for v in _listed(named.get("AWS"))} if isinstance(named, dict) else set()
     if not (named == "*" or "*" in principals or (bool(arn) and arn in principals)):
         return False
-    context = {"aws:PrincipalArn": arn, "aws:PrincipalAccount": _account(arn), "aws:PrincipalType": "AssumedRole"}
-    known = {key.lower() for key in (*PRINCIPAL_KEYS, *SERVICE_REQUEST_KEYS)}
+    context = {"aws:PrincipalType": "AssumedRole"}  # an IRSA session: AssumeRoleWithWebIdentity
+    if arn:
+        context |= {"aws:PrincipalArn": arn, "aws:PrincipalAccount": _account(arn)}
+    known = {key.lower() for key in (*context, *SERVICE_REQUEST_KEYS)}
     return all(
-        _condition_holds(operator, key, values, context if arn else {})
+        _condition_holds(operator, key, values, context)
         for operator, block in (statement.get("Condition") or {}).items()
         for key, values in block.items()
-        if key.lower() in known and (operator.removesuffix("IfExists") in _OPERATORS or operator == "Null")
+        if key.lower() in known and _evaluable(operator, values)
     )
+
+
+def _evaluable(operator: str, values: Any) -> bool:
+    """Whether `_condition_holds` can tell if a condition holds: an operator it evaluates, values without policy
+    variables (`${aws:ResourceAccount}`, read as the literal text), and for the ARN operators, ARN patterns of six
+    parts (`_arn_like` matches no other). A condition it cannot tell may hold."""
+    base = operator.removesuffix("IfExists")
+    if base != "Null" and base not in _OPERATORS:
+        return False
+    listed = [str(v) for v in _listed(values)]
+    if any("${" in v for v in listed):
+        return False
+    return not base.startswith("Arn") or all(v.count(":") >= 5 for v in listed)
 
 
 def _element_matches(statement: Mapping[str, Any], element: str, value: str, ignore_case: bool) -> bool:
@@ -482,7 +505,8 @@ class Deployment:
         return next(
             (
                 k
-                for k in self.of_type("aws:kms/key:Key")
+                for type_ in KEY_TYPES
+                for k in self.of_type(type_)
                 if reference in (k.outputs.get("arn"), k.outputs.get("keyId"), k.id)
             ),
             None,
@@ -523,7 +547,8 @@ class Deployment:
             if document.kind not in ("key", "resource"):
                 continue
             holder = document.resource
-            itself = self._key_arn(holder) if document.kind == "key" else str(holder.outputs.get("arn") or holder.name)
+            itself = self._key_arn(holder) if document.kind == "key" else str(
+                holder.inputs.get("repository") or holder.outputs.get("arn") or holder.name)
             for number, statement in enumerate(document.statements, start=1):
                 if statement.get("Effect") != "Allow" or not (
                         "NotPrincipal" in statement or _applies_to_the_role(statement, arn)):
@@ -543,7 +568,7 @@ class Deployment:
 
     def _key_arn(self, holder: RegisteredResource) -> str:
         """The ARN of the key a key policy is about: the Key's own, or the key a KeyPolicy names."""
-        key = holder if holder.type == "aws:kms/key:Key" else self.key(str(holder.inputs.get("keyId") or ""))
+        key = holder if holder.type in KEY_TYPES else self.key(str(holder.inputs.get("keyId") or ""))
         return str((key.outputs.get("arn") if key else None) or "*")
 
     def attached_policies(self, role: RegisteredResource) -> list[RegisteredResource]:
@@ -1288,7 +1313,8 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         "(retail monitor: <RETAIL_LAKE_ROOT>/predictions/, silver/, monitoring/), put objects under the zone it "
         "writes (retail score: predictions/, retail monitor: monitoring/) and use the data key through S3, and "
         "nothing more: no other action, bucket, folder, listing prefix or key in any of its Allow statements, nor "
-        "in a bucket, key or other resource policy of the stack that names the role (or anyone)",
+        "in a statement of a bucket, key or other resource policy of the stack that may apply to the role (naming "
+        "it or anyone, with no condition on the principal that rules it out), and no KMS grant to it",
         S3_ACTIONS_DOC,
         _batch_job_access,
     ),

@@ -344,6 +344,10 @@ RESOURCE_GRANTS: dict[str, tuple[Edit, tuple[str, ...]]] = {
         _granted("-lake-artifacts-policy", lambda arn: {"AWS": "*"}, "s3:PutObject",
                  condition={"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::123456789012:role/*-scorer-*"}}),
         ("ExtraGrant allows s3:PutObject on *",)),
+    "a bucket policy naming anyone in the bucket's account, by a policy variable": (
+        _granted("-lake-gold-policy", lambda arn: "*", "s3:DeleteObject",
+                 condition={"StringEquals": {"aws:PrincipalAccount": "${aws:ResourceAccount}"}}),
+        ("ExtraGrant allows s3:DeleteObject on * (in the resource policy of retail-dev-lake-gold-policy)",)),
     "the data key's policy naming the role": (
         _granted("-kms-data-key", lambda arn: {"AWS": arn}, "kms:Encrypt"),
         ("ExtraGrant allows kms:Encrypt on arn:aws:kms:", "(in the key policy of retail-dev-kms-data-key)")),
