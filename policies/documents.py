@@ -384,8 +384,6 @@ def _principal_matches(statement: Mapping[str, Any], principal: tuple[str, str] 
     return isinstance(named, dict) and any(v in ("*", value) for v in _listed(named.get(kind)))
 
 
-PRINCIPAL_KEYS = ("aws:PrincipalArn", "aws:PrincipalAccount", "aws:PrincipalType")
-"""Condition keys whose value in a role's own request is known from its ARN."""
 SERVICE_REQUEST_KEYS = ("aws:SourceArn", "aws:SourceAccount", "aws:SourceOrgID", "aws:SourceOrgPaths",
                         "aws:PrincipalServiceName", "aws:PrincipalServiceNamesList")
 """Condition keys only a request an AWS service makes on someone's behalf carries: absent from a role's own."""
@@ -393,11 +391,10 @@ SERVICE_REQUEST_KEYS = ("aws:SourceArn", "aws:SourceAccount", "aws:SourceOrgID",
 
 def _applies_to_the_role(statement: Mapping[str, Any], arn: str) -> bool:
     """Whether a resource policy's statement may apply to requests of the role of ARN `arn`: its Principal names
-    that ARN or anyone (`*`), and none of its conditions on the principal (PRINCIPAL_KEYS, SERVICE_REQUEST_KEYS)
-    rules the role out. Conditions on other keys may or may not hold: the statement may apply."""
-    named = statement.get("Principal")
-    principals = {str(v) for v in _listed(named.get("AWS"))} if isinstance(named, dict) else set()
-    if not (named == "*" or "*" in principals or (bool(arn) and arn in principals)):
+    that ARN or anyone (`*`), and none of its conditions on the principal (aws:PrincipalArn, PrincipalAccount and
+    PrincipalType, known for the role's own requests; SERVICE_REQUEST_KEYS, absent from them) rules the role out.
+    Conditions on other keys may or may not hold: the statement may apply."""
+    if not _principal_matches(statement, ("AWS", arn or "*")):
         return False
     context = {"aws:PrincipalType": "AssumedRole"}  # an IRSA session: AssumeRoleWithWebIdentity
     if arn:
