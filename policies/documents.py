@@ -45,7 +45,7 @@ import json
 import re
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from types import ModuleType
@@ -667,25 +667,9 @@ class Requirement:
         return [finding(DOCUMENTED, self.id, subject, problem, fix) for subject, problem in self.check(deployment)]
 
 
-@dataclass(frozen=True)
-class _RoleAndResourcePolicies:
-    """A role's own statements and the resource policies' statements that may apply to it (`resource_grants`): in
-    one account, a request either allows is allowed (IAM's evaluation logic, no Deny being read here)."""
-
-    identity: Sequence[Mapping[str, Any]]
-    granted: Sequence[Mapping[str, Any]]
-    arn: str
-
-    def missing(self, need: Need) -> list[str]:
-        """The requests of `need` neither allows."""
-        by_resources = set(allows(self.granted, replace(need, principal=("AWS", self.arn)))) if self.arn else None
-        return [m for m in allows(self.identity, need) if by_resources is None or m in by_resources]
-
-
-def _unmet(subject: str, need: Need, statements: Sequence[Mapping[str, Any]] | _RoleAndResourcePolicies, what: str
-           ) -> Iterator[tuple[str, str]]:
+def _unmet(subject: str, need: Need, statements: Sequence[Mapping[str, Any]], what: str) -> Iterator[tuple[str, str]]:
     """(subject, problem) when `statements` do not allow all of `need`; `what` names the document in the message."""
-    missing = statements.missing(need) if isinstance(statements, _RoleAndResourcePolicies) else allows(statements, need)
+    missing = allows(statements, need)
     if missing:
         yield subject, f"{what} does not allow {', '.join(missing)}"
 
@@ -1110,25 +1094,22 @@ def _batch_job_access(deployment: Deployment) -> Iterator[tuple[str, str]]:
                 yield job.name, "the pods' service account names no IAM role this deployment creates"
                 continue
             statements = deployment.role_policies(role)
-            grants = deployment.resource_grants(role)
-            allowed = _RoleAndResourcePolicies(statements, [s for held in grants.values() for s in held],
-                                               str(role.outputs.get("arn") or ""))
             for arn in deployment.unread_policies(role):
                 yield role.name, f"has {arn} attached, a policy this check cannot read: it may allow beyond what " \
                                  "the job reads and writes"
             needed = [*option_values(container, BATCH_READS), *(f"{root}/{zone}/" for zone in command.reads)]
             for folder in needed:
                 for need in _read_needs(folder):
-                    yield from _unmet(role.name, need, allowed, f"for reading {folder}, the role")
+                    yield from _unmet(role.name, need, statements, f"for reading {folder}, the role")
             for file in command.written:
                 written = f"{root}/{command.writes}/{file}"
-                yield from _unmet(role.name, Need(("s3:PutObject",), resources=(_object_arn(written),)), allowed,
+                yield from _unmet(role.name, Need(("s3:PutObject",), resources=(_object_arn(written),)), statements,
                                   f"for writing {written}, the role")
             if key:
                 need = Need(("kms:Decrypt", "kms:GenerateDataKey"), resources=(key,), context=through_s3)
-                yield from _unmet(role.name, need, allowed, "for SSE-KMS objects, the role")
+                yield from _unmet(role.name, need, statements, "for SSE-KMS objects, the role")
             served = [_serving_prefix(folder) for folder in option_values(container, ("--bundle",))]
-            for where, granted in {"": statements, **grants}.items():
+            for where, granted in {"": statements, **deployment.resource_grants(role)}.items():
                 in_where = f" (in {where})" if where else ""
                 for problem in _beyond_the_job(granted, [*needed, *served], f"{root}/{command.writes}/", key):
                     yield role.name, f"{problem}{in_where}, beyond what the job reads and writes"

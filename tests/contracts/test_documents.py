@@ -386,23 +386,6 @@ def test_a_resource_policy_granting_the_scorer_more_is_reported_and_one_granting
                    for m in findings), findings
 
 
-def test_what_the_job_needs_may_come_from_a_bucket_policy_naming_its_role(dev):
-    """The scorer's writes allowed by a bucket policy instead of its role's own statement: nothing is missing, and
-    nothing is beyond the job. Without either, the writes are reported unmet."""
-    scorer = next(json.loads(r.inputs["policy"]) for run in dev for r in run.resources
-                  if r.name.endswith("-batch-scoring-scorer-access"))
-    writes = {**statement(scorer["Statement"], "WritePredictions")}
-    moved = edit_document(dev, "-batch-scoring-scorer-access", without("WritePredictions"))
-    grant = {**writes, "Principal": {"AWS": _scorer_arn(dev)}}
-    granted = edit_document(moved, "-lake-silver-policy", lambda statements: [*statements, grant])
-
-    def findings(runs) -> list[str]:
-        return [f.message for f in requirement_findings(runs) if check_id(f) == "batch-job-s3-access"]
-
-    assert findings(granted) == []
-    assert any("does not allow s3:PutObject" in m for m in findings(moved)), findings(moved)
-
-
 WIDE_POLICY_ARN = "arn:aws:iam::123456789012:policy/scorer-extra"
 ATTACHMENT_ROUTES = {
     "a RolePolicyAttachment": ("aws:iam/rolePolicyAttachment:RolePolicyAttachment", "role", "policyArn", False),
