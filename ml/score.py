@@ -37,7 +37,6 @@ import datetime as dt
 import gzip
 import hashlib
 import io
-import json
 import shutil
 import time
 import uuid
@@ -471,26 +470,16 @@ class RunOutput:
 
     def __init__(self, lake: Lake, run_id: str):
         self.lake, self.parts = lake, ("predictions", run_id)
-        self.local = isinstance(lake.fs, pafs.LocalFileSystem)
 
     def uri(self, *parts: str) -> str:
         return self.lake.uri(*self.parts, *parts)
-
-    def _open(self, parts: tuple[str, ...]) -> pa.NativeFile:
-        path = join(self.lake.base, *self.parts, *parts)
-        if self.local:
-            self.lake.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        return self.lake.fs.open_output_stream(path)
 
     def parquet(self, frame: pl.DataFrame, *parts: str) -> str:
         write_whole(self.lake.fs, join(self.lake.base, *self.parts, *parts), frame.to_arrow(), sync=False)
         return self.uri(*parts)
 
     def json(self, payload: dict[str, Any], *parts: str) -> str:
-        data = json.dumps(payload, indent=2, default=str).encode()  # before the stream: its close publishes the file
-        with self._open(parts) as sink:
-            sink.write(data)
-        return self.uri(*parts)
+        return self.lake.write_json(join(*self.parts, *parts), payload)
 
 
 @dataclass
