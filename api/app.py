@@ -38,7 +38,7 @@ from api.security import load_api_keys, reread_api_keys
 from api.settings import ApiSettings
 from api.shadow import ShadowScorer
 from api.shutdown import drain
-from ml.lake import join
+from ml.lake import join_uri
 from ml.prediction_log import CHALLENGER, SERVICE_LOG
 from ml.settings import Settings
 
@@ -65,7 +65,7 @@ def prediction_log(settings: ApiSettings) -> PredictionLog | None:
     """The prediction log the settings ask for (under the lake's predictions/service by default), or None."""
     if not settings.prediction_log_enabled:
         return None
-    root = settings.prediction_log_uri or join(Settings().lake_root, *SERVICE_LOG)
+    root = settings.prediction_log_uri or join_uri(Settings().lake_root, *SERVICE_LOG)
     return PredictionLog(ServiceLogFiles(root), settings.prediction_log_flush_rows,
                          settings.prediction_log_flush_seconds, settings.prediction_log_max_rows)
 

@@ -133,6 +133,16 @@ def join(*parts: str) -> str:
     return "/".join(p.strip("/") if i else p.rstrip("/") for i, p in enumerate(parts) if p)
 
 
+def join_uri(root: str, *parts: str) -> str:
+    """`join` for a root that may be a URI with Arrow's options (`s3://bucket/lake?region=eu-west-1`): the parts go
+    into its path and the options stay at the end, where `filesystem` reads them. A local path is joined as it is
+    (`?` may be part of a file name)."""
+    if "://" not in root:
+        return join(root, *parts)
+    location, mark, options = root.partition("?")
+    return join(location, *parts) + mark + options
+
+
 def silver_runs(fs: pafs.FileSystem, silver: str) -> list[str]:
     """The runs under the folder `silver` (a lake's silver zone) that hold validated lines, oldest first (run ids
     begin with their UTC time): the local pipeline's SILVER_LINES, or a Spark job's committed lines folder
@@ -240,8 +250,7 @@ class Lake:
 
     def uri(self, *parts: str) -> str:
         """A location inside the lake, as a URI (or local path) a user can open."""
-        inner = join(*parts)
-        return join(self.root, inner) if "://" in self.root else join(self.base, inner)
+        return join_uri(self.root, *parts) if "://" in self.root else join(self.base, *parts)
 
     def _path(self, *parts: str) -> str:
         return join(self.base, *parts)

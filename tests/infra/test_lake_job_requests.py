@@ -16,6 +16,7 @@ requests as not verified.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import tempfile
@@ -29,6 +30,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pytest
 
+from api.app import prediction_log
+from api.settings import ApiSettings
 from ml.ingest import InputError
 from ml.lake import Lake, filesystem
 from ml.score import ScoringInput, input_at
@@ -241,6 +244,24 @@ def test_s3_filesystems_put_a_small_file_whole_and_keep_the_uri_s_own_options(mo
     assert options_of("s3://some-bucket/lake?allow_delayed_open=false&region=us-west-2")["allow_delayed_open"] is False
     with pytest.raises(pa.ArrowInvalid, match="Unexpected query parameter"):
         filesystem("s3://some-bucket/dir?x/file")  # a key holding `?`: refused by Arrow, not read as another path
+
+
+def test_a_lake_root_with_options_names_what_it_writes_with_them_at_the_end(lake_bucket, monkeypatch):
+    """A lake root carrying Arrow's options (`?region=...`): the URIs the lake gives for what it writes, and the
+    service's prediction log under it, put the zone's path before the options, so that each opens what was written
+    (joined after them, the path was read as part of the last option's value)."""
+    bucket, _ = lake_bucket
+    root = f"s3://{bucket}/lake-with-options?region={REGION}"
+    uri = Lake(root).write_json("reports/run-1.json", {"baskets": 3})
+    assert uri == f"s3://{bucket}/lake-with-options/reports/run-1.json?region={REGION}"
+    fs, path = filesystem(uri)
+    with fs.open_input_stream(path) as written:
+        assert json.loads(written.read()) == {"baskets": 3}
+    monkeypatch.setenv("RETAIL_LAKE_ROOT", root)
+    log = prediction_log(ApiSettings(prediction_log_enabled=True))
+    assert log is not None
+    assert log.files.root == f"s3://{bucket}/lake-with-options/predictions/service?region={REGION}"
+    assert log.files.base == f"{bucket}/lake-with-options/predictions/service"
 
 
 def test_inputs_on_s3_are_found_by_listing_with_a_local_path_s_answers(lake_bucket):
