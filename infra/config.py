@@ -24,6 +24,7 @@ install it with `pulumi.runtime.set_all_config`.
 from __future__ import annotations
 
 import copy
+import difflib
 import ipaddress
 import json
 import math
@@ -723,14 +724,24 @@ _SERVICE_SECTIONS: dict[str, type[Section]] = {
 }
 
 
+_IDENTITY_KEYS = ("owner", "costCenter")
+READ_ELSEWHERE = {"cost": "infra/cost.py, `retail infra cost`", "training": "infra/training_config.py, `retail train`"}
+"""Keys of the platform's stack file that its program does not read: other commands read them from the file."""
+PLATFORM_KEYS = frozenset({*_IDENTITY_KEYS, *_PLATFORM_SECTIONS, *READ_ELSEWHERE})
+SERVICE_KEYS = frozenset({*_IDENTITY_KEYS, "platformStack", "apiKeys", *(k.split(":", 1)[1] for k in DEPLOY_TIME_KEYS),
+                          *_SERVICE_SECTIONS})
+
+
 def load_platform_config() -> PlatformConfig:
     """Read the running platform stack's config (real engine or mock runtime)."""
+    _refuse_unknown_keys(PLATFORM_KEYS)
     retail = pulumi.Config(NAMESPACE)
     return PlatformConfig(**_identity(retail), **_sections(retail, _PLATFORM_SECTIONS))
 
 
 def load_service_config() -> ServiceConfig:
     """Read the running service stack's config; the platform stack defaults to the same stack name."""
+    _refuse_unknown_keys(SERVICE_KEYS)
     retail = pulumi.Config(NAMESPACE)
     stack = pulumi.get_stack()
     platform_stack = retail.get("platformStack") or f"{pulumi.get_organization()}/{PLATFORM_PROJECT}/{stack}"
@@ -745,6 +756,25 @@ def load_service_config() -> ServiceConfig:
         )
     except ValidationError as error:
         raise ValueError(_describe(error, NAMESPACE)) from None
+
+
+def _refuse_unknown_keys(known: frozenset[str]) -> None:
+    """A ValueError naming each key of the retail namespace that this project does not read: a misspelt section
+    (`retail:netwrok`) would otherwise be ignored and the section's defaults deployed. The keys are those the engine
+    handed the program: through `set_all_config` (inline programs and the mock runtime) or, for a program the CLI
+    runs, the PULUMI_CONFIG environment variable (pulumi-language-python); `pulumi.Config` reads a key from either
+    but cannot list them."""
+    handed = {*pulumi.runtime.config.CONFIG.get(), *pulumi.runtime.config.get_config_env()}
+    unknown = sorted(key for key in (k.partition(":")[2] for k in handed if k.startswith(f"{NAMESPACE}:"))
+                     if key not in known)
+    if unknown:
+        problems = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, known, n=1)
+            problems.append(f"{NAMESPACE}:{key}" + (f" (did you mean {NAMESPACE}:{close[0]}?)" if close else ""))
+        raise ValueError(f"unknown config key{'s' if len(unknown) > 1 else ''} in the {pulumi.get_project()} stack "
+                         f"{pulumi.get_stack()}: {', '.join(problems)}. This project reads "
+                         f"{', '.join(f'{NAMESPACE}:{k}' for k in sorted(known))}")
 
 
 def _identity(retail: pulumi.Config) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""SHA-256 of files (hashlib.file_digest): raw-zone content hashes and bundle checksums."""
+"""SHA-256 of files (hashlib.file_digest): the model bundle's file checksums (ml/bundle.py)."""
 
 from __future__ import annotations
 

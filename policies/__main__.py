@@ -1,19 +1,15 @@
 """The CrossGuard pack: `pulumi preview --policy-pack policies --policy-pack-config policies/config/<stack>.json`.
 
 Only wiring lives here: the rules are in `policies/rules/`, the pulumi-policy adapter in
-`policies/pack.py`. The repository root goes on `sys.path` so `policies.*` and
-`infra.providers.kinds` import the same way under the Pulumi CLI as in the tests.
+`policies/pack.py`. The CLI runs this file with the virtualenv PulumiPolicy.yaml names
+(`python -u -m pulumi.policy <engine> <this folder>`); the project is installed in that
+environment (`make setup`), so `policies.*` and `infra.*` import from it as in the tests.
 """
 
-import sys
-from pathlib import Path
+from pulumi_policy import PolicyPack
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from pulumi_policy import PolicyPack  # noqa: E402
-
-from policies.catalog import RULES  # noqa: E402
-from policies.pack import to_policy  # noqa: E402
+from policies.catalog import RULES
+from policies.pack import to_policy
 
 PolicyPack(
     name="retail-mlops",

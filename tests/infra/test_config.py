@@ -4,7 +4,11 @@ import json
 
 import pytest
 
+from infra import cost, training_config
 from infra.config import (
+    PLATFORM_KEYS,
+    READ_ELSEWHERE,
+    SERVICE_KEYS,
     BatchScoringConfig,
     ClusterConfig,
     InferenceConfig,
@@ -13,10 +17,13 @@ from infra.config import (
     ObservabilityConfig,
     ServiceConfig,
     ThresholdsConfig,
+    load_platform_config,
+    load_service_config,
     parse_section,
     read_stack_file,
     stack_file_section,
 )
+from infra.offline import run_offline
 from ml.settings import GateSettings, MonitorSettings
 
 from .conftest import PROJECT_DIR
@@ -78,6 +85,43 @@ def test_sections_read_camel_case_keys_into_typed_fields():
 def test_unknown_keys_are_rejected_with_their_location():
     with pytest.raises(ValueError, match=r"retail:network\.natPerZone: Extra inputs are not permitted"):
         parse_section(NetworkConfig, {"natPerZone": True}, "retail:network")
+
+
+def loaded(load, project: str, config: dict[str, str]) -> None:
+    """`load` (load_platform_config or load_service_config) run as a program of `project` with `config`."""
+    run_offline(lambda: load() and None, project=project, stack="dev", config=config)
+
+
+@pytest.mark.parametrize(("load", "project", "folder", "misspelt", "meant"), [
+    (load_platform_config, "retail-mlops", PROJECT_DIR, "netwrok", "network"),
+    (load_service_config, "retail-mlops-service", PROJECT_DIR / "service", "inferense", "inference"),
+])
+def test_a_misspelt_key_of_a_stack_is_refused_naming_it_and_the_key_meant(load, project, folder, misspelt, meant):
+    """A section whose name is misspelt would be ignored and its defaults deployed (`retail:netwrok` leaves
+    `retail:network` at its defaults): the program refuses any key of the namespace it does not read."""
+    config = read_stack_file(folder, "dev").config
+    if project == "retail-mlops-service":
+        config |= {"retail:image": DIGEST_IMAGE, "retail:modelPackageArn": PACKAGE}
+    loaded(load, project, config)  # the stack file as it is: every key known
+    with pytest.raises(ValueError, match=rf"unknown config key in the {project} stack dev: "
+                                         rf"retail:{misspelt} \(did you mean retail:{meant}\?\)"):
+        loaded(load, project, config | {f"retail:{misspelt}": "{}"})
+    loaded(load, project, config | {"aws:profile": "x", "other:anything": "y"})  # other namespaces are not ours
+
+
+def test_keys_are_found_where_the_cli_hands_them_to_a_program(monkeypatch):
+    """Run by the CLI, a program gets its config in the PULUMI_CONFIG environment variable (pulumi-language-python),
+    not through set_all_config: an unknown key there is refused too."""
+    config = read_stack_file(PROJECT_DIR, "dev").config
+    monkeypatch.setenv("PULUMI_CONFIG", json.dumps({**config, "retail:costCentre": "x"}))
+    with pytest.raises(ValueError, match=r"retail:costCentre \(did you mean retail:costCenter\?\)"):
+        loaded(load_platform_config, "retail-mlops", {})
+
+
+def test_the_keys_other_commands_read_from_the_platform_s_stack_file_are_known():
+    assert {cost.COST_KEY, training_config.KEY} == {f"retail:{key}" for key in READ_ELSEWHERE}
+    assert set(READ_ELSEWHERE) <= PLATFORM_KEYS
+    assert {"image", "modelPackageArn", "apiKeys"} <= SERVICE_KEYS
 
 
 def test_a_value_of_the_wrong_type_is_rejected_naming_the_key_and_the_value():

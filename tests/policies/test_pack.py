@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
+import grpc
+from google.protobuf import empty_pb2
+from pulumi.runtime.proto import analyzer_pb2_grpc
 from pulumi_policy import (
     EnforcementLevel,
     PolicyCustomTimeouts,
@@ -97,6 +103,24 @@ def test_the_pack_entry_point_only_wires_rules_into_one_policy_pack():
     calls = [n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
     assert calls.count("PolicyPack") == 1
     assert not any(isinstance(n, ast.FunctionDef) for n in ast.walk(tree)), "rules belong in policies/rules"
+
+
+def test_the_pack_starts_as_the_cli_starts_it_and_serves_every_rule():
+    """The CLI's analyzer plugin runs `<virtualenv>/bin/python -u -m pulumi.policy <engine> <pack folder>` in the pack's
+    folder: the pack imports the project's packages from the environment (the project is installed in it), with no
+    path of its own added, prints its port and answers GetAnalyzerInfo with every rule of the registry."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PULUMI_CONFIG")}
+    with subprocess.Popen([sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:1", str(PACK_DIR)], cwd=PACK_DIR,
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as pack:
+        try:
+            port = pack.stdout.readline().strip()
+            assert port.isdigit(), pack.stderr.read() if pack.poll() is not None else port
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                info = analyzer_pb2_grpc.AnalyzerStub(channel).GetAnalyzerInfo(empty_pb2.Empty(), timeout=30)
+        finally:
+            pack.kill()
+    assert info.name == "retail-mlops"
+    assert sorted(policy.name for policy in info.policies) == sorted(rule.name for rule in RULES)
 
 
 def test_the_pack_declares_a_python_runtime_in_the_projects_virtualenv():
