@@ -11,6 +11,7 @@ has never seen is fine (its evidence falls back to the product hierarchy).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeAlias, TypeVar
 
@@ -71,12 +72,22 @@ CustCode: TypeAlias = Annotated[str, _pattern("CUST_CODE")]
 StoreCode: TypeAlias = Annotated[str, _pattern("STORE_CODE")]
 
 
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+
 def _date(value: Any) -> Any:
-    """The data set writes dates as YYYYMMDD (a number or text); ISO dates are accepted too."""
+    """SHOP_DATE as the data set writes it, YYYYMMDD (a number or text), or as an ISO date (YYYY-MM-DD), the
+    document's `format: date`. Any other form is refused here: pydantic's date would also take a Unix time (0 as
+    1970-01-01, as a number or text) or a timestamp at midnight, which the document does not allow."""
+    if type(value) is dt.date:
+        return value
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-    if isinstance(text, str) and len(text) == 8 and text.isdigit():
-        return f"{text[:4]}-{text[4:6]}-{text[6:]}"
-    return value
+    if isinstance(text, str):
+        if len(text) == 8 and text.isascii() and text.isdigit():
+            return f"{text[:4]}-{text[4:6]}-{text[6:]}"
+        if _ISO_DATE.fullmatch(text):
+            return text
+    raise PydanticCustomError("date_format", "SHOP_DATE must be a date as YYYYMMDD (text or a number) or YYYY-MM-DD")
 
 
 ShopDate = Annotated[dt.date, BeforeValidator(_date)]
@@ -137,7 +148,8 @@ class Basket(BaseModel):
         "anyOf": [{"type": "string", "maxLength": 64}, {"type": "number"}, {"type": "null"}]})] = Field(
         None, max_length=64, description="echoed back (a number as its text); not a feature")
     SHOP_WEEK: OptionalJsonInt = Field(None, ge=190001, le=299953, description="fiscal week YYYYWW; not a feature")
-    SHOP_DATE: ShopDate = Field(description="YYYYMMDD as in the data set, or an ISO date", examples=["20080412"])
+    SHOP_DATE: ShopDate = Field(description="YYYYMMDD as in the data set (text or a number), or YYYY-MM-DD",
+                               examples=["20080412"])
     SHOP_WEEKDAY: OptionalJsonInt = Field(None, ge=1, le=7, description="1 = Sunday .. 7; must be SHOP_DATE's weekday "
                                      "(a 422 otherwise); from SHOP_DATE if left out")
     SHOP_HOUR: JsonInt = Field(ge=0, le=23, examples=[14])

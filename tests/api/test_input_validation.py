@@ -63,6 +63,18 @@ def test_an_impossible_date_is_422_naming_the_field(client):
     assert error_locations(response) == [("body", "SHOP_DATE")]
 
 
+@pytest.mark.parametrize("value", [0, 1207958400, "1207958400", "2008-04-12T00:00:00", "2008-4-12", "12/04/2008"])
+def test_a_date_in_a_form_the_document_does_not_allow_is_422_naming_the_field(client, value):
+    """Only YYYYMMDD (text or a number) and YYYY-MM-DD: pydantic's date alone would read a Unix time (0 as
+    1970-01-01) or a timestamp at midnight, which the OpenAPI document's `format: date` does not allow."""
+    response = client.post("/v1/predict", json=basket(SHOP_DATE=value, SHOP_WEEKDAY=None), headers=AUTH)
+    assert response.status_code == 422
+    assert error_locations(response) == [("body", "SHOP_DATE")]
+    assert "YYYYMMDD (text or a number) or YYYY-MM-DD" in response.text
+    for taken in (20080412, "20080412", "2008-04-12"):
+        assert client.post("/v1/predict", json=basket(SHOP_DATE=taken), headers=AUTH).status_code == 200
+
+
 def test_an_unknown_field_is_422_rather_than_ignored(client):
     response = client.post("/v1/predict", json=basket(CUST_PRICE_SENSITIVTY="LA"), headers=AUTH)
     assert error_locations(response) == [("body", "CUST_PRICE_SENSITIVTY")]
