@@ -23,7 +23,8 @@ def synth(
     output: Path = typer.Option(Path("data/transaction.csv"), "--output", "-o",
                                 help="CSV file (.csv or .csv.gz), or a folder with --weekly"),
     rows: int = typer.Option(None, min=100, show_default=False,
-                             help="number of rows, about 6.4 per basket [default: the real file's size]"),
+                             help="number of rows, about 6.4 per basket "
+                                  "[default: 2,700,000, as the real file's smaller copies]"),
     seed: int = typer.Option(None, show_default=False, help="same seed, same file [default: ml.synth's]"),
     header: Header = typer.Option(
         Header.coded, help="coded: seg_1/seg_2; original: CUST_PRICE_SENSITIVITY/CUST_LIFESTAGE"

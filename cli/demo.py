@@ -32,7 +32,8 @@ def demo_api_key_file(work_dir: Path) -> Path:
 
 
 def demo(
-    rows: int = typer.Option(None, min=1000, show_default=False, help="synthetic rows [default: the real file's size]"),
+    rows: int = typer.Option(None, min=1000, show_default=False,
+                             help="synthetic rows [default: 2,700,000, as the real file's smaller copies]"),
     data: Path = typer.Option(Path("data/transaction.csv"), help="where the synthetic file is written"),
     seed: int = typer.Option(None, show_default=False, help="[default: ml.synth's]"),
     serve_after: bool = typer.Option(True, "--serve/--no-serve", help="serve the champion when done"),

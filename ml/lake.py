@@ -133,14 +133,20 @@ def join(*parts: str) -> str:
     return "/".join(p.strip("/") if i else p.rstrip("/") for i, p in enumerate(parts) if p)
 
 
+def split_options(uri: str) -> tuple[str, str]:
+    """A URI's location and its Arrow options with their `?` (`s3://bucket/lake?region=eu-west-1` -> `s3://bucket/lake`,
+    `?region=eu-west-1`); a local path and no options for a local path (`?` may be part of a file name)."""
+    if "://" not in uri:
+        return uri, ""
+    location, mark, options = uri.partition("?")
+    return location, mark + options
+
+
 def join_uri(root: str, *parts: str) -> str:
-    """`join` for a root that may be a URI with Arrow's options (`s3://bucket/lake?region=eu-west-1`): the parts go
-    into its path and the options stay at the end, where `filesystem` reads them. A local path is joined as it is
-    (`?` may be part of a file name)."""
-    if "://" not in root:
-        return join(root, *parts)
-    location, mark, options = root.partition("?")
-    return join(location, *parts) + mark + options
+    """`join` for a root that may be a URI with Arrow's options: the parts go into its path and the options stay at
+    the end, where `filesystem` reads them."""
+    location, options = split_options(root)
+    return join(location, *parts) + options
 
 
 def silver_runs(fs: pafs.FileSystem, silver: str) -> list[str]:
@@ -206,8 +212,8 @@ def combined_sha256(digests: Mapping[str, str]) -> str:
 
 
 def file_name(file: str | Path) -> str:
-    """The name of a file given as a path or an s3:// URI."""
-    return str(file).rstrip("/").rsplit("/", 1)[-1]
+    """The name of a file given as a path or an s3:// URI (without the URI's options)."""
+    return split_options(str(file))[0].rstrip("/").rsplit("/", 1)[-1]
 
 
 def hashed_file(file: str | Path) -> tuple[str, int]:

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow.fs as pafs
 
 from ml.challenger import Verdict
-from ml.lake import filesystem, join
+from ml.lake import filesystem, join, join_uri
 from ml.monitor import WeekReport, policy_inputs, week_index
 from ml.retrain_policy import MonitoredWeek, Reason, RetrainDecision, decide_retraining
 from ml.settings import GateSettings, MonitorSettings
@@ -96,7 +96,7 @@ class ReportStore:
         self.local = isinstance(self.fs, pafs.LocalFileSystem)
 
     def uri(self, *parts: str) -> str:
-        return join(self.location if "://" in self.location else self.base, *parts)
+        return join_uri(self.location, *parts) if "://" in self.location else join(self.base, *parts)
 
     def history(self, before: int) -> list[Outcome]:
         """The outcomes of the weeks before `before`, in week order."""

@@ -74,12 +74,15 @@ from ml.lake import (
     SPARK_COMMITTED,
     Lake,
     arrow_frame,
+    file_name,
     file_names,
     filesystem,
     join,
+    join_uri,
     path_info,
     silver_line_files,
     silver_runs,
+    split_options,
 )
 from ml.lineage import git_commit
 from ml.prediction_log import BATCH, BATCH_BASKETS, CHAMPION, prediction_rows, week_folder, write_whole
@@ -150,7 +153,7 @@ def input_at(location: str) -> ScoringInput:
     files). A `silver/latest/` location that holds no lines is the newest run under `silver/` (`LATEST`). A run
     folder in the layout before lines/ (its lines in lines.parquet) is refused with what to move; its lines.parquet
     is read as any .parquet file is."""
-    if location.rstrip("/").endswith(".parquet"):
+    if split_options(location)[0].rstrip("/").endswith(".parquet"):
         return ScoringInput(location, silver=True)
     try:
         fs, path = filesystem(location)
@@ -174,7 +177,8 @@ def _newest_run(location: str, fs: pafs.FileSystem, runs: str) -> str:
     with_lines = silver_runs(fs, runs)
     if not with_lines:
         raise InputError(f"{location}: no pipeline run under {runs} holds {SILVER_LINES} or {SPARK_COMMITTED} yet")
-    return location.rstrip("/").rsplit("/", 1)[0] + f"/{with_lines[-1]}"
+    latest, options = split_options(location)
+    return join_uri(latest.rstrip("/").rsplit("/", 1)[0] + options, with_lines[-1])
 
 
 def silver_run(run_id: str, lake_root: str) -> ScoringInput:
@@ -294,7 +298,7 @@ def transaction_files(location: str) -> tuple[pafs.FileSystem, list[tuple[str, s
                     key=lambda i: i.base_name)
     if not weekly:
         raise InputError(f"{location}: folder holds no weekly files named transactions_YYYYWW.csv")
-    return fs, [(join(location, i.base_name), i.path) for i in weekly]
+    return fs, [(join_uri(location, i.base_name), i.path) for i in weekly]
 
 
 def _ingest_piece(piece: bytes, scratch: Path, name: str, lines_before: int) -> tuple[RawInput, pl.DataFrame]:
@@ -324,7 +328,8 @@ def _load_transactions(loaded: Loaded, scratch: Path, piece_bytes: int) -> None:
         try:
             with fs.open_input_stream(path, compression=None) as stream:
                 hashing = _HashingReader(stream)
-                text: ingest.Readable = gzip.GzipFile(fileobj=hashing, mode="rb") if name.endswith(".gz") else hashing
+                gzipped = file_name(name).endswith(".gz")
+                text: ingest.Readable = gzip.GzipFile(fileobj=hashing, mode="rb") if gzipped else hashing
                 # piece_bytes must be at most ingest.SCAN_CHUNK or a multiple of it: ingestion's scan fails on a file
                 # whose last line straddles a multiple of SCAN_CHUNK from its first data line (an IndexError), and a
                 # piece cut at its last line ending within such a size never ends that way.
@@ -361,10 +366,10 @@ def _load_silver(loaded: Loaded) -> None:
     try:
         fs, path = filesystem(location)
         path = path.rstrip("/")
-        if location.rstrip("/").endswith(".parquet"):
+        if split_options(location)[0].rstrip("/").endswith(".parquet"):
             files = [path] if path_info(fs, path)[0] == pafs.FileType.File else []
         else:
-            path, location = join(path, SILVER_LINES_FOLDER), join(location, SILVER_LINES_FOLDER)
+            path, location = join(path, SILVER_LINES_FOLDER), join_uri(location, SILVER_LINES_FOLDER)
             files = silver_line_files(fs, path)
         if not files:
             raise InputError(f"{location}: no such file (silver lines are silver/<run>/{SILVER_LINES}, or a Spark "

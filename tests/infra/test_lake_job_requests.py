@@ -33,8 +33,9 @@ import pytest
 from api.app import prediction_log
 from api.settings import ApiSettings
 from ml.ingest import InputError
-from ml.lake import Lake, filesystem
-from ml.score import ScoringInput, input_at
+from ml.lake import Lake, file_name, filesystem
+from ml.monitor_report import ReportStore
+from ml.score import ScoringInput, input_at, transaction_files
 from ml.spark_lake import _ingest_file, _scan, input_files, put_raw
 from ml.synth import SynthConfig, write_synthetic
 from policies.documents import Need, allows
@@ -262,6 +263,23 @@ def test_a_lake_root_with_options_names_what_it_writes_with_them_at_the_end(lake
     assert log is not None
     assert log.files.root == f"s3://{bucket}/lake-with-options/predictions/service?region={REGION}"
     assert log.files.base == f"{bucket}/lake-with-options/predictions/service"
+
+
+def test_scoring_inputs_and_monitoring_reports_named_by_uris_with_options_keep_them(lake_bucket):
+    """`retail score` inputs and `retail monitor` reports given as URIs with Arrow's options: a silver run, the newest
+    (`silver/latest/`), a run's lines file and a folder of weekly files are found and named with the options at the
+    end, and a report's URI is joined before them."""
+    bucket, first = lake_bucket
+    lake, options = f"s3://{bucket}/lake", f"?region={REGION}"
+    run = ScoringInput(f"{lake}/silver/{RUN}{options}", silver=True)
+    assert input_at(f"{lake}/silver/{RUN}{options}") == run
+    assert input_at(f"{lake}/silver/latest/{options}") == run
+    assert input_at(f"{lake}/silver/{RUN}/lines/part-00000.parquet{options}").silver
+    _, files = transaction_files(f"{lake}/raw/upload-1{options}")
+    assert files[0][0] == f"{lake}/raw/upload-1/{first}{options}"
+    assert file_name(files[0][0]) == first
+    assert ReportStore(f"{lake}/monitoring{options}").uri("week=200620", "report.json") == (
+        f"{lake}/monitoring/week=200620/report.json{options}")
 
 
 def test_inputs_on_s3_are_found_by_listing_with_a_local_path_s_answers(lake_bucket):
