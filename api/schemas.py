@@ -79,8 +79,6 @@ def _date(value: Any) -> Any:
     """SHOP_DATE as the data set writes it, YYYYMMDD (a number or text), or as an ISO date (YYYY-MM-DD), the
     document's `format: date`. Any other form is refused here: pydantic's date would also take a Unix time (0 as
     1970-01-01, as a number or text) or a timestamp at midnight, which the document does not allow."""
-    if type(value) is dt.date:
-        return value
     text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
     if isinstance(text, str):
         if len(text) == 8 and text.isascii() and text.isdigit():

@@ -178,7 +178,7 @@ def _newest_run(location: str, fs: pafs.FileSystem, runs: str) -> str:
     if not with_lines:
         raise InputError(f"{location}: no pipeline run under {runs} holds {SILVER_LINES} or {SPARK_COMMITTED} yet")
     latest, options = split_options(location)
-    return join_uri(latest.rstrip("/").rsplit("/", 1)[0] + options, with_lines[-1])
+    return join(latest.rstrip("/").rsplit("/", 1)[0], with_lines[-1]) + options
 
 
 def silver_run(run_id: str, lake_root: str) -> ScoringInput:
