@@ -17,12 +17,12 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from ml.bundle import MANIFEST, bundle_digest, verify_bundle
-from ml.lake import Lake, filesystem
+from ml.lake import Lake, file_name, filesystem
 
 
 def fetch_model_data(uri: str, workdir: Path) -> Path:
     """A local bundle folder from a bundle folder or a `model.tar.gz`, local or on S3."""
-    if not uri.endswith((".tar.gz", ".tgz")):
+    if not file_name(uri).endswith((".tar.gz", ".tgz")):  # an s3:// URI's name, without Arrow's options
         if "://" in uri:
             raise ValueError(f"{uri}: give a local bundle folder or a model.tar.gz (local or s3://)")
         return Path(uri)

@@ -70,6 +70,7 @@ from ml.lake import (
     hashed_file,
     join,
     run_id_for,
+    split_options,
 )
 from ml.pipeline import PARTITIONS, gold_counts, gold_part, holdout_plan, lake_manifest, lineage_facts, split_facts
 from ml.progress import StageTimer
@@ -497,6 +498,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     settings = Settings(holdout_weeks=args.holdout_weeks, validation_weeks=args.validation_weeks, seed=args.seed,
                         max_memory_gb=args.max_memory_gb, lake_root=args.lake)
     try:
+        if split_options(args.lake)[1]:
+            raise InputError(f"--lake {args.lake}: the lake job's root takes no options: Spark and Polars read s3:// "
+                             "with their own clients, which do not read Arrow's; give s3://bucket[/prefix]")
         found = input_files(args.raw)  # a missing input stops before a session starts
         spark = session(args.master)
         try:

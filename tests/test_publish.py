@@ -49,6 +49,9 @@ def test_a_sagemaker_archive_on_s3_is_published_to_the_serving_prefix(moto_endpo
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket="artifacts", Prefix="models/champion/")["Contents"]}
     assert "models/champion/bundle.json" in keys
     assert any(k.startswith("models/champion/featurizer/") for k in keys)
+    with_options = fetch_model_data("s3://artifacts/jobs/train-1/output/model.tar.gz?region=ap-southeast-1",
+                                    tmp_path / "scratch-with-options")  # the archive's name read without them
+    assert bundle_digest(with_options) == bundle_digest(champion)
 
 
 def test_a_tampered_bundle_is_not_published(champion, tmp_path):

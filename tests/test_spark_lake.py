@@ -187,6 +187,15 @@ def test_a_missing_input_exits_non_zero_naming_it(tmp_path, capsys):
     assert f"{missing}: no such file or folder" in capsys.readouterr().err
 
 
+def test_a_lake_root_with_arrow_options_is_refused_before_anything_runs(tmp_path, capsys):
+    from ml.spark_lake import main
+
+    with pytest.raises(SystemExit) as exited:
+        main(["--raw", str(tmp_path), "--lake", "s3://bucket/lake?region=eu-west-1", "--master", "local[1]"])
+    assert exited.value.code == 2
+    assert "--lake s3://bucket/lake?region=eu-west-1: the lake job's root takes no options" in capsys.readouterr().err
+
+
 def test_a_file_a_task_cannot_read_is_named_with_its_problem(spark, settings, tmp_path):
     from pyspark.errors import PythonException
 

@@ -16,6 +16,7 @@ requests as not verified.
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
 import re
@@ -35,7 +36,7 @@ from api.settings import ApiSettings
 from ml.ingest import InputError
 from ml.lake import Lake, file_name, filesystem
 from ml.monitor_report import ReportStore
-from ml.score import ScoringInput, input_at, transaction_files
+from ml.score import ScoringInput, input_at, load, transaction_files
 from ml.spark_lake import _ingest_file, _scan, input_files, put_raw
 from ml.synth import SynthConfig, write_synthetic
 from policies.documents import Need, allows
@@ -280,6 +281,20 @@ def test_scoring_inputs_and_monitoring_reports_named_by_uris_with_options_keep_t
     assert file_name(files[0][0]) == first
     assert ReportStore(f"{lake}/monitoring{options}").uri("week=200620", "report.json") == (
         f"{lake}/monitoring/week=200620/report.json{options}")
+
+
+def test_a_gzipped_input_named_with_options_is_read_whole(lake_bucket, tmp_path):
+    """`retail score --input s3://.../x.csv.gz?region=...` decompresses the file (its name is read without the
+    options): the same rows as the plain file."""
+    bucket, first = lake_bucket
+    s3 = boto3.client("s3", region_name=REGION)
+    text = s3.get_object(Bucket=bucket, Key=f"lake/raw/upload-1/{first}")["Body"].read()
+    s3.put_object(Bucket=bucket, Key="inputs/week.csv.gz", Body=gzip.compress(text))
+    options = f"?region={REGION}"
+    gzipped = load(input_at(f"s3://{bucket}/inputs/week.csv.gz{options}"), tmp_path / "gzipped")
+    plain = load(input_at(f"s3://{bucket}/lake/raw/upload-1/{first}{options}"), tmp_path / "plain")
+    assert gzipped.spill.rows == plain.spill.rows
+    assert sum(plain.spill.rows.values()) > 0
 
 
 def test_inputs_on_s3_are_found_by_listing_with_a_local_path_s_answers(lake_bucket):
