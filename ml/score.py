@@ -37,6 +37,7 @@ import datetime as dt
 import gzip
 import hashlib
 import io
+import posixpath
 import shutil
 import time
 import uuid
@@ -178,7 +179,7 @@ def _newest_run(location: str, fs: pafs.FileSystem, runs: str) -> str:
     if not with_lines:
         raise InputError(f"{location}: no pipeline run under {runs} holds {SILVER_LINES} or {SPARK_COMMITTED} yet")
     latest, options = split_options(location)
-    return join(latest.rstrip("/").rsplit("/", 1)[0], with_lines[-1]) + options
+    return join(posixpath.dirname(latest.rstrip("/")), with_lines[-1]) + options  # "latest" alone: the run's name
 
 
 def silver_run(run_id: str, lake_root: str) -> ScoringInput:

@@ -57,6 +57,16 @@ def test_silver_latest_is_the_newest_run_holding_lines(tmp_path):
     assert sum(loaded.spill.rows.values()) == LINES.height
 
 
+def test_silver_latest_given_from_inside_silver_is_the_run_beside_it(tmp_path, monkeypatch):
+    lake = Lake(str(tmp_path))
+    lake.write_silver("20240101T000000Z-aaaa", LINES, QUARANTINE)
+    monkeypatch.chdir(tmp_path / "silver")
+    for latest in ("latest", "latest/", "./latest"):
+        chosen = input_at(latest)
+        assert Path(chosen.location).resolve() == (tmp_path / "silver" / "20240101T000000Z-aaaa").resolve()
+        assert sum(load(chosen, tmp_path / "scratch" / latest.strip("./")).spill.rows.values()) == LINES.height
+
+
 def spark_run(lake: Lake, run: str, committed: bool = True) -> None:
     """Lines as Spark writes them: one part file per task, `_SUCCESS` once the job committed, no part-0.parquet."""
     lake.write_parquet(LINES.head(2), "silver", run, "lines", "part-00000-3f1c.snappy.parquet")
