@@ -334,8 +334,12 @@ class Lake:
         return arrow_frame(dataset.to_table())
 
     def write_json(self, relative: str, payload: Mapping[str, object]) -> str:
+        return self.write_bytes(relative, json.dumps(payload, indent=2, default=str).encode())
+
+    def write_bytes(self, relative: str, data: bytes) -> str:
+        """`data` as the file `relative` (made in full before its stream opens: a stream's close publishes what it
+        holds); its URI."""
         path = self._path(relative)
-        data = json.dumps(payload, indent=2, default=str).encode()
         self.ensure_parent(path)
         with self.fs.open_output_stream(path) as sink:
             sink.write(data)

@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow.fs as pafs
 
 from ml.challenger import Verdict
-from ml.lake import filesystem, join, join_uri
+from ml.lake import Lake, join
 from ml.monitor import WeekReport, policy_inputs, week_index
 from ml.retrain_policy import MonitoredWeek, Reason, RetrainDecision, decide_retraining
 from ml.settings import GateSettings, MonitorSettings
@@ -91,12 +91,11 @@ class ReportStore:
     """The report location: week folders, each holding one week's files."""
 
     def __init__(self, location: str):
-        self.location = location
-        self.fs, self.base = filesystem(location)
-        self.local = isinstance(self.fs, pafs.LocalFileSystem)
+        self.folder = Lake(location)  # the location's filesystem, paths, URIs and whole-file writes
+        self.fs, self.base = self.folder.fs, self.folder.base
 
     def uri(self, *parts: str) -> str:
-        return join_uri(self.location, *parts) if "://" in self.location else join(self.base, *parts)
+        return self.folder.uri(*parts)
 
     def history(self, before: int) -> list[Outcome]:
         """The outcomes of the weeks before `before`, in week order."""
@@ -131,12 +130,7 @@ class ReportStore:
         return written
 
     def _put(self, data: bytes, *parts: str) -> str:
-        path = join(self.base, *parts)
-        if self.local:
-            self.fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        with self.fs.open_output_stream(path) as sink:
-            sink.write(data)
-        return self.uri(*parts)
+        return self.folder.write_bytes(join(*parts), data)
 
 
 # ---- figures -----------------------------------------------------------------------------------------------------

@@ -154,7 +154,7 @@ def input_at(location: str) -> ScoringInput:
     files). A `silver/latest/` location that holds no lines is the newest run under `silver/` (`LATEST`). A run
     folder in the layout before lines/ (its lines in lines.parquet) is refused with what to move; its lines.parquet
     is read as any .parquet file is."""
-    if split_options(location)[0].rstrip("/").endswith(".parquet"):
+    if file_name(location).endswith(".parquet"):
         return ScoringInput(location, silver=True)
     try:
         fs, path = filesystem(location)
@@ -367,7 +367,7 @@ def _load_silver(loaded: Loaded) -> None:
     try:
         fs, path = filesystem(location)
         path = path.rstrip("/")
-        if split_options(location)[0].rstrip("/").endswith(".parquet"):
+        if file_name(location).endswith(".parquet"):
             files = [path] if path_info(fs, path)[0] == pafs.FileType.File else []
         else:
             path, location = join(path, SILVER_LINES_FOLDER), join_uri(location, SILVER_LINES_FOLDER)
